@@ -1,0 +1,111 @@
+"""The command line: Click only. Validation and work happen in the modules it calls.
+
+Errors are one line (`derive: error: …`) with exit status 2 for bad input and 1 for a failed
+verification; nothing is written in either case.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from derive import __version__
+from derive.errors import DeriveError, VerificationFailed
+from derive.spec import FORMATS, MAX_LAYERS
+
+
+class OneLineErrors(click.Group):
+    """A group whose usage errors print as one line instead of Click's usage block."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("derive: aborted", err=True)
+            sys.exit(1)
+        except click.ClickException as error:
+            click.echo(f"derive: error: {_one_line(error.format_message())}", err=True)
+            sys.exit(error.exit_code)
+        if isinstance(result, int) and result != 0:
+            sys.exit(result)
+        return result
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _fail(error: DeriveError) -> None:
+    code = 1 if isinstance(error, VerificationFailed) else 2
+    click.echo(f"derive: error: {error}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="derive", message="%(prog)s %(version)s")
+def main() -> None:
+    """Derive the formulas of neural networks with SymPy, verify them, and write them as
+    Markdown, LaTeX, NumPy code and JSON."""
+
+
+@main.command()
+@click.option("--layers", "layers", required=True, metavar="L",
+              help=f"Number of weight layers, 1 to {MAX_LAYERS} (3 means two hidden layers and an output layer).")
+@click.option("--act", "act", required=True, metavar="ACT",
+              help="Hidden activation: identity, sigmoid, tanh or relu; one name for all hidden layers or one per "
+                   "hidden layer separated by commas.")
+@click.option("--out-act", "out_act", default=None, metavar="ACT",
+              help="Output activation: identity, sigmoid, tanh, relu or softmax. Default: softmax for ce, sigmoid "
+                   "for bce, otherwise the --act activation.")
+@click.option("--loss", "loss", default="mse", show_default=True, metavar="LOSS",
+              help="Loss per sample: mse (½‖a − y‖²), ce (−Σ y log a, targets summing to 1) or bce (binary cross "
+                   "entropy). The cost of a minibatch is the mean over its samples.")
+@click.option("--sizes", "sizes", default=None, metavar="n0,n1,…,nL",
+              help="Units per layer for the generated code and its checks (default: 4, hidden layers 5, output 3).")
+@click.option("--format", "formats", default=None, metavar="FMT[,FMT…]",
+              help=f"Files to write, any of {', '.join(FORMATS)} (default: all).")
+@click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
+              help="Output folder (default: outputs/<architecture>-<choices>/).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
+def mlp(layers, act, out_act, loss, sizes, formats, out, quiet) -> None:
+    """Derive backpropagation for a multilayer perceptron and write the derivation and its code."""
+    from derive.model import make_spec
+    from derive.render import check_writable
+    from derive.run import generate_and_write
+
+    try:
+        spec = make_spec(layers, act, out_act, loss, sizes, formats)
+        folder = out if out is not None else Path("outputs") / spec.slug()
+        try:
+            check_writable(folder)
+        except OSError as error:
+            raise DeriveError(f"invalid value for --out: {str(folder)!r} cannot be written ({error}); give a writable folder")
+        outcome, written = generate_and_write(spec, folder)
+    except DeriveError as error:
+        _fail(error)
+        return
+    except OSError as error:
+        _fail(DeriveError(f"could not write to {str(folder)!r}: {error.strerror or error}"))
+        return
+    if quiet:
+        return
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(_verdict(outcome.report) + f" ({outcome.seconds:.2f} s)")
+
+
+def _verdict(report) -> str:
+    parts = []
+    symbolic = report.check("symbolic")
+    if symbolic.ran:
+        how = "exactly" if symbolic.figures["exact"] else f"to {symbolic.figures['digits']} digits"
+        parts.append(f"{symbolic.figures['partials']} partial derivatives match direct differentiation {how}")
+    else:
+        parts.append("direct differentiation skipped (depth > 4)")
+    fd = report.check("finite_differences").figures
+    parts.append(f"{fd['partials']} match finite differences of model.py (largest relative error < {fd['largest_relative_error']})")
+    parts.append(f"{report.check('recognition').figures['formulas']} matrix forms checked")
+    return "verification passed: " + "; ".join(parts)

@@ -1,0 +1,211 @@
+"""NumPy code printed from the derived matrix-form expressions.
+
+`NumPyCodePrinter` subclasses SymPy's NumPy printer: quantities print as the code names of
+`notation` (W3, Delta3, …), matrix products as `@`, transposes as `.T`, sums over an axis with
+`keepdims`, and the stable functions of `rewrite` as overflow-free NumPy calls. `plan_code` turns a
+derivation into the plain lines the `model.py` template lays out; every formula line comes from an
+expression the engine derived, nothing here is a hand-written formula.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from derive import notation
+from derive.derivation import Derivation
+from derive.matrixform import ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
+from derive.notation import Q
+from derive.rewrite import LogSumExp, stable_forms, stable_log_loss
+
+LOGSUMEXP_HELPER = "_logsumexp"
+
+
+class NumPyCodePrinter(NumPyPrinter):
+    """Prints matrix-form expressions as NumPy code over the arrays named by `notation`."""
+
+    def __init__(self):
+        super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
+        self.helpers: set[str] = set()
+
+    def _module_format(self, fqn, register=True):
+        return "np." + fqn[len("numpy.") :] if fqn.startswith("numpy.") else super()._module_format(fqn, register)
+
+    def _print_Symbol(self, expr):
+        q = notation.quantity_of(expr.name)
+        if q is not None:
+            return q.code()
+        if expr.name in notation.SCALAR_CODE:
+            return notation.SCALAR_CODE[expr.name]
+        return super()._print_Symbol(expr)
+
+    def _operand(self, expr) -> str:
+        text = self._print(expr)
+        return text if isinstance(expr, (sp.Symbol, Tr)) else f"({text})"
+
+    def _print_MatProd(self, expr):
+        return f"({self._operand(expr.args[0])} @ {self._operand(expr.args[1])})"
+
+    def _print_Tr(self, expr):
+        return f"{self._operand(expr.args[0])}.T"
+
+    def _print_RowSums(self, expr):
+        return f"{self._operand(expr.args[0])}.sum(axis=1, keepdims=True)"
+
+    def _print_ColSums(self, expr):
+        return f"{self._operand(expr.args[0])}.sum(axis=0, keepdims=True)"
+
+    def _print_ColBroadcast(self, expr):  # NumPy broadcasting repeats an (n, 1) array across columns
+        return self._print(expr.args[0])
+
+    def _print_RowBroadcast(self, expr):  # … and a (1, m) array down the rows
+        return self._print(expr.args[0])
+
+    def _print_Heaviside(self, expr):
+        return f"np.heaviside({self._print(expr.args[0])}, {self._print(sp.Float(expr.args[1]))})"
+
+    def _print_Max(self, expr):
+        return self._nested("np.maximum", expr.args)
+
+    def _print_Min(self, expr):
+        return self._nested("np.minimum", expr.args)
+
+    def _nested(self, fn: str, args) -> str:
+        text = self._print(args[-1])
+        for arg in reversed(args[:-1]):
+            text = f"{fn}({self._print(arg)}, {text})"
+        return text
+
+    def _print_Softplus(self, expr):
+        return f"np.logaddexp(0.0, {self._print(expr.args[0])})"
+
+    def _print_LogSumExp(self, expr):
+        self.helpers.add(LOGSUMEXP_HELPER)
+        return f"{LOGSUMEXP_HELPER}({self._print(expr.args[0])})"
+
+
+def logsumexp_helper() -> list[str]:
+    """Source of the column-wise log-sum-exp, shifted by the column maximum so exp cannot overflow."""
+    M, X = sp.symbols("M X", real=True)
+    body = NumPyCodePrinter()._print(M + sp.log(ColSums(sp.exp(X - M))))
+    return [
+        f"def {LOGSUMEXP_HELPER}(X):",
+        '    """log(sum(exp(X), axis=0)) per column, as M + log(sum(exp(X - M))) with M the column max."""',
+        "    M = X.max(axis=0, keepdims=True)",
+        f"    return {body}",
+    ]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    target: str
+    value: str
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class CodePlan:
+    """Plain lines for the template: what to compute, in order, per function."""
+
+    sizes: tuple[int, ...]
+    depth: int
+    parameters: list[str]
+    forward: list[Assignment]
+    loss_value: str
+    loss_uses: list[str]  # cached arrays the loss expression reads
+    backward: list[Assignment]
+    backward_uses: list[str]
+    helpers: list[list[str]]
+    init_scale: list[str]  # per layer: the expression scaling N(0, 1) weights
+
+
+def _names(expr: sp.Expr) -> set[str]:
+    out = set()
+    for s in expr.free_symbols:
+        q = notation.quantity_of(s.name)
+        if q is not None:
+            out.add(q.code())
+    return out
+
+
+def softmax_stable(expr: sp.Expr) -> sp.Expr:
+    """exp(X) / (1ᵀ exp(X)) → exp(X − lse(X)): the softmax with no overflow."""
+    for e in sp.preorder_traversal(expr):
+        if isinstance(e, ColSums) and isinstance(e.args[0], sp.exp):
+            x = e.args[0].args[0]
+            lse = RowBroadcast(LogSumExp(x)) if expr.has(RowBroadcast) else LogSumExp(x)
+            return sp.exp(x - lse)
+    return expr
+
+
+def plan_code(derivation: Derivation) -> CodePlan:
+    model = derivation.model
+    depth = model.depth
+    printer = NumPyCodePrinter()
+    batch = derivation.batch.results
+    forward = []
+    for layer in range(1, depth + 1):
+        for key in (f"z_{layer}", f"a_{layer}"):
+            result = batch[key]
+            value = result.matrix_rhs
+            value = softmax_stable(value) if model.activations[layer - 1].is_softmax and key.startswith("a") else value
+            forward.append(Assignment(printer._print(result.matrix_lhs), printer._print(stable_forms(value))))
+
+    A_L, Z_L, Y = Q("A", depth).symbol, Q("Z", depth).symbol, Q("Y").symbol
+    per_unit = model.loss.expr
+    if per_unit.has(sp.log):
+        output = model.activations[-1]
+        if output.is_softmax:
+            a_expr = sp.exp(Z_L - RowBroadcast(LogSumExp(Z_L)))
+        else:
+            a_expr = output.entry(Z_L)
+        elementwise = stable_log_loss(per_unit.xreplace({notation.A: a_expr, notation.Y: Y}))
+    else:
+        elementwise = per_unit.xreplace({notation.A: A_L, notation.Y: Y})
+    loss_value = f"np.sum({printer._print(elementwise)}) / m"
+
+    backward = []
+    order = [f"delta_{depth}"]
+    for layer in range(depth, 0, -1):
+        order += [f"grad_W_{layer}", f"grad_b_{layer}"]
+        if layer > 1:
+            order.append(f"delta_{layer - 1}")
+    for key in order:
+        result = batch[key]
+        target = result.matrix_lhs
+        if isinstance(target, sp.Derivative):  # ∂C̄/∂W3 → dW3
+            q = notation.quantity_of(target.variables[0].name)
+            name = Q("grad_" + q.kind, q.layer).code()
+        else:
+            name = printer._print(target)
+        backward.append(Assignment(name, printer._print(stable_forms(result.matrix_rhs))))
+
+    used_forward = {a.target for a in forward} | {Q("A", 0).code()}
+    loss_uses = sorted(_names(elementwise) & used_forward, key=_code_order)
+    backward_uses = sorted(
+        set().union(*[_names(batch[k].matrix_rhs) for k in order]) & used_forward,
+        key=_code_order,
+    )
+    helpers = [logsumexp_helper()] if LOGSUMEXP_HELPER in printer.helpers else []
+    n_in = sp.Symbol("n_in", positive=True)
+    scale = printer._print(sp.sqrt(1 / n_in))
+    parameters = [Q(k, l).code() for l in range(1, depth + 1) for k in ("W", "b")]
+    return CodePlan(
+        model.spec.sizes,
+        depth,
+        parameters,
+        forward,
+        loss_value,
+        loss_uses,
+        backward,
+        backward_uses,
+        helpers,
+        [scale],
+    )
+
+
+def _code_order(name: str) -> tuple[int, str]:
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return (int(digits) if digits else -1, name)

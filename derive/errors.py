@@ -1,0 +1,12 @@
+"""The one exception type users see: a one-line message naming the bad value and what is accepted."""
+
+
+class DeriveError(Exception):
+    """A user-facing error; its message is a single line."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+class VerificationFailed(DeriveError):
+    """The tool's own checks found a derivative it would have printed to be wrong."""

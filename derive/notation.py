@@ -1,0 +1,237 @@
+"""Every naming convention of the project in one place.
+
+A quantity of the network (a weight matrix, a pre-activation, an error …) is identified by a
+`Quantity`: its kind and its layer. From it come the SymPy label used by the engine (`z_3`), the
+LaTeX shown in documents (`z^{(3)}`), the Unicode shown on the terminal (`z⁽³⁾`) and the name used
+in generated code (`Z3`). Nothing else in the package builds such names by hand, so a change of
+convention is a change here only (the idea of google/tangent's `naming.py`).
+
+Layers are numbered 1…L for weight layers; layer 0 is the input. A `LayerRef` is either a concrete
+layer number or the symbolic layer `l` with an offset (l, l+1, l−1) used in the general derivation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import sympy as sp
+
+# --------------------------------------------------------------------------------------------------
+# layers
+
+
+@dataclass(frozen=True, order=True)
+class LayerRef:
+    """A concrete layer (`number` set) or the symbolic layer l + offset (`number` None)."""
+
+    number: int | None
+    offset: int = 0
+
+    @staticmethod
+    def symbolic(offset: int = 0) -> LayerRef:
+        return LayerRef(None, offset)
+
+    def shifted(self, k: int) -> LayerRef:
+        if self.number is not None:
+            return LayerRef(self.number + k)
+        return LayerRef(None, self.offset + k)
+
+    @property
+    def is_symbolic(self) -> bool:
+        return self.number is None
+
+    def tag(self) -> str:
+        """Identifier-safe form: '3', 'l', 'lp1', 'lm1'."""
+        if self.number is not None:
+            return str(self.number)
+        if self.offset == 0:
+            return "l"
+        return f"l{'p' if self.offset > 0 else 'm'}{abs(self.offset)}"
+
+    def latex(self) -> str:
+        if self.number is not None:
+            return str(self.number)
+        if self.offset == 0:
+            return "l"
+        return f"l{'+' if self.offset > 0 else '-'}{abs(self.offset)}"
+
+    def text(self) -> str:
+        return self.latex().replace("-", "−")
+
+
+def layer(n: int | LayerRef) -> LayerRef:
+    return n if isinstance(n, LayerRef) else LayerRef(int(n))
+
+
+# --------------------------------------------------------------------------------------------------
+# quantities
+
+# kind -> (LaTeX symbol, code prefix or None, rank, per-sample or batch)
+_KINDS: dict[str, tuple[str, str | None, int, str]] = {
+    # per-sample (vectors; one training example)
+    "x": ("x", None, 1, "sample"),
+    "y": ("y", None, 1, "sample"),
+    "z": ("z", None, 1, "sample"),
+    "a": ("a", None, 1, "sample"),
+    "delta": (r"\delta", None, 1, "sample"),
+    "grad_a": ("a", None, 1, "sample"),  # ∂C/∂a, printed as a derivative
+    # parameters and their gradients
+    "W": ("W", "W", 2, "param"),
+    "b": ("b", "b", 1, "param"),
+    "grad_W": ("W", "dW", 2, "param"),
+    "grad_b": ("b", "db", 1, "param"),
+    # minibatch (matrices; one column per sample)
+    "X": ("X", "X", 2, "batch"),
+    "Y": ("Y", "Y", 2, "batch"),
+    "Z": ("Z", "Z", 2, "batch"),
+    "A": ("A", "A", 2, "batch"),
+    "Delta": (r"\Delta", "Delta", 2, "batch"),
+    "grad_A": ("A", "dA", 2, "batch"),
+}
+
+_LAYERLESS = {"x", "y", "X", "Y"}
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """One named quantity of the network, e.g. Quantity('W', LayerRef(3))."""
+
+    kind: str
+    layer: LayerRef | None = None
+
+    def __post_init__(self):
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown quantity kind {self.kind!r}")
+        if (self.layer is None) != (self.kind in _LAYERLESS):
+            raise ValueError(f"quantity {self.kind!r} layer mismatch: {self.layer}")
+        _BY_LABEL.setdefault(self.label, self)
+
+    @property
+    def label(self) -> str:
+        return self.kind if self.layer is None else f"{self.kind}_{self.layer.tag()}"
+
+    @property
+    def rank(self) -> int:
+        return _KINDS[self.kind][2]
+
+    @property
+    def is_batch(self) -> bool:
+        return _KINDS[self.kind][3] == "batch"
+
+    @property
+    def is_gradient(self) -> bool:
+        return self.kind.startswith("grad_")
+
+    @property
+    def base(self) -> sp.IndexedBase:
+        """The SymPy IndexedBase the engine uses for this quantity."""
+        return _indexed_base(self.label)
+
+    @property
+    def symbol(self) -> sp.Symbol:
+        """A plain symbol standing for the whole vector/matrix in vector-form expressions."""
+        return _vector_symbol(self.label)
+
+    # ---- display
+
+    def latex(self) -> str:
+        """LaTeX of the whole quantity (no indices): W^{(3)}, \\delta^{(l)}, X."""
+        sym = _KINDS[self.kind][0]
+        if self.kind == "a" and self.layer is not None and self.layer.number == 0:
+            return "x"
+        if self.kind == "A" and self.layer is not None and self.layer.number == 0:
+            return "X"
+        if self.layer is None:
+            return sym
+        return f"{sym}^{{({self.layer.latex()})}}"
+
+    def latex_entry(self, indices: str) -> str:
+        """LaTeX of one entry, e.g. W^{(3)}_{pq}."""
+        return f"{self.latex()}_{{{indices}}}"
+
+    def code(self) -> str:
+        """Name in generated code: W3, dW3, Z3, A0 (= X), Delta3."""
+        prefix = _KINDS[self.kind][1]
+        if prefix is None:
+            raise ValueError(f"{self.kind!r} has no code name (per-sample quantity)")
+        if self.layer is None:
+            return prefix
+        if self.layer.is_symbolic:
+            raise ValueError("symbolic layers have no code name")
+        return f"{prefix}{self.layer.number}"
+
+    def text(self) -> str:
+        """Unicode for terminal output: W⁽³⁾."""
+        sym = {"delta": "δ", "Delta": "Δ"}.get(self.kind, _KINDS[self.kind][0])
+        if self.layer is None:
+            return sym
+        return f"{sym}⁽{self.layer.text().translate(_SUPERSCRIPT)}⁾"
+
+
+_SUPERSCRIPT = str.maketrans("0123456789l+−", "⁰¹²³⁴⁵⁶⁷⁸⁹ˡ⁺⁻")
+_BY_LABEL: dict[str, Quantity] = {}
+
+
+@cache
+def _indexed_base(label: str) -> sp.IndexedBase:
+    return sp.IndexedBase(label)
+
+
+@cache
+def _vector_symbol(label: str) -> sp.Symbol:
+    return sp.Symbol(label, real=True)
+
+
+def quantity_of(label: str) -> Quantity | None:
+    """The quantity behind an engine label (IndexedBase or vector symbol name), if any."""
+    return _BY_LABEL.get(label)
+
+
+def Q(kind: str, layer_ref: int | LayerRef | None = None) -> Quantity:  # noqa: N802 - reads like math
+    """Shorthand constructor: Q('W', 3), Q('delta', LayerRef.symbolic(1))."""
+    return Quantity(kind, None if layer_ref is None else layer(layer_ref))
+
+
+def input_quantity(batch: bool) -> Quantity:
+    """The input is the activation of layer 0."""
+    return Q("A" if batch else "a", 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# sizes, indices and scalars
+
+
+@cache
+def size(layer_ref: LayerRef) -> sp.Symbol:
+    """n_l: the number of units of a layer."""
+    return sp.Symbol(f"n_{layer_ref.tag()}", integer=True, positive=True)
+
+
+def size_latex(layer_ref: LayerRef) -> str:
+    return f"n_{{{layer_ref.latex()}}}"
+
+
+BATCH_SIZE = sp.Symbol("m", integer=True, positive=True)
+LEARNING_RATE = sp.Symbol("eta", positive=True)
+COST = sp.Symbol("C", real=True)  # loss of one training example
+BATCH_COST = sp.Symbol("Cbar", real=True)  # mean loss over the minibatch
+
+SCALAR_LATEX = {"m": "m", "eta": r"\eta", "C": "C", "Cbar": r"\bar{C}"}
+SCALAR_CODE = {"m": "m", "eta": "lr"}
+
+
+def index(name: str, layer_ref: LayerRef | None) -> sp.Idx:
+    """An index running over the units of a layer (or over the samples when layer_ref is None)."""
+    upper = BATCH_SIZE if layer_ref is None else size(layer_ref)
+    return sp.Idx(sp.Symbol(name, integer=True), (0, upper - 1))
+
+
+def sample_index(name: str = "s") -> sp.Idx:
+    return index(name, None)
+
+
+# canonical scalar variables of catalog expressions: g(z), loss ℓ(a, y)
+Z = sp.Symbol("z", real=True)
+A = sp.Symbol("a", real=True)
+Y = sp.Symbol("y", real=True)

@@ -1,0 +1,531 @@
+"""Turn a derivation and its verification report into plain data for the templates.
+
+Nothing here derives anything: it prints the engine's expressions (LaTeX via `printing`, SymPy text
+via `srepr`), looks up prose in the message catalog and arranges both into dictionaries and lists
+that the templates lay out. Prose in the catalog uses $…$ for mathematics and `…` for code;
+`prose` converts it for Markdown or LaTeX.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from functools import cache
+from pathlib import Path
+
+import sympy as sp
+
+from derive import __version__
+from derive.backprop import Result, Step
+from derive.codegen import CodePlan
+from derive.derivation import Derivation
+from derive.notation import BATCH_COST, COST, LayerRef, Q, size_latex
+from derive.printing import latex
+from derive.verify import Report
+
+LOCALE_DIR = Path(__file__).parent / "locale"
+
+
+# --------------------------------------------------------------------------------------------------
+# messages
+
+
+@cache
+def messages(lang: str = "en") -> dict[str, dict[str, str]]:
+    with open(LOCALE_DIR / f"{lang}.toml", "rb") as handle:
+        return tomllib.load(handle)
+
+
+_SEGMENTS = re.compile(r"(\$[^$]+\$|`[^`]+`|\*\*[^*]+\*\*)")
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def prose(text: str, fmt: str) -> str:
+    """Catalog text for a format: Markdown keeps it; LaTeX escapes plain text and converts `code`."""
+    if fmt == "md":
+        return text
+    out = []
+    for part in _SEGMENTS.split(text):
+        if part.startswith("$") and part.endswith("$") and len(part) > 1:
+            out.append(part)
+        elif part.startswith("`") and part.endswith("`") and len(part) > 1:
+            out.append(r"\texttt{" + tex_escape(part[1:-1]) + "}")
+        elif part.startswith("**") and part.endswith("**") and len(part) > 4:
+            out.append(r"\textbf{" + tex_escape(part[2:-2]) + "}")
+        else:
+            out.append(tex_escape(part).replace("δ", r"$\delta$"))
+    return "".join(out)
+
+
+class Text:
+    """Formats catalog messages for one language and output format."""
+
+    def __init__(self, lang: str, fmt: str, **defaults):
+        self.catalog = messages(lang)
+        self.fmt = fmt
+        self.defaults = defaults  # values every message may use, e.g. section numbers
+
+    def __call__(self, key: str, **values) -> str:
+        section, name = key.split(".", 1)
+        return prose(fill(self.catalog[section][name], {**self.defaults, **values}), self.fmt)
+
+
+def fill(template: str, values: dict) -> str:
+    """Replace {name} placeholders that have a value; TeX groups such as {iq} are left alone."""
+    return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template)
+
+
+# --------------------------------------------------------------------------------------------------
+# equations
+
+
+def equation(lhs: sp.Basic, rhs: sp.Basic, matrix: bool = False) -> dict:
+    """An equation as template data: both sides, and the whole (`lhs = rhs`)."""
+    left, right = latex(lhs, matrix=matrix), latex(rhs, matrix=matrix)
+    return {"lhs": left, "rhs": right, "latex": f"{left} = {right}"}
+
+
+def result_equation(result: Result, matrix: bool = True) -> dict:
+    if matrix:
+        return equation(result.matrix_lhs, result.matrix_rhs, matrix=True)
+    return equation(result.lhs, result.rhs)
+
+
+def step_data(step: Step, text: Text) -> dict:
+    return {"text": text(f"rule.{step.rule}"), **equation(step.lhs, step.rhs, step.matrix), "rule": step.rule}
+
+
+def anchor(title: str) -> str:
+    """The id GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+# --------------------------------------------------------------------------------------------------
+# sections
+
+
+def _network(derivation: Derivation, text: Text) -> dict:
+    model = derivation.model
+    rows = [{"layer": "0", "units": str(model.spec.sizes[0]), "activation": text("network.input"), "formula": ""}]
+    for layer in range(1, model.depth + 1):
+        act = model.activations[layer - 1]
+        rows.append(
+            {
+                "layer": str(layer),
+                "units": str(model.spec.sizes[layer]),
+                "activation": act.name,
+                "formula": _activation_formula(act, layer),
+            }
+        )
+    return {"rows": rows}
+
+
+def _activation_formula(act, layer) -> str:
+    a, z = Q("a", layer), Q("z", layer)
+    if act.is_softmax:
+        from derive.layers import ActivationLayer
+        from derive.notation import index
+
+        i = index("i", LayerRef(layer))
+        return equation(a.base[i], ActivationLayer(LayerRef(layer), act).entry(i, None))
+    return equation(sp.Function("g")(sp.Symbol("z")), act.expr)
+
+
+def _notation(text: Text) -> list[dict]:
+    l = LayerRef.symbolic()
+    rows = [
+        ("x", "notation.x"),
+        ("y", "notation.y"),
+        (Q("W", l).latex(), "notation.W"),
+        (Q("b", l).latex(), "notation.b"),
+        (Q("z", l).latex(), "notation.z"),
+        (Q("a", l).latex(), "notation.a"),
+        ("g^{(l)}", "notation.g"),
+        ("C", "notation.C"),
+        (latex(BATCH_COST), "notation.Cbar"),
+        (Q("delta", l).latex(), "notation.delta"),
+        (f"X, Y, {Q('Z', l).latex()}, {Q('A', l).latex()}", "notation.matrices"),
+        (Q("Delta", l).latex(), "notation.Delta"),
+        (r"\delta_{iq}", "notation.kronecker"),
+        (r"\odot", "notation.hadamard"),
+        (r"\mathbf{1}", "notation.ones"),
+        (r"[\,\cdot > 0\,]", "notation.iverson"),
+        (r"\eta", "notation.eta"),
+    ]
+    return [{"symbol": symbol, "meaning": text(key)} for symbol, key in rows]
+
+
+def _forward(derivation: Derivation, text: Text) -> dict:
+    sample, batch = derivation.sample.results, derivation.batch.results
+    rows = []
+    for layer in range(1, derivation.model.depth + 1):
+        rows.append(
+            {
+                "layer": str(layer),
+                "index": [result_equation(sample[f"z_{layer}"], matrix=False), result_equation(sample[f"a_{layer}"], matrix=False)],
+                "vector": [result_equation(sample[f"z_{layer}"]), result_equation(sample[f"a_{layer}"])],
+                "batch": [result_equation(batch[f"z_{layer}"]), result_equation(batch[f"a_{layer}"])],
+            }
+        )
+    return {"layers": rows}
+
+
+def _loss(derivation: Derivation, text: Text) -> dict:
+    model = derivation.model
+    from derive.notation import A as a_sym, Y as y_sym
+
+    notes = []
+    if model.loss.target == "probability":
+        notes.append(text("loss.probability"))
+    elif model.loss.target == "binary":
+        notes.append(text("loss.binary"))
+    ell = sp.Function(r"\ell")(a_sym, y_sym)
+    return {
+        "per_unit": equation(ell, model.loss.expr),
+        "sample": result_equation(derivation.sample.results["cost"], matrix=False),
+        "batch": result_equation(derivation.batch.results["cost"], matrix=False),
+        "notes": notes,
+    }
+
+
+def _activations(derivation: Derivation, text: Text, output_section: int) -> list[dict]:
+    out = []
+    z, g = sp.Symbol("z"), sp.Function("g")
+    gz = g(z)
+    for d in derivation.activation_derivatives:
+        entry = {
+            "name": d.activation.name,
+            "title": d.activation.title,
+            "definition": equation(gz, d.activation.expr),
+            "computed": equation(sp.Derivative(gz, z), d.computed),
+            "notes": [],
+            "readable": None,
+        }
+        if d.in_terms_of_output is not None:
+            entry["readable"] = {"lhs": "g'(z)", "rhs": latex(d.in_terms_of_output), "latex": f"g'(z) = {latex(d.in_terms_of_output)}"}
+            entry["notes"].append(text(f"activations.proof_{d.proof}"))
+        elif d.kink_convention:
+            entry["readable"] = {"lhs": "g'(z)", "rhs": latex(d.derivative), "latex": f"g'(z) = {latex(d.derivative)}"}
+            entry["notes"].append(text("activations.kink"))
+        elif not d.computed.has(sp.Symbol("z", real=True)):
+            entry["notes"].append(text("activations.constant"))
+        else:
+            entry["notes"].append(text("activations.none"))
+        out.append(entry)
+    if any(a.is_softmax for a in derivation.model.activations):
+        out.append({"name": "softmax", "title": "softmax", "definition": None, "computed": None, "readable": None,
+                    "notes": [text("activations.softmax", output_section=output_section)]})
+    return out
+
+
+def _steps(steps: list[Step], text: Text) -> list[dict]:
+    return [step_data(s, text) for s in steps]
+
+
+def _split_hidden(steps: list[Step]) -> tuple[list[Step], list[Step]]:
+    """A hidden-layer derivation: first ∂C/∂a (through the layer above), then δ."""
+    cut = next(n for n, s in enumerate(steps) if s.rule == "definition_delta")
+    return steps[:cut], steps[cut:]
+
+
+def _summary(derivation: Derivation) -> dict:
+    return {"sample": _summary_rows(derivation, batch=False), "batch": _summary_rows(derivation, batch=True)}
+
+
+def _summary_rows(derivation: Derivation, batch: bool) -> list[dict]:
+    """BP1 output error, BP2 recursion, BP3 bias and BP4 weight gradients, general where possible."""
+    depth = derivation.model.depth
+    results = (derivation.batch if batch else derivation.sample).results
+    general = derivation.general.results if derivation.general is not None else None
+    prefix = "batch_" if batch else ""
+    rows = [("BP1", result_equation(results[f"delta_{depth}"]))]
+    if general is not None and not batch:
+        rows.append(("BP2", result_equation(general["delta_l"])))
+    else:
+        rows += [("BP2", result_equation(results[f"delta_{l}"])) for l in range(depth - 1, 0, -1)]
+    if general is not None:
+        rows.append(("BP3", result_equation(general[f"{prefix}grad_b_l"])))
+        rows.append(("BP4", result_equation(general[f"{prefix}grad_W_l"])))
+    else:
+        for l in range(depth, 0, -1):
+            rows.append(("BP3", result_equation(results[f"grad_b_{l}"])))
+            rows.append(("BP4", result_equation(results[f"grad_W_{l}"])))
+    return [{"label": label, **eq} for label, eq in rows]
+
+
+def _per_layer(p, depth: int) -> list[dict]:
+    out = []
+    for layer in range(depth, 0, -1):
+        out.append(
+            {
+                "layer": str(layer),
+                "delta": result_equation(p.results[f"delta_{layer}"]),
+                "grad_W": result_equation(p.results[f"grad_W_{layer}"]),
+                "grad_b": result_equation(p.results[f"grad_b_{layer}"]),
+            }
+        )
+    return out
+
+
+def _verification(report: Report, text: Text) -> list[str]:
+    paragraphs = []
+    s = report.check("symbolic")
+    if s.ran:
+        f = s.figures
+        agreement = (
+            text("verification.symbolic_exact")
+            if f["exact"]
+            else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
+        )
+        paragraphs.append(text("verification.symbolic", width=f["width"], depth=f["depth"], partials=f["partials"], agreement=agreement))
+    else:
+        paragraphs.append(text("verification.symbolic_skipped", **s.figures))
+    f = report.check("minibatch").figures
+    agreement = (
+        text("verification.symbolic_exact")
+        if f["exact"]
+        else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
+    )
+    paragraphs.append(text("verification.minibatch", samples=f["samples"], partials=f["partials"], agreement=agreement))
+    f = report.check("finite_differences").figures
+    paragraphs.append(
+        text(
+            "verification.finite_differences",
+            step=_number(f"{f['step']:.0e}"),
+            sizes=", ".join(map(str, f["sizes"])),
+            samples=f["samples"],
+            partials=f["partials"],
+            abs_error=_number(f["largest_absolute_error"]),
+            rel_error=_number(f["largest_relative_error"]),
+        )
+    )
+    paragraphs.append(text("verification.stability", largest=_number(report.check("stability").figures["largest_preactivation"])))
+    paragraphs.append(text("verification.recognition", formulas=report.check("recognition").figures["formulas"]))
+    found = report.check("readable_forms").figures["found"]
+    if found:
+        paragraphs.append(text("verification.readable", found=found, plural="y" if found == 1 else "ies"))
+    paragraphs.append(text("verification.passed" if report.passed else "verification.failed"))
+    return paragraphs
+
+
+def _number(bound: str) -> str:
+    """'1e-9' → $10^{-9}$; '0' stays."""
+    if bound == "0":
+        return "$0$"
+    mantissa, _, exponent = bound.replace("e+", "e").partition("e")
+    if not exponent:
+        return f"${bound}$"
+    prefix = "" if mantissa in ("1", "1.0") else f"{mantissa} \\times "
+    return f"${prefix}10^{{{int(exponent)}}}$"
+
+
+def _code(plan: CodePlan, derivation: Derivation, text: Text) -> dict:
+    stable = []
+    acts = derivation.model.activations
+    if any(a.name == "sigmoid" for a in acts):
+        stable.append(text("code.stable_sigmoid"))
+    if any(a.is_softmax for a in acts):
+        stable.append(text("code.stable_softmax"))
+    if derivation.model.loss.expr.has(sp.log):
+        stable.append(text("code.stable_log"))
+    return {
+        "intro": text("code.intro", stable="; ".join(stable) if stable else text("code.stable_none")),
+        "backward": [f"{a.target} = {a.value}" for a in plan.backward],
+        "init": text("code.init"),
+    }
+
+
+def document_context(
+    derivation: Derivation, report: Report, plan: CodePlan, *, command: str, fmt: str, lang: str = "en"
+) -> dict:
+    """Everything the Markdown and LaTeX templates need, as plain strings, lists and dicts."""
+    model = derivation.model
+    depth = model.depth
+    hidden = model.uniform_hidden_activation
+    hidden_names = ", ".join(dict.fromkeys(a.name for a in model.activations[:-1])) or "—"
+    section_keys = [
+        "network", "notation", "forward", "loss", "activations", "output_error", "recursion",
+        "parameters", "minibatch", "update", "summary", "code", "verification",
+    ]
+    numbers = {key: n + 1 for n, key in enumerate(section_keys)}
+    text = Text(lang, fmt, **numbers)
+    titles = {key: text(f"section.{key}") for key in section_keys}
+    sample, general = derivation.sample, derivation.general
+
+    output_upstream = _steps(sample.steps[f"grad_a_{depth}"], text)
+    output_delta = _steps(sample.steps[f"delta_{depth}"], text)
+
+    recursion = {"intro": text("recursion.intro"), "general": None, "layers": [], "note": None}
+    if depth == 1:
+        recursion["note"] = text("recursion.none")
+    else:
+        if general is not None:
+            up, de = _split_hidden(general.steps["delta_l"])
+            recursion["general"] = {"upstream": _steps(up, text), "delta": _steps(de, text),
+                                    "result": result_equation(general.results["delta_l"])}
+        else:
+            recursion["note"] = text("recursion.mixed")
+        for layer in range(depth - 1, 0, -1):
+            entry = {"layer": str(layer), "result": result_equation(sample.results[f"delta_{layer}"])}
+            if general is None:
+                up, de = _split_hidden(sample.steps[f"delta_{layer}"])
+                entry["upstream"], entry["delta"] = _steps(up, text), _steps(de, text)
+            recursion["layers"].append(entry)
+
+    param_key = "l" if general is not None else str(depth)
+    param_pass = general if general is not None else sample
+    parameters = {
+        "weights": _steps(param_pass.steps[f"grad_W_{param_key}"], text),
+        "biases": _steps(param_pass.steps[f"grad_b_{param_key}"], text),
+        "per_layer": _per_layer(sample, depth),
+    }
+    batch = derivation.batch
+    minibatch = {
+        "errors": [result_equation(batch.results[f"delta_{l}"]) for l in range(depth, 0, -1)],
+        "weights": _steps((general.steps["batch_grad_W_l"] if general else batch.steps[f"grad_W_{depth}"]), text),
+        "biases": _steps((general.steps["batch_grad_b_l"] if general else batch.steps[f"grad_b_{depth}"]), text),
+        "per_layer": _per_layer(batch, depth),
+    }
+    update_key = "l" if "l" in derivation.updates else str(depth)
+    update = _steps(derivation.updates[update_key], text)
+
+    return {
+        "lang": lang,
+        "version": __version__,
+        "command": command,
+        "title": text("doc.title", depth=depth, plural="s" if depth > 1 else ""),
+        "subtitle": text("doc.subtitle", hidden=hidden_names, output=model.activations[-1].name, loss=model.loss.title),
+        "generated": text("doc.generated", version=__version__, command=command, verification_section=numbers["verification"]),
+        "contents": text("doc.contents"),
+        "sections": [
+            {"key": k, "number": numbers[k], "title": titles[k], "anchor": anchor(f"{numbers[k]}. {titles[k]}")}
+            for k in section_keys
+        ],
+        "n": numbers,
+        "titles": titles,
+        "t": {
+            key: text(key)
+            for key in (
+                "network.layer", "network.units", "network.activation", "network.function", "network.sizes_note",
+                "notation.intro", "notation.symbol", "notation.meaning",
+                "forward.intro", "forward.index", "forward.vector", "forward.batch", "forward.activations",
+                "loss.per_unit", "loss.sample", "loss.batch",
+                "activations.intro", "activations.computed", "activations.readable",
+                "output_error.intro", "output_error.upstream", "output_error.delta", "output_error.result",
+                "recursion.per_layer_intro", "recursion.upstream", "recursion.delta",
+                "parameters.intro", "parameters.weights", "parameters.biases", "parameters.per_layer",
+                "minibatch.intro", "minibatch.errors", "minibatch.weights", "minibatch.biases", "minibatch.per_layer",
+                "update.intro", "update.rule", "summary.intro", "summary.sample", "summary.batch", "code.backward",
+                "verification.intro",
+            )
+        },
+        "network_intro": text(
+            "network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
+            hidden_plural="s" if depth != 2 else "",
+        ),
+        "network": _network(derivation, text),
+        "notation": _notation(text),
+        "forward": _forward(derivation, text),
+        "loss": _loss(derivation, text),
+        "activations": _activations(derivation, text, numbers["output_error"]),
+        "output_error": {"upstream": output_upstream, "delta": output_delta,
+                         "result": result_equation(sample.results[f"delta_{depth}"])},
+        "recursion": recursion,
+        "parameters": parameters,
+        "minibatch": minibatch,
+        "update": update,
+        "summary": _summary(derivation),
+        "code": _code(plan, derivation, text),
+        "verification": _verification(report, text),
+        "passed": report.passed,
+        "hidden_activation": hidden.name if hidden else None,
+        "sizes_latex": [size_latex(LayerRef(l)) for l in range(depth + 1)],
+        "cost_latex": latex(COST),
+    }
+
+
+def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
+    cache_names = ["A0"] + [a.target for a in plan.forward]
+    return {
+        "title": title,
+        "version": __version__,
+        "command": command,
+        "sizes": repr(tuple(plan.sizes)),
+        "helpers": plan.helpers,
+        "init_scale": plan.init_scale[0],
+        "init_scale_text": "1/n_in",
+        "parameters": plan.parameters,
+        "forward": [{"target": a.target, "value": a.value} for a in plan.forward],
+        "cache": cache_names,
+        "loss_value": plan.loss_value,
+        "loss_uses": plan.loss_uses,
+        "backward": [{"target": a.target, "value": a.value} for a in plan.backward],
+        "backward_uses": plan.backward_uses,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON
+
+
+def _side(expr: sp.Basic, matrix: bool) -> dict:
+    return {"latex": latex(expr, matrix=matrix), "sympy": sp.srepr(expr)}
+
+
+def _json_step(step: Step) -> dict:
+    return {"rule": step.rule, "form": "matrix" if step.matrix else "index",
+            "lhs": _side(step.lhs, step.matrix), "rhs": _side(step.rhs, step.matrix)}
+
+
+def _json_result(result: Result) -> dict:
+    return {
+        "index": {"lhs": _side(result.lhs, False), "rhs": _side(result.rhs, False),
+                  "free_indices": [str(i) for i in result.free]},
+        "matrix": {"lhs": _side(result.matrix_lhs, True), "rhs": _side(result.matrix_rhs, True),
+                   "checked_entry_by_entry": result.recognition_proved},
+    }
+
+
+def json_document(derivation: Derivation, report: Report, *, command: str) -> dict:
+    """derivation.json: the spec, every step (LaTeX and SymPy `srepr` of each side), the final
+    formulas, the activation derivatives and the verification figures."""
+    spec = derivation.model.spec
+    passes = {"sample": derivation.sample, "batch": derivation.batch}
+    if derivation.general is not None:
+        passes["general"] = derivation.general
+    return {
+        "tool": {"name": "derive", "version": __version__},
+        "command": command,
+        "spec": {"architecture": "mlp", "layers": spec.layers, "activations": list(spec.activations),
+                 "loss": spec.loss, "sizes": list(spec.sizes), "formats": list(spec.formats)},
+        "notes": {
+            "sympy": "Each 'sympy' field is sympy.srepr of the expression: sympy.sympify(text) rebuilds it; "
+            "matrix forms also need the names MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast "
+            "from derive.matrixform as locals.",
+            "forms": "'index' formulas hold entry by entry; 'matrix' formulas hold for whole arrays, "
+            "where * between arrays is the entry-wise product.",
+        },
+        "steps": {name: {key: [_json_step(s) for s in steps] for key, steps in p.steps.items()} for name, p in passes.items()}
+        | {"update": {key: [_json_step(s) for s in steps] for key, steps in derivation.updates.items()}},
+        "formulas": {name: {key: _json_result(r) for key, r in p.results.items()} for name, p in passes.items()},
+        "activation_derivatives": [
+            {
+                "activation": d.activation.name,
+                "g": sp.srepr(d.activation.expr),
+                "derivative_computed": sp.srepr(d.computed),
+                "derivative_used": sp.srepr(d.derivative),
+                "in_terms_of_output": None if d.in_terms_of_output is None else sp.srepr(d.in_terms_of_output),
+                "proof": d.proof,
+                "kink_convention": d.kink_convention,
+            }
+            for d in derivation.activation_derivatives
+        ],
+        "verification": {
+            "passed": report.passed,
+            "checks": [{"name": c.name, "ran": c.ran, "passed": c.passed, "figures": c.figures} for c in report.checks],
+        },
+    }

@@ -1,0 +1,222 @@
+"""LaTeX for the engine's expressions, following the conventions of `notation`.
+
+A subclass of SymPy's LaTeX printer (dispatch on `_print_<Class>`), not string post-processing:
+indexed entries print as W^{(3)}_{pq}, sums as Σ_i over their index, Kronecker deltas as δ_{ip},
+∂C/∂… derivatives as fractions, and in matrix form products of arrays print as Hadamard products ⊙
+while matrix products, transposes and broadcasts print as in a linear-algebra textbook. The output
+uses only macros KaTeX, MathJax (GitHub) and plain LaTeX (amsmath) all know.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
+
+from derive import notation
+from derive.matrixform import MATRIX_FUNCTIONS, ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
+
+ONES = r"\mathbf{1}"
+
+
+def is_array_valued(expr: sp.Basic) -> bool:
+    """Does a matrix-form expression denote an array (as opposed to a scalar such as 1/m)?"""
+    if isinstance(expr, MATRIX_FUNCTIONS):
+        return True
+    if isinstance(expr, sp.Symbol):
+        q = notation.quantity_of(expr.name)
+        return q is not None
+    return any(is_array_valued(arg) for arg in expr.args)
+
+
+_UPSTREAM_KINDS = {"y", "Y", "delta", "Delta", "grad_a", "grad_A"}
+
+
+def _factor_rank(factor: sp.Basic) -> int:
+    """Where a factor goes in a printed product: Σ and matrix products, parameters, upstream
+    quantities (targets, errors, ∂C/∂a), Kronecker deltas, derivatives, entries, compound terms."""
+    if isinstance(factor, (sp.Sum, MatProd)) or (isinstance(factor, sp.Pow) and isinstance(factor.base, sp.Sum)):
+        return 0
+    labels = {str(e.base.label) for e in factor.atoms(sp.Indexed)} | {s.name for s in factor.atoms(sp.Symbol)}
+    kinds = {q.kind for q in map(notation.quantity_of, labels) if q is not None}
+    if isinstance(factor, (sp.Indexed, sp.Symbol)) and kinds == {"W"}:
+        return 1
+    if kinds & _UPSTREAM_KINDS and not isinstance(factor, sp.Derivative):
+        return 2
+    if isinstance(factor, sp.KroneckerDelta):
+        return 3
+    if isinstance(factor, sp.Derivative):
+        return 4
+    if factor.is_Atom or isinstance(factor, (sp.Indexed, sp.Function)):
+        return 5
+    return 6
+
+
+def ordered_factors(factors: list[sp.Basic]) -> list[sp.Basic]:
+    return sorted(factors, key=_factor_rank)  # stable: SymPy's order within a rank
+
+
+class DeriveLatexPrinter(LatexPrinter):
+    """LaTeX printer for index-form (default) and matrix-form (`matrix=True`) expressions."""
+
+    printmethod = "_derive_latex"
+
+    def __init__(self, *, matrix: bool = False, settings: dict | None = None):
+        super().__init__(settings or {})
+        self.matrix = matrix
+
+    # ---- names
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        q = notation.quantity_of(expr.name)
+        if q is not None:
+            if q.kind in ("grad_a", "grad_A"):
+                cost = "C" if q.kind == "grad_a" else r"\mathbf{C}"
+                return rf"\frac{{\partial {cost}}}{{\partial {q.latex()}}}"
+            return q.latex()
+        if expr.name in notation.SCALAR_LATEX:
+            return notation.SCALAR_LATEX[expr.name]
+        if expr.name.startswith("n_"):
+            return f"n_{{{expr.name[2:].replace('p', '+').replace('m', '-')}}}"
+        return super()._print_Symbol(expr, style=style)
+
+    def _print_Idx(self, expr: sp.Idx) -> str:
+        return self._print(expr.label)
+
+    def _index_string(self, indices) -> str:
+        names = [self._print(i) for i in indices]
+        return "".join(names) if all(len(n) == 1 for n in names) else ",".join(names)
+
+    def _print_Indexed(self, expr: sp.Indexed) -> str:
+        q = notation.quantity_of(str(expr.base.label))
+        if q is None:
+            return super()._print_Indexed(expr)
+        idx = self._index_string(expr.indices)
+        if q.kind == "grad_a":
+            return rf"\frac{{\partial C}}{{\partial {q.latex_entry(idx)}}}"
+        if q.kind == "grad_A":
+            sample = self._print(expr.indices[1])
+            return rf"\frac{{\partial C_{{{sample}}}}}{{\partial {q.latex_entry(idx)}}}"
+        return q.latex_entry(idx)
+
+    def _print_IndexedBase(self, expr: sp.IndexedBase) -> str:
+        q = notation.quantity_of(str(expr.label))
+        return q.latex() if q is not None else super()._print_IndexedBase(expr)
+
+    # ---- calculus
+
+    def _print_Sum(self, expr: sp.Sum) -> str:
+        indices = "".join(self._print(limit[0]) for limit in expr.limits)
+        body = self.parenthesize(expr.function, PRECEDENCE["Mul"], strict=True)
+        if expr.function.could_extract_minus_sign() and not body.startswith(r"\left("):
+            body = rf"\left({body}\right)"
+        return rf"\sum_{{{indices}}} {body}"
+
+    def _print_KroneckerDelta(self, expr, exp=None) -> str:
+        tex = rf"\delta_{{{self._index_string(expr.args)}}}"
+        return rf"\left({tex}\right)^{{{exp}}}" if exp else tex
+
+    def _print_Heaviside(self, expr, exp=None) -> str:
+        if expr.args[1] == 0:  # the step with value 0 at 0: an Iverson bracket [x > 0]
+            tex = rf"\left[{self._print(expr.args[0])} > 0\right]"
+        else:
+            tex = rf"H\left({self._print(expr.args[0])}\right)"
+        return rf"{tex}^{{{exp}}}" if exp else tex
+
+    def _print_Derivative(self, expr: sp.Derivative) -> str:
+        (variable, count), = expr.variable_count
+        top = self._print(expr.expr)
+        order = "" if count == 1 else f"^{{{count}}}"
+        bottom = self._print(variable) + order
+        if isinstance(expr.expr, (sp.Symbol, sp.Indexed)):
+            return rf"\frac{{\partial{order} {top}}}{{\partial {bottom}}}"
+        return rf"\frac{{\partial{order}}}{{\partial {bottom}}}\left({top}\right)"
+
+    def _helper_print_standard_power(self, expr, template: str) -> str:
+        base = self.parenthesize(expr.base, PRECEDENCE["Pow"])
+        if ("^" in base or "_" in base) and not base.startswith(r"\left("):
+            base = rf"\left({base}\right)"  # a^{(3)}_{q} squared: avoid a double superscript
+        return template % (base, self._print(expr.exp))
+
+    # ---- matrix form
+
+    def _print_MatProd(self, expr: MatProd) -> str:
+        return " ".join(self._matrix_operand(arg) for arg in expr.args)
+
+    def _matrix_operand(self, arg: sp.Basic) -> str:
+        tex = self._print(arg)
+        if isinstance(arg, (sp.Symbol, MatProd, Tr, RowSums, ColSums)):
+            return tex
+        return rf"\left({tex}\right)"
+
+    def _print_Tr(self, expr: Tr) -> str:
+        inner = self._print(expr.args[0])
+        if "^" in inner or not isinstance(expr.args[0], sp.Symbol):
+            inner = rf"\left({inner}\right)"
+        return rf"{inner}^{{\top}}"
+
+    def _print_RowSums(self, expr: RowSums) -> str:
+        return rf"{self._matrix_operand(expr.args[0])} {ONES}"
+
+    def _print_ColSums(self, expr: ColSums) -> str:
+        return rf"{ONES}^{{\top}} {self._matrix_operand(expr.args[0])}"
+
+    def _print_ColBroadcast(self, expr: ColBroadcast) -> str:
+        return rf"{self._matrix_operand(expr.args[0])} {ONES}^{{\top}}"
+
+    def _print_RowBroadcast(self, expr: RowBroadcast) -> str:
+        return rf"{ONES} {self._matrix_operand(expr.args[0])}"
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        if not (self.matrix and is_array_valued(expr)):
+            return self._print_index_mul(expr)
+        sign = ""
+        if expr.could_extract_minus_sign():
+            expr, sign = -expr, "- "
+        numer, denom = sp.fraction(expr, exact=True)
+        if denom != 1:
+            return sign + rf"\frac{{{self._print(numer)}}}{{{self._print(denom)}}}"
+        scalars = [f for f in sp.Mul.make_args(expr) if not is_array_valued(f)]
+        arrays = ordered_factors([f for f in sp.Mul.make_args(expr) if is_array_valued(f)])
+        parts = []
+        if scalars:
+            parts.append(super()._print_Mul(sp.Mul(*scalars)) if len(scalars) > 1 else self._print(scalars[0]))
+        hadamard = [self._hadamard_operand(f, len(arrays)) for f in arrays]
+        tex = r" \odot ".join(hadamard)
+        return sign + (" ".join(parts + [tex]) if parts else tex)
+
+    def _print_index_mul(self, expr: sp.Mul) -> str:
+        """A product in textbook order: sums first, then upstream quantities, then local factors."""
+        sign = ""
+        if expr.could_extract_minus_sign():
+            expr, sign = -expr, "- "
+        numer, denom = sp.fraction(expr, exact=True)
+        if denom != 1:
+            if numer.has(sp.Sum) and not denom.has(sp.Indexed, sp.Sum):
+                return sign + rf"\frac{{1}}{{{self._print(denom)}}} " + self._print_index_mul_factors(numer)
+            return sign + super()._print_Mul(expr)
+        return sign + self._print_index_mul_factors(expr)
+
+    def _print_index_mul_factors(self, expr: sp.Expr) -> str:
+        coefficient, rest = expr.as_coeff_Mul()
+        factors = ordered_factors(list(sp.Mul.make_args(rest)))
+        parts = [] if coefficient == 1 else [self._print(coefficient)]
+        for n, factor in enumerate(factors):
+            tex = self._print(factor)
+            if self._needs_mul_brackets(factor, first=(n == 0 and not parts), last=(n == len(factors) - 1)):
+                tex = rf"\left({tex}\right)"
+            parts.append(tex)
+        return " ".join(parts)
+
+    def _hadamard_operand(self, factor: sp.Basic, count: int) -> str:
+        tex = self._print(factor)
+        if count > 1 and (factor.is_Add or isinstance(factor, MatProd)):
+            return rf"\left({tex}\right)"
+        if factor.is_Add and count == 1:
+            return rf"\left({tex}\right)"
+        return tex
+
+
+def latex(expr: sp.Basic, *, matrix: bool = False) -> str:
+    """LaTeX of an index-form (default) or matrix-form expression."""
+    return DeriveLatexPrinter(matrix=matrix).doprint(expr)

@@ -1,0 +1,85 @@
+"""Jinja2 environments and atomic file writing.
+
+Templates receive plain data (strings, numbers, lists, dicts) and hold layout and prose structure
+only; all mathematics arrives already derived and printed. LaTeX templates use `<< >>` and `<% %>`
+delimiters so that TeX braces never clash with Jinja's.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import jinja2
+
+
+def template_dir() -> Path:
+    """Templates ship inside the wheel as derive/templates; in a source checkout they live in templates/."""
+    packaged = Path(__file__).parent / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+def _environment(**delimiters) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+        **delimiters,
+    )
+
+
+TEXT_ENV = _environment()
+TEX_ENV = _environment(
+    block_start_string="<%",
+    block_end_string="%>",
+    variable_start_string="<<",
+    variable_end_string=">>",
+    comment_start_string="<#",
+    comment_end_string="#>",
+)
+
+
+def render(template: str, context: dict) -> str:
+    env = TEX_ENV if template.endswith(".tex.j2") else TEXT_ENV
+    return env.get_template(template).render(**context)
+
+
+def check_writable(directory: Path) -> None:
+    """Raise OSError unless `directory` exists as a writable folder or could be created."""
+    probe = directory
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"{probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"{probe} is not writable")
+
+
+def write_files(directory: Path, files: dict[str, bytes]) -> list[Path]:
+    """Write every file atomically: each goes to a temporary file in the same folder, then is renamed.
+
+    All contents are produced before this is called, so a failure never leaves a half-written file.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, data in files.items():
+        target = directory / name
+        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        written.append(target)
+    return written

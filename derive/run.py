@@ -1,0 +1,81 @@
+"""The whole job, from a validated spec to the files it writes.
+
+spec → model → derivation → code → verification → presentation → rendered files, in that order and
+in memory; files are written only at the very end, and only when every check passed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from derive import __version__
+from derive.codegen import plan_code
+from derive.derivation import Derivation, derive
+from derive.errors import VerificationFailed
+from derive.model import build_model
+from derive.present import code_context, document_context, json_document
+from derive.render import render, write_files
+from derive.spec import MLPSpec
+from derive.verify import Report, verify
+
+FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json"}
+
+
+@dataclass
+class Outcome:
+    spec: MLPSpec
+    derivation: Derivation
+    report: Report
+    files: dict[str, bytes]  # file name → content
+    seconds: float
+
+
+def command_line(spec: MLPSpec) -> str:
+    """The shortest `derive mlp` command that reproduces this spec (shown in every output)."""
+    from derive.model import make_spec
+
+    parts = ["derive mlp", f"--layers {spec.layers}"]
+    hidden = spec.hidden_activations
+    act = hidden[0] if hidden and len(set(hidden)) == 1 else ",".join(hidden) if hidden else spec.output_activation
+    parts.append(f"--act {act}")
+    if spec.loss != "mse":
+        parts.append(f"--loss {spec.loss}")
+    if make_spec(spec.layers, act, None, spec.loss).output_activation != spec.output_activation:
+        parts.append(f"--out-act {spec.output_activation}")
+    if spec.sizes != make_spec(spec.layers, act, None, spec.loss).sizes:
+        parts.append("--sizes " + ",".join(map(str, spec.sizes)))
+    return " ".join(parts)
+
+
+def generate(spec: MLPSpec) -> Outcome:
+    """Derive, verify and render everything for `spec`, in memory."""
+    start = time.perf_counter()
+    derivation = derive(build_model(spec))
+    plan = plan_code(derivation)
+    command = command_line(spec)
+    title = f"derive {__version__}: {spec.slug()}"
+    source = render("model.py.j2", code_context(plan, title=title, command=command))
+    report = verify(derivation, source)
+    files: dict[str, bytes] = {}
+    if "py" in spec.formats:
+        files[FILE_NAMES["py"]] = source.encode()
+    for fmt in ("md", "tex"):
+        if fmt in spec.formats:
+            context = document_context(derivation, report, plan, command=command, fmt=fmt)
+            files[FILE_NAMES[fmt]] = render(f"derivation.{fmt}.j2", context).encode()
+    if "json" in spec.formats:
+        document = json_document(derivation, report, command=command)
+        files[FILE_NAMES["json"]] = (json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
+    return Outcome(spec, derivation, report, files, time.perf_counter() - start)
+
+
+def generate_and_write(spec: MLPSpec, out: Path) -> tuple[Outcome, list[Path]]:
+    """Generate, and write the files only if every check passed."""
+    outcome = generate(spec)
+    if not outcome.report.passed:
+        failed = ", ".join(c.name for c in outcome.report.checks if c.ran and not c.passed)
+        raise VerificationFailed(f"verification failed ({failed}); nothing was written to {out}")
+    return outcome, write_files(out, outcome.files)

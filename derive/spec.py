@@ -1,0 +1,128 @@
+"""The user's choices as frozen dataclasses, validated with one-line errors. No SymPy here.
+
+A spec says *what* to derive; names of activations and losses are resolved against the catalog by
+`model.build_model`. Everything the CLI accepts is checked here or there before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from derive.errors import DeriveError
+
+MAX_LAYERS = 128
+MAX_UNITS = 100_000
+FORMATS = ("md", "tex", "py", "json")
+DEFAULT_INPUT_SIZE = 4
+DEFAULT_HIDDEN_SIZE = 5
+DEFAULT_OUTPUT_SIZE = 3
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """A multilayer perceptron: L weight layers, an activation per layer, a loss, layer sizes."""
+
+    layers: int
+    activations: tuple[str, ...]  # one per weight layer 1…L; the last is the output activation
+    loss: str
+    sizes: tuple[int, ...]  # n_0 … n_L
+    formats: tuple[str, ...] = FORMATS
+
+    @property
+    def hidden_activations(self) -> tuple[str, ...]:
+        return self.activations[:-1]
+
+    @property
+    def output_activation(self) -> str:
+        return self.activations[-1]
+
+    def slug(self) -> str:
+        """Folder name under outputs/: mlp-L3-sigmoid-sigmoid-mse."""
+        hidden = "-".join(dict.fromkeys(self.hidden_activations)) if self.hidden_activations else "none"
+        parts = ["mlp", f"L{self.layers}", hidden, self.output_activation, self.loss]
+        if self.sizes != default_sizes(self.layers):
+            parts.append("x".join(map(str, self.sizes)))
+        return "-".join(parts)
+
+
+def parse_layers(text: str | int) -> int:
+    """--layers: a whole number from 1 to MAX_LAYERS."""
+    raw = str(text).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DeriveError(
+            f"invalid value for --layers: {raw!r} is not a whole number; expected 1 to {MAX_LAYERS} weight layers"
+        ) from None
+    if not 1 <= value <= MAX_LAYERS:
+        raise DeriveError(f"invalid value for --layers: {value}; expected 1 to {MAX_LAYERS} weight layers")
+    return value
+
+
+def default_sizes(layers: int) -> tuple[int, ...]:
+    return (DEFAULT_INPUT_SIZE,) + (DEFAULT_HIDDEN_SIZE,) * (layers - 1) + (DEFAULT_OUTPUT_SIZE,)
+
+
+def parse_sizes(text: str | None, layers: int) -> tuple[int, ...]:
+    """--sizes n0,n1,…,nL: L+1 positive whole numbers."""
+    if text is None:
+        return default_sizes(layers)
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != layers + 1:
+        raise DeriveError(
+            f"invalid value for --sizes: {text!r} has {len(parts)} numbers; "
+            f"--layers {layers} needs {layers + 1} (n0,n1,…,n{layers})"
+        )
+    sizes = []
+    for p in parts:
+        if not p.isdigit() or not 1 <= int(p) <= MAX_UNITS:
+            raise DeriveError(f"invalid value for --sizes: {p!r} in {text!r}; expected whole numbers from 1 to {MAX_UNITS}")
+        sizes.append(int(p))
+    return tuple(sizes)
+
+
+def parse_formats(text: str | None, accepted: tuple[str, ...] = FORMATS) -> tuple[str, ...]:
+    """--format md,tex,…: a non-empty comma-separated subset of the accepted formats, in canonical order."""
+    if text is None:
+        return accepted
+    names = [p.strip().lower() for p in str(text).split(",")]
+    if not any(names) or any(not n for n in names):
+        raise DeriveError(f"invalid value for --format: {text!r} is empty; accepted: {', '.join(accepted)}")
+    for n in names:
+        if n not in accepted:
+            raise DeriveError(f"invalid value for --format: unknown format {n!r}; accepted: {', '.join(accepted)}")
+    return tuple(f for f in accepted if f in names)
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside parentheses, so `max(0,z),tanh` is two items."""
+    items, depth, current = [], 0, []
+    for ch in str(text):
+        if ch == "," and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+            continue
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        current.append(ch)
+    items.append("".join(current).strip())
+    return items
+
+
+def parse_activation_list(text: str, layers: int) -> tuple[str, ...]:
+    """--act: one activation for every hidden layer, or one per hidden layer separated by commas.
+
+    Returns one entry per hidden layer (none when L = 1) plus, last, the activation that
+    --out-act defaults to for a loss without a preferred output activation.
+    """
+    names = split_top_level(text)
+    if any(not n for n in names):
+        raise DeriveError(f"invalid value for --act: {text!r} contains an empty item")
+    hidden = layers - 1
+    if len(names) == 1:
+        return tuple(names) * hidden + (names[0],)
+    if len(names) != hidden:
+        raise DeriveError(
+            f"invalid value for --act: {text!r} gives {len(names)} activations "
+            f"but --layers {layers} has {hidden} hidden layer{'s' if hidden != 1 else ''}"
+        )
+    return tuple(names) + (names[-1],)

@@ -1,0 +1,408 @@
+"""The tool checks what it prints.
+
+Three independent checks, each returning figures the documents quote:
+
+* **symbolic**: at a small concrete size (width 2, depth ≤ 4) the loss is expanded into one scalar
+  expression of all parameters and differentiated directly with `sympy.diff`; the δ-form formulas of
+  the derivation are evaluated at the same random rational point and must agree — exactly when every
+  function involved is rational (identity, relu, mse), otherwise to 50 significant digits.
+* **minibatch**: the minibatch formulas must equal the mean of the per-sample formulas (exact).
+* **finite differences**: the generated NumPy module's `gradients` against central differences of its
+  own `loss` in float64, and its forward pass, loss and gradients under pre-activations of ±1000
+  with floating-point overflow, division by zero and invalid operations turned into errors.
+
+Figures in the documents are rounded up to a power of ten so that documents are byte-identical
+across machines whose BLAS round differently.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import types
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from derive.derivation import Derivation
+from derive.matrixform import evaluate_index_form
+from derive.model import Model
+from derive.notation import BATCH_SIZE, LayerRef, Q, size
+
+SYMBOLIC_MAX_DEPTH = 4
+SYMBOLIC_WIDTH = 2
+DIGITS = 50
+FLOAT_TOLERANCE = sp.Float("1e-35", DIGITS)
+FD_STEP = 1e-5
+FD_ABS_TOL = 1e-7
+FD_REL_TOL = 1e-5
+STABILITY_SCALE = 1e3
+NUMERIC_MAX_PARAMS = 2000
+
+
+@dataclass
+class Check:
+    name: str  # "symbolic", "minibatch", "finite_differences", "stability", "recognition", "readable_forms"
+    passed: bool
+    ran: bool = True
+    figures: dict = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks if c.ran)
+
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+
+def decade_bound(x: float) -> str:
+    """The smallest power of ten ≥ x, as text ('1e-9'); '0' for exactly zero."""
+    if x == 0:
+        return "0"
+    if not math.isfinite(x):
+        return str(x)
+    return f"1e{math.ceil(math.log10(x))}"
+
+
+# --------------------------------------------------------------------------------------------------
+# a concrete point
+
+
+def _random_point(model: Model, width: int, samples: int, rng: random.Random) -> dict:
+    """Exact rational values for the input, targets and parameters (keys: (label, index tuple))."""
+    values = {}
+    sizes = [width] * (model.depth + 1)
+    for s in range(samples):
+        for j in range(sizes[0]):
+            values[("a_0", (j,)) if samples == 1 else ("A_0", (j, s))] = sp.Rational(rng.randint(-9, 9), 7)
+        targets = _targets(model, sizes[-1], rng)
+        for i, y in enumerate(targets):
+            values[("y", (i,)) if samples == 1 else ("Y", (i, s))] = y
+    for layer in range(1, model.depth + 1):
+        for i in range(sizes[layer]):
+            values[(Q("b", layer).label, (i,))] = sp.Rational(rng.randint(-9, 9), 11)
+            for j in range(sizes[layer - 1]):
+                values[(Q("W", layer).label, (i, j))] = sp.Rational(rng.randint(-9, 9), 8)
+    return values
+
+
+def _targets(model: Model, n: int, rng: random.Random) -> list[sp.Rational]:
+    if model.loss.target == "probability":
+        weights = [rng.randint(1, 9) for _ in range(n)]
+        return [sp.Rational(w, sum(weights)) for w in weights]
+    if model.loss.target == "binary":
+        return [sp.Rational(rng.randint(1, 8), 9) for _ in range(n)]
+    return [sp.Rational(rng.randint(-9, 9), 9) for _ in range(n)]
+
+
+def _concrete_sizes(model: Model, width: int, samples: int | None) -> dict:
+    env = {size(LayerRef(l)): width for l in range(model.depth + 1)}
+    if samples is not None:
+        env[BATCH_SIZE] = samples
+    return env
+
+
+# --------------------------------------------------------------------------------------------------
+# direct differentiation of the expanded loss
+
+
+def _expanded_loss(model: Model, width: int, values: dict) -> tuple[sp.Expr, dict[tuple, sp.Symbol]]:
+    """The loss of one sample as one scalar expression in parameter symbols (input and target numbers)."""
+    params = {}
+    a = [values[("a_0", (j,))] for j in range(width)]
+    for layer in range(1, model.depth + 1):
+        W = [[sp.Symbol(f"W{layer}_{i}_{j}") for j in range(width)] for i in range(width)]
+        b = [sp.Symbol(f"b{layer}_{i}") for i in range(width)]
+        for i in range(width):
+            params[(Q("b", layer).label, (i,))] = b[i]
+            for j in range(width):
+                params[(Q("W", layer).label, (i, j))] = W[i][j]
+        z = [sum(W[i][j] * a[j] for j in range(width)) + b[i] for i in range(width)]
+        act = model.activations[layer - 1]
+        if act.is_softmax:
+            total = sum(sp.exp(zk) for zk in z)
+            a = [sp.exp(zi) / total for zi in z]
+        else:
+            a = [act.entry(zi) for zi in z]
+    y = [values[("y", (i,))] for i in range(width)]
+    cost = sum(model.loss.entry(ai, yi) for ai, yi in zip(a, y))
+    return cost, params
+
+
+def _is_rational_valued(expr: sp.Expr) -> bool:
+    """Rational inputs give rational outputs: exact comparison is possible."""
+    allowed = (sp.Max, sp.Min, sp.Heaviside, sp.Abs, sp.Piecewise, sp.sign)
+    return all(isinstance(f, allowed) for f in expr.atoms(sp.Function))
+
+
+def _rational_model(model: Model) -> bool:
+    if any(a.is_softmax or not _is_rational_valued(a.expr) for a in model.activations):
+        return False
+    return _is_rational_valued(model.loss.expr)
+
+
+def symbolic_check(derivation: Derivation, seed: int = 0) -> Check:
+    model = derivation.model
+    if model.depth > SYMBOLIC_MAX_DEPTH:
+        return Check("symbolic", True, ran=False, figures={"depth": model.depth, "max_depth": SYMBOLIC_MAX_DEPTH})
+    width = SYMBOLIC_WIDTH
+    rng = random.Random(seed)
+    for _ in range(20):  # a point where no pre-activation sits exactly on a kink
+        values = _random_point(model, width, 1, rng)
+        forward = _evaluate_forward(derivation, values, _concrete_sizes(model, width, None), exact=True)
+        if all(v != 0 for (label, _), v in forward.items() if label.startswith("z_")):
+            break
+    cost, params = _expanded_loss(model, width, values)
+    exact = _is_rational_valued(cost)
+    point = {sym: (values[key] if exact else sp.Float(values[key], DIGITS)) for key, sym in params.items()}
+    numeric_values = values if exact else {k: sp.Float(v, DIGITS) for k, v in values.items()}
+    derived = _evaluate_gradients(derivation.sample.results, derivation, numeric_values, _concrete_sizes(model, width, None))
+    worst = sp.S.Zero
+    for key, sym in params.items():
+        direct = sp.diff(cost, sym).xreplace(point)
+        direct = direct if exact else direct.evalf(DIGITS)
+        difference = abs(direct - derived[key])
+        scale = max(sp.S.One, abs(direct))
+        worst = max(worst, difference / scale)
+    passed = worst == 0 if exact else worst <= FLOAT_TOLERANCE
+    return Check(
+        "symbolic",
+        bool(passed),
+        figures={
+            "partials": len(params),
+            "width": width,
+            "depth": model.depth,
+            "exact": exact,
+            "digits": DIGITS,
+            "largest_difference": "0" if worst == 0 else decade_bound(float(worst)),
+        },
+    )
+
+
+def _evaluate_forward(derivation: Derivation, values: dict, env: dict, exact: bool) -> dict:
+    results = derivation.sample.results
+    values = dict(values)
+    for layer in range(1, derivation.model.depth + 1):
+        for kind in ("z", "a"):
+            result = results[f"{kind}_{layer}"]
+            (i,) = result.free
+            for n in range(env[size(LayerRef(layer))]):
+                values[(f"{kind}_{layer}", (n,))] = evaluate_index_form(result.rhs, values, {**env, i: n})
+    return values
+
+
+def _evaluate_gradients(results: dict, derivation: Derivation, values: dict, env: dict) -> dict:
+    """Evaluate the derived δ-form, layer by layer from the output, at a concrete point."""
+    model = derivation.model
+    values = _evaluate_forward(derivation, values, env, exact=False)
+    grads = {}
+    for layer in range(model.depth, 0, -1):
+        delta = results[f"delta_{layer}"]
+        (q,) = delta.free
+        for n in range(env[size(LayerRef(layer))]):
+            values[(f"delta_{layer}", (n,))] = evaluate_index_form(delta.rhs, values, {**env, q: n})
+        for name, kind in (("grad_W", "W"), ("grad_b", "b")):
+            result = results[f"{name}_{layer}"]
+            ranges = [range(env[size(LayerRef(layer))]), range(env[size(LayerRef(layer - 1))])][: len(result.free)]
+            for idx in np.ndindex(*[len(r) for r in ranges]):
+                grads[(Q(kind, layer).label, tuple(idx))] = evaluate_index_form(
+                    result.rhs, values, {**env, **dict(zip(result.free, idx))}
+                )
+    return grads
+
+
+# --------------------------------------------------------------------------------------------------
+# minibatch formulas against per-sample formulas
+
+
+def minibatch_check(derivation: Derivation, seed: int = 1, samples: int = 2) -> Check:
+    """(1/m) Σ_s of the per-sample gradients equals the minibatch formulas, exactly."""
+    model = derivation.model
+    width = SYMBOLIC_WIDTH
+    rng = random.Random(seed)
+    batch_values = _random_point(model, width, samples, rng)
+    exact = _rational_model(model)
+    if not exact:
+        batch_values = {k: sp.Float(v, DIGITS) for k, v in batch_values.items()}
+    per_sample_sum: dict = {}
+    for s in range(samples):
+        values = {k: v for k, v in batch_values.items() if k[0] not in ("A_0", "Y")}
+        for (label, idx), v in batch_values.items():
+            if label == "A_0" and idx[1] == s:
+                values[("a_0", (idx[0],))] = v
+            if label == "Y" and idx[1] == s:
+                values[("y", (idx[0],))] = v
+        grads = _evaluate_gradients(derivation.sample.results, derivation, values, _concrete_sizes(model, width, None))
+        for key, v in grads.items():
+            per_sample_sum[key] = per_sample_sum.get(key, 0) + v
+    batch = _evaluate_batch(derivation, batch_values, _concrete_sizes(model, width, samples))
+    worst = max(abs(batch[k] - per_sample_sum[k] / samples) for k in batch)
+    passed = worst == 0 if exact else worst <= FLOAT_TOLERANCE
+    return Check(
+        "minibatch",
+        bool(passed),
+        figures={
+            "partials": len(batch),
+            "samples": samples,
+            "exact": exact,
+            "digits": DIGITS,
+            "largest_difference": "0" if worst == 0 else decade_bound(float(worst)),
+        },
+    )
+
+
+def _evaluate_batch(derivation: Derivation, values: dict, env: dict) -> dict:
+    model, results = derivation.model, derivation.batch.results
+    values = dict(values)
+    m = env[BATCH_SIZE]
+    for layer in range(1, model.depth + 1):
+        for kind, label in (("z", "Z"), ("a", "A")):
+            result = results[f"{kind}_{layer}"]
+            for idx in np.ndindex(env[size(LayerRef(layer))], m):
+                values[(f"{label}_{layer}", tuple(idx))] = evaluate_index_form(result.rhs, values, {**env, **dict(zip(result.free, idx))})
+    grads = {}
+    for layer in range(model.depth, 0, -1):
+        delta = results[f"delta_{layer}"]
+        for idx in np.ndindex(env[size(LayerRef(layer))], m):
+            values[(f"Delta_{layer}", tuple(idx))] = evaluate_index_form(delta.rhs, values, {**env, **dict(zip(delta.free, idx))})
+        for name, kind in (("grad_W", "W"), ("grad_b", "b")):
+            result = results[f"{name}_{layer}"]
+            shape = [env[size(LayerRef(layer))], env[size(LayerRef(layer - 1))]][: len(result.free)]
+            for idx in np.ndindex(*shape):
+                grads[(Q(kind, layer).label, tuple(idx))] = evaluate_index_form(result.rhs, values, {**env, **dict(zip(result.free, idx))})
+    return grads
+
+
+# --------------------------------------------------------------------------------------------------
+# the generated code
+
+
+def load_module(source: str, name: str = "derive_generated_model") -> types.ModuleType:
+    """Import generated source (our own printer's output, never user text) as a fresh module."""
+    module = types.ModuleType(name)
+    exec(compile(source, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - generated code
+    return module
+
+
+def _numeric_sizes(model: Model) -> tuple[int, ...]:
+    sizes = model.spec.sizes
+    count = sum(sizes[l] * sizes[l - 1] + sizes[l] for l in range(1, len(sizes)))
+    if count <= NUMERIC_MAX_PARAMS:
+        return sizes
+    return tuple(min(n, 6) for n in sizes)
+
+
+def _numeric_targets(model: Model, n: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    if model.loss.target == "probability":
+        return np.eye(n)[:, rng.integers(0, n, size=m)]
+    if model.loss.target == "binary":
+        return rng.integers(0, 2, size=(n, m)).astype(float)
+    return rng.standard_normal((n, m))
+
+
+def finite_difference_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
+    sizes = _numeric_sizes(model)
+    rng = np.random.default_rng(seed)
+    for _ in range(20):  # stay away from kinks: no pre-activation within the difference step
+        params = module.init_params(sizes, rng)
+        for key in params:
+            if key.startswith("b"):
+                params[key] = 0.5 * rng.standard_normal(params[key].shape)
+        X = rng.standard_normal((sizes[0], samples))
+        cache = module.forward(params, X)
+        if min(float(np.min(np.abs(v))) for k, v in cache.items() if k.startswith("Z")) > 100 * FD_STEP:
+            break
+    Y = _numeric_targets(model, sizes[-1], samples, rng)
+    grads = module.gradients(params, X, Y)
+    worst_abs = worst_rel = 0.0
+    passed = True
+    count = 0
+    for key in sorted(params):
+        theta = params[key]
+        for pos in np.ndindex(theta.shape):
+            original = theta[pos]
+            theta[pos] = original + FD_STEP
+            up = module.loss(params, X, Y)
+            theta[pos] = original - FD_STEP
+            down = module.loss(params, X, Y)
+            theta[pos] = original
+            fd = (up - down) / (2 * FD_STEP)
+            g = float(grads[key][pos])
+            err = abs(g - fd)
+            worst_abs = max(worst_abs, err)
+            worst_rel = max(worst_rel, err / max(abs(g) + abs(fd), 1e-12))
+            passed &= err <= FD_ABS_TOL + FD_REL_TOL * abs(fd)
+            count += 1
+    return Check(
+        "finite_differences",
+        bool(passed),
+        figures={
+            "partials": count,
+            "sizes": list(sizes),
+            "samples": samples,
+            "step": FD_STEP,
+            "largest_absolute_error": decade_bound(worst_abs),
+            "largest_relative_error": decade_bound(worst_rel),
+        },
+    )
+
+
+def stability_check(model: Model, module: types.ModuleType, seed: int = 0) -> Check:
+    """Forward, loss and gradients under huge pre-activations, with FP errors raised."""
+    sizes = _numeric_sizes(model)
+    rng = np.random.default_rng(seed)
+    largest = 0.0
+    passed = True
+    for scenario in ("input", "output"):
+        params = module.init_params(sizes, rng)
+        X = rng.standard_normal((sizes[0], 4))
+        if scenario == "input":
+            X *= STABILITY_SCALE
+        else:
+            last = f"W{model.depth}"
+            params[last] = params[last] * STABILITY_SCALE / max(np.abs(params[last]).max(), 1e-12)
+            X = np.sign(X) * 3.0
+        Y = _numeric_targets(model, sizes[-1], 4, rng)
+        try:
+            with np.errstate(over="raise", divide="raise", invalid="raise"):
+                cache = module.forward(params, X)
+                value = module.loss(params, X, Y)
+                grads = module.gradients(params, X, Y)
+            finite = np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads.values())
+        except FloatingPointError:
+            finite = False
+        passed &= bool(finite)
+        largest = max(largest, max(float(np.max(np.abs(v))) for k, v in cache.items() if k.startswith("Z")))
+    return Check("stability", passed, figures={"largest_preactivation": decade_bound(largest)})
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def derivation_figures(derivation: Derivation) -> list[Check]:
+    """What the engine proved while deriving: matrix forms entry by entry, readable derivatives."""
+    results = [r for p in derivation.passes() for r in p.results.values() if r.free or r.name != "cost"]
+    recognised = sum(1 for r in results if r.recognition_proved)
+    readable = [d for d in derivation.activation_derivatives if d.in_terms_of_output is not None]
+    return [
+        Check("recognition", recognised == len(results), figures={"formulas": len(results), "proved": recognised}),
+        Check(
+            "readable_forms",
+            all(d.proof for d in readable),
+            figures={"found": len(readable), "methods": sorted({d.proof for d in readable})},
+        ),
+    ]
+
+
+def verify(derivation: Derivation, source: str) -> Report:
+    module = load_module(source)
+    checks = [symbolic_check(derivation), minibatch_check(derivation)]
+    checks += [finite_difference_check(derivation.model, module), stability_check(derivation.model, module)]
+    checks += derivation_figures(derivation)
+    return Report(checks)
