@@ -105,7 +105,7 @@ def chain_rule(
             steps.append(Step(local_symbol, local, found[1]))
     glued = _sum_over(upstream(*out_indices) * local, out_indices)
     result = collapse(glued)
-    steps.append(Step(lhs, result, "kronecker_collapse"))
+    steps.append(Step(lhs, result, "kronecker_collapse" if glued.has(sp.KroneckerDelta) else "substitute_local"))
     return steps, result
 
 
@@ -265,14 +265,21 @@ def update_rule(dense: Dense, grad_W: Result, grad_b: Result) -> list[Step]:
     return steps
 
 
+def dense_forward(dense: Dense, batch: bool) -> Result:
+    """z⁽ˡ⁾ entry by entry and in matrix form."""
+    i = dense.out_index("i")
+    s = sample_index("s") if batch else None
+    z = dense.output(batch)
+    return _result("z", dense.layer, entry_of(z, i, s), dense.entry(i, s), _indices(i, s), z.symbol)
+
+
 def forward_equations(dense: Dense, act: ActivationLayer, batch: bool) -> tuple[Result, Result]:
     """z⁽ˡ⁾ and a⁽ˡ⁾ entry by entry and in matrix form."""
     i = dense.out_index("i")
     s = sample_index("s") if batch else None
-    z, a = dense.output(batch), act.output(batch)
-    z_result = _result("z", dense.layer, entry_of(z, i, s), dense.entry(i, s), _indices(i, s), z.symbol)
+    a = act.output(batch)
     a_result = _result("a", act.layer, entry_of(a, i, s), act.entry(i, s), _indices(i, s), a.symbol)
-    return z_result, a_result
+    return dense_forward(dense, batch), a_result
 
 
 def loss_equation(loss: LossLayer, batch: bool) -> Result:
@@ -292,6 +299,7 @@ __all__ = [
     "parameter_gradients",
     "update_rule",
     "forward_equations",
+    "dense_forward",
     "loss_equation",
     "index",
 ]

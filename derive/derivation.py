@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 from derive.backprop import (
     Pass,
+    Result,
     Step,
+    dense_forward,
     forward_equations,
     input_gradient,
     layer_error,
@@ -34,6 +36,7 @@ class Derivation:
     batch: Pass
     general: Pass | None  # the hidden-layer recursion and gradients for a symbolic layer l
     updates: dict[str, list[Step]] = field(default_factory=dict)
+    general_forward: tuple[Result, Result] | None = None  # z⁽ˡ⁾ of a general layer l: per sample, minibatch
     activation_derivatives: tuple[ActivationDerivative, ...] = ()
 
     def passes(self) -> list[Pass]:
@@ -102,4 +105,13 @@ def derive(model: Model) -> Derivation:
             Dense(LayerRef.symbolic()), general.results["batch_grad_W_l"], general.results["batch_grad_b_l"]
         )
     elementwise = dict.fromkeys(a for a in model.activations if not a.is_softmax)
-    return Derivation(model, sample, batch, general, updates, tuple(activation_derivative(a) for a in elementwise))
+    general_dense = Dense(LayerRef.symbolic())
+    return Derivation(
+        model,
+        sample,
+        batch,
+        general,
+        updates=updates,
+        activation_derivatives=tuple(activation_derivative(a) for a in elementwise),
+        general_forward=(dense_forward(general_dense, False), dense_forward(general_dense, True)),
+    )

@@ -42,6 +42,11 @@ def make_spec(
             f"invalid combination: loss {loss_entry.name!r} takes log(a) and needs outputs in (0, 1), "
             f"but output activation {output_entry.name!r} can leave that range; use --out-act sigmoid or softmax"
         )
+    if output_entry.name in loss_entry.refused_outputs:
+        raise DeriveError(
+            f"invalid combination: loss {loss_entry.name!r} treats every output as an independent probability, "
+            f"which output activation {output_entry.name!r} does not give; use --out-act sigmoid"
+        )
     size_tuple = parse_sizes(sizes, depth)
     if output_entry.is_softmax and size_tuple[-1] < 2:
         raise DeriveError(f"invalid value for --sizes: softmax output needs at least 2 units, got n{depth} = {size_tuple[-1]}")

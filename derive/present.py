@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import sympy as sp
@@ -19,7 +19,7 @@ from derive import __version__
 from derive.backprop import Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
-from derive.notation import BATCH_COST, COST, LayerRef, Q, size_latex
+from derive.notation import BATCH_COST, COST, LayerRef, Q, index, size_latex
 from derive.printing import latex
 from derive.verify import Report
 
@@ -128,7 +128,6 @@ def _activation_formula(act, layer) -> str:
     a, z = Q("a", layer), Q("z", layer)
     if act.is_softmax:
         from derive.layers import ActivationLayer
-        from derive.notation import index
 
         i = index("i", LayerRef(layer))
         return equation(a.base[i], ActivationLayer(LayerRef(layer), act).entry(i, None))
@@ -159,19 +158,28 @@ def _notation(text: Text) -> list[dict]:
     return [{"symbol": symbol, "meaning": text(key)} for symbol, key in rows]
 
 
-def _forward(derivation: Derivation, text: Text) -> dict:
-    sample, batch = derivation.sample.results, derivation.batch.results
-    rows = []
+def _forward(derivation: Derivation) -> dict:
+    """The general layer l (weighted sums), then each layer's activation as derived."""
+    sample_z, batch_z = derivation.general_forward
+    l = LayerRef.symbolic()
+    i = index("i", l)
+    g = sp.Function(f"g^{{({l.latex()})}}")
+    activation_index = equation(Q("a", l).base[i], g(Q("z", l).base[i]))
+    activation_vector = equation(Q("a", l).symbol, g(Q("z", l).symbol))
+    activation_batch = equation(Q("A", l).symbol, g(Q("Z", l).symbol))
+    layers = []
     for layer in range(1, derivation.model.depth + 1):
-        rows.append(
-            {
-                "layer": str(layer),
-                "index": [result_equation(sample[f"z_{layer}"], matrix=False), result_equation(sample[f"a_{layer}"], matrix=False)],
-                "vector": [result_equation(sample[f"z_{layer}"]), result_equation(sample[f"a_{layer}"])],
-                "batch": [result_equation(batch[f"z_{layer}"]), result_equation(batch[f"a_{layer}"])],
-            }
-        )
-    return {"layers": rows}
+        a = derivation.sample.results[f"a_{layer}"]
+        entry = {"layer": str(layer), "vector": result_equation(a), "index": None}
+        if derivation.model.activations[layer - 1].is_softmax:
+            entry["index"] = result_equation(a, matrix=False)
+        layers.append(entry)
+    return {
+        "index": [result_equation(sample_z, matrix=False), activation_index],
+        "vector": [result_equation(sample_z), activation_vector],
+        "batch": [result_equation(batch_z), activation_batch],
+        "layers": layers,
+    }
 
 
 def _loss(derivation: Derivation, text: Text) -> dict:
@@ -204,12 +212,13 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
             "computed": equation(sp.Derivative(gz, z), d.computed),
             "notes": [],
             "readable": None,
+            "convention": None,
         }
         if d.in_terms_of_output is not None:
             entry["readable"] = {"lhs": "g'(z)", "rhs": latex(d.in_terms_of_output), "latex": f"g'(z) = {latex(d.in_terms_of_output)}"}
             entry["notes"].append(text(f"activations.proof_{d.proof}"))
         elif d.kink_convention:
-            entry["readable"] = {"lhs": "g'(z)", "rhs": latex(d.derivative), "latex": f"g'(z) = {latex(d.derivative)}"}
+            entry["convention"] = {"lhs": "g'(z)", "rhs": latex(d.derivative), "latex": f"g'(z) = {latex(d.derivative)}"}
             entry["notes"].append(text("activations.kink"))
         elif not d.computed.has(sp.Symbol("z", real=True)):
             entry["notes"].append(text("activations.constant"))
@@ -218,7 +227,7 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         out.append(entry)
     if any(a.is_softmax for a in derivation.model.activations):
         out.append({"name": "softmax", "title": "softmax", "definition": None, "computed": None, "readable": None,
-                    "notes": [text("activations.softmax", output_section=output_section)]})
+                    "convention": None, "notes": [text("activations.softmax", output_section=output_section)]})
     return out
 
 
@@ -349,7 +358,7 @@ def document_context(
     hidden_names = ", ".join(dict.fromkeys(a.name for a in model.activations[:-1])) or "—"
     section_keys = [
         "network", "notation", "forward", "loss", "activations", "output_error", "recursion",
-        "parameters", "minibatch", "update", "summary", "code", "verification",
+        "parameters", "minibatch", "update_rule", "summary", "code", "verification",
     ]
     numbers = {key: n + 1 for n, key in enumerate(section_keys)}
     text = Text(lang, fmt, **numbers)
@@ -413,8 +422,9 @@ def document_context(
                 "network.layer", "network.units", "network.activation", "network.function", "network.sizes_note",
                 "notation.intro", "notation.symbol", "notation.meaning",
                 "forward.intro", "forward.index", "forward.vector", "forward.batch", "forward.activations",
+                "forward.softmax",
                 "loss.per_unit", "loss.sample", "loss.batch",
-                "activations.intro", "activations.computed", "activations.readable",
+                "activations.intro", "activations.computed", "activations.readable", "activations.convention",
                 "output_error.intro", "output_error.upstream", "output_error.delta", "output_error.result",
                 "recursion.per_layer_intro", "recursion.upstream", "recursion.delta",
                 "parameters.intro", "parameters.weights", "parameters.biases", "parameters.per_layer",
@@ -429,7 +439,7 @@ def document_context(
         ),
         "network": _network(derivation, text),
         "notation": _notation(text),
-        "forward": _forward(derivation, text),
+        "forward": _forward(derivation),
         "loss": _loss(derivation, text),
         "activations": _activations(derivation, text, numbers["output_error"]),
         "output_error": {"upstream": output_upstream, "delta": output_delta,
@@ -472,8 +482,19 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
 # JSON
 
 
+@lru_cache(maxsize=None)
+def sympy_text(expr: sp.Basic) -> str:
+    """`sympy.srepr` of an expression, built node by node so that shared sub-trees print once.
+
+    The text is the same constructor form as srepr's, and `sympy.sympify` rebuilds the expression.
+    """
+    if expr.is_Atom or not expr.args:
+        return sp.srepr(expr)
+    return f"{type(expr).__name__}({', '.join(sympy_text(arg) for arg in expr.args)})"
+
+
 def _side(expr: sp.Basic, matrix: bool) -> dict:
-    return {"latex": latex(expr, matrix=matrix), "sympy": sp.srepr(expr)}
+    return {"latex": latex(expr, matrix=matrix), "sympy": sympy_text(expr)}
 
 
 def _json_step(step: Step) -> dict:
@@ -515,10 +536,10 @@ def json_document(derivation: Derivation, report: Report, *, command: str) -> di
         "activation_derivatives": [
             {
                 "activation": d.activation.name,
-                "g": sp.srepr(d.activation.expr),
-                "derivative_computed": sp.srepr(d.computed),
-                "derivative_used": sp.srepr(d.derivative),
-                "in_terms_of_output": None if d.in_terms_of_output is None else sp.srepr(d.in_terms_of_output),
+                "g": sympy_text(d.activation.expr),
+                "derivative_computed": sympy_text(d.computed),
+                "derivative_used": sympy_text(d.derivative),
+                "in_terms_of_output": None if d.in_terms_of_output is None else sympy_text(d.in_terms_of_output),
                 "proof": d.proof,
                 "kink_convention": d.kink_convention,
             }

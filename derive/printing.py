@@ -9,7 +9,10 @@ uses only macros KaTeX, MathJax (GitHub) and plain LaTeX (amsmath) all know.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy as sp
+from sympy.core.function import AppliedUndef
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
@@ -103,14 +106,43 @@ class DeriveLatexPrinter(LatexPrinter):
         q = notation.quantity_of(str(expr.label))
         return q.latex() if q is not None else super()._print_IndexedBase(expr)
 
+    def _print_Add(self, expr: sp.Add, order=None) -> str:
+        """Positive terms first, sums and matrix products before the rest (W a + b, not b + W a)."""
+        terms = sorted(
+            self._as_ordered_terms(expr, order=order),
+            key=lambda t: (t.could_extract_minus_sign(), not t.has(sp.Sum, MatProd)),
+        )
+        tex = ""
+        for n, term in enumerate(terms):
+            if n == 0:
+                pass
+            elif term.could_extract_minus_sign():
+                tex += " - "
+                term = -term
+            else:
+                tex += " + "
+            term_tex = self._print(term)
+            if self._needs_add_brackets(term):
+                term_tex = rf"\left({term_tex}\right)"
+            tex += term_tex
+        return tex
+
     # ---- calculus
 
     def _print_Sum(self, expr: sp.Sum) -> str:
-        indices = "".join(self._print(limit[0]) for limit in expr.limits)
+        sums = " ".join(rf"\sum_{{{self._print(limit[0])}}}" for limit in reversed(expr.limits))
         body = self.parenthesize(expr.function, PRECEDENCE["Mul"], strict=True)
         if expr.function.could_extract_minus_sign() and not body.startswith(r"\left("):
             body = rf"\left({body}\right)"
-        return rf"\sum_{{{indices}}} {body}"
+        return f"{sums} {body}"
+
+    def _print_Function(self, expr, exp=None) -> str:
+        if isinstance(expr, AppliedUndef):  # g(z), \ell(a, y): plain function notation
+            args = ", ".join(self._print(a) for a in expr.args)
+            name = expr.func.__name__
+            tex = f"{name}({args})"
+            return f"{tex}^{{{exp}}}" if exp else tex
+        return super()._print_Function(expr, exp=exp)
 
     def _print_KroneckerDelta(self, expr, exp=None) -> str:
         tex = rf"\delta_{{{self._index_string(expr.args)}}}"
@@ -125,6 +157,8 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_Derivative(self, expr: sp.Derivative) -> str:
         (variable, count), = expr.variable_count
+        if isinstance(expr.expr, AppliedUndef) and expr.expr.args == (variable,) and count == 1:
+            return f"{expr.expr.func.__name__}'({self._print(variable)})"  # g'(z)
         top = self._print(expr.expr)
         order = "" if count == 1 else f"^{{{count}}}"
         bottom = self._print(variable) + order
@@ -145,7 +179,7 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _matrix_operand(self, arg: sp.Basic) -> str:
         tex = self._print(arg)
-        if isinstance(arg, (sp.Symbol, MatProd, Tr, RowSums, ColSums)):
+        if isinstance(arg, (sp.Symbol, MatProd, Tr, RowSums, ColSums, sp.exp)):
             return tex
         return rf"\left({tex}\right)"
 
@@ -217,6 +251,7 @@ class DeriveLatexPrinter(LatexPrinter):
         return tex
 
 
+@lru_cache(maxsize=4096)
 def latex(expr: sp.Basic, *, matrix: bool = False) -> str:
-    """LaTeX of an index-form (default) or matrix-form expression."""
+    """LaTeX of an index-form (default) or matrix-form expression (memoised: documents reuse them)."""
     return DeriveLatexPrinter(matrix=matrix).doprint(expr)

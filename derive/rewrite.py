@@ -45,6 +45,8 @@ def simplest(*candidates: sp.Expr) -> sp.Expr:
 
 def tidy(expr: sp.Expr) -> sp.Expr:
     """A small local expression in its shortest common form: as is, cancelled or factored."""
+    if not expr.is_Add and not any(p.exp.is_negative for p in expr.atoms(sp.Pow)):
+        return normalise_signs(expr)  # a product without fractions: nothing to cancel or factor
     return simplest(expr, normalise_signs(sp.cancel(expr)), normalise_signs(sp.factor(expr)))
 
 

@@ -19,7 +19,7 @@ from derive.model import build_model
 from derive.present import code_context, document_context, json_document
 from derive.render import render, write_files
 from derive.spec import MLPSpec
-from derive.verify import Report, verify
+from derive.verify import DirectDifferentiation, Report, verify
 
 FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json"}
 
@@ -53,12 +53,14 @@ def command_line(spec: MLPSpec) -> str:
 def generate(spec: MLPSpec) -> Outcome:
     """Derive, verify and render everything for `spec`, in memory."""
     start = time.perf_counter()
-    derivation = derive(build_model(spec))
+    model = build_model(spec)
+    direct = DirectDifferentiation(model)  # runs in a second process while the engine derives
+    derivation = derive(model)
     plan = plan_code(derivation)
     command = command_line(spec)
     title = f"derive {__version__}: {spec.slug()}"
     source = render("model.py.j2", code_context(plan, title=title, command=command))
-    report = verify(derivation, source)
+    report = verify(derivation, source, direct)
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()

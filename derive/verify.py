@@ -18,6 +18,7 @@ across machines whose BLAS round differently.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import random
 import types
 from dataclasses import dataclass, field
@@ -112,18 +113,27 @@ def _concrete_sizes(model: Model, width: int, samples: int | None) -> dict:
 # direct differentiation of the expanded loss
 
 
-def _expanded_loss(model: Model, width: int, values: dict) -> tuple[sp.Expr, dict[tuple, sp.Symbol]]:
-    """The loss of one sample as one scalar expression in parameter symbols (input and target numbers)."""
+def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) -> tuple[sp.Expr, dict, list]:
+    """Forward pass of one sample written out in full: the loss, the parameter symbols, the z's.
+
+    With `symbolic` the parameters are symbols (input and targets are numbers); otherwise numbers.
+    """
     params = {}
+
+    def parameter(label, idx, name):
+        key = (label, idx)
+        if not symbolic:
+            return values[key]
+        params[key] = sp.Symbol(name)
+        return params[key]
+
     a = [values[("a_0", (j,))] for j in range(width)]
+    preactivations = []
     for layer in range(1, model.depth + 1):
-        W = [[sp.Symbol(f"W{layer}_{i}_{j}") for j in range(width)] for i in range(width)]
-        b = [sp.Symbol(f"b{layer}_{i}") for i in range(width)]
-        for i in range(width):
-            params[(Q("b", layer).label, (i,))] = b[i]
-            for j in range(width):
-                params[(Q("W", layer).label, (i, j))] = W[i][j]
+        W = [[parameter(Q("W", layer).label, (i, j), f"W{layer}_{i}_{j}") for j in range(width)] for i in range(width)]
+        b = [parameter(Q("b", layer).label, (i,), f"b{layer}_{i}") for i in range(width)]
         z = [sum(W[i][j] * a[j] for j in range(width)) + b[i] for i in range(width)]
+        preactivations += z
         act = model.activations[layer - 1]
         if act.is_softmax:
             total = sum(sp.exp(zk) for zk in z)
@@ -132,7 +142,7 @@ def _expanded_loss(model: Model, width: int, values: dict) -> tuple[sp.Expr, dic
             a = [act.entry(zi) for zi in z]
     y = [values[("y", (i,))] for i in range(width)]
     cost = sum(model.loss.entry(ai, yi) for ai, yi in zip(a, y))
-    return cost, params
+    return cost, params, preactivations
 
 
 def _is_rational_valued(expr: sp.Expr) -> bool:
@@ -147,36 +157,88 @@ def _rational_model(model: Model) -> bool:
     return _is_rational_valued(model.loss.expr)
 
 
-def symbolic_check(derivation: Derivation, seed: int = 0) -> Check:
-    model = derivation.model
-    if model.depth > SYMBOLIC_MAX_DEPTH:
-        return Check("symbolic", True, ran=False, figures={"depth": model.depth, "max_depth": SYMBOLIC_MAX_DEPTH})
-    width = SYMBOLIC_WIDTH
+def symbolic_point(model: Model, seed: int = 0) -> dict:
+    """A random rational point where no pre-activation sits exactly on a kink."""
     rng = random.Random(seed)
-    for _ in range(20):  # a point where no pre-activation sits exactly on a kink
-        values = _random_point(model, width, 1, rng)
-        forward = _evaluate_forward(derivation, values, _concrete_sizes(model, width, None), exact=True)
-        if all(v != 0 for (label, _), v in forward.items() if label.startswith("z_")):
+    for _ in range(20):
+        values = _random_point(model, SYMBOLIC_WIDTH, 1, rng)
+        _, _, preactivations = _expanded_network(model, SYMBOLIC_WIDTH, values, symbolic=False)
+        if all(z != 0 for z in preactivations):
             break
-    cost, params = _expanded_loss(model, width, values)
+    return values
+
+
+def direct_gradients(model: Model, values: dict) -> tuple[dict, bool]:
+    """∂C/∂θ for every parameter θ by `sympy.diff` of the fully expanded loss, at `values`."""
+    cost, params, _ = _expanded_network(model, SYMBOLIC_WIDTH, values, symbolic=True)
     exact = _is_rational_valued(cost)
     point = {sym: (values[key] if exact else sp.Float(values[key], DIGITS)) for key, sym in params.items()}
-    numeric_values = values if exact else {k: sp.Float(v, DIGITS) for k, v in values.items()}
-    derived = _evaluate_gradients(derivation.sample.results, derivation, numeric_values, _concrete_sizes(model, width, None))
-    worst = sp.S.Zero
+    grads = {}
     for key, sym in params.items():
         direct = sp.diff(cost, sym).xreplace(point)
-        direct = direct if exact else direct.evalf(DIGITS)
-        difference = abs(direct - derived[key])
-        scale = max(sp.S.One, abs(direct))
-        worst = max(worst, difference / scale)
+        grads[key] = direct if exact else direct.evalf(DIGITS)
+    return grads, exact
+
+
+def _direct_gradients_child(model: Model, values: dict, connection) -> None:
+    try:
+        connection.send(direct_gradients(model, values))
+    finally:
+        connection.close()
+
+
+class DirectDifferentiation:
+    """The expensive half of the symbolic check, started early in a second process when the
+    platform can fork, so that it runs while the engine derives; otherwise run when asked for."""
+
+    def __init__(self, model: Model, seed: int = 0):
+        self.model = model
+        self.skipped = model.depth > SYMBOLIC_MAX_DEPTH
+        self.values = None if self.skipped else symbolic_point(model, seed)
+        self._connection = None
+        self._process = None
+        self._result = None
+        if not self.skipped and "fork" in multiprocessing.get_all_start_methods():
+            parent, child = multiprocessing.get_context("fork").Pipe(duplex=False)
+            self._process = multiprocessing.get_context("fork").Process(
+                target=_direct_gradients_child, args=(model, self.values, child), daemon=True
+            )
+            self._process.start()
+            child.close()
+            self._connection = parent
+
+    def result(self) -> tuple[dict, bool]:
+        if self._result is None:
+            if self._connection is not None:
+                try:
+                    self._result = self._connection.recv()
+                finally:
+                    self._connection.close()
+                    self._process.join()
+                    self._connection = None
+            else:
+                self._result = direct_gradients(self.model, self.values)
+        return self._result
+
+
+def symbolic_check(derivation: Derivation, direct: DirectDifferentiation | None = None) -> Check:
+    model = derivation.model
+    direct = direct if direct is not None else DirectDifferentiation(model)
+    if direct.skipped:
+        return Check("symbolic", True, ran=False, figures={"depth": model.depth, "max_depth": SYMBOLIC_MAX_DEPTH})
+    expected, exact = direct.result()
+    values = direct.values if exact else {k: sp.Float(v, DIGITS) for k, v in direct.values.items()}
+    derived = _evaluate_gradients(derivation.sample.results, derivation, values, _concrete_sizes(model, SYMBOLIC_WIDTH, None))
+    worst = sp.S.Zero
+    for key, value in expected.items():
+        worst = max(worst, abs(value - derived[key]) / max(sp.S.One, abs(value)))
     passed = worst == 0 if exact else worst <= FLOAT_TOLERANCE
     return Check(
         "symbolic",
         bool(passed),
         figures={
-            "partials": len(params),
-            "width": width,
+            "partials": len(expected),
+            "width": SYMBOLIC_WIDTH,
             "depth": model.depth,
             "exact": exact,
             "digits": DIGITS,
@@ -185,7 +247,7 @@ def symbolic_check(derivation: Derivation, seed: int = 0) -> Check:
     )
 
 
-def _evaluate_forward(derivation: Derivation, values: dict, env: dict, exact: bool) -> dict:
+def _evaluate_forward(derivation: Derivation, values: dict, env: dict) -> dict:
     results = derivation.sample.results
     values = dict(values)
     for layer in range(1, derivation.model.depth + 1):
@@ -200,7 +262,7 @@ def _evaluate_forward(derivation: Derivation, values: dict, env: dict, exact: bo
 def _evaluate_gradients(results: dict, derivation: Derivation, values: dict, env: dict) -> dict:
     """Evaluate the derived δ-form, layer by layer from the output, at a concrete point."""
     model = derivation.model
-    values = _evaluate_forward(derivation, values, env, exact=False)
+    values = _evaluate_forward(derivation, values, env)
     grads = {}
     for layer in range(model.depth, 0, -1):
         delta = results[f"delta_{layer}"]
@@ -400,9 +462,10 @@ def derivation_figures(derivation: Derivation) -> list[Check]:
     ]
 
 
-def verify(derivation: Derivation, source: str) -> Report:
+def verify(derivation: Derivation, source: str, direct: DirectDifferentiation | None = None) -> Report:
+    """Run every check; `direct` is the direct differentiation if it was started earlier."""
     module = load_module(source)
-    checks = [symbolic_check(derivation), minibatch_check(derivation)]
+    checks = [symbolic_check(derivation, direct), minibatch_check(derivation)]
     checks += [finite_difference_check(derivation.model, module), stability_check(derivation.model, module)]
     checks += derivation_figures(derivation)
     return Report(checks)

@@ -22,6 +22,7 @@ class Loss:
     target: str = "real"  # "real", "probability" (each y ≥ 0, Σ y = 1) or "binary" (0 ≤ y ≤ 1)
     default_output: str | None = None  # output activation used when --out-act is not given
     needs_unit_interval: bool = False  # log(a) requires outputs in (0, 1)
+    refused_outputs: tuple[str, ...] = ()  # output activations this loss does not make sense with
 
     def entry(self, a_entry: sp.Expr, y_entry: sp.Expr) -> sp.Expr:
         return self.expr.xreplace({A: a_entry, Y: y_entry})
@@ -46,6 +47,9 @@ LOSSES: dict[str, Loss] = {
             target="binary",
             default_output="sigmoid",
             needs_unit_interval=True,
+            # each output is an independent probability; softmax outputs are coupled, and log(1 - a)
+            # of a softmax output has no overflow-free form for the generated code
+            refused_outputs=("softmax",),
         ),
     )
 }

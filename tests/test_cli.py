@@ -1,0 +1,71 @@
+"""The command line, through Click's CliRunner and as a real process."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from derive import __version__
+from derive.cli import main
+
+
+def run(args, **kwargs):
+    return CliRunner().invoke(main, args, catch_exceptions=False, **kwargs)
+
+
+def test_main_job_writes_four_files_and_reports_the_verdict(tmp_path):
+    result = run(["mlp", "--layers", "3", "--act", "sigmoid", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["derivation.json", "derivation.md", "derivation.tex", "model.py"]
+    for name in names:
+        assert f"wrote {tmp_path / name}" in result.output
+    assert "verification passed" in result.output
+    assert "18 partial derivatives match direct differentiation" in result.output
+
+
+def test_default_output_folder(tmp_path):
+    with CliRunner().isolated_filesystem(temp_dir=tmp_path) as cwd:
+        result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "tanh", "--loss", "bce"])
+        assert result.exit_code == 0, result.output
+        folder = tmp_path / cwd / "outputs" / "mlp-L2-tanh-sigmoid-bce"
+        assert (folder / "derivation.md").is_file()
+
+
+@pytest.mark.parametrize("formats, expected", [("md", ["derivation.md"]), ("py,json", ["derivation.json", "model.py"]),
+                                                ("TEX", ["derivation.tex"])])
+def test_format_selects_files(tmp_path, formats, expected):
+    result = run(["mlp", "--layers", "1", "--act", "identity", "--format", formats, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+
+
+def test_per_layer_activations_and_sizes(tmp_path):
+    result = run(["mlp", "--layers", "3", "--act", "relu,tanh", "--sizes", "2,7,6,4", "--loss", "ce",
+                  "--out", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    spec = json.loads((tmp_path / "derivation.json").read_text())["spec"]
+    assert spec["activations"] == ["relu", "tanh", "softmax"] and spec["sizes"] == [2, 7, 6, 4]
+
+
+def test_quiet_prints_nothing(tmp_path):
+    result = run(["mlp", "--layers", "1", "--act", "sigmoid", "-q", "--out", str(tmp_path)])
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_version_and_help():
+    assert run(["--version"]).output.strip() == f"derive {__version__}"
+    help_text = run(["mlp", "--help"]).output
+    for option in ("--layers", "--act", "--out-act", "--loss", "--sizes", "--format", "--out"):
+        assert option in help_text
+
+
+def test_python_dash_m_and_console_script(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "derive", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"derive {__version__}"
+    done = subprocess.run([sys.executable, "-m", "derive", "mlp", "--layers", "2", "--act", "relu", "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "model.py").is_file()

@@ -1,0 +1,120 @@
+"""Properties of the written files: deterministic, well-formed, compiling, and the gallery fresh."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sympy as sp
+
+from derive.gallery import gallery_specs, stale_files
+from derive.matrixform import MATRIX_FUNCTIONS
+from derive.model import make_spec
+from derive.run import generate
+from derive.present import sympy_text
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def outcome():
+    return generate(make_spec(3, "sigmoid", None, "mse"))
+
+
+def test_same_command_gives_byte_identical_files():
+    spec = make_spec(2, "relu", None, "ce")
+    assert generate(spec).files == generate(spec).files
+
+
+def test_no_python_object_leaks_into_documents(outcome):
+    for name, data in outcome.files.items():
+        text = data.decode()
+        assert "object at 0x" not in text and "<built-in" not in text and "Undefined" not in text, name
+
+
+def test_markdown_math_is_balanced(outcome):
+    text = outcome.files["derivation.md"].decode()
+    assert text.count("$$") % 2 == 0
+    inline = re.sub(r"\$\$.*?\$\$", "", text, flags=re.S)
+    inline = re.sub(r"```.*?```", "", inline, flags=re.S)
+    assert inline.count("$") % 2 == 0
+    for block in re.findall(r"\$\$(.*?)\$\$", text, flags=re.S):
+        assert block.count("{") == block.count("}"), block
+        assert block.count(r"\left") == block.count(r"\right"), block
+
+
+def test_markdown_has_every_section(outcome):
+    text = outcome.files["derivation.md"].decode()
+    for heading in ("The network", "Notation", "Forward pass", "Loss", "The error of the output layer",
+                    "The backward recursion", "Gradients of the parameters", "Minibatch form",
+                    "Gradient-descent update", "Summary", "Verification"):
+        assert f". {heading}" in text
+    assert r"\boxed" in text
+
+
+def test_json_steps_round_trip_through_sympy(outcome):
+    document = json.loads(outcome.files["derivation.json"])
+    assert document["spec"]["layers"] == 3 and document["verification"]["passed"]
+    names = {f.__name__: f for f in MATRIX_FUNCTIONS}
+    steps = outcome.derivation.sample.steps["delta_2"]
+    for step, data in zip(steps, document["steps"]["sample"]["delta_2"]):
+        assert sp.sympify(data["lhs"]["sympy"], locals=names) == step.lhs
+        assert sp.sympify(data["rhs"]["sympy"], locals=names) == step.rhs
+        assert data["rule"] == step.rule
+    formula = document["formulas"]["batch"]["grad_W_1"]["matrix"]["rhs"]["sympy"]
+    assert sp.sympify(formula, locals=names) == outcome.derivation.batch.results["grad_W_1"].matrix_rhs
+
+
+def test_sympy_text_is_srepr_for_every_result(outcome):
+    for result in outcome.derivation.sample.results.values():
+        assert sp.sympify(sympy_text(result.rhs)) == result.rhs
+
+
+def test_generated_module_needs_only_numpy(outcome, tmp_path):
+    (tmp_path / "model.py").write_bytes(outcome.files["model.py"])
+    code = (
+        "import sys\n"
+        "for blocked in ('sympy', 'jinja2', 'click', 'derive'):\n"
+        "    sys.modules[blocked] = None\n"
+        "import numpy as np, model\n"
+        "p = model.init_params(model.SIZES, np.random.default_rng(0))\n"
+        "X = np.ones((4, 7)); Y = np.zeros((3, 7))\n"
+        "g = model.gradients(p, X, Y)\n"
+        "assert set(g) == set(p) and all(g[k].shape == p[k].shape for k in p)\n"
+        "c = model.forward(p, X)\n"
+        "assert c['A0'] is X and c['Z3'].shape == (3, 7)\n"
+        "print(model.loss(p, X, Y))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) > 0
+
+
+NO_TEX = shutil.which("pdflatex") is None and not os.environ.get("DERIVE_REQUIRE_TEX")
+
+
+@pytest.mark.skipif(NO_TEX, reason="pdflatex is not installed (CI installs TeX Live and sets DERIVE_REQUIRE_TEX)")
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", None, "ce"), (1, "identity", None, "mse")])
+def test_latex_compiles_with_pdflatex(tmp_path, config):
+    (tmp_path / "derivation.tex").write_bytes(generate(make_spec(*config[:2], config[2], config[3])).files["derivation.tex"])
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "derivation.tex"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "derivation.pdf").stat().st_size > 10_000
+    log = (tmp_path / "derivation.log").read_text(errors="replace")
+    assert "Undefined control sequence" not in log
+
+
+def test_gallery_is_fresh():
+    """outputs/ must be what `python -m derive.gallery` writes with the current code."""
+    stale = stale_files(ROOT / "outputs")
+    assert not stale, "stale gallery files (run `python -m derive.gallery`): " + ", ".join(stale)
+
+
+def test_gallery_covers_the_standard_configurations():
+    slugs = {spec.slug() for spec in gallery_specs()}
+    assert {"mlp-L3-sigmoid-sigmoid-mse", "mlp-L3-relu-softmax-ce", "mlp-L2-tanh-sigmoid-bce"} <= slugs

@@ -1,0 +1,61 @@
+"""Every derivative the tool prints is checked twice: against direct differentiation of the fully
+expanded loss (exact or 50 digits), and — through the generated NumPy code — by finite differences.
+
+The grid covers depths 1…4 × every hidden activation × every loss (with its default output
+activation), plus every output activation with mse.
+"""
+
+import pytest
+
+from derive.codegen import plan_code
+from derive.present import code_context
+from derive.render import render
+from derive.verify import finite_difference_check, load_module, minibatch_check, stability_check, symbolic_check
+
+from conftest import derivation_for
+
+HIDDEN = ["identity", "sigmoid", "tanh", "relu"]
+LOSSES = ["mse", "ce", "bce"]
+GRID = [(layers, act, loss, None) for layers in (1, 2, 3, 4) for act in HIDDEN for loss in LOSSES]
+GRID += [(layers, "tanh", "mse", out) for layers in (1, 3) for out in ("softmax", "sigmoid", "relu", "identity")]
+GRID += [(2, "relu", "ce", "sigmoid")]
+
+
+def module_for(derivation):
+    source = render("model.py.j2", code_context(plan_code(derivation), title="test", command="test"))
+    return load_module(source)
+
+
+def config_id(config):
+    layers, act, loss, out = config
+    return f"L{layers}-{act}-{out or 'default'}-{loss}"
+
+
+@pytest.mark.parametrize("config", GRID, ids=config_id)
+def test_delta_form_equals_direct_differentiation(config):
+    layers, act, loss, out = config
+    d = derivation_for(layers, act, loss, out)
+    check = symbolic_check(d)
+    assert check.ran and check.passed, check.figures
+    assert check.figures["partials"] == layers * 6
+
+
+@pytest.mark.parametrize("config", GRID, ids=config_id)
+def test_minibatch_formulas_are_the_mean_of_per_sample_ones(config):
+    check = minibatch_check(derivation_for(*config[:3], config[3]))
+    assert check.passed, check.figures
+
+
+@pytest.mark.parametrize("config", GRID, ids=config_id)
+def test_generated_code_matches_finite_differences_and_is_stable(config):
+    d = derivation_for(*config[:3], config[3])
+    module = module_for(d)
+    fd = finite_difference_check(d.model, module)
+    assert fd.passed, fd.figures
+    stable = stability_check(d.model, module)
+    assert stable.passed, stable.figures
+
+
+def test_symbolic_check_is_skipped_beyond_depth_four_and_says_so():
+    check = symbolic_check(derivation_for(5, "tanh", "mse"))
+    assert not check.ran and check.figures["depth"] == 5
