@@ -207,17 +207,21 @@ class DeriveLatexPrinter(LatexPrinter):
         sign = ""
         if expr.could_extract_minus_sign():
             expr, sign = -expr, "- "
-        numer, denom = sp.fraction(expr, exact=True)
-        if denom != 1:
-            return sign + rf"\frac{{{self._print(numer)}}}{{{self._print(denom)}}}"
-        scalars = [f for f in sp.Mul.make_args(expr) if not is_array_valued(f)]
-        arrays = ordered_factors([f for f in sp.Mul.make_args(expr) if is_array_valued(f)])
-        parts = []
-        if scalars:
-            parts.append(super()._print_Mul(sp.Mul(*scalars)) if len(scalars) > 1 else self._print(scalars[0]))
-        hadamard = [self._hadamard_operand(f, len(arrays)) for f in arrays]
-        tex = r" \odot ".join(hadamard)
-        return sign + (" ".join(parts + [tex]) if parts else tex)
+        factors = sp.Mul.make_args(expr)
+        scalar = sp.Mul(*[f for f in factors if not is_array_valued(f)])  # e.g. η/m, printed in front
+        arrays = [f for f in factors if is_array_valued(f)]
+        over = [f for f in arrays if f.is_Pow and f.exp.is_negative]
+        if over:  # entry-wise division by an array: a fraction
+            numer = sp.Mul(*[f for f in arrays if f not in over])
+            denom = sp.Mul(*[1 / f for f in over])
+            tex = rf"\frac{{{self._print(numer)}}}{{{self._print(denom)}}}"
+        else:
+            hadamard = ordered_factors(arrays)
+            tex = r" \odot ".join(self._hadamard_operand(f, len(hadamard)) for f in hadamard)
+        if scalar == 1:
+            return sign + tex
+        prefix = super()._print_Mul(scalar) if scalar.is_Mul else self._print(scalar)
+        return sign + prefix + " " + tex
 
     def _print_index_mul(self, expr: sp.Mul) -> str:
         """A product in textbook order: sums first, then upstream quantities, then local factors."""
