@@ -22,6 +22,7 @@ from html import escape
 from derive.errors import DeriveError
 
 _FAILED = re.compile(r"<mi>&amp;</mi>|<mi>&</mi>|<merror|<mtext>\\|<mi>\\|<mo>\\")
+_CAPITAL_GREEK = re.compile(r"<mi>(&#x00(?:39[1-9A-Fa-f]|3[Aa][0-9]);)</mi>")
 _SEGMENTS = re.compile(r"(\$[^$]+\$|`[^`]+`|\*\*[^*]+\*\*)")
 
 
@@ -45,6 +46,8 @@ def to_mathml(tex: str, display: bool = False) -> str:
         raise ValueError(f"latex2mathml cannot convert {tex!r}: {error}") from error
     if _FAILED.search(mathml):
         raise ValueError(f"latex2mathml converted {tex!r} unfaithfully: {mathml[:200]}")
+    # capital Greek letters are upright in TeX; MathML Core would slant a single-letter <mi>
+    mathml = _CAPITAL_GREEK.sub(r'<mi mathvariant="normal">\1</mi>', mathml)
     # the alt text a reader can copy and a screen reader can fall back on
     return mathml.replace("<math ", f'<math alttext="{escape(tex.strip())}" ', 1)
 

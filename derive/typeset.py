@@ -11,11 +11,13 @@ ID from the fixed date). Different TeX Live versions still produce different byt
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +61,9 @@ def compile_pdf(source: str, lang: str) -> bytes:
     tex = require(lang)
     env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "FORCE_SOURCE_DATE": "1"}
     # pdfTeX-only primitives guarded by \ifdefined, so one command line serves every engine
-    first_line = r"\ifdefined\pdftrailerid\pdftrailerid{}\pdfinfoomitdate=1\fi\input{derivation.tex}"
+    first_line = (r"\ifdefined\pdftrailerid\pdftrailerid{}\pdfinfoomitdate=1\fi"
+                  rf"\AtBeginDocument{{\hypersetup{{pdfkeywords={{{source_stamp(source)}}}}}}}"
+                  r"\input{derivation.tex}")
     with tempfile.TemporaryDirectory(prefix="derive-pdf-") as folder:
         work = Path(folder)
         (work / "derivation.tex").write_text(source, encoding="utf-8")
@@ -75,6 +79,30 @@ def compile_pdf(source: str, lang: str) -> bytes:
             if not re.search(r"Rerun to get|Label\(s\) may have changed|There were undefined references", log):
                 break
         return (work / "derivation.pdf").read_bytes()
+
+
+def source_stamp(source: str) -> str:
+    """What the PDF's keywords record of the LaTeX it was compiled from: the gallery's freshness test
+    compares it with the current .tex instead of recompiling (PDF bytes depend on the TeX version)."""
+    return "derive-source-sha256-" + hashlib.sha256(source.encode()).hexdigest()
+
+
+def has_stamp(pdf: bytes, source: str) -> bool:
+    """Was this PDF compiled from `source`? Looks for the stamp in the file and in its compressed
+    streams (engines may put the document information into a compressed object stream)."""
+    stamp = source_stamp(source)
+    # hyperref writes the keywords as UTF-16, in octal escapes (pdfTeX) or hexadecimal (xdvipdfmx)
+    forms = (stamp.encode(), "".join(f"\\000{c}" for c in stamp).encode(), stamp.encode("utf-16-be").hex().encode())
+    if any(form in pdf for form in forms):
+        return True
+    for match in re.finditer(rb"stream\r?\n", pdf):
+        try:
+            data = zlib.decompressobj().decompress(pdf[match.end():match.end() + 2_000_000])
+        except zlib.error:
+            continue
+        if any(form in data for form in forms):
+            return True
+    return False
 
 
 def first_error(log: str) -> str:

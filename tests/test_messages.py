@@ -55,8 +55,9 @@ def test_same_placeholders_as_english(lang):
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_messages_are_non_empty_text_with_balanced_math(lang):
     for key, text in flat(messages(lang)).items():
-        assert isinstance(text, str) and text.strip(), key
-        if not key.startswith("language."):
+        assert isinstance(text, str), key
+        if not key.startswith("language."):  # settings may be empty (no plot fonts needed)
+            assert text.strip(), key
             assert text.count("$") % 2 == 0, key
             assert text.count("`") % 2 == 0, key
 
