@@ -10,8 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from dataclasses import replace
-
 from derive.model import make_spec
 from derive.run import FILE_NAMES, generate
 from derive.spec import FORMATS
@@ -47,8 +45,7 @@ def stale_files(root: Path) -> list[str]:
     stale = []
     for spec in gallery_specs():
         folder = root / spec.slug()
-        without_pdf = replace(spec, formats=tuple(f for f in spec.formats if f != "pdf"))
-        files = generate(without_pdf).files
+        files = generate(spec, compile_pdf=False).files
         for name, data in files.items():
             path = folder / name
             if not path.is_file() or path.read_bytes() != data:

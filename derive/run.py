@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from derive import __version__
@@ -69,10 +69,11 @@ def command_line(spec: MLPSpec) -> str:
     return " ".join(parts)
 
 
-def generate(spec: MLPSpec) -> Outcome:
-    """Derive, verify and render everything for `spec`, in memory."""
+def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
+    """Derive, verify and render everything for `spec`, in memory. With `compile_pdf` False a
+    requested PDF is left out (the gallery's freshness check compares its source stamp instead)."""
     start = time.perf_counter()
-    require_tools(spec)
+    require_tools(spec if compile_pdf else replace(spec, formats=tuple(f for f in spec.formats if f != "pdf")))
     model = build_model(spec)
     direct = DirectDifferentiation(model)  # runs in a second process while the engine derives
     derivation = derive(model)
@@ -107,10 +108,10 @@ def generate(spec: MLPSpec) -> Outcome:
         from derive.notebook import notebook
 
         files[FILE_NAMES["ipynb"]] = notebook(context("md"), render("derivation.md.j2", context("md")), source, spec)
-    if "pdf" in spec.formats:
-        from derive.typeset import compile_pdf
+    if "pdf" in spec.formats and compile_pdf:
+        from derive.typeset import compile_pdf as compile_tex
 
-        files[FILE_NAMES["pdf"]] = compile_pdf(tex, spec.lang)
+        files[FILE_NAMES["pdf"]] = compile_tex(tex, spec.lang)
     return Outcome(spec, derivation, report, files, time.perf_counter() - start)
 
 
