@@ -85,3 +85,16 @@ def test_page_renders_in_chromium_without_errors(lang, node_modules):
     assert report["dollars_in_text"] == 0
     assert len(report["headings"]) == 13
     assert shot.stat().st_size > 20_000 and (SCREENSHOTS / f"derivation-{lang}-full.png").stat().st_size > 100_000
+
+
+@pytest.mark.parametrize("config", [(3, "relu,tanh", None, "mse"), (1, "identity", None, "mse"), (2, "tanh", "softmax", "ce")])
+def test_every_template_branch_converts_and_is_deterministic(config):
+    """Mixed hidden activations (per-layer recursions), no hidden layer, softmax: every formula of
+    these pages converts (a failed conversion raises) and the same command gives the same bytes."""
+    from derive.model import make_spec
+    from derive.run import generate
+
+    spec = make_spec(*config, formats="html")
+    page = generate(spec).files["derivation.html"]
+    assert page == generate(spec).files["derivation.html"]
+    assert page.count(b"<math ") > 50
