@@ -48,7 +48,8 @@ def _fail(error: DeriveError) -> None:
 @click.version_option(__version__, "--version", prog_name="derive", message="%(prog)s %(version)s")
 def main() -> None:
     """Derive the formulas of neural networks with SymPy, verify them, and write them as
-    Markdown, LaTeX, NumPy code and JSON."""
+    Markdown, LaTeX, NumPy code and JSON (and on request as PDF, a web page and a notebook,
+    in English or Chinese)."""
 
 
 @main.command()

@@ -530,7 +530,8 @@ def document_context(
         "language": {"html_lang": text.raw("language.html_lang"), "tex_engine": text.raw("language.tex_engine"),
                      "tex_preamble": text.raw("language.tex_preamble").strip()},
         "summary": _summary(derivation),
-        "summary_refs": text("refs.summary", raw={"refs": "; ".join(f"{name}: {ref}" for name, ref in summary_refs)}),
+        "summary_refs": text("refs.summary", raw={"refs": text.raw("refs.separator").join(
+            text("refs.item", raw={"name": name, "ref": ref}) for name, ref in summary_refs)}),
         "code": _code(plan, derivation, text),
         "verification": _verification(report, text),
         "passed": report.passed,
