@@ -13,13 +13,20 @@ from pathlib import Path
 
 from derive import __version__
 from derive.codegen import plan_code
+from derive.codegen_training import code_context as training_code_context
+from derive.codegen_training import plan_training
 from derive.derivation import Derivation, derive
+from derive.initialisation import Initialisation, derive_initialisation
 from derive.errors import VerificationFailed
 from derive.model import build_model
 from derive.present import code_context, document_context, json_document
 from derive.render import render, write_files
-from derive.spec import MLPSpec
+from derive.catalog.optimizers import choice_text
+from derive.spec import MLPSpec, OptimizerChoice
+from derive.present_training import training_json
+from derive.training import Training, derive_training
 from derive.verify import DirectDifferentiation, Report, verify
+from derive.verify_training import training_checks
 
 FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json"}
 
@@ -31,6 +38,8 @@ class Outcome:
     report: Report
     files: dict[str, bytes]  # file name → content
     seconds: float
+    training: Training | None = None
+    initialisation: Initialisation | None = None
 
 
 def command_line(spec: MLPSpec) -> str:
@@ -47,6 +56,8 @@ def command_line(spec: MLPSpec) -> str:
         parts.append(f"--out-act {spec.output_activation}")
     if spec.sizes != make_spec(spec.layers, act, None, spec.loss).sizes:
         parts.append("--sizes " + ",".join(map(str, spec.sizes)))
+    if spec.optimizer != OptimizerChoice():
+        parts.append(f"--optimizer {choice_text(spec.optimizer)}")
     return " ".join(parts)
 
 
@@ -56,22 +67,29 @@ def generate(spec: MLPSpec) -> Outcome:
     model = build_model(spec)
     direct = DirectDifferentiation(model)  # runs in a second process while the engine derives
     derivation = derive(model)
+    training = derive_training(spec.optimizer)
+    initialisation = derive_initialisation(model)
     plan = plan_code(derivation)
     command = command_line(spec)
     title = f"derive {__version__}: {spec.slug()}"
-    source = render("model.py.j2", code_context(plan, title=title, command=command))
+    context = code_context(plan, title=title, command=command)
+    context |= training_code_context(plan_training(model, training, initialisation))
+    source = render("model.py.j2", context)
     report = verify(derivation, source, direct)
+    report.checks += training_checks(model, training, initialisation, source)
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()
     for fmt in ("md", "tex"):
         if fmt in spec.formats:
-            context = document_context(derivation, report, plan, command=command, fmt=fmt)
+            context = document_context(derivation, report, plan, command=command, fmt=fmt,
+                                       training=(training, initialisation))
             files[FILE_NAMES[fmt]] = render(f"derivation.{fmt}.j2", context).encode()
     if "json" in spec.formats:
         document = json_document(derivation, report, command=command)
+        document["training"] = training_json(training, initialisation)
         files[FILE_NAMES["json"]] = (json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
-    return Outcome(spec, derivation, report, files, time.perf_counter() - start)
+    return Outcome(spec, derivation, report, files, time.perf_counter() - start, training, initialisation)
 
 
 def generate_and_write(spec: MLPSpec, out: Path) -> tuple[Outcome, list[Path]]:

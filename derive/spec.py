@@ -19,6 +19,30 @@ DEFAULT_OUTPUT_SIZE = 3
 
 
 @dataclass(frozen=True)
+class OptimizerChoice:
+    """--optimizer NAME[:key=value,…]: a name of the optimizer catalog and the hyper-parameters the
+    user set to values other than the defaults (validated by `catalog.optimizers.resolve_optimizer`)."""
+
+    name: str = "sgd"
+    overrides: tuple[tuple[str, object], ...] = ()
+
+    def slug(self) -> str:
+        """'' for the default optimizer, else '-adam', '-adam-lr0.01', '-adam-betas0.8_0.99'."""
+        if self.name == "sgd" and not self.overrides:
+            return ""
+        parts = [self.name]
+        for key, value in self.overrides:
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, tuple):
+                text = "_".join(repr(float(v)) for v in value)
+            else:
+                text = repr(float(value))
+            parts.append(f"{key}{text}")
+        return "-" + "-".join(parts)
+
+
+@dataclass(frozen=True)
 class MLPSpec:
     """A multilayer perceptron: L weight layers, an activation per layer, a loss, layer sizes."""
 
@@ -27,6 +51,7 @@ class MLPSpec:
     loss: str
     sizes: tuple[int, ...]  # n_0 … n_L
     formats: tuple[str, ...] = FORMATS
+    optimizer: OptimizerChoice = OptimizerChoice()
 
     @property
     def hidden_activations(self) -> tuple[str, ...]:
@@ -42,7 +67,7 @@ class MLPSpec:
         parts = ["mlp", f"L{self.layers}", hidden, self.output_activation, self.loss]
         if self.sizes != default_sizes(self.layers):
             parts.append("x".join(map(str, self.sizes)))
-        return "-".join(parts)
+        return "-".join(parts) + self.optimizer.slug()
 
 
 def parse_layers(text: str | int) -> int:
