@@ -37,7 +37,7 @@ from derive.catalog import Activation
 from derive.layers import Dense
 from derive.model import Model
 from derive.notation import LayerRef, Q, Z, index, size
-from derive.rewrite import NON_SMOOTH, kink_convention
+from derive.rewrite import NON_SMOOTH, activation_derivative
 from derive.training_notation import Expectation, Variance, symbol
 
 STD = symbol("s", "s", positive=True)  # standard deviation of the pre-activations
@@ -48,7 +48,7 @@ G = sp.Function("g")
 G_PRIME = sp.Function("g'")
 DENSITY = sp.exp(-Z**2 / (2 * STD**2)) / (STD * sp.sqrt(2 * sp.pi))  # N(0, s²)
 KNOWN = (("He", 2 / N_IN), ("LeCun", 1 / N_IN), ("Glorot", 2 / (N_IN + N_OUT)))
-QUADRATURE_NODES = 100
+QUADRATURE_NODES = 60
 CONSTANT_DIGITS = 25  # digits to which an expectation must match a simple rational to be named as one
 
 
@@ -200,11 +200,32 @@ def quadrature(expr: sp.Expr, std: float = 1.0) -> float:
 
         f = sp.lambdify(Z, expr, "mpmath")
         density = lambda x: mpmath.exp(-x * x / (2 * std * std)) / (std * mpmath.sqrt(2 * mpmath.pi))  # noqa: E731
-        return float(mpmath.quad(lambda x: f(x) * density(x), [-mpmath.inf, 0, mpmath.inf]))
+        return float(mpmath.quad(lambda x: f(x) * density(x), _breakpoints(expr)))
     nodes, weights = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
-    f = sp.lambdify(Z, expr, "numpy")
-    values = np.broadcast_to(np.asarray(f(std * nodes), dtype=float), nodes.shape)
+    f = sp.lambdify(Z, expr, "math")  # the math namespace is already loaded; numpy's costs 0.4 s of imports
+    values = np.array([_finite(f, std * float(x)) for x in nodes])
     return float(np.dot(weights, values) / np.sqrt(2 * np.pi))
+
+
+def _breakpoints(expr: sp.Expr) -> list:
+    """−∞, the kinks of a piecewise function (where its formula changes), +∞: quadrature per piece."""
+    import mpmath
+
+    points = {0.0}
+    try:
+        for _, interval in _pieces(expr):
+            points |= {float(p) for p in (interval.start, interval.end) if p.is_finite}
+    except (TypeError, ValueError, NotImplementedError):
+        pass
+    return [-mpmath.inf, *sorted(points), mpmath.inf]
+
+
+def _finite(f, x: float) -> float:
+    """f(x), or 0 where math overflows far in the tails (the Gaussian weight there is below 1e-300)."""
+    try:
+        return float(f(x))
+    except OverflowError:
+        return 0.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,7 +259,7 @@ def _latex_number(value: float) -> str:
 def _linearisation(activation: Activation) -> ActivationScale | None:
     g = activation.expr
     g0 = sp.sympify(g.xreplace({Z: sp.S.Zero}))
-    slope = sp.sympify(sp.diff(g, Z).xreplace({Z: sp.S.Zero}))
+    slope = sp.sympify(activation_derivative(activation).computed.xreplace({Z: sp.S.Zero}))  # g′ as the engine derived it
     if not slope.is_number or slope == 0 or not slope.is_finite:
         return None
     gz = G(Z)
@@ -332,7 +353,7 @@ def _integration(activation: Activation) -> ActivationScale:
         figures["moment_at_unit"] = sp.latex(constant)
         variance = sp.factor(sp.cancel(general.xreplace({STD: 1, Expectation(gz**2): constant})))
         steps.append(Step(VAR_W, variance, "unit_variance"))
-    derivative = kink_convention(sp.diff(g, Z))
+    derivative = activation_derivative(activation).derivative  # g′ with the kink convention, as derived
     backward_moment = gaussian_expectation(derivative**2)
     if backward_moment is not None:
         value = backward_moment[1]

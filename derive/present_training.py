@@ -17,10 +17,10 @@ from derive.catalog.optimizers import choice_text, format_value
 from derive.initialisation import N_IN, N_OUT, Initialisation
 from derive.notation import LayerRef, size
 from derive.present import Text, anchor, prose, sympy_text
-from derive.printing import DeriveLatexPrinter
+from derive.printing import DeriveLatexPrinter, _factor_rank
 from derive.spec import MLPSpec
 from derive.training import Training
-from derive.training_notation import latex_name
+from derive.training_notation import COEFFICIENTS, latex_name
 from derive.verify import Report
 
 APPROXIMATE_RULES = {"linearise", "linear_second_moment", "gaussian_variance", "linear_derivative"}
@@ -52,6 +52,21 @@ class TrainingLatexPrinter(DeriveLatexPrinter):
         sums = " ".join(rf"\sum_{{{self._print(i)}={self._print(lo)}}}^{{{self._print(hi)}}}" for i, lo, hi in reversed(limits))
         return f"{sums} {self.parenthesize(expr.function, 40, strict=True)}"
 
+    def _print_index_mul_factors(self, expr):
+        """Sizes, then hyper-parameters, then σ_w², then the rest in the base printer's order: η ∇C, λ θ."""
+        coefficient, rest = expr.as_coeff_Mul()
+        factors = sorted(sp.Mul.make_args(rest), key=lambda f: (_group(f), _factor_rank(f)))
+        parts = [] if coefficient == 1 else [self._print(coefficient)]
+        for n, factor in enumerate(factors):
+            tex = self._print(factor)
+            if self._needs_mul_brackets(factor, first=(n == 0 and not parts), last=(n == len(factors) - 1)):
+                tex = rf"\left({tex}\right)"
+            parts.append(tex)
+        return " ".join(parts)
+
+    def _print_Pi(self, expr):  # the base printer's fallback gives \text{\Pi}
+        return r"\pi"
+
     def _print_Float(self, expr):
         return super()._print_Float(sp.Float(expr, FLOAT_DIGITS))
 
@@ -66,6 +81,19 @@ class TrainingLatexPrinter(DeriveLatexPrinter):
         if count == 1:
             return super()._print_Derivative(expr)
         return rf"\frac{{\partial^{{{count}}} {self._print(expr.expr)}}}{{\partial {{{self._print(variable)}}}^{{{count}}}}}"
+
+
+def _group(factor: sp.Basic) -> int:
+    names = {s.name for s in factor.free_symbols}
+    if not names or factor.has(sp.Indexed, sp.Function, sp.Sum):
+        return 4
+    if all(n.startswith("n_") for n in names):
+        return 0
+    if names <= COEFFICIENTS:
+        return 1
+    if names == {"var_w"}:
+        return 2
+    return 3
 
 
 @lru_cache(maxsize=4096)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from derive import __version__
-from derive.codegen import plan_code
+from derive.codegen import CodePlan, plan_code
 from derive.codegen_training import code_context as training_code_context
 from derive.codegen_training import plan_training
 from derive.derivation import Derivation, derive
@@ -61,6 +61,26 @@ def command_line(spec: MLPSpec) -> str:
     return " ".join(parts)
 
 
+def model_source(
+    derivation: Derivation,
+    *,
+    title: str,
+    command: str,
+    training: Training | None = None,
+    initialisation: Initialisation | None = None,
+    plan: CodePlan | None = None,
+) -> str:
+    """model.py for a derivation: the backward pass of `codegen` and the training code of
+    `codegen_training` (the optimizer of the spec and the derived initial scales, derived here if
+    not given)."""
+    model = derivation.model
+    training = training if training is not None else derive_training(model.spec.optimizer)
+    initialisation = initialisation if initialisation is not None else derive_initialisation(model)
+    context = code_context(plan if plan is not None else plan_code(derivation), title=title, command=command)
+    context |= training_code_context(plan_training(model, training, initialisation))
+    return render("model.py.j2", context)
+
+
 def generate(spec: MLPSpec) -> Outcome:
     """Derive, verify and render everything for `spec`, in memory."""
     start = time.perf_counter()
@@ -72,9 +92,8 @@ def generate(spec: MLPSpec) -> Outcome:
     plan = plan_code(derivation)
     command = command_line(spec)
     title = f"derive {__version__}: {spec.slug()}"
-    context = code_context(plan, title=title, command=command)
-    context |= training_code_context(plan_training(model, training, initialisation))
-    source = render("model.py.j2", context)
+    source = model_source(derivation, title=title, command=command, training=training, initialisation=initialisation,
+                          plan=plan)
     report = verify(derivation, source, direct)
     report.checks += training_checks(model, training, initialisation, source)
     files: dict[str, bytes] = {}

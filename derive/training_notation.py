@@ -16,14 +16,18 @@ import sympy as sp
 
 _LATEX: dict[str, str] = {}
 _CODE: dict[str, str] = {}
+COEFFICIENTS: set[str] = {"eta"}  # scalars printed before the quantities they scale (η ∇C, λ θ)
 
 
-def symbol(name: str, latex: str, code: str | None = None, **assumptions) -> sp.Symbol:
-    """A registered symbol; `name` is the SymPy name (unique within training), `code` defaults to it."""
+def symbol(name: str, latex: str, code: str | None = None, *, coefficient: bool = False, **assumptions) -> sp.Symbol:
+    """A registered symbol; `name` is the SymPy name (unique within training), `code` defaults to it.
+    A `coefficient` (a hyper-parameter) is printed in front of the other factors of a product."""
     if name in _LATEX and _LATEX[name] != latex:
         raise ValueError(f"training symbol {name!r} registered twice with different LaTeX")
     _LATEX[name] = latex
     _CODE[name] = code if code is not None else name
+    if coefficient:
+        COEFFICIENTS.add(name)
     return sp.Symbol(name, **assumptions)
 
 
@@ -51,6 +55,7 @@ GRADIENT = symbol("g", "g", real=True)  # the gradient the optimizer uses (after
 FULL_GRAD = symbol("full_grad", r"\nabla C", real=True)  # gradient of the mean cost over all data
 COST_NOW = symbol("cost_now", r"C(\theta)", real=True)
 MODEL = symbol("model", r"M(\theta')", real=True)  # the proximal model minimised by one step
+GRAD_ENTRY = symbol("grad_entry", r"\left(\nabla C\right)", real=True)  # entries ∂C/∂θᵢ, indexed
 COST_ANY = symbol("cost_any", "C", real=True)  # any differentiable cost C(θ) (the proximal derivation)
 COST_L2 = symbol("cost_l2", r"\tilde{C}", real=True)  # the cost with an L2 penalty
 GRAD_SAMPLE = symbol("grad_sample", r"\nabla C", real=True)  # gradient of the loss of one sample
@@ -61,8 +66,9 @@ class Expectation(sp.Function):
 
     nargs = 1
 
-    def _derive_latex(self, printer, **_):
-        return rf"\mathbb{{E}}\left[{printer._print(self.args[0])}\right]"
+    def _derive_latex(self, printer, exp=None, **_):
+        tex = rf"\mathbb{{E}}\left[{printer._print(self.args[0])}\right]"
+        return rf"{tex}^{{{exp}}}" if exp else tex
 
 
 class Variance(sp.Function):
@@ -70,5 +76,6 @@ class Variance(sp.Function):
 
     nargs = 1
 
-    def _derive_latex(self, printer, **_):
-        return rf"\operatorname{{Var}}\left({printer._print(self.args[0])}\right)"
+    def _derive_latex(self, printer, exp=None, **_):
+        tex = rf"\operatorname{{Var}}\left({printer._print(self.args[0])}\right)"
+        return rf"{tex}^{{{exp}}}" if exp else tex

@@ -2,7 +2,8 @@
 
 * **optimizer_code**: a few steps of the generated `update` on random parameters and gradients equal
   the optimizer's equations (the catalog's SymPy assignments) evaluated by SymPy in 30-digit
-  arithmetic, with this run's hyper-parameters.
+  arithmetic, with this run's hyper-parameters and again with every hyper-parameter set to a
+  non-default value (flags switched), so that every term of the code is exercised.
 * **initial_weights**: `init_params` at 100 units per layer draws every weight matrix with a sample
   variance within 10 % of the derived variance (10⁴ draws per layer: the sampling error is ~1.4 %).
 * **training_loop**: `train` runs two epochs on random data and records finite values.
@@ -23,46 +24,59 @@ from derive.training_notation import GRAD, STEP, THETA
 from derive.verify import Check, _numeric_targets, decade_bound, load_module
 
 UPDATE_STEPS = 3
+# non-default values for the second configuration of the optimizer check (flags are switched)
+PROBE = {"lr": 0.03, "momentum": 0.7, "dampening": 0.2, "weight_decay": 0.05, "eps": 1e-3, "alpha": 0.8,
+         "betas": (0.7, 0.9), "lr_decay": 0.1, "initial_accumulator_value": 0.3}
 DIGITS = 30
 UPDATE_TOLERANCE = 1e-12
 INIT_UNITS = 100
 INIT_TOLERANCE = 0.1
 
 
-def _reference_update(training: Training, theta: np.ndarray, grads: list[np.ndarray]) -> np.ndarray:
+def _reference_update(training: Training, values: dict, theta: np.ndarray, grads: list[np.ndarray]) -> np.ndarray:
     """θ after len(grads) steps, every entry evaluated from the catalog equations by SymPy."""
     opt = training.optimizer
-    hyper = {sym: (sp.true if v is True else sp.false if v is False else sp.Float(v, DIGITS))
-             for sym, v in opt.symbol_values(training.choice).items()}
+    hyper = {}
+    for h in opt.hypers:
+        for sym, v in zip(h.symbols, values[h.name] if h.kind == "pair" else (values[h.name],)):
+            hyper[sym] = sp.true if v is True else sp.false if v is False else sp.Float(v, DIGITS)
     out = np.empty_like(theta)
     for pos in np.ndindex(theta.shape):
-        values = {THETA: sp.Float(float(theta[pos]), DIGITS)}
+        current = {THETA: sp.Float(float(theta[pos]), DIGITS)}
         for state in opt.state:
-            values[state.symbol] = sp.Float(state.initial.xreplace(hyper), DIGITS)
+            current[state.symbol] = sp.Float(state.initial.xreplace(hyper), DIGITS)
         for t, grad in enumerate(grads, start=1):
-            values[GRAD] = sp.Float(float(grad[pos]), DIGITS)
-            values[STEP] = sp.Integer(t)
+            current[GRAD] = sp.Float(float(grad[pos]), DIGITS)
+            current[STEP] = sp.Integer(t)
             for assign in opt.equations:
-                values[assign.target] = sp.N(assign.value.xreplace(hyper).xreplace(values), DIGITS)
-        out[pos] = float(values[THETA])
+                current[assign.target] = sp.N(assign.value.xreplace(hyper).xreplace(current), DIGITS)
+        out[pos] = float(current[THETA])
     return out
+
+
+def _configurations(training: Training) -> list[dict]:
+    opt = training.optimizer
+    probe = {h.name: (not training.values[h.name]) if h.kind == "flag" else PROBE[h.name] for h in opt.hypers}
+    return [dict(training.values), probe]
 
 
 def optimizer_check(training: Training, module, seed: int = 0) -> Check:
     rng = np.random.default_rng(seed)
-    params = {"W": rng.standard_normal((2, 3)), "b": rng.standard_normal((2, 1))}
-    start = {k: v.copy() for k, v in params.items()}
-    grads = [{k: rng.standard_normal(v.shape) for k, v in params.items()} for _ in range(UPDATE_STEPS)]
-    state = module.init_state(params)
-    for g in grads:
-        module.update(params, g, state)
-    worst = 0.0
-    for key in params:
-        expected = _reference_update(training, start[key], [g[key] for g in grads])
-        worst = max(worst, float(np.max(np.abs(params[key] - expected) / np.maximum(np.abs(expected), 1e-300))))
-    entries = sum(v.size for v in params.values())
+    opt = training.optimizer
+    worst, entries = 0.0, 0
+    for values in _configurations(training):
+        params = {"W": rng.standard_normal((2, 3)), "b": rng.standard_normal((2, 1))}
+        start = {k: v.copy() for k, v in params.items()}
+        grads = [{k: rng.standard_normal(v.shape) for k, v in params.items()} for _ in range(UPDATE_STEPS)]
+        state = module.init_state(params, **{h.name: values[h.name] for h in opt.hypers if h.init_only})
+        for g in grads:
+            module.update(params, g, state, **{h.name: values[h.name] for h in opt.hypers if not h.init_only})
+        for key in params:
+            expected = _reference_update(training, values, start[key], [g[key] for g in grads])
+            worst = max(worst, float(np.max(np.abs(params[key] - expected) / np.maximum(np.abs(expected), 1e-300))))
+            entries += params[key].size
     return Check("optimizer_code", bool(worst <= UPDATE_TOLERANCE), figures={
-        "steps": UPDATE_STEPS, "entries": entries, "optimizer": training.optimizer.name,
+        "steps": UPDATE_STEPS, "entries": entries, "optimizer": opt.name,
         "error": "$0$" if worst == 0 else _power(decade_bound(worst)),
     })
 
