@@ -270,8 +270,8 @@ def _linearisation(activation: Activation) -> ActivationScale | None:
         Step(Expectation((gz - G(0)) ** 2), slope**2 * STD**2, "gaussian_variance"),
         Step(Expectation(G_PRIME(Z) ** 2), slope**2, "linear_derivative"),
     ]
-    forward = Step(N_IN * VAR_W * slope**2 * STD**2, STD**2, "forward_condition_linear")
-    backward = Step(N_OUT * VAR_W * slope**2, sp.S.One, "backward_condition_linear")
+    forward = Step(N_IN * VAR_W * slope**2 * STD**2, STD**2, "forward_with_moment")
+    backward = Step(N_OUT * VAR_W * slope**2, sp.S.One, "backward_with_moment")
     v_forward, v_backward = _solve_for_variance(forward), _solve_for_variance(backward)
     harmonic = 2 / (1 / v_forward + 1 / v_backward)
     variance = sp.factor(sp.cancel(harmonic))
@@ -334,11 +334,11 @@ def _integration(activation: Activation) -> ActivationScale:
         return ActivationScale(activation, method, tuple(steps), variance, known, gain, figures)
     homogeneous = not sp.cancel(second_moment / STD**2).has(STD)
     if homogeneous:  # E[g²] ∝ s²: the scale holds for every s (relu, leaky relu)
-        forward = Step(N_IN * VAR_W * second_moment, STD**2, "forward_condition")
+        forward = Step(N_IN * VAR_W * second_moment, STD**2, "forward_with_moment")
         variance = _solve_for_variance(forward)
         steps += [forward, Step(VAR_W, variance, "solve_forward")]
     else:  # the scale depends on s: keep the unit-variance fixed point s = 1 (selu)
-        forward = Step(N_IN * VAR_W * Expectation(gz**2), STD**2, "forward_condition")
+        forward = Step(N_IN * VAR_W * Expectation(gz**2), STD**2, "forward_with_moment")
         general = _solve_for_variance(forward)
         steps += [forward, Step(VAR_W, general, "solve_forward")]
         at_unit = second_moment.xreplace({STD: 1})
@@ -359,7 +359,7 @@ def _integration(activation: Activation) -> ActivationScale:
         value = backward_moment[1]
         if not value.has(STD):
             steps.append(Step(Expectation(G_PRIME(Z) ** 2), value, "integrate_derivative"))
-            condition = Step(N_OUT * VAR_W * value, sp.S.One, "backward_condition")
+            condition = Step(N_OUT * VAR_W * value, sp.S.One, "backward_with_moment")
             steps += [condition, Step(VAR_W, _solve_for_variance(condition), "backward_not_used")]
     known, gain = recognise(variance)
     return ActivationScale(activation, method, tuple(steps), variance, known, gain, figures)

@@ -64,6 +64,12 @@ class TrainingLatexPrinter(DeriveLatexPrinter):
             parts.append(tex)
         return " ".join(parts)
 
+    def _print_Infinity(self, expr):
+        return r"\infty"
+
+    def _print_NegativeInfinity(self, expr):
+        return r"-\infty"
+
     def _print_Pi(self, expr):  # the base printer's fallback gives \text{\Pi}
         return r"\pi"
 
@@ -134,7 +140,7 @@ def _optimizer(training: Training, spec: MLPSpec, text: Text) -> dict:
         facts.append({
             "title": text(f"optimizer_fact.{fact.key}_title"),
             "steps": _steps(fact.steps, text),
-            "result": text(f"optimizer_fact.{fact.key}_result", **fact.figures),
+            "result": text(f"optimizer_fact.{fact.key}_result", **_figures(fact.figures)),
         })
     given = spec.optimizer.name != "sgd" or spec.optimizer.overrides
     return {
@@ -151,6 +157,11 @@ def _optimizer(training: Training, spec: MLPSpec, text: Text) -> dict:
         },
         "facts": facts,
     }
+
+
+def _figures(figures: dict) -> dict:
+    """Figures for the prose: formulas printed like the equations, numbers kept as they are."""
+    return {k: tlatex(v) if isinstance(v, sp.Basic) else v for k, v in figures.items()}
 
 
 def _known(scale, text: Text) -> str:
@@ -251,6 +262,8 @@ def training_json(training: Training, init: Initialisation) -> dict:
     """The training part of derivation.json: the same steps as the documents, LaTeX and srepr."""
     opt = training.optimizer
     return {
+        "notes": "Each 'sympy' field is sympy.srepr of the expression; sympy.sympify(text, locals=...) rebuilds it "
+                 "with Expectation and Variance from derive.training_notation as locals.",
         "update_rule": _json_steps(training.update_steps),
         "minibatch": _json_steps(training.minibatch_steps),
         "optimizer": {
@@ -258,7 +271,8 @@ def training_json(training: Training, init: Initialisation) -> dict:
             "torch": opt.torch_class,
             "torch_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in opt.torch_kwargs(training.values).items()},
             "equations": _json_steps(training.equations),
-            "derived": {fact.key: {"steps": _json_steps(fact.steps), "figures": fact.figures} for fact in training.facts},
+            "derived": {fact.key: {"steps": _json_steps(fact.steps), "figures": _figures(fact.figures)}
+                        for fact in training.facts},
         },
         "initialisation": {
             "forward": _json_steps(init.forward),

@@ -138,3 +138,33 @@ def test_document_equations_use_the_chosen_variant(name):
     text = " ".join(str(s.rhs) for s in training.equations)
     assert "centered" not in text and "amsgrad" not in text  # flags are substituted in the documents
     assert training.equations[-1].lhs == timed(THETA)[t]
+
+
+def _rules(steps):
+    return {s.rule for s in steps}
+
+
+def test_every_rule_of_the_training_derivations_has_prose():
+    from derive.initialisation import activation_scale, derive_initialisation
+    from derive.catalog import ACTIVATIONS
+    from derive.model import build_model, make_spec
+    from derive.present import messages
+
+    prose = messages("en")["training_rule"]
+    used = set()
+    for name in OPTIMIZERS:
+        training = derive_training(resolve_optimizer(name))
+        used |= _rules(training.update_steps) | _rules(training.minibatch_steps)
+        for fact in training.facts:
+            used |= _rules(fact.steps)
+            assert f"{fact.key}_title" in messages("en")["optimizer_fact"]
+    init = derive_initialisation(build_model(make_spec(2, "relu")))
+    used |= _rules(init.forward) | _rules(init.backward) | _rules(init.conditions) | _rules(init.input_steps)
+    for activation in ACTIVATIONS.values():
+        if not activation.is_softmax:
+            used |= _rules(activation_scale(activation).steps)
+    from test_initialisation import SELU
+
+    used |= _rules(activation_scale(SELU).steps)
+    missing = used - set(prose)
+    assert not missing, missing
