@@ -46,8 +46,7 @@ N_OUT = symbol("n_out", r"n_{\mathrm{out}}", integer=True, positive=True)
 VAR_W = symbol("var_w", r"\sigma_{w}^{2}", positive=True)  # Var(W_ij) of one layer
 G = sp.Function("g")
 G_PRIME = sp.Function("g'")
-DENSITY = sp.exp(-Z**2 / (2 * STD**2)) / (STD * sp.sqrt(2 * sp.pi))  # N(0, s²)
-KNOWN = (("He", 2 / N_IN), ("LeCun", 1 / N_IN), ("Glorot", 2 / (N_IN + N_OUT)))
+KNOWN = (("He", (2, "in")), ("LeCun", (1, "in")), ("Glorot", (2, "sum")))  # named closed forms of Var(W)
 QUADRATURE_NODES = 60
 CONSTANT_DIGITS = 25  # digits to which an expectation must match a simple rational to be named as one
 
@@ -169,9 +168,22 @@ def _monomials(formula: sp.Expr) -> list[tuple[sp.Expr, int, sp.Expr]] | None:
 
 
 @lru_cache(maxsize=None)
+def density() -> sp.Expr:
+    """N(z; 0, s²), the density of a pre-activation."""
+    return sp.exp(-Z**2 / (2 * STD**2)) / (STD * sp.sqrt(2 * sp.pi))
+
+
+@lru_cache(maxsize=None)
+def known_forms() -> tuple[tuple[str, sp.Expr], ...]:
+    """He 2/n_in, LeCun 1/n_in, Glorot 2/(n_in + n_out)."""
+    size = {"in": N_IN, "sum": N_IN + N_OUT}
+    return tuple((name, sp.Integer(numerator) / size[fan]) for name, (numerator, fan) in KNOWN)
+
+
+@lru_cache(maxsize=None)
 def _monomial_integral(power: int, rate: sp.Expr, lower: sp.Expr, upper: sp.Expr) -> sp.Expr:
     """∫ zⁿ e^{cz} N(z; 0, s²) dz over [lower, upper], by SymPy."""
-    return sp.expand(sp.integrate(Z**power * sp.exp(rate * Z) * DENSITY, (Z, lower, upper)))
+    return sp.expand(sp.integrate(Z**power * sp.exp(rate * Z) * density(), (Z, lower, upper)))
 
 
 def gaussian_expectation(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
@@ -185,7 +197,7 @@ def gaussian_expectation(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
         if terms is None:
             return None
         if formula != 0:
-            integrals.append(sp.Integral(formula * DENSITY, (Z, interval.start, interval.end)))
+            integrals.append(sp.Integral(formula * density(), (Z, interval.start, interval.end)))
         for coefficient, power, rate in terms:
             value += coefficient * _monomial_integral(power, rate, interval.start, interval.end)
     if value.has(sp.Integral):
@@ -243,7 +255,7 @@ def _solve_for_variance(condition: Step) -> sp.Expr:
 
 def recognise(variance: sp.Expr) -> tuple[str | None, sp.Expr | None]:
     """Name the variance when it equals He, LeCun or Glorot exactly, or is Glorot times a gain²."""
-    for name, form in KNOWN:
+    for name, form in known_forms():
         ratio = sp.cancel(variance / form)
         if ratio == 1:
             return name, None
@@ -319,7 +331,7 @@ def _integration(activation: Activation) -> ActivationScale:
     found = gaussian_expectation(g**2)
     if found is not None:
         integrals, second_moment = found
-        steps.append(Step(Expectation(gz**2), sp.Integral(g**2 * DENSITY, (Z, -sp.oo, sp.oo)), "gaussian_expectation"))
+        steps.append(Step(Expectation(gz**2), sp.Integral(g**2 * density(), (Z, -sp.oo, sp.oo)), "gaussian_expectation"))
         steps.append(Step(Expectation(gz**2), integrals, "split_pieces"))
         steps.append(Step(Expectation(gz**2), second_moment, "integrate"))
         method = "integration"

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import sympy as sp
 
@@ -81,9 +83,14 @@ class Optimizer:
     torch_class: str  # e.g. "torch.optim.Adam"
     hypers: tuple[Hyper, ...]
     state: tuple[StateVar, ...]
-    equations: tuple[Assign, ...]
+    build: Callable[[], tuple[Assign, ...]]  # the assignments; built on first use (only one optimizer runs)
     facts: tuple[str, ...]  # derivations of `derive.training` that apply to this optimizer
     torch_fixed: tuple[tuple[str, object], ...] = ()  # torch keywords this entry fixes
+
+    @property
+    def equations(self) -> tuple[Assign, ...]:
+        """One step, in torch.optim's order: the catalog's definition of the optimizer."""
+        return _built(self.build)
 
     def hyper(self, name: str) -> Hyper:
         return next(h for h in self.hypers if h.name == name)
@@ -139,7 +146,48 @@ BETAS = Hyper("betas", (0.9, 0.999), (BETA1, BETA2), kind="pair", range="unit")
 AMS = Hyper("amsgrad", False, (AMSGRAD,), kind="flag")
 
 t, eta, g, theta, grad = STEP, LEARNING_RATE, GRADIENT, THETA, GRAD
-L2 = Assign(g, grad + WEIGHT_DECAY * theta)
+L2 = Assign(g, grad + WEIGHT_DECAY * theta)  # torch's weight_decay: g ← ∇C̄ + λθ
+
+
+@cache
+def _built(build: Callable[[], tuple[Assign, ...]]) -> tuple[Assign, ...]:
+    return build()
+
+
+def _sgd() -> tuple[Assign, ...]:
+    return (L2, Assign(theta, theta - eta * g))
+
+
+def _momentum() -> tuple[Assign, ...]:
+    return (L2, Assign(BUFFER, sp.Piecewise((g, sp.Eq(t, 1)), (MOMENTUM * BUFFER + (1 - DAMPENING) * g, True))),
+            Assign(theta, theta - eta * BUFFER))
+
+
+def _nesterov() -> tuple[Assign, ...]:
+    return (L2, Assign(BUFFER, sp.Piecewise((g, sp.Eq(t, 1)), (MOMENTUM * BUFFER + g, True))),
+            Assign(theta, theta - eta * (g + MOMENTUM * BUFFER)))
+
+
+def _adagrad() -> tuple[Assign, ...]:
+    return (L2, Assign(SUM, SUM + g**2),
+            Assign(theta, theta - eta / (1 + (t - 1) * LR_DECAY) * g / (sp.sqrt(SUM) + EPS)))
+
+
+def _rmsprop() -> tuple[Assign, ...]:
+    return (L2, Assign(SQUARE_AVG, ALPHA * SQUARE_AVG + (1 - ALPHA) * g**2),
+            Assign(GRAD_AVG, sp.Piecewise((ALPHA * GRAD_AVG + (1 - ALPHA) * g, CENTERED), (GRAD_AVG, True))),
+            Assign(DENOMINATOR, sp.Piecewise((sp.sqrt(SQUARE_AVG - GRAD_AVG**2) + EPS, CENTERED),
+                                             (sp.sqrt(SQUARE_AVG) + EPS, True))),
+            Assign(BUFFER, MOMENTUM * BUFFER + g / DENOMINATOR),
+            Assign(theta, theta - eta * BUFFER))
+
+
+def _adam() -> tuple[Assign, ...]:
+    return (L2,) + _adam_moments()
+
+
+def _adamw() -> tuple[Assign, ...]:
+    return (Assign(theta, theta * (1 - eta * WEIGHT_DECAY)), Assign(g, grad)) + _adam_moments()
 
 
 def _adam_moments() -> tuple[Assign, ...]:
@@ -160,25 +208,20 @@ OPTIMIZERS: dict[str, Optimizer] = {
     for o in (
         Optimizer(
             "sgd", "stochastic gradient descent", "torch.optim.SGD",
-            (LR, WD), (),
-            (L2, Assign(theta, theta - eta * g)),
+            (LR, WD), (), _sgd,
             ("weight_decay",),
         ),
         Optimizer(
             "momentum", "stochastic gradient descent with momentum", "torch.optim.SGD",
             (LR, Hyper("momentum", 0.9, (MOMENTUM,), range="open_unit", torch_default=0.0),
              Hyper("dampening", 0.0, (DAMPENING,), range="closed_unit"), WD),
-            (StateVar("momentum_buffer", BUFFER),),
-            (L2, Assign(BUFFER, sp.Piecewise((g, sp.Eq(t, 1)), (MOMENTUM * BUFFER + (1 - DAMPENING) * g, True))),
-             Assign(theta, theta - eta * BUFFER)),
+            (StateVar("momentum_buffer", BUFFER),), _momentum,
             ("weight_decay", "momentum_sum"),
         ),
         Optimizer(
             "nesterov", "stochastic gradient descent with Nesterov momentum", "torch.optim.SGD",
             (LR, Hyper("momentum", 0.9, (MOMENTUM,), range="open_unit", torch_default=0.0), WD),
-            (StateVar("momentum_buffer", BUFFER),),
-            (L2, Assign(BUFFER, sp.Piecewise((g, sp.Eq(t, 1)), (MOMENTUM * BUFFER + g, True))),
-             Assign(theta, theta - eta * (g + MOMENTUM * BUFFER))),
+            (StateVar("momentum_buffer", BUFFER),), _nesterov,
             ("weight_decay", "momentum_sum", "nesterov_direction"),
             torch_fixed=(("nesterov", True),),
         ),
@@ -187,9 +230,7 @@ OPTIMIZERS: dict[str, Optimizer] = {
             (Hyper("lr", 1e-2, (LEARNING_RATE,)), Hyper("lr_decay", 0.0, (LR_DECAY,)), WD,
              Hyper("initial_accumulator_value", 0.0, (INITIAL_ACCUMULATOR,), init_only=True),
              Hyper("eps", 1e-10, (EPS,))),
-            (StateVar("sum", SUM, INITIAL_ACCUMULATOR),),
-            (L2, Assign(SUM, SUM + g**2),
-             Assign(theta, theta - eta / (1 + (t - 1) * LR_DECAY) * g / (sp.sqrt(SUM) + EPS))),
+            (StateVar("sum", SUM, INITIAL_ACCUMULATOR),), _adagrad,
             ("weight_decay", "adagrad_sum"),
         ),
         Optimizer(
@@ -198,24 +239,17 @@ OPTIMIZERS: dict[str, Optimizer] = {
              Hyper("eps", 1e-8, (EPS,)), WD, Hyper("momentum", 0.0, (MOMENTUM,), range="unit"),
              Hyper("centered", False, (CENTERED,), kind="flag")),
             (StateVar("square_avg", SQUARE_AVG), StateVar("grad_avg", GRAD_AVG), StateVar("momentum_buffer", BUFFER)),
-            (L2, Assign(SQUARE_AVG, ALPHA * SQUARE_AVG + (1 - ALPHA) * g**2),
-             Assign(GRAD_AVG, sp.Piecewise((ALPHA * GRAD_AVG + (1 - ALPHA) * g, CENTERED), (GRAD_AVG, True))),
-             Assign(DENOMINATOR, sp.Piecewise((sp.sqrt(SQUARE_AVG - GRAD_AVG**2) + EPS, CENTERED),
-                                              (sp.sqrt(SQUARE_AVG) + EPS, True))),
-             Assign(BUFFER, MOMENTUM * BUFFER + g / DENOMINATOR),
-             Assign(theta, theta - eta * BUFFER)),
+            _rmsprop,
             ("weight_decay", "rmsprop_average"),
         ),
         Optimizer(
             "adam", "Adam", "torch.optim.Adam",
-            (LR, BETAS, EPS_ADAM, WD, AMS), _ADAM_STATE,
-            (L2,) + _adam_moments(),
+            (LR, BETAS, EPS_ADAM, WD, AMS), _ADAM_STATE, _adam,
             ("weight_decay", "adam_bias_correction", "adam_first_step"),
         ),
         Optimizer(
             "adamw", "AdamW (Adam with decoupled weight decay)", "torch.optim.AdamW",
-            (LR, BETAS, EPS_ADAM, Hyper("weight_decay", 1e-2, (WEIGHT_DECAY,)), AMS), _ADAM_STATE,
-            (Assign(theta, theta * (1 - eta * WEIGHT_DECAY)), Assign(g, grad)) + _adam_moments(),
+            (LR, BETAS, EPS_ADAM, Hyper("weight_decay", 1e-2, (WEIGHT_DECAY,)), AMS), _ADAM_STATE, _adamw,
             ("decoupled_weight_decay", "adam_bias_correction", "adam_first_step"),
         ),
     )
