@@ -36,7 +36,7 @@ from derive.backprop import Step
 from derive.catalog import Activation
 from derive.layers import Dense
 from derive.model import Model
-from derive.notation import LayerRef, Q, Z, index, size
+from derive.notation import LayerRef, Q, Z, size
 from derive.rewrite import NON_SMOOTH, activation_derivative
 from derive.training_notation import Expectation, Variance, symbol
 

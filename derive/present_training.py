@@ -16,7 +16,7 @@ from derive.backprop import Step
 from derive.catalog.optimizers import choice_text, format_value
 from derive.initialisation import N_IN, N_OUT, Initialisation
 from derive.notation import LayerRef, size
-from derive.present import Text, anchor, prose, sympy_text
+from derive.present import Text, prose, sympy_text
 from derive.printing import DeriveLatexPrinter, _factor_rank
 from derive.spec import MLPSpec
 from derive.training import Training
@@ -291,4 +291,4 @@ def training_json(training: Training, init: Initialisation) -> dict:
     }
 
 
-__all__ = ["training_context", "training_json", "verification_paragraphs", "tlatex", "anchor"]
+__all__ = ["training_context", "training_json", "verification_paragraphs", "tlatex"]

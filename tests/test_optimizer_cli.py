@@ -37,12 +37,13 @@ BAD = [
 
 
 @pytest.mark.parametrize("text, names, accepted", BAD, ids=[b[0] or "empty" for b in BAD])
-def test_bad_optimizer_is_a_one_line_error_and_nothing_is_written(tmp_path, text, names, accepted):
+def test_bad_optimizer_is_a_one_line_error_and_nothing_is_written(tmp_path, monkeypatch, text, names, accepted):
     out = tmp_path / "out"
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
-        result = runner.invoke(main, ["mlp", "--layers", "2", "--act", "relu", "--optimizer", text, "--out", str(out)])
-        assert os.listdir(cwd) == []
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "relu", "--optimizer", text, "--out", str(out)])
+    assert os.listdir(cwd) == []
     assert result.exit_code == 2, result.output
     message = result.output.strip()
     assert "\n" not in message and message.startswith("derive: error: invalid value for --optimizer:"), message
@@ -60,15 +61,15 @@ def test_default_optimizer_is_sgd_and_the_document_says_so(tmp_path):
     assert module.update.__kwdefaults__ == {"lr": 0.001, "weight_decay": 0.0}
 
 
-def test_chosen_optimizer_reaches_folder_command_documents_and_code(tmp_path):
-    with CliRunner().isolated_filesystem(temp_dir=tmp_path) as cwd:
-        result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "relu", "--loss", "ce",
-                                           "--optimizer", "ADAM:betas=(0.8,0.999),lr=1e-2"])
-        assert result.exit_code == 0, result.output
-        folder = tmp_path / cwd / "outputs" / "mlp-L2-relu-softmax-ce-adam-lr0.01-betas0.8_0.999"
-        text = (folder / "derivation.md").read_text()
-        document = json.loads((folder / "derivation.json").read_text())
-        source = (folder / "model.py").read_text()
+def test_chosen_optimizer_reaches_folder_command_documents_and_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "relu", "--loss", "ce",
+                                       "--optimizer", "ADAM:betas=(0.8,0.999),lr=1e-2"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "outputs" / "mlp-L2-relu-softmax-ce-adam-lr0.01-betas0.8_0.999"
+    text = (folder / "derivation.md").read_text()
+    document = json.loads((folder / "derivation.json").read_text())
+    source = (folder / "model.py").read_text()
     command = "derive mlp --layers 2 --act relu --loss ce --optimizer adam:lr=0.01,beta1=0.8"
     assert document["command"] == command and f"`{command}`" in text
     assert "Chosen with `--optimizer adam:lr=0.01,beta1=0.8`" in text

@@ -22,7 +22,7 @@ def test_every_optimizer_has_its_section(optimizer):
     outcome = generate(make_spec(1, "identity", None, "mse", None, "md,json", optimizer))
     text = outcome.files["derivation.md"].decode()
     opt = OPTIMIZERS[optimizer]
-    assert f"## 11. Optimizer" in text and "## 12. Initialisation" in text
+    assert "## 11. Optimizer" in text and "## 12. Initialisation" in text
     assert f"defined exactly as `{opt.torch_class}`" in text
     for hyper in opt.hypers:
         assert f"| `{hyper.name}` |" in text
