@@ -253,9 +253,10 @@ def _solve_for_variance(condition: Step) -> sp.Expr:
     return sp.factor(sp.cancel(value))
 
 
-def recognise(variance: sp.Expr) -> tuple[str | None, sp.Expr | None]:
-    """Name the variance when it equals He, LeCun or Glorot exactly, or is Glorot times a gain²."""
-    for name, form in known_forms():
+def recognise(variance: sp.Expr, first: str = "He") -> tuple[str | None, sp.Expr | None]:
+    """Name the variance when it equals He, LeCun or Glorot exactly, or is Glorot times a gain²
+    (`first` is tried first: the form the method is expected to give)."""
+    for name, form in sorted(known_forms(), key=lambda item: item[0] != first):
         ratio = sp.cancel(variance / form)
         if ratio == 1:
             return name, None
@@ -293,7 +294,7 @@ def _linearisation(activation: Activation) -> ActivationScale | None:
         Step(VAR_W, 2 / sp.Add(1 / v_forward, 1 / v_backward, evaluate=False), "harmonic_mean"),
         Step(VAR_W, variance, "algebra_variance"),
     ]
-    known, gain = recognise(variance)
+    known, gain = recognise(variance, first="Glorot")
     exact = quadrature((g - g0) ** 2)
     figures = {
         "g0": sp.latex(g0),

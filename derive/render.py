@@ -22,8 +22,30 @@ def template_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Templates compiled once and kept between runs, like Python's __pycache__: Jinja checks every
+    cached template against the checksum of its source (and its own version) before using it, so a
+    changed template is recompiled. Saves the ~0.15 s a run otherwise spends compiling templates.
+    Off when DERIVE_NO_TEMPLATE_CACHE is set or the cache folder cannot be written."""
+    if os.environ.get("DERIVE_NO_TEMPLATE_CACHE"):
+        return None
+    from derive import __version__
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "derive" / f"templates-{__version__}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder)) if os.access(folder, os.W_OK) else None
+
+
+_BYTECODE_CACHE = _bytecode_cache()
+
+
 def _environment(**delimiters) -> jinja2.Environment:
     return jinja2.Environment(
+        bytecode_cache=_BYTECODE_CACHE,
         loader=jinja2.FileSystemLoader(str(template_dir())),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

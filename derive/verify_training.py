@@ -34,23 +34,33 @@ INIT_TOLERANCE = 0.1
 
 
 def _reference_update(training: Training, values: dict, theta: np.ndarray, grads: list[np.ndarray]) -> np.ndarray:
-    """θ after len(grads) steps, every entry evaluated from the catalog equations by SymPy."""
+    """θ after len(grads) steps, every entry evaluated from the catalog equations in 30-digit
+    arithmetic (SymPy's mpmath translation of each assignment, independent of the NumPy printer)."""
+    import mpmath
+
     opt = training.optimizer
     hyper = {}
     for h in opt.hypers:
         for sym, v in zip(h.symbols, values[h.name] if h.kind == "pair" else (values[h.name],)):
-            hyper[sym] = sp.true if v is True else sp.false if v is False else sp.Float(v, DIGITS)
+            hyper[sym] = sp.true if v is True else sp.false if v is False else sp.Float(float(v), DIGITS)
+    names = [THETA, GRAD, STEP] + [a.target for a in opt.equations if a.target not in (THETA,)]
+    names += [s.symbol for s in opt.state]
+    names = list(dict.fromkeys(names))
+    steps = [(a.target, sp.lambdify(names, a.value.xreplace(hyper), "mpmath")) for a in opt.equations]
+    initial = {s.symbol: s.initial.xreplace(hyper) for s in opt.state}
     out = np.empty_like(theta)
-    for pos in np.ndindex(theta.shape):
-        current = {THETA: sp.Float(float(theta[pos]), DIGITS)}
-        for state in opt.state:
-            current[state.symbol] = sp.Float(state.initial.xreplace(hyper), DIGITS)
-        for t, grad in enumerate(grads, start=1):
-            current[GRAD] = sp.Float(float(grad[pos]), DIGITS)
-            current[STEP] = sp.Integer(t)
-            for assign in opt.equations:
-                current[assign.target] = sp.N(assign.value.xreplace(hyper).xreplace(current), DIGITS)
-        out[pos] = float(current[THETA])
+    with mpmath.workdps(DIGITS):
+        for pos in np.ndindex(theta.shape):
+            current = dict.fromkeys(names, mpmath.mpf(0))
+            current[THETA] = mpmath.mpf(float(theta[pos]))
+            for sym, value in initial.items():
+                current[sym] = mpmath.mpf(str(sp.N(value, DIGITS)))
+            for t, grad in enumerate(grads, start=1):
+                current[GRAD] = mpmath.mpf(float(grad[pos]))
+                current[STEP] = t
+                for target, f in steps:
+                    current[target] = f(*[current[n] for n in names])
+            out[pos] = float(current[THETA])
     return out
 
 
