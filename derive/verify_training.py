@@ -1,9 +1,10 @@
 """Checks of the generated training code, in the spirit of `verify`: the tool checks what it writes.
 
 * **optimizer_code**: a few steps of the generated `update` on random parameters and gradients equal
-  the optimizer's equations (the catalog's SymPy assignments) evaluated by SymPy in 30-digit
-  arithmetic, with this run's hyper-parameters and again with every hyper-parameter set to a
-  non-default value (flags switched), so that every term of the code is exercised.
+  the optimizer's equations (the catalog's SymPy assignments, translated by SymPy to mpmath, not by
+  our NumPy printer) evaluated in 30-digit arithmetic, with this run's hyper-parameters and again
+  with every hyper-parameter set to a non-default value (flags switched), so that every term of the
+  code is exercised.
 * **initial_weights**: `init_params` at 100 units per layer draws every weight matrix with a sample
   variance within 10 % of the derived variance (10⁴ draws per layer: the sampling error is ~1.4 %).
 * **training_loop**: `train` runs two epochs on random data and records finite values.
