@@ -104,8 +104,8 @@ def initial_weights_check(model: Model, init: Initialisation, module, seed: int 
         if np.any(params[f"b{layer.layer}"] != 0):
             worst = float("inf")
     return Check("initial_weights", bool(worst <= INIT_TOLERANCE), figures={
-        "units": INIT_UNITS, "tolerance": f"{INIT_TOLERANCE:.0%}".replace("%", r"\%"),
-        "deviation": f"{worst:.1%}".replace("%", r"\%"),
+        "units": INIT_UNITS, "tolerance": f"{INIT_TOLERANCE:.0%}",
+        "deviation": f"{worst:.1%}",
     })
 
 
