@@ -72,17 +72,21 @@ def main() -> None:
 @click.option("--lang", "lang", default=None, metavar="LANG",
               help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en). Formulas are the same in every "
                    "language.")
+@click.option("--optimizer", "optimizer", default=None, metavar="NAME[:key=value,…]",
+              help="Optimizer of the generated update() and train(), with torch.optim's definitions, names and "
+                   "defaults: sgd (default), momentum, nesterov, adagrad, rmsprop, adam, adamw; hyper-parameters "
+                   "after a colon, e.g. adam:lr=0.01,beta2=0.99 or 'adam:betas=(0.9,0.99)'.")
 @click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
               help="Output folder (default: outputs/<architecture>-<choices>/).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
-def mlp(layers, act, out_act, loss, sizes, formats, lang, out, quiet) -> None:
+def mlp(layers, act, out_act, loss, sizes, formats, lang, optimizer, out, quiet) -> None:
     """Derive backpropagation for a multilayer perceptron and write the derivation and its code."""
     from derive.model import make_spec
     from derive.render import check_writable
     from derive.run import generate_and_write
 
     try:
-        spec = make_spec(layers, act, out_act, loss, sizes, formats, lang)
+        spec = make_spec(layers, act, out_act, loss, sizes, formats, lang=lang, optimizer=optimizer)
         folder = out if out is not None else Path("outputs") / spec.slug()
         try:
             check_writable(folder)
@@ -113,4 +117,7 @@ def _verdict(report) -> str:
     fd = report.check("finite_differences").figures
     parts.append(f"{fd['partials']} match finite differences of model.py (largest relative error < {fd['largest_relative_error']})")
     parts.append(f"{report.check('recognition').figures['formulas']} matrix forms checked")
+    if any(c.name == "optimizer_code" for c in report.checks):
+        f = report.check("optimizer_code").figures
+        parts.append(f"{f['optimizer']} update equals its equations over {f['steps']} steps; initial weights and train() checked")
     return "verification passed: " + "; ".join(parts)

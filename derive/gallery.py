@@ -30,7 +30,7 @@ CONFIGURATIONS = [
 
 
 def gallery_specs():
-    return [make_spec(layers, act, out, loss, None, formats, lang) for layers, act, out, loss, formats, lang in CONFIGURATIONS]
+    return [make_spec(layers, act, out, loss, None, formats, lang=lang) for layers, act, out, loss, formats, lang in CONFIGURATIONS]
 
 
 def stale_files(root: Path) -> list[str]:

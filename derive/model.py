@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from derive.catalog import Activation, Loss, resolve_activation, resolve_loss
+from derive.catalog.optimizers import resolve_optimizer
 from derive.errors import DeriveError
 from derive.layers import ActivationLayer, Dense, LossLayer
 from derive.notation import LayerRef
@@ -23,7 +24,9 @@ def make_spec(
     loss: str = "mse",
     sizes: str | None = None,
     formats: str | None = None,
+    *,
     lang: str | None = None,
+    optimizer: str | None = None,
 ) -> MLPSpec:
     """Validate the user's choices; raise DeriveError with a one-line message on the first bad one."""
     depth = parse_layers(layers)
@@ -51,8 +54,10 @@ def make_spec(
     size_tuple = parse_sizes(sizes, depth)
     if output_entry.is_softmax and size_tuple[-1] < 2:
         raise DeriveError(f"invalid value for --sizes: softmax output needs at least 2 units, got n{depth} = {size_tuple[-1]}")
-    return MLPSpec(depth, hidden + (output_entry.name,), loss_entry.name, size_tuple, parse_formats(formats),
-                   parse_lang(lang))
+    format_tuple = parse_formats(formats)
+    choice = resolve_optimizer(optimizer)
+    return MLPSpec(depth, hidden + (output_entry.name,), loss_entry.name, size_tuple, format_tuple,
+                   lang=parse_lang(lang), optimizer=choice)
 
 
 @dataclass(frozen=True)

@@ -376,6 +376,9 @@ def _verification(report: Report, text: Text) -> list[str]:
     found = report.check("readable_forms").figures["found"]
     if found:
         paragraphs.append(text("verification.readable", found=found, plural="y" if found == 1 else "ies"))
+    from derive.present_training import verification_paragraphs  # training checks (verify_training)
+
+    paragraphs += verification_paragraphs(report, text)
     paragraphs.append(text("verification.passed" if report.passed else "verification.failed"))
     return paragraphs
 
@@ -408,7 +411,8 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> dict:
 
 
 def document_context(
-    derivation: Derivation, report: Report, plan: CodePlan, *, command: str, fmt: str, lang: str = "en"
+    derivation: Derivation, report: Report, plan: CodePlan, *, command: str, fmt: str, lang: str = "en",
+    training: tuple | None = None,
 ) -> dict:
     """Everything the Markdown and LaTeX templates need, as plain strings, lists and dicts."""
     model = derivation.model
@@ -419,6 +423,9 @@ def document_context(
         "network", "notation", "forward", "loss", "activations", "output_error", "recursion",
         "parameters", "minibatch", "update_rule", "summary", "code", "verification",
     ]
+    if training is not None:  # how parameters move and start (derive/training.py, derive/initialisation.py)
+        after = section_keys.index("update_rule") + 1
+        section_keys[after:after] = ["optimizer", "initialisation"]
     numbers = {key: n + 1 for n, key in enumerate(section_keys)}
     text = Text(lang, fmt, **numbers)
     titles = {key: text(f"section.{key}") for key in section_keys}
@@ -538,6 +545,7 @@ def document_context(
         "hidden_activation": hidden.name if hidden else None,
         "sizes_latex": [size_latex(LayerRef(l)) for l in range(depth + 1)],
         "cost_latex": latex(COST),
+        "training": _training(training, derivation, text),
     }
 
 
@@ -560,6 +568,14 @@ def network_picture(derivation: Derivation, text: Text) -> dict:
         "tikz": pictures.tikz(layout) if text.fmt == "tex" else None,
         "svg": pictures.svg(layout, alt) if text.fmt != "tex" else None,
     }
+
+
+def _training(training: tuple | None, derivation: Derivation, text: Text) -> dict | None:
+    if training is None:
+        return None
+    from derive.present_training import training_context
+
+    return training_context(*training, derivation.model.spec, text)
 
 
 def code_context(plan: CodePlan, *, title: str, command: str) -> dict:

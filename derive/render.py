@@ -22,8 +22,39 @@ def template_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """Templates compiled once and kept between runs, like Python's __pycache__: Jinja checks every
+    cached template against the checksum of its source (and its own version) before using it, so a
+    changed template is recompiled. Saves the ~0.15 s a run otherwise spends compiling templates.
+
+    The folder is created when the first compiled template is stored, so importing derive or a run
+    that stops at bad input writes nothing; a cache that cannot be written is silently skipped.
+    """
+
+    def dump_bytecode(self, bucket) -> None:
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """The user's template cache (~/.cache/derive/templates-VERSION); off with DERIVE_NO_TEMPLATE_CACHE."""
+    if os.environ.get("DERIVE_NO_TEMPLATE_CACHE"):
+        return None
+    from derive import __version__
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return _TemplateCache(str(base / "derive" / f"templates-{__version__}"))
+
+
+_BYTECODE_CACHE = _bytecode_cache()
+
+
 def _environment(**delimiters) -> jinja2.Environment:
     return jinja2.Environment(
+        bytecode_cache=_BYTECODE_CACHE,
         loader=jinja2.FileSystemLoader(str(template_dir())),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -12,14 +12,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from derive import __version__
-from derive.codegen import plan_code
+from derive.codegen import CodePlan, plan_code
+from derive.codegen_training import code_context as training_code_context
+from derive.codegen_training import plan_training
 from derive.derivation import Derivation, derive
+from derive.initialisation import Initialisation, derive_initialisation
 from derive.errors import VerificationFailed
 from derive.model import build_model
 from derive.present import PICTURE_FILE, code_context, document_context, json_document
 from derive.render import render, write_files
-from derive.spec import DEFAULT_LANGUAGE, MLPSpec
+from derive.catalog.optimizers import choice_text
+from derive.spec import DEFAULT_LANGUAGE, MLPSpec, OptimizerChoice
+from derive.present_training import training_json
+from derive.training import Training, derive_training
 from derive.verify import DirectDifferentiation, Report, verify
+from derive.verify_training import training_checks
 
 FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json",
               "pdf": "derivation.pdf", "html": "derivation.html", "ipynb": "derivation.ipynb"}
@@ -48,6 +55,8 @@ class Outcome:
     report: Report
     files: dict[str, bytes]  # file name → content
     seconds: float
+    training: Training | None = None
+    initialisation: Initialisation | None = None
 
 
 def command_line(spec: MLPSpec) -> str:
@@ -64,9 +73,31 @@ def command_line(spec: MLPSpec) -> str:
         parts.append(f"--out-act {spec.output_activation}")
     if spec.sizes != make_spec(spec.layers, act, None, spec.loss).sizes:
         parts.append("--sizes " + ",".join(map(str, spec.sizes)))
+    if spec.optimizer != OptimizerChoice():
+        parts.append(f"--optimizer {choice_text(spec.optimizer)}")
     if spec.lang != DEFAULT_LANGUAGE:
         parts.append(f"--lang {spec.lang}")
     return " ".join(parts)
+
+
+def model_source(
+    derivation: Derivation,
+    *,
+    title: str,
+    command: str,
+    training: Training | None = None,
+    initialisation: Initialisation | None = None,
+    plan: CodePlan | None = None,
+) -> str:
+    """model.py for a derivation: the backward pass of `codegen` and the training code of
+    `codegen_training` (the optimizer of the spec and the derived initial scales, derived here if
+    not given)."""
+    model = derivation.model
+    training = training if training is not None else derive_training(model.spec.optimizer)
+    initialisation = initialisation if initialisation is not None else derive_initialisation(model)
+    context = code_context(plan if plan is not None else plan_code(derivation), title=title, command=command)
+    context |= training_code_context(plan_training(model, training, initialisation))
+    return render("model.py.j2", context)
 
 
 def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
@@ -77,11 +108,15 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     model = build_model(spec)
     direct = DirectDifferentiation(model)  # runs in a second process while the engine derives
     derivation = derive(model)
+    training = derive_training(spec.optimizer)
+    initialisation = derive_initialisation(model)
     plan = plan_code(derivation)
     command = command_line(spec)
     title = f"derive {__version__}: {spec.slug()}"
-    source = render("model.py.j2", code_context(plan, title=title, command=command))
+    source = model_source(derivation, title=title, command=command, training=training, initialisation=initialisation,
+                          plan=plan)
     report = verify(derivation, source, direct)
+    report.checks += training_checks(model, training, initialisation, source)
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()
@@ -89,7 +124,8 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
 
     def context(fmt: str) -> dict:
         if fmt not in contexts:
-            contexts[fmt] = document_context(derivation, report, plan, command=command, fmt=fmt, lang=spec.lang)
+            contexts[fmt] = document_context(derivation, report, plan, command=command, fmt=fmt, lang=spec.lang,
+                                             training=(training, initialisation))
         return contexts[fmt]
 
     if "md" in spec.formats:
@@ -101,6 +137,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
             files[FILE_NAMES["tex"]] = tex.encode()
     if "json" in spec.formats:
         document = json_document(derivation, report, command=command)
+        document["training"] = training_json(training, initialisation)
         files[FILE_NAMES["json"]] = (json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
     if "html" in spec.formats:
         files[FILE_NAMES["html"]] = render("derivation.html.j2", context("html")).encode()
@@ -112,7 +149,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
         from derive.typeset import compile_pdf as compile_tex
 
         files[FILE_NAMES["pdf"]] = compile_tex(tex, spec.lang)
-    return Outcome(spec, derivation, report, files, time.perf_counter() - start)
+    return Outcome(spec, derivation, report, files, time.perf_counter() - start, training, initialisation)
 
 
 def generate_and_write(spec: MLPSpec, out: Path) -> tuple[Outcome, list[Path]]:

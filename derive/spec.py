@@ -25,6 +25,30 @@ DEFAULT_OUTPUT_SIZE = 3
 
 
 @dataclass(frozen=True)
+class OptimizerChoice:
+    """--optimizer NAME[:key=value,…]: a name of the optimizer catalog and the hyper-parameters the
+    user set to values other than the defaults (validated by `catalog.optimizers.resolve_optimizer`)."""
+
+    name: str = "sgd"
+    overrides: tuple[tuple[str, object], ...] = ()
+
+    def slug(self) -> str:
+        """'' for the default optimizer, else '-adam', '-adam-lr0.01', '-adam-betas0.8_0.99'."""
+        if self.name == "sgd" and not self.overrides:
+            return ""
+        parts = [self.name]
+        for key, value in self.overrides:
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, tuple):
+                text = "_".join(repr(float(v)) for v in value)
+            else:
+                text = repr(float(value))
+            parts.append(f"{key}{text}")
+        return "-" + "-".join(parts)
+
+
+@dataclass(frozen=True)
 class MLPSpec:
     """A multilayer perceptron: L weight layers, an activation per layer, a loss, layer sizes."""
 
@@ -34,6 +58,7 @@ class MLPSpec:
     sizes: tuple[int, ...]  # n_0 … n_L
     formats: tuple[str, ...] = DEFAULT_FORMATS
     lang: str = DEFAULT_LANGUAGE  # language of the documents' prose; formulas are the same in every one
+    optimizer: OptimizerChoice = OptimizerChoice()
 
     @property
     def hidden_activations(self) -> tuple[str, ...]:
@@ -51,7 +76,7 @@ class MLPSpec:
             parts.append("x".join(map(str, self.sizes)))
         if self.lang != DEFAULT_LANGUAGE:
             parts.append(self.lang)
-        return "-".join(parts)
+        return "-".join(parts) + self.optimizer.slug()
 
 
 def parse_layers(text: str | int) -> int:

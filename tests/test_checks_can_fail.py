@@ -9,12 +9,10 @@ import dataclasses
 import pytest
 import sympy as sp
 
-from derive.codegen import plan_code
 from derive.derivation import derive
 from derive.errors import VerificationFailed
 from derive.model import build_model, make_spec
-from derive.present import code_context
-from derive.render import render
+from derive.run import model_source
 from derive.verify import finite_difference_check, load_module, minibatch_check, symbolic_check
 
 
@@ -50,7 +48,7 @@ def test_minibatch_check_catches_a_wrong_batch_formula():
 
 def test_finite_differences_catch_wrong_code():
     d = fresh()
-    source = render("model.py.j2", code_context(plan_code(d), title="t", command="t"))
+    source = model_source(d, title="t", command="t")
     assert finite_difference_check(d.model, load_module(source)).passed
     broken = source.replace("dW1 = (Delta1 @ A0.T)/m", "dW1 = (Delta1 @ A0.T)/(m + 1)")
     assert broken != source

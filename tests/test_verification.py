@@ -7,9 +7,7 @@ activation), plus every output activation with mse.
 
 import pytest
 
-from derive.codegen import plan_code
-from derive.present import code_context
-from derive.render import render
+from derive.run import model_source
 from derive.verify import finite_difference_check, load_module, minibatch_check, stability_check, symbolic_check
 
 from conftest import derivation_for
@@ -22,7 +20,7 @@ GRID += [(2, "relu", "ce", "sigmoid")]
 
 
 def module_for(derivation):
-    source = render("model.py.j2", code_context(plan_code(derivation), title="test", command="test"))
+    source = model_source(derivation, title="test", command="test")
     return load_module(source)
 
 

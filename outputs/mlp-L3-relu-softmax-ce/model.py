@@ -18,14 +18,19 @@ def _logsumexp(X):
 
 
 def init_params(sizes=SIZES, rng=None):
-    """Weights W{l} of shape (n_l, n_{l-1}) drawn from a normal distribution with variance 1/n_in, biases b{l} of shape (n_l, 1) zero."""
+    """Weights W{l} of shape (n_l, n_{l-1}) drawn from N(0, Var(W{l})) with the variance derived for
+    layer l in derivation.md (section "Initialisation"; inputs assumed standardised), biases b{l} of
+    shape (n_l, 1) zero."""
     rng = np.random.default_rng() if rng is None else rng
-    params = {}
-    for l in range(1, len(sizes)):
-        n_in = sizes[l - 1]
-        params[f"W{l}"] = rng.standard_normal((sizes[l], n_in)) * 1/np.sqrt(n_in)
-        params[f"b{l}"] = np.zeros((sizes[l], 1))
-    return params
+    n_0, n_1, n_2, n_3 = sizes
+    return {
+        "W1": rng.standard_normal((n_1, n_0)) * np.sqrt(1/n_0),
+        "b1": np.zeros((n_1, 1)),
+        "W2": rng.standard_normal((n_2, n_1)) * np.sqrt(2/n_1),
+        "b2": np.zeros((n_2, 1)),
+        "W3": rng.standard_normal((n_3, n_2)) * np.sqrt(2/n_2),
+        "b3": np.zeros((n_3, 1)),
+    }
 
 
 def forward(params, X):
@@ -70,3 +75,59 @@ def gradients(params, X, Y):
     dW1 = (Delta1 @ A0.T)/m
     db1 = Delta1.sum(axis=1, keepdims=True)/m
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
+
+
+def init_state(params):
+    """State of torch.optim.SGD for every parameter, named as in torch: step count."""
+    return {
+        "step": 0,
+    }
+
+
+def update(params, grads, state, *, lr=0.001, weight_decay=0.0):
+    """One step of torch.optim.SGD on every parameter, in place; hyper-parameters and
+    their defaults as in torch.optim (see derivation.md, section "Optimizer")."""
+    if not lr >= 0:
+        raise ValueError(f"invalid lr: {lr!r}; expected lr >= 0")
+    if not weight_decay >= 0:
+        raise ValueError(f"invalid weight_decay: {weight_decay!r}; expected weight_decay >= 0")
+    state["step"] += 1
+    for key, p in params.items():
+        grad = grads[key]
+        g = grad + p*weight_decay
+        p[...] = -lr*g + p
+
+
+def accuracy(params, X, Y):
+    """Fraction of samples whose largest output is at the position of the largest target."""
+    A = forward(params, X)["A3"]
+    return float(np.mean(np.argmax(A, axis=0) == np.argmax(Y, axis=0)))
+
+
+def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quiet=False, **hyper):
+    """Minibatch training in place: each epoch shuffles the samples (columns) with `rng` and, for each
+    minibatch of `batch_size` columns, calls gradients() then update() (sgd; `hyper`
+    goes to update). Returns the history: per epoch the loss and accuracy on
+    (X, Y) and, when X_val is given, on (X_val, Y_val). Prints one line per epoch unless quiet."""
+    if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be whole numbers >= 1, got {epochs!r} and {batch_size!r}")
+    state = init_state(params)
+    m = X.shape[1]
+    history = {"epoch": [], "loss": [], "accuracy": []}
+    if X_val is not None:
+        history.update({"val_loss": [], "val_accuracy": []})
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(m)
+        for start in range(0, m, batch_size):
+            batch = order[start:start + batch_size]
+            update(params, gradients(params, X[:, batch], Y[:, batch]), state, **hyper)
+        row = {"epoch": epoch, "loss": loss(params, X, Y)}
+        row["accuracy"] = accuracy(params, X, Y)
+        if X_val is not None:
+            row["val_loss"] = loss(params, X_val, Y_val)
+            row["val_accuracy"] = accuracy(params, X_val, Y_val)
+        for name, value in row.items():
+            history[name].append(value)
+        if not quiet:
+            print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}: " + ", ".join(f"{name} {value:.4f}" for name, value in row.items() if name != "epoch"))
+    return history

@@ -1,0 +1,186 @@
+"""NumPy code for training, printed from the derived expressions: init_params, init_state, update, train.
+
+The weight scales of `init_params` are the variances `initialisation` derived, per layer; the body of
+`update` is the optimizer's assignments from the catalog (torch.optim's definitions), printed by a
+subclass of the NumPy printer of `codegen` that knows the names of `training_notation`. A top-level
+Piecewise becomes if/elif/else (torch's first momentum step, `centered`, `amsgrad`). `plan_training`
+returns plain lines and names; the template `model_training.py.j2` only lays them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.catalog.optimizers import RANGES, Assign, Optimizer
+from derive.codegen import NumPyCodePrinter
+from derive.initialisation import Initialisation
+from derive.model import Model
+from derive.notation import LayerRef, Q, size
+from derive.training import Training
+from derive.training_notation import STEP, THETA, code_name
+
+# how a hyper-parameter's allowed range reads as a Python condition (`{x}` is its name)
+RANGE_CODE = {
+    "nonnegative": "{x} >= 0",
+    "unit": "0 <= {x} < 1",
+    "open_unit": "0 < {x} < 1",
+    "closed_unit": "0 <= {x} <= 1",
+}
+assert set(RANGE_CODE) == set(RANGES)
+
+
+class TrainingCodePrinter(NumPyCodePrinter):
+    """The NumPy printer of `codegen`, with the code names of `training_notation` (torch's names)."""
+
+    def _print_Symbol(self, expr):
+        if expr == STEP:
+            return "t"
+        name = code_name(expr.name)
+        return name if name is not None else super()._print_Symbol(expr)
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp == -1:  # 1/n, not n**(-1.0)
+            return f"1/{self.parenthesize(expr.base, 60)}"
+        return super()._print_Pow(expr, rational=rational)
+
+    def condition(self, cond) -> str:
+        if isinstance(cond, sp.Eq):
+            return f"{self._print(cond.lhs)} == {self._print(cond.rhs)}"
+        if isinstance(cond, sp.Symbol):
+            return self._print(cond)
+        raise ValueError(f"no code form for the condition {cond}")
+
+
+@dataclass(frozen=True)
+class StateCode:
+    name: str  # torch's state key
+    local: str  # variable name in `update`
+    init: str  # expression creating the array from parameter `p`
+
+
+@dataclass(frozen=True)
+class TrainingCode:
+    init_lines: list[str]  # body of init_params after the random generator
+    optimizer: str
+    torch_class: str
+    signature: str  # keyword-only hyper-parameters of update, with this run's values as defaults
+    init_signature: str  # keyword-only hyper-parameters of init_state ('' if none)
+    init_keys: list[str]
+    unpack: list[str]
+    checks: list[dict]  # {"condition", "name", "expected"}
+    state: list[StateCode]
+    body: list[str]  # statements of the per-parameter loop, indented relative to the loop body
+    uses_step: bool
+    accuracy: str | None  # expression of the accuracy from A (output) and Y, or None for regression
+    accuracy_kind: str | None  # "argmax" (one class per sample) or "threshold" (independent outputs)
+    output: str  # name of the output activation array in forward()'s cache
+
+
+def _init_lines(model: Model, init: Initialisation, printer: TrainingCodePrinter) -> list[str]:
+    names = [printer._print(size(LayerRef(l))) for l in range(model.depth + 1)]
+    lines = [f"{', '.join(names)} = sizes", "return {"]
+    for scale in init.layers:
+        l = scale.layer
+        rows, cols = names[l], names[l - 1]
+        variance = printer._print(scale.variance)
+        lines.append(f'    "{Q("W", l).code()}": rng.standard_normal(({rows}, {cols})) * np.sqrt({variance}),')
+        lines.append(f'    "{Q("b", l).code()}": np.zeros(({rows}, 1)),')
+    lines.append("}")
+    return lines
+
+
+def _statements(assign: Assign, opt: Optimizer, printer: TrainingCodePrinter) -> list[str]:
+    """One assignment as code: arrays kept between steps are written in place (`x[...] = …`)."""
+    persistent = {s.symbol for s in opt.state} | {THETA}
+    target = printer._print(assign.target)
+    write = f"{target}[...] = " if assign.target in persistent else f"{target} = "
+    value = assign.value
+    if not isinstance(value, sp.Piecewise):
+        return [write + printer._print(value)]
+    lines = []
+    for n, (branch, cond) in enumerate(value.args):
+        if cond is sp.true:
+            if branch == assign.target:
+                break  # "else: unchanged"
+            lines.append("else:")
+        else:
+            lines.append(f"{'if' if n == 0 else 'elif'} {printer.condition(cond)}:")
+        lines.append("    " + write + printer._print(branch))
+    return lines
+
+
+def plan_training(model: Model, training: Training, init: Initialisation) -> TrainingCode:
+    printer = TrainingCodePrinter()
+    opt, values = training.optimizer, training.values
+    keywords, init_keywords, unpack, checks = [], [], [], []
+    for h in opt.hypers:
+        text = f"{h.name}={_python_value(values[h.name])}"
+        (init_keywords if h.init_only else keywords).append(text)
+        if h.kind == "pair":
+            unpack.append(f"{', '.join(printer._print(s) for s in h.symbols)} = {h.name}")
+        if h.kind == "flag":
+            continue
+        for sym in h.symbols:
+            name = printer._print(sym)
+            condition = RANGE_CODE[h.range].format(x=name)
+            if not h.init_only:
+                checks.append({"condition": condition, "name": name, "expected": condition})
+    state = []
+    for s in opt.state:
+        local = printer._print(s.symbol)
+        initial = "np.zeros_like(p)" if s.initial == 0 else f"np.full_like(p, {printer._print(s.initial)})"
+        state.append(StateCode(s.name, local, initial))
+    body = [line for assign in opt.equations for line in _statements(assign, opt, printer)]
+    uses_step = any(a.value.has(STEP) for a in opt.equations)
+    target = model.loss.target
+    accuracy_kind = {"probability": "argmax", "binary": "threshold"}.get(target)
+    accuracy = {
+        "argmax": "np.mean(np.argmax(A, axis=0) == np.argmax(Y, axis=0))",
+        "threshold": "np.mean((A > 0.5) == (Y > 0.5))",
+    }.get(accuracy_kind)
+    return TrainingCode(
+        init_lines=_init_lines(model, init, printer),
+        optimizer=opt.name,
+        torch_class=opt.torch_class,
+        signature=", ".join(keywords),
+        init_signature=", ".join(init_keywords),
+        init_keys=[h.name for h in opt.hypers if h.init_only],
+        unpack=unpack,
+        checks=checks,
+        state=state,
+        body=body,
+        uses_step=uses_step,
+        accuracy=accuracy,
+        accuracy_kind=accuracy_kind,
+        output=Q("A", model.depth).code(),
+    )
+
+
+def _python_value(value: object) -> str:
+    if isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "(" + ", ".join(repr(float(v)) for v in value) + ")"
+    return repr(float(value))
+
+
+def code_context(code: TrainingCode) -> dict:
+    """Plain data for model_training.py.j2 (merged into the model.py context by `run`)."""
+    return {"training": {
+        "init_lines": code.init_lines,
+        "optimizer": code.optimizer,
+        "torch_class": code.torch_class,
+        "signature": code.signature,
+        "init_signature": code.init_signature,
+        "init_keys": code.init_keys,
+        "unpack": code.unpack,
+        "checks": code.checks,
+        "state": [{"name": s.name, "local": s.local, "init": s.init} for s in code.state],
+        "body": code.body,
+        "uses_step": code.uses_step,
+        "accuracy": code.accuracy,
+        "accuracy_kind": code.accuracy_kind,
+        "output": code.output,
+    }}

@@ -1,0 +1,433 @@
+"""How parameters start: the variance of the initial weights, derived per layer.
+
+Under the usual independence assumptions (weights independent, zero-mean and identically
+distributed, independent of the layer's input; biases 0) the pre-activations of layer l have
+Var(z⁽ˡ⁾) = n_{l−1} Var(W⁽ˡ⁾) E[(a⁽ˡ⁻¹⁾)²] (forward) and the errors have
+Var(δ⁽ˡ⁻¹⁾) = n_l Var(W⁽ˡ⁾) E[g′(z⁽ˡ⁻¹⁾)²] Var(δ⁽ˡ⁾) (backward). SymPy carries out both. Keeping
+them constant from layer to layer needs E[g(z)²] and E[g′(z)²] for z ~ N(0, s²), and those depend
+on the activation g that produced the layer's input:
+
+* **piecewise activations** (relu, selu, …, anything with Max/Heaviside/Piecewise): g(z)² is split
+  into its pieces and each term of the form zⁿ e^{cz} is integrated against the Gaussian density by
+  SymPy. relu gives s²/2, hence Var(W) = 2/n_in (He et al. 2015). When the result is not
+  proportional to s² (selu), the unit-variance fixed point s = 1 is used; for selu E[g(z)²] = 1 there,
+  hence Var(W) = 1/n_in (LeCun; Klambauer et al. 2017). Only the forward condition is imposed, as
+  He et al. do. If a piece has no closed form, the expectation is computed by numerical quadrature
+  at s = 1 and the document says so.
+* **smooth activations** (identity, tanh, sigmoid, user-written smooth g): the linearisation
+  g(z) ≈ g(0) + g′(0) z gives E[(g − g(0))²] ≈ g′(0)² s² and E[g′²] ≈ g′(0)², the forward and
+  backward conditions give 1/(n_in g′(0)²) and 1/(n_out g′(0)²), and Glorot & Bengio's compromise
+  (their harmonic mean) gives 2/((n_in + n_out) g′(0)²): Glorot/Xavier, with gain 1/|g′(0)|
+  (4 for the sigmoid). A numerical quadrature at s = 1 shows how far the linearisation is off.
+
+The input layer sees the data, assumed standardised (E[x²] = 1): Var(W⁽¹⁾) = 1/n₀.
+Each activation is analysed once (cached), and only the activations of the model are analysed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+
+from derive.backprop import Step
+from derive.catalog import Activation
+from derive.layers import Dense
+from derive.model import Model
+from derive.notation import LayerRef, Q, Z, size
+from derive.rewrite import NON_SMOOTH, activation_derivative
+from derive.training_notation import Expectation, Variance, symbol
+
+STD = symbol("s", "s", positive=True)  # standard deviation of the pre-activations
+N_IN = symbol("n_in", r"n_{\mathrm{in}}", integer=True, positive=True)
+N_OUT = symbol("n_out", r"n_{\mathrm{out}}", integer=True, positive=True)
+VAR_W = symbol("var_w", r"\sigma_{w}^{2}", positive=True)  # Var(W_ij) of one layer
+G = sp.Function("g")
+G_PRIME = sp.Function("g'")
+KNOWN = (("He", (2, "in")), ("LeCun", (1, "in")), ("Glorot", (2, "sum")))  # named closed forms of Var(W)
+QUADRATURE_NODES = 60
+CONSTANT_DIGITS = 25  # digits to which an expectation must match a simple rational to be named as one
+
+
+@dataclass(frozen=True)
+class ActivationScale:
+    """The derived variance of weights that receive the output of this activation."""
+
+    activation: Activation
+    method: str  # "integration", "linearisation" or "quadrature"
+    steps: tuple[Step, ...]
+    variance: sp.Expr  # Var(W) in N_IN, N_OUT
+    known: str | None  # "He", "LeCun", "Glorot" when it equals that closed form
+    gain: sp.Expr | None  # for a multiple of Glorot: the gain
+    figures: dict  # numbers the document quotes (LaTeX strings)
+
+
+@dataclass(frozen=True)
+class LayerScale:
+    layer: int
+    source: str  # "input" or the name of the activation of layer l − 1
+    variance: sp.Expr  # in the size symbols n_{l−1}, n_l
+    known: str | None
+
+
+@dataclass
+class Initialisation:
+    forward: list[Step]
+    backward: list[Step]
+    conditions: list[Step]
+    input_steps: list[Step]
+    activations: list[ActivationScale]
+    layers: list[LayerScale]
+
+
+# --------------------------------------------------------------------------------------------------
+# the general relations
+
+
+def general_relations() -> tuple[list[Step], list[Step], list[Step]]:
+    """Var(z⁽ˡ⁾) and Var(δ⁽ˡ⁻¹⁾) from the layer rule and BP2, and the conditions that keep them."""
+    l = LayerRef.symbolic()
+    dense = Dense(l)
+    i, j = dense.out_index("i"), dense.in_index("j")
+    W, a, z = Q("W", l).base, Q("a", l.shifted(-1)).base, Q("z", l).base
+    w_ij = W[i, j]
+    forward = [Step(z[i], dense.entry(i, None), "layer_rule")]
+    spread = sp.Sum(Variance(w_ij * a[j]), (j, j.lower, j.upper))
+    forward.append(Step(Variance(z[i]), spread, "independent_terms"))
+    product = Expectation(w_ij**2) * Expectation(a[j] ** 2) - Expectation(w_ij) ** 2 * Expectation(a[j]) ** 2
+    forward.append(Step(Variance(w_ij * a[j]), product, "independent_product"))
+    zero_mean = product.xreplace({Expectation(w_ij): 0, Expectation(w_ij**2): VAR_W})
+    forward.append(Step(Variance(w_ij * a[j]), zero_mean, "zero_mean_weights"))
+    a_sq = Expectation(Q("a", l.shifted(-1)).symbol ** 2)
+    identical = sp.Sum(zero_mean.xreplace({Expectation(a[j] ** 2): a_sq}), (j, j.lower, j.upper))
+    forward.append(Step(Variance(z[i]), identical, "identically_distributed"))
+    forward.append(Step(Variance(z[i]), identical.doit(), "sum_constant"))
+
+    below = l.shifted(-1)
+    delta_below, delta = Q("delta", below).base, Q("delta", l).base
+    z_below = Q("z", below).base
+    backprop = G_PRIME(z_below[j]) * sp.Sum(w_ij * delta[i], (i, i.lower, i.upper))
+    backward = [Step(delta_below[j], backprop, "bp2")]
+    var_delta = Variance(Q("delta", l).symbol)
+    spread = Expectation(G_PRIME(z_below[j]) ** 2) * sp.Sum(VAR_W * var_delta, (i, i.lower, i.upper))
+    backward.append(Step(Variance(delta_below[j]), spread, "independent_backward"))
+    backward.append(Step(Variance(delta_below[j]), spread.doit(), "sum_constant"))
+
+    conditions = [
+        Step(N_IN * VAR_W * Expectation(G(Z) ** 2), STD**2, "forward_condition"),
+        Step(N_OUT * VAR_W * Expectation(G_PRIME(Z) ** 2), sp.S.One, "backward_condition"),
+    ]
+    return forward, backward, conditions
+
+
+# --------------------------------------------------------------------------------------------------
+# Gaussian expectations
+
+
+def _pieces(expr: sp.Expr) -> list[tuple[sp.Expr, sp.Interval]]:
+    """expr as (formula, interval) pieces over the real line (Max, Heaviside, Abs … become Piecewise)."""
+    folded = sp.piecewise_fold(expr.rewrite(sp.Piecewise))
+    if not isinstance(folded, sp.Piecewise):
+        return [(folded, sp.Interval(-sp.oo, sp.oo))]
+    remaining = sp.Interval(-sp.oo, sp.oo)
+    out = []
+    for formula, condition in folded.args:
+        region = remaining if condition is sp.true else remaining.intersect(condition.as_set())
+        remaining = remaining - region
+        for part in (region.args if isinstance(region, sp.Union) else (region,)):
+            if isinstance(part, sp.Interval) and part.measure != 0:
+                out.append((formula, part))
+    return out
+
+
+def _monomials(formula: sp.Expr) -> list[tuple[sp.Expr, int, sp.Expr]] | None:
+    """formula as Σ coefficient · zⁿ · e^{cz}, or None when some term has another form."""
+    terms = []
+    for term in sp.Add.make_args(sp.expand(formula, power_exp=True)):
+        if term == 0:
+            continue
+        coefficient, rest = term.as_independent(Z, as_Add=False)
+        power, rate = 0, sp.S.Zero
+        for factor, exponent in rest.as_powers_dict().items():
+            if factor == Z and exponent.is_Integer and exponent >= 0:
+                power += int(exponent)
+            elif factor == sp.E or (isinstance(factor, sp.exp) and exponent.is_Integer):
+                argument = sp.expand(exponent if factor == sp.E else factor.args[0] * exponent)
+                slope = argument.coeff(Z)
+                if argument != slope * Z or slope.has(Z):
+                    return None
+                rate += slope
+            elif factor == 1:
+                continue
+            else:
+                return None
+        terms.append((coefficient, power, rate))
+    return terms
+
+
+@lru_cache(maxsize=None)
+def density() -> sp.Expr:
+    """N(z; 0, s²), the density of a pre-activation."""
+    return sp.exp(-Z**2 / (2 * STD**2)) / (STD * sp.sqrt(2 * sp.pi))
+
+
+@lru_cache(maxsize=None)
+def known_forms() -> tuple[tuple[str, sp.Expr], ...]:
+    """He 2/n_in, LeCun 1/n_in, Glorot 2/(n_in + n_out)."""
+    size = {"in": N_IN, "sum": N_IN + N_OUT}
+    return tuple((name, sp.Integer(numerator) / size[fan]) for name, (numerator, fan) in KNOWN)
+
+
+@lru_cache(maxsize=None)
+def _monomial_integral(power: int, rate: sp.Expr, lower: sp.Expr, upper: sp.Expr) -> sp.Expr:
+    """∫ zⁿ e^{cz} N(z; 0, s²) dz over [lower, upper], by SymPy."""
+    return sp.expand(sp.integrate(Z**power * sp.exp(rate * Z) * density(), (Z, lower, upper)))
+
+
+def gaussian_expectation(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
+    """E[expr(z)] for z ~ N(0, s²) in closed form: (the integrals over the pieces, their value).
+
+    None when a piece is not a sum of zⁿ e^{cz} terms (then no closed form is attempted)."""
+    pieces = _pieces(expr)
+    integrals, value = [], sp.S.Zero
+    for formula, interval in pieces:
+        terms = _monomials(formula)
+        if terms is None:
+            return None
+        if formula != 0:
+            integrals.append(sp.Integral(formula * density(), (Z, interval.start, interval.end)))
+        for coefficient, power, rate in terms:
+            value += coefficient * _monomial_integral(power, rate, interval.start, interval.end)
+    if value.has(sp.Integral):
+        return None
+    return sp.Add(*integrals), value
+
+
+def quadrature(expr: sp.Expr, std: float = 1.0) -> float:
+    """E[expr(z)] for z ~ N(0, std²) numerically (Gauss–Hermite, or mpmath for piecewise functions)."""
+    if expr.has(*NON_SMOOTH):
+        import mpmath
+
+        f = sp.lambdify(Z, expr, "mpmath")
+        density = lambda x: mpmath.exp(-x * x / (2 * std * std)) / (std * mpmath.sqrt(2 * mpmath.pi))  # noqa: E731
+        return float(mpmath.quad(lambda x: f(x) * density(x), _breakpoints(expr)))
+    nodes, weights = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
+    f = sp.lambdify(Z, expr, "math")  # the math namespace is already loaded; numpy's costs 0.4 s of imports
+    values = np.array([_finite(f, std * float(x)) for x in nodes])
+    return float(np.dot(weights, values) / np.sqrt(2 * np.pi))
+
+
+def _breakpoints(expr: sp.Expr) -> list:
+    """−∞, the kinks of a piecewise function (where its formula changes), +∞: quadrature per piece."""
+    import mpmath
+
+    points = {0.0}
+    try:
+        for _, interval in _pieces(expr):
+            points |= {float(p) for p in (interval.start, interval.end) if p.is_finite}
+    except (TypeError, ValueError, NotImplementedError):
+        pass
+    return [-mpmath.inf, *sorted(points), mpmath.inf]
+
+
+def _finite(f, x: float) -> float:
+    """f(x), or 0 where math overflows far in the tails (the Gaussian weight there is below 1e-300)."""
+    try:
+        return float(f(x))
+    except OverflowError:
+        return 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# per activation
+
+
+def _solve_for_variance(condition: Step) -> sp.Expr:
+    x = sp.Dummy("x", positive=True)
+    equation = (condition.lhs - condition.rhs).xreplace({VAR_W: x})
+    solved, value = sp.solve_linear(equation, symbols=[x])
+    if solved != x:
+        raise AssertionError(f"{condition.lhs} = {condition.rhs} is not linear in the weight variance")
+    return sp.factor(sp.cancel(value))
+
+
+def recognise(variance: sp.Expr, first: str = "He") -> tuple[str | None, sp.Expr | None]:
+    """Name the variance when it equals He, LeCun or Glorot exactly, or is Glorot times a gain²
+    (`first` is tried first: the form the method is expected to give)."""
+    for name, form in sorted(known_forms(), key=lambda item: item[0] != first):
+        ratio = sp.cancel(variance / form)
+        if ratio == 1:
+            return name, None
+        if name == "Glorot" and ratio.is_number and ratio.is_positive:
+            return name, sp.sqrt(ratio)
+    return None, None
+
+
+def _latex_number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _linearisation(activation: Activation) -> ActivationScale | None:
+    g = activation.expr
+    g0 = sp.sympify(g.xreplace({Z: sp.S.Zero}))
+    slope = sp.sympify(activation_derivative(activation).computed.xreplace({Z: sp.S.Zero}))  # g′ as the engine derived it
+    if not slope.is_number or slope == 0 or not slope.is_finite:
+        return None
+    gz = G(Z)
+    steps = [
+        Step(gz, g, "activation"),
+        Step(gz, g0 + slope * Z, "linearise"),
+        Step(Expectation((gz - G(0)) ** 2), slope**2 * Expectation(Z**2), "linear_second_moment"),
+        Step(Expectation((gz - G(0)) ** 2), slope**2 * STD**2, "gaussian_variance"),
+        Step(Expectation(G_PRIME(Z) ** 2), slope**2, "linear_derivative"),
+    ]
+    forward = Step(N_IN * VAR_W * slope**2 * STD**2, STD**2, "forward_with_moment")
+    backward = Step(N_OUT * VAR_W * slope**2, sp.S.One, "backward_with_moment")
+    v_forward, v_backward = _solve_for_variance(forward), _solve_for_variance(backward)
+    harmonic = 2 / (1 / v_forward + 1 / v_backward)
+    variance = sp.factor(sp.cancel(harmonic))
+    steps += [
+        forward, Step(VAR_W, v_forward, "solve_forward"),
+        backward, Step(VAR_W, v_backward, "solve_backward"),
+        Step(VAR_W, 2 / sp.Add(1 / v_forward, 1 / v_backward, evaluate=False), "harmonic_mean"),
+        Step(VAR_W, variance, "algebra_variance"),
+    ]
+    known, gain = recognise(variance, first="Glorot")
+    exact = quadrature((g - g0) ** 2)
+    figures = {
+        "g0": sp.latex(g0),
+        "slope": sp.latex(slope),
+        "quadrature": _latex_number(exact),
+        "linear": _latex_number(float(slope**2)),
+        "nodes": str(QUADRATURE_NODES),
+    }
+    if g0 != 0:
+        figures["offset"] = sp.latex(g0)
+    return ActivationScale(activation, "linearisation", tuple(steps), variance, known, gain, figures)
+
+
+def _recognise_constant(value: sp.Expr) -> tuple[sp.Expr, int] | None:
+    """A Float expectation that equals a simple rational to the precision of its constants."""
+    digits = min([f._prec for f in value.atoms(sp.Float)], default=None)
+    decimal_digits = int(digits * 0.30103) if digits else 50
+    tolerance = sp.Float(10) ** -(min(decimal_digits, CONSTANT_DIGITS + 5) - 3)
+    evaluated = sp.N(value, max(decimal_digits, 15) + 5)
+    number = sp.re(evaluated)
+    if abs(sp.im(evaluated)) > tolerance:
+        return None
+    candidate = sp.nsimplify(number, rational=True, tolerance=float(tolerance))
+    if candidate.is_Rational and candidate.q <= 100 and abs(number - candidate) < tolerance:
+        matched = int(-sp.log(abs(number - candidate), 10).evalf()) if number != candidate else decimal_digits
+        return candidate, min(matched, decimal_digits)
+    return None
+
+
+def _integration(activation: Activation) -> ActivationScale:
+    g = activation.expr
+    gz = G(Z)
+    steps = [Step(gz, g, "activation")]
+    figures: dict[str, str] = {}
+    found = gaussian_expectation(g**2)
+    if found is not None:
+        integrals, second_moment = found
+        steps.append(Step(Expectation(gz**2), sp.Integral(g**2 * density(), (Z, -sp.oo, sp.oo)), "gaussian_expectation"))
+        steps.append(Step(Expectation(gz**2), integrals, "split_pieces"))
+        steps.append(Step(Expectation(gz**2), second_moment, "integrate"))
+        method = "integration"
+    else:
+        second_moment = sp.Float(quadrature(g**2), 15)
+        steps.append(Step(Expectation(gz**2), second_moment, "quadrature_unit"))
+        method = "quadrature"
+        forward = Step(N_IN * VAR_W * second_moment, sp.S.One, "forward_condition_unit")
+        variance = _solve_for_variance(forward)
+        steps += [forward, Step(VAR_W, variance, "solve_forward")]
+        known, gain = recognise(variance)
+        return ActivationScale(activation, method, tuple(steps), variance, known, gain, figures)
+    homogeneous = not sp.cancel(second_moment / STD**2).has(STD)
+    if homogeneous:  # E[g²] ∝ s²: the scale holds for every s (relu, leaky relu)
+        forward = Step(N_IN * VAR_W * second_moment, STD**2, "forward_with_moment")
+        variance = _solve_for_variance(forward)
+        steps += [forward, Step(VAR_W, variance, "solve_forward")]
+    else:  # the scale depends on s: keep the unit-variance fixed point s = 1 (selu)
+        forward = Step(N_IN * VAR_W * Expectation(gz**2), STD**2, "forward_with_moment")
+        general = _solve_for_variance(forward)
+        steps += [forward, Step(VAR_W, general, "solve_forward")]
+        at_unit = second_moment.xreplace({STD: 1})
+        named = _recognise_constant(at_unit) if at_unit.has(sp.Float) else None
+        if named is not None:
+            constant, digits = named
+            figures["digits"] = str(digits)
+            steps.append(Step(Expectation(gz**2), constant, "recognise_constant"))
+        else:
+            constant = sp.Float(sp.re(sp.N(at_unit, 20)), 15)
+            steps.append(Step(Expectation(gz**2), constant, "unit_variance_value"))
+        figures["moment_at_unit"] = sp.latex(constant)
+        variance = sp.factor(sp.cancel(general.xreplace({STD: 1, Expectation(gz**2): constant})))
+        steps.append(Step(VAR_W, variance, "unit_variance"))
+    derivative = activation_derivative(activation).derivative  # g′ with the kink convention, as derived
+    backward_moment = gaussian_expectation(derivative**2)
+    if backward_moment is not None:
+        value = backward_moment[1]
+        if not value.has(STD):
+            steps.append(Step(Expectation(G_PRIME(Z) ** 2), value, "integrate_derivative"))
+            condition = Step(N_OUT * VAR_W * value, sp.S.One, "backward_with_moment")
+            steps += [condition, Step(VAR_W, _solve_for_variance(condition), "backward_not_used")]
+    known, gain = recognise(variance)
+    return ActivationScale(activation, method, tuple(steps), variance, known, gain, figures)
+
+
+@lru_cache(maxsize=None)
+def activation_scale(activation: Activation) -> ActivationScale:
+    """The variance of weights fed by `activation`: linearised when g is smooth at 0, else integrated."""
+    if activation.is_softmax:
+        raise ValueError("softmax is an output activation; no layer receives its output")
+    if not activation.expr.has(*NON_SMOOTH):
+        linear = _linearisation(activation)
+        if linear is not None:
+            return linear
+    return _integration(activation)
+
+
+def input_steps() -> tuple[list[Step], sp.Expr]:
+    """The first layer sees standardised data, E[x²] = 1, and keeps unit variance: Var(W⁽¹⁾) = 1/n₀."""
+    x = Q("a", 0).symbol
+    condition = Step(N_IN * VAR_W * Expectation(x**2), sp.S.One, "input_condition")
+    standardised = Step(N_IN * VAR_W, sp.S.One, "standardised_input")
+    variance = _solve_for_variance(standardised)
+    return [condition, standardised, Step(VAR_W, variance, "solve_forward")], variance
+
+
+def _per_layer(variance: sp.Expr, layer: int) -> sp.Expr:
+    return variance.xreplace({N_IN: size(LayerRef(layer - 1)), N_OUT: size(LayerRef(layer))})
+
+
+def derive_initialisation(model: Model) -> Initialisation:
+    forward, backward, conditions = general_relations()
+    steps, input_variance = input_steps()
+    scales = {}
+    for act in model.activations[:-1]:
+        if act.name not in scales:
+            scales[act.name] = activation_scale(act)
+    layers = [LayerScale(1, "input", _per_layer(input_variance, 1), recognise(input_variance)[0])]
+    for layer in range(2, model.depth + 1):
+        scale = scales[model.activations[layer - 2].name]
+        layers.append(LayerScale(layer, scale.activation.name, _per_layer(scale.variance, layer), scale.known))
+    return Initialisation(forward, backward, conditions, steps, list(scales.values()), layers)
+
+
+__all__ = [
+    "ActivationScale",
+    "LayerScale",
+    "Initialisation",
+    "activation_scale",
+    "derive_initialisation",
+    "gaussian_expectation",
+    "quadrature",
+    "recognise",
+    "N_IN",
+    "N_OUT",
+    "VAR_W",
+    "STD",
+]

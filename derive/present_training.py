@@ -1,0 +1,294 @@
+"""Plain data for the training sections of the documents: update rule, optimizer, initialisation.
+
+Like `present`, nothing here derives anything: it prints the expressions of `training` and
+`initialisation` with a LaTeX printer that knows the names of `training_notation`, and takes prose
+from the message catalog (tables `training`, `training_rule`, `optimizer*`, `initialisation`).
+The templates `training_*.md.j2` / `training_*.tex.j2` lay the result out.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sympy as sp
+
+from derive.backprop import Step
+from derive.catalog.optimizers import choice_text, format_value
+from derive.initialisation import N_IN, N_OUT, Initialisation
+from derive.notation import LayerRef, size
+from derive.present import Text, prose, sympy_text
+from derive.printing import DeriveLatexPrinter, _factor_rank
+from derive.spec import MLPSpec
+from derive.training import Training
+from derive.training_notation import COEFFICIENTS, latex_name
+from derive.verify import Report
+
+APPROXIMATE_RULES = {"linearise", "linear_second_moment", "gaussian_variance", "linear_derivative"}
+FLOAT_DIGITS = 10  # digits of floating-point constants in the documents
+
+
+class TrainingLatexPrinter(DeriveLatexPrinter):
+    """The document printer, plus the names of training, sums with limits and short floats."""
+
+    def _print_Symbol(self, expr, style="plain"):
+        name = latex_name(expr.name)
+        return name if name is not None else super()._print_Symbol(expr, style=style)
+
+    def _print_Indexed(self, expr):
+        name = latex_name(str(expr.base.label))
+        if name is None:
+            return super()._print_Indexed(expr)
+        indices = ",".join(self._print(i) for i in expr.indices)
+        return f"{name}_{{{indices}}}"
+
+    def _print_IndexedBase(self, expr):
+        name = latex_name(str(expr.label))
+        return name if name is not None else super()._print_IndexedBase(expr)
+
+    def _print_Sum(self, expr):
+        limits = expr.limits
+        if all(isinstance(i, sp.Idx) and (lo, hi) == (i.lower, i.upper) for i, lo, hi in limits):
+            return super()._print_Sum(expr)
+        sums = " ".join(rf"\sum_{{{self._print(i)}={self._print(lo)}}}^{{{self._print(hi)}}}" for i, lo, hi in reversed(limits))
+        return f"{sums} {self.parenthesize(expr.function, 40, strict=True)}"
+
+    def _print_index_mul_factors(self, expr):
+        """Sizes, then hyper-parameters, then σ_w², then the rest in the base printer's order: η ∇C, λ θ."""
+        coefficient, rest = expr.as_coeff_Mul()
+        factors = sorted(sp.Mul.make_args(rest), key=lambda f: (_group(f), _factor_rank(f)))
+        parts = [] if coefficient == 1 else [self._print(coefficient)]
+        for n, factor in enumerate(factors):
+            tex = self._print(factor)
+            if self._needs_mul_brackets(factor, first=(n == 0 and not parts), last=(n == len(factors) - 1)):
+                tex = rf"\left({tex}\right)"
+            parts.append(tex)
+        return " ".join(parts)
+
+    def _print_Infinity(self, expr):
+        return r"\infty"
+
+    def _print_NegativeInfinity(self, expr):
+        return r"-\infty"
+
+    def _print_Pi(self, expr):  # the base printer's fallback gives \text{\Pi}
+        return r"\pi"
+
+    def _print_Float(self, expr):
+        return super()._print_Float(sp.Float(expr, FLOAT_DIGITS))
+
+    def _helper_print_standard_power(self, expr, template):
+        base = self.parenthesize(expr.base, 60)
+        if "^" in base and not base.startswith(r"\left("):
+            base = rf"\left({base}\right)"
+        return template % (base, self._print(expr.exp))
+
+    def _print_Derivative(self, expr):
+        (variable, count), = expr.variable_count
+        if count == 1:
+            return super()._print_Derivative(expr)
+        return rf"\frac{{\partial^{{{count}}} {self._print(expr.expr)}}}{{\partial {{{self._print(variable)}}}^{{{count}}}}}"
+
+
+def _group(factor: sp.Basic) -> int:
+    names = {s.name for s in factor.free_symbols}
+    if not names or factor.has(sp.Indexed, sp.Function, sp.Sum):
+        return 4
+    if all(n.startswith("n_") for n in names):
+        return 0
+    if names <= COEFFICIENTS:
+        return 1
+    if names == {"var_w"}:
+        return 2
+    return 3
+
+
+@lru_cache(maxsize=4096)
+def tlatex(expr: sp.Basic) -> str:
+    return TrainingLatexPrinter().doprint(expr)
+
+
+def _step(step: Step, text: Text, figures: dict | None = None) -> dict:
+    relation = r"\approx" if step.rule in APPROXIMATE_RULES else "="
+    left, right = tlatex(step.lhs), tlatex(step.rhs)
+    return {"text": text(f"training_rule.{step.rule}", **(figures or {})), "lhs": left, "rhs": right,
+            "relation": relation, "latex": f"{left} {relation} {right}", "rule": step.rule}
+
+
+def _steps(steps, text: Text, figures: dict | None = None) -> list[dict]:
+    return [_step(s, text, figures) for s in steps]
+
+
+def _optimizer(training: Training, spec: MLPSpec, text: Text) -> dict:
+    opt, values = training.optimizer, training.values
+    hyper = []
+    for h in opt.hypers:
+        default = h.torch_default if h.torch_default is not None else h.default
+        symbols = ", ".join(tlatex(s) for s in h.symbols)
+        hyper.append({
+            "name": prose(f"`{h.name}`", text.fmt),
+            "symbol": symbols,
+            "value": format_value(values[h.name]),
+            "torch_default": format_value(default),
+            "meaning": text(f"optimizer_hyper.{h.name}"),
+        })
+    notes = [text("optimizer.momentum_default")] if any(h.torch_default is not None for h in opt.hypers) else []
+    state = [{"name": prose(f"`{s.name}`", text.fmt), "symbol": tlatex(s.symbol), "initial": tlatex(s.initial),
+              "meaning": text(f"optimizer_state.{s.name}")} for s in opt.state]
+    zeros = [tlatex(h.symbols[0]) for h in opt.hypers if h.kind == "real" and values[h.name] == 0]
+    facts = []
+    for fact in training.facts:
+        facts.append({
+            "title": text(f"optimizer_fact.{fact.key}_title"),
+            "steps": _steps(fact.steps, text),
+            "result": text(f"optimizer_fact.{fact.key}_result", **_figures(fact.figures)),
+        })
+    given = spec.optimizer.name != "sgd" or spec.optimizer.overrides
+    return {
+        "intro": text("optimizer.intro", title=opt.title, torch_class=opt.torch_class),
+        "chosen": text("optimizer.chosen", choice=choice_text(spec.optimizer)) if given else text("optimizer.chosen_default"),
+        "hyper": hyper,
+        "notes": notes,
+        "state": state,
+        "state_none": text("optimizer.state_none") if not state else None,
+        "equations": [{"lhs": tlatex(s.lhs), "rhs": tlatex(s.rhs)} for s in training.equations],
+        "with_values": None if training.equations_with_values is None else {
+            "text": text("optimizer.with_values", zeros=", ".join(f"${z}$" for z in zeros)),
+            "equations": [{"lhs": tlatex(s.lhs), "rhs": tlatex(s.rhs)} for s in training.equations_with_values],
+        },
+        "facts": facts,
+    }
+
+
+def _figures(figures: dict) -> dict:
+    """Figures for the prose: formulas printed like the equations, numbers kept as they are."""
+    return {k: tlatex(v) if isinstance(v, sp.Basic) else v for k, v in figures.items()}
+
+
+def _known(scale, text: Text) -> str:
+    if scale.known is None:
+        return ""
+    if scale.gain is not None:
+        return text("initialisation.known_Glorot_gain", gain=sp.latex(scale.gain))
+    return text(f"initialisation.known_{scale.known}")
+
+
+def _initialisation(init: Initialisation, spec: MLPSpec, text: Text) -> dict:
+    activations = []
+    for scale in init.activations:
+        figures = scale.figures
+        notes = []
+        if scale.method == "linearisation":
+            notes.append(text("initialisation.linear_note", **figures))
+            if "offset" in figures:
+                notes.append(text("initialisation.offset_note", **figures))
+        if scale.method == "quadrature":
+            notes.append(text("initialisation.quadrature_note"))
+        activations.append({
+            "name": scale.activation.name,
+            "title": text("initialisation.activation_title", name=scale.activation.name),
+            "steps": _steps(scale.steps, text, figures),
+            "result": text("initialisation.result", variance=tlatex(scale.variance), known=_known(scale, text)),
+            "notes": notes,
+        })
+    sizes = {size(LayerRef(l)): n for l, n in enumerate(spec.sizes)}
+    layers = []
+    for layer in init.layers:
+        value = layer.variance.xreplace(sizes)
+        layers.append({
+            "layer": str(layer.layer),
+            "source": text("initialisation.input_source") if layer.source == "input" else layer.source,
+            "variance": tlatex(layer.variance),
+            "value": f"{float(value):.4g}",
+            "std": f"{float(sp.sqrt(value)):.4g}",
+        })
+    return {
+        "forward": _steps(init.forward, text),
+        "backward": _steps(init.backward, text),
+        "conditions": _steps(init.conditions, text),
+        "input": _steps(init.input_steps, text),
+        "input_result": text("initialisation.result", variance=tlatex(init.input_steps[-1].rhs),
+                             known=text(f"initialisation.known_{init.layers[0].known}") if init.layers[0].known else ""),
+        "activations": activations,
+        "layers": layers,
+    }
+
+
+LABELS = (
+    "training.update_derivation", "training.update_result", "training.minibatch_intro", "training.minibatch_result",
+    "optimizer.hyper_title", "optimizer.name", "optimizer.symbol", "optimizer.value", "optimizer.torch_default",
+    "optimizer.meaning", "optimizer.state_title", "optimizer.state_name", "optimizer.initial", "optimizer.equations",
+    "optimizer.derived",
+    "initialisation.intro", "initialisation.forward", "initialisation.backward", "initialisation.conditions",
+    "initialisation.depends", "initialisation.input_title", "initialisation.table_intro",
+    "initialisation.layer", "initialisation.source", "initialisation.variance", "initialisation.value",
+    "initialisation.std",
+)
+
+
+def training_context(training: Training, init: Initialisation, spec: MLPSpec, text: Text) -> dict:
+    """Everything the training fragments of derivation.md.j2 / .tex.j2 need, as plain data."""
+    return {
+        "t": {key: text(key) for key in LABELS},
+        "update_steps": _steps(training.update_steps, text),
+        "minibatch_steps": _steps(training.minibatch_steps, text),
+        "optimizer": _optimizer(training, spec, text),
+        "initialisation": _initialisation(init, spec, text),
+    }
+
+
+def verification_paragraphs(report: Report, text: Text) -> list[str]:
+    """The paragraphs of the verification section for the checks of `verify_training`."""
+    out = []
+    names = {c.name for c in report.checks}
+    if "optimizer_code" in names:
+        f = report.check("optimizer_code").figures
+        out.append(text("verification_training.optimizer", optimizer_section=text.defaults.get("optimizer", ""), **f))
+    if "initial_weights" in names:
+        f = report.check("initial_weights").figures
+        out.append(text("verification_training.initialisation", **f))
+    if "training_loop" in names:
+        f = report.check("training_loop").figures
+        key = "training_classification" if f["classification"] else "training"
+        out.append(text(f"verification_training.{key}", **f))
+    return out
+
+
+def _json_steps(steps) -> list[dict]:
+    return [{"rule": s.rule, "lhs": {"latex": tlatex(s.lhs), "sympy": sympy_text(s.lhs)},
+             "rhs": {"latex": tlatex(s.rhs), "sympy": sympy_text(s.rhs)}} for s in steps]
+
+
+def training_json(training: Training, init: Initialisation) -> dict:
+    """The training part of derivation.json: the same steps as the documents, LaTeX and srepr."""
+    opt = training.optimizer
+    return {
+        "notes": "Each 'sympy' field is sympy.srepr of the expression; sympy.sympify(text, locals=...) rebuilds it "
+                 "with Expectation and Variance from derive.training_notation as locals.",
+        "update_rule": _json_steps(training.update_steps),
+        "minibatch": _json_steps(training.minibatch_steps),
+        "optimizer": {
+            "name": opt.name,
+            "torch": opt.torch_class,
+            "torch_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in opt.torch_kwargs(training.values).items()},
+            "equations": _json_steps(training.equations),
+            "derived": {fact.key: {"steps": _json_steps(fact.steps), "figures": _figures(fact.figures)}
+                        for fact in training.facts},
+        },
+        "initialisation": {
+            "forward": _json_steps(init.forward),
+            "backward": _json_steps(init.backward),
+            "conditions": _json_steps(init.conditions),
+            "input": _json_steps(init.input_steps),
+            "activations": {
+                s.activation.name: {"method": s.method, "variance": sympy_text(s.variance), "known": s.known,
+                                    "gain": None if s.gain is None else sympy_text(s.gain), "steps": _json_steps(s.steps)}
+                for s in init.activations
+            },
+            "layers": [{"layer": l.layer, "source": l.source, "variance": sympy_text(l.variance),
+                        "variance_latex": tlatex(l.variance), "known": l.known} for l in init.layers],
+            "symbols": {"n_in": str(N_IN), "n_out": str(N_OUT)},
+        },
+    }
+
+
+__all__ = ["training_context", "training_json", "verification_paragraphs", "tlatex"]
