@@ -18,9 +18,19 @@ from derive import notation
 from derive.derivation import Derivation
 from derive.matrixform import ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
 from derive.notation import Q
-from derive.rewrite import LogSumExp, stable_forms, stable_log_loss
+from derive.rewrite import (
+    LogSumExp,
+    Softmax,
+    logsumexp_shifted,
+    scalar_onto_left_operand,
+    softmax_shifted,
+    stable_forms,
+    stable_log_loss,
+)
+from derive.workspace import Lowering, Pool, Program, Value, allocate, dim_name, quantity_shape, shape_text
 
 LOGSUMEXP_HELPER = "_logsumexp"
+SOFTMAX_HELPER = "_softmax"
 
 
 class NumPyCodePrinter(NumPyPrinter):
@@ -85,17 +95,41 @@ class NumPyCodePrinter(NumPyPrinter):
         self.helpers.add(LOGSUMEXP_HELPER)
         return f"{LOGSUMEXP_HELPER}({self._print(expr.args[0])})"
 
+    def _print_Softmax(self, expr):
+        self.helpers.add(SOFTMAX_HELPER)
+        return f"{SOFTMAX_HELPER}({self._print(expr.args[0])})"
+
 
 def logsumexp_helper() -> list[str]:
     """Source of the column-wise log-sum-exp, shifted by the column maximum so exp cannot overflow."""
     M, X = sp.symbols("M X", real=True)
-    body = NumPyCodePrinter()._print(M + sp.log(ColSums(sp.exp(X - M))))
+    body = NumPyCodePrinter()._print(logsumexp_shifted(X, M))
     return [
         f"def {LOGSUMEXP_HELPER}(X):",
         '    """log(sum(exp(X), axis=0)) per column, as M + log(sum(exp(X - M))) with M the column max."""',
         "    M = X.max(axis=0, keepdims=True)",
         f"    return {body}",
     ]
+
+
+def softmax_helper() -> list[str]:
+    """Source of the column-wise softmax, shifted by the column maximum so exp cannot overflow."""
+    M, X, E = sp.symbols("M X E", real=True)
+    printer = NumPyCodePrinter()
+    shifted, ratio = softmax_shifted(X, M, E)
+    return [
+        f"def {SOFTMAX_HELPER}(X):",
+        '    """exp(X) / sum(exp(X), axis=0) per column, as E / sum(E) with E = exp(X - M), M the column max."""',
+        "    M = X.max(axis=0, keepdims=True)",
+        f"    E = {printer._print(shifted)}",
+        f"    return {printer._print(ratio)}",
+    ]
+
+
+def helpers_used(printer: NumPyCodePrinter) -> list[list[str]]:
+    """The helper functions the printed code calls, in a fixed order."""
+    sources = {LOGSUMEXP_HELPER: logsumexp_helper, SOFTMAX_HELPER: softmax_helper}
+    return [source() for name, source in sources.items() if name in printer.helpers]
 
 
 @dataclass(frozen=True)
@@ -119,6 +153,27 @@ class CodePlan:
     backward_uses: list[str]
     helpers: list[list[str]]
     init_scale: list[str]  # per layer: the expression scaling N(0, 1) weights
+    workspace: WorkspacePlan | None = None  # the in-place form for training loops
+
+
+@dataclass(frozen=True)
+class WorkspaceProgram:
+    """One in-place function: the lines binding its arrays, then the lowered formulas."""
+
+    bindings: list[str]
+    body: list[str]
+
+
+@dataclass(frozen=True)
+class WorkspacePlan:
+    """Plain data for the `Workspace` class, `gradients_into` and `sgd_step` (see derive.workspace)."""
+
+    dims: list[str]  # n0 … nL: names the Workspace gives to the layer sizes
+    gradients: list[tuple[str, str, str]]  # (parameter, gradient array, shape)
+    scratch: list[tuple[str, str]]  # (array, shape)
+    products: list[tuple[str, str]]  # (function, inner dimension): np.dot if it is 1, else np.matmul
+    gradients_into: WorkspaceProgram
+    sgd_step: WorkspaceProgram
 
 
 def _names(expr: sp.Expr) -> set[str]:
@@ -131,13 +186,51 @@ def _names(expr: sp.Expr) -> set[str]:
 
 
 def softmax_stable(expr: sp.Expr) -> sp.Expr:
-    """exp(X) / (1ᵀ exp(X)) → exp(X − lse(X)): the softmax with no overflow."""
+    """exp(X) ⊙ 1/(1ᵀ exp(X)), the derived softmax output → Softmax(X), evaluated with the column
+    maximum subtracted (see rewrite.softmax_shifted) so that exp cannot overflow."""
     for e in sp.preorder_traversal(expr):
         if isinstance(e, ColSums) and isinstance(e.args[0], sp.exp):
-            x = e.args[0].args[0]
-            lse = RowBroadcast(LogSumExp(x)) if expr.has(RowBroadcast) else LogSumExp(x)
-            return sp.exp(x - lse)
+            return Softmax(e.args[0].args[0])
     return expr
+
+
+def code_forms(derivation: Derivation) -> dict[str, sp.Expr]:
+    """The minibatch formulas as the generated code evaluates them, keyed like `derivation.batch`.
+
+    The derived matrix forms with the rewrites of `rewrite` for code: overflow-free forms
+    (softmax via log-sum-exp, the sigmoid via tanh) and scalars moved onto the smaller operand of a
+    product ((Δ Aᵀ)/m → (Δ/m) Aᵀ). `gradients` and the workspace form both print from these.
+    """
+    model = derivation.model
+    batch = derivation.batch.results
+    forms = {}
+    for layer in range(1, model.depth + 1):
+        forms[f"z_{layer}"] = stable_forms(batch[f"z_{layer}"].matrix_rhs)
+        value = batch[f"a_{layer}"].matrix_rhs
+        if model.activations[layer - 1].is_softmax:
+            value = softmax_stable(value)
+        forms[f"a_{layer}"] = stable_forms(value)
+    for key in backward_order(model.depth):
+        forms[key] = stable_forms(scalar_onto_left_operand(batch[key].matrix_rhs))
+    return forms
+
+
+def backward_order(depth: int) -> list[str]:
+    """δ of the output layer, then per layer from the top: its gradients and the δ below it."""
+    order = [f"delta_{depth}"]
+    for layer in range(depth, 0, -1):
+        order += [f"grad_W_{layer}", f"grad_b_{layer}"]
+        if layer > 1:
+            order.append(f"delta_{layer - 1}")
+    return order
+
+
+def _target(result, printer) -> str:
+    target = result.matrix_lhs
+    if isinstance(target, sp.Derivative):  # ∂C̄/∂W3 → dW3
+        q = notation.quantity_of(target.variables[0].name)
+        return Q("grad_" + q.kind, q.layer).code()
+    return printer._print(target)
 
 
 def plan_code(derivation: Derivation) -> CodePlan:
@@ -145,13 +238,11 @@ def plan_code(derivation: Derivation) -> CodePlan:
     depth = model.depth
     printer = NumPyCodePrinter()
     batch = derivation.batch.results
+    forms = code_forms(derivation)
     forward = []
     for layer in range(1, depth + 1):
         for key in (f"z_{layer}", f"a_{layer}"):
-            result = batch[key]
-            value = result.matrix_rhs
-            value = softmax_stable(value) if model.activations[layer - 1].is_softmax and key.startswith("a") else value
-            forward.append(Assignment(printer._print(result.matrix_lhs), printer._print(stable_forms(value))))
+            forward.append(Assignment(printer._print(batch[key].matrix_lhs), printer._print(forms[key])))
 
     A_L, Z_L, Y = Q("A", depth).symbol, Q("Z", depth).symbol, Q("Y").symbol
     per_unit = model.loss.expr
@@ -166,29 +257,17 @@ def plan_code(derivation: Derivation) -> CodePlan:
         elementwise = per_unit.xreplace({notation.A: A_L, notation.Y: Y})
     loss_value = f"np.sum({printer._print(elementwise)}) / m"
 
-    backward = []
-    order = [f"delta_{depth}"]
-    for layer in range(depth, 0, -1):
-        order += [f"grad_W_{layer}", f"grad_b_{layer}"]
-        if layer > 1:
-            order.append(f"delta_{layer - 1}")
-    for key in order:
-        result = batch[key]
-        target = result.matrix_lhs
-        if isinstance(target, sp.Derivative):  # ∂C̄/∂W3 → dW3
-            q = notation.quantity_of(target.variables[0].name)
-            name = Q("grad_" + q.kind, q.layer).code()
-        else:
-            name = printer._print(target)
-        backward.append(Assignment(name, printer._print(stable_forms(result.matrix_rhs))))
+    order = backward_order(depth)
+    backward = [Assignment(_target(batch[key], printer), printer._print(forms[key])) for key in order]
 
     used_forward = {a.target for a in forward} | {Q("A", 0).code()}
     loss_uses = sorted(_names(elementwise) & used_forward, key=_code_order)
     backward_uses = sorted(
-        set().union(*[_names(batch[k].matrix_rhs) for k in order]) & used_forward,
+        set().union(*[_names(forms[k]) for k in order]) & used_forward,
         key=_code_order,
     )
-    helpers = [logsumexp_helper()] if LOGSUMEXP_HELPER in printer.helpers else []
+    workspace = plan_workspace(derivation, forms, printer)
+    helpers = helpers_used(printer)
     n_in = sp.Symbol("n_in", positive=True)
     scale = printer._print(sp.sqrt(1 / n_in))
     parameters = [Q(k, l).code() for l in range(1, depth + 1) for k in ("W", "b")]
@@ -203,6 +282,109 @@ def plan_code(derivation: Derivation) -> CodePlan:
         backward_uses,
         helpers,
         [scale],
+        workspace,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# the workspace form
+
+
+def _arguments(depth: int) -> dict[str, Value]:
+    """The caller's arrays: parameters, the input A0 (= X) and the targets Y."""
+    out = {}
+    for layer in range(1, depth + 1):
+        for kind in ("W", "b"):
+            q = Q(kind, layer)
+            out[q.code()] = Value(quantity_shape(q, depth), name=q.code(), argument=True)
+    out[Q("A", 0).code()] = Value((dim_name(0), "m"), name=Q("A", 0).code(), argument=True)
+    out[Q("Y").code()] = Value(quantity_shape(Q("Y"), depth), name=Q("Y").code(), argument=True)
+    return out
+
+
+def _forward_statements(lowering: Lowering, derivation: Derivation, forms: dict, printer) -> None:
+    for layer in range(1, derivation.model.depth + 1):
+        for key in (f"z_{layer}", f"a_{layer}"):
+            target = printer._print(derivation.batch.results[key].matrix_lhs)
+            lowering.statement(target, forms[key], comment=f"{target} = {printer._print(forms[key])}")
+
+
+def _gradients_program(derivation: Derivation, forms: dict, printer) -> Program:
+    """gradients_into: the forward pass, then the backward pass into the gradient arrays."""
+    lowering = Lowering(printer, _arguments(derivation.model.depth))
+    _forward_statements(lowering, derivation, forms, printer)
+    outputs = []
+    for key in backward_order(derivation.model.depth):
+        target = _target(derivation.batch.results[key], printer)
+        pin = target if key.startswith("grad_") else None
+        value = lowering.statement(target, forms[key], comment=f"{target} = {printer._print(forms[key])}", pin=pin)
+        if pin is not None:
+            outputs.append(value)
+    return Program(lowering, outputs)
+
+
+def _sgd_program(derivation: Derivation, forms: dict, printer) -> Program:
+    """sgd_step: the update rule θ ← θ − η ∂C̄/∂θ with the derived gradients substituted, applied in
+    place as soon as a layer's weights have been used for the δ below it; the scalar −η/m is folded
+    into one multiplication of δ, so each weight matrix is read and written once."""
+    depth = derivation.model.depth
+    lowering = Lowering(printer, _arguments(depth), fold_scalars=True)
+    _forward_statements(lowering, derivation, forms, printer)
+    delta = f"delta_{depth}"
+    lowering.statement(_target(derivation.batch.results[delta], printer), forms[delta], comment=f"{_target(derivation.batch.results[delta], printer)} = {printer._print(forms[delta])}")
+    outputs = []
+    for layer in range(depth, 0, -1):
+        if layer > 1:
+            key = f"delta_{layer - 1}"
+            target = _target(derivation.batch.results[key], printer)
+            lowering.statement(target, forms[key], comment=f"{target} = {printer._print(forms[key])}")
+        steps = derivation.updates[str(layer)]
+        for step in (steps[1], steps[3]):  # θ ← θ − η·(derived gradient)
+            target = printer._print(step.lhs)
+            rule = stable_forms(scalar_onto_left_operand(step.rhs))
+            outputs.append(
+                lowering.statement(target, rule, comment=f"{target} = {printer._print(rule)}", pin=target, update=True)
+            )
+    lowering.check_updates()
+    return Program(lowering, outputs)
+
+
+def _bindings(program: Program, gradients: list[str] | None) -> list[str]:
+    lines = []
+    if gradients:
+        lines.append(_unpack(gradients, "ws.{}"))
+    if program.buffers():
+        lines.append(_unpack(program.buffers(), "ws.{}"))
+    if program.products():
+        lines.append(_unpack(program.products(), "ws.{}"))
+    return lines
+
+
+def _unpack(names: list[str], source: str) -> str:
+    comma = "," if len(names) == 1 else ""
+    return ", ".join(names) + f"{comma} = " + ", ".join(source.format(n) for n in names) + comma
+
+
+def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePlan:
+    depth = derivation.model.depth
+    pool = Pool()
+    gradients_program = _gradients_program(derivation, forms, printer)
+    allocate(gradients_program.instructions, pool, gradients_program.outputs)
+    sgd_program = _sgd_program(derivation, forms, printer)
+    allocate(sgd_program.instructions, pool, sgd_program.outputs)
+    gradients = []
+    for layer in range(1, depth + 1):
+        for kind in ("W", "b"):
+            q = Q(kind, layer)
+            gradients.append((q.code(), Q("grad_" + kind, layer).code(), shape_text(quantity_shape(q, depth))))
+    products = sorted(set(gradients_program.products()) | set(sgd_program.products()), key=_code_order)
+    return WorkspacePlan(
+        dims=[dim_name(layer) for layer in range(depth + 1)],
+        gradients=gradients,
+        scratch=[(name, shape_text(shape)) for name, shape in zip(pool.names(), pool.shapes)],
+        products=[(name, name.removeprefix("mm_")) for name in products],
+        gradients_into=WorkspaceProgram(_bindings(gradients_program, [g[1] for g in gradients]), gradients_program.lines()),
+        sgd_step=WorkspaceProgram(_bindings(sgd_program, None), sgd_program.lines()),
     )
 
 
