@@ -171,8 +171,8 @@ def calibrate(fn, n=15) -> float:
     return statistics.median(time_once(fn) for _ in range(n))
 
 
-def faults_per_step(fn, steps=20) -> float:
-    for _ in range(3):
+def faults_per_step(fn, steps=50) -> float:
+    for _ in range(10):  # first steps touch new pages of BLAS's and NumPy's own buffers
         fn()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(steps):
@@ -269,7 +269,7 @@ def category(line: str) -> str:
     return "Python bookkeeping (checks, names)"
 
 
-def profile(gen, source: str, batch: int, dtype, repeat: int) -> None:
+def profile(gen, source: str, batch: int, dtype, repeat: int, full: bool = False) -> None:
     fn, marks, labels = instrumented_step(source, gen)
     params, X, Y = data(batch, dtype, gen)
     ws = gen.Workspace(SIZES, batch, dtype)
@@ -287,9 +287,10 @@ def profile(gen, source: str, batch: int, dtype, repeat: int) -> None:
     print(f"\nprofile of the generated step, batch {batch}, {np.dtype(dtype).name}: {total:.0f} µs in {len(labels)} statements")
     for name, t in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"  {name:38s} {t:8.0f} µs  {t / total:6.1%}")
-    print("  slowest statements:")
-    for label, t in sorted(zip(labels, per_line), key=lambda kv: -kv[1])[:8]:
-        print(f"    {t:7.0f} µs  {label}")
+    print("  every statement, in order:" if full else "  slowest statements:")
+    shown = zip(labels, per_line) if full else sorted(zip(labels, per_line), key=lambda kv: -kv[1])[:8]
+    for label, t in shown:
+        print(f"    {t:7.1f} µs  {label}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,6 +303,7 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--threads", type=int, help="threads for OpenBLAS and PyTorch (default: their own choice)")
     parser.add_argument("--profile", action="store_true", help="per-line timing of the generated step")
+    parser.add_argument("--profile-all", action="store_true", help="the same, listing every statement")
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
@@ -365,10 +367,10 @@ def main() -> None:
         print(f"  batch {batch:4d}, {dtype}: " + "; ".join(verdicts))
     print(f"  float32 agrees with float64 to {FLOAT32_TOLERANCE:.0e}: {'met' if worst32 <= FLOAT32_TOLERANCE else 'NOT met'} ({worst32:.1e})")
 
-    if args.profile:
+    if args.profile or args.profile_all:
         for dtype in dtypes:
             for batch in batches:
-                profile(gen, source, batch, dtype, args.repeat)
+                profile(gen, source, batch, dtype, args.repeat, full=args.profile_all)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ expression the engine derived, nothing here is a hand-written formula.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
@@ -27,7 +28,9 @@ from derive.rewrite import (
     stable_forms,
     stable_log_loss,
 )
-from derive.workspace import Lowering, Pool, Program, Value, allocate, dim_name, quantity_shape, shape_text
+
+if TYPE_CHECKING:
+    from derive.stepcode import WorkspacePlan
 
 LOGSUMEXP_HELPER = "_logsumexp"
 SOFTMAX_HELPER = "_softmax"
@@ -153,27 +156,7 @@ class CodePlan:
     backward_uses: list[str]
     helpers: list[list[str]]
     init_scale: list[str]  # per layer: the expression scaling N(0, 1) weights
-    workspace: WorkspacePlan | None = None  # the in-place form for training loops
-
-
-@dataclass(frozen=True)
-class WorkspaceProgram:
-    """One in-place function: the lines binding its arrays, then the lowered formulas."""
-
-    bindings: list[str]
-    body: list[str]
-
-
-@dataclass(frozen=True)
-class WorkspacePlan:
-    """Plain data for the `Workspace` class, `gradients_into` and `sgd_step` (see derive.workspace)."""
-
-    dims: list[str]  # n0 … nL: names the Workspace gives to the layer sizes
-    gradients: list[tuple[str, str, str]]  # (parameter, gradient array, shape)
-    scratch: list[tuple[str, str]]  # (array, shape)
-    products: list[tuple[str, str]]  # (function, inner dimension): np.dot if it is 1, else np.matmul
-    gradients_into: WorkspaceProgram
-    sgd_step: WorkspaceProgram
+    workspace: WorkspacePlan | None = None  # the in-place form for training loops (derive.stepcode)
 
 
 def _names(expr: sp.Expr) -> set[str]:
@@ -266,6 +249,8 @@ def plan_code(derivation: Derivation) -> CodePlan:
         set().union(*[_names(forms[k]) for k in order]) & used_forward,
         key=_code_order,
     )
+    from derive.stepcode import plan_workspace  # it builds on the code forms of this module
+
     workspace = plan_workspace(derivation, forms, printer)
     helpers = helpers_used(printer)
     n_in = sp.Symbol("n_in", positive=True)
@@ -283,108 +268,6 @@ def plan_code(derivation: Derivation) -> CodePlan:
         helpers,
         [scale],
         workspace,
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# the workspace form
-
-
-def _arguments(depth: int) -> dict[str, Value]:
-    """The caller's arrays: parameters, the input A0 (= X) and the targets Y."""
-    out = {}
-    for layer in range(1, depth + 1):
-        for kind in ("W", "b"):
-            q = Q(kind, layer)
-            out[q.code()] = Value(quantity_shape(q, depth), name=q.code(), argument=True)
-    out[Q("A", 0).code()] = Value((dim_name(0), "m"), name=Q("A", 0).code(), argument=True)
-    out[Q("Y").code()] = Value(quantity_shape(Q("Y"), depth), name=Q("Y").code(), argument=True)
-    return out
-
-
-def _forward_statements(lowering: Lowering, derivation: Derivation, forms: dict, printer) -> None:
-    for layer in range(1, derivation.model.depth + 1):
-        for key in (f"z_{layer}", f"a_{layer}"):
-            target = printer._print(derivation.batch.results[key].matrix_lhs)
-            lowering.statement(target, forms[key], comment=f"{target} = {printer._print(forms[key])}")
-
-
-def _gradients_program(derivation: Derivation, forms: dict, printer) -> Program:
-    """gradients_into: the forward pass, then the backward pass into the gradient arrays."""
-    lowering = Lowering(printer, _arguments(derivation.model.depth))
-    _forward_statements(lowering, derivation, forms, printer)
-    outputs = []
-    for key in backward_order(derivation.model.depth):
-        target = _target(derivation.batch.results[key], printer)
-        pin = target if key.startswith("grad_") else None
-        value = lowering.statement(target, forms[key], comment=f"{target} = {printer._print(forms[key])}", pin=pin)
-        if pin is not None:
-            outputs.append(value)
-    return Program(lowering, outputs)
-
-
-def _sgd_program(derivation: Derivation, forms: dict, printer) -> Program:
-    """sgd_step: the update rule θ ← θ − η ∂C̄/∂θ with the derived gradients substituted, applied in
-    place as soon as a layer's weights have been used for the δ below it; the scalar −η/m is folded
-    into one multiplication of δ, so each weight matrix is read and written once."""
-    depth = derivation.model.depth
-    lowering = Lowering(printer, _arguments(depth), fold_scalars=True)
-    _forward_statements(lowering, derivation, forms, printer)
-    delta = f"delta_{depth}"
-    lowering.statement(_target(derivation.batch.results[delta], printer), forms[delta], comment=f"{_target(derivation.batch.results[delta], printer)} = {printer._print(forms[delta])}")
-    outputs = []
-    for layer in range(depth, 0, -1):
-        if layer > 1:
-            key = f"delta_{layer - 1}"
-            target = _target(derivation.batch.results[key], printer)
-            lowering.statement(target, forms[key], comment=f"{target} = {printer._print(forms[key])}")
-        steps = derivation.updates[str(layer)]
-        for step in (steps[1], steps[3]):  # θ ← θ − η·(derived gradient)
-            target = printer._print(step.lhs)
-            rule = stable_forms(scalar_onto_left_operand(step.rhs))
-            outputs.append(
-                lowering.statement(target, rule, comment=f"{target} = {printer._print(rule)}", pin=target, update=True)
-            )
-    lowering.check_updates()
-    return Program(lowering, outputs)
-
-
-def _bindings(program: Program, gradients: list[str] | None) -> list[str]:
-    lines = []
-    if gradients:
-        lines.append(_unpack(gradients, "ws.{}"))
-    if program.buffers():
-        lines.append(_unpack(program.buffers(), "ws.{}"))
-    if program.products():
-        lines.append(_unpack(program.products(), "ws.{}"))
-    return lines
-
-
-def _unpack(names: list[str], source: str) -> str:
-    comma = "," if len(names) == 1 else ""
-    return ", ".join(names) + f"{comma} = " + ", ".join(source.format(n) for n in names) + comma
-
-
-def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePlan:
-    depth = derivation.model.depth
-    pool = Pool()
-    gradients_program = _gradients_program(derivation, forms, printer)
-    allocate(gradients_program.instructions, pool, gradients_program.outputs)
-    sgd_program = _sgd_program(derivation, forms, printer)
-    allocate(sgd_program.instructions, pool, sgd_program.outputs)
-    gradients = []
-    for layer in range(1, depth + 1):
-        for kind in ("W", "b"):
-            q = Q(kind, layer)
-            gradients.append((q.code(), Q("grad_" + kind, layer).code(), shape_text(quantity_shape(q, depth))))
-    products = sorted(set(gradients_program.products()) | set(sgd_program.products()), key=_code_order)
-    return WorkspacePlan(
-        dims=[dim_name(layer) for layer in range(depth + 1)],
-        gradients=gradients,
-        scratch=[(name, shape_text(shape)) for name, shape in zip(pool.names(), pool.shapes)],
-        products=[(name, name.removeprefix("mm_")) for name in products],
-        gradients_into=WorkspaceProgram(_bindings(gradients_program, [g[1] for g in gradients]), gradients_program.lines()),
-        sgd_step=WorkspaceProgram(_bindings(sgd_program, None), sgd_program.lines()),
     )
 
 

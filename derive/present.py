@@ -505,6 +505,7 @@ def _workspace_context(plan: CodePlan) -> dict | None:
         "products": [list(p) for p in w.products],
         "gradients_into": program(w.gradients_into),
         "sgd_step": program(w.sgd_step),
+        "scaled_errors": w.scaled_errors,
     }
 
 

@@ -217,3 +217,13 @@ def test_moving_a_scalar_onto_the_left_operand_is_exact_on_every_derived_gradien
             assert all(sp.expand(a - b) == 0 for a, b in zip(left.flat, right.flat)), key
             if key.startswith("grad_"):
                 assert rewritten != original  # the rule applied: (Δ/m) Aᵀ and (Δ/m) 1
+
+
+def test_the_recursion_is_recognised_as_linear_in_the_error_and_other_forms_are_not():
+    from derive.stepcode import linear_in
+
+    D, W3, A2 = Q("Delta", 3).symbol, Q("W", 3).symbol, Q("A", 2).symbol
+    assert linear_in(A2 * (1 - A2) * MatProd(Tr(W3), D), D)
+    assert linear_in(D * A2 - A2 * ColSums(A2 * D), D)
+    for nonlinear in (D * D, D + A2, sp.tanh(D), MatProd(Tr(W3), D) * D, ColSums(D) * D, A2):
+        assert not linear_in(nonlinear, D), nonlinear

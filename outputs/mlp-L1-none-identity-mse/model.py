@@ -157,8 +157,9 @@ def sgd_step(ws, params, X, Y, lr):
     gradient, in place (the arrays of `params` are updated; nothing is allocated).
 
     The update rule of the derivation with the derived gradients substituted; each layer is updated
-    as soon as its weights have carried the error to the layer below, and −lr/m scales the error
-    (n × m) rather than the weight gradient. ws.grads is not touched.
+    as soon as its weights have carried the error to the layer below. The output error is
+    scaled once by −lr/m and the backward recursion, linear in the error, carries the factor down, so
+    each update is θ + Δ·Aᵀ with no further scaling. ws.grads is not touched.
     """
     ws.check(params, X, Y)
     m = ws.batch
@@ -173,13 +174,13 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(b1, Z1, out=Z1)
     # A1 = Z1
     A1 = Z1
-    # Delta1 = A1 - Y
+    # Delta1 = -lr*(A1 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
     Delta1 = t0
     np.subtract(Z1, Y, out=Delta1)
-    # W1 = W1 + ((-Delta1*lr/m) @ A0.T)
-    np.multiply(Delta1, -lr/m, out=t0)
-    mm_m(t0, A0.T, out=t1)
+    np.multiply(Delta1, -lr/m, out=Delta1)
+    # W1 = W1 + (Delta1 @ A0.T)
+    mm_m(Delta1, A0.T, out=t1)
     np.add(W1, t1, out=W1)
-    # b1 = b1 + (-Delta1*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t0, axis=1, keepdims=True, out=t2)
+    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta1, axis=1, keepdims=True, out=t2)
     np.add(b1, t2, out=b1)

@@ -195,8 +195,9 @@ def sgd_step(ws, params, X, Y, lr):
     gradient, in place (the arrays of `params` are updated; nothing is allocated).
 
     The update rule of the derivation with the derived gradients substituted; each layer is updated
-    as soon as its weights have carried the error to the layer below, and −lr/m scales the error
-    (n × m) rather than the weight gradient. ws.grads is not touched.
+    as soon as its weights have carried the error to the layer below. The output error is
+    scaled once by −lr/m and the backward recursion, linear in the error, carries the factor down, so
+    each update is θ + Δ·Aᵀ with no further scaling. ws.grads is not touched.
     """
     ws.check(params, X, Y)
     m = ws.batch
@@ -222,26 +223,25 @@ def sgd_step(ws, params, X, Y, lr):
     np.tanh(A2, out=A2)
     np.multiply(A2, 1/2, out=A2)
     np.add(A2, 1/2, out=A2)
-    # Delta2 = A2 - Y
+    # Delta2 = -lr*(A2 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
     Delta2 = t1
     np.subtract(A2, Y, out=Delta2)
+    np.multiply(Delta2, -lr/m, out=Delta2)
     # Delta1 = (1 - A1**2)*(W2.T @ Delta2)
     Delta1 = t3
     np.square(A1, out=Delta1)
     np.subtract(1, Delta1, out=Delta1)
     mm_n2(W2.T, Delta2, out=t4)
     np.multiply(Delta1, t4, out=Delta1)
-    # W2 = W2 + ((-Delta2*lr/m) @ A1.T)
-    np.multiply(Delta2, -lr/m, out=t1)
-    mm_m(t1, A1.T, out=t5)
+    # W2 = W2 + (Delta2 @ A1.T)
+    mm_m(Delta2, A1.T, out=t5)
     np.add(W2, t5, out=W2)
-    # b2 = b2 + (-Delta2*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t1, axis=1, keepdims=True, out=t6)
+    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta2, axis=1, keepdims=True, out=t6)
     np.add(b2, t6, out=b2)
-    # W1 = W1 + ((-Delta1*lr/m) @ A0.T)
-    np.multiply(Delta1, -lr/m, out=t3)
-    mm_m(t3, A0.T, out=t7)
+    # W1 = W1 + (Delta1 @ A0.T)
+    mm_m(Delta1, A0.T, out=t7)
     np.add(W1, t7, out=W1)
-    # b1 = b1 + (-Delta1*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t3, axis=1, keepdims=True, out=t8)
+    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta1, axis=1, keepdims=True, out=t8)
     np.add(b1, t8, out=b1)

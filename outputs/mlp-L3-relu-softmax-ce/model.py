@@ -242,8 +242,9 @@ def sgd_step(ws, params, X, Y, lr):
     gradient, in place (the arrays of `params` are updated; nothing is allocated).
 
     The update rule of the derivation with the derived gradients substituted; each layer is updated
-    as soon as its weights have carried the error to the layer below, and −lr/m scales the error
-    (n × m) rather than the weight gradient. ws.grads is not touched.
+    as soon as its weights have carried the error to the layer below. The output error is
+    scaled once by −lr/m and the backward recursion, linear in the error, carries the factor down, so
+    each update is θ + Δ·Aᵀ with no further scaling. ws.grads is not touched.
     """
     ws.check(params, X, Y)
     m = ws.batch
@@ -277,37 +278,35 @@ def sgd_step(ws, params, X, Y, lr):
     np.exp(A3, out=A3)
     np.add.reduce(A3, axis=0, keepdims=True, out=t5)
     np.divide(A3, t5, out=A3)
-    # Delta3 = A3 - Y
+    # Delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
     Delta3 = t4
     np.subtract(A3, Y, out=Delta3)
+    np.multiply(Delta3, -lr/m, out=Delta3)
     # Delta2 = np.heaviside(Z2, 0.0)*(W3.T @ Delta3)
     Delta2 = t2
     np.heaviside(Z2, 0.0, out=Delta2)
     mm_n3(W3.T, Delta3, out=t7)
     np.multiply(Delta2, t7, out=Delta2)
-    # W3 = W3 + ((-Delta3*lr/m) @ A2.T)
-    np.multiply(Delta3, -lr/m, out=t4)
-    mm_m(t4, A2.T, out=t8)
+    # W3 = W3 + (Delta3 @ A2.T)
+    mm_m(Delta3, A2.T, out=t8)
     np.add(W3, t8, out=W3)
-    # b3 = b3 + (-Delta3*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t4, axis=1, keepdims=True, out=t9)
+    # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta3, axis=1, keepdims=True, out=t9)
     np.add(b3, t9, out=b3)
     # Delta1 = np.heaviside(Z1, 0.0)*(W2.T @ Delta2)
     Delta1 = t0
     np.heaviside(Z1, 0.0, out=Delta1)
     mm_n2(W2.T, Delta2, out=t10)
     np.multiply(Delta1, t10, out=Delta1)
-    # W2 = W2 + ((-Delta2*lr/m) @ A1.T)
-    np.multiply(Delta2, -lr/m, out=t2)
-    mm_m(t2, A1.T, out=t11)
+    # W2 = W2 + (Delta2 @ A1.T)
+    mm_m(Delta2, A1.T, out=t11)
     np.add(W2, t11, out=W2)
-    # b2 = b2 + (-Delta2*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t2, axis=1, keepdims=True, out=t12)
+    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta2, axis=1, keepdims=True, out=t12)
     np.add(b2, t12, out=b2)
-    # W1 = W1 + ((-Delta1*lr/m) @ A0.T)
-    np.multiply(Delta1, -lr/m, out=t0)
-    mm_m(t0, A0.T, out=t13)
+    # W1 = W1 + (Delta1 @ A0.T)
+    mm_m(Delta1, A0.T, out=t13)
     np.add(W1, t13, out=W1)
-    # b1 = b1 + (-Delta1*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t0, axis=1, keepdims=True, out=t14)
+    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta1, axis=1, keepdims=True, out=t14)
     np.add(b1, t14, out=b1)

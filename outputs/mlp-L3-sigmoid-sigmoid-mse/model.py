@@ -236,8 +236,9 @@ def sgd_step(ws, params, X, Y, lr):
     gradient, in place (the arrays of `params` are updated; nothing is allocated).
 
     The update rule of the derivation with the derived gradients substituted; each layer is updated
-    as soon as its weights have carried the error to the layer below, and −lr/m scales the error
-    (n × m) rather than the weight gradient. ws.grads is not touched.
+    as soon as its weights have carried the error to the layer below. The output error is
+    scaled once by −lr/m and the backward recursion, linear in the error, carries the factor down, so
+    each update is θ + Δ·Aᵀ with no further scaling. ws.grads is not touched.
     """
     ws.check(params, X, Y)
     m = ws.batch
@@ -276,24 +277,24 @@ def sgd_step(ws, params, X, Y, lr):
     np.tanh(A3, out=A3)
     np.multiply(A3, 1/2, out=A3)
     np.add(A3, 1/2, out=A3)
-    # Delta3 = A3*(1 - A3)*(A3 - Y)
+    # Delta3 = -A3*lr*(1 - A3)*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
     Delta3 = t3
     np.subtract(1, A3, out=Delta3)
     np.multiply(A3, Delta3, out=Delta3)
     np.subtract(A3, Y, out=t2)
     np.multiply(Delta3, t2, out=Delta3)
+    np.multiply(Delta3, -lr/m, out=Delta3)
     # Delta2 = A2*(1 - A2)*(W3.T @ Delta3)
     Delta2 = t4
     np.subtract(1, A2, out=Delta2)
     np.multiply(A2, Delta2, out=Delta2)
     mm_n3(W3.T, Delta3, out=t6)
     np.multiply(Delta2, t6, out=Delta2)
-    # W3 = W3 + ((-Delta3*lr/m) @ A2.T)
-    np.multiply(Delta3, -lr/m, out=t3)
-    mm_m(t3, A2.T, out=t7)
+    # W3 = W3 + (Delta3 @ A2.T)
+    mm_m(Delta3, A2.T, out=t7)
     np.add(W3, t7, out=W3)
-    # b3 = b3 + (-Delta3*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t3, axis=1, keepdims=True, out=t8)
+    # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta3, axis=1, keepdims=True, out=t8)
     np.add(b3, t8, out=b3)
     # Delta1 = A1*(1 - A1)*(W2.T @ Delta2)
     Delta1 = t5
@@ -301,17 +302,15 @@ def sgd_step(ws, params, X, Y, lr):
     np.multiply(A1, Delta1, out=Delta1)
     mm_n2(W2.T, Delta2, out=t9)
     np.multiply(Delta1, t9, out=Delta1)
-    # W2 = W2 + ((-Delta2*lr/m) @ A1.T)
-    np.multiply(Delta2, -lr/m, out=t4)
-    mm_m(t4, A1.T, out=t10)
+    # W2 = W2 + (Delta2 @ A1.T)
+    mm_m(Delta2, A1.T, out=t10)
     np.add(W2, t10, out=W2)
-    # b2 = b2 + (-Delta2*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t4, axis=1, keepdims=True, out=t11)
+    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta2, axis=1, keepdims=True, out=t11)
     np.add(b2, t11, out=b2)
-    # W1 = W1 + ((-Delta1*lr/m) @ A0.T)
-    np.multiply(Delta1, -lr/m, out=t5)
-    mm_m(t5, A0.T, out=t12)
+    # W1 = W1 + (Delta1 @ A0.T)
+    mm_m(Delta1, A0.T, out=t12)
     np.add(W1, t12, out=W1)
-    # b1 = b1 + (-Delta1*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t5, axis=1, keepdims=True, out=t13)
+    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta1, axis=1, keepdims=True, out=t13)
     np.add(b1, t13, out=b1)

@@ -272,8 +272,9 @@ def sgd_step(ws, params, X, Y, lr):
     gradient, in place (the arrays of `params` are updated; nothing is allocated).
 
     The update rule of the derivation with the derived gradients substituted; each layer is updated
-    as soon as its weights have carried the error to the layer below, and −lr/m scales the error
-    (n × m) rather than the weight gradient. ws.grads is not touched.
+    as soon as its weights have carried the error to the layer below. The output error is
+    scaled once by −lr/m and the backward recursion, linear in the error, carries the factor down, so
+    each update is θ + Δ·Aᵀ with no further scaling. ws.grads is not touched.
     """
     ws.check(params, X, Y)
     m = ws.batch
@@ -314,25 +315,25 @@ def sgd_step(ws, params, X, Y, lr):
     np.exp(A4, out=A4)
     np.add.reduce(A4, axis=0, keepdims=True, out=t4)
     np.divide(A4, t4, out=A4)
-    # Delta4 = A4*(A4 - Y) - A4*(A4*(A4 - Y)).sum(axis=0, keepdims=True)
+    # Delta4 = -lr*(A4*(A4 - Y) - A4*(A4*(A4 - Y)).sum(axis=0, keepdims=True))/m  # scaled by -lr/m; the errors below inherit the factor
     Delta4 = t5
     np.subtract(A4, Y, out=Delta4)
     np.multiply(A4, Delta4, out=Delta4)
     np.add.reduce(Delta4, axis=0, keepdims=True, out=t4)
     np.multiply(A4, t4, out=t3)
     np.subtract(Delta4, t3, out=Delta4)
+    np.multiply(Delta4, -lr/m, out=Delta4)
     # Delta3 = (1 - A3**2)*(W4.T @ Delta4)
     Delta3 = t6
     np.square(A3, out=Delta3)
     np.subtract(1, Delta3, out=Delta3)
     mm_n4(W4.T, Delta4, out=t9)
     np.multiply(Delta3, t9, out=Delta3)
-    # W4 = W4 + ((-Delta4*lr/m) @ A3.T)
-    np.multiply(Delta4, -lr/m, out=t5)
-    mm_m(t5, A3.T, out=t10)
+    # W4 = W4 + (Delta4 @ A3.T)
+    mm_m(Delta4, A3.T, out=t10)
     np.add(W4, t10, out=W4)
-    # b4 = b4 + (-Delta4*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t5, axis=1, keepdims=True, out=t11)
+    # b4 = b4 + Delta4.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta4, axis=1, keepdims=True, out=t11)
     np.add(b4, t11, out=b4)
     # Delta2 = (1 - A2**2)*(W3.T @ Delta3)
     Delta2 = t7
@@ -340,12 +341,11 @@ def sgd_step(ws, params, X, Y, lr):
     np.subtract(1, Delta2, out=Delta2)
     mm_n3(W3.T, Delta3, out=t12)
     np.multiply(Delta2, t12, out=Delta2)
-    # W3 = W3 + ((-Delta3*lr/m) @ A2.T)
-    np.multiply(Delta3, -lr/m, out=t6)
-    mm_m(t6, A2.T, out=t13)
+    # W3 = W3 + (Delta3 @ A2.T)
+    mm_m(Delta3, A2.T, out=t13)
     np.add(W3, t13, out=W3)
-    # b3 = b3 + (-Delta3*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t6, axis=1, keepdims=True, out=t14)
+    # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta3, axis=1, keepdims=True, out=t14)
     np.add(b3, t14, out=b3)
     # Delta1 = (1 - A1**2)*(W2.T @ Delta2)
     Delta1 = t8
@@ -353,17 +353,15 @@ def sgd_step(ws, params, X, Y, lr):
     np.subtract(1, Delta1, out=Delta1)
     mm_n2(W2.T, Delta2, out=t15)
     np.multiply(Delta1, t15, out=Delta1)
-    # W2 = W2 + ((-Delta2*lr/m) @ A1.T)
-    np.multiply(Delta2, -lr/m, out=t7)
-    mm_m(t7, A1.T, out=t16)
+    # W2 = W2 + (Delta2 @ A1.T)
+    mm_m(Delta2, A1.T, out=t16)
     np.add(W2, t16, out=W2)
-    # b2 = b2 + (-Delta2*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t7, axis=1, keepdims=True, out=t17)
+    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta2, axis=1, keepdims=True, out=t17)
     np.add(b2, t17, out=b2)
-    # W1 = W1 + ((-Delta1*lr/m) @ A0.T)
-    np.multiply(Delta1, -lr/m, out=t8)
-    mm_m(t8, A0.T, out=t18)
+    # W1 = W1 + (Delta1 @ A0.T)
+    mm_m(Delta1, A0.T, out=t18)
     np.add(W1, t18, out=W1)
-    # b1 = b1 + (-Delta1*lr/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t8, axis=1, keepdims=True, out=t19)
+    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
+    np.add.reduce(Delta1, axis=1, keepdims=True, out=t19)
     np.add(b1, t19, out=b1)
