@@ -18,9 +18,11 @@ Timing: contenders take turns in rounds (a few discarded warm-up steps after eac
 one library's spinning threads do not slow the next), every step is timed on its own, and the table
 shows medians. Page faults per step come from getrusage (ru_minflt) over steps after warm-up. The
 machine is shared and has 2 cores, so run it more than once and compare ratios within a run.
-`--threads N` limits OpenBLAS and PyTorch to N threads (set before NumPy is imported): on a
-machine where other jobs are running, two-thread BLAS calls wait for a busy core and single runs
-vary several-fold, while one thread per library gives stable figures.
+`--threads N` limits OpenBLAS and PyTorch to N threads (set before NumPy is imported). With
+`--threads 1` steps are timed by the CPU time of the process (time.process_time) instead of the
+wall clock: on a machine where other jobs are running, time spent descheduled is not counted, so
+the figures stay stable. With more threads only the wall clock is meaningful, and two-thread BLAS
+calls that wait for a busy core vary several-fold: run those on an idle machine.
 `--profile` adds a per-line timing of the generated step (instrumented copy of `sgd_step`).
 Not a test: timings depend on the machine.
 """
@@ -159,10 +161,13 @@ def torch_contender(params, X, Y, dtype):
 # measuring
 
 
+CLOCK = time.perf_counter  # time.process_time with --threads 1 (see module docstring)
+
+
 def time_once(fn) -> float:
-    start = time.perf_counter()
+    start = CLOCK()
     fn()
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def calibrate(fn, n=15) -> float:
@@ -306,6 +311,9 @@ def main() -> None:
     parser.add_argument("--profile-all", action="store_true", help="the same, listing every statement")
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
+    global CLOCK
+    if args.threads == 1:
+        CLOCK = time.process_time
     batches = [int(b) for b in args.batches.split(",")]
     dtypes = [np.dtype(d).type for d in args.dtypes.split(",")]
 
@@ -317,7 +325,13 @@ def main() -> None:
         if probe is None:
             torch_entry = None
     threads = args.threads or os.environ.get("OPENBLAS_NUM_THREADS", "default")
-    print(f"numpy {np.__version__}, {os.cpu_count()} cores, BLAS threads: {threads}; medians of {args.repeat} steps per contender\n")
+    clock = "CPU time of the process" if CLOCK is time.process_time else "wall clock"
+    print(f"numpy {np.__version__}, {os.cpu_count()} cores, BLAS threads: {threads}; clock: {clock}; "
+          f"medians of {args.repeat} steps per contender; load average {os.getloadavg()[0]:.1f}")
+    if CLOCK is time.perf_counter and os.getloadavg()[0] > 0.5:
+        print("warning: other jobs are running; wall-clock figures with several BLAS threads are unreliable "
+              "(use --threads 1 for CPU-time figures)")
+    print()
 
     rows = []
     for dtype in dtypes:

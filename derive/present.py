@@ -503,6 +503,7 @@ def _workspace_context(plan: CodePlan) -> dict | None:
         "gradients": [list(g) for g in w.gradients],
         "scratch": [list(s) for s in w.scratch],
         "products": [list(p) for p in w.products],
+        "constants": [list(c) for c in w.constants],
         "gradients_into": program(w.gradients_into),
         "sgd_step": program(w.sgd_step),
         "scaled_errors": w.scaled_errors,

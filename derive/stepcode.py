@@ -42,6 +42,7 @@ class WorkspacePlan:
     gradients: list[tuple[str, str, str]]  # (parameter, gradient array, shape)
     scratch: list[tuple[str, str]]  # (array, shape)
     products: list[tuple[str, str]]  # (function, inner dimension): np.dot if it is 1, else np.matmul
+    constants: list[tuple[str, str]]  # (array of ones, shape) for sums computed as products
     gradients_into: WorkspaceProgram
     sgd_step: WorkspaceProgram
     scaled_errors: bool  # sgd_step carries −η/m down the recursion (see module docstring)
@@ -110,7 +111,7 @@ def sgd_program(derivation: Derivation, forms: dict, printer) -> tuple[Program, 
     delta = {layer: Q("Delta", layer).symbol for layer in range(1, depth + 1)}
     scaled = all(linear_in(forms[f"delta_{l - 1}"], delta[l]) for l in range(2, depth + 1))
     factor = -LEARNING_RATE / BATCH_SIZE
-    lowering = Lowering(printer, _arguments(depth), fold_scalars=True)
+    lowering = Lowering(printer, _arguments(depth), exact=False)
     _forward(lowering, derivation, forms, printer)
     top = forms[f"delta_{depth}"]
     note = "  # scaled by -lr/m; the errors below inherit the factor" if scaled else ""
@@ -135,6 +136,8 @@ def _bindings(program: Program, gradients: list[str] | None) -> list[str]:
         lines.append(_unpack(gradients))
     if program.buffers():
         lines.append(_unpack(program.buffers()))
+    if program.lowering.constants:
+        lines.append(_unpack(list(program.lowering.constants)))
     if program.products():
         lines.append(_unpack(program.products()))
     return lines
@@ -164,6 +167,7 @@ def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePla
         gradients=gradients,
         scratch=[(name, shape_text(shape)) for name, shape in zip(pool.names(), pool.shapes)],
         products=[(name, name.removeprefix("mm_")) for name in products],
+        constants=[(name, shape_text(v.shape)) for name, v in sgd.lowering.constants.items()],
         gradients_into=WorkspaceProgram(_bindings(grads, [g[1] for g in gradients]), grads.lines()),
         sgd_step=WorkspaceProgram(_bindings(sgd, None), sgd.lines()),
         scaled_errors=scaled,

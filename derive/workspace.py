@@ -154,18 +154,21 @@ def _operator_text(call: str) -> str:
 class Lowering:
     """Turns formulas into instructions, evaluating as the printed code does (see module docstring).
 
-    With `fold_scalars`, the scalar factors of a product are multiplied first, in Python, so that an
-    array is scaled once (−lr/m · Δ instead of (−lr·Δ)/m). That changes rounding, so it is used only
-    where no plain-code counterpart has to be matched (the fused gradient-descent step).
+    With `exact=False` the program may round differently from the printed code, for speed: the
+    scalar factors of a product are multiplied first, in Python, so that an array is scaled once
+    (−lr/m · Δ instead of (−lr·Δ)/m), and row and column sums become matrix-vector products with a
+    vector of ones (X 1, 1ᵀX), which BLAS computes faster than NumPy's reduction. Used only where no
+    plain-code counterpart has to be matched (the fused gradient-descent step).
     """
 
-    def __init__(self, printer, arguments: dict[str, Value], *, fold_scalars: bool = False):
+    def __init__(self, printer, arguments: dict[str, Value], *, exact: bool = True):
         self.printer = printer
         self.values: dict[str, Value] = dict(arguments)
         self.arguments = dict(arguments)
         self.instructions: list[Instruction] = []
         self.blocks: list[Block] = []
-        self.fold_scalars = fold_scalars
+        self.exact = exact
+        self.constants: dict[str, Value] = {}  # arrays of ones the workspace provides (exact=False)
         self.bound: dict[str, Value] = {}  # plain symbols standing for computed values (in helpers)
         self.updates: list[tuple[str, Value]] = []  # arguments updated in place, and their new value
         self.computed: dict[sp.Expr, Operand] = {}  # subexpressions already evaluated (reused, not redone)
@@ -244,6 +247,10 @@ class Lowering:
         if isinstance(expr, (RowSums, ColSums)):
             axis = 1 if isinstance(expr, RowSums) else 0
             x = self.lower(expr.args[0])
+            if not self.exact:  # X 1 and 1ᵀ X as products
+                ones = self._ones(x.shape[axis])
+                left, right = (x, ones) if axis == 1 else (Transposed(ones), x)
+                return self._product_of(left, right)
             shape = (x.shape[0], 1) if axis == 1 else (1, x.shape[1])
             return self._emit("reduce", "np.add.reduce", (x,), shape, keywords=f"axis={axis}, keepdims=True")
         if expr.is_Add:
@@ -318,7 +325,7 @@ class Lowering:
 
     def _mul(self, expr: sp.Mul) -> Operand:
         negative, numerator, denominator = self._factors(expr)
-        if self.fold_scalars and not any(self.holds_arrays(d) for d in denominator):
+        if not self.exact and not any(self.holds_arrays(d) for d in denominator):
             arrays = [f for f in numerator if self.holds_arrays(f)]
             scalars = [f for f in numerator if not self.holds_arrays(f)]
             coefficient = sp.Mul(*scalars) / sp.Mul(*denominator) * (-1 if negative else 1)
@@ -360,6 +367,15 @@ class Lowering:
         left, right = (self.lower(arg) for arg in expr.args)
         left = left if isinstance(left, Transposed) else self._array(left)
         right = right if isinstance(right, Transposed) else self._array(right)
+        return self._product_of(left, right)
+
+    def _ones(self, dim: Dim) -> Value:
+        name = f"ones_{dim}"
+        if name not in self.constants:
+            self.constants[name] = Value((dim, 1), name=name, argument=True)
+        return self.constants[name]
+
+    def _product_of(self, left: Value | Transposed, right: Value | Transposed) -> Value:
         inner = left.shape[1]
         call = f"mm_{inner}" if isinstance(inner, str) else "np.dot"
         return self._emit("product", call, (left, right), (left.shape[0], right.shape[1]))

@@ -48,7 +48,7 @@ def namespace(arrays: dict) -> dict:
 def lowered(statements, arrays, *, fold=False):
     """Run statements [(target, expr)] as a lowered program; return the namespace after it."""
     printer = NumPyCodePrinter()
-    lowering = Lowering(printer, arguments(), fold_scalars=fold)
+    lowering = Lowering(printer, arguments(), exact=not fold)
     for target, expr in statements:
         lowering.statement(target, expr, comment=target)
     program = Program(lowering, [lowering.values[statements[-1][0]]])
@@ -158,7 +158,7 @@ def test_a_result_pinned_to_a_gradient_array_is_computed_there():
 
 def test_after_an_in_place_update_later_formulas_read_the_new_values():
     printer = NumPyCodePrinter()
-    lowering = Lowering(printer, arguments(), fold_scalars=True)
+    lowering = Lowering(printer, arguments(), exact=False)
     lowering.statement("P", MatProd(Tr(W2), Y), comment="P")
     new = lowering.statement("W2", W2 - eta * MatProd(Y, Tr(A1)), comment="W2", pin="W2", update=True)
     lowering.statement("Q", MatProd(Tr(W2), Y), comment="Q")  # the same expression, after the update

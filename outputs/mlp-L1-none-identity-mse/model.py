@@ -105,16 +105,18 @@ class Workspace:
         self.t0 = _filled((n1, m), self.dtype)
         self.t1 = _filled((n1, n0), self.dtype)
         self.t2 = _filled((n1, 1), self.dtype)
+        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
+        self.ones_m = np.ones((m, 1), self.dtype)
         # matrix products, by their inner dimension
         self.mm_m = _product_for(m)
         self.mm_n0 = _product_for(n0)
 
     def check(self, params, X, Y):
         """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
-        if X.shape != self.x_shape or Y.shape != self.y_shape:
-            raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
         dtype = self.dtype
-        if X.dtype != dtype or Y.dtype != dtype:
+        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
+            if X.shape != self.x_shape or Y.shape != self.y_shape:
+                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
             raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
         for key, p in params.items():
             if p.dtype != dtype:
@@ -166,6 +168,7 @@ def sgd_step(ws, params, X, Y, lr):
     lr = float(lr)
     W1, b1 = (params["W1"], params["b1"])
     t0, t1, t2 = ws.t0, ws.t1, ws.t2
+    ones_m, = ws.ones_m,
     mm_n0, mm_m = ws.mm_n0, ws.mm_m
     A0 = X
     # Z1 = b1 + (W1 @ A0)
@@ -182,5 +185,5 @@ def sgd_step(ws, params, X, Y, lr):
     mm_m(Delta1, A0.T, out=t1)
     np.add(W1, t1, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    np.add.reduce(Delta1, axis=1, keepdims=True, out=t2)
+    mm_m(Delta1, ones_m, out=t2)
     np.add(b1, t2, out=b1)

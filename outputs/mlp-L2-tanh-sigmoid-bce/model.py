@@ -119,6 +119,8 @@ class Workspace:
         self.t6 = _filled((n2, 1), self.dtype)
         self.t7 = _filled((n1, n0), self.dtype)
         self.t8 = _filled((n1, 1), self.dtype)
+        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
+        self.ones_m = np.ones((m, 1), self.dtype)
         # matrix products, by their inner dimension
         self.mm_m = _product_for(m)
         self.mm_n0 = _product_for(n0)
@@ -127,10 +129,10 @@ class Workspace:
 
     def check(self, params, X, Y):
         """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
-        if X.shape != self.x_shape or Y.shape != self.y_shape:
-            raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
         dtype = self.dtype
-        if X.dtype != dtype or Y.dtype != dtype:
+        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
+            if X.shape != self.x_shape or Y.shape != self.y_shape:
+                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
             raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
         for key, p in params.items():
             if p.dtype != dtype:
@@ -204,6 +206,7 @@ def sgd_step(ws, params, X, Y, lr):
     lr = float(lr)
     W1, b1, W2, b2 = (params["W1"], params["b1"], params["W2"], params["b2"])
     t0, t1, t3, t4, t5, t6, t7, t8 = ws.t0, ws.t1, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8
+    ones_m, = ws.ones_m,
     mm_n0, mm_n1, mm_n2, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_m
     A0 = X
     # Z1 = b1 + (W1 @ A0)
@@ -237,11 +240,11 @@ def sgd_step(ws, params, X, Y, lr):
     mm_m(Delta2, A1.T, out=t5)
     np.add(W2, t5, out=W2)
     # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
-    np.add.reduce(Delta2, axis=1, keepdims=True, out=t6)
+    mm_m(Delta2, ones_m, out=t6)
     np.add(b2, t6, out=b2)
     # W1 = W1 + (Delta1 @ A0.T)
     mm_m(Delta1, A0.T, out=t7)
     np.add(W1, t7, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    np.add.reduce(Delta1, axis=1, keepdims=True, out=t8)
+    mm_m(Delta1, ones_m, out=t8)
     np.add(b1, t8, out=b1)

@@ -148,6 +148,9 @@ class Workspace:
         self.t12 = _filled((n2, 1), self.dtype)
         self.t13 = _filled((n1, n0), self.dtype)
         self.t14 = _filled((n1, 1), self.dtype)
+        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
+        self.ones_n3 = np.ones((n3, 1), self.dtype)
+        self.ones_m = np.ones((m, 1), self.dtype)
         # matrix products, by their inner dimension
         self.mm_m = _product_for(m)
         self.mm_n0 = _product_for(n0)
@@ -157,10 +160,10 @@ class Workspace:
 
     def check(self, params, X, Y):
         """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
-        if X.shape != self.x_shape or Y.shape != self.y_shape:
-            raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
         dtype = self.dtype
-        if X.dtype != dtype or Y.dtype != dtype:
+        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
+            if X.shape != self.x_shape or Y.shape != self.y_shape:
+                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
             raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
         for key, p in params.items():
             if p.dtype != dtype:
@@ -251,6 +254,7 @@ def sgd_step(ws, params, X, Y, lr):
     lr = float(lr)
     W1, b1, W2, b2, W3, b3 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"])
     t0, t1, t2, t3, t4, t5, t7, t8, t9, t10, t11, t12, t13, t14 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t7, ws.t8, ws.t9, ws.t10, ws.t11, ws.t12, ws.t13, ws.t14
+    ones_n3, ones_m = ws.ones_n3, ws.ones_m
     mm_n0, mm_n1, mm_n2, mm_n3, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_n3, ws.mm_m
     A0 = X
     # Z1 = b1 + (W1 @ A0)
@@ -276,7 +280,7 @@ def sgd_step(ws, params, X, Y, lr):
     np.maximum.reduce(Z3, axis=0, keepdims=True, out=t5)
     np.subtract(Z3, t5, out=A3)
     np.exp(A3, out=A3)
-    np.add.reduce(A3, axis=0, keepdims=True, out=t5)
+    mm_n3(ones_n3.T, A3, out=t5)
     np.divide(A3, t5, out=A3)
     # Delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
     Delta3 = t4
@@ -291,7 +295,7 @@ def sgd_step(ws, params, X, Y, lr):
     mm_m(Delta3, A2.T, out=t8)
     np.add(W3, t8, out=W3)
     # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
-    np.add.reduce(Delta3, axis=1, keepdims=True, out=t9)
+    mm_m(Delta3, ones_m, out=t9)
     np.add(b3, t9, out=b3)
     # Delta1 = np.heaviside(Z1, 0.0)*(W2.T @ Delta2)
     Delta1 = t0
@@ -302,11 +306,11 @@ def sgd_step(ws, params, X, Y, lr):
     mm_m(Delta2, A1.T, out=t11)
     np.add(W2, t11, out=W2)
     # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
-    np.add.reduce(Delta2, axis=1, keepdims=True, out=t12)
+    mm_m(Delta2, ones_m, out=t12)
     np.add(b2, t12, out=b2)
     # W1 = W1 + (Delta1 @ A0.T)
     mm_m(Delta1, A0.T, out=t13)
     np.add(W1, t13, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    np.add.reduce(Delta1, axis=1, keepdims=True, out=t14)
+    mm_m(Delta1, ones_m, out=t14)
     np.add(b1, t14, out=b1)

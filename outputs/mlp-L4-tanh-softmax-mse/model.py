@@ -153,6 +153,9 @@ class Workspace:
         self.t17 = _filled((n2, 1), self.dtype)
         self.t18 = _filled((n1, n0), self.dtype)
         self.t19 = _filled((n1, 1), self.dtype)
+        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
+        self.ones_n4 = np.ones((n4, 1), self.dtype)
+        self.ones_m = np.ones((m, 1), self.dtype)
         # matrix products, by their inner dimension
         self.mm_m = _product_for(m)
         self.mm_n0 = _product_for(n0)
@@ -163,10 +166,10 @@ class Workspace:
 
     def check(self, params, X, Y):
         """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
-        if X.shape != self.x_shape or Y.shape != self.y_shape:
-            raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
         dtype = self.dtype
-        if X.dtype != dtype or Y.dtype != dtype:
+        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
+            if X.shape != self.x_shape or Y.shape != self.y_shape:
+                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
             raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
         for key, p in params.items():
             if p.dtype != dtype:
@@ -281,6 +284,7 @@ def sgd_step(ws, params, X, Y, lr):
     lr = float(lr)
     W1, b1, W2, b2, W3, b3, W4, b4 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"], params["W4"], params["b4"])
     t0, t1, t2, t3, t4, t5, t6, t9, t10, t11, t7, t12, t13, t14, t8, t15, t16, t17, t18, t19 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t9, ws.t10, ws.t11, ws.t7, ws.t12, ws.t13, ws.t14, ws.t8, ws.t15, ws.t16, ws.t17, ws.t18, ws.t19
+    ones_n4, ones_m = ws.ones_n4, ws.ones_m
     mm_n0, mm_n1, mm_n2, mm_n3, mm_n4, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_n3, ws.mm_n4, ws.mm_m
     A0 = X
     # Z1 = b1 + (W1 @ A0)
@@ -313,13 +317,13 @@ def sgd_step(ws, params, X, Y, lr):
     np.maximum.reduce(Z4, axis=0, keepdims=True, out=t4)
     np.subtract(Z4, t4, out=A4)
     np.exp(A4, out=A4)
-    np.add.reduce(A4, axis=0, keepdims=True, out=t4)
+    mm_n4(ones_n4.T, A4, out=t4)
     np.divide(A4, t4, out=A4)
     # Delta4 = -lr*(A4*(A4 - Y) - A4*(A4*(A4 - Y)).sum(axis=0, keepdims=True))/m  # scaled by -lr/m; the errors below inherit the factor
     Delta4 = t5
     np.subtract(A4, Y, out=Delta4)
     np.multiply(A4, Delta4, out=Delta4)
-    np.add.reduce(Delta4, axis=0, keepdims=True, out=t4)
+    mm_n4(ones_n4.T, Delta4, out=t4)
     np.multiply(A4, t4, out=t3)
     np.subtract(Delta4, t3, out=Delta4)
     np.multiply(Delta4, -lr/m, out=Delta4)
@@ -333,7 +337,7 @@ def sgd_step(ws, params, X, Y, lr):
     mm_m(Delta4, A3.T, out=t10)
     np.add(W4, t10, out=W4)
     # b4 = b4 + Delta4.sum(axis=1, keepdims=True)
-    np.add.reduce(Delta4, axis=1, keepdims=True, out=t11)
+    mm_m(Delta4, ones_m, out=t11)
     np.add(b4, t11, out=b4)
     # Delta2 = (1 - A2**2)*(W3.T @ Delta3)
     Delta2 = t7
@@ -345,7 +349,7 @@ def sgd_step(ws, params, X, Y, lr):
     mm_m(Delta3, A2.T, out=t13)
     np.add(W3, t13, out=W3)
     # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
-    np.add.reduce(Delta3, axis=1, keepdims=True, out=t14)
+    mm_m(Delta3, ones_m, out=t14)
     np.add(b3, t14, out=b3)
     # Delta1 = (1 - A1**2)*(W2.T @ Delta2)
     Delta1 = t8
@@ -357,11 +361,11 @@ def sgd_step(ws, params, X, Y, lr):
     mm_m(Delta2, A1.T, out=t16)
     np.add(W2, t16, out=W2)
     # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
-    np.add.reduce(Delta2, axis=1, keepdims=True, out=t17)
+    mm_m(Delta2, ones_m, out=t17)
     np.add(b2, t17, out=b2)
     # W1 = W1 + (Delta1 @ A0.T)
     mm_m(Delta1, A0.T, out=t18)
     np.add(W1, t18, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    np.add.reduce(Delta1, axis=1, keepdims=True, out=t19)
+    mm_m(Delta1, ones_m, out=t19)
     np.add(b1, t19, out=b1)
