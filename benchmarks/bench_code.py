@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import resource
 import statistics
 import sys
@@ -263,12 +264,14 @@ def instrumented_step(source: str, module):
 
 
 def category(line: str) -> str:
+    if re.match(r"^[\w, ]+ = ", line):  # names bound to arrays of the workspace or of params
+        return "Python bookkeeping (checks, names)"
+    if "ones_" in line or ".reduce(" in line:
+        return "reductions (row/column sums, max)"
     if line.startswith("mm_") or "np.dot(" in line or "np.matmul(" in line:
         return "matrix products"
     if any(f"out={p})" in line for p in ("W1", "W2", "W3", "b1", "b2", "b3")):
         return "parameter update (θ += step)"
-    if ".reduce(" in line:
-        return "reductions (row/column sums, max)"
     if line.startswith("np."):
         return "element-wise (bias, activations, δ)"
     return "Python bookkeeping (checks, names)"
