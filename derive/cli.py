@@ -13,7 +13,7 @@ import click
 
 from derive import __version__
 from derive.errors import DeriveError, VerificationFailed
-from derive.spec import FORMATS, MAX_LAYERS
+from derive.spec import DEFAULT_FORMATS, FORMATS, LANGUAGES, MAX_LAYERS
 
 
 class OneLineErrors(click.Group):
@@ -48,7 +48,8 @@ def _fail(error: DeriveError) -> None:
 @click.version_option(__version__, "--version", prog_name="derive", message="%(prog)s %(version)s")
 def main() -> None:
     """Derive the formulas of neural networks with SymPy, verify them, and write them as
-    Markdown, LaTeX, NumPy code and JSON."""
+    Markdown, LaTeX, NumPy code and JSON (and on request as PDF, a web page and a notebook,
+    in English or Chinese)."""
 
 
 @main.command()
@@ -66,18 +67,22 @@ def main() -> None:
 @click.option("--sizes", "sizes", default=None, metavar="n0,n1,…,nL",
               help="Units per layer for the generated code and its checks (default: 4, hidden layers 5, output 3).")
 @click.option("--format", "formats", default=None, metavar="FMT[,FMT…]",
-              help=f"Files to write, any of {', '.join(FORMATS)} (default: all).")
+              help=f"Files to write, any of {', '.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)}). pdf needs "
+                   "TeX Live, ipynb the notebook extra (pip install 'derive[notebook]').")
+@click.option("--lang", "lang", default=None, metavar="LANG",
+              help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en). Formulas are the same in every "
+                   "language.")
 @click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
               help="Output folder (default: outputs/<architecture>-<choices>/).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
-def mlp(layers, act, out_act, loss, sizes, formats, out, quiet) -> None:
+def mlp(layers, act, out_act, loss, sizes, formats, lang, out, quiet) -> None:
     """Derive backpropagation for a multilayer perceptron and write the derivation and its code."""
     from derive.model import make_spec
     from derive.render import check_writable
     from derive.run import generate_and_write
 
     try:
-        spec = make_spec(layers, act, out_act, loss, sizes, formats)
+        spec = make_spec(layers, act, out_act, loss, sizes, formats, lang)
         folder = out if out is not None else Path("outputs") / spec.slug()
         try:
             check_writable(folder)

@@ -26,6 +26,7 @@ from derive.backprop import (
 from derive.layers import ActivationLayer, Dense
 from derive.model import Model
 from derive.notation import LayerRef
+from derive.parallel import Background
 from derive.rewrite import ActivationDerivative, activation_derivative
 
 
@@ -92,8 +93,8 @@ def _general(model: Model) -> Pass | None:
     return result
 
 
-def derive(model: Model) -> Derivation:
-    sample = _backward(model, batch=False)
+def _minibatch_and_general(model: Model) -> tuple[Pass, Pass | None, dict[str, list[Step]]]:
+    """The minibatch pass, the general layer l and the update rules (one unit of background work)."""
     batch = _backward(model, batch=True)
     general = _general(model)
     updates = {
@@ -104,8 +105,17 @@ def derive(model: Model) -> Derivation:
         updates["l"] = update_rule(
             Dense(LayerRef.symbolic()), general.results["batch_grad_W_l"], general.results["batch_grad_b_l"]
         )
+    return batch, general, updates
+
+
+def derive(model: Model) -> Derivation:
+    """Derive everything; the minibatch half runs in a second process where the platform forks."""
+    background = Background(_minibatch_and_general, model)
+    sample = _backward(model, batch=False)
     elementwise = dict.fromkeys(a for a in model.activations if not a.is_softmax)
     general_dense = Dense(LayerRef.symbolic())
+    general_forward = (dense_forward(general_dense, False), dense_forward(general_dense, True))
+    batch, general, updates = background.result()
     return Derivation(
         model,
         sample,
@@ -113,5 +123,5 @@ def derive(model: Model) -> Derivation:
         general,
         updates=updates,
         activation_derivatives=tuple(activation_derivative(a) for a in elementwise),
-        general_forward=(dense_forward(general_dense, False), dense_forward(general_dense, True)),
+        general_forward=general_forward,
     )

@@ -11,31 +11,48 @@ import sys
 from pathlib import Path
 
 from derive.model import make_spec
-from derive.run import generate
+from derive.run import FILE_NAMES, generate
+from derive.spec import FORMATS
 from derive.render import write_files
 
-# (layers, act, out_act, loss): the configurations every reader of the project should be able to open
+EVERY_FORMAT = ",".join(FORMATS)
+
+# (layers, act, out_act, loss, formats, lang): the configurations every reader of the project should
+# be able to open; the first in both languages and in every format (PDF, web page, notebook)
 CONFIGURATIONS = [
-    (3, "sigmoid", None, "mse"),
-    (3, "relu", None, "ce"),
-    (2, "tanh", None, "bce"),
-    (1, "identity", None, "mse"),
-    (4, "tanh", "softmax", "mse"),
+    (3, "sigmoid", None, "mse", EVERY_FORMAT, "en"),
+    (3, "relu", None, "ce", None, "en"),
+    (2, "tanh", None, "bce", None, "en"),
+    (1, "identity", None, "mse", None, "en"),
+    (4, "tanh", "softmax", "mse", None, "en"),
+    (3, "sigmoid", None, "mse", EVERY_FORMAT, "zh"),
 ]
 
 
 def gallery_specs():
-    return [make_spec(layers, act, out, loss) for layers, act, out, loss in CONFIGURATIONS]
+    return [make_spec(layers, act, out, loss, None, formats, lang) for layers, act, out, loss, formats, lang in CONFIGURATIONS]
 
 
 def stale_files(root: Path) -> list[str]:
-    """Files of the gallery under `root` that are missing or differ from what the code generates now."""
+    """Files of the gallery under `root` that are missing or differ from what the code generates now.
+
+    A PDF is not recompiled (its bytes depend on the TeX Live version, and the check must run where
+    TeX is not installed): it is fresh when it records the hash of the current derivation.tex, which
+    `typeset` stamps into its keywords.
+    """
+    from derive.typeset import has_stamp
+
     stale = []
     for spec in gallery_specs():
         folder = root / spec.slug()
-        for name, data in generate(spec).files.items():
+        files = generate(spec, compile_pdf=False).files
+        for name, data in files.items():
             path = folder / name
             if not path.is_file() or path.read_bytes() != data:
+                stale.append(str(path))
+        if "pdf" in spec.formats:
+            path = folder / FILE_NAMES["pdf"]
+            if not path.is_file() or not has_stamp(path.read_bytes(), files[FILE_NAMES["tex"]].decode()):
                 stale.append(str(path))
     return stale
 

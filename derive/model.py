@@ -13,7 +13,7 @@ from derive.catalog import Activation, Loss, resolve_activation, resolve_loss
 from derive.errors import DeriveError
 from derive.layers import ActivationLayer, Dense, LossLayer
 from derive.notation import LayerRef
-from derive.spec import MLPSpec, parse_activation_list, parse_formats, parse_layers, parse_sizes
+from derive.spec import MLPSpec, parse_activation_list, parse_formats, parse_lang, parse_layers, parse_sizes
 
 
 def make_spec(
@@ -23,6 +23,7 @@ def make_spec(
     loss: str = "mse",
     sizes: str | None = None,
     formats: str | None = None,
+    lang: str | None = None,
 ) -> MLPSpec:
     """Validate the user's choices; raise DeriveError with a one-line message on the first bad one."""
     depth = parse_layers(layers)
@@ -50,7 +51,8 @@ def make_spec(
     size_tuple = parse_sizes(sizes, depth)
     if output_entry.is_softmax and size_tuple[-1] < 2:
         raise DeriveError(f"invalid value for --sizes: softmax output needs at least 2 units, got n{depth} = {size_tuple[-1]}")
-    return MLPSpec(depth, hidden + (output_entry.name,), loss_entry.name, size_tuple, parse_formats(formats))
+    return MLPSpec(depth, hidden + (output_entry.name,), loss_entry.name, size_tuple, parse_formats(formats),
+                   parse_lang(lang))
 
 
 @dataclass(frozen=True)

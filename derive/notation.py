@@ -12,6 +12,7 @@ layer number or the symbolic layer `l` with an offset (l, l+1, l−1) used in th
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -105,7 +106,6 @@ class Quantity:
             raise ValueError(f"unknown quantity kind {self.kind!r}")
         if (self.layer is None) != (self.kind in _LAYERLESS):
             raise ValueError(f"quantity {self.kind!r} layer mismatch: {self.layer}")
-        _BY_LABEL.setdefault(self.label, self)
 
     @property
     def label(self) -> str:
@@ -170,7 +170,7 @@ class Quantity:
 
 
 _SUPERSCRIPT = str.maketrans("0123456789l+−", "⁰¹²³⁴⁵⁶⁷⁸⁹ˡ⁺⁻")
-_BY_LABEL: dict[str, Quantity] = {}
+_TAG = re.compile(r"(\d+)|l(?:([pm])(\d+))?")
 
 
 @cache
@@ -183,9 +183,23 @@ def _vector_symbol(label: str) -> sp.Symbol:
     return sp.Symbol(label, real=True)
 
 
+@cache
 def quantity_of(label: str) -> Quantity | None:
-    """The quantity behind an engine label (IndexedBase or vector symbol name), if any."""
-    return _BY_LABEL.get(label)
+    """The quantity behind an engine label ('W_3', 'delta_lp1', 'y'), or None for other names.
+
+    Labels are parsed rather than looked up, so expressions built in another process (see
+    `parallel`) print the same as local ones.
+    """
+    if label in _LAYERLESS:
+        return Quantity(label)
+    kind, _, tag = label.rpartition("_")
+    match = _TAG.fullmatch(tag)
+    if kind not in _KINDS or kind in _LAYERLESS or match is None:
+        return None
+    number, sign, offset = match.groups()
+    if number is not None:
+        return Quantity(kind, LayerRef(int(number)))
+    return Quantity(kind, LayerRef.symbolic(0 if sign is None else (1 if sign == "p" else -1) * int(offset)))
 
 
 def Q(kind: str, layer_ref: int | LayerRef | None = None) -> Quantity:  # noqa: N802 - reads like math

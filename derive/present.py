@@ -19,7 +19,7 @@ from derive import __version__
 from derive.backprop import Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
-from derive.notation import BATCH_COST, COST, LayerRef, Q, index, size_latex
+from derive.notation import BATCH_COST, COST, LayerRef, Q, index, quantity_of, size_latex
 from derive.printing import latex
 from derive.rewrite import logistic_as_tanh
 from derive.verify import Report
@@ -46,9 +46,14 @@ def tex_escape(text: str) -> str:
 
 
 def prose(text: str, fmt: str) -> str:
-    """Catalog text for a format: Markdown keeps it; LaTeX escapes plain text and converts `code`."""
+    """Catalog text for a format: Markdown keeps it; LaTeX escapes plain text and converts `code`;
+    HTML escapes plain text and renders math as MathML (see `derive.mathml`)."""
     if fmt == "md":
         return text
+    if fmt == "html":
+        from derive.mathml import html_prose
+
+        return html_prose(text)
     out = []
     for part in _SEGMENTS.split(text):
         if part.startswith("$") and part.endswith("$") and len(part) > 1:
@@ -67,12 +72,33 @@ class Text:
 
     def __init__(self, lang: str, fmt: str, **defaults):
         self.catalog = messages(lang)
+        self.lang = lang
         self.fmt = fmt
         self.defaults = defaults  # values every message may use, e.g. section numbers
 
-    def __call__(self, key: str, **values) -> str:
+    def __call__(self, key: str, raw: dict[str, str] | None = None, **values) -> str:
+        """The message `key` with its {placeholders} filled. `values` are text in the catalog's
+        Markdown-lite, converted with the message; `raw` values are already in the output format
+        (a LaTeX \\ref, an HTML link) and are put in after the conversion, untouched."""
+        template = self.raw(key)
+        raw = raw or {}
+        for n, name in enumerate(raw):
+            template = template.replace("{" + name + "}", f"\ue000{n}\ue001")
+        out = prose(fill(template, {**self.defaults, **values}), self.fmt)
+        for n, value in enumerate(raw.values()):
+            out = out.replace(f"\ue000{n}\ue001", value)
+        return out
+
+    def raw(self, key: str) -> str:
+        """The message exactly as written in the catalog (settings such as `language.tex_preamble`)."""
         section, name = key.split(".", 1)
-        return prose(fill(self.catalog[section][name], {**self.defaults, **values}), self.fmt)
+        return self.catalog[section][name]
+
+    def title(self, table: str, name: str, fallback: str) -> str:
+        """The display title of a catalog entry (activation, loss) in this language; entries the
+        message catalog does not know keep the title they were registered with."""
+        text = self.catalog.get(table, {}).get(name)
+        return prose(text if text is not None else fallback, self.fmt)
 
 
 def fill(template: str, values: dict) -> str:
@@ -96,8 +122,11 @@ def result_equation(result: Result, matrix: bool = True) -> dict:
     return equation(result.lhs, result.rhs)
 
 
-def step_data(step: Step, text: Text) -> dict:
-    return {"text": text(f"rule.{step.rule}"), **equation(step.lhs, step.rhs, step.matrix), "rule": step.rule}
+def step_data(step: Step, text: Text, ref: str = "", label: str | None = None) -> dict:
+    """One step: its justification (with `ref`, the reference its rule's message may cite), the
+    equation, and the `label` under which the LaTeX document numbers it for later references."""
+    return {"text": text(f"rule.{step.rule}", raw={"ref": ref}), **equation(step.lhs, step.rhs, step.matrix),
+            "rule": step.rule, "label": label}
 
 
 def anchor(title: str) -> str:
@@ -208,7 +237,7 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
     for d in derivation.activation_derivatives:
         entry = {
             "name": d.activation.name,
-            "title": d.activation.title,
+            "title": text.title("activation_title", d.activation.name, d.activation.title),
             "definition": equation(gz, d.activation.expr),
             "computed": equation(sp.Derivative(gz, z), d.computed),
             "notes": [],
@@ -227,13 +256,43 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
             entry["notes"].append(text("activations.none"))
         out.append(entry)
     if any(a.is_softmax for a in derivation.model.activations):
-        out.append({"name": "softmax", "title": "softmax", "definition": None, "computed": None, "readable": None,
+        out.append({"name": "softmax", "title": text.title("activation_title", "softmax", "softmax"), "definition": None, "computed": None, "readable": None,
                     "convention": None, "notes": [text("activations.softmax", output_section=output_section)]})
     return out
 
 
-def _steps(steps: list[Step], text: Text) -> list[dict]:
-    return [step_data(s, text) for s in steps]
+def _steps(steps: list[Step], text: Text, ref=lambda step: "", label: str | None = None) -> list[dict]:
+    """Template data for a derivation; `ref(step)` gives the reference a step's justification cites,
+    `label` names the last equation (the result) for cross-references."""
+    return [step_data(s, text, ref(s), label if n == len(steps) - 1 else None) for n, s in enumerate(steps)]
+
+
+# LaTeX labels of the sections (\label{sec:…} in derivation.tex.j2)
+TEX_SECTION_LABELS = {"output_error": "output", "update_rule": "update"}
+
+
+class Refs:
+    """Cross-references to earlier results. The LaTeX document numbers its equations, so it cites the
+    equation (\\ref of its label); Markdown and HTML number none, so they link to the section that
+    holds it. The words around the number ("eq.", "section") come from the message catalog."""
+
+    def __init__(self, text: Text, sections: list[dict]):
+        self.text = text
+        self.sections = {s["key"]: s for s in sections}
+
+    def equation(self, label: str, section: str) -> str:
+        if self.text.fmt == "tex":
+            return self.text("refs.equation", raw={"number": rf"\ref{{{label}}}"})
+        return self.section(section)
+
+    def section(self, key: str) -> str:
+        s = self.sections[key]
+        links = {
+            "tex": lambda: rf"\ref{{sec:{TEX_SECTION_LABELS.get(key, key)}}}",
+            "md": lambda: f"[{s['number']}](#{s['anchor']})",
+            "html": lambda: f'<a href="#{s["anchor"]}">{s["number"]}</a>',
+        }
+        return self.text("refs.section", raw={"number": links[self.text.fmt]()})
 
 
 def _split_hidden(steps: list[Step]) -> tuple[list[Step], list[Step]]:
@@ -291,7 +350,7 @@ def _verification(report: Report, text: Text) -> list[str]:
             if f["exact"]
             else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
         )
-        paragraphs.append(text("verification.symbolic", width=f["width"], depth=f["depth"], partials=f["partials"], agreement=agreement))
+        paragraphs.append(text("verification.symbolic", raw={"agreement": agreement}, width=f["width"], depth=f["depth"], partials=f["partials"]))
     else:
         paragraphs.append(text("verification.symbolic_skipped", **s.figures))
     f = report.check("minibatch").figures
@@ -300,7 +359,7 @@ def _verification(report: Report, text: Text) -> list[str]:
         if f["exact"]
         else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
     )
-    paragraphs.append(text("verification.minibatch", samples=f["samples"], partials=f["partials"], agreement=agreement))
+    paragraphs.append(text("verification.minibatch", raw={"agreement": agreement}, samples=f["samples"], partials=f["partials"]))
     f = report.check("finite_differences").figures
     paragraphs.append(
         text(
@@ -355,7 +414,8 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> dict:
     if derivation.model.loss.expr.has(sp.log):
         stable.append(text("code.stable_log"))
     return {
-        "intro": text("code.intro", stable="; ".join(stable) if stable else text("code.stable_none")),
+        # the stable forms are already converted to the output format: inserted raw, not converted twice
+        "intro": text("code.intro", raw={"stable": "; ".join(stable) if stable else text("code.stable_none")}),
         "backward": [f"{a.target} = {a.value}" for a in plan.backward],
         "init": text("code.init"),
         "workspace": text("workspace.code") if plan.workspace is not None else None,
@@ -377,10 +437,16 @@ def document_context(
     numbers = {key: n + 1 for n, key in enumerate(section_keys)}
     text = Text(lang, fmt, **numbers)
     titles = {key: text(f"section.{key}") for key in section_keys}
+    sections = [{"key": k, "number": numbers[k], "title": titles[k], "anchor": anchor(f"{numbers[k]}. {titles[k]}")}
+                for k in section_keys]
+    refs = Refs(text, sections)
     sample, general = derivation.sample, derivation.general
 
-    output_upstream = _steps(sample.steps[f"grad_a_{depth}"], text)
-    output_delta = _steps(sample.steps[f"delta_{depth}"], text)
+    def upstream_ref(label, section):
+        return lambda step: refs.equation(label, section) if step.rule == "substitute_upstream" else ""
+
+    output_upstream = _steps(sample.steps[f"grad_a_{depth}"], text, label="eq:upstream-out")
+    output_delta = _steps(sample.steps[f"delta_{depth}"], text, ref=upstream_ref("eq:upstream-out", "output_error"))
 
     recursion = {"intro": text("recursion.intro"), "general": None, "layers": [], "note": None}
     if depth == 1:
@@ -388,7 +454,8 @@ def document_context(
     else:
         if general is not None:
             up, de = _split_hidden(general.steps["delta_l"])
-            recursion["general"] = {"upstream": _steps(up, text), "delta": _steps(de, text),
+            recursion["general"] = {"upstream": _steps(up, text, label="eq:upstream-l"),
+                                    "delta": _steps(de, text, ref=upstream_ref("eq:upstream-l", "recursion")),
                                     "result": result_equation(general.results["delta_l"])}
         else:
             recursion["note"] = text("recursion.mixed")
@@ -396,38 +463,50 @@ def document_context(
             entry = {"layer": str(layer), "result": result_equation(sample.results[f"delta_{layer}"])}
             if general is None:
                 up, de = _split_hidden(sample.steps[f"delta_{layer}"])
-                entry["upstream"], entry["delta"] = _steps(up, text), _steps(de, text)
+                label = f"eq:upstream-{layer}"
+                entry["upstream"] = _steps(up, text, label=label)
+                entry["delta"] = _steps(de, text, ref=upstream_ref(label, "recursion"))
             recursion["layers"].append(entry)
 
     param_key = "l" if general is not None else str(depth)
     param_pass = general if general is not None else sample
     parameters = {
-        "weights": _steps(param_pass.steps[f"grad_W_{param_key}"], text),
-        "biases": _steps(param_pass.steps[f"grad_b_{param_key}"], text),
+        "weights": _steps(param_pass.steps[f"grad_W_{param_key}"], text, label="eq:bp4"),
+        "biases": _steps(param_pass.steps[f"grad_b_{param_key}"], text, label="eq:bp3"),
         "per_layer": _per_layer(sample, depth),
     }
     batch = derivation.batch
     minibatch = {
         "errors": [result_equation(batch.results[f"delta_{l}"]) for l in range(depth, 0, -1)],
-        "weights": _steps((general.steps["batch_grad_W_l"] if general else batch.steps[f"grad_W_{depth}"]), text),
-        "biases": _steps((general.steps["batch_grad_b_l"] if general else batch.steps[f"grad_b_{depth}"]), text),
+        "weights": _steps((general.steps["batch_grad_W_l"] if general else batch.steps[f"grad_W_{depth}"]), text,
+                          label="eq:bp4-batch"),
+        "biases": _steps((general.steps["batch_grad_b_l"] if general else batch.steps[f"grad_b_{depth}"]), text,
+                         label="eq:bp3-batch"),
         "per_layer": _per_layer(batch, depth),
     }
     update_key = "l" if "l" in derivation.updates else str(depth)
-    update = _steps(derivation.updates[update_key], text)
+
+    def gradient_ref(step):
+        if step.rule != "substitute_gradient":
+            return ""
+        kind = quantity_of(str(step.lhs)).kind
+        return refs.equation("eq:bp4-batch" if kind == "W" else "eq:bp3-batch", "minibatch")
+
+    update = _steps(derivation.updates[update_key], text, ref=gradient_ref)
+    summary_refs = [("BP1", refs.equation("eq:bp1", "output_error"))]
+    if depth > 1:
+        summary_refs.append(("BP2", refs.equation("eq:bp2", "recursion") if general is not None else refs.section("recursion")))
+    summary_refs += [("BP3", refs.equation("eq:bp3", "parameters")), ("BP4", refs.equation("eq:bp4", "parameters"))]
 
     return {
         "lang": lang,
         "version": __version__,
         "command": command,
         "title": text("doc.title", depth=depth, plural="s" if depth > 1 else ""),
-        "subtitle": text("doc.subtitle", hidden=hidden_names, output=model.activations[-1].name, loss=model.loss.title),
+        "subtitle": text("doc.subtitle", hidden=hidden_names, output=model.activations[-1].name, loss=text.title("loss_title", model.loss.name, model.loss.title)),
         "generated": text("doc.generated", version=__version__, command=command, verification_section=numbers["verification"]),
         "contents": text("doc.contents"),
-        "sections": [
-            {"key": k, "number": numbers[k], "title": titles[k], "anchor": anchor(f"{numbers[k]}. {titles[k]}")}
-            for k in section_keys
-        ],
+        "sections": sections,
         "n": numbers,
         "titles": titles,
         "t": {
@@ -462,13 +541,39 @@ def document_context(
         "parameters": parameters,
         "minibatch": minibatch,
         "update": update,
+        "picture": network_picture(derivation, text),
+        "language": {"html_lang": text.raw("language.html_lang"), "tex_engine": text.raw("language.tex_engine"),
+                     "tex_preamble": text.raw("language.tex_preamble").strip()},
         "summary": _summary(derivation),
+        "summary_refs": text("refs.summary", raw={"refs": text.raw("refs.separator").join(
+            text("refs.item", raw={"name": name, "ref": ref}) for name, ref in summary_refs)}),
         "code": _code(plan, derivation, text),
         "verification": _verification(report, text),
         "passed": report.passed,
         "hidden_activation": hidden.name if hidden else None,
         "sizes_latex": [size_latex(LayerRef(l)) for l in range(depth + 1)],
         "cost_latex": latex(COST),
+    }
+
+
+PICTURE_FILE = "network.svg"  # the Markdown document shows the picture from this file beside it
+
+
+def network_picture(derivation: Derivation, text: Text) -> dict:
+    """The picture of the network for this format: TikZ for LaTeX, SVG for everything else."""
+    from derive import pictures
+
+    model = derivation.model
+    words = {key: text.raw(f"picture.{key}") for key in
+             ("input", "layer", "loss", "units", "forward", "backward", "more_layers")}
+    layout = pictures.layout(model.spec.sizes, tuple(a.name for a in model.activations), model.loss.name, words)
+    alt = text.raw("picture.alt")
+    return {
+        "caption": text("picture.caption"),
+        "alt": alt,
+        "file": PICTURE_FILE,
+        "tikz": pictures.tikz(layout) if text.fmt == "tex" else None,
+        "svg": pictures.svg(layout, alt) if text.fmt != "tex" else None,
     }
 
 

@@ -45,8 +45,21 @@ TEX_ENV = _environment(
 )
 
 
+# HTML: the same delimiters as Markdown, plus filters that render LaTeX formulas as MathML at build
+# time (latex2mathml is imported only when such a filter runs)
+HTML_ENV = _environment()
+HTML_ENV.filters["display"] = lambda tex: _mathml().display(tex)
+HTML_ENV.filters["inline"] = lambda tex: _mathml().inline(tex)
+
+
+def _mathml():
+    from derive import mathml
+
+    return mathml
+
+
 def render(template: str, context: dict) -> str:
-    env = TEX_ENV if template.endswith(".tex.j2") else TEXT_ENV
+    env = TEX_ENV if template.endswith(".tex.j2") else HTML_ENV if template.endswith(".html.j2") else TEXT_ENV
     return env.get_template(template).render(**context)
 
 

@@ -12,7 +12,13 @@ from derive.errors import DeriveError
 
 MAX_LAYERS = 128
 MAX_UNITS = 100_000
-FORMATS = ("md", "tex", "py", "json")
+FORMATS = ("md", "tex", "py", "json", "pdf", "html", "ipynb")
+# written when --format is not given: the quick text formats; pdf (needs TeX), html and ipynb (needs
+# the notebook extra) are written on request
+DEFAULT_FORMATS = ("md", "tex", "py", "json")
+# document languages: one message catalog each in derive/locale/<code>.toml
+LANGUAGES = ("en", "zh")
+DEFAULT_LANGUAGE = "en"
 DEFAULT_INPUT_SIZE = 4
 DEFAULT_HIDDEN_SIZE = 5
 DEFAULT_OUTPUT_SIZE = 3
@@ -26,7 +32,8 @@ class MLPSpec:
     activations: tuple[str, ...]  # one per weight layer 1…L; the last is the output activation
     loss: str
     sizes: tuple[int, ...]  # n_0 … n_L
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    lang: str = DEFAULT_LANGUAGE  # language of the documents' prose; formulas are the same in every one
 
     @property
     def hidden_activations(self) -> tuple[str, ...]:
@@ -42,6 +49,8 @@ class MLPSpec:
         parts = ["mlp", f"L{self.layers}", hidden, self.output_activation, self.loss]
         if self.sizes != default_sizes(self.layers):
             parts.append("x".join(map(str, self.sizes)))
+        if self.lang != DEFAULT_LANGUAGE:
+            parts.append(self.lang)
         return "-".join(parts)
 
 
@@ -81,10 +90,11 @@ def parse_sizes(text: str | None, layers: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def parse_formats(text: str | None, accepted: tuple[str, ...] = FORMATS) -> tuple[str, ...]:
+def parse_formats(text: str | None, accepted: tuple[str, ...] = FORMATS,
+                  default: tuple[str, ...] = DEFAULT_FORMATS) -> tuple[str, ...]:
     """--format md,tex,…: a non-empty comma-separated subset of the accepted formats, in canonical order."""
     if text is None:
-        return accepted
+        return default
     names = [p.strip().lower() for p in str(text).split(",")]
     if not any(names) or any(not n for n in names):
         raise DeriveError(f"invalid value for --format: {text!r} is empty; accepted: {', '.join(accepted)}")
@@ -92,6 +102,16 @@ def parse_formats(text: str | None, accepted: tuple[str, ...] = FORMATS) -> tupl
         if n not in accepted:
             raise DeriveError(f"invalid value for --format: unknown format {n!r}; accepted: {', '.join(accepted)}")
     return tuple(f for f in accepted if f in names)
+
+
+def parse_lang(text: str | None) -> str:
+    """--lang: one of the languages that have a message catalog."""
+    if text is None:
+        return DEFAULT_LANGUAGE
+    code = str(text).strip().lower()
+    if code not in LANGUAGES:
+        raise DeriveError(f"invalid value for --lang: {text!r}; accepted: {', '.join(LANGUAGES)}")
+    return code
 
 
 def split_top_level(text: str) -> list[str]:

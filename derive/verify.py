@@ -20,7 +20,6 @@ across machines whose BLAS round differently.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import random
 import types
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ from derive.derivation import Derivation
 from derive.matrixform import evaluate_index_form
 from derive.model import Model
 from derive.notation import BATCH_SIZE, LayerRef, Q, size
+from derive.parallel import Background
+from derive.rewrite import NON_SMOOTH
 
 SYMBOLIC_MAX_DEPTH = 4
 SYMBOLIC_WIDTH = 2
@@ -162,10 +163,15 @@ def _rational_model(model: Model) -> bool:
 def symbolic_point(model: Model, seed: int = 0) -> dict:
     """A random rational point where no pre-activation sits exactly on a kink."""
     rng = random.Random(seed)
+    kinks = any(not a.is_softmax and a.expr.has(*NON_SMOOTH) for a in model.activations)
+    exact = _rational_model(model)
     for _ in range(20):
         values = _random_point(model, SYMBOLIC_WIDTH, 1, rng)
-        _, _, preactivations = _expanded_network(model, SYMBOLIC_WIDTH, values, symbolic=False)
-        if all(z != 0 for z in preactivations):
+        if not kinks:
+            break
+        numbers = values if exact else {k: sp.Float(v, 30) for k, v in values.items()}
+        _, _, preactivations = _expanded_network(model, SYMBOLIC_WIDTH, numbers, symbolic=False)
+        if all(abs(z) > sp.Float("1e-20") for z in preactivations):
             break
     return values
 
@@ -182,45 +188,18 @@ def direct_gradients(model: Model, values: dict) -> tuple[dict, bool]:
     return grads, exact
 
 
-def _direct_gradients_child(model: Model, values: dict, connection) -> None:
-    try:
-        connection.send(direct_gradients(model, values))
-    finally:
-        connection.close()
-
-
 class DirectDifferentiation:
-    """The expensive half of the symbolic check, started early in a second process when the
-    platform can fork, so that it runs while the engine derives; otherwise run when asked for."""
+    """The expensive half of the symbolic check, started early (in a second process where the
+    platform can fork) so that it runs while the engine derives."""
 
     def __init__(self, model: Model, seed: int = 0):
         self.model = model
         self.skipped = model.depth > SYMBOLIC_MAX_DEPTH
         self.values = None if self.skipped else symbolic_point(model, seed)
-        self._connection = None
-        self._process = None
-        self._result = None
-        if not self.skipped and "fork" in multiprocessing.get_all_start_methods():
-            parent, child = multiprocessing.get_context("fork").Pipe(duplex=False)
-            self._process = multiprocessing.get_context("fork").Process(
-                target=_direct_gradients_child, args=(model, self.values, child), daemon=True
-            )
-            self._process.start()
-            child.close()
-            self._connection = parent
+        self._job = None if self.skipped else Background(direct_gradients, model, self.values)
 
     def result(self) -> tuple[dict, bool]:
-        if self._result is None:
-            if self._connection is not None:
-                try:
-                    self._result = self._connection.recv()
-                finally:
-                    self._connection.close()
-                    self._process.join()
-                    self._connection = None
-            else:
-                self._result = direct_gradients(self.model, self.values)
-        return self._result
+        return self._job.result()
 
 
 def symbolic_check(derivation: Derivation, direct: DirectDifferentiation | None = None) -> Check:

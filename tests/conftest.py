@@ -19,3 +19,50 @@ def derivation_for(layers: int, act: str, loss: str = "mse", out_act: str | None
 @pytest.fixture
 def derived():
     return derivation_for
+
+
+# --------------------------------------------------------------------------------------------------
+# external tools (TeX, Node.js with KaTeX and Playwright, Chromium, Jupyter)
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+JS_DIR = Path(__file__).resolve().parent / "js"
+
+
+def need(available: bool, what: str, env: str = "DERIVE_REQUIRE_TOOLS") -> None:
+    """Skip a test whose tool is missing, unless CI asked for every tool (then the test fails)."""
+    if available:
+        return
+    if os.environ.get(env) or os.environ.get("DERIVE_REQUIRE_TOOLS"):
+        pytest.fail(f"{what} is missing but {env if os.environ.get(env) else 'DERIVE_REQUIRE_TOOLS'} requires it")
+    pytest.skip(f"{what} is not installed")
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """node_modules with KaTeX and playwright-core at the versions of tests/js/package-lock.json,
+    installed once (from the npm registry) into a cache folder outside the repository."""
+    need(shutil.which("node") is not None and shutil.which("npm") is not None, "Node.js (node, npm)")
+    cache = Path(os.environ.get("DERIVE_NODE_CACHE", Path.home() / ".cache" / "derive-tests" / "node"))
+    lock = (JS_DIR / "package-lock.json").read_bytes()
+    stamp = cache / "package-lock.json"
+    if not (stamp.is_file() and stamp.read_bytes() == lock and (cache / "node_modules" / "katex").is_dir()):
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.copy(JS_DIR / "package.json", cache / "package.json")
+        shutil.copy(JS_DIR / "package-lock.json", cache / "package-lock.json")
+        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=cache,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    return cache / "node_modules"
+
+
+def run_node(script: str, args: list[str], node_modules: Path, stdin: str | None = None, timeout: int = 300) -> str:
+    env = {**os.environ, "NODE_PATH": str(node_modules)}
+    done = subprocess.run(["node", str(JS_DIR / script), *args], input=stdin, capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout

@@ -19,7 +19,8 @@ def test_main_job_writes_four_files_and_reports_the_verdict(tmp_path):
     result = run(["mlp", "--layers", "3", "--act", "sigmoid", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["derivation.json", "derivation.md", "derivation.tex", "model.py"]
+    # the four default formats, and the picture of the network that derivation.md shows
+    assert names == ["derivation.json", "derivation.md", "derivation.tex", "model.py", "network.svg"]
     for name in names:
         assert f"wrote {tmp_path / name}" in result.output
     assert "verification passed" in result.output
@@ -34,7 +35,7 @@ def test_default_output_folder(tmp_path):
         assert (folder / "derivation.md").is_file()
 
 
-@pytest.mark.parametrize("formats, expected", [("md", ["derivation.md"]), ("py,json", ["derivation.json", "model.py"]),
+@pytest.mark.parametrize("formats, expected", [("md", ["derivation.md", "network.svg"]), ("py,json", ["derivation.json", "model.py"]),
                                                 ("TEX", ["derivation.tex"])])
 def test_format_selects_files(tmp_path, formats, expected):
     result = run(["mlp", "--layers", "1", "--act", "identity", "--format", formats, "--out", str(tmp_path)])
@@ -69,3 +70,9 @@ def test_python_dash_m_and_console_script(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "model.py").is_file()
+
+
+def test_requested_formats_only(tmp_path):
+    result = run(["mlp", "--layers", "2", "--act", "tanh", "--format", "html,json", "--lang", "zh", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["derivation.html", "derivation.json"]

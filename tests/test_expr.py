@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import pytest
 import sympy
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from derive import expr as expr_module
@@ -254,7 +254,13 @@ def test_random_grammar_expressions_parse_and_agree_with_reference(data):
     text = data.draw(expressions(names), label="text")
     point = {name: Fraction(data.draw(st.integers(-300, 300), label=name), 100) for name in names}
 
-    result = parse_expression(text, variables)
+    try:
+        result = parse_expression(text, variables)
+    except ExpressionError as error:
+        # nested max/min can exceed the documented argument limit (MAX_MINMAX_ARGS); that refusal
+        # is tested on its own, here such a draw is simply not an example
+        assume("too many max/min arguments" not in str(error))
+        raise
 
     assert result.free_symbols <= set(variables.values())
     assert not result.atoms(sympy.Float)

@@ -1,0 +1,84 @@
+"""derivation.ipynb: the derivation as Markdown cells, then the model, a gradient check and a training run.
+
+The Markdown cells are the Markdown document itself, cut at its section headings, with the picture
+of the network attached to its cell (no file beside the notebook needed) and section links turned
+into plain text (Jupyter names heading anchors differently from GitHub). The code cells are the
+generated `model.py` and `templates/notebook_cells.py.j2`, generic code over the model's API.
+
+The notebook is written unexecuted, with fixed cell ids, so the same command writes the same bytes;
+running it is the reader's (and the test suite's) job. Needs the `notebook` extra (nbformat).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from derive.errors import DeriveError
+from derive.present import Text
+from derive.render import render
+from derive.spec import MLPSpec
+
+LEARNING_RATE = 0.2
+TRAINING_STEPS = 400
+_LINK = re.compile(r"\[([^\]]+)\]\(#[^)]*\)")
+
+
+def require() -> None:
+    try:
+        import nbformat  # noqa: F401
+    except ImportError:
+        raise DeriveError("--format ipynb needs nbformat; install the notebook extra: pip install 'derive[notebook]'") from None
+
+
+def notebook(context: dict, markdown: str, model_source: str, spec: MLPSpec) -> bytes:
+    """The notebook's bytes, from the Markdown document's context and text and the generated model."""
+    import nbformat
+    from nbformat import v4
+
+    text = Text(spec.lang, "md")
+    picture = context["picture"]
+    cells = []
+
+    def markdown_cell(source: str, **extra):
+        cell = v4.new_markdown_cell(source.strip("\n"), **extra)
+        cells.append(cell)
+
+    def code_cell(source: str):
+        cells.append(v4.new_code_cell(source.strip("\n")))
+
+    head, *sections = re.split(r"(?m)^(?=## )", markdown)
+    head = "\n".join(line for line in head.splitlines() if not line.startswith(f"**{context['contents']}:**"))
+    markdown_cell(head + "\n\n" + text("notebook.intro"))
+    for section in sections:
+        section = _LINK.sub(r"\1", section)
+        if f"]({picture['file']})" in section:
+            section = section.replace(f"]({picture['file']})", f"](attachment:{picture['file']})")
+            data = base64.b64encode(picture["svg"].encode()).decode()
+            markdown_cell(section, attachments={picture["file"]: {"image/svg+xml": data}})
+        else:
+            markdown_cell(section)
+
+    number = len(context["sections"])
+    markdown_cell(f"## {number + 1}. {text('notebook.model_title')}\n\n{text('notebook.model')}")
+    code_cell(model_source)
+    words = {key: repr(text.raw(f"notebook.{key}")) for key in
+             ("check_result", "loss_before", "loss_after", "step", "cost", "plot_title")}
+    fonts = [f.strip() for f in text.raw("language.plot_fonts").split(",") if f.strip()]
+    script = render("notebook_cells.py.j2", {"words": words, "plot_fonts": repr(fonts),
+                                             "learning_rate": LEARNING_RATE, "steps": TRAINING_STEPS})
+    check, training = [part.split("\n", 1)[1] for part in re.split(r"(?m)^# %% ", script)[1:]]
+    markdown_cell(f"## {number + 2}. {text('notebook.check_title')}\n\n{text('notebook.check')}")
+    code_cell(check)
+    markdown_cell(f"## {number + 3}. {text('notebook.training_title')}\n\n"
+                  f"{text('notebook.training', update_rule=context['n']['update_rule'])}")
+    code_cell(training)
+
+    nb = v4.new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    })
+    for n, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{n:02d}"  # fixed ids: the same command writes the same bytes
+    nbformat.validate(nb)
+    return (nbformat.writes(nb) + "\n").encode()

@@ -1,0 +1,286 @@
+"""Pictures of the network: one neutral layout, drawn as SVG (Markdown, HTML, notebook) or TikZ (LaTeX, PDF).
+
+`layout` turns the model into shapes in abstract units (1 unit = 1 SVG pixel; TikZ scales it): a
+column of units per layer, lines for the weights between layers, blue arrows for the forward pass
+(layer l computes z⁽ˡ⁾, a⁽ˡ⁾) above the columns, red arrows for the backward pass (δ⁽ˡ⁾ flows back
+to layer l − 1) below them, and the loss at the right. Large layers show their first and last units
+around a vertical ellipsis; deep networks show their first and last layers around a horizontal one.
+The emitters only translate shapes, so both pictures always show the same thing.
+
+Labels that are quantities carry both spellings from `notation` (LaTeX for TikZ, Unicode for SVG);
+words come from the message catalog, already in the document's language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+
+from derive.notation import Q
+
+# geometry (abstract units)
+COLUMN_GAP = 140
+UNIT_GAP = 34
+RADIUS = 12
+MAX_UNITS_DRAWN = 7  # a layer with more units shows HEAD first units, an ellipsis and TAIL last ones
+HEAD, TAIL = 3, 2
+MAX_COLUMNS = 7  # a deeper network shows its first FIRST_LAYERS and last LAST_LAYERS layers
+FIRST_LAYERS, LAST_LAYERS = 3, 2
+MARGIN = 40
+
+FORWARD_COLOUR = "#1f5fbf"
+BACKWARD_COLOUR = "#c0392b"
+EDGE_COLOUR = "#b8b8b8"
+
+
+@dataclass(frozen=True)
+class Label:
+    """Text in two spellings: `tex` for TikZ (may contain $…$), `plain` for SVG (Unicode)."""
+
+    tex: str
+    plain: str
+
+
+@dataclass(frozen=True)
+class Text:
+    x: float
+    y: float
+    label: Label
+    anchor: str = "middle"  # start, middle, end
+    size: str = "normal"  # normal, small
+    colour: str = "#000000"
+
+
+@dataclass(frozen=True)
+class Circle:
+    x: float
+    y: float
+    r: float
+
+
+@dataclass(frozen=True)
+class Line:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    colour: str = EDGE_COLOUR
+    arrow: bool = False
+    dashed: bool = False
+    width: float = 0.6
+
+
+@dataclass(frozen=True)
+class Box:
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass
+class Picture:
+    width: float
+    height: float
+    circles: list[Circle] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
+    texts: list[Text] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)
+    dots: list[tuple[float, float, bool]] = field(default_factory=list)  # centre, vertical?
+
+
+def quantity(kind: str, layer: int) -> Label:
+    q = Q(kind, layer)
+    return Label(f"${q.latex()}$", q.text())
+
+
+def _join(*labels: Label, sep: str = ", ") -> Label:
+    return Label(sep.join(l.tex for l in labels), sep.join(l.plain for l in labels))
+
+
+def _words(text: str) -> Label:
+    from derive.present import prose
+
+    return Label(prose(text, "tex"), text)
+
+
+def _drawn_units(n: int) -> tuple[list[int], bool]:
+    """Slots (top to bottom) that hold a circle, and whether an ellipsis sits after slot HEAD - 1."""
+    if n <= MAX_UNITS_DRAWN:
+        return list(range(n)), False
+    return list(range(HEAD)) + list(range(HEAD + 1, HEAD + 1 + TAIL)), True
+
+
+def _shown_layers(depth: int) -> list[int | None]:
+    """Layer numbers to draw as columns, None where a horizontal ellipsis stands for the rest."""
+    layers = list(range(depth + 1))
+    if len(layers) <= MAX_COLUMNS:
+        return layers
+    return layers[:FIRST_LAYERS] + [None] + layers[-LAST_LAYERS:]
+
+
+def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, words: dict[str, str]) -> Picture:
+    """The picture of an MLP with units `sizes` (n0 … nL), activation names per layer 1 … L, a loss name,
+    and `words` (input, layer, loss, units, forward, backward, more_layers) in the document's language."""
+    depth = len(sizes) - 1
+    shown = _shown_layers(depth)
+    slots = max(len(_drawn_units(sizes[l])[0]) + _drawn_units(sizes[l])[1] for l in shown if l is not None)
+    column_height = (slots - 1) * UNIT_GAP
+    forward_y = MARGIN + 4  # forward arrows, then headers, then the units
+    top = forward_y + 84
+    centre_y = top + column_height / 2
+    xs = [MARGIN + 30 + k * COLUMN_GAP for k in range(len(shown))]
+    loss_x = xs[-1] + COLUMN_GAP * 0.8
+    bottom = top + column_height
+    width = loss_x + 60 + MARGIN
+    height = bottom + 140
+    pic = Picture(width=width, height=height)
+
+    units: dict[int, list[tuple[float, float]]] = {}
+    for x, l in zip(xs, shown):
+        if l is None:
+            pic.dots.append((x, centre_y, False))
+            pic.texts.append(Text(x, centre_y + 26, _words(words["more_layers"].format(count=depth + 1 - (len(shown) - 1))), size="small"))
+            continue
+        drawn, ellipsis = _drawn_units(sizes[l])
+        count = len(drawn) + ellipsis
+        y0 = centre_y - (count - 1) * UNIT_GAP / 2
+        units[l] = [(x, y0 + s * UNIT_GAP) for s in drawn]
+        for cx, cy in units[l]:
+            pic.circles.append(Circle(cx, cy, RADIUS))
+        if ellipsis:
+            pic.dots.append((x, y0 + HEAD * UNIT_GAP, True))
+        header = words["input"] if l == 0 else words["layer"].format(layer=l)
+        pic.texts.append(Text(x, top - 48, _words(header)))
+        name = quantity("a", l) if l else Label(f"${Q('x').latex()}$", Q("x").text())
+        pic.texts.append(Text(x, top - 28, name, size="small"))
+        pic.texts.append(Text(x, bottom + 30, _words(words["units"].format(units=sizes[l])), size="small"))
+        if l:
+            pic.texts.append(Text(x, bottom + 46, _words(activations[l - 1]), size="small"))
+
+    # weights between consecutive drawn layers
+    for (x1, l1), (x2, l2) in zip(zip(xs, shown), zip(xs[1:], shown[1:])):
+        if l1 is None or l2 is None:
+            continue
+        for ax, ay in units[l1]:
+            for bx, by in units[l2]:
+                pic.lines.append(Line(ax + RADIUS, ay, bx - RADIUS, by))
+
+    # forward (above) and backward (below) flow between consecutive columns
+    backward_y = bottom + 72
+    for (x1, l1), (x2, l2) in zip(zip(xs, shown), zip(xs[1:], shown[1:])):
+        gap = l1 is None or l2 is None
+        pic.lines.append(Line(x1 + 22, forward_y, x2 - 22, forward_y, FORWARD_COLOUR, arrow=True, dashed=gap, width=1.4))
+        pic.lines.append(Line(x2 - 22, backward_y, x1 + 22, backward_y, BACKWARD_COLOUR, arrow=True, dashed=gap, width=1.4))
+        if not gap:
+            mid = (x1 + x2) / 2
+            pic.texts.append(Text(mid, forward_y - 8, _join(quantity("z", l2), quantity("a", l2)), size="small", colour=FORWARD_COLOUR))
+            pic.texts.append(Text(mid, backward_y + 18, quantity("delta", l2), size="small", colour=BACKWARD_COLOUR))
+
+    # the loss
+    pic.boxes.append(Box(loss_x - 30, centre_y - 22, 60, 44))
+    pic.texts.append(Text(loss_x, centre_y - 2, Label("$C$", "C")))
+    pic.texts.append(Text(loss_x, centre_y + 14, _words(loss), size="small"))
+    pic.texts.append(Text(loss_x, top - 48, _words(words["loss"])))
+    last_x = xs[-1]
+    pic.lines.append(Line(last_x + 22, centre_y - 8, loss_x - 32, centre_y - 8, FORWARD_COLOUR, arrow=True, width=1.4))
+    pic.lines.append(Line(loss_x - 32, centre_y + 8, last_x + 22, centre_y + 8, BACKWARD_COLOUR, arrow=True, width=1.4))
+    grad = Q("a", depth)
+    pic.texts.append(Text((last_x + loss_x) / 2 - 4, centre_y + 30, Label(rf"$\partial C/\partial {grad.latex()}$", f"∂C/∂{grad.text()}"),
+                          size="small", colour=BACKWARD_COLOUR))
+
+    # legend
+    legend_y = height - 24
+    pic.lines.append(Line(MARGIN, legend_y, MARGIN + 30, legend_y, FORWARD_COLOUR, arrow=True, width=1.4))
+    pic.texts.append(Text(MARGIN + 38, legend_y + 4, _words(words["forward"]), anchor="start", size="small"))
+    pic.lines.append(Line(MARGIN + 230, legend_y, MARGIN + 200, legend_y, BACKWARD_COLOUR, arrow=True, width=1.4))
+    pic.texts.append(Text(MARGIN + 238, legend_y + 4, _words(words["backward"]), anchor="start", size="small"))
+    return pic
+
+
+# --------------------------------------------------------------------------------------------------
+# emitters
+
+
+def _n(value: float) -> str:
+    """Numbers printed the same on every machine: at most two decimals, no trailing zeros."""
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def svg(pic: Picture, title: str) -> str:
+    """A standalone SVG document (also valid inline in HTML)."""
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_n(pic.width)}" height="{_n(pic.height)}" '
+        f'viewBox="0 0 {_n(pic.width)} {_n(pic.height)}" role="img" font-family="sans-serif" font-size="14">',
+        f"<title>{escape(title)}</title>",
+        "<defs>",
+    ]
+    for name, colour in (("forward", FORWARD_COLOUR), ("backward", BACKWARD_COLOUR)):
+        out.append(
+            f'<marker id="arrow-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+            f'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="{colour}"/></marker>'
+        )
+    out.append("</defs>")
+    out.append('<rect width="100%" height="100%" fill="#ffffff"/>')
+    for line in pic.lines:
+        marker = ""
+        if line.arrow:
+            marker = f' marker-end="url(#arrow-{"forward" if line.colour == FORWARD_COLOUR else "backward"})"'
+        dash = ' stroke-dasharray="5 4"' if line.dashed else ""
+        out.append(
+            f'<line x1="{_n(line.x1)}" y1="{_n(line.y1)}" x2="{_n(line.x2)}" y2="{_n(line.y2)}" '
+            f'stroke="{line.colour}" stroke-width="{_n(line.width)}"{dash}{marker}/>'
+        )
+    for c in pic.circles:
+        out.append(f'<circle cx="{_n(c.x)}" cy="{_n(c.y)}" r="{_n(c.r)}" fill="#f4f7fb" stroke="#333333" stroke-width="1.2"/>')
+    for b in pic.boxes:
+        out.append(f'<rect x="{_n(b.x)}" y="{_n(b.y)}" width="{_n(b.width)}" height="{_n(b.height)}" rx="6" '
+                   f'fill="#fdf6e3" stroke="#333333" stroke-width="1.2"/>')
+    for x, y, vertical in pic.dots:
+        for k in (-1, 0, 1):
+            dx, dy = (0, k * 7) if vertical else (k * 9, 0)
+            out.append(f'<circle cx="{_n(x + dx)}" cy="{_n(y + dy)}" r="2.2" fill="#333333"/>')
+    for t in pic.texts:
+        size = ' font-size="12"' if t.size == "small" else ""
+        out.append(f'<text x="{_n(t.x)}" y="{_n(t.y)}" text-anchor="{t.anchor}" fill="{t.colour}"{size}>{escape(t.label.plain)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+TIKZ_SCALE = 0.028  # cm per abstract unit: the default picture fits the text width of an A4 page
+
+
+def tikz(pic: Picture) -> str:
+    """A tikzpicture (needs \\usepackage{tikz} with the arrows.meta library). y points down in the
+    layout and up in TikZ, so every y is negated."""
+
+    def p(x: float, y: float) -> str:
+        return f"({_n(x * TIKZ_SCALE)},{_n(-y * TIKZ_SCALE)})"
+
+    colours = {FORWARD_COLOUR: "derivefwd", BACKWARD_COLOUR: "derivebwd", EDGE_COLOUR: "deriveedge", "#000000": "black"}
+    out = [r"\begin{tikzpicture}[font=\small]"]
+    for colour, name in colours.items():
+        if name != "black":
+            out.append(rf"\definecolor{{{name}}}{{HTML}}{{{colour[1:].upper()}}}")
+    for line in pic.lines:
+        style = [colours[line.colour], f"line width={_n(line.width * 0.5)}pt"]
+        if line.arrow:
+            style.append("-{Stealth[length=2mm]}")
+        if line.dashed:
+            style.append("dashed")
+        out.append(rf"\draw[{','.join(style)}] {p(line.x1, line.y1)} -- {p(line.x2, line.y2)};")
+    for c in pic.circles:
+        out.append(rf"\draw[fill=black!4] {p(c.x, c.y)} circle ({_n(c.r * TIKZ_SCALE)});")
+    for b in pic.boxes:
+        out.append(rf"\draw[rounded corners=2pt,fill=yellow!8] {p(b.x, b.y)} rectangle {p(b.x + b.width, b.y + b.height)};")
+    for x, y, vertical in pic.dots:
+        for k in (-1, 0, 1):
+            dx, dy = (0, k * 7) if vertical else (k * 9, 0)
+            out.append(rf"\fill {p(x + dx, y + dy)} circle (0.6pt);")
+    anchors = {"middle": "base", "start": "base west", "end": "base east"}
+    for t in pic.texts:
+        size = r"\footnotesize " if t.size == "small" else ""
+        out.append(rf"\node[anchor={anchors[t.anchor]},text={colours[t.colour]},inner sep=0pt] at {p(t.x, t.y)} {{{size}{t.label.tex}}};")
+    out.append(r"\end{tikzpicture}")
+    return "\n".join(out) + "\n"

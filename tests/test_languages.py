@@ -1,0 +1,71 @@
+"""--lang: the documents in another language have translated prose and exactly the same formulas."""
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from derive.cli import main
+from derive.model import make_spec
+from derive.present import messages
+from derive.run import generate
+
+
+@pytest.fixture(scope="module")
+def both():
+    return {lang: generate(make_spec(3, "relu", None, "ce", formats="md,tex", lang=lang)).files for lang in ("en", "zh")}
+
+
+def display_math(markdown: str) -> list[str]:
+    return re.findall(r"\$\$(.*?)\$\$", markdown, flags=re.S)
+
+
+def test_formulas_are_the_same_in_every_language(both):
+    en, zh = (both[l]["derivation.md"].decode() for l in ("en", "zh"))
+    assert display_math(en) == display_math(zh) and len(display_math(en)) > 40
+    tex_en, tex_zh = (re.findall(r"\\begin\{(equation|align)\}(.*?)\\end\{\1\}", both[l]["derivation.tex"].decode(), re.S)
+                      for l in ("en", "zh"))
+    assert tex_en == tex_zh
+
+
+def test_chinese_documents_carry_the_chinese_catalog(both):
+    zh = both["zh"]["derivation.md"].decode()
+    catalog = messages("zh")
+    for key in ("network", "notation", "forward", "output_error", "recursion", "summary", "verification"):
+        assert f". {catalog['section'][key]}" in zh
+    assert catalog["rule"]["chain_rule"] in zh and catalog["activation_title"]["relu"] in zh
+    assert catalog["notation"]["eta"] in zh  # the notation table
+    # no English sentence of the catalog is left in the Chinese document
+    english = messages("en")
+    for key in ("chain_rule", "local_derivative", "kronecker_collapse", "matrix_form"):
+        assert english["rule"][key] not in zh
+    assert "--lang zh" in zh  # the command that reproduces it
+    tex = both["zh"]["derivation.tex"].decode()
+    assert r"\usepackage[UTF8,fontset=fandol]{ctex}" in tex and "fontenc" not in tex
+
+
+def test_english_is_the_default_and_its_folder_is_unchanged():
+    spec = make_spec(3, "sigmoid")
+    assert spec.lang == "en" and spec.slug() == "mlp-L3-sigmoid-sigmoid-mse"
+    assert make_spec(3, "sigmoid", lang="zh").slug() == "mlp-L3-sigmoid-sigmoid-mse-zh"
+    assert spec.formats == ("md", "tex", "py", "json")
+
+
+def test_unknown_language_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "tanh", "--lang", "fr", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.output.strip() == "derive: error: invalid value for --lang: 'fr'; accepted: en, zh"
+    assert not (tmp_path / "o").exists()
+
+
+def test_cross_references_resolve_in_every_format(both):
+    for lang in ("en", "zh"):
+        tex = both[lang]["derivation.tex"].decode()
+        refs = set(re.findall(r"\\ref\{([^}]+)\}", tex))
+        labels = set(re.findall(r"\\label\{([^}]+)\}", tex))
+        assert refs and refs <= labels, refs - labels
+        assert {"eq:bp1", "eq:bp2", "eq:bp3", "eq:bp4", "eq:bp3-batch", "eq:bp4-batch", "eq:upstream-l"} <= refs
+        md = both[lang]["derivation.md"].decode()
+        anchors = set(re.findall(r"\]\(#([^)]+)\)", md))
+        contents = md.split("\n## ", 1)[0]
+        assert anchors and all(f"(#{a})" in contents for a in anchors)  # every link goes to a section heading

@@ -1,0 +1,80 @@
+"""--format pdf: English with pdflatex, Chinese with XeLaTeX + ctex; one-line error without TeX."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT, need
+from derive.cli import main
+from derive.model import make_spec
+from derive.run import generate
+from derive.typeset import has_stamp, setup
+
+ENGINES = {"en": ("pdflatex", "DERIVE_REQUIRE_TEX"), "zh": ("xelatex", "DERIVE_REQUIRE_XETEX")}
+TITLE = {"en": "Backpropagation, derived", "zh": "推导反向传播"}
+
+
+@pytest.fixture(scope="module", params=["en", "zh"])
+def built(request):
+    lang = request.param
+    engine, env = ENGINES[lang]
+    need(shutil.which(engine) is not None, engine, env)
+    spec = make_spec(3, "relu", None, "ce", formats="tex,pdf", lang=lang)
+    return lang, generate(spec).files, generate(spec).files
+
+
+def pdf_text(pdf: bytes, tmp_path) -> str:
+    need(shutil.which("pdftotext") is not None, "pdftotext (poppler-utils)")
+    (tmp_path / "d.pdf").write_bytes(pdf)
+    return subprocess.run(["pdftotext", "-layout", str(tmp_path / "d.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_pdf_has_title_notation_numbered_cross_referenced_equations_summary_and_picture(built, tmp_path):
+    lang, files, _ = built
+    pdf = files["derivation.pdf"]
+    assert pdf.startswith(b"%PDF") and len(pdf) > 50_000
+    text = pdf_text(pdf, tmp_path)
+    assert TITLE[lang] in text
+    assert "??" not in text, "an unresolved cross-reference"
+    assert re.search(r"\(\d+\)", text)  # numbered equations
+    for label in ("BP1", "BP2", "BP3", "BP4"):
+        assert f"({label})" in text
+    refs = re.findall(r"(?:eq\.|式) (\d+)", text)
+    assert len(refs) >= 6, refs  # "substituting … found above (eq. 23)"
+    tex = files["derivation.tex"].decode()
+    assert r"\boxed" in tex and r"\begin{tikzpicture}" in tex and "longtable" in tex
+    assert has_stamp(pdf, tex)
+
+
+def test_pdf_is_byte_identical_for_the_same_command(built):
+    _, first, second = built
+    assert first["derivation.pdf"] == second["derivation.pdf"]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_without_tex_the_error_says_what_to_install_and_nothing_is_written(lang, tmp_path, monkeypatch):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "tanh", "--format", "md,pdf", "--lang", lang,
+                                       "--out", str(out)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    engine = setup(lang).engine
+    assert lines[0].startswith(f"derive: error: --format pdf needs {engine}, which is not installed; install TeX Live")
+    assert setup(lang).packages in lines[0]
+    assert not out.exists()
+
+
+def test_gallery_pdfs_were_compiled_from_the_gallery_tex():
+    for folder in ("mlp-L3-sigmoid-sigmoid-mse", "mlp-L3-sigmoid-sigmoid-mse-zh"):
+        pdf = (ROOT / "outputs" / folder / "derivation.pdf").read_bytes()
+        tex = (ROOT / "outputs" / folder / "derivation.tex").read_text()
+        assert has_stamp(pdf, tex) and not has_stamp(pdf, tex + "%")

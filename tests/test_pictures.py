@@ -1,0 +1,74 @@
+"""The picture of the network: one layout, drawn as SVG and as TikZ."""
+
+import re
+import xml.etree.ElementTree as ET
+
+from derive import pictures
+
+WORDS = {"input": "input", "layer": "layer {layer}", "loss": "loss", "units": "n = {units}",
+         "forward": "forward: z, a", "backward": "backward: δ", "more_layers": "{count} more layers"}
+
+
+def draw(sizes, acts=None, loss="mse"):
+    acts = acts or ("sigmoid",) * (len(sizes) - 1)
+    return pictures.layout(tuple(sizes), tuple(acts), loss, WORDS)
+
+
+def labels(pic):
+    return [t.label.plain for t in pic.texts]
+
+
+def test_every_layer_is_a_column_with_its_size_and_activation():
+    pic = draw((4, 5, 5, 3), ("relu", "relu", "softmax"), "ce")
+    assert len(pic.circles) == 4 + 5 + 5 + 3
+    text = labels(pic)
+    for expected in ("input", "layer 1", "layer 2", "layer 3", "n = 4", "n = 5", "n = 3", "relu", "softmax", "ce",
+                     "z⁽¹⁾, a⁽¹⁾", "z⁽³⁾, a⁽³⁾", "δ⁽¹⁾", "δ⁽³⁾", "∂C/∂a⁽³⁾"):
+        assert expected in text, expected
+    forward = [l for l in pic.lines if l.arrow and l.colour == pictures.FORWARD_COLOUR and l.y1 == l.y2]
+    backward = [l for l in pic.lines if l.arrow and l.colour == pictures.BACKWARD_COLOUR and l.y1 == l.y2]
+    assert all(l.x2 > l.x1 for l in forward) and all(l.x2 < l.x1 for l in backward)
+    assert len(forward) == len(backward) == 3 + 1 + 1  # between layers, to/from the loss, the legend
+
+
+def test_large_layers_are_drawn_with_an_ellipsis():
+    pic = draw((784, 128, 7))
+    per_column = {}
+    for c in pic.circles:
+        per_column[c.x] = per_column.get(c.x, 0) + 1
+    drawn = pictures.HEAD + pictures.TAIL
+    assert list(per_column.values()) == [drawn, drawn, 7]  # 7 units still fit
+    assert sum(1 for _, _, vertical in pic.dots if vertical) == 2  # one ellipsis for 784, one for 128
+    assert "n = 784" in labels(pic) and "n = 128" in labels(pic)
+
+
+def test_deep_networks_show_first_and_last_layers():
+    pic = draw((4,) + (5,) * 19 + (3,))
+    text = labels(pic)
+    assert "layer 1" in text and "layer 20" in text and "layer 10" not in text
+    assert "16 more layers" in text
+    assert any(not vertical for _, _, vertical in pic.dots)
+    assert any(l.dashed for l in pic.lines)
+
+
+def test_svg_is_well_formed_and_draws_the_layout():
+    pic = draw((4, 5, 3))
+    root = ET.fromstring(pictures.svg(pic, "the network"))
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.find(f"{ns}title").text == "the network"
+    assert len(root.findall(f"{ns}circle")) == len(pic.circles)  # no ellipsis dots here
+    assert [t.text for t in root.findall(f"{ns}text")] == labels(pic)
+
+
+def test_tikz_draws_the_same_shapes():
+    pic = draw((784, 5, 3))
+    tikz = pictures.tikz(pic)
+    assert tikz.startswith(r"\begin{tikzpicture}") and tikz.rstrip().endswith(r"\end{tikzpicture}")
+    assert len(re.findall(r"circle \((?!0\.6pt)", tikz)) == len(pic.circles)
+    assert len(re.findall(r"\\node", tikz)) == len(pic.texts)
+    assert r"$\delta^{(1)}$" in tikz and r"$z^{(2)}$, $a^{(2)}$" in tikz
+    assert r"backward: $\delta$" in tikz  # words go through the LaTeX escaping of prose
+
+
+def test_pictures_are_deterministic():
+    assert pictures.svg(draw((4, 5, 3)), "t") == pictures.svg(draw((4, 5, 3)), "t")
