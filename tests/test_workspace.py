@@ -10,6 +10,7 @@ exists. The checks are also shown to fail when the generated code is corrupted.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import resource
 import tracemalloc
@@ -248,3 +249,17 @@ def test_workspace_check_fails_when_the_workspace_code_is_wrong():
     body = body_of(source, "sgd_step")
     wrong = body.replace("lr = float(lr)", "lr = -float(lr)")
     assert not workspace_check(d.model, load_module(source.replace(body, wrong))).passed
+
+
+def test_the_documents_describe_the_workspace_form_and_its_check_in_every_format():
+    from derive.model import make_spec
+    from derive.run import generate
+
+    files = generate(make_spec(2, "sigmoid", None, "ce", formats="md,tex,html,json")).files
+    md, tex, html = (files[f"derivation.{ext}"].decode() for ext in ("md", "tex", "html"))
+    assert "**workspace form**" in md and "**Workspace form.** `gradients_into` gave exactly" in md
+    assert r"\textbf{workspace form}" in tex and r"\texttt{np.tanh}" in tex
+    assert r"\textbackslash{}texttt" not in tex  # prose inserted into prose is not converted twice
+    assert "&lt;math" not in html and "workspace form" in html
+    checks = {c["name"]: c for c in json.loads(files["derivation.json"])["verification"]["checks"]}
+    assert checks["workspace"]["ran"] and checks["workspace"]["passed"] and checks["workspace"]["figures"]["exact"]
