@@ -81,51 +81,63 @@ def _arguments(depth: int) -> dict[str, Value]:
     return out
 
 
-def _statement(lowering: Lowering, target: str, expr: sp.Expr, printer, note: str = "", **pin) -> Value:
-    return lowering.statement(target, expr, comment=f"{target} = {printer._print(expr)}{note}", **pin)
+def _statement(lowering: Lowering, target: str, expr: sp.Expr, printed: Printed, note: str = "", **pin) -> Value:
+    return lowering.statement(target, expr, comment=f"{target} = {printed[expr]}{note}", **pin)
 
 
-def _forward(lowering: Lowering, derivation: Derivation, forms: dict, printer) -> None:
+class Printed(dict):
+    """The plain code of formulas, each printed once (gradients_into and sgd_step share most)."""
+
+    def __init__(self, printer):
+        super().__init__()
+        self.printer = printer
+
+    def __missing__(self, expr: sp.Expr) -> str:
+        self[expr] = self.printer._print(expr)
+        return self[expr]
+
+
+def _forward(lowering: Lowering, derivation: Derivation, forms: dict, printed: Printed) -> None:
     for layer in range(1, derivation.model.depth + 1):
         for key in (f"z_{layer}", f"a_{layer}"):
-            _statement(lowering, printer._print(derivation.batch.results[key].matrix_lhs), forms[key], printer)
+            _statement(lowering, printed[derivation.batch.results[key].matrix_lhs], forms[key], printed)
 
 
-def gradients_program(derivation: Derivation, forms: dict, printer) -> Program:
+def gradients_program(derivation: Derivation, forms: dict, printed: Printed) -> Program:
     """gradients_into: the forward pass, then the backward pass into the gradient arrays."""
-    lowering = Lowering(printer, _arguments(derivation.model.depth))
-    _forward(lowering, derivation, forms, printer)
+    lowering = Lowering(printed.printer, _arguments(derivation.model.depth))
+    _forward(lowering, derivation, forms, printed)
     outputs = []
     for key in backward_order(derivation.model.depth):
-        target = _target(derivation.batch.results[key], printer)
+        target = _target(derivation.batch.results[key], printed.printer)
         pin = {"pin": target} if key.startswith("grad_") else {}
-        value = _statement(lowering, target, forms[key], printer, **pin)
+        value = _statement(lowering, target, forms[key], printed, **pin)
         if pin:
             outputs.append(value)
     return Program(lowering, outputs)
 
 
-def sgd_program(derivation: Derivation, forms: dict, printer) -> tuple[Program, bool]:
+def sgd_program(derivation: Derivation, forms: dict, printed: Printed) -> tuple[Program, bool]:
     """sgd_step (see module docstring); also says whether the errors carry the factor −η/m."""
     depth = derivation.model.depth
     delta = {layer: Q("Delta", layer).symbol for layer in range(1, depth + 1)}
     scaled = all(linear_in(forms[f"delta_{l - 1}"], delta[l]) for l in range(2, depth + 1))
     factor = -LEARNING_RATE / BATCH_SIZE
-    lowering = Lowering(printer, _arguments(depth), exact=False)
-    _forward(lowering, derivation, forms, printer)
+    lowering = Lowering(printed.printer, _arguments(depth), exact=False)
+    _forward(lowering, derivation, forms, printed)
     top = forms[f"delta_{depth}"]
     note = "  # scaled by -lr/m; the errors below inherit the factor" if scaled else ""
-    _statement(lowering, printer._print(delta[depth]), factor * top if scaled else top, printer, note)
+    _statement(lowering, printed[delta[depth]], factor * top if scaled else top, printed, note)
     outputs = []
     for layer in range(depth, 0, -1):
         if layer > 1:
-            _statement(lowering, printer._print(delta[layer - 1]), forms[f"delta_{layer - 1}"], printer)
+            _statement(lowering, printed[delta[layer - 1]], forms[f"delta_{layer - 1}"], printed)
         steps = derivation.updates[str(layer)]
         for step in (steps[1], steps[3]):  # θ ← θ − η·(derived gradient)
             rule = step.rhs.xreplace({delta[layer]: delta[layer] / factor}) if scaled else step.rhs
             rule = stable_forms(scalar_onto_left_operand(rule))
-            target = printer._print(step.lhs)
-            outputs.append(_statement(lowering, target, rule, printer, pin=target, update=True))
+            target = printed[step.lhs]
+            outputs.append(_statement(lowering, target, rule, printed, pin=target, update=True))
     lowering.check_updates()
     return Program(lowering, outputs), scaled
 
@@ -152,9 +164,10 @@ def _unpack(names: list[str]) -> str:
 def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePlan:
     depth = derivation.model.depth
     pool = Pool()  # both functions draw their scratch arrays from the same workspace
-    grads = gradients_program(derivation, forms, printer)
+    printed = Printed(printer)
+    grads = gradients_program(derivation, forms, printed)
     allocate(grads.instructions, pool, grads.outputs)
-    sgd, scaled = sgd_program(derivation, forms, printer)
+    sgd, scaled = sgd_program(derivation, forms, printed)
     allocate(sgd.instructions, pool, sgd.outputs)
     gradients = []
     for layer in range(1, depth + 1):

@@ -139,10 +139,6 @@ class Block:
     alias_of: Value | None = None  # the formula names an existing value (A1 = Z1): no instruction
 
 
-def _names(expr: sp.Basic, printer) -> set[str]:
-    return {printer._print(s) for s in expr.free_symbols}
-
-
 def _operator_text(call: str) -> str:
     return {"np.add": "+", "np.subtract": "-", "np.multiply": "*", "np.divide": "/"}[call]
 
@@ -172,6 +168,8 @@ class Lowering:
         self.bound: dict[str, Value] = {}  # plain symbols standing for computed values (in helpers)
         self.updates: list[tuple[str, Value]] = []  # arguments updated in place, and their new value
         self.computed: dict[sp.Expr, Operand] = {}  # subexpressions already evaluated (reused, not redone)
+        self.readers: dict[str, list[sp.Expr]] = {}  # code name → computed subexpressions that read it
+        self.code_names: dict[sp.Symbol, str] = {}
 
     def holds_arrays(self, expr: sp.Basic) -> bool:
         return holds_arrays(expr) or any(s.name in self.bound for s in expr.free_symbols)
@@ -198,8 +196,8 @@ class Lowering:
             result.updates_argument = update
             if update:
                 self.updates.append((pin, result))
-                stale = self.arguments[pin]
-                self.computed = {e: v for e, v in self.computed.items() if stale.name not in _names(e, self.printer)}
+                for stale in self.readers.pop(pin, []):  # computed from the old value: not reusable
+                    self.computed.pop(stale, None)
         elif fresh:
             result.name = target
         else:
@@ -210,10 +208,14 @@ class Lowering:
 
     def check_updates(self) -> None:
         """An argument updated in place must not be read by any later instruction."""
+        written, last_read = {}, {}
+        for i, ins in enumerate(self.instructions):
+            written[id(ins.out)] = i
+            for v in ins.reads():
+                if v.argument:
+                    last_read[id(v)] = i
         for name, result in self.updates:
-            original = self.arguments[name]
-            writer = next(i for i, ins in enumerate(self.instructions) if ins.out is result)
-            if any(original in ins.reads() for ins in self.instructions[writer + 1 :]):
+            if last_read.get(id(self.arguments[name]), -1) > written[id(result)]:
                 raise CannotLower(f"{name} is updated in place before its last use")
 
     # ---- expressions
@@ -225,7 +227,14 @@ class Lowering:
             return self._lower(expr)
         if expr not in self.computed:
             self.computed[expr] = self._lower(expr)
+            for symbol in expr.free_symbols:
+                self.readers.setdefault(self._code_name(symbol), []).append(expr)
         return self.computed[expr]
+
+    def _code_name(self, symbol: sp.Symbol) -> str:
+        if symbol not in self.code_names:
+            self.code_names[symbol] = self.printer._print(symbol)
+        return self.code_names[symbol]
 
     def _lower(self, expr: sp.Expr) -> Operand:
         if not self.holds_arrays(expr):
@@ -519,11 +528,11 @@ def allocate(instructions: list[Instruction], pool: Pool, live_out: list[Value])
 
 
 def _take(pool: Pool, free: dict[str, bool], shape: Shape) -> str:
-    for name, shape_k in zip(pool.names(), pool.shapes):
-        if free.get(name) and shape_k == shape:
-            return name
+    for k, shape_k in enumerate(pool.shapes):
+        if shape_k == shape and free.get(f"t{k}"):
+            return f"t{k}"
     pool.shapes.append(shape)
-    name = pool.names()[-1]
+    name = f"t{len(pool.shapes) - 1}"
     free[name] = True
     return name
 
