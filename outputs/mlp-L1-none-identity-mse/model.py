@@ -84,7 +84,7 @@ class Workspace:
     np.take(X_all, idx, axis=1, out=ws.X). A batch of another size needs its own Workspace.
     """
 
-    def __init__(self, sizes=SIZES, batch=1, dtype=np.float64):
+    def __init__(self, sizes, batch, dtype=np.float64):
         if len(sizes) != 2:
             raise ValueError(f"sizes must give 2 layer sizes (n0, n1), got {len(sizes)}")
         n0, n1 = (int(n) for n in sizes)
