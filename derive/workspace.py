@@ -28,7 +28,6 @@ import numpy as np
 import sympy as sp
 from sympy.core.mul import _keep_coeff
 
-from derive import notation
 from derive.matrixform import ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
 from derive.notation import Quantity
 from derive.rewrite import LogSumExp, Softmax, Softplus, holds_arrays, logsumexp_shifted, softmax_shifted
