@@ -116,6 +116,9 @@ def _verdict(report) -> str:
         parts.append("direct differentiation skipped (depth > 4)")
     fd = report.check("finite_differences").figures
     parts.append(f"{fd['partials']} match finite differences of model.py (largest relative error < {fd['largest_relative_error']})")
+    workspace = next((c for c in report.checks if c.name == "workspace" and c.ran), None)
+    if workspace is not None:
+        parts.append("workspace form bit-identical")
     parts.append(f"{report.check('recognition').figures['formulas']} matrix forms checked")
     if any(c.name == "optimizer_code" for c in report.checks):
         f = report.check("optimizer_code").figures

@@ -10,6 +10,7 @@ expression the engine derived, nothing here is a hand-written formula.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
@@ -18,9 +19,21 @@ from derive import notation
 from derive.derivation import Derivation
 from derive.matrixform import ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
 from derive.notation import Q
-from derive.rewrite import LogSumExp, stable_forms, stable_log_loss
+from derive.rewrite import (
+    LogSumExp,
+    Softmax,
+    logsumexp_shifted,
+    scalar_onto_left_operand,
+    softmax_shifted,
+    stable_forms,
+    stable_log_loss,
+)
+
+if TYPE_CHECKING:
+    from derive.stepcode import WorkspacePlan
 
 LOGSUMEXP_HELPER = "_logsumexp"
+SOFTMAX_HELPER = "_softmax"
 
 
 class NumPyCodePrinter(NumPyPrinter):
@@ -85,17 +98,41 @@ class NumPyCodePrinter(NumPyPrinter):
         self.helpers.add(LOGSUMEXP_HELPER)
         return f"{LOGSUMEXP_HELPER}({self._print(expr.args[0])})"
 
+    def _print_Softmax(self, expr):
+        self.helpers.add(SOFTMAX_HELPER)
+        return f"{SOFTMAX_HELPER}({self._print(expr.args[0])})"
+
 
 def logsumexp_helper() -> list[str]:
     """Source of the column-wise log-sum-exp, shifted by the column maximum so exp cannot overflow."""
     M, X = sp.symbols("M X", real=True)
-    body = NumPyCodePrinter()._print(M + sp.log(ColSums(sp.exp(X - M))))
+    body = NumPyCodePrinter()._print(logsumexp_shifted(X, M))
     return [
         f"def {LOGSUMEXP_HELPER}(X):",
         '    """log(sum(exp(X), axis=0)) per column, as M + log(sum(exp(X - M))) with M the column max."""',
         "    M = X.max(axis=0, keepdims=True)",
         f"    return {body}",
     ]
+
+
+def softmax_helper() -> list[str]:
+    """Source of the column-wise softmax, shifted by the column maximum so exp cannot overflow."""
+    M, X, E = sp.symbols("M X E", real=True)
+    printer = NumPyCodePrinter()
+    shifted, ratio = softmax_shifted(X, M, E)
+    return [
+        f"def {SOFTMAX_HELPER}(X):",
+        '    """exp(X) / sum(exp(X), axis=0) per column, as E / sum(E) with E = exp(X - M), M the column max."""',
+        "    M = X.max(axis=0, keepdims=True)",
+        f"    E = {printer._print(shifted)}",
+        f"    return {printer._print(ratio)}",
+    ]
+
+
+def helpers_used(printer: NumPyCodePrinter) -> list[list[str]]:
+    """The helper functions the printed code calls, in a fixed order."""
+    sources = {LOGSUMEXP_HELPER: logsumexp_helper, SOFTMAX_HELPER: softmax_helper}
+    return [source() for name, source in sources.items() if name in printer.helpers]
 
 
 @dataclass(frozen=True)
@@ -119,6 +156,7 @@ class CodePlan:
     backward_uses: list[str]
     helpers: list[list[str]]
     init_scale: list[str]  # per layer: the expression scaling N(0, 1) weights
+    workspace: WorkspacePlan | None = None  # the in-place form for training loops (derive.stepcode)
 
 
 def _names(expr: sp.Expr) -> set[str]:
@@ -131,13 +169,51 @@ def _names(expr: sp.Expr) -> set[str]:
 
 
 def softmax_stable(expr: sp.Expr) -> sp.Expr:
-    """exp(X) / (1ᵀ exp(X)) → exp(X − lse(X)): the softmax with no overflow."""
+    """exp(X) ⊙ 1/(1ᵀ exp(X)), the derived softmax output → Softmax(X), evaluated with the column
+    maximum subtracted (see rewrite.softmax_shifted) so that exp cannot overflow."""
     for e in sp.preorder_traversal(expr):
         if isinstance(e, ColSums) and isinstance(e.args[0], sp.exp):
-            x = e.args[0].args[0]
-            lse = RowBroadcast(LogSumExp(x)) if expr.has(RowBroadcast) else LogSumExp(x)
-            return sp.exp(x - lse)
+            return Softmax(e.args[0].args[0])
     return expr
+
+
+def code_forms(derivation: Derivation) -> dict[str, sp.Expr]:
+    """The minibatch formulas as the generated code evaluates them, keyed like `derivation.batch`.
+
+    The derived matrix forms with the rewrites of `rewrite` for code: overflow-free forms
+    (softmax via log-sum-exp, the sigmoid via tanh) and scalars moved onto the smaller operand of a
+    product ((Δ Aᵀ)/m → (Δ/m) Aᵀ). `gradients` and the workspace form both print from these.
+    """
+    model = derivation.model
+    batch = derivation.batch.results
+    forms = {}
+    for layer in range(1, model.depth + 1):
+        forms[f"z_{layer}"] = stable_forms(batch[f"z_{layer}"].matrix_rhs)
+        value = batch[f"a_{layer}"].matrix_rhs
+        if model.activations[layer - 1].is_softmax:
+            value = softmax_stable(value)
+        forms[f"a_{layer}"] = stable_forms(value)
+    for key in backward_order(model.depth):
+        forms[key] = stable_forms(scalar_onto_left_operand(batch[key].matrix_rhs))
+    return forms
+
+
+def backward_order(depth: int) -> list[str]:
+    """δ of the output layer, then per layer from the top: its gradients and the δ below it."""
+    order = [f"delta_{depth}"]
+    for layer in range(depth, 0, -1):
+        order += [f"grad_W_{layer}", f"grad_b_{layer}"]
+        if layer > 1:
+            order.append(f"delta_{layer - 1}")
+    return order
+
+
+def _target(result, printer) -> str:
+    target = result.matrix_lhs
+    if isinstance(target, sp.Derivative):  # ∂C̄/∂W3 → dW3
+        q = notation.quantity_of(target.variables[0].name)
+        return Q("grad_" + q.kind, q.layer).code()
+    return printer._print(target)
 
 
 def plan_code(derivation: Derivation) -> CodePlan:
@@ -145,13 +221,11 @@ def plan_code(derivation: Derivation) -> CodePlan:
     depth = model.depth
     printer = NumPyCodePrinter()
     batch = derivation.batch.results
+    forms = code_forms(derivation)
     forward = []
     for layer in range(1, depth + 1):
         for key in (f"z_{layer}", f"a_{layer}"):
-            result = batch[key]
-            value = result.matrix_rhs
-            value = softmax_stable(value) if model.activations[layer - 1].is_softmax and key.startswith("a") else value
-            forward.append(Assignment(printer._print(result.matrix_lhs), printer._print(stable_forms(value))))
+            forward.append(Assignment(printer._print(batch[key].matrix_lhs), printer._print(forms[key])))
 
     A_L, Z_L, Y = Q("A", depth).symbol, Q("Z", depth).symbol, Q("Y").symbol
     per_unit = model.loss.expr
@@ -166,29 +240,19 @@ def plan_code(derivation: Derivation) -> CodePlan:
         elementwise = per_unit.xreplace({notation.A: A_L, notation.Y: Y})
     loss_value = f"np.sum({printer._print(elementwise)}) / m"
 
-    backward = []
-    order = [f"delta_{depth}"]
-    for layer in range(depth, 0, -1):
-        order += [f"grad_W_{layer}", f"grad_b_{layer}"]
-        if layer > 1:
-            order.append(f"delta_{layer - 1}")
-    for key in order:
-        result = batch[key]
-        target = result.matrix_lhs
-        if isinstance(target, sp.Derivative):  # ∂C̄/∂W3 → dW3
-            q = notation.quantity_of(target.variables[0].name)
-            name = Q("grad_" + q.kind, q.layer).code()
-        else:
-            name = printer._print(target)
-        backward.append(Assignment(name, printer._print(stable_forms(result.matrix_rhs))))
+    order = backward_order(depth)
+    backward = [Assignment(_target(batch[key], printer), printer._print(forms[key])) for key in order]
 
     used_forward = {a.target for a in forward} | {Q("A", 0).code()}
     loss_uses = sorted(_names(elementwise) & used_forward, key=_code_order)
     backward_uses = sorted(
-        set().union(*[_names(batch[k].matrix_rhs) for k in order]) & used_forward,
+        set().union(*[_names(forms[k]) for k in order]) & used_forward,
         key=_code_order,
     )
-    helpers = [logsumexp_helper()] if LOGSUMEXP_HELPER in printer.helpers else []
+    from derive.stepcode import plan_workspace  # it builds on the code forms of this module
+
+    workspace = plan_workspace(derivation, forms, printer)
+    helpers = helpers_used(printer)
     n_in = sp.Symbol("n_in", positive=True)
     scale = printer._print(sp.sqrt(1 / n_in))
     parameters = [Q(k, l).code() for l in range(1, depth + 1) for k in ("W", "b")]
@@ -203,6 +267,7 @@ def plan_code(derivation: Derivation) -> CodePlan:
         backward_uses,
         helpers,
         [scale],
+        workspace,
     )
 
 

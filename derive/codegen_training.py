@@ -85,8 +85,9 @@ def _init_lines(model: Model, init: Initialisation, printer: TrainingCodePrinter
         l = scale.layer
         rows, cols = names[l], names[l - 1]
         variance = printer._print(scale.variance)
-        lines.append(f'    "{Q("W", l).code()}": rng.standard_normal(({rows}, {cols})) * np.sqrt({variance}),')
-        lines.append(f'    "{Q("b", l).code()}": np.zeros(({rows}, 1)),')
+        draw = f"rng.standard_normal(({rows}, {cols})) * np.sqrt({variance})"
+        lines.append(f'    "{Q("W", l).code()}": ({draw}).astype(dtype, copy=False),')
+        lines.append(f'    "{Q("b", l).code()}": np.zeros(({rows}, 1), dtype),')
     lines.append("}")
     return lines
 

@@ -21,6 +21,7 @@ from derive.codegen import CodePlan
 from derive.derivation import Derivation
 from derive.notation import BATCH_COST, COST, LayerRef, Q, index, quantity_of, size_latex
 from derive.printing import latex
+from derive.rewrite import logistic_as_tanh
 from derive.verify import Report
 
 LOCALE_DIR = Path(__file__).parent / "locale"
@@ -349,7 +350,7 @@ def _verification(report: Report, text: Text) -> list[str]:
             if f["exact"]
             else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
         )
-        paragraphs.append(text("verification.symbolic", width=f["width"], depth=f["depth"], partials=f["partials"], agreement=agreement))
+        paragraphs.append(text("verification.symbolic", raw={"agreement": agreement}, width=f["width"], depth=f["depth"], partials=f["partials"]))
     else:
         paragraphs.append(text("verification.symbolic_skipped", **s.figures))
     f = report.check("minibatch").figures
@@ -358,7 +359,7 @@ def _verification(report: Report, text: Text) -> list[str]:
         if f["exact"]
         else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
     )
-    paragraphs.append(text("verification.minibatch", samples=f["samples"], partials=f["partials"], agreement=agreement))
+    paragraphs.append(text("verification.minibatch", raw={"agreement": agreement}, samples=f["samples"], partials=f["partials"]))
     f = report.check("finite_differences").figures
     paragraphs.append(
         text(
@@ -372,6 +373,18 @@ def _verification(report: Report, text: Text) -> list[str]:
         )
     )
     paragraphs.append(text("verification.stability", largest=_number(report.check("stability").figures["largest_preactivation"])))
+    workspace = next((c for c in report.checks if c.name == "workspace" and c.ran), None)
+    if workspace is not None:
+        f = workspace.figures
+        paragraphs.append(
+            text(
+                "workspace.verification" if f["exact"] else "workspace.verification_inexact",
+                partials=f["partials"],
+                step_error=_number(f["step_error"]),
+                float32_error=_number(f["float32_error"]),
+                float32_tolerance=_number(f["float32_tolerance"]),
+            )
+        )
     paragraphs.append(text("verification.recognition", formulas=report.check("recognition").figures["formulas"]))
     found = report.check("readable_forms").figures["found"]
     if found:
@@ -398,15 +411,17 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> dict:
     stable = []
     acts = derivation.model.activations
     if any(a.name == "sigmoid" for a in acts):
-        stable.append(text("code.stable_sigmoid"))
+        stable.append(text("code.stable_sigmoid", form=latex(logistic_as_tanh(-sp.Symbol("z", real=True)))))
     if any(a.is_softmax for a in acts):
         stable.append(text("code.stable_softmax"))
     if derivation.model.loss.expr.has(sp.log):
         stable.append(text("code.stable_log"))
     return {
-        "intro": text("code.intro", stable="; ".join(stable) if stable else text("code.stable_none")),
+        # the stable forms are already converted to the output format: inserted raw, not converted twice
+        "intro": text("code.intro", raw={"stable": "; ".join(stable) if stable else text("code.stable_none")}),
         "backward": [f"{a.target} = {a.value}" for a in plan.backward],
         "init": text("code.init"),
+        "workspace": text("workspace.code") if plan.workspace is not None else None,
     }
 
 
@@ -595,6 +610,24 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "loss_uses": plan.loss_uses,
         "backward": [{"target": a.target, "value": a.value} for a in plan.backward],
         "backward_uses": plan.backward_uses,
+        "workspace": _workspace_context(plan),
+    }
+
+
+def _workspace_context(plan: CodePlan) -> dict | None:
+    w = plan.workspace
+    if w is None:
+        return None
+    program = lambda p: {"bindings": list(p.bindings), "body": list(p.body)}  # noqa: E731
+    return {
+        "dims": list(w.dims),
+        "gradients": [list(g) for g in w.gradients],
+        "scratch": [list(s) for s in w.scratch],
+        "products": [list(p) for p in w.products],
+        "constants": [list(c) for c in w.constants],
+        "gradients_into": program(w.gradients_into),
+        "sgd_step": program(w.sgd_step),
+        "scaled_errors": w.scaled_errors,
     }
 
 

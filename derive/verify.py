@@ -10,6 +10,8 @@ Three independent checks, each returning figures the documents quote:
 * **finite differences**: the generated NumPy module's `gradients` against central differences of its
   own `loss` in float64, and its forward pass, loss and gradients under pre-activations of ±1000
   with floating-point overflow, division by zero and invalid operations turned into errors.
+* **workspace form**: the module's in-place `gradients_into` equals `gradients` bit for bit,
+  `sgd_step` applies −lr·gradients, and float32 gradients agree with float64 ones.
 
 Figures in the documents are rounded up to a power of ten so that documents are byte-identical
 across machines whose BLAS round differently.
@@ -45,7 +47,7 @@ NUMERIC_MAX_PARAMS = 2000
 
 @dataclass
 class Check:
-    name: str  # "symbolic", "minibatch", "finite_differences", "stability", "recognition", "readable_forms"
+    name: str  # "symbolic", "minibatch", "finite_differences", "stability", "workspace", "recognition", "readable_forms"
     passed: bool
     ran: bool = True
     figures: dict = field(default_factory=dict)
@@ -347,7 +349,9 @@ def _numeric_targets(model: Model, n: int, m: int, rng: np.random.Generator) -> 
     return rng.standard_normal((n, m))
 
 
-def finite_difference_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
+def numeric_point(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> tuple:
+    """(sizes, params, X, Y) in float64 where no pre-activation is within 100 difference steps of 0
+    (away from kinks); the finite-difference and workspace checks both run here."""
     sizes = _numeric_sizes(model)
     rng = np.random.default_rng(seed)
     for _ in range(20):  # stay away from kinks: no pre-activation within the difference step
@@ -360,6 +364,11 @@ def finite_difference_check(model: Model, module: types.ModuleType, seed: int = 
         if min(float(np.min(np.abs(v))) for k, v in cache.items() if k.startswith("Z")) > 100 * FD_STEP:
             break
     Y = _numeric_targets(model, sizes[-1], samples, rng)
+    return sizes, params, X, Y
+
+
+def finite_difference_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
+    sizes, params, X, Y = numeric_point(model, module, seed, samples)
     grads = module.gradients(params, X, Y)
     worst_abs = worst_rel = 0.0
     passed = True
@@ -415,12 +424,68 @@ def stability_check(model: Model, module: types.ModuleType, seed: int = 0) -> Ch
                 cache = module.forward(params, X)
                 value = module.loss(params, X, Y)
                 grads = module.gradients(params, X, Y)
-            finite = np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads.values())
+                finite = np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads.values())
+                if hasattr(module, "gradients_into"):  # the workspace form evaluates the same forms
+                    ws = module.Workspace(sizes, 4)
+                    grads = module.gradients_into(ws, params, X, Y)
+                    stepped = {k: v.copy() for k, v in params.items()}
+                    module.sgd_step(ws, stepped, X, Y, 0.1)
+                    finite = finite and all(np.all(np.isfinite(g)) for g in [*grads.values(), *stepped.values()])
         except FloatingPointError:
             finite = False
         passed &= bool(finite)
         largest = max(largest, max(float(np.max(np.abs(v))) for k, v in cache.items() if k.startswith("Z")))
     return Check("stability", passed, figures={"largest_preactivation": decade_bound(largest)})
+
+
+WORKSPACE_STEP_TOL = 1e-12  # sgd_step against params − lr·gradients, relative to the largest entry
+FLOAT32_REL_TOL = 1e-4  # float32 gradients against float64 ones, relative (in norm, per parameter)
+
+
+def workspace_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
+    """The workspace form of the generated code against `gradients`, at the finite-difference point.
+
+    `gradients_into` must give exactly the same numbers (float64, bit for bit) on two calls in a row
+    with one workspace; `sgd_step` must move every parameter by −lr·gradients; in float32 the
+    gradients must agree with float64 to FLOAT32_REL_TOL (relative, in norm, per parameter).
+    """
+    if not hasattr(module, "gradients_into"):
+        return Check("workspace", True, ran=False)
+    sizes, params, X, Y = numeric_point(model, module, seed, samples)
+    expected = module.gradients(params, X, Y)
+    ws = module.Workspace(sizes, samples, np.float64)
+    first = {k: v.copy() for k, v in module.gradients_into(ws, params, X, Y).items()}
+    second = module.gradients_into(ws, params, X, Y)
+    exact = sorted(first) == sorted(expected) and all(
+        np.array_equal(first[k], expected[k]) and np.array_equal(second[k], expected[k]) for k in expected
+    )
+    lr = 0.1
+    stepped = {k: v.copy() for k, v in params.items()}
+    module.sgd_step(ws, stepped, X, Y, lr)
+    step_error = max(
+        float(np.max(np.abs(stepped[k] - (params[k] - lr * expected[k]))) / max(float(np.max(np.abs(params[k]))), 1.0))
+        for k in params
+    )
+    single = {k: v.astype(np.float32) for k, v in params.items()}
+    ws32 = module.Workspace(sizes, samples, np.float32)
+    low = module.gradients_into(ws32, single, X.astype(np.float32), Y.astype(np.float32))
+    float32_error = max(
+        float(np.linalg.norm(low[k] - expected[k]) / max(float(np.linalg.norm(expected[k])), 1e-30)) for k in expected
+    )
+    passed = exact and step_error <= WORKSPACE_STEP_TOL and float32_error <= FLOAT32_REL_TOL
+    return Check(
+        "workspace",
+        bool(passed),
+        figures={
+            "partials": sum(v.size for v in expected.values()),
+            "sizes": list(sizes),
+            "samples": samples,
+            "exact": bool(exact),
+            "step_error": decade_bound(step_error),
+            "float32_error": decade_bound(float32_error),
+            "float32_tolerance": decade_bound(FLOAT32_REL_TOL),
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -446,5 +511,6 @@ def verify(derivation: Derivation, source: str, direct: DirectDifferentiation | 
     module = load_module(source)
     checks = [symbolic_check(derivation, direct), minibatch_check(derivation)]
     checks += [finite_difference_check(derivation.model, module), stability_check(derivation.model, module)]
+    checks.append(workspace_check(derivation.model, module))
     checks += derivation_figures(derivation)
     return Report(checks)

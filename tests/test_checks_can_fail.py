@@ -50,7 +50,7 @@ def test_finite_differences_catch_wrong_code():
     d = fresh()
     source = model_source(d, title="t", command="t")
     assert finite_difference_check(d.model, load_module(source)).passed
-    broken = source.replace("dW1 = (Delta1 @ A0.T)/m", "dW1 = (Delta1 @ A0.T)/(m + 1)")
+    broken = source.replace("dW1 = ((Delta1/m) @ A0.T)", "dW1 = ((Delta1/(m + 1)) @ A0.T)")
     assert broken != source
     assert not finite_difference_check(d.model, load_module(broken)).passed
 

@@ -11,15 +11,19 @@ import numpy as np
 SIZES = (4, 3)
 
 
-def init_params(sizes=SIZES, rng=None):
+def init_params(sizes=SIZES, rng=None, dtype=np.float64):
     """Weights W{l} of shape (n_l, n_{l-1}) drawn from N(0, Var(W{l})) with the variance derived for
     layer l in derivation.md (section "Initialisation"; inputs assumed standardised), biases b{l} of
-    shape (n_l, 1) zero."""
+    shape (n_l, 1) zero.
+
+    The weights are drawn in float64 and then stored in `dtype` (float64 or float32), so the same
+    rng state gives the same network in both precisions.
+    """
     rng = np.random.default_rng() if rng is None else rng
     n_0, n_1 = sizes
     return {
-        "W1": rng.standard_normal((n_1, n_0)) * np.sqrt(1/n_0),
-        "b1": np.zeros((n_1, 1)),
+        "W1": (rng.standard_normal((n_1, n_0)) * np.sqrt(1/n_0)).astype(dtype, copy=False),
+        "b1": np.zeros((n_1, 1), dtype),
     }
 
 
@@ -48,8 +52,8 @@ def gradients(params, X, Y):
     A0 = cache["A0"]
     A1 = cache["A1"]
     Delta1 = A1 - Y
-    dW1 = (Delta1 @ A0.T)/m
-    db1 = Delta1.sum(axis=1, keepdims=True)/m
+    dW1 = ((Delta1/m) @ A0.T)
+    db1 = (Delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1}
 
 
@@ -99,3 +103,136 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
         if not quiet:
             print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}: " + ", ".join(f"{name} {value:.4f}" for name, value in row.items() if name != "epoch"))
     return history
+
+
+
+# --------------------------------------------------------------------------------------------------
+# Workspace form, for training loops: the same formulas as `gradients`, evaluated as NumPy calls
+# that write into arrays allocated once (`out=`), so that a step allocates nothing.
+
+
+def _filled(shape, dtype):
+    """Zeros whose memory is written now, so that no later step page-faults on first touch."""
+    out = np.empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
+def _product_for(inner):
+    """np.matmul, or np.dot when the inner dimension is 1: np.matmul does not call BLAS for a product
+    whose inner dimension is 1 (an outer product at batch 1), np.dot does."""
+    return np.dot if inner == 1 else np.matmul
+
+
+class Workspace:
+    """The arrays one training step needs, for one batch size and dtype (float64 or float32).
+
+    Build it once and pass it to every call of `gradients_into` or `sgd_step`: the arrays are
+    reused, so a step allocates nothing. `ws.grads` (keys and shapes of params) receives the
+    gradients; `ws.X` and `ws.Y` are spare input arrays a loop may fill in place, e.g.
+    np.take(X_all, idx, axis=1, out=ws.X). A batch of another size needs its own Workspace.
+    """
+
+    def __init__(self, sizes, batch, dtype=np.float64):
+        if len(sizes) != 2:
+            raise ValueError(f"sizes must give 2 layer sizes (n0, n1), got {len(sizes)}")
+        n0, n1 = (int(n) for n in sizes)
+        m = int(batch)
+        if m < 1 or min(sizes) < 1:
+            raise ValueError(f"batch and layer sizes must be at least 1, got batch {batch} and sizes {tuple(sizes)}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise TypeError(f"dtype must be a floating-point type such as np.float32 or np.float64, got {self.dtype}")
+        self.sizes, self.batch = (n0, n1), m
+        self.x_shape, self.y_shape = (n0, m), (n1, m)
+        self.X, self.Y = _filled(self.x_shape, self.dtype), _filled(self.y_shape, self.dtype)
+        # gradients, returned by gradients_into
+        self.dW1 = _filled((n1, n0), self.dtype)
+        self.db1 = _filled((n1, 1), self.dtype)
+        self.grads = {"W1": self.dW1, "b1": self.db1}
+        # scratch arrays, reused from formula to formula within a step
+        self.t0 = _filled((n1, m), self.dtype)
+        self.t1 = _filled((n1, n0), self.dtype)
+        self.t2 = _filled((n1, 1), self.dtype)
+        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
+        self.ones_m = np.ones((m, 1), self.dtype)
+        # matrix products, by their inner dimension
+        self.mm_m = _product_for(m)
+        self.mm_n0 = _product_for(n0)
+
+    def check(self, params, X, Y):
+        """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
+        dtype = self.dtype
+        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
+            if X.shape != self.x_shape or Y.shape != self.y_shape:
+                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
+            raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
+        for key, p in params.items():
+            if p.dtype != dtype:
+                raise TypeError(f"this workspace computes in {dtype}; got {key} in {p.dtype}")
+
+
+def gradients_into(ws, params, X, Y):
+    """Gradients of loss(params, X, Y), computed in the arrays of workspace `ws`.
+
+    Returns ws.grads: a dict with the keys and shapes of `params` whose arrays belong to `ws` and are
+    overwritten by the next call (copy what you keep). The numbers are exactly those of
+    `gradients(params, X, Y)`: the same NumPy operations in the same order, written in place.
+    """
+    ws.check(params, X, Y)
+    m = ws.batch
+    W1, b1 = (params["W1"], params["b1"])
+    dW1, db1 = ws.dW1, ws.db1
+    t0, = ws.t0,
+    mm_n0, mm_m = ws.mm_n0, ws.mm_m
+    A0 = X
+    # Z1 = b1 + (W1 @ A0)
+    Z1 = t0
+    mm_n0(W1, A0, out=Z1)
+    np.add(b1, Z1, out=Z1)
+    # A1 = Z1
+    A1 = Z1
+    # Delta1 = A1 - Y
+    Delta1 = t0
+    np.subtract(Z1, Y, out=Delta1)
+    # dW1 = ((Delta1/m) @ A0.T)
+    np.divide(Delta1, m, out=t0)
+    mm_m(t0, A0.T, out=dW1)
+    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    np.add.reduce(t0, axis=1, keepdims=True, out=db1)
+    return ws.grads
+
+
+def sgd_step(ws, params, X, Y, lr):
+    """One step of gradient descent on the minibatch (X, Y): every parameter moves by −lr times its
+    gradient, in place (the arrays of `params` are updated; nothing is allocated).
+
+    The update rule of the derivation with the derived gradients substituted; each layer is updated
+    as soon as its weights have carried the error to the layer below. The output error is
+    scaled once by −lr/m and the backward recursion, linear in the error, carries the factor down, so
+    each update is θ + Δ·Aᵀ with no further scaling. ws.grads is not touched.
+    """
+    ws.check(params, X, Y)
+    m = ws.batch
+    lr = float(lr)
+    W1, b1 = (params["W1"], params["b1"])
+    t0, t1, t2 = ws.t0, ws.t1, ws.t2
+    ones_m, = ws.ones_m,
+    mm_n0, mm_m = ws.mm_n0, ws.mm_m
+    A0 = X
+    # Z1 = b1 + (W1 @ A0)
+    Z1 = t0
+    mm_n0(W1, A0, out=Z1)
+    np.add(b1, Z1, out=Z1)
+    # A1 = Z1
+    A1 = Z1
+    # Delta1 = -lr*(A1 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
+    Delta1 = t0
+    np.subtract(Z1, Y, out=Delta1)
+    np.multiply(Delta1, -lr/m, out=Delta1)
+    # W1 = W1 + (Delta1 @ A0.T)
+    mm_m(Delta1, A0.T, out=t1)
+    np.add(W1, t1, out=W1)
+    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
+    mm_m(Delta1, ones_m, out=t2)
+    np.add(b1, t2, out=b1)

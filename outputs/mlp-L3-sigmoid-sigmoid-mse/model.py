@@ -11,19 +11,23 @@ import numpy as np
 SIZES = (4, 5, 5, 3)
 
 
-def init_params(sizes=SIZES, rng=None):
+def init_params(sizes=SIZES, rng=None, dtype=np.float64):
     """Weights W{l} of shape (n_l, n_{l-1}) drawn from N(0, Var(W{l})) with the variance derived for
     layer l in derivation.md (section "Initialisation"; inputs assumed standardised), biases b{l} of
-    shape (n_l, 1) zero."""
+    shape (n_l, 1) zero.
+
+    The weights are drawn in float64 and then stored in `dtype` (float64 or float32), so the same
+    rng state gives the same network in both precisions.
+    """
     rng = np.random.default_rng() if rng is None else rng
     n_0, n_1, n_2, n_3 = sizes
     return {
-        "W1": rng.standard_normal((n_1, n_0)) * np.sqrt(1/n_0),
-        "b1": np.zeros((n_1, 1)),
-        "W2": rng.standard_normal((n_2, n_1)) * np.sqrt(32/(n_1 + n_2)),
-        "b2": np.zeros((n_2, 1)),
-        "W3": rng.standard_normal((n_3, n_2)) * np.sqrt(32/(n_2 + n_3)),
-        "b3": np.zeros((n_3, 1)),
+        "W1": (rng.standard_normal((n_1, n_0)) * np.sqrt(1/n_0)).astype(dtype, copy=False),
+        "b1": np.zeros((n_1, 1), dtype),
+        "W2": (rng.standard_normal((n_2, n_1)) * np.sqrt(32/(n_1 + n_2))).astype(dtype, copy=False),
+        "b2": np.zeros((n_2, 1), dtype),
+        "W3": (rng.standard_normal((n_3, n_2)) * np.sqrt(32/(n_2 + n_3))).astype(dtype, copy=False),
+        "b3": np.zeros((n_3, 1), dtype),
     }
 
 
@@ -32,11 +36,11 @@ def forward(params, X):
     W1, b1, W2, b2, W3, b3 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"])
     A0 = X
     Z1 = b1 + (W1 @ A0)
-    A1 = np.exp(-np.logaddexp(0.0, -Z1))
+    A1 = (1/2)*np.tanh((1/2)*Z1) + 1/2
     Z2 = b2 + (W2 @ A1)
-    A2 = np.exp(-np.logaddexp(0.0, -Z2))
+    A2 = (1/2)*np.tanh((1/2)*Z2) + 1/2
     Z3 = b3 + (W3 @ A2)
-    A3 = np.exp(-np.logaddexp(0.0, -Z3))
+    A3 = (1/2)*np.tanh((1/2)*Z3) + 1/2
     return {"A0": A0, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2, "Z3": Z3, "A3": A3}
 
 
@@ -58,14 +62,14 @@ def gradients(params, X, Y):
     A2 = cache["A2"]
     A3 = cache["A3"]
     Delta3 = A3*(1 - A3)*(A3 - Y)
-    dW3 = (Delta3 @ A2.T)/m
-    db3 = Delta3.sum(axis=1, keepdims=True)/m
+    dW3 = ((Delta3/m) @ A2.T)
+    db3 = (Delta3/m).sum(axis=1, keepdims=True)
     Delta2 = A2*(1 - A2)*(W3.T @ Delta3)
-    dW2 = (Delta2 @ A1.T)/m
-    db2 = Delta2.sum(axis=1, keepdims=True)/m
+    dW2 = ((Delta2/m) @ A1.T)
+    db2 = (Delta2/m).sum(axis=1, keepdims=True)
     Delta1 = A1*(1 - A1)*(W2.T @ Delta2)
-    dW1 = (Delta1 @ A0.T)/m
-    db1 = Delta1.sum(axis=1, keepdims=True)/m
+    dW1 = ((Delta1/m) @ A0.T)
+    db1 = (Delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
 
@@ -115,3 +119,254 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
         if not quiet:
             print(f"epoch {epoch:>{len(str(epochs))}}/{epochs}: " + ", ".join(f"{name} {value:.4f}" for name, value in row.items() if name != "epoch"))
     return history
+
+
+
+# --------------------------------------------------------------------------------------------------
+# Workspace form, for training loops: the same formulas as `gradients`, evaluated as NumPy calls
+# that write into arrays allocated once (`out=`), so that a step allocates nothing.
+
+
+def _filled(shape, dtype):
+    """Zeros whose memory is written now, so that no later step page-faults on first touch."""
+    out = np.empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
+def _product_for(inner):
+    """np.matmul, or np.dot when the inner dimension is 1: np.matmul does not call BLAS for a product
+    whose inner dimension is 1 (an outer product at batch 1), np.dot does."""
+    return np.dot if inner == 1 else np.matmul
+
+
+class Workspace:
+    """The arrays one training step needs, for one batch size and dtype (float64 or float32).
+
+    Build it once and pass it to every call of `gradients_into` or `sgd_step`: the arrays are
+    reused, so a step allocates nothing. `ws.grads` (keys and shapes of params) receives the
+    gradients; `ws.X` and `ws.Y` are spare input arrays a loop may fill in place, e.g.
+    np.take(X_all, idx, axis=1, out=ws.X). A batch of another size needs its own Workspace.
+    """
+
+    def __init__(self, sizes, batch, dtype=np.float64):
+        if len(sizes) != 4:
+            raise ValueError(f"sizes must give 4 layer sizes (n0, n1, n2, n3), got {len(sizes)}")
+        n0, n1, n2, n3 = (int(n) for n in sizes)
+        m = int(batch)
+        if m < 1 or min(sizes) < 1:
+            raise ValueError(f"batch and layer sizes must be at least 1, got batch {batch} and sizes {tuple(sizes)}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise TypeError(f"dtype must be a floating-point type such as np.float32 or np.float64, got {self.dtype}")
+        self.sizes, self.batch = (n0, n1, n2, n3), m
+        self.x_shape, self.y_shape = (n0, m), (n3, m)
+        self.X, self.Y = _filled(self.x_shape, self.dtype), _filled(self.y_shape, self.dtype)
+        # gradients, returned by gradients_into
+        self.dW1 = _filled((n1, n0), self.dtype)
+        self.db1 = _filled((n1, 1), self.dtype)
+        self.dW2 = _filled((n2, n1), self.dtype)
+        self.db2 = _filled((n2, 1), self.dtype)
+        self.dW3 = _filled((n3, n2), self.dtype)
+        self.db3 = _filled((n3, 1), self.dtype)
+        self.grads = {"W1": self.dW1, "b1": self.db1, "W2": self.dW2, "b2": self.db2, "W3": self.dW3, "b3": self.db3}
+        # scratch arrays, reused from formula to formula within a step
+        self.t0 = _filled((n1, m), self.dtype)
+        self.t1 = _filled((n2, m), self.dtype)
+        self.t2 = _filled((n3, m), self.dtype)
+        self.t3 = _filled((n3, m), self.dtype)
+        self.t4 = _filled((n2, m), self.dtype)
+        self.t5 = _filled((n1, m), self.dtype)
+        self.t6 = _filled((n2, m), self.dtype)
+        self.t7 = _filled((n3, n2), self.dtype)
+        self.t8 = _filled((n3, 1), self.dtype)
+        self.t9 = _filled((n1, m), self.dtype)
+        self.t10 = _filled((n2, n1), self.dtype)
+        self.t11 = _filled((n2, 1), self.dtype)
+        self.t12 = _filled((n1, n0), self.dtype)
+        self.t13 = _filled((n1, 1), self.dtype)
+        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
+        self.ones_m = np.ones((m, 1), self.dtype)
+        # matrix products, by their inner dimension
+        self.mm_m = _product_for(m)
+        self.mm_n0 = _product_for(n0)
+        self.mm_n1 = _product_for(n1)
+        self.mm_n2 = _product_for(n2)
+        self.mm_n3 = _product_for(n3)
+
+    def check(self, params, X, Y):
+        """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
+        dtype = self.dtype
+        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
+            if X.shape != self.x_shape or Y.shape != self.y_shape:
+                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
+            raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
+        for key, p in params.items():
+            if p.dtype != dtype:
+                raise TypeError(f"this workspace computes in {dtype}; got {key} in {p.dtype}")
+
+
+def gradients_into(ws, params, X, Y):
+    """Gradients of loss(params, X, Y), computed in the arrays of workspace `ws`.
+
+    Returns ws.grads: a dict with the keys and shapes of `params` whose arrays belong to `ws` and are
+    overwritten by the next call (copy what you keep). The numbers are exactly those of
+    `gradients(params, X, Y)`: the same NumPy operations in the same order, written in place.
+    """
+    ws.check(params, X, Y)
+    m = ws.batch
+    W1, b1, W2, b2, W3, b3 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"])
+    dW1, db1, dW2, db2, dW3, db3 = ws.dW1, ws.db1, ws.dW2, ws.db2, ws.dW3, ws.db3
+    t0, t1, t2, t3, t4, t5 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5
+    mm_n0, mm_n1, mm_n2, mm_m, mm_n3 = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_m, ws.mm_n3
+    A0 = X
+    # Z1 = b1 + (W1 @ A0)
+    Z1 = t0
+    mm_n0(W1, A0, out=Z1)
+    np.add(b1, Z1, out=Z1)
+    # A1 = (1/2)*np.tanh((1/2)*Z1) + 1/2
+    A1 = t0
+    np.multiply(1/2, Z1, out=A1)
+    np.tanh(A1, out=A1)
+    np.multiply(1/2, A1, out=A1)
+    np.add(A1, 1/2, out=A1)
+    # Z2 = b2 + (W2 @ A1)
+    Z2 = t1
+    mm_n1(W2, A1, out=Z2)
+    np.add(b2, Z2, out=Z2)
+    # A2 = (1/2)*np.tanh((1/2)*Z2) + 1/2
+    A2 = t1
+    np.multiply(1/2, Z2, out=A2)
+    np.tanh(A2, out=A2)
+    np.multiply(1/2, A2, out=A2)
+    np.add(A2, 1/2, out=A2)
+    # Z3 = b3 + (W3 @ A2)
+    Z3 = t2
+    mm_n2(W3, A2, out=Z3)
+    np.add(b3, Z3, out=Z3)
+    # A3 = (1/2)*np.tanh((1/2)*Z3) + 1/2
+    A3 = t2
+    np.multiply(1/2, Z3, out=A3)
+    np.tanh(A3, out=A3)
+    np.multiply(1/2, A3, out=A3)
+    np.add(A3, 1/2, out=A3)
+    # Delta3 = A3*(1 - A3)*(A3 - Y)
+    Delta3 = t3
+    np.subtract(1, A3, out=Delta3)
+    np.multiply(A3, Delta3, out=Delta3)
+    np.subtract(A3, Y, out=t2)
+    np.multiply(Delta3, t2, out=Delta3)
+    # dW3 = ((Delta3/m) @ A2.T)
+    np.divide(Delta3, m, out=t2)
+    mm_m(t2, A2.T, out=dW3)
+    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    np.add.reduce(t2, axis=1, keepdims=True, out=db3)
+    # Delta2 = A2*(1 - A2)*(W3.T @ Delta3)
+    Delta2 = t1
+    np.subtract(1, A2, out=t4)
+    np.multiply(A2, t4, out=Delta2)
+    mm_n3(W3.T, Delta3, out=t4)
+    np.multiply(Delta2, t4, out=Delta2)
+    # dW2 = ((Delta2/m) @ A1.T)
+    np.divide(Delta2, m, out=t4)
+    mm_m(t4, A1.T, out=dW2)
+    # db2 = (Delta2/m).sum(axis=1, keepdims=True)
+    np.add.reduce(t4, axis=1, keepdims=True, out=db2)
+    # Delta1 = A1*(1 - A1)*(W2.T @ Delta2)
+    Delta1 = t0
+    np.subtract(1, A1, out=t5)
+    np.multiply(A1, t5, out=Delta1)
+    mm_n2(W2.T, Delta2, out=t5)
+    np.multiply(Delta1, t5, out=Delta1)
+    # dW1 = ((Delta1/m) @ A0.T)
+    np.divide(Delta1, m, out=t0)
+    mm_m(t0, A0.T, out=dW1)
+    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    np.add.reduce(t0, axis=1, keepdims=True, out=db1)
+    return ws.grads
+
+
+def sgd_step(ws, params, X, Y, lr):
+    """One step of gradient descent on the minibatch (X, Y): every parameter moves by −lr times its
+    gradient, in place (the arrays of `params` are updated; nothing is allocated).
+
+    The update rule of the derivation with the derived gradients substituted; each layer is updated
+    as soon as its weights have carried the error to the layer below. The output error is
+    scaled once by −lr/m and the backward recursion, linear in the error, carries the factor down, so
+    each update is θ + Δ·Aᵀ with no further scaling. ws.grads is not touched.
+    """
+    ws.check(params, X, Y)
+    m = ws.batch
+    lr = float(lr)
+    W1, b1, W2, b2, W3, b3 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"])
+    t0, t1, t2, t3, t4, t6, t7, t8, t5, t9, t10, t11, t12, t13 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t6, ws.t7, ws.t8, ws.t5, ws.t9, ws.t10, ws.t11, ws.t12, ws.t13
+    ones_m, = ws.ones_m,
+    mm_n0, mm_n1, mm_n2, mm_n3, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_n3, ws.mm_m
+    A0 = X
+    # Z1 = b1 + (W1 @ A0)
+    Z1 = t0
+    mm_n0(W1, A0, out=Z1)
+    np.add(b1, Z1, out=Z1)
+    # A1 = (1/2)*np.tanh((1/2)*Z1) + 1/2
+    A1 = t0
+    np.multiply(Z1, 1/2, out=A1)
+    np.tanh(A1, out=A1)
+    np.multiply(A1, 1/2, out=A1)
+    np.add(A1, 1/2, out=A1)
+    # Z2 = b2 + (W2 @ A1)
+    Z2 = t1
+    mm_n1(W2, A1, out=Z2)
+    np.add(b2, Z2, out=Z2)
+    # A2 = (1/2)*np.tanh((1/2)*Z2) + 1/2
+    A2 = t1
+    np.multiply(Z2, 1/2, out=A2)
+    np.tanh(A2, out=A2)
+    np.multiply(A2, 1/2, out=A2)
+    np.add(A2, 1/2, out=A2)
+    # Z3 = b3 + (W3 @ A2)
+    Z3 = t2
+    mm_n2(W3, A2, out=Z3)
+    np.add(b3, Z3, out=Z3)
+    # A3 = (1/2)*np.tanh((1/2)*Z3) + 1/2
+    A3 = t2
+    np.multiply(Z3, 1/2, out=A3)
+    np.tanh(A3, out=A3)
+    np.multiply(A3, 1/2, out=A3)
+    np.add(A3, 1/2, out=A3)
+    # Delta3 = -A3*lr*(1 - A3)*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
+    Delta3 = t3
+    np.subtract(1, A3, out=Delta3)
+    np.multiply(A3, Delta3, out=Delta3)
+    np.subtract(A3, Y, out=t2)
+    np.multiply(Delta3, t2, out=Delta3)
+    np.multiply(Delta3, -lr/m, out=Delta3)
+    # Delta2 = A2*(1 - A2)*(W3.T @ Delta3)
+    Delta2 = t4
+    np.subtract(1, A2, out=Delta2)
+    np.multiply(A2, Delta2, out=Delta2)
+    mm_n3(W3.T, Delta3, out=t6)
+    np.multiply(Delta2, t6, out=Delta2)
+    # W3 = W3 + (Delta3 @ A2.T)
+    mm_m(Delta3, A2.T, out=t7)
+    np.add(W3, t7, out=W3)
+    # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
+    mm_m(Delta3, ones_m, out=t8)
+    np.add(b3, t8, out=b3)
+    # Delta1 = A1*(1 - A1)*(W2.T @ Delta2)
+    Delta1 = t5
+    np.subtract(1, A1, out=Delta1)
+    np.multiply(A1, Delta1, out=Delta1)
+    mm_n2(W2.T, Delta2, out=t9)
+    np.multiply(Delta1, t9, out=Delta1)
+    # W2 = W2 + (Delta2 @ A1.T)
+    mm_m(Delta2, A1.T, out=t10)
+    np.add(W2, t10, out=W2)
+    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
+    mm_m(Delta2, ones_m, out=t11)
+    np.add(b2, t11, out=b2)
+    # W1 = W1 + (Delta1 @ A0.T)
+    mm_m(Delta1, A0.T, out=t12)
+    np.add(W1, t12, out=W1)
+    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
+    mm_m(Delta1, ones_m, out=t13)
+    np.add(b1, t13, out=b1)

@@ -1,0 +1,187 @@
+"""The training-step code of a model: which derived formulas, in which order, into which arrays.
+
+`derive.workspace` turns formulas into in-place NumPy programs; this module decides the programs of
+the generated model.py (the data of templates/model_workspace.py.j2):
+
+* `gradients_into`: the forward pass and the backward pass exactly as `gradients` evaluates them
+  (the code forms of `codegen`), the gradients pinned to arrays the workspace returns.
+* `sgd_step`: the gradient-descent update rule of the derivation, θ ← θ − η ∂C̄/∂θ with the derived
+  gradients substituted, applied in place. Two rewrites make it cheap, both checked: the output
+  error is scaled once by −η/m and the recursion carries the factor down (it is linear in δ, which
+  `linear_in` verifies on each derived formula), so each update is θ + Δ̃ Aᵀ with no scaling pass;
+  and a layer's weights are updated as soon as they have carried the error to the layer below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.codegen import _code_order, _target, backward_order
+from derive.derivation import Derivation
+from derive.matrixform import MATRIX_FUNCTIONS, MatProd
+from derive.notation import BATCH_SIZE, LEARNING_RATE, Q
+from derive.rewrite import scalar_onto_left_operand, stable_forms
+from derive.workspace import Lowering, Pool, Program, Value, allocate, dim_name, quantity_shape, shape_text
+
+
+@dataclass(frozen=True)
+class WorkspaceProgram:
+    """One in-place function: the lines binding its arrays, then the lowered formulas."""
+
+    bindings: list[str]
+    body: list[str]
+
+
+@dataclass(frozen=True)
+class WorkspacePlan:
+    """Plain data for the `Workspace` class, `gradients_into` and `sgd_step`."""
+
+    dims: list[str]  # n0 … nL: names the Workspace gives to the layer sizes
+    gradients: list[tuple[str, str, str]]  # (parameter, gradient array, shape)
+    scratch: list[tuple[str, str]]  # (array, shape)
+    products: list[tuple[str, str]]  # (function, inner dimension): np.dot if it is 1, else np.matmul
+    constants: list[tuple[str, str]]  # (array of ones, shape) for sums computed as products
+    gradients_into: WorkspaceProgram
+    sgd_step: WorkspaceProgram
+    scaled_errors: bool  # sgd_step carries −η/m down the recursion (see module docstring)
+
+
+def linear_in(expr: sp.Expr, symbol: sp.Symbol) -> bool:
+    """Whether a matrix-form expression is linear and homogeneous in `symbol`: f(c·X) = c·f(X).
+
+    Structural and sufficient: X itself; a product (⊙ or matrix) with exactly one factor that
+    mentions X, that factor linear; a sum of linear terms; a transpose, sum or broadcast of a linear
+    argument. The derived recursions δ⁽ˡ⁻¹⁾ = g′ ⊙ (W⁽ˡ⁾ᵀ δ⁽ˡ⁾) pass; anything else is refused.
+    """
+    if expr == symbol:
+        return True
+    if not expr.has(symbol):
+        return False
+    if expr.is_Mul or isinstance(expr, MatProd):
+        carriers = [a for a in expr.args if a.has(symbol)]
+        return len(carriers) == 1 and linear_in(carriers[0], symbol)
+    if expr.is_Add:
+        return all(linear_in(a, symbol) for a in expr.args)
+    if isinstance(expr, MATRIX_FUNCTIONS) and len(expr.args) == 1:
+        return linear_in(expr.args[0], symbol)
+    return False
+
+
+def _arguments(depth: int) -> dict[str, Value]:
+    """The caller's arrays: parameters, the input A0 (= X) and the targets Y."""
+    out = {}
+    for layer in range(1, depth + 1):
+        for kind in ("W", "b"):
+            q = Q(kind, layer)
+            out[q.code()] = Value(quantity_shape(q, depth), name=q.code(), argument=True)
+    out[Q("A", 0).code()] = Value((dim_name(0), "m"), name=Q("A", 0).code(), argument=True)
+    out[Q("Y").code()] = Value(quantity_shape(Q("Y"), depth), name=Q("Y").code(), argument=True)
+    return out
+
+
+def _statement(lowering: Lowering, target: str, expr: sp.Expr, printed: Printed, note: str = "", **pin) -> Value:
+    return lowering.statement(target, expr, comment=f"{target} = {printed[expr]}{note}", **pin)
+
+
+class Printed(dict):
+    """The plain code of formulas, each printed once (gradients_into and sgd_step share most)."""
+
+    def __init__(self, printer):
+        super().__init__()
+        self.printer = printer
+
+    def __missing__(self, expr: sp.Expr) -> str:
+        self[expr] = self.printer._print(expr)
+        return self[expr]
+
+
+def _forward(lowering: Lowering, derivation: Derivation, forms: dict, printed: Printed) -> None:
+    for layer in range(1, derivation.model.depth + 1):
+        for key in (f"z_{layer}", f"a_{layer}"):
+            _statement(lowering, printed[derivation.batch.results[key].matrix_lhs], forms[key], printed)
+
+
+def gradients_program(derivation: Derivation, forms: dict, printed: Printed) -> Program:
+    """gradients_into: the forward pass, then the backward pass into the gradient arrays."""
+    lowering = Lowering(printed.printer, _arguments(derivation.model.depth))
+    _forward(lowering, derivation, forms, printed)
+    outputs = []
+    for key in backward_order(derivation.model.depth):
+        target = _target(derivation.batch.results[key], printed.printer)
+        pin = {"pin": target} if key.startswith("grad_") else {}
+        value = _statement(lowering, target, forms[key], printed, **pin)
+        if pin:
+            outputs.append(value)
+    return Program(lowering, outputs)
+
+
+def sgd_program(derivation: Derivation, forms: dict, printed: Printed) -> tuple[Program, bool]:
+    """sgd_step (see module docstring); also says whether the errors carry the factor −η/m."""
+    depth = derivation.model.depth
+    delta = {layer: Q("Delta", layer).symbol for layer in range(1, depth + 1)}
+    scaled = all(linear_in(forms[f"delta_{l - 1}"], delta[l]) for l in range(2, depth + 1))
+    factor = -LEARNING_RATE / BATCH_SIZE
+    lowering = Lowering(printed.printer, _arguments(depth), exact=False)
+    _forward(lowering, derivation, forms, printed)
+    top = forms[f"delta_{depth}"]
+    note = "  # scaled by -lr/m; the errors below inherit the factor" if scaled else ""
+    _statement(lowering, printed[delta[depth]], factor * top if scaled else top, printed, note)
+    outputs = []
+    for layer in range(depth, 0, -1):
+        if layer > 1:
+            _statement(lowering, printed[delta[layer - 1]], forms[f"delta_{layer - 1}"], printed)
+        steps = derivation.updates[str(layer)]
+        for step in (steps[1], steps[3]):  # θ ← θ − η·(derived gradient)
+            rule = step.rhs.xreplace({delta[layer]: delta[layer] / factor}) if scaled else step.rhs
+            rule = stable_forms(scalar_onto_left_operand(rule))
+            target = printed[step.lhs]
+            outputs.append(_statement(lowering, target, rule, printed, pin=target, update=True))
+    lowering.check_updates()
+    return Program(lowering, outputs), scaled
+
+
+def _bindings(program: Program, gradients: list[str] | None) -> list[str]:
+    lines = []
+    if gradients:
+        lines.append(_unpack(gradients))
+    if program.buffers():
+        lines.append(_unpack(program.buffers()))
+    if program.lowering.constants:
+        lines.append(_unpack(list(program.lowering.constants)))
+    if program.products():
+        lines.append(_unpack(program.products()))
+    return lines
+
+
+def _unpack(names: list[str]) -> str:
+    """`a, b = ws.a, ws.b` (with the trailing commas a single name needs)."""
+    comma = "," if len(names) == 1 else ""
+    return ", ".join(names) + f"{comma} = " + ", ".join(f"ws.{n}" for n in names) + comma
+
+
+def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePlan:
+    depth = derivation.model.depth
+    pool = Pool()  # both functions draw their scratch arrays from the same workspace
+    printed = Printed(printer)
+    grads = gradients_program(derivation, forms, printed)
+    allocate(grads.instructions, pool, grads.outputs)
+    sgd, scaled = sgd_program(derivation, forms, printed)
+    allocate(sgd.instructions, pool, sgd.outputs)
+    gradients = []
+    for layer in range(1, depth + 1):
+        for kind in ("W", "b"):
+            q = Q(kind, layer)
+            gradients.append((q.code(), Q("grad_" + kind, layer).code(), shape_text(quantity_shape(q, depth))))
+    products = sorted(set(grads.products()) | set(sgd.products()), key=_code_order)
+    return WorkspacePlan(
+        dims=[dim_name(layer) for layer in range(depth + 1)],
+        gradients=gradients,
+        scratch=[(name, shape_text(shape)) for name, shape in zip(pool.names(), pool.shapes)],
+        products=[(name, name.removeprefix("mm_")) for name in products],
+        constants=[(name, shape_text(v.shape)) for name, v in sgd.lowering.constants.items()],
+        gradients_into=WorkspaceProgram(_bindings(grads, [g[1] for g in gradients]), grads.lines()),
+        sgd_step=WorkspaceProgram(_bindings(sgd, None), sgd.lines()),
+        scaled_errors=scaled,
+    )
