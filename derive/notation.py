@@ -175,7 +175,7 @@ _BY_LABEL: dict[str, Quantity] = {}
 
 @cache
 def _indexed_base(label: str) -> sp.IndexedBase:
-    return sp.IndexedBase(label)
+    return sp.IndexedBase(label, real=True)
 
 
 @cache
