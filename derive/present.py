@@ -20,6 +20,14 @@ from derive.backprop import Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
 from derive.notation import BATCH_COST, COST, LayerRef, Q, index, size_latex
+from derive.present_functions import (
+    activation_extras,
+    activation_notes,
+    code_notes,
+    display_name,
+    loss_extras,
+    penalty_notation,
+)
 from derive.printing import latex
 from derive.verify import Report
 
@@ -117,7 +125,7 @@ def _network(derivation: Derivation, text: Text) -> dict:
             {
                 "layer": str(layer),
                 "units": str(model.spec.sizes[layer]),
-                "activation": act.name,
+                "activation": display_name(act),
                 "formula": _activation_formula(act, layer),
             }
         )
@@ -126,7 +134,7 @@ def _network(derivation: Derivation, text: Text) -> dict:
 
 def _activation_formula(act, layer) -> str:
     a, z = Q("a", layer), Q("z", layer)
-    if act.is_softmax:
+    if act.is_vector:
         from derive.layers import ActivationLayer
 
         i = index("i", LayerRef(layer))
@@ -134,7 +142,7 @@ def _activation_formula(act, layer) -> str:
     return equation(sp.Function("g")(sp.Symbol("z")), act.expr)
 
 
-def _notation(text: Text) -> list[dict]:
+def _notation(text: Text, extra: list[tuple[str, str]] = ()) -> list[dict]:
     l = LayerRef.symbolic()
     rows = [
         ("x", "notation.x"),
@@ -155,7 +163,8 @@ def _notation(text: Text) -> list[dict]:
         (r"[\,\cdot > 0\,]", "notation.iverson"),
         (r"\eta", "notation.eta"),
     ]
-    return [{"symbol": symbol, "meaning": text(key)} for symbol, key in rows]
+    return [{"symbol": symbol, "meaning": text(key)} for symbol, key in rows] + [
+        {"symbol": symbol, "meaning": meaning} for symbol, meaning in extra]
 
 
 def _forward(derivation: Derivation) -> dict:
@@ -171,7 +180,7 @@ def _forward(derivation: Derivation) -> dict:
     for layer in range(1, derivation.model.depth + 1):
         a = derivation.sample.results[f"a_{layer}"]
         entry = {"layer": str(layer), "vector": result_equation(a), "index": None}
-        if derivation.model.activations[layer - 1].is_softmax:
+        if derivation.model.activations[layer - 1].is_vector:
             entry["index"] = result_equation(a, matrix=False)
         layers.append(entry)
     return {
@@ -192,11 +201,15 @@ def _loss(derivation: Derivation, text: Text) -> dict:
     elif model.loss.target == "binary":
         notes.append(text("loss.binary"))
     ell = sp.Function(r"\ell")(a_sym, y_sym)
+    extras = loss_extras(derivation, text)
     return {
         "per_unit": equation(ell, model.loss.expr),
         "sample": result_equation(derivation.sample.results["cost"], matrix=False),
         "batch": result_equation(derivation.batch.results["cost"], matrix=False),
-        "notes": notes,
+        "notes": notes + extras["notes"],
+        "derivative": extras["derivative"],
+        "derivative_intro": text("loss_extra.derivative"),
+        "penalty": extras["penalty"],
     }
 
 
@@ -204,30 +217,37 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
     out = []
     z, g = sp.Symbol("z"), sp.Function("g")
     gz = g(z)
+    activations = derivation.model.activations
     for d in derivation.activation_derivatives:
+        layers = [n + 1 for n, a in enumerate(activations) if a == d.activation]
         entry = {
-            "name": d.activation.name,
+            "name": display_name(d.activation),
             "title": d.activation.title,
             "definition": equation(gz, d.activation.expr),
             "computed": equation(sp.Derivative(gz, z), d.computed),
+            "facts": " ".join(activation_notes(d, text, layers)),
             "notes": [],
             "readable": None,
             "convention": None,
+            "branch_note": None,
+            **activation_extras(d, text),
         }
         if d.in_terms_of_output is not None:
             entry["readable"] = {"lhs": "g'(z)", "rhs": latex(d.in_terms_of_output), "latex": f"g'(z) = {latex(d.in_terms_of_output)}"}
             entry["notes"].append(text(f"activations.proof_{d.proof}"))
+        elif d.branch_form is not None:
+            entry["branch_note"] = text("kinks_extra.branch_proof", methods="`, `".join(sorted(set(d.branch_proofs))))
         elif d.kink_convention:
             entry["convention"] = {"lhs": "g'(z)", "rhs": latex(d.derivative), "latex": f"g'(z) = {latex(d.derivative)}"}
-            entry["notes"].append(text("activations.kink"))
         elif not d.computed.has(sp.Symbol("z", real=True)):
             entry["notes"].append(text("activations.constant"))
-        else:
+        elif not d.conventions:
             entry["notes"].append(text("activations.none"))
         out.append(entry)
-    if any(a.is_softmax for a in derivation.model.activations):
-        out.append({"name": "softmax", "title": "softmax", "definition": None, "computed": None, "readable": None,
-                    "convention": None, "notes": [text("activations.softmax", output_section=output_section)]})
+    for act in dict.fromkeys(a for a in activations if a.is_vector):
+        out.append({"name": act.name, "title": act.title, "definition": None, "computed": None, "readable": None,
+                    "convention": None, "notes": [text("activations.softmax", output_section=output_section)], "facts": "",
+                    "branches": None, "pieces": [], "kinks": [], "conventions": [], "branch_note": None})
     return out
 
 
@@ -280,7 +300,7 @@ def _per_layer(p, depth: int) -> list[dict]:
     return out
 
 
-def _verification(report: Report, text: Text) -> list[str]:
+def _verification(report: Report, text: Text, penalty: bool = False) -> list[str]:
     paragraphs = []
     s = report.check("symbolic")
     if s.ran:
@@ -312,7 +332,14 @@ def _verification(report: Report, text: Text) -> list[str]:
             rel_error=_number(f["largest_relative_error"]),
         )
     )
-    paragraphs.append(text("verification.stability", largest=_number(report.check("stability").figures["largest_preactivation"])))
+    stability = report.check("stability")
+    if stability.ran:
+        paragraphs.append(text("verification.stability", largest=_number(stability.figures["largest_preactivation"])))
+    else:
+        paragraphs.append(text("verification_extra.stability_inherent", largest=_number(stability.figures["largest_preactivation"]),
+                               exact=_number(stability.figures["largest_exact"])))
+    if penalty:
+        paragraphs.append(text("verification_extra.penalty"))
     paragraphs.append(text("verification.recognition", formulas=report.check("recognition").figures["formulas"]))
     found = report.check("readable_forms").figures["found"]
     if found:
@@ -341,7 +368,10 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> dict:
         stable.append(text("code.stable_softmax"))
     if derivation.model.loss.expr.has(sp.log):
         stable.append(text("code.stable_log"))
+    phrases, sentences = code_notes(derivation, plan, text)
+    stable += phrases
     return {
+        "notes": sentences,
         "intro": text("code.intro", stable="; ".join(stable) if stable else text("code.stable_none")),
         "backward": [f"{a.target} = {a.value}" for a in plan.backward],
         "init": text("code.init"),
@@ -355,7 +385,7 @@ def document_context(
     model = derivation.model
     depth = model.depth
     hidden = model.uniform_hidden_activation
-    hidden_names = ", ".join(dict.fromkeys(a.name for a in model.activations[:-1])) or "—"
+    hidden_names = ", ".join(dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
     section_keys = [
         "network", "notation", "forward", "loss", "activations", "output_error", "recursion",
         "parameters", "minibatch", "update_rule", "summary", "code", "verification",
@@ -383,6 +413,8 @@ def document_context(
             if general is None:
                 up, de = _split_hidden(sample.steps[f"delta_{layer}"])
                 entry["upstream"], entry["delta"] = _steps(up, text), _steps(de, text)
+                entry["upstream_text"] = text("recursion_layer.upstream", layer=layer)
+                entry["delta_text"] = text("recursion_layer.delta", layer=layer)
             recursion["layers"].append(entry)
 
     param_key = "l" if general is not None else str(depth)
@@ -407,7 +439,8 @@ def document_context(
         "version": __version__,
         "command": command,
         "title": text("doc.title", depth=depth, plural="s" if depth > 1 else ""),
-        "subtitle": text("doc.subtitle", hidden=hidden_names, output=model.activations[-1].name, loss=model.loss.title),
+        "subtitle": text("doc.subtitle", hidden=hidden_names, output=display_name(model.activations[-1]),
+                         loss=model.loss.title if not model.loss.is_custom else display_name(model.loss)),
         "generated": text("doc.generated", version=__version__, command=command, verification_section=numbers["verification"]),
         "contents": text("doc.contents"),
         "sections": [
@@ -423,7 +456,7 @@ def document_context(
                 "notation.intro", "notation.symbol", "notation.meaning",
                 "forward.intro", "forward.index", "forward.vector", "forward.batch", "forward.activations",
                 "forward.softmax",
-                "loss.per_unit", "loss.sample", "loss.batch",
+                "loss.per_unit", "loss.sample", "loss.batch", "kinks_extra.branches", "kinks_extra.convention_intro",
                 "activations.intro", "activations.computed", "activations.readable", "activations.convention",
                 "output_error.intro", "output_error.upstream", "output_error.delta", "output_error.result",
                 "recursion.per_layer_intro", "recursion.upstream", "recursion.delta",
@@ -438,7 +471,7 @@ def document_context(
             hidden_plural="s" if depth != 2 else "",
         ),
         "network": _network(derivation, text),
-        "notation": _notation(text),
+        "notation": _notation(text, penalty_notation(derivation, text)),
         "forward": _forward(derivation),
         "loss": _loss(derivation, text),
         "activations": _activations(derivation, text, numbers["output_error"]),
@@ -450,7 +483,7 @@ def document_context(
         "update": update,
         "summary": _summary(derivation),
         "code": _code(plan, derivation, text),
-        "verification": _verification(report, text),
+        "verification": _verification(report, text, derivation.model.penalty is not None),
         "passed": report.passed,
         "hidden_activation": hidden.name if hidden else None,
         "sizes_latex": [size_latex(LayerRef(l)) for l in range(depth + 1)],
@@ -475,6 +508,8 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "loss_uses": plan.loss_uses,
         "backward": [{"target": a.target, "value": a.value} for a in plan.backward],
         "backward_uses": plan.backward_uses,
+        "constants": [{"target": c.target, "value": c.value, "comment": c.comment} for c in plan.constants],
+        "loss_params": list(plan.loss_params),
     }
 
 

@@ -59,6 +59,26 @@ def ordered_factors(factors: list[sp.Basic]) -> list[sp.Basic]:
     return sorted(factors, key=_factor_rank)  # stable: SymPy's order within a rank
 
 
+def decimal_text(number: sp.Basic) -> str | None:
+    """A parameter such as 1/100 or 44715/10⁶ as the decimal it was given as ('0.01', '0.044715').
+
+    Only rationals whose denominator is a multiple of 100 dividing a power of ten qualify, so that
+    halves, thirds and tenths keep printing as fractions.
+    """
+    if not isinstance(number, sp.Rational) or number.is_Integer or number.q % 100:
+        return None
+    q, twos, fives = number.q, 0, 0
+    while q % 2 == 0:
+        q, twos = q // 2, twos + 1
+    while q % 5 == 0:
+        q, fives = q // 5, fives + 1
+    places = max(twos, fives)
+    if q != 1 or places > 12:
+        return None
+    digits = str(abs(number.p) * 10**places // number.q).rjust(places + 1, "0")
+    return ("-" if number < 0 else "") + digits[:-places] + "." + digits[-places:]
+
+
 class DeriveLatexPrinter(LatexPrinter):
     """LaTeX printer for index-form (default) and matrix-form (`matrix=True`) expressions."""
 
@@ -223,11 +243,18 @@ class DeriveLatexPrinter(LatexPrinter):
         prefix = super()._print_Mul(scalar) if scalar.is_Mul else self._print(scalar)
         return sign + prefix + " " + tex
 
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        decimal = decimal_text(expr)
+        return decimal if decimal is not None else super()._print_Rational(expr)
+
     def _print_index_mul(self, expr: sp.Mul) -> str:
         """A product in textbook order: sums first, then upstream quantities, then local factors."""
         sign = ""
         if expr.could_extract_minus_sign():
             expr, sign = -expr, "- "
+        coefficient, rest = expr.as_coeff_Mul()
+        if decimal_text(coefficient) is not None and rest != 1:  # 0.01 z, not z/100
+            return sign + decimal_text(coefficient) + " " + self.parenthesize(rest, PRECEDENCE["Mul"])
         numer, denom = sp.fraction(expr, exact=True)
         if denom != 1:
             if numer.has(sp.Sum) and not denom.has(sp.Indexed, sp.Sum):

@@ -7,6 +7,7 @@ in memory; files are written only at the very end, and only when every check pas
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,11 @@ from pathlib import Path
 from derive import __version__
 from derive.codegen import plan_code
 from derive.derivation import Derivation, derive
-from derive.errors import VerificationFailed
+from derive.errors import DeriveError, VerificationFailed
 from derive.model import build_model
 from derive.present import code_context, document_context, json_document
 from derive.render import render, write_files
-from derive.spec import MLPSpec
+from derive.spec import MLPSpec, default_sizes
 from derive.verify import DirectDifferentiation, Report, verify
 
 FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json"}
@@ -34,19 +35,29 @@ class Outcome:
 
 
 def command_line(spec: MLPSpec) -> str:
-    """The shortest `derive mlp` command that reproduces this spec (shown in every output)."""
+    """The shortest `derive mlp` command that reproduces this spec (shown in every output); values
+    a shell would split or expand (user-written expressions) are quoted."""
     from derive.model import make_spec
 
     parts = ["derive mlp", f"--layers {spec.layers}"]
     hidden = spec.hidden_activations
     act = hidden[0] if hidden and len(set(hidden)) == 1 else ",".join(hidden) if hidden else spec.output_activation
-    parts.append(f"--act {act}")
+    parts.append(f"--act {shlex.quote(act)}")
     if spec.loss != "mse":
-        parts.append(f"--loss {spec.loss}")
-    if make_spec(spec.layers, act, None, spec.loss).output_activation != spec.output_activation:
-        parts.append(f"--out-act {spec.output_activation}")
-    if spec.sizes != make_spec(spec.layers, act, None, spec.loss).sizes:
+        parts.append(f"--loss {shlex.quote(spec.loss)}")
+    try:
+        default = make_spec(spec.layers, act, None, spec.loss)
+    except DeriveError:  # the loss does not accept the default output activation
+        default = None
+    if default is None or default.output_activation != spec.output_activation:
+        parts.append(f"--out-act {shlex.quote(spec.output_activation)}")
+    if spec.sizes != default_sizes(spec.layers):
         parts.append("--sizes " + ",".join(map(str, spec.sizes)))
+    for option, value in (("--l2", spec.l2), ("--l1", spec.l1)):
+        if value is not None:
+            parts.append(f"{option} {value}")
+    if spec.penalise_bias:
+        parts.append("--penalise-bias")
     return " ".join(parts)
 
 
