@@ -85,9 +85,8 @@ def loss_extras(derivation: Derivation, text) -> dict:
     model = derivation.model
     loss = model.loss
     derivative = sp.diff(loss.expr, A)
-    ell = sp.Function(r"\ell")(sp.Symbol("a"), sp.Symbol("y"))
     out = {
-        "derivative": equation(sp.Derivative(ell, sp.Symbol("a")), derivative),
+        "derivative": equation(sp.Derivative(sp.Symbol(r"\ell"), sp.Symbol("a")), derivative),
         "notes": [],
         "penalty": None,
     }

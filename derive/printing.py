@@ -38,6 +38,8 @@ _UPSTREAM_KINDS = {"y", "Y", "delta", "Delta", "grad_a", "grad_A"}
 def _factor_rank(factor: sp.Basic) -> int:
     """Where a factor goes in a printed product: Σ and matrix products, parameters, upstream
     quantities (targets, errors, ∂C/∂a), Kronecker deltas, derivatives, entries, compound terms."""
+    if isinstance(factor, sp.Symbol) and factor in (notation.L2_STRENGTH, notation.L1_STRENGTH):
+        return -1  # a penalty strength leads its term: λ₂ W, λ₁ Σ |W|
     if isinstance(factor, (sp.Sum, MatProd)) or (isinstance(factor, sp.Pow) and isinstance(factor.base, sp.Sum)):
         return 0
     labels = {str(e.base.label) for e in factor.atoms(sp.Indexed)} | {s.name for s in factor.atoms(sp.Symbol)}

@@ -88,12 +88,16 @@ class Penalty:
         return out
 
     def layer_penalty(self, layer: LayerRef) -> sp.Expr:
-        """R⁽ˡ⁾ at index level: Σ_i Σ_j term(W_ij) (+ Σ_i term(b_i))."""
+        """R⁽ˡ⁾ at index level: (λ₂/2) Σ_i Σ_j W_ij² + λ₁ Σ_i Σ_j |W_ij| (and the same over b_i)."""
         i, j = index("i", layer), index("j", layer.shifted(-1))
         W, b = Q("W", layer).base, Q("b", layer).base
-        out = sp.Sum(self.term(W[i, j]), (i, i.lower, i.upper), (j, j.lower, j.upper))
-        if self.biases:
-            out += sp.Sum(self.term(b[i]), (i, i.lower, i.upper))
+        out = sp.S.Zero
+        for strength, scale, power in ((self.l2, L2_STRENGTH / 2, lambda x: x**2), (self.l1, L1_STRENGTH, sp.Abs)):
+            if strength is None:
+                continue
+            out += scale * sp.Sum(power(W[i, j]), (j, j.lower, j.upper), (i, i.lower, i.upper))
+            if self.biases:
+                out += scale * sp.Sum(power(b[i]), (i, i.lower, i.upper))
         return out
 
     def total(self) -> sp.Expr:

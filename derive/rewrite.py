@@ -312,6 +312,10 @@ def _stable_rule(e: sp.Basic) -> sp.Basic:
         u = _one_plus_exp(e.base)
         if u is not None:
             return sp.exp(e.exp * Softplus(u))
+    # 1/cosh(u)ᵏ = (2 e^{−|u|} / (1 + e^{−2|u|}))ᵏ: no cosh(1000) = inf on the way to 0
+    if e.is_Pow and isinstance(e.base, sp.cosh) and e.exp.is_number and e.exp.is_negative:
+        u = sp.Abs(e.base.args[0])
+        return stable_forms((2 * sp.exp(-u) / (1 + sp.exp(-2 * u))) ** (-e.exp))
     # log(1 + eᵘ) = softplus(u)
     if isinstance(e, sp.log):
         u = _one_plus_exp(e.args[0])
@@ -328,12 +332,6 @@ def _stable_rule(e: sp.Basic) -> sp.Basic:
             return Expm1(other.args[0])
         if other.is_Mul and len(other.args) == 2 and other.args[0] == -1 and isinstance(other.args[1], sp.exp) and constant == 1:
             return -Expm1(other.args[1].args[0])
-    # sinh u / cosh u = tanh u (SymPy's derivative of log cosh u), finite for every u
-    if e.is_Mul:
-        for f in e.args:
-            if isinstance(f, sp.sinh) and sp.cosh(f.args[0]) ** -1 in e.args:
-                rest = [g for g in e.args if g not in (f, sp.cosh(f.args[0]) ** -1)]
-                return sp.Mul(*rest) * sp.tanh(f.args[0])
     # eᵃ eᵇ = e^{a+b}: one exponential, so a huge factor never meets a tiny one (inf · 0); and
     # (u + eᵛ) eʷ = u eʷ + e^{v+w}: an exponential inside a sum is merged with the one outside
     if e.is_Mul:
@@ -353,9 +351,24 @@ def _stable_rule(e: sp.Basic) -> sp.Basic:
     return e
 
 
+def _hyperbolic_quotient(e: sp.Basic) -> sp.Basic:
+    """sinh u · cosh(u)ᵖ = tanh u · cosh(u)^{p+1} for p < 0 (SymPy's derivatives of log cosh and
+    sech): finite for every u, where sinh u and cosh u alone overflow."""
+    if not e.is_Mul:
+        return e
+    for f in e.args:
+        if isinstance(f, sp.sinh):
+            u = f.args[0]
+            for g in e.args:
+                if g.is_Pow and g.base == sp.cosh(u) and g.exp.is_number and g.exp.is_negative:
+                    rest = [h for h in e.args if h is not f and h is not g]
+                    return sp.Mul(*rest) * sp.tanh(u) * sp.cosh(u) ** (g.exp + 1)
+    return e
+
+
 def stable_forms(expr: sp.Expr) -> sp.Expr:
     """Rewrite an expression so that evaluating it in floating point cannot overflow in exp."""
-    return transform(expr, _stable_rule)
+    return transform(transform(expr, _hyperbolic_quotient), _stable_rule)
 
 
 class XLogX(sp.Function):
