@@ -22,6 +22,7 @@ import multiprocessing
 import random
 import types
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import sympy as sp
@@ -248,9 +249,27 @@ def direct_gradients(model: Model, values: dict) -> tuple[dict, bool]:
     point = {sym: (values[key] if exact else sp.Float(values[key], DIGITS)) for key, sym in params.items()}
     grads = {}
     for key, sym in params.items():
-        direct = sp.diff(cost, sym).xreplace(point)
-        grads[key] = direct if exact else direct.evalf(DIGITS)
+        derivative = sp.diff(cost, sym)
+        grads[key] = derivative.xreplace(point) if exact else _evaluate_digits(derivative, point)
     return grads, exact
+
+
+def _evaluate_digits(expr: sp.Expr, point: dict) -> sp.Float:
+    """expr at point to DIGITS significant digits: compiled for mpmath when its printer knows every
+    function (much faster than evalf on a large tree), else SymPy's evalf."""
+    import mpmath
+
+    expr = expr.xreplace({c: c.evalf(DIGITS + 10) for c in expr.atoms(sp.NumberSymbol) if c not in (sp.pi, sp.E)})
+    if not expr.has(sp.Heaviside, sp.DiracDelta, sp.Piecewise, sp.Max, sp.Min):
+        try:
+            symbols = list(point)
+            function = sp.lambdify(symbols, expr, "mpmath")
+            with mpmath.workdps(DIGITS + 10):
+                value = function(*[mpmath.mpf(point[s]._mpf_) for s in symbols])
+            return sp.Float(value, DIGITS)
+        except (NameError, TypeError, AttributeError, ValueError):
+            pass
+    return expr.xreplace(point).evalf(DIGITS)
 
 
 def _direct_gradients_child(model: Model, values: dict, connection) -> None:
@@ -323,6 +342,20 @@ def symbolic_check(derivation: Derivation, direct: DirectDifferentiation | None 
     )
 
 
+def _formula(rhs: sp.Expr, values: dict) -> sp.Expr:
+    """A formula ready for evaluation at `values`: with floating-point values, its constant parts
+    (√2, π, named constants) become floats too, so that products stay numbers instead of growing."""
+    if not any(isinstance(v, sp.Float) for v in values.values()):
+        return rhs
+    return _floated(rhs)
+
+
+@lru_cache(maxsize=None)
+def _floated(rhs: sp.Expr) -> sp.Expr:
+    return rhs.replace(lambda e: isinstance(e, sp.Expr) and e.is_number and not e.is_Number and not e.is_Atom
+                       or isinstance(e, sp.NumberSymbol), lambda e: e.evalf(DIGITS + 10))
+
+
 def _evaluate_forward(derivation: Derivation, values: dict, env: dict) -> dict:
     results = derivation.sample.results
     values = dict(values)
@@ -331,7 +364,7 @@ def _evaluate_forward(derivation: Derivation, values: dict, env: dict) -> dict:
             result = results[f"{kind}_{layer}"]
             (i,) = result.free
             for n in range(env[size(LayerRef(layer))]):
-                values[(f"{kind}_{layer}", (n,))] = evaluate_index_form(result.rhs, values, {**env, i: n})
+                values[(f"{kind}_{layer}", (n,))] = evaluate_index_form(_formula(result.rhs, values), values, {**env, i: n})
     return values
 
 
@@ -344,13 +377,13 @@ def _evaluate_gradients(results: dict, derivation: Derivation, values: dict, env
         delta = results[f"delta_{layer}"]
         (q,) = delta.free
         for n in range(env[size(LayerRef(layer))]):
-            values[(f"delta_{layer}", (n,))] = evaluate_index_form(delta.rhs, values, {**env, q: n})
+            values[(f"delta_{layer}", (n,))] = evaluate_index_form(_formula(delta.rhs, values), values, {**env, q: n})
         for name, kind in (("grad_W", "W"), ("grad_b", "b")):
             result = results[f"{name}_{layer}"]
             ranges = [range(env[size(LayerRef(layer))]), range(env[size(LayerRef(layer - 1))])][: len(result.free)]
             for idx in np.ndindex(*[len(r) for r in ranges]):
                 grads[(Q(kind, layer).label, tuple(idx))] = evaluate_index_form(
-                    result.rhs, values, {**env, **dict(zip(result.free, idx))}
+                    _formula(result.rhs, values), values, {**env, **dict(zip(result.free, idx))}
                 )
     return grads
 
@@ -405,17 +438,17 @@ def _evaluate_batch(derivation: Derivation, values: dict, env: dict) -> dict:
         for kind, label in (("z", "Z"), ("a", "A")):
             result = results[f"{kind}_{layer}"]
             for idx in np.ndindex(env[size(LayerRef(layer))], m):
-                values[(f"{label}_{layer}", tuple(idx))] = evaluate_index_form(result.rhs, values, {**env, **dict(zip(result.free, idx))})
+                values[(f"{label}_{layer}", tuple(idx))] = evaluate_index_form(_formula(result.rhs, values), values, {**env, **dict(zip(result.free, idx))})
     grads = {}
     for layer in range(model.depth, 0, -1):
         delta = results[f"delta_{layer}"]
         for idx in np.ndindex(env[size(LayerRef(layer))], m):
-            values[(f"Delta_{layer}", tuple(idx))] = evaluate_index_form(delta.rhs, values, {**env, **dict(zip(delta.free, idx))})
+            values[(f"Delta_{layer}", tuple(idx))] = evaluate_index_form(_formula(delta.rhs, values), values, {**env, **dict(zip(delta.free, idx))})
         for name, kind in (("grad_W", "W"), ("grad_b", "b")):
             result = results[f"{name}_{layer}"]
             shape = [env[size(LayerRef(layer))], env[size(LayerRef(layer - 1))]][: len(result.free)]
             for idx in np.ndindex(*shape):
-                grads[(Q(kind, layer).label, tuple(idx))] = evaluate_index_form(result.rhs, values, {**env, **dict(zip(result.free, idx))})
+                grads[(Q(kind, layer).label, tuple(idx))] = evaluate_index_form(_formula(result.rhs, values), values, {**env, **dict(zip(result.free, idx))})
     return grads
 
 
