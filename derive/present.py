@@ -22,6 +22,8 @@ from derive.derivation import Derivation
 from derive.notation import BATCH_COST, COST, LayerRef, Q, index, size_latex
 from derive.present_functions import (
     activation_extras,
+    derivative_json,
+    function_json,
     activation_notes,
     code_notes,
     display_name,
@@ -557,7 +559,9 @@ def json_document(derivation: Derivation, report: Report, *, command: str) -> di
         "tool": {"name": "derive", "version": __version__},
         "command": command,
         "spec": {"architecture": "mlp", "layers": spec.layers, "activations": list(spec.activations),
-                 "loss": spec.loss, "sizes": list(spec.sizes), "formats": list(spec.formats)},
+                 "loss": spec.loss, "sizes": list(spec.sizes), "formats": list(spec.formats),
+                 "l2": spec.l2, "l1": spec.l1, "penalise_bias": spec.penalise_bias},
+        "functions": function_json(derivation),
         "notes": {
             "sympy": "Each 'sympy' field is sympy.srepr of the expression: sympy.sympify(text) rebuilds it; "
             "matrix forms also need the names MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast "
@@ -577,6 +581,7 @@ def json_document(derivation: Derivation, report: Report, *, command: str) -> di
                 "in_terms_of_output": None if d.in_terms_of_output is None else sympy_text(d.in_terms_of_output),
                 "proof": d.proof,
                 "kink_convention": d.kink_convention,
+                **derivative_json(d),
             }
             for d in derivation.activation_derivatives
         ],

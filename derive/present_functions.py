@@ -147,3 +147,42 @@ def code_notes(derivation: Derivation, plan, text) -> tuple[list[str], list[str]
     if derivation.model.penalty is not None:
         sentences.append(text("regularisation.code", names="`, `".join(c.target for c in plan.constants)))
     return phrases, sentences
+
+
+def derivative_json(d) -> dict:
+    """What the JSON adds to an activation derivative: branch form, pieces, kinks and conventions."""
+    return {
+        "branch_form": None if d.branch_form is None else sp.srepr(d.branch_form),
+        "branch_proofs": list(d.branch_proofs),
+        "used_in_formulas": sp.srepr(d.used),
+        "conventions": list(d.conventions),
+        "kinks": [{"point": sp.srepr(k.point), "left": sp.srepr(k.left), "right": sp.srepr(k.right),
+                   "used": sp.srepr(k.used)} for k in d.kinks],
+        "kinks_located": d.kinks_located,
+    }
+
+
+def function_json(derivation: Derivation) -> dict:
+    """The activations per layer, the loss and the penalty, as entries with their SymPy expressions."""
+    model = derivation.model
+
+    def activation(a):
+        return {"name": a.name, "spec": a.spec_text, "kind": a.kind, "user_written": a.is_custom,
+                "g": None if a.expr is None else sp.srepr(a.expr), "parameters": a.parameter_text or None}
+
+    loss = model.loss
+    penalty = model.penalty
+    return {
+        "activations": [activation(a) for a in model.activations],
+        "loss": {"name": loss.name, "spec": loss.spec_text, "user_written": loss.is_custom,
+                 "l": sp.srepr(loss.expr), "dl_da": sp.srepr(sp.diff(loss.expr, A)), "targets": loss.target,
+                 "parameters": loss.parameter_text or None},
+        "penalty": None if penalty is None else {
+            "l2": None if penalty.l2 is None else str(penalty.l2),
+            "l1": None if penalty.l1 is None else str(penalty.l1),
+            "biases": penalty.biases,
+            "normalisation": "C = sum_i l(a_i, y_i) + R per sample; Cbar = mean over the minibatch of the data "
+                             "terms + R (the penalty is counted once per minibatch)",
+            "layer_penalty": sp.srepr(penalty.layer_penalty(LayerRef.symbolic())),
+        },
+    }
