@@ -14,18 +14,24 @@ from derive.model import make_spec
 from derive.run import generate
 from derive.render import write_files
 
-# (layers, act, out_act, loss): the configurations every reader of the project should be able to open
+# (layers, act, out_act, loss[, options]): the configurations every reader of the project should be able to open
 CONFIGURATIONS = [
     (3, "sigmoid", None, "mse"),
     (3, "relu", None, "ce"),
     (2, "tanh", None, "bce"),
     (1, "identity", None, "mse"),
     (4, "tanh", "softmax", "mse"),
+    # parameters, one activation per hidden layer, a piecewise loss and weight decay
+    (3, "leaky_relu:0.1,elu", "identity", "huber", {"l2": "0.001"}),
+    # user-written activation and loss
+    (2, "z*tanh(softplus(z))", "identity", "log(cosh(a-y))"),
+    # erf through the generated helper; log-softmax with the negative log-likelihood
+    (2, "gelu", None, "nll"),
 ]
 
 
 def gallery_specs():
-    return [make_spec(layers, act, out, loss) for layers, act, out, loss in CONFIGURATIONS]
+    return [make_spec(*config[:4], **(config[4] if len(config) > 4 else {})) for config in CONFIGURATIONS]
 
 
 def stale_files(root: Path) -> list[str]:

@@ -127,7 +127,7 @@ def _network(derivation: Derivation, text: Text) -> dict:
             {
                 "layer": str(layer),
                 "units": str(model.spec.sizes[layer]),
-                "activation": display_name(act),
+                "activation": prose(display_name(act), text.fmt),
                 "formula": _activation_formula(act, layer),
             }
         )
@@ -223,7 +223,7 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
     for d in derivation.activation_derivatives:
         layers = [n + 1 for n, a in enumerate(activations) if a == d.activation]
         entry = {
-            "name": display_name(d.activation),
+            "name": prose(display_name(d.activation), text.fmt),
             "title": d.activation.title,
             "definition": equation(gz, d.activation.expr),
             "computed": equation(sp.Derivative(gz, z), d.computed),
@@ -247,7 +247,7 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
             entry["notes"].append(text("activations.none"))
         out.append(entry)
     for act in dict.fromkeys(a for a in activations if a.is_vector):
-        out.append({"name": act.name, "title": act.title, "definition": None, "computed": None, "readable": None,
+        out.append({"name": prose(act.name, text.fmt), "title": act.title, "definition": None, "computed": None, "readable": None,
                     "convention": None, "notes": [text("activations.softmax", output_section=output_section)], "facts": "",
                     "branches": None, "pieces": [], "kinks": [], "conventions": [], "branch_note": None})
     return out

@@ -40,6 +40,8 @@ def _factor_rank(factor: sp.Basic) -> int:
     quantities (targets, errors, ∂C/∂a), Kronecker deltas, derivatives, entries, compound terms."""
     if isinstance(factor, sp.Symbol) and factor in (notation.L2_STRENGTH, notation.L1_STRENGTH):
         return -1  # a penalty strength leads its term: λ₂ W, λ₁ Σ |W|
+    if isinstance(factor, sp.NumberSymbol):
+        return -1  # a named constant leads too: λ_selu (…)
     if isinstance(factor, (sp.Sum, MatProd)) or (isinstance(factor, sp.Pow) and isinstance(factor.base, sp.Sum)):
         return 0
     labels = {str(e.base.label) for e in factor.atoms(sp.Indexed)} | {s.name for s in factor.atoms(sp.Symbol)}
@@ -244,6 +246,11 @@ class DeriveLatexPrinter(LatexPrinter):
             return sign + tex
         prefix = super()._print_Mul(scalar) if scalar.is_Mul else self._print(scalar)
         return sign + prefix + " " + tex
+
+    def _print_NumberSymbol(self, expr) -> str:
+        """π, e and the catalog's named constants: their own LaTeX (this printer's `printmethod`
+        differs from SymPy's, so the objects' `_latex` methods are not found by dispatch)."""
+        return expr._latex(self)
 
     def _print_Rational(self, expr: sp.Rational) -> str:
         decimal = decimal_text(expr)

@@ -247,29 +247,30 @@ def direct_gradients(model: Model, values: dict) -> tuple[dict, bool]:
     cost, params, _ = _expanded_network(model, SYMBOLIC_WIDTH, values, symbolic=True)
     exact = _is_rational_valued(cost)
     point = {sym: (values[key] if exact else sp.Float(values[key], DIGITS)) for key, sym in params.items()}
-    grads = {}
-    for key, sym in params.items():
-        derivative = sp.diff(cost, sym)
-        grads[key] = derivative.xreplace(point) if exact else _evaluate_digits(derivative, point)
-    return grads, exact
+    derivatives = {key: sp.diff(cost, sym) for key, sym in params.items()}
+    if exact:
+        return {key: derivative.xreplace(point) for key, derivative in derivatives.items()}, exact
+    return dict(zip(derivatives, _evaluate_digits(list(derivatives.values()), point))), exact
 
 
-def _evaluate_digits(expr: sp.Expr, point: dict) -> sp.Float:
-    """expr at point to DIGITS significant digits: compiled for mpmath when its printer knows every
-    function (much faster than evalf on a large tree), else SymPy's evalf."""
+def _evaluate_digits(exprs: list, point: dict) -> list:
+    """The expressions at `point` to DIGITS significant digits: compiled together for mpmath (shared
+    subexpressions once) when its printer knows every function, which is much faster than evalf on
+    large trees; otherwise SymPy's evalf."""
     import mpmath
 
-    expr = expr.xreplace({c: c.evalf(DIGITS + 10) for c in expr.atoms(sp.NumberSymbol) if c not in (sp.pi, sp.E)})
-    if not expr.has(sp.Heaviside, sp.DiracDelta, sp.Piecewise, sp.Max, sp.Min):
+    constants = {c: c.evalf(DIGITS + 10) for e in exprs for c in e.atoms(sp.NumberSymbol) if c not in (sp.pi, sp.E)}
+    exprs = [e.xreplace(constants) for e in exprs]
+    if not any(e.has(sp.Heaviside, sp.DiracDelta, sp.Piecewise, sp.Max, sp.Min) for e in exprs):
         try:
             symbols = list(point)
-            function = sp.lambdify(symbols, expr, "mpmath")
+            function = sp.lambdify(symbols, exprs, "mpmath", cse=True)
             with mpmath.workdps(DIGITS + 10):
-                value = function(*[mpmath.mpf(point[s]._mpf_) for s in symbols])
-            return sp.Float(value, DIGITS)
+                values = function(*[mpmath.mpf(point[s]._mpf_) for s in symbols])
+            return [sp.Float(v, DIGITS) for v in values]
         except (NameError, TypeError, AttributeError, ValueError):
             pass
-    return expr.xreplace(point).evalf(DIGITS)
+    return [e.xreplace(point).evalf(DIGITS) for e in exprs]
 
 
 def _direct_gradients_child(model: Model, values: dict, connection) -> None:
