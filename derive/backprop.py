@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from derive.indexing import collapse, factor_piecewise, transform
+from derive.indexing import collapse, factor_delta, factor_piecewise, transform
 from derive.layers import ActivationLayer, Dense, LossLayer, entry_of
 from derive.matrixform import entries_agree, to_matrix_form
 from derive.notation import BATCH_COST, BATCH_SIZE, COST, LEARNING_RATE, LayerRef, Q, Quantity, index, sample_index
@@ -97,7 +97,7 @@ def chain_rule(
     steps = [Step(lhs, _sum_over(upstream(*out_indices) * local_symbol, out_indices), "chain_rule")]
     raw = sp.diff(entry(*out_indices), target)
     steps.append(Step(local_symbol, raw, "local_derivative"))
-    local = collapse(raw)
+    local = factor_delta(collapse(raw))
     if local != raw:
         rule = "common_delta" if raw.has(sp.Piecewise) and not raw.has(sp.Sum) else "kronecker_collapse"
         steps.append(Step(local_symbol, local, rule))

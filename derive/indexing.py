@@ -87,6 +87,21 @@ def factor_piecewise(expr: sp.Basic) -> sp.Basic:
     return factor * sp.Piecewise(*[(branch / factor, condition) for branch, condition in expr.args])
 
 
+def factor_delta(expr: sp.Basic) -> sp.Basic:
+    """u δ_iq + v δ_iq → δ_iq (u + v): SymPy's derivative of a compound activation arrives term by
+    term; keeping g′ as one factor lets the result read (Wᵀδ) ⊙ g′(z)."""
+    if not expr.is_Add:
+        return expr
+    common = None
+    for term in expr.args:
+        found = {f for f in sp.Mul.make_args(term) if isinstance(f, sp.KroneckerDelta)}
+        common = found if common is None else common & found
+        if not common:
+            return expr
+    delta = sp.Mul(*sorted(common, key=sp.default_sort_key))
+    return delta * sp.Add(*[term / delta for term in expr.args])
+
+
 def _common_delta(expr: sp.Basic) -> sp.Basic:
     """Piecewise((u δ_iq, c), (v δ_iq, True)) → δ_iq Piecewise((u, c), (v, True)) (every common δ).
 

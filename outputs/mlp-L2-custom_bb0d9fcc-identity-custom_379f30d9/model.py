@@ -53,7 +53,7 @@ def gradients(params, X, Y):
     Delta2 = np.tanh(A2 - Y)
     dW2 = (Delta2 @ A1.T)/m
     db2 = Delta2.sum(axis=1, keepdims=True)/m
-    Delta1 = -Z1*np.exp(Z1 - np.logaddexp(0.0, Z1))*np.tanh(np.logaddexp(0.0, Z1))**2*(W2.T @ Delta2) + Z1*np.exp(Z1 - np.logaddexp(0.0, Z1))*(W2.T @ Delta2) + np.tanh(np.logaddexp(0.0, Z1))*(W2.T @ Delta2)
+    Delta1 = (Z1*(1 - np.tanh(np.logaddexp(0.0, Z1))**2)*np.exp(Z1 - np.logaddexp(0.0, Z1)) + np.tanh(np.logaddexp(0.0, Z1)))*(W2.T @ Delta2)
     dW1 = (Delta1 @ A0.T)/m
     db1 = Delta1.sum(axis=1, keepdims=True)/m
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}

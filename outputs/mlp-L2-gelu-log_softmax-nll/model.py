@@ -66,7 +66,7 @@ def gradients(params, X, Y):
     Delta2 = -Y + np.exp(A2)
     dW2 = (Delta2 @ A1.T)/m
     db2 = Delta2.sum(axis=1, keepdims=True)/m
-    Delta1 = (1/2)*np.sqrt(2)*Z1*np.exp(-1/2*Z1**2)*(W2.T @ Delta2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z1)*(W2.T @ Delta2) + (1/2)*(W2.T @ Delta2)
+    Delta1 = ((1/2)*np.sqrt(2)*Z1*np.exp(-1/2*Z1**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z1) + 1/2)*(W2.T @ Delta2)
     dW1 = (Delta1 @ A0.T)/m
     db1 = Delta1.sum(axis=1, keepdims=True)/m
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
