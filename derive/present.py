@@ -169,7 +169,7 @@ def _notation(text: Text, extra: list[tuple[str, str]] = ()) -> list[dict]:
         {"symbol": symbol, "meaning": meaning} for symbol, meaning in extra]
 
 
-def _forward(derivation: Derivation) -> dict:
+def _forward(derivation: Derivation, text: Text) -> dict:
     """The general layer l (weighted sums), then each layer's activation as derived."""
     sample_z, batch_z = derivation.general_forward
     l = LayerRef.symbolic()
@@ -181,9 +181,11 @@ def _forward(derivation: Derivation) -> dict:
     layers = []
     for layer in range(1, derivation.model.depth + 1):
         a = derivation.sample.results[f"a_{layer}"]
-        entry = {"layer": str(layer), "vector": result_equation(a), "index": None}
-        if derivation.model.activations[layer - 1].is_vector:
+        entry = {"layer": str(layer), "vector": result_equation(a), "index": None, "intro": None}
+        act = derivation.model.activations[layer - 1]
+        if act.is_vector:
             entry["index"] = result_equation(a, matrix=False)
+            entry["intro"] = text("forward.softmax" if act.is_softmax else "vector_extra.log_softmax_forward")
         layers.append(entry)
     return {
         "index": [result_equation(sample_z, matrix=False), activation_index],
@@ -248,7 +250,8 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         out.append(entry)
     for act in dict.fromkeys(a for a in activations if a.is_vector):
         out.append({"name": prose(act.name, text.fmt), "title": act.title, "definition": None, "computed": None, "readable": None,
-                    "convention": None, "notes": [text("activations.softmax", output_section=output_section)], "facts": "",
+                    "convention": None, "notes": [text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
+                                             output_section=output_section)], "facts": "",
                     "branches": None, "pieces": [], "kinks": [], "conventions": [], "branch_note": None})
     return out
 
@@ -474,7 +477,7 @@ def document_context(
         ),
         "network": _network(derivation, text),
         "notation": _notation(text, penalty_notation(derivation, text)),
-        "forward": _forward(derivation),
+        "forward": _forward(derivation, text),
         "loss": _loss(derivation, text),
         "activations": _activations(derivation, text, numbers["output_error"]),
         "output_error": {"upstream": output_upstream, "delta": output_delta,
@@ -565,7 +568,8 @@ def json_document(derivation: Derivation, report: Report, *, command: str) -> di
         "notes": {
             "sympy": "Each 'sympy' field is sympy.srepr of the expression: sympy.sympify(text) rebuilds it; "
             "matrix forms also need the names MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast "
-            "from derive.matrixform as locals.",
+            "from derive.matrixform as locals, and the SELU constants SeluScale, SeluAlpha from "
+            "derive.catalog.constants.",
             "forms": "'index' formulas hold entry by entry; 'matrix' formulas hold for whole arrays, "
             "where * between arrays is the entry-wise product.",
         },
