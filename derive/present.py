@@ -337,12 +337,13 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
             rel_error=_number(f["largest_relative_error"]),
         )
     )
+    if f.get("scale", 1.0) != 1.0:
+        paragraphs.append(text("verification_extra.fd_scale", scale=f"{f['scale']:g}"))
     stability = report.check("stability")
     if stability.ran:
         paragraphs.append(text("verification.stability", largest=_number(stability.figures["largest_preactivation"])))
     else:
-        paragraphs.append(text("verification_extra.stability_inherent", largest=_number(stability.figures["largest_preactivation"]),
-                               exact=_number(stability.figures["largest_exact"])))
+        paragraphs.append(text("verification_extra.stability_inherent", exact=_number(stability.figures["largest_exact"])))
     if penalty:
         paragraphs.append(text("verification_extra.penalty"))
     paragraphs.append(text("verification.recognition", formulas=report.check("recognition").figures["formulas"]))
@@ -357,6 +358,8 @@ def _number(bound: str) -> str:
     """'1e-9' → $10^{-9}$; '0' stays."""
     if bound == "0":
         return "$0$"
+    if bound.startswith("1e1e"):  # 10^(10^k), for values far beyond any float
+        return f"$10^{{10^{{{int(bound[4:])}}}}}$"
     mantissa, _, exponent = bound.replace("e+", "e").partition("e")
     if not exponent:
         return f"${bound}$"

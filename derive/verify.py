@@ -24,16 +24,17 @@ import types
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import mpmath
 import numpy as np
 import sympy as sp
 
 from derive.derivation import Derivation
+from derive.expr import TimeLimitExceeded, time_limit
 from derive.indexing import transform
 from derive.matrixform import evaluate_index_form
 from derive.nonsmooth import breakpoints, kink_convention
 from derive.model import Model
 from derive.notation import BATCH_SIZE, A, LayerRef, Q, Y, Z, size
-from derive.notation import A as A_SYMBOL, Y as Y_SYMBOL, Z as Z_SYMBOL
 
 SYMBOLIC_MAX_DEPTH = 4
 SYMBOLIC_WIDTH = 2
@@ -242,35 +243,33 @@ def symbolic_point(model: Model, seed: int = 0) -> dict:
     return values
 
 
-def direct_gradients(model: Model, values: dict) -> tuple[dict, bool]:
+def direct_gradients(model: Model, values: dict, digits: int = DIGITS) -> tuple[dict, bool]:
     """∂C/∂θ for every parameter θ by `sympy.diff` of the fully expanded loss, at `values`."""
     cost, params, _ = _expanded_network(model, SYMBOLIC_WIDTH, values, symbolic=True)
     exact = _is_rational_valued(cost)
-    point = {sym: (values[key] if exact else sp.Float(values[key], DIGITS)) for key, sym in params.items()}
+    point = {sym: (values[key] if exact else sp.Float(values[key], digits)) for key, sym in params.items()}
     derivatives = {key: sp.diff(cost, sym) for key, sym in params.items()}
     if exact:
         return {key: derivative.xreplace(point) for key, derivative in derivatives.items()}, exact
-    return dict(zip(derivatives, _evaluate_digits(list(derivatives.values()), point))), exact
+    return dict(zip(derivatives, _evaluate_digits(list(derivatives.values()), point, digits))), exact
 
 
-def _evaluate_digits(exprs: list, point: dict) -> list:
+def _evaluate_digits(exprs: list, point: dict, digits: int = DIGITS) -> list:
     """The expressions at `point` to DIGITS significant digits: compiled together for mpmath (shared
     subexpressions once) when its printer knows every function, which is much faster than evalf on
     large trees; otherwise SymPy's evalf."""
-    import mpmath
-
-    constants = {c: c.evalf(DIGITS + 10) for e in exprs for c in e.atoms(sp.NumberSymbol) if c not in (sp.pi, sp.E)}
+    constants = {c: c.evalf(digits + 10) for e in exprs for c in e.atoms(sp.NumberSymbol) if c not in (sp.pi, sp.E)}
     exprs = [e.xreplace(constants) for e in exprs]
     if not any(e.has(sp.Heaviside, sp.DiracDelta, sp.Piecewise, sp.Max, sp.Min) for e in exprs):
         try:
             symbols = list(point)
             function = sp.lambdify(symbols, exprs, "mpmath", cse=True)
-            with mpmath.workdps(DIGITS + 10):
+            with mpmath.workdps(digits + 10):
                 values = function(*[mpmath.mpf(point[s]._mpf_) for s in symbols])
-            return [sp.Float(v, DIGITS) for v in values]
+            return [sp.Float(v, digits) for v in values]
         except (NameError, TypeError, AttributeError, ValueError):
             pass
-    return [e.xreplace(point).evalf(DIGITS) for e in exprs]
+    return [e.xreplace(point).evalf(digits) for e in exprs]
 
 
 def _direct_gradients_child(model: Model, values: dict, connection) -> None:
@@ -322,13 +321,21 @@ def symbolic_check(derivation: Derivation, direct: DirectDifferentiation | None 
     if direct.skipped:
         return Check("symbolic", True, ran=False, figures={"depth": model.depth, "max_depth": SYMBOLIC_MAX_DEPTH})
     expected, exact = direct.result()
-    values = direct.values if exact else {k: sp.Float(v, DIGITS) for k, v in direct.values.items()}
-    derived = _evaluate_gradients(derivation.sample.results, derivation, values, _concrete_sizes(model, SYMBOLIC_WIDTH, None))
-    worst = sp.S.Zero
-    for key, value in expected.items():
-        got = derived[key] if exact else derived[key].evalf(DIGITS)  # named constants (selu) → digits
-        worst = max(worst, abs(value - got) / max(sp.S.One, abs(value)))
-    passed = worst == 0 if exact else worst <= FLOAT_TOLERANCE
+    for digits in (DIGITS, 2 * DIGITS, 4 * DIGITS):
+        # an ill-conditioned point (cosh(z)**64 of a large z) loses digits in both evaluations:
+        # evaluate both again with more working digits before calling a difference an error
+        if digits != DIGITS:
+            expected, exact = direct_gradients(model, direct.values, digits)
+        values = direct.values if exact else {k: sp.Float(v, digits) for k, v in direct.values.items()}
+        derived = _evaluate_gradients(derivation.sample.results, derivation, values,
+                                      _concrete_sizes(model, SYMBOLIC_WIDTH, None))
+        worst = sp.S.Zero
+        for key, value in expected.items():
+            got = derived[key] if exact else derived[key].evalf(digits)  # named constants (selu) → digits
+            worst = max(worst, abs(value - got) / max(sp.S.One, abs(value)))
+        passed = worst == 0 if exact else worst <= FLOAT_TOLERANCE
+        if exact or passed:
+            break
     return Check(
         "symbolic",
         bool(passed),
@@ -338,6 +345,7 @@ def symbolic_check(derivation: Derivation, direct: DirectDifferentiation | None 
             "depth": model.depth,
             "exact": exact,
             "digits": DIGITS,
+            "working_digits": digits,
             "largest_difference": "0" if worst == 0 else decade_bound(float(worst)),
         },
     )
@@ -346,15 +354,16 @@ def symbolic_check(derivation: Derivation, direct: DirectDifferentiation | None 
 def _formula(rhs: sp.Expr, values: dict) -> sp.Expr:
     """A formula ready for evaluation at `values`: with floating-point values, its constant parts
     (√2, π, named constants) become floats too, so that products stay numbers instead of growing."""
-    if not any(isinstance(v, sp.Float) for v in values.values()):
+    floats = [v for v in values.values() if isinstance(v, sp.Float)]
+    if not floats:
         return rhs
-    return _floated(rhs)
+    return _floated(rhs, mpmath.libmp.prec_to_dps(max(v._prec for v in floats)))
 
 
 @lru_cache(maxsize=None)
-def _floated(rhs: sp.Expr) -> sp.Expr:
+def _floated(rhs: sp.Expr, digits: int) -> sp.Expr:
     return rhs.replace(lambda e: isinstance(e, sp.Expr) and e.is_number and not e.is_Number and not e.is_Atom
-                       or isinstance(e, sp.NumberSymbol), lambda e: e.evalf(DIGITS + 10))
+                       or isinstance(e, sp.NumberSymbol), lambda e: e.evalf(digits + 10))
 
 
 def _evaluate_forward(derivation: Derivation, values: dict, env: dict) -> dict:
@@ -485,35 +494,50 @@ def _numeric_targets(model: Model, n: int, m: int, rng: np.random.Generator) -> 
 def finite_difference_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
     sizes = _numeric_sizes(model)
     rng = np.random.default_rng(seed)
+    kinks = np.array(sorted({0.0} | {float(p) for a in model.activations if not a.is_vector
+                                      for p in breakpoints(a.expr)[0]}))
     for _ in range(20):  # stay away from kinks: no pre-activation within the difference step
         params = module.init_params(sizes, rng)
         for key in params:
             if key.startswith("b"):
                 params[key] = 0.5 * rng.standard_normal(params[key].shape)
         X = rng.standard_normal((sizes[0], samples))
-        cache = module.forward(params, X)
-        if min(float(np.min(np.abs(v))) for k, v in cache.items() if k.startswith("Z")) > 100 * FD_STEP:
+        with np.errstate(all="ignore"):
+            cache = module.forward(params, X)
+        Z = np.concatenate([v.ravel() for k, v in cache.items() if k.startswith("Z")])
+        if np.nanmin(np.abs(Z[:, None] - kinks[None, :])) > 100 * FD_STEP:
             break
     Y = _numeric_targets(model, sizes[-1], samples, rng)
-    grads = module.gradients(params, X, Y)
+    scale = 1.0
+    for _ in range(8):  # a function whose values overflow float64 at this point: a smaller point
+        with np.errstate(all="ignore"):
+            value, grads = module.loss(params, X, Y), module.gradients(params, X, Y)
+        if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads.values()):
+            break
+        scale /= 2
+        params = {k: v / 2 for k, v in params.items()}
+        X = X / 2
     worst_abs = worst_rel = 0.0
-    passed = True
+    passed, nonfinite = True, False
     count = 0
     for key in sorted(params):
         theta = params[key]
         for pos in np.ndindex(theta.shape):
             original = theta[pos]
-            theta[pos] = original + FD_STEP
-            up = module.loss(params, X, Y)
-            theta[pos] = original - FD_STEP
-            down = module.loss(params, X, Y)
+            with np.errstate(all="ignore"):  # a non-finite value fails the comparison below
+                theta[pos] = original + FD_STEP
+                up = module.loss(params, X, Y)
+                theta[pos] = original - FD_STEP
+                down = module.loss(params, X, Y)
             theta[pos] = original
             fd = (up - down) / (2 * FD_STEP)
             g = float(grads[key][pos])
             err = abs(g - fd)
+            if not math.isfinite(err):
+                nonfinite = True
             worst_abs = max(worst_abs, err)
             worst_rel = max(worst_rel, err / max(abs(g) + abs(fd), 1e-12))
-            passed &= err <= FD_ABS_TOL + FD_REL_TOL * abs(fd)
+            passed &= bool(err <= FD_ABS_TOL + FD_REL_TOL * abs(fd))  # False for nan
             count += 1
     return Check(
         "finite_differences",
@@ -522,9 +546,10 @@ def finite_difference_check(model: Model, module: types.ModuleType, seed: int = 
             "partials": count,
             "sizes": list(sizes),
             "samples": samples,
+            "scale": scale,
             "step": FD_STEP,
-            "largest_absolute_error": decade_bound(worst_abs),
-            "largest_relative_error": decade_bound(worst_rel),
+            "largest_absolute_error": "nan" if nonfinite else decade_bound(worst_abs),
+            "largest_relative_error": "nan" if nonfinite else decade_bound(worst_rel),
         },
     )
 
@@ -560,11 +585,16 @@ def stability_check(model: Model, module: types.ModuleType, seed: int = 0) -> Ch
             finite = False
         with np.errstate(all="ignore"):
             cache = module.forward(params, X)
-        largest = max(largest, max(float(np.nanmax(np.abs(v))) for k, v in cache.items() if k.startswith("Z")))
+        Z = np.concatenate([np.abs(v).ravel() for k, v in cache.items() if k.startswith("Z")])
+        largest = max(largest, float(np.max(np.where(np.isnan(Z), np.inf, Z))))
         if not finite:
             passed = False
-            with np.errstate(all="ignore"):  # mpmath's own float arithmetic may raise the FPU flags
-                exact = exact_largest(model, params, X, Y)
+            try:
+                with np.errstate(all="ignore"), time_limit(EXACT_SECONDS):  # mpmath may raise FPU flags
+                    exact = exact_largest(model, params, X, Y)
+            except (TimeLimitExceeded, ValueError, OverflowError, ArithmeticError):
+                sp.core.cache.clear_cache()
+                exact = sp.oo  # values too large for even SymPy's floats to reach in time
             largest_exact = max(largest_exact, exact)
             inherent &= exact > FLOAT64_MAX
     figures = {"largest_preactivation": decade_bound(largest)}
@@ -575,11 +605,17 @@ def stability_check(model: Model, module: types.ModuleType, seed: int = 0) -> Ch
 
 
 FLOAT64_MAX = sp.Float(np.finfo(float).max)
+EXACT_SECONDS = 5.0
 
 
 def _decade_text(x: sp.Expr) -> str:
-    """A power of ten at least x for numbers beyond float range: '1e434'."""
-    return f"1e{int(sp.ceiling(sp.log(x, 10)))}"
+    """A power of ten at least x for numbers beyond float range: '1e434' ('inf' when unreachable)."""
+    if x == sp.oo:
+        return "inf"
+    exponent = int(mpmath.ceil(mpmath.log10(mpmath.mpf(sp.Float(x, 20)._mpf_))))
+    if exponent >= 10**12:  # a tower: 10^(10^k) bounds it
+        return f"1e1e{int(mpmath.ceil(mpmath.log10(exponent)))}"
+    return f"1e{exponent}"
 
 
 def exact_largest(model: Model, params: dict, X: np.ndarray, Y: np.ndarray) -> sp.Expr:
@@ -594,25 +630,30 @@ def exact_largest(model: Model, params: dict, X: np.ndarray, Y: np.ndarray) -> s
         return np.vectorize(lambda *vs: expr.xreplace(dict(zip(variables, vs))).evalf(digits), otypes=[object])(*arrays)
 
     largest = sp.S.Zero
-    A = exact(X)
+    outputs = exact(X)
     for layer in range(1, model.depth + 1):
-        Z = np.dot(exact(params[f"W{layer}"]), A) + exact(params[f"b{layer}"])
+        pre = np.dot(exact(params[f"W{layer}"]), outputs) + exact(params[f"b{layer}"])
         act = model.activations[layer - 1]
         if act.is_vector:
-            E = np.vectorize(sp.exp, otypes=[object])(Z)
-            total = E.sum(axis=0, keepdims=True)
-            A = E / total if act.is_softmax else Z - np.vectorize(sp.log, otypes=[object])(total)
-            values = [Z, A]
+            powers = np.vectorize(sp.exp, otypes=[object])(pre)
+            total = powers.sum(axis=0, keepdims=True)
+            outputs = powers / total if act.is_softmax else pre - np.vectorize(sp.log, otypes=[object])(total)
+            values = [pre, outputs]
         else:
-            A = apply(act.expr, (Z_SYMBOL,), Z)
-            values = [Z, A, apply(kink_convention(sp.diff(act.expr, Z_SYMBOL)), (Z_SYMBOL,), Z)]
+            outputs = apply(act.expr, (Z,), pre)
+            values = [pre, outputs, apply(kink_convention(sp.diff(act.expr, Z)), (Z,), pre)]
         for array in values:
             largest = max([largest] + [abs(v) for v in array.ravel() if v.is_Number])
         if largest > FLOAT64_MAX:  # settled: deeper layers would only take longer to evaluate
             return largest
-    ell, dell = model.loss.expr, kink_convention(sp.diff(model.loss.expr, A_SYMBOL))
+    ell, dell = model.loss.expr, kink_convention(sp.diff(model.loss.expr, A))
     for expr in (ell, dell):
-        terms = apply(expr, (A_SYMBOL, Y_SYMBOL), A, exact(Y))
+        terms = apply(expr, (A, Y), outputs, exact(Y))
+        largest = max([largest] + [abs(v) for v in terms.ravel() if v.is_Number])
+    return largest
+    ell, dell = model.loss.expr, kink_convention(sp.diff(model.loss.expr, A))
+    for expr in (ell, dell):
+        terms = apply(expr, (A, Y), A, exact(Y))
         largest = max([largest] + [abs(v) for v in terms.ravel() if v.is_Number])
     return largest
 

@@ -125,3 +125,30 @@ def test_log_softmax_with_nll_gives_exp_a_minus_y():
     d = verified(make_spec(2, "relu", None, "nll")).derivation
     q = index("q", LayerRef(2))
     assert sp.expand(d.sample.results["delta_2"].rhs - (sp.exp(Q("a", 2).base[q]) - Q("y").base[q])) == 0
+
+
+def test_values_beyond_float64_at_the_test_point_shrink_the_point_and_say_so():
+    """exp(exp(z)) overflows float64 at ordinary inputs of a second layer: the finite differences are
+    taken at a scaled-down point (and the document says by how much); stability is not applicable."""
+    outcome = verified(make_spec(2, "exp(exp(z))"), stable=False)
+    assert outcome.report.check("finite_differences").figures["scale"] < 1
+    assert "multiplied by" in outcome.files["derivation.md"].decode()
+
+
+def test_ill_conditioned_point_is_compared_with_more_working_digits():
+    """cosh(z)**64 loses digits at the symbolic point in both evaluations; they agree once both
+    are redone with more working digits."""
+    outcome = verified(make_spec(2, "cosh(z)**64"), stable=False)
+    symbolic = outcome.report.check("symbolic").figures
+    assert symbolic["working_digits"] > symbolic["digits"]
+
+
+def test_function_too_large_to_evaluate_is_refused_quickly():
+    import time
+
+    from derive.errors import DeriveError
+
+    start = time.perf_counter()
+    with pytest.raises(DeriveError, match="cannot be evaluated on sample points"):
+        make_spec(2, "exp(exp(exp(exp(z))))")
+    assert time.perf_counter() - start < 2.0

@@ -21,7 +21,7 @@ import sympy as sp
 from derive.catalog.activations import Activation
 from derive.catalog.losses import Loss
 from derive.errors import DeriveError
-from derive.expr import ExpressionError, parse_expression
+from derive.expr import ExpressionError, TimeLimitExceeded, parse_expression, time_limit
 from derive.notation import A, Y, Z
 
 DIGITS = 60
@@ -29,8 +29,32 @@ ACTIVATION_POINTS = (0, 0.001, -0.001, 0.3, -0.3, 1, -1, 2.5, -2.5, 7, -7, 30, -
 TARGETS = {"real": (-1.5, -0.3, 0, 0.4, 1, 2.2), "unit": (0.1, 0.5, 0.9)}
 
 
+EVALUATION_SECONDS = 0.8
+
+
+class _Unevaluable(Exception):
+    """SymPy could not evaluate the expression at a point (values beyond any representation)."""
+
+
 def _value(expr: sp.Expr, point: dict) -> sp.Expr:
-    return expr.xreplace({k: sp.Float(v, DIGITS) for k, v in point.items()}).evalf(DIGITS)
+    try:
+        return expr.xreplace({k: sp.Float(v, DIGITS) for k, v in point.items()}).evalf(DIGITS)
+    except (ValueError, OverflowError, ArithmeticError, RecursionError, MemoryError) as error:
+        raise _Unevaluable from error
+
+
+def _checked(option: str, shown: str, check):
+    """Run a sampling check under a deadline; a function too large to evaluate is refused."""
+    try:
+        with time_limit(EVALUATION_SECONDS):
+            return check()
+    except (TimeLimitExceeded, _Unevaluable):
+        sp.core.cache.clear_cache()
+        raise DeriveError(
+            f"invalid value for {option}: {shown!r} cannot be evaluated on sample points up to |z| = 100 "
+            f"(its values are too large to represent, or take over {EVALUATION_SECONDS:g} s); "
+            f"expected a function whose values stay representable"
+        ) from None
 
 
 def _finite_real(value: sp.Expr) -> bool:
@@ -61,20 +85,25 @@ def custom_activation(text: str, *, option: str = "--act") -> Activation:
         raise DeriveError(f"invalid value for {option}: activation {shown!r} does not depend on z; "
                           "expected a function of z such as 'z*tanh(z)'")
     derivative = _smooth_parts(sp.diff(g, Z))
-    unit = True
-    for point in ACTIVATION_POINTS:
-        value = _value(g, {Z: point})
-        if not _finite_real(value):
-            raise DeriveError(
-                f"invalid value for {option}: activation {shown!r} is not a finite real number at "
-                f"z = {_point_text(point)}; an activation must be defined for every real z"
-            )
-        if not _finite_real(_value(derivative, {Z: point})):
-            raise DeriveError(
-                f"invalid value for {option}: the derivative of activation {shown!r} is not finite at "
-                f"z = {_point_text(point)}; expected a function with a finite derivative"
-            )
-        unit &= bool(0 < value < 1)
+
+    def check() -> bool:
+        unit = True
+        for point in ACTIVATION_POINTS:
+            value = _value(g, {Z: point})
+            if not _finite_real(value):
+                raise DeriveError(
+                    f"invalid value for {option}: activation {shown!r} is not a finite real number at "
+                    f"z = {_point_text(point)}; an activation must be defined for every real z"
+                )
+            if not _finite_real(_value(derivative, {Z: point})):
+                raise DeriveError(
+                    f"invalid value for {option}: the derivative of activation {shown!r} is not finite at "
+                    f"z = {_point_text(point)}; expected a function with a finite derivative"
+                )
+            unit &= bool(0 < value < 1)
+        return unit
+
+    unit = _checked(option, shown, check)
     return Activation("custom", "user-written", g, in_unit_interval=unit, source=text)
 
 
@@ -101,6 +130,10 @@ def _sample_outputs(output: Activation) -> list[float]:
 def fit_targets(loss: Loss, output: Activation) -> Loss:
     """The user-written loss with the least restrictive targets it is defined for, given the outputs
     of `output`; a one-line error when it is undefined for them."""
+    return _checked("--loss", _shown(loss.source), lambda: _fit_targets(loss, output))
+
+
+def _fit_targets(loss: Loss, output: Activation) -> Loss:
     outputs = _sample_outputs(output)
     derivative = _smooth_parts(sp.diff(loss.expr, A))
     problem = None
