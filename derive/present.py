@@ -374,7 +374,9 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> dict:
         stable.append(text("code.stable_sigmoid"))
     if any(a.is_softmax for a in acts):
         stable.append(text("code.stable_softmax"))
-    if derivation.model.loss.expr.has(sp.log):
+    from derive.notation import A as a_symbol
+
+    if derivation.model.loss.expr.has(sp.log(a_symbol), sp.log(1 - a_symbol)):
         stable.append(text("code.stable_log"))
     phrases, sentences = code_notes(derivation, plan, text)
     stable += phrases

@@ -139,6 +139,9 @@ def code_notes(derivation: Derivation, plan, text) -> tuple[list[str], list[str]
         ("np.expm1" in lines, "code_extra.stable_expm1"),
         ("np.where" in lines and ("np.minimum" in lines or "np.maximum" in lines), "code_extra.stable_clamp"),
         ("_erf(" in lines, "code_extra.stable_erf"),
+        ("np.logaddexp(0.0, -2*np.abs(" in lines, "code_extra.stable_logcosh"),
+        ("np.exp(" in lines and "np.logaddexp" in lines and not any(a.name == "sigmoid" for a in derivation.model.activations),
+         "code_extra.stable_exp"),
         ("_xlogx(" in lines, "code_extra.stable_xlogx"),
         (any(a.is_log_softmax for a in derivation.model.activations), "code_extra.stable_log_softmax"),
     ]
