@@ -343,7 +343,11 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
     if stability.ran:
         paragraphs.append(text("verification.stability", largest=_number(stability.figures["largest_preactivation"])))
     else:
-        paragraphs.append(text("verification_extra.stability_inherent", exact=_number(stability.figures["largest_exact"])))
+        exact = stability.figures["largest_exact"]
+        if exact == "inf":
+            paragraphs.append(text("verification_extra.stability_unreachable"))
+        else:
+            paragraphs.append(text("verification_extra.stability_inherent", exact=_number(exact)))
     if penalty:
         paragraphs.append(text("verification_extra.penalty"))
     paragraphs.append(text("verification.recognition", formulas=report.check("recognition").figures["formulas"]))
