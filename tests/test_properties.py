@@ -28,7 +28,8 @@ UNARY = st.sampled_from(["tanh", "atan", "sin", "sigmoid", "softplus", "cos"])
 
 
 def _expressions(variable: str):
-    leaves = st.one_of(st.just(variable), CONSTANTS)
+    leaves = st.one_of(st.just(variable), st.just(variable), st.tuples(CONSTANTS, st.just(variable)).map("*".join),
+                       CONSTANTS)
 
     def extend(children):
         return st.one_of(
@@ -36,10 +37,13 @@ def _expressions(variable: str):
             st.tuples(children, st.sampled_from(["+", "-", "*"]), children).map(lambda t: f"({t[0]}{t[1]}{t[2]})"),
         )
 
-    return st.recursive(leaves, extend, max_leaves=5)
+    return st.recursive(leaves, extend, max_leaves=6)
 
 
-ACTIVATION_TEXT = _expressions("z").map(lambda text: text if "z" in text else f"{text}+z")
+# compositions of the shape users write (swish-, mish-, gelu-like): f(g(c z)) ± c' h(z) z
+COMPOSED = st.builds(lambda f, g, c, op, d, h: f"{f}({g}({c}*z)) {op} {d}*{h}(z)*z",
+                     UNARY, UNARY, CONSTANTS, st.sampled_from(["+", "-"]), CONSTANTS, UNARY)
+ACTIVATION_TEXT = st.one_of(_expressions("z").map(lambda text: text if "z" in text else f"{text}+z"), COMPOSED)
 LOSS_TERMS = st.sampled_from(["(a-y)**2", "(a-y)**4", "log(cosh(a-y))", "sqrt(1+(a-y)**2)", "tanh(a)*y",
                               "a**2", "sin(a-y)", "atan(a-y)**2"])
 LOSS_TEXT = st.lists(st.tuples(CONSTANTS, LOSS_TERMS), min_size=1, max_size=3, unique_by=lambda t: t[1]).map(
