@@ -107,9 +107,14 @@ def chain_rule(
             local = tidy(found[0]) if not local.has(sp.Sum) else found[0]
             steps.append(Step(local_symbol, local, found[1]))
     glued = _sum_over(upstream(*out_indices) * local, out_indices)
-    result = transform(collapse(glued), factor_piecewise)
+    result = _factored(collapse(glued))
     steps.append(Step(lhs, result, "kronecker_collapse" if glued.has(sp.KroneckerDelta) else "substitute_local"))
     return steps, result
+
+
+def _factored(expr: sp.Expr) -> sp.Expr:
+    """Common factors taken out of piecewise expressions (only piecewise results need the walk)."""
+    return transform(expr, factor_piecewise) if expr.has(sp.Piecewise) else expr
 
 
 def _result(name: str, layer: LayerRef, lhs, rhs, free, matrix_lhs) -> Result:
@@ -146,8 +151,8 @@ def loss_gradient(loss: LossLayer, batch: bool) -> tuple[list[Step], Callable[..
     steps = [Step(lhs, sp.Derivative(cost, target), "definition_loss"), Step(lhs, raw, "differentiate")]
     value = collapse(raw)
     steps.append(Step(lhs, value, "kronecker_collapse"))
-    conventional = kink_convention(value)
-    if conventional != value:  # a loss with a kink (|a − y|, max): the value used there
+    conventional = kink_convention(value) if value.has(sp.Heaviside, sp.DiracDelta) else value
+    if conventional != value:  # a loss with a kink (max(a − y, 0)): the value used there
         value = conventional
         steps.append(Step(lhs, value, "kink_convention_loss"))
     tidied = tidy(value)
@@ -193,7 +198,7 @@ def layer_error(
         readable=lambda e: act.readable(e, t if batch else None),
     )
     steps += chain_steps
-    value = transform(collapse(_substitute(value, grad.base, upstream)), factor_piecewise)
+    value = _factored(collapse(_substitute(value, grad.base, upstream)))
     steps.append(Step(lhs, value, "substitute_upstream"))
     if probability_targets:
         replaced = targets_sum_to_one(value, Q("Y" if batch else "y").base)

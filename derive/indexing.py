@@ -181,7 +181,8 @@ def collapse(expr: sp.Basic) -> sp.Basic:
     while expr != previous:
         previous = expr
         expr = discharge_guards(expr)
-        expr = transform(expr, _common_delta)
+        if expr.has(sp.Piecewise):
+            expr = transform(expr, _common_delta)
         expr = transform(expr, _collapse_sum)
     return expr
 
