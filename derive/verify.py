@@ -45,6 +45,7 @@ FD_ABS_TOL = 1e-7
 FD_REL_TOL = 1e-5
 STABILITY_SCALE = 1e3
 NUMERIC_MAX_PARAMS = 2000
+SMALL_COST_OPS = 160  # expanded losses up to this size are evaluated with evalf, larger ones compiled
 
 
 @dataclass
@@ -251,6 +252,8 @@ def direct_gradients(model: Model, values: dict, digits: int = DIGITS) -> tuple[
     derivatives = {key: sp.diff(cost, sym) for key, sym in params.items()}
     if exact:
         return {key: derivative.xreplace(point) for key, derivative in derivatives.items()}, exact
+    if sp.count_ops(cost) <= SMALL_COST_OPS:  # small trees: evalf directly, no compilation needed
+        return {key: derivative.xreplace(point).evalf(digits) for key, derivative in derivatives.items()}, exact
     return dict(zip(derivatives, _evaluate_digits(list(derivatives.values()), point, digits))), exact
 
 
