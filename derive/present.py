@@ -308,7 +308,9 @@ def _per_layer(p, depth: int) -> list[dict]:
 def _verification(report: Report, text: Text, penalty: bool = False) -> list[str]:
     paragraphs = []
     s = report.check("symbolic")
-    if s.ran:
+    if "error" in s.figures:
+        paragraphs.append(text("verification_extra.symbolic_error", error=s.figures["error"]))
+    elif s.ran:
         f = s.figures
         agreement = (
             text("verification.symbolic_exact")
@@ -319,12 +321,15 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
     else:
         paragraphs.append(text("verification.symbolic_skipped", **s.figures))
     f = report.check("minibatch").figures
+    if "error" in f:
+        paragraphs.append(text("verification_extra.minibatch_error", error=f["error"]))
     agreement = (
         text("verification.symbolic_exact")
         if f["exact"]
         else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
     )
-    paragraphs.append(text("verification.minibatch", samples=f["samples"], partials=f["partials"], agreement=agreement))
+    if "error" not in f:
+        paragraphs.append(text("verification.minibatch", samples=f["samples"], partials=f["partials"], agreement=agreement))
     f = report.check("finite_differences").figures
     paragraphs.append(
         text(

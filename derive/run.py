@@ -89,6 +89,9 @@ def generate_and_write(spec: MLPSpec, out: Path) -> tuple[Outcome, list[Path]]:
     """Generate, and write the files only if every check passed."""
     outcome = generate(spec)
     if not outcome.report.passed:
-        failed = ", ".join(c.name for c in outcome.report.checks if c.ran and not c.passed)
-        raise VerificationFailed(f"verification failed ({failed}); nothing was written to {out}")
+        failed = [c for c in outcome.report.checks if c.ran and not c.passed]
+        reasons = [c.figures["error"] for c in failed if "error" in c.figures]
+        why = f": {reasons[0]}" if reasons else ""
+        raise VerificationFailed(
+            f"verification failed ({', '.join(c.name for c in failed)}){why}; nothing was written to {out}")
     return outcome, write_files(out, outcome.files)

@@ -289,11 +289,17 @@ class DirectDifferentiation:
     def __init__(self, model: Model, seed: int = 0):
         self.model = model
         self.skipped = model.depth > SYMBOLIC_MAX_DEPTH
-        self.values = None if self.skipped else symbolic_point(model, seed)
+        self.error = None  # why the expanded loss could not be evaluated, if it could not
         self._connection = None
         self._process = None
         self._result = None
-        if not self.skipped and "fork" in multiprocessing.get_all_start_methods():
+        self.values = None
+        if not self.skipped:
+            try:
+                self.values = symbolic_point(model, seed)
+            except UNEVALUABLE as error:
+                self.error = _unevaluable_text(error)
+        if self.values is not None and "fork" in multiprocessing.get_all_start_methods():
             parent, child = multiprocessing.get_context("fork").Pipe(duplex=False)
             self._process = multiprocessing.get_context("fork").Process(
                 target=_direct_gradients_child, args=(model, self.values, child), daemon=True
@@ -318,11 +324,33 @@ class DirectDifferentiation:
         return self._result
 
 
+# what exact evaluation of an astronomically large network raises (mpmath, SymPy, Python)
+UNEVALUABLE = (MemoryError, OverflowError, ValueError, ArithmeticError, RecursionError)
+
+
+def _unevaluable_text(error: BaseException) -> str:
+    return (f"the expanded network could not be evaluated exactly at the test point ({type(error).__name__}); "
+            "its values are too large to represent")
+
+
 def symbolic_check(derivation: Derivation, direct: DirectDifferentiation | None = None) -> Check:
     model = derivation.model
     direct = direct if direct is not None else DirectDifferentiation(model)
     if direct.skipped:
         return Check("symbolic", True, ran=False, figures={"depth": model.depth, "max_depth": SYMBOLIC_MAX_DEPTH})
+    try:
+        if direct.error is not None:
+            raise ValueError(direct.error)
+        return _compare_with_direct(derivation, direct)
+    except UNEVALUABLE as error:
+        reason = direct.error or _unevaluable_text(error)
+        return Check("symbolic", False, figures={"partials": 0, "width": SYMBOLIC_WIDTH, "depth": model.depth,
+                                                 "exact": False, "digits": DIGITS, "working_digits": DIGITS,
+                                                 "largest_difference": "nan", "error": reason})
+
+
+def _compare_with_direct(derivation: Derivation, direct: DirectDifferentiation) -> Check:
+    model = derivation.model
     expected, exact = direct.result()
     for digits in (DIGITS, 2 * DIGITS, 4 * DIGITS):
         # an ill-conditioned point (cosh(z)**64 of a large z) loses digits in both evaluations:
@@ -406,6 +434,15 @@ def _evaluate_gradients(results: dict, derivation: Derivation, values: dict, env
 
 
 def minibatch_check(derivation: Derivation, seed: int = 1, samples: int = 2) -> Check:
+    try:
+        return _minibatch_check(derivation, seed, samples)
+    except UNEVALUABLE as error:
+        return Check("minibatch", False, figures={"partials": 0, "samples": samples, "exact": False,
+                                                  "digits": DIGITS, "largest_difference": "nan",
+                                                  "error": _unevaluable_text(error)})
+
+
+def _minibatch_check(derivation: Derivation, seed: int, samples: int) -> Check:
     """(1/m) Σ_s of the per-sample gradients equals the minibatch formulas, exactly."""
     model = derivation.model
     width = SYMBOLIC_WIDTH

@@ -135,12 +135,25 @@ def test_values_beyond_float64_at_the_test_point_shrink_the_point_and_say_so():
     assert "multiplied by" in outcome.files["derivation.md"].decode()
 
 
-def test_ill_conditioned_point_is_compared_with_more_working_digits():
-    """cosh(z)**64 loses digits at the symbolic point in both evaluations; they agree once both
-    are redone with more working digits."""
+def test_ill_conditioned_point_is_compared_with_more_working_digits(monkeypatch):
+    """cosh(z)**64 loses digits at the symbolic point when evaluated at a fixed precision (the
+    compiled mpmath path, forced here; SymPy's evalf raises its own precision): both sides agree
+    once they are redone with more working digits."""
+    import derive.verify
+
+    monkeypatch.setattr(derive.verify, "SMALL_COST_OPS", 0)
     outcome = verified(make_spec(2, "cosh(z)**64"), stable=False)
     symbolic = outcome.report.check("symbolic").figures
     assert symbolic["working_digits"] > symbolic["digits"]
+
+
+def test_network_too_large_to_evaluate_exactly_fails_verification_with_the_reason(tmp_path):
+    from derive.errors import VerificationFailed
+    from derive.run import generate_and_write
+
+    with pytest.raises(VerificationFailed, match="could not be evaluated exactly"):
+        generate_and_write(make_spec(3, "cosh(z)**64"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_function_too_large_to_evaluate_is_refused_quickly():
