@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from derive.indexing import collapse
+from derive.indexing import collapse, factor_delta, factor_piecewise, transform
 from derive.layers import ActivationLayer, Dense, LossLayer, entry_of
 from derive.matrixform import entries_agree, to_matrix_form
 from derive.notation import BATCH_COST, BATCH_SIZE, COST, LEARNING_RATE, LayerRef, Q, Quantity, index, sample_index
+from derive.nonsmooth import kink_convention
+from derive.regularisation import Penalty, gradient_steps
 from derive.rewrite import targets_sum_to_one, tidy
 
 
@@ -95,18 +97,24 @@ def chain_rule(
     steps = [Step(lhs, _sum_over(upstream(*out_indices) * local_symbol, out_indices), "chain_rule")]
     raw = sp.diff(entry(*out_indices), target)
     steps.append(Step(local_symbol, raw, "local_derivative"))
-    local = collapse(raw)
+    local = factor_delta(collapse(raw))
     if local != raw:
-        steps.append(Step(local_symbol, local, "kronecker_collapse"))
+        rule = "common_delta" if raw.has(sp.Piecewise) and not raw.has(sp.Sum) else "kronecker_collapse"
+        steps.append(Step(local_symbol, local, rule))
     if readable is not None:
         found = readable(local)
         if found is not None and found[0] != local:
             local = tidy(found[0]) if not local.has(sp.Sum) else found[0]
             steps.append(Step(local_symbol, local, found[1]))
     glued = _sum_over(upstream(*out_indices) * local, out_indices)
-    result = collapse(glued)
+    result = _factored(collapse(glued))
     steps.append(Step(lhs, result, "kronecker_collapse" if glued.has(sp.KroneckerDelta) else "substitute_local"))
     return steps, result
+
+
+def _factored(expr: sp.Expr) -> sp.Expr:
+    """Common factors taken out of piecewise expressions (only piecewise results need the walk)."""
+    return transform(expr, factor_piecewise) if expr.has(sp.Piecewise) else expr
 
 
 def _result(name: str, layer: LayerRef, lhs, rhs, free, matrix_lhs) -> Result:
@@ -134,10 +142,19 @@ def loss_gradient(loss: LossLayer, batch: bool) -> tuple[list[Step], Callable[..
     else:
         cost = loss.sample_cost()
         lhs = sp.Derivative(COST, target)
-    raw = sp.diff(cost, target)
+    # the penalty R does not depend on the outputs, so only the data term is differentiated (and
+    # with all sums as one, which keeps SymPy from folding a piecewise loss out of its sum)
+    i = loss.unit_index()
+    data = sp.Sum(loss.per_unit(i, t), (i, i.lower, i.upper), (t, t.lower, t.upper)) if batch else \
+        sp.Sum(loss.per_unit(i, None), (i, i.lower, i.upper))
+    raw = sp.diff(data, target)
     steps = [Step(lhs, sp.Derivative(cost, target), "definition_loss"), Step(lhs, raw, "differentiate")]
     value = collapse(raw)
     steps.append(Step(lhs, value, "kronecker_collapse"))
+    conventional = kink_convention(value) if value.has(sp.Heaviside, sp.DiracDelta) else value
+    if conventional != value:  # a loss with a kink (max(a − y, 0)): the value used there
+        value = conventional
+        steps.append(Step(lhs, value, "kink_convention_loss"))
     tidied = tidy(value)
     if tidied != value:
         value = tidied
@@ -181,7 +198,7 @@ def layer_error(
         readable=lambda e: act.readable(e, t if batch else None),
     )
     steps += chain_steps
-    value = collapse(_substitute(value, grad.base, upstream))
+    value = _factored(collapse(_substitute(value, grad.base, upstream)))
     steps.append(Step(lhs, value, "substitute_upstream"))
     if probability_targets:
         replaced = targets_sum_to_one(value, Q("Y" if batch else "y").base)
@@ -223,8 +240,11 @@ def input_gradient(dense: Dense, batch: bool) -> tuple[list[Step], Callable[...,
     return steps, upstream
 
 
-def parameter_gradients(dense: Dense, batch: bool) -> tuple[list[Step], Result, list[Step], Result]:
-    """∂C/∂W⁽ˡ⁾ and ∂C/∂b⁽ˡ⁾ from δ⁽ˡ⁾ (per minibatch: the mean over its samples)."""
+def parameter_gradients(
+    dense: Dense, batch: bool, penalty: Penalty | None = None
+) -> tuple[list[Step], Result, list[Step], Result]:
+    """∂C/∂W⁽ˡ⁾ and ∂C/∂b⁽ˡ⁾ from δ⁽ˡ⁾ (per minibatch: the mean over its samples), plus the
+    derivative of the penalty for the parameters it covers."""
     p, q = dense.out_index("p"), dense.in_index("q")
     i = dense.out_index("i")
     t = sample_index("t") if batch else None
@@ -248,6 +268,8 @@ def parameter_gradients(dense: Dense, batch: bool) -> tuple[list[Step], Result, 
             _indices(i, t),
             target,
         )
+        if penalty is not None and penalty.covers(param.kind):
+            steps, value = gradient_steps(penalty, param, target, steps, value, batch, Step)
         matrix_lhs = sp.Derivative(cost, param.symbol)
         result = _result(name, dense.layer, lhs, value, free, matrix_lhs)
         steps.append(Step(matrix_lhs, result.matrix_rhs, "matrix_form", matrix=True))

@@ -56,14 +56,21 @@ def main() -> None:
 @click.option("--layers", "layers", required=True, metavar="L",
               help=f"Number of weight layers, 1 to {MAX_LAYERS} (3 means two hidden layers and an output layer).")
 @click.option("--act", "act", required=True, metavar="ACT",
-              help="Hidden activation: identity, sigmoid, tanh or relu; one name for all hidden layers or one per "
-                   "hidden layer separated by commas.")
+              help="Hidden activation: a catalog name (see `derive list`; parameters as name:value, e.g. "
+                   "leaky_relu:0.1) or an expression in z such as 'z*tanh(z)'. One for all hidden layers, or one "
+                   "per hidden layer separated by commas.")
 @click.option("--out-act", "out_act", default=None, metavar="ACT",
-              help="Output activation: identity, sigmoid, tanh, relu or softmax. Default: softmax for ce, sigmoid "
-                   "for bce, otherwise the --act activation.")
+              help="Output activation: a catalog name (including softmax and log_softmax) or an expression in z. "
+                   "Default: softmax for ce and kl, sigmoid for bce, log_softmax for nll, otherwise the --act "
+                   "activation.")
 @click.option("--loss", "loss", default="mse", show_default=True, metavar="LOSS",
-              help="Loss per sample: mse (½‖a − y‖²), ce (−Σ y log a, targets summing to 1) or bce (binary cross "
-                   "entropy). The cost of a minibatch is the mean over its samples.")
+              help="Loss per output unit, summed over units: a catalog name (mse, ce, bce, mae, huber:δ, nll, kl; "
+                   "see `derive list`) or an expression in a and y such as '(a-y)**4/4'. The cost of a minibatch "
+                   "is the mean over its samples.")
+@click.option("--l2", "l2", default=None, metavar="λ",
+              help="Add the penalty (λ/2)·Σ W² to the loss (weight decay); counted once per minibatch.")
+@click.option("--l1", "l1", default=None, metavar="λ", help="Add the penalty λ·Σ |W| to the loss.")
+@click.option("--penalise-bias", "penalise_bias", is_flag=True, help="Apply --l2/--l1 to the biases too.")
 @click.option("--sizes", "sizes", default=None, metavar="n0,n1,…,nL",
               help="Units per layer for the generated code and its checks (default: 4, hidden layers 5, output 3).")
 @click.option("--format", "formats", default=None, metavar="FMT[,FMT…]",
@@ -79,14 +86,15 @@ def main() -> None:
 @click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
               help="Output folder (default: outputs/<architecture>-<choices>/).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
-def mlp(layers, act, out_act, loss, sizes, formats, lang, optimizer, out, quiet) -> None:
+def mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet) -> None:
     """Derive backpropagation for a multilayer perceptron and write the derivation and its code."""
     from derive.model import make_spec
     from derive.render import check_writable
     from derive.run import generate_and_write
 
     try:
-        spec = make_spec(layers, act, out_act, loss, sizes, formats, lang=lang, optimizer=optimizer)
+        spec = make_spec(layers, act, out_act, loss, sizes, formats, lang=lang, optimizer=optimizer,
+                         l2=l2, l1=l1, penalise_bias=penalise_bias)
         folder = out if out is not None else Path("outputs") / spec.slug()
         try:
             check_writable(folder)
@@ -119,8 +127,19 @@ def _verdict(report) -> str:
     workspace = next((c for c in report.checks if c.name == "workspace" and c.ran), None)
     if workspace is not None:
         parts.append("workspace form bit-identical")
+    if not report.check("stability").ran:
+        parts.append("stability check not applicable (the exact values exceed float64)")
     parts.append(f"{report.check('recognition').figures['formulas']} matrix forms checked")
     if any(c.name == "optimizer_code" for c in report.checks):
         f = report.check("optimizer_code").figures
         parts.append(f"{f['optimizer']} update equals its equations over {f['steps']} steps; initial weights and train() checked")
     return "verification passed: " + "; ".join(parts)
+
+
+@main.command(name="list")
+def list_catalog() -> None:
+    """Print the catalog: every activation and loss with its formula, its derivative as SymPy
+    computes it, and its parameters."""
+    from derive.catalog_list import catalog_text
+
+    click.echo(catalog_text())

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 LOGSUMEXP_HELPER = "_logsumexp"
 SOFTMAX_HELPER = "_softmax"
+ERF_HELPER = "_erf"
+XLOGX_HELPER = "_xlogx"
 
 
 class NumPyCodePrinter(NumPyPrinter):
@@ -94,6 +96,42 @@ class NumPyCodePrinter(NumPyPrinter):
     def _print_Softplus(self, expr):
         return f"np.logaddexp(0.0, {self._print(expr.args[0])})"
 
+    def _print_Expm1(self, expr):
+        return f"np.expm1({self._print(expr.args[0])})"
+
+    def _print_Abs(self, expr):
+        return f"np.abs({self._print(expr.args[0])})"
+
+    def _print_Total(self, expr):
+        return f"np.sum({self._print(expr.args[0])})"
+
+    def _print_Erf(self, expr):
+        self.helpers.add(ERF_HELPER)
+        return f"{ERF_HELPER}({self._print(expr.args[0])})"
+
+    def _print_XLogX(self, expr):
+        self.helpers.add(XLOGX_HELPER)
+        return f"{XLOGX_HELPER}({self._print(expr.args[0])})"
+
+    def _print_Piecewise(self, expr):
+        """np.where for each branch, nested; the last condition is True (SymPy's 'otherwise')."""
+        *branches, (last, condition) = expr.args
+        if condition != sp.true:
+            raise ValueError(f"piecewise without an 'otherwise' branch: {expr}")
+        text = self._print(last)
+        for value, condition in reversed(branches):
+            text = f"np.where({self._print(condition)}, {self._print(value)}, {text})"
+        return text
+
+    def _print_Relational(self, expr):
+        return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
+
+    def _print_And(self, expr):
+        return "(" + " & ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Or(self, expr):
+        return "(" + " | ".join(self._print(a) for a in expr.args) + ")"
+
     def _print_LogSumExp(self, expr):
         self.helpers.add(LOGSUMEXP_HELPER)
         return f"{LOGSUMEXP_HELPER}({self._print(expr.args[0])})"
@@ -129,10 +167,39 @@ def softmax_helper() -> list[str]:
     ]
 
 
+def erf_helper() -> list[str]:
+    """NumPy has no erf: apply the C library's, through Python's math module, entry by entry."""
+    return [
+        f"def {ERF_HELPER}(X):",
+        '    """erf entry by entry with Python\'s math.erf (the C library\'s, double precision): NumPy has no erf."""',
+        "    from math import erf",
+        "",
+        "    return np.vectorize(erf, otypes=[float])(X)",
+    ]
+
+
+def xlogx_helper() -> list[str]:
+    """x log x with its limit 0 at x = 0, printed from the piecewise definition."""
+    X = sp.Symbol("X", real=True)
+    body = NumPyCodePrinter()._print(sp.Piecewise((X * sp.log(sp.Piecewise((X, X > 0), (1, True))), X > 0), (0, True)))
+    return [
+        f"def {XLOGX_HELPER}(X):",
+        '    """X*log(X) entry by entry, with the limit 0 where X = 0 (and no log(0) evaluated)."""',
+        f"    return {body}",
+    ]
+
+
+HELPERS = {
+    LOGSUMEXP_HELPER: logsumexp_helper,
+    SOFTMAX_HELPER: softmax_helper,
+    ERF_HELPER: erf_helper,
+    XLOGX_HELPER: xlogx_helper,
+}
+
+
 def helpers_used(printer: NumPyCodePrinter) -> list[list[str]]:
     """The helper functions the printed code calls, in a fixed order."""
-    sources = {LOGSUMEXP_HELPER: logsumexp_helper, SOFTMAX_HELPER: softmax_helper}
-    return [source() for name, source in sources.items() if name in printer.helpers]
+    return [make() for name, make in HELPERS.items() if name in printer.helpers]
 
 
 @dataclass(frozen=True)
@@ -157,6 +224,8 @@ class CodePlan:
     helpers: list[list[str]]
     init_scale: list[str]  # per layer: the expression scaling N(0, 1) weights
     workspace: WorkspacePlan | None = None  # the in-place form for training loops (derive.stepcode)
+    constants: list[Assignment] = ()  # module-level constants the formulas use (penalty strengths)
+    loss_params: list[str] = ()  # parameters the loss reads directly (a penalty)
 
 
 def _names(expr: sp.Expr) -> set[str]:
@@ -169,8 +238,12 @@ def _names(expr: sp.Expr) -> set[str]:
 
 
 def softmax_stable(expr: sp.Expr) -> sp.Expr:
-    """exp(X) ⊙ 1/(1ᵀ exp(X)), the derived softmax output → Softmax(X), evaluated with the column
-    maximum subtracted (see rewrite.softmax_shifted) so that exp cannot overflow."""
+    """The derived softmax output exp(X) ⊙ 1/(1ᵀ exp(X)) → Softmax(X), evaluated with the column
+    maximum subtracted (see rewrite.softmax_shifted); the log-softmax X − log(1ᵀ exp(X)) → X − lse(X).
+    Either way no exp can overflow."""
+    for e in sp.preorder_traversal(expr):
+        if isinstance(e, sp.log) and isinstance(e.args[0], ColSums) and isinstance(e.args[0].args[0], sp.exp):
+            return expr.xreplace({e: LogSumExp(e.args[0].args[0].args[0])})
     for e in sp.preorder_traversal(expr):
         if isinstance(e, ColSums) and isinstance(e.args[0], sp.exp):
             return Softmax(e.args[0].args[0])
@@ -190,7 +263,7 @@ def code_forms(derivation: Derivation) -> dict[str, sp.Expr]:
     for layer in range(1, model.depth + 1):
         forms[f"z_{layer}"] = stable_forms(batch[f"z_{layer}"].matrix_rhs)
         value = batch[f"a_{layer}"].matrix_rhs
-        if model.activations[layer - 1].is_softmax:
+        if model.activations[layer - 1].is_vector:
             value = softmax_stable(value)
         forms[f"a_{layer}"] = stable_forms(value)
     for key in backward_order(model.depth):
@@ -233,18 +306,28 @@ def plan_code(derivation: Derivation) -> CodePlan:
         output = model.activations[-1]
         if output.is_softmax:
             a_expr = sp.exp(Z_L - RowBroadcast(LogSumExp(Z_L)))
+        elif output.is_log_softmax:
+            a_expr = Z_L - RowBroadcast(LogSumExp(Z_L))
         else:
             a_expr = output.entry(Z_L)
         elementwise = stable_log_loss(per_unit.xreplace({notation.A: a_expr, notation.Y: Y}))
     else:
         elementwise = per_unit.xreplace({notation.A: A_L, notation.Y: Y})
     loss_value = f"np.sum({printer._print(elementwise)}) / m"
+    constants = []
+    if model.penalty is not None:
+        loss_value += f" + {printer._print(model.penalty.value_expression(depth))}"
+        for symbol, value in model.penalty.strengths.items():
+            constants.append(Assignment(printer._print(symbol), repr(float(value)), _STRENGTH_COMMENTS[symbol.name]))
 
+    parameters = [Q(k, l).code() for l in range(1, depth + 1) for k in ("W", "b")]
     order = backward_order(depth)
     backward = [Assignment(_target(batch[key], printer), printer._print(forms[key])) for key in order]
 
     used_forward = {a.target for a in forward} | {Q("A", 0).code()}
     loss_uses = sorted(_names(elementwise) & used_forward, key=_code_order)
+    loss_params = [] if model.penalty is None else [
+        p for p in parameters if p in _names(model.penalty.value_expression(depth))]
     backward_uses = sorted(
         set().union(*[_names(forms[k]) for k in order]) & used_forward,
         key=_code_order,
@@ -255,7 +338,6 @@ def plan_code(derivation: Derivation) -> CodePlan:
     helpers = helpers_used(printer)
     n_in = sp.Symbol("n_in", positive=True)
     scale = printer._print(sp.sqrt(1 / n_in))
-    parameters = [Q(k, l).code() for l in range(1, depth + 1) for k in ("W", "b")]
     return CodePlan(
         model.spec.sizes,
         depth,
@@ -267,8 +349,16 @@ def plan_code(derivation: Derivation) -> CodePlan:
         backward_uses,
         helpers,
         [scale],
-        workspace,
+        workspace=workspace,
+        constants=constants,
+        loss_params=loss_params,
     )
+
+
+_STRENGTH_COMMENTS = {
+    "lambda_2": "strength of the L2 penalty (--l2), counted once per minibatch",
+    "lambda_1": "strength of the L1 penalty (--l1), counted once per minibatch",
+}
 
 
 def _code_order(name: str) -> tuple[int, str]:

@@ -64,7 +64,7 @@ def _backward(model: Model, batch: bool) -> Pass:
     result.add(f"delta_{depth}", steps, delta)
     for layer in range(depth, 0, -1):
         dense = model.dense(layer)
-        w_steps, w, b_steps, b = parameter_gradients(dense, batch)
+        w_steps, w, b_steps, b = parameter_gradients(dense, batch, model.penalty)
         result.add(f"grad_W_{layer}", w_steps, w)
         result.add(f"grad_b_{layer}", b_steps, b)
         if layer > 1:
@@ -84,10 +84,10 @@ def _general(model: Model) -> Pass | None:
     in_steps, upstream = input_gradient(Dense(l.shifted(1)), False)
     err_steps, delta = layer_error(ActivationLayer(l, activation), upstream, False)
     result.add("delta_l", in_steps + err_steps, delta)
-    w_steps, w, b_steps, b = parameter_gradients(Dense(l), False)
+    w_steps, w, b_steps, b = parameter_gradients(Dense(l), False, model.penalty)
     result.add("grad_W_l", w_steps, w)
     result.add("grad_b_l", b_steps, b)
-    batch_w_steps, batch_w, batch_b_steps, batch_b = parameter_gradients(Dense(l), True)
+    batch_w_steps, batch_w, batch_b_steps, batch_b = parameter_gradients(Dense(l), True, model.penalty)
     result.add("batch_grad_W_l", batch_w_steps, batch_w)
     result.add("batch_grad_b_l", batch_b_steps, batch_b)
     return result
@@ -112,7 +112,7 @@ def derive(model: Model) -> Derivation:
     """Derive everything; the minibatch half runs in a second process where the platform forks."""
     background = Background(_minibatch_and_general, model)
     sample = _backward(model, batch=False)
-    elementwise = dict.fromkeys(a for a in model.activations if not a.is_softmax)
+    elementwise = dict.fromkeys(a for a in model.activations if not a.is_vector)
     general_dense = Dense(LayerRef.symbolic())
     general_forward = (dense_forward(general_dense, False), dense_forward(general_dense, True))
     batch, general, updates = background.result()

@@ -106,6 +106,11 @@ def _deadline(seconds: float):
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
 
 
+# the same deadline for other code that evaluates what users typed (catalog.custom, verify)
+time_limit = _deadline
+TimeLimitExceeded = _Timeout
+
+
 # --- float estimates of constant subexpressions, computed before SymPy builds them ---
 
 def _bounded(value: float) -> float:

@@ -17,20 +17,26 @@ from derive.render import write_files
 
 EVERY_FORMAT = ",".join(FORMATS)
 
-# (layers, act, out_act, loss, formats, lang): the configurations every reader of the project should
-# be able to open; the first in both languages and in every format (PDF, web page, notebook)
+# (layers, act, out_act, loss, options): the configurations every reader of the project should be
+# able to open; the first in both languages and in every format (PDF, web page, notebook)
 CONFIGURATIONS = [
-    (3, "sigmoid", None, "mse", EVERY_FORMAT, "en"),
-    (3, "relu", None, "ce", None, "en"),
-    (2, "tanh", None, "bce", None, "en"),
-    (1, "identity", None, "mse", None, "en"),
-    (4, "tanh", "softmax", "mse", None, "en"),
-    (3, "sigmoid", None, "mse", EVERY_FORMAT, "zh"),
+    (3, "sigmoid", None, "mse", {"formats": EVERY_FORMAT}),
+    (3, "relu", None, "ce", {}),
+    (2, "tanh", None, "bce", {}),
+    (1, "identity", None, "mse", {}),
+    (4, "tanh", "softmax", "mse", {}),
+    (3, "sigmoid", None, "mse", {"formats": EVERY_FORMAT, "lang": "zh"}),
+    # parameters, one activation per hidden layer, a piecewise loss and weight decay
+    (3, "leaky_relu:0.1,elu", "identity", "huber", {"l2": "0.001"}),
+    # user-written activation and loss
+    (2, "z*tanh(softplus(z))", "identity", "log(cosh(a-y))", {}),
+    # erf through the generated helper; log-softmax with the negative log-likelihood
+    (2, "gelu", None, "nll", {}),
 ]
 
 
 def gallery_specs():
-    return [make_spec(layers, act, out, loss, None, formats, lang=lang) for layers, act, out, loss, formats, lang in CONFIGURATIONS]
+    return [make_spec(layers, act, out, loss, **options) for layers, act, out, loss, options in CONFIGURATIONS]
 
 
 def stale_files(root: Path) -> list[str]:

@@ -48,15 +48,82 @@ def holds_over_index_ranges(condition: sp.Basic) -> bool:
     return True
 
 
+def is_index_guard(condition: sp.Basic) -> bool:
+    """A condition on index values only (m >= q + 1), as opposed to one on the values of quantities
+    (z_i > 0 in a piecewise activation), which is part of the function and must be kept."""
+    if condition in (sp.true, sp.false):
+        return True
+    if condition.atoms(sp.Indexed):
+        return False
+    return bool(condition.atoms(sp.Idx)) and all(s.is_integer for s in condition.free_symbols)
+
+
 def _discharge(expr: sp.Basic) -> sp.Basic:
     if not isinstance(expr, sp.Piecewise):
         return expr
+    if not all(is_index_guard(condition) for _, condition in expr.args):
+        return expr  # a genuine piecewise function, keep it
     for branch, condition in expr.args:
         if holds_over_index_ranges(condition):
             return branch
         if not (condition.atoms(sp.Idx)):
-            break  # not an index guard: a genuine piecewise function, keep it
+            break
     return expr
+
+
+def factor_piecewise(expr: sp.Basic) -> sp.Basic:
+    """Piecewise((u p, c), (u q, True)) → u Piecewise((p, c), (q, True)) for every factor u that all
+    branches share: SymPy's sums push a common factor into the branches; this takes it out again."""
+    if not isinstance(expr, sp.Piecewise):
+        return expr
+    common = None
+    for branch, _ in expr.args:
+        found = set(sp.Mul.make_args(branch)) - {sp.S.One, sp.S.NegativeOne}
+        common = found if common is None else common & found
+    common = {f for f in common or () if not f.is_number}
+    if not common:
+        return expr
+    factor = sp.Mul(*sorted(common, key=sp.default_sort_key))
+    return factor * sp.Piecewise(*[(branch / factor, condition) for branch, condition in expr.args])
+
+
+def factor_delta(expr: sp.Basic) -> sp.Basic:
+    """u δ_iq + v δ_iq → δ_iq (u + v): SymPy's derivative of a compound activation arrives term by
+    term; keeping g′ as one factor lets the result read (Wᵀδ) ⊙ g′(z)."""
+    if not expr.is_Add:
+        return expr
+    common = None
+    for term in expr.args:
+        found = {f for f in sp.Mul.make_args(term) if isinstance(f, sp.KroneckerDelta)}
+        common = found if common is None else common & found
+        if not common:
+            return expr
+    delta = sp.Mul(*sorted(common, key=sp.default_sort_key))
+    return delta * sp.Add(*[term / delta for term in expr.args])
+
+
+def _common_delta(expr: sp.Basic) -> sp.Basic:
+    """Piecewise((u δ_iq, c), (v δ_iq, True)) → δ_iq Piecewise((u, c), (v, True)) (every common δ).
+
+    SymPy differentiates a piecewise function branch by branch, so every branch carries the same
+    Kronecker delta; factoring it out lets the sum collapse. Valid because each branch equals
+    δ_iq times its cofactor (a branch equal to 0 has cofactor 0).
+    """
+    if not isinstance(expr, sp.Piecewise):
+        return expr
+    deltas = None
+    for branch, _ in expr.args:
+        if branch == 0:
+            continue
+        found = {f for f in sp.Mul.make_args(branch) if isinstance(f, sp.KroneckerDelta)}
+        deltas = found if deltas is None else deltas & found
+        if not deltas:
+            return expr
+    if not deltas:
+        return expr
+    delta = sp.Mul(*sorted(deltas, key=sp.default_sort_key))
+    branches = [((branch / delta) if branch != 0 else branch, condition) for branch, condition in expr.args]
+    return delta * sp.Piecewise(*branches)
 
 
 def discharge_guards(expr: sp.Basic) -> sp.Basic:
@@ -92,7 +159,7 @@ def _collapse_sum(expr: sp.Basic) -> sp.Basic:
         return sp.Add(*[_collapse_sum(sp.Sum(term, (i, lo, hi))) for term in f.args])
     if not f.has(i):
         return f * (hi - lo + 1)
-    factors = sp.Mul.make_args(f)
+    factors = sp.Mul.make_args(_common_delta(f))  # Sum() folds a factored δ back into a Piecewise
     if any(g.is_Add and g.has(sp.KroneckerDelta) for g in factors):
         return _collapse_sum(sp.Sum(sp.expand_mul(f), (i, lo, hi)))  # distribute to reach the δ
     for factor in factors:
@@ -114,6 +181,8 @@ def collapse(expr: sp.Basic) -> sp.Basic:
     while expr != previous:
         previous = expr
         expr = discharge_guards(expr)
+        if expr.has(sp.Piecewise):
+            expr = transform(expr, _common_delta)
         expr = transform(expr, _collapse_sum)
     return expr
 

@@ -381,8 +381,8 @@ def _integration(activation: Activation) -> ActivationScale:
 @lru_cache(maxsize=None)
 def activation_scale(activation: Activation) -> ActivationScale:
     """The variance of weights fed by `activation`: linearised when g is smooth at 0, else integrated."""
-    if activation.is_softmax:
-        raise ValueError("softmax is an output activation; no layer receives its output")
+    if activation.is_vector:
+        raise ValueError(f"{activation.name} is an output activation; no layer receives its output")
     if not activation.expr.has(*NON_SMOOTH):
         linear = _linearisation(activation)
         if linear is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.catalog import Activation, Loss
-from derive.notation import BATCH_SIZE, A, LayerRef, Q, Quantity, Z, index, sample_index
+from derive.notation import BATCH_SIZE, PENALTY, A, LayerRef, Q, Quantity, Z, index, sample_index
 from derive.rewrite import activation_derivative, softmax_in_terms_of_output
 
 
@@ -85,8 +85,9 @@ class ActivationLayer:
     def entry(self, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
         z = self.input(sample is not None)
         if self.activation.is_softmax:
-            k = index("k", self.layer)
-            return sp.exp(entry_of(z, unit, sample)) / sp.Sum(sp.exp(entry_of(z, k, sample)), (k, k.lower, k.upper))
+            return sp.exp(entry_of(z, unit, sample)) / self.softmax_normaliser(sample)
+        if self.activation.is_log_softmax:
+            return entry_of(z, unit, sample) - sp.log(self.softmax_normaliser(sample))
         return self.activation.entry(entry_of(z, unit, sample))
 
     def softmax_normaliser(self, sample: sp.Idx | None) -> sp.Sum:
@@ -99,34 +100,35 @@ class ActivationLayer:
         Returns the rewritten expression and the rule that justifies it, or None.
         """
         a, z = self.output(sample is not None), self.input(sample is not None)
-        if self.activation.is_softmax:
-            rewritten = softmax_in_terms_of_output(expr, z.base, a.base, self.softmax_normaliser(sample))
-            return rewritten, "softmax_output"
+        if self.activation.is_vector:
+            log = self.activation.is_log_softmax
+            rewritten = softmax_in_terms_of_output(expr, z.base, a.base, self.softmax_normaliser(sample), log=log)
+            return rewritten, "log_softmax_output" if log else "softmax_output"
         d = activation_derivative(self.activation)
+        if d.rule is None:
+            return None
         replacements = {}
         for entry in sorted(expr.atoms(sp.Indexed), key=sp.default_sort_key):
             if entry.base != z.base:
                 continue
             computed = d.computed.xreplace({Z: entry})
-            if d.in_terms_of_output is not None:
-                new = d.in_terms_of_output.xreplace({A: a.base[entry.indices]})
-            elif d.kink_convention:
-                new = d.derivative.xreplace({Z: entry})
-            else:
-                continue
-            replacements[computed] = new
+            replacements[computed] = d.used.xreplace({Z: entry, A: a.base[entry.indices]})
         if not replacements:
             return None
         rewritten = expr
         for computed, new in replacements.items():
-            coefficient = sp.cancel(rewritten / computed)
+            factors = list(sp.Mul.make_args(rewritten))
+            if computed in factors:  # a factor as such (1/piecewise would not cancel)
+                factors.remove(computed)
+                coefficient = sp.Mul(*factors)
+            else:
+                coefficient = sp.cancel(rewritten / computed)
             if coefficient.has(*[e for e in computed.atoms(sp.Indexed)]):
                 return None
             if sp.expand(coefficient * computed - rewritten) != 0:
                 return None
             rewritten = coefficient * new
-        rule = "derivative_in_terms_of_output" if d.in_terms_of_output is not None else "kink_convention"
-        return rewritten, rule
+        return rewritten, d.rule
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class LossLayer:
 
     layer: LayerRef  # the output layer L
     loss: Loss
+    regularised: bool = False  # the cost of a sample also holds the penalty R (see `regularisation`)
 
     def input(self, batch: bool) -> Quantity:
         return Q(_sample_kind("a", batch), self.layer)
@@ -152,9 +155,14 @@ class LossLayer:
     def sample_cost(self, sample: sp.Idx | None = None) -> sp.Expr:
         """C (or C_s for column s of a minibatch) = Σᵢ ℓ(aᵢ, yᵢ)."""
         i = self.unit_index()
-        return sp.Sum(self.per_unit(i, sample), (i, i.lower, i.upper))
+        data = sp.Sum(self.per_unit(i, sample), (i, i.lower, i.upper))
+        return data + PENALTY if self.regularised else data
 
     def batch_cost(self) -> sp.Expr:
-        """C̄ = (1/m) Σₜ Cₜ."""
+        """C̄ = (1/m) Σₜ Cₜ (with a penalty: the mean of the data terms plus R, counted once)."""
         t = sample_index("t")
+        i = self.unit_index()
+        data = sp.Sum(self.per_unit(i, t), (i, i.lower, i.upper), (t, t.lower, t.upper)) / BATCH_SIZE
+        if self.regularised:
+            return data + PENALTY
         return sp.Sum(self.sample_cost(t), (t, t.lower, t.upper)) / BATCH_SIZE

@@ -205,6 +205,16 @@ def evaluate_matrix_form(expr: sp.Expr, arrays: Mapping[str, np.ndarray]) -> np.
         return evaluate_matrix_form(expr.args[0], arrays)  # NumPy broadcasting does the repeat
     if expr.is_Number or not expr.free_symbols & {sp.Symbol(k, real=True) for k in arrays}:
         return np.array([[expr]], dtype=object)
+    if isinstance(expr, sp.Piecewise):  # entry by entry, the first branch whose condition holds
+        pairs = [(evaluate_matrix_form(e, arrays), evaluate_matrix_form(c, arrays)) for e, c in expr.args]
+        shape = np.broadcast_shapes(*[a.shape for pair in pairs for a in pair])
+        out = np.empty(shape, dtype=object)
+        for pos in np.ndindex(shape):
+            for value, condition in pairs:
+                if bool(_at(condition, pos)):
+                    out[pos] = _at(value, pos)
+                    break
+        return out
     values = [evaluate_matrix_form(arg, arrays) for arg in expr.args]
     if expr.is_Add:
         out = values[0]
@@ -219,6 +229,11 @@ def evaluate_matrix_form(expr: sp.Expr, arrays: Mapping[str, np.ndarray]) -> np.
     if expr.is_Pow:
         return _elementwise(lambda b, e: b**e, *values)
     return _elementwise(lambda *xs: expr.func(*xs), *values)
+
+
+def _at(array: np.ndarray, pos: tuple) -> sp.Basic:
+    """The entry at `pos` of an array that may be broadcast along some axes."""
+    return array[tuple(p if array.shape[d] > 1 else 0 for d, p in enumerate(pos))]
 
 
 def _elementwise(fn, *arrays: np.ndarray) -> np.ndarray:
@@ -238,7 +253,10 @@ def evaluate_index_form(expr: sp.Basic, values: Mapping, env: Mapping) -> sp.Exp
     if expr.is_Number:
         return expr
     if isinstance(expr, (sp.Idx, sp.Symbol)):
-        return sp.Integer(env[expr]) if expr in env else expr
+        if expr not in env:
+            return expr
+        value = env[expr]
+        return value if isinstance(value, sp.Basic) else sp.Integer(value)
     if isinstance(expr, sp.Indexed):
         key = tuple(int(evaluate_index_form(i, values, env)) for i in expr.indices)
         return values[(str(expr.base.label), key)]

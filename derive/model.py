@@ -8,13 +8,44 @@ the chain of layers Dense¹ → g¹ → … → Denseᴸ → gᴸ → loss that 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from derive.catalog import Activation, Loss, resolve_activation, resolve_loss
+from derive.catalog.activations import hidden_names
 from derive.catalog.optimizers import resolve_optimizer
 from derive.errors import DeriveError
 from derive.layers import ActivationLayer, Dense, LossLayer
 from derive.notation import LayerRef
-from derive.spec import MLPSpec, parse_activation_list, parse_formats, parse_lang, parse_layers, parse_sizes
+from derive.regularisation import Penalty
+from derive.spec import (
+    MLPSpec,
+    parse_activation_list,
+    parse_formats,
+    parse_lang,
+    parse_layers,
+    parse_penalty,
+    parse_sizes,
+)
+
+
+@lru_cache(maxsize=256)
+def activation_entry(text: str, option: str = "--act") -> Activation:
+    """Resolve once per text: a user-written expression is parsed and checked only once."""
+    return resolve_activation(text, option=option)
+
+
+@lru_cache(maxsize=256)
+def loss_entry_for(text: str, output: Activation) -> Loss:
+    """The loss named by `text`, checked against the output activation it follows.
+
+    A user-written loss gets the least restrictive targets it is defined for (see catalog.custom).
+    """
+    loss = resolve_loss(text)
+    if loss.is_custom:
+        from derive.catalog.custom import fit_targets
+
+        return fit_targets(loss, output)
+    return loss
 
 
 def make_spec(
@@ -27,37 +58,62 @@ def make_spec(
     *,
     lang: str | None = None,
     optimizer: str | None = None,
+    l2: str | None = None,
+    l1: str | None = None,
+    penalise_bias: bool = False,
 ) -> MLPSpec:
     """Validate the user's choices; raise DeriveError with a one-line message on the first bad one."""
     depth = parse_layers(layers)
     loss_entry = resolve_loss(loss)
     names = parse_activation_list(act, depth)
-    hidden = tuple(resolve_activation(n).name for n in names[:-1])
-    for name in hidden:
-        if resolve_activation(name).output_only:
+    hidden = tuple(activation_entry(n) for n in names[:-1])
+    for entry in hidden:
+        if entry.output_only:
             raise DeriveError(
-                f"invalid value for --act: {name!r} can only be the output activation (use --out-act); "
-                "hidden layers accept identity, sigmoid, tanh, relu"
+                f"invalid value for --act: {entry.name!r} can only be the output activation (use --out-act); "
+                f"hidden layers accept {', '.join(hidden_names())} or an expression in z"
             )
     output = out_act if out_act is not None else (loss_entry.default_output or names[-1])
-    output_entry = resolve_activation(output, option="--out-act" if out_act is not None else "--act")
+    output_entry = activation_entry(output, "--out-act" if out_act is not None else "--act")
+    if loss_entry.required_output and output_entry.name != loss_entry.required_output:
+        raise DeriveError(
+            f"invalid combination: loss {loss_entry.name!r} takes log-probabilities, which output activation "
+            f"{output_entry.spec_text!r} does not give; use --out-act {loss_entry.required_output}"
+        )
     if loss_entry.needs_unit_interval and not output_entry.in_unit_interval:
         raise DeriveError(
             f"invalid combination: loss {loss_entry.name!r} takes log(a) and needs outputs in (0, 1), "
-            f"but output activation {output_entry.name!r} can leave that range; use --out-act sigmoid or softmax"
+            f"but output activation {output_entry.spec_text!r} can leave that range; use --out-act sigmoid or softmax"
         )
     if output_entry.name in loss_entry.refused_outputs:
         raise DeriveError(
             f"invalid combination: loss {loss_entry.name!r} treats every output as an independent probability, "
             f"which output activation {output_entry.name!r} does not give; use --out-act sigmoid"
         )
+    loss_entry = loss_entry_for(loss_entry.spec_text, output_entry)
     size_tuple = parse_sizes(sizes, depth)
-    if output_entry.is_softmax and size_tuple[-1] < 2:
-        raise DeriveError(f"invalid value for --sizes: softmax output needs at least 2 units, got n{depth} = {size_tuple[-1]}")
+    if output_entry.is_vector and size_tuple[-1] < 2:
+        raise DeriveError(
+            f"invalid value for --sizes: {output_entry.name} output needs at least 2 units, got n{depth} = {size_tuple[-1]}"
+        )
+    l2_text, l1_text = parse_penalty(l2, "--l2"), parse_penalty(l1, "--l1")
+    if penalise_bias and l2_text is None and l1_text is None:
+        raise DeriveError("invalid combination: --penalise-bias needs a penalty; add --l2 λ or --l1 λ")
     format_tuple = parse_formats(formats)
+    language = parse_lang(lang)
     choice = resolve_optimizer(optimizer)
-    return MLPSpec(depth, hidden + (output_entry.name,), loss_entry.name, size_tuple, format_tuple,
-                   lang=parse_lang(lang), optimizer=choice)
+    return MLPSpec(
+        depth,
+        tuple(e.spec_text for e in hidden) + (output_entry.spec_text,),
+        loss_entry.spec_text,
+        size_tuple,
+        format_tuple,
+        lang=language,
+        optimizer=choice,
+        l2=l2_text,
+        l1=l1_text,
+        penalise_bias=bool(penalise_bias),
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +123,7 @@ class Model:
     spec: MLPSpec
     activations: tuple[Activation, ...]  # layer 1 … L
     loss: Loss
+    penalty: Penalty | None = None  # --l2 / --l1 (see `regularisation`)
 
     @property
     def depth(self) -> int:
@@ -80,7 +137,7 @@ class Model:
 
     @property
     def loss_layer(self) -> LossLayer:
-        return LossLayer(LayerRef(self.depth), self.loss)
+        return LossLayer(LayerRef(self.depth), self.loss, regularised=self.penalty is not None)
 
     @property
     def uniform_hidden_activation(self) -> Activation | None:
@@ -94,5 +151,5 @@ def _ref(layer: int | LayerRef) -> LayerRef:
 
 
 def build_model(spec: MLPSpec) -> Model:
-    activations = tuple(resolve_activation(name) for name in spec.activations)
-    return Model(spec, activations, resolve_loss(spec.loss))
+    activations = tuple(activation_entry(name) for name in spec.activations)
+    return Model(spec, activations, loss_entry_for(spec.loss, activations[-1]), Penalty.from_spec(spec))

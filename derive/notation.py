@@ -175,7 +175,7 @@ _TAG = re.compile(r"(\d+)|l(?:([pm])(\d+))?")
 
 @cache
 def _indexed_base(label: str) -> sp.IndexedBase:
-    return sp.IndexedBase(label)
+    return sp.IndexedBase(label, real=True)
 
 
 @cache
@@ -231,8 +231,18 @@ LEARNING_RATE = sp.Symbol("eta", positive=True)
 COST = sp.Symbol("C", real=True)  # loss of one training example
 BATCH_COST = sp.Symbol("Cbar", real=True)  # mean loss over the minibatch
 
-SCALAR_LATEX = {"m": "m", "eta": r"\eta", "C": "C", "Cbar": r"\bar{C}"}
-SCALAR_CODE = {"m": "m", "eta": "lr"}
+# regularisation: the penalty R = Σ_l R⁽ˡ⁾, its strengths, and the data part of the cost without it
+PENALTY = sp.Symbol("R", real=True)
+LAYER_PENALTY = sp.Symbol("R_l", real=True)  # R⁽ˡ⁾, the share of layer l
+L2_STRENGTH = sp.Symbol("lambda_2", positive=True)
+L1_STRENGTH = sp.Symbol("lambda_1", positive=True)
+DATA_COST = sp.Symbol("C_data", real=True)
+BATCH_DATA_COST = sp.Symbol("Cbar_data", real=True)
+
+SCALAR_LATEX = {"m": "m", "eta": r"\eta", "C": "C", "Cbar": r"\bar{C}", "R": "R", "R_l": "R^{(l)}",
+                "lambda_2": r"\lambda_{2}", "lambda_1": r"\lambda_{1}", "C_data": r"C_{\mathrm{data}}",
+                "Cbar_data": r"\bar{C}_{\mathrm{data}}"}
+SCALAR_CODE = {"m": "m", "eta": "lr", "lambda_2": "L2_STRENGTH", "lambda_1": "L1_STRENGTH"}
 
 
 def index(name: str, layer_ref: LayerRef | None) -> sp.Idx:

@@ -24,6 +24,10 @@ def _child(fn: Callable, args: tuple, connection) -> None:
         connection.close()
 
 
+class BackgroundFailed(RuntimeError):
+    """The forked computation raised; the message carries its traceback."""
+
+
 class Background:
     """`fn(*args)`, started now in a forked process if possible; `result()` waits for it."""
 
@@ -48,7 +52,7 @@ class Background:
                     self._connection.close()
                     self._process.join()
                 if not ok:
-                    raise RuntimeError(f"background computation failed: {value}")
+                    raise BackgroundFailed(f"background computation failed: {value}")
                 self._value = value
             else:
                 self._value = self._fn(*self._args)

@@ -20,6 +20,16 @@ from derive.backprop import Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
 from derive.notation import BATCH_COST, COST, LayerRef, Q, index, quantity_of, size_latex
+from derive.present_functions import (
+    activation_extras,
+    derivative_json,
+    function_json,
+    activation_notes,
+    code_notes,
+    display_name,
+    loss_extras,
+    penalty_notation,
+)
 from derive.printing import latex
 from derive.rewrite import logistic_as_tanh
 from derive.verify import Report
@@ -147,7 +157,7 @@ def _network(derivation: Derivation, text: Text) -> dict:
             {
                 "layer": str(layer),
                 "units": str(model.spec.sizes[layer]),
-                "activation": act.name,
+                "activation": prose(display_name(act), text.fmt),
                 "formula": _activation_formula(act, layer),
             }
         )
@@ -156,7 +166,7 @@ def _network(derivation: Derivation, text: Text) -> dict:
 
 def _activation_formula(act, layer) -> str:
     a, z = Q("a", layer), Q("z", layer)
-    if act.is_softmax:
+    if act.is_vector:
         from derive.layers import ActivationLayer
 
         i = index("i", LayerRef(layer))
@@ -164,7 +174,7 @@ def _activation_formula(act, layer) -> str:
     return equation(sp.Function("g")(sp.Symbol("z")), act.expr)
 
 
-def _notation(text: Text) -> list[dict]:
+def _notation(text: Text, extra: list[tuple[str, str]] = ()) -> list[dict]:
     l = LayerRef.symbolic()
     rows = [
         ("x", "notation.x"),
@@ -185,10 +195,11 @@ def _notation(text: Text) -> list[dict]:
         (r"[\,\cdot > 0\,]", "notation.iverson"),
         (r"\eta", "notation.eta"),
     ]
-    return [{"symbol": symbol, "meaning": text(key)} for symbol, key in rows]
+    return [{"symbol": symbol, "meaning": text(key)} for symbol, key in rows] + [
+        {"symbol": symbol, "meaning": meaning} for symbol, meaning in extra]
 
 
-def _forward(derivation: Derivation) -> dict:
+def _forward(derivation: Derivation, text: Text) -> dict:
     """The general layer l (weighted sums), then each layer's activation as derived."""
     sample_z, batch_z = derivation.general_forward
     l = LayerRef.symbolic()
@@ -200,9 +211,11 @@ def _forward(derivation: Derivation) -> dict:
     layers = []
     for layer in range(1, derivation.model.depth + 1):
         a = derivation.sample.results[f"a_{layer}"]
-        entry = {"layer": str(layer), "vector": result_equation(a), "index": None}
-        if derivation.model.activations[layer - 1].is_softmax:
+        entry = {"layer": str(layer), "vector": result_equation(a), "index": None, "intro": None}
+        act = derivation.model.activations[layer - 1]
+        if act.is_vector:
             entry["index"] = result_equation(a, matrix=False)
+            entry["intro"] = text("forward.softmax" if act.is_softmax else "vector_extra.log_softmax_forward")
         layers.append(entry)
     return {
         "index": [result_equation(sample_z, matrix=False), activation_index],
@@ -222,11 +235,15 @@ def _loss(derivation: Derivation, text: Text) -> dict:
     elif model.loss.target == "binary":
         notes.append(text("loss.binary"))
     ell = sp.Function(r"\ell")(a_sym, y_sym)
+    extras = loss_extras(derivation, text)
     return {
         "per_unit": equation(ell, model.loss.expr),
         "sample": result_equation(derivation.sample.results["cost"], matrix=False),
         "batch": result_equation(derivation.batch.results["cost"], matrix=False),
-        "notes": notes,
+        "notes": notes + extras["notes"],
+        "derivative": extras["derivative"],
+        "derivative_intro": text("loss_extra.derivative"),
+        "penalty": extras["penalty"],
     }
 
 
@@ -234,30 +251,39 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
     out = []
     z, g = sp.Symbol("z"), sp.Function("g")
     gz = g(z)
+    activations = derivation.model.activations
     for d in derivation.activation_derivatives:
+        layers = [n + 1 for n, a in enumerate(activations) if a == d.activation]
         entry = {
-            "name": d.activation.name,
+            "name": prose(display_name(d.activation), text.fmt),
             "title": text.title("activation_title", d.activation.name, d.activation.title),
             "definition": equation(gz, d.activation.expr),
             "computed": equation(sp.Derivative(gz, z), d.computed),
+            "facts": " ".join(activation_notes(d, text, layers)),
             "notes": [],
             "readable": None,
             "convention": None,
+            "branch_note": None,
+            **activation_extras(d, text),
         }
         if d.in_terms_of_output is not None:
             entry["readable"] = {"lhs": "g'(z)", "rhs": latex(d.in_terms_of_output), "latex": f"g'(z) = {latex(d.in_terms_of_output)}"}
             entry["notes"].append(text(f"activations.proof_{d.proof}"))
+        elif d.branch_form is not None:
+            entry["branch_note"] = text("kinks_extra.branch_proof", methods="`, `".join(sorted(set(d.branch_proofs))))
         elif d.kink_convention:
             entry["convention"] = {"lhs": "g'(z)", "rhs": latex(d.derivative), "latex": f"g'(z) = {latex(d.derivative)}"}
-            entry["notes"].append(text("activations.kink"))
         elif not d.computed.has(sp.Symbol("z", real=True)):
             entry["notes"].append(text("activations.constant"))
-        else:
+        elif not d.conventions:
             entry["notes"].append(text("activations.none"))
         out.append(entry)
-    if any(a.is_softmax for a in derivation.model.activations):
-        out.append({"name": "softmax", "title": text.title("activation_title", "softmax", "softmax"), "definition": None, "computed": None, "readable": None,
-                    "convention": None, "notes": [text("activations.softmax", output_section=output_section)]})
+    for act in dict.fromkeys(a for a in activations if a.is_vector):
+        out.append({"name": prose(act.name, text.fmt), "title": text.title("activation_title", act.name, act.title),
+                    "definition": None, "computed": None, "readable": None,
+                    "convention": None, "notes": [text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
+                                             output_section=output_section)], "facts": "",
+                    "branches": None, "pieces": [], "kinks": [], "conventions": [], "branch_note": None})
     return out
 
 
@@ -340,10 +366,12 @@ def _per_layer(p, depth: int) -> list[dict]:
     return out
 
 
-def _verification(report: Report, text: Text) -> list[str]:
+def _verification(report: Report, text: Text, penalty: bool = False) -> list[str]:
     paragraphs = []
     s = report.check("symbolic")
-    if s.ran:
+    if "error" in s.figures:
+        paragraphs.append(text("verification_extra.symbolic_error", error=s.figures["error"]))
+    elif s.ran:
         f = s.figures
         agreement = (
             text("verification.symbolic_exact")
@@ -354,12 +382,16 @@ def _verification(report: Report, text: Text) -> list[str]:
     else:
         paragraphs.append(text("verification.symbolic_skipped", **s.figures))
     f = report.check("minibatch").figures
+    if "error" in f:
+        paragraphs.append(text("verification_extra.minibatch_error", error=f["error"]))
     agreement = (
         text("verification.symbolic_exact")
         if f["exact"]
         else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
     )
-    paragraphs.append(text("verification.minibatch", raw={"agreement": agreement}, samples=f["samples"], partials=f["partials"]))
+    if "error" not in f:
+        paragraphs.append(text("verification.minibatch", raw={"agreement": agreement}, samples=f["samples"],
+                               partials=f["partials"]))
     f = report.check("finite_differences").figures
     paragraphs.append(
         text(
@@ -372,19 +404,32 @@ def _verification(report: Report, text: Text) -> list[str]:
             rel_error=_number(f["largest_relative_error"]),
         )
     )
-    paragraphs.append(text("verification.stability", largest=_number(report.check("stability").figures["largest_preactivation"])))
+    if f.get("scale", 1.0) != 1.0:
+        paragraphs.append(text("verification_extra.fd_scale", scale=f"{f['scale']:g}"))
+    stability = report.check("stability")
+    if stability.ran:
+        paragraphs.append(text("verification.stability", largest=_number(stability.figures["largest_preactivation"])))
+    else:
+        exact = stability.figures["largest_exact"]
+        if exact == "inf":
+            paragraphs.append(text("verification_extra.stability_unreachable"))
+        else:
+            paragraphs.append(text("verification_extra.stability_inherent", exact=_number(exact)))
     workspace = next((c for c in report.checks if c.name == "workspace" and c.ran), None)
     if workspace is not None:
         f = workspace.figures
         paragraphs.append(
             text(
-                "workspace.verification" if f["exact"] else "workspace.verification_inexact",
+                ("workspace.verification" if f["float32_error"] is not None else "workspace.verification_no_float32")
+                if f["exact"] else "workspace.verification_inexact",
                 partials=f["partials"],
                 step_error=_number(f["step_error"]),
-                float32_error=_number(f["float32_error"]),
+                float32_error=_number(f["float32_error"] or "0"),
                 float32_tolerance=_number(f["float32_tolerance"]),
             )
         )
+    if penalty:
+        paragraphs.append(text("verification_extra.penalty"))
     paragraphs.append(text("verification.recognition", formulas=report.check("recognition").figures["formulas"]))
     found = report.check("readable_forms").figures["found"]
     if found:
@@ -400,6 +445,8 @@ def _number(bound: str) -> str:
     """'1e-9' → $10^{-9}$; '0' stays."""
     if bound == "0":
         return "$0$"
+    if bound.startswith("1e1e"):  # 10^(10^k), for values far beyond any float
+        return f"$10^{{10^{{{int(bound[4:])}}}}}$"
     mantissa, _, exponent = bound.replace("e+", "e").partition("e")
     if not exponent:
         return f"${bound}$"
@@ -414,9 +461,14 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> dict:
         stable.append(text("code.stable_sigmoid", form=latex(logistic_as_tanh(-sp.Symbol("z", real=True)))))
     if any(a.is_softmax for a in acts):
         stable.append(text("code.stable_softmax"))
-    if derivation.model.loss.expr.has(sp.log):
+    from derive.notation import A as a_symbol
+
+    if derivation.model.loss.expr.has(sp.log(a_symbol), sp.log(1 - a_symbol)):
         stable.append(text("code.stable_log"))
+    phrases, sentences = code_notes(derivation, plan, text)
+    stable += phrases
     return {
+        "notes": sentences,
         # the stable forms are already converted to the output format: inserted raw, not converted twice
         "intro": text("code.intro", raw={"stable": "; ".join(stable) if stable else text("code.stable_none")}),
         "backward": [f"{a.target} = {a.value}" for a in plan.backward],
@@ -433,7 +485,7 @@ def document_context(
     model = derivation.model
     depth = model.depth
     hidden = model.uniform_hidden_activation
-    hidden_names = ", ".join(dict.fromkeys(a.name for a in model.activations[:-1])) or "—"
+    hidden_names = ", ".join(dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
     section_keys = [
         "network", "notation", "forward", "loss", "activations", "output_error", "recursion",
         "parameters", "minibatch", "update_rule", "summary", "code", "verification",
@@ -473,6 +525,8 @@ def document_context(
                 label = f"eq:upstream-{layer}"
                 entry["upstream"] = _steps(up, text, label=label)
                 entry["delta"] = _steps(de, text, ref=upstream_ref(label, "recursion"))
+                entry["upstream_text"] = text("recursion_layer.upstream", layer=layer)
+                entry["delta_text"] = text("recursion_layer.delta", layer=layer)
             recursion["layers"].append(entry)
 
     param_key = "l" if general is not None else str(depth)
@@ -510,7 +564,9 @@ def document_context(
         "version": __version__,
         "command": command,
         "title": text("doc.title", depth=depth, plural="s" if depth > 1 else ""),
-        "subtitle": text("doc.subtitle", hidden=hidden_names, output=model.activations[-1].name, loss=text.title("loss_title", model.loss.name, model.loss.title)),
+        "subtitle": text("doc.subtitle", hidden=hidden_names, output=display_name(model.activations[-1]),
+                         loss=(text.raw(f"loss_title.{model.loss.name}") if model.loss.name in text.catalog.get("loss_title", {})
+                               else model.loss.title) if not model.loss.is_custom else display_name(model.loss)),
         "generated": text("doc.generated", version=__version__, command=command, verification_section=numbers["verification"]),
         "contents": text("doc.contents"),
         "sections": sections,
@@ -523,7 +579,7 @@ def document_context(
                 "notation.intro", "notation.symbol", "notation.meaning",
                 "forward.intro", "forward.index", "forward.vector", "forward.batch", "forward.activations",
                 "forward.softmax",
-                "loss.per_unit", "loss.sample", "loss.batch",
+                "loss.per_unit", "loss.sample", "loss.batch", "kinks_extra.branches", "kinks_extra.convention_intro",
                 "activations.intro", "activations.computed", "activations.readable", "activations.convention",
                 "output_error.intro", "output_error.upstream", "output_error.delta", "output_error.result",
                 "recursion.per_layer_intro", "recursion.upstream", "recursion.delta",
@@ -538,8 +594,8 @@ def document_context(
             hidden_plural="s" if depth != 2 else "",
         ),
         "network": _network(derivation, text),
-        "notation": _notation(text),
-        "forward": _forward(derivation),
+        "notation": _notation(text, penalty_notation(derivation, text)),
+        "forward": _forward(derivation, text),
         "loss": _loss(derivation, text),
         "activations": _activations(derivation, text, numbers["output_error"]),
         "output_error": {"upstream": output_upstream, "delta": output_delta,
@@ -555,7 +611,7 @@ def document_context(
         "summary_refs": text("refs.summary", raw={"refs": text.raw("refs.separator").join(
             text("refs.item", raw={"name": name, "ref": ref}) for name, ref in summary_refs)}),
         "code": _code(plan, derivation, text),
-        "verification": _verification(report, text),
+        "verification": _verification(report, text, derivation.model.penalty is not None),
         "passed": report.passed,
         "hidden_activation": hidden.name if hidden else None,
         "sizes_latex": [size_latex(LayerRef(l)) for l in range(depth + 1)],
@@ -610,6 +666,8 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "loss_uses": plan.loss_uses,
         "backward": [{"target": a.target, "value": a.value} for a in plan.backward],
         "backward_uses": plan.backward_uses,
+        "constants": [{"target": c.target, "value": c.value, "comment": c.comment} for c in plan.constants],
+        "loss_params": list(plan.loss_params),
         "workspace": _workspace_context(plan),
     }
 
@@ -675,11 +733,14 @@ def json_document(derivation: Derivation, report: Report, *, command: str) -> di
         "tool": {"name": "derive", "version": __version__},
         "command": command,
         "spec": {"architecture": "mlp", "layers": spec.layers, "activations": list(spec.activations),
-                 "loss": spec.loss, "sizes": list(spec.sizes), "formats": list(spec.formats)},
+                 "loss": spec.loss, "sizes": list(spec.sizes), "formats": list(spec.formats),
+                 "l2": spec.l2, "l1": spec.l1, "penalise_bias": spec.penalise_bias},
+        "functions": function_json(derivation),
         "notes": {
             "sympy": "Each 'sympy' field is sympy.srepr of the expression: sympy.sympify(text) rebuilds it; "
             "matrix forms also need the names MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast "
-            "from derive.matrixform as locals.",
+            "from derive.matrixform as locals, and the SELU constants SeluScale, SeluAlpha from "
+            "derive.catalog.constants.",
             "forms": "'index' formulas hold entry by entry; 'matrix' formulas hold for whole arrays, "
             "where * between arrays is the entry-wise product.",
         },
@@ -695,6 +756,7 @@ def json_document(derivation: Derivation, report: Report, *, command: str) -> di
                 "in_terms_of_output": None if d.in_terms_of_output is None else sympy_text(d.in_terms_of_output),
                 "proof": d.proof,
                 "kink_convention": d.kink_convention,
+                **derivative_json(d),
             }
             for d in derivation.activation_derivatives
         ],

@@ -248,7 +248,7 @@ def verification_paragraphs(report: Report, text: Text) -> list[str]:
         out.append(text("verification_training.initialisation", **f))
     if "training_loop" in names:
         f = report.check("training_loop").figures
-        key = "training_classification" if f["classification"] else "training"
+        key = "training_diverged" if f.get("diverged") else "training_classification" if f["classification"] else "training"
         out.append(text(f"verification_training.{key}", **f))
     return out
 

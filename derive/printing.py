@@ -38,6 +38,10 @@ _UPSTREAM_KINDS = {"y", "Y", "delta", "Delta", "grad_a", "grad_A"}
 def _factor_rank(factor: sp.Basic) -> int:
     """Where a factor goes in a printed product: Σ and matrix products, parameters, upstream
     quantities (targets, errors, ∂C/∂a), Kronecker deltas, derivatives, entries, compound terms."""
+    if isinstance(factor, sp.Symbol) and factor in (notation.L2_STRENGTH, notation.L1_STRENGTH):
+        return -1  # a penalty strength leads its term: λ₂ W, λ₁ Σ |W|
+    if isinstance(factor, sp.NumberSymbol):
+        return -1  # a named constant leads too: λ_selu (…)
     if isinstance(factor, (sp.Sum, MatProd)) or (isinstance(factor, sp.Pow) and isinstance(factor.base, sp.Sum)):
         return 0
     labels = {str(e.base.label) for e in factor.atoms(sp.Indexed)} | {s.name for s in factor.atoms(sp.Symbol)}
@@ -57,6 +61,26 @@ def _factor_rank(factor: sp.Basic) -> int:
 
 def ordered_factors(factors: list[sp.Basic]) -> list[sp.Basic]:
     return sorted(factors, key=_factor_rank)  # stable: SymPy's order within a rank
+
+
+def decimal_text(number: sp.Basic) -> str | None:
+    """A parameter such as 1/100 or 44715/10⁶ as the decimal it was given as ('0.01', '0.044715').
+
+    Only rationals whose denominator is a multiple of 100 dividing a power of ten qualify, so that
+    halves, thirds and tenths keep printing as fractions.
+    """
+    if not isinstance(number, sp.Rational) or number.is_Integer or number.q % 100:
+        return None
+    q, twos, fives = number.q, 0, 0
+    while q % 2 == 0:
+        q, twos = q // 2, twos + 1
+    while q % 5 == 0:
+        q, fives = q // 5, fives + 1
+    places = max(twos, fives)
+    if q != 1 or places > 12:
+        return None
+    digits = str(abs(number.p) * 10**places // number.q).rjust(places + 1, "0")
+    return ("-" if number < 0 else "") + digits[:-places] + "." + digits[-places:]
 
 
 class DeriveLatexPrinter(LatexPrinter):
@@ -223,11 +247,23 @@ class DeriveLatexPrinter(LatexPrinter):
         prefix = super()._print_Mul(scalar) if scalar.is_Mul else self._print(scalar)
         return sign + prefix + " " + tex
 
+    def _print_NumberSymbol(self, expr) -> str:
+        """π, e and the catalog's named constants: their own LaTeX (this printer's `printmethod`
+        differs from SymPy's, so the objects' `_latex` methods are not found by dispatch)."""
+        return expr._latex(self)
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        decimal = decimal_text(expr)
+        return decimal if decimal is not None else super()._print_Rational(expr)
+
     def _print_index_mul(self, expr: sp.Mul) -> str:
         """A product in textbook order: sums first, then upstream quantities, then local factors."""
         sign = ""
         if expr.could_extract_minus_sign():
             expr, sign = -expr, "- "
+        coefficient, rest = expr.as_coeff_Mul()
+        if decimal_text(coefficient) is not None and rest != 1:  # 0.01 z, not z/100
+            return sign + decimal_text(coefficient) + " " + self.parenthesize(rest, PRECEDENCE["Mul"])
         numer, denom = sp.fraction(expr, exact=True)
         if denom != 1:
             if numer.has(sp.Sum) and not denom.has(sp.Indexed, sp.Sum):

@@ -17,6 +17,7 @@ import sympy as sp
 from derive.catalog import Activation
 from derive.indexing import transform
 from derive.matrixform import ColSums, MatProd, RowSums
+from derive.nonsmooth import NON_SMOOTH, Kink, conventions_used, kink_convention, pieces
 from derive.notation import A, Z, quantity_of
 
 # --------------------------------------------------------------------------------------------------
@@ -55,30 +56,46 @@ def tidy(expr: sp.Expr) -> sp.Expr:
 # derivatives of activations
 
 
-NON_SMOOTH = (sp.Heaviside, sp.Piecewise, sp.Abs, sp.sign, sp.Max, sp.Min, sp.DiracDelta)
-
-
 @dataclass(frozen=True)
 class ActivationDerivative:
-    """g′ as SymPy computed it, the convention used at kinks, and g′ in terms of a = g(z)."""
+    """g′ as SymPy computed it, the conventions used at kinks, and g′ in terms of a = g(z)."""
 
     activation: Activation
     computed: sp.Expr  # sympy.diff(g(z), z), untouched
-    derivative: sp.Expr  # the same, with the kink convention applied (used in formulas and code)
+    derivative: sp.Expr  # the same, with the kink conventions applied (used in formulas and code)
     in_terms_of_output: sp.Expr | None  # h with g′(z) = h(g(z)), proved; None if none was found
     proof: str | None  # how the identity was proved: "cancel" or "simplify"
-    kink_convention: bool  # True when a Heaviside step's value at 0 was fixed to 0
+    kink_convention: bool  # True when a convention changed the derivative (a step's value at 0 …)
+    branch_form: sp.Expr | None = None  # piecewise g: g′ branch by branch, in terms of a where proved
+    branch_proofs: tuple[str, ...] = ()  # how each rewritten branch was proved
+    conventions: tuple[str, ...] = ()  # which kink conventions the derivative relies on
+    pieces: tuple = ()  # (lower, upper, g′ on the piece) for non-smooth g
+    kinks: tuple[Kink, ...] = ()  # where g′ jumps: one-sided limits and the value used
+    kinks_located: bool = True  # False when some switching point could not be solved for
 
+    @property
+    def used(self) -> sp.Expr:
+        """The form the formulas and the code use."""
+        if self.in_terms_of_output is not None:
+            return self.in_terms_of_output
+        if self.branch_form is not None:
+            return self.branch_form
+        return self.derivative
 
-def kink_convention(expr: sp.Expr) -> sp.Expr:
-    """Heaviside(x) → Heaviside(x, 0): a derivative of 0 at a kink, as PyTorch and NumPy code use."""
+    @property
+    def rule(self) -> str | None:
+        """The message-catalog key of the step that puts `used` into a derivation (None: no rewrite)."""
+        if self.in_terms_of_output is not None:
+            return "derivative_in_terms_of_output"
+        if self.branch_form is not None:
+            return "derivative_branches_in_terms_of_output"
+        if self.kink_convention:
+            return "kink_convention"
+        return None
 
-    def rule(e):
-        if isinstance(e, sp.Heaviside) and e.args[1] != 0:
-            return sp.Heaviside(e.args[0], 0)
-        return e
-
-    return transform(expr, rule)
+    @property
+    def smooth(self) -> bool:
+        return not self.computed.has(*NON_SMOOTH) and not self.activation.expr.has(*NON_SMOOTH)
 
 
 def _proves_identity(lhs: sp.Expr, rhs: sp.Expr) -> str | None:
@@ -111,8 +128,15 @@ def _polynomial_candidate(g: sp.Expr, gp: sp.Expr, degree: int = 3) -> sp.Expr |
     return sp.Add(*[c * A**k for k, c in enumerate(rational)])
 
 
+# functions a readable form may use: each has a NumPy counterpart (erfinv or LambertW would not)
+_PRINTABLE = (sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sinh, sp.cosh, sp.atan)
+
+
 def _inverse_candidate(g: sp.Expr, gp: sp.Expr) -> sp.Expr | None:
-    """Substitute z = g⁻¹(a) into g′(z) when SymPy finds a unique inverse."""
+    """Substitute z = g⁻¹(a) into g′(z) when g is a chain of functions of one z (so that `solve` is
+    quick) and SymPy finds a unique inverse."""
+    if sum(1 for e in sp.preorder_traversal(g) if e == Z) != 1 or sp.count_ops(g) > 12:
+        return None
     try:
         solutions = sp.solve(sp.Eq(A, g), Z)
     except (NotImplementedError, ValueError, TypeError):
@@ -120,7 +144,43 @@ def _inverse_candidate(g: sp.Expr, gp: sp.Expr) -> sp.Expr | None:
     if len(solutions) != 1:
         return None
     candidate = sp.simplify(gp.xreplace({Z: solutions[0]}))
-    return None if candidate.has(Z) else candidate
+    if candidate.has(Z) or any(not isinstance(f, _PRINTABLE) for f in candidate.atoms(sp.Function)):
+        return None
+    return candidate
+
+
+def _output_form(g: sp.Expr, gp: sp.Expr) -> tuple[sp.Expr | None, str | None]:
+    """h with g′ = h(g), proved exactly, or (None, None). The cheap polynomial fit first."""
+    for finder in (_polynomial_candidate, _inverse_candidate):
+        candidate = finder(g, gp)
+        if candidate is None or candidate.has(Z):
+            continue
+        proof = _proves_identity(candidate.xreplace({A: g}), gp)
+        if proof:
+            return tidy(candidate), proof
+    return None, None
+
+
+def _branch_form(g: sp.Expr) -> tuple[sp.Expr | None, tuple[str, ...]]:
+    """For a piecewise g: g′ branch by branch, each branch in terms of a where an identity is proved.
+
+    The conditions stay in z (they say which branch applies); a branch's identity holds wherever
+    that branch's formula does, so proving it for the branch formula suffices.
+    """
+    folded = sp.piecewise_fold(g)
+    if not isinstance(folded, sp.Piecewise):
+        return None, ()
+    branches, proofs, changed = [], [], False
+    for branch, condition in folded.args:
+        gp = sp.diff(branch, Z)
+        h, proof = _output_form(branch, gp) if gp.has(Z) else (None, None)
+        if h is not None:
+            branches.append((h, condition))
+            proofs.append(proof)
+            changed = True
+        else:
+            branches.append((gp, condition))
+    return (sp.Piecewise(*branches), tuple(proofs)) if changed else (None, ())
 
 
 @lru_cache(maxsize=None)
@@ -130,17 +190,17 @@ def activation_derivative(activation: Activation) -> ActivationDerivative:
     computed = sp.diff(g, Z)
     derivative = kink_convention(computed)
     h, proof = None, None
-    smooth = not computed.has(*NON_SMOOTH)
-    if computed.has(Z) and smooth:
-        for finder in (_polynomial_candidate, _inverse_candidate):
-            candidate = finder(g, computed)
-            if candidate is None or candidate.has(Z):
-                continue
-            proof = _proves_identity(candidate.xreplace({A: g}), computed)
-            if proof:
-                h = tidy(candidate)
-                break
-    return ActivationDerivative(activation, computed, derivative, h, proof, derivative != computed)
+    if computed.has(Z) and not computed.has(*NON_SMOOTH) and not g.has(*NON_SMOOTH):
+        h, proof = _output_form(g, computed)
+    if h is not None or not (g.has(*NON_SMOOTH) or computed.has(*NON_SMOOTH)):
+        return ActivationDerivative(activation, computed, derivative, h, proof, derivative != computed)
+    branch_form, branch_proofs = _branch_form(g) if g.has(sp.Piecewise) else (None, ())
+    segments, kinks, located = pieces(g, derivative)
+    return ActivationDerivative(
+        activation, computed, derivative, None, None, derivative != computed,
+        branch_form=branch_form, branch_proofs=branch_proofs, conventions=conventions_used(computed),
+        pieces=tuple(segments), kinks=tuple(kinks), kinks_located=located,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,15 +208,17 @@ def activation_derivative(activation: Activation) -> ActivationDerivative:
 
 
 def softmax_in_terms_of_output(
-    expr: sp.Expr, z_base: sp.IndexedBase, a_base: sp.IndexedBase, normaliser: sp.Sum
+    expr: sp.Expr, z_base: sp.IndexedBase, a_base: sp.IndexedBase, normaliser: sp.Sum, log: bool = False
 ) -> sp.Expr:
-    """Replace exp(z_x) / Σ_k exp(z_k) by a_x everywhere (the definition of the softmax output)."""
+    """Replace exp(z_x) / Σ_k exp(z_k) by a_x everywhere (the definition of the softmax output);
+    with `log`, by exp(a_x) (the log-softmax output is a_x = z_x − log Σ_k exp(z_k))."""
     s = sp.Dummy("S", positive=True)
     expr = expr.xreplace({normaliser: s})
 
     def rule(e):
         if isinstance(e, sp.exp) and isinstance(e.args[0], sp.Indexed) and e.args[0].base == z_base:
-            return a_base[e.args[0].indices] * s
+            output = a_base[e.args[0].indices]
+            return (sp.exp(output) if log else output) * s
         return e
 
     expr = transform(expr, rule)
@@ -205,6 +267,13 @@ class Softmax(sp.Function):
     is_real = True
 
 
+class Expm1(sp.Function):
+    """eˣ − 1, accurate for small x (NumPy: expm1)."""
+
+    nargs = 1
+    is_real = True
+
+
 def softmax_shifted(X: sp.Expr, M: sp.Expr, E: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
     """exp(X) / 1ᵀ exp(X) = E / 1ᵀ E with E = exp(X − M), for any row M (e^{−M} cancels); with M the
     column maximum no exp overflows. Returns (E in terms of X and M, the softmax in terms of E); the
@@ -244,23 +313,144 @@ def sigmoid_tanh_identity() -> tuple[sp.Expr, sp.Expr, bool]:
     return lhs, rhs, exp_identity_holds(lhs, rhs, u)
 
 
+class Erf(sp.Function):
+    """The error function in generated code, where NumPy has none (see codegen's `_erf` helper)."""
+
+    nargs = 1
+    is_real = True
+
+
+def _one_plus_exp(e: sp.Basic) -> sp.Expr | None:
+    """u when e is 1 + eᵘ."""
+    if e.is_Add and len(e.args) == 2 and sp.S.One in e.args:
+        other = e.args[0] if e.args[1] == 1 else e.args[1]
+        if isinstance(other, sp.exp):
+            return other.args[0]
+    return None
+
+
+def _clamped(branch: sp.Expr, variable: sp.Symbol, bound: sp.Expr, below: bool) -> sp.Expr:
+    """A branch evaluated only where variable ≤ bound (below) or ≥ bound: clamping the variable to
+    that side changes nothing where the branch is selected, and keeps exp finite where it is not
+    (np.where evaluates both branches)."""
+    if not branch.has(sp.exp, sp.sinh, sp.cosh, Expm1):
+        return branch
+    return branch.xreplace({variable: (sp.Min if below else sp.Max)(variable, bound)})
+
+
+def _clamp_piecewise(e: sp.Piecewise) -> sp.Expr:
+    if len(e.args) != 2 or e.args[1][1] != sp.true:
+        return e
+    (first, condition), (second, _) = e.args
+    if not isinstance(condition, (sp.StrictGreaterThan, sp.GreaterThan, sp.StrictLessThan, sp.LessThan)):
+        return e
+    variable, bound = condition.lhs, condition.rhs
+    if not (variable.is_Symbol and bound.is_number):
+        return e
+    first_below = isinstance(condition, (sp.StrictLessThan, sp.LessThan))
+    return sp.Piecewise((_clamped(first, variable, bound, first_below), condition),
+                        (_clamped(second, variable, bound, not first_below), True))
+
+
 def _stable_rule(e: sp.Basic) -> sp.Basic:
-    # 1 / (1 + e^u) = (1 - tanh(u/2)) / 2: the sigmoid without overflow
-    if e.is_Pow and e.exp == -1 and e.base.is_Add and len(e.base.args) == 2 and sp.S.One in e.base.args:
-        other = e.base.args[0] if e.base.args[1] == 1 else e.base.args[1]
-        if isinstance(other, sp.exp):
-            return logistic_as_tanh(other.args[0])
-    # log(1 + e^u) = softplus(u)
-    if isinstance(e, sp.log) and e.args[0].is_Add and len(e.args[0].args) == 2 and sp.S.One in e.args[0].args:
-        other = e.args[0].args[0] if e.args[0].args[1] == 1 else e.args[0].args[1]
-        if isinstance(other, sp.exp):
-            return Softplus(other.args[0])
+    """One rewrite, applied bottom-up; each is an identity (or exact where it is used)."""
+    # (1 + eᵘ)^(−k) = e^{−k softplus(u)}: the sigmoid and its powers without overflow (a lone
+    # sigmoid becomes the tanh form afterwards, see _sigmoids_as_tanh)
+    if e.is_Pow and e.exp.is_number and e.exp.is_negative:
+        u = _one_plus_exp(e.base)
+        if u is not None:
+            return sp.exp(e.exp * Softplus(u))
+    # 1/cosh(u)ᵏ = (2 e^{−|u|} / (1 + e^{−2|u|}))ᵏ: no cosh(1000) = inf on the way to 0
+    if e.is_Pow and isinstance(e.base, sp.cosh) and e.exp.is_number and e.exp.is_negative:
+        u = sp.Abs(e.base.args[0])
+        return stable_forms((2 * sp.exp(-u) / (1 + sp.exp(-2 * u))) ** (-e.exp))
+    # log(1 + eᵘ) = softplus(u)
+    if isinstance(e, sp.log):
+        u = _one_plus_exp(e.args[0])
+        if u is not None:
+            return Softplus(u)
+        # log cosh u = |u| + softplus(−2|u|) − log 2
+        if isinstance(e.args[0], sp.cosh):
+            u = e.args[0].args[0]
+            return sp.Abs(u) + Softplus(-2 * sp.Abs(u)) - sp.log(2)
+    # eᵘ − 1 = expm1(u), exact for small u; 1 − eᵘ = −expm1(u)
+    if e.is_Add and len(e.args) == 2 and (sp.S.One in e.args or sp.S.NegativeOne in e.args):
+        constant, other = (e.args if e.args[0] in (1, -1) else e.args[::-1])
+        if isinstance(other, sp.exp) and constant == -1:
+            return Expm1(other.args[0])
+        if other.is_Mul and len(other.args) == 2 and other.args[0] == -1 and isinstance(other.args[1], sp.exp) and constant == 1:
+            return -Expm1(other.args[1].args[0])
+    # eᵃ eᵇ = e^{a+b}: one exponential, so a huge factor never meets a tiny one (inf · 0); and
+    # (u + eᵛ) eʷ = u eʷ + e^{v+w}: an exponential inside a sum is merged with the one outside
+    if e.is_Mul:
+        exps = [f for f in e.args if isinstance(f, sp.exp)]
+        rest = [f for f in e.args if not isinstance(f, sp.exp)]
+        if len(exps) > 1:
+            return _stable_rule(sp.Mul(*rest) * sp.exp(sp.Add(*[f.args[0] for f in exps])))
+        sums = [f for f in rest if f.is_Add and any(isinstance(t, sp.exp) or (t.is_Mul and t.has(sp.exp))
+                                                   for t in f.args)]
+        if exps and sums:
+            others = [f for f in e.args if f is not sums[0]]
+            return sp.Add(*[_stable_rule(sp.Mul(term, *others)) for term in sums[0].args])
+    if isinstance(e, sp.erf):
+        return Erf(e.args[0])
+    if isinstance(e, sp.Piecewise):
+        return _clamp_piecewise(e)
     return e
+
+
+def _hyperbolic_quotient(e: sp.Basic) -> sp.Basic:
+    """sinh u · cosh(u)ᵖ = tanh u · cosh(u)^{p+1} for p < 0 (SymPy's derivatives of log cosh and
+    sech): finite for every u, where sinh u and cosh u alone overflow."""
+    if not e.is_Mul:
+        return e
+    for f in e.args:
+        if isinstance(f, sp.sinh):
+            u = f.args[0]
+            for g in e.args:
+                if g.is_Pow and g.base == sp.cosh(u) and g.exp.is_number and g.exp.is_negative:
+                    rest = [h for h in e.args if h is not f and h is not g]
+                    return sp.Mul(*rest) * sp.tanh(u) * sp.cosh(u) ** (g.exp + 1)
+    return e
+
+
+def _sigmoid_argument(e: sp.Basic) -> sp.Expr | None:
+    """u when e is e^{−softplus(u)} = 1/(1 + eᵘ)."""
+    if isinstance(e, sp.exp):
+        arg = e.args[0]
+        if arg.is_Mul and len(arg.args) == 2 and arg.args[0] == -1 and isinstance(arg.args[1], Softplus):
+            return arg.args[1].args[0]
+    return None
+
+
+def _sigmoids_as_tanh(e: sp.Basic) -> sp.Basic:
+    """e^{−softplus(u)} → (1 − tanh(u/2))/2 (NumPy's tanh is vectorised, logaddexp is not), except
+    where the factor shares a product with another exponential: there the single merged exponential
+    is what keeps a huge factor from meeting a tiny one (inf · 0)."""
+    u = _sigmoid_argument(e)
+    if u is not None:
+        return logistic_as_tanh(u)
+    if not e.args or isinstance(e, (sp.Idx, sp.Indexed, sp.Symbol, sp.Number)):
+        return e
+    if e.is_Mul:
+        args = []
+        for f in e.args:
+            shared = _sigmoid_argument(f) is not None and any(g is not f and g.has(sp.exp) for g in e.args)
+            args.append(f if shared else _sigmoids_as_tanh(f))
+        return sp.Mul(*args)
+    return e.func(*[_sigmoids_as_tanh(a) for a in e.args])
 
 
 def stable_forms(expr: sp.Expr) -> sp.Expr:
     """Rewrite an expression so that evaluating it in floating point cannot overflow in exp."""
-    return transform(expr, _stable_rule)
+    return _sigmoids_as_tanh(transform(transform(expr, _hyperbolic_quotient), _stable_rule))
+
+
+class XLogX(sp.Function):
+    """x log x, taken as 0 at x = 0 (its limit): the y log y of a divergence with one-hot targets."""
+
+    nargs = 1
+    is_real = True
 
 
 def stable_log_loss(per_unit: sp.Expr) -> sp.Expr:
@@ -269,8 +459,19 @@ def stable_log_loss(per_unit: sp.Expr) -> sp.Expr:
     def together_logs(e):
         return sp.log(sp.together(e.args[0])) if isinstance(e, sp.log) else e
 
+    def x_log_x(e):
+        if e.is_Mul and len(e.args) == 2:
+            x, other = e.args if isinstance(e.args[1], sp.log) else e.args[::-1]
+            if isinstance(other, sp.log) and other.args[0] == x:
+                return XLogX(x)
+        return e
+
     expr = transform(per_unit, together_logs)
     expr = sp.expand_log(expr, force=True)
+    expanded = sp.expand_mul(expr)
+    with_xlogx = transform(expanded, x_log_x)
+    if with_xlogx != expanded:  # y log(y/a): multiply out only to reach the y log y term
+        expr = with_xlogx
     return stable_forms(expr)
 
 

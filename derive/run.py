@@ -7,6 +7,7 @@ in memory; files are written only at the very end, and only when every check pas
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,12 +18,12 @@ from derive.codegen_training import code_context as training_code_context
 from derive.codegen_training import plan_training
 from derive.derivation import Derivation, derive
 from derive.initialisation import Initialisation, derive_initialisation
-from derive.errors import VerificationFailed
+from derive.errors import DeriveError, VerificationFailed
 from derive.model import build_model
 from derive.present import PICTURE_FILE, code_context, document_context, json_document
 from derive.render import render, write_files
 from derive.catalog.optimizers import choice_text
-from derive.spec import DEFAULT_LANGUAGE, MLPSpec, OptimizerChoice
+from derive.spec import DEFAULT_LANGUAGE, MLPSpec, OptimizerChoice, default_sizes
 from derive.present_training import training_json
 from derive.training import Training, derive_training
 from derive.verify import DirectDifferentiation, Report, verify
@@ -60,21 +61,31 @@ class Outcome:
 
 
 def command_line(spec: MLPSpec) -> str:
-    """The shortest `derive mlp` command that reproduces this spec (shown in every output)."""
+    """The shortest `derive mlp` command that reproduces this spec (shown in every output); values
+    a shell would split or expand (user-written expressions) are quoted."""
     from derive.model import make_spec
 
     parts = ["derive mlp", f"--layers {spec.layers}"]
     hidden = spec.hidden_activations
     act = hidden[0] if hidden and len(set(hidden)) == 1 else ",".join(hidden) if hidden else spec.output_activation
-    parts.append(f"--act {act}")
+    parts.append(f"--act {shlex.quote(act)}")
     if spec.loss != "mse":
-        parts.append(f"--loss {spec.loss}")
-    if make_spec(spec.layers, act, None, spec.loss).output_activation != spec.output_activation:
-        parts.append(f"--out-act {spec.output_activation}")
-    if spec.sizes != make_spec(spec.layers, act, None, spec.loss).sizes:
+        parts.append(f"--loss {shlex.quote(spec.loss)}")
+    try:
+        default = make_spec(spec.layers, act, None, spec.loss)
+    except DeriveError:  # the loss does not accept the default output activation
+        default = None
+    if default is None or default.output_activation != spec.output_activation:
+        parts.append(f"--out-act {shlex.quote(spec.output_activation)}")
+    if spec.sizes != default_sizes(spec.layers):
         parts.append("--sizes " + ",".join(map(str, spec.sizes)))
+    for option, value in (("--l2", spec.l2), ("--l1", spec.l1)):
+        if value is not None:
+            parts.append(f"{option} {value}")
+    if spec.penalise_bias:
+        parts.append("--penalise-bias")
     if spec.optimizer != OptimizerChoice():
-        parts.append(f"--optimizer {choice_text(spec.optimizer)}")
+        parts.append(f"--optimizer {shlex.quote(choice_text(spec.optimizer))}")
     if spec.lang != DEFAULT_LANGUAGE:
         parts.append(f"--lang {spec.lang}")
     return " ".join(parts)
@@ -156,6 +167,9 @@ def generate_and_write(spec: MLPSpec, out: Path) -> tuple[Outcome, list[Path]]:
     """Generate, and write the files only if every check passed."""
     outcome = generate(spec)
     if not outcome.report.passed:
-        failed = ", ".join(c.name for c in outcome.report.checks if c.ran and not c.passed)
-        raise VerificationFailed(f"verification failed ({failed}); nothing was written to {out}")
+        failed = [c for c in outcome.report.checks if c.ran and not c.passed]
+        reasons = [c.figures["error"] for c in failed if "error" in c.figures]
+        why = f": {reasons[0]}" if reasons else ""
+        raise VerificationFailed(
+            f"verification failed ({', '.join(c.name for c in failed)}){why}; nothing was written to {out}")
     return outcome, write_files(out, outcome.files)

@@ -6,11 +6,15 @@ A spec says *what* to derive; names of activations and losses are resolved again
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from derive.errors import DeriveError
 
 MAX_LAYERS = 128
+MAX_PENALTY = Decimal(1000)
 MAX_UNITS = 100_000
 FORMATS = ("md", "tex", "py", "json", "pdf", "html", "ipynb")
 # written when --format is not given: the quick text formats; pdf (needs TeX), html and ipynb (needs
@@ -59,6 +63,13 @@ class MLPSpec:
     formats: tuple[str, ...] = DEFAULT_FORMATS
     lang: str = DEFAULT_LANGUAGE  # language of the documents' prose; formulas are the same in every one
     optimizer: OptimizerChoice = OptimizerChoice()
+    l2: str | None = None  # λ₂ of the penalty (λ₂/2) Σ W², as canonical decimal text
+    l1: str | None = None  # λ₁ of the penalty λ₁ Σ |W|
+    penalise_bias: bool = False  # the penalties also cover the biases
+
+    @property
+    def regularised(self) -> bool:
+        return self.l2 is not None or self.l1 is not None
 
     @property
     def hidden_activations(self) -> tuple[str, ...]:
@@ -70,13 +81,27 @@ class MLPSpec:
 
     def slug(self) -> str:
         """Folder name under outputs/: mlp-L3-sigmoid-sigmoid-mse."""
-        hidden = "-".join(dict.fromkeys(self.hidden_activations)) if self.hidden_activations else "none"
-        parts = ["mlp", f"L{self.layers}", hidden, self.output_activation, self.loss]
+        hidden = "-".join(dict.fromkeys(map(slug_part, self.hidden_activations))) if self.hidden_activations else "none"
+        parts = ["mlp", f"L{self.layers}", hidden, slug_part(self.output_activation), slug_part(self.loss)]
         if self.sizes != default_sizes(self.layers):
             parts.append("x".join(map(str, self.sizes)))
+        parts += [f"{name}_{value}" for name, value in (("l2", self.l2), ("l1", self.l1)) if value is not None]
+        if self.penalise_bias:
+            parts.append("bias")
         if self.lang != DEFAULT_LANGUAGE:
             parts.append(self.lang)
         return "-".join(parts) + self.optimizer.slug()
+
+
+_SLUG_SAFE = re.compile(r"[a-z0-9_.:]+")
+
+
+def slug_part(text: str) -> str:
+    """A catalog choice as a folder-name part ('leaky_relu:0.2' → 'leaky_relu_0.2'); a user-written
+    expression as 'custom_' and a short hash of its text (deterministic, safe on every file system)."""
+    if _SLUG_SAFE.fullmatch(text):
+        return text.replace(":", "_")
+    return "custom_" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def parse_layers(text: str | int) -> int:
@@ -171,3 +196,21 @@ def parse_activation_list(text: str, layers: int) -> tuple[str, ...]:
             f"but --layers {layers} has {hidden} hidden layer{'s' if hidden != 1 else ''}"
         )
     return tuple(names) + (names[-1],)
+
+
+def parse_penalty(text: str | None, option: str) -> str | None:
+    """--l2 λ / --l1 λ: a number with 0 < λ ≤ 1000, returned as canonical decimal text ('0.01')."""
+    if text is None:
+        return None
+    raw = str(text).strip()
+    accepted = f"a number with 0 < λ ≤ {MAX_PENALTY} (omit {option} for no penalty)"
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise DeriveError(f"invalid value for {option}: {raw!r} is not a number; expected {accepted}") from None
+    if not value.is_finite() or not 0 < value <= MAX_PENALTY:
+        raise DeriveError(f"invalid value for {option}: {raw}; expected {accepted}")
+    if len(value.as_tuple().digits) > 30 or value.adjusted() < -30:
+        raise DeriveError(f"invalid value for {option}: {raw!r} has too many digits; expected {accepted}")
+    text = format(value.normalize(), "f")
+    return text

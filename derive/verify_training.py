@@ -115,10 +115,27 @@ def training_loop_check(model: Model, module, seed: int = 0) -> Check:
     params = module.init_params(sizes, rng)
     X = rng.standard_normal((sizes[0], 8))
     Y = _numeric_targets(model, sizes[-1], 8, rng)
-    history = module.train(params, X, Y, epochs=2, batch_size=3, rng=rng, X_val=X, Y_val=Y, quiet=True)
+    scale = 1.0
+    for _ in range(8):  # a network whose values overflow float64 here (e.g. exp(exp(z))): a smaller start,
+        with np.errstate(all="ignore"):  # as the finite-difference check does
+            value, grads = module.loss(params, X, Y), module.gradients(params, X, Y)
+        if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads.values()):
+            break
+        scale /= 2
+        params = {k: v / 2 for k, v in params.items()}
+        X = X / 2
+    start = {k: v.copy() for k, v in params.items()}
+    with np.errstate(all="ignore"):
+        history = module.train(params, X, Y, epochs=2, batch_size=3, rng=rng, X_val=X, Y_val=Y, quiet=True)
     finite = all(len(v) == 2 and np.all(np.isfinite(v)) for v in history.values())
+    diverged = False
+    if not finite:  # steep enough to diverge at the default step: the loop itself is checked with lr = 0
+        diverged = True
+        with np.errstate(all="ignore"):
+            history = module.train(start, X, Y, epochs=2, batch_size=3, rng=rng, X_val=X, Y_val=Y, quiet=True, lr=0.0)
+        finite = all(len(v) == 2 and np.all(np.isfinite(v)) for v in history.values())
     return Check("training_loop", bool(finite), figures={
-        "epochs": 2, "samples": 8, "classification": "accuracy" in history,
+        "epochs": 2, "samples": 8, "classification": "accuracy" in history, "scale": scale, "diverged": diverged,
     })
 
 

@@ -1,15 +1,22 @@
 """Loss functions ℓ(a, y) for one output unit; the loss of a sample is Σ_i ℓ(a_i, y_i).
 
 `target` states what the targets must satisfy; the engine uses it (softmax + cross entropy needs
-Σ_i y_i = 1) and so do verification and the generated examples when they sample targets.
+Σ_i y_i = 1) and so do verification and the generated examples when they sample targets:
+"real" (any number), "probability" (each y ≥ 0, Σ y = 1), "binary" (0 ≤ y ≤ 1) or "unit"
+(0 < y < 1, for user-written losses that take log y).
+
+Besides a name, `--loss` accepts an expression in a and y (`derive.catalog.custom`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+import re
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
+from derive.catalog.params import Parameter, bind_parameters, number_text, spec_text
 from derive.errors import DeriveError
 from derive.notation import A, Y
 
@@ -19,19 +26,46 @@ class Loss:
     name: str
     title: str
     expr: sp.Expr  # ℓ(a, y) per output unit
-    target: str = "real"  # "real", "probability" (each y ≥ 0, Σ y = 1) or "binary" (0 ≤ y ≤ 1)
+    target: str = "real"  # "real", "probability", "binary" or "unit"
     default_output: str | None = None  # output activation used when --out-act is not given
     needs_unit_interval: bool = False  # log(a) requires outputs in (0, 1)
     refused_outputs: tuple[str, ...] = ()  # output activations this loss does not make sense with
+    required_output: str | None = None  # the only output activation this loss accepts
+    params: tuple[Parameter, ...] = field(default=())
+    values: tuple[sp.Rational, ...] = field(default=())
+    source: str | None = None  # the user's text, for a user-written loss
+
+    @property
+    def is_custom(self) -> bool:
+        return self.source is not None
+
+    @property
+    def spec_text(self) -> str:
+        if self.source is not None:
+            return self.source
+        return spec_text(self.name, self.params, self.values) if self.params else self.name
+
+    @property
+    def parameter_text(self) -> str:
+        return ", ".join(f"{p.name} = {number_text(v)}" for p, v in zip(self.params, self.values))
+
+    def bind(self, values: tuple[sp.Rational, ...]) -> Loss:
+        if not self.params:
+            return self
+        expr = self.expr.xreplace({p.symbol: v for p, v in zip(self.params, values)})
+        return replace(self, expr=expr, values=tuple(values))
 
     def entry(self, a_entry: sp.Expr, y_entry: sp.Expr) -> sp.Expr:
         return self.expr.xreplace({A: a_entry, Y: y_entry})
 
 
-LOSSES: dict[str, Loss] = {
-    l.name: l
-    for l in (
-        Loss("mse", "mean squared error", (A - Y) ** 2 / 2),
+DELTA = sp.Symbol("delta", positive=True)
+
+
+def _losses() -> tuple[Loss, ...]:
+    r = A - Y
+    return (
+        Loss("mse", "mean squared error", r**2 / 2),
         Loss(
             "ce",
             "categorical cross entropy",
@@ -51,12 +85,54 @@ LOSSES: dict[str, Loss] = {
             # of a softmax output has no overflow-free form for the generated code
             refused_outputs=("softmax",),
         ),
+        Loss("mae", "mean absolute error", sp.Abs(r)),
+        Loss(
+            "huber",
+            "Huber loss",
+            sp.Piecewise((r**2 / 2, sp.Abs(r) <= DELTA), (DELTA * (sp.Abs(r) - DELTA / 2), True)),
+            params=(Parameter("delta", DELTA, sp.S.One, "where the quadratic part turns linear", sp.S.Zero,
+                              sp.Integer(10**6), lower_open=True),),
+        ),
+        Loss(
+            "nll",
+            "negative log-likelihood of log-probabilities",
+            -Y * A,
+            target="probability",
+            default_output="log_softmax",
+            required_output="log_softmax",
+        ),
+        Loss(
+            "kl",
+            "Kullback-Leibler divergence",
+            Y * sp.log(Y / A),
+            target="probability",
+            default_output="softmax",
+            needs_unit_interval=True,
+        ),
     )
-}
+
+
+LOSSES: dict[str, Loss] = {l.name: l for l in _losses()}
+ALIASES = {"cross_entropy": "ce", "kl_div": "kl"}
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def resolve_loss(text: str) -> Loss:
-    key = text.strip().lower()
+    """The catalog loss named by `text` (`name` or `name:value`), or a user-written expression in a and y."""
+    raw = str(text).strip()
+    name, colon, rest = raw.partition(":")
+    key = ALIASES.get(name.strip().lower(), name.strip().lower())
     if key in LOSSES:
-        return LOSSES[key]
-    raise DeriveError(f"invalid value for --loss: unknown loss {text!r}; accepted: {', '.join(LOSSES)}")
+        entry = LOSSES[key]
+        return entry.bind(bind_parameters(key, entry.params, rest.split(":") if colon else [], "--loss"))
+    if colon or (_NAME.fullmatch(raw) and raw not in ("a", "y")):
+        close = difflib.get_close_matches(key, list(LOSSES) + list(ALIASES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DeriveError(
+            f"invalid value for --loss: unknown loss {raw!r}{hint}; accepted: {', '.join(LOSSES)}, "
+            f"or an expression in a and y such as '(a-y)**4/4'"
+        )
+    from derive.catalog.custom import custom_loss
+
+    return custom_loss(raw)
