@@ -80,13 +80,18 @@ def update(params, grads, state, *, lr=0.001, weight_decay=0.0):
 
 def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quiet=False, **hyper):
     """Minibatch training in place: each epoch shuffles the samples (columns) with `rng` and, for each
-    minibatch of `batch_size` columns, calls gradients() then update() (sgd; `hyper`
+    minibatch of `batch_size` columns, calls gradients_into() (the workspace form, which allocates
+    no arrays per step) then update() (sgd; `hyper`
     goes to update). Returns the history: per epoch the loss on
     (X, Y) and, when X_val is given, on (X_val, Y_val). Prints one line per epoch unless quiet."""
     if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be whole numbers >= 1, got {epochs!r} and {batch_size!r}")
     state = init_state(params)
     m = X.shape[1]
+    dtype = params["W1"].dtype
+    sizes = (params["W1"].shape[1], params["W1"].shape[0],)
+    X, Y = np.asarray(X, dtype), np.asarray(Y, dtype)
+    workspaces = {}  # one per minibatch size (the last minibatch of an epoch may be smaller)
     history = {"epoch": [], "loss": []}
     if X_val is not None:
         history.update({"val_loss": []})
@@ -94,7 +99,12 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
         order = rng.permutation(m)
         for start in range(0, m, batch_size):
             batch = order[start:start + batch_size]
-            update(params, gradients(params, X[:, batch], Y[:, batch]), state, **hyper)
+            ws = workspaces.get(len(batch))
+            if ws is None:
+                ws = workspaces[len(batch)] = Workspace(sizes, len(batch), dtype)
+            np.take(X, batch, axis=1, out=ws.X)
+            np.take(Y, batch, axis=1, out=ws.Y)
+            update(params, gradients_into(ws, params, ws.X, ws.Y), state, **hyper)
         row = {"epoch": epoch, "loss": loss(params, X, Y)}
         if X_val is not None:
             row["val_loss"] = loss(params, X_val, Y_val)
