@@ -108,20 +108,37 @@ def _minibatch_and_general(model: Model) -> tuple[Pass, Pass | None, dict[str, l
     return batch, general, updates
 
 
+class PendingDerivation:
+    """A derivation whose minibatch half has been started in a second process (where the platform
+    forks); `result()` derives the per-sample half here and joins the two. Work that does not need
+    the derivation can run between the two calls, while the second process derives."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self._background = Background(_minibatch_and_general, model)
+
+    def result(self) -> Derivation:
+        model = self.model
+        sample = _backward(model, batch=False)
+        elementwise = dict.fromkeys(a for a in model.activations if not a.is_vector)
+        general_dense = Dense(LayerRef.symbolic())
+        general_forward = (dense_forward(general_dense, False), dense_forward(general_dense, True))
+        batch, general, updates = self._background.result()
+        return Derivation(
+            model,
+            sample,
+            batch,
+            general,
+            updates=updates,
+            activation_derivatives=tuple(activation_derivative(a) for a in elementwise),
+            general_forward=general_forward,
+        )
+
+
+def start_derivation(model: Model) -> PendingDerivation:
+    return PendingDerivation(model)
+
+
 def derive(model: Model) -> Derivation:
     """Derive everything; the minibatch half runs in a second process where the platform forks."""
-    background = Background(_minibatch_and_general, model)
-    sample = _backward(model, batch=False)
-    elementwise = dict.fromkeys(a for a in model.activations if not a.is_vector)
-    general_dense = Dense(LayerRef.symbolic())
-    general_forward = (dense_forward(general_dense, False), dense_forward(general_dense, True))
-    batch, general, updates = background.result()
-    return Derivation(
-        model,
-        sample,
-        batch,
-        general,
-        updates=updates,
-        activation_derivatives=tuple(activation_derivative(a) for a in elementwise),
-        general_forward=general_forward,
-    )
+    return start_derivation(model).result()

@@ -16,7 +16,7 @@ from derive import __version__
 from derive.codegen import CodePlan, plan_code
 from derive.codegen_training import code_context as training_code_context
 from derive.codegen_training import plan_training
-from derive.derivation import Derivation, derive
+from derive.derivation import Derivation, start_derivation
 from derive.initialisation import Initialisation, derive_initialisation
 from derive.errors import DeriveError, VerificationFailed
 from derive.model import build_model
@@ -26,6 +26,7 @@ from derive.catalog.optimizers import choice_text
 from derive.spec import DEFAULT_LANGUAGE, MLPSpec, OptimizerChoice, default_sizes
 from derive.present_training import training_json
 from derive.training import Training, derive_training
+from derive.parallel import Background
 from derive.verify import DirectDifferentiation, Report, verify
 from derive.verify_training import training_checks
 
@@ -118,9 +119,10 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     require_tools(spec if compile_pdf else replace(spec, formats=tuple(f for f in spec.formats if f != "pdf")))
     model = build_model(spec)
     direct = DirectDifferentiation(model)  # runs in a second process while the engine derives
-    derivation = derive(model)
-    training = derive_training(spec.optimizer)
+    pending = start_derivation(model)  # the minibatch derivation starts in another process
+    training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
     initialisation = derive_initialisation(model)
+    derivation = pending.result()
     plan = plan_code(derivation)
     command = command_line(spec)
     title = f"derive {__version__}: {spec.slug()}"
@@ -139,17 +141,16 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
                                              training=(training, initialisation))
         return contexts[fmt]
 
+    # LaTeX and JSON are printed in a second process while this one prints the Markdown
+    side = Background(_tex_and_json, derivation, report, plan, command, spec, training, initialisation)
     if "md" in spec.formats:
         files[FILE_NAMES["md"]] = render("derivation.md.j2", context("md")).encode()
         files[PICTURE_FILE] = context("md")["picture"]["svg"].encode()
-    if "tex" in spec.formats or "pdf" in spec.formats:
-        tex = render("derivation.tex.j2", context("tex"))
-        if "tex" in spec.formats:
-            files[FILE_NAMES["tex"]] = tex.encode()
-    if "json" in spec.formats:
-        document = json_document(derivation, report, command=command)
-        document["training"] = training_json(training, initialisation)
-        files[FILE_NAMES["json"]] = (json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
+    tex, document = side.result()
+    if "tex" in spec.formats:
+        files[FILE_NAMES["tex"]] = tex.encode()
+    if document is not None:
+        files[FILE_NAMES["json"]] = document
     if "html" in spec.formats:
         files[FILE_NAMES["html"]] = render("derivation.html.j2", context("html")).encode()
     if "ipynb" in spec.formats:
@@ -161,6 +162,20 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
 
         files[FILE_NAMES["pdf"]] = compile_tex(tex, spec.lang)
     return Outcome(spec, derivation, report, files, time.perf_counter() - start, training, initialisation)
+
+
+def _tex_and_json(derivation, report, plan, command, spec, training, initialisation) -> tuple[str | None, bytes | None]:
+    """derivation.tex (also the source of the PDF) and derivation.json, as requested."""
+    tex = document = None
+    if "tex" in spec.formats or "pdf" in spec.formats:
+        context = document_context(derivation, report, plan, command=command, fmt="tex", lang=spec.lang,
+                                   training=(training, initialisation))
+        tex = render("derivation.tex.j2", context)
+    if "json" in spec.formats:
+        data = json_document(derivation, report, command=command)
+        data["training"] = training_json(training, initialisation)
+        document = (json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
+    return tex, document
 
 
 def generate_and_write(spec: MLPSpec, out: Path) -> tuple[Outcome, list[Path]]:
