@@ -88,6 +88,12 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 def mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet) -> None:
     """Derive backpropagation for a multilayer perceptron and write the derivation and its code."""
+    import gc
+
+    # a short-lived process that builds hundreds of thousands of SymPy objects and frees them at
+    # exit: the cyclic garbage collector would only spend time (about a tenth of a run) finding
+    # nothing to collect
+    gc.disable()
     from derive.model import make_spec
     from derive.render import check_writable
     from derive.run import generate_and_write

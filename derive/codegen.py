@@ -17,7 +17,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from derive import notation
 from derive.derivation import Derivation
-from derive.matrixform import ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
+from derive.matrixform import ColSums, RowBroadcast, Tr
 from derive.notation import Q
 from derive.rewrite import (
     LogSumExp,
@@ -222,7 +222,6 @@ class CodePlan:
     backward: list[Assignment]
     backward_uses: list[str]
     helpers: list[list[str]]
-    init_scale: list[str]  # per layer: the expression scaling N(0, 1) weights
     workspace: WorkspacePlan | None = None  # the in-place form for training loops (derive.stepcode)
     constants: list[Assignment] = ()  # module-level constants the formulas use (penalty strengths)
     loss_params: list[str] = ()  # parameters the loss reads directly (a penalty)
@@ -336,8 +335,6 @@ def plan_code(derivation: Derivation) -> CodePlan:
 
     workspace = plan_workspace(derivation, forms, printer)
     helpers = helpers_used(printer)
-    n_in = sp.Symbol("n_in", positive=True)
-    scale = printer._print(sp.sqrt(1 / n_in))
     return CodePlan(
         model.spec.sizes,
         depth,
@@ -348,7 +345,6 @@ def plan_code(derivation: Derivation) -> CodePlan:
         backward,
         backward_uses,
         helpers,
-        [scale],
         workspace=workspace,
         constants=constants,
         loss_params=loss_params,

@@ -165,7 +165,7 @@ def _network(derivation: Derivation, text: Text) -> dict:
 
 
 def _activation_formula(act, layer) -> str:
-    a, z = Q("a", layer), Q("z", layer)
+    a = Q("a", layer)
     if act.is_vector:
         from derive.layers import ActivationLayer
 
@@ -657,8 +657,6 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "command": command,
         "sizes": repr(tuple(plan.sizes)),
         "helpers": plan.helpers,
-        "init_scale": plan.init_scale[0],
-        "init_scale_text": "1/n_in",
         "parameters": plan.parameters,
         "forward": [{"target": a.target, "value": a.value} for a in plan.forward],
         "cache": cache_names,

@@ -4,10 +4,7 @@ with a one-line message giving the reason, and parsing never executes anything."
 from __future__ import annotations
 
 import ast
-import builtins
 import importlib
-import os
-import subprocess
 import time
 from contextlib import ExitStack, contextmanager
 from unittest import mock

@@ -7,7 +7,6 @@ document it accepts renders in all of them. Runs the npm `katex` package with No
 import json
 import re
 
-import pytest
 
 from conftest import ROOT, run_node
 from derive.model import make_spec

@@ -1,6 +1,5 @@
 """--format pdf: English with pdflatex, Chinese with XeLaTeX + ctex; one-line error without TeX."""
 
-import os
 import re
 import shutil
 import subprocess
