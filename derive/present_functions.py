@@ -31,8 +31,10 @@ def display_name(entry) -> str:
     return f"`{entry.source}`" if entry.is_custom else entry.spec_text
 
 
-def _layers_text(layers: list[int]) -> str:
-    return ", ".join(map(str, layers[:-1])) + (" and " if len(layers) > 1 else "") + str(layers[-1])
+def _layers_text(layers: list[int], text) -> str:
+    """1, 2 and 3 (the separators from the language's catalog)."""
+    head = text.raw("refs.list_separator").join(map(str, layers[:-1]))
+    return head + (text.raw("refs.list_last") if len(layers) > 1 else "") + str(layers[-1])
 
 
 def _piece_text(lower, upper, text) -> str:
@@ -57,7 +59,7 @@ def activation_notes(d, text, layers: list[int]) -> list[str]:
     if constants:
         values = ", ".join(f"${latex(c)} = {c.decimal}$ ({c.description})" for c in constants)
         notes.append(text("kinks.constants", values=values))
-    notes.append(text("kinks.layers", plural="s" if len(layers) > 1 else "", layers=_layers_text(layers)))
+    notes.append(text("kinks.layers", plural="s" if len(layers) > 1 else "", layers=_layers_text(layers, text)))
     return notes
 
 

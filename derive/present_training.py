@@ -144,7 +144,8 @@ def _optimizer(training: Training, spec: MLPSpec, text: Text) -> dict:
         })
     given = spec.optimizer.name != "sgd" or spec.optimizer.overrides
     return {
-        "intro": text("optimizer.intro", title=opt.title, torch_class=opt.torch_class),
+        "intro": text("optimizer.intro", raw={"title": text.title("optimizer_title", opt.name, opt.title)},
+                      torch_class=opt.torch_class),
         "chosen": text("optimizer.chosen", choice=choice_text(spec.optimizer)) if given else text("optimizer.chosen_default"),
         "hyper": hyper,
         "notes": notes,
