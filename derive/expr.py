@@ -28,6 +28,7 @@ SymPy object, so it is security code:
 from __future__ import annotations
 
 import ast
+import gc
 import math
 import signal
 import threading
@@ -85,25 +86,33 @@ def _deadline(seconds: float):
 
     The limits bound what we can predict; SymPy still has slow internal paths
     (deciding whether cosh(log(2-z)**64) is positive expands its real and
-    imaginary parts). Uses SIGALRM, so it only arms in the main thread and when
-    no other alarm is in use; elsewhere the limits alone apply.
+    imaginary parts). The deadline counts this process's CPU time (SIGPROF), not
+    wall time, and the cyclic garbage collector is paused while it runs: neither
+    other processes on a busy machine nor a collection of objects the caller made
+    earlier may decide that an expression is too costly (a long test run once had
+    a valid loss refused that way). Arms only in the main thread and when no other
+    profiling timer is in use; elsewhere the limits alone apply.
     """
     if not (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
-            and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)):
+            and signal.getsignal(signal.SIGPROF) == signal.SIG_DFL
+            and signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)):
         yield
         return
 
     def expire(signum, frame):
         raise _Timeout
 
-    signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)   # repeats until disarmed
+    collecting = gc.isenabled()
+    gc.disable()
+    signal.signal(signal.SIGPROF, expire)
+    signal.setitimer(signal.ITIMER_PROF, seconds, 0.05)   # repeats until disarmed
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+        if collecting:
+            gc.enable()
 
 
 # the same deadline for other code that evaluates what users typed (catalog.custom, verify)

@@ -76,3 +76,14 @@ def test_requested_formats_only(tmp_path):
     result = run(["mlp", "--layers", "2", "--act", "tanh", "--format", "html,json", "--lang", "zh", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["derivation.html", "derivation.json"]
+
+
+def test_the_command_restores_the_garbage_collector(tmp_path):
+    import gc
+
+    assert gc.isenabled()
+    result = CliRunner().invoke(main, ["mlp", "--layers", "1", "--act", "tanh", "--format", "py", "--out", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    assert gc.isenabled()
+    result = CliRunner().invoke(main, ["mlp", "--layers", "0", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and gc.isenabled()

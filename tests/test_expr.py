@@ -4,6 +4,7 @@ property test against an independent evaluator."""
 from __future__ import annotations
 
 import ast
+import gc
 import math
 import signal
 import time
@@ -146,9 +147,23 @@ def test_deadline_refuses_slow_building_and_restores_the_signal_state(monkeypatc
     monkeypatch.setattr(expr_module, "BUILD_SECONDS", 1e-4)
     with pytest.raises(ExpressionError, match="too complex"):
         parse_expression("+".join(f"tanh(sigmoid({i}*z))" for i in range(1, 25)), ACTIVATION)
-    assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
-    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGPROF) == signal.SIG_DFL
+    assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+    assert gc.isenabled()
     assert parse_expression("z", ACTIVATION) == z   # the cache was cleared, parsing still works
+
+
+def test_deadline_counts_cpu_time_with_the_collector_paused():
+    # waiting (another process holding the CPU) does not use up the budget; computing does
+    with expr_module.time_limit(0.05):
+        assert not gc.isenabled()
+        time.sleep(0.2)
+    assert gc.isenabled()
+    with pytest.raises(expr_module.TimeLimitExceeded):
+        with expr_module.time_limit(0.05):
+            while True:
+                sum(range(1000))
+    assert gc.isenabled() and signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
 
 
 def test_pathological_sympy_simplification_finishes_within_a_second():
