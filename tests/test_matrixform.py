@@ -47,3 +47,23 @@ def test_a_wrong_matrix_form_is_rejected(index_expr, free, expected):
             assert not entries_agree(index_expr, swapped, free)
         except ValueError:
             pass  # shapes do not even match: rejected as well
+
+
+def test_entry_check_proves_equal_values_written_over_different_denominators():
+    # found by Hypothesis: the two sides of a typed activation's δ put atan(5) into denominators
+    # written differently; expand alone leaves them apart, a common denominator shows the zero
+    from derive.matrixform import _difference_vanishes
+
+    t5, t56, t53 = sp.atan(5), sp.atan(sp.Rational(5, 6)), sp.atan(sp.Rational(5, 3))
+    entry = -108 * (3 / (26 * (1 + t5**2)) + sp.Rational(45, 34) + 3 * t53) * t56 / 61
+    got = -(162 / (793 * (1 + t5**2)) + sp.Rational(2430, 1037) + 324 * t53 / 61) * t56
+    assert _difference_vanishes(entry - got)
+    assert not _difference_vanishes(entry - got * sp.Rational(1001, 1000))
+
+
+def test_typed_activation_with_nested_arctangents_is_derived():
+    from derive.derivation import derive
+    from derive.model import build_model, make_spec
+
+    d = derive(build_model(make_spec(1, "atan(atan(3*z)) + 3*atan(z)*z", None, "1.5*atan(a-y)**2")))
+    assert all(result.recognition_proved for result in d.sample.results.values())
