@@ -406,6 +406,9 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
     )
     if f.get("scale", 1.0) != 1.0:
         paragraphs.append(text("verification_extra.fd_scale", scale=f"{f['scale']:g}"))
+    if f.get("extrapolated"):
+        paragraphs.append(text("verification_extra.fd_extrapolated", count=f["extrapolated"],
+                               wide=_number(f"{2 * f['step']:.0e}")))
     stability = report.check("stability")
     if stability.ran:
         paragraphs.append(text("verification.stability", largest=_number(stability.figures["largest_preactivation"])))

@@ -69,3 +69,18 @@ def test_a_failed_check_writes_nothing(tmp_path, monkeypatch):
     with pytest.raises(VerificationFailed):
         run.generate_and_write(make_spec(2, "sigmoid"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+CURVED = ("sigmoid(sigmoid(0.5*z)) - 3*sin(z)*z", "0.5*log(cosh(a-y)) + 0.5*tanh(a)*y")  # found by Hypothesis
+
+
+def test_strong_curvature_is_checked_with_richardson_extrapolation_and_still_catches_small_errors():
+    # third derivatives of order 1e5: the central difference alone misses by more than the tolerance
+    d = derive(build_model(make_spec(2, CURVED[0], None, CURVED[1])))
+    source = model_source(d, title="t", command="t")
+    check = finite_difference_check(d.model, load_module(source))
+    assert check.passed and check.figures["extrapolated"] >= 1, check.figures
+    # an error of one part in ten thousand in one gradient is still caught
+    broken = source.replace("dW1 = ((Delta1/m) @ A0.T)", "dW1 = ((Delta1/(m*1.0001)) @ A0.T)")
+    assert broken != source
+    assert not finite_difference_check(d.model, load_module(broken)).passed
