@@ -1,6 +1,6 @@
-"""Allow `python -m derive`."""
+"""Allow `python -m derive` (the same entry point as the `derive` command)."""
 
-from derive.cli import main
+from derive.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

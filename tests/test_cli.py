@@ -70,6 +70,17 @@ def test_python_dash_m_and_console_script(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "model.py").is_file()
+    # the entry point ends the process with os._exit: what it printed must still arrive, with the code
+    assert done.stdout.count("wrote ") == 5 and done.stdout.rstrip().splitlines()[-1].startswith("verification passed")
+    bad = subprocess.run([sys.executable, "-m", "derive", "mlp", "--layers", "0", "--act", "relu",
+                          "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.startswith("derive: error:"), bad
+    assert not (tmp_path / "bad").exists()
+    assert bad.stderr.count("\n") == 1
+    usage = subprocess.run([sys.executable, "-m", "derive", "mlp", "--help"], capture_output=True, text=True)
+    assert usage.returncode == 0 and "--layers" in usage.stdout
+    piped = subprocess.run(f"{sys.executable} -m derive --help | head -1", shell=True, capture_output=True, text=True)
+    assert piped.stdout.startswith("Usage:"), piped
 
 
 def test_requested_formats_only(tmp_path):
