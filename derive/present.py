@@ -725,7 +725,8 @@ def _json_result(result: Result) -> dict:
 
 def json_document(derivation: Derivation, report: Report, *, command: str) -> dict:
     """derivation.json: the spec, every step (LaTeX and SymPy `srepr` of each side), the final
-    formulas, the activation derivatives and the verification figures."""
+    formulas, the activation derivatives and the verification figures. The spec is what was derived,
+    not which files were asked for: every choice of --format writes the same bytes here."""
     spec = derivation.model.spec
     passes = {"sample": derivation.sample, "batch": derivation.batch}
     if derivation.general is not None:
@@ -734,7 +735,7 @@ def json_document(derivation: Derivation, report: Report, *, command: str) -> di
         "tool": {"name": "derive", "version": __version__},
         "command": command,
         "spec": {"architecture": "mlp", "layers": spec.layers, "activations": list(spec.activations),
-                 "loss": spec.loss, "sizes": list(spec.sizes), "formats": list(spec.formats),
+                 "loss": spec.loss, "sizes": list(spec.sizes),
                  "l2": spec.l2, "l1": spec.l1, "penalise_bias": spec.penalise_bias},
         "functions": function_json(derivation),
         "notes": {

@@ -30,6 +30,14 @@ def test_same_command_gives_byte_identical_files():
     assert generate(spec).files == generate(spec).files
 
 
+def test_the_quick_start_reproduces_the_committed_gallery_files(outcome):
+    # the README's first command writes into outputs/mlp-L3-sigmoid-sigmoid-mse/, which the gallery
+    # fills with every format: the files it writes must be the committed ones, byte for byte, so a
+    # clone stays clean (the formats asked for are not part of any file)
+    folder = ROOT / "outputs" / "mlp-L3-sigmoid-sigmoid-mse"
+    assert outcome.files and all((folder / name).read_bytes() == data for name, data in outcome.files.items())
+
+
 def test_no_python_object_leaks_into_documents(outcome):
     for name, data in outcome.files.items():
         text = data.decode()
