@@ -473,7 +473,7 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> dict:
     return {
         "notes": sentences,
         # the stable forms are already converted to the output format: inserted raw, not converted twice
-        "intro": text("code.intro", raw={"stable": "; ".join(stable) if stable else text("code.stable_none")}),
+        "intro": text("code.intro", raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")}),
         "backward": [f"{a.target} = {a.value}" for a in plan.backward],
         "init": text("code.init"),
         "workspace": text("workspace.code") if plan.workspace is not None else None,

@@ -69,3 +69,22 @@ def test_cross_references_resolve_in_every_format(both):
         anchors = set(re.findall(r"\]\(#([^)]+)\)", md))
         contents = md.split("\n## ", 1)[0]
         assert anchors and all(f"(#{a})" in contents for a in anchors)  # every link goes to a section heading
+
+
+def _prose(markdown: str) -> str:
+    """The Markdown without math, code spans and code blocks."""
+    text = re.sub(r"```.*?```", "", markdown, flags=re.S)
+    text = re.sub(r"\$\$.*?\$\$", "", text, flags=re.S)
+    text = re.sub(r"\$[^$\n]*\$", "", text)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def test_chinese_prose_joins_its_lists_and_clauses_with_chinese_punctuation():
+    # a network whose code notes list several stable forms (erf helper, log-softmax) and whose kink
+    # notes list layers: the joins come from the catalog, not from English ", " / "; " / " and "
+    md = generate(make_spec(3, "gelu", None, "nll", formats="md", lang="zh")).files["derivation.md"].decode()
+    prose = _prose(md)
+    han = r"[\u4e00-\u9fff\uff08\uff09\u3001\u3002\uff0c\uff1b]"
+    joined = re.findall(rf"{han}\s*[;,]\s|[;,]\s*{han}", prose)
+    assert not joined, joined[:5]
+    assert "；" in prose
