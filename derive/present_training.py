@@ -52,17 +52,9 @@ class TrainingLatexPrinter(DeriveLatexPrinter):
         sums = " ".join(rf"\sum_{{{self._print(i)}={self._print(lo)}}}^{{{self._print(hi)}}}" for i, lo, hi in reversed(limits))
         return f"{sums} {self.parenthesize(expr.function, 40, strict=True)}"
 
-    def _print_index_mul_factors(self, expr):
+    def _factor_order(self, factors: list) -> list:
         """Sizes, then hyper-parameters, then σ_w², then the rest in the base printer's order: η ∇C, λ θ."""
-        coefficient, rest = expr.as_coeff_Mul()
-        factors = sorted(sp.Mul.make_args(rest), key=lambda f: (_group(f), _factor_rank(f)))
-        parts = [] if coefficient == 1 else [self._print(coefficient)]
-        for n, factor in enumerate(factors):
-            tex = self._print(factor)
-            if self._needs_mul_brackets(factor, first=(n == 0 and not parts), last=(n == len(factors) - 1)):
-                tex = rf"\left({tex}\right)"
-            parts.append(tex)
-        return " ".join(parts)
+        return sorted(factors, key=lambda f: (_group(f), _factor_rank(f)))
 
     def _print_Infinity(self, expr):
         return r"\infty"

@@ -273,7 +273,7 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_index_mul_factors(self, expr: sp.Expr) -> str:
         coefficient, rest = expr.as_coeff_Mul()
-        factors = ordered_factors(list(sp.Mul.make_args(rest)))
+        factors = self._factor_order(list(sp.Mul.make_args(rest)))
         parts = [] if coefficient == 1 else [self._print(coefficient)]
         for n, factor in enumerate(factors):
             tex = self._print(factor)
@@ -281,6 +281,10 @@ class DeriveLatexPrinter(LatexPrinter):
                 tex = rf"\left({tex}\right)"
             parts.append(tex)
         return " ".join(parts)
+
+    def _factor_order(self, factors: list) -> list:
+        """The order in which the factors of a product are written (printers of other sections differ)."""
+        return ordered_factors(factors)
 
     def _hadamard_operand(self, factor: sp.Basic, count: int) -> str:
         tex = self._print(factor)
