@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import sympy as sp
 
 from derive.catalog.constants import SELU_ALPHA, SELU_SCALE
-from derive.catalog.params import Parameter, bind_parameters, number_text, spec_text
+from derive.catalog.params import Parameter, ParameterisedEntry, bind_parameters
 from derive.errors import DeriveError
 from derive.notation import Z
 
@@ -27,7 +27,7 @@ VECTOR_KINDS = ("softmax", "log_softmax")
 
 
 @dataclass(frozen=True)
-class Activation:
+class Activation(ParameterisedEntry):
     name: str  # catalog name, or "custom" for a user-written expression
     title: str
     expr: sp.Expr | None  # g(z) for element-wise activations; None for the vector activations
@@ -50,29 +50,6 @@ class Activation:
     def is_vector(self) -> bool:
         """Not element-wise: each output depends on every pre-activation of the layer."""
         return self.kind in VECTOR_KINDS
-
-    @property
-    def is_custom(self) -> bool:
-        return self.source is not None
-
-    @property
-    def spec_text(self) -> str:
-        """What the spec records and the command line shows: 'relu', 'leaky_relu:0.2' or the user's text."""
-        if self.source is not None:
-            return self.source
-        return spec_text(self.name, self.params, self.values) if self.params else self.name
-
-    @property
-    def parameter_text(self) -> str:
-        """'alpha = 0.2' for a bound parameterised entry; '' otherwise."""
-        return ", ".join(f"{p.name} = {number_text(v)}" for p, v in zip(self.params, self.values))
-
-    def bind(self, values: tuple[sp.Rational, ...]) -> Activation:
-        """The entry with its parameter symbols replaced by exact values."""
-        if not self.params:
-            return self
-        expr = self.expr.xreplace({p.symbol: v for p, v in zip(self.params, values)})
-        return replace(self, expr=expr, values=tuple(values))
 
     def entry(self, z_entry: sp.Expr) -> sp.Expr:
         """g applied to one entry (element-wise activations)."""

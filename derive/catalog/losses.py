@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import sympy as sp
 
-from derive.catalog.params import Parameter, bind_parameters, number_text, spec_text
+from derive.catalog.params import Parameter, ParameterisedEntry, bind_parameters
 from derive.errors import DeriveError
 from derive.notation import A, Y
 
 
 @dataclass(frozen=True)
-class Loss:
+class Loss(ParameterisedEntry):
     name: str
     title: str
     expr: sp.Expr  # ℓ(a, y) per output unit
@@ -34,26 +34,6 @@ class Loss:
     params: tuple[Parameter, ...] = field(default=())
     values: tuple[sp.Rational, ...] = field(default=())
     source: str | None = None  # the user's text, for a user-written loss
-
-    @property
-    def is_custom(self) -> bool:
-        return self.source is not None
-
-    @property
-    def spec_text(self) -> str:
-        if self.source is not None:
-            return self.source
-        return spec_text(self.name, self.params, self.values) if self.params else self.name
-
-    @property
-    def parameter_text(self) -> str:
-        return ", ".join(f"{p.name} = {number_text(v)}" for p, v in zip(self.params, self.values))
-
-    def bind(self, values: tuple[sp.Rational, ...]) -> Loss:
-        if not self.params:
-            return self
-        expr = self.expr.xreplace({p.symbol: v for p, v in zip(self.params, values)})
-        return replace(self, expr=expr, values=tuple(values))
 
     def entry(self, a_entry: sp.Expr, y_entry: sp.Expr) -> sp.Expr:
         return self.expr.xreplace({A: a_entry, Y: y_entry})

@@ -9,7 +9,7 @@ the range in which the function is what its name says (a leaky_relu slope of 1.5
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 
 import sympy as sp
@@ -114,3 +114,34 @@ def spec_text(entry_name: str, params: tuple[Parameter, ...], values: tuple[sp.R
     if all(v == p.default for p, v in zip(params, values)):
         return entry_name
     return entry_name + "".join(":" + number_text(v) for v in values)
+
+
+class ParameterisedEntry:
+    """What activations and losses share: their text, their bound parameters, their source.
+
+    A mixin for the frozen dataclasses `Activation` and `Loss`, which hold `name`, `expr`, `params`,
+    `values` and `source` (the user's text, for a user-written entry).
+    """
+
+    @property
+    def is_custom(self) -> bool:
+        return self.source is not None
+
+    @property
+    def spec_text(self) -> str:
+        """What the spec records and the command line shows: 'relu', 'leaky_relu:0.2' or the user's text."""
+        if self.source is not None:
+            return self.source
+        return spec_text(self.name, self.params, self.values) if self.params else self.name
+
+    @property
+    def parameter_text(self) -> str:
+        """'alpha = 0.2' for a bound parameterised entry; '' otherwise."""
+        return ", ".join(f"{p.name} = {number_text(v)}" for p, v in zip(self.params, self.values))
+
+    def bind(self, values: tuple[sp.Rational, ...]):
+        """The entry with its parameter symbols replaced by exact values."""
+        if not self.params:
+            return self
+        expr = self.expr.xreplace({p.symbol: v for p, v in zip(self.params, values)})
+        return replace(self, expr=expr, values=tuple(values))
