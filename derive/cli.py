@@ -6,15 +6,14 @@ verification; nothing is written in either case.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from derive import __version__
+from derive.collector import collector_paused
 from derive.errors import DeriveError, VerificationFailed
 from derive.spec import DEFAULT_FORMATS, FORMATS, LANGUAGES, MAX_LAYERS
 
@@ -121,22 +120,8 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 def mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet) -> None:
     """Derive backpropagation for a multilayer perceptron and write the derivation and its code."""
-    with _collector_paused():
+    with collector_paused():  # restored afterwards, for callers that run the command in process (tests)
         _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet)
-
-
-@contextmanager
-def _collector_paused():
-    """The job builds hundreds of thousands of SymPy objects and frees them at the end: the cyclic
-    garbage collector would only spend time (about a tenth of a run) finding nothing to collect.
-    Its state is restored afterwards, for callers that run the command in process (tests)."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet) -> None:

@@ -28,7 +28,6 @@ SymPy object, so it is security code:
 from __future__ import annotations
 
 import ast
-import gc
 import math
 import signal
 import threading
@@ -42,6 +41,7 @@ from typing import Callable, Mapping
 
 import sympy
 
+from derive.collector import collector_paused
 from derive.errors import DeriveError
 
 MAX_LENGTH = 500            # characters of user text
@@ -102,17 +102,14 @@ def _deadline(seconds: float):
     def expire(signum, frame):
         raise _Timeout
 
-    collecting = gc.isenabled()
-    gc.disable()
-    signal.signal(signal.SIGPROF, expire)
-    signal.setitimer(signal.ITIMER_PROF, seconds, 0.05)   # repeats until disarmed
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGPROF, signal.SIG_DFL)
-        if collecting:
-            gc.enable()
+    with collector_paused():
+        signal.signal(signal.SIGPROF, expire)
+        signal.setitimer(signal.ITIMER_PROF, seconds, 0.05)   # repeats until disarmed
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, signal.SIG_DFL)
 
 
 # the same deadline for other code that evaluates what users typed (catalog.custom, verify)
