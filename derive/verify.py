@@ -537,6 +537,11 @@ def numeric_point(model: Model, module: types.ModuleType, seed: int = 0, samples
     return sizes, params, X, Y
 
 
+def _within_tolerance(gradient: float, difference: float) -> bool:
+    """The code's gradient agrees with a finite-difference estimate (False when either is nan)."""
+    return bool(abs(gradient - difference) <= FD_ABS_TOL + FD_REL_TOL * abs(difference))
+
+
 def _central_difference(module: types.ModuleType, params: dict, X, Y, theta, pos, step: float) -> tuple[float, bool]:
     """(loss(θ + h) − loss(θ − h)) / 2h for one entry, and whether both values were finite."""
     original = theta[pos]
@@ -575,7 +580,7 @@ def _finite_differences(module: types.ModuleType, params: dict, X: np.ndarray, Y
             smallest_step = min(smallest_step, step)
             g = float(grads[key][pos])
             fd, finite = _central_difference(module, params, X, Y, theta, pos, step)
-            if finite and not abs(g - fd) <= FD_ABS_TOL + FD_REL_TOL * abs(fd):
+            if finite and not _within_tolerance(g, fd):
                 wide, finite = _central_difference(module, params, X, Y, theta, pos, 2 * step)
                 fd = (4 * fd - wide) / 3
                 extrapolated += 1
@@ -583,7 +588,7 @@ def _finite_differences(module: types.ModuleType, params: dict, X: np.ndarray, Y
             nonfinite |= not (math.isfinite(err) and finite)
             worst_abs = max(worst_abs, err)
             worst_rel = max(worst_rel, err / max(abs(g) + abs(fd), 1e-12))
-            passed &= bool(err <= FD_ABS_TOL + FD_REL_TOL * abs(fd))  # False for nan
+            passed &= _within_tolerance(g, fd)  # False for nan
             count += 1
     return {"passed": passed, "nonfinite": nonfinite, "count": count, "step": smallest_step,
             "abs": worst_abs, "rel": worst_rel, "extrapolated": extrapolated}
