@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from derive.indexing import collapse, factor_delta, factor_piecewise, transform
-from derive.layers import ActivationLayer, Dense, LossLayer, entry_of
+from derive.layers import Node, entry_of
 from derive.matrixform import entries_agree, to_matrix_form
 from derive.notation import BATCH_COST, BATCH_SIZE, COST, LEARNING_RATE, LayerRef, Q, Quantity, index, sample_index
 from derive.nonsmooth import kink_convention
@@ -52,15 +52,32 @@ class Result:
 
 @dataclass
 class Pass:
-    """Everything derived in one mode (per sample, or per minibatch)."""
+    """Everything derived in one mode (per sample, or per minibatch), keyed by the quantity each
+    result defines: z⁽³⁾ and a⁽³⁾ for the forward pass, δ⁽³⁾ = ∂C/∂z⁽³⁾, ∂C/∂W⁽³⁾ … (the
+    per-sample quantity in both modes), and `COST_KEY` for the cost."""
 
     batch: bool
-    steps: dict[str, list[Step]] = field(default_factory=dict)  # keyed by "delta_3", "grad_W_l" …
-    results: dict[str, Result] = field(default_factory=dict)
+    steps: dict[Quantity, list[Step]] = field(default_factory=dict)
+    results: dict[Quantity, Result] = field(default_factory=dict)
 
-    def add(self, key: str, steps: list[Step], result: Result) -> None:
+    def add(self, key: Quantity, steps: list[Step], result: Result) -> None:
         self.steps[key] = steps
         self.results[key] = result
+
+
+@dataclass(frozen=True)
+class Flow:
+    """How ∂C/∂q reaches the formulas that use it: by its own name (δ⁽ˡ⁾), or substituted as an
+    expression (`value`, a function of the entry's indices) together with the steps that derived it,
+    which the documents show before the formula that uses it. `from_loss`: it is ∂C/∂a⁽ᴸ⁾ itself."""
+
+    value: Callable[..., sp.Expr] | None = None
+    steps: tuple[Step, ...] = ()
+    from_loss: bool = False
+
+    @property
+    def named(self) -> bool:
+        return self.value is None
 
 
 def _indices(unit: sp.Idx, sample: sp.Idx | None) -> tuple[sp.Idx, ...]:
@@ -82,6 +99,18 @@ def _substitute(expr: sp.Expr, base: sp.IndexedBase, value: Callable[..., sp.Exp
 # the calculus
 
 
+@dataclass(frozen=True)
+class Path:
+    """One way the loss depends on a target entry: through the outputs `output[out_indices]` of a
+    node whose forward rule is `entry` and whose ∂C/∂output is `upstream`."""
+
+    upstream: Callable[..., sp.Expr]
+    output: Quantity
+    entry: Callable[..., sp.Expr]
+    out_indices: tuple[sp.Idx, ...]
+    readable: Callable[[sp.Expr], tuple[sp.Expr, str] | None] | None = None
+
+
 def chain_rule(
     lhs: sp.Expr,
     upstream: Callable[..., sp.Expr],
@@ -92,23 +121,35 @@ def chain_rule(
     readable: Callable[[sp.Expr], tuple[sp.Expr, str] | None] | None = None,
 ) -> tuple[list[Step], sp.Expr]:
     """lhs = Σ_out upstream(out) · ∂out/∂target, with ∂out/∂target computed from the local rule."""
-    out_entry = output.base[out_indices]
-    local_symbol = sp.Derivative(out_entry, target)
-    steps = [Step(lhs, _sum_over(upstream(*out_indices) * local_symbol, out_indices), "chain_rule")]
-    raw = sp.diff(entry(*out_indices), target)
-    steps.append(Step(local_symbol, raw, "local_derivative"))
-    local = factor_delta(collapse(raw))
-    if local != raw:
-        rule = "common_delta" if raw.has(sp.Piecewise) and not raw.has(sp.Sum) else "kronecker_collapse"
-        steps.append(Step(local_symbol, local, rule))
-    if readable is not None:
-        found = readable(local)
-        if found is not None and found[0] != local:
-            local = tidy(found[0]) if not local.has(sp.Sum) else found[0]
-            steps.append(Step(local_symbol, local, found[1]))
-    glued = _sum_over(upstream(*out_indices) * local, out_indices)
-    result = _factored(collapse(glued))
-    steps.append(Step(lhs, result, "kronecker_collapse" if glued.has(sp.KroneckerDelta) else "substitute_local"))
+    return chain_rule_paths(lhs, [Path(upstream, output, entry, out_indices, readable)], target)
+
+
+def chain_rule_paths(lhs: sp.Expr, paths: list[Path], target: sp.Indexed) -> tuple[list[Step], sp.Expr]:
+    """The chain rule over every path from the target to the loss: lhs = Σ_paths Σ_out ∂C/∂out ·
+    ∂out/∂target. Each path's local derivative is computed from its node's rule and collapsed on
+    its own; the paths' terms are then added (a quantity read by two nodes gets both errors)."""
+    glued_terms = [_sum_over(p.upstream(*p.out_indices) * sp.Derivative(p.output.base[p.out_indices], target),
+                             p.out_indices) for p in paths]
+    steps = [Step(lhs, sp.Add(*glued_terms), "chain_rule" if len(paths) == 1 else "chain_rule_paths")]
+    results, kronecker = [], False
+    for path in paths:
+        local_symbol = sp.Derivative(path.output.base[path.out_indices], target)
+        raw = sp.diff(path.entry(*path.out_indices), target)
+        steps.append(Step(local_symbol, raw, "local_derivative"))
+        local = factor_delta(collapse(raw))
+        if local != raw:
+            rule = "common_delta" if raw.has(sp.Piecewise) and not raw.has(sp.Sum) else "kronecker_collapse"
+            steps.append(Step(local_symbol, local, rule))
+        if path.readable is not None:
+            found = path.readable(local)
+            if found is not None and found[0] != local:
+                local = tidy(found[0]) if not local.has(sp.Sum) else found[0]
+                steps.append(Step(local_symbol, local, found[1]))
+        glued = _sum_over(path.upstream(*path.out_indices) * local, path.out_indices)
+        kronecker |= glued.has(sp.KroneckerDelta)
+        results.append(_factored(collapse(glued)))
+    result = sp.Add(*results)
+    steps.append(Step(lhs, result, "kronecker_collapse" if kronecker else "substitute_local"))
     return steps, result
 
 
@@ -129,24 +170,30 @@ def _result(name: str, layer: LayerRef, lhs, rhs, free, matrix_lhs) -> Result:
 # the pieces of backpropagation
 
 
-def loss_gradient(loss: LossLayer, batch: bool) -> tuple[list[Step], Callable[..., sp.Expr], Result]:
+def _cost_symbol(batch: bool) -> sp.Symbol:
+    """The loss whose derivative a per-entry formula states: C, or C_s for column s of a minibatch."""
+    return sp.Symbol("C_s", real=True) if batch else COST
+
+
+def loss_gradient(node: Node, batch: bool) -> tuple[list[Step], Flow, Result]:
     """∂C/∂a⁽ᴸ⁾_q: differentiate the cost of a sample (or the summed cost of a minibatch)."""
-    q = loss.unit_index("q")
+    loss = node.kind
+    a = node.inputs[0]
+    q = index("q", a.layer)
     s = sample_index("s") if batch else None
-    a = loss.input(batch)
     target = entry_of(a, q, s)
     if batch:
         t = sample_index("t")
-        cost = sp.Sum(loss.sample_cost(t), (t, t.lower, t.upper))
+        cost = sp.Sum(loss.sample_cost(node, t), (t, t.lower, t.upper))
         lhs = sp.Derivative(sp.Symbol("C_s", real=True), target)
     else:
-        cost = loss.sample_cost()
+        cost = loss.sample_cost(node)
         lhs = sp.Derivative(COST, target)
     # the penalty R does not depend on the outputs, so only the data term is differentiated (and
     # with all sums as one, which keeps SymPy from folding a piecewise loss out of its sum)
-    i = loss.unit_index()
-    data = sp.Sum(loss.per_unit(i, t), (i, i.lower, i.upper), (t, t.lower, t.upper)) if batch else \
-        sp.Sum(loss.per_unit(i, None), (i, i.lower, i.upper))
+    i = index("i", a.layer)
+    data = sp.Sum(loss.per_unit(node, i, t), (i, i.lower, i.upper), (t, t.lower, t.upper)) if batch else \
+        sp.Sum(loss.per_unit(node, i, None), (i, i.lower, i.upper))
     raw = sp.diff(data, target)
     steps = [Step(lhs, sp.Derivative(cost, target), "definition_loss"), Step(lhs, raw, "differentiate")]
     value = collapse(raw)
@@ -163,165 +210,160 @@ def loss_gradient(loss: LossLayer, batch: bool) -> tuple[list[Step], Callable[..
     def upstream(unit, sample=None):
         return value.xreplace({q: unit, **({s: sample} if batch else {})})
 
-    grad = Q("grad_A" if batch else "grad_a", loss.layer)
-    result = _result("grad_a", loss.layer, lhs, value, _indices(q, s), grad.symbol)
-    return steps, upstream, result
+    grad = a.gradient.batched(batch)
+    result = _result("grad_a", a.layer, lhs, value, _indices(q, s), grad.symbol)
+    return steps, Flow(upstream, from_loss=True), result
 
 
-def layer_error(
-    act: ActivationLayer,
-    upstream: Callable[..., sp.Expr],
-    batch: bool,
-    *,
-    probability_targets: bool = False,
-    output_layer: bool = False,
-) -> tuple[list[Step], Result]:
-    """δ⁽ˡ⁾_q = ∂C/∂z⁽ˡ⁾_q from the upstream ∂C/∂a⁽ˡ⁾ through the activation layer."""
-    q = act.out_index("q")
+def gradient_through(uses: list[tuple[Node, int, Flow]], batch: bool, *, named: bool,
+                     probability_targets: bool = False) -> tuple[list[Step], sp.Expr, sp.Indexed]:
+    """∂C/∂u_q for a quantity u read by the given nodes (node, input position, ∂C/∂node output):
+    Σ over the nodes and their outputs of ∂C/∂out · ∂out/∂u_q, with ∂C/∂out by name and, where it is
+    not a named quantity, its expression substituted afterwards.
+
+    `named`: ∂C/∂u gets a name (δ⁽ˡ⁾ = ∂C/∂z⁽ˡ⁾ …): its definition opens the steps, and an output
+    error close to the loss is tidied. Returns the steps (after those of unnamed upstreams), the
+    value and the entry it defines.
+    """
+    node, k, _ = uses[0]
+    target_q = node.inputs[k]
+    q = index("q", target_q.layer)
     s = sample_index("s") if batch else None
-    i = act.out_index("i")
     t = sample_index("t") if batch else None
-    delta = Q("Delta" if batch else "delta", act.layer)
-    z = act.input(batch)
-    cost = sp.Symbol("C_s", real=True) if batch else COST
-    lhs = entry_of(delta, q, s)
-    target = entry_of(z, q, s)
-    grad = Q("grad_A" if batch else "grad_a", act.layer)
-    steps = [Step(lhs, sp.Derivative(cost, target), "definition_delta")]
-    chain_steps, value = chain_rule(
-        lhs,
-        lambda *idx: grad.base[idx],
-        act.output(batch),
-        lambda unit, sample=None: act.entry(unit, sample),
-        _indices(i, t),
-        target,
-        readable=lambda e: act.readable(e, t if batch else None),
-    )
+    target = entry_of(target_q, q, s)
+    lhs = entry_of(target_q.gradient, q, s)
+    steps = [step for _, _, flow in uses for step in flow.steps]
+    if named:
+        steps.append(Step(lhs, sp.Derivative(_cost_symbol(batch), target), "definition_delta"))
+    paths = []
+    for node, k, flow in uses:
+        grad_out = node.output.gradient.batched(batch)
+        paths.append(Path(lambda *idx, base=grad_out.base: base[idx], node.out(batch),
+                          lambda unit, sample=None, node=node: node.entry(unit, sample),
+                          _indices(node.out_index("i"), t),
+                          lambda e, node=node: node.readable(e, t if batch else None)))
+    chain_steps, value = chain_rule_paths(lhs, paths, target)
     steps += chain_steps
-    value = _factored(collapse(_substitute(value, grad.base, upstream)))
-    steps.append(Step(lhs, value, "substitute_upstream"))
-    if probability_targets:
-        replaced = targets_sum_to_one(value, Q("Y" if batch else "y").base)
-        if replaced != value:
-            value = replaced
-            steps.append(Step(lhs, value, "targets_sum_to_one"))
-    if output_layer and not value.has(sp.Sum):
-        tidied = tidy(value)
-        if tidied != value:
-            value = tidied
-            steps.append(Step(lhs, value, "algebra"))
-    result = _result("delta", act.layer, lhs, value, _indices(q, s), delta.symbol)
+    inline = [(node.output.gradient.batched(batch).base, flow) for node, _, flow in uses if not flow.named]
+    if inline:
+        for base, flow in inline:
+            value = _substitute(value, base, flow.value)
+        value = _factored(collapse(value))
+        steps.append(Step(lhs, value, "substitute_upstream"))
+    if named and all(flow.from_loss for _, _, flow in uses):
+        if probability_targets:
+            replaced = targets_sum_to_one(value, Q("Y" if batch else "y").base)
+            if replaced != value:
+                value = replaced
+                steps.append(Step(lhs, value, "targets_sum_to_one"))
+        if not value.has(sp.Sum):
+            tidied = tidy(value)
+            if tidied != value:
+                value = tidied
+                steps.append(Step(lhs, value, "algebra"))
+    return steps, value, lhs
+
+
+def named_gradient(quantity: Quantity, steps: list[Step], value: sp.Expr, lhs: sp.Indexed, batch: bool) -> Result:
+    """The result for a named ∂C/∂q (δ⁽ˡ⁾, or ∂C/∂a where paths meet), with its matrix form as a step."""
+    grad = quantity.gradient
+    result = _result("delta" if grad.kind == "delta" else grad.kind, quantity.layer, lhs, value,
+                     tuple(lhs.indices), grad.batched(batch).symbol)
     steps.append(Step(result.matrix_lhs, result.matrix_rhs, "matrix_form", matrix=True))
-    return steps, result
+    return result
 
 
-def input_gradient(dense: Dense, batch: bool) -> tuple[list[Step], Callable[..., sp.Expr]]:
-    """∂C/∂a⁽ˡ⁻¹⁾_q = Σ_i δ⁽ˡ⁾_i ∂z⁽ˡ⁾_i/∂a⁽ˡ⁻¹⁾_q: what the layer below receives."""
-    q = dense.in_index("q")
-    s = sample_index("s") if batch else None
-    i = dense.out_index("i")
-    t = sample_index("t") if batch else None
-    delta = Q("Delta" if batch else "delta", dense.layer)
-    grad = Q("grad_A" if batch else "grad_a", dense.previous)
-    target = entry_of(dense.input(batch), q, s)
-    lhs = grad.base[_indices(q, s)]
-    steps, value = chain_rule(
-        lhs,
-        lambda *idx: delta.base[idx],
-        dense.output(batch),
-        lambda unit, sample=None: dense.entry(unit, sample),
-        _indices(i, t),
-        target,
-    )
+def inline_flow(steps: list[Step], value: sp.Expr, lhs: sp.Indexed, batch: bool) -> Flow:
+    """An unnamed ∂C/∂u: its value as a function of the entry's indices, for substitution."""
+    q, s = (lhs.indices[0], lhs.indices[1]) if batch else (lhs.indices[0], None)
 
     def upstream(unit, sample=None):
         return value.xreplace({q: unit, **({s: sample} if batch else {})})
 
-    return steps, upstream
+    return Flow(upstream, tuple(steps))
 
 
-def parameter_gradients(
-    dense: Dense, batch: bool, penalty: Penalty | None = None
-) -> tuple[list[Step], Result, list[Step], Result]:
-    """∂C/∂W⁽ˡ⁾ and ∂C/∂b⁽ˡ⁾ from δ⁽ˡ⁾ (per minibatch: the mean over its samples), plus the
-    derivative of the penalty for the parameters it covers."""
-    p, q = dense.out_index("p"), dense.in_index("q")
-    i = dense.out_index("i")
+def _parameter_indices(node: Node, param: Quantity) -> tuple[sp.Idx, ...]:
+    """Fresh indices p, q, … over a parameter's axes (never a summation letter: see sympy#21891)."""
+    return tuple(index(name, layer) for name, layer in zip("pqrs", node.kind.parameter_axes(node, param)))
+
+
+def parameter_gradients(node: Node, batch: bool, penalty: Penalty | None = None) -> list[tuple[Quantity, list[Step], Result]]:
+    """∂C/∂θ for every parameter θ of the node from its named error (per minibatch: the mean over
+    its samples), plus the derivative of the penalty for the parameters it covers."""
+    i = node.out_index("i")
     t = sample_index("t") if batch else None
-    delta = Q("Delta" if batch else "delta", dense.layer)
+    delta = node.output.gradient.batched(batch)
     cost = BATCH_COST if batch else COST
 
     def upstream(*idx):
         return delta.base[idx] / BATCH_SIZE if batch else delta.base[idx]
 
     out = []
-    for param, target, free, name in (
-        (dense.weight, dense.weight.base[p, q], (p, q), "grad_W"),
-        (dense.bias, dense.bias.base[p], (p,), "grad_b"),
-    ):
+    for param in node.parameters:
+        free = _parameter_indices(node, param)
+        target = param.base[free]
         lhs = sp.Derivative(cost, target)
         steps, value = chain_rule(
             lhs,
             upstream,
-            dense.output(batch),
-            lambda unit, sample=None: dense.entry(unit, sample),
+            node.out(batch),
+            lambda unit, sample=None: node.entry(unit, sample),
             _indices(i, t),
             target,
         )
         if penalty is not None and penalty.covers(param.kind):
             steps, value = gradient_steps(penalty, param, target, steps, value, batch, Step)
         matrix_lhs = sp.Derivative(cost, param.symbol)
-        result = _result(name, dense.layer, lhs, value, free, matrix_lhs)
+        result = _result(param.gradient.kind, node.layer, lhs, value, free, matrix_lhs)
         steps.append(Step(matrix_lhs, result.matrix_rhs, "matrix_form", matrix=True))
-        out += [steps, result]
-    return tuple(out)
+        out.append((param, steps, result))
+    return out
 
 
-def update_rule(dense: Dense, grad_W: Result, grad_b: Result) -> list[Step]:
+def update_rule(gradients: list[tuple[Quantity, Result]]) -> list[Step]:
     """Gradient descent with step size η, written with the derived minibatch gradients."""
     steps = []
-    for param, grad in ((dense.weight, grad_W), (dense.bias, grad_b)):
+    for param, grad in gradients:
         w = param.symbol
         steps.append(Step(w, w - LEARNING_RATE * grad.matrix_lhs, "gradient_descent", matrix=True))
         steps.append(Step(w, w - LEARNING_RATE * grad.matrix_rhs, "substitute_gradient", matrix=True))
     return steps
 
 
-def dense_forward(dense: Dense, batch: bool) -> Result:
-    """z⁽ˡ⁾ entry by entry and in matrix form."""
-    i = dense.out_index("i")
+def forward_result(node: Node, batch: bool) -> Result:
+    """A node's output entry by entry and in matrix form."""
+    i = node.out_index("i")
     s = sample_index("s") if batch else None
-    z = dense.output(batch)
-    return _result("z", dense.layer, entry_of(z, i, s), dense.entry(i, s), _indices(i, s), z.symbol)
+    out = node.out(batch)
+    return _result(node.output.kind, node.layer, entry_of(node.output, i, s), node.entry(i, s), _indices(i, s),
+                   out.symbol)
 
 
-def forward_equations(dense: Dense, act: ActivationLayer, batch: bool) -> tuple[Result, Result]:
-    """z⁽ˡ⁾ and a⁽ˡ⁾ entry by entry and in matrix form."""
-    i = dense.out_index("i")
-    s = sample_index("s") if batch else None
-    a = act.output(batch)
-    a_result = _result("a", act.layer, entry_of(a, i, s), act.entry(i, s), _indices(i, s), a.symbol)
-    return dense_forward(dense, batch), a_result
-
-
-def loss_equation(loss: LossLayer, batch: bool) -> Result:
+def loss_equation(node: Node, batch: bool) -> Result:
+    loss = node.kind
     if batch:
-        return Result("cost", loss.layer, BATCH_COST, loss.batch_cost(), (), BATCH_COST, BATCH_COST, True)
-    return Result("cost", loss.layer, COST, loss.sample_cost(), (), COST, COST, True)
+        return Result("cost", node.inputs[0].layer, BATCH_COST, loss.batch_cost(node), (), BATCH_COST, BATCH_COST, True)
+    return Result("cost", node.inputs[0].layer, COST, loss.sample_cost(node), (), COST, COST, True)
 
+
+# the key of the cost among a pass's results
+COST_KEY = Q("cost")
 
 __all__ = [
     "Step",
     "Result",
     "Pass",
+    "Flow",
+    "COST_KEY",
     "chain_rule",
     "loss_gradient",
-    "layer_error",
-    "input_gradient",
+    "gradient_through",
+    "named_gradient",
+    "inline_flow",
     "parameter_gradients",
     "update_rule",
-    "forward_equations",
-    "dense_forward",
+    "forward_result",
     "loss_equation",
     "index",
 ]

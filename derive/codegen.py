@@ -17,11 +17,9 @@ from sympy.printing.numpy import NumPyPrinter
 
 from derive import notation
 from derive.derivation import Derivation
-from derive.matrixform import ColSums, RowBroadcast, Tr
-from derive.notation import Q
+from derive.matrixform import Tr
+from derive.notation import Q, Quantity
 from derive.rewrite import (
-    LogSumExp,
-    Softmax,
     logsumexp_shifted,
     scalar_onto_left_operand,
     softmax_shifted,
@@ -236,48 +234,30 @@ def _names(expr: sp.Expr) -> set[str]:
     return out
 
 
-def softmax_stable(expr: sp.Expr) -> sp.Expr:
-    """The derived softmax output exp(X) ⊙ 1/(1ᵀ exp(X)) → Softmax(X), evaluated with the column
-    maximum subtracted (see rewrite.softmax_shifted); the log-softmax X − log(1ᵀ exp(X)) → X − lse(X).
-    Either way no exp can overflow."""
-    for e in sp.preorder_traversal(expr):
-        if isinstance(e, sp.log) and isinstance(e.args[0], ColSums) and isinstance(e.args[0].args[0], sp.exp):
-            return expr.xreplace({e: LogSumExp(e.args[0].args[0].args[0])})
-    for e in sp.preorder_traversal(expr):
-        if isinstance(e, ColSums) and isinstance(e.args[0], sp.exp):
-            return Softmax(e.args[0].args[0])
-    return expr
-
-
-def code_forms(derivation: Derivation) -> dict[str, sp.Expr]:
+def code_forms(derivation: Derivation) -> dict[Quantity, sp.Expr]:
     """The minibatch formulas as the generated code evaluates them, keyed like `derivation.batch`.
 
     The derived matrix forms with the rewrites of `rewrite` for code: overflow-free forms
-    (softmax via log-sum-exp, the sigmoid via tanh) and scalars moved onto the smaller operand of a
-    product ((Δ Aᵀ)/m → (Δ/m) Aᵀ). `gradients` and the workspace form both print from these.
+    (softmax via log-sum-exp, the sigmoid via tanh, each kind's `code_form`) and scalars moved onto
+    the smaller operand of a product ((Δ Aᵀ)/m → (Δ/m) Aᵀ). `gradients` and the workspace form both
+    print from these.
     """
-    model = derivation.model
+    network = derivation.model.network
     batch = derivation.batch.results
     forms = {}
-    for layer in range(1, model.depth + 1):
-        forms[f"z_{layer}"] = stable_forms(batch[f"z_{layer}"].matrix_rhs)
-        value = batch[f"a_{layer}"].matrix_rhs
-        if model.activations[layer - 1].is_vector:
-            value = softmax_stable(value)
-        forms[f"a_{layer}"] = stable_forms(value)
-    for key in backward_order(model.depth):
+    for node in network.layers:
+        forms[node.output] = stable_forms(node.kind.code_form(batch[node.output].matrix_rhs))
+    for key in backward_order(derivation):
         forms[key] = stable_forms(scalar_onto_left_operand(batch[key].matrix_rhs))
     return forms
 
 
-def backward_order(depth: int) -> list[str]:
-    """δ of the output layer, then per layer from the top: its gradients and the δ below it."""
-    order = [f"delta_{depth}"]
-    for layer in range(depth, 0, -1):
-        order += [f"grad_W_{layer}", f"grad_b_{layer}"]
-        if layer > 1:
-            order.append(f"delta_{layer - 1}")
-    return order
+def backward_order(derivation: Derivation) -> list[Quantity]:
+    """The formulas of the backward pass in the order the walk derived them: the output error, then
+    per node from the last its parameter gradients and the errors it passes down (∂C/∂a⁽ᴸ⁾ itself,
+    which the output error substitutes, is not computed)."""
+    skip = derivation.model.network.output.gradient
+    return [key for key in derivation.batch.steps if key != skip]
 
 
 def _target(result, printer) -> str:
@@ -290,43 +270,39 @@ def _target(result, printer) -> str:
 
 def plan_code(derivation: Derivation) -> CodePlan:
     model = derivation.model
+    network = model.network
     depth = model.depth
     printer = NumPyCodePrinter()
     batch = derivation.batch.results
     forms = code_forms(derivation)
-    forward = []
-    for layer in range(1, depth + 1):
-        for key in (f"z_{layer}", f"a_{layer}"):
-            forward.append(Assignment(printer._print(batch[key].matrix_lhs), printer._print(forms[key])))
+    forward = [Assignment(printer._print(batch[node.output].matrix_lhs), printer._print(forms[node.output]))
+               for node in network.layers]
 
-    A_L, Z_L, Y = Q("A", depth).symbol, Q("Z", depth).symbol, Q("Y").symbol
+    output_node = network.producers[network.output]
+    A_L, Y = network.output.batched().symbol, Q("Y").symbol
     per_unit = model.loss.expr
     if per_unit.has(sp.log):
-        output = model.activations[-1]
-        if output.is_softmax:
-            a_expr = sp.exp(Z_L - RowBroadcast(LogSumExp(Z_L)))
-        elif output.is_log_softmax:
-            a_expr = Z_L - RowBroadcast(LogSumExp(Z_L))
-        else:
-            a_expr = output.entry(Z_L)
+        a_expr = output_node.kind.log_stable_output(output_node.input(True).symbol)
+        a_expr = A_L if a_expr is None else a_expr
         elementwise = stable_log_loss(per_unit.xreplace({notation.A: a_expr, notation.Y: Y}))
     else:
         elementwise = per_unit.xreplace({notation.A: A_L, notation.Y: Y})
     loss_value = f"np.sum({printer._print(elementwise)}) / m"
+    parameter_quantities = [p for node in network.layers for p in node.parameters]
     constants = []
     if model.penalty is not None:
-        loss_value += f" + {printer._print(model.penalty.value_expression(depth))}"
+        loss_value += f" + {printer._print(model.penalty.value_expression(parameter_quantities))}"
         for symbol, value in model.penalty.strengths.items():
             constants.append(Assignment(printer._print(symbol), repr(float(value)), _STRENGTH_COMMENTS[symbol.name]))
 
-    parameters = [Q(k, l).code() for l in range(1, depth + 1) for k in ("W", "b")]
-    order = backward_order(depth)
+    parameters = [p.code() for p in parameter_quantities]
+    order = backward_order(derivation)
     backward = [Assignment(_target(batch[key], printer), printer._print(forms[key])) for key in order]
 
     used_forward = {a.target for a in forward} | {Q("A", 0).code()}
     loss_uses = sorted(_names(elementwise) & used_forward, key=_code_order)
     loss_params = [] if model.penalty is None else [
-        p for p in parameters if p in _names(model.penalty.value_expression(depth))]
+        p for p in parameters if p in _names(model.penalty.value_expression(parameter_quantities))]
     backward_uses = sorted(
         set().union(*[_names(forms[k]) for k in order]) & used_forward,
         key=_code_order,

@@ -1,9 +1,11 @@
-"""Run backpropagation over a whole model: the δ-form of every layer, per sample and per minibatch.
+"""Backpropagation over a network graph: every node's local rule glued by the chain rule.
 
-The order is the backward pass itself: the loss gives ∂C/∂a⁽ᴸ⁾, the output activation turns it into
-δ⁽ᴸ⁾, each dense layer turns δ⁽ˡ⁾ into its parameter gradients and into ∂C/∂a⁽ˡ⁻¹⁾, which the
-activation below turns into δ⁽ˡ⁻¹⁾. The same pieces, applied to the symbolic layer l, give the
-general recursion the documents show before the layer-by-layer formulas.
+The walk is the backward pass itself. The loss gives ∂C/∂a⁽ᴸ⁾; then, node by node from the last,
+each node turns the error of its output into the gradients of its parameters and into the errors
+of its inputs. An error that several formulas read gets a name (δ⁽ˡ⁾ = ∂C/∂z⁽ˡ⁾, or ∂C/∂a where
+two paths meet and their terms are added); any other is substituted where it is used. The same
+walk over the nodes of a general layer l gives the recursion the documents show before the
+layer-by-layer formulas.
 """
 
 from __future__ import annotations
@@ -11,21 +13,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from derive.backprop import (
+    COST_KEY,
+    Flow,
     Pass,
     Result,
     Step,
-    dense_forward,
-    forward_equations,
-    input_gradient,
-    layer_error,
+    forward_result,
+    gradient_through,
+    inline_flow,
     loss_equation,
     loss_gradient,
+    named_gradient,
     parameter_gradients,
     update_rule,
 )
-from derive.layers import ActivationLayer, Dense
+from derive.layers import Dense, Node, activation_kind
 from derive.model import Model
-from derive.notation import LayerRef
+from derive.network import Network
+from derive.notation import LayerRef, Q, Quantity
 from derive.parallel import Background
 from derive.rewrite import ActivationDerivative, activation_derivative
 
@@ -35,77 +40,108 @@ class Derivation:
     model: Model
     sample: Pass
     batch: Pass
-    general: Pass | None  # the hidden-layer recursion and gradients for a symbolic layer l
+    general: Pass | None  # the hidden-layer recursion and gradients for a symbolic layer l (per sample)
     updates: dict[str, list[Step]] = field(default_factory=dict)
     general_forward: tuple[Result, Result] | None = None  # z⁽ˡ⁾ of a general layer l: per sample, minibatch
     activation_derivatives: tuple[ActivationDerivative, ...] = ()
+    general_batch: Pass | None = None  # the parameter gradients of the general layer l per minibatch
 
     def passes(self) -> list[Pass]:
-        return [p for p in (self.sample, self.batch, self.general) if p is not None]
+        return [p for p in (self.sample, self.batch, self.general, self.general_batch) if p is not None]
 
 
-def _backward(model: Model, batch: bool) -> Pass:
+def walk(network: Network, nodes: tuple[Node, ...], flows: dict[Quantity, Flow], batch: bool, out: Pass,
+         *, probability_targets: bool = False, parameters: bool = True) -> None:
+    """The backward pass over `nodes` (forward order; walked in reverse), given the flows of ∂C/∂q of
+    the quantities they produce; records every named error and parameter gradient in `out`."""
+    uses: dict[Quantity, list[tuple[Node, int, Flow]]] = {}
+    for node in reversed(nodes):
+        flow = flows[node.output]
+        if parameters:
+            for param, steps, result in parameter_gradients(node, batch, network.penalty):
+                out.add(param.gradient, steps, result)
+        for k, u in enumerate(node.inputs):
+            if not network.needs_gradient(u):
+                continue
+            uses.setdefault(u, []).append((node, k, flow))
+            if len(uses[u]) < len(network.consumers[u]):
+                continue  # other paths reach u from nodes not walked yet
+            named = network.named_gradient(u)
+            steps, value, lhs = gradient_through(uses.pop(u), batch, named=named,
+                                                 probability_targets=probability_targets)
+            if named:
+                out.add(u.gradient, steps, named_gradient(u, steps, value, lhs, batch))
+                flows[u] = Flow()
+            else:
+                flows[u] = inline_flow(steps, value, lhs, batch)
+
+
+def backward_pass(network: Network, batch: bool, *, probability_targets: bool = False) -> Pass:
+    """Forward equations, the cost, ∂C/∂a⁽ᴸ⁾ and every error and gradient of the network."""
     result = Pass(batch)
-    depth = model.depth
-    for layer in range(1, depth + 1):
-        z, a = forward_equations(model.dense(layer), model.activation_layer(layer), batch)
-        result.results[f"z_{layer}"], result.results[f"a_{layer}"] = z, a
-    result.results["cost"] = loss_equation(model.loss_layer, batch)
-
-    steps, upstream, grad = loss_gradient(model.loss_layer, batch)
-    result.add(f"grad_a_{depth}", steps, grad)
-    steps, delta = layer_error(
-        model.activation_layer(depth),
-        upstream,
-        batch,
-        probability_targets=model.loss.target == "probability",
-        output_layer=True,
-    )
-    result.add(f"delta_{depth}", steps, delta)
-    for layer in range(depth, 0, -1):
-        dense = model.dense(layer)
-        w_steps, w, b_steps, b = parameter_gradients(dense, batch, model.penalty)
-        result.add(f"grad_W_{layer}", w_steps, w)
-        result.add(f"grad_b_{layer}", b_steps, b)
-        if layer > 1:
-            in_steps, upstream = input_gradient(dense, batch)
-            err_steps, delta = layer_error(model.activation_layer(layer - 1), upstream, batch)
-            result.add(f"delta_{layer - 1}", in_steps + err_steps, delta)
+    for node in network.layers:
+        result.results[node.output] = forward_result(node, batch)
+    result.results[COST_KEY] = loss_equation(network.loss_node, batch)
+    steps, flow, grad = loss_gradient(network.loss_node, batch)
+    result.add(network.output.gradient, steps, grad)
+    walk(network, network.layers, {network.output: flow}, batch, result, probability_targets=probability_targets)
     return result
 
 
-def _general(model: Model) -> Pass | None:
-    """The recursion for a hidden layer l, when every hidden layer has the same activation."""
+def _probability_targets(model: Model) -> bool:
+    return model.loss.target == "probability"
+
+
+def general_layer(model: Model) -> tuple[Network, tuple[Node, ...]] | None:
+    """A hidden layer l of the chain, between the layers l − 1 and l + 1 (when every hidden layer has
+    the same activation): the nodes whose walk gives δ⁽ˡ⁾ from δ⁽ˡ⁺¹⁾ and the gradients of layer l."""
     activation = model.uniform_hidden_activation
     if activation is None:
         return None
-    result = Pass(batch=False)
     l = LayerRef.symbolic()
-    in_steps, upstream = input_gradient(Dense(l.shifted(1)), False)
-    err_steps, delta = layer_error(ActivationLayer(l, activation), upstream, False)
-    result.add("delta_l", in_steps + err_steps, delta)
-    w_steps, w, b_steps, b = parameter_gradients(Dense(l), False, model.penalty)
-    result.add("grad_W_l", w_steps, w)
-    result.add("grad_b_l", b_steps, b)
-    batch_w_steps, batch_w, batch_b_steps, batch_b = parameter_gradients(Dense(l), True, model.penalty)
-    result.add("batch_grad_W_l", batch_w_steps, batch_w)
-    result.add("batch_grad_b_l", batch_b_steps, batch_b)
+    above = l.shifted(1)
+    nodes = (
+        Node(Dense(), l, (Q("a", l.shifted(-1)),)),
+        Node(activation_kind(activation), l, (Q("z", l),)),
+        Node(Dense(), above, (Q("a", l),)),
+    )
+    return Network(nodes, (), model.penalty, fragment=True), nodes
+
+
+def _general(model: Model, batch: bool) -> Pass | None:
+    """The recursion for a hidden layer l (per sample) or its parameter gradients (per minibatch)."""
+    found = general_layer(model)
+    if found is None:
+        return None
+    network, nodes = found
+    result = Pass(batch)
+    if batch:
+        for param, steps, grad in parameter_gradients(nodes[0], True, model.penalty):
+            result.add(param.gradient, steps, grad)
+        return result
+    walk(network, nodes[1:], {nodes[-1].output: Flow()}, False, result, parameters=False)
+    for param, steps, grad in parameter_gradients(nodes[0], False, model.penalty):
+        result.add(param.gradient, steps, grad)
     return result
 
 
-def _minibatch_and_general(model: Model) -> tuple[Pass, Pass | None, dict[str, list[Step]]]:
-    """The minibatch pass, the general layer l and the update rules (one unit of background work)."""
-    batch = _backward(model, batch=True)
-    general = _general(model)
-    updates = {
-        str(layer): update_rule(model.dense(layer), batch.results[f"grad_W_{layer}"], batch.results[f"grad_b_{layer}"])
-        for layer in range(1, model.depth + 1)
-    }
+def _updates(model: Model, batch: Pass, general: Pass | None) -> dict[str, list[Step]]:
+    updates = {}
+    for node in model.network.layers:
+        if node.parameters:
+            updates[node.layer.tag()] = update_rule([(p, batch.results[p.gradient]) for p in node.parameters])
     if general is not None:
-        updates["l"] = update_rule(
-            Dense(LayerRef.symbolic()), general.results["batch_grad_W_l"], general.results["batch_grad_b_l"]
-        )
-    return batch, general, updates
+        l = LayerRef.symbolic()
+        updates["l"] = update_rule([(p, general.results[p.gradient]) for p in (Q("W", l), Q("b", l))])
+    return updates
+
+
+def _minibatch_and_general(model: Model) -> tuple[Pass, Pass | None, Pass | None, dict[str, list[Step]]]:
+    """The minibatch pass, the general layer l and the update rules (one unit of background work)."""
+    batch = backward_pass(model.network, True, probability_targets=_probability_targets(model))
+    general = _general(model, False)
+    general_batch = _general(model, True)
+    return batch, general, general_batch, _updates(model, batch, general_batch)
 
 
 class PendingDerivation:
@@ -119,11 +155,11 @@ class PendingDerivation:
 
     def result(self) -> Derivation:
         model = self.model
-        sample = _backward(model, batch=False)
+        sample = backward_pass(model.network, False, probability_targets=_probability_targets(model))
         elementwise = dict.fromkeys(a for a in model.activations if not a.is_vector)
-        general_dense = Dense(LayerRef.symbolic())
-        general_forward = (dense_forward(general_dense, False), dense_forward(general_dense, True))
-        batch, general, updates = self._background.result()
+        general_dense = Node(Dense(), LayerRef.symbolic(), (Q("a", LayerRef.symbolic(-1)),))
+        general_forward = (forward_result(general_dense, False), forward_result(general_dense, True))
+        batch, general, general_batch, updates = self._background.result()
         return Derivation(
             model,
             sample,
@@ -132,6 +168,7 @@ class PendingDerivation:
             updates=updates,
             activation_derivatives=tuple(activation_derivative(a) for a in elementwise),
             general_forward=general_forward,
+            general_batch=general_batch,
         )
 
 

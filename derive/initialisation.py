@@ -34,7 +34,7 @@ import sympy as sp
 
 from derive.backprop import Step
 from derive.catalog import Activation
-from derive.layers import Dense
+from derive.layers import Dense, Node
 from derive.model import Model
 from derive.notation import LayerRef, Q, Z, size
 from derive.rewrite import NON_SMOOTH, activation_derivative
@@ -89,7 +89,7 @@ class Initialisation:
 def general_relations() -> tuple[list[Step], list[Step], list[Step]]:
     """Var(z⁽ˡ⁾) and Var(δ⁽ˡ⁻¹⁾) from the layer rule and BP2, and the conditions that keep them."""
     l = LayerRef.symbolic()
-    dense = Dense(l)
+    dense = Node(Dense(), l, (Q("a", l.shifted(-1)),))
     i, j = dense.out_index("i"), dense.in_index("j")
     W, a, z = Q("W", l).base, Q("a", l.shifted(-1)).base, Q("z", l).base
     w_ij = W[i, j]

@@ -14,8 +14,9 @@ from derive.catalog import Activation, Loss, resolve_activation, resolve_loss
 from derive.catalog.activations import hidden_names
 from derive.catalog.optimizers import resolve_optimizer
 from derive.errors import DeriveError
-from derive.layers import ActivationLayer, Dense, LossLayer
-from derive.notation import LayerRef
+from derive.layers import Dense, LossKind, Node, activation_kind
+from derive.network import Network
+from derive.notation import LayerRef, Q
 from derive.regularisation import Penalty
 from derive.spec import (
     MLPSpec,
@@ -118,9 +119,11 @@ def make_spec(
 
 @dataclass(frozen=True)
 class Model:
-    """The layers of an MLP and its loss, ready to be differentiated."""
+    """The network the spec describes (a chain Dense¹ → g¹ → … → Denseᴸ → gᴸ → loss) and the catalog
+    entries it was built from."""
 
     spec: MLPSpec
+    network: Network
     activations: tuple[Activation, ...]  # layer 1 … L
     loss: Loss
     penalty: Penalty | None = None  # --l2 / --l1 (see `regularisation`)
@@ -129,16 +132,6 @@ class Model:
     def depth(self) -> int:
         return self.spec.layers
 
-    def dense(self, layer: int | LayerRef) -> Dense:
-        return Dense(_ref(layer))
-
-    def activation_layer(self, layer: int) -> ActivationLayer:
-        return ActivationLayer(LayerRef(layer), self.activations[layer - 1])
-
-    @property
-    def loss_layer(self) -> LossLayer:
-        return LossLayer(LayerRef(self.depth), self.loss, regularised=self.penalty is not None)
-
     @property
     def uniform_hidden_activation(self) -> Activation | None:
         """The activation every hidden layer shares, if they all share one (and there is one)."""
@@ -146,10 +139,19 @@ class Model:
         return next(iter(hidden)) if len(hidden) == 1 else None
 
 
-def _ref(layer: int | LayerRef) -> LayerRef:
-    return layer if isinstance(layer, LayerRef) else LayerRef(layer)
+def chain(sizes: tuple[int, ...], activations: tuple[Activation, ...], loss: Loss, penalty: Penalty | None) -> Network:
+    """The MLP as a graph: layer l is a dense node (z⁽ˡ⁾) and an activation node (a⁽ˡ⁾)."""
+    nodes = []
+    for layer, activation in enumerate(activations, start=1):
+        ref = LayerRef(layer)
+        nodes.append(Node(Dense(sizes[layer]), ref, (Q("a", layer - 1),)))
+        nodes.append(Node(activation_kind(activation), ref, (Q("z", layer),)))
+    nodes.append(Node(LossKind(loss, regularised=penalty is not None), LayerRef(len(activations)), (Q("a", len(activations)),)))
+    return Network(tuple(nodes), tuple(sizes), penalty)
 
 
 def build_model(spec: MLPSpec) -> Model:
     activations = tuple(activation_entry(name) for name in spec.activations)
-    return Model(spec, activations, loss_entry_for(spec.loss, activations[-1]), Penalty.from_spec(spec))
+    loss = loss_entry_for(spec.loss, activations[-1])
+    penalty = Penalty.from_spec(spec)
+    return Model(spec, chain(spec.sizes, activations, loss, penalty), activations, loss, penalty)

@@ -89,9 +89,34 @@ _KINDS: dict[str, tuple[str, str | None, int, str]] = {
     "A": ("A", "A", 2, "batch"),
     "Delta": (r"\Delta", "Delta", 2, "batch"),
     "grad_A": ("A", "dA", 2, "batch"),
+    # the loss of one sample (the key of its formula among a derivation's results)
+    "cost": ("C", None, 0, "sample"),
 }
 
-_LAYERLESS = {"x", "y", "X", "Y"}
+_LAYERLESS = {"x", "y", "X", "Y", "cost"}
+
+# the per-sample kind of a quantity -> its minibatch kind (one column per sample)
+_BATCH = {"x": "X", "y": "Y", "z": "Z", "a": "A", "delta": "Delta", "grad_a": "grad_A"}
+# the kind of a quantity -> the kind of the quantity that holds ∂C/∂(it): the error δ of a
+# pre-activation, ∂C/∂a of an activation, ∂C/∂W of a weight
+_GRADIENT = {"z": "delta", "a": "grad_a", "Z": "Delta", "A": "grad_A", "W": "grad_W", "b": "grad_b"}
+
+
+def register_quantity(kind: str, latex: str, code: str | None, rank: int, mode: str, *,
+                      batch: str | None = None, gradient: str | None = None) -> None:
+    """Add a kind of quantity (a layer kind's parameter or output); its names are then made here
+    like every other. `mode` is "sample", "param" or "batch"; `batch` names the minibatch kind of a
+    per-sample quantity and `gradient` the kind that holds its derivative."""
+    existing = _KINDS.get(kind)
+    entry = (latex, code, rank, mode)
+    if existing is not None and existing != entry:
+        raise ValueError(f"quantity kind {kind!r} is already registered as {existing}")
+    _KINDS[kind] = entry
+    if batch is not None:
+        _BATCH[kind] = batch
+    if gradient is not None:
+        _GRADIENT[kind] = gradient
+    quantity_of.cache_clear()
 
 
 @dataclass(frozen=True)
@@ -122,6 +147,21 @@ class Quantity:
     @property
     def is_gradient(self) -> bool:
         return self.kind.startswith("grad_")
+
+    @property
+    def is_parameter(self) -> bool:
+        return _KINDS[self.kind][3] == "param" and not self.is_gradient
+
+    def batched(self, batch: bool = True) -> Quantity:
+        """The minibatch form of a per-sample quantity (z → Z); parameters are the same in both."""
+        return Quantity(_BATCH.get(self.kind, self.kind), self.layer) if batch else self
+
+    @property
+    def gradient(self) -> Quantity:
+        """The quantity holding ∂C/∂(this one): δ for z, ∂C/∂a for a, ∂C/∂W for W."""
+        if self.kind not in _GRADIENT:
+            raise ValueError(f"{self.kind!r} has no gradient quantity")
+        return Quantity(_GRADIENT[self.kind], self.layer)
 
     @property
     def base(self) -> sp.IndexedBase:

@@ -16,7 +16,7 @@ from pathlib import Path
 import sympy as sp
 
 from derive import __version__
-from derive.backprop import Result, Step
+from derive.backprop import COST_KEY, Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
 from derive.notation import BATCH_COST, COST, LayerRef, Q, index, quantity_of, size_latex
@@ -167,10 +167,10 @@ def _network(derivation: Derivation, text: Text) -> dict:
 def _activation_formula(act, layer) -> str:
     a = Q("a", layer)
     if act.is_vector:
-        from derive.layers import ActivationLayer
+        from derive.layers import Node, activation_kind
 
         i = index("i", LayerRef(layer))
-        return equation(a.base[i], ActivationLayer(LayerRef(layer), act).entry(i, None))
+        return equation(a.base[i], Node(activation_kind(act), LayerRef(layer), (Q("z", layer),)).entry(i, None))
     return equation(sp.Function("g")(sp.Symbol("z")), act.expr)
 
 
@@ -210,7 +210,7 @@ def _forward(derivation: Derivation, text: Text) -> dict:
     activation_batch = equation(Q("A", l).symbol, g(Q("Z", l).symbol))
     layers = []
     for layer in range(1, derivation.model.depth + 1):
-        a = derivation.sample.results[f"a_{layer}"]
+        a = derivation.sample.results[Q("a", layer)]
         entry = {"layer": str(layer), "vector": result_equation(a), "index": None, "intro": None}
         act = derivation.model.activations[layer - 1]
         if act.is_vector:
@@ -238,8 +238,8 @@ def _loss(derivation: Derivation, text: Text) -> dict:
     extras = loss_extras(derivation, text)
     return {
         "per_unit": equation(ell, model.loss.expr),
-        "sample": result_equation(derivation.sample.results["cost"], matrix=False),
-        "batch": result_equation(derivation.batch.results["cost"], matrix=False),
+        "sample": result_equation(derivation.sample.results[COST_KEY], matrix=False),
+        "batch": result_equation(derivation.batch.results[COST_KEY], matrix=False),
         "notes": notes + extras["notes"],
         "derivative": extras["derivative"],
         "derivative_intro": text("loss_extra.derivative"),
@@ -335,20 +335,21 @@ def _summary_rows(derivation: Derivation, batch: bool) -> list[dict]:
     """BP1 output error, BP2 recursion, BP3 bias and BP4 weight gradients, general where possible."""
     depth = derivation.model.depth
     results = (derivation.batch if batch else derivation.sample).results
-    general = derivation.general.results if derivation.general is not None else None
-    prefix = "batch_" if batch else ""
-    rows = [("BP1", result_equation(results[f"delta_{depth}"]))]
+    general_pass = derivation.general_batch if batch else derivation.general
+    general = general_pass.results if general_pass is not None else None
+    l = LayerRef.symbolic()
+    rows = [("BP1", result_equation(results[Q("delta", depth)]))]
     if general is not None and not batch:
-        rows.append(("BP2", result_equation(general["delta_l"])))
+        rows.append(("BP2", result_equation(general[Q("delta", l)])))
     else:
-        rows += [("BP2", result_equation(results[f"delta_{l}"])) for l in range(depth - 1, 0, -1)]
+        rows += [("BP2", result_equation(results[Q("delta", k)])) for k in range(depth - 1, 0, -1)]
     if general is not None:
-        rows.append(("BP3", result_equation(general[f"{prefix}grad_b_l"])))
-        rows.append(("BP4", result_equation(general[f"{prefix}grad_W_l"])))
+        rows.append(("BP3", result_equation(general[Q("grad_b", l)])))
+        rows.append(("BP4", result_equation(general[Q("grad_W", l)])))
     else:
-        for l in range(depth, 0, -1):
-            rows.append(("BP3", result_equation(results[f"grad_b_{l}"])))
-            rows.append(("BP4", result_equation(results[f"grad_W_{l}"])))
+        for k in range(depth, 0, -1):
+            rows.append(("BP3", result_equation(results[Q("grad_b", k)])))
+            rows.append(("BP4", result_equation(results[Q("grad_W", k)])))
     return [{"label": label, **eq} for label, eq in rows]
 
 
@@ -358,9 +359,9 @@ def _per_layer(p, depth: int) -> list[dict]:
         out.append(
             {
                 "layer": str(layer),
-                "delta": result_equation(p.results[f"delta_{layer}"]),
-                "grad_W": result_equation(p.results[f"grad_W_{layer}"]),
-                "grad_b": result_equation(p.results[f"grad_b_{layer}"]),
+                "delta": result_equation(p.results[Q("delta", layer)]),
+                "grad_W": result_equation(p.results[Q("grad_W", layer)]),
+                "grad_b": result_equation(p.results[Q("grad_b", layer)]),
             }
         )
     return out
@@ -502,29 +503,30 @@ def document_context(
     sections = [{"key": k, "number": numbers[k], "title": titles[k], "anchor": anchor(f"{numbers[k]}. {titles[k]}")}
                 for k in section_keys]
     refs = Refs(text, sections)
-    sample, general = derivation.sample, derivation.general
+    sample, general, general_batch = derivation.sample, derivation.general, derivation.general_batch
 
     def upstream_ref(label, section):
         return lambda step: refs.equation(label, section) if step.rule == "substitute_upstream" else ""
 
-    output_upstream = _steps(sample.steps[f"grad_a_{depth}"], text, label="eq:upstream-out")
-    output_delta = _steps(sample.steps[f"delta_{depth}"], text, ref=upstream_ref("eq:upstream-out", "output_error"))
+    output_upstream = _steps(sample.steps[Q("grad_a", depth)], text, label="eq:upstream-out")
+    output_delta = _steps(sample.steps[Q("delta", depth)], text, ref=upstream_ref("eq:upstream-out", "output_error"))
+    l = LayerRef.symbolic()
 
     recursion = {"intro": text("recursion.intro"), "general": None, "layers": [], "note": None}
     if depth == 1:
         recursion["note"] = text("recursion.none")
     else:
         if general is not None:
-            up, de = _split_hidden(general.steps["delta_l"])
+            up, de = _split_hidden(general.steps[Q("delta", l)])
             recursion["general"] = {"upstream": _steps(up, text, label="eq:upstream-l"),
                                     "delta": _steps(de, text, ref=upstream_ref("eq:upstream-l", "recursion")),
-                                    "result": result_equation(general.results["delta_l"])}
+                                    "result": result_equation(general.results[Q("delta", l)])}
         else:
             recursion["note"] = text("recursion.mixed")
         for layer in range(depth - 1, 0, -1):
-            entry = {"layer": str(layer), "result": result_equation(sample.results[f"delta_{layer}"])}
+            entry = {"layer": str(layer), "result": result_equation(sample.results[Q("delta", layer)])}
             if general is None:
-                up, de = _split_hidden(sample.steps[f"delta_{layer}"])
+                up, de = _split_hidden(sample.steps[Q("delta", layer)])
                 label = f"eq:upstream-{layer}"
                 entry["upstream"] = _steps(up, text, label=label)
                 entry["delta"] = _steps(de, text, ref=upstream_ref(label, "recursion"))
@@ -532,20 +534,20 @@ def document_context(
                 entry["delta_text"] = text("recursion_layer.delta", layer=layer)
             recursion["layers"].append(entry)
 
-    param_key = "l" if general is not None else str(depth)
+    param_layer = l if general is not None else LayerRef(depth)
     param_pass = general if general is not None else sample
     parameters = {
-        "weights": _steps(param_pass.steps[f"grad_W_{param_key}"], text, label="eq:bp4"),
-        "biases": _steps(param_pass.steps[f"grad_b_{param_key}"], text, label="eq:bp3"),
+        "weights": _steps(param_pass.steps[Q("grad_W", param_layer)], text, label="eq:bp4"),
+        "biases": _steps(param_pass.steps[Q("grad_b", param_layer)], text, label="eq:bp3"),
         "per_layer": _per_layer(sample, depth),
     }
     batch = derivation.batch
     minibatch = {
-        "errors": [result_equation(batch.results[f"delta_{l}"]) for l in range(depth, 0, -1)],
-        "weights": _steps((general.steps["batch_grad_W_l"] if general else batch.steps[f"grad_W_{depth}"]), text,
-                          label="eq:bp4-batch"),
-        "biases": _steps((general.steps["batch_grad_b_l"] if general else batch.steps[f"grad_b_{depth}"]), text,
-                         label="eq:bp3-batch"),
+        "errors": [result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)],
+        "weights": _steps((general_batch.steps[Q("grad_W", l)] if general else batch.steps[Q("grad_W", depth)]),
+                          text, label="eq:bp4-batch"),
+        "biases": _steps((general_batch.steps[Q("grad_b", l)] if general else batch.steps[Q("grad_b", depth)]),
+                         text, label="eq:bp3-batch"),
         "per_layer": _per_layer(batch, depth),
     }
     update_key = "l" if "l" in derivation.updates else str(depth)
@@ -602,7 +604,7 @@ def document_context(
         "loss": _loss(derivation, text),
         "activations": _activations(derivation, text, numbers["output_error"]),
         "output_error": {"upstream": output_upstream, "delta": output_delta,
-                         "result": result_equation(sample.results[f"delta_{depth}"])},
+                         "result": result_equation(sample.results[Q("delta", depth)])},
         "recursion": recursion,
         "parameters": parameters,
         "minibatch": minibatch,
@@ -723,14 +725,20 @@ def _json_result(result: Result) -> dict:
     }
 
 
+def _labelled(p, prefix: str = "") -> dict[str, tuple[list | None, Result | None]]:
+    """A pass's steps and results under the labels of their quantities ('z_1', 'delta_3', 'cost')."""
+    keys = list(dict.fromkeys([*p.results, *p.steps]))
+    return {prefix + key.label: (p.steps.get(key), p.results.get(key)) for key in keys}
+
+
 def json_document(derivation: Derivation, report: Report, *, command: str) -> dict:
     """derivation.json: the spec, every step (LaTeX and SymPy `srepr` of each side), the final
     formulas, the activation derivatives and the verification figures. The spec is what was derived,
     not which files were asked for: every choice of --format writes the same bytes here."""
     spec = derivation.model.spec
-    passes = {"sample": derivation.sample, "batch": derivation.batch}
+    passes = {"sample": _labelled(derivation.sample), "batch": _labelled(derivation.batch)}
     if derivation.general is not None:
-        passes["general"] = derivation.general
+        passes["general"] = _labelled(derivation.general) | _labelled(derivation.general_batch, "batch_")
     return {
         "tool": {"name": "derive", "version": __version__},
         "command": command,
@@ -746,9 +754,10 @@ def json_document(derivation: Derivation, report: Report, *, command: str) -> di
             "forms": "'index' formulas hold entry by entry; 'matrix' formulas hold for whole arrays, "
             "where * between arrays is the entry-wise product.",
         },
-        "steps": {name: {key: [_json_step(s) for s in steps] for key, steps in p.steps.items()} for name, p in passes.items()}
+        "steps": {name: {key: [_json_step(s) for s in steps] for key, (steps, _) in p.items() if steps is not None} for name, p in passes.items()}
         | {"update": {key: [_json_step(s) for s in steps] for key, steps in derivation.updates.items()}},
-        "formulas": {name: {key: _json_result(r) for key, r in p.results.items()} for name, p in passes.items()},
+        "formulas": {name: {key: _json_result(r) for key, (_, r) in p.items() if r is not None}
+                     for name, p in passes.items()},
         "activation_derivatives": [
             {
                 "activation": d.activation.name,

@@ -105,13 +105,12 @@ class Penalty:
         l = sp.Idx(sp.Symbol("l", integer=True), (1, sp.Symbol("L", integer=True, positive=True)))
         return sp.Sum(LAYER_PENALTY, (l, 1, l.upper))
 
-    def value_expression(self, depth: int) -> sp.Expr:
-        """R in matrix form over the whole network, for the generated loss."""
+    def value_expression(self, parameters: list[Quantity]) -> sp.Expr:
+        """R in matrix form over the given parameters of the network, for the generated loss."""
         out = sp.S.Zero
-        for layer in range(1, depth + 1):
-            for kind in ("W", "b"):
-                if self.covers(kind):
-                    out += self.term_matrix(Q(kind, layer).symbol)
+        for param in parameters:
+            if self.covers(param.kind):
+                out += self.term_matrix(param.symbol)
         return out
 
     def term_matrix(self, array: sp.Symbol) -> sp.Expr:

@@ -504,3 +504,16 @@ def scalar_onto_left_operand(expr: sp.Expr) -> sp.Expr:
     bias gradients then share the one scaled Δ.
     """
     return transform(expr, _scalar_onto_left_rule)
+
+
+def softmax_stable(expr: sp.Expr) -> sp.Expr:
+    """The derived softmax output exp(X) ⊙ 1/(1ᵀ exp(X)) → Softmax(X), evaluated with the column
+    maximum subtracted (see rewrite.softmax_shifted); the log-softmax X − log(1ᵀ exp(X)) → X − lse(X).
+    Either way no exp can overflow."""
+    for e in sp.preorder_traversal(expr):
+        if isinstance(e, sp.log) and isinstance(e.args[0], ColSums) and isinstance(e.args[0].args[0], sp.exp):
+            return expr.xreplace({e: LogSumExp(e.args[0].args[0].args[0])})
+    for e in sp.preorder_traversal(expr):
+        if isinstance(e, ColSums) and isinstance(e.args[0], sp.exp):
+            return Softmax(e.args[0].args[0])
+    return expr

@@ -21,7 +21,7 @@ import sympy as sp
 from derive.codegen import _code_order, _target, backward_order
 from derive.derivation import Derivation
 from derive.matrixform import MATRIX_FUNCTIONS, MatProd
-from derive.notation import BATCH_SIZE, LEARNING_RATE, Q
+from derive.notation import BATCH_SIZE, LEARNING_RATE, Q, Quantity
 from derive.rewrite import scalar_onto_left_operand, stable_forms
 from derive.workspace import Lowering, Pool, Program, Value, allocate, dim_name, quantity_shape, shape_text
 
@@ -69,13 +69,16 @@ def linear_in(expr: sp.Expr, symbol: sp.Symbol) -> bool:
     return False
 
 
-def _arguments(depth: int) -> dict[str, Value]:
+def _parameters(derivation: Derivation) -> list[Quantity]:
+    return [p for node in derivation.model.network.layers for p in node.parameters]
+
+
+def _arguments(derivation: Derivation) -> dict[str, Value]:
     """The caller's arrays: parameters, the input A0 (= X) and the targets Y."""
     out = {}
-    for layer in range(1, depth + 1):
-        for kind in ("W", "b"):
-            q = Q(kind, layer)
-            out[q.code()] = Value(quantity_shape(q, depth), name=q.code(), argument=True)
+    depth = derivation.model.network.output.layer.number
+    for q in _parameters(derivation):
+        out[q.code()] = Value(quantity_shape(q, depth), name=q.code(), argument=True)
     out[Q("A", 0).code()] = Value((dim_name(0), "m"), name=Q("A", 0).code(), argument=True)
     out[Q("Y").code()] = Value(quantity_shape(Q("Y"), depth), name=Q("Y").code(), argument=True)
     return out
@@ -98,46 +101,79 @@ class Printed(dict):
 
 
 def _forward(lowering: Lowering, derivation: Derivation, forms: dict, printed: Printed) -> None:
-    for layer in range(1, derivation.model.depth + 1):
-        for key in (f"z_{layer}", f"a_{layer}"):
-            _statement(lowering, printed[derivation.batch.results[key].matrix_lhs], forms[key], printed)
+    for node in derivation.model.network.layers:
+        _statement(lowering, printed[derivation.batch.results[node.output].matrix_lhs], forms[node.output], printed)
 
 
 def gradients_program(derivation: Derivation, forms: dict, printed: Printed) -> Program:
     """gradients_into: the forward pass, then the backward pass into the gradient arrays."""
-    lowering = Lowering(printed.printer, _arguments(derivation.model.depth))
+    lowering = Lowering(printed.printer, _arguments(derivation))
     _forward(lowering, derivation, forms, printed)
     outputs = []
-    for key in backward_order(derivation.model.depth):
+    for key in backward_order(derivation):
         target = _target(derivation.batch.results[key], printed.printer)
-        pin = {"pin": target} if key.startswith("grad_") else {}
+        pin = {"pin": target} if _is_parameter_gradient(key) else {}
         value = _statement(lowering, target, forms[key], printed, **pin)
         if pin:
             outputs.append(value)
     return Program(lowering, outputs)
 
 
+def _is_parameter_gradient(key: Quantity) -> bool:
+    return key.kind.startswith("grad_") and Quantity(key.kind.removeprefix("grad_"), key.layer).is_parameter
+
+
+def _linear_in_errors(expr: sp.Expr, errors: list[sp.Symbol]) -> bool:
+    """Linear and homogeneous in the named errors jointly: every error it reads, scaled by the same
+    factor, scales it by that factor (checked by renaming them all to one symbol)."""
+    common = sp.Dummy("E")
+    return linear_in(expr.xreplace({e: common for e in errors}), common)
+
+
 def sgd_program(derivation: Derivation, forms: dict, printed: Printed) -> tuple[Program, bool]:
     """sgd_step (see module docstring); also says whether the errors carry the factor −η/m."""
-    depth = derivation.model.depth
-    delta = {layer: Q("Delta", layer).symbol for layer in range(1, depth + 1)}
-    scaled = all(linear_in(forms[f"delta_{l - 1}"], delta[l]) for l in range(2, depth + 1))
+    batch = derivation.batch
+    order = backward_order(derivation)
+    errors = [key for key in order if not _is_parameter_gradient(key)]
+    symbols = {key: batch.results[key].matrix_lhs for key in errors}
+    sources = [key for key in errors if not forms[key].has(*symbols.values())]
+    scaled = all(_linear_in_errors(forms[key], list(symbols.values())) for key in errors if key not in sources)
     factor = -LEARNING_RATE / BATCH_SIZE
-    lowering = Lowering(printed.printer, _arguments(depth), exact=False)
+    lowering = Lowering(printed.printer, _arguments(derivation), exact=False)
     _forward(lowering, derivation, forms, printed)
-    top = forms[f"delta_{depth}"]
     note = "  # scaled by -lr/m; the errors below inherit the factor" if scaled else ""
-    _statement(lowering, printed[delta[depth]], factor * top if scaled else top, printed, note)
     outputs = []
-    for layer in range(depth, 0, -1):
-        if layer > 1:
-            _statement(lowering, printed[delta[layer - 1]], forms[f"delta_{layer - 1}"], printed)
-        steps = derivation.updates[str(layer)]
-        for step in (steps[1], steps[3]):  # θ ← θ − η·(derived gradient)
-            rule = step.rhs.xreplace({delta[layer]: delta[layer] / factor}) if scaled else step.rhs
-            rule = stable_forms(scalar_onto_left_operand(rule))
-            target = printed[step.lhs]
-            outputs.append(_statement(lowering, target, rule, printed, pin=target, update=True))
+    pending: list = []  # nodes whose parameters wait until no later formula reads them
+    updated: set = set()
+    nodes = {p: node for node in derivation.model.network.layers for p in node.parameters}
+
+    def flush(upcoming: list) -> None:
+        for node in list(pending):
+            readers = [k for k in upcoming if forms[k].has(*[p.batched().symbol for p in node.parameters])]
+            if readers:
+                continue
+            pending.remove(node)
+            updated.add(node)
+            steps = derivation.updates[node.layer.tag()]
+            for step in steps[1::2]:  # θ ← θ − η·(derived gradient)
+                rule = step.rhs.xreplace({symbols[key]: symbols[key] / factor for key in errors}) if scaled else step.rhs
+                rule = stable_forms(scalar_onto_left_operand(rule))
+                target = printed[step.lhs]
+                outputs.append(_statement(lowering, target, rule, printed, pin=target, update=True))
+
+    for n, key in enumerate(order):
+        if _is_parameter_gradient(key):
+            node = nodes[Quantity(key.kind.removeprefix("grad_"), key.layer)]
+            if node not in pending and node not in updated:
+                pending.append(node)
+        else:
+            top = forms[key]
+            if key in sources:
+                _statement(lowering, printed[symbols[key]], factor * top if scaled else top, printed,
+                           note if scaled else "")
+            else:
+                _statement(lowering, printed[symbols[key]], top, printed)
+        flush([k for k in order[n + 1:] if not _is_parameter_gradient(k)])
     lowering.check_updates()
     return Program(lowering, outputs), scaled
 
@@ -162,21 +198,17 @@ def _unpack(names: list[str]) -> str:
 
 
 def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePlan:
-    depth = derivation.model.depth
+    depth = derivation.model.network.output.layer.number
     pool = Pool()  # both functions draw their scratch arrays from the same workspace
     printed = Printed(printer)
     grads = gradients_program(derivation, forms, printed)
     allocate(grads.instructions, pool, grads.outputs)
     sgd, scaled = sgd_program(derivation, forms, printed)
     allocate(sgd.instructions, pool, sgd.outputs)
-    gradients = []
-    for layer in range(1, depth + 1):
-        for kind in ("W", "b"):
-            q = Q(kind, layer)
-            gradients.append((q.code(), Q("grad_" + kind, layer).code(), shape_text(quantity_shape(q, depth))))
+    gradients = [(q.code(), q.gradient.code(), shape_text(quantity_shape(q, depth))) for q in _parameters(derivation)]
     products = sorted(set(grads.products()) | set(sgd.products()), key=_code_order)
     return WorkspacePlan(
-        dims=[dim_name(layer) for layer in range(depth + 1)],
+        dims=[dim_name(layer) for layer in range(len(derivation.model.network.sizes))],
         gradients=gradients,
         scratch=[(name, shape_text(shape)) for name, shape in zip(pool.names(), pool.shapes)],
         products=[(name, name.removeprefix("mm_")) for name in products],

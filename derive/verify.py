@@ -386,7 +386,7 @@ def _evaluate_forward(derivation: Derivation, values: dict, env: dict) -> dict:
     values = dict(values)
     for layer in range(1, derivation.model.depth + 1):
         for kind in ("z", "a"):
-            result = results[f"{kind}_{layer}"]
+            result = results[Q(kind, layer)]
             (i,) = result.free
             for n in range(env[size(LayerRef(layer))]):
                 values[(f"{kind}_{layer}", (n,))] = evaluate_index_form(_formula(result.rhs, values), values, {**env, i: n})
@@ -399,12 +399,12 @@ def _evaluate_gradients(results: dict, derivation: Derivation, values: dict, env
     values = _evaluate_forward(derivation, values, env)
     grads = {}
     for layer in range(model.depth, 0, -1):
-        delta = results[f"delta_{layer}"]
+        delta = results[Q("delta", layer)]
         (q,) = delta.free
         for n in range(env[size(LayerRef(layer))]):
             values[(f"delta_{layer}", (n,))] = evaluate_index_form(_formula(delta.rhs, values), values, {**env, q: n})
         for name, kind in (("grad_W", "W"), ("grad_b", "b")):
-            result = results[f"{name}_{layer}"]
+            result = results[Q(name, layer)]
             ranges = [range(env[size(LayerRef(layer))]), range(env[size(LayerRef(layer - 1))])][: len(result.free)]
             for idx in np.ndindex(*[len(r) for r in ranges]):
                 grads[(Q(kind, layer).label, tuple(idx))] = evaluate_index_form(
@@ -470,16 +470,16 @@ def _evaluate_batch(derivation: Derivation, values: dict, env: dict) -> dict:
     m = env[BATCH_SIZE]
     for layer in range(1, model.depth + 1):
         for kind, label in (("z", "Z"), ("a", "A")):
-            result = results[f"{kind}_{layer}"]
+            result = results[Q(kind, layer)]
             for idx in np.ndindex(env[size(LayerRef(layer))], m):
                 values[(f"{label}_{layer}", tuple(idx))] = evaluate_index_form(_formula(result.rhs, values), values, {**env, **dict(zip(result.free, idx))})
     grads = {}
     for layer in range(model.depth, 0, -1):
-        delta = results[f"delta_{layer}"]
+        delta = results[Q("delta", layer)]
         for idx in np.ndindex(env[size(LayerRef(layer))], m):
             values[(f"Delta_{layer}", tuple(idx))] = evaluate_index_form(_formula(delta.rhs, values), values, {**env, **dict(zip(delta.free, idx))})
         for name, kind in (("grad_W", "W"), ("grad_b", "b")):
-            result = results[f"{name}_{layer}"]
+            result = results[Q(name, layer)]
             shape = [env[size(LayerRef(layer))], env[size(LayerRef(layer - 1))]][: len(result.free)]
             for idx in np.ndindex(*shape):
                 grads[(Q(kind, layer).label, tuple(idx))] = evaluate_index_form(_formula(result.rhs, values), values, {**env, **dict(zip(result.free, idx))})

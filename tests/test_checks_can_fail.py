@@ -12,6 +12,7 @@ import sympy as sp
 from derive.derivation import derive
 from derive.errors import VerificationFailed
 from derive.model import build_model, make_spec
+from derive.notation import Q, quantity_of
 from derive.run import model_source
 from derive.verify import finite_difference_check, load_module, minibatch_check, symbolic_check
 
@@ -22,6 +23,7 @@ def fresh(layers=2, act="sigmoid", loss="mse"):
 
 def corrupt(derivation, key, factor, batch=False):
     results = (derivation.batch if batch else derivation.sample).results
+    key = quantity_of(key)
     results[key] = dataclasses.replace(results[key], rhs=results[key].rhs * factor)
 
 
@@ -34,9 +36,9 @@ def test_symbolic_check_catches_a_wrong_per_sample_formula(key):
 
 def test_symbolic_check_catches_a_missing_derivative_factor():
     d = fresh(2, "tanh")
-    result = d.sample.results["delta_1"]
+    result = d.sample.results[Q("delta", 1)]
     wrong = result.rhs.replace(lambda e: e.is_Add and e.has(sp.Pow), lambda e: sp.S.One)  # drop (1 - a²)
-    d.sample.results["delta_1"] = dataclasses.replace(result, rhs=wrong)
+    d.sample.results[Q("delta", 1)] = dataclasses.replace(result, rhs=wrong)
     assert not symbolic_check(d).passed
 
 

@@ -11,6 +11,7 @@ import sympy as sp
 
 from derive.catalog import ACTIVATIONS, LOSSES
 from derive.model import make_spec
+from derive.notation import Q
 from derive.run import generate
 
 ACTIVATION_EXPRESSIONS = [
@@ -124,7 +125,7 @@ def test_log_softmax_with_nll_gives_exp_a_minus_y():
 
     d = verified(make_spec(2, "relu", None, "nll")).derivation
     q = index("q", LayerRef(2))
-    assert sp.expand(d.sample.results["delta_2"].rhs - (sp.exp(Q("a", 2).base[q]) - Q("y").base[q])) == 0
+    assert sp.expand(d.sample.results[Q("delta", 2)].rhs - (sp.exp(Q("a", 2).base[q]) - Q("y").base[q])) == 0
 
 
 def test_values_beyond_float64_at_the_test_point_shrink_the_point_and_say_so():

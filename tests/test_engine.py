@@ -21,9 +21,9 @@ def entries(layer, batch=False):
 def test_log_losses_collapse_to_a_minus_y(layers, act, loss, batch):
     d = derivation_for(layers, act, loss)
     a, y, _ = entries(layers, batch)
-    result = (d.batch if batch else d.sample).results[f"delta_{layers}"]
+    result = (d.batch if batch else d.sample).results[Q("delta", layers)]
     assert sp.expand(result.rhs - (a - y)) == 0
-    rules = [s.rule for s in (d.batch if batch else d.sample).steps[f"delta_{layers}"]]
+    rules = [s.rule for s in (d.batch if batch else d.sample).steps[Q("delta", layers)]]
     if loss == "ce":
         assert "targets_sum_to_one" in rules
     else:
@@ -33,7 +33,7 @@ def test_log_losses_collapse_to_a_minus_y(layers, act, loss, batch):
 def test_sigmoid_mse_output_error():
     d = derivation_for(3, "sigmoid", "mse")
     a, y, _ = entries(3)
-    assert sp.expand(d.sample.results["delta_3"].rhs - (a - y) * a * (1 - a)) == 0
+    assert sp.expand(d.sample.results[Q("delta", 3)].rhs - (a - y) * a * (1 - a)) == 0
 
 
 def test_hidden_recursion_uses_transpose_and_output_form():
@@ -41,13 +41,13 @@ def test_hidden_recursion_uses_transpose_and_output_form():
     q, i = index("q", LayerRef(2)), index("i", LayerRef(3))
     a2 = Q("a", 2).base[q]
     expected = sp.Sum(Q("W", 3).base[i, q] * Q("delta", 3).base[i], (i, i.lower, i.upper)) * (1 - a2**2)
-    assert sp.expand(d.sample.results["delta_2"].rhs - expected) == 0
+    assert sp.expand(d.sample.results[Q("delta", 2)].rhs - expected) == 0
 
 
 def test_relu_recursion_is_a_step_function_of_z():
     d = derivation_for(2, "relu", "mse")
     q = index("q", LayerRef(1))
-    assert d.sample.results["delta_1"].rhs.has(sp.Heaviside(Q("z", 1).base[q], 0))
+    assert d.sample.results[Q("delta", 1)].rhs.has(sp.Heaviside(Q("z", 1).base[q], 0))
 
 
 def test_minibatch_gradients_average_over_samples():
@@ -55,13 +55,13 @@ def test_minibatch_gradients_average_over_samples():
     from derive.notation import BATCH_SIZE
 
     d = derivation_for(2, "sigmoid", "mse")
-    assert d.batch.results["grad_W_2"].matrix_rhs == MatProd(Q("Delta", 2).symbol, Tr(Q("A", 1).symbol)) / BATCH_SIZE
-    assert d.batch.results["grad_b_1"].matrix_rhs == RowSums(Q("Delta", 1).symbol) / BATCH_SIZE
+    assert d.batch.results[Q("grad_W", 2)].matrix_rhs == MatProd(Q("Delta", 2).symbol, Tr(Q("A", 1).symbol)) / BATCH_SIZE
+    assert d.batch.results[Q("grad_b", 1)].matrix_rhs == RowSums(Q("Delta", 1).symbol) / BATCH_SIZE
 
 
 def test_general_layer_derivation_exists_for_uniform_hidden_layers():
     d = derivation_for(3, "sigmoid", "mse")
-    assert d.general is not None and set(d.general.results) >= {"delta_l", "grad_W_l", "grad_b_l"}
+    assert d.general is not None and set(d.general.results) >= {Q(k, LayerRef.symbolic()) for k in ("delta", "grad_W", "grad_b")}
     assert derivation_for(1, "sigmoid", "mse").general is None
 
 

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from derive.notation import Q
 import sympy as sp
 
 from derive.gallery import gallery_specs, stale_files
@@ -68,13 +70,13 @@ def test_json_steps_round_trip_through_sympy(outcome):
     document = json.loads(outcome.files["derivation.json"])
     assert document["spec"]["layers"] == 3 and document["verification"]["passed"]
     names = {f.__name__: f for f in MATRIX_FUNCTIONS}
-    steps = outcome.derivation.sample.steps["delta_2"]
+    steps = outcome.derivation.sample.steps[Q("delta", 2)]
     for step, data in zip(steps, document["steps"]["sample"]["delta_2"]):
         assert sp.sympify(data["lhs"]["sympy"], locals=names) == step.lhs
         assert sp.sympify(data["rhs"]["sympy"], locals=names) == step.rhs
         assert data["rule"] == step.rule
     formula = document["formulas"]["batch"]["grad_W_1"]["matrix"]["rhs"]["sympy"]
-    assert sp.sympify(formula, locals=names) == outcome.derivation.batch.results["grad_W_1"].matrix_rhs
+    assert sp.sympify(formula, locals=names) == outcome.derivation.batch.results[Q("grad_W", 1)].matrix_rhs
 
 
 def test_sympy_text_is_srepr_for_every_result(outcome):

@@ -41,15 +41,15 @@ def test_gradients_carry_the_derived_penalty_terms():
     d = derive(build_model(make_spec(2, "tanh", None, "mse", l2="0.01", l1="0.1")))
     W, A1, Delta = Q("W", 2).symbol, Q("A", 1).symbol, Q("Delta", 2).symbol
     expected = MatProd(Delta, Tr(A1)) / BATCH_SIZE + L2_STRENGTH * W + L1_STRENGTH * sp.sign(W)
-    assert d.batch.results["grad_W_2"].matrix_rhs == expected
-    assert d.batch.results["grad_b_2"].matrix_rhs.free_symbols.isdisjoint({L1_STRENGTH, L2_STRENGTH})  # biases free
-    rules = [s.rule for s in d.sample.steps["grad_W_1"]]
+    assert d.batch.results[Q("grad_W", 2)].matrix_rhs == expected
+    assert d.batch.results[Q("grad_b", 2)].matrix_rhs.free_symbols.isdisjoint({L1_STRENGTH, L2_STRENGTH})  # biases free
+    rules = [s.rule for s in d.sample.steps[Q("grad_W", 1)]]
     assert rules[0] == "penalty_split" and "penalty_definition" in rules and rules[-2:] == ["add_penalty", "matrix_form"]
 
 
 def test_biases_are_penalised_only_when_asked():
     d = derive(build_model(make_spec(2, "tanh", None, "mse", l2="0.01", penalise_bias=True)))
-    assert d.batch.results["grad_b_1"].matrix_rhs.has(L2_STRENGTH)
+    assert d.batch.results[Q("grad_b", 1)].matrix_rhs.has(L2_STRENGTH)
 
 
 def test_penalty_is_counted_once_per_minibatch_in_code():
@@ -81,8 +81,8 @@ def test_checks_fail_when_the_penalty_is_dropped():
     for batch in (False, True):
         wrong = derive(build_model(make_spec(2, "tanh", None, "mse", l2="0.1")))
         results = (wrong.batch if batch else wrong.sample).results
-        result = results["grad_W_1"]
-        results["grad_W_1"] = dataclasses.replace(result, rhs=result.rhs.xreplace({L2_STRENGTH: 0}))
+        result = results[Q("grad_W", 1)]
+        results[Q("grad_W", 1)] = dataclasses.replace(result, rhs=result.rhs.xreplace({L2_STRENGTH: 0}))
         assert not (minibatch_check(wrong) if batch else symbolic_check(wrong)).passed
 
 

@@ -1,0 +1,15 @@
+"""Layer kinds, one module each, in one registry (`KINDS`, filled by `register`).
+
+Importing this package registers the built-in kinds: dense, the activations (element-wise,
+softmax, log-softmax), the residual sum and the loss. A new kind is a module with a registered
+`LayerKind` subclass, its message-catalog entries and its tests; nothing else names it.
+"""
+
+from derive.layers.base import KINDS, LayerKind, Node, entry_of, register
+from derive.layers import activation, dense, loss  # noqa: F401 - registers the built-in kinds
+from derive.layers.activation import Elementwise, LogSoftmax, Softmax, activation_kind
+from derive.layers.dense import Dense
+from derive.layers.loss import LossKind
+
+__all__ = ["KINDS", "LayerKind", "Node", "entry_of", "register", "Dense", "Elementwise", "Softmax", "LogSoftmax",
+           "LossKind", "activation_kind"]

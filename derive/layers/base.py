@@ -1,0 +1,113 @@
+"""What every layer kind is: a local forward rule at index level, and the registry of kinds.
+
+A kind says how one entry of its output is computed from entries of its inputs and parameters
+(zᵢ = Σⱼ Wᵢⱼ aⱼ + bᵢ, aᵢ = g(zᵢ), sᵢ = uᵢ + vᵢ …). Everything backward comes from that rule: the
+engine (`derive.derivation`) differentiates it with SymPy and glues kinds together with the chain
+rule. A kind may add proved readable forms of its local derivative (σ′ = a(1 − a)), code forms, a
+picture glyph and prose keys; nothing outside its module names it.
+
+A `Node` is one use of a kind in a network: the kind with its options, the layer number that names
+its output (z⁽³⁾, a⁽³⁾), and the quantities it reads. Every entry function takes `sample`: None for
+the per-sample form (zᵢ), a sample index for the minibatch form (Zᵢₛ, one column per sample).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import sympy as sp
+
+from derive.notation import LayerRef, Q, Quantity, index
+
+KINDS: dict[str, type[LayerKind]] = {}
+
+
+def register(cls: type[LayerKind]) -> type[LayerKind]:
+    """Class decorator: make a kind known by its name (`derive net` files say `kind = "dense"`)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in KINDS and KINDS[cls.name] is not cls:
+        raise ValueError(f"layer kind {cls.name!r} is already registered by {KINDS[cls.name].__name__}")
+    KINDS[cls.name] = cls
+    return cls
+
+
+def entry_of(quantity: Quantity, unit: sp.Expr, sample: sp.Expr | None) -> sp.Indexed:
+    """One entry of a per-sample vector (sample None) or of a minibatch matrix (its batched form)."""
+    base = quantity.batched(sample is not None).base
+    return base[unit] if sample is None else base[unit, sample]
+
+
+class LayerKind:
+    """One kind of layer. Subclasses are frozen dataclasses holding the kind's options."""
+
+    name: ClassVar[str] = ""
+    output_kind: ClassVar[str] = "a"  # the quantity its output is: "z" (pre-activation) or "a"
+    couples_samples: ClassVar[bool] = False  # an output entry reads other samples (batch norm will)
+
+    def parameters(self, node: Node) -> tuple[Quantity, ...]:
+        """The parameters it owns (W⁽ˡ⁾, b⁽ˡ⁾), in the order the documents and the code list them."""
+        return ()
+
+    def parameter_axes(self, node: Node, param: Quantity) -> tuple[LayerRef, ...]:
+        """The layers whose sizes a parameter's axes run over (W⁽ˡ⁾: n_l × n_{l−1})."""
+        raise NotImplementedError
+
+    def units(self, node: Node, input_units: tuple[int, ...]) -> int:
+        """Its number of output units, given its inputs' (the same by default)."""
+        return input_units[0]
+
+    def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
+        """One output entry as an expression of input and parameter entries."""
+        raise NotImplementedError
+
+    def readable(self, node: Node, expr: sp.Expr, sample: sp.Idx | None) -> tuple[sp.Expr, str] | None:
+        """A proved nicer form of a local derivative of this node and the rule that justifies it."""
+        return None
+
+    # ---- code
+
+    def code_form(self, expr: sp.Expr) -> sp.Expr:
+        """Its matrix-form output as the generated code should evaluate it (an overflow-free form)."""
+        return expr
+
+    def log_stable_output(self, inp: sp.Symbol) -> sp.Expr | None:
+        """Its output in terms of its input array for a loss that takes log(a), so that the code can
+        merge the two without overflow (softmax: exp(Z − lse(Z))); None: use the output as it is."""
+        return None
+
+
+@dataclass(frozen=True)
+class Node:
+    """One use of a layer kind: its options (in `kind`), its layer number and what it reads."""
+
+    kind: LayerKind
+    layer: LayerRef
+    inputs: tuple[Quantity, ...]
+
+    @property
+    def output(self) -> Quantity:
+        return Q(self.kind.output_kind, self.layer)
+
+    def out(self, batch: bool) -> Quantity:
+        return self.output.batched(batch)
+
+    def input(self, batch: bool, k: int = 0) -> Quantity:
+        return self.inputs[k].batched(batch)
+
+    def out_index(self, name: str = "i") -> sp.Idx:
+        return index(name, self.layer)
+
+    def in_index(self, name: str = "j", k: int = 0) -> sp.Idx:
+        return index(name, self.inputs[k].layer)
+
+    @property
+    def parameters(self) -> tuple[Quantity, ...]:
+        return self.kind.parameters(self)
+
+    def entry(self, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
+        return self.kind.entry(self, unit, sample)
+
+    def readable(self, expr: sp.Expr, sample: sp.Idx | None) -> tuple[sp.Expr, str] | None:
+        return self.kind.readable(self, expr, sample)

@@ -1,0 +1,33 @@
+"""Dense (fully connected) layer: z⁽ˡ⁾ᵢ = Σⱼ W⁽ˡ⁾ᵢⱼ aⱼ + b⁽ˡ⁾ᵢ, the input a being whatever it reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.layers.base import LayerKind, Node, entry_of, register
+from derive.notation import LayerRef, Q, Quantity
+
+
+@register
+@dataclass(frozen=True)
+class Dense(LayerKind):
+    units_out: int | None = None  # its number of units (None: given by the network's sizes)
+
+    name = "dense"
+    output_kind = "z"
+
+    def parameters(self, node: Node) -> tuple[Quantity, ...]:
+        return (Q("W", node.layer), Q("b", node.layer))
+
+    def parameter_axes(self, node: Node, param: Quantity) -> tuple[LayerRef, ...]:
+        return (node.layer, node.inputs[0].layer) if param.kind == "W" else (node.layer,)
+
+    def units(self, node: Node, input_units: tuple[int, ...]) -> int:
+        return self.units_out
+
+    def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
+        j = node.in_index("j")
+        W, b = (p.base for p in self.parameters(node))
+        return sp.Sum(W[unit, j] * entry_of(node.inputs[0], j, sample), (j, j.lower, j.upper)) + b[unit]

@@ -1,0 +1,46 @@
+"""The loss: C = Σᵢ ℓ(aᵢ, yᵢ) over the output units of one sample (plus the penalty R, if any); the
+cost of a minibatch is the mean over its samples. It is the last node of every network: it reads
+the network's output and the targets y, and its output is the scalar the derivation differentiates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.catalog import Loss
+from derive.layers.base import LayerKind, Node, entry_of, register
+from derive.notation import BATCH_SIZE, PENALTY, Q, Quantity, sample_index
+
+
+@register
+@dataclass(frozen=True)
+class LossKind(LayerKind):
+    loss: Loss
+    regularised: bool = False  # the cost of a sample also holds the penalty R (see `regularisation`)
+
+    name = "loss"
+    output_kind = "cost"
+
+    def target(self, batch: bool) -> Quantity:
+        return Q("y").batched(batch)
+
+    def per_unit(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
+        batch = sample is not None
+        return self.loss.entry(entry_of(node.inputs[0], unit, sample), entry_of(self.target(False), unit, sample))
+
+    def sample_cost(self, node: Node, sample: sp.Idx | None = None) -> sp.Expr:
+        """C (or C_s for column s of a minibatch) = Σᵢ ℓ(aᵢ, yᵢ)."""
+        i = node.in_index("i")
+        data = sp.Sum(self.per_unit(node, i, sample), (i, i.lower, i.upper))
+        return data + PENALTY if self.regularised else data
+
+    def batch_cost(self, node: Node) -> sp.Expr:
+        """C̄ = (1/m) Σₜ Cₜ (with a penalty: the mean of the data terms plus R, counted once)."""
+        t = sample_index("t")
+        i = node.in_index("i")
+        data = sp.Sum(self.per_unit(node, i, t), (i, i.lower, i.upper), (t, t.lower, t.upper)) / BATCH_SIZE
+        if self.regularised:
+            return data + PENALTY
+        return sp.Sum(self.sample_cost(node, t), (t, t.lower, t.upper)) / BATCH_SIZE

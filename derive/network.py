@@ -1,0 +1,85 @@
+"""A network as a directed acyclic graph of layer nodes, ending in its loss.
+
+Nodes are kept in forward (topological) order; each reads quantities produced by earlier nodes or
+the input a⁽⁰⁾ = x. The derivation walks the graph backwards: a quantity read by several nodes
+gets the sum of the errors of all its paths. A chain (the MLP) is the common case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from derive.layers import Node
+from derive.notation import LayerRef, Q, Quantity
+from derive.regularisation import Penalty
+
+INPUT = Q("a", 0)
+
+
+@dataclass(frozen=True)
+class Network:
+    nodes: tuple[Node, ...]  # forward order; the loss node last
+    sizes: tuple[int, ...]  # units of layers 0 … N (the nodes of one layer share its size)
+    penalty: Penalty | None = None
+    fragment: bool = False  # a part of a network (the general layer l): no loss, inputs from outside
+
+    def __post_init__(self):
+        if self.fragment:
+            return
+        known = {INPUT}
+        for node in self.nodes[:-1]:
+            missing = [q for q in node.inputs if q not in known]
+            if missing:
+                raise ValueError(f"node {node.output.label} reads {missing[0].label} before it is computed")
+            if node.output in known:
+                raise ValueError(f"two nodes compute {node.output.label}")
+            known.add(node.output)
+
+    @property
+    def loss_node(self) -> Node:
+        return self.nodes[-1]
+
+    @property
+    def layers(self) -> tuple[Node, ...]:
+        """Every node but the loss."""
+        return self.nodes if self.fragment else self.nodes[:-1]
+
+    @property
+    def output(self) -> Quantity:
+        """The quantity the loss reads."""
+        return self.loss_node.inputs[0]
+
+    @cached_property
+    def producers(self) -> dict[Quantity, Node]:
+        return {node.output: node for node in self.layers}
+
+    @cached_property
+    def consumers(self) -> dict[Quantity, tuple[tuple[Node, int], ...]]:
+        """For each quantity, the nodes that read it and at which input position, in forward order."""
+        out: dict[Quantity, list[tuple[Node, int]]] = {}
+        for node in self.nodes:
+            for k, q in enumerate(node.inputs):
+                out.setdefault(q, []).append((node, k))
+        return {q: tuple(v) for q, v in out.items()}
+
+    def needs_gradient(self, q: Quantity) -> bool:
+        """Whether ∂C/∂q is needed: q is computed by a node (the input x needs none; in a fragment,
+        every input it reads from outside is computed somewhere)."""
+        return q in self.producers or (self.fragment and q != INPUT)
+
+    def gradient_uses(self, q: Quantity) -> int:
+        """How many formulas read ∂C/∂q: one per input of its producer that needs a gradient and one
+        per parameter. Used more than once (or reached along several paths), it gets a name."""
+        node = self.producers.get(q)
+        if node is None:  # produced outside a fragment: as in a chain, by a dense layer
+            return 2
+        return sum(self.needs_gradient(p) for p in node.inputs) + len(node.parameters)
+
+    def named_gradient(self, q: Quantity) -> bool:
+        """∂C/∂q gets its own symbol (δ for a pre-activation) instead of being substituted where it is
+        used: when several formulas read it, or several paths reach it."""
+        return self.gradient_uses(q) > 1 or len(self.consumers.get(q, ())) > 1
+
+    def size_of(self, layer: LayerRef) -> int:
+        return self.sizes[layer.number]
