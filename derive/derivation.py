@@ -27,6 +27,7 @@ from derive.backprop import (
     parameter_gradients,
     update_rule,
 )
+from derive.indexing import assume_sizes
 from derive.layers import Dense, Node, activation_kind
 from derive.model import Model
 from derive.network import Network
@@ -78,6 +79,11 @@ def walk(network: Network, nodes: tuple[Node, ...], flows: dict[Quantity, Flow],
 
 def backward_pass(network: Network, batch: bool, *, probability_targets: bool = False) -> Pass:
     """Forward equations, the cost, ∂C/∂a⁽ᴸ⁾ and every error and gradient of the network."""
+    with assume_sizes(network.size_facts):
+        return _backward_pass(network, batch, probability_targets=probability_targets)
+
+
+def _backward_pass(network: Network, batch: bool, *, probability_targets: bool) -> Pass:
     result = Pass(batch)
     for node in network.layers:
         result.results[node.output] = forward_result(node, batch)

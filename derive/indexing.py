@@ -9,10 +9,31 @@ guard is dropped only when it is proved true over the whole index range.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from itertools import product
 
 import sympy as sp
+
+# sizes that are equal by construction in the network being derived (the sum of two outputs has
+# the size of both): n₃ → n₂. Guards and ranges are compared after these replacements.
+_SIZE_FACTS: ContextVar[Mapping[sp.Symbol, sp.Expr]] = ContextVar("size_facts", default={})
+
+
+@contextmanager
+def assume_sizes(facts: Mapping[sp.Symbol, sp.Expr]) -> Iterator[None]:
+    """Within the block, treat each size symbol of `facts` as equal to its value."""
+    token = _SIZE_FACTS.set(dict(facts))
+    try:
+        yield
+    finally:
+        _SIZE_FACTS.reset(token)
+
+
+def _known(expr: sp.Basic) -> sp.Basic:
+    facts = _SIZE_FACTS.get()
+    return expr.xreplace(facts) if facts else expr
 
 
 def transform(expr: sp.Basic, rule: Callable[[sp.Basic], sp.Basic]) -> sp.Basic:
@@ -41,7 +62,7 @@ def holds_over_index_ranges(condition: sp.Basic) -> bool:
         return False
     indices = sorted(condition.atoms(sp.Idx), key=sp.default_sort_key)
     for corner in product(*[(i.lower, i.upper) for i in indices]):
-        value = condition.xreplace(dict(zip(indices, corner)))
+        value = _known(condition.xreplace(dict(zip(indices, corner))))
         value = value.simplify() if value not in (sp.true, sp.false) else value
         if value is not sp.true:
             return False
@@ -136,7 +157,43 @@ def discharge_guards(expr: sp.Basic) -> sp.Basic:
 
 
 def _same_range(i: sp.Idx, x: sp.Basic) -> bool:
-    return isinstance(x, sp.Idx) and x.lower == i.lower and x.upper == i.upper
+    return isinstance(x, sp.Idx) and _known(x.lower) == _known(i.lower) and _known(x.upper) == _known(i.upper)
+
+
+def _affine_solution(delta: sp.KroneckerDelta, i: sp.Idx) -> tuple[sp.Expr, sp.Integer] | None:
+    """For δ(α·i + β, γ) with α a non-zero integer and γ free of i: the value α·i + β must take
+    (γ − β) and α, so that i = (γ − β)/α where α divides it. None for other deltas."""
+    left, right = delta.args
+    if right.has(i) and not left.has(i):
+        left, right = right, left
+    if right.has(i) or not left.has(i):
+        return None
+    alpha = sp.diff(left, i)
+    if not (alpha.is_Integer and alpha != 0) or (left - alpha * i).has(i):
+        return None
+    return right - (left - alpha * i), alpha
+
+
+def _collapse_affine(factors, delta: sp.KroneckerDelta, i: sp.Idx, lo: sp.Expr, hi: sp.Expr) -> sp.Expr | None:
+    """Σ_{i=lo}^{hi} δ(α i + β, γ) f(i) = f((γ − β)/α), where (γ − β)/α is a whole number in
+    [lo, hi], else 0. The conditions become a guard unless they hold over every index value (a
+    sum over exactly the range of the other index); SymPy's own summation ignores the integrality
+    (Σ_k w_k δ(2i + k, 1) gives a term δ_{1/2}), which is why this is done here."""
+    found = _affine_solution(delta, i)
+    if found is None:
+        return None
+    numerator, alpha = found
+    point = numerator / alpha
+    rest = sp.Mul(*[g for g in factors if g is not delta]).xreplace({i: point})
+    conditions = []
+    if abs(alpha) != 1:
+        conditions.append(sp.Eq(sp.Mod(numerator, alpha), 0))
+    for bound in (sp.Ge(point, lo), sp.Le(point, hi)):
+        if not holds_over_index_ranges(bound):
+            conditions.append(bound)
+    if not conditions:
+        return rest
+    return sp.Piecewise((rest, sp.And(*conditions)), (0, True))
 
 
 def _limit_index(limit) -> sp.Idx:
@@ -168,6 +225,11 @@ def _collapse_sum(expr: sp.Basic) -> sp.Basic:
             if _same_range(i, other) and not other == i:
                 rest = sp.Mul(*[g for g in factors if g is not factor])
                 return rest.xreplace({i: other})
+    for factor in factors:
+        if isinstance(factor, sp.KroneckerDelta) and factor.has(i):
+            collapsed = _collapse_affine(factors, factor, i, lo, hi)
+            if collapsed is not None:
+                return collapsed
     constant = [g for g in factors if not g.has(i)]
     if constant:
         varying = [g for g in factors if g.has(i)]

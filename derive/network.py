@@ -81,5 +81,24 @@ class Network:
         used: when several formulas read it, or several paths reach it."""
         return self.gradient_uses(q) > 1 or len(self.consumers.get(q, ())) > 1
 
+    @cached_property
+    def size_facts(self) -> dict:
+        """Size symbols equal by construction, each mapped to one representative (see
+        `indexing.assume_sizes`)."""
+        parent: dict = {}
+
+        def root(x):
+            while x in parent:
+                x = parent[x]
+            return x
+
+        for node in self.layers:
+            for a, b in node.kind.size_facts(node).items():
+                ra, rb = root(a), root(b)
+                if ra != rb:
+                    low, high = sorted((ra, rb), key=lambda s: (len(s.name), s.name))
+                    parent[high] = low
+        return {x: root(x) for x in parent}
+
     def size_of(self, layer: LayerRef) -> int:
         return self.sizes[layer.number]

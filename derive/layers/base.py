@@ -54,6 +54,11 @@ class LayerKind:
         """The layers whose sizes a parameter's axes run over (W⁽ˡ⁾: n_l × n_{l−1})."""
         raise NotImplementedError
 
+    def size_facts(self, node: Node) -> dict[sp.Symbol, sp.Symbol]:
+        """Sizes its rule makes equal (the sum of two outputs has the size of both), as size symbol →
+        size symbol; the engine uses them to collapse sums over indices of equal ranges."""
+        return {}
+
     def units(self, node: Node, input_units: tuple[int, ...]) -> int:
         """Its number of output units, given its inputs' (the same by default)."""
         return input_units[0]

@@ -1,0 +1,50 @@
+"""Residual sum: a⁽ˡ⁾ᵢ = uᵢ + vᵢ, the sum of the previous output u and an earlier output v (the skip
+connection). When the two sizes differ, v is first projected by a learned matrix P⁽ˡ⁾ with no bias:
+a⁽ˡ⁾ᵢ = uᵢ + Σⱼ P⁽ˡ⁾ᵢⱼ vⱼ.
+
+Its local derivatives are 1 along both inputs (or P along the projected one), so the error of its
+output reaches both paths unchanged: the quantity the skip starts from is read twice, and the engine
+adds the errors of its two paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.layers.base import LayerKind, Node, entry_of, register
+from derive.notation import LayerRef, Q, Quantity, register_quantity, size
+
+register_quantity("P", "P", "P", 2, "param", gradient="grad_P")
+register_quantity("grad_P", "P", "dP", 2, "param")
+
+
+@register
+@dataclass(frozen=True)
+class Add(LayerKind):
+    project: bool = False  # the skip input has another size: multiply it by P⁽ˡ⁾ first
+
+    name = "add"
+    output_kind = "a"
+
+    def parameters(self, node: Node) -> tuple[Quantity, ...]:
+        return (Q("P", node.layer),) if self.project else ()
+
+    def parameter_axes(self, node: Node, param: Quantity) -> tuple[LayerRef, ...]:
+        return (node.layer, node.inputs[1].layer)
+
+    def size_facts(self, node: Node) -> dict[sp.Symbol, sp.Symbol]:
+        u, v = (size(q.layer) for q in node.inputs)
+        facts = {size(node.layer): u}
+        if not self.project:
+            facts[v] = u
+        return facts
+
+    def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
+        u = entry_of(node.inputs[0], unit, sample)
+        if not self.project:
+            return u + entry_of(node.inputs[1], unit, sample)
+        j = node.in_index("j", 1)
+        P = Q("P", node.layer).base
+        return u + sp.Sum(P[unit, j] * entry_of(node.inputs[1], j, sample), (j, j.lower, j.upper))
