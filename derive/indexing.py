@@ -84,12 +84,19 @@ def _discharge(expr: sp.Basic) -> sp.Basic:
         return expr
     if not all(is_index_guard(condition) for _, condition in expr.args):
         return expr  # a genuine piecewise function, keep it
+    kept = []
     for branch, condition in expr.args:
         if holds_over_index_ranges(condition):
-            return branch
-        if not (condition.atoms(sp.Idx)):
+            if not kept:
+                return branch
+            kept.append((branch, True))
             break
-    return expr
+        if isinstance(condition, sp.core.relational.Relational) and holds_over_index_ranges(condition.negated):
+            continue  # never true over the index ranges: the branch is dropped
+        kept.append((branch, condition))
+    if len(kept) == len(expr.args):
+        return expr
+    return sp.Piecewise(*kept) if kept else sp.S.Zero
 
 
 def factor_piecewise(expr: sp.Basic) -> sp.Basic:

@@ -16,12 +16,38 @@ def test_collapse_weight_derivative_of_dense_vjp():
     assert collapse(sp.diff(vjp, a[q])) == sp.Sum(W[i, q] * d[i], (i, i.lower, i.upper))
 
 
-def test_collapse_refuses_mismatched_ranges():
-    """δ_{iq} with q running over a different layer must not collapse Σ_i."""
+def test_collapse_over_a_different_range_keeps_the_range_as_a_guard():
+    """δ_{iq} with q running over another layer: Σ_i collapses to x_q only where q is in i's range."""
     i, q = index("i", LayerRef(2)), index("q", LayerRef(1))
     x = Q("a", 2).base
     expr = sp.Sum(sp.KroneckerDelta(i, q) * x[i], (i, i.lower, i.upper))
-    assert collapse(expr) == expr
+    assert collapse(expr) == sp.Piecewise((x[q], q <= i.upper), (0, True))
+
+
+def test_collapse_over_equal_sizes_needs_no_guard():
+    """Sizes equal by construction (a residual sum) collapse as one range."""
+    from derive.indexing import assume_sizes
+    from derive.notation import size
+
+    i, q = index("i", LayerRef(2)), index("q", LayerRef(1))
+    x = Q("a", 2).base
+    expr = sp.Sum(sp.KroneckerDelta(i, q) * x[i], (i, i.lower, i.upper))
+    with assume_sizes({size(LayerRef(2)): size(LayerRef(1))}):
+        assert collapse(expr) == x[q]
+
+
+def test_strided_collapse_keeps_integrality():
+    """z_i = Σ_k w_k a_{2i+k}: ∂/∂a_1 sums δ(2i + k, 1); only i = 0, k = 1 contributes. SymPy's own
+    summation gives the extra term w_0 δ_{1/2}; the collapse carries the divisibility condition."""
+    n, K = sp.Symbol("n", integer=True, positive=True), 2
+    i = sp.Idx(sp.Symbol("i", integer=True), (0, n - 1))
+    k = sp.Idx(sp.Symbol("k", integer=True), (0, K - 1))
+    w, a, d = sp.IndexedBase("w"), sp.IndexedBase("a"), sp.IndexedBase("d")
+    vjp = sp.Sum(d[i] * sp.Sum(w[k] * a[2 * i + k], (k, 0, K - 1)), (i, 0, n - 1))
+    local = collapse(sp.diff(vjp, a[1]))
+    values = {n: 3}
+    got = local.xreplace(values).doit()
+    assert sp.expand(got - d[0] * w[1]) == 0
 
 
 def test_guards_are_discharged_only_when_true_over_the_range():
