@@ -118,10 +118,29 @@ def main() -> None:
 @click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
               help="Output folder (default: outputs/<architecture>-<choices>/).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
-def mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet) -> None:
+@click.option("--print-network", "print_network", is_flag=True,
+              help="Print this network as a network file for `derive net` (to start a new one from) and stop.")
+def mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet,
+        print_network) -> None:
     """Derive backpropagation for a multilayer perceptron and write the derivation and its code."""
+    if print_network:
+        _print_network(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, optimizer)
+        return
     with collector_paused():  # restored afterwards, for callers that run the command in process (tests)
         _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet)
+
+
+def _print_network(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, optimizer) -> None:
+    from derive.model import make_spec
+    from derive.netfile import network_text
+
+    try:
+        spec = make_spec(layers, act, out_act, loss, sizes, None, optimizer=optimizer, l2=l2, l1=l1,
+                         penalise_bias=penalise_bias)
+    except DeriveError as error:
+        _fail(error)
+        return
+    click.echo(network_text(spec), nl=False)
 
 
 def _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet) -> None:
@@ -180,3 +199,47 @@ def list_catalog() -> None:
     from derive.catalog_list import catalog_text
 
     click.echo(catalog_text())
+
+
+@main.command()
+@click.argument("file", metavar="FILE.toml")
+@click.option("--format", "formats", default=None, metavar="FMT[,FMT…]",
+              help=f"Files to write, any of {', '.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)}).")
+@click.option("--lang", "lang", default=None, metavar="LANG",
+              help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en).")
+@click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
+              help="Output folder (default: outputs/net-<file name>/).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
+def net(file, formats, lang, out, quiet) -> None:
+    """Derive backpropagation for the network described in FILE.toml (layers in order, each a
+    registered kind with its options; skip connections by name; loss, optimizer, penalties; see
+    examples/*.toml and `derive mlp … --print-network`)."""
+    with collector_paused():
+        _net(file, formats, lang, out, quiet)
+
+
+def _net(file, formats, lang, out, quiet) -> None:
+    from derive.model import make_net_spec
+    from derive.render import check_writable
+    from derive.run import generate_and_write
+
+    folder = out
+    try:
+        spec = make_net_spec(file, formats, lang=lang)
+        folder = out if out is not None else Path("outputs") / spec.slug()
+        try:
+            check_writable(folder)
+        except OSError as error:
+            raise DeriveError(f"invalid value for --out: {str(folder)!r} cannot be written ({error}); give a writable folder")
+        outcome, written = generate_and_write(spec, folder)
+    except DeriveError as error:
+        _fail(error)
+        return
+    except OSError as error:
+        _fail(DeriveError(f"could not write to {str(folder)!r}: {error.strerror or error}"))
+        return
+    if quiet:
+        return
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(_verdict(outcome.report) + f" ({outcome.seconds:.2f} s)")

@@ -312,7 +312,7 @@ def plan_code(derivation: Derivation) -> CodePlan:
     workspace = plan_workspace(derivation, forms, printer)
     helpers = helpers_used(printer)
     return CodePlan(
-        model.spec.sizes,
+        model.sizes,
         depth,
         parameters,
         forward,

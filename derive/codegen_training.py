@@ -79,15 +79,21 @@ class TrainingCode:
 
 
 def _init_lines(model: Model, init: Initialisation, printer: TrainingCodePrinter) -> list[str]:
+    """Every parameter of the network: weights drawn with their derived variance, the rest zero."""
+    network = model.network
     names = [printer._print(size(LayerRef(l))) for l in range(model.depth + 1)]
     lines = [f"{', '.join(names)} = sizes", "return {"]
-    for scale in init.layers:
-        l = scale.layer
-        rows, cols = names[l], names[l - 1]
-        variance = printer._print(scale.variance)
-        draw = f"rng.standard_normal(({rows}, {cols})) * np.sqrt({variance})"
-        lines.append(f'    "{Q("W", l).code()}": ({draw}).astype(dtype, copy=False),')
-        lines.append(f'    "{Q("b", l).code()}": np.zeros(({rows}, 1), dtype),')
+    scales = {scale.weight: scale for scale in init.layers}
+    for node in network.layers:
+        for param in node.parameters:
+            axes = [printer._print(size(ref)) for ref in node.kind.parameter_axes(node, param)]
+            shape = ", ".join(axes if len(axes) > 1 else axes + ["1"])
+            if param in scales:
+                variance = printer._print(scales[param].variance)
+                draw = f"rng.standard_normal(({shape})) * np.sqrt({variance})"
+                lines.append(f'    "{param.code()}": ({draw}).astype(dtype, copy=False),')
+            else:
+                lines.append(f'    "{param.code()}": np.zeros(({shape}), dtype),')
     lines.append("}")
     return lines
 
@@ -155,7 +161,7 @@ def plan_training(model: Model, training: Training, init: Initialisation) -> Tra
         uses_step=uses_step,
         accuracy=accuracy,
         accuracy_kind=accuracy_kind,
-        output=Q("A", model.depth).code(),
+        output=model.network.output.batched().code(),
     )
 
 

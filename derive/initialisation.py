@@ -36,7 +36,7 @@ from derive.backprop import Step
 from derive.catalog import Activation
 from derive.layers import Dense, Node
 from derive.model import Model
-from derive.notation import LayerRef, Q, Z, size
+from derive.notation import LayerRef, Q, Quantity, Z, size
 from derive.rewrite import NON_SMOOTH, activation_derivative
 from derive.training_notation import Expectation, Variance, symbol
 
@@ -67,9 +67,14 @@ class ActivationScale:
 @dataclass(frozen=True)
 class LayerScale:
     layer: int
-    source: str  # "input" or the name of the activation of layer l − 1
-    variance: sp.Expr  # in the size symbols n_{l−1}, n_l
+    source: str  # "input", the name of the activation whose output the weight multiplies, or a kind
+    variance: sp.Expr  # in the size symbols of the weight's input and output layers
     known: str | None
+    param: Quantity | None = None  # the weight: W⁽ˡ⁾ unless another kind's (P⁽ˡ⁾ of a projection)
+
+    @property
+    def weight(self) -> Quantity:
+        return self.param if self.param is not None else Q("W", self.layer)
 
 
 @dataclass
@@ -399,22 +404,42 @@ def input_steps() -> tuple[list[Step], sp.Expr]:
     return [condition, standardised, Step(VAR_W, variance, "solve_forward")], variance
 
 
-def _per_layer(variance: sp.Expr, layer: int) -> sp.Expr:
-    return variance.xreplace({N_IN: size(LayerRef(layer - 1)), N_OUT: size(LayerRef(layer))})
+def _for_weight(variance: sp.Expr, node: Node, read: Quantity) -> sp.Expr:
+    return variance.xreplace({N_IN: size(read.layer), N_OUT: size(node.layer)})
 
 
 def derive_initialisation(model: Model) -> Initialisation:
+    """The general relations, then a variance for every weight of the network from what it
+    multiplies: the standardised input, the output of an activation (its own derived scale), or any
+    other quantity (a residual sum, a linear layer), which is treated as the identity's output."""
     forward, backward, conditions = general_relations()
     steps, input_variance = input_steps()
-    scales = {}
-    for act in model.activations[:-1]:
-        if act.name not in scales:
-            scales[act.name] = activation_scale(act)
-    layers = [LayerScale(1, "input", _per_layer(input_variance, 1), recognise(input_variance)[0])]
-    for layer in range(2, model.depth + 1):
-        scale = scales[model.activations[layer - 2].name]
-        layers.append(LayerScale(layer, scale.activation.name, _per_layer(scale.variance, layer), scale.known))
+    network = model.network
+    scales: dict[str, ActivationScale] = {}
+    layers = []
+    for node in network.layers:
+        for param, read in node.kind.weights(node).items():
+            if read == Q("a", 0):
+                layers.append(LayerScale(node.layer.number, "input", _for_weight(input_variance, node, read),
+                                         recognise(input_variance)[0], param))
+                continue
+            producer = network.producers[read]
+            activation = getattr(producer.kind, "activation", None)
+            source = activation.name if activation is not None and not activation.is_vector else producer.kind.name
+            if activation is None or activation.is_vector:
+                activation = activation_entry_identity()
+            if activation.name not in scales and source == activation.name:
+                scales[activation.name] = activation_scale(activation)
+            scale = scales.get(activation.name) or activation_scale(activation)
+            layers.append(LayerScale(node.layer.number, source, _for_weight(scale.variance, node, read), scale.known,
+                                     param))
     return Initialisation(forward, backward, conditions, steps, list(scales.values()), layers)
+
+
+def activation_entry_identity() -> Activation:
+    from derive.catalog import resolve_activation
+
+    return resolve_activation("identity")
 
 
 __all__ = [

@@ -20,6 +20,7 @@ from derive.notation import LayerRef, Q
 from derive.regularisation import Penalty
 from derive.spec import (
     MLPSpec,
+    NetSpec,
     parse_activation_list,
     parse_formats,
     parse_lang,
@@ -119,24 +120,44 @@ def make_spec(
 
 @dataclass(frozen=True)
 class Model:
-    """The network the spec describes (a chain Dense¹ → g¹ → … → Denseᴸ → gᴸ → loss) and the catalog
-    entries it was built from."""
+    """The network a spec describes, as a graph of nodes ending in its loss, and the catalog entries
+    it was built from. `derive mlp` gives the chain Dense¹ → g¹ → … → Denseᴸ → gᴸ → loss."""
 
-    spec: MLPSpec
+    spec: MLPSpec | NetSpec
     network: Network
-    activations: tuple[Activation, ...]  # layer 1 … L
+    activations: tuple[Activation, ...]  # of the activation nodes, in forward order (MLP: layer 1 … L)
     loss: Loss
     penalty: Penalty | None = None  # --l2 / --l1 (see `regularisation`)
 
     @property
     def depth(self) -> int:
-        return self.spec.layers
+        """The number of layers (an MLP's weight layers)."""
+        return len(self.network.sizes) - 1
+
+    @property
+    def is_chain(self) -> bool:
+        """The network is an MLP: layer l is a dense node reading a⁽ˡ⁻¹⁾ and an activation node."""
+        layers = self.network.layers
+        if len(layers) != 2 * self.depth:
+            return False
+        for l in range(1, self.depth + 1):
+            dense, act = layers[2 * l - 2], layers[2 * l - 1]
+            if not (isinstance(dense.kind, Dense) and dense.inputs == (Q("a", l - 1),) and dense.layer == LayerRef(l)
+                    and getattr(act.kind, "activation", None) is not None and act.inputs == (Q("z", l),)):
+                return False
+        return True
 
     @property
     def uniform_hidden_activation(self) -> Activation | None:
-        """The activation every hidden layer shares, if they all share one (and there is one)."""
+        """The activation every hidden layer of a chain shares, if they all share one (and there is one)."""
+        if not self.is_chain:
+            return None
         hidden = set(self.activations[:-1])
         return next(iter(hidden)) if len(hidden) == 1 else None
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return self.network.sizes
 
 
 def chain(sizes: tuple[int, ...], activations: tuple[Activation, ...], loss: Loss, penalty: Penalty | None) -> Network:
@@ -150,8 +171,96 @@ def chain(sizes: tuple[int, ...], activations: tuple[Activation, ...], loss: Los
     return Network(tuple(nodes), tuple(sizes), penalty)
 
 
-def build_model(spec: MLPSpec) -> Model:
+def build_model(spec: MLPSpec | NetSpec) -> Model:
+    if isinstance(spec, NetSpec):
+        return _network_model(spec)
     activations = tuple(activation_entry(name) for name in spec.activations)
     loss = loss_entry_for(spec.loss, activations[-1])
     penalty = Penalty.from_spec(spec)
     return Model(spec, chain(spec.sizes, activations, loss, penalty), activations, loss, penalty)
+
+
+# --------------------------------------------------------------------------------------------------
+# network files
+
+
+def make_net_spec(path: str, formats: str | None = None, *, lang: str | None = None) -> NetSpec:
+    """Read a network file and check that it builds: every error is reported before any work."""
+    from derive.netfile import read_network
+
+    spec = read_network(path, formats=parse_formats(formats), lang=parse_lang(lang))
+    _network_model(spec)
+    return spec
+
+
+def _network_model(spec: NetSpec) -> Model:
+    """The graph of a network file: each [[layers]] table is layer l = 1, 2, …, its kind's node (and
+    an activation node when it has one); the loss reads the last output."""
+    from derive.layers import KINDS
+    from derive.netfile import NetFileError
+
+    sizes, named, nodes, activations = [spec.input_units], {}, [], []
+    previous = Q("a", 0)
+    for l, layer in enumerate(spec.layers, start=1):
+        where = f"{spec.path}: layers[{l}] (kind {layer.kind!r})"
+        cls = KINDS[layer.kind]
+        try:
+            kind = cls.build(dict(layer.options))
+        except DeriveError as error:
+            raise NetFileError(f"{where}: {_reworded(error)}") from None
+        inputs = (named[layer.input] if layer.input else previous,)
+        if cls.inputs == 2:
+            inputs += (named[layer.skip],)
+        input_units = tuple(sizes[q.layer.number] for q in inputs)
+        kind = kind.fit(input_units)
+        node = Node(kind, LayerRef(l), inputs)
+        units = kind.units(node, input_units)
+        nodes.append(node)
+        output = node.output
+        if getattr(kind, "activation", None) is not None:
+            activations.append(kind.activation)
+        if layer.activation is not None:
+            try:
+                entry = activation_entry(layer.activation, "activation")
+            except DeriveError as error:
+                raise NetFileError(f"{where}: activation: {_reworded(error)}") from None
+            node = Node(activation_kind(entry), LayerRef(l), (output,))
+            nodes.append(node)
+            activations.append(entry)
+            output = node.output
+        sizes.append(units)
+        previous = output
+        if layer.name is not None:
+            named[layer.name] = output
+    last = nodes[-1]
+    output_entry = getattr(last.kind, "activation", None) or activation_entry("identity")
+    try:
+        loss = _checked_loss(spec.loss, output_entry, sizes[-1], len(spec.layers))
+    except DeriveError as error:
+        raise NetFileError(f"{spec.path}: {_reworded(error)}") from None
+    penalty = Penalty.from_spec(spec)
+    nodes.append(Node(LossKind(loss, regularised=penalty is not None), LayerRef(len(spec.layers)), (previous,)))
+    return Model(spec, Network(tuple(nodes), tuple(sizes), penalty), tuple(activations), loss, penalty)
+
+
+def _checked_loss(text: str, output: Activation, units: int, depth: int) -> Loss:
+    """The loss named by `text` after the given output activation, with the checks of `make_spec`."""
+    loss_entry = resolve_loss(text)
+    if loss_entry.required_output and output.name != loss_entry.required_output:
+        raise DeriveError(f"loss {loss_entry.name!r} takes log-probabilities, which the last layer "
+                          f"({output.spec_text}) does not give; end with activation = \"{loss_entry.required_output}\"")
+    if loss_entry.needs_unit_interval and not output.in_unit_interval:
+        raise DeriveError(f"loss {loss_entry.name!r} takes log(a) and needs outputs in (0, 1), but the last "
+                          f"layer's activation {output.spec_text!r} can leave that range; end with sigmoid or softmax")
+    if output.name in loss_entry.refused_outputs:
+        raise DeriveError(f"loss {loss_entry.name!r} treats every output as an independent probability, which "
+                          f"{output.name!r} does not give; end with sigmoid")
+    if output.is_vector and units < 2:
+        raise DeriveError(f"a {output.name} output needs at least 2 units, the last layer has {units}")
+    return loss_entry_for(loss_entry.spec_text, output)
+
+
+def _reworded(error: DeriveError) -> str:
+    import re
+
+    return re.sub(r"^invalid (value for [-\w]+|combination): ", "", str(error))

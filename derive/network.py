@@ -100,5 +100,20 @@ class Network:
                     parent[high] = low
         return {x: root(x) for x in parent}
 
+    def dim_name(self, layer: int) -> str:
+        """The name generated code gives a layer's size: n3, or the name of the layer whose size it
+        equals by construction."""
+        from derive.notation import size
+
+        symbol = size(LayerRef(layer))
+        return "n" + self.size_facts.get(symbol, symbol).name.removeprefix("n_")
+
+    def owner(self, param: Quantity) -> Node:
+        """The node a parameter belongs to."""
+        for node in self.layers:
+            if param in node.parameters:
+                return node
+        raise KeyError(param.label)
+
     def size_of(self, layer: LayerRef) -> int:
         return self.sizes[layer.number]

@@ -689,6 +689,7 @@ def _workspace_context(plan: CodePlan) -> dict | None:
         "gradients_into": program(w.gradients_into),
         "sgd_step": program(w.sgd_step),
         "scaled_errors": w.scaled_errors,
+        "size_sources": list(w.size_sources),
     }
 
 

@@ -23,7 +23,7 @@ from derive.model import build_model
 from derive.present import PICTURE_FILE, code_context, document_context, json_document
 from derive.render import render, write_files
 from derive.catalog.optimizers import choice_text
-from derive.spec import DEFAULT_LANGUAGE, MLPSpec, OptimizerChoice, default_sizes
+from derive.spec import DEFAULT_LANGUAGE, MLPSpec, NetSpec, OptimizerChoice, default_sizes
 from derive.present_training import training_json
 from derive.training import Training, derive_training
 from derive.parallel import Background
@@ -61,10 +61,16 @@ class Outcome:
     initialisation: Initialisation | None = None
 
 
-def command_line(spec: MLPSpec) -> str:
+def command_line(spec: MLPSpec | NetSpec) -> str:
     """The shortest `derive mlp` command that reproduces this spec (shown in every output); values
-    a shell would split or expand (user-written expressions) are quoted."""
+    a shell would split or expand (user-written expressions) are quoted. A network file is named."""
     from derive.model import make_spec
+
+    if isinstance(spec, NetSpec):
+        parts = ["derive net", shlex.quote(spec.path)]
+        if spec.lang != DEFAULT_LANGUAGE:
+            parts.append(f"--lang {spec.lang}")
+        return " ".join(parts)
 
     parts = ["derive mlp", f"--layers {spec.layers}"]
     hidden = spec.hidden_activations

@@ -93,6 +93,49 @@ class MLPSpec:
         return "-".join(parts) + self.optimizer.slug()
 
 
+@dataclass(frozen=True)
+class LayerSpec:
+    """One `[[layers]]` table of a network file, read and checked (see `derive.netfile`)."""
+
+    kind: str  # a registered layer kind
+    options: tuple[tuple[str, object], ...] = ()  # the kind's own options, read by the kind
+    name: str | None = None  # what later layers call its output (`input = "h1"`, `from = "h1"`)
+    input: str | None = None  # the layer it reads; None: the previous one
+    skip: str | None = None  # `from`: the second output a two-input kind (add) reads
+    activation: str | None = None  # applied to its output (a layer whose output is a pre-activation)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A network described by a file (`derive net FILE.toml`): its layers in order, the loss and
+    training choices, and what to write."""
+
+    path: str  # the file as given on the command line (for messages and the command shown)
+    input_units: int
+    layers: tuple[LayerSpec, ...]
+    loss: str = "mse"
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    lang: str = DEFAULT_LANGUAGE
+    optimizer: OptimizerChoice = OptimizerChoice()
+    l2: str | None = None
+    l1: str | None = None
+    penalise_bias: bool = False
+    text: str = ""  # the file's content, quoted in the documents
+
+    @property
+    def regularised(self) -> bool:
+        return self.l2 is not None or self.l1 is not None
+
+    def slug(self) -> str:
+        """Folder name under outputs/: net-residual_mlp (from the file name)."""
+        stem = re.sub(r"[^a-z0-9_.-]+", "_", self.path.replace("\\", "/").rsplit("/", 1)[-1].lower())
+        stem = stem.removesuffix(".toml") or "network"
+        parts = ["net", stem[:60]]
+        if self.lang != DEFAULT_LANGUAGE:
+            parts.append(self.lang)
+        return "-".join(parts) + self.optimizer.slug()
+
+
 _SLUG_SAFE = re.compile(r"[a-z0-9_.:]+")
 
 

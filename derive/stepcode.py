@@ -46,6 +46,7 @@ class WorkspacePlan:
     gradients_into: WorkspaceProgram
     sgd_step: WorkspaceProgram
     scaled_errors: bool  # sgd_step carries −η/m down the recursion (see module docstring)
+    size_sources: list[str] = ()  # for each layer size n0 … nL, where train() reads it (a parameter's shape)
 
 
 def linear_in(expr: sp.Expr, symbol: sp.Symbol) -> bool:
@@ -76,11 +77,11 @@ def _parameters(derivation: Derivation) -> list[Quantity]:
 def _arguments(derivation: Derivation) -> dict[str, Value]:
     """The caller's arrays: parameters, the input A0 (= X) and the targets Y."""
     out = {}
-    depth = derivation.model.network.output.layer.number
+    network = derivation.model.network
     for q in _parameters(derivation):
-        out[q.code()] = Value(quantity_shape(q, depth), name=q.code(), argument=True)
+        out[q.code()] = Value(quantity_shape(q, network), name=q.code(), argument=True)
     out[Q("A", 0).code()] = Value((dim_name(0), "m"), name=Q("A", 0).code(), argument=True)
-    out[Q("Y").code()] = Value(quantity_shape(Q("Y"), depth), name=Q("Y").code(), argument=True)
+    out[Q("Y").code()] = Value(quantity_shape(Q("Y"), network), name=Q("Y").code(), argument=True)
     return out
 
 
@@ -197,15 +198,31 @@ def _unpack(names: list[str]) -> str:
     return ", ".join(names) + f"{comma} = " + ", ".join(f"ws.{n}" for n in names) + comma
 
 
+def _size_sources(derivation: Derivation) -> list[str]:
+    """For each layer size, an expression that reads it from the arrays `train` is given: the shape
+    of the first parameter with an axis of that size (sizes equal by construction count as one),
+    else the targets' or the input's."""
+    network = derivation.model.network
+    sources = []
+    for layer in range(len(network.sizes)):
+        wanted = network.dim_name(layer)
+        found = next((f'params["{q.code()}"].shape[{axis}]' for q in _parameters(derivation)
+                      for axis, dim in enumerate(quantity_shape(q, network)) if dim == wanted), None)
+        if found is None:
+            found = "Y.shape[0]" if wanted == network.dim_name(network.output.layer.number) else "X.shape[0]"
+        sources.append(found)
+    return sources
+
+
 def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePlan:
-    depth = derivation.model.network.output.layer.number
+    network = derivation.model.network
     pool = Pool()  # both functions draw their scratch arrays from the same workspace
     printed = Printed(printer)
     grads = gradients_program(derivation, forms, printed)
     allocate(grads.instructions, pool, grads.outputs)
     sgd, scaled = sgd_program(derivation, forms, printed)
     allocate(sgd.instructions, pool, sgd.outputs)
-    gradients = [(q.code(), q.gradient.code(), shape_text(quantity_shape(q, depth))) for q in _parameters(derivation)]
+    gradients = [(q.code(), q.gradient.code(), shape_text(quantity_shape(q, network))) for q in _parameters(derivation)]
     products = sorted(set(grads.products()) | set(sgd.products()), key=_code_order)
     return WorkspacePlan(
         dims=[dim_name(layer) for layer in range(len(derivation.model.network.sizes))],
@@ -216,4 +233,5 @@ def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePla
         gradients_into=WorkspaceProgram(_bindings(grads, [g[1] for g in gradients]), grads.lines()),
         sgd_step=WorkspaceProgram(_bindings(sgd, None), sgd.lines()),
         scaled_errors=scaled,
+        size_sources=_size_sources(derivation),
     )

@@ -97,12 +97,13 @@ def initial_weights_check(model: Model, init: Initialisation, module, seed: int 
     params = module.init_params(sizes, np.random.default_rng(seed))
     values = {size(LayerRef(l)): INIT_UNITS for l in range(model.depth + 1)}
     worst = 0.0
+    weights = {scale.weight.code() for scale in init.layers}
     for layer in init.layers:
         expected = float(layer.variance.xreplace(values))
-        observed = float(np.var(params[f"W{layer.layer}"]))
+        observed = float(np.var(params[layer.weight.code()]))
         worst = max(worst, abs(observed / expected - 1))
-        if np.any(params[f"b{layer.layer}"] != 0):
-            worst = float("inf")
+    if any(np.any(value != 0) for key, value in params.items() if key not in weights):
+        worst = float("inf")  # biases start at zero
     return Check("initial_weights", bool(worst <= INIT_TOLERANCE), figures={
         "units": INIT_UNITS, "tolerance": f"{INIT_TOLERANCE:.0%}",
         "deviation": f"{worst:.1%}",
@@ -111,7 +112,7 @@ def initial_weights_check(model: Model, init: Initialisation, module, seed: int 
 
 def training_loop_check(model: Model, module, seed: int = 0) -> Check:
     rng = np.random.default_rng(seed)
-    sizes = model.spec.sizes if sum(model.spec.sizes) <= 2000 else tuple(min(n, 6) for n in model.spec.sizes)
+    sizes = model.sizes if sum(model.sizes) <= 2000 else tuple(min(n, 6) for n in model.sizes)
     params = module.init_params(sizes, rng)
     X = rng.standard_normal((sizes[0], 8))
     Y = _numeric_targets(model, sizes[-1], 8, rng)

@@ -45,17 +45,20 @@ def dim_name(layer: int) -> str:
     return f"n{layer}"
 
 
-def quantity_shape(q: Quantity, depth: int) -> Shape:
-    """Shape of a quantity in the minibatch formulas: samples are columns."""
+def quantity_shape(q: Quantity, network) -> Shape:
+    """Shape of a quantity in the minibatch formulas: samples are columns, a parameter has the axes
+    its kind gives it (a vector one column). Layers whose sizes are equal by construction (the two
+    sides of a residual sum) share one dimension name."""
+    dim = network.dim_name
     if q.kind in ("X", "Y"):
-        return (dim_name(0 if q.kind == "X" else depth), BATCH)
-    layer = q.layer.number
-    if q.kind in ("W", "grad_W"):
-        return (dim_name(layer), dim_name(layer - 1))
-    if q.kind in ("b", "grad_b"):
-        return (dim_name(layer), 1)
+        return (dim(0 if q.kind == "X" else network.output.layer.number), BATCH)
     if q.kind in ("Z", "A", "Delta", "grad_A"):
-        return (dim_name(layer), BATCH)
+        return (dim(q.layer.number), BATCH)
+    param = Quantity(q.kind.removeprefix("grad_"), q.layer) if q.is_gradient else q
+    if param.is_parameter:
+        node = network.owner(param)
+        dims = tuple(dim(ref.number) for ref in node.kind.parameter_axes(node, param))
+        return dims if len(dims) == 2 else dims + (1,)
     raise CannotLower(f"{q.kind!r} has no minibatch shape")
 
 

@@ -25,9 +25,12 @@ m, eta = BATCH_SIZE, LEARNING_RATE
 
 
 def arguments() -> dict[str, Value]:
+    from derive.model import build_model, make_spec
+
+    network = build_model(make_spec(2, "sigmoid")).network
     out = {}
     for q in (Q("A", 0), Q("A", 1), Q("W", 2), Q("b", 2), Q("Y")):
-        out[q.code()] = Value(quantity_shape(q, 2), name=q.code(), argument=True)
+        out[q.code()] = Value(quantity_shape(q, network), name=q.code(), argument=True)
     out["A0"] = Value(("n0", "m"), name="A0", argument=True)
     return out
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.catalog import Activation
-from derive.layers.base import LayerKind, Node, entry_of, register
-from derive.notation import A, Z, index
+from derive.layers.base import LayerKind, Node, Option, entry_of, register
+from derive.notation import A, Z, index, size
 from derive.matrixform import RowBroadcast
 from derive.rewrite import LogSumExp, activation_derivative, softmax_in_terms_of_output, softmax_stable
 
@@ -24,6 +24,11 @@ class _ActivationKind(LayerKind):
 
     output_kind = "a"
 
+    def size_facts(self, node: Node) -> dict[sp.Symbol, sp.Symbol]:
+        """A standalone activation layer has the size of what it reads."""
+        own, read = size(node.layer), size(node.inputs[0].layer)
+        return {own: read} if own != read else {}
+
 
 @register
 @dataclass(frozen=True)
@@ -31,6 +36,14 @@ class Elementwise(_ActivationKind):
     """aᵢ = g(zᵢ)."""
 
     name = "activation"
+    summary = "a = g(input) entry by entry; option: function (a catalog name or an expression in z)"
+    options = {"function": Option("an activation of `derive list` or an expression in z", str)}
+
+    @classmethod
+    def build(cls, values: dict) -> _ActivationKind:
+        from derive.catalog import resolve_activation
+
+        return activation_kind(resolve_activation(values["function"], option="function"))
 
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
         return self.activation.entry(entry_of(node.inputs[0], unit, sample))
@@ -91,6 +104,13 @@ class Softmax(_VectorKind):
     """aᵢ = e^{zᵢ} / Σₖ e^{zₖ}."""
 
     name = "softmax"
+    summary = "a = softmax(input) over the units of the layer"
+
+    @classmethod
+    def build(cls, values: dict) -> Softmax:
+        from derive.catalog import resolve_activation
+
+        return cls(resolve_activation("softmax"))
 
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
         return sp.exp(entry_of(node.inputs[0], unit, sample)) / self.normaliser(node, sample)
@@ -106,6 +126,13 @@ class LogSoftmax(_VectorKind):
 
     name = "log_softmax"
     log = True
+    summary = "a = log softmax(input) over the units of the layer"
+
+    @classmethod
+    def build(cls, values: dict) -> LogSoftmax:
+        from derive.catalog import resolve_activation
+
+        return cls(resolve_activation("log_softmax"))
 
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
         return entry_of(node.inputs[0], unit, sample) - sp.log(self.normaliser(node, sample))

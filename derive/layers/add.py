@@ -27,12 +27,20 @@ class Add(LayerKind):
 
     name = "add"
     output_kind = "a"
+    inputs = 2
+    summary = "a = u + v, the previous output plus the output named by `from` (projected if sizes differ)"
 
     def parameters(self, node: Node) -> tuple[Quantity, ...]:
         return (Q("P", node.layer),) if self.project else ()
 
     def parameter_axes(self, node: Node, param: Quantity) -> tuple[LayerRef, ...]:
         return (node.layer, node.inputs[1].layer)
+
+    def weights(self, node: Node) -> dict[Quantity, Quantity]:
+        return {Q("P", node.layer): node.inputs[1]} if self.project else {}
+
+    def fit(self, input_units: tuple[int, ...]) -> Add:
+        return Add(project=input_units[1] != input_units[0])
 
     def size_facts(self, node: Node) -> dict[sp.Symbol, sp.Symbol]:
         u, v = (size(q.layer) for q in node.inputs)

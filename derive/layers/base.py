@@ -13,8 +13,9 @@ the per-sample form (zᵢ), a sample index for the minibatch form (Zᵢₛ, one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import sympy as sp
 
@@ -39,12 +40,39 @@ def entry_of(quantity: Quantity, unit: sp.Expr, sample: sp.Expr | None) -> sp.In
     return base[unit] if sample is None else base[unit, sample]
 
 
+@dataclass(frozen=True)
+class Option:
+    """An option a kind takes in a network file: what is accepted (for error messages) and how a
+    value is read (`read` raises ValueError for a value it does not accept)."""
+
+    accepted: str
+    read: Callable[[Any], Any]
+    required: bool = True
+
+
+def whole_number(low: int, high: int) -> Callable[[Any], int]:
+    def read(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError
+        return value
+
+    return read
+
+
 class LayerKind:
     """One kind of layer. Subclasses are frozen dataclasses holding the kind's options."""
 
     name: ClassVar[str] = ""
     output_kind: ClassVar[str] = "a"  # the quantity its output is: "z" (pre-activation) or "a"
     couples_samples: ClassVar[bool] = False  # an output entry reads other samples (batch norm will)
+    inputs: ClassVar[int] = 1  # how many outputs of earlier layers it reads (the skip of a sum: 2)
+    options: ClassVar[dict[str, Option]] = {}  # what a network file may set, besides the common keys
+    summary: ClassVar[str] = ""  # one line for `derive net --help` and error messages
+
+    @classmethod
+    def build(cls, values: dict[str, Any]) -> LayerKind:
+        """The kind with the option values of a network file (already read and checked)."""
+        return cls(**values)
 
     def parameters(self, node: Node) -> tuple[Quantity, ...]:
         """The parameters it owns (W⁽ˡ⁾, b⁽ˡ⁾), in the order the documents and the code list them."""
@@ -53,6 +81,15 @@ class LayerKind:
     def parameter_axes(self, node: Node, param: Quantity) -> tuple[LayerRef, ...]:
         """The layers whose sizes a parameter's axes run over (W⁽ˡ⁾: n_l × n_{l−1})."""
         raise NotImplementedError
+
+    def weights(self, node: Node) -> dict[Quantity, Quantity]:
+        """Its parameters that multiply an input, each with the input it multiplies (W⁽ˡ⁾ → a⁽ˡ⁻¹⁾):
+        these start random with a derived variance; every other parameter starts at zero."""
+        return {}
+
+    def fit(self, input_units: tuple[int, ...]) -> LayerKind:
+        """The kind adjusted to the sizes of its inputs (a sum projects a skip of another size)."""
+        return self
 
     def size_facts(self, node: Node) -> dict[sp.Symbol, sp.Symbol]:
         """Sizes its rule makes equal (the sum of two outputs has the size of both), as size symbol →

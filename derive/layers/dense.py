@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.layers.base import LayerKind, Node, entry_of, register
+from derive.layers.base import LayerKind, Node, Option, entry_of, register, whole_number
 from derive.notation import LayerRef, Q, Quantity
 
 
@@ -17,12 +17,21 @@ class Dense(LayerKind):
 
     name = "dense"
     output_kind = "z"
+    summary = "z = W a + b; options: units (required), activation"
+    options = {"units": Option("a whole number from 1 to 100000", whole_number(1, 100_000))}
+
+    @classmethod
+    def build(cls, values: dict) -> Dense:
+        return cls(values["units"])
 
     def parameters(self, node: Node) -> tuple[Quantity, ...]:
         return (Q("W", node.layer), Q("b", node.layer))
 
     def parameter_axes(self, node: Node, param: Quantity) -> tuple[LayerRef, ...]:
         return (node.layer, node.inputs[0].layer) if param.kind == "W" else (node.layer,)
+
+    def weights(self, node: Node) -> dict[Quantity, Quantity]:
+        return {Q("W", node.layer): node.inputs[0]}
 
     def units(self, node: Node, input_units: tuple[int, ...]) -> int:
         return self.units_out

@@ -22,6 +22,7 @@ class LossKind(LayerKind):
 
     name = "loss"
     output_kind = "cost"
+    summary = "the loss C = Σ ℓ(a, y) (set by the network's `loss` key, not as a layer)"
 
     def target(self, batch: bool) -> Quantity:
         return Q("y").batched(batch)

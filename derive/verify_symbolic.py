@@ -1,0 +1,487 @@
+"""The exact checks of the derived formulas: against direct differentiation, and per minibatch.
+
+* **symbolic**: at a small concrete size (every layer `SYMBOLIC_WIDTH` units, at most
+  `SYMBOLIC_MAX_DEPTH` layers) the loss of one sample is expanded into one scalar expression of all
+  parameters by evaluating each node's own forward rule entry by entry, and differentiated directly
+  with `sympy.diff`; the derived formulas are evaluated at the same random rational point and must
+  agree, exactly when every function involved is rational (identity, relu, mse), otherwise to 50
+  significant digits.
+* **minibatch**: the minibatch formulas must equal the mean of the per-sample formulas.
+
+Both walk the network graph, so every layer kind is checked the same way, and both report the
+largest difference per node as well as overall.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from derive.derivation import Derivation
+from derive.indexing import transform
+from derive.layers import Node
+from derive.matrixform import evaluate_index_form
+from derive.model import Model
+from derive.nonsmooth import NON_SMOOTH, breakpoints
+from derive.notation import BATCH_SIZE, LayerRef, Q, Quantity, size
+from derive.parallel import Background, BackgroundFailed
+
+SYMBOLIC_MAX_DEPTH = 4
+SYMBOLIC_WIDTH = 2
+DIGITS = 50
+FLOAT_TOLERANCE = sp.Float("1e-35", DIGITS)
+SMALL_COST_OPS = 160  # expanded losses up to this size are evaluated with evalf, larger ones compiled
+# what exact evaluation of an astronomically large network raises (mpmath, SymPy, Python)
+UNEVALUABLE = (MemoryError, OverflowError, ValueError, ArithmeticError, RecursionError)
+
+
+@dataclass
+class Check:
+    name: str  # "symbolic", "minibatch", "finite_differences", "stability", "workspace", "recognition", …
+    passed: bool
+    ran: bool = True
+    figures: dict = field(default_factory=dict)
+
+
+def decade_bound(x: float) -> str:
+    """The smallest power of ten ≥ x, as text ('1e-9'); '0' for exactly zero."""
+    import math
+
+    if x == 0:
+        return "0"
+    if not math.isfinite(x):
+        return str(x)
+    return f"1e{math.ceil(math.log10(x))}"
+
+
+def _unevaluable_text(error: BaseException) -> str:
+    return (f"the expanded network could not be evaluated exactly at the test point ({type(error).__name__}); "
+            "its values are too large to represent")
+
+
+# --------------------------------------------------------------------------------------------------
+# a concrete point
+
+
+def _parameters(model: Model) -> list[tuple[Node, Quantity]]:
+    return [(node, p) for node in model.network.layers for p in node.parameters]
+
+
+def _parameter_entries(node: Node, param: Quantity, width: int) -> list[tuple[int, ...]]:
+    axes = node.kind.parameter_axes(node, param)
+    return list(np.ndindex(*([width] * len(axes))))
+
+
+def _random_point(model: Model, width: int, samples: int, rng: random.Random) -> dict:
+    """Exact rational values for the input, targets and parameters (keys: (label, index tuple)).
+
+    Per node, row by row: the row's entries of its vector parameters (biases, drawn as k/11), then
+    of its matrices (weights, k/8)."""
+    values = {}
+    for s in range(samples):
+        for j in range(width):
+            values[("a_0", (j,)) if samples == 1 else ("A_0", (j, s))] = sp.Rational(rng.randint(-9, 9), 7)
+        for i, y in enumerate(_targets(model, width, rng)):
+            values[("y", (i,)) if samples == 1 else ("Y", (i, s))] = y
+    for node in model.network.layers:
+        params = sorted(node.parameters, key=lambda p: len(node.kind.parameter_axes(node, p)))
+        weights = node.kind.weights(node)
+        for row in range(width):
+            for param in params:
+                for idx in _parameter_entries(node, param, width):
+                    if idx[0] == row:
+                        values[(param.label, idx)] = sp.Rational(rng.randint(-9, 9), 8 if param in weights else 11)
+    return values
+
+
+def _targets(model: Model, n: int, rng: random.Random) -> list[sp.Rational]:
+    if model.loss.target == "probability":
+        weights = [rng.randint(1, 9) for _ in range(n)]
+        return [sp.Rational(w, sum(weights)) for w in weights]
+    if model.loss.target in ("binary", "unit"):
+        return [sp.Rational(rng.randint(1, 8), 9) for _ in range(n)]
+    return [sp.Rational(rng.randint(-9, 9), 9) for _ in range(n)]
+
+
+def _concrete_sizes(model: Model, width: int, samples: int | None) -> dict:
+    """Concrete values for the symbols of the formulas: sizes, batch size, penalty strengths."""
+    env = {size(LayerRef(l)): width for l in range(model.depth + 1)}
+    if samples is not None:
+        env[BATCH_SIZE] = samples
+    if model.penalty is not None:
+        env.update(model.penalty.strengths)
+    return env
+
+
+# --------------------------------------------------------------------------------------------------
+# direct differentiation of the expanded loss
+
+
+def _active_piece(expr: sp.Expr, point: dict) -> sp.Expr:
+    """`expr` with each piecewise part replaced by the branch that holds at `point` (a dict of
+    numbers for its variables), unless the point lies on a boundary, where the whole is kept.
+
+    The derivative at a point inside a piece is the derivative of that piece, so the direct check
+    may differentiate the active piece; SymPy would otherwise fold nested piecewise functions of
+    consecutive layers into every combination of branches.
+    """
+
+    def on_boundary(condition) -> bool:
+        for relation in condition.atoms(sp.core.relational.Relational):
+            gap = sp.N((relation.lhs - relation.rhs).xreplace(point), DIGITS)
+            if gap == 0 or abs(gap) < sp.Float(10) ** -(DIGITS - 10):
+                return True
+        return False
+
+    def rule(e):
+        if not isinstance(e, sp.Piecewise):
+            return e
+        for branch, condition in e.args:
+            if on_boundary(condition):
+                return e
+            if condition.xreplace(point) == sp.true:
+                return branch
+        return e
+
+    return transform(expr, rule) if expr.has(sp.Piecewise) else expr
+
+
+def _numeric(value: sp.Expr, exact: bool) -> sp.Expr:
+    return value if exact else sp.N(value, DIGITS + 10)
+
+
+class _Placeholders(dict):
+    """(label, index) → a symbol standing for that entry, made on first use."""
+
+    def __missing__(self, key):
+        label, idx = key
+        self[key] = sp.Symbol(f"{label}[{','.join(map(str, idx))}]", real=True)
+        return self[key]
+
+
+def _local_rule(rule: sp.Expr, env: dict) -> tuple[sp.Expr, dict]:
+    """A node's rule for one concrete entry with its sums written out over placeholder symbols."""
+    placeholders = _Placeholders()
+    expanded = evaluate_index_form(rule, placeholders, env)
+    return expanded, {symbol: key for key, symbol in placeholders.items()}
+
+
+@dataclass
+class Expanded:
+    cost: sp.Expr  # the loss of one sample, in the parameter symbols (or a number)
+    params: dict  # (label, index) → its symbol
+    inputs: list  # (activation, value of one input entry): where kinks must be avoided
+
+
+def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) -> Expanded:
+    """The forward pass of one sample written out in full, node by node from each node's own rule.
+
+    With `symbolic` the parameters are symbols (input and targets are numbers) and the forward pass
+    is also followed with the numbers of `values`, to pick the active piece of piecewise functions
+    (see `_active_piece`); otherwise everything is numbers (exact expressions).
+    """
+    exact = _rational_model(model)
+    env = _concrete_sizes(model, width, None)
+    sym, num, params = dict(values), dict(values), {}
+    if symbolic:
+        for node, param in _parameters(model):
+            for idx in _parameter_entries(node, param, width):
+                params[(param.label, idx)] = sym[(param.label, idx)] = sp.Symbol(
+                    f"{param.label}_{'_'.join(map(str, idx))}", real=True)
+    inputs = []
+    for node in model.network.layers:
+        activation = getattr(node.kind, "activation", None)
+        for i in range(width):
+            rule, keys = _local_rule(node.entry(sp.Integer(i), None), env)
+            key = (node.output.label, (i,))
+            if activation is not None and not activation.is_vector:
+                inputs.append((activation, num[(node.inputs[0].label, (i,))]))
+            num_point = {s: num[k] for s, k in keys.items()}
+            num[key] = _numeric(rule.xreplace(num_point), exact) if symbolic else rule.xreplace(num_point)
+            if symbolic:
+                active = _active_piece(rule, num_point) if rule.has(sp.Piecewise) else rule
+                sym[key] = active.xreplace({s: sym[k] for s, k in keys.items()})
+    loss_node = model.network.loss_node
+    cost = sp.S.Zero
+    for i in range(width):
+        rule, keys = _local_rule(loss_node.kind.per_unit(loss_node, sp.Integer(i), None), env)
+        if symbolic:
+            rule = _active_piece(rule, {s: num[k] for s, k in keys.items()}) if rule.has(sp.Piecewise) else rule
+        cost += rule.xreplace({s: (sym if symbolic else num)[k] for s, k in keys.items()})
+    if model.penalty is not None:
+        terms = [model.penalty.term((sym if symbolic else num)[(param.label, idx)])
+                 for node, param in _parameters(model) if model.penalty.covers(param.kind)
+                 for idx in _parameter_entries(node, param, width)]
+        cost += sp.Add(*terms).xreplace(model.penalty.strengths)
+    return Expanded(cost, params, inputs)
+
+
+def _is_rational_valued(expr: sp.Expr) -> bool:
+    """Rational inputs give rational outputs: exact comparison is possible."""
+    allowed = (sp.Max, sp.Min, sp.Heaviside, sp.Abs, sp.Piecewise, sp.sign)
+    return all(isinstance(f, allowed) for f in expr.atoms(sp.Function)) and not expr.atoms(sp.NumberSymbol) \
+        and not expr.atoms(sp.Float) and all(p.exp.is_Integer for p in expr.atoms(sp.Pow))
+
+
+def _rational_model(model: Model) -> bool:
+    """Every node's rule and the loss map rationals to rationals."""
+    i = sp.Symbol("i", integer=True)
+    for node in model.network.nodes:
+        rule = node.kind.per_unit(node, i, None) if node is model.network.loss_node else node.entry(i, None)
+        if not _is_rational_valued(rule):
+            return False
+    return True
+
+
+def symbolic_point(model: Model, seed: int = 0) -> dict:
+    """A random rational point where no input of an activation sits exactly on one of its kinks."""
+    rng = random.Random(seed)
+    nonsmooth = any(not a.is_vector and a.expr.has(*NON_SMOOTH) for a in model.activations)
+    kinks = {a: {sp.S.Zero, *breakpoints(a.expr)[0]} for a in model.activations if not a.is_vector}
+    for _ in range(20):
+        values = _random_point(model, SYMBOLIC_WIDTH, 1, rng)
+        if not nonsmooth:  # a smooth network has no kink to avoid: skip the exact forward pass
+            break
+        inputs = _expanded_network(model, SYMBOLIC_WIDTH, values, symbolic=False).inputs
+        if all(value not in kinks[activation] for activation, value in inputs):
+            break
+    return values
+
+
+def direct_gradients(model: Model, values: dict, digits: int = DIGITS) -> tuple[dict, bool]:
+    """∂C/∂θ for every parameter θ by `sympy.diff` of the fully expanded loss, at `values`."""
+    expanded = _expanded_network(model, SYMBOLIC_WIDTH, values, symbolic=True)
+    cost, params = expanded.cost, expanded.params
+    exact = _is_rational_valued(cost)
+    point = {sym: (values[key] if exact else sp.Float(values[key], digits)) for key, sym in params.items()}
+    derivatives = {key: sp.diff(cost, sym) for key, sym in params.items()}
+    if exact:
+        return {key: derivative.xreplace(point) for key, derivative in derivatives.items()}, exact
+    if sp.count_ops(cost) <= SMALL_COST_OPS:  # small trees: evalf directly, no compilation needed
+        return {key: derivative.xreplace(point).evalf(digits) for key, derivative in derivatives.items()}, exact
+    return dict(zip(derivatives, _evaluate_digits(list(derivatives.values()), point, digits))), exact
+
+
+def _evaluate_digits(exprs: list, point: dict, digits: int = DIGITS) -> list:
+    """The expressions at `point` to DIGITS significant digits: compiled together for mpmath (shared
+    subexpressions once) when its printer knows every function, which is much faster than evalf on
+    large trees; otherwise SymPy's evalf."""
+    constants = {c: c.evalf(digits + 10) for e in exprs for c in e.atoms(sp.NumberSymbol) if c not in (sp.pi, sp.E)}
+    exprs = [e.xreplace(constants) for e in exprs]
+    if not any(e.has(sp.Heaviside, sp.DiracDelta, sp.Piecewise, sp.Max, sp.Min) for e in exprs):
+        try:
+            symbols = list(point)
+            function = sp.lambdify(symbols, exprs, "mpmath", cse=True)
+            with mpmath.workdps(digits + 10):
+                values = function(*[mpmath.mpf(point[s]._mpf_) for s in symbols])
+            return [sp.Float(v, digits) for v in values]
+        except (NameError, TypeError, AttributeError, ValueError):
+            pass
+    return [e.xreplace(point).evalf(digits) for e in exprs]
+
+
+class DirectDifferentiation:
+    """The expensive half of the symbolic check, started early (in a second process where the
+    platform can fork) so that it runs while the engine derives."""
+
+    def __init__(self, model: Model, seed: int = 0, *, background: bool = True):
+        self.model = model
+        self.skipped = model.depth > SYMBOLIC_MAX_DEPTH
+        self.error = None  # why the expanded loss could not be evaluated, if it could not
+        self.values = None
+        self._job = None
+        if not self.skipped:
+            try:
+                self.values = symbolic_point(model, seed)
+            except UNEVALUABLE as error:
+                self.error = _unevaluable_text(error)
+        if self.values is not None and background:
+            self._job = Background(direct_gradients, model, self.values)
+
+    def result(self) -> tuple[dict, bool]:
+        if self._job is None:
+            return direct_gradients(self.model, self.values)
+        try:
+            return self._job.result()
+        except BackgroundFailed:  # repeat here, where the error itself is raised
+            return direct_gradients(self.model, self.values)
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluating the derived formulas
+
+
+def _formula(rhs: sp.Expr, values: dict) -> sp.Expr:
+    """A formula ready for evaluation at `values`: with floating-point values, its constant parts
+    (√2, π, named constants) become floats too, so that products stay numbers instead of growing."""
+    floats = [v for v in values.values() if isinstance(v, sp.Float)]
+    if not floats:
+        return rhs
+    return _floated(rhs, mpmath.libmp.prec_to_dps(max(v._prec for v in floats)))
+
+
+@lru_cache(maxsize=None)
+def _floated(rhs: sp.Expr, digits: int) -> sp.Expr:
+    return rhs.replace(lambda e: isinstance(e, sp.Expr) and e.is_number and not e.is_Number and not e.is_Atom
+                       or isinstance(e, sp.NumberSymbol), lambda e: e.evalf(digits + 10))
+
+
+def _is_parameter_gradient(key: Quantity) -> bool:
+    return key.is_gradient and Quantity(key.kind.removeprefix("grad_"), key.layer).is_parameter
+
+
+def _entries(free: tuple, env: dict):
+    """Every combination of values of the free indices of a formula at the concrete sizes."""
+    return np.ndindex(*[int((i.upper + 1).xreplace(env)) for i in free])
+
+
+def evaluate_derivation(derivation: Derivation, batch: bool, values: dict, env: dict) -> dict:
+    """The derived formulas of one pass evaluated at a concrete point, in the order they were derived:
+    the forward pass, then every named error; returns the parameter gradients by (label, index)."""
+    model = derivation.model
+    results = (derivation.batch if batch else derivation.sample).results
+    values = dict(values)
+    for node in model.network.layers:
+        result = results[node.output]
+        label = node.out(batch).label
+        for idx in _entries(result.free, env):
+            values[(label, tuple(idx))] = evaluate_index_form(_formula(result.rhs, values), values,
+                                                              {**env, **dict(zip(result.free, idx))})
+    grads = {}
+    skip = model.network.output.gradient
+    for key in (derivation.batch if batch else derivation.sample).steps:
+        if key == skip:
+            continue
+        result = results[key]
+        if _is_parameter_gradient(key):
+            label = Quantity(key.kind.removeprefix("grad_"), key.layer).label
+            target = grads
+        else:
+            label = key.batched(batch).label
+            target = values
+        for idx in _entries(result.free, env):
+            target[(label, tuple(idx))] = evaluate_index_form(_formula(result.rhs, values), values,
+                                                              {**env, **dict(zip(result.free, idx))})
+    return grads
+
+
+# --------------------------------------------------------------------------------------------------
+# the checks
+
+
+def _per_node(model: Model, differences: dict) -> dict[str, str]:
+    """The largest difference per node that owns parameters, by its output's label."""
+    out = {}
+    owner = {param.label: node for node, param in _parameters(model)}
+    for (label, _), difference in differences.items():
+        node = owner[label].output.label
+        out[node] = max(out.get(node, sp.S.Zero), difference)
+    order = [node.output.label for node in model.network.layers]
+    return {node: "0" if out[node] == 0 else decade_bound(float(out[node])) for node in order if node in out}
+
+
+def symbolic_check(derivation: Derivation, direct: DirectDifferentiation | None = None) -> Check:
+    model = derivation.model
+    direct = direct if direct is not None else DirectDifferentiation(model)
+    if direct.skipped:
+        return Check("symbolic", True, ran=False, figures={"depth": model.depth, "max_depth": SYMBOLIC_MAX_DEPTH})
+    try:
+        if direct.error is not None:
+            raise ValueError(direct.error)
+        return _compare_with_direct(derivation, direct)
+    except UNEVALUABLE as error:
+        reason = direct.error or _unevaluable_text(error)
+        return Check("symbolic", False, figures={"partials": 0, "width": SYMBOLIC_WIDTH, "depth": model.depth,
+                                                 "exact": False, "digits": DIGITS, "working_digits": DIGITS,
+                                                 "largest_difference": "nan", "error": reason})
+
+
+def _compare_with_direct(derivation: Derivation, direct: DirectDifferentiation) -> Check:
+    model = derivation.model
+    expected, exact = direct.result()
+    for digits in (DIGITS, 2 * DIGITS, 4 * DIGITS):
+        # an ill-conditioned point (cosh(z)**64 of a large z) loses digits in both evaluations:
+        # evaluate both again with more working digits before calling a difference an error
+        if digits != DIGITS:
+            expected, exact = direct_gradients(model, direct.values, digits)
+        values = direct.values if exact else {k: sp.Float(v, digits) for k, v in direct.values.items()}
+        derived = evaluate_derivation(derivation, False, values, _concrete_sizes(model, SYMBOLIC_WIDTH, None))
+        differences = {}
+        for key, value in expected.items():
+            got = derived[key] if exact else derived[key].evalf(digits)  # named constants (selu) → digits
+            differences[key] = abs(value - got) / max(sp.S.One, abs(value))
+        worst = max(differences.values(), default=sp.S.Zero)
+        passed = worst == 0 if exact else worst <= FLOAT_TOLERANCE
+        if exact or passed:
+            break
+    return Check(
+        "symbolic",
+        bool(passed),
+        figures={
+            "partials": len(expected),
+            "width": SYMBOLIC_WIDTH,
+            "depth": model.depth,
+            "exact": exact,
+            "digits": DIGITS,
+            "working_digits": digits,
+            "largest_difference": "0" if worst == 0 else decade_bound(float(worst)),
+            "per_node": _per_node(model, differences),
+        },
+    )
+
+
+def minibatch_check(derivation: Derivation, seed: int = 1, samples: int = 2) -> Check:
+    if any(node.kind.couples_samples for node in derivation.model.network.layers):
+        return Check("minibatch", True, ran=False, figures={"reason": "couples_samples"})
+    try:
+        return _minibatch_check(derivation, seed, samples)
+    except UNEVALUABLE as error:
+        return Check("minibatch", False, figures={"partials": 0, "samples": samples, "exact": False,
+                                                  "digits": DIGITS, "largest_difference": "nan",
+                                                  "error": _unevaluable_text(error)})
+
+
+def _minibatch_check(derivation: Derivation, seed: int, samples: int) -> Check:
+    """(1/m) Σ_s of the per-sample gradients equals the minibatch formulas, exactly."""
+    model = derivation.model
+    width = SYMBOLIC_WIDTH
+    rng = random.Random(seed)
+    batch_values = _random_point(model, width, samples, rng)
+    exact = _rational_model(model)
+    if not exact:
+        batch_values = {k: sp.Float(v, DIGITS) for k, v in batch_values.items()}
+    per_sample_sum: dict = defaultdict(lambda: sp.S.Zero)
+    for s in range(samples):
+        values = {k: v for k, v in batch_values.items() if k[0] not in ("A_0", "Y")}
+        for (label, idx), v in batch_values.items():
+            if label == "A_0" and idx[1] == s:
+                values[("a_0", (idx[0],))] = v
+            if label == "Y" and idx[1] == s:
+                values[("y", (idx[0],))] = v
+        grads = evaluate_derivation(derivation, False, values, _concrete_sizes(model, width, None))
+        for key, v in grads.items():
+            per_sample_sum[key] += v
+    batch = evaluate_derivation(derivation, True, batch_values, _concrete_sizes(model, width, samples))
+    differences = {k: abs(batch[k] - per_sample_sum[k] / samples) for k in batch}
+    worst = max(differences.values())
+    if not exact:
+        worst = worst.evalf(DIGITS)
+    passed = worst == 0 if exact else worst <= FLOAT_TOLERANCE
+    return Check(
+        "minibatch",
+        bool(passed),
+        figures={
+            "partials": len(batch),
+            "samples": samples,
+            "exact": exact,
+            "digits": DIGITS,
+            "largest_difference": "0" if worst == 0 else decade_bound(float(worst)),
+            "per_node": _per_node(model, {k: (v if exact else v.evalf(DIGITS)) for k, v in differences.items()}),
+        },
+    )
