@@ -2,8 +2,9 @@
 
     python benchmarks/bench_scaling.py [--depths 2,4,8,16,32,64]
 
-Times `derive(model)` (both the per-sample and the minibatch derivation, matrix forms and their
-entry-by-entry proofs) in a fresh process per depth, and prints t(L), t(L)/L and t(64)/t(8)
+Times the derivation as `derive mlp` runs it (`run.derive_in_parallel`: the per-sample and the
+minibatch derivation, the latter in a second process, matrix forms and their entry-by-entry proofs)
+in a fresh process per depth, and prints t(L), t(L)/L and t(64)/t(8)
 (goal ≤ 10, i.e. linear growth). Direct differentiation of the expanded loss is shown for
 contrast where it is affordable.
 """
@@ -17,8 +18,8 @@ import sys
 
 CHILD = """
 import json, sys, time
-from derive.derivation import derive
 from derive.model import build_model, make_spec
+from derive.run import derive_in_parallel as derive
 from derive.verify import direct_gradients, symbolic_point
 layers = int(sys.argv[1])
 model = build_model(make_spec(layers, "sigmoid", None, "mse"))

@@ -32,7 +32,6 @@ from derive.layers import Dense, Node, activation_kind
 from derive.model import Model
 from derive.network import Network
 from derive.notation import LayerRef, Q, Quantity
-from derive.parallel import Background
 from derive.rewrite import ActivationDerivative, activation_derivative
 
 
@@ -142,46 +141,31 @@ def _updates(model: Model, batch: Pass, general: Pass | None) -> dict[str, list[
     return updates
 
 
-def _minibatch_and_general(model: Model) -> tuple[Pass, Pass | None, Pass | None, dict[str, list[Step]]]:
-    """The minibatch pass, the general layer l and the update rules (one unit of background work)."""
+def derive_minibatch(model: Model) -> tuple[Pass, Pass | None, Pass | None, dict[str, list[Step]]]:
+    """The minibatch pass, the general layer l and the update rules: the half of a derivation that
+    does not need the other (`derive.run` computes it in a second process)."""
     batch = backward_pass(model.network, True, probability_targets=_probability_targets(model))
     general = _general(model, False)
     general_batch = _general(model, True)
     return batch, general, general_batch, _updates(model, batch, general_batch)
 
 
-class PendingDerivation:
-    """A derivation whose minibatch half has been started in a second process (where the platform
-    forks); `result()` derives the per-sample half here and joins the two. Work that does not need
-    the derivation can run between the two calls, while the second process derives."""
-
-    def __init__(self, model: Model):
-        self.model = model
-        self._background = Background(_minibatch_and_general, model)
-
-    def result(self) -> Derivation:
-        model = self.model
-        sample = backward_pass(model.network, False, probability_targets=_probability_targets(model))
-        elementwise = dict.fromkeys(a for a in model.activations if not a.is_vector)
-        general_dense = Node(Dense(), LayerRef.symbolic(), (Q("a", LayerRef.symbolic(-1)),))
-        general_forward = (forward_result(general_dense, False), forward_result(general_dense, True))
-        batch, general, general_batch, updates = self._background.result()
-        return Derivation(
-            model,
-            sample,
-            batch,
-            general,
-            updates=updates,
-            activation_derivatives=tuple(activation_derivative(a) for a in elementwise),
-            general_forward=general_forward,
-            general_batch=general_batch,
-        )
+def derive_sample(model: Model) -> tuple[Pass, tuple[Result, Result], tuple[ActivationDerivative, ...]]:
+    """The per-sample pass, the general layer's forward rule and the activations' derivatives."""
+    sample = backward_pass(model.network, False, probability_targets=_probability_targets(model))
+    general_dense = Node(Dense(), LayerRef.symbolic(), (Q("a", LayerRef.symbolic(-1)),))
+    general_forward = (forward_result(general_dense, False), forward_result(general_dense, True))
+    elementwise = dict.fromkeys(a for a in model.activations if not a.is_vector)
+    return sample, general_forward, tuple(activation_derivative(a) for a in elementwise)
 
 
-def start_derivation(model: Model) -> PendingDerivation:
-    return PendingDerivation(model)
+def assemble(model: Model, sample_half: tuple, minibatch_half: tuple) -> Derivation:
+    sample, general_forward, derivatives = sample_half
+    batch, general, general_batch, updates = minibatch_half
+    return Derivation(model, sample, batch, general, updates=updates, activation_derivatives=derivatives,
+                      general_forward=general_forward, general_batch=general_batch)
 
 
 def derive(model: Model) -> Derivation:
-    """Derive everything; the minibatch half runs in a second process where the platform forks."""
-    return start_derivation(model).result()
+    """Derive everything, in this process."""
+    return assemble(model, derive_sample(model), derive_minibatch(model))

@@ -16,7 +16,7 @@ from derive import __version__
 from derive.codegen import CodePlan, plan_code
 from derive.codegen_training import code_context as training_code_context
 from derive.codegen_training import plan_training
-from derive.derivation import Derivation, start_derivation
+from derive.derivation import Derivation, assemble, derive_minibatch, derive_sample
 from derive.initialisation import Initialisation, derive_initialisation
 from derive.errors import DeriveError, VerificationFailed
 from derive.model import build_model
@@ -118,17 +118,25 @@ def model_source(
     return render("model.py.j2", context)
 
 
+def derive_in_parallel(model) -> Derivation:
+    """`derivation.derive` with the minibatch half in a second process (where the platform forks)."""
+    minibatch = Background(derive_minibatch, model)
+    return assemble(model, derive_sample(model), minibatch.result())
+
+
 def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     """Derive, verify and render everything for `spec`, in memory. With `compile_pdf` False a
     requested PDF is left out (the gallery's freshness check compares its source stamp instead)."""
     start = time.perf_counter()
     require_tools(spec if compile_pdf else replace(spec, formats=tuple(f for f in spec.formats if f != "pdf")))
     model = build_model(spec)
-    direct = DirectDifferentiation(model)  # runs in a second process while the engine derives
-    pending = start_derivation(model)  # the minibatch derivation starts in another process
+    # the process-level speed devices live here, not in the engine: the direct differentiation of
+    # the symbolic check and the minibatch half of the derivation run in second processes
+    direct = DirectDifferentiation(model).start(Background)
+    minibatch = Background(derive_minibatch, model)
     training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
     initialisation = derive_initialisation(model)
-    derivation = pending.result()
+    derivation = assemble(model, derive_sample(model), minibatch.result())
     plan = plan_code(derivation)
     command = command_line(spec)
     title = f"derive {__version__}: {spec.slug()}"

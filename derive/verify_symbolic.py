@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -30,7 +31,6 @@ from derive.matrixform import evaluate_index_form
 from derive.model import Model
 from derive.nonsmooth import NON_SMOOTH, breakpoints
 from derive.notation import BATCH_SIZE, LayerRef, Q, Quantity, size
-from derive.parallel import Background, BackgroundFailed
 
 SYMBOLIC_MAX_DEPTH = 4
 SYMBOLIC_WIDTH = 2
@@ -287,30 +287,36 @@ def _evaluate_digits(exprs: list, point: dict, digits: int = DIGITS) -> list:
 
 
 class DirectDifferentiation:
-    """The expensive half of the symbolic check, started early (in a second process where the
-    platform can fork) so that it runs while the engine derives."""
+    """The expensive half of the symbolic check: the point is chosen here; the differentiation runs
+    when `result` is asked for, unless `start` handed it to a runner first (`derive.run` starts it in
+    a second process so that it runs while the engine derives)."""
 
-    def __init__(self, model: Model, seed: int = 0, *, background: bool = True):
+    def __init__(self, model: Model, seed: int = 0):
         self.model = model
         self.skipped = model.depth > SYMBOLIC_MAX_DEPTH
         self.error = None  # why the expanded loss could not be evaluated, if it could not
         self.values = None
-        self._job = None
+        self._pending = None
         if not self.skipped:
             try:
                 self.values = symbolic_point(model, seed)
             except UNEVALUABLE as error:
                 self.error = _unevaluable_text(error)
-        if self.values is not None and background:
-            self._job = Background(direct_gradients, model, self.values)
+
+    def start(self, runner: Callable) -> DirectDifferentiation:
+        """Hand the differentiation to `runner(function, *arguments)`, which returns an object whose
+        `result()` gives the function's value."""
+        if self.values is not None:
+            self._pending = runner(direct_gradients, self.model, self.values)
+        return self
 
     def result(self) -> tuple[dict, bool]:
-        if self._job is None:
-            return direct_gradients(self.model, self.values)
-        try:
-            return self._job.result()
-        except BackgroundFailed:  # repeat here, where the error itself is raised
-            return direct_gradients(self.model, self.values)
+        if self._pending is not None:
+            try:
+                return self._pending.result()
+            except Exception:  # the runner failed: repeat here, where the error itself is raised
+                pass
+        return direct_gradients(self.model, self.values)
 
 
 # --------------------------------------------------------------------------------------------------

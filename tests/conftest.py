@@ -6,14 +6,14 @@ import functools
 
 import pytest
 
-from derive.derivation import derive
 from derive.model import build_model, make_spec
+from derive.run import derive_in_parallel
 
 
 @functools.lru_cache(maxsize=None)
 def derivation_for(layers: int, act: str, loss: str = "mse", out_act: str | None = None):
     """Derive once per configuration and share the result between tests (derivations are immutable)."""
-    return derive(build_model(make_spec(layers, act, out_act, loss)))
+    return derive_in_parallel(build_model(make_spec(layers, act, out_act, loss)))
 
 
 @pytest.fixture
