@@ -2,7 +2,7 @@
 
 The weight scales of `init_params` are the variances `initialisation` derived, per layer; the body of
 `update` is the optimizer's assignments from the catalog (torch.optim's definitions), printed by a
-subclass of the NumPy printer of `codegen` that knows the names of `training_notation`. A top-level
+subclass of the NumPy printer of `codegen` that knows the names of `notation`. A top-level
 Piecewise becomes if/elif/else (torch's first momentum step, `centered`, `amsgrad`). `plan_training`
 returns plain lines and names; the template `model_training.py.j2` only lays them out.
 """
@@ -19,7 +19,7 @@ from derive.initialisation import Initialisation
 from derive.model import Model
 from derive.notation import LayerRef, Q, size
 from derive.training import Training
-from derive.training_notation import STEP, THETA, code_name
+from derive.notation import STEP, THETA, code_name
 
 # how a hyper-parameter's allowed range reads as a Python condition (`{x}` is its name)
 RANGE_CODE = {
@@ -32,7 +32,7 @@ assert set(RANGE_CODE) == set(RANGES)
 
 
 class TrainingCodePrinter(NumPyCodePrinter):
-    """The NumPy printer of `codegen`, with the code names of `training_notation` (torch's names)."""
+    """The NumPy printer of `codegen`, with the code names of `notation` (torch's names)."""
 
     def _print_Symbol(self, expr):
         if expr == STEP:

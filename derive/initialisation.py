@@ -38,7 +38,7 @@ from derive.layers import Dense, Node
 from derive.model import Model
 from derive.notation import LayerRef, Q, Quantity, Z, size
 from derive.rewrite import NON_SMOOTH, activation_derivative
-from derive.training_notation import Expectation, Variance, symbol
+from derive.notation import Expectation, Variance, symbol
 
 STD = symbol("s", "s", positive=True)  # standard deviation of the pre-activations
 N_IN = symbol("n_in", r"n_{\mathrm{in}}", integer=True, positive=True)

@@ -1,7 +1,7 @@
 """Plain data for the training sections of the documents: update rule, optimizer, initialisation.
 
 Like `present`, nothing here derives anything: it prints the expressions of `training` and
-`initialisation` with a LaTeX printer that knows the names of `training_notation`, and takes prose
+`initialisation` with a LaTeX printer that knows the names of `notation`, and takes prose
 from the message catalog (tables `training`, `training_rule`, `optimizer*`, `initialisation`).
 The templates `training_*.md.j2` / `training_*.tex.j2` lay the result out.
 """
@@ -20,7 +20,7 @@ from derive.present import Text, prose, sympy_text
 from derive.printing import DeriveLatexPrinter, _factor_rank
 from derive.spec import MLPSpec
 from derive.training import Training
-from derive.training_notation import COEFFICIENTS, latex_name
+from derive.notation import COEFFICIENTS, latex_name
 from derive.verify import Report
 
 APPROXIMATE_RULES = {"linearise", "linear_second_moment", "gaussian_variance", "linear_derivative"}
@@ -256,7 +256,7 @@ def training_json(training: Training, init: Initialisation) -> dict:
     opt = training.optimizer
     return {
         "notes": "Each 'sympy' field is sympy.srepr of the expression; sympy.sympify(text, locals=...) rebuilds it "
-                 "with Expectation and Variance from derive.training_notation as locals.",
+                 "with Expectation and Variance from derive.notation as locals.",
         "update_rule": _json_steps(training.update_steps),
         "minibatch": _json_steps(training.minibatch_steps),
         "optimizer": {

@@ -49,7 +49,7 @@ from derive.indexing import collapse
 from derive.notation import BATCH_COST, BATCH_SIZE, LEARNING_RATE
 from derive.rewrite import normalise_signs, tidy
 from derive.spec import OptimizerChoice
-from derive.training_notation import (
+from derive.notation import (
     COST_ANY,
     COST_L2,
     FULL_GRAD,

@@ -21,7 +21,7 @@ from derive.initialisation import Initialisation
 from derive.model import Model
 from derive.notation import LayerRef, size
 from derive.training import Training
-from derive.training_notation import GRAD, STEP, THETA
+from derive.notation import GRAD, STEP, THETA
 from derive.verify import Check, _numeric_targets, decade_bound, load_module
 
 UPDATE_STEPS = 3

@@ -23,7 +23,7 @@ from derive.catalog.optimizers import (
 )
 from derive.notation import LEARNING_RATE as eta
 from derive.training import STEP as t, derive_training, minibatch_update, proximal_update
-from derive.training_notation import GRADIENT as g, THETA, THETA_NEXT, FULL_GRAD, GRAD_ENTRY, Expectation, timed
+from derive.notation import GRADIENT as g, THETA, THETA_NEXT, FULL_GRAD, GRAD_ENTRY, Expectation, timed
 
 
 def facts(name, text=None):

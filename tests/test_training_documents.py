@@ -14,7 +14,7 @@ import sympy as sp
 from derive.catalog.optimizers import OPTIMIZERS
 from derive.model import make_spec
 from derive.run import generate
-from derive.training_notation import Expectation, Variance
+from derive.notation import Expectation, Variance
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))

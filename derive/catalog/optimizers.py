@@ -24,7 +24,7 @@ import sympy as sp
 from derive.errors import DeriveError
 from derive.notation import LEARNING_RATE
 from derive.spec import OptimizerChoice, split_top_level
-from derive.training_notation import GRAD, GRADIENT, STEP, THETA, symbol
+from derive.notation import GRAD, GRADIENT, STEP, THETA, symbol
 
 # --------------------------------------------------------------------------------------------------
 # hyper-parameters
