@@ -17,7 +17,6 @@ from sympy.printing.numpy import NumPyPrinter
 
 from derive import notation
 from derive.derivation import Derivation
-from derive.matrixform import Tr
 from derive.notation import Q, Quantity
 from derive.rewrite import (
     logsumexp_shifted,
@@ -53,28 +52,6 @@ class NumPyCodePrinter(NumPyPrinter):
         if expr.name in notation.SCALAR_CODE:
             return notation.SCALAR_CODE[expr.name]
         return super()._print_Symbol(expr)
-
-    def _operand(self, expr) -> str:
-        text = self._print(expr)
-        return text if isinstance(expr, (sp.Symbol, Tr)) else f"({text})"
-
-    def _print_MatProd(self, expr):
-        return f"({self._operand(expr.args[0])} @ {self._operand(expr.args[1])})"
-
-    def _print_Tr(self, expr):
-        return f"{self._operand(expr.args[0])}.T"
-
-    def _print_RowSums(self, expr):
-        return f"{self._operand(expr.args[0])}.sum(axis=1, keepdims=True)"
-
-    def _print_ColSums(self, expr):
-        return f"{self._operand(expr.args[0])}.sum(axis=0, keepdims=True)"
-
-    def _print_ColBroadcast(self, expr):  # NumPy broadcasting repeats an (n, 1) array across columns
-        return self._print(expr.args[0])
-
-    def _print_RowBroadcast(self, expr):  # … and a (1, m) array down the rows
-        return self._print(expr.args[0])
 
     def _print_Heaviside(self, expr):
         return f"np.heaviside({self._print(expr.args[0])}, {self._print(sp.Float(expr.args[1]))})"

@@ -23,43 +23,18 @@ from derive import notation
 from derive.indexing import free_indices
 
 
-class MatProd(sp.Function):
-    """Matrix product X Y."""
-
-    nargs = 2
-
-
-class Tr(sp.Function):
-    """Transpose Xᵀ."""
-
-    nargs = 1
-
-
-class RowSums(sp.Function):
-    """X 1: the column vector of row sums (sums over the second index)."""
-
-    nargs = 1
-
-
-class ColSums(sp.Function):
-    """1ᵀ X: the row vector of column sums (sums over the first index)."""
-
-    nargs = 1
-
-
-class ColBroadcast(sp.Function):
-    """b 1ᵀ: a column vector repeated across the columns of a matrix."""
-
-    nargs = 1
-
-
-class RowBroadcast(sp.Function):
-    """1 r: a row vector repeated down the rows of a matrix."""
-
-    nargs = 1
-
-
-MATRIX_FUNCTIONS = (MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast)
+from derive.ops import (  # noqa: E402 - the operations recognised here
+    MATRIX_FUNCTIONS,
+    ColBroadcast,
+    ColSums,
+    Einsum,
+    MatProd,
+    Op,
+    RowBroadcast,
+    RowSums,
+    Tr,
+    einsum,
+)
 
 
 class NotRecognised(ValueError):
@@ -89,10 +64,21 @@ def _leaf(entry: sp.Indexed, wanted: tuple[sp.Idx, ...]) -> sp.Expr:
 
 
 def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
-    """Rewrite the index expression `expr` with free indices `free` as a matrix-form expression.
+    """Rewrite the index expression `expr` with free indices `free` as a matrix-form expression:
+    with the readable operations where they fit, else with einsum (see `einsum_form`).
 
     free = (q,) is a column vector, (p, q) a matrix, (q, s) a minibatch matrix, () a scalar.
     """
+    try:
+        return readable_form(expr, free)
+    except NotRecognised:
+        return einsum_form(expr, free)
+
+
+def readable_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
+    """`to_matrix_form` with the readable operations only (raises NotRecognised otherwise)."""
+    if len(free) > 2:
+        raise NotRecognised(f"{len(free)} free indices: no matrix operation has that many")
     expr = sp.sympify(expr)
     own = free_indices(expr)
     if not own <= set(free):
@@ -113,7 +99,94 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
         outer = _outer_product(expr, free)
         if outer is not None:
             return outer
-    return expr.func(*[to_matrix_form(arg, free) for arg in expr.args])
+    # terms of a sum may each fall back to einsum; the factors of a product may not (einsum takes
+    # the whole product, so that its indices stay linked)
+    return expr.func(*[(to_matrix_form if expr.is_Add else readable_form)(arg, free) for arg in expr.args])
+
+
+_LETTERS = "ijklmnopqrstuvwxyabcdefgh"  # einsum letters for indices ('z' is the unit column)
+
+
+def einsum_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
+    """The fallback recognition: each term of the index expression, written as one sum over
+    indices of a product of factors (sums inside products are distributed and pulled out), becomes
+    one einsum. A factor that is an entry becomes its array; any other factor (g′(z_q)) becomes the
+    matrix form of that factor over its own indices. Raises NotRecognised when a factor has no
+    matrix form or an index is not a plain index (s·i + k)."""
+    if not free:
+        raise NotRecognised(f"{expr} is a scalar")
+    return sp.Add(*[_einsum_term(bound, factors, free) for bound, factors in _product_terms(sp.sympify(expr))])
+
+
+def _product_terms(expr: sp.Basic) -> list[tuple[list[sp.Idx], list[sp.Basic]]]:
+    """expr as a sum of terms Σ_bound Π factors (distributing products over sums of indexed terms)."""
+    if isinstance(expr, sp.Sum):
+        bound = []
+        for i, lower, upper in expr.limits:
+            if not isinstance(i, sp.Idx) or (lower, upper) != (i.lower, i.upper):
+                raise NotRecognised(f"{expr} does not sum over a whole index range")
+            bound.append(i)
+        return [(bound + inner, factors) for inner, factors in _product_terms(expr.function)]
+    if expr.is_Add and expr.has(sp.Sum):
+        return [term for arg in expr.args for term in _product_terms(arg)]
+    if expr.is_Mul:
+        terms = [([], [])]
+        for factor in expr.args:
+            expanded = _product_terms(factor) if factor.has(sp.Sum) else [([], [factor])]
+            terms = [_joined(left, right) for left in terms for right in expanded]
+        return terms
+    return [([], [expr])]
+
+
+def _joined(left, right):
+    """Two terms multiplied: a summation index the right one shares with the left gets a fresh name."""
+    (bound_l, factors_l), (bound_r, factors_r) = left, right
+    taken = set(bound_l) | {i for f in factors_l for i in f.atoms(sp.Idx)}
+    renames = {}
+    for i in bound_r:
+        if i in taken:
+            renames[i] = sp.Idx(sp.Dummy(str(i.label)), (i.lower, i.upper))
+    bound_r = [renames.get(i, i) for i in bound_r]
+    factors_r = [f.xreplace(renames) for f in factors_r]
+    return bound_l + bound_r, factors_l + factors_r
+
+
+def _einsum_term(bound: list[sp.Idx], factors: list[sp.Basic], free: tuple[sp.Idx, ...]) -> sp.Expr:
+    letters = dict(zip([*free, *bound], _LETTERS))
+    if len(letters) < len(free) + len(bound):
+        raise NotRecognised("more indices than einsum letters")
+    coefficient, operands, specs = sp.S.One, [], []
+    for factor in factors:
+        indices = [i for i in _first_appearance(factor) if i in letters]
+        if not indices:
+            coefficient *= factor
+            continue
+        if isinstance(factor, sp.Indexed):
+            if not all(isinstance(i, sp.Idx) and i in letters for i in factor.indices):
+                raise NotRecognised(f"{factor} has an index that is not a plain index")
+            operands.append(notation._vector_symbol(str(factor.base.label)))
+            indices = list(factor.indices)
+        else:
+            if len(indices) > 2:
+                raise NotRecognised(f"{factor} has more than two indices")
+            operands.append(readable_form(factor, tuple(indices)))
+        specs.append("".join(letters[i] for i in indices) + (Einsum.UNIT if len(indices) == 1 else ""))
+    output = "".join(letters[i] for i in free)
+    if len(free) == 1:
+        if not any(spec.endswith(Einsum.UNIT) for spec in specs):
+            raise NotRecognised("a column result needs a column operand")
+        output += Einsum.UNIT
+    if not operands:
+        raise NotRecognised("no array in the term")
+    return coefficient * einsum(",".join(specs) + "->" + output, *operands)
+
+
+def _first_appearance(expr: sp.Basic) -> list[sp.Idx]:
+    seen = []
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Idx) and node not in seen:
+            seen.append(node)
+    return seen
 
 
 def _outer_product(expr: sp.Mul, free: tuple[sp.Idx, ...]):
@@ -193,16 +266,8 @@ def evaluate_matrix_form(expr: sp.Expr, arrays: Mapping[str, np.ndarray]) -> np.
     """Evaluate a matrix-form expression on object arrays of exact SymPy numbers."""
     if isinstance(expr, sp.Symbol) and str(expr) in arrays:
         return arrays[str(expr)]
-    if isinstance(expr, MatProd):
-        return np.dot(evaluate_matrix_form(expr.args[0], arrays), evaluate_matrix_form(expr.args[1], arrays))
-    if isinstance(expr, Tr):
-        return evaluate_matrix_form(expr.args[0], arrays).T
-    if isinstance(expr, RowSums):
-        return evaluate_matrix_form(expr.args[0], arrays).sum(axis=1, keepdims=True)
-    if isinstance(expr, ColSums):
-        return evaluate_matrix_form(expr.args[0], arrays).sum(axis=0, keepdims=True)
-    if isinstance(expr, (ColBroadcast, RowBroadcast)):
-        return evaluate_matrix_form(expr.args[0], arrays)  # NumPy broadcasting does the repeat
+    if isinstance(expr, Op):
+        return expr.evaluate(lambda arg: evaluate_matrix_form(arg, arrays))
     if expr.is_Number or not expr.free_symbols & {sp.Symbol(k, real=True) for k in arrays}:
         return np.array([[expr]], dtype=object)
     if isinstance(expr, sp.Piecewise):  # entry by entry, the first branch whose condition holds
@@ -301,17 +366,17 @@ def entries_agree(
         if label in arrays:
             continue
         dims = [int((i.upper + 1).xreplace(concrete)) for i in entry.indices]
-        shape = tuple(dims) if len(dims) == 2 else (dims[0], 1)
+        shape = tuple(dims) if len(dims) != 1 else (dims[0], 1)  # a vector is a column
         arr = np.empty(shape, dtype=object)
         for pos in np.ndindex(shape):
             arr[pos] = sp.Rational(rng.randint(1, 9), rng.randint(2, 9))
-            values[(label, pos if len(dims) == 2 else pos[:1])] = arr[pos]
+            values[(label, pos if len(dims) != 1 else pos[:1])] = arr[pos]
         arrays[label] = arr
     result = evaluate_matrix_form(matrix_expr.xreplace(concrete), arrays)
     dims = [int((i.upper + 1).xreplace(concrete)) for i in free]
     for pos in np.ndindex(*dims) if dims else [()]:
         entry = evaluate_index_form(index_expr, values, {**concrete, **dict(zip(free, pos))})
-        got = result[pos if len(pos) == 2 else (pos[0], 0) if pos else (0, 0)]
+        got = result[pos if len(pos) >= 2 else (pos[0], 0) if pos else (0, 0)]
         if entry != got and not _difference_vanishes(entry - got):
             return False
     return True

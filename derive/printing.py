@@ -17,9 +17,8 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from derive import notation
-from derive.matrixform import MATRIX_FUNCTIONS, ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
+from derive.ops import MATRIX_FUNCTIONS, Einsum, MatProd
 
-ONES = r"\mathbf{1}"
 
 
 def is_array_valued(expr: sp.Basic) -> bool:
@@ -42,7 +41,7 @@ def _factor_rank(factor: sp.Basic) -> int:
         return -1  # a penalty strength leads its term: λ₂ W, λ₁ Σ |W|
     if isinstance(factor, sp.NumberSymbol):
         return -1  # a named constant leads too: λ_selu (…)
-    if isinstance(factor, (sp.Sum, MatProd)) or (isinstance(factor, sp.Pow) and isinstance(factor.base, sp.Sum)):
+    if isinstance(factor, (sp.Sum, MatProd, Einsum)) or (isinstance(factor, sp.Pow) and isinstance(factor.base, sp.Sum)):
         return 0
     labels = {str(e.base.label) for e in factor.atoms(sp.Indexed)} | {s.name for s in factor.atoms(sp.Symbol)}
     kinds = {q.kind for q in map(notation.quantity_of, labels) if q is not None}
@@ -196,34 +195,7 @@ class DeriveLatexPrinter(LatexPrinter):
             base = rf"\left({base}\right)"  # a^{(3)}_{q} squared: avoid a double superscript
         return template % (base, self._print(expr.exp))
 
-    # ---- matrix form
-
-    def _print_MatProd(self, expr: MatProd) -> str:
-        return " ".join(self._matrix_operand(arg) for arg in expr.args)
-
-    def _matrix_operand(self, arg: sp.Basic) -> str:
-        tex = self._print(arg)
-        if isinstance(arg, (sp.Symbol, MatProd, Tr, RowSums, ColSums, sp.exp)):
-            return tex
-        return rf"\left({tex}\right)"
-
-    def _print_Tr(self, expr: Tr) -> str:
-        inner = self._print(expr.args[0])
-        if "^" in inner or not isinstance(expr.args[0], sp.Symbol):
-            inner = rf"\left({inner}\right)"
-        return rf"{inner}^{{\top}}"
-
-    def _print_RowSums(self, expr: RowSums) -> str:
-        return rf"{self._matrix_operand(expr.args[0])} {ONES}"
-
-    def _print_ColSums(self, expr: ColSums) -> str:
-        return rf"{ONES}^{{\top}} {self._matrix_operand(expr.args[0])}"
-
-    def _print_ColBroadcast(self, expr: ColBroadcast) -> str:
-        return rf"{self._matrix_operand(expr.args[0])} {ONES}^{{\top}}"
-
-    def _print_RowBroadcast(self, expr: RowBroadcast) -> str:
-        return rf"{ONES} {self._matrix_operand(expr.args[0])}"
+    # ---- matrix form (each operation prints itself: derive/ops.py)
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         if not (self.matrix and is_array_valued(expr)):
@@ -288,7 +260,7 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _hadamard_operand(self, factor: sp.Basic, count: int) -> str:
         tex = self._print(factor)
-        if count > 1 and (factor.is_Add or isinstance(factor, MatProd)):
+        if count > 1 and (factor.is_Add or isinstance(factor, (MatProd, Einsum))):
             return rf"\left({tex}\right)"
         if factor.is_Add and count == 1:
             return rf"\left({tex}\right)"

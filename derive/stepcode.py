@@ -20,7 +20,7 @@ import sympy as sp
 
 from derive.codegen import _code_order, _target, backward_order
 from derive.derivation import Derivation
-from derive.matrixform import MATRIX_FUNCTIONS, MatProd
+from derive.ops import MATRIX_FUNCTIONS, Einsum, MatProd
 from derive.notation import BATCH_SIZE, LEARNING_RATE, Q, Quantity
 from derive.rewrite import scalar_onto_left_operand, stable_forms
 from derive.workspace import Lowering, Pool, Program, Value, allocate, dim_name, quantity_shape, shape_text
@@ -60,7 +60,7 @@ def linear_in(expr: sp.Expr, symbol: sp.Symbol) -> bool:
         return True
     if not expr.has(symbol):
         return False
-    if expr.is_Mul or isinstance(expr, MatProd):
+    if expr.is_Mul or isinstance(expr, (MatProd, Einsum)):
         carriers = [a for a in expr.args if a.has(symbol)]
         return len(carriers) == 1 and linear_in(carriers[0], symbol)
     if expr.is_Add:

@@ -28,7 +28,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.mul import _keep_coeff
 
-from derive.matrixform import ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
+from derive.ops import Op
 from derive.notation import Quantity
 from derive.rewrite import LogSumExp, Softmax, Softplus, holds_arrays, logsumexp_shifted, softmax_shifted
 
@@ -58,7 +58,7 @@ def quantity_shape(q: Quantity, network) -> Shape:
     if param.is_parameter:
         node = network.owner(param)
         dims = tuple(dim(ref.number) for ref in node.kind.parameter_axes(node, param))
-        return dims if len(dims) == 2 else dims + (1,)
+        return dims if len(dims) != 1 else dims + (1,)  # a vector parameter is a column
     raise CannotLower(f"{q.kind!r} has no minibatch shape")
 
 
@@ -118,7 +118,7 @@ Operand = Value | Transposed | Scalar
 
 @dataclass(eq=False)
 class Instruction:
-    kind: str  # "elementwise", "product", "reduce", "copy" or "expression"
+    kind: str  # "elementwise", "product", "reduce", "einsum", "copy" or "expression"
     call: str  # np.add, mm_m, np.add.reduce, np.copyto
     args: tuple[Operand, ...]
     out: Value
@@ -248,22 +248,8 @@ class Lowering:
             if name not in self.values:
                 raise CannotLower(f"{name} is used before it is computed")
             return self.values[name]
-        if isinstance(expr, (ColBroadcast, RowBroadcast)):
-            return self.lower(expr.args[0])  # NumPy broadcasting repeats it
-        if isinstance(expr, Tr):
-            inner = self._array(self.lower(expr.args[0]))
-            return Transposed(inner)
-        if isinstance(expr, MatProd):
-            return self._product(expr)
-        if isinstance(expr, (RowSums, ColSums)):
-            axis = 1 if isinstance(expr, RowSums) else 0
-            x = self.lower(expr.args[0])
-            if not self.exact:  # X 1 and 1ᵀ X as products
-                ones = self._ones(x.shape[axis])
-                left, right = (x, ones) if axis == 1 else (Transposed(ones), x)
-                return self._product_of(left, right)
-            shape = (x.shape[0], 1) if axis == 1 else (1, x.shape[1])
-            return self._emit("reduce", "np.add.reduce", (x,), shape, keywords=f"axis={axis}, keepdims=True")
+        if isinstance(expr, Op):
+            return expr.lower(self)  # each operation lowers itself (derive/ops.py) with the primitives below
         if expr.is_Add:
             return self._add(expr)
         if expr.is_Mul:
@@ -374,11 +360,36 @@ class Lowering:
             exponent = exponent.evalf()  # the NumPy printer writes x**(-1.0)
         return self._elementwise("np.power", self.lower(base), Scalar(self.printer._print(exponent)))
 
-    def _product(self, expr: MatProd) -> Value:
-        left, right = (self.lower(arg) for arg in expr.args)
-        left = left if isinstance(left, Transposed) else self._array(left)
-        right = right if isinstance(right, Transposed) else self._array(right)
+    # ---- primitives the operations of derive/ops.py lower themselves with
+
+    def array(self, operand: Operand) -> Value:
+        """An operand as an array of its own (a transposed view is copied)."""
+        return self._array(operand)
+
+    def matrix(self, operand: Operand) -> Value | Transposed:
+        """An operand for a matrix product, which reads a transposed view directly."""
+        return operand if isinstance(operand, Transposed) else self._array(operand)
+
+    def transposed(self, value: Value) -> Transposed:
+        return Transposed(value)
+
+    def product(self, left: Value | Transposed, right: Value | Transposed) -> Value:
         return self._product_of(left, right)
+
+    def axis_sum(self, x: Operand, axis: int) -> Value:
+        """Sums along an axis, kept as a column (axis 1) or a row (axis 0)."""
+        if not self.exact:  # X 1 and 1ᵀ X as products
+            ones = self._ones(x.shape[axis])
+            left, right = (x, ones) if axis == 1 else (Transposed(ones), x)
+            return self._product_of(left, right)
+        shape = (x.shape[0], 1) if axis == 1 else (1, x.shape[1])
+        return self._emit("reduce", "np.add.reduce", (x,), shape, keywords=f"axis={axis}, keepdims=True")
+
+    def einsum(self, subscripts: str, operands: list[Value], shape: Shape) -> Value:
+        return self._emit("einsum", "np.einsum", tuple(operands), shape, keywords=f'"{subscripts}"')
+
+    def shape_of(self, expr: sp.Expr) -> Shape:
+        return self._shape(expr)
 
     def _ones(self, dim: Dim) -> Value:
         name = f"ones_{dim}"
@@ -447,13 +458,9 @@ class Lowering:
             if expr.name in self.bound:
                 return self.bound[expr.name].shape
             return self.values[self.printer._print(expr)].shape
-        if isinstance(expr, MatProd):
-            return (self._shape(expr.args[0])[0], self._shape(expr.args[1])[1])
-        if isinstance(expr, Tr):
-            return self._shape(expr.args[0])[::-1]
-        if isinstance(expr, RowSums):
-            return (self._shape(expr.args[0])[0], 1)
-        if isinstance(expr, (ColSums, LogSumExp)):
+        if isinstance(expr, Op):
+            return expr.shape(self._shape)
+        if isinstance(expr, LogSumExp):
             return (1, self._shape(expr.args[0])[1])
         if isinstance(expr, Softmax):
             return self._shape(expr.args[0])
@@ -601,6 +608,8 @@ class Program:
         args = ", ".join(self._name(a, block) for a in ins.args)
         if ins.kind == "reduce":
             return f"{ins.call}({args}, {ins.keywords}, out={out})"
+        if ins.kind == "einsum":  # the subscripts come first
+            return f"{ins.call}({ins.keywords}, {args}, out={out})"
         if ins.kind == "copy":
             return f"np.copyto({out}, {args})"
         if ins.kind == "expression":

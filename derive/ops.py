@@ -1,0 +1,215 @@
+"""Whole-array operations of the matrix forms, one class each.
+
+The engine derives every formula entry by entry; `matrixform` recognises the results as operations
+on whole arrays. Each operation is one class here that carries everything the rest of the tool
+needs of it, so that a new operation is one class:
+
+* `evaluate(value)`: its value on object arrays of exact numbers (the entry-by-entry proof);
+* `_derive_latex(printer)`: its LaTeX (the documents' printer dispatches to it);
+* `_numpycode(printer)`: its NumPy code (the generated model.py);
+* `lower(lowering)`: its in-place evaluation into preallocated arrays (the workspace form);
+* `shape(shape_of)`: its shape from its arguments' shapes.
+
+In a matrix-form expression a plain symbol whose name is a quantity label stands for the whole
+array and SymPy's `+ * / **` and elementary functions act entry-wise (`*` is the Hadamard product);
+matrix structure is spelled with these classes. Arrays are column-oriented as in the formulas: a
+per-sample vector is n × 1, a minibatch is n × m.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import sympy as sp
+from sympy.core.symbol import Str
+
+ONES = r"\mathbf{1}"
+
+
+class Op(sp.Function):
+    """A matrix-form operation (see the module docstring for what each subclass provides)."""
+
+    def evaluate(self, value: Callable[[sp.Basic], np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def lower(self, lowering):
+        raise NotImplementedError
+
+    def shape(self, shape_of: Callable[[sp.Basic], tuple]) -> tuple:
+        raise NotImplementedError
+
+    @property
+    def operands(self) -> tuple[sp.Basic, ...]:
+        """The array arguments (an einsum's subscripts are not one)."""
+        return self.args
+
+
+def _latex_operand(printer, arg: sp.Basic) -> str:
+    tex = printer._print(arg)
+    if isinstance(arg, (sp.Symbol, MatProd, Tr, RowSums, ColSums, Einsum, sp.exp)):
+        return tex
+    return rf"\left({tex}\right)"
+
+
+def _code_operand(printer, arg: sp.Basic) -> str:
+    text = printer._print(arg)
+    return text if isinstance(arg, (sp.Symbol, Tr)) else f"({text})"
+
+
+class MatProd(Op):
+    """Matrix product X Y."""
+
+    nargs = 2
+
+    def evaluate(self, value):
+        return np.dot(value(self.args[0]), value(self.args[1]))
+
+    def _derive_latex(self, printer, **_):
+        return " ".join(_latex_operand(printer, arg) for arg in self.args)
+
+    def _numpycode(self, printer, **_):
+        return f"({_code_operand(printer, self.args[0])} @ {_code_operand(printer, self.args[1])})"
+
+    def lower(self, lowering):
+        left, right = (lowering.lower(arg) for arg in self.args)
+        return lowering.product(lowering.matrix(left), lowering.matrix(right))
+
+    def shape(self, shape_of):
+        return (shape_of(self.args[0])[0], shape_of(self.args[1])[1])
+
+
+class Tr(Op):
+    """Transpose Xᵀ."""
+
+    nargs = 1
+
+    def evaluate(self, value):
+        return value(self.args[0]).T
+
+    def _derive_latex(self, printer, **_):
+        inner = printer._print(self.args[0])
+        if "^" in inner or not isinstance(self.args[0], sp.Symbol):
+            inner = rf"\left({inner}\right)"
+        return rf"{inner}^{{\top}}"
+
+    def _numpycode(self, printer, **_):
+        return f"{_code_operand(printer, self.args[0])}.T"
+
+    def lower(self, lowering):
+        return lowering.transposed(lowering.array(lowering.lower(self.args[0])))
+
+    def shape(self, shape_of):
+        return shape_of(self.args[0])[::-1]
+
+
+class _AxisSum(Op):
+    nargs = 1
+    axis = 0
+
+    def evaluate(self, value):
+        return value(self.args[0]).sum(axis=self.axis, keepdims=True)
+
+    def _numpycode(self, printer, **_):
+        return f"{_code_operand(printer, self.args[0])}.sum(axis={self.axis}, keepdims=True)"
+
+    def lower(self, lowering):
+        return lowering.axis_sum(lowering.lower(self.args[0]), self.axis)
+
+    def shape(self, shape_of):
+        rows, columns = shape_of(self.args[0])
+        return (rows, 1) if self.axis == 1 else (1, columns)
+
+
+class RowSums(_AxisSum):
+    """X 1: the column vector of row sums (sums over the second index)."""
+
+    axis = 1
+
+    def _derive_latex(self, printer, **_):
+        return rf"{_latex_operand(printer, self.args[0])} {ONES}"
+
+
+class ColSums(_AxisSum):
+    """1ᵀ X: the row vector of column sums (sums over the first index)."""
+
+    axis = 0
+
+    def _derive_latex(self, printer, **_):
+        return rf"{ONES}^{{\top}} {_latex_operand(printer, self.args[0])}"
+
+
+class _Broadcast(Op):
+    nargs = 1
+
+    def evaluate(self, value):
+        return value(self.args[0])  # NumPy broadcasting does the repeat
+
+    def _numpycode(self, printer, **_):
+        return printer._print(self.args[0])  # NumPy broadcasting repeats an (n, 1) or (1, m) array
+
+    def lower(self, lowering):
+        return lowering.lower(self.args[0])
+
+    def shape(self, shape_of):
+        return shape_of(self.args[0])
+
+
+class ColBroadcast(_Broadcast):
+    """b 1ᵀ: a column vector repeated across the columns of a matrix."""
+
+    def _derive_latex(self, printer, **_):
+        return rf"{_latex_operand(printer, self.args[0])} {ONES}^{{\top}}"
+
+
+class RowBroadcast(_Broadcast):
+    """1 r: a row vector repeated down the rows of a matrix."""
+
+    def _derive_latex(self, printer, **_):
+        return rf"{ONES} {_latex_operand(printer, self.args[0])}"
+
+
+class Einsum(Op):
+    """Σ over the repeated indices of a product of arrays, in NumPy's einsum notation: the fallback
+    for a contraction no other operation expresses (Einsum(Str("ijk,jz,kz->i"), T, u, v)). A
+    per-sample vector is an n × 1 array whose unit column is the letter `UNIT` (summed away unless
+    the result is itself a column)."""
+
+    UNIT = "z"
+
+    @property
+    def subscripts(self) -> str:
+        return str(self.args[0])
+
+    @property
+    def operands(self) -> tuple[sp.Basic, ...]:
+        return self.args[1:]
+
+    def evaluate(self, value):
+        return np.einsum(self.subscripts, *[value(a) for a in self.operands])
+
+    def _derive_latex(self, printer, **_):
+        inputs, output = self.subscripts.replace(self.UNIT, "").split("->")
+        arrays = ", ".join(printer._print(a) for a in self.operands)
+        return rf"\operatorname{{einsum}}_{{{inputs.replace(',', ', ')} \to {output}}}\left({arrays}\right)"
+
+    def _numpycode(self, printer, **_):
+        return f'np.einsum("{self.subscripts}", {", ".join(printer._print(a) for a in self.operands)})'
+
+    def lower(self, lowering):
+        operands = [lowering.array(lowering.lower(a)) for a in self.operands]
+        return lowering.einsum(self.subscripts, operands, self.shape(lowering.shape_of))
+
+    def shape(self, shape_of):
+        inputs, output = self.subscripts.split("->")
+        sizes = {}
+        for spec, operand in zip(inputs.split(","), self.operands):
+            sizes.update(zip(spec, shape_of(operand)))
+        return tuple(sizes[letter] for letter in output)
+
+
+MATRIX_FUNCTIONS = (MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast, Einsum)
+
+
+def einsum(subscripts: str, *operands: sp.Basic) -> Einsum:
+    return Einsum(Str(subscripts), *operands)
