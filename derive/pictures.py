@@ -199,6 +199,73 @@ def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, word
 
 
 # --------------------------------------------------------------------------------------------------
+# any network: layers as boxes, skip connections as arcs
+
+BOX_WIDTH, BOX_HEIGHT, GRAPH_GAP = 104, 52, 150
+
+
+def graph_layout(layers: list[dict], loss: str, words: dict[str, str]) -> Picture:
+    """The picture of a network given as its layers in order, each a dict with `layer` (its number,
+    0 for the input), `label` (a Label of its output quantity), `text` (its kind and options, in
+    words), `units` and `reads` (the layers it reads: the first is drawn straight when it is the one
+    before, every other as an arc over the boxes: a skip connection). Forward arrows are blue, the
+    backward ones red and below; the loss is at the right."""
+    skips = [(source, layer["layer"]) for layer in layers for k, source in enumerate(layer["reads"])
+             if k > 0 or source != layer["layer"] - 1]
+    arc_levels = {edge: n for n, edge in enumerate(skips)}
+    top = MARGIN + 40 + 22 * len(skips)
+    centre_y = top + BOX_HEIGHT / 2
+    xs = {layer["layer"]: MARGIN + 20 + BOX_WIDTH / 2 + n * GRAPH_GAP for n, layer in enumerate(layers)}
+    loss_x = max(xs.values()) + GRAPH_GAP * 0.85
+    width = loss_x + 60 + MARGIN
+    height = top + BOX_HEIGHT + 120 + 22 * len(skips)
+    pic = Picture(width=width, height=height)
+    for layer in layers:
+        x = xs[layer["layer"]]
+        pic.boxes.append(Box(x - BOX_WIDTH / 2, top, BOX_WIDTH, BOX_HEIGHT))
+        header = words["input"] if layer["layer"] == 0 else words["layer"].format(layer=layer["layer"])
+        pic.texts.append(Text(x, top - 12 - 22 * len(skips) if skips else top - 12, _words(header)))
+        pic.texts.append(Text(x, centre_y - 4, layer["label"]))
+        pic.texts.append(Text(x, centre_y + 14, _words(words["units"].format(units=layer["units"])), size="small"))
+        if layer["text"]:
+            pic.texts.append(Text(x, top + BOX_HEIGHT + 18, _words(layer["text"]), size="small"))
+    backward_y = top + BOX_HEIGHT + 44
+    for layer in layers:
+        target = layer["layer"]
+        for k, source in enumerate(layer["reads"]):
+            x1, x2 = xs[source], xs[target]
+            if (source, target) not in arc_levels:  # the layer before: straight arrows
+                pic.lines.append(Line(x1 + BOX_WIDTH / 2, centre_y - 8, x2 - BOX_WIDTH / 2, centre_y - 8, FORWARD_COLOUR,
+                                      arrow=True, width=1.4))
+                pic.lines.append(Line(x2 - BOX_WIDTH / 2, backward_y, x1 + BOX_WIDTH / 2, backward_y, BACKWARD_COLOUR,
+                                      arrow=True, width=1.4))
+                continue
+            level = arc_levels[(source, target)]
+            y_up = top - 8 - 22 * level
+            y_down = backward_y + 22 * (level + 1)
+            for colour, y, start, end, edge in ((FORWARD_COLOUR, y_up, x1 + 14, x2 - 14, top),
+                                                (BACKWARD_COLOUR, y_down, x2 - 14, x1 + 14, top + BOX_HEIGHT)):
+                pic.lines.append(Line(start, edge, start, y, colour, width=1.4))
+                pic.lines.append(Line(start, y, end, y, colour, width=1.4))
+                pic.lines.append(Line(end, y, end, edge, colour, arrow=True, width=1.4))
+    last = layers[-1]
+    pic.boxes.append(Box(loss_x - 30, centre_y - 22, 60, 44))
+    pic.texts.append(Text(loss_x, centre_y - 2, Label("$C$", "C")))
+    pic.texts.append(Text(loss_x, centre_y + 14, _words(loss), size="small"))
+    last_x = xs[last["layer"]]
+    pic.lines.append(Line(last_x + BOX_WIDTH / 2, centre_y - 8, loss_x - 32, centre_y - 8, FORWARD_COLOUR, arrow=True,
+                          width=1.4))
+    pic.lines.append(Line(loss_x - 32, backward_y, last_x + BOX_WIDTH / 2, backward_y, BACKWARD_COLOUR, arrow=True,
+                          width=1.4))
+    legend_y = height - 24
+    pic.lines.append(Line(MARGIN, legend_y, MARGIN + 30, legend_y, FORWARD_COLOUR, arrow=True, width=1.4))
+    pic.texts.append(Text(MARGIN + 38, legend_y + 4, _words(words["graph_forward"]), anchor="start", size="small"))
+    pic.lines.append(Line(MARGIN + 260, legend_y, MARGIN + 230, legend_y, BACKWARD_COLOUR, arrow=True, width=1.4))
+    pic.texts.append(Text(MARGIN + 268, legend_y + 4, _words(words["graph_backward"]), anchor="start", size="small"))
+    return pic
+
+
+# --------------------------------------------------------------------------------------------------
 # emitters
 
 
