@@ -110,8 +110,8 @@ class Text:
         return prose(f"${tex}$", self.fmt)
 
     def plain(self, value: str) -> str:
-        """Text that is not catalog prose (a number, a name) made safe for the format."""
-        return html_escape(value) if self.fmt == "html" else value
+        """Text that is not catalog prose (a number, a name such as leaky_relu) made safe for the format."""
+        return {"html": html_escape, "tex": tex_escape}.get(self.fmt, str)(value)
 
     def raw(self, key: str) -> str:
         """The message exactly as written in the catalog (settings such as `language.tex_preamble`)."""

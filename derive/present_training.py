@@ -215,7 +215,7 @@ def initialisation_blocks(init: Initialisation, spec: MLPSpec, text: Text) -> li
     rows = []
     for layer in init.layers:
         value = layer.variance.xreplace(sizes)
-        source = text("initialisation.input_source") if layer.source == "input" else layer.source
+        source = text("initialisation.input_source") if layer.source == "input" else text.plain(layer.source)
         rows.append((str(layer.layer), source, text.math(tlatex(layer.variance), display=True), f"{float(value):.4g}",
                      f"{float(sp.sqrt(value)):.4g}"))
     header = tuple(text(f"initialisation.{k}") for k in ("layer", "source", "variance", "value", "std"))
