@@ -1,8 +1,9 @@
 """derivation.ipynb: the derivation as Markdown cells, then the model, a gradient check and a training run.
 
-The Markdown cells are the Markdown document itself, cut at its section headings, with the picture
-of the network attached to its cell (no file beside the notebook needed) and section links turned
-into plain text (Jupyter names heading anchors differently from GitHub). The code cells are the
+The Markdown cells are the Markdown document itself, one cell per section (each rendered by the
+Markdown template's own `section` macro), with the picture of the network attached to its cell (no
+file beside the notebook needed) and section links turned into plain text (Jupyter names heading
+anchors differently from GitHub). The code cells are the
 generated `model.py` and `templates/notebook_cells.py.j2`, generic code over the model's API.
 
 The notebook is written unexecuted, with fixed cell ids, so the same command writes the same bytes;
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import re
 
+from derive.document import Document
 from derive.errors import DeriveError
 from derive.present import Text
 from derive.render import render
@@ -31,13 +33,14 @@ def require() -> None:
         raise DeriveError("--format ipynb needs nbformat; install the notebook extra: pip install 'derive[notebook]'") from None
 
 
-def notebook(context: dict, markdown: str, model_source: str, spec: MLPSpec) -> bytes:
-    """The notebook's bytes, from the Markdown document's context and text and the generated model."""
+def notebook(doc: Document, markdown, model_source: str, spec: MLPSpec) -> bytes:
+    """The notebook's bytes, from the Markdown document (its structure, and the Markdown template as a
+    module whose macros render the head and each section) and the generated model."""
     import nbformat
     from nbformat import v4
 
     text = Text(spec.lang, "md")
-    picture = context["picture"]
+    picture = doc.picture
     cells = []
 
     def markdown_cell(source: str, **extra):
@@ -47,19 +50,17 @@ def notebook(context: dict, markdown: str, model_source: str, spec: MLPSpec) -> 
     def code_cell(source: str):
         cells.append(v4.new_code_cell(source.strip("\n")))
 
-    head, *sections = re.split(r"(?m)^(?=## )", markdown)
-    head = "\n".join(line for line in head.splitlines() if not line.startswith(f"**{context['contents']}:**"))
-    markdown_cell(head + "\n\n" + text("notebook.intro"))
-    for section in sections:
-        section = _LINK.sub(r"\1", section)
-        if f"]({picture['file']})" in section:
-            section = section.replace(f"]({picture['file']})", f"](attachment:{picture['file']})")
-            data = base64.b64encode(picture["svg"].encode()).decode()
-            markdown_cell(section, attachments={picture["file"]: {"image/svg+xml": data}})
+    markdown_cell(markdown.head(doc, False) + "\n\n" + text("notebook.intro"))
+    for section in doc.sections:
+        source = _LINK.sub(r"\1", markdown.section(section))
+        if picture is not None and f"]({picture.file})" in source:
+            source = source.replace(f"]({picture.file})", f"](attachment:{picture.file})")
+            data = base64.b64encode(picture.svg.encode()).decode()
+            markdown_cell(source, attachments={picture.file: {"image/svg+xml": data}})
         else:
-            markdown_cell(section)
+            markdown_cell(source)
 
-    number = len(context["sections"])
+    number = len(doc.sections)
     markdown_cell(f"## {number + 1}. {text('notebook.model_title')}\n\n{text('notebook.model')}")
     code_cell(model_source)
     words = {key: repr(text.raw(f"notebook.{key}")) for key in
@@ -71,7 +72,7 @@ def notebook(context: dict, markdown: str, model_source: str, spec: MLPSpec) -> 
     markdown_cell(f"## {number + 2}. {text('notebook.check_title')}\n\n{text('notebook.check')}")
     code_cell(check)
     markdown_cell(f"## {number + 3}. {text('notebook.training_title')}\n\n"
-                  f"{text('notebook.training', update_rule=context['n']['update_rule'])}")
+                  f"{text('notebook.training', update_rule=doc.section('update_rule').number)}")
     code_cell(training)
 
     nb = v4.new_notebook(cells=cells, metadata={

@@ -1,25 +1,28 @@
-"""Turn a derivation and its verification report into plain data for the templates.
+"""Turn a derivation and its verification report into the document (derive.document) and JSON.
 
 Nothing here derives anything: it prints the engine's expressions (LaTeX via `printing`, SymPy text
-via `srepr`), looks up prose in the message catalog and arranges both into dictionaries and lists
-that the templates lay out. Prose in the catalog uses $…$ for mathematics and `…` for code;
-`prose` converts it for Markdown or LaTeX.
+via `srepr`), looks up prose in the message catalog and arranges both into the sections and blocks
+of a `Document`, which each format's template lays out. Prose in the catalog uses $…$ for
+mathematics and `…` for code; `prose` converts it for Markdown, LaTeX or HTML.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import replace
 from functools import cache, lru_cache
+from html import escape as html_escape
 from pathlib import Path
 
 import sympy as sp
 
 from derive import __version__
+from derive import document as blocks
 from derive.backprop import COST_KEY, Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
-from derive.notation import BATCH_COST, COST, LayerRef, Q, index, quantity_of, size_latex
+from derive.notation import BATCH_COST, LayerRef, Q, index, quantity_of
 from derive.present_functions import (
     activation_extras,
     derivative_json,
@@ -99,6 +102,17 @@ class Text:
             out = out.replace(f"\ue000{n}\ue001", value)
         return out
 
+    def math(self, tex: str, display: bool = False) -> str:
+        """An inline formula in this format's prose: $…$ (in LaTeX optionally in display style), or
+        MathML in HTML."""
+        if display and self.fmt == "tex":
+            tex = rf"\displaystyle {tex}"
+        return prose(f"${tex}$", self.fmt)
+
+    def plain(self, value: str) -> str:
+        """Text that is not catalog prose (a number, a name such as leaky_relu) made safe for the format."""
+        return {"html": html_escape, "tex": tex_escape}.get(self.fmt, str)(value)
+
     def raw(self, key: str) -> str:
         """The message exactly as written in the catalog (settings such as `language.tex_preamble`)."""
         section, name = key.split(".", 1)
@@ -132,11 +146,11 @@ def result_equation(result: Result, matrix: bool = True) -> dict:
     return equation(result.lhs, result.rhs)
 
 
-def step_data(step: Step, text: Text, ref: str = "", label: str | None = None) -> dict:
+def step_data(step: Step, text: Text, ref: str = "", label: str | None = None) -> blocks.Step:
     """One step: its justification (with `ref`, the reference its rule's message may cite), the
     equation, and the `label` under which the LaTeX document numbers it for later references."""
-    return {"text": text(f"rule.{step.rule}", raw={"ref": ref}), **equation(step.lhs, step.rhs, step.matrix),
-            "rule": step.rule, "label": label}
+    return blocks.Step(text(f"rule.{step.rule}", raw={"ref": ref}), equation(step.lhs, step.rhs, step.matrix)["latex"],
+                       label)
 
 
 def anchor(title: str) -> str:
@@ -145,26 +159,33 @@ def anchor(title: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# sections
+# sections: each builder returns the blocks of one section of the document (derive.document)
 
 
-def _network(derivation: Derivation, text: Text) -> dict:
+def _aligned(equations: list[dict], boxed: bool = False, tags: list[str] | None = None) -> blocks.Aligned:
+    tags = tags or [None] * len(equations)
+    return blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for e, tag in zip(equations, tags)), boxed=boxed)
+
+
+def _network(derivation: Derivation, text: Text, picture: blocks.Picture) -> list:
     model = derivation.model
-    rows = [{"layer": "0", "units": str(model.spec.sizes[0]), "activation": text("network.input"), "formula": ""}]
-    for layer in range(1, model.depth + 1):
+    depth = model.depth
+    rows = [("0", str(model.spec.sizes[0]), text("network.input"), "")]
+    for layer in range(1, depth + 1):
         act = model.activations[layer - 1]
-        rows.append(
-            {
-                "layer": str(layer),
-                "units": str(model.spec.sizes[layer]),
-                "activation": prose(display_name(act), text.fmt),
-                "formula": _activation_formula(act, layer),
-            }
-        )
-    return {"rows": rows}
+        rows.append((str(layer), str(model.spec.sizes[layer]), prose(display_name(act), text.fmt),
+                     text.math(_activation_formula(act, layer)["latex"])))
+    header = tuple(text(f"network.{key}") for key in ("layer", "units", "activation", "function"))
+    return [
+        blocks.Paragraph(text("network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
+                              hidden_plural="s" if depth != 2 else "")),
+        blocks.Table(header, tuple(rows), ("r", "r", "l", "l")),
+        blocks.Paragraph(text("network.sizes_note")),
+        picture,
+    ]
 
 
-def _activation_formula(act, layer) -> str:
+def _activation_formula(act, layer) -> dict:
     a = Q("a", layer)
     if act.is_vector:
         from derive.layers import Node, activation_kind
@@ -174,7 +195,7 @@ def _activation_formula(act, layer) -> str:
     return equation(sp.Function("g")(sp.Symbol("z")), act.expr)
 
 
-def _notation(text: Text, extra: list[tuple[str, str]] = ()) -> list[dict]:
+def _notation(text: Text, extra: list[tuple[str, str]] = ()) -> list:
     l = LayerRef.symbolic()
     rows = [
         ("x", "notation.x"),
@@ -195,37 +216,41 @@ def _notation(text: Text, extra: list[tuple[str, str]] = ()) -> list[dict]:
         (r"[\,\cdot > 0\,]", "notation.iverson"),
         (r"\eta", "notation.eta"),
     ]
-    return [{"symbol": symbol, "meaning": text(key)} for symbol, key in rows] + [
-        {"symbol": symbol, "meaning": meaning} for symbol, meaning in extra]
+    table = [(text.math(symbol), text(key)) for symbol, key in rows] + [
+        (text.math(symbol), meaning) for symbol, meaning in extra]
+    return [
+        blocks.Paragraph(text("notation.intro")),
+        blocks.Table((text("notation.symbol"), text("notation.meaning")), tuple(table), ("l", r"p{0.7\textwidth}"),
+                     long=True),
+    ]
 
 
-def _forward(derivation: Derivation, text: Text) -> dict:
+def _forward(derivation: Derivation, text: Text) -> list:
     """The general layer l (weighted sums), then each layer's activation as derived."""
     sample_z, batch_z = derivation.general_forward
     l = LayerRef.symbolic()
     i = index("i", l)
     g = sp.Function(f"g^{{({l.latex()})}}")
-    activation_index = equation(Q("a", l).base[i], g(Q("z", l).base[i]))
-    activation_vector = equation(Q("a", l).symbol, g(Q("z", l).symbol))
-    activation_batch = equation(Q("A", l).symbol, g(Q("Z", l).symbol))
-    layers = []
-    for layer in range(1, derivation.model.depth + 1):
-        a = derivation.sample.results[Q("a", layer)]
-        entry = {"layer": str(layer), "vector": result_equation(a), "index": None, "intro": None}
-        act = derivation.model.activations[layer - 1]
-        if act.is_vector:
-            entry["index"] = result_equation(a, matrix=False)
-            entry["intro"] = text("forward.softmax" if act.is_softmax else "vector_extra.log_softmax_forward")
-        layers.append(entry)
-    return {
-        "index": [result_equation(sample_z, matrix=False), activation_index],
-        "vector": [result_equation(sample_z), activation_vector],
-        "batch": [result_equation(batch_z), activation_batch],
-        "layers": layers,
-    }
+    out = [
+        blocks.Paragraph(text("forward.intro")),
+        blocks.Paragraph(text("forward.index")),
+        _aligned([result_equation(sample_z, matrix=False), equation(Q("a", l).base[i], g(Q("z", l).base[i]))]),
+        blocks.Paragraph(text("forward.vector")),
+        _aligned([result_equation(sample_z), equation(Q("a", l).symbol, g(Q("z", l).symbol))]),
+        blocks.Paragraph(text("forward.batch")),
+        _aligned([result_equation(batch_z), equation(Q("A", l).symbol, g(Q("Z", l).symbol))]),
+        blocks.Paragraph(text("forward.activations")),
+        _aligned([result_equation(derivation.sample.results[Q("a", k)]) for k in range(1, derivation.model.depth + 1)]),
+    ]
+    for layer, act in enumerate(derivation.model.activations, start=1):
+        if act.is_vector:  # softmax couples the units of its layer: its entries as derived
+            a = derivation.sample.results[Q("a", layer)]
+            out += [blocks.Paragraph(text("forward.softmax" if act.is_softmax else "vector_extra.log_softmax_forward")),
+                    blocks.Equation(result_equation(a, matrix=False)["latex"])]
+    return out
 
 
-def _loss(derivation: Derivation, text: Text) -> dict:
+def _loss(derivation: Derivation, text: Text) -> list:
     model = derivation.model
     from derive.notation import A as a_sym, Y as y_sym
 
@@ -236,64 +261,88 @@ def _loss(derivation: Derivation, text: Text) -> dict:
         notes.append(text("loss.binary"))
     ell = sp.Function(r"\ell")(a_sym, y_sym)
     extras = loss_extras(derivation, text)
-    return {
-        "per_unit": equation(ell, model.loss.expr),
-        "sample": result_equation(derivation.sample.results[COST_KEY], matrix=False),
-        "batch": result_equation(derivation.batch.results[COST_KEY], matrix=False),
-        "notes": notes + extras["notes"],
-        "derivative": extras["derivative"],
-        "derivative_intro": text("loss_extra.derivative"),
-        "penalty": extras["penalty"],
-    }
+    penalty = extras["penalty"]
+    out = [
+        blocks.Paragraph(text("loss.per_unit")),
+        blocks.Equation(equation(ell, model.loss.expr)["latex"]),
+        blocks.Paragraph(text("loss_extra.derivative")),
+        blocks.Equation(extras["derivative"]["latex"]),
+    ]
+    if penalty:
+        out += [blocks.Paragraph(penalty["intro"]), blocks.Equation(penalty["total"]["latex"]),
+                blocks.Paragraph(penalty["layer_intro"]), blocks.Equation(penalty["layer"]["latex"])]
+    out += [
+        blocks.Paragraph(text("loss.sample")),
+        blocks.Equation(result_equation(derivation.sample.results[COST_KEY], matrix=False)["latex"], label="eq:loss"),
+        blocks.Paragraph(text("loss.batch")),
+        blocks.Equation(result_equation(derivation.batch.results[COST_KEY], matrix=False)["latex"], label="eq:cost"),
+    ]
+    if penalty:
+        out.append(blocks.Paragraph(penalty["batch"]))
+    return out + [blocks.Paragraph(note) for note in notes + extras["notes"]]
 
 
-def _activations(derivation: Derivation, text: Text, output_section: int) -> list[dict]:
-    out = []
+def _run_in_detail(detail: str, fmt: str, leads_on: bool) -> str:
+    """'(title):' before the formula a run-in heading leads on to, '(title).' when nothing follows; a
+    LaTeX \\paragraph sets its title apart, so it needs no colon."""
+    return f"({detail})" + ("." if not leads_on else "" if fmt == "tex" else ":")
+
+
+def _activations(derivation: Derivation, text: Text, output_section: int) -> list:
     z, g = sp.Symbol("z"), sp.Function("g")
     gz = g(z)
     activations = derivation.model.activations
+    out = [blocks.Paragraph(text("activations.intro"))]
     for d in derivation.activation_derivatives:
         layers = [n + 1 for n, a in enumerate(activations) if a == d.activation]
-        entry = {
-            "name": prose(display_name(d.activation), text.fmt),
-            "title": text.title("activation_title", d.activation.name, d.activation.title),
-            "definition": equation(gz, d.activation.expr),
-            "computed": equation(sp.Derivative(gz, z), d.computed),
-            "facts": " ".join(activation_notes(d, text, layers)),
-            "notes": [],
-            "readable": None,
-            "convention": None,
-            "branch_note": None,
-            **activation_extras(d, text),
-        }
+        extras = activation_extras(d, text)
+        title = text.title("activation_title", d.activation.name, d.activation.title)
+        out += [
+            blocks.Heading(prose(display_name(d.activation), text.fmt), _run_in_detail(title, text.fmt, True)),
+            blocks.Equation(equation(gz, d.activation.expr)["latex"]),
+            blocks.Paragraph(" ".join(activation_notes(d, text, layers))),  # never empty: it names the layers
+            blocks.Paragraph(text("activations.computed")),
+            blocks.Equation(equation(sp.Derivative(gz, z), d.computed)["latex"]),
+        ]
+        notes = []
         if d.in_terms_of_output is not None:
-            entry["readable"] = {"lhs": "g'(z)", "rhs": latex(d.in_terms_of_output), "latex": f"g'(z) = {latex(d.in_terms_of_output)}"}
-            entry["notes"].append(text(f"activations.proof_{d.proof}"))
-        elif d.branch_form is not None:
-            entry["branch_note"] = text("kinks_extra.branch_proof", methods="`, `".join(sorted(set(d.branch_proofs))))
-        elif d.kink_convention:
-            entry["convention"] = {"lhs": "g'(z)", "rhs": latex(d.derivative), "latex": f"g'(z) = {latex(d.derivative)}"}
-        elif not d.computed.has(sp.Symbol("z", real=True)):
-            entry["notes"].append(text("activations.constant"))
-        elif not d.conventions:
-            entry["notes"].append(text("activations.none"))
-        out.append(entry)
+            out += [blocks.Paragraph(text("activations.readable")),
+                    blocks.Equation(f"g'(z) = {latex(d.in_terms_of_output)}")]
+            notes.append(text(f"activations.proof_{d.proof}"))
+        elif d.branch_form is None and d.kink_convention:
+            out += [blocks.Paragraph(text("activations.convention")), blocks.Equation(f"g'(z) = {latex(d.derivative)}")]
+        elif d.branch_form is None:
+            if not d.computed.has(sp.Symbol("z", real=True)):
+                notes.append(text("activations.constant"))
+            elif not d.conventions:
+                notes.append(text("activations.none"))
+        if extras["branches"]:
+            out += [blocks.Paragraph(text("kinks_extra.branches")), blocks.Equation(extras["branches"]["latex"])]
+            if d.in_terms_of_output is None:
+                out.append(blocks.Paragraph(text("kinks_extra.branch_proof",
+                                                 methods="`, `".join(sorted(set(d.branch_proofs))))))
+        if extras["pieces"]:
+            out.append(blocks.ItemList(tuple(f"{p['where']}: {text.math(p['latex'])}" for p in extras["pieces"]),
+                                       intro=extras["pieces_intro"]))
+        out += [blocks.Paragraph(kink) for kink in extras["kinks"]]
+        if extras["conventions"]:
+            out.append(blocks.Paragraph(" ".join([text("kinks_extra.convention_intro"), *extras["conventions"]])))
+        out += [blocks.Paragraph(note) for note in notes]
     for act in dict.fromkeys(a for a in activations if a.is_vector):
-        out.append({"name": prose(act.name, text.fmt), "title": text.title("activation_title", act.name, act.title),
-                    "definition": None, "computed": None, "readable": None,
-                    "convention": None, "notes": [text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
-                                             output_section=output_section)], "facts": "",
-                    "branches": None, "pieces": [], "kinks": [], "conventions": [], "branch_note": None})
+        title = text.title("activation_title", act.name, act.title)
+        note = text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
+                    output_section=output_section)
+        out += [blocks.Heading(prose(act.name, text.fmt), _run_in_detail(title, text.fmt, False)), blocks.Paragraph(note)]
     return out
 
 
-def _steps(steps: list[Step], text: Text, ref=lambda step: "", label: str | None = None) -> list[dict]:
-    """Template data for a derivation; `ref(step)` gives the reference a step's justification cites,
+def _steps(steps: list[Step], text: Text, ref=lambda step: "", label: str | None = None) -> tuple[blocks.Step, ...]:
+    """The steps of a derivation; `ref(step)` gives the reference a step's justification cites,
     `label` names the last equation (the result) for cross-references."""
-    return [step_data(s, text, ref(s), label if n == len(steps) - 1 else None) for n, s in enumerate(steps)]
+    return tuple(step_data(s, text, ref(s), label if n == len(steps) - 1 else None) for n, s in enumerate(steps))
 
 
-# LaTeX labels of the sections (\label{sec:…} in derivation.tex.j2)
+# LaTeX labels of the sections (\label{sec:…}) where they differ from the section's key
 TEX_SECTION_LABELS = {"output_error": "output", "update_rule": "update"}
 
 
@@ -302,9 +351,9 @@ class Refs:
     equation (\\ref of its label); Markdown and HTML number none, so they link to the section that
     holds it. The words around the number ("eq.", "section") come from the message catalog."""
 
-    def __init__(self, text: Text, sections: list[dict]):
+    def __init__(self, text: Text, sections: dict[str, blocks.Section]):
         self.text = text
-        self.sections = {s["key"]: s for s in sections}
+        self.sections = sections
 
     def equation(self, label: str, section: str) -> str:
         if self.text.fmt == "tex":
@@ -314,9 +363,9 @@ class Refs:
     def section(self, key: str) -> str:
         s = self.sections[key]
         links = {
-            "tex": lambda: rf"\ref{{sec:{TEX_SECTION_LABELS.get(key, key)}}}",
-            "md": lambda: f"[{s['number']}](#{s['anchor']})",
-            "html": lambda: f'<a href="#{s["anchor"]}">{s["number"]}</a>',
+            "tex": lambda: rf"\ref{{{s.label}}}",
+            "md": lambda: f"[{s.number}](#{s.anchor})",
+            "html": lambda: f'<a href="#{s.anchor}">{s.number}</a>',
         }
         return self.text("refs.section", raw={"number": links[self.text.fmt]()})
 
@@ -327,11 +376,129 @@ def _split_hidden(steps: list[Step]) -> tuple[list[Step], list[Step]]:
     return steps[:cut], steps[cut:]
 
 
-def _summary(derivation: Derivation) -> dict:
-    return {"sample": _summary_rows(derivation, batch=False), "batch": _summary_rows(derivation, batch=True)}
+def _upstream_ref(refs: Refs, label: str, section: str):
+    return lambda step: refs.equation(label, section) if step.rule == "substitute_upstream" else ""
 
 
-def _summary_rows(derivation: Derivation, batch: bool) -> list[dict]:
+def _output_error(derivation: Derivation, text: Text, refs: Refs) -> list:
+    depth, sample = derivation.model.depth, derivation.sample
+    return [
+        blocks.Paragraph(text("output_error.intro")),
+        blocks.Derivation(_steps(sample.steps[Q("grad_a", depth)], text, label="eq:upstream-out"),
+                          intro=text("output_error.upstream")),
+        blocks.Derivation(_steps(sample.steps[Q("delta", depth)], text,
+                                 ref=_upstream_ref(refs, "eq:upstream-out", "output_error")),
+                          intro=text("output_error.delta")),
+        blocks.Paragraph(text("output_error.result")),
+        blocks.Equation(result_equation(sample.results[Q("delta", depth)])["latex"], label="eq:bp1", boxed=True),
+    ]
+
+
+def _recursion(derivation: Derivation, text: Text, refs: Refs) -> list:
+    """δ of a general hidden layer l when every hidden layer has the same activation, else layer by
+    layer; then the result for each hidden layer of this network."""
+    depth, sample, general = derivation.model.depth, derivation.sample, derivation.general
+    if depth == 1:
+        return [blocks.Paragraph(text("recursion.none"))]
+    out = []
+    if general is not None:
+        l = LayerRef.symbolic()
+        up, de = _split_hidden(general.steps[Q("delta", l)])
+        out += [
+            blocks.Paragraph(text("recursion.intro")),
+            blocks.Derivation(_steps(up, text, label="eq:upstream-l"), intro=text("recursion.upstream")),
+            blocks.Derivation(_steps(de, text, ref=_upstream_ref(refs, "eq:upstream-l", "recursion")),
+                              intro=text("recursion.delta")),
+            blocks.Equation(result_equation(general.results[Q("delta", l)])["latex"], label="eq:bp2", boxed=True),
+        ]
+    else:
+        out.append(blocks.Paragraph(text("recursion.mixed")))
+    out.append(blocks.Paragraph(text("recursion.per_layer_intro")))
+    for layer in range(depth - 1, 0, -1):
+        if general is None:
+            up, de = _split_hidden(sample.steps[Q("delta", layer)])
+            label = f"eq:upstream-{layer}"
+            out += [
+                blocks.Heading(f"{text('network.layer')} {layer}.", text=text("recursion_layer.upstream", layer=layer)),
+                blocks.Derivation(_steps(up, text, label=label)),
+                blocks.Derivation(_steps(de, text, ref=_upstream_ref(refs, label, "recursion")),
+                                  intro=text("recursion_layer.delta", layer=layer)),
+            ]
+        out.append(blocks.Equation(result_equation(sample.results[Q("delta", layer)])["latex"]))
+    return out
+
+
+def _per_layer(p, depth: int) -> list:
+    """∂C/∂W and ∂C/∂b of every layer of this network, from the last."""
+    return [_aligned([result_equation(p.results[Q("grad_W", k)]), result_equation(p.results[Q("grad_b", k)])])
+            for k in range(depth, 0, -1)]
+
+
+def _parameters(derivation: Derivation, text: Text) -> list:
+    depth, general = derivation.model.depth, derivation.general
+    layer = LayerRef.symbolic() if general is not None else LayerRef(depth)
+    derived = general if general is not None else derivation.sample
+    return [
+        blocks.Paragraph(text("parameters.intro")),
+        blocks.Derivation(_steps(derived.steps[Q("grad_W", layer)], text, label="eq:bp4"),
+                          intro=text("parameters.weights")),
+        blocks.Derivation(_steps(derived.steps[Q("grad_b", layer)], text, label="eq:bp3"),
+                          intro=text("parameters.biases")),
+        blocks.Paragraph(text("parameters.per_layer")),
+        *_per_layer(derivation.sample, depth),
+    ]
+
+
+def _minibatch(derivation: Derivation, text: Text) -> list:
+    depth, batch = derivation.model.depth, derivation.batch
+    derived = derivation.general_batch if derivation.general is not None else batch
+    layer = LayerRef.symbolic() if derivation.general is not None else LayerRef(depth)
+    return [
+        blocks.Paragraph(text("minibatch.intro")),
+        blocks.Paragraph(text("minibatch.errors")),
+        _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
+        blocks.Derivation(_steps(derived.steps[Q("grad_W", layer)], text, label="eq:bp4-batch"),
+                          intro=text("minibatch.weights")),
+        blocks.Derivation(_steps(derived.steps[Q("grad_b", layer)], text, label="eq:bp3-batch"),
+                          intro=text("minibatch.biases")),
+        blocks.Paragraph(text("minibatch.per_layer")),
+        *_per_layer(batch, depth),
+    ]
+
+
+def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple | None) -> list:
+    """Gradient descent derived (with training), then the update of this network's parameters."""
+    def gradient_ref(step):
+        if step.rule != "substitute_gradient":
+            return ""
+        kind = quantity_of(str(step.lhs)).kind
+        return refs.equation("eq:bp4-batch" if kind == "W" else "eq:bp3-batch", "minibatch")
+
+    out = [blocks.Paragraph(text("update.intro"))]
+    if training is not None:
+        from derive.present_training import update_blocks
+
+        out += update_blocks(training[0], text)
+    key = "l" if "l" in derivation.updates else str(derivation.model.depth)
+    return out + [blocks.Derivation(_steps(derivation.updates[key], text, ref=gradient_ref), intro=text("update.rule"))]
+
+
+def _summary(derivation: Derivation, text: Text, refs: Refs) -> list:
+    general = derivation.general
+    cited = [("BP1", refs.equation("eq:bp1", "output_error"))]
+    if derivation.model.depth > 1:
+        cited.append(("BP2", refs.equation("eq:bp2", "recursion") if general is not None else refs.section("recursion")))
+    cited += [("BP3", refs.equation("eq:bp3", "parameters")), ("BP4", refs.equation("eq:bp4", "parameters"))]
+    where = text("refs.summary", raw={"refs": text.raw("refs.separator").join(
+        text("refs.item", raw={"name": name, "ref": ref}) for name, ref in cited)})
+    out = [blocks.Paragraph(text("summary.intro"))]
+    for key, batch in (("summary.sample", False), ("summary.batch", True)):
+        rows = _summary_rows(derivation, batch)
+        out += [blocks.Heading(text(key)), _aligned([eq for _, eq in rows], boxed=True, tags=[tag for tag, _ in rows])]
+    return out + [blocks.Paragraph(where)]
+
+
+def _summary_rows(derivation: Derivation, batch: bool) -> list[tuple[str, dict]]:
     """BP1 output error, BP2 recursion, BP3 bias and BP4 weight gradients, general where possible."""
     depth = derivation.model.depth
     results = (derivation.batch if batch else derivation.sample).results
@@ -350,21 +517,7 @@ def _summary_rows(derivation: Derivation, batch: bool) -> list[dict]:
         for k in range(depth, 0, -1):
             rows.append(("BP3", result_equation(results[Q("grad_b", k)])))
             rows.append(("BP4", result_equation(results[Q("grad_W", k)])))
-    return [{"label": label, **eq} for label, eq in rows]
-
-
-def _per_layer(p, depth: int) -> list[dict]:
-    out = []
-    for layer in range(depth, 0, -1):
-        out.append(
-            {
-                "layer": str(layer),
-                "delta": result_equation(p.results[Q("delta", layer)]),
-                "grad_W": result_equation(p.results[Q("grad_W", layer)]),
-                "grad_b": result_equation(p.results[Q("grad_b", layer)]),
-            }
-        )
-    return out
+    return rows
 
 
 def _verification(report: Report, text: Text, penalty: bool = False) -> list[str]:
@@ -458,7 +611,7 @@ def _number(bound: str) -> str:
     return f"${prefix}10^{{{int(exponent)}}}$"
 
 
-def _code(plan: CodePlan, derivation: Derivation, text: Text) -> dict:
+def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
     stable = []
     acts = derivation.model.activations
     if any(a.name == "sigmoid" for a in acts):
@@ -471,164 +624,79 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> dict:
         stable.append(text("code.stable_log"))
     phrases, sentences = code_notes(derivation, plan, text)
     stable += phrases
-    return {
-        "notes": sentences,
-        # the stable forms are already converted to the output format: inserted raw, not converted twice
-        "intro": text("code.intro", raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")}),
-        "backward": [f"{a.target} = {a.value}" for a in plan.backward],
-        "init": text("code.init"),
-        "workspace": text("workspace.code") if plan.workspace is not None else None,
-    }
+    # the stable forms are already converted to the output format: inserted raw, not converted twice
+    intro = text("code.intro", raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
+    out = [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences), blocks.Paragraph(text("code.backward")),
+           blocks.Code(tuple(f"{a.target} = {a.value}" for a in plan.backward)), blocks.Paragraph(text("code.init"))]
+    if plan.workspace is not None:
+        out.append(blocks.Paragraph(text("workspace.code")))
+    return out
 
 
-def document_context(
+SECTIONS = ("network", "notation", "forward", "loss", "activations", "output_error", "recursion", "parameters",
+            "minibatch", "update_rule", "summary", "code", "verification")
+TRAINING_SECTIONS = ("optimizer", "initialisation")  # how parameters move and start, after the update rule
+
+
+def build_document(
     derivation: Derivation, report: Report, plan: CodePlan, *, command: str, fmt: str, lang: str = "en",
     training: tuple | None = None,
-) -> dict:
-    """Everything the Markdown and LaTeX templates need, as plain strings, lists and dicts."""
+) -> blocks.Document:
+    """The document in one format: every section of every format, with its blocks."""
     model = derivation.model
     depth = model.depth
-    hidden = model.uniform_hidden_activation
     hidden_names = ", ".join(dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
-    section_keys = [
-        "network", "notation", "forward", "loss", "activations", "output_error", "recursion",
-        "parameters", "minibatch", "update_rule", "summary", "code", "verification",
-    ]
-    if training is not None:  # how parameters move and start (derive/training.py, derive/initialisation.py)
-        after = section_keys.index("update_rule") + 1
-        section_keys[after:after] = ["optimizer", "initialisation"]
-    numbers = {key: n + 1 for n, key in enumerate(section_keys)}
+    keys = list(SECTIONS)
+    if training is not None:  # derive/training.py, derive/initialisation.py
+        after = keys.index("update_rule") + 1
+        keys[after:after] = TRAINING_SECTIONS
+    numbers = {key: n + 1 for n, key in enumerate(keys)}
     text = Text(lang, fmt, **numbers)
-    titles = {key: text(f"section.{key}") for key in section_keys}
-    sections = [{"key": k, "number": numbers[k], "title": titles[k], "anchor": anchor(f"{numbers[k]}. {titles[k]}")}
-                for k in section_keys]
-    refs = Refs(text, sections)
-    sample, general, general_batch = derivation.sample, derivation.general, derivation.general_batch
-
-    def upstream_ref(label, section):
-        return lambda step: refs.equation(label, section) if step.rule == "substitute_upstream" else ""
-
-    output_upstream = _steps(sample.steps[Q("grad_a", depth)], text, label="eq:upstream-out")
-    output_delta = _steps(sample.steps[Q("delta", depth)], text, ref=upstream_ref("eq:upstream-out", "output_error"))
-    l = LayerRef.symbolic()
-
-    recursion = {"intro": text("recursion.intro"), "general": None, "layers": [], "note": None}
-    if depth == 1:
-        recursion["note"] = text("recursion.none")
-    else:
-        if general is not None:
-            up, de = _split_hidden(general.steps[Q("delta", l)])
-            recursion["general"] = {"upstream": _steps(up, text, label="eq:upstream-l"),
-                                    "delta": _steps(de, text, ref=upstream_ref("eq:upstream-l", "recursion")),
-                                    "result": result_equation(general.results[Q("delta", l)])}
-        else:
-            recursion["note"] = text("recursion.mixed")
-        for layer in range(depth - 1, 0, -1):
-            entry = {"layer": str(layer), "result": result_equation(sample.results[Q("delta", layer)])}
-            if general is None:
-                up, de = _split_hidden(sample.steps[Q("delta", layer)])
-                label = f"eq:upstream-{layer}"
-                entry["upstream"] = _steps(up, text, label=label)
-                entry["delta"] = _steps(de, text, ref=upstream_ref(label, "recursion"))
-                entry["upstream_text"] = text("recursion_layer.upstream", layer=layer)
-                entry["delta_text"] = text("recursion_layer.delta", layer=layer)
-            recursion["layers"].append(entry)
-
-    param_layer = l if general is not None else LayerRef(depth)
-    param_pass = general if general is not None else sample
-    parameters = {
-        "weights": _steps(param_pass.steps[Q("grad_W", param_layer)], text, label="eq:bp4"),
-        "biases": _steps(param_pass.steps[Q("grad_b", param_layer)], text, label="eq:bp3"),
-        "per_layer": _per_layer(sample, depth),
+    heads = {}
+    for key in keys:
+        title = text(f"section.{key}")
+        heads[key] = blocks.Section(key, numbers[key], title, anchor(f"{numbers[key]}. {title}"),
+                                    "sec:" + TEX_SECTION_LABELS.get(key, key))
+    refs = Refs(text, heads)
+    content = {
+        "network": lambda: _network(derivation, text, network_picture(derivation, text)),
+        "notation": lambda: _notation(text, penalty_notation(derivation, text)),
+        "forward": lambda: _forward(derivation, text),
+        "loss": lambda: _loss(derivation, text),
+        "activations": lambda: _activations(derivation, text, numbers["output_error"]),
+        "output_error": lambda: _output_error(derivation, text, refs),
+        "recursion": lambda: _recursion(derivation, text, refs),
+        "parameters": lambda: _parameters(derivation, text),
+        "minibatch": lambda: _minibatch(derivation, text),
+        "update_rule": lambda: _update_rule(derivation, text, refs, training),
+        "summary": lambda: _summary(derivation, text, refs),
+        "code": lambda: _code(plan, derivation, text),
+        "verification": lambda: [blocks.Paragraph(text("verification.intro")),
+                                 blocks.ItemList(tuple(_verification(report, text, model.penalty is not None)))],
     }
-    batch = derivation.batch
-    minibatch = {
-        "errors": [result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)],
-        "weights": _steps((general_batch.steps[Q("grad_W", l)] if general else batch.steps[Q("grad_W", depth)]),
-                          text, label="eq:bp4-batch"),
-        "biases": _steps((general_batch.steps[Q("grad_b", l)] if general else batch.steps[Q("grad_b", depth)]),
-                         text, label="eq:bp3-batch"),
-        "per_layer": _per_layer(batch, depth),
-    }
-    update_key = "l" if "l" in derivation.updates else str(depth)
+    if training is not None:
+        from derive.present_training import initialisation_blocks, optimizer_blocks
 
-    def gradient_ref(step):
-        if step.rule != "substitute_gradient":
-            return ""
-        kind = quantity_of(str(step.lhs)).kind
-        return refs.equation("eq:bp4-batch" if kind == "W" else "eq:bp3-batch", "minibatch")
-
-    update = _steps(derivation.updates[update_key], text, ref=gradient_ref)
-    summary_refs = [("BP1", refs.equation("eq:bp1", "output_error"))]
-    if depth > 1:
-        summary_refs.append(("BP2", refs.equation("eq:bp2", "recursion") if general is not None else refs.section("recursion")))
-    summary_refs += [("BP3", refs.equation("eq:bp3", "parameters")), ("BP4", refs.equation("eq:bp4", "parameters"))]
-
-    return {
-        "lang": lang,
-        "version": __version__,
-        "command": command,
-        "title": text("doc.title", depth=depth, plural="s" if depth > 1 else ""),
-        "subtitle": text("doc.subtitle", hidden=hidden_names, output=display_name(model.activations[-1]),
-                         loss=(text.raw(f"loss_title.{model.loss.name}") if model.loss.name in text.catalog.get("loss_title", {})
-                               else model.loss.title) if not model.loss.is_custom else display_name(model.loss)),
-        "generated": text("doc.generated", version=__version__, command=command, verification_section=numbers["verification"]),
-        "contents": text("doc.contents"),
-        "sections": sections,
-        "n": numbers,
-        "titles": titles,
-        "t": {
-            key: text(key)
-            for key in (
-                "network.layer", "network.units", "network.activation", "network.function", "network.sizes_note",
-                "notation.intro", "notation.symbol", "notation.meaning",
-                "forward.intro", "forward.index", "forward.vector", "forward.batch", "forward.activations",
-                "forward.softmax",
-                "loss.per_unit", "loss.sample", "loss.batch", "kinks_extra.branches", "kinks_extra.convention_intro",
-                "activations.intro", "activations.computed", "activations.readable", "activations.convention",
-                "output_error.intro", "output_error.upstream", "output_error.delta", "output_error.result",
-                "recursion.per_layer_intro", "recursion.upstream", "recursion.delta",
-                "parameters.intro", "parameters.weights", "parameters.biases", "parameters.per_layer",
-                "minibatch.intro", "minibatch.errors", "minibatch.weights", "minibatch.biases", "minibatch.per_layer",
-                "update.intro", "update.rule", "summary.intro", "summary.sample", "summary.batch", "code.backward",
-                "verification.intro",
-            )
-        },
-        "network_intro": text(
-            "network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
-            hidden_plural="s" if depth != 2 else "",
-        ),
-        "network": _network(derivation, text),
-        "notation": _notation(text, penalty_notation(derivation, text)),
-        "forward": _forward(derivation, text),
-        "loss": _loss(derivation, text),
-        "activations": _activations(derivation, text, numbers["output_error"]),
-        "output_error": {"upstream": output_upstream, "delta": output_delta,
-                         "result": result_equation(sample.results[Q("delta", depth)])},
-        "recursion": recursion,
-        "parameters": parameters,
-        "minibatch": minibatch,
-        "update": update,
-        "picture": network_picture(derivation, text),
-        "language": {"html_lang": text.raw("language.html_lang"), "tex_engine": text.raw("language.tex_engine"),
-                     "tex_preamble": text.raw("language.tex_preamble").strip()},
-        "summary": _summary(derivation),
-        "summary_refs": text("refs.summary", raw={"refs": text.raw("refs.separator").join(
-            text("refs.item", raw={"name": name, "ref": ref}) for name, ref in summary_refs)}),
-        "code": _code(plan, derivation, text),
-        "verification": _verification(report, text, derivation.model.penalty is not None),
-        "passed": report.passed,
-        "hidden_activation": hidden.name if hidden else None,
-        "sizes_latex": [size_latex(LayerRef(l)) for l in range(depth + 1)],
-        "cost_latex": latex(COST),
-        "training": _training(training, derivation, text),
-    }
+        content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text)
+        content["initialisation"] = lambda: initialisation_blocks(training[1], model.spec, text)
+    loss_title = (text.raw(f"loss_title.{model.loss.name}") if model.loss.name in text.catalog.get("loss_title", {})
+                  else model.loss.title) if not model.loss.is_custom else display_name(model.loss)
+    return blocks.Document(
+        title=text("doc.title", depth=depth, plural="s" if depth > 1 else ""),
+        subtitle=text("doc.subtitle", hidden=hidden_names, output=display_name(model.activations[-1]), loss=loss_title),
+        generated=text("doc.generated", version=__version__, command=command, verification_section=numbers["verification"]),
+        contents=text("doc.contents"),
+        version=__version__,
+        html_lang=text.raw("language.html_lang"),
+        tex_preamble=text.raw("language.tex_preamble").strip(),
+        sections=tuple(replace(heads[key], blocks=tuple(content[key]())) for key in keys),
+    )
 
 
 PICTURE_FILE = "network.svg"  # the Markdown document shows the picture from this file beside it
 
 
-def network_picture(derivation: Derivation, text: Text) -> dict:
+def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     """The picture of the network for this format: TikZ for LaTeX, SVG for everything else."""
     from derive import pictures
 
@@ -637,21 +705,14 @@ def network_picture(derivation: Derivation, text: Text) -> dict:
              ("input", "layer", "loss", "units", "forward", "backward", "more_layers")}
     layout = pictures.layout(model.spec.sizes, tuple(a.name for a in model.activations), model.loss.name, words)
     alt = text.raw("picture.alt")
-    return {
-        "caption": text("picture.caption"),
-        "alt": alt,
-        "file": PICTURE_FILE,
-        "tikz": pictures.tikz(layout) if text.fmt == "tex" else None,
-        "svg": pictures.svg(layout, alt) if text.fmt != "tex" else None,
-    }
-
-
-def _training(training: tuple | None, derivation: Derivation, text: Text) -> dict | None:
-    if training is None:
-        return None
-    from derive.present_training import training_context
-
-    return training_context(*training, derivation.model.spec, text)
+    return blocks.Picture(
+        caption=text("picture.caption"),
+        alt=alt,
+        file=PICTURE_FILE,
+        svg=pictures.svg(layout, alt) if text.fmt != "tex" else None,
+        tikz=pictures.tikz(layout) if text.fmt == "tex" else None,
+        label="fig:network",
+    )
 
 
 def code_context(plan: CodePlan, *, title: str, command: str) -> dict:

@@ -99,7 +99,8 @@ def loss_extras(derivation: Derivation, text) -> dict:
         out["notes"].append(text("kinks.parameters", values=loss.parameter_text))
     keys = conventions_used(derivative)
     if keys:
-        out["notes"].append(text("loss_extra.conventions", conventions=" ".join(text(f"kinks.{k}") for k in keys)))
+        conventions = " ".join(text(f"kinks.{k}") for k in keys)  # already in the format: inserted raw
+        out["notes"].append(text("loss_extra.conventions", raw={"conventions": conventions}))
     out["notes"] = [n for n in out["notes"] if n]
     if model.penalty is not None:
         out["penalty"] = penalty_data(derivation, text)
@@ -111,7 +112,7 @@ def penalty_data(derivation: Derivation, text) -> dict:
     strengths = ", ".join(f"${latex(s)} = {number_text(v)}$" for s, v in penalty.strengths.items())
     what = text("loss_extra.weights_biases" if penalty.biases else "loss_extra.weights")
     return {
-        "intro": text("loss_extra.penalty", what=what, strengths=strengths),
+        "intro": text("loss_extra.penalty", raw={"what": what}, strengths=strengths),
         "total": equation(PENALTY, penalty.total()),
         "layer_intro": text("loss_extra.penalty_layer"),
         "layer": equation(LAYER_PENALTY, penalty.layer_penalty(LayerRef.symbolic())),

@@ -1,9 +1,9 @@
-"""Plain data for the training sections of the documents: update rule, optimizer, initialisation.
+"""The training parts of the document: the derived update rule, the optimizer and initialisation sections.
 
 Like `present`, nothing here derives anything: it prints the expressions of `training` and
-`initialisation` with a LaTeX printer that knows the names of `notation`, and takes prose
-from the message catalog (tables `training`, `training_rule`, `optimizer*`, `initialisation`).
-The templates `training_*.md.j2` / `training_*.tex.j2` lay the result out.
+`initialisation` with a LaTeX printer that knows the names of `notation`, takes prose from the
+message catalog (tables `training`, `training_rule`, `optimizer*`, `initialisation`) and arranges
+both into the blocks of `derive.document`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import sympy as sp
 
+from derive import document as blocks
 from derive.backprop import Step
 from derive.catalog.optimizers import choice_text, format_value
 from derive.initialisation import N_IN, N_OUT, Initialisation
@@ -99,57 +100,74 @@ def tlatex(expr: sp.Basic) -> str:
     return TrainingLatexPrinter().doprint(expr)
 
 
-def _step(step: Step, text: Text, figures: dict | None = None) -> dict:
+def _step(step: Step, text: Text, figures: dict | None = None) -> blocks.Step:
     relation = r"\approx" if step.rule in APPROXIMATE_RULES else "="
-    left, right = tlatex(step.lhs), tlatex(step.rhs)
-    return {"text": text(f"training_rule.{step.rule}", **(figures or {})), "lhs": left, "rhs": right,
-            "relation": relation, "latex": f"{left} {relation} {right}", "rule": step.rule}
+    return blocks.Step(text(f"training_rule.{step.rule}", **(figures or {})),
+                       f"{tlatex(step.lhs)} {relation} {tlatex(step.rhs)}")
 
 
-def _steps(steps, text: Text, figures: dict | None = None) -> list[dict]:
-    return [_step(s, text, figures) for s in steps]
+def _steps(steps, text: Text, figures: dict | None = None) -> tuple[blocks.Step, ...]:
+    return tuple(_step(s, text, figures) for s in steps)
 
 
-def _optimizer(training: Training, spec: MLPSpec, text: Text) -> dict:
+def _aligned(steps) -> blocks.Aligned:
+    return blocks.Aligned(tuple(blocks.Row(tlatex(s.lhs), tlatex(s.rhs)) for s in steps))
+
+
+def update_blocks(training: Training, text: Text) -> list:
+    """Gradient descent derived from the proximal model, then SGD and why it is unbiased."""
+    return [
+        blocks.Derivation(_steps(training.update_steps, text), intro=text("training.update_derivation"),
+                          conclusion=text("training.update_result")),
+        blocks.Derivation(_steps(training.minibatch_steps, text), intro=text("training.minibatch_intro"),
+                          conclusion=text("training.minibatch_result")),
+    ]
+
+
+def optimizer_blocks(training: Training, spec: MLPSpec, text: Text) -> list:
+    """The optimizer section: its hyper-parameters and state, the update equations of step t (and
+    with this run's values), and what SymPy derives about it."""
     opt, values = training.optimizer, training.values
     hyper = []
     for h in opt.hypers:
         default = h.torch_default if h.torch_default is not None else h.default
-        symbols = ", ".join(tlatex(s) for s in h.symbols)
-        hyper.append({
-            "name": prose(f"`{h.name}`", text.fmt),
-            "symbol": symbols,
-            "value": format_value(values[h.name]),
-            "torch_default": format_value(default),
-            "meaning": text(f"optimizer_hyper.{h.name}"),
-        })
-    notes = [text("optimizer.momentum_default")] if any(h.torch_default is not None for h in opt.hypers) else []
-    state = [{"name": prose(f"`{s.name}`", text.fmt), "symbol": tlatex(s.symbol), "initial": tlatex(s.initial),
-              "meaning": text(f"optimizer_state.{s.name}")} for s in opt.state]
-    zeros = [tlatex(h.symbols[0]) for h in opt.hypers if h.kind == "real" and values[h.name] == 0]
-    facts = []
-    for fact in training.facts:
-        facts.append({
-            "title": text(f"optimizer_fact.{fact.key}_title"),
-            "steps": _steps(fact.steps, text),
-            "result": text(f"optimizer_fact.{fact.key}_result", **_figures(fact.figures)),
-        })
+        hyper.append((prose(f"`{h.name}`", text.fmt), text.math(", ".join(tlatex(s) for s in h.symbols)),
+                      text.plain(format_value(values[h.name])), text.plain(format_value(default)),
+                      text(f"optimizer_hyper.{h.name}")))
     given = spec.optimizer.name != "sgd" or spec.optimizer.overrides
-    return {
-        "intro": text("optimizer.intro", raw={"title": text.title("optimizer_title", opt.name, opt.title)},
-                      torch_class=opt.torch_class),
-        "chosen": text("optimizer.chosen", choice=choice_text(spec.optimizer)) if given else text("optimizer.chosen_default"),
-        "hyper": hyper,
-        "notes": notes,
-        "state": state,
-        "state_none": text("optimizer.state_none") if not state else None,
-        "equations": [{"lhs": tlatex(s.lhs), "rhs": tlatex(s.rhs)} for s in training.equations],
-        "with_values": None if training.equations_with_values is None else {
-            "text": text("optimizer.with_values", zeros=", ".join(f"${z}$" for z in zeros)),
-            "equations": [{"lhs": tlatex(s.lhs), "rhs": tlatex(s.rhs)} for s in training.equations_with_values],
-        },
-        "facts": facts,
-    }
+    out = [
+        blocks.Paragraph(text("optimizer.intro", raw={"title": text.title("optimizer_title", opt.name, opt.title)},
+                              torch_class=opt.torch_class)),
+        blocks.Paragraph(text("optimizer.chosen", choice=choice_text(spec.optimizer)) if given
+                         else text("optimizer.chosen_default")),
+        blocks.Heading(text("optimizer.hyper_title")),
+        blocks.Table(tuple(text(f"optimizer.{k}") for k in ("name", "symbol", "value", "torch_default", "meaning")),
+                     tuple(hyper), (r"p{0.2\textwidth}", "l", r"p{0.1\textwidth}", r"p{0.1\textwidth}",
+                                    r"p{0.33\textwidth}"), long=True),
+    ]
+    if any(h.torch_default is not None for h in opt.hypers):
+        out.append(blocks.Paragraph(text("optimizer.momentum_default")))
+    out.append(blocks.Heading(text("optimizer.state_title")))
+    if opt.state:
+        state = tuple((prose(f"`{s.name}`", text.fmt), text.math(tlatex(s.symbol)), text.math(tlatex(s.initial)),
+                       text(f"optimizer_state.{s.name}")) for s in opt.state)
+        out.append(blocks.Table(tuple(text(f"optimizer.{k}") for k in ("state_name", "symbol", "initial", "meaning")),
+                                state, ("l", "l", "l", r"p{0.45\textwidth}"), long=True))
+    else:
+        out.append(blocks.Paragraph(text("optimizer.state_none")))
+    out += [blocks.Paragraph(text("optimizer.equations")), _aligned(training.equations)]
+    if training.equations_with_values is not None:
+        zeros = [tlatex(h.symbols[0]) for h in opt.hypers if h.kind == "real" and values[h.name] == 0]
+        out += [blocks.Paragraph(text("optimizer.with_values", zeros=", ".join(f"${z}$" for z in zeros))),
+                _aligned(training.equations_with_values)]
+    out.append(blocks.Paragraph(text("optimizer.derived")))
+    for fact in training.facts:
+        out += [
+            blocks.Heading(text(f"optimizer_fact.{fact.key}_title"), level="subsection"),
+            blocks.Derivation(_steps(fact.steps, text)),
+            blocks.Paragraph(text(f"optimizer_fact.{fact.key}_result", **_figures(fact.figures))),
+        ]
+    return out
 
 
 def _figures(figures: dict) -> dict:
@@ -165,68 +183,44 @@ def _known(scale, text: Text) -> str:
     return text(f"initialisation.known_{scale.known}")
 
 
-def _initialisation(init: Initialisation, spec: MLPSpec, text: Text) -> dict:
-    activations = []
+def initialisation_blocks(init: Initialisation, spec: MLPSpec, text: Text) -> list:
+    """The initialisation section: the variance relations, the scale derived for the input and for
+    each hidden activation, and the variance of every layer of this network."""
+    out = [
+        blocks.Paragraph(text("initialisation.intro")),
+        blocks.Derivation(_steps(init.forward, text), intro=text("initialisation.forward")),
+        blocks.Derivation(_steps(init.backward, text), intro=text("initialisation.backward")),
+        blocks.Derivation(_steps(init.conditions, text), intro=text("initialisation.conditions")),
+        blocks.Paragraph(text("initialisation.depends")),
+        blocks.Heading(text("initialisation.input_title"), level="subsection"),
+        blocks.Derivation(_steps(init.input_steps, text)),
+        blocks.Paragraph(text("initialisation.result", variance=tlatex(init.input_steps[-1].rhs), raw={
+            "known": text(f"initialisation.known_{init.layers[0].known}") if init.layers[0].known else ""})),
+    ]
     for scale in init.activations:
         figures = scale.figures
-        notes = []
+        out += [
+            blocks.Heading(text("initialisation.activation_title", name=scale.activation.name), level="subsection"),
+            blocks.Derivation(_steps(scale.steps, text, figures)),
+            blocks.Paragraph(text("initialisation.result", variance=tlatex(scale.variance),
+                                  raw={"known": _known(scale, text)})),  # already in the format
+        ]
         if scale.method == "linearisation":
-            notes.append(text("initialisation.linear_note", **figures))
+            out.append(blocks.Paragraph(text("initialisation.linear_note", **figures)))
             if "offset" in figures:
-                notes.append(text("initialisation.offset_note", **figures))
+                out.append(blocks.Paragraph(text("initialisation.offset_note", **figures)))
         if scale.method == "quadrature":
-            notes.append(text("initialisation.quadrature_note"))
-        activations.append({
-            "name": scale.activation.name,
-            "title": text("initialisation.activation_title", name=scale.activation.name),
-            "steps": _steps(scale.steps, text, figures),
-            "result": text("initialisation.result", variance=tlatex(scale.variance), known=_known(scale, text)),
-            "notes": notes,
-        })
+            out.append(blocks.Paragraph(text("initialisation.quadrature_note")))
     sizes = {size(LayerRef(l)): n for l, n in enumerate(spec.sizes)}
-    layers = []
+    rows = []
     for layer in init.layers:
         value = layer.variance.xreplace(sizes)
-        layers.append({
-            "layer": str(layer.layer),
-            "source": text("initialisation.input_source") if layer.source == "input" else layer.source,
-            "variance": tlatex(layer.variance),
-            "value": f"{float(value):.4g}",
-            "std": f"{float(sp.sqrt(value)):.4g}",
-        })
-    return {
-        "forward": _steps(init.forward, text),
-        "backward": _steps(init.backward, text),
-        "conditions": _steps(init.conditions, text),
-        "input": _steps(init.input_steps, text),
-        "input_result": text("initialisation.result", variance=tlatex(init.input_steps[-1].rhs),
-                             known=text(f"initialisation.known_{init.layers[0].known}") if init.layers[0].known else ""),
-        "activations": activations,
-        "layers": layers,
-    }
-
-
-LABELS = (
-    "training.update_derivation", "training.update_result", "training.minibatch_intro", "training.minibatch_result",
-    "optimizer.hyper_title", "optimizer.name", "optimizer.symbol", "optimizer.value", "optimizer.torch_default",
-    "optimizer.meaning", "optimizer.state_title", "optimizer.state_name", "optimizer.initial", "optimizer.equations",
-    "optimizer.derived",
-    "initialisation.intro", "initialisation.forward", "initialisation.backward", "initialisation.conditions",
-    "initialisation.depends", "initialisation.input_title", "initialisation.table_intro",
-    "initialisation.layer", "initialisation.source", "initialisation.variance", "initialisation.value",
-    "initialisation.std",
-)
-
-
-def training_context(training: Training, init: Initialisation, spec: MLPSpec, text: Text) -> dict:
-    """Everything the training fragments of derivation.md.j2 / .tex.j2 need, as plain data."""
-    return {
-        "t": {key: text(key) for key in LABELS},
-        "update_steps": _steps(training.update_steps, text),
-        "minibatch_steps": _steps(training.minibatch_steps, text),
-        "optimizer": _optimizer(training, spec, text),
-        "initialisation": _initialisation(init, spec, text),
-    }
+        source = text("initialisation.input_source") if layer.source == "input" else text.plain(layer.source)
+        rows.append((str(layer.layer), source, text.math(tlatex(layer.variance), display=True), f"{float(value):.4g}",
+                     f"{float(sp.sqrt(value)):.4g}"))
+    header = tuple(text(f"initialisation.{k}") for k in ("layer", "source", "variance", "value", "std"))
+    return out + [blocks.Paragraph(text("initialisation.table_intro")),
+                  blocks.Table(header, tuple(rows), ("r", "l", "c", "c", "c"))]
 
 
 def verification_paragraphs(report: Report, text: Text) -> list[str]:
@@ -284,4 +278,5 @@ def training_json(training: Training, init: Initialisation) -> dict:
     }
 
 
-__all__ = ["training_context", "training_json", "verification_paragraphs", "tlatex"]
+__all__ = ["initialisation_blocks", "optimizer_blocks", "training_json", "update_blocks",
+           "verification_paragraphs", "tlatex"]

@@ -89,9 +89,18 @@ def _mathml():
     return mathml
 
 
+def _env(template: str) -> jinja2.Environment:
+    return TEX_ENV if template.endswith(".tex.j2") else HTML_ENV if template.endswith(".html.j2") else TEXT_ENV
+
+
 def render(template: str, context: dict) -> str:
-    env = TEX_ENV if template.endswith(".tex.j2") else HTML_ENV if template.endswith(".html.j2") else TEXT_ENV
-    return env.get_template(template).render(**context)
+    return _env(template).get_template(template).render(**context)
+
+
+def template_module(template: str, context: dict):
+    """The template rendered with `context` as a module: str() of it is the rendered text, and its
+    macros can be called on their own (the notebook renders the Markdown section by section)."""
+    return _env(template).get_template(template).make_module(context)
 
 
 def check_writable(directory: Path) -> None:

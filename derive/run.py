@@ -17,11 +17,12 @@ from derive.codegen import CodePlan, plan_code
 from derive.codegen_training import code_context as training_code_context
 from derive.codegen_training import plan_training
 from derive.derivation import Derivation, assemble, derive_minibatch, derive_sample
+from derive.document import Document
 from derive.initialisation import Initialisation, derive_initialisation
 from derive.errors import DeriveError, VerificationFailed
 from derive.model import build_model
-from derive.present import PICTURE_FILE, code_context, document_context, json_document
-from derive.render import render, write_files
+from derive.present import PICTURE_FILE, build_document, code_context, json_document
+from derive.render import render, template_module, write_files
 from derive.catalog.optimizers import choice_text
 from derive.spec import DEFAULT_LANGUAGE, MLPSpec, NetSpec, OptimizerChoice, default_sizes
 from derive.present_training import training_json
@@ -147,30 +148,32 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()
-    contexts: dict[str, dict] = {}
+    documents: dict[str, Document] = {}
 
-    def context(fmt: str) -> dict:
-        if fmt not in contexts:
-            contexts[fmt] = document_context(derivation, report, plan, command=command, fmt=fmt, lang=spec.lang,
-                                             training=(training, initialisation))
-        return contexts[fmt]
+    def doc(fmt: str) -> Document:
+        if fmt not in documents:
+            documents[fmt] = build_document(derivation, report, plan, command=command, fmt=fmt, lang=spec.lang,
+                                            training=(training, initialisation))
+        return documents[fmt]
 
     # LaTeX and JSON are printed in a second process while this one prints the Markdown
     side = Background(_tex_and_json, derivation, report, plan, command, spec, training, initialisation)
+    if "md" in spec.formats or "ipynb" in spec.formats:
+        markdown = template_module("derivation.md.j2", {"doc": doc("md")})
     if "md" in spec.formats:
-        files[FILE_NAMES["md"]] = render("derivation.md.j2", context("md")).encode()
-        files[PICTURE_FILE] = context("md")["picture"]["svg"].encode()
-    tex, document = side.result()
+        files[FILE_NAMES["md"]] = str(markdown).encode()
+        files[PICTURE_FILE] = doc("md").picture.svg.encode()
+    tex, json_bytes = side.result()
     if "tex" in spec.formats:
         files[FILE_NAMES["tex"]] = tex.encode()
-    if document is not None:
-        files[FILE_NAMES["json"]] = document
+    if json_bytes is not None:
+        files[FILE_NAMES["json"]] = json_bytes
     if "html" in spec.formats:
-        files[FILE_NAMES["html"]] = render("derivation.html.j2", context("html")).encode()
+        files[FILE_NAMES["html"]] = render("derivation.html.j2", {"doc": doc("html")}).encode()
     if "ipynb" in spec.formats:
         from derive.notebook import notebook
 
-        files[FILE_NAMES["ipynb"]] = notebook(context("md"), render("derivation.md.j2", context("md")), source, spec)
+        files[FILE_NAMES["ipynb"]] = notebook(doc("md"), markdown, source, spec)
     if "pdf" in spec.formats and compile_pdf:
         from derive.typeset import compile_pdf as compile_tex
 
@@ -180,16 +183,16 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
 
 def _tex_and_json(derivation, report, plan, command, spec, training, initialisation) -> tuple[str | None, bytes | None]:
     """derivation.tex (also the source of the PDF) and derivation.json, as requested."""
-    tex = document = None
+    tex = json_bytes = None
     if "tex" in spec.formats or "pdf" in spec.formats:
-        context = document_context(derivation, report, plan, command=command, fmt="tex", lang=spec.lang,
-                                   training=(training, initialisation))
-        tex = render("derivation.tex.j2", context)
+        doc = build_document(derivation, report, plan, command=command, fmt="tex", lang=spec.lang,
+                             training=(training, initialisation))
+        tex = render("derivation.tex.j2", {"doc": doc})
     if "json" in spec.formats:
         data = json_document(derivation, report, command=command)
         data["training"] = training_json(training, initialisation)
-        document = (json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
-    return tex, document
+        json_bytes = (json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
+    return tex, json_bytes
 
 
 def generate_and_write(spec: MLPSpec, out: Path) -> tuple[Outcome, list[Path]]:

@@ -38,7 +38,9 @@ NO_TEX = shutil.which("pdflatex") is None and not os.environ.get("DERIVE_REQUIRE
 
 
 @pytest.mark.skipif(NO_TEX, reason="pdflatex is not installed (CI installs TeX Live and sets DERIVE_REQUIRE_TEX)")
-@pytest.mark.parametrize("config", [(2, "relu", "ce", "momentum:dampening=0.1"), (2, "sigmoid", "mse", "adamw")])
+# leaky_relu: an activation name with an underscore, written in the initialisation table
+@pytest.mark.parametrize("config", [(2, "relu", "ce", "momentum:dampening=0.1"), (2, "sigmoid", "mse", "adamw"),
+                                    (2, "leaky_relu", "mse", "sgd")])
 def test_training_sections_compile_with_pdflatex(tmp_path, config):
     layers, act, loss, optimizer = config
     tex = generate(make_spec(layers, act, None, loss, None, "tex", optimizer=optimizer)).files["derivation.tex"]

@@ -1,0 +1,161 @@
+"""The document as plain data: one structure that every format's template walks.
+
+Markdown, LaTeX, HTML and the notebook are the same sections in the same order, so a section (or a
+paragraph of one) cannot exist in one format and not in another. The presenters (`present`,
+`present_training`) build a `Document` once per format, because prose and cross-references are
+written differently in each (a LaTeX \\ref, a Markdown link, MathML in HTML); each template then
+only lays the blocks out, with one macro per block kind, and holds no mathematics and no prose.
+
+Blocks hold strings and tuples only: prose already converted for the format, formulas as LaTeX
+(the HTML template turns them into MathML), code as plain lines. The set of kinds is small and
+general, so that every layer kind contributes its section data from the same blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+    kind: str = field(default="paragraph", init=False)
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A heading inside a section. `level` "paragraph" is a run-in bold heading (LaTeX \\paragraph),
+    which may have a `detail` after the bold title and a `text` that runs on after it; "subsection"
+    is an unnumbered subsection."""
+
+    title: str
+    detail: str = ""
+    text: str = ""
+    level: str = "paragraph"
+    kind: str = field(default="heading", init=False)
+
+
+@dataclass(frozen=True)
+class Equation:
+    """One displayed formula; `label` is the LaTeX label that later text cites (eq:bp1)."""
+
+    latex: str
+    label: str | None = None
+    boxed: bool = False
+    kind: str = field(default="equation", init=False)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of an aligned display: lhs = rhs, with an optional tag such as BP1."""
+
+    lhs: str
+    rhs: str
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """Equations aligned at their = signs; `boxed` frames them (the summary)."""
+
+    rows: tuple[Row, ...]
+    boxed: bool = False
+    kind: str = field(default="aligned", init=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a derivation: the rule that justifies it, in words, and the equation it gives."""
+
+    text: str
+    latex: str
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """Steps from a starting equation to a result: an `intro` sentence before them, and a
+    `conclusion` that, when there is one, closes the derivation's paragraph."""
+
+    steps: tuple[Step, ...]
+    intro: str = ""
+    conclusion: str = ""
+    kind: str = field(default="derivation", init=False)
+
+
+@dataclass(frozen=True)
+class Table:
+    """`columns` is the column layout in LaTeX's notation (l, r, c, p{width}; HTML right-aligns the
+    r columns); a `long` table may break across pages."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    columns: str
+    long: bool = False
+    kind: str = field(default="table", init=False)
+
+
+@dataclass(frozen=True)
+class Code:
+    """Program text, line by line, exactly as it is to be shown (the templates escape it)."""
+
+    lines: tuple[str, ...]
+    language: str = "python"
+    kind: str = field(default="code", init=False)
+
+
+@dataclass(frozen=True)
+class ItemList:
+    """A bulleted list; `intro` is the sentence that leads into it, when the list completes it."""
+
+    items: tuple[str, ...]
+    intro: str = ""
+    kind: str = field(default="list", init=False)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """The picture in both drawings: SVG (Markdown shows it from `file`, HTML inline) and TikZ."""
+
+    caption: str
+    alt: str
+    file: str
+    svg: str | None
+    tikz: str | None
+    label: str
+    kind: str = field(default="picture", init=False)
+
+
+Block = Paragraph | Heading | Equation | Aligned | Derivation | Table | Code | ItemList | Picture
+
+
+@dataclass(frozen=True)
+class Section:
+    """A numbered section: `anchor` is the id of its heading in Markdown and HTML, `label` its
+    LaTeX label."""
+
+    key: str
+    number: int
+    title: str
+    anchor: str
+    label: str
+    blocks: tuple[Block, ...] = ()
+
+
+@dataclass(frozen=True)
+class Document:
+    title: str
+    subtitle: str
+    generated: str
+    contents: str  # the word that heads the list of sections
+    version: str
+    html_lang: str
+    tex_preamble: str
+    sections: tuple[Section, ...]
+
+    def section(self, key: str) -> Section:
+        return next(s for s in self.sections if s.key == key)
+
+    @property
+    def picture(self) -> Picture | None:
+        return next((b for s in self.sections for b in s.blocks if isinstance(b, Picture)), None)

@@ -1,0 +1,141 @@
+"""One document in every format: the same sections in the same order, and every in-page link lands.
+
+The formats are rendered from one structure (derive/document.py); these tests read the written files
+of every gallery entry, so a section that one template drops, or a link to an anchor that no heading
+has, fails here whichever template or presenter caused it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from derive.present import anchor
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRIES = sorted(p for p in (ROOT / "outputs").iterdir() if (p / "derivation.md").is_file())
+_TEX_ESCAPES = {r"\_": "_", r"\&": "&", r"\%": "%", r"\#": "#", r"\{": "{", r"\}": "}"}
+
+
+def markdown_sections(text: str) -> list[tuple[str, str]]:
+    return re.findall(r"(?m)^## (\d+)\. (.+)$", text)
+
+
+def html_sections(page: str) -> list[tuple[str, str]]:
+    return [(n, html.unescape(re.sub(r"<[^>]+>", "", title)))
+            for n, title in re.findall(r'<h2 id="[^"]*">(\d+)\. (.*?)</h2>', page)]
+
+
+def tex_sections(tex: str) -> list[tuple[str, str]]:
+    titles = re.findall(r"\\section\{(.+?)\}\\label\{sec:", tex)
+    for escaped, plain in _TEX_ESCAPES.items():
+        titles = [t.replace(escaped, plain) for t in titles]
+    return [(str(n), title) for n, title in enumerate(titles, start=1)]
+
+
+def markdown_anchors(text: str) -> set[str]:
+    """The ids GitHub gives the headings (outside code blocks)."""
+    text = re.sub(r"(?ms)^```.*?^```", "", text)
+    return {anchor(title) for title in re.findall(r"(?m)^#{1,6} (.+)$", text)}
+
+
+@pytest.fixture(scope="module", params=ENTRIES, ids=lambda p: p.name)
+def entry(request) -> Path:
+    return request.param
+
+
+def test_the_gallery_has_entries_in_every_format():
+    formats = {f.suffix for p in ENTRIES for f in p.glob("derivation.*")}
+    assert len(ENTRIES) >= 9 and {".md", ".tex", ".html", ".ipynb"} <= formats
+
+
+def test_every_format_has_the_same_sections_in_the_same_order(entry):
+    expected = markdown_sections((entry / "derivation.md").read_text())
+    assert len(expected) >= 13 and [int(n) for n, _ in expected] == list(range(1, len(expected) + 1))
+    assert tex_sections((entry / "derivation.tex").read_text()) == expected
+    page = entry / "derivation.html"
+    if page.is_file():
+        assert html_sections(page.read_text()) == expected
+        md_anchors = [anchor(f"{n}. {title}") for n, title in expected]
+        assert re.findall(r'<h2 id="([^"]*)">', page.read_text()) == md_anchors  # the same ids as on GitHub
+    notebook = entry / "derivation.ipynb"
+    if notebook.is_file():
+        cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "markdown"]
+        headings = [re.match(r"## (\d+)\. (.+)", c).groups() for c in cells if c.startswith("## ")]
+        assert headings[:len(expected)] == expected  # then the notebook's own sections: model, check, training
+
+
+def test_every_markdown_link_resolves(entry):
+    text = (entry / "derivation.md").read_text()
+    anchors = markdown_anchors(text)
+    links = re.findall(r"\]\(#([^)]*)\)", text)
+    assert links, "the contents list links to every section"
+    assert sorted(set(links) - anchors) == []
+
+
+def test_every_html_link_resolves(entry):
+    page = entry / "derivation.html"
+    if not page.is_file():
+        pytest.skip("no web page in this gallery entry")
+    text = page.read_text()
+    ids = re.findall(r'\sid="([^"]+)"', text)
+    assert len(ids) == len(set(ids)), "an id used twice"
+    links = re.findall(r'href="#([^"]*)"', text)
+    assert len(links) >= 13 and sorted(set(links) - set(ids)) == []
+
+
+def test_every_latex_reference_has_its_label(entry):
+    tex = (entry / "derivation.tex").read_text()
+    labels = re.findall(r"\\label\{([^}]+)\}", tex)
+    assert len(labels) == len(set(labels)), "a label defined twice"
+    refs = re.findall(r"\\ref\{([^}]+)\}", tex)
+    assert refs and sorted(set(refs) - set(labels)) == []
+
+
+def test_the_checks_can_fail():
+    """The extractors find what they look for, and a dangling link or a missing section shows."""
+    md = "# T\n\n**Contents:** [1. A b](#1-a-b) · [2. C](#2-c)\n\n## 1. A b\n\ntext\n\n## 2. C\n"
+    assert markdown_sections(md) == [("1", "A b"), ("2", "C")]
+    assert {"1-a-b", "2-c"} <= markdown_anchors(md) and "3-d" not in markdown_anchors(md)
+    page = '<h2 id="1-a-b">1. A b</h2>\n<h2 id="2-c">2. <em>C</em></h2>'
+    assert html_sections(page) == [("1", "A b"), ("2", "C")]
+    tex = r"\section{A b}\label{sec:a}" + "\n" + r"\section{C\_d}\label{sec:c}"
+    assert tex_sections(tex) == [("1", "A b"), ("2", "C_d")]
+
+
+def _skeleton(value, key: str = ""):
+    """A block with its prose and formulas blanked out: what must not depend on the format."""
+    if isinstance(value, dict):
+        return {k: _skeleton(v, k) for k, v in value.items() if k not in ("svg", "tikz")}
+    if isinstance(value, (list, tuple)):
+        return [_skeleton(v) for v in value]
+    if isinstance(value, str) and key not in ("kind", "level", "label", "tag", "anchor", "key"):
+        return bool(value)
+    return value
+
+
+@pytest.mark.parametrize("config", [((3, "relu,tanh", None, "mse"), {"l2": "0.01"}),
+                                    ((2, "tanh", "softmax", "ce"), {"optimizer": "adam", "lang": "zh"})],
+                         ids=["mixed-penalty", "softmax-adam-zh"])
+def test_every_format_is_built_from_one_structure(config):
+    """The documents the presenters build for Markdown, LaTeX and HTML differ only in their strings."""
+    from dataclasses import asdict
+
+    from derive.codegen import plan_code
+    from derive.model import make_spec
+    from derive.present import build_document
+    from derive.run import generate
+
+    args, options = config
+    outcome = generate(make_spec(*args, formats="md", **options))
+    plan = plan_code(outcome.derivation)
+    shapes = [_skeleton(asdict(build_document(outcome.derivation, outcome.report, plan, command="derive", fmt=fmt,
+                                        lang=outcome.spec.lang, training=(outcome.training, outcome.initialisation))))
+              for fmt in ("md", "tex", "html")]
+    assert shapes[0] == shapes[1] == shapes[2]
+    keys = [s["key"] for s in shapes[0]["sections"]]
+    assert keys[9:12] == ["update_rule", "optimizer", "initialisation"] and len(keys) == 15
