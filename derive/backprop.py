@@ -234,7 +234,8 @@ def gradient_through(uses: list[tuple[Node, int, Flow]], batch: bool, *, named: 
     lhs = entry_of(target_q.gradient, q, s)
     steps = [step for _, _, flow in uses for step in flow.steps]
     if named:
-        steps.append(Step(lhs, sp.Derivative(_cost_symbol(batch), target), "definition_delta"))
+        rule = "definition_delta" if target_q.gradient.kind == "delta" else "definition_gradient"
+        steps.append(Step(lhs, sp.Derivative(_cost_symbol(batch), target), rule))
     paths = []
     for node, k, flow in uses:
         grad_out = node.output.gradient.batched(batch)

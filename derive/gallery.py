@@ -10,7 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from derive.model import make_spec
+from dataclasses import replace
+
+from derive.model import make_net_spec, make_spec
 from derive.run import FILE_NAMES, generate
 from derive.spec import FORMATS
 from derive.render import write_files
@@ -35,8 +37,18 @@ CONFIGURATIONS = [
 ]
 
 
+# network files (derive net), by their path in the repository
+NETWORKS = [
+    ("examples/residual_mlp.toml", {"formats": EVERY_FORMAT}),
+]
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def gallery_specs():
-    return [make_spec(layers, act, out, loss, **options) for layers, act, out, loss, options in CONFIGURATIONS]
+    specs = [make_spec(layers, act, out, loss, **options) for layers, act, out, loss, options in CONFIGURATIONS]
+    for path, options in NETWORKS:  # read from the repository, shown by the path a user types there
+        specs.append(replace(make_net_spec(str(ROOT / path), **options), path=path))
+    return specs
 
 
 def stale_files(root: Path) -> list[str]:

@@ -315,7 +315,8 @@ def svg(pic: Picture, title: str) -> str:
     return "\n".join(out) + "\n"
 
 
-TIKZ_SCALE = 0.028  # cm per abstract unit: the default picture fits the text width of an A4 page
+TIKZ_SCALE = 0.028  # cm per abstract unit
+TEXT_WIDTH_CM = 16.4  # the text width of the document's A4 page (2.3 cm margins): wider pictures shrink to it
 
 
 def tikz(pic: Picture) -> str:
@@ -350,4 +351,6 @@ def tikz(pic: Picture) -> str:
         size = r"\footnotesize " if t.size == "small" else ""
         out.append(rf"\node[anchor={anchors[t.anchor]},text={colours[t.colour]},inner sep=0pt] at {p(t.x, t.y)} {{{size}{t.label.tex}}};")
     out.append(r"\end{tikzpicture}")
+    if pic.width * TIKZ_SCALE > TEXT_WIDTH_CM:  # scaled as a whole, lettering included, to the text width
+        out = [r"\resizebox{\linewidth}{!}{%", *out, "}"]
     return "\n".join(out) + "\n"

@@ -35,6 +35,7 @@ from derive.present_functions import (
 )
 from derive.printing import latex
 from derive.rewrite import logistic_as_tanh
+from derive.spec import NetSpec
 from derive.verify import Report
 
 LOCALE_DIR = Path(__file__).parent / "locale"
@@ -170,10 +171,10 @@ def _aligned(equations: list[dict], boxed: bool = False, tags: list[str] | None 
 def _network(derivation: Derivation, text: Text, picture: blocks.Picture) -> list:
     model = derivation.model
     depth = model.depth
-    rows = [("0", str(model.spec.sizes[0]), text("network.input"), "")]
+    rows = [("0", str(model.sizes[0]), text("network.input"), "")]
     for layer in range(1, depth + 1):
         act = model.activations[layer - 1]
-        rows.append((str(layer), str(model.spec.sizes[layer]), prose(display_name(act), text.fmt),
+        rows.append((str(layer), str(model.sizes[layer]), prose(display_name(act), text.fmt),
                      text.math(_activation_formula(act, layer)["latex"])))
     header = tuple(text(f"network.{key}") for key in ("layer", "units", "activation", "function"))
     return [
@@ -294,7 +295,8 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
     activations = derivation.model.activations
     out = [blocks.Paragraph(text("activations.intro"))]
     for d in derivation.activation_derivatives:
-        layers = [n + 1 for n, a in enumerate(activations) if a == d.activation]
+        layers = [node.layer.number for node in derivation.model.network.layers
+                  if getattr(node.kind, "activation", None) == d.activation]
         extras = activation_extras(d, text)
         title = text.title("activation_title", d.activation.name, d.activation.title)
         out += [
@@ -678,7 +680,7 @@ def build_document(
         from derive.present_training import initialisation_blocks, optimizer_blocks
 
         content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text)
-        content["initialisation"] = lambda: initialisation_blocks(training[1], model.spec, text)
+        content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text)
     loss_title = (text.raw(f"loss_title.{model.loss.name}") if model.loss.name in text.catalog.get("loss_title", {})
                   else model.loss.title) if not model.loss.is_custom else display_name(model.loss)
     return blocks.Document(
@@ -703,7 +705,7 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     model = derivation.model
     words = {key: text.raw(f"picture.{key}") for key in
              ("input", "layer", "loss", "units", "forward", "backward", "more_layers")}
-    layout = pictures.layout(model.spec.sizes, tuple(a.name for a in model.activations), model.loss.name, words)
+    layout = pictures.layout(model.sizes, tuple(a.name for a in model.activations), model.loss.name, words)
     alt = text.raw("picture.alt")
     return blocks.Picture(
         caption=text("picture.caption"),
@@ -793,6 +795,22 @@ def _labelled(p, prefix: str = "") -> dict[str, tuple[list | None, Result | None
     return {prefix + key.label: (p.steps.get(key), p.results.get(key)) for key in keys}
 
 
+def _spec_json(model) -> dict:
+    """What was derived: an MLP's options, or a network file's layers (with the file's text)."""
+    spec = model.spec
+    if isinstance(spec, NetSpec):
+        return {"architecture": "network", "file": spec.path, "input": spec.input_units,
+                "layers": [{"kind": layer.kind, **dict(layer.options), "name": layer.name, "input": layer.input,
+                            "from": layer.skip, "activation": layer.activation} for layer in spec.layers],
+                "loss": spec.loss, "sizes": list(model.sizes), "l2": spec.l2, "l1": spec.l1,
+                "penalise_bias": spec.penalise_bias,
+                "nodes": [{"kind": node.kind.name, "output": node.output.label, "inputs": [q.label for q in node.inputs],
+                           "parameters": [p.label for p in node.parameters]} for node in model.network.layers]}
+    return {"architecture": "mlp", "layers": spec.layers, "activations": list(spec.activations),
+            "loss": spec.loss, "sizes": list(spec.sizes),
+            "l2": spec.l2, "l1": spec.l1, "penalise_bias": spec.penalise_bias}
+
+
 def json_document(derivation: Derivation, report: Report, *, command: str) -> dict:
     """derivation.json: the spec, every step (LaTeX and SymPy `srepr` of each side), the final
     formulas, the activation derivatives and the verification figures. The spec is what was derived,
@@ -804,9 +822,7 @@ def json_document(derivation: Derivation, report: Report, *, command: str) -> di
     return {
         "tool": {"name": "derive", "version": __version__},
         "command": command,
-        "spec": {"architecture": "mlp", "layers": spec.layers, "activations": list(spec.activations),
-                 "loss": spec.loss, "sizes": list(spec.sizes),
-                 "l2": spec.l2, "l1": spec.l1, "penalise_bias": spec.penalise_bias},
+        "spec": _spec_json(derivation.model),
         "functions": function_json(derivation),
         "notes": {
             "sympy": "Each 'sympy' field is sympy.srepr of the expression: sympy.sympify(text) rebuilds it; "

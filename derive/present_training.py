@@ -183,7 +183,7 @@ def _known(scale, text: Text) -> str:
     return text(f"initialisation.known_{scale.known}")
 
 
-def initialisation_blocks(init: Initialisation, spec: MLPSpec, text: Text) -> list:
+def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], text: Text) -> list:
     """The initialisation section: the variance relations, the scale derived for the input and for
     each hidden activation, and the variance of every layer of this network."""
     out = [
@@ -211,12 +211,13 @@ def initialisation_blocks(init: Initialisation, spec: MLPSpec, text: Text) -> li
                 out.append(blocks.Paragraph(text("initialisation.offset_note", **figures)))
         if scale.method == "quadrature":
             out.append(blocks.Paragraph(text("initialisation.quadrature_note")))
-    sizes = {size(LayerRef(l)): n for l, n in enumerate(spec.sizes)}
+    sizes = {size(LayerRef(l)): n for l, n in enumerate(network_sizes)}
     rows = []
     for layer in init.layers:
         value = layer.variance.xreplace(sizes)
         source = text("initialisation.input_source") if layer.source == "input" else text.plain(layer.source)
-        rows.append((str(layer.layer), source, text.math(tlatex(layer.variance), display=True), f"{float(value):.4g}",
+        weight = str(layer.layer) if layer.weight.kind == "W" else f"{layer.layer} ({text.math(layer.weight.latex())})"
+        rows.append((weight, source, text.math(tlatex(layer.variance), display=True), f"{float(value):.4g}",
                      f"{float(sp.sqrt(value)):.4g}"))
     header = tuple(text(f"initialisation.{k}") for k in ("layer", "source", "variance", "value", "std"))
     return out + [blocks.Paragraph(text("initialisation.table_intro")),

@@ -152,8 +152,8 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
 
     def doc(fmt: str) -> Document:
         if fmt not in documents:
-            documents[fmt] = build_document(derivation, report, plan, command=command, fmt=fmt, lang=spec.lang,
-                                            training=(training, initialisation))
+            documents[fmt] = document_builder(model)(derivation, report, plan, command=command, fmt=fmt,
+                                                     lang=spec.lang, training=(training, initialisation))
         return documents[fmt]
 
     # LaTeX and JSON are printed in a second process while this one prints the Markdown
@@ -181,12 +181,22 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     return Outcome(spec, derivation, report, files, time.perf_counter() - start, training, initialisation)
 
 
+def document_builder(model):
+    """The MLP's document for a chain of dense layers (the backward recursion of a general layer l and
+    the four equations of backpropagation), the graph's document for any other network."""
+    if model.is_chain:
+        return build_document
+    from derive.present_graph import build_graph_document
+
+    return build_graph_document
+
+
 def _tex_and_json(derivation, report, plan, command, spec, training, initialisation) -> tuple[str | None, bytes | None]:
     """derivation.tex (also the source of the PDF) and derivation.json, as requested."""
     tex = json_bytes = None
     if "tex" in spec.formats or "pdf" in spec.formats:
-        doc = build_document(derivation, report, plan, command=command, fmt="tex", lang=spec.lang,
-                             training=(training, initialisation))
+        doc = document_builder(derivation.model)(derivation, report, plan, command=command, fmt="tex",
+                                                 lang=spec.lang, training=(training, initialisation))
         tex = render("derivation.tex.j2", {"doc": doc})
     if "json" in spec.formats:
         data = json_document(derivation, report, command=command)

@@ -45,7 +45,7 @@ activation = "identity"
 
 
 def outcome_for(path: str):
-    return generate(replace(make_net_spec(path), formats=("py",)))
+    return generate(replace(make_net_spec(path), formats=("md", "tex", "py", "json")))
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,7 @@ NETWORK = {
 @pytest.fixture(scope="module")
 def outcome():
     spec = parse_network(NETWORK, "toy.toml", text="(in the test)")
-    return generate(replace(spec, formats=("py",)))
+    return generate(replace(spec, formats=("md", "tex", "py", "json", "html")))
 
 
 def test_the_kind_is_derived_with_einsum_where_no_matrix_form_fits(outcome):
@@ -98,3 +98,18 @@ def test_generated_code_runs_and_calls_einsum(outcome):
     assert params["T2"].shape == (3, 4, 4)
     grads = module.gradients(params, np.ones((3, 5)), np.zeros((2, 5)))
     assert grads["T2"].shape == (3, 4, 4)
+
+
+def test_documents_show_the_kind_its_derivation_and_its_einsum(outcome):
+    import json
+
+    markdown = outcome.files["derivation.md"].decode()
+    assert "bilinear" in markdown  # the kind's own name, as the catalog has no words for it
+    assert r"\operatorname{einsum}" in markdown  # the formula with no matrix product, and its notation row
+    assert "T^{(2)}_{ijk}" in markdown  # its forward rule at index level
+    tex = outcome.files["derivation.tex"].decode()
+    assert r"\begin{document}" in tex and "bilinear" in tex
+    data = json.loads(outcome.files["derivation.json"])
+    assert [n["kind"] for n in data["spec"]["nodes"]] == ["dense", "activation", "bilinear", "activation", "dense",
+                                                           "activation"]
+    assert "steps" in data and data["verification"]["passed"]
