@@ -22,7 +22,7 @@ from derive.layers import Node, entry_of
 from derive.matrixform import entries_agree, to_matrix_form
 from derive.notation import BATCH_COST, BATCH_SIZE, COST, LEARNING_RATE, LayerRef, Q, Quantity, index, sample_index
 from derive.nonsmooth import kink_convention
-from derive.regularisation import Penalty, gradient_steps
+from derive.layers.penalty import Penalty, gradient_steps
 from derive.rewrite import targets_sum_to_one, tidy
 
 
@@ -134,7 +134,8 @@ def chain_rule_paths(lhs: sp.Expr, paths: list[Path], target: sp.Indexed) -> tup
     results, kronecker = [], False
     for path in paths:
         local_symbol = sp.Derivative(path.output.base[path.out_indices], target)
-        raw = sp.diff(path.entry(*path.out_indices), target)
+        rule = fresh_dummies(path.entry(*path.out_indices), set(target.indices) | set(path.out_indices))
+        raw = sp.diff(rule, target)
         steps.append(Step(local_symbol, raw, "local_derivative"))
         local = factor_delta(collapse(raw))
         if local != raw:
@@ -151,6 +152,24 @@ def chain_rule_paths(lhs: sp.Expr, paths: list[Path], target: sp.Indexed) -> tup
     result = sp.Add(*results)
     steps.append(Step(lhs, result, "kronecker_collapse" if kronecker else "substitute_local"))
     return steps, result
+
+
+def fresh_dummies(expr: sp.Expr, taken: set) -> sp.Expr:
+    """`expr` with every summation index that is also in `taken` renamed (j → j′): SymPy
+    differentiates Σ_q W_iq a_q with respect to a_q wrongly when q is also the free index of the
+    target (sympy#21891), so a kind's rule never sums over a letter the derivation uses."""
+    clashes = {}
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Sum):
+            for limit in node.limits:
+                i = limit[0]
+                if i in taken and i not in clashes:
+                    name = str(i.label) + "'"
+                    while any(str(t.label) == name for t in taken if isinstance(t, sp.Idx)):
+                        name += "'"
+                    clashes[i] = sp.Idx(sp.Symbol(name, integer=True), (i.lower, i.upper)) if isinstance(i, sp.Idx) \
+                        else sp.Symbol(name, integer=True)
+    return expr.xreplace(clashes) if clashes else expr
 
 
 def _factored(expr: sp.Expr) -> sp.Expr:
@@ -313,8 +332,9 @@ def parameter_gradients(node: Node, batch: bool, penalty: Penalty | None = None)
             _indices(i, t),
             target,
         )
-        if penalty is not None and penalty.covers(param.kind):
-            steps, value = gradient_steps(penalty, param, target, steps, value, batch, Step)
+        if penalty is not None and penalty.covers(param):
+            axes = [(p, node.kind.parameter_axes(node, p)) for p in node.parameters]
+            steps, value = gradient_steps(penalty, param, target, steps, value, batch, Step, axes)
         matrix_lhs = sp.Derivative(cost, param.symbol)
         result = _result(param.gradient.kind, node.layer, lhs, value, free, matrix_lhs)
         steps.append(Step(matrix_lhs, result.matrix_rhs, "matrix_form", matrix=True))

@@ -17,7 +17,7 @@ from derive.errors import DeriveError
 from derive.layers import Dense, LossKind, Node, activation_kind
 from derive.network import Network
 from derive.notation import LayerRef, Q
-from derive.regularisation import Penalty
+from derive.layers.penalty import Penalty
 from derive.spec import (
     MLPSpec,
     NetSpec,
@@ -127,7 +127,7 @@ class Model:
     network: Network
     activations: tuple[Activation, ...]  # of the activation nodes, in forward order (MLP: layer 1 … L)
     loss: Loss
-    penalty: Penalty | None = None  # --l2 / --l1 (see `regularisation`)
+    penalty: Penalty | None = None  # --l2 / --l1 (see `layers.penalty`)
 
     @property
     def depth(self) -> int:

@@ -12,7 +12,7 @@ from functools import cached_property
 
 from derive.layers import Node
 from derive.notation import LayerRef, Q, Quantity
-from derive.regularisation import Penalty
+from derive.layers.penalty import Penalty
 
 INPUT = Q("a", 0)
 

@@ -3,7 +3,7 @@ derivative, the readable or branch-by-branch form, the kinks and their conventio
 named constants), the loss (its derivative, kink conventions, targets) and the penalty.
 
 Like `present`, nothing here derives anything: it prints what `rewrite`, `nonsmooth` and
-`regularisation` computed and takes prose from the message catalog.
+`layers.penalty` computed and takes prose from the message catalog.
 """
 
 from __future__ import annotations

@@ -216,7 +216,7 @@ def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) ->
         cost += rule.xreplace({s: (sym if symbolic else num)[k] for s, k in keys.items()})
     if model.penalty is not None:
         terms = [model.penalty.term((sym if symbolic else num)[(param.label, idx)])
-                 for node, param in _parameters(model) if model.penalty.covers(param.kind)
+                 for node, param in _parameters(model) if model.penalty.covers(param)
                  for idx in _parameter_entries(node, param, width)]
         cost += sp.Add(*terms).xreplace(model.penalty.strengths)
     return Expanded(cost, params, inputs)

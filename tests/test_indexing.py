@@ -65,3 +65,16 @@ def test_distributes_to_reach_a_kronecker_delta_inside_a_factor():
     expr = sp.Sum(g[i] * a[i] * (sp.KroneckerDelta(i, q) - a[q]), (i, i.lower, i.upper))
     out = collapse(expr)
     assert out == g[q] * a[q] - a[q] * sp.Sum(g[i] * a[i], (i, i.lower, i.upper))
+
+
+def test_a_rule_summing_over_the_target_letter_is_renamed_before_differentiating():
+    """sympy#21891: d/da_q of Σ_q W_iq a_q gives Σ_q W_iq (wrong); the engine renames the dummy."""
+    from derive.backprop import fresh_dummies
+
+    l, prev = LayerRef(2), LayerRef(1)
+    i, q = index("i", l), index("q", prev)
+    W, a = Q("W", 2).base, Q("a", 1).base
+    rule = sp.Sum(W[i, q] * a[q], (q, q.lower, q.upper))
+    assert sp.diff(rule, a[q]) != W[i, q]  # SymPy's own answer, wrong
+    renamed = fresh_dummies(rule, {q})
+    assert collapse(sp.diff(renamed, a[q])) == W[i, q]

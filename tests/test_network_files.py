@@ -110,3 +110,11 @@ def test_residual_example_builds_a_graph_with_a_skip():
     a1 = next(node.output for node in network.layers if node.output.label == "a_1")
     assert len(network.consumers[a1]) == 2 and network.named_gradient(a1)
     assert network.sizes == (4, 6, 6, 6, 3)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_network_file_builds(path):
+    model = build_model(make_net_spec(str(path)))
+    assert model.network.layers
+    if path.name.startswith("mlp"):
+        assert model.is_chain  # a printed MLP file gives the MLP's document

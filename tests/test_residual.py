@@ -133,3 +133,15 @@ def test_generated_model_trains(residual):
     params = module.init_params(module.SIZES, rng)
     history = module.train(params, X, Y, epochs=60, batch_size=32, rng=rng, quiet=True, lr=0.05)
     assert history["loss"][-1] < 0.35 * history["loss"][0]
+
+
+def test_a_penalty_covers_the_projection_like_any_weight(tmp_path):
+    from derive.notation import L2_STRENGTH
+
+    path = tmp_path / "penalised.toml"
+    path.write_text(PROJECTED.replace('loss = "mse"', 'loss = "mse"\nl2 = 0.01'))
+    outcome = outcome_for(str(path))
+    assert outcome.report.passed and outcome.report.check("symbolic").ran
+    gradient = outcome.derivation.batch.results[Q("grad_P", 3)].matrix_rhs
+    assert gradient.has(L2_STRENGTH) and gradient.has(Q("P", 3).symbol)
+    assert not outcome.derivation.batch.results[Q("grad_b", 2)].matrix_rhs.has(L2_STRENGTH)  # biases are not

@@ -18,7 +18,7 @@ from derive.notation import BATCH_SIZE, PENALTY, Q, Quantity, sample_index
 @dataclass(frozen=True)
 class LossKind(LayerKind):
     loss: Loss
-    regularised: bool = False  # the cost of a sample also holds the penalty R (see `regularisation`)
+    regularised: bool = False  # the cost of a sample also holds the penalty R (see `layers.penalty`)
 
     name = "loss"
     output_kind = "cost"

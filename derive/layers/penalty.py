@@ -1,4 +1,9 @@
-"""Weight penalties (--l2 λ₂, --l1 λ₁, --penalise-bias), derived like everything else.
+"""Weight penalties (--l2 λ₂, --l1 λ₁, --penalise-bias): the cost term R, a local rule over each
+parameter's own entries, derived like everything else.
+
+Unlike the node kinds of this package, the penalty reads no activation: it adds to the cost a sum
+over the entries of every weight (a parameter of rank ≥ 2: W, a projection P, a kernel) and, with
+--penalise-bias, of every vector parameter. Its gradient is added to each covered parameter's.
 
 The penalty is R = Σ_l R⁽ˡ⁾ with R⁽ˡ⁾ = Σ_i Σ_j ((λ₂/2) (W⁽ˡ⁾_ij)² + λ₁ |W⁽ˡ⁾_ij|) (and the same
 over b⁽ˡ⁾ when biases are penalised). Normalisation, stated once and used by the documents, the
@@ -75,8 +80,9 @@ class Penalty:
     def has_l1(self) -> bool:
         return self.l1 is not None
 
-    def covers(self, kind: str) -> bool:
-        return kind == "W" or (kind == "b" and self.biases)
+    def covers(self, param: Quantity) -> bool:
+        """Weights (parameters of rank ≥ 2) always; vectors (biases) with --penalise-bias."""
+        return param.rank >= 2 or self.biases
 
     def term(self, entry: sp.Expr) -> sp.Expr:
         """The penalty of one parameter entry."""
@@ -87,17 +93,22 @@ class Penalty:
             out += L1_STRENGTH * sp.Abs(entry)
         return out
 
-    def layer_penalty(self, layer: LayerRef) -> sp.Expr:
-        """R⁽ˡ⁾ at index level: (λ₂/2) Σ_i Σ_j W_ij² + λ₁ Σ_i Σ_j |W_ij| (and the same over b_i)."""
-        i, j = index("i", layer), index("j", layer.shifted(-1))
-        W, b = Q("W", layer).base, Q("b", layer).base
+    def layer_penalty(self, layer: LayerRef, parameters: list[tuple[Quantity, tuple[LayerRef, ...]]] | None = None
+                      ) -> sp.Expr:
+        """R⁽ˡ⁾ at index level over the covered parameters of a node (each with the layers its axes run
+        over); by default a dense layer's: (λ₂/2) Σ_i Σ_j W_ij² + λ₁ Σ_i Σ_j |W_ij| (and over b_i)."""
+        if parameters is None:
+            parameters = [(Q("W", layer), (layer, layer.shifted(-1))), (Q("b", layer), (layer,))]
         out = sp.S.Zero
         for strength, scale, power in ((self.l2, L2_STRENGTH / 2, lambda x: x**2), (self.l1, L1_STRENGTH, sp.Abs)):
             if strength is None:
                 continue
-            out += scale * sp.Sum(power(W[i, j]), (j, j.lower, j.upper), (i, i.lower, i.upper))
-            if self.biases:
-                out += scale * sp.Sum(power(b[i]), (i, i.lower, i.upper))
+            for param, axes in parameters:
+                if not self.covers(param):
+                    continue
+                indices = [index(name, ref) for name, ref in zip("ijkl", axes)]
+                limits = [(i, i.lower, i.upper) for i in reversed(indices)]
+                out += scale * sp.Sum(power(param.base[tuple(indices)]), *limits)
         return out
 
     def total(self) -> sp.Expr:
@@ -109,7 +120,7 @@ class Penalty:
         """R in matrix form over the given parameters of the network, for the generated loss."""
         out = sp.S.Zero
         for param in parameters:
-            if self.covers(param.kind):
+            if self.covers(param):
                 out += self.term_matrix(param.symbol)
         return out
 
@@ -123,7 +134,7 @@ class Penalty:
 
 
 def gradient_steps(penalty: Penalty, param: Quantity, target: sp.Indexed, data_steps: list, data_value: sp.Expr,
-                   batch: bool, step_type) -> tuple[list, sp.Expr]:
+                   batch: bool, step_type, parameters: list | None = None) -> tuple[list, sp.Expr]:
     """∂C/∂θ = ∂C_data/∂θ + ∂R/∂θ: the data steps (already derived through the layer's outputs) and
     the penalty's own derivative, differentiated by SymPy from R⁽ˡ⁾ and collapsed.
 
@@ -133,7 +144,7 @@ def gradient_steps(penalty: Penalty, param: Quantity, target: sp.Indexed, data_s
     lhs, data_lhs, penalty_lhs = (sp.Derivative(c, target) for c in (total, data, PENALTY))
     steps = [step_type(lhs, data_lhs + penalty_lhs, "penalty_split")]
     steps += [_relabel(step, lhs, data_lhs, step_type) for step in data_steps]
-    layer_penalty = penalty.layer_penalty(param.layer)
+    layer_penalty = penalty.layer_penalty(param.layer, parameters)
     steps.append(step_type(penalty_lhs, sp.Derivative(layer_penalty, target), "penalty_definition"))
     raw = sp.diff(layer_penalty, target)
     steps.append(step_type(penalty_lhs, raw, "differentiate"))
