@@ -31,6 +31,26 @@ def assume_sizes(facts: Mapping[sp.Symbol, sp.Expr]) -> Iterator[None]:
         _SIZE_FACTS.reset(token)
 
 
+class Iverson(sp.Function):
+    """[P]: 1 where the condition P on index values holds, else 0 (the Iverson bracket). A guard of
+    the index calculus (a collapse over indices of other ranges, a stride's divisibility) is written
+    as this factor rather than as a Piecewise, which SymPy's sums would fold into every term; with
+    concrete indices it evaluates to 1 or 0."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, condition):
+        if condition is sp.true:
+            return sp.S.One
+        if condition is sp.false:
+            return sp.S.Zero
+        return None
+
+    def _derive_latex(self, printer, **_):
+        return rf"\left[{printer._print(self.args[0])}\right]"
+
+
 def _known(expr: sp.Basic) -> sp.Basic:
     facts = _SIZE_FACTS.get()
     return expr.xreplace(facts) if facts else expr
@@ -80,6 +100,13 @@ def is_index_guard(condition: sp.Basic) -> bool:
 
 
 def _discharge(expr: sp.Basic) -> sp.Basic:
+    if isinstance(expr, Iverson):
+        condition = expr.args[0]
+        if holds_over_index_ranges(condition):
+            return sp.S.One
+        if isinstance(condition, sp.core.relational.Relational) and holds_over_index_ranges(condition.negated):
+            return sp.S.Zero
+        return expr
     if not isinstance(expr, sp.Piecewise):
         return expr
     if not all(is_index_guard(condition) for _, condition in expr.args):
@@ -200,7 +227,7 @@ def _collapse_affine(factors, delta: sp.KroneckerDelta, i: sp.Idx, lo: sp.Expr, 
             conditions.append(bound)
     if not conditions:
         return rest
-    return sp.Piecewise((rest, sp.And(*conditions)), (0, True))
+    return Iverson(sp.And(*conditions)) * rest
 
 
 def _limit_index(limit) -> sp.Idx:
@@ -210,22 +237,38 @@ def _limit_index(limit) -> sp.Idx:
 def _collapse_sum(expr: sp.Basic) -> sp.Basic:
     if not isinstance(expr, sp.Sum):
         return expr
-    if len(expr.limits) > 1:  # nest, innermost first
-        inner = _collapse_sum(sp.Sum(expr.function, expr.limits[0]))
-        return _collapse_sum(sp.Sum(inner, *expr.limits[1:])) if len(expr.limits) > 2 else _collapse_sum(
-            sp.Sum(inner, expr.limits[1])
-        )
+    if len(expr.limits) == 1:
+        return _collapse_one(expr)
+    if expr.function.is_Add:  # term by term: each may collapse on another index
+        return sp.Add(*[_collapse_sum(sp.Sum(term, *expr.limits)) for term in expr.function.args])
+    # several limits: collapse the innermost that a Kronecker delta removes, then the rest (SymPy
+    # merges nested sums into one with several limits, so a sum that stays is left as it is)
+    for k, limit in enumerate(expr.limits):
+        one = _collapse_one(sp.Sum(expr.function, limit))
+        if not _sums_over(one, limit[0]):
+            rest = expr.limits[:k] + expr.limits[k + 1:]
+            return _collapse_sum(sp.Sum(one, *rest))
+    return expr
+
+
+def _sums_over(expr: sp.Basic, i: sp.Basic) -> bool:
+    return any(i in (limit[0] for limit in s.limits) for s in expr.atoms(sp.Sum))
+
+
+def _collapse_one(expr: sp.Sum) -> sp.Basic:
     (i, lo, hi) = expr.limits[0]
     f = expr.function
     if f == 0:
         return sp.S.Zero
     if f.is_Add:
-        return sp.Add(*[_collapse_sum(sp.Sum(term, (i, lo, hi))) for term in f.args])
+        return sp.Add(*[_collapse_one(sp.Sum(term, (i, lo, hi))) for term in f.args])
     if not f.has(i):
         return f * (hi - lo + 1)
     factors = sp.Mul.make_args(_common_delta(f))  # Sum() folds a factored δ back into a Piecewise
     if any(g.is_Add and g.has(sp.KroneckerDelta) for g in factors):
-        return _collapse_sum(sp.Sum(sp.expand_mul(f), (i, lo, hi)))  # distribute to reach the δ
+        distributed = sp.expand_mul(f)
+        if distributed != f:
+            return _collapse_one(sp.Sum(distributed, (i, lo, hi)))  # distribute to reach the δ
     for factor in factors:
         if isinstance(factor, sp.KroneckerDelta) and i in factor.args:
             other = factor.args[1] if factor.args[0] == i else factor.args[0]

@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 
 from derive import notation
-from derive.indexing import free_indices
+from derive.indexing import Iverson, free_indices
 
 
 from derive.ops import (  # noqa: E402 - the operations recognised here
@@ -332,6 +332,10 @@ def evaluate_index_form(expr: sp.Basic, values: Mapping, env: Mapping) -> sp.Exp
         for v in range(int(evaluate_index_form(lo, values, env)), int(evaluate_index_form(hi, values, env)) + 1):
             total += evaluate_index_form(inner, values, {**env, i: v})
         return total
+    if expr.is_Mul:  # a guard that is 0 here: the other factors may name entries that do not exist
+        guards = [a for a in expr.args if isinstance(a, Iverson)]
+        if any(evaluate_index_form(g, values, env) == 0 for g in guards):
+            return sp.S.Zero
     args = [evaluate_index_form(a, values, env) for a in expr.args]
     if expr.is_Add:
         return sp.Add(*args)

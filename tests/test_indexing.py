@@ -21,7 +21,10 @@ def test_collapse_over_a_different_range_keeps_the_range_as_a_guard():
     i, q = index("i", LayerRef(2)), index("q", LayerRef(1))
     x = Q("a", 2).base
     expr = sp.Sum(sp.KroneckerDelta(i, q) * x[i], (i, i.lower, i.upper))
-    assert collapse(expr) == sp.Piecewise((x[q], q <= i.upper), (0, True))
+    from derive.indexing import Iverson
+
+    assert collapse(expr) == Iverson(q <= i.upper) * x[q]
+    assert collapse(expr).xreplace({q: 0}) == x[0]  # with concrete indices the guard evaluates
 
 
 def test_collapse_over_equal_sizes_needs_no_guard():
@@ -78,3 +81,39 @@ def test_a_rule_summing_over_the_target_letter_is_renamed_before_differentiating
     assert sp.diff(rule, a[q]) != W[i, q]  # SymPy's own answer, wrong
     renamed = fresh_dummies(rule, {q})
     assert collapse(sp.diff(renamed, a[q])) == W[i, q]
+
+
+def test_convolution_with_stride_and_padding_collapses_to_the_scatter_form():
+    """z[f,i,j] = Σ_c Σ_p Σ_q K[f,c,p,q] a[c, 2i+p−1, 2j+q−1] with zero padding 1 (a guard on the
+    input's range): ∂/∂a[c,u,v] keeps the sum over the outputs whose windows hold (u, v), and the
+    guards say which; the padding guard itself holds for every input index and is discharged."""
+    from derive.indexing import Iverson
+
+    def I(name, hi):  # noqa: E743
+        return sp.Idx(sp.Symbol(name, integer=True), (0, hi - 1))
+
+    C0, H0, W0, F, H1, W1 = sp.symbols("c_0 h_0 w_0 c_1 h_1 w_1", integer=True, positive=True)
+    a, K, d = sp.IndexedBase("a_0"), sp.IndexedBase("K_1"), sp.IndexedBase("delta_1")
+    f, i, j, c = I("f", F), I("i", H1), I("j", W1), I("c", C0)
+    p, q = I("p", 3), I("q", 3)
+    r, t = 2 * i + p - 1, 2 * j + q - 1
+    z = sp.Sum(Iverson(sp.And(r >= 0, r <= H0 - 1, t >= 0, t <= W0 - 1)) * K[f, c, p, q] * a[c, r, t],
+               (c, 0, C0 - 1), (p, 0, 2), (q, 0, 2))
+    c2, u, v = I("c2", C0), I("u", H0), I("v", W0)
+    grad = collapse(sp.Sum(d[f, i, j] * collapse(sp.diff(z, a[c2, u, v])), (f, 0, F - 1), (i, 0, H1 - 1), (j, 0, W1 - 1)))
+    assert not grad.has(sp.KroneckerDelta) and grad.has(K[f, c2, u + 1 - 2 * i, v + 1 - 2 * j])
+    # against the definition at concrete sizes: a 5×5 input, 3×3 output, loops over every entry
+    import random
+
+    rng = random.Random(0)
+    sizes = {C0: 2, H0: 5, W0: 5, F: 2, H1: 3, W1: 3}
+    Kv = {(ff, cc, pp, qq): rng.randint(-5, 5) for ff in range(2) for cc in range(2) for pp in range(3) for qq in range(3)}
+    dv = {(ff, ii, jj): rng.randint(-5, 5) for ff in range(2) for ii in range(3) for jj in range(3)}
+    for cc, uu, vv in [(0, 0, 0), (1, 2, 3), (0, 4, 4), (1, 1, 0)]:
+        expected = sum(Kv[ff, cc, pp, qq] * dv[ff, ii, jj] for ff in range(2) for ii in range(3) for jj in range(3)
+                       for pp in range(3) for qq in range(3) if 2 * ii + pp - 1 == uu and 2 * jj + qq - 1 == vv)
+        from derive.matrixform import evaluate_index_form
+
+        values = {("K_1", k): sp.Integer(v_) for k, v_ in Kv.items()} | {("delta_1", k): sp.Integer(v_) for k, v_ in dv.items()}
+        value = evaluate_index_form(grad, values, {**sizes, c2: cc, u: uu, v: vv})
+        assert value == expected
