@@ -20,7 +20,7 @@ import sympy as sp
 from derive.indexing import collapse, factor_delta, factor_piecewise, transform
 from derive.layers import Node, entry_of
 from derive.matrixform import entries_agree, to_matrix_form
-from derive.notation import BATCH_COST, BATCH_SIZE, COST, LEARNING_RATE, LayerRef, Q, Quantity, index, sample_index
+from derive.notation import BATCH_COST, BATCH_SIZE, COST, LEARNING_RATE, Axis, LayerRef, Q, Quantity, index, sample_index
 from derive.nonsmooth import kink_convention
 from derive.layers.penalty import Penalty, gradient_steps
 from derive.rewrite import targets_sum_to_one, tidy
@@ -78,10 +78,6 @@ class Flow:
     @property
     def named(self) -> bool:
         return self.value is None
-
-
-def _indices(unit: sp.Idx, sample: sp.Idx | None) -> tuple[sp.Idx, ...]:
-    return (unit,) if sample is None else (unit, sample)
 
 
 def _sum_over(expr: sp.Expr, indices: Sequence[sp.Idx]) -> sp.Expr:
@@ -195,10 +191,10 @@ def _cost_symbol(batch: bool) -> sp.Symbol:
 
 
 def loss_gradient(node: Node, batch: bool) -> tuple[list[Step], Flow, Result]:
-    """∂C/∂a⁽ᴸ⁾_q: differentiate the cost of a sample (or the summed cost of a minibatch)."""
+    """∂C/∂a⁽ᴸ⁾ entry by entry: differentiate the cost of a sample (or the summed cost of a minibatch)."""
     loss = node.kind
     a = node.inputs[0]
-    q = index("q", a.layer)
+    q = node.in_indices(0, "target")
     s = sample_index("s") if batch else None
     target = entry_of(a, q, s)
     if batch:
@@ -210,9 +206,10 @@ def loss_gradient(node: Node, batch: bool) -> tuple[list[Step], Flow, Result]:
         lhs = sp.Derivative(COST, target)
     # the penalty R does not depend on the outputs, so only the data term is differentiated (and
     # with all sums as one, which keeps SymPy from folding a piecewise loss out of its sum)
-    i = index("i", a.layer)
-    data = sp.Sum(loss.per_unit(node, i, t), (i, i.lower, i.upper), (t, t.lower, t.upper)) if batch else \
-        sp.Sum(loss.per_unit(node, i, None), (i, i.lower, i.upper))
+    i = node.in_indices(0, "out")
+    summed = (*i, t) if batch else i  # the units innermost, then the samples
+    data = sp.Sum(loss.per_unit(node, i if len(i) > 1 else i[0], t if batch else None),
+                  *[(x, x.lower, x.upper) for x in summed])
     raw = sp.diff(data, target)
     steps = [Step(lhs, sp.Derivative(cost, target), "definition_loss"), Step(lhs, raw, "differentiate")]
     value = collapse(raw)
@@ -225,13 +222,19 @@ def loss_gradient(node: Node, batch: bool) -> tuple[list[Step], Flow, Result]:
     if tidied != value:
         value = tidied
         steps.append(Step(lhs, value, "algebra"))
-
-    def upstream(unit, sample=None):
-        return value.xreplace({q: unit, **({s: sample} if batch else {})})
-
+    free = (*q, s) if batch else q
     grad = a.gradient.batched(batch)
-    result = _result("grad_a", a.layer, lhs, value, _indices(q, s), grad.symbol)
-    return steps, Flow(upstream, from_loss=True), result
+    result = _result("grad_a", a.layer, lhs, value, free, grad.symbol)
+    return steps, Flow(_substitution(value, free), from_loss=True), result
+
+
+def _substitution(value: sp.Expr, free: tuple[sp.Idx, ...]) -> Callable[..., sp.Expr]:
+    """`value`, an expression in the indices `free`, as a function of the indices it is wanted at."""
+
+    def at(*indices):
+        return value.xreplace(dict(zip(free, indices)))
+
+    return at
 
 
 def gradient_through(uses: list[tuple[Node, int, Flow]], batch: bool, *, named: bool,
@@ -246,7 +249,7 @@ def gradient_through(uses: list[tuple[Node, int, Flow]], batch: bool, *, named: 
     """
     node, k, _ = uses[0]
     target_q = node.inputs[k]
-    q = index("q", target_q.layer)
+    q = node.in_indices(k, "target")
     s = sample_index("s") if batch else None
     t = sample_index("t") if batch else None
     target = entry_of(target_q, q, s)
@@ -258,9 +261,8 @@ def gradient_through(uses: list[tuple[Node, int, Flow]], batch: bool, *, named: 
     paths = []
     for node, k, flow in uses:
         grad_out = node.output.gradient.batched(batch)
-        paths.append(Path(lambda *idx, base=grad_out.base: base[idx], node.out(batch),
-                          lambda unit, sample=None, node=node: node.entry(unit, sample),
-                          _indices(node.out_index("i"), t),
+        paths.append(Path(lambda *idx, base=grad_out.base: base[idx], node.out(batch), _entry_of_node(node, batch),
+                          _with_sample(node.out_indices("out"), t),
                           lambda e, node=node: node.readable(e, t if batch else None)))
     chain_steps, value = chain_rule_paths(lhs, paths, target)
     steps += chain_steps
@@ -295,23 +297,42 @@ def named_gradient(quantity: Quantity, steps: list[Step], value: sp.Expr, lhs: s
 
 def inline_flow(steps: list[Step], value: sp.Expr, lhs: sp.Indexed, batch: bool) -> Flow:
     """An unnamed ∂C/∂u: its value as a function of the entry's indices, for substitution."""
-    q, s = (lhs.indices[0], lhs.indices[1]) if batch else (lhs.indices[0], None)
+    return Flow(_substitution(value, tuple(lhs.indices)), tuple(steps))
 
-    def upstream(unit, sample=None):
-        return value.xreplace({q: unit, **({s: sample} if batch else {})})
 
-    return Flow(upstream, tuple(steps))
+def _with_sample(indices: tuple[sp.Idx, ...], sample: sp.Idx | None) -> tuple[sp.Idx, ...]:
+    return indices if sample is None else (*indices, sample)
+
+
+def _entry_of_node(node: Node, batch: bool) -> Callable[..., sp.Expr]:
+    """The node's rule as a function of its output indices (and the sample index, per minibatch)."""
+    rank = len(node.out_axes)
+
+    def entry(*indices):
+        return node.call_entry(indices[:rank], indices[rank] if batch else None)
+
+    return entry
+
+
+PARAMETER_LETTERS = "pqrogh"  # indices of a parameter's entry (never s, t: the samples; nor i, j, k)
 
 
 def _parameter_indices(node: Node, param: Quantity) -> tuple[sp.Idx, ...]:
-    """Fresh indices p, q, … over a parameter's axes (never a summation letter: see sympy#21891)."""
-    return tuple(index(name, layer) for name, layer in zip("pqrs", node.kind.parameter_axes(node, param)))
+    """Fresh indices p, q, … over a parameter's axes, distinct from its node's output indices (never
+    a summation letter of the rule either: see `fresh_dummies` and sympy#21891)."""
+    taken = {str(i.label) for i in node.out_indices("out")}
+    letters = [c for c in PARAMETER_LETTERS if c not in taken]
+    return tuple(axis.index(letter) for letter, axis in zip(letters, parameter_axes(node, param)))
+
+
+def parameter_axes(node: Node, param: Quantity) -> tuple[Axis, ...]:
+    """A parameter's axes; a kind may give them as layers (an axis of units each)."""
+    return tuple(a if isinstance(a, Axis) else Axis("n", a) for a in node.kind.parameter_axes(node, param))
 
 
 def parameter_gradients(node: Node, batch: bool, penalty: Penalty | None = None) -> list[tuple[Quantity, list[Step], Result]]:
     """∂C/∂θ for every parameter θ of the node from its named error (per minibatch: the mean over
     its samples), plus the derivative of the penalty for the parameters it covers."""
-    i = node.out_index("i")
     t = sample_index("t") if batch else None
     delta = node.output.gradient.batched(batch)
     cost = BATCH_COST if batch else COST
@@ -324,14 +345,8 @@ def parameter_gradients(node: Node, batch: bool, penalty: Penalty | None = None)
         free = _parameter_indices(node, param)
         target = param.base[free]
         lhs = sp.Derivative(cost, target)
-        steps, value = chain_rule(
-            lhs,
-            upstream,
-            node.out(batch),
-            lambda unit, sample=None: node.entry(unit, sample),
-            _indices(i, t),
-            target,
-        )
+        steps, value = chain_rule(lhs, upstream, node.out(batch), _entry_of_node(node, batch),
+                                  _with_sample(node.out_indices("out"), t), target)
         if penalty is not None and penalty.covers(param):
             axes = [(p, node.kind.parameter_axes(node, p)) for p in node.parameters]
             steps, value = gradient_steps(penalty, param, target, steps, value, batch, Step, axes)
@@ -354,11 +369,11 @@ def update_rule(gradients: list[tuple[Quantity, Result]]) -> list[Step]:
 
 def forward_result(node: Node, batch: bool) -> Result:
     """A node's output entry by entry and in matrix form."""
-    i = node.out_index("i")
+    i = node.out_indices("out")
     s = sample_index("s") if batch else None
     out = node.out(batch)
-    return _result(node.output.kind, node.layer, entry_of(node.output, i, s), node.entry(i, s), _indices(i, s),
-                   out.symbol)
+    return _result(node.output.kind, node.layer, entry_of(node.output, i, s), node.call_entry(i, s),
+                   _with_sample(i, s), out.symbol)
 
 
 def loss_equation(node: Node, batch: bool) -> Result:

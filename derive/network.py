@@ -50,6 +50,15 @@ class Network:
         """The quantity the loss reads."""
         return self.loss_node.inputs[0]
 
+    @property
+    def input_axes(self):
+        """The axes of the input x, as the nodes that read it see them."""
+        for node in self.nodes:
+            for k, q in enumerate(node.inputs):
+                if q == INPUT:
+                    return node.in_axes[k]
+        raise ValueError("no node reads the input")
+
     @cached_property
     def producers(self) -> dict[Quantity, Node]:
         return {node.output: node for node in self.layers}

@@ -262,6 +262,49 @@ def size(layer_ref: LayerRef) -> sp.Symbol:
     return sp.Symbol(f"n_{layer_ref.tag()}", integer=True, positive=True)
 
 
+@cache
+def axis_size(role: str, layer_ref: LayerRef) -> sp.Symbol:
+    """The size of one axis of a layer's output: n_l (units), c_l (channels), h_l (rows), w_l (columns)."""
+    return size(layer_ref) if role == "n" else sp.Symbol(f"{role}_{layer_ref.tag()}", integer=True, positive=True)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of a quantity: a layer's units (role "n"), channels ("c"), rows ("h") or columns
+    ("w"), sized by that layer, or a fixed extent (a kernel's rows: role "kh", extent 3)."""
+
+    role: str
+    layer: LayerRef | None = None
+    extent: int | None = None
+
+    @property
+    def size(self) -> sp.Expr:
+        return sp.Integer(self.extent) if self.extent is not None else axis_size(self.role, self.layer)
+
+    def index(self, letter: str) -> sp.Idx:
+        return sp.Idx(sp.Symbol(letter, integer=True), (0, self.size - 1))
+
+
+# the letters of the indices of an entry, by what it is for and by the role of its axis; rank-1
+# quantities keep the letters of the MLP (zᵢ = Σⱼ Wᵢⱼ aⱼ, ∂C/∂a_q, ∂C/∂W_pq)
+_LETTERS = {
+    "out": {"n": "i", "c": "f", "h": "i", "w": "j"},
+    "target": {"n": "q", "c": "c", "h": "u", "w": "v"},
+}
+
+
+def axis_indices(axes: tuple[Axis, ...], purpose: str) -> tuple[sp.Idx, ...]:
+    """Indices over `axes`: "out" for the entry of a node's output that a chain-rule sum runs over,
+    "target" for the entry a derivative is taken with respect to."""
+    letters = _LETTERS[purpose]
+    return tuple(axis.index(letters.get(axis.role, axis.role[0])) for axis in axes)
+
+
+def units_axes(layer_ref: LayerRef) -> tuple[Axis, ...]:
+    """The axes of a vector of units (every quantity of an MLP)."""
+    return (Axis("n", layer_ref),)
+
+
 def size_latex(layer_ref: LayerRef) -> str:
     return f"n_{{{layer_ref.latex()}}}"
 

@@ -26,6 +26,7 @@ import sympy as sp
 
 from derive.derivation import Derivation
 from derive.indexing import transform
+from derive.backprop import parameter_axes
 from derive.layers import Node
 from derive.matrixform import evaluate_index_form
 from derive.model import Model
@@ -73,9 +74,17 @@ def _parameters(model: Model) -> list[tuple[Node, Quantity]]:
     return [(node, p) for node in model.network.layers for p in node.parameters]
 
 
-def _parameter_entries(node: Node, param: Quantity, width: int) -> list[tuple[int, ...]]:
-    axes = node.kind.parameter_axes(node, param)
-    return list(np.ndindex(*([width] * len(axes))))
+def _extent(axis, env: dict) -> int:
+    return int(axis.size.xreplace(env))
+
+
+def _axis_entries(axes, env: dict) -> list[tuple[int, ...]]:
+    """Every index tuple of a quantity with these axes, at the concrete sizes of `env`."""
+    return list(np.ndindex(*[_extent(a, env) for a in axes]))
+
+
+def _parameter_entries(node: Node, param: Quantity, env: dict) -> list[tuple[int, ...]]:
+    return _axis_entries(parameter_axes(node, param), env)
 
 
 def _random_point(model: Model, width: int, samples: int, rng: random.Random) -> dict:
@@ -83,18 +92,22 @@ def _random_point(model: Model, width: int, samples: int, rng: random.Random) ->
 
     Per node, row by row: the row's entries of its vector parameters (biases, drawn as k/11), then
     of its matrices (weights, k/8)."""
+    env = _concrete_sizes(model, width, None)
+    network = model.network
+    inputs, outputs = _axis_entries(network.input_axes, env), _axis_entries(network.loss_node.in_axes[0], env)
     values = {}
     for s in range(samples):
-        for j in range(width):
-            values[("a_0", (j,)) if samples == 1 else ("A_0", (j, s))] = sp.Rational(rng.randint(-9, 9), 7)
-        for i, y in enumerate(_targets(model, width, rng)):
-            values[("y", (i,)) if samples == 1 else ("Y", (i, s))] = y
-    for node in model.network.layers:
-        params = sorted(node.parameters, key=lambda p: len(node.kind.parameter_axes(node, p)))
+        for j in inputs:
+            values[("a_0", j) if samples == 1 else ("A_0", (*j, s))] = sp.Rational(rng.randint(-9, 9), 7)
+        for i, y in zip(outputs, _targets(model, len(outputs), rng)):
+            values[("y", i) if samples == 1 else ("Y", (*i, s))] = y
+    for node in network.layers:
+        params = sorted(node.parameters, key=lambda p: len(parameter_axes(node, p)))
         weights = node.kind.weights(node)
-        for row in range(width):
+        rows = max((_extent(parameter_axes(node, p)[0], env) for p in params), default=0)
+        for row in range(rows):
             for param in params:
-                for idx in _parameter_entries(node, param, width):
+                for idx in _parameter_entries(node, param, env):
                     if idx[0] == row:
                         values[(param.label, idx)] = sp.Rational(rng.randint(-9, 9), 8 if param in weights else 11)
     return values
@@ -110,8 +123,13 @@ def _targets(model: Model, n: int, rng: random.Random) -> list[sp.Rational]:
 
 
 def _concrete_sizes(model: Model, width: int, samples: int | None) -> dict:
-    """Concrete values for the symbols of the formulas: sizes, batch size, penalty strengths."""
+    """Concrete values for the symbols of the formulas: every axis `width` long (the layers' sizes),
+    the batch size, the penalty strengths."""
     env = {size(LayerRef(l)): width for l in range(model.depth + 1)}
+    for node in model.network.layers:
+        axes = [*node.out_axes, *(a for group in node.in_axes for a in group),
+                *(a for p in node.parameters for a in parameter_axes(node, p))]
+        env.update({a.size: width for a in axes if a.extent is None})
     if samples is not None:
         env[BATCH_SIZE] = samples
     if model.penalty is not None:
@@ -191,17 +209,17 @@ def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) ->
     sym, num, params = dict(values), dict(values), {}
     if symbolic:
         for node, param in _parameters(model):
-            for idx in _parameter_entries(node, param, width):
+            for idx in _parameter_entries(node, param, env):
                 params[(param.label, idx)] = sym[(param.label, idx)] = sp.Symbol(
                     f"{param.label}_{'_'.join(map(str, idx))}", real=True)
     inputs = []
     for node in model.network.layers:
         activation = getattr(node.kind, "activation", None)
-        for i in range(width):
-            rule, keys = _local_rule(node.entry(sp.Integer(i), None), env)
-            key = (node.output.label, (i,))
+        for i in _axis_entries(node.out_axes, env):
+            rule, keys = _local_rule(node.call_entry(tuple(map(sp.Integer, i)), None), env)
+            key = (node.output.label, i)
             if activation is not None and not activation.is_vector:
-                inputs.append((activation, num[(node.inputs[0].label, (i,))]))
+                inputs.append((activation, num[(node.inputs[0].label, i)]))
             num_point = {s: num[k] for s, k in keys.items()}
             num[key] = _numeric(rule.xreplace(num_point), exact) if symbolic else rule.xreplace(num_point)
             if symbolic:
@@ -209,15 +227,16 @@ def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) ->
                 sym[key] = active.xreplace({s: sym[k] for s, k in keys.items()})
     loss_node = model.network.loss_node
     cost = sp.S.Zero
-    for i in range(width):
-        rule, keys = _local_rule(loss_node.kind.per_unit(loss_node, sp.Integer(i), None), env)
+    for i in _axis_entries(loss_node.in_axes[0], env):
+        unit = tuple(map(sp.Integer, i))
+        rule, keys = _local_rule(loss_node.kind.per_unit(loss_node, unit[0] if len(unit) == 1 else unit, None), env)
         if symbolic:
             rule = _active_piece(rule, {s: num[k] for s, k in keys.items()}) if rule.has(sp.Piecewise) else rule
         cost += rule.xreplace({s: (sym if symbolic else num)[k] for s, k in keys.items()})
     if model.penalty is not None:
         terms = [model.penalty.term((sym if symbolic else num)[(param.label, idx)])
                  for node, param in _parameters(model) if model.penalty.covers(param)
-                 for idx in _parameter_entries(node, param, width)]
+                 for idx in _parameter_entries(node, param, env)]
         cost += sp.Add(*terms).xreplace(model.penalty.strengths)
     return Expanded(cost, params, inputs)
 

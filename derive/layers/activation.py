@@ -13,7 +13,7 @@ import sympy as sp
 
 from derive.catalog import Activation
 from derive.layers.base import LayerKind, Node, Option, entry_of, register
-from derive.notation import A, Z, index, size
+from derive.notation import A, Axis, Z, index, size
 from derive.matrixform import RowBroadcast
 from derive.rewrite import LogSumExp, activation_derivative, softmax_in_terms_of_output, softmax_stable
 
@@ -24,10 +24,16 @@ class _ActivationKind(LayerKind):
 
     output_kind = "a"
 
+    def output_axes(self, node: Node, input_axes):
+        """The axes of what it reads (units, or channels and positions), numbered by its own layer."""
+        return tuple(Axis(axis.role, node.layer, axis.extent) for axis in input_axes[0])
+
+    def output_shape(self, node: Node, input_shapes):
+        return input_shapes[0]
+
     def size_facts(self, node: Node) -> dict[sp.Symbol, sp.Symbol]:
         """A standalone activation layer has the size of what it reads."""
-        own, read = size(node.layer), size(node.inputs[0].layer)
-        return {own: read} if own != read else {}
+        return {own.size: read.size for own, read in zip(node.out_axes, node.in_axes[0]) if own.size != read.size}
 
 
 @register

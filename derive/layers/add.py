@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.layers.base import LayerKind, Node, entry_of, register
-from derive.notation import LayerRef, Q, Quantity, register_quantity, size
+from derive.notation import Axis, LayerRef, Q, Quantity, register_quantity, size
 
 register_quantity("P", "P", "P", 2, "param", gradient="grad_P")
 register_quantity("grad_P", "P", "dP", 2, "param")
@@ -41,6 +41,9 @@ class Add(LayerKind):
 
     def fit(self, input_units: tuple[int, ...]) -> Add:
         return Add(project=input_units[1] != input_units[0])
+
+    def output_axes(self, node: Node, input_axes):
+        return tuple(Axis(axis.role, node.layer, axis.extent) for axis in input_axes[0])
 
     def size_facts(self, node: Node) -> dict[sp.Symbol, sp.Symbol]:
         u, v = (size(q.layer) for q in node.inputs)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import sympy as sp
 
-from derive.notation import LayerRef, Q, Quantity, index
+from derive.notation import Axis, LayerRef, Q, Quantity, axis_indices, index, units_axes
 
 KINDS: dict[str, type[LayerKind]] = {}
 
@@ -34,10 +34,12 @@ def register(cls: type[LayerKind]) -> type[LayerKind]:
     return cls
 
 
-def entry_of(quantity: Quantity, unit: sp.Expr, sample: sp.Expr | None) -> sp.Indexed:
-    """One entry of a per-sample vector (sample None) or of a minibatch matrix (its batched form)."""
+def entry_of(quantity: Quantity, unit, sample: sp.Expr | None) -> sp.Indexed:
+    """One entry of a per-sample quantity (sample None) or of its minibatch form (the sample index
+    last): `unit` is one index, or a tuple of indices for a quantity with several axes."""
     base = quantity.batched(sample is not None).base
-    return base[unit] if sample is None else base[unit, sample]
+    indices = tuple(unit) if isinstance(unit, tuple) else (unit,)
+    return base[indices] if sample is None else base[(*indices, sample)]
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,15 @@ class LayerKind:
         """Its number of output units, given its inputs' (the same by default)."""
         return input_units[0]
 
+    def output_axes(self, node: Node, input_axes: tuple[tuple[Axis, ...], ...]) -> tuple[Axis, ...]:
+        """The axes of its output, given those of its inputs: by default a vector of units of its own
+        layer; a kind whose output has the axes of its input (an activation) keeps their roles."""
+        return units_axes(node.layer)
+
+    def output_shape(self, node: Node, input_shapes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+        """The concrete sizes of its output axes, given its inputs' (a vector: `units`)."""
+        return (self.units(node, tuple(shape[0] for shape in input_shapes)),)
+
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
         """One output entry as an expression of input and parameter entries."""
         raise NotImplementedError
@@ -122,11 +133,30 @@ class LayerKind:
 
 @dataclass(frozen=True)
 class Node:
-    """One use of a layer kind: its options (in `kind`), its layer number and what it reads."""
+    """One use of a layer kind: its options (in `kind`), its layer number, what it reads, and the
+    axes of what it reads and of its output (vectors of units unless the network says otherwise)."""
 
     kind: LayerKind
     layer: LayerRef
     inputs: tuple[Quantity, ...]
+    in_axes: tuple[tuple[Axis, ...], ...] = ()
+    out_axes: tuple[Axis, ...] = ()
+
+    def __post_init__(self):
+        if not self.in_axes:
+            object.__setattr__(self, "in_axes", tuple(units_axes(q.layer) for q in self.inputs))
+        if not self.out_axes and self.kind.output_kind != "cost":
+            object.__setattr__(self, "out_axes", self.kind.output_axes(self, self.in_axes))
+
+    def out_indices(self, purpose: str = "out") -> tuple[sp.Idx, ...]:
+        return axis_indices(self.out_axes, purpose)
+
+    def in_indices(self, k: int = 0, purpose: str = "target") -> tuple[sp.Idx, ...]:
+        return axis_indices(self.in_axes[k], purpose)
+
+    def call_entry(self, indices: tuple, sample: sp.Idx | None) -> sp.Expr:
+        """The kind's entry at output `indices` (one index for a vector, as the kinds of vectors take it)."""
+        return self.kind.entry(self, indices[0] if len(indices) == 1 else tuple(indices), sample)
 
     @property
     def output(self) -> Quantity:
