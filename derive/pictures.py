@@ -189,13 +189,17 @@ def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, word
     pic.texts.append(Text((last_x + loss_x) / 2 - 4, centre_y + 30, Label(rf"$\partial C/\partial {grad.latex()}$", f"∂C/∂{grad.text()}"),
                           size="small", colour=BACKWARD_COLOUR))
 
-    # legend
-    legend_y = height - 24
-    pic.lines.append(Line(MARGIN, legend_y, MARGIN + 30, legend_y, FORWARD_COLOUR, arrow=True, width=1.4))
-    pic.texts.append(Text(MARGIN + 38, legend_y + 4, _words(words["forward"]), anchor="start", size="small"))
-    pic.lines.append(Line(MARGIN + 230, legend_y, MARGIN + 200, legend_y, BACKWARD_COLOUR, arrow=True, width=1.4))
-    pic.texts.append(Text(MARGIN + 238, legend_y + 4, _words(words["backward"]), anchor="start", size="small"))
+    _legend(pic, words["forward"], words["backward"], 200)
     return pic
+
+
+def _legend(pic: Picture, forward: str, backward: str, gap: float) -> None:
+    """The legend along the bottom: a blue arrow for the forward pass, a red one `gap` further on."""
+    legend_y = pic.height - 24
+    pic.lines.append(Line(MARGIN, legend_y, MARGIN + 30, legend_y, FORWARD_COLOUR, arrow=True, width=1.4))
+    pic.texts.append(Text(MARGIN + 38, legend_y + 4, _words(forward), anchor="start", size="small"))
+    pic.lines.append(Line(MARGIN + gap + 30, legend_y, MARGIN + gap, legend_y, BACKWARD_COLOUR, arrow=True, width=1.4))
+    pic.texts.append(Text(MARGIN + gap + 38, legend_y + 4, _words(backward), anchor="start", size="small"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -257,11 +261,7 @@ def graph_layout(layers: list[dict], loss: str, words: dict[str, str]) -> Pictur
                           width=1.4))
     pic.lines.append(Line(loss_x - 32, backward_y, last_x + BOX_WIDTH / 2, backward_y, BACKWARD_COLOUR, arrow=True,
                           width=1.4))
-    legend_y = height - 24
-    pic.lines.append(Line(MARGIN, legend_y, MARGIN + 30, legend_y, FORWARD_COLOUR, arrow=True, width=1.4))
-    pic.texts.append(Text(MARGIN + 38, legend_y + 4, _words(words["graph_forward"]), anchor="start", size="small"))
-    pic.lines.append(Line(MARGIN + 260, legend_y, MARGIN + 230, legend_y, BACKWARD_COLOUR, arrow=True, width=1.4))
-    pic.texts.append(Text(MARGIN + 268, legend_y + 4, _words(words["graph_backward"]), anchor="start", size="small"))
+    _legend(pic, words["graph_forward"], words["graph_backward"], 230)
     return pic
 
 
