@@ -199,7 +199,13 @@ def _network_model(spec: NetSpec) -> Model:
     from derive.layers import KINDS
     from derive.netfile import NetFileError
 
-    sizes, named, nodes, activations = [spec.input_units], {}, [], []
+    input_shape = spec.input_units if isinstance(spec.input_units, tuple) else (spec.input_units,)
+    from derive.netfile import INPUT_ROLES
+    from derive.notation import Axis
+
+    shapes = {Q("a", 0): input_shape}
+    axes = {Q("a", 0): tuple(Axis(role, LayerRef(0)) for role in INPUT_ROLES[len(input_shape)])}
+    sizes, named, nodes, activations = [_size_entry(input_shape)], {}, [], []
     previous = Q("a", 0)
     for l, layer in enumerate(spec.layers, start=1):
         where = f"{spec.path}: layers[{l}] (kind {layer.kind!r})"
@@ -211,12 +217,16 @@ def _network_model(spec: NetSpec) -> Model:
         inputs = (named[layer.input] if layer.input else previous,)
         if cls.inputs == 2:
             inputs += (named[layer.skip],)
-        input_units = tuple(sizes[q.layer.number] for q in inputs)
-        kind = kind.fit(input_units)
-        node = Node(kind, LayerRef(l), inputs)
-        units = kind.units(node, input_units)
+        input_shapes = tuple(shapes[q] for q in inputs)
+        try:
+            kind = kind.fit(input_shapes if len(input_shapes[0]) > 1 else tuple(s[0] for s in input_shapes))
+            node = Node(kind, LayerRef(l), inputs, tuple(axes[q] for q in inputs))
+            shape = tuple(kind.output_shape(node, input_shapes))
+        except DeriveError as error:
+            raise NetFileError(f"{where}: {_reworded(error)}") from None
         nodes.append(node)
         output = node.output
+        shapes[output], axes[output] = shape, node.out_axes
         if getattr(kind, "activation", None) is not None:
             activations.append(kind.activation)
         if layer.activation is not None:
@@ -224,23 +234,32 @@ def _network_model(spec: NetSpec) -> Model:
                 entry = activation_entry(layer.activation, "activation")
             except DeriveError as error:
                 raise NetFileError(f"{where}: activation: {_reworded(error)}") from None
-            node = Node(activation_kind(entry), LayerRef(l), (output,))
+            node = Node(activation_kind(entry), LayerRef(l), (output,), (node.out_axes,))
             nodes.append(node)
             activations.append(entry)
             output = node.output
-        sizes.append(units)
+            shapes[output], axes[output] = shape, node.out_axes
+        sizes.append(_size_entry(shape))
         previous = output
         if layer.name is not None:
             named[layer.name] = output
     last = nodes[-1]
     output_entry = getattr(last.kind, "activation", None) or activation_entry("identity")
     try:
+        if isinstance(sizes[-1], tuple):
+            raise DeriveError(f"the loss needs a vector of outputs, but the last layer's output has the shape "
+                              f"{list(sizes[-1])}; end with a layer of units (dense)")
         loss = _checked_loss(spec.loss, output_entry, sizes[-1], len(spec.layers))
     except DeriveError as error:
         raise NetFileError(f"{spec.path}: {_reworded(error)}") from None
     penalty = Penalty.from_spec(spec)
     nodes.append(Node(LossKind(loss, regularised=penalty is not None), LayerRef(len(spec.layers)), (previous,)))
     return Model(spec, Network(tuple(nodes), tuple(sizes), penalty), tuple(activations), loss, penalty)
+
+
+def _size_entry(shape: tuple[int, ...]) -> int | tuple[int, ...]:
+    """A layer's entry in the network's sizes: its number of units, or its shape."""
+    return shape[0] if len(shape) == 1 else shape
 
 
 def _checked_loss(text: str, output: Activation, units: int, depth: int) -> Loss:

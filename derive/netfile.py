@@ -77,7 +77,7 @@ def parse_network(data: dict, where: str, *, text: str = "", formats: tuple[str,
         raise NetFileError(f"{where}: unknown key {unknown[0]!r}; accepted: {', '.join(TOP_KEYS)}")
     if "input" not in data:
         raise NetFileError(f"{where}: missing key 'input' (the number of input units, e.g. input = 4)")
-    input_units = _whole(data["input"], f"{where}: input", 1, 100_000)
+    input_units = _input_shape(data["input"], f"{where}: input")
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers or not all(isinstance(t, dict) for t in layers):
         raise NetFileError(f"{where}: expected at least one [[layers]] table (kind = \"dense\", units = …)")
@@ -150,6 +150,21 @@ def _layer(table: dict, where: str, names: set[str]) -> LayerSpec:
     if "activation" in table:
         activation = _text(table["activation"], f"{where}: activation", "an activation name or an expression in z")
     return LayerSpec(kind, tuple(values), name, reads, skip, activation)
+
+
+INPUT_ROLES = {1: ("n",), 2: ("c", "w"), 3: ("c", "h", "w")}  # units; channels × positions; an image
+
+
+def _input_shape(value, where: str) -> int | tuple[int, ...]:
+    """`input = 4` (a vector of units), `input = [2, 16]` (channels × positions, a sequence or a
+    signal) or `input = [1, 8, 8]` (channels × rows × columns, an image)."""
+    if isinstance(value, list):
+        accepted = "a whole number of units, or a list [channels, positions] or [channels, rows, columns]"
+        if not 1 <= len(value) <= 3:
+            raise NetFileError(f"{where} = {_shown(value)}; expected {accepted}")
+        shape = tuple(_whole(v, where, 1, 100_000) for v in value)
+        return shape[0] if len(shape) == 1 else shape
+    return _whole(value, where, 1, 100_000)
 
 
 def _kind_names() -> list[str]:

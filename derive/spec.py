@@ -111,7 +111,7 @@ class NetSpec:
     training choices, and what to write."""
 
     path: str  # the file as given on the command line (for messages and the command shown)
-    input_units: int
+    input_units: int | tuple[int, ...]  # a vector's units, or [channels, positions] / [channels, rows, columns]
     layers: tuple[LayerSpec, ...]
     loss: str = "mse"
     formats: tuple[str, ...] = DEFAULT_FORMATS
