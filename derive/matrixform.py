@@ -34,6 +34,7 @@ from derive.ops import (  # noqa: E402 - the operations recognised here
     RowSums,
     Tr,
     einsum,
+    place,
 )
 
 
@@ -77,9 +78,12 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
 
 def readable_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
     """`to_matrix_form` with the readable operations only (raises NotRecognised otherwise)."""
-    if len(free) > 2:
-        raise NotRecognised(f"{len(free)} free indices: no matrix operation has that many")
     expr = sp.sympify(expr)
+    if len(free) > 2:
+        same = _entrywise(expr, tuple(free))
+        if same is None:
+            raise NotRecognised(f"{len(free)} free indices: no matrix operation has that many")
+        return same
     own = free_indices(expr)
     if not own <= set(free):
         raise NotRecognised(f"{expr} has indices {own} outside {free}")
@@ -155,30 +159,44 @@ def _einsum_term(bound: list[sp.Idx], factors: list[sp.Basic], free: tuple[sp.Id
     letters = dict(zip([*free, *bound], _LETTERS))
     if len(letters) < len(free) + len(bound):
         raise NotRecognised("more indices than einsum letters")
-    coefficient, operands, specs = sp.S.One, [], []
+    coefficient, operands, specs, present = sp.S.One, [], [], set()
     for factor in factors:
         indices = [i for i in _first_appearance(factor) if i in letters]
         if not indices:
             coefficient *= factor
             continue
+        present.update(indices)
         if isinstance(factor, sp.Indexed):
             if not all(isinstance(i, sp.Idx) and i in letters for i in factor.indices):
                 raise NotRecognised(f"{factor} has an index that is not a plain index")
             operands.append(notation._vector_symbol(str(factor.base.label)))
             indices = list(factor.indices)
         else:
-            if len(indices) > 2:
-                raise NotRecognised(f"{factor} has more than two indices")
             operands.append(readable_form(factor, tuple(indices)))
         specs.append("".join(letters[i] for i in indices) + (Einsum.UNIT if len(indices) == 1 else ""))
-    output = "".join(letters[i] for i in free)
-    if len(free) == 1:
-        if not any(spec.endswith(Einsum.UNIT) for spec in specs):
-            raise NotRecognised("a column result needs a column operand")
-        output += Einsum.UNIT
     if not operands:
         raise NotRecognised("no array in the term")
+    kept = [i for i in free if i in present]
+    if len(kept) < len(free):  # a term without some of the free indices (a bias): broadcast along them
+        pattern = [str(kept.index(i)) if i in present else "_" for i in free]
+        if len(operands) == 1 and not bound and specs[0] == letters[kept[0]] + Einsum.UNIT and len(kept) == 1:
+            return coefficient * place(operands[0], pattern)  # a column as it is: b.reshape(-1, 1, 1)
+        inner = einsum(",".join(specs) + "->" + "".join(letters[i] for i in kept), *operands)
+        return coefficient * place(inner, pattern)
+    output = "".join(letters[i] for i in free)
+    if len(free) == 1:
+        if not any(spec.endswith(Einsum.UNIT) for spec in specs):  # e.g. Σ over positions and samples
+            return coefficient * place(einsum(",".join(specs) + "->" + output, *operands), ["0", "_"])
+        output += Einsum.UNIT
     return coefficient * einsum(",".join(specs) + "->" + output, *operands)
+
+
+def _entrywise(expr: sp.Expr, indices: tuple) -> sp.Expr | None:
+    """An entry-by-entry expression of arrays read at exactly `indices` (tanh(Z[f, j, s])) as the same
+    expression of the whole arrays, at any rank; None if it sums or reads an entry otherwise."""
+    if expr.has(sp.Sum) or any(tuple(e.indices) != indices for e in expr.atoms(sp.Indexed)):
+        return None
+    return expr.replace(lambda e: isinstance(e, sp.Indexed), lambda e: notation._vector_symbol(str(e.base.label)))
 
 
 def _first_appearance(expr: sp.Basic) -> list[sp.Idx]:
@@ -297,15 +315,16 @@ def evaluate_matrix_form(expr: sp.Expr, arrays: Mapping[str, np.ndarray]) -> np.
 
 
 def _at(array: np.ndarray, pos: tuple) -> sp.Basic:
-    """The entry at `pos` of an array that may be broadcast along some axes."""
+    """The entry at `pos` of an array that may be broadcast along some axes (or have fewer of them)."""
+    array = array.reshape((1,) * (len(pos) - array.ndim) + array.shape) if array.ndim < len(pos) else array
     return array[tuple(p if array.shape[d] > 1 else 0 for d, p in enumerate(pos))]
 
 
 def _elementwise(fn, *arrays: np.ndarray) -> np.ndarray:
-    shape = np.broadcast_shapes(*[a.shape for a in arrays])
-    out = np.empty(shape, dtype=object)
-    for pos in np.ndindex(shape):
-        out[pos] = fn(*[a[tuple(p if a.shape[d] > 1 else 0 for d, p in enumerate(pos))] for a in arrays])
+    arrays = np.broadcast_arrays(*arrays)  # NumPy's rules, whatever the ranks
+    out = np.empty(arrays[0].shape, dtype=object)
+    for pos in np.ndindex(out.shape):
+        out[pos] = fn(*[a[pos] for a in arrays])
     return out
 
 
@@ -404,4 +423,5 @@ def _all_bound_symbols(expr: sp.Basic) -> set[sp.Symbol]:
 
 
 def _is_size(s: sp.Symbol) -> bool:
-    return s == notation.BATCH_SIZE or s.name.startswith("n_")
+    """A size: the batch m, or the size of an axis (n_l, c_l, h_l, w_l: positive whole numbers)."""
+    return s == notation.BATCH_SIZE or bool(s.is_integer and s.is_positive)

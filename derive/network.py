@@ -114,8 +114,23 @@ class Network:
         equals by construction."""
         from derive.notation import size
 
-        symbol = size(LayerRef(layer))
-        return "n" + self.size_facts.get(symbol, symbol).name.removeprefix("n_")
+        return self.symbol_dim(size(LayerRef(layer)))
+
+    def symbol_dim(self, symbol) -> str:
+        """The code name of a size symbol (n_3 → n3, c_2 → c2), through the sizes equal by construction."""
+        role, _, tag = self.size_facts.get(symbol, symbol).name.partition("_")
+        return role + tag
+
+    def axis_dim(self, axis) -> str | int:
+        """An axis's size in generated code: a layer size's name, or a fixed extent."""
+        return axis.extent if axis.extent is not None else self.symbol_dim(axis.size)
+
+    def axes_of(self, q: Quantity):
+        """The axes of a per-sample quantity: the input's, or those its producer gives its output."""
+        q = Quantity({"A": "a", "Z": "z", "X": "x"}.get(q.kind, q.kind), q.layer)
+        if q == INPUT:
+            return self.input_axes
+        return self.producers[q].out_axes
 
     def owner(self, param: Quantity) -> Node:
         """The node a parameter belongs to."""

@@ -208,7 +208,64 @@ class Einsum(Op):
         return tuple(sizes[letter] for letter in output)
 
 
-MATRIX_FUNCTIONS = (MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast, Einsum)
+class Place(Op):
+    """An array with its axes at given places of a larger one, size 1 elsewhere, so that NumPy
+    broadcasting repeats it there: a per-channel bias (F × 1) added to an output with axes (f, i, j, s)
+    is placed at axis 0 of 4. The pattern lists, for each axis of the result, the axis of the
+    argument it takes ("0", "1", …) or "_" for a new axis of size 1; an argument that is a column
+    (n × 1, a vector) uses only its first axis."""
+
+    @property
+    def pattern(self) -> list[str]:
+        return str(self.args[1]).split(",")
+
+    @property
+    def operands(self) -> tuple[sp.Basic, ...]:
+        return self.args[:1]
+
+    def _column(self) -> bool:
+        from derive import notation
+
+        arg = self.args[0]
+        return isinstance(arg, sp.Symbol) and notation.quantity_of(arg.name) is not None and \
+            notation.quantity_of(arg.name).rank == 1
+
+    def _new_axes(self) -> tuple[int, ...]:
+        return tuple(n for n, p in enumerate(self.pattern) if p == "_")
+
+    def evaluate(self, value):
+        x = value(self.args[0])
+        if self._column():
+            x = x[..., 0]
+        return np.expand_dims(x, tuple(n - len(self.pattern) for n in self._new_axes()))
+
+    def _derive_latex(self, printer, **_):
+        return printer._print(self.args[0])  # the formulas state the broadcast in words (the bias of every entry)
+
+    def _numpycode(self, printer, **_):
+        text = printer._print(self.args[0])
+        if self._column():  # a column: its entries along the one axis that is not new
+            return f"{text}.reshape({', '.join('-1' if p != '_' else '1' for p in self.pattern)})"
+        return f"np.expand_dims({_code_operand(printer, self.args[0])}, {self._new_axes()})"
+
+    def lower(self, lowering):
+        return lowering.view(lowering.lower(self.args[0]), self._numpycode_template(), self.shape(lowering.shape_of))
+
+    def _numpycode_template(self) -> str:
+        if self._column():
+            return "{}.reshape(" + ", ".join("-1" if p != "_" else "1" for p in self.pattern) + ")"
+        return "np.expand_dims({}, " + str(self._new_axes()) + ")"
+
+    def shape(self, shape_of):
+        inner = shape_of(self.args[0])
+        return tuple(1 if p == "_" else inner[int(p)] for p in self.pattern)
+
+
+def place(expr: sp.Basic, pattern: list[str]) -> Place:
+    return Place(expr, Str(",".join(pattern)))
+
+
+MATRIX_FUNCTIONS = (MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast, Einsum, Place)
 
 
 def einsum(subscripts: str, *operands: sp.Basic) -> Einsum:

@@ -80,7 +80,7 @@ def _arguments(derivation: Derivation) -> dict[str, Value]:
     network = derivation.model.network
     for q in _parameters(derivation):
         out[q.code()] = Value(quantity_shape(q, network), name=q.code(), argument=True)
-    out[Q("A", 0).code()] = Value((dim_name(0), "m"), name=Q("A", 0).code(), argument=True)
+    out[Q("A", 0).code()] = Value(quantity_shape(Q("X"), network), name=Q("A", 0).code(), argument=True)
     out[Q("Y").code()] = Value(quantity_shape(Q("Y"), network), name=Q("Y").code(), argument=True)
     return out
 

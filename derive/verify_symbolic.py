@@ -250,9 +250,12 @@ def _is_rational_valued(expr: sp.Expr) -> bool:
 
 def _rational_model(model: Model) -> bool:
     """Every node's rule and the loss map rationals to rationals."""
-    i = sp.Symbol("i", integer=True)
     for node in model.network.nodes:
-        rule = node.kind.per_unit(node, i, None) if node is model.network.loss_node else node.entry(i, None)
+        if node is model.network.loss_node:
+            i = node.in_indices(0, "out")
+            rule = node.kind.per_unit(node, i[0] if len(i) == 1 else i, None)
+        else:
+            rule = node.call_entry(node.out_indices(), None)
         if not _is_rational_valued(rule):
             return False
     return True
@@ -484,11 +487,9 @@ def _minibatch_check(derivation: Derivation, seed: int, samples: int) -> Check:
     per_sample_sum: dict = defaultdict(lambda: sp.S.Zero)
     for s in range(samples):
         values = {k: v for k, v in batch_values.items() if k[0] not in ("A_0", "Y")}
-        for (label, idx), v in batch_values.items():
-            if label == "A_0" and idx[1] == s:
-                values[("a_0", (idx[0],))] = v
-            if label == "Y" and idx[1] == s:
-                values[("y", (idx[0],))] = v
+        for (label, idx), v in batch_values.items():  # column s of the minibatch: the sample index last
+            if label in ("A_0", "Y") and idx[-1] == s:
+                values[("a_0" if label == "A_0" else "y", idx[:-1])] = v
         grads = evaluate_derivation(derivation, False, values, _concrete_sizes(model, width, None))
         for key, v in grads.items():
             per_sample_sum[key] += v

@@ -49,16 +49,22 @@ def quantity_shape(q: Quantity, network) -> Shape:
     """Shape of a quantity in the minibatch formulas: samples are columns, a parameter has the axes
     its kind gives it (a vector one column). Layers whose sizes are equal by construction (the two
     sides of a residual sum) share one dimension name."""
-    dim = network.dim_name
-    if q.kind in ("X", "Y"):
-        return (dim(0 if q.kind == "X" else network.output.layer.number), BATCH)
-    if q.kind in ("Z", "A", "Delta", "grad_A"):
-        return (dim(q.layer.number), BATCH)
+    from derive.backprop import parameter_axes
+
+    dims = lambda axes: tuple(network.axis_dim(axis) for axis in axes)  # noqa: E731
+    if q.kind == "X":
+        return (*dims(network.input_axes), BATCH)
+    if q.kind == "Y":
+        return (*dims(network.loss_node.in_axes[0]), BATCH)
+    if q.kind in ("Z", "A"):
+        return (*dims(network.axes_of(q)), BATCH)
+    if q.kind in ("Delta", "grad_A"):
+        return (*dims(network.axes_of(Quantity("z" if q.kind == "Delta" else "a", q.layer))), BATCH)
     param = Quantity(q.kind.removeprefix("grad_"), q.layer) if q.is_gradient else q
     if param.is_parameter:
         node = network.owner(param)
-        dims = tuple(dim(ref.number) for ref in node.kind.parameter_axes(node, param))
-        return dims if len(dims) != 1 else dims + (1,)  # a vector parameter is a column
+        shape = dims(parameter_axes(node, param))
+        return shape if len(shape) != 1 else shape + (1,)  # a vector parameter is a column
     raise CannotLower(f"{q.kind!r} has no minibatch shape")
 
 
@@ -113,7 +119,17 @@ class Scalar:
     shape: Shape = ()
 
 
-Operand = Value | Transposed | Scalar
+@dataclass(frozen=True)
+class View:
+    """An array seen with other axes (placed into a larger shape for broadcasting), no copy made:
+    `template` is the code with {} for the array's name."""
+
+    value: Value
+    template: str
+    shape: Shape
+
+
+Operand = Value | Transposed | Scalar | View
 
 
 @dataclass(eq=False)
@@ -126,7 +142,7 @@ class Instruction:
     text: str = ""  # "expression": the plain printed expression, evaluated and copied into `out`
 
     def reads(self) -> list[Value]:
-        return [a.value if isinstance(a, Transposed) else a for a in self.args if not isinstance(a, Scalar)]
+        return [a.value if isinstance(a, (Transposed, View)) else a for a in self.args if not isinstance(a, Scalar)]
 
 
 @dataclass
@@ -270,7 +286,7 @@ class Lowering:
     def _array(self, operand: Operand) -> Value:
         if isinstance(operand, Value):
             return operand
-        if isinstance(operand, Transposed):
+        if isinstance(operand, (Transposed, View)):
             return self._emit("copy", "np.copyto", (operand,), operand.shape)
         raise CannotLower(f"scalar {operand.text} where an array is needed")
 
@@ -387,6 +403,9 @@ class Lowering:
 
     def einsum(self, subscripts: str, operands: list[Value], shape: Shape) -> Value:
         return self._emit("einsum", "np.einsum", tuple(operands), shape, keywords=f'"{subscripts}"')
+
+    def view(self, operand: Operand, template: str, shape: Shape) -> View:
+        return View(self._array(operand), template, shape)
 
     def shape_of(self, expr: sp.Expr) -> Shape:
         return self._shape(expr)
@@ -521,7 +540,7 @@ def allocate(instructions: list[Instruction], pool: Pool, live_out: list[Value])
                     and arg in dying
                     and arg.shape == out.shape
                     and holders.get(arg.buffer) == 1
-                    and not any(isinstance(a, Transposed) and a.value.buffer == arg.buffer for a in ins.args)
+                    and not any(isinstance(a, (Transposed, View)) and a.value.buffer == arg.buffer for a in ins.args)
                 ):
                     out.buffer = arg.buffer
                     break
@@ -594,6 +613,8 @@ class Program:
             return operand.text
         if isinstance(operand, Transposed):
             return self._name(operand.value, block) + ".T"
+        if isinstance(operand, View):
+            return operand.template.format(self._name(operand.value, block))
         v = operand
         if v.argument or v.name is not None:
             return v.name
