@@ -19,7 +19,7 @@ import sympy as sp
 
 from derive.indexing import collapse, factor_delta, factor_piecewise, transform
 from derive.layers import Node, entry_of
-from derive.matrixform import entries_agree, to_matrix_form
+from derive.matrixform import NotRecognised, entries_agree, to_matrix_form
 from derive.notation import BATCH_COST, BATCH_SIZE, COST, LEARNING_RATE, Axis, LayerRef, Q, Quantity, index, sample_index
 from derive.nonsmooth import kink_convention
 from derive.layers.penalty import Penalty, gradient_steps
@@ -174,7 +174,13 @@ def _factored(expr: sp.Expr) -> sp.Expr:
 
 
 def _result(name: str, layer: LayerRef, lhs, rhs, free, matrix_lhs) -> Result:
-    matrix_rhs = to_matrix_form(rhs, free)
+    """A derived formula with its array form, proved entry by entry; a formula that no operation
+    expresses (not even einsum: a shifted index of a recurrence) keeps its index form only, and the
+    code generator says so if it needs one."""
+    try:
+        matrix_rhs = to_matrix_form(rhs, free)
+    except NotRecognised:
+        return Result(name, layer, lhs, rhs, free, matrix_lhs, None, False)
     proved = entries_agree(rhs, matrix_rhs, free)
     if not proved:
         raise AssertionError(f"matrix form {matrix_rhs} of {rhs} failed its entry check")
@@ -291,7 +297,8 @@ def named_gradient(quantity: Quantity, steps: list[Step], value: sp.Expr, lhs: s
     grad = quantity.gradient
     result = _result("delta" if grad.kind == "delta" else grad.kind, quantity.layer, lhs, value,
                      tuple(lhs.indices), grad.batched(batch).symbol)
-    steps.append(Step(result.matrix_lhs, result.matrix_rhs, "matrix_form", matrix=True))
+    if result.matrix_rhs is not None:
+        steps.append(Step(result.matrix_lhs, result.matrix_rhs, "matrix_form", matrix=True))
     return result
 
 
@@ -352,7 +359,8 @@ def parameter_gradients(node: Node, batch: bool, penalty: Penalty | None = None)
             steps, value = gradient_steps(penalty, param, target, steps, value, batch, Step, axes)
         matrix_lhs = sp.Derivative(cost, param.symbol)
         result = _result(param.gradient.kind, node.layer, lhs, value, free, matrix_lhs)
-        steps.append(Step(matrix_lhs, result.matrix_rhs, "matrix_form", matrix=True))
+        if result.matrix_rhs is not None:
+            steps.append(Step(matrix_lhs, result.matrix_rhs, "matrix_form", matrix=True))
         out.append((param, steps, result))
     return out
 

@@ -221,6 +221,12 @@ def code_forms(derivation: Derivation) -> dict[Quantity, sp.Expr]:
     """
     network = derivation.model.network
     batch = derivation.batch.results
+    missing = [r for r in batch.values() if r.matrix_rhs is None and r.name != "cost"]
+    if missing:
+        from derive.errors import DeriveError
+
+        raise DeriveError(f"no array form was found for {missing[0].lhs} (its index form is "
+                          f"{missing[0].rhs}), so no code can be printed for this network")
     forms = {}
     for node in network.layers:
         forms[node.output] = stable_forms(node.kind.code_form(batch[node.output].matrix_rhs))

@@ -55,13 +55,16 @@ def walk(network: Network, nodes: tuple[Node, ...], flows: dict[Quantity, Flow],
     """The backward pass over `nodes` (forward order; walked in reverse), given the flows of ∂C/∂q of
     the quantities they produce; records every named error and parameter gradient in `out`."""
     uses: dict[Quantity, list[tuple[Node, int, Flow]]] = {}
+    for q, node, k in network.delayed_uses:  # a recurrence: the reading node's error is a name, used at t + 1
+        if node in nodes:
+            uses.setdefault(q, []).append((node, k, Flow()))
     for node in reversed(nodes):
         flow = flows[node.output]
         if parameters:
             for param, steps, result in parameter_gradients(node, batch, network.penalty):
                 out.add(param.gradient, steps, result)
         for k, u in enumerate(node.inputs):
-            if not network.needs_gradient(u):
+            if not network.needs_gradient(u) or k in node.kind.delayed:
                 continue
             uses.setdefault(u, []).append((node, k, flow))
             if len(uses[u]) < len(network.consumers[u]):

@@ -64,19 +64,19 @@ def _leaf(entry: sp.Indexed, wanted: tuple[sp.Idx, ...]) -> sp.Expr:
     raise NotRecognised(f"entry {entry} read as {wanted}")
 
 
-def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
+def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) -> sp.Expr:
     """Rewrite the index expression `expr` with free indices `free` as a matrix-form expression:
     with the readable operations where they fit, else with einsum (see `einsum_form`).
 
     free = (q,) is a column vector, (p, q) a matrix, (q, s) a minibatch matrix, () a scalar.
     """
     try:
-        return readable_form(expr, free)
+        return readable_form(expr, free, row)
     except NotRecognised:
         return einsum_form(expr, free)
 
 
-def readable_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
+def readable_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) -> sp.Expr:
     """`to_matrix_form` with the readable operations only (raises NotRecognised otherwise)."""
     expr = sp.sympify(expr)
     if len(free) > 2:
@@ -92,12 +92,13 @@ def readable_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
     if not expr.atoms(sp.Indexed):
         return expr
     if isinstance(expr, sp.Sum):
-        return _contraction(expr, tuple(i for i in free if i in own))
+        reduced = tuple(i for i in free if i in own)
+        return _contraction(expr, reduced, row or (len(free) == 2 and reduced == free[1:]))
     if own != set(free) and len(free) == 2 and own:
         # a vector quantity inside a matrix expression: broadcast it
         (only,) = own
         coefficient, rest = expr.as_coeff_Mul()
-        inner = to_matrix_form(rest, (only,))
+        inner = readable_form(rest, (only,), row=only != free[0])
         return coefficient * (ColBroadcast(inner) if only == free[0] else RowBroadcast(inner))
     if expr.is_Mul and len(free) == 2:
         outer = _outer_product(expr, free)
@@ -105,7 +106,7 @@ def readable_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
             return outer
     # terms of a sum may each fall back to einsum; the factors of a product may not (einsum takes
     # the whole product, so that its indices stay linked)
-    return expr.func(*[(to_matrix_form if expr.is_Add else readable_form)(arg, free) for arg in expr.args])
+    return expr.func(*[(to_matrix_form if expr.is_Add else readable_form)(arg, free, row) for arg in expr.args])
 
 
 _LETTERS = "ijklmnopqrstuvwxyabcdefgh"  # einsum letters for indices ('z' is the unit column)
@@ -220,7 +221,7 @@ def _outer_product(expr: sp.Mul, free: tuple[sp.Idx, ...]):
     return None
 
 
-def _contraction(expr: sp.Sum, free: tuple[sp.Idx, ...]) -> sp.Expr:
+def _contraction(expr: sp.Sum, free: tuple[sp.Idx, ...], row: bool = False) -> sp.Expr:
     """Σ_k of a product: a matrix product, or a reduction of an element-wise expression."""
     if len(expr.limits) != 1:
         raise NotRecognised(f"multiple sums in {expr}")
@@ -230,7 +231,7 @@ def _contraction(expr: sp.Sum, free: tuple[sp.Idx, ...]) -> sp.Expr:
     constant = sp.Mul(*[f for f in factors if not f.has(k)])
     varying = [f for f in factors if f.has(k)]
     if constant != 1:
-        return to_matrix_form(constant, free) * _contraction(sp.Sum(sp.Mul(*varying), expr.limits[0]), free)
+        return to_matrix_form(constant, free) * _contraction(sp.Sum(sp.Mul(*varying), expr.limits[0]), free, row)
     entries = [f for f in varying if isinstance(f, sp.Indexed)]
     if len(varying) == 2 and len(entries) == 2:
         product = _matrix_product(entries[0], entries[1], k, free)
@@ -243,7 +244,8 @@ def _contraction(expr: sp.Sum, free: tuple[sp.Idx, ...]) -> sp.Expr:
         if len(pattern) == 1 and pattern[0] == k and free == ():
             return ColSums(to_matrix_form(summand, (k,)))
         if len(pattern) == 2 and pattern[0] == k and free == (pattern[1],):
-            return ColSums(to_matrix_form(summand, pattern))
+            total = ColSums(to_matrix_form(summand, pattern))  # a row: 1ᵀ X
+            return total if row else Tr(total)  # … or the column a result with this one index is
         if len(pattern) == 2 and pattern[1] == k and free == (pattern[0],):
             return RowSums(to_matrix_form(summand, pattern))
     raise NotRecognised(f"contraction {expr} with free indices {free}")
@@ -388,7 +390,7 @@ def entries_agree(
         label = str(entry.base.label)
         if label in arrays:
             continue
-        dims = [int((i.upper + 1).xreplace(concrete)) for i in entry.indices]
+        dims = [int((_index_range(i) + 1).xreplace(concrete)) for i in entry.indices]
         shape = tuple(dims) if len(dims) != 1 else (dims[0], 1)  # a vector is a column
         arr = np.empty(shape, dtype=object)
         for pos in np.ndindex(shape):
@@ -399,10 +401,21 @@ def entries_agree(
     dims = [int((i.upper + 1).xreplace(concrete)) for i in free]
     for pos in np.ndindex(*dims) if dims else [()]:
         entry = evaluate_index_form(index_expr, values, {**concrete, **dict(zip(free, pos))})
-        got = result[pos if len(pos) >= 2 else (pos[0], 0) if pos else (0, 0)]
+        got = _at(result, pos if len(pos) >= 2 else (pos[0], 0) if pos else (0, 0))  # a constant broadcasts
         if entry != got and not _difference_vanishes(entry - got):
             return False
     return True
+
+
+def _index_range(index: sp.Expr) -> sp.Expr:
+    """The last value of an index: its own upper bound, or for an affine index (τ − 1) that of the
+    index it shifts (entries out of range are guarded by an Iverson bracket that is 0 there)."""
+    if isinstance(index, sp.Idx):
+        return index.upper
+    inner = sorted(index.atoms(sp.Idx), key=sp.default_sort_key)
+    if not inner:
+        raise NotRecognised(f"index {index} has no range")
+    return inner[0].upper
 
 
 def _difference_vanishes(difference: sp.Expr) -> bool:

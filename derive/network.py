@@ -28,8 +28,10 @@ class Network:
         if self.fragment:
             return
         known = {INPUT}
+        computed = {node.output for node in self.nodes[:-1]}
         for node in self.nodes[:-1]:
-            missing = [q for q in node.inputs if q not in known]
+            missing = [q for k, q in enumerate(node.inputs)
+                       if q not in known and not (k in node.kind.delayed and q in computed)]
             if missing:
                 raise ValueError(f"node {node.output.label} reads {missing[0].label} before it is computed")
             if node.output in known:
@@ -84,6 +86,11 @@ class Network:
         if node is None:  # produced outside a fragment: as in a chain, by a dense layer
             return 2
         return sum(self.needs_gradient(p) for p in node.inputs) + len(node.parameters)
+
+    @cached_property
+    def delayed_uses(self) -> tuple[tuple[Quantity, Node, int], ...]:
+        """The inputs read at the previous time step: (quantity, the node reading it, the position)."""
+        return tuple((q, node, k) for node in self.layers for k, q in enumerate(node.inputs) if k in node.kind.delayed)
 
     def named_gradient(self, q: Quantity) -> bool:
         """∂C/∂q gets its own symbol (δ for a pre-activation) instead of being substituted where it is

@@ -142,7 +142,7 @@ def equation(lhs: sp.Basic, rhs: sp.Basic, matrix: bool = False) -> dict:
 
 
 def result_equation(result: Result, matrix: bool = True) -> dict:
-    if matrix:
+    if matrix and result.matrix_rhs is not None:
         return equation(result.matrix_lhs, result.matrix_rhs, matrix=True)
     return equation(result.lhs, result.rhs)
 
@@ -784,8 +784,9 @@ def _json_result(result: Result) -> dict:
     return {
         "index": {"lhs": _side(result.lhs, False), "rhs": _side(result.rhs, False),
                   "free_indices": [str(i) for i in result.free]},
-        "matrix": {"lhs": _side(result.matrix_lhs, True), "rhs": _side(result.matrix_rhs, True),
-                   "checked_entry_by_entry": result.recognition_proved},
+        "matrix": None if result.matrix_rhs is None else {
+            "lhs": _side(result.matrix_lhs, True), "rhs": _side(result.matrix_rhs, True),
+            "checked_entry_by_entry": result.recognition_proved},
     }
 
 

@@ -130,7 +130,7 @@ def _notation(derivation: Derivation, text: Text) -> list:
         rows.append((text.math(rf"\partial C / \partial {Q('a', l).latex()}"), text("graph.gradient")))
     rows += [(text.math(r"\delta_{iq}"), text("notation.kronecker")), (text.math(r"\odot"), text("notation.hadamard")),
              (text.math(r"\mathbf{1}"), text("notation.ones"))]
-    if any(r.matrix_rhs.has(Einsum) for r in derivation.batch.results.values()):
+    if any(r.matrix_rhs is not None and r.matrix_rhs.has(Einsum) for r in derivation.batch.results.values()):
         rows.append((text.math(r"\operatorname{einsum}"), text("graph.einsum")))
     rows.append((text.math(r"\eta"), text("notation.eta")))
     rows += [(text.math(symbol), meaning) for symbol, meaning in penalty_notation(derivation, text)]

@@ -68,6 +68,7 @@ class LayerKind:
     output_kind: ClassVar[str] = "a"  # the quantity its output is: "z" (pre-activation) or "a"
     couples_samples: ClassVar[bool] = False  # an output entry reads other samples (batch norm will)
     inputs: ClassVar[int] = 1  # how many outputs of earlier layers it reads (the skip of a sum: 2)
+    delayed: ClassVar[frozenset[int]] = frozenset()  # inputs read at the previous time step (a recurrence)
     options: ClassVar[dict[str, Option]] = {}  # what a network file may set, besides the common keys
     summary: ClassVar[str] = ""  # one line for `derive net --help` and error messages
 
