@@ -159,8 +159,9 @@ def _verdict(report) -> str:
         parts.append(f"{symbolic.figures['partials']} partial derivatives match direct differentiation {how}")
     else:
         parts.append("direct differentiation skipped (depth > 4)")
-    fd = report.check("finite_differences").figures
-    parts.append(f"{fd['partials']} match finite differences of model.py (largest relative error < {fd['largest_relative_error']})")
+    f = report.check("derivatives").figures
+    parts.append(f"{f['partials']} in model.py match complex-step derivatives "
+                 f"(relative difference < {f['largest_error']}; required {f['tolerance']})")
     workspace = next((c for c in report.checks if c.name == "workspace" and c.ran), None)
     if workspace is not None:
         parts.append("workspace form bit-identical")

@@ -32,7 +32,7 @@ from derive.present_functions import (
 )
 from derive.printing import latex
 from derive.rewrite import logistic_as_tanh
-from derive.verify import Report
+from derive.verify import PREACTIVATION_BOUND, Report
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 
@@ -392,23 +392,25 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
     if "error" not in f:
         paragraphs.append(text("verification.minibatch", raw={"agreement": agreement}, samples=f["samples"],
                                partials=f["partials"]))
-    f = report.check("finite_differences").figures
+    f = report.check("derivatives").figures
     paragraphs.append(
         text(
-            "verification.finite_differences",
-            step=_number(f"{f['step']:.0e}"),
+            "verification.derivatives",
+            step=_number(f["step"]),
             sizes=", ".join(map(str, f["sizes"])),
             samples=f["samples"],
+            bound=f"{f['bound']:g}",
             partials=f["partials"],
-            abs_error=_number(f["largest_absolute_error"]),
-            rel_error=_number(f["largest_relative_error"]),
+            smallest=_number(f["smallest_gradient"]),
+            largest=_number(f["largest_gradient"]),
+            error=_number(f["largest_error"]),
+            tolerance=_number(f["tolerance"]),
+            loss_error=_number(f["loss_error"]),
         )
     )
-    if f.get("scale", 1.0) != 1.0:
-        paragraphs.append(text("verification_extra.fd_scale", scale=f"{f['scale']:g}"))
-    if f.get("extrapolated"):
-        paragraphs.append(text("verification_extra.fd_extrapolated", count=f["extrapolated"],
-                               wide=_number(f"{2 * f['step']:.0e}")))
+    if f["bound"] != PREACTIVATION_BOUND:
+        paragraphs.append(text("verification_extra.derivative_bound", usual=f"{PREACTIVATION_BOUND:g}",
+                               bound=f"{f['bound']:g}"))
     stability = report.check("stability")
     if stability.ran:
         paragraphs.append(text("verification.stability", largest=_number(stability.figures["largest_preactivation"])))
@@ -428,6 +430,7 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
                 partials=f["partials"],
                 step_error=_number(f["step_error"]),
                 float32_error=_number(f["float32_error"] or "0"),
+                float32_own_error=_number(f["float32_own_error"] or "0"),
                 float32_tolerance=_number(f["float32_tolerance"]),
             )
         )

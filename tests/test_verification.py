@@ -1,5 +1,6 @@
 """Every derivative the tool prints is checked twice: against direct differentiation of the fully
-expanded loss (exact or 50 digits), and — through the generated NumPy code — by finite differences.
+expanded loss (exact or 50 digits), and — through the generated NumPy code — against complex-step
+derivatives of the network's definition.
 
 The grid covers depths 1…4 × every hidden activation × every loss (with its default output
 activation), plus every output activation with mse.
@@ -8,7 +9,7 @@ activation), plus every output activation with mse.
 import pytest
 
 from derive.run import model_source
-from derive.verify import finite_difference_check, load_module, minibatch_check, stability_check, symbolic_check
+from derive.verify import derivative_check, load_module, minibatch_check, stability_check, symbolic_check
 
 from conftest import derivation_for
 
@@ -45,11 +46,11 @@ def test_minibatch_formulas_are_the_mean_of_per_sample_ones(config):
 
 
 @pytest.mark.parametrize("config", GRID, ids=config_id)
-def test_generated_code_matches_finite_differences_and_is_stable(config):
+def test_generated_code_matches_complex_step_derivatives_and_is_stable(config):
     d = derivation_for(*config[:3], config[3])
     module = module_for(d)
-    fd = finite_difference_check(d.model, module)
-    assert fd.passed, fd.figures
+    derivatives = derivative_check(d.model, module)
+    assert derivatives.passed, derivatives.figures
     stable = stability_check(d.model, module)
     assert stable.passed, stable.figures
 
