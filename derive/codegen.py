@@ -78,6 +78,9 @@ class NumPyCodePrinter(NumPyPrinter):
     def _print_RowBroadcast(self, expr):  # … and a (1, m) array down the rows
         return self._print(expr.args[0])
 
+    def _print_Ones(self, expr):
+        return f"np.ones_like({self._print(expr.args[0])})"
+
     def _print_Heaviside(self, expr):
         return f"np.heaviside({self._print(expr.args[0])}, {self._print(sp.Float(expr.args[1]))})"
 

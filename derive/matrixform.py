@@ -59,7 +59,15 @@ class RowBroadcast(sp.Function):
     nargs = 1
 
 
-MATRIX_FUNCTIONS = (MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast)
+class Ones(sp.Function):
+    """𝟏: an array of ones shaped like its argument, a quantity (a⁽ᴸ⁾ or A⁽ᴸ⁾). A formula whose
+    entries are one constant (∂C/∂a = 1 of the linear loss a, δ⁽ᴸ⁾ = −1 of −a after an identity
+    output) is that constant times 𝟏, an array that products and sums can take."""
+
+    nargs = 1
+
+
+MATRIX_FUNCTIONS = (MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast, Ones)
 
 
 class NotRecognised(ValueError):
@@ -94,6 +102,24 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
     free = (q,) is a column vector, (p, q) a matrix, (q, s) a minibatch matrix, () a scalar.
     """
     expr = sp.sympify(expr)
+    if free and not expr.atoms(sp.Indexed):  # the same value in every entry
+        return expr * Ones(_activations_over(free))
+    return _matrix_form(expr, free)
+
+
+def _activations_over(free: tuple[sp.Idx, ...]) -> sp.Symbol:
+    """The activations whose entries the free indices run over: a⁽ˡ⁾ for (q,), A⁽ˡ⁾ for (q, s)."""
+    units = free[0].upper + 1
+    batch = len(free) == 2 and free[1].upper + 1 == notation.BATCH_SIZE
+    quantity = None
+    if isinstance(units, sp.Symbol) and units.name.startswith("n_") and len(free) == 1 + batch:
+        quantity = notation.quantity_of(("A_" if batch else "a_") + units.name[2:])
+    if quantity is None:
+        raise NotRecognised(f"a constant with free indices {free}")
+    return quantity.symbol
+
+
+def _matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
     own = free_indices(expr)
     if not own <= set(free):
         raise NotRecognised(f"{expr} has indices {own} outside {free}")
@@ -107,13 +133,13 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:
         # a vector quantity inside a matrix expression: broadcast it
         (only,) = own
         coefficient, rest = expr.as_coeff_Mul()
-        inner = to_matrix_form(rest, (only,))
+        inner = _matrix_form(rest, (only,))
         return coefficient * (ColBroadcast(inner) if only == free[0] else RowBroadcast(inner))
     if expr.is_Mul and len(free) == 2:
         outer = _outer_product(expr, free)
         if outer is not None:
             return outer
-    return expr.func(*[to_matrix_form(arg, free) for arg in expr.args])
+    return expr.func(*[_matrix_form(arg, free) for arg in expr.args])
 
 
 def _outer_product(expr: sp.Mul, free: tuple[sp.Idx, ...]):
@@ -123,8 +149,8 @@ def _outer_product(expr: sp.Mul, free: tuple[sp.Idx, ...]):
     right = [f for f in expr.args if free_indices(f) == {q}]
     scalar = [f for f in expr.args if not free_indices(f)]
     if left and right and len(left) + len(right) + len(scalar) == len(expr.args):
-        u = to_matrix_form(sp.Mul(*left), (p,))
-        v = to_matrix_form(sp.Mul(*right), (q,))
+        u = _matrix_form(sp.Mul(*left), (p,))
+        v = _matrix_form(sp.Mul(*right), (q,))
         return sp.Mul(*scalar) * MatProd(u, Tr(v))
     return None
 
@@ -139,7 +165,7 @@ def _contraction(expr: sp.Sum, free: tuple[sp.Idx, ...]) -> sp.Expr:
     constant = sp.Mul(*[f for f in factors if not f.has(k)])
     varying = [f for f in factors if f.has(k)]
     if constant != 1:
-        return to_matrix_form(constant, free) * _contraction(sp.Sum(sp.Mul(*varying), expr.limits[0]), free)
+        return _matrix_form(constant, free) * _contraction(sp.Sum(sp.Mul(*varying), expr.limits[0]), free)
     entries = [f for f in varying if isinstance(f, sp.Indexed)]
     if len(varying) == 2 and len(entries) == 2:
         product = _matrix_product(entries[0], entries[1], k, free)
@@ -150,11 +176,11 @@ def _contraction(expr: sp.Sum, free: tuple[sp.Idx, ...]) -> sp.Expr:
     if len(patterns) == 1:
         (pattern,) = patterns
         if len(pattern) == 1 and pattern[0] == k and free == ():
-            return ColSums(to_matrix_form(summand, (k,)))
+            return ColSums(_matrix_form(summand, (k,)))
         if len(pattern) == 2 and pattern[0] == k and free == (pattern[1],):
-            return ColSums(to_matrix_form(summand, pattern))
+            return ColSums(_matrix_form(summand, pattern))
         if len(pattern) == 2 and pattern[1] == k and free == (pattern[0],):
-            return RowSums(to_matrix_form(summand, pattern))
+            return RowSums(_matrix_form(summand, pattern))
     raise NotRecognised(f"contraction {expr} with free indices {free}")
 
 
@@ -193,6 +219,9 @@ def evaluate_matrix_form(expr: sp.Expr, arrays: Mapping[str, np.ndarray]) -> np.
     """Evaluate a matrix-form expression on object arrays of exact SymPy numbers."""
     if isinstance(expr, sp.Symbol) and str(expr) in arrays:
         return arrays[str(expr)]
+    if isinstance(expr, Ones):  # broadcast by NumPy where the array itself does not occur
+        shape = arrays[str(expr.args[0])].shape if str(expr.args[0]) in arrays else (1, 1)
+        return np.full(shape, sp.S.One, dtype=object)
     if isinstance(expr, MatProd):
         return np.dot(evaluate_matrix_form(expr.args[0], arrays), evaluate_matrix_form(expr.args[1], arrays))
     if isinstance(expr, Tr):
@@ -203,7 +232,7 @@ def evaluate_matrix_form(expr: sp.Expr, arrays: Mapping[str, np.ndarray]) -> np.
         return evaluate_matrix_form(expr.args[0], arrays).sum(axis=0, keepdims=True)
     if isinstance(expr, (ColBroadcast, RowBroadcast)):
         return evaluate_matrix_form(expr.args[0], arrays)  # NumPy broadcasting does the repeat
-    if expr.is_Number or not expr.free_symbols & {sp.Symbol(k, real=True) for k in arrays}:
+    if expr.is_Number or not (expr.has(Ones) or expr.free_symbols & {sp.Symbol(k, real=True) for k in arrays}):
         return np.array([[expr]], dtype=object)
     if isinstance(expr, sp.Piecewise):  # entry by entry, the first branch whose condition holds
         pairs = [(evaluate_matrix_form(e, arrays), evaluate_matrix_form(c, arrays)) for e, c in expr.args]
@@ -311,7 +340,7 @@ def entries_agree(
     dims = [int((i.upper + 1).xreplace(concrete)) for i in free]
     for pos in np.ndindex(*dims) if dims else [()]:
         entry = evaluate_index_form(index_expr, values, {**concrete, **dict(zip(free, pos))})
-        got = result[pos if len(pos) == 2 else (pos[0], 0) if pos else (0, 0)]
+        got = _at(result, pos if len(pos) == 2 else (pos[0], 0) if pos else (0, 0))  # a constant broadcasts
         if entry != got and not _difference_vanishes(entry - got):
             return False
     return True

@@ -17,7 +17,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from derive import notation
-from derive.matrixform import MATRIX_FUNCTIONS, ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
+from derive.matrixform import MATRIX_FUNCTIONS, ColBroadcast, ColSums, MatProd, Ones, RowBroadcast, RowSums, Tr
 
 ONES = r"\mathbf{1}"
 
@@ -224,6 +224,10 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _print_RowBroadcast(self, expr: RowBroadcast) -> str:
         return rf"{ONES} {self._matrix_operand(expr.args[0])}"
+
+    def _print_Ones(self, expr: Ones) -> str:  # a vector of ones, or the matrix of ones 𝟏𝟏ᵀ
+        quantity = notation.quantity_of(expr.args[0].name)
+        return ONES if quantity.rank == 1 else rf"{ONES} {ONES}^{{\top}}"
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         if not (self.matrix and is_array_valued(expr)):

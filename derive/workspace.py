@@ -28,7 +28,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.mul import _keep_coeff
 
-from derive.matrixform import ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
+from derive.matrixform import ColBroadcast, ColSums, MatProd, Ones, RowBroadcast, RowSums, Tr
 from derive.notation import Quantity
 from derive.rewrite import LogSumExp, Softmax, Softplus, holds_arrays, logsumexp_shifted, softmax_shifted
 
@@ -247,6 +247,8 @@ class Lowering:
             return self.values[name]
         if isinstance(expr, (ColBroadcast, RowBroadcast)):
             return self.lower(expr.args[0])  # NumPy broadcasting repeats it
+        if isinstance(expr, Ones):  # np.ones_like(A) of the plain code: the array filled with 1.0
+            return self._emit("copy", "np.copyto", (Scalar("1.0"),), self.lower(expr.args[0]).shape)
         if isinstance(expr, Tr):
             inner = self._array(self.lower(expr.args[0]))
             return Transposed(inner)

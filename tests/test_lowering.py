@@ -13,7 +13,7 @@ import pytest
 import sympy as sp
 
 from derive.codegen import NumPyCodePrinter, helpers_used, logsumexp_helper, softmax_helper
-from derive.matrixform import ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
+from derive.matrixform import ColBroadcast, ColSums, MatProd, Ones, RowBroadcast, RowSums, Tr
 from derive.notation import BATCH_SIZE, LEARNING_RATE, Q, quantity_of
 from derive.rewrite import LogSumExp, Softmax, Softplus, scalar_onto_left_operand
 from derive.workspace import CannotLower, Instruction, Lowering, Pool, Program, Transposed, Value, allocate, quantity_shape
@@ -94,6 +94,7 @@ EXPRESSIONS = {
     "log-sum-exp": A1 - RowBroadcast(LogSumExp(A1)),
     "softmax": Softmax(A1),
     "no in-place rule": sp.Piecewise((A1, A1 > 0), (2 * A1, True)),
+    "array of ones": 3 * Ones(A1) - Ones(A1) * A1,
 }
 
 
