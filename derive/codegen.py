@@ -73,10 +73,15 @@ class NumPyCodePrinter(NumPyPrinter):
         return f"{self._operand(expr.args[0])}.sum(axis=0, keepdims=True)"
 
     def _print_ColBroadcast(self, expr):  # NumPy broadcasting repeats an (n, 1) array across columns
-        return self._print(expr.args[0])
+        return self._broadcast(expr.args[0])
 
     def _print_RowBroadcast(self, expr):  # … and a (1, m) array down the rows
-        return self._print(expr.args[0])
+        return self._broadcast(expr.args[0])
+
+    def _broadcast(self, arg) -> str:
+        """The broadcast array as one operand: −exp(A)⊙(1 (S + T)) must not print as −exp(A)*S + T."""
+        text = self._print(arg)
+        return text if isinstance(arg, (sp.Symbol, sp.Function)) else f"({text})"
 
     def _print_Ones(self, expr):
         return f"np.ones_like({self._print(expr.args[0])})"
@@ -228,6 +233,7 @@ class CodePlan:
     workspace: WorkspacePlan | None = None  # the in-place form for training loops (derive.stepcode)
     constants: list[Assignment] = ()  # module-level constants the formulas use (penalty strengths)
     loss_params: list[str] = ()  # parameters the loss reads directly (a penalty)
+    sizes_used: list[Assignment] = ()  # layer sizes the backward formulas use, read off the weights
 
 
 def _names(expr: sp.Expr) -> set[str]:
@@ -334,6 +340,7 @@ def plan_code(derivation: Derivation) -> CodePlan:
         set().union(*[_names(forms[k]) for k in order]) & used_forward,
         key=_code_order,
     )
+    sizes_used = _sizes_used([forms[k] for k in order], printer)
     from derive.stepcode import plan_workspace  # it builds on the code forms of this module
 
     workspace = plan_workspace(derivation, forms, printer)
@@ -351,7 +358,16 @@ def plan_code(derivation: Derivation) -> CodePlan:
         workspace=workspace,
         constants=constants,
         loss_params=loss_params,
+        sizes_used=sizes_used,
     )
+
+
+def _sizes_used(forms: list[sp.Expr], printer: NumPyCodePrinter) -> list[Assignment]:
+    """n_l = W{l}.shape[0] for every layer size a formula mentions (the log-softmax error of a loss
+    whose derivative has a constant part holds Σᵢ 1 = n_L)."""
+    layers = sorted({notation.layer_of_size(s) for f in forms for s in f.free_symbols} - {None})
+    return [Assignment(printer._print(notation.size(notation.LayerRef(l))), f"W{l}.shape[0]" if l else "W1.shape[1]")
+            for l in layers]
 
 
 _STRENGTH_COMMENTS = {

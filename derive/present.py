@@ -672,6 +672,7 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "backward_uses": plan.backward_uses,
         "constants": [{"target": c.target, "value": c.value, "comment": c.comment} for c in plan.constants],
         "loss_params": list(plan.loss_params),
+        "sizes_used": [{"target": a.target, "value": a.value} for a in plan.sizes_used],
         "workspace": _workspace_context(plan),
     }
 
