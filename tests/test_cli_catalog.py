@@ -61,7 +61,12 @@ def test_commas_inside_parentheses_and_parameters_per_layer(tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["--act", "relu,tanh,relu"], ["3 activations", "2 hidden layers"]),
     (["--act", "leaky_relu:2"], ["alpha", "0 ≤ alpha < 1"]),
-    (["--act", "x*2"], ["unknown variable 'x'", "allowed variables: z"]),
+    (["--act", "x*2"], ["unknown variable 'x' (allowed: variable z)", "accepted: numbers, variable z,"]),
+    (["--act", "lambda z: z"], ["invalid activation expression 'lambda z: z': lambda is not allowed"]),
+    (["--act", "lambda: 1"], ["lambda is not allowed"]),
+    (["--act", "leaky_rel:0.1"], ["unknown activation 'leaky_rel:0.1'", "did you mean 'leaky_relu'"]),
+    (["--act", "tanh", "--loss", "lambda a: a"], ["invalid loss expression 'lambda a: a': lambda is not allowed"]),
+    (["--act", "tanh", "--loss", "a*q"], ["accepted: numbers, variables a, y,"]),
     (["--act", "log(z)"], ["not a finite real number at z = 0"]),
     (["--act", "tanh", "--loss", "a*q"], ["--loss", "unknown variable 'q'"]),
     (["--act", "tanh", "--loss", "-y*log(a)"], ["not a finite real number", "--out-act"]),

@@ -73,7 +73,7 @@ def test_error_message_format_matches_the_documented_example():
         parse_expression("z.__class__", ACTIVATION, what="activation")
     assert str(caught.value) == (
         "invalid activation 'z.__class__': attribute access is not allowed (column 2); "
-        "accepted: numbers, variables z, operators + - * / **, functions exp, log, sqrt, abs, "
+        "accepted: numbers, variable z, operators + - * / **, functions exp, log, sqrt, abs, "
         "sin, cos, tanh, sinh, cosh, atan, erf, max, min, Heaviside, sigmoid, softplus, "
         "constants pi, e")
 
@@ -84,7 +84,7 @@ def test_error_is_a_value_error():
 
 
 def test_unknown_variable_names_the_allowed_ones():
-    with pytest.raises(ExpressionError, match=r"unknown variable 'x' \(allowed variables: a, y\)"):
+    with pytest.raises(ExpressionError, match=r"unknown variable 'x' \(allowed: variables a, y\)"):
         parse_expression("a - x", LOSS, what="loss")
     with pytest.raises(ExpressionError, match=r"^invalid loss 'a - x'"):
         parse_expression("a - x", LOSS, what="loss")
@@ -116,7 +116,7 @@ def test_long_text_is_echoed_truncated():
 def test_e_can_be_a_variable_and_then_is_not_the_constant():
     e = sympy.Symbol("e", real=True)
     assert parse_expression("2*e", {"e": e}) == 2 * e
-    with pytest.raises(ExpressionError, match="constants pi$"):
+    with pytest.raises(ExpressionError, match="constant pi$"):
         parse_expression("x", {"e": e})
 
 

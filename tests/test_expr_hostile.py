@@ -171,7 +171,7 @@ def test_hostile_input_is_refused_quickly_with_a_one_line_reason(payload, reason
     assert len(message.splitlines()) == 1 and "\n" not in message and "\r" not in message
     assert message.startswith("invalid activation")
     assert reason in message
-    assert "; accepted: numbers, variables z," in message
+    assert "; accepted: numbers, variable z," in message
 
 
 @contextmanager
