@@ -21,6 +21,16 @@ def derived():
     return derivation_for
 
 
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """An empty current folder for a command that writes to its default place (outputs/…), as
+    Click's deprecated `isolated_filesystem` gave."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
 # --------------------------------------------------------------------------------------------------
 # external tools (TeX, Node.js with KaTeX and Playwright, Chromium, Jupyter)
 
