@@ -31,8 +31,73 @@ def init_params(sizes=SIZES, rng=None, dtype=np.float64):
     }
 
 
+_LAYERS = tuple((f"W{l}", f"b{l}") for l in range(1, len(SIZES)))
+
+
+def _check_inputs(params, X, Y=...):
+    """Raise a one-line ValueError/TypeError unless X (and Y) and params fit together: samples are
+    columns, each layer's weights take the units of the layer before, biases are columns. A few
+    comparisons per layer; the message is worked out only when one fails. Without it a 1-D X or a
+    1-D bias broadcast silently into arrays of the wrong shape, or failed deep inside NumPy."""
+    try:
+        units, m = X.shape
+        ok = m >= 1 and X.dtype.kind in "biuf"
+        for w, b in _LAYERS:
+            W, bias = params[w], params[b]
+            rows, inputs = W.shape
+            if inputs != units or bias.shape != (rows, 1) or W.dtype.kind != "f" or bias.dtype.kind != "f":
+                ok = False
+                break
+            units = rows
+        ok = ok and (Y is ... or (Y.shape == (units, m) and Y.dtype.kind in "biuf"))
+    except (AttributeError, KeyError, TypeError, ValueError):  # not an array, a missing key, not 2-D
+        ok = False
+    if not ok:
+        raise _mismatch(params, X, Y)
+
+
+def _mismatch(params, X, Y):
+    """The first thing wrong with (params, X, Y), as the exception to raise."""
+    for name, array in (("X", X), ("Y", Y)):
+        if array is not ... and not (isinstance(array, np.ndarray) and array.dtype.kind in "biuf"):
+            got = f"an array of {array.dtype}" if isinstance(array, np.ndarray) else type(array).__name__
+            return TypeError(f"{name} must be a NumPy array of real numbers (np.asarray({name}, dtype=float)); got {got}")
+    if X.ndim != 2 or X.shape[1] < 1:
+        return ValueError(f"X must be 2-D with one column per sample, shape (n0, m) with m >= 1; got shape {X.shape} "
+                          "(one sample x as a column: x.reshape(-1, 1))")
+    units, before = X.shape[0], None
+    for w, b in _LAYERS:
+        if w not in params or b not in params:
+            return ValueError(f"params has no {w if w not in params else b!r}; expected the keys of init_params: "
+                              f"W1 … W{len(_LAYERS)}, b1 … b{len(_LAYERS)}")
+        W, bias = params[w], params[b]
+        for key, array in ((w, W), (b, bias)):
+            if not (isinstance(array, np.ndarray) and array.dtype.kind == "f"):
+                got = f"an array of {array.dtype}" if isinstance(array, np.ndarray) else type(array).__name__
+                return TypeError(f"params[{key!r}] must be a NumPy array of floats; got {got}")
+        if W.ndim != 2:
+            return ValueError(f"params[{w!r}] must be 2-D, shape (units, inputs); got shape {W.shape}")
+        if W.shape[1] != units and before is None:
+            return ValueError(f"X has {units} rows but params['W1'] has shape {W.shape}, which takes {W.shape[1]} "
+                              f"inputs: X must have shape ({W.shape[1]}, m)")
+        if W.shape[1] != units:
+            return ValueError(f"params[{w!r}] has shape {W.shape} but the layer before has {units} units "
+                              f"(params[{before!r}] has shape {params[before].shape}); expected shape (n, {units})")
+        if bias.shape != (W.shape[0], 1):
+            return ValueError(f"params[{b!r}] must have shape ({W.shape[0]}, 1), a column like the units of "
+                              f"params[{w!r}]; got shape {bias.shape}")
+        units, before = W.shape[0], w
+    return ValueError(f"Y must have shape ({units}, {X.shape[1]}): {units} outputs for each of the {X.shape[1]} "
+                      f"samples of X; got shape {Y.shape}")
+
+
 def forward(params, X):
     """The forward pass; returns every Z{l} and A{l} (A0 is X)."""
+    _check_inputs(params, X)
+    return _forward(params, X)
+
+
+def _forward(params, X):
     W1, b1, W2, b2, W3, b3 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"])
     A0 = X
     Z1 = b1 + (W1 @ A0)
@@ -46,7 +111,8 @@ def forward(params, X):
 
 def loss(params, X, Y):
     """Mean over the m samples (columns) of the per-sample loss."""
-    cache = forward(params, X)
+    _check_inputs(params, X, Y)
+    cache = _forward(params, X)
     m = X.shape[1]
     A3 = cache["A3"]
     return float(np.sum((1/2)*(A3 - Y)**2) / m)
@@ -54,7 +120,8 @@ def loss(params, X, Y):
 
 def gradients(params, X, Y):
     """Gradients of loss(params, X, Y) with respect to every parameter (same keys and shapes)."""
-    cache = forward(params, X)
+    _check_inputs(params, X, Y)
+    cache = _forward(params, X)
     m = X.shape[1]
     W1, b1, W2, b2, W3, b3 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"])
     A0 = cache["A0"]
