@@ -11,6 +11,9 @@ from click.testing import CliRunner
 
 from derive.cli import main
 
+# every test here parses user text under CPU-time deadlines: run under load too (tests/conftest.py)
+pytestmark = pytest.mark.time_limited
+
 LINEAR = ["a", "a-y", "3*a", "-a"]
 OUTPUTS = [None, "identity", "sigmoid", "softmax", "log_softmax"]
 OTHER = ["Heaviside(a)", "exp(a)", "abs(a-y)**3", "max(a,y)", "pi*a", "y-a", "a*y", "a**3-a", "max(a,0)"]

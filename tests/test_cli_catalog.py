@@ -13,6 +13,9 @@ from click.testing import CliRunner
 from derive.catalog import ACTIVATIONS, LOSSES
 from derive.cli import main
 
+# every test here parses user text under CPU-time deadlines: run under load too (tests/conftest.py)
+pytestmark = pytest.mark.time_limited
+
 
 def run(args, **kwargs):
     return CliRunner().invoke(main, args, catch_exceptions=False, **kwargs)

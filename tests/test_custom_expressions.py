@@ -13,6 +13,9 @@ from derive.catalog import ACTIVATIONS, LOSSES
 from derive.model import make_spec
 from derive.run import generate
 
+# every test here parses user text under CPU-time deadlines: run under load too (tests/conftest.py)
+pytestmark = pytest.mark.time_limited
+
 ACTIVATION_EXPRESSIONS = [
     "z*tanh(log(1+exp(z)))",  # mish, typed
     "z/(1+abs(z))",  # softsign, non-smooth formula with a smooth derivative
@@ -164,15 +167,33 @@ def test_network_too_large_to_evaluate_exactly_fails_verification_with_the_reaso
     assert not (tmp_path / "out").exists()
 
 
-def test_function_too_large_to_evaluate_is_refused_quickly():
+def test_function_too_large_to_evaluate_is_refused_quickly(monkeypatch):
+    """The evaluation deadline (CPU time) fires: the process spends about that much on it, however
+    busy the machine."""
     import time
+    from contextlib import contextmanager
 
+    import derive.catalog.custom as custom
     from derive.errors import DeriveError
+    from derive.expr import TimeLimitExceeded
 
-    start = time.perf_counter()
+    fired, limit = [], custom.time_limit
+
+    @contextmanager
+    def watched(seconds):
+        try:
+            with limit(seconds):
+                yield
+        except TimeLimitExceeded:
+            fired.append(seconds)
+            raise
+
+    monkeypatch.setattr(custom, "time_limit", watched)
+    start = time.process_time()
     with pytest.raises(DeriveError, match="cannot be evaluated on sample points"):
         make_spec(2, "exp(exp(exp(exp(z))))")
-    assert time.perf_counter() - start < 2.0
+    assert fired == [custom.EVALUATION_SECONDS]
+    assert time.process_time() - start < 2 * custom.EVALUATION_SECONDS + 0.5  # + parsing, itself limited to 0.5 s
 
 
 def test_large_coefficients_skip_the_inverse_search_and_overflowing_fits():
