@@ -151,7 +151,7 @@ def parse_sizes(text: str | None, layers: int) -> tuple[int, ...]:
     parts = [p.strip() for p in str(text).split(",")]
     if len(parts) != layers + 1:
         raise DeriveError(
-            f"invalid value for --sizes: {text!r} has {len(parts)} numbers; "
+            f"invalid value for --sizes: {text!r} has {len(parts)} number{'s' if len(parts) != 1 else ''}; "
             f"--layers {layers} needs {layers + 1} (n0,n1,…,n{layers})"
         )
     sizes = []

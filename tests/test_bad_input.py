@@ -23,6 +23,7 @@ BAD = [
     (["--layers", "3", "--act", "sigmoid", "--format", ","], "','", "md, tex, py, json"),
     (["--layers", "3", "--act", "sigmoid", "--format", "md,docx"], "'docx'", "md, tex, py, json"),
     (["--layers", "3", "--act", "sigmoid", "--sizes", "4,5,3"], "'4,5,3'", "needs 4"),
+    (["--layers", "2", "--act", "sigmoid", "--sizes", "7"], "'7' has 1 number;", "needs 3"),
     (["--layers", "2", "--act", "sigmoid", "--sizes", "4,0,3"], "'0'", "whole numbers"),
     (["--layers", "2", "--act", "sigmoid", "--sizes", "4,x,3"], "'x'", "whole numbers"),
     (["--layers", "2", "--act", "relu", "--loss", "ce", "--out-act", "relu"], "'relu'", "sigmoid or softmax"),
