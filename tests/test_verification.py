@@ -58,3 +58,15 @@ def test_generated_code_matches_complex_step_derivatives_and_is_stable(config):
 def test_symbolic_check_is_skipped_beyond_depth_four_and_says_so():
     check = symbolic_check(derivation_for(5, "tanh", "mse"))
     assert not check.ran and check.figures["depth"] == 5
+
+
+def test_minibatch_check_of_a_deep_rational_network_uses_digits_not_exact_numbers():
+    """softsign is rational, and exact numbers double their digits at each of its layers: at depth 32
+    the check never finished. Beyond the depth of the direct check it runs with 50 digits."""
+    import time
+
+    start = time.process_time()
+    check = minibatch_check(derivation_for(32, "softsign", "mse"))
+    assert check.passed and not check.figures["exact"] and check.figures["digits"] == 50
+    assert time.process_time() - start < 60  # CPU seconds; exactly, depth 14 alone took 65
+    assert minibatch_check(derivation_for(4, "softsign", "mse")).figures["exact"]
