@@ -369,13 +369,19 @@ def _compare_with_direct(derivation: Derivation, direct: DirectDifferentiation) 
     )
 
 
-def _formula(rhs: sp.Expr, values: dict) -> sp.Expr:
-    """A formula ready for evaluation at `values`: with floating-point values, its constant parts
-    (√2, π, named constants) become floats too, so that products stay numbers instead of growing."""
-    floats = [v for v in values.values() if isinstance(v, sp.Float)]
-    if not floats:
-        return rhs
-    return _floated(rhs, mpmath.libmp.prec_to_dps(max(v._prec for v in floats)))
+def _point_digits(values: dict) -> int | None:
+    """The working digits of a point given in floats (None for an exact, rational point), taken once
+    from the point itself: values computed with 10 guard digits must not raise it further, or every
+    layer would work 10 digits finer than the one before (700 digits at depth 64, where one erf
+    took 20 ms)."""
+    precisions = [v._prec for v in values.values() if isinstance(v, sp.Float)]
+    return mpmath.libmp.prec_to_dps(max(precisions)) if precisions else None
+
+
+def _formula(rhs: sp.Expr, digits: int | None) -> sp.Expr:
+    """A formula ready for evaluation at a point of `digits` digits: its constant parts (√2, π, named
+    constants) become floats too, so that products stay numbers instead of growing."""
+    return rhs if digits is None else _floated(rhs, digits)
 
 
 @lru_cache(maxsize=None)
@@ -386,32 +392,33 @@ def _floated(rhs: sp.Expr, digits: int) -> sp.Expr:
 
 def _evaluate_forward(derivation: Derivation, values: dict, env: dict) -> dict:
     results = derivation.sample.results
-    values = dict(values)
+    values, digits = dict(values), _point_digits(values)
     for layer in range(1, derivation.model.depth + 1):
         for kind in ("z", "a"):
             result = results[f"{kind}_{layer}"]
             (i,) = result.free
             for n in range(env[size(LayerRef(layer))]):
-                values[(f"{kind}_{layer}", (n,))] = evaluate_index_form(_formula(result.rhs, values), values, {**env, i: n})
+                values[(f"{kind}_{layer}", (n,))] = evaluate_index_form(_formula(result.rhs, digits), values, {**env, i: n})
     return values
 
 
 def _evaluate_gradients(results: dict, derivation: Derivation, values: dict, env: dict) -> dict:
     """Evaluate the derived δ-form, layer by layer from the output, at a concrete point."""
     model = derivation.model
+    digits = _point_digits(values)
     values = _evaluate_forward(derivation, values, env)
     grads = {}
     for layer in range(model.depth, 0, -1):
         delta = results[f"delta_{layer}"]
         (q,) = delta.free
         for n in range(env[size(LayerRef(layer))]):
-            values[(f"delta_{layer}", (n,))] = evaluate_index_form(_formula(delta.rhs, values), values, {**env, q: n})
+            values[(f"delta_{layer}", (n,))] = evaluate_index_form(_formula(delta.rhs, digits), values, {**env, q: n})
         for name, kind in (("grad_W", "W"), ("grad_b", "b")):
             result = results[f"{name}_{layer}"]
             ranges = [range(env[size(LayerRef(layer))]), range(env[size(LayerRef(layer - 1))])][: len(result.free)]
             for idx in np.ndindex(*[len(r) for r in ranges]):
                 grads[(Q(kind, layer).label, tuple(idx))] = evaluate_index_form(
-                    _formula(result.rhs, values), values, {**env, **dict(zip(result.free, idx))}
+                    _formula(result.rhs, digits), values, {**env, **dict(zip(result.free, idx))}
                 )
     return grads
 
@@ -471,23 +478,23 @@ def _minibatch_check(derivation: Derivation, seed: int, samples: int) -> Check:
 
 def _evaluate_batch(derivation: Derivation, values: dict, env: dict) -> dict:
     model, results = derivation.model, derivation.batch.results
-    values = dict(values)
+    values, digits = dict(values), _point_digits(values)
     m = env[BATCH_SIZE]
     for layer in range(1, model.depth + 1):
         for kind, label in (("z", "Z"), ("a", "A")):
             result = results[f"{kind}_{layer}"]
             for idx in np.ndindex(env[size(LayerRef(layer))], m):
-                values[(f"{label}_{layer}", tuple(idx))] = evaluate_index_form(_formula(result.rhs, values), values, {**env, **dict(zip(result.free, idx))})
+                values[(f"{label}_{layer}", tuple(idx))] = evaluate_index_form(_formula(result.rhs, digits), values, {**env, **dict(zip(result.free, idx))})
     grads = {}
     for layer in range(model.depth, 0, -1):
         delta = results[f"delta_{layer}"]
         for idx in np.ndindex(env[size(LayerRef(layer))], m):
-            values[(f"Delta_{layer}", tuple(idx))] = evaluate_index_form(_formula(delta.rhs, values), values, {**env, **dict(zip(delta.free, idx))})
+            values[(f"Delta_{layer}", tuple(idx))] = evaluate_index_form(_formula(delta.rhs, digits), values, {**env, **dict(zip(delta.free, idx))})
         for name, kind in (("grad_W", "W"), ("grad_b", "b")):
             result = results[f"{name}_{layer}"]
             shape = [env[size(LayerRef(layer))], env[size(LayerRef(layer - 1))]][: len(result.free)]
             for idx in np.ndindex(*shape):
-                grads[(Q(kind, layer).label, tuple(idx))] = evaluate_index_form(_formula(result.rhs, values), values, {**env, **dict(zip(result.free, idx))})
+                grads[(Q(kind, layer).label, tuple(idx))] = evaluate_index_form(_formula(result.rhs, digits), values, {**env, **dict(zip(result.free, idx))})
     return grads
 
 

@@ -70,3 +70,20 @@ def test_minibatch_check_of_a_deep_rational_network_uses_digits_not_exact_number
     assert check.passed and not check.figures["exact"] and check.figures["digits"] == 50
     assert time.process_time() - start < 60  # CPU seconds; exactly, depth 14 alone took 65
     assert minibatch_check(derivation_for(4, "softsign", "mse")).figures["exact"]
+
+
+def test_evaluation_in_digits_keeps_the_precision_of_its_point():
+    """Constants (√2 of gelu) were floated at 10 digits more than the values they met, and the result
+    then set the next layer's precision: 700 digits at depth 64, and gelu at depth 128 took minutes."""
+    import random
+
+    import mpmath
+    import sympy as sp
+
+    from derive.verify import DIGITS, _concrete_sizes, _evaluate_forward, _random_point
+
+    d = derivation_for(24, "gelu", "mse")
+    point = {k: sp.Float(v, DIGITS) for k, v in _random_point(d.model, 2, 1, random.Random(0)).items()}
+    values = _evaluate_forward(d, point, _concrete_sizes(d.model, 2, None))
+    finest = max(v._prec for v in values.values() if isinstance(v, sp.Float))
+    assert finest <= mpmath.libmp.dps_to_prec(DIGITS + 10)  # guard digits once, not once per layer
