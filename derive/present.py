@@ -373,24 +373,15 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
         paragraphs.append(text("verification_extra.symbolic_error", error=s.figures["error"]))
     elif s.ran:
         f = s.figures
-        agreement = (
-            text("verification.symbolic_exact")
-            if f["exact"]
-            else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
-        )
-        paragraphs.append(text("verification.symbolic", raw={"agreement": agreement}, width=f["width"], depth=f["depth"], partials=f["partials"]))
+        paragraphs.append(text("verification.symbolic", raw={"agreement": _agreement(f, text)}, width=f["width"],
+                               depth=f["depth"], partials=f["partials"]))
     else:
         paragraphs.append(text("verification.symbolic_skipped", **s.figures))
     f = report.check("minibatch").figures
     if "error" in f:
         paragraphs.append(text("verification_extra.minibatch_error", error=f["error"]))
-    agreement = (
-        text("verification.symbolic_exact")
-        if f["exact"]
-        else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
-    )
     if "error" not in f:
-        paragraphs.append(text("verification.minibatch", raw={"agreement": agreement}, samples=f["samples"],
+        paragraphs.append(text("verification.minibatch", raw={"agreement": _agreement(f, text)}, samples=f["samples"],
                                partials=f["partials"]))
     f = report.check("derivatives").figures
     paragraphs.append(
@@ -445,6 +436,16 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
     paragraphs += verification_paragraphs(report, text)
     paragraphs.append(text("verification.passed" if report.passed else "verification.failed"))
     return paragraphs
+
+
+def _agreement(f: dict, text: Text) -> str:
+    """How two evaluations agreed: exactly (rational arithmetic), in every one of their digits, or to
+    a relative difference below a power of ten."""
+    if f["exact"]:
+        return text("verification.symbolic_exact")
+    if f["largest_difference"] == "0":
+        return text("verification.symbolic_digits_equal", digits=f["digits"])
+    return text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
 
 
 def _number(bound: str) -> str:
