@@ -40,6 +40,10 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def _shown(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _fail(error: DeriveError) -> None:
     code = 1 if isinstance(error, VerificationFailed) else 2
     click.echo(f"derive: error: {error}", err=True)
@@ -76,12 +80,15 @@ def run() -> None:
     os._exit(code)
 
 
-@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="derive", message="%(prog)s %(version)s")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Derive the formulas of neural networks with SymPy, verify them, and write them as
     Markdown, LaTeX, NumPy code and JSON (and on request as PDF, a web page and a notebook,
     in English or Chinese)."""
+    if ctx.invoked_subcommand is None:  # bare `derive`: the help, on standard output, as --help does
+        click.echo(ctx.get_help())
 
 
 @main.command()
@@ -115,7 +122,7 @@ def main() -> None:
               help="Optimizer of the generated update() and train(), with torch.optim's definitions, names and "
                    "defaults: sgd (default), momentum, nesterov, adagrad, rmsprop, adam, adamw; hyper-parameters "
                    "after a colon, e.g. adam:lr=0.01,beta2=0.99 or 'adam:betas=(0.9,0.99)'.")
-@click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
+@click.option("--out", "out", default=None, metavar="DIR",
               help="Output folder (default: outputs/<architecture>-<choices>/).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 @click.option("--print-network", "print_network", is_flag=True,
@@ -151,17 +158,21 @@ def _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang
     try:
         spec = make_spec(layers, act, out_act, loss, sizes, formats, lang=lang, optimizer=optimizer,
                          l2=l2, l1=l1, penalise_bias=penalise_bias)
-        folder = out if out is not None else Path("outputs") / spec.slug()
+        if out is not None and not out.strip():  # Path("") would be the current folder
+            raise DeriveError(f"invalid value for --out: {out!r} is empty; give a folder, e.g. --out results "
+                              "(or omit --out for outputs/<architecture>-<choices>/)")
+        folder = Path(out) if out is not None else Path("outputs") / spec.slug()
         try:
             check_writable(folder)
         except OSError as error:
-            raise DeriveError(f"invalid value for --out: {str(folder)!r} cannot be written ({error}); give a writable folder")
+            raise DeriveError(f"invalid value for --out: {_shown(str(folder))!r} cannot be written "
+                              f"({error.strerror or error}); give a writable folder")
         outcome, written = generate_and_write(spec, folder)
     except DeriveError as error:
         _fail(error)
         return
     except OSError as error:
-        _fail(DeriveError(f"could not write to {str(folder)!r}: {error.strerror or error}"))
+        _fail(DeriveError(f"could not write to {_shown(str(folder))!r}: {error.strerror or error}"))
         return
     if quiet:
         return
@@ -178,8 +189,9 @@ def _verdict(report) -> str:
         parts.append(f"{symbolic.figures['partials']} partial derivatives match direct differentiation {how}")
     else:
         parts.append("direct differentiation skipped (depth > 4)")
-    fd = report.check("finite_differences").figures
-    parts.append(f"{fd['partials']} match finite differences of model.py (largest relative error < {fd['largest_relative_error']})")
+    f = report.check("derivatives").figures
+    parts.append(f"{f['partials']} in model.py match complex-step derivatives "
+                 f"(relative difference < {f['largest_error']}; required {f['tolerance']})")
     workspace = next((c for c in report.checks if c.name == "workspace" and c.ran), None)
     if workspace is not None:
         parts.append("workspace form bit-identical")

@@ -27,6 +27,7 @@ from derive.rewrite import (
 )
 
 if TYPE_CHECKING:
+    from derive.codegen_inputs import InputCheck
     from derive.stepcode import WorkspacePlan
 
 LOGSUMEXP_HELPER = "_logsumexp"
@@ -200,6 +201,8 @@ class CodePlan:
     workspace: WorkspacePlan | None = None  # the in-place form for training loops (derive.stepcode)
     constants: list[Assignment] = ()  # module-level constants the formulas use (penalty strengths)
     loss_params: list[str] = ()  # parameters the loss reads directly (a penalty)
+    sizes_used: list[Assignment] = ()  # layer sizes the backward formulas use, read off the weights
+    input_check: InputCheck | None = None  # what forward, loss and gradients check of their arguments
 
 
 def _names(expr: sp.Expr) -> set[str]:
@@ -290,7 +293,10 @@ def plan_code(derivation: Derivation) -> CodePlan:
         set().union(*[_names(forms[k]) for k in order]) & used_forward,
         key=_code_order,
     )
+    sizes_used = _sizes_used(derivation, [forms[k] for k in order], printer)
     from derive.stepcode import plan_workspace  # it builds on the code forms of this module
+
+    from derive.codegen_inputs import plan_input_check
 
     workspace = plan_workspace(derivation, forms, printer)
     helpers = helpers_used(printer)
@@ -307,7 +313,18 @@ def plan_code(derivation: Derivation) -> CodePlan:
         workspace=workspace,
         constants=constants,
         loss_params=loss_params,
+        sizes_used=sizes_used,
+        input_check=plan_input_check(derivation),
     )
+
+
+def _sizes_used(derivation: Derivation, forms: list[sp.Expr], printer: NumPyCodePrinter) -> list[Assignment]:
+    """n_3 = params["W3"].shape[0] for every size a formula mentions (the log-softmax error of a
+    loss whose derivative has a constant part holds Σᵢ 1 = n_L)."""
+    from derive.codegen_inputs import is_size_symbol, size_source
+
+    symbols = sorted({s for f in forms for s in f.free_symbols if is_size_symbol(derivation, s)}, key=str)
+    return [Assignment(printer._print(s), size_source(derivation, s)) for s in symbols]
 
 
 _STRENGTH_COMMENTS = {

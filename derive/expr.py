@@ -341,8 +341,7 @@ class _Parser:
             return []
         if isinstance(node, ast.Name):
             if node.id not in self.variables and node.id not in _CONSTANTS:
-                names = ", ".join(self.variables) or "none"
-                raise _Refusal(f"unknown variable {node.id!r} (allowed variables: {names})", node)
+                raise _Refusal(f"unknown variable {node.id!r} (allowed: {_listed('variable', self.variables)})", node)
             return []
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.Not):
@@ -474,10 +473,18 @@ def _check_text(text: str) -> None:
             raise _Refusal(f"brackets nested too deeply (more than {MAX_DEPTH} levels)", column)
 
 
+def _listed(noun: str, names) -> str:
+    """'variable z', 'variables a, y', 'no constants': a noun agreeing with its list."""
+    names = list(names)
+    if not names:
+        return f"no {noun}s"
+    return f"{noun}{'s' if len(names) > 1 else ''} {', '.join(names)}"
+
+
 def _accepted(variables: Mapping[str, sympy.Symbol]) -> str:
     constants = [name for name in _CONSTANTS if name not in variables]
-    return (f"numbers, variables {', '.join(variables) or 'none'}, operators + - * / **, "
-            f"functions {', '.join(ALLOWED_FUNCTIONS)}, constants {', '.join(constants) or 'none'}")
+    return (f"numbers, {_listed('variable', variables)}, operators + - * / **, "
+            f"{_listed('function', ALLOWED_FUNCTIONS)}, {_listed('constant', constants)}")
 
 
 def parse_expression(text: str, variables: Mapping[str, sympy.Symbol], *,

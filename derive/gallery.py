@@ -41,13 +41,14 @@ CONFIGURATIONS = [
 NETWORKS = [
     ("examples/residual_mlp.toml", {"formats": EVERY_FORMAT}),
 ]
-ROOT = Path(__file__).resolve().parent.parent
 
 
-def gallery_specs():
+def gallery_specs(repository: Path = Path(".")):
+    """The gallery's specs; network files are read from `repository` (the gallery lives in a clone,
+    while the package may be installed elsewhere, without the examples)."""
     specs = [make_spec(layers, act, out, loss, **options) for layers, act, out, loss, options in CONFIGURATIONS]
-    for path, options in NETWORKS:  # read from the repository, shown by the path a user types there
-        specs.append(replace(make_net_spec(str(ROOT / path), **options), path=path))
+    for path, options in NETWORKS:  # shown by the path a user types in the repository
+        specs.append(replace(make_net_spec(str(repository / path), **options), path=path))
     return specs
 
 
@@ -61,7 +62,7 @@ def stale_files(root: Path) -> list[str]:
     from derive.typeset import has_stamp
 
     stale = []
-    for spec in gallery_specs():
+    for spec in gallery_specs(root.resolve().parent):
         folder = root / spec.slug()
         files = generate(spec, compile_pdf=False).files
         for name, data in files.items():
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in stale:
             print(f"stale: {path}")
         return 1 if stale else 0
-    for spec in gallery_specs():
+    for spec in gallery_specs(args.root.resolve().parent):
         outcome = generate(spec)
         if not outcome.report.passed:
             print(f"verification failed for {spec.slug()}", file=sys.stderr)

@@ -29,6 +29,7 @@ from derive.ops import (  # noqa: E402 - the operations recognised here
     ColSums,
     Einsum,
     MatProd,
+    Ones,
     Op,
     RowBroadcast,
     RowSums,
@@ -68,8 +69,16 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) -
     """Rewrite the index expression `expr` with free indices `free` as a matrix-form expression:
     with the readable operations where they fit, else with einsum (see `einsum_form`).
 
-    free = (q,) is a column vector, (p, q) a matrix, (q, s) a minibatch matrix, () a scalar.
+    free = (q,) is a column vector, (p, q) a matrix, (q, s) a minibatch matrix, () a scalar. A formula
+    that is one number in every entry is that number times 𝟏, an array shaped like the activations.
     """
+    expr = sp.sympify(expr)
+    if free and not expr.atoms(sp.Indexed):  # the same value in every entry
+        return expr * Ones(_activations_over(free))
+    return _any_form(expr, free, row)
+
+
+def _any_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) -> sp.Expr:
     try:
         return readable_form(expr, free, row)
     except NotRecognised:
@@ -106,7 +115,7 @@ def readable_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) ->
             return outer
     # terms of a sum may each fall back to einsum; the factors of a product may not (einsum takes
     # the whole product, so that its indices stay linked)
-    return expr.func(*[(to_matrix_form if expr.is_Add else readable_form)(arg, free, row) for arg in expr.args])
+    return expr.func(*[(_any_form if expr.is_Add else readable_form)(arg, free, row) for arg in expr.args])
 
 
 _LETTERS = "ijklmnopqrstuvwxyabcdefgh"  # einsum letters for indices ('z' is the unit column)
@@ -208,6 +217,18 @@ def _first_appearance(expr: sp.Basic) -> list[sp.Idx]:
     return seen
 
 
+def _activations_over(free: tuple[sp.Idx, ...]) -> sp.Symbol:
+    """The activations whose entries the free indices run over: a⁽ˡ⁾ for (q,), A⁽ˡ⁾ for (q, s)."""
+    units = free[0].upper + 1
+    batch = len(free) == 2 and free[1].upper + 1 == notation.BATCH_SIZE
+    quantity = None
+    if isinstance(units, sp.Symbol) and units.name.startswith("n_") and len(free) == 1 + batch:
+        quantity = notation.quantity_of(("A_" if batch else "a_") + units.name[2:])
+    if quantity is None:
+        raise NotRecognised(f"a constant with free indices {free}")
+    return quantity.symbol
+
+
 def _outer_product(expr: sp.Mul, free: tuple[sp.Idx, ...]):
     """u_p v_q as u vᵀ, when the factors split into ones indexed by p only and by q only."""
     p, q = free
@@ -288,7 +309,7 @@ def evaluate_matrix_form(expr: sp.Expr, arrays: Mapping[str, np.ndarray]) -> np.
         return arrays[str(expr)]
     if isinstance(expr, Op):
         return expr.evaluate(lambda arg: evaluate_matrix_form(arg, arrays))
-    if expr.is_Number or not expr.free_symbols & {sp.Symbol(k, real=True) for k in arrays}:
+    if expr.is_Number or not (expr.has(Ones) or expr.free_symbols & {sp.Symbol(k, real=True) for k in arrays}):
         return np.array([[expr]], dtype=object)
     if isinstance(expr, sp.Piecewise):  # entry by entry, the first branch whose condition holds
         pairs = [(evaluate_matrix_form(e, arrays), evaluate_matrix_form(c, arrays)) for e, c in expr.args]

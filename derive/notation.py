@@ -305,6 +305,14 @@ def units_axes(layer_ref: LayerRef) -> tuple[Axis, ...]:
     return (Axis("n", layer_ref),)
 
 
+def layer_of_size(symbol: sp.Symbol) -> int | None:
+    """l for the size symbol n_l of a concrete layer, else None."""
+    name = symbol.name
+    if name.startswith("n_") and name[2:].isdigit() and symbol == size(LayerRef(int(name[2:]))):
+        return int(name[2:])
+    return None
+
+
 def size_latex(layer_ref: LayerRef) -> str:
     return f"n_{{{layer_ref.latex()}}}"
 

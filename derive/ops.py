@@ -62,8 +62,8 @@ class MatProd(Op):
 
     nargs = 2
 
-    def evaluate(self, value):
-        return np.dot(value(self.args[0]), value(self.args[1]))
+    def evaluate(self, value):  # matmul: arrays may carry leading axes (copies of a network)
+        return np.matmul(value(self.args[0]), value(self.args[1]))
 
     def _derive_latex(self, printer, **_):
         return " ".join(_latex_operand(printer, arg) for arg in self.args)
@@ -85,7 +85,7 @@ class Tr(Op):
     nargs = 1
 
     def evaluate(self, value):
-        return value(self.args[0]).T
+        return np.swapaxes(value(self.args[0]), -1, -2)
 
     def _derive_latex(self, printer, **_):
         inner = printer._print(self.args[0])
@@ -108,7 +108,7 @@ class _AxisSum(Op):
     axis = 0
 
     def evaluate(self, value):
-        return value(self.args[0]).sum(axis=self.axis, keepdims=True)
+        return value(self.args[0]).sum(axis=self.axis - 2, keepdims=True)  # the last two axes
 
     def _numpycode(self, printer, **_):
         return f"{_code_operand(printer, self.args[0])}.sum(axis={self.axis}, keepdims=True)"
@@ -146,7 +146,10 @@ class _Broadcast(Op):
         return value(self.args[0])  # NumPy broadcasting does the repeat
 
     def _numpycode(self, printer, **_):
-        return printer._print(self.args[0])  # NumPy broadcasting repeats an (n, 1) or (1, m) array
+        # NumPy broadcasting repeats an (n, 1) or (1, m) array; one operand, so that −exp(A)⊙(1 (S + T))
+        # does not print as −exp(A)*S + T
+        text = printer._print(self.args[0])
+        return text if isinstance(self.args[0], (sp.Symbol, sp.Function)) else f"({text})"
 
     def lower(self, lowering):
         return lowering.lower(self.args[0])
@@ -169,6 +172,35 @@ class RowBroadcast(_Broadcast):
         return rf"{ONES} {_latex_operand(printer, self.args[0])}"
 
 
+class Ones(Op):
+    """𝟏: an array of ones shaped like its argument, a quantity (a⁽ᴸ⁾ or A⁽ᴸ⁾). A formula whose
+    entries are one constant (∂C/∂a = 1 of the linear loss a, δ⁽ᴸ⁾ = −1 of −a after an identity
+    output) is that constant times 𝟏, an array that products and sums can take."""
+
+    nargs = 1
+
+    def evaluate(self, value):
+        array = value(self.args[0])  # (1, 1) where the quantity itself does not occur: broadcast
+        if array.dtype != object:
+            return np.ones_like(array)
+        return np.full(array.shape, sp.S.One, dtype=object)
+
+    def _derive_latex(self, printer, **_):  # a vector of ones, or the matrix of ones 𝟏𝟏ᵀ
+        from derive import notation
+
+        quantity = notation.quantity_of(self.args[0].name)
+        return ONES if quantity.rank == 1 else rf"{ONES} {ONES}^{{\top}}"
+
+    def _numpycode(self, printer, **_):
+        return f"np.ones_like({printer._print(self.args[0])})"
+
+    def lower(self, lowering):  # np.ones_like(A) of the plain code: the array filled with 1.0
+        return lowering.filled("1.0", lowering.lower(self.args[0]).shape)
+
+    def shape(self, shape_of):
+        return shape_of(self.args[0])
+
+
 class Einsum(Op):
     """Σ over the repeated indices of a product of arrays, in NumPy's einsum notation: the fallback
     for a contraction no other operation expresses (Einsum(Str("ijk,jz,kz->i"), T, u, v)). A
@@ -185,8 +217,10 @@ class Einsum(Op):
     def operands(self) -> tuple[sp.Basic, ...]:
         return self.args[1:]
 
-    def evaluate(self, value):
-        return np.einsum(self.subscripts, *[value(a) for a in self.operands])
+    def evaluate(self, value):  # "..." carries any leading axes (copies of a network)
+        inputs, output = self.subscripts.split("->")
+        spec = ",".join("..." + part for part in inputs.split(",")) + "->..." + output
+        return np.einsum(spec, *[value(a) for a in self.operands])
 
     def _derive_latex(self, printer, **_):
         inputs, output = self.subscripts.replace(self.UNIT, "").split("->")
@@ -265,7 +299,7 @@ def place(expr: sp.Basic, pattern: list[str]) -> Place:
     return Place(expr, Str(",".join(pattern)))
 
 
-MATRIX_FUNCTIONS = (MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast, Einsum, Place)
+MATRIX_FUNCTIONS = (MatProd, Tr, RowSums, ColSums, ColBroadcast, RowBroadcast, Ones, Einsum, Place)
 
 
 def einsum(subscripts: str, *operands: sp.Basic) -> Einsum:

@@ -36,7 +36,7 @@ from derive.present_functions import (
 from derive.printing import latex
 from derive.rewrite import logistic_as_tanh
 from derive.spec import NetSpec
-from derive.verify import Report
+from derive.verify import PREACTIVATION_BOUND, Report
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 
@@ -529,42 +529,36 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
         paragraphs.append(text("verification_extra.symbolic_error", error=s.figures["error"]))
     elif s.ran:
         f = s.figures
-        agreement = (
-            text("verification.symbolic_exact")
-            if f["exact"]
-            else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
-        )
-        paragraphs.append(text("verification.symbolic", raw={"agreement": agreement}, width=f["width"], depth=f["depth"], partials=f["partials"]))
+        paragraphs.append(text("verification.symbolic", raw={"agreement": _agreement(f, text)}, width=f["width"],
+                               depth=f["depth"], partials=f["partials"]))
     else:
         paragraphs.append(text("verification.symbolic_skipped", **s.figures))
     f = report.check("minibatch").figures
     if "error" in f:
         paragraphs.append(text("verification_extra.minibatch_error", error=f["error"]))
-    agreement = (
-        text("verification.symbolic_exact")
-        if f["exact"]
-        else text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
-    )
     if "error" not in f:
-        paragraphs.append(text("verification.minibatch", raw={"agreement": agreement}, samples=f["samples"],
+        paragraphs.append(text("verification.minibatch", raw={"agreement": _agreement(f, text)}, samples=f["samples"],
                                partials=f["partials"]))
-    f = report.check("finite_differences").figures
+    f = report.check("derivatives").figures
     paragraphs.append(
         text(
-            "verification.finite_differences",
-            step=_number(f"{f['step']:.0e}"),
+            "verification.derivatives",
+            step=_number(f["step"]),
             sizes=", ".join(map(str, f["sizes"])),
             samples=f["samples"],
+            bound=f"{f['bound']:g}",
             partials=f["partials"],
-            abs_error=_number(f["largest_absolute_error"]),
-            rel_error=_number(f["largest_relative_error"]),
+            smallest=_number(f["smallest_gradient"]),
+            largest=_number(f["largest_gradient"]),
+            error=_number(f["largest_error"]),
+            tolerance=_number(f["tolerance"]),
+            raw={"loss_agreement": text("verification.loss_equal") if f["loss_error"] == "0"
+                 else text("verification.loss_close", error=_number(f["loss_error"]))},
         )
     )
-    if f.get("scale", 1.0) != 1.0:
-        paragraphs.append(text("verification_extra.fd_scale", scale=f"{f['scale']:g}"))
-    if f.get("extrapolated"):
-        paragraphs.append(text("verification_extra.fd_extrapolated", count=f["extrapolated"],
-                               wide=_number(f"{2 * f['step']:.0e}")))
+    if f["bound"] != PREACTIVATION_BOUND:
+        paragraphs.append(text("verification_extra.derivative_bound", usual=f"{PREACTIVATION_BOUND:g}",
+                               bound=f"{f['bound']:g}"))
     stability = report.check("stability")
     if stability.ran:
         paragraphs.append(text("verification.stability", largest=_number(stability.figures["largest_preactivation"])))
@@ -584,6 +578,7 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
                 partials=f["partials"],
                 step_error=_number(f["step_error"]),
                 float32_error=_number(f["float32_error"] or "0"),
+                float32_own_error=_number(f["float32_own_error"] or "0"),
                 float32_tolerance=_number(f["float32_tolerance"]),
             )
         )
@@ -598,6 +593,16 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
     paragraphs += verification_paragraphs(report, text)
     paragraphs.append(text("verification.passed" if report.passed else "verification.failed"))
     return paragraphs
+
+
+def _agreement(f: dict, text: Text) -> str:
+    """How two evaluations agreed: exactly (rational arithmetic), in every one of their digits, or to
+    a relative difference below a power of ten."""
+    if f["exact"]:
+        return text("verification.symbolic_exact")
+    if f["largest_difference"] == "0":
+        return text("verification.symbolic_digits_equal", digits=f["digits"])
+    return text("verification.symbolic_digits", digits=f["digits"], difference=_number(f["largest_difference"]))
 
 
 def _number(bound: str) -> str:
@@ -734,7 +739,24 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "backward_uses": plan.backward_uses,
         "constants": [{"target": c.target, "value": c.value, "comment": c.comment} for c in plan.constants],
         "loss_params": list(plan.loss_params),
+        "sizes_used": [{"target": a.target, "value": a.value} for a in plan.sizes_used],
         "workspace": _workspace_context(plan),
+        "checks": _input_check_context(plan.input_check),
+    }
+
+
+def _dims_text(dims) -> str:
+    """("n1", "n0") / ("n1", 1): a shape of size names as the generated code writes it."""
+    items = [f'"{d}"' if isinstance(d, str) else str(d) for d in dims]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _input_check_context(check) -> dict:
+    return {
+        "x_dims": _dims_text(check.x_dims),
+        "y_dims": _dims_text(check.y_dims),
+        "parameters": [(name, _dims_text(dims)) for name, dims in check.parameters],
+        "fast": list(check.fast),
     }
 
 

@@ -120,7 +120,10 @@ def _polynomial_candidate(g: sp.Expr, gp: sp.Expr, degree: int = 3) -> sp.Expr |
         return None
     if not (np.all(np.isfinite(gs)) and np.all(np.isfinite(gps))):
         return None
-    basis = np.vander(gs, degree + 1, increasing=True)
+    with np.errstate(all="ignore"):
+        basis = np.vander(gs, degree + 1, increasing=True)
+    if not np.all(np.isfinite(basis)):  # g^k beyond float64 (exp(300 z) at z = 1.9): no fit to make
+        return None
     coefficients, *_ = np.linalg.lstsq(basis, gps, rcond=None)
     if np.max(np.abs(basis @ coefficients - gps)) > 1e-9:
         return None
@@ -132,10 +135,19 @@ def _polynomial_candidate(g: sp.Expr, gp: sp.Expr, degree: int = 3) -> sp.Expr |
 _PRINTABLE = (sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sinh, sp.cosh, sp.atan)
 
 
+MAX_INVERSE_COEFFICIENT = 12  # numerators and denominators of g's coefficients, for `solve`
+
+
 def _inverse_candidate(g: sp.Expr, gp: sp.Expr) -> sp.Expr | None:
-    """Substitute z = g⁻¹(a) into g′(z) when g is a chain of functions of one z (so that `solve` is
-    quick) and SymPy finds a unique inverse."""
+    """Substitute z = g⁻¹(a) into g′(z) when g is a chain of functions of one z with small
+    coefficients (so that `solve` is quick) and SymPy finds a unique inverse.
+
+    `solve` writes exp(c·z) = a with c = p/q as a polynomial of degree |p|·q in exp(z/q) and checks
+    every root: exp(300 z) took minutes. A bound on the coefficients keeps the search short on every
+    machine alike (a time limit would make the documents depend on the machine's speed)."""
     if sum(1 for e in sp.preorder_traversal(g) if e == Z) != 1 or sp.count_ops(g) > 12:
+        return None
+    if any(max(abs(r.p), r.q) > MAX_INVERSE_COEFFICIENT for r in g.atoms(sp.Rational)):
         return None
     try:
         solutions = sp.solve(sp.Eq(A, g), Z)

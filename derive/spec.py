@@ -80,17 +80,39 @@ class MLPSpec:
         return self.activations[-1]
 
     def slug(self) -> str:
-        """Folder name under outputs/: mlp-L3-sigmoid-sigmoid-mse."""
+        """Folder name under outputs/: mlp-L3-sigmoid-sigmoid-mse.
+
+        At most MAX_SLUG characters: a part longer than MAX_SLUG_PART (the sizes of a deep network,
+        many different activations) is named by a short hash of its text ('sizes_1f2e3d4c'), and a
+        name still too long keeps its beginning and ends in a hash of the whole.
+        """
         hidden = "-".join(dict.fromkeys(map(slug_part, self.hidden_activations))) if self.hidden_activations else "none"
-        parts = ["mlp", f"L{self.layers}", hidden, slug_part(self.output_activation), slug_part(self.loss)]
+        parts = ["mlp", f"L{self.layers}", _short(hidden, "acts"), slug_part(self.output_activation), slug_part(self.loss)]
         if self.sizes != default_sizes(self.layers):
-            parts.append("x".join(map(str, self.sizes)))
+            parts.append(_short("x".join(map(str, self.sizes)), "sizes"))
         parts += [f"{name}_{value}" for name, value in (("l2", self.l2), ("l1", self.l1)) if value is not None]
         if self.penalise_bias:
             parts.append("bias")
         if self.lang != DEFAULT_LANGUAGE:
             parts.append(self.lang)
-        return "-".join(parts) + self.optimizer.slug()
+        text = "-".join(parts) + self.optimizer.slug()
+        if len(text) > MAX_SLUG:  # whole parts up to the limit, then a hash of the whole name
+            head = text[: MAX_SLUG - 12]
+            text = head[: head.rfind("-") + 1] + _digest(text, 12)
+        return text
+
+
+MAX_SLUG = 120  # characters of a default folder name (file systems allow 255 bytes)
+MAX_SLUG_PART = 40
+
+
+def _digest(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _short(part: str, label: str) -> str:
+    """`part`, or `label_` and a hash of it when it is longer than MAX_SLUG_PART."""
+    return part if len(part) <= MAX_SLUG_PART else f"{label}_{_digest(part, 8)}"
 
 
 @dataclass(frozen=True)
@@ -144,7 +166,7 @@ def slug_part(text: str) -> str:
     expression as 'custom_' and a short hash of its text (deterministic, safe on every file system)."""
     if _SLUG_SAFE.fullmatch(text):
         return text.replace(":", "_")
-    return "custom_" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return "custom_" + _digest(text, 8)
 
 
 def parse_layers(text: str | int) -> int:
@@ -172,7 +194,7 @@ def parse_sizes(text: str | None, layers: int) -> tuple[int, ...]:
     parts = [p.strip() for p in str(text).split(",")]
     if len(parts) != layers + 1:
         raise DeriveError(
-            f"invalid value for --sizes: {text!r} has {len(parts)} numbers; "
+            f"invalid value for --sizes: {text!r} has {len(parts)} number{'s' if len(parts) != 1 else ''}; "
             f"--layers {layers} needs {layers + 1} (n0,n1,…,n{layers})"
         )
     sizes = []

@@ -21,7 +21,7 @@ import sympy as sp
 from derive.codegen import _code_order, _target, backward_order
 from derive.derivation import Derivation
 from derive.ops import MATRIX_FUNCTIONS, Einsum, MatProd
-from derive.notation import BATCH_SIZE, LEARNING_RATE, Q, Quantity
+from derive.notation import BATCH_SIZE, LEARNING_RATE, LayerRef, Q, Quantity, size
 from derive.rewrite import scalar_onto_left_operand, stable_forms
 from derive.workspace import Lowering, Pool, Program, Value, allocate, dim_name, quantity_shape, shape_text
 
@@ -199,19 +199,10 @@ def _unpack(names: list[str]) -> str:
 
 
 def _size_sources(derivation: Derivation) -> list[str]:
-    """For each layer size, an expression that reads it from the arrays `train` is given: the shape
-    of the first parameter with an axis of that size (sizes equal by construction count as one),
-    else the targets' or the input's."""
-    network = derivation.model.network
-    sources = []
-    for layer in range(len(network.sizes)):
-        wanted = network.dim_name(layer)
-        found = next((f'params["{q.code()}"].shape[{axis}]' for q in _parameters(derivation)
-                      for axis, dim in enumerate(quantity_shape(q, network)) if dim == wanted), None)
-        if found is None:
-            found = "Y.shape[0]" if wanted == network.dim_name(network.output.layer.number) else "X.shape[0]"
-        sources.append(found)
-    return sources
+    """For each layer size, where `train` reads it from the arrays it is given."""
+    from derive.codegen_inputs import size_source
+
+    return [size_source(derivation, size(LayerRef(layer))) for layer in range(len(derivation.model.network.sizes))]
 
 
 def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePlan:

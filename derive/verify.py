@@ -7,9 +7,11 @@ Three independent checks, each returning figures the documents quote:
   the derivation are evaluated at the same random rational point and must agree — exactly when every
   function involved is rational (identity, relu, mse), otherwise to 50 significant digits.
 * **minibatch**: the minibatch formulas must equal the mean of the per-sample formulas (exact).
-* **finite differences**: the generated NumPy module's `gradients` against central differences of its
-  own `loss` in float64, and its forward pass, loss and gradients under pre-activations of ±1000
-  with floating-point overflow, division by zero and invalid operations turned into errors.
+* **derivatives**: the generated NumPy module's `gradients` against complex-step derivatives of the
+  network's definition (`complex_step`; no cancellation, so one relative tolerance holds at every
+  depth), and its `loss` against the definition's value.
+* **stability**: its forward pass, loss and gradients under pre-activations of ±1000 with
+  floating-point overflow, division by zero and invalid operations turned into errors.
 * **workspace form**: the module's in-place `gradients_into` equals `gradients` bit for bit,
   `sgd_step` applies −lr·gradients, and float32 gradients agree with float64 ones.
 
@@ -29,6 +31,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from derive import complex_step
 from derive.derivation import Derivation
 from derive.expr import TimeLimitExceeded, time_limit
 from derive.indexing import transform
@@ -51,10 +54,10 @@ from derive.verify_symbolic import (  # noqa: F401 - part of this module's inter
 )
 from derive.nonsmooth import NON_SMOOTH
 
-FD_STEP = 1e-5
-FD_SPREAD = 10.0  # activations up to this size keep the full step for the weights they multiply
-FD_ABS_TOL = 1e-7
-FD_REL_TOL = 1e-5
+PREACTIVATION_BOUND = 3.0  # the derivative check's point: every |z| within this (see numeric_point)
+KINK_MARGIN = 1e-3  # … and no z this close to a kink
+DERIVATIVE_TOLERANCE = 1e-9  # relative to the largest entry of the same parameter's gradient
+TINY = float(np.finfo(float).tiny)
 STABILITY_SCALE = 1e3
 NUMERIC_MAX_PARAMS = 2000
 
@@ -101,116 +104,129 @@ def _numeric_targets(model: Model, n: int, m: int, rng: np.random.Generator) -> 
     return rng.standard_normal((n, m))
 
 
-def numeric_point(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> tuple:
-    """(sizes, params, X, Y) in float64 where no pre-activation is within 100 difference steps of 0
-    (away from kinks); the finite-difference and workspace checks both run here."""
+def numeric_point(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3,
+                  bound: float = PREACTIVATION_BOUND) -> tuple:
+    """(sizes, params, X, Y) in float64 where every pre-activation lies within ±bound and none within
+    KINK_MARGIN of a kink; the derivative and workspace checks both run here.
+
+    The weights are drawn by the module's `init_params` (biases from N(0, 1/4), inputs from N(0, 1));
+    a layer whose pre-activations exceed the bound has its weights and bias scaled down until they
+    do not. Deep in a network drawn at random some layer otherwise saturates: every unit so far into
+    a flat part of its activation (silu at z = −40, gelu_tanh's output at z = −100) that float64 rounds
+    its derivative to 0, the code then computes 0 for every layer below, and no comparison could tell
+    a right formula from a wrong one there. Within the bound every derivative is resolved, and
+    gradients still vanish or explode through depth as they do at any point.
+    """
     sizes = _numeric_sizes(model)
     rng = np.random.default_rng(seed)
     kinks = np.array(sorted({0.0} | {float(p) for a in model.activations if not a.is_vector
                                       for p in breakpoints(a.expr)[0]}))
-    for _ in range(20):  # stay away from kinks: no pre-activation within the difference step
+    for _ in range(20):  # stay away from kinks
         params = module.init_params(sizes, rng)
         for key in params:
             if key.startswith("b"):
                 params[key] = 0.5 * rng.standard_normal(params[key].shape)
         X = rng.standard_normal((sizes[0], samples))
-        with np.errstate(all="ignore"):
-            cache = module.forward(params, X)
-        Z = np.concatenate([v.ravel() for k, v in cache.items() if k.startswith("Z")])
-        if np.nanmin(np.abs(Z[:, None] - kinks[None, :])) > 100 * FD_STEP:
+        Z = _bounded_forward(model, params, X, bound)
+        if np.nanmin(np.abs(Z[:, None] - kinks[None, :])) > KINK_MARGIN:
             break
     Y = _numeric_targets(model, sizes[-1], samples, rng)
     return sizes, params, X, Y
 
 
-def _within_tolerance(gradient: float, difference: float) -> bool:
-    """The code's gradient agrees with a finite-difference estimate (False when either is nan)."""
-    return bool(abs(gradient - difference) <= FD_ABS_TOL + FD_REL_TOL * abs(difference))
-
-
-def _central_difference(module: types.ModuleType, params: dict, X, Y, theta, pos, step: float) -> tuple[float, bool]:
-    """(loss(θ + h) − loss(θ − h)) / 2h for one entry, and whether both values were finite."""
-    original = theta[pos]
-    with np.errstate(all="ignore"):  # a non-finite value fails the comparison of the caller
-        theta[pos] = original + step
-        up = module.loss(params, X, Y)
-        theta[pos] = original - step
-        down = module.loss(params, X, Y)
-    theta[pos] = original
-    return (up - down) / (2 * step), bool(math.isfinite(up) and math.isfinite(down))
-
-
-def _finite_differences(module: types.ModuleType, params: dict, X: np.ndarray, Y: np.ndarray) -> dict:
-    """Central differences of `loss` against `gradients` on every parameter, at one point.
-
-    Where the loss curves strongly (a typed activation such as 3 z sin z feeding another layer has
-    third derivatives of order 10⁵), the truncation error h² f‴/6 of the central difference alone
-    exceeds the tolerance although the gradient is right; for those entries the difference at 2h is
-    also taken and Richardson's extrapolation (4 D(h) − D(2h))/3, whose error is of order h⁴, is the
-    estimate compared. How many entries needed it is reported.
-    """
+def _bounded_forward(model: Model, params: dict, X: np.ndarray, bound: float) -> np.ndarray:
+    """Scale the parameters of each node that computes a pre-activation (in place) so that its
+    outputs stay within ±bound (they are linear in its parameters: W a + b); the pre-activations,
+    evaluated from the network's definition, as one flat array."""
+    env, seen = {Q("A", 0).symbol: np.asarray(X, float)}, []
     with np.errstate(all="ignore"):
-        grads = module.gradients(params, X, Y)
-        cache = module.forward(params, X)
-    worst_abs = worst_rel = 0.0
-    passed, nonfinite, count, extrapolated, smallest_step = True, False, 0, 0, FD_STEP
-    for key in sorted(params):
-        theta = params[key]
-        inputs = cache.get(f"A{int(key[1:]) - 1}") if key.startswith("W") else None
-        for pos in np.ndindex(theta.shape):
-            # W[p, q] moves z[p, s] by step × A[q, s]: where those activations are large (cosh(z)**64
-            # reaches 1e31) the step shrinks in proportion, so the difference stays a derivative
-            largest = 0.0 if inputs is None else float(np.max(np.abs(inputs[pos[1]])))
-            spread = largest if largest > FD_SPREAD else 1.0
-            step = FD_STEP / spread
-            smallest_step = min(smallest_step, step)
-            g = float(grads[key][pos])
-            fd, finite = _central_difference(module, params, X, Y, theta, pos, step)
-            if finite and not _within_tolerance(g, fd):
-                wide, finite = _central_difference(module, params, X, Y, theta, pos, 2 * step)
-                fd = (4 * fd - wide) / 3
-                extrapolated += 1
-            err = abs(g - fd)
-            nonfinite |= not (math.isfinite(err) and finite)
-            worst_abs = max(worst_abs, err)
-            worst_rel = max(worst_rel, err / max(abs(g) + abs(fd), 1e-12))
-            passed &= _within_tolerance(g, fd)  # False for nan
-            count += 1
-    return {"passed": passed, "nonfinite": nonfinite, "count": count, "step": smallest_step,
-            "abs": worst_abs, "rel": worst_rel, "extrapolated": extrapolated}
+        for node, form in complex_step.forward_forms(model):
+            for p in node.parameters:
+                env[p.symbol] = params[p.code()]
+            z = np.real(complex_step.evaluate(form, env))
+            if node.kind.output_kind == "z" and node.parameters:
+                largest = float(np.max(np.abs(z)))
+                if largest > bound:  # nan compares False: left for the check to report
+                    factor = bound / largest
+                    for p in node.parameters:
+                        params[p.code()] = env[p.symbol] = params[p.code()] * factor
+                    z = z * factor
+                seen.append(z.ravel())
+            env[node.out(True).symbol] = z
+    return np.concatenate(seen) if seen else np.zeros(0)
 
 
-def finite_difference_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
-    sizes, params, X, Y = numeric_point(model, module, seed, samples)
-    scale = 1.0
-    for attempt in range(9):
+def _finite_point(model: Model, module: types.ModuleType, evaluate, seed: int, samples: int) -> tuple:
+    """The point of `numeric_point` with the largest bound (3, 1.5, 0.75, …) at which `evaluate(params,
+    X, Y)` — returning (result, arrays) — gives only finite arrays: ((sizes, params, X, Y, bound), result,
+    finite). A typed exp(exp(z)) exceeds float64 at the usual bound."""
+    bound = PREACTIVATION_BOUND
+    for _ in range(12):
+        sizes, params, X, Y = numeric_point(model, module, seed, samples, bound)
         with np.errstate(all="ignore"):
-            value, grads = module.loss(params, X, Y), module.gradients(params, X, Y)
-        if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads.values()):
-            measured = _finite_differences(module, params, X, Y)
-            if not measured["nonfinite"] or attempt == 8:
-                break
-        # values (or the perturbed values) beyond float64 at this point, as exp(exp(z)) or exp(10 z)
-        # reach: the same check at a smaller point (the document says by how much)
-        scale /= 2
-        params = {k: v / 2 for k, v in params.items()}
-        X = X / 2
-    else:
-        measured = _finite_differences(module, params, X, Y)
-    return Check(
-        "finite_differences",
-        bool(measured["passed"]),
-        figures={
-            "partials": measured["count"],
-            "sizes": list(sizes),
-            "samples": samples,
-            "scale": scale,
-            "step": measured["step"],
-            "largest_absolute_error": "nan" if measured["nonfinite"] else decade_bound(measured["abs"]),
-            "largest_relative_error": "nan" if measured["nonfinite"] else decade_bound(measured["rel"]),
-            "extrapolated": measured["extrapolated"],
-        },
-    )
+            result, arrays = evaluate(params, X, Y)
+        finite = all(np.all(np.isfinite(a)) for a in arrays)
+        if finite:
+            break
+        bound /= 2
+    return (sizes, params, X, Y, bound), result, finite
+
+
+def derivative_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
+    """`gradients` of the generated code against complex-step derivatives of the network's definition
+    (see `complex_step`), entry by entry, and `loss` against the definition's value.
+
+    Each entry is compared relative to the largest reference entry of its own parameter array, so a
+    layer whose gradients have vanished to 1e-40 is checked as strictly as the output layer. If the
+    values at the point exceed float64 (a typed exp(exp(z))), the bound on the pre-activations is
+    halved until they do not, and the document says so.
+    """
+    def by_complex_step(params, X, Y):
+        grads, value, scale = complex_step.gradients(model, params, X, Y)
+        return (grads, value, scale), [value, *grads.values()]
+
+    (sizes, params, X, Y, bound), (reference, expected, scale), finite = _finite_point(
+        model, module, by_complex_step, seed, samples)
+    with np.errstate(all="ignore"):
+        grads, value = module.gradients(params, X, Y), module.loss(params, X, Y)
+    worst, smallest, largest = 0.0, math.inf, 0.0
+    for key, ref in reference.items():
+        size_of = float(np.max(np.abs(ref)))
+        smallest, largest = min(smallest, size_of), max(largest, size_of)
+        error = float(np.max(np.abs(grads[key] - ref))) / max(size_of, TINY)
+        worst = max(worst, error if math.isfinite(error) else math.inf)
+    loss_error = abs(value - expected) / max(scale, TINY) if math.isfinite(value) else math.inf
+    passed = finite and worst <= DERIVATIVE_TOLERANCE and loss_error <= DERIVATIVE_TOLERANCE
+    figures = {
+        "partials": sum(r.size for r in reference.values()),
+        "sizes": list(sizes),
+        "samples": samples,
+        "bound": bound,
+        "step": decade_bound(complex_step.STEP),
+        "largest_error": decade_bound(worst) if finite else "nan",
+        "loss_error": decade_bound(loss_error) if finite else "nan",
+        "tolerance": decade_bound(DERIVATIVE_TOLERANCE),
+        "smallest_gradient": _decade_floor(smallest) if finite else "nan",
+        "largest_gradient": decade_bound(largest) if finite else "nan",
+    }
+    if not passed:
+        figures["error"] = _derivative_failure(finite, worst, loss_error)
+    return Check("derivatives", bool(passed), figures=figures)
+
+
+def _derivative_failure(finite: bool, worst: float, loss_error: float) -> str:
+    tolerance = decade_bound(DERIVATIVE_TOLERANCE)
+    if not finite:
+        return "the values of the network exceed float64 at every test point tried"
+    if worst > DERIVATIVE_TOLERANCE:
+        return (f"the gradients of model.py differ from complex-step derivatives of the network by up to "
+                f"{decade_bound(worst)} (relative; tolerance {tolerance})")
+    return f"the loss of model.py differs from the network's definition by up to {decade_bound(loss_error)} (relative; tolerance {tolerance})"
+
+
+def _decade_floor(x: float) -> str:
+    """The largest power of ten ≤ x ('1e-45'), '0' for zero: with `decade_bound`, the range of sizes."""
+    return "0" if x == 0 else f"1e{math.floor(math.log10(x))}"
 
 
 def stability_check(model: Model, module: types.ModuleType, seed: int = 0) -> Check:
@@ -230,7 +246,7 @@ def stability_check(model: Model, module: types.ModuleType, seed: int = 0) -> Ch
         if scenario == "input":
             X *= STABILITY_SCALE
         else:
-            last = f"W{model.depth}"
+            last = [key for key, value in params.items() if value.ndim >= 2][-1]  # the output layer's weights
             params[last] = params[last] * STABILITY_SCALE / max(np.abs(params[last]).max(), 1e-12)
             X = np.sign(X) * 3.0
         Y = _numeric_targets(model, sizes[-1], 4, rng)
@@ -254,6 +270,9 @@ def stability_check(model: Model, module: types.ModuleType, seed: int = 0) -> Ch
         largest = max(largest, float(np.max(np.where(np.isnan(Z), np.inf, Z))))
         if not finite:
             passed = False
+            if not model.is_chain:  # the exact recomputation follows the layers of a chain
+                inherent = False
+                continue
             try:
                 with np.errstate(all="ignore"), time_limit(EXACT_SECONDS):  # mpmath may raise FPU flags
                     exact = exact_largest(model, params, X, Y)
@@ -319,28 +338,27 @@ def exact_largest(model: Model, params: dict, X: np.ndarray, targets: np.ndarray
 
 
 WORKSPACE_STEP_TOL = 1e-12  # sgd_step against params − lr·gradients, relative to the largest entry
-FLOAT32_REL_TOL = 1e-4  # float32 gradients against float64 ones, relative (in norm, per parameter)
+FLOAT32_REL_TOL = 1e-4  # float32 gradients against float64 ones, relative to the largest gradient entry
 FLOAT32_MAX = float(np.finfo(np.float32).max) / 1e4  # values this large leave float32 no headroom
 
 
 def workspace_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
-    """The workspace form of the generated code against `gradients`, at the finite-difference point.
+    """The workspace form of the generated code against `gradients`, at the derivative check's point.
 
     `gradients_into` must give exactly the same numbers (float64, bit for bit) on two calls in a row
-    with one workspace; `sgd_step` must move every parameter by −lr·gradients; in float32 the
-    gradients must agree with float64 to FLOAT32_REL_TOL (relative, in norm, per parameter).
+    with one workspace; `sgd_step` must move every parameter by −lr·gradients; in float32 every
+    gradient entry must agree with float64 to FLOAT32_REL_TOL of the network's largest gradient entry,
+    the size a training step is made of. Relative to a parameter's own gradient the difference is
+    reported, not required: where gradients have vanished through many saturated units, float32
+    keeps fewer of their digits (1 − a² of a = tanh(4) has three), whatever the code.
     """
     if not hasattr(module, "gradients_into"):
         return Check("workspace", True, ran=False)
-    sizes, params, X, Y = numeric_point(model, module, seed, samples)
-    for _ in range(8):  # values beyond float64 here: the smaller point of the finite-difference check
-        with np.errstate(all="ignore"):
-            expected = module.gradients(params, X, Y)
-            value = module.loss(params, X, Y)
-        if np.isfinite(value) and all(np.all(np.isfinite(g)) for g in expected.values()):
-            break
-        params = {k: v / 2 for k, v in params.items()}
-        X = X / 2
+    def plain(params, X, Y):
+        grads = module.gradients(params, X, Y)
+        return grads, [module.loss(params, X, Y), *grads.values()]
+
+    (sizes, params, X, Y, _), expected, _ = _finite_point(model, module, plain, seed, samples)
     ws = module.Workspace(sizes, samples, np.float64)
     first = {k: v.copy() for k, v in module.gradients_into(ws, params, X, Y).items()}
     second = module.gradients_into(ws, params, X, Y)
@@ -362,23 +380,30 @@ def workspace_check(model: Model, module: types.ModuleType, seed: int = 0, sampl
         cache = module.forward(params, X)
     largest = max(float(np.max(np.abs(v))) for v in [*cache.values(), *expected.values()])
     float32_applies = largest < FLOAT32_MAX and all(np.all(np.isfinite(g)) for g in low.values())
-    float32_error = max(
-        float(np.linalg.norm(low[k] - expected[k]) / max(float(np.linalg.norm(expected[k])), 1e-30)) for k in expected
-    ) if float32_applies else None
+    float32_error = own_error = None
+    if float32_applies:  # measured against the largest gradient of the network, and of each parameter
+        differences = {k: float(np.max(np.abs(low[k] - expected[k]))) for k in expected}
+        sizes_of = {k: float(np.max(np.abs(expected[k]))) for k in expected}
+        float32_error = max(differences.values()) / max(max(sizes_of.values()), TINY)
+        own_error = max(differences[k] / max(sizes_of[k], TINY) for k in expected)
     passed = exact and step_error <= WORKSPACE_STEP_TOL and (not float32_applies or float32_error <= FLOAT32_REL_TOL)
-    return Check(
-        "workspace",
-        bool(passed),
-        figures={
-            "partials": sum(v.size for v in expected.values()),
-            "sizes": list(sizes),
-            "samples": samples,
-            "exact": bool(exact),
-            "step_error": decade_bound(step_error),
-            "float32_error": None if float32_error is None else decade_bound(float32_error),
-            "float32_tolerance": decade_bound(FLOAT32_REL_TOL),
-        },
-    )
+    figures = {
+        "partials": sum(v.size for v in expected.values()),
+        "sizes": list(sizes),
+        "samples": samples,
+        "exact": bool(exact),
+        "step_error": decade_bound(step_error),
+        "float32_error": None if float32_error is None else decade_bound(float32_error),
+        "float32_own_error": None if own_error is None else decade_bound(own_error),
+        "float32_tolerance": decade_bound(FLOAT32_REL_TOL),
+    }
+    if not passed:
+        figures["error"] = ("gradients_into does not give exactly the numbers of gradients" if not exact else
+                            f"sgd_step differs from params − lr·gradients by {decade_bound(step_error)}"
+                            if step_error > WORKSPACE_STEP_TOL else
+                            f"float32 gradients differ from float64 ones by up to {decade_bound(float32_error)} of the "
+                            f"largest gradient (tolerance {decade_bound(FLOAT32_REL_TOL)})")
+    return Check("workspace", bool(passed), figures=figures)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -403,7 +428,7 @@ def verify(derivation: Derivation, source: str, direct: DirectDifferentiation | 
     """Run every check; `direct` is the direct differentiation if it was started earlier."""
     module = load_module(source)
     checks = [symbolic_check(derivation, direct), minibatch_check(derivation)]
-    checks += [finite_difference_check(derivation.model, module), stability_check(derivation.model, module)]
+    checks += [derivative_check(derivation.model, module), stability_check(derivation.model, module)]
     checks.append(workspace_check(derivation.model, module))
     checks += derivation_figures(derivation)
     return Report(checks)

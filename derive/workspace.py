@@ -401,6 +401,10 @@ class Lowering:
         shape = (x.shape[0], 1) if axis == 1 else (1, x.shape[1])
         return self._emit("reduce", "np.add.reduce", (x,), shape, keywords=f"axis={axis}, keepdims=True")
 
+    def filled(self, value: str, shape: Shape) -> Value:
+        """An array of `shape` holding one number everywhere (𝟏: np.ones_like in the plain code)."""
+        return self._emit("copy", "np.copyto", (Scalar(value),), shape)
+
     def einsum(self, subscripts: str, operands: list[Value], shape: Shape) -> Value:
         return self._emit("einsum", "np.einsum", tuple(operands), shape, keywords=f'"{subscripts}"')
 

@@ -3,8 +3,38 @@
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
 
 import pytest
+
+
+# --------------------------------------------------------------------------------------------------
+# a busy machine: tests of time limits must hold while other processes take the cores
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--busy-cores", type=int, default=int(os.environ.get("DERIVE_BUSY_CORES") or 0), metavar="N",
+        help="keep N processes spinning for the whole run (default $DERIVE_BUSY_CORES or 0), so that a test "
+             "whose limit depends on an idle machine fails; CI runs the time_limited tests this way")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "time_limited: asserts that a deadline fired or bounds CPU time; "
+                                       "must pass with every core busy (--busy-cores)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def busy_cores(request):
+    """N busy loops, started before the first test and stopped after the last."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in
+                range(request.config.getoption("--busy-cores"))]
+    yield len(spinners)
+    for spinner in spinners:
+        spinner.terminate()
+        spinner.wait()
 
 from derive.model import build_model, make_spec
 from derive.run import derive_in_parallel
@@ -21,12 +51,20 @@ def derived():
     return derivation_for
 
 
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """An empty current folder for a command that writes to its default place (outputs/…), as
+    Click's deprecated `isolated_filesystem` gave."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
 # --------------------------------------------------------------------------------------------------
 # external tools (TeX, Node.js with KaTeX and Playwright, Chromium, Jupyter)
 
-import os  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

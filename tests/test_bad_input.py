@@ -23,6 +23,7 @@ BAD = [
     (["--layers", "3", "--act", "sigmoid", "--format", ","], "','", "md, tex, py, json"),
     (["--layers", "3", "--act", "sigmoid", "--format", "md,docx"], "'docx'", "md, tex, py, json"),
     (["--layers", "3", "--act", "sigmoid", "--sizes", "4,5,3"], "'4,5,3'", "needs 4"),
+    (["--layers", "2", "--act", "sigmoid", "--sizes", "7"], "'7' has 1 number;", "needs 3"),
     (["--layers", "2", "--act", "sigmoid", "--sizes", "4,0,3"], "'0'", "whole numbers"),
     (["--layers", "2", "--act", "sigmoid", "--sizes", "4,x,3"], "'x'", "whole numbers"),
     (["--layers", "2", "--act", "relu", "--loss", "ce", "--out-act", "relu"], "'relu'", "sigmoid or softmax"),
@@ -36,12 +37,10 @@ def snapshot(folder):
 
 
 @pytest.mark.parametrize("args, names, accepted", BAD, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
-def test_bad_value_is_a_one_line_error_and_nothing_is_written(tmp_path, args, names, accepted):
+def test_bad_value_is_a_one_line_error_and_nothing_is_written(tmp_path, workdir, args, names, accepted):
     out = tmp_path / "out"
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
-        result = runner.invoke(main, ["mlp", *args, "--out", str(out)])
-        assert os.listdir(cwd) == []  # not even outputs/
+    result = CliRunner().invoke(main, ["mlp", *args, "--out", str(out)])
+    assert os.listdir(workdir) == []  # not even outputs/
     assert result.exit_code == 2
     message = result.output.strip()
     assert "\n" not in message and message.startswith("derive: error:")
@@ -82,3 +81,42 @@ def test_output_path_that_is_a_file(tmp_path):
 def test_missing_required_option_is_one_line():
     result = CliRunner().invoke(main, ["mlp", "--layers", "3"])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "--act" in result.output
+
+
+@pytest.mark.parametrize("out", ["", "   "])
+def test_an_empty_out_is_refused(workdir, out):
+    """Path('') is the current folder: --out "" wrote the files there."""
+    result = CliRunner().invoke(main, ["mlp", "--layers", "1", "--act", "tanh", "--out", out])
+    assert result.exit_code == 2
+    message = result.output.strip()
+    assert "\n" not in message and "invalid value for --out" in message and "is empty" in message
+    assert os.listdir(workdir) == []
+
+
+def test_a_folder_name_the_file_system_refuses_is_reported_before_any_work(workdir):
+    result = CliRunner().invoke(main, ["mlp", "--layers", "1", "--act", "tanh", "--out", "a/" + "x" * 300])
+    assert result.exit_code == 2
+    message = result.output.strip()
+    assert "\n" not in message and "invalid value for --out" in message and "too long" in message
+    assert len(message) < 300 and os.listdir(workdir) == []
+
+
+def test_a_failed_write_leaves_no_file_and_no_empty_folder(workdir, monkeypatch):
+    """A write that fails halfway (here the third file, as a full disk would) removes the files it
+    wrote and the folders it created: no partial set, no empty outputs/."""
+    import derive.render
+
+    real = derive.render.os.fdopen
+    calls = []
+
+    def failing(fd, *args, **kwargs):
+        calls.append(fd)
+        if len(calls) == 3:
+            os.close(fd)
+            raise OSError(28, "No space left on device")
+        return real(fd, *args, **kwargs)
+
+    monkeypatch.setattr(derive.render.os, "fdopen", failing)
+    result = CliRunner().invoke(main, ["mlp", "--layers", "1", "--act", "tanh"])
+    assert result.exit_code == 2 and "No space left on device" in result.output
+    assert len(calls) == 3 and os.listdir(workdir) == []

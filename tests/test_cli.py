@@ -27,12 +27,11 @@ def test_main_job_writes_four_files_and_reports_the_verdict(tmp_path):
     assert "18 partial derivatives match direct differentiation" in result.output
 
 
-def test_default_output_folder(tmp_path):
-    with CliRunner().isolated_filesystem(temp_dir=tmp_path) as cwd:
-        result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "tanh", "--loss", "bce"])
-        assert result.exit_code == 0, result.output
-        folder = tmp_path / cwd / "outputs" / "mlp-L2-tanh-sigmoid-bce"
-        assert (folder / "derivation.md").is_file()
+def test_default_output_folder(workdir):
+    result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "tanh", "--loss", "bce"])
+    assert result.exit_code == 0, result.output
+    folder = workdir / "outputs" / "mlp-L2-tanh-sigmoid-bce"
+    assert (folder / "derivation.md").is_file()
 
 
 @pytest.mark.parametrize("formats, expected", [("md", ["derivation.md", "network.svg"]), ("py,json", ["derivation.json", "model.py"]),
@@ -98,3 +97,33 @@ def test_the_command_restores_the_garbage_collector(tmp_path):
     assert gc.isenabled()
     result = CliRunner().invoke(main, ["mlp", "--layers", "0", "--out", str(tmp_path / "x")])
     assert result.exit_code != 0 and gc.isenabled()
+
+
+def test_bare_derive_prints_the_help_on_standard_output_and_exits_0():
+    result = CliRunner().invoke(main, [], prog_name="derive")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: derive") and "mlp" in result.stdout and result.stderr == ""
+    assert result.stdout == CliRunner().invoke(main, ["--help"], prog_name="derive").stdout
+    done = subprocess.run([sys.executable, "-m", "derive"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("Usage: derive") and done.stderr == ""
+
+
+def test_long_specifications_get_a_bounded_default_folder_name():
+    """128 layers of one unit each named every size ('1x1x…x1', 257 characters): the file system
+    refused the folder after the whole derivation had run."""
+    from derive.model import make_spec
+    from derive.spec import MAX_SLUG
+
+    deep = make_spec(128, "z*tanh(z)", None, "mse", ",".join(["1"] * 129))
+    assert deep.slug().startswith("mlp-L128-custom_") and "-sizes_" in deep.slug()
+    assert len(deep.slug()) <= 60
+    many = make_spec(7, "relu,tanh,elu,selu,z*tanh(z),z*sigmoid(z)", None, "(a-y)**4/4", "4,9,9,9,9,9,9,3",
+                     optimizer="adam:lr=0.01,beta1=0.8,beta2=0.99,eps=1e-6,weight_decay=0.1,amsgrad=true",
+                     l2="0.001", l1="0.0005", penalise_bias=True, lang="zh")
+    assert len(many.slug()) <= MAX_SLUG and many.slug().startswith("mlp-L7-acts_")
+    assert many.slug() == make_spec(7, "relu,tanh,elu,selu,z*tanh(z),z*sigmoid(z)", None, "(a-y)**4/4",
+                                    "4,9,9,9,9,9,9,3", optimizer="adam:lr=0.01,beta1=0.8,beta2=0.99,eps=1e-6,"
+                                    "weight_decay=0.1,amsgrad=true", l2="0.001", l1="0.0005",
+                                    penalise_bias=True, lang="zh").slug()  # deterministic
+    short = make_spec(3, "sigmoid")
+    assert short.slug() == "mlp-L3-sigmoid-sigmoid-mse"  # short names are unchanged

@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 from derive import expr as expr_module
 from derive.expr import ALLOWED_FUNCTIONS, ExpressionError, parse_expression
 
+# every test here parses user text under CPU-time deadlines: run under load too (tests/conftest.py)
+pytestmark = pytest.mark.time_limited
+
 z = sympy.Symbol("z", real=True)
 a, y = sympy.symbols("a y", real=True)
 ACTIVATION = {"z": z}
@@ -73,7 +76,7 @@ def test_error_message_format_matches_the_documented_example():
         parse_expression("z.__class__", ACTIVATION, what="activation")
     assert str(caught.value) == (
         "invalid activation 'z.__class__': attribute access is not allowed (column 2); "
-        "accepted: numbers, variables z, operators + - * / **, functions exp, log, sqrt, abs, "
+        "accepted: numbers, variable z, operators + - * / **, functions exp, log, sqrt, abs, "
         "sin, cos, tanh, sinh, cosh, atan, erf, max, min, Heaviside, sigmoid, softplus, "
         "constants pi, e")
 
@@ -84,7 +87,7 @@ def test_error_is_a_value_error():
 
 
 def test_unknown_variable_names_the_allowed_ones():
-    with pytest.raises(ExpressionError, match=r"unknown variable 'x' \(allowed variables: a, y\)"):
+    with pytest.raises(ExpressionError, match=r"unknown variable 'x' \(allowed: variables a, y\)"):
         parse_expression("a - x", LOSS, what="loss")
     with pytest.raises(ExpressionError, match=r"^invalid loss 'a - x'"):
         parse_expression("a - x", LOSS, what="loss")
@@ -116,7 +119,7 @@ def test_long_text_is_echoed_truncated():
 def test_e_can_be_a_variable_and_then_is_not_the_constant():
     e = sympy.Symbol("e", real=True)
     assert parse_expression("2*e", {"e": e}) == 2 * e
-    with pytest.raises(ExpressionError, match="constants pi$"):
+    with pytest.raises(ExpressionError, match="constant pi$"):
         parse_expression("x", {"e": e})
 
 
@@ -166,15 +169,14 @@ def test_deadline_counts_cpu_time_with_the_collector_paused():
     assert gc.isenabled() and signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
 
 
-def test_pathological_sympy_simplification_finishes_within_a_second():
+def test_pathological_sympy_simplification_is_cut_off_by_the_deadline():
     # SymPy expands the real/imaginary parts of the power while deciding if cosh(...)
-    # is positive; unguarded this takes seconds. Accepted or refused, it must be quick.
-    start = time.perf_counter()
-    try:
+    # is positive; unguarded this takes seconds. The deadline (CPU time) refuses it, and the
+    # process spends little more than the deadline on it, however busy the machine is.
+    start = time.process_time()
+    with pytest.raises(ExpressionError, match="too complex: building it took longer than"):
         parse_expression("exp(cosh((log(2-z)+log(3-z)+log(4-z))**8))", ACTIVATION)
-    except ExpressionError as error:
-        assert "too complex" in str(error)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 2 * expr_module.BUILD_SECONDS
 
 
 # --- property test --------------------------------------------------------------------------

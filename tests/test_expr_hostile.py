@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 
 from derive.expr import ExpressionError, parse_expression
 
+# every test here parses user text under CPU-time deadlines: run under load too (tests/conftest.py)
+pytestmark = pytest.mark.time_limited
+
 z = sympy.Symbol("z", real=True)
 ACTIVATION = {"z": z}
 
@@ -162,16 +165,16 @@ def _ids(values):
 
 @pytest.mark.parametrize("payload, reason", HOSTILE, ids=_ids(PAYLOADS))
 def test_hostile_input_is_refused_quickly_with_a_one_line_reason(payload, reason):
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time of this process: a busy machine does not count
     with pytest.raises(ExpressionError) as caught:
         parse_expression(payload, ACTIVATION, what="activation")
-    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - start
     message = str(caught.value)
-    assert elapsed < 1.0, f"refusal took {elapsed:.2f} s"
+    assert cpu < 1.0, f"refusal took {cpu:.2f} s of CPU time"
     assert len(message.splitlines()) == 1 and "\n" not in message and "\r" not in message
     assert message.startswith("invalid activation")
     assert reason in message
-    assert "; accepted: numbers, variables z," in message
+    assert "; accepted: numbers, variable z," in message
 
 
 @contextmanager
@@ -227,14 +230,14 @@ def test_valid_input_goes_through_ast_parse_only():
 
 
 # Arbitrary text and token soup: the only possible outcomes are a SymPy expression or an
-# ExpressionError with a one-line message, within a second.
+# ExpressionError with a one-line message, within a second of CPU time.
 TOKENS = ["z", "x", "e", "pi", "exp", "log", "max", "sigmoid", "__import__", "__class__", "os",
           "(", ")", "[", "]", ",", ".", "+", "-", "*", "/", "**", "//", "%", "^", "=", ":", ";",
           "lambda", "if", "else", "for", "in", "not", "'s'", "0", "1", "64", "1e6", "0.5", " "]
 
 
 def _check_outcome(text):
-    start = time.perf_counter()
+    start = time.process_time()
     try:
         result = parse_expression(text, ACTIVATION)
     except ExpressionError as error:
@@ -242,7 +245,7 @@ def _check_outcome(text):
     else:
         assert isinstance(result, sympy.Expr)
         assert result.free_symbols <= {z}
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

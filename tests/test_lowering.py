@@ -13,7 +13,7 @@ import pytest
 import sympy as sp
 
 from derive.codegen import NumPyCodePrinter, helpers_used, logsumexp_helper, softmax_helper
-from derive.matrixform import ColBroadcast, ColSums, MatProd, RowBroadcast, RowSums, Tr
+from derive.matrixform import ColBroadcast, ColSums, MatProd, Ones, RowBroadcast, RowSums, Tr
 from derive.notation import BATCH_SIZE, LEARNING_RATE, Q, quantity_of
 from derive.rewrite import LogSumExp, Softmax, Softplus, scalar_onto_left_operand
 from derive.workspace import CannotLower, Instruction, Lowering, Pool, Program, Transposed, Value, allocate, quantity_shape
@@ -97,7 +97,19 @@ EXPRESSIONS = {
     "log-sum-exp": A1 - RowBroadcast(LogSumExp(A1)),
     "softmax": Softmax(A1),
     "no in-place rule": sp.Piecewise((A1, A1 > 0), (2 * A1, True)),
+    "broadcast sum": -sp.exp(A1) * RowBroadcast(2 * ColSums(A1) + ColSums(A1**2)),
+    "array of ones": 3 * Ones(A1) - Ones(A1) * A1,
 }
+
+
+def test_a_broadcast_sum_is_printed_as_one_operand():
+    """−exp(A)⊙(1 (S + T)) printed without parentheses read −exp(A)*S + T (the log-softmax error of
+    |a − y|³ was wrong in every generated model.py)."""
+    arrays = data()
+    got = plain([("A2", EXPRESSIONS["broadcast sum"])], arrays)["A2"]
+    a = arrays["A1"]
+    expected = -np.exp(a) * (2 * a.sum(axis=0, keepdims=True) + (a**2).sum(axis=0, keepdims=True))
+    assert np.allclose(got, expected, rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("name", EXPRESSIONS)

@@ -3,7 +3,7 @@
 import pytest
 import sympy as sp
 
-from derive.matrixform import ColSums, MatProd, RowBroadcast, RowSums, Tr, entries_agree, to_matrix_form
+from derive.matrixform import ColSums, MatProd, Ones, RowBroadcast, RowSums, Tr, entries_agree, to_matrix_form
 from derive.notation import BATCH_SIZE, LayerRef, Q, index, sample_index
 
 L2, L1 = LayerRef(2), LayerRef(1)
@@ -67,3 +67,15 @@ def test_typed_activation_with_nested_arctangents_is_derived():
 
     d = derive(build_model(make_spec(1, "atan(atan(3*z)) + 3*atan(z)*z", None, "1.5*atan(a-y)**2")))
     assert all(result.recognition_proved for result in d.sample.results.values())
+
+
+@pytest.mark.parametrize("value", [sp.S.One, sp.Integer(-3), sp.sqrt(2)])
+def test_a_constant_formula_is_that_constant_times_an_array_of_ones(value):
+    """∂C/∂a of a linear loss is one number in every entry: c·𝟏 shaped like the activations (it
+    was the bare number, which the entry check indexed out of range)."""
+    q, s = index("q", L2), sample_index("s")
+    for free, array in (((q,), sym("a", 2)), ((q, s), sym("A", 2))):
+        matrix = to_matrix_form(value, free)
+        assert matrix == value * Ones(array)
+        assert entries_agree(value, matrix, free)
+        assert not entries_agree(value, (value + 1) * Ones(array), free)

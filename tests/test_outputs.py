@@ -126,5 +126,5 @@ def test_gallery_is_fresh():
 
 
 def test_gallery_covers_the_standard_configurations():
-    slugs = {spec.slug() for spec in gallery_specs()}
+    slugs = {spec.slug() for spec in gallery_specs(ROOT)}
     assert {"mlp-L3-sigmoid-sigmoid-mse", "mlp-L3-relu-softmax-ce", "mlp-L2-tanh-sigmoid-bce"} <= slugs

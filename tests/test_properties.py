@@ -4,7 +4,7 @@ from derive.run import model_source
 Hypothesis writes activations in z and losses in a and y from a small grammar (the functions users
 type most), and random architectures (depth, widths, a different activation per layer, penalties).
 For each, the derived gradients must equal direct `sympy.diff` of the expanded loss, the minibatch
-formulas the mean of the per-sample ones, and the generated code its own finite differences.
+formulas the mean of the per-sample ones, and the generated code complex-step derivatives of the network.
 Example counts are kept small (the whole suite must stay fast); deadline=None because one example
 runs the whole engine.
 """
@@ -17,7 +17,7 @@ from derive.catalog import ACTIVATIONS
 from derive.derivation import derive
 from derive.errors import DeriveError
 from derive.model import build_model, make_spec
-from derive.verify import finite_difference_check, load_module, minibatch_check, symbolic_check
+from derive.verify import derivative_check, load_module, minibatch_check, symbolic_check
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
@@ -51,7 +51,7 @@ LOSS_TEXT = st.lists(st.tuples(CONSTANTS, LOSS_TERMS), min_size=1, max_size=3, u
 def checked(spec):
     d = derive(build_model(spec))
     source = model_source(d, title="property", command="property")
-    checks = [symbolic_check(d), minibatch_check(d), finite_difference_check(d.model, load_module(source))]
+    checks = [symbolic_check(d), minibatch_check(d), derivative_check(d.model, load_module(source))]
     failed = [(c.name, c.figures) for c in checks if c.ran and not c.passed]
     assert not failed, (spec, failed)
     assert checks[0].ran or spec.layers > 4

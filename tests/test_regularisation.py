@@ -18,7 +18,7 @@ from derive.matrixform import MatProd, Tr
 from derive.model import build_model, make_spec
 from derive.notation import BATCH_SIZE, L1_STRENGTH, L2_STRENGTH, Q
 from derive.run import generate
-from derive.verify import finite_difference_check, load_module, minibatch_check, symbolic_check
+from derive.verify import derivative_check, load_module, minibatch_check, symbolic_check
 
 CONFIGS = [
     dict(l2="0.01"),
@@ -76,8 +76,8 @@ def test_checks_fail_when_the_penalty_is_dropped():
     source = model_source(d, title="t", command="t")
     broken = source.replace("dW1 = W1*L2_STRENGTH + ", "dW1 = ")
     assert broken != source
-    assert finite_difference_check(d.model, module_for(d, source)).passed
-    assert not finite_difference_check(d.model, module_for(d, broken)).passed
+    assert derivative_check(d.model, module_for(d, source)).passed
+    assert not derivative_check(d.model, module_for(d, broken)).passed
     for batch in (False, True):
         wrong = derive(build_model(make_spec(2, "tanh", None, "mse", l2="0.1")))
         results = (wrong.batch if batch else wrong.sample).results

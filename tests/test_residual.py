@@ -64,7 +64,7 @@ def test_every_check_passes(residual, projected):
     for outcome in (residual, projected):
         assert outcome.report.passed
         ran = {c.name for c in outcome.report.checks if c.ran}
-        assert {"symbolic", "minibatch", "finite_differences", "workspace", "stability"} <= ran
+        assert {"symbolic", "minibatch", "derivatives", "workspace", "stability"} <= ran
 
 
 def test_the_skip_source_receives_the_sum_of_both_paths(residual):

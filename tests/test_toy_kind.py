@@ -86,7 +86,7 @@ def test_the_kind_is_derived_with_einsum_where_no_matrix_form_fits(outcome):
 def test_every_check_passes(outcome):
     assert outcome.report.passed
     ran = {c.name for c in outcome.report.checks if c.ran}
-    assert {"symbolic", "minibatch", "finite_differences", "workspace"} <= ran
+    assert {"symbolic", "minibatch", "derivatives", "workspace"} <= ran
     assert outcome.report.check("symbolic").figures["per_node"].keys() >= {"z_2"}
 
 

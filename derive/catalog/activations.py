@@ -13,13 +13,12 @@ of the same kind.
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, field
 
 import sympy as sp
 
 from derive.catalog.constants import SELU_ALPHA, SELU_SCALE
-from derive.catalog.params import Parameter, ParameterisedEntry, bind_parameters
+from derive.catalog.params import Parameter, ParameterisedEntry, bind_parameters, names_an_entry
 from derive.errors import DeriveError
 from derive.notation import Z
 
@@ -107,7 +106,6 @@ def _activations() -> tuple[Activation, ...]:
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in _activations()}
 ALIASES = {"swish": "silu", "linear": "identity", "hardtanh": "hard_tanh", "logistic": "sigmoid"}
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def hidden_names() -> list[str]:
@@ -127,7 +125,7 @@ def resolve_activation(text: str, *, option: str = "--act") -> Activation:
         entry = ACTIVATIONS[key]
         texts = rest.split(":") if colon else []
         return entry.bind(bind_parameters(key, entry.params, texts, option))
-    if colon or (_NAME.fullmatch(raw) and raw != "z"):
+    if names_an_entry(name, colon, raw, ("z",)):
         accepted = ", ".join(ACTIVATIONS)
         close = difflib.get_close_matches(key, list(ACTIVATIONS) + list(ALIASES), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""

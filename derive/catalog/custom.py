@@ -6,9 +6,12 @@ checked where the network will use it, so that a function the engine cannot deri
 refused up front with a one-line error rather than failing verification later:
 
 * an activation is applied to any real pre-activation, so g and SymPy's g′ must be finite and real
-  on a spread of points from −100 to 100 (0 and points near it included);
+  on a spread of points from −100 to 100 (0 and points near it included), and g′ not 0 at all of
+  them (a step passes no gradient);
 * a loss must be finite and real, with a finite derivative, for the outputs its output activation
-  produces; its targets are real numbers unless it needs them in (0, 1) (e.g. it takes log y).
+  produces; its targets are real numbers unless it needs them in (0, 1) (e.g. it takes log y); and
+  the cost must change with those outputs (not `Heaviside(a)`, nor `3*a` summed over softmax
+  outputs, which sum to 1).
 
 These are sampled checks at 60 significant digits (SymPy `evalf`), not proofs; they only decide
 what is refused. Everything that is accepted is derived and then verified like a catalog entry.
@@ -87,7 +90,7 @@ def custom_activation(text: str, *, option: str = "--act") -> Activation:
     derivative = _smooth_parts(sp.diff(g, Z))
 
     def check() -> bool:
-        unit = True
+        unit, flat = True, True
         for point in ACTIVATION_POINTS:
             value = _value(g, {Z: point})
             if not _finite_real(value):
@@ -95,12 +98,19 @@ def custom_activation(text: str, *, option: str = "--act") -> Activation:
                     f"invalid value for {option}: activation {shown!r} is not a finite real number at "
                     f"z = {_point_text(point)}; an activation must be defined for every real z"
                 )
-            if not _finite_real(_value(derivative, {Z: point})):
+            slope = _value(derivative, {Z: point})
+            if not _finite_real(slope):
                 raise DeriveError(
                     f"invalid value for {option}: the derivative of activation {shown!r} is not finite at "
                     f"z = {_point_text(point)}; expected a function with a finite derivative"
                 )
             unit &= bool(0 < value < 1)
+            flat &= slope == 0
+        if flat:  # a step: no gradient passes through the layer
+            raise DeriveError(
+                f"invalid value for {option}: the derivative of activation {shown!r} is 0 wherever it is defined "
+                f"(from z = -100 to 100), so no gradient passes through it; expected a function that changes with z"
+            )
         return unit
 
     unit = _checked(option, shown, check)
@@ -147,6 +157,7 @@ def _fit_targets(loss: Loss, output: Activation) -> Loss:
             if problem:
                 break
         if problem is None:
+            _require_change(loss, output, derivative, outputs, targets)
             return loss if target == loss.target else Loss(
                 loss.name, loss.title, loss.expr, target=target, source=loss.source)
     a, y = problem
@@ -155,3 +166,31 @@ def _fit_targets(loss: Loss, output: Activation) -> Loss:
         f"at a = {a:.3g}, y = {y:g}, an output of {output.spec_text!r} with targets in (0, 1); "
         f"choose an output activation whose values the loss accepts (--out-act)"
     )
+
+
+def _require_change(loss: Loss, output: Activation, derivative: sp.Expr, outputs: list, targets: tuple) -> None:
+    """Refuse a loss whose cost cannot change with the network's output: every gradient would be 0.
+
+    Element-wise outputs: ℓ′ = ∂ℓ/∂a is 0 at every sample (a step such as Heaviside(a)). Softmax
+    outputs sum to 1, so Σᵢ ℓ(aᵢ, yᵢ) is constant when ℓ′ is one constant (ℓ = 3a − y). Log-softmax
+    outputs satisfy Σᵢ exp(aᵢ) = 1, so it is constant when ℓ′ is c·exp(a) (ℓ = exp(a)).
+    """
+    shown = _shown(loss.source)
+    values = []
+    for a in outputs:
+        for y in targets:
+            slope = _value(derivative, {A: a, Y: y})
+            values.append(slope * sp.exp(-sp.Float(a, DIGITS)) if output.is_log_softmax else slope)
+    if all(v == 0 for v in values):
+        raise DeriveError(f"invalid combination: the derivative of loss {shown!r} with respect to a is 0 for every "
+                          f"output of {output.spec_text!r} (where it is defined), so every gradient would be 0; "
+                          "expected a loss that changes with a")
+    if not output.is_vector:
+        return
+    spread = max(values) - min(values)
+    if spread <= sp.Float(10, DIGITS) ** (10 - DIGITS) * max(abs(v) for v in values):
+        held = "softmax outputs sum to 1" if output.is_softmax else "the exponentials of log-softmax outputs sum to 1"
+        raise DeriveError(
+            f"invalid combination: loss {shown!r} summed over the outputs of {output.spec_text!r} is the same for "
+            f"every input ({held}), so every gradient would be 0; choose another loss or --out-act"
+        )

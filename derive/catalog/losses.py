@@ -11,12 +11,11 @@ Besides a name, `--loss` accepts an expression in a and y (`derive.catalog.custo
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, field
 
 import sympy as sp
 
-from derive.catalog.params import Parameter, ParameterisedEntry, bind_parameters
+from derive.catalog.params import Parameter, ParameterisedEntry, bind_parameters, names_an_entry
 from derive.errors import DeriveError
 from derive.notation import A, Y
 
@@ -95,7 +94,6 @@ def _losses() -> tuple[Loss, ...]:
 LOSSES: dict[str, Loss] = {l.name: l for l in _losses()}
 ALIASES = {"cross_entropy": "ce", "kl_div": "kl"}
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def resolve_loss(text: str) -> Loss:
@@ -106,7 +104,7 @@ def resolve_loss(text: str) -> Loss:
     if key in LOSSES:
         entry = LOSSES[key]
         return entry.bind(bind_parameters(key, entry.params, rest.split(":") if colon else [], "--loss"))
-    if colon or (_NAME.fullmatch(raw) and raw not in ("a", "y")):
+    if names_an_entry(name, colon, raw, ("a", "y")):
         close = difflib.get_close_matches(key, list(LOSSES) + list(ALIASES), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise DeriveError(

@@ -9,6 +9,8 @@ the range in which the function is what its name says (a leaky_relu slope of 1.5
 
 from __future__ import annotations
 
+import keyword
+import re
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 
@@ -145,3 +147,14 @@ class ParameterisedEntry:
             return self
         expr = self.expr.xreplace({p.symbol: v for p, v in zip(self.params, values)})
         return replace(self, expr=expr, values=tuple(values))
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def names_an_entry(name: str, colon: str, raw: str, variables: tuple[str, ...]) -> bool:
+    """`raw` names a catalog entry (perhaps mistyped, perhaps with `:parameters`) rather than being an
+    expression: a bare identifier, or one before a colon, that is not a variable. A Python keyword
+    (`lambda z: z`) is left to the expression parser, which says what is wrong with the expression."""
+    head = (name if colon else raw).strip()
+    return bool(_NAME.fullmatch(head)) and not keyword.iskeyword(head) and head not in variables

@@ -32,8 +32,114 @@ def init_params(sizes=SIZES, rng=None, dtype=np.float64):
     }
 
 
+_X_DIMS = ("n0", "m")  # samples along the last axis
+_Y_DIMS = ("n3", "m")
+_PARAMETER_DIMS = {  # the shape of each parameter, by size names (bound where first read) and fixed extents
+    "W1": ("n1", "n0"),
+    "b1": ("n1", 1),
+    "W2": ("n2", "n1"),
+    "b2": ("n2", 1),
+    "W3": ("n3", "n2"),
+    "b3": ("n3", 1),
+}
+
+
+def _check_inputs(params, X, Y=...):
+    """Raise a one-line ValueError/TypeError unless X (and Y) and params fit together: samples along
+    the last axis, every size the same wherever it appears. A few comparisons per array; the message
+    is worked out only when one fails. Without it a 1-D X or a 1-D bias broadcast silently into
+    arrays of the wrong shape, or failed deep inside NumPy."""
+    try:
+        n0 = X.shape[0]
+        m = X.shape[-1]
+        ok = X.shape == (n0, m) and m >= 1 and X.dtype.kind in "biuf"
+        W1 = params["W1"]
+        n1 = W1.shape[0]
+        ok = ok and W1.shape == (n1, n0) and W1.dtype.kind == "f"
+        b1 = params["b1"]
+        ok = ok and b1.shape == (n1, 1) and b1.dtype.kind == "f"
+        W2 = params["W2"]
+        n2 = W2.shape[0]
+        ok = ok and W2.shape == (n2, n1) and W2.dtype.kind == "f"
+        b2 = params["b2"]
+        ok = ok and b2.shape == (n2, 1) and b2.dtype.kind == "f"
+        W3 = params["W3"]
+        n3 = W3.shape[0]
+        ok = ok and W3.shape == (n3, n2) and W3.dtype.kind == "f"
+        b3 = params["b3"]
+        ok = ok and b3.shape == (n3, 1) and b3.dtype.kind == "f"
+        ok = ok and (Y is ... or (Y.shape == (n3, m) and Y.dtype.kind in "biuf"))
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):  # not an array, a missing key
+        ok = False
+    if not ok:
+        raise _mismatch(params, X, Y)
+
+
+def _mismatch(params, X, Y):
+    """The first thing wrong with (params, X, Y), as the exception to raise: the arrays are read in
+    the order _check_inputs reads them, each size bound where it first appears."""
+    for name, array in (("X", X), ("Y", Y)):
+        if array is not ... and not (isinstance(array, np.ndarray) and array.dtype.kind in "biuf"):
+            got = f"an array of {array.dtype}" if isinstance(array, np.ndarray) else type(array).__name__
+            return TypeError(f"{name} must be a NumPy array of real numbers (np.asarray({name}, dtype=float)); got {got}")
+    if X.ndim != len(_X_DIMS) or X.shape[-1] < 1:
+        if len(_X_DIMS) == 2:
+            layout, one = "2-D with one column per sample", "one sample x as a column: x.reshape(-1, 1)"
+        else:
+            layout, one = f"{len(_X_DIMS)}-D with samples along the last axis", "one sample x: x[..., np.newaxis]"
+        return ValueError(f"X must be {layout}, shape {_shape(_X_DIMS)} with m >= 1; got shape {X.shape} ({one})")
+    if not isinstance(params, dict):
+        return TypeError(f"params must be a dict of arrays like the one init_params returns; got {type(params).__name__}")
+    bound = dict(zip(_X_DIMS, X.shape))
+    found = {dim: ("X", axis) for axis, dim in enumerate(_X_DIMS)}
+    for key, dims in _PARAMETER_DIMS.items():
+        if key not in params:
+            return ValueError(f"params has no {key!r}; expected the keys of init_params: {_keys()}")
+        array = params[key]
+        if not (isinstance(array, np.ndarray) and array.dtype.kind == "f"):
+            got = f"an array of {array.dtype}" if isinstance(array, np.ndarray) else type(array).__name__
+            return TypeError(f"params[{key!r}] must be a NumPy array of floats; got {got}")
+        if array.ndim != len(dims):
+            return ValueError(f"params[{key!r}] must be {len(dims)}-D, shape {_shape(dims, bound)}; got shape {array.shape}")
+        for axis, (dim, extent) in enumerate(zip(dims, array.shape)):
+            if isinstance(dim, str) and dim not in bound:
+                bound[dim], found[dim] = extent, (key, axis)
+            elif extent != bound.get(dim, dim):
+                where, at = found.get(dim, (None, None))
+                if where == "X":
+                    return ValueError(f"X has shape {X.shape} but params[{key!r}] has shape {array.shape}, which takes "
+                                      f"{dim} = {extent}: X must have shape {_shape(_X_DIMS, {dim: extent})}")
+                if where is None:
+                    return ValueError(f"params[{key!r}] must have shape {_shape(dims, bound)}; got shape {array.shape}")
+                return ValueError(f"params[{key!r}] has shape {array.shape} but {dim} = {bound[dim]}, the size of axis "
+                                  f"{at} of params[{where!r}] (shape {params[where].shape}): expected shape "
+                                  f"{_shape(dims, bound)}")
+    if Y is ...:
+        return ValueError(f"params and X do not fit together (X has shape {X.shape})")
+    for dim, extent in zip(_Y_DIMS, Y.shape):
+        bound.setdefault(dim, extent)
+    return ValueError(f"Y must have shape {_shape(_Y_DIMS, bound)}, the network's output for each of the "
+                      f"{X.shape[-1]} samples of X; got shape {Y.shape}")
+
+
+def _shape(dims, sizes=None):
+    """(n1, n0) with the sizes known so far filled in: (5, 4), or (n2, 5) before n2 is read."""
+    text = [str((sizes or {}).get(d, d)) for d in dims]
+    return "(" + ", ".join(text) + ("," if len(text) == 1 else "") + ")"
+
+
+def _keys():
+    keys = list(_PARAMETER_DIMS)
+    return ", ".join(keys if len(keys) <= 8 else [*keys[:4], "…", *keys[-2:]])
+
+
 def forward(params, X):
     """The forward pass; returns every Z{l} and A{l} (A0 is X)."""
+    _check_inputs(params, X)
+    return _forward(params, X)
+
+
+def _forward(params, X):
     W1, b1, W2, b2, W3, b3 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"])
     A0 = X
     Z1 = b1 + (W1 @ A0)
@@ -47,8 +153,9 @@ def forward(params, X):
 
 def loss(params, X, Y):
     """Mean over the m samples (columns) of the per-sample loss."""
-    cache = forward(params, X)
-    m = X.shape[1]
+    _check_inputs(params, X, Y)
+    cache = _forward(params, X)
+    m = X.shape[-1]
     A3 = cache["A3"]
     W1 = params["W1"]
     W2 = params["W2"]
@@ -58,8 +165,9 @@ def loss(params, X, Y):
 
 def gradients(params, X, Y):
     """Gradients of loss(params, X, Y) with respect to every parameter (same keys and shapes)."""
-    cache = forward(params, X)
-    m = X.shape[1]
+    _check_inputs(params, X, Y)
+    cache = _forward(params, X)
+    m = X.shape[-1]
     W1, b1, W2, b2, W3, b3 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"])
     A0 = cache["A0"]
     A1 = cache["A1"]
@@ -109,7 +217,7 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
     if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be whole numbers >= 1, got {epochs!r} and {batch_size!r}")
     state = init_state(params)
-    m = X.shape[1]
+    m = X.shape[-1]
     dtype = params["W1"].dtype
     sizes = (params["W1"].shape[1], params["W1"].shape[0], params["W2"].shape[0], params["W3"].shape[0],)
     X, Y = np.asarray(X, dtype), np.asarray(Y, dtype)

@@ -1,0 +1,85 @@
+"""What the generated functions check about their arguments, and where they read sizes from.
+
+Every array the generated code is given has a shape made of named sizes (n0, c1, m) and fixed
+extents: X the input's axes then the samples, each parameter the axes its kind gives it, Y the
+output's axes then the samples. The generated `_check_inputs` binds each name where it first
+appears (X first, then the parameters in order, then Y) and compares every shape with straight-line
+code, a few comparisons per array; only when one fails does `_mismatch` walk the same order to say
+which array is wrong and why. This module plans both as plain data for `templates/model.py.j2`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.derivation import Derivation
+from derive.notation import Q, Quantity
+from derive.workspace import BATCH, quantity_shape
+
+Dims = tuple  # of size names (str) and fixed extents (int)
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    x_dims: Dims
+    y_dims: Dims
+    parameters: tuple[tuple[str, Dims], ...]  # (code name, dims) in the order init_params makes them
+    fast: tuple[str, ...]  # the body of `_check_inputs`' try block: sets `ok`
+
+
+def _parameters(derivation: Derivation) -> list[Quantity]:
+    return [p for node in derivation.model.network.layers for p in node.parameters]
+
+
+def plan_input_check(derivation: Derivation) -> InputCheck:
+    network = derivation.model.network
+    x_dims, y_dims = quantity_shape(Q("X"), network), quantity_shape(Q("Y"), network)
+    parameters = tuple((q.code(), quantity_shape(q, network)) for q in _parameters(derivation))
+    bound: set[str] = set()
+    lines: list[str] = []
+
+    def shape_test(array: str, dims: Dims) -> str:
+        for axis, dim in enumerate(dims):
+            if isinstance(dim, str) and dim not in bound:
+                index = -1 if dim == BATCH else axis
+                lines.append(f"{dim} = {array}.shape[{index}]")
+                bound.add(dim)
+        comma = "," if len(dims) == 1 else ""
+        return f"{array}.shape == ({', '.join(str(d) for d in dims)}{comma})"
+
+    tests = [shape_test("X", x_dims), f"{BATCH} >= 1", 'X.dtype.kind in "biuf"']
+    lines.append(f"ok = {' and '.join(tests)}")
+    for name, dims in parameters:
+        lines.append(f'{name} = params["{name}"]')
+        lines.append(f'ok = ok and {shape_test(name, dims)} and {name}.dtype.kind == "f"')
+    y_test = shape_test("Y", y_dims)  # binds nothing new unless the output's size is nowhere else
+    lines.append(f'ok = ok and (Y is ... or ({y_test} and Y.dtype.kind in "biuf"))')
+    return InputCheck(x_dims, y_dims, parameters, tuple(lines))
+
+
+def size_source(derivation: Derivation, symbol: sp.Symbol) -> str:
+    """An expression that reads a size (n_3, c_1) off the arrays the generated code is given: the
+    shape of the first parameter with an axis of that size (sizes equal by construction count as
+    one), else the targets' or the input's."""
+    network = derivation.model.network
+    wanted = network.symbol_dim(symbol)
+    for q in _parameters(derivation):
+        for axis, dim in enumerate(quantity_shape(q, network)):
+            if dim == wanted:
+                return f'params["{q.code()}"].shape[{axis}]'
+    for array in ("Y", "X"):
+        dims = quantity_shape(Q(array), network)
+        if wanted in dims:
+            return f"{array}.shape[{dims.index(wanted)}]"
+    raise ValueError(f"no array the generated code is given has an axis of size {symbol}")
+
+
+def is_size_symbol(derivation: Derivation, symbol: sp.Symbol) -> bool:
+    """Whether a free symbol of a formula is the size of an axis of the network (n_3, c_1, w_2)."""
+    network = derivation.model.network
+    wanted = network.symbol_dim(symbol)
+    arrays = [*(quantity_shape(q, network) for q in _parameters(derivation)),
+              quantity_shape(Q("X"), network), quantity_shape(Q("Y"), network)]
+    return symbol.is_integer is True and wanted != BATCH and any(wanted in dims for dims in arrays)
