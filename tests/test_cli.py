@@ -1,6 +1,7 @@
 """The command line, through Click's CliRunner and as a real process."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -25,6 +26,9 @@ def test_main_job_writes_four_files_and_reports_the_verdict(tmp_path):
         assert f"wrote {tmp_path / name}" in result.output
     assert "verification passed" in result.output
     assert "18 partial derivatives match direct differentiation" in result.output
+    # what was checked, and to what precision: the measured difference and the one tolerance
+    assert re.search(r"; 73 in model\.py match complex-step derivatives \(relative difference < 1e-1[0-6]; "
+                     r"required 1e-9\);", result.output), result.output
 
 
 def test_default_output_folder(workdir):
