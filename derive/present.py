@@ -35,15 +35,7 @@ from derive.present_functions import (
 )
 from derive.lesson import Lesson, study
 from derive.narrate import Narrator, sides
-from derive.present_lesson import (
-    algorithm_blocks,
-    cost_blocks,
-    example_blocks,
-    learn_blocks,
-    loss_choice_blocks,
-    meaning_blocks,
-    method_blocks,
-)
+from derive import present_lesson as lesson_blocks
 from derive.present_notation import notation_blocks, used_latex
 from derive.printing import latex, words
 from derive.rewrite import logistic_as_tanh
@@ -502,7 +494,7 @@ def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> li
              "BP3": refs.equation("eq:bp3", "parameters"), "BP4": refs.equation("eq:bp4", "parameters")}
     tags = list(dict.fromkeys(tag for tag, _ in rows))
     meanings = [text(f"learn.{tag.lower()}", raw={"where": where[tag]}) for tag in tags]
-    return learn_blocks(text, rows, meanings, lesson)
+    return lesson_blocks.learn_blocks(text, rows, meanings, lesson)
 
 
 def _summary_rows(derivation: Derivation, batch: bool) -> list[tuple[str, dict]]:
@@ -739,16 +731,16 @@ def build_document(
         "forward": lambda: _forward(derivation, text),
         "loss": lambda: _loss(derivation, text),
         "activations": lambda: _activations(derivation, text, numbers["output_error"]),
-        "method": lambda: method_blocks(text, narrator, paths=False),
+        "method": lambda: lesson_blocks.method_blocks(text, narrator, paths=False),
         "output_error": lambda: _output_error(derivation, text, refs, narrator),
-        "loss_choice": lambda: loss_choice_blocks(lesson, derivation, text),
+        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text),
         "recursion": lambda: _recursion(derivation, text, refs, narrator),
         "parameters": lambda: _parameters(derivation, text, narrator),
-        "meaning": lambda: meaning_blocks(lesson, derivation, text, refs),
+        "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
         "minibatch": lambda: _minibatch(derivation, text, narrator),
-        "algorithm": lambda: algorithm_blocks(derivation, plan, text, refs),
-        "example": lambda: example_blocks(lesson, derivation, text, refs),
-        "cost": lambda: cost_blocks(lesson, text),
+        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
+        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs),
+        "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
         "update_rule": lambda: _update_rule(derivation, text, refs, training, narrator),
         "code": lambda: _code(plan, derivation, text),
         "verification": lambda: [blocks.Paragraph(text("verification.intro")),

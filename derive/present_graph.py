@@ -44,15 +44,7 @@ from derive.present import (
     section_numbers,
 )
 from derive.present_functions import display_name, penalty_notation
-from derive.present_lesson import (
-    algorithm_blocks,
-    cost_blocks,
-    example_blocks,
-    learn_blocks,
-    loss_choice_blocks,
-    meaning_blocks,
-    method_blocks,
-)
+from derive import present_lesson as lesson_blocks
 from derive.present_notation import notation_blocks
 from derive.printing import latex, words
 from derive.verify import Report
@@ -235,7 +227,7 @@ def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> li
     rows = [(None, result_equation(derivation.sample.results[k])) for k in keys]
     meanings = [text("graph.learn_errors", raw={"where": refs.section("backward")}),
                 text("graph.learn_gradients", raw={"where": refs.section("parameters")})]
-    return learn_blocks(text, rows, meanings, lesson, table="graph")
+    return lesson_blocks.learn_blocks(text, rows, meanings, lesson, table="graph")
 
 
 def _verification_blocks(report: Report, text: Text, penalty: bool) -> list:
@@ -269,15 +261,15 @@ def build_graph_document(
         "forward": lambda: _forward(derivation, text),
         "loss": lambda: _loss(derivation, text),
         "activations": lambda: _activations(derivation, text, numbers["backward"]),
-        "method": lambda: method_blocks(text, narrator, paths=True),
+        "method": lambda: lesson_blocks.method_blocks(text, narrator, paths=True),
         "backward": lambda: _backward(derivation, text, refs, narrator),
-        "loss_choice": lambda: loss_choice_blocks(lesson, derivation, text),
+        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text),
         "parameters": lambda: _parameters(derivation, text, narrator),
-        "meaning": lambda: meaning_blocks(lesson, derivation, text, refs),
+        "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
         "minibatch": lambda: _minibatch(derivation, text),
-        "algorithm": lambda: algorithm_blocks(derivation, plan, text, refs),
-        "example": lambda: example_blocks(lesson, derivation, text, refs),
-        "cost": lambda: cost_blocks(lesson, text),
+        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
+        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs),
+        "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
         "update_rule": lambda: _update_rule(derivation, text, training, narrator),
         "code": lambda: _code(plan, derivation, text),
         "verification": lambda: _verification_blocks(report, text, model.penalty is not None),

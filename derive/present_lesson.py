@@ -216,8 +216,14 @@ def _code(text, line) -> str:
 
 
 def _number(value) -> str:
+    """A computed value, to four decimals."""
     text = f"{float(value):.{DECIMALS}f}"
     return "0.0000" if text == "-0.0000" else text
+
+
+def _stated(value) -> str:
+    """A stated value as it was given: 0.5, -0.4, 1."""
+    return f"{float(value):g}"
 
 
 class _Named(DeriveLatexPrinter):
@@ -241,12 +247,12 @@ class _Named(DeriveLatexPrinter):
         return sorted(factors, key=lambda f: _factor_rank(f.xreplace(self.originals)))
 
 
-def _matrix(values: list[tuple[tuple[int, ...], sp.Expr]]) -> str:
+def _matrix(values: list[tuple[tuple[int, ...], sp.Expr]], number=_number) -> str:
     """A column vector (written as a transposed row, to keep to one line) or a matrix of numbers."""
     if all(len(idx) == 1 for idx, _ in values):
-        return r"\begin{pmatrix} " + " & ".join(_number(v) for _, v in values) + r" \end{pmatrix}^{\top}"
+        return r"\begin{pmatrix} " + " & ".join(number(v) for _, v in values) + r" \end{pmatrix}^{\top}"
     rows = sorted({idx[0] for idx, _ in values})
-    lines = [" & ".join(_number(v) for idx, v in values if idx[0] == r) for r in rows]
+    lines = [" & ".join(number(v) for idx, v in values if idx[0] == r) for r in rows]
     return r"\begin{pmatrix} " + r" \\ ".join(lines) + r" \end{pmatrix}"
 
 
@@ -280,7 +286,7 @@ def _hand_check(derivation: Derivation, example, key: Quantity) -> blocks.Aligne
         symbol = stand_in[entry] = sp.Symbol(f"entry{n:03d}")  # named, so that the order is the same every run
         originals[symbol] = entry
         names[symbol] = _display_entry(quantity, indices)
-        numbers[symbol] = _number(value)
+        numbers[symbol] = (_stated if (str(entry.base.label), indices) in example.point else _number)(value)
     formula = expanded.xreplace(stand_in)
     value = example.values[(key.label, (0,))]
     return blocks.Aligned((blocks.Row(_display_entry(key, (0,)), _Named(names, originals).doprint(formula)),
@@ -294,11 +300,11 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
     sizes = ", ".join("2" for _ in derivation.model.sizes)
     out = [blocks.Paragraph(text("example.intro", sizes=sizes, arithmetic=arithmetic)),
-           blocks.Aligned((blocks.Row("x", _matrix(entries(example, Q("a", 0)))),
-                           blocks.Row("y", _matrix(entries(example, Q("y"))))))]
+           blocks.Aligned((blocks.Row("x", _matrix(entries(example, Q("a", 0)), _stated)),
+                           blocks.Row("y", _matrix(entries(example, Q("y")), _stated))))]
     parameters = [p for node in network.layers for p in node.parameters]
     out += [blocks.Paragraph(text("example.parameters")),
-            blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p))) for p in parameters))]
+            blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p), _stated)) for p in parameters))]
     forward = [node.output for node in network.layers]
     loss_row = blocks.Row("C", _number(example.loss))
     out += [blocks.Paragraph(text("example.forward")),
