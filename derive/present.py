@@ -262,10 +262,11 @@ def _loss(derivation: Derivation, text: Text) -> list:
     return out + [blocks.Paragraph(note) for note in notes + extras["notes"]]
 
 
-def _run_in_detail(detail: str, fmt: str, leads_on: bool) -> str:
-    """'(title):' before the formula a run-in heading leads on to, '(title).' when nothing follows; a
-    LaTeX \\paragraph sets its title apart, so it needs no colon."""
-    return f"({detail})" + ("." if not leads_on else "" if fmt == "tex" else ":")
+def _run_in_detail(detail: str, text: Text, leads_on: bool) -> str:
+    """'(title):' before the formula a run-in heading leads on to, '(title).' when nothing follows, with
+    the language's brackets and marks; a LaTeX \\paragraph sets its title apart, so it needs no colon."""
+    mark = text.raw("refs.run_in_end") if not leads_on else "" if text.fmt == "tex" else text.raw("refs.run_in_lead")
+    return text.raw("refs.run_in").replace("{detail}", detail) + mark
 
 
 def _activations(derivation: Derivation, text: Text, output_section: int) -> list:
@@ -279,7 +280,7 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         extras = activation_extras(d, text)
         title = text.title("activation_title", d.activation.name, d.activation.title)
         out += [
-            blocks.Heading(prose(display_name(d.activation), text.fmt), _run_in_detail(title, text.fmt, True)),
+            blocks.Heading(prose(display_name(d.activation), text.fmt), _run_in_detail(title, text, True)),
             blocks.Equation(equation(gz, d.activation.expr)["latex"]),
             blocks.Paragraph(" ".join(activation_notes(d, text, layers))),  # never empty: it names the layers
             blocks.Paragraph(text("activations.computed")),
@@ -313,7 +314,7 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         title = text.title("activation_title", act.name, act.title)
         note = text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
                     output_section=output_section)
-        out += [blocks.Heading(prose(act.name, text.fmt), _run_in_detail(title, text.fmt, False)), blocks.Paragraph(note)]
+        out += [blocks.Heading(prose(act.name, text.fmt), _run_in_detail(title, text, False)), blocks.Paragraph(note)]
     return out
 
 

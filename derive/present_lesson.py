@@ -298,7 +298,7 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     example = lesson.example
     network = derivation.model.network
     arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
-    sizes = ", ".join("2" for _ in derivation.model.sizes)
+    sizes = text.raw("refs.list_separator").join("2" for _ in derivation.model.sizes)
     out = [blocks.Paragraph(text("example.intro", sizes=sizes, arithmetic=arithmetic)),
            blocks.Aligned((blocks.Row("x", _matrix(entries(example, Q("a", 0)), _stated)),
                            blocks.Row("y", _matrix(entries(example, Q("y")), _stated))))]
@@ -315,7 +315,7 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
     if checks:
-        out += [blocks.Paragraph(text("example.hand")), *checks]
+        out += [blocks.Paragraph(text("example.hand")), *checks, blocks.Paragraph(text("example.exercise"))]
     out += [blocks.Paragraph(text("example.gradients")),
             blocks.Aligned(tuple(blocks.Row(latex(sp.Derivative(sp.Symbol("C"), p.symbol)), _matrix(entries(example, p, "gradients")))
                                  for p in parameters))]
