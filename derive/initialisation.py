@@ -227,13 +227,13 @@ def gaussian_expectation(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
 
 def quadrature(expr: sp.Expr, std: float = 1.0) -> float:
     """E[expr(z)] for z ~ N(0, std²) numerically (Gauss–Hermite, or mpmath for piecewise functions)."""
-    if expr.has(*NON_SMOOTH):
+    if _non_smooth(expr):
         import mpmath
 
         f = _compiled(expr, "mpmath")
         density = lambda x: mpmath.exp(-x * x / (2 * std * std)) / (std * mpmath.sqrt(2 * mpmath.pi))  # noqa: E731
         return float(mpmath.quad(lambda x: f(x) * density(x), _breakpoints(expr)))
-    nodes, weights = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
+    nodes, weights = _gauss_hermite()
     f = _compiled(expr, "math")  # the math namespace is already loaded; numpy's costs 0.4 s of imports
     values = np.array([_finite(f, std * float(x)) for x in nodes])
     return float(np.dot(weights, values) / np.sqrt(2 * np.pi))
@@ -242,6 +242,17 @@ def quadrature(expr: sp.Expr, std: float = 1.0) -> float:
 @lru_cache(maxsize=256)
 def _compiled(expr: sp.Expr, module: str):
     return sp.lambdify(Z, expr, module)
+
+
+@lru_cache(maxsize=256)
+def _non_smooth(expr: sp.Expr) -> bool:
+    return expr.has(*NON_SMOOTH)
+
+
+@lru_cache(maxsize=1)
+def _gauss_hermite() -> tuple[np.ndarray, np.ndarray]:
+    """The nodes and weights once (an eigenvalue problem): the variance map asks for many integrals."""
+    return np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
 
 
 def _breakpoints(expr: sp.Expr) -> list:
