@@ -50,7 +50,7 @@ def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str],
 METHOD_MOVES = ("definition", "chain_rule", "local_derivative", "collapse", "substitution", "matrix_form")
 # the rules each move explains: from here on, the derivations name them in the margin
 METHOD_RULES = {
-    "definition": ("definition_delta", "definition_loss", "definition_gradient"),
+    "definition": ("definition_delta", "definition_loss"),  # a name given where paths meet is explained where it first occurs
     "chain_rule": ("chain_rule", "chain_rule_paths"),
     "local_derivative": ("local_derivative", "differentiate"),
     "collapse": ("kronecker_collapse", "common_delta", "penalty_gradient"),
