@@ -47,11 +47,15 @@ class Equation:
 
 @dataclass(frozen=True)
 class Row:
-    """One line of an aligned display: lhs = rhs, with an optional tag such as BP1."""
+    """One line of an aligned display: lhs = rhs (or another `relation`, such as \\approx), with an
+    optional tag in the margin (BP1, or the name of the step that gave the line) and the LaTeX
+    `label` under which later text cites it. An empty lhs continues the line above (= …)."""
 
     lhs: str
     rhs: str
     tag: str | None = None
+    label: str | None = None
+    relation: str = "="
 
 
 @dataclass(frozen=True)
@@ -64,20 +68,20 @@ class Aligned:
 
 
 @dataclass(frozen=True)
-class Step:
-    """One step of a derivation: the rule that justifies it, in words, and the equation it gives."""
+class Group:
+    """Part of a derivation: the sentence that justifies its first line (empty when the step was
+    explained before), then its lines, each later one named by a tag in the margin."""
 
     text: str
-    latex: str
-    label: str | None = None
+    rows: tuple[Row, ...]
 
 
 @dataclass(frozen=True)
 class Derivation:
-    """Steps from a starting equation to a result: an `intro` sentence before them, and a
-    `conclusion` that, when there is one, closes the derivation's paragraph."""
+    """Steps from a starting equation to a result (see `derive.narrate`): an `intro` sentence before
+    them, and a `conclusion` that, when there is one, closes the derivation's paragraph."""
 
-    steps: tuple[Step, ...]
+    groups: tuple[Group, ...]
     intro: str = ""
     conclusion: str = ""
     kind: str = field(default="derivation", init=False)
@@ -86,12 +90,14 @@ class Derivation:
 @dataclass(frozen=True)
 class Table:
     """`columns` is the column layout in LaTeX's notation (l, r, c, p{width}; HTML right-aligns the
-    r columns); a `long` table may break across pages."""
+    r columns); a `long` table may break across pages; a `tall` one holds displayed fractions and
+    gets more room between its rows."""
 
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     columns: str
     long: bool = False
+    tall: bool = False
     kind: str = field(default="table", init=False)
 
 
@@ -131,15 +137,19 @@ Block = Paragraph | Heading | Equation | Aligned | Derivation | Table | Code | I
 
 @dataclass(frozen=True)
 class Section:
-    """A numbered section: `anchor` is the id of its heading in Markdown and HTML, `label` its
-    LaTeX label."""
+    """A section: `number` is 1, 2, … or, for an appendix, A, B, …; `anchor` is the id of its heading
+    in Markdown and HTML, `label` its LaTeX label."""
 
     key: str
-    number: int
+    number: int | str
     title: str
     anchor: str
     label: str
     blocks: tuple[Block, ...] = ()
+
+    @property
+    def appendix(self) -> bool:
+        return isinstance(self.number, str)
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,7 @@ class Document:
     html_lang: str
     tex_preamble: str
     sections: tuple[Section, ...]
+    metadata: tuple[tuple[str, str], ...] = ()  # PDF information as plain text: title, author, subject, keywords
 
     def section(self, key: str) -> Section:
         return next(s for s in self.sections if s.key == key)

@@ -26,7 +26,7 @@ Each activation is analysed once (cached), and only the activations of the model
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -40,7 +40,7 @@ from derive.notation import LayerRef, Q, Quantity, Z, size
 from derive.rewrite import NON_SMOOTH, activation_derivative
 from derive.notation import Expectation, Variance, symbol
 
-STD = symbol("s", "s", positive=True)  # standard deviation of the pre-activations
+STD = symbol("sigma_z", r"\sigma_{z}", positive=True)  # standard deviation of the pre-activations (s is a sample)
 N_IN = symbol("n_in", r"n_{\mathrm{in}}", integer=True, positive=True)
 N_OUT = symbol("n_out", r"n_{\mathrm{out}}", integer=True, positive=True)
 VAR_W = symbol("var_w", r"\sigma_{w}^{2}", positive=True)  # Var(W_ij) of one layer
@@ -77,6 +77,19 @@ class LayerScale:
         return self.param if self.param is not None else Q("W", self.layer)
 
 
+@dataclass(frozen=True)
+class VarianceMap:
+    """Where the variance goes through many layers of one activation with the derived σ_w² and equal
+    fan-in and fan-out (n σ_w² = `gain`): the map σ_z² ↦ gain · E[g(z)²], z ~ N(0, σ_z²), and its
+    fixed points above 0, found numerically. `kind`: "kept" (every variance is fixed), "settles"
+    (it has fixed points) or "decays" (none: the variance falls towards 0)."""
+
+    gain: sp.Expr
+    kind: str
+    fixed_points: tuple[float, ...]
+    at_unit: float  # E[g(z)²] at σ_z = 1, the whole second moment (with g(0)²)
+
+
 @dataclass
 class Initialisation:
     forward: list[Step]
@@ -85,6 +98,8 @@ class Initialisation:
     input_steps: list[Step]
     activations: list[ActivationScale]
     layers: list[LayerScale]
+    maps: dict[str, VarianceMap] = field(default_factory=dict)  # per linearised activation, by name
+    path: tuple[tuple[int, float], ...] = ()  # Var(z⁽ˡ⁾) through this chain, standardised inputs
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,16 +227,32 @@ def gaussian_expectation(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
 
 def quadrature(expr: sp.Expr, std: float = 1.0) -> float:
     """E[expr(z)] for z ~ N(0, std²) numerically (Gauss–Hermite, or mpmath for piecewise functions)."""
-    if expr.has(*NON_SMOOTH):
+    if _non_smooth(expr):
         import mpmath
 
-        f = sp.lambdify(Z, expr, "mpmath")
+        f = _compiled(expr, "mpmath")
         density = lambda x: mpmath.exp(-x * x / (2 * std * std)) / (std * mpmath.sqrt(2 * mpmath.pi))  # noqa: E731
         return float(mpmath.quad(lambda x: f(x) * density(x), _breakpoints(expr)))
-    nodes, weights = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
-    f = sp.lambdify(Z, expr, "math")  # the math namespace is already loaded; numpy's costs 0.4 s of imports
+    nodes, weights = _gauss_hermite()
+    f = _compiled(expr, "math")  # the math namespace is already loaded; numpy's costs 0.4 s of imports
     values = np.array([_finite(f, std * float(x)) for x in nodes])
     return float(np.dot(weights, values) / np.sqrt(2 * np.pi))
+
+
+@lru_cache(maxsize=256)
+def _compiled(expr: sp.Expr, module: str):
+    return sp.lambdify(Z, expr, module)
+
+
+@lru_cache(maxsize=256)
+def _non_smooth(expr: sp.Expr) -> bool:
+    return expr.has(*NON_SMOOTH)
+
+
+@lru_cache(maxsize=1)
+def _gauss_hermite() -> tuple[np.ndarray, np.ndarray]:
+    """The nodes and weights once (an eigenvalue problem): the variance map asks for many integrals."""
+    return np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
 
 
 def _breakpoints(expr: sp.Expr) -> list:
@@ -395,6 +426,63 @@ def activation_scale(activation: Activation) -> ActivationScale:
     return _integration(activation)
 
 
+# --------------------------------------------------------------------------------------------------
+# what the derived variances do to the whole second moment (the linearisation drops g(0)²)
+
+MAP_GRID = tuple(10 ** (k / 10) for k in range(-20, 21))  # σ_z² from 0.01 to 100, log-spaced
+
+
+def second_moment(activation: Activation, variance: float) -> float:
+    """E[g(z)²] for z ~ N(0, variance), by quadrature."""
+    return quadrature(activation.expr ** 2, float(np.sqrt(variance)))
+
+
+def _bisect(f, low: float, high: float) -> float:
+    for _ in range(40):  # the interval shrinks below 10⁻¹¹ of its size: far beyond the four digits printed
+        middle = (low + high) / 2
+        if (f(low) > 0) == (f(middle) > 0):
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def variance_map(activation: Activation, scale: ActivationScale) -> VarianceMap:
+    """The map σ_z² ↦ n σ_w² E[g(z)²] of a layer with n_in = n_out = n, and its fixed points."""
+    gain = sp.cancel(scale.variance.xreplace({N_OUT: N_IN}) * N_IN)
+    factor = float(gain)
+
+    def excess(v: float) -> float:
+        return factor * second_moment(activation, v) - v
+
+    values = [excess(v) for v in MAP_GRID]
+    at_unit = second_moment(activation, 1.0)
+    if all(abs(e) <= 1e-9 * max(1.0, v) for e, v in zip(values, MAP_GRID)):
+        return VarianceMap(gain, "kept", (), at_unit)
+    points = tuple(_bisect(excess, MAP_GRID[k], MAP_GRID[k + 1]) for k in range(len(MAP_GRID) - 1)
+                   if (values[k] > 0) != (values[k + 1] > 0))
+    kind = "settles" if points else ("decays" if values[0] < 0 else "grows")
+    return VarianceMap(gain, kind, points, at_unit)
+
+
+def variance_path(model: Model, layers: list[LayerScale]) -> tuple[tuple[int, float], ...]:
+    """Var(z⁽ˡ⁾) for l = 1 … L of a chain with the derived variances at this network's sizes and
+    standardised inputs: Var(z⁽¹⁾) = n₀ σ_w² · 1, then Var(z⁽ˡ⁺¹⁾) = n_l σ_w² E[g(z⁽ˡ⁾)²]."""
+    if not model.is_chain:
+        return ()
+    sizes = {size(LayerRef(l)): n for l, n in enumerate(model.sizes)}
+    weights = {scale.layer: float(scale.variance.xreplace(sizes)) for scale in layers if scale.weight.kind == "W"}
+    path, previous = [], None
+    for l in range(1, model.depth + 1):
+        if previous is None:
+            variance = model.sizes[0] * weights[l]
+        else:
+            variance = model.sizes[l - 1] * weights[l] * second_moment(model.activations[l - 2], previous)
+        path.append((l, variance))
+        previous = variance
+    return tuple(path)
+
+
 def input_steps() -> tuple[list[Step], sp.Expr]:
     """The first layer sees standardised data, E[x²] = 1, and keeps unit variance: Var(W⁽¹⁾) = 1/n₀."""
     x = Q("a", 0).symbol
@@ -433,7 +521,10 @@ def derive_initialisation(model: Model) -> Initialisation:
             scale = scales.get(activation.name) or activation_scale(activation)
             layers.append(LayerScale(node.layer.number, source, _for_weight(scale.variance, node, read), scale.known,
                                      param))
-    return Initialisation(forward, backward, conditions, steps, list(scales.values()), layers)
+    maps = {name: variance_map(scale.activation, scale) for name, scale in scales.items()
+            if scale.method == "linearisation"}
+    return Initialisation(forward, backward, conditions, steps, list(scales.values()), layers, maps,
+                          variance_path(model, layers))
 
 
 def activation_entry_identity() -> Activation:

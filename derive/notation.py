@@ -346,6 +346,15 @@ def sample_index(name: str = "s") -> sp.Idx:
     return index(name, None)
 
 
+# how the documents print the sample indices: the engine's t is printed r, because t is the step of
+# an optimizer in the same documents (one letter, one meaning)
+SAMPLE_INDEX_LATEX = {"s": "s", "t": "r"}
+
+
+def is_sample_index(i: sp.Idx) -> bool:
+    return str(i.label) in SAMPLE_INDEX_LATEX and i.upper == BATCH_SIZE - 1
+
+
 # canonical scalar variables of catalog expressions: g(z), loss ℓ(a, y)
 Z = sp.Symbol("z", real=True)
 A = sp.Symbol("a", real=True)
@@ -397,12 +406,12 @@ PAST = sp.Symbol("k", integer=True, positive=True)  # summation index over past 
 THETA = symbol("theta", r"\theta", "p", real=True)  # one parameter array (W⁽ˡ⁾ or b⁽ˡ⁾)
 THETA_NEXT = symbol("theta_next", r"\theta'", real=True)
 GRAD = symbol("grad", r"\nabla \bar{C}", "grad", real=True)  # ∂C̄/∂θ of the current minibatch
-GRADIENT = symbol("g", "g", real=True)  # the gradient the optimizer uses (after weight decay)
-FULL_GRAD = symbol("full_grad", r"\nabla C", real=True)  # gradient of the mean cost over all data
-COST_NOW = symbol("cost_now", r"C(\theta)", real=True)
+GRADIENT = symbol("g", r"\tilde{g}", real=True)  # the gradient the optimizer uses (after weight decay; g is the activation)
+FULL_GRAD = symbol("full_grad", r"\nabla \mathcal{C}", real=True)  # gradient of the mean cost over all data
+COST_NOW = symbol("cost_now", r"\mathcal{C}(\theta)", real=True)
 MODEL = symbol("model", r"M(\theta')", real=True)  # the proximal model minimised by one step
-GRAD_ENTRY = symbol("grad_entry", r"\left(\nabla C\right)", real=True)  # entries ∂C/∂θᵢ, indexed
-COST_ANY = symbol("cost_any", "C", real=True)  # any differentiable cost C(θ) (the proximal derivation)
+GRAD_ENTRY = symbol("grad_entry", r"\left(\nabla \mathcal{C}\right)", real=True)  # entries ∂C/∂θᵢ, indexed
+COST_ANY = symbol("cost_any", r"\mathcal{C}", real=True)  # the mean loss over all training data, 𝒞(θ) (C is one sample's)
 COST_L2 = symbol("cost_l2", r"\tilde{C}", real=True)  # the cost with an L2 penalty
 GRAD_SAMPLE = symbol("grad_sample", r"\nabla C", real=True)  # gradient of the loss of one sample
 

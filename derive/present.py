@@ -33,7 +33,11 @@ from derive.present_functions import (
     loss_extras,
     penalty_notation,
 )
-from derive.printing import latex
+from derive.lesson import Lesson, study
+from derive.narrate import Narrator, sides
+from derive import present_lesson as lesson_blocks
+from derive.present_notation import notation_blocks, used_latex
+from derive.printing import latex, words
 from derive.rewrite import logistic_as_tanh
 from derive.spec import NetSpec
 from derive.verify import PREACTIVATION_BOUND, Report
@@ -52,11 +56,14 @@ def messages(lang: str = "en") -> dict[str, dict[str, str]]:
 
 
 _SEGMENTS = re.compile(r"(\$[^$]+\$|`[^`]+`|\*\*[^*]+\*\*)")
+_MATH = re.compile(r"\$([^$]+)\$")
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
 def tex_escape(text: str) -> str:
-    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
+    """Plain text for LaTeX: special characters escaped, and `--` kept as two hyphens (T1 fonts
+    would join them into an en dash, and a command copied from the PDF would fail)."""
+    return re.sub(r"-(?=-)", "-{}", "".join(_TEX_SPECIAL.get(ch, ch) for ch in text))
 
 
 def prose(text: str, fmt: str) -> str:
@@ -89,6 +96,7 @@ class Text:
         self.lang = lang
         self.fmt = fmt
         self.defaults = defaults  # values every message may use, e.g. section numbers
+        self.math_log: list[str] = []  # the formulas the prose wrote, in LaTeX (for the notation table)
 
     def __call__(self, key: str, raw: dict[str, str] | None = None, **values) -> str:
         """The message `key` with its {placeholders} filled. `values` are text in the catalog's
@@ -98,7 +106,9 @@ class Text:
         raw = raw or {}
         for n, name in enumerate(raw):
             template = template.replace("{" + name + "}", f"\ue000{n}\ue001")
-        out = prose(fill(template, {**self.defaults, **values}), self.fmt)
+        filled = fill(template, {**self.defaults, **values})
+        self.math_log += _MATH.findall(filled)
+        out = prose(filled, self.fmt)
         for n, value in enumerate(raw.values()):
             out = out.replace(f"\ue000{n}\ue001", value)
         return out
@@ -106,6 +116,7 @@ class Text:
     def math(self, tex: str, display: bool = False) -> str:
         """An inline formula in this format's prose: $…$ (in LaTeX optionally in display style), or
         MathML in HTML."""
+        self.math_log.append(tex)
         if display and self.fmt == "tex":
             tex = rf"\displaystyle {tex}"
         return prose(f"${tex}$", self.fmt)
@@ -147,13 +158,6 @@ def result_equation(result: Result, matrix: bool = True) -> dict:
     return equation(result.lhs, result.rhs)
 
 
-def step_data(step: Step, text: Text, ref: str = "", label: str | None = None) -> blocks.Step:
-    """One step: its justification (with `ref`, the reference its rule's message may cite), the
-    equation, and the `label` under which the LaTeX document numbers it for later references."""
-    return blocks.Step(text(f"rule.{step.rule}", raw={"ref": ref}), equation(step.lhs, step.rhs, step.matrix)["latex"],
-                       label)
-
-
 def anchor(title: str) -> str:
     """The id GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
     return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
@@ -168,7 +172,9 @@ def _aligned(equations: list[dict], boxed: bool = False, tags: list[str] | None 
     return blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for e, tag in zip(equations, tags)), boxed=boxed)
 
 
-def _network(derivation: Derivation, text: Text, picture: blocks.Picture) -> list:
+def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson: Lesson, refs: Refs) -> list:
+    """The big picture: why the gradient is needed and why backpropagation, the network, the picture
+    of both passes."""
     model = derivation.model
     depth = model.depth
     rows = [("0", str(model.sizes[0]), text("network.input"), "")]
@@ -178,11 +184,14 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture) -> lis
                      text.math(_activation_formula(act, layer)["latex"])))
     header = tuple(text(f"network.{key}") for key in ("layer", "units", "activation", "function"))
     return [
+        blocks.Paragraph(text("network.why", parameters=lesson.costs.parameters.value,
+                              raw={"cost": refs.section("cost"), "update": refs.section("update_rule")})),
         blocks.Paragraph(text("network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
                               hidden_plural="s" if depth != 2 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l")),
         blocks.Paragraph(text("network.sizes_note")),
         picture,
+        blocks.Paragraph(text("network.passes")),
     ]
 
 
@@ -194,36 +203,6 @@ def _activation_formula(act, layer) -> dict:
         i = index("i", LayerRef(layer))
         return equation(a.base[i], Node(activation_kind(act), LayerRef(layer), (Q("z", layer),)).entry(i, None))
     return equation(sp.Function("g")(sp.Symbol("z")), act.expr)
-
-
-def _notation(text: Text, extra: list[tuple[str, str]] = ()) -> list:
-    l = LayerRef.symbolic()
-    rows = [
-        ("x", "notation.x"),
-        ("y", "notation.y"),
-        (Q("W", l).latex(), "notation.W"),
-        (Q("b", l).latex(), "notation.b"),
-        (Q("z", l).latex(), "notation.z"),
-        (Q("a", l).latex(), "notation.a"),
-        ("g^{(l)}", "notation.g"),
-        ("C", "notation.C"),
-        (latex(BATCH_COST), "notation.Cbar"),
-        (Q("delta", l).latex(), "notation.delta"),
-        (f"X, Y, {Q('Z', l).latex()}, {Q('A', l).latex()}", "notation.matrices"),
-        (Q("Delta", l).latex(), "notation.Delta"),
-        (r"\delta_{iq}", "notation.kronecker"),
-        (r"\odot", "notation.hadamard"),
-        (r"\mathbf{1}", "notation.ones"),
-        (r"[\,\cdot > 0\,]", "notation.iverson"),
-        (r"\eta", "notation.eta"),
-    ]
-    table = [(text.math(symbol), text(key)) for symbol, key in rows] + [
-        (text.math(symbol), meaning) for symbol, meaning in extra]
-    return [
-        blocks.Paragraph(text("notation.intro")),
-        blocks.Table((text("notation.symbol"), text("notation.meaning")), tuple(table), ("l", r"p{0.7\textwidth}"),
-                     long=True),
-    ]
 
 
 def _forward(derivation: Derivation, text: Text) -> list:
@@ -283,10 +262,11 @@ def _loss(derivation: Derivation, text: Text) -> list:
     return out + [blocks.Paragraph(note) for note in notes + extras["notes"]]
 
 
-def _run_in_detail(detail: str, fmt: str, leads_on: bool) -> str:
-    """'(title):' before the formula a run-in heading leads on to, '(title).' when nothing follows; a
-    LaTeX \\paragraph sets its title apart, so it needs no colon."""
-    return f"({detail})" + ("." if not leads_on else "" if fmt == "tex" else ":")
+def _run_in_detail(detail: str, text: Text, leads_on: bool) -> str:
+    """'(title):' before the formula a run-in heading leads on to, '(title).' when nothing follows, with
+    the language's brackets and marks; a LaTeX \\paragraph sets its title apart, so it needs no colon."""
+    mark = text.raw("refs.run_in_end") if not leads_on else "" if text.fmt == "tex" else text.raw("refs.run_in_lead")
+    return text.raw("refs.run_in").replace("{detail}", detail) + mark
 
 
 def _activations(derivation: Derivation, text: Text, output_section: int) -> list:
@@ -300,7 +280,7 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         extras = activation_extras(d, text)
         title = text.title("activation_title", d.activation.name, d.activation.title)
         out += [
-            blocks.Heading(prose(display_name(d.activation), text.fmt), _run_in_detail(title, text.fmt, True)),
+            blocks.Heading(prose(display_name(d.activation), text.fmt), _run_in_detail(title, text, True)),
             blocks.Equation(equation(gz, d.activation.expr)["latex"]),
             blocks.Paragraph(" ".join(activation_notes(d, text, layers))),  # never empty: it names the layers
             blocks.Paragraph(text("activations.computed")),
@@ -334,14 +314,21 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         title = text.title("activation_title", act.name, act.title)
         note = text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
                     output_section=output_section)
-        out += [blocks.Heading(prose(act.name, text.fmt), _run_in_detail(title, text.fmt, False)), blocks.Paragraph(note)]
+        out += [blocks.Heading(prose(act.name, text.fmt), _run_in_detail(title, text, False)), blocks.Paragraph(note)]
     return out
 
 
-def _steps(steps: list[Step], text: Text, ref=lambda step: "", label: str | None = None) -> tuple[blocks.Step, ...]:
-    """The steps of a derivation; `ref(step)` gives the reference a step's justification cites,
-    `label` names the last equation (the result) for cross-references."""
-    return tuple(step_data(s, text, ref(s), label if n == len(steps) - 1 else None) for n, s in enumerate(steps))
+def _steps(narrator: Narrator, steps: list[Step], *, intro: str = "", ref=lambda step: ("", ""),
+           label: str | None = None, conclusion: str = "") -> blocks.Derivation:
+    """A derivation of the backward pass, narrated (`derive.narrate`): `ref(step)` gives the reference a
+    step's rule cites, in a sentence and in a tag; `label` names the result for cross-references."""
+    return narrator.derivation(steps, sides(latex), intro=intro, ref=ref, label=label, conclusion=conclusion,
+                               relation=_relation)
+
+
+def _relation(step: Step) -> str:
+    """An update is an assignment (W ← W − η ∂C̄/∂W); every other step an equation."""
+    return r"\leftarrow" if step.rule == "gradient_descent" else "="
 
 
 # LaTeX labels of the sections (\label{sec:…}) where they differ from the section's key
@@ -369,7 +356,21 @@ class Refs:
             "md": lambda: f"[{s.number}](#{s.anchor})",
             "html": lambda: f'<a href="#{s.anchor}">{s.number}</a>',
         }
-        return self.text("refs.section", raw={"number": links[self.text.fmt]()})
+        return self.text("refs.appendix" if s.appendix else "refs.section", raw={"number": links[self.text.fmt]()})
+
+    def plain(self, label: str, section: str) -> str:
+        """The same reference as plain text, for the margin of a display (no link can go there)."""
+        if self.text.fmt == "tex":
+            return self.text.raw("refs.equation").replace("{number}", rf"\ref{{{label}}}")
+        return self.plain_section(section)
+
+    def plain_section(self, key: str) -> str:
+        s = self.sections[key]
+        number = rf"\ref{{{s.label}}}" if self.text.fmt == "tex" else str(s.number)
+        return self.text.raw("refs.section").replace("{number}", number)
+
+    def both(self, label: str, section: str) -> tuple[str, str]:
+        return self.equation(label, section), self.plain(label, section)
 
 
 def _split_hidden(steps: list[Step]) -> tuple[list[Step], list[Step]]:
@@ -379,24 +380,23 @@ def _split_hidden(steps: list[Step]) -> tuple[list[Step], list[Step]]:
 
 
 def _upstream_ref(refs: Refs, label: str, section: str):
-    return lambda step: refs.equation(label, section) if step.rule == "substitute_upstream" else ""
+    return lambda step: refs.both(label, section) if step.rule == "substitute_upstream" else ("", "")
 
 
-def _output_error(derivation: Derivation, text: Text, refs: Refs) -> list:
+def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator) -> list:
     depth, sample = derivation.model.depth, derivation.sample
     return [
         blocks.Paragraph(text("output_error.intro")),
-        blocks.Derivation(_steps(sample.steps[Q("grad_a", depth)], text, label="eq:upstream-out"),
-                          intro=text("output_error.upstream")),
-        blocks.Derivation(_steps(sample.steps[Q("delta", depth)], text,
-                                 ref=_upstream_ref(refs, "eq:upstream-out", "output_error")),
-                          intro=text("output_error.delta")),
+        _steps(narrator, sample.steps[Q("grad_a", depth)], intro=text("output_error.upstream"), label="eq:upstream-out"),
+        _steps(narrator, sample.steps[Q("delta", depth)], intro=text("output_error.delta"),
+               ref=_upstream_ref(refs, "eq:upstream-out", "output_error")),
         blocks.Paragraph(text("output_error.result")),
         blocks.Equation(result_equation(sample.results[Q("delta", depth)])["latex"], label="eq:bp1", boxed=True),
+        blocks.Paragraph(text("output_error.meaning")),
     ]
 
 
-def _recursion(derivation: Derivation, text: Text, refs: Refs) -> list:
+def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator) -> list:
     """δ of a general hidden layer l when every hidden layer has the same activation, else layer by
     layer; then the result for each hidden layer of this network."""
     depth, sample, general = derivation.model.depth, derivation.sample, derivation.general
@@ -408,25 +408,31 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs) -> list:
         up, de = _split_hidden(general.steps[Q("delta", l)])
         out += [
             blocks.Paragraph(text("recursion.intro")),
-            blocks.Derivation(_steps(up, text, label="eq:upstream-l"), intro=text("recursion.upstream")),
-            blocks.Derivation(_steps(de, text, ref=_upstream_ref(refs, "eq:upstream-l", "recursion")),
-                              intro=text("recursion.delta")),
+            _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l"),
+            _steps(narrator, de, intro=text("recursion.delta"), ref=_upstream_ref(refs, "eq:upstream-l", "recursion")),
             blocks.Equation(result_equation(general.results[Q("delta", l)])["latex"], label="eq:bp2", boxed=True),
+            blocks.Paragraph(text("recursion.meaning")),
         ]
     else:
         out.append(blocks.Paragraph(text("recursion.mixed")))
     out.append(blocks.Paragraph(text("recursion.per_layer_intro")))
+    rows = []
     for layer in range(depth - 1, 0, -1):
         if general is None:
             up, de = _split_hidden(sample.steps[Q("delta", layer)])
             label = f"eq:upstream-{layer}"
             out += [
-                blocks.Heading(f"{text('network.layer')} {layer}.", text=text("recursion_layer.upstream", layer=layer)),
-                blocks.Derivation(_steps(up, text, label=label)),
-                blocks.Derivation(_steps(de, text, ref=_upstream_ref(refs, label, "recursion")),
-                                  intro=text("recursion_layer.delta", layer=layer)),
+                blocks.Heading(text("recursion_layer.title", layer=layer)),
+                _steps(narrator, up, intro=text("recursion_layer.upstream", layer=layer), label=label),
+                _steps(narrator, de, intro=text("recursion_layer.delta", layer=layer),
+                       ref=_upstream_ref(refs, label, "recursion")),
             ]
-        out.append(blocks.Equation(result_equation(sample.results[Q("delta", layer)])["latex"]))
+        rows.append(result_equation(sample.results[Q("delta", layer)]))
+    if general is not None:
+        out.append(_aligned(rows))
+    else:
+        out.append(blocks.Paragraph(text("recursion_layer.results")))
+        out.append(_aligned(rows))
     return out
 
 
@@ -436,22 +442,20 @@ def _per_layer(p, depth: int) -> list:
             for k in range(depth, 0, -1)]
 
 
-def _parameters(derivation: Derivation, text: Text) -> list:
+def _parameters(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     depth, general = derivation.model.depth, derivation.general
     layer = LayerRef.symbolic() if general is not None else LayerRef(depth)
     derived = general if general is not None else derivation.sample
     return [
         blocks.Paragraph(text("parameters.intro")),
-        blocks.Derivation(_steps(derived.steps[Q("grad_W", layer)], text, label="eq:bp4"),
-                          intro=text("parameters.weights")),
-        blocks.Derivation(_steps(derived.steps[Q("grad_b", layer)], text, label="eq:bp3"),
-                          intro=text("parameters.biases")),
+        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4"),
+        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("parameters.biases"), label="eq:bp3"),
         blocks.Paragraph(text("parameters.per_layer")),
         *_per_layer(derivation.sample, depth),
     ]
 
 
-def _minibatch(derivation: Derivation, text: Text) -> list:
+def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     depth, batch = derivation.model.depth, derivation.batch
     derived = derivation.general_batch if derivation.general is not None else batch
     layer = LayerRef.symbolic() if derivation.general is not None else LayerRef(depth)
@@ -459,45 +463,39 @@ def _minibatch(derivation: Derivation, text: Text) -> list:
         blocks.Paragraph(text("minibatch.intro")),
         blocks.Paragraph(text("minibatch.errors")),
         _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
-        blocks.Derivation(_steps(derived.steps[Q("grad_W", layer)], text, label="eq:bp4-batch"),
-                          intro=text("minibatch.weights")),
-        blocks.Derivation(_steps(derived.steps[Q("grad_b", layer)], text, label="eq:bp3-batch"),
-                          intro=text("minibatch.biases")),
+        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch"),
+        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("minibatch.biases"), label="eq:bp3-batch"),
         blocks.Paragraph(text("minibatch.per_layer")),
         *_per_layer(batch, depth),
     ]
 
 
-def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple | None) -> list:
+def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple | None, narrator: Narrator) -> list:
     """Gradient descent derived (with training), then the update of this network's parameters."""
     def gradient_ref(step):
         if step.rule != "substitute_gradient":
-            return ""
+            return "", ""
         kind = quantity_of(str(step.lhs)).kind
-        return refs.equation("eq:bp4-batch" if kind == "W" else "eq:bp3-batch", "minibatch")
+        return refs.both("eq:bp4-batch" if kind == "W" else "eq:bp3-batch", "minibatch")
 
     out = [blocks.Paragraph(text("update.intro"))]
     if training is not None:
         from derive.present_training import update_blocks
 
-        out += update_blocks(training[0], text)
+        out += update_blocks(training[0], text, narrator)
     key = "l" if "l" in derivation.updates else str(derivation.model.depth)
-    return out + [blocks.Derivation(_steps(derivation.updates[key], text, ref=gradient_ref), intro=text("update.rule"))]
+    return out + [_steps(narrator, derivation.updates[key], intro=text("update.rule"), ref=gradient_ref)]
 
 
-def _summary(derivation: Derivation, text: Text, refs: Refs) -> list:
-    general = derivation.general
-    cited = [("BP1", refs.equation("eq:bp1", "output_error"))]
-    if derivation.model.depth > 1:
-        cited.append(("BP2", refs.equation("eq:bp2", "recursion") if general is not None else refs.section("recursion")))
-    cited += [("BP3", refs.equation("eq:bp3", "parameters")), ("BP4", refs.equation("eq:bp4", "parameters"))]
-    where = text("refs.summary", raw={"refs": text.raw("refs.separator").join(
-        text("refs.item", raw={"name": name, "ref": ref}) for name, ref in cited)})
-    out = [blocks.Paragraph(text("summary.intro"))]
-    for key, batch in (("summary.sample", False), ("summary.batch", True)):
-        rows = _summary_rows(derivation, batch)
-        out += [blocks.Heading(text(key)), _aligned([eq for _, eq in rows], boxed=True, tags=[tag for tag, _ in rows])]
-    return out + [blocks.Paragraph(where)]
+def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> list:
+    """The four equations of this network at the start, each with its meaning and where it is derived."""
+    rows = _summary_rows(derivation, batch=False)
+    where = {"BP1": refs.equation("eq:bp1", "output_error"),
+             "BP2": refs.equation("eq:bp2", "recursion") if derivation.general is not None else refs.section("recursion"),
+             "BP3": refs.equation("eq:bp3", "parameters"), "BP4": refs.equation("eq:bp4", "parameters")}
+    tags = list(dict.fromkeys(tag for tag, _ in rows))
+    meanings = [text(f"learn.{tag.lower()}", raw={"where": where[tag]}) for tag in tags]
+    return lesson_blocks.learn_blocks(text, rows, meanings, lesson)
 
 
 def _summary_rows(derivation: Derivation, batch: bool) -> list[tuple[str, dict]]:
@@ -576,7 +574,8 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
                 ("workspace.verification" if f["float32_error"] is not None else "workspace.verification_no_float32")
                 if f["exact"] else "workspace.verification_inexact",
                 partials=f["partials"],
-                step_error=_number(f["step_error"]),
+                raw={"step_agreement": text("workspace.step_exact") if f["step_error"] == "0"
+                     else text("workspace.step_close", error=_number(f["step_error"]))},
                 float32_error=_number(f["float32_error"] or "0"),
                 float32_own_error=_number(f["float32_own_error"] or "0"),
                 float32_tolerance=_number(f["float32_tolerance"]),
@@ -640,43 +639,115 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
     return out
 
 
-SECTIONS = ("network", "notation", "forward", "loss", "activations", "output_error", "recursion", "parameters",
-            "minibatch", "update_rule", "summary", "code", "verification")
+# the sections of a lesson, in order; the document of any network (`present_graph`) has its own core
+LESSON_SECTIONS = ("learn", "network", "notation", "forward", "loss", "activations", "method", "output_error",
+                   "loss_choice", "recursion", "parameters", "meaning", "minibatch", "algorithm", "example", "cost",
+                   "update_rule")
 TRAINING_SECTIONS = ("optimizer", "initialisation")  # how parameters move and start, after the update rule
+APPENDICES = ("code", "verification")
+
+
+def section_keys(core: tuple[str, ...], training: tuple | None, lesson: Lesson) -> list[str]:
+    """The sections of one document: the core, training (with its derivations), the appendices."""
+    keys = [k for k in core if (k != "loss_choice" or lesson.comparison is not None)
+            and (k != "example" or lesson.example is not None)]
+    if training is not None:
+        keys += TRAINING_SECTIONS
+    return keys + list(APPENDICES)
+
+
+def section_heads(keys: list[str], text: Text) -> dict[str, blocks.Section]:
+    """Numbers (1, 2, … and A, B for the appendices), titles, anchors and labels of the sections."""
+    heads, numbered = {}, [k for k in keys if k not in APPENDICES]
+    for key in keys:
+        number = numbered.index(key) + 1 if key in numbered else "ABCDEFGH"[APPENDICES.index(key)]
+        title = text(f"section.{key}")
+        heads[key] = blocks.Section(key, number, title, anchor(f"{number}. {title}"),
+                                    "sec:" + TEX_SECTION_LABELS.get(key, key))
+    return heads
+
+
+def section_numbers(keys: list[str]) -> dict[str, int | str]:
+    numbered = [k for k in keys if k not in APPENDICES]
+    return {k: (numbered.index(k) + 1 if k in numbered else "ABCDEFGH"[APPENDICES.index(k)]) for k in keys}
+
+
+def metadata(text: Text, title: str) -> tuple[tuple[str, str], ...]:
+    """The PDF's information: title, author, subject, keywords (plain text, escaped for LaTeX)."""
+    plain = re.sub(r"[`$*]", "", title)
+    return (("pdftitle", tex_escape(plain)), ("pdfauthor", "derive"),
+            ("pdfsubject", tex_escape(text.raw("doc.pdf_subject"))),
+            ("pdfkeywords", tex_escape(text.raw("doc.pdf_keywords"))))
+
+
+def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, notation, **fields) -> blocks.Document:
+    """Build every section in order (the notation table last: it lists what the others use) and the
+    document around them; formulas print with this language's words (a piecewise "if")."""
+    built = {key: tuple(content[key]()) for key in keys if key != "notation"}
+    used = used_latex((b for section in built.values() for b in section), text.math_log)
+    built["notation"] = tuple(notation(used))
+    return blocks.Document(
+        contents=text("doc.contents"),
+        version=__version__,
+        html_lang=text.raw("language.html_lang"),
+        tex_preamble=text.raw("language.tex_preamble").strip(),
+        sections=tuple(replace(heads[key], blocks=built[key]) for key in keys),
+        **fields,
+    )
+
+
+def optimizer_notation(training: tuple | None, text: Text) -> list[tuple[str, str]]:
+    """The optimizer's hyper-parameters and state as rows of the notation table."""
+    if training is None:
+        return []
+    from derive.present_training import tlatex
+
+    opt = training[0].optimizer
+    rows = [(", ".join(tlatex(s) for s in h.symbols), text(f"optimizer_hyper.{h.name}")) for h in opt.hypers
+            if h.name not in ("lr", "weight_decay")]
+    rows += [(tlatex(s.symbol), text(f"optimizer_state.{s.name}")) for s in opt.state]
+    return rows
+
+
+def _loss_title(model, text: Text) -> str:
+    if model.loss.is_custom:
+        return display_name(model.loss)
+    return text.raw(f"loss_title.{model.loss.name}") if model.loss.name in text.catalog.get("loss_title", {}) \
+        else model.loss.title
 
 
 def build_document(
     derivation: Derivation, report: Report, plan: CodePlan, *, command: str, fmt: str, lang: str = "en",
-    training: tuple | None = None,
+    training: tuple | None = None, lesson: Lesson | None = None,
 ) -> blocks.Document:
     """The document in one format: every section of every format, with its blocks."""
+    lesson = lesson if lesson is not None else study(derivation)
     model = derivation.model
     depth = model.depth
     hidden_names = ", ".join(dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
-    keys = list(SECTIONS)
-    if training is not None:  # derive/training.py, derive/initialisation.py
-        after = keys.index("update_rule") + 1
-        keys[after:after] = TRAINING_SECTIONS
-    numbers = {key: n + 1 for n, key in enumerate(keys)}
-    text = Text(lang, fmt, **numbers)
-    heads = {}
-    for key in keys:
-        title = text(f"section.{key}")
-        heads[key] = blocks.Section(key, numbers[key], title, anchor(f"{numbers[key]}. {title}"),
-                                    "sec:" + TEX_SECTION_LABELS.get(key, key))
+    keys = section_keys(LESSON_SECTIONS, training, lesson)
+    text = Text(lang, fmt, **section_numbers(keys))
+    heads = section_heads(keys, text)
     refs = Refs(text, heads)
+    narrator = Narrator(text)
+    numbers = section_numbers(keys)
     content = {
-        "network": lambda: _network(derivation, text, network_picture(derivation, text)),
-        "notation": lambda: _notation(text, penalty_notation(derivation, text)),
+        "learn": lambda: _learn(derivation, text, refs, lesson),
+        "network": lambda: _network(derivation, text, network_picture(derivation, text), lesson, refs),
         "forward": lambda: _forward(derivation, text),
         "loss": lambda: _loss(derivation, text),
         "activations": lambda: _activations(derivation, text, numbers["output_error"]),
-        "output_error": lambda: _output_error(derivation, text, refs),
-        "recursion": lambda: _recursion(derivation, text, refs),
-        "parameters": lambda: _parameters(derivation, text),
-        "minibatch": lambda: _minibatch(derivation, text),
-        "update_rule": lambda: _update_rule(derivation, text, refs, training),
-        "summary": lambda: _summary(derivation, text, refs),
+        "method": lambda: lesson_blocks.method_blocks(text, narrator, paths=False),
+        "output_error": lambda: _output_error(derivation, text, refs, narrator),
+        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text),
+        "recursion": lambda: _recursion(derivation, text, refs, narrator),
+        "parameters": lambda: _parameters(derivation, text, narrator),
+        "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
+        "minibatch": lambda: _minibatch(derivation, text, narrator),
+        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
+        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs),
+        "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
+        "update_rule": lambda: _update_rule(derivation, text, refs, training, narrator),
         "code": lambda: _code(plan, derivation, text),
         "verification": lambda: [blocks.Paragraph(text("verification.intro")),
                                  blocks.ItemList(tuple(_verification(report, text, model.penalty is not None)))],
@@ -684,20 +755,23 @@ def build_document(
     if training is not None:
         from derive.present_training import initialisation_blocks, optimizer_blocks
 
-        content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text)
-        content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text)
-    loss_title = (text.raw(f"loss_title.{model.loss.name}") if model.loss.name in text.catalog.get("loss_title", {})
-                  else model.loss.title) if not model.loss.is_custom else display_name(model.loss)
-    return blocks.Document(
-        title=text("doc.title", depth=depth, plural="s" if depth > 1 else ""),
-        subtitle=text("doc.subtitle", hidden=hidden_names, output=display_name(model.activations[-1]), loss=loss_title),
-        generated=text("doc.generated", version=__version__, command=command, verification_section=numbers["verification"]),
-        contents=text("doc.contents"),
-        version=__version__,
-        html_lang=text.raw("language.html_lang"),
-        tex_preamble=text.raw("language.tex_preamble").strip(),
-        sections=tuple(replace(heads[key], blocks=tuple(content[key]())) for key in keys),
-    )
+        content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator)
+        content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator)
+    vector = any(a.is_vector for a in model.activations)
+    notation = lambda used: notation_blocks(  # noqa: E731
+        text, used, penalty_notation(derivation, text) + optimizer_notation(training, text), vector)
+    title = text("doc.title", depth=depth, plural="s" if depth > 1 else "")
+    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
+        return assemble_document(
+            text, keys, heads, content, notation,
+            title=title,
+            subtitle=text("doc.subtitle", hidden=hidden_names, output=display_name(model.activations[-1]),
+                          loss=_loss_title(model, text)),
+            generated=text("doc.generated", version=__version__, command=command,
+                           verification_section=numbers["verification"]),
+            metadata=metadata(text, text.raw("doc.title").replace("{depth}", str(depth)).replace(
+                "{plural}", "s" if depth > 1 else "")),
+        )
 
 
 PICTURE_FILE = "network.svg"  # the Markdown document shows the picture from this file beside it

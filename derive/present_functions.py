@@ -14,7 +14,7 @@ from derive.catalog.constants import named_constants
 from derive.catalog.params import number_text
 from derive.derivation import Derivation
 from derive.nonsmooth import conventions_used
-from derive.notation import A, DATA_COST, L1_STRENGTH, L2_STRENGTH, LAYER_PENALTY, PENALTY, LayerRef
+from derive.notation import A, BATCH_DATA_COST, DATA_COST, L1_STRENGTH, L2_STRENGTH, LAYER_PENALTY, PENALTY, LayerRef
 from derive.printing import latex
 
 _G = sp.Function("g")(sp.Symbol("z"))
@@ -125,7 +125,8 @@ def penalty_notation(derivation: Derivation, text) -> list[tuple[str, str]]:
     penalty = derivation.model.penalty
     if penalty is None:
         return []
-    rows = [(latex(PENALTY), text("regularisation.notation_R")), (latex(DATA_COST), text("regularisation.notation_data"))]
+    rows = [(latex(PENALTY), text("regularisation.notation_R")),
+            (f"{latex(DATA_COST)}, {latex(BATCH_DATA_COST)}", text("regularisation.notation_data"))]
     for symbol, option in ((L2_STRENGTH, "--l2"), (L1_STRENGTH, "--l1")):
         if symbol in penalty.strengths:
             rows.append((latex(symbol), text("regularisation.notation_lambda", option=option)))

@@ -21,29 +21,36 @@ from derive.derivation import Derivation
 from derive.layers import Node
 from derive.notation import BATCH_COST, LayerRef, Q, Quantity
 from derive.ops import Einsum
+from derive.lesson import Lesson, study
+from derive.narrate import Narrator
 from derive.present import (
     PICTURE_FILE,
     Refs,
-    TEX_SECTION_LABELS,
     Text,
     _activations,
     _aligned,
     _code,
     _loss,
+    _loss_title,
     _steps,
     _verification,
-    anchor,
-    equation,
+    assemble_document,
+    metadata,
+    optimizer_notation,
     prose,
     result_equation,
+    section_heads,
+    section_keys,
+    section_numbers,
 )
 from derive.present_functions import display_name, penalty_notation
-from derive.printing import latex
+from derive import present_lesson as lesson_blocks
+from derive.present_notation import notation_blocks
+from derive.printing import latex, words
 from derive.verify import Report
 
-SECTIONS = ("network", "notation", "forward", "loss", "activations", "backward", "parameters", "minibatch",
-            "update_rule", "summary", "code", "verification")
-TRAINING_SECTIONS = ("optimizer", "initialisation")
+SECTIONS = ("learn", "network", "notation", "forward", "loss", "activations", "method", "backward", "loss_choice",
+            "parameters", "meaning", "minibatch", "algorithm", "example", "cost", "update_rule")
 
 
 def _layers(derivation: Derivation) -> dict[int, list[Node]]:
@@ -67,7 +74,7 @@ def _layer_text(text: Text, nodes: list[Node]) -> str:
     return text.plain(_layer_words(text, nodes))
 
 
-def _network(derivation: Derivation, text: Text, picture: blocks.Picture) -> list:
+def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson: Lesson, refs: Refs) -> list:
     network = derivation.model.network
     layers = _layers(derivation)
     rows = [("0", str(network.sizes[0]), text("network.input"), "", text.math("x"))]
@@ -79,10 +86,13 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture) -> lis
               text("graph.computes"))
     count = len(layers)
     return [
+        blocks.Paragraph(text("network.why", parameters=lesson.costs.parameters.value,
+                              raw={"cost": refs.section("cost"), "update": refs.section("update_rule")})),
         blocks.Paragraph(text("graph.network_intro", count=count, plural="s" if count != 1 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l", "l")),
         blocks.Paragraph(text("graph.sizes_note")),
         picture,
+        blocks.Paragraph(text("graph.passes")),
     ]
 
 
@@ -112,47 +122,34 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
                           tikz=pictures.tikz(layout) if text.fmt == "tex" else None, label="fig:network")
 
 
-def _notation(derivation: Derivation, text: Text) -> list:
+def _notation_extra(derivation: Derivation, text: Text) -> list[tuple[str, str]]:
+    """Rows only a network of other kinds needs: its outputs and parameters, named ∂C/∂a, einsum."""
     network = derivation.model.network
     l = LayerRef.symbolic()
-    rows = [(text.math("x"), text("notation.x")), (text.math("y"), text("notation.y"))]
-    kinds = list(dict.fromkeys(node.output.kind for node in network.layers))
-    for kind in kinds:
-        rows.append((text.math(Q(kind, l).latex()), text("notation.z") if kind == "z" else text("graph.output")))
+    rows = []
     for kind in dict.fromkeys(p.kind for node in network.layers for p in node.parameters):
-        meaning = text("notation." + kind) if kind in ("W", "b") else text(
-            "graph.parameter", kind=text.catalog.get("kind", {}).get(kind, kind))
-        rows.append((text.math(Q(kind, l).latex()), meaning))
-    rows += [(text.math("C"), text("notation.C")), (text.math(latex(BATCH_COST)), text("notation.Cbar"))]
-    if "z" in kinds:
-        rows.append((text.math(Q("delta", l).latex()), text("notation.delta")))
+        if kind not in ("W", "b"):
+            rows.append((Q(kind, l).latex(), text("graph.parameter", kind=text.catalog.get("kind", {}).get(kind, kind))))
     if any(network.named_gradient(q) and q.kind == "a" for q in network.producers):
-        rows.append((text.math(rf"\partial C / \partial {Q('a', l).latex()}"), text("graph.gradient")))
-    rows += [(text.math(r"\delta_{iq}"), text("notation.kronecker")), (text.math(r"\odot"), text("notation.hadamard")),
-             (text.math(r"\mathbf{1}"), text("notation.ones"))]
+        rows.append((rf"\partial C / \partial {Q('a', l).latex()}", text("graph.gradient")))
     if any(r.matrix_rhs is not None and r.matrix_rhs.has(Einsum) for r in derivation.batch.results.values()):
-        rows.append((text.math(r"\operatorname{einsum}"), text("graph.einsum")))
-    rows.append((text.math(r"\eta"), text("notation.eta")))
-    rows += [(text.math(symbol), meaning) for symbol, meaning in penalty_notation(derivation, text)]
-    return [
-        blocks.Paragraph(text("graph.notation_intro")),
-        blocks.Table((text("notation.symbol"), text("notation.meaning")), tuple(rows), ("l", r"p{0.7\textwidth}"),
-                     long=True),
-    ]
+        rows.append((r"\operatorname{einsum}", text("graph.einsum")))
+    return rows
 
 
 def _forward(derivation: Derivation, text: Text) -> list:
-    out = [blocks.Paragraph(text("graph.forward_intro"))]
-    for number, nodes in _layers(derivation).items():
-        sample = [derivation.sample.results[n.output] for n in nodes]
-        batch = [derivation.batch.results[n.output] for n in nodes]
-        out += [
-            blocks.Heading(text("graph.layer_heading", layer=number), text=text("graph.per_sample")),
-            _aligned([result_equation(r, matrix=False) for r in sample] + [result_equation(r) for r in sample]),
-            blocks.Paragraph(text("graph.per_batch")),
-            _aligned([result_equation(r) for r in batch]),
-        ]
-    return out
+    """Every node's rule entry by entry, as vectors, and for a minibatch: three displays."""
+    sample = [derivation.sample.results[n.output] for n in derivation.model.network.layers]
+    batch = [derivation.batch.results[n.output] for n in derivation.model.network.layers]
+    return [
+        blocks.Paragraph(text("graph.forward_intro")),
+        blocks.Paragraph(text("graph.per_entry")),
+        _aligned([result_equation(r, matrix=False) for r in sample]),
+        blocks.Paragraph(text("graph.per_vector")),
+        _aligned([result_equation(r) for r in sample]),
+        blocks.Paragraph(text("graph.per_batch")),
+        _aligned([result_equation(r) for r in batch]),
+    ]
 
 
 def _is_parameter_gradient(key: Quantity) -> bool:
@@ -172,31 +169,33 @@ def _title(result: Result) -> str:
     return latex(result.matrix_lhs, matrix=True)
 
 
-def _backward(derivation: Derivation, text: Text, refs: Refs) -> list:
+def _backward(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator) -> list:
     sample = derivation.sample
-    upstream = lambda step: refs.section("backward") if step.rule == "substitute_upstream" else ""  # noqa: E731
+    upstream = lambda step: (refs.section("backward"), refs.plain_section("backward")) \
+        if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
     out = [
         blocks.Paragraph(text("graph.backward_intro")),
-        blocks.Derivation(_steps(sample.steps[derivation.model.network.output.gradient], text),
-                          intro=text("graph.output_gradient")),
+        _steps(narrator, sample.steps[derivation.model.network.output.gradient], intro=text("graph.output_gradient")),
     ]
+    explained_paths = False
     for key in _named_errors(derivation):
         steps = sample.steps[key]
         result = sample.results[key]
         out.append(blocks.Heading(text.math(_title(result))))
-        out.append(blocks.Derivation(_steps(steps, text, ref=upstream)))
-        if any(s.rule == "chain_rule_paths" for s in steps):
+        out.append(_steps(narrator, steps, ref=upstream))
+        if any(s.rule == "chain_rule_paths" for s in steps) and not explained_paths:
             out.append(blocks.Paragraph(text("graph.paths_note")))
+            explained_paths = True
         out.append(blocks.Equation(result_equation(result)["latex"], boxed=True))
     return out
 
 
-def _parameters(derivation: Derivation, text: Text) -> list:
+def _parameters(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     sample = derivation.sample
     out = [blocks.Paragraph(text("graph.parameters_intro"))]
     for key in _parameter_gradients(derivation):
         result = sample.results[key]
-        out += [blocks.Heading(text.math(_title(result))), blocks.Derivation(_steps(sample.steps[key], text)),
+        out += [blocks.Heading(text.math(_title(result))), _steps(narrator, sample.steps[key]),
                 blocks.Equation(result_equation(result)["latex"], boxed=True)]
     return out
 
@@ -212,25 +211,23 @@ def _minibatch(derivation: Derivation, text: Text) -> list:
     ]
 
 
-def _update_rule(derivation: Derivation, text: Text, training: tuple | None) -> list:
+def _update_rule(derivation: Derivation, text: Text, training: tuple | None, narrator: Narrator) -> list:
     out = [blocks.Paragraph(text("update.intro"))]
     if training is not None:
         from derive.present_training import update_blocks
 
-        out += update_blocks(training[0], text)
-    out.append(blocks.Paragraph(text("graph.update_intro")))
-    for node in derivation.model.network.layers:
-        if node.parameters:
-            out.append(blocks.Derivation(_steps(derivation.updates[node.layer.tag()], text)))
-    return out
+        out += update_blocks(training[0], text, narrator)
+    steps = [step for node in derivation.model.network.layers if node.parameters
+             for step in derivation.updates[node.layer.tag()]]
+    return out + [_steps(narrator, steps, intro=text("graph.update_intro"))]
 
 
-def _summary(derivation: Derivation, text: Text) -> list:
-    out = [blocks.Paragraph(text("graph.summary_intro"))]
-    for key, p in (("summary.sample", derivation.sample), ("summary.batch", derivation.batch)):
-        keys = _named_errors(derivation) + _parameter_gradients(derivation)
-        out += [blocks.Heading(text(key)), _aligned([result_equation(p.results[k]) for k in keys], boxed=True)]
-    return out
+def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> list:
+    keys = _named_errors(derivation) + _parameter_gradients(derivation)
+    rows = [(None, result_equation(derivation.sample.results[k])) for k in keys]
+    meanings = [text("graph.learn_errors", raw={"where": refs.section("backward")}),
+                text("graph.learn_gradients", raw={"where": refs.section("parameters")})]
+    return lesson_blocks.learn_blocks(text, rows, meanings, lesson, table="graph")
 
 
 def _verification_blocks(report: Report, text: Text, penalty: bool) -> list:
@@ -247,53 +244,53 @@ def _verification_blocks(report: Report, text: Text, penalty: bool) -> list:
 
 def build_graph_document(
     derivation: Derivation, report: Report, plan: CodePlan, *, command: str, fmt: str, lang: str = "en",
-    training: tuple | None = None,
+    training: tuple | None = None, lesson: Lesson | None = None,
 ) -> blocks.Document:
     """The document of any network, in one format."""
+    lesson = lesson if lesson is not None else study(derivation)
     model = derivation.model
-    keys = list(SECTIONS)
-    if training is not None:
-        after = keys.index("update_rule") + 1
-        keys[after:after] = TRAINING_SECTIONS
-    numbers = {key: n + 1 for n, key in enumerate(keys)}
+    keys = section_keys(SECTIONS, training, lesson)
+    numbers = section_numbers(keys)
     text = Text(lang, fmt, **numbers)
-    heads = {}
-    for key in keys:
-        title = text(f"section.{key}")
-        heads[key] = blocks.Section(key, numbers[key], title, anchor(f"{numbers[key]}. {title}"),
-                                    "sec:" + TEX_SECTION_LABELS.get(key, key))
+    heads = section_heads(keys, text)
     refs = Refs(text, heads)
+    narrator = Narrator(text)
     content = {
-        "network": lambda: _network(derivation, text, network_picture(derivation, text)),
-        "notation": lambda: _notation(derivation, text),
+        "learn": lambda: _learn(derivation, text, refs, lesson),
+        "network": lambda: _network(derivation, text, network_picture(derivation, text), lesson, refs),
         "forward": lambda: _forward(derivation, text),
         "loss": lambda: _loss(derivation, text),
         "activations": lambda: _activations(derivation, text, numbers["backward"]),
-        "backward": lambda: _backward(derivation, text, refs),
-        "parameters": lambda: _parameters(derivation, text),
+        "method": lambda: lesson_blocks.method_blocks(text, narrator, paths=True),
+        "backward": lambda: _backward(derivation, text, refs, narrator),
+        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text),
+        "parameters": lambda: _parameters(derivation, text, narrator),
+        "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
         "minibatch": lambda: _minibatch(derivation, text),
-        "update_rule": lambda: _update_rule(derivation, text, training),
-        "summary": lambda: _summary(derivation, text),
+        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
+        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs),
+        "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
+        "update_rule": lambda: _update_rule(derivation, text, training, narrator),
         "code": lambda: _code(plan, derivation, text),
         "verification": lambda: _verification_blocks(report, text, model.penalty is not None),
     }
     if training is not None:
         from derive.present_training import initialisation_blocks, optimizer_blocks
 
-        content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text)
-        content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text)
+        content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator)
+        content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator)
+    vector = any(a.is_vector for a in model.activations)
+    notation = lambda used: notation_blocks(  # noqa: E731
+        text, used, _notation_extra(derivation, text) + penalty_notation(derivation, text)
+        + optimizer_notation(training, text), vector)
     layers = " → ".join(_layer_text(text, nodes) for nodes in _layers(derivation).values())
-    loss_title = (text.raw(f"loss_title.{model.loss.name}") if model.loss.name in text.catalog.get("loss_title", {})
-                  else model.loss.title) if not model.loss.is_custom else display_name(model.loss)
     file = str(model.spec.path).replace("\\", "/").rsplit("/", 1)[-1]
-    return blocks.Document(
-        title=text("graph.title", file=file),
-        subtitle=text("graph.subtitle", layers=layers, loss=loss_title),
-        generated=text("doc.generated", version=__version__, command=command,
-                       verification_section=numbers["verification"]),
-        contents=text("doc.contents"),
-        version=__version__,
-        html_lang=text.raw("language.html_lang"),
-        tex_preamble=text.raw("language.tex_preamble").strip(),
-        sections=tuple(replace(heads[key], blocks=tuple(content[key]())) for key in keys),
-    )
+    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
+        return assemble_document(
+            text, keys, heads, content, notation,
+            title=text("graph.title", file=file),
+            subtitle=text("graph.subtitle", layers=layers, loss=_loss_title(model, text)),
+            generated=text("doc.generated", version=__version__, command=command,
+                           verification_section=numbers["verification"]),
+            metadata=metadata(text, text.raw("graph.title").replace("{file}", file)),
+        )

@@ -18,7 +18,8 @@ from derive.catalog.optimizers import choice_text, format_value
 from derive.initialisation import N_IN, N_OUT, Initialisation
 from derive.notation import LayerRef, size
 from derive.present import Text, prose, sympy_text
-from derive.printing import DeriveLatexPrinter, _factor_rank
+from derive.narrate import Narrator
+from derive.printing import DeriveLatexPrinter, _factor_rank, current_words
 from derive.spec import MLPSpec
 from derive.training import Training
 from derive.notation import COEFFICIENTS, latex_name
@@ -95,36 +96,45 @@ def _group(factor: sp.Basic) -> int:
     return 3
 
 
-@lru_cache(maxsize=4096)
 def tlatex(expr: sp.Basic) -> str:
-    return TrainingLatexPrinter().doprint(expr)
+    return _tlatex(expr, current_words())
 
 
-def _step(step: Step, text: Text, figures: dict | None = None) -> blocks.Step:
-    relation = r"\approx" if step.rule in APPROXIMATE_RULES else "="
-    return blocks.Step(text(f"training_rule.{step.rule}", **(figures or {})),
-                       f"{tlatex(step.lhs)} {relation} {tlatex(step.rhs)}")
+@lru_cache(maxsize=4096)
+def _tlatex(expr: sp.Basic, words: tuple) -> str:
+    return TrainingLatexPrinter(words=words).doprint(expr)
 
 
-def _steps(steps, text: Text, figures: dict | None = None) -> tuple[blocks.Step, ...]:
-    return tuple(_step(s, text, figures) for s in steps)
+def _sides(step: Step) -> tuple[str, str]:
+    return tlatex(step.lhs), tlatex(step.rhs)
+
+
+def _relation(step: Step) -> str:
+    return r"\approx" if step.rule in APPROXIMATE_RULES else "="
+
+
+def _steps(narrator: Narrator, steps, *, intro: str = "", conclusion: str = "", figures: dict | None = None
+           ) -> blocks.Derivation:
+    """A training derivation, narrated like the backward pass (`derive.narrate`)."""
+    return narrator.derivation(steps, _sides, table="training_rule", intro=intro, conclusion=conclusion,
+                               relation=_relation, figures=figures)
 
 
 def _aligned(steps) -> blocks.Aligned:
     return blocks.Aligned(tuple(blocks.Row(tlatex(s.lhs), tlatex(s.rhs)) for s in steps))
 
 
-def update_blocks(training: Training, text: Text) -> list:
+def update_blocks(training: Training, text: Text, narrator: Narrator) -> list:
     """Gradient descent derived from the proximal model, then SGD and why it is unbiased."""
     return [
-        blocks.Derivation(_steps(training.update_steps, text), intro=text("training.update_derivation"),
-                          conclusion=text("training.update_result")),
-        blocks.Derivation(_steps(training.minibatch_steps, text), intro=text("training.minibatch_intro"),
-                          conclusion=text("training.minibatch_result")),
+        blocks.Paragraph(text("training.update_derivation")),
+        _steps(narrator, training.update_steps, conclusion=text("training.update_result")),
+        blocks.Paragraph(text("training.minibatch_intro")),
+        _steps(narrator, training.minibatch_steps, conclusion=text("training.minibatch_result")),
     ]
 
 
-def optimizer_blocks(training: Training, spec: MLPSpec, text: Text) -> list:
+def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Narrator) -> list:
     """The optimizer section: its hyper-parameters and state, the update equations of step t (and
     with this run's values), and what SymPy derives about it."""
     opt, values = training.optimizer, training.values
@@ -164,7 +174,7 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text) -> list:
     for fact in training.facts:
         out += [
             blocks.Heading(text(f"optimizer_fact.{fact.key}_title"), level="subsection"),
-            blocks.Derivation(_steps(fact.steps, text)),
+            _steps(narrator, fact.steps),
             blocks.Paragraph(text(f"optimizer_fact.{fact.key}_result", **_figures(fact.figures))),
         ]
     return out
@@ -183,17 +193,19 @@ def _known(scale, text: Text) -> str:
     return text(f"initialisation.known_{scale.known}")
 
 
-def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], text: Text) -> list:
+def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], text: Text, narrator: Narrator) -> list:
     """The initialisation section: the variance relations, the scale derived for the input and for
-    each hidden activation, and the variance of every layer of this network."""
+    each hidden activation, what the derived variances do to this network, and the variance of
+    every layer."""
     out = [
         blocks.Paragraph(text("initialisation.intro")),
-        blocks.Derivation(_steps(init.forward, text), intro=text("initialisation.forward")),
-        blocks.Derivation(_steps(init.backward, text), intro=text("initialisation.backward")),
-        blocks.Derivation(_steps(init.conditions, text), intro=text("initialisation.conditions")),
+        _steps(narrator, init.forward, intro=text("initialisation.forward")),
+        _steps(narrator, init.backward, intro=text("initialisation.backward")),
+        blocks.Paragraph(text("initialisation.conditions")),
+        _steps(narrator, init.conditions),
         blocks.Paragraph(text("initialisation.depends")),
         blocks.Heading(text("initialisation.input_title"), level="subsection"),
-        blocks.Derivation(_steps(init.input_steps, text)),
+        _steps(narrator, init.input_steps),
         blocks.Paragraph(text("initialisation.result", variance=tlatex(init.input_steps[-1].rhs), raw={
             "known": text(f"initialisation.known_{init.layers[0].known}") if init.layers[0].known else ""})),
     ]
@@ -201,14 +213,12 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
         figures = scale.figures
         out += [
             blocks.Heading(text("initialisation.activation_title", name=scale.activation.name), level="subsection"),
-            blocks.Derivation(_steps(scale.steps, text, figures)),
+            _steps(narrator, scale.steps, figures=figures),
             blocks.Paragraph(text("initialisation.result", variance=tlatex(scale.variance),
                                   raw={"known": _known(scale, text)})),  # already in the format
         ]
         if scale.method == "linearisation":
-            out.append(blocks.Paragraph(text("initialisation.linear_note", **figures)))
-            if "offset" in figures:
-                out.append(blocks.Paragraph(text("initialisation.offset_note", **figures)))
+            out += _linearisation_notes(scale, init.maps.get(scale.activation.name), text)
         if scale.method == "quadrature":
             out.append(blocks.Paragraph(text("initialisation.quadrature_note")))
     sizes = {size(LayerRef(l)): n for l, n in enumerate(network_sizes)}
@@ -220,8 +230,35 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
         rows.append((weight, source, text.math(tlatex(layer.variance), display=True), f"{float(value):.4g}",
                      f"{float(sp.sqrt(value)):.4g}"))
     header = tuple(text(f"initialisation.{k}") for k in ("layer", "source", "variance", "value", "std"))
-    return out + [blocks.Paragraph(text("initialisation.table_intro")),
-                  blocks.Table(header, tuple(rows), ("r", "l", "c", "c", "c"))]
+    out += [blocks.Paragraph(text("initialisation.table_intro")),
+            blocks.Table(header, tuple(rows), ("r", "l", "c", "c", "c"), tall=True)]
+    if init.path:
+        out += [blocks.Paragraph(text("initialisation.path")),
+                blocks.Table((text("initialisation.layer"), text("initialisation.path_variance")),
+                             tuple((str(l), f"{v:.4g}") for l, v in init.path), ("r", "r"))]
+        kept = all(abs(v - 1) < 1e-9 for _, v in init.path)
+        out.append(blocks.Paragraph(text("initialisation.path_kept" if kept else "initialisation.path_moves",
+                                         last=f"{init.path[-1][1]:.4g}")))
+    return out
+
+
+def _linearisation_notes(scale, found, text: Text) -> list:
+    """What the linearisation leaves out, computed: the whole second moment E[g(z)²] (with g(0)²) at
+    σ_z = 1, and where the variance goes through many such layers (the fixed points of its map)."""
+    figures = scale.figures
+    out = [blocks.Paragraph(text("initialisation.linear_note", **figures))]
+    if found is None:
+        return out
+    moment = f"{found.at_unit:.4g}"
+    if "offset" in figures:
+        out.append(blocks.Paragraph(text("initialisation.offset_note", moment=moment, **figures)))
+    gain = tlatex(found.gain)
+    if found.kind == "settles":
+        points = ", ".join(f"{v:.4g}" for v in found.fixed_points)
+        out.append(blocks.Paragraph(text("initialisation.map_settles", gain=gain, points=points)))
+    else:
+        out.append(blocks.Paragraph(text(f"initialisation.map_{found.kind}", gain=gain)))
+    return out
 
 
 def verification_paragraphs(report: Report, text: Text) -> list[str]:

@@ -9,6 +9,8 @@ uses only macros KaTeX, MathJax (GitHub) and plain LaTeX (amsmath) all know.
 
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
 from functools import lru_cache
 
 import sympy as sp
@@ -82,14 +84,36 @@ def decimal_text(number: sp.Basic) -> str | None:
     return ("-" if number < 0 else "") + digits[:-places] + "." + digits[-places:]
 
 
+# the words a formula needs in the document's language (a piecewise function's "if"/"otherwise");
+# set by the presenter for the document it builds (`words`), English otherwise
+_WORDS: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar(
+    "derive_formula_words", default=(("if", "if"), ("otherwise", "otherwise")))
+
+
+@contextmanager
+def words(**values: str):
+    """Formulas printed inside this block use these words (keys `if`, `otherwise`)."""
+    token = _WORDS.set(tuple(sorted({**dict(_WORDS.get()), **values}.items())))
+    try:
+        yield
+    finally:
+        _WORDS.reset(token)
+
+
+def current_words() -> tuple[tuple[str, str], ...]:
+    return _WORDS.get()
+
+
 class DeriveLatexPrinter(LatexPrinter):
     """LaTeX printer for index-form (default) and matrix-form (`matrix=True`) expressions."""
 
     printmethod = "_derive_latex"
 
-    def __init__(self, *, matrix: bool = False, settings: dict | None = None):
+    def __init__(self, *, matrix: bool = False, settings: dict | None = None,
+                 words: tuple[tuple[str, str], ...] | None = None):
         super().__init__(settings or {})
         self.matrix = matrix
+        self.words = dict(words if words is not None else _WORDS.get())
 
     # ---- names
 
@@ -107,6 +131,8 @@ class DeriveLatexPrinter(LatexPrinter):
         return super()._print_Symbol(expr, style=style)
 
     def _print_Idx(self, expr: sp.Idx) -> str:
+        if notation.is_sample_index(expr):  # the engine's s and t: printed s and r (t is a time step)
+            return notation.SAMPLE_INDEX_LATEX[str(expr.label)]
         return self._print(expr.label)
 
     def _index_string(self, indices) -> str:
@@ -168,8 +194,24 @@ class DeriveLatexPrinter(LatexPrinter):
         return super()._print_Function(expr, exp=exp)
 
     def _print_KroneckerDelta(self, expr, exp=None) -> str:
-        tex = rf"\delta_{{{self._index_string(expr.args)}}}"
-        return rf"\left({tex}\right)^{{{exp}}}" if exp else tex
+        """The Kronecker delta as the Iverson bracket [i = q] (δ is the error): a power of it is itself."""
+        left, right = (self._print(a) for a in expr.args)
+        return rf"\left[{left} = {right}\right]"
+
+    def _print_Iverson(self, expr, exp=None) -> str:
+        condition = expr.args[0]
+        parts = condition.args if isinstance(condition, sp.And) else (condition,)
+        return r"\left[" + r" \wedge ".join(self._print(c) for c in parts) + r"\right]"
+
+    def _print_Piecewise(self, expr) -> str:
+        """Cases with "if" and "otherwise" in the document's language."""
+        rows = []
+        for value, condition in expr.args:
+            if condition is sp.true:
+                rows.append(rf"{self._print(value)} & \text{{{self.words['otherwise']}}}")
+            else:
+                rows.append(rf"{self._print(value)} & \text{{{self.words['if']} }}{self._print(condition)}")
+        return r"\begin{cases} " + r" \\ ".join(rows) + r" \end{cases}"
 
     def _print_Heaviside(self, expr, exp=None) -> str:
         if expr.args[1] == 0:  # the step with value 0 at 0: an Iverson bracket [x > 0]
@@ -237,11 +279,13 @@ class DeriveLatexPrinter(LatexPrinter):
         if decimal_text(coefficient) is not None and rest != 1:  # 0.01 z, not z/100
             return sign + decimal_text(coefficient) + " " + self.parenthesize(rest, PRECEDENCE["Mul"])
         numer, denom = sp.fraction(expr, exact=True)
-        if denom != 1:
-            if numer.has(sp.Sum) and not denom.has(sp.Indexed, sp.Sum):
+        if denom != 1:  # 1/m in front of a sum or a derivative, not a fraction of fractions
+            if numer.has(sp.Sum, sp.Derivative) and not denom.has(sp.Indexed, sp.Sum):
                 return sign + rf"\frac{{1}}{{{self._print(denom)}}} " + self._print_index_mul_factors(numer)
             return sign + super()._print_Mul(expr)
         return sign + self._print_index_mul_factors(expr)
+
+    product_separator = " "  # between the factors of a product (a worked example uses a dot)
 
     def _print_index_mul_factors(self, expr: sp.Expr) -> str:
         coefficient, rest = expr.as_coeff_Mul()
@@ -252,7 +296,7 @@ class DeriveLatexPrinter(LatexPrinter):
             if self._needs_mul_brackets(factor, first=(n == 0 and not parts), last=(n == len(factors) - 1)):
                 tex = rf"\left({tex}\right)"
             parts.append(tex)
-        return " ".join(parts)
+        return self.product_separator.join(parts)
 
     def _factor_order(self, factors: list) -> list:
         """The order in which the factors of a product are written (printers of other sections differ)."""
@@ -267,7 +311,11 @@ class DeriveLatexPrinter(LatexPrinter):
         return tex
 
 
-@lru_cache(maxsize=4096)
 def latex(expr: sp.Basic, *, matrix: bool = False) -> str:
     """LaTeX of an index-form (default) or matrix-form expression (memoised: documents reuse them)."""
-    return DeriveLatexPrinter(matrix=matrix).doprint(expr)
+    return _latex(expr, matrix, _WORDS.get())
+
+
+@lru_cache(maxsize=4096)
+def _latex(expr: sp.Basic, matrix: bool, words: tuple[tuple[str, str], ...]) -> str:
+    return DeriveLatexPrinter(matrix=matrix, words=words).doprint(expr)

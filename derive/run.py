@@ -19,6 +19,7 @@ from derive.codegen_training import plan_training
 from derive.derivation import Derivation, assemble, derive_minibatch, derive_sample
 from derive.document import Document
 from derive.initialisation import Initialisation, derive_initialisation
+from derive.lesson import study
 from derive.errors import DeriveError, VerificationFailed
 from derive.model import build_model
 from derive.present import PICTURE_FILE, build_document, code_context, json_document
@@ -145,6 +146,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
                           plan=plan)
     report = verify(derivation, source, direct)
     report.checks += training_checks(model, training, initialisation, source)
+    lesson = study(derivation) if set(spec.formats) - {"py", "json"} else None
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()
@@ -153,11 +155,12 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     def doc(fmt: str) -> Document:
         if fmt not in documents:
             documents[fmt] = document_builder(model)(derivation, report, plan, command=command, fmt=fmt,
-                                                     lang=spec.lang, training=(training, initialisation))
+                                                     lang=spec.lang, training=(training, initialisation),
+                                                     lesson=lesson)
         return documents[fmt]
 
     # LaTeX and JSON are printed in a second process while this one prints the Markdown
-    side = Background(_tex_and_json, derivation, report, plan, command, spec, training, initialisation)
+    side = Background(_tex_and_json, derivation, report, plan, command, spec, training, initialisation, lesson)
     if "md" in spec.formats or "ipynb" in spec.formats:
         markdown = template_module("derivation.md.j2", {"doc": doc("md")})
     if "md" in spec.formats:
@@ -191,12 +194,13 @@ def document_builder(model):
     return build_graph_document
 
 
-def _tex_and_json(derivation, report, plan, command, spec, training, initialisation) -> tuple[str | None, bytes | None]:
+def _tex_and_json(derivation, report, plan, command, spec, training, initialisation, lesson
+                  ) -> tuple[str | None, bytes | None]:
     """derivation.tex (also the source of the PDF) and derivation.json, as requested."""
     tex = json_bytes = None
     if "tex" in spec.formats or "pdf" in spec.formats:
         doc = document_builder(derivation.model)(derivation, report, plan, command=command, fmt="tex",
-                                                 lang=spec.lang, training=(training, initialisation))
+                                                 lang=spec.lang, training=(training, initialisation), lesson=lesson)
         tex = render("derivation.tex.j2", {"doc": doc})
     if "json" in spec.formats:
         data = json_document(derivation, report, command=command)

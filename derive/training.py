@@ -71,6 +71,7 @@ t, k, eta = STEP, PAST, LEARNING_RATE
 N_STEPS = sp.Symbol("n", integer=True, nonnegative=True)  # steps since a gradient entered a buffer
 ENTRIES = sp.Symbol("N", integer=True, positive=True)  # entries of a parameter array
 DIRECTION = symbol("direction", "d", real=True)  # the direction Nesterov's step takes
+DRAWN = symbol("drawn", r"\xi", integer=True)  # the training sample a draw picks
 STEP_SIZE = symbol("step_size", r"\lvert \Delta\theta \rvert", nonnegative=True)  # size of one entry's step
 
 
@@ -128,7 +129,7 @@ def proximal_update() -> list[Step]:
     ) / (2 * eta)
     steps = [Step(MODEL, model, "proximal_model")]
     target = new[q]
-    raw = diff_under_sums(model, target)
+    raw = sp.factor_terms(diff_under_sums(model, target))  # constants out of the sums: Σ 2x/(2η) → Σ x/η
     lhs = sp.Derivative(MODEL, target)
     steps.append(Step(lhs, raw, "differentiate_model"))
     stationary = collapse(raw)
@@ -149,7 +150,7 @@ def proximal_update() -> list[Step]:
 def minibatch_update() -> list[Step]:
     """SGD: the derived step with the minibatch gradient, whose expectation is the full gradient."""
     s = sp.Idx(sp.Symbol("s", integer=True), (1, BATCH_SIZE))
-    drawn = sp.IndexedBase(sp.Symbol("i", integer=True))  # i_s: index of the s-th sample drawn
+    drawn = sp.IndexedBase(DRAWN)  # ξ_s: which training sample the s-th draw is (i is a unit index)
     per_sample = timed(GRAD_SAMPLE)[drawn[s]]
     mean = sp.Sum(Expectation(per_sample), (s, 1, BATCH_SIZE)) / BATCH_SIZE
     steps = [
@@ -362,7 +363,7 @@ def fact_weight_decay(values: dict) -> Fact:
     theta = timed(THETA)
     penalty = WEIGHT_DECAY / 2 * sp.Sum(theta[i] ** 2, (i, i.lower, i.upper))
     lhs = sp.Derivative(COST_L2, theta[q])
-    raw = sp.Derivative(BATCH_COST, theta[q]) + diff_under_sums(penalty, theta[q])
+    raw = sp.Derivative(BATCH_COST, theta[q]) + sp.factor_terms(diff_under_sums(penalty, theta[q]))
     steps = [
         Step(COST_L2, BATCH_COST + penalty, "l2_penalty"),
         Step(lhs, raw, "differentiate_penalty"),

@@ -62,7 +62,8 @@ def compile_pdf(source: str, lang: str) -> bytes:
     env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "FORCE_SOURCE_DATE": "1"}
     # pdfTeX-only primitives guarded by \ifdefined, so one command line serves every engine
     first_line = (r"\ifdefined\pdftrailerid\pdftrailerid{}\pdfinfoomitdate=1\fi"
-                  rf"\AtBeginDocument{{\hypersetup{{pdfkeywords={{{source_stamp(source)}}}}}}}"
+                  r"\providecommand{\derivekeywords}{}"  # the document's own keywords (its template defines them)
+                  rf"\AtBeginDocument{{\hypersetup{{pdfkeywords={{\derivekeywords; {source_stamp(source)}}}}}}}"
                   r"\input{derivation.tex}")
     with tempfile.TemporaryDirectory(prefix="derive-pdf-") as folder:
         work = Path(folder)

@@ -92,7 +92,7 @@ def _random_point(model: Model, width: int, samples: int, rng: random.Random) ->
 
     Per node, row by row: the row's entries of its vector parameters (biases, drawn as k/11), then
     of its matrices (weights, k/8)."""
-    env = _concrete_sizes(model, width, None)
+    env = concrete_sizes(model, width, None)
     network = model.network
     inputs, outputs = _axis_entries(network.input_axes, env), _axis_entries(network.loss_node.in_axes[0], env)
     values = {}
@@ -122,7 +122,7 @@ def _targets(model: Model, n: int, rng: random.Random) -> list[sp.Rational]:
     return [sp.Rational(rng.randint(-9, 9), 9) for _ in range(n)]
 
 
-def _concrete_sizes(model: Model, width: int, samples: int | None) -> dict:
+def concrete_sizes(model: Model, width: int, samples: int | None) -> dict:
     """Concrete values for the symbols of the formulas: every axis `width` long (the layers' sizes),
     the batch size, the penalty strengths."""
     env = {size(LayerRef(l)): width for l in range(model.depth + 1)}
@@ -204,8 +204,8 @@ def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) ->
     is also followed with the numbers of `values`, to pick the active piece of piecewise functions
     (see `_active_piece`); otherwise everything is numbers (exact expressions).
     """
-    exact = _rational_model(model)
-    env = _concrete_sizes(model, width, None)
+    exact = rational_model(model)
+    env = concrete_sizes(model, width, None)
     sym, num, params = dict(values), dict(values), {}
     if symbolic:
         for node, param in _parameters(model):
@@ -248,7 +248,7 @@ def _is_rational_valued(expr: sp.Expr) -> bool:
         and not expr.atoms(sp.Float) and all(p.exp.is_Integer for p in expr.atoms(sp.Pow))
 
 
-def _rational_model(model: Model) -> bool:
+def rational_model(model: Model) -> bool:
     """Every node's rule and the loss map rationals to rationals."""
     for node in model.network.nodes:
         if node is model.network.loss_node:
@@ -378,6 +378,12 @@ def _entries(free: tuple, env: dict):
 def evaluate_derivation(derivation: Derivation, batch: bool, values: dict, env: dict) -> dict:
     """The derived formulas of one pass evaluated at a concrete point, in the order they were derived:
     the forward pass, then every named error; returns the parameter gradients by (label, index)."""
+    return evaluate_pass(derivation, batch, values, env)[1]
+
+
+def evaluate_pass(derivation: Derivation, batch: bool, values: dict, env: dict) -> tuple[dict, dict]:
+    """`evaluate_derivation`, also returning every value it computed on the way (the given point,
+    each node's output and each named error, by (label, index)): the worked example prints them."""
     model = derivation.model
     results = (derivation.batch if batch else derivation.sample).results
     values, digits = dict(values), _point_digits(values)
@@ -402,7 +408,7 @@ def evaluate_derivation(derivation: Derivation, batch: bool, values: dict, env: 
         for idx in _entries(result.free, env):
             target[(label, tuple(idx))] = evaluate_index_form(_formula(result.rhs, digits), values,
                                                               {**env, **dict(zip(result.free, idx))})
-    return grads
+    return values, grads
 
 
 # --------------------------------------------------------------------------------------------------
@@ -445,7 +451,7 @@ def _compare_with_direct(derivation: Derivation, direct: DirectDifferentiation) 
         if digits != DIGITS:
             expected, exact = direct_gradients(model, direct.values, digits)
         values = direct.values if exact else {k: sp.Float(v, digits) for k, v in direct.values.items()}
-        derived = evaluate_derivation(derivation, False, values, _concrete_sizes(model, SYMBOLIC_WIDTH, None))
+        derived = evaluate_derivation(derivation, False, values, concrete_sizes(model, SYMBOLIC_WIDTH, None))
         differences = {}
         for key, value in expected.items():
             got = derived[key] if exact else derived[key].evalf(digits)  # named constants (selu) → digits
@@ -489,7 +495,7 @@ def _minibatch_check(derivation: Derivation, seed: int, samples: int) -> Check:
     batch_values = _random_point(model, width, samples, rng)
     # exact for rational networks up to the depth of the direct check; deeper, their exact numbers grow
     # with every layer (softsign doubles their digits: depth 14 took a minute), so 50 digits instead
-    exact = _rational_model(model) and model.depth <= SYMBOLIC_MAX_DEPTH
+    exact = rational_model(model) and model.depth <= SYMBOLIC_MAX_DEPTH
     if not exact:
         batch_values = {k: sp.Float(v, DIGITS) for k, v in batch_values.items()}
     per_sample_sum: dict = defaultdict(lambda: sp.S.Zero)
@@ -498,10 +504,10 @@ def _minibatch_check(derivation: Derivation, seed: int, samples: int) -> Check:
         for (label, idx), v in batch_values.items():  # column s of the minibatch: the sample index last
             if label in ("A_0", "Y") and idx[-1] == s:
                 values[("a_0" if label == "A_0" else "y", idx[:-1])] = v
-        grads = evaluate_derivation(derivation, False, values, _concrete_sizes(model, width, None))
+        grads = evaluate_derivation(derivation, False, values, concrete_sizes(model, width, None))
         for key, v in grads.items():
             per_sample_sum[key] += v
-    batch = evaluate_derivation(derivation, True, batch_values, _concrete_sizes(model, width, samples))
+    batch = evaluate_derivation(derivation, True, batch_values, concrete_sizes(model, width, samples))
     differences = {k: abs(batch[k] - per_sample_sum[k] / samples) for k in batch}
     worst = max(differences.values())
     if not exact:

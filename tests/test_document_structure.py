@@ -22,19 +22,30 @@ _TEX_ESCAPES = {r"\_": "_", r"\&": "&", r"\%": "%", r"\#": "#", r"\{": "{", r"\}
 
 
 def markdown_sections(text: str) -> list[tuple[str, str]]:
-    return re.findall(r"(?m)^## (\d+)\. (.+)$", text)
+    return re.findall(r"(?m)^## (\d+|[A-Z])\. (.+)$", text)
 
 
 def html_sections(page: str) -> list[tuple[str, str]]:
     return [(n, html.unescape(re.sub(r"<[^>]+>", "", title)))
-            for n, title in re.findall(r'<h2 id="[^"]*">(\d+)\. (.*?)</h2>', page)]
+            for n, title in re.findall(r'<h2 id="[^"]*">(\d+|[A-Z])\. (.*?)</h2>', page)]
 
 
 def tex_sections(tex: str) -> list[tuple[str, str]]:
-    titles = re.findall(r"\\section\{(.+?)\}\\label\{sec:", tex)
-    for escaped, plain in _TEX_ESCAPES.items():
-        titles = [t.replace(escaped, plain) for t in titles]
-    return [(str(n), title) for n, title in enumerate(titles, start=1)]
+    """Sections as LaTeX numbers them: 1, 2, … and after \\appendix A, B, …"""
+    body, _, appendix = tex.partition("\\appendix")
+    out = []
+    for part, numbers in ((body, (str(n) for n in range(1, 100))), (appendix, iter("ABCDEFGH"))):
+        titles = re.findall(r"\\section\{(.+?)\}\\label\{sec:", part)
+        for escaped, plain in _TEX_ESCAPES.items():
+            titles = [t.replace(escaped, plain) for t in titles]
+        out += [(next(numbers), title) for title in titles]
+    return out
+
+
+def _numbering(sections: list[tuple[str, str]]) -> list[str]:
+    """1, 2, …, n and then the appendices A, B, …"""
+    numbered = [n for n, _ in sections if n.isdigit()]
+    return [str(k) for k in range(1, len(numbered) + 1)] + list("ABCDEFGH"[:len(sections) - len(numbered)])
 
 
 def markdown_anchors(text: str) -> set[str]:
@@ -55,7 +66,7 @@ def test_the_gallery_has_entries_in_every_format():
 
 def test_every_format_has_the_same_sections_in_the_same_order(entry):
     expected = markdown_sections((entry / "derivation.md").read_text())
-    assert len(expected) >= 13 and [int(n) for n, _ in expected] == list(range(1, len(expected) + 1))
+    assert len(expected) >= 13 and [n for n, _ in expected] == _numbering(expected)
     assert tex_sections((entry / "derivation.tex").read_text()) == expected
     page = entry / "derivation.html"
     if page.is_file():
@@ -65,7 +76,7 @@ def test_every_format_has_the_same_sections_in_the_same_order(entry):
     notebook = entry / "derivation.ipynb"
     if notebook.is_file():
         cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "markdown"]
-        headings = [re.match(r"## (\d+)\. (.+)", c).groups() for c in cells if c.startswith("## ")]
+        headings = [re.match(r"## (\d+|[A-Z])\. (.+)", c).groups() for c in cells if c.startswith("## ")]
         assert headings[:len(expected)] == expected  # then the notebook's own sections: model, check, training
 
 
@@ -105,6 +116,8 @@ def test_the_checks_can_fail():
     assert html_sections(page) == [("1", "A b"), ("2", "C")]
     tex = r"\section{A b}\label{sec:a}" + "\n" + r"\section{C\_d}\label{sec:c}"
     assert tex_sections(tex) == [("1", "A b"), ("2", "C_d")]
+    assert tex_sections(tex + "\n\\appendix\n" + r"\section{E}\label{sec:e}") == [("1", "A b"), ("2", "C_d"), ("A", "E")]
+    assert _numbering([("1", "x"), ("2", "y"), ("A", "z")]) == ["1", "2", "A"]
 
 
 def _skeleton(value, key: str = ""):
@@ -113,7 +126,7 @@ def _skeleton(value, key: str = ""):
         return {k: _skeleton(v, k) for k, v in value.items() if k not in ("svg", "tikz")}
     if isinstance(value, (list, tuple)):
         return [_skeleton(v) for v in value]
-    if isinstance(value, str) and key not in ("kind", "level", "label", "tag", "anchor", "key"):
+    if isinstance(value, str) and key not in ("kind", "level", "label", "anchor", "key", "relation"):
         return bool(value)
     return value
 
@@ -138,4 +151,5 @@ def test_every_format_is_built_from_one_structure(config):
               for fmt in ("md", "tex", "html")]
     assert shapes[0] == shapes[1] == shapes[2]
     keys = [s["key"] for s in shapes[0]["sections"]]
-    assert keys[9:12] == ["update_rule", "optimizer", "initialisation"] and len(keys) == 15
+    assert keys[:3] == ["learn", "network", "notation"] and keys[-2:] == ["code", "verification"]
+    assert keys[-5:-2] == ["update_rule", "optimizer", "initialisation"] and "example" in keys

@@ -14,7 +14,7 @@ from derive.run import generate
 from derive.typeset import has_stamp, setup
 
 ENGINES = {"en": ("pdflatex", "DERIVE_REQUIRE_TEX"), "zh": ("xelatex", "DERIVE_REQUIRE_XETEX")}
-TITLE = {"en": "Backpropagation, derived", "zh": "推导反向传播"}
+TITLE = {"en": "Backpropagation, derived", "zh": "反向传播的推导"}
 
 
 @pytest.fixture(scope="module", params=["en", "zh"])
@@ -77,3 +77,17 @@ def test_gallery_pdfs_were_compiled_from_the_gallery_tex():
         pdf = (ROOT / "outputs" / folder / "derivation.pdf").read_bytes()
         tex = (ROOT / "outputs" / folder / "derivation.tex").read_text()
         assert has_stamp(pdf, tex) and not has_stamp(pdf, tex + "%")
+
+
+def test_commands_copy_back_exactly_and_the_pdf_says_what_it_is(built, tmp_path):
+    """`--layers` stays two hyphens (T1 fonts would set an en dash, and a command copied from the PDF
+    would fail); the PDF's information names its title, author, subject and keywords."""
+    lang, files, _ = built
+    text = pdf_text(files["derivation.pdf"], tmp_path)
+    assert "--layers 3 --act relu --loss ce" in text.replace("\n", " ")
+    need(shutil.which("pdfinfo") is not None, "pdfinfo (poppler-utils)")
+    info = subprocess.run(["pdfinfo", str(tmp_path / "d.pdf")], capture_output=True, text=True, check=True).stdout
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    assert fields["Title"].strip().startswith(TITLE[lang]) and fields["Author"].strip() == "derive"
+    assert fields["Subject"].strip() and "derive-source-sha256-" in fields["Keywords"]
+    assert len(fields["Keywords"].split(";")[0].split(",")) >= 3  # the document's own keywords, then the stamp

@@ -128,7 +128,7 @@ INITIAL_ACCUMULATOR = symbol("initial_accumulator_value", r"G_{0}", nonnegative=
 CENTERED = symbol("centered", r"\mathrm{centered}")
 AMSGRAD = symbol("amsgrad", r"\mathrm{amsgrad}")
 
-BUFFER = symbol("buf", "b", "buf", real=True)
+BUFFER = symbol("buf", "u", "buf", real=True)  # b is a bias
 SUM = symbol("state_sum", "G", "state_sum", nonnegative=True)
 SQUARE_AVG = symbol("square_avg", "v", "square_avg", nonnegative=True)
 GRAD_AVG = symbol("grad_avg", r"\bar{g}", "grad_avg", real=True)

@@ -1,0 +1,44 @@
+"""What a lesson adds to the derivation, computed: a worked example with numbers, the output error of
+another loss beside this one's, the largest slope of each activation, the operation counts of
+backpropagation against finite differences. Each module returns plain data; `present_lesson` prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Lesson:
+    example: object  # worked_example.WorkedExample
+    comparison: object | None  # loss_choice.LossComparison, when the output has a usual alternative loss
+    slopes: object  # slopes.PathBound
+    costs: object  # cost.Costs
+
+
+SECONDS = 5.0  # CPU time each part may take; a user-written function can make exact values explode
+
+
+def study(derivation) -> Lesson:
+    """Everything the lesson computes for one derivation (once per run; every format prints it).
+
+    A part that cannot be computed within its time, or whose numbers leave any range a reader could
+    check (a typed cosh(z)**64 three layers deep), is left out of the document rather than guessed."""
+    from derive.lesson.cost import costs
+    from derive.lesson.loss_choice import compare_losses
+    from derive.lesson.slopes import path_bound
+    from derive.lesson.worked_example import worked_example
+
+    return Lesson(_bounded(worked_example, derivation), _bounded(compare_losses, derivation),
+                  path_bound(derivation), costs(derivation))
+
+
+def _bounded(part, derivation):
+    from derive.expr import TimeLimitExceeded, time_limit
+    from derive.verify_symbolic import UNEVALUABLE
+
+    try:
+        with time_limit(SECONDS):
+            return part(derivation)
+    except (TimeLimitExceeded, *UNEVALUABLE):
+        return None

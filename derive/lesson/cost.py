@@ -1,0 +1,109 @@
+"""Why backpropagation is fast: its multiply-adds against those of finite differences, counted.
+
+The matrix products of the derived minibatch formulas dominate the work of a step (an n × k times
+k × m product is n k m multiply-adds; entry-wise operations are of lower order). They are counted
+here from the formulas themselves, with the shape of every operand, as expressions in the layer
+sizes n_l and the batch size m; the document evaluates them for this network, per sample. Finite
+differences need two evaluations of the loss (two forward passes) per parameter entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.backprop import parameter_axes
+from derive.codegen import backward_order
+from derive.derivation import Derivation
+from derive.notation import BATCH_SIZE, LayerRef, quantity_of, size
+from derive.ops import Einsum, MatProd, Op
+from derive.verify_symbolic import _is_parameter_gradient
+
+
+@dataclass(frozen=True)
+class Count:
+    """Multiply-adds of a group of formulas: symbolic in n_l and m, and per sample for this network."""
+
+    symbolic: sp.Expr
+    value: int
+
+
+@dataclass(frozen=True)
+class Costs:
+    forward: Count
+    errors: Count  # the backward pass: every error passed down (Wᵀ δ …)
+    gradients: Count  # the backward pass: every parameter gradient (δ aᵀ …)
+    parameters: Count  # entries of all parameters: the finite differences need 2 losses each
+    finite_differences: Count  # 2 × parameters × forward
+
+    @property
+    def backpropagation(self) -> int:
+        return self.forward.value + self.errors.value + self.gradients.value
+
+
+def _shape(derivation: Derivation, expr: sp.Basic) -> tuple[sp.Expr, sp.Expr]:
+    """Rows and columns of a matrix-form expression (a scalar is 1 × 1)."""
+    if isinstance(expr, sp.Symbol):
+        q = quantity_of(expr.name)
+        if q is None:
+            return (sp.S.One, sp.S.One)
+        if q.is_parameter:
+            sizes = [a.size for a in parameter_axes(derivation.model.network.owner(q), q)]
+            return (sizes[0], sizes[1] if len(sizes) > 1 else sp.S.One)
+        layer = q.layer if q.layer is not None else (LayerRef(0) if q.kind in ("x", "X") else
+                                                       derivation.model.network.output.layer)
+        return (size(layer), BATCH_SIZE)
+    if isinstance(expr, Op):
+        return tuple(expr.shape(lambda arg: _shape(derivation, arg)))
+    shapes = [_shape(derivation, arg) for arg in expr.args]
+    rows = next((r for r, _ in shapes if r != 1), sp.S.One)
+    columns = next((c for _, c in shapes if c != 1), sp.S.One)
+    return (rows, columns)
+
+
+def multiply_adds(derivation: Derivation, expr: sp.Basic) -> sp.Expr:
+    """The multiply-adds of the matrix products (and einsums) in one matrix-form expression."""
+    total = sp.S.Zero
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, MatProd):
+            (rows, inner), (_, columns) = (_shape(derivation, a) for a in node.args)
+            total += rows * inner * columns
+        elif isinstance(node, Einsum):
+            letters = {}
+            for spec, operand in zip(node.subscripts.split("->")[0].split(","), node.operands):
+                letters.update(zip(spec, _shape(derivation, operand)))
+            total += sp.Mul(*letters.values())
+    return total
+
+
+def _count(derivation: Derivation, symbolic: sp.Expr) -> Count:
+    """Per sample (m = 1), symbolic and at this network's sizes."""
+    sizes = {size(LayerRef(l)): n for l, n in enumerate(derivation.model.sizes)}
+    per_sample = sp.expand(symbolic.xreplace({BATCH_SIZE: 1}))
+    return Count(per_sample, int(per_sample.xreplace(sizes)))
+
+
+def costs(derivation: Derivation) -> Costs:
+    network = derivation.model.network
+    batch = derivation.batch.results
+    forward = sum((multiply_adds(derivation, batch[node.output].matrix_rhs) for node in network.layers), sp.S.Zero)
+    errors = gradients = sp.S.Zero
+    for key in backward_order(derivation):
+        count = multiply_adds(derivation, batch[key].matrix_rhs)
+        if _is_parameter_gradient(key):
+            gradients += count
+        else:
+            errors += count
+    entries = sp.S.Zero
+    for node in network.layers:
+        for param in node.parameters:
+            entries += sp.Mul(*[a.size for a in parameter_axes(node, param)])
+    forward_count = _count(derivation, forward)
+    parameters = _count(derivation, entries)
+    finite = Count(sp.Mul(2, parameters.symbolic, forward_count.symbolic, evaluate=False),
+                   2 * parameters.value * forward_count.value)
+    return Costs(forward_count, _count(derivation, errors), _count(derivation, gradients), parameters, finite)
+
+
+__all__ = ["Costs", "Count", "costs", "multiply_adds"]

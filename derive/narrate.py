@@ -1,0 +1,105 @@
+"""Derivations as a reader follows them: each kind of step explained in words once, then named.
+
+The engine records every step with the rule that justifies it (`backprop.Step`). A document that
+printed the rule's sentence before every step would say "the Kronecker delta keeps only the term
+whose indices are equal" ten times. A `Narrator` keeps, for one document, which rules have been
+explained: the first time a rule occurs its sentence leads into the equation; afterwards the step is
+one more line of the same display, named by a short tag in the margin ("(collapse)"). Rules that a
+section explains once for all (the chain rule, the local derivative, the collapse, the matrix form:
+see `explain`) are tagged from the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from derive import document as blocks
+from derive.backprop import Step
+
+_HOLE = "\ue010"  # where a reference goes into a tag, after the tag's text is escaped
+
+
+class Narrator:
+    """Turns the engine's steps into `Derivation` blocks for one document (one format, one language)."""
+
+    def __init__(self, text):
+        self.text = text
+        self.explained: set[str] = set()  # rule keys ("rule.chain_rule") explained in words already
+        self.sentences: set[str] = set()  # sentences shown already (two rules may share one)
+
+    def explain(self, *keys: str) -> None:
+        """Mark rules as explained (by a section that describes them once for all)."""
+        self.explained.update(keys)
+
+    def tag(self, key: str, ref: str = "") -> str:
+        """The short name of a rule, as plain text for the margin of a display (inside \\text{})."""
+        words = self.text.raw(key).replace("{ref}", _HOLE)
+        if self.text.fmt == "tex":
+            from derive.present import tex_escape
+
+            words = tex_escape(words)
+        return words.replace(_HOLE, ref)
+
+    def derivation(
+        self,
+        steps: Iterable[Step],
+        tex: Callable[[Step], tuple[str, str]],
+        *,
+        table: str = "rule",
+        intro: str = "",
+        conclusion: str = "",
+        ref: Callable[[Step], tuple[str, str]] = lambda step: ("", ""),
+        label: str | None = None,
+        relation: Callable[[Step], str] = lambda step: "=",
+        figures: dict | None = None,
+    ) -> blocks.Derivation:
+        """A derivation block. `tex(step)` gives the LaTeX of both sides; `ref(step)` the reference a
+        rule cites, as it goes into a sentence and into a tag; `label` names the last line (the
+        result); `table` is the catalog table of the rules' sentences (its tags are in `table`_tag);
+        `figures` fill a sentence's other placeholders."""
+        steps = list(steps)
+        groups: list[tuple[str, list[blocks.Row]]] = []
+        for n, step in enumerate(steps):
+            key = f"{table}.{step.rule}"
+            in_sentence, in_tag = ref(step)
+            sentence = self.text(key, raw={"ref": in_sentence}, **(figures or {}))
+            lhs, rhs = tex(step)
+            row_label = label if n == len(steps) - 1 else None
+            compact = key in self.explained or sentence in self.sentences or (n == 0 and intro)
+            if compact and groups:
+                same = _last_lhs(groups[-1][1]) == lhs
+                groups[-1][1].append(blocks.Row("" if same else lhs, rhs, self.tag(f"{_tags(table)}.{step.rule}", in_tag),
+                                                row_label, relation(step)))
+                continue
+            if compact:  # the first line of a derivation whose intro says what it is
+                self.sentences.add(sentence)  # the intro explained it: later uses are tagged
+                groups.append(("", [blocks.Row(lhs, rhs, self.tag(f"{_tags(table)}.{step.rule}", in_tag), row_label,
+                                               relation(step))]))
+                continue
+            self.sentences.add(sentence)
+            groups.append((sentence, [blocks.Row(lhs, rhs, None, row_label, relation(step))]))
+        return blocks.Derivation(tuple(blocks.Group(t, tuple(rows)) for t, rows in groups), intro, conclusion)
+
+
+def _tags(table: str) -> str:
+    return {"rule": "tag", "training_rule": "training_tag"}[table]
+
+
+def _last_lhs(rows: list[blocks.Row]) -> str:
+    """The left side the last line continues (the nearest line above that has one)."""
+    for row in reversed(rows):
+        if row.lhs:
+            return row.lhs
+    return ""
+
+
+def sides(matrix_printer: Callable[..., str]) -> Callable[[Step], tuple[str, str]]:
+    """`tex` for steps of the backward pass, printed with the document printer (`printing.latex`)."""
+
+    def tex(step: Step) -> tuple[str, str]:
+        return matrix_printer(step.lhs, matrix=step.matrix), matrix_printer(step.rhs, matrix=step.matrix)
+
+    return tex
+
+
+__all__ = ["Narrator", "sides"]

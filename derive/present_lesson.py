@@ -1,0 +1,364 @@
+"""The sections that make the derivation a lesson, shared by the MLP document (`present`) and the
+document of any network (`present_graph`): what the reader will learn, how every step works, why
+this loss, what the equations say, the algorithm beside its code, a worked example with numbers and
+why backpropagation is fast.
+
+Nothing here derives anything: the numbers and formulas come from `derive.lesson` (computed by the
+engine), the prose from the message catalog.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from derive import document as blocks
+from derive.codegen import backward_order
+from derive.derivation import Derivation
+from derive.lesson import Lesson
+from derive.lesson.worked_example import entries
+from derive.narrate import Narrator
+from derive.notation import LEARNING_RATE, Q, Quantity, quantity_of
+from derive.present_functions import display_name
+from derive.printing import DeriveLatexPrinter, _factor_rank, latex
+from derive.verify_symbolic import _is_parameter_gradient
+
+DECIMALS = 4  # of every number of the worked example
+
+
+# --------------------------------------------------------------------------------------------------
+# what you will learn
+
+
+def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str], lesson: Lesson,
+                 table: str = "learn") -> list:
+    """The key equations boxed, one line of meaning each, and what the reader will be able to do
+    (`table`: the catalog table of the intro, "learn" or "graph" with its learn_ keys)."""
+    prefix = "learn." if table == "learn" else f"{table}.learn_"
+    return [
+        blocks.Paragraph(text(prefix + "intro")),
+        blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True),
+        blocks.ItemList(tuple(meanings), intro=text(prefix + "meanings")),
+        blocks.ItemList(tuple(text(f"learn.goal_{k}", ratio=cost_ratio(lesson)) for k in ("derive", "meaning", "hand", "code")
+                              if k != "hand" or lesson.example is not None), intro=text("learn.goals")),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# how every step works
+
+
+METHOD_MOVES = ("definition", "chain_rule", "local_derivative", "collapse", "substitution", "matrix_form")
+# the rules each move explains: from here on, the derivations name them in the margin
+METHOD_RULES = {
+    "definition": ("definition_delta", "definition_loss"),  # a name given where paths meet is explained where it first occurs
+    "chain_rule": ("chain_rule", "chain_rule_paths"),
+    "local_derivative": ("local_derivative", "differentiate"),
+    "collapse": ("kronecker_collapse", "common_delta", "penalty_gradient"),
+    "substitution": ("substitute_local", "substitute_upstream", "substitute_gradient"),
+    "matrix_form": ("matrix_form",),
+}
+
+
+def method_blocks(text, narrator: Narrator, paths: bool) -> list:
+    """The moves every derivation repeats, each explained once; afterwards the margin names them."""
+    moves = list(METHOD_MOVES)
+    items = [text(f"method.{move}") for move in moves]
+    if paths:
+        items.insert(2, text("method.paths"))
+    for move in moves:
+        narrator.explain(*(f"rule.{rule}" for rule in METHOD_RULES[move]))
+    return [blocks.Paragraph(text("method.intro")), blocks.ItemList(tuple(items)),
+            blocks.Paragraph(text("method.margin"))]
+
+
+# --------------------------------------------------------------------------------------------------
+# why this loss
+
+
+def _vector(values) -> str:
+    return "(" + ", ".join(latex(sp.sympify(v)) for v in values) + ")"
+
+
+def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text) -> list:
+    comparison = lesson.comparison
+    output = derivation.model.network.producers[derivation.model.network.output]
+    activation = output.kind.activation
+    chosen, other = comparison.chosen, comparison.other
+    titles = {e.loss.name: text.raw(f"loss_title.{e.loss.name}") for e in (chosen, other)}
+    rows = [blocks.Row(latex(e.delta.matrix_lhs, matrix=True), latex(e.delta.matrix_rhs, matrix=True),
+                       titles[e.loss.name]) for e in (chosen, other)]
+    out = [
+        blocks.Paragraph(text("loss_choice.intro", activation=display_name(activation), chosen=titles[chosen.loss.name],
+                              other=titles[other.loss.name])),
+        blocks.Aligned(tuple(rows)),
+    ]
+    if chosen.saturated is not None and other.saturated is not None:
+        slow, fast = (chosen, other) if all(v == 0 for v in chosen.saturated) else (other, chosen)
+        if all(v == 0 for v in slow.saturated) and any(v != 0 for v in fast.saturated):
+            out.append(blocks.Paragraph(text(
+                "loss_choice.saturated", saturated=_vector((1, 0)), target=_vector((0, 1)),
+                slow=titles[slow.loss.name], slow_delta=_vector(slow.saturated),
+                fast=titles[fast.loss.name], fast_delta=_vector(fast.saturated))))
+            ratio = _cancelled_factor(derivation, slow, fast)
+            if ratio is not None:
+                out.append(blocks.Paragraph(text("loss_choice.cancel", factor=latex(ratio))))
+            key = "loss_choice.verdict_fast" if fast is chosen else "loss_choice.verdict_slow"
+            out.append(blocks.Paragraph(text(key, chosen=titles[chosen.loss.name], other=titles[other.loss.name])))
+    return out
+
+
+def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
+    """The factor by which the slow loss's δ differs from the fast one's, when it is the output
+    activation's slope g′ written in a: the g′ that cross entropy cancels (checked, not assumed)."""
+    ratio = sp.cancel(slow.delta.rhs / fast.delta.rhs)
+    if ratio.has(sp.Sum):
+        return None
+    activation = derivation.model.network.producers[derivation.model.network.output].kind.activation
+    found = next((d for d in derivation.activation_derivatives if d.activation == activation), None)
+    if found is None or found.in_terms_of_output is None:
+        return None
+    entry = next(iter(e for e in ratio.atoms(sp.Indexed)), None)
+    if entry is None:
+        return None
+    from derive.notation import A
+
+    slope = found.in_terms_of_output.xreplace({A: entry})
+    if sp.cancel(ratio - slope) != 0:
+        return None
+    return slope
+
+
+# --------------------------------------------------------------------------------------------------
+# what the equations say
+
+
+def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
+    slopes = lesson.slopes
+    seen, rows = set(), []
+    for _, bound in slopes.layers:
+        if bound.activation in seen:
+            continue
+        seen.add(bound.activation)
+        where = text("meaning.at", at=latex(bound.at)) if bound.at is not None else ""
+        value = text.math(latex(bound.bound)) if bound.bound is not None else \
+            text("meaning.unbounded" if bound.unbounded else "meaning.unknown")
+        rows.append((text.plain(display_name(bound.activation).strip("`")), value, where))
+    out = [blocks.Paragraph(text("meaning.intro")),
+           blocks.Table((text("meaning.activation"), text("meaning.slope"), text("meaning.where")), tuple(rows),
+                        ("l", "l", "l"))]
+    if slopes.product is not None and len(slopes.layers) > 1:
+        factors = r" \cdot ".join(latex(b.bound) for _, b in slopes.layers)
+        product = slopes.product
+        value = latex(product) if product.is_Rational else latex(sp.Float(product, DECIMALS))
+        decimal = f"{float(product):.{DECIMALS}g}"
+        key = "meaning.vanish" if product < 1 else ("meaning.keep" if product == 1 else "meaning.grow")
+        out.append(blocks.Paragraph(text(key, layers=len(slopes.layers), factors=factors, product=value,
+                                         decimal=decimal)))
+    ratio = _error_ratio(lesson, derivation)
+    if ratio is not None:
+        out.append(blocks.Paragraph(text("meaning.example", ratio=ratio[0], first=ratio[1], last=ratio[2],
+                                         raw={"example": refs.section("example")})))
+    out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights", "biases")]
+    if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
+        out.append(blocks.Paragraph(text("meaning.paths", raw={"backward": refs.section("backward")})))
+    return out
+
+
+def _error_ratio(lesson: Lesson, derivation: Derivation) -> tuple[str, str, str] | None:
+    """The largest |δ| of the first layer against the output layer's, in the worked example."""
+    errors = [k for k in _errors(derivation) if k.kind == "delta"]
+    if len(errors) < 2 or lesson.example is None:
+        return None
+    last, first = errors[0], errors[-1]
+    size = {k: max(abs(float(v)) for _, v in entries(lesson.example, k)) for k in (first, last)}
+    if size[last] == 0:
+        return None
+    return f"{size[first] / size[last]:.{DECIMALS}f}", first.latex(), last.latex()
+
+
+def _errors(derivation: Derivation) -> list[Quantity]:
+    """The named errors of the backward pass, from the output down (∂C/∂a⁽ᴸ⁾ excluded)."""
+    return [k for k in backward_order(derivation) if not _is_parameter_gradient(k)]
+
+
+# --------------------------------------------------------------------------------------------------
+# the algorithm beside its code
+
+
+def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
+    """Each line of `forward` and `gradients` of model.py beside the formula it was printed from."""
+    batch = derivation.batch.results
+    network = derivation.model.network
+    formulas = [batch[node.output] for node in network.layers] + [batch[key] for key in backward_order(derivation)]
+    code = list(plan.forward) + list(plan.backward)
+    rows = []
+    for n, (result, line) in enumerate(zip(formulas, code), start=1):
+        tex = f"{latex(result.matrix_lhs, matrix=True)} = {latex(result.matrix_rhs, matrix=True)}"
+        rows.append((str(n), text.math(tex), _code(text, line)))
+    header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
+    forward = len(plan.forward)
+    return [
+        blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
+        blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True),
+        blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
+                              if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
+    ]
+
+
+def _code(text, line) -> str:
+    from derive.present import prose
+
+    return prose(f"`{line.target} = {line.value}`", text.fmt)
+
+
+# --------------------------------------------------------------------------------------------------
+# a worked example
+
+
+def _number(value) -> str:
+    """A computed value, to four decimals."""
+    text = f"{float(value):.{DECIMALS}f}"
+    return "0.0000" if text == "-0.0000" else text
+
+
+def _stated(value) -> str:
+    """A stated value as it was given: 0.5, -0.4, 1."""
+    return f"{float(value):g}"
+
+
+class _Named(DeriveLatexPrinter):
+    """Prints a formula whose entries are stand-ins (`names`: symbol → LaTeX), keeping the order the
+    document printer gives the entries they stand for (`originals`). With `numbers`, products get a
+    dot and negative numbers parentheses, so that (0.6225 − 1) · 0.6225 reads unambiguously."""
+
+    def __init__(self, names: dict, originals: dict, numbers: bool = False):
+        super().__init__()
+        self.names, self.originals = names, originals
+        if numbers:
+            self.product_separator = r" \cdot "
+
+    def _print_Symbol(self, expr, style="plain"):
+        if expr in self.names:
+            name = self.names[expr]
+            return rf"\left({name}\right)" if name.startswith("-") else name
+        return super()._print_Symbol(expr, style=style)
+
+    def _factor_order(self, factors: list) -> list:
+        return sorted(factors, key=lambda f: _factor_rank(f.xreplace(self.originals)))
+
+
+def _matrix(values: list[tuple[tuple[int, ...], sp.Expr]], number=_number) -> str:
+    """A column vector (written as a transposed row, to keep to one line) or a matrix of numbers."""
+    if all(len(idx) == 1 for idx, _ in values):
+        return r"\begin{pmatrix} " + " & ".join(number(v) for _, v in values) + r" \end{pmatrix}^{\top}"
+    rows = sorted({idx[0] for idx, _ in values})
+    lines = [" & ".join(number(v) for idx, v in values if idx[0] == r) for r in rows]
+    return r"\begin{pmatrix} " + r" \\ ".join(lines) + r" \end{pmatrix}"
+
+
+def _display_entry(quantity: Quantity, indices: tuple[int, ...]) -> str:
+    """An entry counted from 1, as a reader numbers units: a^{(3)}_{1}, W^{(3)}_{12}."""
+    numbers = [str(i + 1) for i in indices]
+    return quantity.latex_entry(("," if any(len(n) > 1 for n in numbers) else "").join(numbers))
+
+
+def _row(quantity: Quantity, example, table: str = "values", gradient: bool = False) -> blocks.Row:
+    lhs = latex(sp.Derivative(sp.Symbol("C"), quantity.symbol)) if gradient else quantity.latex()
+    if quantity.kind in ("grad_a",):
+        lhs = latex(quantity.symbol)
+    return blocks.Row(lhs, _matrix(entries(example, quantity, table)))
+
+
+def _hand_check(derivation: Derivation, example, key: Quantity) -> blocks.Aligned | None:
+    """δ of the first unit of a layer: its formula, the formula with the numbers in, and its value."""
+    result = derivation.sample.results[key]
+    if len(result.free) != 1:
+        return None
+    (q,) = result.free
+    expanded = result.rhs.xreplace({q: sp.Integer(0)}).xreplace(example.sizes).doit()
+    stand_in, originals, names, numbers = {}, {}, {}, {}
+    for n, entry in enumerate(sorted(expanded.atoms(sp.Indexed), key=sp.default_sort_key)):
+        quantity = quantity_of(str(entry.base.label))
+        indices = tuple(int(i) for i in entry.indices)
+        value = example.values.get((str(entry.base.label), indices))
+        if quantity is None or value is None:
+            return None
+        symbol = stand_in[entry] = sp.Symbol(f"entry{n:03d}")  # named, so that the order is the same every run
+        originals[symbol] = entry
+        names[symbol] = _display_entry(quantity, indices)
+        numbers[symbol] = (_stated if (str(entry.base.label), indices) in example.point else _number)(value)
+    formula = expanded.xreplace(stand_in)
+    value = example.values[(key.label, (0,))]
+    return blocks.Aligned((blocks.Row(_display_entry(key, (0,)), _Named(names, originals).doprint(formula)),
+                           blocks.Row("", _Named(numbers, originals, numbers=True).doprint(formula)),
+                           blocks.Row("", _number(value))))
+
+
+def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
+    example = lesson.example
+    network = derivation.model.network
+    arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
+    sizes = text.raw("refs.list_separator").join("2" for _ in derivation.model.sizes)
+    out = [blocks.Paragraph(text("example.intro", sizes=sizes, arithmetic=arithmetic)),
+           blocks.Aligned((blocks.Row("x", _matrix(entries(example, Q("a", 0)), _stated)),
+                           blocks.Row("y", _matrix(entries(example, Q("y")), _stated))))]
+    parameters = [p for node in network.layers for p in node.parameters]
+    out += [blocks.Paragraph(text("example.parameters")),
+            blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p), _stated)) for p in parameters))]
+    forward = [node.output for node in network.layers]
+    loss_row = blocks.Row("C", _number(example.loss))
+    out += [blocks.Paragraph(text("example.forward")),
+            blocks.Aligned(tuple(_row(q, example) for q in forward) + (loss_row,))]
+    errors = _errors(derivation)
+    out += [blocks.Paragraph(text("example.backward")),
+            blocks.Aligned(tuple(_row(q, example) for q in errors))]
+    deltas = [key for key in errors if key.kind == "delta"][:2]
+    checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
+    if checks:
+        out += [blocks.Paragraph(text("example.hand")), *checks, blocks.Paragraph(text("example.exercise"))]
+    out += [blocks.Paragraph(text("example.gradients")),
+            blocks.Aligned(tuple(blocks.Row(latex(sp.Derivative(sp.Symbol("C"), p.symbol)), _matrix(entries(example, p, "gradients")))
+                                 for p in parameters))]
+    rate = f"{float(example.learning_rate):g}"
+    changed = "fall" if example.loss_after < example.loss else "rise"
+    out += [blocks.Paragraph(text("example.update", rate=rate, eta=latex(LEARNING_RATE),
+                                  raw={"update": refs.section("update_rule")})),
+            blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
+                                 for p in parameters)),
+            blocks.Paragraph(text(f"example.{changed}", before=_number(example.loss), after=_number(example.loss_after)))]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# why backpropagation is fast
+
+
+def cost_blocks(lesson: Lesson, text) -> list:
+    c = lesson.costs
+    rows = []
+    for key, count in (("forward", c.forward), ("errors", c.errors), ("gradients", c.gradients)):
+        rows.append((text(f"cost.{key}"), text.math(latex(count.symbolic)), str(count.value)))
+    rows.append((text("cost.backpropagation"), "", str(c.backpropagation)))
+    rows.append((text("cost.finite_differences"), text.math(latex(c.finite_differences.symbolic)),
+                 str(c.finite_differences.value)))
+    header = (text("cost.part"), text("cost.formula"), text("cost.value"))
+    backward = c.errors.value + c.gradients.value
+    return [
+        blocks.Paragraph(text("cost.intro", parameters=c.parameters.value)),
+        blocks.Table(header, tuple(rows), (r"p{0.3\textwidth}", r"p{0.5\textwidth}", "r")),
+        blocks.Paragraph(text("cost.result", forward=c.forward.value, backward=backward,
+                              backward_ratio=f"{backward / c.forward.value:.2g}" if c.forward.value else "0",
+                              total=c.backpropagation, finite=c.finite_differences.value,
+                              ratio=f"{c.finite_differences.value / c.backpropagation:.0f}" if c.backpropagation else "0",
+                              parameters=c.parameters.value)),
+        blocks.Paragraph(text("cost.note")),
+    ]
+
+
+def cost_ratio(lesson: Lesson) -> str:
+    c = lesson.costs
+    return f"{c.backpropagation / c.forward.value:.1f}" if c.forward.value else "1"
+
+
+__all__ = ["learn_blocks", "method_blocks", "loss_choice_blocks", "meaning_blocks", "algorithm_blocks",
+           "example_blocks", "cost_blocks", "cost_ratio"]

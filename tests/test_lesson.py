@@ -1,0 +1,280 @@
+"""The documents as lessons: no sentence said over and over, every symbol in the notation table with
+one meaning, a worked example whose numbers the generated code reproduces, and the computed claims
+(the slope bound, the loss comparison, the operation counts, the variance the initialisation gives).
+
+The first two tests read every entry of the committed gallery (outputs/), so a presenter that starts
+repeating itself or a printer that brings back a second meaning for a letter fails here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from derive.lesson.worked_example import entries, worked_example
+from derive.model import make_spec
+from derive.notation import Q
+from derive.run import generate
+from derive.verify import load_module
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRIES = sorted(p for p in (ROOT / "outputs").iterdir() if (p / "derivation.md").is_file())
+MOST = 3  # times any one sentence may appear in a document
+
+
+# --------------------------------------------------------------------------------------------------
+# sentences
+
+
+def prose_sentences(markdown: str) -> list[str]:
+    """The sentences of a Markdown document: no code, no displayed formula, no table, no heading line;
+    an inline formula counts as one placeholder, so sentences that differ only in their formulas
+    are the same sentence."""
+    text = re.sub(r"(?ms)^```.*?^```", "\n", markdown)
+    text = re.sub(r"(?s)\$\$.*?\$\$", "\n", text)
+    lines = [line for line in text.splitlines() if not re.match(r"\s*(\||#|!\[|\*\*[^*]+\*\* \[1\. )", line)]
+    text = "\n".join(lines)
+    text = re.sub(r"\$[^$\n]+\$", "§", text)
+    text = re.sub(r"`[^`\n]+`", "¤", text)
+    text = text.replace("**", "")
+    pieces = re.split(r"(?<=[.!?:;。！？：；])\s+|\n+|(?<=[。！？：；])", text)
+    out = []
+    for piece in pieces:
+        piece = re.sub(r"^\s*[-*]\s+", "", piece).strip()
+        cjk = len(re.findall(r"[\u4e00-\u9fff]", piece))
+        if (cjk >= 6) or (not cjk and len(piece.split()) >= 3):
+            out.append(piece)
+    return out
+
+
+def repeated(markdown: str) -> dict[str, int]:
+    return {s: n for s, n in Counter(prose_sentences(markdown)).items() if n > MOST}
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda p: p.name)
+def test_no_sentence_appears_more_than_three_times(entry):
+    assert repeated((entry / "derivation.md").read_text()) == {}
+
+
+def test_the_repetition_check_can_fail():
+    sentence = "The Kronecker delta keeps only the term whose indices are equal, so the sum collapses:"
+    doc = "\n\n".join(f"{sentence}\n\n$$\nx_{n} = {n}\n$$" for n in range(4))
+    assert repeated(doc) == {sentence: 4}
+    assert repeated(doc.replace(sentence, "Short.", 1)) == {}
+    # sentences that differ only in their formulas are the same sentence
+    assert len(set(prose_sentences("Used in layer $1$ of the net. Used in layer $2$ of the net."))) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# notation
+
+GREEK = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau upsilon "
+         "phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega ell nabla").split()
+# what needs no row: numbers, Euler's e, π, and the notation of standard mathematics
+STANDARD = {"e", r"\pi", r"\operatorname{sign}", r"\operatorname{erf}", r"\mathrm{lse}", r"\mathrm{softplus}"}
+LABELS = r"(?:\{\\mathrm\{[a-z]+\}\}|\{[0-9wz]\}|[0-9wz])"  # a subscript that names, not an index: λ₂, σ_w, n_in
+
+
+def math_segments(tex: str) -> list[str]:
+    """Every formula of a LaTeX document: $…$ and the displayed environments."""
+    displays = re.findall(r"\\begin\{(equation\*?|align\*?)\}(.*?)\\end\{\1\}", tex, flags=re.S)
+    inline = re.findall(r"(?<!\\)\$([^$]+)\$", re.sub(r"\\begin\{(equation\*?|align\*?)\}.*?\\end\{\1\}", "", tex,
+                                                    flags=re.S))
+    return [body for _, body in displays] + inline
+
+
+def tokens(formula: str, top_level: bool = False) -> set[str]:
+    """The symbols of a formula: decorated letters (\\bar{C}), Greek letters (with a naming subscript:
+    \\sigma_{w}, \\lambda_{2}), letters with a named subscript (n_{\\mathrm{in}}), named operators, and
+    single Latin letters. With `top_level`, only those outside sub- and superscripts (the symbol a
+    table row defines, not its indices)."""
+    f = re.sub(r"\\(?:text|label|ref|eqref|tag|begin|end)\{(?:[^{}]|\{[^{}]*\})*\}", " ", formula)
+    f = re.sub(r"\\,\s*d(?=[a-z])", " ", f)  # the d of an integral's dz
+    f = re.sub(r"\\(?:notag|left|right|boxed|displaystyle|quad|qquad|,|;|!)\b", " ", f)
+    found = set()
+
+    def take(pattern: str, name) -> None:
+        nonlocal f
+        for match in re.finditer(pattern, f):
+            found.add(name(match))
+        f = re.sub(pattern, " ", f)
+
+    take(r"(\\(?:bar|tilde|hat)\{[A-Za-z]\}|(?<![\\A-Za-z])[A-Za-z])_\{\\mathrm\{([a-z]+)\}\}",
+         lambda m: f"{m.group(1)}_{m.group(2)}")
+    take(r"\\(" + "|".join(GREEK) + r")(?![A-Za-z])(_" + LABELS + r")?",
+         lambda m: "\\" + m.group(1) + ("_" + re.sub(r"[{}_]|\\mathrm", "", m.group(2)) if m.group(2) else ""))
+    take(r"\\(?:bar|tilde|hat|mathcal|mathbb|mathbf)\{[A-Za-z0-9]\}|\\operatorname\{[A-Za-z]+\}|\\mathrm\{[A-Za-z]+\}",
+         lambda m: m.group(0))
+    if top_level:
+        f = re.sub(r"[_^]\{(?:[^{}]|\{[^{}]*\})*\}|[_^]\\?[A-Za-z0-9]", " ", f)
+    f = re.sub(r"\\[A-Za-z]+", " ", f)  # structure and standard functions: \frac, \sum, \log …
+    found |= set(re.findall(r"[A-Za-z]", f))
+    return found
+
+
+def notation_table(tex: str) -> list[str]:
+    """The symbol column of the notation table (the first table of the notation section)."""
+    section = re.search(r"\\label\{sec:notation\}(.*?)\\section\{", tex, flags=re.S).group(1)
+    table = re.search(r"\\begin\{longtable\}.*?\\midrule(.*?)\\bottomrule", section, flags=re.S).group(1)
+    return [re.match(r"\s*\$(.*?)\$\s*&", row, flags=re.S).group(1) for row in table.split("\\\\\n") if "&" in row]
+
+
+def without_notation_section(tex: str) -> str:
+    return re.sub(r"\\label\{sec:notation\}.*?(?=\\section\{)", "", tex, flags=re.S)
+
+
+def notation_problems(tex: str) -> list[str]:
+    symbols = notation_table(tex)
+    defined = set().union(*(tokens(s) for s in symbols))
+    problems = []
+    # a derivative written with symbols of other rows (∂C/∂a⁽ˡ⁾, named where paths meet) defines no symbol
+    owners = Counter(t for s in symbols if r"\partial" not in s for t in tokens(s, top_level=True))
+    problems += [f"{t} has {n} rows" for t, n in owners.items() if n > 1]
+    used = set().union(*(tokens(m) for m in math_segments(without_notation_section(tex))))
+    problems += [f"{t} is used but not in the table" for t in sorted(used - defined - STANDARD)]
+    return problems
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda p: p.name)
+def test_every_symbol_is_in_the_notation_table_with_one_meaning(entry):
+    tex = (entry / "derivation.tex").read_text()
+    assert notation_problems(tex) == []
+    formulas = "\n".join(math_segments(tex))
+    # the clashes the printers removed stay removed: the Kronecker δ is [i = q], the optimizer's
+    # gradient is g̃ (g is the activation), the summed sample index prints r (t is a step)
+    assert not re.search(r"\\delta_\{[a-z]{2}\}", formulas)
+    assert not re.search(r"(?<![\\a-z{])g_\{t", formulas)
+    assert not re.search(r"\\sum_\{t\}", formulas)
+
+
+def test_the_notation_check_can_fail():
+    tex = (r"\section{Notation}\label{sec:notation}" "\n" r"\begin{longtable}{ll}" "\n\\toprule\nS & M \\\\\n"
+           "\\midrule\n$W^{(l)}$ & weights \\\\\n$l$ & layer \\\\\n$\\delta^{(l)}$ & error \\\\\n\\bottomrule\n"
+           r"\end{longtable}" "\n" r"\section{Next}" "\n$W^{(l)} \\delta^{(l)}$\n")
+    assert notation_problems(tex) == []
+    assert notation_problems(tex + "$\\eta W$") == [r"\eta is used but not in the table"]
+    assert notation_problems(tex.replace("$l$ & layer", "$W$ & also weights")) != []
+    assert tokens(r"\sigma_{w}^{2} + \lambda_{2} W^{(l)}_{ij} + n_{\mathrm{in}}") == {
+        r"\sigma_w", r"\lambda_2", "W", "l", "i", "j", "n_in"}
+
+
+# --------------------------------------------------------------------------------------------------
+# the worked example, against the generated code
+
+
+@pytest.fixture(scope="module", params=[(3, "sigmoid", None, "mse"), (3, "relu", None, "ce"), (2, "gelu", None, "nll")],
+                ids=lambda c: "-".join(str(x) for x in c if x))
+def example_and_code(request):
+    outcome = generate(make_spec(*request.param, formats="py"))
+    return outcome.derivation, worked_example(outcome.derivation), load_module(outcome.files["model.py"].decode())
+
+
+def _array(example, quantity, table="values"):
+    values = entries(example, quantity, table)
+    if all(len(idx) == 1 for idx, _ in values):
+        return np.array([[float(v)] for _, v in values])
+    rows = sorted({idx[0] for idx, _ in values})
+    return np.array([[float(v) for idx, v in values if idx[0] == r] for r in rows])
+
+
+def test_the_worked_example_is_what_the_generated_code_computes(example_and_code):
+    derivation, example, model = example_and_code
+    params = {p.code(): _array(example, p) for node in derivation.model.network.layers for p in node.parameters}
+    X, Y = _array(example, Q("a", 0)), _array(example, Q("y"))
+    cache = model.forward(params, X)
+    for node in derivation.model.network.layers:
+        out = node.output
+        assert np.allclose(cache[out.batched().code()], _array(example, out), rtol=1e-12, atol=1e-14), out.label
+    assert model.loss(params, X, Y) == pytest.approx(float(example.loss), rel=1e-12)
+    grads = model.gradients(params, X, Y)
+    for name, value in grads.items():
+        quantity = next(p for node in derivation.model.network.layers for p in node.parameters if p.code() == name)
+        assert np.allclose(value, _array(example, quantity, "gradients"), rtol=1e-10, atol=1e-14), name
+        updated = params[name] - float(example.learning_rate) * value
+        assert np.allclose(updated, _array(example, quantity, "updated"), rtol=1e-12, atol=1e-14), name
+    stepped = {k: params[k] - float(example.learning_rate) * grads[k] for k in params}
+    assert model.loss(stepped, X, Y) == pytest.approx(float(example.loss_after), rel=1e-12)
+
+
+def test_the_worked_example_is_stated_in_short_decimals_and_misses_every_kink(example_and_code):
+    derivation, example, _ = example_and_code
+    assert all(len(str(v)) <= 5 for v in example.point.values())  # 1/2, -2/5, 1, 0: short decimals
+    for node in derivation.model.network.layers:
+        activation = getattr(node.kind, "activation", None)
+        if activation is not None and activation.name == "relu":
+            assert all(v != 0 for (label, _), v in example.values.items() if label == node.inputs[0].label)
+
+
+# --------------------------------------------------------------------------------------------------
+# computed claims
+
+
+def test_the_sigmoid_document_bounds_the_error_by_a_quarter_per_layer():
+    from conftest import derivation_for
+    from derive.lesson.slopes import path_bound
+
+    bound = path_bound(derivation_for(3, "sigmoid"))
+    assert [b.bound for _, b in bound.layers] == [sp.Rational(1, 4)] * 3 and bound.product == sp.Rational(1, 64)
+    assert bound.layers[0][1].at == 0
+    relu = path_bound(derivation_for(3, "relu", "ce"))
+    assert [b.bound for _, b in relu.layers] == [1, 1]  # the softmax output is not entry-wise: no factor
+
+
+def test_squared_error_stalls_where_cross_entropy_does_not():
+    from conftest import derivation_for
+    from derive.lesson.loss_choice import compare_losses
+
+    sigmoid = compare_losses(derivation_for(3, "sigmoid"))
+    assert (sigmoid.chosen.loss.name, sigmoid.other.loss.name) == ("mse", "bce")
+    assert sigmoid.chosen.saturated == (0, 0) and sigmoid.other.saturated == (1, -1)
+    softmax = compare_losses(derivation_for(3, "relu", "ce"))
+    assert (softmax.chosen.loss.name, softmax.other.loss.name) == ("ce", "mse")
+    assert softmax.chosen.saturated == (1, -1) and softmax.other.saturated == (0, 0)
+    assert compare_losses(derivation_for(1, "identity")) is None
+
+
+def test_operation_counts_for_the_gallery_network():
+    from conftest import derivation_for
+    from derive.lesson.cost import costs
+
+    c = costs(derivation_for(3, "sigmoid"))  # sizes 4, 5, 5, 3
+    assert (c.forward.value, c.errors.value, c.gradients.value) == (4 * 5 + 5 * 5 + 5 * 3, 5 * 5 + 5 * 3, 60)
+    assert c.parameters.value == 73 and c.finite_differences.value == 2 * 73 * 60
+
+
+def test_the_sigmoid_initialisation_is_followed_through_the_network():
+    """The linearisation drops σ(0) = ½: with the derived variances Var(z) goes 1 → 4.69 → 7.12."""
+    from derive.initialisation import derive_initialisation
+    from derive.model import build_model
+
+    init = derive_initialisation(build_model(make_spec(3, "sigmoid")))
+    assert [round(v, 2) for _, v in init.path] == [1.0, 4.69, 7.12]
+    mapping = init.maps["sigmoid"]
+    assert mapping.kind == "settles" and mapping.at_unit == pytest.approx(0.2934, abs=1e-4)
+    (point,) = mapping.fixed_points
+    assert 16 * mapping_moment(point) == pytest.approx(point, rel=1e-6)
+    relu = derive_initialisation(build_model(make_spec(3, "relu", None, "ce")))
+    assert [v for _, v in relu.path] == pytest.approx([1.0, 1.0, 1.0])
+
+
+def mapping_moment(variance: float) -> float:
+    from derive.catalog import resolve_activation
+    from derive.initialisation import second_moment
+
+    return second_moment(resolve_activation("sigmoid"), variance)
+
+
+def test_piecewise_functions_print_as_cases_in_the_document_language():
+    from derive.printing import latex, words
+
+    z = sp.Symbol("z", real=True)
+    expr = sp.Piecewise((z, z > 0), (z / 10, True))
+    assert latex(expr) == r"\begin{cases} z & \text{if }z > 0 \\ \frac{z}{10} & \text{otherwise} \end{cases}"
+    with words(**{"if": "若", "otherwise": "其他"}):
+        assert r"\text{若 }z > 0" in latex(expr) and r"\text{其他}" in latex(expr)
+    assert r"\text{if }" in latex(expr)  # the words apply inside the block only
