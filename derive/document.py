@@ -25,7 +25,8 @@ class Paragraph:
 @dataclass(frozen=True)
 class Heading:
     """A heading inside a section. `level` "paragraph" is a run-in bold heading (LaTeX \\paragraph),
-    which may have a `detail` after the bold title and a `text` that runs on after it; "subsection"
+    which may have a `detail` after the bold title (with its own leading space, if the language uses one)
+    and a `text` that runs on after it; "subsection"
     is an unnumbered subsection."""
 
     title: str

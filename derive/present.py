@@ -262,10 +262,12 @@ def _loss(derivation: Derivation, text: Text) -> list:
     return out + [blocks.Paragraph(note) for note in notes + extras["notes"]]
 
 
-def _run_in_detail(detail: str, text: Text, leads_on: bool) -> str:
+def _run_in_detail(detail: str, text: Text, leads_on: bool, name: str = "") -> str:
     """'(title):' before the formula a run-in heading leads on to, '(title).' when nothing follows, with
     the language's brackets and marks; a LaTeX \\paragraph sets its title apart, so it needs no colon."""
     mark = text.raw("refs.run_in_end") if not leads_on else "" if text.fmt == "tex" else text.raw("refs.run_in_lead")
+    if detail == name:  # "softmax (softmax)" says nothing twice
+        return mark
     return text.raw("refs.run_in").replace("{detail}", detail) + mark
 
 
@@ -280,7 +282,8 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         extras = activation_extras(d, text)
         title = text.title("activation_title", d.activation.name, d.activation.title)
         out += [
-            blocks.Heading(prose(display_name(d.activation), text.fmt), _run_in_detail(title, text, True)),
+            blocks.Heading(prose(display_name(d.activation), text.fmt),
+                           _run_in_detail(title, text, True, prose(display_name(d.activation), text.fmt))),
             blocks.Equation(equation(gz, d.activation.expr)["latex"]),
             blocks.Paragraph(" ".join(activation_notes(d, text, layers))),  # never empty: it names the layers
             blocks.Paragraph(text("activations.computed")),
@@ -314,7 +317,8 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         title = text.title("activation_title", act.name, act.title)
         note = text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
                     output_section=output_section)
-        out += [blocks.Heading(prose(act.name, text.fmt), _run_in_detail(title, text, False)), blocks.Paragraph(note)]
+        out += [blocks.Heading(prose(act.name, text.fmt), _run_in_detail(title, text, False, prose(act.name, text.fmt))),
+                blocks.Paragraph(note)]
     return out
 
 
@@ -387,12 +391,14 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
     depth, sample = derivation.model.depth, derivation.sample
     return [
         blocks.Paragraph(text("output_error.intro")),
-        _steps(narrator, sample.steps[Q("grad_a", depth)], intro=text("output_error.upstream"), label="eq:upstream-out"),
+        _steps(narrator, sample.steps[Q("grad_a", depth)], label="eq:upstream-out",
+               intro=text("output_error.upstream", output=latex(sample.steps[Q("grad_a", depth)][0].lhs.variables[0]))),
         _steps(narrator, sample.steps[Q("delta", depth)], intro=text("output_error.delta"),
                ref=_upstream_ref(refs, "eq:upstream-out", "output_error")),
         blocks.Paragraph(text("output_error.result")),
         blocks.Equation(result_equation(sample.results[Q("delta", depth)])["latex"], label="eq:bp1", boxed=True),
-        blocks.Paragraph(text("output_error.meaning")),
+        blocks.Paragraph(text("output_error.meaning_vector" if derivation.model.activations[-1].is_vector
+                              else "output_error.meaning")),
     ]
 
 
@@ -494,7 +500,9 @@ def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> li
              "BP2": refs.equation("eq:bp2", "recursion") if derivation.general is not None else refs.section("recursion"),
              "BP3": refs.equation("eq:bp3", "parameters"), "BP4": refs.equation("eq:bp4", "parameters")}
     tags = list(dict.fromkeys(tag for tag, _ in rows))
-    meanings = [text(f"learn.{tag.lower()}", raw={"where": where[tag]}) for tag in tags]
+    coupled = derivation.model.activations[-1].is_vector  # softmax: no single slope per output
+    meanings = [text(f"learn.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else ""), raw={"where": where[tag]})
+                for tag in tags]
     return lesson_blocks.learn_blocks(text, rows, meanings, lesson)
 
 

@@ -139,7 +139,9 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
         if bound.activation in seen:
             continue
         seen.add(bound.activation)
-        where = text("meaning.at", at=latex(bound.at)) if bound.at is not None else ""
+        where = text("meaning.at", at=latex(bound.at)) if bound.at is not None else \
+            text({1: "meaning.positive", -1: "meaning.negative", 2: "meaning.everywhere"}[bound.side]) if bound.side \
+            else ""
         value = text.math(latex(bound.bound)) if bound.bound is not None else \
             text("meaning.unbounded" if bound.unbounded else "meaning.unknown")
         rows.append((text.plain(display_name(bound.activation).strip("`")), value, where))
@@ -159,6 +161,8 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
         out.append(blocks.Paragraph(text("meaning.example", ratio=ratio[0], first=ratio[1], last=ratio[2],
                                          raw={"example": refs.section("example")})))
     out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights", "biases")]
+    if any(bound.blocks for _, bound in slopes.layers):
+        out.insert(-2, blocks.Paragraph(text("meaning.inactive")))
     if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
         out.append(blocks.Paragraph(text("meaning.paths", raw={"backward": refs.section("backward")})))
     return out

@@ -165,7 +165,9 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
                                 state, ("l", "l", "l", r"p{0.45\textwidth}"), long=True))
     else:
         out.append(blocks.Paragraph(text("optimizer.state_none")))
-    out += [blocks.Paragraph(text("optimizer.equations")), _aligned(training.equations)]
+    entrywise = any(step.rhs.has(sp.Pow) for step in training.equations)  # √, quotients, squares (Adam …)
+    out += [blocks.Paragraph(text("optimizer.equations" if entrywise else "optimizer.equations_linear")),
+            _aligned(training.equations)]
     if training.equations_with_values is not None:
         zeros = [tlatex(h.symbols[0]) for h in opt.hypers if h.kind == "real" and values[h.name] == 0]
         out += [blocks.Paragraph(text("optimizer.with_values", zeros=", ".join(f"${z}$" for z in zeros))),
@@ -237,8 +239,9 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
                 blocks.Table((text("initialisation.layer"), text("initialisation.path_variance")),
                              tuple((str(l), f"{v:.4g}") for l, v in init.path), ("r", "r"))]
         kept = all(abs(v - 1) < 1e-9 for _, v in init.path)
-        out.append(blocks.Paragraph(text("initialisation.path_kept" if kept else "initialisation.path_moves",
-                                         last=f"{init.path[-1][1]:.4g}")))
+        offset = any("offset" in scale.figures for scale in init.activations)  # g(0) ≠ 0: the dropped constant
+        key = "path_kept" if kept else "path_moves_offset" if offset else "path_moves"
+        out.append(blocks.Paragraph(text(f"initialisation.{key}", last=f"{init.path[-1][1]:.4g}")))
     return out
 
 

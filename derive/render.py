@@ -67,6 +67,16 @@ def _environment(**delimiters) -> jinja2.Environment:
 
 
 TEXT_ENV = _environment()
+
+
+def table_cell(cell: str) -> str:
+    """A Markdown table cell whose bars cannot end the cell: a bar splits a GitHub table row even
+    inside $…$, so in math it becomes \\vert (the same glyph) and in prose an escaped bar."""
+    parts = cell.split("$")
+    return "$".join(part.replace("|", r"\vert{}") if n % 2 else part.replace("|", r"\|") for n, part in enumerate(parts))
+
+
+TEXT_ENV.filters["cell"] = table_cell
 TEX_ENV = _environment(
     block_start_string="<%",
     block_end_string="%>",

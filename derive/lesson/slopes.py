@@ -29,6 +29,8 @@ class SlopeBound:
     at: sp.Expr | None  # the z where it is attained, when it is one point
     exact: bool  # the bound is an exact number (1/4), not a decimal
     unbounded: bool = False  # g′ grows without bound (as opposed to: no bound found)
+    side: int = 0  # attained on the whole half-line z > 0 (1), z < 0 (−1), everywhere (2), else 0
+    blocks: bool = False  # g′ = 0 on the whole half-line z < 0: a unit there passes no error (relu)
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,21 @@ def _slope_bound(activation: Activation, derivative: sp.Expr) -> SlopeBound:
         value = sp.nsimplify(derivative.xreplace({Z: at}))
         if value.is_Rational and abs(float(value) - top) < 1e-12:
             bound = value
-    return SlopeBound(activation, bound, at if exact else None, exact)
+    return SlopeBound(activation, bound, at if exact else None, exact, side=_side(values, top),
+                      blocks=all(v == 0 for z, v in zip(GRID, values) if z < 0))
+
+
+def _side(values: list[float], top: float) -> int:
+    """Where a flat bound is attained: on every grid point with z > 0, z < 0, or everywhere."""
+    attained = [z for z, v in zip(GRID, values) if abs(v - top) <= 1e-12 * max(1.0, top)]
+    positive, negative = [z for z in GRID if z > 0], [z for z in GRID if z < 0]
+    if len(attained) == len(GRID):
+        return 2
+    if attained == positive or attained == [0.0] + positive:
+        return 1
+    if attained == negative or attained == negative + [0.0]:
+        return -1
+    return 0
 
 
 def path_bound(derivation: Derivation) -> PathBound:
