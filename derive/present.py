@@ -192,6 +192,8 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
         blocks.Paragraph(text("network.sizes_note")),
         picture,
         blocks.Paragraph(text("network.passes")),
+        blocks.Paragraph(text("big_picture.error")),
+        blocks.Paragraph(text("big_picture.backwards")),
     ]
 
 
@@ -376,6 +378,15 @@ class Refs:
     def both(self, label: str, section: str) -> tuple[str, str]:
         return self.equation(label, section), self.plain(label, section)
 
+    def above(self, label: str | None = None) -> tuple[str, str]:
+        """A result from earlier in the section that cites it, for a sentence and for a tag. LaTeX cites
+        its numbered equation (`label`); otherwise the only number to give would be that of the section
+        the reader is in ("by section 8" inside section 8), so the reference says "above" in the
+        language's words."""
+        if self.text.fmt == "tex" and label is not None:
+            return self.equation(label, ""), self.plain(label, "")
+        return self.text("refs.above"), self.text.raw("refs.above_tag")
+
 
 def _split_hidden(steps: list[Step]) -> tuple[list[Step], list[Step]]:
     """A hidden-layer derivation: first ∂C/∂a (through the layer above), then δ."""
@@ -383,8 +394,9 @@ def _split_hidden(steps: list[Step]) -> tuple[list[Step], list[Step]]:
     return steps[:cut], steps[cut:]
 
 
-def _upstream_ref(refs: Refs, label: str, section: str):
-    return lambda step: refs.both(label, section) if step.rule == "substitute_upstream" else ("", "")
+def _upstream_ref(refs: Refs, label: str):
+    """∂C/∂a, derived earlier in the same section as the δ that substitutes it."""
+    return lambda step: refs.above(label) if step.rule == "substitute_upstream" else ("", "")
 
 
 def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator) -> list:
@@ -394,7 +406,7 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
         _steps(narrator, sample.steps[Q("grad_a", depth)], label="eq:upstream-out",
                intro=text("output_error.upstream", output=latex(sample.steps[Q("grad_a", depth)][0].lhs.variables[0]))),
         _steps(narrator, sample.steps[Q("delta", depth)], intro=text("output_error.delta"),
-               ref=_upstream_ref(refs, "eq:upstream-out", "output_error")),
+               ref=_upstream_ref(refs, "eq:upstream-out")),
         blocks.Paragraph(text("output_error.result")),
         blocks.Equation(result_equation(sample.results[Q("delta", depth)])["latex"], label="eq:bp1", boxed=True),
         blocks.Paragraph(text("output_error.meaning_vector" if derivation.model.activations[-1].is_vector
@@ -415,7 +427,7 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
         out += [
             blocks.Paragraph(text("recursion.intro")),
             _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l"),
-            _steps(narrator, de, intro=text("recursion.delta"), ref=_upstream_ref(refs, "eq:upstream-l", "recursion")),
+            _steps(narrator, de, intro=text("recursion.delta"), ref=_upstream_ref(refs, "eq:upstream-l")),
             blocks.Equation(result_equation(general.results[Q("delta", l)])["latex"], label="eq:bp2", boxed=True),
             blocks.Paragraph(text("recursion.meaning")),
         ]
@@ -431,7 +443,7 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
                 blocks.Heading(text("recursion_layer.title", layer=layer)),
                 _steps(narrator, up, intro=text("recursion_layer.upstream", layer=layer), label=label),
                 _steps(narrator, de, intro=text("recursion_layer.delta", layer=layer),
-                       ref=_upstream_ref(refs, label, "recursion")),
+                       ref=_upstream_ref(refs, label)),
             ]
         rows.append(result_equation(sample.results[Q("delta", layer)]))
     if general is not None:
@@ -550,7 +562,7 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
         text(
             "verification.derivatives",
             step=_number(f["step"]),
-            sizes=", ".join(map(str, f["sizes"])),
+            sizes=text.raw("refs.list_separator").join(map(str, f["sizes"])),
             samples=f["samples"],
             bound=f"{f['bound']:g}",
             partials=f["partials"],

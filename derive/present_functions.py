@@ -109,7 +109,8 @@ def loss_extras(derivation: Derivation, text) -> dict:
 
 def penalty_data(derivation: Derivation, text) -> dict:
     penalty = derivation.model.penalty
-    strengths = ", ".join(f"${latex(s)} = {number_text(v)}$" for s, v in penalty.strengths.items())
+    strengths = text.raw("refs.list_separator").join(f"${latex(s)} = {number_text(v)}$"
+                                                     for s, v in penalty.strengths.items())
     what = text("loss_extra.weights_biases" if penalty.biases else "loss_extra.weights")
     return {
         "intro": text("loss_extra.penalty", raw={"what": what}, strengths=strengths),

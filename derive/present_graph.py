@@ -171,8 +171,7 @@ def _title(result: Result) -> str:
 
 def _backward(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator) -> list:
     sample = derivation.sample
-    upstream = lambda step: (refs.section("backward"), refs.plain_section("backward")) \
-        if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
+    upstream = lambda step: refs.above() if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
     out = [
         blocks.Paragraph(text("graph.backward_intro")),
         _steps(narrator, sample.steps[derivation.model.network.output.gradient], intro=text("graph.output_gradient")),

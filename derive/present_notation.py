@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from derive import document as blocks
 
-_TEXT = re.compile(r"\\(?:text|mathrm|label|ref|eqref)\{[^{}]*\}")
+_TEXT = re.compile(r"\\(?:text|mathrm|label|ref|eqref)\{(?!(?:Im|i)\})[^{}]*\}")  # \mathrm{i}, \mathrm{Im}: symbols
 
 
 def _letter(ch: str) -> str:
@@ -67,6 +67,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("\\sigma_{w}^{2}", "notation.var_w", r"\\sigma_\{w\}|\\sigma_w"),
     ("\\sigma_{z}", "notation.std", r"\\sigma_\{z\}|\\sigma_z"),
     ("H", "notation.H", _letter("H")),
+    ("h", "notation.h", _letter("h")),
+    ("\\mathrm{i},\\ \\mathrm{Im}", "notation.complex", r"\\mathrm\{Im\}|\\mathrm\{i\}"),
 )
 
 

@@ -170,7 +170,8 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
             _aligned(training.equations)]
     if training.equations_with_values is not None:
         zeros = [tlatex(h.symbols[0]) for h in opt.hypers if h.kind == "real" and values[h.name] == 0]
-        out += [blocks.Paragraph(text("optimizer.with_values", zeros=", ".join(f"${z}$" for z in zeros))),
+        zeros_text = text.raw("refs.list_separator").join(f"${z}$" for z in zeros)
+        out += [blocks.Paragraph(text("optimizer.with_values", zeros=zeros_text)),
                 _aligned(training.equations_with_values)]
     out.append(blocks.Paragraph(text("optimizer.derived")))
     for fact in training.facts:
