@@ -194,6 +194,7 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
         blocks.Paragraph(text("network.passes")),
         blocks.Paragraph(text("big_picture.error")),
         blocks.Paragraph(text("big_picture.backwards")),
+        blocks.Paragraph(text("big_picture.paths")),
     ]
 
 
@@ -759,7 +760,7 @@ def build_document(
         "activations": lambda: _activations(derivation, text, numbers["output_error"]),
         "method": lambda: lesson_blocks.method_blocks(text, narrator, paths=False),
         "output_error": lambda: _output_error(derivation, text, refs, narrator),
-        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text),
+        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs),
         "recursion": lambda: _recursion(derivation, text, refs, narrator),
         "parameters": lambda: _parameters(derivation, text, narrator),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),

@@ -262,7 +262,7 @@ def build_graph_document(
         "activations": lambda: _activations(derivation, text, numbers["backward"]),
         "method": lambda: lesson_blocks.method_blocks(text, narrator, paths=True),
         "backward": lambda: _backward(derivation, text, refs, narrator),
-        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text),
+        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs),
         "parameters": lambda: _parameters(derivation, text, narrator),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
         "minibatch": lambda: _minibatch(derivation, text),

@@ -16,7 +16,7 @@ from derive.codegen import backward_order
 from derive.derivation import Derivation
 from derive.lesson import Lesson
 from derive.lesson.worked_example import entries
-from derive.narrate import Narrator
+from derive.narrate import Narrator, sides
 from derive.notation import LEARNING_RATE, Q, Quantity, quantity_of
 from derive.present_functions import display_name
 from derive.printing import DeriveLatexPrinter, _factor_rank, latex
@@ -79,7 +79,7 @@ def _vector(values) -> str:
     return "(" + ", ".join(latex(sp.sympify(v)) for v in values) + ")"
 
 
-def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text) -> list:
+def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: Narrator, refs) -> list:
     comparison = lesson.comparison
     output = derivation.model.network.producers[derivation.model.network.output]
     activation = output.kind.activation
@@ -87,11 +87,15 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text) -> list:
     titles = {e.loss.name: text.raw(f"loss_title.{e.loss.name}") for e in (chosen, other)}
     rows = [blocks.Row(latex(e.delta.matrix_lhs, matrix=True), latex(e.delta.matrix_rhs, matrix=True),
                        titles[e.loss.name]) for e in (chosen, other)]
-    out = [
-        blocks.Paragraph(text("loss_choice.intro", activation=display_name(activation), chosen=titles[chosen.loss.name],
-                              other=titles[other.loss.name])),
-        blocks.Aligned(tuple(rows)),
-    ]
+    out = [blocks.Paragraph(text("loss_choice.intro", activation=display_name(activation),
+                                 chosen=titles[chosen.loss.name], other=titles[other.loss.name]))]
+    if other.steps:  # the other loss's derivation, as the engine did it (the same moves as the own loss's)
+        upstream, delta = other.steps
+        above = lambda step: refs.above() if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
+        out += [narrator.derivation(upstream, sides(latex), intro=text("loss_choice.other_upstream",
+                                                                       other=titles[other.loss.name])),
+                narrator.derivation(delta, sides(latex), intro=text("loss_choice.other_delta"), ref=above)]
+    out += [blocks.Paragraph(text("loss_choice.side_by_side")), blocks.Aligned(tuple(rows))]
     if chosen.saturated is not None and other.saturated is not None:
         slow, fast = (chosen, other) if all(v == 0 for v in chosen.saturated) else (other, chosen)
         if all(v == 0 for v in slow.saturated) and any(v != 0 for v in fast.saturated):

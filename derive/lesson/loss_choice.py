@@ -38,6 +38,7 @@ class LossError:
     loss: Loss
     delta: Result
     saturated: tuple[sp.Expr, ...] | None
+    steps: tuple = ()  # how the engine derived δ⁽ᴸ⁾ for the other loss (the chosen one's are in its section)
 
 
 @dataclass(frozen=True)
@@ -59,16 +60,18 @@ def alternative(derivation: Derivation) -> str | None:
     return pair[1] if model.loss.name == pair[0] else pair[0]
 
 
-def _output_error(derivation: Derivation, loss: Loss) -> Result:
-    """δ⁽ᴸ⁾ for another loss on the same output node: the loss's gradient, then the chain rule."""
+def _output_error(derivation: Derivation, loss: Loss) -> tuple[Result, tuple]:
+    """δ⁽ᴸ⁾ for another loss on the same output node: the loss's gradient, then the chain rule; the
+    result and every step, as for the document's own loss."""
     network = derivation.model.network
     output = network.producers[network.output]
     node = Node(LossKind(loss), network.loss_node.layer, network.loss_node.inputs)
     with assume_sizes(network.size_facts):
-        _, flow, _ = loss_gradient(node, False)
+        upstream, flow, _ = loss_gradient(node, False)
         steps, value, lhs = gradient_through([(output, 0, flow)], False, named=True,
                                              probability_targets=loss.target == "probability")
-        return named_gradient(output.inputs[0], steps, value, lhs, False)
+        result = named_gradient(output.inputs[0], steps, value, lhs, False)
+        return result, (tuple(upstream), tuple(steps))
 
 
 def _saturated(derivation: Derivation, delta: Result) -> tuple[sp.Expr, ...] | None:
@@ -92,9 +95,9 @@ def compare_losses(derivation: Derivation) -> LossComparison | None:
     model = derivation.model
     own = derivation.sample.results[model.network.producers[model.network.output].inputs[0].gradient]
     other_loss = resolve_loss(other)
-    alt = _output_error(derivation, other_loss)
+    alt, steps = _output_error(derivation, other_loss)
     return LossComparison(LossError(model.loss, own, _saturated(derivation, own)),
-                          LossError(other_loss, alt, _saturated(derivation, alt)))
+                          LossError(other_loss, alt, _saturated(derivation, alt), steps))
 
 
 __all__ = ["LossComparison", "LossError", "compare_losses", "alternative"]
