@@ -80,10 +80,10 @@ def test_evaluation_in_digits_keeps_the_precision_of_its_point():
     import mpmath
     import sympy as sp
 
-    from derive.verify_symbolic import DIGITS, _concrete_sizes, _random_point, evaluate_derivation
+    from derive.verify_symbolic import DIGITS, _random_point, concrete_sizes, evaluate_derivation
 
     d = derivation_for(24, "gelu", "mse")
     point = {k: sp.Float(v, DIGITS) for k, v in _random_point(d.model, 2, 1, random.Random(0)).items()}
-    values = evaluate_derivation(d, False, point, _concrete_sizes(d.model, 2, None))
+    values = evaluate_derivation(d, False, point, concrete_sizes(d.model, 2, None))
     finest = max(v._prec for v in values.values() if isinstance(v, sp.Float))
     assert finest <= mpmath.libmp.dps_to_prec(DIGITS + 10)  # guard digits once, not once per layer
