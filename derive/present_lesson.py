@@ -205,12 +205,26 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         rows.append((str(n), text.math(tex), _code(text, line)))
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
-    return [
+    return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
         blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True),
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
     ]
+
+
+def _loop(derivation: Derivation, text, refs) -> list:
+    """The algorithm for any depth, as a loop over the layers (a chain of dense layers only: a
+    network file's graph has no single recursion to loop over)."""
+    if not derivation.model.is_chain:
+        return []
+    hidden = derivation.model.depth > 1  # one weight layer: no error is passed back
+    bp2 = "" if not hidden else refs.equation("eq:bp2", "recursion") if derivation.general is not None \
+        else refs.section("recursion")
+    where = {"bp1": refs.equation("eq:bp1", "output_error"), "bp2": bp2, "bp34": refs.section("parameters")}
+    keys = ("input", "forward", "output") + (("backward",) if hidden else ()) + ("gradients",)
+    steps = [text(f"algorithm.step_{k}", raw=where) for k in keys]
+    return [blocks.ItemList(tuple(steps), intro=text("algorithm.loop"))]
 
 
 def _code(text, line) -> str:
