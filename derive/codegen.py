@@ -203,6 +203,7 @@ class CodePlan:
     loss_params: list[str] = ()  # parameters the loss reads directly (a penalty)
     sizes_used: list[Assignment] = ()  # layer sizes the backward formulas use, read off the weights
     input_check: InputCheck | None = None  # what forward, loss and gradients check of their arguments
+    forward_sizes: list[Assignment] = ()  # layer sizes the forward formulas use (a mean over the features)
 
 
 def _names(expr: sp.Expr) -> set[str]:
@@ -315,6 +316,7 @@ def plan_code(derivation: Derivation) -> CodePlan:
         loss_params=loss_params,
         sizes_used=sizes_used,
         input_check=plan_input_check(derivation),
+        forward_sizes=_sizes_used(derivation, [forms[node.output] for node in network.layers], printer),
     )
 
 

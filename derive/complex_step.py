@@ -154,6 +154,17 @@ def forward_forms(model: Model) -> tuple[tuple[Node, sp.Expr], ...]:
         return tuple((node, forward_result(node, True).matrix_rhs) for node in model.network.layers)
 
 
+def _size_values(model: Model, samples: int) -> dict:
+    """The sizes a forward form may read (a mean over the n features divides by n; over the minibatch, by m)."""
+    from derive.notation import BATCH_SIZE, LayerRef, size
+
+    values = {BATCH_SIZE: complex(samples)}
+    for l, units in enumerate(model.network.sizes):
+        if isinstance(units, int):
+            values[size(LayerRef(l))] = complex(units)
+    return values
+
+
 def _parameters(model: Model) -> list:
     return [p for node in model.network.layers for p in node.parameters]
 
@@ -221,7 +232,7 @@ def gradients(model: Model, params: dict, X: np.ndarray, Y_: np.ndarray) -> tupl
     steps = np.full(copies, STEP)
     samples = X.shape[-1]
     with np.errstate(all="ignore"):
-        env = {Q("A", 0).symbol: np.asarray(X, float)[None] + 0j}
+        env = {Q("A", 0).symbol: np.asarray(X, float)[None] + 0j, **_size_values(model, samples)}
         for node, form in forward_forms(model):
             if node.parameters:
                 _scale_steps(node, form, env, params, first, steps)

@@ -93,6 +93,9 @@ def _backward_pass(network: Network, batch: bool, *, probability_targets: bool) 
     steps, flow, grad = loss_gradient(network.loss_node, batch)
     result.add(network.output.gradient, steps, grad)
     walk(network, network.layers, {network.output: flow}, batch, result, probability_targets=probability_targets)
+    for node in network.layers:  # compact forms a kind proves equal to what the walk derived
+        for key, steps in node.kind.proved_steps(node, network, result, batch).items():
+            result.steps[key] = [*result.steps[key], *steps]
     return result
 
 

@@ -95,6 +95,11 @@ class Network:
     def named_gradient(self, q: Quantity) -> bool:
         """∂C/∂q gets its own symbol (δ for a pre-activation) instead of being substituted where it is
         used: when several formulas read it, or several paths reach it."""
+        producer = self.producers.get(q)
+        if producer is not None and producer.kind.names_output_error:
+            return True
+        if any(node.kind.names_input_error for node, _ in self.consumers.get(q, ())):
+            return True
         return self.gradient_uses(q) > 1 or len(self.consumers.get(q, ())) > 1
 
     @cached_property

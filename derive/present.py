@@ -814,6 +814,7 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "constants": [{"target": c.target, "value": c.value, "comment": c.comment} for c in plan.constants],
         "loss_params": list(plan.loss_params),
         "sizes_used": [{"target": a.target, "value": a.value} for a in plan.sizes_used],
+        "forward_sizes": [{"target": a.target, "value": a.value} for a in plan.forward_sizes],
         "workspace": _workspace_context(plan),
         "checks": _input_check_context(plan.input_check),
     }

@@ -1,0 +1,259 @@
+"""The steps every normalisation over the features is made of, one node each, so that the engine
+derives every path on its own:
+
+* centring      uᵢ = xᵢ − μ,               μ = (1/n) Σₖ xₖ                 (the mean)
+* scaling       x̂ᵢ = uᵢ / σ̂,              σ̂ = √((1/n) Σₖ uₖ² + ε)         (the variance, or mean square)
+* scale, shift  zᵢ = γᵢ x̂ᵢ + βᵢ            (learnable γ, β; RMSNorm has no β)
+
+Layer normalisation is the three in a row; RMSNorm is the last two read straight from x. The local
+derivative of the centring is [i = q] − 1/n: its second term is the path through the mean. That of
+the scaling is [i = q]/σ̂ − uᵢ u_q/(n σ̂³): its second term is the path through the variance. The
+scaling offers the readable form ([i = q] − x̂ᵢ x̂_q / n)/σ̂, in terms of its own output, proved equal
+here (`scaling_in_terms_of_output`) before it is used.
+
+ε is a named constant (PyTorch's default 10⁻⁵), shown as ε in every formula; every evaluation asks
+for its value at the precision it needs, like π.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mpmath
+import sympy as sp
+from sympy.core.numbers import NumberSymbol
+from sympy.core.singleton import Singleton
+
+from derive.layers.base import LayerKind, Node, entry_of
+from derive.notation import Axis, LayerRef, Q, Quantity, index, register_quantity, size
+
+# the centred input u, the normalised x̂, the scale γ and the shift β, with their errors
+register_quantity("u", "u", None, 1, "sample", batch="U", gradient="grad_u")
+register_quantity("U", "U", "U", 2, "batch", gradient="grad_U")
+register_quantity("grad_u", "u", None, 1, "sample", batch="grad_U", derivative=True)
+register_quantity("grad_U", "U", "dU", 2, "batch", derivative=True)
+register_quantity("xhat", r"\hat{x}", None, 1, "sample", batch="Xhat", gradient="grad_xhat")
+register_quantity("Xhat", r"\hat{X}", "Xhat", 2, "batch", gradient="grad_Xhat")
+register_quantity("grad_xhat", r"\hat{x}", None, 1, "sample", batch="grad_Xhat", derivative=True)
+register_quantity("grad_Xhat", r"\hat{X}", "dXhat", 2, "batch", derivative=True)
+register_quantity("gamma", r"\gamma", "gamma", 1, "param", gradient="grad_gamma")
+register_quantity("grad_gamma", r"\gamma", "dgamma", 1, "param")
+register_quantity("beta", r"\beta", "beta", 1, "param", gradient="grad_beta")
+register_quantity("grad_beta", r"\beta", "dbeta", 1, "param")
+
+
+class NormEpsilon(NumberSymbol, metaclass=Singleton):
+    """ε = 10⁻⁵ under the square root of a normalisation (PyTorch's default)."""
+
+    is_real = True
+    is_positive = True
+    is_number = True
+    __slots__ = ()
+    decimal = "0.00001"
+    description = "added to the variance before the square root (PyTorch's default)"
+
+    def _as_mpf_val(self, prec):
+        return mpmath.mpf(self.decimal, prec=prec + 10)._mpf_
+
+    def approximation_interval(self, number_cls):
+        return None
+
+    def _latex(self, printer):
+        return r"\epsilon"
+
+    def _sympystr(self, printer):
+        return "epsilon"
+
+    def _numpycode(self, printer):
+        return "1e-05"
+
+    _pythoncode = _numpycode
+
+
+EPSILON = sp.S.NormEpsilon
+
+
+def _same_axes(node: Node, input_axes) -> tuple[Axis, ...]:
+    return tuple(Axis(axis.role, node.layer, axis.extent) for axis in input_axes[0])
+
+
+@dataclass(frozen=True)
+class _Step(LayerKind):
+    """A step of a normalisation: it keeps the shape of what it reads, and its error gets a name."""
+
+    names_output_error = True
+
+    def output_axes(self, node: Node, input_axes):
+        return _same_axes(node, input_axes)
+
+    def output_shape(self, node: Node, input_shapes):
+        return input_shapes[0]
+
+    def size_facts(self, node: Node) -> dict[sp.Symbol, sp.Symbol]:
+        own, read = size(node.layer), size(node.inputs[0].layer)
+        return {own: read} if own != read else {}
+
+
+def features_mean(node: Node, sample: sp.Idx | None, k: int = 0, square: bool = False) -> sp.Expr:
+    """(1/n) Σₖ xₖ (or xₖ²) over the features of input k of the node."""
+    r = node.in_index("k", k)
+    x = entry_of(node.inputs[k], r, sample)
+    return sp.Sum(x**2 if square else x, (r, r.lower, r.upper)) / (r.upper + 1)
+
+
+@dataclass(frozen=True)
+class Centre(_Step):
+    """uᵢ = xᵢ − (1/n) Σₖ xₖ."""
+
+    name = "centre"
+    output_kind = "u"
+
+    names_input_error = True  # the compact form of the input error is stated after it
+
+    def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
+        return entry_of(node.inputs[0], unit, sample) - features_mean(node, sample)
+
+    def proved_steps(self, node: Node, network, result, batch: bool) -> dict:
+        steps = compact_steps(node, network, result, batch)
+        return {node.inputs[0].gradient: steps} if steps else {}
+
+
+def root_mean_square(node: Node, sample: sp.Idx | None) -> sp.Expr:
+    """σ̂ = √((1/n) Σₖ uₖ² + ε) of the input of a scaling node."""
+    return sp.sqrt(features_mean(node, sample, square=True) + EPSILON)
+
+
+@dataclass(frozen=True)
+class Scale(_Step):
+    """x̂ᵢ = uᵢ / √((1/n) Σₖ uₖ² + ε)."""
+
+    name = "rms_scale"
+    output_kind = "xhat"
+
+    def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
+        return entry_of(node.inputs[0], unit, sample) / root_mean_square(node, sample)
+
+    def readable(self, node: Node, expr: sp.Expr, sample: sp.Idx | None) -> tuple[sp.Expr, str] | None:
+        rewritten = scaling_in_terms_of_output(node, expr, sample)
+        return None if rewritten is None else (rewritten, "normalise_output")
+
+
+def scaling_in_terms_of_output(node: Node, expr: sp.Expr, sample: sp.Idx | None) -> sp.Expr | None:
+    """The local derivative ∂x̂ᵢ/∂u_q = [i = q]/σ̂ − uᵢ u_q/(n σ̂³) written as ([i = q] − x̂ᵢ x̂_q/n)/σ̂:
+    each uⱼ/σ̂ is the output x̂ⱼ. The rewrite is used only when putting x̂ⱼ = uⱼ/σ̂ back gives the
+    engine's expression again (the difference expands to 0); otherwise None."""
+    u = node.input(sample is not None).base
+    xhat = node.out(sample is not None).base
+    sigma = root_mean_square(node, sample)
+    brackets = [f for f in sp.Mul.make_args(expr) if isinstance(f, sp.KroneckerDelta)]  # [s = t] per minibatch
+    if brackets:
+        inner = scaling_in_terms_of_output(node, sp.Mul(*[f for f in sp.Mul.make_args(expr) if f not in brackets]),
+                                           sample)
+        return None if inner is None else sp.Mul(*brackets) * inner
+    entries = sorted({e for e in expr.atoms(sp.Indexed) if e.base == u and not _summed(expr, e)},
+                     key=sp.default_sort_key)
+    if len(entries) != 2:
+        return None
+    n = sp.Integer(1) * (node.in_index("k").upper + 1)
+    first, second = entries
+    delta = sp.KroneckerDelta(*[i for i in (first.indices[0], second.indices[0])])
+    candidate = (delta - xhat[first.indices] * xhat[second.indices] / n) / sigma
+    back = candidate.xreplace({xhat[first.indices]: first / sigma, xhat[second.indices]: second / sigma})
+    if sp.expand(back - expr) != 0:
+        return None
+    return candidate
+
+
+def _summed(expr: sp.Expr, entry: sp.Indexed) -> bool:
+    """The entry occurs only inside a sum over one of its indices (σ̂'s Σₖ uₖ²)."""
+    for s in expr.atoms(sp.Sum):
+        if s.has(entry) and any(lim[0] in entry.indices for lim in s.limits):
+            outside = expr.xreplace({s: sp.Dummy()})
+            if not outside.has(entry):
+                return True
+    return False
+
+
+@dataclass(frozen=True)
+class Affine(_Step):
+    """zᵢ = γᵢ x̂ᵢ + βᵢ (or γᵢ x̂ᵢ with no shift): the layer's output, which an activation may take."""
+
+    shift: bool = True
+
+    name = "scale_shift"
+    output_kind = "z"  # an activation may follow, as after a dense layer
+    names_output_error = False
+
+    def parameters(self, node: Node) -> tuple[Quantity, ...]:
+        gamma = Q("gamma", node.layer)
+        return (gamma, Q("beta", node.layer)) if self.shift else (gamma,)
+
+    def parameter_axes(self, node: Node, param: Quantity) -> tuple[LayerRef, ...]:
+        return (node.layer,)
+
+    def initial_value(self, node: Node, param: Quantity) -> int:
+        return 1 if param.kind == "gamma" else 0
+
+    def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
+        out = Q("gamma", node.layer).base[unit] * entry_of(node.inputs[0], unit, sample)
+        return out + Q("beta", node.layer).base[unit] if self.shift else out
+
+
+def chain_of(node: Node, steps: tuple[LayerKind, ...]) -> tuple[Node, ...]:
+    """The nodes of a normalisation layer: each step reads the output of the one before."""
+    out, read = [], node.inputs
+    for kind in steps:
+        part = Node(kind, node.layer, read, (node.in_axes[0] if not out else out[-1].out_axes,))
+        out.append(part)
+        read = (part.output,)
+    return tuple(out)
+
+
+__all__ = ["Centre", "Scale", "Affine", "EPSILON", "chain_of", "root_mean_square", "features_mean"]
+
+
+def compact_steps(centre: Node, network, result, batch: bool) -> list:
+    """After the engine's error of the input x of a centring followed by a scaling: the compact
+    three-term form, added as two steps (index form and array form) once `normcompact.proved_equal`
+    has shown it equal to the engine's result entry by entry; nothing when it is not (the engine's
+    own form stands) or when x has no named error."""
+    from derive.backprop import Step
+    from derive.layers.normcompact import compact_error, matrix_form, proved_equal, replace_entries
+
+    x = centre.inputs[0]
+    if x.gradient not in result.results or x.gradient.batched(batch) is None:
+        return []
+    scalers = [n for n, _ in network.consumers.get(centre.output, ()) if isinstance(n.kind, Scale)]
+    if len(scalers) != 1 or centre.output.gradient not in result.results:
+        return []
+    scale = scalers[0]
+    engine_result = result.results[x.gradient]
+    free = tuple(engine_result.lhs.indices)
+    grad_u = result.results[centre.output.gradient]
+    grad_u_free = tuple(grad_u.lhs.indices)
+    engine = replace_entries(engine_result.rhs, grad_u.lhs.base,
+                             lambda idx: grad_u.rhs.xreplace(dict(zip(grad_u_free, idx))))
+
+    def sigma(at):
+        return root_mean_square(scale, at[1] if batch else None)
+
+    g, xhat = scale.output.gradient.batched(batch).base, scale.out(batch).base
+    running = index("i", scale.layer)
+    compact = compact_error(g, xhat, sigma, free, 0, running)
+    u_base, x_base = centre.out(batch).base, centre.input(batch).base
+    r = centre.in_index("r")
+
+    def down(expr):
+        expr = replace_entries(expr, xhat, lambda idx: u_base[idx] / sigma(idx))
+        return replace_entries(expr, u_base, lambda idx: x_base[idx] - sp.Sum(
+            x_base[(r, *idx[1:])], (r, r.lower, r.upper)) / (r.upper + 1))
+
+    if not proved_equal(engine, compact, free, down):
+        return []
+    steps = [Step(engine_result.lhs, compact, "compact_form_proved")]
+    matrix = matrix_form(compact, free)
+    from derive.matrixform import entries_agree
+
+    if matrix is not None and entries_agree(compact, matrix, free):
+        steps.append(Step(engine_result.matrix_lhs, matrix, "matrix_form", matrix=True))
+    return steps
