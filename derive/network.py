@@ -121,6 +121,19 @@ class Network:
                     parent[high] = low
         return {x: root(x) for x in parent}
 
+    @cached_property
+    def data_inputs(self) -> tuple[tuple[Node, Quantity], ...]:
+        """The arrays its nodes read that the derivation holds fixed (dropout masks), with their nodes."""
+        return tuple((node, q) for node in self.layers for q in node.kind.data_inputs(node))
+
+    @cached_property
+    def constants(self) -> dict:
+        """Symbols of the formulas that stand for fixed numbers (dropout's p⁽ˡ⁾), with their values."""
+        out = {}
+        for node in self.layers:
+            out.update(node.kind.constants(node))
+        return out
+
     def dim_name(self, layer: int) -> str:
         """The name generated code gives a layer's size: n3, or the name of the layer whose size it
         equals by construction."""

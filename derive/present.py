@@ -815,6 +815,8 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "loss_params": list(plan.loss_params),
         "sizes_used": [{"target": a.target, "value": a.value} for a in plan.sizes_used],
         "forward_sizes": [{"target": a.target, "value": a.value} for a in plan.forward_sizes],
+        "workspace_extra": [{"target": a.target, "value": a.value} for a in plan.workspace_extra],
+        "dropout": plan.dropout,
         "workspace": _workspace_context(plan),
         "checks": _input_check_context(plan.input_check),
     }

@@ -110,6 +110,11 @@ def _random_point(model: Model, width: int, samples: int, rng: random.Random) ->
                 for idx in _parameter_entries(node, param, env):
                     if idx[0] == row:
                         values[(param.label, idx)] = sp.Rational(rng.randint(-9, 9), 8 if param in weights else 11)
+    for node, mask in network.data_inputs:  # a mask held fixed: ones and zeros (mostly ones)
+        for s in range(samples):
+            for i in _axis_entries(node.out_axes, env):
+                key = (mask.label, i) if samples == 1 else (mask.batched().label, (*i, s))
+                values[key] = sp.Integer(int(rng.random() < 0.75))
     return values
 
 
@@ -134,6 +139,7 @@ def concrete_sizes(model: Model, width: int, samples: int | None) -> dict:
         env[BATCH_SIZE] = samples
     if model.penalty is not None:
         env.update(model.penalty.strengths)
+    env.update(model.network.constants)  # dropout's p
     return env
 
 
@@ -499,11 +505,12 @@ def _minibatch_check(derivation: Derivation, seed: int, samples: int) -> Check:
     if not exact:
         batch_values = {k: sp.Float(v, DIGITS) for k, v in batch_values.items()}
     per_sample_sum: dict = defaultdict(lambda: sp.S.Zero)
+    columns = {"A_0": "a_0", "Y": "y", **{q.batched().label: q.label for _, q in model.network.data_inputs}}
     for s in range(samples):
-        values = {k: v for k, v in batch_values.items() if k[0] not in ("A_0", "Y")}
+        values = {k: v for k, v in batch_values.items() if k[0] not in columns}
         for (label, idx), v in batch_values.items():  # column s of the minibatch: the sample index last
-            if label in ("A_0", "Y") and idx[-1] == s:
-                values[("a_0" if label == "A_0" else "y", idx[:-1])] = v
+            if label in columns and idx[-1] == s:
+                values[(columns[label], idx[:-1])] = v
         grads = evaluate_derivation(derivation, False, values, concrete_sizes(model, width, None))
         for key, v in grads.items():
             per_sample_sum[key] += v

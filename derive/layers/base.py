@@ -102,6 +102,16 @@ class LayerKind:
         """The value every entry of a parameter that is not a weight starts at (0; a scale γ: 1)."""
         return 0
 
+    def data_inputs(self, node: Node) -> tuple[Quantity, ...]:
+        """Arrays it reads that are neither parameters nor outputs of other layers and that the
+        derivation holds fixed (the mask of dropout, drawn by the generated code): per-sample
+        quantities whose entries are 0 or 1, shaped like its output."""
+        return ()
+
+    def constants(self, node: Node) -> dict[sp.Symbol, sp.Expr]:
+        """Symbols of its formulas that stand for fixed numbers (dropout's p⁽ˡ⁾), with their values."""
+        return {}
+
     def proved_steps(self, node: Node, network, result, batch: bool) -> dict:
         """Steps to add after the engine's results of a pass, keyed by the result they follow: a
         compact form of a derived formula, proved equal to it by the kind (the three-term form of a

@@ -25,7 +25,7 @@ from sympy.core.numbers import NumberSymbol
 from sympy.core.singleton import Singleton
 
 from derive.layers.base import LayerKind, Node, entry_of
-from derive.notation import Axis, LayerRef, Q, Quantity, index, register_quantity, size
+from derive.notation import BATCH_SIZE, Axis, LayerRef, Q, Quantity, index, register_quantity, sample_index, size
 
 # the centred input u, the normalised x̂, the scale γ and the shift β, with their errors
 register_quantity("u", "u", None, 1, "sample", batch="U", gradient="grad_u")
@@ -101,25 +101,47 @@ def features_mean(node: Node, sample: sp.Idx | None, k: int = 0, square: bool = 
     return sp.Sum(x**2 if square else x, (r, r.lower, r.upper)) / (r.upper + 1)
 
 
+class NoSampleForm(ValueError):
+    """A statistic over the minibatch asked for one sample alone: it has no per-sample form."""
+
+
+def batch_mean(node: Node, unit: sp.Idx, sample: sp.Idx | None, square: bool = False) -> sp.Expr:
+    """(1/m) Σₜ x_{unit, t} (or its square) over the samples of the minibatch: it couples them."""
+    if sample is None:
+        raise NoSampleForm(f"{node.output.label} is computed from every sample of the minibatch")
+    t = sample_index("t")
+    x = entry_of(node.inputs[0], unit, t)
+    return sp.Sum(x**2 if square else x, (t, t.lower, t.upper)) / BATCH_SIZE
+
+
 @dataclass(frozen=True)
 class Centre(_Step):
     """uᵢ = xᵢ − (1/n) Σₖ xₖ."""
 
+    over_samples: bool = False  # the mean of each unit over the minibatch (batch normalisation)
+
     name = "centre"
     output_kind = "u"
-
     names_input_error = True  # the compact form of the input error is stated after it
 
+    @property
+    def couples_samples(self) -> bool:
+        return self.over_samples
+
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
-        return entry_of(node.inputs[0], unit, sample) - features_mean(node, sample)
+        mean = batch_mean(node, unit, sample) if self.over_samples else features_mean(node, sample)
+        return entry_of(node.inputs[0], unit, sample) - mean
 
     def proved_steps(self, node: Node, network, result, batch: bool) -> dict:
         steps = compact_steps(node, network, result, batch)
         return {node.inputs[0].gradient: steps} if steps else {}
 
 
-def root_mean_square(node: Node, sample: sp.Idx | None) -> sp.Expr:
-    """σ̂ = √((1/n) Σₖ uₖ² + ε) of the input of a scaling node."""
+def root_mean_square(node: Node, sample: sp.Idx | None, unit: sp.Idx | None = None) -> sp.Expr:
+    """σ̂ = √((1/n) Σₖ uₖ² + ε) of the input of a scaling node (over the minibatch: of the unit's
+    row, √((1/m) Σₜ u_{unit,t}² + ε))."""
+    if node.kind.over_samples:
+        return sp.sqrt(batch_mean(node, unit, sample, square=True) + EPSILON)
     return sp.sqrt(features_mean(node, sample, square=True) + EPSILON)
 
 
@@ -127,11 +149,17 @@ def root_mean_square(node: Node, sample: sp.Idx | None) -> sp.Expr:
 class Scale(_Step):
     """x̂ᵢ = uᵢ / √((1/n) Σₖ uₖ² + ε)."""
 
+    over_samples: bool = False  # the mean square of each unit over the minibatch (batch normalisation)
+
     name = "rms_scale"
     output_kind = "xhat"
 
+    @property
+    def couples_samples(self) -> bool:
+        return self.over_samples
+
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
-        return entry_of(node.inputs[0], unit, sample) / root_mean_square(node, sample)
+        return entry_of(node.inputs[0], unit, sample) / root_mean_square(node, sample, unit)
 
     def readable(self, node: Node, expr: sp.Expr, sample: sp.Idx | None) -> tuple[sp.Expr, str] | None:
         rewritten = scaling_in_terms_of_output(node, expr, sample)

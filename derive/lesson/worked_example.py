@@ -90,6 +90,9 @@ def stated_point(derivation: Derivation, shift: int = 0) -> dict:
             else:
                 point[(param.label, idx)] = _decimal(BIASES[b % len(BIASES)])
                 b += 1
+    for node, mask in network.data_inputs:  # a dropout mask: keep the first unit, drop the next, …
+        for n, i in enumerate(_axis_entries(node.out_axes, env)):
+            point[(mask.label, i)] = sp.Integer(1 - n % 2)
     return point
 
 
