@@ -306,6 +306,8 @@ def plan_code(derivation: Derivation) -> CodePlan:
 
     workspace = plan_workspace(derivation, forms, printer)
     forward_sizes = _sizes_used(derivation, [forms[node.output] for node in network.layers], printer)
+    if any(forms[node.output].has(notation.BATCH_SIZE) for node in network.layers):  # batch statistics
+        forward_sizes = [Assignment("m", "X.shape[-1]"), *forward_sizes]
     helpers = helpers_used(printer)
     if helper_lines(network, printer):
         helpers = [*helpers, helper_lines(network, printer)]
@@ -326,7 +328,7 @@ def plan_code(derivation: Derivation) -> CodePlan:
         input_check=plan_input_check(derivation),
         forward_sizes=forward_sizes,
         dropout=bool(network.data_inputs),
-        workspace_extra=[*[a for a in forward_sizes if a.target not in {s.target for s in sizes_used}],
+        workspace_extra=[*[a for a in forward_sizes if a.target not in {s.target for s in sizes_used} | {"m"}],
                          *workspace_masks(derivation, printer)],
     )
 

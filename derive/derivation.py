@@ -157,8 +157,11 @@ def derive_minibatch(model: Model) -> tuple[Pass, Pass | None, Pass | None, dict
 
 
 def derive_sample(model: Model) -> tuple[Pass, tuple[Result, Result], tuple[ActivationDerivative, ...]]:
-    """The per-sample pass, the general layer's forward rule and the activations' derivatives."""
-    sample = backward_pass(model.network, False, probability_targets=_probability_targets(model))
+    """The per-sample pass, the general layer's forward rule and the activations' derivatives. A
+    network that couples the samples of a minibatch has no per-sample form: its pass is the
+    minibatch pass (and the documents say so)."""
+    coupled = model.network.couples_samples
+    sample = backward_pass(model.network, coupled, probability_targets=_probability_targets(model))
     general_dense = Node(Dense(), LayerRef.symbolic(), (Q("a", LayerRef.symbolic(-1)),))
     general_forward = (forward_result(general_dense, False), forward_result(general_dense, True))
     elementwise = dict.fromkeys(a for a in model.activations if not a.is_vector)

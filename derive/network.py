@@ -122,6 +122,11 @@ class Network:
         return {x: root(x) for x in parent}
 
     @cached_property
+    def couples_samples(self) -> bool:
+        """Some node reads other samples of the minibatch (batch normalisation): no per-sample form."""
+        return any(node.kind.couples_samples for node in self.layers)
+
+    @cached_property
     def data_inputs(self) -> tuple[tuple[Node, Quantity], ...]:
         """The arrays its nodes read that the derivation holds fixed (dropout masks), with their nodes."""
         return tuple((node, q) for node in self.layers for q in node.kind.data_inputs(node))

@@ -531,10 +531,14 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
                                depth=f["depth"], partials=f["partials"]))
     else:
         paragraphs.append(text("verification.symbolic_skipped", **s.figures))
+    if s.ran and s.figures.get("samples"):  # a network that couples its samples: a minibatch was expanded
+        paragraphs.append(text("verification_norm.symbolic_coupled", samples=s.figures["samples"]))
     f = report.check("minibatch").figures
-    if "error" in f:
+    if f.get("reason") == "couples_samples":
+        paragraphs.append(text("verification_norm.minibatch_coupled"))
+    elif "error" in f:
         paragraphs.append(text("verification_extra.minibatch_error", error=f["error"]))
-    if "error" not in f:
+    else:
         paragraphs.append(text("verification.minibatch", raw={"agreement": _agreement(f, text)}, samples=f["samples"],
                                partials=f["partials"]))
     f = report.check("derivatives").figures

@@ -109,7 +109,7 @@ def batch_mean(node: Node, unit: sp.Idx, sample: sp.Idx | None, square: bool = F
     """(1/m) Σₜ x_{unit, t} (or its square) over the samples of the minibatch: it couples them."""
     if sample is None:
         raise NoSampleForm(f"{node.output.label} is computed from every sample of the minibatch")
-    t = sample_index("t")
+    t = sample_index("v")  # never the sample index of the entry (s, or t inside a chain-rule sum)
     x = entry_of(node.inputs[0], unit, t)
     return sp.Sum(x**2 if square else x, (t, t.lower, t.upper)) / BATCH_SIZE
 
@@ -172,7 +172,7 @@ def scaling_in_terms_of_output(node: Node, expr: sp.Expr, sample: sp.Idx | None)
     engine's expression again (the difference expands to 0); otherwise None."""
     u = node.input(sample is not None).base
     xhat = node.out(sample is not None).base
-    sigma = root_mean_square(node, sample)
+    axis = 1 if node.kind.over_samples else 0  # the index the statistics run over
     brackets = [f for f in sp.Mul.make_args(expr) if isinstance(f, sp.KroneckerDelta)]  # [s = t] per minibatch
     if brackets:
         inner = scaling_in_terms_of_output(node, sp.Mul(*[f for f in sp.Mul.make_args(expr) if f not in brackets]),
@@ -182,9 +182,12 @@ def scaling_in_terms_of_output(node: Node, expr: sp.Expr, sample: sp.Idx | None)
                      key=sp.default_sort_key)
     if len(entries) != 2:
         return None
-    n = sp.Integer(1) * (node.in_index("k").upper + 1)
     first, second = entries
-    delta = sp.KroneckerDelta(*[i for i in (first.indices[0], second.indices[0])])
+    n = BATCH_SIZE if axis else node.in_index("k").upper + 1
+    sigma = root_mean_square(node, first.indices[1] if axis else sample, first.indices[0])
+    if axis and first.indices[0] != second.indices[0]:
+        return None
+    delta = sp.KroneckerDelta(first.indices[axis], second.indices[axis])
     candidate = (delta - xhat[first.indices] * xhat[second.indices] / n) / sigma
     back = candidate.xreplace({xhat[first.indices]: first / sigma, xhat[second.indices]: second / sigma})
     if sp.expand(back - expr) != 0:
@@ -263,18 +266,22 @@ def compact_steps(centre: Node, network, result, batch: bool) -> list:
                              lambda idx: grad_u.rhs.xreplace(dict(zip(grad_u_free, idx))))
 
     def sigma(at):
-        return root_mean_square(scale, at[1] if batch else None)
+        return root_mean_square(scale, at[1] if batch else None, at[0])
 
+    axis = 1 if centre.kind.over_samples else 0  # the index the statistics run over
     g, xhat = scale.output.gradient.batched(batch).base, scale.out(batch).base
-    running = index("i", scale.layer)
-    compact = compact_error(g, xhat, sigma, free, 0, running)
+    running = sample_index("t") if axis else index("i", scale.layer)
+    compact = compact_error(g, xhat, sigma, free, axis, running)
     u_base, x_base = centre.out(batch).base, centre.input(batch).base
-    r = centre.in_index("r")
+    r = sample_index("w") if axis else centre.in_index("r")
+
+    def mean_of_x(idx):
+        other = tuple(r if d == axis else i for d, i in enumerate(idx))
+        return sp.Sum(x_base[other], (r, r.lower, r.upper)) / (r.upper + 1)
 
     def down(expr):
         expr = replace_entries(expr, xhat, lambda idx: u_base[idx] / sigma(idx))
-        return replace_entries(expr, u_base, lambda idx: x_base[idx] - sp.Sum(
-            x_base[(r, *idx[1:])], (r, r.lower, r.upper)) / (r.upper + 1))
+        return replace_entries(expr, u_base, lambda idx: x_base[idx] - mean_of_x(idx))
 
     if not proved_equal(engine, compact, free, down):
         return []

@@ -149,6 +149,8 @@ def worked_example(derivation: Derivation) -> WorkedExample | None:
     """The example for this derivation (its network at width 2), or None where its values are not
     finite real numbers of a readable size."""
     model = derivation.model
+    if model.network.couples_samples:  # a worked example follows one sample; here no formula does
+        return None
     env = concrete_sizes(model, WIDTH, None)
     exact = rational_model(model)
     for shift in range(len(WEIGHTS)):  # another assignment of the stated values if a kink is hit
