@@ -206,6 +206,7 @@ class CodePlan:
     forward_sizes: list[Assignment] = ()  # layer sizes the forward formulas use (a mean over the features)
     workspace_extra: list[Assignment] = ()  # what gradients_into and sgd_step bind besides: forward sizes, masks
     dropout: bool = False  # the network has masks: train() draws them (dropout_mode)
+    batchnorm: bool = False  # the network keeps running statistics: train(…, running=…) updates them
 
 
 def _names(expr: sp.Expr) -> set[str]:
@@ -311,6 +312,10 @@ def plan_code(derivation: Derivation) -> CodePlan:
     helpers = helpers_used(printer)
     if helper_lines(network, printer):
         helpers = [*helpers, helper_lines(network, printer)]
+    from derive.codegen_running import helper_lines as running_lines
+
+    if running_lines(derivation, forms, printer):
+        helpers = [*helpers, running_lines(derivation, forms, printer)]
     return CodePlan(
         model.sizes,
         depth,
@@ -328,6 +333,7 @@ def plan_code(derivation: Derivation) -> CodePlan:
         input_check=plan_input_check(derivation),
         forward_sizes=forward_sizes,
         dropout=bool(network.data_inputs),
+        batchnorm=network.couples_samples,
         workspace_extra=[*[a for a in forward_sizes if a.target not in {s.target for s in sizes_used} | {"m"}],
                          *workspace_masks(derivation, printer)],
     )

@@ -821,6 +821,7 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "forward_sizes": [{"target": a.target, "value": a.value} for a in plan.forward_sizes],
         "workspace_extra": [{"target": a.target, "value": a.value} for a in plan.workspace_extra],
         "dropout": plan.dropout,
+        "batchnorm": plan.batchnorm,
         "workspace": _workspace_context(plan),
         "checks": _input_check_context(plan.input_check),
     }

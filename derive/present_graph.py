@@ -175,7 +175,8 @@ def _backward(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator
         if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
     out = [
         blocks.Paragraph(text("graph.backward_intro")),
-        *([blocks.Paragraph(text("verification_norm.coupled_intro"))] if derivation.model.network.couples_samples else []),
+        *([blocks.Paragraph(text("verification_norm.coupled_intro")), blocks.Paragraph(text("verification_norm.evaluation_mode"))]
+          if derivation.model.network.couples_samples else []),
         _steps(narrator, sample.steps[derivation.model.network.output.gradient], intro=text("graph.output_gradient")),
     ]
     explained_paths = False

@@ -144,3 +144,48 @@ def test_workspace_float64_exact_and_float32_close(outcome):
     for key in exact:
         assert single[key].dtype == np.float32
         assert np.linalg.norm(single[key] - exact[key]) <= 1e-4 * max(np.linalg.norm(exact[key]), 1e-3 * scale), key
+
+
+@needs_torch
+def test_running_statistics_and_evaluation_mode_equal_pytorch(outcome):
+    """Three training steps of PyTorch's batch_norm (momentum 0.1, unbiased running variance) and
+    update_running give the same running statistics; evaluation mode then gives the same outputs."""
+    import torch.nn.functional as F
+
+    module = load_module(outcome.files["model.py"].decode())
+    rng = np.random.default_rng(41)
+    params = module.init_params(module.SIZES, rng)
+    params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in params.items()}
+    running = module.init_running(module.SIZES)
+    rm, rv = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+    t = {k: torch.tensor(v, dtype=torch.float64) for k, v in params.items()}
+    for m in (5, 8, 3):
+        X = rng.standard_normal((3, m))
+        module.update_running(running, params, X)
+        h = torch.tensor(X.T) @ t["W1"].T + t["b1"][:, 0]
+        F.batch_norm(h, rm, rv, t["gamma2"][:, 0], t["beta2"][:, 0], training=True, momentum=0.1, eps=1e-5)
+    np.testing.assert_allclose(running["running_mean2"][:, 0], rm.numpy(), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(running["running_var2"][:, 0], rv.numpy(), rtol=1e-13, atol=1e-15)
+    X = rng.standard_normal((3, 7))
+    h = torch.tensor(X.T) @ t["W1"].T + t["b1"][:, 0]
+    h = torch.tanh(F.batch_norm(h, rm, rv, t["gamma2"][:, 0], t["beta2"][:, 0], training=False, eps=1e-5))
+    expected = (h @ t["W3"].T + t["b3"][:, 0]).numpy().T
+    np.testing.assert_allclose(module.predict(params, running, X), expected, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        module.update_running(running, params, X[:, :1])
+
+
+def test_train_updates_the_running_statistics(outcome):
+    module = load_module(outcome.files["model.py"].decode())
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((3, 120))
+    Y = np.stack([np.sin(X[0]) + X[1], X[2] * X[0]])
+    params = module.init_params(module.SIZES, rng)
+    running = module.init_running(module.SIZES)
+    history = module.train(params, X, Y, epochs=30, batch_size=20, rng=rng, quiet=True, lr=0.05, running=running)
+    assert history["loss"][-1] < 0.6 * history["loss"][0]
+    assert np.all(running["running_var2"] != 1) and np.all(running["running_mean2"] != 0)
+    # after training, evaluation mode on the training data is close to the training-mode output
+    train_out = module.forward(params, X)["A3"]
+    eval_out = module.predict(params, running, X)
+    assert np.mean((train_out - eval_out) ** 2) < 0.1 * np.mean(train_out**2)
