@@ -132,6 +132,11 @@ def _notation_extra(derivation: Derivation, text: Text) -> list[tuple[str, str]]
             rows.append((Q(kind, l).latex(), text("graph.parameter", kind=text.catalog.get("kind", {}).get(kind, kind))))
     if any(network.named_gradient(q) and q.kind == "a" for q in network.producers):
         rows.append((rf"\partial C / \partial {Q('a', l).latex()}", text("graph.gradient")))
+    for node in network.layers:  # the quantities and constants of normalisation and dropout steps
+        for tex, key, values in node.kind.notation_rows(node):
+            row = (tex, text(key, **values))
+            if row not in rows:
+                rows.append(row)
     if any(r.matrix_rhs is not None and r.matrix_rhs.has(Einsum) for r in derivation.batch.results.values()):
         rows.append((r"\operatorname{einsum}", text("graph.einsum")))
     return rows

@@ -112,6 +112,10 @@ class LayerKind:
         """Symbols of its formulas that stand for fixed numbers (dropout's p⁽ˡ⁾), with their values."""
         return {}
 
+    def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
+        """Rows it adds to the documents' notation table: (LaTeX, message key, values for the message)."""
+        return []
+
     def proved_steps(self, node: Node, network, result, batch: bool) -> dict:
         """Steps to add after the engine's results of a pass, keyed by the result they follow: a
         compact form of a derived formula, proved equal to it by the kind (the three-term form of a

@@ -1,8 +1,8 @@
-"""Inverted dropout: aᵢ = rᵢ xᵢ / (1 − p), with a mask r of zeros and ones (each entry 0 with
+"""Inverted dropout: aᵢ = dᵢ xᵢ / (1 − p), with a mask d of zeros and ones (each entry 0 with
 probability p) that the generated code draws afresh for every minibatch while training.
 
 The derivation holds the mask fixed: it is an input of the layer like the data, not a parameter, so
-∂aᵢ/∂x_q = [i = q] rᵢ/(1 − p) and the error of x is the error of a, masked and scaled. In evaluation
+∂aᵢ/∂x_q = [i = q] dᵢ/(1 − p) and the error of x is the error of a, masked and scaled. In evaluation
 mode the generated code puts the mask's expectation 1 − p in place of the mask, so a = x: the same
 formula, with no separate derivation needed. p is a symbol of the formulas (p⁽ˡ⁾) with the value the
 network file gives.
@@ -19,9 +19,10 @@ from derive.layers.base import LayerKind, Node, Option, entry_of, register
 from derive.layers.normalise import _same_axes
 from derive.notation import Q, Quantity, register_quantity, size
 
-# the mask of a dropout layer: r⁽ˡ⁾ per sample, R⁽ˡ⁾ per minibatch (one column per sample)
-register_quantity("mask", "r", None, 1, "sample", batch="Mask")
-register_quantity("Mask", "R", "M", 2, "batch")
+# the mask of a dropout layer: d⁽ˡ⁾ per sample, D⁽ˡ⁾ per minibatch (one column per sample); r and p
+# are taken (a sample index, a parameter index)
+register_quantity("mask", "d", None, 1, "sample", batch="Mask")
+register_quantity("Mask", "D", "M", 2, "batch")
 
 
 def probability(value) -> float:
@@ -40,8 +41,12 @@ def exact(p: float) -> sp.Rational:
 
 
 def drop_symbol(node: Node) -> sp.Symbol:
-    """p⁽ˡ⁾, the drop probability of the dropout layer l."""
-    return sp.Symbol(f"p_{node.layer.tag()}", positive=True)
+    """p⁽ˡ⁾_drop, the drop probability of the dropout layer l (printed with its name, as p is an index)."""
+    from derive.notation import SCALAR_LATEX
+
+    name = f"p_{node.layer.tag()}"
+    SCALAR_LATEX.setdefault(name, rf"p_{{\mathrm{{drop}}}}^{{({node.layer.latex()})}}")
+    return sp.Symbol(name, positive=True)
 
 
 @register
@@ -51,7 +56,7 @@ class Dropout(LayerKind):
 
     name = "dropout"
     output_kind = "a"
-    summary = "a = r ⊙ x/(1 − p), a mask r of 0 and 1 drawn per minibatch (0 with probability p); option: p"
+    summary = "a = d ⊙ x/(1 − p), a mask d of 0 and 1 drawn per minibatch (0 with probability p); option: p"
     options = {"p": Option("a number from 0 up to (not including) 1", probability)}
 
     @classmethod
@@ -73,6 +78,15 @@ class Dropout(LayerKind):
 
     def constants(self, node: Node) -> dict[sp.Symbol, sp.Rational]:
         return {drop_symbol(node): exact(self.p)}
+
+    def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
+        from derive.notation import LayerRef
+
+        l = LayerRef.symbolic()
+        from derive.printing import latex
+
+        return [(f"{Q('mask', l).latex()},\\ {Q('Mask', l).latex()}", "norm_notation.mask", {}),
+                (latex(drop_symbol(node)), "norm_notation.p", {"p": repr(self.p)})]
 
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
         r = entry_of(Q("mask", node.layer), unit, sample)

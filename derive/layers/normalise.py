@@ -132,6 +132,14 @@ class Centre(_Step):
         mean = batch_mean(node, unit, sample) if self.over_samples else features_mean(node, sample)
         return entry_of(node.inputs[0], unit, sample) - mean
 
+    def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
+        l = LayerRef.symbolic()
+        rows = [(f"{Q('u', l).latex()},\\ {Q('U', l).latex()}",
+                 "norm_notation.batch_centred" if self.over_samples else "norm_notation.centred", {})]
+        if self.over_samples:
+            rows += [(r"\mu,\ \bar{\mu}", "norm_notation.batch_mean", {}), ("v", "norm_notation.batch_index", {})]
+        return rows
+
     def proved_steps(self, node: Node, network, result, batch: bool) -> dict:
         steps = compact_steps(node, network, result, batch)
         return {node.inputs[0].gradient: steps} if steps else {}
@@ -160,6 +168,12 @@ class Scale(_Step):
 
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
         return entry_of(node.inputs[0], unit, sample) / root_mean_square(node, sample, unit)
+
+    def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
+        l = LayerRef.symbolic()
+        return [(f"{Q('xhat', l).latex()},\\ {Q('Xhat', l).latex()}",
+                 "norm_notation.batch_normalised" if self.over_samples else "norm_notation.normalised", {}),
+                (r"\epsilon", "norm_notation.epsilon", {})]
 
     def readable(self, node: Node, expr: sp.Expr, sample: sp.Idx | None) -> tuple[sp.Expr, str] | None:
         rewritten = scaling_in_terms_of_output(node, expr, sample)
