@@ -292,7 +292,9 @@ def build_graph_document(
         + optimizer_notation(training, text), vector)
     layers = " → ".join(_layer_text(text, nodes) for nodes in _layers(derivation).values())
     file = str(model.spec.path).replace("\\", "/").rsplit("/", 1)[-1]
-    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
+    # a network that couples its samples: its minibatch errors are of the summed loss m C̄ (printing.py)
+    summed = {"summed_loss": "1"} if model.network.couples_samples else {}
+    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}, **summed):
         return assemble_document(
             text, keys, heads, content, notation,
             title=text("graph.title", file=file),

@@ -118,6 +118,8 @@ class DeriveLatexPrinter(LatexPrinter):
     # ---- names
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        if expr.name == "C_s" and self.words.get("summed_loss"):  # samples coupled: the errors of m C̄ = Σ C
+            return r"(m \bar{C})"
         q = notation.quantity_of(expr.name)
         if q is not None:
             if q.kind in notation.DERIVATIVE_KINDS:
@@ -146,6 +148,8 @@ class DeriveLatexPrinter(LatexPrinter):
         idx = self._index_string(expr.indices)
         if q.kind in notation.DERIVATIVE_KINDS and not q.is_batch:
             return rf"\frac{{\partial C}}{{\partial {q.latex_entry(idx)}}}"
+        if q.kind in notation.DERIVATIVE_KINDS and self.words.get("summed_loss"):  # samples coupled: m C̄ = Σ C
+            return rf"\frac{{\partial (m \bar{{C}})}}{{\partial {q.latex_entry(idx)}}}"
         if q.kind in notation.DERIVATIVE_KINDS:
             sample = self._print(expr.indices[1])
             return rf"\frac{{\partial C_{{{sample}}}}}{{\partial {q.latex_entry(idx)}}}"
