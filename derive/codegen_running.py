@@ -11,7 +11,7 @@ gradient.
 
 from __future__ import annotations
 
-from derive.layers.normalise import MOMENTUM, batch_statistic_code, evaluation_form, running_statistic
+from derive.layers.runningstats import MOMENTUM, batch_statistic_code, evaluation_form, running_statistic
 
 
 def running_nodes(network) -> list:

@@ -49,14 +49,14 @@ def test_the_kind_couples_the_samples_and_the_derivation_takes_the_minibatch_pat
     assert network.couples_samples
     from derive.layers.normalise import NoSampleForm
 
-    centre = network.producers[Q("u", 2)]
+    centre = network.producers[Q("centred", 2)]
     with pytest.raises(NoSampleForm):
         centre.call_entry(centre.out_indices(), None)  # no per-sample form
     steps = outcome.derivation.batch.steps[Q("delta", 1)]
     local = [s for s in steps if s.rule == "kronecker_collapse" and isinstance(s.lhs, sp.Derivative)][0].rhs
     m = sp.Symbol("m", integer=True, positive=True)
     assert local.has(1 / m)  # the path through the batch mean: [s = r] − 1/m
-    scaled = outcome.derivation.batch.steps[Q("grad_u", 2)]
+    scaled = outcome.derivation.batch.steps[Q("grad_centred", 2)]
     assert "normalise_output" in [s.rule for s in scaled]  # the path through the batch variance, then x̂
     assert [s.rule for s in steps[-2:]] == ["compact_form_proved", "matrix_form"]
 

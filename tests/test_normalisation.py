@@ -56,7 +56,7 @@ def test_the_paths_through_the_mean_and_the_variance_are_derived_step_by_step(ou
     kind, out = outcome
     sample = out.derivation.sample
     # the scaling: its local derivative carries the variance term, rewritten with the output x̂ (proved)
-    scaled = sample.steps[Q("grad_u", 2) if kind == "layernorm" else Q("delta", 1)]
+    scaled = sample.steps[Q("grad_centred", 2) if kind == "layernorm" else Q("delta", 1)]
     rules = [s.rule for s in scaled]
     assert "local_derivative" in rules and "normalise_output" in rules
     local = [s for s in scaled if s.rule == "kronecker_collapse"][0].rhs
@@ -82,7 +82,7 @@ def test_the_compact_three_term_form_is_proved_and_shown(outcome):
 
 def test_the_proof_of_the_compact_form_can_fail():
     """The same proof with the mean term dropped (the common slip) says no."""
-    from derive.layers.normcompact import proved_equal, replace_entries
+    from derive.layers.normcompact import proved_equal
 
     x = sp.IndexedBase("x", real=True)
     g = sp.IndexedBase("g", real=True)

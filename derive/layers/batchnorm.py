@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from derive.layers.base import LayerKind, Node, register
-from derive.layers.normalise import Affine, Centre, Scale, _same_axes, chain_of
+from derive.layers.normalise import Affine, Centre, Scale, same_axes, chain_of
 
 
 @register
@@ -28,7 +28,7 @@ class BatchNorm(LayerKind):
     summary = "z = γ ⊙ (x − batch mean)/√(batch variance + ε) + β, statistics per unit over the minibatch"
 
     def output_axes(self, node: Node, input_axes):
-        return _same_axes(node, input_axes)
+        return same_axes(node, input_axes)
 
     def parts(self, node: Node) -> tuple[Node, ...]:
         return chain_of(node, (Centre(over_samples=True), Scale(over_samples=True), Affine(shift=True)))

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 import sympy as sp
 
 from derive.layers.base import LayerKind, Node, Option, entry_of, register
-from derive.layers.normalise import _same_axes
+from derive.layers.normalise import same_axes
 from derive.notation import Q, Quantity, register_quantity, size
 
 # the mask of a dropout layer: d⁽ˡ⁾ per sample, D⁽ˡ⁾ per minibatch (one column per sample); r and p
@@ -64,7 +64,7 @@ class Dropout(LayerKind):
         return cls(values["p"])
 
     def output_axes(self, node: Node, input_axes):
-        return _same_axes(node, input_axes)
+        return same_axes(node, input_axes)
 
     def output_shape(self, node: Node, input_shapes):
         return input_shapes[0]

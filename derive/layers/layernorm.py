@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from derive.layers.base import LayerKind, Node, register
-from derive.layers.normalise import Affine, Centre, Scale, _same_axes, chain_of
+from derive.layers.normalise import Affine, Centre, Scale, same_axes, chain_of
 
 
 @register
@@ -24,7 +24,7 @@ class LayerNorm(LayerKind):
     summary = "z = γ ⊙ (x − mean)/√(variance + ε) + β over the features of each sample; option: activation"
 
     def output_axes(self, node: Node, input_axes):
-        return _same_axes(node, input_axes)
+        return same_axes(node, input_axes)
 
     def parts(self, node: Node) -> tuple[Node, ...]:
         return chain_of(node, (Centre(), Scale(), Affine(shift=True)))

@@ -1,5 +1,6 @@
-"""The steps every normalisation over the features is made of, one node each, so that the engine
-derives every path on its own:
+"""The steps every normalisation is made of, one node each, so that the engine derives every path
+on its own (over the features of a sample; with `over_samples`, over the samples of the minibatch,
+for batch normalisation, where no per-sample form exists):
 
 * centring      uᵢ = xᵢ − μ,               μ = (1/n) Σₖ xₖ                 (the mean)
 * scaling       x̂ᵢ = uᵢ / σ̂,              σ̂ = √((1/n) Σₖ uₖ² + ε)         (the variance, or mean square)
@@ -12,7 +13,8 @@ scaling offers the readable form ([i = q] − x̂ᵢ x̂_q / n)/σ̂, in terms o
 here (`scaling_in_terms_of_output`) before it is used.
 
 ε is a named constant (PyTorch's default 10⁻⁵), shown as ε in every formula; every evaluation asks
-for its value at the precision it needs, like π.
+for its value at the precision it needs, like π. The compact three-term form of the input error is
+proved in `normcompact`, the running statistics of evaluation mode are in `runningstats`.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from sympy.core.numbers import NumberSymbol
 from sympy.core.singleton import Singleton
 
 from derive.layers.base import LayerKind, Node, entry_of
-from derive.notation import BATCH_SIZE, Axis, LayerRef, Q, Quantity, index, register_quantity, sample_index, size
+from derive.notation import BATCH_SIZE, Axis, LayerRef, Q, Quantity, register_quantity, sample_index, size
 
 # the centred input u, the normalised x̂, the scale γ and the shift β, with their errors
-register_quantity("u", "u", None, 1, "sample", batch="U", gradient="grad_u")
-register_quantity("U", "U", "U", 2, "batch", gradient="grad_U")
-register_quantity("grad_u", "u", None, 1, "sample", batch="grad_U", derivative=True)
-register_quantity("grad_U", "U", "dU", 2, "batch", derivative=True)
+# (kinds named "centred", not "u": a recurrent layer's weight U is a quantity kind of its own)
+register_quantity("centred", "u", None, 1, "sample", batch="Centred", gradient="grad_centred")
+register_quantity("Centred", "U", "U", 2, "batch", gradient="grad_Centred")
+register_quantity("grad_centred", "u", None, 1, "sample", batch="grad_Centred", derivative=True)
+register_quantity("grad_Centred", "U", "dU", 2, "batch", derivative=True)
 register_quantity("xhat", r"\hat{x}", None, 1, "sample", batch="Xhat", gradient="grad_xhat")
 register_quantity("Xhat", r"\hat{X}", "Xhat", 2, "batch", gradient="grad_Xhat")
 register_quantity("grad_xhat", r"\hat{x}", None, 1, "sample", batch="grad_Xhat", derivative=True)
@@ -73,7 +76,7 @@ class NormEpsilon(NumberSymbol, metaclass=Singleton):
 EPSILON = sp.S.NormEpsilon
 
 
-def _same_axes(node: Node, input_axes) -> tuple[Axis, ...]:
+def same_axes(node: Node, input_axes) -> tuple[Axis, ...]:
     return tuple(Axis(axis.role, node.layer, axis.extent) for axis in input_axes[0])
 
 
@@ -84,7 +87,7 @@ class _Step(LayerKind):
     names_output_error = True
 
     def output_axes(self, node: Node, input_axes):
-        return _same_axes(node, input_axes)
+        return same_axes(node, input_axes)
 
     def output_shape(self, node: Node, input_shapes):
         return input_shapes[0]
@@ -121,7 +124,7 @@ class Centre(_Step):
     over_samples: bool = False  # the mean of each unit over the minibatch (batch normalisation)
 
     name = "centre"
-    output_kind = "u"
+    output_kind = "centred"
     names_input_error = True  # the compact form of the input error is stated after it
 
     @property
@@ -134,13 +137,15 @@ class Centre(_Step):
 
     def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
         l = LayerRef.symbolic()
-        rows = [(f"{Q('u', l).latex()},\\ {Q('U', l).latex()}",
+        rows = [(f"{Q('centred', l).latex()},\\ {Q('Centred', l).latex()}",
                  "norm_notation.batch_centred" if self.over_samples else "norm_notation.centred", {})]
         if self.over_samples:
             rows += [(r"\mu,\ \bar{\mu}", "norm_notation.batch_mean", {}), ("v", "norm_notation.batch_index", {})]
         return rows
 
     def proved_steps(self, node: Node, network, result, batch: bool) -> dict:
+        from derive.layers.normcompact import compact_steps  # it builds on the steps of this module
+
         steps = compact_steps(node, network, result, batch)
         return {node.inputs[0].gradient: steps} if steps else {}
 
@@ -254,95 +259,6 @@ def chain_of(node: Node, steps: tuple[LayerKind, ...]) -> tuple[Node, ...]:
     return tuple(out)
 
 
-__all__ = ["Centre", "Scale", "Affine", "EPSILON", "chain_of", "root_mean_square", "features_mean"]
+__all__ = ["Centre", "Scale", "Affine", "EPSILON", "NoSampleForm", "chain_of", "root_mean_square", "features_mean",
+           "batch_mean", "same_axes"]
 
-
-def compact_steps(centre: Node, network, result, batch: bool) -> list:
-    """After the engine's error of the input x of a centring followed by a scaling: the compact
-    three-term form, added as two steps (index form and array form) once `normcompact.proved_equal`
-    has shown it equal to the engine's result entry by entry; nothing when it is not (the engine's
-    own form stands) or when x has no named error."""
-    from derive.backprop import Step
-    from derive.layers.normcompact import compact_error, matrix_form, proved_equal, replace_entries
-
-    x = centre.inputs[0]
-    if x.gradient not in result.results or x.gradient.batched(batch) is None:
-        return []
-    scalers = [n for n, _ in network.consumers.get(centre.output, ()) if isinstance(n.kind, Scale)]
-    if len(scalers) != 1 or centre.output.gradient not in result.results:
-        return []
-    scale = scalers[0]
-    engine_result = result.results[x.gradient]
-    free = tuple(engine_result.lhs.indices)
-    grad_u = result.results[centre.output.gradient]
-    grad_u_free = tuple(grad_u.lhs.indices)
-    engine = replace_entries(engine_result.rhs, grad_u.lhs.base,
-                             lambda idx: grad_u.rhs.xreplace(dict(zip(grad_u_free, idx))))
-
-    def sigma(at):
-        return root_mean_square(scale, at[1] if batch else None, at[0])
-
-    axis = 1 if centre.kind.over_samples else 0  # the index the statistics run over
-    g, xhat = scale.output.gradient.batched(batch).base, scale.out(batch).base
-    running = sample_index("t") if axis else index("i", scale.layer)
-    compact = compact_error(g, xhat, sigma, free, axis, running)
-    u_base, x_base = centre.out(batch).base, centre.input(batch).base
-    r = sample_index("w") if axis else centre.in_index("r")
-
-    def mean_of_x(idx):
-        other = tuple(r if d == axis else i for d, i in enumerate(idx))
-        return sp.Sum(x_base[other], (r, r.lower, r.upper)) / (r.upper + 1)
-
-    def down(expr):
-        expr = replace_entries(expr, xhat, lambda idx: u_base[idx] / sigma(idx))
-        return replace_entries(expr, u_base, lambda idx: x_base[idx] - mean_of_x(idx))
-
-    if not proved_equal(engine, compact, free, down):
-        return []
-    steps = [Step(engine_result.lhs, compact, "compact_form_proved")]
-    matrix = matrix_form(compact, free)
-    from derive.matrixform import entries_agree
-
-    if matrix is not None and entries_agree(compact, matrix, free):
-        steps.append(Step(engine_result.matrix_lhs, matrix, "matrix_form", matrix=True))
-    return steps
-
-
-# --------------------------------------------------------------------------------------------------
-# evaluation mode of the statistics over the minibatch (batch normalisation): running statistics
-
-register_quantity("running_mean", r"\bar{\mu}", "running_mean", 1, "param")
-register_quantity("running_var", r"\bar{\sigma}^{2}", "running_var", 1, "param")
-MOMENTUM = sp.Rational(1, 10)  # PyTorch's default momentum of the running statistics
-
-
-def running_statistic(node: Node) -> Quantity | None:
-    """The running statistic a step over the minibatch keeps for evaluation: the centring its mean,
-    the scaling its variance; None for a step over the features (no evaluation mode of its own)."""
-    if not getattr(node.kind, "over_samples", False):
-        return None
-    return Q("running_mean" if isinstance(node.kind, Centre) else "running_var", node.layer)
-
-
-def evaluation_form(node: Node) -> sp.Expr | None:
-    """The node's output in evaluation mode as a matrix-form expression: the running statistic in
-    place of the batch's (stated, not derived: evaluation computes no gradient)."""
-    from derive.matrixform import ColBroadcast
-
-    stat = running_statistic(node)
-    if stat is None:
-        return None
-    x = node.input(True).symbol
-    if isinstance(node.kind, Centre):
-        return x - ColBroadcast(stat.symbol)
-    return x * ColBroadcast(1 / sp.sqrt(stat.symbol + EPSILON))
-
-
-def batch_statistic_code(node: Node, printer) -> str:
-    """NumPy code of the batch statistic a training step folds into the running one: the mean of
-    the centring's input; the variance from the scaling's input (already centred), unbiased
-    (divided by m − 1) as PyTorch keeps it."""
-    x = printer._print(node.input(True).symbol)
-    if isinstance(node.kind, Centre):
-        return f"{x}.mean(axis=1, keepdims=True)"
-    return f"({x} ** 2).sum(axis=1, keepdims=True) / (m - 1)"

@@ -18,16 +18,18 @@ normalisation); the form is the same.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 
 import sympy as sp
 
+from derive.layers.base import Node
+from derive.layers.normalise import Scale, root_mean_square
 from derive.matrixform import NotRecognised, evaluate_index_form, to_matrix_form
-from derive.notation import BATCH_SIZE, Quantity
+from derive.notation import index, sample_index
 
 PROOF_SIZE = 3  # the number of entries the statistics run over in the proof
-PROOF_OTHER = 2  # the size of every other axis in the proof
 
 
 def compact_error(g: sp.IndexedBase, xhat: sp.IndexedBase, sigma: Callable[[tuple], sp.Expr],
@@ -51,19 +53,13 @@ def proved_equal(engine: sp.Expr, compact: sp.Expr, free: tuple[sp.Idx, ...], do
         for i in expr.atoms(sp.Idx):
             for s in i.upper.free_symbols:
                 sizes.setdefault(s, PROOF_SIZE)
-    if BATCH_SIZE in sizes:
-        sizes[BATCH_SIZE] = PROOF_SIZE
     values: dict = {}
     for entry in sorted((left + right).atoms(sp.Indexed), key=sp.default_sort_key):
         label = str(entry.base.label)
         ranges = [int((i.upper + 1).xreplace(sizes)) for i in entry.indices]
-        import itertools
-
         for pos in itertools.product(*[range(r) for r in ranges]):
             if (label, pos) not in values:
                 values[(label, pos)] = sp.Rational(rng.randint(-9, 9), rng.randint(1, 9))
-    import itertools
-
     for pos in itertools.product(*[range(int((i.upper + 1).xreplace(sizes))) for i in free]):
         env = {**sizes, **dict(zip(free, pos))}
         a, b = evaluate_index_form(left, values, env), evaluate_index_form(right, values, env)
@@ -85,4 +81,53 @@ def replace_entries(expr: sp.Expr, base: sp.IndexedBase, value: Callable[[tuple]
     return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base == base, lambda e: value(tuple(e.indices)))
 
 
-__all__ = ["compact_error", "proved_equal", "matrix_form", "replace_entries", "Quantity"]
+def compact_steps(centre: Node, network, result, batch: bool) -> list:
+    """After the engine's error of the input x of a centring followed by a scaling: the compact
+    three-term form, added as two steps (index form and array form) once `normcompact.proved_equal`
+    has shown it equal to the engine's result entry by entry; nothing when it is not (the engine's
+    own form stands) or when x has no named error."""
+    from derive.backprop import Step
+    from derive.matrixform import entries_agree
+
+    x = centre.inputs[0]
+    if x.gradient not in result.results or x.gradient.batched(batch) is None:
+        return []
+    scalers = [n for n, _ in network.consumers.get(centre.output, ()) if isinstance(n.kind, Scale)]
+    if len(scalers) != 1 or centre.output.gradient not in result.results:
+        return []
+    scale = scalers[0]
+    engine_result = result.results[x.gradient]
+    free = tuple(engine_result.lhs.indices)
+    grad_u = result.results[centre.output.gradient]
+    grad_u_free = tuple(grad_u.lhs.indices)
+    engine = replace_entries(engine_result.rhs, grad_u.lhs.base,
+                             lambda idx: grad_u.rhs.xreplace(dict(zip(grad_u_free, idx))))
+
+    def sigma(at):
+        return root_mean_square(scale, at[1] if batch else None, at[0])
+
+    axis = 1 if centre.kind.over_samples else 0  # the index the statistics run over
+    g, xhat = scale.output.gradient.batched(batch).base, scale.out(batch).base
+    running = sample_index("t") if axis else index("i", scale.layer)
+    compact = compact_error(g, xhat, sigma, free, axis, running)
+    u_base, x_base = centre.out(batch).base, centre.input(batch).base
+    r = sample_index("w") if axis else centre.in_index("r")
+
+    def mean_of_x(idx):
+        other = tuple(r if d == axis else i for d, i in enumerate(idx))
+        return sp.Sum(x_base[other], (r, r.lower, r.upper)) / (r.upper + 1)
+
+    def down(expr):
+        expr = replace_entries(expr, xhat, lambda idx: u_base[idx] / sigma(idx))
+        return replace_entries(expr, u_base, lambda idx: x_base[idx] - mean_of_x(idx))
+
+    if not proved_equal(engine, compact, free, down):
+        return []
+    steps = [Step(engine_result.lhs, compact, "compact_form_proved")]
+    matrix = matrix_form(compact, free)
+    if matrix is not None and entries_agree(compact, matrix, free):
+        steps.append(Step(engine_result.matrix_lhs, matrix, "matrix_form", matrix=True))
+    return steps
+
+
+__all__ = ["compact_error", "compact_steps", "proved_equal", "matrix_form", "replace_entries"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from derive.layers.base import LayerKind, Node, register
-from derive.layers.normalise import Affine, Scale, _same_axes, chain_of
+from derive.layers.normalise import Affine, Scale, same_axes, chain_of
 
 
 @register
@@ -21,7 +21,7 @@ class RMSNorm(LayerKind):
     summary = "z = γ ⊙ x/√(mean of x² + ε) over the features of each sample; option: activation"
 
     def output_axes(self, node: Node, input_axes):
-        return _same_axes(node, input_axes)
+        return same_axes(node, input_axes)
 
     def parts(self, node: Node) -> tuple[Node, ...]:
         return chain_of(node, (Scale(), Affine(shift=False)))
