@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from derive.layers.base import LayerKind, Node, register
-from derive.layers.normalise import Affine, Centre, Scale, same_axes, chain_of
+from derive.layers.normalise import Affine, Centre, Scale, chain_of, same_axes, vector_input
 
 
 @register
@@ -29,6 +29,10 @@ class BatchNorm(LayerKind):
 
     def output_axes(self, node: Node, input_axes):
         return same_axes(node, input_axes)
+
+    def fit(self, input_units: tuple) -> BatchNorm:
+        vector_input(self.name, input_units)
+        return self
 
     def parts(self, node: Node) -> tuple[Node, ...]:
         return chain_of(node, (Centre(over_samples=True), Scale(over_samples=True), Affine(shift=True)))

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 import sympy as sp
 
 from derive.layers.base import LayerKind, Node, Option, entry_of, register
-from derive.layers.normalise import same_axes
+from derive.layers.normalise import same_axes, vector_input
 from derive.notation import Q, Quantity, register_quantity, size
 
 # the mask of a dropout layer: d⁽ˡ⁾ per sample, D⁽ˡ⁾ per minibatch (one column per sample); r and p
@@ -57,14 +57,18 @@ class Dropout(LayerKind):
     name = "dropout"
     output_kind = "a"
     summary = "a = d ⊙ x/(1 − p), a mask d of 0 and 1 drawn per minibatch (0 with probability p); option: p"
-    options = {"p": Option("a number from 0 up to (not including) 1", probability)}
+    options = {"p": Option("a number from 0 up to (not including) 1", probability, required=False)}
 
     @classmethod
     def build(cls, values: dict) -> Dropout:
-        return cls(values["p"])
+        return cls(values.get("p", 0.5))  # PyTorch's default
 
     def output_axes(self, node: Node, input_axes):
         return same_axes(node, input_axes)
+
+    def fit(self, input_units: tuple) -> Dropout:
+        vector_input(self.name, input_units)
+        return self
 
     def output_shape(self, node: Node, input_shapes):
         return input_shapes[0]

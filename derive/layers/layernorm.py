@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from derive.layers.base import LayerKind, Node, register
-from derive.layers.normalise import Affine, Centre, Scale, same_axes, chain_of
+from derive.layers.normalise import Affine, Centre, Scale, chain_of, same_axes, vector_input
 
 
 @register
@@ -25,6 +25,10 @@ class LayerNorm(LayerKind):
 
     def output_axes(self, node: Node, input_axes):
         return same_axes(node, input_axes)
+
+    def fit(self, input_units: tuple) -> LayerNorm:
+        vector_input(self.name, input_units)
+        return self
 
     def parts(self, node: Node) -> tuple[Node, ...]:
         return chain_of(node, (Centre(), Scale(), Affine(shift=True)))

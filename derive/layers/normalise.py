@@ -76,6 +76,16 @@ class NormEpsilon(NumberSymbol, metaclass=Singleton):
 EPSILON = sp.S.NormEpsilon
 
 
+def vector_input(kind: str, input_units: tuple) -> None:
+    """A normalisation or dropout layer reads a vector of units: refuse any other shape in one line
+    (the network file's layer is named by the caller)."""
+    if any(isinstance(u, tuple) for u in input_units):
+        from derive.errors import DeriveError
+
+        raise DeriveError(f"{kind} reads a vector of units, but its input has the shape {list(input_units[0])}; "
+                          f"put it after a dense layer")
+
+
 def same_axes(node: Node, input_axes) -> tuple[Axis, ...]:
     return tuple(Axis(axis.role, node.layer, axis.extent) for axis in input_axes[0])
 

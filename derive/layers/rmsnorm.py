@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from derive.layers.base import LayerKind, Node, register
-from derive.layers.normalise import Affine, Scale, same_axes, chain_of
+from derive.layers.normalise import Affine, Scale, chain_of, same_axes, vector_input
 
 
 @register
@@ -22,6 +22,10 @@ class RMSNorm(LayerKind):
 
     def output_axes(self, node: Node, input_axes):
         return same_axes(node, input_axes)
+
+    def fit(self, input_units: tuple) -> RMSNorm:
+        vector_input(self.name, input_units)
+        return self
 
     def parts(self, node: Node) -> tuple[Node, ...]:
         return chain_of(node, (Scale(), Affine(shift=False)))
