@@ -104,3 +104,21 @@ def test_dropout_p_defaults_to_pytorchs():
     assert node.kind.p == 0.5
     with pytest.raises(NetFileError, match="layers\\[1\\] \\(kind 'batchnorm'\\): unknown key 'p'"):
         parse_network({"input": 2, "layers": [{"kind": "batchnorm", "p": 0.1}]}, "d.toml")
+
+
+EDGE_CASES = {
+    "layernorm reads the input": [{"kind": "layernorm"}, {"kind": "dense", "units": 2, "activation": "identity"}],
+    "batchnorm reads the input": [{"kind": "batchnorm", "activation": "tanh"},
+                                  {"kind": "dense", "units": 2, "activation": "identity"}],
+    "dropout last": [{"kind": "dense", "units": 3, "activation": "tanh"}, {"kind": "dropout", "p": 0.5}],
+    "two batchnorms": [{"kind": "dense", "units": 3}, {"kind": "batchnorm", "activation": "relu"},
+                       {"kind": "dense", "units": 3}, {"kind": "batchnorm"},
+                       {"kind": "dense", "units": 2, "activation": "identity"}],
+}
+
+
+@pytest.mark.parametrize("name", list(EDGE_CASES))
+def test_placements_derive_and_verify(name):
+    out = generate(replace(parse_network({"input": 3, "loss": "mse", "layers": EDGE_CASES[name]}, "edge.toml", text=""),
+                           formats=("py",)))
+    assert out.report.passed, [c.name for c in out.report.checks if not c.passed]
