@@ -203,6 +203,10 @@ class CodePlan:
     loss_params: list[str] = ()  # parameters the loss reads directly (a penalty)
     sizes_used: list[Assignment] = ()  # layer sizes the backward formulas use, read off the weights
     input_check: InputCheck | None = None  # what forward, loss and gradients check of their arguments
+    forward_sizes: list[Assignment] = ()  # layer sizes the forward formulas use (a mean over the features)
+    workspace_extra: list[Assignment] = ()  # what gradients_into and sgd_step bind besides: forward sizes, masks
+    dropout: bool = False  # the network has masks: train() draws them (dropout_mode)
+    batchnorm: bool = False  # the network keeps running statistics: train(…, running=…) updates them
 
 
 def _names(expr: sp.Expr) -> set[str]:
@@ -261,8 +265,11 @@ def plan_code(derivation: Derivation) -> CodePlan:
     printer = NumPyCodePrinter()
     batch = derivation.batch.results
     forms = code_forms(derivation)
-    forward = [Assignment(printer._print(batch[node.output].matrix_lhs), printer._print(forms[node.output]))
-               for node in network.layers]
+    from derive.codegen_masks import constant_lines, helper_lines, mask_line, workspace_masks
+
+    forward = [assignment for node in network.layers for assignment in (
+        *(Assignment(target, value) for target, value in mask_line(network, node, printer)),
+        Assignment(printer._print(batch[node.output].matrix_lhs), printer._print(forms[node.output])))]
 
     output_node = network.producers[network.output]
     A_L, Y = network.output.batched().symbol, Q("Y").symbol
@@ -275,7 +282,7 @@ def plan_code(derivation: Derivation) -> CodePlan:
         elementwise = per_unit.xreplace({notation.A: A_L, notation.Y: Y})
     loss_value = f"np.sum({printer._print(elementwise)}) / m"
     parameter_quantities = [p for node in network.layers for p in node.parameters]
-    constants = []
+    constants = [Assignment(name, value, comment) for name, value, comment in constant_lines(network, printer)]
     if model.penalty is not None:
         loss_value += f" + {printer._print(model.penalty.value_expression(parameter_quantities))}"
         for symbol, value in model.penalty.strengths.items():
@@ -299,7 +306,16 @@ def plan_code(derivation: Derivation) -> CodePlan:
     from derive.codegen_inputs import plan_input_check
 
     workspace = plan_workspace(derivation, forms, printer)
+    forward_sizes = _sizes_used(derivation, [forms[node.output] for node in network.layers], printer)
+    if any(forms[node.output].has(notation.BATCH_SIZE) for node in network.layers):  # batch statistics
+        forward_sizes = [Assignment("m", "X.shape[-1]"), *forward_sizes]
     helpers = helpers_used(printer)
+    if helper_lines(network, printer):
+        helpers = [*helpers, helper_lines(network, printer)]
+    from derive.codegen_running import helper_lines as running_lines
+
+    if running_lines(derivation, forms, printer):
+        helpers = [*helpers, running_lines(derivation, forms, printer)]
     return CodePlan(
         model.sizes,
         depth,
@@ -315,6 +331,11 @@ def plan_code(derivation: Derivation) -> CodePlan:
         loss_params=loss_params,
         sizes_used=sizes_used,
         input_check=plan_input_check(derivation),
+        forward_sizes=forward_sizes,
+        dropout=bool(network.data_inputs),
+        batchnorm=network.couples_samples,
+        workspace_extra=[*[a for a in forward_sizes if a.target not in {s.target for s in sizes_used} | {"m"}],
+                         *workspace_masks(derivation, printer)],
     )
 
 

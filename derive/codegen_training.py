@@ -92,6 +92,8 @@ def _init_lines(model: Model, init: Initialisation, printer: TrainingCodePrinter
                 variance = printer._print(scales[param].variance)
                 draw = f"rng.standard_normal(({shape})) * np.sqrt({variance})"
                 lines.append(f'    "{param.code()}": ({draw}).astype(dtype, copy=False),')
+            elif node.kind.initial_value(node, param) == 1:  # a scale γ starts at 1
+                lines.append(f'    "{param.code()}": np.ones(({shape}), dtype),')
             else:
                 lines.append(f'    "{param.code()}": np.zeros(({shape}), dtype),')
     lines.append("}")

@@ -154,6 +154,17 @@ def forward_forms(model: Model) -> tuple[tuple[Node, sp.Expr], ...]:
         return tuple((node, forward_result(node, True).matrix_rhs) for node in model.network.layers)
 
 
+def _size_values(model: Model, samples: int) -> dict:
+    """The sizes a forward form may read (a mean over the n features divides by n; over the minibatch, by m)."""
+    from derive.notation import BATCH_SIZE, LayerRef, size
+
+    values = {BATCH_SIZE: complex(samples), **{k: complex(v) for k, v in model.network.constants.items()}}
+    for l, units in enumerate(model.network.sizes):
+        if isinstance(units, int):
+            values[size(LayerRef(l))] = complex(units)
+    return values
+
+
 def _parameters(model: Model) -> list:
     return [p for node in model.network.layers for p in node.parameters]
 
@@ -205,7 +216,7 @@ def _scale_steps(node: Node, form: sp.Expr, env: dict, params: dict, first: dict
         steps[mine] = STEP / np.maximum(1.0, reach)
 
 
-def gradients(model: Model, params: dict, X: np.ndarray, Y_: np.ndarray) -> tuple[dict, float, float]:
+def gradients(model: Model, params: dict, X: np.ndarray, Y_: np.ndarray, data: dict | None = None) -> tuple[dict, float, float]:
     """(∂loss/∂θ for every entry of every parameter, the loss, a scale of the loss) at (params, X, Y).
 
     The loss is the mean over the samples (the last axis) of Σ ℓ(a, y) plus the penalty, as in
@@ -221,7 +232,8 @@ def gradients(model: Model, params: dict, X: np.ndarray, Y_: np.ndarray) -> tupl
     steps = np.full(copies, STEP)
     samples = X.shape[-1]
     with np.errstate(all="ignore"):
-        env = {Q("A", 0).symbol: np.asarray(X, float)[None] + 0j}
+        env = {Q("A", 0).symbol: np.asarray(X, float)[None] + 0j, **_size_values(model, samples),
+               **{symbol: np.asarray(v, float)[None] + 0j for symbol, v in (data or {}).items()}}  # fixed masks
         for node, form in forward_forms(model):
             if node.parameters:
                 _scale_steps(node, form, env, params, first, steps)

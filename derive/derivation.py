@@ -93,6 +93,9 @@ def _backward_pass(network: Network, batch: bool, *, probability_targets: bool) 
     steps, flow, grad = loss_gradient(network.loss_node, batch)
     result.add(network.output.gradient, steps, grad)
     walk(network, network.layers, {network.output: flow}, batch, result, probability_targets=probability_targets)
+    for node in network.layers:  # compact forms a kind proves equal to what the walk derived
+        for key, steps in node.kind.proved_steps(node, network, result, batch).items():
+            result.steps[key] = [*result.steps[key], *steps]
     return result
 
 
@@ -154,8 +157,11 @@ def derive_minibatch(model: Model) -> tuple[Pass, Pass | None, Pass | None, dict
 
 
 def derive_sample(model: Model) -> tuple[Pass, tuple[Result, Result], tuple[ActivationDerivative, ...]]:
-    """The per-sample pass, the general layer's forward rule and the activations' derivatives."""
-    sample = backward_pass(model.network, False, probability_targets=_probability_targets(model))
+    """The per-sample pass, the general layer's forward rule and the activations' derivatives. A
+    network that couples the samples of a minibatch has no per-sample form: its pass is the
+    minibatch pass (and the documents say so)."""
+    coupled = model.network.couples_samples
+    sample = backward_pass(model.network, coupled, probability_targets=_probability_targets(model))
     general_dense = Node(Dense(), LayerRef.symbolic(), (Q("a", LayerRef.symbolic(-1)),))
     general_forward = (forward_result(general_dense, False), forward_result(general_dense, True))
     elementwise = dict.fromkeys(a for a in model.activations if not a.is_vector)

@@ -40,6 +40,12 @@ CONFIGURATIONS = [
 # network files (derive net), by their path in the repository
 NETWORKS = [
     ("examples/residual_mlp.toml", {"formats": EVERY_FORMAT}),
+    # normalisation and dropout (issue 12): batch normalisation couples the samples of a minibatch
+    ("examples/batchnorm_mlp.toml", {"formats": EVERY_FORMAT}),
+    ("examples/layernorm_mlp.toml", {}),
+    ("examples/rmsnorm_mlp.toml", {}),
+    ("examples/dropout_mlp.toml", {}),
+    ("examples/batchnorm_mlp.toml", {"lang": "zh"}),
 ]
 
 

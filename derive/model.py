@@ -224,7 +224,9 @@ def _network_model(spec: NetSpec) -> Model:
             shape = tuple(kind.output_shape(node, input_shapes))
         except DeriveError as error:
             raise NetFileError(f"{where}: {_reworded(error)}") from None
-        nodes.append(node)
+        parts = kind.parts(node)
+        nodes.extend(parts)
+        node = parts[-1]
         output = node.output
         shapes[output], axes[output] = shape, node.out_axes
         if getattr(kind, "activation", None) is not None:

@@ -95,6 +95,11 @@ class Network:
     def named_gradient(self, q: Quantity) -> bool:
         """∂C/∂q gets its own symbol (δ for a pre-activation) instead of being substituted where it is
         used: when several formulas read it, or several paths reach it."""
+        producer = self.producers.get(q)
+        if producer is not None and producer.kind.names_output_error:
+            return True
+        if any(node.kind.names_input_error for node, _ in self.consumers.get(q, ())):
+            return True
         return self.gradient_uses(q) > 1 or len(self.consumers.get(q, ())) > 1
 
     @cached_property
@@ -115,6 +120,24 @@ class Network:
                     low, high = sorted((ra, rb), key=lambda s: (len(s.name), s.name))
                     parent[high] = low
         return {x: root(x) for x in parent}
+
+    @cached_property
+    def couples_samples(self) -> bool:
+        """Some node reads other samples of the minibatch (batch normalisation): no per-sample form."""
+        return any(node.kind.couples_samples for node in self.layers)
+
+    @cached_property
+    def data_inputs(self) -> tuple[tuple[Node, Quantity], ...]:
+        """The arrays its nodes read that the derivation holds fixed (dropout masks), with their nodes."""
+        return tuple((node, q) for node in self.layers for q in node.kind.data_inputs(node))
+
+    @cached_property
+    def constants(self) -> dict:
+        """Symbols of the formulas that stand for fixed numbers (dropout's p⁽ˡ⁾), with their values."""
+        out = {}
+        for node in self.layers:
+            out.update(node.kind.constants(node))
+        return out
 
     def dim_name(self, layer: int) -> str:
         """The name generated code gives a layer's size: n3, or the name of the layer whose size it

@@ -102,8 +102,12 @@ _BATCH = {"x": "X", "y": "Y", "z": "Z", "a": "A", "delta": "Delta", "grad_a": "g
 _GRADIENT = {"z": "delta", "a": "grad_a", "Z": "Delta", "A": "grad_A", "W": "grad_W", "b": "grad_b"}
 
 
+# the kinds of ∂C/∂q for a q computed by the network (not a parameter): printed as a derivative
+DERIVATIVE_KINDS = {"grad_a", "grad_A"}
+
+
 def register_quantity(kind: str, latex: str, code: str | None, rank: int, mode: str, *,
-                      batch: str | None = None, gradient: str | None = None) -> None:
+                      batch: str | None = None, gradient: str | None = None, derivative: bool = False) -> None:
     """Add a kind of quantity (a layer kind's parameter or output); its names are then made here
     like every other. `mode` is "sample", "param" or "batch"; `batch` names the minibatch kind of a
     per-sample quantity and `gradient` the kind that holds its derivative."""
@@ -112,6 +116,8 @@ def register_quantity(kind: str, latex: str, code: str | None, rank: int, mode: 
     if existing is not None and existing != entry:
         raise ValueError(f"quantity kind {kind!r} is already registered as {existing}")
     _KINDS[kind] = entry
+    if derivative:  # ∂C/∂u: printed as a derivative, like ∂C/∂a
+        DERIVATIVE_KINDS.add(kind)
     if batch is not None:
         _BATCH[kind] = batch
     if gradient is not None:

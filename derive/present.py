@@ -552,10 +552,14 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
                                depth=f["depth"], partials=f["partials"]))
     else:
         paragraphs.append(text("verification.symbolic_skipped", **s.figures))
+    if s.ran and s.figures.get("samples"):  # a network that couples its samples: a minibatch was expanded
+        paragraphs.append(text("verification_norm.symbolic_coupled", samples=s.figures["samples"]))
     f = report.check("minibatch").figures
-    if "error" in f:
+    if f.get("reason") == "couples_samples":
+        paragraphs.append(text("verification_norm.minibatch_coupled"))
+    elif "error" in f:
         paragraphs.append(text("verification_extra.minibatch_error", error=f["error"]))
-    if "error" not in f:
+    else:
         paragraphs.append(text("verification.minibatch", raw={"agreement": _agreement(f, text)}, samples=f["samples"],
                                partials=f["partials"]))
     f = report.check("derivatives").figures
@@ -835,6 +839,10 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "constants": [{"target": c.target, "value": c.value, "comment": c.comment} for c in plan.constants],
         "loss_params": list(plan.loss_params),
         "sizes_used": [{"target": a.target, "value": a.value} for a in plan.sizes_used],
+        "forward_sizes": [{"target": a.target, "value": a.value} for a in plan.forward_sizes],
+        "workspace_extra": [{"target": a.target, "value": a.value} for a in plan.workspace_extra],
+        "dropout": plan.dropout,
+        "batchnorm": plan.batchnorm,
         "workspace": _workspace_context(plan),
         "checks": _input_check_context(plan.input_check),
     }

@@ -132,6 +132,11 @@ def _notation_extra(derivation: Derivation, text: Text) -> list[tuple[str, str]]
             rows.append((Q(kind, l).latex(), text("graph.parameter", kind=text.catalog.get("kind", {}).get(kind, kind))))
     if any(network.named_gradient(q) and q.kind == "a" for q in network.producers):
         rows.append((rf"\partial C / \partial {Q('a', l).latex()}", text("graph.gradient")))
+    for node in network.layers:  # the quantities and constants of normalisation and dropout steps
+        for tex, key, values in node.kind.notation_rows(node):
+            row = (tex, text(key, **values))
+            if row not in rows:
+                rows.append(row)
     if any(r.matrix_rhs is not None and r.matrix_rhs.has(Einsum) for r in derivation.batch.results.values()):
         rows.append((r"\operatorname{einsum}", text("graph.einsum")))
     return rows
@@ -174,6 +179,8 @@ def _backward(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator
     upstream = lambda step: refs.above() if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
     out = [
         blocks.Paragraph(text("graph.backward_intro")),
+        *([blocks.Paragraph(text("verification_norm.coupled_intro")), blocks.Paragraph(text("verification_norm.evaluation_mode"))]
+          if derivation.model.network.couples_samples else []),
         _steps(narrator, sample.steps[derivation.model.network.output.gradient], intro=text("graph.output_gradient")),
     ]
     explained_paths = False
@@ -284,7 +291,9 @@ def build_graph_document(
         + optimizer_notation(training, text), vector)
     layers = " → ".join(_layer_text(text, nodes) for nodes in _layers(derivation).values())
     file = str(model.spec.path).replace("\\", "/").rsplit("/", 1)[-1]
-    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
+    # a network that couples its samples: its minibatch errors are of the summed loss m C̄ (printing.py)
+    summed = {"summed_loss": "1"} if model.network.couples_samples else {}
+    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}, **summed):
         return assemble_document(
             text, keys, heads, content, notation,
             title=text("graph.title", file=file),

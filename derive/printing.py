@@ -49,7 +49,7 @@ def _factor_rank(factor: sp.Basic) -> int:
     kinds = {q.kind for q in map(notation.quantity_of, labels) if q is not None}
     if isinstance(factor, (sp.Indexed, sp.Symbol)) and kinds == {"W"}:
         return 1
-    if kinds & _UPSTREAM_KINDS and not isinstance(factor, sp.Derivative):
+    if kinds & (_UPSTREAM_KINDS | notation.DERIVATIVE_KINDS) and not isinstance(factor, sp.Derivative):
         return 2
     if isinstance(factor, sp.KroneckerDelta):
         return 3
@@ -118,10 +118,12 @@ class DeriveLatexPrinter(LatexPrinter):
     # ---- names
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        if expr.name == "C_s" and self.words.get("summed_loss"):  # samples coupled: the errors of m C̄ = Σ C
+            return r"(m \bar{C})"
         q = notation.quantity_of(expr.name)
         if q is not None:
-            if q.kind in ("grad_a", "grad_A"):
-                cost = "C" if q.kind == "grad_a" else r"\mathbf{C}"
+            if q.kind in notation.DERIVATIVE_KINDS:
+                cost = r"\mathbf{C}" if q.is_batch else "C"
                 return rf"\frac{{\partial {cost}}}{{\partial {q.latex()}}}"
             return q.latex()
         if expr.name in notation.SCALAR_LATEX:
@@ -144,9 +146,11 @@ class DeriveLatexPrinter(LatexPrinter):
         if q is None:
             return super()._print_Indexed(expr)
         idx = self._index_string(expr.indices)
-        if q.kind == "grad_a":
+        if q.kind in notation.DERIVATIVE_KINDS and not q.is_batch:
             return rf"\frac{{\partial C}}{{\partial {q.latex_entry(idx)}}}"
-        if q.kind == "grad_A":
+        if q.kind in notation.DERIVATIVE_KINDS and self.words.get("summed_loss"):  # samples coupled: m C̄ = Σ C
+            return rf"\frac{{\partial (m \bar{{C}})}}{{\partial {q.latex_entry(idx)}}}"
+        if q.kind in notation.DERIVATIVE_KINDS:
             sample = self._print(expr.indices[1])
             return rf"\frac{{\partial C_{{{sample}}}}}{{\partial {q.latex_entry(idx)}}}"
         return q.latex_entry(idx)

@@ -82,6 +82,8 @@ def _arguments(derivation: Derivation) -> dict[str, Value]:
         out[q.code()] = Value(quantity_shape(q, network), name=q.code(), argument=True)
     out[Q("A", 0).code()] = Value(quantity_shape(Q("X"), network), name=Q("A", 0).code(), argument=True)
     out[Q("Y").code()] = Value(quantity_shape(Q("Y"), network), name=Q("Y").code(), argument=True)
+    for _, q in network.data_inputs:  # masks, drawn before the body
+        out[q.batched().code()] = Value(quantity_shape(q.batched(), network), name=q.batched().code(), argument=True)
     return out
 
 

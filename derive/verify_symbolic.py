@@ -31,7 +31,7 @@ from derive.layers import Node
 from derive.matrixform import evaluate_index_form
 from derive.model import Model
 from derive.nonsmooth import NON_SMOOTH, breakpoints
-from derive.notation import BATCH_SIZE, LayerRef, Q, Quantity, size
+from derive.notation import BATCH_SIZE, LayerRef, Q, Quantity, sample_index, size
 
 SYMBOLIC_MAX_DEPTH = 4
 SYMBOLIC_WIDTH = 2
@@ -110,6 +110,11 @@ def _random_point(model: Model, width: int, samples: int, rng: random.Random) ->
                 for idx in _parameter_entries(node, param, env):
                     if idx[0] == row:
                         values[(param.label, idx)] = sp.Rational(rng.randint(-9, 9), 8 if param in weights else 11)
+    for node, mask in network.data_inputs:  # a mask held fixed: ones and zeros (mostly ones)
+        for s in range(samples):
+            for i in _axis_entries(node.out_axes, env):
+                key = (mask.label, i) if samples == 1 else (mask.batched().label, (*i, s))
+                values[key] = sp.Integer(int(rng.random() < 0.75))
     return values
 
 
@@ -134,6 +139,7 @@ def concrete_sizes(model: Model, width: int, samples: int | None) -> dict:
         env[BATCH_SIZE] = samples
     if model.penalty is not None:
         env.update(model.penalty.strengths)
+    env.update(model.network.constants)  # dropout's p
     return env
 
 
@@ -197,6 +203,15 @@ class Expanded:
     inputs: list  # (activation, value of one input entry): where kinks must be avoided
 
 
+COUPLED_SAMPLES = 2  # the minibatch of the symbolic check of a network that couples its samples
+
+
+def coupled_samples(model: Model) -> int | None:
+    """The size of the minibatch the symbolic check expands (batch normalisation has no loss of one
+    sample alone: the loss of a minibatch is expanded instead); None for a per-sample network."""
+    return COUPLED_SAMPLES if model.network.couples_samples else None
+
+
 def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) -> Expanded:
     """The forward pass of one sample written out in full, node by node from each node's own rule.
 
@@ -205,7 +220,9 @@ def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) ->
     (see `_active_piece`); otherwise everything is numbers (exact expressions).
     """
     exact = rational_model(model)
-    env = concrete_sizes(model, width, None)
+    samples = coupled_samples(model)
+    env = concrete_sizes(model, width, samples)
+    columns = [None] if samples is None else [sp.Integer(s) for s in range(samples)]
     sym, num, params = dict(values), dict(values), {}
     if symbolic:
         for node, param in _parameters(model):
@@ -215,11 +232,12 @@ def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) ->
     inputs = []
     for node in model.network.layers:
         activation = getattr(node.kind, "activation", None)
-        for i in _axis_entries(node.out_axes, env):
-            rule, keys = _local_rule(node.call_entry(tuple(map(sp.Integer, i)), None), env)
-            key = (node.output.label, i)
+        for i, column in ((i, c) for c in columns for i in _axis_entries(node.out_axes, env)):
+            rule, keys = _local_rule(node.call_entry(tuple(map(sp.Integer, i)), column), env)
+            at = i if column is None else (*i, int(column))
+            key = (node.out(column is not None).label, at)
             if activation is not None and not activation.is_vector:
-                inputs.append((activation, num[(node.inputs[0].label, i)]))
+                inputs.append((activation, num[(node.input(column is not None).label, at)]))
             num_point = {s: num[k] for s, k in keys.items()}
             num[key] = _numeric(rule.xreplace(num_point), exact) if symbolic else rule.xreplace(num_point)
             if symbolic:
@@ -227,12 +245,14 @@ def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) ->
                 sym[key] = active.xreplace({s: sym[k] for s, k in keys.items()})
     loss_node = model.network.loss_node
     cost = sp.S.Zero
-    for i in _axis_entries(loss_node.in_axes[0], env):
+    for i, column in ((i, c) for c in columns for i in _axis_entries(loss_node.in_axes[0], env)):
         unit = tuple(map(sp.Integer, i))
-        rule, keys = _local_rule(loss_node.kind.per_unit(loss_node, unit[0] if len(unit) == 1 else unit, None), env)
+        rule, keys = _local_rule(loss_node.kind.per_unit(loss_node, unit[0] if len(unit) == 1 else unit, column), env)
         if symbolic:
             rule = _active_piece(rule, {s: num[k] for s, k in keys.items()}) if rule.has(sp.Piecewise) else rule
         cost += rule.xreplace({s: (sym if symbolic else num)[k] for s, k in keys.items()})
+    if samples is not None:  # the mean loss of the minibatch
+        cost = cost / samples
     if model.penalty is not None:
         terms = [model.penalty.term((sym if symbolic else num)[(param.label, idx)])
                  for node, param in _parameters(model) if model.penalty.covers(param)
@@ -255,7 +275,7 @@ def rational_model(model: Model) -> bool:
             i = node.in_indices(0, "out")
             rule = node.kind.per_unit(node, i[0] if len(i) == 1 else i, None)
         else:
-            rule = node.call_entry(node.out_indices(), None)
+            rule = node.call_entry(node.out_indices(), sample_index("s") if model.network.couples_samples else None)
         if not _is_rational_valued(rule):
             return False
     return True
@@ -267,7 +287,7 @@ def symbolic_point(model: Model, seed: int = 0) -> dict:
     nonsmooth = any(not a.is_vector and a.expr.has(*NON_SMOOTH) for a in model.activations)
     kinks = {a: {sp.S.Zero, *breakpoints(a.expr)[0]} for a in model.activations if not a.is_vector}
     for _ in range(20):
-        values = _random_point(model, SYMBOLIC_WIDTH, 1, rng)
+        values = _random_point(model, SYMBOLIC_WIDTH, coupled_samples(model) or 1, rng)
         if not nonsmooth:  # a smooth network has no kink to avoid: skip the exact forward pass
             break
         inputs = _expanded_network(model, SYMBOLIC_WIDTH, values, symbolic=False).inputs
@@ -451,7 +471,9 @@ def _compare_with_direct(derivation: Derivation, direct: DirectDifferentiation) 
         if digits != DIGITS:
             expected, exact = direct_gradients(model, direct.values, digits)
         values = direct.values if exact else {k: sp.Float(v, digits) for k, v in direct.values.items()}
-        derived = evaluate_derivation(derivation, False, values, concrete_sizes(model, SYMBOLIC_WIDTH, None))
+        samples = coupled_samples(model)  # a network that couples its samples: its minibatch formulas
+        derived = evaluate_derivation(derivation, samples is not None, values,
+                                      concrete_sizes(model, SYMBOLIC_WIDTH, samples))
         differences = {}
         for key, value in expected.items():
             got = derived[key] if exact else derived[key].evalf(digits)  # named constants (selu) → digits
@@ -472,6 +494,7 @@ def _compare_with_direct(derivation: Derivation, direct: DirectDifferentiation) 
             "working_digits": digits,
             "largest_difference": "0" if worst == 0 else decade_bound(float(worst)),
             "per_node": _per_node(model, differences),
+            **({"samples": coupled_samples(model)} if coupled_samples(model) else {}),
         },
     )
 
@@ -499,11 +522,12 @@ def _minibatch_check(derivation: Derivation, seed: int, samples: int) -> Check:
     if not exact:
         batch_values = {k: sp.Float(v, DIGITS) for k, v in batch_values.items()}
     per_sample_sum: dict = defaultdict(lambda: sp.S.Zero)
+    columns = {"A_0": "a_0", "Y": "y", **{q.batched().label: q.label for _, q in model.network.data_inputs}}
     for s in range(samples):
-        values = {k: v for k, v in batch_values.items() if k[0] not in ("A_0", "Y")}
+        values = {k: v for k, v in batch_values.items() if k[0] not in columns}
         for (label, idx), v in batch_values.items():  # column s of the minibatch: the sample index last
-            if label in ("A_0", "Y") and idx[-1] == s:
-                values[("a_0" if label == "A_0" else "y", idx[:-1])] = v
+            if label in columns and idx[-1] == s:
+                values[(columns[label], idx[:-1])] = v
         grads = evaluate_derivation(derivation, False, values, concrete_sizes(model, width, None))
         for key, v in grads.items():
             per_sample_sum[key] += v

@@ -102,8 +102,9 @@ def initial_weights_check(model: Model, init: Initialisation, module, seed: int 
         expected = float(layer.variance.xreplace(values))
         observed = float(np.var(params[layer.weight.code()]))
         worst = max(worst, abs(observed / expected - 1))
-    if any(np.any(value != 0) for key, value in params.items() if key not in weights):
-        worst = float("inf")  # biases start at zero
+    starts = {p.code(): node.kind.initial_value(node, p) for node in model.network.layers for p in node.parameters}
+    if any(np.any(value != starts.get(key, 0)) for key, value in params.items() if key not in weights):
+        worst = float("inf")  # biases start at zero, a normalisation's scale γ at one
     return Check("initial_weights", bool(worst <= INIT_TOLERANCE), figures={
         "units": INIT_UNITS, "tolerance": f"{INIT_TOLERANCE:.0%}",
         "deviation": f"{worst:.1%}",

@@ -60,6 +60,9 @@ def quantity_shape(q: Quantity, network) -> Shape:
         return (*dims(network.axes_of(q)), BATCH)
     if q.kind in ("Delta", "grad_A"):
         return (*dims(network.axes_of(Quantity("z" if q.kind == "Delta" else "a", q.layer))), BATCH)
+    for node, data in network.data_inputs:  # a mask: shaped like the output of the node that reads it
+        if q == data.batched():
+            return (*dims(node.out_axes), BATCH)
     param = Quantity(q.kind.removeprefix("grad_"), q.layer) if q.is_gradient else q
     if param.is_parameter:
         node = network.owner(param)

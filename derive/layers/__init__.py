@@ -7,6 +7,9 @@ softmax, log-softmax), the residual sum and the loss. A new kind is a module wit
 
 from derive.layers.base import KINDS, LayerKind, Node, entry_of, register
 from derive.layers import activation, add, dense, loss  # noqa: F401 - registers the built-in kinds
+from derive.layers import layernorm, rmsnorm  # noqa: F401 - the normalisations over the features
+from derive.layers import dropout  # noqa: F401 - inverted dropout
+from derive.layers import batchnorm  # noqa: F401 - batch normalisation (couples the samples)
 from derive.layers.activation import Elementwise, LogSoftmax, Softmax, activation_kind
 from derive.layers.add import Add
 from derive.layers.dense import Dense

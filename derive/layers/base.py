@@ -71,6 +71,8 @@ class LayerKind:
     delayed: ClassVar[frozenset[int]] = frozenset()  # inputs read at the previous time step (a recurrence)
     options: ClassVar[dict[str, Option]] = {}  # what a network file may set, besides the common keys
     summary: ClassVar[str] = ""  # one line for `derive net --help` and error messages
+    names_output_error: ClassVar[bool] = False  # ∂C/∂(its output) always gets a name (a step of a normalisation)
+    names_input_error: ClassVar[bool] = False  # ∂C/∂(its input) always gets a name (a compact form follows it)
 
     @classmethod
     def build(cls, values: dict[str, Any]) -> LayerKind:
@@ -88,6 +90,36 @@ class LayerKind:
     def weights(self, node: Node) -> dict[Quantity, Quantity]:
         """Its parameters that multiply an input, each with the input it multiplies (W⁽ˡ⁾ → a⁽ˡ⁻¹⁾):
         these start random with a derived variance; every other parameter starts at zero."""
+        return {}
+
+    def parts(self, node: Node) -> tuple[Node, ...]:
+        """The nodes a network file's layer of this kind becomes, in forward order, the last giving
+        the layer's output: the node itself, or a chain of simpler steps (layer normalisation:
+        centre, divide by the root mean square, scale and shift), each derived by the engine."""
+        return (node,)
+
+    def initial_value(self, node: Node, param: Quantity) -> int:
+        """The value every entry of a parameter that is not a weight starts at (0; a scale γ: 1)."""
+        return 0
+
+    def data_inputs(self, node: Node) -> tuple[Quantity, ...]:
+        """Arrays it reads that are neither parameters nor outputs of other layers and that the
+        derivation holds fixed (the mask of dropout, drawn by the generated code): per-sample
+        quantities whose entries are 0 or 1, shaped like its output."""
+        return ()
+
+    def constants(self, node: Node) -> dict[sp.Symbol, sp.Expr]:
+        """Symbols of its formulas that stand for fixed numbers (dropout's p⁽ˡ⁾), with their values."""
+        return {}
+
+    def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
+        """Rows it adds to the documents' notation table: (LaTeX, message key, values for the message)."""
+        return []
+
+    def proved_steps(self, node: Node, network, result, batch: bool) -> dict:
+        """Steps to add after the engine's results of a pass, keyed by the result they follow: a
+        compact form of a derived formula, proved equal to it by the kind (the three-term form of a
+        normalisation's input error). Nothing by default."""
         return {}
 
     def fit(self, input_units: tuple[int, ...]) -> LayerKind:

@@ -90,6 +90,9 @@ def stated_point(derivation: Derivation, shift: int = 0) -> dict:
             else:
                 point[(param.label, idx)] = _decimal(BIASES[b % len(BIASES)])
                 b += 1
+    for node, mask in network.data_inputs:  # a dropout mask: keep the first unit, drop the next, …
+        for n, i in enumerate(_axis_entries(node.out_axes, env)):
+            point[(mask.label, i)] = sp.Integer(1 - n % 2)
     return point
 
 
@@ -146,6 +149,8 @@ def worked_example(derivation: Derivation) -> WorkedExample | None:
     """The example for this derivation (its network at width 2), or None where its values are not
     finite real numbers of a readable size."""
     model = derivation.model
+    if model.network.couples_samples:  # a worked example follows one sample; here no formula does
+        return None
     env = concrete_sizes(model, WIDTH, None)
     exact = rational_model(model)
     for shift in range(len(WEIGHTS)):  # another assignment of the stated values if a kink is hit
