@@ -75,6 +75,15 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) -
     expr = sp.sympify(expr)
     if free and not expr.atoms(sp.Indexed):  # the same value in every entry
         return expr * Ones(_activations_over(free))
+    from derive import convforms  # convolution, flatten and their backward forms
+
+    found = convforms.recognise(expr, free, to_matrix_form)
+    if found is not None:
+        return found
+    unflattened = convforms.unflatten(expr, free)
+    if unflattened is not None:
+        inner, flat_free, wrap = unflattened
+        return wrap(to_matrix_form(inner, flat_free, row))
     return _any_form(expr, free, row)
 
 
@@ -405,13 +414,20 @@ def entries_agree(
     size_symbols = {s for s in _all_bound_symbols(index_expr) | _all_bound_symbols(sp.Tuple(*free)) if _is_size(s)}
     size_symbols |= {s for s in index_expr.free_symbols if isinstance(s, sp.Symbol) and _is_size(s)}
     concrete = {s: (batch if s == notation.BATCH_SIZE else size) for s in size_symbols}
+    from derive.windowsizes import fix_sizes, shape_of_label
+
+    concrete = fix_sizes(concrete)  # a window's output has the size its input and the formula give
     arrays: dict[str, np.ndarray] = {}
     values: dict[tuple[str, tuple[int, ...]], sp.Rational] = {}
     for entry in sorted(index_expr.atoms(sp.Indexed), key=sp.default_sort_key):
         label = str(entry.base.label)
         if label in arrays:
             continue
-        dims = [int((_index_range(i) + 1).xreplace(concrete)) for i in entry.indices]
+        known = shape_of_label(label)
+        if known is not None and len(known) == len(entry.indices):
+            dims = [batch if d == "batch" else int(sp.sympify(d).xreplace(concrete)) for d in known]
+        else:
+            dims = [int((_index_range(i) + 1).xreplace(concrete)) for i in entry.indices]
         shape = tuple(dims) if len(dims) != 1 else (dims[0], 1)  # a vector is a column
         arr = np.empty(shape, dtype=object)
         for pos in np.ndindex(shape):
@@ -436,6 +452,9 @@ def _index_range(index: sp.Expr) -> sp.Expr:
     inner = sorted(index.atoms(sp.Idx), key=sp.default_sort_key)
     if not inner:
         raise NotRecognised(f"index {index} has no range")
+    slopes = {i: sp.diff(index, i) for i in inner}
+    if all(d.is_positive or d.is_negative for d in slopes.values()):  # s·i + k, c·h·w + …: its largest value
+        return sp.expand(index.xreplace({i: (i.upper if d.is_positive else i.lower) for i, d in slopes.items()}))
     return inner[0].upper
 
 

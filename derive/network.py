@@ -7,6 +7,8 @@ gets the sum of the errors of all its paths. A chain (the MLP) is the common cas
 
 from __future__ import annotations
 
+import sympy as sp
+
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -108,13 +110,19 @@ class Network:
                 x = parent[x]
             return x
 
+        products = {}  # a size that is a product of others (a flatten's n = c·h·w): no union, a value
         for node in self.layers:
             for a, b in node.kind.size_facts(node).items():
+                if not isinstance(b, sp.Symbol):
+                    products[a] = b
+                    continue
                 ra, rb = root(a), root(b)
                 if ra != rb:
                     low, high = sorted((ra, rb), key=lambda s: (len(s.name), s.name))
                     parent[high] = low
-        return {x: root(x) for x in parent}
+        facts = {x: root(x) for x in parent}
+        facts.update({a: b.xreplace(facts) for a, b in products.items()})
+        return facts
 
     def dim_name(self, layer: int) -> str:
         """The name generated code gives a layer's size: n3, or the name of the layer whose size it
@@ -125,7 +133,8 @@ class Network:
 
     def symbol_dim(self, symbol) -> str:
         """The code name of a size symbol (n_3 → n3, c_2 → c2), through the sizes equal by construction."""
-        role, _, tag = self.size_facts.get(symbol, symbol).name.partition("_")
+        known = self.size_facts.get(symbol, symbol)
+        role, _, tag = (known if isinstance(known, sp.Symbol) else symbol).name.partition("_")
         return role + tag
 
     def axis_dim(self, axis) -> str | int:

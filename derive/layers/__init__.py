@@ -7,6 +7,7 @@ softmax, log-softmax), the residual sum and the loss. A new kind is a module wit
 
 from derive.layers.base import KINDS, LayerKind, Node, entry_of, register
 from derive.layers import activation, add, dense, loss  # noqa: F401 - registers the built-in kinds
+from derive.layers import conv  # noqa: F401 - convolution kinds
 from derive.layers.activation import Elementwise, LogSoftmax, Softmax, activation_kind
 from derive.layers.add import Add
 from derive.layers.dense import Dense

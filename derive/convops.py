@@ -1,0 +1,303 @@
+"""Whole-array operations of convolutional networks (the matrix forms `convforms` recognises).
+
+Arrays keep the derivation's index order with the sample index last: an image batch is (C, H, W, m),
+a signal batch (C, W, m), a kernel PyTorch's (F, C, kh, kw). Per sample the trailing axis is absent.
+Each operation is an `ops.Op` (evaluation on exact numbers for the entry-by-entry proof, LaTeX,
+NumPy code, lowering for the workspace) whose NumPy code calls a helper of the generated module
+(`HELPERS`, printed into model.py): no Python loop over positions, only over the kh·kw offsets of a
+kernel in col2im.
+
+* `Im2colConv(X, K, geometry)`: z = Σ_c Σ_p Σ_q K[f,c,p,q] x[c, s·i+d·p−P, s·j+d·q−P], the window
+  view of the zero-padded input (`sliding_window_view`) contracted with the kernel (one matrix
+  product after the im2col copy);
+* `Col2imConv(D, K, geometry, H, W)`: the input error, the kernel applied to the error (the same
+  product transposed) and scattered back by an accumulating strided add, padding cropped;
+* `KernelGrad(D, X, geometry)`: Σ over positions (and samples) of the error times the window view;
+* `FullCorrelation(D, K, geometry, H, W)`: the gathered form, the stride-dilated, zero-padded error
+  correlated with the kernel rotated by 180°;
+* `Flatten(X)` / `Unflatten(G, C, H, W)`: PyTorch's C-major order (reshape, no copy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from sympy.core.symbol import Str
+
+from derive.ops import Op, _code_operand, _latex_operand
+
+# ---------------------------------------------------------------------------------------------------
+# geometry: kernel, stride, padding, dilation per spatial axis, as a string argument "k,s,p,d;k,s,p,d"
+
+
+def geometry_text(kernel, stride, padding, dilation) -> Str:
+    return Str(";".join(f"{k},{s},{p},{d}" for k, s, p, d in zip(kernel, stride, padding, dilation)))
+
+
+def read_geometry(arg) -> tuple[tuple[int, ...], ...]:
+    """(kernel, stride, padding, dilation), each a tuple over the spatial axes."""
+    axes = [tuple(int(v) for v in part.split(",")) for part in str(arg).split(";")]
+    return tuple(tuple(a[n] for a in axes) for n in range(4))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the NumPy functions (the same source is printed into the generated model.py)
+
+HELPERS = '''
+def _into(result, out):
+    """The result, or copied into `out` (the workspace form's array) when one is given."""
+    if out is None:
+        return result
+    np.copyto(out, result)
+    return out
+
+
+def _windows(X, kernel, stride, padding, dilation):
+    """The window view of X (C, *spatial, …) zero-padded: (C, *out, …, *kernel), no copy but the pad."""
+    nsp = len(kernel)
+    if any(padding):
+        X = np.pad(X, [(0, 0)] + [(p, p) for p in padding] + [(0, 0)] * (X.ndim - 1 - nsp))
+    spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    view = np.lib.stride_tricks.sliding_window_view(X, spans, axis=tuple(range(1, 1 + nsp)))
+    picks = (slice(None),) + tuple(slice(None, None, s) for s in stride) + (slice(None),) * (X.ndim - 1 - nsp)
+    return view[picks + tuple(slice(None, None, d) for d in dilation)]
+
+
+def _conv(X, K, kernel, stride, padding, dilation, out=None):
+    """z[f, i, j, …] = Σ_c Σ_p Σ_q K[f, c, p, q] x[c, s·i + d·p − P, s·j + d·q − P, …] (im2col, then one product)."""
+    nsp = len(kernel)
+    V = _windows(X, kernel, stride, padding, dilation)  # (C, *out, *rest, *kernel)
+    axes = [0] + list(range(V.ndim - nsp, V.ndim))
+    return _into(np.tensordot(K, V, axes=(list(range(1, 2 + nsp)), axes)), out)
+
+
+def _conv_input_grad(D, K, kernel, stride, padding, dilation, spatial, out=None):
+    """∂C/∂x: every output error sent back through the kernel to the inputs its window read
+    (col2im: one product, then an accumulating strided add per kernel offset), padding cropped."""
+    nsp = len(kernel)
+    cols = np.tensordot(K, D, axes=([0], [0]))  # (C, *kernel, *out, *rest)
+    sizes = D.shape[1:1 + nsp]  # the output positions
+    padded = np.zeros((K.shape[1],) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + D.shape[1 + nsp:], dtype=D.dtype)
+    for offset in np.ndindex(*kernel):
+        where = (slice(None),) + tuple(slice(d * p, d * p + s * (o - 1) + 1, s)
+                                       for p, d, s, o in zip(offset, dilation, stride, sizes))
+        padded[where] += cols[(slice(None),) + offset]
+    return _into(padded[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
+
+
+def _conv_kernel_grad(D, X, kernel, stride, padding, dilation, out=None):
+    """∂C/∂K[f, c, p, q] = Σ over positions (and samples) of the error times the input its window read."""
+    nsp = len(kernel)
+    V = _windows(X, kernel, stride, padding, dilation)  # (C, *out, *rest, *kernel)
+    rest = list(range(1, D.ndim))
+    return _into(np.tensordot(D, V, axes=(rest, rest)).reshape(D.shape[0], X.shape[0], *kernel), out)
+
+
+def _full_correlation(D, K, kernel, stride, padding, dilation, spatial, out=None):
+    """∂C/∂x as the gathered form: the error dilated by the stride, padded by d(k − 1), correlated
+    with the kernel rotated by 180° (channels swapped), then the input padding cropped."""
+    nsp = len(kernel)
+    sizes = D.shape[1:1 + nsp]  # the output positions
+    dilated = np.zeros((D.shape[0],) + tuple(s * (o - 1) + 1 for s, o in zip(stride, sizes)) + D.shape[1 + nsp:], dtype=D.dtype)
+    dilated[(slice(None),) + tuple(slice(None, None, s) for s in stride)] = D
+    extra = [n + 2 * p - (s * (o - 1) + 1) - d * (k - 1) for n, p, s, o, d, k in
+             zip(spatial, padding, stride, sizes, dilation, kernel)]  # rows the last window did not reach
+    pads = [(0, 0)] + [(d * (k - 1), d * (k - 1) + e) for d, k, e in zip(dilation, kernel, extra)]
+    dilated = np.pad(dilated, pads + [(0, 0)] * (D.ndim - 1 - nsp))
+    rotated = np.flip(K, axis=tuple(range(2, 2 + nsp))).swapaxes(0, 1)
+    full = _conv(dilated, rotated, kernel, (1,) * nsp, (0,) * nsp, dilation)
+    return _into(full[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
+'''
+
+_namespace: dict = {"np": np}
+exec(HELPERS, _namespace)  # noqa: S102 - our own source, printed into model.py as well
+windows = _namespace["_windows"]
+conv = _namespace["_conv"]
+conv_input_grad = _namespace["_conv_input_grad"]
+conv_kernel_grad = _namespace["_conv_kernel_grad"]
+full_correlation = _namespace["_full_correlation"]
+
+# each helper's source and the helpers it calls (printed into model.py in this order)
+_SOURCES = {name: "def " + chunk.strip() for name, chunk in
+            ((c.split("(", 1)[0], c) for c in HELPERS.split("\ndef ")[1:])}
+NEEDS = {"_conv": ("_into", "_windows"), "_conv_input_grad": ("_into",),
+         "_conv_kernel_grad": ("_into", "_windows"), "_full_correlation": ("_into", "_windows", "_conv")}
+ORDER = ("_into", "_windows", "_conv", "_conv_input_grad", "_conv_kernel_grad", "_full_correlation")
+
+
+def helper_lines(name: str) -> list[str]:
+    return _SOURCES[name].split("\n")
+
+
+def use(printer, name: str) -> None:
+    """Note that printed code calls helper `name` (and what it calls)."""
+    printer.helpers.update((*NEEDS.get(name, ()), name))
+
+
+def _geometry_code(arg) -> str:
+    kernel, stride, padding, dilation = read_geometry(arg)
+    return f"{kernel}, {stride}, {padding}, {dilation}"
+
+
+def _spatial(args) -> tuple[int, ...]:
+    return tuple(int(a) for a in args)
+
+
+def _batched(value: np.ndarray, rank: int) -> np.ndarray:
+    """A per-sample array in the proof's column form (n × 1 for a vector) has one trailing axis too many."""
+    return value
+
+
+class Im2colConv(Op):
+    """Z = K ⋆ X: the correlation of the input with the kernel (PyTorch's conv2d), by im2col. Args:
+    the input, the kernel, the geometry, then the output's spatial sizes (for shapes only)."""
+
+    def evaluate(self, value):
+        return conv(value(self.args[0]), value(self.args[1]), *read_geometry(self.args[2]))
+
+    def _derive_latex(self, printer, **_):
+        return rf"{_latex_operand(printer, self.args[1])} \star {_latex_operand(printer, self.args[0])}"
+
+    def _numpycode(self, printer, **_):
+        use(printer, "_conv")
+        return f"_conv({printer._print(self.args[0])}, {printer._print(self.args[1])}, {_geometry_code(self.args[2])})"
+
+    def lower(self, lowering):
+        return lowering.helper_call(self, "_conv", self.args[:2], _geometry_code(self.args[2]))
+
+    def shape(self, shape_of):
+        x, k = shape_of(self.args[0]), shape_of(self.args[1])
+        nsp = len(self.args) - 3
+        return (k[0], *[_dim(a) for a in self.args[3:]], *x[1 + nsp:])
+
+
+class Col2imConv(Op):
+    """∂C/∂X = col2im(Kᵀ Δ): the kernel applied to the error and scattered back to the inputs."""
+
+    def evaluate(self, value):
+        return conv_input_grad(value(self.args[0]), value(self.args[1]), *read_geometry(self.args[2]),
+                               _spatial(self.args[3:]))
+
+    def _derive_latex(self, printer, **_):
+        return rf"\operatorname{{col2im}}\left({_latex_operand(printer, self.args[1])}^{{\top}} {_latex_operand(printer, self.args[0])}\right)"
+
+    def _numpycode(self, printer, **_):
+        use(printer, "_conv_input_grad")
+        sizes = ", ".join(printer._print(a) for a in self.args[3:])
+        return (f"_conv_input_grad({printer._print(self.args[0])}, {printer._print(self.args[1])}, "
+                f"{_geometry_code(self.args[2])}, ({sizes},))")
+
+    def lower(self, lowering):
+        sizes = ", ".join(lowering.printer._print(a) for a in self.args[3:])
+        return lowering.helper_call(self, "_conv_input_grad", self.args[:2], f"{_geometry_code(self.args[2])}, ({sizes},)")
+
+    def shape(self, shape_of):
+        d, k = shape_of(self.args[0]), shape_of(self.args[1])
+        nsp = len(self.args) - 3
+        return (k[1], *[_dim(a) for a in self.args[3:]], *d[1 + nsp:])
+
+
+class FullCorrelation(Col2imConv):
+    """∂C/∂X = (the stride-dilated error) ⋆ rot180(K), padding cropped: the gathered form."""
+
+    def evaluate(self, value):
+        return full_correlation(value(self.args[0]), value(self.args[1]), *read_geometry(self.args[2]),
+                                _spatial(self.args[3:]))
+
+    def _derive_latex(self, printer, **_):
+        return (rf"\operatorname{{crop}}\left(\operatorname{{dil}}\left({_latex_operand(printer, self.args[0])}\right)"
+                rf" \star \operatorname{{rot}}_{{180}}\left({_latex_operand(printer, self.args[1])}\right)\right)")
+
+    def _numpycode(self, printer, **_):
+        use(printer, "_full_correlation")
+        sizes = ", ".join(printer._print(a) for a in self.args[3:])
+        return (f"_full_correlation({printer._print(self.args[0])}, {printer._print(self.args[1])}, "
+                f"{_geometry_code(self.args[2])}, ({sizes},))")
+
+
+def _dim(arg):
+    return int(arg) if arg.is_Integer else str(arg).replace("_", "")
+
+
+class KernelGrad(Op):
+    """∂C/∂K = Δ ⋆ X: the correlation of the input with the error, summed over positions and samples."""
+
+    nargs = 3
+
+    def evaluate(self, value):
+        return conv_kernel_grad(value(self.args[0]), value(self.args[1]), *read_geometry(self.args[2]))
+
+    def _derive_latex(self, printer, **_):
+        return rf"{_latex_operand(printer, self.args[1])} \star {_latex_operand(printer, self.args[0])}"
+
+    def _numpycode(self, printer, **_):
+        use(printer, "_conv_kernel_grad")
+        return (f"_conv_kernel_grad({printer._print(self.args[0])}, {printer._print(self.args[1])}, "
+                f"{_geometry_code(self.args[2])})")
+
+    def lower(self, lowering):
+        return lowering.helper_call(self, "_conv_kernel_grad", self.args[:2], _geometry_code(self.args[2]))
+
+    def shape(self, shape_of):
+        d, x = shape_of(self.args[0]), shape_of(self.args[1])
+        kernel = read_geometry(self.args[2])[0]
+        return (d[0], x[0], *kernel)
+
+
+class Flatten(Op):
+    """vec(X): the entries of each sample in PyTorch's C-major order (channels outermost). Args: the
+    array, 1 for a minibatch (samples last, kept) or 0 for one sample (the result is a column), and
+    the size of the result (for shapes only)."""
+
+    nargs = 3
+
+    def evaluate(self, value):
+        x = value(self.args[0])
+        return x.reshape(-1, x.shape[-1]) if self.args[1] else x.reshape(-1, 1)
+
+    def _derive_latex(self, printer, **_):
+        return rf"\operatorname{{vec}}\left({printer._print(self.args[0])}\right)"
+
+    def _numpycode(self, printer, **_):
+        text = _code_operand(printer, self.args[0])
+        return f"{text}.reshape(-1, {text}.shape[-1])" if self.args[1] else f"{text}.reshape(-1, 1)"
+
+    def lower(self, lowering):
+        inner = lowering.array(lowering.lower(self.args[0]))
+        shape = self.shape(lowering.shape_of)
+        return lowering.view(inner, "{}.reshape(" + ", ".join(str(d) for d in shape) + ")", shape)
+
+    def shape(self, shape_of):
+        inner = shape_of(self.args[0])
+        return (_dim(self.args[2]), inner[-1]) if self.args[1] else (_dim(self.args[2]), 1)
+
+
+class Unflatten(Op):
+    """The inverse of vec: a column of C·H·W entries per sample back to (C, H, W). Args: the array,
+    1 for a minibatch (0: one sample), then the sizes."""
+
+    def evaluate(self, value):
+        g = value(self.args[0])
+        sizes = [int(a) for a in self.args[2:]]
+        return g.reshape(*sizes, g.shape[-1]) if self.args[1] else g.reshape(*sizes)
+
+    def _derive_latex(self, printer, **_):
+        return rf"\operatorname{{vec}}^{{-1}}\left({printer._print(self.args[0])}\right)"
+
+    def _numpycode(self, printer, **_):
+        text = _code_operand(printer, self.args[0])
+        sizes = ", ".join(printer._print(a) for a in self.args[2:])
+        return f"{text}.reshape({sizes}, -1)" if self.args[1] else f"{text}.reshape({sizes})"
+
+    def lower(self, lowering):
+        inner = lowering.array(lowering.lower(self.args[0]))
+        shape = self.shape(lowering.shape_of)
+        return lowering.view(inner, "{}.reshape(" + ", ".join(str(d) for d in shape) + ")", shape)
+
+    def shape(self, shape_of):
+        g = shape_of(self.args[0])
+        sizes = tuple(_dim(a) for a in self.args[2:])
+        return (*sizes, g[-1]) if self.args[1] else sizes
+
+
+CONV_FUNCTIONS = (Im2colConv, Col2imConv, FullCorrelation, KernelGrad, Flatten, Unflatten)
