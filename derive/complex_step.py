@@ -150,7 +150,9 @@ def forward_forms(model: Model) -> tuple[tuple[Node, sp.Expr], ...]:
     """Each node with its forward rule in matrix form (one column per sample), as the engine states it
     and proves it entry by entry against the kind's index rule: the network's definition, with no
     derivative in it."""
-    with assume_sizes(model.network.size_facts):
+    from derive.windowsizes import network_sizes
+
+    with assume_sizes(model.network.size_facts), network_sizes(model.network):
         return tuple((node, forward_result(node, True).matrix_rhs) for node in model.network.layers)
 
 

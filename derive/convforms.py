@@ -52,7 +52,7 @@ def flatten_form(expr: sp.Expr, free: tuple) -> sp.Expr | None:
         return None
     from derive.convops import Flatten
 
-    return Flatten(_symbol(entry), sp.Integer(len(free) > 1), n.upper + 1)
+    return Flatten(_symbol(entry), sp.Integer(len(free) > 1), n.upper + 1, sp.Integer(len(bound)))
 
 
 def unflatten(expr: sp.Expr, free: tuple) -> tuple[sp.Expr, tuple, sp.Expr] | None:

@@ -143,9 +143,14 @@ def _spatial(args) -> tuple[int, ...]:
     return tuple(int(a) for a in args)
 
 
-def _batched(value: np.ndarray, rank: int) -> np.ndarray:
-    """A per-sample array in the proof's column form (n × 1 for a vector) has one trailing axis too many."""
-    return value
+def _over_copies(fn, lead: int, *arrays):
+    """fn applied to each copy of a network (the complex-step reference stacks copies along a leading
+    axis: `lead` is 1 then, 0 otherwise); an array without that axis is shared by every copy."""
+    if lead == 0:
+        return fn(*arrays)
+    copies = max(a.shape[0] for a in arrays)
+    pick = lambda a, k: a[k if a.shape[0] > 1 else 0]  # noqa: E731
+    return np.stack([fn(*[pick(a, k) for a in arrays]) for k in range(copies)])
 
 
 class Im2colConv(Op):
@@ -153,7 +158,9 @@ class Im2colConv(Op):
     the input, the kernel, the geometry, then the output's spatial sizes (for shapes only)."""
 
     def evaluate(self, value):
-        return conv(value(self.args[0]), value(self.args[1]), *read_geometry(self.args[2]))
+        geometry = read_geometry(self.args[2])
+        K = value(self.args[1])
+        return _over_copies(lambda x, k: conv(x, k, *geometry), K.ndim - 2 - len(geometry[0]), value(self.args[0]), K)
 
     def _derive_latex(self, printer, **_):
         return rf"{_latex_operand(printer, self.args[1])} \star {_latex_operand(printer, self.args[0])}"
@@ -175,8 +182,10 @@ class Col2imConv(Op):
     """∂C/∂X = col2im(Kᵀ Δ): the kernel applied to the error and scattered back to the inputs."""
 
     def evaluate(self, value):
-        return conv_input_grad(value(self.args[0]), value(self.args[1]), *read_geometry(self.args[2]),
-                               _spatial(self.args[3:]))
+        geometry, spatial = read_geometry(self.args[2]), _spatial(self.args[3:])
+        K = value(self.args[1])
+        return _over_copies(lambda d, k: conv_input_grad(d, k, *geometry, spatial), K.ndim - 2 - len(geometry[0]),
+                            value(self.args[0]), K)
 
     def _derive_latex(self, printer, **_):
         return rf"\operatorname{{col2im}}\left({_latex_operand(printer, self.args[1])}^{{\top}} {_latex_operand(printer, self.args[0])}\right)"
@@ -201,8 +210,10 @@ class FullCorrelation(Col2imConv):
     """∂C/∂X = (the stride-dilated error) ⋆ rot180(K), padding cropped: the gathered form."""
 
     def evaluate(self, value):
-        return full_correlation(value(self.args[0]), value(self.args[1]), *read_geometry(self.args[2]),
-                                _spatial(self.args[3:]))
+        geometry, spatial = read_geometry(self.args[2]), _spatial(self.args[3:])
+        K = value(self.args[1])
+        return _over_copies(lambda d, k: full_correlation(d, k, *geometry, spatial), K.ndim - 2 - len(geometry[0]),
+                            value(self.args[0]), K)
 
     def _derive_latex(self, printer, **_):
         return (rf"\operatorname{{crop}}\left(\operatorname{{dil}}\left({_latex_operand(printer, self.args[0])}\right)"
@@ -216,7 +227,14 @@ class FullCorrelation(Col2imConv):
 
 
 def _dim(arg):
-    return int(arg) if arg.is_Integer else str(arg).replace("_", "")
+    """A size in the workspace's shapes: a number, or the name of a size (c1, h2), through the
+    sizes equal by construction of the network being planned."""
+    if arg.is_Integer:
+        return int(arg)
+    from derive.windowsizes import _NETWORK
+
+    network = _NETWORK.get()
+    return network.symbol_dim(arg) if network is not None else str(arg).replace("_", "")
 
 
 class KernelGrad(Op):
@@ -249,11 +267,12 @@ class Flatten(Op):
     array, 1 for a minibatch (samples last, kept) or 0 for one sample (the result is a column), and
     the size of the result (for shapes only)."""
 
-    nargs = 3
+    nargs = 4  # the array, 1 (minibatch) or 0, the size of the result, the number of axes flattened
 
     def evaluate(self, value):
         x = value(self.args[0])
-        return x.reshape(-1, x.shape[-1]) if self.args[1] else x.reshape(-1, 1)
+        lead = x.ndim - int(self.args[3]) - int(self.args[1])  # copies of a network along a leading axis
+        return x.reshape(*x.shape[:lead], -1, x.shape[-1]) if self.args[1] else x.reshape(*x.shape[:lead], -1, 1)
 
     def _derive_latex(self, printer, **_):
         return rf"\operatorname{{vec}}\left({printer._print(self.args[0])}\right)"
@@ -265,7 +284,8 @@ class Flatten(Op):
     def lower(self, lowering):
         inner = lowering.array(lowering.lower(self.args[0]))
         shape = self.shape(lowering.shape_of)
-        return lowering.view(inner, "{}.reshape(" + ", ".join(str(d) for d in shape) + ")", shape)
+        columns = "m" if self.args[1] else "1"
+        return lowering.view(inner, "{}.reshape(-1, " + columns + ")", shape)
 
     def shape(self, shape_of):
         inner = shape_of(self.args[0])
@@ -279,7 +299,8 @@ class Unflatten(Op):
     def evaluate(self, value):
         g = value(self.args[0])
         sizes = [int(a) for a in self.args[2:]]
-        return g.reshape(*sizes, g.shape[-1]) if self.args[1] else g.reshape(*sizes)
+        lead = g.ndim - 2  # a column per sample, or the columns of a minibatch
+        return g.reshape(*g.shape[:lead], *sizes, g.shape[-1]) if self.args[1] else g.reshape(*g.shape[:lead], *sizes)
 
     def _derive_latex(self, printer, **_):
         return rf"\operatorname{{vec}}^{{-1}}\left({printer._print(self.args[0])}\right)"
@@ -292,7 +313,8 @@ class Unflatten(Op):
     def lower(self, lowering):
         inner = lowering.array(lowering.lower(self.args[0]))
         shape = self.shape(lowering.shape_of)
-        return lowering.view(inner, "{}.reshape(" + ", ".join(str(d) for d in shape) + ")", shape)
+        sizes = [lowering.printer._print(a) for a in self.args[2:]] + (["m"] if self.args[1] else [])
+        return lowering.view(inner, "{}.reshape(" + ", ".join(sizes) + ")", shape)
 
     def shape(self, shape_of):
         g = shape_of(self.args[0])

@@ -104,3 +104,27 @@ def quantity_shapes_cached(network) -> dict:
         _CACHE.clear()
         _CACHE[key] = (network, quantity_shapes(network))
     return _CACHE[key][1]
+
+
+def size_values(network) -> dict:
+    """Every size symbol of the network (n_3, c_1, h_1 …) → its value, from the network's sizes (per
+    layer, a number of units or a shape) and the axes of each layer's last output."""
+    from derive.notation import LayerRef, Q
+
+    values = {}
+    for layer, entry in enumerate(network.sizes):
+        if layer == 0:
+            axes = network.axes_of(Q("a", 0))
+        else:
+            nodes = [node for node in network.layers if node.layer == LayerRef(layer)]
+            if not nodes:
+                continue
+            axes = nodes[-1].out_axes
+        for axis, value in zip(axes, entry if isinstance(entry, tuple) else (entry,)):
+            if axis.extent is None:
+                values[axis.size] = value
+    for node in network.layers:  # sizes inside a layer (a convolution's output before its pooling)
+        for inp, out, k, s, p, d in getattr(node.kind, "window_sizes", lambda node: [])(node):
+            if inp in values and out not in values:
+                values[out] = (values[inp] + 2 * p - d * (k - 1) - 1) // s + 1
+    return values

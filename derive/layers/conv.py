@@ -162,6 +162,12 @@ class _Conv(_Window):
     def weights(self, node: Node):
         return {Q("K", node.layer): node.inputs[0]}
 
+    def fans(self, node: Node) -> tuple[sp.Expr, sp.Expr]:
+        """Fan-in and fan-out of the kernel: the inputs one output entry reads, C·kh·kw, and the
+        outputs one input entry reaches (away from the borders, stride 1), F·kh·kw."""
+        window = sp.Mul(*[sp.Integer(k) for k in self.kernel])
+        return node.in_axes[0][0].size * window, Axis("c", node.layer).size * window
+
     def output_shape(self, node: Node, input_shapes):
         return (self.channels, *self.spatial_shape(input_shapes[0]))
 
