@@ -153,6 +153,18 @@ def _over_copies(fn, lead: int, *arrays):
     return np.stack([fn(*[pick(a, k) for a in arrays]) for k in range(copies)])
 
 
+def _window_multiply_adds(network, symbol) -> sp.Expr:
+    """F·C·kh·kw multiply-adds per output position and sample: the product of im2col, of col2im's
+    product and of the kernel gradient alike (the node is found by the kernel's or the error's layer)."""
+    from derive import notation
+    from derive.backprop import parameter_axes
+
+    layer = notation.quantity_of(symbol.name).layer
+    node = next(n for n in network.layers if n.layer == layer and hasattr(n.kind, "window_sizes") and n.parameters)
+    kernel = sp.Mul(*[a.size for a in parameter_axes(node, notation.Q("K", layer))])
+    return kernel * sp.Mul(*[a.size for a in node.out_axes[1:]]) * notation.BATCH_SIZE
+
+
 class Im2colConv(Op):
     """Z = K ⋆ X: the correlation of the input with the kernel (PyTorch's conv2d), by im2col. Args:
     the input, the kernel, the geometry, then the output's spatial sizes (for shapes only)."""
@@ -171,6 +183,9 @@ class Im2colConv(Op):
 
     def lower(self, lowering):
         return lowering.helper_call(self, "_conv", self.args[:2], _geometry_code(self.args[2]))
+
+    def multiply_adds(self, network):
+        return _window_multiply_adds(network, self.args[1])
 
     def shape(self, shape_of):
         x, k = shape_of(self.args[0]), shape_of(self.args[1])
@@ -195,6 +210,9 @@ class Col2imConv(Op):
         sizes = ", ".join(printer._print(a) for a in self.args[3:])
         return (f"_conv_input_grad({printer._print(self.args[0])}, {printer._print(self.args[1])}, "
                 f"{_geometry_code(self.args[2])}, ({sizes},))")
+
+    def multiply_adds(self, network):
+        return _window_multiply_adds(network, self.args[1])
 
     def lower(self, lowering):
         sizes = ", ".join(lowering.printer._print(a) for a in self.args[3:])
@@ -255,6 +273,9 @@ class KernelGrad(Op):
 
     def lower(self, lowering):
         return lowering.helper_call(self, "_conv_kernel_grad", self.args[:2], _geometry_code(self.args[2]))
+
+    def multiply_adds(self, network):
+        return _window_multiply_adds(network, self.args[0])
 
     def shape(self, shape_of):
         d, x = shape_of(self.args[0]), shape_of(self.args[1])

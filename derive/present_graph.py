@@ -278,7 +278,9 @@ def build_graph_document(
         from derive.present_training import initialisation_blocks, optimizer_blocks
 
         content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator)
-        content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator)
+        from derive.windowsizes import size_values
+
+        content["initialisation"] = lambda: initialisation_blocks(training[1], size_values(model.network), text, narrator)
     vector = any(a.is_vector for a in model.activations)
     notation = lambda used: notation_blocks(  # noqa: E731
         text, used, _notation_extra(derivation, text) + penalty_notation(derivation, text)
