@@ -142,15 +142,106 @@ def _conv_operation(entries, free):
     return None
 
 
-def _term(term: sp.Expr, free: tuple, to_matrix_form) -> sp.Expr | None:
-    factors = sp.Mul.make_args(term)
-    sums = [f for f in factors if isinstance(f, sp.Sum)]
-    if len(sums) != 1:
+def _pool_reading(label: str):
+    """The pooling node that reads the quantity `label` (per sample or its minibatch form)."""
+    from derive.windowsizes import _NETWORK
+
+    network = _NETWORK.get()
+    if network is None:
         return None
-    found = _conv_sum(sums[0], free)
+    for node in network.layers:
+        if hasattr(node.kind, "window_sizes") and not node.kind.parameters(node):
+            if label in (node.inputs[0].label, node.inputs[0].batched(True).label):
+                return node
+    return None
+
+
+def _pool_producing(entry: sp.Indexed):
+    """The pooling node whose output's error `entry` is an entry of."""
+    q = _quantity(entry)
+    if q is None or q.kind not in ("grad_a", "grad_A") or q.layer is None:
+        return None
+    from derive.windowsizes import _NETWORK
+
+    network = _NETWORK.get()
+    node = network.producers.get(notation.Q("a", q.layer)) if network is not None else None
+    if node is not None and hasattr(node.kind, "window_sizes") and not node.kind.parameters(node):
+        return node
+    return None
+
+
+def _pool_sum(expr: sp.Sum, free: tuple) -> sp.Expr | None:
+    """Σ_{p,q} [guard] u[c, s·i+p−P, s·j+q−P] (an average's window) or Σ_{i,j} [guards] G[c, i, j]
+    (its error spread back): the sums of average pooling, by the array they read."""
+    from derive.convops import WindowSpread, WindowSum
+    from derive.indexing import Iverson
+
+    factors = sp.Mul.make_args(expr.function)
+    entries = [f for f in factors if isinstance(f, sp.Indexed)]
+    if len(entries) != 1 or any(not isinstance(f, (sp.Indexed, Iverson)) and f.atoms(sp.Idx) for f in factors):
+        return None
+    (entry,) = entries
+    scale = sp.Mul(*[f for f in factors if not isinstance(f, (sp.Indexed, Iverson))])
+    batch = sp.Integer(bool(free) and notation.is_sample_index(free[-1]))
+    node = _pool_producing(entry)
+    if node is not None and type(node.kind).__name__ == "AvgPool2d":
+        return scale * WindowSpread(_symbol(entry), node.kind.geometry(), batch, *[a.size for a in node.in_axes[0][1:]])
+    node = _pool_reading(str(entry.base.label))
+    if node is not None and type(node.kind).__name__ == "AvgPool2d":
+        return scale * WindowSum(_symbol(entry), node.kind.geometry(), batch, *[a.size for a in node.out_axes[1:]])
+    return None
+
+
+def _max_pool_form(expr: sp.Expr, free: tuple) -> sp.Expr | None:
+    """Σ_k u_k [u_k is the window's first maximum] (the forward rule), or the error routed back
+    through the selectors (its derivative): the forms of max pooling."""
+    from derive.convops import MaxPool, MaxPoolGrad
+    from derive.layers.firstmax import FirstMax
+
+    if not expr.has(FirstMax):
+        return None
+    batch = sp.Integer(bool(free) and notation.is_sample_index(free[-1]))
+    entries = expr.atoms(sp.Indexed)
+    grads = {e for e in entries if _quantity(e) is not None and _quantity(e).kind in _GRADIENT_KINDS}
+    values = {str(e.base.label) for e in entries - grads}
+    if len(values) != 1:
+        return None
+    (label,) = values
+    node = _pool_reading(label)
+    if node is None or type(node.kind).__name__ != "MaxPool2d":
+        return None
+    symbol = notation._vector_symbol(label)
+    if not grads:
+        return MaxPool(symbol, node.kind.geometry(), batch, *[a.size for a in node.out_axes[1:]])
+    labels = {str(e.base.label) for e in grads}
+    if len(labels) != 1:
+        return None
+    (grad,) = labels
+    return MaxPoolGrad(notation._vector_symbol(grad), symbol, node.kind.geometry(), batch,
+                       *[a.size for a in node.in_axes[0][1:]])
+
+
+def _window_factor(factor: sp.Expr, free: tuple) -> sp.Expr | None:
+    if isinstance(factor, sp.Sum):
+        return _conv_sum(factor, free) or _pool_sum(factor, free)
+    return _max_pool_form(factor, free)
+
+
+def _term(term: sp.Expr, free: tuple, to_matrix_form) -> sp.Expr | None:
+    whole = _max_pool_form(term, free) if not term.is_Mul else None
+    if whole is not None:
+        return whole
+    factors = sp.Mul.make_args(term)
+    found, rest = None, []
+    for factor in factors:
+        matrix = _window_factor(factor, free) if found is None and factor.atoms(sp.Indexed) else None
+        if matrix is not None:
+            found = matrix
+        else:
+            rest.append(factor)
     if found is None:
         return None
-    rest = sp.Mul(*[f for f in factors if f is not sums[0]])
+    rest = sp.Mul(*rest)
     if rest == 1:
         return found
     return (to_matrix_form(rest, free) if rest.atoms(sp.Indexed) else rest) * found
@@ -161,6 +252,9 @@ def recognise(expr: sp.Expr, free: tuple, to_matrix_form) -> sp.Expr | None:
     flat = flatten_form(expr, free)
     if flat is not None:
         return flat
+    whole = _max_pool_form(expr, free)  # the k terms of a window's maximum belong together
+    if whole is not None:
+        return whole
     terms = sp.Add.make_args(expr)
     found, rest = [], []
     for term in terms:

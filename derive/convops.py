@@ -107,6 +107,54 @@ def _full_correlation(D, K, kernel, stride, padding, dilation, spatial, out=None
     rotated = np.flip(K, axis=tuple(range(2, 2 + nsp))).swapaxes(0, 1)
     full = _conv(dilated, rotated, kernel, (1,) * nsp, (0,) * nsp, dilation)
     return _into(full[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
+
+
+def _scatter(cols, channels, kernel, stride, padding, dilation, spatial, sizes, rest, dtype):
+    """col2im: the column of each kernel offset added back at the input positions that offset read
+    (an accumulating strided add per offset, no loop over positions), then the padding cropped."""
+    padded = np.zeros((channels,) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + rest, dtype=dtype)
+    for k, offset in enumerate(np.ndindex(*kernel)):
+        where = (slice(None),) + tuple(slice(d * p, d * p + s * (o - 1) + 1, s)
+                                       for p, d, s, o in zip(offset, dilation, stride, sizes))
+        padded[where] += cols(k, offset)
+    return padded[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))]
+
+
+def _window_sum(X, kernel, stride, padding, dilation, out=None):
+    """s[c, i, j, …] = the sum of the window of (i, j) (zero padding counted)."""
+    nsp = len(kernel)
+    V = _windows(X, kernel, stride, padding, dilation)
+    return _into(V.sum(axis=tuple(range(V.ndim - nsp, V.ndim))), out)
+
+
+def _window_spread(D, kernel, stride, padding, dilation, spatial, out=None):
+    """Each output's entry added to every input entry of its window (the transpose of _window_sum)."""
+    nsp = len(kernel)
+    return _into(_scatter(lambda k, offset: D, D.shape[0], kernel, stride, padding, dilation, spatial,
+                          D.shape[1:1 + nsp], D.shape[1 + nsp:], D.dtype), out)
+
+
+def _first_max(X, kernel, stride, padding, dilation):
+    """The flat position in each window of its first maximum (PyTorch's tie rule), and the windows."""
+    nsp = len(kernel)
+    V = _windows(X, kernel, stride, padding, dilation)
+    flat = V.reshape(V.shape[:V.ndim - nsp] + (-1,))
+    return np.argmax(flat.real if np.iscomplexobj(flat) else flat, axis=-1), flat
+
+
+def _max_pool(X, kernel, stride, padding, dilation, out=None):
+    """a[c, i, j, …] = the largest entry of the window."""
+    where, flat = _first_max(X, kernel, stride, padding, dilation)
+    return _into(np.take_along_axis(flat, where[..., None], axis=-1)[..., 0], out)
+
+
+def _max_pool_grad(D, X, kernel, stride, padding, dilation, spatial, out=None):
+    """∂C/∂u: each output's error routed to the first maximum of its window, 0 to the others."""
+    nsp = len(kernel)
+    where, _ = _first_max(X, kernel, stride, padding, dilation)
+    zero = np.zeros_like(D)
+    return _into(_scatter(lambda k, offset: np.where(where == k, D, zero), D.shape[0], kernel, stride, padding,
+                          dilation, spatial, D.shape[1:1 + nsp], D.shape[1 + nsp:], D.dtype), out)
 '''
 
 _namespace: dict = {"np": np}
@@ -116,13 +164,19 @@ conv = _namespace["_conv"]
 conv_input_grad = _namespace["_conv_input_grad"]
 conv_kernel_grad = _namespace["_conv_kernel_grad"]
 full_correlation = _namespace["_full_correlation"]
+window_sum, window_spread = _namespace["_window_sum"], _namespace["_window_spread"]
+max_pool, max_pool_grad = _namespace["_max_pool"], _namespace["_max_pool_grad"]
 
 # each helper's source and the helpers it calls (printed into model.py in this order)
 _SOURCES = {name: "def " + chunk.strip() for name, chunk in
             ((c.split("(", 1)[0], c) for c in HELPERS.split("\ndef ")[1:])}
 NEEDS = {"_conv": ("_into", "_windows"), "_conv_input_grad": ("_into",),
-         "_conv_kernel_grad": ("_into", "_windows"), "_full_correlation": ("_into", "_windows", "_conv")}
-ORDER = ("_into", "_windows", "_conv", "_conv_input_grad", "_conv_kernel_grad", "_full_correlation")
+         "_conv_kernel_grad": ("_into", "_windows"), "_full_correlation": ("_into", "_windows", "_conv"),
+         "_window_sum": ("_into", "_windows"), "_window_spread": ("_into", "_scatter"),
+         "_max_pool": ("_into", "_windows", "_first_max"),
+         "_max_pool_grad": ("_into", "_windows", "_first_max", "_scatter")}
+ORDER = ("_into", "_windows", "_scatter", "_first_max", "_conv", "_conv_input_grad", "_conv_kernel_grad",
+         "_full_correlation", "_window_sum", "_window_spread", "_max_pool", "_max_pool_grad")
 
 
 def helper_lines(name: str) -> list[str]:
@@ -203,7 +257,7 @@ class Col2imConv(Op):
                             value(self.args[0]), K)
 
     def _derive_latex(self, printer, **_):
-        return rf"\operatorname{{col2im}}\left({_latex_operand(printer, self.args[1])}^{{\top}} {_latex_operand(printer, self.args[0])}\right)"
+        return rf"\operatorname{{col2im}}\left({{{_latex_operand(printer, self.args[1])}}}^{{\top}} {_latex_operand(printer, self.args[0])}\right)"
 
     def _numpycode(self, printer, **_):
         use(printer, "_conv_input_grad")
@@ -343,4 +397,106 @@ class Unflatten(Op):
         return (*sizes, g[-1]) if self.args[1] else sizes
 
 
-CONV_FUNCTIONS = (Im2colConv, Col2imConv, FullCorrelation, KernelGrad, Flatten, Unflatten)
+class _PoolOp(Op):
+    """A pooling operation. Args: the array(s), the geometry, 1 for a minibatch (0: one sample), then
+    spatial sizes (the output's for the forward operations, the input's for the backward ones)."""
+
+    arrays = 1
+    helper = ""
+
+    @property
+    def geometry_arg(self):
+        return self.args[self.arrays]
+
+    @property
+    def batched(self) -> int:
+        return int(self.args[self.arrays + 1])
+
+    @property
+    def sizes(self):
+        return self.args[self.arrays + 2:]
+
+    def _apply(self, fn, *arrays):
+        """fn on arrays laid out (C, *spatial, samples…); copies of a network along a leading axis
+        (the complex-step reference) are moved to the end and back: pooling acts per channel."""
+        nsp = len(self.sizes)
+        lead = arrays[0].ndim - (1 + nsp + self.batched)
+        if lead == 0:
+            return fn(*arrays)
+        moved = [np.moveaxis(a, 0, -1) if a.ndim == arrays[0].ndim else a for a in arrays]
+        return np.moveaxis(fn(*moved), -1, 0)
+
+    def _numpycode(self, printer, **_):
+        use(printer, self.helper)
+        arrays = ", ".join(printer._print(a) for a in self.args[:self.arrays])
+        return f"{self.helper}({arrays}, {self._extra(printer)})"
+
+    def _extra(self, printer) -> str:
+        return _geometry_code(self.geometry_arg)
+
+    def lower(self, lowering):
+        return lowering.helper_call(self, self.helper, self.args[:self.arrays], self._extra(lowering.printer))
+
+
+class WindowSum(_PoolOp):
+    """The sum of each window (average pooling is it divided by kh·kw, as the derivation writes)."""
+
+    helper = "_window_sum"
+
+    def evaluate(self, value):
+        return self._apply(lambda x: window_sum(x, *read_geometry(self.geometry_arg)), value(self.args[0]))
+
+    def _derive_latex(self, printer, **_):
+        return rf"\operatorname{{winsum}}\left({printer._print(self.args[0])}\right)"
+
+    def shape(self, shape_of):
+        x = shape_of(self.args[0])
+        return (x[0], *[_dim(a) for a in self.sizes], *x[1 + len(self.sizes):])
+
+
+class MaxPool(WindowSum):
+    helper = "_max_pool"
+
+    def evaluate(self, value):
+        return self._apply(lambda x: max_pool(x, *read_geometry(self.geometry_arg)), value(self.args[0]))
+
+    def _derive_latex(self, printer, **_):
+        return rf"\operatorname{{maxpool}}\left({printer._print(self.args[0])}\right)"
+
+
+class WindowSpread(_PoolOp):
+    """Each entry of an output-shaped array added to every input entry of its window."""
+
+    helper = "_window_spread"
+
+    def evaluate(self, value):
+        spatial = _spatial(self.sizes)
+        return self._apply(lambda d: window_spread(d, *read_geometry(self.geometry_arg), spatial), value(self.args[0]))
+
+    def _extra(self, printer) -> str:
+        return f"{_geometry_code(self.geometry_arg)}, ({', '.join(printer._print(a) for a in self.sizes)},)"
+
+    def _derive_latex(self, printer, **_):
+        return rf"\operatorname{{avgpool}}^{{\top}}\left({printer._print(self.args[0])}\right)"
+
+    def shape(self, shape_of):
+        d = shape_of(self.args[0])
+        return (d[0], *[_dim(a) for a in self.sizes], *d[1 + len(self.sizes):])
+
+
+class MaxPoolGrad(WindowSpread):
+    arrays = 2
+    helper = "_max_pool_grad"
+
+    def evaluate(self, value):
+        spatial = _spatial(self.sizes)
+        return self._apply(lambda d, x: max_pool_grad(d, x, *read_geometry(self.geometry_arg), spatial),
+                           value(self.args[0]), value(self.args[1]))
+
+    def _derive_latex(self, printer, **_):
+        return (rf"\operatorname{{route}}_{{\max}}\left({printer._print(self.args[0])}; "
+                rf"{printer._print(self.args[1])}\right)")
+
+
+CONV_FUNCTIONS = (Im2colConv, Col2imConv, FullCorrelation, KernelGrad, Flatten, Unflatten, WindowSum, MaxPool,
+                  WindowSpread, MaxPoolGrad)

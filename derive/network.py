@@ -97,6 +97,9 @@ class Network:
     def named_gradient(self, q: Quantity) -> bool:
         """∂C/∂q gets its own symbol (δ for a pre-activation) instead of being substituted where it is
         used: when several formulas read it, or several paths reach it."""
+        producer = self.producers.get(q)
+        if producer is not None and getattr(producer.kind, "names_error", False):  # pooling reads it whole
+            return True
         return self.gradient_uses(q) > 1 or len(self.consumers.get(q, ())) > 1
 
     @cached_property

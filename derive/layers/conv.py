@@ -162,6 +162,10 @@ class _Conv(_Window):
     def weights(self, node: Node):
         return {Q("K", node.layer): node.inputs[0]}
 
+    def parameter_letters(self, node: Node, param: Quantity) -> tuple[str, ...]:
+        """∂C/∂K_{geuv}, ∂C/∂b_g: letters that the rule's own (f, c, p, q, i, j) never use."""
+        return ("g", "e", "u", "v")[:len(self.parameter_axes(node, param))] if param.kind == "K" else ("g",)
+
     def fans(self, node: Node) -> tuple[sp.Expr, sp.Expr]:
         """Fan-in and fan-out of the kernel: the inputs one output entry reads, C·kh·kw, and the
         outputs one input entry reaches (away from the borders, stride 1), F·kh·kw."""
@@ -267,3 +271,107 @@ class Flatten(LayerKind):
         indices = node.in_indices(0, "target")
         term = sp.KroneckerDelta(unit, self.flat_index(node, indices)) * entry_of(node.inputs[0], tuple(indices), sample)
         return sp.Sum(term, *[(i, i.lower, i.upper) for i in indices])
+
+
+@register
+@dataclass(frozen=True)
+class GlobalAvgPool(LayerKind):
+    """a[c] = (1/(h·w)) Σ_i Σ_j u[c, i, j]: the mean of each channel over its positions."""
+
+    name = "global_avg_pool"
+    output_kind = "a"
+    summary = "a[c] = the mean of u[c, …] over all positions: one number per channel"
+
+    def output_axes(self, node: Node, input_axes):
+        return (Axis("n", node.layer),)
+
+    def output_shape(self, node: Node, input_shapes):
+        return (input_shapes[0][0],)
+
+    def fit(self, input_units):
+        if not isinstance(input_units[0], tuple):
+            raise DeriveError("global_avg_pool reads channels × positions or an image, not a vector of units")
+        return self
+
+    def size_facts(self, node: Node):
+        return {Axis("n", node.layer).size: node.in_axes[0][0].size}
+
+    def entry(self, node: Node, unit, sample):
+        positions = node.in_indices(0, "target")[1:]
+        count = sp.Mul(*[a.size for a in node.in_axes[0][1:]])
+        term = entry_of(node.inputs[0], (unit, *positions), sample)
+        return sp.Sum(term, *[(i, i.lower, i.upper) for i in positions]) / count
+
+
+_POOL_OPTIONS = {
+    "kernel": Option("a whole number from 1 to 64 or a list [rows, columns]", pair_from(1)),
+    "stride": Option("a whole number from 1 to 64 or a list [rows, columns] (default: the kernel)", pair_from(1),
+                     required=False),
+    "padding": Option("a whole number from 0 to 64 or a list [rows, columns]", pair_from(0), required=False),
+}
+
+
+@dataclass(frozen=True)
+class _Pool(_Window):
+    what = "pooling"
+    output_kind = "a"
+    names_error = True  # ∂C/∂a of its output gets a name: its backward form reads that array whole
+
+    @classmethod
+    def build(cls, values: dict):
+        return cls(**_window_values(values, cls))
+
+    def output_shape(self, node: Node, input_shapes):
+        return (input_shapes[0][0], *self.spatial_shape(input_shapes[0]))
+
+    def size_facts(self, node: Node):
+        return {node.out_axes[0].size: node.in_axes[0][0].size}  # as many channels as it reads
+
+    def geometry(self):
+        from derive.convops import geometry_text
+
+        return geometry_text(self.kernel, self.stride, self.padding, self.dilation)
+
+
+@register
+@dataclass(frozen=True)
+class AvgPool2d(_Pool):
+    """a[c, i, j] = (1/(kh·kw)) Σ_p Σ_q u[c, s·i + p − P, s·j + q − P], zero padding counted (PyTorch's
+    default, count_include_pad=True)."""
+
+    name = "avg_pool2d"
+    summary = "a[c,i,j] = mean of u[c, s·i+p−P, s·j+q−P] over the window; options: kernel (required), stride, padding"
+    options = _POOL_OPTIONS
+
+    def entry(self, node: Node, unit, sample):
+        c, *positions = unit
+        offsets, reads, guard = self.window(node, tuple(positions))
+        term = guard * entry_of(node.inputs[0], (c, *reads), sample)
+        window = sp.Mul(*[sp.Integer(k) for k in self.kernel])
+        return sp.Sum(term, *[(p, p.lower, p.upper) for p in offsets]) / window
+
+
+@register
+@dataclass(frozen=True)
+class MaxPool2d(_Pool):
+    """a[c, i, j] = max of u[c, s·i + p, s·j + q] over the window, written as Σ_k u_k · [u_k is the
+    first maximum of the window]: the selector states PyTorch's tie rule (the first maximum in the
+    window's row-major order takes the error) and is constant between ties, so its derivative is 0
+    and the engine's derivative routes the error to the selected entry."""
+
+    name = "max_pool2d"
+    summary = "a[c,i,j] = max of u[c, s·i+p, s·j+q] over the window (ties: the first); options: kernel (required), stride"
+    options = {k: v for k, v in _POOL_OPTIONS.items() if k != "padding"}
+
+    def entry(self, node: Node, unit, sample):
+        from itertools import product
+
+        from derive.layers.firstmax import FirstMax
+
+        c, *positions = unit
+        entries = []
+        for offset in product(*[range(k) for k in self.kernel]):
+            reads = tuple(window_position(i, p, s, d, 0) for i, p, s, d in
+                          zip(positions, offset, self.stride, self.dilation))
+            entries.append(entry_of(node.inputs[0], (c, *reads), sample))
+        return sp.Add(*[x * FirstMax(sp.Integer(k), *entries) for k, x in enumerate(entries)])
