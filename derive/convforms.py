@@ -55,6 +55,25 @@ def flatten_form(expr: sp.Expr, free: tuple) -> sp.Expr | None:
     return Flatten(_symbol(entry), sp.Integer(len(free) > 1), n.upper + 1, sp.Integer(len(bound)))
 
 
+def unflatten_form(expr: sp.Expr, free: tuple, to_matrix_form) -> sp.Expr | None:
+    """vec⁻¹ of the factors that read flat positions (Wᵀδ through a flatten), times the others
+    (g′(z) read at (c, u, v)) as they are."""
+    whole = unflatten(expr, free)
+    if whole is not None:
+        inner, flat_free, wrap = whole
+        return wrap(to_matrix_form(inner, flat_free))
+    if not expr.is_Mul:
+        return None
+    flat, rest = [], []
+    for factor in expr.args:
+        (flat if factor.atoms(sp.Indexed) and unflatten(factor, free) is not None else rest).append(factor)
+    if not flat:
+        return None
+    inner, flat_free, wrap = unflatten(sp.Mul(*flat), free)
+    others = sp.Mul(*rest)
+    return (to_matrix_form(others, free) if others.atoms(sp.Indexed) else others) * wrap(to_matrix_form(inner, flat_free))
+
+
 def unflatten(expr: sp.Expr, free: tuple) -> tuple[sp.Expr, tuple, sp.Expr] | None:
     """An expression over (c, u, v(, s)) that reads its arrays only at the flat position
     c·h·w + u·w + v: the same expression over a fresh index n, to be recognised, then vec⁻¹ of it."""

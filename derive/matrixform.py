@@ -80,10 +80,9 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) -
     found = convforms.recognise(expr, free, to_matrix_form)
     if found is not None:
         return found
-    unflattened = convforms.unflatten(expr, free)
+    unflattened = convforms.unflatten_form(expr, free, to_matrix_form)
     if unflattened is not None:
-        inner, flat_free, wrap = unflattened
-        return wrap(to_matrix_form(inner, flat_free, row))
+        return unflattened
     return _any_form(expr, free, row)
 
 

@@ -69,6 +69,9 @@ def command_line(spec: MLPSpec | NetSpec) -> str:
     from derive.model import make_spec
 
     if isinstance(spec, NetSpec):
+        first = spec.text.splitlines()[0] if spec.text else ""
+        if spec.path == "derive cnn" and first.startswith("# derive cnn"):  # the command it came from
+            return first[2:] + (f" --lang {spec.lang}" if spec.lang != DEFAULT_LANGUAGE else "")
         parts = ["derive net", shlex.quote(spec.path)]
         if spec.lang != DEFAULT_LANGUAGE:
             parts.append(f"--lang {spec.lang}")
