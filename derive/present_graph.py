@@ -249,7 +249,11 @@ def build_graph_document(
     """The document of any network, in one format."""
     lesson = lesson if lesson is not None else study(derivation)
     model = derivation.model
-    keys = section_keys(SECTIONS, training, lesson)
+    from derive.present_conv import convolution_blocks, has_windows
+
+    core = SECTIONS if not has_windows(derivation) else \
+        SECTIONS[:SECTIONS.index("parameters") + 1] + ("convolution",) + SECTIONS[SECTIONS.index("parameters") + 1:]
+    keys = section_keys(core, training, lesson)
     numbers = section_numbers(keys)
     text = Text(lang, fmt, **numbers)
     heads = section_heads(keys, text)
@@ -265,6 +269,7 @@ def build_graph_document(
         "backward": lambda: _backward(derivation, text, refs, narrator),
         "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text),
         "parameters": lambda: _parameters(derivation, text, narrator),
+        "convolution": lambda: convolution_blocks(derivation, text),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
         "minibatch": lambda: _minibatch(derivation, text),
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),

@@ -1,0 +1,84 @@
+"""The section on convolution and pooling of a network's document: for every convolution its rule,
+its output size, the error of its input in three forms proved equal by the engine (`convproof`),
+its kernel and bias gradients, and what goes wrong in each form; for every pooling layer how its
+error is routed. Plain data for the templates (`derive.document`); the prose is in the catalog."""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from derive import document as blocks
+from derive.convproof import conv_nodes, prove
+from derive.notation import Q
+from derive.printing import latex
+
+
+def has_windows(derivation) -> bool:
+    return any(hasattr(node.kind, "window_sizes") for node in derivation.model.network.layers)
+
+
+def _geometry(kind) -> str:
+    times = lambda values: "\\times".join(str(v) for v in values)  # noqa: E731
+    return f"k={times(kind.kernel)},\\ s={times(kind.stride)},\\ P={times(kind.padding)},\\ d={times(kind.dilation)}"
+
+
+def _size_rows(node, values: dict) -> list[blocks.Row]:
+    rows = []
+    kind = node.kind
+    for inp, out, k, s, p, d in kind.window_sizes(node):
+        rhs = (rf"\left\lfloor \frac{{{latex(inp)} + 2 \cdot {p} - {d}\,({k} - 1) - 1}}{{{s}}} \right\rfloor + 1"
+               rf" = \left\lfloor \frac{{{values[inp]} + {2 * p} - {d * (k - 1)} - 1}}{{{s}}} \right\rfloor + 1 = {values[out]}")
+        rows.append(blocks.Row(latex(out), rhs))
+    return rows
+
+
+def convolution_blocks(derivation, text) -> list:
+    from derive.windowsizes import size_values
+
+    network = derivation.model.network
+    values = size_values(network)
+    out = [blocks.Paragraph(text("conv.intro"))]
+    for node in conv_nodes(network):
+        l = node.layer.number
+        forms = prove(node, network)
+        out.append(blocks.Heading(text("conv.layer_title", layer=str(l)), detail=text.math(_geometry(node.kind))))
+        rule = node.call_entry(node.out_indices("out"), None)
+        out.append(blocks.Paragraph(text("conv.rule")))
+        out.append(blocks.Equation(f"{latex(node.output.base[node.out_indices('out')])} = {latex(rule)}"))
+        out.append(blocks.Paragraph(text("conv.size")))
+        out.append(blocks.Aligned(tuple(_size_rows(node, values))))
+        lhs = latex(sp.Derivative(sp.Symbol("C", real=True), node.inputs[0].base[forms.free]))
+        out.append(blocks.Paragraph(text("conv.scatter")))
+        out.append(blocks.Equation(f"{lhs} = {latex(forms.scatter)}"))
+        out.append(blocks.Paragraph(text("conv.full")))
+        out.append(blocks.Equation(f"{lhs} = {latex(forms.full)}"))
+        out.append(blocks.Paragraph(text("conv.im2col")))
+        if forms.im2col is not None:
+            rhs = latex(forms.im2col, matrix=True)
+            left = latex(sp.Derivative(sp.Symbol("C", real=True), node.inputs[0].symbol), matrix=True)
+            out.append(blocks.Equation(f"{left} = {rhs}"))
+        verdict = "conv.proved" if forms.full_proved and forms.im2col_proved else "conv.not_proved"
+        out.append(blocks.Paragraph(text(verdict, entries=str(forms.entries))))
+        results = derivation.sample.results
+        for param in node.parameters:
+            result = results.get(param.gradient)
+            if result is None:
+                continue
+            out.append(blocks.Paragraph(text(f"conv.grad_{param.kind}")))
+            rows = [blocks.Row(latex(result.lhs), latex(result.rhs))]
+            if result.matrix_rhs is not None:
+                rows.append(blocks.Row(latex(result.matrix_lhs, matrix=True), latex(result.matrix_rhs, matrix=True)))
+            out.append(blocks.Aligned(tuple(rows)))
+        out.append(blocks.Paragraph(text("conv.wrong_intro")))
+        out.append(blocks.ItemList(tuple(text(f"conv.wrong_{k}") for k in ("flip", "stride", "padding", "sums"))))
+    for node in network.layers:
+        name = type(node.kind).__name__
+        if name in ("MaxPool2d", "AvgPool2d"):
+            l = node.layer.number
+            out.append(blocks.Heading(text("conv.pool_title", layer=str(l)), detail=text.math(_geometry(node.kind))))
+            out.append(blocks.Paragraph(text("conv.max_route" if name == "MaxPool2d" else "conv.avg_route")))
+            result = derivation.sample.results.get(Q("grad_a", node.inputs[0].layer)) or \
+                derivation.sample.results.get(Q("delta", node.inputs[0].layer))
+            if result is not None:
+                out.append(blocks.Equation(f"{latex(result.lhs)} = {latex(result.rhs)}"))
+    return out
