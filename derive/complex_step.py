@@ -156,6 +156,13 @@ def forward_forms(model: Model) -> tuple[tuple[Node, sp.Expr], ...]:
         return tuple((node, forward_result(node, True).matrix_rhs) for node in model.network.layers)
 
 
+def _sizes(model: Model) -> dict:
+    """The network's size symbols (h₃, w₃ of a mean over positions) at their values."""
+    from derive.windowsizes import size_values
+
+    return {symbol: complex(value) for symbol, value in size_values(model.network).items()}
+
+
 def _parameters(model: Model) -> list:
     return [p for node in model.network.layers for p in node.parameters]
 
@@ -223,7 +230,7 @@ def gradients(model: Model, params: dict, X: np.ndarray, Y_: np.ndarray) -> tupl
     steps = np.full(copies, STEP)
     samples = X.shape[-1]
     with np.errstate(all="ignore"):
-        env = {Q("A", 0).symbol: np.asarray(X, float)[None] + 0j}
+        env = {Q("A", 0).symbol: np.asarray(X, float)[None] + 0j, **_sizes(model)}
         for node, form in forward_forms(model):
             if node.parameters:
                 _scale_steps(node, form, env, params, first, steps)

@@ -240,9 +240,31 @@ def _max_pool_form(expr: sp.Expr, free: tuple) -> sp.Expr | None:
                        *[a.size for a in node.in_axes[0][1:]])
 
 
+def _position_sum(expr: sp.Sum, free: tuple) -> sp.Expr | None:
+    """Σ over every position of X[c, u, v(, s)]: the count of positions times their mean (the
+    mean of global average pooling, which then needs no sizes in the code)."""
+    from derive.convops import PositionMean
+
+    entry = expr.function
+    if not isinstance(entry, sp.Indexed) or not free:
+        return None
+    bound = [lim[0] for lim in expr.limits]
+    if any((lo, hi) != (i.lower, i.upper) for i, lo, hi in expr.limits):
+        return None
+    batch = notation.is_sample_index(free[-1])
+    spatial = tuple(entry.indices[1:len(entry.indices) - batch])
+    if entry.indices[0] != free[0] or set(spatial) != set(bound) or tuple(spatial) != tuple(bound[::-1]) \
+            and tuple(spatial) != tuple(bound) or (batch and entry.indices[-1] != free[-1]):
+        return None
+    if _quantity(entry) is None or _quantity(entry).kind in _GRADIENT_KINDS:
+        return None
+    count = sp.Mul(*[i.upper + 1 for i in bound])
+    return count * PositionMean(_symbol(entry), sp.Integer(batch), sp.Integer(len(bound)))
+
+
 def _window_factor(factor: sp.Expr, free: tuple) -> sp.Expr | None:
     if isinstance(factor, sp.Sum):
-        return _conv_sum(factor, free) or _pool_sum(factor, free)
+        return _conv_sum(factor, free) or _pool_sum(factor, free) or _position_sum(factor, free)
     return _max_pool_form(factor, free)
 
 

@@ -134,6 +134,13 @@ def _window_spread(D, kernel, stride, padding, dilation, spatial, out=None):
                           D.shape[1:1 + nsp], D.shape[1 + nsp:], D.dtype), out)
 
 
+def _position_mean(X, spatial_axes, out=None):
+    """The mean of each channel over its positions: X (C, *spatial, …) → (C, …)."""
+    axes = tuple(range(1, 1 + spatial_axes))
+    count = int(np.prod([X.shape[a] for a in axes]))
+    return _into(X.sum(axis=axes) / count, out)
+
+
 def _first_max(X, kernel, stride, padding, dilation):
     """The flat position in each window of its first maximum (PyTorch's tie rule), and the windows."""
     nsp = len(kernel)
@@ -166,6 +173,7 @@ conv_kernel_grad = _namespace["_conv_kernel_grad"]
 full_correlation = _namespace["_full_correlation"]
 window_sum, window_spread = _namespace["_window_sum"], _namespace["_window_spread"]
 max_pool, max_pool_grad = _namespace["_max_pool"], _namespace["_max_pool_grad"]
+position_mean = _namespace["_position_mean"]
 
 # each helper's source and the helpers it calls (printed into model.py in this order)
 _SOURCES = {name: "def " + chunk.strip() for name, chunk in
@@ -174,9 +182,9 @@ NEEDS = {"_conv": ("_into", "_windows"), "_conv_input_grad": ("_into",),
          "_conv_kernel_grad": ("_into", "_windows"), "_full_correlation": ("_into", "_windows", "_conv"),
          "_window_sum": ("_into", "_windows"), "_window_spread": ("_into", "_scatter"),
          "_max_pool": ("_into", "_windows", "_first_max"),
-         "_max_pool_grad": ("_into", "_windows", "_first_max", "_scatter")}
+         "_max_pool_grad": ("_into", "_windows", "_first_max", "_scatter"), "_position_mean": ("_into",)}
 ORDER = ("_into", "_windows", "_scatter", "_first_max", "_conv", "_conv_input_grad", "_conv_kernel_grad",
-         "_full_correlation", "_window_sum", "_window_spread", "_max_pool", "_max_pool_grad")
+         "_full_correlation", "_window_sum", "_window_spread", "_max_pool", "_max_pool_grad", "_position_mean")
 
 
 def helper_lines(name: str) -> list[str]:
@@ -498,5 +506,38 @@ class MaxPoolGrad(WindowSpread):
                 rf"{printer._print(self.args[1])}\right)")
 
 
+class PositionMean(Op):
+    """The mean of each channel over all its positions (global average pooling). Args: the array, 1
+    for a minibatch (0: one sample, the result a column), the number of spatial axes."""
+
+    nargs = 3
+
+    def evaluate(self, value):
+        x = value(self.args[0])
+        nsp, batch = int(self.args[2]), int(self.args[1])
+        lead = x.ndim - 1 - nsp - batch
+        axes = tuple(range(lead + 1, lead + 1 + nsp))
+        count = int(np.prod([x.shape[a] for a in axes]))
+        mean = x.sum(axis=axes) / count
+        return mean if batch else mean[..., None]
+
+    def _derive_latex(self, printer, **_):
+        return rf"\operatorname{{mean}}_{{\text{{pos}}}}\left({printer._print(self.args[0])}\right)"
+
+    def _numpycode(self, printer, **_):
+        use(printer, "_position_mean")
+        text = f"_position_mean({printer._print(self.args[0])}, {int(self.args[2])})"
+        return text if self.args[1] else f"{text}.reshape(-1, 1)"
+
+    def lower(self, lowering):
+        if not self.args[1]:
+            raise NotImplementedError("one sample has no workspace form")
+        return lowering.helper_call(self, "_position_mean", self.args[:1], str(int(self.args[2])))
+
+    def shape(self, shape_of):
+        x = shape_of(self.args[0])
+        return (x[0], *x[1 + int(self.args[2]):]) if self.args[1] else (x[0], 1)
+
+
 CONV_FUNCTIONS = (Im2colConv, Col2imConv, FullCorrelation, KernelGrad, Flatten, Unflatten, WindowSum, MaxPool,
-                  WindowSpread, MaxPoolGrad)
+                  WindowSpread, MaxPoolGrad, PositionMean)

@@ -145,7 +145,10 @@ def _bounded_forward(model: Model, params: dict, X: np.ndarray, bound: float) ->
     """Scale the parameters of each node that computes a pre-activation (in place) so that its
     outputs stay within ±bound (they are linear in its parameters: W a + b); the pre-activations,
     evaluated from the network's definition, as one flat array."""
-    env, seen = {Q("A", 0).symbol: np.asarray(X, float)}, []
+    from derive.windowsizes import size_values
+
+    env = {Q("A", 0).symbol: np.asarray(X, float), **{k: float(v) for k, v in size_values(model.network).items()}}
+    seen = []
     with np.errstate(all="ignore"):
         for node, form in complex_step.forward_forms(model):
             for p in node.parameters:
