@@ -227,6 +227,22 @@ def _window_multiply_adds(network, symbol) -> sp.Expr:
     return kernel * sp.Mul(*[a.size for a in node.out_axes[1:]]) * notation.BATCH_SIZE
 
 
+def _conv_copies(X: np.ndarray, K: np.ndarray, geometry) -> np.ndarray:
+    """The convolution of every copy of a network at once (the complex-step reference: copies along
+    a leading axis of the kernel, and of the input unless it is shared), as one einsum."""
+    kernel = geometry[0]
+    nsp = len(kernel)
+    shared = X.shape[0] == 1
+    Xm = X[0] if shared else np.moveaxis(X, 0, -1)  # (C, *spatial, *rest[, L])
+    V = windows(Xm, *geometry)  # (C, *out, *rest[, L], *kernel)
+    letters = iter("abdeghijkmnorstuvwxyz")
+    out = "".join(next(letters) for _ in range(nsp))
+    rest = "".join(next(letters) for _ in range(V.ndim - 1 - 2 * nsp - (0 if shared else 1)))
+    offsets = "".join(next(letters) for _ in range(nsp))
+    spec = f"lfc{offsets},c{out}{rest}{'' if shared else 'l'}{offsets}->lf{out}{rest}"
+    return np.einsum(spec, K, V, optimize=True)
+
+
 class Im2colConv(Op):
     """Z = K ⋆ X: the correlation of the input with the kernel (PyTorch's conv2d), by im2col. Args:
     the input, the kernel, the geometry, then the output's spatial sizes (for shapes only)."""
@@ -234,7 +250,9 @@ class Im2colConv(Op):
     def evaluate(self, value):
         geometry = read_geometry(self.args[2])
         K = value(self.args[1])
-        return _over_copies(lambda x, k: conv(x, k, *geometry), K.ndim - 2 - len(geometry[0]), value(self.args[0]), K)
+        if K.ndim - 2 - len(geometry[0]) == 0:
+            return conv(value(self.args[0]), K, *geometry)
+        return _conv_copies(value(self.args[0]), K, geometry)
 
     def _derive_latex(self, printer, **_):
         return rf"{_latex_operand(printer, self.args[1])} \star {_latex_operand(printer, self.args[0])}"
