@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=None, help="Adam's step size (default: its derived default, 0.001)")
     parser.add_argument("--layers", default=LAYERS, help="as derive cnn --layers")
     parser.add_argument("--samples", type=int, default=None, help="use only this many images (default: all 1797)")
     parser.add_argument("--seed", type=int, default=0)
@@ -84,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     params = model.init_params(model.SIZES, rng)
     start = time.perf_counter()
+    hyper = {} if args.lr is None else {"lr": args.lr}
     model.train(params, batch(X_train), one_hot(y_train), epochs=args.epochs, batch_size=args.batch_size, rng=rng,
-                X_val=batch(X_test), Y_val=one_hot(y_test))
+                X_val=batch(X_test), Y_val=one_hot(y_test), **hyper)
     trained = time.perf_counter() - start
     accuracy = model.accuracy(params, batch(X_test), one_hot(y_test))
     print(f"test accuracy {accuracy:.4f} ({round(accuracy * len(y_test))}/{len(y_test)}) after {args.epochs} epochs; "

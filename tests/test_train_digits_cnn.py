@@ -22,7 +22,7 @@ HAVE_SKLEARN = importlib.util.find_spec("sklearn") is not None
                     reason="scikit-learn is not installed")
 def test_train_digits_cnn_example_learns(tmp_path):
     done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "train_digits_cnn.py"), "--samples", "600", "--epochs", "5",
+        [sys.executable, str(ROOT / "examples" / "train_digits_cnn.py"), "--samples", "600", "--epochs", "5", "--lr", "0.01",
          "--layers", "conv 4 k3 p1 relu, maxpool 2, flatten, dense 10 softmax", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
