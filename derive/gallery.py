@@ -40,6 +40,11 @@ CONFIGURATIONS = [
 # network files (derive net), by their path in the repository
 NETWORKS = [
     ("examples/residual_mlp.toml", {"formats": EVERY_FORMAT}),
+    # convolutional networks: LeNet-like (max pooling), stride 2 with padding, dilation and average
+    # pooling, and a 1-D convolution
+    ("examples/cnn_lenet_like.toml", {"formats": EVERY_FORMAT}),
+    ("examples/cnn_stride_avgpool.toml", {}),
+    ("examples/conv1d_signal.toml", {"lang": "zh"}),
 ]
 
 
