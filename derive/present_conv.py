@@ -38,6 +38,9 @@ def convolution_blocks(derivation, text) -> list:
     network = derivation.model.network
     values = size_values(network)
     out = [blocks.Paragraph(text("conv.intro"))]
+    nodes = [n for n in conv_nodes(network) if len(n.kind.kernel) == 2]
+    if nodes:
+        out.append(window_picture(nodes[0], values, text))
     for node in conv_nodes(network):
         l = node.layer.number
         forms = prove(node, network)
@@ -82,3 +85,28 @@ def convolution_blocks(derivation, text) -> list:
             if result is not None:
                 out.append(blocks.Equation(f"{latex(result.lhs)} = {latex(result.rhs)}"))
     return out
+
+
+WINDOW_FILE = "window.svg"
+
+
+def window_picture(node, values: dict, text) -> blocks.Picture:
+    """How one output entry of a convolution is computed from its window, and where its error goes."""
+    from derive import pictures
+
+    kind = node.kind
+    spatial_in = tuple(values[a.size] for a in node.in_axes[0][1:])
+    spatial_out = tuple(values[a.size] for a in node.out_axes[1:])
+    words = {"input": text.raw("conv.picture_input"), "output": text.raw("conv.picture_output"),
+             "legend": text.raw("conv.picture_legend")}
+    layout = pictures.window_layout(spatial_in, spatial_out, kind.kernel, kind.stride, kind.padding, kind.dilation,
+                                    words, node.layer.number)
+    alt = text.raw("conv.picture_alt")
+    return blocks.Picture(
+        caption=text("conv.picture_caption", layer=str(node.layer.number)),
+        alt=alt,
+        file=WINDOW_FILE,
+        svg=pictures.svg(layout, alt) if text.fmt != "tex" else None,
+        tikz=pictures.tikz(layout) if text.fmt == "tex" else None,
+        label="fig:window",
+    )

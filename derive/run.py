@@ -169,6 +169,8 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     if "md" in spec.formats:
         files[FILE_NAMES["md"]] = str(markdown).encode()
         files[PICTURE_FILE] = doc("md").picture.svg.encode()
+        for block in (b for s in doc("md").sections for b in s.blocks if b.kind == "picture"):
+            files.setdefault(block.file, block.svg.encode())  # further pictures (a convolution's window)
     tex, json_bytes = side.result()
     if "tex" in spec.formats:
         files[FILE_NAMES["tex"]] = tex.encode()
