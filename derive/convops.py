@@ -283,7 +283,7 @@ class Col2imConv(Op):
                             value(self.args[0]), K)
 
     def _derive_latex(self, printer, **_):
-        return rf"\operatorname{{col2im}}\left({{{_latex_operand(printer, self.args[1])}}}^{{\top}} {_latex_operand(printer, self.args[0])}\right)"
+        return rf"\operatorname{{fold}}\left({{{_latex_operand(printer, self.args[1])}}}^{{\top}} {_latex_operand(printer, self.args[0])}\right)"
 
     def _numpycode(self, printer, **_):
         use(printer, "_conv_input_grad")
@@ -503,7 +503,7 @@ class WindowSpread(_PoolOp):
         return f"{_geometry_code(self.geometry_arg)}, ({', '.join(printer._print(a) for a in self.sizes)},)"
 
     def _derive_latex(self, printer, **_):
-        return rf"\operatorname{{avgpool}}^{{\top}}\left({printer._print(self.args[0])}\right)"
+        return rf"\operatorname{{spread}}\left({printer._print(self.args[0])}\right)"
 
     def shape(self, shape_of):
         d = shape_of(self.args[0])

@@ -19,7 +19,7 @@ def has_windows(derivation) -> bool:
 
 def _geometry(kind) -> str:
     times = lambda values: "\\times".join(str(v) for v in values)  # noqa: E731
-    return f"k={times(kind.kernel)},\\ s={times(kind.stride)},\\ P={times(kind.padding)},\\ d={times(kind.dilation)}"
+    return f"\\kappa={times(kind.kernel)},\\ S={times(kind.stride)},\\ B={times(kind.padding)},\\ D={times(kind.dilation)}"
 
 
 def _size_rows(node, values: dict) -> list[blocks.Row]:
@@ -41,7 +41,8 @@ def convolution_blocks(derivation, text) -> list:
     nodes = [n for n in conv_nodes(network) if len(n.kind.kernel) == 2]
     if nodes:
         out.append(window_picture(nodes[0], values, text))
-    for node in conv_nodes(network):
+    for n, node in enumerate(conv_nodes(network)):
+        again = "_again" if n else ""  # the explanations once, for the first convolution
         l = node.layer.number
         forms = prove(node, network)
         out.append(blocks.Heading(text("conv.layer_title", layer=str(l)), detail=text.math(_geometry(node.kind))))
@@ -51,11 +52,11 @@ def convolution_blocks(derivation, text) -> list:
         out.append(blocks.Paragraph(text("conv.size")))
         out.append(blocks.Aligned(tuple(_size_rows(node, values))))
         lhs = latex(sp.Derivative(sp.Symbol("C", real=True), node.inputs[0].base[forms.free]))
-        out.append(blocks.Paragraph(text("conv.scatter")))
+        out.append(blocks.Paragraph(text("conv.scatter" + again)))
         out.append(blocks.Equation(f"{lhs} = {latex(forms.scatter)}"))
-        out.append(blocks.Paragraph(text("conv.full")))
+        out.append(blocks.Paragraph(text("conv.full" + again)))
         out.append(blocks.Equation(f"{lhs} = {latex(forms.full)}"))
-        out.append(blocks.Paragraph(text("conv.im2col")))
+        out.append(blocks.Paragraph(text("conv.im2col" + again)))
         if forms.im2col is not None:
             rhs = latex(forms.im2col, matrix=True)
             left = latex(sp.Derivative(sp.Symbol("C", real=True), node.inputs[0].symbol), matrix=True)
@@ -67,13 +68,14 @@ def convolution_blocks(derivation, text) -> list:
             result = results.get(param.gradient)
             if result is None:
                 continue
-            out.append(blocks.Paragraph(text(f"conv.grad_{param.kind}")))
+            out.append(blocks.Paragraph(text(f"conv.grad_{param.kind}" + again)))
             rows = [blocks.Row(latex(result.lhs), latex(result.rhs))]
             if result.matrix_rhs is not None:
                 rows.append(blocks.Row(latex(result.matrix_lhs, matrix=True), latex(result.matrix_rhs, matrix=True)))
             out.append(blocks.Aligned(tuple(rows)))
-        out.append(blocks.Paragraph(text("conv.wrong_intro")))
-        out.append(blocks.ItemList(tuple(text(f"conv.wrong_{k}") for k in ("flip", "stride", "padding", "sums"))))
+        if not n:
+            out.append(blocks.Paragraph(text("conv.wrong_intro")))
+            out.append(blocks.ItemList(tuple(text(f"conv.wrong_{k}") for k in ("flip", "stride", "padding", "sums"))))
     for node in network.layers:
         name = type(node.kind).__name__
         if name in ("MaxPool2d", "AvgPool2d"):
@@ -110,3 +112,36 @@ def window_picture(node, values: dict, text) -> blocks.Picture:
         tikz=pictures.tikz(layout) if text.fmt == "tex" else None,
         label="fig:window",
     )
+
+
+# the symbols of this section, with the operation (or the letter) whose presence asks for the row
+NOTATION = (
+    ("f", "conv.symbol_f"),
+    ("c,\\ c_{l}", "conv.symbol_c"),
+    ("h_{l},\\ w_{l}", "conv.symbol_hw"),
+    ("u,\\ v", "conv.symbol_uv"),
+    ("S,\\ B,\\ D,\\ \\kappa", "conv.symbol_geometry"),
+    ("\\star", "conv.symbol_star"),
+)
+OPERATIONS = (
+    ("Col2imConv", "\\operatorname{fold}", "conv.symbol_fold"),
+    ("WindowSum", "\\operatorname{winsum}", "conv.symbol_winsum"),
+    ("WindowSpread", "\\operatorname{spread}", "conv.symbol_spread"),
+    ("MaxPool", "\\operatorname{maxpool}", "conv.symbol_maxpool"),
+    ("MaxPoolGrad", "\\operatorname{route}_{\\max}", "conv.symbol_route"),
+    ("PositionMean", "\\operatorname{mean}_{\\text{pos}}", "conv.symbol_mean"),
+    ("Flatten", "\\operatorname{vec}", "conv.symbol_vec"),
+    ("FirstMax", "\\operatorname{argmax}_{\\text{first}}", "conv.symbol_argmax"),
+)
+
+
+def conv_notation(derivation, text) -> list[tuple[str, str]]:
+    """Rows of the notation table for a network with windows (convolution, pooling)."""
+    if not has_windows(derivation):
+        return []
+    rows = [(symbol, text(key)) for symbol, key in NOTATION]
+    forms = " ".join(str(r.matrix_rhs) + " " + str(r.rhs) for p in derivation.passes() for r in p.results.values())
+    for name, symbol, key in OPERATIONS:
+        if f"{name}(" in forms or (name == "Col2imConv" and conv_nodes(derivation.model.network)):
+            rows.append((symbol, text(key)))
+    return rows

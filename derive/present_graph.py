@@ -134,7 +134,9 @@ def _notation_extra(derivation: Derivation, text: Text) -> list[tuple[str, str]]
         rows.append((rf"\partial C / \partial {Q('a', l).latex()}", text("graph.gradient")))
     if any(r.matrix_rhs is not None and r.matrix_rhs.has(Einsum) for r in derivation.batch.results.values()):
         rows.append((r"\operatorname{einsum}", text("graph.einsum")))
-    return rows
+    from derive.present_conv import conv_notation
+
+    return rows + conv_notation(derivation, text)
 
 
 def _forward(derivation: Derivation, text: Text) -> list:

@@ -163,8 +163,11 @@ class _Conv(_Window):
         return {Q("K", node.layer): node.inputs[0]}
 
     def parameter_letters(self, node: Node, param: Quantity) -> tuple[str, ...]:
-        """∂C/∂K_{geuv}, ∂C/∂b_g: letters that the rule's own (f, c, p, q, i, j) never use."""
-        return ("g", "e", "u", "v")[:len(self.parameter_axes(node, param))] if param.kind == "K" else ("g",)
+        """∂C/∂K_{f′c′p′q′}, ∂C/∂b_{f′}: the rule's own letters primed (the rule sums over c, p, q)."""
+        if param.kind != "K":
+            return ("f'",)
+        offsets = [KERNEL_LETTERS[r] + "'" for r in spatial_roles(node)]
+        return ("f'", "c'", *offsets)
 
     def fans(self, node: Node) -> tuple[sp.Expr, sp.Expr]:
         """Fan-in and fan-out of the kernel: the inputs one output entry reads, C·kh·kw, and the
