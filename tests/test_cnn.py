@@ -128,3 +128,10 @@ def test_conv1d_is_the_same_rule_over_one_axis():
     from derive.verify_symbolic import symbolic_check
 
     assert symbolic_check(d).passed
+
+
+def test_conv1d_takes_one_number_per_setting():
+    network = {"input": [2, 9], "loss": "mse", "layers": [
+        {"kind": "conv1d", "channels": 2, "kernel": [3, 2]}, {"kind": "flatten"}, {"kind": "dense", "units": 2}]}
+    with pytest.raises(NetFileError, match=r"layers\[1\] \(kind 'conv1d'\): kernel = \[3, 2\]; expected a whole number"):
+        build_model(parse_network(network, "c1.toml"))

@@ -189,6 +189,12 @@ class _Conv(_Window):
         return out + Q("b", node.layer).base[f] if self.bias else out
 
 
+def _flag(value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError
+    return value
+
+
 def _window_values(values: dict, cls) -> dict:
     out = {"kernel": values["kernel"]}
     for key in ("stride", "padding", "dilation"):
@@ -205,8 +211,7 @@ _CONV_OPTIONS = {
     "stride": Option("a whole number from 1 to 64 or a list [rows, columns]", pair_from(1), required=False),
     "padding": Option("a whole number from 0 to 64 or a list [rows, columns]", pair_from(0), required=False),
     "dilation": Option("a whole number from 1 to 64 or a list [rows, columns]", pair_from(1), required=False),
-    "bias": Option("true or false", lambda v: v if isinstance(v, bool) else (_ for _ in ()).throw(ValueError),
-                   required=False),
+    "bias": Option("true or false", lambda v: _flag(v), required=False),
 }
 
 
@@ -225,13 +230,24 @@ class Conv2d(_Conv):
         return super().fit(input_units)
 
 
+def _one_axis(read):
+    """A 1-D window's size: one whole number (a list of two is an image's)."""
+    def one(value):
+        if isinstance(value, list):
+            raise ValueError
+        return read(value)
+
+    return one
+
+
 @register
 @dataclass(frozen=True)
 class Conv1d(_Conv):
     name = "conv1d"
     summary = ("z[f,j] = Σ K[f,c,q] a[c, s·j+d·q−P] + b[f]; options: channels, kernel (required), stride, "
                "padding, dilation, bias, activation")
-    options = {k: Option(o.accepted.replace(" or a list [rows, columns]", ""), o.read, o.required)
+    options = {k: Option(o.accepted.replace(" or a list [rows, columns]", ""),
+                         _one_axis(o.read) if k in ("kernel", "stride", "padding", "dilation") else o.read, o.required)
                for k, o in _CONV_OPTIONS.items()}
 
     def fit(self, input_units):
