@@ -282,8 +282,9 @@ def _n(value: float) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def svg(pic: Picture, title: str) -> str:
-    """A standalone SVG document (also valid inline in HTML)."""
+def svg(pic: Picture, title: str, ids: str = "") -> str:
+    """A standalone SVG document (also valid inline in HTML); `ids` prefixes its element ids, so that
+    two pictures inline in one web page do not share any."""
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_n(pic.width)}" height="{_n(pic.height)}" '
         f'viewBox="0 0 {_n(pic.width)} {_n(pic.height)}" role="img" font-family="sans-serif" font-size="14">',
@@ -292,7 +293,7 @@ def svg(pic: Picture, title: str) -> str:
     ]
     for name, colour in (("forward", FORWARD_COLOUR), ("backward", BACKWARD_COLOUR)):
         out.append(
-            f'<marker id="arrow-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+            f'<marker id="{ids}arrow-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
             f'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="{colour}"/></marker>'
         )
     out.append("</defs>")
@@ -308,7 +309,7 @@ def svg(pic: Picture, title: str) -> str:
     for line in pic.lines:
         marker = ""
         if line.arrow:
-            marker = f' marker-end="url(#arrow-{"forward" if line.colour == FORWARD_COLOUR else "backward"})"'
+            marker = f' marker-end="url(#{ids}arrow-{"forward" if line.colour == FORWARD_COLOUR else "backward"})"'
         dash = ' stroke-dasharray="5 4"' if line.dashed else ""
         out.append(
             f'<line x1="{_n(line.x1)}" y1="{_n(line.y1)}" x2="{_n(line.x2)}" y2="{_n(line.y2)}" '

@@ -108,7 +108,7 @@ def window_picture(node, values: dict, text) -> blocks.Picture:
         caption=text("conv.picture_caption", layer=str(node.layer.number)),
         alt=alt,
         file=WINDOW_FILE,
-        svg=pictures.svg(layout, alt) if text.fmt != "tex" else None,
+        svg=pictures.svg(layout, alt, ids="window-") if text.fmt != "tex" else None,
         tikz=pictures.tikz(layout) if text.fmt == "tex" else None,
         label="fig:window",
     )
