@@ -44,7 +44,7 @@ def load_model(path: Path):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=None, help="Adam's step size (default: its derived default, 0.001)")
     parser.add_argument("--layers", default=LAYERS, help="as derive cnn --layers")
