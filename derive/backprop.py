@@ -329,6 +329,9 @@ def _parameter_indices(node: Node, param: Quantity) -> tuple[sp.Idx, ...]:
     a summation letter of the rule either: see `fresh_dummies` and sympy#21891)."""
     taken = {str(i.label) for i in node.out_indices("out")}
     letters = [c for c in PARAMETER_LETTERS if c not in taken]
+    own = getattr(node.kind, "parameter_letters", None)  # a kind's own (a kernel's g, e, u, v)
+    if own is not None:
+        letters = list(own(node, param))
     return tuple(axis.index(letter) for letter, axis in zip(letters, parameter_axes(node, param)))
 
 

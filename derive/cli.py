@@ -204,6 +204,91 @@ def _verdict(report) -> str:
     return "verification passed: " + "; ".join(parts)
 
 
+@main.command()
+@click.option("--input", "input_shape", default="1x8x8", show_default=True, metavar="CxHxW",
+              help="Input channels × rows × columns (or CxW for a signal).")
+@click.option("--layers", "layers", default=None, metavar="STAGES",
+              help="Stages separated by commas: 'conv F kK [sS] [pP] [dD] [ACT]', 'conv1d …', 'maxpool K [sS]', "
+                   "'avgpool K [sS] [pP]', 'gap', 'flatten', 'dense N [ACT]'. k3x2 gives rows x columns. Default: "
+                   "'conv 4 k3 p1 relu, maxpool 2, conv 8 k3 p1 relu, maxpool 2, flatten, dense 10 softmax'.")
+@click.option("--loss", "loss", default="cross_entropy", show_default=True, metavar="LOSS",
+              help="A registered loss or an expression in a and y.")
+@click.option("--format", "formats", default=None, metavar="FMT[,FMT…]",
+              help=f"Files to write, any of {', '.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)}).")
+@click.option("--lang", "lang", default=None, metavar="LANG",
+              help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en).")
+@click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
+              help="Output folder (default: outputs/net-cnn/).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
+@click.option("--print-network", "print_network", is_flag=True,
+              help="Print the equivalent network file for `derive net` and stop.")
+def cnn(input_shape, layers, loss, formats, lang, out, quiet, print_network) -> None:
+    """Derive backpropagation for a convolutional network: convolutions (stride, zero padding,
+    dilation), max and average pooling, flatten and dense layers, e.g.
+
+    derive cnn --input 1x28x28 --layers "conv 6 k5 p2 relu, maxpool 2, conv 16 k5 relu, maxpool 2,
+    flatten, dense 120 relu, dense 10 softmax"
+
+    Output sizes are checked before any work; the network is the same graph `derive net` builds from
+    the file --print-network prints."""
+    with collector_paused():
+        _cnn(input_shape, layers, loss, formats, lang, out, quiet, print_network)
+
+
+def _cnn(input_shape, layers, loss, formats, lang, out, quiet, print_network) -> None:
+    import tomllib
+
+    from derive.cnn import DEFAULT_LAYERS, network_text
+    from derive.model import _network_model
+    from derive.netfile import parse_network
+    from derive.spec import parse_formats, parse_lang
+
+    layers = DEFAULT_LAYERS if layers is None else layers
+    command = f"derive cnn --input {input_shape} --layers {_quoted(layers)}" + (
+        f" --loss {_quoted(loss)}" if loss != "cross_entropy" else "")
+    try:
+        text = network_text(input_shape, layers, loss, command)
+        spec = parse_network(tomllib.loads(text), "derive cnn", text=text, formats=parse_formats(formats),
+                             lang=parse_lang(lang))
+        _network_model(spec)
+    except DeriveError as error:
+        _fail(error)
+        return
+    if print_network:
+        click.echo(text, nl=False)
+        return
+    _generate_net(spec, out if out is not None else Path("outputs") / "net-cnn", quiet)
+
+
+def _quoted(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _generate_net(spec, folder, quiet) -> None:
+    from derive.render import check_writable
+    from derive.run import generate_and_write
+
+    try:
+        try:
+            check_writable(folder)
+        except OSError as error:
+            raise DeriveError(f"invalid value for --out: {str(folder)!r} cannot be written ({error}); give a writable folder")
+        outcome, written = generate_and_write(spec, folder)
+    except DeriveError as error:
+        _fail(error)
+        return
+    except OSError as error:
+        _fail(DeriveError(f"could not write to {str(folder)!r}: {error.strerror or error}"))
+        return
+    if quiet:
+        return
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(_verdict(outcome.report) + f" ({outcome.seconds:.2f} s)")
+
+
 @main.command(name="list")
 def list_catalog() -> None:
     """Print the catalog: every activation and loss with its formula, its derivative as SymPy

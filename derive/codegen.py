@@ -173,6 +173,17 @@ HELPERS = {
 }
 
 
+def _convolution_helpers() -> None:
+    """The window operations of convolutional networks (im2col, col2im …: derive.convops)."""
+    from derive import convops
+
+    for name in convops.ORDER:
+        HELPERS[name] = lambda name=name: convops.helper_lines(name)
+
+
+_convolution_helpers()
+
+
 def helpers_used(printer: NumPyCodePrinter) -> list[list[str]]:
     """The helper functions the printed code calls, in a fixed order."""
     return [make() for name, make in HELPERS.items() if name in printer.helpers]
@@ -247,6 +258,8 @@ def backward_order(derivation: Derivation) -> list[Quantity]:
     per node from the last its parameter gradients and the errors it passes down (∂C/∂a⁽ᴸ⁾ itself,
     which the output error substitutes, is not computed)."""
     skip = derivation.model.network.output.gradient
+    if skip.kind != "grad_a":  # the network ends in a pre-activation (no activation): its δ is the one computed
+        return list(derivation.batch.steps)
     return [key for key in derivation.batch.steps if key != skip]
 
 

@@ -73,6 +73,10 @@ def size_source(derivation: Derivation, symbol: sp.Symbol) -> str:
         dims = quantity_shape(Q(array), network)
         if wanted in dims:
             return f"{array}.shape[{dims.index(wanted)}]"
+    for node in network.layers:  # a window's output size: from its input's by the output-size formula
+        for inp, out, k, s, p, d in getattr(node.kind, "window_sizes", lambda node: [])(node):
+            if network.symbol_dim(out) == wanted:
+                return f"({size_source(derivation, inp)} + {2 * p - d * (k - 1) - 1}) // {s} + 1"
     raise ValueError(f"no array the generated code is given has an axis of size {symbol}")
 
 
@@ -82,4 +86,7 @@ def is_size_symbol(derivation: Derivation, symbol: sp.Symbol) -> bool:
     wanted = network.symbol_dim(symbol)
     arrays = [*(quantity_shape(q, network) for q in _parameters(derivation)),
               quantity_shape(Q("X"), network), quantity_shape(Q("Y"), network)]
-    return symbol.is_integer is True and wanted != BATCH and any(wanted in dims for dims in arrays)
+    if symbol.is_integer is True and wanted != BATCH and any(wanted in dims for dims in arrays):
+        return True
+    axes = {network.axis_dim(a) for node in network.layers for a in node.out_axes}  # a window's output size
+    return symbol.is_integer is True and wanted != BATCH and wanted in axes

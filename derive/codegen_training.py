@@ -9,6 +9,8 @@ returns plain lines and names; the template `model_training.py.j2` only lays the
 
 from __future__ import annotations
 
+from derive.backprop import parameter_axes
+
 from dataclasses import dataclass
 
 import sympy as sp
@@ -81,12 +83,11 @@ class TrainingCode:
 def _init_lines(model: Model, init: Initialisation, printer: TrainingCodePrinter) -> list[str]:
     """Every parameter of the network: weights drawn with their derived variance, the rest zero."""
     network = model.network
-    names = [printer._print(size(LayerRef(l))) for l in range(model.depth + 1)]
-    lines = [f"{', '.join(names)} = sizes", "return {"]
+    lines = [f"{_size_names(model, printer)} = sizes", "return {"]
     scales = {scale.weight: scale for scale in init.layers}
     for node in network.layers:
         for param in node.parameters:
-            axes = [printer._print(size(ref)) for ref in node.kind.parameter_axes(node, param)]
+            axes = [_axis_code(network, axis, printer) for axis in parameter_axes(node, param)]
             shape = ", ".join(axes if len(axes) > 1 else axes + ["1"])
             if param in scales:
                 variance = printer._print(scales[param].variance)
@@ -98,6 +99,33 @@ def _init_lines(model: Model, init: Initialisation, printer: TrainingCodePrinter
                 lines.append(f'    "{param.code()}": np.zeros(({shape}), dtype),')
     lines.append("}")
     return lines
+
+
+def _size_names(model: Model, printer) -> str:
+    """The names init_params gives the entries of `sizes` (SIZES): n0, n1 … per layer, or per layer
+    the names of its axes, (c0, h0, w0), (c1, h1, w1) …, when a layer has several."""
+    network = model.network
+    if all(isinstance(s, int) for s in network.sizes):
+        return ", ".join(printer._print(size(LayerRef(l))) for l in range(model.depth + 1))
+    names = []
+    for layer, entry in enumerate(network.sizes):
+        axes = network.axes_of(Q("a", 0)) if layer == 0 else _layer_axes(network, layer)
+        text = [printer._print(a.size) for a in axes]
+        names.append(text[0] if not isinstance(entry, tuple) else "(" + ", ".join(text) + ")")
+    return ", ".join(names)
+
+
+def _layer_axes(network, layer: int):
+    """The axes of the last quantity layer `layer` computes (its activation's, or its kind's output)."""
+    nodes = [node for node in network.layers if node.layer == LayerRef(layer)]
+    return nodes[-1].out_axes
+
+
+def _axis_code(network, axis, printer) -> str:
+    """A parameter's axis in init_params: a size name of `sizes`, or a fixed extent (a kernel's rows)."""
+    if axis.extent is not None:
+        return str(axis.extent)
+    return printer._print(axis.size)
 
 
 def _statements(assign: Assign, opt: Optimizer, printer: TrainingCodePrinter) -> list[str]:

@@ -150,18 +150,23 @@ def forward_forms(model: Model) -> tuple[tuple[Node, sp.Expr], ...]:
     """Each node with its forward rule in matrix form (one column per sample), as the engine states it
     and proves it entry by entry against the kind's index rule: the network's definition, with no
     derivative in it."""
-    with assume_sizes(model.network.size_facts):
+    from derive.windowsizes import network_sizes
+
+    with assume_sizes(model.network.size_facts), network_sizes(model.network):
         return tuple((node, forward_result(node, True).matrix_rhs) for node in model.network.layers)
 
 
 def _size_values(model: Model, samples: int) -> dict:
-    """The sizes a forward form may read (a mean over the n features divides by n; over the minibatch, by m)."""
+    """The sizes a forward form may read: a mean over the n features divides by n, over the minibatch
+    by m; a mean over positions (global average pooling) by the rows and columns of its input."""
     from derive.notation import BATCH_SIZE, LayerRef, size
+    from derive.windowsizes import size_values
 
     values = {BATCH_SIZE: complex(samples), **{k: complex(v) for k, v in model.network.constants.items()}}
     for l, units in enumerate(model.network.sizes):
         if isinstance(units, int):
             values[size(LayerRef(l))] = complex(units)
+    values.update({symbol: complex(value) for symbol, value in size_values(model.network).items()})
     return values
 
 

@@ -81,7 +81,9 @@ def walk(network: Network, nodes: tuple[Node, ...], flows: dict[Quantity, Flow],
 
 def backward_pass(network: Network, batch: bool, *, probability_targets: bool = False) -> Pass:
     """Forward equations, the cost, ∂C/∂a⁽ᴸ⁾ and every error and gradient of the network."""
-    with assume_sizes(network.size_facts):
+    from derive.windowsizes import network_sizes
+
+    with assume_sizes(network.size_facts), network_sizes(network):
         return _backward_pass(network, batch, probability_targets=probability_targets)
 
 

@@ -46,6 +46,11 @@ NETWORKS = [
     ("examples/rmsnorm_mlp.toml", {}),
     ("examples/dropout_mlp.toml", {}),
     ("examples/batchnorm_mlp.toml", {"lang": "zh"}),
+    # convolutional networks: LeNet-like (max pooling), stride 2 with padding, dilation and average
+    # pooling, and a 1-D convolution
+    ("examples/cnn_lenet_like.toml", {"formats": EVERY_FORMAT}),
+    ("examples/cnn_stride_avgpool.toml", {}),
+    ("examples/conv1d_signal.toml", {"lang": "zh"}),
 ]
 
 

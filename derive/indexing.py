@@ -84,7 +84,32 @@ def holds_over_index_ranges(condition: sp.Basic) -> bool:
     for corner in product(*[(i.lower, i.upper) for i in indices]):
         value = _known(condition.xreplace(dict(zip(indices, corner))))
         value = value.simplify() if value not in (sp.true, sp.false) else value
-        if value is not sp.true:
+        if value is not sp.true and not _nonnegative_polynomial(value):
+            return False
+    return True
+
+
+def _nonnegative_polynomial(condition: sp.Basic) -> bool:
+    """A conjunction of inequalities between polynomials in positive whole sizes that each hold
+    because, written in t = size − 1 ≥ 0, the difference has only non-negative coefficients (a
+    flattened position c·h·w + … is at most n − 1 where n = c·h·w)."""
+    parts = condition.args if isinstance(condition, sp.And) else (condition,)
+    for part in parts:
+        if part is sp.true:
+            continue
+        if not isinstance(part, (sp.GreaterThan, sp.LessThan, sp.StrictGreaterThan, sp.StrictLessThan)):
+            return False
+        big, small = (part.lhs, part.rhs) if isinstance(part, (sp.GreaterThan, sp.StrictGreaterThan)) else (part.rhs, part.lhs)
+        if isinstance(part, (sp.StrictGreaterThan, sp.StrictLessThan)):
+            gap = big - small - 1
+        else:
+            gap = big - small
+        symbols = sorted(gap.free_symbols, key=sp.default_sort_key)
+        if not symbols or not all(x.is_integer and x.is_positive for x in symbols):
+            return False
+        shifted = sp.expand(gap.xreplace({x: x + 1 for x in symbols}))
+        poly = sp.Poly(shifted, *symbols)
+        if any(coefficient < 0 for coefficient in poly.coeffs()):
             return False
     return True
 

@@ -493,6 +493,10 @@ def input_steps() -> tuple[list[Step], sp.Expr]:
 
 
 def _for_weight(variance: sp.Expr, node: Node, read: Quantity) -> sp.Expr:
+    fans = getattr(node.kind, "fans", None)  # a kernel: fan-in C·kh·kw, fan-out F·kh·kw (as PyTorch)
+    if fans is not None:
+        fan_in, fan_out = fans(node)
+        return variance.xreplace({N_IN: fan_in, N_OUT: fan_out})
     return variance.xreplace({N_IN: size(read.layer), N_OUT: size(node.layer)})
 
 

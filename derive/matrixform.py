@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from fractions import Fraction
 
 import numpy as np
 import sympy as sp
@@ -75,6 +76,14 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) -
     expr = sp.sympify(expr)
     if free and not expr.atoms(sp.Indexed):  # the same value in every entry
         return expr * Ones(_activations_over(free))
+    from derive import convforms  # convolution, flatten and their backward forms
+
+    found = convforms.recognise(expr, free, to_matrix_form)
+    if found is not None:
+        return found
+    unflattened = convforms.unflatten_form(expr, free, to_matrix_form)
+    if unflattened is not None:
+        return unflattened
     return _any_form(expr, free, row)
 
 
@@ -365,7 +374,7 @@ def evaluate_index_form(expr: sp.Basic, values: Mapping, env: Mapping) -> sp.Exp
         value = env[expr]
         return value if isinstance(value, sp.Basic) else sp.Integer(value)
     if isinstance(expr, sp.Indexed):
-        key = tuple(int(evaluate_index_form(i, values, env)) for i in expr.indices)
+        key = tuple(int(_number(i, values, env)) for i in expr.indices)
         return values[(str(expr.base.label), key)]
     if isinstance(expr, sp.Sum):
         (i, lo, hi), *rest = expr.limits
@@ -374,6 +383,8 @@ def evaluate_index_form(expr: sp.Basic, values: Mapping, env: Mapping) -> sp.Exp
         for v in range(int(evaluate_index_form(lo, values, env)), int(evaluate_index_form(hi, values, env)) + 1):
             total += evaluate_index_form(inner, values, {**env, i: v})
         return total
+    if isinstance(expr, (Iverson, sp.And, sp.Or, sp.Not, sp.core.relational.Relational)):
+        return _truth(expr, values, env)
     if expr.is_Mul:  # a guard that is 0 here: the other factors may name entries that do not exist
         guards = [a for a in expr.args if isinstance(a, Iverson)]
         if any(evaluate_index_form(g, values, env) == 0 for g in guards):
@@ -384,6 +395,55 @@ def evaluate_index_form(expr: sp.Basic, values: Mapping, env: Mapping) -> sp.Exp
     if expr.is_Mul:
         return sp.Mul(*args)
     return expr.func(*args)
+
+
+_COMPARE = {sp.StrictGreaterThan: lambda a, b: a > b, sp.GreaterThan: lambda a, b: a >= b,
+            sp.StrictLessThan: lambda a, b: a < b, sp.LessThan: lambda a, b: a <= b,
+            sp.Equality: lambda a, b: a == b, sp.Unequality: lambda a, b: a != b}
+
+
+def _truth(expr: sp.Basic, values: Mapping, env: Mapping) -> sp.Basic:
+    """A guard on index values (an Iverson bracket, a comparison, a conjunction) with Python's
+    exact rational arithmetic: SymPy's relational machinery is a hundred times slower here."""
+    if isinstance(expr, Iverson):
+        return sp.S.One if _truth(expr.args[0], values, env) is sp.true else sp.S.Zero
+    if isinstance(expr, sp.And):
+        return sp.true if all(_truth(a, values, env) is sp.true for a in expr.args) else sp.false
+    if isinstance(expr, sp.Or):
+        return sp.true if any(_truth(a, values, env) is sp.true for a in expr.args) else sp.false
+    if isinstance(expr, sp.Not):
+        return sp.false if _truth(expr.args[0], values, env) is sp.true else sp.true
+    lhs, rhs = (_number(side, values, env) for side in expr.args)
+    if isinstance(lhs, (int, Fraction)) and isinstance(rhs, (int, Fraction)):
+        return sp.true if _COMPARE[type(expr)](lhs, rhs) else sp.false
+    return expr.func(lhs, rhs)
+
+
+def _number(expr: sp.Basic, values: Mapping, env: Mapping):
+    """An index expression (s·i + p − 1, u/2, Mod(u, 2)) as a Python int or Fraction when its symbols
+    have values; otherwise SymPy's value."""
+    if isinstance(expr, sp.Integer):
+        return int(expr)
+    if isinstance(expr, (sp.Idx, sp.Symbol)) and expr in env:
+        value = env[expr]
+        return int(value) if not isinstance(value, sp.Basic) or value.is_Integer else evaluate_index_form(expr, values, env)
+    if isinstance(expr, sp.Rational):
+        return Fraction(int(expr.p), int(expr.q))
+    if expr.is_Add or expr.is_Mul or isinstance(expr, sp.Mod):
+        parts = [_number(a, values, env) for a in expr.args]
+        if all(isinstance(p, (int, Fraction)) for p in parts):
+            if expr.is_Add:
+                return sum(parts)
+            if isinstance(expr, sp.Mod):
+                return parts[0] % parts[1]
+            out = 1
+            for p in parts:
+                out *= p
+            return out.numerator if isinstance(out, Fraction) and out.denominator == 1 else out
+    value = evaluate_index_form(expr, values, env)
+    if value.is_Integer:
+        return int(value)
+    return Fraction(int(value.p), int(value.q)) if value.is_Rational else value
 
 
 def entries_agree(
@@ -405,13 +465,20 @@ def entries_agree(
     size_symbols = {s for s in _all_bound_symbols(index_expr) | _all_bound_symbols(sp.Tuple(*free)) if _is_size(s)}
     size_symbols |= {s for s in index_expr.free_symbols if isinstance(s, sp.Symbol) and _is_size(s)}
     concrete = {s: (batch if s == notation.BATCH_SIZE else size) for s in size_symbols}
+    from derive.windowsizes import fix_sizes, shape_of_label
+
+    concrete = fix_sizes(concrete)  # a window's output has the size its input and the formula give
     arrays: dict[str, np.ndarray] = {}
     values: dict[tuple[str, tuple[int, ...]], sp.Rational] = {}
     for entry in sorted(index_expr.atoms(sp.Indexed), key=sp.default_sort_key):
         label = str(entry.base.label)
         if label in arrays:
             continue
-        dims = [int((_index_range(i) + 1).xreplace(concrete)) for i in entry.indices]
+        known = shape_of_label(label)
+        if known is not None and len(known) == len(entry.indices):
+            dims = [batch if d == "batch" else int(sp.sympify(d).xreplace(concrete)) for d in known]
+        else:
+            dims = [int((_index_range(i) + 1).xreplace(concrete)) for i in entry.indices]
         shape = tuple(dims) if len(dims) != 1 else (dims[0], 1)  # a vector is a column
         arr = np.empty(shape, dtype=object)
         for pos in np.ndindex(shape):
@@ -436,6 +503,9 @@ def _index_range(index: sp.Expr) -> sp.Expr:
     inner = sorted(index.atoms(sp.Idx), key=sp.default_sort_key)
     if not inner:
         raise NotRecognised(f"index {index} has no range")
+    slopes = {i: sp.diff(index, i) for i in inner}
+    if all(d.is_positive or d.is_negative for d in slopes.values()):  # s·i + k, c·h·w + …: its largest value
+        return sp.expand(index.xreplace({i: (i.upper if d.is_positive else i.lower) for i, d in slopes.items()}))
     return inner[0].upper
 
 

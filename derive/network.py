@@ -7,6 +7,8 @@ gets the sum of the errors of all its paths. A chain (the MLP) is the common cas
 
 from __future__ import annotations
 
+import sympy as sp
+
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -96,8 +98,8 @@ class Network:
         """∂C/∂q gets its own symbol (δ for a pre-activation) instead of being substituted where it is
         used: when several formulas read it, or several paths reach it."""
         producer = self.producers.get(q)
-        if producer is not None and producer.kind.names_output_error:
-            return True
+        if producer is not None and (producer.kind.names_output_error or getattr(producer.kind, "names_error", False)):
+            return True  # pooling reads its input's error whole; a normalisation names it
         if any(node.kind.names_input_error for node, _ in self.consumers.get(q, ())):
             return True
         return self.gradient_uses(q) > 1 or len(self.consumers.get(q, ())) > 1
@@ -113,13 +115,19 @@ class Network:
                 x = parent[x]
             return x
 
+        products = {}  # a size that is a product of others (a flatten's n = c·h·w): no union, a value
         for node in self.layers:
             for a, b in node.kind.size_facts(node).items():
+                if not isinstance(b, sp.Symbol):
+                    products[a] = b
+                    continue
                 ra, rb = root(a), root(b)
                 if ra != rb:
                     low, high = sorted((ra, rb), key=lambda s: (len(s.name), s.name))
                     parent[high] = low
-        return {x: root(x) for x in parent}
+        facts = {x: root(x) for x in parent}
+        facts.update({a: b.xreplace(facts) for a, b in products.items()})
+        return facts
 
     @cached_property
     def couples_samples(self) -> bool:
@@ -148,7 +156,8 @@ class Network:
 
     def symbol_dim(self, symbol) -> str:
         """The code name of a size symbol (n_3 → n3, c_2 → c2), through the sizes equal by construction."""
-        role, _, tag = self.size_facts.get(symbol, symbol).name.partition("_")
+        known = self.size_facts.get(symbol, symbol)
+        role, _, tag = (known if isinstance(known, sp.Symbol) else symbol).name.partition("_")
         return role + tag
 
     def axis_dim(self, axis) -> str | int:

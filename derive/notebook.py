@@ -40,7 +40,6 @@ def notebook(doc: Document, markdown, model_source: str, spec: MLPSpec) -> bytes
     from nbformat import v4
 
     text = Text(spec.lang, "md")
-    picture = doc.picture
     cells = []
 
     def markdown_cell(source: str, **extra):
@@ -51,12 +50,16 @@ def notebook(doc: Document, markdown, model_source: str, spec: MLPSpec) -> bytes
         cells.append(v4.new_code_cell(source.strip("\n")))
 
     markdown_cell(markdown.head(doc, False) + "\n\n" + text("notebook.intro"))
+    pictures = [b for s in doc.sections for b in s.blocks if b.kind == "picture"]  # the network's, a window's …
     for section in doc.sections:
         source = _LINK.sub(r"\1", markdown.section(section))
-        if picture is not None and f"]({picture.file})" in source:
-            source = source.replace(f"]({picture.file})", f"](attachment:{picture.file})")
-            data = base64.b64encode(picture.svg.encode()).decode()
-            markdown_cell(source, attachments={picture.file: {"image/svg+xml": data}})
+        attachments = {}
+        for picture in pictures:
+            if f"]({picture.file})" in source:
+                source = source.replace(f"]({picture.file})", f"](attachment:{picture.file})")
+                attachments[picture.file] = {"image/svg+xml": base64.b64encode(picture.svg.encode()).decode()}
+        if attachments:
+            markdown_cell(source, attachments=attachments)
         else:
             markdown_cell(source)
 

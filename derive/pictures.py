@@ -28,6 +28,9 @@ MAX_COLUMNS = 7  # a deeper network shows its first FIRST_LAYERS and last LAST_L
 FIRST_LAYERS, LAST_LAYERS = 3, 2
 MARGIN = 40
 
+WINDOW_FILL = "#c9daf2"  # the entries one output reads (window pictures)
+PAD_FILL = "#ffffff"  # zero padding
+ERROR_FILL = "#f2cdc9"  # the output entry whose error flows back
 FORWARD_COLOUR = "#1f5fbf"
 BACKWARD_COLOUR = "#c0392b"
 EDGE_COLOUR = "#b8b8b8"
@@ -76,6 +79,9 @@ class Box:
     y: float
     width: float
     height: float
+    fill: str = "#fdf6e3"  # a highlighted cell of a window picture: WINDOW_FILL
+    dashed: bool = False
+    rounded: bool = True
 
 
 @dataclass
@@ -87,6 +93,7 @@ class Picture:
     texts: list[Text] = field(default_factory=list)
     boxes: list[Box] = field(default_factory=list)
     dots: list[tuple[float, float, bool]] = field(default_factory=list)  # centre, vertical?
+    boxes_first: bool = False  # cells under the arrows (a window picture), rather than boxes over lines
 
 
 def quantity(kind: str, layer: int) -> Label:
@@ -275,8 +282,9 @@ def _n(value: float) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def svg(pic: Picture, title: str) -> str:
-    """A standalone SVG document (also valid inline in HTML)."""
+def svg(pic: Picture, title: str, ids: str = "") -> str:
+    """A standalone SVG document (also valid inline in HTML); `ids` prefixes its element ids, so that
+    two pictures inline in one web page do not share any."""
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_n(pic.width)}" height="{_n(pic.height)}" '
         f'viewBox="0 0 {_n(pic.width)} {_n(pic.height)}" role="img" font-family="sans-serif" font-size="14">',
@@ -285,15 +293,23 @@ def svg(pic: Picture, title: str) -> str:
     ]
     for name, colour in (("forward", FORWARD_COLOUR), ("backward", BACKWARD_COLOUR)):
         out.append(
-            f'<marker id="arrow-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+            f'<marker id="{ids}arrow-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
             f'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="{colour}"/></marker>'
         )
     out.append("</defs>")
     out.append('<rect width="100%" height="100%" fill="#ffffff"/>')
+    boxes = []
+    for b in pic.boxes:
+        corner = ' rx="6"' if b.rounded else ""
+        dash = ' stroke-dasharray="3 3"' if b.dashed else ""
+        boxes.append(f'<rect x="{_n(b.x)}" y="{_n(b.y)}" width="{_n(b.width)}" height="{_n(b.height)}"{corner} '
+                     f'fill="{b.fill}" stroke="#333333" stroke-width="1.2"{dash}/>')
+    if pic.boxes_first:
+        out += boxes
     for line in pic.lines:
         marker = ""
         if line.arrow:
-            marker = f' marker-end="url(#arrow-{"forward" if line.colour == FORWARD_COLOUR else "backward"})"'
+            marker = f' marker-end="url(#{ids}arrow-{"forward" if line.colour == FORWARD_COLOUR else "backward"})"'
         dash = ' stroke-dasharray="5 4"' if line.dashed else ""
         out.append(
             f'<line x1="{_n(line.x1)}" y1="{_n(line.y1)}" x2="{_n(line.x2)}" y2="{_n(line.y2)}" '
@@ -301,9 +317,8 @@ def svg(pic: Picture, title: str) -> str:
         )
     for c in pic.circles:
         out.append(f'<circle cx="{_n(c.x)}" cy="{_n(c.y)}" r="{_n(c.r)}" fill="#f4f7fb" stroke="#333333" stroke-width="1.2"/>')
-    for b in pic.boxes:
-        out.append(f'<rect x="{_n(b.x)}" y="{_n(b.y)}" width="{_n(b.width)}" height="{_n(b.height)}" rx="6" '
-                   f'fill="#fdf6e3" stroke="#333333" stroke-width="1.2"/>')
+    if not pic.boxes_first:
+        out += boxes
     for x, y, vertical in pic.dots:
         for k in (-1, 0, 1):
             dx, dy = (0, k * 7) if vertical else (k * 9, 0)
@@ -331,6 +346,16 @@ def tikz(pic: Picture) -> str:
     for colour, name in colours.items():
         if name != "black":
             out.append(rf"\definecolor{{{name}}}{{HTML}}{{{colour[1:].upper()}}}")
+    fills = {"#fdf6e3": "yellow!8", WINDOW_FILL: "derivefwd!25", PAD_FILL: "white", ERROR_FILL: "derivebwd!25"}
+    boxes = []
+    for b in pic.boxes:
+        style = ["rounded corners=2pt"] if b.rounded else []
+        style.append(f"fill={fills.get(b.fill, 'white')}")
+        if b.dashed:
+            style.append("dashed")
+        boxes.append(rf"\draw[{','.join(style)}] {p(b.x, b.y)} rectangle {p(b.x + b.width, b.y + b.height)};")
+    if pic.boxes_first:
+        out += boxes
     for line in pic.lines:
         style = [colours[line.colour], f"line width={_n(line.width * 0.5)}pt"]
         if line.arrow:
@@ -340,8 +365,8 @@ def tikz(pic: Picture) -> str:
         out.append(rf"\draw[{','.join(style)}] {p(line.x1, line.y1)} -- {p(line.x2, line.y2)};")
     for c in pic.circles:
         out.append(rf"\draw[fill=black!4] {p(c.x, c.y)} circle ({_n(c.r * TIKZ_SCALE)});")
-    for b in pic.boxes:
-        out.append(rf"\draw[rounded corners=2pt,fill=yellow!8] {p(b.x, b.y)} rectangle {p(b.x + b.width, b.y + b.height)};")
+    if not pic.boxes_first:
+        out += boxes
     for x, y, vertical in pic.dots:
         for k in (-1, 0, 1):
             dx, dy = (0, k * 7) if vertical else (k * 9, 0)
@@ -354,3 +379,51 @@ def tikz(pic: Picture) -> str:
     if pic.width * TIKZ_SCALE > TEXT_WIDTH_CM:  # scaled as a whole, lettering included, to the text width
         out = [r"\resizebox{\linewidth}{!}{%", *out, "}"]
     return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# a window of a convolution: how one output entry is computed and where its error goes
+
+CELL = 24
+
+
+def window_layout(input_size: tuple[int, int], output_size: tuple[int, int], kernel: tuple[int, int],
+                  stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+                  words: dict[str, str], layer: int) -> Picture:
+    """The input (one channel, its zero padding dashed) and the output of a convolution: the entries
+    the kernel reads for output (1, 1) (or (0, 0)) filled, a blue arrow to that output, and red arrows
+    from its error back to each of them. At most 9 × 9 cells are drawn of each grid."""
+    rows, cols = (min(n + 2 * p, 11) for n, p in zip(input_size, padding))
+    out_rows, out_cols = (min(n, 9) for n in output_size)
+    target = tuple(1 if n > 1 else 0 for n in output_size)
+    read = {(target[0] * stride[0] + dilation[0] * p, target[1] * stride[1] + dilation[1] * q)
+            for p in range(kernel[0]) for q in range(kernel[1])}  # in padded coordinates
+    top = MARGIN + 30
+    gap = 110
+    width = MARGIN * 2 + (cols + out_cols) * CELL + gap
+    height = top + max(rows, out_rows) * CELL + MARGIN + 30
+    pic = Picture(width, height, boxes_first=True)
+    x0, x1 = MARGIN, MARGIN + cols * CELL + gap
+    for r in range(rows):
+        for c in range(cols):
+            pad = r < padding[0] or c < padding[1] or r >= rows - padding[0] or c >= cols - padding[1]
+            fill = WINDOW_FILL if (r, c) in read else PAD_FILL if pad else "#fdf6e3"
+            pic.boxes.append(Box(x0 + c * CELL, top + r * CELL, CELL, CELL, fill, dashed=pad, rounded=False))
+    for r in range(out_rows):
+        for c in range(out_cols):
+            fill = ERROR_FILL if (r, c) == target else "#fdf6e3"
+            pic.boxes.append(Box(x1 + c * CELL, top + r * CELL, CELL, CELL, fill, rounded=False))
+    tx, ty = x1 + (target[1] + 0.5) * CELL, top + (target[0] + 0.5) * CELL
+    centre_r = sum(r for r, _ in read) / len(read)
+    centre_c = sum(c for _, c in read) / len(read)
+    wx, wy = x0 + (max(c for _, c in read) + 1) * CELL, top + (centre_r + 0.5) * CELL
+    pic.lines.append(Line(wx + 4, wy - 6, tx - CELL / 2 - 4, ty - 6, FORWARD_COLOUR, arrow=True, width=1.6))
+    for r, c in sorted(read):
+        pic.lines.append(Line(tx - CELL / 2 - 4, ty + 6, x0 + (c + 0.5) * CELL, top + (r + 0.5) * CELL,
+                              BACKWARD_COLOUR, arrow=True, width=0.9))
+    del centre_c
+    pic.texts.append(Text(x0 + cols * CELL / 2, top - 14, _words(words["input"]), size="small"))
+    pic.texts.append(Text(x1 + out_cols * CELL / 2, top - 14, _join(quantity("z", layer), _words(words["output"]),
+                                                                     sep=" "), size="small"))
+    pic.texts.append(Text(width / 2, height - MARGIN / 2, _words(words["legend"]), size="small"))
+    return pic

@@ -878,6 +878,15 @@ def _workspace_context(plan: CodePlan) -> dict | None:
         "sgd_step": program(w.sgd_step),
         "scaled_errors": w.scaled_errors,
         "size_sources": list(w.size_sources),
+        "unpack": w.unpack,
+        "unpack_value": w.unpack_value,
+        "layer_count": w.layer_count,
+        "layer_names": w.layer_names,
+        "min_of": w.min_of,
+        "sizes_expr": w.sizes_expr,
+        "x_shape": w.x_shape,
+        "y_shape": w.y_shape,
+        "sample_axis": "1" if w.x_shape.count(",") == 1 else "-1",  # X[:, batch] / X[..., batch]
     }
 
 

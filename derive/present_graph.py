@@ -139,7 +139,9 @@ def _notation_extra(derivation: Derivation, text: Text) -> list[tuple[str, str]]
                 rows.append(row)
     if any(r.matrix_rhs is not None and r.matrix_rhs.has(Einsum) for r in derivation.batch.results.values()):
         rows.append((r"\operatorname{einsum}", text("graph.einsum")))
-    return rows
+    from derive.present_conv import conv_notation
+
+    return rows + conv_notation(derivation, text)
 
 
 def _forward(derivation: Derivation, text: Text) -> list:
@@ -255,7 +257,11 @@ def build_graph_document(
     """The document of any network, in one format."""
     lesson = lesson if lesson is not None else study(derivation)
     model = derivation.model
-    keys = section_keys(SECTIONS, training, lesson)
+    from derive.present_conv import convolution_blocks, has_windows
+
+    core = SECTIONS if not has_windows(derivation) else \
+        SECTIONS[:SECTIONS.index("parameters") + 1] + ("convolution",) + SECTIONS[SECTIONS.index("parameters") + 1:]
+    keys = section_keys(core, training, lesson)
     numbers = section_numbers(keys)
     text = Text(lang, fmt, **numbers)
     heads = section_heads(keys, text)
@@ -271,6 +277,7 @@ def build_graph_document(
         "backward": lambda: _backward(derivation, text, refs, narrator),
         "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs),
         "parameters": lambda: _parameters(derivation, text, narrator),
+        "convolution": lambda: convolution_blocks(derivation, text),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
         "minibatch": lambda: _minibatch(derivation, text),
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
@@ -284,7 +291,9 @@ def build_graph_document(
         from derive.present_training import initialisation_blocks, optimizer_blocks
 
         content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator)
-        content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator)
+        from derive.windowsizes import size_values
+
+        content["initialisation"] = lambda: initialisation_blocks(training[1], size_values(model.network), text, narrator)
     vector = any(a.is_vector for a in model.activations)
     notation = lambda used: notation_blocks(  # noqa: E731
         text, used, _notation_extra(derivation, text) + penalty_notation(derivation, text)

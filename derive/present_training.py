@@ -224,7 +224,8 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
             out += _linearisation_notes(scale, init.maps.get(scale.activation.name), text)
         if scale.method == "quadrature":
             out.append(blocks.Paragraph(text("initialisation.quadrature_note")))
-    sizes = {size(LayerRef(l)): n for l, n in enumerate(network_sizes)}
+    sizes = dict(network_sizes) if isinstance(network_sizes, dict) else {  # size symbol → value, or per layer
+        size(LayerRef(l)): n for l, n in enumerate(network_sizes)}
     rows = []
     for layer in init.layers:
         value = layer.variance.xreplace(sizes)

@@ -69,6 +69,9 @@ def command_line(spec: MLPSpec | NetSpec) -> str:
     from derive.model import make_spec
 
     if isinstance(spec, NetSpec):
+        first = spec.text.splitlines()[0] if spec.text else ""
+        if spec.path == "derive cnn" and first.startswith("# derive cnn"):  # the command it came from
+            return first[2:] + (f" --lang {spec.lang}" if spec.lang != DEFAULT_LANGUAGE else "")
         parts = ["derive net", shlex.quote(spec.path)]
         if spec.lang != DEFAULT_LANGUAGE:
             parts.append(f"--lang {spec.lang}")
@@ -166,6 +169,8 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     if "md" in spec.formats:
         files[FILE_NAMES["md"]] = str(markdown).encode()
         files[PICTURE_FILE] = doc("md").picture.svg.encode()
+        for block in (b for s in doc("md").sections for b in s.blocks if b.kind == "picture"):
+            files.setdefault(block.file, block.svg.encode())  # further pictures (a convolution's window)
     tex, json_bytes = side.result()
     if "tex" in spec.formats:
         files[FILE_NAMES["tex"]] = tex.encode()

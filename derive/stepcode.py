@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from derive.backprop import parameter_axes
 from derive.codegen import _code_order, _target, backward_order
 from derive.derivation import Derivation
 from derive.ops import MATRIX_FUNCTIONS, Einsum, MatProd
@@ -47,6 +48,14 @@ class WorkspacePlan:
     sgd_step: WorkspaceProgram
     scaled_errors: bool  # sgd_step carries −η/m down the recursion (see module docstring)
     size_sources: list[str] = ()  # for each layer size n0 … nL, where train() reads it (a parameter's shape)
+    unpack: str = ""  # how the Workspace names the entries of `sizes` (n0, n1 … or (c0, h0, w0), …)
+    unpack_value: str = ""
+    layer_count: int = 0
+    layer_names: str = ""
+    min_of: str = "sizes"
+    sizes_expr: str = ""  # how train() builds `sizes` from the arrays it is given
+    x_shape: str = "(n0, m)"  # the shapes of X and Y, as code
+    y_shape: str = "(nL, m)"
 
 
 def linear_in(expr: sp.Expr, symbol: sp.Symbol) -> bool:
@@ -208,6 +217,13 @@ def _size_sources(derivation: Derivation) -> list[str]:
 
 
 def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePlan:
+    from derive.windowsizes import network_sizes
+
+    with network_sizes(derivation.model.network):
+        return _plan_workspace(derivation, forms, printer)
+
+
+def _plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePlan:
     network = derivation.model.network
     pool = Pool()  # both functions draw their scratch arrays from the same workspace
     printed = Printed(printer)
@@ -217,8 +233,16 @@ def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePla
     allocate(sgd.instructions, pool, sgd.outputs)
     gradients = [(q.code(), q.gradient.code(), shape_text(quantity_shape(q, network))) for q in _parameters(derivation)]
     products = sorted(set(grads.products()) | set(sgd.products()), key=_code_order)
+    dims, sources = _dims_and_sources(derivation, pool)
+    nested = any(isinstance(entry, tuple) for entry in network.sizes)
+    if nested:
+        unpack, sizes_expr, layer_names = _layer_unpacking(derivation)
+        unpack_value, min_of = "sizes", "(" + ", ".join(dims) + ")"
+    else:
+        unpack = layer_names = ", ".join(dims)
+        unpack_value, min_of, sizes_expr = "(int(n) for n in sizes)", "sizes", "(" + ", ".join(sources) + ",)"
     return WorkspacePlan(
-        dims=[dim_name(layer) for layer in range(len(derivation.model.network.sizes))],
+        dims=dims,
         gradients=gradients,
         scratch=[(name, shape_text(shape)) for name, shape in zip(pool.names(), pool.shapes)],
         products=[(name, name.removeprefix("mm_")) for name in products],
@@ -226,5 +250,60 @@ def plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePla
         gradients_into=WorkspaceProgram(_bindings(grads, [g[1] for g in gradients]), grads.lines()),
         sgd_step=WorkspaceProgram(_bindings(sgd, None), sgd.lines()),
         scaled_errors=scaled,
-        size_sources=_size_sources(derivation),
+        size_sources=sources,
+        unpack=unpack,
+        unpack_value=unpack_value,
+        layer_count=len(network.sizes),
+        layer_names=layer_names,
+        min_of=min_of,
+        sizes_expr=sizes_expr,
+        x_shape=shape_text(quantity_shape(Q("X"), network)),
+        y_shape=shape_text(quantity_shape(Q("Y"), network)),
     )
+
+
+def _dims_and_sources(derivation: Derivation, pool: Pool) -> tuple[list[str], list[str]]:
+    """The size names the Workspace binds and where train() reads each: the layer sizes n0 … nL of a
+    network of vectors; every size name its arrays' shapes use (c0, h0, w0, c1 …) otherwise."""
+    network = derivation.model.network
+    if all(len(network.axes_of(Q("a", 0))) == 1 and len(node.out_axes) <= 1 for node in network.layers):
+        return [dim_name(layer) for layer in range(len(network.sizes))], _size_sources(derivation)
+    from derive.codegen_inputs import size_source
+
+    symbols: dict[str, sp.Symbol] = {}
+    axes = [*network.input_axes, *(a for node in network.layers for a in node.out_axes)]
+    for node in network.layers:
+        for param in node.parameters:
+            axes += list(parameter_axes(node, param))
+    for axis in axes:
+        if axis.extent is None:
+            symbols.setdefault(network.axis_dim(axis), network.size_facts.get(axis.size, axis.size)
+                               if isinstance(network.size_facts.get(axis.size, axis.size), sp.Symbol) else axis.size)
+    used = {d for shape in pool.shapes for d in shape if isinstance(d, str)}
+    used |= {d for q in _parameters(derivation) for d in quantity_shape(q, network) if isinstance(d, str)}
+    used |= {d for d in quantity_shape(Q("X"), network) + quantity_shape(Q("Y"), network) if isinstance(d, str)}
+    names = [name for name in symbols if name in used and name != "m"]
+    return names, [size_source(derivation, symbols[name]) for name in names]
+
+
+def _layer_unpacking(derivation: Derivation) -> tuple[str, str, str]:
+    """How the Workspace unpacks `sizes` (SIZES: per layer a number of units or a shape), how train()
+    builds it from the arrays it is given, and the names the messages list."""
+    from derive.codegen_inputs import size_source
+
+    network = derivation.model.network
+    groups, sources = [], []
+    for layer, entry in enumerate(network.sizes):
+        if layer == 0:
+            axes = network.axes_of(Q("a", 0))
+        else:
+            axes = [node for node in network.layers if node.layer == LayerRef(layer)][-1].out_axes
+        names = [network.axis_dim(a) for a in axes]
+        texts = [size_source(derivation, a.size) for a in axes]
+        if isinstance(entry, tuple):
+            groups.append("(" + ", ".join(names) + ")")
+            sources.append("(" + ", ".join(texts) + ")")
+        else:
+            groups.append(names[0])
+            sources.append(texts[0])
+    return ", ".join(groups), "(" + ", ".join(sources) + ",)", ", ".join(groups)

@@ -87,6 +87,8 @@ def load_module(source: str, name: str = "derive_generated_model") -> types.Modu
 
 def _numeric_sizes(model: Model) -> tuple[int, ...]:
     sizes = model.sizes
+    if any(isinstance(s, tuple) for s in sizes):  # channels and positions: the sizes tie together
+        return sizes
     count = sum(math.prod(sizes[ref.number] for ref in node.kind.parameter_axes(node, param))
                 for node in model.network.layers for param in node.parameters)
     if count <= NUMERIC_MAX_PARAMS:
@@ -126,7 +128,7 @@ def numeric_point(model: Model, module: types.ModuleType, seed: int = 0, samples
         for key in params:
             if key.startswith("b"):
                 params[key] = 0.5 * rng.standard_normal(params[key].shape)
-        X = rng.standard_normal((sizes[0], samples))
+        X = rng.standard_normal((*_shape(sizes[0]), samples))
         Z = _bounded_forward(model, params, X, bound)
         if np.nanmin(np.abs(Z[:, None] - kinks[None, :])) > KINK_MARGIN:
             break
@@ -147,11 +149,17 @@ def _mask_env(model: Model, samples: int) -> dict:
     return {q.batched().symbol: fixed_masks(model, samples)[q.batched().code()] for _, q in model.network.data_inputs}
 
 
+def _shape(entry) -> tuple[int, ...]:
+    """A layer's entry of the sizes as an array shape: n units, or (channels, rows, columns)."""
+    return tuple(entry) if isinstance(entry, tuple) else (entry,)
+
+
 def _bounded_forward(model: Model, params: dict, X: np.ndarray, bound: float) -> np.ndarray:
     """Scale the parameters of each node that computes a pre-activation (in place) so that its
     outputs stay within ±bound (they are linear in its parameters: W a + b); the pre-activations,
     evaluated from the network's definition, as one flat array."""
-    env, seen = {Q("A", 0).symbol: np.asarray(X, float), **complex_step._size_values(model, X.shape[-1]),
+    env, seen = {Q("A", 0).symbol: np.asarray(X, float),
+                 **{k: v.real for k, v in complex_step._size_values(model, X.shape[-1]).items()},
                  **_mask_env(model, X.shape[-1])}, []
     with np.errstate(all="ignore"):
         for node, form in complex_step.forward_forms(model):
@@ -264,7 +272,7 @@ def stability_check(model: Model, module: types.ModuleType, seed: int = 0) -> Ch
     passed, inherent, largest_exact = True, True, sp.S.Zero
     for scenario in ("input", "output"):
         params = module.init_params(sizes, rng)
-        X = rng.standard_normal((sizes[0], 4))
+        X = rng.standard_normal((*_shape(sizes[0]), 4))
         if scenario == "input":
             X *= STABILITY_SCALE
         else:

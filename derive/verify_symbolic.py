@@ -135,6 +135,9 @@ def concrete_sizes(model: Model, width: int, samples: int | None) -> dict:
         axes = [*node.out_axes, *(a for group in node.in_axes for a in group),
                 *(a for p in node.parameters for a in parameter_axes(node, p))]
         env.update({a.size: width for a in axes if a.extent is None})
+    from derive.windowsizes import consistent_sizes
+
+    env = consistent_sizes(model.network, env, width)  # a window's output: the size the formula gives
     if samples is not None:
         env[BATCH_SIZE] = samples
     if model.penalty is not None:
@@ -416,7 +419,7 @@ def evaluate_pass(derivation: Derivation, batch: bool, values: dict, env: dict) 
     grads = {}
     skip = model.network.output.gradient
     for key in (derivation.batch if batch else derivation.sample).steps:
-        if key == skip:
+        if key == skip and skip.kind == "grad_a":  # ∂C/∂a⁽ᴸ⁾ is substituted; a δ⁽ᴸ⁾ is computed
             continue
         result = results[key]
         if _is_parameter_gradient(key):

@@ -92,10 +92,27 @@ def optimizer_check(training: Training, module, seed: int = 0) -> Check:
     })
 
 
+def _pooled_draws(model: Model, module, seed: int) -> tuple[dict, dict]:
+    """A network of channels and positions has its own sizes (kernels of a few dozen entries): the
+    weights of several draws are pooled until each has INIT_UNITS² entries, as a vector network has."""
+    from derive.windowsizes import size_values
+
+    rng = np.random.default_rng(seed)
+    draws = [module.init_params(model.sizes, rng)]
+    smallest = min(v.size for v in draws[0].values())
+    while len(draws) * smallest < INIT_UNITS * INIT_UNITS:
+        draws.append(module.init_params(model.sizes, rng))
+    params = {key: np.concatenate([d[key].ravel() for d in draws]) for key in draws[0]}
+    return params, size_values(model.network)
+
+
 def initial_weights_check(model: Model, init: Initialisation, module, seed: int = 0) -> Check:
-    sizes = (INIT_UNITS,) * (model.depth + 1)
-    params = module.init_params(sizes, np.random.default_rng(seed))
-    values = {size(LayerRef(l)): INIT_UNITS for l in range(model.depth + 1)}
+    if any(isinstance(entry, tuple) for entry in model.sizes):
+        params, values = _pooled_draws(model, module, seed)
+    else:
+        sizes = (INIT_UNITS,) * (model.depth + 1)
+        params = module.init_params(sizes, np.random.default_rng(seed))
+        values = {size(LayerRef(l)): INIT_UNITS for l in range(model.depth + 1)}
     worst = 0.0
     weights = {scale.weight.code() for scale in init.layers}
     for layer in init.layers:
@@ -113,9 +130,10 @@ def initial_weights_check(model: Model, init: Initialisation, module, seed: int 
 
 def training_loop_check(model: Model, module, seed: int = 0) -> Check:
     rng = np.random.default_rng(seed)
-    sizes = model.sizes if sum(model.sizes) <= 2000 else tuple(min(n, 6) for n in model.sizes)
+    nested = any(isinstance(entry, tuple) for entry in model.sizes)
+    sizes = model.sizes if nested or sum(model.sizes) <= 2000 else tuple(min(n, 6) for n in model.sizes)
     params = module.init_params(sizes, rng)
-    X = rng.standard_normal((sizes[0], 8))
+    X = rng.standard_normal((*(sizes[0] if isinstance(sizes[0], tuple) else (sizes[0],)), 8))
     Y = _numeric_targets(model, sizes[-1], 8, rng)
     scale = 1.0
     for _ in range(8):  # a network whose values overflow float64 here (e.g. exp(exp(z))): a smaller start,

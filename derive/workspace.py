@@ -206,7 +206,7 @@ class Lowering:
         result = self.lower(expr)
         if isinstance(result, Scalar):
             raise CannotLower(f"{target} = {expr} is a scalar")
-        if isinstance(result, Transposed):
+        if isinstance(result, (Transposed, View)):  # a view of another array (a reshape): its own copy
             result = self._emit("copy", "np.copyto", (result,), result.shape)
         fresh = any(ins.out is result for ins in self.instructions[start:])
         alias_of = None
@@ -410,6 +410,16 @@ class Lowering:
 
     def einsum(self, subscripts: str, operands: list[Value], shape: Shape) -> Value:
         return self._emit("einsum", "np.einsum", tuple(operands), shape, keywords=f'"{subscripts}"')
+
+    def helper_call(self, op, call: str, operands, extra: str) -> Value:
+        """A helper function of the generated module that writes its result into `out=` (the
+        window operations of convolutions): `call(operands…, extra, out=…)`. It never writes over
+        its operands."""
+        from derive import convops
+
+        convops.use(self.printer, call)
+        args = tuple(self._array(self.lower(a)) for a in operands)
+        return self._emit("call", call, (*args, Scalar(extra)), op.shape(self.shape_of))
 
     def view(self, operand: Operand, template: str, shape: Shape) -> View:
         return View(self._array(operand), template, shape)

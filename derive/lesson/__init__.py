@@ -29,8 +29,10 @@ def study(derivation) -> Lesson:
     from derive.lesson.slopes import path_bound
     from derive.lesson.worked_example import worked_example
 
-    return Lesson(_bounded(worked_example, derivation), _bounded(compare_losses, derivation),
-                  path_bound(derivation), costs(derivation))
+    # a worked example prints every entry of every vector: not for images (channels × rows × columns)
+    several_axes = any(isinstance(entry, tuple) for entry in derivation.model.sizes)
+    example = None if several_axes else _bounded(worked_example, derivation)
+    return Lesson(example, _bounded(compare_losses, derivation), path_bound(derivation), costs(derivation))
 
 
 def _bounded(part, derivation):

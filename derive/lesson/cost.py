@@ -16,7 +16,7 @@ import sympy as sp
 from derive.backprop import parameter_axes
 from derive.codegen import backward_order
 from derive.derivation import Derivation
-from derive.notation import BATCH_SIZE, LayerRef, quantity_of, size
+from derive.notation import BATCH_SIZE, LayerRef, Q, quantity_of, size
 from derive.ops import Einsum, MatProd, Op
 from derive.verify_symbolic import _is_parameter_gradient
 
@@ -53,10 +53,21 @@ def _shape(derivation: Derivation, expr: sp.Basic) -> tuple[sp.Expr, sp.Expr]:
             return (sizes[0], sizes[1] if len(sizes) > 1 else sp.S.One)
         layer = q.layer if q.layer is not None else (LayerRef(0) if q.kind in ("x", "X") else
                                                        derivation.model.network.output.layer)
+        network = derivation.model.network
+        if q.kind in ("A", "Z", "X", "Delta", "grad_A"):
+            base = {"X": "a", "A": "a", "Z": "z", "Delta": "z", "grad_A": "a"}[q.kind]
+            try:
+                axes = network.axes_of(Q(base, layer))
+            except KeyError:
+                axes = None
+            if axes is not None and len(axes) > 1:  # channels and positions, then the samples
+                return (*[a.size for a in axes], BATCH_SIZE)
         return (size(layer), BATCH_SIZE)
     if isinstance(expr, Op):
         return tuple(expr.shape(lambda arg: _shape(derivation, arg)))
     shapes = [_shape(derivation, arg) for arg in expr.args]
+    if any(len(s) > 2 for s in shapes):  # an entry-wise expression of arrays with several axes
+        return max(shapes, key=len)
     rows = next((r for r, _ in shapes if r != 1), sp.S.One)
     columns = next((c for _, c in shapes if c != 1), sp.S.One)
     return (rows, columns)
@@ -69,6 +80,8 @@ def multiply_adds(derivation: Derivation, expr: sp.Basic) -> sp.Expr:
         if isinstance(node, MatProd):
             (rows, inner), (_, columns) = (_shape(derivation, a) for a in node.args)
             total += rows * inner * columns
+        elif hasattr(node, "multiply_adds"):  # a window operation (im2col, col2im …: derive.convops)
+            total += node.multiply_adds(derivation.model.network)
         elif isinstance(node, Einsum):
             letters = {}
             for spec, operand in zip(node.subscripts.split("->")[0].split(","), node.operands):
@@ -79,7 +92,9 @@ def multiply_adds(derivation: Derivation, expr: sp.Basic) -> sp.Expr:
 
 def _count(derivation: Derivation, symbolic: sp.Expr) -> Count:
     """Per sample (m = 1), symbolic and at this network's sizes."""
-    sizes = {size(LayerRef(l)): n for l, n in enumerate(derivation.model.sizes)}
+    from derive.windowsizes import size_values
+
+    sizes = size_values(derivation.model.network)
     per_sample = sp.expand(symbolic.xreplace({BATCH_SIZE: 1}))
     return Count(per_sample, int(per_sample.xreplace(sizes)))
 

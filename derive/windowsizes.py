@@ -1,0 +1,130 @@
+"""Small concrete sizes that satisfy the output-size formulas of windows (convolution, pooling).
+
+The proofs evaluate formulas at small sizes: every axis 2 long (or 3) in a network of vectors. A
+window ties the size of its output to that of its input, ⌊(h + 2P − d(k − 1) − 1)/s⌋ + 1, so the
+sizes are chosen here: walking the network backwards, each window asks of its input the smallest
+size that gives the output its requested size; walking forwards, each output is then computed from
+its input by the formula. Sizes that a flatten makes a product (n = c·h·w) follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import sympy as sp
+
+
+def _windows(network):
+    for node in network.layers:
+        sizes = getattr(node.kind, "window_sizes", None)
+        if sizes is not None:
+            yield from sizes(node)
+
+
+def consistent_sizes(network, env: Mapping, target: int = 2) -> dict:
+    """`env` with the spatial sizes of every window's input and output made consistent."""
+    env = dict(env)
+    for node in network.layers:
+        for axis in [*node.out_axes, *(a for group in node.in_axes for a in group)]:
+            if axis.extent is None and axis.size not in env:
+                env[axis.size] = target
+    windows = list(_windows(network))
+    if not windows:
+        return _products(network, env)
+    facts = network.size_facts
+    known = lambda s: facts.get(s, s) if isinstance(facts.get(s, s), sp.Symbol) else s  # noqa: E731
+    need: dict = {}
+    for inp, out, k, s, p, d in reversed(windows):
+        want = max(need.get(known(out), target), 1)
+        need[known(inp)] = max(need.get(known(inp), 1), (want - 1) * s + d * (k - 1) + 1 - 2 * p, 1)
+    fixed: dict = {}
+    for inp, out, k, s, p, d in windows:
+        i = known(inp)
+        if i not in fixed:
+            fixed[i] = max(need.get(i, target), target if i not in need else need[i])
+        fixed[known(out)] = (fixed[i] + 2 * p - d * (k - 1) - 1) // s + 1
+    for symbol in list(env) + [w[0] for w in windows] + [w[1] for w in windows]:
+        if known(symbol) in fixed:
+            env[symbol] = fixed[known(symbol)]
+    return _products(network, env)
+
+
+def _products(network, env: dict) -> dict:
+    for a, b in network.size_facts.items():
+        if not isinstance(b, sp.Symbol):
+            env[a] = b.xreplace(env)
+    return env
+
+
+def quantity_shapes(network) -> dict[str, tuple]:
+    """The sizes of the axes of every quantity a node reads or computes, by engine label (a_0, Z_2 …):
+    the arrays of a proof take these, not the ranges of the indices that read them."""
+    shapes = {}
+    for node in network.layers:
+        for q, axes in [*zip(node.inputs, node.in_axes), (node.output, node.out_axes)]:
+            sizes = tuple(a.size for a in axes)
+            shapes[q.label] = sizes
+            shapes[q.batched(True).label] = (*sizes, "batch")
+    return shapes
+
+
+_NETWORK: ContextVar = ContextVar("window_network", default=None)
+
+
+@contextmanager
+def network_sizes(network) -> Iterator[None]:
+    """Within the block, proofs take their concrete sizes from this network's windows."""
+    token = _NETWORK.set(network)
+    try:
+        yield
+    finally:
+        _NETWORK.reset(token)
+
+
+def fix_sizes(env: dict) -> dict:
+    network = _NETWORK.get()
+    return env if network is None else consistent_sizes(network, env)
+
+
+def shape_of_label(label: str) -> tuple | None:
+    network = _NETWORK.get()
+    if network is None:
+        return None
+    return quantity_shapes_cached(network).get(label)
+
+
+_CACHE: dict = {}
+
+
+def quantity_shapes_cached(network) -> dict:
+    key = id(network)
+    if key not in _CACHE or _CACHE[key][0] is not network:
+        _CACHE.clear()
+        _CACHE[key] = (network, quantity_shapes(network))
+    return _CACHE[key][1]
+
+
+def size_values(network) -> dict:
+    """Every size symbol of the network (n_3, c_1, h_1 …) → its value, from the network's sizes (per
+    layer, a number of units or a shape) and the axes of each layer's last output."""
+    from derive.notation import LayerRef, Q
+
+    values = {}
+    for layer, entry in enumerate(network.sizes):
+        if layer == 0:
+            axes = network.axes_of(Q("a", 0))
+        else:
+            nodes = [node for node in network.layers if node.layer == LayerRef(layer)]
+            if not nodes:
+                continue
+            axes = nodes[-1].out_axes
+        for axis, value in zip(axes, entry if isinstance(entry, tuple) else (entry,)):
+            if axis.extent is None:
+                values[axis.size] = value
+    for node in network.layers:  # sizes inside a layer (a convolution's output before its pooling)
+        for inp, out, k, s, p, d in getattr(node.kind, "window_sizes", lambda node: [])(node):
+            if inp in values and out not in values:
+                values[out] = (values[inp] + 2 * p - d * (k - 1) - 1) // s + 1
+    return values

@@ -1,0 +1,66 @@
+"""`derive cnn`: its grammar, its network file, its one-line errors (nothing written)."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from click.testing import CliRunner
+
+from derive.cli import main
+from derive.cnn import DEFAULT_LAYERS, parse_layers
+from derive.errors import DeriveError
+from derive.model import build_model
+from derive.netfile import parse_network
+
+
+def test_help_shows_the_grammar():
+    out = CliRunner().invoke(main, ["cnn", "--help"]).output
+    for word in ("conv F kK", "maxpool K", "avgpool K", "gap", "flatten", "dense N", "CxHxW"):
+        assert word in out
+
+
+def test_print_network_is_a_network_file_that_builds_the_same_graph():
+    result = CliRunner().invoke(main, ["cnn", "--print-network"])
+    assert result.exit_code == 0
+    data = tomllib.loads(result.output)
+    assert data["input"] == [1, 8, 8] and [t["kind"] for t in data["layers"]] == [
+        "conv2d", "max_pool2d", "conv2d", "max_pool2d", "flatten", "dense"]
+    model = build_model(parse_network(data, "cnn.toml"))
+    assert model.network.sizes == ((1, 8, 8), (4, 8, 8), (4, 4, 4), (8, 4, 4), (8, 2, 2), 32, 10)
+
+
+def test_stage_settings():
+    (conv, pool, dense) = parse_layers("conv 3 k3x2 s2 p1 d2 tanh, avgpool 2 s1 p1, dense 4")
+    assert conv == {"kind": "conv2d", "channels": 3, "kernel": [3, 2], "stride": 2, "padding": 1, "dilation": 2,
+                    "activation": "tanh"}
+    assert pool == {"kind": "avg_pool2d", "kernel": 2, "stride": 1, "padding": 1}
+    assert dense == {"kind": "dense", "units": 4}
+    assert len(parse_layers(DEFAULT_LAYERS)) == 6
+
+
+@pytest.mark.parametrize("layers, fragment", [
+    ("conv k3", "expected the number of output channels"),
+    ("conv 4", "needs its kernel size"),
+    ("pool 2", "unknown stage 'pool'"),
+    ("maxpool 2 p1", "'p1' is not understood here"),
+    ("conv 4 k3,, dense 2", "stages separated by commas"),
+])
+def test_bad_stages_are_one_line_errors(layers, fragment):
+    with pytest.raises(DeriveError, match=fragment):
+        parse_layers(layers)
+
+
+def test_a_window_that_does_not_fit_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["cnn", "--input", "1x4x4", "--layers", "conv 2 k5, flatten, dense 2 softmax",
+                                       "--out", str(out)])
+    assert result.exit_code == 2
+    assert "layers[1] (kind 'conv2d')" in result.output and "does not fit" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_bad_input_shape():
+    result = CliRunner().invoke(main, ["cnn", "--input", "8x8x8x8"])
+    assert result.exit_code == 2 and "--input" in result.output

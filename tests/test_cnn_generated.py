@@ -1,0 +1,99 @@
+"""The generated model.py of a convolutional network against PyTorch: the same weights (kernels are
+PyTorch's (F, C, kh, kw), the dense weight PyTorch's Linear weight after nn.Flatten), the same
+loss and gradients; the workspace form in float32 and float64; train() on images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from derive.model import build_model  # noqa: E402
+from derive.netfile import parse_network  # noqa: E402
+from derive.run import generate  # noqa: E402
+from derive.verify import load_module  # noqa: E402
+
+NETWORK = {
+    "input": [2, 9, 8],
+    "loss": "cross_entropy",
+    "layers": [
+        {"kind": "conv2d", "channels": 3, "kernel": [3, 2], "stride": 2, "padding": 1, "activation": "relu"},
+        {"kind": "max_pool2d", "kernel": 2, "stride": 1},
+        {"kind": "conv2d", "channels": 4, "kernel": 2, "dilation": 2, "padding": 2, "activation": "tanh"},
+        {"kind": "avg_pool2d", "kernel": 2, "padding": 1},
+        {"kind": "flatten"},
+        {"kind": "dense", "units": 3, "activation": "softmax"},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def generated():
+    spec = parse_network(NETWORK, "torch_cnn.toml", formats=("py",))
+    outcome = generate(spec)
+    assert outcome.report.passed
+    return load_module(outcome.files["model.py"].decode(), "cnn_torch_model"), build_model(spec)
+
+
+def _torch_net():
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, (3, 2), stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2, stride=1),
+        torch.nn.Conv2d(3, 4, 2, dilation=2, padding=2), torch.nn.Tanh(),
+        torch.nn.AvgPool2d(2, padding=1),
+        torch.nn.Flatten(),
+        torch.nn.LazyLinear(3),
+    ).double()
+
+
+def test_loss_and_gradients_equal_pytorchs(generated):
+    module, model = generated
+    rng = np.random.default_rng(0)
+    params = module.init_params(module.SIZES, rng)
+    params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in params.items()}  # biases not zero
+    m = 5
+    X = rng.standard_normal((2, 9, 8, m))
+    labels = rng.integers(0, 3, size=m)
+    Y = np.eye(3)[:, labels]
+    net = _torch_net()
+    xt = torch.tensor(np.moveaxis(X, -1, 0))  # the README's one-line conversion: (m, C, H, W) ↔ (C, H, W, m)
+    net(xt)  # materialise the lazy layer
+    with torch.no_grad():
+        for layer, key in ((net[0], "1"), (net[3], "3"), (net[7], "6")):
+            layer.weight.copy_(torch.tensor(params[("K" if key != "6" else "W") + key]))
+            layer.bias.copy_(torch.tensor(params["b" + key].ravel()))
+    out = net(xt)
+    loss = torch.nn.functional.cross_entropy(out, torch.tensor(labels))
+    loss.backward()
+    assert module.loss(params, X, Y) == pytest.approx(loss.item(), rel=1e-12)
+    grads = module.gradients(params, X, Y)
+    for layer, key in ((net[0], "1"), (net[3], "3"), (net[7], "6")):
+        name = ("K" if key != "6" else "W") + key
+        np.testing.assert_allclose(grads[name], layer.weight.grad.numpy(), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(grads["b" + key].ravel(), layer.bias.grad.numpy(), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_workspace_form_in_both_precisions(generated, dtype):
+    module, _ = generated
+    rng = np.random.default_rng(1)
+    params = module.init_params(module.SIZES, rng, dtype=dtype)
+    X = rng.standard_normal((2, 9, 8, 4)).astype(dtype)
+    Y = np.eye(3, dtype=dtype)[:, rng.integers(0, 3, size=4)]
+    ws = module.Workspace(module.SIZES, 4, dtype)
+    grads = module.gradients_into(ws, params, X, Y)
+    plain = module.gradients(params, X, Y)
+    for key in params:
+        assert grads[key].dtype == dtype and grads[key].shape == params[key].shape
+        np.testing.assert_array_equal(grads[key], plain[key])  # the same operations in the same order
+
+
+def test_train_runs_on_images(generated):
+    module, _ = generated
+    rng = np.random.default_rng(2)
+    params = module.init_params(module.SIZES, rng)
+    X = rng.standard_normal((2, 9, 8, 12))
+    Y = np.eye(3)[:, rng.integers(0, 3, size=12)]
+    history = module.train(params, X, Y, epochs=3, batch_size=5, rng=rng, quiet=True)
+    assert len(history["loss"]) == 3 and all(np.isfinite(history["loss"]))

@@ -1,0 +1,122 @@
+"""The window operations of the generated code (derive.convops: im2col, col2im, the kernel gradient,
+the full correlation, window sums, max pooling) against PyTorch's autograd on random
+configurations: stride 1–3, padding 0–2, dilation 1–2, kernels 1–5, 1–4 channels, non-square
+inputs and kernels. Layouts: ours (C, H, W, m) with the samples last, PyTorch's (m, C, H, W)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from derive import convops  # noqa: E402
+
+
+def _configurations(count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        kh, kw = (int(k) for k in rng.integers(1, 6, size=2))
+        sh, sw = (int(s) for s in rng.integers(1, 4, size=2))
+        ph, pw = (int(p) for p in rng.integers(0, 3, size=2))
+        dh, dw = (int(d) for d in rng.integers(1, 3, size=2))
+        C, F, m = (int(x) for x in rng.integers(1, 5, size=3))
+        H, W = (int(x) for x in rng.integers(3, 12, size=2))
+        if (H + 2 * ph - dh * (kh - 1) - 1) < 0 or (W + 2 * pw - dw * (kw - 1) - 1) < 0:
+            continue  # the window does not fit: the tool refuses such a layer
+        out.append(dict(kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), C=C, F=F, m=m, H=H, W=W))
+    return out
+
+
+CONV = _configurations(40, 0)
+
+
+def _nchw(x):  # ours (C, H, W, m) → PyTorch's (m, C, H, W)
+    return torch.tensor(np.moveaxis(x, -1, 0), dtype=torch.float64, requires_grad=True)
+
+
+def _ours(t):  # PyTorch's (m, C, H, W) → ours
+    return np.moveaxis(t.detach().numpy(), 0, -1)
+
+
+@pytest.mark.parametrize("cfg", CONV, ids=[f"k{c['kernel']}s{c['stride']}p{c['padding']}d{c['dilation']}" for c in CONV])
+def test_convolution_and_its_gradients_match_torch(cfg):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((cfg["C"], cfg["H"], cfg["W"], cfg["m"]))
+    K = rng.standard_normal((cfg["F"], cfg["C"], *cfg["kernel"]))
+    geometry = (cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"])
+    Z = convops.conv(X, K, *geometry)
+    x, k = _nchw(X), torch.tensor(K, requires_grad=True)
+    z = torch.nn.functional.conv2d(x, k, stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"])
+    np.testing.assert_allclose(Z, _ours(z), rtol=1e-12, atol=1e-12)
+    D = rng.standard_normal(Z.shape)
+    (z * torch.tensor(np.moveaxis(D, -1, 0))).sum().backward()
+    spatial = (cfg["H"], cfg["W"])
+    np.testing.assert_allclose(convops.conv_input_grad(D, K, *geometry, spatial), _ours(x.grad), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(convops.full_correlation(D, K, *geometry, spatial), _ours(x.grad), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(convops.conv_kernel_grad(D, X, *geometry), k.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+POOL = [c for c in _configurations(80, 2)
+        if all(2 * p <= k for p, k in zip(c["padding"], c["kernel"]))][:32]
+
+
+@pytest.mark.parametrize("cfg", POOL, ids=[f"k{c['kernel']}s{c['stride']}p{c['padding']}" for c in POOL])
+def test_average_pooling_matches_torch(cfg):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((cfg["C"], cfg["H"], cfg["W"], cfg["m"]))
+    geometry = (cfg["kernel"], cfg["stride"], cfg["padding"], (1, 1))
+    window = cfg["kernel"][0] * cfg["kernel"][1]
+    A = convops.window_sum(X, *geometry) / window  # the derivation's (1/(kh·kw)) Σ over the window
+    x = _nchw(X)
+    a = torch.nn.functional.avg_pool2d(x, cfg["kernel"], stride=cfg["stride"], padding=cfg["padding"])
+    np.testing.assert_allclose(A, _ours(a), rtol=1e-12, atol=1e-12)
+    D = rng.standard_normal(A.shape)
+    (a * torch.tensor(np.moveaxis(D, -1, 0))).sum().backward()
+    G = convops.window_spread(D, *geometry, (cfg["H"], cfg["W"])) / window
+    np.testing.assert_allclose(G, _ours(x.grad), rtol=1e-12, atol=1e-12)
+
+
+MAX = [c for c in _configurations(120, 4) if c["kernel"][0] <= c["H"] and c["kernel"][1] <= c["W"]][:32]
+
+
+@pytest.mark.parametrize("cfg", MAX, ids=[f"k{c['kernel']}s{c['stride']}" for c in MAX])
+def test_max_pooling_matches_torch_including_ties(cfg):
+    """Inputs drawn from a few values, so that windows hold equal maxima: PyTorch gives the error to
+    the first of them in row-major order, and so does the derived routing."""
+    rng = np.random.default_rng(5)
+    kernel, stride = cfg["kernel"], cfg["stride"]
+    X = rng.integers(-2, 3, size=(cfg["C"], cfg["H"], cfg["W"], cfg["m"])).astype(float)
+    geometry = (kernel, stride, (0, 0), (1, 1))
+    A = convops.max_pool(X, *geometry)
+    x = _nchw(X)
+    a = torch.nn.functional.max_pool2d(x, kernel, stride=stride)
+    np.testing.assert_array_equal(A, _ours(a))
+    D = rng.standard_normal(A.shape)
+    (a * torch.tensor(np.moveaxis(D, -1, 0))).sum().backward()
+    np.testing.assert_allclose(convops.max_pool_grad(D, X, *geometry, (cfg["H"], cfg["W"])), _ours(x.grad),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_the_configurations_cover_the_ranges_asked_for():
+    values = lambda key: {v for c in CONV for v in c[key]}  # noqa: E731
+    assert values("stride") == {1, 2, 3} and values("padding") == {0, 1, 2} and values("dilation") == {1, 2}
+    assert values("kernel") == {1, 2, 3, 4, 5}
+    assert {c["C"] for c in CONV} == {1, 2, 3, 4}
+    assert any(c["H"] != c["W"] for c in CONV) and any(c["kernel"][0] != c["kernel"][1] for c in CONV)
+    assert len(CONV) >= 30 and len(POOL) >= 30 and len(MAX) >= 30
+
+
+def test_float32_stays_float32():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    K = rng.standard_normal((3, 2, 3, 2)).astype(np.float32)
+    geometry = ((3, 2), (2, 1), (1, 0), (1, 2))
+    Z = convops.conv(X, K, *geometry)
+    D = np.ones_like(Z)
+    assert Z.dtype == np.float32
+    assert convops.conv_input_grad(D, K, *geometry, (7, 6)).dtype == np.float32
+    assert convops.conv_kernel_grad(D, X, *geometry).dtype == np.float32
+    assert convops.window_sum(X, (2, 2), (2, 2), (0, 0), (1, 1)).dtype == np.float32
+    assert convops.max_pool_grad(np.ones((2, 3, 3, 3), np.float32), X, (2, 2), (2, 2), (0, 0), (1, 1), (7, 6)).dtype == np.float32
