@@ -240,6 +240,15 @@ def forward(params, X):
 def _forward(params, X):
     K1, b1, K3, b3, W6, b6 = (params["K1"], params["b1"], params["K3"], params["b3"], params["W6"], params["b6"])
     A0 = X
+    h_1 = (X.shape[1] + -1) // 1 + 1
+    h_2 = ((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1
+    h_3 = (((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1
+    h_4 = ((((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1 + -2) // 2 + 1
+    n_5 = params["W6"].shape[1]
+    w_1 = (X.shape[2] + -1) // 1 + 1
+    w_2 = ((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1
+    w_3 = (((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1
+    w_4 = ((((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1 + -2) // 2 + 1
     Z1 = _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1)) + b1.reshape(-1, 1, 1, 1)
     A1 = np.maximum(0, Z1)
     A2 = _max_pool(A1, (2, 2), (2, 2), (0, 0), (1, 1))
@@ -475,6 +484,7 @@ def gradients_into(ws, params, X, Y):
     w_2 = ((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1
     w_3 = (((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1
     w_4 = ((((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1 + -2) // 2 + 1
+    n_5 = params["W6"].shape[1]
     dK1, db1, dK3, db3, dW6, db6 = ws.dK1, ws.db1, ws.dK3, ws.db3, ws.dW6, ws.db6
     t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9, ws.t10, ws.t11, ws.t12, ws.t13
     mm_n5, mm_m, mm_n6 = ws.mm_n5, ws.mm_m, ws.mm_n6
@@ -573,6 +583,7 @@ def sgd_step(ws, params, X, Y, lr):
     w_2 = ((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1
     w_3 = (((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1
     w_4 = ((((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1 + -2) // 2 + 1
+    n_5 = params["W6"].shape[1]
     t0, t1, t2, t3, t4, t5, t6, t7, t8, t14, t15, t16, t10, t17, t18, t11, t19, t12, t20, t13, t21 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t14, ws.t15, ws.t16, ws.t10, ws.t17, ws.t18, ws.t11, ws.t19, ws.t12, ws.t20, ws.t13, ws.t21
     ones_n6, ones_m = ws.ones_n6, ws.ones_m
     mm_n5, mm_n6, mm_m = ws.mm_n5, ws.mm_n6, ws.mm_m

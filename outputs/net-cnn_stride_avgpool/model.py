@@ -237,6 +237,12 @@ def forward(params, X):
 def _forward(params, X):
     K1, b1, K3, b3, W5, b5 = (params["K1"], params["b1"], params["K3"], params["b3"], params["W5"], params["b5"])
     A0 = X
+    h_1 = (X.shape[1] + -1) // 2 + 1
+    h_2 = ((X.shape[1] + -1) // 2 + 1 + 0) // 1 + 1
+    h_3 = (((X.shape[1] + -1) // 2 + 1 + 0) // 1 + 1 + -3) // 1 + 1
+    w_1 = (X.shape[2] + 0) // 2 + 1
+    w_2 = ((X.shape[2] + 0) // 2 + 1 + 0) // 1 + 1
+    w_3 = (((X.shape[2] + 0) // 2 + 1 + 0) // 1 + 1 + -3) // 1 + 1
     Z1 = _conv(A0, K1, (3, 2), (2, 2), (1, 1), (1, 1)) + b1.reshape(-1, 1, 1, 1)
     A1 = np.tanh(Z1)
     A2 = (1/4)*_window_sum(A1, (2, 2), (1, 1), (1, 1), (1, 1))

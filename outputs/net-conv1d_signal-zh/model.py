@@ -169,6 +169,8 @@ def forward(params, X):
 def _forward(params, X):
     K1, b1, W3, b3 = (params["K1"], params["b1"], params["W3"], params["b3"])
     A0 = X
+    n_2 = params["W3"].shape[1]
+    w_1 = (X.shape[1] + -1) // 2 + 1
     Z1 = _conv(A0, K1, (5,), (2,), (2,), (1,)) + b1.reshape(-1, 1, 1)
     A1 = np.tanh(Z1)
     A2 = A1.reshape(-1, A1.shape[-1])
@@ -354,6 +356,7 @@ def gradients_into(ws, params, X, Y):
     K1, b1, W3, b3 = (params["K1"], params["b1"], params["W3"], params["b3"])
     c_1 = params["K1"].shape[0]
     w_1 = (X.shape[1] + -1) // 2 + 1
+    n_2 = params["W3"].shape[1]
     dK1, db1, dW3, db3 = ws.dK1, ws.db1, ws.dW3, ws.db3
     t0, t1, t2, t3, t4 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4
     mm_n2, mm_m, mm_n3 = ws.mm_n2, ws.mm_m, ws.mm_n3
@@ -410,6 +413,7 @@ def sgd_step(ws, params, X, Y, lr):
     K1, b1, W3, b3 = (params["K1"], params["b1"], params["W3"], params["b3"])
     c_1 = params["K1"].shape[0]
     w_1 = (X.shape[1] + -1) // 2 + 1
+    n_2 = params["W3"].shape[1]
     t0, t1, t2, t5, t6, t7, t8, t4, t9 = ws.t0, ws.t1, ws.t2, ws.t5, ws.t6, ws.t7, ws.t8, ws.t4, ws.t9
     ones_m, = ws.ones_m,
     mm_n2, mm_n3, mm_m = ws.mm_n2, ws.mm_n3, ws.mm_m
