@@ -67,7 +67,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("\\sigma_{w}^{2}", "notation.var_w", r"\\sigma_\{w\}|\\sigma_w"),
     ("\\sigma_{z}", "notation.std", r"\\sigma_\{z\}|\\sigma_z"),
     ("H", "notation.H", _letter("H")),
-    ("h", "notation.h", _letter("h")),
+    ("\\zeta", "notation.zeta", r"\\zeta"),
     ("\\mathrm{i},\\ \\mathrm{Im}", "notation.complex", r"\\mathrm\{Im\}|\\mathrm\{i\}"),
 )
 
