@@ -21,6 +21,26 @@ def pytest_addoption(parser):
              "whose limit depends on an idle machine fails; CI runs the time_limited tests this way")
 
 
+# --------------------------------------------------------------------------------------------------
+# what a run skipped: CI runs those tests again once the optional tools are installed
+
+
+def _record_skip(report) -> None:
+    path = os.environ.get("DERIVE_SKIPPED_FILE")
+    if path and report.skipped:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(report.nodeid + "\n")
+
+
+def pytest_runtest_logreport(report):
+    if report.when in ("setup", "call"):
+        _record_skip(report)
+
+
+def pytest_collectreport(report):
+    _record_skip(report)  # a whole module skipped at import (pytest.importorskip)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "time_limited: asserts that a deadline fired or bounds CPU time; "
                                        "must pass with every core busy (--busy-cores)")

@@ -24,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     if os.environ.get("DERIVE_REQUIRE_TORCH"):
         raise
-needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+needs_torch = pytest.mark.skipif(torch is None and not os.environ.get("DERIVE_REQUIRE_TORCH"), reason="PyTorch is not installed")
 
 
 def network(kind: str, n0: int = 3, n1: int = 4, n2: int = 2, act: str = "tanh", first_act: str | None = None) -> dict:

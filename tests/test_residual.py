@@ -105,7 +105,7 @@ def torch_loss(params: dict, X: np.ndarray, Y: np.ndarray, acts, project: bool):
     return float(loss.detach()), {k: v.grad.numpy() for k, v in t.items()}
 
 
-@pytest.mark.skipif(torch is None, reason="PyTorch is not installed (CI installs it and sets DERIVE_REQUIRE_TORCH)")
+@pytest.mark.skipif(torch is None and not os.environ.get("DERIVE_REQUIRE_TORCH"), reason="PyTorch is not installed (CI installs it and sets DERIVE_REQUIRE_TORCH)")
 @pytest.mark.parametrize("which", ["residual", "projected"])
 def test_gradients_equal_pytorch_autograd(which, residual, projected):
     outcome = residual if which == "residual" else projected
