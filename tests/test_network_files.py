@@ -118,3 +118,17 @@ def test_every_example_network_file_builds(path):
     assert model.network.layers
     if path.name.startswith("mlp"):
         assert model.is_chain  # a printed MLP file gives the MLP's document
+
+
+@pytest.mark.parametrize("last", ["", 'activation = "identity"\n'], ids=["no-activation", "identity"])
+def test_a_network_ending_in_a_dense_layer_derives_codes_and_verifies(tmp_path, last):
+    """The output is a pre-activation when the last dense layer names no activation: its error is
+    the loss's gradient itself, which the generated code must compute before it uses it."""
+    from derive.run import generate
+
+    path = tmp_path / "plain.toml"
+    path.write_text('input = 4\nloss = "mse"\n\n[[layers]]\nkind = "dense"\nunits = 5\nactivation = "tanh"\n\n'
+                    '[[layers]]\nkind = "dense"\nunits = 3\n' + last)
+    outcome = generate(make_net_spec(str(path), formats="py"))
+    assert outcome.report.passed, [c.name for c in outcome.report.checks if c.ran and not c.passed]
+    assert "def gradients(" in outcome.files["model.py"].decode()
