@@ -152,8 +152,6 @@ def _print_network(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, opt
 
 def _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet) -> None:
     from derive.model import make_spec
-    from derive.render import check_writable
-    from derive.run import generate_and_write
 
     try:
         spec = make_spec(layers, act, out_act, loss, sizes, formats, lang=lang, optimizer=optimizer,
@@ -161,7 +159,19 @@ def _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang
         if out is not None and not out.strip():  # Path("") would be the current folder
             raise DeriveError(f"invalid value for --out: {out!r} is empty; give a folder, e.g. --out results "
                               "(or omit --out for outputs/<architecture>-<choices>/)")
-        folder = Path(out) if out is not None else Path("outputs") / spec.slug()
+    except DeriveError as error:
+        _fail(error)
+        return
+    _generate(spec, Path(out) if out is not None else Path("outputs") / spec.slug(), quiet)
+
+
+def _generate(spec, folder: Path, quiet: bool) -> None:
+    """Check that `folder` can be written (before the work), derive, verify and write, and report as
+    every command does: the files written and the verdict, or one line and a non-zero exit."""
+    from derive.render import check_writable
+    from derive.run import generate_and_write
+
+    try:
         try:
             check_writable(folder)
         except OSError as error:
@@ -257,36 +267,13 @@ def _cnn(input_shape, layers, loss, formats, lang, out, quiet, print_network) ->
     if print_network:
         click.echo(text, nl=False)
         return
-    _generate_net(spec, out if out is not None else Path("outputs") / "net-cnn", quiet)
+    _generate(spec, out if out is not None else Path("outputs") / "net-cnn", quiet)
 
 
 def _quoted(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
-
-
-def _generate_net(spec, folder, quiet) -> None:
-    from derive.render import check_writable
-    from derive.run import generate_and_write
-
-    try:
-        try:
-            check_writable(folder)
-        except OSError as error:
-            raise DeriveError(f"invalid value for --out: {str(folder)!r} cannot be written ({error}); give a writable folder")
-        outcome, written = generate_and_write(spec, folder)
-    except DeriveError as error:
-        _fail(error)
-        return
-    except OSError as error:
-        _fail(DeriveError(f"could not write to {str(folder)!r}: {error.strerror or error}"))
-        return
-    if quiet:
-        return
-    for path in written:
-        click.echo(f"wrote {path}")
-    click.echo(_verdict(outcome.report) + f" ({outcome.seconds:.2f} s)")
 
 
 @main.command(name="list")
@@ -317,26 +304,10 @@ def net(file, formats, lang, out, quiet) -> None:
 
 def _net(file, formats, lang, out, quiet) -> None:
     from derive.model import make_net_spec
-    from derive.render import check_writable
-    from derive.run import generate_and_write
 
-    folder = out
     try:
         spec = make_net_spec(file, formats, lang=lang)
-        folder = out if out is not None else Path("outputs") / spec.slug()
-        try:
-            check_writable(folder)
-        except OSError as error:
-            raise DeriveError(f"invalid value for --out: {str(folder)!r} cannot be written ({error}); give a writable folder")
-        outcome, written = generate_and_write(spec, folder)
     except DeriveError as error:
         _fail(error)
         return
-    except OSError as error:
-        _fail(DeriveError(f"could not write to {str(folder)!r}: {error.strerror or error}"))
-        return
-    if quiet:
-        return
-    for path in written:
-        click.echo(f"wrote {path}")
-    click.echo(_verdict(outcome.report) + f" ({outcome.seconds:.2f} s)")
+    _generate(spec, out if out is not None else Path("outputs") / spec.slug(), quiet)
