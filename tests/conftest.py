@@ -22,6 +22,33 @@ def pytest_addoption(parser):
 
 
 # --------------------------------------------------------------------------------------------------
+# PyTorch, test-only: the cross-checks of generated code against torch's autograd and optimizers
+
+NO_TORCH = "PyTorch is not installed (pip install torch; CI installs it and sets DERIVE_REQUIRE_TORCH=1)"
+
+
+def optional_torch():
+    """torch, or None where it is not installed; where DERIVE_REQUIRE_TORCH is set (CI) a missing
+    torch is an error, so its tests cannot pass as skipped."""
+    import importlib
+
+    try:
+        return importlib.import_module("torch")
+    except ImportError:  # pragma: no cover - depends on the environment
+        if os.environ.get("DERIVE_REQUIRE_TORCH"):
+            raise
+        return None
+
+
+def torch_or_skip_module():
+    """torch for a test file that is all cross-checks: the whole file is skipped without it."""
+    torch = optional_torch()
+    if torch is None:
+        pytest.skip(NO_TORCH, allow_module_level=True)
+    return torch
+
+
+# --------------------------------------------------------------------------------------------------
 # what a run skipped: CI runs those tests again once the optional tools are installed
 
 

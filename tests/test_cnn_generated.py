@@ -4,20 +4,16 @@ loss and gradients; the workspace form in float32 and float64; train() on images
 
 from __future__ import annotations
 
-import importlib
-import os
-
 import numpy as np
-
 import pytest
 
-# CI sets DERIVE_REQUIRE_TORCH: then a missing torch is an error, not a skip
-torch = importlib.import_module("torch") if os.environ.get("DERIVE_REQUIRE_TORCH") else pytest.importorskip("torch")
+from derive.model import build_model
+from derive.netfile import parse_network
+from derive.run import generate
+from derive.verify import load_module
+from conftest import torch_or_skip_module
 
-from derive.model import build_model  # noqa: E402
-from derive.netfile import parse_network  # noqa: E402
-from derive.run import generate  # noqa: E402
-from derive.verify import load_module  # noqa: E402
+torch = torch_or_skip_module()
 
 NETWORK = {
     "input": [2, 9, 8],

@@ -5,17 +5,13 @@ inputs and kernels. Layouts: ours (C, H, W, m) with the samples last, PyTorch's 
 
 from __future__ import annotations
 
-import importlib
-import os
-
 import numpy as np
-
 import pytest
 
-# CI sets DERIVE_REQUIRE_TORCH: then a missing torch is an error, not a skip
-torch = importlib.import_module("torch") if os.environ.get("DERIVE_REQUIRE_TORCH") else pytest.importorskip("torch")
+from derive import convops
+from conftest import torch_or_skip_module
 
-from derive import convops  # noqa: E402
+torch = torch_or_skip_module()
 
 
 def _configurations(count: int, seed: int):

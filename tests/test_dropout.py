@@ -5,8 +5,6 @@ the generated code, and the network-file option checked."""
 
 from __future__ import annotations
 
-import importlib
-import os
 from dataclasses import replace
 
 import numpy as np
@@ -17,14 +15,10 @@ from derive.netfile import NetFileError, parse_network
 from derive.notation import Q
 from derive.run import generate
 from derive.verify import load_module
+from conftest import NO_TORCH, optional_torch
 
-torch = None
-try:
-    torch = importlib.import_module("torch")
-except ImportError:  # pragma: no cover - depends on the environment
-    if os.environ.get("DERIVE_REQUIRE_TORCH"):
-        raise
-needs_torch = pytest.mark.skipif(torch is None and not os.environ.get("DERIVE_REQUIRE_TORCH"), reason="PyTorch is not installed")
+torch = optional_torch()
+needs_torch = pytest.mark.skipif(torch is None, reason=NO_TORCH)
 
 
 def network(p=0.25, n0=3, n1=4, n2=2) -> dict:

@@ -7,8 +7,6 @@ line, writing nothing."""
 
 from __future__ import annotations
 
-import importlib
-import os
 from dataclasses import replace
 
 import numpy as np
@@ -17,13 +15,9 @@ import pytest
 from derive.netfile import NetFileError, parse_network
 from derive.run import generate
 from derive.verify import load_module
+from conftest import NO_TORCH, optional_torch
 
-torch = None
-try:
-    torch = importlib.import_module("torch")
-except ImportError:  # pragma: no cover - depends on the environment
-    if os.environ.get("DERIVE_REQUIRE_TORCH"):
-        raise
+torch = optional_torch()
 
 NETWORK = {"input": 5, "loss": "ce", "layers": [
     {"kind": "dense", "units": 6},
@@ -46,7 +40,7 @@ def test_every_check_passes(outcome):
     assert {"derivatives", "workspace", "stability", "training_loop"} <= {c.name for c in outcome.report.checks if c.ran}
 
 
-@pytest.mark.skipif(torch is None and not os.environ.get("DERIVE_REQUIRE_TORCH"), reason="PyTorch is not installed")
+@pytest.mark.skipif(torch is None, reason=NO_TORCH)
 def test_gradients_equal_pytorch(outcome):
     import torch.nn.functional as F
 

@@ -12,9 +12,6 @@ tests are skipped, unless DERIVE_REQUIRE_TORCH is set (CI sets it), in which cas
 
 from __future__ import annotations
 
-import importlib
-import os
-
 import numpy as np
 import pytest
 
@@ -23,16 +20,9 @@ from derive.run import model_source
 from derive.training import derive_training
 from derive.verify import load_module
 
-from conftest import derivation_for
+from conftest import derivation_for, torch_or_skip_module
 
-REQUIRED = bool(os.environ.get("DERIVE_REQUIRE_TORCH"))
-try:
-    torch = importlib.import_module("torch")
-except ImportError:  # pragma: no cover - depends on the environment
-    torch = None
-    if not REQUIRED:
-        pytest.skip("PyTorch is not installed (pip install torch; CI installs it and sets DERIVE_REQUIRE_TORCH=1)",
-                    allow_module_level=True)
+torch = torch_or_skip_module()
 
 STEPS = 20
 TOLERANCE = 1e-12

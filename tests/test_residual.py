@@ -3,8 +3,6 @@ and its gradients equal PyTorch autograd's on the same weights (with and without
 
 from __future__ import annotations
 
-import importlib
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from derive.model import make_net_spec
 from derive.notation import Q
 from derive.run import generate
 from derive.verify import load_module
+from conftest import NO_TORCH, optional_torch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESIDUAL = str(ROOT / "examples" / "residual_mlp.toml")
@@ -84,12 +83,7 @@ def test_projection_appears_when_sizes_differ(projected):
     assert "dP3" not in params and "P3" in module.gradients(params, np.ones((3, 2)), np.ones((2, 2)))
 
 
-torch = None
-try:
-    torch = importlib.import_module("torch")
-except ImportError:  # pragma: no cover - depends on the environment
-    if os.environ.get("DERIVE_REQUIRE_TORCH"):
-        raise
+torch = optional_torch()
 
 
 def torch_loss(params: dict, X: np.ndarray, Y: np.ndarray, acts, project: bool):
@@ -105,7 +99,7 @@ def torch_loss(params: dict, X: np.ndarray, Y: np.ndarray, acts, project: bool):
     return float(loss.detach()), {k: v.grad.numpy() for k, v in t.items()}
 
 
-@pytest.mark.skipif(torch is None and not os.environ.get("DERIVE_REQUIRE_TORCH"), reason="PyTorch is not installed (CI installs it and sets DERIVE_REQUIRE_TORCH)")
+@pytest.mark.skipif(torch is None, reason=NO_TORCH)
 @pytest.mark.parametrize("which", ["residual", "projected"])
 def test_gradients_equal_pytorch_autograd(which, residual, projected):
     outcome = residual if which == "residual" else projected
