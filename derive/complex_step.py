@@ -156,18 +156,15 @@ def forward_forms(model: Model) -> tuple[tuple[Node, sp.Expr], ...]:
         return tuple((node, forward_result(node, True).matrix_rhs) for node in model.network.layers)
 
 
-def _size_values(model: Model, samples: int) -> dict:
-    """The sizes a forward form may read: a mean over the n features divides by n, over the minibatch
-    by m; a mean over positions (global average pooling) by the rows and columns of its input."""
-    from derive.notation import BATCH_SIZE, LayerRef, size
+def size_environment(model: Model, samples: int, number=complex) -> dict:
+    """The sizes and constants a forward form may read, as `number`s: a mean over the n features
+    divides by n, over the minibatch by m; a mean over positions (global average pooling) by the rows
+    and columns of its input; dropout's p."""
+    from derive.notation import BATCH_SIZE
     from derive.windowsizes import size_values
 
-    values = {BATCH_SIZE: complex(samples), **{k: complex(v) for k, v in model.network.constants.items()}}
-    for l, units in enumerate(model.network.sizes):
-        if isinstance(units, int):
-            values[size(LayerRef(l))] = complex(units)
-    values.update({symbol: complex(value) for symbol, value in size_values(model.network).items()})
-    return values
+    values = {BATCH_SIZE: samples, **model.network.constants, **size_values(model.network)}
+    return {symbol: number(value) for symbol, value in values.items()}
 
 
 def _parameters(model: Model) -> list:
@@ -237,7 +234,7 @@ def gradients(model: Model, params: dict, X: np.ndarray, Y_: np.ndarray, data: d
     steps = np.full(copies, STEP)
     samples = X.shape[-1]
     with np.errstate(all="ignore"):
-        env = {Q("A", 0).symbol: np.asarray(X, float)[None] + 0j, **_size_values(model, samples),
+        env = {Q("A", 0).symbol: np.asarray(X, float)[None] + 0j, **size_environment(model, samples),
                **{symbol: np.asarray(v, float)[None] + 0j for symbol, v in (data or {}).items()}}  # fixed masks
         for node, form in forward_forms(model):
             if node.parameters:

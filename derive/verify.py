@@ -146,7 +146,9 @@ def fixed_masks(model: Model, samples: int) -> dict:
 
 
 def _mask_env(model: Model, samples: int) -> dict:
-    return {q.batched().symbol: fixed_masks(model, samples)[q.batched().code()] for _, q in model.network.data_inputs}
+    """The same masks by symbol, for evaluating the network's definition."""
+    masks = fixed_masks(model, samples)
+    return {q.batched().symbol: masks[q.batched().code()] for _, q in model.network.data_inputs}
 
 
 def _shape(entry) -> tuple[int, ...]:
@@ -159,7 +161,7 @@ def _bounded_forward(model: Model, params: dict, X: np.ndarray, bound: float) ->
     outputs stay within ±bound (they are linear in its parameters: W a + b); the pre-activations,
     evaluated from the network's definition, as one flat array."""
     env, seen = {Q("A", 0).symbol: np.asarray(X, float),
-                 **{k: v.real for k, v in complex_step._size_values(model, X.shape[-1]).items()},
+                 **complex_step.size_environment(model, X.shape[-1], float),
                  **_mask_env(model, X.shape[-1])}, []
     with np.errstate(all="ignore"):
         for node, form in complex_step.forward_forms(model):
