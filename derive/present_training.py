@@ -166,7 +166,7 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
     else:
         out.append(blocks.Paragraph(text("optimizer.state_none")))
     entrywise = any(step.rhs.has(sp.Pow) for step in training.equations)  # √, quotients, squares (Adam …)
-    out += [blocks.Paragraph(text("optimizer.equations" if entrywise else "optimizer.equations_linear")),
+    out += [blocks.Paragraph(text("optimizer.equations", raw={"entrywise": text("optimizer.entrywise") if entrywise else ""})),
             _aligned(training.equations)]
     if training.equations_with_values is not None:
         zeros = [tlatex(h.symbols[0]) for h in opt.hypers if h.kind == "real" and values[h.name] == 0]
