@@ -242,8 +242,9 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
                              tuple((str(l), f"{v:.4g}") for l, v in init.path), ("r", "r"))]
         kept = all(abs(v - 1) < 1e-9 for _, v in init.path)
         offset = any("offset" in scale.figures for scale in init.activations)  # g(0) ≠ 0: the dropped constant
-        key = "path_kept" if kept else "path_moves_offset" if offset else "path_moves"
-        out.append(blocks.Paragraph(text(f"initialisation.{key}", last=f"{init.path[-1][1]:.4g}")))
+        why = "" if kept else text("initialisation.why_offset" if offset else "initialisation.why_slope")
+        out.append(blocks.Paragraph(text("initialisation.path_kept" if kept else "initialisation.path_moves",
+                                         last=f"{init.path[-1][1]:.4g}", raw={"why": why})))
     return out
 
 
