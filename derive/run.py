@@ -147,9 +147,9 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     title = f"derive {__version__}: {spec.slug()}"
     source = model_source(derivation, title=title, command=command, training=training, initialisation=initialisation,
                           plan=plan)
+    lesson = study(derivation) if set(spec.formats) - {"py", "json"} else None  # before verify: it waits for `direct`
     report = verify(derivation, source, direct)
     report.checks += training_checks(model, training, initialisation, source)
-    lesson = study(derivation) if set(spec.formats) - {"py", "json"} else None
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()

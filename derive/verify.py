@@ -459,8 +459,9 @@ def derivation_figures(derivation: Derivation) -> list[Check]:
 def verify(derivation: Derivation, source: str, direct: DirectDifferentiation | None = None) -> Report:
     """Run every check; `direct` is the direct differentiation if it was started earlier."""
     module = load_module(source)
-    checks = [symbolic_check(derivation, direct), minibatch_check(derivation)]
-    checks += [derivative_check(derivation.model, module), stability_check(derivation.model, module)]
-    checks.append(workspace_check(derivation.model, module))
-    checks += derivation_figures(derivation)
-    return Report(checks)
+    # the symbolic check runs last: it waits for the direct differentiation, which may still be
+    # running in a second process while the checks that do not need it run here
+    later = [minibatch_check(derivation), derivative_check(derivation.model, module),
+             stability_check(derivation.model, module), workspace_check(derivation.model, module)]
+    later += derivation_figures(derivation)
+    return Report([symbolic_check(derivation, direct), *later])
