@@ -706,11 +706,18 @@ def metadata(text: Text, title: str) -> tuple[tuple[str, str], ...]:
 
 
 def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, notation, **fields) -> blocks.Document:
-    """Build every section in order (the notation table last: it lists what the others use) and the
+    """Build every section in order (the notation tables last: they list what the others use) and the
     document around them; formulas print with this language's words (a piecewise "if")."""
-    built = {key: tuple(content[key]()) for key in keys if key != "notation"}
-    used = used_latex((b for section in built.values() for b in section), text.math_log)
-    built["notation"] = tuple(notation(used))
+    built, used = {}, {}
+    for key in keys:  # in document order, each with the LaTeX it uses (its formulas and its prose's)
+        if key != "notation":
+            start = len(text.math_log)
+            built[key] = tuple(content[key]())
+            used[key] = used_latex(built[key], text.math_log[start:])
+    main, introduced = notation(used)
+    built["notation"] = tuple(main)
+    for key, lead in introduced.items():  # the symbols a later section introduces, at its top
+        built[key] = tuple(lead) + built[key]
     return blocks.Document(
         contents=text("doc.contents"),
         version=__version__,
@@ -784,7 +791,7 @@ def build_document(
         content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator)
     vector = any(a.is_vector for a in model.activations)
     notation = lambda used: notation_blocks(  # noqa: E731
-        text, used, penalty_notation(derivation, text) + optimizer_notation(training, text), vector)
+        text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)})
     title = text("doc.title", depth=depth, plural="s" if depth > 1 else "")
     with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
         return assemble_document(

@@ -296,8 +296,8 @@ def build_graph_document(
         content["initialisation"] = lambda: initialisation_blocks(training[1], size_values(model.network), text, narrator)
     vector = any(a.is_vector for a in model.activations)
     notation = lambda used: notation_blocks(  # noqa: E731
-        text, used, _notation_extra(derivation, text) + penalty_notation(derivation, text)
-        + optimizer_notation(training, text), vector)
+        text, used, _notation_extra(derivation, text) + penalty_notation(derivation, text), vector,
+        {"optimizer": optimizer_notation(training, text)})
     layers = " → ".join(_layer_text(text, nodes) for nodes in _layers(derivation).values())
     file = str(model.spec.path).replace("\\", "/").rsplit("/", 1)[-1]
     # a network that couples its samples: its minibatch errors are of the summed loss m C̄ (printing.py)
