@@ -318,8 +318,35 @@ def test_the_sigmoid_initialisation_is_followed_through_the_network():
     assert mapping.kind == "settles" and mapping.at_unit == pytest.approx(0.2934, abs=1e-4)
     (point,) = mapping.fixed_points
     assert 16 * mapping_moment(point) == pytest.approx(point, rel=1e-6)
+    # the fixed point attracts: the map's slope there, against a difference quotient of our own
+    (slope,) = mapping.slopes
+    assert slope == pytest.approx(16 * (_gauss(_sigmoid_squared, point + 1e-3) - _gauss(_sigmoid_squared, point - 1e-3))
+                                  / 2e-3, rel=1e-4) and 0 < slope < 1
+    # of Var(z) the dropped constant σ(0)² = ¼ makes n σ_w² / 4 (5 · 3.2 / 4 and 5 · 4 / 4)
+    assert [l for l, _ in init.offsets] == [2, 3] and [v for _, v in init.offsets] == pytest.approx([4.0, 5.0])
+    # the errors' variance: n_{l+1} σ_w² E[σ'(z)²] at the variance each layer reaches, computed here
+    # independently (NumPy's Gauss–Hermite nodes, σ' = σ(1 − σ))
+    variances = dict(init.path)
+    expected = [3.2 * 5 * _gauss(_sigmoid_slope_squared, variances[1]), 4 * 3 * _gauss(_sigmoid_slope_squared, variances[2])]
+    assert [l for l, _ in init.errors] == [1, 2] and [v for _, v in init.errors] == pytest.approx(expected, rel=1e-5)  # 60 nodes against 200: far below the 4 digits printed
+    assert expected == pytest.approx([0.7174, 0.3272], abs=1e-4)
     relu = derive_initialisation(build_model(make_spec(3, "relu", None, "ce")))
     assert [v for _, v in relu.path] == pytest.approx([1.0, 1.0, 1.0])
+
+
+def _gauss(f, variance: float) -> float:
+    """E[f(z)] for z ~ N(0, variance), by NumPy's 200-point Gauss–Hermite rule."""
+    nodes, weights = np.polynomial.hermite.hermgauss(200)
+    return float(weights @ f(np.sqrt(2 * variance) * nodes) / np.sqrt(np.pi))
+
+
+def _sigmoid_squared(z):
+    return (1 / (1 + np.exp(-z))) ** 2
+
+
+def _sigmoid_slope_squared(z):
+    s = 1 / (1 + np.exp(-z))
+    return (s * (1 - s)) ** 2
 
 
 def mapping_moment(variance: float) -> float:
