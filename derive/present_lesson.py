@@ -9,6 +9,8 @@ engine), the prose from the message catalog.
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 
 from derive import document as blocks
@@ -207,7 +209,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     forward = len(plan.forward)
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
-        blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True),
+        blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True, stacked=True),
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
     ]
@@ -228,9 +230,30 @@ def _loop(derivation: Derivation, text, refs) -> list:
 
 
 def _code(text, line) -> str:
+    """One line of code as a table cell; in print, see `tex_code`."""
     from derive.present import prose
 
-    return prose(f"`{line.target} = {line.value}`", text.fmt)
+    code = f"{line.target} = {line.value}"
+    return tex_code(code) if text.fmt == "tex" else prose(f"`{code}`", text.fmt)
+
+
+def tex_code(code: str) -> str:
+    """A line of Python for a table cell in LaTeX that may wrap only where Python itself continues a
+    line, inside brackets: at a space there, or after a product's `*`. A space outside brackets is
+    tied, so the line never wraps mid-expression at the top level (`A1 = … +` / `1/2`) and a wrapped
+    line copied from the PDF still runs."""
+    from derive.present import tex_escape
+
+    out, depth = [], 0
+    for n, ch in enumerate(code):
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == " ":
+            out.append(" " if depth > 0 else "~")
+        elif ch == "*" and depth > 0 and "*" not in (code[n - 1:n], code[n + 1:n + 2]):
+            out.append(r"*\allowbreak{}")
+        else:
+            out.append(tex_escape(ch))
+    return r"\texttt{" + re.sub(r"-(?=-)", "-{}", "".join(out)) + "}"  # -- stays two hyphens, as in tex_escape
 
 
 # --------------------------------------------------------------------------------------------------
@@ -383,4 +406,4 @@ def cost_ratio(lesson: Lesson) -> str:
 
 
 __all__ = ["learn_blocks", "method_blocks", "loss_choice_blocks", "meaning_blocks", "algorithm_blocks",
-           "example_blocks", "cost_blocks", "cost_ratio"]
+           "example_blocks", "cost_blocks", "cost_ratio", "tex_code"]
