@@ -205,6 +205,13 @@ def test_the_notation_section_holds_the_derivation_and_later_sections_their_own_
     assert "n" in tables["sec:notation"]
 
 
+def test_the_loss_is_named_for_one_sample_and_the_cost_as_its_mean(sigmoid_tex):
+    """½Σ(a − y)² is the (half) squared error of one sample; the mean squared error is the cost."""
+    assert "mean squared error" not in sigmoid_tex
+    assert "Loss of one sample: squared error; cost: its mean over the samples." in sigmoid_tex
+    assert r"\text{(squared error)}" in sigmoid_tex  # the output errors of the two losses, side by side
+
+
 def test_the_notation_check_can_fail():
     table = lambda kind, rows: (rf"\begin{{{kind}}}{{ll}}" "\n\\toprule\nS & M \\\\\n\\midrule\n"  # noqa: E731
                                 + "".join(f"${s}$ & {m} \\\\\n" for s, m in rows) + f"\\bottomrule\n\\end{{{kind}}}\n")
