@@ -173,8 +173,9 @@ def _aligned(equations: list[dict], boxed: bool = False, tags: list[str] | None 
 
 
 def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson: Lesson, refs: Refs) -> list:
-    """The big picture: why the gradient is needed and why backpropagation, the network, the picture
-    of both passes."""
+    """The big picture, motivation before formulas: why training needs the whole gradient, why not by
+    nudging each parameter, what a unit's error means and why it is computed backwards; then the
+    network and the picture of both passes."""
     model = derivation.model
     depth = model.depth
     rows = [("0", str(model.sizes[0]), text("network.input"), "")]
@@ -184,17 +185,15 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
                      text.math(_activation_formula(act, layer)["latex"])))
     header = tuple(text(f"network.{key}") for key in ("layer", "units", "activation", "function"))
     return [
-        blocks.Paragraph(text("network.why", parameters=lesson.costs.parameters.value,
-                              raw={"cost": refs.section("cost"), "update": refs.section("update_rule")})),
+        *lesson_blocks.motivation_blocks(lesson, text, refs),
+        blocks.Paragraph(text("big_picture.error")),
+        *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
         blocks.Paragraph(text("network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
                               hidden_plural="s" if depth != 2 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l")),
         blocks.Paragraph(text("network.sizes_note")),
         picture,
         blocks.Paragraph(text("network.passes")),
-        blocks.Paragraph(text("big_picture.error")),
-        blocks.Paragraph(text("big_picture.backwards")),
-        blocks.Paragraph(text("big_picture.paths")),
     ]
 
 

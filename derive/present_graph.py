@@ -86,8 +86,7 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
               text("graph.computes"))
     count = len(layers)
     return [
-        blocks.Paragraph(text("network.why", parameters=lesson.costs.parameters.value,
-                              raw={"cost": refs.section("cost"), "update": refs.section("update_rule")})),
+        *lesson_blocks.motivation_blocks(lesson, text, refs),
         blocks.Paragraph(text("graph.network_intro", count=count, plural="s" if count != 1 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l", "l")),
         blocks.Paragraph(text("graph.sizes_note")),

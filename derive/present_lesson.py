@@ -46,6 +46,20 @@ def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str],
 
 
 # --------------------------------------------------------------------------------------------------
+# the big picture: why a gradient, why not finite differences
+
+
+def motivation_blocks(lesson: Lesson, text, refs) -> list:
+    """Why training needs the whole gradient, and why not by nudging each parameter: the counts of
+    this network (its parameters, the forward passes finite differences would take, the cost of
+    backpropagation in forward passes) come from `lesson.costs`."""
+    parameters = lesson.costs.parameters.value
+    return [blocks.Paragraph(text("network.why", parameters=parameters, raw={"update": refs.section("update_rule")})),
+            blocks.Paragraph(text("network.nudge", passes=2 * parameters, ratio=cost_ratio(lesson),
+                                  raw={"cost": refs.section("cost")}))]
+
+
+# --------------------------------------------------------------------------------------------------
 # how every step works
 
 
@@ -405,5 +419,5 @@ def cost_ratio(lesson: Lesson) -> str:
     return f"{c.backpropagation / c.forward.value:.1f}" if c.forward.value else "1"
 
 
-__all__ = ["learn_blocks", "method_blocks", "loss_choice_blocks", "meaning_blocks", "algorithm_blocks",
+__all__ = ["motivation_blocks", "learn_blocks", "method_blocks", "loss_choice_blocks", "meaning_blocks", "algorithm_blocks",
            "example_blocks", "cost_blocks", "cost_ratio", "tex_code"]

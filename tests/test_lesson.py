@@ -61,6 +61,29 @@ def test_no_sentence_appears_more_than_three_times(entry):
     assert repeated((entry / "derivation.md").read_text()) == {}
 
 
+@pytest.fixture(scope="module", params=[(3, "sigmoid", None, "mse", "en"), (3, "relu", None, "ce", "en"),
+                                        (3, "sigmoid", None, "mse", "zh")], ids=lambda c: "-".join(str(x) for x in c if x))
+def compared_markdown(request):
+    """The documents the review compares with Nielsen's chapter, as the code writes them now."""
+    *config, lang = request.param
+    return generate(make_spec(*config, formats="md", lang=lang)).files["derivation.md"].decode()
+
+
+def test_the_compared_documents_repeat_no_sentence_more_than_three_times(compared_markdown):
+    assert repeated(compared_markdown) == {}
+
+
+def test_the_big_picture_motivates_before_it_shows_a_formula(compared_markdown):
+    """Section 2 opens with why the gradient is needed and why not by finite differences, in prose
+    with this network's counts, before its first formula; the error is explained before the picture."""
+    section = compared_markdown.split("\n## 2. ", 1)[1].split("\n## 3. ", 1)[0]
+    paragraphs = [p for p in section.split("\n\n")[1:] if p.strip()]
+    assert "$" not in paragraphs[0] + paragraphs[1]
+    # 73 parameters (sizes 4, 5, 5, 3): 146 forward passes by finite differences, 2.7 by backpropagation
+    assert re.search(r"\b146\b", paragraphs[1]) and re.search(r"\b2\.7\b", paragraphs[1])
+    assert section.index("\\delta^{(l)}_j") < section.index("network.svg")
+
+
 def test_the_repetition_check_can_fail():
     sentence = "The Kronecker delta keeps only the term whose indices are equal, so the sum collapses:"
     doc = "\n\n".join(f"{sentence}\n\n$$\nx_{n} = {n}\n$$" for n in range(4))
