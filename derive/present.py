@@ -55,7 +55,7 @@ def messages(lang: str = "en") -> dict[str, dict[str, str]]:
         return tomllib.load(handle)
 
 
-_SEGMENTS = re.compile(r"(\$[^$]+\$|`[^`]+`|\*\*[^*]+\*\*)")
+_SEGMENTS = re.compile(r"(\$[^$]+\$|`[^`]+`|\*\*[^*]+\*\*|\*(?=\S)[^*]+(?<=\S)\*)")  # math, code, bold, *italic* (a title)
 _MATH = re.compile(r"\$([^$]+)\$")
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
@@ -83,6 +83,8 @@ def prose(text: str, fmt: str) -> str:
             out.append(r"\texttt{" + tex_escape(part[1:-1]) + "}")
         elif part.startswith("**") and part.endswith("**") and len(part) > 4:
             out.append(r"\textbf{" + tex_escape(part[2:-2]) + "}")
+        elif part.startswith("*") and part.endswith("*") and len(part) > 2:
+            out.append(r"\emph{" + tex_escape(part[1:-1]) + "}")
         else:
             out.append(tex_escape(part).replace("δ", r"$\delta$"))
     return "".join(out)

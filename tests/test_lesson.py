@@ -395,3 +395,14 @@ def test_piecewise_functions_print_as_cases_in_the_document_language():
     with words(**{"if": "若", "otherwise": "其他"}):
         assert r"\text{若 }z > 0" in latex(expr) and r"\text{其他}" in latex(expr)
     assert r"\text{if }" in latex(expr)  # the words apply inside the block only
+
+
+def test_a_book_title_is_italic_in_print_and_on_the_web_not_starred():
+    """The notation note cites Mitchell's *Machine Learning*: LaTeX and HTML set it in italics, as
+    Markdown does, instead of printing the asterisks; a lone * (the expression syntax) stays."""
+    from derive.present import prose
+
+    text = "Mitchell's *Machine Learning*, **bold**, `a*b`, $x*y$ and + - * / **"
+    assert prose(text, "tex") == (r"Mitchell's \emph{Machine Learning}, \textbf{bold}, \texttt{a*b}, $x*y$ and + - * / **")
+    html = prose(text, "html")
+    assert "<em>Machine Learning</em>" in html and "<strong>bold</strong>" in html and "+ - * / **" in html
