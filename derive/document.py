@@ -92,13 +92,16 @@ class Derivation:
 class Table:
     """`columns` is the column layout in LaTeX's notation (l, r, c, p{width}; HTML right-aligns the
     r columns); a `long` table may break across pages; a `tall` one holds displayed fractions and
-    gets more room between its rows."""
+    gets more room between its rows. A `stacked` table prints (in LaTeX) each row's last cell under
+    the others, across the width of the page: a line of code beside a formula would not fit a
+    column of half the page, and a line of code broken at a space no longer runs."""
 
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     columns: str
     long: bool = False
     tall: bool = False
+    stacked: bool = False
     kind: str = field(default="table", init=False)
 
 

@@ -88,6 +88,8 @@ class VarianceMap:
     kind: str
     fixed_points: tuple[float, ...]
     at_unit: float  # E[g(z)²] at σ_z = 1, the whole second moment (with g(0)²)
+    slopes: tuple[float, ...] = ()  # the map's derivative at each fixed point: below 1, iterates converge to it
+    grid: tuple[float, float, int] = (0.0, 0.0, 0)  # the σ_z² the map was evaluated at: from, to, how many
 
 
 @dataclass
@@ -100,6 +102,8 @@ class Initialisation:
     layers: list[LayerScale]
     maps: dict[str, VarianceMap] = field(default_factory=dict)  # per linearised activation, by name
     path: tuple[tuple[int, float], ...] = ()  # Var(z⁽ˡ⁾) through this chain, standardised inputs
+    offsets: tuple[tuple[int, float], ...] = ()  # the part n σ_w² g(0)² of each Var(z⁽ˡ⁾) (l ≥ 2): the dropped constant
+    errors: tuple[tuple[int, float], ...] = ()  # Var(δ⁽ˡ⁾) / Var(δ⁽ˡ⁺¹⁾) at the variances of `path`, l = 1 … L−1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -457,12 +461,24 @@ def variance_map(activation: Activation, scale: ActivationScale) -> VarianceMap:
 
     values = [excess(v) for v in MAP_GRID]
     at_unit = second_moment(activation, 1.0)
+    grid = (MAP_GRID[0], MAP_GRID[-1], len(MAP_GRID))
     if all(abs(e) <= 1e-9 * max(1.0, v) for e, v in zip(values, MAP_GRID)):
-        return VarianceMap(gain, "kept", (), at_unit)
+        return VarianceMap(gain, "kept", (), at_unit, grid=grid)
     points = tuple(_bisect(excess, MAP_GRID[k], MAP_GRID[k + 1]) for k in range(len(MAP_GRID) - 1)
                    if (values[k] > 0) != (values[k + 1] > 0))
-    kind = "settles" if points else ("decays" if values[0] < 0 else "grows")
-    return VarianceMap(gain, kind, points, at_unit)
+    # the slope of the map at a fixed point decides whether the variance settles there (|slope| < 1)
+    # or is driven away from it: a central difference, 10⁻⁴ of the point on either side
+    slopes = tuple((excess(v * (1 + 1e-4)) - excess(v * (1 - 1e-4))) / (2e-4 * v) + 1 for v in points)
+    if points:
+        kind = "settles" if all(abs(k) < 1 for k in slopes) else "repels"
+    else:
+        kind = "decays" if values[0] < 0 else "grows"
+    return VarianceMap(gain, kind, points, at_unit, slopes, grid)
+
+
+def _layer_variances(model: Model, layers: list[LayerScale]) -> dict[int, float]:
+    sizes = {size(LayerRef(l)): n for l, n in enumerate(model.sizes)}
+    return {scale.layer: float(scale.variance.xreplace(sizes)) for scale in layers if scale.weight.kind == "W"}
 
 
 def variance_path(model: Model, layers: list[LayerScale]) -> tuple[tuple[int, float], ...]:
@@ -470,8 +486,7 @@ def variance_path(model: Model, layers: list[LayerScale]) -> tuple[tuple[int, fl
     standardised inputs: Var(z⁽¹⁾) = n₀ σ_w² · 1, then Var(z⁽ˡ⁺¹⁾) = n_l σ_w² E[g(z⁽ˡ⁾)²]."""
     if not model.is_chain:
         return ()
-    sizes = {size(LayerRef(l)): n for l, n in enumerate(model.sizes)}
-    weights = {scale.layer: float(scale.variance.xreplace(sizes)) for scale in layers if scale.weight.kind == "W"}
+    weights = _layer_variances(model, layers)
     path, previous = [], None
     for l in range(1, model.depth + 1):
         if previous is None:
@@ -481,6 +496,32 @@ def variance_path(model: Model, layers: list[LayerScale]) -> tuple[tuple[int, fl
         path.append((l, variance))
         previous = variance
     return tuple(path)
+
+
+def offset_path(model: Model, layers: list[LayerScale]) -> tuple[tuple[int, float], ...]:
+    """The part of each Var(z⁽ˡ⁾), l ≥ 2, that the constant g(0)² of the activation before it contributes,
+    n_{l−1} σ_w² g(0)² (empty when every g(0) is 0): what the linearisation, which keeps only the
+    fluctuation g(z) − g(0), leaves out."""
+    if not model.is_chain:
+        return ()
+    weights = _layer_variances(model, layers)
+    offsets = tuple((l, model.sizes[l - 1] * weights[l] * float(model.activations[l - 2].expr.xreplace({Z: 0})) ** 2)
+                    for l in range(2, model.depth + 1))
+    return offsets if any(v for _, v in offsets) else ()
+
+
+def error_path(model: Model, layers: list[LayerScale], path: tuple[tuple[int, float], ...]) -> tuple[tuple[int, float], ...]:
+    """Var(δ⁽ˡ⁾) / Var(δ⁽ˡ⁺¹⁾) = n_{l+1} σ_w⁽ˡ⁺¹⁾² E[g′(z⁽ˡ⁾)²] for l = 1 … L−1, with E[g′²] by quadrature
+    at the variance Var(z⁽ˡ⁾) of `path`: what the backward relation gives this network, where the
+    backward condition held only for n_in = n_out, and for a smooth g only as σ_z → 0."""
+    if not model.is_chain or not path:
+        return ()
+    weights, variance = _layer_variances(model, layers), dict(path)
+    out = []
+    for l in range(1, model.depth):
+        slope = activation_derivative(model.activations[l - 1]).derivative
+        out.append((l, model.sizes[l + 1] * weights[l + 1] * quadrature(slope**2, float(np.sqrt(variance[l])))))
+    return tuple(out)
 
 
 def input_steps() -> tuple[list[Step], sp.Expr]:
@@ -527,8 +568,9 @@ def derive_initialisation(model: Model) -> Initialisation:
                                      param))
     maps = {name: variance_map(scale.activation, scale) for name, scale in scales.items()
             if scale.method == "linearisation"}
-    return Initialisation(forward, backward, conditions, steps, list(scales.values()), layers, maps,
-                          variance_path(model, layers))
+    path = variance_path(model, layers)
+    return Initialisation(forward, backward, conditions, steps, list(scales.values()), layers, maps, path,
+                          offset_path(model, layers), error_path(model, layers, path))
 
 
 def activation_entry_identity() -> Activation:

@@ -23,7 +23,7 @@ from derive.errors import DeriveError
 
 _FAILED = re.compile(r"<mi>&amp;</mi>|<mi>&</mi>|<merror|<mtext>\\|<mi>\\|<mo>\\")
 _CAPITAL_GREEK = re.compile(r"<mi>(&#x00(?:39[1-9A-Fa-f]|3[Aa][0-9]);)</mi>")
-_SEGMENTS = re.compile(r"(\$[^$]+\$|`[^`]+`|\*\*[^*]+\*\*)")
+_SEGMENTS = re.compile(r"(\$[^$]+\$|`[^`]+`|\*\*[^*]+\*\*|\*(?=\S)[^*]+(?<=\S)\*)")
 
 
 def require() -> None:
@@ -61,7 +61,7 @@ def inline(tex: str) -> str:
 
 
 def html_prose(text: str) -> str:
-    """Catalog Markdown-lite as HTML: $…$ as MathML, `…` as <code>, **…** as <strong>."""
+    """Catalog Markdown-lite as HTML: $…$ as MathML, `…` as <code>, **…** as <strong>, *…* as <em>."""
     out = []
     for part in _SEGMENTS.split(text):
         if part.startswith("$") and part.endswith("$") and len(part) > 1:
@@ -70,6 +70,8 @@ def html_prose(text: str) -> str:
             out.append(f"<code>{escape(part[1:-1])}</code>")
         elif part.startswith("**") and part.endswith("**") and len(part) > 4:
             out.append(f"<strong>{escape(part[2:-2])}</strong>")
+        elif part.startswith("*") and part.endswith("*") and len(part) > 2:
+            out.append(f"<em>{escape(part[1:-1])}</em>")
         else:
             out.append(escape(part, quote=False))
     return "".join(out)

@@ -55,7 +55,7 @@ def messages(lang: str = "en") -> dict[str, dict[str, str]]:
         return tomllib.load(handle)
 
 
-_SEGMENTS = re.compile(r"(\$[^$]+\$|`[^`]+`|\*\*[^*]+\*\*)")
+_SEGMENTS = re.compile(r"(\$[^$]+\$|`[^`]+`|\*\*[^*]+\*\*|\*(?=\S)[^*]+(?<=\S)\*)")  # math, code, bold, *italic* (a title)
 _MATH = re.compile(r"\$([^$]+)\$")
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
@@ -83,6 +83,8 @@ def prose(text: str, fmt: str) -> str:
             out.append(r"\texttt{" + tex_escape(part[1:-1]) + "}")
         elif part.startswith("**") and part.endswith("**") and len(part) > 4:
             out.append(r"\textbf{" + tex_escape(part[2:-2]) + "}")
+        elif part.startswith("*") and part.endswith("*") and len(part) > 2:
+            out.append(r"\emph{" + tex_escape(part[1:-1]) + "}")
         else:
             out.append(tex_escape(part).replace("δ", r"$\delta$"))
     return "".join(out)
@@ -173,8 +175,9 @@ def _aligned(equations: list[dict], boxed: bool = False, tags: list[str] | None 
 
 
 def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson: Lesson, refs: Refs) -> list:
-    """The big picture: why the gradient is needed and why backpropagation, the network, the picture
-    of both passes."""
+    """The big picture, motivation before formulas: why training needs the whole gradient, why not by
+    nudging each parameter, what a unit's error means and why it is computed backwards; then the
+    network and the picture of both passes."""
     model = derivation.model
     depth = model.depth
     rows = [("0", str(model.sizes[0]), text("network.input"), "")]
@@ -184,17 +187,15 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
                      text.math(_activation_formula(act, layer)["latex"])))
     header = tuple(text(f"network.{key}") for key in ("layer", "units", "activation", "function"))
     return [
-        blocks.Paragraph(text("network.why", parameters=lesson.costs.parameters.value,
-                              raw={"cost": refs.section("cost"), "update": refs.section("update_rule")})),
+        *lesson_blocks.motivation_blocks(lesson, text, refs),
+        blocks.Paragraph(text("big_picture.error")),
+        *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
         blocks.Paragraph(text("network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
                               hidden_plural="s" if depth != 2 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l")),
         blocks.Paragraph(text("network.sizes_note")),
         picture,
         blocks.Paragraph(text("network.passes")),
-        blocks.Paragraph(text("big_picture.error")),
-        blocks.Paragraph(text("big_picture.backwards")),
-        blocks.Paragraph(text("big_picture.paths")),
     ]
 
 
@@ -706,11 +707,18 @@ def metadata(text: Text, title: str) -> tuple[tuple[str, str], ...]:
 
 
 def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, notation, **fields) -> blocks.Document:
-    """Build every section in order (the notation table last: it lists what the others use) and the
+    """Build every section in order (the notation tables last: they list what the others use) and the
     document around them; formulas print with this language's words (a piecewise "if")."""
-    built = {key: tuple(content[key]()) for key in keys if key != "notation"}
-    used = used_latex((b for section in built.values() for b in section), text.math_log)
-    built["notation"] = tuple(notation(used))
+    built, used = {}, {}
+    for key in keys:  # in document order, each with the LaTeX it uses (its formulas and its prose's)
+        if key != "notation":
+            start = len(text.math_log)
+            built[key] = tuple(content[key]())
+            used[key] = used_latex(built[key], text.math_log[start:])
+    main, introduced = notation(used)
+    built["notation"] = tuple(main)
+    for key, lead in introduced.items():  # the symbols a later section introduces, at its top
+        built[key] = tuple(lead) + built[key]
     return blocks.Document(
         contents=text("doc.contents"),
         version=__version__,
@@ -784,7 +792,7 @@ def build_document(
         content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator)
     vector = any(a.is_vector for a in model.activations)
     notation = lambda used: notation_blocks(  # noqa: E731
-        text, used, penalty_notation(derivation, text) + optimizer_notation(training, text), vector)
+        text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)})
     title = text("doc.title", depth=depth, plural="s" if depth > 1 else "")
     with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
         return assemble_document(

@@ -86,8 +86,7 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
               text("graph.computes"))
     count = len(layers)
     return [
-        blocks.Paragraph(text("network.why", parameters=lesson.costs.parameters.value,
-                              raw={"cost": refs.section("cost"), "update": refs.section("update_rule")})),
+        *lesson_blocks.motivation_blocks(lesson, text, refs),
         blocks.Paragraph(text("graph.network_intro", count=count, plural="s" if count != 1 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l", "l")),
         blocks.Paragraph(text("graph.sizes_note")),
@@ -296,8 +295,8 @@ def build_graph_document(
         content["initialisation"] = lambda: initialisation_blocks(training[1], size_values(model.network), text, narrator)
     vector = any(a.is_vector for a in model.activations)
     notation = lambda used: notation_blocks(  # noqa: E731
-        text, used, _notation_extra(derivation, text) + penalty_notation(derivation, text)
-        + optimizer_notation(training, text), vector)
+        text, used, _notation_extra(derivation, text) + penalty_notation(derivation, text), vector,
+        {"optimizer": optimizer_notation(training, text)})
     layers = " → ".join(_layer_text(text, nodes) for nodes in _layers(derivation).values())
     file = str(model.spec.path).replace("\\", "/").rsplit("/", 1)[-1]
     # a network that couples its samples: its minibatch errors are of the summed loss m C̄ (printing.py)

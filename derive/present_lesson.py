@@ -9,6 +9,8 @@ engine), the prose from the message catalog.
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 
 from derive import document as blocks
@@ -41,6 +43,20 @@ def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str],
         blocks.ItemList(tuple(text(f"learn.goal_{k}", ratio=cost_ratio(lesson)) for k in ("derive", "meaning", "hand", "code")
                               if k != "hand" or lesson.example is not None), intro=text("learn.goals")),
     ]
+
+
+# --------------------------------------------------------------------------------------------------
+# the big picture: why a gradient, why not finite differences
+
+
+def motivation_blocks(lesson: Lesson, text, refs) -> list:
+    """Why training needs the whole gradient, and why not by nudging each parameter: the counts of
+    this network (its parameters, the forward passes finite differences would take, the cost of
+    backpropagation in forward passes) come from `lesson.costs`."""
+    parameters = lesson.costs.parameters.value
+    return [blocks.Paragraph(text("network.why", parameters=parameters, raw={"update": refs.section("update_rule")})),
+            blocks.Paragraph(text("network.nudge", passes=2 * parameters, ratio=cost_ratio(lesson),
+                                  raw={"cost": refs.section("cost")}))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -207,7 +223,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     forward = len(plan.forward)
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
-        blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True),
+        blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True, stacked=True),
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
     ]
@@ -228,9 +244,30 @@ def _loop(derivation: Derivation, text, refs) -> list:
 
 
 def _code(text, line) -> str:
+    """One line of code as a table cell; in print, see `tex_code`."""
     from derive.present import prose
 
-    return prose(f"`{line.target} = {line.value}`", text.fmt)
+    code = f"{line.target} = {line.value}"
+    return tex_code(code) if text.fmt == "tex" else prose(f"`{code}`", text.fmt)
+
+
+def tex_code(code: str) -> str:
+    """A line of Python for a table cell in LaTeX that may wrap only where Python itself continues a
+    line, inside brackets: at a space there, or after a product's `*`. A space outside brackets is
+    tied, so the line never wraps mid-expression at the top level (`A1 = … +` / `1/2`) and a wrapped
+    line copied from the PDF still runs."""
+    from derive.present import tex_escape
+
+    out, depth = [], 0
+    for n, ch in enumerate(code):
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == " ":
+            out.append(" " if depth > 0 else "~")
+        elif ch == "*" and depth > 0 and "*" not in (code[n - 1:n], code[n + 1:n + 2]):
+            out.append(r"*\allowbreak{}")
+        else:
+            out.append(tex_escape(ch))
+    return r"\texttt{" + re.sub(r"-(?=-)", "-{}", "".join(out)) + "}"  # -- stays two hyphens, as in tex_escape
 
 
 # --------------------------------------------------------------------------------------------------
@@ -382,5 +419,5 @@ def cost_ratio(lesson: Lesson) -> str:
     return f"{c.backpropagation / c.forward.value:.1f}" if c.forward.value else "1"
 
 
-__all__ = ["learn_blocks", "method_blocks", "loss_choice_blocks", "meaning_blocks", "algorithm_blocks",
-           "example_blocks", "cost_blocks", "cost_ratio"]
+__all__ = ["motivation_blocks", "learn_blocks", "method_blocks", "loss_choice_blocks", "meaning_blocks", "algorithm_blocks",
+           "example_blocks", "cost_blocks", "cost_ratio", "tex_code"]

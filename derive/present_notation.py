@@ -2,7 +2,10 @@
 
 The table is built after the other sections, from the LaTeX they actually contain (`used_latex`): a
 row whose symbol does not occur is left out (a sigmoid document has no [z > 0]), and a symbol that
-occurs gets its row (L, n_l, m, θ, λ …). One symbol, one meaning: where two ideas would share a
+occurs gets its row (L, n_l, m, θ, λ …). The notation section lists only the symbols of the forward
+pass and the derivation (up to the algorithm, `MAIN_UNTIL`), so a student meets a short table first;
+a symbol that training or an appendix introduces (the optimizer's t and g̃, the initialisation's E and
+Var, the complex step's ζ) gets its row in a short table at the top of the section that first uses it. One symbol, one meaning: where two ideas would share a
 letter, the printers give one of them another (the Kronecker delta is the bracket [i = q], δ the
 error; the optimizer's gradient is g̃, g the activation; the sample index t prints as r, t is a
 step). A second table maps this notation to Nielsen's, CS231n's and the E/t/o notation of many
@@ -16,6 +19,7 @@ from collections.abc import Iterable
 
 from derive import document as blocks
 
+_MATH = re.compile(r"\$([^$]+)\$")  # the formulas of a catalog message
 _TEXT = re.compile(r"\\(?:text|mathrm|label|ref|eqref)\{(?!(?:Im|i)\})[^{}]*\}")  # \mathrm{i}, \mathrm{Im}: symbols
 
 
@@ -63,7 +67,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("N", "notation.N", _letter("N")),
     ("\\xi", "notation.xi", r"\\xi"),
     ("\\mathbb{E}, \\operatorname{Var}", "notation.moments", r"\\mathbb\{E\}|\\operatorname\{Var\}"),
-    ("\\mathcal{N}(0, \\sigma^{2})", "notation.normal", r"\\mathcal\{N\}"),
+    ("\\mathcal{N}", "notation.normal", r"\\mathcal\{N\}"),
     ("\\sigma_{w}^{2}", "notation.var_w", r"\\sigma_\{w\}|\\sigma_w"),
     ("\\sigma_{z}", "notation.std", r"\\sigma_\{z\}|\\sigma_z"),
     ("H", "notation.H", _letter("H")),
@@ -86,29 +90,86 @@ def used_latex(document_blocks: Iterable, logged: Iterable[str]) -> str:
     return _TEXT.sub(" ", "\n".join(parts))
 
 
-def notation_blocks(text, used: str, extra: list[tuple[str, str]], vector_activation: bool) -> list:
-    """The notation section: the symbols used, each with its meaning, then the other notations."""
+# the last section whose symbols the notation section lists: the forward pass, the derivation and the
+# algorithm. A symbol that first appears after it (training, the appendices) is defined in a short table
+# at the top of the section that first uses it, so that the first table a student reads holds only what
+# the derivation needs.
+MAIN_UNTIL = "algorithm"
+
+
+def split_rows(used: dict[str, str], rows: list[tuple[object, str, str]], pinned: dict[str, list] | None = None,
+               until: str = MAIN_UNTIL) -> tuple[list, dict[str, list]]:
+    """`rows` ((row, pattern, LaTeX of its meaning), in table order) shared out by the first section
+    whose LaTeX (`used`: section key → LaTeX, in document order) matches the pattern: the main table
+    for the sections up to `until`, else the section of first use. A meaning that names another
+    symbol (the weights' n_l × n_{l-1}) counts as a use where its table stands, so that symbol is
+    defined there too. `pinned` adds rows whose section is known (an optimizer's state symbols, in its
+    section). Returns (main rows, {section: rows})."""
+    keys = list(used)
+    last = keys.index(until) if until in keys else len(keys) - 1
+    place = {}  # row number -> the section (number) of its table: 0 for the main table
+    while True:
+        meanings = {n: "" for n in range(len(keys))}
+        for number, where in place.items():
+            meanings[where] += "\n" + rows[number][2]
+        moved = False
+        for number, (_, pattern, _) in enumerate(rows):
+            first = next((n for n, key in enumerate(keys) if re.search(pattern, used[key] + meanings[n])), None)
+            where = None if first is None else (0 if first <= last else first)
+            if where is not None and where != place.get(number):
+                place[number], moved = where, True
+        if not moved:  # a row only ever moves to an earlier table, so this ends
+            break
+    main = [rows[n][0] for n in sorted(place) if place[n] == 0]
+    local = {}
+    for n in sorted(place):
+        if place[n]:
+            local.setdefault(keys[place[n]], []).append(rows[n][0])
+    for key, extra in (pinned or {}).items():
+        if extra and key in keys:
+            (main if keys.index(key) <= last else local.setdefault(key, [])).extend(extra)
+    return main, local
+
+
+def _table(text, rows, long: bool = False):
+    header = (text("notation.symbol"), text("notation.meaning"))
+    return blocks.Table(header, tuple(rows), ("l", r"p{0.7\textwidth}"), long=long)
+
+
+def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], vector_activation: bool,
+                    pinned: dict[str, list[tuple[str, str]]] | None = None) -> tuple[list, dict[str, list]]:
+    """The notation section (the symbols of the forward pass and the derivation, each with its meaning,
+    then the other notations) and, per later section, the short table of the symbols it introduces.
+    `used` maps each section to the LaTeX it contains; `extra` rows belong to the main table, `pinned`
+    rows to the section named."""
     rows = []
     for symbol, key, pattern in ROWS:
-        if re.search(pattern, used):
-            meaning = text(key + "_vector") if key == "notation.g" and vector_activation else text(key)
-            rows.append((text.math(symbol), meaning))
-    rows += [(text.math(symbol), meaning) for symbol, meaning in extra]
-    header = (text("notation.symbol"), text("notation.meaning"))
+        key = key + "_vector" if key == "notation.g" and vector_activation else key
+        rows.append(((text.math(symbol), text(key)), pattern, _TEXT.sub(" ", "\n".join(_MATH.findall(text.raw(key))))))
+    main, local = split_rows(used, rows, {key: [(text.math(s), m) for s, m in extra]
+                                          for key, extra in (pinned or {}).items()})
+    main += [(text.math(symbol), meaning) for symbol, meaning in extra]
     others = tuple((text(f"notation_map.{concept}"), *(text.math(text.raw(f"notation_map.{concept}_{book}"))
                                                         for book in ("ours", "nielsen", "cs231n", "eto")))
                    for concept in MAP_CONCEPTS)
     map_header = tuple(text(f"notation_map.{column}") for column in ("concept", "ours", "nielsen", "cs231n", "eto"))
-    return [
+    section = [
         blocks.Paragraph(text("notation.intro")),
-        blocks.Table(header, tuple(rows), ("l", r"p{0.7\textwidth}"), long=True),
+        _table(text, main, long=True),
         blocks.Paragraph(text("notation_map.intro")),
         blocks.Table(map_header, others, (r"p{0.24\textwidth}", "l", "l", "l", "l")),
         blocks.Paragraph(text("notation_map.note")),
     ]
+    return section, {key: [blocks.Paragraph(_lead(text, key)), _table(text, rows)] for key, rows in local.items()}
+
+
+def _lead(text, section: str) -> str:
+    """The sentence before a section's own symbols: one per section (the same sentence in six sections
+    would read as boilerplate), a general one for a section the catalog has none for."""
+    return text(f"notation.here_{section}" if f"here_{section}" in text.catalog["notation"] else "notation.here")
 
 
 # the concepts of the table that maps this notation to other texts' (the symbols are in the catalog)
 MAP_CONCEPTS = ("weight", "preactivation", "activation", "target", "loss", "cost", "error", "gradient", "rate")
 
-__all__ = ["ROWS", "notation_blocks", "used_latex", "MAP_CONCEPTS"]
+__all__ = ["ROWS", "MAIN_UNTIL", "notation_blocks", "split_rows", "used_latex", "MAP_CONCEPTS"]

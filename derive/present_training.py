@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
+
 import sympy as sp
 
 from derive import document as blocks
@@ -237,14 +239,43 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
     out += [blocks.Paragraph(text("initialisation.table_intro")),
             blocks.Table(header, tuple(rows), ("r", "l", "c", "c", "c"), tall=True)]
     if init.path:
-        out += [blocks.Paragraph(text("initialisation.path")),
-                blocks.Table((text("initialisation.layer"), text("initialisation.path_variance")),
-                             tuple((str(l), f"{v:.4g}") for l, v in init.path), ("r", "r"))]
-        kept = all(abs(v - 1) < 1e-9 for _, v in init.path)
-        offset = any("offset" in scale.figures for scale in init.activations)  # g(0) ≠ 0: the dropped constant
-        why = "" if kept else text("initialisation.why_offset" if offset else "initialisation.why_slope")
-        out.append(blocks.Paragraph(text("initialisation.path_kept" if kept else "initialisation.path_moves",
-                                         last=f"{init.path[-1][1]:.4g}", raw={"why": why})))
+        out += _path_blocks(init, text)
+    return out
+
+
+def _path_blocks(init: Initialisation, text: Text) -> list:
+    """What the derived variances do to this network, computed at its sizes: Var(z) layer by layer,
+    the part of it the dropped constant g(0)² makes, the factor by which the errors' variance changes
+    on the way back, and what the derivation therefore keeps and what it does not."""
+    offsets, errors = dict(init.offsets), dict(init.errors)
+    header = [text("initialisation.layer"), text("initialisation.path_variance")]
+    header += [text("initialisation.path_offset")] if offsets else []
+    header += [text("initialisation.path_error")] if errors else []
+    number = lambda table, l: f"{table[l]:.4g}" if l in table else ""  # noqa: E731
+    rows = tuple((str(l), f"{v:.4g}", *((number(offsets, l),) if offsets else ()), *((number(errors, l),) if errors else ()))
+                 for l, v in init.path)
+    intro = [text("initialisation.path")]
+    intro += [text("initialisation.path_offset_intro")] if offsets else []
+    intro += [text("initialisation.path_error_intro")] if errors else []
+    out = [blocks.Paragraph(text.raw("refs.sentence_separator").join(intro)),
+           blocks.Table(tuple(header), rows, ("r",) * len(header))]
+    last, final = init.path[-1]
+    kept = all(abs(v - 1) < 1e-9 for _, v in init.path)
+    if kept:
+        verdict = text("initialisation.path_kept")
+    elif last in offsets:
+        verdict = text("initialisation.path_moves", last=f"{final:.4g}", raw={"why": text(
+            "initialisation.why_offset", offset=f"{offsets[last]:.4g}", rest=f"{final - offsets[last]:.4g}")})
+    else:
+        verdict = text("initialisation.path_moves", last=f"{final:.4g}", raw={"why": text("initialisation.why_slope")})
+    sentences = [verdict]
+    if errors:
+        product = float(np.prod(list(errors.values())))
+        trend = "kept" if abs(product - 1) < 1e-9 else ("shrink" if product < 1 else "grow")
+        sentences.append(text(f"initialisation.errors_{trend}", product=f"{product:.4g}", last=last))
+    out.append(blocks.Paragraph(text.raw("refs.sentence_separator").join(sentences)))
+    if any(scale.method == "linearisation" for scale in init.activations) and not kept:
+        out.append(blocks.Paragraph(text("initialisation.keeps_offset" if offsets else "initialisation.keeps")))
     return out
 
 
@@ -259,11 +290,10 @@ def _linearisation_notes(scale, found, text: Text) -> list:
     if "offset" in figures:
         out.append(blocks.Paragraph(text("initialisation.offset_note", moment=moment, **figures)))
     gain = tlatex(found.gain)
-    if found.kind == "settles":
-        points = ", ".join(f"{v:.4g}" for v in found.fixed_points)
-        out.append(blocks.Paragraph(text("initialisation.map_settles", gain=gain, points=points)))
-    else:
-        out.append(blocks.Paragraph(text(f"initialisation.map_{found.kind}", gain=gain)))
+    points = text.raw("refs.list_separator").join(f"{v:.4g}" for v in found.fixed_points)
+    slopes = text.raw("refs.list_separator").join(f"{v:.2g}" for v in found.slopes)
+    out.append(blocks.Paragraph(text(f"initialisation.map_{found.kind}", gain=gain, points=points, slopes=slopes,
+                                     low=f"{found.grid[0]:g}", high=f"{found.grid[1]:g}", count=found.grid[2])))
     return out
 
 

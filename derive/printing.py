@@ -3,7 +3,9 @@
 A subclass of SymPy's LaTeX printer (dispatch on `_print_<Class>`), not string post-processing:
 indexed entries print as W^{(3)}_{pq}, sums as Σ_i over their index, Kronecker deltas as δ_{ip},
 ∂C/∂… derivatives as fractions, and in matrix form products of arrays print as Hadamard products ⊙
-while matrix products, transposes and broadcasts print as in a linear-algebra textbook. The output
+while matrix products, transposes and broadcasts print as in a linear-algebra textbook; a factor
+that is a single number (1ᵀx of one sample's vector) multiplies as a scalar, in front, not with ⊙,
+and a row or column that NumPy broadcasts across a minibatch is written out (𝟏 1ᵀX ⊙ A). The output
 uses only macros KaTeX, MathJax (GitHub) and plain LaTeX (amsmath) all know.
 """
 
@@ -19,7 +21,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from derive import notation
-from derive.ops import MATRIX_FUNCTIONS, Einsum, MatProd
+from derive.ops import MATRIX_FUNCTIONS, ColBroadcast, Einsum, MatProd, Op, RowBroadcast, _Broadcast
 
 
 
@@ -31,6 +33,42 @@ def is_array_valued(expr: sp.Basic) -> bool:
         q = notation.quantity_of(expr.name)
         return q is not None
     return any(is_array_valued(arg) for arg in expr.args)
+
+
+def array_shape(expr: sp.Basic) -> tuple | None:
+    """The shape of a matrix-form expression as far as products need it: each axis 1 or "n" (longer
+    than 1; its length does not matter here). None where it cannot be told (arrays of more than two
+    axes, an operation without a shape rule), and the printer then writes the product as it stands."""
+    try:
+        if isinstance(expr, _Broadcast):
+            return None  # written out already
+        if isinstance(expr, Op):
+            shape = expr.shape(_known_shape)
+        elif isinstance(expr, sp.Symbol):
+            q = notation.quantity_of(expr.name)
+            shape = (1, 1) if q is None else ("n", 1) if q.rank == 1 else ("n",) * q.rank
+        else:
+            shapes = [array_shape(a) for a in expr.args if is_array_valued(a)]
+            if not shapes:
+                return (1, 1)
+            if any(s is None or len(s) != len(shapes[0]) for s in shapes):
+                return None
+            shape = tuple(1 if all(s[k] == 1 for s in shapes) else "n" for k in range(len(shapes[0])))
+    except (_NoShape, NotImplementedError, KeyError, IndexError, TypeError, ValueError):
+        return None
+    shape = tuple(1 if d == 1 else "n" for d in shape)
+    return shape if len(shape) == 2 else None
+
+
+class _NoShape(Exception):
+    pass
+
+
+def _known_shape(expr: sp.Basic) -> tuple:
+    shape = array_shape(expr)
+    if shape is None:
+        raise _NoShape
+    return shape
 
 
 _UPSTREAM_KINDS = {"y", "Y", "delta", "Delta", "grad_a", "grad_A"}
@@ -258,12 +296,36 @@ class DeriveLatexPrinter(LatexPrinter):
             denom = sp.Mul(*[1 / f for f in over])
             tex = rf"\frac{{{self._print(numer)}}}{{{self._print(denom)}}}"
         else:
-            hadamard = ordered_factors(arrays)
-            tex = r" \odot ".join(self._hadamard_operand(f, len(hadamard)) for f in hadamard)
+            numbers, hadamard = self._by_shape(ordered_factors(arrays))
+            tex = " ".join([rf"\left({self._print(f)}\right)" for f in numbers]
+                           + [r" \odot ".join(self._hadamard_operand(f, len(hadamard)) for f in hadamard)])
         if scalar == 1:
             return sign + tex
         prefix = super()._print_Mul(scalar) if scalar.is_Mul else self._print(scalar)
         return sign + prefix + " " + tex
+
+    @staticmethod
+    def _by_shape(factors: list) -> tuple[list, list]:
+        """The factors of a product of arrays split into those that are one number (1ᵀx of a vector, a
+        scalar: they multiply, in front) and the entry-wise factors, where a row or a column that
+        broadcasts against a larger factor is written out as the broadcast (𝟏 r, c 𝟏ᵀ)."""
+        shapes = [array_shape(f) for f in factors]
+        if None in shapes or len(factors) < 2:
+            return [], factors
+        numbers = [f for f, shape in zip(factors, shapes) if shape == (1, 1)]
+        if len(numbers) == len(factors):
+            return [], factors
+        rest = [(f, shape) for f, shape in zip(factors, shapes) if shape != (1, 1)]
+        rows = "n" if any(shape[0] == "n" for _, shape in rest) else 1
+        columns = "n" if any(shape[1] == "n" for _, shape in rest) else 1
+        out = []
+        for f, shape in rest:
+            if shape[0] == 1 and rows == "n":
+                f = RowBroadcast(f)
+            elif shape[1] == 1 and columns == "n":
+                f = ColBroadcast(f)
+            out.append(f)
+        return numbers, out
 
     def _print_NumberSymbol(self, expr) -> str:
         """π, e and the catalog's named constants: their own LaTeX (this printer's `printmethod`
@@ -308,7 +370,7 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _hadamard_operand(self, factor: sp.Basic, count: int) -> str:
         tex = self._print(factor)
-        if count > 1 and (factor.is_Add or isinstance(factor, (MatProd, Einsum))):
+        if count > 1 and (factor.is_Add or isinstance(factor, (MatProd, Einsum, _Broadcast))):
             return rf"\left({tex}\right)"
         if factor.is_Add and count == 1:
             return rf"\left({tex}\right)"

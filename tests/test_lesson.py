@@ -61,6 +61,29 @@ def test_no_sentence_appears_more_than_three_times(entry):
     assert repeated((entry / "derivation.md").read_text()) == {}
 
 
+@pytest.fixture(scope="module", params=[(3, "sigmoid", None, "mse", "en"), (3, "relu", None, "ce", "en"),
+                                        (3, "sigmoid", None, "mse", "zh")], ids=lambda c: "-".join(str(x) for x in c if x))
+def compared_markdown(request):
+    """The documents the review compares with Nielsen's chapter, as the code writes them now."""
+    *config, lang = request.param
+    return generate(make_spec(*config, formats="md", lang=lang)).files["derivation.md"].decode()
+
+
+def test_the_compared_documents_repeat_no_sentence_more_than_three_times(compared_markdown):
+    assert repeated(compared_markdown) == {}
+
+
+def test_the_big_picture_motivates_before_it_shows_a_formula(compared_markdown):
+    """Section 2 opens with why the gradient is needed and why not by finite differences, in prose
+    with this network's counts, before its first formula; the error is explained before the picture."""
+    section = compared_markdown.split("\n## 2. ", 1)[1].split("\n## 3. ", 1)[0]
+    paragraphs = [p for p in section.split("\n\n")[1:] if p.strip()]
+    assert "$" not in paragraphs[0] + paragraphs[1]
+    # 73 parameters (sizes 4, 5, 5, 3): 146 forward passes by finite differences, 2.7 by backpropagation
+    assert re.search(r"\b146\b", paragraphs[1]) and re.search(r"\b2\.7\b", paragraphs[1])
+    assert section.index("\\delta^{(l)}_j") < section.index("network.svg")
+
+
 def test_the_repetition_check_can_fail():
     sentence = "The Kronecker delta keeps only the term whose indices are equal, so the sum collapses:"
     doc = "\n\n".join(f"{sentence}\n\n$$\nx_{n} = {n}\n$$" for n in range(4))
@@ -117,26 +140,55 @@ def tokens(formula: str, top_level: bool = False) -> set[str]:
     return found
 
 
+def sections(tex: str) -> list[tuple[str, str]]:
+    """(label, text) of every section in order; what precedes the first (title, subtitle) is labelled ""."""
+    parts = re.split(r"\\section\{[^{}]*\}(?:\\label\{([^{}]*)\})?", tex)
+    return [("", parts[0])] + [(label or "", body) for label, body in zip(parts[1::2], parts[2::2])]
+
+
+_TABLE = r"\\begin\{(longtable|tabular)\}.*?\\toprule\s*(.*?)\\midrule(.*?)\\bottomrule"
+
+
+def symbol_tables(tex: str) -> list[tuple[int, list[str]]]:
+    """The tables that define symbols, each with the number of its section: the notation section's
+    table (its first), and the short tables later sections open with for the symbols they introduce
+    (known by the same header)."""
+    parts = sections(tex)
+    notation = next(n for n, (label, _) in enumerate(parts) if label == "sec:notation")
+    _, header, _ = re.search(_TABLE, parts[notation][1], flags=re.S).groups()
+    found = []
+    for n, (_, body) in enumerate(parts):
+        for _, head, rows in re.findall(_TABLE, body, flags=re.S):
+            if head == header:
+                found.append((n, [re.match(r"\s*\$(.*?)\$\s*&", row, flags=re.S).group(1)
+                                  for row in rows.split("\\\\\n") if "&" in row]))
+    assert found[0][0] == notation, "the notation section opens with the symbol table"
+    return found
+
+
 def notation_table(tex: str) -> list[str]:
-    """The symbol column of the notation table (the first table of the notation section)."""
-    section = re.search(r"\\label\{sec:notation\}(.*?)\\section\{", tex, flags=re.S).group(1)
-    table = re.search(r"\\begin\{longtable\}.*?\\midrule(.*?)\\bottomrule", section, flags=re.S).group(1)
-    return [re.match(r"\s*\$(.*?)\$\s*&", row, flags=re.S).group(1) for row in table.split("\\\\\n") if "&" in row]
-
-
-def without_notation_section(tex: str) -> str:
-    return re.sub(r"\\label\{sec:notation\}.*?(?=\\section\{)", "", tex, flags=re.S)
+    """The symbol column of the notation section's table."""
+    return symbol_tables(tex)[0][1]
 
 
 def notation_problems(tex: str) -> list[str]:
-    symbols = notation_table(tex)
-    defined = set().union(*(tokens(s) for s in symbols))
-    problems = []
+    """Symbols with two rows (in any two tables), and symbols used before any table defines them: the
+    notation section's table counts from the start, a later section's own table from that section on."""
+    tables = symbol_tables(tex)
+    notation = tables[0][0]
+    owners = Counter(t for _, symbols in tables for s in symbols if r"\partial" not in s
+                     for t in tokens(s, top_level=True))
     # a derivative written with symbols of other rows (∂C/∂a⁽ˡ⁾, named where paths meet) defines no symbol
-    owners = Counter(t for s in symbols if r"\partial" not in s for t in tokens(s, top_level=True))
-    problems += [f"{t} has {n} rows" for t, n in owners.items() if n > 1]
-    used = set().union(*(tokens(m) for m in math_segments(without_notation_section(tex))))
-    problems += [f"{t} is used but not in the table" for t in sorted(used - defined - STANDARD)]
+    problems = [f"{t} has {n} rows" for t, n in owners.items() if n > 1]
+    missing = set()
+    for n, (label, body) in enumerate(sections(tex)):
+        if n == notation:
+            continue
+        defined = set().union(*(tokens(s) for k, symbols in tables if k == notation or k <= n for s in symbols))
+        used = set().union(set(), *(tokens(m) for m in math_segments(body)))
+        missing |= {(t, label) for t in used - defined - STANDARD}
+    problems += [f"{t} is used but not in the table" + (f" (in {label})" if label else "")
+                 for t, label in sorted(missing)]
     return problems
 
 
@@ -152,13 +204,51 @@ def test_every_symbol_is_in_the_notation_table_with_one_meaning(entry):
     assert not re.search(r"\\sum_\{t\}", formulas)
 
 
+@pytest.fixture(scope="module")
+def sigmoid_tex():
+    """The 3-layer sigmoid document as the code writes it now (the gallery's copy may predate a change)."""
+    return generate(make_spec(3, "sigmoid", formats="tex")).files["derivation.tex"].decode()
+
+
+def test_the_notation_section_holds_the_derivation_and_later_sections_their_own_symbols(sigmoid_tex):
+    """A student reading the notation first meets the symbols of the forward pass and the derivation
+    only; training and the appendices define theirs in a short table where they first use them."""
+    assert notation_problems(sigmoid_tex) == []
+    labels = [label for label, _ in sections(sigmoid_tex)]
+    tables = {labels[n]: set().union(*(tokens(s, top_level=True) for s in symbols))
+              for n, symbols in symbol_tables(sigmoid_tex)}
+    assert {"x", "y", "W", "b", "z", "a", "g", "C", r"\bar{C}", r"\delta", "L", "m"} <= tables["sec:notation"]
+    later = {r"\zeta", r"\mathrm{Im}", r"\mathrm{i}", "t", r"\tilde{g}", r"\lambda", "N", "M", r"\xi",
+             r"\mathbb{E}", r"\operatorname{Var}", r"\sigma_w", r"\sigma_z", r"\mathcal{N}", r"\mathcal{C}", r"\eta"}
+    assert not later & tables["sec:notation"]
+    assert {r"\zeta", r"\mathrm{Im}"} <= tables["sec:verification"]
+    assert {"t", r"\tilde{g}"} <= tables["sec:optimizer"] and {r"\sigma_w", r"\sigma_z"} <= tables["sec:initialisation"]
+    assert "N" in tables["sec:cost"] and r"\xi" in tables["sec:update"]
+    # the weights' row names n_l, so n_l is in the notation section although no derivation uses it
+    assert "n" in tables["sec:notation"]
+
+
+def test_the_loss_is_named_for_one_sample_and_the_cost_as_its_mean(sigmoid_tex):
+    """½Σ(a − y)² is the (half) squared error of one sample; the mean squared error is the cost."""
+    assert "mean squared error" not in sigmoid_tex
+    assert "Loss of one sample: squared error; cost: its mean over the samples." in sigmoid_tex
+    assert r"\text{(squared error)}" in sigmoid_tex  # the output errors of the two losses, side by side
+
+
 def test_the_notation_check_can_fail():
-    tex = (r"\section{Notation}\label{sec:notation}" "\n" r"\begin{longtable}{ll}" "\n\\toprule\nS & M \\\\\n"
-           "\\midrule\n$W^{(l)}$ & weights \\\\\n$l$ & layer \\\\\n$\\delta^{(l)}$ & error \\\\\n\\bottomrule\n"
-           r"\end{longtable}" "\n" r"\section{Next}" "\n$W^{(l)} \\delta^{(l)}$\n")
+    table = lambda kind, rows: (rf"\begin{{{kind}}}{{ll}}" "\n\\toprule\nS & M \\\\\n\\midrule\n"  # noqa: E731
+                                + "".join(f"${s}$ & {m} \\\\\n" for s, m in rows) + f"\\bottomrule\n\\end{{{kind}}}\n")
+    tex = (r"\section{Notation}\label{sec:notation}" "\n" + table("longtable", [("W^{(l)}", "weights"), ("l", "layer"),
+                                                                              (r"\delta^{(l)}", "error")])
+           + r"\section{Next}\label{sec:next}" "\n$W^{(l)} \\delta^{(l)}$\n")
     assert notation_problems(tex) == []
-    assert notation_problems(tex + "$\\eta W$") == [r"\eta is used but not in the table"]
+    assert notation_problems(tex + "$\\eta W$") == [r"\eta is used but not in the table (in sec:next)"]
     assert notation_problems(tex.replace("$l$ & layer", "$W$ & also weights")) != []
+    # a later section's own table defines its symbols from that section on, not before, and not twice
+    later = r"\section{Training}\label{sec:training}" "\n" + table("tabular", [(r"\eta", "learning rate")]) + "$\\eta W$\n"
+    assert notation_problems(tex + later) == []
+    assert notation_problems(tex + "$\\eta$" + later) == [r"\eta is used but not in the table (in sec:next)"]
+    assert notation_problems(tex + later.replace(r"\eta", "W", 1)) == ["W has 2 rows", r"\eta is used but not in the table (in sec:training)"]
     assert tokens(r"\sigma_{w}^{2} + \lambda_{2} W^{(l)}_{ij} + n_{\mathrm{in}}") == {
         r"\sigma_w", r"\lambda_2", "W", "l", "i", "j", "n_in"}
 
@@ -258,8 +348,35 @@ def test_the_sigmoid_initialisation_is_followed_through_the_network():
     assert mapping.kind == "settles" and mapping.at_unit == pytest.approx(0.2934, abs=1e-4)
     (point,) = mapping.fixed_points
     assert 16 * mapping_moment(point) == pytest.approx(point, rel=1e-6)
+    # the fixed point attracts: the map's slope there, against a difference quotient of our own
+    (slope,) = mapping.slopes
+    assert slope == pytest.approx(16 * (_gauss(_sigmoid_squared, point + 1e-3) - _gauss(_sigmoid_squared, point - 1e-3))
+                                  / 2e-3, rel=1e-4) and 0 < slope < 1
+    # of Var(z) the dropped constant σ(0)² = ¼ makes n σ_w² / 4 (5 · 3.2 / 4 and 5 · 4 / 4)
+    assert [l for l, _ in init.offsets] == [2, 3] and [v for _, v in init.offsets] == pytest.approx([4.0, 5.0])
+    # the errors' variance: n_{l+1} σ_w² E[σ'(z)²] at the variance each layer reaches, computed here
+    # independently (NumPy's Gauss–Hermite nodes, σ' = σ(1 − σ))
+    variances = dict(init.path)
+    expected = [3.2 * 5 * _gauss(_sigmoid_slope_squared, variances[1]), 4 * 3 * _gauss(_sigmoid_slope_squared, variances[2])]
+    assert [l for l, _ in init.errors] == [1, 2] and [v for _, v in init.errors] == pytest.approx(expected, rel=1e-5)  # 60 nodes against 200: far below the 4 digits printed
+    assert expected == pytest.approx([0.7174, 0.3272], abs=1e-4)
     relu = derive_initialisation(build_model(make_spec(3, "relu", None, "ce")))
     assert [v for _, v in relu.path] == pytest.approx([1.0, 1.0, 1.0])
+
+
+def _gauss(f, variance: float) -> float:
+    """E[f(z)] for z ~ N(0, variance), by NumPy's 200-point Gauss–Hermite rule."""
+    nodes, weights = np.polynomial.hermite.hermgauss(200)
+    return float(weights @ f(np.sqrt(2 * variance) * nodes) / np.sqrt(np.pi))
+
+
+def _sigmoid_squared(z):
+    return (1 / (1 + np.exp(-z))) ** 2
+
+
+def _sigmoid_slope_squared(z):
+    s = 1 / (1 + np.exp(-z))
+    return (s * (1 - s)) ** 2
 
 
 def mapping_moment(variance: float) -> float:
@@ -278,3 +395,14 @@ def test_piecewise_functions_print_as_cases_in_the_document_language():
     with words(**{"if": "若", "otherwise": "其他"}):
         assert r"\text{若 }z > 0" in latex(expr) and r"\text{其他}" in latex(expr)
     assert r"\text{if }" in latex(expr)  # the words apply inside the block only
+
+
+def test_a_book_title_is_italic_in_print_and_on_the_web_not_starred():
+    """The notation note cites Mitchell's *Machine Learning*: LaTeX and HTML set it in italics, as
+    Markdown does, instead of printing the asterisks; a lone * (the expression syntax) stays."""
+    from derive.present import prose
+
+    text = "Mitchell's *Machine Learning*, **bold**, `a*b`, $x*y$ and + - * / **"
+    assert prose(text, "tex") == (r"Mitchell's \emph{Machine Learning}, \textbf{bold}, \texttt{a*b}, $x*y$ and + - * / **")
+    html = prose(text, "html")
+    assert "<em>Machine Learning</em>" in html and "<strong>bold</strong>" in html and "+ - * / **" in html

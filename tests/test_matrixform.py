@@ -79,3 +79,25 @@ def test_a_constant_formula_is_that_constant_times_an_array_of_ones(value):
         assert matrix == value * Ones(array)
         assert entries_agree(value, matrix, free)
         assert not entries_agree(value, (value + 1) * Ones(array), free)
+
+
+def test_a_number_multiplies_a_vector_and_a_broadcast_row_is_written_out():
+    """1ᵀx of one sample is a number: it scales a vector (no ⊙ between a scalar and a vector). Over a
+    minibatch 1ᵀX is a row, which the Hadamard product takes only once it is spread over the rows."""
+    from derive.ops import ColSums
+    from derive.printing import array_shape, latex
+
+    a, y = Q("a", 4).symbol, Q("y").symbol
+    A, Y = Q("A", 4).symbol, Q("Y").symbol
+    sample = a * (a - y) - ColSums(a * (a - y)) * a
+    assert array_shape(ColSums(a * (a - y))) == (1, 1) and array_shape(a) == ("n", 1)
+    assert latex(sample, matrix=True) == (
+        r"\left(a^{(4)} - y\right) \odot a^{(4)} - \left(\mathbf{1}^{\top} \left(\left(a^{(4)} - y\right) \odot a^{(4)}\right)"
+        r"\right) a^{(4)}")
+    batch = A * (A - Y) - ColSums(A * (A - Y)) * A
+    assert array_shape(ColSums(A * (A - Y))) == (1, "n")
+    assert latex(batch, matrix=True) == (
+        r"\left(A^{(4)} - Y\right) \odot A^{(4)} - \left(\mathbf{1} \mathbf{1}^{\top} \left(\left(A^{(4)} - Y\right) \odot "
+        r"A^{(4)}\right)\right) \odot A^{(4)}")
+    # two vectors stay a Hadamard product
+    assert latex(a * (a - y), matrix=True) == r"\left(a^{(4)} - y\right) \odot a^{(4)}"

@@ -91,3 +91,29 @@ def test_commands_copy_back_exactly_and_the_pdf_says_what_it_is(built, tmp_path)
     assert fields["Title"].strip().startswith(TITLE[lang]) and fields["Author"].strip() == "derive"
     assert fields["Subject"].strip() and "derive-source-sha256-" in fields["Keywords"]
     assert len(fields["Keywords"].split(";")[0].split(",")) >= 3  # the document's own keywords, then the stamp
+
+
+def test_the_algorithm_table_keeps_every_line_of_code_whole(built, tmp_path):
+    """In print each step's line of code sits under its formula across the page, so none is broken
+    mid-expression (as `A1 = (1/2)*np.tanh((1/2)*Z1) +` / `1/2` was in a column of half the page)."""
+    from derive.present import messages
+
+    lang, files, _ = built
+    tex = files["derivation.tex"].decode()
+    cells = re.findall(r"\\\\\*\n & \{\\raggedright\\hangindent=2em \\texttt\{(.*)\}\\par\} \\\\", tex)
+    lines = [re.sub(r"\\allowbreak\{\}|\\(?=[_&%#{}])", "", cell).replace("~", " ") for cell in cells]
+    assert len(lines) == 15 and lines[0] == "Z1 = b1 + (W1 @ A0)"
+    text = pdf_text(files["derivation.pdf"], tmp_path)
+    body = text[:text.rindex(messages(lang)["section"]["code"])]  # before the appendix, which lists the code again
+    printed = [re.sub(r"\s+", " ", line).strip() for line in body.splitlines()]
+    assert all(any(line in row for row in printed) for line in lines), [line for line in lines
+                                                                        if not any(line in row for row in printed)]
+
+
+def test_a_long_line_of_code_wraps_only_inside_brackets():
+    from derive.present_lesson import tex_code
+
+    tex = tex_code("A1 = (1/2)*np.tanh((1/2)*Z1) + 1/2")
+    assert tex == r"\texttt{A1~=~(1/2)*np.tanh((1/2)*\allowbreak{}Z1)~+~1/2}"
+    assert tex_code("db1 = (D/m).sum(axis=1, keepdims=True)") == r"\texttt{db1~=~(D/m).sum(axis=1, keepdims=True)}"
+    assert tex_code("x = a**2*b") == r"\texttt{x~=~a**2*b}"  # outside brackets, and never inside **

@@ -44,7 +44,7 @@ DELTA = sp.Symbol("delta", positive=True)
 def _losses() -> tuple[Loss, ...]:
     r = A - Y
     return (
-        Loss("mse", "mean squared error", r**2 / 2),
+        Loss("mse", "squared error", r**2 / 2),  # of one sample; the cost, its mean over the samples, is the MSE
         Loss(
             "ce",
             "categorical cross entropy",
@@ -64,7 +64,7 @@ def _losses() -> tuple[Loss, ...]:
             # of a softmax output has no overflow-free form for the generated code
             refused_outputs=("softmax",),
         ),
-        Loss("mae", "mean absolute error", sp.Abs(r)),
+        Loss("mae", "absolute error", sp.Abs(r)),
         Loss(
             "huber",
             "Huber loss",

@@ -150,7 +150,9 @@ class Centre(_Step):
         rows = [(f"{Q('centred', l).latex()},\\ {Q('Centred', l).latex()}",
                  "norm_notation.batch_centred" if self.over_samples else "norm_notation.centred", {})]
         if self.over_samples:
-            rows += [(r"\mu,\ \bar{\mu}", "norm_notation.batch_mean", {}), ("v", "norm_notation.batch_index", {})]
+            rows += [(r"\mu,\ \bar{\mu}", "norm_notation.batch_mean", {}),
+                     (r"\sigma^{2},\ \bar{\sigma}^{2}", "norm_notation.batch_variance", {}),
+                     ("v", "norm_notation.batch_index", {})]
         return rows
 
     def proved_steps(self, node: Node, network, result, batch: bool) -> dict:
