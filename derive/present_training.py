@@ -204,6 +204,7 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
     every layer."""
     out = [
         blocks.Paragraph(text("initialisation.intro")),
+        blocks.Paragraph(text("initialisation.assumptions")),
         _steps(narrator, init.forward, intro=text("initialisation.forward")),
         _steps(narrator, init.backward, intro=text("initialisation.backward")),
         blocks.Paragraph(text("initialisation.conditions")),
