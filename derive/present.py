@@ -757,9 +757,10 @@ def build_document(
     lesson = lesson if lesson is not None else study(derivation)
     model = derivation.model
     depth = model.depth
-    hidden_names = ", ".join(dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
     keys = section_keys(LESSON_SECTIONS, training, lesson)
     text = Text(lang, fmt, **section_numbers(keys))
+    hidden_names = text.raw("refs.list_separator").join(
+        dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
     heads = section_heads(keys, text)
     refs = Refs(text, heads)
     narrator = Narrator(text)
