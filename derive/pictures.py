@@ -111,6 +111,43 @@ def _words(text: str) -> Label:
     return Label(prose(text, "tex"), text)
 
 
+LOSS_LINE = 110  # the loss box breaks its title into lines of at most this width (small lettering)
+
+
+def _small_width(text: str) -> float:
+    """About how wide `text` is in the small lettering of the SVG (12 px sans-serif): wide characters
+    (Chinese) a full em, others a little over half of one."""
+    return sum(12 if ord(ch) > 0x2E80 else 6.8 for ch in text)
+
+
+def _loss_lines(loss: str) -> list[str]:
+    """The loss's title broken at spaces into lines of at most LOSS_LINE (a longer word keeps a line)."""
+    lines: list[str] = []
+    for word in loss.split():
+        if lines and _small_width(lines[-1] + " " + word) <= LOSS_LINE:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [loss]
+
+
+def _loss_box(pic: Picture, left: float, centre_y: float, loss: str) -> float:
+    """The box of the loss C with its title below C, its left edge at `left`, as wide and tall as the
+    title needs (at least 60 × 44); returns the x of its centre."""
+    lines = _loss_lines(loss)
+    width = max(60.0, max(_small_width(line) for line in lines) + 14)
+    x = left + width / 2
+    pic.boxes.append(Box(left, centre_y - 22, width, 44 + 14 * (len(lines) - 1)))
+    pic.texts.append(Text(x, centre_y - 2, Label("$C$", "C")))
+    for k, line in enumerate(lines):
+        pic.texts.append(Text(x, centre_y + 14 + 14 * k, _words(line), size="small"))
+    return x
+
+
+def _loss_width(loss: str) -> float:
+    return max(60.0, max(_small_width(line) for line in _loss_lines(loss)) + 14)
+
+
 def _drawn_units(n: int) -> tuple[list[int], bool]:
     """Slots (top to bottom) that hold a circle, and whether an ellipsis sits after slot HEAD - 1."""
     if n <= MAX_UNITS_DRAWN:
@@ -127,8 +164,9 @@ def _shown_layers(depth: int) -> list[int | None]:
 
 
 def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, words: dict[str, str]) -> Picture:
-    """The picture of an MLP with units `sizes` (n0 … nL), activation names per layer 1 … L, a loss name,
-    and `words` (input, layer, loss, units, forward, backward, more_layers) in the document's language."""
+    """The picture of an MLP with units `sizes` (n0 … nL), activation names per layer 1 … L, the loss's
+    title (in the document's language) and `words` (input, layer, loss, units, forward, backward,
+    more_layers) in the document's language."""
     depth = len(sizes) - 1
     shown = _shown_layers(depth)
     slots = max(len(_drawn_units(sizes[l])[0]) + _drawn_units(sizes[l])[1] for l in shown if l is not None)
@@ -137,9 +175,9 @@ def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, word
     top = forward_y + 84
     centre_y = top + column_height / 2
     xs = [MARGIN + 30 + k * COLUMN_GAP for k in range(len(shown))]
-    loss_x = xs[-1] + COLUMN_GAP * 0.8
+    loss_x = xs[-1] + COLUMN_GAP * 0.8  # the arrows end at the loss box's left edge, loss_x - 30
     bottom = top + column_height
-    width = loss_x + 60 + MARGIN
+    width = loss_x - 30 + _loss_width(loss) + 30 + MARGIN
     height = bottom + 140
     pic = Picture(width=width, height=height)
 
@@ -185,10 +223,8 @@ def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, word
             pic.texts.append(Text(mid, backward_y + 18, quantity("delta", l2), size="small", colour=BACKWARD_COLOUR))
 
     # the loss
-    pic.boxes.append(Box(loss_x - 30, centre_y - 22, 60, 44))
-    pic.texts.append(Text(loss_x, centre_y - 2, Label("$C$", "C")))
-    pic.texts.append(Text(loss_x, centre_y + 14, _words(loss), size="small"))
-    pic.texts.append(Text(loss_x, top - 48, _words(words["loss"])))
+    box_x = _loss_box(pic, loss_x - 30, centre_y, loss)
+    pic.texts.append(Text(box_x, top - 48, _words(words["loss"])))
     last_x = xs[-1]
     pic.lines.append(Line(last_x + 22, centre_y - 8, loss_x - 32, centre_y - 8, FORWARD_COLOUR, arrow=True, width=1.4))
     pic.lines.append(Line(loss_x - 32, centre_y + 8, last_x + 22, centre_y + 8, BACKWARD_COLOUR, arrow=True, width=1.4))
@@ -227,8 +263,8 @@ def graph_layout(layers: list[dict], loss: str, words: dict[str, str]) -> Pictur
     top = MARGIN + 40 + 22 * len(skips)
     centre_y = top + BOX_HEIGHT / 2
     xs = {layer["layer"]: MARGIN + 20 + BOX_WIDTH / 2 + n * GRAPH_GAP for n, layer in enumerate(layers)}
-    loss_x = max(xs.values()) + GRAPH_GAP * 0.85
-    width = loss_x + 60 + MARGIN
+    loss_x = max(xs.values()) + GRAPH_GAP * 0.85  # the arrows end at the loss box's left edge, loss_x - 30
+    width = loss_x - 30 + _loss_width(loss) + 30 + MARGIN
     height = top + BOX_HEIGHT + 120 + 22 * len(skips)
     pic = Picture(width=width, height=height)
     for layer in layers:
@@ -260,9 +296,7 @@ def graph_layout(layers: list[dict], loss: str, words: dict[str, str]) -> Pictur
                 pic.lines.append(Line(start, y, end, y, colour, width=1.4))
                 pic.lines.append(Line(end, y, end, edge, colour, arrow=True, width=1.4))
     last = layers[-1]
-    pic.boxes.append(Box(loss_x - 30, centre_y - 22, 60, 44))
-    pic.texts.append(Text(loss_x, centre_y - 2, Label("$C$", "C")))
-    pic.texts.append(Text(loss_x, centre_y + 14, _words(loss), size="small"))
+    _loss_box(pic, loss_x - 30, centre_y, loss)
     last_x = xs[last["layer"]]
     pic.lines.append(Line(last_x + BOX_WIDTH / 2, centre_y - 8, loss_x - 32, centre_y - 8, FORWARD_COLOUR, arrow=True,
                           width=1.4))

@@ -749,6 +749,12 @@ def _loss_title(model, text: Text) -> str:
         else model.loss.title
 
 
+def picture_loss(model, text: Text) -> str:
+    """The loss as the network's picture names it: its title in the document's language, or a user's
+    expression as written."""
+    return model.loss.source if model.loss.is_custom else _loss_title(model, text)
+
+
 def build_document(
     derivation: Derivation, report: Report, plan: CodePlan, *, command: str, fmt: str, lang: str = "en",
     training: tuple | None = None, lesson: Lesson | None = None,
@@ -818,7 +824,7 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     model = derivation.model
     words = {key: text.raw(f"picture.{key}") for key in
              ("input", "layer", "loss", "units", "forward", "backward", "more_layers")}
-    layout = pictures.layout(model.sizes, tuple(a.name for a in model.activations), model.loss.name, words)
+    layout = pictures.layout(model.sizes, tuple(a.name for a in model.activations), picture_loss(model, text), words)
     alt = text.raw("picture.alt")
     return blocks.Picture(
         caption=text("picture.caption"),

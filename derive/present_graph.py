@@ -37,6 +37,7 @@ from derive.present import (
     assemble_document,
     metadata,
     optimizer_notation,
+    picture_loss,
     prose,
     result_equation,
     section_heads,
@@ -114,7 +115,7 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
         layers.append({"layer": number, "label": pictures.Label(f"${out.latex()}$", out.text()),
                        "text": _layer_words(text, nodes),
                        "units": network.sizes[number], "reads": [q.layer.number for q in _reads(nodes)]})
-    layout = pictures.graph_layout(layers, derivation.model.loss.name, words)
+    layout = pictures.graph_layout(layers, picture_loss(derivation.model, text), words)
     alt = text.raw("graph.picture_alt")
     return blocks.Picture(caption=text("graph.picture_caption"), alt=alt, file=PICTURE_FILE,
                           svg=pictures.svg(layout, alt) if text.fmt != "tex" else None,
