@@ -72,3 +72,17 @@ def test_tikz_draws_the_same_shapes():
 
 def test_pictures_are_deterministic():
     assert pictures.svg(draw((4, 5, 3)), "t") == pictures.svg(draw((4, 5, 3)), "t")
+
+
+def test_the_loss_box_holds_its_title_however_long():
+    """The loss is named by its title in the document's language (not the catalog's short name), and
+    its box grows to hold it: a long title breaks at spaces, and the picture widens with the box."""
+    short, long = draw((4, 5, 3), loss="squared error"), draw((4, 5, 3), loss="categorical cross entropy")
+    assert "squared error" in labels(short)
+    assert "categorical" in labels(long) and "cross entropy" in labels(long)
+    for pic, title in ((short, "squared error"), (long, "cross entropy")):
+        box = pic.boxes[-1]
+        assert box.width >= pictures._small_width(title)
+        assert box.x + box.width + pictures.MARGIN <= pic.width
+    assert long.boxes[-1].height > short.boxes[-1].height
+    assert draw((4, 5, 3), loss="平方误差").boxes[-1].width >= 4 * 12
