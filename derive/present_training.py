@@ -258,7 +258,7 @@ def _path_blocks(init: Initialisation, text: Text) -> list:
     intro = [text("initialisation.path")]
     intro += [text("initialisation.path_offset_intro")] if offsets else []
     intro += [text("initialisation.path_error_intro")] if errors else []
-    out = [blocks.Paragraph(text.raw("refs.sentence_separator").join(intro)),
+    out = [blocks.Paragraph(text.raw("language.sentence_separator").join(intro)),
            blocks.Table(tuple(header), rows, ("r",) * len(header))]
     last, final = init.path[-1]
     kept = all(abs(v - 1) < 1e-9 for _, v in init.path)
@@ -274,7 +274,7 @@ def _path_blocks(init: Initialisation, text: Text) -> list:
         product = float(np.prod(list(errors.values())))
         trend = "kept" if abs(product - 1) < 1e-9 else ("shrink" if product < 1 else "grow")
         sentences.append(text(f"initialisation.errors_{trend}", product=f"{product:.4g}", last=last))
-    out.append(blocks.Paragraph(text.raw("refs.sentence_separator").join(sentences)))
+    out.append(blocks.Paragraph(text.raw("language.sentence_separator").join(sentences)))
     if any(scale.method == "linearisation" for scale in init.activations) and not kept:
         out.append(blocks.Paragraph(text("initialisation.keeps_offset" if offsets else "initialisation.keeps")))
     return out
