@@ -184,6 +184,17 @@ def _convolution_helpers() -> None:
 _convolution_helpers()
 
 
+def _attention_helpers() -> None:
+    """The key-axis softmax and sum of attention layers (derive.attnops)."""
+    from derive import attnops
+
+    for name, source in attnops.HELPERS.items():
+        HELPERS[name] = lambda source=source: source.split("\n")
+
+
+_attention_helpers()
+
+
 def helpers_used(printer: NumPyCodePrinter) -> list[list[str]]:
     """The helper functions the printed code calls, in a fixed order."""
     return [make() for name, make in HELPERS.items() if name in printer.helpers]

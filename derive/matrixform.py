@@ -76,8 +76,11 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) -
     expr = sp.sympify(expr)
     if free and not expr.atoms(sp.Indexed):  # the same value in every entry
         return expr * Ones(_activations_over(free))
-    from derive import convforms  # convolution, flatten and their backward forms
+    from derive import attnops, convforms  # attention's key softmax; convolution, flatten and their backward forms
 
+    found = attnops.recognise(expr, free)
+    if found is not None:
+        return found
     found = convforms.recognise(expr, free, to_matrix_form)
     if found is not None:
         return found
