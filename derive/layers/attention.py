@@ -93,11 +93,21 @@ class Projection(_Part):
 
     which: str = "q"
 
-    name = "attention_projection"
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "attention_" + self.which
 
     @property
     def output_kind(self) -> str:  # type: ignore[override]
         return "att" + self.which
+
+    def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
+        if self.which != "q":
+            return []
+        l = LayerRef.symbolic()
+        quantities = ",\\ ".join(Q(k, l).latex() for k in ("attq", "attk", "attv"))
+        return [(quantities, "attention_notation.qkv", {}),
+                (",\\ ".join(Q(k, l).latex() for k in ("Attq", "Attk", "Attv")), "attention_notation.qkv_batch", {})]
 
     def output_axes(self, node: Node, input_axes):
         heads, width = self.head_axes()
@@ -140,8 +150,17 @@ class Scores(_Part):
         heads, _ = self.head_axes()
         return (heads, Axis("w", node.layer), Axis("wk", node.layer))
 
+    constant_comment = "the width d_k of one attention head: the scores are divided by its square root"
+
     def constants(self, node: Node):
         return {head_scale_symbol(node): sp.Integer(self.width)}
+
+    def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
+        from derive.printing import latex
+
+        l = LayerRef.symbolic()
+        return [(f"{Q('score', l).latex()},\\ {Q('Score', l).latex()}", "attention_notation.scores", {}),
+                (latex(head_scale_symbol(node)), "attention_notation.width", {"d": self.width, "heads": self.heads})]
 
     def size_facts(self, node: Node):
         return {Axis("wk", node.layer).size: Axis("w", node.layer).size}
@@ -163,6 +182,13 @@ class Weights(_Part):
 
     def output_axes(self, node: Node, input_axes):
         return tuple(Axis(a.role, node.layer, a.extent) for a in input_axes[0])
+
+    def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
+        l = LayerRef.symbolic()
+        rows = [(f"{Q('attw', l).latex()},\\ {Q('Attw', l).latex()}", "attention_notation.weights", {})]
+        if self.causal:
+            rows.append(("M_{ju} = [u \\leq j]", "attention_notation.mask", {}))
+        return rows
 
     def mask(self, j, u) -> sp.Expr:
         return causal_mask(j, u) if self.causal else sp.S.One
@@ -195,6 +221,11 @@ class Mixing(_Part):
     name = "attention_mixing"
     output_kind = "atto"
     inputs = 2
+
+    def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
+        l = LayerRef.symbolic()
+        return [(f"{Q('atto', l).latex()},\\ {Q('Atto', l).latex()}", "attention_notation.mixed", {}),
+                ("h,\\ j,\\ u,\\ d", "attention_notation.indices", {})]
 
     def output_axes(self, node: Node, input_axes):
         heads, width = self.head_axes()
