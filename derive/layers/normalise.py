@@ -85,6 +85,9 @@ def vector_input(kind: str, input_units: tuple, sequences: bool = False) -> None
     if any(isinstance(u, tuple) for u in input_units):
         from derive.errors import DeriveError
 
+        if sequences:
+            raise DeriveError(f"{kind} reads a vector of units or a sequence [features, tokens], but its input has "
+                              f"the shape {list(input_units[0])}; put it after a dense or a linear layer")
         raise DeriveError(f"{kind} reads a vector of units, but its input has the shape {list(input_units[0])}; "
                           f"put it after a dense layer")
 
