@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 OUTPUTS = 10
+LR = 1e-4  # small enough that repeated steps stay finite (the read-out sees E·T = 8192 inputs)
 
 
 def network(E: int, T: int, H: int) -> dict:
@@ -203,7 +204,7 @@ def torch_step_factory(params, dtype, E, T, H):
             layer.weight.copy_(t(params["W" + key]))
             layer.bias.copy_(t(params["b" + key].ravel()))
     modules = torch.nn.ModuleList([ln1, ln2, mha, lin5, lin6, head])
-    opt = torch.optim.SGD(modules.parameters(), lr=0.01)
+    opt = torch.optim.SGD(modules.parameters(), lr=LR)
 
     def step(x, y):  # x (m, T, E), y (m, 10)
         opt.zero_grad(set_to_none=False)
@@ -252,11 +253,11 @@ def main(argv=None) -> int:
         plain = {k: v.copy() for k, v in params.items()}
         # the two NumPy steps compute the same update (checked once before timing)
         a, b = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
-        module.sgd_step(module.Workspace(module.SIZES, m, dtype), a, X, Y, 0.01)
-        straightforward_step(b, X, Y, 0.01, H)
+        module.sgd_step(module.Workspace(module.SIZES, m, dtype), a, X, Y, LR)
+        straightforward_step(b, X, Y, LR, H)
         worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
-        cells = {"generated": timed(lambda: module.sgd_step(ws, mine, X, Y, 0.01), args.repeat),
-                 "straightforward": timed(lambda: straightforward_step(plain, X, Y, 0.01, H), args.repeat)}
+        cells = {"generated": timed(lambda: module.sgd_step(ws, mine, X, Y, LR), args.repeat),
+                 "straightforward": timed(lambda: straightforward_step(plain, X, Y, LR, H), args.repeat)}
         arrays = bound_arrays(dtype, E, T, H, m, rng)
         cells["matmul bound"] = timed(lambda: bound_step(arrays), args.repeat)
         if not args.no_torch:

@@ -214,7 +214,7 @@ def natural_c_order(subscripts: str) -> bool:
     sizes = {letter: size for letter, size in zip(sorted(set(subscripts) - set(",->")), (2, 3, 5, 7, 11, 13, 17, 19,
                                                                                        23, 29, 31, 37, 41, 43))}
     operands = [np.zeros(tuple(sizes.get(c, 2) for c in spec)) for spec in inputs.split(",")]
-    result = np.einsum(subscripts, *operands)
+    result = np.einsum(subscripts, *operands, optimize=len(operands) > 1)  # as printed (`Einsum.optimize`)
     return bool(np.asarray(result).flags.c_contiguous)
 
 
@@ -245,8 +245,15 @@ class Einsum(Op):
         return rf"\operatorname{{einsum}}_{{{inputs.replace(',', ', ')} \to {output}}}\left({arrays}\right)"
 
     def _numpycode(self, printer, **_):
-        text = f'np.einsum("{self.subscripts}", {", ".join(printer._print(a) for a in self.operands)})'
+        text = f'np.einsum("{self.subscripts}", {", ".join(printer._print(a) for a in self.operands)}{self.optimize})'
         return text if natural_c_order(self.subscripts) else f"np.ascontiguousarray({text})"
+
+    @property
+    def optimize(self) -> str:
+        """A contraction of several arrays goes through BLAS (NumPy's `optimize=True`: pairwise
+        tensordot) rather than einsum's own loops, which are many times slower on a whole minibatch
+        (attention's projections and head products); a one-array einsum is a reduction, left as is."""
+        return ", optimize=True" if len(self.operands) > 1 else ""
 
     def lower(self, lowering):
         operands = [lowering.array(lowering.lower(a)) for a in self.operands]

@@ -410,7 +410,8 @@ class Lowering:
 
     def einsum(self, subscripts: str, operands: list[Value], shape: Shape) -> Value:
         kind = "einsum" if natural_c_order(subscripts) else "einsum_copy"
-        return self._emit(kind, "np.einsum", tuple(operands), shape, keywords=f'"{subscripts}"')
+        return self._emit(kind, "np.einsum", tuple(operands), shape, keywords=f'"{subscripts}"',
+                          text=", optimize=True" if len(operands) > 1 else "")  # as the plain code (ops.Einsum)
 
     def helper_call(self, op, call: str, operands, extra: str) -> Value:
         """A helper function of the generated module that writes its result into `out=` (the
@@ -648,9 +649,9 @@ class Program:
         if ins.kind == "reduce":
             return f"{ins.call}({args}, {ins.keywords}, out={out})"
         if ins.kind == "einsum":  # the subscripts come first
-            return f"{ins.call}({ins.keywords}, {args}, out={out})"
+            return f"{ins.call}({ins.keywords}, {args}{ins.text}, out={out})"
         if ins.kind == "einsum_copy":
-            return f"np.copyto({out}, {ins.call}({ins.keywords}, {args}))  # einsum's own layout: allocates"
+            return f"np.copyto({out}, {ins.call}({ins.keywords}, {args}{ins.text}))  # einsum's own layout: allocates"
         if ins.kind == "copy":
             return f"np.copyto({out}, {args})"
         if ins.kind == "expression":
