@@ -174,13 +174,13 @@ def _forward(params, X):
     Wq1, bq1, Wk1, bk1, Wv1, bv1, Wo1, bo1, W3, b3 = (params["Wq1"], params["bq1"], params["Wk1"], params["bk1"], params["Wv1"], params["bv1"], params["Wo1"], params["bo1"], params["W3"], params["b3"])
     A0 = X
     n_2 = params["W3"].shape[1]
-    Qh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wq1)) + np.expand_dims((np.einsum("ik->ik", bq1)), (1, 3))
-    Kh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wk1)) + np.expand_dims((np.einsum("ik->ik", bk1)), (1, 3))
-    Vh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wv1)) + np.expand_dims((np.einsum("ik->ik", bv1)), (1, 3))
-    S1 = np.einsum("ikml,ijml->ijkl", Kh1, Qh1)/np.sqrt(dk_1)
+    Qh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wq1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bq1)), (1, 3))
+    Kh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wk1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bk1)), (1, 3))
+    Vh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wv1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bv1)), (1, 3))
+    S1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Kh1, Qh1, optimize=True))/np.sqrt(dk_1)
     P1 = _key_softmax(S1, True, True)
-    O1 = np.einsum("imkl,ijml->ijkl", Vh1, P1)
-    Z1 = np.einsum("ilm,ljmk->ijk", Wo1, O1) + bo1.reshape(-1, 1, 1)
+    O1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Vh1, P1, optimize=True))
+    Z1 = np.ascontiguousarray(np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True)) + bo1.reshape(-1, 1, 1)
     A2 = Z1.reshape(-1, Z1.shape[-1])
     Z3 = b3 + (W3 @ A2)
     A3 = Z3
@@ -216,19 +216,19 @@ def gradients(params, X, Y):
     dW3 = ((Delta3/m) @ A2.T)
     db3 = (Delta3/m).sum(axis=1, keepdims=True)
     Delta1 = ((W3.T @ Delta3)).reshape(c_1, w_1, -1)
-    dWo1 = np.einsum("iml,jmkl->ijk", Delta1, O1)/m
+    dWo1 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta1, O1, optimize=True))/m
     dbo1 = np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
-    dO1 = np.einsum("mjl,mik->ijkl", Delta1, Wo1)
-    dP1 = np.einsum("ikml,ijml->ijkl", Vh1, dO1)
-    dVh1 = np.einsum("imjl,imkl->ijkl", P1, dO1)
-    dS1 = P1*dP1 - np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1)
-    dQh1 = np.einsum("imkl,ijml->ijkl", Kh1, dS1)/np.sqrt(dk_1)
-    dKh1 = np.einsum("imkl,imjl->ijkl", Qh1, dS1)/np.sqrt(dk_1)
-    dWv1 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", A0, dVh1))/m
+    dO1 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta1, Wo1, optimize=True))
+    dP1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))
+    dVh1 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P1, dO1, optimize=True))
+    dS1 = P1*dP1 - np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, optimize=True)
+    dQh1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Kh1, dS1, optimize=True))/np.sqrt(dk_1)
+    dKh1 = np.ascontiguousarray(np.einsum("imkl,imjl->ijkl", Qh1, dS1, optimize=True))/np.sqrt(dk_1)
+    dWv1 = np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True)/m
     dbv1 = np.einsum("iljk->ij", dVh1)/m
-    dWk1 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", A0, dKh1))/m
+    dWk1 = np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True)/m
     dbk1 = np.einsum("iljk->ij", dKh1)/m
-    dWq1 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", A0, dQh1))/m
+    dWq1 = np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True)/m
     dbq1 = np.einsum("iljk->ij", dQh1)/m
     return {"Wq1": dWq1, "bq1": dbq1, "Wk1": dWk1, "bk1": dbk1, "Wv1": dWv1, "bv1": dbv1, "Wo1": dWo1, "bo1": dbo1, "W3": dW3, "b3": db3}
 
@@ -402,34 +402,34 @@ def gradients_into(ws, params, X, Y):
     t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9, ws.t10, ws.t11, ws.t12, ws.t13
     mm_n2, mm_m, mm_n3 = ws.mm_n2, ws.mm_m, ws.mm_n3
     A0 = X
-    # Qh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wq1)) + np.expand_dims((np.einsum("ik->ik", bq1)), (1, 3))
+    # Qh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wq1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bq1)), (1, 3))
     Qh1 = t0
-    np.copyto(Qh1, np.einsum("mjl,ikm->ijkl", A0, Wq1))  # einsum's own layout: allocates
+    np.copyto(Qh1, np.einsum("mjl,ikm->ijkl", A0, Wq1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bq1, out=t1)
     np.add(Qh1, np.expand_dims(t1, (1, 3)), out=Qh1)
-    # Kh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wk1)) + np.expand_dims((np.einsum("ik->ik", bk1)), (1, 3))
+    # Kh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wk1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bk1)), (1, 3))
     Kh1 = t2
-    np.copyto(Kh1, np.einsum("mjl,ikm->ijkl", A0, Wk1))  # einsum's own layout: allocates
+    np.copyto(Kh1, np.einsum("mjl,ikm->ijkl", A0, Wk1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bk1, out=t1)
     np.add(Kh1, np.expand_dims(t1, (1, 3)), out=Kh1)
-    # Vh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wv1)) + np.expand_dims((np.einsum("ik->ik", bv1)), (1, 3))
+    # Vh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wv1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bv1)), (1, 3))
     Vh1 = t3
-    np.copyto(Vh1, np.einsum("mjl,ikm->ijkl", A0, Wv1))  # einsum's own layout: allocates
+    np.copyto(Vh1, np.einsum("mjl,ikm->ijkl", A0, Wv1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bv1, out=t1)
     np.add(Vh1, np.expand_dims(t1, (1, 3)), out=Vh1)
-    # S1 = np.einsum("ikml,ijml->ijkl", Kh1, Qh1)/np.sqrt(dk_1)
+    # S1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Kh1, Qh1, optimize=True))/np.sqrt(dk_1)
     S1 = t4
-    np.einsum("ikml,ijml->ijkl", Kh1, Qh1, out=S1)
+    np.copyto(S1, np.einsum("ikml,ijml->ijkl", Kh1, Qh1, optimize=True))  # einsum's own layout: allocates
     np.divide(S1, np.sqrt(dk_1), out=S1)
     # P1 = _key_softmax(S1, True, True)
     P1 = t5
     _key_softmax(S1, True, True, out=P1)
-    # O1 = np.einsum("imkl,ijml->ijkl", Vh1, P1)
+    # O1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Vh1, P1, optimize=True))
     O1 = t6
-    np.einsum("imkl,ijml->ijkl", Vh1, P1, out=O1)
-    # Z1 = np.einsum("ilm,ljmk->ijk", Wo1, O1) + bo1.reshape(-1, 1, 1)
+    np.copyto(O1, np.einsum("imkl,ijml->ijkl", Vh1, P1, optimize=True))  # einsum's own layout: allocates
+    # Z1 = np.ascontiguousarray(np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True)) + bo1.reshape(-1, 1, 1)
     Z1 = t7
-    np.einsum("ilm,ljmk->ijk", Wo1, O1, out=Z1)
+    np.copyto(Z1, np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True))  # einsum's own layout: allocates
     np.add(Z1, bo1.reshape(-1, 1, 1), out=Z1)
     # A2 = Z1.reshape(-1, Z1.shape[-1])
     A2 = t8
@@ -452,48 +452,48 @@ def gradients_into(ws, params, X, Y):
     Delta1 = t7
     mm_n3(W3.T, Delta3, out=t8)
     np.copyto(Delta1, t8.reshape(c_1, w_1, m))
-    # dWo1 = np.einsum("iml,jmkl->ijk", Delta1, O1)/m
-    np.einsum("iml,jmkl->ijk", Delta1, O1, out=dWo1)
+    # dWo1 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta1, O1, optimize=True))/m
+    np.copyto(dWo1, np.einsum("iml,jmkl->ijk", Delta1, O1, optimize=True))  # einsum's own layout: allocates
     np.divide(dWo1, m, out=dWo1)
     # dbo1 = np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
     np.einsum("ikj->i", Delta1, out=t11)
     np.divide(np.expand_dims(t11, (1,)), m, out=dbo1)
-    # dO1 = np.einsum("mjl,mik->ijkl", Delta1, Wo1)
+    # dO1 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta1, Wo1, optimize=True))
     dO1 = t6
-    np.einsum("mjl,mik->ijkl", Delta1, Wo1, out=dO1)
-    # dP1 = np.einsum("ikml,ijml->ijkl", Vh1, dO1)
+    np.copyto(dO1, np.einsum("mjl,mik->ijkl", Delta1, Wo1, optimize=True))  # einsum's own layout: allocates
+    # dP1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))
     dP1 = t4
-    np.einsum("ikml,ijml->ijkl", Vh1, dO1, out=dP1)
-    # dVh1 = np.einsum("imjl,imkl->ijkl", P1, dO1)
+    np.copyto(dP1, np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))  # einsum's own layout: allocates
+    # dVh1 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P1, dO1, optimize=True))
     dVh1 = t3
-    np.einsum("imjl,imkl->ijkl", P1, dO1, out=dVh1)
-    # dS1 = P1*dP1 - np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1)
+    np.copyto(dVh1, np.einsum("imjl,imkl->ijkl", P1, dO1, optimize=True))  # einsum's own layout: allocates
+    # dS1 = P1*dP1 - np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, optimize=True)
     dS1 = t12
     np.multiply(P1, dP1, out=dS1)
-    np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, out=t13)
+    np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, optimize=True, out=t13)
     np.subtract(dS1, t13, out=dS1)
-    # dQh1 = np.einsum("imkl,ijml->ijkl", Kh1, dS1)/np.sqrt(dk_1)
+    # dQh1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Kh1, dS1, optimize=True))/np.sqrt(dk_1)
     dQh1 = t6
-    np.einsum("imkl,ijml->ijkl", Kh1, dS1, out=dQh1)
+    np.copyto(dQh1, np.einsum("imkl,ijml->ijkl", Kh1, dS1, optimize=True))  # einsum's own layout: allocates
     np.divide(dQh1, np.sqrt(dk_1), out=dQh1)
-    # dKh1 = np.einsum("imkl,imjl->ijkl", Qh1, dS1)/np.sqrt(dk_1)
+    # dKh1 = np.ascontiguousarray(np.einsum("imkl,imjl->ijkl", Qh1, dS1, optimize=True))/np.sqrt(dk_1)
     dKh1 = t2
-    np.einsum("imkl,imjl->ijkl", Qh1, dS1, out=dKh1)
+    np.copyto(dKh1, np.einsum("imkl,imjl->ijkl", Qh1, dS1, optimize=True))  # einsum's own layout: allocates
     np.divide(dKh1, np.sqrt(dk_1), out=dKh1)
-    # dWv1 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", A0, dVh1))/m
-    np.copyto(dWv1, np.einsum("kml,imjl->ijk", A0, dVh1))  # einsum's own layout: allocates
+    # dWv1 = np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True)/m
+    np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True, out=dWv1)
     np.divide(dWv1, m, out=dWv1)
     # dbv1 = np.einsum("iljk->ij", dVh1)/m
     np.einsum("iljk->ij", dVh1, out=dbv1)
     np.divide(dbv1, m, out=dbv1)
-    # dWk1 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", A0, dKh1))/m
-    np.copyto(dWk1, np.einsum("kml,imjl->ijk", A0, dKh1))  # einsum's own layout: allocates
+    # dWk1 = np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True)/m
+    np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True, out=dWk1)
     np.divide(dWk1, m, out=dWk1)
     # dbk1 = np.einsum("iljk->ij", dKh1)/m
     np.einsum("iljk->ij", dKh1, out=dbk1)
     np.divide(dbk1, m, out=dbk1)
-    # dWq1 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", A0, dQh1))/m
-    np.copyto(dWq1, np.einsum("kml,imjl->ijk", A0, dQh1))  # einsum's own layout: allocates
+    # dWq1 = np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True)/m
+    np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True, out=dWq1)
     np.divide(dWq1, m, out=dWq1)
     # dbq1 = np.einsum("iljk->ij", dQh1)/m
     np.einsum("iljk->ij", dQh1, out=dbq1)
@@ -519,34 +519,34 @@ def sgd_step(ws, params, X, Y, lr):
     ones_m, = ws.ones_m,
     mm_n2, mm_n3, mm_m = ws.mm_n2, ws.mm_n3, ws.mm_m
     A0 = X
-    # Qh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wq1)) + np.expand_dims((np.einsum("ik->ik", bq1)), (1, 3))
+    # Qh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wq1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bq1)), (1, 3))
     Qh1 = t0
-    np.copyto(Qh1, np.einsum("mjl,ikm->ijkl", A0, Wq1))  # einsum's own layout: allocates
+    np.copyto(Qh1, np.einsum("mjl,ikm->ijkl", A0, Wq1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bq1, out=t1)
     np.add(Qh1, np.expand_dims(t1, (1, 3)), out=Qh1)
-    # Kh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wk1)) + np.expand_dims((np.einsum("ik->ik", bk1)), (1, 3))
+    # Kh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wk1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bk1)), (1, 3))
     Kh1 = t2
-    np.copyto(Kh1, np.einsum("mjl,ikm->ijkl", A0, Wk1))  # einsum's own layout: allocates
+    np.copyto(Kh1, np.einsum("mjl,ikm->ijkl", A0, Wk1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bk1, out=t1)
     np.add(Kh1, np.expand_dims(t1, (1, 3)), out=Kh1)
-    # Vh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wv1)) + np.expand_dims((np.einsum("ik->ik", bv1)), (1, 3))
+    # Vh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wv1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bv1)), (1, 3))
     Vh1 = t3
-    np.copyto(Vh1, np.einsum("mjl,ikm->ijkl", A0, Wv1))  # einsum's own layout: allocates
+    np.copyto(Vh1, np.einsum("mjl,ikm->ijkl", A0, Wv1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bv1, out=t1)
     np.add(Vh1, np.expand_dims(t1, (1, 3)), out=Vh1)
-    # S1 = np.einsum("ikml,ijml->ijkl", Kh1, Qh1)/np.sqrt(dk_1)
+    # S1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Kh1, Qh1, optimize=True))/np.sqrt(dk_1)
     S1 = t4
-    np.einsum("ikml,ijml->ijkl", Kh1, Qh1, out=S1)
+    np.copyto(S1, np.einsum("ikml,ijml->ijkl", Kh1, Qh1, optimize=True))  # einsum's own layout: allocates
     np.multiply(S1, 1/np.sqrt(dk_1), out=S1)
     # P1 = _key_softmax(S1, True, True)
     P1 = t5
     _key_softmax(S1, True, True, out=P1)
-    # O1 = np.einsum("imkl,ijml->ijkl", Vh1, P1)
+    # O1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Vh1, P1, optimize=True))
     O1 = t6
-    np.einsum("imkl,ijml->ijkl", Vh1, P1, out=O1)
-    # Z1 = np.einsum("ilm,ljmk->ijk", Wo1, O1) + bo1.reshape(-1, 1, 1)
+    np.copyto(O1, np.einsum("imkl,ijml->ijkl", Vh1, P1, optimize=True))  # einsum's own layout: allocates
+    # Z1 = np.ascontiguousarray(np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True)) + bo1.reshape(-1, 1, 1)
     Z1 = t7
-    np.einsum("ilm,ljmk->ijk", Wo1, O1, out=Z1)
+    np.copyto(Z1, np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True))  # einsum's own layout: allocates
     np.add(Z1, bo1.reshape(-1, 1, 1), out=Z1)
     # A2 = Z1.reshape(-1, Z1.shape[-1])
     A2 = t8
@@ -571,54 +571,54 @@ def sgd_step(ws, params, X, Y, lr):
     # b3 = b3 + (-Delta3*lr/m).sum(axis=1, keepdims=True)
     mm_m(t9, ones_m, out=t16)
     np.add(b3, t16, out=b3)
-    # dO1 = np.einsum("mjl,mik->ijkl", Delta1, Wo1)
+    # dO1 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta1, Wo1, optimize=True))
     dO1 = t17
-    np.einsum("mjl,mik->ijkl", Delta1, Wo1, out=dO1)
-    # Wo1 = Wo1 - lr*np.einsum("iml,jmkl->ijk", Delta1, O1)/m
-    np.einsum("iml,jmkl->ijk", Delta1, O1, out=t18)
+    np.copyto(dO1, np.einsum("mjl,mik->ijkl", Delta1, Wo1, optimize=True))  # einsum's own layout: allocates
+    # Wo1 = Wo1 - lr*np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta1, O1, optimize=True))/m
+    np.copyto(t18, np.einsum("iml,jmkl->ijk", Delta1, O1, optimize=True))  # einsum's own layout: allocates
     np.multiply(t18, lr/m, out=t18)
     np.subtract(Wo1, t18, out=Wo1)
     # bo1 = bo1 - lr*np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
     np.einsum("ikj->i", Delta1, out=t11)
     np.multiply(np.expand_dims(t11, (1,)), lr/m, out=t19)
     np.subtract(bo1, t19, out=bo1)
-    # dP1 = np.einsum("ikml,ijml->ijkl", Vh1, dO1)
+    # dP1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))
     dP1 = t4
-    np.einsum("ikml,ijml->ijkl", Vh1, dO1, out=dP1)
-    # dVh1 = np.einsum("imjl,imkl->ijkl", P1, dO1)
+    np.copyto(dP1, np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))  # einsum's own layout: allocates
+    # dVh1 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P1, dO1, optimize=True))
     dVh1 = t3
-    np.einsum("imjl,imkl->ijkl", P1, dO1, out=dVh1)
-    # dS1 = P1*dP1 - np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1)
+    np.copyto(dVh1, np.einsum("imjl,imkl->ijkl", P1, dO1, optimize=True))  # einsum's own layout: allocates
+    # dS1 = P1*dP1 - np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, optimize=True)
     dS1 = t12
     np.multiply(P1, dP1, out=dS1)
-    np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, out=t13)
+    np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, optimize=True, out=t13)
     np.subtract(dS1, t13, out=dS1)
-    # dQh1 = np.einsum("imkl,ijml->ijkl", Kh1, dS1)/np.sqrt(dk_1)
+    # dQh1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Kh1, dS1, optimize=True))/np.sqrt(dk_1)
     dQh1 = t6
-    np.einsum("imkl,ijml->ijkl", Kh1, dS1, out=dQh1)
+    np.copyto(dQh1, np.einsum("imkl,ijml->ijkl", Kh1, dS1, optimize=True))  # einsum's own layout: allocates
     np.multiply(dQh1, 1/np.sqrt(dk_1), out=dQh1)
-    # dKh1 = np.einsum("imkl,imjl->ijkl", Qh1, dS1)/np.sqrt(dk_1)
+    # dKh1 = np.ascontiguousarray(np.einsum("imkl,imjl->ijkl", Qh1, dS1, optimize=True))/np.sqrt(dk_1)
     dKh1 = t2
-    np.einsum("imkl,imjl->ijkl", Qh1, dS1, out=dKh1)
+    np.copyto(dKh1, np.einsum("imkl,imjl->ijkl", Qh1, dS1, optimize=True))  # einsum's own layout: allocates
     np.multiply(dKh1, 1/np.sqrt(dk_1), out=dKh1)
-    # Wv1 = Wv1 - lr*np.ascontiguousarray(np.einsum("kml,imjl->ijk", A0, dVh1))/m
-    np.copyto(t20, np.einsum("kml,imjl->ijk", A0, dVh1))  # einsum's own layout: allocates
+    # Wv1 = Wv1 - lr*np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True)/m
+    np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True, out=t20)
     np.multiply(t20, lr/m, out=t20)
     np.subtract(Wv1, t20, out=Wv1)
     # bv1 = bv1 - lr*np.einsum("iljk->ij", dVh1)/m
     np.einsum("iljk->ij", dVh1, out=t1)
     np.multiply(t1, lr/m, out=t1)
     np.subtract(bv1, t1, out=bv1)
-    # Wk1 = Wk1 - lr*np.ascontiguousarray(np.einsum("kml,imjl->ijk", A0, dKh1))/m
-    np.copyto(t20, np.einsum("kml,imjl->ijk", A0, dKh1))  # einsum's own layout: allocates
+    # Wk1 = Wk1 - lr*np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True)/m
+    np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True, out=t20)
     np.multiply(t20, lr/m, out=t20)
     np.subtract(Wk1, t20, out=Wk1)
     # bk1 = bk1 - lr*np.einsum("iljk->ij", dKh1)/m
     np.einsum("iljk->ij", dKh1, out=t1)
     np.multiply(t1, lr/m, out=t1)
     np.subtract(bk1, t1, out=bk1)
-    # Wq1 = Wq1 - lr*np.ascontiguousarray(np.einsum("kml,imjl->ijk", A0, dQh1))/m
-    np.copyto(t20, np.einsum("kml,imjl->ijk", A0, dQh1))  # einsum's own layout: allocates
+    # Wq1 = Wq1 - lr*np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True)/m
+    np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True, out=t20)
     np.multiply(t20, lr/m, out=t20)
     np.subtract(Wq1, t20, out=Wq1)
     # bq1 = bq1 - lr*np.einsum("iljk->ij", dQh1)/m

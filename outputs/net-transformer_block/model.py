@@ -219,22 +219,22 @@ def _forward(params, X):
     c_4 = params["gamma1"].shape[0]
     n_8 = params["W9"].shape[1]
     U1 = A0 - np.expand_dims((np.einsum("ljk->jk", A0)), (0,))/c_0
-    Xhat1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), U1)
-    Z1 = np.einsum("iz,ijk->ijk", gamma1, Xhat1) + beta1.reshape(-1, 1, 1)
-    Qh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wq2, Z1)) + np.expand_dims((np.einsum("ik->ik", bq2)), (1, 3))
-    Kh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wk2, Z1)) + np.expand_dims((np.einsum("ik->ik", bk2)), (1, 3))
-    Vh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wv2, Z1)) + np.expand_dims((np.einsum("ik->ik", bv2)), (1, 3))
-    S2 = np.einsum("ikml,ijml->ijkl", Kh2, Qh2)/np.sqrt(dk_2)
+    Xhat1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), U1, optimize=True)
+    Z1 = np.einsum("iz,ijk->ijk", gamma1, Xhat1, optimize=True) + beta1.reshape(-1, 1, 1)
+    Qh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wq2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bq2)), (1, 3))
+    Kh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wk2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bk2)), (1, 3))
+    Vh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wv2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bv2)), (1, 3))
+    S2 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Kh2, Qh2, optimize=True))/np.sqrt(dk_2)
     P2 = _key_softmax(S2, False, True)
-    O2 = np.einsum("imkl,ijml->ijkl", Vh2, P2)
-    Z2 = np.einsum("ilm,ljmk->ijk", Wo2, O2) + bo2.reshape(-1, 1, 1)
+    O2 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Vh2, P2, optimize=True))
+    Z2 = np.ascontiguousarray(np.einsum("ilm,ljmk->ijk", Wo2, O2, optimize=True)) + bo2.reshape(-1, 1, 1)
     A3 = A0 + Z2
     U4 = A3 - np.expand_dims((np.einsum("ljk->jk", A3)), (0,))/c_3
-    Xhat4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), U4)
-    Z4 = np.einsum("iz,ijk->ijk", gamma4, Xhat4) + beta4.reshape(-1, 1, 1)
-    Z5 = np.einsum("il,ljk->ijk", W5, Z4) + b5.reshape(-1, 1, 1)
+    Xhat4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), U4, optimize=True)
+    Z4 = np.einsum("iz,ijk->ijk", gamma4, Xhat4, optimize=True) + beta4.reshape(-1, 1, 1)
+    Z5 = np.ascontiguousarray(np.einsum("il,ljk->ijk", W5, Z4, optimize=True)) + b5.reshape(-1, 1, 1)
     A5 = (1/2)*Z5*(_erf((1/2)*np.sqrt(2)*Z5) + 1)
-    Z6 = np.einsum("il,ljk->ijk", W6, A5) + b6.reshape(-1, 1, 1)
+    Z6 = np.ascontiguousarray(np.einsum("il,ljk->ijk", W6, A5, optimize=True)) + b6.reshape(-1, 1, 1)
     A7 = A3 + Z6
     A8 = A7.reshape(-1, A7.shape[-1])
     Z9 = b9 + (W9 @ A8)
@@ -282,37 +282,37 @@ def gradients(params, X, Y):
     db9 = (Delta9/m).sum(axis=1, keepdims=True)
     dA7 = ((W9.T @ Delta9)).reshape(c_7, w_7, -1)
     Delta6 = dA7
-    dW6 = np.einsum("jlk,ilk->ij", A5, Delta6)/m
+    dW6 = np.einsum("jlk,ilk->ij", A5, Delta6, optimize=True)/m
     db6 = np.expand_dims((np.einsum("ikj->i", Delta6)), (1,))/m
-    Delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, Delta6)
-    dW5 = np.einsum("ilk,jlk->ij", Delta5, Z4)/m
+    Delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, Delta6, optimize=True)
+    dW5 = np.ascontiguousarray(np.einsum("ilk,jlk->ij", Delta5, Z4, optimize=True))/m
     db5 = np.expand_dims((np.einsum("ikj->i", Delta5)), (1,))/m
-    Delta4 = np.einsum("li,ljk->ijk", W5, Delta5)
-    dgamma4 = np.expand_dims((np.einsum("ikj,ikj->i", Delta4, Xhat4)), (1,))/m
+    Delta4 = np.ascontiguousarray(np.einsum("li,ljk->ijk", W5, Delta5, optimize=True))
+    dgamma4 = np.expand_dims((np.einsum("ikj,ikj->i", Delta4, Xhat4, optimize=True)), (1,))/m
     dbeta4 = np.expand_dims((np.einsum("ikj->i", Delta4)), (1,))/m
-    dXhat4 = np.einsum("iz,ijk->ijk", gamma4, Delta4)
-    dU4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), dXhat4) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), Xhat4, Xhat4, dXhat4)/c_4
+    dXhat4 = np.einsum("iz,ijk->ijk", gamma4, Delta4, optimize=True)
+    dU4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), dXhat4, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), Xhat4, Xhat4, dXhat4, optimize=True)/c_4
     dA3 = dA7 + dU4 - np.expand_dims((np.einsum("ljk->jk", dU4)), (0,))/c_3
     Delta2 = dA3
-    dWo2 = np.einsum("iml,jmkl->ijk", Delta2, O2)/m
+    dWo2 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta2, O2, optimize=True))/m
     dbo2 = np.expand_dims((np.einsum("ikj->i", Delta2)), (1,))/m
-    dO2 = np.einsum("mjl,mik->ijkl", Delta2, Wo2)
-    dP2 = np.einsum("ikml,ijml->ijkl", Vh2, dO2)
-    dVh2 = np.einsum("imjl,imkl->ijkl", P2, dO2)
-    dS2 = P2*dP2 - np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2)
-    dQh2 = np.einsum("imkl,ijml->ijkl", Kh2, dS2)/np.sqrt(dk_2)
-    dKh2 = np.einsum("imkl,imjl->ijkl", Qh2, dS2)/np.sqrt(dk_2)
-    dWv2 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", Z1, dVh2))/m
+    dO2 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta2, Wo2, optimize=True))
+    dP2 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh2, dO2, optimize=True))
+    dVh2 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P2, dO2, optimize=True))
+    dS2 = P2*dP2 - np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, optimize=True)
+    dQh2 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Kh2, dS2, optimize=True))/np.sqrt(dk_2)
+    dKh2 = np.ascontiguousarray(np.einsum("imkl,imjl->ijkl", Qh2, dS2, optimize=True))/np.sqrt(dk_2)
+    dWv2 = np.einsum("kml,imjl->ijk", Z1, dVh2, optimize=True)/m
     dbv2 = np.einsum("iljk->ij", dVh2)/m
-    dWk2 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", Z1, dKh2))/m
+    dWk2 = np.einsum("kml,imjl->ijk", Z1, dKh2, optimize=True)/m
     dbk2 = np.einsum("iljk->ij", dKh2)/m
-    dWq2 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", Z1, dQh2))/m
+    dWq2 = np.einsum("kml,imjl->ijk", Z1, dQh2, optimize=True)/m
     dbq2 = np.einsum("iljk->ij", dQh2)/m
-    Delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2))
-    dgamma1 = np.expand_dims((np.einsum("ikj,ikj->i", Delta1, Xhat1)), (1,))/m
+    Delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))
+    dgamma1 = np.expand_dims((np.einsum("ikj,ikj->i", Delta1, Xhat1, optimize=True)), (1,))/m
     dbeta1 = np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
-    dXhat1 = np.einsum("iz,ijk->ijk", gamma1, Delta1)
-    dU1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), dXhat1) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), Xhat1, Xhat1, dXhat1)/c_1
+    dXhat1 = np.einsum("iz,ijk->ijk", gamma1, Delta1, optimize=True)
+    dU1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), dXhat1, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), Xhat1, Xhat1, dXhat1, optimize=True)/c_1
     return {"gamma1": dgamma1, "beta1": dbeta1, "Wq2": dWq2, "bq2": dbq2, "Wk2": dWk2, "bk2": dbk2, "Wv2": dWv2, "bv2": dbv2, "Wo2": dWo2, "bo2": dbo2, "gamma4": dgamma4, "beta4": dbeta4, "W5": dW5, "b5": db5, "W6": dW6, "b6": db6, "W9": dW9, "b9": db9}
 
 
@@ -519,7 +519,7 @@ def gradients_into(ws, params, X, Y):
     np.einsum("ljk->jk", A0, out=t0)
     np.divide(np.expand_dims(t0, (0,)), c_0, out=t1)
     np.subtract(A0, t1, out=U1)
-    # Xhat1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), U1)
+    # Xhat1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), U1, optimize=True)
     Xhat1 = t3
     np.square(U1, out=Xhat1)
     np.einsum("kij->ij", Xhat1, out=t0)
@@ -527,39 +527,39 @@ def gradients_into(ws, params, X, Y):
     np.add(1e-05, t0, out=t0)
     np.sqrt(t0, out=t0)
     np.divide(1, t0, out=t0)
-    np.einsum("jk,ijk->ijk", t0, U1, out=Xhat1)
-    # Z1 = np.einsum("iz,ijk->ijk", gamma1, Xhat1) + beta1.reshape(-1, 1, 1)
+    np.einsum("jk,ijk->ijk", t0, U1, optimize=True, out=Xhat1)
+    # Z1 = np.einsum("iz,ijk->ijk", gamma1, Xhat1, optimize=True) + beta1.reshape(-1, 1, 1)
     Z1 = t2
-    np.einsum("iz,ijk->ijk", gamma1, Xhat1, out=Z1)
+    np.einsum("iz,ijk->ijk", gamma1, Xhat1, optimize=True, out=Z1)
     np.add(Z1, beta1.reshape(-1, 1, 1), out=Z1)
-    # Qh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wq2, Z1)) + np.expand_dims((np.einsum("ik->ik", bq2)), (1, 3))
+    # Qh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wq2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bq2)), (1, 3))
     Qh2 = t4
-    np.copyto(Qh2, np.einsum("ikm,mjl->ijkl", Wq2, Z1))  # einsum's own layout: allocates
+    np.copyto(Qh2, np.einsum("ikm,mjl->ijkl", Wq2, Z1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bq2, out=t5)
     np.add(Qh2, np.expand_dims(t5, (1, 3)), out=Qh2)
-    # Kh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wk2, Z1)) + np.expand_dims((np.einsum("ik->ik", bk2)), (1, 3))
+    # Kh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wk2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bk2)), (1, 3))
     Kh2 = t6
-    np.copyto(Kh2, np.einsum("ikm,mjl->ijkl", Wk2, Z1))  # einsum's own layout: allocates
+    np.copyto(Kh2, np.einsum("ikm,mjl->ijkl", Wk2, Z1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bk2, out=t5)
     np.add(Kh2, np.expand_dims(t5, (1, 3)), out=Kh2)
-    # Vh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wv2, Z1)) + np.expand_dims((np.einsum("ik->ik", bv2)), (1, 3))
+    # Vh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wv2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bv2)), (1, 3))
     Vh2 = t7
-    np.copyto(Vh2, np.einsum("ikm,mjl->ijkl", Wv2, Z1))  # einsum's own layout: allocates
+    np.copyto(Vh2, np.einsum("ikm,mjl->ijkl", Wv2, Z1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bv2, out=t5)
     np.add(Vh2, np.expand_dims(t5, (1, 3)), out=Vh2)
-    # S2 = np.einsum("ikml,ijml->ijkl", Kh2, Qh2)/np.sqrt(dk_2)
+    # S2 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Kh2, Qh2, optimize=True))/np.sqrt(dk_2)
     S2 = t8
-    np.einsum("ikml,ijml->ijkl", Kh2, Qh2, out=S2)
+    np.copyto(S2, np.einsum("ikml,ijml->ijkl", Kh2, Qh2, optimize=True))  # einsum's own layout: allocates
     np.divide(S2, np.sqrt(dk_2), out=S2)
     # P2 = _key_softmax(S2, False, True)
     P2 = t9
     _key_softmax(S2, False, True, out=P2)
-    # O2 = np.einsum("imkl,ijml->ijkl", Vh2, P2)
+    # O2 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Vh2, P2, optimize=True))
     O2 = t10
-    np.einsum("imkl,ijml->ijkl", Vh2, P2, out=O2)
-    # Z2 = np.einsum("ilm,ljmk->ijk", Wo2, O2) + bo2.reshape(-1, 1, 1)
+    np.copyto(O2, np.einsum("imkl,ijml->ijkl", Vh2, P2, optimize=True))  # einsum's own layout: allocates
+    # Z2 = np.ascontiguousarray(np.einsum("ilm,ljmk->ijk", Wo2, O2, optimize=True)) + bo2.reshape(-1, 1, 1)
     Z2 = t11
-    np.einsum("ilm,ljmk->ijk", Wo2, O2, out=Z2)
+    np.copyto(Z2, np.einsum("ilm,ljmk->ijk", Wo2, O2, optimize=True))  # einsum's own layout: allocates
     np.add(Z2, bo2.reshape(-1, 1, 1), out=Z2)
     # A3 = A0 + Z2
     A3 = t11
@@ -569,7 +569,7 @@ def gradients_into(ws, params, X, Y):
     np.einsum("ljk->jk", A3, out=t12)
     np.divide(np.expand_dims(t12, (0,)), c_3, out=t1)
     np.subtract(A3, t1, out=U4)
-    # Xhat4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), U4)
+    # Xhat4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), U4, optimize=True)
     Xhat4 = t14
     np.square(U4, out=Xhat4)
     np.einsum("kij->ij", Xhat4, out=t12)
@@ -577,14 +577,14 @@ def gradients_into(ws, params, X, Y):
     np.add(1e-05, t12, out=t12)
     np.sqrt(t12, out=t12)
     np.divide(1, t12, out=t12)
-    np.einsum("jk,ijk->ijk", t12, U4, out=Xhat4)
-    # Z4 = np.einsum("iz,ijk->ijk", gamma4, Xhat4) + beta4.reshape(-1, 1, 1)
+    np.einsum("jk,ijk->ijk", t12, U4, optimize=True, out=Xhat4)
+    # Z4 = np.einsum("iz,ijk->ijk", gamma4, Xhat4, optimize=True) + beta4.reshape(-1, 1, 1)
     Z4 = t13
-    np.einsum("iz,ijk->ijk", gamma4, Xhat4, out=Z4)
+    np.einsum("iz,ijk->ijk", gamma4, Xhat4, optimize=True, out=Z4)
     np.add(Z4, beta4.reshape(-1, 1, 1), out=Z4)
-    # Z5 = np.einsum("il,ljk->ijk", W5, Z4) + b5.reshape(-1, 1, 1)
+    # Z5 = np.ascontiguousarray(np.einsum("il,ljk->ijk", W5, Z4, optimize=True)) + b5.reshape(-1, 1, 1)
     Z5 = t15
-    np.einsum("il,ljk->ijk", W5, Z4, out=Z5)
+    np.copyto(Z5, np.einsum("il,ljk->ijk", W5, Z4, optimize=True))  # einsum's own layout: allocates
     np.add(Z5, b5.reshape(-1, 1, 1), out=Z5)
     # A5 = (1/2)*Z5*(_erf((1/2)*np.sqrt(2)*Z5) + 1)
     A5 = t16
@@ -592,9 +592,9 @@ def gradients_into(ws, params, X, Y):
     np.copyto(t17, _erf((1/2)*np.sqrt(2)*Z5))  # no in-place form: allocates
     np.add(t17, 1, out=t18)
     np.multiply(A5, t18, out=A5)
-    # Z6 = np.einsum("il,ljk->ijk", W6, A5) + b6.reshape(-1, 1, 1)
+    # Z6 = np.ascontiguousarray(np.einsum("il,ljk->ijk", W6, A5, optimize=True)) + b6.reshape(-1, 1, 1)
     Z6 = t19
-    np.einsum("il,ljk->ijk", W6, A5, out=Z6)
+    np.copyto(Z6, np.einsum("il,ljk->ijk", W6, A5, optimize=True))  # einsum's own layout: allocates
     np.add(Z6, b6.reshape(-1, 1, 1), out=Z6)
     # A7 = A3 + Z6
     A7 = t11
@@ -622,13 +622,13 @@ def gradients_into(ws, params, X, Y):
     np.copyto(dA7, t20.reshape(c_7, w_7, m))
     # Delta6 = dA7
     Delta6 = dA7
-    # dW6 = np.einsum("jlk,ilk->ij", A5, Delta6)/m
-    np.einsum("jlk,ilk->ij", A5, dA7, out=dW6)
+    # dW6 = np.einsum("jlk,ilk->ij", A5, Delta6, optimize=True)/m
+    np.einsum("jlk,ilk->ij", A5, dA7, optimize=True, out=dW6)
     np.divide(dW6, m, out=dW6)
     # db6 = np.expand_dims((np.einsum("ikj->i", Delta6)), (1,))/m
     np.einsum("ikj->i", dA7, out=t23)
     np.divide(np.expand_dims(t23, (1,)), m, out=db6)
-    # Delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, Delta6)
+    # Delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, Delta6, optimize=True)
     Delta5 = t15
     np.multiply((1/2 * np.sqrt(2)), Z5, out=t16)
     np.square(Z5, out=Delta5)
@@ -640,29 +640,29 @@ def gradients_into(ws, params, X, Y):
     np.multiply(1/2, t17, out=t17)
     np.add(t16, t17, out=t16)
     np.add(t16, 1/2, out=t16)
-    np.einsum("ijk,li,ljk->ijk", t16, W6, dA7, out=Delta5)
-    # dW5 = np.einsum("ilk,jlk->ij", Delta5, Z4)/m
-    np.einsum("ilk,jlk->ij", Delta5, Z4, out=dW5)
+    np.einsum("ijk,li,ljk->ijk", t16, W6, dA7, optimize=True, out=Delta5)
+    # dW5 = np.ascontiguousarray(np.einsum("ilk,jlk->ij", Delta5, Z4, optimize=True))/m
+    np.copyto(dW5, np.einsum("ilk,jlk->ij", Delta5, Z4, optimize=True))  # einsum's own layout: allocates
     np.divide(dW5, m, out=dW5)
     # db5 = np.expand_dims((np.einsum("ikj->i", Delta5)), (1,))/m
     np.einsum("ikj->i", Delta5, out=t24)
     np.divide(np.expand_dims(t24, (1,)), m, out=db5)
-    # Delta4 = np.einsum("li,ljk->ijk", W5, Delta5)
+    # Delta4 = np.ascontiguousarray(np.einsum("li,ljk->ijk", W5, Delta5, optimize=True))
     Delta4 = t13
-    np.einsum("li,ljk->ijk", W5, Delta5, out=Delta4)
-    # dgamma4 = np.expand_dims((np.einsum("ikj,ikj->i", Delta4, Xhat4)), (1,))/m
-    np.einsum("ikj,ikj->i", Delta4, Xhat4, out=t23)
+    np.copyto(Delta4, np.einsum("li,ljk->ijk", W5, Delta5, optimize=True))  # einsum's own layout: allocates
+    # dgamma4 = np.expand_dims((np.einsum("ikj,ikj->i", Delta4, Xhat4, optimize=True)), (1,))/m
+    np.einsum("ikj,ikj->i", Delta4, Xhat4, optimize=True, out=t23)
     np.divide(np.expand_dims(t23, (1,)), m, out=dgamma4)
     # dbeta4 = np.expand_dims((np.einsum("ikj->i", Delta4)), (1,))/m
     np.einsum("ikj->i", Delta4, out=t23)
     np.divide(np.expand_dims(t23, (1,)), m, out=dbeta4)
-    # dXhat4 = np.einsum("iz,ijk->ijk", gamma4, Delta4)
+    # dXhat4 = np.einsum("iz,ijk->ijk", gamma4, Delta4, optimize=True)
     dXhat4 = t19
-    np.einsum("iz,ijk->ijk", gamma4, Delta4, out=dXhat4)
-    # dU4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), dXhat4) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), Xhat4, Xhat4, dXhat4)/c_4
+    np.einsum("iz,ijk->ijk", gamma4, Delta4, optimize=True, out=dXhat4)
+    # dU4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), dXhat4, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), Xhat4, Xhat4, dXhat4, optimize=True)/c_4
     dU4 = t13
-    np.einsum("jk,ijk->ijk", t12, dXhat4, out=dU4)
-    np.einsum("jk,ijk,ljk,ljk->ijk", t12, Xhat4, Xhat4, dXhat4, out=t25)
+    np.einsum("jk,ijk->ijk", t12, dXhat4, optimize=True, out=dU4)
+    np.einsum("jk,ijk,ljk,ljk->ijk", t12, Xhat4, Xhat4, dXhat4, optimize=True, out=t25)
     np.divide(t25, c_4, out=t25)
     np.subtract(dU4, t25, out=dU4)
     # dA3 = dA7 + dU4 - np.expand_dims((np.einsum("ljk->jk", dU4)), (0,))/c_3
@@ -673,72 +673,72 @@ def gradients_into(ws, params, X, Y):
     np.subtract(dA3, t1, out=dA3)
     # Delta2 = dA3
     Delta2 = dA3
-    # dWo2 = np.einsum("iml,jmkl->ijk", Delta2, O2)/m
-    np.einsum("iml,jmkl->ijk", dA3, O2, out=dWo2)
+    # dWo2 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta2, O2, optimize=True))/m
+    np.copyto(dWo2, np.einsum("iml,jmkl->ijk", dA3, O2, optimize=True))  # einsum's own layout: allocates
     np.divide(dWo2, m, out=dWo2)
     # dbo2 = np.expand_dims((np.einsum("ikj->i", Delta2)), (1,))/m
     np.einsum("ikj->i", dA3, out=t23)
     np.divide(np.expand_dims(t23, (1,)), m, out=dbo2)
-    # dO2 = np.einsum("mjl,mik->ijkl", Delta2, Wo2)
+    # dO2 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta2, Wo2, optimize=True))
     dO2 = t10
-    np.einsum("mjl,mik->ijkl", dA3, Wo2, out=dO2)
-    # dP2 = np.einsum("ikml,ijml->ijkl", Vh2, dO2)
+    np.copyto(dO2, np.einsum("mjl,mik->ijkl", dA3, Wo2, optimize=True))  # einsum's own layout: allocates
+    # dP2 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh2, dO2, optimize=True))
     dP2 = t8
-    np.einsum("ikml,ijml->ijkl", Vh2, dO2, out=dP2)
-    # dVh2 = np.einsum("imjl,imkl->ijkl", P2, dO2)
+    np.copyto(dP2, np.einsum("ikml,ijml->ijkl", Vh2, dO2, optimize=True))  # einsum's own layout: allocates
+    # dVh2 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P2, dO2, optimize=True))
     dVh2 = t7
-    np.einsum("imjl,imkl->ijkl", P2, dO2, out=dVh2)
-    # dS2 = P2*dP2 - np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2)
+    np.copyto(dVh2, np.einsum("imjl,imkl->ijkl", P2, dO2, optimize=True))  # einsum's own layout: allocates
+    # dS2 = P2*dP2 - np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, optimize=True)
     dS2 = t26
     np.multiply(P2, dP2, out=dS2)
-    np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, out=t27)
+    np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, optimize=True, out=t27)
     np.subtract(dS2, t27, out=dS2)
-    # dQh2 = np.einsum("imkl,ijml->ijkl", Kh2, dS2)/np.sqrt(dk_2)
+    # dQh2 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Kh2, dS2, optimize=True))/np.sqrt(dk_2)
     dQh2 = t10
-    np.einsum("imkl,ijml->ijkl", Kh2, dS2, out=dQh2)
+    np.copyto(dQh2, np.einsum("imkl,ijml->ijkl", Kh2, dS2, optimize=True))  # einsum's own layout: allocates
     np.divide(dQh2, np.sqrt(dk_2), out=dQh2)
-    # dKh2 = np.einsum("imkl,imjl->ijkl", Qh2, dS2)/np.sqrt(dk_2)
+    # dKh2 = np.ascontiguousarray(np.einsum("imkl,imjl->ijkl", Qh2, dS2, optimize=True))/np.sqrt(dk_2)
     dKh2 = t6
-    np.einsum("imkl,imjl->ijkl", Qh2, dS2, out=dKh2)
+    np.copyto(dKh2, np.einsum("imkl,imjl->ijkl", Qh2, dS2, optimize=True))  # einsum's own layout: allocates
     np.divide(dKh2, np.sqrt(dk_2), out=dKh2)
-    # dWv2 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", Z1, dVh2))/m
-    np.copyto(dWv2, np.einsum("kml,imjl->ijk", Z1, dVh2))  # einsum's own layout: allocates
+    # dWv2 = np.einsum("kml,imjl->ijk", Z1, dVh2, optimize=True)/m
+    np.einsum("kml,imjl->ijk", Z1, dVh2, optimize=True, out=dWv2)
     np.divide(dWv2, m, out=dWv2)
     # dbv2 = np.einsum("iljk->ij", dVh2)/m
     np.einsum("iljk->ij", dVh2, out=dbv2)
     np.divide(dbv2, m, out=dbv2)
-    # dWk2 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", Z1, dKh2))/m
-    np.copyto(dWk2, np.einsum("kml,imjl->ijk", Z1, dKh2))  # einsum's own layout: allocates
+    # dWk2 = np.einsum("kml,imjl->ijk", Z1, dKh2, optimize=True)/m
+    np.einsum("kml,imjl->ijk", Z1, dKh2, optimize=True, out=dWk2)
     np.divide(dWk2, m, out=dWk2)
     # dbk2 = np.einsum("iljk->ij", dKh2)/m
     np.einsum("iljk->ij", dKh2, out=dbk2)
     np.divide(dbk2, m, out=dbk2)
-    # dWq2 = np.ascontiguousarray(np.einsum("kml,imjl->ijk", Z1, dQh2))/m
-    np.copyto(dWq2, np.einsum("kml,imjl->ijk", Z1, dQh2))  # einsum's own layout: allocates
+    # dWq2 = np.einsum("kml,imjl->ijk", Z1, dQh2, optimize=True)/m
+    np.einsum("kml,imjl->ijk", Z1, dQh2, optimize=True, out=dWq2)
     np.divide(dWq2, m, out=dWq2)
     # dbq2 = np.einsum("iljk->ij", dQh2)/m
     np.einsum("iljk->ij", dQh2, out=dbq2)
     np.divide(dbq2, m, out=dbq2)
-    # Delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2))
+    # Delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))
     Delta1 = t2
-    np.copyto(Delta1, np.einsum("mli,mjlk->ijk", Wk2, dKh2))  # einsum's own layout: allocates
-    np.copyto(t11, np.einsum("mli,mjlk->ijk", Wq2, dQh2))  # einsum's own layout: allocates
+    np.copyto(Delta1, np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True))  # einsum's own layout: allocates
+    np.copyto(t11, np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True))  # einsum's own layout: allocates
     np.add(Delta1, t11, out=Delta1)
-    np.copyto(t11, np.einsum("mli,mjlk->ijk", Wv2, dVh2))  # einsum's own layout: allocates
+    np.copyto(t11, np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))  # einsum's own layout: allocates
     np.add(Delta1, t11, out=Delta1)
-    # dgamma1 = np.expand_dims((np.einsum("ikj,ikj->i", Delta1, Xhat1)), (1,))/m
-    np.einsum("ikj,ikj->i", Delta1, Xhat1, out=t23)
+    # dgamma1 = np.expand_dims((np.einsum("ikj,ikj->i", Delta1, Xhat1, optimize=True)), (1,))/m
+    np.einsum("ikj,ikj->i", Delta1, Xhat1, optimize=True, out=t23)
     np.divide(np.expand_dims(t23, (1,)), m, out=dgamma1)
     # dbeta1 = np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
     np.einsum("ikj->i", Delta1, out=t23)
     np.divide(np.expand_dims(t23, (1,)), m, out=dbeta1)
-    # dXhat1 = np.einsum("iz,ijk->ijk", gamma1, Delta1)
+    # dXhat1 = np.einsum("iz,ijk->ijk", gamma1, Delta1, optimize=True)
     dXhat1 = t11
-    np.einsum("iz,ijk->ijk", gamma1, Delta1, out=dXhat1)
-    # dU1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), dXhat1) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), Xhat1, Xhat1, dXhat1)/c_1
+    np.einsum("iz,ijk->ijk", gamma1, Delta1, optimize=True, out=dXhat1)
+    # dU1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), dXhat1, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), Xhat1, Xhat1, dXhat1, optimize=True)/c_1
     dU1 = t2
-    np.einsum("jk,ijk->ijk", t0, dXhat1, out=dU1)
-    np.einsum("jk,ijk,ljk,ljk->ijk", t0, Xhat1, Xhat1, dXhat1, out=t13)
+    np.einsum("jk,ijk->ijk", t0, dXhat1, optimize=True, out=dU1)
+    np.einsum("jk,ijk,ljk,ljk->ijk", t0, Xhat1, Xhat1, dXhat1, optimize=True, out=t13)
     np.divide(t13, c_1, out=t13)
     np.subtract(dU1, t13, out=dU1)
     return ws.grads
@@ -771,7 +771,7 @@ def sgd_step(ws, params, X, Y, lr):
     np.einsum("ljk->jk", A0, out=t0)
     np.multiply(np.expand_dims(t0, (0,)), c_0**(-1.0), out=t1)
     np.subtract(A0, t1, out=U1)
-    # Xhat1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), U1)
+    # Xhat1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), U1, optimize=True)
     Xhat1 = t3
     np.square(U1, out=Xhat1)
     np.einsum("kij->ij", Xhat1, out=t0)
@@ -779,39 +779,39 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(1e-05, t0, out=t0)
     np.sqrt(t0, out=t0)
     np.divide(1, t0, out=t0)
-    np.einsum("jk,ijk->ijk", t0, U1, out=Xhat1)
-    # Z1 = np.einsum("iz,ijk->ijk", gamma1, Xhat1) + beta1.reshape(-1, 1, 1)
+    np.einsum("jk,ijk->ijk", t0, U1, optimize=True, out=Xhat1)
+    # Z1 = np.einsum("iz,ijk->ijk", gamma1, Xhat1, optimize=True) + beta1.reshape(-1, 1, 1)
     Z1 = t2
-    np.einsum("iz,ijk->ijk", gamma1, Xhat1, out=Z1)
+    np.einsum("iz,ijk->ijk", gamma1, Xhat1, optimize=True, out=Z1)
     np.add(Z1, beta1.reshape(-1, 1, 1), out=Z1)
-    # Qh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wq2, Z1)) + np.expand_dims((np.einsum("ik->ik", bq2)), (1, 3))
+    # Qh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wq2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bq2)), (1, 3))
     Qh2 = t4
-    np.copyto(Qh2, np.einsum("ikm,mjl->ijkl", Wq2, Z1))  # einsum's own layout: allocates
+    np.copyto(Qh2, np.einsum("ikm,mjl->ijkl", Wq2, Z1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bq2, out=t5)
     np.add(Qh2, np.expand_dims(t5, (1, 3)), out=Qh2)
-    # Kh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wk2, Z1)) + np.expand_dims((np.einsum("ik->ik", bk2)), (1, 3))
+    # Kh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wk2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bk2)), (1, 3))
     Kh2 = t6
-    np.copyto(Kh2, np.einsum("ikm,mjl->ijkl", Wk2, Z1))  # einsum's own layout: allocates
+    np.copyto(Kh2, np.einsum("ikm,mjl->ijkl", Wk2, Z1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bk2, out=t5)
     np.add(Kh2, np.expand_dims(t5, (1, 3)), out=Kh2)
-    # Vh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wv2, Z1)) + np.expand_dims((np.einsum("ik->ik", bv2)), (1, 3))
+    # Vh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wv2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bv2)), (1, 3))
     Vh2 = t7
-    np.copyto(Vh2, np.einsum("ikm,mjl->ijkl", Wv2, Z1))  # einsum's own layout: allocates
+    np.copyto(Vh2, np.einsum("ikm,mjl->ijkl", Wv2, Z1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bv2, out=t5)
     np.add(Vh2, np.expand_dims(t5, (1, 3)), out=Vh2)
-    # S2 = np.einsum("ikml,ijml->ijkl", Kh2, Qh2)/np.sqrt(dk_2)
+    # S2 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Kh2, Qh2, optimize=True))/np.sqrt(dk_2)
     S2 = t8
-    np.einsum("ikml,ijml->ijkl", Kh2, Qh2, out=S2)
+    np.copyto(S2, np.einsum("ikml,ijml->ijkl", Kh2, Qh2, optimize=True))  # einsum's own layout: allocates
     np.multiply(S2, 1/np.sqrt(dk_2), out=S2)
     # P2 = _key_softmax(S2, False, True)
     P2 = t9
     _key_softmax(S2, False, True, out=P2)
-    # O2 = np.einsum("imkl,ijml->ijkl", Vh2, P2)
+    # O2 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Vh2, P2, optimize=True))
     O2 = t10
-    np.einsum("imkl,ijml->ijkl", Vh2, P2, out=O2)
-    # Z2 = np.einsum("ilm,ljmk->ijk", Wo2, O2) + bo2.reshape(-1, 1, 1)
+    np.copyto(O2, np.einsum("imkl,ijml->ijkl", Vh2, P2, optimize=True))  # einsum's own layout: allocates
+    # Z2 = np.ascontiguousarray(np.einsum("ilm,ljmk->ijk", Wo2, O2, optimize=True)) + bo2.reshape(-1, 1, 1)
     Z2 = t11
-    np.einsum("ilm,ljmk->ijk", Wo2, O2, out=Z2)
+    np.copyto(Z2, np.einsum("ilm,ljmk->ijk", Wo2, O2, optimize=True))  # einsum's own layout: allocates
     np.add(Z2, bo2.reshape(-1, 1, 1), out=Z2)
     # A3 = A0 + Z2
     A3 = t11
@@ -821,7 +821,7 @@ def sgd_step(ws, params, X, Y, lr):
     np.einsum("ljk->jk", A3, out=t12)
     np.multiply(np.expand_dims(t12, (0,)), c_3**(-1.0), out=t1)
     np.subtract(A3, t1, out=U4)
-    # Xhat4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), U4)
+    # Xhat4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), U4, optimize=True)
     Xhat4 = t14
     np.square(U4, out=Xhat4)
     np.einsum("kij->ij", Xhat4, out=t12)
@@ -829,14 +829,14 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(1e-05, t12, out=t12)
     np.sqrt(t12, out=t12)
     np.divide(1, t12, out=t12)
-    np.einsum("jk,ijk->ijk", t12, U4, out=Xhat4)
-    # Z4 = np.einsum("iz,ijk->ijk", gamma4, Xhat4) + beta4.reshape(-1, 1, 1)
+    np.einsum("jk,ijk->ijk", t12, U4, optimize=True, out=Xhat4)
+    # Z4 = np.einsum("iz,ijk->ijk", gamma4, Xhat4, optimize=True) + beta4.reshape(-1, 1, 1)
     Z4 = t13
-    np.einsum("iz,ijk->ijk", gamma4, Xhat4, out=Z4)
+    np.einsum("iz,ijk->ijk", gamma4, Xhat4, optimize=True, out=Z4)
     np.add(Z4, beta4.reshape(-1, 1, 1), out=Z4)
-    # Z5 = np.einsum("il,ljk->ijk", W5, Z4) + b5.reshape(-1, 1, 1)
+    # Z5 = np.ascontiguousarray(np.einsum("il,ljk->ijk", W5, Z4, optimize=True)) + b5.reshape(-1, 1, 1)
     Z5 = t15
-    np.einsum("il,ljk->ijk", W5, Z4, out=Z5)
+    np.copyto(Z5, np.einsum("il,ljk->ijk", W5, Z4, optimize=True))  # einsum's own layout: allocates
     np.add(Z5, b5.reshape(-1, 1, 1), out=Z5)
     # A5 = (1/2)*Z5*(_erf((1/2)*np.sqrt(2)*Z5) + 1)
     A5 = t17
@@ -844,9 +844,9 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(t16, 1, out=A5)
     np.multiply(Z5, A5, out=A5)
     np.multiply(A5, 1/2, out=A5)
-    # Z6 = np.einsum("il,ljk->ijk", W6, A5) + b6.reshape(-1, 1, 1)
+    # Z6 = np.ascontiguousarray(np.einsum("il,ljk->ijk", W6, A5, optimize=True)) + b6.reshape(-1, 1, 1)
     Z6 = t19
-    np.einsum("il,ljk->ijk", W6, A5, out=Z6)
+    np.copyto(Z6, np.einsum("il,ljk->ijk", W6, A5, optimize=True))  # einsum's own layout: allocates
     np.add(Z6, b6.reshape(-1, 1, 1), out=Z6)
     # A7 = A3 + Z6
     A7 = t11
@@ -876,7 +876,7 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(b9, t30, out=b9)
     # Delta6 = dA7
     Delta6 = dA7
-    # Delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, Delta6)
+    # Delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, Delta6, optimize=True)
     Delta5 = t16
     np.square(Z5, out=t18)
     np.multiply(t18, -1/2, out=t18)
@@ -886,41 +886,41 @@ def sgd_step(ws, params, X, Y, lr):
     np.multiply(Delta5, 1/2, out=Delta5)
     np.add(t15, Delta5, out=t15)
     np.add(t15, 1/2, out=t15)
-    np.einsum("ijk,li,ljk->ijk", t15, W6, dA7, out=Delta5)
-    # W6 = W6 - lr*np.einsum("jlk,ilk->ij", A5, Delta6)/m
-    np.einsum("jlk,ilk->ij", A5, dA7, out=t31)
+    np.einsum("ijk,li,ljk->ijk", t15, W6, dA7, optimize=True, out=Delta5)
+    # W6 = W6 - lr*np.einsum("jlk,ilk->ij", A5, Delta6, optimize=True)/m
+    np.einsum("jlk,ilk->ij", A5, dA7, optimize=True, out=t31)
     np.multiply(t31, lr/m, out=t31)
     np.subtract(W6, t31, out=W6)
     # b6 = b6 - lr*np.expand_dims((np.einsum("ikj->i", Delta6)), (1,))/m
     np.einsum("ikj->i", dA7, out=t23)
     np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
     np.subtract(b6, t32, out=b6)
-    # Delta4 = np.einsum("li,ljk->ijk", W5, Delta5)
+    # Delta4 = np.ascontiguousarray(np.einsum("li,ljk->ijk", W5, Delta5, optimize=True))
     Delta4 = t19
-    np.einsum("li,ljk->ijk", W5, Delta5, out=Delta4)
-    # W5 = W5 - lr*np.einsum("ilk,jlk->ij", Delta5, Z4)/m
-    np.einsum("ilk,jlk->ij", Delta5, Z4, out=t33)
+    np.copyto(Delta4, np.einsum("li,ljk->ijk", W5, Delta5, optimize=True))  # einsum's own layout: allocates
+    # W5 = W5 - lr*np.ascontiguousarray(np.einsum("ilk,jlk->ij", Delta5, Z4, optimize=True))/m
+    np.copyto(t33, np.einsum("ilk,jlk->ij", Delta5, Z4, optimize=True))  # einsum's own layout: allocates
     np.multiply(t33, lr/m, out=t33)
     np.subtract(W5, t33, out=W5)
     # b5 = b5 - lr*np.expand_dims((np.einsum("ikj->i", Delta5)), (1,))/m
     np.einsum("ikj->i", Delta5, out=t24)
     np.multiply(np.expand_dims(t24, (1,)), lr/m, out=t34)
     np.subtract(b5, t34, out=b5)
-    # dXhat4 = np.einsum("iz,ijk->ijk", gamma4, Delta4)
+    # dXhat4 = np.einsum("iz,ijk->ijk", gamma4, Delta4, optimize=True)
     dXhat4 = t13
-    np.einsum("iz,ijk->ijk", gamma4, Delta4, out=dXhat4)
-    # gamma4 = -lr*np.expand_dims((np.einsum("ikj,ikj->i", Delta4, Xhat4)), (1,))/m + gamma4
-    np.einsum("ikj,ikj->i", Delta4, Xhat4, out=t23)
+    np.einsum("iz,ijk->ijk", gamma4, Delta4, optimize=True, out=dXhat4)
+    # gamma4 = -lr*np.expand_dims((np.einsum("ikj,ikj->i", Delta4, Xhat4, optimize=True)), (1,))/m + gamma4
+    np.einsum("ikj,ikj->i", Delta4, Xhat4, optimize=True, out=t23)
     np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
     np.subtract(gamma4, t32, out=gamma4)
     # beta4 = beta4 - lr*np.expand_dims((np.einsum("ikj->i", Delta4)), (1,))/m
     np.einsum("ikj->i", Delta4, out=t23)
     np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
     np.subtract(beta4, t32, out=beta4)
-    # dU4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), dXhat4) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), Xhat4, Xhat4, dXhat4)/c_4
+    # dU4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), dXhat4, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), Xhat4, Xhat4, dXhat4, optimize=True)/c_4
     dU4 = t19
-    np.einsum("jk,ijk->ijk", t12, dXhat4, out=dU4)
-    np.einsum("jk,ijk,ljk,ljk->ijk", t12, Xhat4, Xhat4, dXhat4, out=t25)
+    np.einsum("jk,ijk->ijk", t12, dXhat4, optimize=True, out=dU4)
+    np.einsum("jk,ijk,ljk,ljk->ijk", t12, Xhat4, Xhat4, dXhat4, optimize=True, out=t25)
     np.multiply(t25, c_4**(-1.0), out=t25)
     np.subtract(dU4, t25, out=dU4)
     # dA3 = dA7 + dU4 - np.expand_dims((np.einsum("ljk->jk", dU4)), (0,))/c_3
@@ -931,81 +931,81 @@ def sgd_step(ws, params, X, Y, lr):
     np.subtract(dA3, t1, out=dA3)
     # Delta2 = dA3
     Delta2 = dA3
-    # dO2 = np.einsum("mjl,mik->ijkl", Delta2, Wo2)
+    # dO2 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta2, Wo2, optimize=True))
     dO2 = t35
-    np.einsum("mjl,mik->ijkl", dA3, Wo2, out=dO2)
-    # Wo2 = Wo2 - lr*np.einsum("iml,jmkl->ijk", Delta2, O2)/m
-    np.einsum("iml,jmkl->ijk", dA3, O2, out=t36)
+    np.copyto(dO2, np.einsum("mjl,mik->ijkl", dA3, Wo2, optimize=True))  # einsum's own layout: allocates
+    # Wo2 = Wo2 - lr*np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta2, O2, optimize=True))/m
+    np.copyto(t36, np.einsum("iml,jmkl->ijk", dA3, O2, optimize=True))  # einsum's own layout: allocates
     np.multiply(t36, lr/m, out=t36)
     np.subtract(Wo2, t36, out=Wo2)
     # bo2 = bo2 - lr*np.expand_dims((np.einsum("ikj->i", Delta2)), (1,))/m
     np.einsum("ikj->i", dA3, out=t23)
     np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
     np.subtract(bo2, t32, out=bo2)
-    # dP2 = np.einsum("ikml,ijml->ijkl", Vh2, dO2)
+    # dP2 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh2, dO2, optimize=True))
     dP2 = t8
-    np.einsum("ikml,ijml->ijkl", Vh2, dO2, out=dP2)
-    # dVh2 = np.einsum("imjl,imkl->ijkl", P2, dO2)
+    np.copyto(dP2, np.einsum("ikml,ijml->ijkl", Vh2, dO2, optimize=True))  # einsum's own layout: allocates
+    # dVh2 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P2, dO2, optimize=True))
     dVh2 = t7
-    np.einsum("imjl,imkl->ijkl", P2, dO2, out=dVh2)
-    # dS2 = P2*dP2 - np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2)
+    np.copyto(dVh2, np.einsum("imjl,imkl->ijkl", P2, dO2, optimize=True))  # einsum's own layout: allocates
+    # dS2 = P2*dP2 - np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, optimize=True)
     dS2 = t26
     np.multiply(P2, dP2, out=dS2)
-    np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, out=t27)
+    np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, optimize=True, out=t27)
     np.subtract(dS2, t27, out=dS2)
-    # dQh2 = np.einsum("imkl,ijml->ijkl", Kh2, dS2)/np.sqrt(dk_2)
+    # dQh2 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Kh2, dS2, optimize=True))/np.sqrt(dk_2)
     dQh2 = t10
-    np.einsum("imkl,ijml->ijkl", Kh2, dS2, out=dQh2)
+    np.copyto(dQh2, np.einsum("imkl,ijml->ijkl", Kh2, dS2, optimize=True))  # einsum's own layout: allocates
     np.multiply(dQh2, 1/np.sqrt(dk_2), out=dQh2)
-    # dKh2 = np.einsum("imkl,imjl->ijkl", Qh2, dS2)/np.sqrt(dk_2)
+    # dKh2 = np.ascontiguousarray(np.einsum("imkl,imjl->ijkl", Qh2, dS2, optimize=True))/np.sqrt(dk_2)
     dKh2 = t6
-    np.einsum("imkl,imjl->ijkl", Qh2, dS2, out=dKh2)
+    np.copyto(dKh2, np.einsum("imkl,imjl->ijkl", Qh2, dS2, optimize=True))  # einsum's own layout: allocates
     np.multiply(dKh2, 1/np.sqrt(dk_2), out=dKh2)
-    # Delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2))
+    # Delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))
     Delta1 = t11
-    np.copyto(Delta1, np.einsum("mli,mjlk->ijk", Wk2, dKh2))  # einsum's own layout: allocates
-    np.copyto(t13, np.einsum("mli,mjlk->ijk", Wq2, dQh2))  # einsum's own layout: allocates
+    np.copyto(Delta1, np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True))  # einsum's own layout: allocates
+    np.copyto(t13, np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True))  # einsum's own layout: allocates
     np.add(Delta1, t13, out=Delta1)
-    np.copyto(t13, np.einsum("mli,mjlk->ijk", Wv2, dVh2))  # einsum's own layout: allocates
+    np.copyto(t13, np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))  # einsum's own layout: allocates
     np.add(Delta1, t13, out=Delta1)
-    # Wv2 = Wv2 - lr*np.ascontiguousarray(np.einsum("kml,imjl->ijk", Z1, dVh2))/m
-    np.copyto(t37, np.einsum("kml,imjl->ijk", Z1, dVh2))  # einsum's own layout: allocates
+    # Wv2 = Wv2 - lr*np.einsum("kml,imjl->ijk", Z1, dVh2, optimize=True)/m
+    np.einsum("kml,imjl->ijk", Z1, dVh2, optimize=True, out=t37)
     np.multiply(t37, lr/m, out=t37)
     np.subtract(Wv2, t37, out=Wv2)
     # bv2 = bv2 - lr*np.einsum("iljk->ij", dVh2)/m
     np.einsum("iljk->ij", dVh2, out=t5)
     np.multiply(t5, lr/m, out=t5)
     np.subtract(bv2, t5, out=bv2)
-    # Wk2 = Wk2 - lr*np.ascontiguousarray(np.einsum("kml,imjl->ijk", Z1, dKh2))/m
-    np.copyto(t37, np.einsum("kml,imjl->ijk", Z1, dKh2))  # einsum's own layout: allocates
+    # Wk2 = Wk2 - lr*np.einsum("kml,imjl->ijk", Z1, dKh2, optimize=True)/m
+    np.einsum("kml,imjl->ijk", Z1, dKh2, optimize=True, out=t37)
     np.multiply(t37, lr/m, out=t37)
     np.subtract(Wk2, t37, out=Wk2)
     # bk2 = bk2 - lr*np.einsum("iljk->ij", dKh2)/m
     np.einsum("iljk->ij", dKh2, out=t5)
     np.multiply(t5, lr/m, out=t5)
     np.subtract(bk2, t5, out=bk2)
-    # Wq2 = Wq2 - lr*np.ascontiguousarray(np.einsum("kml,imjl->ijk", Z1, dQh2))/m
-    np.copyto(t37, np.einsum("kml,imjl->ijk", Z1, dQh2))  # einsum's own layout: allocates
+    # Wq2 = Wq2 - lr*np.einsum("kml,imjl->ijk", Z1, dQh2, optimize=True)/m
+    np.einsum("kml,imjl->ijk", Z1, dQh2, optimize=True, out=t37)
     np.multiply(t37, lr/m, out=t37)
     np.subtract(Wq2, t37, out=Wq2)
     # bq2 = bq2 - lr*np.einsum("iljk->ij", dQh2)/m
     np.einsum("iljk->ij", dQh2, out=t5)
     np.multiply(t5, lr/m, out=t5)
     np.subtract(bq2, t5, out=bq2)
-    # dXhat1 = np.einsum("iz,ijk->ijk", gamma1, Delta1)
+    # dXhat1 = np.einsum("iz,ijk->ijk", gamma1, Delta1, optimize=True)
     dXhat1 = t2
-    np.einsum("iz,ijk->ijk", gamma1, Delta1, out=dXhat1)
-    # gamma1 = -lr*np.expand_dims((np.einsum("ikj,ikj->i", Delta1, Xhat1)), (1,))/m + gamma1
-    np.einsum("ikj,ikj->i", Delta1, Xhat1, out=t23)
+    np.einsum("iz,ijk->ijk", gamma1, Delta1, optimize=True, out=dXhat1)
+    # gamma1 = -lr*np.expand_dims((np.einsum("ikj,ikj->i", Delta1, Xhat1, optimize=True)), (1,))/m + gamma1
+    np.einsum("ikj,ikj->i", Delta1, Xhat1, optimize=True, out=t23)
     np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
     np.subtract(gamma1, t32, out=gamma1)
     # beta1 = beta1 - lr*np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
     np.einsum("ikj->i", Delta1, out=t23)
     np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
     np.subtract(beta1, t32, out=beta1)
-    # dU1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), dXhat1) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), Xhat1, Xhat1, dXhat1)/c_1
+    # dU1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), dXhat1, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), Xhat1, Xhat1, dXhat1, optimize=True)/c_1
     dU1 = t11
-    np.einsum("jk,ijk->ijk", t0, dXhat1, out=dU1)
-    np.einsum("jk,ijk,ljk,ljk->ijk", t0, Xhat1, Xhat1, dXhat1, out=t13)
+    np.einsum("jk,ijk->ijk", t0, dXhat1, optimize=True, out=dU1)
+    np.einsum("jk,ijk,ljk,ljk->ijk", t0, Xhat1, Xhat1, dXhat1, optimize=True, out=t13)
     np.multiply(t13, c_1**(-1.0), out=t13)
     np.subtract(dU1, t13, out=dU1)
