@@ -177,3 +177,17 @@ def test_a_vector_input_is_refused():
     with pytest.raises(NetFileError, match=r"attention reads a sequence \[features, tokens\]"):
         build_model(parse_network({"input": 4, "layers": [{"kind": "attention"}, {"kind": "dense", "units": 1}]},
                                   "bad.toml", text=""))
+
+
+def test_input_is_a_reserved_name_and_linear_reads_sequences():
+    with pytest.raises(NetFileError, match="name 'input' is the network's input x"):
+        parse_network({"input": [4, 3], "layers": [{"kind": "linear", "units": 4, "name": "input"}]}, "bad.toml", text="")
+    with pytest.raises(NetFileError, match=r"linear reads a sequence \[features, tokens\]"):
+        build_model(parse_network({"input": 4, "layers": [{"kind": "linear", "units": 2}]}, "bad.toml", text=""))
+    with pytest.raises(NetFileError, match="needs them of one shape"):
+        build_model(parse_network({"input": [4, 3], "layers": [{"kind": "linear", "units": 5}, {"kind": "add", "from": "input"},
+                                                              {"kind": "flatten"}]}, "bad.toml", text=""))
+    model = build_model(parse_network({"input": [4, 3], "layers": [{"kind": "linear", "units": 4},
+                                                                   {"kind": "add", "from": "input"}, {"kind": "flatten"}]},
+                                      "ok.toml", text=""))
+    assert model.network.nodes[1].inputs[1].label == "a_0"  # from = "input" reads x
