@@ -3,9 +3,9 @@
     python examples/train_reverse.py     # about 20 s; prints one line per epoch and the test accuracy
 
 Each sample is a sequence of T = 4 digits; the target is the same digits in reverse order. A token
-is the one-hot code of its digit followed by the one-hot code of its position (attention alone does
-not know the order of the tokens), so the network input is [10 + T, T]. The network: a linear
-embedding to 16 features, a pre-LayerNorm transformer block (2 heads, a gelu MLP of 32), and a linear
+is the one-hot code of its digit, so the network input is [10, T]. The network: a linear embedding
+to 16 features plus a learned positional embedding (attention alone does not know the order of the
+tokens), a pre-LayerNorm transformer block (2 heads, a gelu MLP of 32), and a linear
 read-out of 10 scores per token (the same for every token, so information moves between positions
 only through the attention), flattened to T·10 outputs (unit T·d + j: "token j of the answer is
 digit d") and fitted to the one-hot answer with the mean squared error, trained with Adam. derive derives and verifies it and writes model.py; this
@@ -32,8 +32,9 @@ T, DIGITS = 4, 10
 
 
 def network(width: int, heads: int, hidden: int, optimizer: str) -> dict:
-    return {"input": [DIGITS + T, T], "loss": "mse", "optimizer": optimizer, "layers": [
-        {"kind": "linear", "units": width, "name": "e"},
+    return {"input": [DIGITS, T], "loss": "mse", "optimizer": optimizer, "layers": [
+        {"kind": "linear", "units": width},
+        {"kind": "position", "name": "e"},
         {"kind": "layernorm"},
         {"kind": "attention", "heads": heads},
         {"kind": "add", "from": "e", "name": "h"},
@@ -46,13 +47,12 @@ def network(width: int, heads: int, hidden: int, optimizer: str) -> dict:
 
 
 def encode(sequences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """X (10 + T, T, m): digit and position one-hot per token; Y (10·T, m): the reversed digits, one-hot
+    """X (10, T, m): the digit of each token, one-hot; Y (10·T, m): the reversed digits, one-hot
     per token, in the flatten's order (digit-major: unit T·d + j)."""
     m = len(sequences)
-    X = np.zeros((DIGITS + T, T, m))
+    X = np.zeros((DIGITS, T, m))
     for j in range(T):
         X[sequences[:, j], j, np.arange(m)] = 1.0
-        X[DIGITS + j, j, :] = 1.0
     Y = np.zeros((T * DIGITS, m))
     for j in range(T):
         Y[T * sequences[:, T - 1 - j] + j, np.arange(m)] = 1.0

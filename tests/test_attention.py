@@ -191,3 +191,31 @@ def test_input_is_a_reserved_name_and_linear_reads_sequences():
                                                                    {"kind": "add", "from": "input"}, {"kind": "flatten"}]},
                                       "ok.toml", text=""))
     assert model.network.nodes[1].inputs[1].label == "a_0"  # from = "input" reads x
+
+
+@pytest.mark.skipif(torch is None, reason=NO_TORCH)
+def test_position_embedding_equals_pytorch():
+    """kind = "position": z = x + P with P the transpose of nn.Embedding(T, E).weight."""
+    E, T = 3, 4
+    spec = replace(parse_network({"input": [E, T], "loss": "mse", "layers": [
+        {"kind": "position", "activation": "tanh"}, {"kind": "flatten"}, {"kind": "dense", "units": 2}]},
+        "position.toml", text=""), formats=("py",))
+    outcome = generate(spec)
+    assert outcome.report.passed
+    module = load_module(outcome.files["model.py"].decode())
+    rng = np.random.default_rng(2)
+    params = {k: v + 0.5 * rng.standard_normal(v.shape) for k, v in module.init_params(module.SIZES, rng).items()}
+    X, Y = rng.standard_normal((E, T, 5)), rng.standard_normal((2, 5))
+    embedding = torch.nn.Embedding(T, E, dtype=torch.float64)
+    with torch.no_grad():
+        embedding.weight.copy_(torch.tensor(params["Epos1"].T))
+    W, b = (torch.tensor(params[k], requires_grad=True) for k in ("W3", "b3"))
+    x = torch.tensor(X.transpose(2, 1, 0))  # (m, T, E)
+    z = torch.tanh(x + embedding(torch.arange(T)))
+    out = z.permute(0, 2, 1).reshape(5, E * T) @ W.T + b.reshape(-1)
+    loss = 0.5 * ((out - torch.tensor(Y.T)) ** 2).sum() / 5
+    loss.backward()
+    grads = module.gradients(params, X, Y)
+    assert module.loss(params, X, Y) == pytest.approx(loss.item(), rel=1e-12)
+    assert np.max(np.abs(grads["Epos1"] - embedding.weight.grad.numpy().T)) < 1e-12
+    assert np.max(np.abs(grads["W3"] - W.grad.numpy())) < 1e-12
