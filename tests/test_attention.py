@@ -219,3 +219,13 @@ def test_position_embedding_equals_pytorch():
     assert module.loss(params, X, Y) == pytest.approx(loss.item(), rel=1e-12)
     assert np.max(np.abs(grads["Epos1"] - embedding.weight.grad.numpy().T)) < 1e-12
     assert np.max(np.abs(grads["W3"] - W.grad.numpy())) < 1e-12
+
+
+def test_a_one_parameter_layer_on_the_input_gets_its_error_named():
+    """A layer whose only parameter's gradient reads its error δ by name, and nothing else needs δ
+    (a bias-free convolution on the input, like a positional embedding there): δ is computed. It used
+    to be substituted away, and model.py could not be printed ("Delta1 is used before it is computed")."""
+    spec = replace(parse_network({"input": [1, 5, 5], "loss": "mse", "layers": [
+        {"kind": "conv2d", "channels": 2, "kernel": 3, "bias": False, "activation": "tanh"},
+        {"kind": "flatten"}, {"kind": "dense", "units": 2}]}, "conv.toml", text=""), formats=("py",))
+    assert generate(spec).report.passed

@@ -21,7 +21,6 @@ register_quantity("grad_Epos", r"P_{\mathrm{pos}}", "dEpos", 2, "param")
 class Position(LayerKind):
     name = "position"
     output_kind = "z"
-    names_output_error = True  # its one parameter's gradient reads δ by name, even where nothing else does
     summary = "z[c, j] = x[c, j] + P[c, j], a learned vector per position of a sequence; option: activation"
 
     def fit(self, input_units: tuple) -> Position:
