@@ -54,6 +54,13 @@ class NumPyCodePrinter(NumPyPrinter):
             return notation.SCALAR_CODE[expr.name]
         return super()._print_Symbol(expr)
 
+    def _print_Pow(self, expr, rational=False):
+        """x**(-1/2) as 1/np.sqrt(x) always, as the workspace lowers it (SymPy prints a base that holds
+        an array operation, such as a mean over a token's features, as x**(-1/2) otherwise)."""
+        if expr.exp == -sp.S.Half:
+            return f"1/np.sqrt({self._print(expr.base)})"
+        return super()._print_Pow(expr, rational=rational)
+
     def _print_Heaviside(self, expr):
         return f"np.heaviside({self._print(expr.args[0])}, {self._print(sp.Float(expr.args[1]))})"
 
@@ -182,6 +189,17 @@ def _convolution_helpers() -> None:
 
 
 _convolution_helpers()
+
+
+def _attention_helpers() -> None:
+    """The key-axis softmax and sum of attention layers (derive.attnops)."""
+    from derive import attnops
+
+    for name, source in attnops.HELPERS.items():
+        HELPERS[name] = lambda source=source: source.split("\n")
+
+
+_attention_helpers()
 
 
 def helpers_used(printer: NumPyCodePrinter) -> list[list[str]]:

@@ -54,6 +54,13 @@ def plan_input_check(derivation: Derivation) -> InputCheck:
     for name, dims in parameters:
         lines.append(f'{name} = params["{name}"]')
         lines.append(f'ok = ok and {shape_test(name, dims)} and {name}.dtype.kind == "f"')
+    for symbol, product in network.size_facts.items():  # an output that is a flatten's (n = c·w): from its factors
+        dim = network.symbol_dim(symbol)
+        if dim in y_dims and dim not in bound and not isinstance(product, sp.Symbol) and product.is_Mul:
+            factors = [network.symbol_dim(f) if isinstance(f, sp.Symbol) else str(f) for f in product.args]
+            if all(f in bound or f.isdigit() for f in factors):
+                lines.append(f"{dim} = {' * '.join(sorted(factors))}")
+                bound.add(dim)
     y_test = shape_test("Y", y_dims)  # binds nothing new unless the output's size is nowhere else
     lines.append(f'ok = ok and (Y is ... or ({y_test} and Y.dtype.kind in "biuf"))')
     return InputCheck(x_dims, y_dims, parameters, tuple(lines))
@@ -69,6 +76,9 @@ def size_source(derivation: Derivation, symbol: sp.Symbol) -> str:
         for axis, dim in enumerate(quantity_shape(q, network)):
             if dim == wanted:
                 return f'params["{q.code()}"].shape[{axis}]'
+    product = network.size_facts.get(symbol)
+    if product is not None and not isinstance(product, sp.Symbol) and product.is_Mul:  # a flatten's n = c·w
+        return " * ".join(size_source(derivation, factor) for factor in sorted(product.args, key=str))
     for array in ("Y", "X"):
         dims = quantity_shape(Q(array), network)
         if wanted in dims:

@@ -20,9 +20,15 @@ def mask_line(network: Network, node: Node, printer) -> list[tuple[str, str]]:
 
 
 def constant_lines(network: Network, printer) -> list[tuple[str, str, str]]:
-    """(name, value, comment) of the fixed numbers of the formulas (dropout's p⁽ˡ⁾)."""
-    return [(printer._print(symbol), repr(float(value)), "drop probability of a dropout layer")
-            for symbol, value in network.constants.items()]
+    """(name, value, comment) of the fixed numbers of the formulas (dropout's p⁽ˡ⁾, the width of an
+    attention head), each with the comment its kind gives."""
+    out, seen = [], set()
+    for node in network.layers:
+        for symbol, value in node.kind.constants(node).items():
+            if symbol not in seen:
+                seen.add(symbol)
+                out.append((printer._print(symbol), repr(float(value)), node.kind.constant_comment))
+    return out
 
 
 def helper_lines(network: Network, printer) -> list[str]:

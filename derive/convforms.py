@@ -84,18 +84,20 @@ def unflatten(expr: sp.Expr, free: tuple) -> tuple[sp.Expr, tuple, sp.Expr] | No
     flat = sp.S.Zero
     for i in spatial:
         flat = flat * (i.upper + 1) + i
+    from derive.indexing import _known  # sizes equal by construction (a sum of two sequences before the flatten)
+
     found = False
     for entry in expr.atoms(sp.Indexed):
         for index in entry.indices:
             if index.has(*spatial):
-                if sp.expand(index - flat) != 0:
+                if sp.expand(_known(index - flat)) != 0:
                     return None
                 found = True
     if not found:
         return None
     n = sp.Idx(sp.Symbol("n", integer=True), (0, sp.Mul(*[i.upper + 1 for i in spatial]) - 1))
     replaced = expr.replace(lambda e: isinstance(e, sp.Indexed),
-                            lambda e: e.base[tuple(n if sp.expand(i - flat) == 0 else i for i in e.indices)])
+                            lambda e: e.base[tuple(n if sp.expand(_known(i - flat)) == 0 else i for i in e.indices)])
     if replaced.has(*spatial):
         return None
     new_free = (n, free[-1]) if batch else (n,)

@@ -141,8 +141,9 @@ def _general(model: Model, batch: bool) -> Pass | None:
 def _updates(model: Model, batch: Pass, general: Pass | None) -> dict[str, list[Step]]:
     updates = {}
     for node in model.network.layers:
-        if node.parameters:
-            updates[node.layer.tag()] = update_rule([(p, batch.results[p.gradient]) for p in node.parameters])
+        if node.parameters:  # the nodes of one layer (an attention layer's projections) share its entry
+            updates.setdefault(node.layer.tag(), []).extend(
+                update_rule([(p, batch.results[p.gradient]) for p in node.parameters]))
     if general is not None:
         l = LayerRef.symbolic()
         updates["l"] = update_rule([(p, general.results[p.gradient]) for p in (Q("W", l), Q("b", l))])

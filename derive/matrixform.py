@@ -76,8 +76,11 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) -
     expr = sp.sympify(expr)
     if free and not expr.atoms(sp.Indexed):  # the same value in every entry
         return expr * Ones(_activations_over(free))
-    from derive import convforms  # convolution, flatten and their backward forms
+    from derive import attnops, convforms  # attention's key softmax; convolution, flatten and their backward forms
 
+    found = attnops.recognise(expr, free)
+    if found is not None:
+        return found
     found = convforms.recognise(expr, free, to_matrix_form)
     if found is not None:
         return found
@@ -99,6 +102,8 @@ def readable_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) ->
     expr = sp.sympify(expr)
     if len(free) > 2:
         same = _entrywise(expr, tuple(free))
+        if same is None and expr.is_Add:  # term by term (γ ⊙ x̂ + β over a sequence's entries)
+            return sp.Add(*[_any_form(arg, free, row) for arg in expr.args])
         if same is None:
             raise NotRecognised(f"{len(free)} free indices: no matrix operation has that many")
         return same
@@ -278,6 +283,8 @@ def _contraction(expr: sp.Sum, free: tuple[sp.Idx, ...], row: bool = False) -> s
             return total if row else Tr(total)  # … or the column a result with this one index is
         if len(pattern) == 2 and pattern[1] == k and free == (pattern[0],):
             return RowSums(to_matrix_form(summand, pattern))
+    if any(len(e.indices) > 2 for e in _indexed(summand)):  # a statistic of a sequence's token (Σₖ u²ₖⱼₛ)
+        return einsum_form(expr, free)
     raise NotRecognised(f"contraction {expr} with free indices {free}")
 
 

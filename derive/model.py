@@ -205,7 +205,9 @@ def _network_model(spec: NetSpec) -> Model:
 
     shapes = {Q("a", 0): input_shape}
     axes = {Q("a", 0): tuple(Axis(role, LayerRef(0)) for role in INPUT_ROLES[len(input_shape)])}
-    sizes, named, nodes, activations = [_size_entry(input_shape)], {}, [], []
+    from derive.netfile import INPUT_NAME
+
+    sizes, named, nodes, activations = [_size_entry(input_shape)], {INPUT_NAME: Q("a", 0)}, [], []
     previous = Q("a", 0)
     for l, layer in enumerate(spec.layers, start=1):
         where = f"{spec.path}: layers[{l}] (kind {layer.kind!r})"

@@ -14,6 +14,7 @@
     [[layers]]
     kind = "add"
     from = "h1"                  # a kind with two inputs reads the previous output and this one
+                                 # ("input" names the network's input x)
 
 Every layer reads the output of the one before unless `input` names another. Errors name the file,
 the key and the value, and say what is accepted, in one line; nothing else is read or written.
@@ -42,6 +43,7 @@ TOP_KEYS = {"input": "the number of input units", "loss": "the loss", "optimizer
             "l2": "an L2 penalty", "l1": "an L1 penalty", "penalise_bias": "true or false",
             "layers": "the [[layers]] tables", "description": "a line of text"}
 COMMON_KEYS = ("kind", "name", "input", "from", "activation")
+INPUT_NAME = "input"  # `from = "input"` reads the network's input x (the skip around a first block)
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 
 
@@ -132,6 +134,8 @@ def _layer(table: dict, where: str, names: set[str]) -> LayerSpec:
             raise NetFileError(f"{where}: {key} = {_shown(table[key])}; expected {option.accepted}") from None
     name = _reference(table.get("name"), f"{where}: name") if "name" in table else None
     if name is not None:
+        if name == INPUT_NAME:
+            raise NetFileError(f"{where}: name {name!r} is the network's input x; choose another name")
         if name in names:
             raise NetFileError(f"{where}: name {name!r} is used by an earlier layer; names must differ")
     reads = _reference(table["input"], f"{where}: input") if "input" in table else None
@@ -141,7 +145,7 @@ def _layer(table: dict, where: str, names: set[str]) -> LayerSpec:
             raise NetFileError(f"{where}: missing key 'from' (the name of the earlier layer whose output it reads)")
         skip = _reference(table["from"], f"{where}: from")
     for key, ref in (("input", reads), ("from", skip)):
-        if ref is not None and ref not in names:
+        if ref is not None and ref not in names and ref != INPUT_NAME:
             known = f"; names given so far: {', '.join(sorted(names))}" if names else "; no earlier layer has a name"
             raise NetFileError(f"{where}: {key} = {ref!r} names no earlier layer{known}")
     if name is not None:

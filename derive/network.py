@@ -102,6 +102,8 @@ class Network:
             return True  # pooling reads its input's error whole; a normalisation names it
         if any(node.kind.names_input_error for node, _ in self.consumers.get(q, ())):
             return True
+        if producer is not None and producer.parameters:  # its parameters' gradients read δ by name (a
+            return True  # one-parameter layer on the input x: a bias-free convolution, a positional embedding)
         return self.gradient_uses(q) > 1 or len(self.consumers.get(q, ())) > 1
 
     @cached_property

@@ -294,8 +294,8 @@ class Axis:
 # the letters of the indices of an entry, by what it is for and by the role of its axis; rank-1
 # quantities keep the letters of the MLP (zᵢ = Σⱼ Wᵢⱼ aⱼ, ∂C/∂a_q, ∂C/∂W_pq)
 _LETTERS = {
-    "out": {"n": "i", "c": "f", "h": "i", "w": "j", "t": "tau"},
-    "target": {"n": "q", "c": "c", "h": "u", "w": "v", "t": "r"},
+    "out": {"n": "i", "c": "f", "h": "i", "w": "j", "t": "tau", "hd": "h", "dk": "d", "wk": "u"},
+    "target": {"n": "q", "c": "c", "h": "u", "w": "v", "t": "r", "hd": "g", "dk": "e", "wk": "k"},
 }
 
 

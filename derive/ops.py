@@ -19,6 +19,7 @@ per-sample vector is n × 1, a minibatch is n × m.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 import numpy as np
 import sympy as sp
@@ -201,6 +202,22 @@ class Ones(Op):
         return shape_of(self.args[0])
 
 
+@cache
+def natural_c_order(subscripts: str) -> bool:
+    """Whether NumPy's einsum, left to choose, returns this contraction in C order. Its order of
+    summation follows the layout of its output, so writing into a C-ordered buffer with `out=` gives
+    exactly the numbers of the plain code only then (an attention score error, "ijkl,ijml->ijkl",
+    is returned in another order, and differs in the last bit); tried on small arrays. The plain
+    code makes such a result C-ordered at once (`np.ascontiguousarray`), so that the arrays both
+    forms read have the same layout."""
+    inputs, output = subscripts.split("->")
+    sizes = {letter: size for letter, size in zip(sorted(set(subscripts) - set(",->")), (2, 3, 5, 7, 11, 13, 17, 19,
+                                                                                       23, 29, 31, 37, 41, 43))}
+    operands = [np.zeros(tuple(sizes.get(c, 2) for c in spec)) for spec in inputs.split(",")]
+    result = np.einsum(subscripts, *operands, optimize=len(operands) > 1)  # as printed (`Einsum.optimize`)
+    return bool(np.asarray(result).flags.c_contiguous)
+
+
 class Einsum(Op):
     """Σ over the repeated indices of a product of arrays, in NumPy's einsum notation: the fallback
     for a contraction no other operation expresses (Einsum(Str("ijk,jz,kz->i"), T, u, v)). A
@@ -228,7 +245,15 @@ class Einsum(Op):
         return rf"\operatorname{{einsum}}_{{{inputs.replace(',', ', ')} \to {output}}}\left({arrays}\right)"
 
     def _numpycode(self, printer, **_):
-        return f'np.einsum("{self.subscripts}", {", ".join(printer._print(a) for a in self.operands)})'
+        text = f'np.einsum("{self.subscripts}", {", ".join(printer._print(a) for a in self.operands)}{self.optimize})'
+        return text if natural_c_order(self.subscripts) else f"np.ascontiguousarray({text})"
+
+    @property
+    def optimize(self) -> str:
+        """A contraction of several arrays goes through BLAS (NumPy's `optimize=True`: pairwise
+        tensordot) rather than einsum's own loops, which are many times slower on a whole minibatch
+        (attention's projections and head products); a one-array einsum is a reduction, left as is."""
+        return ", optimize=True" if len(self.operands) > 1 else ""
 
     def lower(self, lowering):
         operands = [lowering.array(lowering.lower(a)) for a in self.operands]

@@ -166,7 +166,8 @@ def sgd_program(derivation: Derivation, forms: dict, printed: Printed) -> tuple[
                 continue
             pending.remove(node)
             updated.add(node)
-            steps = derivation.updates[node.layer.tag()]
+            own = {p.symbol for p in node.parameters}  # a layer of several nodes lists them all
+            steps = [step for step in derivation.updates[node.layer.tag()] if step.lhs in own]
             for step in steps[1::2]:  # θ ← θ − η·(derived gradient)
                 rule = step.rhs.xreplace({symbols[key]: symbols[key] / factor for key in errors}) if scaled else step.rhs
                 rule = stable_forms(scalar_onto_left_operand(rule))

@@ -389,6 +389,15 @@ def _floated(rhs: sp.Expr, digits: int) -> sp.Expr:
                        or isinstance(e, sp.NumberSymbol), lambda e: e.evalf(digits + 10))
 
 
+def _settled(value: sp.Expr, digits: int | None) -> sp.Expr:
+    """A value computed at a point of floats, as one float: a constant of the formulas given by its
+    value only at evaluation (an attention head's 1/√d_k = √2/2) would otherwise stay a factor of
+    every later value, and the expressions grow layer by layer."""
+    if digits is None or value.is_Number:
+        return value
+    return value.evalf(digits + 10)
+
+
 def _is_parameter_gradient(key: Quantity) -> bool:
     return key.is_gradient and Quantity(key.kind.removeprefix("grad_"), key.layer).is_parameter
 
@@ -414,8 +423,8 @@ def evaluate_pass(derivation: Derivation, batch: bool, values: dict, env: dict) 
         result = results[node.output]
         label = node.out(batch).label
         for idx in _entries(result.free, env):
-            values[(label, tuple(idx))] = evaluate_index_form(_formula(result.rhs, digits), values,
-                                                              {**env, **dict(zip(result.free, idx))})
+            values[(label, tuple(idx))] = _settled(evaluate_index_form(_formula(result.rhs, digits), values,
+                                                                       {**env, **dict(zip(result.free, idx))}), digits)
     grads = {}
     skip = model.network.output.gradient
     for key in (derivation.batch if batch else derivation.sample).steps:
@@ -429,8 +438,8 @@ def evaluate_pass(derivation: Derivation, batch: bool, values: dict, env: dict) 
             label = key.batched(batch).label
             target = values
         for idx in _entries(result.free, env):
-            target[(label, tuple(idx))] = evaluate_index_form(_formula(result.rhs, digits), values,
-                                                              {**env, **dict(zip(result.free, idx))})
+            target[(label, tuple(idx))] = _settled(evaluate_index_form(_formula(result.rhs, digits), values,
+                                                                       {**env, **dict(zip(result.free, idx))}), digits)
     return values, grads
 
 

@@ -127,4 +127,7 @@ def size_values(network) -> dict:
         for inp, out, k, s, p, d in getattr(node.kind, "window_sizes", lambda node: [])(node):
             if inp in values and out not in values:
                 values[out] = (values[inp] + 2 * p - d * (k - 1) - 1) // s + 1
+    for symbol, known in network.size_facts.items():  # sizes inside a layer equal to another (attention's keys)
+        if symbol not in values and isinstance(known, sp.Symbol) and known in values:
+            values[symbol] = values[known]
     return values

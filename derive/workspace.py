@@ -28,7 +28,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.mul import _keep_coeff
 
-from derive.ops import Op
+from derive.ops import Op, natural_c_order
 from derive.notation import Quantity
 from derive.rewrite import LogSumExp, Softmax, Softplus, holds_arrays, logsumexp_shifted, softmax_shifted
 
@@ -409,7 +409,9 @@ class Lowering:
         return self._emit("copy", "np.copyto", (Scalar(value),), shape)
 
     def einsum(self, subscripts: str, operands: list[Value], shape: Shape) -> Value:
-        return self._emit("einsum", "np.einsum", tuple(operands), shape, keywords=f'"{subscripts}"')
+        kind = "einsum" if natural_c_order(subscripts) else "einsum_copy"
+        return self._emit(kind, "np.einsum", tuple(operands), shape, keywords=f'"{subscripts}"',
+                          text=", optimize=True" if len(operands) > 1 else "")  # as the plain code (ops.Einsum)
 
     def helper_call(self, op, call: str, operands, extra: str) -> Value:
         """A helper function of the generated module that writes its result into `out=` (the
@@ -647,7 +649,9 @@ class Program:
         if ins.kind == "reduce":
             return f"{ins.call}({args}, {ins.keywords}, out={out})"
         if ins.kind == "einsum":  # the subscripts come first
-            return f"{ins.call}({ins.keywords}, {args}, out={out})"
+            return f"{ins.call}({ins.keywords}, {args}{ins.text}, out={out})"
+        if ins.kind == "einsum_copy":
+            return f"np.copyto({out}, {ins.call}({ins.keywords}, {args}{ins.text}))  # einsum's own layout: allocates"
         if ins.kind == "copy":
             return f"np.copyto({out}, {args})"
         if ins.kind == "expression":

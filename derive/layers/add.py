@@ -40,12 +40,26 @@ class Add(LayerKind):
         return {Q("P", node.layer): node.inputs[1]} if self.project else {}
 
     def fit(self, input_units: tuple[int, ...]) -> Add:
+        if isinstance(input_units[0], tuple) and input_units[1] != input_units[0]:
+            from derive.errors import DeriveError
+
+            raise DeriveError(f"a sum of outputs with several axes needs them of one shape, not "
+                              f"{list(input_units[0])} and {list(input_units[1])}")
         return Add(project=input_units[1] != input_units[0])
 
     def output_axes(self, node: Node, input_axes):
         return tuple(Axis(axis.role, node.layer, axis.extent) for axis in input_axes[0])
 
+    def output_shape(self, node: Node, input_shapes):
+        """The shape of what it reads (a vector of units, or a sequence [features, tokens])."""
+        return input_shapes[0]
+
     def size_facts(self, node: Node) -> dict[sp.Symbol, sp.Symbol]:
+        if len(node.in_axes[0]) > 1:  # two sequences (features, tokens) of one shape, axis by axis
+            facts = {}
+            for own, u, v in zip(node.out_axes, *node.in_axes):
+                facts.update({a.size: u.size for a in (own, v) if a.size != u.size})
+            return facts
         u, v = (size(q.layer) for q in node.inputs)
         facts = {size(node.layer): u}
         if not self.project:

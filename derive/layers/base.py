@@ -108,6 +108,8 @@ class LayerKind:
         quantities whose entries are 0 or 1, shaped like its output."""
         return ()
 
+    constant_comment: ClassVar[str] = "a fixed number of the formulas"  # what `constants` are, in model.py
+
     def constants(self, node: Node) -> dict[sp.Symbol, sp.Expr]:
         """Symbols of its formulas that stand for fixed numbers (dropout's p⁽ˡ⁾), with their values."""
         return {}

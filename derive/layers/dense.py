@@ -24,6 +24,15 @@ class Dense(LayerKind):
     def build(cls, values: dict) -> Dense:
         return cls(values["units"])
 
+    def fit(self, input_units: tuple) -> Dense:
+        """A dense layer reads a vector of units: an image or a sequence is refused in one line."""
+        if isinstance(input_units[0], tuple):
+            from derive.errors import DeriveError
+
+            raise DeriveError(f"dense reads a vector of units, but its input has the shape {list(input_units[0])}; "
+                              f"put a flatten layer before it (or use linear, for each token of a sequence)")
+        return self
+
     def parameters(self, node: Node) -> tuple[Quantity, ...]:
         return (Q("W", node.layer), Q("b", node.layer))
 

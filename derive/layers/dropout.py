@@ -58,6 +58,7 @@ class Dropout(LayerKind):
     output_kind = "a"
     summary = "a = d ⊙ x/(1 − p), a mask d of 0 and 1 drawn per minibatch (0 with probability p); option: p"
     options = {"p": Option("a number from 0 up to (not including) 1", probability, required=False)}
+    constant_comment = "drop probability of a dropout layer"
 
     @classmethod
     def build(cls, values: dict) -> Dropout:

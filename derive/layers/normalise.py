@@ -76,12 +76,18 @@ class NormEpsilon(NumberSymbol, metaclass=Singleton):
 EPSILON = sp.S.NormEpsilon
 
 
-def vector_input(kind: str, input_units: tuple) -> None:
-    """A normalisation or dropout layer reads a vector of units: refuse any other shape in one line
-    (the network file's layer is named by the caller)."""
+def vector_input(kind: str, input_units: tuple, sequences: bool = False) -> None:
+    """A normalisation or dropout layer reads a vector of units (with `sequences`, also a sequence
+    [features, tokens], normalised over the features of each token): refuse any other shape in one
+    line (the network file's layer is named by the caller)."""
+    if sequences and isinstance(input_units[0], tuple) and len(input_units[0]) == 2:
+        return
     if any(isinstance(u, tuple) for u in input_units):
         from derive.errors import DeriveError
 
+        if sequences:
+            raise DeriveError(f"{kind} reads a vector of units or a sequence [features, tokens], but its input has "
+                              f"the shape {list(input_units[0])}; put it after a dense or a linear layer")
         raise DeriveError(f"{kind} reads a vector of units, but its input has the shape {list(input_units[0])}; "
                           f"put it after a dense layer")
 
@@ -103,15 +109,23 @@ class _Step(LayerKind):
         return input_shapes[0]
 
     def size_facts(self, node: Node) -> dict[sp.Symbol, sp.Symbol]:
+        if len(node.in_axes[0]) > 1:  # a sequence: axis by axis
+            return {own.size: read.size for own, read in zip(node.out_axes, node.in_axes[0]) if own.size != read.size}
         own, read = size(node.layer), size(node.inputs[0].layer)
         return {own: read} if own != read else {}
 
 
-def features_mean(node: Node, sample: sp.Idx | None, k: int = 0, square: bool = False) -> sp.Expr:
-    """(1/n) Σₖ xₖ (or xₖ²) over the features of input k of the node."""
-    r = node.in_index("k", k)
-    x = entry_of(node.inputs[k], r, sample)
+def features_mean(node: Node, sample: sp.Idx | None, k: int = 0, square: bool = False, rest: tuple = ()) -> sp.Expr:
+    """(1/n) Σₖ xₖ (or xₖ²) over the features of input k of the node; for a sequence, over the
+    features of the token whose indices are `rest`."""
+    r = node.in_axes[k][0].index("k") if rest else node.in_index("k", k)
+    x = entry_of(node.inputs[k], (r, *rest) if rest else r, sample)
     return sp.Sum(x**2 if square else x, (r, r.lower, r.upper)) / (r.upper + 1)
+
+
+def _rest(unit) -> tuple:
+    """The indices of an entry after its feature index (a token's), or () for a vector."""
+    return tuple(unit[1:]) if isinstance(unit, tuple) else ()
 
 
 class NoSampleForm(ValueError):
@@ -142,7 +156,7 @@ class Centre(_Step):
         return self.over_samples
 
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
-        mean = batch_mean(node, unit, sample) if self.over_samples else features_mean(node, sample)
+        mean = batch_mean(node, unit, sample) if self.over_samples else features_mean(node, sample, rest=_rest(unit))
         return entry_of(node.inputs[0], unit, sample) - mean
 
     def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
@@ -167,7 +181,7 @@ def root_mean_square(node: Node, sample: sp.Idx | None, unit: sp.Idx | None = No
     row, √((1/m) Σₜ u_{unit,t}² + ε))."""
     if node.kind.over_samples:
         return sp.sqrt(batch_mean(node, unit, sample, square=True) + EPSILON)
-    return sp.sqrt(features_mean(node, sample, square=True) + EPSILON)
+    return sp.sqrt(features_mean(node, sample, square=True, rest=_rest(unit)) + EPSILON)
 
 
 @dataclass(frozen=True)
@@ -214,8 +228,12 @@ def scaling_in_terms_of_output(node: Node, expr: sp.Expr, sample: sp.Idx | None)
     if len(entries) != 2:
         return None
     first, second = entries
-    n = BATCH_SIZE if axis else node.in_index("k").upper + 1
-    sigma = root_mean_square(node, first.indices[1] if axis else sample, first.indices[0])
+    n = BATCH_SIZE if axis else node.in_axes[0][0].size
+    sequence = len(node.in_axes[0]) > 1
+    unit = (tuple(first.indices[:len(node.in_axes[0])]) if sequence else first.indices[0])
+    sigma = root_mean_square(node, first.indices[1] if axis else sample, unit)
+    if sequence and any(a != b for a, b in zip(first.indices[1:], second.indices[1:])):
+        return None
     if axis and first.indices[0] != second.indices[0]:
         return None
     delta = sp.KroneckerDelta(first.indices[axis], second.indices[axis])
@@ -251,14 +269,15 @@ class Affine(_Step):
         return (gamma, Q("beta", node.layer)) if self.shift else (gamma,)
 
     def parameter_axes(self, node: Node, param: Quantity) -> tuple[LayerRef, ...]:
-        return (node.layer,)
+        return (node.out_axes[0],) if len(node.out_axes) > 1 else (node.layer,)
 
     def initial_value(self, node: Node, param: Quantity) -> int:
         return 1 if param.kind == "gamma" else 0
 
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
-        out = Q("gamma", node.layer).base[unit] * entry_of(node.inputs[0], unit, sample)
-        return out + Q("beta", node.layer).base[unit] if self.shift else out
+        feature = unit[0] if isinstance(unit, tuple) else unit  # a sequence: one γ, β per feature, shared by the tokens
+        out = Q("gamma", node.layer).base[feature] * entry_of(node.inputs[0], unit, sample)
+        return out + Q("beta", node.layer).base[feature] if self.shift else out
 
 
 def chain_of(node: Node, steps: tuple[LayerKind, ...]) -> tuple[Node, ...]:

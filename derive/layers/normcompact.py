@@ -103,15 +103,19 @@ def compact_steps(centre: Node, network, result, batch: bool) -> list:
     engine = replace_entries(engine_result.rhs, grad_u.lhs.base,
                              lambda idx: grad_u.rhs.xreplace(dict(zip(grad_u_free, idx))))
 
+    sequence = len(scale.in_axes[0]) > 1  # [features, tokens]: the statistics of each token
+
     def sigma(at):
+        if sequence:
+            return root_mean_square(scale, at[-1] if batch else None, tuple(at[:2]))
         return root_mean_square(scale, at[1] if batch else None, at[0])
 
     axis = 1 if centre.kind.over_samples else 0  # the index the statistics run over
     g, xhat = scale.output.gradient.batched(batch).base, scale.out(batch).base
-    running = sample_index("t") if axis else index("i", scale.layer)
+    running = sample_index("t") if axis else (scale.out_axes[0].index("i") if sequence else index("i", scale.layer))
     compact = compact_error(g, xhat, sigma, free, axis, running)
     u_base, x_base = centre.out(batch).base, centre.input(batch).base
-    r = sample_index("w") if axis else centre.in_index("r")
+    r = sample_index("w") if axis else (centre.in_axes[0][0].index("r") if sequence else centre.in_index("r"))
 
     def mean_of_x(idx):
         other = tuple(r if d == axis else i for d, i in enumerate(idx))

@@ -23,8 +23,12 @@ class RMSNorm(LayerKind):
     def output_axes(self, node: Node, input_axes):
         return same_axes(node, input_axes)
 
+    def output_shape(self, node: Node, input_shapes):
+        """The shape of what it reads: a vector of units, or a sequence [features, tokens]."""
+        return input_shapes[0]
+
     def fit(self, input_units: tuple) -> RMSNorm:
-        vector_input(self.name, input_units)
+        vector_input(self.name, input_units, sequences=True)
         return self
 
     def parts(self, node: Node) -> tuple[Node, ...]:

@@ -50,6 +50,8 @@ def _shape(derivation: Derivation, expr: sp.Basic) -> tuple[sp.Expr, sp.Expr]:
             return (sp.S.One, sp.S.One)
         if q.is_parameter:
             sizes = [a.size for a in parameter_axes(derivation.model.network.owner(q), q)]
+            if len(sizes) > 2:  # an attention projection (heads, width, features): an einsum's operand
+                return tuple(sizes)
             return (sizes[0], sizes[1] if len(sizes) > 1 else sp.S.One)
         layer = q.layer if q.layer is not None else (LayerRef(0) if q.kind in ("x", "X") else
                                                        derivation.model.network.output.layer)
@@ -62,6 +64,9 @@ def _shape(derivation: Derivation, expr: sp.Basic) -> tuple[sp.Expr, sp.Expr]:
                 axes = None
             if axes is not None and len(axes) > 1:  # channels and positions, then the samples
                 return (*[a.size for a in axes], BATCH_SIZE)
+        axes = _step_axes(network, q)
+        if axes is not None:
+            return (*[a.size for a in axes], BATCH_SIZE)
         return (size(layer), BATCH_SIZE)
     if isinstance(expr, Op):
         return tuple(expr.shape(lambda arg: _shape(derivation, arg)))
@@ -71,6 +76,19 @@ def _shape(derivation: Derivation, expr: sp.Basic) -> tuple[sp.Expr, sp.Expr]:
     rows = next((r for r, _ in shapes if r != 1), sp.S.One)
     columns = next((c for _, c in shapes if c != 1), sp.S.One)
     return (rows, columns)
+
+
+def _step_axes(network, q):
+    """The axes of a minibatch quantity that is the output of a step of a layer (an attention
+    layer's Q, K, V, scores and weights), or of its error; None for any other."""
+    from derive.notation import _BATCH, Quantity
+
+    kind = q.kind.removeprefix("grad_")
+    per_sample = next((k for k, batch in _BATCH.items() if batch == kind and not k.startswith("grad_")), None)
+    if per_sample is None or q.layer is None:
+        return None
+    node = network.producers.get(Quantity(per_sample, q.layer))
+    return None if node is None else node.out_axes
 
 
 def multiply_adds(derivation: Derivation, expr: sp.Basic) -> sp.Expr:

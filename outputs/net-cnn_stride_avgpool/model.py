@@ -284,7 +284,7 @@ def gradients(params, X, Y):
     Delta5 = A5 - Y
     dW5 = ((Delta5/m) @ A4.T)
     db5 = (Delta5/m).sum(axis=1, keepdims=True)
-    Delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), Delta5, W5)/(h_3*w_3)
+    Delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), Delta5, W5, optimize=True)/(h_3*w_3)
     dK3 = _conv_kernel_grad(Delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2))/m
     db3 = np.expand_dims((np.einsum("ilkj->i", Delta3)), (1,))/m
     dA2 = _conv_input_grad(Delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,))
@@ -508,10 +508,10 @@ def gradients_into(ws, params, X, Y):
     mm_m(t7, A4.T, out=dW5)
     # db5 = (Delta5/m).sum(axis=1, keepdims=True)
     np.add.reduce(t7, axis=1, keepdims=True, out=db5)
-    # Delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), Delta5, W5)/(h_3*w_3)
+    # Delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), Delta5, W5, optimize=True)/(h_3*w_3)
     Delta3 = t3
     np.heaviside(Z3, 0.0, out=t2)
-    np.einsum("ijkl,ml,mi->ijkl", t2, Delta5, W5, out=Delta3)
+    np.einsum("ijkl,ml,mi->ijkl", t2, Delta5, W5, optimize=True, out=Delta3)
     np.divide(Delta3, (h_3 * w_3), out=Delta3)
     # dK3 = _conv_kernel_grad(Delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2))/m
     _conv_kernel_grad(Delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2), out=dK3)
@@ -594,10 +594,10 @@ def sgd_step(ws, params, X, Y, lr):
     # Delta5 = A5 - Y
     Delta5 = t5
     np.subtract(A5, Y, out=Delta5)
-    # Delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), Delta5, W5)/(h_3*w_3)
+    # Delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), Delta5, W5, optimize=True)/(h_3*w_3)
     Delta3 = t3
     np.heaviside(Z3, 0.0, out=t2)
-    np.einsum("ijkl,ml,mi->ijkl", t2, Delta5, W5, out=Delta3)
+    np.einsum("ijkl,ml,mi->ijkl", t2, Delta5, W5, optimize=True, out=Delta3)
     np.multiply(Delta3, 1/(h_3*w_3), out=Delta3)
     # W5 = W5 + ((-Delta5*lr/m) @ A4.T)
     np.multiply(Delta5, -lr/m, out=t5)
