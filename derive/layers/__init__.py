@@ -11,6 +11,7 @@ from derive.layers import layernorm, rmsnorm  # noqa: F401 - the normalisations 
 from derive.layers import dropout  # noqa: F401 - inverted dropout
 from derive.layers import batchnorm  # noqa: F401 - batch normalisation (couples the samples)
 from derive.layers import conv  # noqa: F401 - convolution kinds
+from derive.layers import recurrent  # noqa: F401 - the Elman cell, the last step, a dense head per step
 from derive.layers.activation import Elementwise, LogSoftmax, Softmax, activation_kind
 from derive.layers.add import Add
 from derive.layers.dense import Dense
