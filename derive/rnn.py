@@ -86,14 +86,14 @@ def make_rnn_spec(cell="rnn", inputs=3, hidden=4, layers=1, steps=5, output="las
                           "the LSTM and GRU cells are not implemented yet")
     act = _choice(act, "--act", CELL_ACTIVATIONS)
     loss_entry = resolve_loss(loss)
+    if loss_entry.required_output or loss_entry.target == "probability":
+        raise DeriveError(f"invalid value for --loss: {loss!r} needs a softmax output, which `derive rnn` does not "
+                          "offer yet; accepted: mse, mae, huber:δ, bce (with --out-act sigmoid) or an expression")
     out_name = out_act if out_act is not None else (loss_entry.default_output or "identity")
     output_entry = resolve_activation(out_name, option="--out-act")
     if output_entry.is_vector:
         raise DeriveError(f"invalid value for --out-act: {out_name!r}; the head of `derive rnn` takes an "
                           "element-wise activation (identity, sigmoid, tanh, …), not softmax or log_softmax")
-    if loss_entry.required_output or loss_entry.target == "probability":
-        raise DeriveError(f"invalid value for --loss: {loss!r} needs a softmax output, which `derive rnn` does not "
-                          "offer yet; accepted: mse, mae, huber:δ, bce (with --out-act sigmoid) or an expression")
     if loss_entry.needs_unit_interval and not output_entry.in_unit_interval:
         raise DeriveError(f"invalid combination: loss {loss_entry.name!r} takes log(a) and needs outputs in (0, 1), "
                           f"but --out-act {output_entry.spec_text!r} can leave that range; use --out-act sigmoid")

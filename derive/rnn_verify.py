@@ -215,5 +215,5 @@ def derivative_check(model: RNNModel, module: types.ModuleType, seed: int = 0, s
             fd = (up - down) / (2 * FD_STEP)
             worst = max(worst, abs(fd - grads[name][idx]) / max(1.0, abs(fd)))
             count += 1
-    return Check("derivatives", worst <= FD_TOLERANCE, {"partials": count, "steps": steps, "samples": samples,
+    return Check("derivatives", bool(worst <= FD_TOLERANCE), {"partials": count, "steps": steps, "samples": samples,
                                                         "largest_error": f"{worst:.1e}", "tolerance": f"{FD_TOLERANCE:g}"})

@@ -21,7 +21,8 @@ from derive.indexing import Iverson
 from derive.layers.base import LayerKind, Node, entry_of, register
 from derive.notation import Axis, Q, Quantity, register_quantity
 
-for _kind, _latex in (("W_ih", "W_{ih}"), ("W_hh", "W_{hh}"), ("b_ih", "b_{ih}"), ("b_hh", "b_{hh}")):
+# braced, so that an entry's indices are a subscript of the group: {W_{hh}}^{(1)}_{ik}
+for _kind, _latex in (("W_ih", "{W_{ih}}"), ("W_hh", "{W_{hh}}"), ("b_ih", "{b_{ih}}"), ("b_hh", "{b_{hh}}")):
     _rank = 2 if _kind.startswith("W") else 1
     register_quantity(_kind, _latex, _kind, _rank, "param", gradient="grad_" + _kind)
     register_quantity("grad_" + _kind, _latex, "d" + _kind, _rank, "param")

@@ -1,0 +1,182 @@
+"""The document of a recurrent network: the same blocks and templates as every other document
+(`derive.document`), with the sections backpropagation through time needs.
+
+Every formula shown is one the engine derived at a symbolic step (τ, r) and a symbolic number of
+steps T; the prose comes from the message catalogs ([rnn] in derive/locale/*.toml). A formula that
+no whole-array operation expresses (it reads the next step's error) is shown in its index form, and
+the document says that the code computes it one step at a time.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from derive import __version__
+from derive import document as blocks
+from derive.backprop import COST_KEY, Pass
+from derive.narrate import Narrator, sides
+from derive.present import Text, _activations
+from derive.printing import latex, words
+from derive.rnn import RNNModel
+from derive.timeloop import is_time_size
+
+SECTIONS = ("network", "forward", "loss", "activations", "backward", "parameters", "code", "verification")
+STEPS_SYMBOL = sp.Symbol("T", integer=True, positive=True)
+
+
+def _with_T(expr: sp.Basic) -> sp.Basic:
+    """The sizes of the time axes (t₁, t₂, … equal by construction) written as the one length T."""
+    return expr.xreplace({s: STEPS_SYMBOL for s in expr.free_symbols if is_time_size(s)})
+
+
+def _latex(expr: sp.Basic, matrix: bool = False) -> str:
+    return latex(_with_T(expr), matrix=matrix)
+
+
+def _equation(result, matrix: bool = True) -> dict:
+    if matrix and result.matrix_rhs is not None:
+        left, right = _latex(result.matrix_lhs, True), _latex(result.matrix_rhs, True)
+    else:
+        left, right = _latex(result.lhs), _latex(result.rhs)
+    return {"lhs": left, "rhs": right, "latex": f"{left} = {right}"}
+
+
+def _aligned(equations: list[dict]) -> blocks.Aligned:
+    return blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"]) for e in equations))
+
+
+def _is_parameter(result) -> bool:
+    return isinstance(result.lhs, sp.Derivative) and result.name.startswith("grad_") and result.name != "grad_a"
+
+
+def _network(model: RNNModel, text: Text) -> list:
+    spec = model.spec
+    return [blocks.Paragraph(text("rnn.intro", layers=spec.layers, hidden=spec.hidden, inputs=spec.inputs,
+                                  units=spec.units, act=spec.act, out_act=spec.out_act)),
+            blocks.Paragraph(text("rnn.output_" + spec.output)),
+            blocks.Paragraph(text("rnn.symbolic_step", steps=spec.steps))]
+
+
+def _forward(model: RNNModel, sample: Pass, text: Text) -> list:
+    rows = [_equation(sample.results[n.output], matrix=False) for n in model.network.layers]
+    return [blocks.Paragraph(text("rnn.forward_intro")), _aligned(rows), blocks.Paragraph(text("rnn.state_zero"))]
+
+
+def _loss(model: RNNModel, sample: Pass, text: Text) -> list:
+    cost = sample.results[COST_KEY]
+    return [blocks.Paragraph(text("rnn.loss_" + model.spec.output)), blocks.Equation(f"{_latex(cost.lhs)} = {_latex(cost.rhs)}")]
+
+
+def _boxed(result) -> list:
+    out = [blocks.Equation(_equation(result, matrix=False)["latex"], boxed=True)]
+    if result.matrix_rhs is not None:
+        out.append(blocks.Equation(_equation(result)["latex"]))
+    return out
+
+
+def _backward(model: RNNModel, sample: Pass, text: Text, narrator: Narrator) -> list:
+    tex = sides(_latex)
+    skip = model.network.output.gradient
+    out = [blocks.Paragraph(text("rnn.backward_intro"))]
+    explained = False
+    for key, steps in sample.steps.items():
+        result = sample.results[key]
+        if _is_parameter(result) or key == skip:
+            continue
+        out.append(blocks.Heading(text.math(_latex(result.lhs))))
+        out.append(narrator.derivation(steps, tex, ref=_above(text)))
+        out += _boxed(result)
+        if any(s.rule == "chain_rule_paths" for s in steps) and not explained:
+            out.append(blocks.Paragraph(text("rnn.two_paths")))
+            out.append(blocks.Paragraph(text("rnn.recursion")))
+            explained = True
+        if result.matrix_rhs is None:
+            out.append(blocks.Paragraph(text("rnn.index_form_only")))
+    return out
+
+
+def _above(text: Text):
+    """What a substitution of an error derived earlier cites: the formula above, in this section."""
+    words = text.raw("rnn.above")
+    return lambda step: (words, words) if step.rule == "substitute_upstream" else ("", "")
+
+
+def _activation_section(model: RNNModel, text: Text, backward: int) -> list:
+    """The derivatives of the activations, proved in terms of their outputs (the MLP's section, fed
+    the activations of this network)."""
+    from types import SimpleNamespace
+
+    from derive.rewrite import activation_derivative
+
+    activations = tuple(dict.fromkeys((model.cell_activation, model.output_activation)))
+    stand_in = SimpleNamespace(model=SimpleNamespace(activations=activations, network=model.network),
+                               activation_derivatives=tuple(activation_derivative(a) for a in activations))
+    return _activations(stand_in, text, backward)
+
+
+def _parameters(model: RNNModel, sample: Pass, text: Text, narrator: Narrator) -> list:
+    tex = sides(_latex)
+    out = [blocks.Paragraph(text("rnn.shared_intro"))]
+    for key, steps in sample.steps.items():
+        result = sample.results[key]
+        if not _is_parameter(result):
+            continue
+        out += [blocks.Heading(text.math(_latex(result.lhs))), narrator.derivation(steps, tex), *_boxed(result)]
+    return out
+
+
+def _code(context: dict, text: Text) -> list:
+    lines = []
+    for block in context["backward"]:
+        if block["loop"]:
+            lines.append("for t in reversed(range(T)):")
+        pad = "    " if block["loop"] else ""
+        for s in block["statements"]:
+            if s["guard"]:
+                lines += [f"{pad}if {s['guard']}:", f"{pad}    {s['target']} {s['op']} {s['value']}"]
+            else:
+                lines.append(f"{pad}{s['target']} {s['op']} {s['value']}")
+    return [blocks.Paragraph(text("rnn.code_intro")), blocks.Code(tuple(lines)), blocks.Paragraph(text("rnn.code_layout"))]
+
+
+def _verification(checks: list, text: Text) -> list:
+    items = []
+    for check in checks:
+        items.append(text(f"rnn.check_{check.name}", **{k: str(v) for k, v in check.figures.items()}))
+    return [blocks.Paragraph(text("rnn.verification_intro")), blocks.ItemList(tuple(items))]
+
+
+def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, *, command: str, fmt: str,
+                       lang: str) -> blocks.Document:
+    numbers = {key: n for n, key in enumerate(SECTIONS, start=1)}
+    text = Text(lang, fmt, **numbers, **{f"section_{k}": v for k, v in numbers.items()})
+    narrator = Narrator(text)
+    content = {
+        "network": lambda: _network(model, text),
+        "forward": lambda: _forward(model, sample, text),
+        "loss": lambda: _loss(model, sample, text),
+        "activations": lambda: _activation_section(model, text, numbers["backward"]),
+        "backward": lambda: _backward(model, sample, text, narrator),
+        "parameters": lambda: _parameters(model, sample, text, narrator),
+        "code": lambda: _code(code, text),
+        "verification": lambda: _verification(checks, text),
+    }
+    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
+        sections = tuple(
+            blocks.Section(key, numbers[key], text(f"rnn.section_{key}"), f"{numbers[key]}-{key}", f"sec:{key}",
+                           tuple(content[key]()))
+            for key in SECTIONS)
+    spec = model.spec
+    title = text("rnn.title")
+    return blocks.Document(
+        title=title,
+        subtitle=text("rnn.subtitle", layers=spec.layers, hidden=spec.hidden, act=spec.act,
+                      output=text.raw(f"rnn.output_word_{spec.output}"), loss=spec.loss),
+        generated=text("doc.generated", version=__version__, command=command, verification_section=numbers["verification"]),
+        contents=text("doc.contents"),
+        version=__version__,
+        html_lang=text.raw("language.html_lang"),
+        tex_preamble=text.raw("language.tex_preamble").strip(),
+        sections=sections,
+        metadata=(("pdftitle", text.raw("rnn.title")),),
+    )
