@@ -1,0 +1,178 @@
+"""`derive rnn`: the Elman cell's backpropagation through time derived at a symbolic step, checked
+against direct differentiation of the unrolled loss, printed as loops over the steps and checked by
+finite differences; the command line, its documents and its refusals."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import sympy as sp
+from click.testing import CliRunner
+
+from derive.cli import main
+from derive.derivation import backward_pass
+from derive.indexing import Iverson
+from derive.notation import Q
+from derive.render import render
+from derive.rnn import build_rnn, make_rnn_spec
+from derive.rnn_code import code_context
+from derive.rnn_verify import derivative_check, load_module, minibatch_check, symbolic_check
+
+SHAPES = [dict(), dict(output="all"), dict(layers=2), dict(act="relu", output="all"),
+          dict(loss="bce", output="all"), dict(loss="huber:1")]
+
+
+@lru_cache(maxsize=None)
+def derived(**choices):
+    model = build_rnn(make_rnn_spec(**choices))
+    return model, backward_pass(model.network, False), backward_pass(model.network, True)
+
+
+def source(model, batch) -> str:
+    return render("model_rnn.py.j2", code_context(model, batch, title="t", command="derive rnn", version="test"))
+
+
+# ---- the derivation at a symbolic step
+
+
+def test_the_error_of_the_state_has_the_two_paths_and_reads_the_next_step():
+    model, sample, _ = derived()
+    steps = sample.steps[Q("grad_a", 1)]
+    assert any(s.rule == "chain_rule_paths" for s in steps)
+    result = sample.results[Q("grad_a", 1)]
+    r = result.free[0]
+    terms = sp.Add.make_args(result.rhs)
+    assert len(terms) == 2  # the path through the head at the last step, and through the next step
+    delta = Q("delta", 1).base
+    later = [e for e in result.rhs.atoms(sp.Indexed) if e.base == delta]
+    assert later and all(e.indices[0] == r + 1 for e in later)
+    guards = result.rhs.atoms(Iverson)
+    assert any(g.args[0] == (r + 1 <= sp.Symbol("t_1", integer=True, positive=True) - 1) for g in guards)
+    assert result.rhs.atoms(sp.KroneckerDelta)  # the loss path exists only at the last step
+
+
+@pytest.mark.parametrize("kind", ["W_ih", "W_hh", "b_ih", "b_hh"])
+def test_a_shared_weight_has_a_sum_over_the_steps(kind):
+    _, sample, _ = derived()
+    rhs = sample.results[Q("grad_" + kind, 1)].rhs
+    assert any(str(lim[0]) == "tau" for s in rhs.atoms(sp.Sum) for lim in s.limits)
+
+
+@pytest.mark.parametrize("choices", SHAPES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "default")
+def test_symbolic_and_minibatch_checks(choices):
+    model, sample, batch = derived(**choices)
+    check = symbolic_check(model, sample)
+    assert check.passed, check.figures
+    assert check.figures["partials"] == sum(
+        int(np.prod([2] * p.rank)) for node in model.network.layers for p in node.parameters)
+    assert minibatch_check(model, sample, batch).passed
+
+
+def test_the_symbolic_check_catches_a_dropped_next_step_error():
+    """Replace ∂C/∂h by its first path only (the classic bug): direct differentiation disagrees."""
+    model, sample, _ = derived()
+    key = Q("grad_a", 1)
+    result = sample.results[key]
+    loss_path = [t for t in sp.Add.make_args(result.rhs) if t.has(sp.KroneckerDelta)][0]
+    broken = replace(sample, results={**sample.results, key: replace(result, rhs=loss_path)})
+    assert not symbolic_check(model, broken).passed
+
+
+# ---- the generated code
+
+
+@pytest.mark.parametrize("choices", SHAPES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "default")
+def test_generated_code_matches_finite_differences(choices):
+    model, _, batch = derived(**choices)
+    check = derivative_check(model, load_module(source(model, batch)))
+    assert check.passed, check.figures
+    assert check.figures["partials"] > 0
+
+
+def test_the_code_loops_over_the_steps_only():
+    model, _, batch = derived(layers=2, output="all")
+    text = source(model, batch).split('if __name__ == "__main__":')[0]
+    import re
+
+    loops = [line.strip() for line in text.splitlines() if re.fullmatch(r"\s*for \w+ in .*:", line)]
+    # one loop forward over the steps, one backward, and sgd_step's loop over the parameter arrays
+    assert loops == ["for t in range(T):", "for t in reversed(range(T)):", "for name in params:"]
+    assert "if t + 1 <= T - 1:" in text and "if t >= 1:" in text
+
+
+def test_the_finite_difference_check_catches_a_wrong_gradient():
+    model, _, batch = derived()
+    text = source(model, batch).replace("dW_hh1 += ", "dW_hh1 -= ")
+    assert "dW_hh1 -= " in text
+    assert not derivative_check(model, load_module(text)).passed
+
+
+def test_parameters_have_pytorch_names_and_shapes():
+    model, _, batch = derived(layers=2)
+    module = load_module(source(model, batch))
+    params = module.init_params(np.random.default_rng(0), inputs=3, hidden=5, units=2)
+    assert {k: v.shape for k, v in params.items()} == {
+        "weight_ih_l0": (5, 3), "weight_hh_l0": (5, 5), "bias_ih_l0": (5,), "bias_hh_l0": (5,),
+        "weight_ih_l1": (5, 5), "weight_hh_l1": (5, 5), "bias_ih_l1": (5,), "bias_hh_l1": (5,),
+        "head_weight": (2, 5), "head_bias": (2,)}
+    X = np.random.default_rng(1).standard_normal((4, 3, 6))
+    grads = module.gradients(params, X, np.zeros((2, 6)))
+    assert {k: v.shape for k, v in grads.items()} == {k: v.shape for k, v in params.items()}
+
+
+def test_one_step_sequences_work():
+    model, _, batch = derived(output="all")
+    module = load_module(source(model, batch))
+    params = module.init_params()
+    X, Y = np.ones((1, 3, 2)), np.zeros((1, 2, 2))
+    assert np.isfinite(module.loss(params, X, Y))
+    assert all(np.all(np.isfinite(g)) for g in module.gradients(params, X, Y).values())
+
+
+# ---- the command line
+
+
+def test_cli_writes_the_files_and_reports(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["rnn", "--output", "all", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["derivation.json", "derivation.md", "derivation.tex", "model.py"]
+    assert "verification passed" in result.output
+    md = (out / "derivation.md").read_text()
+    assert "Backpropagation through time" in md and r"\delta^{(1)}_{r + 1,i}" in md
+
+
+def test_cli_is_deterministic_and_speaks_chinese(tmp_path):
+    runs = []
+    for n in range(2):
+        out = tmp_path / f"zh{n}"
+        assert CliRunner().invoke(main, ["rnn", "--lang", "zh", "--format", "md,py", "--out", str(out)]).exit_code == 0
+        runs.append({p.name: p.read_bytes() for p in out.iterdir()})
+    assert runs[0] == runs[1]
+    assert "随时间反向传播" in runs[0]["derivation.md"].decode()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--cell", "lstm"], "--cell"),
+    (["--cell", "elman"], "--cell"),
+    (["--hidden", "0"], "--hidden"),
+    (["--steps", "x"], "--steps"),
+    (["--layers", "4"], "--layers"),
+    (["--output", "every"], "--output"),
+    (["--act", "sigmoid"], "--act"),
+    (["--loss", "ce"], "--loss"),
+    (["--out-act", "softmax"], "--out-act"),
+    (["--loss", "bce", "--out-act", "identity"], "bce"),
+    (["--format", "pdf"], "--format"),
+    (["--lang", "fr"], "--lang"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
+    out = tmp_path / "never"
+    result = CliRunner().invoke(main, ["rnn", *args, "--out", str(out)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("derive: error: ") and words in lines[0]
+    assert not out.exists()

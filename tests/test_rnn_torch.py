@@ -1,0 +1,106 @@
+"""The generated model.py of `derive rnn` against PyTorch's nn.RNN and nn.Linear autograd, with the
+same weights moved unchanged (PyTorch's names and shapes), on random configurations: 1–2 stacked
+layers, 1–6 steps, tanh and relu cells, the output at the last step or at every step, 1–4 samples.
+Layouts: ours (T, n, m) with the samples last, PyTorch's (T, m, n)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from conftest import torch_or_skip_module
+from derive.derivation import backward_pass
+from derive.render import render
+from derive.rnn import build_rnn, make_rnn_spec
+from derive.rnn_code import code_context
+from derive.rnn_verify import load_module
+
+torch = torch_or_skip_module()
+
+TOLERANCE = 1e-10
+
+
+@lru_cache(maxsize=None)
+def generated(layers: int, output: str, act: str):
+    """model.py for a network shape (its formulas do not depend on the sizes)."""
+    model = build_rnn(make_rnn_spec(layers=layers, output=output, act=act))
+    source = render("model_rnn.py.j2", code_context(model, backward_pass(model.network, True), title="t",
+                                                    command="derive rnn", version="test"))
+    return load_module(source)
+
+
+def _configurations(count: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(count):
+        out.append(dict(layers=1 + k % 2, output=("last", "all")[(k // 2) % 2], act=("tanh", "relu")[(k // 4) % 2],
+                        steps=int(rng.integers(1, 7)), n=int(rng.integers(1, 5)), H=int(rng.integers(1, 6)),
+                        K=int(rng.integers(1, 4)), m=int(rng.integers(1, 5)), seed=int(rng.integers(1 << 30))))
+    return out
+
+
+CONFIGURATIONS = _configurations(24, 0)
+
+
+def _torch_loss(params: dict, X: np.ndarray, Y: np.ndarray, c: dict):
+    rnn = torch.nn.RNN(c["n"], c["H"], num_layers=c["layers"], nonlinearity=c["act"], dtype=torch.float64)
+    head = torch.nn.Linear(c["H"], c["K"], dtype=torch.float64)
+    rnn.load_state_dict({k: torch.tensor(v) for k, v in params.items() if not k.startswith("head_")})
+    head.load_state_dict({"weight": torch.tensor(params["head_weight"]), "bias": torch.tensor(params["head_bias"])})
+    out, _ = rnn(torch.tensor(X.transpose(0, 2, 1)))  # (T, m, H); h0 = 0
+    m = X.shape[-1]
+    if c["output"] == "last":
+        prediction, target = head(out[-1]), torch.tensor(Y.T)
+    else:
+        prediction, target = head(out), torch.tensor(Y.transpose(0, 2, 1))
+    loss = 0.5 * ((prediction - target) ** 2).sum() / m
+    loss.backward()
+    grads = {k: p.grad.numpy() for k, p in rnn.named_parameters()}
+    grads["head_weight"], grads["head_bias"] = head.weight.grad.numpy(), head.bias.grad.numpy()
+    return float(loss.detach()), grads
+
+
+def largest_difference(c: dict) -> float:
+    module = generated(c["layers"], c["output"], c["act"])
+    rng = np.random.default_rng(c["seed"])
+    params = module.init_params(rng, inputs=c["n"], hidden=c["H"], units=c["K"])
+    X = rng.standard_normal((c["steps"], c["n"], c["m"]))
+    Y = rng.standard_normal((c["steps"], c["K"], c["m"]) if c["output"] == "all" else (c["K"], c["m"]))
+    loss, grads = module.loss(params, X, Y), module.gradients(params, X, Y)
+    expected_loss, expected = _torch_loss(params, X, Y, c)
+    assert sorted(grads) == sorted(expected)
+    worst = abs(loss - expected_loss)
+    for name, value in expected.items():
+        assert grads[name].shape == value.shape, name
+        worst = max(worst, float(np.max(np.abs(grads[name] - value))))
+    return worst
+
+
+@pytest.mark.parametrize("c", CONFIGURATIONS, ids=lambda c: "L{layers}-{output}-{act}-T{steps}".format(**c))
+def test_generated_rnn_matches_torch(c):
+    assert largest_difference(c) < TOLERANCE
+
+
+def test_configurations_cover_the_brief():
+    assert {c["layers"] for c in CONFIGURATIONS} == {1, 2}
+    assert {c["output"] for c in CONFIGURATIONS} == {"last", "all"}
+    assert min(c["steps"] for c in CONFIGURATIONS) == 1 and max(c["steps"] for c in CONFIGURATIONS) == 6
+
+
+def test_a_dropped_next_step_error_is_caught():
+    """The comparison can fail: the same model without the error from the next step (the classic
+    bug) differs from PyTorch as soon as there are two steps."""
+    c = dict(layers=1, output="last", act="tanh", steps=3, n=2, H=3, K=2, m=2, seed=5)
+    model = build_rnn(make_rnn_spec())
+    context = code_context(model, backward_pass(model.network, True), title="t", command="c", version="v")
+    for block in context["backward"]:
+        block["statements"] = [s for s in block["statements"] if "t + 1" not in s["guard"]]
+    broken = load_module(render("model_rnn.py.j2", context))
+    rng = np.random.default_rng(c["seed"])
+    params = broken.init_params(rng, inputs=2, hidden=3, units=2)
+    X, Y = rng.standard_normal((3, 2, 2)), rng.standard_normal((2, 2))
+    _, expected = _torch_loss(params, X, Y, c)
+    got = broken.gradients(params, X, Y)
+    assert np.max(np.abs(got["weight_hh_l0"] - expected["weight_hh_l0"])) > 1e-3
