@@ -12,6 +12,7 @@ sequences the checks and the generated code's demonstration use.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from derive.catalog import Activation, Loss, resolve_activation, resolve_loss
@@ -20,7 +21,7 @@ from derive.layers import Dense, LossKind, Node, activation_kind
 from derive.layers.recurrent import LastStep, RNNCell, StepDense
 from derive.network import Network
 from derive.notation import Axis, LayerRef, Q
-from derive.spec import parse_formats, parse_lang
+from derive.spec import parse_formats, parse_lang, slug_part
 
 CELLS = ("rnn",)
 OUTPUTS = ("last", "all")
@@ -49,7 +50,15 @@ class RNNSpec:
     lang: str = "en"
 
     def slug(self) -> str:
-        return f"rnn-{self.cell}-{self.output}-L{self.layers}-{self.act}-{self.loss}"
+        """Folder name under outputs/: rnn-rnn-last-L1-tanh-identity-mse (sizes and language when not the defaults)."""
+        parts = ["rnn", self.cell, self.output, f"L{self.layers}", self.act, slug_part(self.out_act), slug_part(self.loss)]
+        default = RNNSpec()
+        sizes = (self.inputs, self.hidden, self.units, self.steps)
+        if sizes != (default.inputs, default.hidden, default.units, default.steps):
+            parts.append("n{}h{}k{}T{}".format(*sizes))
+        if self.lang != default.lang:
+            parts.append(self.lang)
+        return "-".join(parts)
 
     def command(self) -> str:
         """The `derive rnn` command that reproduces these choices (defaults left out)."""
@@ -59,7 +68,7 @@ class RNNSpec:
                              ("--steps", "steps"), ("--output", "output"), ("--units", "units"),
                              ("--act", "act"), ("--out-act", "out_act"), ("--loss", "loss"), ("--lang", "lang")):
             if getattr(self, name) != getattr(default, name):
-                parts.append(f"{option} {getattr(self, name)}")
+                parts.append(f"{option} {shlex.quote(str(getattr(self, name)))}")
         return " ".join(parts)
 
 
