@@ -27,32 +27,39 @@ from derive.rewrite import scalar_onto_left_operand, stable_forms, stable_log_lo
 from derive.rnn import RNNModel
 from derive.timeloop import Block, Statement, TimeSlicer, is_time_index
 
-TORCH_NAMES = {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
 
 
 @dataclass(frozen=True)
 class Parameter:
     key: str  # in params and in the gradients: PyTorch's name
-    local: str  # the name the formulas use (W_ih1; a bias as a column, b_ih1)
-    gradient: str  # dW_ih1
+    locals: tuple[str, ...]  # the names the formulas use (W_ih1; an LSTM's four gates W_ii1 … W_io1, stacked)
+    gradients: tuple[str, ...]  # dW_ih1 …
     is_bias: bool
     shape: str  # code of its shape, from the module's sizes
 
 
-def torch_key(param: Quantity, model: RNNModel) -> str:
-    if param.kind in TORCH_NAMES:
-        return f"{TORCH_NAMES[param.kind]}_l{param.layer.number - 1}"
-    return {"W": "head_weight", "b": "head_bias"}[param.kind]
+def torch_key(param: Quantity) -> str:
+    """PyTorch's name: weight_ih_l0 for W_ih⁽¹⁾ and for each LSTM gate's W_ii⁽¹⁾ … W_io⁽¹⁾ (stacked)."""
+    if param.kind in ("W", "b"):
+        return {"W": "head_weight", "b": "head_bias"}[param.kind]
+    prefix = {"W_i": "weight_ih", "W_h": "weight_hh", "b_i": "bias_ih", "b_h": "bias_hh"}[param.kind[:3]]
+    return f"{prefix}_l{param.layer.number - 1}"
 
 
 def parameters(model: RNNModel) -> list[Parameter]:
-    spec, out = model.spec, []
+    """Every parameter array of model.py in PyTorch's order, with the derivation's quantities it holds."""
+    groups: dict[str, list[Quantity]] = {}
     for node in model.network.layers:
         for param in node.parameters:
-            rows = "units" if param.kind in ("W", "b") else "hidden"
-            cols = {"W_ih": "inputs" if param.layer.number == 1 else "hidden", "W_hh": "hidden", "W": "hidden"}
-            shape = f"({rows}, {cols[param.kind]})" if param.rank == 2 else f"({rows},)"
-            out.append(Parameter(torch_key(param, model), param.code(), param.gradient.code(), param.rank == 1, shape))
+            groups.setdefault(torch_key(param), []).append(param)
+    out = []
+    for key, params in groups.items():
+        first = params[0]
+        rows = "units" if first.kind in ("W", "b") else ("hidden" if len(params) == 1 else f"{len(params)} * hidden")
+        cols = "hidden" if first.kind == "W" or key.startswith("weight_hh") or first.layer.number > 1 else "inputs"
+        shape = f"({rows}, {cols})" if first.rank == 2 else f"({rows},)"
+        out.append(Parameter(key, tuple(p.code() for p in params), tuple(p.gradient.code() for p in params),
+                             first.rank == 1, shape))
     return out
 
 
@@ -185,8 +192,10 @@ def code_context(model: RNNModel, batch: Pass, *, title: str, command: str, vers
         "title": title, "command": command, "version": version,
         "inputs": spec.inputs, "hidden": spec.hidden, "layers": len(cells), "units": spec.units,
         "steps": spec.steps, "output": spec.output,
-        "params": [vars(p) for p in params],
-        "unpacked": ", ".join(p.local for p in params),
+        "params": [{**vars(p), "count": len(p.locals),
+                    "gradient": p.gradients[0] if len(p.gradients) == 1 else f"np.concatenate([{', '.join(p.gradients)}])"}
+                   for p in params],
+        "unpacked": ", ".join(name for p in params for name in p.locals),
         "loss_read": (", ".join(sorted(loss_uses)) + " = " + ", ".join(f'cache["{n}"]' for n in sorted(loss_uses))) if loss_uses else "",
         "allocations": allocations, "forward": lines(forward), "cached": names,
         "backward_before": before, "backward": lines(backward),

@@ -1,6 +1,7 @@
-"""The generated model.py of `derive rnn` against PyTorch's nn.RNN and nn.Linear autograd, with the
-same weights moved unchanged (PyTorch's names and shapes), on random configurations: 1–2 stacked
-layers, 1–6 steps, tanh and relu cells, the output at the last step or at every step, 1–4 samples.
+"""The generated model.py of `derive rnn` against PyTorch's nn.RNN / nn.LSTM and nn.Linear autograd,
+with the same weights moved unchanged (PyTorch's names and shapes, the LSTM's gates stacked in the
+order i, f, g, o), on random configurations: 1–2 stacked layers, 1–6 steps, tanh and relu Elman
+cells, the output at the last step or at every step, 1–4 samples.
 Layouts: ours (T, n, m) with the samples last, PyTorch's (T, m, n)."""
 
 from __future__ import annotations
@@ -23,33 +24,38 @@ TOLERANCE = 1e-10
 
 
 @lru_cache(maxsize=None)
-def generated(layers: int, output: str, act: str):
+def generated(layers: int, output: str, act: str, cell: str = "rnn"):
     """model.py for a network shape (its formulas do not depend on the sizes)."""
-    model = build_rnn(make_rnn_spec(layers=layers, output=output, act=act))
+    model = build_rnn(make_rnn_spec(cell=cell, layers=layers, output=output, act=act))
     source = render("model_rnn.py.j2", code_context(model, backward_pass(model.network, True), title="t",
                                                     command="derive rnn", version="test"))
     return load_module(source)
 
 
-def _configurations(count: int, seed: int) -> list[dict]:
+def _configurations(count: int, seed: int, cell: str = "rnn") -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
     for k in range(count):
-        out.append(dict(layers=1 + k % 2, output=("last", "all")[(k // 2) % 2], act=("tanh", "relu")[(k // 4) % 2],
+        act = ("tanh", "relu")[(k // 4) % 2] if cell == "rnn" else "tanh"
+        out.append(dict(cell=cell, layers=1 + k % 2, output=("last", "all")[(k // 2) % 2], act=act,
                         steps=int(rng.integers(1, 7)), n=int(rng.integers(1, 5)), H=int(rng.integers(1, 6)),
                         K=int(rng.integers(1, 4)), m=int(rng.integers(1, 5)), seed=int(rng.integers(1 << 30))))
     return out
 
 
 CONFIGURATIONS = _configurations(24, 0)
+LSTM_CONFIGURATIONS = _configurations(20, 1, "lstm")
 
 
 def _torch_loss(params: dict, X: np.ndarray, Y: np.ndarray, c: dict):
-    rnn = torch.nn.RNN(c["n"], c["H"], num_layers=c["layers"], nonlinearity=c["act"], dtype=torch.float64)
+    if c["cell"] == "lstm":
+        rnn = torch.nn.LSTM(c["n"], c["H"], num_layers=c["layers"], dtype=torch.float64)
+    else:
+        rnn = torch.nn.RNN(c["n"], c["H"], num_layers=c["layers"], nonlinearity=c["act"], dtype=torch.float64)
     head = torch.nn.Linear(c["H"], c["K"], dtype=torch.float64)
     rnn.load_state_dict({k: torch.tensor(v) for k, v in params.items() if not k.startswith("head_")})
     head.load_state_dict({"weight": torch.tensor(params["head_weight"]), "bias": torch.tensor(params["head_bias"])})
-    out, _ = rnn(torch.tensor(X.transpose(0, 2, 1)))  # (T, m, H); h0 = 0
+    out, _ = rnn(torch.tensor(X.transpose(0, 2, 1)))  # (T, m, H); h0 = 0 (and c0 = 0)
     m = X.shape[-1]
     if c["output"] == "last":
         prediction, target = head(out[-1]), torch.tensor(Y.T)
@@ -63,7 +69,7 @@ def _torch_loss(params: dict, X: np.ndarray, Y: np.ndarray, c: dict):
 
 
 def largest_difference(c: dict) -> float:
-    module = generated(c["layers"], c["output"], c["act"])
+    module = generated(c["layers"], c["output"], c["act"], c["cell"])
     rng = np.random.default_rng(c["seed"])
     params = module.init_params(rng, inputs=c["n"], hidden=c["H"], units=c["K"])
     X = rng.standard_normal((c["steps"], c["n"], c["m"]))
@@ -83,6 +89,11 @@ def test_generated_rnn_matches_torch(c):
     assert largest_difference(c) < TOLERANCE
 
 
+@pytest.mark.parametrize("c", LSTM_CONFIGURATIONS, ids=lambda c: "L{layers}-{output}-T{steps}".format(**c))
+def test_generated_lstm_matches_torch(c):
+    assert largest_difference(c) < TOLERANCE
+
+
 def test_configurations_cover_the_brief():
     assert {c["layers"] for c in CONFIGURATIONS} == {1, 2}
     assert {c["output"] for c in CONFIGURATIONS} == {"last", "all"}
@@ -92,7 +103,7 @@ def test_configurations_cover_the_brief():
 def test_a_dropped_next_step_error_is_caught():
     """The comparison can fail: the same model without the error from the next step (the classic
     bug) differs from PyTorch as soon as there are two steps."""
-    c = dict(layers=1, output="last", act="tanh", steps=3, n=2, H=3, K=2, m=2, seed=5)
+    c = dict(cell="rnn", layers=1, output="last", act="tanh", steps=3, n=2, H=3, K=2, m=2, seed=5)
     model = build_rnn(make_rnn_spec())
     context = code_context(model, backward_pass(model.network, True), title="t", command="c", version="v")
     for block in context["backward"]:

@@ -51,11 +51,14 @@ class RNNCell(LayerKind):
         return tuple(Q(kind, node.layer) for kind in ("W_ih", "W_hh", "b_ih", "b_hh"))
 
     def parameter_axes(self, node: Node, param: Quantity) -> tuple[Axis, ...]:
+        """By position in `parameters`: W_ih (units, input units), W_hh (units, state units), two biases."""
         own = Axis("n", node.layer)
-        return {"W_ih": (own, node.in_axes[0][1]), "W_hh": (own, own), "b_ih": (own,), "b_hh": (own,)}[param.kind]
+        position = self.parameters(node).index(param)
+        return ((own, node.in_axes[0][1]), (own, node.in_axes[1][1]), (own,), (own,))[position]
 
     def weights(self, node: Node) -> dict[Quantity, Quantity]:
-        return {Q("W_ih", node.layer): node.inputs[0], Q("W_hh", node.layer): node.inputs[1]}
+        W_ih, W_hh, _, _ = self.parameters(node)
+        return {W_ih: node.inputs[0], W_hh: node.inputs[1]}
 
     def units(self, node: Node, input_units: tuple[int, ...]) -> int:
         return self.hidden
@@ -68,7 +71,7 @@ class RNNCell(LayerKind):
 
     def entry(self, node: Node, unit, sample) -> sp.Expr:
         tau, i = unit
-        j, k = node.in_axes[0][1].index("j"), Axis("n", node.layer).index("k")
+        j, k = node.in_axes[0][1].index("j"), node.in_axes[1][1].index("k")
         W_ih, W_hh, b_ih, b_hh = (p.base for p in self.parameters(node))
         x, h = node.inputs
         return (sp.Sum(W_ih[i, j] * entry_of(x, (tau, j), sample), (j, j.lower, j.upper)) + b_ih[i]
