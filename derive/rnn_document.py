@@ -49,9 +49,14 @@ def _is_parameter(result) -> bool:
     return isinstance(result.lhs, sp.Derivative) and result.name.startswith("grad_") and result.name != "grad_a"
 
 
+def _cell(model: RNNModel) -> str:
+    """The suffix of the messages that differ by cell ('' for the Elman cell, '_lstm')."""
+    return "" if model.spec.cell == "rnn" else "_" + model.spec.cell
+
+
 def _network(model: RNNModel, text: Text) -> list:
     spec = model.spec
-    return [blocks.Paragraph(text("rnn.intro", layers=spec.layers, hidden=spec.hidden, inputs=spec.inputs,
+    return [blocks.Paragraph(text("rnn.intro" + _cell(model), layers=spec.layers, hidden=spec.hidden, inputs=spec.inputs,
                                   units=spec.units, act=spec.act, out_act=spec.out_act)),
             blocks.Paragraph(text("rnn.output_" + spec.output)),
             blocks.Paragraph(text("rnn.symbolic_step", steps=spec.steps))]
@@ -59,7 +64,8 @@ def _network(model: RNNModel, text: Text) -> list:
 
 def _forward(model: RNNModel, sample: Pass, text: Text) -> list:
     rows = [_equation(sample.results[n.output], matrix=False) for n in model.network.layers]
-    return [blocks.Paragraph(text("rnn.forward_intro")), _aligned(rows), blocks.Paragraph(text("rnn.state_zero"))]
+    return [blocks.Paragraph(text("rnn.forward_intro")), _aligned(rows),
+            blocks.Paragraph(text("rnn.state_zero" + _cell(model)))]
 
 
 def _loss(model: RNNModel, sample: Pass, text: Text) -> list:
@@ -90,6 +96,8 @@ def _backward(model: RNNModel, sample: Pass, text: Text, narrator: Narrator) -> 
             out.append(blocks.Paragraph(text("rnn.two_paths")))
             out.append(blocks.Paragraph(text("rnn.recursion")))
             explained = True
+        if key.kind == "grad_c":
+            out.append(blocks.Paragraph(text("rnn.cell_path")))
         if result.matrix_rhs is None:
             out.append(blocks.Paragraph(text("rnn.index_form_only")))
     return out
@@ -108,7 +116,8 @@ def _activation_section(model: RNNModel, text: Text, backward: int) -> list:
 
     from derive.rewrite import activation_derivative
 
-    activations = tuple(dict.fromkeys((model.cell_activation, model.output_activation)))
+    activations = tuple(dict.fromkeys(node.kind.activation for node in model.network.layers
+                                      if getattr(node.kind, "activation", None) is not None))
     stand_in = SimpleNamespace(model=SimpleNamespace(activations=activations, network=model.network),
                                activation_derivatives=tuple(activation_derivative(a) for a in activations))
     return _activations(stand_in, text, backward)
@@ -125,7 +134,7 @@ def _parameters(model: RNNModel, sample: Pass, text: Text, narrator: Narrator) -
     return out
 
 
-def _code(context: dict, text: Text) -> list:
+def _code(context: dict, text: Text, model: RNNModel) -> list:
     lines = []
     for block in context["backward"]:
         if block["loop"]:
@@ -136,7 +145,8 @@ def _code(context: dict, text: Text) -> list:
                 lines += [f"{pad}if {s['guard']}:", f"{pad}    {s['target']} {s['op']} {s['value']}"]
             else:
                 lines.append(f"{pad}{s['target']} {s['op']} {s['value']}")
-    return [blocks.Paragraph(text("rnn.code_intro")), blocks.Code(tuple(lines)), blocks.Paragraph(text("rnn.code_layout"))]
+    return [blocks.Paragraph(text("rnn.code_intro")), blocks.Code(tuple(lines)),
+            blocks.Paragraph(text("rnn.code_layout" + _cell(model)))]
 
 
 def _verification(checks: list, text: Text) -> list:
@@ -158,7 +168,7 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
         "activations": lambda: _activation_section(model, text, numbers["backward"]),
         "backward": lambda: _backward(model, sample, text, narrator),
         "parameters": lambda: _parameters(model, sample, text, narrator),
-        "code": lambda: _code(code, text),
+        "code": lambda: _code(code, text, model),
         "verification": lambda: _verification(checks, text),
     }
     with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
@@ -167,10 +177,10 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
                            tuple(content[key]()))
             for key in SECTIONS)
     spec = model.spec
-    title = text("rnn.title")
+    title = text("rnn.title" + _cell(model))
     return blocks.Document(
         title=title,
-        subtitle=text("rnn.subtitle", layers=spec.layers, hidden=spec.hidden, act=spec.act,
+        subtitle=text("rnn.subtitle" + _cell(model), layers=spec.layers, hidden=spec.hidden, act=spec.act,
                       output=text.raw(f"rnn.output_word_{spec.output}"), loss=spec.loss),
         generated=text("doc.generated", version=__version__, command=command, verification_section=numbers["verification"]),
         contents=text("doc.contents"),
@@ -178,5 +188,5 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
         html_lang=text.raw("language.html_lang"),
         tex_preamble=text.raw("language.tex_preamble").strip(),
         sections=sections,
-        metadata=(("pdftitle", text.raw("rnn.title")),),
+        metadata=(("pdftitle", text.raw("rnn.title" + _cell(model))),),
     )

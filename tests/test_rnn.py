@@ -177,3 +177,49 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("derive: error: ") and words in lines[0]
     assert not out.exists()
+
+
+# ---- the LSTM
+
+
+def test_lstm_cell_error_has_the_output_path_and_the_cell_path():
+    """dc[r] = dh[r] ⊙ o[r] ⊙ (1 − tanh² c[r]) + [r + 1 ≤ T − 1] dc[r + 1] ⊙ f[r + 1], from the rule."""
+    _, sample, _ = derived(cell="lstm")
+    result = sample.results[Q("grad_c", 1)]
+    r, q = result.free
+    c, o, f, dc, dh = (Q(k, 1).base for k in ("c", "go", "gf", "grad_c", "grad_a"))
+    output_path = (1 - sp.tanh(c[r, q]) ** 2) * o[r, q] * dh[r, q]
+    T = sp.Symbol("t_1", integer=True, positive=True)
+    cell_path = f[r + 1, q] * dc[r + 1, q] * Iverson(r + 1 <= T - 1)
+    assert sp.expand(result.rhs - output_path - cell_path) == 0
+    assert any(s.rule == "chain_rule_paths" for s in sample.steps[Q("grad_c", 1)])
+
+
+@pytest.mark.parametrize("gate, local", [("i", lambda v: v * (1 - v)), ("f", lambda v: v * (1 - v)),
+                                         ("o", lambda v: v * (1 - v)), ("g", lambda v: 1 - v ** 2)])
+def test_lstm_gate_derivatives_are_in_terms_of_the_gate_values(gate, local):
+    _, sample, _ = derived(cell="lstm")
+    result = sample.results[Q("grad_z" + gate, 1)]
+    r, q = result.free
+    value = Q("g" + gate, 1).base[r, q]
+    assert not result.rhs.has(sp.exp)
+    assert sp.expand(result.rhs - local(value) * sp.cancel(result.rhs / local(value))) == 0
+    assert not sp.cancel(result.rhs / local(value)).has(Q("z" + gate, 1).base)
+
+
+def test_lstm_checks():
+    model, sample, batch = derived(cell="lstm", output="all")
+    symbolic = symbolic_check(model, sample)
+    assert symbolic.passed and symbolic.figures["partials"] == 16 * 3 + 6  # 4 gates × (2 matrices 2×2, 2 biases), head
+    assert minibatch_check(model, sample, batch).passed
+    assert derivative_check(model, load_module(source(model, batch))).passed
+
+
+def test_lstm_parameters_are_stacked_in_pytorch_order():
+    model, _, batch = derived(cell="lstm")
+    text = source(model, batch)
+    assert '"weight_ih_l0": np.concatenate([dW_ii1, dW_if1, dW_ig1, dW_io1])' in text
+    module = load_module(text)
+    params = module.init_params(np.random.default_rng(0), inputs=3, hidden=5, units=2)
+    assert params["weight_ih_l0"].shape == (20, 3) and params["weight_hh_l0"].shape == (20, 5)
+    assert params["bias_ih_l0"].shape == (20,)
