@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from derive.catalog import Activation, Loss, resolve_activation, resolve_loss
 from derive.errors import DeriveError
 from derive.layers import Dense, LossKind, Node, activation_kind
+from derive.layers.gru import gru_layer
 from derive.layers.lstm import lstm_layer
 from derive.layers.recurrent import LastStep, RNNCell, StepDense
 from derive.network import Network
 from derive.notation import Axis, LayerRef, Q
 from derive.spec import parse_formats, parse_lang, slug_part
 
-CELLS = ("rnn", "lstm")
+CELLS = ("rnn", "lstm", "gru")
 OUTPUTS = ("last", "all")
 CELL_ACTIVATIONS = ("tanh", "relu")  # PyTorch's nn.RNN nonlinearity
 FORMATS = ("md", "tex", "py", "json")
@@ -90,13 +91,11 @@ def _choice(value: str, option: str, accepted: tuple[str, ...]) -> str:
 def make_rnn_spec(cell="rnn", inputs=3, hidden=4, layers=1, steps=5, output="last", units=2, act="tanh",
                   out_act=None, loss="mse", formats=None, lang=None) -> RNNSpec:
     """Validate the choices of `derive rnn`; a DeriveError names the first bad value and what is accepted."""
-    if str(cell).strip().lower() == "gru":
-        raise DeriveError("invalid value for --cell: 'gru' is not derived yet; accepted: rnn, lstm")
     cell = _choice(cell, "--cell", CELLS)
     act = _choice(act, "--act", CELL_ACTIVATIONS)
-    if cell == "lstm" and act != "tanh":
-        raise DeriveError(f"invalid combination: --act {act} with --cell lstm; the LSTM's activations are fixed "
-                          "(σ for its gates, tanh for the cell), so --act takes only tanh there")
+    if cell != "rnn" and act != "tanh":
+        raise DeriveError(f"invalid combination: --act {act} with --cell {cell}; its activations are fixed "
+                          "(σ for the gates, tanh for the cell and candidate), so --act takes only tanh there")
     loss_entry = resolve_loss(loss)
     if loss_entry.required_output or loss_entry.target == "probability":
         raise DeriveError(f"invalid value for --loss: {loss!r} needs a softmax output, which `derive rnn` does not "
@@ -137,8 +136,9 @@ def build_rnn(spec: RNNSpec) -> RNNModel:
     nodes: list[Node] = []
     below, below_axes = Q("a", 0), (Axis("t", L(0)), Axis("n", L(0)))
     for l in range(1, spec.layers + 1):
-        if spec.cell == "lstm":
-            layer = lstm_layer(L(l), below, below_axes, spec.hidden, resolve_activation("sigmoid"), g)
+        if spec.cell in ("lstm", "gru"):
+            make = lstm_layer if spec.cell == "lstm" else gru_layer
+            layer = make(L(l), below, below_axes, spec.hidden, resolve_activation("sigmoid"), g)
         else:
             cell = Node(RNNCell(spec.hidden), L(l), (below, Q("a", l)),
                         (below_axes, (Axis("t", L(l)), Axis("n", L(l)))))

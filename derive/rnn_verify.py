@@ -27,7 +27,7 @@ from derive.notation import BATCH_SIZE, Quantity, sample_index
 from derive.rnn import RNNModel
 
 WIDTH = 2  # units of every layer in the symbolic check
-STEPS = {"rnn": 3, "lstm": 2}  # its sequence length: the LSTM's unrolled loss grows fast (2 steps: 13 s)
+STEPS = {"rnn": 3, "lstm": 2, "gru": 2}  # its sequence length: the LSTM's unrolled loss grows fast (2 steps: 13 s)
 
 
 def symbolic_steps(model: RNNModel) -> int:

@@ -103,7 +103,7 @@ class TimeSlicer:
 
         quantity = quantity_of(str(entry.base.label))
         code = (quantity.code() if quantity is not None else str(entry.base.label)) + f"[{self.printer._print(at)}]"
-        label = f"{entry.base.label}@{at}"
+        label = f"{entry.base.label}@{at}"  # `notation.quantity_of` reads the quantity before the @
         self.slices[label] = code
         return sp.IndexedBase(label, real=True)[tuple(entry.indices[1:])]
 
@@ -154,7 +154,16 @@ class TimeSlicer:
         then each guarded group under its `if`. Every term's array form is proved equal to its index
         form entry by entry (`matrixform.entries_agree`) before it is printed."""
         groups: dict[tuple, list[sp.Expr]] = {}
-        for term in sp.Add.make_args(expr):
+
+        def distribute(e):  # r ⊙ ([t ≥ 1] W h[t − 1] + b): each guard onto the term it guards, the rest kept whole
+            if e.is_Mul:
+                for a in e.args:
+                    if a.is_Add and a.has(Iverson):
+                        rest = sp.Mul(*[f for f in e.args if f is not a])
+                        return sp.Add(*[distribute(rest * term) for term in a.args])
+            return e
+
+        for term in sp.Add.make_args(transform(expr, distribute)):
             factors = sp.Mul.make_args(term)
             guards = tuple(sorted((f for f in factors if isinstance(f, Iverson)), key=sp.default_sort_key))
             groups.setdefault(guards, []).append(sp.Mul(*[f for f in factors if not isinstance(f, Iverson)]))

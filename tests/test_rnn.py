@@ -156,7 +156,8 @@ def test_cli_is_deterministic_and_speaks_chinese(tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--cell", "gru"], "--cell"),
+    (["--cell", "transformer"], "--cell"),
+    (["--cell", "gru", "--act", "relu"], "--act"),
     (["--cell", "lstm", "--act", "relu"], "--act"),
     (["--cell", "elman"], "--cell"),
     (["--hidden", "0"], "--hidden"),

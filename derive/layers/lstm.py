@@ -30,19 +30,23 @@ from derive.notation import Axis, Q, Quantity, register_quantity
 GATES = "ifgo"  # PyTorch's order of the stacked gate weights
 GATE_NAMES = {"i": "input gate", "f": "forget gate", "g": "cell candidate", "o": "output gate"}
 
+def register_gate(gate: str, value_code: str) -> None:
+    """The quantities of one gate: its four parameters (W_i·, W_h·, b_i·, b_h·, PyTorch's names), its
+    pre-activation z_· and its value, per sample and per minibatch, and their derivatives."""
+    for w, latex in (("W_i", "W_{i%s}"), ("W_h", "W_{h%s}"), ("b_i", "b_{i%s}"), ("b_h", "b_{h%s}")):
+        kind, rank = w + gate, (2 if w.startswith("W") else 1)
+        register_quantity(kind, "{" + latex % gate + "}", kind, rank, "param", gradient="grad_" + kind)
+        register_quantity("grad_" + kind, "{" + latex % gate + "}", "d" + kind, rank, "param")
+    for kind, batch, latex, batch_latex, code in (("z" + gate, "Z" + gate, "z_{%s}" % gate, "Z_{%s}" % gate, "Z" + gate),
+                                                  ("g" + gate, "G" + gate.upper(), gate, gate.upper(), value_code)):
+        register_quantity(kind, "{" + latex + "}", None, 1, "sample", batch=batch, gradient="grad_" + kind)
+        register_quantity(batch, "{" + batch_latex + "}", code, 2, "batch", gradient="grad_" + batch)
+        register_quantity("grad_" + kind, "{" + latex + "}", None, 1, "sample", batch="grad_" + batch, derivative=True)
+        register_quantity("grad_" + batch, "{" + batch_latex + "}", "d" + code, 2, "batch", derivative=True)
+
+
 for _g in GATES:
-    for _w, _latex in (("W_i", "W_{i%s}"), ("W_h", "W_{h%s}"), ("b_i", "b_{i%s}"), ("b_h", "b_{h%s}")):
-        _kind, _rank = _w + _g, (2 if _w.startswith("W") else 1)
-        register_quantity(_kind, "{" + _latex % _g + "}", _kind, _rank, "param", gradient="grad_" + _kind)
-        register_quantity("grad_" + _kind, "{" + _latex % _g + "}", "d" + _kind, _rank, "param")
-    # the gate's pre-activation z_g and its value g, per sample and per minibatch, with their derivatives
-    for _kind, _batch, _latex, _code in (("z" + _g, "Z" + _g, "z_{%s}" % _g, "Z" + _g), ("g" + _g, "G" + _g.upper(), _g, _g.upper())):
-        register_quantity(_kind, "{" + _latex + "}", None, 1, "sample", batch=_batch, gradient="grad_" + _kind)
-        register_quantity(_batch, "{" + (_latex.upper() if _kind.startswith("g") else "Z_{%s}" % _g) + "}", _code, 2,
-                          "batch", gradient="grad_" + _batch)
-        register_quantity("grad_" + _kind, "{" + _latex + "}", None, 1, "sample", batch="grad_" + _batch, derivative=True)
-        register_quantity("grad_" + _batch, "{" + (_latex.upper() if _kind.startswith("g") else "Z_{%s}" % _g) + "}",
-                          "d" + _code, 2, "batch", derivative=True)
+    register_gate(_g, _g.upper())
 register_quantity("c", "c", None, 1, "sample", batch="Cell", gradient="grad_c")
 register_quantity("Cell", "C", "C", 2, "batch", gradient="grad_Cell")
 register_quantity("grad_c", "c", None, 1, "sample", batch="grad_Cell", derivative=True)
