@@ -98,6 +98,8 @@ def _backward(model: RNNModel, sample: Pass, text: Text, narrator: Narrator) -> 
             explained = True
         if key.kind == "grad_c":
             out.append(blocks.Paragraph(text("rnn.cell_path")))
+        if key.kind == "grad_zr":
+            out.append(blocks.Paragraph(text("rnn.reset_after")))
         if result.matrix_rhs is None:
             out.append(blocks.Paragraph(text("rnn.index_form_only")))
     return out

@@ -224,3 +224,34 @@ def test_lstm_parameters_are_stacked_in_pytorch_order():
     params = module.init_params(np.random.default_rng(0), inputs=3, hidden=5, units=2)
     assert params["weight_ih_l0"].shape == (20, 3) and params["weight_hh_l0"].shape == (20, 5)
     assert params["bias_ih_l0"].shape == (20,)
+
+
+# ---- the GRU
+
+
+def test_gru_reset_gate_is_applied_after_the_hidden_product():
+    """PyTorch's form: the reset gate's error is ∂C/∂z_n times the whole bracket W_hn h[r−1] + b_hn."""
+    _, sample, _ = derived(cell="gru")
+    result = sample.results[Q("grad_zr", 1)]
+    r, q = result.free
+    bracket = [f for f in sp.Mul.make_args(result.rhs) if f.is_Add and f.has(Q("b_hn", 1).base)]
+    assert len(bracket) == 1 and bracket[0].has(Q("W_hn", 1).base) and bracket[0].has(sp.Sum)
+    value = Q("gr", 1).base[r, q]
+    assert sp.expand(result.rhs - value * (1 - value) * Q("grad_zn", 1).base[r, q] * bracket[0]) == 0
+
+
+def test_gru_state_error_has_the_direct_path_through_the_update_gate():
+    _, sample, _ = derived(cell="gru")
+    result = sample.results[Q("grad_a", 1)]
+    r, q = result.free
+    dh, z = Q("grad_a", 1).base, Q("gz", 1).base
+    assert any(t.has(dh[r + 1, q]) and t.has(z[r + 1, q]) for t in sp.Add.make_args(result.rhs))
+    assert any(t.has(Q("W_hn", 1).base) and t.has(Q("gr", 1).base) for t in sp.Add.make_args(result.rhs))
+
+
+def test_gru_checks():
+    model, sample, batch = derived(cell="gru", output="all")
+    assert symbolic_check(model, sample).passed
+    assert minibatch_check(model, sample, batch).passed
+    assert derivative_check(model, load_module(source(model, batch))).passed
+    assert '"weight_ih_l0": np.concatenate([dW_ir1, dW_iz1, dW_in1])' in source(model, batch)

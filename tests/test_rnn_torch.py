@@ -1,6 +1,6 @@
-"""The generated model.py of `derive rnn` against PyTorch's nn.RNN / nn.LSTM and nn.Linear autograd,
-with the same weights moved unchanged (PyTorch's names and shapes, the LSTM's gates stacked in the
-order i, f, g, o), on random configurations: 1–2 stacked layers, 1–6 steps, tanh and relu Elman
+"""The generated model.py of `derive rnn` against PyTorch's nn.RNN / nn.LSTM / nn.GRU and nn.Linear
+autograd, with the same weights moved unchanged (PyTorch's names and shapes, the gates stacked in
+PyTorch's orders i, f, g, o and r, z, n), on random configurations: 1–2 stacked layers, 1–6 steps, tanh and relu Elman
 cells, the output at the last step or at every step, 1–4 samples.
 Layouts: ours (T, n, m) with the samples last, PyTorch's (T, m, n)."""
 
@@ -45,11 +45,13 @@ def _configurations(count: int, seed: int, cell: str = "rnn") -> list[dict]:
 
 CONFIGURATIONS = _configurations(24, 0)
 LSTM_CONFIGURATIONS = _configurations(20, 1, "lstm")
+GRU_CONFIGURATIONS = _configurations(20, 2, "gru")
 
 
 def _torch_loss(params: dict, X: np.ndarray, Y: np.ndarray, c: dict):
-    if c["cell"] == "lstm":
-        rnn = torch.nn.LSTM(c["n"], c["H"], num_layers=c["layers"], dtype=torch.float64)
+    if c["cell"] in ("lstm", "gru"):
+        module = torch.nn.LSTM if c["cell"] == "lstm" else torch.nn.GRU
+        rnn = module(c["n"], c["H"], num_layers=c["layers"], dtype=torch.float64)
     else:
         rnn = torch.nn.RNN(c["n"], c["H"], num_layers=c["layers"], nonlinearity=c["act"], dtype=torch.float64)
     head = torch.nn.Linear(c["H"], c["K"], dtype=torch.float64)
@@ -91,6 +93,11 @@ def test_generated_rnn_matches_torch(c):
 
 @pytest.mark.parametrize("c", LSTM_CONFIGURATIONS, ids=lambda c: "L{layers}-{output}-T{steps}".format(**c))
 def test_generated_lstm_matches_torch(c):
+    assert largest_difference(c) < TOLERANCE
+
+
+@pytest.mark.parametrize("c", GRU_CONFIGURATIONS, ids=lambda c: "L{layers}-{output}-T{steps}".format(**c))
+def test_generated_gru_matches_torch(c):
     assert largest_difference(c) < TOLERANCE
 
 
