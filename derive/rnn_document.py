@@ -20,7 +20,7 @@ from derive.printing import latex, words
 from derive.rnn import RNNModel
 from derive.timeloop import is_time_size
 
-SECTIONS = ("network", "forward", "loss", "activations", "backward", "parameters", "code", "verification")
+SECTIONS = ("network", "forward", "loss", "activations", "backward", "parameters", "jacobian", "code", "verification")
 STEPS_SYMBOL = sp.Symbol("T", integer=True, positive=True)
 
 
@@ -136,6 +136,23 @@ def _parameters(model: RNNModel, sample: Pass, text: Text, narrator: Narrator) -
     return out
 
 
+def _jacobian(jac, text: Text, model: RNNModel) -> list:
+    """The one-step Jacobian derived from the rules, the bound over k steps, the numbers of model.py."""
+    rate = jac.gamma * jac.norm
+    rows = tuple((str(k), f"{bound:.3g}", next((f"{v:.3g}" for kk, v in jac.measured if kk == k), "")) for k, bound in jac.bounds)
+    return [
+        blocks.Paragraph(text("rnn.jacobian_intro")),
+        blocks.Equation(f"{_latex(jac.lhs)} = {_latex(jac.computed)} = {_latex(jac.rhs)}"),
+        blocks.Paragraph(text("rnn.jacobian_bound", gamma=f"{jac.gamma:.3g}")),
+        blocks.Paragraph(text("rnn.jacobian_numbers", hidden=model.spec.hidden, norm=f"{jac.norm:.3g}",
+                              rate=f"{rate:.3g}")),
+        blocks.Table((text("rnn.jacobian_k"), text("rnn.jacobian_bound_column"), text("rnn.jacobian_measured")),
+                     rows, "rrr"),
+        blocks.Paragraph(text("rnn.jacobian_vanishing" if rate < 1 else "rnn.jacobian_exploding")),
+        blocks.Paragraph(text("rnn.clipping")),
+    ]
+
+
 def _code(context: dict, text: Text, model: RNNModel) -> list:
     lines = []
     for block in context["backward"]:
@@ -159,8 +176,9 @@ def _verification(checks: list, text: Text) -> list:
 
 
 def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, *, command: str, fmt: str,
-                       lang: str) -> blocks.Document:
-    numbers = {key: n for n, key in enumerate(SECTIONS, start=1)}
+                       lang: str, jacobian=None) -> blocks.Document:
+    keys = tuple(k for k in SECTIONS if k != "jacobian" or jacobian is not None)
+    numbers = {key: n for n, key in enumerate(keys, start=1)}
     text = Text(lang, fmt, **numbers, **{f"section_{k}": v for k, v in numbers.items()})
     narrator = Narrator(text)
     content = {
@@ -170,6 +188,7 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
         "activations": lambda: _activation_section(model, text, numbers["backward"]),
         "backward": lambda: _backward(model, sample, text, narrator),
         "parameters": lambda: _parameters(model, sample, text, narrator),
+        "jacobian": lambda: _jacobian(jacobian, text, model),
         "code": lambda: _code(code, text, model),
         "verification": lambda: _verification(checks, text),
     }
@@ -177,7 +196,7 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
         sections = tuple(
             blocks.Section(key, numbers[key], text(f"rnn.section_{key}"), f"{numbers[key]}-{key}", f"sec:{key}",
                            tuple(content[key]()))
-            for key in SECTIONS)
+            for key in keys)
     spec = model.spec
     title = text("rnn.title" + _cell(model))
     return blocks.Document(

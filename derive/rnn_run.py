@@ -19,6 +19,7 @@ from derive.render import render, template_module, write_files
 from derive.rnn import RNNSpec, build_rnn
 from derive.rnn_code import code_context
 from derive.rnn_document import build_rnn_document
+from derive.rnn_jacobian import jacobian
 from derive.rnn_verify import derivative_check, load_module, minibatch_check, symbolic_check
 
 FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json"}
@@ -62,16 +63,19 @@ def generate(spec: RNNSpec) -> RNNOutcome:
     code = code_context(model, batch, title=f"derive {__version__}: {spec.slug()}", command=command,
                         version=__version__)
     source = render("model_rnn.py.j2", code)
-    checks = [symbolic_check(model, sample), minibatch_check(model, sample, batch),
-              derivative_check(model, load_module(source))]
+    module = load_module(source)
+    checks = [symbolic_check(model, sample), minibatch_check(model, sample, batch), derivative_check(model, module)]
+    jac = jacobian(model, module) if spec.cell == "rnn" else None
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()
     if "md" in spec.formats:
-        doc = build_rnn_document(model, sample, checks, code, command=command, fmt="md", lang=spec.lang)
+        doc = build_rnn_document(model, sample, checks, code, command=command, fmt="md", lang=spec.lang,
+                                 jacobian=jac)
         files[FILE_NAMES["md"]] = str(template_module("derivation.md.j2", {"doc": doc})).encode()
     if "tex" in spec.formats:
-        doc = build_rnn_document(model, sample, checks, code, command=command, fmt="tex", lang=spec.lang)
+        doc = build_rnn_document(model, sample, checks, code, command=command, fmt="tex", lang=spec.lang,
+                                 jacobian=jac)
         files[FILE_NAMES["tex"]] = render("derivation.tex.j2", {"doc": doc}).encode()
     if "json" in spec.formats:
         files[FILE_NAMES["json"]] = _json(model, sample, batch, checks, command)

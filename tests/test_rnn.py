@@ -255,3 +255,47 @@ def test_gru_checks():
     assert minibatch_check(model, sample, batch).passed
     assert derivative_check(model, load_module(source(model, batch))).passed
     assert '"weight_ih_l0": np.concatenate([dW_ir1, dW_iz1, dW_in1])' in source(model, batch)
+
+
+# ---- how far an error travels; clipping
+
+
+def test_one_step_jacobian_is_derived_and_bounds_hold():
+    from derive.rnn_jacobian import jacobian, one_step
+
+    model, _, batch = derived()
+    lhs, computed, rhs = one_step(model)
+    i = lhs.args[0].indices[1]
+    tau, q = lhs.variables[0].indices
+    assert sp.expand(rhs - (1 - Q("a", 1).base[tau + 1, i] ** 2) * Q("W_hh", 1).base[i, q]) == 0
+    module = load_module(source(model, batch))
+    jac = jacobian(model, module)
+    assert jac.gamma == pytest.approx(1.0)
+    bounds = dict(jac.bounds)
+    assert jac.measured and all(value <= bounds[k] * (1 + 1e-12) for k, value in jac.measured)
+    # the derived entries against finite differences of one step of the cell, written out here
+    params = module.init_params(np.random.default_rng(0))
+    W_ih, W_hh = params["weight_ih_l0"], params["weight_hh_l0"]
+    b = params["bias_ih_l0"] + params["bias_hh_l0"]
+    x, h = np.random.default_rng(3).standard_normal(3), np.random.default_rng(4).standard_normal(4)
+    step = lambda h: np.tanh(W_ih @ x + W_hh @ h + b)  # noqa: E731
+    eps = 1e-6
+    numeric = np.stack([(step(h + eps * e) - step(h - eps * e)) / (2 * eps) for e in np.eye(4)], axis=1)
+    derived_jacobian = (1 - step(h) ** 2)[:, None] * W_hh
+    assert np.max(np.abs(numeric - derived_jacobian)) < 1e-8
+
+
+def test_clip_gradients_matches_torch():
+    torch = pytest.importorskip("torch")
+    model, _, batch = derived()
+    module = load_module(source(model, batch))
+    params = module.init_params(np.random.default_rng(0))
+    X, Y = np.random.default_rng(1).standard_normal((5, 3, 4)), 10 * np.ones((2, 4))
+    grads = module.gradients(params, X, Y)
+    tensors = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in params.items()}
+    for k, t in tensors.items():
+        t.grad = torch.tensor(grads[k].copy())
+    expected_norm = float(torch.nn.utils.clip_grad_norm_(list(tensors.values()), 0.5))
+    norm = module.clip_gradients(grads, 0.5)
+    assert norm == pytest.approx(expected_norm, rel=1e-12) and norm > 0.5
+    assert all(np.allclose(grads[k], tensors[k].grad.numpy(), rtol=1e-12, atol=0) for k in grads)
