@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.indexing import Iverson
-from derive.layers.base import LayerKind, Node, entry_of, register
+from derive.layers.base import LayerKind, Node, entry_of
 from derive.notation import Axis, Q, Quantity, register_quantity
 
 # braced, so that an entry's indices are a subscript of the group: {W_{hh}}^{(1)}_{ik}
@@ -33,7 +33,6 @@ def time_axis(node: Node, k: int = 0) -> Axis:
     return node.in_axes[k][0]
 
 
-@register
 @dataclass(frozen=True)
 class RNNCell(LayerKind):
     """The pre-activation of PyTorch's Elman cell; its inputs are the sequence below and its own
@@ -79,7 +78,6 @@ class RNNCell(LayerKind):
                 + b_hh[i])
 
 
-@register
 @dataclass(frozen=True)
 class LastStep(LayerKind):
     """a[i] = h[T − 1, i]: the output of a sequence's last step (a many-to-one network)."""
@@ -98,7 +96,6 @@ class LastStep(LayerKind):
         return entry_of(node.inputs[0], (time_axis(node).size - 1, unit), sample)
 
 
-@register
 @dataclass(frozen=True)
 class StepDense(LayerKind):
     """z[τ, i] = Σⱼ W[i, j] h[τ, j] + b[i]: one dense layer applied at every step (its weights
