@@ -98,8 +98,9 @@ def test_the_code_loops_over_the_steps_only():
     import re
 
     loops = [line.strip() for line in text.splitlines() if re.fullmatch(r"\s*for \w+ in .*:", line)]
-    # one loop forward over the steps, one backward, and sgd_step's loop over the parameter arrays
-    assert loops == ["for t in range(T):", "for t in reversed(range(T)):", "for name in params:"]
+    # one loop forward over the steps, one backward; clip_gradients and sgd_step loop over the parameter arrays
+    assert loops == ["for t in range(T):", "for t in reversed(range(T)):", "for g in grads.values():",
+                     "for name in params:"]
     assert "if t + 1 <= T - 1:" in text and "if t >= 1:" in text
 
 
