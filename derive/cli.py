@@ -298,7 +298,8 @@ def _quoted(text: str) -> str:
 @click.option("--loss", "loss", default="mse", show_default=True, metavar="LOSS",
               help="Loss per output entry: mse, mae, huber:δ, bce or an expression in a and y.")
 @click.option("--format", "formats", default=None, metavar="FMT[,FMT…]",
-              help="Files to write, any of md, tex, py, json (default: all four).")
+              help="Files to write, any of md, tex, py, json, pdf, html (default: md,tex,py,json). pdf needs "
+                   "TeX Live.")
 @click.option("--lang", "lang", default=None, metavar="LANG",
               help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en).")
 @click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),

@@ -28,7 +28,8 @@ from derive.spec import parse_formats, parse_lang, slug_part
 CELLS = ("rnn", "lstm", "gru")
 OUTPUTS = ("last", "all")
 CELL_ACTIVATIONS = ("tanh", "relu")  # PyTorch's nn.RNN nonlinearity
-FORMATS = ("md", "tex", "py", "json")
+FORMATS = ("md", "tex", "py", "json", "pdf", "html")
+DEFAULT_FORMATS = ("md", "tex", "py", "json")
 MAX_LAYERS = 3
 MAX_UNITS = 4096
 MAX_STEPS = 1000
@@ -48,7 +49,7 @@ class RNNSpec:
     act: str = "tanh"
     out_act: str = "identity"
     loss: str = "mse"
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     lang: str = "en"
 
     def slug(self) -> str:
@@ -112,7 +113,7 @@ def make_rnn_spec(cell="rnn", inputs=3, hidden=4, layers=1, steps=5, output="las
                    _whole(layers, "--layers", 1, MAX_LAYERS), _whole(steps, "--steps", 1, MAX_STEPS),
                    _choice(output, "--output", OUTPUTS), _whole(units, "--units", 1, MAX_UNITS), act,
                    output_entry.spec_text, loss_entry.spec_text,
-                   parse_formats(formats, FORMATS, FORMATS), parse_lang(lang))
+                   parse_formats(formats, FORMATS, DEFAULT_FORMATS), parse_lang(lang))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from derive.rnn_document import build_rnn_document
 from derive.rnn_jacobian import jacobian
 from derive.rnn_verify import derivative_check, load_module, minibatch_check, symbolic_check
 
-FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json"}
+FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json",
+              "pdf": "derivation.pdf", "html": "derivation.html"}
 
 
 @dataclass
@@ -56,6 +57,14 @@ def _json(model, sample, batch, checks, command: str) -> bytes:
 
 def generate(spec: RNNSpec) -> RNNOutcome:
     start = time.perf_counter()
+    if "pdf" in spec.formats:  # one line before any work if TeX (or the language's engine) is missing
+        from derive.typeset import require
+
+        require(spec.lang)
+    if "html" in spec.formats:
+        from derive.mathml import require as require_mathml
+
+        require_mathml()
     model = build_rnn(spec)
     sample = backward_pass(model.network, False)
     batch = backward_pass(model.network, True)
@@ -73,10 +82,20 @@ def generate(spec: RNNSpec) -> RNNOutcome:
         doc = build_rnn_document(model, sample, checks, code, command=command, fmt="md", lang=spec.lang,
                                  jacobian=jac)
         files[FILE_NAMES["md"]] = str(template_module("derivation.md.j2", {"doc": doc})).encode()
-    if "tex" in spec.formats:
+    if "tex" in spec.formats or "pdf" in spec.formats:
         doc = build_rnn_document(model, sample, checks, code, command=command, fmt="tex", lang=spec.lang,
                                  jacobian=jac)
-        files[FILE_NAMES["tex"]] = render("derivation.tex.j2", {"doc": doc}).encode()
+        tex = render("derivation.tex.j2", {"doc": doc})
+        if "tex" in spec.formats:
+            files[FILE_NAMES["tex"]] = tex.encode()
+        if "pdf" in spec.formats:
+            from derive.typeset import compile_pdf
+
+            files[FILE_NAMES["pdf"]] = compile_pdf(tex, spec.lang)
+    if "html" in spec.formats:
+        doc = build_rnn_document(model, sample, checks, code, command=command, fmt="html", lang=spec.lang,
+                                 jacobian=jac)
+        files[FILE_NAMES["html"]] = render("derivation.html.j2", {"doc": doc}).encode()
     if "json" in spec.formats:
         files[FILE_NAMES["json"]] = _json(model, sample, batch, checks, command)
     return RNNOutcome(spec, checks, files, time.perf_counter() - start)

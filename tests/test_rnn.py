@@ -300,3 +300,16 @@ def test_clip_gradients_matches_torch():
     norm = module.clip_gradients(grads, 0.5)
     assert norm == pytest.approx(expected_norm, rel=1e-12) and norm > 0.5
     assert all(np.allclose(grads[k], tensors[k].grad.numpy(), rtol=1e-12, atol=0) for k in grads)
+
+
+def test_html_and_pdf(tmp_path):
+    import shutil
+
+    from conftest import need
+
+    need(shutil.which("pdflatex") is not None, "pdflatex")
+    out = tmp_path / "formats"
+    result = CliRunner().invoke(main, ["rnn", "--format", "html,pdf", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "derivation.pdf").read_bytes().startswith(b"%PDF")
+    assert "<math" in (out / "derivation.html").read_text()
