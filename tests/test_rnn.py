@@ -169,7 +169,7 @@ def test_cli_is_deterministic_and_speaks_chinese(tmp_path):
     (["--loss", "ce"], "--loss"),
     (["--out-act", "softmax"], "--out-act"),
     (["--loss", "bce", "--out-act", "identity"], "bce"),
-    (["--format", "pdf"], "--format"),
+    (["--format", "ipynb"], "--format"),
     (["--lang", "fr"], "--lang"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
