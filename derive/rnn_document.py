@@ -15,9 +15,10 @@ from derive import __version__
 from derive import document as blocks
 from derive.backprop import COST_KEY, Pass
 from derive.narrate import Narrator, sides
-from derive.present import Text, _activations
+from derive.present import Text, _activations, anchor
 from derive.printing import latex, words
 from derive.rnn import RNNModel
+from derive.rnn_picture import picture_block
 from derive.timeloop import is_time_size
 
 SECTIONS = ("network", "forward", "loss", "activations", "backward", "parameters", "jacobian", "code", "verification")
@@ -59,6 +60,7 @@ def _network(model: RNNModel, text: Text) -> list:
     return [blocks.Paragraph(text("rnn.intro" + _cell(model), layers=spec.layers, hidden=spec.hidden, inputs=spec.inputs,
                                   units=spec.units, act=spec.act, out_act=spec.out_act)),
             blocks.Paragraph(text("rnn.output_" + spec.output)),
+            picture_block(model, text),
             blocks.Paragraph(text("rnn.symbolic_step", steps=spec.steps))]
 
 
@@ -194,8 +196,8 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
     }
     with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
         sections = tuple(
-            blocks.Section(key, numbers[key], text(f"rnn.section_{key}"), f"{numbers[key]}-{key}", f"sec:{key}",
-                           tuple(content[key]()))
+            blocks.Section(key, numbers[key], text(f"rnn.section_{key}"),
+                           anchor(f"{numbers[key]}. {text(f'rnn.section_{key}')}"), f"sec:{key}", tuple(content[key]()))
             for key in keys)
     spec = model.spec
     title = text("rnn.title" + _cell(model))
@@ -203,7 +205,7 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
         title=title,
         subtitle=text("rnn.subtitle" + _cell(model), layers=spec.layers, hidden=spec.hidden, act=spec.act,
                       output=text.raw(f"rnn.output_word_{spec.output}"), loss=spec.loss),
-        generated=text("doc.generated", version=__version__, command=command, verification_section=numbers["verification"]),
+        generated=text("rnn.generated", version=__version__, command=command, section=numbers["verification"]),
         contents=text("doc.contents"),
         version=__version__,
         html_lang=text.raw("language.html_lang"),

@@ -82,6 +82,7 @@ def generate(spec: RNNSpec) -> RNNOutcome:
         doc = build_rnn_document(model, sample, checks, code, command=command, fmt="md", lang=spec.lang,
                                  jacobian=jac)
         files[FILE_NAMES["md"]] = str(template_module("derivation.md.j2", {"doc": doc})).encode()
+        files[doc.picture.file] = doc.picture.svg.encode()  # the Markdown shows the picture from this file
     if "tex" in spec.formats or "pdf" in spec.formats:
         doc = build_rnn_document(model, sample, checks, code, command=command, fmt="tex", lang=spec.lang,
                                  jacobian=jac)
