@@ -140,7 +140,8 @@ def test_cli_writes_the_files_and_reports(tmp_path):
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["rnn", "--output", "all", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["derivation.json", "derivation.md", "derivation.tex", "model.py"]
+    assert sorted(p.name for p in out.iterdir()) == ["derivation.json", "derivation.md", "derivation.tex", "model.py",
+                                                        "network.svg"]
     assert "verification passed" in result.output
     md = (out / "derivation.md").read_text()
     assert "Backpropagation through time" in md and r"\delta^{(1)}_{r + 1,i}" in md
