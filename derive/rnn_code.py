@@ -117,7 +117,7 @@ def plan_forward(model: RNNModel, batch: Pass, slicer: TimeSlicer) -> tuple[list
         if time is None:
             items.append((None, slicer.statements(target, rhs, indices, False, form)))
         else:
-            allocations.append(f"{target} = np.empty({_dims(model, node.output)})")
+            allocations.append(f"{target} = np.empty({_dims(model, node.output)}, dtype=X.dtype)")
             items.append(("forward", slicer.statements(f"{target}[t]", rhs, _step_free(indices, time), False, form)))
     return allocations, _blocks(items), names
 

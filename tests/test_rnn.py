@@ -314,3 +314,19 @@ def test_html_and_pdf(tmp_path):
     assert result.exit_code == 0, result.output
     assert (out / "derivation.pdf").read_bytes().startswith(b"%PDF")
     assert "<math" in (out / "derivation.html").read_text()
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_float32_stays_float32(cell):
+    model, _, batch = derived(cell=cell, output="all")
+    module = load_module(source(model, batch))
+    rng = np.random.default_rng(0)
+    params64 = module.init_params(rng)
+    params32 = {k: v.astype(np.float32) for k, v in params64.items()}
+    X, Y = rng.standard_normal((4, 3, 5)), rng.standard_normal((4, 2, 5))
+    g64 = module.gradients(params64, X, Y)
+    g32 = module.gradients(params32, X.astype(np.float32), Y.astype(np.float32))
+    for k in g64:
+        assert g32[k].dtype == np.float32, k
+        assert np.allclose(g32[k], g64[k], rtol=1e-3, atol=1e-5), k
+    assert module.init_params(dtype=np.float32)["weight_hh_l0"].dtype == np.float32
