@@ -282,7 +282,7 @@ def _quoted(text: str) -> str:
 
 @main.command()
 @click.option("--cell", "cell", default="rnn", show_default=True, metavar="CELL",
-              help="The recurrent cell: rnn (Elman, PyTorch's nn.RNN). lstm and gru are not derived yet.")
+              help="The recurrent cell: rnn (Elman, PyTorch's nn.RNN), lstm (nn.LSTM) or gru (nn.GRU).")
 @click.option("--input", "inputs", default="3", show_default=True, metavar="N", help="Numbers per step of the input sequence.")
 @click.option("--hidden", "hidden", default="4", show_default=True, metavar="H", help="Hidden units of each recurrent layer.")
 @click.option("--layers", "layers", default="1", show_default=True, metavar="L", help="Stacked recurrent layers, 1 to 3.")
@@ -292,7 +292,8 @@ def _quoted(text: str) -> str:
               help="last: the head reads the last step and the loss is taken there; all: a head at every step and "
                    "the loss summed over the steps.")
 @click.option("--units", "units", default="2", show_default=True, metavar="K", help="Units of the dense head.")
-@click.option("--act", "act", default="tanh", show_default=True, metavar="ACT", help="Activation of the cell: tanh or relu.")
+@click.option("--act", "act", default="tanh", show_default=True, metavar="ACT",
+              help="Activation of the Elman cell: tanh or relu (the LSTM and the GRU have their own: tanh only).")
 @click.option("--out-act", "out_act", default=None, metavar="ACT",
               help="Activation of the head, element-wise (default: sigmoid for bce, otherwise identity).")
 @click.option("--loss", "loss", default="mse", show_default=True, metavar="LOSS",
@@ -306,11 +307,11 @@ def _quoted(text: str) -> str:
               help="Output folder (default: outputs/rnn-<choices>/).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 def rnn(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang, out, quiet) -> None:
-    """Derive backpropagation through time for a recurrent network (PyTorch's Elman cell, stacked
-    layers, a dense head at the last step or at every step), at a symbolic step t, and write the
-    derivation and NumPy code with a forward and a backward loop over the steps, e.g.
+    """Derive backpropagation through time for a recurrent network (PyTorch's Elman, LSTM or GRU
+    cell, stacked layers, a dense head at the last step or at every step), at a symbolic step t,
+    and write the derivation and NumPy code with a forward and a backward loop over the steps, e.g.
 
-    derive rnn --cell rnn --input 3 --hidden 8 --layers 2 --output all --loss mse"""
+    derive rnn --cell lstm --input 3 --hidden 8 --layers 2 --output all --loss mse"""
     with collector_paused():
         _rnn(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang, out, quiet)
 

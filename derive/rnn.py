@@ -3,7 +3,8 @@
     derive rnn --cell rnn --input 3 --hidden 4 --layers 1 --steps 5 --output last --units 2
 
 The graph is: for each stacked layer l an Elman cell (z⁽ˡ⁾, reading the sequence below and its own
-h⁽ˡ⁾ at the previous step) and its activation (h⁽ˡ⁾ = a⁽ˡ⁾); then either the last step's state
+h⁽ˡ⁾ at the previous step) and its activation (h⁽ˡ⁾ = a⁽ˡ⁾), or the nodes of an LSTM or GRU layer
+(`layers.lstm`, `layers.gru`) ending in h⁽ˡ⁾ = a⁽ˡ⁾; then either the last step's state
 and a dense head (`--output last`: the loss at the last step), or a dense head at every step
 (`--output all`: the loss summed over the steps); then the loss. The derivation runs at a
 symbolic number of steps T (the size t of the time axes); `--steps` only sets the length of the
