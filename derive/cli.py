@@ -290,7 +290,7 @@ def _quoted(text: str) -> str:
               help="Sequence length of the checks and the demonstration (the derivation holds for any length).")
 @click.option("--output", "output", default="last", show_default=True, metavar="MODE",
               help="last: the head reads the last step and the loss is taken there; all: a head at every step and "
-                   "the loss summed over the steps.")
+                   "the loss summed over the steps; mean: the same, the loss averaged over the steps.")
 @click.option("--units", "units", default="2", show_default=True, metavar="K", help="Units of the dense head.")
 @click.option("--act", "act", default="tanh", show_default=True, metavar="ACT",
               help="Activation of the Elman cell: tanh or relu (the LSTM and the GRU have their own: tanh only).")

@@ -21,13 +21,13 @@ from derive.errors import DeriveError
 from derive.layers import Dense, LossKind, Node, activation_kind
 from derive.layers.gru import gru_layer
 from derive.layers.lstm import lstm_layer
-from derive.layers.recurrent import LastStep, RNNCell, StepDense
+from derive.layers.recurrent import LastStep, RNNCell, StepDense, StepMeanLoss
 from derive.network import Network
 from derive.notation import Axis, LayerRef, Q
 from derive.spec import parse_formats, parse_lang, slug_part
 
 CELLS = ("rnn", "lstm", "gru")
-OUTPUTS = ("last", "all")
+OUTPUTS = ("last", "all", "mean")  # the loss at the last step, summed over the steps, averaged over them
 CELL_ACTIVATIONS = ("tanh", "relu")  # PyTorch's nn.RNN nonlinearity
 FORMATS = ("md", "tex", "py", "json", "pdf", "html")
 DEFAULT_FORMATS = ("md", "tex", "py", "json")
@@ -159,5 +159,6 @@ def build_rnn(spec: RNNSpec) -> RNNModel:
         head = Node(StepDense(spec.units), L(top), (below,), (below_axes,))
     out = Node(activation_kind(head_act), L(top), (head.output,), (head.out_axes,))
     sizes.append(spec.units)
-    nodes += [head, out, Node(LossKind(loss), L(top), (out.output,), (out.out_axes,))]
+    kind = StepMeanLoss(loss) if spec.output == "mean" else LossKind(loss)
+    nodes += [head, out, Node(kind, L(top), (out.output,), (out.out_axes,))]
     return RNNModel(spec, Network(tuple(nodes), tuple(sizes)), g, head_act, loss)

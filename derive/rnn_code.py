@@ -160,7 +160,8 @@ def _local(gradient: Quantity) -> str:
 
 def loss_value(model: RNNModel, printer) -> tuple[str, set[str]]:
     """The cost of a minibatch: the loss summed over the output's entries (its units, and its steps
-    with `--output all`), the mean over the samples; a log of the output merged with it (bce)."""
+    with `--output all`; averaged over the steps with `--output mean`), the mean over the samples;
+    a log of the output merged with it (bce)."""
     network = model.network
     node = network.producers[network.output]
     A_L, Y = network.output.batched().symbol, Q("Y").symbol
@@ -171,7 +172,8 @@ def loss_value(model: RNNModel, printer) -> tuple[str, set[str]]:
     else:
         elementwise = per_unit.xreplace({notation.A: A_L, notation.Y: Y})
     names = {notation.quantity_of(s.name).code() for s in elementwise.free_symbols if notation.quantity_of(s.name)}
-    return f"np.sum({printer._print(elementwise)}) / m", names - {"Y"}
+    per_step = " / T" if model.spec.output == "mean" else ""  # the StepMeanLoss: averaged over the steps
+    return f"np.sum({printer._print(elementwise)}) / m{per_step}", names - {"Y"}
 
 
 def code_context(model: RNNModel, batch: Pass, *, title: str, command: str, version: str) -> dict:
@@ -201,6 +203,6 @@ def code_context(model: RNNModel, batch: Pass, *, title: str, command: str, vers
         "backward_before": before, "backward": lines(backward),
         "loss": loss,
         "output_array": model.network.output.batched().code(),
-        "target_shape": "(T, units, m)" if spec.output == "all" else "(units, m)",
+        "target_shape": "(T, units, m)" if spec.output != "last" else "(units, m)",
         "helpers": helpers_used(slicer.printer),
     }

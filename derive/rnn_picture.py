@@ -22,7 +22,7 @@ def _label(tex: str, plain: str) -> Label:
 
 def unrolled(model: RNNModel, words: dict[str, str]) -> Picture:
     steps = [("0", "0"), ("1", "1"), ("2", "2"), None, ("T-1", "T−1")]
-    all_steps = model.spec.output == "all"
+    all_steps = model.spec.output != "last"
     top, mid, bottom = MARGIN + 30, MARGIN + 130, MARGIN + 230
     width = 2 * MARGIN + STEP_GAP * (len(steps) - 1) + BOX_W + 40
     pic = Picture(width=width, height=bottom + 90)

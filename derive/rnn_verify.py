@@ -212,7 +212,7 @@ def derivative_check(model: RNNModel, module: types.ModuleType, seed: int = 0, s
     steps = min(spec.steps, 6)
     params = module.init_params(rng)
     X = rng.standard_normal((steps, spec.inputs, samples))
-    shape = (steps, spec.units, samples) if spec.output == "all" else (spec.units, samples)
+    shape = (steps, spec.units, samples) if spec.output != "last" else (spec.units, samples)
     binary = model.loss.target in ("binary", "unit")
     Y = rng.uniform(0.1, 0.9, shape) if binary else rng.standard_normal(shape)
     grads = module.gradients(params, X, Y)

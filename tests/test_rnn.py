@@ -22,7 +22,7 @@ from derive.rnn_code import code_context
 from derive.rnn_verify import derivative_check, load_module, minibatch_check, symbolic_check
 
 SHAPES = [dict(), dict(output="all"), dict(layers=2), dict(act="relu", output="all"),
-          dict(loss="bce", output="all"), dict(loss="huber:1")]
+          dict(loss="bce", output="all"), dict(loss="huber:1"), dict(output="mean", act="relu")]
 
 
 @lru_cache(maxsize=None)

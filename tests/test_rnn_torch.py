@@ -37,7 +37,7 @@ def _configurations(count: int, seed: int, cell: str = "rnn") -> list[dict]:
     out = []
     for k in range(count):
         act = ("tanh", "relu")[(k // 4) % 2] if cell == "rnn" else "tanh"
-        out.append(dict(cell=cell, layers=1 + k % 2, output=("last", "all")[(k // 2) % 2], act=act,
+        out.append(dict(cell=cell, layers=1 + k % 2, output=("last", "all", "mean")[(k // 2) % 3], act=act,
                         steps=int(rng.integers(1, 7)), n=int(rng.integers(1, 5)), H=int(rng.integers(1, 6)),
                         K=int(rng.integers(1, 4)), m=int(rng.integers(1, 5)), seed=int(rng.integers(1 << 30))))
     return out
@@ -63,7 +63,7 @@ def _torch_loss(params: dict, X: np.ndarray, Y: np.ndarray, c: dict):
         prediction, target = head(out[-1]), torch.tensor(Y.T)
     else:
         prediction, target = head(out), torch.tensor(Y.transpose(0, 2, 1))
-    loss = 0.5 * ((prediction - target) ** 2).sum() / m
+    loss = 0.5 * ((prediction - target) ** 2).sum() / m / (X.shape[0] if c["output"] == "mean" else 1)
     loss.backward()
     grads = {k: p.grad.numpy() for k, p in rnn.named_parameters()}
     grads["head_weight"], grads["head_bias"] = head.weight.grad.numpy(), head.bias.grad.numpy()
@@ -75,7 +75,7 @@ def largest_difference(c: dict) -> float:
     rng = np.random.default_rng(c["seed"])
     params = module.init_params(rng, inputs=c["n"], hidden=c["H"], units=c["K"])
     X = rng.standard_normal((c["steps"], c["n"], c["m"]))
-    Y = rng.standard_normal((c["steps"], c["K"], c["m"]) if c["output"] == "all" else (c["K"], c["m"]))
+    Y = rng.standard_normal((c["steps"], c["K"], c["m"]) if c["output"] != "last" else (c["K"], c["m"]))
     loss, grads = module.loss(params, X, Y), module.gradients(params, X, Y)
     expected_loss, expected = _torch_loss(params, X, Y, c)
     assert sorted(grads) == sorted(expected)
@@ -103,7 +103,7 @@ def test_generated_gru_matches_torch(c):
 
 def test_configurations_cover_the_brief():
     assert {c["layers"] for c in CONFIGURATIONS} == {1, 2}
-    assert {c["output"] for c in CONFIGURATIONS} == {"last", "all"}
+    assert {c["output"] for c in CONFIGURATIONS} == {"last", "all", "mean"}
     assert min(c["steps"] for c in CONFIGURATIONS) == 1 and max(c["steps"] for c in CONFIGURATIONS) == 6
 
 

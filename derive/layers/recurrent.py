@@ -19,6 +19,7 @@ import sympy as sp
 
 from derive.indexing import Iverson
 from derive.layers.base import LayerKind, Node, entry_of
+from derive.layers.loss import LossKind
 from derive.notation import Axis, Q, Quantity, register_quantity
 
 # braced, so that an entry's indices are a subscript of the group: {W_{hh}}^{(1)}_{ik}
@@ -94,6 +95,18 @@ class LastStep(LayerKind):
 
     def entry(self, node: Node, unit, sample) -> sp.Expr:
         return entry_of(node.inputs[0], (time_axis(node).size - 1, unit), sample)
+
+
+@dataclass(frozen=True)
+class StepMeanLoss(LossKind):
+    """The loss of a sequence averaged over its steps: C = (1/T) Σ_τ Σᵢ ℓ(a[τ, i], y[τ, i]), T the
+    length of the time axis of what it reads. Only the per-entry term changes; the engine
+    differentiates it like any loss."""
+
+    name = "step_mean_loss"
+
+    def per_unit(self, node: Node, unit, sample) -> sp.Expr:
+        return super().per_unit(node, unit, sample) / node.in_axes[0][0].size
 
 
 @dataclass(frozen=True)
