@@ -98,9 +98,10 @@ def test_the_code_loops_over_the_steps_only():
     import re
 
     loops = [line.strip() for line in text.splitlines() if re.fullmatch(r"\s*for \w+ in .*:", line)]
-    # one loop forward over the steps, one backward; clip_gradients and sgd_step loop over the parameter arrays
+    # one loop forward over the steps, one backward; clip_gradients and sgd_step loop over the parameter
+    # arrays, train over epochs and minibatches
     assert loops == ["for t in range(T):", "for t in reversed(range(T)):", "for g in grads.values():",
-                     "for name in params:"]
+                     "for name in params:", "for _ in range(epochs):", "for start in range(0, m, batch_size):"]
     assert "if t + 1 <= T - 1:" in text and "if t >= 1:" in text
 
 
@@ -330,3 +331,15 @@ def test_float32_stays_float32(cell):
         assert g32[k].dtype == np.float32, k
         assert np.allclose(g32[k], g64[k], rtol=1e-3, atol=1e-5), k
     assert module.init_params(dtype=np.float32)["weight_hh_l0"].dtype == np.float32
+
+
+def test_train_lowers_the_loss():
+    model, _, batch = derived(cell="gru", output="all")
+    module = load_module(source(model, batch))
+    rng = np.random.default_rng(2)
+    params = module.init_params(rng)
+    X = rng.standard_normal((5, 3, 64))
+    Y = np.tanh(X[:, :2] + X[:, 1:3])  # a target the network can fit
+    before = module.loss(params, X, Y)
+    history = module.train(params, X, Y, epochs=20, lr=0.2, batch_size=16, max_norm=5.0)
+    assert len(history) == 20 and history[-1] < 0.5 * before
