@@ -9,13 +9,15 @@ the document says that the code computes it one step at a time.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sympy as sp
 
 from derive import __version__
 from derive import document as blocks
 from derive.backprop import COST_KEY, Pass
 from derive.narrate import Narrator, sides
-from derive.present import Text, _activations, anchor
+from derive.present import Refs, Text, _activations, anchor
 from derive.printing import latex, words
 from derive.rnn import RNNModel
 from derive.rnn_picture import picture_block
@@ -82,7 +84,7 @@ def _boxed(result) -> list:
     return out
 
 
-def _backward(model: RNNModel, sample: Pass, text: Text, narrator: Narrator) -> list:
+def _backward(model: RNNModel, sample: Pass, text: Text, narrator: Narrator, refs: Refs) -> list:
     tex = sides(_latex)
     skip = model.network.output.gradient
     out = [blocks.Paragraph(text("rnn.backward_intro"))]
@@ -103,7 +105,7 @@ def _backward(model: RNNModel, sample: Pass, text: Text, narrator: Narrator) -> 
         if key.kind == "grad_zr":
             out.append(blocks.Paragraph(text("rnn.reset_after")))
         if result.matrix_rhs is None:
-            out.append(blocks.Paragraph(text("rnn.index_form_only")))
+            out.append(blocks.Paragraph(text("rnn.index_form_only", raw={"ref": refs.section("code")})))
     return out
 
 
@@ -183,22 +185,22 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
     numbers = {key: n for n, key in enumerate(keys, start=1)}
     text = Text(lang, fmt, **numbers, **{f"section_{k}": v for k, v in numbers.items()})
     narrator = Narrator(text)
+    heads = {key: blocks.Section(key, numbers[key], text(f"rnn.section_{key}"),
+                                 anchor(f"{numbers[key]}. {text(f'rnn.section_{key}')}"), f"sec:{key}") for key in keys}
+    refs = Refs(text, heads)
     content = {
         "network": lambda: _network(model, text),
         "forward": lambda: _forward(model, sample, text),
         "loss": lambda: _loss(model, sample, text),
         "activations": lambda: _activation_section(model, text, numbers["backward"]),
-        "backward": lambda: _backward(model, sample, text, narrator),
+        "backward": lambda: _backward(model, sample, text, narrator, refs),
         "parameters": lambda: _parameters(model, sample, text, narrator),
         "jacobian": lambda: _jacobian(jacobian, text, model),
         "code": lambda: _code(code, text, model),
         "verification": lambda: _verification(checks, text),
     }
     with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
-        sections = tuple(
-            blocks.Section(key, numbers[key], text(f"rnn.section_{key}"),
-                           anchor(f"{numbers[key]}. {text(f'rnn.section_{key}')}"), f"sec:{key}", tuple(content[key]()))
-            for key in keys)
+        sections = tuple(replace(heads[key], blocks=tuple(content[key]())) for key in keys)
     spec = model.spec
     title = text("rnn.title" + _cell(model))
     return blocks.Document(
