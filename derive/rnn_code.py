@@ -28,7 +28,6 @@ from derive.rnn import RNNModel
 from derive.timeloop import Block, Statement, TimeSlicer, is_time_index
 
 
-
 @dataclass(frozen=True)
 class Parameter:
     key: str  # in params and in the gradients: PyTorch's name

@@ -9,8 +9,8 @@ the two paths whose sum the derivation gives).
 
 from __future__ import annotations
 
-from derive.pictures import (BACKWARD_COLOUR, FORWARD_COLOUR, MARGIN, Box, Label, Line, Picture, Text, _legend,
-                             _words, svg, tikz)
+from derive.pictures import (BACKWARD_COLOUR, FORWARD_COLOUR, MARGIN, Box, Label, Line, Picture, Text, _legend, svg,
+                             tikz)
 from derive.rnn import RNNModel
 
 STEP_GAP, BOX_W, BOX_H = 150, 70, 40

@@ -23,7 +23,7 @@ import sympy as sp
 from derive.backprop import Pass, parameter_axes
 from derive.indexing import Iverson
 from derive.matrixform import evaluate_index_form
-from derive.notation import BATCH_SIZE, Quantity, sample_index
+from derive.notation import BATCH_SIZE
 from derive.rnn import RNNModel
 
 WIDTH = 2  # units of every layer in the symbolic check
