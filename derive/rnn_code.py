@@ -186,7 +186,8 @@ def code_context(model: RNNModel, batch: Pass, *, title: str, command: str, vers
     cells = [node for node in model.network.layers if isinstance(node.kind, RNNCell)]
 
     def lines(blocks: list[Block]) -> list[dict]:
-        return [{"loop": b.loop, "statements": [{"target": s.target, "op": s.op, "value": s.value, "guard": s.guard}
+        return [{"loop": b.loop, "statements": [{"target": s.target, "op": s.op, "value": s.value, "guard": s.guard,
+                                                 "next_step": s.next_step}
                                                 for s in b.statements]} for b in blocks]
 
     return {

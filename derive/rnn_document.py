@@ -169,7 +169,7 @@ def _code(context: dict, text: Text, model: RNNModel) -> list:
             else:
                 lines.append(f"{pad}{s['target']} {s['op']} {s['value']}")
     return [blocks.Paragraph(text("rnn.code_intro")), blocks.Code(tuple(lines)),
-            blocks.Paragraph(text("rnn.code_layout" + _cell(model)))]
+            blocks.Paragraph(text("rnn.code_layout" + _cell(model))), blocks.Paragraph(text("rnn.truncated"))]
 
 
 def _verification(checks: list, text: Text) -> list:

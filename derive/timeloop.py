@@ -53,6 +53,7 @@ class Statement:
     op: str
     value: str
     guard: str = ""
+    next_step: bool = False  # it reads step t + 1 (an error arriving from the next step)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,8 @@ class TimeSlicer:
             if guard and op == "=":  # every term is guarded: start the step's value at zero
                 out.append(Statement(target, "=", "0.0"))
                 op = "+="
-            out.append(Statement(target, op, value, guard))
+            # the guard the engine writes for a path through the next step: [t + 1 ≤ T − 1]
+            reads_next = any(STEP + 1 in sp.preorder_traversal(g.args[0]) for g in guards)
+            out.append(Statement(target, op, value, guard, reads_next))
             first = False
         return out

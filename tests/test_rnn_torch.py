@@ -122,3 +122,34 @@ def test_a_dropped_next_step_error_is_caught():
     _, expected = _torch_loss(params, X, Y, c)
     got = broken.gradients(params, X, Y)
     assert np.max(np.abs(got["weight_hh_l0"] - expected["weight_hh_l0"])) > 1e-3
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("steps, truncate", [(5, 2), (6, 3), (4, 1), (3, 5)])
+def test_truncated_bptt_matches_torch_with_the_state_detached_between_chunks(cell, steps, truncate):
+    """gradients(..., truncate=k) against PyTorch running the sequence in chunks of k steps with the
+    state (and the LSTM's cell) detached between them: the same numbers; and, for k < T, not the
+    full gradient."""
+    n, H, K, m = 2, 3, 2, 3
+    module = generated(1, "all", "tanh", cell)
+    rng = np.random.default_rng(steps * 10 + truncate)
+    params = module.init_params(rng, inputs=n, hidden=H, units=K)
+    X, Y = rng.standard_normal((steps, n, m)), rng.standard_normal((steps, K, m))
+    kind = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    rnn, head = kind(n, H, dtype=torch.float64), torch.nn.Linear(H, K, dtype=torch.float64)
+    rnn.load_state_dict({k: torch.tensor(v) for k, v in params.items() if not k.startswith("head_")})
+    head.load_state_dict({"weight": torch.tensor(params["head_weight"]), "bias": torch.tensor(params["head_bias"])})
+    x, state, outs = torch.tensor(X.transpose(0, 2, 1)), None, []
+    for start in range(0, steps, truncate):
+        out, state = rnn(x[start:start + truncate], state)
+        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        outs.append(out)
+    loss = 0.5 * ((head(torch.cat(outs)) - torch.tensor(Y.transpose(0, 2, 1))) ** 2).sum() / m
+    loss.backward()
+    expected = {k: p.grad.numpy() for k, p in rnn.named_parameters()}
+    expected |= {"head_weight": head.weight.grad.numpy(), "head_bias": head.bias.grad.numpy()}
+    got = module.gradients(params, X, Y, truncate=truncate)
+    assert max(float(np.max(np.abs(got[k] - expected[k]))) for k in expected) < TOLERANCE
+    full = module.gradients(params, X, Y)
+    differs = max(float(np.max(np.abs(full[k] - got[k]))) for k in full) > 1e-6
+    assert differs == (truncate < steps)
