@@ -102,7 +102,7 @@ def test_the_code_loops_over_the_steps_only():
     # arrays, train over epochs and minibatches
     assert loops == ["for t in range(T):", "for t in reversed(range(T)):", "for g in grads.values():",
                      "for name in params:", "for _ in range(epochs):", "for start in range(0, m, batch_size):"]
-    assert "if t + 1 <= T - 1:" in text and "if t >= 1:" in text
+    assert "if t + 1 <= T - 1 and carry:" in text and "if t >= 1:" in text
 
 
 def test_the_finite_difference_check_catches_a_wrong_gradient():
