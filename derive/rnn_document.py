@@ -161,11 +161,12 @@ def _code(context: dict, text: Text, model: RNNModel) -> list:
     lines = []
     for block in context["backward"]:
         if block["loop"]:
-            lines.append("for t in reversed(range(T)):")
+            lines += ["for t in reversed(range(T)):", "    carry = truncate is None or (t + 1) % truncate != 0"]
         pad = "    " if block["loop"] else ""
         for s in block["statements"]:
             if s["guard"]:
-                lines += [f"{pad}if {s['guard']}:", f"{pad}    {s['target']} {s['op']} {s['value']}"]
+                carry = " and carry" if s["next_step"] else ""
+                lines += [f"{pad}if {s['guard']}{carry}:", f"{pad}    {s['target']} {s['op']} {s['value']}"]
             else:
                 lines.append(f"{pad}{s['target']} {s['op']} {s['value']}")
     return [blocks.Paragraph(text("rnn.code_intro")), blocks.Code(tuple(lines)),
