@@ -20,6 +20,7 @@ from derive.narrate import Narrator, sides
 from derive.present import Refs, Text, _activations, anchor
 from derive.printing import latex, words
 from derive.rnn import RNNModel
+from derive.rnn_jacobian import SelfLoop
 from derive.rnn_picture import picture_block
 from derive.timeloop import is_time_size
 
@@ -141,7 +142,20 @@ def _parameters(model: RNNModel, sample: Pass, text: Text, narrator: Narrator) -
 
 
 def _jacobian(jac, text: Text, model: RNNModel) -> list:
-    """The one-step Jacobian derived from the rules, the bound over k steps, the numbers of model.py."""
+    """The one-step Jacobian derived from the rules, the bound over k steps, the numbers of model.py
+    (for a gated cell: its self-loop and the products of its gate's values)."""
+    if isinstance(jac, SelfLoop):
+        rows = tuple((str(k), f"{v:.3g}", f"{jac.mean ** k:.3g}") for k, v in jac.products)
+        return [
+            blocks.Paragraph(text("rnn.self_loop_intro" + _cell(model))),
+            blocks.Equation(f"{_latex(jac.lhs)} = {_latex(jac.rhs)}"),
+            blocks.Paragraph(text("rnn.self_loop_numbers" + _cell(model), hidden=model.spec.hidden,
+                                  mean=f"{jac.mean:.3g}")),
+            blocks.Table((text("rnn.jacobian_k"), text("rnn.self_loop_product"), text("rnn.self_loop_mean_power")),
+                         rows, "rrr"),
+            blocks.Paragraph(text("rnn.self_loop_meaning" + _cell(model))),
+            blocks.Paragraph(text("rnn.clipping")),
+        ]
     rate = jac.gamma * jac.norm
     rows = tuple((str(k), f"{bound:.3g}", next((f"{v:.3g}" for kk, v in jac.measured if kk == k), "")) for k, bound in jac.bounds)
     return [

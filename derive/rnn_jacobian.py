@@ -76,3 +76,42 @@ def jacobian(model: RNNModel, module, seed: int = 0) -> Jacobian:
         if k in HORIZONS:
             measured.append((k, float(np.linalg.norm(product, 2))))
     return Jacobian(lhs, computed, rhs, gamma, norm, bounds, tuple(measured))
+
+
+@dataclass(frozen=True)
+class SelfLoop:
+    """The direct path of a gated cell: the quantity that reads itself at the previous step (the
+    LSTM's cell c, the GRU's state h) differentiated with respect to that previous value, the other
+    inputs of its rule held fixed; and the gate that multiplies it, measured on model.py."""
+
+    lhs: sp.Expr  # ∂c[τ + 1, i]/∂c[τ, q]
+    rhs: sp.Expr  # f[τ + 1, i] [i = q] (LSTM), z[τ + 1, i] [i = q] (GRU)
+    gate: str  # the code name of the gate's array (F1, Zgate1)
+    mean: float  # its mean value over a random sequence at the initial weights
+    products: tuple[tuple[int, float], ...]  # (k, mean over the units of the product of k gate values)
+
+
+def self_loop(model: RNNModel, module, seed: int = 0) -> SelfLoop:
+    """The self-loop of the first layer's delayed quantity, derived from its node's rule."""
+    node = next(n for n in model.network.layers if n.kind.delayed and not isinstance(n.kind, RNNCell))
+    (k,) = node.kind.delayed
+    own = node.inputs[k].base
+    tau, i = node.out_indices()
+    q = Axis("n", node.layer).index("q")
+    rule = node.call_entry((tau + 1, i), None)
+    guards = {g: sp.Dummy("guard") for g in rule.atoms(Iverson)}
+    derivative = collapse(sp.diff(rule.xreplace(guards), own[tau, q]).doit()).xreplace({v: g for g, v in guards.items()})
+    derivative = derivative.xreplace({g: 1 for g in derivative.atoms(Iverson) if holds_over_index_ranges(g.args[0])})
+    gates = [e for e in derivative.atoms(sp.Indexed) if e.base != own]
+    gate = next(n.out(True).code() for n in model.network.layers if n.output.base == gates[0].base)
+    params = module.init_params(np.random.default_rng(seed))
+    steps = max(HORIZONS)
+    X = np.random.default_rng(seed + 1).standard_normal((steps + 1, model.spec.inputs, 1))
+    values = module.forward(params, X)[gate][:, :, 0]  # (T, H)
+    products, running = [], np.ones(values.shape[1])
+    for n in range(1, steps + 1):
+        running = running * values[steps + 1 - n]
+        if n in HORIZONS:
+            products.append((n, float(np.mean(running))))
+    return SelfLoop(sp.Derivative(own[tau + 1, i], own[tau, q]), derivative, gate, float(np.mean(values)),
+                    tuple(products))

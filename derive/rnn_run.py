@@ -19,7 +19,7 @@ from derive.render import render, template_module, write_files
 from derive.rnn import RNNSpec, build_rnn
 from derive.rnn_code import code_context
 from derive.rnn_document import build_rnn_document
-from derive.rnn_jacobian import jacobian
+from derive.rnn_jacobian import jacobian, self_loop
 from derive.rnn_verify import derivative_check, load_module, minibatch_check, symbolic_check
 
 FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json",
@@ -74,7 +74,7 @@ def generate(spec: RNNSpec) -> RNNOutcome:
     source = render("model_rnn.py.j2", code)
     module = load_module(source)
     checks = [symbolic_check(model, sample), minibatch_check(model, sample, batch), derivative_check(model, module)]
-    jac = jacobian(model, module) if spec.cell == "rnn" else None
+    jac = jacobian(model, module) if spec.cell == "rnn" else self_loop(model, module)
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()

@@ -343,3 +343,16 @@ def test_train_lowers_the_loss():
     before = module.loss(params, X, Y)
     history = module.train(params, X, Y, epochs=20, lr=0.2, batch_size=16, max_norm=5.0)
     assert len(history) == 20 and history[-1] < 0.5 * before
+
+
+@pytest.mark.parametrize("cell, gate", [("lstm", "gf"), ("gru", "gz")])
+def test_gated_self_loop_is_the_gate(cell, gate):
+    from derive.rnn_jacobian import self_loop
+
+    model, _, batch = derived(cell=cell)
+    loop = self_loop(model, load_module(source(model, batch)))
+    i = loop.lhs.args[0].indices[1]
+    tau, q = loop.lhs.variables[0].indices
+    assert sp.expand(loop.rhs - sp.KroneckerDelta(i, q) * Q(gate, 1).base[tau + 1, i]) == 0
+    values = [v for _, v in loop.products]
+    assert 0 < loop.mean < 1 and all(0 < b < a <= 1 for a, b in zip([1.0, *values], values))
