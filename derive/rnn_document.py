@@ -125,7 +125,11 @@ def _activation_section(model: RNNModel, text: Text, backward: int) -> list:
 
     activations = tuple(dict.fromkeys(node.kind.activation for node in model.network.layers
                                       if getattr(node.kind, "activation", None) is not None))
-    stand_in = SimpleNamespace(model=SimpleNamespace(activations=activations, network=model.network),
+    once = {}  # one node per activation and layer: an LSTM layer's three sigmoid gates are "layer 1" once
+    for node in model.network.layers:
+        once.setdefault((getattr(node.kind, "activation", None), node.layer.number), node)
+    network = SimpleNamespace(layers=tuple(once.values()))
+    stand_in = SimpleNamespace(model=SimpleNamespace(activations=activations, network=network),
                                activation_derivatives=tuple(activation_derivative(a) for a in activations))
     return _activations(stand_in, text, backward)
 
