@@ -165,12 +165,16 @@ def _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang
     _generate(spec, Path(out) if out is not None else Path("outputs") / spec.slug(), quiet)
 
 
-def _generate(spec, folder: Path, quiet: bool) -> None:
+def _generate(spec, folder: Path, quiet: bool, job=None, verdict=None) -> None:
     """Check that `folder` can be written (before the work), derive, verify and write, and report as
-    every command does: the files written and the verdict, or one line and a non-zero exit."""
+    every command does: the files written and the verdict, or one line and a non-zero exit. `job`
+    and `verdict` are the generate-and-write and the verdict of a command with its own pipeline
+    (`derive rnn`); by default those of `derive.run`."""
     from derive.render import check_writable
     from derive.run import generate_and_write
 
+    generate_and_write = job or generate_and_write
+    verdict = verdict or (lambda outcome: _verdict(outcome.report))
     try:
         try:
             check_writable(folder)
@@ -188,7 +192,7 @@ def _generate(spec, folder: Path, quiet: bool) -> None:
         return
     for path in written:
         click.echo(f"wrote {path}")
-    click.echo(_verdict(outcome.report) + f" ({outcome.seconds:.2f} s)")
+    click.echo(verdict(outcome) + f" ({outcome.seconds:.2f} s)")
 
 
 def _verdict(report) -> str:
@@ -274,6 +278,54 @@ def _quoted(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+@main.command()
+@click.option("--cell", "cell", default="rnn", show_default=True, metavar="CELL",
+              help="The recurrent cell: rnn (Elman, PyTorch's nn.RNN), lstm (nn.LSTM) or gru (nn.GRU).")
+@click.option("--input", "inputs", default="3", show_default=True, metavar="N", help="Numbers per step of the input sequence.")
+@click.option("--hidden", "hidden", default="4", show_default=True, metavar="H", help="Hidden units of each recurrent layer.")
+@click.option("--layers", "layers", default="1", show_default=True, metavar="L", help="Stacked recurrent layers, 1 to 3.")
+@click.option("--steps", "steps", default="5", show_default=True, metavar="T",
+              help="Sequence length of the checks and the demonstration (the derivation holds for any length).")
+@click.option("--output", "output", default="last", show_default=True, metavar="MODE",
+              help="last: the head reads the last step and the loss is taken there; all: a head at every step and "
+                   "the loss summed over the steps; mean: the same, the loss averaged over the steps.")
+@click.option("--units", "units", default="2", show_default=True, metavar="K", help="Units of the dense head.")
+@click.option("--act", "act", default="tanh", show_default=True, metavar="ACT",
+              help="Activation of the Elman cell: tanh or relu (the LSTM and the GRU have their own: tanh only).")
+@click.option("--out-act", "out_act", default=None, metavar="ACT",
+              help="Activation of the head, element-wise (default: sigmoid for bce, otherwise identity).")
+@click.option("--loss", "loss", default="mse", show_default=True, metavar="LOSS",
+              help="Loss per output entry: mse, mae, huber:δ, bce or an expression in a and y.")
+@click.option("--format", "formats", default=None, metavar="FMT[,FMT…]",
+              help="Files to write, any of md, tex, py, json, pdf, html (default: md,tex,py,json). pdf needs "
+                   "TeX Live.")
+@click.option("--lang", "lang", default=None, metavar="LANG",
+              help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en).")
+@click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
+              help="Output folder (default: outputs/rnn-<choices>/).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
+def rnn(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang, out, quiet) -> None:
+    """Derive backpropagation through time for a recurrent network (PyTorch's Elman, LSTM or GRU
+    cell, stacked layers, a dense head at the last step or at every step), at a symbolic step t,
+    and write the derivation and NumPy code with a forward and a backward loop over the steps, e.g.
+
+    derive rnn --cell lstm --input 3 --hidden 8 --layers 2 --output all --loss mse"""
+    with collector_paused():
+        _rnn(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang, out, quiet)
+
+
+def _rnn(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang, out, quiet) -> None:
+    from derive.rnn import make_rnn_spec
+    from derive.rnn_run import generate_and_write, verdict
+
+    try:
+        spec = make_rnn_spec(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang)
+    except DeriveError as error:
+        _fail(error)
+        return
+    _generate(spec, out if out is not None else Path("outputs") / spec.slug(), quiet, generate_and_write, verdict)
 
 
 @main.command(name="list")

@@ -238,6 +238,8 @@ def quantity_of(label: str) -> Quantity | None:
     """
     if label in _LAYERLESS:
         return Quantity(label)
+    if "@" in label:  # "A_1@step_t - 1": one step of a sequence (derive.timeloop), an array of that quantity
+        return quantity_of(label.split("@")[0])
     kind, _, tag = label.rpartition("_")
     match = _TAG.fullmatch(tag)
     if kind not in _KINDS or kind in _LAYERLESS or match is None:

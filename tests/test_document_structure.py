@@ -66,7 +66,9 @@ def test_the_gallery_has_entries_in_every_format():
 
 def test_every_format_has_the_same_sections_in_the_same_order(entry):
     expected = markdown_sections((entry / "derivation.md").read_text())
-    assert len(expected) >= 13 and [n for n, _ in expected] == _numbering(expected)
+    # derive rnn's documents have their own, shorter set of sections (derive/rnn_document.py)
+    assert len(expected) >= (8 if entry.name.startswith("rnn-") else 13)
+    assert [n for n, _ in expected] == _numbering(expected)
     assert tex_sections((entry / "derivation.tex").read_text()) == expected
     page = entry / "derivation.html"
     if page.is_file():

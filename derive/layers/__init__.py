@@ -14,6 +14,7 @@ from derive.layers import conv  # noqa: F401 - convolution kinds
 from derive.layers import attention  # noqa: F401 - multi-head self-attention (couples the tokens)
 from derive.layers import linear  # noqa: F401 - a linear map per token of a sequence
 from derive.layers import position  # noqa: F401 - learned positional embeddings of a sequence
+from derive.layers import recurrent  # noqa: F401 - the Elman cell, the last step, a dense head per step
 from derive.layers.activation import Elementwise, LogSoftmax, Softmax, activation_kind
 from derive.layers.add import Add
 from derive.layers.dense import Dense
