@@ -15,6 +15,7 @@ largest difference per node as well as overall.
 from __future__ import annotations
 
 import random
+from fractions import Fraction
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from derive.derivation import Derivation
 from derive.indexing import transform
 from derive.backprop import parameter_axes
 from derive.layers import Node
+from derive.indexeval import compiled, to_sympy
 from derive.matrixform import evaluate_index_form
 from derive.model import Model
 from derive.nonsmooth import NON_SMOOTH, breakpoints
@@ -409,13 +411,15 @@ def evaluate_pass(derivation: Derivation, batch: bool, values: dict, env: dict) 
     each node's output and each named error, by (label, index)): the worked example prints them."""
     model = derivation.model
     results = (derivation.batch if batch else derivation.sample).results
-    values, digits = dict(values), _point_digits(values)
+    digits = _point_digits(values)
+    # exact rationals as Python fractions while evaluating (`indexeval`: the same numbers, faster)
+    values = {k: Fraction(int(v.p), int(v.q)) if isinstance(v, sp.Rational) else v for k, v in values.items()}
     for node in model.network.layers:
         result = results[node.output]
         label = node.out(batch).label
+        form = compiled(_formula(result.rhs, digits))
         for idx in _entries(result.free, env):
-            values[(label, tuple(idx))] = evaluate_index_form(_formula(result.rhs, digits), values,
-                                                              {**env, **dict(zip(result.free, idx))})
+            values[(label, tuple(idx))] = form(values, {**env, **dict(zip(result.free, idx))})
     grads = {}
     skip = model.network.output.gradient
     for key in (derivation.batch if batch else derivation.sample).steps:
@@ -428,10 +432,10 @@ def evaluate_pass(derivation: Derivation, batch: bool, values: dict, env: dict) 
         else:
             label = key.batched(batch).label
             target = values
+        form = compiled(_formula(result.rhs, digits))
         for idx in _entries(result.free, env):
-            target[(label, tuple(idx))] = evaluate_index_form(_formula(result.rhs, digits), values,
-                                                              {**env, **dict(zip(result.free, idx))})
-    return values, grads
+            target[(label, tuple(idx))] = form(values, {**env, **dict(zip(result.free, idx))})
+    return {k: to_sympy(v) for k, v in values.items()}, {k: to_sympy(v) for k, v in grads.items()}
 
 
 # --------------------------------------------------------------------------------------------------
