@@ -27,7 +27,6 @@ parameter entry gets its own copy of the network (a leading axis), all evaluated
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 import sympy as sp
@@ -145,15 +144,35 @@ def _condition(condition, env: dict, cache: dict):
 # the network
 
 
-@lru_cache(maxsize=32)
+_FORMS: dict = {}
+
+
 def forward_forms(model: Model) -> tuple[tuple[Node, sp.Expr], ...]:
     """Each node with its forward rule in matrix form (one column per sample), as the engine states it
     and proves it entry by entry against the kind's index rule: the network's definition, with no
-    derivative in it."""
-    from derive.windowsizes import network_sizes
+    derivative in it. Taken from the derivation when `remember_forward_forms` was given it (its
+    minibatch pass states exactly these forward results), otherwise derived here."""
+    if model not in _FORMS:
+        from derive.windowsizes import network_sizes
 
-    with assume_sizes(model.network.size_facts), network_sizes(model.network):
-        return tuple((node, forward_result(node, True).matrix_rhs) for node in model.network.layers)
+        with assume_sizes(model.network.size_facts), network_sizes(model.network):
+            _remember(model, tuple((node, forward_result(node, True).matrix_rhs) for node in model.network.layers))
+    return _FORMS[model]
+
+
+def remember_forward_forms(derivation) -> None:
+    """The forward forms of `derivation`'s minibatch pass (`backprop.forward_result(node, True)` for
+    every node, proved there), so that the reference does not derive them a second time."""
+    model = derivation.model
+    if model not in _FORMS:
+        _remember(model, tuple((node, derivation.batch.results[node.output].matrix_rhs)
+                               for node in model.network.layers))
+
+
+def _remember(model: Model, forms: tuple) -> None:
+    if len(_FORMS) >= 32:
+        _FORMS.pop(next(iter(_FORMS)))
+    _FORMS[model] = forms
 
 
 def size_environment(model: Model, samples: int, number=complex) -> dict:

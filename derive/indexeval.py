@@ -18,6 +18,7 @@ Python ints or Fractions, which is exact and many times faster than SymPy's Rati
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from fractions import Fraction
 from functools import lru_cache
@@ -28,6 +29,14 @@ from derive.indexing import Iverson
 
 _PY = (int, Fraction)
 _MISSING = object()
+_CANON: dict = {}
+
+
+def _canon(symbol):
+    """One object per symbol or index across every compiled form: SymPy builds equal indices as
+    distinct objects (a sum's limit, the same index in its body), and a dictionary lookup by a
+    distinct equal object compares their trees, by the identical object it does not."""
+    return _CANON.setdefault(symbol, symbol)
 
 
 def to_sympy(x):
@@ -63,7 +72,7 @@ def compiled(expr: sp.Basic) -> Callable:
     the very objects the closures hold: lookups by identity, where a lookup by an equal but distinct
     SymPy object would compare trees."""
     inner = _value(expr)
-    symbols = tuple(sorted(expr.atoms(sp.Idx, sp.Symbol), key=sp.default_sort_key))
+    symbols = tuple(_canon(s) for s in sorted(expr.atoms(sp.Idx, sp.Symbol), key=sp.default_sort_key))
 
     def run(values, env):
         local = {}
@@ -81,6 +90,8 @@ def compiled(expr: sp.Basic) -> Callable:
 
 
 def _from_env(expr):
+    expr = _canon(expr)
+
     def read(values, env):
         value = env.get(expr, _MISSING)
         if value is _MISSING:
@@ -151,7 +162,7 @@ def _affine(expr: sp.Basic) -> Callable | None:
         return None
     number = lambda c: int(c) if c.is_Integer else Fraction(int(c.p), int(c.q))  # noqa: E731
     constant = number(sp.sympify(terms.pop(None, 0)))
-    pairs = tuple((symbol, number(sp.sympify(c))) for symbol, c in terms.items())
+    pairs = tuple((_canon(symbol), number(sp.sympify(c))) for symbol, c in terms.items())
     fallback = _generic_index(expr)
 
     def affine(values, env):
@@ -234,9 +245,11 @@ def _value(expr: sp.Basic) -> Callable:
         constant = int(expr) if expr.is_Integer else Fraction(int(expr.p), int(expr.q)) if expr.is_Rational else expr
         return lambda values, env: constant
     if isinstance(expr, (sp.Idx, sp.Symbol)):
+        symbol = _canon(expr)
+
         def read(values, env):
-            value = env.get(expr, _MISSING)
-            return expr if value is _MISSING else value
+            value = env.get(symbol, _MISSING)
+            return symbol if value is _MISSING else value
 
         return read
     if isinstance(expr, sp.Indexed):
@@ -250,6 +263,17 @@ def _value(expr: sp.Basic) -> Callable:
     if isinstance(expr, (sp.And, sp.Or, sp.Not, sp.core.relational.Relational)) or expr is sp.true or expr is sp.false:
         condition = _condition(expr)
         return lambda values, env: to_sympy(condition(values, env))
+    if isinstance(expr, sp.KroneckerDelta):  # 1 or 0 on whole numbers, as SymPy's would be
+        left, right = (_index(a) for a in expr.args)
+        func = expr.func
+
+        def delta(values, env):
+            a, b = left(values, env), right(values, env)
+            if isinstance(a, _PY) and isinstance(b, _PY):
+                return 1 if a == b else 0
+            return func(to_sympy(a), to_sympy(b))
+
+        return delta
     if expr.is_Mul:
         return _product(expr)
     parts = [_value(a) for a in expr.args]
@@ -275,11 +299,22 @@ def _value(expr: sp.Basic) -> Callable:
 
 def _sum(expr: sp.Sum) -> Callable:
     (i, lo, hi), *rest = expr.limits
+    bounds = _guard_bounds(expr.function, i, {limit[0] for limit in rest})
+    i = _canon(i)
     inner = _value(sp.Sum(expr.function, *rest) if rest else expr.function)
     low, high = _value(lo), _value(hi)
 
     def total(values, env):
         start, stop = int(low(values, env)), int(high(values, env))
+        for slope, remainder, strict in bounds:  # the guards' range of i: every term outside it is 0
+            r = remainder(values, env)
+            if not isinstance(r, _PY):
+                continue
+            edge = Fraction(-r) / slope
+            if slope > 0:
+                start = max(start, math.floor(edge) + 1 if strict else math.ceil(edge))
+            else:
+                stop = min(stop, math.ceil(edge) - 1 if strict else math.floor(edge))
         saved = env.get(i, _MISSING)
         out = 0
         for v in range(start, stop + 1):
@@ -294,10 +329,39 @@ def _sum(expr: sp.Sum) -> Callable:
     return total
 
 
+_INEQUALITIES = (sp.GreaterThan, sp.StrictGreaterThan, sp.LessThan, sp.StrictLessThan)
+
+
+def _guard_bounds(function: sp.Expr, i: sp.Idx, inner: set) -> list[tuple[int, Callable, bool]]:
+    """The bounds on a summation index i that the summand's guards state: for every inequality
+    a·i + r ≥ 0 (or > 0) in an Iverson factor of the summand, with a a whole number and r free of i
+    and of the indices summed inside, (a, r as a closure, strict). Outside these bounds the guard is
+    0 and so is the term (`_product` returns 0 without reading the other factors), so a sum may skip
+    those values of i: the scatter form of a convolution's input error then visits the outputs whose
+    window reads the entry, not every output."""
+    out = []
+    for factor in sp.Mul.make_args(function) if function.is_Mul else ():
+        if not isinstance(factor, Iverson):
+            continue
+        condition = factor.args[0]
+        for part in condition.args if isinstance(condition, sp.And) else (condition,):
+            if not isinstance(part, _INEQUALITIES):
+                continue
+            gap = part.lhs - part.rhs if isinstance(part, (sp.GreaterThan, sp.StrictGreaterThan)) else part.rhs - part.lhs
+            terms = sp.expand(gap).as_coefficients_dict()
+            slope = sp.sympify(terms.get(i, 0))
+            remainder = sp.expand(gap - slope * i)
+            if not (slope.is_Integer and slope != 0) or remainder.has(i) or remainder.atoms(sp.Indexed) \
+                    or any(remainder.has(j) for j in inner):
+                continue
+            out.append((int(slope), _index(remainder), isinstance(part, (sp.StrictGreaterThan, sp.StrictLessThan))))
+    return out
+
+
 def _product(expr: sp.Mul) -> Callable:
-    """All factors at once; a guard that is 0 makes the product 0 before the other factors are read
-    (they may name entries that do not exist there)."""
-    guards = [_value(a) for a in expr.args if isinstance(a, Iverson)]
+    """All factors at once; a guard (an Iverson bracket, a Kronecker delta) that is 0 makes the
+    product 0 before the other factors are read (they may name entries that do not exist there)."""
+    guards = [_value(a) for a in expr.args if isinstance(a, (Iverson, sp.KroneckerDelta))]
     parts = [_value(a) for a in expr.args]
 
     def product(values, env):

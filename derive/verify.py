@@ -459,6 +459,7 @@ def derivation_figures(derivation: Derivation) -> list[Check]:
 def verify(derivation: Derivation, source: str, direct: DirectDifferentiation | None = None) -> Report:
     """Run every check; `direct` is the direct differentiation if it was started earlier."""
     module = load_module(source)
+    complex_step.remember_forward_forms(derivation)
     checks = [symbolic_check(derivation, direct), minibatch_check(derivation)]
     checks += [derivative_check(derivation.model, module), stability_check(derivation.model, module)]
     checks.append(workspace_check(derivation.model, module))
