@@ -456,11 +456,14 @@ def derivation_figures(derivation: Derivation) -> list[Check]:
     ]
 
 
-def verify(derivation: Derivation, source: str, direct: DirectDifferentiation | None = None) -> Report:
-    """Run every check; `direct` is the direct differentiation if it was started earlier."""
+def verify(derivation: Derivation, source: str, direct: DirectDifferentiation | None = None,
+           minibatch=None) -> Report:
+    """Run every check; `direct` is the direct differentiation and `minibatch` the minibatch check
+    (an object whose `result()` gives its `Check`) if they were started earlier."""
     module = load_module(source)
     complex_step.remember_forward_forms(derivation)
-    checks = [symbolic_check(derivation, direct), minibatch_check(derivation)]
+    batch = minibatch.result() if minibatch is not None else minibatch_check(derivation)
+    checks = [symbolic_check(derivation, direct), batch]
     checks += [derivative_check(derivation.model, module), stability_check(derivation.model, module)]
     checks.append(workspace_check(derivation.model, module))
     checks += derivation_figures(derivation)
