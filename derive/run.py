@@ -164,6 +164,11 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
                                                      lesson=lesson)
         return documents[fmt]
 
+    if set(spec.formats) - {"py", "json"}:  # a convolution's proofs once, before the documents' processes part
+        from derive.convproof import conv_nodes, prove
+
+        for node in conv_nodes(model.network):
+            prove(node, model.network)
     # LaTeX and JSON are printed in a second process while this one prints the Markdown
     side = Background(_tex_and_json, derivation, report, plan, command, spec, training, initialisation, lesson)
     if "md" in spec.formats or "ipynb" in spec.formats:
