@@ -200,12 +200,17 @@ def _verdict(report) -> str:
     symbolic = report.check("symbolic")
     if symbolic.ran:
         how = "exactly" if symbolic.figures["exact"] else f"to {symbolic.figures['digits']} digits"
-        parts.append(f"{symbolic.figures['partials']} partial derivatives match direct differentiation {how}")
+        chained = " (local derivatives chained)" if symbolic.figures.get("method") == "chained" else ""
+        parts.append(f"{symbolic.figures['partials']} partial derivatives match direct differentiation{chained} {how}")
     else:
         parts.append("direct differentiation skipped (depth > 4)")
     f = report.check("derivatives").figures
-    parts.append(f"{f['partials']} in model.py match complex-step derivatives "
-                 f"(relative difference < {f['largest_error']}; required {f['tolerance']})")
+    if f.get("method") == "directional":
+        parts.append(f"{f['directions']} directional derivatives of model.py's gradients ({f['partials']} entries) "
+                     f"match complex-step ones (relative difference < {f['largest_error']}; required {f['tolerance']})")
+    else:
+        parts.append(f"{f['partials']} in model.py match complex-step derivatives "
+                     f"(relative difference < {f['largest_error']}; required {f['tolerance']})")
     workspace = next((c for c in report.checks if c.name == "workspace" and c.ran), None)
     if workspace is not None:
         parts.append("workspace form bit-identical")
@@ -222,7 +227,7 @@ def _verdict(report) -> str:
 @click.option("--input", "input_shape", default="1x8x8", show_default=True, metavar="CxHxW",
               help="Input channels × rows × columns (or CxW for a signal).")
 @click.option("--layers", "layers", default=None, metavar="STAGES",
-              help="Stages separated by commas: 'conv F kK [sS] [pP] [dD] [ACT]', 'conv1d …', 'maxpool K [sS]', "
+              help="Stages separated by commas: 'conv F kK [sS] [pP] [dD] [ACT]', 'conv1d …', 'maxpool K [sS] [dD]', "
                    "'avgpool K [sS] [pP]', 'gap', 'flatten', 'dense N [ACT]'. k3x2 gives rows x columns. Default: "
                    "'conv 4 k3 p1 relu, maxpool 2, conv 8 k3 p1 relu, maxpool 2, flatten, dense 10 softmax'.")
 @click.option("--loss", "loss", default="cross_entropy", show_default=True, metavar="LOSS",

@@ -27,7 +27,6 @@ parameter entry gets its own copy of the network (a leading axis), all evaluated
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 import sympy as sp
@@ -145,15 +144,35 @@ def _condition(condition, env: dict, cache: dict):
 # the network
 
 
-@lru_cache(maxsize=32)
+_FORMS: dict = {}
+
+
 def forward_forms(model: Model) -> tuple[tuple[Node, sp.Expr], ...]:
     """Each node with its forward rule in matrix form (one column per sample), as the engine states it
     and proves it entry by entry against the kind's index rule: the network's definition, with no
-    derivative in it."""
-    from derive.windowsizes import network_sizes
+    derivative in it. Taken from the derivation when `remember_forward_forms` was given it (its
+    minibatch pass states exactly these forward results), otherwise derived here."""
+    if model not in _FORMS:
+        from derive.windowsizes import network_sizes
 
-    with assume_sizes(model.network.size_facts), network_sizes(model.network):
-        return tuple((node, forward_result(node, True).matrix_rhs) for node in model.network.layers)
+        with assume_sizes(model.network.size_facts), network_sizes(model.network):
+            _remember(model, tuple((node, forward_result(node, True).matrix_rhs) for node in model.network.layers))
+    return _FORMS[model]
+
+
+def remember_forward_forms(derivation) -> None:
+    """The forward forms of `derivation`'s minibatch pass (`backprop.forward_result(node, True)` for
+    every node, proved there), so that the reference does not derive them a second time."""
+    model = derivation.model
+    if model not in _FORMS:
+        _remember(model, tuple((node, derivation.batch.results[node.output].matrix_rhs)
+                               for node in model.network.layers))
+
+
+def _remember(model: Model, forms: tuple) -> None:
+    if len(_FORMS) >= 32:
+        _FORMS.pop(next(iter(_FORMS)))
+    _FORMS[model] = forms
 
 
 def size_environment(model: Model, samples: int, number=complex) -> dict:
@@ -254,3 +273,82 @@ def gradients(model: Model, params: dict, X: np.ndarray, Y_: np.ndarray, data: d
     ratios = value.imag / steps
     gradients = {key: ratios[first[key]:first[key] + params[key].size].reshape(params[key].shape) for key in keys}
     return gradients, float(value[0].real), scale + abs(penalty)
+
+
+# --------------------------------------------------------------------------------------------------
+# directional derivatives: one copy of the network per direction, not per entry
+
+
+def random_directions(model: Model, params: dict, count: int, seed: int = 11) -> dict:
+    """`count` random unit directions per parameter array (Gaussian, normalised), by parameter name:
+    arrays of shape (count, size of the parameter)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for p in _parameters(model):
+        v = rng.standard_normal((count, params[p.code()].size))
+        out[p.code()] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
+
+
+def directional_derivatives(model: Model, params: dict, X: np.ndarray, Y_: np.ndarray, directions: dict,
+                            data: dict | None = None) -> tuple[dict, float, float]:
+    """(⟨∂loss/∂θ, v⟩ for every direction v of every parameter θ, the loss, a scale of the loss).
+
+    As `gradients`, with copy k of the network moved along a direction instead of along one entry:
+    C(θ + i·h·v) has imaginary part h⟨∇_θ C, v⟩ + O(h³), so one copy gives the derivative along v
+    exactly as one copy gave one entry. A network of 60 000 parameters needs 60 000 copies for every
+    entry; a few random directions per parameter array test the same gradient (a wrong entry moves
+    the derivative along almost every direction) at the cost of a few forward passes. `directions`
+    maps each parameter's name to an array (count, size); the result has the same keys, (count,).
+    """
+    keys = [p.code() for p in _parameters(model)]
+    rows, copies = {}, 0
+    for key in keys:
+        rows[key] = np.arange(copies, copies + len(directions[key]))
+        copies += len(directions[key])
+    steps = np.full(copies, STEP)
+    samples = X.shape[-1]
+
+    def moved(key, steps):
+        value = params[key]
+        out = np.broadcast_to(np.asarray(value, float), (copies,) + value.shape).astype(complex)
+        flat = out.reshape(copies, -1)
+        flat[rows[key]] += 1j * steps[rows[key], None] * directions[key]
+        return out
+
+    with np.errstate(all="ignore"):
+        env = {Q("A", 0).symbol: np.asarray(X, float)[None] + 0j, **size_environment(model, samples),
+               **{symbol: np.asarray(v, float)[None] + 0j for symbol, v in (data or {}).items()}}
+        for node, form in forward_forms(model):
+            if node.parameters:  # the step of each direction shrunk by how far it moves the node's output
+                trial = dict(env)
+                for p in node.parameters:
+                    trial[p.symbol] = moved(p.code(), np.full(copies, STEP))
+                probe = evaluate(form, trial)
+                probe = np.broadcast_to(probe, (copies,) + np.shape(probe)[1:])
+                for p in node.parameters:
+                    mine = rows[p.code()]
+                    reach = np.max(np.abs(probe[mine].imag).reshape(mine.size, -1), axis=1) / STEP
+                    steps[mine] = STEP / np.maximum(1.0, np.where(np.isfinite(reach), reach, 1.0))
+            for p in node.parameters:
+                env[p.symbol] = moved(p.code(), steps)
+            env[node.out(True).symbol] = evaluate(form, env)
+        a = env[model.network.output.batched().symbol]
+        terms = np.broadcast_to(evaluate(model.loss.expr, {A: a, Y: np.asarray(Y_, float)[None] + 0j}), a.shape)
+        value = np.sum(terms.reshape(copies, -1), axis=1) / samples
+        scale = float(np.sum(np.abs(terms[0].real))) / samples
+        penalty = 0.0
+        if model.penalty is not None:
+            x = sp.Symbol("x", real=True)
+            term = model.penalty.term(x).xreplace(model.penalty.strengths)
+            for p in _parameters(model):
+                if model.penalty.covers(p):
+                    key = p.code()
+                    flat = params[key].ravel()
+                    real = evaluate(term, {x: flat + 0j}).real
+                    penalty += float(np.sum(real))
+                    shifted = evaluate(term, {x: flat[None, :] + 1j * steps[rows[key], None] * directions[key]})
+                    value[rows[key]] += np.sum(shifted - real[None, :], axis=1)
+        value = value + penalty
+    ratios = value.imag / steps
+    return {key: ratios[rows[key]] for key in keys}, float(value[0].real), scale + abs(penalty)

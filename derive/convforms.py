@@ -221,6 +221,8 @@ def _max_pool_form(expr: sp.Expr, free: tuple) -> sp.Expr | None:
 
     if not expr.has(FirstMax):
         return None
+    if expr.is_Mul and any(f.is_Add and f.has(FirstMax) for f in expr.args):
+        return None  # g′ ⊙ (the routed error): the factors are recognised one by one (`_term`)
     batch = sp.Integer(bool(free) and notation.is_sample_index(free[-1]))
     entries = expr.atoms(sp.Indexed)
     grads = {e for e in entries if _quantity(e) is not None and _quantity(e).kind in _GRADIENT_KINDS}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import lru_cache
 from itertools import product
 
 import sympy as sp
@@ -80,13 +81,31 @@ def holds_over_index_ranges(condition: sp.Basic) -> bool:
         return True
     if condition is sp.false:
         return False
+    facts = _SIZE_FACTS.get()
+    return _holds_over_index_ranges(condition, frozenset(facts.items()) if facts else frozenset())
+
+
+@lru_cache(maxsize=4096)
+def _holds_over_index_ranges(condition: sp.Basic, facts: frozenset) -> bool:
+    """`holds_over_index_ranges` under the size facts `facts` (the cache key: a derivation asks about
+    the same guards again and again). At each corner the cheap sufficient test comes first; SymPy's
+    `simplify`, which is slow, only when that test does not settle it."""
     indices = sorted(condition.atoms(sp.Idx), key=sp.default_sort_key)
     for corner in product(*[(i.lower, i.upper) for i in indices]):
         value = _known(condition.xreplace(dict(zip(indices, corner))))
+        if value is sp.true or value is not sp.false and _settled_without_simplify(value):
+            continue
         value = value.simplify() if value not in (sp.true, sp.false) else value
         if value is not sp.true and not _nonnegative_polynomial(value):
             return False
     return True
+
+
+def _settled_without_simplify(condition: sp.Basic) -> bool:
+    try:
+        return _nonnegative_polynomial(condition)
+    except sp.PolynomialError:  # a part that is no polynomial (Mod): left to simplify
+        return False
 
 
 def _nonnegative_polynomial(condition: sp.Basic) -> bool:

@@ -489,13 +489,18 @@ def entries_agree(
         shape = tuple(dims) if len(dims) != 1 else (dims[0], 1)  # a vector is a column
         arr = np.empty(shape, dtype=object)
         for pos in np.ndindex(shape):
-            arr[pos] = sp.Rational(rng.randint(1, 9), rng.randint(2, 9))
-            values[(label, pos if len(dims) != 1 else pos[:1])] = arr[pos]
+            numerator, denominator = rng.randint(1, 9), rng.randint(2, 9)
+            arr[pos] = sp.Rational(numerator, denominator)
+            values[(label, pos if len(dims) != 1 else pos[:1])] = Fraction(numerator, denominator)
         arrays[label] = arr
     result = evaluate_matrix_form(matrix_expr.xreplace(concrete), arrays)
     dims = [int((i.upper + 1).xreplace(concrete)) for i in free]
+    from derive.indexeval import compiled, to_sympy
+
+    index_form, point = compiled(index_expr), dict(concrete)
     for pos in np.ndindex(*dims) if dims else [()]:
-        entry = evaluate_index_form(index_expr, values, {**concrete, **dict(zip(free, pos))})
+        point.update(zip(free, pos))
+        entry = to_sympy(index_form(values, point))  # the same exact values, as Python fractions
         got = _at(result, pos if len(pos) >= 2 else (pos[0], 0) if pos else (0, 0))  # a constant broadcasts
         if entry != got and not _difference_vanishes(entry - got):
             return False

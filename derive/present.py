@@ -549,8 +549,10 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
         paragraphs.append(text("verification_extra.symbolic_error", error=s.figures["error"]))
     elif s.ran:
         f = s.figures
-        paragraphs.append(text("verification.symbolic", raw={"agreement": _agreement(f, text)}, width=f["width"],
-                               depth=f["depth"], partials=f["partials"]))
+        chained = f.get("method") == "chained"  # local derivatives chained: no expanded loss
+        paragraphs.append(text("verification.symbolic_chained" if chained else "verification.symbolic",
+                               raw={"agreement": _agreement(f, text)}, width=f["width"], depth=f["depth"],
+                               partials=f["partials"], entries=f.get("entries", 0)))
     else:
         paragraphs.append(text("verification.symbolic_skipped", **s.figures))
     if s.ran and s.figures.get("samples"):  # a network that couples its samples: a minibatch was expanded
@@ -566,7 +568,9 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
     f = report.check("derivatives").figures
     paragraphs.append(
         text(
-            "verification.derivatives",
+            "verification.derivatives_directional" if f.get("method") == "directional" else "verification.derivatives",
+            directions=f.get("directions", 0),
+            per_parameter=f.get("per_parameter", 0),
             step=_number(f["step"]),
             sizes=text.raw("refs.list_separator").join(map(str, f["sizes"])),
             samples=f["samples"],

@@ -62,7 +62,7 @@ def convolution_blocks(derivation, text) -> list:
             left = latex(sp.Derivative(sp.Symbol("C", real=True), node.inputs[0].symbol), matrix=True)
             out.append(blocks.Equation(f"{left} = {rhs}"))
         verdict = "conv.proved" if forms.full_proved and forms.im2col_proved else "conv.not_proved"
-        out.append(blocks.Paragraph(text(verdict, entries=str(forms.entries))))
+        out.append(blocks.Paragraph(text(verdict, entries=str(forms.entries), sets=str(forms.size_sets))))
         results = derivation.sample.results
         for param in node.parameters:
             result = results.get(param.gradient)

@@ -29,7 +29,7 @@ from derive.spec import DEFAULT_LANGUAGE, MLPSpec, NetSpec, OptimizerChoice, def
 from derive.present_training import training_json
 from derive.training import Training, derive_training
 from derive.parallel import Background
-from derive.verify import DirectDifferentiation, Report, verify
+from derive.verify import DirectDifferentiation, Report, minibatch_check, verify
 from derive.verify_training import training_checks
 
 FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json",
@@ -136,19 +136,21 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     require_tools(spec if compile_pdf else replace(spec, formats=tuple(f for f in spec.formats if f != "pdf")))
     model = build_model(spec)
     # the process-level speed devices live here, not in the engine: the direct differentiation of
-    # the symbolic check and the minibatch half of the derivation run in second processes
+    # the symbolic check, the minibatch half of the derivation and the minibatch check run in
+    # second processes
     direct = DirectDifferentiation(model).start(Background)
     minibatch = Background(derive_minibatch, model)
     training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
     initialisation = derive_initialisation(model)
     derivation = assemble(model, derive_sample(model), minibatch.result())
+    batch_check = Background(minibatch_check, derivation)  # exact arithmetic, while the code is written and run
     plan = plan_code(derivation)
     command = command_line(spec)
     title = f"derive {__version__}: {spec.slug()}"
     source = model_source(derivation, title=title, command=command, training=training, initialisation=initialisation,
                           plan=plan)
     lesson = study(derivation) if set(spec.formats) - {"py", "json"} else None  # before verify: it waits for `direct`
-    report = verify(derivation, source, direct)
+    report = verify(derivation, source, direct, batch_check)
     report.checks += training_checks(model, training, initialisation, source)
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
@@ -162,6 +164,11 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
                                                      lesson=lesson)
         return documents[fmt]
 
+    if set(spec.formats) - {"py", "json"}:  # a convolution's proofs once, before the documents' processes part
+        from derive.convproof import conv_nodes, prove
+
+        for node in conv_nodes(model.network):
+            prove(node, model.network)
     # LaTeX and JSON are printed in a second process while this one prints the Markdown
     side = Background(_tex_and_json, derivation, report, plan, command, spec, training, initialisation, lesson)
     if "md" in spec.formats or "ipynb" in spec.formats:

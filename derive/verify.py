@@ -197,9 +197,75 @@ def _finite_point(model: Model, module: types.ModuleType, evaluate, seed: int, s
 
 
 ROUNDING_FLOOR = 1e-14  # a gradient array this small next to the largest is rounding noise of an exact 0
+DIRECTIONS = 4  # random directions per parameter array where the entries exceed NUMERIC_MAX_PARAMS
 
 
 def derivative_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
+    """`derivative_check_entries` where the copies of the network per entry are affordable (up to
+    NUMERIC_MAX_PARAMS entries: every MLP, whose sizes are shrunk to reach that, and small
+    convolutional networks), else `derivative_check_directions`."""
+    sizes = _numeric_sizes(model)
+    if any(isinstance(s, tuple) for s in sizes):
+        params = module.init_params(sizes, np.random.default_rng(seed))
+        if sum(v.size for v in params.values()) > NUMERIC_MAX_PARAMS:
+            return derivative_check_directions(model, module, seed, samples)
+    return derivative_check_entries(model, module, seed, samples)
+
+
+def derivative_check_directions(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3,
+                                count: int = DIRECTIONS) -> Check:
+    """`gradients` of the generated code along `count` random unit directions per parameter array
+    against complex-step directional derivatives of the network's definition
+    (`complex_step.directional_derivatives`), and `loss` against the definition's value.
+
+    ⟨g, v⟩ of the code's gradient g is compared with the reference relative to Σ_j |g_j v_j|, the
+    sum of the absolute terms of the dot product (what its rounding is proportional to)."""
+    def by_directions(params, X, Y):
+        directions = complex_step.random_directions(model, params, count, seed + 11)
+        along, value, scale = complex_step.directional_derivatives(model, params, X, Y, directions,
+                                                                   data=_mask_env(model, X.shape[-1]))
+        return (along, directions, value, scale), [value, *along.values()]
+
+    (sizes, params, X, Y, bound), (reference, directions, expected, scale), finite = _finite_point(
+        model, module, by_directions, seed, samples)
+    if model.network.data_inputs:
+        module.dropout_mode("fixed", masks=fixed_masks(model, X.shape[-1]))
+    with np.errstate(all="ignore"):
+        grads, value = module.gradients(params, X, Y), module.loss(params, X, Y)
+    if model.network.data_inputs:
+        module.dropout_mode("eval")
+    terms = {key: np.abs(directions[key]) @ np.abs(np.ravel(grads[key])) for key in reference}
+    overall = max((float(np.max(t)) for t in terms.values()), default=0.0)
+    worst, smallest, largest = 0.0, math.inf, 0.0
+    for key, ref in reference.items():
+        got = directions[key] @ np.ravel(grads[key])
+        size_of = float(np.max(np.abs(ref)))
+        smallest, largest = min(smallest, size_of), max(largest, size_of)
+        error = float(np.max(np.abs(got - ref) / np.maximum(np.where(terms[key] > 0, terms[key], overall), TINY)))
+        worst = max(worst, error if math.isfinite(error) else math.inf)
+    loss_error = abs(value - expected) / max(scale, TINY) if math.isfinite(value) else math.inf
+    passed = finite and worst <= DERIVATIVE_TOLERANCE and loss_error <= DERIVATIVE_TOLERANCE
+    figures = {
+        "method": "directional",
+        "directions": sum(len(d) for d in directions.values()),
+        "per_parameter": count,
+        "partials": sum(np.size(params[key]) for key in reference),
+        "sizes": list(sizes),
+        "samples": samples,
+        "bound": bound,
+        "step": decade_bound(complex_step.STEP),
+        "largest_error": decade_bound(worst) if finite else "nan",
+        "loss_error": decade_bound(loss_error) if finite else "nan",
+        "tolerance": decade_bound(DERIVATIVE_TOLERANCE),
+        "smallest_gradient": _decade_floor(smallest) if finite else "nan",
+        "largest_gradient": decade_bound(largest) if finite else "nan",
+    }
+    if not passed:
+        figures["error"] = _derivative_failure(finite, worst, loss_error)
+    return Check("derivatives", bool(passed), figures=figures)
+
+
+def derivative_check_entries(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
     """`gradients` of the generated code against complex-step derivatives of the network's definition
     (see `complex_step`), entry by entry, and `loss` against the definition's value.
 
@@ -462,12 +528,16 @@ def derivation_figures(derivation: Derivation) -> list[Check]:
     ]
 
 
-def verify(derivation: Derivation, source: str, direct: DirectDifferentiation | None = None) -> Report:
-    """Run every check; `direct` is the direct differentiation if it was started earlier."""
+def verify(derivation: Derivation, source: str, direct: DirectDifferentiation | None = None,
+           minibatch=None) -> Report:
+    """Run every check; `direct` is the direct differentiation and `minibatch` the minibatch check
+    (an object whose `result()` gives its `Check`) if they were started earlier."""
     module = load_module(source)
+    complex_step.remember_forward_forms(derivation)
     # the symbolic check runs last: it waits for the direct differentiation, which may still be
     # running in a second process while the checks that do not need it run here
-    later = [minibatch_check(derivation), derivative_check(derivation.model, module),
-             stability_check(derivation.model, module), workspace_check(derivation.model, module)]
+    later = [derivative_check(derivation.model, module), stability_check(derivation.model, module),
+             workspace_check(derivation.model, module)]
     later += derivation_figures(derivation)
-    return Report([symbolic_check(derivation, direct), *later])
+    batch = minibatch.result() if minibatch is not None else minibatch_check(derivation)
+    return Report([symbolic_check(derivation, direct), batch, *later])

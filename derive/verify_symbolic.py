@@ -15,6 +15,7 @@ largest difference per node as well as overall.
 from __future__ import annotations
 
 import random
+from fractions import Fraction
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from derive.derivation import Derivation
 from derive.indexing import transform
 from derive.backprop import parameter_axes
 from derive.layers import Node
+from derive.indexeval import compiled, to_sympy
 from derive.matrixform import evaluate_index_form
 from derive.model import Model
 from derive.nonsmooth import NON_SMOOTH, breakpoints
@@ -199,6 +201,29 @@ def _local_rule(rule: sp.Expr, env: dict) -> tuple[sp.Expr, dict]:
     return expanded, {symbol: key for key, symbol in placeholders.items()}
 
 
+def _partial(term: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
+    """∂term/∂symbol: `sympy.diff`, except for the commonest term of a layer's rule, a product in which
+    the symbol is one plain factor (K·a of a convolution, W·a of a dense layer), whose derivative is
+    the product of the other factors."""
+    if term is symbol:
+        return sp.S.One
+    if term.is_Mul and symbol in term.args:
+        others = [factor for factor in term.args if factor is not symbol]
+        if len(others) == len(term.args) - 1 and not any(factor.has(symbol) for factor in others):
+            return sp.Mul(*others)
+    return sp.diff(term, symbol)
+
+
+def _entry_rule(rule: sp.Expr, env: dict) -> tuple[sp.Expr, dict]:
+    """`_local_rule` by the compiled evaluator (`indexeval`): a node's rule, stated once with its
+    output indices, at the concrete indices of `env`."""
+    from derive.indexeval import evaluate
+
+    placeholders = _Placeholders()
+    expanded = evaluate(rule, placeholders, env)
+    return expanded, {symbol: key for key, symbol in placeholders.items()}
+
+
 @dataclass
 class Expanded:
     cost: sp.Expr  # the loss of one sample, in the parameter symbols (or a number)
@@ -289,11 +314,13 @@ def symbolic_point(model: Model, seed: int = 0) -> dict:
     rng = random.Random(seed)
     nonsmooth = any(not a.is_vector and a.expr.has(*NON_SMOOTH) for a in model.activations)
     kinks = {a: {sp.S.Zero, *breakpoints(a.expr)[0]} for a in model.activations if not a.is_vector}
+    deep = model.depth > SYMBOLIC_MAX_DEPTH  # exact numbers may double their digits per layer there
     for _ in range(20):
         values = _random_point(model, SYMBOLIC_WIDTH, coupled_samples(model) or 1, rng)
         if not nonsmooth:  # a smooth network has no kink to avoid: skip the exact forward pass
             break
-        inputs = _expanded_network(model, SYMBOLIC_WIDTH, values, symbolic=False).inputs
+        forward = {k: sp.Float(v, DIGITS) for k, v in values.items()} if deep else values
+        inputs = _expanded_network(model, SYMBOLIC_WIDTH, forward, symbolic=False).inputs
         if all(value not in kinks[activation] for activation, value in inputs):
             break
     return values
@@ -311,6 +338,72 @@ def direct_gradients(model: Model, values: dict, digits: int = DIGITS) -> tuple[
     if sp.count_ops(cost) <= SMALL_COST_OPS:  # small trees: evalf directly, no compilation needed
         return {key: derivative.xreplace(point).evalf(digits) for key, derivative in derivatives.items()}, exact
     return dict(zip(derivatives, _evaluate_digits(list(derivatives.values()), point, digits))), exact
+
+
+def chained_gradients(model: Model, values: dict, digits: int = DIGITS) -> tuple[dict, bool]:
+    """∂C/∂θ for every parameter θ by `sympy.diff` of each entry's own rule, chained at `values`.
+
+    The same network as `direct_gradients`, written out entry by entry from each node's own forward
+    rule (no derived formula, no index calculus); but instead of one expression of the whole loss,
+    each entry keeps its own small rule in the entries it reads, `sympy.diff` differentiates that
+    rule by each of them, and the local derivatives, evaluated at the point, are multiplied and
+    summed from the loss back to the parameters (the chain rule over the scalar entries, in exact
+    or `digits`-digit numbers). The expanded loss grows without bound with the depth (and with a
+    convolution's windows, fast); this grows with the number of entries, so it runs at any depth.
+    """
+    # exact for rational networks up to SYMBOLIC_MAX_DEPTH; deeper, exact numbers can double their
+    # digits with every layer (as in the minibatch check), so `digits` digits instead
+    exact = rational_model(model) and model.depth <= SYMBOLIC_MAX_DEPTH
+    samples = coupled_samples(model)
+    env = concrete_sizes(model, SYMBOLIC_WIDTH, samples)
+    columns = [None] if samples is None else [sp.Integer(s) for s in range(samples)]
+
+    def number(expr):
+        return expr if exact else sp.N(expr, digits + 10)
+
+    num = dict(values) if exact else {k: sp.Float(v, digits) for k, v in values.items()}
+    rules = []  # (entry key, its rule, placeholder → entry key), in forward order
+    for node in model.network.layers:
+        out = node.out_indices()
+        for column in columns:  # the rule once per node, then entry by entry at concrete indices
+            general = node.call_entry(out, column)
+            for i in _axis_entries(node.out_axes, env):
+                rule, keys = _entry_rule(general, {**env, **dict(zip(out, i))})
+                key = (node.out(column is not None).label, i if column is None else (*i, int(column)))
+                num[key] = number(rule.xreplace({s: num[k] for s, k in keys.items()}))
+                rules.append((key, rule, keys))
+    adjoint: dict = defaultdict(lambda: sp.S.Zero)
+
+    def spread(rule, keys, weight):
+        point = {s: num[k] for s, k in keys.items()}
+        terms = [(t, t.free_symbols) for t in sp.Add.make_args(rule)]
+        for symbol, key in keys.items():  # only the terms that read the entry can change with it
+            local = sp.Add(*[_partial(t, symbol) for t, reads in terms if symbol in reads])
+            if local != 0:
+                adjoint[key] += weight * number(local.xreplace(point))
+
+    loss_node = model.network.loss_node
+    weight = sp.S.One if samples is None else sp.Rational(1, samples)  # the mean loss of the minibatch
+    i = loss_node.in_indices(0, "out")
+    for column in columns:
+        general = loss_node.kind.per_unit(loss_node, i[0] if len(i) == 1 else i, column)
+        for unit in _axis_entries(loss_node.in_axes[0], env):
+            rule, keys = _entry_rule(general, {**env, **dict(zip(i, unit))})
+            spread(rule, keys, weight)
+    for key, rule, keys in reversed(rules):
+        if key in adjoint:
+            spread(rule, keys, adjoint[key])
+    gradients = {}
+    for node, param in _parameters(model):
+        for idx in _parameter_entries(node, param, env):
+            key = (param.label, idx)
+            total = adjoint[key] if key in adjoint else sp.S.Zero
+            if model.penalty is not None and model.penalty.covers(param):
+                x = sp.Symbol("x", real=True)
+                term = model.penalty.term(x).xreplace(model.penalty.strengths)
+                total += number(sp.diff(term, x).xreplace({x: num[key]}))
+            gradients[key] = total
+    return gradients, exact
 
 
 def _evaluate_digits(exprs: list, point: dict, digits: int = DIGITS) -> list:
@@ -338,7 +431,8 @@ class DirectDifferentiation:
 
     def __init__(self, model: Model, seed: int = 0):
         self.model = model
-        self.skipped = model.depth > SYMBOLIC_MAX_DEPTH
+        self.chained = is_chained(model)
+        self.skipped = model.depth > SYMBOLIC_MAX_DEPTH and not self.chained
         self.error = None  # why the expanded loss could not be evaluated, if it could not
         self.values = None
         self._pending = None
@@ -352,8 +446,13 @@ class DirectDifferentiation:
         """Hand the differentiation to `runner(function, *arguments)`, which returns an object whose
         `result()` gives the function's value."""
         if self.values is not None:
-            self._pending = runner(direct_gradients, self.model, self.values)
+            self._pending = runner(self.gradients, self.model, self.values)
         return self
+
+    @property
+    def gradients(self) -> Callable:
+        """`direct_gradients` or `chained_gradients`, whichever this network is checked by."""
+        return chained_gradients if self.chained else direct_gradients
 
     def result(self) -> tuple[dict, bool]:
         if self._pending is not None:
@@ -361,7 +460,27 @@ class DirectDifferentiation:
                 return self._pending.result()
             except Exception:  # the runner failed: repeat here, where the error itself is raised
                 pass
-        return direct_gradients(self.model, self.values)
+        return self.gradients(self.model, self.values)
+
+
+def _entry_count(model: Model) -> int:
+    """The scalar equations `chained_gradients` writes out: every entry of every node and every term
+    of the loss, per sample of the expanded minibatch."""
+    env = concrete_sizes(model, SYMBOLIC_WIDTH, coupled_samples(model))
+    nodes = [*model.network.layers]
+    count = sum(len(_axis_entries(node.out_axes, env)) for node in nodes)
+    count += len(_axis_entries(model.network.loss_node.in_axes[0], env))
+    return count * (coupled_samples(model) or 1)
+
+
+def is_chained(model: Model) -> bool:
+    """Whether the symbolic check chains the local derivatives of each entry (`chained_gradients`)
+    instead of differentiating the expanded loss (`direct_gradients`): for a network with windows
+    (convolution, pooling), at any depth; its expanded loss is large even when shallow (36 s for one
+    convolution and a pooling layer). Other networks keep the expanded loss up to SYMBOLIC_MAX_DEPTH
+    and skip the check beyond (their documents and run times stay as they were; the chained form
+    would run there too, at the cost measured in the README)."""
+    return any(hasattr(node.kind, "window_sizes") for node in model.network.layers)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -393,7 +512,7 @@ def _settled(value: sp.Expr, digits: int | None) -> sp.Expr:
     """A value computed at a point of floats, as one float: a constant of the formulas given by its
     value only at evaluation (an attention head's 1/√d_k = √2/2) would otherwise stay a factor of
     every later value, and the expressions grow layer by layer."""
-    if digits is None or value.is_Number:
+    if digits is None or not isinstance(value, sp.Basic) or value.is_Number:  # Python ints and Fractions too
         return value
     return value.evalf(digits + 10)
 
@@ -418,13 +537,15 @@ def evaluate_pass(derivation: Derivation, batch: bool, values: dict, env: dict) 
     each node's output and each named error, by (label, index)): the worked example prints them."""
     model = derivation.model
     results = (derivation.batch if batch else derivation.sample).results
-    values, digits = dict(values), _point_digits(values)
+    digits = _point_digits(values)
+    # exact rationals as Python fractions while evaluating (`indexeval`: the same numbers, faster)
+    values = {k: Fraction(int(v.p), int(v.q)) if isinstance(v, sp.Rational) else v for k, v in values.items()}
     for node in model.network.layers:
         result = results[node.output]
         label = node.out(batch).label
+        form = compiled(_formula(result.rhs, digits))
         for idx in _entries(result.free, env):
-            values[(label, tuple(idx))] = _settled(evaluate_index_form(_formula(result.rhs, digits), values,
-                                                                       {**env, **dict(zip(result.free, idx))}), digits)
+            values[(label, tuple(idx))] = _settled(form(values, {**env, **dict(zip(result.free, idx))}), digits)
     grads = {}
     skip = model.network.output.gradient
     for key in (derivation.batch if batch else derivation.sample).steps:
@@ -437,10 +558,10 @@ def evaluate_pass(derivation: Derivation, batch: bool, values: dict, env: dict) 
         else:
             label = key.batched(batch).label
             target = values
+        form = compiled(_formula(result.rhs, digits))
         for idx in _entries(result.free, env):
-            target[(label, tuple(idx))] = _settled(evaluate_index_form(_formula(result.rhs, digits), values,
-                                                                       {**env, **dict(zip(result.free, idx))}), digits)
-    return values, grads
+            target[(label, tuple(idx))] = _settled(form(values, {**env, **dict(zip(result.free, idx))}), digits)
+    return {k: to_sympy(v) for k, v in values.items()}, {k: to_sympy(v) for k, v in grads.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -481,7 +602,7 @@ def _compare_with_direct(derivation: Derivation, direct: DirectDifferentiation) 
         # an ill-conditioned point (cosh(z)**64 of a large z) loses digits in both evaluations:
         # evaluate both again with more working digits before calling a difference an error
         if digits != DIGITS:
-            expected, exact = direct_gradients(model, direct.values, digits)
+            expected, exact = direct.gradients(model, direct.values, digits)
         values = direct.values if exact else {k: sp.Float(v, digits) for k, v in direct.values.items()}
         samples = coupled_samples(model)  # a network that couples its samples: its minibatch formulas
         derived = evaluate_derivation(derivation, samples is not None, values,
@@ -507,6 +628,7 @@ def _compare_with_direct(derivation: Derivation, direct: DirectDifferentiation) 
             "largest_difference": "0" if worst == 0 else decade_bound(float(worst)),
             "per_node": _per_node(model, differences),
             **({"samples": coupled_samples(model)} if coupled_samples(model) else {}),
+            **({"method": "chained", "entries": _entry_count(model)} if direct.chained else {}),
         },
     )
 

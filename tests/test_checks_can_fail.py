@@ -73,8 +73,8 @@ def test_a_failed_check_writes_nothing(tmp_path, monkeypatch):
 
     original = run.verify
 
-    def failing(derivation, source, direct=None):
-        report = original(derivation, source, direct)
+    def failing(derivation, source, direct=None, minibatch=None):
+        report = original(derivation, source, direct, minibatch)
         report.checks[0].passed = False
         return report
 

@@ -135,3 +135,46 @@ def test_conv1d_takes_one_number_per_setting():
         {"kind": "conv1d", "channels": 2, "kernel": [3, 2]}, {"kind": "flatten"}, {"kind": "dense", "units": 2}]}
     with pytest.raises(NetFileError, match=r"layers\[1\] \(kind 'conv1d'\): kernel = \[3, 2\]; expected a whole number"):
         build_model(parse_network(network, "c1.toml"))
+
+
+def test_dilated_max_pooling_is_derived_and_its_code_checked():
+    """A max-pooling window with dilation 2 (`maxpool 2 s1 d2`): the same rule with the window's
+    entries spaced out; the derived routing, the generated code and its workspace form pass every
+    check of the tool, and the code's gradients equal PyTorch's."""
+    from conftest import optional_torch
+    from derive.cnn import network_text
+    from derive.run import generate
+    import tomllib
+
+    text = network_text("2x7x6", "conv 2 k2 tanh, maxpool 2 s1 d2, flatten, dense 3 softmax", "cross_entropy",
+                        "derive cnn")
+    assert "dilation = 2" in text
+    spec = parse_network(tomllib.loads(text), "derive cnn", text=text, formats=("py",))
+    outcome = generate(spec)
+    assert outcome.report.passed
+    assert outcome.report.check("derivatives").ran and outcome.report.check("workspace").ran
+    assert outcome.derivation.sample.results[Q("a", 2)].recognition_proved
+    torch = optional_torch()
+    if torch is None:
+        return
+    from derive.verify import load_module
+
+    module = load_module(outcome.files["model.py"].decode())
+    rng = np.random.default_rng(0)
+    sizes = outcome.derivation.model.network.sizes
+    assert sizes == ((2, 7, 6), (2, 6, 5), (2, 4, 3), 24, 3)
+    params = module.init_params(sizes, rng)
+    X = rng.standard_normal((2, 7, 6, 4))
+    Y = np.eye(3)[:, rng.integers(0, 3, size=4)]
+    grads = module.gradients(params, X, Y)
+    x = torch.tensor(np.moveaxis(X, -1, 0))
+    K = torch.tensor(params["K1"], requires_grad=True)
+    b = torch.tensor(params["b1"].ravel(), requires_grad=True)
+    W = torch.tensor(params["W4"], requires_grad=True)
+    c = torch.tensor(params["b4"].ravel(), requires_grad=True)
+    a = torch.nn.functional.max_pool2d(torch.tanh(torch.nn.functional.conv2d(x, K, b)), 2, stride=1, dilation=2)
+    logits = a.flatten(1) @ W.T + c
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor(Y.argmax(axis=0)))
+    loss.backward()
+    np.testing.assert_allclose(grads["K1"], K.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grads["W4"], W.grad.numpy(), rtol=1e-10, atol=1e-12)

@@ -58,3 +58,44 @@ def test_the_proof_fails_without_the_rotation_or_the_dilation():
         assert _compare_index_forms(forms.scatter, full, forms.free, node, env, 0)[0]
         assert not _compare_index_forms(forms.scatter, unrotated, forms.free, node, env, 0)[0]
         assert not _compare_index_forms(forms.scatter, undilated, forms.free, node, env, 0)[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
+def test_the_sizes_of_the_proof_catch_the_mistakes(case):
+    """`prove` compares at the node's own small sizes (outputs of 2, 3 and k + 1 positions per axis,
+    every leftover of a stride, unequal channel counts): an unrotated kernel, an error not spread out
+    by the stride and swapped channels each fail there."""
+    from derive.convproof import proof_sizes
+    from derive.indexing import assume_sizes
+    from derive.windowsizes import network_sizes
+
+    network = _network(case)
+    (node,) = conv_nodes(network)
+    forms = prove(node, network)
+    kh, kw = node.kind.kernel
+    K = Q("K", node.layer).base
+    full = full_correlation_form(node)
+    wrong = {
+        "unrotated": full.replace(lambda e: isinstance(e, sp.Indexed) and e.base == K,
+                                  lambda e: K[(e.indices[0], e.indices[1], kh - 1 - e.indices[2], kw - 1 - e.indices[3])]),
+        "channels swapped": full.replace(lambda e: isinstance(e, sp.Indexed) and e.base == K,
+                                         lambda e: K[(e.indices[1], e.indices[0], *e.indices[2:])]),
+    }
+    if max(node.kind.stride) > 1:
+        wrong["undilated"] = full.replace(lambda e: isinstance(e, sp.Mod), lambda e: sp.S.Zero)
+    envs = proof_sizes(node, network)
+    assert len(envs) >= 3 and all(env[node.in_axes[0][0].size] != env[node.out_axes[0].size] for env in envs)
+    with assume_sizes(network.size_facts), network_sizes(network):
+        for n, env in enumerate(envs):
+            assert _compare_index_forms(forms.scatter, full, forms.free, node, env, n)[0]
+        for name, form in wrong.items():
+            if name == "unrotated" and (kh, kw) == (1, 1):
+                continue
+            assert any(_differs(forms, form, node, env, n) for n, env in enumerate(envs)), name
+
+
+def _differs(forms, form, node, env, seed) -> bool:
+    try:
+        return not _compare_index_forms(forms.scatter, form, forms.free, node, env, seed)[0]
+    except KeyError:  # it reads a kernel entry that does not exist (F ≠ C): caught as well
+        return True

@@ -79,20 +79,21 @@ def test_average_pooling_matches_torch(cfg):
     np.testing.assert_allclose(G, _ours(x.grad), rtol=1e-12, atol=1e-12)
 
 
-MAX = [c for c in _configurations(120, 4) if c["kernel"][0] <= c["H"] and c["kernel"][1] <= c["W"]][:32]
+MAX = [c for c in _configurations(120, 4) if all(d * (k - 1) < n for d, k, n in
+                                                  zip(c["dilation"], c["kernel"], (c["H"], c["W"])))][:32]
 
 
-@pytest.mark.parametrize("cfg", MAX, ids=[f"k{c['kernel']}s{c['stride']}" for c in MAX])
+@pytest.mark.parametrize("cfg", MAX, ids=[f"k{c['kernel']}s{c['stride']}d{c['dilation']}" for c in MAX])
 def test_max_pooling_matches_torch_including_ties(cfg):
     """Inputs drawn from a few values, so that windows hold equal maxima: PyTorch gives the error to
     the first of them in row-major order, and so does the derived routing."""
     rng = np.random.default_rng(5)
-    kernel, stride = cfg["kernel"], cfg["stride"]
+    kernel, stride, dilation = cfg["kernel"], cfg["stride"], cfg["dilation"]
     X = rng.integers(-2, 3, size=(cfg["C"], cfg["H"], cfg["W"], cfg["m"])).astype(float)
-    geometry = (kernel, stride, (0, 0), (1, 1))
+    geometry = (kernel, stride, (0, 0), dilation)
     A = convops.max_pool(X, *geometry)
     x = _nchw(X)
-    a = torch.nn.functional.max_pool2d(x, kernel, stride=stride)
+    a = torch.nn.functional.max_pool2d(x, kernel, stride=stride, dilation=dilation)
     np.testing.assert_array_equal(A, _ours(a))
     D = rng.standard_normal(A.shape)
     (a * torch.tensor(np.moveaxis(D, -1, 0))).sum().backward()
@@ -107,6 +108,7 @@ def test_the_configurations_cover_the_ranges_asked_for():
     assert {c["C"] for c in CONV} == {1, 2, 3, 4}
     assert any(c["H"] != c["W"] for c in CONV) and any(c["kernel"][0] != c["kernel"][1] for c in CONV)
     assert len(CONV) >= 30 and len(POOL) >= 30 and len(MAX) >= 30
+    assert {d for c in MAX for d in c["dilation"]} == {1, 2}
 
 
 def test_float32_stays_float32():

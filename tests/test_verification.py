@@ -60,6 +60,60 @@ def test_symbolic_check_is_skipped_beyond_depth_four_and_says_so():
     assert not check.ran and check.figures["depth"] == 5
 
 
+def test_chained_direct_differentiation_runs_at_any_depth():
+    """Beyond depth 4 the expanded loss is too large; differentiating each entry's own rule and
+    chaining the local derivatives (`chained_gradients`, what networks with windows use) runs there
+    and agrees with the derived formulas; the deep rational network in 50 digits."""
+    from derive.verify_symbolic import DirectDifferentiation, _compare_with_direct
+
+    for layers, act in ((5, "tanh"), (12, "relu")):
+        d = derivation_for(layers, act, "mse")
+        direct = DirectDifferentiation(d.model)
+        direct.chained, direct.skipped = True, False
+        direct.values = __import__("derive.verify_symbolic", fromlist=["symbolic_point"]).symbolic_point(d.model)
+        check = _compare_with_direct(d, direct)
+        assert check.passed and check.figures["method"] == "chained" and not check.figures["exact"]
+
+
+@pytest.mark.parametrize("layers, act, loss", [(3, "sigmoid", "mse"), (3, "relu", "mse"), (4, "tanh", "ce")])
+def test_chained_derivatives_equal_those_of_the_expanded_loss(layers, act, loss):
+    """The two forms of direct differentiation (one expression of the whole loss, or each entry's
+    rule chained) give the same numbers: exactly for a rational network, else to 45 digits."""
+    from derive.verify_symbolic import chained_gradients, direct_gradients, symbolic_point
+
+    model = derivation_for(layers, act, loss).model
+    values = symbolic_point(model)
+    whole, exact = direct_gradients(model, values)
+    chained, chained_exact = chained_gradients(model, values)
+    assert exact == chained_exact and sorted(whole) == sorted(chained)
+    for key, value in whole.items():
+        assert (value == chained[key]) if exact else abs(value - chained[key]) <= 1e-45 * max(1, abs(value))
+
+
+def test_the_chained_check_catches_a_wrong_formula():
+    """A kernel gradient of a convolution off by one entry's factor is reported, per node."""
+    import dataclasses
+    import tomllib
+
+    import sympy as sp
+
+    from derive.cnn import network_text
+    from derive.derivation import derive
+    from derive.model import build_model
+    from derive.netfile import parse_network
+    from derive.notation import Q
+
+    text = network_text("1x5x4", "conv 2 k2 s2 p1 tanh, avgpool 2 s1, flatten, dense 2 softmax", "cross_entropy",
+                        "derive cnn")
+    d = derive(build_model(parse_network(tomllib.loads(text), "derive cnn", text=text, formats=("py",))))
+    check = symbolic_check(d)
+    assert check.passed and check.figures["method"] == "chained"
+    result = d.sample.results[Q("grad_K", 1)]
+    d.sample.results[Q("grad_K", 1)] = dataclasses.replace(result, rhs=result.rhs * sp.Rational(11, 10))
+    wrong = symbolic_check(d)
+    assert not wrong.passed and wrong.figures["per_node"]["z_1"] != "0"
+
+
 def test_minibatch_check_of_a_deep_rational_network_uses_digits_not_exact_numbers():
     """softsign is rational, and exact numbers double their digits at each of its layers: at depth 32
     the check never finished. Beyond the depth of the direct check it runs with 50 digits."""
@@ -87,3 +141,42 @@ def test_evaluation_in_digits_keeps_the_precision_of_its_point():
     values = evaluate_derivation(d, False, point, concrete_sizes(d.model, 2, None))
     finest = max(v._prec for v in values.values() if isinstance(v, sp.Float))
     assert finest <= mpmath.libmp.dps_to_prec(DIGITS + 10)  # guard digits once, not once per layer
+
+
+def test_directional_complex_step_agrees_with_the_per_entry_reference_and_catches_one_wrong_entry():
+    """Beyond NUMERIC_MAX_PARAMS entries the code's gradients are checked along random directions
+    (one copy of the network per direction): the directional reference is the per-entry reference
+    projected, and one entry of one gradient off by 0.1 % fails the check."""
+    import tomllib
+    import types
+
+    import numpy as np
+
+    from derive import complex_step
+    from derive.cnn import network_text
+    from derive.derivation import derive
+    from derive.model import build_model
+    from derive.netfile import parse_network
+    from derive.verify import derivative_check_directions, numeric_point
+
+    text = network_text("2x6x5", "conv 3 k3 s2 p1 tanh, maxpool 2 s1, flatten, dense 3 softmax", "cross_entropy",
+                        "derive cnn")
+    d = derive(build_model(parse_network(tomllib.loads(text), "derive cnn", text=text, formats=("py",))))
+    module = module_for(d)
+    _, params, X, Y = numeric_point(d.model, module)
+    entries, _, _ = complex_step.gradients(d.model, params, X, Y)
+    directions = complex_step.random_directions(d.model, params, 3)
+    along, _, _ = complex_step.directional_derivatives(d.model, params, X, Y, directions)
+    for key, v in directions.items():
+        np.testing.assert_allclose(along[key], v @ entries[key].ravel(), rtol=1e-12, atol=1e-15)
+    check = derivative_check_directions(d.model, module)
+    assert check.passed and check.figures["method"] == "directional" and check.figures["directions"] == 4 * 4
+
+    def wrong_gradients(params, X, Y):
+        grads = module.gradients(params, X, Y)
+        grads["K1"] = grads["K1"].copy()
+        grads["K1"].flat[5] *= 1.001
+        return grads
+
+    tampered = types.SimpleNamespace(**{**module.__dict__, "gradients": wrong_gradients})
+    assert not derivative_check_directions(d.model, tampered).passed

@@ -373,14 +373,18 @@ class AvgPool2d(_Pool):
 @register
 @dataclass(frozen=True)
 class MaxPool2d(_Pool):
-    """a[c, i, j] = max of u[c, s·i + p, s·j + q] over the window, written as Σ_k u_k · [u_k is the
+    """a[c, i, j] = max of u[c, s·i + d·p, s·j + d·q] over the window, written as Σ_k u_k · [u_k is the
     first maximum of the window]: the selector states PyTorch's tie rule (the first maximum in the
     window's row-major order takes the error) and is constant between ties, so its derivative is 0
     and the engine's derivative routes the error to the selected entry."""
 
     name = "max_pool2d"
-    summary = "a[c,i,j] = max of u[c, s·i+p, s·j+q] over the window (ties: the first); options: kernel (required), stride"
-    options = {k: v for k, v in _POOL_OPTIONS.items() if k != "padding"}
+    summary = ("a[c,i,j] = max of u[c, s·i+d·p, s·j+d·q] over the window (ties: the first); options: kernel "
+               "(required), stride, dilation")
+    # no padding: PyTorch pads a max-pooling window with −∞, which the rule (a sum over the window's
+    # entries, each times its selector) cannot hold; dilation only spaces the entries out
+    options = {**{k: v for k, v in _POOL_OPTIONS.items() if k != "padding"},
+               "dilation": Option("a whole number from 1 to 64 or a list [rows, columns]", pair_from(1), required=False)}
 
     def entry(self, node: Node, unit, sample):
         from itertools import product

@@ -1,0 +1,379 @@
+"""Index forms compiled once into Python closures, then evaluated at many concrete entries.
+
+`matrixform.evaluate_index_form` interprets a SymPy index expression from the top for every entry
+it is asked about: each visit re-dispatches on the node type, copies the index environment for each
+term of a sum and adds exact numbers through SymPy. The proofs evaluate the same few formulas at
+thousands of entries (every input entry of a convolution, every entry of every formula at the
+check's sizes), so that interpretation dominated a convolutional run. Here each formula is walked
+once (`compiled`, cached by expression) into a tree of closures that read one mutable environment;
+index arithmetic (s·i + d·p − P, the stride's Mod, the guards) runs on Python ints and Fractions,
+and values that are Python ints or Fractions are combined by Python's exact arithmetic.
+
+The results are the same as `evaluate_index_form`'s, exactly: numbers given as SymPy objects are
+combined by SymPy in the same order and grouping (a sum term by term, a product of all its factors
+at once), functions are applied to SymPy arguments, and `evaluate` returns SymPy numbers. Only the
+bookkeeping is faster. Callers that control their random values (the convolution proofs) pass
+Python ints or Fractions, which is exact and many times faster than SymPy's Rational.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+from functools import lru_cache
+
+import sympy as sp
+
+from derive.indexing import Iverson
+
+_PY = (int, Fraction)
+_MISSING = object()
+_CANON: dict = {}
+
+
+def _canon(symbol):
+    """One object per symbol or index across every compiled form: SymPy builds equal indices as
+    distinct objects (a sum's limit, the same index in its body), and a dictionary lookup by a
+    distinct equal object compares their trees, by the identical object it does not."""
+    return _CANON.setdefault(symbol, symbol)
+
+
+def to_sympy(x):
+    """A Python int or Fraction as SymPy's number; anything else as it is."""
+    if type(x) is int:
+        return sp.Integer(x)
+    if type(x) is Fraction:
+        return sp.Rational(x.numerator, x.denominator)
+    if x is True:
+        return sp.true
+    if x is False:
+        return sp.false
+    return x
+
+
+def evaluate(expr: sp.Basic, values: Mapping, env: Mapping):
+    """`expr` at the concrete indices of `env` (Idx or size symbol → int), reading array entries from
+    `values` ((label, index tuple) → number): `matrixform.evaluate_index_form`, compiled."""
+    return to_sympy(compiled(expr)(values, env))
+
+
+def evaluate_raw(expr: sp.Basic, values: Mapping, env: Mapping):
+    """As `evaluate`, but Python ints and Fractions come back as they are (for callers that compare
+    many entries and convert nothing)."""
+    return compiled(expr)(values, env)
+
+
+@lru_cache(maxsize=4096)
+def compiled(expr: sp.Basic) -> Callable:
+    """fn(values, env) → the value of `expr` (`env` is not changed).
+
+    The symbols of `expr` are looked up in `env` once per call and copied into a dictionary keyed by
+    the very objects the closures hold: lookups by identity, where a lookup by an equal but distinct
+    SymPy object would compare trees."""
+    inner = _value(expr)
+    symbols = tuple(_canon(s) for s in sorted(expr.atoms(sp.Idx, sp.Symbol), key=sp.default_sort_key))
+
+    def run(values, env):
+        local = {}
+        for symbol in symbols:
+            value = env.get(symbol, _MISSING)
+            if value is not _MISSING:
+                local[symbol] = value
+        return inner(values, local)
+
+    return run
+
+
+# --------------------------------------------------------------------------------------------------
+# index arithmetic: Python ints and Fractions where the symbols have values
+
+
+def _from_env(expr):
+    expr = _canon(expr)
+
+    def read(values, env):
+        value = env.get(expr, _MISSING)
+        if value is _MISSING:
+            return expr
+        if type(value) is int:
+            return value
+        if isinstance(value, sp.Basic):
+            if value.is_Integer:
+                return int(value)
+            if value.is_Rational:
+                return Fraction(int(value.p), int(value.q))
+            return value
+        return int(value)
+
+    return read
+
+
+def _index(expr: sp.Basic) -> Callable:
+    """An index expression as fn(values, env) → int or Fraction (SymPy where symbols are unknown)."""
+    if isinstance(expr, sp.Integer):
+        constant = int(expr)
+        return lambda values, env: constant
+    if isinstance(expr, sp.Rational):
+        constant = Fraction(int(expr.p), int(expr.q))
+        return lambda values, env: constant
+    if isinstance(expr, (sp.Idx, sp.Symbol)):
+        return _from_env(expr)
+    affine = _affine(expr)
+    if affine is not None:
+        return affine
+    if expr.is_Add or expr.is_Mul or isinstance(expr, sp.Mod):
+        parts = [_index(a) for a in expr.args]
+        kind = "add" if expr.is_Add else "mul" if expr.is_Mul else "mod"
+        func = expr.func
+
+        def combine(values, env):
+            got = [p(values, env) for p in parts]
+            if all(isinstance(g, _PY) for g in got):
+                if kind == "add":
+                    return sum(got)
+                if kind == "mod":
+                    return got[0] % got[1]
+                out = 1
+                for g in got:
+                    out *= g
+                return out.numerator if type(out) is Fraction and out.denominator == 1 else out
+            return _as_index(func(*[to_sympy(g) for g in got]))
+
+        return combine
+    value = _value(expr)
+    return lambda values, env: _as_index(to_sympy(value(values, env)))
+
+
+def _affine(expr: sp.Basic) -> Callable | None:
+    """c₀ + Σ cₖ·iₖ with rational c (s·i + d·p − P, x/s) as one closure over ints; None otherwise."""
+    if not expr.is_Add and not expr.is_Mul:
+        return None
+    terms: dict = {}
+    for term in sp.Add.make_args(expr):
+        coefficient, rest = term.as_coeff_Mul()
+        if rest == 1:
+            terms[None] = terms.get(None, 0) + coefficient
+        elif isinstance(rest, (sp.Idx, sp.Symbol)) and coefficient.is_Rational:
+            terms[rest] = terms.get(rest, 0) + coefficient
+        else:
+            return None
+    if any(not sp.sympify(c).is_Rational for c in terms.values()):
+        return None
+    number = lambda c: int(c) if c.is_Integer else Fraction(int(c.p), int(c.q))  # noqa: E731
+    constant = number(sp.sympify(terms.pop(None, 0)))
+    pairs = tuple((_canon(symbol), number(sp.sympify(c))) for symbol, c in terms.items())
+    fallback = _generic_index(expr)
+
+    def affine(values, env):
+        total = constant
+        for symbol, c in pairs:
+            value = env.get(symbol, _MISSING)
+            if type(value) is not int:
+                return fallback(values, env)
+            total += c * value
+        return total.numerator if type(total) is Fraction and total.denominator == 1 else total
+
+    return affine
+
+
+def _generic_index(expr: sp.Basic) -> Callable:
+    parts = [_index(a) for a in expr.args]
+    func = expr.func
+
+    def combine(values, env):
+        return _as_index(func(*[to_sympy(p(values, env)) for p in parts]))
+
+    return combine
+
+
+def _as_index(value):
+    if isinstance(value, sp.Basic):
+        if value.is_Integer:
+            return int(value)
+        if value.is_Rational:
+            return Fraction(int(value.p), int(value.q))
+    return value
+
+
+_COMPARE = {sp.StrictGreaterThan: lambda a, b: a > b, sp.GreaterThan: lambda a, b: a >= b,
+            sp.StrictLessThan: lambda a, b: a < b, sp.LessThan: lambda a, b: a <= b,
+            sp.Equality: lambda a, b: a == b, sp.Unequality: lambda a, b: a != b}
+
+
+def _condition(expr: sp.Basic) -> Callable:
+    """A guard as fn(values, env) → True or False (a SymPy relation where symbols are unknown)."""
+    if expr is sp.true or expr is sp.false:
+        constant = expr is sp.true
+        return lambda values, env: constant
+    if isinstance(expr, (sp.And, sp.Or)):
+        parts = [_condition(a) for a in expr.args]
+        if isinstance(expr, sp.And):
+            return lambda values, env: all(p(values, env) is True for p in parts)
+        return lambda values, env: any(p(values, env) is True for p in parts)
+    if isinstance(expr, sp.Not):
+        inner = _condition(expr.args[0])
+        return lambda values, env: inner(values, env) is not True
+    if type(expr) in _COMPARE:
+        compare, func = _COMPARE[type(expr)], expr.func
+        lhs, rhs = (_index(side) for side in expr.args)
+
+        def relation(values, env):
+            left, right = lhs(values, env), rhs(values, env)
+            if isinstance(left, _PY) and isinstance(right, _PY):
+                return compare(left, right)
+            found = func(to_sympy(left), to_sympy(right))
+            return True if found is sp.true else False if found is sp.false else found
+
+        return relation
+    value = _value(expr)
+    return lambda values, env: (lambda v: True if v is sp.true else False if v is sp.false else v)(value(values, env))
+
+
+# --------------------------------------------------------------------------------------------------
+# values
+
+
+def _add(total, term):
+    if isinstance(total, _PY) and isinstance(term, _PY):
+        return total + term
+    return to_sympy(total) + to_sympy(term)
+
+
+def _value(expr: sp.Basic) -> Callable:
+    if expr.is_Number:
+        constant = int(expr) if expr.is_Integer else Fraction(int(expr.p), int(expr.q)) if expr.is_Rational else expr
+        return lambda values, env: constant
+    if isinstance(expr, (sp.Idx, sp.Symbol)):
+        symbol = _canon(expr)
+
+        def read(values, env):
+            value = env.get(symbol, _MISSING)
+            return symbol if value is _MISSING else value
+
+        return read
+    if isinstance(expr, sp.Indexed):
+        label, positions = str(expr.base.label), [_index(i) for i in expr.indices]
+        return lambda values, env: values[(label, tuple(int(p(values, env)) for p in positions))]
+    if isinstance(expr, sp.Sum):
+        return _sum(expr)
+    if isinstance(expr, Iverson):
+        condition = _condition(expr.args[0])
+        return lambda values, env: 1 if condition(values, env) is True else 0
+    if isinstance(expr, (sp.And, sp.Or, sp.Not, sp.core.relational.Relational)) or expr is sp.true or expr is sp.false:
+        condition = _condition(expr)
+        return lambda values, env: to_sympy(condition(values, env))
+    if isinstance(expr, sp.KroneckerDelta):  # 1 or 0 on whole numbers, as SymPy's would be
+        left, right = (_index(a) for a in expr.args)
+        func = expr.func
+
+        def delta(values, env):
+            a, b = left(values, env), right(values, env)
+            if isinstance(a, _PY) and isinstance(b, _PY):
+                return 1 if a == b else 0
+            return func(to_sympy(a), to_sympy(b))
+
+        return delta
+    if expr.is_Mul:
+        return _product(expr)
+    parts = [_value(a) for a in expr.args]
+    if expr.is_Add:
+        def add(values, env):
+            got = [p(values, env) for p in parts]
+            if all(isinstance(g, _PY) for g in got):
+                return sum(got)
+            return sp.Add(*[to_sympy(g) for g in got])
+
+        return add
+    if expr.is_Pow:
+        def power(values, env):
+            base, exponent = parts[0](values, env), parts[1](values, env)
+            if isinstance(base, _PY) and type(exponent) is int and (base != 0 or exponent >= 0):
+                return base**exponent if exponent >= 0 else 1 / Fraction(base) ** -exponent  # int ** -1 is a float
+            return sp.Pow(to_sympy(base), to_sympy(exponent))
+
+        return power
+    func = expr.func
+    return lambda values, env: func(*[to_sympy(p(values, env)) for p in parts])
+
+
+def _sum(expr: sp.Sum) -> Callable:
+    (i, lo, hi), *rest = expr.limits
+    bounds = _guard_bounds(expr.function, i, {limit[0] for limit in rest})
+    i = _canon(i)
+    inner = _value(sp.Sum(expr.function, *rest) if rest else expr.function)
+    low, high = _value(lo), _value(hi)
+
+    def total(values, env):
+        start, stop = int(low(values, env)), int(high(values, env))
+        for slope, remainder, strict in bounds:  # the guards' range of i: every term outside it is 0
+            r = remainder(values, env)
+            if not isinstance(r, _PY):
+                continue
+            edge = Fraction(-r) / slope
+            if slope > 0:
+                start = max(start, math.floor(edge) + 1 if strict else math.ceil(edge))
+            else:
+                stop = min(stop, math.ceil(edge) - 1 if strict else math.floor(edge))
+        saved = env.get(i, _MISSING)
+        out = 0
+        for v in range(start, stop + 1):
+            env[i] = v
+            out = _add(out, inner(values, env))
+        if saved is _MISSING:
+            env.pop(i, None)
+        else:
+            env[i] = saved
+        return out
+
+    return total
+
+
+_INEQUALITIES = (sp.GreaterThan, sp.StrictGreaterThan, sp.LessThan, sp.StrictLessThan)
+
+
+def _guard_bounds(function: sp.Expr, i: sp.Idx, inner: set) -> list[tuple[int, Callable, bool]]:
+    """The bounds on a summation index i that the summand's guards state: for every inequality
+    a·i + r ≥ 0 (or > 0) in an Iverson factor of the summand, with a a whole number and r free of i
+    and of the indices summed inside, (a, r as a closure, strict). Outside these bounds the guard is
+    0 and so is the term (`_product` returns 0 without reading the other factors), so a sum may skip
+    those values of i: the scatter form of a convolution's input error then visits the outputs whose
+    window reads the entry, not every output."""
+    out = []
+    for factor in sp.Mul.make_args(function) if function.is_Mul else ():
+        if not isinstance(factor, Iverson):
+            continue
+        condition = factor.args[0]
+        for part in condition.args if isinstance(condition, sp.And) else (condition,):
+            if not isinstance(part, _INEQUALITIES):
+                continue
+            gap = part.lhs - part.rhs if isinstance(part, (sp.GreaterThan, sp.StrictGreaterThan)) else part.rhs - part.lhs
+            terms = sp.expand(gap).as_coefficients_dict()
+            slope = sp.sympify(terms.get(i, 0))
+            remainder = sp.expand(gap - slope * i)
+            if not (slope.is_Integer and slope != 0) or remainder.has(i) or remainder.atoms(sp.Indexed) \
+                    or any(remainder.has(j) for j in inner):
+                continue
+            out.append((int(slope), _index(remainder), isinstance(part, (sp.StrictGreaterThan, sp.StrictLessThan))))
+    return out
+
+
+def _product(expr: sp.Mul) -> Callable:
+    """All factors at once; a guard (an Iverson bracket, a Kronecker delta) that is 0 makes the
+    product 0 before the other factors are read (they may name entries that do not exist there)."""
+    guards = [_value(a) for a in expr.args if isinstance(a, (Iverson, sp.KroneckerDelta))]
+    parts = [_value(a) for a in expr.args]
+
+    def product(values, env):
+        for guard in guards:
+            if guard(values, env) == 0:
+                return 0
+        got = [p(values, env) for p in parts]
+        if all(isinstance(g, _PY) for g in got):
+            out = 1
+            for g in got:
+                out *= g
+            return out
+        return sp.Mul(*[to_sympy(g) for g in got])
+
+    return product
