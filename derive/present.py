@@ -34,6 +34,7 @@ from derive.present_functions import (
     penalty_notation,
 )
 from derive.lesson import Lesson, study
+from derive.lesson.general import general_forms
 from derive.narrate import Narrator, sides
 from derive import present_lesson as lesson_blocks
 from derive.present_notation import notation_blocks, used_latex
@@ -413,6 +414,40 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
         blocks.Equation(result_equation(sample.results[Q("delta", depth)])["latex"], label="eq:bp1", boxed=True),
         blocks.Paragraph(text("output_error.meaning_vector" if derivation.model.activations[-1].is_vector
                               else "output_error.meaning")),
+        *_general_output(derivation, text, narrator),
+    ]
+
+
+def _as_output(tex: str) -> str:
+    """The general output form is derived for a layer l with the loss right after it; printed for L."""
+    return tex.replace("{(l)}", "{(L)}")
+
+
+def _output_sides(step: Step) -> tuple[str, str]:
+    return tuple(_as_output(side) for side in sides(latex)(step))
+
+
+def general_bp1(forms) -> dict:
+    return {"lhs": _as_output(latex(forms.output.result.matrix_lhs, matrix=True)),
+            "rhs": _as_output(latex(forms.output.result.matrix_rhs, matrix=True))}
+
+
+def general_bp2(forms) -> dict:
+    return result_equation(forms.hidden.result)
+
+
+def _general_output(derivation: Derivation, text: Text, narrator: Narrator) -> list:
+    """BP1 for any loss (and, for an element-wise output, any activation g), derived by the same walk."""
+    forms = general_forms(derivation)
+    if forms is None:
+        return []
+    vector = "_vector" if forms.vector else ""
+    return [
+        narrator.derivation(forms.output.steps, _output_sides, intro=text(f"output_error.general{vector}"),
+                            relation=_relation),
+        blocks.Equation(general_bp1(forms)["lhs"] + " = " + general_bp1(forms)["rhs"], label="eq:bp1-general",
+                        boxed=True),
+        blocks.Paragraph(text(f"output_error.general_instance{vector}")),
     ]
 
 
@@ -433,6 +468,14 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
             blocks.Equation(result_equation(general.results[Q("delta", l)])["latex"], label="eq:bp2", boxed=True),
             blocks.Paragraph(text("recursion.meaning")),
         ]
+        forms = general_forms(derivation)
+        if forms is not None:
+            out += [
+                _steps(narrator, _split_hidden(list(forms.hidden.steps))[1], intro=text("recursion.general"),
+                       ref=_upstream_ref(refs, "eq:upstream-l")),
+                blocks.Equation(result_equation(forms.hidden.result)["latex"], label="eq:bp2-general", boxed=True),
+                blocks.Paragraph(text("recursion.general_instance")),
+            ]
     else:
         out.append(blocks.Paragraph(text("recursion.mixed")))
     out.append(blocks.Paragraph(text("recursion.per_layer_intro")))
@@ -517,7 +560,15 @@ def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> li
     coupled = derivation.model.activations[-1].is_vector  # softmax: no single slope per output
     meanings = [text(f"learn.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else ""), raw={"where": where[tag]})
                 for tag in tags]
-    return lesson_blocks.learn_blocks(text, rows, meanings, lesson)
+    forms = general_forms(derivation)
+    if forms is None or forms.hidden is None or derivation.general is None:
+        return lesson_blocks.learn_blocks(text, rows, meanings, lesson)
+    # the general form first (derived with a general g and a general loss), then this network's instance
+    general = [("BP1", general_bp1(forms)), ("BP2", general_bp2(forms)),
+               *[(tag, e) for tag, e in rows if tag in ("BP3", "BP4")]]
+    instance = [(tag, e) for tag, e in rows if tag in ("BP1", "BP2")]
+    return lesson_blocks.learn_blocks(text, general, meanings, lesson, instance=instance,
+                                      vector="_vector" if forms.vector else "")
 
 
 def _summary_rows(derivation: Derivation, batch: bool) -> list[tuple[str, dict]]:

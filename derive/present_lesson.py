@@ -32,13 +32,23 @@ DECIMALS = 4  # of every number of the worked example
 
 
 def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str], lesson: Lesson,
-                 table: str = "learn") -> list:
+                 table: str = "learn", instance: list[tuple[str, dict]] | None = None, vector: str = "") -> list:
     """The key equations boxed, one line of meaning each, and what the reader will be able to do
-    (`table`: the catalog table of the intro, "learn" or "graph" with its learn_ keys)."""
+    (`table`: the catalog table of the intro, "learn" or "graph" with its learn_ keys). With an
+    `instance`, `rows` are the general form (any activation g, any loss) and `instance` this network's
+    BP1 and BP2; a key to the symbols follows the box (`vector`: the output is a softmax)."""
     prefix = "learn." if table == "learn" else f"{table}.learn_"
+    boxed = blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True)
+    if instance is not None:
+        head = [blocks.Paragraph(text("learn.intro_general" + vector)), boxed,
+                blocks.Paragraph(text("learn.key", bracket=text.raw("learn.key_bracket")
+                                     if any(r"\left[" in e["rhs"] for _, e in instance) else "")),
+                blocks.Paragraph(text("learn.instance")),
+                blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in instance))]
+    else:
+        head = [blocks.Paragraph(text(prefix + "intro")), boxed]
     return [
-        blocks.Paragraph(text(prefix + "intro")),
-        blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True),
+        *head,
         blocks.ItemList(tuple(meanings), intro=text(prefix + "meanings")),
         blocks.ItemList(tuple(text(f"learn.goal_{k}", ratio=cost_ratio(lesson)) for k in ("derive", "meaning", "hand", "code")
                               if k != "hand" or lesson.example is not None), intro=text("learn.goals")),

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 import sympy as sp
+from sympy.core.function import AppliedUndef
 
 from derive.catalog import Activation
 from derive.indexing import transform
@@ -202,6 +203,9 @@ def activation_derivative(activation: Activation) -> ActivationDerivative:
     computed = sp.diff(g, Z)
     derivative = kink_convention(computed)
     h, proof = None, None
+    abstract = bool(computed.atoms(AppliedUndef))  # a general g(z): its derivative is g′(z), nothing more
+    if abstract:
+        return ActivationDerivative(activation, computed, derivative, None, None, False)
     if computed.has(Z) and not computed.has(*NON_SMOOTH) and not g.has(*NON_SMOOTH):
         h, proof = _output_form(g, computed)
     if h is not None or not (g.has(*NON_SMOOTH) or computed.has(*NON_SMOOTH)):
