@@ -190,7 +190,7 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
     return [
         *lesson_blocks.motivation_blocks(lesson, text, refs),
         blocks.Paragraph(text("big_picture.error")),
-        *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
+        *([blocks.Paragraph(text("big_picture.backwards")), _paths(model, text)] if depth > 1 else []),  # one layer: nothing to pass back
         blocks.Paragraph(text("network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
                               hidden_plural="s" if depth != 2 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l")),
@@ -198,6 +198,24 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
         picture,
         blocks.Paragraph(text("network.passes")),
     ]
+
+
+def _paths(model, text: Text) -> blocks.Paragraph:
+    """Nielsen's big picture: a weight of layer 1 reaches the loss along paths, counted here. From
+    unit j of layer 1 a path picks one unit in each later layer; a vector activation (softmax) at the
+    output couples every pre-activation of its layer to every output, one more choice."""
+    depth, sizes = model.depth, model.sizes
+    factors = [(f"n_{{{l}}}", sizes[l]) for l in range(2, depth + 1)]
+    if model.activations[-1].is_vector:
+        factors.append((f"n_{{{depth}}}", sizes[depth]))
+    count = 1
+    for _, n in factors:
+        count *= n
+    symbols = " ".join(f for f, _ in factors)
+    numbers = r" \cdot ".join(str(n) for _, n in factors)
+    formula = f"{symbols} = {numbers} = {count}" if len(factors) > 1 else f"{symbols} = {count}"
+    key = "big_picture.paths_vector" if model.activations[-1].is_vector else "big_picture.paths"
+    return blocks.Paragraph(text(key, count=formula))
 
 
 def _activation_formula(act, layer) -> dict:

@@ -65,7 +65,7 @@ def motivation_blocks(lesson: Lesson, text, refs) -> list:
     backpropagation in forward passes) come from `lesson.costs`."""
     parameters = lesson.costs.parameters.value
     return [blocks.Paragraph(text("network.why", parameters=parameters, raw={"update": refs.section("update_rule")})),
-            blocks.Paragraph(text("network.nudge", passes=2 * parameters, ratio=cost_ratio(lesson),
+            blocks.Paragraph(text("network.nudge", passes=parameters + 1, ratio=cost_ratio(lesson),
                                   raw={"cost": refs.section("cost")}))]
 
 
