@@ -542,6 +542,7 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     layer = LayerRef.symbolic() if derivation.general is not None else LayerRef(depth)
     return [
         blocks.Paragraph(text("minibatch.intro")),
+        blocks.Paragraph(text("minibatch.assumptions")),
         blocks.Paragraph(text("minibatch.errors")),
         _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
         _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch"),

@@ -186,10 +186,6 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
         key = "meaning.vanish" if product < 1 else ("meaning.keep" if product == 1 else "meaning.grow")
         out.append(blocks.Paragraph(text(key, layers=len(slopes.layers), factors=factors, product=value,
                                          decimal=decimal)))
-    ratio = _error_ratio(lesson, derivation)
-    if ratio is not None:
-        out.append(blocks.Paragraph(text("meaning.example", ratio=ratio[0], first=ratio[1], last=ratio[2],
-                                         raw={"example": refs.section("example")})))
     out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights", "biases")]
     if any(bound.blocks for _, bound in slopes.layers):
         out.insert(-2, blocks.Paragraph(text("meaning.inactive")))
@@ -381,6 +377,9 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     errors = _errors(derivation)
     out += [blocks.Paragraph(text("example.backward")),
             blocks.Aligned(tuple(_row(q, example) for q in errors))]
+    ratio = _error_ratio(lesson, derivation)
+    if ratio is not None and "meaning" in refs.sections:  # after the numbers, not quoted before them
+        out.append(blocks.Paragraph(text("example.ratio", ratio=ratio[0], first=ratio[1], last=ratio[2])))
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
     if checks:
