@@ -298,7 +298,8 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
     z, g = sp.Symbol("z"), sp.Function("g")
     gz = g(z)
     activations = derivation.model.activations
-    out = [blocks.Paragraph(text("activations.intro"))]
+    rewritten = any(d.in_terms_of_output is not None or d.branch_form is not None for d in derivation.activation_derivatives)
+    out = [blocks.Paragraph(text("activations.intro" if rewritten else "activations.intro_plain"))]
     for d in derivation.activation_derivatives:
         layers = [node.layer.number for node in derivation.model.network.layers
                   if getattr(node.kind, "activation", None) == d.activation]
@@ -723,7 +724,8 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
     from derive.notation import A as a_symbol
 
     if derivation.model.loss.expr.has(sp.log(a_symbol), sp.log(1 - a_symbol)):
-        stable.append(text("code.stable_log"))
+        which = "log-softmax" if derivation.model.activations[-1].is_softmax else "log-sigmoid"
+        stable.append(text("code.stable_log", which=which))
     phrases, sentences = code_notes(derivation, plan, text)
     stable += phrases
     # the stable forms are already converted to the output format: inserted raw, not converted twice

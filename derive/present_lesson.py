@@ -129,6 +129,8 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
                 "loss_choice.saturated", saturated=_vector((1, 0)), target=_vector((0, 1)),
                 slow=titles[slow.loss.name], slow_delta=_vector(slow.saturated),
                 fast=titles[fast.loss.name], fast_delta=_vector(fast.saturated))))
+            if activation.is_softmax and slow.loss.name == "mse":  # why the saturated softmax passes nothing back
+                out.append(blocks.Paragraph(text("loss_choice.zero_softmax")))
             ratio = _cancelled_factor(derivation, slow, fast)
             if ratio is not None:
                 out.append(blocks.Paragraph(text("loss_choice.cancel", factor=latex(ratio))))
