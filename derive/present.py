@@ -583,6 +583,10 @@ def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> li
     forms = general_forms(derivation)
     if forms is None or forms.hidden is None or derivation.general is None:
         return lesson_blocks.learn_blocks(text, rows, meanings, lesson)
+    # the bullets cite the general forms that the box shows
+    where |= {"BP1": refs.equation("eq:bp1-general", "output_error"), "BP2": refs.equation("eq:bp2-general", "recursion")}
+    meanings = [text(f"learn.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else ""), raw={"where": where[tag]})
+                for tag in tags]
     # the general form first (derived with a general g and a general loss), then this network's instance
     general = [("BP1", general_bp1(forms)), ("BP2", general_bp2(forms)),
                *[(tag, e) for tag, e in rows if tag in ("BP3", "BP4")]]
