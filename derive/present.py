@@ -532,9 +532,14 @@ def _parameters(derivation: Derivation, text: Text, narrator: Narrator) -> list:
         blocks.Paragraph(text("parameters.intro")),
         _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4"),
         _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("parameters.biases"), label="eq:bp3"),
-        blocks.Paragraph(text("parameters.per_layer")),
-        *_per_layer(derivation.sample, depth),
+        *([blocks.Paragraph(text("parameters.instances", layers=_layer_list(depth, text)))] if general is not None
+          else [blocks.Paragraph(text("parameters.per_layer")), *_per_layer(derivation.sample, depth)]),
     ]
+
+
+def _layer_list(depth: int, text: Text) -> str:
+    """'3, 2, 1': the layers of this network, from the output down (inside a formula, in every language)."""
+    return ", ".join(str(k) for k in range(depth, 0, -1))
 
 
 def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
@@ -548,8 +553,8 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
         _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
         _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch"),
         _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("minibatch.biases"), label="eq:bp3-batch"),
-        blocks.Paragraph(text("minibatch.per_layer")),
-        *_per_layer(batch, depth),
+        *([blocks.Paragraph(text("minibatch.instances", layers=_layer_list(depth, text)))] if derivation.general is not None
+          else [blocks.Paragraph(text("minibatch.per_layer")), *_per_layer(batch, depth)]),
     ]
 
 
