@@ -530,8 +530,8 @@ def _parameters(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     derived = general if general is not None else derivation.sample
     return [
         blocks.Paragraph(text("parameters.intro")),
-        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4"),
         _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("parameters.biases"), label="eq:bp3"),
+        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4"),
         *([blocks.Paragraph(text("parameters.instances", layers=_layer_list(depth, text)))] if general is not None
           else [blocks.Paragraph(text("parameters.per_layer")), *_per_layer(derivation.sample, depth)]),
     ]
@@ -551,8 +551,8 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
         blocks.Paragraph(text("minibatch.assumptions")),
         blocks.Paragraph(text("minibatch.errors")),
         _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
-        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch"),
         _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("minibatch.biases"), label="eq:bp3-batch"),
+        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch"),
         *([blocks.Paragraph(text("minibatch.instances", layers=_layer_list(depth, text)))] if derivation.general is not None
           else [blocks.Paragraph(text("minibatch.per_layer")), *_per_layer(batch, depth)]),
     ]
