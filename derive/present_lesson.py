@@ -19,7 +19,7 @@ from derive.derivation import Derivation
 from derive.lesson import Lesson
 from derive.lesson.worked_example import entries
 from derive.narrate import Narrator, sides
-from derive.notation import LEARNING_RATE, Q, Quantity, quantity_of
+from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
 from derive.present_functions import display_name
 from derive.printing import DeriveLatexPrinter, _factor_rank, latex
 from derive.verify_symbolic import _is_parameter_gradient
@@ -361,6 +361,25 @@ def _hand_check(derivation: Derivation, example, key: Quantity) -> blocks.Aligne
                            blocks.Row("", _number(value))))
 
 
+def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> list[tuple[str, bool]]:
+    """The units whose error is exactly 0 because their activation's slope is 0 there (a relu at
+    z < 0): their pre-activations, as '$z^{(2)}_{1} = -0.1800$', each with whether its activation is 0 too."""
+    found = []
+    slopes = {node.layer.number: node.kind.activation for node in derivation.model.network.layers
+              if getattr(node.kind, "activation", None) is not None and not node.kind.activation.is_vector}
+    for key in errors:
+        if key.kind != "delta" or key.layer.number not in slopes:
+            continue
+        z_values = dict(entries(example, Q("z", key.layer)))
+        derivative = sp.diff(slopes[key.layer.number].expr, Z)
+        for idx, value in entries(example, key):
+            z = z_values.get(idx)
+            if value == 0 and z is not None and z < 0 and derivative.subs(Z, z) == 0:
+                silent = slopes[key.layer.number].expr.subs(Z, z) == 0  # its activation is 0 as well
+                found.append((f"${_display_entry(Q('z', key.layer), idx)} = {_number(z)}$", silent))
+    return found
+
+
 def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     example = lesson.example
     network = derivation.model.network
@@ -385,7 +404,13 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
     if checks:
-        out += [blocks.Paragraph(text("example.hand")), *checks, blocks.Paragraph(text("example.exercise"))]
+        out += [blocks.Paragraph(text("example.hand")), *checks]
+        inactive = _inactive_units(derivation, example, errors)
+        if inactive and "meaning" in refs.sections:
+            units = text.raw("refs.list_separator").join(unit for unit, _ in inactive)
+            key = "example.inactive_silent" if all(silent for _, silent in inactive) else "example.inactive"
+            out.append(blocks.Paragraph(text(key, units=units)))
+        out.append(blocks.Paragraph(text("example.exercise")))
     out += [blocks.Paragraph(text("example.gradients")),
             blocks.Aligned(tuple(blocks.Row(latex(sp.Derivative(sp.Symbol("C"), p.symbol)), _matrix(entries(example, p, "gradients")))
                                  for p in parameters))]
