@@ -10,6 +10,7 @@ engine), the prose from the message catalog.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import sympy as sp
 
@@ -20,6 +21,7 @@ from derive.lesson import Lesson
 from derive.lesson.worked_example import entries
 from derive.narrate import Narrator, sides
 from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
+from derive.rewrite import logistic_as_tanh, sigmoid_tanh_identity
 from derive.present_functions import display_name
 from derive.printing import DeriveLatexPrinter, _factor_rank, latex
 from derive.verify_symbolic import _is_parameter_gradient
@@ -229,12 +231,22 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         rows.append((str(n), text.math(tex), _code(text, line)))
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
+    # the code's sigmoid is the same function in its tanh form (proved here, by sigmoid_tanh_identity)
+    tanh = any(a.name == "sigmoid" for a in derivation.model.activations) and \
+        any("np.tanh((1/2)*" in line.value for line in code) and _tanh_form_proved()
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
         blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True, stacked=True),
+        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z))))] if tanh else []),
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
     ]
+
+
+@lru_cache(maxsize=None)
+def _tanh_form_proved() -> bool:
+    """σ(z) = tanh(z/2)/2 + 1/2, proved once per run (every format prints the same sentence)."""
+    return sigmoid_tanh_identity()[2]
 
 
 def _loop(derivation: Derivation, text, refs) -> list:
