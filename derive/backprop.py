@@ -168,6 +168,16 @@ def fresh_dummies(expr: sp.Expr, taken: set) -> sp.Expr:
     return expr.xreplace(clashes) if clashes else expr
 
 
+def _is_fraction(value: Callable[..., sp.Expr]) -> bool:
+    """Whether a loss gradient's value (`_substitution`: in its own free indices when called with
+    none) has a denominator."""
+    try:
+        probe = value()
+    except TypeError:
+        return False
+    return any(p.exp.is_negative for p in probe.atoms(sp.Pow))
+
+
 def _factored(expr: sp.Expr) -> sp.Expr:
     """Common factors taken out of piecewise expressions (only piecewise results need the walk)."""
     return transform(expr, factor_piecewise) if expr.has(sp.Piecewise) else expr
@@ -273,7 +283,18 @@ def gradient_through(uses: list[tuple[Node, int, Flow]], batch: bool, *, named: 
     chain_steps, value = chain_rule_paths(lhs, paths, target)
     steps += chain_steps
     inline = [(node.output.gradient.batched(batch).base, flow) for node, _, flow in uses if not flow.named]
-    if inline:
+    held = None
+    if inline and not value.has(sp.Sum) and all(flow.from_loss for _, flow in inline) \
+            and any(_is_fraction(flow.value) for _, flow in inline):
+        # a loss gradient that is a fraction: shown as put in, then cancelled as a step of its own
+        # (SymPy would cancel it against the slope silently)
+        held = value
+        for base, flow in inline:
+            held = _substitute(held, base, lambda *i, flow=flow: sp.UnevaluatedExpr(flow.value(*i)))
+        steps.append(Step(lhs, held, "substitute_upstream"))
+        value = tidy(held.xreplace({u: u.args[0] for u in held.atoms(sp.UnevaluatedExpr)}))
+        steps.append(Step(lhs, value, "algebra"))
+    elif inline:
         for base, flow in inline:
             value = _substitute(value, base, flow.value)
         value = _factored(collapse(value))

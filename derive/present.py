@@ -34,6 +34,7 @@ from derive.present_functions import (
     penalty_notation,
 )
 from derive.lesson import Lesson, study
+from derive.lesson.general import general_forms
 from derive.narrate import Narrator, sides
 from derive import present_lesson as lesson_blocks
 from derive.present_notation import notation_blocks, used_latex
@@ -189,7 +190,7 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
     return [
         *lesson_blocks.motivation_blocks(lesson, text, refs),
         blocks.Paragraph(text("big_picture.error")),
-        *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
+        *([blocks.Paragraph(text("big_picture.backwards")), _paths(model, text)] if depth > 1 else []),  # one layer: nothing to pass back
         blocks.Paragraph(text("network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
                               hidden_plural="s" if depth != 2 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l")),
@@ -197,6 +198,24 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
         picture,
         blocks.Paragraph(text("network.passes")),
     ]
+
+
+def _paths(model, text: Text) -> blocks.Paragraph:
+    """Nielsen's big picture: a weight of layer 1 reaches the loss along paths, counted here. From
+    unit j of layer 1 a path picks one unit in each later layer; a vector activation (softmax) at the
+    output couples every pre-activation of its layer to every output, one more choice."""
+    depth, sizes = model.depth, model.sizes
+    factors = [(f"n_{{{l}}}", sizes[l]) for l in range(2, depth + 1)]
+    if model.activations[-1].is_vector:
+        factors.append((f"n_{{{depth}}}", sizes[depth]))
+    count = 1
+    for _, n in factors:
+        count *= n
+    symbols = " ".join(f for f, _ in factors)
+    numbers = r" \cdot ".join(str(n) for _, n in factors)
+    formula = f"{symbols} = {numbers} = {count}" if len(factors) > 1 else f"{symbols} = {count}"
+    key = "big_picture.paths_vector" if model.activations[-1].is_vector else "big_picture.paths"
+    return blocks.Paragraph(text(key, count=formula))
 
 
 def _activation_formula(act, layer) -> dict:
@@ -279,7 +298,8 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
     z, g = sp.Symbol("z"), sp.Function("g")
     gz = g(z)
     activations = derivation.model.activations
-    out = [blocks.Paragraph(text("activations.intro"))]
+    rewritten = any(d.in_terms_of_output is not None or d.branch_form is not None for d in derivation.activation_derivatives)
+    out = [blocks.Paragraph(text("activations.intro" if rewritten else "activations.intro_plain"))]
     for d in derivation.activation_derivatives:
         layers = [node.layer.number for node in derivation.model.network.layers
                   if getattr(node.kind, "activation", None) == d.activation]
@@ -413,6 +433,40 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
         blocks.Equation(result_equation(sample.results[Q("delta", depth)])["latex"], label="eq:bp1", boxed=True),
         blocks.Paragraph(text("output_error.meaning_vector" if derivation.model.activations[-1].is_vector
                               else "output_error.meaning")),
+        *_general_output(derivation, text, narrator),
+    ]
+
+
+def _as_output(tex: str) -> str:
+    """The general output form is derived for a layer l with the loss right after it; printed for L."""
+    return tex.replace("{(l)}", "{(L)}")
+
+
+def _output_sides(step: Step) -> tuple[str, str]:
+    return tuple(_as_output(side) for side in sides(latex)(step))
+
+
+def general_bp1(forms) -> dict:
+    return {"lhs": _as_output(latex(forms.output.result.matrix_lhs, matrix=True)),
+            "rhs": _as_output(latex(forms.output.result.matrix_rhs, matrix=True))}
+
+
+def general_bp2(forms) -> dict:
+    return result_equation(forms.hidden.result)
+
+
+def _general_output(derivation: Derivation, text: Text, narrator: Narrator) -> list:
+    """BP1 for any loss (and, for an element-wise output, any activation g), derived by the same walk."""
+    forms = general_forms(derivation)
+    if forms is None:
+        return []
+    vector = "_vector" if forms.vector else ""
+    return [
+        narrator.derivation(forms.output.steps, _output_sides, intro=text(f"output_error.general{vector}"),
+                            relation=_relation),
+        blocks.Equation(general_bp1(forms)["lhs"] + " = " + general_bp1(forms)["rhs"], label="eq:bp1-general",
+                        boxed=True),
+        blocks.Paragraph(text(f"output_error.general_instance{vector}")),
     ]
 
 
@@ -433,6 +487,14 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
             blocks.Equation(result_equation(general.results[Q("delta", l)])["latex"], label="eq:bp2", boxed=True),
             blocks.Paragraph(text("recursion.meaning")),
         ]
+        forms = general_forms(derivation)
+        if forms is not None:
+            out += [
+                _steps(narrator, _split_hidden(list(forms.hidden.steps))[1], intro=text("recursion.general"),
+                       ref=_upstream_ref(refs, "eq:upstream-l")),
+                blocks.Equation(result_equation(forms.hidden.result)["latex"], label="eq:bp2-general", boxed=True),
+                blocks.Paragraph(text("recursion.general_instance")),
+            ]
     else:
         out.append(blocks.Paragraph(text("recursion.mixed")))
     out.append(blocks.Paragraph(text("recursion.per_layer_intro")))
@@ -468,11 +530,16 @@ def _parameters(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     derived = general if general is not None else derivation.sample
     return [
         blocks.Paragraph(text("parameters.intro")),
-        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4"),
         _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("parameters.biases"), label="eq:bp3"),
-        blocks.Paragraph(text("parameters.per_layer")),
-        *_per_layer(derivation.sample, depth),
+        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4"),
+        *([blocks.Paragraph(text("parameters.instances", layers=_layer_list(depth, text)))] if general is not None
+          else [blocks.Paragraph(text("parameters.per_layer")), *_per_layer(derivation.sample, depth)]),
     ]
+
+
+def _layer_list(depth: int, text: Text) -> str:
+    """'3, 2, 1': the layers of this network, from the output down (inside a formula, in every language)."""
+    return ", ".join(str(k) for k in range(depth, 0, -1))
 
 
 def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
@@ -481,12 +548,13 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     layer = LayerRef.symbolic() if derivation.general is not None else LayerRef(depth)
     return [
         blocks.Paragraph(text("minibatch.intro")),
+        blocks.Paragraph(text("minibatch.assumptions")),
         blocks.Paragraph(text("minibatch.errors")),
         _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
-        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch"),
         _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("minibatch.biases"), label="eq:bp3-batch"),
-        blocks.Paragraph(text("minibatch.per_layer")),
-        *_per_layer(batch, depth),
+        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch"),
+        *([blocks.Paragraph(text("minibatch.instances", layers=_layer_list(depth, text)))] if derivation.general is not None
+          else [blocks.Paragraph(text("minibatch.per_layer")), *_per_layer(batch, depth)]),
     ]
 
 
@@ -517,7 +585,19 @@ def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> li
     coupled = derivation.model.activations[-1].is_vector  # softmax: no single slope per output
     meanings = [text(f"learn.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else ""), raw={"where": where[tag]})
                 for tag in tags]
-    return lesson_blocks.learn_blocks(text, rows, meanings, lesson)
+    forms = general_forms(derivation)
+    if forms is None or forms.hidden is None or derivation.general is None:
+        return lesson_blocks.learn_blocks(text, rows, meanings, lesson)
+    # the bullets cite the general forms that the box shows
+    where |= {"BP1": refs.equation("eq:bp1-general", "output_error"), "BP2": refs.equation("eq:bp2-general", "recursion")}
+    meanings = [text(f"learn.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else ""), raw={"where": where[tag]})
+                for tag in tags]
+    # the general form first (derived with a general g and a general loss), then this network's instance
+    general = [("BP1", general_bp1(forms)), ("BP2", general_bp2(forms)),
+               *[(tag, e) for tag, e in rows if tag in ("BP3", "BP4")]]
+    instance = [(tag, e) for tag, e in rows if tag in ("BP1", "BP2")]
+    return lesson_blocks.learn_blocks(text, general, meanings, lesson, instance=instance,
+                                      vector="_vector" if forms.vector else "")
 
 
 def _summary_rows(derivation: Derivation, batch: bool) -> list[tuple[str, dict]]:
@@ -657,7 +737,8 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
     from derive.notation import A as a_symbol
 
     if derivation.model.loss.expr.has(sp.log(a_symbol), sp.log(1 - a_symbol)):
-        stable.append(text("code.stable_log"))
+        which = "log-softmax" if derivation.model.activations[-1].is_softmax else "log-sigmoid"
+        stable.append(text("code.stable_log", which=which))
     phrases, sentences = code_notes(derivation, plan, text)
     stable += phrases
     # the stable forms are already converted to the output format: inserted raw, not converted twice

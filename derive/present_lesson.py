@@ -10,6 +10,7 @@ engine), the prose from the message catalog.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import sympy as sp
 
@@ -19,7 +20,8 @@ from derive.derivation import Derivation
 from derive.lesson import Lesson
 from derive.lesson.worked_example import entries
 from derive.narrate import Narrator, sides
-from derive.notation import LEARNING_RATE, Q, Quantity, quantity_of
+from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
+from derive.rewrite import logistic_as_tanh, sigmoid_tanh_identity
 from derive.present_functions import display_name
 from derive.printing import DeriveLatexPrinter, _factor_rank, latex
 from derive.verify_symbolic import _is_parameter_gradient
@@ -32,13 +34,23 @@ DECIMALS = 4  # of every number of the worked example
 
 
 def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str], lesson: Lesson,
-                 table: str = "learn") -> list:
+                 table: str = "learn", instance: list[tuple[str, dict]] | None = None, vector: str = "") -> list:
     """The key equations boxed, one line of meaning each, and what the reader will be able to do
-    (`table`: the catalog table of the intro, "learn" or "graph" with its learn_ keys)."""
+    (`table`: the catalog table of the intro, "learn" or "graph" with its learn_ keys). With an
+    `instance`, `rows` are the general form (any activation g, any loss) and `instance` this network's
+    BP1 and BP2; a key to the symbols follows the box (`vector`: the output is a softmax)."""
     prefix = "learn." if table == "learn" else f"{table}.learn_"
+    boxed = blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True)
+    if instance is not None:
+        head = [blocks.Paragraph(text("learn.intro_general" + vector)), boxed,
+                blocks.Paragraph(text("learn.key", bracket=text.raw("learn.key_bracket")
+                                     if any(r"\left[" in e["rhs"] for _, e in instance) else "")),
+                blocks.Paragraph(text("learn.instance")),
+                blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in instance))]
+    else:
+        head = [blocks.Paragraph(text(prefix + "intro")), boxed]
     return [
-        blocks.Paragraph(text(prefix + "intro")),
-        blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True),
+        *head,
         blocks.ItemList(tuple(meanings), intro=text(prefix + "meanings")),
         blocks.ItemList(tuple(text(f"learn.goal_{k}", ratio=cost_ratio(lesson)) for k in ("derive", "meaning", "hand", "code")
                               if k != "hand" or lesson.example is not None), intro=text("learn.goals")),
@@ -55,7 +67,7 @@ def motivation_blocks(lesson: Lesson, text, refs) -> list:
     backpropagation in forward passes) come from `lesson.costs`."""
     parameters = lesson.costs.parameters.value
     return [blocks.Paragraph(text("network.why", parameters=parameters, raw={"update": refs.section("update_rule")})),
-            blocks.Paragraph(text("network.nudge", passes=2 * parameters, ratio=cost_ratio(lesson),
+            blocks.Paragraph(text("network.nudge", passes=parameters + 1, ratio=cost_ratio(lesson),
                                   raw={"cost": refs.section("cost")}))]
 
 
@@ -119,6 +131,8 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
                 "loss_choice.saturated", saturated=_vector((1, 0)), target=_vector((0, 1)),
                 slow=titles[slow.loss.name], slow_delta=_vector(slow.saturated),
                 fast=titles[fast.loss.name], fast_delta=_vector(fast.saturated))))
+            if activation.is_softmax and slow.loss.name == "mse":  # why the saturated softmax passes nothing back
+                out.append(blocks.Paragraph(text("loss_choice.zero_softmax")))
             ratio = _cancelled_factor(derivation, slow, fast)
             if ratio is not None:
                 out.append(blocks.Paragraph(text("loss_choice.cancel", factor=latex(ratio))))
@@ -176,10 +190,6 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
         key = "meaning.vanish" if product < 1 else ("meaning.keep" if product == 1 else "meaning.grow")
         out.append(blocks.Paragraph(text(key, layers=len(slopes.layers), factors=factors, product=value,
                                          decimal=decimal)))
-    ratio = _error_ratio(lesson, derivation)
-    if ratio is not None:
-        out.append(blocks.Paragraph(text("meaning.example", ratio=ratio[0], first=ratio[1], last=ratio[2],
-                                         raw={"example": refs.section("example")})))
     out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights", "biases")]
     if any(bound.blocks for _, bound in slopes.layers):
         out.insert(-2, blocks.Paragraph(text("meaning.inactive")))
@@ -221,12 +231,22 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         rows.append((str(n), text.math(tex), _code(text, line)))
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
+    # the code's sigmoid is the same function in its tanh form (proved here, by sigmoid_tanh_identity)
+    tanh = any(a.name == "sigmoid" for a in derivation.model.activations) and \
+        any("np.tanh((1/2)*" in line.value for line in code) and _tanh_form_proved()
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
         blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True, stacked=True),
+        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z))))] if tanh else []),
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
     ]
+
+
+@lru_cache(maxsize=None)
+def _tanh_form_proved() -> bool:
+    """σ(z) = tanh(z/2)/2 + 1/2, proved once per run (every format prints the same sentence)."""
+    return sigmoid_tanh_identity()[2]
 
 
 def _loop(derivation: Derivation, text, refs) -> list:
@@ -353,6 +373,25 @@ def _hand_check(derivation: Derivation, example, key: Quantity) -> blocks.Aligne
                            blocks.Row("", _number(value))))
 
 
+def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> list[tuple[str, bool]]:
+    """The units whose error is exactly 0 because their activation's slope is 0 there (a relu at
+    z < 0): their pre-activations, as '$z^{(2)}_{1} = -0.1800$', each with whether its activation is 0 too."""
+    found = []
+    slopes = {node.layer.number: node.kind.activation for node in derivation.model.network.layers
+              if getattr(node.kind, "activation", None) is not None and not node.kind.activation.is_vector}
+    for key in errors:
+        if key.kind != "delta" or key.layer.number not in slopes:
+            continue
+        z_values = dict(entries(example, Q("z", key.layer)))
+        derivative = sp.diff(slopes[key.layer.number].expr, Z)
+        for idx, value in entries(example, key):
+            z = z_values.get(idx)
+            if value == 0 and z is not None and z < 0 and derivative.subs(Z, z) == 0:
+                silent = slopes[key.layer.number].expr.subs(Z, z) == 0  # its activation is 0 as well
+                found.append((f"${_display_entry(Q('z', key.layer), idx)} = {_number(z)}$", silent))
+    return found
+
+
 def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     example = lesson.example
     network = derivation.model.network
@@ -371,10 +410,19 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     errors = _errors(derivation)
     out += [blocks.Paragraph(text("example.backward")),
             blocks.Aligned(tuple(_row(q, example) for q in errors))]
+    ratio = _error_ratio(lesson, derivation)
+    if ratio is not None and "meaning" in refs.sections:  # after the numbers, not quoted before them
+        out.append(blocks.Paragraph(text("example.ratio", ratio=ratio[0], first=ratio[1], last=ratio[2])))
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
     if checks:
-        out += [blocks.Paragraph(text("example.hand")), *checks, blocks.Paragraph(text("example.exercise"))]
+        out += [blocks.Paragraph(text("example.hand")), *checks]
+        inactive = _inactive_units(derivation, example, errors)
+        if inactive and "meaning" in refs.sections:
+            units = text.raw("refs.list_separator").join(unit for unit, _ in inactive)
+            key = "example.inactive_silent" if all(silent for _, silent in inactive) else "example.inactive"
+            out.append(blocks.Paragraph(text(key, units=units)))
+        out.append(blocks.Paragraph(text("example.exercise")))
     out += [blocks.Paragraph(text("example.gradients")),
             blocks.Aligned(tuple(blocks.Row(latex(sp.Derivative(sp.Symbol("C"), p.symbol)), _matrix(entries(example, p, "gradients")))
                                  for p in parameters))]
@@ -404,7 +452,7 @@ def cost_blocks(lesson: Lesson, text) -> list:
     backward = c.errors.value + c.gradients.value
     return [
         blocks.Paragraph(text("cost.intro", parameters=c.parameters.value)),
-        blocks.Table(header, tuple(rows), (r"p{0.3\textwidth}", r"p{0.5\textwidth}", "r")),
+        blocks.Table(header, tuple(rows), (r"p{0.24\textwidth}", r"p{0.58\textwidth}", "r")),
         blocks.Paragraph(text("cost.result", forward=c.forward.value, backward=backward,
                               backward_ratio=f"{backward / c.forward.value:.2g}" if c.forward.value else "0",
                               total=c.backpropagation, finite=c.finite_differences.value,

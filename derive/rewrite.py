@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 import sympy as sp
+from sympy.core.function import AppliedUndef
 
 from derive.catalog import Activation
 from derive.indexing import transform
@@ -49,7 +50,19 @@ def tidy(expr: sp.Expr) -> sp.Expr:
     """A small local expression in its shortest common form: as is, cancelled or factored."""
     if not expr.is_Add and not any(p.exp.is_negative for p in expr.atoms(sp.Pow)):
         return normalise_signs(expr)  # a product without fractions: nothing to cancel or factor
-    return simplest(expr, normalise_signs(sp.cancel(expr)), normalise_signs(sp.factor(expr)))
+    return simplest(expr, *_factored_fraction(expr), normalise_signs(sp.cancel(expr)), normalise_signs(sp.factor(expr)))
+
+
+def _factored_fraction(expr: sp.Expr) -> tuple[sp.Expr, ...]:
+    """(y − a)/(a² − a) → (a − y)/(a (1 − a)): the cancelled fraction with its denominator factored and
+    its sign moved into a binomial factor, the form a textbook writes (checked equal, or left out)."""
+    numerator, denominator = sp.fraction(sp.cancel(expr))
+    if denominator == 1:
+        return ()
+    factored = sp.factor(denominator)
+    candidate = sp.Mul(-numerator, sp.Pow(normalise_signs(-factored), -1), evaluate=False)
+    candidate = sp.Mul(*sp.Mul.make_args(candidate))
+    return (candidate,) if sp.cancel(candidate - expr) == 0 else ()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -202,6 +215,9 @@ def activation_derivative(activation: Activation) -> ActivationDerivative:
     computed = sp.diff(g, Z)
     derivative = kink_convention(computed)
     h, proof = None, None
+    abstract = bool(computed.atoms(AppliedUndef))  # a general g(z): its derivative is g′(z), nothing more
+    if abstract:
+        return ActivationDerivative(activation, computed, derivative, None, None, False)
     if computed.has(Z) and not computed.has(*NON_SMOOTH) and not g.has(*NON_SMOOTH):
         h, proof = _output_form(g, computed)
     if h is not None or not (g.has(*NON_SMOOTH) or computed.has(*NON_SMOOTH)):

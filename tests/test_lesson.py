@@ -79,8 +79,9 @@ def test_the_big_picture_motivates_before_it_shows_a_formula(compared_markdown):
     section = compared_markdown.split("\n## 2. ", 1)[1].split("\n## 3. ", 1)[0]
     paragraphs = [p for p in section.split("\n\n")[1:] if p.strip()]
     assert "$" not in paragraphs[0] + paragraphs[1]
-    # 73 parameters (sizes 4, 5, 5, 3): 146 forward passes by finite differences, 2.7 by backpropagation
-    assert re.search(r"\b146\b", paragraphs[1]) and re.search(r"\b2\.7\b", paragraphs[1])
+    # 73 parameters (sizes 4, 5, 5, 3): 74 forward passes by one-sided finite differences, 2.7 by backpropagation
+    assert re.search(r"\b74\b", paragraphs[1]) and re.search(r"\b2\.7\b", paragraphs[1])
+    assert ("one-sided" in paragraphs[1] and "central difference" in paragraphs[1]) or ("单侧" in paragraphs[1] and "中心差分" in paragraphs[1])
     assert section.index("\\delta^{(l)}_j") < section.index("network.svg")
 
 
@@ -406,3 +407,38 @@ def test_a_book_title_is_italic_in_print_and_on_the_web_not_starred():
     assert prose(text, "tex") == (r"Mitchell's \emph{Machine Learning}, \textbf{bold}, \texttt{a*b}, $x*y$ and + - * / **")
     html = prose(text, "html")
     assert "<em>Machine Learning</em>" in html and "<strong>bold</strong>" in html and "+ - * / **" in html
+
+
+# --------------------------------------------------------------------------------------------------
+# the general form of BP1 and BP2
+
+
+def test_bp1_and_bp2_in_general_form_are_derived_with_a_general_activation(derived):
+    """Sections 1, 8 and 10 box BP1 and BP2 for any activation g and any loss: derived by the same
+    walk with g known only through g′ and ∂C/∂a kept as a symbol, not typed as text."""
+    from derive.lesson.general import G_PRIME, general_forms
+    from derive.present import general_bp1, general_bp2
+
+    forms = general_forms(derived(3, "sigmoid", "mse"))
+    assert not forms.vector
+    assert general_bp1(forms) == {"lhs": r"\delta^{(L)}", "rhs": r"\frac{\partial C}{\partial a^{(L)}} \odot g'(z^{(L)})"}
+    assert general_bp2(forms)["rhs"] == r"\left(\left(W^{(l+1)}\right)^{\top} \delta^{(l+1)}\right) \odot g'(z^{(l)})"
+    assert forms.hidden.result.rhs.has(G_PRIME) and forms.output.result.rhs.has(G_PRIME)
+    rules = [s.rule for s in forms.hidden.steps]
+    assert rules[-1] == "matrix_form" and "substitute_upstream" in rules  # δ_j = (Σ_i W_ij δ_i) g′(z_j) on the way
+    # a softmax output: its own BP1 for any loss, (diag(a) − a aᵀ) ∂C/∂a
+    soft = general_forms(derived(3, "relu", "ce", "softmax"))
+    assert soft.vector and not soft.output.result.rhs.has(G_PRIME)
+    assert general_bp1(soft)["rhs"] == (r"\frac{\partial C}{\partial a^{(L)}} \odot a^{(L)} - \left(\left(a^{(L)}\right)^{\top} "
+                                        r"\frac{\partial C}{\partial a^{(L)}}\right) a^{(L)}")
+
+
+def test_the_bce_derivative_is_written_as_a_textbook_does_and_cancelled_in_view(derived):
+    """(a − y)/(a(1 − a)), not (y − a)/(a² − a); put into δ as it is, then cancelled as its own step."""
+    d = derived(2, "tanh", "bce", "sigmoid")
+    a, y = Q("a", 2).base, Q("y").base
+    upstream = d.sample.results[Q("grad_a", 2)].rhs
+    (q,) = d.sample.results[Q("grad_a", 2)].free
+    assert sp.fraction(upstream)[0] == a[q] - y[q]
+    rules = [s.rule for s in d.sample.steps[Q("delta", 2)]]
+    assert rules.index("substitute_upstream") + 1 == rules.index("algebra")
