@@ -111,6 +111,8 @@ def register_quantity(kind: str, latex: str, code: str | None, rank: int, mode: 
     """Add a kind of quantity (a layer kind's parameter or output); its names are then made here
     like every other. `mode` is "sample", "param" or "batch"; `batch` names the minibatch kind of a
     per-sample quantity and `gradient` the kind that holds its derivative."""
+    if kind in _SIZE_ROLES:  # its labels (c_2) would be the size symbols of that axis role (channels of layer 2)
+        raise ValueError(f"quantity kind {kind!r} is the name of an axis size; choose another kind name")
     existing = _KINDS.get(kind)
     entry = (latex, code, rank, mode)
     if existing is not None and existing != entry:
@@ -292,6 +294,9 @@ class Axis:
     def index(self, letter: str) -> sp.Idx:
         return sp.Idx(sp.Symbol(letter, integer=True), (0, self.size - 1))
 
+
+# the roles of axes whose size is a symbol named role_layer (c_2: the channels of layer 2)
+_SIZE_ROLES = frozenset({"n", "c", "h", "w", "t", "hd", "dk", "wk"})
 
 # the letters of the indices of an entry, by what it is for and by the role of its axis; rank-1
 # quantities keep the letters of the MLP (zᵢ = Σⱼ Wᵢⱼ aⱼ, ∂C/∂a_q, ∂C/∂W_pq)

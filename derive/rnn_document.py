@@ -101,7 +101,7 @@ def _backward(model: RNNModel, sample: Pass, text: Text, narrator: Narrator, ref
             out.append(blocks.Paragraph(text("rnn.two_paths")))
             out.append(blocks.Paragraph(text("rnn.recursion")))
             explained = True
-        if key.kind == "grad_c":
+        if key.kind == "grad_cell":
             out.append(blocks.Paragraph(text("rnn.cell_path")))
         if key.kind == "grad_zr":
             out.append(blocks.Paragraph(text("rnn.reset_after")))

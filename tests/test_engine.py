@@ -73,3 +73,14 @@ def test_every_step_names_a_rule_with_prose():
     for p in d.passes():
         for steps in p.steps.values():
             assert {s.rule for s in steps} <= rules
+
+
+def test_a_quantity_kind_may_not_take_the_name_of_an_axis_size():
+    """c_2 names the channels of layer 2: a quantity kind "c" (the LSTM's cell state once was)
+    made code generation print a convolution's channel count as that quantity."""
+    import derive.layers  # noqa: F401 - every kind registered, the LSTM's cell state among them
+    from derive import notation
+
+    assert notation.quantity_of("c_2") is None
+    with pytest.raises(ValueError, match="axis size"):
+        notation.register_quantity("c", "c", None, 1, "sample")

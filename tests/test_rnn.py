@@ -189,14 +189,14 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
 def test_lstm_cell_error_has_the_output_path_and_the_cell_path():
     """dc[r] = dh[r] ⊙ o[r] ⊙ (1 − tanh² c[r]) + [r + 1 ≤ T − 1] dc[r + 1] ⊙ f[r + 1], from the rule."""
     _, sample, _ = derived(cell="lstm")
-    result = sample.results[Q("grad_c", 1)]
+    result = sample.results[Q("grad_cell", 1)]
     r, q = result.free
-    c, o, f, dc, dh = (Q(k, 1).base for k in ("c", "go", "gf", "grad_c", "grad_a"))
+    c, o, f, dc, dh = (Q(k, 1).base for k in ("cell", "go", "gf", "grad_cell", "grad_a"))
     output_path = (1 - sp.tanh(c[r, q]) ** 2) * o[r, q] * dh[r, q]
     T = sp.Symbol("t_1", integer=True, positive=True)
     cell_path = f[r + 1, q] * dc[r + 1, q] * Iverson(r + 1 <= T - 1)
     assert sp.expand(result.rhs - output_path - cell_path) == 0
-    assert any(s.rule == "chain_rule_paths" for s in sample.steps[Q("grad_c", 1)])
+    assert any(s.rule == "chain_rule_paths" for s in sample.steps[Q("grad_cell", 1)])
 
 
 @pytest.mark.parametrize("gate, local", [("i", lambda v: v * (1 - v)), ("f", lambda v: v * (1 - v)),

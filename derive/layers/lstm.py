@@ -47,9 +47,9 @@ def register_gate(gate: str, value_code: str) -> None:
 
 for _g in GATES:
     register_gate(_g, _g.upper())
-register_quantity("c", "c", None, 1, "sample", batch="Cell", gradient="grad_c")
+register_quantity("cell", "c", None, 1, "sample", batch="Cell", gradient="grad_cell")
 register_quantity("Cell", "C", "C", 2, "batch", gradient="grad_Cell")
-register_quantity("grad_c", "c", None, 1, "sample", batch="grad_Cell", derivative=True)
+register_quantity("grad_cell", "c", None, 1, "sample", batch="grad_Cell", derivative=True)
 register_quantity("grad_Cell", "C", "dC", 2, "batch", derivative=True)
 
 
@@ -85,7 +85,7 @@ class CellState(LayerKind):
     """c[τ, q] = f[τ, q] [τ ≥ 1] c[τ − 1, q] + i[τ, q] g[τ, q]; reads (f, i, g, c), c at the previous step."""
 
     name = "lstm_cell_state"
-    output_kind = "c"
+    output_kind = "cell"
     inputs = 4
     delayed = frozenset({3})
 
@@ -127,7 +127,7 @@ def lstm_layer(layer, below: Quantity, below_axes, hidden: int, sigmoid, tanh) -
     for g in GATES:
         pre = nodes[GATES.index(g)]
         nodes.append(Node(GateValue(tanh if g == "g" else sigmoid, g), layer, (pre.output,), (own,)))
-    nodes.append(Node(CellState(), layer, (Q("gf", layer), Q("gi", layer), Q("gg", layer), Q("c", layer)),
+    nodes.append(Node(CellState(), layer, (Q("gf", layer), Q("gi", layer), Q("gg", layer), Q("cell", layer)),
                       (own, own, own, own)))
-    nodes.append(Node(HiddenState(), layer, (Q("go", layer), Q("c", layer)), (own, own)))
+    nodes.append(Node(HiddenState(), layer, (Q("go", layer), Q("cell", layer)), (own, own)))
     return nodes
