@@ -196,8 +196,12 @@ def _finite_point(model: Model, module: types.ModuleType, evaluate, seed: int, s
     return (sizes, params, X, Y, bound), result, finite
 
 
-ROUNDING_FLOOR = 1e-14  # a gradient array this small next to the largest is rounding noise of an exact 0
 DIRECTIONS = 4  # random directions per parameter array where the entries exceed NUMERIC_MAX_PARAMS
+
+
+def _identically_zero(model: Model) -> set[str]:
+    """The code names of the parameters whose gradient is 0 by the structure of their layer."""
+    return {p.code() for node in model.network.layers for p in node.kind.identically_zero_gradients(node)}
 
 
 def derivative_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
@@ -236,6 +240,8 @@ def derivative_check_directions(model: Model, module: types.ModuleType, seed: in
         module.dropout_mode("eval")
     terms = {key: np.abs(directions[key]) @ np.abs(np.ravel(grads[key])) for key in reference}
     overall = max((float(np.max(t)) for t in terms.values()), default=0.0)
+    for key in _identically_zero(model) & set(terms):  # its terms are rounding noise: the network's scale
+        terms[key] = np.zeros_like(terms[key])
     worst, smallest, largest = 0.0, math.inf, 0.0
     for key, ref in reference.items():
         got = directions[key] @ np.ravel(grads[key])
@@ -288,15 +294,16 @@ def derivative_check_entries(model: Model, module: types.ModuleType, seed: int =
         module.dropout_mode("eval")
     worst, smallest, largest = 0.0, math.inf, 0.0
     overall = max(float(np.max(np.abs(ref))) for ref in reference.values()) if reference else 0.0
+    structural = _identically_zero(model)
     for key, ref in reference.items():
         size_of = float(np.max(np.abs(ref)))
         smallest, largest = min(smallest, size_of), max(largest, size_of)
-        # an array whose derivative is exactly 0 (a bias before a batch normalisation, which the
-        # batch mean removes) has no scale of its own: its rounding noise is measured against the
-        # largest gradient of the network
-        # (or vanishes up to rounding: the key bias of attention, which adds the same number to every
-        # score of a query and so leaves the softmax unchanged, gets 1e-18 from the complex step)
-        own = size_of if size_of > ROUNDING_FLOOR * overall else overall
+        # an array whose derivative is 0 has no scale of its own: its rounding noise is measured
+        # against the largest gradient of the network. That is an exact 0 from the complex step (a
+        # bias before a batch normalisation, which the batch mean removes) or a parameter its kind
+        # declares (the key bias of attention gets 1e-18 from the complex step); any other array,
+        # however small (the first layer of a deep sigmoid network), is measured on its own scale
+        own = size_of if size_of > 0 and key not in structural else overall
         error = float(np.max(np.abs(grads[key] - ref))) / max(own, TINY)
         worst = max(worst, error if math.isfinite(error) else math.inf)
     loss_error = abs(value - expected) / max(scale, TINY) if math.isfinite(value) else math.inf

@@ -124,6 +124,11 @@ class Projection(_Part):
         heads, width = self.head_axes()
         return (heads, width, node.in_axes[0][0]) if param.kind.startswith("W") else (heads, width)
 
+    def identically_zero_gradients(self, node: Node) -> tuple[Quantity, ...]:
+        """The key bias adds q_j · b_k to every score of query j alike, and the softmax over the keys
+        ignores a shift common to all keys: its gradient is 0 whatever the input."""
+        return (Q("bk", node.layer),) if self.which == "k" else ()
+
     def weights(self, node: Node):
         return {Q("W" + self.which, node.layer): node.inputs[0]}
 

@@ -83,6 +83,12 @@ class LayerKind:
         """The parameters it owns (W⁽ˡ⁾, b⁽ˡ⁾), in the order the documents and the code list them."""
         return ()
 
+    def identically_zero_gradients(self, node: Node) -> tuple[Quantity, ...]:
+        """Parameters whose gradient is 0 for every input by the structure of the rule (the key bias of
+        attention); the numeric check measures their rounding noise against the network's largest
+        gradient instead of their own scale, which is that noise."""
+        return ()
+
     def parameter_axes(self, node: Node, param: Quantity) -> tuple[LayerRef, ...]:
         """The layers whose sizes a parameter's axes run over (W⁽ˡ⁾: n_l × n_{l−1})."""
         raise NotImplementedError
