@@ -323,7 +323,7 @@ def _linearisation(activation: Activation) -> ActivationScale | None:
         Step(Expectation((gz - G(0)) ** 2), slope**2 * STD**2, "gaussian_variance"),
         Step(Expectation(G_PRIME(Z) ** 2), slope**2, "linear_derivative"),
     ]
-    forward = Step(N_IN * VAR_W * slope**2 * STD**2, STD**2, "forward_with_moment")
+    forward = Step(N_IN * VAR_W * slope**2 * STD**2, STD**2, "forward_with_fluctuation")
     backward = Step(N_OUT * VAR_W * slope**2, sp.S.One, "backward_with_moment")
     v_forward, v_backward = _solve_for_variance(forward), _solve_for_variance(backward)
     harmonic = 2 / (1 / v_forward + 1 / v_backward)

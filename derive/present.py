@@ -791,6 +791,10 @@ def metadata(text: Text, title: str) -> tuple[tuple[str, str], ...]:
             ("pdfkeywords", tex_escape(text.raw("doc.pdf_keywords"))))
 
 
+# sections whose first paragraph comes before the table of the symbols they introduce
+INTRO_BEFORE_SYMBOLS = ("verification",)
+
+
 def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, notation, **fields) -> blocks.Document:
     """Build every section in order (the notation tables last: they list what the others use) and the
     document around them; formulas print with this language's words (a piecewise "if")."""
@@ -803,7 +807,9 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
     main, introduced = notation(used)
     built["notation"] = tuple(main)
     for key, lead in introduced.items():  # the symbols a later section introduces, at its top
-        built[key] = tuple(lead) + built[key]
+        # (after the opening paragraph where that paragraph says what the section is: the checks)
+        at = 1 if key in INTRO_BEFORE_SYMBOLS and built[key] else 0
+        built[key] = built[key][:at] + tuple(lead) + built[key][at:]
     return blocks.Document(
         contents=text("doc.contents"),
         version=__version__,

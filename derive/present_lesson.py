@@ -52,7 +52,9 @@ def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str],
     return [
         *head,
         blocks.ItemList(tuple(meanings), intro=text(prefix + "meanings")),
-        blocks.ItemList(tuple(text(f"learn.goal_{k}", ratio=cost_ratio(lesson)) for k in ("derive", "meaning", "hand", "code")
+        blocks.ItemList(tuple(text(f"learn.goal_{k}" + ("_inactive" if k == "meaning" and not lesson.slopes.saturates
+                                                         and any(b.blocks for _, b in lesson.slopes.layers) else ""),
+                                   ratio=cost_ratio(lesson)) for k in ("derive", "meaning", "hand", "code")
                               if k != "hand" or lesson.example is not None), intro=text("learn.goals")),
     ]
 
@@ -190,7 +192,16 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
         key = "meaning.vanish" if product < 1 else ("meaning.keep" if product == 1 else "meaning.grow")
         out.append(blocks.Paragraph(text(key, layers=len(slopes.layers), factors=factors, product=value,
                                          decimal=decimal)))
-    out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights", "biases")]
+        hidden = [b for layer, b in slopes.layers if layer < derivation.model.depth]
+        if len(hidden) < len(slopes.layers) and hidden:  # δ⁽ᴸ⁾ holds the output's slope: compare δ⁽¹⁾ with it
+            inner = sp.Mul(*[b.bound for b in hidden])
+            out.append(blocks.Paragraph(text(
+                "meaning.from_output", count=len(hidden), factors=r" \cdot ".join(latex(b.bound) for b in hidden),
+                product=latex(inner) if inner.is_Rational else latex(sp.Float(inner, DECIMALS)),
+                decimal=f"{float(inner):.{DECIMALS}g}")))
+    # saturation only where some activation has slopes near 0 that are not exactly 0 (not for relu)
+    out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights", "biases")
+            if key != "saturation" or slopes.saturates or not slopes.layers]
     if any(bound.blocks for _, bound in slopes.layers):
         out.insert(-2, blocks.Paragraph(text("meaning.inactive")))
     if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
@@ -258,6 +269,12 @@ def _loop(derivation: Derivation, text, refs) -> list:
     bp2 = "" if not hidden else refs.equation("eq:bp2", "recursion") if derivation.general is not None \
         else refs.section("recursion")
     where = {"bp1": refs.equation("eq:bp1", "output_error"), "bp2": bp2, "bp34": refs.section("parameters")}
+    from derive.lesson.general import general_forms  # the steps cite the general BP1/BP2, as section 1 does
+
+    forms = general_forms(derivation)
+    if forms is not None and hidden and forms.hidden is not None and derivation.general is not None:
+        where |= {"bp1": refs.equation("eq:bp1-general", "output_error"),
+                  "bp2": refs.equation("eq:bp2-general", "recursion")}
     keys = ("input", "forward", "output") + (("backward",) if hidden else ()) + ("gradients",)
     steps = [text(f"algorithm.step_{k}", raw=where) for k in keys]
     return [blocks.ItemList(tuple(steps), intro=text("algorithm.loop"))]

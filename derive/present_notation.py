@@ -55,6 +55,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("\\Delta^{(l)}", "notation.Delta", r"\\Delta\^"),
     ("[P]", "notation.iverson", r"\\left\["),
     ("\\odot", "notation.hadamard", r"\\odot"),
+    ("J", "notation.J", _letter("J")),
+    ("\\operatorname{diag}", "notation.diag", r"\\operatorname\{diag\}"),
     ("\\mathbf{1}", "notation.ones", r"\\mathbf\{1\}"),
     ("(\\cdot)^{\\top}", "notation.transpose", r"\\top"),
     ("\\eta", "notation.eta", r"\\eta"),

@@ -162,7 +162,7 @@ def symbol_tables(tex: str) -> list[tuple[int, list[str]]]:
         for _, head, rows in re.findall(_TABLE, body, flags=re.S):
             if head == header:
                 found.append((n, [re.match(r"\s*\$(.*?)\$\s*&", row, flags=re.S).group(1)
-                                  for row in rows.split("\\\\\n") if "&" in row]))
+                                  for row in rows.replace("\\endhead", "").split("\\\\\n") if "&" in row]))
     assert found[0][0] == notation, "the notation section opens with the symbol table"
     return found
 

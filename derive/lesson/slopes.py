@@ -41,6 +41,12 @@ class PathBound:
     layers: tuple[tuple[int, SlopeBound], ...]  # per layer with an entry-wise activation
     product: sp.Expr | None
 
+    @property
+    def saturates(self) -> bool:
+        """Some entry-wise activation has slopes near 0 that are not exactly 0 (sigmoid, tanh): not
+        one whose slope is 0 on a whole half-line (relu) or the same everywhere (identity)."""
+        return any(not b.blocks and b.side != 2 for _, b in self.layers)
+
 
 def _values(f, points):
     out = []
