@@ -249,26 +249,10 @@ def derivative_check_directions(model: Model, module: types.ModuleType, seed: in
         smallest, largest = min(smallest, size_of), max(largest, size_of)
         error = float(np.max(np.abs(got - ref) / np.maximum(np.where(terms[key] > 0, terms[key], overall), TINY)))
         worst = max(worst, error if math.isfinite(error) else math.inf)
-    loss_error = abs(value - expected) / max(scale, TINY) if math.isfinite(value) else math.inf
-    passed = finite and worst <= DERIVATIVE_TOLERANCE and loss_error <= DERIVATIVE_TOLERANCE
-    figures = {
-        "method": "directional",
-        "directions": sum(len(d) for d in directions.values()),
-        "per_parameter": count,
-        "partials": sum(np.size(params[key]) for key in reference),
-        "sizes": list(sizes),
-        "samples": samples,
-        "bound": bound,
-        "step": decade_bound(complex_step.STEP),
-        "largest_error": decade_bound(worst) if finite else "nan",
-        "loss_error": decade_bound(loss_error) if finite else "nan",
-        "tolerance": decade_bound(DERIVATIVE_TOLERANCE),
-        "smallest_gradient": _decade_floor(smallest) if finite else "nan",
-        "largest_gradient": decade_bound(largest) if finite else "nan",
-    }
-    if not passed:
-        figures["error"] = _derivative_failure(finite, worst, loss_error)
-    return Check("derivatives", bool(passed), figures=figures)
+    figures = {"method": "directional", "directions": sum(len(d) for d in directions.values()), "per_parameter": count,
+               "partials": sum(np.size(params[key]) for key in reference)}
+    return _derivative_result(figures, (sizes, samples, bound), finite, worst, (value, expected, scale),
+                              (smallest, largest))
 
 
 def derivative_check_entries(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
@@ -306,10 +290,20 @@ def derivative_check_entries(model: Model, module: types.ModuleType, seed: int =
         own = size_of if size_of > 0 and key not in structural else overall
         error = float(np.max(np.abs(grads[key] - ref))) / max(own, TINY)
         worst = max(worst, error if math.isfinite(error) else math.inf)
+    figures = {"partials": sum(r.size for r in reference.values())}
+    return _derivative_result(figures, (sizes, samples, bound), finite, worst, (value, expected, scale),
+                              (smallest, largest))
+
+
+def _derivative_result(figures: dict, point: tuple, finite: bool, worst: float, loss: tuple, extent: tuple) -> Check:
+    """The derivative check's verdict and figures, shared by the per-entry and the directional form:
+    `point` is (sizes, samples, bound), `loss` (the code's value, the reference, its scale) and
+    `extent` the smallest and largest gradient seen."""
+    (sizes, samples, bound), (value, expected, scale), (smallest, largest) = point, loss, extent
     loss_error = abs(value - expected) / max(scale, TINY) if math.isfinite(value) else math.inf
     passed = finite and worst <= DERIVATIVE_TOLERANCE and loss_error <= DERIVATIVE_TOLERANCE
     figures = {
-        "partials": sum(r.size for r in reference.values()),
+        **figures,
         "sizes": list(sizes),
         "samples": samples,
         "bound": bound,
