@@ -331,7 +331,8 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
                 out.append(blocks.Paragraph(text("kinks_extra.branch_proof",
                                                  methods="`, `".join(sorted(set(d.branch_proofs))))))
         if extras["pieces"]:
-            out.append(blocks.ItemList(tuple(f"{p['where']}: {text.math(p['latex'])}" for p in extras["pieces"]),
+            out.append(blocks.ItemList(tuple(p["where"] + text.raw("refs.label_separator") + text.math(p["latex"])
+                                             for p in extras["pieces"]),
                                        intro=extras["pieces_intro"]))
         out += [blocks.Paragraph(kink) for kink in extras["kinks"]]
         if extras["conventions"]:
