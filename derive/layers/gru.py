@@ -21,6 +21,7 @@ import sympy as sp
 from derive.indexing import Iverson
 from derive.layers.base import LayerKind, Node, entry_of
 from derive.layers.lstm import GatePre, GateValue, register_gate
+from derive.layers.recurrent import sequence_axes
 from derive.notation import Axis, Q, Quantity
 
 GATES = "rzn"  # PyTorch's order of the stacked gate weights
@@ -56,7 +57,7 @@ class GRUHidden(LayerKind):
     delayed = frozenset({2})
 
     def output_axes(self, node: Node, input_axes) -> tuple[Axis, ...]:
-        return (Axis("t", node.layer), Axis("n", node.layer))
+        return sequence_axes(node)
 
     def entry(self, node: Node, unit, sample) -> sp.Expr:
         tau, i = unit

@@ -24,7 +24,7 @@ import sympy as sp
 from derive.indexing import Iverson
 from derive.layers.activation import Elementwise
 from derive.layers.base import LayerKind, Node, entry_of
-from derive.layers.recurrent import RNNCell
+from derive.layers.recurrent import RNNCell, sequence_axes
 from derive.notation import Axis, Q, Quantity, register_quantity
 
 GATES = "ifgo"  # PyTorch's order of the stacked gate weights
@@ -90,7 +90,7 @@ class CellState(LayerKind):
     delayed = frozenset({3})
 
     def output_axes(self, node: Node, input_axes) -> tuple[Axis, ...]:
-        return (Axis("t", node.layer), Axis("n", node.layer))
+        return sequence_axes(node)
 
     def entry(self, node: Node, unit, sample) -> sp.Expr:
         tau, q = unit
@@ -108,7 +108,7 @@ class HiddenState(LayerKind):
     inputs = 2
 
     def output_axes(self, node: Node, input_axes) -> tuple[Axis, ...]:
-        return (Axis("t", node.layer), Axis("n", node.layer))
+        return sequence_axes(node)
 
     def entry(self, node: Node, unit, sample) -> sp.Expr:
         tau, q = unit

@@ -34,8 +34,23 @@ def time_axis(node: Node, k: int = 0) -> Axis:
     return node.in_axes[k][0]
 
 
+def sequence_axes(node: Node) -> tuple[Axis, Axis]:
+    """The axes of a recurrent layer's quantities: its steps, then its units."""
+    return (Axis("t", node.layer), Axis("n", node.layer))
+
+
+class OverSteps:
+    """A kind whose output has a row per step of its first input (a cell, a head at every step)."""
+
+    def output_axes(self, node: Node, input_axes) -> tuple[Axis, ...]:
+        return sequence_axes(node)
+
+    def size_facts(self, node: Node) -> dict:
+        return {Axis("t", node.layer).size: time_axis(node).size}
+
+
 @dataclass(frozen=True)
-class RNNCell(LayerKind):
+class RNNCell(OverSteps, LayerKind):
     """The pre-activation of PyTorch's Elman cell; its inputs are the sequence below and its own
     layer's output h (read at the previous step)."""
 
@@ -62,12 +77,6 @@ class RNNCell(LayerKind):
 
     def units(self, node: Node, input_units: tuple[int, ...]) -> int:
         return self.hidden
-
-    def output_axes(self, node: Node, input_axes) -> tuple[Axis, ...]:
-        return (Axis("t", node.layer), Axis("n", node.layer))
-
-    def size_facts(self, node: Node) -> dict:
-        return {Axis("t", node.layer).size: time_axis(node).size}
 
     def entry(self, node: Node, unit, sample) -> sp.Expr:
         tau, i = unit
@@ -110,7 +119,7 @@ class StepMeanLoss(LossKind):
 
 
 @dataclass(frozen=True)
-class StepDense(LayerKind):
+class StepDense(OverSteps, LayerKind):
     """z[τ, i] = Σⱼ W[i, j] h[τ, j] + b[i]: one dense layer applied at every step (its weights
     shared by the steps, as `nn.Linear` on PyTorch's (T, m, H) output)."""
 
@@ -132,12 +141,6 @@ class StepDense(LayerKind):
 
     def units(self, node: Node, input_units: tuple[int, ...]) -> int:
         return self.units_out
-
-    def output_axes(self, node: Node, input_axes) -> tuple[Axis, ...]:
-        return (Axis("t", node.layer), Axis("n", node.layer))
-
-    def size_facts(self, node: Node) -> dict:
-        return {Axis("t", node.layer).size: time_axis(node).size}
 
     def entry(self, node: Node, unit, sample) -> sp.Expr:
         tau, i = unit
