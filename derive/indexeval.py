@@ -98,13 +98,7 @@ def _from_env(expr):
             return expr
         if type(value) is int:
             return value
-        if isinstance(value, sp.Basic):
-            if value.is_Integer:
-                return int(value)
-            if value.is_Rational:
-                return Fraction(int(value.p), int(value.q))
-            return value
-        return int(value)
+        return _as_index(value) if isinstance(value, sp.Basic) else int(value)
 
     return read
 
