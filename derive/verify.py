@@ -232,12 +232,7 @@ def derivative_check_directions(model: Model, module: types.ModuleType, seed: in
 
     (sizes, params, X, Y, bound), (reference, directions, expected, scale), finite = _finite_point(
         model, module, by_directions, seed, samples)
-    if model.network.data_inputs:
-        module.dropout_mode("fixed", masks=fixed_masks(model, X.shape[-1]))
-    with np.errstate(all="ignore"):
-        grads, value = module.gradients(params, X, Y), module.loss(params, X, Y)
-    if model.network.data_inputs:
-        module.dropout_mode("eval")
+    grads, value = _code_gradients(model, module, params, X, Y)
     terms = {key: np.abs(directions[key]) @ np.abs(np.ravel(grads[key])) for key in reference}
     overall = max((float(np.max(t)) for t in terms.values()), default=0.0)
     for key in _identically_zero(model) & set(terms):  # its terms are rounding noise: the network's scale
@@ -270,12 +265,7 @@ def derivative_check_entries(model: Model, module: types.ModuleType, seed: int =
 
     (sizes, params, X, Y, bound), (reference, expected, scale), finite = _finite_point(
         model, module, by_complex_step, seed, samples)
-    if model.network.data_inputs:  # the masks held fixed, as in the derivation
-        module.dropout_mode("fixed", masks=fixed_masks(model, X.shape[-1]))
-    with np.errstate(all="ignore"):
-        grads, value = module.gradients(params, X, Y), module.loss(params, X, Y)
-    if model.network.data_inputs:
-        module.dropout_mode("eval")
+    grads, value = _code_gradients(model, module, params, X, Y)
     worst, smallest, largest = 0.0, math.inf, 0.0
     overall = max(float(np.max(np.abs(ref))) for ref in reference.values()) if reference else 0.0
     structural = _identically_zero(model)
@@ -293,6 +283,18 @@ def derivative_check_entries(model: Model, module: types.ModuleType, seed: int =
     figures = {"partials": sum(r.size for r in reference.values())}
     return _derivative_result(figures, (sizes, samples, bound), finite, worst, (value, expected, scale),
                               (smallest, largest))
+
+
+def _code_gradients(model: Model, module: types.ModuleType, params: dict, X, Y) -> tuple[dict, float]:
+    """The generated code's gradients and loss at a point, with the dropout masks held fixed as in the
+    derivation (and the module back in evaluation mode afterwards)."""
+    if model.network.data_inputs:
+        module.dropout_mode("fixed", masks=fixed_masks(model, X.shape[-1]))
+    with np.errstate(all="ignore"):
+        grads, value = module.gradients(params, X, Y), module.loss(params, X, Y)
+    if model.network.data_inputs:
+        module.dropout_mode("eval")
+    return grads, value
 
 
 def _derivative_result(figures: dict, point: tuple, finite: bool, worst: float, loss: tuple, extent: tuple) -> Check:
