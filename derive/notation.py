@@ -295,15 +295,14 @@ class Axis:
         return sp.Idx(sp.Symbol(letter, integer=True), (0, self.size - 1))
 
 
-# the roles of axes whose size is a symbol named role_layer (c_2: the channels of layer 2)
-_SIZE_ROLES = frozenset({"n", "c", "h", "w", "t", "hd", "dk", "wk"})
-
 # the letters of the indices of an entry, by what it is for and by the role of its axis; rank-1
 # quantities keep the letters of the MLP (zᵢ = Σⱼ Wᵢⱼ aⱼ, ∂C/∂a_q, ∂C/∂W_pq)
 _LETTERS = {
     "out": {"n": "i", "c": "f", "h": "i", "w": "j", "t": "tau", "hd": "h", "dk": "d", "wk": "u"},
     "target": {"n": "q", "c": "c", "h": "u", "w": "v", "t": "r", "hd": "g", "dk": "e", "wk": "k"},
 }
+# the roles of axes, whose sizes are symbols named role_layer (c_2: the channels of layer 2)
+_SIZE_ROLES = frozenset(_LETTERS["out"])
 
 
 def axis_indices(axes: tuple[Axis, ...], purpose: str) -> tuple[sp.Idx, ...]:
