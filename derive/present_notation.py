@@ -78,9 +78,10 @@ ROWS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def used_latex(document_blocks: Iterable, logged: Iterable[str]) -> str:
+def used_latex(document_blocks: Iterable, logged: Iterable[str], keep_labels: bool = False) -> str:
     """All LaTeX of the blocks (displays, derivation lines) and of the prose (`logged`: the $…$ the
-    message catalog wrote), without \\text{} and the like, for the patterns of `ROWS`."""
+    message catalog wrote), without \\text{} and the like, for the patterns of `ROWS`; with
+    `keep_labels`, upright labels (\\mathrm{ih}) stay, for tables whose rows tell them apart."""
     parts = list(logged)
     for block in document_blocks:
         if isinstance(block, blocks.Equation):
@@ -89,8 +90,10 @@ def used_latex(document_blocks: Iterable, logged: Iterable[str]) -> str:
             parts += [f"{r.lhs} = {r.rhs}" for r in block.rows]
         elif isinstance(block, blocks.Derivation):
             parts += [f"{r.lhs} = {r.rhs}" for g in block.groups for r in g.rows]
-    return _TEXT.sub(" ", "\n".join(parts))
+    return (_LABELLESS if keep_labels else _TEXT).sub(" ", "\n".join(parts))
 
+
+_LABELLESS = re.compile(r"\\(?:text|label|ref|eqref)\{[^{}]*\}")
 
 # the last section whose symbols the notation section lists: the forward pass, the derivation and the
 # algorithm. A symbol that first appears after it (training, the appendices) is defined in a short table

@@ -20,11 +20,13 @@ from derive.narrate import Narrator, sides
 from derive.present import Refs, Text, _activations, anchor
 from derive.printing import latex, words
 from derive.rnn import RNNModel
+from derive.present_notation import used_latex
 from derive.rnn_jacobian import SelfLoop
+from derive.rnn_notation import rnn_notation_blocks
 from derive.rnn_picture import picture_block
 from derive.timeloop import is_time_size
 
-SECTIONS = ("network", "forward", "loss", "activations", "backward", "parameters", "jacobian", "code", "verification")
+SECTIONS = ("network", "notation", "forward", "loss", "activations", "backward", "parameters", "jacobian", "code", "verification")
 STEPS_SYMBOL = sp.Symbol("T", integer=True, positive=True)
 
 
@@ -219,7 +221,17 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
         "verification": lambda: _verification(checks, text),
     }
     with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
-        sections = tuple(replace(heads[key], blocks=tuple(content[key]())) for key in keys)
+        built, used = {}, {}
+        for key in keys:  # in order, each with the LaTeX it uses; the notation last, from what they use
+            if key != "notation":
+                start = len(text.math_log)
+                built[key] = tuple(content[key]())
+                used[key] = used_latex(built[key], text.math_log[start:], keep_labels=True)
+        main, introduced = rnn_notation_blocks(text, model.spec.cell, used)
+        built["notation"] = tuple(main)
+        for key, lead in introduced.items():  # the symbols a later section introduces, at its top
+            built[key] = tuple(lead) + built[key]
+        sections = tuple(replace(heads[key], blocks=built[key]) for key in keys)
     spec = model.spec
     title = text("rnn.title" + _cell(model))
     return blocks.Document(

@@ -199,10 +199,6 @@ NOTATION_GAPS = {
                             "activations and the attention weights; q, k, j, s, M, d, u have two rows",
     "net-transformer_block": "attention: as net-attention_causal",
     "net-transformer_block-zh": "attention: as net-attention_causal",
-    "rnn-gru-last-L1-tanh-identity-mse": "recurrent documents have no notation section yet",
-    "rnn-lstm-last-L1-tanh-identity-mse": "recurrent documents have no notation section yet",
-    "rnn-rnn-all-L1-tanh-identity-mse-zh": "recurrent documents have no notation section yet",
-    "rnn-rnn-last-L1-tanh-identity-mse": "recurrent documents have no notation section yet",
 }
 
 

@@ -4,6 +4,7 @@ finite differences; the command line, its documents and its refusals."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from functools import lru_cache
 
@@ -356,3 +357,32 @@ def test_gated_self_loop_is_the_gate(cell, gate):
     assert sp.expand(loop.rhs - sp.KroneckerDelta(i, q) * Q(gate, 1).base[tau + 1, i]) == 0
     values = [v for _, v in loop.products]
     assert 0 < loop.mean < 1 and all(0 < b < a <= 1 for a, b in zip([1.0, *values], values))
+
+
+# ---- the notation: every symbol in a table, one meaning each
+
+
+@pytest.mark.parametrize("cell, lang, output", [("rnn", "en", "last"), ("rnn", "zh", "all"), ("lstm", "en", "last"),
+                                                ("gru", "zh", "last")])
+def test_every_symbol_of_the_document_is_in_a_table_with_one_meaning(cell, lang, output):
+    """The check the gallery's documents get (tests/test_lesson.py), on documents built now: the
+    gates print as Γ and the candidates with a tilde, so PyTorch's i (the unit index), g (the
+    activation), r (the step) and z (the pre-activation) keep one meaning each. The slow symbolic
+    check is left out of the verification section (its sentence has no formula)."""
+    from test_lesson import math_segments, notation_problems
+
+    from derive.rnn_document import build_rnn_document
+    from derive.rnn_jacobian import jacobian, self_loop
+
+    model, sample, batch = derived(cell=cell, output=output)
+    code = code_context(model, batch, title="t", command="derive rnn", version="test")
+    module = load_module(render("model_rnn.py.j2", code))
+    checks = [minibatch_check(model, sample, batch), derivative_check(model, module)]
+    jac = jacobian(model, module) if cell == "rnn" else self_loop(model, module)
+    doc = build_rnn_document(model, sample, checks, code, command="derive rnn", fmt="tex", lang=lang, jacobian=jac)
+    tex = render("derivation.tex.j2", {"doc": doc})
+    assert notation_problems(tex) == []
+    formulas = "\n".join(math_segments(tex))
+    assert r"\Gamma" in formulas if cell != "rnn" else r"W_{\mathrm{hh}}" in formulas
+    # no gate printed with PyTorch's letter: {i}^{(1)}, {g}^{(1)}, {r}^{(1)}, {z}^{(1)}, {n}^{(1)}
+    assert not re.search(r"\{[ifgornz]\}\^\{\(", formulas)

@@ -25,8 +25,11 @@ from derive.layers.recurrent import sequence_axes
 from derive.notation import Axis, Q, Quantity
 
 GATES = "rzn"  # PyTorch's order of the stacked gate weights
-for _g, _code in (("r", "R"), ("z", "Zgate"), ("n", "N")):
-    register_gate(_g, _code)
+# printed Γ_r, Γ_z and h̃: PyTorch's r, z and n are the second step index, the pre-activation and a size
+for _g, _code, _latex in (("r", "R", (r"\Gamma_{\mathrm{r}}", r"\mathbf{\Gamma}_{\mathrm{r}}")),
+                          ("z", "Zgate", (r"\Gamma_{\mathrm{z}}", r"\mathbf{\Gamma}_{\mathrm{z}}")),
+                          ("n", "N", (r"\tilde{h}", r"\tilde{H}"))):
+    register_gate(_g, _code, *_latex)
 
 
 @dataclass(frozen=True)

@@ -29,16 +29,24 @@ from derive.notation import Axis, Q, Quantity, register_quantity
 
 GATES = "ifgo"  # PyTorch's order of the stacked gate weights
 GATE_NAMES = {"i": "input gate", "f": "forget gate", "g": "cell candidate", "o": "output gate"}
+# how the gates' values print: Γ for the sigmoid gates and c̃ for the candidate (Ng's notation; Zhang
+# et al.'s Dive into Deep Learning writes C̃ too), since PyTorch's i and g are the index and the activation
+GATE_LATEX = {"i": (r"\Gamma_{\mathrm{i}}", r"\mathbf{\Gamma}_{\mathrm{i}}"), "f": (r"\Gamma_{\mathrm{f}}", r"\mathbf{\Gamma}_{\mathrm{f}}"),
+              "g": (r"\tilde{c}", r"\tilde{C}"), "o": (r"\Gamma_{\mathrm{o}}", r"\mathbf{\Gamma}_{\mathrm{o}}")}
 
-def register_gate(gate: str, value_code: str) -> None:
-    """The quantities of one gate: its four parameters (W_i·, W_h·, b_i·, b_h·, PyTorch's names), its
-    pre-activation z_· and its value, per sample and per minibatch, and their derivatives."""
-    for w, latex in (("W_i", "W_{i%s}"), ("W_h", "W_{h%s}"), ("b_i", "b_{i%s}"), ("b_h", "b_{h%s}")):
+def register_gate(gate: str, value_code: str, value_latex: str, batch_latex: str) -> None:
+    """The quantities of one gate: its four parameters (W_i·, W_h·, b_i·, b_h·, PyTorch's names, the
+    labels upright so that their letters are not read as indices), its pre-activation z_· and its
+    value (printed as `value_latex`: PyTorch's i and g would be the unit index and the activation
+    function), per sample and per minibatch, and their derivatives."""
+    for w, latex in (("W_i", r"W_{\mathrm{i%s}}"), ("W_h", r"W_{\mathrm{h%s}}"), ("b_i", r"b_{\mathrm{i%s}}"),
+                     ("b_h", r"b_{\mathrm{h%s}}")):
         kind, rank = w + gate, (2 if w.startswith("W") else 1)
         register_quantity(kind, "{" + latex % gate + "}", kind, rank, "param", gradient="grad_" + kind)
         register_quantity("grad_" + kind, "{" + latex % gate + "}", "d" + kind, rank, "param")
-    for kind, batch, latex, batch_latex, code in (("z" + gate, "Z" + gate, "z_{%s}" % gate, "Z_{%s}" % gate, "Z" + gate),
-                                                  ("g" + gate, "G" + gate.upper(), gate, gate.upper(), value_code)):
+    for kind, batch, latex, batch_latex, code in (
+            ("z" + gate, "Z" + gate, r"z_{\mathrm{%s}}" % gate, r"Z_{\mathrm{%s}}" % gate, "Z" + gate),
+            ("g" + gate, "G" + gate.upper(), value_latex, batch_latex, value_code)):
         register_quantity(kind, "{" + latex + "}", None, 1, "sample", batch=batch, gradient="grad_" + kind)
         register_quantity(batch, "{" + batch_latex + "}", code, 2, "batch", gradient="grad_" + batch)
         register_quantity("grad_" + kind, "{" + latex + "}", None, 1, "sample", batch="grad_" + batch, derivative=True)
@@ -46,7 +54,7 @@ def register_gate(gate: str, value_code: str) -> None:
 
 
 for _g in GATES:
-    register_gate(_g, _g.upper())
+    register_gate(_g, _g.upper(), *GATE_LATEX[_g])
 register_quantity("cell", "c", None, 1, "sample", batch="Cell", gradient="grad_cell")
 register_quantity("Cell", "C", "C", 2, "batch", gradient="grad_Cell")
 register_quantity("grad_cell", "c", None, 1, "sample", batch="grad_Cell", derivative=True)

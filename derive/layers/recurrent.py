@@ -22,8 +22,10 @@ from derive.layers.base import LayerKind, Node, entry_of
 from derive.layers.loss import LossKind
 from derive.notation import Axis, Q, Quantity, register_quantity
 
-# braced, so that an entry's indices are a subscript of the group: {W_{hh}}^{(1)}_{ik}
-for _kind, _latex in (("W_ih", "{W_{ih}}"), ("W_hh", "{W_{hh}}"), ("b_ih", "{b_{ih}}"), ("b_hh", "{b_{hh}}")):
+# braced, so that an entry's indices are a subscript of the group: {W_{hh}}^{(1)}_{ik}; the labels
+# upright, so that the i of "input" is not read as the unit index i
+for _kind, _latex in (("W_ih", r"{W_{\mathrm{ih}}}"), ("W_hh", r"{W_{\mathrm{hh}}}"), ("b_ih", r"{b_{\mathrm{ih}}}"),
+                      ("b_hh", r"{b_{\mathrm{hh}}}")):
     _rank = 2 if _kind.startswith("W") else 1
     register_quantity(_kind, _latex, _kind, _rank, "param", gradient="grad_" + _kind)
     register_quantity("grad_" + _kind, _latex, "d" + _kind, _rank, "param")
