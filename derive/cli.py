@@ -308,25 +308,33 @@ def _quoted(text: str) -> str:
                    "TeX Live.")
 @click.option("--lang", "lang", default=None, metavar="LANG",
               help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en).")
+@click.option("--optimizer", "optimizer", default=None, metavar="NAME[:key=value,…]",
+              help="Optimizer of the generated update() and train(), as for `derive mlp`: sgd (default), momentum, "
+                   "nesterov, adagrad, rmsprop, adam, adamw, with torch.optim's definitions, names and defaults; "
+                   "hyper-parameters after a colon, e.g. adam:lr=0.01.")
 @click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
               help="Output folder (default: outputs/rnn-<choices>/).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
-def rnn(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang, out, quiet) -> None:
+def rnn(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang, optimizer, out,
+        quiet) -> None:
     """Derive backpropagation through time for a recurrent network (PyTorch's Elman, LSTM or GRU
     cell, stacked layers, a dense head at the last step or at every step), at a symbolic step t,
     and write the derivation and NumPy code with a forward and a backward loop over the steps, e.g.
 
     derive rnn --cell lstm --input 3 --hidden 8 --layers 2 --output all --loss mse"""
     with collector_paused():
-        _rnn(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang, out, quiet)
+        _rnn(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang, optimizer, out,
+             quiet)
 
 
-def _rnn(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang, out, quiet) -> None:
+def _rnn(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang, optimizer, out,
+         quiet) -> None:
     from derive.rnn import make_rnn_spec
     from derive.rnn_run import generate_and_write, verdict
 
     try:
-        spec = make_rnn_spec(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang)
+        spec = make_rnn_spec(cell, inputs, hidden, layers, steps, output, units, act, out_act, loss, formats, lang,
+                             optimizer)
     except DeriveError as error:
         _fail(error)
         return

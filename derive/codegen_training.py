@@ -62,24 +62,6 @@ class StateCode:
     init: str  # expression creating the array from parameter `p`
 
 
-@dataclass(frozen=True)
-class TrainingCode:
-    init_lines: list[str]  # body of init_params after the random generator
-    optimizer: str
-    torch_class: str
-    signature: str  # keyword-only hyper-parameters of update, with this run's values as defaults
-    init_signature: str  # keyword-only hyper-parameters of init_state ('' if none)
-    init_keys: list[str]
-    unpack: list[str]
-    checks: list[dict]  # {"condition", "name", "expected"}
-    state: list[StateCode]
-    body: list[str]  # statements of the per-parameter loop, indented relative to the loop body
-    uses_step: bool
-    accuracy: str | None  # expression of the accuracy from A (output) and Y, or None for regression
-    accuracy_kind: str | None  # "argmax" (one class per sample) or "threshold" (independent outputs)
-    output: str  # name of the output activation array in forward()'s cache
-
-
 def _init_lines(model: Model, init: Initialisation, printer: TrainingCodePrinter) -> list[str]:
     """Every parameter of the network: weights drawn with their derived variance, the rest zero."""
     network = model.network
@@ -148,7 +130,34 @@ def _statements(assign: Assign, opt: Optimizer, printer: TrainingCodePrinter) ->
     return lines
 
 
-def plan_training(model: Model, training: Training, init: Initialisation) -> TrainingCode:
+@dataclass(frozen=True)
+class OptimizerCode:
+    """The optimizer's part of the code (init_state, update), for any architecture's model.py."""
+
+    optimizer: str
+    torch_class: str
+    signature: str  # keyword-only hyper-parameters of update, with this run's values as defaults
+    init_signature: str  # keyword-only hyper-parameters of init_state ('' if none)
+    init_keys: list[str]
+    unpack: list[str]
+    checks: list[dict]  # {"condition", "name", "expected"}
+    state: list[StateCode]
+    body: list[str]  # statements of the per-parameter loop, indented relative to the loop body
+    uses_step: bool
+
+
+@dataclass(frozen=True)
+class TrainingCode(OptimizerCode):
+    """The optimizer's code and the rest of training: init_params, accuracy."""
+
+    init_lines: list[str] = ()  # body of init_params after the random generator
+    accuracy: str | None = None  # expression of the accuracy from A (output) and Y, or None for regression
+    accuracy_kind: str | None = None  # "argmax" (one class per sample) or "threshold" (independent outputs)
+    output: str = ""  # name of the output activation array in forward()'s cache
+
+
+def plan_optimizer(training: Training) -> OptimizerCode:
+    """init_state and update of the optimizer of `training`, printed from its catalog equations."""
     printer = TrainingCodePrinter()
     opt, values = training.optimizer, training.values
     keywords, init_keywords, unpack, checks = [], [], [], []
@@ -170,7 +179,14 @@ def plan_training(model: Model, training: Training, init: Initialisation) -> Tra
         initial = "np.zeros_like(p)" if s.initial == 0 else f"np.full_like(p, {printer._print(s.initial)})"
         state.append(StateCode(s.name, local, initial))
     body = [line for assign in opt.equations for line in _statements(assign, opt, printer)]
-    uses_step = any(a.value.has(STEP) for a in opt.equations)
+    return OptimizerCode(opt.name, opt.torch_class, ", ".join(keywords), ", ".join(init_keywords),
+                         [h.name for h in opt.hypers if h.init_only], unpack, checks, state, body,
+                         any(a.value.has(STEP) for a in opt.equations))
+
+
+def plan_training(model: Model, training: Training, init: Initialisation) -> TrainingCode:
+    printer = TrainingCodePrinter()
+    code = plan_optimizer(training)
     target = model.loss.target
     accuracy_kind = {"probability": "argmax", "binary": "threshold"}.get(target)
     accuracy = {
@@ -179,16 +195,16 @@ def plan_training(model: Model, training: Training, init: Initialisation) -> Tra
     }.get(accuracy_kind)
     return TrainingCode(
         init_lines=_init_lines(model, init, printer),
-        optimizer=opt.name,
-        torch_class=opt.torch_class,
-        signature=", ".join(keywords),
-        init_signature=", ".join(init_keywords),
-        init_keys=[h.name for h in opt.hypers if h.init_only],
-        unpack=unpack,
-        checks=checks,
-        state=state,
-        body=body,
-        uses_step=uses_step,
+        optimizer=code.optimizer,
+        torch_class=code.torch_class,
+        signature=code.signature,
+        init_signature=code.init_signature,
+        init_keys=code.init_keys,
+        unpack=code.unpack,
+        checks=code.checks,
+        state=code.state,
+        body=code.body,
+        uses_step=code.uses_step,
         accuracy=accuracy,
         accuracy_kind=accuracy_kind,
         output=model.network.output.batched().code(),
@@ -203,10 +219,10 @@ def _python_value(value: object) -> str:
     return repr(float(value))
 
 
-def code_context(code: TrainingCode) -> dict:
-    """Plain data for model_training.py.j2 (merged into the model.py context by `run`)."""
+def optimizer_context(code: OptimizerCode) -> dict:
+    """Plain data for model_optimizer.py.j2 (init_state, update), for a model.py of its own kind
+    (`derive rnn`'s)."""
     return {"training": {
-        "init_lines": code.init_lines,
         "optimizer": code.optimizer,
         "torch_class": code.torch_class,
         "signature": code.signature,
@@ -217,7 +233,12 @@ def code_context(code: TrainingCode) -> dict:
         "state": [{"name": s.name, "local": s.local, "init": s.init} for s in code.state],
         "body": code.body,
         "uses_step": code.uses_step,
-        "accuracy": code.accuracy,
-        "accuracy_kind": code.accuracy_kind,
-        "output": code.output,
     }}
+
+
+def code_context(code: TrainingCode) -> dict:
+    """Plain data for model_training.py.j2 (merged into the model.py context by `run`)."""
+    data = optimizer_context(code)
+    data["training"] |= {"init_lines": code.init_lines, "accuracy": code.accuracy,
+                         "accuracy_kind": code.accuracy_kind, "output": code.output}
+    return data

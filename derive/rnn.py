@@ -17,6 +17,7 @@ import shlex
 from dataclasses import dataclass
 
 from derive.catalog import Activation, Loss, resolve_activation, resolve_loss
+from derive.catalog.optimizers import choice_text, resolve_optimizer
 from derive.errors import DeriveError
 from derive.layers import Dense, LossKind, Node, activation_kind
 from derive.layers.gru import gru_layer
@@ -24,7 +25,7 @@ from derive.layers.lstm import lstm_layer
 from derive.layers.recurrent import LastStep, RNNCell, StepDense, StepMeanLoss
 from derive.network import Network
 from derive.notation import Axis, LayerRef, Q
-from derive.spec import parse_formats, parse_lang, slug_part
+from derive.spec import OptimizerChoice, parse_formats, parse_lang, slug_part
 
 CELLS = ("rnn", "lstm", "gru")
 OUTPUTS = ("last", "all", "mean")  # the loss at the last step, summed over the steps, averaged over them
@@ -52,6 +53,7 @@ class RNNSpec:
     loss: str = "mse"
     formats: tuple[str, ...] = DEFAULT_FORMATS
     lang: str = "en"
+    optimizer: OptimizerChoice = OptimizerChoice()  # of the generated update() and train()
 
     def slug(self) -> str:
         """Folder name under outputs/: rnn-rnn-last-L1-tanh-identity-mse (sizes and language when not the defaults)."""
@@ -62,7 +64,7 @@ class RNNSpec:
             parts.append("n{}h{}k{}T{}".format(*sizes))
         if self.lang != default.lang:
             parts.append(self.lang)
-        return "-".join(parts)
+        return "-".join(parts) + self.optimizer.slug()
 
     def command(self) -> str:
         """The `derive rnn` command that reproduces these choices (defaults left out)."""
@@ -73,6 +75,8 @@ class RNNSpec:
                              ("--act", "act"), ("--out-act", "out_act"), ("--loss", "loss"), ("--lang", "lang")):
             if getattr(self, name) != getattr(default, name):
                 parts.append(f"{option} {shlex.quote(str(getattr(self, name)))}")
+        if self.optimizer != default.optimizer:
+            parts.append(f"--optimizer {shlex.quote(choice_text(self.optimizer))}")
         return " ".join(parts)
 
 
@@ -91,7 +95,7 @@ def _choice(value: str, option: str, accepted: tuple[str, ...]) -> str:
 
 
 def make_rnn_spec(cell="rnn", inputs=3, hidden=4, layers=1, steps=5, output="last", units=2, act="tanh",
-                  out_act=None, loss="mse", formats=None, lang=None) -> RNNSpec:
+                  out_act=None, loss="mse", formats=None, lang=None, optimizer=None) -> RNNSpec:
     """Validate the choices of `derive rnn`; a DeriveError names the first bad value and what is accepted."""
     cell = _choice(cell, "--cell", CELLS)
     act = _choice(act, "--act", CELL_ACTIVATIONS)
@@ -114,7 +118,7 @@ def make_rnn_spec(cell="rnn", inputs=3, hidden=4, layers=1, steps=5, output="las
                    _whole(layers, "--layers", 1, MAX_LAYERS), _whole(steps, "--steps", 1, MAX_STEPS),
                    _choice(output, "--output", OUTPUTS), _whole(units, "--units", 1, MAX_UNITS), act,
                    output_entry.spec_text, loss_entry.spec_text,
-                   parse_formats(formats, FORMATS, DEFAULT_FORMATS), parse_lang(lang))
+                   parse_formats(formats, FORMATS, DEFAULT_FORMATS), parse_lang(lang), resolve_optimizer(optimizer))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from derive import __version__
 from derive import document as blocks
 from derive.backprop import COST_KEY, Pass
 from derive.narrate import Narrator, sides
-from derive.present import Refs, Text, _activations, anchor
+from derive.present import Refs, Text, _activations, anchor, optimizer_notation
+from derive.present_training import optimizer_blocks
 from derive.printing import latex, words
 from derive.rnn import RNNModel
 from derive.present_notation import used_latex
@@ -26,7 +27,8 @@ from derive.rnn_notation import rnn_notation_blocks
 from derive.rnn_picture import picture_block
 from derive.timeloop import is_time_size
 
-SECTIONS = ("network", "notation", "forward", "loss", "activations", "backward", "parameters", "jacobian", "code", "verification")
+SECTIONS = ("network", "notation", "forward", "loss", "activations", "backward", "parameters", "jacobian", "optimizer",
+            "code", "verification")
 STEPS_SYMBOL = sp.Symbol("T", integer=True, positive=True)
 
 
@@ -201,10 +203,11 @@ def _verification(checks: list, text: Text) -> list:
 
 
 def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, *, command: str, fmt: str,
-                       lang: str, jacobian=None) -> blocks.Document:
-    keys = tuple(k for k in SECTIONS if k != "jacobian" or jacobian is not None)
+                       lang: str, jacobian=None, training=None) -> blocks.Document:
+    keys = tuple(k for k in SECTIONS if (k != "jacobian" or jacobian is not None) and (k != "optimizer" or training))
     numbers = {key: n for n, key in enumerate(keys, start=1)}
-    text = Text(lang, fmt, **numbers, **{f"section_{k}": v for k, v in numbers.items()})
+    # the optimizer's prose cites the gradient of the minibatch cost: here the section of the gradients
+    text = Text(lang, fmt, **numbers, **{f"section_{k}": v for k, v in numbers.items()}, minibatch=numbers["parameters"])
     narrator = Narrator(text)
     heads = {key: blocks.Section(key, numbers[key], text(f"rnn.section_{key}"),
                                  anchor(f"{numbers[key]}. {text(f'rnn.section_{key}')}"), f"sec:{key}") for key in keys}
@@ -217,6 +220,7 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
         "backward": lambda: _backward(model, sample, text, narrator, refs),
         "parameters": lambda: _parameters(model, sample, text, narrator),
         "jacobian": lambda: _jacobian(jacobian, text, model),
+        "optimizer": lambda: optimizer_blocks(training, model.spec, text, narrator),
         "code": lambda: _code(code, text, model),
         "verification": lambda: _verification(checks, text),
     }
@@ -227,7 +231,8 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
                 start = len(text.math_log)
                 built[key] = tuple(content[key]())
                 used[key] = used_latex(built[key], text.math_log[start:], keep_labels=True)
-        main, introduced = rnn_notation_blocks(text, model.spec.cell, used)
+        main, introduced = rnn_notation_blocks(text, model.spec.cell, used,
+                                               {"optimizer": optimizer_notation((training,), text) if training else []})
         built["notation"] = tuple(main)
         for key, lead in introduced.items():  # the symbols a later section introduces, at its top
             built[key] = tuple(lead) + built[key]

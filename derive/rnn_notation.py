@@ -75,8 +75,16 @@ def rows(cell: str) -> list[tuple[str, str, str]]:
         ("H", "H", _letter("H")),
         ("n", "n", _letter("n")),
         ("m", "m", _letter("m")),
-        ("t", "t", _letter("t")),
         ("K", "K", _letter("K")),
+        ("\\bar{C}", "Cbar", r"\\bar\{C\}"),
+        ("\\tilde{C}", "Ctilde", r"\\tilde\{C\}"),
+        ("\\theta", "theta", r"\\theta"),
+        ("\\nabla", "nabla", r"\\nabla"),
+        ("\\eta", "eta", r"\\eta"),
+        ("t", "t", _letter("t")),
+        ("\\tilde{g}", "gtilde", r"\\tilde\{g\}"),
+        ("\\lambda", "lambda", r"\\lambda(?!_)"),
+        ("\\mathbb{E}, \\operatorname{Var}", "moments", r"\\mathbb\{E\}|\\operatorname\{Var\}"),
     ]
     return out
 
@@ -85,13 +93,16 @@ def rows(cell: str) -> list[tuple[str, str, str]]:
 MAIN_UNTIL = "parameters"
 
 
-def rnn_notation_blocks(text, cell: str, used: dict[str, str]) -> tuple[list, dict[str, list]]:
+def rnn_notation_blocks(text, cell: str, used: dict[str, str], pinned: dict[str, list] | None = None
+                        ) -> tuple[list, dict[str, list]]:
     """The notation section (its sentence and table) and, per later section, the short table of the
-    symbols it introduces. `used` maps each section to the LaTeX it contains, in document order."""
+    symbols it introduces. `used` maps each section to the LaTeX it contains, in document order;
+    `pinned` adds rows (LaTeX, meaning) to the section named (the optimizer's hyper-parameters)."""
     found = [((text.math(symbol), text(f"rnn_notation.{key}")), pattern,
               _LABELLESS.sub(" ", "\n".join(_MATH.findall(text.raw(f"rnn_notation.{key}")))))
              for symbol, key, pattern in rows(cell)]
-    main, local = split_rows(used, found, until=MAIN_UNTIL)
+    main, local = split_rows(used, found, {key: [(text.math(symbol), meaning) for symbol, meaning in extra]
+                                             for key, extra in (pinned or {}).items()}, until=MAIN_UNTIL)
     section = [blocks.Paragraph(text("rnn_notation.intro") + " " + text(
         "rnn_notation.labels" if cell == "rnn" else "rnn_notation.gates")), _table(text, main, long=True)]
     return section, {key: [blocks.Paragraph(text("notation.here")), _table(text, rows_)] for key, rows_ in local.items()}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from derive import __version__
+from derive.codegen_training import optimizer_context, plan_optimizer
 from derive.derivation import backward_pass
 from derive.errors import VerificationFailed
 from derive.printing import latex
@@ -21,6 +22,8 @@ from derive.rnn_code import code_context
 from derive.rnn_document import build_rnn_document
 from derive.rnn_jacobian import jacobian, self_loop
 from derive.rnn_verify import derivative_check, load_module, minibatch_check, symbolic_check
+from derive.training import derive_training
+from derive.verify_training import optimizer_check
 
 FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json",
               "pdf": "derivation.pdf", "html": "derivation.html"}
@@ -49,10 +52,21 @@ def _json(model, sample, batch, checks, command: str) -> bytes:
             "steps": [{"rule": s.rule, "lhs": side(s.lhs), "rhs": side(s.rhs)} for s in p.steps.get(key, [])]}
             for key, r in p.results.items()}
 
-    data = {"command": command, "version": __version__, "spec": {k: v for k, v in vars(model.spec).items()},
+    data = {"command": command, "version": __version__,
+            "spec": {k: v for k, v in vars(model.spec).items() if k != "optimizer"} | {
+                "optimizer": {"name": model.spec.optimizer.name, "overrides": dict(model.spec.optimizer.overrides)}},
             "per_sample": results(sample), "minibatch": results(batch),
             "verification": [{"name": c.name, "passed": bool(c.passed), "figures": c.figures} for c in checks]}
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def model_context(model, batch, training=None, *, title: str, command: str, version: str) -> dict:
+    """Plain data for templates/model_rnn.py.j2: the loops over the steps (`rnn_code`) and the
+    optimizer's init_state and update (`codegen_training`, shared with every model.py), for the
+    optimizer of the spec unless `training` is given."""
+    training = training if training is not None else derive_training(model.spec.optimizer)
+    return (code_context(model, batch, title=title, command=command, version=version)
+            | optimizer_context(plan_optimizer(training)))
 
 
 def generate(spec: RNNSpec) -> RNNOutcome:
@@ -69,23 +83,25 @@ def generate(spec: RNNSpec) -> RNNOutcome:
     sample = backward_pass(model.network, False)
     batch = backward_pass(model.network, True)
     command = spec.command()
-    code = code_context(model, batch, title=f"derive {__version__}: {spec.slug()}", command=command,
-                        version=__version__)
+    training = derive_training(spec.optimizer)  # the optimizer's equations, as for `derive mlp`
+    code = model_context(model, batch, training, title=f"derive {__version__}: {spec.slug()}", command=command,
+                         version=__version__)
     source = render("model_rnn.py.j2", code)
     module = load_module(source)
-    checks = [symbolic_check(model, sample), minibatch_check(model, sample, batch), derivative_check(model, module)]
+    checks = [symbolic_check(model, sample), minibatch_check(model, sample, batch), derivative_check(model, module),
+              optimizer_check(training, module)]
     jac = jacobian(model, module) if spec.cell == "rnn" else self_loop(model, module)
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()
     if "md" in spec.formats:
         doc = build_rnn_document(model, sample, checks, code, command=command, fmt="md", lang=spec.lang,
-                                 jacobian=jac)
+                                 jacobian=jac, training=training)
         files[FILE_NAMES["md"]] = str(template_module("derivation.md.j2", {"doc": doc})).encode()
         files[doc.picture.file] = doc.picture.svg.encode()  # the Markdown shows the picture from this file
     if "tex" in spec.formats or "pdf" in spec.formats:
         doc = build_rnn_document(model, sample, checks, code, command=command, fmt="tex", lang=spec.lang,
-                                 jacobian=jac)
+                                 jacobian=jac, training=training)
         tex = render("derivation.tex.j2", {"doc": doc})
         if "tex" in spec.formats:
             files[FILE_NAMES["tex"]] = tex.encode()
@@ -95,7 +111,7 @@ def generate(spec: RNNSpec) -> RNNOutcome:
             files[FILE_NAMES["pdf"]] = compile_pdf(tex, spec.lang)
     if "html" in spec.formats:
         doc = build_rnn_document(model, sample, checks, code, command=command, fmt="html", lang=spec.lang,
-                                 jacobian=jac)
+                                 jacobian=jac, training=training)
         files[FILE_NAMES["html"]] = render("derivation.html.j2", {"doc": doc}).encode()
     if "json" in spec.formats:
         files[FILE_NAMES["json"]] = _json(model, sample, batch, checks, command)
@@ -114,8 +130,9 @@ def generate_and_write(spec: RNNSpec, out: Path) -> tuple[RNNOutcome, list[Path]
 
 def verdict(outcome: RNNOutcome) -> str:
     by = {c.name: c.figures for c in outcome.checks}
-    s, b, d = by["symbolic"], by["minibatch"], by["derivatives"]
+    s, b, d, o = by["symbolic"], by["minibatch"], by["derivatives"], by["optimizer_code"]
     return (f"verification passed: {s['partials']} partial derivatives match direct differentiation of the loss "
             f"unrolled over {s['steps']} steps ({'exactly' if s['exact'] else 'to ' + str(s['digits']) + ' digits'}); "
             f"minibatch form equals the mean of {b['samples']} samples; {d['partials']} in model.py match finite "
-            f"differences (relative difference {d['largest_error']}; required {d['tolerance']})")
+            f"differences (relative difference {d['largest_error']}; required {d['tolerance']}); {o['optimizer']} "
+            f"update equals its equations over {o['steps']} steps")

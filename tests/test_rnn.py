@@ -19,7 +19,7 @@ from derive.indexing import Iverson
 from derive.notation import Q
 from derive.render import render
 from derive.rnn import build_rnn, make_rnn_spec
-from derive.rnn_code import code_context
+from derive.rnn_run import model_context
 from derive.rnn_verify import derivative_check, load_module, minibatch_check, symbolic_check
 
 SHAPES = [dict(), dict(output="all"), dict(layers=2), dict(act="relu", output="all"),
@@ -33,7 +33,7 @@ def derived(**choices):
 
 
 def source(model, batch) -> str:
-    return render("model_rnn.py.j2", code_context(model, batch, title="t", command="derive rnn", version="test"))
+    return render("model_rnn.py.j2", model_context(model, batch, title="t", command="derive rnn", version="test"))
 
 
 # ---- the derivation at a symbolic step
@@ -100,7 +100,7 @@ def test_the_code_loops_over_the_steps_only():
 
     loops = [line.strip() for line in text.splitlines() if re.fullmatch(r"\s*for \w+ in .*:", line)]
     # one loop forward over the steps, one backward; clip_gradients and sgd_step loop over the parameter
-    # arrays, train over epochs and minibatches
+    # arrays (update too, over their keys and arrays), train over epochs and minibatches
     assert loops == ["for t in range(T):", "for t in reversed(range(T)):", "for g in grads.values():",
                      "for name in params:", "for _ in range(epochs):", "for start in range(0, m, batch_size):"]
     assert "if t + 1 <= T - 1 and carry:" in text and "if t >= 1:" in text
@@ -174,6 +174,9 @@ def test_cli_is_deterministic_and_speaks_chinese(tmp_path):
     (["--loss", "bce", "--out-act", "identity"], "bce"),
     (["--format", "ipynb"], "--format"),
     (["--lang", "fr"], "--lang"),
+    (["--optimizer", "adamx"], "--optimizer"),
+    (["--optimizer", "adam:beta1=2"], "beta1"),
+    (["--optimizer", "sgd:momentum=0.9"], "momentum"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
     out = tmp_path / "never"
@@ -375,7 +378,7 @@ def test_every_symbol_of_the_document_is_in_a_table_with_one_meaning(cell, lang,
     from derive.rnn_jacobian import jacobian, self_loop
 
     model, sample, batch = derived(cell=cell, output=output)
-    code = code_context(model, batch, title="t", command="derive rnn", version="test")
+    code = model_context(model, batch, title="t", command="derive rnn", version="test")
     module = load_module(render("model_rnn.py.j2", code))
     checks = [minibatch_check(model, sample, batch), derivative_check(model, module)]
     jac = jacobian(model, module) if cell == "rnn" else self_loop(model, module)
@@ -386,3 +389,88 @@ def test_every_symbol_of_the_document_is_in_a_table_with_one_meaning(cell, lang,
     assert r"\Gamma" in formulas if cell != "rnn" else r"W_{\mathrm{hh}}" in formulas
     # no gate printed with PyTorch's letter: {i}^{(1)}, {g}^{(1)}, {r}^{(1)}, {z}^{(1)}, {n}^{(1)}
     assert not re.search(r"\{[ifgornz]\}\^\{\(", formulas)
+
+
+# ---- the optimizer (--optimizer, as for derive mlp)
+
+
+def optimized(optimizer: str, **choices):
+    """The generated module of a network with `optimizer`, and the optimizer's derivation."""
+    from derive.catalog.optimizers import resolve_optimizer
+    from derive.training import derive_training
+
+    model, _, batch = derived(**choices)
+    training = derive_training(resolve_optimizer(optimizer))
+    context = model_context(model, batch, training, title="t", command="c", version="v")
+    return load_module(render("model_rnn.py.j2", context)), training
+
+
+@pytest.mark.parametrize("optimizer", ["adam:weight_decay=0.01", "rmsprop:centered=true", "nesterov", "adagrad"])
+def test_update_of_the_generated_code_is_the_optimizer_and_torch_optim(optimizer):
+    """`update` in model.py equals the optimizer's equations in 30-digit arithmetic (the check every
+    run makes), and five steps on a GRU network's parameters, with its gradients, equal torch.optim's."""
+    from conftest import torch_or_skip_module
+
+    from derive.verify_training import optimizer_check
+
+    module, training = optimized(optimizer, cell="gru")
+    check = optimizer_check(training, module)
+    assert check.passed and check.figures["optimizer"] == training.optimizer.name
+    torch = torch_or_skip_module()
+    opt, values = training.optimizer, training.values
+    rng = np.random.default_rng(4)
+    params = module.init_params(rng)
+    X, Y = rng.standard_normal((4, 3, 5)), rng.standard_normal((2, 5))
+    mirror = {k: torch.tensor(v.copy(), dtype=torch.float64, requires_grad=True) for k, v in params.items()}
+    reference = eval(opt.torch_class, {"torch": torch})(list(mirror.values()), **opt.torch_kwargs(values))  # noqa: S307
+    state = module.init_state(params, **{h.name: values[h.name] for h in opt.hypers if h.init_only})
+    for _ in range(5):  # the network's gradients at the current parameters, the same for both
+        grads = module.gradients(params, X, Y)
+        module.update(params, grads, state)
+        for key, tensor in mirror.items():
+            tensor.grad = torch.tensor(grads[key], dtype=torch.float64)
+        reference.step()
+        for key, tensor in mirror.items():
+            theirs = tensor.detach().numpy()
+            assert np.max(np.abs(params[key] - theirs) / np.maximum(np.abs(theirs), 1e-300)) <= 1e-12, (optimizer, key)
+
+
+def test_the_update_check_can_fail():
+    """A generated update with a wrong sign fails the check that every run makes."""
+    from derive.verify_training import optimizer_check
+
+    module, training = optimized("adam")
+    right = module.update
+
+    def wrong(params, grads, state, **hyper):
+        right(params, {k: -g for k, g in grads.items()}, state, **hyper)
+
+    module.update = wrong
+    assert not optimizer_check(training, module).passed
+
+
+def test_train_takes_the_steps_of_update():
+    """train() with one minibatch per epoch is gradients, then update with the optimizer's state."""
+    module, _ = optimized("adam:lr=0.01")
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((5, 3, 8)), rng.standard_normal((2, 8))
+    trained, by_hand = module.init_params(), module.init_params()
+    history = module.train(trained, X, Y, epochs=3, batch_size=8, rng=np.random.default_rng(0))
+    state = module.init_state(by_hand)
+    for _ in range(3):
+        module.update(by_hand, module.gradients(by_hand, X, Y), state)
+    for key in trained:  # the same steps; the shuffled columns only change the order of the sums over samples
+        assert np.allclose(trained[key], by_hand[key], rtol=1e-12, atol=1e-15), key
+    assert len(history) == 3 and history[-1] == pytest.approx(module.loss(by_hand, X, Y), rel=1e-12)
+    assert "lr=0.01" in str(__import__("inspect").signature(module.update))
+
+
+def test_cli_optimizer_names_the_folder_and_the_document(tmp_path):
+    out = tmp_path / "adam"
+    result = CliRunner().invoke(main, ["rnn", "--optimizer", "adam:lr=0.01", "--format", "md,py", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "adam update equals its equations over 3 steps" in result.output
+    md = (out / "derivation.md").read_text()
+    assert "torch.optim.Adam" in md and "--optimizer adam:lr=0.01" in md
+    assert make_rnn_spec(optimizer="adam:lr=0.01").slug() == "rnn-rnn-last-L1-tanh-identity-mse-adam-lr0.01"
+    assert make_rnn_spec(optimizer="sgd").slug() == "rnn-rnn-last-L1-tanh-identity-mse"

@@ -15,7 +15,7 @@ from conftest import torch_or_skip_module
 from derive.derivation import backward_pass
 from derive.render import render
 from derive.rnn import build_rnn, make_rnn_spec
-from derive.rnn_code import code_context
+from derive.rnn_run import model_context
 from derive.rnn_verify import load_module
 
 torch = torch_or_skip_module()
@@ -27,7 +27,7 @@ TOLERANCE = 1e-10
 def generated(layers: int, output: str, act: str, cell: str = "rnn"):
     """model.py for a network shape (its formulas do not depend on the sizes)."""
     model = build_rnn(make_rnn_spec(cell=cell, layers=layers, output=output, act=act))
-    source = render("model_rnn.py.j2", code_context(model, backward_pass(model.network, True), title="t",
+    source = render("model_rnn.py.j2", model_context(model, backward_pass(model.network, True), title="t",
                                                     command="derive rnn", version="test"))
     return load_module(source)
 
@@ -112,7 +112,7 @@ def test_a_dropped_next_step_error_is_caught():
     bug) differs from PyTorch as soon as there are two steps."""
     c = dict(cell="rnn", layers=1, output="last", act="tanh", steps=3, n=2, H=3, K=2, m=2, seed=5)
     model = build_rnn(make_rnn_spec())
-    context = code_context(model, backward_pass(model.network, True), title="t", command="c", version="v")
+    context = model_context(model, backward_pass(model.network, True), title="t", command="c", version="v")
     for block in context["backward"]:
         block["statements"] = [s for s in block["statements"] if "t + 1" not in s["guard"]]
     broken = load_module(render("model_rnn.py.j2", context))
