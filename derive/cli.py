@@ -362,7 +362,8 @@ def list_catalog() -> None:
 def net(file, formats, lang, out, quiet) -> None:
     """Derive backpropagation for the network described in FILE.toml (layers in order, each a
     registered kind with its options; skip connections by name; loss, optimizer, penalties; see
-    examples/*.toml and `derive mlp … --print-network`)."""
+    examples/*.toml and `derive mlp … --print-network`). Recurrent layers (kind rnn, lstm, gru)
+    take the shapes of `derive rnn`: up to three of one kind and size, then a dense head."""
     with collector_paused():
         _net(file, formats, lang, out, quiet)
 
@@ -375,4 +376,12 @@ def _net(file, formats, lang, out, quiet) -> None:
     except DeriveError as error:
         _fail(error)
         return
-    _generate(spec, out if out is not None else Path("outputs") / spec.slug(), quiet)
+    folder = out if out is not None else Path("outputs") / spec.slug()
+    from derive.rnn import RNNSpec
+
+    if isinstance(spec, RNNSpec):  # recurrent layers: the pipeline of `derive rnn`
+        from derive.rnn_run import generate_and_write, verdict
+
+        _generate(spec, folder, quiet, generate_and_write, verdict)
+        return
+    _generate(spec, folder, quiet)

@@ -189,7 +189,8 @@ def make_net_spec(path: str, formats: str | None = None, *, lang: str | None = N
     from derive.netfile import read_network
 
     spec = read_network(path, formats=parse_formats(formats), lang=parse_lang(lang))
-    _network_model(spec)
+    if isinstance(spec, NetSpec):  # recurrent layers: the spec of `derive rnn`, checked when it was made
+        _network_model(spec)
     return spec
 
 

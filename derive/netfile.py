@@ -73,7 +73,12 @@ def read_network(path: str | Path, *, formats: tuple[str, ...] = DEFAULT_FORMATS
 
 def parse_network(data: dict, where: str, *, text: str = "", formats: tuple[str, ...] = DEFAULT_FORMATS,
                   lang: str = DEFAULT_LANGUAGE) -> NetSpec:
-    """A NetSpec from the TOML data of a network file (`where` names it in messages)."""
+    """A NetSpec from the TOML data of a network file (`where` names it in messages); a file with
+    recurrent layers gives the RNNSpec of `derive rnn` (`netfile_recurrent`)."""
+    from derive.netfile_recurrent import is_recurrent, recurrent_spec
+
+    if is_recurrent(data):
+        return recurrent_spec(data, where, formats=formats, lang=lang)
     unknown = sorted(set(data) - set(TOP_KEYS))
     if unknown:
         raise NetFileError(f"{where}: unknown key {unknown[0]!r}; accepted: {', '.join(TOP_KEYS)}")

@@ -54,9 +54,15 @@ class RNNSpec:
     formats: tuple[str, ...] = DEFAULT_FORMATS
     lang: str = "en"
     optimizer: OptimizerChoice = OptimizerChoice()  # of the generated update() and train()
+    source: str | None = None  # the network file these choices were read from (`derive net FILE.toml`)
 
     def slug(self) -> str:
-        """Folder name under outputs/: rnn-rnn-last-L1-tanh-identity-mse (sizes and language when not the defaults)."""
+        """Folder name under outputs/: rnn-rnn-last-L1-tanh-identity-mse (sizes and language when not the
+        defaults); for a network file net-<its name>, as every network file's."""
+        if self.source is not None:
+            from derive.spec import NetSpec
+
+            return NetSpec(self.source, 1, (), lang=self.lang, optimizer=self.optimizer).slug()
         parts = ["rnn", self.cell, self.output, f"L{self.layers}", self.act, slug_part(self.out_act), slug_part(self.loss)]
         default = RNNSpec()
         sizes = (self.inputs, self.hidden, self.units, self.steps)
@@ -67,8 +73,11 @@ class RNNSpec:
         return "-".join(parts) + self.optimizer.slug()
 
     def command(self) -> str:
-        """The `derive rnn` command that reproduces these choices (defaults left out)."""
+        """The `derive rnn` command that reproduces these choices (defaults left out), or the `derive
+        net` command of the network file they were read from."""
         default = RNNSpec()
+        if self.source is not None:
+            return " ".join(["derive net", shlex.quote(self.source)] + ([f"--lang {self.lang}"] if self.lang != "en" else []))
         parts = ["derive rnn", f"--cell {self.cell}"]
         for option, name in (("--input", "inputs"), ("--hidden", "hidden"), ("--layers", "layers"),
                              ("--steps", "steps"), ("--output", "output"), ("--units", "units"),
@@ -95,7 +104,7 @@ def _choice(value: str, option: str, accepted: tuple[str, ...]) -> str:
 
 
 def make_rnn_spec(cell="rnn", inputs=3, hidden=4, layers=1, steps=5, output="last", units=2, act="tanh",
-                  out_act=None, loss="mse", formats=None, lang=None, optimizer=None) -> RNNSpec:
+                  out_act=None, loss="mse", formats=None, lang=None, optimizer=None, source=None) -> RNNSpec:
     """Validate the choices of `derive rnn`; a DeriveError names the first bad value and what is accepted."""
     cell = _choice(cell, "--cell", CELLS)
     act = _choice(act, "--act", CELL_ACTIVATIONS)
@@ -118,7 +127,7 @@ def make_rnn_spec(cell="rnn", inputs=3, hidden=4, layers=1, steps=5, output="las
                    _whole(layers, "--layers", 1, MAX_LAYERS), _whole(steps, "--steps", 1, MAX_STEPS),
                    _choice(output, "--output", OUTPUTS), _whole(units, "--units", 1, MAX_UNITS), act,
                    output_entry.spec_text, loss_entry.spec_text,
-                   parse_formats(formats, FORMATS, DEFAULT_FORMATS), parse_lang(lang), resolve_optimizer(optimizer))
+                   parse_formats(formats, FORMATS, DEFAULT_FORMATS), parse_lang(lang), resolve_optimizer(optimizer), source)
 
 
 @dataclass(frozen=True)

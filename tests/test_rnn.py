@@ -474,3 +474,65 @@ def test_cli_optimizer_names_the_folder_and_the_document(tmp_path):
     assert "torch.optim.Adam" in md and "--optimizer adam:lr=0.01" in md
     assert make_rnn_spec(optimizer="adam:lr=0.01").slug() == "rnn-rnn-last-L1-tanh-identity-mse-adam-lr0.01"
     assert make_rnn_spec(optimizer="sgd").slug() == "rnn-rnn-last-L1-tanh-identity-mse"
+
+
+# ---- recurrent layers in network files (derive net)
+
+
+def test_the_lstm_network_file_derives_verifies_and_is_derive_rnns_network(tmp_path):
+    """examples/lstm_sequence.toml goes through `derive net` to the pipeline of `derive rnn`: every
+    check passes, and its model.py is the one `derive rnn` prints for the same choices (all but the
+    header that names the command)."""
+    from pathlib import Path
+
+    from derive.rnn import RNNSpec
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "lstm_sequence.toml"
+    out = tmp_path / "net"
+    result = CliRunner().invoke(main, ["net", str(example), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "verification passed" in result.output and "adam update equals its equations" in result.output
+    same = make_rnn_spec(cell="lstm", inputs=3, hidden=4, steps=4, output="all", units=2, optimizer="adam:lr=0.01")
+    model = build_rnn(same)
+    expected = render("model_rnn.py.j2", model_context(model, backward_pass(model.network, True), title="t",
+                                                        command="c", version="v"))
+    written = (out / "model.py").read_text()
+    body = lambda text: text.split("\nimport numpy as np\n", 1)[1]  # noqa: E731 - after the docstring naming the command
+    assert body(written) == body(expected)
+    assert f"derive net {example}" in (out / "derivation.md").read_text()
+    spec = __import__("derive.model", fromlist=["make_net_spec"]).make_net_spec(str(example))
+    assert isinstance(spec, RNNSpec) and spec.slug() == "net-lstm_sequence-adam-lr0.01"
+
+
+NET_HEAD = 'input = 3\n[[layers]]\nkind = "dense"\nunits = 2\n'
+
+
+@pytest.mark.parametrize("text, words", [
+    ('input = 3\n[[layers]]\nkind = "lstm"\nunits = 4\n', "nothing after the recurrent layers"),
+    ('input = 3\n[[layers]]\nkind = "dense"\nunits = 4\n[[layers]]\nkind = "gru"\nunits = 4\n' + NET_HEAD[10:],
+     "layers[1] has kind 'dense' before a recurrent layer"),
+    ('input = 3\n[[layers]]\nkind = "lstm"\nunits = 4\n[[layers]]\nkind = "gru"\nunits = 4\n' + NET_HEAD[10:],
+     "kind 'gru' after kind 'lstm'"),
+    ('input = 3\n[[layers]]\nkind = "rnn"\nunits = 4\n[[layers]]\nkind = "rnn"\nunits = 5\n' + NET_HEAD[10:],
+     "units = 5 after units = 4"),
+    ('input = 3\n[[layers]]\nkind = "rnn"\nunits = 4\noutput = "all"\n[[layers]]\nkind = "rnn"\nunits = 4\n'
+     + NET_HEAD[10:], "output and steps go on the last recurrent layer"),
+    ('input = 3\n[[layers]]\nkind = "rnn"\nunits = 4\nactivation = "sigmoid"\n' + NET_HEAD[10:],
+     "activation of the recurrent layers: 'sigmoid'"),
+    ('input = 3\n[[layers]]\nkind = "lstm"\nunits = 4\n[[layers]]\nkind = "dense"\nunits = 2\n'
+     '[[layers]]\nkind = "dense"\nunits = 2\n', "and 1 more after the recurrent layers"),
+    ('input = 3\nl2 = 0.1\n[[layers]]\nkind = "rnn"\nunits = 4\n' + NET_HEAD[10:], "'l2' is not available"),
+    ('input = [3, 5]\n[[layers]]\nkind = "rnn"\nunits = 4\n' + NET_HEAD[10:], "expected a whole number"),
+    ('input = 3\n[[layers]]\nkind = "rnn"\nunits = 4\nname = "h"\n' + NET_HEAD[10:], "unknown key 'name'"),
+    ('input = 3\n[[layers]]\nkind = "rnn"\nunits = 4\noutput = "first"\n' + NET_HEAD[10:], "output: 'first'"),
+])
+def test_a_recurrent_network_file_outside_derive_rnns_shapes_is_one_line(tmp_path, text, words):
+    path = tmp_path / "net.toml"
+    path.write_text(text)
+    out = tmp_path / "never"
+    result = CliRunner().invoke(main, ["net", str(path), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("derive: error: ") and str(path) in lines[0], lines
+    assert words in lines[0], lines[0]
+    assert not out.exists()
