@@ -36,12 +36,12 @@ def rows(cell: str) -> list[tuple[str, str, str]]:
     out = [("x", "x", _letter("x")), ("y", "y", _letter("y")),
            ("a^{(l)},\\ h", "state", _letter("a") + "|" + _letter("h"))]
     if cell == "lstm":
-        gates, values = "ifgo", "ifo"
+        from derive.layers.lstm import GATES as gates
         out += [("c^{(l)}", "cell", _letter("c")),
                 ("\\tilde{c}^{(l)}", "candidate_lstm", r"\\tilde\{c\}"),
                 (r"\Gamma_{\mathrm{i}},\ \Gamma_{\mathrm{f}},\ \Gamma_{\mathrm{o}}", "gates_lstm", r"\\Gamma")]
     elif cell == "gru":
-        gates, values = "rzn", "rz"
+        from derive.layers.gru import GATES as gates
         out += [("\\tilde{h}^{(l)}", "candidate_gru", r"\\tilde\{h\}"),
                 (r"\Gamma_{\mathrm{r}},\ \Gamma_{\mathrm{z}}", "gates_gru", r"\\Gamma")]
     out.append(("z^{(l)}", "z", _letter("z")))
