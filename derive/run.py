@@ -150,8 +150,10 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     source = model_source(derivation, title=title, command=command, training=training, initialisation=initialisation,
                           plan=plan)
     lesson = study(derivation) if set(spec.formats) - {"py", "json"} else None  # before verify: it waits for `direct`
+    # the training checks need no direct differentiation: run them while that child finishes
+    checks_of_training = training_checks(model, training, initialisation, source)
     report = verify(derivation, source, direct, batch_check)
-    report.checks += training_checks(model, training, initialisation, source)
+    report.checks += checks_of_training
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()
@@ -169,8 +171,9 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
 
         for node in conv_nodes(model.network):
             prove(node, model.network)
-    # LaTeX and JSON are printed in a second process while this one prints the Markdown
-    side = Background(_tex_and_json, derivation, report, plan, command, spec, training, initialisation, lesson)
+    # LaTeX, the longest document to print, in a second process while this one prints the Markdown
+    # and the JSON
+    side = Background(_tex, derivation, report, plan, command, spec, training, initialisation, lesson)
     if "md" in spec.formats or "ipynb" in spec.formats:
         markdown = template_module("derivation.md.j2", {"doc": doc("md")})
     if "md" in spec.formats:
@@ -178,11 +181,11 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
         files[PICTURE_FILE] = doc("md").picture.svg.encode()
         for block in (b for s in doc("md").sections for b in s.blocks if b.kind == "picture"):
             files.setdefault(block.file, block.svg.encode())  # further pictures (a convolution's window)
-    tex, json_bytes = side.result()
+    if "json" in spec.formats:
+        files[FILE_NAMES["json"]] = _json(derivation, report, command, training, initialisation)
+    tex = side.result()
     if "tex" in spec.formats:
         files[FILE_NAMES["tex"]] = tex.encode()
-    if json_bytes is not None:
-        files[FILE_NAMES["json"]] = json_bytes
     if "html" in spec.formats:
         files[FILE_NAMES["html"]] = render("derivation.html.j2", {"doc": doc("html")}).encode()
     if "ipynb" in spec.formats:
@@ -206,19 +209,20 @@ def document_builder(model):
     return build_graph_document
 
 
-def _tex_and_json(derivation, report, plan, command, spec, training, initialisation, lesson
-                  ) -> tuple[str | None, bytes | None]:
-    """derivation.tex (also the source of the PDF) and derivation.json, as requested."""
-    tex = json_bytes = None
-    if "tex" in spec.formats or "pdf" in spec.formats:
-        doc = document_builder(derivation.model)(derivation, report, plan, command=command, fmt="tex",
-                                                 lang=spec.lang, training=(training, initialisation), lesson=lesson)
-        tex = render("derivation.tex.j2", {"doc": doc})
-    if "json" in spec.formats:
-        data = json_document(derivation, report, command=command)
-        data["training"] = training_json(training, initialisation)
-        json_bytes = (json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
-    return tex, json_bytes
+def _tex(derivation, report, plan, command, spec, training, initialisation, lesson) -> str | None:
+    """derivation.tex (also the source of the PDF), if requested."""
+    if "tex" not in spec.formats and "pdf" not in spec.formats:
+        return None
+    doc = document_builder(derivation.model)(derivation, report, plan, command=command, fmt="tex",
+                                             lang=spec.lang, training=(training, initialisation), lesson=lesson)
+    return render("derivation.tex.j2", {"doc": doc})
+
+
+def _json(derivation, report, command, training, initialisation) -> bytes:
+    """derivation.json: the derivation's data for other programs."""
+    data = json_document(derivation, report, command=command)
+    data["training"] = training_json(training, initialisation)
+    return (json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
 
 
 def generate_and_write(spec: MLPSpec, out: Path) -> tuple[Outcome, list[Path]]:
