@@ -34,7 +34,8 @@ DECIMALS = 4  # of every number of the worked example
 
 
 def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str], lesson: Lesson,
-                 table: str = "learn", instance: list[tuple[str, dict]] | None = None, vector: str = "") -> list:
+                 table: str = "learn", instance: list[tuple[str, dict]] | None = None, vector: str = "",
+                 goals: bool = True) -> list:
     """The key equations boxed, one line of meaning each, and what the reader will be able to do
     (`table`: the catalog table of the intro, "learn" or "graph" with its learn_ keys). With an
     `instance`, `rows` are the general form (any activation g, any loss) and `instance` this network's
@@ -42,35 +43,41 @@ def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str],
     prefix = "learn." if table == "learn" else f"{table}.learn_"
     boxed = blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True)
     if instance is not None:
-        head = [blocks.Paragraph(text("learn.intro_general" + vector)), boxed,
-                blocks.Paragraph(text("learn.key", bracket=text.raw("learn.key_bracket")
-                                     if any(r"\left[" in e["rhs"] for _, e in instance) else "")),
-                blocks.Paragraph(text("learn.instance")),
+        key = [blocks.Paragraph(text("learn.key", bracket=text.raw("learn.key_bracket")
+                                    if any(r"\left[" in e["rhs"] for _, e in instance) else ""))] if goals else []
+        head = [blocks.Paragraph(text(("learn.intro_general" if goals else "learn.summary_general") + vector)), boxed,
+                *key, blocks.Paragraph(text("learn.instance")),
                 blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in instance))]
     else:
-        head = [blocks.Paragraph(text(prefix + "intro")), boxed]
-    return [
-        *head,
-        blocks.ItemList(tuple(meanings), intro=text(prefix + "meanings")),
-        blocks.ItemList(tuple(text(f"learn.goal_{k}" + ("_inactive" if k == "meaning" and not lesson.slopes.saturates
-                                                         and any(b.blocks for _, b in lesson.slopes.layers) else ""),
-                                   ratio=cost_ratio(lesson)) for k in ("derive", "meaning", "hand", "code")
-                              if k != "hand" or lesson.example is not None), intro=text("learn.goals")),
-    ]
+        head = [blocks.Paragraph(text(prefix + ("intro" if goals else "summary"))), boxed]
+    out = [*head, blocks.ItemList(tuple(meanings), intro=text(prefix + "meanings"))]
+    return out + (goal_blocks(text, lesson) if goals else [])
+
+
+def goal_blocks(text, lesson: Lesson, ahead: bool = False) -> list:
+    """What the reader will be able to do; `ahead`: said before the equations are shown."""
+    return [blocks.ItemList(tuple(
+        text(f"learn.goal_{k}" + ("_inactive" if k == "meaning" and not lesson.slopes.saturates
+                                  and any(b.blocks for _, b in lesson.slopes.layers) else "")
+             + ("_ahead" if k == "derive" and ahead else ""), ratio=cost_ratio(lesson))
+        for k in ("derive", "meaning", "hand", "code") if k != "hand" or lesson.example is not None),
+        intro=text("learn.goals"))]
 
 
 # --------------------------------------------------------------------------------------------------
 # the big picture: why a gradient, why not finite differences
 
 
-def motivation_blocks(lesson: Lesson, text, refs) -> list:
+def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list:
     """Why training needs the whole gradient, and why not by nudging each parameter: the counts of
     this network (its parameters, the forward passes finite differences would take, the cost of
-    backpropagation in forward passes) come from `lesson.costs`."""
+    backpropagation in forward passes) come from `lesson.costs`. As the `opening` of a document, the
+    wanted derivative is named for one weight and each paragraph is headed by its question."""
     parameters = lesson.costs.parameters.value
-    return [blocks.Paragraph(text("network.why", parameters=parameters, raw={"update": refs.section("update_rule")})),
-            blocks.Paragraph(text("network.nudge", passes=parameters + 1, ratio=cost_ratio(lesson),
-                                  raw={"cost": refs.section("cost")}))]
+    nudge = text("network.nudge", passes=parameters + 1, ratio=cost_ratio(lesson), raw={"cost": refs.section("cost")})
+    return [blocks.Paragraph(text("learn.want" if opening else "network.why", parameters=parameters,
+                                  raw={"update": refs.section("update_rule")})),
+            blocks.Paragraph(text("learn.nudge_lead") + " " + nudge if opening else nudge)]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -73,16 +73,42 @@ def test_the_compared_documents_repeat_no_sentence_more_than_three_times(compare
     assert repeated(compared_markdown) == {}
 
 
-def test_the_big_picture_motivates_before_it_shows_a_formula(compared_markdown):
-    """Section 2 opens with why the gradient is needed and why not by finite differences, in prose
-    with this network's counts, before its first formula; the error is explained before the picture."""
-    section = compared_markdown.split("\n## 2. ", 1)[1].split("\n## 3. ", 1)[0]
-    paragraphs = [p for p in section.split("\n\n")[1:] if p.strip()]
-    assert "$" not in paragraphs[0] + paragraphs[1]
+def _section(markdown: str, number: int) -> str:
+    return markdown.split(f"\n## {number}. ", 1)[1].split(f"\n## {number + 1}. ", 1)[0]
+
+
+def test_the_opening_motivates_before_it_derives(compared_markdown):
+    """Section 1 says what is wanted, the rate at which the loss changes with one weight, and why not
+    by finite differences, with this network's counts, and displays no equation; section 2 shows the
+    network, then counts the paths of a weight of layer 1 before it explains the error of a unit."""
+    opening = _section(compared_markdown, 1)
+    paragraphs = [p for p in opening.split("\n\n")[1:] if p.strip()]
+    assert "$$" not in opening
+    assert "\\partial C / \\partial W^{(l)}_{jk}" in paragraphs[0]
     # 73 parameters (sizes 4, 5, 5, 3): 74 forward passes by one-sided finite differences, 2.7 by backpropagation
     assert re.search(r"\b74\b", paragraphs[1]) and re.search(r"\b2\.7\b", paragraphs[1])
     assert ("one-sided" in paragraphs[1] and "central difference" in paragraphs[1]) or ("单侧" in paragraphs[1] and "中心差分" in paragraphs[1])
-    assert section.index("\\delta^{(l)}_j") < section.index("network.svg")
+    picture = _section(compared_markdown, 2)
+    # a weight of layer 1 reaches the loss along n2 n3 = 15 paths (45 through the softmax, n2 n3 n3)
+    paths = re.search(r"n_\{2\} n_\{3\}(?: n_\{3\})? = 5 \\cdot 3(?: \\cdot 3)? = (15|45)", picture)
+    assert paths and (paths.group(1) == "45") == ("relu" in compared_markdown.split("\n## 1. ")[0])
+    blocks = picture.split("\n\n")
+    at = next(n for n, block in enumerate(blocks) if paths.group(0) in block)
+    assert any("network.svg" in block for block in blocks[:at]) and "\\delta^{(l)}_j" in blocks[at + 1]
+
+
+def test_the_four_equations_are_boxed_once_after_their_derivations(compared_markdown):
+    """No equation is boxed before it is derived: the derivations (sections 8 to 10) end in their
+    matrix form, and BP1 to BP4 are boxed together once, in section 11, the only box of the lesson
+    before the reference part."""
+    titles = re.findall(r"(?m)^## (\d+)\. ", compared_markdown)
+    lesson = compared_markdown.split("\n---\n", 1)[0]
+    assert lesson.count("\\boxed") == 1
+    summary = _section(compared_markdown, 11)
+    assert "\\boxed" in summary and all(f"(BP{n})" in summary for n in (1, 2, 3, 4))
+    for number in (8, 9, 10):
+        assert "\\boxed" not in _section(compared_markdown, number)
+    assert len(titles) > 17 and "## 18. " in compared_markdown.split("\n---\n", 1)[1]
 
 
 def test_the_repetition_check_can_fail():
