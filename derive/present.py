@@ -238,6 +238,48 @@ def _unit_letters(result: Result) -> dict:
     return equation(result.lhs.xreplace(letters), result.rhs.xreplace(letters))
 
 
+def _layer_offset(i: sp.Idx, home: str) -> int | None:
+    """Where the layer an index runs over lies from `home` (the layer of the derived quantity): 0, -1,
+    +1; None for a sample index or an index that does not run over units."""
+    size = i.upper + 1
+    if not isinstance(size, sp.Symbol) or not size.name.startswith("n_"):
+        return None
+    tag = size.name[2:]
+    if home.isdigit() and tag.isdigit():
+        return int(tag) - int(home)
+    return {"l": 0, "lp1": 1, "lm1": -1}.get(tag) if home == "l" else None
+
+
+UNIT_LETTERS = {0: "j", -1: "k", 1: "i"}  # a unit of layer l, of layer l - 1, of layer l + 1 (Nielsen's j, k)
+
+
+def unit_letters(steps: list[Step]) -> list[Step]:
+    """A derivation with its unit indices named by layer, one convention throughout the lesson: j for
+    a unit of the layer of the derived quantity, k for one of the layer before, i for one of the layer
+    after; an index that runs over the same layer as one already named takes a prime (j'), so the
+    derived entry keeps the plain letter. The steps are unchanged but for the names of their indices."""
+    if not steps:
+        return steps
+    first = steps[0].lhs
+    derived = sorted(first.atoms(sp.Idx), key=lambda i: str(first).index(str(i.label)) if str(i.label) in str(first) else 0)
+    units = [i for i in derived if (i.upper + 1).is_Symbol and (i.upper + 1).name.startswith("n_")]
+    if not units:
+        return steps
+    home = (units[0].upper + 1).name[2:]
+    everything = set().union(*(st.lhs.atoms(sp.Idx) | st.rhs.atoms(sp.Idx) for st in steps))
+    names, taken = {}, set()
+    for i in [*units, *sorted(everything - set(units), key=str)]:  # the derived entry's indices first
+        offset = _layer_offset(i, home)
+        if offset not in UNIT_LETTERS or i in names:
+            continue
+        letter = UNIT_LETTERS[offset]
+        while letter in taken:
+            letter += "'"
+        taken.add(letter)
+        names[i] = sp.Idx(sp.Symbol(letter, integer=True), (i.lower, i.upper))
+    return [replace(st, lhs=st.lhs.xreplace(names), rhs=st.rhs.xreplace(names)) for st in steps]
+
+
 def _forward(derivation: Derivation, text: Text) -> list:
     """The general layer l (weighted sums), then each layer's activation as derived."""
     sample_z, batch_z = derivation.general_forward
@@ -358,11 +400,12 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
 
 
 def _steps(narrator: Narrator, steps: list[Step], *, intro: str = "", ref=lambda step: ("", ""),
-           label: str | None = None, conclusion: str = "") -> blocks.Derivation:
+           label: str | None = None, conclusion: str = "", letters: bool = False) -> blocks.Derivation:
     """A derivation of the backward pass, narrated (`derive.narrate`): `ref(step)` gives the reference a
-    step's rule cites, in a sentence and in a tag; `label` names the result for cross-references."""
-    return narrator.derivation(steps, sides(latex), intro=intro, ref=ref, label=label, conclusion=conclusion,
-                               relation=_relation)
+    step's rule cites, in a sentence and in a tag; `label` names the result for cross-references;
+    `letters`: unit indices named by layer (`unit_letters`)."""
+    return narrator.derivation(unit_letters(list(steps)) if letters else steps, sides(latex), intro=intro, ref=ref,
+                               label=label, conclusion=conclusion, relation=_relation, chains=letters)
 
 
 def _relation(step: Step) -> str:
@@ -436,10 +479,10 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
     depth, sample = derivation.model.depth, derivation.sample
     return [
         blocks.Paragraph(text("output_error.intro")),
-        _steps(narrator, sample.steps[Q("grad_a", depth)], label="eq:upstream-out",
-               intro=text("output_error.upstream", output=latex(sample.steps[Q("grad_a", depth)][0].lhs.variables[0]))),
+        _steps(narrator, sample.steps[Q("grad_a", depth)], label="eq:upstream-out", letters=True,
+               intro=text("output_error.upstream", output=latex(unit_letters(sample.steps[Q("grad_a", depth)])[0].lhs.variables[0]))),
         _steps(narrator, sample.steps[Q("delta", depth)], intro=text("output_error.delta"),
-               ref=_upstream_ref(refs, "eq:upstream-out"), label="eq:bp1"),  # boxed once, in section `summary`
+               ref=_upstream_ref(refs, "eq:upstream-out"), label="eq:bp1", letters=True),  # boxed once, in section `summary`
         blocks.Paragraph(text("output_error.meaning_vector" if derivation.model.activations[-1].is_vector
                               else "output_error.meaning")),
         *_general_output(derivation, text, narrator),
@@ -471,7 +514,8 @@ def _general_output(derivation: Derivation, text: Text, narrator: Narrator) -> l
         return []
     vector = "_vector" if forms.vector else ""
     return [
-        narrator.derivation(forms.output.steps, _output_sides, intro=text(f"output_error.general{vector}"),
+        narrator.derivation(unit_letters(list(forms.output.steps)), _output_sides, chains=True,
+                            intro=text(f"output_error.general{vector}"),
                             relation=_relation, label="eq:bp1-general"),
         blocks.Paragraph(text(f"output_error.general_instance{vector}")),
     ]
@@ -489,16 +533,16 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
         up, de = _split_hidden(general.steps[Q("delta", l)])
         out += [
             blocks.Paragraph(text("recursion.intro")),
-            _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l"),
+            _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l", letters=True),
             _steps(narrator, de, intro=text("recursion.delta"), ref=_upstream_ref(refs, "eq:upstream-l"),
-                   label="eq:bp2"),
+                   label="eq:bp2", letters=True),
             blocks.Paragraph(text("recursion.meaning")),
         ]
         forms = general_forms(derivation)
         if forms is not None:
             out += [
                 _steps(narrator, _split_hidden(list(forms.hidden.steps))[1], intro=text("recursion.general"),
-                       ref=_upstream_ref(refs, "eq:upstream-l"), label="eq:bp2-general"),
+                       ref=_upstream_ref(refs, "eq:upstream-l"), label="eq:bp2-general", letters=True),
                 blocks.Paragraph(text("recursion.general_instance")),
             ]
     else:
@@ -511,9 +555,9 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
             label = f"eq:upstream-{layer}"
             out += [
                 blocks.Heading(text("recursion_layer.title", layer=layer)),
-                _steps(narrator, up, intro=text("recursion_layer.upstream", layer=layer), label=label),
+                _steps(narrator, up, intro=text("recursion_layer.upstream", layer=layer), label=label, letters=True),
                 _steps(narrator, de, intro=text("recursion_layer.delta", layer=layer),
-                       ref=_upstream_ref(refs, label)),
+                       ref=_upstream_ref(refs, label), letters=True),
             ]
         rows.append(result_equation(sample.results[Q("delta", layer)]))
     if general is not None:
@@ -536,8 +580,8 @@ def _parameters(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     derived = general if general is not None else derivation.sample
     return [
         blocks.Paragraph(text("parameters.intro")),
-        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("parameters.biases"), label="eq:bp3"),
-        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4"),
+        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("parameters.biases"), label="eq:bp3", letters=True),
+        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4", letters=True),
         *([blocks.Paragraph(text("parameters.instances", layers=_layer_list(depth, text)))] if general is not None
           else [blocks.Paragraph(text("parameters.per_layer")), *_per_layer(derivation.sample, depth)]),
     ]
@@ -557,8 +601,8 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
         blocks.Paragraph(text("minibatch.assumptions")),
         blocks.Paragraph(text("minibatch.errors")),
         _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
-        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("minibatch.biases"), label="eq:bp3-batch"),
-        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch"),
+        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("minibatch.biases"), label="eq:bp3-batch", letters=True),
+        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch", letters=True),
         *([blocks.Paragraph(text("minibatch.instances", layers=_layer_list(depth, text)))] if derivation.general is not None
           else [blocks.Paragraph(text("minibatch.per_layer")), *_per_layer(batch, depth)]),
     ]
@@ -890,9 +934,10 @@ def build_document(
         "forward": lambda: _forward(derivation, text),
         "loss": lambda: _loss(derivation, text),
         "activations": lambda: _activations(derivation, text, numbers["output_error"]),
-        "method": lambda: lesson_blocks.method_blocks(text, narrator, paths=False),
+        "method": lambda: lesson_blocks.method_blocks(text, narrator, paths=False, letters=True),
         "output_error": lambda: _output_error(derivation, text, refs, narrator),
-        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs),
+        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs,
+                                                                relabel=unit_letters),
         "recursion": lambda: _recursion(derivation, text, refs, narrator),
         "parameters": lambda: _parameters(derivation, text, narrator),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
@@ -912,7 +957,8 @@ def build_document(
         content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator)
     vector = any(a.is_vector for a in model.activations)
     notation = lambda used: notation_blocks(  # noqa: E731
-        text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)})
+        text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)},
+        unit_letters=True)
     title = text("doc.title", depth=depth, plural="s" if depth > 1 else "")
     with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
         return assemble_document(

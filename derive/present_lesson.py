@@ -96,10 +96,12 @@ METHOD_RULES = {
 }
 
 
-def method_blocks(text, narrator: Narrator, paths: bool) -> list:
-    """The moves every derivation repeats, each explained once; afterwards the margin names them."""
+def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False) -> list:
+    """The moves every derivation repeats, each explained once; afterwards the margin names them.
+    `letters`: the derivations name units by layer (j, k, i; j' another unit of layer l)."""
     moves = list(METHOD_MOVES)
-    items = [text(f"method.{move}") for move in moves]
+    items = [text(f"method.{move}" + ("_units" if letters and f"{move}_units" in text.catalog["method"] else ""))
+             for move in moves]
     if paths:
         items.insert(2, text("method.paths"))
     for move in moves:
@@ -116,7 +118,9 @@ def _vector(values) -> str:
     return "(" + ", ".join(latex(sp.sympify(v)) for v in values) + ")"
 
 
-def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: Narrator, refs) -> list:
+def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: Narrator, refs,
+                       relabel=lambda steps: steps) -> list:
+    """The other usual loss's output error beside this one's (`relabel`: the document's index letters)."""
     comparison = lesson.comparison
     output = derivation.model.network.producers[derivation.model.network.output]
     activation = output.kind.activation
@@ -129,9 +133,11 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
     if other.steps:  # the other loss's derivation, as the engine did it (the same moves as the own loss's)
         upstream, delta = other.steps
         above = lambda step: refs.above() if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
-        out += [narrator.derivation(upstream, sides(latex), intro=text("loss_choice.other_upstream",
-                                                                       other=titles[other.loss.name])),
-                narrator.derivation(delta, sides(latex), intro=text("loss_choice.other_delta"), ref=above)]
+        chains = relabel(upstream) is not upstream  # the document's own letters: one chain per display too
+        out += [narrator.derivation(relabel(list(upstream)), sides(latex), chains=chains,
+                                    intro=text("loss_choice.other_upstream", other=titles[other.loss.name])),
+                narrator.derivation(relabel(list(delta)), sides(latex), intro=text("loss_choice.other_delta"), ref=above,
+                                    chains=chains)]
     out += [blocks.Paragraph(text("loss_choice.side_by_side")), blocks.Aligned(tuple(rows))]
     if chosen.saturated is not None and other.saturated is not None:
         slow, fast = (chosen, other) if all(v == 0 for v in chosen.saturated) else (other, chosen)
@@ -421,7 +427,10 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     network = derivation.model.network
     arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
     sizes = text.raw("refs.list_separator").join("2" for _ in derivation.model.sizes)
-    out = [blocks.Paragraph(text("example.intro", sizes=sizes, arithmetic=arithmetic)),
+    own = text.raw("refs.list_separator").join(str(n) for n in derivation.model.sizes)
+    shrunk = any(n != 2 for n in derivation.model.sizes)  # a copy of this network with two units per layer
+    out = [blocks.Paragraph(text("example.intro_shrunk" if shrunk else "example.intro", sizes=sizes, own=own,
+                                 arithmetic=arithmetic)),
            blocks.Aligned((blocks.Row("x", _matrix(entries(example, Q("a", 0)), _stated)),
                            blocks.Row("y", _matrix(entries(example, Q("y")), _stated))))]
     parameters = [p for node in network.layers for p in node.parameters]
