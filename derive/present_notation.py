@@ -174,6 +174,6 @@ def _lead(text, section: str) -> str:
 
 
 # the concepts of the table that maps this notation to other texts' (the symbols are in the catalog)
-MAP_CONCEPTS = ("weight", "preactivation", "activation", "target", "loss", "cost", "error", "gradient", "rate")
+MAP_CONCEPTS = ("weight", "preactivation", "activation", "function", "target", "loss", "cost", "error", "gradient", "rate")
 
 __all__ = ["ROWS", "MAIN_UNTIL", "notation_blocks", "split_rows", "used_latex", "MAP_CONCEPTS"]
