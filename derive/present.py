@@ -829,12 +829,13 @@ def section_keys(core: tuple[str, ...], training: tuple | None, lesson: Lesson) 
     return keys + list(APPENDICES)
 
 
-def section_heads(keys: list[str], text: Text) -> dict[str, blocks.Section]:
-    """Numbers (1, 2, … and A, B for the appendices), titles, anchors and labels of the sections."""
+def section_heads(keys: list[str], text: Text, titles: dict[str, str] | None = None) -> dict[str, blocks.Section]:
+    """Numbers (1, 2, … and A, B for the appendices), titles, anchors and labels of the sections
+    (`titles`: a catalog key for a section whose title differs from its key's)."""
     heads, numbered = {}, [k for k in keys if k not in APPENDICES]
     for key in keys:
         number = numbered.index(key) + 1 if key in numbered else "ABCDEFGH"[APPENDICES.index(key)]
-        title = text(f"section.{key}")
+        title = text((titles or {}).get(key, f"section.{key}"))
         heads[key] = blocks.Section(key, number, title, anchor(f"{number}. {title}"),
                                     "sec:" + TEX_SECTION_LABELS.get(key, key))
     first = next((k for k in keys if k in REFERENCE), None)
@@ -923,7 +924,7 @@ def build_document(
     text = Text(lang, fmt, **section_numbers(keys))
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
-    heads = section_heads(keys, text)
+    heads = section_heads(keys, text, {"learn": "section.want"})  # the MLP opens with the question, no box
     refs = Refs(text, heads)
     narrator = Narrator(text)
     numbers = section_numbers(keys)

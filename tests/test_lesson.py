@@ -521,3 +521,14 @@ def test_one_chain_per_display(compared_markdown):
             local = {s for s in sides if re.match(r"\\frac\{\\partial [az]\^", s)}
             main = {s for s in sides if s and s not in local}
             assert not (local and main), display
+
+
+def test_each_general_equation_is_derived_once_and_boxed_once(compared_markdown):
+    """State it, derive it, box it once: the general BP1-BP4 appear twice in the document, as the last
+    line of their derivation and in the box of section 11; later sections refer to them by number."""
+    if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:
+        pytest.skip("the general forms below are those of an element-wise output")
+    for equation in (r"\frac{\partial C}{\partial a^{(L)}} \odot g'(z^{(L)})", r"\delta^{(l+1)}\right) \odot g'(z^{(l)})",
+                     r"\frac{\partial C}{\partial b^{(l)}} &= \delta^{(l)}", r"&= \delta^{(l)} \left(a^{(l-1)}\right)^{\top}"):
+        assert compared_markdown.count(equation) == 2, equation
+        assert equation in _section(compared_markdown, 11)
