@@ -63,7 +63,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("\\theta", "notation.theta", r"\\theta"),
     ("\\nabla", "notation.nabla", r"\\nabla"),
     ("t", "notation.t", _letter("t")),
-    ("\\tilde{g}", "notation.gtilde", r"\\tilde\{g\}"),
+    ("G", "notation.gtilde", _letter("G")),
     ("\\lambda", "notation.lambda", r"\\lambda(?!_)"),
     ("M", "notation.M", _letter("M")),
     ("N", "notation.N", _letter("N")),
