@@ -532,3 +532,19 @@ def test_each_general_equation_is_derived_once_and_boxed_once(compared_markdown)
                      r"\frac{\partial C}{\partial b^{(l)}} &= \delta^{(l)}", r"&= \delta^{(l)} \left(a^{(l-1)}\right)^{\top}"):
         assert compared_markdown.count(equation) == 2, equation
         assert equation in _section(compared_markdown, 11)
+
+
+def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_markdown):
+    """Why first: for the sigmoid (output 1/2 at 0) the section says, before its derivation, that the
+    rule leaves out the constant g(0) and how far the variance of the pre-activations moves in this
+    network; the figure is the last row of the table the section computes at its end. A relu
+    network (output 0 at 0) gets no such paragraph."""
+    section = _section(compared_markdown, 20)
+    blocks = section.split("\n\n")
+    lead = next((b for b in blocks[:6] if b.startswith(("In short", "先说结论"))), None)
+    if "relu" in compared_markdown.split("\n## 1. ")[0]:
+        assert lead is None
+        return
+    rows = [line for line in section.splitlines() if re.match(r"\| 3 \| [0-9.]+ \|", line)]
+    final = rows[-1].split("|")[2].strip()
+    assert lead is not None and final in lead and section.index(lead) < section.index("$$")
