@@ -261,7 +261,7 @@ def unit_letters(steps: list[Step]) -> list[Step]:
     if not steps:
         return steps
     first = steps[0].lhs
-    derived = sorted(first.atoms(sp.Idx), key=lambda i: str(first).index(str(i.label)) if str(i.label) in str(first) else 0)
+    derived = list(dict.fromkeys(i for i in sp.preorder_traversal(first) if isinstance(i, sp.Idx)))  # in order
     units = [i for i in derived if (i.upper + 1).is_Symbol and (i.upper + 1).name.startswith("n_")]
     if not units:
         return steps
