@@ -54,12 +54,13 @@ def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str],
     return out + (goal_blocks(text, lesson) if goals else [])
 
 
-def goal_blocks(text, lesson: Lesson, ahead: bool = False) -> list:
-    """What the reader will be able to do; `ahead`: said before the equations are shown."""
+def goal_blocks(text, lesson: Lesson, ahead: bool = False, derive: str = "") -> list:
+    """What the reader will be able to do; `ahead`: said before the equations are shown (`derive`:
+    "graph" for a network file's document, whose errors are not the four equations)."""
     return [blocks.ItemList(tuple(
         text(f"learn.goal_{k}" + ("_inactive" if k == "meaning" and not lesson.slopes.saturates
                                   and any(b.blocks for _, b in lesson.slopes.layers) else "")
-             + ("_ahead" if k == "derive" and ahead else ""), ratio=cost_ratio(lesson))
+             + ("_ahead" + (f"_{derive}" if derive else "") if k == "derive" and ahead else ""), ratio=cost_ratio(lesson))
         for k in ("derive", "meaning", "hand", "code") if k != "hand" or lesson.example is not None),
         intro=text("learn.goals"))]
 
