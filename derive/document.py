@@ -150,6 +150,8 @@ class Section:
     anchor: str
     label: str
     blocks: tuple[Block, ...] = ()
+    part: str = ""  # a part begins here (the reference after the lesson): its title
+    part_intro: str = ""  # and the sentence that says what it holds
 
     @property
     def appendix(self) -> bool:

@@ -114,20 +114,25 @@ def general_relations() -> tuple[list[Step], list[Step], list[Step]]:
     """Var(z⁽ˡ⁾) and Var(δ⁽ˡ⁻¹⁾) from the layer rule and BP2, and the conditions that keep them."""
     l = LayerRef.symbolic()
     dense = Node(Dense(), l, (Q("a", l.shifted(-1)),))
-    i, j = dense.out_index("i"), dense.in_index("j")
+    # the letters of the lesson: j a unit of the layer of the derived quantity, k one of the layer
+    # before, i one of the layer after (forward: z of layer l from layer l-1; backward: δ of layer
+    # l-1 from layer l)
+    j_out, k = dense.out_index("j"), dense.in_index("k")
     W, a, z = Q("W", l).base, Q("a", l.shifted(-1)).base, Q("z", l).base
-    w_ij = W[i, j]
-    forward = [Step(z[i], dense.entry(i, None), "layer_rule")]
-    spread = sp.Sum(Variance(w_ij * a[j]), (j, j.lower, j.upper))
-    forward.append(Step(Variance(z[i]), spread, "independent_terms"))
-    product = Expectation(w_ij**2) * Expectation(a[j] ** 2) - Expectation(w_ij) ** 2 * Expectation(a[j]) ** 2
-    forward.append(Step(Variance(w_ij * a[j]), product, "independent_product"))
-    zero_mean = product.xreplace({Expectation(w_ij): 0, Expectation(w_ij**2): VAR_W})
-    forward.append(Step(Variance(w_ij * a[j]), zero_mean, "zero_mean_weights"))
+    w_jk = W[j_out, k]
+    i, j = dense.out_index("i"), dense.in_index("j")  # the layer rule's own letters, renamed
+    forward = [Step(z[j_out], dense.entry(i, None).xreplace({i: j_out, j: k}), "layer_rule")]
+    spread = sp.Sum(Variance(w_jk * a[k]), (k, k.lower, k.upper))
+    forward.append(Step(Variance(z[j_out]), spread, "independent_terms"))
+    product = Expectation(w_jk**2) * Expectation(a[k] ** 2) - Expectation(w_jk) ** 2 * Expectation(a[k]) ** 2
+    forward.append(Step(Variance(w_jk * a[k]), product, "independent_product"))
+    zero_mean = product.xreplace({Expectation(w_jk): 0, Expectation(w_jk**2): VAR_W})
+    forward.append(Step(Variance(w_jk * a[k]), zero_mean, "zero_mean_weights"))
     a_sq = Expectation(Q("a", l.shifted(-1)).symbol ** 2)
-    identical = sp.Sum(zero_mean.xreplace({Expectation(a[j] ** 2): a_sq}), (j, j.lower, j.upper))
-    forward.append(Step(Variance(z[i]), identical, "identically_distributed"))
-    forward.append(Step(Variance(z[i]), identical.doit(), "sum_constant"))
+    identical = sp.Sum(zero_mean.xreplace({Expectation(a[k] ** 2): a_sq}), (k, k.lower, k.upper))
+    forward.append(Step(Variance(z[j_out]), identical, "identically_distributed"))
+    forward.append(Step(Variance(z[j_out]), identical.doit(), "sum_constant"))
+    w_ij = W[i, j]
 
     below = l.shifted(-1)
     delta_below, delta = Q("delta", below).base, Q("delta", l).base

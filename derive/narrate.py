@@ -52,13 +52,17 @@ class Narrator:
         label: str | None = None,
         relation: Callable[[Step], str] = lambda step: "=",
         figures: dict | None = None,
+        chains: bool = False,
     ) -> blocks.Derivation:
         """A derivation block. `tex(step)` gives the LaTeX of both sides; `ref(step)` the reference a
         rule cites, as it goes into a sentence and into a tag; `label` names the last line (the
         result); `table` is the catalog table of the rules' sentences (its tags are in `table`_tag);
-        `figures` fill a sentence's other placeholders."""
+        `figures` fill a sentence's other placeholders. With `chains`, a side computation inside the
+        derivation (a local derivative worked out on its own left side) gets a display of its own,
+        led by "where", and the main chain resumes in the next, led by "so": one chain per display."""
         steps = list(steps)
         groups: list[tuple[str, list[blocks.Row]]] = []
+        main = tex(steps[0])[0] if steps else ""
         for n, step in enumerate(steps):
             key = f"{table}.{step.rule}"
             in_sentence, in_tag = ref(step)
@@ -66,6 +70,13 @@ class Narrator:
             lhs, rhs = tex(step)
             row_label = label if n == len(steps) - 1 else None
             compact = key in self.explained or sentence in self.sentences or (n == 0 and intro)
+            if chains and compact and groups and lhs and _last_lhs(groups[-1][1]) != lhs:
+                side = lhs != main and step.rule != "matrix_form"
+                if side != (_last_lhs(groups[-1][1]) != main):  # into a side computation, or back
+                    groups.append((self.text.raw("narrate.where" if side else "narrate.so"),
+                                   [blocks.Row(lhs, rhs, self.tag(f"{_tags(table)}.{step.rule}", in_tag), row_label,
+                                               relation(step))]))
+                    continue
             if compact and groups:
                 same = _last_lhs(groups[-1][1]) == lhs
                 groups[-1][1].append(blocks.Row("" if same else lhs, rhs, self.tag(f"{_tags(table)}.{step.rule}", in_tag),

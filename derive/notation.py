@@ -418,7 +418,7 @@ PAST = sp.Symbol("k", integer=True, positive=True)  # summation index over past 
 THETA = symbol("theta", r"\theta", "p", real=True)  # one parameter array (W⁽ˡ⁾ or b⁽ˡ⁾)
 THETA_NEXT = symbol("theta_next", r"\theta'", real=True)
 GRAD = symbol("grad", r"\nabla \bar{C}", "grad", real=True)  # ∂C̄/∂θ of the current minibatch
-GRADIENT = symbol("g", r"\tilde{g}", real=True)  # the gradient the optimizer uses (after weight decay; g is the activation)
+GRADIENT = symbol("g", "G", real=True)  # the gradient the optimizer uses (after weight decay); not g, the activation
 FULL_GRAD = symbol("full_grad", r"\nabla \mathcal{C}", real=True)  # gradient of the mean cost over all data
 COST_NOW = symbol("cost_now", r"\mathcal{C}(\theta)", real=True)
 MODEL = symbol("model", r"M(\theta')", real=True)  # the proximal model minimised by one step

@@ -176,9 +176,9 @@ def _aligned(equations: list[dict], boxed: bool = False, tags: list[str] | None 
 
 
 def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson: Lesson, refs: Refs) -> list:
-    """The big picture, motivation before formulas: why training needs the whole gradient, why not by
-    nudging each parameter, what a unit's error means and why it is computed backwards; then the
-    network and the picture of both passes."""
+    """The big picture, after the motivation of section 1: the network and the picture of both passes,
+    the paths along which one weight reaches the loss (counted for this network), what a unit's error
+    means and why it is computed backwards."""
     model = derivation.model
     depth = model.depth
     rows = [("0", str(model.sizes[0]), text("network.input"), "")]
@@ -188,15 +188,15 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
                      text.math(_activation_formula(act, layer)["latex"])))
     header = tuple(text(f"network.{key}") for key in ("layer", "units", "activation", "function"))
     return [
-        *lesson_blocks.motivation_blocks(lesson, text, refs),
-        blocks.Paragraph(text("big_picture.error")),
-        *([blocks.Paragraph(text("big_picture.backwards")), _paths(model, text)] if depth > 1 else []),  # one layer: nothing to pass back
         blocks.Paragraph(text("network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
                               hidden_plural="s" if depth != 2 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l")),
         blocks.Paragraph(text("network.sizes_note")),
         picture,
         blocks.Paragraph(text("network.passes")),
+        *([_paths(model, text)] if depth > 1 else []),  # one layer: a single path per weight
+        blocks.Paragraph(text("big_picture.error")),
+        *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
     ]
 
 
@@ -228,16 +228,68 @@ def _activation_formula(act, layer) -> dict:
     return equation(sp.Function("g")(sp.Symbol("z")), act.expr)
 
 
+def _unit_letters(result: Result) -> dict:
+    """z of a general layer entry by entry with the letters the text uses throughout: j for a unit of
+    layer l, k for a unit of layer l - 1 (the engine's i and j)."""
+    letters = {}
+    for name, new in (("i", "j"), ("j", "k")):
+        for old in (s for s in result.rhs.atoms(sp.Idx) | result.lhs.atoms(sp.Idx) if s.label.name == name):
+            letters[old] = sp.Idx(sp.Symbol(new, integer=True), (old.lower, old.upper))
+    return equation(result.lhs.xreplace(letters), result.rhs.xreplace(letters))
+
+
+def _layer_offset(i: sp.Idx, home: str) -> int | None:
+    """Where the layer an index runs over lies from `home` (the layer of the derived quantity): 0, -1,
+    +1; None for a sample index or an index that does not run over units."""
+    size = i.upper + 1
+    if not isinstance(size, sp.Symbol) or not size.name.startswith("n_"):
+        return None
+    tag = size.name[2:]
+    if home.isdigit() and tag.isdigit():
+        return int(tag) - int(home)
+    return {"l": 0, "lp1": 1, "lm1": -1}.get(tag) if home == "l" else None
+
+
+UNIT_LETTERS = {0: "j", -1: "k", 1: "i"}  # a unit of layer l, of layer l - 1, of layer l + 1 (Nielsen's j, k)
+
+
+def unit_letters(steps: list[Step]) -> list[Step]:
+    """A derivation with its unit indices named by layer, one convention throughout the lesson: j for
+    a unit of the layer of the derived quantity, k for one of the layer before, i for one of the layer
+    after; an index that runs over the same layer as one already named takes a prime (j'), so the
+    derived entry keeps the plain letter. The steps are unchanged but for the names of their indices."""
+    if not steps:
+        return steps
+    first = steps[0].lhs
+    derived = list(dict.fromkeys(i for i in sp.preorder_traversal(first) if isinstance(i, sp.Idx)))  # in order
+    units = [i for i in derived if (i.upper + 1).is_Symbol and (i.upper + 1).name.startswith("n_")]
+    if not units:
+        return steps
+    home = (units[0].upper + 1).name[2:]
+    everything = set().union(*(st.lhs.atoms(sp.Idx) | st.rhs.atoms(sp.Idx) for st in steps))
+    names, taken = {}, set()
+    for i in [*units, *sorted(everything - set(units), key=str)]:  # the derived entry's indices first
+        offset = _layer_offset(i, home)
+        if offset not in UNIT_LETTERS or i in names:
+            continue
+        letter = UNIT_LETTERS[offset]
+        while letter in taken:
+            letter += "'"
+        taken.add(letter)
+        names[i] = sp.Idx(sp.Symbol(letter, integer=True), (i.lower, i.upper))
+    return [replace(st, lhs=st.lhs.xreplace(names), rhs=st.rhs.xreplace(names)) for st in steps]
+
+
 def _forward(derivation: Derivation, text: Text) -> list:
     """The general layer l (weighted sums), then each layer's activation as derived."""
     sample_z, batch_z = derivation.general_forward
     l = LayerRef.symbolic()
-    i = index("i", l)
+    j = index("j", l)
     g = sp.Function(f"g^{{({l.latex()})}}")
     out = [
         blocks.Paragraph(text("forward.intro")),
         blocks.Paragraph(text("forward.index")),
-        _aligned([result_equation(sample_z, matrix=False), equation(Q("a", l).base[i], g(Q("z", l).base[i]))]),
+        _aligned([_unit_letters(sample_z), equation(Q("a", l).base[j], g(Q("z", l).base[j]))]),
         blocks.Paragraph(text("forward.vector")),
         _aligned([result_equation(sample_z), equation(Q("a", l).symbol, g(Q("z", l).symbol))]),
         blocks.Paragraph(text("forward.batch")),
@@ -348,11 +400,12 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
 
 
 def _steps(narrator: Narrator, steps: list[Step], *, intro: str = "", ref=lambda step: ("", ""),
-           label: str | None = None, conclusion: str = "") -> blocks.Derivation:
+           label: str | None = None, conclusion: str = "", letters: bool = False) -> blocks.Derivation:
     """A derivation of the backward pass, narrated (`derive.narrate`): `ref(step)` gives the reference a
-    step's rule cites, in a sentence and in a tag; `label` names the result for cross-references."""
-    return narrator.derivation(steps, sides(latex), intro=intro, ref=ref, label=label, conclusion=conclusion,
-                               relation=_relation)
+    step's rule cites, in a sentence and in a tag; `label` names the result for cross-references;
+    `letters`: unit indices named by layer (`unit_letters`)."""
+    return narrator.derivation(unit_letters(list(steps)) if letters else steps, sides(latex), intro=intro, ref=ref,
+                               label=label, conclusion=conclusion, relation=_relation, chains=letters)
 
 
 def _relation(step: Step) -> str:
@@ -426,12 +479,10 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
     depth, sample = derivation.model.depth, derivation.sample
     return [
         blocks.Paragraph(text("output_error.intro")),
-        _steps(narrator, sample.steps[Q("grad_a", depth)], label="eq:upstream-out",
-               intro=text("output_error.upstream", output=latex(sample.steps[Q("grad_a", depth)][0].lhs.variables[0]))),
+        _steps(narrator, sample.steps[Q("grad_a", depth)], label="eq:upstream-out", letters=True,
+               intro=text("output_error.upstream", output=latex(unit_letters(sample.steps[Q("grad_a", depth)])[0].lhs.variables[0]))),
         _steps(narrator, sample.steps[Q("delta", depth)], intro=text("output_error.delta"),
-               ref=_upstream_ref(refs, "eq:upstream-out")),
-        blocks.Paragraph(text("output_error.result")),
-        blocks.Equation(result_equation(sample.results[Q("delta", depth)])["latex"], label="eq:bp1", boxed=True),
+               ref=_upstream_ref(refs, "eq:upstream-out"), label="eq:bp1", letters=True),  # boxed once, in section `summary`
         blocks.Paragraph(text("output_error.meaning_vector" if derivation.model.activations[-1].is_vector
                               else "output_error.meaning")),
         *_general_output(derivation, text, narrator),
@@ -463,10 +514,9 @@ def _general_output(derivation: Derivation, text: Text, narrator: Narrator) -> l
         return []
     vector = "_vector" if forms.vector else ""
     return [
-        narrator.derivation(forms.output.steps, _output_sides, intro=text(f"output_error.general{vector}"),
-                            relation=_relation),
-        blocks.Equation(general_bp1(forms)["lhs"] + " = " + general_bp1(forms)["rhs"], label="eq:bp1-general",
-                        boxed=True),
+        narrator.derivation(unit_letters(list(forms.output.steps)), _output_sides, chains=True,
+                            intro=text(f"output_error.general{vector}"),
+                            relation=_relation, label="eq:bp1-general"),
         blocks.Paragraph(text(f"output_error.general_instance{vector}")),
     ]
 
@@ -483,17 +533,16 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
         up, de = _split_hidden(general.steps[Q("delta", l)])
         out += [
             blocks.Paragraph(text("recursion.intro")),
-            _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l"),
-            _steps(narrator, de, intro=text("recursion.delta"), ref=_upstream_ref(refs, "eq:upstream-l")),
-            blocks.Equation(result_equation(general.results[Q("delta", l)])["latex"], label="eq:bp2", boxed=True),
+            _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l", letters=True),
+            _steps(narrator, de, intro=text("recursion.delta"), ref=_upstream_ref(refs, "eq:upstream-l"),
+                   label="eq:bp2", letters=True),
             blocks.Paragraph(text("recursion.meaning")),
         ]
         forms = general_forms(derivation)
         if forms is not None:
             out += [
                 _steps(narrator, _split_hidden(list(forms.hidden.steps))[1], intro=text("recursion.general"),
-                       ref=_upstream_ref(refs, "eq:upstream-l")),
-                blocks.Equation(result_equation(forms.hidden.result)["latex"], label="eq:bp2-general", boxed=True),
+                       ref=_upstream_ref(refs, "eq:upstream-l"), label="eq:bp2-general", letters=True),
                 blocks.Paragraph(text("recursion.general_instance")),
             ]
     else:
@@ -506,9 +555,9 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
             label = f"eq:upstream-{layer}"
             out += [
                 blocks.Heading(text("recursion_layer.title", layer=layer)),
-                _steps(narrator, up, intro=text("recursion_layer.upstream", layer=layer), label=label),
+                _steps(narrator, up, intro=text("recursion_layer.upstream", layer=layer), label=label, letters=True),
                 _steps(narrator, de, intro=text("recursion_layer.delta", layer=layer),
-                       ref=_upstream_ref(refs, label)),
+                       ref=_upstream_ref(refs, label), letters=True),
             ]
         rows.append(result_equation(sample.results[Q("delta", layer)]))
     if general is not None:
@@ -531,8 +580,8 @@ def _parameters(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     derived = general if general is not None else derivation.sample
     return [
         blocks.Paragraph(text("parameters.intro")),
-        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("parameters.biases"), label="eq:bp3"),
-        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4"),
+        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("parameters.biases"), label="eq:bp3", letters=True),
+        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4", letters=True),
         *([blocks.Paragraph(text("parameters.instances", layers=_layer_list(depth, text)))] if general is not None
           else [blocks.Paragraph(text("parameters.per_layer")), *_per_layer(derivation.sample, depth)]),
     ]
@@ -552,8 +601,8 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
         blocks.Paragraph(text("minibatch.assumptions")),
         blocks.Paragraph(text("minibatch.errors")),
         _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
-        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("minibatch.biases"), label="eq:bp3-batch"),
-        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch"),
+        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("minibatch.biases"), label="eq:bp3-batch", letters=True),
+        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch", letters=True),
         *([blocks.Paragraph(text("minibatch.instances", layers=_layer_list(depth, text)))] if derivation.general is not None
           else [blocks.Paragraph(text("minibatch.per_layer")), *_per_layer(batch, depth)]),
     ]
@@ -576,8 +625,17 @@ def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple
     return out + [_steps(narrator, derivation.updates[key], intro=text("update.rule"), ref=gradient_ref)]
 
 
-def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> list:
-    """The four equations of this network at the start, each with its meaning and where it is derived."""
+def _learn(lesson: Lesson, text: Text, refs: Refs) -> list:
+    """The opening, why before how: what is wanted (the rate of change of the loss with every
+    parameter), why not by nudging each parameter (the cost counted for this network), and what the
+    reader will be able to do. No equation is boxed before it is derived (section `summary`)."""
+    return [*lesson_blocks.motivation_blocks(lesson, text, refs, opening=True),
+            *lesson_blocks.goal_blocks(text, lesson, ahead=True)]
+
+
+def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> list:
+    """The four equations, boxed once after they are derived, each with its meaning and the
+    equation that derives it."""
     rows = _summary_rows(derivation, batch=False)
     where = {"BP1": refs.equation("eq:bp1", "output_error"),
              "BP2": refs.equation("eq:bp2", "recursion") if derivation.general is not None else refs.section("recursion"),
@@ -588,7 +646,7 @@ def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> li
                 for tag in tags]
     forms = general_forms(derivation)
     if forms is None or forms.hidden is None or derivation.general is None:
-        return lesson_blocks.learn_blocks(text, rows, meanings, lesson)
+        return lesson_blocks.learn_blocks(text, rows, meanings, lesson, goals=False)
     # the bullets cite the general forms that the box shows
     where |= {"BP1": refs.equation("eq:bp1-general", "output_error"), "BP2": refs.equation("eq:bp2-general", "recursion")}
     meanings = [text(f"learn.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else ""), raw={"where": where[tag]})
@@ -598,7 +656,7 @@ def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> li
                *[(tag, e) for tag, e in rows if tag in ("BP3", "BP4")]]
     instance = [(tag, e) for tag, e in rows if tag in ("BP1", "BP2")]
     return lesson_blocks.learn_blocks(text, general, meanings, lesson, instance=instance,
-                                      vector="_vector" if forms.vector else "")
+                                      vector="_vector" if forms.vector else "", goals=False)
 
 
 def _summary_rows(derivation: Derivation, batch: bool) -> list[tuple[str, dict]]:
@@ -752,11 +810,14 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
 
 
 # the sections of a lesson, in order; the document of any network (`present_graph`) has its own core
+# the lesson: why, the picture, the derivation of BP1-BP4 in order, the four equations boxed once, what
+# they say, the algorithm beside its code, the example and the cost; then the reference part
 LESSON_SECTIONS = ("learn", "network", "notation", "forward", "loss", "activations", "method", "output_error",
-                   "loss_choice", "recursion", "parameters", "meaning", "minibatch", "algorithm", "example", "cost",
-                   "update_rule")
+                   "recursion", "parameters", "summary", "meaning", "loss_choice", "minibatch", "algorithm",
+                   "example", "cost", "update_rule")
 TRAINING_SECTIONS = ("optimizer", "initialisation")  # how parameters move and start, after the update rule
 APPENDICES = ("code", "verification")
+REFERENCE = ("update_rule", *TRAINING_SECTIONS, *APPENDICES)  # after the lesson, marked as reference
 
 
 def section_keys(core: tuple[str, ...], training: tuple | None, lesson: Lesson) -> list[str]:
@@ -768,14 +829,18 @@ def section_keys(core: tuple[str, ...], training: tuple | None, lesson: Lesson) 
     return keys + list(APPENDICES)
 
 
-def section_heads(keys: list[str], text: Text) -> dict[str, blocks.Section]:
-    """Numbers (1, 2, … and A, B for the appendices), titles, anchors and labels of the sections."""
+def section_heads(keys: list[str], text: Text, titles: dict[str, str] | None = None) -> dict[str, blocks.Section]:
+    """Numbers (1, 2, … and A, B for the appendices), titles, anchors and labels of the sections
+    (`titles`: a catalog key for a section whose title differs from its key's)."""
     heads, numbered = {}, [k for k in keys if k not in APPENDICES]
     for key in keys:
         number = numbered.index(key) + 1 if key in numbered else "ABCDEFGH"[APPENDICES.index(key)]
-        title = text(f"section.{key}")
+        title = text((titles or {}).get(key, f"section.{key}"))
         heads[key] = blocks.Section(key, number, title, anchor(f"{number}. {title}"),
                                     "sec:" + TEX_SECTION_LABELS.get(key, key))
+    first = next((k for k in keys if k in REFERENCE), None)
+    if first is not None:  # the lesson ends here: what follows is looked up, not read in order
+        heads[first] = replace(heads[first], part=text("part.reference"), part_intro=text("part.reference_intro"))
     return heads
 
 
@@ -859,19 +924,21 @@ def build_document(
     text = Text(lang, fmt, **section_numbers(keys))
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
-    heads = section_heads(keys, text)
+    heads = section_heads(keys, text, {"learn": "section.want"})  # the MLP opens with the question, no box
     refs = Refs(text, heads)
     narrator = Narrator(text)
     numbers = section_numbers(keys)
     content = {
-        "learn": lambda: _learn(derivation, text, refs, lesson),
+        "learn": lambda: _learn(lesson, text, refs),
         "network": lambda: _network(derivation, text, network_picture(derivation, text), lesson, refs),
+        "summary": lambda: _summary(derivation, text, refs, lesson),
         "forward": lambda: _forward(derivation, text),
         "loss": lambda: _loss(derivation, text),
         "activations": lambda: _activations(derivation, text, numbers["output_error"]),
-        "method": lambda: lesson_blocks.method_blocks(text, narrator, paths=False),
+        "method": lambda: lesson_blocks.method_blocks(text, narrator, paths=False, letters=True),
         "output_error": lambda: _output_error(derivation, text, refs, narrator),
-        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs),
+        "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs,
+                                                                relabel=unit_letters),
         "recursion": lambda: _recursion(derivation, text, refs, narrator),
         "parameters": lambda: _parameters(derivation, text, narrator),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
@@ -891,7 +958,8 @@ def build_document(
         content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator)
     vector = any(a.is_vector for a in model.activations)
     notation = lambda used: notation_blocks(  # noqa: E731
-        text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)})
+        text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)},
+        unit_letters=True)
     title = text("doc.title", depth=depth, plural="s" if depth > 1 else "")
     with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
         return assemble_document(

@@ -50,8 +50,10 @@ from derive.present_notation import notation_blocks
 from derive.printing import latex, words
 from derive.verify import Report
 
-SECTIONS = ("learn", "network", "notation", "forward", "loss", "activations", "method", "backward", "loss_choice",
-            "parameters", "meaning", "minibatch", "algorithm", "example", "cost", "update_rule")
+# as the MLP document: why, the picture, the derivations, their results boxed once, what they say, the
+# algorithm beside its code, the example and the cost; then the reference part
+SECTIONS = ("learn", "network", "notation", "forward", "loss", "activations", "method", "backward", "parameters",
+            "summary", "meaning", "loss_choice", "minibatch", "algorithm", "example", "cost", "update_rule")
 
 
 def _layers(derivation: Derivation) -> dict[int, list[Node]]:
@@ -87,7 +89,6 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
               text("graph.computes"))
     count = len(layers)
     return [
-        *lesson_blocks.motivation_blocks(lesson, text, refs),
         blocks.Paragraph(text("graph.network_intro", count=count, plural="s" if count != 1 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l", "l")),
         blocks.Paragraph(text("graph.sizes_note")),
@@ -235,7 +236,7 @@ def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> li
     rows = [(None, result_equation(derivation.sample.results[k])) for k in keys]
     meanings = [text("graph.learn_errors", raw={"where": refs.section("backward")}),
                 text("graph.learn_gradients", raw={"where": refs.section("parameters")})]
-    return lesson_blocks.learn_blocks(text, rows, meanings, lesson, table="graph")
+    return lesson_blocks.learn_blocks(text, rows, meanings, lesson, table="graph", goals=False)
 
 
 def _verification_blocks(report: Report, text: Text, penalty: bool) -> list:
@@ -264,11 +265,13 @@ def build_graph_document(
     keys = section_keys(core, training, lesson)
     numbers = section_numbers(keys)
     text = Text(lang, fmt, **numbers)
-    heads = section_heads(keys, text)
+    heads = section_heads(keys, text, {"learn": "section.want", "summary": "section.summary_graph"})
     refs = Refs(text, heads)
     narrator = Narrator(text)
     content = {
-        "learn": lambda: _learn(derivation, text, refs, lesson),
+        "learn": lambda: [*lesson_blocks.motivation_blocks(lesson, text, refs),
+                          *lesson_blocks.goal_blocks(text, lesson, ahead=True, derive="graph")],
+        "summary": lambda: _learn(derivation, text, refs, lesson),
         "network": lambda: _network(derivation, text, network_picture(derivation, text), lesson, refs),
         "forward": lambda: _forward(derivation, text),
         "loss": lambda: _loss(derivation, text),

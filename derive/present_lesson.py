@@ -34,7 +34,8 @@ DECIMALS = 4  # of every number of the worked example
 
 
 def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str], lesson: Lesson,
-                 table: str = "learn", instance: list[tuple[str, dict]] | None = None, vector: str = "") -> list:
+                 table: str = "learn", instance: list[tuple[str, dict]] | None = None, vector: str = "",
+                 goals: bool = True) -> list:
     """The key equations boxed, one line of meaning each, and what the reader will be able to do
     (`table`: the catalog table of the intro, "learn" or "graph" with its learn_ keys). With an
     `instance`, `rows` are the general form (any activation g, any loss) and `instance` this network's
@@ -42,35 +43,42 @@ def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str],
     prefix = "learn." if table == "learn" else f"{table}.learn_"
     boxed = blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True)
     if instance is not None:
-        head = [blocks.Paragraph(text("learn.intro_general" + vector)), boxed,
-                blocks.Paragraph(text("learn.key", bracket=text.raw("learn.key_bracket")
-                                     if any(r"\left[" in e["rhs"] for _, e in instance) else "")),
-                blocks.Paragraph(text("learn.instance")),
+        key = [blocks.Paragraph(text("learn.key", bracket=text.raw("learn.key_bracket")
+                                    if any(r"\left[" in e["rhs"] for _, e in instance) else ""))] if goals else []
+        head = [blocks.Paragraph(text(("learn.intro_general" if goals else "learn.summary_general") + vector)), boxed,
+                *key, blocks.Paragraph(text("learn.instance")),
                 blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in instance))]
     else:
-        head = [blocks.Paragraph(text(prefix + "intro")), boxed]
-    return [
-        *head,
-        blocks.ItemList(tuple(meanings), intro=text(prefix + "meanings")),
-        blocks.ItemList(tuple(text(f"learn.goal_{k}" + ("_inactive" if k == "meaning" and not lesson.slopes.saturates
-                                                         and any(b.blocks for _, b in lesson.slopes.layers) else ""),
-                                   ratio=cost_ratio(lesson)) for k in ("derive", "meaning", "hand", "code")
-                              if k != "hand" or lesson.example is not None), intro=text("learn.goals")),
-    ]
+        head = [blocks.Paragraph(text(prefix + ("intro" if goals else "summary"))), boxed]
+    out = [*head, blocks.ItemList(tuple(meanings), intro=text(prefix + "meanings"))]
+    return out + (goal_blocks(text, lesson) if goals else [])
+
+
+def goal_blocks(text, lesson: Lesson, ahead: bool = False, derive: str = "") -> list:
+    """What the reader will be able to do; `ahead`: said before the equations are shown (`derive`:
+    "graph" for a network file's document, whose errors are not the four equations)."""
+    return [blocks.ItemList(tuple(
+        text(f"learn.goal_{k}" + ("_inactive" if k == "meaning" and not lesson.slopes.saturates
+                                  and any(b.blocks for _, b in lesson.slopes.layers) else "")
+             + ("_ahead" + (f"_{derive}" if derive else "") if k == "derive" and ahead else ""), ratio=cost_ratio(lesson))
+        for k in ("derive", "meaning", "hand", "code") if k != "hand" or lesson.example is not None),
+        intro=text("learn.goals"))]
 
 
 # --------------------------------------------------------------------------------------------------
 # the big picture: why a gradient, why not finite differences
 
 
-def motivation_blocks(lesson: Lesson, text, refs) -> list:
+def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list:
     """Why training needs the whole gradient, and why not by nudging each parameter: the counts of
     this network (its parameters, the forward passes finite differences would take, the cost of
-    backpropagation in forward passes) come from `lesson.costs`."""
+    backpropagation in forward passes) come from `lesson.costs`. As the `opening` of a document, the
+    wanted derivative is named for one weight and each paragraph is headed by its question."""
     parameters = lesson.costs.parameters.value
-    return [blocks.Paragraph(text("network.why", parameters=parameters, raw={"update": refs.section("update_rule")})),
-            blocks.Paragraph(text("network.nudge", passes=parameters + 1, ratio=cost_ratio(lesson),
-                                  raw={"cost": refs.section("cost")}))]
+    nudge = text("network.nudge", passes=parameters + 1, ratio=cost_ratio(lesson), raw={"cost": refs.section("cost")})
+    return [blocks.Paragraph(text("learn.want" if opening else "network.why", parameters=parameters,
+                                  raw={"update": refs.section("update_rule")})),
+            blocks.Paragraph(text("learn.nudge_lead") + " " + nudge if opening else nudge)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,10 +97,12 @@ METHOD_RULES = {
 }
 
 
-def method_blocks(text, narrator: Narrator, paths: bool) -> list:
-    """The moves every derivation repeats, each explained once; afterwards the margin names them."""
+def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False) -> list:
+    """The moves every derivation repeats, each explained once; afterwards the margin names them.
+    `letters`: the derivations name units by layer (j, k, i; j' another unit of layer l)."""
     moves = list(METHOD_MOVES)
-    items = [text(f"method.{move}") for move in moves]
+    items = [text(f"method.{move}" + ("_units" if letters and f"{move}_units" in text.catalog["method"] else ""))
+             for move in moves]
     if paths:
         items.insert(2, text("method.paths"))
     for move in moves:
@@ -109,7 +119,9 @@ def _vector(values) -> str:
     return "(" + ", ".join(latex(sp.sympify(v)) for v in values) + ")"
 
 
-def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: Narrator, refs) -> list:
+def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: Narrator, refs,
+                       relabel=lambda steps: steps) -> list:
+    """The other usual loss's output error beside this one's (`relabel`: the document's index letters)."""
     comparison = lesson.comparison
     output = derivation.model.network.producers[derivation.model.network.output]
     activation = output.kind.activation
@@ -122,9 +134,11 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
     if other.steps:  # the other loss's derivation, as the engine did it (the same moves as the own loss's)
         upstream, delta = other.steps
         above = lambda step: refs.above() if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
-        out += [narrator.derivation(upstream, sides(latex), intro=text("loss_choice.other_upstream",
-                                                                       other=titles[other.loss.name])),
-                narrator.derivation(delta, sides(latex), intro=text("loss_choice.other_delta"), ref=above)]
+        chains = relabel(upstream) is not upstream  # the document's own letters: one chain per display too
+        out += [narrator.derivation(relabel(list(upstream)), sides(latex), chains=chains,
+                                    intro=text("loss_choice.other_upstream", other=titles[other.loss.name])),
+                narrator.derivation(relabel(list(delta)), sides(latex), intro=text("loss_choice.other_delta"), ref=above,
+                                    chains=chains)]
     out += [blocks.Paragraph(text("loss_choice.side_by_side")), blocks.Aligned(tuple(rows))]
     if chosen.saturated is not None and other.saturated is not None:
         slow, fast = (chosen, other) if all(v == 0 for v in chosen.saturated) else (other, chosen)
@@ -414,7 +428,10 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     network = derivation.model.network
     arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
     sizes = text.raw("refs.list_separator").join("2" for _ in derivation.model.sizes)
-    out = [blocks.Paragraph(text("example.intro", sizes=sizes, arithmetic=arithmetic)),
+    own = text.raw("refs.list_separator").join(str(n) for n in derivation.model.sizes)
+    shrunk = any(n != 2 for n in derivation.model.sizes)  # a copy of this network with two units per layer
+    out = [blocks.Paragraph(text("example.intro_shrunk" if shrunk else "example.intro", sizes=sizes, own=own,
+                                 arithmetic=arithmetic)),
            blocks.Aligned((blocks.Row("x", _matrix(entries(example, Q("a", 0)), _stated)),
                            blocks.Row("y", _matrix(entries(example, Q("y")), _stated))))]
     parameters = [p for node in network.layers for p in node.parameters]

@@ -63,7 +63,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("\\theta", "notation.theta", r"\\theta"),
     ("\\nabla", "notation.nabla", r"\\nabla"),
     ("t", "notation.t", _letter("t")),
-    ("\\tilde{g}", "notation.gtilde", r"\\tilde\{g\}"),
+    ("G", "notation.gtilde", _letter("G")),
     ("\\lambda", "notation.lambda", r"\\lambda(?!_)"),
     ("M", "notation.M", _letter("M")),
     ("N", "notation.N", _letter("N")),
@@ -142,14 +142,16 @@ def _table(text, rows, long: bool = False):
 
 
 def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], vector_activation: bool,
-                    pinned: dict[str, list[tuple[str, str]]] | None = None) -> tuple[list, dict[str, list]]:
+                    pinned: dict[str, list[tuple[str, str]]] | None = None,
+                    unit_letters: bool = False) -> tuple[list, dict[str, list]]:
     """The notation section (the symbols of the forward pass and the derivation, each with its meaning,
     then the other notations) and, per later section, the short table of the symbols it introduces.
     `used` maps each section to the LaTeX it contains; `extra` rows belong to the main table, `pinned`
-    rows to the section named."""
+    rows to the section named; `unit_letters`: the derivations name units by layer (j, k, i)."""
     rows = []
     for symbol, key, pattern in ROWS:
         key = key + "_vector" if key == "notation.g" and vector_activation else key
+        key = key + "_units" if key == "notation.indices" and unit_letters else key  # j, k, i by layer
         rows.append(((text.math(symbol), text(key)), pattern, _TEXT.sub(" ", "\n".join(_MATH.findall(text.raw(key))))))
     main, local = split_rows(used, rows, {key: [(text.math(s), m) for s, m in extra]
                                           for key, extra in (pinned or {}).items()})
@@ -175,6 +177,6 @@ def _lead(text, section: str) -> str:
 
 
 # the concepts of the table that maps this notation to other texts' (the symbols are in the catalog)
-MAP_CONCEPTS = ("weight", "preactivation", "activation", "target", "loss", "cost", "error", "gradient", "rate")
+MAP_CONCEPTS = ("weight", "preactivation", "activation", "function", "target", "loss", "cost", "error", "gradient", "rate")
 
 __all__ = ["ROWS", "MAIN_UNTIL", "notation_blocks", "split_rows", "used_latex", "MAP_CONCEPTS"]

@@ -204,6 +204,7 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
     every layer."""
     out = [
         blocks.Paragraph(text("initialisation.intro")),
+        *_in_short(init, text),
         blocks.Paragraph(text("initialisation.assumptions")),
         _steps(narrator, init.forward, intro=text("initialisation.forward")),
         _steps(narrator, init.backward, intro=text("initialisation.backward")),
@@ -242,6 +243,18 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
     if init.path:
         out += _path_blocks(init, text)
     return out
+
+
+def _in_short(init: Initialisation, text: Text) -> list:
+    """Why-first, before the derivation: where an activation's output at 0 is not 0 (the sigmoid),
+    what the derived rule will not keep, with this network's figure computed at the end."""
+    offsets = dict(init.offsets)
+    shifted = [scale.activation.name for scale in init.activations if "offset" in scale.figures]
+    if not init.path or not shifted or init.path[-1][0] not in offsets:
+        return []
+    last, final = init.path[-1]
+    return [blocks.Paragraph(text("initialisation.in_short", names=text.raw("refs.list_separator").join(shifted),
+                                  final=f"{final:.4g}", layer=last))]
 
 
 def _path_blocks(init: Initialisation, text: Text) -> list:

@@ -177,7 +177,7 @@ class DeriveLatexPrinter(LatexPrinter):
 
     def _index_string(self, indices) -> str:
         names = [self._print(i) for i in indices]
-        return "".join(names) if all(len(n) == 1 for n in names) else ",".join(names)
+        return "".join(names) if all(len(n.rstrip("'")) == 1 for n in names) else ",".join(names)  # W_{ij'}
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         q = notation.quantity_of(str(expr.base.label))

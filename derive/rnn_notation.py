@@ -82,7 +82,7 @@ def rows(cell: str) -> list[tuple[str, str, str]]:
         ("\\nabla", "nabla", r"\\nabla"),
         ("\\eta", "eta", r"\\eta"),
         ("t", "t", _letter("t")),
-        ("\\tilde{g}", "gtilde", r"\\tilde\{g\}"),
+        ("G", "gtilde", _letter("G")),
         ("\\lambda", "lambda", r"\\lambda(?!_)"),
         ("\\mathbb{E}, \\operatorname{Var}", "moments", r"\\mathbb\{E\}|\\operatorname\{Var\}"),
     ]

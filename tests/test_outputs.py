@@ -59,11 +59,14 @@ def test_markdown_math_is_balanced(outcome):
 
 def test_markdown_has_every_section(outcome):
     text = outcome.files["derivation.md"].decode()
-    for heading in ("What you will learn", "The big picture", "Notation", "Forward pass", "Loss",
-                    "How every step works", "The error of the output layer", "Why this loss", "The backward recursion",
-                    "Gradients of the parameters", "What the equations say", "Minibatch form", "The algorithm",
-                    "A worked example", "Why backpropagation is fast", "Gradient-descent update", "Verification"):
-        assert f". {heading}" in text
+    headings = ("What we want to compute", "The big picture", "Notation", "Forward pass", "Loss",
+                "How every step works", "The error of the output layer", "The backward recursion",
+                "Gradients of the parameters", "The four equations of backpropagation", "What the equations say",
+                "Why this loss", "Minibatch form", "The algorithm", "A worked example", "Why backpropagation is fast",
+                "Gradient-descent update", "Verification")
+    at = [text.index(f". {heading}\n") for heading in headings]
+    assert at == sorted(at)  # in this order
+    assert text.index("\n## Reference\n") < text.index(". Gradient-descent update\n")
     assert r"\boxed" in text
 
 
