@@ -1,0 +1,391 @@
+"""The workspace form of a recurrent network's model.py: the step statements as in-place NumPy calls.
+
+`gradients` evaluates the derived step statements (`timeloop`) as one expression each, allocating
+every intermediate at every step. `gradients_into` evaluates the same statements into arrays a
+`Workspace` allocates once:
+
+1. the statements are rewritten onto PyTorch's stacked gate arrays (`rnn_stacking`: one (4H, ·)
+   product per step instead of four (H, ·) ones);
+2. the loops are split (loop fission): a statement that reads nothing the loop computes runs once
+   before the loop over all steps, and a statement nothing in the loop reads runs once after it,
+   each as one operation on (rows, steps × samples) matrices — W_ih x for every step is one product,
+   each weight's gradient Σₜ δ[t] a[t]ᵀ is one product over all steps and samples. This is valid
+   because the sequence arrays are laid out (rows, T, m) in the workspace, so that the steps of a
+   range are one matrix (a layout choice; `gradients` keeps (T, rows, m));
+3. each statement is lowered by `workspace.Lowering` (the MLP's in-place lowering) into NumPy calls
+   with `out=`, scratch arrays assigned by liveness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.convops import PositionMean
+from derive.layers.lstm import GatePre, GateValue
+from derive.notation import quantity_of
+from derive.rnn import RNNModel
+from derive.rnn_code import Parameter, _dims, parameters
+from derive.rnn_stacking import Family, Line, Ref, Refs, merge_columns, merge_rows
+from derive.timeloop import STEP, STEPS, Block, StepPrinter, TimeSlicer
+from derive.workspace import CannotLower, Lowering, Pool, Scalar, Transposed, Value, View, allocate
+
+_STACKED = {"weight_ih": "W_ih", "weight_hh": "W_hh", "bias_ih": "b_ih", "bias_hh": "b_hh"}
+
+
+def stacked_name(p: Parameter) -> str:
+    """The name of a parameter array in the workspace code: W_ih1 for weight_ih_l0, whether stacked or not."""
+    if len(p.locals) == 1:
+        return p.locals[0]
+    prefix, layer = p.key.rsplit("_l", 1)
+    return f"{_STACKED[prefix]}{int(layer) + 1}"
+
+
+def families(model: RNNModel, params: list[Parameter]) -> list[Family]:
+    """Every stacked array: the gate parameters and their gradients, and per layer the gates'
+    pre-activations, values and errors, in the order of the stacked weights (PyTorch's)."""
+    out = []
+    for p in params:
+        if len(p.locals) > 1:
+            out.append(Family(stacked_name(p), p.locals))
+            out.append(Family("d" + stacked_name(p), p.gradients))
+    layers = sorted({n.layer.number for n in model.network.layers if isinstance(n.kind, GatePre)})
+    for layer in layers:
+        for kind, name in ((GatePre, "Zgates"), (GateValue, "Gates")):
+            nodes = [n for n in model.network.layers if n.layer.number == layer and isinstance(n.kind, kind)]
+            codes = tuple(n.out(True).code() for n in nodes)
+            errors = tuple(n.output.gradient.batched(True).code() for n in nodes)
+            out += [Family(f"{name}{layer}", codes), Family(f"d{name}{layer}", errors)]
+    return out
+
+
+@dataclass
+class Shapes:
+    """The row count (code in inputs, hidden, units) of every array, and the parameters' shapes."""
+
+    rows: dict[str, str]
+    params: dict[str, tuple[str, str]]
+    counts: dict[str, int]  # stacked array → number of gate blocks
+
+
+def shapes(model: RNNModel, params: list[Parameter], fams: list[Family]) -> Shapes:
+    param_shapes, rows = {}, {}
+    for p in params:
+        dims = [d.strip() for d in p.shape.strip("()").split(",") if d.strip()]
+        shape = (dims[0], dims[1] if len(dims) > 1 else 1)  # a bias is a column
+        param_shapes[stacked_name(p)] = shape
+        param_shapes["d" + stacked_name(p)] = shape
+        for local, gradient in zip(p.locals, p.gradients):
+            block = ("hidden" if len(p.locals) > 1 else shape[0], shape[1])
+            param_shapes[local] = param_shapes[gradient] = block
+    for node in model.network.layers:
+        code = _dims(model, node.output)  # "(T, W_ii1.shape[0], m)"
+        local, axis = code.split(", ")[1].split(".shape[")
+        row = param_shapes[local][int(axis.rstrip("]"))]
+        rows[node.out(True).code()] = row
+        if node.output.gradient is not None:
+            rows[node.output.gradient.batched(True).code()] = row
+    rows["A0"], rows["Y"] = "inputs", "units"
+    counts = {}
+    for f in fams:
+        if f.members[0] in rows:
+            rows[f.array] = f"{len(f.members)} * hidden"
+        counts[f.array] = len(f.members)
+    return Shapes(rows, param_shapes, counts)
+
+
+# ---- statements as lines over references
+
+
+def _lines(block: Block, slicer: TimeSlicer, refs: Refs, param_names: set[str]) -> list[Line]:
+    out = []
+    for s in block.statements:
+        if s.target.endswith("[t]"):
+            target = Ref(s.target[:-3], None, STEP)
+        else:
+            target = Ref(s.target)
+        mapping = {}
+        for symbol in s.form.free_symbols:
+            if symbol.name in slicer.steps:
+                code, at = slicer.steps[symbol.name]
+                mapping[symbol] = refs.symbol(Ref(code, None, at))
+            elif quantity_of(symbol.name) is not None:
+                mapping[symbol] = refs.symbol(Ref(slicer.printer._print(symbol)))
+        out.append(Line(target, s.op, s.form.xreplace(mapping), s.conditions, s.next_step))
+    return out
+
+
+def _as_blocks(lines: list[Line], refs: Refs, fams: list[Family]) -> list[Line]:
+    """Gate arrays left unmerged become their row block of the stacked array."""
+    where = {m: (f.array, k) for f in fams for k, m in enumerate(f.members)}
+
+    def moved(ref: Ref) -> Ref:
+        if ref.array in where and ref.rows is None:
+            array, k = where[ref.array]
+            return Ref(array, (k, k + 1), ref.at)
+        return ref
+
+    out = []
+    for line in lines:
+        mapping = {s: refs.symbol(moved(refs.of(s))) for s in line.form.free_symbols if refs.of(s) is not None}
+        out.append(Line(moved(line.target), line.op, line.form.xreplace(mapping), line.conditions, line.next_step))
+    return out
+
+
+# ---- loop fission
+
+_FROM_ONE = (sp.Ge(STEP, 1), STEP >= 1)
+
+
+def _range_start(line: Line) -> int | None:
+    """The first step of a line's range when it may run over all steps at once: 0, or 1 behind [t ≥ 1]."""
+    if line.next_step:
+        return None
+    if not line.conditions:
+        return 0
+    if len(line.conditions) == 1 and line.conditions[0] in _FROM_ONE:
+        return 1
+    return None
+
+
+def _all_steps_ok(line: Line, refs: Refs, param_names: set[str]) -> bool:
+    """Every array read is a step of a sequence (at t + k) or a parameter; the target a step or a gradient."""
+    if _range_start(line) is None:
+        return False
+    if line.target.at is not None and line.target.at != STEP:
+        return False
+    if line.target.at is None and line.op != "+=":
+        return False
+    for ref in refs.read(line.form):
+        if ref.at is None and ref.array not in param_names:
+            return False
+        if ref.at is not None and not (ref.at - STEP).is_Integer:
+            return False
+    return True
+
+
+def split_loop(lines: list[Line], refs: Refs, param_names: set[str]) -> tuple[list[Line], list[Line], list[Line]]:
+    """(before, loop, after): the lines that run once over all steps before the loop, the loop's own
+    lines, and those that run once after it (see the module docstring)."""
+    reads = lambda line: {r.array for r in refs.read(line.form)}  # noqa: E731
+    before, rest = [], []
+    for i, line in enumerate(lines):
+        pending = {x.target.array for x in rest + lines[i:]}  # written in the loop, this line included
+        if _all_steps_ok(line, refs, param_names) and not reads(line) & pending - (
+                {line.target.array} if line.target.at is None else set()):
+            if not any(x.target.array == line.target.array for x in rest):
+                before.append(line)
+                continue
+        rest.append(line)
+    after: list[Line] = []
+    loop = list(rest)
+    for line in reversed(rest):
+        others = [x for x in loop if x is not line]
+        later = loop[loop.index(line) + 1:]
+        if (_all_steps_ok(line, refs, param_names)
+                and not any(line.target.array in reads(x) for x in others)
+                and not any(x.target.array in reads(line) | {line.target.array} for x in later)):
+            after.insert(0, line)
+            loop.remove(line)
+    return before, loop, after
+
+
+# ---- printing
+
+
+class WorkspacePrinter(StepPrinter):
+    """Prints references as workspace code: a step A[:, t - 1] in the loop, or the steps of a range
+    as one matrix, _steps(A, 1, T), in a statement over all steps."""
+
+    def __init__(self, refs: Refs, start: int | None):
+        super().__init__({})
+        self.refs, self.start = refs, start
+
+    def rows_code(self, rows) -> str:
+        if rows is None:
+            return ":"
+        lo, hi = rows
+        text = lambda k: "" if k == 0 else ("hidden" if k == 1 else f"{k} * hidden")  # noqa: E731
+        return f"{text(lo)}:{text(hi)}"
+
+    def ref_code(self, ref: Ref) -> str:
+        array = ref.array if ref.rows is None else f"{ref.array}[{self.rows_code(ref.rows)}]"
+        if ref.at is None:
+            return array
+        if self.start is None:
+            return f"{ref.array}[{self.rows_code(ref.rows)}, {self._print(ref.at)}]"
+        shift = ref.at - STEP
+        return f"_steps({array}, {self._print(shift + self.start)}, {self._print(STEPS + shift)})"
+
+    def _print_Symbol(self, expr):
+        ref = self.refs.of(expr)
+        return self.ref_code(ref) if ref is not None else super()._print_Symbol(expr)
+
+
+class StepLowering(Lowering):
+    """`workspace.Lowering` over workspace references, with NumPy's matmul for every product and the
+    mean over the samples of a bias gradient as a sum and a division (over all steps' columns at
+    once, it sums the steps' means, as the gradient Σₜ does)."""
+
+    def holds_arrays(self, expr: sp.Basic) -> bool:
+        return any(self.printer.refs.of(s) is not None for s in expr.free_symbols) or super().holds_arrays(expr)
+
+    def _product_of(self, left, right):
+        return self._emit("product", "np.matmul", (left, right), (left.shape[0], right.shape[1]))
+
+    def _lower(self, expr):
+        if isinstance(expr, PositionMean) and not expr.args[1] and int(expr.args[2]) == 1:
+            # the mean over the samples (the columns) of a step's error, kept as a column
+            x = self._array(self.lower(expr.args[0]))
+            total = self._emit("reduce", "np.add.reduce", (x,), (x.shape[0], 1), keywords="axis=1, keepdims=True")
+            return self._elementwise("np.divide", total, Scalar("m"))
+        return super()._lower(expr)
+
+
+@dataclass
+class Program:
+    """Printed lines of one part of gradients_into, and the scratch shapes it needs."""
+
+    lines: list[str]
+
+
+class Compiler:
+    def __init__(self, refs: Refs, shapes: Shapes, pool: Pool):
+        self.refs, self.shapes, self.pool = refs, shapes, pool
+
+    def _shape(self, ref: Ref, cols: str) -> tuple:
+        if ref.array in self.shapes.params:
+            rows, c = self.shapes.params[ref.array]
+        else:
+            rows, c = self.shapes.rows[ref.array], cols
+        if ref.rows is not None:
+            rows = "hidden" if ref.rows[1] - ref.rows[0] == 1 else f"{ref.rows[1] - ref.rows[0]} * hidden"
+        return rows, (c if ref.at is not None or ref.array in self.shapes.params else "m")
+
+    def lower(self, lines: list[Line], start: int | None, indent: str, carry: bool) -> list[str]:
+        """The NumPy calls of `lines`: at step t (start None) or over the steps start … T − 1."""
+        printer = WorkspacePrinter(self.refs, start)
+        cols = "m" if start is None else str(printer._print((STEPS - start) * sp.Symbol("m")))
+        arguments = {}
+        for line in lines:
+            for ref in self.refs.read(line.form) + [line.target]:
+                name = printer.ref_code(ref)
+                arguments[name] = Value(self._shape(ref, cols), name=name, argument=True)
+        lowering = StepLowering(printer, arguments)
+        spans = []
+        for line in lines:
+            target = printer.ref_code(line.target)
+            begin = len(lowering.instructions)
+            if line.conditions:
+                lowering.computed.clear()
+            if line.form == 0:
+                spans.append((line, begin, begin, f"{target}.fill(0)"))
+                continue
+            if line.op == "+=":
+                form = sp.Add(self.refs.symbol(line.target), line.form, evaluate=False)
+                lowering.statement(target, form, comment="", pin=target, update=True)
+            else:
+                lowering.statement(target, line.form, comment="", pin=target)
+            if line.conditions:
+                lowering.computed.clear()
+            spans.append((line, begin, len(lowering.instructions), None))
+        allocate(lowering.instructions, self.pool, [])
+        out = []
+        for line, begin, end, text in spans:
+            pad = indent
+            if line.conditions and start is None:
+                guard = " and ".join(printer._print(c).strip("()") for c in line.conditions)
+                out.append(f"{indent}if {guard}{' and carry' if line.next_step and carry else ''}:")
+                pad = indent + "    "
+            if text is not None:
+                out.append(pad + text)
+            for ins in lowering.instructions[begin:end]:
+                out.append(pad + _instruction(ins))
+        return out
+
+
+def _name(operand) -> str:
+    if isinstance(operand, Scalar):
+        return operand.text
+    if isinstance(operand, Transposed):
+        return _name(operand.value) + ".T"
+    if isinstance(operand, View):
+        return operand.template.format(_name(operand.value))
+    if operand.argument or operand.name is not None and operand.pin is None:
+        return operand.name
+    if operand.pin is not None:
+        return operand.pin
+    return f"ws.{operand.buffer}"
+
+
+def _instruction(ins) -> str:
+    out = _name(ins.out)
+    args = ", ".join(_name(a) for a in ins.args)
+    if ins.kind == "reduce":
+        return f"{ins.call}({args}, {ins.keywords}, out={out})"
+    if ins.kind == "copy":
+        return f"np.copyto({out}, {args})"
+    if ins.kind in ("elementwise", "product"):
+        return f"{ins.call}({args}, out={out})"
+    raise CannotLower(f"no in-place form for {ins.call}: the workspace would allocate")
+
+
+# ---- the whole plan
+
+
+def workspace_context(model: RNNModel, forward: list[Block], backward: list[Block], slicer: TimeSlicer) -> dict:
+    """Plain data for the workspace part of templates/model_rnn.py.j2."""
+    params = parameters(model)
+    fams = families(model, params)
+    table = shapes(model, params, fams)
+    refs = Refs()
+    param_names = set(table.params)
+    pool = Pool()
+    compiler = Compiler(refs, table, pool)
+    sequences: dict[str, None] = {}
+    singles: dict[str, None] = {}
+
+    def part(blocks: list[Block], carry: bool) -> list[str]:
+        out = []
+        for block in blocks:
+            lines = _lines(block, slicer, refs, param_names)
+            lines = [Line(x.target, x.op, merge_columns(x.form, refs, fams), x.conditions, x.next_step) for x in lines]
+            lines = _as_blocks(merge_rows(lines, refs, fams), refs, fams)
+            for line in lines:
+                if line.target.at is not None:
+                    sequences.setdefault(line.target.array)
+                elif line.target.array not in param_names:
+                    singles.setdefault(line.target.array)
+            if block.loop is None:
+                out += compiler.lower(lines, None, "    ", carry)
+                continue
+            before, loop, after = split_loop(lines, refs, param_names)
+            for line in before:
+                out += _over_steps(compiler, line)
+            if loop:
+                out.append("    for t in " + ("range(T):" if block.loop == "forward" else "reversed(range(T)):"))
+                if carry:
+                    out.append("        carry = truncate is None or (t + 1) % truncate != 0")
+                out += compiler.lower(loop, None, "        ", carry)
+            for line in after:
+                out += _over_steps(compiler, line)
+        return out
+
+    forward_lines = part(forward, False)
+    backward_lines = part(backward, True)
+    sequences.pop("A0", None)
+    gradients = [p for p in params]
+    return {
+        "forward": forward_lines, "backward": backward_lines,
+        "sequences": [(name, table.rows[name]) for name in sequences],
+        "singles": [(name, table.rows[name]) for name in singles],
+        "scratch": [(f"t{k}", "(" + ", ".join(str(d) for d in shape) + ")") for k, shape in enumerate(pool.shapes)],
+        "params": [{"key": p.key, "name": stacked_name(p), "is_bias": p.is_bias, "shape": p.shape}
+                   for p in gradients],
+    }
+
+
+def _over_steps(compiler: Compiler, line: Line) -> list[str]:
+    start = 1 if line.conditions else 0
+    return compiler.lower([Line(line.target, line.op, line.form)], start, "    ", False)
