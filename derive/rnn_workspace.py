@@ -25,6 +25,7 @@ import sympy as sp
 from derive.convops import PositionMean
 from derive.layers.lstm import GatePre, GateValue
 from derive.notation import quantity_of
+from derive.ops import RowSums, Tr
 from derive.rnn import RNNModel
 from derive.rnn_code import Parameter, _dims, parameters
 from derive.rnn_stacking import Family, Line, Ref, Refs, merge_columns, merge_rows
@@ -195,12 +196,20 @@ def split_loop(lines: list[Line], refs: Refs, param_names: set[str]) -> tuple[li
 
 
 class WorkspacePrinter(StepPrinter):
-    """Prints references as workspace code: a step A[:, t - 1] in the loop, or the steps of a range
-    as one matrix, _steps(A, 1, T), in a statement over all steps."""
+    """Prints references as workspace code, in one of three modes:
 
-    def __init__(self, refs: Refs, start: int | None):
+    * "step": one step in the loop, A1[t - 1] (rows of stacked gates: Gates1[t, :2 * hidden]);
+    * "stack": the steps start … T − 1 at once as a stack of step matrices, A1[0:T - 1], for a
+      statement that works row by row (element-wise operations, products with a weight on the left,
+      which NumPy's matmul applies to each step of the stack);
+    * "cols": the steps as one (rows, steps × m) matrix, _steps(A1_cols, 0, T - 1), read from the
+      copy of the sequence laid out (rows, T, m), for a statement that sums over the samples (a
+      weight's gradient Σₜ δ[t] a[t]ᵀ is then one product over all steps and samples).
+    """
+
+    def __init__(self, refs: Refs, mode: str = "step", start: int = 0):
         super().__init__({})
-        self.refs, self.start = refs, start
+        self.refs, self.mode, self.start = refs, mode, start
 
     def rows_code(self, rows) -> str:
         if rows is None:
@@ -209,14 +218,21 @@ class WorkspacePrinter(StepPrinter):
         text = lambda k: "" if k == 0 else ("hidden" if k == 1 else f"{k} * hidden")  # noqa: E731
         return f"{text(lo)}:{text(hi)}"
 
-    def ref_code(self, ref: Ref) -> str:
-        array = ref.array if ref.rows is None else f"{ref.array}[{self.rows_code(ref.rows)}]"
-        if ref.at is None:
-            return array
-        if self.start is None:
-            return f"{ref.array}[{self.rows_code(ref.rows)}, {self._print(ref.at)}]"
+    def steps_code(self, ref: Ref) -> tuple[str, str]:
         shift = ref.at - STEP
-        return f"_steps({array}, {self._print(shift + self.start)}, {self._print(STEPS + shift)})"
+        return self._print(shift + self.start), self._print(STEPS + shift)
+
+    def ref_code(self, ref: Ref) -> str:
+        rows = "" if ref.rows is None else f", {self.rows_code(ref.rows)}"
+        if ref.at is None:
+            return ref.array if ref.rows is None else f"{ref.array}[{self.rows_code(ref.rows)}]"
+        if self.mode == "step":
+            return f"{ref.array}[{self._print(ref.at)}{rows}]"
+        first, last = self.steps_code(ref)
+        if self.mode == "stack":
+            return f"{ref.array}[{first}:{last}{rows}]"
+        array = f"{ref.array}_cols" + ("" if ref.rows is None else f"[{self.rows_code(ref.rows)}]")
+        return f"_steps({array}, {first}, {last})"
 
     def _print_Symbol(self, expr):
         ref = self.refs.of(expr)
@@ -263,10 +279,11 @@ class Compiler:
             rows = "hidden" if ref.rows[1] - ref.rows[0] == 1 else f"{ref.rows[1] - ref.rows[0]} * hidden"
         return rows, (c if ref.at is not None or ref.array in self.shapes.params else "m")
 
-    def lower(self, lines: list[Line], start: int | None, indent: str, carry: bool) -> list[str]:
-        """The NumPy calls of `lines`: at step t (start None) or over the steps start … T − 1."""
-        printer = WorkspacePrinter(self.refs, start)
-        cols = "m" if start is None else str(printer._print((STEPS - start) * sp.Symbol("m")))
+    def lower(self, lines: list[Line], indent: str, carry: bool, mode: str = "step", start: int = 0) -> list[str]:
+        """The NumPy calls of `lines`: at step t, or over the steps start … T − 1 (see WorkspacePrinter)."""
+        printer = WorkspacePrinter(self.refs, mode, start)
+        steps = printer._print(STEPS - start)
+        cols = {"step": "m", "stack": f"[{steps}]", "cols": printer._print((STEPS - start) * sp.Symbol("m"))}[mode]
         arguments = {}
         for line in lines:
             for ref in self.refs.read(line.form) + [line.target]:
@@ -294,7 +311,7 @@ class Compiler:
         out = []
         for line, begin, end, text in spans:
             pad = indent
-            if line.conditions and start is None:
+            if line.conditions and mode == "step":
                 guard = " and ".join(printer._print(c).strip("()") for c in line.conditions)
                 out.append(f"{indent}if {guard}{' and carry' if line.next_step and carry else ''}:")
                 pad = indent + "    "
@@ -334,6 +351,16 @@ def _instruction(ins) -> str:
 # ---- the whole plan
 
 
+def sums_over_samples(form: sp.Expr, refs: Refs) -> bool:
+    """Whether a statement contracts a sequence over its samples (a transposed step, a sum over the
+    columns): over all steps it then needs the (rows, steps × m) matrices of the sequences."""
+    for e in sp.preorder_traversal(form):
+        if isinstance(e, (Tr, RowSums, PositionMean)) and any(
+                r.at is not None for r in refs.read(e.args[0])):
+            return True
+    return False
+
+
 def workspace_context(model: RNNModel, forward: list[Block], backward: list[Block], slicer: TimeSlicer) -> dict:
     """Plain data for the workspace part of templates/model_rnn.py.j2."""
     params = parameters(model)
@@ -345,6 +372,24 @@ def workspace_context(model: RNNModel, forward: list[Block], backward: list[Bloc
     compiler = Compiler(refs, table, pool)
     sequences: dict[str, None] = {}
     singles: dict[str, None] = {}
+    columns: dict[str, None] = {}  # sequences that also have a (rows, T, m) copy
+    fresh: set[str] = set()  # … whose copy holds the sequence's current values
+
+    def over_steps(line: Line) -> list[str]:
+        start = 1 if line.conditions else 0
+        plain = Line(line.target, line.op, line.form)
+        if not sums_over_samples(line.form, refs):
+            fresh.discard(line.target.array)
+            return compiler.lower([plain], "    ", False, "stack", start)
+        if line.target.at is not None:
+            raise CannotLower(f"{line.target.array} summed over the samples of every step")
+        out = []
+        for array in sorted({r.array for r in refs.read(line.form) if r.at is not None}):
+            columns.setdefault(array)
+            if array not in fresh:  # the layout copy: once per array, after its last write
+                out.append(f"    np.copyto({array}_cols, {array}.transpose(1, 0, 2))")
+                fresh.add(array)
+        return out + compiler.lower([plain], "    ", False, "cols", start)
 
     def part(blocks: list[Block], carry: bool) -> list[str]:
         out = []
@@ -358,34 +403,38 @@ def workspace_context(model: RNNModel, forward: list[Block], backward: list[Bloc
                 elif line.target.array not in param_names:
                     singles.setdefault(line.target.array)
             if block.loop is None:
-                out += compiler.lower(lines, None, "    ", carry)
+                fresh.difference_update(x.target.array for x in lines)
+                out += compiler.lower(lines, "    ", carry)
                 continue
             before, loop, after = split_loop(lines, refs, param_names)
             for line in before:
-                out += _over_steps(compiler, line)
+                out += over_steps(line)
             if loop:
+                fresh.difference_update(x.target.array for x in loop)
                 out.append("    for t in " + ("range(T):" if block.loop == "forward" else "reversed(range(T)):"))
                 if carry:
                     out.append("        carry = truncate is None or (t + 1) % truncate != 0")
-                out += compiler.lower(loop, None, "        ", carry)
+                out += compiler.lower(loop, "        ", carry)
             for line in after:
-                out += _over_steps(compiler, line)
+                out += over_steps(line)
         return out
 
     forward_lines = part(forward, False)
     backward_lines = part(backward, True)
     sequences.pop("A0", None)
-    gradients = [p for p in params]
+    sequences.pop("Y", None)
+
+    def shape_code(shape) -> str:
+        rows, cols = shape
+        if isinstance(cols, str) and cols.startswith("["):  # a stack of step matrices
+            return f"({cols[1:-1]}, {rows}, m)"
+        return f"({rows}, {cols})"
+
     return {
         "forward": forward_lines, "backward": backward_lines,
         "sequences": [(name, table.rows[name]) for name in sequences],
         "singles": [(name, table.rows[name]) for name in singles],
-        "scratch": [(f"t{k}", "(" + ", ".join(str(d) for d in shape) + ")") for k, shape in enumerate(pool.shapes)],
-        "params": [{"key": p.key, "name": stacked_name(p), "is_bias": p.is_bias, "shape": p.shape}
-                   for p in gradients],
+        "columns": [(name, table.rows[name]) for name in columns],
+        "scratch": [(f"t{k}", shape_code(shape)) for k, shape in enumerate(pool.shapes)],
+        "params": [{"key": p.key, "name": stacked_name(p), "is_bias": p.is_bias, "shape": p.shape} for p in params],
     }
-
-
-def _over_steps(compiler: Compiler, line: Line) -> list[str]:
-    start = 1 if line.conditions else 0
-    return compiler.lower([Line(line.target, line.op, line.form)], start, "    ", False)
