@@ -115,3 +115,16 @@ def test_a_workspace_refuses_arrays_of_another_shape_or_dtype():
         module.gradients_into(ws, {**params, "weight_ih_l0": params["weight_ih_l0"].astype(np.float32)}, X, Y)
     with pytest.raises(TypeError, match="dtype must be np.float32 or np.float64"):
         module.Workspace(5, 4, np.int64)
+
+
+def test_every_run_checks_the_workspace_form():
+    """derive rnn's check of the generated code compares gradients_into with gradients (float64 and
+    float32) and fails on a workspace form with one statement dropped."""
+    from derive.rnn_verify import derivative_check
+
+    model = build_rnn(make_rnn_spec(cell="lstm", output="all"))
+    good = derivative_check(model, load_module(source("lstm")))
+    assert good.passed and float(good.figures["workspace_error"]) <= 1e-12
+    assert float(good.figures["float32_error"]) <= 1e-4
+    text = source("lstm").replace("            np.add(dA1[t], ws.t2, out=dA1[t])\n", "", 1)
+    assert not derivative_check(model, load_module(text)).passed
