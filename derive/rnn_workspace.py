@@ -25,7 +25,8 @@ import sympy as sp
 from derive.convops import PositionMean
 from derive.layers.lstm import GatePre, GateValue
 from derive.notation import quantity_of
-from derive.ops import RowSums, Tr
+from derive.indexing import transform
+from derive.ops import MatProd, RowSums, Tr
 from derive.rnn import RNNModel
 from derive.rnn_code import Parameter, _dims, parameters
 from derive.rnn_stacking import Family, Line, Ref, Refs, merge_columns, merge_rows
@@ -294,8 +295,7 @@ class Compiler:
         for line in lines:
             target = printer.ref_code(line.target)
             begin = len(lowering.instructions)
-            if line.conditions:
-                lowering.computed.clear()
+            saved = dict(lowering.computed)  # what a guarded statement computes may not have run: forgotten after it
             if line.form == 0:
                 spans.append((line, begin, begin, f"{target}.fill(0)"))
                 continue
@@ -304,8 +304,8 @@ class Compiler:
                 lowering.statement(target, form, comment="", pin=target, update=True)
             else:
                 lowering.statement(target, line.form, comment="", pin=target)
-            if line.conditions:
-                lowering.computed.clear()
+            if line.conditions:  # kept: what was computed before it and is still valid (not stale after `update`)
+                lowering.computed = {k: v for k, v in saved.items() if k in lowering.computed}
             spans.append((line, begin, len(lowering.instructions), None))
         allocate(lowering.instructions, self.pool, [])
         out = []
@@ -361,6 +361,22 @@ def sums_over_samples(form: sp.Expr, refs: Refs) -> bool:
     return False
 
 
+def product_scaled_after(form: sp.Expr) -> sp.Expr:
+    """(s X) Yᵀ → s (X Yᵀ) for a number s (the 1/m of a weight gradient): the same product, scaled
+    after it, so that the smaller result is scaled rather than the errors of every step."""
+
+    def rule(e):
+        if isinstance(e, MatProd) and e.args[0].is_Mul:
+            scalars = [f for f in e.args[0].args if not f.free_symbols or all(
+                s.name == "m" for s in f.free_symbols)]
+            if scalars:
+                rest = sp.Mul(*[f for f in e.args[0].args if f not in scalars])
+                return sp.Mul(*scalars) * MatProd(rest, e.args[1])
+        return e
+
+    return transform(form, rule)
+
+
 def workspace_context(model: RNNModel, forward: list[Block], backward: list[Block], slicer: TimeSlicer) -> dict:
     """Plain data for the workspace part of templates/model_rnn.py.j2."""
     params = parameters(model)
@@ -374,22 +390,45 @@ def workspace_context(model: RNNModel, forward: list[Block], backward: list[Bloc
     singles: dict[str, None] = {}
     columns: dict[str, None] = {}  # sequences that also have a (rows, T, m) copy
     fresh: set[str] = set()  # … whose copy holds the sequence's current values
+    assigned: set[str] = set()  # gradients computed by one statement over all steps (not accumulated)
+    writers: dict[str, int] = {}  # statements writing each array (after the stacking)
 
-    def over_steps(line: Line) -> list[str]:
-        start = 1 if line.conditions else 0
-        plain = Line(line.target, line.op, line.form)
-        if not sums_over_samples(line.form, refs):
-            fresh.discard(line.target.array)
-            return compiler.lower([plain], "    ", False, "stack", start)
-        if line.target.at is not None:
-            raise CannotLower(f"{line.target.array} summed over the samples of every step")
+    def over_steps(lines: list[Line]) -> list[str]:
+        """Lines run once over all steps, lowered together where they share a mode and a range (so
+        that a subexpression they share, such as the bias gradients' Σ over δ, is computed once)."""
+        out, group, key = [], [], None
+        for line in lines + [None]:
+            mode = None if line is None else ("cols" if sums_over_samples(line.form, refs) else "stack")
+            start = None if line is None else (1 if line.conditions else 0)
+            if group and (line is None or (mode, start) != key):
+                out += lower_group(group, *key)
+                group = []
+            if line is not None:
+                group.append(line)
+                key = (mode, start)
+        return out
+
+    def lower_group(group: list[Line], mode: str, start: int) -> list[str]:
+        plain = []
+        for line in group:
+            op = line.op
+            if op == "+=" and line.target.array in param_names and writers[line.target.array] == 1:
+                op = "="  # the gradient's only statement: written, not added to zeros
+                assigned.add(line.target.array)
+            plain.append(Line(line.target, op, product_scaled_after(line.form)))
         out = []
-        for array in sorted({r.array for r in refs.read(line.form) if r.at is not None}):
-            columns.setdefault(array)
-            if array not in fresh:  # the layout copy: once per array, after its last write
-                out.append(f"    np.copyto({array}_cols, {array}.transpose(1, 0, 2))")
-                fresh.add(array)
-        return out + compiler.lower([plain], "    ", False, "cols", start)
+        if mode == "stack":
+            fresh.difference_update(x.target.array for x in group)
+        else:
+            for line in group:
+                if line.target.at is not None:
+                    raise CannotLower(f"{line.target.array} summed over the samples of every step")
+            for array in sorted({r.array for x in group for r in refs.read(x.form) if r.at is not None}):
+                columns.setdefault(array)
+                if array not in fresh:  # the layout copy: once per array, after its last write
+                    out.append(f"    np.copyto({array}_cols, {array}.transpose(1, 0, 2))")
+                    fresh.add(array)
+        return out + compiler.lower(plain, "    ", False, mode, start)
 
     def part(blocks: list[Block], carry: bool) -> list[str]:
         out = []
@@ -398,6 +437,7 @@ def workspace_context(model: RNNModel, forward: list[Block], backward: list[Bloc
             lines = [Line(x.target, x.op, merge_columns(x.form, refs, fams), x.conditions, x.next_step) for x in lines]
             lines = _as_blocks(merge_rows(lines, refs, fams), refs, fams)
             for line in lines:
+                writers[line.target.array] = writers.get(line.target.array, 0) + 1
                 if line.target.at is not None:
                     sequences.setdefault(line.target.array)
                 elif line.target.array not in param_names:
@@ -407,16 +447,14 @@ def workspace_context(model: RNNModel, forward: list[Block], backward: list[Bloc
                 out += compiler.lower(lines, "    ", carry)
                 continue
             before, loop, after = split_loop(lines, refs, param_names)
-            for line in before:
-                out += over_steps(line)
+            out += over_steps(before)
             if loop:
                 fresh.difference_update(x.target.array for x in loop)
                 out.append("    for t in " + ("range(T):" if block.loop == "forward" else "reversed(range(T)):"))
                 if carry:
                     out.append("        carry = truncate is None or (t + 1) % truncate != 0")
                 out += compiler.lower(loop, "        ", carry)
-            for line in after:
-                out += over_steps(line)
+            out += over_steps(after)
         return out
 
     forward_lines = part(forward, False)
@@ -436,5 +474,6 @@ def workspace_context(model: RNNModel, forward: list[Block], backward: list[Bloc
         "singles": [(name, table.rows[name]) for name in singles],
         "columns": [(name, table.rows[name]) for name in columns],
         "scratch": [(f"t{k}", shape_code(shape)) for k, shape in enumerate(pool.shapes)],
-        "params": [{"key": p.key, "name": stacked_name(p), "is_bias": p.is_bias, "shape": p.shape} for p in params],
+        "params": [{"key": p.key, "name": stacked_name(p), "is_bias": p.is_bias, "shape": p.shape,
+                    "zeroed": "d" + stacked_name(p) not in assigned} for p in params],
     }

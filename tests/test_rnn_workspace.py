@@ -53,7 +53,7 @@ def test_the_lstm_step_uses_the_stacked_gate_arrays():
     body = text[text.index("def gradients_into"):]
     assert "np.matmul(W_hh1, A1[t - 1], " in body  # one (4H, H) product per step
     assert "np.matmul(W_ih1, A0[0:T], " in body  # the input side of every step, before the loop
-    assert "np.matmul(ws.t7, _steps(A0_cols, 0, T).T" in body  # dW_ih over all steps at once
+    assert "np.matmul(_steps(dZgates1_cols, 0, T), _steps(A0_cols, 0, T).T, out=dW_ih1)" in body  # all steps at once
     assert "W_ii1" not in body and "W_hi1" not in body
     assert body.count("for t in range(T)") == 1
 
