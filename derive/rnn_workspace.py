@@ -7,13 +7,18 @@ every intermediate at every step. `gradients_into` evaluates the same statements
 1. the statements are rewritten onto PyTorch's stacked gate arrays (`rnn_stacking`: one (4H, ·)
    product per step instead of four (H, ·) ones);
 2. the loops are split (loop fission): a statement that reads nothing the loop computes runs once
-   before the loop over all steps, and a statement nothing in the loop reads runs once after it,
-   each as one operation on (rows, steps × samples) matrices — W_ih x for every step is one product,
-   each weight's gradient Σₜ δ[t] a[t]ᵀ is one product over all steps and samples. This is valid
-   because the sequence arrays are laid out (rows, T, m) in the workspace, so that the steps of a
-   range are one matrix (a layout choice; `gradients` keeps (T, rows, m));
+   before the loop over all steps, and a statement nothing in the loop reads runs once after it.
+   Sequences are (T, rows, m), so that each step's array, and each gate's rows of it, is contiguous
+   (a strided view makes NumPy buffer every element-wise call: 15 µs instead of 4 µs for a
+   256 × 64 multiply). A statement over all steps that works row by row (W_ih x, the head) runs
+   on the stack of steps (matmul applies the weight to each step); one that sums over the samples
+   (a weight's gradient Σₜ δ[t] a[t]ᵀ, a bias's Σ) runs on copies laid out (rows, T, m), where the
+   steps of a range are one (rows, steps × m) matrix: one product over all steps and samples.
+   Both layouts are layout choices; the statements are the derived ones;
 3. each statement is lowered by `workspace.Lowering` (the MLP's in-place lowering) into NumPy calls
    with `out=`, scratch arrays assigned by liveness.
+
+`derive rnn` compares `gradients_into` with `gradients` on every run (`rnn_verify.derivative_check`).
 """
 
 from __future__ import annotations
@@ -260,14 +265,9 @@ class StepLowering(Lowering):
         return super()._lower(expr)
 
 
-@dataclass
-class Program:
-    """Printed lines of one part of gradients_into, and the scratch shapes it needs."""
-
-    lines: list[str]
-
-
 class Compiler:
+    """Lowers lines to printed NumPy calls; every part of one module shares the scratch `pool`."""
+
     def __init__(self, refs: Refs, shapes: Shapes, pool: Pool):
         self.refs, self.shapes, self.pool = refs, shapes, pool
 
