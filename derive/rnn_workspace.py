@@ -31,7 +31,7 @@ from derive.convops import PositionMean
 from derive.layers.lstm import GatePre, GateValue
 from derive.notation import quantity_of
 from derive.indexing import transform
-from derive.ops import MatProd, RowSums, Tr
+from derive.ops import Einsum, MatProd, RowSums, Tr
 from derive.rnn import RNNModel
 from derive.rnn_code import Parameter, _dims, parameters
 from derive.rnn_stacking import Family, Line, Ref, Refs, merge_columns, merge_rows
@@ -119,7 +119,7 @@ def _lines(block: Block, slicer: TimeSlicer, refs: Refs, param_names: set[str]) 
                 mapping[symbol] = refs.symbol(Ref(code, None, at))
             elif quantity_of(symbol.name) is not None:
                 mapping[symbol] = refs.symbol(Ref(slicer.printer._print(symbol)))
-        out.append(Line(target, s.op, s.form.xreplace(mapping), s.conditions, s.next_step))
+        out.append(Line(target, s.op, einsum_as_products(s.form.xreplace(mapping)), s.conditions, s.next_step))
     return out
 
 
@@ -164,6 +164,9 @@ def _all_steps_ok(line: Line, refs: Refs, param_names: set[str]) -> bool:
         return False
     if line.target.at is None and line.op != "+=":
         return False
+    if not sums_over_samples(line.form, refs) and any(
+            r.at is not None and r.rows is not None for r in refs.read(line.form) + [line.target]):
+        return False  # some gates' rows of a stack of steps: not contiguous, NumPy would buffer or copy
     for ref in refs.read(line.form):
         if ref.at is None and ref.array not in param_names:
             return False
@@ -359,6 +362,45 @@ def sums_over_samples(form: sp.Expr, refs: Refs) -> bool:
                 r.at is not None for r in refs.read(e.args[0])):
             return True
     return False
+
+
+def einsum_as_products(form: sp.Expr) -> sp.Expr:
+    """An einsum of matrices that is a matrix product of entry-wise products, written as one:
+    operands with the same two indices multiply entry by entry, then Σₖ L[i, k] R[k, j] is L R (a
+    factor's indices the other way round is its transpose). By the definition of einsum; any other
+    einsum is left as it is (and has no workspace form)."""
+
+    def as_matrix(factor: sp.Expr, have: str, want: str) -> sp.Expr:
+        return factor if have == want else Tr(factor)
+
+    def rule(e):
+        if not isinstance(e, Einsum):
+            return e
+        inputs, output = e.subscripts.split("->")
+        specs = inputs.split(",")
+        if len(output) != 2 or any(len(spec) != 2 for spec in specs):
+            return e
+        merged: dict[str, list] = {}
+        for spec, operand in zip(specs, e.operands):
+            key = spec if spec in merged or spec[::-1] not in merged else spec[::-1]
+            merged.setdefault(key, []).append(operand if key == spec else Tr(operand))
+        factors = [(spec, sp.Mul(*ops)) for spec, ops in merged.items()]
+        if len(factors) == 1 and set(factors[0][0]) == set(output):
+            return as_matrix(factors[0][1], factors[0][0], output)
+        if len(factors) != 2:
+            return e
+        (a, left), (b, right) = factors
+        shared = set(a) & set(b)
+        if len(shared) != 1 or shared & set(output):
+            return e
+        k = shared.pop()
+        if output[0] not in a:
+            (a, left), (b, right) = (b, right), (a, left)
+        if output[0] not in a or output[1] not in b:
+            return e
+        return MatProd(as_matrix(left, a, output[0] + k), as_matrix(right, b, k + output[1]))
+
+    return transform(form, rule)
 
 
 def product_scaled_after(form: sp.Expr) -> sp.Expr:

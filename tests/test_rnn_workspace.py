@@ -34,7 +34,8 @@ def point(module, T, n, H, K, m, output="all", dtype=np.float64, seed=0):
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-12), (np.float32, 1e-5)])
-@pytest.mark.parametrize("cell, output, layers", [("lstm", "all", 1), ("lstm", "last", 2), ("rnn", "mean", 2)])
+@pytest.mark.parametrize("cell, output, layers", [("lstm", "all", 1), ("lstm", "last", 2), ("rnn", "mean", 2),
+                                                   ("gru", "all", 2)])
 def test_gradients_into_gives_the_numbers_of_gradients(cell, output, layers, dtype, tolerance):
     module = load_module(source(cell, output, layers))
     params, X, Y = point(module, 5, 3, 4, 2, 3, output, dtype)
@@ -83,7 +84,7 @@ def peak_growth(step, steps: int) -> int:
     return peak - before
 
 
-@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "rnn", "gru"])
 def test_a_step_in_workspace_form_allocates_no_array(cell):
     """tracemalloc's peak stays flat over 20 steps and does not grow with the batch: what remains is
     Python's small objects (the views of one step) and NumPy's fixed-size iteration buffer, which
