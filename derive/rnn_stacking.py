@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.ops import MatProd, Tr
+from derive.convops import PositionMean
+from derive.ops import ColBroadcast, MatProd, Op, RowSums, Tr
 
 Rows = tuple[int, int] | None  # a range of gate blocks [lo, hi), or None: the whole array
 
@@ -109,14 +110,19 @@ def _canonical(line: Line, refs: Refs, families: list[Family]) -> tuple[sp.Expr,
 
 
 def _row_wise(expr: sp.Expr, gated: set) -> bool:
-    """Every gate array is reached through row-wise operations only (not transposed, not as the
-    right factor of a product)."""
+    """Every gate array is reached through row-wise operations only: element-wise ones, the left
+    factor of a product, a sum or mean over the samples (columns), a column broadcast — never a
+    transpose, the right factor of a product or any other operation."""
     if not expr.free_symbols & gated:
         return True
-    if isinstance(expr, Tr):
-        return False
+    if isinstance(expr, sp.Symbol):
+        return True
     if isinstance(expr, MatProd):
         return not expr.args[1].free_symbols & gated and _row_wise(expr.args[0], gated)
+    if isinstance(expr, (RowSums, PositionMean, ColBroadcast)):
+        return _row_wise(expr.args[0], gated)
+    if isinstance(expr, Op) or not (expr.is_Add or expr.is_Mul or expr.is_Pow or isinstance(expr, sp.Function)):
+        return False
     return all(_row_wise(a, gated) for a in expr.args)
 
 
@@ -222,7 +228,8 @@ def _column_term(term: sp.Expr, refs: Refs, families: list[Family]) -> tuple[sp.
         if member is None:
             return None
         found.append((s, ref, member))
-    if found[0][2][1] != found[1][2][1]:
+    (_, _, (left_family, left_block)), (_, _, (right_family, right_block)) = found
+    if left_block != right_block or len(left_family.members) != len(right_family.members):
         return None
     mapping = {s: refs.symbol(Ref(m[0].array, "*", ref.at)) for s, ref, m in found}
     return term.xreplace(mapping), found[0][2][1]

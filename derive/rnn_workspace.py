@@ -73,7 +73,6 @@ class Shapes:
 
     rows: dict[str, str]
     params: dict[str, tuple[str, str]]
-    counts: dict[str, int]  # stacked array → number of gate blocks
 
 
 def shapes(model: RNNModel, params: list[Parameter], fams: list[Family]) -> Shapes:
@@ -94,18 +93,16 @@ def shapes(model: RNNModel, params: list[Parameter], fams: list[Family]) -> Shap
         if node.output.gradient is not None:
             rows[node.output.gradient.batched(True).code()] = row
     rows["A0"], rows["Y"] = "inputs", "units"
-    counts = {}
     for f in fams:
         if f.members[0] in rows:
             rows[f.array] = f"{len(f.members)} * hidden"
-        counts[f.array] = len(f.members)
-    return Shapes(rows, param_shapes, counts)
+    return Shapes(rows, param_shapes)
 
 
 # ---- statements as lines over references
 
 
-def _lines(block: Block, slicer: TimeSlicer, refs: Refs, param_names: set[str]) -> list[Line]:
+def _lines(block: Block, slicer: TimeSlicer, refs: Refs) -> list[Line]:
     out = []
     for s in block.statements:
         if s.target.endswith("[t]"):
@@ -475,7 +472,7 @@ def workspace_context(model: RNNModel, forward: list[Block], backward: list[Bloc
     def part(blocks: list[Block], carry: bool) -> list[str]:
         out = []
         for block in blocks:
-            lines = _lines(block, slicer, refs, param_names)
+            lines = _lines(block, slicer, refs)
             lines = [Line(x.target, x.op, merge_columns(x.form, refs, fams), x.conditions, x.next_step) for x in lines]
             lines = _as_blocks(merge_rows(lines, refs, fams), refs, fams)
             for line in lines:
