@@ -345,6 +345,8 @@ def _instruction(ins) -> str:
         return f"np.copyto({out}, {args})"
     if ins.kind in ("elementwise", "product"):
         return f"{ins.call}({args}, out={out})"
+    if ins.kind == "expression":  # a piecewise formula (Huber's error): as the MLP's workspace does
+        return f"np.copyto({out}, {ins.text})  # no in-place form: allocates"
     raise CannotLower(f"no in-place form for {ins.call}: the workspace would allocate")
 
 
