@@ -19,8 +19,8 @@ from derive.rnn_verify import load_module
 
 
 @lru_cache(maxsize=None)
-def source(cell: str, output: str = "all", layers: int = 1) -> str:
-    model = build_rnn(make_rnn_spec(cell=cell, output=output, layers=layers))
+def source(cell: str, output: str = "all", layers: int = 1, loss: str = "mse") -> str:
+    model = build_rnn(make_rnn_spec(cell=cell, output=output, layers=layers, loss=loss))
     return render("model_rnn.py.j2", code_context(model, backward_pass(model.network, True), title="t",
                                                   command="derive rnn", version="test"))
 
@@ -46,6 +46,17 @@ def test_gradients_into_gives_the_numbers_of_gradients(cell, output, layers, dty
         assert got[name].dtype == dtype and got[name].shape == value.shape
         scale = float(np.max(np.abs(value)))
         assert float(np.max(np.abs(got[name] - value))) <= tolerance * scale, name
+
+
+def test_a_piecewise_error_is_one_marked_allocating_expression_and_gives_the_same_numbers():
+    text = source("lstm", "all", 1, "huber:1.0")
+    body = text[text.index("def gradients_into"):]
+    assert body.count("# no in-place form: allocates") == 1
+    module = load_module(text)
+    params, X, Y = point(module, 5, 3, 4, 2, 3)
+    expected = module.gradients(params, X, Y)
+    got = module.gradients_into(module.Workspace(3, 5, inputs=3, hidden=4, units=2), params, X, Y)
+    assert max(float(np.max(np.abs(got[k] - expected[k]) / np.max(np.abs(expected[k])))) for k in expected) < 1e-12
 
 
 def test_the_lstm_step_uses_the_stacked_gate_arrays():
