@@ -19,7 +19,7 @@ workspace form is checked against the readable form (`gradients`) on every run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
@@ -59,6 +59,8 @@ class Line:
     form: sp.Expr
     conditions: tuple = ()
     next_step: bool = False
+    source: str = field(default="", compare=False)  # the statement of `gradients` it comes from
+    also: tuple[str, ...] = field(default=(), compare=False)  # the other gates' arrays merged into it
 
 
 class Refs:
@@ -185,7 +187,8 @@ def _merge_once(lines: list[Line], refs: Refs, families: list[Family]) -> list[L
         rows = (run[0], run[-1] + 1)
         count = len(family.members)
         target = Ref(family.array, None if rows == (0, count) else rows, line.target.at)
-        new = Line(target, line.op, _place(canon[first][0], refs, rows, count), line.conditions, line.next_step)
+        also = tuple(lines[group[b]].target.array for b in run if group[b] != first)
+        new = replace(line, target=target, form=_place(canon[first][0], refs, rows, count), also=also)
         taken = {group[b] for b in run}
         return [new if i == first else x for i, x in enumerate(lines) if i == first or i not in taken]
     return None

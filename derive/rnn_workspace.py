@@ -23,7 +23,7 @@ every intermediate at every step. `gradients_into` evaluates the same statements
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
@@ -116,7 +116,8 @@ def _lines(block: Block, slicer: TimeSlicer, refs: Refs) -> list[Line]:
                 mapping[symbol] = refs.symbol(Ref(code, None, at))
             elif quantity_of(symbol.name) is not None:
                 mapping[symbol] = refs.symbol(Ref(slicer.printer._print(symbol)))
-        out.append(Line(target, s.op, einsum_as_products(s.form.xreplace(mapping)), s.conditions, s.next_step))
+        source = (f"if {s.guard}: " if s.guard else "") + f"{s.target} {s.op} {s.value}"
+        out.append(Line(target, s.op, einsum_as_products(s.form.xreplace(mapping)), s.conditions, s.next_step, source))
     return out
 
 
@@ -133,7 +134,7 @@ def _as_blocks(lines: list[Line], refs: Refs, fams: list[Family]) -> list[Line]:
     out = []
     for line in lines:
         mapping = {s: refs.symbol(moved(refs.of(s))) for s in line.form.free_symbols if refs.of(s) is not None}
-        out.append(Line(moved(line.target), line.op, line.form.xreplace(mapping), line.conditions, line.next_step))
+        out.append(replace(line, target=moved(line.target), form=line.form.xreplace(mapping)))
     return out
 
 
@@ -311,6 +312,9 @@ class Compiler:
         out = []
         for line, begin, end, text in spans:
             pad = indent
+            out.append(f"{indent}# {'every step at once: ' if mode != 'step' else ''}{line.source}")
+            if line.also:
+                out.append(f"{indent}#   and {', '.join(line.also)} alike: one statement on their rows of {line.target.array}")
             if line.conditions and mode == "step":
                 guard = " and ".join(printer._print(c).strip("()") for c in line.conditions)
                 out.append(f"{indent}if {guard}{' and carry' if line.next_step and carry else ''}:")
@@ -456,7 +460,7 @@ def workspace_context(model: RNNModel, forward: list[Block], backward: list[Bloc
             if op == "+=" and line.target.array in param_names and writers[line.target.array] == 1:
                 op = "="  # the gradient's only statement: written, not added to zeros
                 assigned.add(line.target.array)
-            plain.append(Line(line.target, op, product_scaled_after(line.form)))
+            plain.append(replace(line, op=op, form=product_scaled_after(line.form), conditions=()))
         out = []
         if mode == "stack":
             fresh.difference_update(x.target.array for x in group)
@@ -467,15 +471,21 @@ def workspace_context(model: RNNModel, forward: list[Block], backward: list[Bloc
             for array in sorted({r.array for x in group for r in refs.read(x.form) if r.at is not None}):
                 columns.setdefault(array)
                 if array not in fresh:  # the layout copy: once per array, after its last write
-                    out.append(f"    np.copyto({array}_cols, {array}.transpose(1, 0, 2))")
+                    out.append(f"    np.copyto({array}_cols, {array}.transpose(1, 0, 2))  # laid out (rows, T, m)")
                     fresh.add(array)
         return out + compiler.lower(plain, "    ", False, mode, start)
+
+    def stack_products(line: Line) -> Line:
+        form = merge_columns(line.form, refs, fams)
+        if form == line.form:
+            return line
+        return replace(line, form=form, source=line.source + "   [the gates' products as one on the stacked arrays]")
 
     def part(blocks: list[Block], carry: bool) -> list[str]:
         out = []
         for block in blocks:
             lines = _lines(block, slicer, refs)
-            lines = [Line(x.target, x.op, merge_columns(x.form, refs, fams), x.conditions, x.next_step) for x in lines]
+            lines = [stack_products(x) for x in lines]
             lines = _as_blocks(merge_rows(lines, refs, fams), refs, fams)
             for line in lines:
                 writers[line.target.array] = writers.get(line.target.array, 0) + 1

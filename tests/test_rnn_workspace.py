@@ -62,7 +62,9 @@ def test_a_piecewise_error_is_one_marked_allocating_expression_and_gives_the_sam
 def test_the_lstm_step_uses_the_stacked_gate_arrays():
     """One (4H, ·) product on weight_hh per step and one on weight_ih for all steps, not one per gate."""
     text = source("lstm")
-    body = text[text.index("def gradients_into"):]
+    body = "\n".join(line for line in text[text.index("def gradients_into"):].splitlines()
+                     if not line.strip().startswith("#"))  # the code, without the derived statements quoted
+    assert "# if t >= 1: Zi1[t] += (W_hi1 @ A1[t - 1])" in text  # … which each group of calls quotes
     assert "np.matmul(W_hh1, A1[t - 1], " in body  # one (4H, H) product per step
     assert "np.matmul(W_ih1, A0[0:T], " in body  # the input side of every step, before the loop
     assert "np.matmul(_steps(dZgates1_cols, 0, T), _steps(A0_cols, 0, T).T, out=dW_ih1)" in body  # all steps at once
