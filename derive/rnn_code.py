@@ -181,6 +181,13 @@ def code_context(model: RNNModel, batch: Pass, *, title: str, command: str, vers
     allocations, forward, names = plan_forward(model, batch, slicer)
     before, backward = plan_backward(model, batch, slicer)
     loss, loss_uses = loss_value(model, slicer.printer)
+    from derive.rnn_workspace import workspace_context  # it reads this module's plans
+    from derive.workspace import CannotLower
+
+    try:
+        workspace = workspace_context(model, forward, backward, slicer)
+    except CannotLower:  # a step statement without an in-place form (the GRU's einsum): no workspace form
+        workspace = None
     spec = model.spec
     params = parameters(model)
     cells = [node for node in model.network.layers if isinstance(node.kind, RNNCell)]
@@ -205,4 +212,5 @@ def code_context(model: RNNModel, batch: Pass, *, title: str, command: str, vers
         "output_array": model.network.output.batched().code(),
         "target_shape": "(T, units, m)" if spec.output != "last" else "(units, m)",
         "helpers": helpers_used(slicer.printer),
+        "workspace": workspace,
     }

@@ -134,5 +134,7 @@ def verdict(outcome: RNNOutcome) -> str:
     return (f"verification passed: {s['partials']} partial derivatives match direct differentiation of the loss "
             f"unrolled over {s['steps']} steps ({'exactly' if s['exact'] else 'to ' + str(s['digits']) + ' digits'}); "
             f"minibatch form equals the mean of {b['samples']} samples; {d['partials']} in model.py match finite "
-            f"differences (relative difference {d['largest_error']}; required {d['tolerance']}); {o['optimizer']} "
-            f"update equals its equations over {o['steps']} steps")
+            f"differences (relative difference {d['largest_error']}; required {d['tolerance']})"
+            + (f"; workspace form gradients_into equals gradients to {d['workspace_error']} (float64) and "
+               f"{d['float32_error']} (float32)" if "workspace_error" in d else "")
+            + f"; {o['optimizer']} update equals its equations over {o['steps']} steps")

@@ -36,6 +36,8 @@ DIGITS = 50
 TOLERANCE = sp.Float("1e-35", DIGITS)
 FD_STEP = 1e-6
 FD_TOLERANCE = 1e-6
+WORKSPACE_TOLERANCE = 1e-12  # gradients_into against gradients, relative to each gradient's largest entry
+FLOAT32_TOLERANCE = 1e-4  # gradients_into in float32 against gradients in float64, the same measure
 
 
 @dataclass
@@ -231,5 +233,32 @@ def derivative_check(model: RNNModel, module: types.ModuleType, seed: int = 0, s
             fd = (up - down) / (2 * FD_STEP)
             worst = max(worst, abs(fd - grads[name][idx]) / max(1.0, abs(fd)))
             count += 1
-    return Check("derivatives", bool(worst <= FD_TOLERANCE), {"partials": count, "steps": steps, "samples": samples,
-                                                        "largest_error": f"{worst:.1e}", "tolerance": f"{FD_TOLERANCE:g}"})
+    figures = {"partials": count, "steps": steps, "samples": samples,
+               "largest_error": f"{worst:.1e}", "tolerance": f"{FD_TOLERANCE:g}"}
+    passed = worst <= FD_TOLERANCE
+    if hasattr(module, "Workspace"):
+        float64, float32 = workspace_errors(module, params, X, Y, grads)
+        figures |= {"workspace_error": f"{float64:.1e}", "workspace_tolerance": f"{WORKSPACE_TOLERANCE:g}",
+                    "float32_error": f"{float32:.1e}", "float32_tolerance": f"{FLOAT32_TOLERANCE:g}"}
+        passed = passed and float64 <= WORKSPACE_TOLERANCE and float32 <= FLOAT32_TOLERANCE
+    return Check("derivatives", bool(passed), figures)
+
+
+def workspace_errors(module: types.ModuleType, params: dict, X: np.ndarray, Y: np.ndarray, grads: dict,
+                     truncate: int | None = None) -> tuple[float, float]:
+    """gradients_into against gradients (float64, twice with one workspace, so that a value left over
+    from the first call would show; then float32), each relative to the largest entry of its gradient."""
+    T, n, m = X.shape
+    sizes = dict(inputs=n, hidden=params["weight_hh_l0"].shape[1], units=params["head_bias"].shape[0])
+
+    def largest(got) -> float:
+        return max(float(np.max(np.abs(got[k] - grads[k]))) / max(float(np.max(np.abs(grads[k]))), 1e-300)
+                   for k in grads)
+
+    ws = module.Workspace(m, T, np.float64, **sizes)
+    module.gradients_into(ws, params, X, Y, truncate)
+    float64 = largest(module.gradients_into(ws, params, X, Y, truncate))
+    single = {k: v.astype(np.float32) for k, v in params.items()}
+    ws32 = module.Workspace(m, T, np.float32, **sizes)
+    float32 = largest(module.gradients_into(ws32, single, X.astype(np.float32), Y.astype(np.float32), truncate))
+    return float64, float32

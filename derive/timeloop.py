@@ -23,7 +23,7 @@ that h[t − 1] and δ[t + 1] are there when step t reads them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy as sp
 
@@ -54,6 +54,8 @@ class Statement:
     value: str
     guard: str = ""
     next_step: bool = False  # it reads step t + 1 (an error arriving from the next step)
+    form: sp.Expr | None = field(default=None, compare=False)  # the proved matrix form `value` prints
+    conditions: tuple = field(default=(), compare=False)  # the guard's conditions on t (SymPy relations)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class TimeSlicer:
 
     def __init__(self):
         self.slices: dict[str, str] = {}  # label of a step array → its code (A1[t - 1])
+        self.steps: dict[str, tuple[str, sp.Expr]] = {}  # label of a step array → (array code, step)
         self.printer = StepPrinter(self.slices)
 
     # ---- reading a formula at step t
@@ -106,6 +109,7 @@ class TimeSlicer:
         code = (quantity.code() if quantity is not None else str(entry.base.label)) + f"[{self.printer._print(at)}]"
         label = f"{entry.base.label}@{at}"  # `notation.quantity_of` reads the quantity before the @
         self.slices[label] = code
+        self.steps[label] = (code.split("[", 1)[0], at)
         return sp.IndexedBase(label, real=True)[tuple(entry.indices[1:])]
 
     def at_step(self, expr: sp.Expr, time_index: sp.Idx | None) -> sp.Expr:
@@ -176,14 +180,15 @@ class TimeSlicer:
             matrix = to_matrix_form(index_form, free)
             if not entries_agree(index_form, matrix, free):
                 raise AssertionError(f"step form {matrix} of {index_form} failed its entry check")
-            value = self.printer._print(code_form(matrix))
+            form = code_form(matrix)
+            value = self.printer._print(form)
             guard = " and ".join(self.printer._print(g.args[0]).strip("()") for g in guards)
             op = "+=" if accumulate or not first else "="
             if guard and op == "=":  # every term is guarded: start the step's value at zero
-                out.append(Statement(target, "=", "0.0"))
+                out.append(Statement(target, "=", "0.0", form=sp.S.Zero))
                 op = "+="
             # the guard the engine writes for a path through the next step: [t + 1 ≤ T − 1]
             reads_next = any(STEP + 1 in sp.preorder_traversal(g.args[0]) for g in guards)
-            out.append(Statement(target, op, value, guard, reads_next))
+            out.append(Statement(target, op, value, guard, reads_next, form, tuple(g.args[0] for g in guards)))
             first = False
         return out
