@@ -14,15 +14,15 @@ import pytest
 from derive.derivation import backward_pass
 from derive.render import render
 from derive.rnn import build_rnn, make_rnn_spec
-from derive.rnn_code import code_context
+from derive.rnn_run import model_context
 from derive.rnn_verify import load_module
 
 
 @lru_cache(maxsize=None)
 def source(cell: str, output: str = "all", layers: int = 1, loss: str = "mse") -> str:
     model = build_rnn(make_rnn_spec(cell=cell, output=output, layers=layers, loss=loss))
-    return render("model_rnn.py.j2", code_context(model, backward_pass(model.network, True), title="t",
-                                                  command="derive rnn", version="test"))
+    return render("model_rnn.py.j2", model_context(model, backward_pass(model.network, True), title="t",
+                                                   command="derive rnn", version="test"))
 
 
 def point(module, T, n, H, K, m, output="all", dtype=np.float64, seed=0):
