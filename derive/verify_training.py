@@ -34,11 +34,10 @@ INIT_UNITS = 100
 INIT_TOLERANCE = 0.1
 
 
-def _reference_update(training: Training, values: dict, theta: np.ndarray, grads: list[np.ndarray]) -> np.ndarray:
-    """θ after len(grads) steps, every entry evaluated from the catalog equations in 30-digit
-    arithmetic (SymPy's mpmath translation of each assignment, independent of the NumPy printer)."""
-    import mpmath
-
+def _reference_steps(training: Training, values: dict) -> tuple[list, list, dict]:
+    """The optimizer's assignments at these hyper-parameters as mpmath functions (SymPy's mpmath
+    translation of each catalog equation, independent of the NumPy printer), made once for every
+    parameter array they are applied to: the state's names, the steps and the state's start."""
     opt = training.optimizer
     hyper = {}
     for h in opt.hypers:
@@ -49,13 +48,21 @@ def _reference_update(training: Training, values: dict, theta: np.ndarray, grads
     names = list(dict.fromkeys(names))
     steps = [(a.target, sp.lambdify(names, a.value.xreplace(hyper), "mpmath")) for a in opt.equations]
     initial = {s.symbol: s.initial.xreplace(hyper) for s in opt.state}
+    return names, steps, initial
+
+
+def _reference_update(reference: tuple[list, list, dict], theta: np.ndarray, grads: list[np.ndarray]) -> np.ndarray:
+    """θ after len(grads) steps of `_reference_steps`, every entry in 30-digit arithmetic."""
+    import mpmath
+
+    names, steps, initial = reference
     out = np.empty_like(theta)
     with mpmath.workdps(DIGITS):
+        start = {sym: mpmath.mpf(str(sp.N(value, DIGITS))) for sym, value in initial.items()}
         for pos in np.ndindex(theta.shape):
             current = dict.fromkeys(names, mpmath.mpf(0))
             current[THETA] = mpmath.mpf(float(theta[pos]))
-            for sym, value in initial.items():
-                current[sym] = mpmath.mpf(str(sp.N(value, DIGITS)))
+            current.update(start)
             for t, grad in enumerate(grads, start=1):
                 current[GRAD] = mpmath.mpf(float(grad[pos]))
                 current[STEP] = t
@@ -82,8 +89,9 @@ def optimizer_check(training: Training, module, seed: int = 0) -> Check:
         state = module.init_state(params, **{h.name: values[h.name] for h in opt.hypers if h.init_only})
         for g in grads:
             module.update(params, g, state, **{h.name: values[h.name] for h in opt.hypers if not h.init_only})
+        reference = _reference_steps(training, values)
         for key in params:
-            expected = _reference_update(training, values, start[key], [g[key] for g in grads])
+            expected = _reference_update(reference, start[key], [g[key] for g in grads])
             worst = max(worst, float(np.max(np.abs(params[key] - expected) / np.maximum(np.abs(expected), 1e-300))))
             entries += params[key].size
     return Check("optimizer_code", bool(worst <= UPDATE_TOLERANCE), figures={
