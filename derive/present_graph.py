@@ -141,7 +141,9 @@ def _notation_extra(derivation: Derivation, text: Text) -> list[tuple[str, str]]
         rows.append((r"\operatorname{einsum}", text("graph.einsum")))
     from derive.present_conv import conv_notation
 
-    return rows + conv_notation(derivation, text)
+    windows = conv_notation(derivation, text)  # with windows, vec is one of the convolution's rows
+    taken = {symbol for symbol, _ in windows}
+    return [row for row in rows if row[0] not in taken] + windows
 
 
 def _forward(derivation: Derivation, text: Text) -> list:

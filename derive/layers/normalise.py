@@ -29,12 +29,12 @@ from sympy.core.singleton import Singleton
 from derive.layers.base import LayerKind, Node, entry_of
 from derive.notation import BATCH_SIZE, Axis, LayerRef, Q, Quantity, register_quantity, sample_index, size
 
-# the centred input u, the normalised x̂, the scale γ and the shift β, with their errors
-# (kinds named "centred", not "u": a recurrent layer's weight U is a quantity kind of its own)
-register_quantity("centred", "u", None, 1, "sample", batch="Centred", gradient="grad_centred")
-register_quantity("Centred", "U", "U", 2, "batch", gradient="grad_Centred")
-register_quantity("grad_centred", "u", None, 1, "sample", batch="grad_Centred", derivative=True)
-register_quantity("grad_Centred", "U", "dU", 2, "batch", derivative=True)
+# the centred input x̃, the normalised x̂, the scale γ and the shift β, with their errors (x̃, not u: u is
+# an attention layer's key token, and a transformer block has both)
+register_quantity("centred", r"\tilde{x}", None, 1, "sample", batch="Centred", gradient="grad_centred")
+register_quantity("Centred", r"\tilde{X}", "U", 2, "batch", gradient="grad_Centred")
+register_quantity("grad_centred", r"\tilde{x}", None, 1, "sample", batch="grad_Centred", derivative=True)
+register_quantity("grad_Centred", r"\tilde{X}", "dU", 2, "batch", derivative=True)
 register_quantity("xhat", r"\hat{x}", None, 1, "sample", batch="Xhat", gradient="grad_xhat")
 register_quantity("Xhat", r"\hat{X}", "Xhat", 2, "batch", gradient="grad_Xhat")
 register_quantity("grad_xhat", r"\hat{x}", None, 1, "sample", batch="grad_Xhat", derivative=True)
