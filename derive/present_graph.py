@@ -158,7 +158,22 @@ def _forward(derivation: Derivation, text: Text) -> list:
         _aligned([result_equation(r) for r in sample]),
         blocks.Paragraph(text("graph.per_batch")),
         _aligned([result_equation(r) for r in batch]),
+        *_attention_pictures(derivation, text),
     ]
+
+
+def _attention_pictures(derivation: Derivation, text: Text) -> list:
+    """The score matrix of the first attention layer, drawn for its own number of tokens."""
+    from derive.attention_picture import attention_picture
+    from derive.layers.attention import Weights
+    from derive.windowsizes import size_values
+
+    network = derivation.model.network
+    node = next((n for n in network.layers if isinstance(n.kind, Weights)), None)
+    if node is None:
+        return []
+    tokens = size_values(network)[node.out_axes[1].size]
+    return [attention_picture(int(tokens), node.kind.causal, node.layer.number, text)]
 
 
 def _is_parameter_gradient(key: Quantity) -> bool:
