@@ -132,13 +132,28 @@ class NoSampleForm(ValueError):
     """A statistic over the minibatch asked for one sample alone: it has no per-sample form."""
 
 
-def batch_mean(node: Node, unit: sp.Idx, sample: sp.Idx | None, square: bool = False) -> sp.Expr:
-    """(1/m) Σₜ x_{unit, t} (or its square) over the samples of the minibatch: it couples them."""
+# the indices a per-channel statistic sums over: the rows and columns (u, v of a convolution's input),
+# and the samples, primed, so that none is an index of the entry, of a derivative's target or of a
+# chain-rule sum
+POSITION_LETTERS = ("u'", "v'")
+PRIMED_SAMPLE = "s'"
+
+
+def batch_mean(node: Node, unit, sample: sp.Idx | None, square: bool = False) -> sp.Expr:
+    """(1/m) Σₜ x_{unit, t} (or its square) over the samples of the minibatch: it couples them. For a
+    unit (c, i, j) of a convolution's output, the mean of channel c over the samples and every position,
+    (1/(m h w)) Σ_s′ Σ_u′ Σ_v′ x_{c u′ v′ s′}, as PyTorch's BatchNorm2d."""
     if sample is None:
         raise NoSampleForm(f"{node.output.label} is computed from every sample of the minibatch")
-    t = sample_index("v")  # never the sample index of the entry (s, or t inside a chain-rule sum)
-    x = entry_of(node.inputs[0], unit, t)
-    return sp.Sum(x**2 if square else x, (t, t.lower, t.upper)) / BATCH_SIZE
+    if not isinstance(unit, tuple):
+        t = sample_index("v")  # never the sample index of the entry (s, or t inside a chain-rule sum)
+        x = entry_of(node.inputs[0], unit, t)
+        return sp.Sum(x**2 if square else x, (t, t.lower, t.upper)) / BATCH_SIZE
+    t = sample_index(PRIMED_SAMPLE)
+    positions = [axis.index(letter) for axis, letter in zip(node.in_axes[0][1:], POSITION_LETTERS)]
+    x = entry_of(node.inputs[0], (unit[0], *positions), t)
+    count = BATCH_SIZE * sp.Mul(*[p.upper + 1 for p in positions])
+    return sp.Sum(x**2 if square else x, *[(p, p.lower, p.upper) for p in positions], (t, t.lower, t.upper)) / count
 
 
 @dataclass(frozen=True)
@@ -161,6 +176,10 @@ class Centre(_Step):
 
     def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
         l = LayerRef.symbolic()
+        if self.over_samples and len(node.in_axes[0]) > 1:  # per channel of a convolution
+            return [(f"{Q('centred', l).latex()},\\ {Q('Centred', l).latex()}", "norm_notation.channel_centred", {}),
+                    (r"\mu,\ \bar{\mu}", "norm_notation.channel_mean", {}),
+                    (r"\sigma^{2},\ \bar{\sigma}^{2}", "norm_notation.channel_variance", {})]
         rows = [(f"{Q('centred', l).latex()},\\ {Q('Centred', l).latex()}",
                  "norm_notation.batch_centred" if self.over_samples else "norm_notation.centred", {})]
         if self.over_samples:
@@ -174,6 +193,18 @@ class Centre(_Step):
 
         steps = compact_steps(node, network, result, batch)
         return {node.inputs[0].gradient: steps} if steps else {}
+
+
+def biases_removed_by_batch_means(network) -> tuple[Quantity, ...]:
+    """The biases whose gradient is 0 by structure: a batch normalisation that reads a layer's
+    pre-activation directly subtracts the mean over the samples (and, per channel, the positions), along
+    which that layer's bias b (per unit, or per channel of a convolution) is constant, so b cancels."""
+    producers = {node.output: node for node in network.layers}
+    removed = []
+    for node in network.layers:
+        if isinstance(node.kind, Centre) and node.kind.over_samples and node.inputs[0] in producers:
+            removed += [p for p in producers[node.inputs[0]].parameters if p.kind == "b"]
+    return tuple(removed)
 
 
 def root_mean_square(node: Node, sample: sp.Idx | None, unit: sp.Idx | None = None) -> sp.Expr:
@@ -202,7 +233,9 @@ class Scale(_Step):
 
     def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
         l = LayerRef.symbolic()
+        channel = self.over_samples and len(node.in_axes[0]) > 1
         return [(f"{Q('xhat', l).latex()},\\ {Q('Xhat', l).latex()}",
+                 "norm_notation.channel_normalised" if channel else
                  "norm_notation.batch_normalised" if self.over_samples else "norm_notation.normalised", {}),
                 (r"\epsilon", "norm_notation.epsilon", {})]
 
@@ -290,6 +323,6 @@ def chain_of(node: Node, steps: tuple[LayerKind, ...]) -> tuple[Node, ...]:
     return tuple(out)
 
 
-__all__ = ["Centre", "Scale", "Affine", "EPSILON", "NoSampleForm", "chain_of", "root_mean_square", "features_mean",
+__all__ = ["biases_removed_by_batch_means", "Centre", "Scale", "Affine", "EPSILON", "NoSampleForm", "chain_of", "root_mean_square", "features_mean",
            "batch_mean", "same_axes"]
 
