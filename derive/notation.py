@@ -299,7 +299,7 @@ class Axis:
 # quantities keep the letters of the MLP (zᵢ = Σⱼ Wᵢⱼ aⱼ, ∂C/∂a_q, ∂C/∂W_pq)
 _LETTERS = {
     "out": {"n": "i", "c": "f", "h": "i", "w": "j", "t": "tau", "hd": "h", "dk": "d", "wk": "u"},
-    "target": {"n": "q", "c": "c", "h": "u", "w": "v", "t": "r", "hd": "g", "dk": "e", "wk": "k"},
+    "target": {"n": "q", "c": "c", "h": "u", "w": "v", "t": "r", "hd": "h'", "dk": "d'", "wk": "k"},
 }
 # the roles of axes, whose sizes are symbols named role_layer (c_2: the channels of layer 2)
 _SIZE_ROLES = frozenset(_LETTERS["out"])

@@ -176,7 +176,7 @@ class Scores(_Part):
     def entry(self, node: Node, unit, sample):
         h, j, u = unit
         _, width = self.head_axes()
-        e = width.index("e")
+        e = width.index("d")  # the scores' own indices are h, j, u
         q, k = (entry_of(node.inputs[n], (h, j if n == 0 else u, e), sample) for n in (0, 1))
         return sp.Sum(q * k, (e, e.lower, e.upper)) / sp.sqrt(head_scale_symbol(node))
 
@@ -280,7 +280,7 @@ class OutProjection(_Part):
     def entry(self, node: Node, unit, sample):
         f, j = unit
         heads, width = self.head_axes()
-        g, e = heads.index("g"), width.index("e")
+        g, e = heads.index("h"), width.index("d")  # the output's own indices are f, j
         term = Q("Wo", node.layer).base[f, g, e] * entry_of(node.inputs[0], (g, j, e), sample)
         return sp.Sum(term, (g, g.lower, g.upper), (e, e.lower, e.upper)) + Q("bo", node.layer).base[f]
 
