@@ -13,7 +13,7 @@ from derive.pictures import (BACKWARD_COLOUR, ERROR_FILL, FORWARD_COLOUR, MARGIN
                              Line, Picture, Text, _words, quantity)
 
 CELL = 30
-GAP = 150  # between the two grids: room for the softmax arrow and its words
+GAP = 190  # between the two grids: room for the softmax arrow and its words (about 150 wide)
 MAX_TOKENS = 6  # a longer sequence is drawn with its first six tokens (the pattern is the same)
 ATTENTION_FILE = "attention.svg"
 
