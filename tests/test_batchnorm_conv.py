@@ -74,7 +74,7 @@ def test_gradients_equal_pytorch_batch_norm_per_channel(shape, channels, kernel,
 
 @pytest.fixture(scope="module")
 def example():
-    out = generate(make_net_spec(str(EXAMPLE), formats="py,md"))
+    out = generate(make_net_spec(str(EXAMPLE), formats="py,md,tex"))
     assert out.report.passed
     return out
 
@@ -87,6 +87,12 @@ def test_the_example_derives_the_statistics_per_channel(example):
             r"Z^{(1)}_{f,u',v',s'}") in md
     # evaluation mode as stated: running variance unbiased over the m·h·w values of a channel, not m
     assert r"\frac{h_{1} m w_{1}}{h_{1} m w_{1} - 1}\sigma_c^2" in md and r"\frac{m}{m-1}" not in md
+
+
+def test_every_symbol_of_the_example_has_one_row(example):
+    from test_lesson import notation_problems
+
+    assert notation_problems(example.files["derivation.tex"].decode()) == []
 
 
 @needs_torch
