@@ -2,13 +2,13 @@
 on its own (over the features of a sample; with `over_samples`, over the samples of the minibatch,
 for batch normalisation, where no per-sample form exists):
 
-* centring      uᵢ = xᵢ − μ,               μ = (1/n) Σₖ xₖ                 (the mean)
-* scaling       x̂ᵢ = uᵢ / σ̂,              σ̂ = √((1/n) Σₖ uₖ² + ε)         (the variance, or mean square)
+* centring      x̃ᵢ = xᵢ − μ,               μ = (1/n) Σₖ xₖ                 (the mean)
+* scaling       x̂ᵢ = x̃ᵢ / σ̂,              σ̂ = √((1/n) Σₖ x̃ₖ² + ε)         (the variance, or mean square)
 * scale, shift  zᵢ = γᵢ x̂ᵢ + βᵢ            (learnable γ, β; RMSNorm has no β)
 
 Layer normalisation is the three in a row; RMSNorm is the last two read straight from x. The local
 derivative of the centring is [i = q] − 1/n: its second term is the path through the mean. That of
-the scaling is [i = q]/σ̂ − uᵢ u_q/(n σ̂³): its second term is the path through the variance. The
+the scaling is [i = q]/σ̂ − x̃ᵢ x̃_q/(n σ̂³): its second term is the path through the variance. The
 scaling offers the readable form ([i = q] − x̂ᵢ x̂_q / n)/σ̂, in terms of its own output, proved equal
 here (`scaling_in_terms_of_output`) before it is used.
 
@@ -158,7 +158,7 @@ def batch_mean(node: Node, unit, sample: sp.Idx | None, square: bool = False) ->
 
 @dataclass(frozen=True)
 class Centre(_Step):
-    """uᵢ = xᵢ − (1/n) Σₖ xₖ."""
+    """x̃ᵢ = xᵢ − (1/n) Σₖ xₖ."""
 
     over_samples: bool = False  # the mean of each unit over the minibatch (batch normalisation)
 
@@ -217,7 +217,7 @@ def root_mean_square(node: Node, sample: sp.Idx | None, unit: sp.Idx | None = No
 
 @dataclass(frozen=True)
 class Scale(_Step):
-    """x̂ᵢ = uᵢ / √((1/n) Σₖ uₖ² + ε)."""
+    """x̂ᵢ = x̃ᵢ / √((1/n) Σₖ x̃ₖ² + ε)."""
 
     over_samples: bool = False  # the mean square of each unit over the minibatch (batch normalisation)
 
@@ -245,8 +245,8 @@ class Scale(_Step):
 
 
 def scaling_in_terms_of_output(node: Node, expr: sp.Expr, sample: sp.Idx | None) -> sp.Expr | None:
-    """The local derivative ∂x̂ᵢ/∂u_q = [i = q]/σ̂ − uᵢ u_q/(n σ̂³) written as ([i = q] − x̂ᵢ x̂_q/n)/σ̂:
-    each uⱼ/σ̂ is the output x̂ⱼ. The rewrite is used only when putting x̂ⱼ = uⱼ/σ̂ back gives the
+    """The local derivative ∂x̂ᵢ/∂x̃_q = [i = q]/σ̂ − x̃ᵢ x̃_q/(n σ̂³) written as ([i = q] − x̂ᵢ x̂_q/n)/σ̂:
+    each x̃ⱼ/σ̂ is the output x̂ⱼ. The rewrite is used only when putting x̂ⱼ = x̃ⱼ/σ̂ back gives the
     engine's expression again (the difference expands to 0); otherwise None."""
     u = node.input(sample is not None).base
     xhat = node.out(sample is not None).base
@@ -323,6 +323,6 @@ def chain_of(node: Node, steps: tuple[LayerKind, ...]) -> tuple[Node, ...]:
     return tuple(out)
 
 
-__all__ = ["biases_removed_by_batch_means", "Centre", "Scale", "Affine", "EPSILON", "NoSampleForm", "chain_of", "root_mean_square", "features_mean",
-           "batch_mean", "same_axes"]
+__all__ = ["biases_removed_by_batch_means", "Centre", "Scale", "Affine", "EPSILON", "NoSampleForm", "chain_of",
+           "root_mean_square", "features_mean", "batch_mean", "same_axes"]
 
