@@ -98,9 +98,9 @@ class KeySoftmax(Op):
 
     def _derive_latex(self, printer, **_):
         name = r"\operatorname{softmax}_{\text{keys}}"
-        mask = r"M \odot " if int(self.args[1]) else ""
+        mask = r"\mathcal{M} \odot " if int(self.args[1]) else ""
         inner = printer._print(self.args[0])
-        return rf"{name}\left({mask}{inner}\right)" if not mask else rf"{name}\left({inner}; M\right)"
+        return rf"{name}\left({mask}{inner}\right)" if not mask else rf"{name}\left({inner}; \mathcal{{M}}\right)"
 
     def _numpycode(self, printer, **_):
         _use(printer, "_key_softmax")

@@ -14,6 +14,15 @@ from __future__ import annotations
 from derive.layers.runningstats import MOMENTUM, batch_statistic_code, evaluation_form, running_statistic
 
 
+def running_shape(node) -> str:
+    """The shape of a running statistic, as code: (units, 1) for a vector, or (channels, 1, …, 1) to
+    broadcast over the positions and the samples of a convolution's output (PyTorch's BatchNorm2d)."""
+    axes = len(node.in_axes[0])
+    if axes == 1:
+        return f"(sizes[{node.layer.number}], 1)"
+    return f"(sizes[{node.layer.number}][0], {', '.join(['1'] * axes)})"
+
+
 def running_nodes(network) -> list:
     return [node for node in network.layers if running_statistic(node) is not None]
 
@@ -34,15 +43,16 @@ def helper_lines(derivation, forms: dict, printer) -> list[str]:
         "def init_running(sizes, dtype=np.float64):",
         '    """The running statistics of every batch normalisation as PyTorch starts them: mean 0, variance 1."""',
         "    return {",
-        *[f'        "{q.code()}": np.{"zeros" if q.kind == "running_mean" else "ones"}((sizes[{q.layer.number}], 1), dtype),'
-          for q, _ in stats],
+        *[f'        "{q.code()}": np.{"zeros" if q.kind == "running_mean" else "ones"}({running_shape(node)}, dtype),'
+          for q, node in stats],
         "    }",
         "",
         "",
         "def update_running(running, params, X, momentum=BATCHNORM_MOMENTUM):",
         '    """One training step\'s update of `running` in place, as PyTorch\'s batch_norm(training=True):',
         '    running = (1 − momentum)·running + momentum·(the minibatch\'s mean, or its variance divided by',
-        '    m − 1). Needs m ≥ 2 samples."""',
+        '    m − 1; per channel of a convolution, over the samples and the positions, divided by m·h·w − 1).',
+        '    Needs m ≥ 2 samples."""',
         "    m = X.shape[-1]",
         "    if m < 2:",
         '        raise ValueError("update_running needs a minibatch of at least 2 samples (the variance divides by m - 1)")',

@@ -132,7 +132,7 @@ def readable_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) ->
     return expr.func(*[(_any_form if expr.is_Add else readable_form)(arg, free, row) for arg in expr.args])
 
 
-_LETTERS = "ijklmnopqrstuvwxyabcdefgh"  # einsum letters for indices ('z' is the unit column)
+_LETTERS = "ijklmnpqrstuvwxyabcdefgh"  # einsum letters for indices ('z' is the unit column; no o, which no table defines)
 
 
 def einsum_form(expr: sp.Expr, free: tuple[sp.Idx, ...]) -> sp.Expr:

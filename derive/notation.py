@@ -212,12 +212,16 @@ class Quantity:
     def text(self) -> str:
         """Unicode for terminal output: W⁽³⁾."""
         sym = {"delta": "δ", "Delta": "Δ"}.get(self.kind, _KINDS[self.kind][0])
+        sym = re.sub(r"^\{(\w)_\{\\mathrm\{(\w+)\}\}\}$", r"\1_\2", _UNICODE.get(sym, sym))  # {W_{\mathrm{q}}}: W_q
         if self.layer is None:
             return sym
         return f"{sym}⁽{self.layer.text().translate(_SUPERSCRIPT)}⁾"
 
 
 _SUPERSCRIPT = str.maketrans("0123456789l+−", "⁰¹²³⁴⁵⁶⁷⁸⁹ˡ⁺⁻")
+# LaTeX symbols of quantities as Unicode (an SVG label shows α⁽¹⁾, not \alpha⁽¹⁾)
+_UNICODE = {r"\alpha": "α", r"\beta": "β", r"\gamma": "γ", r"\hat{x}": "x̂", r"\hat{X}": "X̂",
+            r"\tilde{x}": "x̃", r"\tilde{X}": "X̃"}
 _TAG = re.compile(r"(\d+)|l(?:([pm])(\d+))?")
 
 
@@ -299,7 +303,7 @@ class Axis:
 # quantities keep the letters of the MLP (zᵢ = Σⱼ Wᵢⱼ aⱼ, ∂C/∂a_q, ∂C/∂W_pq)
 _LETTERS = {
     "out": {"n": "i", "c": "f", "h": "i", "w": "j", "t": "tau", "hd": "h", "dk": "d", "wk": "u"},
-    "target": {"n": "q", "c": "c", "h": "u", "w": "v", "t": "r", "hd": "g", "dk": "e", "wk": "k"},
+    "target": {"n": "q", "c": "c", "h": "u", "w": "v", "t": "r", "hd": "h'", "dk": "d'", "wk": "k"},
 }
 # the roles of axes, whose sizes are symbols named role_layer (c_2: the channels of layer 2)
 _SIZE_ROLES = frozenset(_LETTERS["out"])

@@ -19,7 +19,7 @@ from derive.backprop import COST_KEY, Result
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
 from derive.layers import Node
-from derive.notation import BATCH_COST, LayerRef, Q, Quantity
+from derive.notation import BATCH_COST, BATCH_SIZE, LayerRef, Q, Quantity
 from derive.ops import Einsum
 from derive.lesson import Lesson, study
 from derive.narrate import Narrator
@@ -142,7 +142,9 @@ def _notation_extra(derivation: Derivation, text: Text) -> list[tuple[str, str]]
         rows.append((r"\operatorname{einsum}", text("graph.einsum")))
     from derive.present_conv import conv_notation
 
-    return rows + conv_notation(derivation, text)
+    windows = conv_notation(derivation, text)  # with windows, vec is one of the convolution's rows
+    taken = {symbol for symbol, _ in windows}
+    return [row for row in rows if row[0] not in taken] + windows
 
 
 def _forward(derivation: Derivation, text: Text) -> list:
@@ -157,7 +159,22 @@ def _forward(derivation: Derivation, text: Text) -> list:
         _aligned([result_equation(r) for r in sample]),
         blocks.Paragraph(text("graph.per_batch")),
         _aligned([result_equation(r) for r in batch]),
+        *_attention_pictures(derivation, text),
     ]
+
+
+def _attention_pictures(derivation: Derivation, text: Text) -> list:
+    """The score matrix of the first attention layer, drawn for its own number of tokens."""
+    from derive.attention_picture import attention_picture
+    from derive.layers.attention import Weights
+    from derive.windowsizes import size_values
+
+    network = derivation.model.network
+    node = next((n for n in network.layers if isinstance(n.kind, Weights)), None)
+    if node is None:
+        return []
+    tokens = size_values(network)[node.out_axes[1].size]
+    return [attention_picture(int(tokens), node.kind.causal, node.layer.number, text)]
 
 
 def _is_parameter_gradient(key: Quantity) -> bool:
@@ -177,13 +194,29 @@ def _title(result: Result) -> str:
     return latex(result.matrix_lhs, matrix=True)
 
 
+def _evaluation_mode(derivation: Derivation, text: Text) -> list:
+    """How evaluation mode normalises: per unit over the m samples after a dense layer, per channel over
+    m·h·w values after a convolution (both paragraphs when a network has both)."""
+    from derive.layers.normalise import Centre
+
+    nodes = [n for n in derivation.model.network.layers if isinstance(n.kind, Centre) and n.kind.over_samples]
+    out = []
+    if any(len(n.in_axes[0]) == 1 for n in nodes):
+        out.append(blocks.Paragraph(text("verification_norm.evaluation_mode")))
+    channel = next((n for n in nodes if len(n.in_axes[0]) > 1), None)
+    if channel is not None:
+        count = latex(sp.Mul(BATCH_SIZE, *[axis.size for axis in channel.in_axes[0][1:]]))
+        out.append(blocks.Paragraph(text("verification_norm.evaluation_mode_channel", count=count)))
+    return out
+
+
 def _backward(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator) -> list:
     sample = derivation.sample
     upstream = lambda step: refs.above() if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
     out = [
         blocks.Paragraph(text("graph.backward_intro")),
-        *([blocks.Paragraph(text("verification_norm.coupled_intro")), blocks.Paragraph(text("verification_norm.evaluation_mode"))]
-          if derivation.model.network.couples_samples else []),
+        *([blocks.Paragraph(text("verification_norm.coupled_intro"))] if derivation.model.network.couples_samples else []),
+        *_evaluation_mode(derivation, text),
         _steps(narrator, sample.steps[derivation.model.network.output.gradient], intro=text("graph.output_gradient")),
     ]
     explained_paths = False

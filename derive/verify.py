@@ -201,7 +201,10 @@ DIRECTIONS = 4  # random directions per parameter array where the entries exceed
 
 def _identically_zero(model: Model) -> set[str]:
     """The code names of the parameters whose gradient is 0 by the structure of their layer."""
-    return {p.code() for node in model.network.layers for p in node.kind.identically_zero_gradients(node)}
+    from derive.layers.normalise import biases_removed_by_batch_means
+
+    declared = {p.code() for node in model.network.layers for p in node.kind.identically_zero_gradients(node)}
+    return declared | {p.code() for p in biases_removed_by_batch_means(model.network)}
 
 
 def derivative_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:

@@ -221,10 +221,6 @@ def notation_problems(tex: str) -> list[str]:
 
 # known gaps, each to be closed by its issue; strict, so an entry that starts passing must leave the list
 NOTATION_GAPS = {
-    "net-attention_causal": "attention: W_q … W_o and b_q … b_o share the letters W and b; A is the "
-                            "activations and the attention weights; q, k, j, s, M, d, u have two rows",
-    "net-transformer_block": "attention: as net-attention_causal",
-    "net-transformer_block-zh": "attention: as net-attention_causal",
 }
 
 

@@ -34,13 +34,16 @@ from derive.layers.base import LayerKind, Node, Option, entry_of, register, whol
 from derive.notation import Axis, LayerRef, Q, Quantity, register_quantity
 
 # the per-step quantities of an attention layer (per sample, per minibatch, and their errors)
+# One letter per quantity for a sequence and for a minibatch (the minibatch adds the sample index): the
+# lower-case pairs of the MLP would clash here, q and k with the unit indices, s with the sample index,
+# A with the activations of a minibatch.
 _STEPS = {  # kind: (LaTeX, minibatch LaTeX, code name of the minibatch array)
-    "attq": ("q", "Q", "Qh"),
-    "attk": ("k", "K", "Kh"),
-    "attv": ("v", "V", "Vh"),
-    "score": ("s", "S", "S"),
-    "attw": (r"\alpha", "A", "P"),
-    "atto": ("o", "O", "O"),
+    "attq": ("Q", "Q", "Qh"),
+    "attk": ("K", "K", "Kh"),
+    "attv": ("V", "V", "Vh"),
+    "score": ("S", "S", "S"),
+    "attw": (r"\alpha", r"\alpha", "P"),
+    "atto": ("O", "O", "O"),
 }
 for _kind, (_latex, _batch_latex, _code) in _STEPS.items():
     _batch = _kind.capitalize()
@@ -51,7 +54,9 @@ for _kind, (_latex, _batch_latex, _code) in _STEPS.items():
 
 _PARAMS = {"Wq": 3, "Wk": 3, "Wv": 3, "Wo": 3, "bq": 2, "bk": 2, "bv": 2, "bo": 1}
 for _name, _rank in _PARAMS.items():
-    _latex = f"{{{_name[0]}_{{{_name[1]}}}}}"  # braced: the layer and the indices follow ({W_{q}}^{(1)}_{hdc})
+    # braced, as the layer and the indices follow ({W_{\mathrm{q}}}^{(1)}_{hdc}); the subscript upright, a
+    # label and not an index, so W_q is a symbol of its own and not the dense layers' W
+    _latex = f"{{{_name[0]}_{{\\mathrm{{{_name[1]}}}}}}}"
     register_quantity(_name, _latex, _name, _rank, "param", gradient=f"grad_{_name}")
     register_quantity(f"grad_{_name}", _latex, "d" + _name, _rank, "param")
 
@@ -61,7 +66,7 @@ def head_scale_symbol(node: Node) -> sp.Symbol:
     from derive.notation import SCALAR_LATEX
 
     name = f"dk_{node.layer.tag()}"
-    SCALAR_LATEX.setdefault(name, rf"d_{{k}}^{{({node.layer.latex()})}}")
+    SCALAR_LATEX.setdefault(name, rf"d_{{\mathrm{{k}}}}^{{({node.layer.latex()})}}")
     return sp.Symbol(name, positive=True)
 
 
@@ -105,9 +110,7 @@ class Projection(_Part):
         if self.which != "q":
             return []
         l = LayerRef.symbolic()
-        quantities = ",\\ ".join(Q(k, l).latex() for k in ("attq", "attk", "attv"))
-        return [(quantities, "attention_notation.qkv", {}),
-                (",\\ ".join(Q(k, l).latex() for k in ("Attq", "Attk", "Attv")), "attention_notation.qkv_batch", {})]
+        return [(",\\ ".join(Q(k, l).latex() for k in ("attq", "attk", "attv")), "attention_notation.qkv", {})]
 
     def output_axes(self, node: Node, input_axes):
         heads, width = self.head_axes()
@@ -164,7 +167,7 @@ class Scores(_Part):
         from derive.printing import latex
 
         l = LayerRef.symbolic()
-        return [(f"{Q('score', l).latex()},\\ {Q('Score', l).latex()}", "attention_notation.scores", {}),
+        return [(Q("score", l).latex(), "attention_notation.scores", {}),
                 (latex(head_scale_symbol(node)), "attention_notation.width", {"d": self.width, "heads": self.heads})]
 
     def size_facts(self, node: Node):
@@ -173,7 +176,7 @@ class Scores(_Part):
     def entry(self, node: Node, unit, sample):
         h, j, u = unit
         _, width = self.head_axes()
-        e = width.index("e")
+        e = width.index("d")  # the scores' own indices are h, j, u
         q, k = (entry_of(node.inputs[n], (h, j if n == 0 else u, e), sample) for n in (0, 1))
         return sp.Sum(q * k, (e, e.lower, e.upper)) / sp.sqrt(head_scale_symbol(node))
 
@@ -190,10 +193,11 @@ class Weights(_Part):
 
     def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
         l = LayerRef.symbolic()
-        rows = [(f"{Q('attw', l).latex()},\\ {Q('Attw', l).latex()}", "attention_notation.weights", {})]
+        rows = [(Q("attw", l).latex(), "attention_notation.weights", {})]
         if self.causal:
-            rows.append(("M_{ju} = [u \\leq j]", "attention_notation.mask", {}))
-        return rows
+            rows.append((r"\mathcal{M}", "attention_notation.mask", {}))
+        return rows + [(r"\operatorname{softmax}_{\text{keys}}", "attention_notation.softmax", {}),
+                       (r"\operatorname{rowsum}", "attention_notation.rowsum", {})]
 
     def mask(self, j, u) -> sp.Expr:
         return causal_mask(j, u) if self.causal else sp.S.One
@@ -229,8 +233,8 @@ class Mixing(_Part):
 
     def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
         l = LayerRef.symbolic()
-        return [(f"{Q('atto', l).latex()},\\ {Q('Atto', l).latex()}", "attention_notation.mixed", {}),
-                ("h,\\ j,\\ u,\\ d", "attention_notation.indices", {})]
+        return [(Q("atto", l).latex(), "attention_notation.mixed", {}),
+                ("h,\\ u,\\ v,\\ w,\\ d,\\ c,\\ f", "attention_notation.indices", {})]
 
     def output_axes(self, node: Node, input_axes):
         heads, width = self.head_axes()
@@ -276,7 +280,7 @@ class OutProjection(_Part):
     def entry(self, node: Node, unit, sample):
         f, j = unit
         heads, width = self.head_axes()
-        g, e = heads.index("g"), width.index("e")
+        g, e = heads.index("h"), width.index("d")  # the output's own indices are f, j
         term = Q("Wo", node.layer).base[f, g, e] * entry_of(node.inputs[0], (g, j, e), sample)
         return sp.Sum(term, (g, g.lower, g.upper), (e, e.lower, e.upper)) + Q("bo", node.layer).base[f]
 

@@ -291,6 +291,11 @@ class Flatten(LayerKind):
         term = sp.KroneckerDelta(unit, self.flat_index(node, indices)) * entry_of(node.inputs[0], tuple(indices), sample)
         return sp.Sum(term, *[(i, i.lower, i.upper) for i in indices])
 
+    def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
+        """vec, for a network without windows (a sequence read out by a dense layer); with windows the
+        convolution's rows define it in their words."""
+        return [(r"\operatorname{vec}", "flatten_notation.vec", {})]
+
 
 @register
 @dataclass(frozen=True)

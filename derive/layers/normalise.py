@@ -2,13 +2,13 @@
 on its own (over the features of a sample; with `over_samples`, over the samples of the minibatch,
 for batch normalisation, where no per-sample form exists):
 
-* centring      uᵢ = xᵢ − μ,               μ = (1/n) Σₖ xₖ                 (the mean)
-* scaling       x̂ᵢ = uᵢ / σ̂,              σ̂ = √((1/n) Σₖ uₖ² + ε)         (the variance, or mean square)
+* centring      x̃ᵢ = xᵢ − μ,               μ = (1/n) Σₖ xₖ                 (the mean)
+* scaling       x̂ᵢ = x̃ᵢ / σ̂,              σ̂ = √((1/n) Σₖ x̃ₖ² + ε)         (the variance, or mean square)
 * scale, shift  zᵢ = γᵢ x̂ᵢ + βᵢ            (learnable γ, β; RMSNorm has no β)
 
 Layer normalisation is the three in a row; RMSNorm is the last two read straight from x. The local
 derivative of the centring is [i = q] − 1/n: its second term is the path through the mean. That of
-the scaling is [i = q]/σ̂ − uᵢ u_q/(n σ̂³): its second term is the path through the variance. The
+the scaling is [i = q]/σ̂ − x̃ᵢ x̃_q/(n σ̂³): its second term is the path through the variance. The
 scaling offers the readable form ([i = q] − x̂ᵢ x̂_q / n)/σ̂, in terms of its own output, proved equal
 here (`scaling_in_terms_of_output`) before it is used.
 
@@ -29,12 +29,12 @@ from sympy.core.singleton import Singleton
 from derive.layers.base import LayerKind, Node, entry_of
 from derive.notation import BATCH_SIZE, Axis, LayerRef, Q, Quantity, register_quantity, sample_index, size
 
-# the centred input u, the normalised x̂, the scale γ and the shift β, with their errors
-# (kinds named "centred", not "u": a recurrent layer's weight U is a quantity kind of its own)
-register_quantity("centred", "u", None, 1, "sample", batch="Centred", gradient="grad_centred")
-register_quantity("Centred", "U", "U", 2, "batch", gradient="grad_Centred")
-register_quantity("grad_centred", "u", None, 1, "sample", batch="grad_Centred", derivative=True)
-register_quantity("grad_Centred", "U", "dU", 2, "batch", derivative=True)
+# the centred input x̃, the normalised x̂, the scale γ and the shift β, with their errors (x̃, not u: u is
+# an attention layer's key token, and a transformer block has both)
+register_quantity("centred", r"\tilde{x}", None, 1, "sample", batch="Centred", gradient="grad_centred")
+register_quantity("Centred", r"\tilde{X}", "U", 2, "batch", gradient="grad_Centred")
+register_quantity("grad_centred", r"\tilde{x}", None, 1, "sample", batch="grad_Centred", derivative=True)
+register_quantity("grad_Centred", r"\tilde{X}", "dU", 2, "batch", derivative=True)
 register_quantity("xhat", r"\hat{x}", None, 1, "sample", batch="Xhat", gradient="grad_xhat")
 register_quantity("Xhat", r"\hat{X}", "Xhat", 2, "batch", gradient="grad_Xhat")
 register_quantity("grad_xhat", r"\hat{x}", None, 1, "sample", batch="grad_Xhat", derivative=True)
@@ -132,18 +132,33 @@ class NoSampleForm(ValueError):
     """A statistic over the minibatch asked for one sample alone: it has no per-sample form."""
 
 
-def batch_mean(node: Node, unit: sp.Idx, sample: sp.Idx | None, square: bool = False) -> sp.Expr:
-    """(1/m) Σₜ x_{unit, t} (or its square) over the samples of the minibatch: it couples them."""
+# the indices a per-channel statistic sums over: the rows and columns (u, v of a convolution's input),
+# and the samples, primed, so that none is an index of the entry, of a derivative's target or of a
+# chain-rule sum
+POSITION_LETTERS = ("u'", "v'")
+PRIMED_SAMPLE = "s'"
+
+
+def batch_mean(node: Node, unit, sample: sp.Idx | None, square: bool = False) -> sp.Expr:
+    """(1/m) Σₜ x_{unit, t} (or its square) over the samples of the minibatch: it couples them. For a
+    unit (c, i, j) of a convolution's output, the mean of channel c over the samples and every position,
+    (1/(m h w)) Σ_s′ Σ_u′ Σ_v′ x_{c u′ v′ s′}, as PyTorch's BatchNorm2d."""
     if sample is None:
         raise NoSampleForm(f"{node.output.label} is computed from every sample of the minibatch")
-    t = sample_index("v")  # never the sample index of the entry (s, or t inside a chain-rule sum)
-    x = entry_of(node.inputs[0], unit, t)
-    return sp.Sum(x**2 if square else x, (t, t.lower, t.upper)) / BATCH_SIZE
+    if not isinstance(unit, tuple):
+        t = sample_index("v")  # never the sample index of the entry (s, or t inside a chain-rule sum)
+        x = entry_of(node.inputs[0], unit, t)
+        return sp.Sum(x**2 if square else x, (t, t.lower, t.upper)) / BATCH_SIZE
+    t = sample_index(PRIMED_SAMPLE)
+    positions = [axis.index(letter) for axis, letter in zip(node.in_axes[0][1:], POSITION_LETTERS)]
+    x = entry_of(node.inputs[0], (unit[0], *positions), t)
+    count = BATCH_SIZE * sp.Mul(*[p.upper + 1 for p in positions])
+    return sp.Sum(x**2 if square else x, *[(p, p.lower, p.upper) for p in positions], (t, t.lower, t.upper)) / count
 
 
 @dataclass(frozen=True)
 class Centre(_Step):
-    """uᵢ = xᵢ − (1/n) Σₖ xₖ."""
+    """x̃ᵢ = xᵢ − (1/n) Σₖ xₖ."""
 
     over_samples: bool = False  # the mean of each unit over the minibatch (batch normalisation)
 
@@ -161,6 +176,10 @@ class Centre(_Step):
 
     def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
         l = LayerRef.symbolic()
+        if self.over_samples and len(node.in_axes[0]) > 1:  # per channel of a convolution
+            return [(f"{Q('centred', l).latex()},\\ {Q('Centred', l).latex()}", "norm_notation.channel_centred", {}),
+                    (r"\mu,\ \bar{\mu}", "norm_notation.channel_mean", {}),
+                    (r"\sigma^{2},\ \bar{\sigma}^{2}", "norm_notation.channel_variance", {})]
         rows = [(f"{Q('centred', l).latex()},\\ {Q('Centred', l).latex()}",
                  "norm_notation.batch_centred" if self.over_samples else "norm_notation.centred", {})]
         if self.over_samples:
@@ -176,6 +195,18 @@ class Centre(_Step):
         return {node.inputs[0].gradient: steps} if steps else {}
 
 
+def biases_removed_by_batch_means(network) -> tuple[Quantity, ...]:
+    """The biases whose gradient is 0 by structure: a batch normalisation that reads a layer's
+    pre-activation directly subtracts the mean over the samples (and, per channel, the positions), along
+    which that layer's bias b (per unit, or per channel of a convolution) is constant, so b cancels."""
+    producers = {node.output: node for node in network.layers}
+    removed = []
+    for node in network.layers:
+        if isinstance(node.kind, Centre) and node.kind.over_samples and node.inputs[0] in producers:
+            removed += [p for p in producers[node.inputs[0]].parameters if p.kind == "b"]
+    return tuple(removed)
+
+
 def root_mean_square(node: Node, sample: sp.Idx | None, unit: sp.Idx | None = None) -> sp.Expr:
     """σ̂ = √((1/n) Σₖ uₖ² + ε) of the input of a scaling node (over the minibatch: of the unit's
     row, √((1/m) Σₜ u_{unit,t}² + ε))."""
@@ -186,7 +217,7 @@ def root_mean_square(node: Node, sample: sp.Idx | None, unit: sp.Idx | None = No
 
 @dataclass(frozen=True)
 class Scale(_Step):
-    """x̂ᵢ = uᵢ / √((1/n) Σₖ uₖ² + ε)."""
+    """x̂ᵢ = x̃ᵢ / √((1/n) Σₖ x̃ₖ² + ε)."""
 
     over_samples: bool = False  # the mean square of each unit over the minibatch (batch normalisation)
 
@@ -202,7 +233,9 @@ class Scale(_Step):
 
     def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
         l = LayerRef.symbolic()
+        channel = self.over_samples and len(node.in_axes[0]) > 1
         return [(f"{Q('xhat', l).latex()},\\ {Q('Xhat', l).latex()}",
+                 "norm_notation.channel_normalised" if channel else
                  "norm_notation.batch_normalised" if self.over_samples else "norm_notation.normalised", {}),
                 (r"\epsilon", "norm_notation.epsilon", {})]
 
@@ -212,8 +245,8 @@ class Scale(_Step):
 
 
 def scaling_in_terms_of_output(node: Node, expr: sp.Expr, sample: sp.Idx | None) -> sp.Expr | None:
-    """The local derivative ∂x̂ᵢ/∂u_q = [i = q]/σ̂ − uᵢ u_q/(n σ̂³) written as ([i = q] − x̂ᵢ x̂_q/n)/σ̂:
-    each uⱼ/σ̂ is the output x̂ⱼ. The rewrite is used only when putting x̂ⱼ = uⱼ/σ̂ back gives the
+    """The local derivative ∂x̂ᵢ/∂x̃_q = [i = q]/σ̂ − x̃ᵢ x̃_q/(n σ̂³) written as ([i = q] − x̂ᵢ x̂_q/n)/σ̂:
+    each x̃ⱼ/σ̂ is the output x̂ⱼ. The rewrite is used only when putting x̂ⱼ = x̃ⱼ/σ̂ back gives the
     engine's expression again (the difference expands to 0); otherwise None."""
     u = node.input(sample is not None).base
     xhat = node.out(sample is not None).base
@@ -290,6 +323,6 @@ def chain_of(node: Node, steps: tuple[LayerKind, ...]) -> tuple[Node, ...]:
     return tuple(out)
 
 
-__all__ = ["Centre", "Scale", "Affine", "EPSILON", "NoSampleForm", "chain_of", "root_mean_square", "features_mean",
-           "batch_mean", "same_axes"]
+__all__ = ["biases_removed_by_batch_means", "Centre", "Scale", "Affine", "EPSILON", "NoSampleForm", "chain_of",
+           "root_mean_square", "features_mean", "batch_mean", "same_axes"]
 

@@ -2,14 +2,14 @@
 derived.
 
 The engine derives the error of the input x of a normalisation along every path, one step at a time:
-through the centring (∂C/∂xⱼ = ∂C/∂uⱼ − (1/n) Σᵢ ∂C/∂uᵢ, the path through the mean) and through
-the scaling (∂C/∂uⱼ = (gⱼ − x̂ⱼ (1/n) Σᵢ gᵢ x̂ᵢ)/σ̂, the path through the variance), where g = ∂C/∂x̂.
+through the centring (∂C/∂xⱼ = ∂C/∂x̃ⱼ − (1/n) Σᵢ ∂C/∂x̃ᵢ, the path through the mean) and through
+the scaling (∂C/∂x̃ⱼ = (gⱼ − x̂ⱼ (1/n) Σᵢ gᵢ x̂ᵢ)/σ̂, the path through the variance), where g = ∂C/∂x̂.
 Put together and using Σᵢ x̂ᵢ = 0 (x̂ is centred), this is the form people remember:
 
     ∂C/∂xⱼ = (1/σ̂) (gⱼ − (1/n) Σᵢ gᵢ − x̂ⱼ (1/n) Σᵢ gᵢ x̂ᵢ).
 
-Here the engine proves that: both sides are written down to the input x and the error g (x̂ = u/σ̂,
-u = x − μ, σ̂ of u) and evaluated entry by entry at concrete sizes with random rational entries, in
+Here the engine proves that: both sides are written down to the input x and the error g (x̂ = x̃/σ̂,
+x̃ = x − μ, σ̂ of x̃) and evaluated entry by entry at concrete sizes with random rational entries, in
 exact arithmetic (ε stays a symbol), for every entry; only then is the compact form added to the
 derivation, as a step after the engine's own result. `axis` is the index the statistics run over:
 the features of one sample (layer normalisation) or the samples of the minibatch (batch

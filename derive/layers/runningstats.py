@@ -45,8 +45,13 @@ def evaluation_form(node: Node) -> sp.Expr | None:
 def batch_statistic_code(node: Node, printer) -> str:
     """NumPy code of the batch statistic a training step folds into the running one: the mean of
     the centring's input; the variance from the scaling's input (already centred), unbiased
-    (divided by m − 1) as PyTorch keeps it."""
+    (divided by m − 1, or per channel by m·h·w − 1) as PyTorch keeps it."""
     x = printer._print(node.input(True).symbol)
+    if len(node.in_axes[0]) > 1:  # per channel of a convolution: over the positions and the samples
+        axes = tuple(range(1, len(node.in_axes[0]) + 1))
+        if isinstance(node.kind, Centre):
+            return f"{x}.mean(axis={axes}, keepdims=True)"
+        return f"({x} ** 2).sum(axis={axes}, keepdims=True) / ({x}.size // {x}.shape[0] - 1)"
     if isinstance(node.kind, Centre):
         return f"{x}.mean(axis=1, keepdims=True)"
     return f"({x} ** 2).sum(axis=1, keepdims=True) / (m - 1)"
