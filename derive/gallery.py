@@ -51,6 +51,8 @@ NETWORKS = [
     ("examples/cnn_lenet_like.toml", {"formats": EVERY_FORMAT}),
     ("examples/cnn_stride_avgpool.toml", {}),
     ("examples/conv1d_signal.toml", {"lang": "zh"}),
+    # batch normalisation of each channel after a convolution (BatchNorm2d)
+    ("examples/cnn_batchnorm.toml", {}),
     # attention (issue 12): single-head causal self-attention; a pre-LayerNorm transformer block
     ("examples/attention_causal.toml", {}),
     ("examples/transformer_block.toml", {}),
