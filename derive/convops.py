@@ -157,8 +157,12 @@ def _conv_input_grad(D, K, kernel, stride, padding, dilation, spatial, out=None,
     rows = K.size // F
     cols = _scratch(scratch, "error columns", (C,) + tuple(kernel) + D.shape[1:], np.result_type(K, D))
     np.matmul(K.reshape(F, rows).T, D.reshape(F, -1), out=cols.reshape(rows, -1))
-    return _fold(lambda total, k, offset: np.add(total, cols[(slice(None),) + offset], out=total), C, kernel, stride,
-                 padding, dilation, spatial, D.shape[1:1 + nsp], D.shape[1 + nsp:], cols.dtype, out, scratch)
+    def part(k, offset, into):
+        piece = cols[(slice(None),) + offset]
+        return piece if into is None else np.copyto(into, piece)
+
+    return _fold(part, C, kernel, stride, padding, dilation, spatial, D.shape[1:1 + nsp], D.shape[1 + nsp:],
+                 cols.dtype, out, scratch)
 
 
 def _conv_kernel_grad(D, X, kernel, stride, padding, dilation, out=None, scratch=None, cols_ready=False):
@@ -187,17 +191,27 @@ def _full_correlation(D, K, kernel, stride, padding, dilation, spatial, out=None
     return _into(full[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
 
 
-def _fold(add, channels, kernel, stride, padding, dilation, spatial, sizes, rest, dtype, out=None, scratch=None):
-    """col2im: for each kernel offset, `add(total, k, offset)` adds its part into the input positions
-    that offset read (a strided view of the total: no loop over positions), then the padding cropped."""
+def _fold(part, channels, kernel, stride, padding, dilation, spatial, sizes, rest, dtype, out=None, scratch=None):
+    """col2im: the part of each kernel offset k (`part(k, offset, into)`: written into `into`, or
+    returned when `into` is None) added into the input positions that offset read — a strided view
+    of the total, no loop over positions — then the padding cropped. When no input position is read
+    twice (stride ≥ the window's span) each part is written straight into its view, with no add."""
     if out is None or any(padding):
         shape = (channels,) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + tuple(rest)
         total = _scratch(scratch, "fold", shape, dtype)
     else:
         total = out
-    total.fill(0)
+    disjoint = all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation))
+    covered = disjoint and all(d == 1 and s == k and s * o == n + 2 * p
+                               for k, s, d, o, n, p in zip(kernel, stride, dilation, sizes, spatial, padding))
+    if not covered:
+        total.fill(0)
     for k, (offset, where) in enumerate(zip(np.ndindex(*kernel), _offsets(kernel, stride, dilation, sizes))):
-        add(total[where], k, offset)
+        view = total[where]
+        if disjoint:
+            part(k, offset, view)
+        else:
+            np.add(view, part(k, offset, None), out=view)
     if total is out:
         return out
     return _into(total[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
@@ -220,8 +234,8 @@ def _window_sum(X, kernel, stride, padding, dilation, out=None, scratch=None):
 def _window_spread(D, kernel, stride, padding, dilation, spatial, out=None, scratch=None):
     """Each output's entry added to every input entry of its window (the transpose of _window_sum)."""
     nsp = len(kernel)
-    return _fold(lambda total, k, offset: np.add(total, D, out=total), D.shape[0], kernel, stride, padding, dilation,
-                 spatial, D.shape[1:1 + nsp], D.shape[1 + nsp:], D.dtype, out, scratch)
+    return _fold(lambda k, offset, into: D if into is None else np.copyto(into, D), D.shape[0], kernel, stride,
+                 padding, dilation, spatial, D.shape[1:1 + nsp], D.shape[1 + nsp:], D.dtype, out, scratch)
 
 
 def _position_mean(X, spatial_axes, out=None):
@@ -276,14 +290,13 @@ def _max_pool_grad(D, X, kernel, stride, padding, dilation, spatial, out=None, s
     firsts = scratch["first maxima"] if firsts_ready else _first_max(X, kernel, stride, padding, dilation, scratch)[0]
     routed = _scratch(scratch, "routed", D.shape, D.dtype)
 
-    def add(total, k, offset):  # the error of each window whose first maximum is at offset k
+    def part(k, offset, into):  # the error of each window whose first maximum is at offset k
         if D.dtype == object:  # exact numbers (the proofs), which do not multiply by a bool
-            np.add(total, np.where(firsts[k], D, 0), out=total)
-        else:
-            np.multiply(D, firsts[k], out=routed)
-            np.add(total, routed, out=total)
+            piece = np.where(firsts[k], D, 0)
+            return piece if into is None else np.copyto(into, piece)
+        return np.multiply(D, firsts[k], out=routed if into is None else into)
 
-    return _fold(add, D.shape[0], kernel, stride, padding, dilation, spatial, D.shape[1:1 + nsp],
+    return _fold(part, D.shape[0], kernel, stride, padding, dilation, spatial, D.shape[1:1 + nsp],
                  D.shape[1 + nsp:], D.dtype, out, scratch)
 '''
 
