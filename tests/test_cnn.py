@@ -98,6 +98,12 @@ def test_max_pooling_routes_the_error_to_the_first_maximum():
 @pytest.mark.parametrize("layer, message", [
     ({"kind": "conv2d", "channels": 2, "kernel": 9}, "window spans 9 entries along an axis of 8"),
     ({"kind": "max_pool2d", "kernel": 3, "stride": 1}, None),
+    ({"kind": "max_pool2d", "kernel": 3, "stride": 1, "padding": 1}, None),
+    ({"kind": "max_pool2d", "kernel": 3, "stride": 1, "padding": 2}, "padding 2 is more than half the window 3"),
+    ({"kind": "max_pool2d", "kernel": 2, "stride": 1, "padding": 2, "dilation": 3},
+     "max_pool2d padding 2 is more than half the kernel 2 (PyTorch's rule); accepted: 0 to 1"),
+    ({"kind": "max_pool2d", "kernel": 2, "stride": 1, "padding": 1, "dilation": 9},
+     "max_pool2d window 0 along axis 1 holds only padding"),
     ({"kind": "conv2d", "channels": 2, "kernel": 5, "dilation": 2}, "window spans 9"),
 ])
 def test_output_sizes_are_checked_up_front_naming_the_layer(layer, message):

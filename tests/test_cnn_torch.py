@@ -99,22 +99,34 @@ def test_average_pooling_matches_torch(cfg):
     np.testing.assert_allclose(G, _ours(x.grad), rtol=1e-12, atol=1e-12)
 
 
-MAX = [c for c in _configurations(120, 4) if all(d * (k - 1) < n for d, k, n in
-                                                  zip(c["dilation"], c["kernel"], (c["H"], c["W"])))][:32] + \
+def _max_padding(c) -> dict:
+    """The configuration with its padding cut to what max pooling takes (PyTorch: at most half the
+    kernel), kept only if every window still holds an entry of the input."""
+    padding = tuple(min(p, k // 2) for p, k in zip(c["padding"], c["kernel"]))
+    c = dict(c, padding=padding)
+    for n, k, s, p, d in zip((c["H"], c["W"]), c["kernel"], c["stride"], padding, c["dilation"]):
+        o = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        if o < 1 or any(not any(0 <= s * i + d * q - p < n for q in range(k)) for i in range(o)):
+            return None
+    return c
+
+
+MAX = [m for m in (_max_padding(c) for c in _configurations(160, 4)) if m is not None][:40] + \
     [dict(c, padding=(0, 0)) for c in TILINGS]
 
 
-@pytest.mark.parametrize("cfg", MAX, ids=[f"k{c['kernel']}s{c['stride']}d{c['dilation']}" for c in MAX])
+@pytest.mark.parametrize("cfg", MAX, ids=[f"k{c['kernel']}s{c['stride']}p{c['padding']}d{c['dilation']}" for c in MAX])
 def test_max_pooling_matches_torch_including_ties(cfg):
     """Inputs drawn from a few values, so that windows hold equal maxima: PyTorch gives the error to
-    the first of them in row-major order, and so does the derived routing."""
+    the first of them in row-major order, and so does the derived routing. Padding is PyTorch's −∞:
+    the inputs are mostly negative, so a padded position would win if it counted as 0."""
     rng = np.random.default_rng(5)
-    kernel, stride, dilation = cfg["kernel"], cfg["stride"], cfg["dilation"]
-    X = rng.integers(-2, 3, size=(cfg["C"], cfg["H"], cfg["W"], cfg["m"])).astype(float)
-    geometry = (kernel, stride, (0, 0), dilation)
+    kernel, stride, padding, dilation = cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"]
+    X = rng.integers(-4, 1, size=(cfg["C"], cfg["H"], cfg["W"], cfg["m"])).astype(float)
+    geometry = (kernel, stride, padding, dilation)
     A = convops.max_pool(X, *geometry)
     x = _nchw(X)
-    a = torch.nn.functional.max_pool2d(x, kernel, stride=stride, dilation=dilation)
+    a = torch.nn.functional.max_pool2d(x, kernel, stride=stride, padding=padding, dilation=dilation)
     np.testing.assert_array_equal(A, _ours(a))
     D = rng.standard_normal(A.shape)
     (a * torch.tensor(np.moveaxis(D, -1, 0))).sum().backward()
@@ -130,6 +142,7 @@ def test_the_configurations_cover_the_ranges_asked_for():
     assert any(c["H"] != c["W"] for c in CONV) and any(c["kernel"][0] != c["kernel"][1] for c in CONV)
     assert len(CONV) >= 30 and len(POOL) >= 30 and len(MAX) >= 30
     assert {d for c in MAX for d in c["dilation"]} == {1, 2}
+    assert {p for c in MAX for p in c["padding"]} == {0, 1, 2} and len(MAX) >= 40
     for configurations in (CONV, POOL, MAX):
         assert {_fold_way(c) for c in configurations} == {"overlapping", "disjoint", "tiling"}
 
