@@ -17,8 +17,9 @@ same parameters and data:
 model.py is derived here with the engine (every matrix form proved entry by entry) but without the
 run's numeric checks, which evaluate one copy of the network per parameter entry (61 706 here);
 the same kinds are verified at small sizes by `derive net` and against PyTorch in the tests.
-Timings are medians of `--repeat` steps after warm-up; the machine is shared, so compare ratios
-within one run. Not a test.
+Timings are medians of `--repeat` rounds after warm-up, one step of every contender per round, in
+CPU time and in wall time; the machine is shared, so compare ratios within one run, and run with
+OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 for figures that do not depend on the other jobs. Not a test.
 """
 
 from __future__ import annotations
@@ -162,15 +163,22 @@ def torch_step_factory(params, dtype):
     return step
 
 
-def timed(fn, repeat: int, warmup: int = 3) -> float:
+def timed(contenders: dict, repeat: int, warmup: int = 3) -> tuple[dict, dict]:
+    """Median CPU time and median wall time of one call of each contender. The contenders run in
+    rounds, one call of each per round, so that a change in the shared machine's load falls on all
+    of them alike; CPU time (this process's, all threads) is what a loaded machine distorts least."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in contenders.values():
+            fn()
+    cpu = {name: [] for name in contenders}
+    wall = {name: [] for name in contenders}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in contenders.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            cpu[name].append(time.process_time() - start_cpu)
+            wall[name].append(time.perf_counter() - start)
+    return ({n: statistics.median(v) for n, v in cpu.items()}, {n: statistics.median(v) for n, v in wall.items()})
 
 
 def main(argv=None) -> int:
@@ -198,10 +206,10 @@ def main(argv=None) -> int:
         module.sgd_step(module.Workspace(module.SIZES, m, dtype), a, X, Y, 0.01)
         straightforward_step(b, X, Y, 0.01)
         worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
-        cells = {"generated": timed(lambda: module.sgd_step(ws, mine, X, Y, 0.01), args.repeat),
-                 "straightforward": timed(lambda: straightforward_step(plain, X, Y, 0.01), args.repeat)}
         arrays = bound_arrays(dtype, m, rng)
-        cells["matmul bound"] = timed(lambda: bound_step(arrays), args.repeat)
+        contenders = {"generated": lambda: module.sgd_step(ws, mine, X, Y, 0.01),
+                      "straightforward": lambda: straightforward_step(plain, X, Y, 0.01),
+                      "matmul bound": lambda: bound_step(arrays)}
         if not args.no_torch:
             try:
                 import torch
@@ -209,18 +217,21 @@ def main(argv=None) -> int:
                 step = torch_step_factory(params, dtype)
                 Xt = torch.tensor(np.moveaxis(X, -1, 0))
                 lt = torch.tensor(labels)
-                cells["pytorch"] = timed(lambda: step(Xt, lt), args.repeat)
+                contenders["pytorch"] = lambda: step(Xt, lt)
             except ImportError:
                 pass
+        cells = timed(contenders, args.repeat)
         rows.append((name, cells, worst))
-    print(f"\none training step, LeNet-5-like on 1x28x28, batch {m} (median of {args.repeat}, ms)\n")
     names = ["generated", "straightforward", "pytorch", "matmul bound"]
-    print("| dtype | " + " | ".join(names) + " | generated / straightforward | generated / bound | same update |")
-    print("|---|" + "---:|" * (len(names) + 3))
-    for name, cells, worst in rows:
-        values = " | ".join(f"{cells[n] * 1e3:.1f}" if n in cells else "–" for n in names)
-        print(f"| {name} | {values} | {cells['generated'] / cells['straightforward']:.2f} | "
-              f"{cells['generated'] / cells['matmul bound']:.2f} | max diff {worst:.1e} |")
+    for title, which in (("CPU time", 0), ("wall time", 1)):
+        print(f"\none training step, LeNet-5-like on 1x28x28, batch {m}: {title} (median of {args.repeat}, ms)\n")
+        print("| dtype | " + " | ".join(names) + " | generated / straightforward | generated / bound | same update |")
+        print("|---|" + "---:|" * (len(names) + 3))
+        for name, both, worst in rows:
+            cells = both[which]
+            values = " | ".join(f"{cells[n] * 1e3:.1f}" if n in cells else "–" for n in names)
+            print(f"| {name} | {values} | {cells['generated'] / cells['straightforward']:.2f} | "
+                  f"{cells['generated'] / cells['matmul bound']:.2f} | max diff {worst:.1e} |")
     return 0
 
 

@@ -227,7 +227,7 @@ def _verdict(report) -> str:
 @click.option("--input", "input_shape", default="1x8x8", show_default=True, metavar="CxHxW",
               help="Input channels × rows × columns (or CxW for a signal).")
 @click.option("--layers", "layers", default=None, metavar="STAGES",
-              help="Stages separated by commas: 'conv F kK [sS] [pP] [dD] [ACT]', 'conv1d …', 'maxpool K [sS] [dD]', "
+              help="Stages separated by commas: 'conv F kK [sS] [pP] [dD] [ACT]', 'conv1d …', 'maxpool K [sS] [pP] [dD]', "
                    "'avgpool K [sS] [pP]', 'gap', 'flatten', 'dense N [ACT]'. k3x2 gives rows x columns. Default: "
                    "'conv 4 k3 p1 relu, maxpool 2, conv 8 k3 p1 relu, maxpool 2, flatten, dense 10 softmax'.")
 @click.option("--loss", "loss", default="cross_entropy", show_default=True, metavar="LOSS",

@@ -8,7 +8,8 @@ Stages are separated by commas; each is a word and its settings:
     conv F k3 [s2] [p1] [d2] [ACT]   F output channels, kernel 3 (k3x2: 3 rows, 2 columns), stride,
                                      zero padding, dilation, an activation (relu, tanh, …)
     conv1d F k3 [s2] [p1] [d2] [ACT] the same over one axis (input CxW)
-    maxpool 2 [s2] [d2]              max over 2×2 windows (stride: the window unless given), dilation
+    maxpool 2 [s2] [p1] [d2]         max over 2×2 windows (stride: the window unless given), padding
+                                     (−∞ as PyTorch: never the maximum; at most half the window), dilation
     avgpool 2 [s2] [p1]              mean over the windows, zero padding counted
     gap                              global average pooling: one number per channel
     flatten                          channels, rows and columns as one vector (PyTorch's order)
@@ -29,7 +30,7 @@ _SETTING = re.compile(r"([kspd])(\d+)(?:x(\d+))?")
 _WORDS = {"conv": "conv2d", "conv1d": "conv1d", "maxpool": "max_pool2d", "avgpool": "avg_pool2d",
           "gap": "global_avg_pool", "flatten": "flatten", "dense": "dense"}
 _KEYS = {"k": "kernel", "s": "stride", "p": "padding", "d": "dilation"}
-_ALLOWED = {"conv2d": "kspd", "conv1d": "kspd", "max_pool2d": "ksd", "avg_pool2d": "ksp", "global_avg_pool": "",
+_ALLOWED = {"conv2d": "kspd", "conv1d": "kspd", "max_pool2d": "kspd", "avg_pool2d": "ksp", "global_avg_pool": "",
             "flatten": "", "dense": ""}
 
 

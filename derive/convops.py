@@ -34,6 +34,17 @@ def geometry_text(kernel, stride, padding, dilation) -> Str:
     return Str(";".join(f"{k},{s},{p},{d}" for k, s, p, d in zip(kernel, stride, padding, dilation)))
 
 
+def geometry_tag(arg) -> str:
+    """A short name for a geometry, as part of a code name: k5p2 (kernel 5, padding 2), k3x2s2
+    (kernel 3 × 2, stride 2); stride 1, padding 0 and dilation 1 are left out."""
+    kernel, stride, padding, dilation = read_geometry(arg)
+    parts = []
+    for letter, values, usual in (("k", kernel, None), ("s", stride, 1), ("p", padding, 0), ("d", dilation, 1)):
+        if any(v != usual for v in values):
+            parts.append(letter + ("x".join(map(str, values)) if len(set(values)) > 1 else str(values[0])))
+    return "".join(parts)
+
+
 def read_geometry(arg) -> tuple[tuple[int, ...], ...]:
     """(kernel, stride, padding, dilation), each a tuple over the spatial axes."""
     axes = [tuple(int(v) for v in part.split(",")) for part in str(arg).split(";")]
@@ -52,6 +63,18 @@ def _into(result, out):
     return out
 
 
+def _scratch(scratch, key, shape, dtype, fill=None):
+    """A work array of a window operation. `scratch` is the dict the Workspace keeps for one window
+    operation: the array is made on the first step and reused by every later one (a step then
+    allocates nothing); without a workspace it is made afresh."""
+    array = None if scratch is None else scratch.get(key)
+    if array is None or array.shape != shape or array.dtype != dtype:
+        array = np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+        if scratch is not None:
+            scratch[key] = array
+    return array
+
+
 def _windows(X, kernel, stride, padding, dilation):
     """The window view of X (C, *spatial, …) zero-padded: (C, *out, …, *kernel), no copy but the pad."""
     nsp = len(kernel)
@@ -63,34 +86,93 @@ def _windows(X, kernel, stride, padding, dilation):
     return view[picks + tuple(slice(None, None, d) for d in dilation)]
 
 
-def _conv(X, K, kernel, stride, padding, dilation, out=None):
-    """z[f, i, j, …] = Σ_c Σ_p Σ_q K[f, c, p, q] x[c, s·i + d·p − P, s·j + d·q − P, …] (im2col, then one product)."""
+def _padded(X, padding, scratch=None, fill=0):
+    """X with `padding` entries of `fill` before and after each spatial axis. In a workspace the
+    border is written once, on the first step; later steps copy only the interior."""
+    if not any(padding):
+        return X
+    nsp = len(padding)
+    spatial = X.shape[1:1 + nsp]
+    shape = (X.shape[0],) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + X.shape[1 + nsp:]
+    P = _scratch(scratch, "padded with " + str(fill), shape, X.dtype, fill)
+    np.copyto(P[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], X)
+    return P
+
+
+def _window_sizes(P, kernel, stride, dilation):
+    """The number of windows along each spatial axis of the padded P."""
+    return tuple((n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(P.shape[1:], kernel, stride, dilation))
+
+
+def _offsets(kernel, stride, dilation, sizes):
+    """For each kernel offset (row-major order) the slices of the padded input that this entry of
+    every window reads: a strided view, one entry per window."""
+    return [(slice(None),) + tuple(slice(d * p, d * p + s * (o - 1) + 1, s)
+                                   for p, d, s, o in zip(offset, dilation, stride, sizes))
+            for offset in np.ndindex(*kernel)]
+
+
+def _im2col(X, kernel, stride, padding, dilation, scratch=None):
+    """The im2col columns (C, *kernel, *out, …): entry [c, p, q, i, j, …] is the zero-padded
+    x[c, s·i + d·p, s·j + d·q, …], copied from the window view into one contiguous array."""
     nsp = len(kernel)
-    V = _windows(X, kernel, stride, padding, dilation)  # (C, *out, *rest, *kernel)
-    axes = [0] + list(range(V.ndim - nsp, V.ndim))
-    return _into(np.tensordot(K, V, axes=(list(range(1, 2 + nsp)), axes)), out)
+    P = _padded(X, padding, scratch)
+    sizes = _window_sizes(P, kernel, stride, dilation)
+    cols = _scratch(scratch, "cols", (X.shape[0],) + tuple(kernel) + sizes + X.shape[1 + nsp:], X.dtype)
+    for offset, where in zip(np.ndindex(*kernel), _offsets(kernel, stride, dilation, sizes)):
+        np.copyto(cols[(slice(None),) + offset], P[where])
+    return cols
 
 
-def _conv_input_grad(D, K, kernel, stride, padding, dilation, spatial, out=None):
+def _kernel_part(K, kernel):
+    """K's entries of offsets inside the kernel (a proof may hand a larger array of which only those are read)."""
+    if K.shape[2:] == tuple(kernel):
+        return K
+    return K[(slice(None), slice(None)) + tuple(slice(0, k) for k in kernel)]
+
+
+def _product(A, B, shape, out=None):
+    """The matrix product A @ B laid out as `shape`: computed in `out` when it is given (nothing allocated)."""
+    if out is not None and out.flags.c_contiguous:
+        np.matmul(A, B, out=out.reshape(A.shape[0], B.shape[1]))
+        return out
+    return _into(np.matmul(A, B).reshape(shape), out)
+
+
+def _conv(X, K, kernel, stride, padding, dilation, out=None, scratch=None):
+    """z[f, i, j, …] = Σ_c Σ_p Σ_q K[f, c, p, q] x[c, s·i + d·p − P, s·j + d·q − P, …] (im2col, then one product)."""
+    cols = _im2col(X, kernel, stride, padding, dilation, scratch)
+    K = _kernel_part(K, kernel)
+    F = K.shape[0]
+    rows = K.size // F
+    return _product(K.reshape(F, rows), cols.reshape(rows, -1), (F,) + cols.shape[1 + len(kernel):], out)
+
+
+def _conv_input_grad(D, K, kernel, stride, padding, dilation, spatial, out=None, scratch=None):
     """∂C/∂x: every output error sent back through the kernel to the inputs its window read
     (col2im: one product, then an accumulating strided add per kernel offset), padding cropped."""
     nsp = len(kernel)
-    cols = np.tensordot(K, D, axes=([0], [0]))  # (C, *kernel, *out, *rest)
-    sizes = D.shape[1:1 + nsp]  # the output positions
-    padded = np.zeros((K.shape[1],) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + D.shape[1 + nsp:], dtype=D.dtype)
-    for offset in np.ndindex(*kernel):
-        where = (slice(None),) + tuple(slice(d * p, d * p + s * (o - 1) + 1, s)
-                                       for p, d, s, o in zip(offset, dilation, stride, sizes))
-        padded[where] += cols[(slice(None),) + offset]
-    return _into(padded[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
+    K = _kernel_part(K, kernel)
+    F, C = K.shape[:2]
+    rows = K.size // F
+    cols = _scratch(scratch, "error columns", (C,) + tuple(kernel) + D.shape[1:], np.result_type(K, D))
+    np.matmul(K.reshape(F, rows).T, D.reshape(F, -1), out=cols.reshape(rows, -1))
+    def part(k, offset, into):
+        piece = cols[(slice(None),) + offset]
+        return piece if into is None else np.copyto(into, piece)
+
+    return _fold(part, C, kernel, stride, padding, dilation, spatial, D.shape[1:1 + nsp], D.shape[1 + nsp:],
+                 cols.dtype, out, scratch)
 
 
-def _conv_kernel_grad(D, X, kernel, stride, padding, dilation, out=None):
-    """∂C/∂K[f, c, p, q] = Σ over positions (and samples) of the error times the input its window read."""
-    nsp = len(kernel)
-    V = _windows(X, kernel, stride, padding, dilation)  # (C, *out, *rest, *kernel)
-    rest = list(range(1, D.ndim))
-    return _into(np.tensordot(D, V, axes=(rest, rest)).reshape(D.shape[0], X.shape[0], *kernel), out)
+def _conv_kernel_grad(D, X, kernel, stride, padding, dilation, out=None, scratch=None, cols_ready=False):
+    """∂C/∂K[f, c, p, q] = Σ over positions (and samples) of the error times the input its window read:
+    the error times the im2col columns transposed (with `cols_ready`, those the forward pass left in
+    `scratch` for this input)."""
+    cols = scratch["cols"] if cols_ready else _im2col(X, kernel, stride, padding, dilation, scratch)
+    F = D.shape[0]
+    rows = cols.size // (D.size // F)
+    return _product(D.reshape(F, -1), cols.reshape(rows, -1).T, (F, X.shape[0]) + tuple(kernel), out)
 
 
 def _full_correlation(D, K, kernel, stride, padding, dilation, spatial, out=None):
@@ -109,59 +191,113 @@ def _full_correlation(D, K, kernel, stride, padding, dilation, spatial, out=None
     return _into(full[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
 
 
-def _scatter(cols, channels, kernel, stride, padding, dilation, spatial, sizes, rest, dtype):
-    """col2im: the column of each kernel offset added back at the input positions that offset read
-    (an accumulating strided add per offset, no loop over positions), then the padding cropped."""
-    padded = np.zeros((channels,) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + rest, dtype=dtype)
-    for k, offset in enumerate(np.ndindex(*kernel)):
-        where = (slice(None),) + tuple(slice(d * p, d * p + s * (o - 1) + 1, s)
-                                       for p, d, s, o in zip(offset, dilation, stride, sizes))
-        padded[where] += cols(k, offset)
-    return padded[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))]
+def _fold(part, channels, kernel, stride, padding, dilation, spatial, sizes, rest, dtype, out=None, scratch=None):
+    """col2im: the part of each kernel offset k (`part(k, offset, into)`: written into `into`, or
+    returned when `into` is None) added into the input positions that offset read — a strided view
+    of the total, no loop over positions — then the padding cropped. When no input position is read
+    twice (stride ≥ the window's span) each part is written straight into its view, with no add."""
+    if out is None or any(padding):
+        shape = (channels,) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + tuple(rest)
+        total = _scratch(scratch, "fold", shape, dtype)
+    else:
+        total = out
+    disjoint = all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation))
+    covered = disjoint and all(d == 1 and s == k and s * o == n + 2 * p
+                               for k, s, d, o, n, p in zip(kernel, stride, dilation, sizes, spatial, padding))
+    if not covered:
+        total.fill(0)
+    for k, (offset, where) in enumerate(zip(np.ndindex(*kernel), _offsets(kernel, stride, dilation, sizes))):
+        view = total[where]
+        if disjoint:
+            part(k, offset, view)
+        else:
+            np.add(view, part(k, offset, None), out=view)
+    if total is out:
+        return out
+    return _into(total[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
 
 
-def _window_sum(X, kernel, stride, padding, dilation, out=None):
-    """s[c, i, j, …] = the sum of the window of (i, j) (zero padding counted)."""
+def _window_sum(X, kernel, stride, padding, dilation, out=None, scratch=None):
+    """s[c, i, j, …] = the sum of the window of (i, j) (zero padding counted), offset by offset."""
     nsp = len(kernel)
-    V = _windows(X, kernel, stride, padding, dilation)
-    return _into(V.sum(axis=tuple(range(V.ndim - nsp, V.ndim))), out)
+    P = _padded(X, padding, scratch)
+    sizes = _window_sizes(P, kernel, stride, dilation)
+    total = np.empty((X.shape[0],) + sizes + X.shape[1 + nsp:], X.dtype) if out is None else out
+    for k, where in enumerate(_offsets(kernel, stride, dilation, sizes)):
+        if k == 0:
+            np.copyto(total, P[where])
+        else:
+            np.add(total, P[where], out=total)
+    return total
 
 
-def _window_spread(D, kernel, stride, padding, dilation, spatial, out=None):
+def _window_spread(D, kernel, stride, padding, dilation, spatial, out=None, scratch=None):
     """Each output's entry added to every input entry of its window (the transpose of _window_sum)."""
     nsp = len(kernel)
-    return _into(_scatter(lambda k, offset: D, D.shape[0], kernel, stride, padding, dilation, spatial,
-                          D.shape[1:1 + nsp], D.shape[1 + nsp:], D.dtype), out)
+    return _fold(lambda k, offset, into: D if into is None else np.copyto(into, D), D.shape[0], kernel, stride,
+                 padding, dilation, spatial, D.shape[1:1 + nsp], D.shape[1 + nsp:], D.dtype, out, scratch)
 
 
 def _position_mean(X, spatial_axes, out=None):
     """The mean of each channel over its positions: X (C, *spatial, …) → (C, …)."""
     axes = tuple(range(1, 1 + spatial_axes))
-    count = int(np.prod([X.shape[a] for a in axes]))
-    return _into(X.sum(axis=axes) / count, out)
+    count = 1
+    for a in axes:
+        count *= X.shape[a]
+    total = np.add.reduce(X, axis=axes, out=out)
+    return np.divide(total, count, out=total)
 
 
-def _first_max(X, kernel, stride, padding, dilation):
-    """The flat position in each window of its first maximum (PyTorch's tie rule), and the windows."""
+def _first_max(X, kernel, stride, padding, dilation, scratch=None, best=None):
+    """Each window's largest entry (into `best`) and, per kernel offset k (row-major order), the mask
+    of the windows whose first maximum is at k (PyTorch's tie rule: a later entry equal to the
+    maximum loses). Padding is −∞: a padded position never wins, as in PyTorch's max_pool2d. Only
+    element-wise operations on the strided views of each offset: no masked writes, which are slow."""
     nsp = len(kernel)
-    V = _windows(X, kernel, stride, padding, dilation)
-    flat = V.reshape(V.shape[:V.ndim - nsp] + (-1,))
-    return np.argmax(flat.real if np.iscomplexobj(flat) else flat, axis=-1), flat
+    P = _padded(X, padding, scratch, -np.inf)
+    sizes = _window_sizes(P, kernel, stride, dilation)
+    shape = (X.shape[0],) + sizes + X.shape[1 + nsp:]
+    offsets = _offsets(kernel, stride, dilation, sizes)
+    best = _scratch(scratch, "largest", shape, X.dtype) if best is None else best
+    firsts = _scratch(scratch, "first maxima", (len(offsets),) + shape, np.bool_)
+    taken = _scratch(scratch, "taken", shape, np.bool_)
+    complex_step = np.iscomplexobj(X)  # the complex-step reference: compare the real parts
+    np.copyto(best, P[offsets[0]])
+    for k, where in enumerate(offsets[1:], 1):
+        if complex_step:
+            np.greater(P[where].real, best.real, out=taken)
+            np.copyto(best, P[where], where=taken)
+        else:
+            np.maximum(best, P[where], out=best)
+    taken.fill(False)
+    for k, where in enumerate(offsets):
+        piece, largest = (P[where].real, best.real) if complex_step else (P[where], best)
+        np.equal(piece, largest, out=firsts[k])
+        np.greater(firsts[k], taken, out=firsts[k])  # a maximum, and none before it
+        np.logical_or(taken, firsts[k], out=taken)
+    return firsts, best
 
 
-def _max_pool(X, kernel, stride, padding, dilation, out=None):
-    """a[c, i, j, …] = the largest entry of the window."""
-    where, flat = _first_max(X, kernel, stride, padding, dilation)
-    return _into(np.take_along_axis(flat, where[..., None], axis=-1)[..., 0], out)
+def _max_pool(X, kernel, stride, padding, dilation, out=None, scratch=None):
+    """a[c, i, j, …] = the largest entry of the window (where it was stays in `scratch` for the backward pass)."""
+    return _first_max(X, kernel, stride, padding, dilation, scratch, out)[1]
 
 
-def _max_pool_grad(D, X, kernel, stride, padding, dilation, spatial, out=None):
-    """∂C/∂u: each output's error routed to the first maximum of its window, 0 to the others."""
+def _max_pool_grad(D, X, kernel, stride, padding, dilation, spatial, out=None, scratch=None, firsts_ready=False):
+    """∂C/∂u: each output's error routed to the first maximum of its window, 0 to the others (with
+    `firsts_ready`, the positions the forward pass left in `scratch` for this input)."""
     nsp = len(kernel)
-    where, _ = _first_max(X, kernel, stride, padding, dilation)
-    zero = np.zeros_like(D)
-    return _into(_scatter(lambda k, offset: np.where(where == k, D, zero), D.shape[0], kernel, stride, padding,
-                          dilation, spatial, D.shape[1:1 + nsp], D.shape[1 + nsp:], D.dtype), out)
+    firsts = scratch["first maxima"] if firsts_ready else _first_max(X, kernel, stride, padding, dilation, scratch)[0]
+    routed = _scratch(scratch, "routed", D.shape, D.dtype)
+
+    def part(k, offset, into):  # the error of each window whose first maximum is at offset k
+        if D.dtype == object:  # exact numbers (the proofs), which do not multiply by a bool
+            piece = np.where(firsts[k], D, 0)
+            return piece if into is None else np.copyto(into, piece)
+        return np.multiply(D, firsts[k], out=routed if into is None else into)
+
+    return _fold(part, D.shape[0], kernel, stride, padding, dilation, spatial, D.shape[1:1 + nsp],
+                 D.shape[1 + nsp:], D.dtype, out, scratch)
 '''
 
 _namespace: dict = {"np": np}
@@ -178,13 +314,20 @@ position_mean = _namespace["_position_mean"]
 # each helper's source and the helpers it calls (printed into model.py in this order)
 _SOURCES = {name: "def " + chunk.strip() for name, chunk in
             ((c.split("(", 1)[0], c) for c in HELPERS.split("\ndef ")[1:])}
-NEEDS = {"_conv": ("_into", "_windows"), "_conv_input_grad": ("_into",),
-         "_conv_kernel_grad": ("_into", "_windows"), "_full_correlation": ("_into", "_windows", "_conv"),
-         "_window_sum": ("_into", "_windows"), "_window_spread": ("_into", "_scatter"),
-         "_max_pool": ("_into", "_windows", "_first_max"),
-         "_max_pool_grad": ("_into", "_windows", "_first_max", "_scatter"), "_position_mean": ("_into",)}
-ORDER = ("_into", "_windows", "_scatter", "_first_max", "_conv", "_conv_input_grad", "_conv_kernel_grad",
-         "_full_correlation", "_window_sum", "_window_spread", "_max_pool", "_max_pool_grad", "_position_mean")
+NEEDS = {"_conv": ("_into", "_scratch", "_padded", "_window_sizes", "_offsets", "_im2col", "_kernel_part",
+                   "_product"),
+         "_conv_input_grad": ("_into", "_scratch", "_offsets", "_kernel_part", "_fold"),
+         "_conv_kernel_grad": ("_into", "_scratch", "_padded", "_window_sizes", "_offsets", "_im2col", "_product"),
+         "_full_correlation": ("_into", "_scratch", "_padded", "_window_sizes", "_offsets", "_im2col",
+                               "_kernel_part", "_product", "_conv"),
+         "_window_sum": ("_scratch", "_padded", "_window_sizes", "_offsets"),
+         "_window_spread": ("_into", "_scratch", "_offsets", "_fold"),
+         "_max_pool": ("_scratch", "_padded", "_window_sizes", "_offsets", "_first_max"),
+         "_max_pool_grad": ("_into", "_scratch", "_padded", "_window_sizes", "_offsets", "_first_max", "_fold"),
+         "_position_mean": ()}
+ORDER = ("_into", "_scratch", "_windows", "_padded", "_window_sizes", "_offsets", "_im2col", "_kernel_part",
+         "_product", "_fold", "_first_max", "_conv", "_conv_input_grad", "_conv_kernel_grad", "_full_correlation", "_window_sum",
+         "_window_spread", "_max_pool", "_max_pool_grad", "_position_mean")
 
 
 def helper_lines(name: str) -> list[str]:
@@ -262,7 +405,10 @@ class Im2colConv(Op):
         return f"_conv({printer._print(self.args[0])}, {printer._print(self.args[1])}, {_geometry_code(self.args[2])})"
 
     def lower(self, lowering):
-        return lowering.helper_call(self, "_conv", self.args[:2], _geometry_code(self.args[2]))
+        window = lowering.window_dict(self.args[0], geometry_tag(self.args[2]))
+        call = lowering.helper_call(self, "_conv", self.args[:2], _geometry_code(self.args[2]), window)
+        lowering.leaves(window, "cols")
+        return call
 
     def multiply_adds(self, network):
         return _window_multiply_adds(network, self.args[1])
@@ -296,7 +442,9 @@ class Col2imConv(Op):
 
     def lower(self, lowering):
         sizes = ", ".join(lowering.printer._print(a) for a in self.args[3:])
-        return lowering.helper_call(self, "_conv_input_grad", self.args[:2], f"{_geometry_code(self.args[2])}, ({sizes},)")
+        window = lowering.window_dict(self.args[0], geometry_tag(self.args[2]))
+        return lowering.helper_call(self, "_conv_input_grad", self.args[:2], f"{_geometry_code(self.args[2])}, ({sizes},)",
+                                    window)
 
     def shape(self, shape_of):
         d, k = shape_of(self.args[0]), shape_of(self.args[1])
@@ -352,7 +500,9 @@ class KernelGrad(Op):
                 f"{_geometry_code(self.args[2])})")
 
     def lower(self, lowering):
-        return lowering.helper_call(self, "_conv_kernel_grad", self.args[:2], _geometry_code(self.args[2]))
+        window = lowering.window_dict(self.args[1], geometry_tag(self.args[2]))
+        extra = _geometry_code(self.args[2]) + (", cols_ready=True" if lowering.left(window, "cols") else "")
+        return lowering.helper_call(self, "_conv_kernel_grad", self.args[:2], extra, window)
 
     def multiply_adds(self, network):
         return _window_multiply_adds(network, self.args[0])
@@ -461,7 +611,8 @@ class _PoolOp(Op):
         return _geometry_code(self.geometry_arg)
 
     def lower(self, lowering):
-        return lowering.helper_call(self, self.helper, self.args[:self.arrays], self._extra(lowering.printer))
+        window = lowering.window_dict(self.args[self.arrays - 1], geometry_tag(self.geometry_arg))
+        return lowering.helper_call(self, self.helper, self.args[:self.arrays], self._extra(lowering.printer), window)
 
 
 class WindowSum(_PoolOp):
@@ -488,6 +639,12 @@ class MaxPool(WindowSum):
 
     def _derive_latex(self, printer, **_):
         return rf"\operatorname{{maxpool}}\left({printer._print(self.args[0])}\right)"
+
+    def lower(self, lowering):
+        window = lowering.window_dict(self.args[0], geometry_tag(self.geometry_arg))
+        call = lowering.helper_call(self, self.helper, self.args[:1], self._extra(lowering.printer), window)
+        lowering.leaves(window, "first maxima")
+        return call
 
 
 class WindowSpread(_PoolOp):
@@ -522,6 +679,11 @@ class MaxPoolGrad(WindowSpread):
     def _derive_latex(self, printer, **_):
         return (rf"\operatorname{{route}}_{{\max}}\left({printer._print(self.args[0])}; "
                 rf"{printer._print(self.args[1])}\right)")
+
+    def lower(self, lowering):
+        window = lowering.window_dict(self.args[1], geometry_tag(self.geometry_arg))
+        extra = self._extra(lowering.printer) + (", firsts_ready=True" if lowering.left(window, "first maxima") else "")
+        return lowering.helper_call(self, self.helper, self.args[:2], extra, window)
 
 
 class PositionMean(Op):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
-from itertools import product
+from itertools import islice, product
 
 import sympy as sp
 
@@ -95,10 +95,28 @@ def _holds_over_index_ranges(condition: sp.Basic, facts: frozenset) -> bool:
         value = _known(condition.xreplace(dict(zip(indices, corner))))
         if value is sp.true or value is not sp.false and _settled_without_simplify(value):
             continue
+        if value is not sp.false and _refuted(value):
+            return False  # false for some sizes: simplify could not have proved it
         value = value.simplify() if value not in (sp.true, sp.false) else value
         if value is not sp.true and not _nonnegative_polynomial(value):
             return False
     return True
+
+
+_TRIAL_SIZES = (1, 2, 3, 7)
+
+
+def _refuted(condition: sp.Basic) -> bool:
+    """Whether `condition`, in sizes that are positive whole numbers, is false for some of them (tried
+    at a few small values). Such a condition is not true for every size, so SymPy's `simplify`, slow
+    on the guards of a pooling layer (w₃/2 − 1/2 ≤ w₄ − 1), cannot prove it and need not be asked."""
+    symbols = sorted(condition.free_symbols, key=sp.default_sort_key)
+    if not symbols or not all(x.is_integer and x.is_positive for x in symbols):
+        return False
+    for values in islice(product(_TRIAL_SIZES, repeat=len(symbols)), 64):
+        if condition.xreplace(dict(zip(symbols, map(sp.Integer, values)))) is sp.false:
+            return True
+    return False
 
 
 def _settled_without_simplify(condition: sp.Basic) -> bool:

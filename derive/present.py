@@ -1049,6 +1049,7 @@ def _workspace_context(plan: CodePlan) -> dict | None:
         "scratch": [list(s) for s in w.scratch],
         "products": [list(p) for p in w.products],
         "constants": [list(c) for c in w.constants],
+        "windows": list(w.windows),
         "gradients_into": program(w.gradients_into),
         "sgd_step": program(w.sgd_step),
         "scaled_errors": w.scaled_errors,

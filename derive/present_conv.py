@@ -82,6 +82,8 @@ def convolution_blocks(derivation, text) -> list:
             l = node.layer.number
             out.append(blocks.Heading(text("conv.pool_title", layer=str(l)), detail=text.math(_geometry(node.kind))))
             out.append(blocks.Paragraph(text("conv.max_route" if name == "MaxPool2d" else "conv.avg_route")))
+            if name == "MaxPool2d" and any(node.kind.padding):
+                out.append(blocks.Paragraph(text("conv.max_padding")))
             result = derivation.sample.results.get(Q("grad_a", node.inputs[0].layer)) or \
                 derivation.sample.results.get(Q("delta", node.inputs[0].layer))
             if result is not None:

@@ -44,6 +44,7 @@ class WorkspacePlan:
     scratch: list[tuple[str, str]]  # (array, shape)
     products: list[tuple[str, str]]  # (function, inner dimension): np.dot if it is 1, else np.matmul
     constants: list[tuple[str, str]]  # (array of ones, shape) for sums computed as products
+    windows: list[str]  # dicts of the window operations' work arrays (im2col columns, arg-max positions)
     gradients_into: WorkspaceProgram
     sgd_step: WorkspaceProgram
     scaled_errors: bool  # sgd_step carries −η/m down the recursion (see module docstring)
@@ -248,6 +249,7 @@ def _plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePl
         scratch=[(name, shape_text(shape)) for name, shape in zip(pool.names(), pool.shapes)],
         products=[(name, name.removeprefix("mm_")) for name in products],
         constants=[(name, shape_text(v.shape)) for name, v in sgd.lowering.constants.items()],
+        windows=list(dict.fromkeys([*grads.lowering.windows, *sgd.lowering.windows])),
         gradients_into=WorkspaceProgram(_bindings(grads, [g[1] for g in gradients]), grads.lines()),
         sgd_step=WorkspaceProgram(_bindings(sgd, None), sgd.lines()),
         scaled_errors=scaled,

@@ -30,7 +30,6 @@ from derive.indexing import transform
 from derive.backprop import parameter_axes
 from derive.layers import Node
 from derive.indexeval import compiled, to_sympy
-from derive.matrixform import evaluate_index_form
 from derive.model import Model
 from derive.nonsmooth import NON_SMOOTH, breakpoints
 from derive.notation import BATCH_SIZE, LayerRef, Q, Quantity, sample_index, size
@@ -194,13 +193,6 @@ class _Placeholders(dict):
         return self[key]
 
 
-def _local_rule(rule: sp.Expr, env: dict) -> tuple[sp.Expr, dict]:
-    """A node's rule for one concrete entry with its sums written out over placeholder symbols."""
-    placeholders = _Placeholders()
-    expanded = evaluate_index_form(rule, placeholders, env)
-    return expanded, {symbol: key for key, symbol in placeholders.items()}
-
-
 def _partial(term: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
     """∂term/∂symbol: `sympy.diff`, except for the commonest term of a layer's rule, a product in which
     the symbol is one plain factor (K·a of a convolution, W·a of a dense layer), whose derivative is
@@ -215,8 +207,8 @@ def _partial(term: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
 
 
 def _entry_rule(rule: sp.Expr, env: dict) -> tuple[sp.Expr, dict]:
-    """`_local_rule` by the compiled evaluator (`indexeval`): a node's rule, stated once with its
-    output indices, at the concrete indices of `env`."""
+    """A node's rule, stated once with its output indices, at the concrete indices of `env`, its sums
+    written out over placeholder symbols (by the compiled evaluator, `indexeval`)."""
     from derive.indexeval import evaluate
 
     placeholders = _Placeholders()
@@ -260,8 +252,10 @@ def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) ->
     inputs = []
     for node in model.network.layers:
         activation = getattr(node.kind, "activation", None)
+        out = node.out_indices()
+        generals = {column: node.call_entry(out, column) for column in columns}  # the rule once per node
         for i, column in ((i, c) for c in columns for i in _axis_entries(node.out_axes, env)):
-            rule, keys = _local_rule(node.call_entry(tuple(map(sp.Integer, i)), column), env)
+            rule, keys = _entry_rule(generals[column], {**env, **dict(zip(out, i))})
             at = i if column is None else (*i, int(column))
             key = (node.out(column is not None).label, at)
             if activation is not None and not activation.is_vector:
@@ -273,9 +267,10 @@ def _expanded_network(model: Model, width: int, values: dict, symbolic: bool) ->
                 sym[key] = active.xreplace({s: sym[k] for s, k in keys.items()})
     loss_node = model.network.loss_node
     cost = sp.S.Zero
+    out = loss_node.in_indices(0, "out")
+    generals = {column: loss_node.kind.per_unit(loss_node, out[0] if len(out) == 1 else out, column) for column in columns}
     for i, column in ((i, c) for c in columns for i in _axis_entries(loss_node.in_axes[0], env)):
-        unit = tuple(map(sp.Integer, i))
-        rule, keys = _local_rule(loss_node.kind.per_unit(loss_node, unit[0] if len(unit) == 1 else unit, column), env)
+        rule, keys = _entry_rule(generals[column], {**env, **dict(zip(out, i))})
         if symbolic:
             rule = _active_piece(rule, {s: num[k] for s, k in keys.items()}) if rule.has(sp.Piecewise) else rule
         cost += rule.xreplace({s: (sym if symbolic else num)[k] for s, k in keys.items()})

@@ -95,9 +95,37 @@ def test_max_pooling_routes_the_error_to_the_first_maximum():
     assert d.sample.results[Q("a", 1)].recognition_proved
 
 
+def test_a_padded_position_never_wins_the_maximum():
+    """Max pooling with padding: the rule of the corner window (one row and one column of padding)
+    at inputs that are all negative. Were padding a 0, it would be the maximum; as PyTorch's −∞ it
+    never is: the output is the largest real entry and the error goes to it."""
+    from derive.layers.firstmax import FirstMaxInside
+
+    network = {"input": [1, 3, 3], "loss": "mse", "layers": [
+        {"kind": "max_pool2d", "kernel": 2, "padding": 1}, {"kind": "flatten"},
+        {"kind": "dense", "units": 2, "activation": "identity"}]}
+    model = build_model(parse_network(network, "pool.toml"))
+    pool = model.network.layers[0]
+    rule = pool.call_entry(tuple(pool.out_indices("out")), None)
+    assert rule.has(FirstMaxInside)
+    corner = rule.xreplace({i: 0 for i in pool.out_indices("out")})
+    x = Q("a", 0).base
+    values = {x[0, u, v]: -1 - u - v for u in range(3) for v in range(3)}  # x[0, 0, 0] = -1 is the largest
+    assert corner.xreplace(values).doit() == -1
+    assert [sp.diff(corner, x[0, 0, 0]).xreplace(values).doit(), sp.diff(corner, x[0, 0, 1]).xreplace(values).doit()] == [1, 0]
+    assert FirstMaxInside(sp.Integer(1), sp.S.Zero, sp.S.One, sp.S.Zero, sp.Integer(-5)) == 1  # the padded 0 loses
+    assert FirstMaxInside(sp.Integer(0), sp.S.Zero, sp.S.One, sp.S.Zero, sp.Integer(-5)) == 0
+
+
 @pytest.mark.parametrize("layer, message", [
     ({"kind": "conv2d", "channels": 2, "kernel": 9}, "window spans 9 entries along an axis of 8"),
     ({"kind": "max_pool2d", "kernel": 3, "stride": 1}, None),
+    ({"kind": "max_pool2d", "kernel": 3, "stride": 1, "padding": 1}, None),
+    ({"kind": "max_pool2d", "kernel": 3, "stride": 1, "padding": 2}, "padding 2 is more than half the window 3"),
+    ({"kind": "max_pool2d", "kernel": 2, "stride": 1, "padding": 2, "dilation": 3},
+     "max_pool2d padding 2 is more than half the kernel 2 (PyTorch's rule); accepted: 0 to 1"),
+    ({"kind": "max_pool2d", "kernel": 2, "stride": 1, "padding": 1, "dilation": 9},
+     "max_pool2d window 0 along axis 1 holds only padding"),
     ({"kind": "conv2d", "channels": 2, "kernel": 5, "dilation": 2}, "window spans 9"),
 ])
 def test_output_sizes_are_checked_up_front_naming_the_layer(layer, message):

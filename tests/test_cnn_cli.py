@@ -15,8 +15,8 @@ from derive.netfile import parse_network
 
 
 def test_help_shows_the_grammar():
-    out = CliRunner().invoke(main, ["cnn", "--help"]).output
-    for word in ("conv F kK", "maxpool K", "avgpool K", "gap", "flatten", "dense N", "CxHxW"):
+    out = " ".join(CliRunner().invoke(main, ["cnn", "--help"]).output.split())  # as Click wraps it
+    for word in ("conv F kK", "maxpool K [sS] [pP] [dD]", "avgpool K", "gap", "flatten", "dense N", "CxHxW"):
         assert word in out
 
 
@@ -35,6 +35,8 @@ def test_stage_settings():
     assert conv == {"kind": "conv2d", "channels": 3, "kernel": [3, 2], "stride": 2, "padding": 1, "dilation": 2,
                     "activation": "tanh"}
     assert pool == {"kind": "avg_pool2d", "kernel": 2, "stride": 1, "padding": 1}
+    assert parse_layers("maxpool 3 s2 p1 d2") == [{"kind": "max_pool2d", "kernel": 3, "stride": 2, "padding": 1,
+                                                    "dilation": 2}]
     assert dense == {"kind": "dense", "units": 4}
     assert len(parse_layers(DEFAULT_LAYERS)) == 6
 
@@ -43,7 +45,7 @@ def test_stage_settings():
     ("conv k3", "expected the number of output channels"),
     ("conv 4", "needs its kernel size"),
     ("pool 2", "unknown stage 'pool'"),
-    ("maxpool 2 p1", "'p1' is not understood here"),
+    ("maxpool 2 x1", "'x1' is not understood here; a maxpool stage takes kN, sN, pN, dN"),
     ("conv 4 k3,, dense 2", "stages separated by commas"),
 ])
 def test_bad_stages_are_one_line_errors(layers, fragment):

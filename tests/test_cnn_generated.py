@@ -1,8 +1,11 @@
 """The generated model.py of a convolutional network against PyTorch: the same weights (kernels are
 PyTorch's (F, C, kh, kw), the dense weight PyTorch's Linear weight after nn.Flatten), the same
-loss and gradients; the workspace form in float32 and float64; train() on images."""
+loss and gradients (max pooling padded, with PyTorch's −∞); the workspace form in float32 and float64, and
+no allocation after its first step; train() on images."""
 
 from __future__ import annotations
+
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -20,7 +23,7 @@ NETWORK = {
     "loss": "cross_entropy",
     "layers": [
         {"kind": "conv2d", "channels": 3, "kernel": [3, 2], "stride": 2, "padding": 1, "activation": "relu"},
-        {"kind": "max_pool2d", "kernel": 2, "stride": 1},
+        {"kind": "max_pool2d", "kernel": 2, "stride": 1, "padding": 1},
         {"kind": "conv2d", "channels": 4, "kernel": 2, "dilation": 2, "padding": 2, "activation": "tanh"},
         {"kind": "avg_pool2d", "kernel": 2, "padding": 1},
         {"kind": "flatten"},
@@ -40,7 +43,7 @@ def generated():
 def _torch_net():
     return torch.nn.Sequential(
         torch.nn.Conv2d(2, 3, (3, 2), stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2, stride=1),
+        torch.nn.MaxPool2d(2, stride=1, padding=1),
         torch.nn.Conv2d(3, 4, 2, dilation=2, padding=2), torch.nn.Tanh(),
         torch.nn.AvgPool2d(2, padding=1),
         torch.nn.Flatten(),
@@ -88,6 +91,48 @@ def test_workspace_form_in_both_precisions(generated, dtype):
     for key in params:
         assert grads[key].dtype == dtype and grads[key].shape == params[key].shape
         np.testing.assert_array_equal(grads[key], plain[key])  # the same operations in the same order
+
+
+def _peak_growth(step, steps: int) -> int:
+    """Bytes by which tracemalloc's peak rises above the memory in use when the steps start."""
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(steps):
+            step()
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_workspace_step_after_the_first_allocates_no_array(generated, dtype):
+    """The window operations keep their work arrays (padded inputs, im2col columns, max pooling's
+    first maxima, col2im totals) in the Workspace: the first step makes them, and later steps
+    allocate nothing that grows with the batch — only NumPy's fixed-size iteration buffers
+    (np.getbufsize() entries per operand of an operation on strided views, freed within the call)
+    and small Python objects. The measurement does see arrays: the first step of a new Workspace
+    and the plain `gradients` allocate several times the first convolution's im2col columns."""
+    module, _ = generated
+    itemsize = np.dtype(dtype).itemsize
+    bound = 3 * np.getbufsize() * itemsize + 16384  # three buffered operands, and the call's Python objects
+    later = {}
+    for m in (256, 1024):
+        rng = np.random.default_rng(3)
+        params = module.init_params(module.SIZES, rng, dtype=dtype)
+        X = rng.standard_normal((2, 9, 8, m)).astype(dtype)
+        Y = np.eye(3, dtype=dtype)[:, rng.integers(0, 3, size=m)]
+        ws = module.Workspace(module.SIZES, m, dtype)
+        first = _peak_growth(lambda: module.sgd_step(ws, params, X, Y, 1e-3), 1)
+        module.gradients_into(ws, params, X, Y)
+        later[m] = max(_peak_growth(lambda: module.sgd_step(ws, params, X, Y, 1e-3), 10),
+                       _peak_growth(lambda: module.gradients_into(ws, params, X, Y), 10))
+        plain = _peak_growth(lambda: module.gradients(params, X, Y), 1)
+        cols = 2 * 3 * 2 * 5 * 5 * m * itemsize  # the first convolution's im2col columns
+        assert first > 4 * cols and plain > 4 * cols, (m, first, plain, cols)
+    assert later[1024] <= later[256] + 4096, later  # nothing that grows with the batch
+    assert later[1024] <= bound < 2 * 3 * 2 * 5 * 5 * 1024 * itemsize, (later, bound)
 
 
 def test_train_runs_on_images(generated):

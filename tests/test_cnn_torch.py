@@ -30,7 +30,27 @@ def _configurations(count: int, seed: int):
     return out
 
 
-CONV = _configurations(40, 0)
+def _tiling(kernel, stride, padding, H, W, dilation=(1, 1), C=2, F=3, m=3):
+    return dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation, C=C, F=F, m=m, H=H, W=W)
+
+
+# col2im's three ways (convops._fold): windows that overlap (accumulating adds), windows that do
+# not (each part written once), and windows that tile the padded input exactly (nothing zeroed)
+TILINGS = [_tiling((2, 2), (2, 2), (0, 0), 8, 6), _tiling((2, 2), (2, 2), (1, 1), 6, 8),
+           _tiling((2, 3), (3, 3), (0, 1), 7, 8), _tiling((2, 2), (3, 3), (0, 0), 7, 9, dilation=(2, 1))]
+
+
+def _fold_way(c) -> str:
+    spans = [d * (k - 1) + 1 for k, d in zip(c["kernel"], c["dilation"])]
+    if any(s < span for s, span in zip(c["stride"], spans)):
+        return "overlapping"
+    sizes = [(n + 2 * p - span) // s + 1 for n, p, span, s in zip((c["H"], c["W"]), c["padding"], spans, c["stride"])]
+    tiled = all(d == 1 and s == k and s * o == n + 2 * p for k, s, d, o, n, p in
+                zip(c["kernel"], c["stride"], c["dilation"], sizes, (c["H"], c["W"]), c["padding"]))
+    return "tiling" if tiled else "disjoint"
+
+
+CONV = _configurations(40, 0) + TILINGS
 
 
 def _nchw(x):  # ours (C, H, W, m) → PyTorch's (m, C, H, W)
@@ -60,7 +80,7 @@ def test_convolution_and_its_gradients_match_torch(cfg):
 
 
 POOL = [c for c in _configurations(80, 2)
-        if all(2 * p <= k for p, k in zip(c["padding"], c["kernel"]))][:32]
+        if all(2 * p <= k for p, k in zip(c["padding"], c["kernel"]))][:32] + [c for c in TILINGS if c["dilation"] == (1, 1)]
 
 
 @pytest.mark.parametrize("cfg", POOL, ids=[f"k{c['kernel']}s{c['stride']}p{c['padding']}" for c in POOL])
@@ -79,21 +99,34 @@ def test_average_pooling_matches_torch(cfg):
     np.testing.assert_allclose(G, _ours(x.grad), rtol=1e-12, atol=1e-12)
 
 
-MAX = [c for c in _configurations(120, 4) if all(d * (k - 1) < n for d, k, n in
-                                                  zip(c["dilation"], c["kernel"], (c["H"], c["W"])))][:32]
+def _max_padding(c) -> dict:
+    """The configuration with its padding cut to what max pooling takes (PyTorch: at most half the
+    kernel), kept only if every window still holds an entry of the input."""
+    padding = tuple(min(p, k // 2) for p, k in zip(c["padding"], c["kernel"]))
+    c = dict(c, padding=padding)
+    for n, k, s, p, d in zip((c["H"], c["W"]), c["kernel"], c["stride"], padding, c["dilation"]):
+        o = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        if o < 1 or any(not any(0 <= s * i + d * q - p < n for q in range(k)) for i in range(o)):
+            return None
+    return c
 
 
-@pytest.mark.parametrize("cfg", MAX, ids=[f"k{c['kernel']}s{c['stride']}d{c['dilation']}" for c in MAX])
+MAX = [m for m in (_max_padding(c) for c in _configurations(160, 4)) if m is not None][:40] + \
+    [dict(c, padding=(0, 0)) for c in TILINGS]
+
+
+@pytest.mark.parametrize("cfg", MAX, ids=[f"k{c['kernel']}s{c['stride']}p{c['padding']}d{c['dilation']}" for c in MAX])
 def test_max_pooling_matches_torch_including_ties(cfg):
     """Inputs drawn from a few values, so that windows hold equal maxima: PyTorch gives the error to
-    the first of them in row-major order, and so does the derived routing."""
+    the first of them in row-major order, and so does the derived routing. Padding is PyTorch's −∞:
+    the inputs are mostly negative, so a padded position would win if it counted as 0."""
     rng = np.random.default_rng(5)
-    kernel, stride, dilation = cfg["kernel"], cfg["stride"], cfg["dilation"]
-    X = rng.integers(-2, 3, size=(cfg["C"], cfg["H"], cfg["W"], cfg["m"])).astype(float)
-    geometry = (kernel, stride, (0, 0), dilation)
+    kernel, stride, padding, dilation = cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"]
+    X = rng.integers(-4, 1, size=(cfg["C"], cfg["H"], cfg["W"], cfg["m"])).astype(float)
+    geometry = (kernel, stride, padding, dilation)
     A = convops.max_pool(X, *geometry)
     x = _nchw(X)
-    a = torch.nn.functional.max_pool2d(x, kernel, stride=stride, dilation=dilation)
+    a = torch.nn.functional.max_pool2d(x, kernel, stride=stride, padding=padding, dilation=dilation)
     np.testing.assert_array_equal(A, _ours(a))
     D = rng.standard_normal(A.shape)
     (a * torch.tensor(np.moveaxis(D, -1, 0))).sum().backward()
@@ -109,6 +142,9 @@ def test_the_configurations_cover_the_ranges_asked_for():
     assert any(c["H"] != c["W"] for c in CONV) and any(c["kernel"][0] != c["kernel"][1] for c in CONV)
     assert len(CONV) >= 30 and len(POOL) >= 30 and len(MAX) >= 30
     assert {d for c in MAX for d in c["dilation"]} == {1, 2}
+    assert {p for c in MAX for p in c["padding"]} == {0, 1, 2} and len(MAX) >= 40
+    for configurations in (CONV, POOL, MAX):
+        assert {_fold_way(c) for c in configurations} == {"overlapping", "disjoint", "tiling"}
 
 
 def test_float32_stays_float32():

@@ -61,6 +61,18 @@ def test_guards_are_discharged_only_when_true_over_the_range():
     assert holds_over_index_ranges(sp.And(q >= 0, q <= n - 1))
 
 
+def test_a_guard_false_at_small_sizes_is_refused_without_simplify(monkeypatch):
+    """A size relation such as w/2 − 1/2 ≤ v − 1 is false for some positive sizes (w = 3, v = 1):
+    it is refused without asking SymPy's slow simplify, and a true one is still accepted."""
+    w, v = (sp.Symbol(name, integer=True, positive=True) for name in ("w_9", "v_9"))
+    asked = []
+    original = sp.Basic.simplify
+    monkeypatch.setattr(sp.Basic, "simplify", lambda self, *a, **k: asked.append(self) or original(self, *a, **k))
+    assert not holds_over_index_ranges(w / 2 - sp.Rational(1, 2) <= v - 1)
+    assert not asked
+    assert holds_over_index_ranges(2 * w + v >= 3)
+
+
 def test_distributes_to_reach_a_kronecker_delta_inside_a_factor():
     l = LayerRef(3)
     i, q = index("i", l), index("q", l)

@@ -384,22 +384,42 @@ class MaxPool2d(_Pool):
     and the engine's derivative routes the error to the selected entry."""
 
     name = "max_pool2d"
-    summary = ("a[c,i,j] = max of u[c, s·i+d·p, s·j+d·q] over the window (ties: the first); options: kernel "
-               "(required), stride, dilation")
-    # no padding: PyTorch pads a max-pooling window with −∞, which the rule (a sum over the window's
-    # entries, each times its selector) cannot hold; dilation only spaces the entries out
-    options = {**{k: v for k, v in _POOL_OPTIONS.items() if k != "padding"},
+    summary = ("a[c,i,j] = max of u[c, s·i+d·p−P, s·j+d·q−P] over the window (ties: the first; padding: −∞, "
+               "never the maximum); options: kernel (required), stride, padding, dilation")
+    options = {**_POOL_OPTIONS,
+               "padding": Option("a whole number from 0 to 64 or a list [rows, columns], at most half the kernel",
+                                 pair_from(0), required=False),
                "dilation": Option("a whole number from 1 to 64 or a list [rows, columns]", pair_from(1), required=False)}
+
+    def spatial_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """PyTorch's rule for the padding (at most half the kernel), and no window of padding only
+        (its maximum would be −∞)."""
+        sizes = super().spatial_shape(input_shape)
+        for axis, (n, o, k, s, p, d) in enumerate(zip(input_shape[1:], sizes, self.kernel, self.stride,
+                                                          self.padding, self.dilation)):
+            if 2 * p > k:
+                raise DeriveError(f"max_pool2d padding {p} is more than half the kernel {k} (PyTorch's rule); "
+                                  f"accepted: 0 to {k // 2}")
+            empty = [i for i in range(o) if not any(0 <= s * i + d * q - p < n for q in range(k))]
+            if empty:
+                raise DeriveError(f"max_pool2d window {empty[0]} along axis {axis + 1} holds only padding "
+                                  f"(padding {p}, dilation {d}); use less padding")
+        return sizes
 
     def entry(self, node: Node, unit, sample):
         from itertools import product
 
-        from derive.layers.firstmax import FirstMax
+        from derive.layers.firstmax import FirstMax, FirstMaxInside
 
         c, *positions = unit
-        entries = []
+        entries, guards = [], []
         for offset in product(*[range(k) for k in self.kernel]):
-            reads = tuple(window_position(i, p, s, d, 0) for i, p, s, d in
-                          zip(positions, offset, self.stride, self.dilation))
-            entries.append(entry_of(node.inputs[0], (c, *reads), sample))
-        return sp.Add(*[x * FirstMax(sp.Integer(k), *entries) for k, x in enumerate(entries)])
+            reads = tuple(window_position(i, p, s, d, pad) for i, p, s, d, pad in
+                          zip(positions, offset, self.stride, self.dilation, self.padding))
+            conditions = [inside(r, axis) for r, axis, pad in zip(reads, node.in_axes[0][1:], self.padding) if pad]
+            guard = Iverson(sp.And(*conditions)) if conditions else sp.S.One
+            guards.append(guard)
+            entries.append(guard * entry_of(node.inputs[0], (c, *reads), sample))  # 0 unread outside
+        if not any(self.padding):
+            return sp.Add(*[x * FirstMax(sp.Integer(k), *entries) for k, x in enumerate(entries)])
+        return sp.Add(*[x * FirstMaxInside(sp.Integer(k), *guards, *entries) for k, x in enumerate(entries)])
