@@ -398,7 +398,7 @@ def gradients_into(ws, params, X, Y):
     np.add.reduce(t6, axis=1, keepdims=True, out=db3)
     # Delta2 = np.heaviside(Z2, 0.0)*(W3.T @ Delta3)
     Delta2 = t2
-    np.heaviside(Z2, 0.0, out=Delta2)
+    np.greater(Z2, 0, out=Delta2)
     mm_n3(W3.T, Delta3, out=t3)
     np.multiply(Delta2, t3, out=Delta2)
     # dW2 = ((Delta2/m) @ A1.T)
@@ -408,7 +408,7 @@ def gradients_into(ws, params, X, Y):
     np.add.reduce(t3, axis=1, keepdims=True, out=db2)
     # Delta1 = np.heaviside(Z1, 0.0)*(W2.T @ Delta2)
     Delta1 = t0
-    np.heaviside(Z1, 0.0, out=Delta1)
+    np.greater(Z1, 0, out=Delta1)
     mm_n2(W2.T, Delta2, out=t1)
     np.multiply(Delta1, t1, out=Delta1)
     # dW1 = ((Delta1/m) @ A0.T)
@@ -467,7 +467,7 @@ def sgd_step(ws, params, X, Y, lr):
     np.multiply(Delta3, -lr/m, out=Delta3)
     # Delta2 = np.heaviside(Z2, 0.0)*(W3.T @ Delta3)
     Delta2 = t2
-    np.heaviside(Z2, 0.0, out=Delta2)
+    np.greater(Z2, 0, out=Delta2)
     mm_n3(W3.T, Delta3, out=t7)
     np.multiply(Delta2, t7, out=Delta2)
     # W3 = W3 + (Delta3 @ A2.T)
@@ -478,7 +478,7 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(b3, t9, out=b3)
     # Delta1 = np.heaviside(Z1, 0.0)*(W2.T @ Delta2)
     Delta1 = t0
-    np.heaviside(Z1, 0.0, out=Delta1)
+    np.greater(Z1, 0, out=Delta1)
     mm_n2(W2.T, Delta2, out=t10)
     np.multiply(Delta1, t10, out=Delta1)
     # W2 = W2 + (Delta2 @ A1.T)

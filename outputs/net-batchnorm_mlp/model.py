@@ -25,7 +25,8 @@ def init_running(sizes, dtype=np.float64):
 def update_running(running, params, X, momentum=BATCHNORM_MOMENTUM):
     """One training step's update of `running` in place, as PyTorch's batch_norm(training=True):
     running = (1 − momentum)·running + momentum·(the minibatch's mean, or its variance divided by
-    m − 1). Needs m ≥ 2 samples."""
+    m − 1; per channel of a convolution, over the samples and the positions, divided by m·h·w − 1).
+    Needs m ≥ 2 samples."""
     m = X.shape[-1]
     if m < 2:
         raise ValueError("update_running needs a minibatch of at least 2 samples (the variance divides by m - 1)")
@@ -430,7 +431,7 @@ def gradients_into(ws, params, X, Y):
     np.add.reduce(t6, axis=1, keepdims=True, out=db3)
     # Delta2 = np.heaviside(Z2, 0.0)*(W3.T @ Delta3)
     Delta2 = t3
-    np.heaviside(Z2, 0.0, out=Delta2)
+    np.greater(Z2, 0, out=Delta2)
     mm_n3(W3.T, Delta3, out=t4)
     np.multiply(Delta2, t4, out=Delta2)
     # dgamma2 = (Delta2*Xhat2/m).sum(axis=1, keepdims=True)
@@ -524,7 +525,7 @@ def sgd_step(ws, params, X, Y, lr):
     np.multiply(Delta3, -lr/m, out=Delta3)
     # Delta2 = np.heaviside(Z2, 0.0)*(W3.T @ Delta3)
     Delta2 = t3
-    np.heaviside(Z2, 0.0, out=Delta2)
+    np.greater(Z2, 0, out=Delta2)
     mm_n3(W3.T, Delta3, out=t8)
     np.multiply(Delta2, t8, out=Delta2)
     # W3 = W3 + (Delta3 @ A2.T)

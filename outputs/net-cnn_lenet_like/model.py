@@ -32,79 +32,183 @@ def _into(result, out):
     return out
 
 
-def _windows(X, kernel, stride, padding, dilation):
-    """The window view of X (C, *spatial, …) zero-padded: (C, *out, …, *kernel), no copy but the pad."""
+def _scratch(scratch, key, shape, dtype, fill=None):
+    """A work array of a window operation. `scratch` is the dict the Workspace keeps for one window
+    operation: the array is made on the first step and reused by every later one (a step then
+    allocates nothing); without a workspace it is made afresh."""
+    array = None if scratch is None else scratch.get(key)
+    if array is None or array.shape != shape or array.dtype != dtype:
+        array = np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+        if scratch is not None:
+            scratch[key] = array
+    return array
+
+
+def _padded(X, padding, scratch=None, fill=0):
+    """X with `padding` entries of `fill` before and after each spatial axis. In a workspace the
+    border is written once, on the first step; later steps copy only the interior."""
+    if not any(padding):
+        return X
+    nsp = len(padding)
+    spatial = X.shape[1:1 + nsp]
+    shape = (X.shape[0],) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + X.shape[1 + nsp:]
+    P = _scratch(scratch, "padded with " + str(fill), shape, X.dtype, fill)
+    np.copyto(P[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], X)
+    return P
+
+
+def _window_sizes(P, kernel, stride, dilation):
+    """The number of windows along each spatial axis of the padded P."""
+    return tuple((n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(P.shape[1:], kernel, stride, dilation))
+
+
+def _offsets(kernel, stride, dilation, sizes):
+    """For each kernel offset (row-major order) the slices of the padded input that this entry of
+    every window reads: a strided view, one entry per window."""
+    return [(slice(None),) + tuple(slice(d * p, d * p + s * (o - 1) + 1, s)
+                                   for p, d, s, o in zip(offset, dilation, stride, sizes))
+            for offset in np.ndindex(*kernel)]
+
+
+def _im2col(X, kernel, stride, padding, dilation, scratch=None):
+    """The im2col columns (C, *kernel, *out, …): entry [c, p, q, i, j, …] is the zero-padded
+    x[c, s·i + d·p, s·j + d·q, …], copied from the window view into one contiguous array."""
     nsp = len(kernel)
-    if any(padding):
-        X = np.pad(X, [(0, 0)] + [(p, p) for p in padding] + [(0, 0)] * (X.ndim - 1 - nsp))
-    spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-    view = np.lib.stride_tricks.sliding_window_view(X, spans, axis=tuple(range(1, 1 + nsp)))
-    picks = (slice(None),) + tuple(slice(None, None, s) for s in stride) + (slice(None),) * (X.ndim - 1 - nsp)
-    return view[picks + tuple(slice(None, None, d) for d in dilation)]
+    P = _padded(X, padding, scratch)
+    sizes = _window_sizes(P, kernel, stride, dilation)
+    cols = _scratch(scratch, "cols", (X.shape[0],) + tuple(kernel) + sizes + X.shape[1 + nsp:], X.dtype)
+    for offset, where in zip(np.ndindex(*kernel), _offsets(kernel, stride, dilation, sizes)):
+        np.copyto(cols[(slice(None),) + offset], P[where])
+    return cols
 
 
-def _scatter(cols, channels, kernel, stride, padding, dilation, spatial, sizes, rest, dtype):
-    """col2im: the column of each kernel offset added back at the input positions that offset read
-    (an accumulating strided add per offset, no loop over positions), then the padding cropped."""
-    padded = np.zeros((channels,) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + rest, dtype=dtype)
-    for k, offset in enumerate(np.ndindex(*kernel)):
-        where = (slice(None),) + tuple(slice(d * p, d * p + s * (o - 1) + 1, s)
-                                       for p, d, s, o in zip(offset, dilation, stride, sizes))
-        padded[where] += cols(k, offset)
-    return padded[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))]
+def _kernel_part(K, kernel):
+    """K's entries of offsets inside the kernel (a proof may hand a larger array of which only those are read)."""
+    if K.shape[2:] == tuple(kernel):
+        return K
+    return K[(slice(None), slice(None)) + tuple(slice(0, k) for k in kernel)]
 
 
-def _first_max(X, kernel, stride, padding, dilation):
-    """The flat position in each window of its first maximum (PyTorch's tie rule), and the windows."""
+def _product(A, B, shape, out=None):
+    """The matrix product A @ B laid out as `shape`: computed in `out` when it is given (nothing allocated)."""
+    if out is not None and out.flags.c_contiguous:
+        np.matmul(A, B, out=out.reshape(A.shape[0], B.shape[1]))
+        return out
+    return _into(np.matmul(A, B).reshape(shape), out)
+
+
+def _fold(part, channels, kernel, stride, padding, dilation, spatial, sizes, rest, dtype, out=None, scratch=None):
+    """col2im: the part of each kernel offset k (`part(k, offset, into)`: written into `into`, or
+    returned when `into` is None) added into the input positions that offset read — a strided view
+    of the total, no loop over positions — then the padding cropped. When no input position is read
+    twice (stride ≥ the window's span) each part is written straight into its view, with no add."""
+    if out is None or any(padding):
+        shape = (channels,) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + tuple(rest)
+        total = _scratch(scratch, "fold", shape, dtype)
+    else:
+        total = out
+    disjoint = all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation))
+    covered = disjoint and all(d == 1 and s == k and s * o == n + 2 * p
+                               for k, s, d, o, n, p in zip(kernel, stride, dilation, sizes, spatial, padding))
+    if not covered:
+        total.fill(0)
+    for k, (offset, where) in enumerate(zip(np.ndindex(*kernel), _offsets(kernel, stride, dilation, sizes))):
+        view = total[where]
+        if disjoint:
+            part(k, offset, view)
+        else:
+            np.add(view, part(k, offset, None), out=view)
+    if total is out:
+        return out
+    return _into(total[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
+
+
+def _first_max(X, kernel, stride, padding, dilation, scratch=None, best=None):
+    """Each window's largest entry (into `best`) and, per kernel offset k (row-major order), the mask
+    of the windows whose first maximum is at k (PyTorch's tie rule: a later entry equal to the
+    maximum loses). Padding is −∞: a padded position never wins, as in PyTorch's max_pool2d. Only
+    element-wise operations on the strided views of each offset: no masked writes, which are slow."""
     nsp = len(kernel)
-    V = _windows(X, kernel, stride, padding, dilation)
-    flat = V.reshape(V.shape[:V.ndim - nsp] + (-1,))
-    return np.argmax(flat.real if np.iscomplexobj(flat) else flat, axis=-1), flat
+    P = _padded(X, padding, scratch, -np.inf)
+    sizes = _window_sizes(P, kernel, stride, dilation)
+    shape = (X.shape[0],) + sizes + X.shape[1 + nsp:]
+    offsets = _offsets(kernel, stride, dilation, sizes)
+    best = _scratch(scratch, "largest", shape, X.dtype) if best is None else best
+    firsts = _scratch(scratch, "first maxima", (len(offsets),) + shape, np.bool_)
+    taken = _scratch(scratch, "taken", shape, np.bool_)
+    complex_step = np.iscomplexobj(X)  # the complex-step reference: compare the real parts
+    np.copyto(best, P[offsets[0]])
+    for k, where in enumerate(offsets[1:], 1):
+        if complex_step:
+            np.greater(P[where].real, best.real, out=taken)
+            np.copyto(best, P[where], where=taken)
+        else:
+            np.maximum(best, P[where], out=best)
+    taken.fill(False)
+    for k, where in enumerate(offsets):
+        piece, largest = (P[where].real, best.real) if complex_step else (P[where], best)
+        np.equal(piece, largest, out=firsts[k])
+        np.greater(firsts[k], taken, out=firsts[k])  # a maximum, and none before it
+        np.logical_or(taken, firsts[k], out=taken)
+    return firsts, best
 
 
-def _conv(X, K, kernel, stride, padding, dilation, out=None):
+def _conv(X, K, kernel, stride, padding, dilation, out=None, scratch=None):
     """z[f, i, j, …] = Σ_c Σ_p Σ_q K[f, c, p, q] x[c, s·i + d·p − P, s·j + d·q − P, …] (im2col, then one product)."""
-    nsp = len(kernel)
-    V = _windows(X, kernel, stride, padding, dilation)  # (C, *out, *rest, *kernel)
-    axes = [0] + list(range(V.ndim - nsp, V.ndim))
-    return _into(np.tensordot(K, V, axes=(list(range(1, 2 + nsp)), axes)), out)
+    cols = _im2col(X, kernel, stride, padding, dilation, scratch)
+    K = _kernel_part(K, kernel)
+    F = K.shape[0]
+    rows = K.size // F
+    return _product(K.reshape(F, rows), cols.reshape(rows, -1), (F,) + cols.shape[1 + len(kernel):], out)
 
 
-def _conv_input_grad(D, K, kernel, stride, padding, dilation, spatial, out=None):
+def _conv_input_grad(D, K, kernel, stride, padding, dilation, spatial, out=None, scratch=None):
     """∂C/∂x: every output error sent back through the kernel to the inputs its window read
     (col2im: one product, then an accumulating strided add per kernel offset), padding cropped."""
     nsp = len(kernel)
-    cols = np.tensordot(K, D, axes=([0], [0]))  # (C, *kernel, *out, *rest)
-    sizes = D.shape[1:1 + nsp]  # the output positions
-    padded = np.zeros((K.shape[1],) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + D.shape[1 + nsp:], dtype=D.dtype)
-    for offset in np.ndindex(*kernel):
-        where = (slice(None),) + tuple(slice(d * p, d * p + s * (o - 1) + 1, s)
-                                       for p, d, s, o in zip(offset, dilation, stride, sizes))
-        padded[where] += cols[(slice(None),) + offset]
-    return _into(padded[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
+    K = _kernel_part(K, kernel)
+    F, C = K.shape[:2]
+    rows = K.size // F
+    cols = _scratch(scratch, "error columns", (C,) + tuple(kernel) + D.shape[1:], np.result_type(K, D))
+    np.matmul(K.reshape(F, rows).T, D.reshape(F, -1), out=cols.reshape(rows, -1))
+    def part(k, offset, into):
+        piece = cols[(slice(None),) + offset]
+        return piece if into is None else np.copyto(into, piece)
+
+    return _fold(part, C, kernel, stride, padding, dilation, spatial, D.shape[1:1 + nsp], D.shape[1 + nsp:],
+                 cols.dtype, out, scratch)
 
 
-def _conv_kernel_grad(D, X, kernel, stride, padding, dilation, out=None):
-    """∂C/∂K[f, c, p, q] = Σ over positions (and samples) of the error times the input its window read."""
+def _conv_kernel_grad(D, X, kernel, stride, padding, dilation, out=None, scratch=None, cols_ready=False):
+    """∂C/∂K[f, c, p, q] = Σ over positions (and samples) of the error times the input its window read:
+    the error times the im2col columns transposed (with `cols_ready`, those the forward pass left in
+    `scratch` for this input)."""
+    cols = scratch["cols"] if cols_ready else _im2col(X, kernel, stride, padding, dilation, scratch)
+    F = D.shape[0]
+    rows = cols.size // (D.size // F)
+    return _product(D.reshape(F, -1), cols.reshape(rows, -1).T, (F, X.shape[0]) + tuple(kernel), out)
+
+
+def _max_pool(X, kernel, stride, padding, dilation, out=None, scratch=None):
+    """a[c, i, j, …] = the largest entry of the window (where it was stays in `scratch` for the backward pass)."""
+    return _first_max(X, kernel, stride, padding, dilation, scratch, out)[1]
+
+
+def _max_pool_grad(D, X, kernel, stride, padding, dilation, spatial, out=None, scratch=None, firsts_ready=False):
+    """∂C/∂u: each output's error routed to the first maximum of its window, 0 to the others (with
+    `firsts_ready`, the positions the forward pass left in `scratch` for this input)."""
     nsp = len(kernel)
-    V = _windows(X, kernel, stride, padding, dilation)  # (C, *out, *rest, *kernel)
-    rest = list(range(1, D.ndim))
-    return _into(np.tensordot(D, V, axes=(rest, rest)).reshape(D.shape[0], X.shape[0], *kernel), out)
+    firsts = scratch["first maxima"] if firsts_ready else _first_max(X, kernel, stride, padding, dilation, scratch)[0]
+    routed = _scratch(scratch, "routed", D.shape, D.dtype)
 
+    def part(k, offset, into):  # the error of each window whose first maximum is at offset k
+        if D.dtype == object:  # exact numbers (the proofs), which do not multiply by a bool
+            piece = np.where(firsts[k], D, 0)
+            return piece if into is None else np.copyto(into, piece)
+        return np.multiply(D, firsts[k], out=routed if into is None else into)
 
-def _max_pool(X, kernel, stride, padding, dilation, out=None):
-    """a[c, i, j, …] = the largest entry of the window."""
-    where, flat = _first_max(X, kernel, stride, padding, dilation)
-    return _into(np.take_along_axis(flat, where[..., None], axis=-1)[..., 0], out)
-
-
-def _max_pool_grad(D, X, kernel, stride, padding, dilation, spatial, out=None):
-    """∂C/∂u: each output's error routed to the first maximum of its window, 0 to the others."""
-    nsp = len(kernel)
-    where, _ = _first_max(X, kernel, stride, padding, dilation)
-    zero = np.zeros_like(D)
-    return _into(_scatter(lambda k, offset: np.where(where == k, D, zero), D.shape[0], kernel, stride, padding,
-                          dilation, spatial, D.shape[1:1 + nsp], D.shape[1 + nsp:], D.dtype), out)
+    return _fold(part, D.shape[0], kernel, stride, padding, dilation, spatial, D.shape[1:1 + nsp],
+                 D.shape[1 + nsp:], D.dtype, out, scratch)
 
 
 def init_params(sizes=SIZES, rng=None, dtype=np.float64):
@@ -448,6 +552,13 @@ class Workspace:
         # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
         self.ones_n6 = np.ones((n6, 1), self.dtype)
         self.ones_m = np.ones((m, 1), self.dtype)
+        # work arrays of the window operations (padded inputs, im2col columns, max pooling's arg-max),
+        # one dict per operation and input: filled on the first step, reused by every later one
+        self.win_A0_k3p1 = {}
+        self.win_A1_k2s2 = {}
+        self.win_A2_k3p1 = {}
+        self.win_A3_k2s2 = {}
+        self.win_Delta3_k3p1 = {}
         # matrix products, by their inner dimension
         self.mm_m = _product_for(m)
         self.mm_n5 = _product_for(n5)
@@ -491,24 +602,24 @@ def gradients_into(ws, params, X, Y):
     A0 = X
     # Z1 = _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1)) + b1.reshape(-1, 1, 1, 1)
     Z1 = t0
-    _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1), out=Z1)
+    _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1), scratch=ws.win_A0_k3p1, out=Z1)
     np.add(Z1, b1.reshape(-1, 1, 1, 1), out=Z1)
     # A1 = np.maximum(0, Z1)
     A1 = t1
     np.maximum(0, Z1, out=A1)
     # A2 = _max_pool(A1, (2, 2), (2, 2), (0, 0), (1, 1))
     A2 = t2
-    _max_pool(A1, (2, 2), (2, 2), (0, 0), (1, 1), out=A2)
+    _max_pool(A1, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_A1_k2s2, out=A2)
     # Z3 = _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1)) + b3.reshape(-1, 1, 1, 1)
     Z3 = t3
-    _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1), out=Z3)
+    _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1), scratch=ws.win_A2_k3p1, out=Z3)
     np.add(Z3, b3.reshape(-1, 1, 1, 1), out=Z3)
     # A3 = np.maximum(0, Z3)
     A3 = t4
     np.maximum(0, Z3, out=A3)
     # A4 = _max_pool(A3, (2, 2), (2, 2), (0, 0), (1, 1))
     A4 = t5
-    _max_pool(A3, (2, 2), (2, 2), (0, 0), (1, 1), out=A4)
+    _max_pool(A3, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_A3_k2s2, out=A4)
     # A5 = A4.reshape(-1, A4.shape[-1])
     A5 = t6
     np.copyto(A5, A4.reshape(-1, m))
@@ -537,25 +648,25 @@ def gradients_into(ws, params, X, Y):
     np.copyto(dA4, t6.reshape(c_4, h_4, w_4, m))
     # Delta3 = np.heaviside(Z3, 0.0)*_max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
     Delta3 = t3
-    np.heaviside(Z3, 0.0, out=Delta3)
-    _max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,), out=t10)
+    np.greater(Z3, 0, out=Delta3)
+    _max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,), firsts_ready=True, scratch=ws.win_A3_k2s2, out=t10)
     np.multiply(Delta3, t10, out=Delta3)
     # dK3 = _conv_kernel_grad(Delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(Delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), out=dK3)
+    _conv_kernel_grad(Delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A2_k3p1, out=dK3)
     np.divide(dK3, m, out=dK3)
     # db3 = np.expand_dims((np.einsum("ilkj->i", Delta3)), (1,))/m
     np.einsum("ilkj->i", Delta3, out=t11)
     np.divide(np.expand_dims(t11, (1,)), m, out=db3)
     # dA2 = _conv_input_grad(Delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,))
     dA2 = t2
-    _conv_input_grad(Delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,), out=dA2)
+    _conv_input_grad(Delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,), scratch=ws.win_Delta3_k3p1, out=dA2)
     # Delta1 = np.heaviside(Z1, 0.0)*_max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
     Delta1 = t0
-    np.heaviside(Z1, 0.0, out=Delta1)
-    _max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,), out=t12)
+    np.greater(Z1, 0, out=Delta1)
+    _max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,), firsts_ready=True, scratch=ws.win_A1_k2s2, out=t12)
     np.multiply(Delta1, t12, out=Delta1)
     # dK1 = _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), out=dK1)
+    _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3p1, out=dK1)
     np.divide(dK1, m, out=dK1)
     # db1 = np.expand_dims((np.einsum("ilkj->i", Delta1)), (1,))/m
     np.einsum("ilkj->i", Delta1, out=t13)
@@ -590,24 +701,24 @@ def sgd_step(ws, params, X, Y, lr):
     A0 = X
     # Z1 = _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1)) + b1.reshape(-1, 1, 1, 1)
     Z1 = t0
-    _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1), out=Z1)
+    _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1), scratch=ws.win_A0_k3p1, out=Z1)
     np.add(Z1, b1.reshape(-1, 1, 1, 1), out=Z1)
     # A1 = np.maximum(0, Z1)
     A1 = t1
     np.maximum(0, Z1, out=A1)
     # A2 = _max_pool(A1, (2, 2), (2, 2), (0, 0), (1, 1))
     A2 = t2
-    _max_pool(A1, (2, 2), (2, 2), (0, 0), (1, 1), out=A2)
+    _max_pool(A1, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_A1_k2s2, out=A2)
     # Z3 = _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1)) + b3.reshape(-1, 1, 1, 1)
     Z3 = t3
-    _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1), out=Z3)
+    _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1), scratch=ws.win_A2_k3p1, out=Z3)
     np.add(Z3, b3.reshape(-1, 1, 1, 1), out=Z3)
     # A3 = np.maximum(0, Z3)
     A3 = t4
     np.maximum(0, Z3, out=A3)
     # A4 = _max_pool(A3, (2, 2), (2, 2), (0, 0), (1, 1))
     A4 = t5
-    _max_pool(A3, (2, 2), (2, 2), (0, 0), (1, 1), out=A4)
+    _max_pool(A3, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_A3_k2s2, out=A4)
     # A5 = A4.reshape(-1, A4.shape[-1])
     A5 = t6
     np.copyto(A5, A4.reshape(-1, m))
@@ -638,14 +749,14 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(b6, t16, out=b6)
     # Delta3 = np.heaviside(Z3, 0.0)*_max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
     Delta3 = t3
-    np.heaviside(Z3, 0.0, out=Delta3)
-    _max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,), out=t10)
+    np.greater(Z3, 0, out=Delta3)
+    _max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,), firsts_ready=True, scratch=ws.win_A3_k2s2, out=t10)
     np.multiply(Delta3, t10, out=Delta3)
     # dA2 = _conv_input_grad(Delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,))
     dA2 = t17
-    _conv_input_grad(Delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,), out=dA2)
+    _conv_input_grad(Delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,), scratch=ws.win_Delta3_k3p1, out=dA2)
     # K3 = K3 - lr*_conv_kernel_grad(Delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(Delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), out=t18)
+    _conv_kernel_grad(Delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A2_k3p1, out=t18)
     np.multiply(t18, lr/m, out=t18)
     np.subtract(K3, t18, out=K3)
     # b3 = b3 - lr*np.expand_dims((np.einsum("ilkj->i", Delta3)), (1,))/m
@@ -654,11 +765,11 @@ def sgd_step(ws, params, X, Y, lr):
     np.subtract(b3, t19, out=b3)
     # Delta1 = np.heaviside(Z1, 0.0)*_max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
     Delta1 = t0
-    np.heaviside(Z1, 0.0, out=Delta1)
-    _max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,), out=t12)
+    np.greater(Z1, 0, out=Delta1)
+    _max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,), firsts_ready=True, scratch=ws.win_A1_k2s2, out=t12)
     np.multiply(Delta1, t12, out=Delta1)
     # K1 = K1 - lr*_conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), out=t20)
+    _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3p1, out=t20)
     np.multiply(t20, lr/m, out=t20)
     np.subtract(K1, t20, out=K1)
     # b1 = b1 - lr*np.expand_dims((np.einsum("ilkj->i", Delta1)), (1,))/m

@@ -19,31 +19,88 @@ def _into(result, out):
     return out
 
 
-def _windows(X, kernel, stride, padding, dilation):
-    """The window view of X (C, *spatial, …) zero-padded: (C, *out, …, *kernel), no copy but the pad."""
+def _scratch(scratch, key, shape, dtype, fill=None):
+    """A work array of a window operation. `scratch` is the dict the Workspace keeps for one window
+    operation: the array is made on the first step and reused by every later one (a step then
+    allocates nothing); without a workspace it is made afresh."""
+    array = None if scratch is None else scratch.get(key)
+    if array is None or array.shape != shape or array.dtype != dtype:
+        array = np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+        if scratch is not None:
+            scratch[key] = array
+    return array
+
+
+def _padded(X, padding, scratch=None, fill=0):
+    """X with `padding` entries of `fill` before and after each spatial axis. In a workspace the
+    border is written once, on the first step; later steps copy only the interior."""
+    if not any(padding):
+        return X
+    nsp = len(padding)
+    spatial = X.shape[1:1 + nsp]
+    shape = (X.shape[0],) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + X.shape[1 + nsp:]
+    P = _scratch(scratch, "padded with " + str(fill), shape, X.dtype, fill)
+    np.copyto(P[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], X)
+    return P
+
+
+def _window_sizes(P, kernel, stride, dilation):
+    """The number of windows along each spatial axis of the padded P."""
+    return tuple((n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(P.shape[1:], kernel, stride, dilation))
+
+
+def _offsets(kernel, stride, dilation, sizes):
+    """For each kernel offset (row-major order) the slices of the padded input that this entry of
+    every window reads: a strided view, one entry per window."""
+    return [(slice(None),) + tuple(slice(d * p, d * p + s * (o - 1) + 1, s)
+                                   for p, d, s, o in zip(offset, dilation, stride, sizes))
+            for offset in np.ndindex(*kernel)]
+
+
+def _im2col(X, kernel, stride, padding, dilation, scratch=None):
+    """The im2col columns (C, *kernel, *out, …): entry [c, p, q, i, j, …] is the zero-padded
+    x[c, s·i + d·p, s·j + d·q, …], copied from the window view into one contiguous array."""
     nsp = len(kernel)
-    if any(padding):
-        X = np.pad(X, [(0, 0)] + [(p, p) for p in padding] + [(0, 0)] * (X.ndim - 1 - nsp))
-    spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-    view = np.lib.stride_tricks.sliding_window_view(X, spans, axis=tuple(range(1, 1 + nsp)))
-    picks = (slice(None),) + tuple(slice(None, None, s) for s in stride) + (slice(None),) * (X.ndim - 1 - nsp)
-    return view[picks + tuple(slice(None, None, d) for d in dilation)]
+    P = _padded(X, padding, scratch)
+    sizes = _window_sizes(P, kernel, stride, dilation)
+    cols = _scratch(scratch, "cols", (X.shape[0],) + tuple(kernel) + sizes + X.shape[1 + nsp:], X.dtype)
+    for offset, where in zip(np.ndindex(*kernel), _offsets(kernel, stride, dilation, sizes)):
+        np.copyto(cols[(slice(None),) + offset], P[where])
+    return cols
 
 
-def _conv(X, K, kernel, stride, padding, dilation, out=None):
+def _kernel_part(K, kernel):
+    """K's entries of offsets inside the kernel (a proof may hand a larger array of which only those are read)."""
+    if K.shape[2:] == tuple(kernel):
+        return K
+    return K[(slice(None), slice(None)) + tuple(slice(0, k) for k in kernel)]
+
+
+def _product(A, B, shape, out=None):
+    """The matrix product A @ B laid out as `shape`: computed in `out` when it is given (nothing allocated)."""
+    if out is not None and out.flags.c_contiguous:
+        np.matmul(A, B, out=out.reshape(A.shape[0], B.shape[1]))
+        return out
+    return _into(np.matmul(A, B).reshape(shape), out)
+
+
+def _conv(X, K, kernel, stride, padding, dilation, out=None, scratch=None):
     """z[f, i, j, …] = Σ_c Σ_p Σ_q K[f, c, p, q] x[c, s·i + d·p − P, s·j + d·q − P, …] (im2col, then one product)."""
-    nsp = len(kernel)
-    V = _windows(X, kernel, stride, padding, dilation)  # (C, *out, *rest, *kernel)
-    axes = [0] + list(range(V.ndim - nsp, V.ndim))
-    return _into(np.tensordot(K, V, axes=(list(range(1, 2 + nsp)), axes)), out)
+    cols = _im2col(X, kernel, stride, padding, dilation, scratch)
+    K = _kernel_part(K, kernel)
+    F = K.shape[0]
+    rows = K.size // F
+    return _product(K.reshape(F, rows), cols.reshape(rows, -1), (F,) + cols.shape[1 + len(kernel):], out)
 
 
-def _conv_kernel_grad(D, X, kernel, stride, padding, dilation, out=None):
-    """∂C/∂K[f, c, p, q] = Σ over positions (and samples) of the error times the input its window read."""
-    nsp = len(kernel)
-    V = _windows(X, kernel, stride, padding, dilation)  # (C, *out, *rest, *kernel)
-    rest = list(range(1, D.ndim))
-    return _into(np.tensordot(D, V, axes=(rest, rest)).reshape(D.shape[0], X.shape[0], *kernel), out)
+def _conv_kernel_grad(D, X, kernel, stride, padding, dilation, out=None, scratch=None, cols_ready=False):
+    """∂C/∂K[f, c, p, q] = Σ over positions (and samples) of the error times the input its window read:
+    the error times the im2col columns transposed (with `cols_ready`, those the forward pass left in
+    `scratch` for this input)."""
+    cols = scratch["cols"] if cols_ready else _im2col(X, kernel, stride, padding, dilation, scratch)
+    F = D.shape[0]
+    rows = cols.size // (D.size // F)
+    return _product(D.reshape(F, -1), cols.reshape(rows, -1).T, (F, X.shape[0]) + tuple(kernel), out)
 
 
 def init_params(sizes=SIZES, rng=None, dtype=np.float64):
@@ -327,6 +384,9 @@ class Workspace:
         self.t9 = _filled((c1, 1), self.dtype)
         # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
         self.ones_m = np.ones((m, 1), self.dtype)
+        # work arrays of the window operations (padded inputs, im2col columns, max pooling's arg-max),
+        # one dict per operation and input: filled on the first step, reused by every later one
+        self.win_A0_k5s2p2 = {}
         # matrix products, by their inner dimension
         self.mm_m = _product_for(m)
         self.mm_n2 = _product_for(n2)
@@ -363,7 +423,7 @@ def gradients_into(ws, params, X, Y):
     A0 = X
     # Z1 = _conv(A0, K1, (5,), (2,), (2,), (1,)) + b1.reshape(-1, 1, 1)
     Z1 = t0
-    _conv(A0, K1, (5,), (2,), (2,), (1,), out=Z1)
+    _conv(A0, K1, (5,), (2,), (2,), (1,), scratch=ws.win_A0_k5s2p2, out=Z1)
     np.add(Z1, b1.reshape(-1, 1, 1), out=Z1)
     # A1 = np.tanh(Z1)
     A1 = t0
@@ -392,7 +452,7 @@ def gradients_into(ws, params, X, Y):
     mm_n3(W3.T, Delta3, out=t1)
     np.multiply(Delta1, t1.reshape(c_1, w_1, m), out=Delta1)
     # dK1 = _conv_kernel_grad(Delta1, A0, (5,), (2,), (2,), (1,))/m
-    _conv_kernel_grad(Delta1, A0, (5,), (2,), (2,), (1,), out=dK1)
+    _conv_kernel_grad(Delta1, A0, (5,), (2,), (2,), (1,), cols_ready=True, scratch=ws.win_A0_k5s2p2, out=dK1)
     np.divide(dK1, m, out=dK1)
     # db1 = np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
     np.einsum("ikj->i", Delta1, out=t4)
@@ -420,7 +480,7 @@ def sgd_step(ws, params, X, Y, lr):
     A0 = X
     # Z1 = _conv(A0, K1, (5,), (2,), (2,), (1,)) + b1.reshape(-1, 1, 1)
     Z1 = t0
-    _conv(A0, K1, (5,), (2,), (2,), (1,), out=Z1)
+    _conv(A0, K1, (5,), (2,), (2,), (1,), scratch=ws.win_A0_k5s2p2, out=Z1)
     np.add(Z1, b1.reshape(-1, 1, 1), out=Z1)
     # A1 = np.tanh(Z1)
     A1 = t0
@@ -451,7 +511,7 @@ def sgd_step(ws, params, X, Y, lr):
     mm_m(t2, ones_m, out=t7)
     np.add(b3, t7, out=b3)
     # K1 = K1 - lr*_conv_kernel_grad(Delta1, A0, (5,), (2,), (2,), (1,))/m
-    _conv_kernel_grad(Delta1, A0, (5,), (2,), (2,), (1,), out=t8)
+    _conv_kernel_grad(Delta1, A0, (5,), (2,), (2,), (1,), cols_ready=True, scratch=ws.win_A0_k5s2p2, out=t8)
     np.multiply(t8, lr/m, out=t8)
     np.subtract(K1, t8, out=K1)
     # b1 = b1 - lr*np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m

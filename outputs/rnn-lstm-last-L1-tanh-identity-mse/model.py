@@ -17,19 +17,14 @@ INPUTS, HIDDEN, LAYERS, UNITS = 3, 4, 4, 2
 STEPS = 5  # the sequence length of the demonstration below (any length works)
 
 
-def _into(result, out):
-    """The result, or copied into `out` (the workspace form's array) when one is given."""
-    if out is None:
-        return result
-    np.copyto(out, result)
-    return out
-
-
 def _position_mean(X, spatial_axes, out=None):
     """The mean of each channel over its positions: X (C, *spatial, …) → (C, …)."""
     axes = tuple(range(1, 1 + spatial_axes))
-    count = int(np.prod([X.shape[a] for a in axes]))
-    return _into(X.sum(axis=axes) / count, out)
+    count = 1
+    for a in axes:
+        count *= X.shape[a]
+    total = np.add.reduce(X, axis=axes, out=out)
+    return np.divide(total, count, out=total)
 
 
 def init_params(rng=None, inputs=INPUTS, hidden=HIDDEN, units=UNITS, dtype=np.float64):
@@ -210,6 +205,237 @@ def gradients(params, X, Y, truncate=None):
     }
 
 
+
+# --------------------------------------------------------------------------------------------------
+# Workspace form, for training loops: the same step formulas as `gradients`, evaluated as NumPy
+# calls that write into arrays allocated once (`out=`), so that a step allocates nothing. The gates
+# of a layer are computed on PyTorch's stacked arrays (one (G*H, ·) product instead of G (H, ·)
+# ones), and statements that do not depend on the previous or next step run once over all steps
+# (a weight's gradient over all steps is one product, on copies of the sequences laid out (rows, T, m)).
+
+
+def _filled(shape, dtype):
+    """Zeros whose memory is written now, so that no later step page-faults on first touch."""
+    out = np.empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
+def _steps(A, first, last):
+    """Steps first … last - 1 of a sequence laid out (rows, T, m) as one (rows, steps * m) matrix: a
+    view, never a copy."""
+    return np.reshape(A[:, first:last], (A.shape[0], -1), copy=False)
+
+
+class Workspace:
+    """The arrays one gradient computation needs, for one batch size, sequence length and dtype
+    (float64 or float32). Build it once and pass it to every call of gradients_into: the arrays
+    are reused, so a step allocates nothing. ws.grads (keys and shapes of params) receives the
+    gradients and is overwritten by the next call."""
+
+    def __init__(self, batch, steps, dtype=np.float64, inputs=INPUTS, hidden=HIDDEN, units=UNITS):
+        m, T = int(batch), int(steps)
+        if min(m, T, inputs, hidden, units) < 1:
+            raise ValueError(f"batch, steps and sizes must be at least 1, got batch {batch}, steps {steps}, "
+                             f"inputs {inputs}, hidden {hidden}, units {units}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be np.float32 or np.float64, got {self.dtype}")
+        self.batch, self.steps, self.inputs, self.hidden, self.units = m, T, inputs, hidden, units
+        self.A0 = _filled((T, inputs, m), self.dtype)  # X
+        self.Y = _filled((units, m), self.dtype)
+        # sequences (T, rows, m); the gates of a layer stacked in PyTorch's order
+        self.Zgates1 = _filled((T, 4 * hidden, m), self.dtype)
+        self.Gates1 = _filled((T, 4 * hidden, m), self.dtype)
+        self.C1 = _filled((T, hidden, m), self.dtype)
+        self.A1 = _filled((T, hidden, m), self.dtype)
+        self.dA1 = _filled((T, hidden, m), self.dtype)
+        self.dC1 = _filled((T, hidden, m), self.dtype)
+        self.dZgates1 = _filled((T, 4 * hidden, m), self.dtype)
+        # sequences laid out (rows, T, m), for the sums over all steps and samples
+        self.A0_cols = _filled((inputs, T, m), self.dtype)
+        self.dZgates1_cols = _filled((4 * hidden, T, m), self.dtype)
+        self.A1_cols = _filled((hidden, T, m), self.dtype)
+        self.A2 = _filled((hidden, m), self.dtype)
+        self.Z3 = _filled((units, m), self.dtype)
+        self.A3 = _filled((units, m), self.dtype)
+        self.Delta3 = _filled((units, m), self.dtype)
+        # gradients, returned by gradients_into
+        self.grads = {
+            "weight_ih_l0": _filled((4 * hidden, inputs), self.dtype),
+            "weight_hh_l0": _filled((4 * hidden, hidden), self.dtype),
+            "bias_ih_l0": _filled((4 * hidden,), self.dtype),
+            "bias_hh_l0": _filled((4 * hidden,), self.dtype),
+            "head_weight": _filled((units, hidden), self.dtype),
+            "head_bias": _filled((units,), self.dtype),
+        }
+        # scratch arrays, reused from formula to formula
+        self.t0 = _filled((4 * hidden, 1), self.dtype)
+        self.t1 = _filled((4 * hidden, m), self.dtype)
+        self.t2 = _filled((hidden, m), self.dtype)
+        self.t3 = _filled((units, m), self.dtype)
+        self.t4 = _filled((hidden, m), self.dtype)
+
+
+def gradients_into(ws, params, X, Y, truncate=None):
+    """The numbers of gradients(params, X, Y, truncate) (to rounding: the stacked products add in
+    another order), computed in the arrays of ws; returns ws.grads."""
+    T, m = ws.steps, ws.batch
+    inputs, hidden, units = ws.inputs, ws.hidden, ws.units
+    if np.shape(X) != (T, inputs, m) or np.shape(Y) != ws.Y.shape:
+        raise ValueError(f"X and Y must have shapes {(T, inputs, m)} and {ws.Y.shape} "
+                         f"for this workspace, got {np.shape(X)} and {np.shape(Y)}")
+    for name, value in params.items():
+        if value.dtype != ws.dtype or value.shape != ws.grads[name].shape:
+            raise ValueError(f"params[{name!r}] must be {ws.dtype} of shape {ws.grads[name].shape} for this "
+                             f"workspace, got {value.dtype} of shape {value.shape}")
+    np.copyto(ws.A0, X)
+    np.copyto(ws.Y, Y)
+    A0, Y = ws.A0, ws.Y
+    W_ih1 = params["weight_ih_l0"]
+    dW_ih1 = ws.grads["weight_ih_l0"]
+    W_hh1 = params["weight_hh_l0"]
+    dW_hh1 = ws.grads["weight_hh_l0"]
+    b_ih1 = params["bias_ih_l0"][:, None]
+    db_ih1 = ws.grads["bias_ih_l0"][:, None]
+    b_hh1 = params["bias_hh_l0"][:, None]
+    db_hh1 = ws.grads["bias_hh_l0"][:, None]
+    W3 = params["head_weight"]
+    dW3 = ws.grads["head_weight"]
+    dW3.fill(0)  # the steps' shares are added to it
+    b3 = params["head_bias"][:, None]
+    db3 = ws.grads["head_bias"][:, None]
+    db3.fill(0)  # the steps' shares are added to it
+    Zgates1 = ws.Zgates1
+    Gates1 = ws.Gates1
+    C1 = ws.C1
+    A1 = ws.A1
+    dA1 = ws.dA1
+    dC1 = ws.dC1
+    dZgates1 = ws.dZgates1
+    A2 = ws.A2
+    Z3 = ws.Z3
+    A3 = ws.A3
+    Delta3 = ws.Delta3
+    A0_cols = ws.A0_cols
+    dZgates1_cols = ws.dZgates1_cols
+    A1_cols = ws.A1_cols
+    # forward
+    # every step at once: Zi1[t] = b_hi1 + b_ii1 + (W_ii1 @ A0[t])
+    #   and Zf1, Zg1, Zo1 alike: one statement on their rows of Zgates1
+    np.add(b_hh1, b_ih1, out=ws.t0)
+    np.matmul(W_ih1, A0[0:T], out=Zgates1[0:T])
+    np.add(ws.t0, Zgates1[0:T], out=Zgates1[0:T])
+    for t in range(T):
+        # if t >= 1: Zi1[t] += (W_hi1 @ A1[t - 1])
+        #   and Zf1, Zg1, Zo1 alike: one statement on their rows of Zgates1
+        if t >= 1:
+            np.matmul(W_hh1, A1[t - 1], out=ws.t1)
+            np.add(Zgates1[t], ws.t1, out=Zgates1[t])
+        # I1[t] = (1/2)*np.tanh((1/2)*Zi1[t]) + 1/2
+        #   and F1 alike: one statement on their rows of Gates1
+        np.multiply(1/2, Zgates1[t, :2 * hidden], out=Gates1[t, :2 * hidden])
+        np.tanh(Gates1[t, :2 * hidden], out=Gates1[t, :2 * hidden])
+        np.multiply(1/2, Gates1[t, :2 * hidden], out=Gates1[t, :2 * hidden])
+        np.add(Gates1[t, :2 * hidden], 1/2, out=Gates1[t, :2 * hidden])
+        # G1[t] = np.tanh(Zg1[t])
+        np.tanh(Zgates1[t, 2 * hidden:3 * hidden], out=Gates1[t, 2 * hidden:3 * hidden])
+        # O1[t] = (1/2)*np.tanh((1/2)*Zo1[t]) + 1/2
+        np.multiply(1/2, Zgates1[t, 3 * hidden:4 * hidden], out=Gates1[t, 3 * hidden:4 * hidden])
+        np.tanh(Gates1[t, 3 * hidden:4 * hidden], out=Gates1[t, 3 * hidden:4 * hidden])
+        np.multiply(1/2, Gates1[t, 3 * hidden:4 * hidden], out=Gates1[t, 3 * hidden:4 * hidden])
+        np.add(Gates1[t, 3 * hidden:4 * hidden], 1/2, out=Gates1[t, 3 * hidden:4 * hidden])
+        # C1[t] = G1[t]*I1[t]
+        np.multiply(Gates1[t, :hidden], Gates1[t, 2 * hidden:3 * hidden], out=C1[t])
+        # if t >= 1: C1[t] += C1[t - 1]*F1[t]
+        if t >= 1:
+            np.multiply(C1[t - 1], Gates1[t, hidden:2 * hidden], out=ws.t2)
+            np.add(C1[t], ws.t2, out=C1[t])
+        # A1[t] = O1[t]*np.tanh(C1[t])
+        np.tanh(C1[t], out=A1[t])
+        np.multiply(Gates1[t, 3 * hidden:4 * hidden], A1[t], out=A1[t])
+    # A2 = A1[T - 1]
+    np.copyto(A2, A1[T - 1])
+    # Z3 = b3 + (W3 @ A2)
+    np.matmul(W3, A2, out=Z3)
+    np.add(b3, Z3, out=Z3)
+    # A3 = Z3
+    np.copyto(A3, Z3)
+    # backward
+    # Delta3 = A3 - Y
+    np.subtract(A3, Y, out=Delta3)
+    # dW3 = ((Delta3/m) @ A2.T)
+    np.divide(Delta3, m, out=ws.t3)
+    np.matmul(ws.t3, A2.T, out=dW3)
+    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    np.add.reduce(ws.t3, axis=1, keepdims=True, out=db3)
+    # every step at once: dA1[t] = 0.0
+    dA1[0:T].fill(0)
+    for t in reversed(range(T)):
+        carry = truncate is None or (t + 1) % truncate != 0
+        # if t == T - 1: dA1[t] += (W3.T @ Delta3)
+        if t == T - 1:
+            np.matmul(W3.T, Delta3, out=ws.t2)
+            np.add(dA1[t], ws.t2, out=dA1[t])
+        # if t + 1 <= T - 1: dA1[t] += (W_hf1.T @ dZf1[t + 1]) + (W_hg1.T @ dZg1[t + 1]) + (W_hi1.T @ dZi1[t + 1]) + (W_ho1.T @ dZo1[t + 1])   [the gates' products as one on the stacked arrays]
+        if t + 1 <= T - 1 and carry:
+            np.matmul(W_hh1.T, dZgates1[t + 1], out=ws.t2)
+            np.add(dA1[t], ws.t2, out=dA1[t])
+        # dC1[t] = O1[t]*dA1[t]*(1 - np.tanh(C1[t])**2)
+        np.multiply(Gates1[t, 3 * hidden:4 * hidden], dA1[t], out=dC1[t])
+        np.tanh(C1[t], out=ws.t2)
+        np.square(ws.t2, out=ws.t4)
+        np.subtract(1, ws.t4, out=ws.t4)
+        np.multiply(dC1[t], ws.t4, out=dC1[t])
+        # if t + 1 <= T - 1: dC1[t] += F1[t + 1]*dC1[t + 1]
+        if t + 1 <= T - 1 and carry:
+            np.multiply(Gates1[t + 1, hidden:2 * hidden], dC1[t + 1], out=ws.t4)
+            np.add(ws.t4, dC1[t], out=dC1[t])
+        # dZo1[t] = O1[t]*dA1[t]*(1 - O1[t])*np.tanh(C1[t])
+        np.multiply(Gates1[t, 3 * hidden:4 * hidden], dA1[t], out=dZgates1[t, 3 * hidden:4 * hidden])
+        np.subtract(1, Gates1[t, 3 * hidden:4 * hidden], out=ws.t4)
+        np.multiply(dZgates1[t, 3 * hidden:4 * hidden], ws.t4, out=dZgates1[t, 3 * hidden:4 * hidden])
+        np.multiply(dZgates1[t, 3 * hidden:4 * hidden], ws.t2, out=dZgates1[t, 3 * hidden:4 * hidden])
+        # dZg1[t] = I1[t]*dC1[t]*(1 - G1[t]**2)
+        np.multiply(Gates1[t, :hidden], dC1[t], out=dZgates1[t, 2 * hidden:3 * hidden])
+        np.square(Gates1[t, 2 * hidden:3 * hidden], out=ws.t2)
+        np.subtract(1, ws.t2, out=ws.t2)
+        np.multiply(dZgates1[t, 2 * hidden:3 * hidden], ws.t2, out=dZgates1[t, 2 * hidden:3 * hidden])
+        # dZf1[t] = 0.0
+        dZgates1[t, hidden:2 * hidden].fill(0)
+        # if t >= 1: dZf1[t] += C1[t - 1]*F1[t]*dC1[t]*(1 - F1[t])
+        if t >= 1:
+            np.multiply(C1[t - 1], Gates1[t, hidden:2 * hidden], out=ws.t2)
+            np.multiply(ws.t2, dC1[t], out=ws.t2)
+            np.subtract(1, Gates1[t, hidden:2 * hidden], out=ws.t4)
+            np.multiply(ws.t2, ws.t4, out=ws.t2)
+            np.add(ws.t2, dZgates1[t, hidden:2 * hidden], out=dZgates1[t, hidden:2 * hidden])
+        # dZi1[t] = G1[t]*I1[t]*dC1[t]*(1 - I1[t])
+        np.multiply(Gates1[t, :hidden], Gates1[t, 2 * hidden:3 * hidden], out=dZgates1[t, :hidden])
+        np.multiply(dZgates1[t, :hidden], dC1[t], out=dZgates1[t, :hidden])
+        np.subtract(1, Gates1[t, :hidden], out=ws.t2)
+        np.multiply(dZgates1[t, :hidden], ws.t2, out=dZgates1[t, :hidden])
+    np.copyto(A0_cols, A0.transpose(1, 0, 2))  # laid out (rows, T, m)
+    np.copyto(dZgates1_cols, dZgates1.transpose(1, 0, 2))  # laid out (rows, T, m)
+    # every step at once: dW_io1 += ((dZo1[t]/m) @ A0[t].T)
+    #   and dW_ii1, dW_if1, dW_ig1 alike: one statement on their rows of dW_ih1
+    np.matmul(_steps(dZgates1_cols, 0, T), _steps(A0_cols, 0, T).T, out=dW_ih1)
+    np.divide(dW_ih1, m, out=dW_ih1)
+    np.copyto(A1_cols, A1.transpose(1, 0, 2))  # laid out (rows, T, m)
+    # every step at once: if t >= 1: dW_ho1 += ((dZo1[t]/m) @ A1[t - 1].T)
+    #   and dW_hi1, dW_hf1, dW_hg1 alike: one statement on their rows of dW_hh1
+    np.matmul(_steps(dZgates1_cols, 1, T), _steps(A1_cols, 0, T - 1).T, out=dW_hh1)
+    np.divide(dW_hh1, m, out=dW_hh1)
+    # every step at once: db_io1 += _position_mean(dZo1[t], 1).reshape(-1, 1)
+    #   and db_ii1, db_if1, db_ig1 alike: one statement on their rows of db_ih1
+    np.add.reduce(_steps(dZgates1_cols, 0, T), axis=1, keepdims=True, out=db_ih1)
+    np.divide(db_ih1, m, out=db_ih1)
+    # every step at once: db_ho1 += _position_mean(dZo1[t], 1).reshape(-1, 1)
+    #   and db_hi1, db_hf1, db_hg1 alike: one statement on their rows of db_hh1
+    np.copyto(db_hh1, db_ih1)
+    return ws.grads
+
+
 def clip_gradients(grads, max_norm):
     """Gradient-norm clipping, in place, as torch.nn.utils.clip_grad_norm_: when the norm of all the
     gradients together exceeds max_norm, scale them by max_norm / (norm + 1e-6). Returns the norm
@@ -228,10 +454,33 @@ def sgd_step(params, grads, lr=0.1):
         params[name] -= lr * grads[name]
 
 
-def train(params, X, Y, epochs=10, lr=0.1, batch_size=32, max_norm=None, rng=None):
-    """Plain minibatch gradient descent over the samples (the last axis of X and Y), in place, the
-    gradient norm clipped at max_norm when given; returns the loss over all samples after each epoch."""
+def init_state(params):
+    """State of torch.optim.SGD for every parameter, named as in torch: step count."""
+    return {
+        "step": 0,
+    }
+
+
+def update(params, grads, state, *, lr=0.001, weight_decay=0.0):
+    """One step of torch.optim.SGD on every parameter, in place; hyper-parameters and
+    their defaults as in torch.optim (see derivation.md, section "Optimizer")."""
+    if not lr >= 0:
+        raise ValueError(f"invalid lr: {lr!r}; expected lr >= 0")
+    if not weight_decay >= 0:
+        raise ValueError(f"invalid weight_decay: {weight_decay!r}; expected weight_decay >= 0")
+    state["step"] += 1
+    for key, p in params.items():
+        grad = grads[key]
+        g = grad + p*weight_decay
+        p[...] = -lr*g + p
+
+
+def train(params, X, Y, epochs=10, batch_size=32, max_norm=None, rng=None, **hyper):
+    """Minibatch training over the samples (the last axis of X and Y), in place: gradients(), the
+    gradient norm clipped at max_norm when given, then update() (sgd; `hyper` goes to
+    update). Returns the loss over all samples after each epoch."""
     rng = np.random.default_rng(0) if rng is None else rng
+    state = init_state(params)
     m = X.shape[-1]
     history = []
     for _ in range(epochs):
@@ -241,7 +490,7 @@ def train(params, X, Y, epochs=10, lr=0.1, batch_size=32, max_norm=None, rng=Non
             grads = gradients(params, X[..., chosen], Y[..., chosen])
             if max_norm is not None:
                 clip_gradients(grads, max_norm)
-            sgd_step(params, grads, lr)
+            update(params, grads, state, **hyper)
         history.append(loss(params, X, Y))
     return history
 
