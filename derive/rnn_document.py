@@ -173,8 +173,10 @@ def _state_jacobian(jac: StateJacobian, text: Text, model: RNNModel) -> list:
     """A gated cell: the blocks of the one-step Jacobian of its state, each a sum of diag(u) W terms,
     the bound from the blocks, and the numbers of model.py (the full product beside the self-loop)."""
     cell = _cell(model)
-    equations = [blocks.Equation(f"{_latex(b.lhs)} = " + " + ".join(_latex(u * M) for u, M in b.terms))
-                 for b in jac.blocks]
+    lines = []  # a block per line, a term per line: the LSTM's ∂h/∂h is wider than the page
+    for b in jac.blocks:
+        terms = [_latex(u * M) for u, M in b.terms]
+        lines += [blocks.Row(_latex(b.lhs), terms[0])] + [blocks.Row("", rf"\quad + {t}", relation="") for t in terms[1:]]
     norms = text.raw("rnn.state_jacobian_separator").join(text.math(rf"\lVert {_latex(base)} \rVert_2 = {v:.3g}") for base, v in jac.norms)
     rows = tuple((str(k), f"{norm:.3g}", f"{bound:.3g}", f"{loop:.3g}") for k, norm, bound, loop in jac.measured)
     k, norm, bound, loop = jac.measured[-1]
@@ -183,7 +185,7 @@ def _state_jacobian(jac: StateJacobian, text: Text, model: RNNModel) -> list:
                "step_bound": f"{jac.measured[0][2]:.3g}"}
     return [
         blocks.Paragraph(text("rnn.state_jacobian_intro" + cell)),
-        *equations,
+        blocks.Aligned(tuple(lines)),
         blocks.Paragraph(text("rnn.state_jacobian_form" + cell)),
         blocks.Paragraph(text("rnn.state_jacobian_bound" + cell)),
         blocks.Paragraph(text("rnn.state_jacobian_numbers" + cell, hidden=model.spec.hidden, norms=norms,
