@@ -22,7 +22,7 @@ from derive.present_training import optimizer_blocks
 from derive.printing import latex, words
 from derive.rnn import RNNModel
 from derive.present_notation import used_latex
-from derive.rnn_jacobian import SelfLoop
+from derive.rnn_state_jacobian import StateJacobian
 from derive.rnn_notation import rnn_notation_blocks
 from derive.rnn_picture import picture_block
 from derive.timeloop import is_time_size
@@ -152,18 +152,8 @@ def _parameters(model: RNNModel, sample: Pass, text: Text, narrator: Narrator) -
 def _jacobian(jac, text: Text, model: RNNModel) -> list:
     """The one-step Jacobian derived from the rules, the bound over k steps, the numbers of model.py
     (for a gated cell: its self-loop and the products of its gate's values)."""
-    if isinstance(jac, SelfLoop):
-        rows = tuple((str(k), f"{v:.3g}", f"{jac.mean ** k:.3g}") for k, v in jac.products)
-        return [
-            blocks.Paragraph(text("rnn.self_loop_intro" + _cell(model))),
-            blocks.Equation(f"{_latex(jac.lhs)} = {_latex(jac.rhs)}"),
-            blocks.Paragraph(text("rnn.self_loop_numbers" + _cell(model), hidden=model.spec.hidden,
-                                  mean=f"{jac.mean:.3g}")),
-            blocks.Table((text("rnn.jacobian_k"), text("rnn.self_loop_product"), text("rnn.self_loop_mean_power")),
-                         rows, "rrr"),
-            blocks.Paragraph(text("rnn.self_loop_meaning" + _cell(model))),
-            blocks.Paragraph(text("rnn.clipping")),
-        ]
+    if isinstance(jac, StateJacobian):
+        return _state_jacobian(jac, text, model)
     rate = jac.gamma * jac.norm
     rows = tuple((str(k), f"{bound:.3g}", next((f"{v:.3g}" for kk, v in jac.measured if kk == k), "")) for k, bound in jac.bounds)
     return [
@@ -175,6 +165,35 @@ def _jacobian(jac, text: Text, model: RNNModel) -> list:
         blocks.Table((text("rnn.jacobian_k"), text("rnn.jacobian_bound_column"), text("rnn.jacobian_measured")),
                      rows, "rrr"),
         blocks.Paragraph(text("rnn.jacobian_vanishing" if rate < 1 else "rnn.jacobian_exploding")),
+        blocks.Paragraph(text("rnn.clipping")),
+    ]
+
+
+def _state_jacobian(jac: StateJacobian, text: Text, model: RNNModel) -> list:
+    """A gated cell: the blocks of the one-step Jacobian of its state, each a sum of diag(u) W terms,
+    the bound from the blocks, and the numbers of model.py (the full product beside the self-loop)."""
+    cell = _cell(model)
+    lines = []  # a block per line, a term per line: the LSTM's ∂h/∂h is wider than the page
+    for b in jac.blocks:
+        terms = [_latex(u * M) for u, M in b.terms]
+        lines += [blocks.Row(_latex(b.lhs), terms[0])] + [blocks.Row("", rf"\quad + {t}", relation="") for t in terms[1:]]
+    norms = text.raw("rnn.state_jacobian_separator").join(text.math(rf"\lVert {_latex(base)} \rVert_2 = {v:.3g}") for base, v in jac.norms)
+    rows = tuple((str(k), f"{norm:.3g}", f"{bound:.3g}", f"{loop:.3g}") for k, norm, bound, loop in jac.measured)
+    k, norm, bound, loop = jac.measured[-1]
+    figures = {"k": k, "norm": f"{norm:.3g}", "bound": f"{bound:.3g}", "loop": f"{loop:.3g}",
+               "rate": f"{norm ** (1 / k):.3g}", "loop_rate": f"{loop ** (1 / k):.3g}",
+               "step_bound": f"{jac.measured[0][2]:.3g}"}
+    return [
+        blocks.Paragraph(text("rnn.state_jacobian_intro" + cell)),
+        blocks.Aligned(tuple(lines)),
+        blocks.Paragraph(text("rnn.state_jacobian_form" + cell)),
+        blocks.Paragraph(text("rnn.state_jacobian_bound" + cell)),
+        blocks.Paragraph(text("rnn.state_jacobian_numbers" + cell, hidden=model.spec.hidden, norms=norms,
+                              steps=jac.steps + 1)),
+        blocks.Table((text("rnn.jacobian_k"), text("rnn.state_jacobian_measured" + cell),
+                      text("rnn.state_jacobian_bound_column"), text("rnn.state_jacobian_loop" + cell)), rows, "rrrr"),
+        blocks.Paragraph(text("rnn.state_jacobian_meaning" + cell + ("" if norm < 1 else "_growing"), **figures)),
+        blocks.Paragraph(text("rnn.self_loop_meaning" + cell)),
         blocks.Paragraph(text("rnn.clipping")),
     ]
 

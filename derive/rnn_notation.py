@@ -70,6 +70,7 @@ def rows(cell: str) -> list[tuple[str, str, str]]:
         ("(\\cdot)^{\\top}", "transpose", r"\\top"),
         ("J", "J", _letter("J")),
         ("\\operatorname{diag}", "diag", r"\\operatorname\{diag\}"),
+        ("u", "u", _letter("u")),
         ("\\gamma", "gamma", r"\\gamma"),
         ("d", "d", _letter("d")),
         ("H", "H", _letter("H")),

@@ -20,7 +20,8 @@ from derive.render import render, template_module, write_files
 from derive.rnn import RNNSpec, build_rnn
 from derive.rnn_code import code_context
 from derive.rnn_document import build_rnn_document
-from derive.rnn_jacobian import jacobian, self_loop
+from derive.rnn_jacobian import jacobian
+from derive.rnn_state_jacobian import state_jacobian
 from derive.rnn_verify import derivative_check, load_module, minibatch_check, symbolic_check
 from derive.training import derive_training
 from derive.verify_training import optimizer_check
@@ -90,7 +91,7 @@ def generate(spec: RNNSpec) -> RNNOutcome:
     module = load_module(source)
     checks = [symbolic_check(model, sample), minibatch_check(model, sample, batch), derivative_check(model, module),
               optimizer_check(training, module)]
-    jac = jacobian(model, module) if spec.cell == "rnn" else self_loop(model, module)
+    jac = jacobian(model, module) if spec.cell == "rnn" else state_jacobian(model, module)
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()

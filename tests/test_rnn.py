@@ -354,15 +354,19 @@ def test_train_lowers_the_loss():
 
 @pytest.mark.parametrize("cell, gate", [("lstm", "gf"), ("gru", "gz")])
 def test_gated_self_loop_is_the_gate(cell, gate):
-    from derive.rnn_jacobian import self_loop
+    """The last block of the state's Jacobian (∂c/∂c, or ∂h/∂h for the GRU) has the gate alone on its
+    diagonal term; the product of the gates over k steps shrinks with k at the initial weights."""
+    from derive.rnn_state_jacobian import state_jacobian
 
     model, _, batch = derived(cell=cell)
-    loop = self_loop(model, load_module(source(model, batch)))
-    i = loop.lhs.args[0].indices[1]
-    tau, q = loop.lhs.variables[0].indices
-    assert sp.expand(loop.rhs - sp.KroneckerDelta(i, q) * Q(gate, 1).base[tau + 1, i]) == 0
-    values = [v for _, v in loop.products]
-    assert 0 < loop.mean < 1 and all(0 < b < a <= 1 for a, b in zip([1.0, *values], values))
+    jac = state_jacobian(model, load_module(source(model, batch)))
+    block = jac.blocks[-1]
+    i = block.lhs.args[0].indices[1]
+    tau, q = block.lhs.variables[0].indices
+    diagonal = [u for u, M in block.terms if M == sp.KroneckerDelta(i, q)]
+    assert len(diagonal) == 1 and sp.expand(diagonal[0] - Q(gate, 1).base[tau + 1, i]) == 0
+    loops = [loop for _, _, _, loop in jac.measured]
+    assert all(0 < b < a < 1 for a, b in zip(loops, loops[1:]))
 
 
 # ---- the notation: every symbol in a table, one meaning each
@@ -378,13 +382,14 @@ def test_every_symbol_of_the_document_is_in_a_table_with_one_meaning(cell, lang,
     from test_lesson import math_segments, notation_problems
 
     from derive.rnn_document import build_rnn_document
-    from derive.rnn_jacobian import jacobian, self_loop
+    from derive.rnn_jacobian import jacobian
+    from derive.rnn_state_jacobian import state_jacobian
 
     model, sample, batch = derived(cell=cell, output=output)
     code = model_context(model, batch, title="t", command="derive rnn", version="test")
     module = load_module(render("model_rnn.py.j2", code))
     checks = [minibatch_check(model, sample, batch), derivative_check(model, module)]
-    jac = jacobian(model, module) if cell == "rnn" else self_loop(model, module)
+    jac = jacobian(model, module) if cell == "rnn" else state_jacobian(model, module)
     doc = build_rnn_document(model, sample, checks, code, command="derive rnn", fmt="tex", lang=lang, jacobian=jac)
     tex = render("derivation.tex.j2", {"doc": doc})
     assert notation_problems(tex) == []
