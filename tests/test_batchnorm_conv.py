@@ -84,7 +84,7 @@ def test_the_example_derives_the_statistics_per_channel(example):
     evaluation mode is stated per channel."""
     md = example.files["derivation.md"].decode()
     assert (r"\tilde{X}^{(2)}_{fijs} &= Z^{(1)}_{fijs} - \frac{1}{h_{1} m w_{1}} \sum_{s'} \sum_{v'} \sum_{u'} "
-            r"Z^{(1)}_{f,u',v',s'}") in md
+            r"Z^{(1)}_{fu'v's'}") in md
     # evaluation mode as stated: running variance unbiased over the m·h·w values of a channel, not m
     assert r"\frac{h_{1} m w_{1}}{h_{1} m w_{1} - 1}\sigma_c^2" in md and r"\frac{m}{m-1}" not in md
 

@@ -43,7 +43,7 @@ async function main() {
         boxed_border: box ? getComputedStyle(box).borderTopStyle : null,
         svg: document.querySelectorAll("figure svg circle").length,
         dollars_in_text: (text.match(/\$/g) || []).length,
-        headings: [...document.querySelectorAll("h2")].map((h) => h.textContent),
+        headings: [...document.querySelectorAll("h2:not(.part)")].map((h) => h.textContent),
       };
     }));
     await page.screenshot({ path: shot, fullPage: false });
