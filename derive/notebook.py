@@ -53,7 +53,7 @@ def notebook(doc: Document, markdown, model_source: str, spec: MLPSpec) -> bytes
     pictures = [b for s in doc.sections for b in s.blocks if b.kind == "picture"]  # the network's, a window's …
     for section in doc.sections:
         source = _LINK.sub(r"\1", markdown.section(section))
-        part, heading, rest = source.partition("\n## ")
+        part, heading, rest = source.rpartition("\n## ")
         if heading and not source.startswith("## "):  # a part opens before this section (the reference part)
             markdown_cell(part)
             source = "## " + rest
