@@ -35,6 +35,7 @@ from derive.present_functions import (
 )
 from derive.lesson import Lesson, study
 from derive.lesson.general import general_forms
+from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, sides
 from derive import present_lesson as lesson_blocks
 from derive.present_notation import notation_blocks, used_latex
@@ -194,28 +195,18 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
         blocks.Paragraph(text("network.sizes_note")),
         picture,
         blocks.Paragraph(text("network.passes")),
-        *([_paths(model, text)] if depth > 1 else []),  # one layer: a single path per weight
+        *([_paths(model, text, refs)] if depth > 1 else []),  # one layer: a single path per weight
         blocks.Paragraph(text("big_picture.error")),
         *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
     ]
 
 
-def _paths(model, text: Text) -> blocks.Paragraph:
-    """Nielsen's big picture: a weight of layer 1 reaches the loss along paths, counted here. From
-    unit j of layer 1 a path picks one unit in each later layer; a vector activation (softmax) at the
-    output couples every pre-activation of its layer to every output, one more choice."""
-    depth, sizes = model.depth, model.sizes
-    factors = [(f"n_{{{l}}}", sizes[l]) for l in range(2, depth + 1)]
-    if model.activations[-1].is_vector:
-        factors.append((f"n_{{{depth}}}", sizes[depth]))
-    count = 1
-    for _, n in factors:
-        count *= n
-    symbols = " ".join(f for f, _ in factors)
-    numbers = r" \cdot ".join(str(n) for _, n in factors)
-    formula = f"{symbols} = {numbers} = {count}" if len(factors) > 1 else f"{symbols} = {count}"
+def _paths(model, text: Text, refs: Refs) -> blocks.Paragraph:
+    """The preview of the paths: a weight of layer 1 reaches the loss along paths, counted here; the
+    section after the four equations follows them (derive.lesson.paths)."""
+    formula, _ = path_count(model.sizes, model.activations[-1].is_vector)
     key = "big_picture.paths_vector" if model.activations[-1].is_vector else "big_picture.paths"
-    return blocks.Paragraph(text(key, count=formula))
+    return blocks.Paragraph(text(key, count=formula, raw={"paths": refs.section("paths")}))
 
 
 def _activation_formula(act, layer) -> dict:
@@ -813,7 +804,7 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
 # the lesson: why, the picture, the derivation of BP1-BP4 in order, the four equations boxed once, what
 # they say, the algorithm beside its code, the example and the cost; then the reference part
 LESSON_SECTIONS = ("learn", "network", "notation", "forward", "loss", "activations", "method", "output_error",
-                   "recursion", "parameters", "summary", "meaning", "loss_choice", "minibatch", "algorithm",
+                   "recursion", "parameters", "summary", "paths", "meaning", "loss_choice", "minibatch", "algorithm",
                    "example", "cost", "update_rule")
 TRAINING_SECTIONS = ("optimizer", "initialisation")  # how parameters move and start, after the update rule
 APPENDICES = ("code", "verification")
@@ -920,7 +911,8 @@ def build_document(
     lesson = lesson if lesson is not None else study(derivation)
     model = derivation.model
     depth = model.depth
-    keys = section_keys(LESSON_SECTIONS, training, lesson)
+    core = LESSON_SECTIONS if depth > 1 else tuple(k for k in LESSON_SECTIONS if k != "paths")  # one layer: one path
+    keys = section_keys(core, training, lesson)
     text = Text(lang, fmt, **section_numbers(keys))
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
@@ -941,6 +933,7 @@ def build_document(
                                                                 relabel=unit_letters),
         "recursion": lambda: _recursion(derivation, text, refs, narrator),
         "parameters": lambda: _parameters(derivation, text, narrator),
+        "paths": lambda: paths_blocks(model.sizes, model.activations[-1].is_vector, text, refs),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
         "minibatch": lambda: _minibatch(derivation, text, narrator),
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),

@@ -108,7 +108,7 @@ def test_the_four_equations_are_boxed_once_after_their_derivations(compared_mark
     assert "\\boxed" in summary and all(f"(BP{n})" in summary for n in (1, 2, 3, 4))
     for number in (8, 9, 10):
         assert "\\boxed" not in _section(compared_markdown, number)
-    assert len(titles) > 17 and "## 18. " in compared_markdown.split("\n---\n", 1)[1]
+    assert len(titles) > 18 and "## 19. " in compared_markdown.split("\n---\n", 1)[1]
 
 
 def test_the_repetition_check_can_fail():
@@ -535,7 +535,7 @@ def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_mark
     rule leaves out the constant g(0) and how far the variance of the pre-activations moves in this
     network; the figure is the last row of the table the section computes at its end. A relu
     network (output 0 at 0) gets no such paragraph."""
-    section = _section(compared_markdown, 20)
+    section = _section(compared_markdown, 21)
     blocks = section.split("\n\n")
     lead = next((b for b in blocks[:6] if b.startswith(("In short", "先说结论"))), None)
     if "relu" in compared_markdown.split("\n## 1. ")[0]:
@@ -544,3 +544,25 @@ def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_mark
     rows = [line for line in section.splitlines() if re.match(r"\| 3 \| [0-9.]+ \|", line)]
     final = rows[-1].split("|")[2].strip()
     assert lead is not None and final in lead and section.index(lead) < section.index("$$")
+
+
+def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdown):
+    """The big picture has its own section right after the box of the four equations: Nielsen's
+    indexed product for one weight of layer 1 (one rate per edge, 2L + 1 of them), the number of
+    terms of the sum computed from the sizes in the table of section 2 (an extra factor n_L for a
+    softmax output), and the same sum grouped from the loss end into BP1, BP2 once per hidden layer
+    and BP4. Section 2 only previews it and cites the section."""
+    section = _section(compared_markdown, 12)
+    assert "\\boxed" in _section(compared_markdown, 11)
+    sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 2))]
+    depth = len(sizes) - 1
+    softmax = "softmax" in compared_markdown.split("\n## 1. ")[0]
+    count = 1
+    for n in sizes[2:] + ([sizes[-1]] if softmax else []):
+        count *= n
+    displays = section.split("$$")[1::2]
+    assert displays[0].count("\\frac{\\partial") == 2 * depth + 1
+    assert f"= {count}$" in section and f"= {count}$" in _section(compared_markdown, 2)
+    tags = re.findall(r"\\text\{\((BP\d)\)\}", displays[2])
+    assert tags == ["BP1"] + ["BP2"] * (depth - 1) + ["BP4"]
+    assert "](#12-" in _section(compared_markdown, 2)
