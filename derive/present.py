@@ -38,7 +38,7 @@ from derive.lesson.general import general_forms
 from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, sides
 from derive import present_lesson as lesson_blocks
-from derive.present_notation import notation_blocks, used_latex
+from derive.present_notation import notation_blocks, notation_map_blocks, used_latex
 from derive.printing import latex, words
 from derive.rewrite import logistic_as_tanh
 from derive.spec import NetSpec
@@ -466,8 +466,27 @@ def _upstream_ref(refs: Refs, label: str):
     return lambda step: refs.above(label) if step.rule == "substitute_upstream" else ("", "")
 
 
+def _instance(result: Result, intro: str, label: str) -> blocks.Derivation:
+    """A general equation's instance for this network, in one line: its activation's g' (and its
+    loss's ∂C/∂a) put in, the result in matrix form, labelled for cross-references."""
+    e = result_equation(result)
+    return blocks.Derivation((blocks.Group("", (blocks.Row(e["lhs"], e["rhs"], label=label),)),), intro=intro)
+
+
 def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator) -> list:
     depth, sample = derivation.model.depth, derivation.sample
+    forms = general_forms(derivation)
+    if forms is not None and not forms.vector:  # derived once with a general g, then this network's g' put in
+        upstream = sample.steps[Q("grad_a", depth)]
+        return [
+            blocks.Paragraph(text("output_error.intro")),
+            narrator.derivation(unit_letters(list(forms.output.steps)), _output_sides, chains=True,
+                                intro=text("output_error.general_first"), relation=_relation, label="eq:bp1-general"),
+            blocks.Paragraph(text("output_error.meaning")),
+            _steps(narrator, upstream, label="eq:upstream-out", letters=True,
+                   intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
+            _instance(sample.results[Q("delta", depth)], text("output_error.instance"), "eq:bp1"),
+        ]
     return [
         blocks.Paragraph(text("output_error.intro")),
         _steps(narrator, sample.steps[Q("grad_a", depth)], label="eq:upstream-out", letters=True,
@@ -519,7 +538,19 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
     if depth == 1:
         return [blocks.Paragraph(text("recursion.none"))]
     out = []
-    if general is not None:
+    forms = general_forms(derivation) if general is not None else None
+    if forms is not None and forms.hidden is not None:  # derived once with a general g, then this network's g'
+        l = LayerRef.symbolic()
+        up, _ = _split_hidden(general.steps[Q("delta", l)])
+        out += [
+            blocks.Paragraph(text("recursion.intro")),
+            _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l", letters=True),
+            _steps(narrator, _split_hidden(list(forms.hidden.steps))[1], intro=text("recursion.delta_general"),
+                   ref=_upstream_ref(refs, "eq:upstream-l"), label="eq:bp2-general", letters=True),
+            blocks.Paragraph(text("recursion.meaning")),
+            _instance(general.results[Q("delta", l)], text("recursion.instance"), "eq:bp2"),
+        ]
+    elif general is not None:
         l = LayerRef.symbolic()
         up, de = _split_hidden(general.steps[Q("delta", l)])
         out += [
@@ -807,7 +838,7 @@ LESSON_SECTIONS = ("learn", "network", "notation", "forward", "loss", "activatio
                    "recursion", "parameters", "summary", "paths", "meaning", "loss_choice", "minibatch", "algorithm",
                    "example", "cost", "update_rule")
 TRAINING_SECTIONS = ("optimizer", "initialisation")  # how parameters move and start, after the update rule
-APPENDICES = ("code", "verification")
+APPENDICES = ("code", "verification", "notations")
 REFERENCE = ("update_rule", *TRAINING_SECTIONS, *APPENDICES)  # after the lesson, marked as reference
 
 
@@ -941,6 +972,7 @@ def build_document(
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
         "update_rule": lambda: _update_rule(derivation, text, refs, training, narrator),
         "code": lambda: _code(plan, derivation, text),
+        "notations": lambda: notation_map_blocks(text),
         "verification": lambda: [blocks.Paragraph(text("verification.intro")),
                                  blocks.ItemList(tuple(_verification(report, text, model.penalty is not None)))],
     }

@@ -46,7 +46,7 @@ from derive.present import (
 )
 from derive.present_functions import display_name, penalty_notation
 from derive import present_lesson as lesson_blocks
-from derive.present_notation import notation_blocks
+from derive.present_notation import notation_blocks, notation_map_blocks
 from derive.printing import latex, words
 from derive.verify import Report
 
@@ -288,6 +288,7 @@ def build_graph_document(
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
         "update_rule": lambda: _update_rule(derivation, text, training, narrator),
         "code": lambda: _code(plan, derivation, text),
+        "notations": lambda: notation_map_blocks(text),
         "verification": lambda: _verification_blocks(report, text, model.penalty is not None),
     }
     if training is not None:

@@ -9,6 +9,7 @@ repeating itself or a printer that brings back a second meaning for a letter fai
 from __future__ import annotations
 
 import re
+import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+import derive
 from derive.lesson.worked_example import entries, worked_example
 from derive.model import make_spec
 from derive.notation import Q
@@ -190,7 +192,22 @@ def symbol_tables(tex: str) -> list[tuple[int, list[str]]]:
                 found.append((n, [re.match(r"\s*\$(.*?)\$\s*&", row, flags=re.S).group(1)
                                   for row in rows.replace("\\endhead", "").split("\\\\\n") if "&" in row]))
     assert found[0][0] == notation, "the notation section opens with the symbol table"
+    for n, (_, body) in enumerate(parts):  # one symbol a section adds is defined in a sentence
+        symbols = [m.group(1) for pattern in INLINE for m in pattern.finditer(body)]
+        if symbols:
+            found.append((n, symbols))
     return found
+
+
+def _inline_pattern(lang: str) -> re.Pattern:
+    """The catalog's sentence that defines one symbol ("Write $η$ for the learning rate."), as a
+    pattern whose group is the symbol."""
+    catalog = tomllib.loads((Path(derive.__file__).parent / "locale" / f"{lang}.toml").read_text())
+    template = re.escape(catalog["notation"]["inline"])
+    return re.compile(template.replace(re.escape("{symbol}"), r"\$(.*?)\$").replace(re.escape("{meaning}"), r"[^\n$]*?"))
+
+
+INLINE = [_inline_pattern(lang) for lang in ("en", "zh")]
 
 
 def notation_table(tex: str) -> list[str]:
@@ -209,7 +226,7 @@ def notation_problems(tex: str) -> list[str]:
     problems = [f"{t} has {n} rows" for t, n in owners.items() if n > 1]
     missing = set()
     for n, (label, body) in enumerate(sections(tex)):
-        if n == notation:
+        if n == notation or label == "sec:notations":  # the other books' symbols, compared
             continue
         defined = set().union(*(tokens(s) for k, symbols in tables if k == notation or k <= n for s in symbols))
         used = set().union(set(), *(tokens(m) for m in math_segments(body)))
