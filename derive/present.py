@@ -337,6 +337,23 @@ def _run_in_detail(detail: str, text: Text, leads_on: bool, name: str = "") -> s
     return text.raw("refs.run_in").replace("{detail}", detail) + mark
 
 
+def _logistic_steps(d) -> list[tuple[str, str]] | None:
+    """For the logistic sigmoid g = 1/(1 + e^{-z}): g' = e^{-z}/(1 + e^{-z})² = g · e^{-z}/(1 + e^{-z})
+    = g (1 - g), each line checked to equal the derivative; None for any other activation."""
+    z = sp.Symbol("z")
+    e, g = sp.exp(-z), 1 / (1 + sp.exp(-z))
+    if d.in_terms_of_output is None or sp.simplify(d.activation.expr.subs(
+            {s: z for s in d.activation.expr.free_symbols}) - g) != 0:
+        return None
+    lines = [(latex(e / (1 + e) ** 2), e / (1 + e) ** 2),
+             (f"{latex(g)} \\cdot {latex(e / (1 + e))}", g * (e / (1 + e))),
+             (f"{latex(g)} \\left(1 - {latex(g)}\\right)", g * (1 - g)),
+             ("g(z) \\left(1 - g(z)\\right)", g * (1 - g))]
+    derivative = sp.diff(g, z)
+    assert all(sp.simplify(value - derivative) == 0 for _, value in lines)
+    return [("g'(z)" if n == 0 else "", tex) for n, (tex, _) in enumerate(lines)]
+
+
 def _activations(derivation: Derivation, text: Text, output_section: int) -> list:
     z, g = sp.Symbol("z"), sp.Function("g")
     gz = g(z)
@@ -353,15 +370,22 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
                            _run_in_detail(title, text, True, prose(display_name(d.activation), text.fmt))),
             blocks.Equation(equation(gz, d.activation.expr)["latex"]),
             blocks.Paragraph(" ".join(activation_notes(d, text, layers))),  # never empty: it names the layers
-            blocks.Paragraph(text("activations.computed")),
-            blocks.Equation(equation(sp.Derivative(gz, z), d.computed)["latex"]),
         ]
+        stepped = d.branch_form is None and d.kink_convention and d.in_terms_of_output is None
+        if not stepped:
+            out += [blocks.Paragraph(text("activations.computed")),
+                    blocks.Equation(equation(sp.Derivative(gz, z), d.computed)["latex"])]
         notes = []
         if d.in_terms_of_output is not None:
+            steps = _logistic_steps(d)
             out += [blocks.Paragraph(text("activations.readable")),
                     blocks.Equation(f"g'(z) = {latex(d.in_terms_of_output)}")]
-            notes.append(text(f"activations.proof_{d.proof}"))
-        elif d.branch_form is None and d.kink_convention:
+            if steps is not None:  # the sigmoid: the identity derived by hand, in two lines
+                out += [blocks.Paragraph(text("activations.proof_logistic")),
+                        blocks.Aligned(tuple(blocks.Row(lhs, rhs) for lhs, rhs in steps))]
+            else:
+                notes.append(text(f"activations.proof_{d.proof}"))
+        elif stepped:  # one notation for the step: the indicator, with its value at the kink
             out += [blocks.Paragraph(text("activations.convention")), blocks.Equation(f"g'(z) = {latex(d.derivative)}")]
         elif d.branch_form is None:
             if not d.computed.has(sp.Symbol("z", real=True)):
@@ -378,6 +402,8 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
                                              for p in extras["pieces"]),
                                        intro=extras["pieces_intro"]))
         out += [blocks.Paragraph(kink) for kink in extras["kinks"]]
+        if d.kinks and d.kinks_located:  # the kink's sentence already gives the value used there
+            extras["conventions"] = [c for key, c in zip(d.conventions, extras["conventions"]) if key != "step"]
         if extras["conventions"]:
             out.append(blocks.Paragraph(" ".join([text("kinks_extra.convention_intro"), *extras["conventions"]])))
         out += [blocks.Paragraph(note) for note in notes]

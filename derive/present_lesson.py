@@ -198,21 +198,17 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     out = [blocks.Paragraph(text("meaning.intro")),
            blocks.Table((text("meaning.activation"), text("meaning.slope"), text("meaning.where")), tuple(rows),
                         ("l", "l", "l"))]
-    if slopes.product is not None and len(slopes.layers) > 1:
-        factors = r" \cdot ".join(latex(b.bound) for _, b in slopes.layers)
-        product = slopes.product
-        value = latex(product) if product.is_Rational else latex(sp.Float(product, DECIMALS))
-        decimal = f"{float(product):.{DECIMALS}g}"
+    # one bound, from the output error to layer 1: δ⁽ᴸ⁾ already holds the output's slope, so only the
+    # slopes of the hidden layers lie between them (the output's own slope is BP1's saturation)
+    hidden = [b for layer, b in slopes.layers if layer < derivation.model.depth]
+    if hidden and all(b.bound is not None for b in hidden):
+        product = sp.Mul(*[b.bound for b in hidden])
         key = "meaning.vanish" if product < 1 else ("meaning.keep" if product == 1 else "meaning.grow")
-        out.append(blocks.Paragraph(text(key, layers=len(slopes.layers), factors=factors, product=value,
-                                         decimal=decimal)))
-        hidden = [b for layer, b in slopes.layers if layer < derivation.model.depth]
-        if len(hidden) < len(slopes.layers) and hidden:  # δ⁽ᴸ⁾ holds the output's slope: compare δ⁽¹⁾ with it
-            inner = sp.Mul(*[b.bound for b in hidden])
-            out.append(blocks.Paragraph(text(
-                "meaning.from_output", count=len(hidden), factors=r" \cdot ".join(latex(b.bound) for b in hidden),
-                product=latex(inner) if inner.is_Rational else latex(sp.Float(inner, DECIMALS)),
-                decimal=f"{float(inner):.{DECIMALS}g}")))
+        if product == 1 and all(_binary(b) for b in hidden):
+            key = "meaning.keep_binary"  # slopes exactly 0 or 1 (relu): passed unchanged or stopped
+        out.append(blocks.Paragraph(text(key, layers=len(hidden), factors=r" \cdot ".join(latex(b.bound) for b in hidden),
+                                         product=latex(product) if product.is_Rational else latex(sp.Float(product, DECIMALS)),
+                                         decimal=_decimal(product))))
     # saturation only where some activation has slopes near 0 that are not exactly 0 (not for relu)
     out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights", "biases")
             if key != "saturation" or slopes.saturates or not slopes.layers]
@@ -221,6 +217,22 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
         out.append(blocks.Paragraph(text("meaning.paths", raw={"backward": refs.section("backward")})))
     return out
+
+
+def _binary(bound) -> bool:
+    """A slope that is exactly 0 for z < 0 and exactly its bound 1 for z > 0 (relu): no other value."""
+    return bound.blocks and bound.side == 1 and bound.bound == 1
+
+
+def binary_slopes(lesson: Lesson) -> bool:
+    return bool(lesson.slopes.layers) and all(_binary(b) for _, b in lesson.slopes.layers)
+
+
+def _decimal(value) -> str:
+    """A number to DECIMALS significant digits, halves rounded up as a student rounds (1/64 = 0.01563)."""
+    from decimal import ROUND_HALF_UP, Context, Decimal
+
+    return format(Context(prec=DECIMALS, rounding=ROUND_HALF_UP).create_decimal(Decimal(str(sp.N(value, 30)))).normalize(), "f")
 
 
 def _error_ratio(lesson: Lesson, derivation: Derivation) -> tuple[str, str, str] | None:
@@ -404,9 +416,10 @@ def _hand_check(derivation: Derivation, example, key: Quantity) -> blocks.Aligne
                            blocks.Row("", _number(value))))
 
 
-def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> list[tuple[str, bool]]:
+def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> list[tuple[int, int, str, bool]]:
     """The units whose error is exactly 0 because their activation's slope is 0 there (a relu at
-    z < 0): their pre-activations, as '$z^{(2)}_{1} = -0.1800$', each with whether its activation is 0 too."""
+    z < 0): layer, unit (from 1), pre-activation as 'z^{(2)}_{1} = -0.1800', and whether its
+    activation is 0 too."""
     found = []
     slopes = {node.layer.number: node.kind.activation for node in derivation.model.network.layers
               if getattr(node.kind, "activation", None) is not None and not node.kind.activation.is_vector}
@@ -419,7 +432,7 @@ def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> 
             z = z_values.get(idx)
             if value == 0 and z is not None and z < 0 and derivative.subs(Z, z) == 0:
                 silent = slopes[key.layer.number].expr.subs(Z, z) == 0  # its activation is 0 as well
-                found.append((f"${_display_entry(Q('z', key.layer), idx)} = {_number(z)}$", silent))
+                found.append((key.layer.number, idx[0] + 1, f"{_display_entry(Q('z', key.layer), idx)} = {_number(z)}", silent))
     return found
 
 
@@ -446,15 +459,17 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
             blocks.Aligned(tuple(_row(q, example) for q in errors))]
     ratio = _error_ratio(lesson, derivation)
     if ratio is not None and "meaning" in refs.sections:  # after the numbers, not quoted before them
-        out.append(blocks.Paragraph(text("example.ratio", ratio=ratio[0], first=ratio[1], last=ratio[2])))
+        key = "example.ratio_binary" if binary_slopes(lesson) else "example.ratio"
+        out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2])))
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
     if checks:
         out += [blocks.Paragraph(text("example.hand")), *checks]
         inactive = _inactive_units(derivation, example, errors)
         if inactive and "meaning" in refs.sections:
-            units = text.raw("refs.list_separator").join(unit for unit, _ in inactive)
-            key = "example.inactive_silent" if all(silent for _, silent in inactive) else "example.inactive"
+            units = text.raw("example.unit_separator").join(
+                text("example.unit", layer=layer, unit=unit, z=z) for layer, unit, z, _ in inactive)
+            key = "example.inactive_silent" if all(silent for *_, silent in inactive) else "example.inactive"
             out.append(blocks.Paragraph(text(key, units=units)))
         out.append(blocks.Paragraph(text("example.exercise")))
     out += [blocks.Paragraph(text("example.gradients")),

@@ -583,3 +583,19 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     tags = re.findall(r"\\text\{\((BP\d)\)\}", displays[2])
     assert tags == ["BP1"] + ["BP2"] * (depth - 1) + ["BP4"]
     assert "](#12-" in _section(compared_markdown, 2)
+
+
+def test_one_slope_bound_and_activation_specific_wording(compared_markdown):
+    """What the equations say states one bound, from δ⁽ᴸ⁾ to δ⁽¹⁾ over the hidden layers' slopes
+    ((1/4)² for two sigmoid hidden layers, not (1/4)³); a relu document speaks of slopes of exactly 0
+    or 1, never of saturation, and explains the worked example's ratio by weights and inactive
+    units; no document quotes SymPy's own step function or its H."""
+    meaning = _section(compared_markdown, 13)
+    relu = "relu" in compared_markdown.split("\n## 1. ")[0]
+    if relu:
+        assert "0 or 1" in meaning or "0 或 1" in meaning
+        assert "aturat" not in meaning and "饱和" not in meaning and "float64 rounds" not in compared_markdown
+        assert "sets this ratio" not in compared_markdown
+    else:
+        assert "\\frac{1}{16} \\approx 0.0625" in meaning and "\\frac{1}{64}" not in meaning
+    assert "H\\left(z\\right)" not in compared_markdown and "SymPy's own $H" not in compared_markdown
