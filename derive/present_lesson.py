@@ -175,7 +175,9 @@ def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
     slope = found.in_terms_of_output.xreplace({A: entry})
     if sp.cancel(ratio - slope) != 0:
         return None
-    return slope
+    # printed with the letter of the output unit the section derives for, j (not the engine's index)
+    return slope.xreplace({i: sp.Idx(sp.Symbol("j", integer=True), (i.lower, i.upper)) if isinstance(i, sp.Idx)
+                           else sp.Symbol("j", integer=True) for i in entry.indices})
 
 
 # --------------------------------------------------------------------------------------------------
