@@ -265,8 +265,14 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     formulas = [batch[node.output] for node in network.layers] + [batch[key] for key in backward_order(derivation)]
     code = list(plan.forward) + list(plan.backward)
     rows = []
-    for n, (result, line) in enumerate(zip(formulas, code), start=1):
+    softmax = {node.output: node.layer.number for node in network.layers
+               if getattr(getattr(node.kind, "activation", None), "is_softmax", False)}
+    outputs = [node.output for node in network.layers] + [None] * len(code)
+    for n, (result, line, output) in enumerate(zip(formulas, code, outputs), start=1):
         tex = f"{latex(result.matrix_lhs, matrix=True)} = {latex(result.matrix_rhs, matrix=True)}"
+        if output in softmax:  # entry by entry, as a student writes it (the matrix form needs 1 1ᵀ)
+            k = softmax[output]
+            tex = (rf"A^{{({k})}}_{{jr}} = \frac{{e^{{Z^{{({k})}}_{{jr}}}}}}{{\sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}}}")
         rows.append((str(n), text.math(tex), _code(text, line)))
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
