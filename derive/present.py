@@ -1037,8 +1037,10 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
              ("input", "layer", "loss", "units", "forward", "backward", "more_layers")}
     layout = pictures.layout(model.sizes, tuple(a.name for a in model.activations), picture_loss(model, text), words)
     alt = text.raw("picture.alt")
+    path = any(line.colour == pictures.PATH_COLOUR for line in layout.lines)  # one path drawn (section paths)
     return blocks.Picture(
-        caption=text("picture.caption"),
+        caption=text("picture.caption") + (text.raw("language.sentence_separator") + text("picture.path")
+                                          if path and "paths" in text.defaults else ""),
         alt=alt,
         file=PICTURE_FILE,
         svg=pictures.svg(layout, alt) if text.fmt != "tex" else None,

@@ -152,6 +152,7 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     for symbol, key, pattern in ROWS:
         key = key + "_vector" if key == "notation.g" and vector_activation else key
         key = key + "_units" if key == "notation.indices" and unit_letters else key  # j, k, i by layer
+        symbol = "i, j, j', k, q" if key == "notation.indices_units" else symbol  # the MLP lesson has no p
         rows.append(((text.math(symbol), text(key)), pattern, _TEXT.sub(" ", "\n".join(_MATH.findall(text.raw(key))))))
     main, local = split_rows(used, rows, {key: [(text.math(s), m) for s, m in extra]
                                           for key, extra in (pinned or {}).items()})

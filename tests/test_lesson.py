@@ -599,3 +599,18 @@ def test_one_slope_bound_and_activation_specific_wording(compared_markdown):
     else:
         assert "\\frac{1}{16} \\approx 0.0625" in meaning and "\\frac{1}{64}" not in meaning
     assert "H\\left(z\\right)" not in compared_markdown and "SymPy's own $H" not in compared_markdown
+
+
+def test_the_network_picture_highlights_one_path_of_a_first_layer_weight():
+    """One edge per layer, unit 1 to unit 1, from the input to the output layer; none for one layer
+    (a single path) or when a column of dots stands for hidden layers."""
+    from derive import pictures
+
+    words = {k: k for k in ("input", "loss", "units", "forward", "backward")} | {
+        "layer": "layer {layer}", "units": "n = {units}", "more_layers": "{count}"}
+    pic = pictures.layout((4, 5, 5, 3), ("sigmoid",) * 3, "loss", words)
+    path = [line for line in pic.lines if line.colour == pictures.PATH_COLOUR]
+    assert len(path) == 3 and all(a.x2 < b.x1 for a, b in zip(path, path[1:]))
+    assert all(abs(b.y1 - a.y2) < 1e-9 for a, b in zip(path, path[1:]))  # one unit per layer, joined
+    assert not [line for line in pictures.layout((4, 3), ("sigmoid",), "loss", words).lines
+                if line.colour == pictures.PATH_COLOUR]
