@@ -509,7 +509,7 @@ def cost_blocks(lesson: Lesson, text) -> list:
     backward = c.errors.value + c.gradients.value
     return [
         blocks.Paragraph(text("cost.intro", parameters=c.parameters.value)),
-        blocks.Table(header, tuple(rows), (r"p{0.24\textwidth}", r"p{0.58\textwidth}", "r")),
+        blocks.Table(header, tuple(rows), (r"p{0.34\textwidth}", r"p{0.46\textwidth}", "r")),
         blocks.Paragraph(text("cost.result", forward=c.forward.value, backward=backward,
                               backward_ratio=f"{backward / c.forward.value:.2g}" if c.forward.value else "0",
                               total=c.backpropagation, finite=c.finite_differences.value,
