@@ -729,6 +729,11 @@ def _summary_rows(derivation: Derivation, batch: bool) -> list[tuple[str, dict]]
     return rows
 
 
+def verification_blocks(items: list[str], text: Text) -> list:
+    """The checks as a list and the verdict after it, a paragraph of its own (it is not one of them)."""
+    return [blocks.Paragraph(text("verification.intro")), blocks.ItemList(tuple(items[:-1])), blocks.Paragraph(items[-1])]
+
+
 def _verification(report: Report, text: Text, penalty: bool = False) -> list[str]:
     paragraphs = []
     s = report.check("symbolic")
@@ -999,8 +1004,7 @@ def build_document(
         "update_rule": lambda: _update_rule(derivation, text, refs, training, narrator),
         "code": lambda: _code(plan, derivation, text),
         "notations": lambda: notation_map_blocks(text),
-        "verification": lambda: [blocks.Paragraph(text("verification.intro")),
-                                 blocks.ItemList(tuple(_verification(report, text, model.penalty is not None)))],
+        "verification": lambda: verification_blocks(_verification(report, text, model.penalty is not None), text),
     }
     if training is not None:
         from derive.present_training import initialisation_blocks, optimizer_blocks

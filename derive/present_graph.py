@@ -34,6 +34,7 @@ from derive.present import (
     _loss_title,
     _steps,
     _verification,
+    verification_blocks,
     assemble_document,
     metadata,
     optimizer_notation,
@@ -248,7 +249,7 @@ def _verification_blocks(report: Report, text: Text, penalty: bool) -> list:
 
         figures = ", ".join(f"{text.math(quantity_of(label).latex())}: {_number(bound)}" for label, bound in per_node.items())
         items.insert(1, text("graph.per_node", raw={"figures": prose(figures, text.fmt) if text.fmt != "md" else figures}))
-    return [blocks.Paragraph(text("verification.intro")), blocks.ItemList(tuple(items))]
+    return verification_blocks(items, text)
 
 
 def build_graph_document(
