@@ -614,3 +614,17 @@ def test_the_network_picture_highlights_one_path_of_a_first_layer_weight():
     assert all(abs(b.y1 - a.y2) < 1e-9 for a, b in zip(path, path[1:]))  # one unit per layer, joined
     assert not [line for line in pictures.layout((4, 3), ("sigmoid",), "loss", words).lines
                 if line.colour == pictures.PATH_COLOUR]
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse", "en"), (3, "relu", None, "ce", "en"),
+                                    (3, "sigmoid", None, "mse", "zh"), (3, "relu", None, "ce", "zh")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_fresh_compared_documents_define_every_symbol_once(config):
+    """The notation check on the documents as the code writes them now (the gallery may predate a
+    change): every symbol in the notation table, in a later section's table or in its one-symbol
+    sentence, before it is used, with one row each."""
+    *spec, lang = config
+    tex = generate(make_spec(*spec, formats="tex", lang=lang)).files["derivation.tex"].decode()
+    assert notation_problems(tex) == []
+    inline = [symbols for n, symbols in symbol_tables(tex)[1:] if len(symbols) == 1]
+    assert [r"\eta"] in inline and ["N"] in inline  # the worked example and the cost count, in a sentence
