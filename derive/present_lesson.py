@@ -272,7 +272,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         tex = f"{latex(result.matrix_lhs, matrix=True)} = {latex(result.matrix_rhs, matrix=True)}"
         if output in softmax:  # entry by entry, as a student writes it (the matrix form needs 1 1ᵀ)
             k = softmax[output]
-            tex = (rf"A^{{({k})}}_{{jr}} = \frac{{e^{{Z^{{({k})}}_{{jr}}}}}}{{\sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}}}")
+            tex = rf"A^{{({k})}}_{{jr}} = e^{{Z^{{({k})}}_{{jr}}}} \Big/ \sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}"
         rows.append((str(n), text.math(tex), _code(text, line)))
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
@@ -509,7 +509,7 @@ def cost_blocks(lesson: Lesson, text) -> list:
     backward = c.errors.value + c.gradients.value
     return [
         blocks.Paragraph(text("cost.intro", parameters=c.parameters.value)),
-        blocks.Table(header, tuple(rows), (r"p{0.34\textwidth}", r"p{0.46\textwidth}", "r")),
+        blocks.Table(header, tuple(rows), (r"p{0.27\textwidth}", r"p{0.56\textwidth}", "r")),
         blocks.Paragraph(text("cost.result", forward=c.forward.value, backward=backward,
                               backward_ratio=f"{backward / c.forward.value:.2g}" if c.forward.value else "0",
                               total=c.backpropagation, finite=c.finite_differences.value,
