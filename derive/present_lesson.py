@@ -212,10 +212,11 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
                                          product=latex(product) if product.is_Rational else latex(sp.Float(product, DECIMALS)),
                                          decimal=_decimal(product))))
     # saturation only where some activation has slopes near 0 that are not exactly 0 (not for relu)
-    out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights", "biases")
+    # (a bias's gradient is its unit's error: BP3's own words in the box, not repeated here)
+    out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights")
             if key != "saturation" or slopes.saturates or not slopes.layers]
     if any(bound.blocks for _, bound in slopes.layers):
-        out.insert(-2, blocks.Paragraph(text("meaning.inactive")))
+        out.insert(-1, blocks.Paragraph(text("meaning.inactive")))
     if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
         out.append(blocks.Paragraph(text("meaning.paths", raw={"backward": refs.section("backward")})))
     return out
