@@ -34,6 +34,7 @@ ERROR_FILL = "#f2cdc9"  # the output entry whose error flows back
 FORWARD_COLOUR = "#1f5fbf"
 BACKWARD_COLOUR = "#c0392b"
 EDGE_COLOUR = "#b8b8b8"
+PATH_COLOUR = "#e07b00"  # one path from a weight of layer 1 to the loss (the paths section)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,13 @@ def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, word
             for bx, by in units[l2]:
                 pic.lines.append(Line(ax + RADIUS, ay, bx - RADIUS, by))
 
+    # one path from a weight of layer 1 to the loss, through the first unit of every layer, when every
+    # layer is drawn (a path through a hidden column of dots would not be one path)
+    if depth > 1 and None not in shown:
+        path = [units[l][0] for l in shown]
+        for (ax, ay), (bx, by) in zip(path, path[1:]):
+            pic.lines.append(Line(ax + RADIUS, ay, bx - RADIUS, by, PATH_COLOUR, width=2.2))
+
     # forward (above) and backward (below) flow between consecutive columns
     backward_y = bottom + 72
     for (x1, l1), (x2, l2) in zip(zip(xs, shown), zip(xs[1:], shown[1:])):
@@ -375,7 +383,8 @@ def tikz(pic: Picture) -> str:
     def p(x: float, y: float) -> str:
         return f"({_n(x * TIKZ_SCALE)},{_n(-y * TIKZ_SCALE)})"
 
-    colours = {FORWARD_COLOUR: "derivefwd", BACKWARD_COLOUR: "derivebwd", EDGE_COLOUR: "deriveedge", "#000000": "black"}
+    colours = {FORWARD_COLOUR: "derivefwd", BACKWARD_COLOUR: "derivebwd", EDGE_COLOUR: "deriveedge",
+               PATH_COLOUR: "derivepath", "#000000": "black"}
     out = [r"\begin{tikzpicture}[font=\small]"]
     for colour, name in colours.items():
         if name != "black":

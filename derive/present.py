@@ -35,9 +35,10 @@ from derive.present_functions import (
 )
 from derive.lesson import Lesson, study
 from derive.lesson.general import general_forms
+from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, sides
 from derive import present_lesson as lesson_blocks
-from derive.present_notation import notation_blocks, used_latex
+from derive.present_notation import notation_blocks, notation_map_blocks, used_latex
 from derive.printing import latex, words
 from derive.rewrite import logistic_as_tanh
 from derive.spec import NetSpec
@@ -194,28 +195,18 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
         blocks.Paragraph(text("network.sizes_note")),
         picture,
         blocks.Paragraph(text("network.passes")),
-        *([_paths(model, text)] if depth > 1 else []),  # one layer: a single path per weight
+        *([_paths(model, text, refs)] if depth > 1 else []),  # one layer: a single path per weight
         blocks.Paragraph(text("big_picture.error")),
         *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
     ]
 
 
-def _paths(model, text: Text) -> blocks.Paragraph:
-    """Nielsen's big picture: a weight of layer 1 reaches the loss along paths, counted here. From
-    unit j of layer 1 a path picks one unit in each later layer; a vector activation (softmax) at the
-    output couples every pre-activation of its layer to every output, one more choice."""
-    depth, sizes = model.depth, model.sizes
-    factors = [(f"n_{{{l}}}", sizes[l]) for l in range(2, depth + 1)]
-    if model.activations[-1].is_vector:
-        factors.append((f"n_{{{depth}}}", sizes[depth]))
-    count = 1
-    for _, n in factors:
-        count *= n
-    symbols = " ".join(f for f, _ in factors)
-    numbers = r" \cdot ".join(str(n) for _, n in factors)
-    formula = f"{symbols} = {numbers} = {count}" if len(factors) > 1 else f"{symbols} = {count}"
+def _paths(model, text: Text, refs: Refs) -> blocks.Paragraph:
+    """The preview of the paths: a weight of layer 1 reaches the loss along paths, counted here; the
+    section after the four equations follows them (derive.lesson.paths)."""
+    formula, _ = path_count(model.sizes, model.activations[-1].is_vector)
     key = "big_picture.paths_vector" if model.activations[-1].is_vector else "big_picture.paths"
-    return blocks.Paragraph(text(key, count=formula))
+    return blocks.Paragraph(text(key, count=formula, raw={"paths": refs.section("paths")}))
 
 
 def _activation_formula(act, layer) -> dict:
@@ -346,6 +337,23 @@ def _run_in_detail(detail: str, text: Text, leads_on: bool, name: str = "") -> s
     return text.raw("refs.run_in").replace("{detail}", detail) + mark
 
 
+def _logistic_steps(d) -> list[tuple[str, str]] | None:
+    """For the logistic sigmoid g = 1/(1 + e^{-z}): g' = e^{-z}/(1 + e^{-z})² = g · e^{-z}/(1 + e^{-z})
+    = g (1 - g), each line checked to equal the derivative; None for any other activation."""
+    z = sp.Symbol("z")
+    e, g = sp.exp(-z), 1 / (1 + sp.exp(-z))
+    if d.in_terms_of_output is None or sp.simplify(d.activation.expr.subs(
+            {s: z for s in d.activation.expr.free_symbols}) - g) != 0:
+        return None
+    lines = [(latex(e / (1 + e) ** 2), e / (1 + e) ** 2),
+             (f"{latex(g)} \\cdot {latex(e / (1 + e))}", g * (e / (1 + e))),
+             (f"{latex(g)} \\left(1 - {latex(g)}\\right)", g * (1 - g)),
+             ("g(z) \\left(1 - g(z)\\right)", g * (1 - g))]
+    derivative = sp.diff(g, z)
+    assert all(sp.simplify(value - derivative) == 0 for _, value in lines)
+    return [("g'(z)" if n == 0 else "", tex) for n, (tex, _) in enumerate(lines)]
+
+
 def _activations(derivation: Derivation, text: Text, output_section: int) -> list:
     z, g = sp.Symbol("z"), sp.Function("g")
     gz = g(z)
@@ -362,15 +370,22 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
                            _run_in_detail(title, text, True, prose(display_name(d.activation), text.fmt))),
             blocks.Equation(equation(gz, d.activation.expr)["latex"]),
             blocks.Paragraph(" ".join(activation_notes(d, text, layers))),  # never empty: it names the layers
-            blocks.Paragraph(text("activations.computed")),
-            blocks.Equation(equation(sp.Derivative(gz, z), d.computed)["latex"]),
         ]
+        stepped = d.branch_form is None and d.kink_convention and d.in_terms_of_output is None
+        if not stepped:
+            out += [blocks.Paragraph(text("activations.computed")),
+                    blocks.Equation(equation(sp.Derivative(gz, z), d.computed)["latex"])]
         notes = []
         if d.in_terms_of_output is not None:
+            steps = _logistic_steps(d)
             out += [blocks.Paragraph(text("activations.readable")),
                     blocks.Equation(f"g'(z) = {latex(d.in_terms_of_output)}")]
-            notes.append(text(f"activations.proof_{d.proof}"))
-        elif d.branch_form is None and d.kink_convention:
+            if steps is not None:  # the sigmoid: the identity derived by hand, in two lines
+                out += [blocks.Paragraph(text("activations.proof_logistic")),
+                        blocks.Aligned(tuple(blocks.Row(lhs, rhs) for lhs, rhs in steps))]
+            else:
+                notes.append(text(f"activations.proof_{d.proof}"))
+        elif stepped:  # one notation for the step: the indicator, with its value at the kink
             out += [blocks.Paragraph(text("activations.convention")), blocks.Equation(f"g'(z) = {latex(d.derivative)}")]
         elif d.branch_form is None:
             if not d.computed.has(sp.Symbol("z", real=True)):
@@ -387,6 +402,8 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
                                              for p in extras["pieces"]),
                                        intro=extras["pieces_intro"]))
         out += [blocks.Paragraph(kink) for kink in extras["kinks"]]
+        if d.kinks and d.kinks_located:  # the kink's sentence already gives the value used there
+            extras["conventions"] = [c for key, c in zip(d.conventions, extras["conventions"]) if key != "step"]
         if extras["conventions"]:
             out.append(blocks.Paragraph(" ".join([text("kinks_extra.convention_intro"), *extras["conventions"]])))
         out += [blocks.Paragraph(note) for note in notes]
@@ -475,8 +492,27 @@ def _upstream_ref(refs: Refs, label: str):
     return lambda step: refs.above(label) if step.rule == "substitute_upstream" else ("", "")
 
 
+def _instance(result: Result, intro: str, label: str) -> blocks.Derivation:
+    """A general equation's instance for this network, in one line: its activation's g' (and its
+    loss's ∂C/∂a) put in, the result in matrix form, labelled for cross-references."""
+    e = result_equation(result)
+    return blocks.Derivation((blocks.Group("", (blocks.Row(e["lhs"], e["rhs"], label=label),)),), intro=intro)
+
+
 def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator) -> list:
     depth, sample = derivation.model.depth, derivation.sample
+    forms = general_forms(derivation)
+    if forms is not None and not forms.vector:  # derived once with a general g, then this network's g' put in
+        upstream = sample.steps[Q("grad_a", depth)]
+        return [
+            blocks.Paragraph(text("output_error.intro")),
+            narrator.derivation(unit_letters(list(forms.output.steps)), _output_sides, chains=True,
+                                intro=text("output_error.general_first"), relation=_relation, label="eq:bp1-general"),
+            blocks.Paragraph(text("output_error.meaning")),
+            _steps(narrator, upstream, label="eq:upstream-out", letters=True,
+                   intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
+            _instance(sample.results[Q("delta", depth)], text("output_error.instance"), "eq:bp1"),
+        ]
     return [
         blocks.Paragraph(text("output_error.intro")),
         _steps(narrator, sample.steps[Q("grad_a", depth)], label="eq:upstream-out", letters=True,
@@ -528,7 +564,19 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
     if depth == 1:
         return [blocks.Paragraph(text("recursion.none"))]
     out = []
-    if general is not None:
+    forms = general_forms(derivation) if general is not None else None
+    if forms is not None and forms.hidden is not None:  # derived once with a general g, then this network's g'
+        l = LayerRef.symbolic()
+        up, _ = _split_hidden(general.steps[Q("delta", l)])
+        out += [
+            blocks.Paragraph(text("recursion.intro")),
+            _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l", letters=True),
+            _steps(narrator, _split_hidden(list(forms.hidden.steps))[1], intro=text("recursion.delta_general"),
+                   ref=_upstream_ref(refs, "eq:upstream-l"), label="eq:bp2-general", letters=True),
+            blocks.Paragraph(text("recursion.meaning")),
+            _instance(general.results[Q("delta", l)], text("recursion.instance"), "eq:bp2"),
+        ]
+    elif general is not None:
         l = LayerRef.symbolic()
         up, de = _split_hidden(general.steps[Q("delta", l)])
         out += [
@@ -681,6 +729,11 @@ def _summary_rows(derivation: Derivation, batch: bool) -> list[tuple[str, dict]]
     return rows
 
 
+def verification_blocks(items: list[str], text: Text) -> list:
+    """The checks as a list and the verdict after it, a paragraph of its own (it is not one of them)."""
+    return [blocks.Paragraph(text("verification.intro")), blocks.ItemList(tuple(items[:-1])), blocks.Paragraph(items[-1])]
+
+
 def _verification(report: Report, text: Text, penalty: bool = False) -> list[str]:
     paragraphs = []
     s = report.check("symbolic")
@@ -813,10 +866,10 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
 # the lesson: why, the picture, the derivation of BP1-BP4 in order, the four equations boxed once, what
 # they say, the algorithm beside its code, the example and the cost; then the reference part
 LESSON_SECTIONS = ("learn", "network", "notation", "forward", "loss", "activations", "method", "output_error",
-                   "recursion", "parameters", "summary", "meaning", "loss_choice", "minibatch", "algorithm",
+                   "recursion", "parameters", "summary", "paths", "meaning", "loss_choice", "minibatch", "algorithm",
                    "example", "cost", "update_rule")
 TRAINING_SECTIONS = ("optimizer", "initialisation")  # how parameters move and start, after the update rule
-APPENDICES = ("code", "verification")
+APPENDICES = ("code", "verification", "notations")
 REFERENCE = ("update_rule", *TRAINING_SECTIONS, *APPENDICES)  # after the lesson, marked as reference
 
 
@@ -920,7 +973,8 @@ def build_document(
     lesson = lesson if lesson is not None else study(derivation)
     model = derivation.model
     depth = model.depth
-    keys = section_keys(LESSON_SECTIONS, training, lesson)
+    core = LESSON_SECTIONS if depth > 1 else tuple(k for k in LESSON_SECTIONS if k != "paths")  # one layer: one path
+    keys = section_keys(core, training, lesson)
     text = Text(lang, fmt, **section_numbers(keys))
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
@@ -941,6 +995,7 @@ def build_document(
                                                                 relabel=unit_letters),
         "recursion": lambda: _recursion(derivation, text, refs, narrator),
         "parameters": lambda: _parameters(derivation, text, narrator),
+        "paths": lambda: paths_blocks(model.sizes, model.activations[-1].is_vector, text, refs),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
         "minibatch": lambda: _minibatch(derivation, text, narrator),
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
@@ -948,8 +1003,8 @@ def build_document(
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
         "update_rule": lambda: _update_rule(derivation, text, refs, training, narrator),
         "code": lambda: _code(plan, derivation, text),
-        "verification": lambda: [blocks.Paragraph(text("verification.intro")),
-                                 blocks.ItemList(tuple(_verification(report, text, model.penalty is not None)))],
+        "notations": lambda: notation_map_blocks(text),
+        "verification": lambda: verification_blocks(_verification(report, text, model.penalty is not None), text),
     }
     if training is not None:
         from derive.present_training import initialisation_blocks, optimizer_blocks
@@ -986,8 +1041,10 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
              ("input", "layer", "loss", "units", "forward", "backward", "more_layers")}
     layout = pictures.layout(model.sizes, tuple(a.name for a in model.activations), picture_loss(model, text), words)
     alt = text.raw("picture.alt")
+    path = any(line.colour == pictures.PATH_COLOUR for line in layout.lines)  # one path drawn (section paths)
     return blocks.Picture(
-        caption=text("picture.caption"),
+        caption=text("picture.caption") + (text.raw("language.sentence_separator") + text("picture.path")
+                                          if path and "paths" in text.defaults else ""),
         alt=alt,
         file=PICTURE_FILE,
         svg=pictures.svg(layout, alt) if text.fmt != "tex" else None,

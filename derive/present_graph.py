@@ -34,6 +34,7 @@ from derive.present import (
     _loss_title,
     _steps,
     _verification,
+    verification_blocks,
     assemble_document,
     metadata,
     optimizer_notation,
@@ -46,7 +47,7 @@ from derive.present import (
 )
 from derive.present_functions import display_name, penalty_notation
 from derive import present_lesson as lesson_blocks
-from derive.present_notation import notation_blocks
+from derive.present_notation import notation_blocks, notation_map_blocks
 from derive.printing import latex, words
 from derive.verify import Report
 
@@ -281,7 +282,7 @@ def _verification_blocks(report: Report, text: Text, penalty: bool) -> list:
 
         figures = ", ".join(f"{text.math(quantity_of(label).latex())}: {_number(bound)}" for label, bound in per_node.items())
         items.insert(1, text("graph.per_node", raw={"figures": prose(figures, text.fmt) if text.fmt != "md" else figures}))
-    return [blocks.Paragraph(text("verification.intro")), blocks.ItemList(tuple(items))]
+    return verification_blocks(items, text)
 
 
 def build_graph_document(
@@ -321,6 +322,7 @@ def build_graph_document(
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
         "update_rule": lambda: _update_rule(derivation, text, training, narrator),
         "code": lambda: _code(plan, derivation, text),
+        "notations": lambda: notation_map_blocks(text),
         "verification": lambda: _verification_blocks(report, text, model.penalty is not None),
     }
     if training is not None:

@@ -175,7 +175,9 @@ def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
     slope = found.in_terms_of_output.xreplace({A: entry})
     if sp.cancel(ratio - slope) != 0:
         return None
-    return slope
+    # printed with the letter of the output unit the section derives for, j (not the engine's index)
+    return slope.xreplace({i: sp.Idx(sp.Symbol("j", integer=True), (i.lower, i.upper)) if isinstance(i, sp.Idx)
+                           else sp.Symbol("j", integer=True) for i in entry.indices})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,29 +200,42 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     out = [blocks.Paragraph(text("meaning.intro")),
            blocks.Table((text("meaning.activation"), text("meaning.slope"), text("meaning.where")), tuple(rows),
                         ("l", "l", "l"))]
-    if slopes.product is not None and len(slopes.layers) > 1:
-        factors = r" \cdot ".join(latex(b.bound) for _, b in slopes.layers)
-        product = slopes.product
-        value = latex(product) if product.is_Rational else latex(sp.Float(product, DECIMALS))
-        decimal = f"{float(product):.{DECIMALS}g}"
+    # one bound, from the output error to layer 1: δ⁽ᴸ⁾ already holds the output's slope, so only the
+    # slopes of the hidden layers lie between them (the output's own slope is BP1's saturation)
+    hidden = [b for layer, b in slopes.layers if layer < derivation.model.depth]
+    if hidden and all(b.bound is not None for b in hidden):
+        product = sp.Mul(*[b.bound for b in hidden])
         key = "meaning.vanish" if product < 1 else ("meaning.keep" if product == 1 else "meaning.grow")
-        out.append(blocks.Paragraph(text(key, layers=len(slopes.layers), factors=factors, product=value,
-                                         decimal=decimal)))
-        hidden = [b for layer, b in slopes.layers if layer < derivation.model.depth]
-        if len(hidden) < len(slopes.layers) and hidden:  # δ⁽ᴸ⁾ holds the output's slope: compare δ⁽¹⁾ with it
-            inner = sp.Mul(*[b.bound for b in hidden])
-            out.append(blocks.Paragraph(text(
-                "meaning.from_output", count=len(hidden), factors=r" \cdot ".join(latex(b.bound) for b in hidden),
-                product=latex(inner) if inner.is_Rational else latex(sp.Float(inner, DECIMALS)),
-                decimal=f"{float(inner):.{DECIMALS}g}")))
+        if product == 1 and all(_binary(b) for b in hidden):
+            key = "meaning.keep_binary"  # slopes exactly 0 or 1 (relu): passed unchanged or stopped
+        out.append(blocks.Paragraph(text(key, layers=len(hidden), factors=r" \cdot ".join(latex(b.bound) for b in hidden),
+                                         product=latex(product) if product.is_Rational else latex(sp.Float(product, DECIMALS)),
+                                         decimal=_decimal(product))))
     # saturation only where some activation has slopes near 0 that are not exactly 0 (not for relu)
-    out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights", "biases")
+    # (a bias's gradient is its unit's error: BP3's own words in the box, not repeated here)
+    out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights")
             if key != "saturation" or slopes.saturates or not slopes.layers]
     if any(bound.blocks for _, bound in slopes.layers):
-        out.insert(-2, blocks.Paragraph(text("meaning.inactive")))
+        out.insert(-1, blocks.Paragraph(text("meaning.inactive")))
     if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
         out.append(blocks.Paragraph(text("meaning.paths", raw={"backward": refs.section("backward")})))
     return out
+
+
+def _binary(bound) -> bool:
+    """A slope that is exactly 0 for z < 0 and exactly its bound 1 for z > 0 (relu): no other value."""
+    return bound.blocks and bound.side == 1 and bound.bound == 1
+
+
+def binary_slopes(lesson: Lesson) -> bool:
+    return bool(lesson.slopes.layers) and all(_binary(b) for _, b in lesson.slopes.layers)
+
+
+def _decimal(value) -> str:
+    """A number to DECIMALS significant digits, halves rounded up as a student rounds (1/64 = 0.01563)."""
+    from decimal import ROUND_HALF_UP, Context, Decimal
+
+    return format(Context(prec=DECIMALS, rounding=ROUND_HALF_UP).create_decimal(Decimal(str(sp.N(value, 30)))).normalize(), "f")
 
 
 def _error_ratio(lesson: Lesson, derivation: Derivation) -> tuple[str, str, str] | None:
@@ -251,8 +266,14 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     formulas = [batch[node.output] for node in network.layers] + [batch[key] for key in backward_order(derivation)]
     code = list(plan.forward) + list(plan.backward)
     rows = []
-    for n, (result, line) in enumerate(zip(formulas, code), start=1):
+    softmax = {node.output: node.layer.number for node in network.layers
+               if getattr(getattr(node.kind, "activation", None), "is_softmax", False)}
+    outputs = [node.output for node in network.layers] + [None] * len(code)
+    for n, (result, line, output) in enumerate(zip(formulas, code, outputs), start=1):
         tex = f"{latex(result.matrix_lhs, matrix=True)} = {latex(result.matrix_rhs, matrix=True)}"
+        if output in softmax:  # entry by entry, as a student writes it (the matrix form needs 1 1ᵀ)
+            k = softmax[output]
+            tex = rf"A^{{({k})}}_{{jr}} = e^{{Z^{{({k})}}_{{jr}}}} \Big/ \sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}"
         rows.append((str(n), text.math(tex), _code(text, line)))
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
@@ -404,9 +425,10 @@ def _hand_check(derivation: Derivation, example, key: Quantity) -> blocks.Aligne
                            blocks.Row("", _number(value))))
 
 
-def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> list[tuple[str, bool]]:
+def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> list[tuple[int, int, str, bool]]:
     """The units whose error is exactly 0 because their activation's slope is 0 there (a relu at
-    z < 0): their pre-activations, as '$z^{(2)}_{1} = -0.1800$', each with whether its activation is 0 too."""
+    z < 0): layer, unit (from 1), pre-activation as 'z^{(2)}_{1} = -0.1800', and whether its
+    activation is 0 too."""
     found = []
     slopes = {node.layer.number: node.kind.activation for node in derivation.model.network.layers
               if getattr(node.kind, "activation", None) is not None and not node.kind.activation.is_vector}
@@ -419,7 +441,7 @@ def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> 
             z = z_values.get(idx)
             if value == 0 and z is not None and z < 0 and derivative.subs(Z, z) == 0:
                 silent = slopes[key.layer.number].expr.subs(Z, z) == 0  # its activation is 0 as well
-                found.append((f"${_display_entry(Q('z', key.layer), idx)} = {_number(z)}$", silent))
+                found.append((key.layer.number, idx[0] + 1, f"{_display_entry(Q('z', key.layer), idx)} = {_number(z)}", silent))
     return found
 
 
@@ -446,15 +468,17 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
             blocks.Aligned(tuple(_row(q, example) for q in errors))]
     ratio = _error_ratio(lesson, derivation)
     if ratio is not None and "meaning" in refs.sections:  # after the numbers, not quoted before them
-        out.append(blocks.Paragraph(text("example.ratio", ratio=ratio[0], first=ratio[1], last=ratio[2])))
+        key = "example.ratio_binary" if binary_slopes(lesson) else "example.ratio"
+        out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2])))
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
     if checks:
         out += [blocks.Paragraph(text("example.hand")), *checks]
         inactive = _inactive_units(derivation, example, errors)
         if inactive and "meaning" in refs.sections:
-            units = text.raw("refs.list_separator").join(unit for unit, _ in inactive)
-            key = "example.inactive_silent" if all(silent for _, silent in inactive) else "example.inactive"
+            units = text.raw("example.unit_separator").join(
+                text("example.unit", layer=layer, unit=unit, z=z) for layer, unit, z, _ in inactive)
+            key = "example.inactive_silent" if all(silent for *_, silent in inactive) else "example.inactive"
             out.append(blocks.Paragraph(text(key, units=units)))
         out.append(blocks.Paragraph(text("example.exercise")))
     out += [blocks.Paragraph(text("example.gradients")),
@@ -486,7 +510,7 @@ def cost_blocks(lesson: Lesson, text) -> list:
     backward = c.errors.value + c.gradients.value
     return [
         blocks.Paragraph(text("cost.intro", parameters=c.parameters.value)),
-        blocks.Table(header, tuple(rows), (r"p{0.24\textwidth}", r"p{0.58\textwidth}", "r")),
+        blocks.Table(header, tuple(rows), (r"p{0.27\textwidth}", r"p{0.56\textwidth}", "r")),
         blocks.Paragraph(text("cost.result", forward=c.forward.value, backward=backward,
                               backward_ratio=f"{backward / c.forward.value:.2g}" if c.forward.value else "0",
                               total=c.backpropagation, finite=c.finite_differences.value,

@@ -152,22 +152,39 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     for symbol, key, pattern in ROWS:
         key = key + "_vector" if key == "notation.g" and vector_activation else key
         key = key + "_units" if key == "notation.indices" and unit_letters else key  # j, k, i by layer
+        symbol = "i, j, j', k, q" if key == "notation.indices_units" else symbol  # the MLP lesson has no p
         rows.append(((text.math(symbol), text(key)), pattern, _TEXT.sub(" ", "\n".join(_MATH.findall(text.raw(key))))))
     main, local = split_rows(used, rows, {key: [(text.math(s), m) for s, m in extra]
                                           for key, extra in (pinned or {}).items()})
     main += [(text.math(symbol), meaning) for symbol, meaning in extra]
-    others = tuple((text(f"notation_map.{concept}"), *(text.math(text.raw(f"notation_map.{concept}_{book}"))
-                                                        for book in ("ours", "nielsen", "cs231n", "eto")))
-                   for concept in MAP_CONCEPTS)
-    map_header = tuple(text(f"notation_map.{column}") for column in ("concept", "ours", "nielsen", "cs231n", "eto"))
     section = [
         blocks.Paragraph(text("notation.intro")),
         _table(text, main, long=True),
+    ]
+    return section, {key: _local(text, key, rows) for key, rows in local.items()}
+
+
+def _local(text, section: str, rows: list) -> list:
+    """The symbols a later section introduces: one symbol is defined in a sentence (a table of one row
+    would be machinery), more in a short table after the section's lead sentence."""
+    if len(rows) == 1:
+        (symbol, meaning), = rows
+        return [blocks.Paragraph(text("notation.inline", raw={"symbol": symbol, "meaning": meaning}))]
+    return [blocks.Paragraph(_lead(text, section)), _table(text, rows)]
+
+
+def notation_map_blocks(text) -> list:
+    """The appendix that maps this notation to Nielsen's, CS231n's and the E/t/o notation of Mitchell
+    and other textbooks: looked up by a reader who knows one of them, not needed on a first read."""
+    others = tuple((text(f"notation_map.{concept}"), *(text.math(text.raw(f"notation_map.{concept}_{book}"))
+                                                        for book in ("ours", "nielsen", "cs231n", "eto")))
+                   for concept in MAP_CONCEPTS)
+    header = tuple(text(f"notation_map.{column}") for column in ("concept", "ours", "nielsen", "cs231n", "eto"))
+    return [
         blocks.Paragraph(text("notation_map.intro")),
-        blocks.Table(map_header, others, (r"p{0.24\textwidth}", "l", "l", "l", "l")),
+        blocks.Table(header, others, (r"p{0.24\textwidth}", "l", "l", "l", "l")),
         blocks.Paragraph(text("notation_map.note")),
     ]
-    return section, {key: [blocks.Paragraph(_lead(text, key)), _table(text, rows)] for key, rows in local.items()}
 
 
 def _lead(text, section: str) -> str:
@@ -179,4 +196,4 @@ def _lead(text, section: str) -> str:
 # the concepts of the table that maps this notation to other texts' (the symbols are in the catalog)
 MAP_CONCEPTS = ("weight", "preactivation", "activation", "function", "target", "loss", "cost", "error", "gradient", "rate")
 
-__all__ = ["ROWS", "MAIN_UNTIL", "notation_blocks", "split_rows", "used_latex", "MAP_CONCEPTS"]
+__all__ = ["ROWS", "MAIN_UNTIL", "notation_blocks", "notation_map_blocks", "split_rows", "used_latex", "MAP_CONCEPTS"]

@@ -9,6 +9,7 @@ repeating itself or a printer that brings back a second meaning for a letter fai
 from __future__ import annotations
 
 import re
+import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+import derive
 from derive.lesson.worked_example import entries, worked_example
 from derive.model import make_spec
 from derive.notation import Q
@@ -108,7 +110,7 @@ def test_the_four_equations_are_boxed_once_after_their_derivations(compared_mark
     assert "\\boxed" in summary and all(f"(BP{n})" in summary for n in (1, 2, 3, 4))
     for number in (8, 9, 10):
         assert "\\boxed" not in _section(compared_markdown, number)
-    assert len(titles) > 17 and "## 18. " in compared_markdown.split("\n---\n", 1)[1]
+    assert len(titles) > 18 and "## 19. " in compared_markdown.split("\n---\n", 1)[1]
 
 
 def test_the_repetition_check_can_fail():
@@ -190,7 +192,22 @@ def symbol_tables(tex: str) -> list[tuple[int, list[str]]]:
                 found.append((n, [re.match(r"\s*\$(.*?)\$\s*&", row, flags=re.S).group(1)
                                   for row in rows.replace("\\endhead", "").split("\\\\\n") if "&" in row]))
     assert found[0][0] == notation, "the notation section opens with the symbol table"
+    for n, (_, body) in enumerate(parts):  # one symbol a section adds is defined in a sentence
+        symbols = [m.group(1) for pattern in INLINE for m in pattern.finditer(body)]
+        if symbols:
+            found.append((n, symbols))
     return found
+
+
+def _inline_pattern(lang: str) -> re.Pattern:
+    """The catalog's sentence that defines one symbol ("Write $η$ for the learning rate."), as a
+    pattern whose group is the symbol."""
+    catalog = tomllib.loads((Path(derive.__file__).parent / "locale" / f"{lang}.toml").read_text())
+    template = re.escape(catalog["notation"]["inline"])
+    return re.compile(template.replace(re.escape("{symbol}"), r"\$(.*?)\$").replace(re.escape("{meaning}"), r"[^\n$]*?"))
+
+
+INLINE = [_inline_pattern(lang) for lang in ("en", "zh")]
 
 
 def notation_table(tex: str) -> list[str]:
@@ -209,7 +226,7 @@ def notation_problems(tex: str) -> list[str]:
     problems = [f"{t} has {n} rows" for t, n in owners.items() if n > 1]
     missing = set()
     for n, (label, body) in enumerate(sections(tex)):
-        if n == notation:
+        if n == notation or label == "sec:notations":  # the other books' symbols, compared
             continue
         defined = set().union(*(tokens(s) for k, symbols in tables if k == notation or k <= n for s in symbols))
         used = set().union(set(), *(tokens(m) for m in math_segments(body)))
@@ -531,7 +548,7 @@ def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_mark
     rule leaves out the constant g(0) and how far the variance of the pre-activations moves in this
     network; the figure is the last row of the table the section computes at its end. A relu
     network (output 0 at 0) gets no such paragraph."""
-    section = _section(compared_markdown, 20)
+    section = _section(compared_markdown, 21)
     blocks = section.split("\n\n")
     lead = next((b for b in blocks[:6] if b.startswith(("In short", "先说结论"))), None)
     if "relu" in compared_markdown.split("\n## 1. ")[0]:
@@ -540,3 +557,70 @@ def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_mark
     rows = [line for line in section.splitlines() if re.match(r"\| 3 \| [0-9.]+ \|", line)]
     final = rows[-1].split("|")[2].strip()
     assert lead is not None and final in lead and section.index(lead) < section.index("$$")
+
+
+def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdown):
+    """The big picture has its own section right after the box of the four equations: Nielsen's
+    indexed product for one weight of layer 1 (one rate per edge, 2L + 1 of them), the number of
+    terms of the sum computed from the sizes in the table of section 2 (an extra factor n_L for a
+    softmax output), and the same sum grouped from the loss end into BP1, BP2 once per hidden layer
+    and BP4. Section 2 only previews it and cites the section."""
+    section = _section(compared_markdown, 12)
+    assert "\\boxed" in _section(compared_markdown, 11)
+    sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 2))]
+    depth = len(sizes) - 1
+    softmax = "softmax" in compared_markdown.split("\n## 1. ")[0]
+    count = 1
+    for n in sizes[2:] + ([sizes[-1]] if softmax else []):
+        count *= n
+    displays = section.split("$$")[1::2]
+    assert displays[0].count("\\frac{\\partial") == 2 * depth + 1
+    assert f"= {count}$" in section and f"= {count}$" in _section(compared_markdown, 2)
+    tags = re.findall(r"\\text\{\((BP\d)\)\}", displays[2])
+    assert tags == ["BP1"] + ["BP2"] * (depth - 1) + ["BP4"]
+    assert "](#12-" in _section(compared_markdown, 2)
+
+
+def test_one_slope_bound_and_activation_specific_wording(compared_markdown):
+    """What the equations say states one bound, from δ⁽ᴸ⁾ to δ⁽¹⁾ over the hidden layers' slopes
+    ((1/4)² for two sigmoid hidden layers, not (1/4)³); a relu document speaks of slopes of exactly 0
+    or 1, never of saturation, and explains the worked example's ratio by weights and inactive
+    units; no document quotes SymPy's own step function or its H."""
+    meaning = _section(compared_markdown, 13)
+    relu = "relu" in compared_markdown.split("\n## 1. ")[0]
+    if relu:
+        assert "0 or 1" in meaning or "0 或 1" in meaning
+        assert "aturat" not in meaning and "饱和" not in meaning and "float64 rounds" not in compared_markdown
+        assert "sets this ratio" not in compared_markdown
+    else:
+        assert "\\frac{1}{16} \\approx 0.0625" in meaning and "\\frac{1}{64}" not in meaning
+    assert "H\\left(z\\right)" not in compared_markdown and "SymPy's own $H" not in compared_markdown
+
+
+def test_the_network_picture_highlights_one_path_of_a_first_layer_weight():
+    """One edge per layer, unit 1 to unit 1, from the input to the output layer; none for one layer
+    (a single path) or when a column of dots stands for hidden layers."""
+    from derive import pictures
+
+    words = {k: k for k in ("input", "loss", "units", "forward", "backward")} | {
+        "layer": "layer {layer}", "units": "n = {units}", "more_layers": "{count}"}
+    pic = pictures.layout((4, 5, 5, 3), ("sigmoid",) * 3, "loss", words)
+    path = [line for line in pic.lines if line.colour == pictures.PATH_COLOUR]
+    assert len(path) == 3 and all(a.x2 < b.x1 for a, b in zip(path, path[1:]))
+    assert all(abs(b.y1 - a.y2) < 1e-9 for a, b in zip(path, path[1:]))  # one unit per layer, joined
+    assert not [line for line in pictures.layout((4, 3), ("sigmoid",), "loss", words).lines
+                if line.colour == pictures.PATH_COLOUR]
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse", "en"), (3, "relu", None, "ce", "en"),
+                                    (3, "sigmoid", None, "mse", "zh"), (3, "relu", None, "ce", "zh")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_fresh_compared_documents_define_every_symbol_once(config):
+    """The notation check on the documents as the code writes them now (the gallery may predate a
+    change): every symbol in the notation table, in a later section's table or in its one-symbol
+    sentence, before it is used, with one row each."""
+    *spec, lang = config
+    tex = generate(make_spec(*spec, formats="tex", lang=lang)).files["derivation.tex"].decode()
+    assert notation_problems(tex) == []
+    inline = [symbols for n, symbols in symbol_tables(tex)[1:] if len(symbols) == 1]
+    assert [r"\eta"] in inline and ["N"] in inline  # the worked example and the cost count, in a sentence

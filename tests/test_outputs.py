@@ -61,9 +61,10 @@ def test_markdown_has_every_section(outcome):
     text = outcome.files["derivation.md"].decode()
     headings = ("What we want to compute", "The big picture", "Notation", "Forward pass", "Loss",
                 "How every step works", "The error of the output layer", "The backward recursion",
-                "Gradients of the parameters", "The four equations of backpropagation", "What the equations say",
-                "Why this loss", "Minibatch form", "The algorithm", "A worked example", "Why backpropagation is fast",
-                "Gradient-descent update", "Verification")
+                "Gradients of the parameters", "The four equations of backpropagation",
+                "The big picture: sums over paths", "What the equations say about learning", "Choosing the loss",
+                "Minibatch form", "The algorithm", "A worked example", "Why backpropagation is fast",
+                "Gradient-descent update", "Verification", "Other notations")
     at = [text.index(f". {heading}\n") for heading in headings]
     assert at == sorted(at)  # in this order
     assert text.index("\n## Reference\n") < text.index(". Gradient-descent update\n")

@@ -1,0 +1,90 @@
+"""The big picture of backpropagation as sums over paths (Nielsen, ch. 2, "Backpropagation: the big
+picture"), given once the four equations are known: a change of one weight of layer 1 reaches the
+loss along every path through one unit of each later layer; each edge of a path multiplies the change
+by its rate; the change of the loss is the sum over the paths of the products of the rates; and the
+errors of the backward pass are these sums, grouped from the loss end so that each is computed once."""
+
+from __future__ import annotations
+
+from derive import document as blocks
+
+
+def _u(layer: int) -> str:
+    return f"j_{{{layer}}}"
+
+
+def _a(layer: int, unit: str) -> str:
+    return f"a^{{({layer})}}_{{{unit}}}"
+
+
+def _z(layer: int, unit: str) -> str:
+    return f"z^{{({layer})}}_{{{unit}}}"
+
+
+def _frac(top: str, bottom: str) -> str:
+    return rf"\frac{{\partial {top}}}{{\partial {bottom}}}"
+
+
+def path_count(sizes: tuple[int, ...], vector_output: bool) -> tuple[str, int]:
+    """How many paths a weight of layer 1 has to the loss: one unit in each later layer, and for a
+    vector output activation (softmax) one more choice of the output it reaches. The formula with
+    this network's sizes, and the count."""
+    depth = len(sizes) - 1
+    factors = [(f"n_{{{l}}}", sizes[l]) for l in range(2, depth + 1)]
+    if vector_output:
+        factors.append((f"n_{{{depth}}}", sizes[depth]))
+    count = 1
+    for _, n in factors:
+        count *= n
+    symbols = " ".join(f for f, _ in factors)
+    numbers = r" \cdot ".join(str(n) for _, n in factors)
+    return (f"{symbols} = {numbers} = {count}" if len(factors) > 1 else f"{symbols} = {count}"), count
+
+
+def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs) -> list:
+    """The section: Nielsen's indexed product for a weight W⁽¹⁾_{j₁k} of this network's depth, the
+    rate of each edge, the count of paths, and the errors as the same sum grouped from the loss."""
+    depth = len(sizes) - 1
+    L = depth
+    weight = rf"W^{{(1)}}_{{{_u(1)} k}}"
+    change = rf"\Delta {weight}"
+    out_unit = _u(L) + "'" if vector_output else _u(L)  # softmax: the output reached, another unit of layer L
+    summed = ", ".join([_u(l) for l in range(2, L + 1)] + ([out_unit] if vector_output else []))
+    # the rates from the loss back to the weight, as partial derivatives and as values
+    partials = [_frac("C", _a(L, out_unit)), _frac(_a(L, out_unit), _z(L, _u(L)))]
+    values = [_frac("C", _a(L, out_unit)) + " " + (_frac(_a(L, out_unit), _z(L, _u(L))) if vector_output
+                                                   else rf"g'({_z(L, _u(L))})")]
+    for l in range(L - 1, 0, -1):
+        partials += [_frac(_z(l + 1, _u(l + 1)), _a(l, _u(l))), _frac(_a(l, _u(l)), _z(l, _u(l)))]
+        values += [rf"W^{{({l + 1})}}_{{{_u(l + 1)} {_u(l)}}}", rf"g'({_z(l, _u(l))})"]
+    partials.append(_frac(_z(1, _u(1)), weight))
+    values.append(_a(0, "k"))
+    total = rf"\sum_{{{summed}}}"
+    half = (len(partials) + 1) // 2
+    nielsen = [blocks.Row(r"\Delta C", rf"{total} {' '.join(partials[:half])}", relation=r"\approx")]
+    nielsen.append(blocks.Row("", rf"\quad {' '.join(partials[half:])}\, {change}", relation=""))
+    rates = blocks.Row(r"\Delta C", rf"{total} {' '.join(values)}\, {change}", relation=r"\approx")
+    # the same sum grouped from the loss end: BP1, then BP2 once per layer, then BP4
+    if vector_output:
+        first = rf"\sum_{{{out_unit}}} {_frac('C', _a(L, out_unit))} {_frac(_a(L, out_unit), _z(L, _u(L)))}"
+    else:
+        first = rf"{_frac('C', _a(L, _u(L)))} g'({_z(L, _u(L))})"
+    grouped = [blocks.Row(rf"\delta^{{({L})}}_{{{_u(L)}}}", first, "BP1")]
+    for l in range(L - 1, 0, -1):
+        grouped.append(blocks.Row(
+            rf"\delta^{{({l})}}_{{{_u(l)}}}",
+            rf"\sum_{{{_u(l + 1)}}} \delta^{{({l + 1})}}_{{{_u(l + 1)}}} W^{{({l + 1})}}_{{{_u(l + 1)} {_u(l)}}} "
+            rf"g'({_z(l, _u(l))})", "BP2"))
+    grouped.append(blocks.Row(r"\Delta C", rf"\delta^{{(1)}}_{{{_u(1)}}} {_a(0, 'k')}\, {change}", "BP4",
+                              relation=r"\approx"))
+    formula, _count = path_count(sizes, vector_output)
+    return [
+        blocks.Paragraph(text("paths.intro" + ("_vector" if vector_output else ""), weight=weight, out=out_unit)),
+        blocks.Aligned(tuple(nielsen)),
+        blocks.Paragraph(text("paths.rates")),
+        blocks.Aligned((rates,)),
+        blocks.Paragraph(text("paths.count", count=formula)),
+        blocks.Paragraph(text("paths.grouped")),
+        blocks.Aligned(tuple(grouped)),
+        blocks.Paragraph(text("paths.bookkeeping", raw={"cost": refs.section("cost")})),
+    ]
