@@ -322,6 +322,7 @@ def _loss(derivation: Derivation, text: Text) -> list:
         blocks.Equation(result_equation(derivation.sample.results[COST_KEY], matrix=False)["latex"], label="eq:loss"),
         blocks.Paragraph(text("loss.batch")),
         blocks.Equation(result_equation(derivation.batch.results[COST_KEY], matrix=False)["latex"], label="eq:cost"),
+        blocks.Paragraph(text("loss.assumptions")),  # Nielsen's two, before anything is derived
     ]
     if penalty:
         out.append(blocks.Paragraph(penalty["batch"]))
