@@ -863,6 +863,12 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
     return out
 
 
+def _uses(block, symbol: str) -> bool:
+    """Whether a block's formulas or prose contain the LaTeX of a symbol (\\eta not \\etaX)."""
+    source = getattr(block, "text", "") + used_latex((block,), ())
+    return re.search(re.escape(symbol) + r"(?![A-Za-z])", source) is not None
+
+
 # the sections of a lesson, in order; the document of any network (`present_graph`) has its own core
 # the lesson: why, the picture, the derivation of BP1-BP4 in order, the four equations boxed once, what
 # they say, the algorithm beside its code, the example and the cost; then the reference part
@@ -929,6 +935,8 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
     for key, lead in introduced.items():  # the symbols a later section introduces, at its top
         # (after the opening paragraph where that paragraph says what the section is: the checks)
         at = 1 if key in INTRO_BEFORE_SYMBOLS and built[key] else 0
+        if len(lead) == 1 and getattr(lead[0], "symbol", ""):  # one symbol: just before its first use
+            at = next((n for n, block in enumerate(built[key]) if _uses(block, lead[0].symbol)), at)
         built[key] = built[key][:at] + tuple(lead) + built[key][at:]
     return blocks.Document(
         contents=text("doc.contents"),
@@ -1044,7 +1052,9 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     alt = text.raw("picture.alt")
     path = any(line.colour == pictures.PATH_COLOUR for line in layout.lines)  # one path drawn (section paths)
     return blocks.Picture(
-        caption=text("picture.caption") + (text.raw("language.sentence_separator") + text("picture.path")
+        # the ellipsis is mentioned only where one is drawn (a wide layer, or layers left out)
+        caption=text("picture.caption" if layout.dots else "picture.caption_all")
+        + (text.raw("language.sentence_separator") + text("picture.path")
                                           if path and "paths" in text.defaults else ""),
         alt=alt,
         file=PICTURE_FILE,

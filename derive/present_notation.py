@@ -142,6 +142,9 @@ def _table(text, rows, long: bool = False):
     return blocks.Table(header, tuple(rows), ("l", r"p{0.7\textwidth}"), long=long)
 
 
+_RAW: dict[str, str] = {}  # a symbol as the table prints it -> its LaTeX (for SymbolSentence)
+
+
 def hadamard_example(u=(1, 2), v=(3, 4)) -> str:
     """⊙ on two small vectors, as Nielsen shows it: (1, 2)ᵀ ⊙ (3, 4)ᵀ = (1·3, 2·4)ᵀ = (3, 8)ᵀ, the
     products computed."""
@@ -166,6 +169,7 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
         key = key + "_units" if key == "notation.indices" and unit_letters else key  # j, k, i by layer
         symbol = "i, j, j', k, q" if key == "notation.indices_units" else symbol  # the MLP lesson has no p
         values = {"example": hadamard_example()} if key == "notation.hadamard" else {}
+        _RAW[text.math(symbol)] = symbol.split(",")[0].split("^")[0]  # \eta, \Delta: what a use contains
         rows.append(((text.math(symbol), text(key, **values)), pattern,
                      _TEXT.sub(" ", "\n".join(_MATH.findall(text.raw(key)))).replace("{example}", " ")))
     main, local = split_rows(used, rows, {key: [(text.math(s), m) for s, m in extra]
@@ -183,7 +187,8 @@ def _local(text, section: str, rows: list) -> list:
     would be machinery), more in a short table after the section's lead sentence."""
     if len(rows) == 1:
         (symbol, meaning), = rows
-        return [blocks.Paragraph(text("notation.inline", raw={"symbol": symbol, "meaning": meaning}))]
+        return [blocks.SymbolSentence(text("notation.inline", raw={"symbol": symbol, "meaning": meaning}),
+                                      symbol=_RAW.get(symbol, ""))]
     return [blocks.Paragraph(_lead(text, section)), _table(text, rows)]
 
 
