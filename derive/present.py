@@ -514,6 +514,21 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
                    intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
             _instance(sample.results[Q("delta", depth)], text("output_error.instance"), "eq:bp1"),
         ]
+    if forms is not None and forms.vector:  # the softmax's Jacobian derived once, for any loss; this loss put in
+        upstream = sample.steps[Q("grad_a", depth)]
+        probability = derivation.model.loss.target == "probability" and derivation.model.loss.name == "ce"
+        return [
+            blocks.Paragraph(text("output_error.intro")),
+            narrator.derivation(unit_letters(list(forms.output.steps)), _output_sides, chains=True,
+                                intro=text("output_error.general_first_vector"), relation=_relation,
+                                label="eq:bp1-general"),
+            blocks.Paragraph(text("output_error.general_instance_vector")),
+            blocks.Paragraph(text("output_error.meaning_vector")),
+            _steps(narrator, upstream, label="eq:upstream-out", letters=True,
+                   intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
+            _instance(sample.results[Q("delta", depth)],
+                      text("output_error.instance_vector_ce" if probability else "output_error.instance_vector"), "eq:bp1"),
+        ]
     return [
         blocks.Paragraph(text("output_error.intro")),
         _steps(narrator, sample.steps[Q("grad_a", depth)], label="eq:upstream-out", letters=True,

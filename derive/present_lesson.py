@@ -10,6 +10,7 @@ engine), the prose from the message catalog.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import lru_cache
 
 import sympy as sp
@@ -133,11 +134,18 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
                                  chosen=titles[chosen.loss.name], other=titles[other.loss.name]))]
     if other.steps:  # the other loss's derivation, as the engine did it (the same moves as the own loss's)
         upstream, delta = other.steps
+        # the softmax's Jacobian is derived once, in BP1's general form (section output_error): from the
+        # line that is that form, only the substitution of this loss and the matrix form follow
+        rules, delta_intro = [step.rule for step in delta], "loss_choice.other_delta"
+        if activation.is_softmax and "substitute_upstream" in rules and rules.index("substitute_upstream") > 1:
+            start = rules.index("substitute_upstream") - 1
+            delta = (replace(delta[start], rule="bp1_general"), *delta[start + 1:])
+            delta_intro = "loss_choice.other_delta_bp1"
         above = lambda step: refs.above() if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
         chains = relabel(upstream) is not upstream  # the document's own letters: one chain per display too
         out += [narrator.derivation(relabel(list(upstream)), sides(latex), chains=chains,
                                     intro=text("loss_choice.other_upstream", other=titles[other.loss.name])),
-                narrator.derivation(relabel(list(delta)), sides(latex), intro=text("loss_choice.other_delta"), ref=above,
+                narrator.derivation(relabel(list(delta)), sides(latex), intro=text(delta_intro), ref=above,
                                     chains=chains)]
     out += [blocks.Paragraph(text("loss_choice.side_by_side")), blocks.Aligned(tuple(rows))]
     if chosen.saturated is not None and other.saturated is not None:

@@ -146,10 +146,10 @@ _RAW: dict[str, str] = {}  # a symbol as the table prints it -> its LaTeX (for S
 
 
 def hadamard_example(u=(1, 2), v=(3, 4)) -> str:
-    """⊙ on two small vectors, as Nielsen shows it: (1, 2)ᵀ ⊙ (3, 4)ᵀ = (1·3, 2·4)ᵀ = (3, 8)ᵀ, the
-    products computed."""
+    """⊙ on two small vectors, as Nielsen shows it, on one line of a table cell:
+    (1, 2)ᵀ ⊙ (3, 4)ᵀ = (1 · 3, 2 · 4)ᵀ = (3, 8)ᵀ, the products computed."""
     def column(entries):
-        return r"\begin{pmatrix} " + r" \\ ".join(entries) + r" \end{pmatrix}"
+        return r"(" + ", ".join(entries) + r")^{\top}"
     products = [str(x * y) for x, y in zip(u, v)]
     factors = [str(x) + r" \cdot " + str(y) for x, y in zip(u, v)]
     return (column([str(x) for x in u]) + r" \odot " + column([str(y) for y in v]) + " = "
