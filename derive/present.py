@@ -215,7 +215,9 @@ def _activation_formula(act, layer) -> dict:
         from derive.layers import Node, activation_kind
 
         i = index("i", LayerRef(layer))
-        return equation(a.base[i], Node(activation_kind(act), LayerRef(layer), (Q("z", layer),)).entry(i, None))
+        entry = Node(activation_kind(act), LayerRef(layer), (Q("z", layer),)).entry(i, None)
+        (named,) = unit_letters([Step(a.base[i], entry, "definition")])  # a_j over the sum of j', as in section 4
+        return equation(named.lhs, named.rhs)
     return equation(sp.Function("g")(sp.Symbol("z")), act.expr)
 
 
@@ -291,8 +293,10 @@ def _forward(derivation: Derivation, text: Text) -> list:
     for layer, act in enumerate(derivation.model.activations, start=1):
         if act.is_vector:  # softmax couples the units of its layer: its entries as derived
             a = derivation.sample.results[Q("a", layer)]
+            # the lesson's letters: a_j over the sum of j' (j'' inside its derivative), as in the derivations
+            (named,) = unit_letters([Step(a.lhs, a.rhs, "definition")])
             out += [blocks.Paragraph(text("forward.softmax" if act.is_softmax else "vector_extra.log_softmax_forward")),
-                    blocks.Equation(result_equation(a, matrix=False)["latex"])]
+                    blocks.Equation(equation(named.lhs, named.rhs)["latex"])]
     return out
 
 
@@ -319,14 +323,24 @@ def _loss(derivation: Derivation, text: Text) -> list:
                 blocks.Paragraph(penalty["layer_intro"]), blocks.Equation(penalty["layer"]["latex"])]
     out += [
         blocks.Paragraph(text("loss.sample")),
-        blocks.Equation(result_equation(derivation.sample.results[COST_KEY], matrix=False)["latex"], label="eq:loss"),
+        blocks.Equation(_cost_equation(derivation.sample.results[COST_KEY]), label="eq:loss"),
         blocks.Paragraph(text("loss.batch")),
-        blocks.Equation(result_equation(derivation.batch.results[COST_KEY], matrix=False)["latex"], label="eq:cost"),
+        blocks.Equation(_cost_equation(derivation.batch.results[COST_KEY]), label="eq:cost"),
         blocks.Paragraph(text("loss.assumptions")),  # Nielsen's two, before anything is derived
     ]
     if penalty:
         out.append(blocks.Paragraph(penalty["batch"]))
     return out + [blocks.Paragraph(note) for note in notes + extras["notes"]]
+
+
+def _cost_equation(result: Result) -> str:
+    """The loss (or cost) entry by entry, its sum over the output units written with j, the letter of a
+    unit of the layer at hand throughout the lesson (the engine names it i)."""
+    names = {i: sp.Idx(sp.Symbol("j", integer=True), (i.lower, i.upper))
+             for i in (result.lhs.atoms(sp.Idx) | result.rhs.atoms(sp.Idx)) if i.label.name == "i"}
+    if any(i.label.name == "j" for i in result.rhs.atoms(sp.Idx)):
+        names = {}  # j is taken: keep the engine's letters
+    return equation(result.lhs.xreplace(names), result.rhs.xreplace(names))["latex"]
 
 
 def _run_in_detail(detail: str, text: Text, leads_on: bool, name: str = "") -> str:

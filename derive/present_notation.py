@@ -167,7 +167,7 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     for symbol, key, pattern in ROWS:
         key = key + "_vector" if key == "notation.g" and vector_activation else key
         key = key + "_units" if key == "notation.indices" and unit_letters else key  # j, k, i by layer
-        symbol = "i, j, j', k, q" if key == "notation.indices_units" else symbol  # the MLP lesson has no p
+        symbol = "i, j, j', k, p, q" if key == "notation.indices_units" else symbol
         values = {"example": hadamard_example()} if key == "notation.hadamard" else {}
         _RAW[text.math(symbol)] = symbol.split(",")[0].split("^")[0]  # \eta, \Delta: what a use contains
         rows.append(((text.math(symbol), text(key, **values)), pattern,
