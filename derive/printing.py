@@ -206,7 +206,7 @@ class DeriveLatexPrinter(LatexPrinter):
         terms = sorted(
             self._as_ordered_terms(expr, order=order),
             key=lambda t: (t.could_extract_minus_sign(), not (t.is_Symbol and t.name in _COST_NAMES),
-                           not t.has(sp.Sum, MatProd)),
+                           not t.has(sp.Sum, MatProd), len(t.atoms(sp.Add))),  # −y log a before −(1 − y) log(1 − a)
         )
         tex = ""
         for n, term in enumerate(terms):
