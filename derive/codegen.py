@@ -43,6 +43,13 @@ class NumPyCodePrinter(NumPyPrinter):
         super().__init__({"fully_qualified_modules": True, "allow_unknown_functions": False})
         self.helpers: set[str] = set()
 
+    def _as_ordered_terms(self, expr, order=None):
+        """A matrix product before what is added to it, as the formula reads: W1 @ A0 + b1, not b1 + W1 @ A0
+        (a stable sort: every other order is SymPy's)."""
+        from derive.ops import MatProd
+
+        return sorted(super()._as_ordered_terms(expr, order=order), key=lambda t: not t.has(MatProd))
+
     def _module_format(self, fqn, register=True):
         return "np." + fqn[len("numpy.") :] if fqn.startswith("numpy.") else super()._module_format(fqn, register)
 

@@ -23,6 +23,15 @@ class Paragraph:
 
 
 @dataclass(frozen=True)
+class SymbolSentence(Paragraph):
+    """The sentence that defines the one symbol a later section adds ("Write $\\eta$ for the learning
+    rate."), printed as a paragraph; `symbol` (its LaTeX) lets the section put it just before the
+    block that first uses the symbol rather than at its top, where it would dangle."""
+
+    symbol: str = ""
+
+
+@dataclass(frozen=True)
 class Heading:
     """A heading inside a section. `level` "paragraph" is a run-in bold heading (LaTeX \\paragraph),
     which may have a `detail` after the bold title (with its own leading space, if the language uses one)

@@ -87,7 +87,7 @@ _KINDS: dict[str, tuple[str, str | None, int, str]] = {
     "Y": ("Y", "Y", 2, "batch"),
     "Z": ("Z", "Z", 2, "batch"),
     "A": ("A", "A", 2, "batch"),
-    "Delta": (r"\Delta", "Delta", 2, "batch"),
+    "Delta": (r"\boldsymbol{\delta}", "Delta", 2, "batch"),  # Δ is kept for a small change
     "grad_A": ("A", "dA", 2, "batch"),
     # the loss of one sample (the key of its formula among a derivation's results)
     "cost": ("C", None, 0, "sample"),

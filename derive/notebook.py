@@ -49,7 +49,7 @@ def notebook(doc: Document, markdown, model_source: str, spec: MLPSpec) -> bytes
     def code_cell(source: str):
         cells.append(v4.new_code_cell(source.strip("\n")))
 
-    markdown_cell(markdown.head(doc, False) + "\n\n" + text("notebook.intro"))
+    markdown_cell(markdown.head(doc, False) + "\n\n" + doc.generated + "\n\n" + text("notebook.intro"))
     pictures = [b for s in doc.sections for b in s.blocks if b.kind == "picture"]  # the network's, a window's …
     for section in doc.sections:
         source = _LINK.sub(r"\1", markdown.section(section))

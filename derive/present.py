@@ -215,7 +215,9 @@ def _activation_formula(act, layer) -> dict:
         from derive.layers import Node, activation_kind
 
         i = index("i", LayerRef(layer))
-        return equation(a.base[i], Node(activation_kind(act), LayerRef(layer), (Q("z", layer),)).entry(i, None))
+        entry = Node(activation_kind(act), LayerRef(layer), (Q("z", layer),)).entry(i, None)
+        (named,) = unit_letters([Step(a.base[i], entry, "definition")])  # a_j over the sum of j', as in section 4
+        return equation(named.lhs, named.rhs)
     return equation(sp.Function("g")(sp.Symbol("z")), act.expr)
 
 
@@ -291,8 +293,10 @@ def _forward(derivation: Derivation, text: Text) -> list:
     for layer, act in enumerate(derivation.model.activations, start=1):
         if act.is_vector:  # softmax couples the units of its layer: its entries as derived
             a = derivation.sample.results[Q("a", layer)]
+            # the lesson's letters: a_j over the sum of j' (j'' inside its derivative), as in the derivations
+            (named,) = unit_letters([Step(a.lhs, a.rhs, "definition")])
             out += [blocks.Paragraph(text("forward.softmax" if act.is_softmax else "vector_extra.log_softmax_forward")),
-                    blocks.Equation(result_equation(a, matrix=False)["latex"])]
+                    blocks.Equation(equation(named.lhs, named.rhs)["latex"])]
     return out
 
 
@@ -319,13 +323,24 @@ def _loss(derivation: Derivation, text: Text) -> list:
                 blocks.Paragraph(penalty["layer_intro"]), blocks.Equation(penalty["layer"]["latex"])]
     out += [
         blocks.Paragraph(text("loss.sample")),
-        blocks.Equation(result_equation(derivation.sample.results[COST_KEY], matrix=False)["latex"], label="eq:loss"),
+        blocks.Equation(_cost_equation(derivation.sample.results[COST_KEY]), label="eq:loss"),
         blocks.Paragraph(text("loss.batch")),
-        blocks.Equation(result_equation(derivation.batch.results[COST_KEY], matrix=False)["latex"], label="eq:cost"),
+        blocks.Equation(_cost_equation(derivation.batch.results[COST_KEY]), label="eq:cost"),
+        blocks.Paragraph(text("loss.assumptions")),  # Nielsen's two, before anything is derived
     ]
     if penalty:
         out.append(blocks.Paragraph(penalty["batch"]))
     return out + [blocks.Paragraph(note) for note in notes + extras["notes"]]
+
+
+def _cost_equation(result: Result) -> str:
+    """The loss (or cost) entry by entry, its sum over the output units written with j, the letter of a
+    unit of the layer at hand throughout the lesson (the engine names it i)."""
+    names = {i: sp.Idx(sp.Symbol("j", integer=True), (i.lower, i.upper))
+             for i in (result.lhs.atoms(sp.Idx) | result.rhs.atoms(sp.Idx)) if i.label.name == "i"}
+    if any(i.label.name == "j" for i in result.rhs.atoms(sp.Idx)):
+        names = {}  # j is taken: keep the engine's letters
+    return equation(result.lhs.xreplace(names), result.rhs.xreplace(names))["latex"]
 
 
 def _run_in_detail(detail: str, text: Text, leads_on: bool, name: str = "") -> str:
@@ -524,6 +539,21 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
                    intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
             _instance(sample.results[Q("delta", depth)], text("output_error.instance"), "eq:bp1"),
+        ]
+    if forms is not None and forms.vector:  # the softmax's Jacobian derived once, for any loss; this loss put in
+        upstream = sample.steps[Q("grad_a", depth)]
+        probability = derivation.model.loss.target == "probability" and derivation.model.loss.name == "ce"
+        return [
+            blocks.Paragraph(text("output_error.intro")),
+            narrator.derivation(unit_letters(list(forms.output.steps)), _output_sides, chains=True,
+                                intro=text("output_error.general_first_vector"), relation=_relation,
+                                label="eq:bp1-general"),
+            blocks.Paragraph(text("output_error.general_instance_vector")),
+            blocks.Paragraph(text("output_error.meaning_vector")),
+            _steps(narrator, upstream, label="eq:upstream-out", letters=True,
+                   intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
+            _instance(sample.results[Q("delta", depth)],
+                      text("output_error.instance_vector_ce" if probability else "output_error.instance_vector"), "eq:bp1"),
         ]
     return [
         blocks.Paragraph(text("output_error.intro")),
@@ -874,6 +904,12 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
     return out
 
 
+def _uses(block, symbol: str) -> bool:
+    """Whether a block's formulas or prose contain the LaTeX of a symbol (\\eta not \\etaX)."""
+    source = getattr(block, "text", "") + used_latex((block,), ())
+    return re.search(re.escape(symbol) + r"(?![A-Za-z])", source) is not None
+
+
 # the sections of a lesson, in order; the document of any network (`present_graph`) has its own core
 # the lesson: why, the picture, the derivation of BP1-BP4 in order, the four equations boxed once, what
 # they say, the algorithm beside its code, the example and the cost; then the reference part
@@ -940,6 +976,8 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
     for key, lead in introduced.items():  # the symbols a later section introduces, at its top
         # (after the opening paragraph where that paragraph says what the section is: the checks)
         at = 1 if key in INTRO_BEFORE_SYMBOLS and built[key] else 0
+        if len(lead) == 1 and getattr(lead[0], "symbol", ""):  # one symbol: just before its first use
+            at = next((n for n, block in enumerate(built[key]) if _uses(block, lead[0].symbol)), at)
         built[key] = built[key][:at] + tuple(lead) + built[key][at:]
     return blocks.Document(
         contents=text("doc.contents"),
@@ -1055,7 +1093,9 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     alt = text.raw("picture.alt")
     path = any(line.colour == pictures.PATH_COLOUR for line in layout.lines)  # one path drawn (section paths)
     return blocks.Picture(
-        caption=text("picture.caption") + (text.raw("language.sentence_separator") + text("picture.path")
+        # the ellipsis is mentioned only where one is drawn (a wide layer, or layers left out)
+        caption=text("picture.caption" if layout.dots else "picture.caption_all")
+        + (text.raw("language.sentence_separator") + text("picture.path")
                                           if path and "paths" in text.defaults else ""),
         alt=alt,
         file=PICTURE_FILE,

@@ -10,6 +10,7 @@ engine), the prose from the message catalog.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import lru_cache
 
 import sympy as sp
@@ -21,7 +22,7 @@ from derive.lesson import Lesson
 from derive.lesson.worked_example import entries
 from derive.narrate import Narrator, sides
 from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
-from derive.rewrite import logistic_as_tanh, sigmoid_tanh_identity
+from derive.rewrite import exp_identity_holds, logistic_as_tanh, sigmoid_tanh_identity
 from derive.present_functions import display_name
 from derive.printing import DeriveLatexPrinter, _factor_rank, latex
 from derive.verify_symbolic import _is_parameter_gradient
@@ -133,11 +134,18 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
                                  chosen=titles[chosen.loss.name], other=titles[other.loss.name]))]
     if other.steps:  # the other loss's derivation, as the engine did it (the same moves as the own loss's)
         upstream, delta = other.steps
+        # the softmax's Jacobian is derived once, in BP1's general form (section output_error): from the
+        # line that is that form, only the substitution of this loss and the matrix form follow
+        rules, delta_intro = [step.rule for step in delta], "loss_choice.other_delta"
+        if activation.is_softmax and "substitute_upstream" in rules and rules.index("substitute_upstream") > 1:
+            start = rules.index("substitute_upstream") - 1
+            delta = (replace(delta[start], rule="bp1_general"), *delta[start + 1:])
+            delta_intro = "loss_choice.other_delta_bp1"
         above = lambda step: refs.above() if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
         chains = relabel(upstream) is not upstream  # the document's own letters: one chain per display too
         out += [narrator.derivation(relabel(list(upstream)), sides(latex), chains=chains,
                                     intro=text("loss_choice.other_upstream", other=titles[other.loss.name])),
-                narrator.derivation(relabel(list(delta)), sides(latex), intro=text("loss_choice.other_delta"), ref=above,
+                narrator.derivation(relabel(list(delta)), sides(latex), intro=text(delta_intro), ref=above,
                                     chains=chains)]
     out += [blocks.Paragraph(text("loss_choice.side_by_side")), blocks.Aligned(tuple(rows))]
     if chosen.saturated is not None and other.saturated is not None:
@@ -250,6 +258,22 @@ def _error_ratio(lesson: Lesson, derivation: Derivation) -> tuple[str, str, str]
     return f"{size[first] / size[last]:.{DECIMALS}f}", first.latex(), last.latex()
 
 
+def _hidden_slopes(lesson: Lesson, derivation: Derivation) -> tuple[str, str] | None:
+    """The slope bounds of the hidden layers and their product (1/4 · 1/4, 1/16), when all are known."""
+    hidden = [b for layer, b in lesson.slopes.layers if layer < derivation.model.depth]
+    if not hidden or any(b.bound is None for b in hidden):
+        return None
+    product = sp.Mul(*[b.bound for b in hidden])
+    return r" \cdot ".join(latex(b.bound) for b in hidden), latex(product) if product.is_Rational else _decimal(product)
+
+
+def _largest_weight(derivation: Derivation, example) -> sp.Expr | None:
+    """The largest |w| of the weights BP2 passes the error back through (layers 2 … L), in the example."""
+    values = [abs(v) for node in derivation.model.network.layers if node.layer.number > 1
+              for p in node.parameters if p.kind == "W" for _, v in entries(example, p)]
+    return max(values) if values else None
+
+
 def _errors(derivation: Derivation) -> list[Quantity]:
     """The named errors of the backward pass, from the output down (∂C/∂a⁽ᴸ⁾ excluded)."""
     return [k for k in backward_order(derivation) if not _is_parameter_gradient(k)]
@@ -283,10 +307,26 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
         blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True, stacked=True),
-        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z))))] if tanh else []),
+        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)))), _tanh_steps()] if tanh else []),
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
     ]
+
+
+@lru_cache(maxsize=None)
+def _tanh_steps() -> blocks.Aligned:
+    """The two lines that show σ(z) = tanh(z/2)/2 + 1/2, each checked exactly (rational in e^{z/2})."""
+    e = sp.exp(-Z)
+    tanh_half = sp.tanh(Z / 2)
+    rows = [(tanh_half, (1 - e) / (1 + e)), ((1 + tanh_half) / 2, 1 / (1 + e))]
+    # the code's form is the second line's left side (the sentence prints it as the code has it)
+    if sp.expand(logistic_as_tanh(-Z) - rows[1][0]) != 0 or not all(exp_identity_holds(lhs, rhs, Z) for lhs, rhs in rows):
+        raise AssertionError("the steps of the sigmoid's tanh form do not hold")
+    one, e_tex = r"1", r"e^{-z}"
+    return blocks.Aligned((
+        blocks.Row(r"\tanh\frac{z}{2}", rf"\frac{{{one} - {e_tex}}}{{{one} + {e_tex}}}"),
+        blocks.Row(r"\frac{1}{2}\Bigl(1 + \tanh\frac{z}{2}\Bigr)",
+                   rf"\frac{{1}}{{2}} \cdot \frac{{(1 + {e_tex}) + (1 - {e_tex})}}{{1 + {e_tex}}} = \frac{{1}}{{1 + {e_tex}}}")))
 
 
 @lru_cache(maxsize=None)
@@ -469,7 +509,13 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     ratio = _error_ratio(lesson, derivation)
     if ratio is not None and "meaning" in refs.sections:  # after the numbers, not quoted before them
         key = "example.ratio_binary" if binary_slopes(lesson) else "example.ratio"
-        out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2])))
+        slopes, weight = _hidden_slopes(lesson, derivation), _largest_weight(derivation, example)
+        if key == "example.ratio" and slopes is not None and weight is not None:
+            # the slopes bound only their own factor; the weights passed through are this example's
+            key = "example.ratio_small" if weight < 1 else "example.ratio_large"
+        out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2],
+                                         factors=slopes[0] if slopes else "", product=slopes[1] if slopes else "",
+                                         weight=_decimal(weight) if weight is not None else "")))
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
     if checks:

@@ -52,7 +52,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("\\ell", "notation.ell", r"\\ell"),
     ("\\delta^{(l)}", "notation.delta", r"\\delta"),
     ("X, Y, Z^{(l)}, A^{(l)}", "notation.matrices", r"(?<![\\A-Za-z])[XYZA](?![A-Za-z])"),
-    ("\\Delta^{(l)}", "notation.Delta", r"\\Delta\^"),
+    ("\\Delta", "notation.change", r"\\Delta(?![A-Za-z])"),
+    ("\\boldsymbol{\\delta}^{(l)}", "notation.Delta", r"\\boldsymbol\{\\delta\}"),
     ("[P]", "notation.iverson", r"\\left\["),
     ("\\odot", "notation.hadamard", r"\\odot"),
     ("J", "notation.J", _letter("J")),
@@ -96,10 +97,10 @@ def used_latex(document_blocks: Iterable, logged: Iterable[str], keep_labels: bo
 _LABELLESS = re.compile(r"\\(?:text|label|ref|eqref)\{[^{}]*\}")
 
 # the last section whose symbols the notation section lists: the forward pass, the derivation and the
-# algorithm. A symbol that first appears after it (training, the appendices) is defined in a short table
+# box of the four equations (the minibatch's matrices and sample indices, θ, ∇ come where first used). A symbol that first appears after it (training, the appendices) is defined in a short table
 # at the top of the section that first uses it, so that the first table a student reads holds only what
 # the derivation needs.
-MAIN_UNTIL = "algorithm"
+MAIN_UNTIL = "summary"
 
 
 def split_rows(used: dict[str, str], rows: list[tuple[object, str, str]], pinned: dict[str, list] | None = None,
@@ -141,6 +142,20 @@ def _table(text, rows, long: bool = False):
     return blocks.Table(header, tuple(rows), ("l", r"p{0.7\textwidth}"), long=long)
 
 
+_RAW: dict[str, str] = {}  # a symbol as the table prints it -> its LaTeX (for SymbolSentence)
+
+
+def hadamard_example(u=(1, 2), v=(3, 4)) -> str:
+    """⊙ on two small vectors, as Nielsen shows it, on one line of a table cell:
+    (1, 2)ᵀ ⊙ (3, 4)ᵀ = (1 · 3, 2 · 4)ᵀ = (3, 8)ᵀ, the products computed."""
+    def column(entries):
+        return r"(" + ", ".join(entries) + r")^{\top}"
+    products = [str(x * y) for x, y in zip(u, v)]
+    factors = [str(x) + r" \cdot " + str(y) for x, y in zip(u, v)]
+    return (column([str(x) for x in u]) + r" \odot " + column([str(y) for y in v]) + " = "
+            + column(factors) + " = " + column(products))
+
+
 def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], vector_activation: bool,
                     pinned: dict[str, list[tuple[str, str]]] | None = None,
                     unit_letters: bool = False) -> tuple[list, dict[str, list]]:
@@ -152,8 +167,11 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     for symbol, key, pattern in ROWS:
         key = key + "_vector" if key == "notation.g" and vector_activation else key
         key = key + "_units" if key == "notation.indices" and unit_letters else key  # j, k, i by layer
-        symbol = "i, j, j', k, q" if key == "notation.indices_units" else symbol  # the MLP lesson has no p
-        rows.append(((text.math(symbol), text(key)), pattern, _TEXT.sub(" ", "\n".join(_MATH.findall(text.raw(key))))))
+        symbol = "i, j, j', k, p, q" if key == "notation.indices_units" else symbol
+        values = {"example": hadamard_example()} if key == "notation.hadamard" else {}
+        _RAW[text.math(symbol)] = symbol.split(",")[0].split("^")[0]  # \eta, \Delta: what a use contains
+        rows.append(((text.math(symbol), text(key, **values)), pattern,
+                     _TEXT.sub(" ", "\n".join(_MATH.findall(text.raw(key)))).replace("{example}", " ")))
     main, local = split_rows(used, rows, {key: [(text.math(s), m) for s, m in extra]
                                           for key, extra in (pinned or {}).items()})
     main += [(text.math(symbol), meaning) for symbol, meaning in extra]
@@ -169,7 +187,8 @@ def _local(text, section: str, rows: list) -> list:
     would be machinery), more in a short table after the section's lead sentence."""
     if len(rows) == 1:
         (symbol, meaning), = rows
-        return [blocks.Paragraph(text("notation.inline", raw={"symbol": symbol, "meaning": meaning}))]
+        return [blocks.SymbolSentence(text("notation.inline", raw={"symbol": symbol, "meaning": meaning}),
+                                      symbol=_RAW.get(symbol, ""))]
     return [blocks.Paragraph(_lead(text, section)), _table(text, rows)]
 
 

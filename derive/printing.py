@@ -60,6 +60,8 @@ def array_shape(expr: sp.Basic) -> tuple | None:
     return shape if len(shape) == 2 else None
 
 
+_COST_NAMES = {"cost_now", "cost_any", "Cbar", "Cbar_data", "C_data"}  # a cost, printed before the terms added to it
+
 class _NoShape(Exception):
     pass
 
@@ -198,10 +200,13 @@ class DeriveLatexPrinter(LatexPrinter):
         return q.latex() if q is not None else super()._print_IndexedBase(expr)
 
     def _print_Add(self, expr: sp.Add, order=None) -> str:
-        """Positive terms first, sums and matrix products before the rest (W a + b, not b + W a)."""
+        """Positive terms first, a cost before what is added to it (𝒞 + ∇𝒞·Δθ + …, C̄ + ½λΣθ², as a
+        textbook writes a Taylor model or a penalty), then sums and matrix products before the rest (W a + b,
+        not b + W a)."""
         terms = sorted(
             self._as_ordered_terms(expr, order=order),
-            key=lambda t: (t.could_extract_minus_sign(), not t.has(sp.Sum, MatProd)),
+            key=lambda t: (t.could_extract_minus_sign(), not (t.is_Symbol and t.name in _COST_NAMES),
+                           not t.has(sp.Sum, MatProd), len(t.atoms(sp.Add))),  # −y log a before −(1 − y) log(1 − a)
         )
         tex = ""
         for n, term in enumerate(terms):

@@ -121,7 +121,7 @@ def diff_under_sums(expr: sp.Expr, target: sp.Basic) -> sp.Expr:
 
 def proximal_update() -> list[Step]:
     """θ′ = argmin C(θ) + ∇C(θ)ᵀ(θ′ − θ) + ‖θ′ − θ‖²/(2η), solved entry by entry."""
-    i, q = _entry_index("i"), _entry_index("q")
+    i, q = _entry_index("p"), _entry_index("q")  # p, q: entries of a parameter array (i, j, k are units)
     new, old = timed(THETA_NEXT), timed(THETA)
     slope = timed(GRAD_ENTRY)[i]  # ∂C/∂θᵢ at the current point: a number for this step
     model = COST_ANY + sp.Sum(slope * (new[i] - old[i]), (i, i.lower, i.upper)) + sp.Sum(
@@ -359,7 +359,7 @@ def _g2(step: sp.Expr) -> sp.Expr:
 
 def fact_weight_decay(values: dict) -> Fact:
     """torch's weight_decay adds λθ to the gradient: the gradient of the penalty (λ/2)‖θ‖²."""
-    i, q = _entry_index("i"), _entry_index("q")
+    i, q = _entry_index("p"), _entry_index("q")  # p, q: entries of a parameter array (i, j, k are units)
     theta = timed(THETA)
     penalty = WEIGHT_DECAY / 2 * sp.Sum(theta[i] ** 2, (i, i.lower, i.upper))
     lhs = sp.Derivative(COST_L2, theta[q])

@@ -156,6 +156,7 @@ def tokens(formula: str, top_level: bool = False) -> set[str]:
             found.add(name(match))
         f = re.sub(pattern, " ", f)
 
+    take(r"\\boldsymbol\{\\[a-z]+\}", lambda m: m.group(0))  # the minibatch errors (bold δ), not δ
     take(r"(\\(?:bar|tilde|hat)\{[A-Za-z]\}|(?<![\\A-Za-z])[A-Za-z])_\{\\mathrm\{([a-z]+)\}\}",
          lambda m: f"{m.group(1)}_{m.group(2)}")
     take(r"\\(" + "|".join(GREEK) + r")(?![A-Za-z])(_" + LABELS + r")?",
@@ -624,3 +625,31 @@ def test_fresh_compared_documents_define_every_symbol_once(config):
     assert notation_problems(tex) == []
     inline = [symbols for n, symbols in symbol_tables(tex)[1:] if len(symbols) == 1]
     assert [r"\eta"] in inline and ["N"] in inline  # the worked example and the cost count, in a sentence
+
+
+def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_markdown):
+    """The worked example's ratio of the largest errors: the slopes contribute at most their product
+    (1/16 for two sigmoid hidden layers) and the weights count as well; the largest weight quoted is
+    the example's own."""
+    example = _section(compared_markdown, 17)
+    assert "bounds this ratio" not in example and "给出了这个比值的上界" not in example
+    if "relu" not in compared_markdown.split("\n## 1. ")[0]:
+        assert "\\frac{1}{4} \\cdot \\frac{1}{4} = \\frac{1}{16}" in example
+        weights = re.findall(r"W\^\{\((?:2|3)\)\} &= \\begin\{pmatrix\}(.*?)\\end\{pmatrix\}", example)
+        largest = max(abs(float(x)) for w in weights for x in re.split(r"\\\\|&", w) if x.strip())
+        assert largest < 1 and (f"{largest:g})" in example or f"{largest:g}）" in example)
+
+
+def test_the_sigmoid_code_form_is_shown_in_two_lines_not_asserted(compared_markdown):
+    """The sigmoid's tanh form in the code is derived in two displayed lines, not called proved."""
+    if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:
+        return
+    assert "(the identity is proved)" not in compared_markdown and "已证明这一恒等式" not in compared_markdown
+    assert "\\tanh\\frac{z}{2} &= \\frac{1 - e^{-z}}{1 + e^{-z}}" in compared_markdown
+
+
+def test_the_softmax_rate_along_a_path_is_written_in(compared_markdown):
+    if "relu" not in compared_markdown.split("\n## 1. ")[0]:
+        return
+    rates = _section(compared_markdown, 12).split("$$")[3]
+    assert "[j_{3} = j_{3}'] - a^{(3)}_{j_{3}}" in rates and "{\\partial z^{(3)}_{j_{3}}}" not in rates

@@ -6,6 +6,8 @@ errors of the backward pass are these sums, grouped from the loss end so that ea
 
 from __future__ import annotations
 
+import sympy as sp
+
 from derive import document as blocks
 
 
@@ -41,6 +43,19 @@ def path_count(sizes: tuple[int, ...], vector_output: bool) -> tuple[str, int]:
     return (f"{symbols} = {numbers} = {count}" if len(factors) > 1 else f"{symbols} = {count}"), count
 
 
+def _softmax_rate(L: int, out: str) -> str:
+    """∂a_{j'}/∂z_j of the softmax, a_{j'}([j = j'] − a_j); checked against SymPy's derivative of a
+    three-output softmax, every entry (both cases of the bracket)."""
+    z = sp.symbols("z1:4", real=True)
+    total = sum(sp.exp(v) for v in z)
+    a = [sp.exp(v) / total for v in z]
+    for j in range(3):
+        for jj in range(3):
+            if sp.cancel(sp.diff(a[jj], z[j]) - a[jj] * ((1 if j == jj else 0) - a[j])) != 0:
+                raise AssertionError("the softmax's rate along a path is not its derivative")
+    return rf"{_a(L, out)} \bigl([{_u(L)} = {out}] - {_a(L, _u(L))}\bigr)"
+
+
 def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs) -> list:
     """The section: Nielsen's indexed product for a weight W⁽¹⁾_{j₁k} of this network's depth, the
     rate of each edge, the count of paths, and the errors as the same sum grouped from the loss."""
@@ -52,7 +67,7 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs) -> lis
     summed = ", ".join([_u(l) for l in range(2, L + 1)] + ([out_unit] if vector_output else []))
     # the rates from the loss back to the weight, as partial derivatives and as values
     partials = [_frac("C", _a(L, out_unit)), _frac(_a(L, out_unit), _z(L, _u(L)))]
-    values = [_frac("C", _a(L, out_unit)) + " " + (_frac(_a(L, out_unit), _z(L, _u(L))) if vector_output
+    values = [_frac("C", _a(L, out_unit)) + " " + (_softmax_rate(L, out_unit) if vector_output
                                                    else rf"g'({_z(L, _u(L))})")]
     for l in range(L - 1, 0, -1):
         partials += [_frac(_z(l + 1, _u(l + 1)), _a(l, _u(l))), _frac(_a(l, _u(l)), _z(l, _u(l)))]
@@ -81,9 +96,11 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs) -> lis
     return [
         blocks.Paragraph(text("paths.intro" + ("_vector" if vector_output else ""), weight=weight, out=out_unit)),
         blocks.Aligned(tuple(nielsen)),
-        blocks.Paragraph(text("paths.rates")),
+        blocks.Paragraph(text("paths.rates" + ("_vector" if vector_output else ""), out=out_unit,
+                              rate=_softmax_rate(L, out_unit) if vector_output else "", z=_z(L, _u(L)),
+                              a=_a(L, out_unit))),
         blocks.Aligned((rates,)),
-        blocks.Paragraph(text("paths.count", count=formula)),
+        blocks.Paragraph(text("paths.count" + ("_vector" if vector_output else ""), count=formula, out=out_unit)),
         blocks.Paragraph(text("paths.grouped")),
         blocks.Aligned(tuple(grouped)),
         blocks.Paragraph(text("paths.bookkeeping", raw={"cost": refs.section("cost")})),
