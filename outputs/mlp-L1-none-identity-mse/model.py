@@ -123,7 +123,7 @@ def forward(params, X):
 def _forward(params, X):
     W1, b1 = (params["W1"], params["b1"])
     A0 = X
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     A1 = Z1
     return {"A0": A0, "Z1": Z1, "A1": A1}
 
@@ -290,10 +290,10 @@ def gradients_into(ws, params, X, Y):
     t0, = ws.t0,
     mm_n0, mm_m = ws.mm_n0, ws.mm_m
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = Z1
     A1 = Z1
     # Delta1 = A1 - Y
@@ -324,19 +324,19 @@ def sgd_step(ws, params, X, Y, lr):
     ones_m, = ws.ones_m,
     mm_n0, mm_m = ws.mm_n0, ws.mm_m
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = Z1
     A1 = Z1
     # Delta1 = -lr*(A1 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
     Delta1 = t0
     np.subtract(Z1, Y, out=Delta1)
     np.multiply(Delta1, -lr/m, out=Delta1)
-    # W1 = W1 + (Delta1 @ A0.T)
+    # W1 = (Delta1 @ A0.T) + W1
     mm_m(Delta1, A0.T, out=t1)
-    np.add(W1, t1, out=W1)
+    np.add(t1, W1, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
     mm_m(Delta1, ones_m, out=t2)
     np.add(b1, t2, out=b1)

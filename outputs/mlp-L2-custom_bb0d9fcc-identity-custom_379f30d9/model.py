@@ -132,9 +132,9 @@ def forward(params, X):
 def _forward(params, X):
     W1, b1, W2, b2 = (params["W1"], params["b1"], params["W2"], params["b2"])
     A0 = X
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     A1 = Z1*np.tanh(np.logaddexp(0.0, Z1))
-    Z2 = b2 + (W2 @ A1)
+    Z2 = (W2 @ A1) + b2
     A2 = Z2
     return {"A0": A0, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2}
 
@@ -318,19 +318,19 @@ def gradients_into(ws, params, X, Y):
     t0, t1, t2, t3, t4, t5 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5
     mm_n0, mm_n1, mm_m, mm_n2 = ws.mm_n0, ws.mm_n1, ws.mm_m, ws.mm_n2
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = Z1*np.tanh(np.logaddexp(0.0, Z1))
     A1 = t3
     np.logaddexp(0.0, Z1, out=t1)
     np.tanh(t1, out=t2)
     np.multiply(Z1, t2, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t4
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = Z2
     A2 = Z2
     # Delta2 = np.tanh(A2 - Y)
@@ -378,19 +378,19 @@ def sgd_step(ws, params, X, Y, lr):
     ones_m, = ws.ones_m,
     mm_n0, mm_n1, mm_n2, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_m
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = Z1*np.tanh(np.logaddexp(0.0, Z1))
     A1 = t3
     np.logaddexp(0.0, Z1, out=t1)
     np.tanh(t1, out=t2)
     np.multiply(Z1, t2, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t4
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = Z2
     A2 = Z2
     # Delta2 = -lr*np.tanh(A2 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
@@ -409,15 +409,15 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Delta1, t2, out=Delta1)
     mm_n2(W2.T, Delta2, out=t0)
     np.multiply(Delta1, t0, out=Delta1)
-    # W2 = W2 + (Delta2 @ A1.T)
+    # W2 = (Delta2 @ A1.T) + W2
     mm_m(Delta2, A1.T, out=t7)
-    np.add(W2, t7, out=W2)
+    np.add(t7, W2, out=W2)
     # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
     mm_m(Delta2, ones_m, out=t8)
     np.add(b2, t8, out=b2)
-    # W1 = W1 + (Delta1 @ A0.T)
+    # W1 = (Delta1 @ A0.T) + W1
     mm_m(Delta1, A0.T, out=t9)
-    np.add(W1, t9, out=W1)
+    np.add(t9, W1, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
     mm_m(Delta1, ones_m, out=t10)
     np.add(b1, t10, out=b1)

@@ -190,9 +190,9 @@ def forward(params, X):
 def _forward(params, X):
     W1, b1, W2, b2 = (params["W1"], params["b1"], params["W2"], params["b2"])
     A0 = X
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     A1 = (1/2)*Z1*(_erf((1/2)*np.sqrt(2)*Z1) + 1)
-    Z2 = b2 + (W2 @ A1)
+    Z2 = (W2 @ A1) + b2
     A2 = Z2 - _logsumexp(Z2)
     return {"A0": A0, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2}
 
@@ -386,20 +386,20 @@ def gradients_into(ws, params, X, Y):
     t0, t1, t2, t3, t4, t5, t6, t7 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7
     mm_n0, mm_n1, mm_m, mm_n2 = ws.mm_n0, ws.mm_n1, ws.mm_m, ws.mm_n2
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = (1/2)*Z1*(_erf((1/2)*np.sqrt(2)*Z1) + 1)
     A1 = t1
     np.multiply(1/2, Z1, out=A1)
     np.copyto(t2, _erf((1/2)*np.sqrt(2)*Z1))  # no in-place form: allocates
     np.add(t2, 1, out=t3)
     np.multiply(A1, t3, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t4
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = Z2 - _logsumexp(Z2)
     A2 = t4
     np.maximum.reduce(Z2, axis=0, keepdims=True, out=t5)
@@ -457,20 +457,20 @@ def sgd_step(ws, params, X, Y, lr):
     ones_n2, ones_m = ws.ones_n2, ws.ones_m
     mm_n0, mm_n1, mm_n2, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_m
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = (1/2)*Z1*(_erf((1/2)*np.sqrt(2)*Z1) + 1)
     A1 = t2
     np.copyto(t1, _erf((1/2)*np.sqrt(2)*Z1))  # no in-place form: allocates
     np.add(t1, 1, out=A1)
     np.multiply(Z1, A1, out=A1)
     np.multiply(A1, 1/2, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t4
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = Z2 - _logsumexp(Z2)
     A2 = t4
     np.maximum.reduce(Z2, axis=0, keepdims=True, out=t5)
@@ -497,15 +497,15 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Delta1, 1/2, out=Delta1)
     mm_n2(W2.T, Delta2, out=t1)
     np.multiply(Delta1, t1, out=Delta1)
-    # W2 = W2 + (Delta2 @ A1.T)
+    # W2 = (Delta2 @ A1.T) + W2
     mm_m(Delta2, A1.T, out=t8)
-    np.add(W2, t8, out=W2)
+    np.add(t8, W2, out=W2)
     # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
     mm_m(Delta2, ones_m, out=t9)
     np.add(b2, t9, out=b2)
-    # W1 = W1 + (Delta1 @ A0.T)
+    # W1 = (Delta1 @ A0.T) + W1
     mm_m(Delta1, A0.T, out=t10)
-    np.add(W1, t10, out=W1)
+    np.add(t10, W1, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
     mm_m(Delta1, ones_m, out=t11)
     np.add(b1, t11, out=b1)

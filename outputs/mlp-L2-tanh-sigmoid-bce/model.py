@@ -132,9 +132,9 @@ def forward(params, X):
 def _forward(params, X):
     W1, b1, W2, b2 = (params["W1"], params["b1"], params["W2"], params["b2"])
     A0 = X
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     A1 = np.tanh(Z1)
-    Z2 = b2 + (W2 @ A1)
+    Z2 = (W2 @ A1) + b2
     A2 = (1/2)*np.tanh((1/2)*Z2) + 1/2
     return {"A0": A0, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2}
 
@@ -323,17 +323,17 @@ def gradients_into(ws, params, X, Y):
     t0, t1, t2, t3 = ws.t0, ws.t1, ws.t2, ws.t3
     mm_n0, mm_n1, mm_m, mm_n2 = ws.mm_n0, ws.mm_n1, ws.mm_m, ws.mm_n2
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.tanh(Z1)
     A1 = t0
     np.tanh(Z1, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t1
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = (1/2)*np.tanh((1/2)*Z2) + 1/2
     A2 = t1
     np.multiply(1/2, Z2, out=A2)
@@ -379,17 +379,17 @@ def sgd_step(ws, params, X, Y, lr):
     ones_m, = ws.ones_m,
     mm_n0, mm_n1, mm_n2, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_m
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.tanh(Z1)
     A1 = t0
     np.tanh(Z1, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t1
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = (1/2)*np.tanh((1/2)*Z2) + 1/2
     A2 = t1
     np.multiply(Z2, 1/2, out=A2)
@@ -406,15 +406,15 @@ def sgd_step(ws, params, X, Y, lr):
     np.subtract(1, Delta1, out=Delta1)
     mm_n2(W2.T, Delta2, out=t4)
     np.multiply(Delta1, t4, out=Delta1)
-    # W2 = W2 + (Delta2 @ A1.T)
+    # W2 = (Delta2 @ A1.T) + W2
     mm_m(Delta2, A1.T, out=t5)
-    np.add(W2, t5, out=W2)
+    np.add(t5, W2, out=W2)
     # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
     mm_m(Delta2, ones_m, out=t6)
     np.add(b2, t6, out=b2)
-    # W1 = W1 + (Delta1 @ A0.T)
+    # W1 = (Delta1 @ A0.T) + W1
     mm_m(Delta1, A0.T, out=t7)
-    np.add(W1, t7, out=W1)
+    np.add(t7, W1, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
     mm_m(Delta1, ones_m, out=t8)
     np.add(b1, t8, out=b1)

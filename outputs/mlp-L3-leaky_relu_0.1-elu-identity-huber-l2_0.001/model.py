@@ -142,11 +142,11 @@ def forward(params, X):
 def _forward(params, X):
     W1, b1, W2, b2, W3, b3 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"])
     A0 = X
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     A1 = np.where((Z1 > 0), Z1, (1/10)*Z1)
-    Z2 = b2 + (W2 @ A1)
+    Z2 = (W2 @ A1) + b2
     A2 = np.where((Z2 > 0), Z2, np.expm1(np.minimum(0, Z2)))
-    Z3 = b3 + (W3 @ A2)
+    Z3 = (W3 @ A2) + b3
     A3 = Z3
     return {"A0": A0, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2, "Z3": Z3, "A3": A3}
 
@@ -176,13 +176,13 @@ def gradients(params, X, Y):
     Z2 = cache["Z2"]
     A3 = cache["A3"]
     Delta3 = np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y))
-    dW3 = W3*L2_STRENGTH + ((Delta3/m) @ A2.T)
+    dW3 = ((Delta3/m) @ A2.T) + W3*L2_STRENGTH
     db3 = (Delta3/m).sum(axis=1, keepdims=True)
     Delta2 = np.where((Z2 > 0), 1, A2 + 1)*(W3.T @ Delta3)
-    dW2 = W2*L2_STRENGTH + ((Delta2/m) @ A1.T)
+    dW2 = ((Delta2/m) @ A1.T) + W2*L2_STRENGTH
     db2 = (Delta2/m).sum(axis=1, keepdims=True)
     Delta1 = np.where((Z1 > 0), 1, 1/10)*(W2.T @ Delta2)
-    dW1 = W1*L2_STRENGTH + ((Delta1/m) @ A0.T)
+    dW1 = ((Delta1/m) @ A0.T) + W1*L2_STRENGTH
     db1 = (Delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
@@ -347,33 +347,33 @@ def gradients_into(ws, params, X, Y):
     t0, t1, t2, t3, t4, t5, t6, t7, t8, t9 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9
     mm_n0, mm_n1, mm_n2, mm_m, mm_n3 = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_m, ws.mm_n3
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.where((Z1 > 0), Z1, (1/10)*Z1)
     A1 = t1
     np.copyto(A1, np.where((Z1 > 0), Z1, (1/10)*Z1))  # no in-place form: allocates
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t2
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = np.where((Z2 > 0), Z2, np.expm1(np.minimum(0, Z2)))
     A2 = t3
     np.copyto(A2, np.where((Z2 > 0), Z2, np.expm1(np.minimum(0, Z2))))  # no in-place form: allocates
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t4
     mm_n2(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y))
     Delta3 = t5
     np.copyto(Delta3, np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y)))  # no in-place form: allocates
-    # dW3 = W3*L2_STRENGTH + ((Delta3/m) @ A2.T)
-    np.multiply(W3, L2_STRENGTH, out=dW3)
+    # dW3 = ((Delta3/m) @ A2.T) + W3*L2_STRENGTH
     np.divide(Delta3, m, out=t4)
-    mm_m(t4, A2.T, out=t6)
+    mm_m(t4, A2.T, out=dW3)
+    np.multiply(W3, L2_STRENGTH, out=t6)
     np.add(dW3, t6, out=dW3)
     # db3 = (Delta3/m).sum(axis=1, keepdims=True)
     np.add.reduce(t4, axis=1, keepdims=True, out=db3)
@@ -382,10 +382,10 @@ def gradients_into(ws, params, X, Y):
     np.copyto(Delta2, np.where((Z2 > 0), 1, A2 + 1))  # no in-place form: allocates
     mm_n3(W3.T, Delta3, out=t2)
     np.multiply(Delta2, t2, out=Delta2)
-    # dW2 = W2*L2_STRENGTH + ((Delta2/m) @ A1.T)
-    np.multiply(W2, L2_STRENGTH, out=dW2)
+    # dW2 = ((Delta2/m) @ A1.T) + W2*L2_STRENGTH
     np.divide(Delta2, m, out=t2)
-    mm_m(t2, A1.T, out=t8)
+    mm_m(t2, A1.T, out=dW2)
+    np.multiply(W2, L2_STRENGTH, out=t8)
     np.add(dW2, t8, out=dW2)
     # db2 = (Delta2/m).sum(axis=1, keepdims=True)
     np.add.reduce(t2, axis=1, keepdims=True, out=db2)
@@ -394,10 +394,10 @@ def gradients_into(ws, params, X, Y):
     np.copyto(Delta1, np.where((Z1 > 0), 1, 1/10))  # no in-place form: allocates
     mm_n2(W2.T, Delta2, out=t0)
     np.multiply(Delta1, t0, out=Delta1)
-    # dW1 = W1*L2_STRENGTH + ((Delta1/m) @ A0.T)
-    np.multiply(W1, L2_STRENGTH, out=dW1)
+    # dW1 = ((Delta1/m) @ A0.T) + W1*L2_STRENGTH
     np.divide(Delta1, m, out=t1)
-    mm_m(t1, A0.T, out=t9)
+    mm_m(t1, A0.T, out=dW1)
+    np.multiply(W1, L2_STRENGTH, out=t9)
     np.add(dW1, t9, out=dW1)
     # db1 = (Delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t1, axis=1, keepdims=True, out=db1)
@@ -421,24 +421,24 @@ def sgd_step(ws, params, X, Y, lr):
     ones_m, = ws.ones_m,
     mm_n0, mm_n1, mm_n2, mm_n3, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_n3, ws.mm_m
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.where((Z1 > 0), Z1, (1/10)*Z1)
     A1 = t1
     np.copyto(A1, np.where((Z1 > 0), Z1, (1/10)*Z1))  # no in-place form: allocates
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t2
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = np.where((Z2 > 0), Z2, np.expm1(np.minimum(0, Z2)))
     A2 = t3
     np.copyto(A2, np.where((Z2 > 0), Z2, np.expm1(np.minimum(0, Z2))))  # no in-place form: allocates
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t4
     mm_n2(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = -lr*np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y))/m  # scaled by -lr/m; the errors below inherit the factor
@@ -450,10 +450,10 @@ def sgd_step(ws, params, X, Y, lr):
     np.copyto(Delta2, np.where((Z2 > 0), 1, A2 + 1))  # no in-place form: allocates
     mm_n3(W3.T, Delta3, out=t2)
     np.multiply(Delta2, t2, out=Delta2)
-    # W3 = W3 - lr*(W3*L2_STRENGTH + ((-Delta3/lr) @ A2.T))
-    np.multiply(W3, L2_STRENGTH, out=t6)
+    # W3 = -lr*(((-Delta3/lr) @ A2.T) + W3*L2_STRENGTH) + W3
     np.multiply(Delta3, -1/lr, out=t4)
-    mm_m(t4, A2.T, out=t10)
+    mm_m(t4, A2.T, out=t6)
+    np.multiply(W3, L2_STRENGTH, out=t10)
     np.add(t6, t10, out=t6)
     np.multiply(t6, lr, out=t6)
     np.subtract(W3, t6, out=W3)
@@ -465,20 +465,20 @@ def sgd_step(ws, params, X, Y, lr):
     np.copyto(Delta1, np.where((Z1 > 0), 1, 1/10))  # no in-place form: allocates
     mm_n2(W2.T, Delta2, out=t0)
     np.multiply(Delta1, t0, out=Delta1)
-    # W2 = W2 - lr*(W2*L2_STRENGTH + ((-Delta2/lr) @ A1.T))
-    np.multiply(W2, L2_STRENGTH, out=t8)
+    # W2 = -lr*(((-Delta2/lr) @ A1.T) + W2*L2_STRENGTH) + W2
     np.multiply(Delta2, -1/lr, out=t2)
-    mm_m(t2, A1.T, out=t13)
+    mm_m(t2, A1.T, out=t8)
+    np.multiply(W2, L2_STRENGTH, out=t13)
     np.add(t8, t13, out=t8)
     np.multiply(t8, lr, out=t8)
     np.subtract(W2, t8, out=W2)
     # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
     mm_m(Delta2, ones_m, out=t14)
     np.add(b2, t14, out=b2)
-    # W1 = W1 - lr*(W1*L2_STRENGTH + ((-Delta1/lr) @ A0.T))
-    np.multiply(W1, L2_STRENGTH, out=t9)
+    # W1 = -lr*(((-Delta1/lr) @ A0.T) + W1*L2_STRENGTH) + W1
     np.multiply(Delta1, -1/lr, out=t0)
-    mm_m(t0, A0.T, out=t15)
+    mm_m(t0, A0.T, out=t9)
+    np.multiply(W1, L2_STRENGTH, out=t15)
     np.add(t9, t15, out=t9)
     np.multiply(t9, lr, out=t9)
     np.subtract(W1, t9, out=W1)

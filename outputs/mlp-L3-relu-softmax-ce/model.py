@@ -154,11 +154,11 @@ def forward(params, X):
 def _forward(params, X):
     W1, b1, W2, b2, W3, b3 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"])
     A0 = X
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     A1 = np.maximum(0, Z1)
-    Z2 = b2 + (W2 @ A1)
+    Z2 = (W2 @ A1) + b2
     A2 = np.maximum(0, Z2)
-    Z3 = b3 + (W3 @ A2)
+    Z3 = (W3 @ A2) + b3
     A3 = _softmax(Z3)
     return {"A0": A0, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2, "Z3": Z3, "A3": A3}
 
@@ -363,24 +363,24 @@ def gradients_into(ws, params, X, Y):
     t0, t1, t2, t3, t4, t5, t6 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6
     mm_n0, mm_n1, mm_n2, mm_m, mm_n3 = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_m, ws.mm_n3
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.maximum(0, Z1)
     A1 = t1
     np.maximum(0, Z1, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t2
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = np.maximum(0, Z2)
     A2 = t3
     np.maximum(0, Z2, out=A2)
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t4
     mm_n2(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = _softmax(Z3)
     A3 = t4
     np.maximum.reduce(Z3, axis=0, keepdims=True, out=t5)
@@ -436,24 +436,24 @@ def sgd_step(ws, params, X, Y, lr):
     ones_n3, ones_m = ws.ones_n3, ws.ones_m
     mm_n0, mm_n1, mm_n2, mm_n3, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_n3, ws.mm_m
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.maximum(0, Z1)
     A1 = t1
     np.maximum(0, Z1, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t2
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = np.maximum(0, Z2)
     A2 = t3
     np.maximum(0, Z2, out=A2)
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t4
     mm_n2(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = _softmax(Z3)
     A3 = t4
     np.maximum.reduce(Z3, axis=0, keepdims=True, out=t5)
@@ -470,9 +470,9 @@ def sgd_step(ws, params, X, Y, lr):
     np.greater(Z2, 0, out=Delta2)
     mm_n3(W3.T, Delta3, out=t7)
     np.multiply(Delta2, t7, out=Delta2)
-    # W3 = W3 + (Delta3 @ A2.T)
+    # W3 = (Delta3 @ A2.T) + W3
     mm_m(Delta3, A2.T, out=t8)
-    np.add(W3, t8, out=W3)
+    np.add(t8, W3, out=W3)
     # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
     mm_m(Delta3, ones_m, out=t9)
     np.add(b3, t9, out=b3)
@@ -481,15 +481,15 @@ def sgd_step(ws, params, X, Y, lr):
     np.greater(Z1, 0, out=Delta1)
     mm_n2(W2.T, Delta2, out=t10)
     np.multiply(Delta1, t10, out=Delta1)
-    # W2 = W2 + (Delta2 @ A1.T)
+    # W2 = (Delta2 @ A1.T) + W2
     mm_m(Delta2, A1.T, out=t11)
-    np.add(W2, t11, out=W2)
+    np.add(t11, W2, out=W2)
     # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
     mm_m(Delta2, ones_m, out=t12)
     np.add(b2, t12, out=b2)
-    # W1 = W1 + (Delta1 @ A0.T)
+    # W1 = (Delta1 @ A0.T) + W1
     mm_m(Delta1, A0.T, out=t13)
-    np.add(W1, t13, out=W1)
+    np.add(t13, W1, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
     mm_m(Delta1, ones_m, out=t14)
     np.add(b1, t14, out=b1)

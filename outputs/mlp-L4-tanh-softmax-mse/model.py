@@ -157,13 +157,13 @@ def forward(params, X):
 def _forward(params, X):
     W1, b1, W2, b2, W3, b3, W4, b4 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W3"], params["b3"], params["W4"], params["b4"])
     A0 = X
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     A1 = np.tanh(Z1)
-    Z2 = b2 + (W2 @ A1)
+    Z2 = (W2 @ A1) + b2
     A2 = np.tanh(Z2)
-    Z3 = b3 + (W3 @ A2)
+    Z3 = (W3 @ A2) + b3
     A3 = np.tanh(Z3)
-    Z4 = b4 + (W4 @ A3)
+    Z4 = (W4 @ A3) + b4
     A4 = _softmax(Z4)
     return {"A0": A0, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2, "Z3": Z3, "A3": A3, "Z4": Z4, "A4": A4}
 
@@ -370,31 +370,31 @@ def gradients_into(ws, params, X, Y):
     t0, t1, t2, t3, t4, t5, t6, t7, t8 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8
     mm_n0, mm_n1, mm_n2, mm_n3, mm_m, mm_n4 = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_n3, ws.mm_m, ws.mm_n4
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.tanh(Z1)
     A1 = t0
     np.tanh(Z1, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t1
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = np.tanh(Z2)
     A2 = t1
     np.tanh(Z2, out=A2)
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t2
     mm_n2(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = np.tanh(Z3)
     A3 = t2
     np.tanh(Z3, out=A3)
-    # Z4 = b4 + (W4 @ A3)
+    # Z4 = (W4 @ A3) + b4
     Z4 = t3
     mm_n3(W4, A3, out=Z4)
-    np.add(b4, Z4, out=Z4)
+    np.add(Z4, b4, out=Z4)
     # A4 = _softmax(Z4)
     A4 = t3
     np.maximum.reduce(Z4, axis=0, keepdims=True, out=t4)
@@ -467,31 +467,31 @@ def sgd_step(ws, params, X, Y, lr):
     ones_n4, ones_m = ws.ones_n4, ws.ones_m
     mm_n0, mm_n1, mm_n2, mm_n3, mm_n4, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n2, ws.mm_n3, ws.mm_n4, ws.mm_m
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.tanh(Z1)
     A1 = t0
     np.tanh(Z1, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t1
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = np.tanh(Z2)
     A2 = t1
     np.tanh(Z2, out=A2)
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t2
     mm_n2(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = np.tanh(Z3)
     A3 = t2
     np.tanh(Z3, out=A3)
-    # Z4 = b4 + (W4 @ A3)
+    # Z4 = (W4 @ A3) + b4
     Z4 = t3
     mm_n3(W4, A3, out=Z4)
-    np.add(b4, Z4, out=Z4)
+    np.add(Z4, b4, out=Z4)
     # A4 = _softmax(Z4)
     A4 = t3
     np.maximum.reduce(Z4, axis=0, keepdims=True, out=t4)
@@ -513,9 +513,9 @@ def sgd_step(ws, params, X, Y, lr):
     np.subtract(1, Delta3, out=Delta3)
     mm_n4(W4.T, Delta4, out=t9)
     np.multiply(Delta3, t9, out=Delta3)
-    # W4 = W4 + (Delta4 @ A3.T)
+    # W4 = (Delta4 @ A3.T) + W4
     mm_m(Delta4, A3.T, out=t10)
-    np.add(W4, t10, out=W4)
+    np.add(t10, W4, out=W4)
     # b4 = b4 + Delta4.sum(axis=1, keepdims=True)
     mm_m(Delta4, ones_m, out=t11)
     np.add(b4, t11, out=b4)
@@ -525,9 +525,9 @@ def sgd_step(ws, params, X, Y, lr):
     np.subtract(1, Delta2, out=Delta2)
     mm_n3(W3.T, Delta3, out=t12)
     np.multiply(Delta2, t12, out=Delta2)
-    # W3 = W3 + (Delta3 @ A2.T)
+    # W3 = (Delta3 @ A2.T) + W3
     mm_m(Delta3, A2.T, out=t13)
-    np.add(W3, t13, out=W3)
+    np.add(t13, W3, out=W3)
     # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
     mm_m(Delta3, ones_m, out=t14)
     np.add(b3, t14, out=b3)
@@ -537,15 +537,15 @@ def sgd_step(ws, params, X, Y, lr):
     np.subtract(1, Delta1, out=Delta1)
     mm_n2(W2.T, Delta2, out=t15)
     np.multiply(Delta1, t15, out=Delta1)
-    # W2 = W2 + (Delta2 @ A1.T)
+    # W2 = (Delta2 @ A1.T) + W2
     mm_m(Delta2, A1.T, out=t16)
-    np.add(W2, t16, out=W2)
+    np.add(t16, W2, out=W2)
     # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
     mm_m(Delta2, ones_m, out=t17)
     np.add(b2, t17, out=b2)
-    # W1 = W1 + (Delta1 @ A0.T)
+    # W1 = (Delta1 @ A0.T) + W1
     mm_m(Delta1, A0.T, out=t18)
-    np.add(W1, t18, out=W1)
+    np.add(t18, W1, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
     mm_m(Delta1, ones_m, out=t19)
     np.add(b1, t19, out=b1)

@@ -182,7 +182,7 @@ def _forward(params, X):
     O1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Vh1, P1, optimize=True))
     Z1 = np.ascontiguousarray(np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True)) + bo1.reshape(-1, 1, 1)
     A2 = Z1.reshape(-1, Z1.shape[-1])
-    Z3 = b3 + (W3 @ A2)
+    Z3 = (W3 @ A2) + b3
     A3 = Z3
     return {"A0": A0, "Qh1": Qh1, "Kh1": Kh1, "Vh1": Vh1, "S1": S1, "P1": P1, "O1": O1, "Z1": Z1, "A2": A2, "Z3": Z3, "A3": A3}
 
@@ -434,10 +434,10 @@ def gradients_into(ws, params, X, Y):
     # A2 = Z1.reshape(-1, Z1.shape[-1])
     A2 = t8
     np.copyto(A2, Z1.reshape(-1, m))
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t9
     mm_n2(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = A3 - Y
@@ -551,10 +551,10 @@ def sgd_step(ws, params, X, Y, lr):
     # A2 = Z1.reshape(-1, Z1.shape[-1])
     A2 = t8
     np.copyto(A2, Z1.reshape(-1, m))
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t9
     mm_n2(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = A3 - Y
@@ -564,10 +564,10 @@ def sgd_step(ws, params, X, Y, lr):
     Delta1 = t7
     mm_n3(W3.T, Delta3, out=t14)
     np.copyto(Delta1, t14.reshape(c_1, w_1, m))
-    # W3 = W3 + ((-Delta3*lr/m) @ A2.T)
+    # W3 = ((-Delta3*lr/m) @ A2.T) + W3
     np.multiply(Delta3, -lr/m, out=t9)
     mm_m(t9, A2.T, out=t15)
-    np.add(W3, t15, out=W3)
+    np.add(t15, W3, out=W3)
     # b3 = b3 + (-Delta3*lr/m).sum(axis=1, keepdims=True)
     mm_m(t9, ones_m, out=t16)
     np.add(b3, t16, out=b3)

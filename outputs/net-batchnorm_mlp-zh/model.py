@@ -48,12 +48,12 @@ def predict(params, running, X):
     running_var2 = running["running_var2"]
     A0 = X
     m = X.shape[-1]
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     U2 = Z1 - running_mean2
     Xhat2 = U2*(1/np.sqrt(running_var2 + 1e-05))
     Z2 = Xhat2*gamma2 + beta2
     A2 = np.maximum(0, Z2)
-    Z3 = b3 + (W3 @ A2)
+    Z3 = (W3 @ A2) + b3
     A3 = Z3
     return A3
 
@@ -188,12 +188,12 @@ def _forward(params, X):
     W1, b1, gamma2, beta2, W3, b3 = (params["W1"], params["b1"], params["gamma2"], params["beta2"], params["W3"], params["b3"])
     A0 = X
     m = X.shape[-1]
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     U2 = Z1 - (Z1.sum(axis=1, keepdims=True)/m)
     Xhat2 = U2*(1/np.sqrt(1e-05 + (U2**2).sum(axis=1, keepdims=True)/m))
     Z2 = Xhat2*gamma2 + beta2
     A2 = np.maximum(0, Z2)
-    Z3 = b3 + (W3 @ A2)
+    Z3 = (W3 @ A2) + b3
     A3 = Z3
     return {"A0": A0, "Z1": Z1, "U2": U2, "Xhat2": Xhat2, "Z2": Z2, "A2": A2, "Z3": Z3, "A3": A3}
 
@@ -390,10 +390,10 @@ def gradients_into(ws, params, X, Y):
     t0, t1, t2, t3, t4, t5, t6, t7 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7
     mm_n0, mm_n1, mm_m, mm_n3 = ws.mm_n0, ws.mm_n1, ws.mm_m, ws.mm_n3
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # U2 = Z1 - (Z1.sum(axis=1, keepdims=True)/m)
     U2 = t0
     np.add.reduce(Z1, axis=1, keepdims=True, out=t1)
@@ -415,10 +415,10 @@ def gradients_into(ws, params, X, Y):
     # A2 = np.maximum(0, Z2)
     A2 = t4
     np.maximum(0, Z2, out=A2)
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t5
     mm_n1(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = A3 - Y
@@ -488,10 +488,10 @@ def sgd_step(ws, params, X, Y, lr):
     ones_m, = ws.ones_m,
     mm_n0, mm_m, mm_n1, mm_n3 = ws.mm_n0, ws.mm_m, ws.mm_n1, ws.mm_n3
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # U2 = Z1 - (Z1.sum(axis=1, keepdims=True)/m)
     U2 = t0
     mm_m(Z1, ones_m, out=t1)
@@ -513,10 +513,10 @@ def sgd_step(ws, params, X, Y, lr):
     # A2 = np.maximum(0, Z2)
     A2 = t4
     np.maximum(0, Z2, out=A2)
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t5
     mm_n1(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
@@ -528,9 +528,9 @@ def sgd_step(ws, params, X, Y, lr):
     np.greater(Z2, 0, out=Delta2)
     mm_n3(W3.T, Delta3, out=t8)
     np.multiply(Delta2, t8, out=Delta2)
-    # W3 = W3 + (Delta3 @ A2.T)
+    # W3 = (Delta3 @ A2.T) + W3
     mm_m(Delta3, A2.T, out=t9)
-    np.add(W3, t9, out=W3)
+    np.add(t9, W3, out=W3)
     # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
     mm_m(Delta3, ones_m, out=t10)
     np.add(b3, t10, out=b3)
@@ -563,9 +563,9 @@ def sgd_step(ws, params, X, Y, lr):
     np.multiply(dU2, m**(-1.0), out=t0)
     mm_m(t0, ones_m, out=t1)
     np.subtract(dU2, t1, out=Delta1)
-    # W1 = W1 + (Delta1 @ A0.T)
+    # W1 = (Delta1 @ A0.T) + W1
     mm_m(Delta1, A0.T, out=t11)
-    np.add(W1, t11, out=W1)
+    np.add(t11, W1, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
     mm_m(Delta1, ones_m, out=t1)
     np.add(b1, t1, out=b1)

@@ -169,7 +169,7 @@ def predict(params, running, X):
     Z2 = np.einsum("iz,ijkl->ijkl", gamma2, Xhat2, optimize=True) + beta2.reshape(-1, 1, 1, 1)
     A2 = np.maximum(0, Z2)
     A3 = _position_mean(A2, 2)
-    Z4 = b4 + (W4 @ A3)
+    Z4 = (W4 @ A3) + b4
     A4 = _softmax(Z4)
     return A4
 
@@ -316,7 +316,7 @@ def _forward(params, X):
     Z2 = np.einsum("iz,ijkl->ijkl", gamma2, Xhat2, optimize=True) + beta2.reshape(-1, 1, 1, 1)
     A2 = np.maximum(0, Z2)
     A3 = _position_mean(A2, 2)
-    Z4 = b4 + (W4 @ A3)
+    Z4 = (W4 @ A3) + b4
     A4 = _softmax(Z4)
     return {"A0": A0, "Z1": Z1, "U2": U2, "Xhat2": Xhat2, "Z2": Z2, "A2": A2, "A3": A3, "Z4": Z4, "A4": A4}
 
@@ -564,10 +564,10 @@ def gradients_into(ws, params, X, Y):
     # A3 = _position_mean(A2, 2)
     A3 = t8
     _position_mean(A2, 2, out=A3)
-    # Z4 = b4 + (W4 @ A3)
+    # Z4 = (W4 @ A3) + b4
     Z4 = t9
     mm_c1(W4, A3, out=Z4)
-    np.add(b4, Z4, out=Z4)
+    np.add(Z4, b4, out=Z4)
     # A4 = _softmax(Z4)
     A4 = t9
     np.maximum.reduce(Z4, axis=0, keepdims=True, out=t10)
@@ -665,10 +665,10 @@ def sgd_step(ws, params, X, Y, lr):
     # A3 = _position_mean(A2, 2)
     A3 = t8
     _position_mean(A2, 2, out=A3)
-    # Z4 = b4 + (W4 @ A3)
+    # Z4 = (W4 @ A3) + b4
     Z4 = t9
     mm_c1(W4, A3, out=Z4)
-    np.add(b4, Z4, out=Z4)
+    np.add(Z4, b4, out=Z4)
     # A4 = _softmax(Z4)
     A4 = t9
     np.maximum.reduce(Z4, axis=0, keepdims=True, out=t10)
@@ -684,10 +684,10 @@ def sgd_step(ws, params, X, Y, lr):
     np.greater(Z2, 0, out=t6)
     np.einsum("ijkl,ml,mi->ijkl", t6, Delta4, W4, optimize=True, out=Delta2)
     np.multiply(Delta2, 1/(h_2*w_2), out=Delta2)
-    # W4 = W4 + ((-Delta4*lr/m) @ A3.T)
+    # W4 = ((-Delta4*lr/m) @ A3.T) + W4
     np.multiply(Delta4, -lr/m, out=t9)
     mm_m(t9, A3.T, out=t12)
-    np.add(W4, t12, out=W4)
+    np.add(t12, W4, out=W4)
     # b4 = b4 + (-Delta4*lr/m).sum(axis=1, keepdims=True)
     mm_m(t9, ones_m, out=t13)
     np.add(b4, t13, out=b4)

@@ -360,7 +360,7 @@ def _forward(params, X):
     A3 = np.maximum(0, Z3)
     A4 = _max_pool(A3, (2, 2), (2, 2), (0, 0), (1, 1))
     A5 = A4.reshape(-1, A4.shape[-1])
-    Z6 = b6 + (W6 @ A5)
+    Z6 = (W6 @ A5) + b6
     A6 = _softmax(Z6)
     return {"A0": A0, "Z1": Z1, "A1": A1, "A2": A2, "Z3": Z3, "A3": A3, "A4": A4, "A5": A5, "Z6": Z6, "A6": A6}
 
@@ -623,10 +623,10 @@ def gradients_into(ws, params, X, Y):
     # A5 = A4.reshape(-1, A4.shape[-1])
     A5 = t6
     np.copyto(A5, A4.reshape(-1, m))
-    # Z6 = b6 + (W6 @ A5)
+    # Z6 = (W6 @ A5) + b6
     Z6 = t7
     mm_n5(W6, A5, out=Z6)
-    np.add(b6, Z6, out=Z6)
+    np.add(Z6, b6, out=Z6)
     # A6 = _softmax(Z6)
     A6 = t7
     np.maximum.reduce(Z6, axis=0, keepdims=True, out=t8)
@@ -722,10 +722,10 @@ def sgd_step(ws, params, X, Y, lr):
     # A5 = A4.reshape(-1, A4.shape[-1])
     A5 = t6
     np.copyto(A5, A4.reshape(-1, m))
-    # Z6 = b6 + (W6 @ A5)
+    # Z6 = (W6 @ A5) + b6
     Z6 = t7
     mm_n5(W6, A5, out=Z6)
-    np.add(b6, Z6, out=Z6)
+    np.add(Z6, b6, out=Z6)
     # A6 = _softmax(Z6)
     A6 = t7
     np.maximum.reduce(Z6, axis=0, keepdims=True, out=t8)
@@ -740,10 +740,10 @@ def sgd_step(ws, params, X, Y, lr):
     dA4 = t5
     mm_n6(W6.T, Delta6, out=t14)
     np.copyto(dA4, t14.reshape(c_4, h_4, w_4, m))
-    # W6 = W6 + ((-Delta6*lr/m) @ A5.T)
+    # W6 = ((-Delta6*lr/m) @ A5.T) + W6
     np.multiply(Delta6, -lr/m, out=t7)
     mm_m(t7, A5.T, out=t15)
-    np.add(W6, t15, out=W6)
+    np.add(t15, W6, out=W6)
     # b6 = b6 + (-Delta6*lr/m).sum(axis=1, keepdims=True)
     mm_m(t7, ones_m, out=t16)
     np.add(b6, t16, out=b6)

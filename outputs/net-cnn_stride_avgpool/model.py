@@ -334,7 +334,7 @@ def _forward(params, X):
     Z3 = _conv(A2, K3, (2, 2), (1, 1), (0, 0), (2, 2)) + b3.reshape(-1, 1, 1, 1)
     A3 = np.maximum(0, Z3)
     A4 = _position_mean(A3, 2)
-    Z5 = b5 + (W5 @ A4)
+    Z5 = (W5 @ A4) + b5
     A5 = _softmax(Z5)
     return {"A0": A0, "Z1": Z1, "A1": A1, "A2": A2, "Z3": Z3, "A3": A3, "A4": A4, "Z5": Z5, "A5": A5}
 
@@ -581,10 +581,10 @@ def gradients_into(ws, params, X, Y):
     # A4 = _position_mean(A3, 2)
     A4 = t4
     _position_mean(A3, 2, out=A4)
-    # Z5 = b5 + (W5 @ A4)
+    # Z5 = (W5 @ A4) + b5
     Z5 = t5
     mm_c3(W5, A4, out=Z5)
-    np.add(b5, Z5, out=Z5)
+    np.add(Z5, b5, out=Z5)
     # A5 = _softmax(Z5)
     A5 = t5
     np.maximum.reduce(Z5, axis=0, keepdims=True, out=t6)
@@ -672,10 +672,10 @@ def sgd_step(ws, params, X, Y, lr):
     # A4 = _position_mean(A3, 2)
     A4 = t4
     _position_mean(A3, 2, out=A4)
-    # Z5 = b5 + (W5 @ A4)
+    # Z5 = (W5 @ A4) + b5
     Z5 = t5
     mm_c3(W5, A4, out=Z5)
-    np.add(b5, Z5, out=Z5)
+    np.add(Z5, b5, out=Z5)
     # A5 = _softmax(Z5)
     A5 = t5
     np.maximum.reduce(Z5, axis=0, keepdims=True, out=t6)
@@ -691,10 +691,10 @@ def sgd_step(ws, params, X, Y, lr):
     np.greater(Z3, 0, out=t2)
     np.einsum("ijkl,ml,mi->ijkl", t2, Delta5, W5, optimize=True, out=Delta3)
     np.multiply(Delta3, 1/(h_3*w_3), out=Delta3)
-    # W5 = W5 + ((-Delta5*lr/m) @ A4.T)
+    # W5 = ((-Delta5*lr/m) @ A4.T) + W5
     np.multiply(Delta5, -lr/m, out=t5)
     mm_m(t5, A4.T, out=t11)
-    np.add(W5, t11, out=W5)
+    np.add(t11, W5, out=W5)
     # b5 = b5 + (-Delta5*lr/m).sum(axis=1, keepdims=True)
     mm_m(t5, ones_m, out=t12)
     np.add(b5, t12, out=b5)

@@ -231,7 +231,7 @@ def _forward(params, X):
     Z1 = _conv(A0, K1, (5,), (2,), (2,), (1,)) + b1.reshape(-1, 1, 1)
     A1 = np.tanh(Z1)
     A2 = A1.reshape(-1, A1.shape[-1])
-    Z3 = b3 + (W3 @ A2)
+    Z3 = (W3 @ A2) + b3
     A3 = Z3
     return {"A0": A0, "Z1": Z1, "A1": A1, "A2": A2, "Z3": Z3, "A3": A3}
 
@@ -431,10 +431,10 @@ def gradients_into(ws, params, X, Y):
     # A2 = A1.reshape(-1, A1.shape[-1])
     A2 = t1
     np.copyto(A2, A1.reshape(-1, m))
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t2
     mm_n2(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = A3 - Y
@@ -488,10 +488,10 @@ def sgd_step(ws, params, X, Y, lr):
     # A2 = A1.reshape(-1, A1.shape[-1])
     A2 = t1
     np.copyto(A2, A1.reshape(-1, m))
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t2
     mm_n2(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = A3 - Y
@@ -503,10 +503,10 @@ def sgd_step(ws, params, X, Y, lr):
     np.subtract(1, Delta1, out=Delta1)
     mm_n3(W3.T, Delta3, out=t5)
     np.multiply(Delta1, t5.reshape(c_1, w_1, m), out=Delta1)
-    # W3 = W3 + ((-Delta3*lr/m) @ A2.T)
+    # W3 = ((-Delta3*lr/m) @ A2.T) + W3
     np.multiply(Delta3, -lr/m, out=t2)
     mm_m(t2, A2.T, out=t6)
-    np.add(W3, t6, out=W3)
+    np.add(t6, W3, out=W3)
     # b3 = b3 + (-Delta3*lr/m).sum(axis=1, keepdims=True)
     mm_m(t2, ones_m, out=t7)
     np.add(b3, t7, out=b3)

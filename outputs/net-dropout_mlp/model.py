@@ -169,11 +169,11 @@ def forward(params, X):
 def _forward(params, X):
     W1, b1, W3, b3 = (params["W1"], params["b1"], params["W3"], params["b3"])
     A0 = X
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     A1 = np.tanh(Z1)
     M2 = _mask("M2", A1.shape, A1.dtype)
     A2 = A1*M2/(1 - p_2)
-    Z3 = b3 + (W3 @ A2)
+    Z3 = (W3 @ A2) + b3
     A3 = Z3
     return {"A0": A0, "Z1": Z1, "A1": A1, "M2": M2, "A2": A2, "Z3": Z3, "A3": A3}
 
@@ -359,10 +359,10 @@ def gradients_into(ws, params, X, Y):
     t0, t1, t2, t3 = ws.t0, ws.t1, ws.t2, ws.t3
     mm_n0, mm_n1, mm_m, mm_n3 = ws.mm_n0, ws.mm_n1, ws.mm_m, ws.mm_n3
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.tanh(Z1)
     A1 = t0
     np.tanh(Z1, out=A1)
@@ -370,10 +370,10 @@ def gradients_into(ws, params, X, Y):
     A2 = t1
     np.multiply(A1, M2, out=A2)
     np.divide(A2, 1 - p_2, out=A2)
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t2
     mm_n1(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = A3 - Y
@@ -418,10 +418,10 @@ def sgd_step(ws, params, X, Y, lr):
     ones_m, = ws.ones_m,
     mm_n0, mm_n1, mm_n3, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n3, ws.mm_m
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.tanh(Z1)
     A1 = t0
     np.tanh(Z1, out=A1)
@@ -429,10 +429,10 @@ def sgd_step(ws, params, X, Y, lr):
     A2 = t1
     np.multiply(A1, M2, out=A2)
     np.multiply(A2, (1 - p_2)**(-1.0), out=A2)
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t2
     mm_n1(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
@@ -447,15 +447,15 @@ def sgd_step(ws, params, X, Y, lr):
     mm_n3(W3.T, Delta3, out=t4)
     np.multiply(Delta1, t4, out=Delta1)
     np.multiply(Delta1, (1 - p_2)**(-1.0), out=Delta1)
-    # W3 = W3 + (Delta3 @ A2.T)
+    # W3 = (Delta3 @ A2.T) + W3
     mm_m(Delta3, A2.T, out=t5)
-    np.add(W3, t5, out=W3)
+    np.add(t5, W3, out=W3)
     # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
     mm_m(Delta3, ones_m, out=t6)
     np.add(b3, t6, out=b3)
-    # W1 = W1 + (Delta1 @ A0.T)
+    # W1 = (Delta1 @ A0.T) + W1
     mm_m(Delta1, A0.T, out=t7)
-    np.add(W1, t7, out=W1)
+    np.add(t7, W1, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
     mm_m(Delta1, ones_m, out=t8)
     np.add(b1, t8, out=b1)

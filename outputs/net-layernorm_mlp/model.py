@@ -142,12 +142,12 @@ def _forward(params, X):
     A0 = X
     n_1 = params["W1"].shape[0]
     n_2 = params["W1"].shape[0]
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     U2 = Z1 - (Z1.sum(axis=0, keepdims=True)/n_1)
     Xhat2 = U2*(1/np.sqrt(1e-05 + (U2**2).sum(axis=0, keepdims=True)/n_2))
     Z2 = Xhat2*gamma2 + beta2
     A2 = np.tanh(Z2)
-    Z3 = b3 + (W3 @ A2)
+    Z3 = (W3 @ A2) + b3
     A3 = Z3
     return {"A0": A0, "Z1": Z1, "U2": U2, "Xhat2": Xhat2, "Z2": Z2, "A2": A2, "Z3": Z3, "A3": A3}
 
@@ -345,10 +345,10 @@ def gradients_into(ws, params, X, Y):
     t0, t1, t2, t3, t4, t5, t6 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6
     mm_n0, mm_n1, mm_m, mm_n3 = ws.mm_n0, ws.mm_n1, ws.mm_m, ws.mm_n3
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # U2 = Z1 - (Z1.sum(axis=0, keepdims=True)/n_1)
     U2 = t0
     np.add.reduce(Z1, axis=0, keepdims=True, out=t1)
@@ -370,10 +370,10 @@ def gradients_into(ws, params, X, Y):
     # A2 = np.tanh(Z2)
     A2 = t3
     np.tanh(Z2, out=A2)
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t4
     mm_n1(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = A3 - Y
@@ -446,10 +446,10 @@ def sgd_step(ws, params, X, Y, lr):
     ones_n1, ones_m = ws.ones_n1, ws.ones_m
     mm_n0, mm_n1, mm_n3, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n3, ws.mm_m
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # U2 = Z1 - (Z1.sum(axis=0, keepdims=True)/n_1)
     U2 = t0
     mm_n1(ones_n1.T, Z1, out=t1)
@@ -471,10 +471,10 @@ def sgd_step(ws, params, X, Y, lr):
     # A2 = np.tanh(Z2)
     A2 = t3
     np.tanh(Z2, out=A2)
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     Z3 = t4
     mm_n1(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
     # Delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
@@ -487,9 +487,9 @@ def sgd_step(ws, params, X, Y, lr):
     np.subtract(1, Delta2, out=Delta2)
     mm_n3(W3.T, Delta3, out=t7)
     np.multiply(Delta2, t7, out=Delta2)
-    # W3 = W3 + (Delta3 @ A2.T)
+    # W3 = (Delta3 @ A2.T) + W3
     mm_m(Delta3, A2.T, out=t8)
-    np.add(W3, t8, out=W3)
+    np.add(t8, W3, out=W3)
     # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
     mm_m(Delta3, ones_m, out=t9)
     np.add(b3, t9, out=b3)
@@ -522,9 +522,9 @@ def sgd_step(ws, params, X, Y, lr):
     np.multiply(dU2, n_1**(-1.0), out=t0)
     mm_n1(ones_n1.T, t0, out=t1)
     np.subtract(dU2, t1, out=Delta1)
-    # W1 = W1 + (Delta1 @ A0.T)
+    # W1 = (Delta1 @ A0.T) + W1
     mm_m(Delta1, A0.T, out=t11)
-    np.add(W1, t11, out=W1)
+    np.add(t11, W1, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
     mm_m(Delta1, ones_m, out=t10)
     np.add(b1, t10, out=b1)

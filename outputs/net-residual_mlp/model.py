@@ -140,12 +140,12 @@ def forward(params, X):
 def _forward(params, X):
     W1, b1, W2, b2, W4, b4 = (params["W1"], params["b1"], params["W2"], params["b2"], params["W4"], params["b4"])
     A0 = X
-    Z1 = b1 + (W1 @ A0)
+    Z1 = (W1 @ A0) + b1
     A1 = np.tanh(Z1)
-    Z2 = b2 + (W2 @ A1)
+    Z2 = (W2 @ A1) + b2
     A2 = np.tanh(Z2)
     A3 = A1 + A2
-    Z4 = b4 + (W4 @ A3)
+    Z4 = (W4 @ A3) + b4
     A4 = Z4
     return {"A0": A0, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2, "A3": A3, "Z4": Z4, "A4": A4}
 
@@ -177,7 +177,7 @@ def gradients(params, X, Y):
     Delta2 = dA3*(1 - A2**2)
     dW2 = ((Delta2/m) @ A1.T)
     db2 = (Delta2/m).sum(axis=1, keepdims=True)
-    dA1 = dA3 + (W2.T @ Delta2)
+    dA1 = (W2.T @ Delta2) + dA3
     Delta1 = dA1*(1 - A1**2)
     dW1 = ((Delta1/m) @ A0.T)
     db1 = (Delta1/m).sum(axis=1, keepdims=True)
@@ -337,27 +337,27 @@ def gradients_into(ws, params, X, Y):
     t0, t1, t2, t3, t4, t5 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5
     mm_n0, mm_n1, mm_m, mm_n4 = ws.mm_n0, ws.mm_n1, ws.mm_m, ws.mm_n4
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.tanh(Z1)
     A1 = t0
     np.tanh(Z1, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t1
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = np.tanh(Z2)
     A2 = t1
     np.tanh(Z2, out=A2)
     # A3 = A1 + A2
     A3 = t2
     np.add(A1, A2, out=A3)
-    # Z4 = b4 + (W4 @ A3)
+    # Z4 = (W4 @ A3) + b4
     Z4 = t3
     mm_n1(W4, A3, out=Z4)
-    np.add(b4, Z4, out=Z4)
+    np.add(Z4, b4, out=Z4)
     # A4 = Z4
     A4 = Z4
     # Delta4 = A4 - Y
@@ -381,20 +381,20 @@ def gradients_into(ws, params, X, Y):
     mm_m(t5, A1.T, out=dW2)
     # db2 = (Delta2/m).sum(axis=1, keepdims=True)
     np.add.reduce(t5, axis=1, keepdims=True, out=db2)
-    # dA1 = dA3 + (W2.T @ Delta2)
-    dA1 = t2
-    mm_n1(W2.T, Delta2, out=t5)
-    np.add(dA3, t5, out=dA1)
+    # dA1 = (W2.T @ Delta2) + dA3
+    dA1 = t5
+    mm_n1(W2.T, Delta2, out=dA1)
+    np.add(dA1, dA3, out=dA1)
     # Delta1 = dA1*(1 - A1**2)
-    Delta1 = t2
+    Delta1 = t5
     np.square(A1, out=t0)
     np.subtract(1, t0, out=t0)
     np.multiply(dA1, t0, out=Delta1)
     # dW1 = ((Delta1/m) @ A0.T)
-    np.divide(Delta1, m, out=t2)
-    mm_m(t2, A0.T, out=dW1)
+    np.divide(Delta1, m, out=t5)
+    mm_m(t5, A0.T, out=dW1)
     # db1 = (Delta1/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t2, axis=1, keepdims=True, out=db1)
+    np.add.reduce(t5, axis=1, keepdims=True, out=db1)
     return ws.grads
 
 
@@ -415,27 +415,27 @@ def sgd_step(ws, params, X, Y, lr):
     ones_m, = ws.ones_m,
     mm_n0, mm_n1, mm_n4, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n4, ws.mm_m
     A0 = X
-    # Z1 = b1 + (W1 @ A0)
+    # Z1 = (W1 @ A0) + b1
     Z1 = t0
     mm_n0(W1, A0, out=Z1)
-    np.add(b1, Z1, out=Z1)
+    np.add(Z1, b1, out=Z1)
     # A1 = np.tanh(Z1)
     A1 = t0
     np.tanh(Z1, out=A1)
-    # Z2 = b2 + (W2 @ A1)
+    # Z2 = (W2 @ A1) + b2
     Z2 = t1
     mm_n1(W2, A1, out=Z2)
-    np.add(b2, Z2, out=Z2)
+    np.add(Z2, b2, out=Z2)
     # A2 = np.tanh(Z2)
     A2 = t1
     np.tanh(Z2, out=A2)
     # A3 = A1 + A2
     A3 = t2
     np.add(A1, A2, out=A3)
-    # Z4 = b4 + (W4 @ A3)
+    # Z4 = (W4 @ A3) + b4
     Z4 = t3
     mm_n1(W4, A3, out=Z4)
-    np.add(b4, Z4, out=Z4)
+    np.add(Z4, b4, out=Z4)
     # A4 = Z4
     A4 = Z4
     # Delta4 = -lr*(A4 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
@@ -445,9 +445,9 @@ def sgd_step(ws, params, X, Y, lr):
     # dA3 = (W4.T @ Delta4)
     dA3 = t5
     mm_n4(W4.T, Delta4, out=dA3)
-    # W4 = W4 + (Delta4 @ A3.T)
+    # W4 = (Delta4 @ A3.T) + W4
     mm_m(Delta4, A3.T, out=t6)
-    np.add(W4, t6, out=W4)
+    np.add(t6, W4, out=W4)
     # b4 = b4 + Delta4.sum(axis=1, keepdims=True)
     mm_m(Delta4, ones_m, out=t7)
     np.add(b4, t7, out=b4)
@@ -456,24 +456,24 @@ def sgd_step(ws, params, X, Y, lr):
     np.square(A2, out=Delta2)
     np.subtract(1, Delta2, out=Delta2)
     np.multiply(dA3, Delta2, out=Delta2)
-    # dA1 = dA3 + (W2.T @ Delta2)
-    dA1 = t5
-    mm_n1(W2.T, Delta2, out=t2)
-    np.add(dA3, t2, out=dA1)
-    # W2 = W2 + (Delta2 @ A1.T)
+    # dA1 = (W2.T @ Delta2) + dA3
+    dA1 = t2
+    mm_n1(W2.T, Delta2, out=dA1)
+    np.add(dA1, dA3, out=dA1)
+    # W2 = (Delta2 @ A1.T) + W2
     mm_m(Delta2, A1.T, out=t8)
-    np.add(W2, t8, out=W2)
+    np.add(t8, W2, out=W2)
     # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
     mm_m(Delta2, ones_m, out=t9)
     np.add(b2, t9, out=b2)
     # Delta1 = dA1*(1 - A1**2)
-    Delta1 = t5
+    Delta1 = t2
     np.square(A1, out=t0)
     np.subtract(1, t0, out=t0)
     np.multiply(dA1, t0, out=Delta1)
-    # W1 = W1 + (Delta1 @ A0.T)
+    # W1 = (Delta1 @ A0.T) + W1
     mm_m(Delta1, A0.T, out=t10)
-    np.add(W1, t10, out=W1)
+    np.add(t10, W1, out=W1)
     # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
     mm_m(Delta1, ones_m, out=t9)
     np.add(b1, t9, out=b1)

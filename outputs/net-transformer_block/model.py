@@ -282,7 +282,7 @@ def _forward(params, X):
     Z6 = np.ascontiguousarray(np.einsum("il,ljk->ijk", W6, A5, optimize=True)) + b6.reshape(-1, 1, 1)
     A7 = A3 + Z6
     A8 = A7.reshape(-1, A7.shape[-1])
-    Z9 = b9 + (W9 @ A8)
+    Z9 = (W9 @ A8) + b9
     A9 = Z9
     return {"A0": A0, "U1": U1, "Xhat1": Xhat1, "Z1": Z1, "Qh2": Qh2, "Kh2": Kh2, "Vh2": Vh2, "S2": S2, "P2": P2, "O2": O2, "Z2": Z2, "A3": A3, "U4": U4, "Xhat4": Xhat4, "Z4": Z4, "Z5": Z5, "A5": A5, "Z6": Z6, "A7": A7, "A8": A8, "Z9": Z9, "A9": A9}
 
@@ -647,10 +647,10 @@ def gradients_into(ws, params, X, Y):
     # A8 = A7.reshape(-1, A7.shape[-1])
     A8 = t20
     np.copyto(A8, A7.reshape(-1, m))
-    # Z9 = b9 + (W9 @ A8)
+    # Z9 = (W9 @ A8) + b9
     Z9 = t21
     mm_n8(W9, A8, out=Z9)
-    np.add(b9, Z9, out=Z9)
+    np.add(Z9, b9, out=Z9)
     # A9 = Z9
     A9 = Z9
     # Delta9 = A9 - Y
@@ -899,10 +899,10 @@ def sgd_step(ws, params, X, Y, lr):
     # A8 = A7.reshape(-1, A7.shape[-1])
     A8 = t20
     np.copyto(A8, A7.reshape(-1, m))
-    # Z9 = b9 + (W9 @ A8)
+    # Z9 = (W9 @ A8) + b9
     Z9 = t21
     mm_n8(W9, A8, out=Z9)
-    np.add(b9, Z9, out=Z9)
+    np.add(Z9, b9, out=Z9)
     # A9 = Z9
     A9 = Z9
     # Delta9 = A9 - Y
@@ -912,10 +912,10 @@ def sgd_step(ws, params, X, Y, lr):
     dA7 = t11
     mm_n9(W9.T, Delta9, out=t28)
     np.copyto(dA7, t28.reshape(c_7, w_7, m))
-    # W9 = W9 + ((-Delta9*lr/m) @ A8.T)
+    # W9 = ((-Delta9*lr/m) @ A8.T) + W9
     np.multiply(Delta9, -lr/m, out=t21)
     mm_m(t21, A8.T, out=t29)
-    np.add(W9, t29, out=W9)
+    np.add(t29, W9, out=W9)
     # b9 = b9 + (-Delta9*lr/m).sum(axis=1, keepdims=True)
     mm_m(t21, ones_m, out=t30)
     np.add(b9, t30, out=b9)

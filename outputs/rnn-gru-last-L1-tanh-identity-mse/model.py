@@ -75,15 +75,15 @@ def forward(params, X):
     N1 = np.empty((T, W_ir1.shape[0], m), dtype=X.dtype)
     A1 = np.empty((T, W_ir1.shape[0], m), dtype=X.dtype)
     for t in range(T):
-        Zr1[t] = b_hr1 + b_ir1 + (W_ir1 @ A0[t])
+        Zr1[t] = (W_ir1 @ A0[t]) + b_hr1 + b_ir1
         if t >= 1:
             Zr1[t] += (W_hr1 @ A1[t - 1])
-        Zz1[t] = b_hz1 + b_iz1 + (W_iz1 @ A0[t])
+        Zz1[t] = (W_iz1 @ A0[t]) + b_hz1 + b_iz1
         if t >= 1:
             Zz1[t] += (W_hz1 @ A1[t - 1])
         R1[t] = (1/2)*np.tanh((1/2)*Zr1[t]) + 1/2
         Zgate1[t] = (1/2)*np.tanh((1/2)*Zz1[t]) + 1/2
-        Zn1[t] = R1[t]*b_hn1 + b_in1 + (W_in1 @ A0[t])
+        Zn1[t] = (W_in1 @ A0[t]) + R1[t]*b_hn1 + b_in1
         if t >= 1:
             Zn1[t] += R1[t]*(W_hn1 @ A1[t - 1])
         N1[t] = np.tanh(Zn1[t])
@@ -91,7 +91,7 @@ def forward(params, X):
         if t >= 1:
             A1[t] += A1[t - 1]*Zgate1[t]
     A2 = A1[T - 1]
-    Z3 = b3 + (W3 @ A2)
+    Z3 = (W3 @ A2) + b3
     A3 = Z3
     return {"A0": A0, "Zr1": Zr1, "Zz1": Zz1, "R1": R1, "Zgate1": Zgate1, "Zn1": Zn1, "N1": N1, "A1": A1, "A2": A2, "Z3": Z3, "A3": A3}
 
@@ -148,7 +148,7 @@ def gradients(params, X, Y, truncate=None):
         if t == T - 1:
             dA1[t] += (W3.T @ Delta3)
         if t + 1 <= T - 1 and carry:
-            dA1[t] += Zgate1[t + 1]*dA1[t + 1] + (W_hr1.T @ dZr1[t + 1]) + (W_hz1.T @ dZz1[t + 1]) + np.ascontiguousarray(np.einsum("kj,ki,kj->ij", R1[t + 1], W_hn1, dZn1[t + 1], optimize=True))
+            dA1[t] += (W_hr1.T @ dZr1[t + 1]) + (W_hz1.T @ dZz1[t + 1]) + Zgate1[t + 1]*dA1[t + 1] + np.ascontiguousarray(np.einsum("kj,ki,kj->ij", R1[t + 1], W_hn1, dZn1[t + 1], optimize=True))
         dZn1[t] = dA1[t]*(1 - N1[t]**2)*(1 - Zgate1[t])
         dW_in1 += ((dZn1[t]/m) @ A0[t].T)
         if t >= 1:
@@ -244,17 +244,17 @@ class Workspace:
             "head_bias": _filled((units,), self.dtype),
         }
         # scratch arrays, reused from formula to formula
-        self.t0 = _filled((2 * hidden, 1), self.dtype)
-        self.t1 = _filled((2 * hidden, m), self.dtype)
-        self.t2 = _filled((hidden, m), self.dtype)
-        self.t3 = _filled((units, m), self.dtype)
+        self.t0 = _filled((2 * hidden, m), self.dtype)
+        self.t1 = _filled((hidden, m), self.dtype)
+        self.t2 = _filled((units, m), self.dtype)
+        self.t3 = _filled((hidden, m), self.dtype)
         self.t4 = _filled((hidden, m), self.dtype)
-        self.t5 = _filled((hidden, m), self.dtype)
-        self.t6 = _filled((hidden, inputs), self.dtype)
-        self.t7 = _filled((hidden, hidden), self.dtype)
-        self.t8 = _filled((hidden, 1), self.dtype)
-        self.t9 = _filled((2 * hidden, inputs), self.dtype)
-        self.t10 = _filled((2 * hidden, hidden), self.dtype)
+        self.t5 = _filled((hidden, inputs), self.dtype)
+        self.t6 = _filled((hidden, hidden), self.dtype)
+        self.t7 = _filled((hidden, 1), self.dtype)
+        self.t8 = _filled((2 * hidden, inputs), self.dtype)
+        self.t9 = _filled((2 * hidden, hidden), self.dtype)
+        self.t10 = _filled((2 * hidden, 1), self.dtype)
 
 
 def gradients_into(ws, params, X, Y, truncate=None):
@@ -304,32 +304,32 @@ def gradients_into(ws, params, X, Y, truncate=None):
     A1_cols = ws.A1_cols
     # forward
     for t in range(T):
-        # Zr1[t] = b_hr1 + b_ir1 + (W_ir1 @ A0[t])
+        # Zr1[t] = (W_ir1 @ A0[t]) + b_hr1 + b_ir1
         #   and Zz1 alike: one statement on their rows of Zgates1
-        np.add(b_hh1[:2 * hidden], b_ih1[:2 * hidden], out=ws.t0)
         np.matmul(W_ih1[:2 * hidden], A0[t], out=Zgates1[t, :2 * hidden])
-        np.add(ws.t0, Zgates1[t, :2 * hidden], out=Zgates1[t, :2 * hidden])
+        np.add(Zgates1[t, :2 * hidden], b_hh1[:2 * hidden], out=Zgates1[t, :2 * hidden])
+        np.add(Zgates1[t, :2 * hidden], b_ih1[:2 * hidden], out=Zgates1[t, :2 * hidden])
         # if t >= 1: Zr1[t] += (W_hr1 @ A1[t - 1])
         #   and Zz1 alike: one statement on their rows of Zgates1
         if t >= 1:
-            np.matmul(W_hh1[:2 * hidden], A1[t - 1], out=ws.t1)
-            np.add(Zgates1[t, :2 * hidden], ws.t1, out=Zgates1[t, :2 * hidden])
+            np.matmul(W_hh1[:2 * hidden], A1[t - 1], out=ws.t0)
+            np.add(ws.t0, Zgates1[t, :2 * hidden], out=Zgates1[t, :2 * hidden])
         # R1[t] = (1/2)*np.tanh((1/2)*Zr1[t]) + 1/2
         #   and Zgate1 alike: one statement on their rows of Gates1
         np.multiply(1/2, Zgates1[t, :2 * hidden], out=Gates1[t, :2 * hidden])
         np.tanh(Gates1[t, :2 * hidden], out=Gates1[t, :2 * hidden])
         np.multiply(1/2, Gates1[t, :2 * hidden], out=Gates1[t, :2 * hidden])
         np.add(Gates1[t, :2 * hidden], 1/2, out=Gates1[t, :2 * hidden])
-        # Zn1[t] = R1[t]*b_hn1 + b_in1 + (W_in1 @ A0[t])
-        np.multiply(Gates1[t, :hidden], b_hh1[2 * hidden:3 * hidden], out=Zgates1[t, 2 * hidden:3 * hidden])
+        # Zn1[t] = (W_in1 @ A0[t]) + R1[t]*b_hn1 + b_in1
+        np.matmul(W_ih1[2 * hidden:3 * hidden], A0[t], out=Zgates1[t, 2 * hidden:3 * hidden])
+        np.multiply(Gates1[t, :hidden], b_hh1[2 * hidden:3 * hidden], out=ws.t1)
+        np.add(Zgates1[t, 2 * hidden:3 * hidden], ws.t1, out=Zgates1[t, 2 * hidden:3 * hidden])
         np.add(Zgates1[t, 2 * hidden:3 * hidden], b_ih1[2 * hidden:3 * hidden], out=Zgates1[t, 2 * hidden:3 * hidden])
-        np.matmul(W_ih1[2 * hidden:3 * hidden], A0[t], out=ws.t2)
-        np.add(Zgates1[t, 2 * hidden:3 * hidden], ws.t2, out=Zgates1[t, 2 * hidden:3 * hidden])
         # if t >= 1: Zn1[t] += R1[t]*(W_hn1 @ A1[t - 1])
         if t >= 1:
-            np.matmul(W_hh1[2 * hidden:3 * hidden], A1[t - 1], out=ws.t2)
-            np.multiply(Gates1[t, :hidden], ws.t2, out=ws.t2)
-            np.add(ws.t2, Zgates1[t, 2 * hidden:3 * hidden], out=Zgates1[t, 2 * hidden:3 * hidden])
+            np.matmul(W_hh1[2 * hidden:3 * hidden], A1[t - 1], out=ws.t1)
+            np.multiply(Gates1[t, :hidden], ws.t1, out=ws.t1)
+            np.add(ws.t1, Zgates1[t, 2 * hidden:3 * hidden], out=Zgates1[t, 2 * hidden:3 * hidden])
         # N1[t] = np.tanh(Zn1[t])
         np.tanh(Zgates1[t, 2 * hidden:3 * hidden], out=Gates1[t, 2 * hidden:3 * hidden])
         # A1[t] = N1[t]*(1 - Zgate1[t])
@@ -337,109 +337,109 @@ def gradients_into(ws, params, X, Y, truncate=None):
         np.multiply(Gates1[t, 2 * hidden:3 * hidden], A1[t], out=A1[t])
         # if t >= 1: A1[t] += A1[t - 1]*Zgate1[t]
         if t >= 1:
-            np.multiply(A1[t - 1], Gates1[t, hidden:2 * hidden], out=ws.t2)
-            np.add(A1[t], ws.t2, out=A1[t])
+            np.multiply(A1[t - 1], Gates1[t, hidden:2 * hidden], out=ws.t1)
+            np.add(A1[t], ws.t1, out=A1[t])
     # A2 = A1[T - 1]
     np.copyto(A2, A1[T - 1])
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     np.matmul(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     np.copyto(A3, Z3)
     # backward
     # Delta3 = A3 - Y
     np.subtract(A3, Y, out=Delta3)
     # dW3 = ((Delta3/m) @ A2.T)
-    np.divide(Delta3, m, out=ws.t3)
-    np.matmul(ws.t3, A2.T, out=dW3)
+    np.divide(Delta3, m, out=ws.t2)
+    np.matmul(ws.t2, A2.T, out=dW3)
     # db3 = (Delta3/m).sum(axis=1, keepdims=True)
-    np.add.reduce(ws.t3, axis=1, keepdims=True, out=db3)
+    np.add.reduce(ws.t2, axis=1, keepdims=True, out=db3)
     # every step at once: dA1[t] = 0.0
     dA1[0:T].fill(0)
     for t in reversed(range(T)):
         carry = truncate is None or (t + 1) % truncate != 0
         # if t == T - 1: dA1[t] += (W3.T @ Delta3)
         if t == T - 1:
-            np.matmul(W3.T, Delta3, out=ws.t2)
-            np.add(dA1[t], ws.t2, out=dA1[t])
-        # if t + 1 <= T - 1: dA1[t] += Zgate1[t + 1]*dA1[t + 1] + (W_hr1.T @ dZr1[t + 1]) + (W_hz1.T @ dZz1[t + 1]) + np.ascontiguousarray(np.einsum("kj,ki,kj->ij", R1[t + 1], W_hn1, dZn1[t + 1], optimize=True))   [the gates' products as one on the stacked arrays]
+            np.matmul(W3.T, Delta3, out=ws.t1)
+            np.add(ws.t1, dA1[t], out=dA1[t])
+        # if t + 1 <= T - 1: dA1[t] += (W_hr1.T @ dZr1[t + 1]) + (W_hz1.T @ dZz1[t + 1]) + Zgate1[t + 1]*dA1[t + 1] + np.ascontiguousarray(np.einsum("kj,ki,kj->ij", R1[t + 1], W_hn1, dZn1[t + 1], optimize=True))   [the gates' products as one on the stacked arrays]
         if t + 1 <= T - 1 and carry:
-            np.multiply(Gates1[t + 1, hidden:2 * hidden], dA1[t + 1], out=ws.t2)
-            np.matmul(W_hh1[:2 * hidden].T, dZgates1[t + 1, :2 * hidden], out=ws.t4)
-            np.add(ws.t2, ws.t4, out=ws.t2)
-            np.multiply(Gates1[t + 1, :hidden], dZgates1[t + 1, 2 * hidden:3 * hidden], out=ws.t4)
-            np.matmul(W_hh1[2 * hidden:3 * hidden].T, ws.t4, out=ws.t5)
-            np.add(ws.t2, ws.t5, out=ws.t2)
-            np.add(dA1[t], ws.t2, out=dA1[t])
+            np.matmul(W_hh1[:2 * hidden].T, dZgates1[t + 1, :2 * hidden], out=ws.t1)
+            np.multiply(Gates1[t + 1, :hidden], dZgates1[t + 1, 2 * hidden:3 * hidden], out=ws.t3)
+            np.matmul(W_hh1[2 * hidden:3 * hidden].T, ws.t3, out=ws.t4)
+            np.add(ws.t1, ws.t4, out=ws.t1)
+            np.multiply(Gates1[t + 1, hidden:2 * hidden], dA1[t + 1], out=ws.t3)
+            np.add(ws.t1, ws.t3, out=ws.t1)
+            np.add(ws.t1, dA1[t], out=dA1[t])
         # dZn1[t] = dA1[t]*(1 - N1[t]**2)*(1 - Zgate1[t])
-        np.subtract(1, Gates1[t, hidden:2 * hidden], out=ws.t2)
-        np.multiply(dA1[t], ws.t2, out=dZgates1[t, 2 * hidden:3 * hidden])
-        np.square(Gates1[t, 2 * hidden:3 * hidden], out=ws.t4)
-        np.subtract(1, ws.t4, out=ws.t4)
-        np.multiply(dZgates1[t, 2 * hidden:3 * hidden], ws.t4, out=dZgates1[t, 2 * hidden:3 * hidden])
+        np.subtract(1, Gates1[t, hidden:2 * hidden], out=ws.t1)
+        np.multiply(dA1[t], ws.t1, out=dZgates1[t, 2 * hidden:3 * hidden])
+        np.square(Gates1[t, 2 * hidden:3 * hidden], out=ws.t3)
+        np.subtract(1, ws.t3, out=ws.t3)
+        np.multiply(dZgates1[t, 2 * hidden:3 * hidden], ws.t3, out=dZgates1[t, 2 * hidden:3 * hidden])
         # dW_in1 += ((dZn1[t]/m) @ A0[t].T)
-        np.divide(dZgates1[t, 2 * hidden:3 * hidden], m, out=ws.t4)
-        np.matmul(ws.t4, A0[t].T, out=ws.t6)
-        np.add(dW_ih1[2 * hidden:3 * hidden], ws.t6, out=dW_ih1[2 * hidden:3 * hidden])
+        np.divide(dZgates1[t, 2 * hidden:3 * hidden], m, out=ws.t3)
+        np.matmul(ws.t3, A0[t].T, out=ws.t5)
+        np.add(ws.t5, dW_ih1[2 * hidden:3 * hidden], out=dW_ih1[2 * hidden:3 * hidden])
         # if t >= 1: dW_hn1 += np.einsum("jk,ik,ik->ij", A1[t - 1], R1[t], dZn1[t], optimize=True)/m
         if t >= 1:
-            np.multiply(Gates1[t, :hidden], dZgates1[t, 2 * hidden:3 * hidden], out=ws.t4)
-            np.matmul(ws.t4, A1[t - 1].T, out=ws.t7)
-            np.divide(ws.t7, m, out=ws.t7)
-            np.add(dW_hh1[2 * hidden:3 * hidden], ws.t7, out=dW_hh1[2 * hidden:3 * hidden])
+            np.multiply(Gates1[t, :hidden], dZgates1[t, 2 * hidden:3 * hidden], out=ws.t3)
+            np.matmul(ws.t3, A1[t - 1].T, out=ws.t6)
+            np.divide(ws.t6, m, out=ws.t6)
+            np.add(ws.t6, dW_hh1[2 * hidden:3 * hidden], out=dW_hh1[2 * hidden:3 * hidden])
         # db_in1 += _position_mean(dZn1[t], 1).reshape(-1, 1)
-        np.add.reduce(dZgates1[t, 2 * hidden:3 * hidden], axis=1, keepdims=True, out=ws.t8)
-        np.divide(ws.t8, m, out=ws.t8)
-        np.add(db_ih1[2 * hidden:3 * hidden], ws.t8, out=db_ih1[2 * hidden:3 * hidden])
+        np.add.reduce(dZgates1[t, 2 * hidden:3 * hidden], axis=1, keepdims=True, out=ws.t7)
+        np.divide(ws.t7, m, out=ws.t7)
+        np.add(db_ih1[2 * hidden:3 * hidden], ws.t7, out=db_ih1[2 * hidden:3 * hidden])
         # db_hn1 += (R1[t]*dZn1[t]/m).sum(axis=1, keepdims=True)
-        np.multiply(Gates1[t, :hidden], dZgates1[t, 2 * hidden:3 * hidden], out=ws.t4)
-        np.divide(ws.t4, m, out=ws.t4)
-        np.add.reduce(ws.t4, axis=1, keepdims=True, out=ws.t8)
-        np.add(db_hh1[2 * hidden:3 * hidden], ws.t8, out=db_hh1[2 * hidden:3 * hidden])
+        np.multiply(Gates1[t, :hidden], dZgates1[t, 2 * hidden:3 * hidden], out=ws.t3)
+        np.divide(ws.t3, m, out=ws.t3)
+        np.add.reduce(ws.t3, axis=1, keepdims=True, out=ws.t7)
+        np.add(db_hh1[2 * hidden:3 * hidden], ws.t7, out=db_hh1[2 * hidden:3 * hidden])
         # dZz1[t] = -N1[t]*Zgate1[t]*dA1[t]*(1 - Zgate1[t])
         np.multiply(Gates1[t, hidden:2 * hidden], Gates1[t, 2 * hidden:3 * hidden], out=dZgates1[t, hidden:2 * hidden])
         np.multiply(dZgates1[t, hidden:2 * hidden], dA1[t], out=dZgates1[t, hidden:2 * hidden])
-        np.multiply(dZgates1[t, hidden:2 * hidden], ws.t2, out=dZgates1[t, hidden:2 * hidden])
+        np.multiply(dZgates1[t, hidden:2 * hidden], ws.t1, out=dZgates1[t, hidden:2 * hidden])
         np.negative(dZgates1[t, hidden:2 * hidden], out=dZgates1[t, hidden:2 * hidden])
         # if t >= 1: dZz1[t] += A1[t - 1]*Zgate1[t]*dA1[t]*(1 - Zgate1[t])
         if t >= 1:
-            np.multiply(A1[t - 1], Gates1[t, hidden:2 * hidden], out=ws.t4)
-            np.multiply(ws.t4, dA1[t], out=ws.t4)
-            np.multiply(ws.t4, ws.t2, out=ws.t4)
-            np.add(ws.t4, dZgates1[t, hidden:2 * hidden], out=dZgates1[t, hidden:2 * hidden])
+            np.multiply(A1[t - 1], Gates1[t, hidden:2 * hidden], out=ws.t3)
+            np.multiply(ws.t3, dA1[t], out=ws.t3)
+            np.multiply(ws.t3, ws.t1, out=ws.t3)
+            np.add(ws.t3, dZgates1[t, hidden:2 * hidden], out=dZgates1[t, hidden:2 * hidden])
         # dZr1[t] = R1[t]*dZn1[t]*(1 - R1[t])*b_hn1
         np.multiply(Gates1[t, :hidden], dZgates1[t, 2 * hidden:3 * hidden], out=dZgates1[t, :hidden])
-        np.subtract(1, Gates1[t, :hidden], out=ws.t2)
-        np.multiply(dZgates1[t, :hidden], ws.t2, out=dZgates1[t, :hidden])
+        np.subtract(1, Gates1[t, :hidden], out=ws.t1)
+        np.multiply(dZgates1[t, :hidden], ws.t1, out=dZgates1[t, :hidden])
         np.multiply(dZgates1[t, :hidden], b_hh1[2 * hidden:3 * hidden], out=dZgates1[t, :hidden])
         # if t >= 1: dZr1[t] += R1[t]*dZn1[t]*(1 - R1[t])*(W_hn1 @ A1[t - 1])
         if t >= 1:
-            np.multiply(Gates1[t, :hidden], dZgates1[t, 2 * hidden:3 * hidden], out=ws.t4)
-            np.multiply(ws.t4, ws.t2, out=ws.t4)
-            np.matmul(W_hh1[2 * hidden:3 * hidden], A1[t - 1], out=ws.t2)
-            np.multiply(ws.t4, ws.t2, out=ws.t4)
-            np.add(ws.t4, dZgates1[t, :hidden], out=dZgates1[t, :hidden])
+            np.multiply(Gates1[t, :hidden], dZgates1[t, 2 * hidden:3 * hidden], out=ws.t3)
+            np.multiply(ws.t3, ws.t1, out=ws.t3)
+            np.matmul(W_hh1[2 * hidden:3 * hidden], A1[t - 1], out=ws.t1)
+            np.multiply(ws.t3, ws.t1, out=ws.t3)
+            np.add(ws.t3, dZgates1[t, :hidden], out=dZgates1[t, :hidden])
     np.copyto(A0_cols, A0.transpose(1, 0, 2))  # laid out (rows, T, m)
     np.copyto(dZgates1_cols, dZgates1.transpose(1, 0, 2))  # laid out (rows, T, m)
     # every step at once: dW_iz1 += ((dZz1[t]/m) @ A0[t].T)
     #   and dW_ir1 alike: one statement on their rows of dW_ih1
-    np.matmul(_steps(dZgates1_cols[:2 * hidden], 0, T), _steps(A0_cols, 0, T).T, out=ws.t9)
-    np.divide(ws.t9, m, out=ws.t9)
-    np.add(dW_ih1[:2 * hidden], ws.t9, out=dW_ih1[:2 * hidden])
+    np.matmul(_steps(dZgates1_cols[:2 * hidden], 0, T), _steps(A0_cols, 0, T).T, out=ws.t8)
+    np.divide(ws.t8, m, out=ws.t8)
+    np.add(ws.t8, dW_ih1[:2 * hidden], out=dW_ih1[:2 * hidden])
     np.copyto(A1_cols, A1.transpose(1, 0, 2))  # laid out (rows, T, m)
     # every step at once: if t >= 1: dW_hz1 += ((dZz1[t]/m) @ A1[t - 1].T)
     #   and dW_hr1 alike: one statement on their rows of dW_hh1
-    np.matmul(_steps(dZgates1_cols[:2 * hidden], 1, T), _steps(A1_cols, 0, T - 1).T, out=ws.t10)
-    np.divide(ws.t10, m, out=ws.t10)
-    np.add(dW_hh1[:2 * hidden], ws.t10, out=dW_hh1[:2 * hidden])
+    np.matmul(_steps(dZgates1_cols[:2 * hidden], 1, T), _steps(A1_cols, 0, T - 1).T, out=ws.t9)
+    np.divide(ws.t9, m, out=ws.t9)
+    np.add(ws.t9, dW_hh1[:2 * hidden], out=dW_hh1[:2 * hidden])
     # every step at once: db_iz1 += _position_mean(dZz1[t], 1).reshape(-1, 1)
     #   and db_ir1 alike: one statement on their rows of db_ih1
-    np.add.reduce(_steps(dZgates1_cols[:2 * hidden], 0, T), axis=1, keepdims=True, out=ws.t0)
-    np.divide(ws.t0, m, out=ws.t0)
-    np.add(db_ih1[:2 * hidden], ws.t0, out=db_ih1[:2 * hidden])
+    np.add.reduce(_steps(dZgates1_cols[:2 * hidden], 0, T), axis=1, keepdims=True, out=ws.t10)
+    np.divide(ws.t10, m, out=ws.t10)
+    np.add(db_ih1[:2 * hidden], ws.t10, out=db_ih1[:2 * hidden])
     # every step at once: db_hz1 += _position_mean(dZz1[t], 1).reshape(-1, 1)
     #   and db_hr1 alike: one statement on their rows of db_hh1
-    np.add(db_hh1[:2 * hidden], ws.t0, out=db_hh1[:2 * hidden])
+    np.add(db_hh1[:2 * hidden], ws.t10, out=db_hh1[:2 * hidden])
     return ws.grads
 
 

@@ -78,16 +78,16 @@ def forward(params, X):
     C1 = np.empty((T, W_ii1.shape[0], m), dtype=X.dtype)
     A1 = np.empty((T, W_ii1.shape[0], m), dtype=X.dtype)
     for t in range(T):
-        Zi1[t] = b_hi1 + b_ii1 + (W_ii1 @ A0[t])
+        Zi1[t] = (W_ii1 @ A0[t]) + b_hi1 + b_ii1
         if t >= 1:
             Zi1[t] += (W_hi1 @ A1[t - 1])
-        Zf1[t] = b_hf1 + b_if1 + (W_if1 @ A0[t])
+        Zf1[t] = (W_if1 @ A0[t]) + b_hf1 + b_if1
         if t >= 1:
             Zf1[t] += (W_hf1 @ A1[t - 1])
-        Zg1[t] = b_hg1 + b_ig1 + (W_ig1 @ A0[t])
+        Zg1[t] = (W_ig1 @ A0[t]) + b_hg1 + b_ig1
         if t >= 1:
             Zg1[t] += (W_hg1 @ A1[t - 1])
-        Zo1[t] = b_ho1 + b_io1 + (W_io1 @ A0[t])
+        Zo1[t] = (W_io1 @ A0[t]) + b_ho1 + b_io1
         if t >= 1:
             Zo1[t] += (W_ho1 @ A1[t - 1])
         I1[t] = (1/2)*np.tanh((1/2)*Zi1[t]) + 1/2
@@ -99,7 +99,7 @@ def forward(params, X):
             C1[t] += C1[t - 1]*F1[t]
         A1[t] = O1[t]*np.tanh(C1[t])
     A2 = A1[T - 1]
-    Z3 = b3 + (W3 @ A2)
+    Z3 = (W3 @ A2) + b3
     A3 = Z3
     return {"A0": A0, "Zi1": Zi1, "Zf1": Zf1, "Zg1": Zg1, "Zo1": Zo1, "I1": I1, "F1": F1, "G1": G1, "O1": O1, "C1": C1, "A1": A1, "A2": A2, "Z3": Z3, "A3": A3}
 
@@ -270,11 +270,10 @@ class Workspace:
             "head_bias": _filled((units,), self.dtype),
         }
         # scratch arrays, reused from formula to formula
-        self.t0 = _filled((4 * hidden, 1), self.dtype)
-        self.t1 = _filled((4 * hidden, m), self.dtype)
-        self.t2 = _filled((hidden, m), self.dtype)
-        self.t3 = _filled((units, m), self.dtype)
-        self.t4 = _filled((hidden, m), self.dtype)
+        self.t0 = _filled((4 * hidden, m), self.dtype)
+        self.t1 = _filled((hidden, m), self.dtype)
+        self.t2 = _filled((units, m), self.dtype)
+        self.t3 = _filled((hidden, m), self.dtype)
 
 
 def gradients_into(ws, params, X, Y, truncate=None):
@@ -321,17 +320,17 @@ def gradients_into(ws, params, X, Y, truncate=None):
     dZgates1_cols = ws.dZgates1_cols
     A1_cols = ws.A1_cols
     # forward
-    # every step at once: Zi1[t] = b_hi1 + b_ii1 + (W_ii1 @ A0[t])
+    # every step at once: Zi1[t] = (W_ii1 @ A0[t]) + b_hi1 + b_ii1
     #   and Zf1, Zg1, Zo1 alike: one statement on their rows of Zgates1
-    np.add(b_hh1, b_ih1, out=ws.t0)
     np.matmul(W_ih1, A0[0:T], out=Zgates1[0:T])
-    np.add(ws.t0, Zgates1[0:T], out=Zgates1[0:T])
+    np.add(Zgates1[0:T], b_hh1, out=Zgates1[0:T])
+    np.add(Zgates1[0:T], b_ih1, out=Zgates1[0:T])
     for t in range(T):
         # if t >= 1: Zi1[t] += (W_hi1 @ A1[t - 1])
         #   and Zf1, Zg1, Zo1 alike: one statement on their rows of Zgates1
         if t >= 1:
-            np.matmul(W_hh1, A1[t - 1], out=ws.t1)
-            np.add(Zgates1[t], ws.t1, out=Zgates1[t])
+            np.matmul(W_hh1, A1[t - 1], out=ws.t0)
+            np.add(ws.t0, Zgates1[t], out=Zgates1[t])
         # I1[t] = (1/2)*np.tanh((1/2)*Zi1[t]) + 1/2
         #   and F1 alike: one statement on their rows of Gates1
         np.multiply(1/2, Zgates1[t, :2 * hidden], out=Gates1[t, :2 * hidden])
@@ -349,72 +348,72 @@ def gradients_into(ws, params, X, Y, truncate=None):
         np.multiply(Gates1[t, :hidden], Gates1[t, 2 * hidden:3 * hidden], out=C1[t])
         # if t >= 1: C1[t] += C1[t - 1]*F1[t]
         if t >= 1:
-            np.multiply(C1[t - 1], Gates1[t, hidden:2 * hidden], out=ws.t2)
-            np.add(C1[t], ws.t2, out=C1[t])
+            np.multiply(C1[t - 1], Gates1[t, hidden:2 * hidden], out=ws.t1)
+            np.add(C1[t], ws.t1, out=C1[t])
         # A1[t] = O1[t]*np.tanh(C1[t])
         np.tanh(C1[t], out=A1[t])
         np.multiply(Gates1[t, 3 * hidden:4 * hidden], A1[t], out=A1[t])
     # A2 = A1[T - 1]
     np.copyto(A2, A1[T - 1])
-    # Z3 = b3 + (W3 @ A2)
+    # Z3 = (W3 @ A2) + b3
     np.matmul(W3, A2, out=Z3)
-    np.add(b3, Z3, out=Z3)
+    np.add(Z3, b3, out=Z3)
     # A3 = Z3
     np.copyto(A3, Z3)
     # backward
     # Delta3 = A3 - Y
     np.subtract(A3, Y, out=Delta3)
     # dW3 = ((Delta3/m) @ A2.T)
-    np.divide(Delta3, m, out=ws.t3)
-    np.matmul(ws.t3, A2.T, out=dW3)
+    np.divide(Delta3, m, out=ws.t2)
+    np.matmul(ws.t2, A2.T, out=dW3)
     # db3 = (Delta3/m).sum(axis=1, keepdims=True)
-    np.add.reduce(ws.t3, axis=1, keepdims=True, out=db3)
+    np.add.reduce(ws.t2, axis=1, keepdims=True, out=db3)
     # every step at once: dA1[t] = 0.0
     dA1[0:T].fill(0)
     for t in reversed(range(T)):
         carry = truncate is None or (t + 1) % truncate != 0
         # if t == T - 1: dA1[t] += (W3.T @ Delta3)
         if t == T - 1:
-            np.matmul(W3.T, Delta3, out=ws.t2)
-            np.add(dA1[t], ws.t2, out=dA1[t])
+            np.matmul(W3.T, Delta3, out=ws.t1)
+            np.add(ws.t1, dA1[t], out=dA1[t])
         # if t + 1 <= T - 1: dA1[t] += (W_hf1.T @ dZf1[t + 1]) + (W_hg1.T @ dZg1[t + 1]) + (W_hi1.T @ dZi1[t + 1]) + (W_ho1.T @ dZo1[t + 1])   [the gates' products as one on the stacked arrays]
         if t + 1 <= T - 1 and carry:
-            np.matmul(W_hh1.T, dZgates1[t + 1], out=ws.t2)
-            np.add(dA1[t], ws.t2, out=dA1[t])
+            np.matmul(W_hh1.T, dZgates1[t + 1], out=ws.t1)
+            np.add(ws.t1, dA1[t], out=dA1[t])
         # dC1[t] = O1[t]*dA1[t]*(1 - np.tanh(C1[t])**2)
         np.multiply(Gates1[t, 3 * hidden:4 * hidden], dA1[t], out=dC1[t])
-        np.tanh(C1[t], out=ws.t2)
-        np.square(ws.t2, out=ws.t4)
-        np.subtract(1, ws.t4, out=ws.t4)
-        np.multiply(dC1[t], ws.t4, out=dC1[t])
+        np.tanh(C1[t], out=ws.t1)
+        np.square(ws.t1, out=ws.t3)
+        np.subtract(1, ws.t3, out=ws.t3)
+        np.multiply(dC1[t], ws.t3, out=dC1[t])
         # if t + 1 <= T - 1: dC1[t] += F1[t + 1]*dC1[t + 1]
         if t + 1 <= T - 1 and carry:
-            np.multiply(Gates1[t + 1, hidden:2 * hidden], dC1[t + 1], out=ws.t4)
-            np.add(ws.t4, dC1[t], out=dC1[t])
+            np.multiply(Gates1[t + 1, hidden:2 * hidden], dC1[t + 1], out=ws.t3)
+            np.add(ws.t3, dC1[t], out=dC1[t])
         # dZo1[t] = O1[t]*dA1[t]*(1 - O1[t])*np.tanh(C1[t])
         np.multiply(Gates1[t, 3 * hidden:4 * hidden], dA1[t], out=dZgates1[t, 3 * hidden:4 * hidden])
-        np.subtract(1, Gates1[t, 3 * hidden:4 * hidden], out=ws.t4)
-        np.multiply(dZgates1[t, 3 * hidden:4 * hidden], ws.t4, out=dZgates1[t, 3 * hidden:4 * hidden])
-        np.multiply(dZgates1[t, 3 * hidden:4 * hidden], ws.t2, out=dZgates1[t, 3 * hidden:4 * hidden])
+        np.subtract(1, Gates1[t, 3 * hidden:4 * hidden], out=ws.t3)
+        np.multiply(dZgates1[t, 3 * hidden:4 * hidden], ws.t3, out=dZgates1[t, 3 * hidden:4 * hidden])
+        np.multiply(dZgates1[t, 3 * hidden:4 * hidden], ws.t1, out=dZgates1[t, 3 * hidden:4 * hidden])
         # dZg1[t] = I1[t]*dC1[t]*(1 - G1[t]**2)
         np.multiply(Gates1[t, :hidden], dC1[t], out=dZgates1[t, 2 * hidden:3 * hidden])
-        np.square(Gates1[t, 2 * hidden:3 * hidden], out=ws.t2)
-        np.subtract(1, ws.t2, out=ws.t2)
-        np.multiply(dZgates1[t, 2 * hidden:3 * hidden], ws.t2, out=dZgates1[t, 2 * hidden:3 * hidden])
+        np.square(Gates1[t, 2 * hidden:3 * hidden], out=ws.t1)
+        np.subtract(1, ws.t1, out=ws.t1)
+        np.multiply(dZgates1[t, 2 * hidden:3 * hidden], ws.t1, out=dZgates1[t, 2 * hidden:3 * hidden])
         # dZf1[t] = 0.0
         dZgates1[t, hidden:2 * hidden].fill(0)
         # if t >= 1: dZf1[t] += C1[t - 1]*F1[t]*dC1[t]*(1 - F1[t])
         if t >= 1:
-            np.multiply(C1[t - 1], Gates1[t, hidden:2 * hidden], out=ws.t2)
-            np.multiply(ws.t2, dC1[t], out=ws.t2)
-            np.subtract(1, Gates1[t, hidden:2 * hidden], out=ws.t4)
-            np.multiply(ws.t2, ws.t4, out=ws.t2)
-            np.add(ws.t2, dZgates1[t, hidden:2 * hidden], out=dZgates1[t, hidden:2 * hidden])
+            np.multiply(C1[t - 1], Gates1[t, hidden:2 * hidden], out=ws.t1)
+            np.multiply(ws.t1, dC1[t], out=ws.t1)
+            np.subtract(1, Gates1[t, hidden:2 * hidden], out=ws.t3)
+            np.multiply(ws.t1, ws.t3, out=ws.t1)
+            np.add(ws.t1, dZgates1[t, hidden:2 * hidden], out=dZgates1[t, hidden:2 * hidden])
         # dZi1[t] = G1[t]*I1[t]*dC1[t]*(1 - I1[t])
         np.multiply(Gates1[t, :hidden], Gates1[t, 2 * hidden:3 * hidden], out=dZgates1[t, :hidden])
         np.multiply(dZgates1[t, :hidden], dC1[t], out=dZgates1[t, :hidden])
-        np.subtract(1, Gates1[t, :hidden], out=ws.t2)
-        np.multiply(dZgates1[t, :hidden], ws.t2, out=dZgates1[t, :hidden])
+        np.subtract(1, Gates1[t, :hidden], out=ws.t1)
+        np.multiply(dZgates1[t, :hidden], ws.t1, out=dZgates1[t, :hidden])
     np.copyto(A0_cols, A0.transpose(1, 0, 2))  # laid out (rows, T, m)
     np.copyto(dZgates1_cols, dZgates1.transpose(1, 0, 2))  # laid out (rows, T, m)
     # every step at once: dW_io1 += ((dZo1[t]/m) @ A0[t].T)

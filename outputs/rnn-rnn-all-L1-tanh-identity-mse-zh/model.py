@@ -62,11 +62,11 @@ def forward(params, X):
     Z2 = np.empty((T, W2.shape[0], m), dtype=X.dtype)
     A2 = np.empty((T, W2.shape[0], m), dtype=X.dtype)
     for t in range(T):
-        Z1[t] = b_hh1 + b_ih1 + (W_ih1 @ A0[t])
+        Z1[t] = (W_ih1 @ A0[t]) + b_hh1 + b_ih1
         if t >= 1:
             Z1[t] += (W_hh1 @ A1[t - 1])
         A1[t] = np.tanh(Z1[t])
-        Z2[t] = b2 + (W2 @ A1[t])
+        Z2[t] = (W2 @ A1[t]) + b2
         A2[t] = Z2[t]
     return {"A0": A0, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2}
 
@@ -187,10 +187,9 @@ class Workspace:
             "head_bias": _filled((units,), self.dtype),
         }
         # scratch arrays, reused from formula to formula
-        self.t0 = _filled((hidden, 1), self.dtype)
-        self.t1 = _filled((hidden, m), self.dtype)
-        self.t2 = _filled((units, m*T), self.dtype)
-        self.t3 = _filled((hidden, m*T), self.dtype)
+        self.t0 = _filled((hidden, m), self.dtype)
+        self.t1 = _filled((units, m*T), self.dtype)
+        self.t2 = _filled((hidden, m*T), self.dtype)
 
 
 def gradients_into(ws, params, X, Y, truncate=None):
@@ -232,20 +231,20 @@ def gradients_into(ws, params, X, Y, truncate=None):
     A0_cols = ws.A0_cols
     Delta1_cols = ws.Delta1_cols
     # forward
-    # every step at once: Z1[t] = b_hh1 + b_ih1 + (W_ih1 @ A0[t])
-    np.add(b_hh1, b_ih1, out=ws.t0)
+    # every step at once: Z1[t] = (W_ih1 @ A0[t]) + b_hh1 + b_ih1
     np.matmul(W_ih1, A0[0:T], out=Z1[0:T])
-    np.add(ws.t0, Z1[0:T], out=Z1[0:T])
+    np.add(Z1[0:T], b_hh1, out=Z1[0:T])
+    np.add(Z1[0:T], b_ih1, out=Z1[0:T])
     for t in range(T):
         # if t >= 1: Z1[t] += (W_hh1 @ A1[t - 1])
         if t >= 1:
-            np.matmul(W_hh1, A1[t - 1], out=ws.t1)
-            np.add(Z1[t], ws.t1, out=Z1[t])
+            np.matmul(W_hh1, A1[t - 1], out=ws.t0)
+            np.add(ws.t0, Z1[t], out=Z1[t])
         # A1[t] = np.tanh(Z1[t])
         np.tanh(Z1[t], out=A1[t])
-    # every step at once: Z2[t] = b2 + (W2 @ A1[t])
+    # every step at once: Z2[t] = (W2 @ A1[t]) + b2
     np.matmul(W2, A1[0:T], out=Z2[0:T])
-    np.add(b2, Z2[0:T], out=Z2[0:T])
+    np.add(Z2[0:T], b2, out=Z2[0:T])
     # every step at once: A2[t] = Z2[t]
     np.copyto(A2[0:T], Z2[0:T])
     # backward
@@ -257,16 +256,16 @@ def gradients_into(ws, params, X, Y, truncate=None):
     np.matmul(_steps(Delta2_cols, 0, T), _steps(A1_cols, 0, T).T, out=dW2)
     np.divide(dW2, m, out=dW2)
     # every step at once: db2 += (Delta2[t]/m).sum(axis=1, keepdims=True)
-    np.divide(_steps(Delta2_cols, 0, T), m, out=ws.t2)
-    np.add.reduce(ws.t2, axis=1, keepdims=True, out=db2)
+    np.divide(_steps(Delta2_cols, 0, T), m, out=ws.t1)
+    np.add.reduce(ws.t1, axis=1, keepdims=True, out=db2)
     # every step at once: dA1[t] = (W2.T @ Delta2[t])
     np.matmul(W2.T, Delta2[0:T], out=dA1[0:T])
     for t in reversed(range(T)):
         carry = truncate is None or (t + 1) % truncate != 0
         # if t + 1 <= T - 1: dA1[t] += (W_hh1.T @ Delta1[t + 1])
         if t + 1 <= T - 1 and carry:
-            np.matmul(W_hh1.T, Delta1[t + 1], out=ws.t1)
-            np.add(dA1[t], ws.t1, out=dA1[t])
+            np.matmul(W_hh1.T, Delta1[t + 1], out=ws.t0)
+            np.add(ws.t0, dA1[t], out=dA1[t])
         # Delta1[t] = dA1[t]*(1 - A1[t]**2)
         np.square(A1[t], out=Delta1[t])
         np.subtract(1, Delta1[t], out=Delta1[t])
@@ -280,8 +279,8 @@ def gradients_into(ws, params, X, Y, truncate=None):
     np.matmul(_steps(Delta1_cols, 1, T), _steps(A1_cols, 0, T - 1).T, out=dW_hh1)
     np.divide(dW_hh1, m, out=dW_hh1)
     # every step at once: db_ih1 += (Delta1[t]/m).sum(axis=1, keepdims=True)
-    np.divide(_steps(Delta1_cols, 0, T), m, out=ws.t3)
-    np.add.reduce(ws.t3, axis=1, keepdims=True, out=db_ih1)
+    np.divide(_steps(Delta1_cols, 0, T), m, out=ws.t2)
+    np.add.reduce(ws.t2, axis=1, keepdims=True, out=db_ih1)
     # every step at once: db_hh1 += (Delta1[t]/m).sum(axis=1, keepdims=True)
     np.copyto(db_hh1, db_ih1)
     return ws.grads
