@@ -62,6 +62,14 @@ def array_shape(expr: sp.Basic) -> tuple | None:
 
 _COST_NAMES = {"cost_now", "cost_any", "Cbar", "Cbar_data", "C_data"}  # a cost, printed before the terms added to it
 
+def _nested_sums(expr: sp.Basic) -> int:
+    """How many sums a term is built from, not counting an index's range (r + 1, not 1 + r: the Idx r
+    carries the bounds (0, T − 1), which are not part of the printed term)."""
+    if expr.is_Atom or isinstance(expr, (sp.Idx, sp.Indexed, sp.IndexedBase)):
+        return 0
+    return int(isinstance(expr, sp.Add)) + sum(_nested_sums(a) for a in expr.args)
+
+
 class _NoShape(Exception):
     pass
 
@@ -206,7 +214,7 @@ class DeriveLatexPrinter(LatexPrinter):
         terms = sorted(
             self._as_ordered_terms(expr, order=order),
             key=lambda t: (t.could_extract_minus_sign(), not (t.is_Symbol and t.name in _COST_NAMES),
-                           not t.has(sp.Sum, MatProd), len(t.atoms(sp.Add))),  # −y log a before −(1 − y) log(1 − a)
+                           not t.has(sp.Sum, MatProd), _nested_sums(t)),  # −y log a before −(1 − y) log(1 − a)
         )
         tex = ""
         for n, term in enumerate(terms):

@@ -239,7 +239,7 @@ def test_workspace_check_fails_when_the_workspace_code_is_wrong():
     source = source_for(config)
     assert workspace_check(d.model, load_module(source)).passed
     body = body_of(source, "gradients_into")
-    wrong = body.replace("np.add(b1, Z1, out=Z1)", "np.subtract(Z1, b1, out=Z1)", 1)
+    wrong = body.replace("np.add(Z1, b1, out=Z1)", "np.subtract(Z1, b1, out=Z1)", 1)
     assert wrong != body
     check = workspace_check(d.model, load_module(source.replace(body, wrong)))
     assert not check.passed and not check.figures["exact"]
