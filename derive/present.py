@@ -850,7 +850,8 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
     paragraphs.append(text("verification.recognition", formulas=report.check("recognition").figures["formulas"]))
     found = report.check("readable_forms").figures["found"]
     if found:
-        paragraphs.append(text("verification.readable", found=found, plural="y" if found == 1 else "ies"))
+        paragraphs.append(text("verification.readable_one") if found == 1  # one identity: named, not counted
+                          else text("verification.readable", found=found, plural="ies"))
     from derive.present_training import verification_paragraphs  # training checks (verify_training)
 
     paragraphs += verification_paragraphs(report, text)
