@@ -378,8 +378,9 @@ def _integration(activation: Activation) -> ActivationScale:
     if found is not None:
         integrals, second_moment = found
         steps.append(Step(Expectation(gz**2), sp.Integral(g**2 * density(), (Z, -sp.oo, sp.oo)), "gaussian_expectation"))
-        steps.append(Step(Expectation(gz**2), integrals, "split_pieces"))
-        steps.append(Step(Expectation(gz**2), second_moment, "integrate"))
+        one = isinstance(integrals, sp.Integral)  # g vanishes off one piece: nothing to split, one integral left
+        steps.append(Step(Expectation(gz**2), integrals, "one_piece" if one else "split_pieces"))
+        steps.append(Step(Expectation(gz**2), second_moment, "integrate_one" if one else "integrate"))
         method = "integration"
     else:
         second_moment = sp.Float(quadrature(g**2), 15)

@@ -434,12 +434,9 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         if extras["conventions"]:
             out.append(blocks.Paragraph(" ".join([text("kinks_extra.convention_intro"), *extras["conventions"]])))
         out += [blocks.Paragraph(note) for note in notes]
-    for act in dict.fromkeys(a for a in activations if a.is_vector):
-        title = text.title("activation_title", act.name, act.title)
-        note = text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
-                    output_section=output_section)
-        out += [blocks.Heading(prose(act.name, text.fmt), _run_in_detail(title, text, False, prose(act.name, text.fmt))),
-                blocks.Paragraph(note)]
+    for act in dict.fromkeys(a for a in activations if a.is_vector):  # one sentence led by its bold name, no heading alone
+        out.append(blocks.Paragraph(text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
+                                         output_section=output_section)))
     return out
 
 
@@ -850,7 +847,8 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
     paragraphs.append(text("verification.recognition", formulas=report.check("recognition").figures["formulas"]))
     found = report.check("readable_forms").figures["found"]
     if found:
-        paragraphs.append(text("verification.readable", found=found, plural="y" if found == 1 else "ies"))
+        paragraphs.append(text("verification.readable_one") if found == 1  # one identity: named, not counted
+                          else text("verification.readable", found=found, plural="ies"))
     from derive.present_training import verification_paragraphs  # training checks (verify_training)
 
     paragraphs += verification_paragraphs(report, text)
