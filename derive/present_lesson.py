@@ -267,11 +267,27 @@ def _hidden_slopes(lesson: Lesson, derivation: Derivation) -> tuple[str, str] | 
     return r" \cdot ".join(latex(b.bound) for b in hidden), latex(product) if product.is_Rational else _decimal(product)
 
 
-def _largest_weight(derivation: Derivation, example) -> sp.Expr | None:
-    """The largest |w| of the weights BP2 passes the error back through (layers 2 … L), in the example."""
-    values = [abs(v) for node in derivation.model.network.layers if node.layer.number > 1
-              for p in node.parameters if p.kind == "W" for _, v in entries(example, p)]
-    return max(values) if values else None
+def _ratio_value(lesson: Lesson, derivation: Derivation) -> sp.Expr:
+    """The exact ratio `_error_ratio` prints: largest |δ| of the first layer over the output layer's."""
+    errors = [k for k in _errors(derivation) if k.kind == "delta"]
+    size = [max(abs(v) for _, v in entries(lesson.example, k)) for k in (errors[-1], errors[0])]
+    return size[0] / size[1]
+
+
+def _weight_sums(derivation: Derivation, example) -> list[tuple[int, sp.Expr]]:
+    """For each weight matrix BP2 passes the error back through (layers 2 … L), its largest column sum
+    of |W| in the example: error k of layer l - 1 is g'(z_k) Σ_j W_jk δ_j, so these sums bound how far
+    the weights can multiply the largest error (‖W‖₁, the induced norm for the largest entry)."""
+    sums = []
+    for node in derivation.model.network.layers:
+        if node.layer.number < 2:
+            continue
+        for p in (p for p in node.parameters if p.kind == "W"):
+            columns: dict = {}
+            for (row, column), value in entries(example, p):
+                columns[column] = columns.get(column, 0) + abs(value)
+            sums.append((node.layer.number, max(columns.values())))
+    return sums
 
 
 def _errors(derivation: Derivation) -> list[Quantity]:
@@ -509,13 +525,18 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     ratio = _error_ratio(lesson, derivation)
     if ratio is not None and "meaning" in refs.sections:  # after the numbers, not quoted before them
         key = "example.ratio_binary" if binary_slopes(lesson) else "example.ratio"
-        slopes, weight = _hidden_slopes(lesson, derivation), _largest_weight(derivation, example)
-        if key == "example.ratio" and slopes is not None and weight is not None:
-            # the slopes bound only their own factor; the weights passed through are this example's
-            key = "example.ratio_small" if weight < 1 else "example.ratio_large"
-        out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2],
-                                         factors=slopes[0] if slopes else "", product=slopes[1] if slopes else "",
-                                         weight=_decimal(weight) if weight is not None else "")))
+        slopes, sums = _hidden_slopes(lesson, derivation), _weight_sums(derivation, example)
+        fields = {}
+        if key == "example.ratio" and slopes is not None and sums:
+            # the slopes bound only their own factor; the weights add theirs, ‖W‖₁ per matrix
+            hidden = [b.bound for layer, b in lesson.slopes.layers if layer < derivation.model.depth]
+            bound = sp.Mul(*hidden, *[v for _, v in sums])
+            assert _ratio_value(lesson, derivation) <= bound, "the ratio exceeds its own bound"
+            key = "example.ratio_bounded"
+            fields = {"factors": slopes[0], "product": slopes[1], "bound": _decimal(bound),
+                      "sums": text.raw("refs.list_separator").join(
+                          f"${_decimal(v)}$ ($W^{{({layer})}}$)" for layer, v in sums)}
+        out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2], **fields)))
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
     if checks:

@@ -629,15 +629,21 @@ def test_fresh_compared_documents_define_every_symbol_once(config):
 
 def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_markdown):
     """The worked example's ratio of the largest errors: the slopes contribute at most their product
-    (1/16 for two sigmoid hidden layers) and the weights count as well; the largest weight quoted is
-    the example's own."""
+    (1/16 for two sigmoid hidden layers) and each weight matrix at most its largest column sum of |W|
+    (an error is a weighted sum of the next layer's); the sums quoted are the example's own."""
     example = _section(compared_markdown, 17)
     assert "bounds this ratio" not in example and "给出了这个比值的上界" not in example
+    assert "shrink it further" not in example  # weights below 1 can still add up to more than 1
     if "relu" not in compared_markdown.split("\n## 1. ")[0]:
         assert "\\frac{1}{4} \\cdot \\frac{1}{4} = \\frac{1}{16}" in example
-        weights = re.findall(r"W\^\{\((?:2|3)\)\} &= \\begin\{pmatrix\}(.*?)\\end\{pmatrix\}", example)
-        largest = max(abs(float(x)) for w in weights for x in re.split(r"\\\\|&", w) if x.strip())
-        assert largest < 1 and (f"{largest:g})" in example or f"{largest:g}）" in example)
+        bound = 1 / 16
+        for layer in (2, 3):
+            matrix = re.search(rf"W\^\{{\({layer}\)\}} &= \\begin\{{pmatrix\}}(.*?)\\end\{{pmatrix\}}", example).group(1)
+            rows = [[float(x) for x in row.split("&")] for row in matrix.split("\\\\") if row.strip()]
+            column_sum = max(sum(abs(row[k]) for row in rows) for k in range(len(rows[0])))
+            assert f"${column_sum:.4g}$ ($W^{{({layer})}}$)" in example
+            bound *= column_sum
+        assert f"{bound:.4g}" in example
 
 
 def test_the_sigmoid_code_form_is_shown_in_two_lines_not_asserted(compared_markdown):
