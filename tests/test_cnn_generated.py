@@ -5,7 +5,6 @@ no allocation after its first step; train() on images."""
 
 from __future__ import annotations
 
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from derive.netfile import parse_network
 from derive.run import generate
 from derive.verify import load_module
 from conftest import torch_or_skip_module
+from test_workspace import peak_growth
 
 torch = torch_or_skip_module()
 
@@ -93,19 +93,6 @@ def test_workspace_form_in_both_precisions(generated, dtype):
         np.testing.assert_array_equal(grads[key], plain[key])  # the same operations in the same order
 
 
-def _peak_growth(step, steps: int) -> int:
-    """Bytes by which tracemalloc's peak rises above the memory in use when the steps start."""
-    tracemalloc.start()
-    try:
-        before, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(steps):
-            step()
-        return tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_workspace_step_after_the_first_allocates_no_array(generated, dtype):
     """The window operations keep their work arrays (padded inputs, im2col columns, max pooling's
@@ -124,11 +111,11 @@ def test_a_workspace_step_after_the_first_allocates_no_array(generated, dtype):
         X = rng.standard_normal((2, 9, 8, m)).astype(dtype)
         Y = np.eye(3, dtype=dtype)[:, rng.integers(0, 3, size=m)]
         ws = module.Workspace(module.SIZES, m, dtype)
-        first = _peak_growth(lambda: module.sgd_step(ws, params, X, Y, 1e-3), 1)
+        first = peak_growth(lambda: module.sgd_step(ws, params, X, Y, 1e-3), 1)
         module.gradients_into(ws, params, X, Y)
-        later[m] = max(_peak_growth(lambda: module.sgd_step(ws, params, X, Y, 1e-3), 10),
-                       _peak_growth(lambda: module.gradients_into(ws, params, X, Y), 10))
-        plain = _peak_growth(lambda: module.gradients(params, X, Y), 1)
+        later[m] = max(peak_growth(lambda: module.sgd_step(ws, params, X, Y, 1e-3), 10),
+                       peak_growth(lambda: module.gradients_into(ws, params, X, Y), 10))
+        plain = peak_growth(lambda: module.gradients(params, X, Y), 1)
         cols = 2 * 3 * 2 * 5 * 5 * m * itemsize  # the first convolution's im2col columns
         assert first > 4 * cols and plain > 4 * cols, (m, first, plain, cols)
     assert later[1024] <= later[256] + 4096, later  # nothing that grows with the batch

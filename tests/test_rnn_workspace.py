@@ -6,7 +6,6 @@ comparison with PyTorch itself is in test_rnn_torch.py."""
 from __future__ import annotations
 
 import re
-import tracemalloc
 from functools import lru_cache
 
 import numpy as np
@@ -17,6 +16,7 @@ from derive.render import render
 from derive.rnn import build_rnn, make_rnn_spec
 from derive.rnn_run import model_context
 from derive.rnn_verify import load_module
+from test_workspace import peak_growth
 
 
 @lru_cache(maxsize=None)
@@ -89,19 +89,6 @@ def test_a_corrupted_workspace_step_is_caught():
     expected = module.gradients(params, X, Y)
     got = module.gradients_into(module.Workspace(3, 5, inputs=3, hidden=4, units=2), params, X, Y)
     assert max(float(np.max(np.abs(got[k] - expected[k]))) for k in expected) > 1e-6
-
-
-def peak_growth(step, steps: int) -> int:
-    tracemalloc.start()
-    try:
-        before, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(steps):
-            step()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak - before
 
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn", "gru"])
