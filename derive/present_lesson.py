@@ -527,8 +527,9 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
         key = "example.ratio_binary" if binary_slopes(lesson) else "example.ratio"
         slopes, sums = _hidden_slopes(lesson, derivation), _weight_sums(derivation, example)
         fields = {}
-        if key == "example.ratio" and slopes is not None and sums:
-            # the slopes bound only their own factor; the weights add theirs, ‖W‖₁ per matrix
+        if key == "example.ratio" and slopes is not None and sums and derivation.model.is_chain:
+            # the slopes bound only their own factor; the weights add theirs, ‖W‖₁ per matrix (in an
+            # MLP, where BP2 is the only way back; a skip connection or a normalisation adds paths)
             hidden = [b.bound for layer, b in lesson.slopes.layers if layer < derivation.model.depth]
             bound = sp.Mul(*hidden, *[v for _, v in sums])
             assert _ratio_value(lesson, derivation) <= bound, "the ratio exceeds its own bound"
