@@ -173,7 +173,9 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
             prove(node, model.network)
     # LaTeX, the longest document to print, in a second process while this one prints the Markdown
     # and the JSON
-    side = Background(_tex, derivation, report, plan, command, spec, training, initialisation, lesson)
+    wants_tex = "tex" in spec.formats or "pdf" in spec.formats
+    side = Background(_tex, derivation, report, plan, command, spec, training, initialisation, lesson) if wants_tex \
+        else None
     if "md" in spec.formats or "ipynb" in spec.formats:
         markdown = template_module("derivation.md.j2", {"doc": doc("md")})
     if "md" in spec.formats:
@@ -183,7 +185,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
             files.setdefault(block.file, block.svg.encode())  # further pictures (a convolution's window)
     if "json" in spec.formats:
         files[FILE_NAMES["json"]] = _json(derivation, report, command, training, initialisation)
-    tex = side.result()
+    tex = side.result() if side is not None else None
     if "tex" in spec.formats:
         files[FILE_NAMES["tex"]] = tex.encode()
     if "html" in spec.formats:
@@ -209,10 +211,8 @@ def document_builder(model):
     return build_graph_document
 
 
-def _tex(derivation, report, plan, command, spec, training, initialisation, lesson) -> str | None:
-    """derivation.tex (also the source of the PDF), if requested."""
-    if "tex" not in spec.formats and "pdf" not in spec.formats:
-        return None
+def _tex(derivation, report, plan, command, spec, training, initialisation, lesson) -> str:
+    """derivation.tex (also the source of the PDF)."""
     doc = document_builder(derivation.model)(derivation, report, plan, command=command, fmt="tex",
                                              lang=spec.lang, training=(training, initialisation), lesson=lesson)
     return render("derivation.tex.j2", {"doc": doc})
