@@ -196,15 +196,17 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
         picture,
         blocks.Paragraph(text("network.passes")),
         *([_paths(model, text, refs)] if depth > 1 else []),  # one layer: a single path per weight
-        blocks.Paragraph(text("big_picture.error")),
+        blocks.Paragraph(text("big_picture.error")),  # what δ means: Nielsen's demon
+        blocks.Paragraph(text("big_picture.why_z")),  # why z and not a: BP3 and BP4 become one product
         *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
     ]
 
 
 def _paths(model, text: Text, refs: Refs) -> blocks.Paragraph:
-    """The preview of the paths: a weight of layer 1 reaches the loss along paths, counted here; the
-    section after the four equations follows them (derive.lesson.paths)."""
-    formula, _ = path_count(model.sizes, model.activations[-1].is_vector)
+    """The preview of the paths: a weight of layer 1 reaches the loss along paths, one unit per later
+    layer, counted here; the section after the four equations follows them (derive.lesson.paths) and
+    adds the softmax's crossings, which this early in the lesson would need the softmax's Jacobian."""
+    formula, _ = path_count(model.sizes, False)
     key = "big_picture.paths_vector" if model.activations[-1].is_vector else "big_picture.paths"
     return blocks.Paragraph(text(key, count=formula, raw={"paths": refs.section("paths")}))
 

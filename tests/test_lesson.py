@@ -91,12 +91,26 @@ def test_the_opening_motivates_before_it_derives(compared_markdown):
     assert re.search(r"\b74\b", paragraphs[1]) and re.search(r"\b2\.7\b", paragraphs[1])
     assert ("one-sided" in paragraphs[1] and "central difference" in paragraphs[1]) or ("单侧" in paragraphs[1] and "中心差分" in paragraphs[1])
     picture = _section(compared_markdown, 2)
-    # a weight of layer 1 reaches the loss along n2 n3 = 15 paths (45 through the softmax, n2 n3 n3)
-    paths = re.search(r"n_\{2\} n_\{3\}(?: n_\{3\})? = 5 \\cdot 3(?: \\cdot 3)? = (15|45)", picture)
-    assert paths and (paths.group(1) == "45") == ("relu" in compared_markdown.split("\n## 1. ")[0])
+    # a weight of layer 1 reaches the loss along n2 n3 = 15 paths through the units; the softmax's
+    # crossings (45 paths) wait for section 12, where its Jacobian is known
+    paths = re.search(r"n_\{2\} n_\{3\} = 5 \\cdot 3 = 15\$", picture)
+    assert paths and "45" not in picture
     blocks = picture.split("\n\n")
     at = next(n for n, block in enumerate(blocks) if paths.group(0) in block)
     assert any("network.svg" in block for block in blocks[:at]) and "\\delta^{(l)}_j" in blocks[at + 1]
+
+
+def test_the_error_is_motivated_before_it_is_derived(compared_markdown):
+    """Where section 2 introduces the error, it says what it measures (Nielsen's demon: a change
+    Δz of one weighted input changes the loss by about δ Δz) and why it is taken with respect to z
+    and not a: z changes with its bias at rate 1 and with a weight at the activation it reads, so BP3
+    and BP4 are one product each, where ∂C/∂a would bring g′ into every one of them."""
+    picture = _section(compared_markdown, 2)
+    meaning = next(b for b in picture.split("\n\n") if "\\delta^{(l)}_j \\Delta z^{(l)}_j" in b)
+    assert "Nielsen" in meaning
+    why = picture.split("\n\n")[picture.split("\n\n").index(meaning) + 1]
+    assert "\\partial C / \\partial a^{(l)}_j" in why and "g'(z^{(l)}_j)" in why
+    assert "z^{(l)}_j = \\sum_k W^{(l)}_{jk} a^{(l-1)}_k + b^{(l)}_j" in why and "a^{(l-1)}_k" in why
 
 
 def test_the_four_equations_are_boxed_once_after_their_derivations(compared_markdown):
@@ -565,7 +579,7 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     indexed product for one weight of layer 1 (one rate per edge, 2L + 1 of them), the number of
     terms of the sum computed from the sizes in the table of section 2 (an extra factor n_L for a
     softmax output), and the same sum grouped from the loss end into BP1, BP2 once per hidden layer
-    and BP4. Section 2 only previews it and cites the section."""
+    and BP4. Section 2 only previews it, with the paths through the units, and cites the section."""
     section = _section(compared_markdown, 12)
     assert "\\boxed" in _section(compared_markdown, 11)
     sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 2))]
@@ -576,7 +590,11 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
         count *= n
     displays = section.split("$$")[1::2]
     assert displays[0].count("\\frac{\\partial") == 2 * depth + 1
-    assert f"= {count}$" in section and f"= {count}$" in _section(compared_markdown, 2)
+    assert f"= {count}$" in section
+    units = 1  # section 2 counts the paths through the units only (the softmax's crossings come here)
+    for n in sizes[2:]:
+        units *= n
+    assert f"= {units}$" in _section(compared_markdown, 2)
     tags = re.findall(r"\\text\{\((BP\d)\)\}", displays[2])
     assert tags == ["BP1"] + ["BP2"] * (depth - 1) + ["BP4"]
     assert "](#12-" in _section(compared_markdown, 2)
