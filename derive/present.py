@@ -8,6 +8,7 @@ mathematics and `…` for code; `prose` converts it for Markdown, LaTeX or HTML.
 
 from __future__ import annotations
 
+import html
 import re
 import tomllib
 from dataclasses import replace
@@ -38,7 +39,7 @@ from derive.lesson.general import general_forms
 from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, sides
 from derive import present_lesson as lesson_blocks
-from derive.present_notation import notation_blocks, notation_map_blocks, used_latex
+from derive.present_notation import notation_blocks, notation_map_blocks, used_latex, uses_pattern
 from derive.printing import latex, words
 from derive.rewrite import logistic_as_tanh
 from derive.spec import NetSpec
@@ -276,8 +277,8 @@ def unit_letters(steps: list[Step]) -> list[Step]:
 
 
 def _forward(derivation: Derivation, text: Text) -> list:
-    """The general layer l (weighted sums), then each layer's activation as derived."""
-    sample_z, batch_z = derivation.general_forward
+    """The general layer l (weighted sums) for one sample, then each layer's activation as derived."""
+    sample_z, _ = derivation.general_forward
     l = LayerRef.symbolic()
     j = index("j", l)
     g = sp.Function(f"g^{{({l.latex()})}}")
@@ -287,8 +288,7 @@ def _forward(derivation: Derivation, text: Text) -> list:
         _aligned([_unit_letters(sample_z), equation(Q("a", l).base[j], g(Q("z", l).base[j]))]),
         blocks.Paragraph(text("forward.vector")),
         _aligned([result_equation(sample_z), equation(Q("a", l).symbol, g(Q("z", l).symbol))]),
-        blocks.Paragraph(text("forward.batch")),
-        _aligned([result_equation(batch_z), equation(Q("A", l).symbol, g(Q("Z", l).symbol))]),
+        # the minibatch's matrices wait for the minibatch form and the algorithm, where they are used
         blocks.Paragraph(text("forward.activations")),
         _aligned([result_equation(derivation.sample.results[Q("a", k)]) for k in range(1, derivation.model.depth + 1)]),
     ]
@@ -311,28 +311,44 @@ def _loss(derivation: Derivation, text: Text) -> list:
         notes.append(text("loss.probability"))
     elif model.loss.target == "binary":
         notes.append(text("loss.binary"))
-    ell = sp.Function(r"\ell")(a_sym, y_sym)
     extras = loss_extras(derivation, text)
     penalty = extras["penalty"]
-    out = [
-        blocks.Paragraph(text("loss.per_unit")),
-        blocks.Equation(equation(ell, model.loss.expr)["latex"]),
-        blocks.Paragraph(text("loss_extra.derivative")),
-        blocks.Equation(extras["derivative"]["latex"]),
-    ]
+    out = []
     if penalty:
         out += [blocks.Paragraph(penalty["intro"]), blocks.Equation(penalty["total"]["latex"]),
                 blocks.Paragraph(penalty["layer_intro"]), blocks.Equation(penalty["layer"]["latex"])]
+    sample = derivation.sample.results[COST_KEY]
     out += [
         blocks.Paragraph(text("loss.sample")),
-        blocks.Equation(_cost_equation(derivation.sample.results[COST_KEY]), label="eq:loss"),
+        blocks.Equation(_cost_equation(sample), label="eq:loss"),
+    ]
+    if extras["conventions"]:  # the derivative whose pieces the conventions below fix, for one output
+        out += [blocks.Paragraph(text("loss_extra.derivative")), blocks.Equation(_output_derivative(sample, a_sym, y_sym))]
+    out += [
         blocks.Paragraph(text("loss.batch")),
-        blocks.Equation(_cost_equation(derivation.batch.results[COST_KEY]), label="eq:cost"),
+        # the cost as the mean of the samples' losses, which is what the engine's minibatch cost is
+        # (tests/test_lesson.py checks it); its entries wait for the minibatch form
+        blocks.Equation(r"\bar{C} = \frac{1}{m} \sum_{r} C_{r}", label="eq:cost"),
         blocks.Paragraph(text("loss.assumptions")),  # Nielsen's two, before anything is derived
     ]
     if penalty:
         out.append(blocks.Paragraph(penalty["batch"]))
     return out + [blocks.Paragraph(note) for note in notes + extras["notes"]]
+
+
+def _output_derivative(sample: Result, a: sp.Symbol, y: sp.Symbol) -> str:
+    """∂C/∂a⁽ᴸ⁾_j of a loss that sums one function f(a, y) over the output units: f's derivative by a,
+    at the output and target of unit j (SymPy's derivative, printed with the document's letters)."""
+    (term,) = [t for t in sp.preorder_traversal(sample.rhs) if isinstance(t, sp.Sum)][:1] or [None]
+    if term is None:
+        raise ValueError("the loss of one sample is not a sum over the output units")
+    body, (i, *_) = term.function, term.limits[0]
+    output = next(x for x in body.atoms(sp.Indexed) if x.indices == (i,) and x.base.label.name.startswith("a"))
+    target = next(x for x in body.atoms(sp.Indexed) if x.indices == (i,) and x != output)
+    f = sp.diff(body.xreplace({output: a, target: y}), a).xreplace({a: output, y: target})
+    j = sp.Idx(sp.Symbol("j", integer=True), (i.lower, i.upper))
+    lhs = r"\frac{\partial C}{\partial " + latex(output.xreplace({i: j})) + "}"
+    return lhs + " = " + latex(f.xreplace({i: j}))
 
 
 def _cost_equation(result: Result) -> str:
@@ -904,10 +920,20 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
     return out
 
 
+def _formulas(block) -> str:
+    """The LaTeX of a block: its displays and the formulas of its prose (a list's items too), written
+    $…$ in Markdown and LaTeX and kept as the alt text of MathML on the web, so every format finds the
+    same first use."""
+    prose_text = getattr(block, "text", "") + "".join(getattr(block, "items", ()))
+    inline = re.findall(r"\$([^$]+)\$", prose_text) + [html.unescape(a) for a in re.findall(r'alttext="([^"]*)"', prose_text)]
+    return used_latex((block,), ()) + "\n" + "\n".join(inline)
+
+
 def _uses(block, symbol: str) -> bool:
-    """Whether a block's formulas or prose contain the LaTeX of a symbol (\\eta not \\etaX)."""
-    source = getattr(block, "text", "") + used_latex((block,), ())
-    return re.search(re.escape(symbol) + r"(?![A-Za-z])", source) is not None
+    """Whether a block's formulas contain the LaTeX of a symbol (\\eta not \\etaX)."""
+    source = _formulas(block)
+    pattern = r"\[[a-z]" if symbol == "[" else re.escape(symbol) + r"(?![A-Za-z])"  # the bracket: [j = j'], [z > 0]
+    return re.search(pattern, source) is not None
 
 
 # the sections of a lesson, in order; the document of any network (`present_graph`) has its own core
@@ -960,6 +986,9 @@ def metadata(text: Text, title: str) -> tuple[tuple[str, str], ...]:
 
 # sections whose first paragraph comes before the table of the symbols they introduce
 INTRO_BEFORE_SYMBOLS = ("verification",)
+# sections whose table of new symbols stands just before the first block that uses one of them (the
+# loss: the cost of a minibatch comes after the loss of one sample, which needs none of them)
+SYMBOLS_WHERE_USED = ("loss",)
 
 
 def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, notation, **fields) -> blocks.Document:
@@ -967,6 +996,7 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
     document around them; formulas print with this language's words (a piecewise "if")."""
     built, used = {}, {}
     for key in keys:  # in document order, each with the LaTeX it uses (its formulas and its prose's)
+        used[key] = ""  # the notation section holds its place: what comes after it may define its own
         if key != "notation":
             start = len(text.math_log)
             built[key] = tuple(content[key]())
@@ -978,6 +1008,9 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
         at = 1 if key in INTRO_BEFORE_SYMBOLS and built[key] else 0
         if len(lead) == 1 and getattr(lead[0], "symbol", ""):  # one symbol: just before its first use
             at = next((n for n, block in enumerate(built[key]) if _uses(block, lead[0].symbol)), at)
+        elif key in SYMBOLS_WHERE_USED:  # a table just before the first block that uses one of its symbols
+            patterns = [p for row in lead[-1].rows if (p := uses_pattern(row[0]))]
+            at = next((n for n, block in enumerate(built[key]) if any(re.search(p, _formulas(block)) for p in patterns)), at)
         built[key] = built[key][:at] + tuple(lead) + built[key][at:]
     return blocks.Document(
         contents=text("doc.contents"),

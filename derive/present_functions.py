@@ -88,9 +88,9 @@ def loss_extras(derivation: Derivation, text) -> dict:
     loss = model.loss
     derivative = sp.diff(loss.expr, A)
     out = {
-        "derivative": equation(sp.Derivative(sp.Symbol(r"\ell"), sp.Symbol("a")), derivative),
         "notes": [],
         "penalty": None,
+        "conventions": False,  # whether the derivative switches between pieces at a point the notes fix
     }
     if loss.is_custom:
         out["notes"].append(text("custom.loss_note", source=loss.source))
@@ -101,6 +101,7 @@ def loss_extras(derivation: Derivation, text) -> dict:
     if keys:
         conventions = " ".join(text(f"kinks.{k}") for k in keys)  # already in the format: inserted raw
         out["notes"].append(text("loss_extra.conventions", raw={"conventions": conventions}))
+        out["conventions"] = True
     out["notes"] = [n for n in out["notes"] if n]
     if model.penalty is not None:
         out["penalty"] = penalty_data(derivation, text)

@@ -108,6 +108,8 @@ def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False) 
         items.insert(2, text("method.paths"))
     for move in moves:
         narrator.explain(*(f"rule.{rule}" for rule in METHOD_RULES[move]))
+    if letters:  # the lesson: the intro names the sections that use the moves and says what the margin shows
+        return [blocks.Paragraph(text("method.intro_units")), blocks.ItemList(tuple(items))]
     return [blocks.Paragraph(text("method.intro")), blocks.ItemList(tuple(items)),
             blocks.Paragraph(text("method.margin"))]
 

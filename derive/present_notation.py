@@ -49,12 +49,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("\\mathcal{C}", "notation.Ccal", r"\\mathcal\{C\}"),
     ("\\tilde{C}", "notation.Ctilde", r"\\tilde\{C\}"),
     ("\\mathbf{C}", "notation.Cbold", r"\\mathbf\{C\}"),
-    ("\\ell", "notation.ell", r"\\ell"),
     ("\\delta^{(l)}", "notation.delta", r"\\delta"),
     ("X, Y, Z^{(l)}, A^{(l)}", "notation.matrices", r"(?<![\\A-Za-z])[XYZA](?![A-Za-z])"),
     ("\\Delta", "notation.change", r"\\Delta(?![A-Za-z])"),
     ("\\boldsymbol{\\delta}^{(l)}", "notation.Delta", r"\\boldsymbol\{\\delta\}"),
-    ("[P]", "notation.iverson", r"\\left\["),
+    ("[P]", "notation.iverson", r"\\left\[|(?<![\\A-Za-z])\[[a-z][a-z0-9']* [=<>]"),  # [j = j'], also in prose
     ("\\odot", "notation.hadamard", r"\\odot"),
     ("J", "notation.J", _letter("J")),
     ("\\operatorname{diag}", "notation.diag", r"\\operatorname\{diag\}"),
@@ -102,17 +101,26 @@ _LABELLESS = re.compile(r"\\(?:text|label|ref|eqref)\{[^{}]*\}")
 # the derivation needs.
 MAIN_UNTIL = "summary"
 
+# rows a first reader does not need to read the forward pass and the errors: even where the derivation
+# uses them (the minibatch, the cost of a minibatch, the bracket of the local derivatives), they are
+# defined in the section that first uses them, so the notation section's table stays short
+DEFERRED = ("notation.samples", "notation.m", "notation.Cbar", "notation.Cbold", "notation.matrices",
+            "notation.ones", "notation.iverson")
+
 
 def split_rows(used: dict[str, str], rows: list[tuple[object, str, str]], pinned: dict[str, list] | None = None,
-               until: str = MAIN_UNTIL) -> tuple[list, dict[str, list]]:
+               until: str = MAIN_UNTIL, deferred: frozenset[int] = frozenset()) -> tuple[list, dict[str, list]]:
     """`rows` ((row, pattern, LaTeX of its meaning), in table order) shared out by the first section
     whose LaTeX (`used`: section key → LaTeX, in document order) matches the pattern: the main table
     for the sections up to `until`, else the section of first use. A meaning that names another
     symbol (the weights' n_l × n_{l-1}) counts as a use where its table stands, so that symbol is
     defined there too. `pinned` adds rows whose section is known (an optimizer's state symbols, in its
-    section). Returns (main rows, {section: rows})."""
+    section). The rows numbered in `deferred` go to the section of first use after the notation
+    section (its key in `used`, with no LaTeX of its own) wherever that is. Returns (main rows,
+    {section: rows})."""
     keys = list(used)
     last = keys.index(until) if until in keys else len(keys) - 1
+    table_at = keys.index("notation") if "notation" in keys else 0
     place = {}  # row number -> the section (number) of its table: 0 for the main table
     while True:
         meanings = {n: "" for n in range(len(keys))}
@@ -121,7 +129,8 @@ def split_rows(used: dict[str, str], rows: list[tuple[object, str, str]], pinned
         moved = False
         for number, (_, pattern, _) in enumerate(rows):
             first = next((n for n, key in enumerate(keys) if re.search(pattern, used[key] + meanings[n])), None)
-            where = None if first is None else (0 if first <= last else first)
+            bound = table_at if number in deferred else last
+            where = None if first is None else (0 if first <= bound else first)
             if where is not None and where != place.get(number):
                 place[number], moved = where, True
         if not moved:  # a row only ever moves to an earlier table, so this ends
@@ -143,6 +152,12 @@ def _table(text, rows, long: bool = False):
 
 
 _RAW: dict[str, str] = {}  # a symbol as the table prints it -> its LaTeX (for SymbolSentence)
+_PATTERN: dict[str, str] = {}  # a symbol as the table prints it -> the pattern of its uses (ROWS)
+
+
+def uses_pattern(printed: str) -> str | None:
+    """The pattern that finds a use of a symbol of the table, given the symbol as the table prints it."""
+    return _PATTERN.get(printed)
 
 
 def hadamard_example(u=(1, 2), v=(3, 4)) -> str:
@@ -163,17 +178,22 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     then the other notations) and, per later section, the short table of the symbols it introduces.
     `used` maps each section to the LaTeX it contains; `extra` rows belong to the main table, `pinned`
     rows to the section named; `unit_letters`: the derivations name units by layer (j, k, i)."""
-    rows = []
+    rows, deferred = [], set()
+    second_prime = any("j''" in latex for latex in used.values())  # the softmax's Jacobian sums over j''
     for symbol, key, pattern in ROWS:
+        deferred |= {len(rows)} if key in DEFERRED else set()
         key = key + "_vector" if key == "notation.g" and vector_activation else key
-        key = key + "_units" if key == "notation.indices" and unit_letters else key  # j, k, i by layer
-        symbol = "i, j, j', k, p, q" if key == "notation.indices_units" else symbol
+        if key == "notation.indices" and unit_letters:  # j, k, i by layer; j'' only where it is used
+            key, symbol = ("notation.indices_units2", "i, j, j', j'', k, p, q") if second_prime else \
+                ("notation.indices_units", "i, j, j', k, p, q")
         values = {"example": hadamard_example()} if key == "notation.hadamard" else {}
-        _RAW[text.math(symbol)] = symbol.split(",")[0].split("^")[0]  # \eta, \Delta: what a use contains
+        # what a use contains (\eta, \Delta), to put a one-symbol sentence just before it
+        _RAW[text.math(symbol)] = "[" if key == "notation.iverson" else symbol.split(",")[0].split("^")[0]
+        _PATTERN[text.math(symbol)] = pattern
         rows.append(((text.math(symbol), text(key, **values)), pattern,
                      _TEXT.sub(" ", "\n".join(_MATH.findall(text.raw(key)))).replace("{example}", " ")))
     main, local = split_rows(used, rows, {key: [(text.math(s), m) for s, m in extra]
-                                          for key, extra in (pinned or {}).items()})
+                                          for key, extra in (pinned or {}).items()}, deferred=frozenset(deferred))
     main += [(text.math(symbol), meaning) for symbol, meaning in extra]
     section = [
         blocks.Paragraph(text("notation.intro")),
@@ -215,4 +235,4 @@ def _lead(text, section: str) -> str:
 # the concepts of the table that maps this notation to other texts' (the symbols are in the catalog)
 MAP_CONCEPTS = ("weight", "preactivation", "activation", "function", "target", "loss", "cost", "error", "gradient", "rate")
 
-__all__ = ["ROWS", "MAIN_UNTIL", "notation_blocks", "notation_map_blocks", "split_rows", "used_latex", "MAP_CONCEPTS"]
+__all__ = ["ROWS", "MAIN_UNTIL", "DEFERRED", "uses_pattern", "notation_blocks", "notation_map_blocks", "split_rows", "used_latex", "MAP_CONCEPTS"]

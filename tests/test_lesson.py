@@ -219,7 +219,8 @@ def _inline_pattern(lang: str) -> re.Pattern:
     pattern whose group is the symbol."""
     catalog = tomllib.loads((Path(derive.__file__).parent / "locale" / f"{lang}.toml").read_text())
     template = re.escape(catalog["notation"]["inline"])
-    return re.compile(template.replace(re.escape("{symbol}"), r"\$(.*?)\$").replace(re.escape("{meaning}"), r"[^\n$]*?"))
+    # the meaning may hold a formula of its own (the bracket's condition $P$)
+    return re.compile(template.replace(re.escape("{symbol}"), r"\$(.*?)\$").replace(re.escape("{meaning}"), r"[^\n]*?"))
 
 
 INLINE = [_inline_pattern(lang) for lang in ("en", "zh")]
@@ -282,7 +283,13 @@ def test_the_notation_section_holds_the_derivation_and_later_sections_their_own_
     labels = [label for label, _ in sections(sigmoid_tex)]
     tables = {labels[n]: set().union(*(tokens(s, top_level=True) for s in symbols))
               for n, symbols in symbol_tables(sigmoid_tex)}
-    assert {"x", "y", "W", "b", "z", "a", "g", "C", r"\bar{C}", r"\delta", "L", "m"} <= tables["sec:notation"]
+    assert {"x", "y", "W", "b", "z", "a", "g", "C", r"\delta", "L"} <= tables["sec:notation"]
+    # the core table holds what the forward pass and the errors need; the cost of a minibatch, its
+    # matrices and the bracket of the local derivatives are defined where they are first used
+    assert {r"\bar{C}", "m", "r", "s"} <= tables["sec:loss"] and "P" in tables["sec:method"]
+    assert {"X", "Y", "Z", "A", r"\mathbf{1}"} <= tables["sec:minibatch"]
+    assert not {r"\bar{C}", "m", "r", "X", "A", "P", r"\mathbf{1}", r"\ell"} & tables["sec:notation"]
+    assert len(notation_table(sigmoid_tex)) <= 16
     later = {r"\zeta", r"\mathrm{Im}", r"\mathrm{i}", "t", "G", r"\lambda", "N", "M", r"\xi",
              r"\mathbb{E}", r"\operatorname{Var}", r"\sigma_w", r"\sigma_z", r"\mathcal{N}", r"\mathcal{C}", r"\eta"}
     assert not later & tables["sec:notation"]
@@ -291,6 +298,50 @@ def test_the_notation_section_holds_the_derivation_and_later_sections_their_own_
     assert "N" in tables["sec:cost"] and r"\xi" in tables["sec:update"]
     # the weights' row names n_l, so n_l is in the notation section although no derivation uses it
     assert "n" in tables["sec:notation"]
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse", {}), (3, "relu", None, "ce", {}),
+                                    (3, "leaky_relu:0.1,elu", "identity", "huber", {"l2": "0.001"})],
+                         ids=["sigmoid-mse", "relu-ce", "huber-l2"])
+def test_the_cost_printed_as_the_mean_of_the_losses_is_the_engines_cost(config):
+    """Section 5 prints the cost of a minibatch as C̄ = (1/m) Σ_r C_r; the engine's minibatch cost,
+    with its entries, is that mean (a penalty, the same for every sample, is counted once either
+    way): checked at m = 3, n_L = 3 with random rationals, exactly."""
+    from derive.backprop import COST_KEY
+
+    layers, act, out, loss, options = config
+    outcome = generate(make_spec(layers, act, out, loss, formats="tex", **options))
+    d = outcome.derivation
+    sample, batch = d.sample.results[COST_KEY].rhs, d.batch.results[COST_KEY].rhs
+    sizes = {s: 3 for s in (sample.free_symbols | batch.free_symbols) if s.name in ("m", f"n_{layers}")}
+    rng = np.random.default_rng(7)
+    values = {name: [[sp.Rational(int(rng.integers(-9, 10)), 7) for _ in range(3)] for _ in range(3)]
+              for name in ("a", "y")}
+    if loss == "ce":  # probabilities: positive outputs
+        values["a"] = [[abs(v) + sp.Rational(1, 9) for v in row] for row in values["a"]]
+    penalty = {s: sp.Rational(3, 11) for s in sample.free_symbols if s.name == "R"}
+
+    def unrolled(expr):  # every sum written out over its (now numeric) range
+        def term(total):
+            body, (i, low, high), *rest = total.function, *total.limits
+            body = sp.Sum(body, *rest) if rest else body
+            return sp.Add(*(unrolled(body).xreplace({i: sp.Integer(k)})
+                            for k in range(int(low.subs(sizes)), int(high.subs(sizes)) + 1)))
+        return expr.replace(lambda e: isinstance(e, sp.Sum), term)
+
+    def entries(expr, pick):
+        expr = unrolled(expr).subs(sizes)
+        table = {}
+        for x in expr.atoms(sp.Indexed):
+            name = "a" if x.base.label.name.lower().startswith("a") else "y"
+            table[x] = pick(name, [int(i) for i in x.indices])
+        return expr.xreplace(table).xreplace(penalty)
+
+    cost = entries(batch, lambda name, idx: values[name][idx[0]][idx[1]])
+    losses = [entries(sample, lambda name, idx, r=r: values[name][idx[0]][r]) for r in range(3)]
+    assert sp.expand(cost - sum(losses) / 3) == 0 and cost.free_symbols == set()
+    tex = outcome.files["derivation.tex"].decode()
+    assert r"\bar{C} = \frac{1}{m} \sum_{r} C_{r}" in tex
 
 
 def test_the_loss_is_named_for_one_sample_and_the_cost_as_its_mean(sigmoid_tex):
