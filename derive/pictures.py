@@ -35,6 +35,7 @@ FORWARD_COLOUR = "#1f5fbf"
 BACKWARD_COLOUR = "#c0392b"
 EDGE_COLOUR = "#b8b8b8"
 PATH_COLOUR = "#e07b00"  # one path from a weight of layer 1 to the loss (the paths section)
+WEIGHT_COLOUR = "#000000"  # the one weight drawn with its name, W_jk, to show how its indices read
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class Picture:
     boxes: list[Box] = field(default_factory=list)
     dots: list[tuple[float, float, bool]] = field(default_factory=list)  # centre, vertical?
     boxes_first: bool = False  # cells under the arrows (a window picture), rather than boxes over lines
+    weight: tuple[int, int, int] | None = None  # the weight named in the picture: (layer, j, k), from 1
 
 
 def quantity(kind: str, layer: int) -> Label:
@@ -219,6 +221,8 @@ def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, word
         for (ax, ay), (bx, by) in zip(path, path[1:]):
             pic.lines.append(Line(ax + RADIUS, ay, bx - RADIUS, by, PATH_COLOUR, width=2.2))
 
+    _name_one_weight(pic, sizes, units, depth)
+
     # forward (above) and backward (below) flow between consecutive columns
     backward_y = bottom + 72
     for (x1, l1), (x2, l2) in zip(zip(xs, shown), zip(xs[1:], shown[1:])):
@@ -242,6 +246,29 @@ def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, word
 
     _legend(pic, words["forward"], words["backward"], 200)
     return pic
+
+
+_SUBSCRIPT = str.maketrans("0123456789,", "₀₁₂₃₄₅₆₇₈₉,")
+
+
+def _name_one_weight(pic: Picture, sizes: tuple[int, ...], units: dict, depth: int) -> None:
+    """One edge drawn in black and named, as Nielsen's figure names w³₂₄: a weight of layer 2 (of
+    layer 1 in a network of one layer) from the next-to-last unit k of the layer before to the last
+    unit j of its layer (the last unit when the next-to-last would be unit j), so that j ≠ k shows which
+    index is which. Its name stands below the lowest unit of the two columns, under every other line."""
+    layer = 2 if depth >= 2 else 1
+    receiving, sending = units[layer], units[layer - 1]
+    j, n = sizes[layer], sizes[layer - 1]
+    k = n - 1 if n > 1 and n - 1 != j else n  # the last two units of a column are always drawn
+    (ax, ay), (bx, by) = sending[-1] if k == n else sending[-2], receiving[-1]
+    pic.lines.append(Line(ax + RADIUS, ay, bx - RADIUS, by, WEIGHT_COLOUR, width=1.6))
+    sep = "," if max(j, k) > 9 else ""
+    name = Q("W", layer)
+    below = max(y for _, y in receiving + sending) + 22  # under the lowest unit of either column
+    pic.texts.append(Text((ax + bx) / 2, below,
+                          Label(f"${name.latex()}_{{{j}{sep}{k}}}$", name.text() + f"{j}{sep}{k}".translate(_SUBSCRIPT)),
+                          size="small", colour=WEIGHT_COLOUR))
+    pic.weight = (layer, j, k)
 
 
 def _legend(pic: Picture, forward: str, backward: str, gap: float) -> None:

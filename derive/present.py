@@ -1125,11 +1125,17 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     layout = pictures.layout(model.sizes, tuple(a.name for a in model.activations), picture_loss(model, text), words)
     alt = text.raw("picture.alt")
     path = any(line.colour == pictures.PATH_COLOUR for line in layout.lines)  # one path drawn (section paths)
+    separator = text.raw("language.sentence_separator")
+    weight = ""
+    if layout.weight is not None:  # the named weight, and why its indices read j then k
+        layer, j, k = layout.weight
+        weight = separator + text("picture.weight", name=Q("W", layer).latex() + "_{" + (f"{j},{k}" if max(j, k) > 9 else f"{j}{k}") + "}",
+                                  j=j, k=k, layer=layer, previous=layer - 1, matrix=Q("W", layer).latex(),
+                                  z=Q("z", layer).latex(), a=Q("a", layer - 1).latex(), b=Q("b", layer).latex())
     return blocks.Picture(
         # the ellipsis is mentioned only where one is drawn (a wide layer, or layers left out)
         caption=text("picture.caption" if layout.dots else "picture.caption_all")
-        + (text.raw("language.sentence_separator") + text("picture.path")
-                                          if path and "paths" in text.defaults else ""),
+        + (separator + text("picture.path") if path and "paths" in text.defaults else "") + weight,
         alt=alt,
         file=PICTURE_FILE,
         svg=pictures.svg(layout, alt) if text.fmt != "tex" else None,

@@ -682,6 +682,28 @@ def test_the_network_picture_highlights_one_path_of_a_first_layer_weight():
                 if line.colour == pictures.PATH_COLOUR]
 
 
+def test_the_network_picture_names_one_weight_and_the_caption_reads_its_indices():
+    """One edge in black, named W⁽²⁾₅₄ in both pictures (SVG and TikZ), from unit 4 of layer 1 to unit
+    5 of layer 2: the last unit of layer 2 and the next-to-last of layer 1, so its indices differ; the
+    caption says the first index is the receiving unit (a row of W, so z = W a + b)."""
+    from derive import pictures
+
+    words = {k: k for k in ("input", "loss", "forward", "backward")} | {
+        "layer": "layer {layer}", "units": "n = {units}", "more_layers": "{count}"}
+    pic = pictures.layout((4, 5, 5, 3), ("sigmoid",) * 3, "loss", words)
+    named = [line for line in pic.lines if line.colour == pictures.WEIGHT_COLOUR]
+    assert pic.weight == (2, 5, 4) and len(named) == 1
+    layer1, layer2 = (sorted({round(c.y, 6) for c in pic.circles if abs(c.x - x) < 1e-9})
+                      for x in sorted({c.x for c in pic.circles})[1:3])
+    assert abs(named[0].y1 - layer1[3]) < 1e-9 and abs(named[0].y2 - layer2[4]) < 1e-9  # unit 4 -> unit 5
+    assert "W⁽²⁾₅₄" in pictures.svg(pic, "t") and r"$W^{(2)}_{54}$" in pictures.tikz(pic)
+    assert pictures.layout((4, 3), ("sigmoid",), "loss", words).weight == (1, 3, 4)  # j = k avoided
+    en = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
+    caption = next(line for line in _section(en, 2).splitlines() if line.startswith("The network."))
+    assert "$W^{(2)}_{54}$, from unit 4 of layer 1 to unit 5 of layer 2" in caption
+    assert "first index is the unit that receives" in caption and "$z^{(2)} = W^{(2)} a^{(1)} + b^{(2)}$" in caption
+
+
 @pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse", "en"), (3, "relu", None, "ce", "en"),
                                     (3, "sigmoid", None, "mse", "zh"), (3, "relu", None, "ce", "zh")],
                          ids=lambda c: "-".join(str(x) for x in c if x))
