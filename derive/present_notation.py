@@ -104,8 +104,8 @@ MAIN_UNTIL = "summary"
 # rows a first reader does not need to read the forward pass and the errors: even where the derivation
 # uses them (the minibatch, the cost of a minibatch, the bracket of the local derivatives), they are
 # defined in the section that first uses them, so the notation section's table stays short
-DEFERRED = ("notation.samples", "notation.m", "notation.Cbar", "notation.Cbold", "notation.matrices",
-            "notation.ones", "notation.iverson")
+DEFERRED = ("notation.samples", "notation.m", "notation.Cbar", "notation.matrices", "notation.ones",
+            "notation.iverson")
 
 
 def split_rows(used: dict[str, str], rows: list[tuple[object, str, str]], pinned: dict[str, list] | None = None,

@@ -161,6 +161,7 @@ def tokens(formula: str, top_level: bool = False) -> set[str]:
     table row defines, not its indices)."""
     f = re.sub(r"\\(?:text|label|ref|eqref|tag|begin|end)\{(?:[^{}]|\{[^{}]*\})*\}", " ", formula)
     f = re.sub(r"\\,\s*d(?=[a-z])", " ", f)  # the d of an integral's dz
+    f = re.sub(r"(\\operatorname\{einsum\})_\{[^{}]*\}", r"\1", f)  # its subscript names axes, not symbols
     f = re.sub(r"\\(?:notag|left|right|boxed|displaystyle|quad|qquad|,|;|!)\b", " ", f)
     found = set()
 
@@ -219,8 +220,8 @@ def _inline_pattern(lang: str) -> re.Pattern:
     pattern whose group is the symbol."""
     catalog = tomllib.loads((Path(derive.__file__).parent / "locale" / f"{lang}.toml").read_text())
     template = re.escape(catalog["notation"]["inline"])
-    # the meaning may hold a formula of its own (the bracket's condition $P$)
-    return re.compile(template.replace(re.escape("{symbol}"), r"\$(.*?)\$").replace(re.escape("{meaning}"), r"[^\n]*?"))
+    # the meaning may hold a formula of its own (the bracket's condition $P$), but not end a sentence
+    return re.compile(template.replace(re.escape("{symbol}"), r"\$([^$]*)\$").replace(re.escape("{meaning}"), r"[^\n。]*?"))
 
 
 INLINE = [_inline_pattern(lang) for lang in ("en", "zh")]
@@ -365,6 +366,7 @@ def test_the_notation_check_can_fail():
     assert notation_problems(tex + later) == []
     assert notation_problems(tex + "$\\eta$" + later) == [r"\eta is used but not in the table (in sec:next)"]
     assert notation_problems(tex + later.replace(r"\eta", "W", 1)) == ["W has 2 rows", r"\eta is used but not in the table (in sec:training)"]
+    assert tokens(r"\operatorname{einsum}_{mjl, ikm \to ijkl}\left(X, W\right)") == {r"\operatorname{einsum}", "X", "W"}
     assert tokens(r"\sigma_{w}^{2} + \lambda_{2} W^{(l)}_{ij} + n_{\mathrm{in}}") == {
         r"\sigma_w", r"\lambda_2", "W", "l", "i", "j", "n_in"}
 
