@@ -38,7 +38,7 @@ from derive.lesson.general import general_forms
 from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, sides
 from derive import present_lesson as lesson_blocks
-from derive.present_notation import notation_blocks, notation_map_blocks, used_latex
+from derive.present_notation import defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex
 from derive.printing import latex, words
 from derive.rewrite import logistic_as_tanh
 from derive.spec import NetSpec
@@ -974,9 +974,14 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
     for key, lead in introduced.items():  # the symbols a later section introduces, at its top
         # (after the opening paragraph where that paragraph says what the section is: the checks)
         at = 1 if key in INTRO_BEFORE_SYMBOLS and built[key] else 0
-        if len(lead) == 1 and getattr(lead[0], "symbol", ""):  # one symbol: just before its first use
-            at = next((n for n, block in enumerate(built[key]) if _uses(block, lead[0].symbol)), at)
+        one = lead[0] if len(lead) == 1 and getattr(lead[0], "symbol", "") else None
+        if one is not None and defines_in_passing(built[key], one.key):  # the sentence of first use says it
+            built[key] = settle_clauses(built[key], keep=one.key)
+            continue
+        if one is not None:  # one symbol: its own sentence just before its first use
+            at = next((n for n, block in enumerate(built[key]) if _uses(block, one.symbol)), at)
         built[key] = built[key][:at] + tuple(lead) + built[key][at:]
+    built = {key: settle_clauses(section) for key, section in built.items()}  # the clauses not needed
     return blocks.Document(
         contents=text("doc.contents"),
         version=__version__,

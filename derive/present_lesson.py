@@ -554,8 +554,12 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
                                  for p in parameters))]
     rate = f"{float(example.learning_rate):g}"
     changed = "fall" if example.loss_after < example.loss else "rise"
-    out += [blocks.Paragraph(text("example.update", rate=rate, eta=latex(LEARNING_RATE),
-                                  raw={"update": refs.section("update_rule")})),
+    eta = latex(LEARNING_RATE)
+    rule = tuple(blocks.Row(q, rf"{q} - {eta} \frac{{\partial C}}{{\partial {q}}}", relation=r"\leftarrow")
+                 for q in ("W^{(l)}", "b^{(l)}"))  # a display: inline, the rule broke at its minus
+    out += [blocks.Paragraph(text("example.update", raw={"update": refs.section("update_rule")})),
+            blocks.Aligned(rule),
+            blocks.Paragraph(text("example.rate", rate=rate, eta=eta)),
             blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
                                  for p in parameters)),
             blocks.Paragraph(text(f"example.{changed}", before=_number(example.loss), after=_number(example.loss_after)))]
