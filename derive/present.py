@@ -1092,7 +1092,7 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     model = derivation.model
     words = {key: text.raw(f"picture.{key}") for key in
              ("input", "layer", "loss", "units", "forward", "backward", "more_layers")}
-    layout = pictures.layout(model.sizes, tuple(a.name for a in model.activations), picture_loss(model, text), words)
+    layout = pictures.layout(model.sizes, tuple(display_name(a).strip('`') for a in model.activations), picture_loss(model, text), words)
     alt = text.raw("picture.alt")
     path = any(line.colour == pictures.PATH_COLOUR for line in layout.lines)  # one path drawn (section paths)
     return blocks.Picture(

@@ -224,7 +224,8 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights")
             if key != "saturation" or slopes.saturates or not slopes.layers]
     if any(bound.blocks for _, bound in slopes.layers):
-        out.insert(-1, blocks.Paragraph(text("meaning.inactive")))
+        names = dict.fromkeys(display_name(b.activation) for _, b in slopes.layers if b.blocks)
+        out.insert(-1, blocks.Paragraph(text("meaning.inactive", names=text.raw("refs.list_separator").join(names))))
     if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
         out.append(blocks.Paragraph(text("meaning.paths", raw={"backward": refs.section("backward")})))
     return out

@@ -95,7 +95,7 @@ def test_the_opening_motivates_before_it_derives(compared_markdown):
     picture = _section(compared_markdown, 2)
     # a weight of layer 1 reaches the loss along n2 n3 = 15 paths (45 through the softmax, n2 n3 n3)
     paths = re.search(r"n_\{2\} n_\{3\}(?: n_\{3\})? = 5 \\cdot 3(?: \\cdot 3)? = (15|45)", picture)
-    assert paths and (paths.group(1) == "45") == ("relu" in compared_markdown.split("\n## 1. ")[0])
+    assert paths and (paths.group(1) == "45") == ("ReLU" in compared_markdown.split("\n## 1. ")[0])
     blocks = picture.split("\n\n")
     at = next(n for n, block in enumerate(blocks) if paths.group(0) in block)
     assert any("network.svg" in block for block in blocks[:at]) and "\\delta^{(l)}_j" in blocks[at + 1]
@@ -594,7 +594,7 @@ def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_mark
     section = _section(compared_markdown, 21)
     blocks = section.split("\n\n")
     lead = next((b for b in blocks[:6] if b.startswith(("In short", "先说结论"))), None)
-    if "relu" in compared_markdown.split("\n## 1. ")[0]:
+    if "ReLU" in compared_markdown.split("\n## 1. ")[0]:
         assert lead is None
         return
     rows = [line for line in section.splitlines() if re.match(r"\| 3 \| [0-9.]+ \|", line)]
@@ -630,7 +630,7 @@ def test_one_slope_bound_and_activation_specific_wording(compared_markdown):
     or 1, never of saturation, and explains the worked example's ratio by weights and inactive
     units; no document quotes SymPy's own step function or its H."""
     meaning = _section(compared_markdown, 13)
-    relu = "relu" in compared_markdown.split("\n## 1. ")[0]
+    relu = "ReLU" in compared_markdown.split("\n## 1. ")[0]
     if relu:
         assert "0 or 1" in meaning or "0 或 1" in meaning
         assert "aturat" not in meaning and "饱和" not in meaning and "float64 rounds" not in compared_markdown
@@ -676,7 +676,7 @@ def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_mark
     example = _section(compared_markdown, 17)
     assert "bounds this ratio" not in example and "给出了这个比值的上界" not in example
     assert "shrink it further" not in example  # weights below 1 can still add up to more than 1
-    if "relu" not in compared_markdown.split("\n## 1. ")[0]:
+    if "ReLU" not in compared_markdown.split("\n## 1. ")[0]:
         assert "\\frac{1}{4} \\cdot \\frac{1}{4} = \\frac{1}{16}" in example
         bound = 1 / 16
         for layer in (2, 3):
@@ -697,7 +697,7 @@ def test_the_sigmoid_code_form_is_shown_in_two_lines_not_asserted(compared_markd
 
 
 def test_the_softmax_rate_along_a_path_is_written_in(compared_markdown):
-    if "relu" not in compared_markdown.split("\n## 1. ")[0]:
+    if "ReLU" not in compared_markdown.split("\n## 1. ")[0]:
         return
     rates = _section(compared_markdown, 12).split("$$")[3]
     assert "[j_{3} = j_{3}'] - a^{(3)}_{j_{3}}" in rates and "{\\partial z^{(3)}_{j_{3}}}" not in rates
