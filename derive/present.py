@@ -186,12 +186,12 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
     for layer in range(1, depth + 1):
         act = model.activations[layer - 1]
         rows.append((str(layer), str(model.sizes[layer]), prose(display_name(act), text.fmt),
-                     text.math(_activation_formula(act, layer)["latex"])))
+                     text.math(_activation_formula(act, layer)["latex"], display=True)))  # fractions full size
     header = tuple(text(f"network.{key}") for key in ("layer", "units", "activation", "function"))
     return [
         blocks.Paragraph(text("network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
                               hidden_plural="s" if depth != 2 else "")),
-        blocks.Table(header, tuple(rows), ("r", "r", "l", "l")),
+        blocks.Table(header, tuple(rows), ("r", "r", "l", "l"), tall=True),
         blocks.Paragraph(text("network.sizes_note")),
         picture,
         blocks.Paragraph(text("network.passes")),
@@ -469,7 +469,7 @@ class Refs:
 
     def equation(self, label: str, section: str) -> str:
         if self.text.fmt == "tex":
-            return self.text("refs.equation", raw={"number": rf"\ref{{{label}}}"})
+            return _tie(self.text("refs.equation", raw={"number": rf"\ref{{{label}}}"}))
         return self.section(section)
 
     def section(self, key: str) -> str:
@@ -479,18 +479,18 @@ class Refs:
             "md": lambda: f"[{s.number}](#{s.anchor})",
             "html": lambda: f'<a href="#{s.anchor}">{s.number}</a>',
         }
-        return self.text("refs.appendix" if s.appendix else "refs.section", raw={"number": links[self.text.fmt]()})
+        return _tie(self.text("refs.appendix" if s.appendix else "refs.section", raw={"number": links[self.text.fmt]()}))
 
     def plain(self, label: str, section: str) -> str:
         """The same reference as plain text, for the margin of a display (no link can go there)."""
         if self.text.fmt == "tex":
-            return self.text.raw("refs.equation").replace("{number}", rf"\ref{{{label}}}")
+            return _tie(self.text.raw("refs.equation").replace("{number}", rf"\ref{{{label}}}"))
         return self.plain_section(section)
 
     def plain_section(self, key: str) -> str:
         s = self.sections[key]
         number = rf"\ref{{{s.label}}}" if self.text.fmt == "tex" else str(s.number)
-        return self.text.raw("refs.section").replace("{number}", number)
+        return _tie(self.text.raw("refs.section").replace("{number}", number))
 
     def both(self, label: str, section: str) -> tuple[str, str]:
         return self.equation(label, section), self.plain(label, section)
@@ -503,6 +503,18 @@ class Refs:
         if self.text.fmt == "tex" and label is not None:
             return self.equation(label, ""), self.plain(label, "")
         return self.text("refs.above"), self.text.raw("refs.above_tag")
+
+
+def unbroken_clauses(line: str) -> str:
+    """LaTeX for a line of clauses (…：平方误差；代价函数：…) that breaks only between them, in a language
+    whose lines may otherwise break inside a word (平方误/差)."""
+    clauses = [c for c in re.split(r"(?<=[；。;])", line) if c]
+    return r"\allowbreak ".join(rf"\mbox{{{c}}}" for c in clauses)
+
+
+def _tie(reference: str) -> str:
+    """A LaTeX reference whose word never ends a line without its number: eq.~9.3, 式~8.1."""
+    return reference.replace(r" \ref{", r"~\ref{")
 
 
 def _split_hidden(steps: list[Step]) -> tuple[list[Step], list[Step]]:
@@ -982,6 +994,8 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
             at = next((n for n, block in enumerate(built[key]) if _uses(block, one.symbol)), at)
         built[key] = built[key][:at] + tuple(lead) + built[key][at:]
     built = {key: settle_clauses(section) for key, section in built.items()}  # the clauses not needed
+    if text.fmt == "tex" and text.catalog["language"].get("tex_unbroken_clauses") and "subtitle" in fields:
+        fields["subtitle"] = unbroken_clauses(fields["subtitle"])
     return blocks.Document(
         contents=text("doc.contents"),
         version=__version__,

@@ -315,7 +315,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         if output in softmax:  # entry by entry, as a student writes it (the matrix form needs 1 1ᵀ)
             k = softmax[output]
             tex = rf"A^{{({k})}}_{{jr}} = e^{{Z^{{({k})}}_{{jr}}}} \Big/ \sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}"
-        rows.append((str(n), text.math(tex), _code(text, line)))
+        rows.append((str(n), text.math(tex, display=True), _code(text, line)))  # fractions full size in the PDF
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
     # the code's sigmoid is the same function in its tanh form (proved here, by sigmoid_tanh_identity)
@@ -575,15 +575,18 @@ def cost_blocks(lesson: Lesson, text) -> list:
     c = lesson.costs
     rows = []
     for key, count in (("forward", c.forward), ("errors", c.errors), ("gradients", c.gradients)):
-        rows.append((text(f"cost.{key}"), text.math(latex(count.symbolic)), str(count.value)))
+        rows.append((text(f"cost.{key}"), text.math(_breakable(latex(count.symbolic))), str(count.value)))
     rows.append((text("cost.backpropagation"), "", str(c.backpropagation)))
-    rows.append((text("cost.finite_differences"), text.math(latex(c.finite_differences.symbolic)),
+    rows.append((text("cost.finite_differences"), text.math(_breakable(latex(c.finite_differences.symbolic))),
                  str(c.finite_differences.value)))
     header = (text("cost.part"), text("cost.formula"), text("cost.value"))
     backward = c.errors.value + c.gradients.value
     return [
         blocks.Paragraph(text("cost.intro", parameters=c.parameters.value)),
-        blocks.Table(header, tuple(rows), (r"p{0.27\textwidth}", r"p{0.56\textwidth}", "r")),
+        # the labels wrap ragged right in a wider first column; the formulas, printed with plain
+        # parentheses, may wrap after a + (a \left( … \right) pair never breaks, and ran into the figures)
+        blocks.Table(header, tuple(rows), (r">{\raggedright\arraybackslash}p{0.34\textwidth}",
+                                           r">{\raggedright\arraybackslash}p{0.47\textwidth}", "r")),
         blocks.Paragraph(text("cost.result", forward=c.forward.value, backward=backward,
                               backward_ratio=f"{backward / c.forward.value:.2g}" if c.forward.value else "0",
                               total=c.backpropagation, finite=c.finite_differences.value,
@@ -591,6 +594,11 @@ def cost_blocks(lesson: Lesson, text) -> list:
                               parameters=c.parameters.value)),
         blocks.Paragraph(text("cost.note")),
     ]
+
+
+def _breakable(tex: str) -> str:
+    """A product of sums with plain parentheses, which TeX may break inside (after a +) in a table cell."""
+    return tex.replace(r"\left(", "(").replace(r"\right)", ")")
 
 
 def cost_ratio(lesson: Lesson) -> str:
