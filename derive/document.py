@@ -26,9 +26,12 @@ class Paragraph:
 class SymbolSentence(Paragraph):
     """The sentence that defines the one symbol a later section adds ("Write $\\eta$ for the learning
     rate."), printed as a paragraph; `symbol` (its LaTeX) lets the section put it just before the
-    block that first uses the symbol rather than at its top, where it would dangle."""
+    block that first uses the symbol rather than at its top, where it would dangle. `key` names its
+    row of the notation table: a section whose sentence of first use defines the symbol in passing (a
+    catalog clause marked with that key) keeps the clause instead of this sentence."""
 
     symbol: str = ""
+    key: str = ""
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from derive.lesson.general import general_forms
 from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, sides
 from derive import present_lesson as lesson_blocks
-from derive.present_notation import notation_blocks, notation_map_blocks, used_latex, uses_pattern
+from derive.present_notation import defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
 from derive.printing import latex, words
 from derive.rewrite import logistic_as_tanh
 from derive.spec import NetSpec
@@ -187,12 +187,12 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
     for layer in range(1, depth + 1):
         act = model.activations[layer - 1]
         rows.append((str(layer), str(model.sizes[layer]), prose(display_name(act), text.fmt),
-                     text.math(_activation_formula(act, layer)["latex"])))
+                     text.math(_activation_formula(act, layer)["latex"], display=True)))  # fractions full size
     header = tuple(text(f"network.{key}") for key in ("layer", "units", "activation", "function"))
     return [
         blocks.Paragraph(text("network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
                               hidden_plural="s" if depth != 2 else "")),
-        blocks.Table(header, tuple(rows), ("r", "r", "l", "l")),
+        blocks.Table(header, tuple(rows), ("r", "r", "l", "l"), tall=True),
         blocks.Paragraph(text("network.sizes_note")),
         picture,
         blocks.Paragraph(text("network.passes")),
@@ -487,7 +487,7 @@ class Refs:
 
     def equation(self, label: str, section: str) -> str:
         if self.text.fmt == "tex":
-            return self.text("refs.equation", raw={"number": rf"\ref{{{label}}}"})
+            return _tie(self.text("refs.equation", raw={"number": rf"\ref{{{label}}}"}))
         return self.section(section)
 
     def section(self, key: str) -> str:
@@ -497,18 +497,18 @@ class Refs:
             "md": lambda: f"[{s.number}](#{s.anchor})",
             "html": lambda: f'<a href="#{s.anchor}">{s.number}</a>',
         }
-        return self.text("refs.appendix" if s.appendix else "refs.section", raw={"number": links[self.text.fmt]()})
+        return _tie(self.text("refs.appendix" if s.appendix else "refs.section", raw={"number": links[self.text.fmt]()}))
 
     def plain(self, label: str, section: str) -> str:
         """The same reference as plain text, for the margin of a display (no link can go there)."""
         if self.text.fmt == "tex":
-            return self.text.raw("refs.equation").replace("{number}", rf"\ref{{{label}}}")
+            return _tie(self.text.raw("refs.equation").replace("{number}", rf"\ref{{{label}}}"))
         return self.plain_section(section)
 
     def plain_section(self, key: str) -> str:
         s = self.sections[key]
         number = rf"\ref{{{s.label}}}" if self.text.fmt == "tex" else str(s.number)
-        return self.text.raw("refs.section").replace("{number}", number)
+        return _tie(self.text.raw("refs.section").replace("{number}", number))
 
     def both(self, label: str, section: str) -> tuple[str, str]:
         return self.equation(label, section), self.plain(label, section)
@@ -521,6 +521,18 @@ class Refs:
         if self.text.fmt == "tex" and label is not None:
             return self.equation(label, ""), self.plain(label, "")
         return self.text("refs.above"), self.text.raw("refs.above_tag")
+
+
+def unbroken_clauses(line: str) -> str:
+    """LaTeX for a line of clauses (…：平方误差；代价函数：…) that breaks only between them, in a language
+    whose lines may otherwise break inside a word (平方误/差)."""
+    clauses = [c for c in re.split(r"(?<=[；。;])", line) if c]
+    return r"\allowbreak ".join(rf"\mbox{{{c}}}" for c in clauses)
+
+
+def _tie(reference: str) -> str:
+    """A LaTeX reference whose word never ends a line without its number: eq.~9.3, 式~8.1."""
+    return reference.replace(r" \ref{", r"~\ref{")
 
 
 def _split_hidden(steps: list[Step]) -> tuple[list[Step], list[Step]]:
@@ -1006,12 +1018,19 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
     for key, lead in introduced.items():  # the symbols a later section introduces, at its top
         # (after the opening paragraph where that paragraph says what the section is: the checks)
         at = 1 if key in INTRO_BEFORE_SYMBOLS and built[key] else 0
-        if len(lead) == 1 and getattr(lead[0], "symbol", ""):  # one symbol: just before its first use
-            at = next((n for n, block in enumerate(built[key]) if _uses(block, lead[0].symbol)), at)
+        one = lead[0] if len(lead) == 1 and getattr(lead[0], "symbol", "") else None
+        if one is not None and defines_in_passing(built[key], one.key):  # the sentence of first use says it
+            built[key] = settle_clauses(built[key], keep=one.key)
+            continue
+        if one is not None:  # one symbol: its own sentence just before its first use
+            at = next((n for n, block in enumerate(built[key]) if _uses(block, one.symbol)), at)
         elif key in SYMBOLS_WHERE_USED:  # a table just before the first block that uses one of its symbols
             patterns = [p for row in lead[-1].rows if (p := uses_pattern(row[0]))]
             at = next((n for n, block in enumerate(built[key]) if any(re.search(p, _formulas(block)) for p in patterns)), at)
         built[key] = built[key][:at] + tuple(lead) + built[key][at:]
+    built = {key: settle_clauses(section) for key, section in built.items()}  # the clauses not needed
+    if text.fmt == "tex" and text.catalog["language"].get("tex_unbroken_clauses") and "subtitle" in fields:
+        fields["subtitle"] = unbroken_clauses(fields["subtitle"])
     return blocks.Document(
         contents=text("doc.contents"),
         version=__version__,
@@ -1122,7 +1141,7 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     model = derivation.model
     words = {key: text.raw(f"picture.{key}") for key in
              ("input", "layer", "loss", "units", "forward", "backward", "more_layers")}
-    layout = pictures.layout(model.sizes, tuple(a.name for a in model.activations), picture_loss(model, text), words)
+    layout = pictures.layout(model.sizes, tuple(display_name(a).strip('`') for a in model.activations), picture_loss(model, text), words)
     alt = text.raw("picture.alt")
     path = any(line.colour == pictures.PATH_COLOUR for line in layout.lines)  # one path drawn (section paths)
     separator = text.raw("language.sentence_separator")

@@ -26,9 +26,23 @@ def equation(lhs: sp.Basic, rhs: sp.Basic) -> dict:
     return {"lhs": left, "rhs": right, "latex": f"{left} = {right}"}
 
 
+# the names textbooks print for activations whose command-line name is an identifier (relu); the same
+# in every language, and used wherever a document names the function: prose, tables, headings, pictures
+PROSE_NAMES = {"relu": "ReLU", "leaky_relu": "Leaky ReLU", "elu": "ELU", "selu": "SELU", "gelu": "GELU",
+               "gelu_tanh": "GELU (tanh)", "silu": "SiLU"}
+
+
 def display_name(entry) -> str:
-    """How documents name an activation or loss in prose: 'leaky_relu:0.2', or the user's text as code."""
-    return f"`{entry.source}`" if entry.is_custom else entry.spec_text
+    """How documents name an activation or loss in prose: 'ReLU', 'Leaky ReLU:0.2' (the parameter as
+    the command line gives it), or the user's text as code."""
+    return f"`{entry.source}`" if entry.is_custom else prose_name(entry.spec_text)
+
+
+def prose_name(spec_text: str) -> str:
+    """A catalog activation's command-line text as documents print it: relu → ReLU, leaky_relu:0.2 →
+    Leaky ReLU:0.2; any other text unchanged."""
+    name, colon, parameters = spec_text.partition(":")
+    return PROSE_NAMES.get(name, name) + colon + parameters
 
 
 def _layers_text(layers: list[int], text) -> str:

@@ -226,7 +226,8 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights")
             if key != "saturation" or slopes.saturates or not slopes.layers]
     if any(bound.blocks for _, bound in slopes.layers):
-        out.insert(-1, blocks.Paragraph(text("meaning.inactive")))
+        names = dict.fromkeys(display_name(b.activation) for _, b in slopes.layers if b.blocks)
+        out.insert(-1, blocks.Paragraph(text("meaning.inactive", names=text.raw("refs.list_separator").join(names))))
     if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
         out.append(blocks.Paragraph(text("meaning.paths", raw={"backward": refs.section("backward")})))
     return out
@@ -316,7 +317,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         if output in softmax:  # entry by entry, as a student writes it (the matrix form needs 1 1ᵀ)
             k = softmax[output]
             tex = rf"A^{{({k})}}_{{jr}} = e^{{Z^{{({k})}}_{{jr}}}} \Big/ \sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}"
-        rows.append((str(n), text.math(tex), _code(text, line)))
+        rows.append((str(n), text.math(tex, display=True), _code(text, line)))  # fractions full size in the PDF
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
     # the code's sigmoid is the same function in its tanh form (proved here, by sigmoid_tanh_identity)
@@ -556,8 +557,12 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
                                  for p in parameters))]
     rate = f"{float(example.learning_rate):g}"
     changed = "fall" if example.loss_after < example.loss else "rise"
-    out += [blocks.Paragraph(text("example.update", rate=rate, eta=latex(LEARNING_RATE),
-                                  raw={"update": refs.section("update_rule")})),
+    eta = latex(LEARNING_RATE)
+    rule = tuple(blocks.Row(q, rf"{q} - {eta} \frac{{\partial C}}{{\partial {q}}}", relation=r"\leftarrow")
+                 for q in ("W^{(l)}", "b^{(l)}"))  # a display: inline, the rule broke at its minus
+    out += [blocks.Paragraph(text("example.update", raw={"update": refs.section("update_rule")})),
+            blocks.Aligned(rule),
+            blocks.Paragraph(text("example.rate", rate=rate, eta=eta)),
             blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
                                  for p in parameters)),
             blocks.Paragraph(text(f"example.{changed}", before=_number(example.loss), after=_number(example.loss_after)))]
@@ -572,15 +577,18 @@ def cost_blocks(lesson: Lesson, text) -> list:
     c = lesson.costs
     rows = []
     for key, count in (("forward", c.forward), ("errors", c.errors), ("gradients", c.gradients)):
-        rows.append((text(f"cost.{key}"), text.math(latex(count.symbolic)), str(count.value)))
+        rows.append((text(f"cost.{key}"), text.math(_breakable(latex(count.symbolic))), str(count.value)))
     rows.append((text("cost.backpropagation"), "", str(c.backpropagation)))
-    rows.append((text("cost.finite_differences"), text.math(latex(c.finite_differences.symbolic)),
+    rows.append((text("cost.finite_differences"), text.math(_breakable(latex(c.finite_differences.symbolic))),
                  str(c.finite_differences.value)))
     header = (text("cost.part"), text("cost.formula"), text("cost.value"))
     backward = c.errors.value + c.gradients.value
     return [
         blocks.Paragraph(text("cost.intro", parameters=c.parameters.value)),
-        blocks.Table(header, tuple(rows), (r"p{0.27\textwidth}", r"p{0.56\textwidth}", "r")),
+        # the labels wrap ragged right in a wider first column; the formulas, printed with plain
+        # parentheses, may wrap after a + (a \left( … \right) pair never breaks, and ran into the figures)
+        blocks.Table(header, tuple(rows), (r">{\raggedright\arraybackslash}p{0.34\textwidth}",
+                                           r">{\raggedright\arraybackslash}p{0.47\textwidth}", "r")),
         blocks.Paragraph(text("cost.result", forward=c.forward.value, backward=backward,
                               backward_ratio=f"{backward / c.forward.value:.2g}" if c.forward.value else "0",
                               total=c.backpropagation, finite=c.finite_differences.value,
@@ -588,6 +596,11 @@ def cost_blocks(lesson: Lesson, text) -> list:
                               parameters=c.parameters.value)),
         blocks.Paragraph(text("cost.note")),
     ]
+
+
+def _breakable(tex: str) -> str:
+    """A product of sums with plain parentheses, which TeX may break inside (after a +) in a table cell."""
+    return tex.replace(r"\left(", "(").replace(r"\right)", ")")
 
 
 def cost_ratio(lesson: Lesson) -> str:

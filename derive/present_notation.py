@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 
 from derive import document as blocks
 
@@ -153,6 +154,7 @@ def _table(text, rows, long: bool = False):
 
 _RAW: dict[str, str] = {}  # a symbol as the table prints it -> its LaTeX (for SymbolSentence)
 _PATTERN: dict[str, str] = {}  # a symbol as the table prints it -> the pattern of its uses (ROWS)
+_KEY: dict[str, str] = {}  # a symbol as the table prints it -> the name of its row (change, eta, N)
 
 
 def uses_pattern(printed: str) -> str | None:
@@ -190,6 +192,7 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
         # what a use contains (\eta, \Delta), to put a one-symbol sentence just before it
         _RAW[text.math(symbol)] = "[" if key == "notation.iverson" else symbol.split(",")[0].split("^")[0]
         _PATTERN[text.math(symbol)] = pattern
+        _KEY[text.math(symbol)] = key.split(".", 1)[1]
         rows.append(((text.math(symbol), text(key, **values)), pattern,
                      _TEXT.sub(" ", "\n".join(_MATH.findall(text.raw(key)))).replace("{example}", " ")))
     main, local = split_rows(used, rows, {key: [(text.math(s), m) for s, m in extra]
@@ -208,21 +211,52 @@ def _local(text, section: str, rows: list) -> list:
     if len(rows) == 1:
         (symbol, meaning), = rows
         return [blocks.SymbolSentence(text("notation.inline", raw={"symbol": symbol, "meaning": meaning}),
-                                      symbol=_RAW.get(symbol, ""))]
+                                      symbol=_RAW.get(symbol, ""), key=_KEY.get(symbol, ""))]
     return [blocks.Paragraph(_lead(text, section)), _table(text, rows)]
+
+
+# A clause of a catalog message that defines a symbol in the sentence that first uses it, marked with
+# the name of the symbol's row: "change it by a little, $\Delta W$⟦change|($\Delta$ is a small
+# change)⟧". It is kept (without its marks) in the section that introduces just that symbol, and
+# dropped everywhere else: where the symbol is already defined, or comes with others in a table.
+CLAUSE = re.compile(r"⟦([A-Za-z]+)\|(.*?)⟧", flags=re.S)
+
+
+def defines_in_passing(section_blocks: Iterable, key: str) -> bool:
+    """Whether a section's prose has a clause that defines the symbol of row `key` where it is used."""
+    return any(match.group(1) == key for block in section_blocks for match in CLAUSE.finditer(_prose(block)))
+
+
+def settle_clauses(section_blocks: tuple, keep: str = "") -> tuple:
+    """The section's blocks with the defining clause of row `keep` kept and every other clause dropped."""
+    def settle(value: str) -> str:
+        return CLAUSE.sub(lambda m: m.group(2) if m.group(1) == keep else "", value)
+    return tuple(replace(block, text=settle(block.text)) if "⟦" in _prose(block) else block
+                 for block in section_blocks)
+
+
+def _prose(block) -> str:
+    return block.text if isinstance(block, (blocks.Paragraph, blocks.Heading)) else ""
 
 
 def notation_map_blocks(text) -> list:
     """The appendix that maps this notation to Nielsen's, CS231n's and the E/t/o notation of Mitchell
     and other textbooks: looked up by a reader who knows one of them, not needed on a first read."""
-    others = tuple((text(f"notation_map.{concept}"), *(text.math(text.raw(f"notation_map.{concept}_{book}"))
-                                                        for book in ("ours", "nielsen", "cs231n", "eto")))
+    def theirs(write):  # another book's symbols are compared here, not used (CS231n's L is its loss)
+        start = len(text.math_log)
+        written = write()
+        del text.math_log[start:]
+        return written
+
+    others = tuple((text(f"notation_map.{concept}"), text.math(text.raw(f"notation_map.{concept}_ours")),
+                    *(theirs(lambda book=book: text.math(text.raw(f"notation_map.{concept}_{book}")))
+                      for book in ("nielsen", "cs231n", "eto")))
                    for concept in MAP_CONCEPTS)
     header = tuple(text(f"notation_map.{column}") for column in ("concept", "ours", "nielsen", "cs231n", "eto"))
     return [
         blocks.Paragraph(text("notation_map.intro")),
         blocks.Table(header, others, (r"p{0.24\textwidth}", "l", "l", "l", "l")),
-        blocks.Paragraph(text("notation_map.note")),
+        blocks.Paragraph(theirs(lambda: text("notation_map.note"))),
     ]
 
 
@@ -235,4 +269,4 @@ def _lead(text, section: str) -> str:
 # the concepts of the table that maps this notation to other texts' (the symbols are in the catalog)
 MAP_CONCEPTS = ("weight", "preactivation", "activation", "function", "target", "loss", "cost", "error", "gradient", "rate")
 
-__all__ = ["ROWS", "MAIN_UNTIL", "DEFERRED", "uses_pattern", "notation_blocks", "notation_map_blocks", "split_rows", "used_latex", "MAP_CONCEPTS"]
+__all__ = ["ROWS", "MAIN_UNTIL", "DEFERRED", "CLAUSE", "uses_pattern", "defines_in_passing", "settle_clauses", "notation_blocks", "notation_map_blocks", "split_rows", "used_latex", "MAP_CONCEPTS"]

@@ -20,6 +20,7 @@ from derive.catalog.optimizers import choice_text, format_value
 from derive.initialisation import N_IN, N_OUT, Initialisation
 from derive.notation import LayerRef, size
 from derive.present import Text, prose, sympy_text
+from derive.present_functions import display_name, prose_name
 from derive.narrate import Narrator
 from derive.printing import DeriveLatexPrinter, _factor_rank, current_words
 from derive.spec import MLPSpec
@@ -219,7 +220,7 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
     for scale in init.activations:
         figures = scale.figures
         out += [
-            blocks.Heading(text("initialisation.activation_title", name=scale.activation.name), level="subsection"),
+            blocks.Heading(text("initialisation.activation_title", name=display_name(scale.activation)), level="subsection"),
             _steps(narrator, scale.steps, figures=figures),
             blocks.Paragraph(text("initialisation.result", variance=tlatex(scale.variance),
                                   raw={"known": _known(scale, text)})),  # already in the format
@@ -233,7 +234,7 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
     rows = []
     for layer in init.layers:
         value = layer.variance.xreplace(sizes)
-        source = text("initialisation.input_source") if layer.source == "input" else text.plain(layer.source)
+        source = text("initialisation.input_source") if layer.source == "input" else text.plain(prose_name(layer.source))
         weight = str(layer.layer) if layer.weight.kind == "W" else f"{layer.layer} ({text.math(layer.weight.latex())})"
         rows.append((weight, source, text.math(tlatex(layer.variance), display=True), f"{float(value):.4g}",
                      f"{float(sp.sqrt(value)):.4g}"))
@@ -249,7 +250,7 @@ def _in_short(init: Initialisation, text: Text) -> list:
     """Why-first, before the derivation: where an activation's output at 0 is not 0 (the sigmoid),
     what the derived rule will not keep, with this network's figure computed at the end."""
     offsets = dict(init.offsets)
-    shifted = [scale.activation.name for scale in init.activations if "offset" in scale.figures]
+    shifted = [display_name(scale.activation) for scale in init.activations if "offset" in scale.figures]
     if not init.path or not shifted or init.path[-1][0] not in offsets:
         return []
     last, final = init.path[-1]

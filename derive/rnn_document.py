@@ -17,7 +17,7 @@ from derive import __version__
 from derive import document as blocks
 from derive.backprop import COST_KEY, Pass
 from derive.narrate import Narrator, sides
-from derive.present import Refs, Text, _activations, anchor, optimizer_notation
+from derive.present import Refs, Text, _activations, anchor, optimizer_notation, unbroken_clauses
 from derive.present_training import optimizer_blocks
 from derive.printing import latex, words
 from derive.rnn import RNNModel
@@ -260,8 +260,8 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
     title = text("rnn.title" + _cell(model))
     return blocks.Document(
         title=title,
-        subtitle=text("rnn.subtitle" + _cell(model), layers=spec.layers, hidden=spec.hidden, act=spec.act,
-                      output=text.raw(f"rnn.output_word_{spec.output}"), loss=spec.loss),
+        subtitle=_subtitle(text, text("rnn.subtitle" + _cell(model), layers=spec.layers, hidden=spec.hidden, act=spec.act,
+                                      output=text.raw(f"rnn.output_word_{spec.output}"), loss=spec.loss)),
         generated=text("rnn.generated", version=__version__, command=command, section=numbers["verification"]),
         contents=text("doc.contents"),
         version=__version__,
@@ -270,3 +270,10 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
         sections=sections,
         metadata=(("pdftitle", text.raw("rnn.title" + _cell(model))),),
     )
+
+
+def _subtitle(text: Text, line: str) -> str:
+    """The subtitle as the title page sets it: in a language that breaks lines anywhere, only between clauses."""
+    if text.fmt == "tex" and text.catalog["language"].get("tex_unbroken_clauses"):
+        return unbroken_clauses(line)
+    return line

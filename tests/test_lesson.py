@@ -21,6 +21,8 @@ import derive
 from derive.lesson.worked_example import entries, worked_example
 from derive.model import make_spec
 from derive.notation import Q
+from derive.present import prose
+from derive.present_notation import CLAUSE, ROWS
 from derive.run import generate
 from derive.verify import load_module
 
@@ -210,9 +212,23 @@ def symbol_tables(tex: str) -> list[tuple[int, list[str]]]:
     assert found[0][0] == notation, "the notation section opens with the symbol table"
     for n, (_, body) in enumerate(parts):  # one symbol a section adds is defined in a sentence
         symbols = [m.group(1) for pattern in INLINE for m in pattern.finditer(body)]
+        symbols += [symbol for clause, symbol in IN_PASSING if clause in body]  # … or where first used
         if symbols:
             found.append((n, symbols))
     return found
+
+
+def _clauses(lang: str) -> list[tuple[str, str]]:
+    """The catalog's clauses that define a symbol in the sentence that first uses it ("if the network
+    has $N$ parameters⟦N| (all the entries of its parameter arrays together)⟧"), each as the LaTeX a
+    document prints for it, with the symbol of the notation row it names."""
+    catalog = tomllib.loads((Path(derive.__file__).parent / "locale" / f"{lang}.toml").read_text())
+    symbols = {key.split(".", 1)[1]: symbol.split(",")[0] for symbol, key, _ in ROWS}
+    return [(prose(m.group(2), "tex"), symbols[m.group(1)]) for table in catalog.values() if isinstance(table, dict)
+            for message in table.values() if isinstance(message, str) for m in CLAUSE.finditer(message)]
+
+
+IN_PASSING = list(dict.fromkeys(_clauses("en") + _clauses("zh")))  # paths.intro and its _vector share one
 
 
 def _inline_pattern(lang: str) -> re.Pattern:
@@ -343,6 +359,32 @@ def test_the_cost_printed_as_the_mean_of_the_losses_is_the_engines_cost(config):
     assert sp.expand(cost - sum(losses) / 3) == 0 and cost.free_symbols == set()
     tex = outcome.files["derivation.tex"].decode()
     assert r"\bar{C} = \frac{1}{m} \sum_{r} C_{r}" in tex
+
+
+def test_a_new_symbol_is_defined_in_the_sentence_that_first_uses_it(sigmoid_tex):
+    """Δ, the bold minibatch errors, η and N are each the one new symbol of their section: the sentence
+    that first uses each says what it is (no "Write η for the learning rate." on a line of its own),
+    and a clause not needed where it stands is dropped, its marks never printed."""
+    labels = [label for label, _ in sections(sigmoid_tex)]
+    defined = {labels[n]: symbols for n, symbols in symbol_tables(sigmoid_tex)}
+    assert defined["sec:paths"] == [r"\Delta"] and defined["sec:minibatch"] == [r"\boldsymbol{\delta}^{(l)}"]
+    assert defined["sec:example"] == [r"\eta"] and defined["sec:cost"] == ["N"]
+    assert not INLINE[0].search(sigmoid_tex) and "⟦" not in sigmoid_tex and "⟧" not in sigmoid_tex
+    # the clause's sentence is the first in its section to use the symbol
+    body = dict(sections(sigmoid_tex))["sec:cost"]
+    clause = next(c for c, symbol in IN_PASSING if symbol == "N" and c in body)
+    before = body[:body.index(clause)]
+    assert "$N$" in before[before.rindex(". "):] and "$N$" not in before[:before.rindex(". ")]
+
+
+def test_a_defining_clause_is_kept_only_where_its_symbol_is_introduced():
+    from derive import document as blocks
+    from derive.present_notation import defines_in_passing, settle_clauses
+
+    section = (blocks.Paragraph("For $N$ parameters⟦N| (all entries)⟧, and $\\eta$⟦eta| the rate⟧."),)
+    assert defines_in_passing(section, "N") and not defines_in_passing(section, "Delta")
+    assert settle_clauses(section, keep="N")[0].text == "For $N$ parameters (all entries), and $\\eta$."
+    assert settle_clauses(section)[0].text == "For $N$ parameters, and $\\eta$."
 
 
 def test_the_loss_is_named_for_one_sample_and_the_cost_as_its_mean(sigmoid_tex):
@@ -619,7 +661,7 @@ def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_mark
     section = _section(compared_markdown, 21)
     blocks = section.split("\n\n")
     lead = next((b for b in blocks[:6] if b.startswith(("In short", "先说结论"))), None)
-    if "relu" in compared_markdown.split("\n## 1. ")[0]:
+    if "ReLU" in compared_markdown.split("\n## 1. ")[0]:
         assert lead is None
         return
     rows = [line for line in section.splitlines() if re.match(r"\| 3 \| [0-9.]+ \|", line)]
@@ -659,7 +701,7 @@ def test_one_slope_bound_and_activation_specific_wording(compared_markdown):
     or 1, never of saturation, and explains the worked example's ratio by weights and inactive
     units; no document quotes SymPy's own step function or its H."""
     meaning = _section(compared_markdown, 13)
-    relu = "relu" in compared_markdown.split("\n## 1. ")[0]
+    relu = "ReLU" in compared_markdown.split("\n## 1. ")[0]
     if relu:
         assert "0 or 1" in meaning or "0 或 1" in meaning
         assert "aturat" not in meaning and "饱和" not in meaning and "float64 rounds" not in compared_markdown
@@ -727,7 +769,7 @@ def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_mark
     example = _section(compared_markdown, 17)
     assert "bounds this ratio" not in example and "给出了这个比值的上界" not in example
     assert "shrink it further" not in example  # weights below 1 can still add up to more than 1
-    if "relu" not in compared_markdown.split("\n## 1. ")[0]:
+    if "ReLU" not in compared_markdown.split("\n## 1. ")[0]:
         assert "\\frac{1}{4} \\cdot \\frac{1}{4} = \\frac{1}{16}" in example
         bound = 1 / 16
         for layer in (2, 3):
@@ -748,7 +790,7 @@ def test_the_sigmoid_code_form_is_shown_in_two_lines_not_asserted(compared_markd
 
 
 def test_the_softmax_rate_along_a_path_is_written_in(compared_markdown):
-    if "relu" not in compared_markdown.split("\n## 1. ")[0]:
+    if "ReLU" not in compared_markdown.split("\n## 1. ")[0]:
         return
     rates = _section(compared_markdown, 12).split("$$")[3]
     assert "[j_{3} = j_{3}'] - a^{(3)}_{j_{3}}" in rates and "{\\partial z^{(3)}_{j_{3}}}" not in rates

@@ -117,3 +117,30 @@ def test_a_long_line_of_code_wraps_only_inside_brackets():
     assert tex == r"\texttt{A1~=~(1/2)*np.tanh((1/2)*\allowbreak{}Z1)~+~1/2}"
     assert tex_code("db1 = (D/m).sum(axis=1, keepdims=True)") == r"\texttt{db1~=~(D/m).sum(axis=1, keepdims=True)}"
     assert tex_code("x = a**2*b") == r"\texttt{x~=~a**2*b}"  # outside brackets, and never inside **
+
+
+def test_headings_references_and_the_subtitle_never_break_apart(built, tmp_path):
+    """Review 16 §3: no section heading is the last line of a page (each asks for room first); a
+    reference's word is tied to its number (eq.~9.3, 式~8.1); the picture floats inside its section
+    instead of being pinned ([H] left half a page blank); the cost table's long count has plain
+    parentheses, which may break; in Chinese the subtitle breaks only between its clauses and a
+    caption reads 图 1 and a quad, not an ASCII colon."""
+    lang, files, _ = built
+    tex = files["derivation.tex"].decode()
+    body = tex[tex.index(r"\begin{document}"):]
+    assert body.count(r"\section{") == len(re.findall(r"\\needspace\{\d+\\baselineskip\}\n\\section\{", body))
+    assert "~\\ref{" in body and not re.search(r"(eq\.|section|appendix|式|节|附录) \\ref\{", body)
+    assert r"\begin{figure}[htb]" in body and r"\begin{figure}[H]" not in body
+    cost = body[body.index(r"\label{sec:cost}"):]
+    cost = cost[:cost.index(r"\end{tabular}")]
+    assert r"\left(" not in cost and "n_{0} n_{1}" in cost
+    if lang == "zh":
+        assert r"\mbox{单个样本的损失函数：交叉熵；}\allowbreak" in tex and r"\captionsetup{labelsep=quad}" in tex
+    pages = pdf_text(files["derivation.pdf"], tmp_path).split("\f")
+    titles = re.findall(r"\\section\{([^{}\\]*)\}", body)
+    for number, page in enumerate(pages, start=1):
+        lines = [re.sub(r"\s+", " ", line).strip() for line in page.splitlines() if line.strip()]
+        last = lines[-2] if len(lines) > 1 and lines[-1].isdigit() else (lines[-1] if lines else "")
+        assert not any(re.fullmatch(r"(\d+|[A-Z]) " + re.escape(title), last) for title in titles), (number, last)
+    if lang == "zh":
+        assert re.search(r"图\s*1\s+网络", "".join(pages)) and not re.search(r"图\s*1\s*[:：]", "".join(pages))
