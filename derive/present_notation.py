@@ -231,11 +231,19 @@ def settle_clauses(section_blocks: tuple, keep: str = "") -> tuple:
     """The section's blocks with the defining clause of row `keep` kept and every other clause dropped."""
     def settle(value: str) -> str:
         return CLAUSE.sub(lambda m: m.group(2) if m.group(1) == keep else "", value)
-    return tuple(replace(block, text=settle(block.text)) if "⟦" in _prose(block) else block
-                 for block in section_blocks)
+    def settled(block):
+        if "⟦" not in _prose(block):
+            return block
+        if isinstance(block, blocks.ItemList):
+            return replace(block, intro=settle(block.intro), items=tuple(settle(item) for item in block.items))
+        return replace(block, text=settle(block.text))
+    return tuple(settled(block) for block in section_blocks)
 
 
 def _prose(block) -> str:
+    """The prose of a block that can hold a defining clause: a paragraph, a heading, a list."""
+    if isinstance(block, blocks.ItemList):
+        return "\n".join((block.intro, *block.items))
     return block.text if isinstance(block, (blocks.Paragraph, blocks.Heading)) else ""
 
 
