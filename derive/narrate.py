@@ -61,6 +61,9 @@ class Narrator:
         derivation (a local derivative worked out on its own left side) gets a display of its own,
         led by "where", and the main chain resumes in the next, led by "so": one chain per display."""
         steps = list(steps)
+        folded: set[int] = set()
+        if chains:
+            steps, folded = _folded(steps)
         groups: list[tuple[str, list[blocks.Row]]] = []
         main = tex(steps[0])[0] if steps else ""
         for n, step in enumerate(steps):
@@ -69,7 +72,7 @@ class Narrator:
             sentence = self.text(key, raw={"ref": in_sentence}, **(figures or {}))
             lhs, rhs = tex(step)
             row_label = label if n == len(steps) - 1 else None
-            compact = key in self.explained or sentence in self.sentences or (n == 0 and intro)
+            compact = key in self.explained or sentence in self.sentences or (n == 0 and intro) or n in folded
             if chains and compact and groups and lhs and _last_lhs(groups[-1][1]) != lhs:
                 side = lhs != main and step.rule != "matrix_form"
                 if side != (_last_lhs(groups[-1][1]) != main):  # into a side computation, or back
@@ -90,6 +93,38 @@ class Narrator:
             self.sentences.add(sentence)
             groups.append((sentence, [blocks.Row(lhs, rhs, None, row_label, relation(step))]))
         return blocks.Derivation(tuple(blocks.Group(t, tuple(rows)) for t, rows in groups), intro, conclusion)
+
+
+def _folded(steps: list[Step]) -> tuple[list[Step], set[int]]:
+    """One chain instead of a main chain interrupted by a side computation: a factor worked out on its
+    own (a local derivative ∂z/∂a, then its collapse) is put into the line of the main chain that holds
+    it, one line per step of the side computation, so the derivation reads from its first line to its
+    result without "where … so …". A main-chain line that only restates the folded result (the
+    substitution of that factor) is left out. Steps whose factor the main line does not hold stay as
+    they are. Also returns the positions of the folded lines: each is named by its tag in the margin."""
+    if not steps:
+        return steps, set()
+    main = steps[0].lhs
+    out: list[Step] = []
+    folded: set[int] = set()
+    held = None  # the main line the side computation's factor sits in, and that factor
+    for step in steps:
+        side = step.lhs != main and step.rule != "matrix_form" and not step.matrix
+        if side:
+            if held is None or held[1] != step.lhs:
+                base = next((s for s in reversed(out) if s.lhs == main), None)
+                if base is None or not base.rhs.has(step.lhs):
+                    return steps, set()  # not a factor of the main chain: leave the derivation as it is
+                held = (base.rhs, step.lhs)
+            folded.add(len(out))
+            out.append(Step(main, held[0].xreplace({held[1]: step.rhs}), step.rule, step.matrix))
+            continue
+        if held is not None and step.lhs == main and step.rule.startswith("substitute") and step.rhs == out[-1].rhs:
+            continue  # the folded line already is this substitution
+        if step.lhs == main:
+            held = None
+        out.append(step)
+    return out, folded
 
 
 def _tags(table: str) -> str:

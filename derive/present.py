@@ -680,16 +680,25 @@ def _layer_list(depth: int, text: Text) -> str:
 
 
 def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
+    """Short, after section `parameters`: the sum over the samples stated once, the errors column by
+    column, and each gradient as its collapsed index form and its matrix form (the moves are those of
+    the per-sample derivation, not repeated)."""
     depth, batch = derivation.model.depth, derivation.batch
     derived = derivation.general_batch if derivation.general is not None else batch
     layer = LayerRef.symbolic() if derivation.general is not None else LayerRef(depth)
+    rows = []
+    for kind, label, name in (("grad_b", "eq:bp3-batch", "BP3"), ("grad_W", "eq:bp4-batch", "BP4")):
+        steps = unit_letters(list(derived.steps[Q(kind, layer)]))
+        index = next(s for s in reversed(steps) if s.rule != "matrix_form")  # the sum over the samples, collapsed
+        matrix = steps[-1]
+        rows += [blocks.Row(*sides(latex)(index), narrator.tag("minibatch.tag_mean", name)),
+                 blocks.Row(*sides(latex)(matrix), narrator.tag("tag.matrix_form"), label)]
     return [
         blocks.Paragraph(text("minibatch.intro")),
         blocks.Paragraph(text("minibatch.assumptions")),
-        blocks.Paragraph(text("minibatch.errors")),
         _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
-        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("minibatch.biases"), label="eq:bp3-batch", letters=True),
-        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch", letters=True),
+        blocks.Paragraph(text("minibatch.gradients")),
+        blocks.Aligned(tuple(rows)),
         *([blocks.Paragraph(text("minibatch.instances", layers=_layer_list(depth, text)))] if derivation.general is not None
           else [blocks.Paragraph(text("minibatch.per_layer")), *_per_layer(batch, depth)]),
     ]

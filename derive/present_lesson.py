@@ -223,8 +223,11 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     # (a bias's gradient is its unit's error: BP3's own words in the box, not repeated here)
     out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights")
             if key != "saturation" or slopes.saturates or not slopes.layers]
-    if any(bound.blocks for _, bound in slopes.layers):
-        out.insert(-1, blocks.Paragraph(text("meaning.inactive")))
+    blocking = list(dict.fromkeys(bound.activation for _, bound in slopes.layers if bound.blocks))
+    if blocking:  # said of this network's own activation: "a ReLU unit", not "where g′ = 0 …, as for a relu"
+        relu = all(a.spec_text == "relu" for a in blocking)
+        out.insert(-1, blocks.Paragraph(text("meaning.inactive_relu" if relu else "meaning.inactive",
+                                             names=", ".join(display_name(a) for a in blocking))))
     if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
         out.append(blocks.Paragraph(text("meaning.paths", raw={"backward": refs.section("backward")})))
     return out
