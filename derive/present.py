@@ -34,7 +34,7 @@ from derive.present_functions import (
     penalty_notation,
 )
 from derive.lesson import Lesson, study
-from derive.lesson.general import general_forms
+from derive.lesson.general import elementwise_forms, general_forms
 from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, sides
 from derive import present_lesson as lesson_blocks
@@ -546,6 +546,8 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
                                 intro=text("output_error.general_first_vector"), relation=_relation,
                                 label="eq:bp1-general"),
             blocks.Paragraph(text("output_error.general_instance_vector")),
+            blocks.Aligned((blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1", "eq:bp1-jacobian"),)),
+            blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=general_bp1(elementwise_forms())["rhs"])),
             blocks.Paragraph(text("output_error.meaning_vector")),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
                    intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
@@ -571,6 +573,11 @@ def _as_output(tex: str) -> str:
 
 def _output_sides(step: Step) -> tuple[str, str]:
     return tuple(_as_output(side) for side in sides(latex)(step))
+
+
+# BP1 for any output activation: the chain-rule line of section `output_error`, δ_j = Σ_j' ∂C/∂a_j' J_j'j,
+# is entry j of Jᵀ ∂C/∂a (J the Jacobian ∂a/∂z); the engine's lines derive it for the softmax and for g
+JACOBIAN_BP1 = {"lhs": r"\delta^{(L)}", "rhs": r"J^{\top} \frac{\partial C}{\partial a^{(L)}}"}
 
 
 def general_bp1(forms) -> dict:
@@ -750,9 +757,16 @@ def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> 
     # the general form first (derived with a general g and a general loss), then this network's instance
     general = [("BP1", general_bp1(forms)), ("BP2", general_bp2(forms)),
                *[(tag, e) for tag, e in rows if tag in ("BP3", "BP4")]]
+    cases = []
+    if forms.vector:  # the box holds the BP1 of every text (Jᵀ ∂C/∂a); its element-wise and softmax cases beneath
+        general[0] = ("BP1", JACOBIAN_BP1)
+        meanings[0] = text("learn.bp1_jacobian", raw={"where": refs.equation("eq:bp1-jacobian", "output_error")})
+        cases = [blocks.ItemList((text("learn.case_elementwise", form=general_bp1(elementwise_forms())["rhs"]),
+                                  text("learn.case_softmax", form=general_bp1(forms)["rhs"])),
+                                 intro=text("learn.cases"))]
     instance = [(tag, e) for tag, e in rows if tag in ("BP1", "BP2")]
     return lesson_blocks.learn_blocks(text, general, meanings, lesson, instance=instance,
-                                      vector="_vector" if forms.vector else "", goals=False)
+                                      vector="_vector" if forms.vector else "", goals=False, cases=cases)
 
 
 def _summary_rows(derivation: Derivation, batch: bool) -> list[tuple[str, dict]]:
