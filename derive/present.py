@@ -918,8 +918,12 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
     stable += phrases
     # the stable forms are already converted to the output format: inserted raw, not converted twice
     intro = text("code.intro", raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
+    from derive.render import render
+
+    # forward, loss and gradients exactly as model.py has them: the same template part renders both
+    core = render("model_core.py.j2", code_context(plan, title="", command="")).rstrip("\n").split("\n")
     out = [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences), blocks.Paragraph(text("code.backward")),
-           blocks.Code(tuple(f"{a.target} = {a.value}" for a in plan.backward)), blocks.Paragraph(text("code.init"))]
+           blocks.Code(tuple(core)), blocks.Paragraph(text("code.init"))]
     if plan.workspace is not None:
         out.append(blocks.Paragraph(text("workspace.code")))
     return out
