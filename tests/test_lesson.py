@@ -415,6 +415,25 @@ def test_the_sigmoid_initialisation_is_followed_through_the_network():
     assert [v for _, v in relu.path] == pytest.approx([1.0, 1.0, 1.0])
 
 
+def test_the_sigmoid_rule_is_called_a_convention_and_the_exact_forward_condition_is_solved(compared_markdown):
+    """Section 21 does not apply a derivation made for g(0) = 0 to the sigmoid: it calls gain 4 a
+    convention, solves the exact forward condition n σ_w² E[σ(z)²] = 1 at σ_z = 1 (3.408 / n_in) and
+    shows its backward price, n σ_w² E[σ′(z)²] per layer; the figures are checked here against our own
+    quadrature, each from the printed numbers before it."""
+    if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:
+        return
+    section = _section(compared_markdown, 21)
+    assert "the case this derivation is made for" not in section and "这正是这一推导所针对的情形" not in section
+    moment = f"{_gauss(_sigmoid_squared, 1.0):.4g}"
+    exact = f"{1 / float(moment):.4g}"
+    slopes = f"{_gauss(_sigmoid_slope_squared, 1.0):.4g}"
+    factor = f"{float(exact) * float(slopes):.4g}"
+    assert (moment, exact, slopes, factor) == ("0.2934", "3.408", "0.04484", "0.1528")
+    assert f"\\sigma_w^2 = {exact} / n_{{\\mathrm{{in}}}}$" in section
+    assert f"= {exact} \\cdot {slopes} = {factor}$" in section
+    assert "In short" in section or "先说结论" in section
+
+
 def _gauss(f, variance: float) -> float:
     """E[f(z)] for z ~ N(0, variance), by NumPy's 200-point Gauss–Hermite rule."""
     nodes, weights = np.polynomial.hermite.hermgauss(200)
