@@ -546,7 +546,8 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
                                 intro=text("output_error.general_first_vector"), relation=_relation,
                                 label="eq:bp1-general"),
             blocks.Paragraph(text("output_error.general_instance_vector")),
-            blocks.Aligned((blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1", "eq:bp1-jacobian"),)),
+            blocks.Derivation((blocks.Group("", (blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1",
+                                                            "eq:bp1-jacobian"),)),)),  # numbered: the box cites it
             blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=general_bp1(elementwise_forms())["rhs"])),
             blocks.Paragraph(text("output_error.meaning_vector")),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
@@ -705,7 +706,7 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
         blocks.Paragraph(text("minibatch.assumptions")),
         _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
         blocks.Paragraph(text("minibatch.gradients")),
-        blocks.Aligned(tuple(rows)),
+        blocks.Derivation((blocks.Group("", tuple(rows)),)),  # numbered: the update rule cites BP3, BP4 of a minibatch
         *([blocks.Paragraph(text("minibatch.instances", layers=_layer_list(depth, text)))] if derivation.general is not None
           else [blocks.Paragraph(text("minibatch.per_layer")), *_per_layer(batch, depth)]),
     ]
