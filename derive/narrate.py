@@ -58,8 +58,10 @@ class Narrator:
         rule cites, as it goes into a sentence and into a tag; `label` names the last line (the
         result); `table` is the catalog table of the rules' sentences (its tags are in `table`_tag);
         `figures` fill a sentence's other placeholders. With `chains`, a side computation inside the
-        derivation (a local derivative worked out on its own left side) gets a display of its own,
-        led by "where", and the main chain resumes in the next, led by "so": one chain per display."""
+        derivation (a local derivative worked out on its own left side) is folded into the main
+        chain (`_folded`), which then reads from its first line to its result in one display; only
+        when the main line does not hold the side's factor does the side get a display of its own,
+        led by "where", the main chain resuming after "so"."""
         steps = list(steps)
         folded: set[int] = set()
         if chains:
