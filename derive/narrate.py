@@ -98,35 +98,44 @@ class Narrator:
 
 
 def _folded(steps: list[Step]) -> tuple[list[Step], set[int]]:
-    """One chain instead of a main chain interrupted by a side computation: a factor worked out on its
-    own (a local derivative ∂z/∂a, then its collapse) is put into the line of the main chain that holds
-    it, one line per step of the side computation, so the derivation reads from its first line to its
-    result without "where … so …". A main-chain line that only restates the folded result (the
-    substitution of that factor) is left out. Steps whose factor the main line does not hold stay as
-    they are. Also returns the positions of the folded lines: each is named by its tag in the margin."""
+    """One chain instead of a main chain interrupted by side computations: a factor worked out on its
+    own (a local derivative ∂z/∂a and its collapse, or a part of the gradient such as the data term
+    beside a penalty, itself with a local derivative inside) is put into the line of the main chain
+    that holds it, one line per step of the side computation, so the derivation reads from its first
+    line to its result without "where … so …". A main-chain line that only restates the line above
+    is left out. If a side computation's factor is not in the main chain, the steps stay as they
+    are. Also returns the positions of the folded lines: each is named by its tag in the margin."""
     if not steps:
         return steps, set()
     main = steps[0].lhs
     out: list[Step] = []
     folded: set[int] = set()
-    held = None  # the main line the side computation's factor sits in, and that factor
+    template, known = None, {}  # the last main line as the engine wrote it; each factor's latest value
     for step in steps:
         side = step.lhs != main and step.rule != "matrix_form" and not step.matrix
         if side:
-            if held is None or held[1] != step.lhs:
-                base = next((s for s in reversed(out) if s.lhs == main), None)
-                if base is None or not base.rhs.has(step.lhs):
-                    return steps, set()  # not a factor of the main chain: leave the derivation as it is
-                held = (base.rhs, step.lhs)
+            if template is None or not (step.lhs in known or _put_in(template, known).has(step.lhs)):
+                return steps, set()  # not a factor of the main chain: leave the derivation as it is
+            known[step.lhs] = step.rhs
             folded.add(len(out))
-            out.append(Step(main, held[0].xreplace({held[1]: step.rhs}), step.rule, step.matrix))
+            out.append(Step(main, _put_in(template, known), step.rule, step.matrix))
             continue
-        if held is not None and step.lhs == main and step.rule.startswith("substitute") and step.rhs == out[-1].rhs:
-            continue  # the folded line already is this substitution
         if step.lhs == main:
-            held = None
+            if known and out and step.rhs == out[-1].rhs:
+                continue  # the folded line above already is this one
+            template, known = step.rhs, {}
         out.append(step)
     return out, folded
+
+
+def _put_in(expr, known: dict):
+    """`expr` with every worked-out factor replaced by its value, nested ones too."""
+    for _ in range(len(known) + 1):
+        replaced = expr.xreplace(known)
+        if replaced == expr:
+            return expr
+        expr = replaced
+    return expr
 
 
 def _tags(table: str) -> str:
