@@ -757,3 +757,22 @@ def test_the_softmax_rate_along_a_path_is_written_in(compared_markdown):
         return
     rates = _section(compared_markdown, 12).split("$$")[3]
     assert "[j_{3} = j_{3}'] - a^{(3)}_{j_{3}}" in rates and "{\\partial z^{(3)}_{j_{3}}}" not in rates
+
+
+def test_side_computations_fold_into_one_chain():
+    """`narrate._folded`: a factor worked out on its own (nested too: a data term with a local
+    derivative inside) goes into the main line that holds it, one line per step; a main line that
+    restates the folded one is dropped; a side whose factor the main chain lacks leaves all as is."""
+    from derive.backprop import Step
+    from derive.narrate import _folded
+
+    C, data, penalty, local, x, y, w = sp.symbols("C D R Q x y w")
+    steps = [Step(C, data + penalty, "penalty_split"), Step(data, sp.Sum(x * local, (x, 0, 2)), "chain_rule"),
+             Step(local, 2 * y, "local_derivative"), Step(data, 6 * y, "kronecker_collapse"),
+             Step(penalty, w, "penalty_gradient"), Step(C, 6 * y + w, "add_penalty")]
+    out, folded = _folded(steps)
+    assert all(step.lhs == C for step in out) and folded == {1, 2, 3, 4}
+    assert [step.rhs for step in out] == [data + penalty, sp.Sum(x * local, (x, 0, 2)) + penalty,
+                                          sp.Sum(x * 2 * y, (x, 0, 2)) + penalty, 6 * y + penalty, 6 * y + w]
+    stray = [Step(C, data, "chain_rule"), Step(local, y, "local_derivative")]
+    assert _folded(stray) == (stray, set())
