@@ -1,7 +1,7 @@
 """NumPy code printed from the derived matrix-form expressions.
 
 `NumPyCodePrinter` subclasses SymPy's NumPy printer: quantities print as the code names of
-`notation` (W3, Delta3, …), matrix products as `@`, transposes as `.T`, sums over an axis with
+`notation` (W3, delta3, …), matrix products as `@`, transposes as `.T`, sums over an axis with
 `keepdims`, and the stable functions of `rewrite` as overflow-free NumPy calls. `plan_code` turns a
 derivation into the plain lines the `model.py` template lays out; every formula line comes from an
 expression the engine derived, nothing here is a hand-written formula.

@@ -328,7 +328,9 @@ def _linearisation(activation: Activation) -> ActivationScale | None:
         Step(Expectation((gz - G(0)) ** 2), slope**2 * STD**2, "gaussian_variance"),
         Step(Expectation(G_PRIME(Z) ** 2), slope**2, "linear_derivative"),
     ]
-    forward = Step(N_IN * VAR_W * slope**2 * STD**2, STD**2, "forward_with_fluctuation")
+    # with g(0) ≠ 0 (sigmoid) the linearised forward condition is the usual convention, not the exact one
+    forward = Step(N_IN * VAR_W * slope**2 * STD**2, STD**2,
+                   "forward_with_fluctuation" if g0 == 0 else "forward_with_fluctuation_offset")
     backward = Step(N_OUT * VAR_W * slope**2, sp.S.One, "backward_with_moment")
     v_forward, v_backward = _solve_for_variance(forward), _solve_for_variance(backward)
     harmonic = 2 / (1 / v_forward + 1 / v_backward)
@@ -349,7 +351,15 @@ def _linearisation(activation: Activation) -> ActivationScale | None:
         "nodes": str(QUADRATURE_NODES),
     }
     if g0 != 0:
-        figures["offset"] = sp.latex(g0)
+        # the exact forward condition at σ_z = 1, n σ_w² E[g(z)²] = 1, and what it would do to the errors:
+        # their variance changes per layer by n σ_w² E[g′(z)²] (as many inputs as outputs)
+        moment = quadrature(g**2)
+        slopes = quadrature(sp.diff(g, Z) ** 2)
+        figures |= {"offset": sp.latex(g0), "moment_exact": _latex_number(moment),
+                    "exact_gain": _latex_number(1 / float(_latex_number(moment))),
+                    "slope_moment": _latex_number(slopes),
+                    "backward_factor": _latex_number(float(_latex_number(1 / float(_latex_number(moment))))
+                                                     * float(_latex_number(slopes)))}
     return ActivationScale(activation, "linearisation", tuple(steps), variance, known, gain, figures)
 
 

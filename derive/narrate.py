@@ -58,9 +58,14 @@ class Narrator:
         rule cites, as it goes into a sentence and into a tag; `label` names the last line (the
         result); `table` is the catalog table of the rules' sentences (its tags are in `table`_tag);
         `figures` fill a sentence's other placeholders. With `chains`, a side computation inside the
-        derivation (a local derivative worked out on its own left side) gets a display of its own,
-        led by "where", and the main chain resumes in the next, led by "so": one chain per display."""
+        derivation (a local derivative worked out on its own left side) is folded into the main
+        chain (`_folded`), which then reads from its first line to its result in one display; only
+        when the main line does not hold the side's factor does the side get a display of its own,
+        led by "where", the main chain resuming after "so"."""
         steps = list(steps)
+        folded: set[int] = set()
+        if chains:
+            steps, folded = _folded(steps)
         groups: list[tuple[str, list[blocks.Row]]] = []
         main = tex(steps[0])[0] if steps else ""
         for n, step in enumerate(steps):
@@ -69,7 +74,7 @@ class Narrator:
             sentence = self.text(key, raw={"ref": in_sentence}, **(figures or {}))
             lhs, rhs = tex(step)
             row_label = label if n == len(steps) - 1 else None
-            compact = key in self.explained or sentence in self.sentences or (n == 0 and intro)
+            compact = key in self.explained or sentence in self.sentences or (n == 0 and intro) or n in folded
             if chains and compact and groups and lhs and _last_lhs(groups[-1][1]) != lhs:
                 side = lhs != main and step.rule != "matrix_form"
                 if side != (_last_lhs(groups[-1][1]) != main):  # into a side computation, or back
@@ -90,6 +95,47 @@ class Narrator:
             self.sentences.add(sentence)
             groups.append((sentence, [blocks.Row(lhs, rhs, None, row_label, relation(step))]))
         return blocks.Derivation(tuple(blocks.Group(t, tuple(rows)) for t, rows in groups), intro, conclusion)
+
+
+def _folded(steps: list[Step]) -> tuple[list[Step], set[int]]:
+    """One chain instead of a main chain interrupted by side computations: a factor worked out on its
+    own (a local derivative ∂z/∂a and its collapse, or a part of the gradient such as the data term
+    beside a penalty, itself with a local derivative inside) is put into the line of the main chain
+    that holds it, one line per step of the side computation, so the derivation reads from its first
+    line to its result without "where … so …". A main-chain line that only restates the line above
+    is left out. If a side computation's factor is not in the main chain, the steps stay as they
+    are. Also returns the positions of the folded lines: each is named by its tag in the margin."""
+    if not steps:
+        return steps, set()
+    main = steps[0].lhs
+    out: list[Step] = []
+    folded: set[int] = set()
+    template, known = None, {}  # the last main line as the engine wrote it; each factor's latest value
+    for step in steps:
+        side = step.lhs != main and step.rule != "matrix_form" and not step.matrix
+        if side:
+            if template is None or not (step.lhs in known or _put_in(template, known).has(step.lhs)):
+                return steps, set()  # not a factor of the main chain: leave the derivation as it is
+            known[step.lhs] = step.rhs
+            folded.add(len(out))
+            out.append(Step(main, _put_in(template, known), step.rule, step.matrix))
+            continue
+        if step.lhs == main:
+            if known and out and step.rhs == out[-1].rhs:
+                continue  # the folded line above already is this one
+            template, known = step.rhs, {}
+        out.append(step)
+    return out, folded
+
+
+def _put_in(expr, known: dict):
+    """`expr` with every worked-out factor replaced by its value, nested ones too."""
+    for _ in range(len(known) + 1):
+        replaced = expr.xreplace(known)
+        if replaced == expr:
+            return expr
+        expr = replaced
+    return expr
 
 
 def _tags(table: str) -> str:

@@ -87,7 +87,7 @@ _KINDS: dict[str, tuple[str, str | None, int, str]] = {
     "Y": ("Y", "Y", 2, "batch"),
     "Z": ("Z", "Z", 2, "batch"),
     "A": ("A", "A", 2, "batch"),
-    "Delta": (r"\boldsymbol{\delta}", "Delta", 2, "batch"),  # Δ is kept for a small change
+    "Delta": (r"\boldsymbol{\delta}", "delta", 2, "batch"),  # code delta3, as the bold δ (Δ is a small change)
     "grad_A": ("A", "dA", 2, "batch"),
     # the loss of one sample (the key of its formula among a derivation's results)
     "cost": ("C", None, 0, "sample"),
@@ -199,7 +199,7 @@ class Quantity:
         return f"{self.latex()}_{{{indices}}}"
 
     def code(self) -> str:
-        """Name in generated code: W3, dW3, Z3, A0 (= X), Delta3."""
+        """Name in generated code: W3, dW3, Z3, A0 (= X), delta3."""
         prefix = _KINDS[self.kind][1]
         if prefix is None:
             raise ValueError(f"{self.kind!r} has no code name (per-sample quantity)")

@@ -35,7 +35,7 @@ from derive.present_functions import (
     penalty_notation,
 )
 from derive.lesson import Lesson, study
-from derive.lesson.general import general_forms
+from derive.lesson.general import elementwise_forms, general_forms
 from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, sides
 from derive import present_lesson as lesson_blocks
@@ -576,6 +576,9 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
                                 intro=text("output_error.general_first_vector"), relation=_relation,
                                 label="eq:bp1-general"),
             blocks.Paragraph(text("output_error.general_instance_vector")),
+            blocks.Derivation((blocks.Group("", (blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1",
+                                                            "eq:bp1-jacobian"),)),)),  # numbered: the box cites it
+            blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=general_bp1(elementwise_forms())["rhs"])),
             blocks.Paragraph(text("output_error.meaning_vector")),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
                    intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
@@ -601,6 +604,11 @@ def _as_output(tex: str) -> str:
 
 def _output_sides(step: Step) -> tuple[str, str]:
     return tuple(_as_output(side) for side in sides(latex)(step))
+
+
+# BP1 for any output activation: the chain-rule line of section `output_error`, δ_j = Σ_j' ∂C/∂a_j' J_j'j,
+# is entry j of Jᵀ ∂C/∂a (J the Jacobian ∂a/∂z); the engine's lines derive it for the softmax and for g
+JACOBIAN_BP1 = {"lhs": r"\delta^{(L)}", "rhs": r"J^{\top} \frac{\partial C}{\partial a^{(L)}}"}
 
 
 def general_bp1(forms) -> dict:
@@ -710,16 +718,25 @@ def _layer_list(depth: int, text: Text) -> str:
 
 
 def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
+    """Short, after section `parameters`: the sum over the samples stated once, the errors column by
+    column, and each gradient as its collapsed index form and its matrix form (the moves are those of
+    the per-sample derivation, not repeated)."""
     depth, batch = derivation.model.depth, derivation.batch
     derived = derivation.general_batch if derivation.general is not None else batch
     layer = LayerRef.symbolic() if derivation.general is not None else LayerRef(depth)
+    rows = []
+    for kind, label, name in (("grad_b", "eq:bp3-batch", "BP3"), ("grad_W", "eq:bp4-batch", "BP4")):
+        steps = unit_letters(list(derived.steps[Q(kind, layer)]))
+        index = next(s for s in reversed(steps) if s.rule != "matrix_form")  # the sum over the samples, collapsed
+        matrix = steps[-1]
+        rows += [blocks.Row(*sides(latex)(index), narrator.tag("minibatch.tag_mean", name)),
+                 blocks.Row(*sides(latex)(matrix), narrator.tag("tag.matrix_form"), label)]
     return [
         blocks.Paragraph(text("minibatch.intro")),
         blocks.Paragraph(text("minibatch.assumptions")),
-        blocks.Paragraph(text("minibatch.errors")),
         _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
-        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("minibatch.biases"), label="eq:bp3-batch", letters=True),
-        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("minibatch.weights"), label="eq:bp4-batch", letters=True),
+        blocks.Paragraph(text("minibatch.gradients")),
+        blocks.Derivation((blocks.Group("", tuple(rows)),)),  # numbered: the update rule cites BP3, BP4 of a minibatch
         *([blocks.Paragraph(text("minibatch.instances", layers=_layer_list(depth, text)))] if derivation.general is not None
           else [blocks.Paragraph(text("minibatch.per_layer")), *_per_layer(batch, depth)]),
     ]
@@ -771,9 +788,16 @@ def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> 
     # the general form first (derived with a general g and a general loss), then this network's instance
     general = [("BP1", general_bp1(forms)), ("BP2", general_bp2(forms)),
                *[(tag, e) for tag, e in rows if tag in ("BP3", "BP4")]]
+    cases = []
+    if forms.vector:  # the box holds the BP1 of every text (Jᵀ ∂C/∂a); its element-wise and softmax cases beneath
+        general[0] = ("BP1", JACOBIAN_BP1)
+        meanings[0] = text("learn.bp1_jacobian", raw={"where": refs.equation("eq:bp1-jacobian", "output_error")})
+        cases = [blocks.ItemList((text("learn.case_elementwise", form=general_bp1(elementwise_forms())["rhs"]),
+                                  text("learn.case_softmax", form=general_bp1(forms)["rhs"])),
+                                 intro=text("learn.cases"))]
     instance = [(tag, e) for tag, e in rows if tag in ("BP1", "BP2")]
     return lesson_blocks.learn_blocks(text, general, meanings, lesson, instance=instance,
-                                      vector="_vector" if forms.vector else "", goals=False)
+                                      vector="_vector" if forms.vector else "", goals=False, cases=cases)
 
 
 def _summary_rows(derivation: Derivation, batch: bool) -> list[tuple[str, dict]]:
@@ -925,8 +949,12 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
     stable += phrases
     # the stable forms are already converted to the output format: inserted raw, not converted twice
     intro = text("code.intro", raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
+    from derive.render import render
+
+    # forward, loss and gradients exactly as model.py has them: the same template part renders both
+    core = render("model_core.py.j2", code_context(plan, title="", command="")).rstrip("\n").split("\n")
     out = [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences), blocks.Paragraph(text("code.backward")),
-           blocks.Code(tuple(f"{a.target} = {a.value}" for a in plan.backward)), blocks.Paragraph(text("code.init"))]
+           blocks.Code(tuple(core)), blocks.Paragraph(text("code.init"))]
     if plan.workspace is not None:
         out.append(blocks.Paragraph(text("workspace.code")))
     return out

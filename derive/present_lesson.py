@@ -36,7 +36,7 @@ DECIMALS = 4  # of every number of the worked example
 
 def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str], lesson: Lesson,
                  table: str = "learn", instance: list[tuple[str, dict]] | None = None, vector: str = "",
-                 goals: bool = True) -> list:
+                 goals: bool = True, cases: list | None = None) -> list:
     """The key equations boxed, one line of meaning each, and what the reader will be able to do
     (`table`: the catalog table of the intro, "learn" or "graph" with its learn_ keys). With an
     `instance`, `rows` are the general form (any activation g, any loss) and `instance` this network's
@@ -47,7 +47,7 @@ def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str],
         key = [blocks.Paragraph(text("learn.key", bracket=text.raw("learn.key_bracket")
                                     if any(r"\left[" in e["rhs"] for _, e in instance) else ""))] if goals else []
         head = [blocks.Paragraph(text(("learn.intro_general" if goals else "learn.summary_general") + vector)), boxed,
-                *key, blocks.Paragraph(text("learn.instance")),
+                *(cases or []), *key, blocks.Paragraph(text("learn.instance")),
                 blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in instance))]
     else:
         head = [blocks.Paragraph(text(prefix + ("intro" if goals else "summary"))), boxed]
@@ -225,9 +225,11 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     # (a bias's gradient is its unit's error: BP3's own words in the box, not repeated here)
     out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights")
             if key != "saturation" or slopes.saturates or not slopes.layers]
-    if any(bound.blocks for _, bound in slopes.layers):
-        names = dict.fromkeys(display_name(b.activation) for _, b in slopes.layers if b.blocks)
-        out.insert(-1, blocks.Paragraph(text("meaning.inactive", names=text.raw("refs.list_separator").join(names))))
+    blocking = list(dict.fromkeys(bound.activation for _, bound in slopes.layers if bound.blocks))
+    if blocking:  # said of this network's own activation: "a ReLU unit", not "where g′ = 0 …, as for a relu"
+        relu = all(a.spec_text == "relu" for a in blocking)
+        out.insert(-1, blocks.Paragraph(text("meaning.inactive_relu" if relu else "meaning.inactive",
+                                             names=text.raw("refs.list_separator").join(display_name(a) for a in blocking))))
     if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
         out.append(blocks.Paragraph(text("meaning.paths", raw={"backward": refs.section("backward")})))
     return out
@@ -255,10 +257,11 @@ def _error_ratio(lesson: Lesson, derivation: Derivation) -> tuple[str, str, str]
     if len(errors) < 2 or lesson.example is None:
         return None
     last, first = errors[0], errors[-1]
-    size = {k: max(abs(float(v)) for _, v in entries(lesson.example, k)) for k in (first, last)}
+    # from the printed values, so that a reader who divides them gets the same digits
+    size = {k: max(abs(_from_printed(v)) for _, v in entries(lesson.example, k)) for k in (first, last)}
     if size[last] == 0:
         return None
-    return f"{size[first] / size[last]:.{DECIMALS}f}", first.latex(), last.latex()
+    return _number(size[first] / size[last]), first.latex(), last.latex()
 
 
 def _hidden_slopes(lesson: Lesson, derivation: Derivation) -> tuple[str, str] | None:
@@ -405,10 +408,30 @@ def tex_code(code: str) -> str:
 # a worked example
 
 
+def _rounded(value):
+    """A computed value to DECIMALS significant figures (halves rounded up, as a student rounds): the
+    number the document prints, from which a reader's own arithmetic starts."""
+    from decimal import ROUND_HALF_UP, Context, Decimal
+
+    exact = Decimal(str(sp.N(value, 30)))
+    return Decimal(0) if exact == 0 else Context(prec=DECIMALS, rounding=ROUND_HALF_UP).create_decimal(exact)
+
+
 def _number(value) -> str:
-    """A computed value, to four decimals."""
-    text = f"{float(value):.{DECIMALS}f}"
-    return "0.0000" if text == "-0.0000" else text
+    """A computed value to four significant figures, in LaTeX: 0.6900, -0.1240, and below 0.01 in
+    scientific form, 1.795 \\cdot 10^{-3}, so that a small gradient keeps its four digits too."""
+    rounded = _rounded(value)
+    if rounded == 0:
+        return "0"
+    exponent = rounded.adjusted()
+    if exponent < -2:
+        return rf"{rounded.scaleb(-exponent):f} \cdot 10^{{{exponent}}}"
+    return f"{rounded:f}"
+
+
+def _from_printed(value) -> sp.Rational:
+    """The printed (rounded) value as an exact number, for quantities a reader computes from it."""
+    return sp.Rational(str(_rounded(value)))
 
 
 def _stated(value) -> str:
@@ -459,14 +482,16 @@ def _row(quantity: Quantity, example, table: str = "values", gradient: bool = Fa
     return blocks.Row(lhs, _matrix(entries(example, quantity, table)))
 
 
-def _hand_check(derivation: Derivation, example, key: Quantity) -> blocks.Aligned | None:
-    """δ of the first unit of a layer: its formula, the formula with the numbers in, and its value."""
+def _hand_check(derivation: Derivation, example, key: Quantity) -> tuple[blocks.Aligned, str, str] | None:
+    """δ of the first unit of a layer: its formula, the formula with the printed numbers in, and what
+    those numbers give; also that result and the exact value, both as printed (they can differ in the
+    last digit, since the numbers put in are rounded)."""
     result = derivation.sample.results[key]
     if len(result.free) != 1:
         return None
     (q,) = result.free
     expanded = result.rhs.xreplace({q: sp.Integer(0)}).xreplace(example.sizes).doit()
-    stand_in, originals, names, numbers = {}, {}, {}, {}
+    stand_in, originals, names, numbers, printed = {}, {}, {}, {}, {}
     for n, entry in enumerate(sorted(expanded.atoms(sp.Indexed), key=sp.default_sort_key)):
         quantity = quantity_of(str(entry.base.label))
         indices = tuple(int(i) for i in entry.indices)
@@ -476,12 +501,15 @@ def _hand_check(derivation: Derivation, example, key: Quantity) -> blocks.Aligne
         symbol = stand_in[entry] = sp.Symbol(f"entry{n:03d}")  # named, so that the order is the same every run
         originals[symbol] = entry
         names[symbol] = _display_entry(quantity, indices)
-        numbers[symbol] = (_stated if (str(entry.base.label), indices) in example.point else _number)(value)
+        stated = (str(entry.base.label), indices) in example.point
+        numbers[symbol] = (_stated if stated else _number)(value)
+        printed[symbol] = sp.nsimplify(value) if stated else _from_printed(value)
     formula = expanded.xreplace(stand_in)
     value = example.values[(key.label, (0,))]
+    by_hand = formula.xreplace(printed)  # what a reader gets from the numbers as printed
     return blocks.Aligned((blocks.Row(_display_entry(key, (0,)), _Named(names, originals).doprint(formula)),
                            blocks.Row("", _Named(numbers, originals, numbers=True).doprint(formula)),
-                           blocks.Row("", _number(value))))
+                           blocks.Row("", _number(by_hand)))), _number(by_hand), _number(value)
 
 
 def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> list[tuple[int, int, str, bool]]:
@@ -544,7 +572,11 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
     if checks:
-        out += [blocks.Paragraph(text("example.hand")), *checks]
+        out.append(blocks.Paragraph(text("example.hand")))
+        for display, by_hand, exact in checks:
+            out.append(display)
+            if by_hand != exact:  # the rounded inputs move the last digit: said, not hidden
+                out.append(blocks.Paragraph(text("example.rounding", by_hand=by_hand, exact=exact)))
         inactive = _inactive_units(derivation, example, errors)
         if inactive and "meaning" in refs.sections:
             units = text.raw("example.unit_separator").join(

@@ -122,7 +122,7 @@ def plan_forward(model: RNNModel, batch: Pass, slicer: TimeSlicer) -> tuple[list
 
 
 def _primal(q: Quantity) -> Quantity:
-    """The array an error has the shape of: Delta1 → Z1, dA1 → A1."""
+    """The array an error has the shape of: delta1 → Z1, dA1 → A1."""
     kind = next(k for k, v in notation._GRADIENT.items() if v == q.kind and k[0].isupper())
     return Quantity(kind, q.layer)
 

@@ -98,7 +98,7 @@ class Value:
     """One array result (single assignment). `buffer` is chosen by `allocate`."""
 
     shape: Shape
-    name: str | None = None  # code name when the value is a named quantity (Z1, Delta2) or an argument
+    name: str | None = None  # code name when the value is a named quantity (Z1, delta2) or an argument
     argument: bool = False  # given by the caller (W1, X, Y): never written unless it is `pin`ned
     pin: str | None = None  # the array it must be computed in: a gradient output or an updated parameter
     updates_argument: bool = False  # `pin` is an argument array updated in place (gradient descent)

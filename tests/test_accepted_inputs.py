@@ -56,7 +56,7 @@ def test_a_linear_loss_after_an_identity_output_gives_a_constant_error_array(tmp
     args = ["mlp", "--layers", "2", "--act", "tanh", "--out-act", "identity", "--loss", loss, "--out", str(folder)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert f"    Delta2 = {value}\n" in (folder / "model.py").read_text()
+    assert f"    delta2 = {value}\n" in (folder / "model.py").read_text()
     # the output error is that number times the vector of ones, in the derivation's matrix form
     assert re.search(r"\\delta\^\{\(2\)\} &= (\d+ |- )?\\mathbf\{1\}", (folder / "derivation.md").read_text())
 

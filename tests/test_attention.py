@@ -224,7 +224,7 @@ def test_position_embedding_equals_pytorch():
 def test_a_one_parameter_layer_on_the_input_gets_its_error_named():
     """A layer whose only parameter's gradient reads its error δ by name, and nothing else needs δ
     (a bias-free convolution on the input, like a positional embedding there): δ is computed. It used
-    to be substituted away, and model.py could not be printed ("Delta1 is used before it is computed")."""
+    to be substituted away, and model.py could not be printed ("delta1 is used before it is computed")."""
     spec = replace(parse_network({"input": [1, 5, 5], "loss": "mse", "layers": [
         {"kind": "conv2d", "channels": 2, "kernel": 3, "bias": False, "activation": "tanh"},
         {"kind": "flatten"}, {"kind": "dense", "units": 2}]}, "conv.toml", text=""), formats=("py",))

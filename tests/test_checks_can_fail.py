@@ -53,7 +53,7 @@ def test_derivative_check_catches_wrong_code():
     d = fresh()
     source = model_source(d, title="t", command="t")
     assert derivative_check(d.model, load_module(source)).passed
-    broken = source.replace("dW1 = ((Delta1/m) @ A0.T)", "dW1 = ((Delta1/(m + 1)) @ A0.T)")
+    broken = source.replace("dW1 = ((delta1/m) @ A0.T)", "dW1 = ((delta1/(m + 1)) @ A0.T)")
     assert broken != source
     check = derivative_check(d.model, load_module(broken))
     assert not check.passed and "differ from complex-step derivatives" in check.figures["error"]

@@ -528,6 +528,25 @@ def test_the_sigmoid_initialisation_is_followed_through_the_network():
     assert [v for _, v in relu.path] == pytest.approx([1.0, 1.0, 1.0])
 
 
+def test_the_sigmoid_rule_is_called_a_convention_and_the_exact_forward_condition_is_solved(compared_markdown):
+    """Section 21 does not apply a derivation made for g(0) = 0 to the sigmoid: it calls gain 4 a
+    convention, solves the exact forward condition n σ_w² E[σ(z)²] = 1 at σ_z = 1 (3.408 / n_in) and
+    shows its backward price, n σ_w² E[σ′(z)²] per layer; the figures are checked here against our own
+    quadrature, each from the printed numbers before it."""
+    if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:
+        return
+    section = _section(compared_markdown, 21)
+    assert "the case this derivation is made for" not in section and "这正是这一推导所针对的情形" not in section
+    moment = f"{_gauss(_sigmoid_squared, 1.0):.4g}"
+    exact = f"{1 / float(moment):.4g}"
+    slopes = f"{_gauss(_sigmoid_slope_squared, 1.0):.4g}"
+    factor = f"{float(exact) * float(slopes):.4g}"
+    assert (moment, exact, slopes, factor) == ("0.2934", "3.408", "0.04484", "0.1528")
+    assert f"\\sigma_w^2 = {exact} / n_{{\\mathrm{{in}}}}$" in section
+    assert f"= {exact} \\cdot {slopes} = {factor}$" in section
+    assert "In short" in section or "先说结论" in section
+
+
 def _gauss(f, variance: float) -> float:
     """E[f(z)] for z ~ N(0, variance), by NumPy's 200-point Gauss–Hermite rule."""
     nodes, weights = np.polynomial.hermite.hermgauss(200)
@@ -635,15 +654,28 @@ def test_the_derivations_name_units_by_layer(sigmoid_tex):
 
 
 def test_one_chain_per_display(compared_markdown):
-    """A side computation (the local derivative of an activation or of a pre-activation, worked out on
-    its own left side) has a display of its own between the displays of the main chain; no display of
-    sections 8 to 10 mixes the two."""
+    """A derivation reads as one chain, as a teacher writes it: a local derivative is put into the line
+    that holds it (no display of its own led by "where", no "so" to resume), so every display of
+    sections 8 to 10 has one left side in index form, and at most its matrix form after it."""
     for number in (8, 9, 10):
-        for display in re.findall(r"(?s)\$\$\n(.*?)\n\$\$", _section(compared_markdown, number)):
-            sides = {line.split("&")[0].strip() for line in display.splitlines() if "&=" in line}
-            local = {s for s in sides if re.match(r"\\frac\{\\partial [az]\^", s)}
-            main = {s for s in sides if s and s not in local}
-            assert not (local and main), display
+        section = _section(compared_markdown, number)
+        assert not re.search(r"(?m)^(where|so|局部导数为|代回上式，得)$", section), number
+        for display in re.findall(r"(?s)\$\$\n(.*?)\n\$\$", section):
+            sides = [line.split("&")[0].strip() for line in display.splitlines() if "&=" in line]
+            named = [side for side in sides if side]
+            local = [side for side in named if re.match(r"\\frac\{\\partial [az]\^", side)]
+            assert not local, display
+            assert len(named) <= 2 and all(side == "" for side in sides[1:len(sides) - 1]), display
+
+
+def test_the_minibatch_section_refers_back_instead_of_repeating(compared_markdown):
+    """Section 15 states the sum over the samples once and shows the matrix forms; the chain rule,
+    local derivative and collapse of section 10 are not written out again."""
+    section = _section(compared_markdown, 15)
+    assert "(chain rule)" not in section and "(local derivative)" not in section and "(collapse)" not in section
+    assert "(链式法则)" not in section and "(局部导数)" not in section
+    assert section.count("\\frac{1}{m} \\boldsymbol{\\delta}^{(l)}") == 2  # the two matrix forms
+    assert len(section) < 0.6 * len(_section(compared_markdown, 10)) + 2500
 
 
 def test_each_general_equation_is_derived_once_and_boxed_once(compared_markdown):
@@ -785,6 +817,72 @@ def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_mark
         assert f"{bound:.4g}" in example
 
 
+_PRINTED = re.compile(r"(-?\d+\.\d+)(?: \\cdot 10\^\{(-\d+)\})?")
+
+
+def _printed_numbers(display: str) -> list[tuple[str, float]]:
+    """The numbers of a display as printed (0.6900, 1.795 \\cdot 10^{-3}), with their values."""
+    return [(m.group(0), float(m.group(1)) * 10 ** int(m.group(2) or 0)) for m in _PRINTED.finditer(display)]
+
+
+def test_the_worked_example_prints_four_significant_figures(compared_markdown):
+    """Every computed number of the worked example has four significant figures (a small one in
+    scientific form, 1.795 \\cdot 10^{-3}, not 0.0018), and the ratio of the largest errors is the
+    ratio of the printed numbers, so that a reader's division agrees to the last digit."""
+    section = _section(compared_markdown, 17)
+    displays = section.split("$$")[1::2]
+    computed = [d for d in displays if "\\delta^{(1)} &=" in d or "\\frac{\\partial C}{\\partial W^{(1)}}" in d]
+    assert len(computed) == 2
+    for text, value in (n for d in computed for n in _printed_numbers(d)):
+        mantissa = text.split(" ")[0].lstrip("-")
+        digits = mantissa.replace(".", "").lstrip("0")
+        assert len(digits) == 4, text
+        assert " \\cdot 10^" in text or abs(value) >= 0.01, text
+    if "relu" in compared_markdown.split("\n## 1. ")[0]:
+        return
+    errors = {layer: [v for _, v in _printed_numbers(d.split(f"\\delta^{{({layer})}} &=")[1].split("\\\\")[0])]
+              for d in displays if "\\delta^{(1)} &=" in d for layer in (1, 3)}
+    ratio = max(map(abs, errors[1])) / max(map(abs, errors[3]))
+    assert f"{ratio:.4g}" in section, ratio
+
+
+def test_a_hand_check_that_rounding_moves_says_so():
+    """The hand check puts the printed (rounded) numbers in; when they give another last digit than
+    the exact value, the document says so and gives both (sigmoid: 7.653 against 7.652)."""
+    markdown = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang="en")).files["derivation.md"].decode()
+    hand = _section(markdown, 17).split("Check two of these errors by hand", 1)[1].split("Your turn", 1)[0]
+    for display in hand.split("$$")[1::2]:
+        lines = [line[4:].strip().rstrip("\\").strip() for line in display.splitlines() if line.startswith(" &= ")]
+        formula = lines[0].replace("\\left", "").replace("\\right", "").replace("\\cdot", "*").replace("10^{", "10**(")
+        value = eval(formula.replace("{", "(").replace("}", ")"))  # noqa: S307 (the document's own numbers)
+        (printed, number), = _printed_numbers(lines[1])
+        assert printed == lines[1] and number == pytest.approx(float(f"{value:.4g}"), rel=1e-12), (value, printed)
+    assert "7.653 \\cdot 10^{-3}" in hand and "the same formula gives $7.652 \\cdot 10^{-3}$" in hand
+
+
+def test_the_softmax_box_holds_the_general_bp1_with_its_two_cases(compared_markdown):
+    """relu + softmax: the box holds δ⁽ᴸ⁾ = Jᵀ ∂C/∂a⁽ᴸ⁾, the BP1 of every text, derived in section 8
+    as the chain-rule line in matrix form; beneath it the element-wise case (g′ ⊙ ∂C/∂a) and the
+    softmax case, whose form is Jᵀ ∂C/∂a with J = diag(a) − a aᵀ (checked here with numbers)."""
+    if "relu" not in compared_markdown.split("\n## 1. ")[0]:
+        return
+    box = _section(compared_markdown, 11)
+    assert "\\delta^{(L)} &= J^{\\top} \\frac{\\partial C}{\\partial a^{(L)}} && \\text{(BP1)}" in box
+    assert "\\frac{\\partial C}{\\partial a^{(L)}} \\odot g'(z^{(L)})" in box.split("\\end{aligned}")[1]
+    softmax = "\\frac{\\partial C}{\\partial a^{(L)}} \\odot a^{(L)} - \\left(\\left(a^{(L)}\\right)^{\\top} \\frac{\\partial C}{\\partial a^{(L)}}\\right) a^{(L)}"
+    assert softmax in box.split("\\end{aligned}")[1]
+    assert "J^{\\top} \\frac{\\partial C}{\\partial a^{(L)}} && \\text{(BP1)}" in _section(compared_markdown, 8)
+    assert "not derived separately" not in compared_markdown
+    rng = np.random.default_rng(0)
+    z, u = rng.normal(size=4), rng.normal(size=4)
+    a = np.exp(z) / np.exp(z).sum()
+    J = np.array([[(a[p] if p == q else 0) - a[p] * a[q] for q in range(4)] for p in range(4)])  # ∂a_p/∂z_q
+    eps = 1e-6
+    numeric = np.array([(np.exp(z + eps * np.eye(4)[q]) / np.exp(z + eps * np.eye(4)[q]).sum() - a) / eps for q in range(4)]).T
+    assert np.allclose(J, numeric, atol=1e-5)
+    assert np.allclose(J.T @ u, u * a - (a @ u) * a)
+
+
 def test_the_sigmoid_code_form_is_shown_in_two_lines_not_asserted(compared_markdown):
     """The sigmoid's tanh form in the code is derived in two displayed lines, not called proved."""
     if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:
@@ -798,3 +896,22 @@ def test_the_softmax_rate_along_a_path_is_written_in(compared_markdown):
         return
     rates = _section(compared_markdown, 12).split("$$")[3]
     assert "[j_{3} = j_{3}'] - a^{(3)}_{j_{3}}" in rates and "{\\partial z^{(3)}_{j_{3}}}" not in rates
+
+
+def test_side_computations_fold_into_one_chain():
+    """`narrate._folded`: a factor worked out on its own (nested too: a data term with a local
+    derivative inside) goes into the main line that holds it, one line per step; a main line that
+    restates the folded one is dropped; a side whose factor the main chain lacks leaves all as is."""
+    from derive.backprop import Step
+    from derive.narrate import _folded
+
+    C, data, penalty, local, x, y, w = sp.symbols("C D R Q x y w")
+    steps = [Step(C, data + penalty, "penalty_split"), Step(data, sp.Sum(x * local, (x, 0, 2)), "chain_rule"),
+             Step(local, 2 * y, "local_derivative"), Step(data, 6 * y, "kronecker_collapse"),
+             Step(penalty, w, "penalty_gradient"), Step(C, 6 * y + w, "add_penalty")]
+    out, folded = _folded(steps)
+    assert all(step.lhs == C for step in out) and folded == {1, 2, 3, 4}
+    assert [step.rhs for step in out] == [data + penalty, sp.Sum(x * local, (x, 0, 2)) + penalty,
+                                          sp.Sum(x * 2 * y, (x, 0, 2)) + penalty, 6 * y + penalty, 6 * y + w]
+    stray = [Step(C, data, "chain_rule"), Step(local, y, "local_derivative")]
+    assert _folded(stray) == (stray, set())

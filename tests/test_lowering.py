@@ -127,7 +127,7 @@ def test_a_chain_of_formulas_reuses_values_and_gives_the_same_numbers():
     statements = [
         Z2_FORWARD,
         ("A2", Softmax(Z2)),
-        ("Delta2", Q("A", 2).symbol * (Q("A", 2).symbol - Y) - Q("A", 2).symbol * ColSums(Q("A", 2).symbol * (Q("A", 2).symbol - Y))),
+        ("delta2", Q("A", 2).symbol * (Q("A", 2).symbol - Y) - Q("A", 2).symbol * ColSums(Q("A", 2).symbol * (Q("A", 2).symbol - Y))),
         ("dW2", scalar_onto_left_operand(MatProd(Q("Delta", 2).symbol, Tr(A1)) / m)),
     ]
     arrays = data(1)
@@ -188,7 +188,7 @@ def test_after_an_in_place_update_later_formulas_read_the_new_values():
 
 
 def test_lowering_refuses_to_use_a_quantity_before_it_is_computed():
-    with pytest.raises(CannotLower, match="Delta2"):
+    with pytest.raises(CannotLower, match="delta2"):
         Lowering(NumPyCodePrinter(), arguments()).statement("x", Q("Delta", 2).symbol * 2, comment="x")
 
 

@@ -85,4 +85,10 @@ def general_forms(derivation) -> GeneralForms | None:
     return _forms(output if output.is_vector else None)
 
 
-__all__ = ["GeneralForms", "GeneralForm", "general_forms", "GENERAL"]
+def elementwise_forms() -> GeneralForms:
+    """The general BP1 of an element-wise output, ∂C/∂a ⊙ g′(z), derived whatever this network's output is
+    (a softmax document lists it beneath its Jacobian form)."""
+    return _forms(None)
+
+
+__all__ = ["GeneralForms", "GeneralForm", "general_forms", "elementwise_forms", "GENERAL"]

@@ -75,10 +75,15 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs) -> lis
     partials.append(_frac(_z(1, _u(1)), weight))
     values.append(_a(0, "k"))
     total = rf"\sum_{{{summed}}}"
-    half = (len(partials) + 1) // 2
-    nielsen = [blocks.Row(r"\Delta C", rf"{total} {' '.join(partials[:half])}", relation=r"\approx")]
-    nielsen.append(blocks.Row("", rf"\quad {' '.join(partials[half:])}\, {change}", relation=""))
-    rates = blocks.Row(r"\Delta C", rf"{total} {' '.join(values)}\, {change}", relation=r"\approx")
+    # one line per layer, from the loss back, each continued line led by its operator (\cdot), so the
+    # product neither runs off the page nor breaks where a reader cannot tell that it goes on
+    per_layer = [partials[n:n + 2] for n in range(0, len(partials) - 1, 2)] + [partials[-1:]]
+    per_layer[-1] = per_layer[-1] + [change]
+    nielsen = [blocks.Row(r"\Delta C", rf"{total} {' '.join(per_layer[0])}", relation=r"\approx")]
+    nielsen += [blocks.Row("", rf"\quad \cdot {' '.join(factors)}", relation="") for factors in per_layer[1:]]
+    half = (len(values) + 1) // 2
+    rates = (blocks.Row(r"\Delta C", rf"{total} {' '.join(values[:half])}", relation=r"\approx"),
+             blocks.Row("", rf"\quad \cdot {' '.join(values[half:])}\, {change}", relation=""))
     # the same sum grouped from the loss end: BP1, then BP2 once per layer, then BP4
     if vector_output:
         first = rf"\sum_{{{out_unit}}} {_frac('C', _a(L, out_unit))} {_frac(_a(L, out_unit), _z(L, _u(L)))}"
@@ -99,7 +104,7 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs) -> lis
         blocks.Paragraph(text("paths.rates" + ("_vector" if vector_output else ""), out=out_unit,
                               rate=_softmax_rate(L, out_unit) if vector_output else "", z=_z(L, _u(L)),
                               a=_a(L, out_unit))),
-        blocks.Aligned((rates,)),
+        blocks.Aligned(rates),
         blocks.Paragraph(text("paths.count" + ("_vector" if vector_output else ""), count=formula, out=out_unit)),
         blocks.Paragraph(text("paths.grouped")),
         blocks.Aligned(tuple(grouped)),
