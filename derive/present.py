@@ -39,7 +39,7 @@ from derive.lesson.general import elementwise_forms, general_forms
 from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, sides
 from derive import present_lesson as lesson_blocks
-from derive.present_notation import defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
+from derive.present_notation import CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
 from derive.printing import latex, words
 from derive.rewrite import logistic_as_tanh
 from derive.spec import NetSpec
@@ -112,7 +112,7 @@ class Text:
         for n, name in enumerate(raw):
             template = template.replace("{" + name + "}", f"\ue000{n}\ue001")
         filled = fill(template, {**self.defaults, **values})
-        self.math_log += _MATH.findall(filled)
+        self.math_log += _MATH.findall(CLAUSE.sub("", filled))  # a defining clause's formulas are not a use
         out = prose(filled, self.fmt)
         for n, value in enumerate(raw.values()):
             out = out.replace(f"\ue000{n}\ue001", value)
