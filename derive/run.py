@@ -139,10 +139,13 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     # the symbolic check, the minibatch half of the derivation and the minibatch check run in
     # second processes
     direct = DirectDifferentiation(model).start(Background)
+    # the per-sample half first: the minibatch process forked after it inherits what it memoised
+    # (the activations' derivatives, SymPy's caches) and takes about half the CPU it takes cold
+    sample = derive_sample(model)
     minibatch = Background(derive_minibatch, model)
     training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
     initialisation = derive_initialisation(model)
-    derivation = assemble(model, derive_sample(model), minibatch.result())
+    derivation = assemble(model, sample, minibatch.result())
     batch_check = Background(minibatch_check, derivation)  # exact arithmetic, while the code is written and run
     plan = plan_code(derivation)
     command = command_line(spec)
