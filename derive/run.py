@@ -174,16 +174,16 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
 
         for node in conv_nodes(model.network):
             prove(node, model.network)
-    # LaTeX and JSON in a second process while this one prints the Markdown. The Markdown document is
-    # built first: its symbolic pieces (index letters, proved identities, printed formulas) are
-    # memoised, so the second process inherits them instead of computing them again (the LaTeX
-    # document then takes about a fifth of the time)
+    # LaTeX, the longest document to print, in a second process while this one prints the Markdown
+    # and the JSON. The Markdown document is built first: its symbolic pieces (index letters, proved
+    # identities, printed formulas) are memoised, so the LaTeX process inherits them instead of
+    # computing them again (it then takes about a third of the time)
     wants_tex = "tex" in spec.formats or "pdf" in spec.formats
     wants_md = "md" in spec.formats or "ipynb" in spec.formats
     if wants_md and wants_tex:
         doc("md")
-    side = Background(_tex_and_json, derivation, report, plan, command, spec, training, initialisation, lesson) \
-        if wants_tex else None
+    side = Background(_tex, derivation, report, plan, command, spec, training, initialisation, lesson) if wants_tex \
+        else None
     if wants_md:
         markdown = template_module("derivation.md.j2", {"doc": doc("md")})
     if "md" in spec.formats:
@@ -191,10 +191,9 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
         files[PICTURE_FILE] = doc("md").picture.svg.encode()
         for block in (b for s in doc("md").sections for b in s.blocks if b.kind == "picture"):
             files.setdefault(block.file, block.svg.encode())  # further pictures (a convolution's window)
-    tex, document = side.result() if side is not None else (None, None)
     if "json" in spec.formats:
-        files[FILE_NAMES["json"]] = document if document is not None else \
-            _json(derivation, report, command, training, initialisation)
+        files[FILE_NAMES["json"]] = _json(derivation, report, command, training, initialisation)
+    tex = side.result() if side is not None else None
     if "tex" in spec.formats:
         files[FILE_NAMES["tex"]] = tex.encode()
     if "html" in spec.formats:
@@ -220,12 +219,11 @@ def document_builder(model):
     return build_graph_document
 
 
-def _tex_and_json(derivation, report, plan, command, spec, training, initialisation, lesson) -> tuple[str, bytes | None]:
-    """derivation.tex (also the source of the PDF), and derivation.json if it was asked for."""
+def _tex(derivation, report, plan, command, spec, training, initialisation, lesson) -> str:
+    """derivation.tex (also the source of the PDF)."""
     doc = document_builder(derivation.model)(derivation, report, plan, command=command, fmt="tex",
                                              lang=spec.lang, training=(training, initialisation), lesson=lesson)
-    document = _json(derivation, report, command, training, initialisation) if "json" in spec.formats else None
-    return render("derivation.tex.j2", {"doc": doc}), document
+    return render("derivation.tex.j2", {"doc": doc})
 
 
 def _json(derivation, report, command, training, initialisation) -> bytes:
