@@ -140,7 +140,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     # second processes
     direct = DirectDifferentiation(model).start(Background)
     # the per-sample half first: the minibatch process forked after it inherits what it memoised
-    # (the activations' derivatives, SymPy's caches) and takes about half the CPU it takes cold
+    # (the activations' derivatives, SymPy's caches) and takes about a fifth less CPU than cold
     sample = derive_sample(model)
     minibatch = Background(derive_minibatch, model)
     training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
@@ -177,7 +177,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     # LaTeX, the longest document to print, in a second process while this one prints the Markdown
     # and the JSON. The Markdown document is built first: its symbolic pieces (index letters, proved
     # identities, printed formulas) are memoised, so the LaTeX process inherits them instead of
-    # computing them again (it then takes about a third of the time)
+    # computing them again (it then takes about a fifth of the time)
     wants_tex = "tex" in spec.formats or "pdf" in spec.formats
     wants_md = "md" in spec.formats or "ipynb" in spec.formats
     if wants_md and wants_tex:
