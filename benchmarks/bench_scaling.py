@@ -2,8 +2,10 @@
 
     python benchmarks/bench_scaling.py [--depths 2,4,8,16,32,64]
 
-Times the derivation as `derive mlp` runs it (`run.derive_in_parallel`: the per-sample and the
-minibatch derivation, the latter in a second process, matrix forms and their entry-by-entry proofs)
+Times the derivation in its two halves (`run.derive_in_parallel`: the per-sample and the minibatch
+derivation, the latter in a second process started first, matrix forms and their entry-by-entry
+proofs; `derive mlp` starts that process after the per-sample half, while it derives the update
+rule and the initial scales)
 in a fresh process per depth, and prints t(L), t(L)/L and t(64)/t(8)
 (goal ≤ 10, i.e. linear growth). Direct differentiation of the expanded loss is shown for
 contrast where it is affordable.

@@ -363,10 +363,17 @@ def collapse(expr: sp.Basic) -> sp.Basic:
 
 def free_indices(expr: sp.Basic) -> set[sp.Idx]:
     """Indices of `expr` that are not bound by a sum."""
+    return set(_free_indices(expr))
+
+
+@lru_cache(maxsize=4096)
+def _free_indices(expr: sp.Basic) -> frozenset[sp.Idx]:
+    """`free_indices`, memoised: the chain rule, the collapse of sums and the matrix recognition ask
+    it of the same expressions again and again (a twentieth of a derivation when not memoised)."""
     bound: set[sp.Idx] = set()
     for s in expr.atoms(sp.Sum):
         bound.update(_limit_index(lim) for lim in s.limits)
-    return {i for i in expr.atoms(sp.Idx) if i not in bound or _occurs_free(expr, i)}
+    return frozenset(i for i in expr.atoms(sp.Idx) if i not in bound or _occurs_free(expr, i))
 
 
 def _occurs_free(expr: sp.Basic, i: sp.Idx) -> bool:

@@ -326,9 +326,11 @@ def logistic_as_tanh(u: sp.Expr) -> sp.Expr:
     return (1 - sp.tanh(u / 2)) / 2
 
 
+@lru_cache(maxsize=None)
 def exp_identity_holds(lhs: sp.Expr, rhs: sp.Expr, u: sp.Symbol) -> bool:
     """Whether lhs = rhs for all real u, for expressions in e^u, e^{u/2} and tanh(u/2): rewritten in
-    w = e^{u/2} both sides are rational functions of w, and their difference must cancel to 0."""
+    w = e^{u/2} both sides are rational functions of w, and their difference must cancel to 0
+    (memoised: every document format states the same identities)."""
     w = sp.Symbol("w", positive=True)
     difference = (lhs - rhs).rewrite(sp.exp).subs(sp.exp(u / 2), w).subs(sp.exp(-u / 2), 1 / w).subs(sp.exp(u), w**2)
     return not difference.has(u) and sp.cancel(difference) == 0
