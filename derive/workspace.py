@@ -30,7 +30,7 @@ from sympy.core.mul import _keep_coeff
 
 from derive.ops import Op, natural_c_order
 from derive.notation import Quantity
-from derive.rewrite import LogSumExp, Softmax, Softplus, holds_arrays, logsumexp_shifted, softmax_shifted
+from derive.rewrite import Erf, LogSumExp, Softmax, Softplus, holds_arrays, logsumexp_shifted, softmax_shifted
 
 Dim = str | int  # "n1", "m" or 1
 Shape = tuple[Dim, ...]  # () for a scalar, (rows, columns) for an array
@@ -504,6 +504,11 @@ class Lowering:
             return acc
         if isinstance(expr, Softplus):
             return self._elementwise("np.logaddexp", Scalar("0.0"), self.lower(expr.args[0]))
+        if isinstance(expr, Erf):  # the module's `_erf` helper takes out= like a ufunc (and may overwrite its argument)
+            from derive.codegen import ERF_HELPER
+
+            self.printer.helpers.add(ERF_HELPER)
+            return self._elementwise(ERF_HELPER, self.lower(expr.args[0]))
         known = self.printer.known_functions.get(type(expr).__name__, "")
         name = {"abs": "absolute"}.get(known, known.removeprefix("numpy."))
         if isinstance(getattr(np, name, None), np.ufunc) and (known.startswith("numpy.") or known == "abs"):
