@@ -160,6 +160,7 @@ def softmax_helper() -> list[str]:
 ERF_STEP = 64  # intervals [k/64, (k + 1)/64): centre 0 for the first, the midpoint for the others
 ERF_INTERVALS = 6 * ERF_STEP  # up to 6, where erf rounds to ±1
 ERF_TAYLOR_TERMS = 9  # powers of t = |x| − c up to 8: the next below 1e-17 of erf(x) on every interval
+ERF_TAYLOR_TERMS_FLOAT32 = 5  # float32 needs powers up to 4 only (each power is a gather and two passes)
 
 
 def erf_helper() -> list[str]:
@@ -196,30 +197,36 @@ def erf_helper() -> list[str]:
         "",
         "",
         "_ERF_TAYLOR = {np.dtype(np.float64): _erf_taylor_table()}",
-        "_ERF_TAYLOR[np.dtype(np.float32)] = _ERF_TAYLOR[np.dtype(np.float64)].astype(np.float32)",
+        f"_ERF_TAYLOR[np.dtype(np.float32)] = _ERF_TAYLOR[np.dtype(np.float64)][:{ERF_TAYLOR_TERMS_FLOAT32}].astype(np.float32)  # powers up to {ERF_TAYLOR_TERMS_FLOAT32 - 1}: the next below 1e-8 of erf(x)",
         "",
         "",
-        f"def {ERF_HELPER}(X, out=None):",
+        f"def {ERF_HELPER}(X, out=None, scratch=None):",
         '    """erf entry by entry, vectorised (NumPy has none): the Taylor expansion around the centre of the',
         f"    interval of width 1/{ERF_STEP} that holds |x| (centre 0 for the first), up to 6; the sign copied back,",
         '    NaN stays NaN. In the dtype of X (float32 stays float32, others compute in float64); float64 is within',
-        '    2 units in the last place of math.erf."""',
+        '    2 units in the last place of math.erf. With a dict `scratch` its work arrays are kept there and',
+        '    reused by the next call (a training step then allocates nothing here)."""',
         "    X = np.asarray(X)",
         "    if X.dtype not in _ERF_TAYLOR:",
         "        X = X.astype(np.float64)",
         "    table = _ERF_TAYLOR[X.dtype]",
-        "    a = np.abs(X, out=np.empty(X.shape, X.dtype))  # (out=: a 0-d X stays an array)",
-        f"    k = np.fmin(a, {ERF_INTERVALS - 0.5!r} / {ERF_STEP})  # fmin: a NaN gets the last interval, not a bad index",
-        f"    k *= {ERF_STEP}",
-        "    k = k.astype(np.intp)",
+        "    work = {} if scratch is None else scratch",
+        "    key = (X.shape, X.dtype)",
+        "    if key not in work:",
+        "        work[key] = (np.empty(X.shape, X.dtype), np.empty(X.shape, X.dtype), np.empty(X.shape, X.dtype),",
+        "                     np.empty(X.shape, np.intp))",
+        "    a, T, coefficient, k = work[key]",
+        "    np.abs(X, out=a)",
+        f"    np.fmin(a, {ERF_INTERVALS - 0.5!r} / {ERF_STEP}, out=T)  # fmin: a NaN gets the last interval, not a bad index",
+        f"    T *= {ERF_STEP}",
+        "    np.copyto(k, T, casting=\"unsafe\")  # truncated: the interval's number",
         "    t = np.minimum(a, 6, out=a)  # (minimum keeps a NaN)",
-        "    t -= np.take(_ERF_CENTRES.astype(X.dtype, copy=False), k, mode=\"clip\")  # clip: no bounds check",
-        "    T, coefficient = np.empty(X.shape, X.dtype), np.empty(X.shape, X.dtype)",
+        "    t -= np.take(_ERF_CENTRES.astype(X.dtype, copy=False), k, out=coefficient, mode=\"clip\")  # clip: no bounds check",
         "    np.take(table[-1], k, out=T, mode=\"clip\")",
-        f"    for n in range({ERF_TAYLOR_TERMS - 2}, -1, -1):",
+        "    for n in range(len(table) - 2, -1, -1):",
         "        T *= t",
         "        T += np.take(table[n], k, out=coefficient, mode=\"clip\")",
-        "    return np.copysign(T, X, out=out if out is not None else T)",
+        "    return np.copysign(T, X, out=out if out is not None else T.copy())",
     ]
 
 
