@@ -74,16 +74,18 @@ def transpose_text(axes: tuple[int, ...]) -> str:
 
 
 def scaled_by_sum(subscripts: str) -> tuple[int, ...] | None:
-    """The summed axes when a three-operand einsum is A ⊙ Σ(B ⊙ C): A with the output's indices, B
-    and C with the same ones, which are the output's except at the summed positions (the rowsum of
-    the softmax's score error, α ⊙ rowsum(dα ⊙ α)). Then the product, a sum with kept axes and a
-    broadcast product are three passes in memory order; einsum's own loop for it is several times
-    slower on attention's arrays. None for anything else."""
+    """The summed axes when an einsum is A₁ ⊙ … ⊙ Σ(B ⊙ C): each A with the output's last indices (so
+    that NumPy broadcasts it), B and C with the same indices, which are the output's except at the
+    summed positions: the rowsum of the softmax's score error, α ⊙ rowsum(dα ⊙ α), and the layer
+    norm's 1/σ ⊙ x̂ ⊙ Σ(x̂ ⊙ dx̂). Then the product, a sum with kept axes and the broadcast products
+    are passes in memory order; einsum's own loop for it is several times slower. None otherwise."""
     inputs, output = subscripts.split("->")
     specs = inputs.split(",")
-    if len(specs) != 3 or specs[0] != output or specs[1] != specs[2] or len(specs[1]) != len(output):
+    if len(specs) < 3 or specs[-1] != specs[-2] or len(specs[-1]) != len(output):
         return None
-    b = specs[1]
+    if any(not output.endswith(spec) for spec in specs[:-2]):
+        return None
+    b = specs[-1]
     summed = tuple(p for p, c in enumerate(b) if c not in output)
     if not summed or len(set(b)) != len(b):
         return None

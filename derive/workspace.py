@@ -427,12 +427,16 @@ class Lowering:
             if batched_product(rest) or flat_product(rest):  # A ⊙ (B·C): the product first, by BLAS
                 return self._emit("elementwise", "np.multiply", (operands[0], self.einsum(rest, operands[1:], shape)), shape)
         summed = None if self.exact else scaled_by_sum(subscripts)
-        if summed is not None:  # A ⊙ Σ(B ⊙ C): three passes (derive.batchedproducts)
-            a, b, c = operands
+        if summed is not None:  # A₁ ⊙ … ⊙ Σ(B ⊙ C): a pass each (derive.batchedproducts)
+            *factors, b, c = operands
             product = self._product_computed(b, c) or self._emit("elementwise", "np.multiply", (b, c), b.shape)
             kept = tuple(1 if p in summed else d for p, d in enumerate(b.shape))
-            total = self._emit("reduce", "np.add.reduce", (product,), kept, keywords=f"axis={summed}, keepdims=True")
-            return self._emit("elementwise", "np.multiply", (a, total), shape)
+            acc = self._emit("reduce", "np.add.reduce", (product,), kept, keywords=f"axis={summed}, keepdims=True")
+            for factor in reversed(factors):
+                rank = max(len(factor.shape), len(acc.shape))  # NumPy aligns the trailing axes
+                padded = [(1,) * (rank - len(x.shape)) + tuple(x.shape) for x in (factor, acc)]
+                acc = self._emit("elementwise", "np.multiply", (factor, acc), broadcast(*padded))
+            return acc
         kind = "einsum" if natural_c_order(subscripts) else "einsum_copy"
         return self._emit(kind, "np.einsum", tuple(operands), shape, keywords=f'"{subscripts}"',
                           text=", optimize=True" if len(operands) > 1 else "")  # as the plain code (ops.Einsum)

@@ -64,14 +64,17 @@ def test_flat_products_equal_einsum(subscripts):
     assert np.allclose(out, want, rtol=1e-13, atol=1e-13)
 
 
-def test_scaled_by_sum_equals_einsum():
+@pytest.mark.parametrize("subscripts, axes", [("ijkl,ijml,ijml->ijkl", (2,)),  # α ⊙ rowsum(dα ⊙ α)
+                                              ("jk,ijk,ljk,ljk->ijk", (0,))])  # 1/σ ⊙ x̂ ⊙ Σ(x̂ ⊙ dx̂)
+def test_scaled_by_sum_equals_einsum(subscripts, axes):
     rng = np.random.default_rng(2)
-    subscripts = "ijkl,ijml,ijml->ijkl"
     summed = scaled_by_sum(subscripts)
-    assert summed == (2,)
-    a, b, c = operands(subscripts, rng)
-    got = a * np.add.reduce(b * c, axis=summed, keepdims=True)
-    assert np.allclose(got, np.einsum(subscripts, a, b, c), rtol=1e-13, atol=1e-13)
+    assert summed == axes
+    *factors, b, c = operands(subscripts, rng)
+    got = np.add.reduce(b * c, axis=summed, keepdims=True)
+    for factor in reversed(factors):
+        got = factor * got
+    assert np.allclose(got, np.einsum(subscripts, *factors, b, c), rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("subscripts", [
@@ -82,6 +85,7 @@ def test_scaled_by_sum_equals_einsum():
     "ijk,ijk->i",  # two summed indices and no free one in either operand
     "ii,ij->ij",  # a repeated index
     "ij,jk,kl->il",  # three operands
+    "kj,ijk,ljk,ljk->ijk",  # a factor whose indices are not the output's last ones
 ])
 def test_other_forms_are_refused(subscripts):
     assert batched_product(subscripts) is None
