@@ -230,6 +230,7 @@ def _plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePl
     pool = Pool()  # both functions draw their scratch arrays from the same workspace
     printed = Printed(printer)
     grads = gradients_program(derivation, forms, printed)
+    grads.lowering.drop_unread(grads.outputs)  # (the values it keeps are computed as before, bit for bit)
     allocate(grads.instructions, pool, grads.outputs)
     sgd, scaled = sgd_program(derivation, forms, printed)
     sgd.lowering.drop_unread(sgd.outputs)
