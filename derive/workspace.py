@@ -181,6 +181,8 @@ class Lowering:
     plain-code counterpart has to be matched (the fused gradient-descent step).
     """
 
+    erf_work = True  # `_erf` keeps its work arrays in the Workspace's dict ws.erf_work
+
     def __init__(self, printer, arguments: dict[str, Value], *, exact: bool = True):
         self.printer = printer
         self.values: dict[str, Value] = dict(arguments)
@@ -606,6 +608,8 @@ class Lowering:
             from derive.codegen import ERF_HELPER
 
             self.printer.helpers.add(ERF_HELPER)
+            if not self.erf_work:
+                return self._elementwise(ERF_HELPER, self.lower(expr.args[0]))
             self.windows.setdefault("erf_work")  # its work arrays, kept by the Workspace
             return self._elementwise(ERF_HELPER, self.lower(expr.args[0]), Scalar("scratch=ws.erf_work"))
         known = self.printer.known_functions.get(type(expr).__name__, "")

@@ -72,3 +72,17 @@ def test_a_gelu_network_uses_it_and_passes_every_check():
     source = out.files["model.py"].decode()
     assert out.report.passed
     assert "_erf(" in source and "vectorize" not in source
+
+
+def test_a_recurrent_network_with_a_gelu_head_runs_its_workspace(tmp_path):
+    # the recurrent Workspace has no work-array dicts: its _erf calls allocate their own (no ws.erf_work)
+    from click.testing import CliRunner
+
+    from derive.cli import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["rnn", "--out-act", "gelu", "--format", "py", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "verification passed" in result.output
+    source = (out / "model.py").read_text()
+    assert "_erf(" in source and "erf_work" not in source
