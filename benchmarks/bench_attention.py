@@ -16,16 +16,26 @@ parameters and data:
                    in-place SGD update (skipped without torch)
 * matmul bound     the matrix products of the step alone (projections, scores, mixing, output
                    projection, MLP and read-out, forward and backward) on preallocated arrays
+* element-wise     not a contender but a second floor, next to the bound: the element-wise passes no
+                   NumPy step can avoid, each once, on preallocated arrays with attention's arrays
+                   laid out as the generated step keeps them (see `floor_parts`); "products +
+                   element-wise" is the bound plus these
 
 model.py is derived here with the engine (every matrix form proved entry by entry) but without the
 run's numeric checks, which evaluate one copy of the network per parameter entry; the same kinds are
 verified at small sizes by `derive net` and against PyTorch in the tests. Timings are medians of
-`--repeat` steps after warm-up; the machine is shared, so compare ratios within one run. Not a test.
+`--repeat` rounds after warm-up; each round runs every contender once, in turn (interleaved, so a
+change of the machine's load reaches all of them alike), and measures CPU time (`--clock cpu`,
+time.process_time: the time this process computed, not the time it waited for the shared cores;
+with several BLAS threads it adds theirs) or wall time (`--clock wall`). The load average and the
+BLAS thread count are printed with the table. The machine is shared, so compare ratios within one
+run. Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -70,7 +80,7 @@ def generated_module(E: int, T: int, H: int):
 # ---- the straightforward step (arrays as model.py keeps them: X (E, T, m)) ------------------------
 
 def _erf(x):
-    """NumPy has no erf: Python's math.erf entry by entry, as model.py does (NumPy only)."""
+    """NumPy has no erf: Python's math.erf entry by entry (model.py has a vectorised one of its own)."""
     from math import erf
 
     return np.vectorize(erf, otypes=[x.dtype])(x)
@@ -218,15 +228,82 @@ def torch_step_factory(params, dtype, E, T, H):
     return step
 
 
-def timed(fn, repeat: int, warmup: int = 2) -> float:
+def floor_parts(module, dtype, E: int, T: int, H: int, m: int, rng) -> dict:
+    """The element-wise passes a NumPy training step of the block cannot avoid, each once, by what
+    they are for; every one is a single NumPy call on preallocated arrays:
+
+    * exp over the scores: one exp over the H·T·T·m attention scores (the softmax);
+    * softmax, other passes: the row maximum, the subtraction, the row sum and the division forward,
+      and backward dα ⊙ α, its row sum, the subtraction and the product with α (dS = α ⊙ (dα −
+      rowsum(dα ⊙ α))), on the scores laid out head, sample, query, key;
+    * gelu: erf over the 4E·T·m hidden units (NumPy has none: the generated module's `_erf`, with its
+      work arrays kept) and the exp of exp(−z²/2) for the derivative;
+    * layer norms: for each of the two, forward the mean, the centring, the mean square, 1/√ and the
+      scaling; backward the two sums over the features and the three passes of the compact form.
+
+    The passes that only scale or add (bias, residual, 1/√d, the read-out) are left out, so this is a
+    floor, not an estimate of a step."""
+    scores = rng.standard_normal((H, m, T, T)).astype(dtype)
+    weights = np.empty_like(scores)
+    grad = rng.standard_normal(scores.shape).astype(dtype)
+    row = np.empty((H, m, T, 1), dtype)
+    hidden = rng.standard_normal((4 * E, T, m)).astype(dtype)
+    out = np.empty_like(hidden)
+    erf_work = {}
+    x = rng.standard_normal((E, T, m)).astype(dtype)
+    centred, work, g = np.empty_like(x), np.empty_like(x), rng.standard_normal(x.shape).astype(dtype)
+    column = np.empty((1, T, m), dtype)
+
+    def softmax_rest():
+        np.max(scores, axis=-1, keepdims=True, out=row)
+        np.subtract(scores, row, out=weights)
+        np.sum(weights, axis=-1, keepdims=True, out=row)
+        np.divide(weights, row, out=weights)
+        np.multiply(grad, weights, out=weights)
+        np.sum(weights, axis=-1, keepdims=True, out=row)
+        np.subtract(grad, row, out=weights)
+        np.multiply(weights, scores, out=weights)
+
+    import inspect
+
+    keeps_work = "scratch" in inspect.signature(module._erf).parameters  # (a model.py from before it could not)
+
+    def gelu():
+        if keeps_work:
+            module._erf(hidden, out=out, scratch=erf_work)
+        else:
+            np.copyto(out, module._erf(hidden))
+        np.exp(hidden, out=out)
+
+    def layer_norms():
+        for _ in range(2):
+            np.mean(x, axis=0, keepdims=True, out=column)
+            np.subtract(x, column, out=centred)
+            np.einsum("ijk,ijk->jk", centred, centred, out=column[0])
+            np.sqrt(column, out=column)
+            np.multiply(centred, column, out=centred)
+            np.sum(g, axis=0, keepdims=True, out=column)
+            np.einsum("ijk,ijk->jk", g, centred, out=column[0])
+            np.multiply(centred, column, out=work)
+            np.subtract(g, work, out=work)
+            np.multiply(work, column, out=work)
+
+    return {"exp over the scores": lambda: np.exp(scores, out=weights), "softmax, other passes": softmax_rest,
+            "gelu (erf, exp)": gelu, "layer norms": layer_norms}
+
+
+def interleaved(contenders: dict, repeat: int, clock, warmup: int = 2) -> dict:
+    """Median time of each contender over `repeat` rounds, each round running every one in turn."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in contenders.values():
+            fn()
+    times = {name: [] for name in contenders}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in contenders.items():
+            start = clock()
+            fn()
+            times[name].append(clock() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv=None) -> int:
@@ -238,7 +315,9 @@ def main(argv=None) -> int:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = parser.parse_args(argv)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     E, T, H, m = args.width, args.tokens, args.heads, args.batch
     module = generated_module(E, T, H)
     rows = []
@@ -256,10 +335,12 @@ def main(argv=None) -> int:
         module.sgd_step(module.Workspace(module.SIZES, m, dtype), a, X, Y, LR)
         straightforward_step(b, X, Y, LR, H)
         worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
-        cells = {"generated": timed(lambda: module.sgd_step(ws, mine, X, Y, LR), args.repeat),
-                 "straightforward": timed(lambda: straightforward_step(plain, X, Y, LR, H), args.repeat)}
         arrays = bound_arrays(dtype, E, T, H, m, rng)
-        cells["matmul bound"] = timed(lambda: bound_step(arrays), args.repeat)
+        contenders = {"generated": lambda: module.sgd_step(ws, mine, X, Y, LR),
+                      "straightforward": lambda: straightforward_step(plain, X, Y, LR, H),
+                      "matmul bound": lambda: bound_step(arrays)}
+        parts = floor_parts(module, dtype, E, T, H, m, rng)
+        contenders.update(parts)
         if not args.no_torch:
             try:
                 import torch
@@ -267,21 +348,34 @@ def main(argv=None) -> int:
                 torch.set_num_threads(1)
                 step = torch_step_factory(params, dtype, E, T, H)
                 xt, yt = torch.tensor(X.transpose(2, 1, 0).copy()), torch.tensor(Y.T.copy())
-                cells["pytorch"] = timed(lambda: step(xt, yt), args.repeat)
+                contenders["pytorch"] = lambda: step(xt, yt)
             except ImportError:
                 pass
-        rows.append((name, cells, worst))
+        cells = interleaved(contenders, args.repeat, clock)
+        cells["element-wise"] = sum(cells[p] for p in parts)
+        cells["products + element-wise"] = cells["matmul bound"] + cells["element-wise"]
+        rows.append((name, cells, worst, list(parts)))
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "OpenBLAS's default"
     print(f"\none training step, pre-LN transformer block, batch {m}, {T} tokens, width {E}, {H} heads "
-          f"(median of {args.repeat}, ms)\n")
-    names = ["generated", "straightforward", "pytorch", "matmul bound"]
+          f"(median of {args.repeat} interleaved rounds, {args.clock} time, ms; load average {load} "
+          f"on {os.cpu_count()} cores; BLAS threads: {threads}; PyTorch 1 thread)\n")
+    names = ["generated", "straightforward", "pytorch", "matmul bound", "products + element-wise"]
     print("| dtype | " + " | ".join(names) + " | generated / straightforward | generated / pytorch | "
-          "generated / bound | same update |")
-    print("|---|" + "---:|" * (len(names) + 4))
-    for name, cells, worst in rows:
+          "generated / bound | generated / (products + element-wise) | same update |")
+    print("|---|" + "---:|" * (len(names) + 5))
+    for name, cells, worst, _ in rows:
         values = " | ".join(f"{cells[n] * 1e3:.1f}" if n in cells else "–" for n in names)
         vs_torch = f"{cells['generated'] / cells['pytorch']:.2f}" if "pytorch" in cells else "–"
         print(f"| {name} | {values} | {cells['generated'] / cells['straightforward']:.2f} | {vs_torch} | "
-              f"{cells['generated'] / cells['matmul bound']:.2f} | max diff {worst:.1e} |")
+              f"{cells['generated'] / cells['matmul bound']:.2f} | "
+              f"{cells['generated'] / cells['products + element-wise']:.2f} | max diff {worst:.1e} |")
+    print("\nthe element-wise floor by part (ms; see floor_parts)\n")
+    print("| dtype | " + " | ".join(rows[0][3]) + " | together | matmul bound |")
+    print("|---|" + "---:|" * (len(rows[0][3]) + 2))
+    for name, cells, _, parts in rows:
+        print(f"| {name} | " + " | ".join(f"{cells[p] * 1e3:.1f}" for p in parts)
+              + f" | {cells['element-wise'] * 1e3:.1f} | {cells['matmul bound'] * 1e3:.1f} |")
     return 0
 
 

@@ -25,17 +25,18 @@ from derive.ops import Op, _code_operand, _latex_operand
 HELPERS = {
     "_key_softmax": '''def _key_softmax(S, causal, batch, out=None):
     """Softmax over the key axis of scores S (heads, queries, keys[, samples]); with `causal`, key u
-    is seen by query j only when u <= j (a weight of exactly 0 otherwise)."""
+    is seen by query j only when u <= j (a weight of exactly 0 otherwise). Computed in `out` (a new
+    array without it) pass by pass: the largest visible score subtracted, exp and the division by the
+    sum in place, so that the workspace form allocates only the row maxima and sums."""
     axis = -2 if batch else -1
     T = S.shape[axis]
     keep = np.tril(np.ones((T, T), dtype=bool)).reshape((T, T) + (1,) * (-axis - 1)) if causal else True
-    top = np.max(np.where(keep, S.real, -np.inf), axis=axis, keepdims=True)
-    E = np.exp(np.where(keep, S - top, -np.inf))  # a masked score never reaches exp (no overflow)
-    result = E / np.sum(E, axis=axis, keepdims=True)
-    if out is None:
-        return result
-    np.copyto(out, result)
-    return out''',
+    top = np.max(S.real, axis=axis, keepdims=True, where=keep, initial=-np.inf)
+    E = np.subtract(S, top, out=np.empty_like(S) if out is None else out)
+    if causal:
+        np.copyto(E, -np.inf, where=~keep)  # a masked score never reaches exp (no overflow)
+    np.exp(E, out=E)
+    return np.divide(E, np.sum(E, axis=axis, keepdims=True), out=E)''',
     "_key_sum": '''def _key_sum(X, batch, out=None):
     """Σ over the key axis of X (heads, queries, keys[, samples]), kept as an axis of length 1."""
     return np.sum(X, axis=-2 if batch else -1, keepdims=True, out=out)''',

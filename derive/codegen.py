@@ -157,36 +157,26 @@ def softmax_helper() -> list[str]:
     ]
 
 
-ERF_SMALL = 0.25  # below it the odd series; from it the expansions around the centres
-ERF_SERIES_TERMS = 10  # x^(2n+1)/(n!(2n+1)) for n < 10: below 1e-18 of erf(x) when |x| < 0.25
-ERF_STEP = 64  # centres 1/64 apart, so |t| ≤ 1/128
-ERF_CENTRES = int((6 - ERF_SMALL) * ERF_STEP)
-ERF_TAYLOR_TERMS = 9  # powers of t = |x| − c up to 8: the next below 1e-18 of erf(x) for every centre
-
-
-def erf_series() -> list[float]:
-    """The coefficients of erf(x) = x + x·Σ cₙ x²ⁿ below ERF_SMALL: c₀ = 2/√π − 1 and
-    cₙ = (2/√π)(−1)ⁿ/(n!(2n+1)), computed in 50 digits and rounded once, so each is the double nearest
-    its exact value."""
-    import mpmath
-
-    with mpmath.workdps(50):
-        scale = 2 / mpmath.sqrt(mpmath.pi)
-        return [float(scale - 1)] + [float(scale * (-1) ** n / (mpmath.factorial(n) * (2 * n + 1)))
-                                     for n in range(1, ERF_SERIES_TERMS)]
+ERF_STEP = 64  # intervals [k/64, (k + 1)/64): centre 0 for the first, the midpoint for the others
+ERF_INTERVALS = 6 * ERF_STEP  # up to 6, where erf rounds to ±1
+ERF_TAYLOR_TERMS = 9  # powers of t = |x| − c up to 8: the next below 1e-17 of erf(x) on every interval
+ERF_TAYLOR_TERMS_FLOAT32 = 5  # float32 needs powers up to 4 only (each power is a gather and two passes)
 
 
 def erf_helper() -> list[str]:
-    """NumPy has no erf: a vectorised one. Below 1/4 the odd Taylor series, written x + x·P(x²) so the
-    rounding of the small part hardly shows; from 1/4 to 6 the Taylor expansion around the nearest of
-    the centres 1/64 apart, its coefficients from erf and e^(−x²) at the centre by the recurrence of the
-    derivatives of e^(−x²) (computed once, when the module loads); ±1 from 6 on, where erf rounds to 1.
-    Each part is evaluated on its own entries only. Within 2 units in the last place of math.erf
-    (tests/test_erf.py)."""
-    series = ", ".join(repr(c) for c in erf_series())
+    """NumPy has no erf: a vectorised one, with no branch and no masked copy. |x| falls in one of the
+    intervals [k/64, (k + 1)/64) up to 6 and erf is the Taylor expansion around that interval's centre,
+    its coefficients gathered by the interval's number (np.take) and summed by Horner's rule; the
+    coefficients come from erf and e^(−x²) at the centre by the recurrence of the derivatives of
+    e^(−x²) (computed once, when the module loads). The first interval's centre is 0, where every even
+    coefficient is 0, so a tiny x keeps its relative accuracy (the sum is t times a polynomial); from 6 on
+    the last expansion is evaluated at 6, which rounds to 1. The sign is copied back, so erf(−x) =
+    −erf(x) exactly and NaN stays NaN. It computes in the dtype of its argument (float32 stays float32)
+    and writes into `out=` when given: the workspace form allocates only its index and scratch arrays.
+    float64: within 2 units in the last place of math.erf (tests/test_erf.py)."""
     return [
-        f"_ERF_SERIES = ({series})",
-        f"_ERF_CENTRES = {ERF_SMALL!r} + (np.arange({ERF_CENTRES}) + 0.5) / {ERF_STEP}",
+        f"_ERF_CENTRES = (np.arange({ERF_INTERVALS}) + 0.5) / {ERF_STEP}",
+        "_ERF_CENTRES[0] = 0.0  # the odd expansion around 0: a tiny x keeps its relative accuracy",
         "",
         "",
         "def _erf_taylor_table():",
@@ -206,35 +196,37 @@ def erf_helper() -> list[str]:
         "    return table",
         "",
         "",
-        "_ERF_TAYLOR = _erf_taylor_table()",
+        "_ERF_TAYLOR = {np.dtype(np.float64): _erf_taylor_table()}",
+        f"_ERF_TAYLOR[np.dtype(np.float32)] = _ERF_TAYLOR[np.dtype(np.float64)][:{ERF_TAYLOR_TERMS_FLOAT32}].astype(np.float32)  # powers up to {ERF_TAYLOR_TERMS_FLOAT32 - 1}: the next below 1e-8 of erf(x)",
         "",
         "",
-        f"def {ERF_HELPER}(X):",
-        '    """erf entry by entry, vectorised (NumPy has none): the series below 1/4, the Taylor expansion around',
-        '    the nearest centre up to 6, ±1 beyond (NaN stays NaN); within 2 units in the last place of math.erf."""',
-        "    X = np.asarray(X, dtype=float)",
-        "    out = np.ones(X.shape)",
-        "    np.copysign(out, X, out=out)  # ±1 from 6 on",
-        "    a = np.abs(X)",
-        f"    small = a < {ERF_SMALL!r}",
-        "    x = X[small]",
-        "    x2 = x * x",
-        "    P = _ERF_SERIES[-1]",
-        "    for c in _ERF_SERIES[-2::-1]:",
-        "        P = P * x2 + c  # (the first step makes P an array; in place after it would gain little)",
-        "    out[small] = x + x * P",
-        "    middle = ~small & (a < 6)",
-        "    m = a[middle]",
-        f"    k = np.minimum(((m - {ERF_SMALL!r}) * {ERF_STEP}).astype(np.int64), len(_ERF_CENTRES) - 1)",
-        "    t = m - np.take(_ERF_CENTRES, k)",
-        "    T = np.take(_ERF_TAYLOR[-1], k)  # np.take: several times faster than indexing with k",
-        "    coefficient = np.empty_like(T)",
-        f"    for n in range({ERF_TAYLOR_TERMS - 2}, -1, -1):",
+        f"def {ERF_HELPER}(X, out=None, scratch=None):",
+        '    """erf entry by entry, vectorised (NumPy has none): the Taylor expansion around the centre of the',
+        f"    interval of width 1/{ERF_STEP} that holds |x| (centre 0 for the first), up to 6; the sign copied back,",
+        '    NaN stays NaN. In the dtype of X (float32 stays float32, others compute in float64); float64 is within',
+        '    2 units in the last place of math.erf. With a dict `scratch` its work arrays are kept there and',
+        '    reused by the next call (a training step then allocates nothing here)."""',
+        "    X = np.asarray(X)",
+        "    if X.dtype not in _ERF_TAYLOR:",
+        "        X = X.astype(np.float64)",
+        "    table = _ERF_TAYLOR[X.dtype]",
+        "    work = {} if scratch is None else scratch",
+        "    key = (X.shape, X.dtype)",
+        "    if key not in work:",
+        "        work[key] = (np.empty(X.shape, X.dtype), np.empty(X.shape, X.dtype), np.empty(X.shape, X.dtype),",
+        "                     np.empty(X.shape, np.intp))",
+        "    a, T, coefficient, k = work[key]",
+        "    np.abs(X, out=a)",
+        f"    np.fmin(a, {ERF_INTERVALS - 0.5!r} / {ERF_STEP}, out=T)  # fmin: a NaN gets the last interval, not a bad index",
+        f"    T *= {ERF_STEP}",
+        "    np.copyto(k, T, casting=\"unsafe\")  # truncated: the interval's number",
+        "    t = np.minimum(a, 6, out=a)  # (minimum keeps a NaN)",
+        "    t -= np.take(_ERF_CENTRES.astype(X.dtype, copy=False), k, out=coefficient, mode=\"clip\")  # clip: no bounds check",
+        "    np.take(table[-1], k, out=T, mode=\"clip\")",
+        "    for n in range(len(table) - 2, -1, -1):",
         "        T *= t",
-        "        T += np.take(_ERF_TAYLOR[n], k, out=coefficient)",
-        "    out[middle] = np.copysign(T, X[middle])",
-        "    out[np.isnan(X)] = np.nan",
-        "    return out",
+        "        T += np.take(table[n], k, out=coefficient, mode=\"clip\")",
+        "    return np.copysign(T, X, out=out if out is not None else T.copy())",
     ]
 
 

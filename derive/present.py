@@ -1251,6 +1251,7 @@ def _workspace_context(plan: CodePlan) -> dict | None:
         "dims": list(w.dims),
         "gradients": [list(g) for g in w.gradients],
         "scratch": [list(s) for s in w.scratch],
+        "layouts": any(axes for _, _, axes in w.scratch),  # _filled takes a memory order only when one is used
         "products": [list(p) for p in w.products],
         "constants": [list(c) for c in w.constants],
         "windows": list(w.windows),

@@ -251,6 +251,8 @@ class StepLowering(Lowering):
     mean over the samples of a bias gradient as a sum and a division (over all steps' columns at
     once, it sums the steps' means, as the gradient Σₜ does)."""
 
+    erf_work = False  # the recurrent Workspace keeps no work-array dicts: _erf allocates its own
+
     def holds_arrays(self, expr: sp.Basic) -> bool:
         return any(self.printer.refs.of(s) is not None for s in expr.free_symbols) or super().holds_arrays(expr)
 

@@ -41,7 +41,7 @@ class WorkspacePlan:
 
     dims: list[str]  # n0 … nL: names the Workspace gives to the layer sizes
     gradients: list[tuple[str, str, str]]  # (parameter, gradient array, shape)
-    scratch: list[tuple[str, str]]  # (array, shape)
+    scratch: list[tuple[str, str, str]]  # (array, shape, its memory order as an argument of _filled or "")
     products: list[tuple[str, str]]  # (function, inner dimension): np.dot if it is 1, else np.matmul
     constants: list[tuple[str, str]]  # (array of ones, shape) for sums computed as products
     windows: list[str]  # dicts of the window operations' work arrays (im2col columns, arg-max positions)
@@ -230,8 +230,11 @@ def _plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePl
     pool = Pool()  # both functions draw their scratch arrays from the same workspace
     printed = Printed(printer)
     grads = gradients_program(derivation, forms, printed)
+    grads.lowering.drop_unread(grads.outputs)  # (the values it keeps are computed as before, bit for bit)
     allocate(grads.instructions, pool, grads.outputs)
     sgd, scaled = sgd_program(derivation, forms, printed)
+    sgd.lowering.drop_unread(sgd.outputs)
+    sgd.lowering.assign_layouts()
     allocate(sgd.instructions, pool, sgd.outputs)
     gradients = [(q.code(), q.gradient.code(), shape_text(quantity_shape(q, network))) for q in _parameters(derivation)]
     products = sorted(set(grads.products()) | set(sgd.products()), key=_code_order)
@@ -246,7 +249,7 @@ def _plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePl
     return WorkspacePlan(
         dims=dims,
         gradients=gradients,
-        scratch=[(name, shape_text(shape)) for name, shape in zip(pool.names(), pool.shapes)],
+        scratch=[(name, shape_text(shape), _axes_text(layout)) for name, shape, layout in zip(pool.names(), pool.shapes, pool.layouts)],
         products=[(name, name.removeprefix("mm_")) for name in products],
         constants=[(name, shape_text(v.shape)) for name, v in sgd.lowering.constants.items()],
         windows=list(dict.fromkeys([*grads.lowering.windows, *sgd.lowering.windows])),
@@ -263,6 +266,11 @@ def _plan_workspace(derivation: Derivation, forms: dict, printer) -> WorkspacePl
         x_shape=shape_text(quantity_shape(Q("X"), network)),
         y_shape=shape_text(quantity_shape(Q("Y"), network)),
     )
+
+
+def _axes_text(layout: tuple[int, ...] | None) -> str:
+    """`, axes=(0, 3, 1, 2)` for `_filled` when an array is kept in another memory order, else nothing."""
+    return "" if layout is None else ", axes=" + shape_text(layout)
 
 
 def _dims_and_sources(derivation: Derivation, pool: Pool) -> tuple[list[str], list[str]]:

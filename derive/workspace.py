@@ -28,9 +28,10 @@ import numpy as np
 import sympy as sp
 from sympy.core.mul import _keep_coeff
 
+from derive.batchedproducts import batch_first, batched_product, flat_product, matrix_view, scaled_by_sum, transpose_text
 from derive.ops import Op, natural_c_order
 from derive.notation import Quantity
-from derive.rewrite import LogSumExp, Softmax, Softplus, holds_arrays, logsumexp_shifted, softmax_shifted
+from derive.rewrite import Erf, LogSumExp, Softmax, Softplus, holds_arrays, logsumexp_shifted, softmax_shifted
 
 Dim = str | int  # "n1", "m" or 1
 Shape = tuple[Dim, ...]  # () for a scalar, (rows, columns) for an array
@@ -103,6 +104,7 @@ class Value:
     pin: str | None = None  # the array it must be computed in: a gradient output or an updated parameter
     updates_argument: bool = False  # `pin` is an argument array updated in place (gradient descent)
     buffer: str | None = None
+    layout: tuple[int, ...] | None = None  # memory order of its axes (derive.batchedproducts); None: C order
 
 
 @dataclass(frozen=True)
@@ -137,12 +139,13 @@ Operand = Value | Transposed | Scalar | View
 
 @dataclass(eq=False)
 class Instruction:
-    kind: str  # "elementwise", "product", "reduce", "einsum", "copy" or "expression"
+    kind: str  # "elementwise", "product", "reduce", "einsum", "matmul", "copy" or "expression"
     call: str  # np.add, mm_m, np.add.reduce, np.copyto
     args: tuple[Operand, ...]
     out: Value
     keywords: str = ""  # e.g. "axis=1, keepdims=True" for reductions
     text: str = ""  # "expression": the plain printed expression, evaluated and copied into `out`
+    einsum: tuple | None = None  # a "matmul" of reshaped views: the einsum it replaces, if `out` is not C-ordered
 
     def reads(self) -> list[Value]:
         return [a.value if isinstance(a, (Transposed, View)) else a for a in self.args if not isinstance(a, Scalar)]
@@ -178,6 +181,8 @@ class Lowering:
     plain-code counterpart has to be matched (the fused gradient-descent step).
     """
 
+    erf_work = True  # `_erf` keeps its work arrays in the Workspace's dict ws.erf_work
+
     def __init__(self, printer, arguments: dict[str, Value], *, exact: bool = True):
         self.printer = printer
         self.values: dict[str, Value] = dict(arguments)
@@ -193,6 +198,7 @@ class Lowering:
         self.code_names: dict[sp.Symbol, str] = {}
         self.windows: dict[str, None] = {}  # the Workspace's dicts of window work arrays, in order of use
         self.window_results: set[tuple[str, str]] = set()  # (dict, what) a forward call left there
+        self.layouts: dict[Shape, tuple[int, ...]] = {}  # batch axes first for the arrays of batched products
 
     def holds_arrays(self, expr: sp.Basic) -> bool:
         return holds_arrays(expr) or any(s.name in self.bound for s in expr.free_symbols)
@@ -411,9 +417,103 @@ class Lowering:
         return self._emit("copy", "np.copyto", (Scalar(value),), shape)
 
     def einsum(self, subscripts: str, operands: list[Value], shape: Shape) -> Value:
+        plan = None if self.exact else batched_product(subscripts)
+        if plan is not None:
+            return self._batched_product(plan, subscripts, operands, shape)
+        flat = None if self.exact else flat_product(subscripts)
+        if flat is not None:
+            return self._flat_product(flat, subscripts, operands, shape)
+        if not self.exact and len(operands) == 3 and subscripts.split(",")[0] == subscripts.split("->")[1]:
+            inputs, output = subscripts.split("->")
+            rest = ",".join(inputs.split(",")[1:]) + "->" + output
+            if batched_product(rest) or flat_product(rest):  # A ⊙ (B·C): the product first, by BLAS
+                return self._emit("elementwise", "np.multiply", (operands[0], self.einsum(rest, operands[1:], shape)), shape)
+        summed = None if self.exact else scaled_by_sum(subscripts)
+        if summed is not None:  # A₁ ⊙ … ⊙ Σ(B ⊙ C): a pass each (derive.batchedproducts)
+            *factors, b, c = operands
+            product = self._product_computed(b, c) or self._emit("elementwise", "np.multiply", (b, c), b.shape)
+            kept = tuple(1 if p in summed else d for p, d in enumerate(b.shape))
+            acc = self._emit("reduce", "np.add.reduce", (product,), kept, keywords=f"axis={summed}, keepdims=True")
+            for factor in reversed(factors):
+                rank = max(len(factor.shape), len(acc.shape))  # NumPy aligns the trailing axes
+                padded = [(1,) * (rank - len(x.shape)) + tuple(x.shape) for x in (factor, acc)]
+                acc = self._emit("elementwise", "np.multiply", (factor, acc), broadcast(*padded))
+            return acc
         kind = "einsum" if natural_c_order(subscripts) else "einsum_copy"
         return self._emit(kind, "np.einsum", tuple(operands), shape, keywords=f'"{subscripts}"',
                           text=", optimize=True" if len(operands) > 1 else "")  # as the plain code (ops.Einsum)
+
+    def _product_computed(self, b: Value, c: Value) -> Value | None:
+        """The value of b ⊙ c if an earlier instruction computed it (values are never overwritten while
+        they are read later: `allocate` keeps it): the score error's dα ⊙ α is also its first term."""
+        for ins in self.instructions:
+            if ins.kind == "elementwise" and ins.call == "np.multiply" and len(ins.args) == 2:
+                if {id(a) for a in ins.args} == {id(b), id(c)} and all(isinstance(a, Value) for a in ins.args):
+                    return ins.out
+        return None
+
+    def _batched_product(self, plan, subscripts: str, operands: list[Value], shape: Shape) -> Value:
+        """np.matmul on transposed views (derive.batchedproducts); the shapes of the arrays it reads
+        and writes are noted, so that `assign_layouts` keeps every array of such a shape with its
+        batch axes first."""
+        inputs, output = subscripts.split("->")
+        left, right = (operands[1], operands[0]) if plan.swap else (operands[0], operands[1])
+        views = tuple(View(v, "{}" + transpose_text(axes), tuple(v.shape[a] for a in axes))
+                      for v, axes in ((left, plan.left_axes), (right, plan.right_axes)))
+        arrays = [(v.shape, spec) for v, spec in zip(operands, inputs.split(",")) if not v.argument]
+        for array_shape, spec in (*arrays, (shape, output)):
+            if len(spec) >= 3:
+                self.layouts.setdefault(array_shape, batch_first(spec, plan.batch))
+        return self._emit("matmul", "np.matmul", views, shape, keywords="{0}" + transpose_text(plan.out_axes))
+
+    def _flat_product(self, plan, subscripts: str, operands: list[Value], shape: Shape) -> Value:
+        """np.matmul of two-dimensional views (derive.batchedproducts.flat_product), written into a
+        view of the result: no temporary, where einsum would allocate its result and copy it."""
+        left, right = (operands[1], operands[0]) if plan.swap else (operands[0], operands[1])
+        views = tuple(View(v, matrix_view(len(v.shape), split, transposed), ())
+                      for v, (split, transposed) in ((left, plan.left), (right, plan.right)))
+        out = self._emit("matmul", "np.matmul", views, shape, keywords=matrix_view(len(shape), plan.rows, False))
+        kind = "einsum" if natural_c_order(subscripts) else "einsum_copy"
+        self.instructions[-1].einsum = (kind, "np.einsum", tuple(operands), f'"{subscripts}"', ", optimize=True")
+        return out
+
+    def drop_unread(self, outputs: list[Value]) -> None:
+        """Remove the instructions whose result nothing reads and that write no output (gradient
+        descent needs no error of the input), and the formulas left empty. Helper calls stay: a
+        forward call may leave work arrays for a backward one."""
+        live = {id(v) for v in outputs}
+        keep = []
+        for ins in reversed(self.instructions):
+            needed = ins.kind == "call" or ins.out.pin is not None or id(ins.out) in live
+            if needed:
+                live.update(id(v) for v in ins.reads())
+            keep.append(needed)
+        keep.reverse()
+        position = [0]
+        for needed in keep:
+            position.append(position[-1] + needed)
+        kept_values = {id(ins.out) for ins, needed in zip(self.instructions, keep) if needed}
+        blocks = []
+        for block in self.blocks:
+            block.start, block.end = position[block.start], position[block.end]
+            if block.alias_of is not None:
+                if block.alias_of.argument or id(block.alias_of) in kept_values:
+                    blocks.append(block)
+            elif block.end > block.start:
+                blocks.append(block)
+        self.instructions = [ins for ins, needed in zip(self.instructions, keep) if needed]
+        self.blocks = blocks
+
+    def assign_layouts(self) -> None:
+        """Every computed array whose shape a batched product reads or writes gets that product's
+        memory order (an element-wise pass over arrays of one layout runs in memory order too)."""
+        for ins in self.instructions:
+            if ins.out.pin is None and not ins.out.argument and ins.out.shape in self.layouts:
+                ins.out.layout = self.layouts[ins.out.shape]
+            if ins.einsum is not None and (ins.out.pin is not None or ins.out.layout is not None):
+                # a reshaped view of an array that is not C-ordered would be a copy: the einsum instead
+                ins.kind, ins.call, ins.args, ins.keywords, ins.text = ins.einsum
+                ins.einsum = None
 
     def helper_call(self, op, call: str, operands, extra: str, window: str | None = None) -> Value:
         """A helper function of the generated module that writes its result into `out=` (the
@@ -504,6 +604,14 @@ class Lowering:
             return acc
         if isinstance(expr, Softplus):
             return self._elementwise("np.logaddexp", Scalar("0.0"), self.lower(expr.args[0]))
+        if isinstance(expr, Erf):  # the module's `_erf` helper takes out= like a ufunc (and may overwrite its argument)
+            from derive.codegen import ERF_HELPER
+
+            self.printer.helpers.add(ERF_HELPER)
+            if not self.erf_work:
+                return self._elementwise(ERF_HELPER, self.lower(expr.args[0]))
+            self.windows.setdefault("erf_work")  # its work arrays, kept by the Workspace
+            return self._elementwise(ERF_HELPER, self.lower(expr.args[0]), Scalar("scratch=ws.erf_work"))
         known = self.printer.known_functions.get(type(expr).__name__, "")
         name = {"abs": "absolute"}.get(known, known.removeprefix("numpy."))
         if isinstance(getattr(np, name, None), np.ufunc) and (known.startswith("numpy.") or known == "abs"):
@@ -542,6 +650,7 @@ class Pool:
     """The scratch arrays of a workspace, by shape; shared by every program of one module."""
 
     shapes: list[Shape] = field(default_factory=list)  # buffer t<k> has shapes[k]
+    layouts: list[tuple[int, ...] | None] = field(default_factory=list)  # and memory order layouts[k]
 
     def names(self) -> list[str]:
         return [f"t{k}" for k in range(len(self.shapes))]
@@ -586,13 +695,14 @@ def allocate(instructions: list[Instruction], pool: Pool, live_out: list[Value])
                     isinstance(arg, Value)
                     and arg in dying
                     and arg.shape == out.shape
+                    and arg.layout == out.layout
                     and holders.get(arg.buffer) == 1
                     and not any(isinstance(a, (Transposed, View)) and a.value.buffer == arg.buffer for a in ins.args)
                 ):
                     out.buffer = arg.buffer
                     break
         if out.buffer is None:
-            out.buffer = _take(pool, free, out.shape)
+            out.buffer = _take(pool, free, out.shape, out.layout)
         if out.buffer in free:
             free[out.buffer] = False
             holders[out.buffer] = holders.get(out.buffer, 0) + 1
@@ -602,11 +712,12 @@ def allocate(instructions: list[Instruction], pool: Pool, live_out: list[Value])
                 free[v.buffer] = True
 
 
-def _take(pool: Pool, free: dict[str, bool], shape: Shape) -> str:
+def _take(pool: Pool, free: dict[str, bool], shape: Shape, layout: tuple[int, ...] | None = None) -> str:
     for k, shape_k in enumerate(pool.shapes):
-        if shape_k == shape and free.get(f"t{k}"):
+        if shape_k == shape and pool.layouts[k] == layout and free.get(f"t{k}"):
             return f"t{k}"
     pool.shapes.append(shape)
+    pool.layouts.append(layout)
     name = f"t{len(pool.shapes) - 1}"
     free[name] = True
     return name
@@ -678,6 +789,8 @@ class Program:
             return f"{ins.call}({args}, {ins.keywords}, out={out})"
         if ins.kind == "einsum":  # the subscripts come first
             return f"{ins.call}({ins.keywords}, {args}{ins.text}, out={out})"
+        if ins.kind == "matmul":  # views of the operands and of the result (derive.batchedproducts)
+            return f"{ins.call}({args}, out={ins.keywords.format(out)})"
         if ins.kind == "einsum_copy":
             return f"np.copyto({out}, {ins.call}({ins.keywords}, {args}{ins.text}))  # einsum's own layout: allocates"
         if ins.kind == "copy":

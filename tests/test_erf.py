@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from derive.codegen import ERF_SMALL, ERF_STEP, erf_helper
+from derive.codegen import ERF_INTERVALS, ERF_STEP, erf_helper
 from derive.model import make_spec
 from derive.run import generate
 
@@ -29,7 +29,7 @@ def ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
 
 
 def points() -> np.ndarray:
-    ends = ERF_SMALL + np.arange(int((6 - ERF_SMALL) * ERF_STEP) + 1) / ERF_STEP  # where the centre changes
+    ends = np.arange(ERF_INTERVALS + 1) / ERF_STEP  # where the centre changes
     around = np.concatenate([ends, np.nextafter(ends, 0), np.nextafter(ends, 7)])
     tiny = np.logspace(-310, 0, 4001)
     grid = np.linspace(-7, 7, 1_400_001)
@@ -48,6 +48,23 @@ def test_special_values_shapes_and_dtypes(erf):
     assert got[3] == 0 and not np.signbit(got[3]) and np.signbit(got[4])
     assert erf(0.5).shape == () and float(erf(0.5)) == pytest.approx(math.erf(0.5), rel=1e-15)
     assert erf(np.zeros((2, 3, 4), np.float32)).shape == (2, 3, 4)
+    assert erf(np.zeros(3, np.float32)).dtype == np.float32 and erf(np.zeros(3, np.int64)).dtype == np.float64
+
+
+def test_float32_computes_in_float32_within_float32_rounding(erf):
+    x = np.linspace(-7, 7, 200_001).astype(np.float32)
+    want = np.array([math.erf(v) for v in x.astype(np.float64)])
+    got = erf(x)
+    assert got.dtype == np.float32
+    assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-30)) < 4 * np.finfo(np.float32).eps
+
+
+def test_writes_into_out_even_over_its_argument(erf):
+    x = np.linspace(-3, 3, 1001)
+    want = erf(x)
+    out = np.empty_like(x)
+    assert erf(x, out=out) is out and np.array_equal(out, want)
+    assert erf(x, out=x) is x and np.array_equal(x, want)
 
 
 def test_a_gelu_network_uses_it_and_passes_every_check():
@@ -55,3 +72,17 @@ def test_a_gelu_network_uses_it_and_passes_every_check():
     source = out.files["model.py"].decode()
     assert out.report.passed
     assert "_erf(" in source and "vectorize" not in source
+
+
+def test_a_recurrent_network_with_a_gelu_head_runs_its_workspace(tmp_path):
+    # the recurrent Workspace has no work-array dicts: its _erf calls allocate their own (no ws.erf_work)
+    from click.testing import CliRunner
+
+    from derive.cli import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["rnn", "--out-act", "gelu", "--format", "py", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "verification passed" in result.output
+    source = (out / "model.py").read_text()
+    assert "_erf(" in source and "erf_work" not in source
