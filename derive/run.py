@@ -138,8 +138,8 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     # the process-level speed devices live here, not in the engine: the direct differentiation of
     # the symbolic check, the minibatch half of the derivation and the minibatch check run in
     # second processes
-    direct = DirectDifferentiation(model).start(Background)
     minibatch = Background(derive_minibatch, model)
+    direct = DirectDifferentiation(model).start(Background)  # the point off the kinks is searched there too
     training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
     initialisation = derive_initialisation(model)
     derivation = assemble(model, derive_sample(model), minibatch.result())
