@@ -152,6 +152,11 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     lesson = study(derivation) if set(spec.formats) - {"py", "json"} else None  # before verify: it waits for `direct`
     # the training checks need no direct differentiation: run them while that child finishes
     checks_of_training = training_checks(model, training, initialisation, source)
+    if set(spec.formats) - {"py", "json"}:  # a convolution's proofs once, while the minibatch check runs
+        from derive.convproof import conv_nodes, prove
+
+        for node in conv_nodes(model.network):
+            prove(node, model.network)
     report = verify(derivation, source, direct, batch_check)
     report.checks += checks_of_training
     files: dict[str, bytes] = {}
@@ -166,11 +171,6 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
                                                      lesson=lesson)
         return documents[fmt]
 
-    if set(spec.formats) - {"py", "json"}:  # a convolution's proofs once, before the documents' processes part
-        from derive.convproof import conv_nodes, prove
-
-        for node in conv_nodes(model.network):
-            prove(node, model.network)
     # LaTeX, the longest document to print, in a second process while this one prints the Markdown
     # and the JSON
     wants_tex = "tex" in spec.formats or "pdf" in spec.formats
