@@ -203,6 +203,31 @@ def _partial(term: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
         others = [factor for factor in term.args if factor is not symbol]
         if len(others) == len(term.args) - 1 and not any(factor.has(symbol) for factor in others):
             return sp.Mul(*others)
+    return _renamed_diff(term, symbol)
+
+
+def _renamed_diff(term: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
+    """`sympy.diff(term, symbol)`, differentiated once per pattern: the entries of one node read
+    different entries by the same rule (every relu is Max(0, z), every window of a max pooling
+    Max(a, b, c, d), every softmax output the same quotient), so the term is renamed into standard
+    symbols (`_standard`) and its derivative, found once, renamed back. Renaming the variables of a
+    function renames those of its derivative; nothing else changes."""
+    symbols = sorted(term.free_symbols, key=sp.default_sort_key)
+    names = tuple(_standard(n) for n in range(len(symbols)))
+    if any(s.assumptions0 != names[0].assumptions0 for s in symbols):  # not only placeholders: as it is
+        return sp.diff(term, symbol)
+    standard = term.xreplace(dict(zip(symbols, names)))
+    derivative = _standard_diff(standard, names[symbols.index(symbol)])
+    return derivative.xreplace(dict(zip(names, symbols)))
+
+
+@lru_cache(maxsize=4096)
+def _standard(n: int) -> sp.Symbol:
+    return sp.Symbol(f"_x{n}", real=True)  # real, as the placeholders are: the same assumptions
+
+
+@lru_cache(maxsize=4096)
+def _standard_diff(term: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
     return sp.diff(term, symbol)
 
 
