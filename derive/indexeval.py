@@ -26,6 +26,7 @@ from functools import lru_cache
 import sympy as sp
 
 from derive.indexing import Iverson
+from derive.numberops import combine
 
 _PY = (int, Fraction)
 _MISSING = object()
@@ -252,24 +253,21 @@ def _numbers_only(got) -> bool:
 def _mul_numbers(got):
     """The product of finite numbers, left to right by their own operators: what sp.Mul(*got) gives
     (its flattening multiplies the numbers into one coefficient in this order), without building
-    and inspecting a Mul — in a 50-digit check most of the time went there."""
-    out = sp.S.One
-    for g in got:
-        out = out * to_sympy(g)
-    return out
+    and inspecting a Mul, and without SymPy's dispatch per operation (`numberops`) — in a 50-digit
+    check most of the time went there."""
+    return combine(got, True)
 
 
 def _add_numbers(got):
     """The sum of finite numbers, left to right: what sp.Add(*got) gives, without an Add."""
-    out = sp.S.Zero
-    for g in got:
-        out = out + to_sympy(g)
-    return out
+    return combine(got, False)
 
 
 def _add(total, term):
     if isinstance(total, _PY) and isinstance(term, _PY):
         return total + term
+    if isinstance(total, _FINITE) and isinstance(term, _FINITE):
+        return combine((total, term), False)
     return to_sympy(total) + to_sympy(term)
 
 
