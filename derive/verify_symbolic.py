@@ -487,7 +487,10 @@ class DirectDifferentiation:
         return answer
 
     def _search(self) -> tuple:
-        if self._point is None and self._settle() is None and self._point is None:
+        """(point, why none was found): from the runner if one was started, else searched here."""
+        if self._point is None:
+            self._settle()
+        if self._point is None:
             self._point = _search_point(self.model, self.seed) if not self.skipped else (None, None)
         return self._point
 
