@@ -263,12 +263,19 @@ def _add_numbers(got):
     return combine(got, False)
 
 
-def _add(total, term):
-    if isinstance(total, _PY) and isinstance(term, _PY):
-        return total + term
-    if isinstance(total, _FINITE) and isinstance(term, _FINITE):
-        return combine((total, term), False)
-    return to_sympy(total) + to_sympy(term)
+def _add_all(terms: list):
+    """The terms of a sum added left to right, as adding them one by one from 0 gives: Python's
+    exact sum, the numbers' sum (`numberops`), or one SymPy Add of them all (SymPy's flattening
+    gives one term at a time the same sum, but builds and flattens a longer Add at every step: a
+    window written out over placeholder symbols has dozens of terms)."""
+    for t in terms:
+        if not isinstance(t, _PY):
+            break
+    else:
+        return sum(terms)
+    if _numbers_only(terms):
+        return combine(terms, False)
+    return sp.Add(*[to_sympy(t) for t in terms])
 
 
 def _value(expr: sp.Basic) -> Callable:
@@ -364,15 +371,15 @@ def _sum(expr: sp.Sum) -> Callable:
             else:
                 stop = min(stop, math.ceil(edge) - 1 if strict else math.floor(edge))
         saved = env.get(i, _MISSING)
-        out = 0
+        terms = []
         for v in range(start, stop + 1):
             env[i] = v
-            out = _add(out, inner(values, env))
+            terms.append(inner(values, env))
         if saved is _MISSING:
             env.pop(i, None)
         else:
             env[i] = saved
-        return out
+        return _add_all(terms)
 
     return total
 
