@@ -26,17 +26,20 @@ from functools import lru_cache
 import sympy as sp
 
 from derive.indexing import Iverson
+from derive.numberops import combine
 
 _PY = (int, Fraction)
 _MISSING = object()
-_CANON: dict = {}
+_SLOTS: dict = {}
 
 
-def _canon(symbol):
-    """One object per symbol or index across every compiled form: SymPy builds equal indices as
-    distinct objects (a sum's limit, the same index in its body), and a dictionary lookup by a
-    distinct equal object compares their trees, by the identical object it does not."""
-    return _CANON.setdefault(symbol, symbol)
+def _slot(symbol) -> int:
+    """One small int per symbol or index across every compiled form, the key the closures read the
+    environment by. SymPy builds equal indices as distinct objects (a sum's limit, the same index
+    in its body), and a dictionary lookup by a distinct equal object compares their trees; even by
+    the identical object it calls SymPy's hash, a Python method. An int's hash and comparison cost
+    nothing: the compiled forms look indices up hundreds of thousands of times per run."""
+    return _SLOTS.setdefault(symbol, len(_SLOTS))
 
 
 def to_sympy(x):
@@ -69,17 +72,16 @@ def compiled(expr: sp.Basic) -> Callable:
     """fn(values, env) → the value of `expr` (`env` is not changed).
 
     The symbols of `expr` are looked up in `env` once per call and copied into a dictionary keyed by
-    the very objects the closures hold: lookups by identity, where a lookup by an equal but distinct
-    SymPy object would compare trees."""
+    their slots (`_slot`), the ints the closures read by."""
     inner = _value(expr)
-    symbols = tuple(_canon(s) for s in sorted(expr.atoms(sp.Idx, sp.Symbol), key=sp.default_sort_key))
+    symbols = tuple((s, _slot(s)) for s in sorted(expr.atoms(sp.Idx, sp.Symbol), key=sp.default_sort_key))
 
     def run(values, env):
         local = {}
-        for symbol in symbols:
+        for symbol, slot in symbols:
             value = env.get(symbol, _MISSING)
             if value is not _MISSING:
-                local[symbol] = value
+                local[slot] = value
         return inner(values, local)
 
     return run
@@ -90,10 +92,10 @@ def compiled(expr: sp.Basic) -> Callable:
 
 
 def _from_env(expr):
-    expr = _canon(expr)
+    slot = _slot(expr)
 
     def read(values, env):
-        value = env.get(expr, _MISSING)
+        value = env.get(slot, _MISSING)
         if value is _MISSING:
             return expr
         if type(value) is int:
@@ -156,13 +158,13 @@ def _affine(expr: sp.Basic) -> Callable | None:
         return None
     number = lambda c: int(c) if c.is_Integer else Fraction(int(c.p), int(c.q))  # noqa: E731
     constant = number(sp.sympify(terms.pop(None, 0)))
-    pairs = tuple((_canon(symbol), number(sp.sympify(c))) for symbol, c in terms.items())
+    pairs = tuple((_slot(symbol), number(sp.sympify(c))) for symbol, c in terms.items())
     fallback = _generic_index(expr)
 
     def affine(values, env):
         total = constant
-        for symbol, c in pairs:
-            value = env.get(symbol, _MISSING)
+        for slot, c in pairs:
+            value = env.get(slot, _MISSING)
             if type(value) is not int:
                 return fallback(values, env)
             total += c * value
@@ -203,8 +205,21 @@ def _condition(expr: sp.Basic) -> Callable:
     if isinstance(expr, (sp.And, sp.Or)):
         parts = [_condition(a) for a in expr.args]
         if isinstance(expr, sp.And):
-            return lambda values, env: all(p(values, env) is True for p in parts)
-        return lambda values, env: any(p(values, env) is True for p in parts)
+            def every(values, env):
+                for p in parts:
+                    if p(values, env) is not True:
+                        return False
+                return True
+
+            return every
+
+        def some(values, env):
+            for p in parts:
+                if p(values, env) is True:
+                    return True
+            return False
+
+        return some
     if isinstance(expr, sp.Not):
         inner = _condition(expr.args[0])
         return lambda values, env: inner(values, env) is not True
@@ -238,25 +253,29 @@ def _numbers_only(got) -> bool:
 def _mul_numbers(got):
     """The product of finite numbers, left to right by their own operators: what sp.Mul(*got) gives
     (its flattening multiplies the numbers into one coefficient in this order), without building
-    and inspecting a Mul — in a 50-digit check most of the time went there."""
-    out = sp.S.One
-    for g in got:
-        out = out * to_sympy(g)
-    return out
+    and inspecting a Mul, and without SymPy's dispatch per operation (`numberops`) — in a 50-digit
+    check most of the time went there."""
+    return combine(got, True)
 
 
 def _add_numbers(got):
     """The sum of finite numbers, left to right: what sp.Add(*got) gives, without an Add."""
-    out = sp.S.Zero
-    for g in got:
-        out = out + to_sympy(g)
-    return out
+    return combine(got, False)
 
 
-def _add(total, term):
-    if isinstance(total, _PY) and isinstance(term, _PY):
-        return total + term
-    return to_sympy(total) + to_sympy(term)
+def _add_all(terms: list):
+    """The terms of a sum added left to right, as adding them one by one from 0 gives: Python's
+    exact sum, the numbers' sum (`numberops`), or one SymPy Add of them all (SymPy's flattening
+    gives one term at a time the same sum, but builds and flattens a longer Add at every step: a
+    window written out over placeholder symbols has dozens of terms)."""
+    for t in terms:
+        if not isinstance(t, _PY):
+            break
+    else:
+        return sum(terms)
+    if _numbers_only(terms):
+        return combine(terms, False)
+    return sp.Add(*[to_sympy(t) for t in terms])
 
 
 def _value(expr: sp.Basic) -> Callable:
@@ -264,16 +283,15 @@ def _value(expr: sp.Basic) -> Callable:
         constant = int(expr) if expr.is_Integer else Fraction(int(expr.p), int(expr.q)) if expr.is_Rational else expr
         return lambda values, env: constant
     if isinstance(expr, (sp.Idx, sp.Symbol)):
-        symbol = _canon(expr)
+        symbol, slot = expr, _slot(expr)
 
         def read(values, env):
-            value = env.get(symbol, _MISSING)
+            value = env.get(slot, _MISSING)
             return symbol if value is _MISSING else value
 
         return read
     if isinstance(expr, sp.Indexed):
-        label, positions = str(expr.base.label), [_index(i) for i in expr.indices]
-        return lambda values, env: values[(label, tuple(int(p(values, env)) for p in positions))]
+        return _entry(str(expr.base.label), [_index(i) for i in expr.indices])
     if isinstance(expr, sp.Sum):
         return _sum(expr)
     if isinstance(expr, Iverson):
@@ -318,10 +336,26 @@ def _value(expr: sp.Basic) -> Callable:
     return lambda values, env: func(*[to_sympy(p(values, env)) for p in parts])
 
 
+def _entry(label: str, positions: list) -> Callable:
+    """An array entry read from `values` at its indices: one closure per rank, no generator per read
+    (the reads are the commonest node of every form)."""
+    if len(positions) == 1:
+        (first,) = positions
+        return lambda values, env: values[(label, (int(first(values, env)),))]
+    if len(positions) == 2:
+        first, second = positions
+        return lambda values, env: values[(label, (int(first(values, env)), int(second(values, env))))]
+    if len(positions) == 3:
+        first, second, third = positions
+        return lambda values, env: values[(label, (int(first(values, env)), int(second(values, env)),
+                                                   int(third(values, env))))]
+    return lambda values, env: values[(label, tuple([int(p(values, env)) for p in positions]))]
+
+
 def _sum(expr: sp.Sum) -> Callable:
     (i, lo, hi), *rest = expr.limits
     bounds = _guard_bounds(expr.function, i, {limit[0] for limit in rest})
-    i = _canon(i)
+    i = _slot(i)
     inner = _value(sp.Sum(expr.function, *rest) if rest else expr.function)
     low, high = _value(lo), _value(hi)
 
@@ -337,15 +371,15 @@ def _sum(expr: sp.Sum) -> Callable:
             else:
                 stop = min(stop, math.ceil(edge) - 1 if strict else math.floor(edge))
         saved = env.get(i, _MISSING)
-        out = 0
+        terms = []
         for v in range(start, stop + 1):
             env[i] = v
-            out = _add(out, inner(values, env))
+            terms.append(inner(values, env))
         if saved is _MISSING:
             env.pop(i, None)
         else:
             env[i] = saved
-        return out
+        return _add_all(terms)
 
     return total
 

@@ -138,14 +138,11 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     # the process-level speed devices live here, not in the engine: the direct differentiation of
     # the symbolic check, the minibatch half of the derivation and the minibatch check run in
     # second processes
-    direct = DirectDifferentiation(model).start(Background)
-    # the per-sample half first: the minibatch process forked after it inherits what it memoised
-    # (the activations' derivatives, SymPy's caches) and takes about a fifth less CPU than cold
-    sample = derive_sample(model)
     minibatch = Background(derive_minibatch, model)
+    direct = DirectDifferentiation(model).start(Background)  # the point off the kinks is searched there too
     training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
     initialisation = derive_initialisation(model)
-    derivation = assemble(model, sample, minibatch.result())
+    derivation = assemble(model, derive_sample(model), minibatch.result())
     batch_check = Background(minibatch_check, derivation)  # exact arithmetic, while the code is written and run
     plan = plan_code(derivation)
     command = command_line(spec)
@@ -155,6 +152,11 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     lesson = study(derivation) if set(spec.formats) - {"py", "json"} else None  # before verify: it waits for `direct`
     # the training checks need no direct differentiation: run them while that child finishes
     checks_of_training = training_checks(model, training, initialisation, source)
+    if set(spec.formats) - {"py", "json"}:  # a convolution's proofs once, while the minibatch check runs
+        from derive.convproof import conv_nodes, prove
+
+        for node in conv_nodes(model.network):
+            prove(node, model.network)
     report = verify(derivation, source, direct, batch_check)
     report.checks += checks_of_training
     files: dict[str, bytes] = {}
@@ -169,31 +171,27 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
                                                      lesson=lesson)
         return documents[fmt]
 
-    if set(spec.formats) - {"py", "json"}:  # a convolution's proofs once, before the documents' processes part
-        from derive.convproof import conv_nodes, prove
-
-        for node in conv_nodes(model.network):
-            prove(node, model.network)
-    # LaTeX, the longest document to print, in a second process while this one prints the Markdown
-    # and the JSON. The Markdown document is built first: its symbolic pieces (index letters, proved
-    # identities, printed formulas) are memoised, so the LaTeX process inherits them instead of
-    # computing them again (it then takes about a fifth of the time)
+    # the JSON in a second process while this one prints the Markdown and then the LaTeX: those two
+    # share their printing (the LaTeX after the Markdown takes a third of its time alone), the JSON
+    # shares less; without a JSON, the LaTeX in the second process
     wants_tex = "tex" in spec.formats or "pdf" in spec.formats
-    wants_md = "md" in spec.formats or "ipynb" in spec.formats
-    if wants_md and wants_tex:
-        doc("md")
-    side = Background(_tex, derivation, report, plan, command, spec, training, initialisation, lesson) if wants_tex \
-        else None
-    if wants_md:
+    json_side = Background(_json, derivation, report, command, training, initialisation) \
+        if "json" in spec.formats and set(spec.formats) - {"py", "json"} else None
+    side = Background(_tex, derivation, report, plan, command, spec, training, initialisation, lesson) \
+        if wants_tex and json_side is None else None
+    if "md" in spec.formats or "ipynb" in spec.formats:
         markdown = template_module("derivation.md.j2", {"doc": doc("md")})
     if "md" in spec.formats:
         files[FILE_NAMES["md"]] = str(markdown).encode()
         files[PICTURE_FILE] = doc("md").picture.svg.encode()
         for block in (b for s in doc("md").sections for b in s.blocks if b.kind == "picture"):
             files.setdefault(block.file, block.svg.encode())  # further pictures (a convolution's window)
+    if wants_tex:
+        tex = side.result() if side is not None else \
+            _tex(derivation, report, plan, command, spec, training, initialisation, lesson)
     if "json" in spec.formats:
-        files[FILE_NAMES["json"]] = _json(derivation, report, command, training, initialisation)
-    tex = side.result() if side is not None else None
+        files[FILE_NAMES["json"]] = json_side.result() if json_side is not None else \
+            _json(derivation, report, command, training, initialisation)
     if "tex" in spec.formats:
         files[FILE_NAMES["tex"]] = tex.encode()
     if "html" in spec.formats:

@@ -203,16 +203,47 @@ def _partial(term: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
         others = [factor for factor in term.args if factor is not symbol]
         if len(others) == len(term.args) - 1 and not any(factor.has(symbol) for factor in others):
             return sp.Mul(*others)
+    return _renamed_diff(term, symbol)
+
+
+def _renamed_diff(term: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
+    """`sympy.diff(term, symbol)`, differentiated once per pattern: the entries of one node read
+    different entries by the same rule (every relu is Max(0, z), every window of a max pooling
+    Max(a, b, c, d), every softmax output the same quotient), so the term is renamed into standard
+    symbols (`_standard`) and its derivative, found once, renamed back. Renaming the variables of a
+    function renames those of its derivative; nothing else changes."""
+    symbols = sorted(term.free_symbols, key=sp.default_sort_key)
+    names = tuple(_standard(n) for n in range(len(symbols)))
+    if any(s.assumptions0 != names[0].assumptions0 for s in symbols):  # not only placeholders: as it is
+        return sp.diff(term, symbol)
+    standard = term.xreplace(dict(zip(symbols, names)))
+    derivative = _standard_diff(standard, names[symbols.index(symbol)])
+    return derivative.xreplace(dict(zip(names, symbols)))
+
+
+@lru_cache(maxsize=4096)
+def _standard(n: int) -> sp.Symbol:
+    return sp.Symbol(f"_x{n}", real=True)  # real, as the placeholders are: the same assumptions
+
+
+@lru_cache(maxsize=4096)
+def _standard_diff(term: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
     return sp.diff(term, symbol)
 
 
 def _entry_rule(rule: sp.Expr, env: dict) -> tuple[sp.Expr, dict]:
     """A node's rule, stated once with its output indices, at the concrete indices of `env`, its sums
-    written out over placeholder symbols (by the compiled evaluator, `indexeval`)."""
+    written out over placeholder symbols (by the compiled evaluator, `indexeval`). Remembered: the
+    search for a point off the kinks and the chained differentiation write out the same entries."""
+    return _written_out(rule, tuple(env.items()))
+
+
+@lru_cache(maxsize=4096)
+def _written_out(rule: sp.Expr, env: tuple) -> tuple[sp.Expr, dict]:
     from derive.indexeval import evaluate
 
     placeholders = _Placeholders()
-    expanded = evaluate(rule, placeholders, env)
+    expanded = evaluate(rule, placeholders, dict(env))
     return expanded, {symbol: key for key, symbol in placeholders.items()}
 
 
@@ -420,29 +451,62 @@ def _evaluate_digits(exprs: list, point: dict, digits: int = DIGITS) -> list:
 
 
 class DirectDifferentiation:
-    """The expensive half of the symbolic check: the point is chosen here; the differentiation runs
-    when `result` is asked for, unless `start` handed it to a runner first (`derive.run` starts it in
-    a second process so that it runs while the engine derives)."""
+    """The expensive half of the symbolic check: the search for a point off the kinks and the
+    differentiation there. Both run when `values` or `result` is first asked for, unless `start`
+    handed them to a runner first (`derive.run` starts them in a second process, so that they run
+    while the engine derives: the search writes out the same entries the chained differentiation
+    reads, and the two share them there)."""
 
     def __init__(self, model: Model, seed: int = 0):
         self.model = model
+        self.seed = seed
         self.chained = is_chained(model)
         self.skipped = model.depth > SYMBOLIC_MAX_DEPTH and not self.chained
-        self.error = None  # why the expanded loss could not be evaluated, if it could not
-        self.values = None
+        self._point: tuple | None = None  # (values, why they could not be found) once known
         self._pending = None
-        if not self.skipped:
-            try:
-                self.values = symbolic_point(model, seed)
-            except UNEVALUABLE as error:
-                self.error = _unevaluable_text(error)
 
     def start(self, runner: Callable) -> DirectDifferentiation:
-        """Hand the differentiation to `runner(function, *arguments)`, which returns an object whose
-        `result()` gives the function's value."""
-        if self.values is not None:
-            self._pending = runner(self.gradients, self.model, self.values)
+        """Hand the search and the differentiation to `runner(function, *arguments)`, which returns an
+        object whose `result()` gives the function's value."""
+        if not self.skipped:
+            self._pending = runner(_point_and_gradients, self.model, self.seed, self.gradients)
         return self
+
+    def _settle(self) -> tuple | None:
+        """The runner's answer (point, error, gradients), or None if it failed or none was started;
+        the point is kept either way once known."""
+        if self._pending is None:
+            return None
+        try:
+            answer = self._pending.result()
+        except Exception:  # the runner failed: repeat here, where the error itself is raised
+            self._pending = None
+            return None
+        if self._point is None:
+            self._point = answer[:2]
+        return answer
+
+    def _search(self) -> tuple:
+        """(point, why none was found): from the runner if one was started, else searched here."""
+        if self._point is None:
+            self._settle()
+        if self._point is None:
+            self._point = _search_point(self.model, self.seed) if not self.skipped else (None, None)
+        return self._point
+
+    @property
+    def values(self) -> dict | None:
+        """The random rational point of the check (None if it could not be evaluated, or skipped)."""
+        return self._search()[0]
+
+    @values.setter
+    def values(self, point: dict | None) -> None:
+        self._point, self._pending = (point, None), None
+
+    @property
+    def error(self) -> str | None:
+        """Why the expanded loss could not be evaluated at a point, if it could not."""
+        return self._search()[1]
 
     @property
     def gradients(self) -> Callable:
@@ -450,12 +514,23 @@ class DirectDifferentiation:
         return chained_gradients if self.chained else direct_gradients
 
     def result(self) -> tuple[dict, bool]:
-        if self._pending is not None:
-            try:
-                return self._pending.result()
-            except Exception:  # the runner failed: repeat here, where the error itself is raised
-                pass
+        answer = self._settle()
+        if answer is not None and answer[2] is not None:
+            return answer[2]
         return self.gradients(self.model, self.values)
+
+
+def _search_point(model: Model, seed: int) -> tuple[dict | None, str | None]:
+    try:
+        return symbolic_point(model, seed), None
+    except UNEVALUABLE as error:
+        return None, _unevaluable_text(error)
+
+
+def _point_and_gradients(model: Model, seed: int, gradients: Callable) -> tuple:
+    """(point, why none was found, the gradients there): what `DirectDifferentiation` hands a runner."""
+    values, error = _search_point(model, seed)
+    return values, error, (gradients(model, values) if values is not None else None)
 
 
 def _entry_count(model: Model) -> int:

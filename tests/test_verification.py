@@ -180,3 +180,22 @@ def test_directional_complex_step_agrees_with_the_per_entry_reference_and_catche
 
     tampered = types.SimpleNamespace(**{**module.__dict__, "gradients": wrong_gradients})
     assert not derivative_check_directions(d.model, tampered).passed
+
+
+def test_derivatives_found_once_per_pattern_equal_sympy_diff():
+    """The chained check differentiates each pattern of terms once (entries renamed into standard
+    symbols) and renames the derivative back: the same expression `sympy.diff` gives for each entry,
+    also where the entry's position among the term's symbols differs (a softmax's numerator)."""
+    import sympy as sp
+
+    from derive.verify_symbolic import _renamed_diff
+
+    a, b, c, d = (sp.Symbol(f"a_2[0,{k}]", real=True) for k in range(4))
+    y = sp.Symbol("y[1]", real=True)
+    softmax = [sp.exp(x) / (sp.exp(a) + sp.exp(b) + sp.exp(c)) for x in (a, b, c)]
+    terms = [sp.Max(a, b, c, d), sp.Max(0, c), -y * sp.log(d), *softmax, sp.tanh(a * b) + c**2]
+    for term in terms:
+        for symbol in sorted(term.free_symbols, key=sp.default_sort_key):
+            assert _renamed_diff(term, symbol) == sp.diff(term, symbol)
+    other = sp.Symbol("p", positive=True)  # not a placeholder's assumptions: differentiated as it is
+    assert _renamed_diff(other * sp.log(a), a) == other / a
