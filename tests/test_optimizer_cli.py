@@ -55,7 +55,7 @@ def test_default_optimizer_is_sgd_and_the_document_says_so(tmp_path):
     result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "tanh", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "derivation.md").read_text()
-    assert "without momentum, at torch.optim's default learning rate" in text  # the default, said so
+    assert "without momentum, at `torch.optim`'s default learning rate" in text  # the default, said so
     assert "`torch.optim.SGD`" in text
     assert "--optimizer" not in text.split("\n")[4]  # the command line in the header stays the default one
     module = load_module((tmp_path / "model.py").read_text())
