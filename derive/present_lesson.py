@@ -257,11 +257,19 @@ def _error_ratio(lesson: Lesson, derivation: Derivation) -> tuple[str, str, str]
     if len(errors) < 2 or lesson.example is None:
         return None
     last, first = errors[0], errors[-1]
-    # from the printed values, so that a reader who divides them gets the same digits
-    size = {k: max(abs(_from_printed(v)) for _, v in entries(lesson.example, k)) for k in (first, last)}
-    if size[last] == 0:
+    printed = {k: max(abs(_from_printed(v)) for _, v in entries(lesson.example, k)) for k in (first, last)}
+    if printed[last] == 0:
         return None
-    return _number(size[first] / size[last]), first.latex(), last.latex()
+    return _agreed(_ratio_value(lesson, derivation), printed[first] / printed[last]), first.latex(), last.latex()
+
+
+def _agreed(exact, from_printed) -> str:
+    """A computed ratio to as many significant figures (at most DECIMALS) as the exact value and the
+    ratio of the printed, rounded numbers share: true, and what a reader who divides them gets."""
+    for digits in range(DECIMALS, 1, -1):
+        if _rounded(exact, digits) == _rounded(from_printed, digits):
+            return _number(exact, digits)
+    return _number(exact, 1)
 
 
 def _hidden_slopes(lesson: Lesson, derivation: Derivation) -> tuple[str, str] | None:
@@ -408,19 +416,19 @@ def tex_code(code: str) -> str:
 # a worked example
 
 
-def _rounded(value):
-    """A computed value to DECIMALS significant figures (halves rounded up, as a student rounds): the
+def _rounded(value, digits: int = DECIMALS):
+    """A computed value to `digits` significant figures (halves rounded up, as a student rounds): the
     number the document prints, from which a reader's own arithmetic starts."""
     from decimal import ROUND_HALF_UP, Context, Decimal
 
     exact = Decimal(str(sp.N(value, 30)))
-    return Decimal(0) if exact == 0 else Context(prec=DECIMALS, rounding=ROUND_HALF_UP).create_decimal(exact)
+    return Decimal(0) if exact == 0 else Context(prec=digits, rounding=ROUND_HALF_UP).create_decimal(exact)
 
 
-def _number(value) -> str:
+def _number(value, digits: int = DECIMALS) -> str:
     """A computed value to four significant figures, in LaTeX: 0.6900, -0.1240, and below 0.01 in
     scientific form, 1.795 \\cdot 10^{-3}, so that a small gradient keeps its four digits too."""
-    rounded = _rounded(value)
+    rounded = _rounded(value, digits)
     if rounded == 0:
         return "0"
     exponent = rounded.adjusted()
