@@ -194,7 +194,9 @@ def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
 # what the equations say
 
 
-def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
+def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None) -> list:
+    """What BP1–BP4 say about learning: the slopes, saturation, quiet units; with `init` (the
+    network's Initialisation), how far its initial weights push the pre-activations into saturation."""
     slopes = lesson.slopes
     seen, rows = set(), []
     for _, bound in slopes.layers:
@@ -223,8 +225,11 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
                                          decimal=_decimal(product))))
     # saturation only where some activation has slopes near 0 that are not exactly 0 (not for relu)
     # (a bias's gradient is its unit's error: BP3's own words in the box, not repeated here)
-    out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights")
-            if key != "saturation" or slopes.saturates or not slopes.layers]
+    for key in ("saturation", "weights"):
+        if key != "saturation" or slopes.saturates or not slopes.layers:
+            out.append(blocks.Paragraph(text(f"meaning.{key}")))
+        if key == "saturation" and slopes.saturates and init is not None:
+            out += _initial_saturation(init, text, refs)
     blocking = list(dict.fromkeys(bound.activation for _, bound in slopes.layers if bound.blocks))
     if blocking:  # said of this network's own activation: "a ReLU unit", not "where g′ = 0 …, as for a relu"
         relu = all(a.spec_text == "relu" for a in blocking)
@@ -249,6 +254,19 @@ def _decimal(value) -> str:
     from decimal import ROUND_HALF_UP, Context, Decimal
 
     return format(Context(prec=DECIMALS, rounding=ROUND_HALF_UP).create_decimal(Decimal(str(sp.N(value, 30)))).normalize(), "f")
+
+
+def _initial_saturation(init, text, refs) -> list:
+    """Where the initial weights raise the pre-activations' variance above 1 (an activation with
+    g(0) ≠ 0), the variance they reach, computed in the initialisation section, said where saturation is."""
+    from derive.present_training import offset_variance
+
+    offset = offset_variance(init)
+    if offset is None or offset[1] <= 1:
+        return []
+    _, final, last = offset
+    return [blocks.Paragraph(text("meaning.initial_saturation", final=f"{final:.2g}", layer=last,
+                                  raw={"init": refs.section("initialisation")}))]
 
 
 def _error_ratio(lesson: Lesson, derivation: Derivation) -> tuple[str, str, str] | None:
@@ -631,7 +649,7 @@ def cost_blocks(lesson: Lesson, text) -> list:
                                            r">{\raggedright\arraybackslash}p{0.47\textwidth}", "r")),
         blocks.Paragraph(text("cost.result", forward=c.forward.value, backward=backward,
                               backward_ratio=f"{backward / c.forward.value:.2g}" if c.forward.value else "0",
-                              total=c.backpropagation, finite=c.finite_differences.value,
+                              total=c.backpropagation, total_ratio=cost_ratio(lesson), finite=c.finite_differences.value,
                               ratio=f"{c.finite_differences.value / c.backpropagation:.0f}" if c.backpropagation else "0",
                               parameters=c.parameters.value)),
         blocks.Paragraph(text("cost.note")),

@@ -922,3 +922,15 @@ def test_side_computations_fold_into_one_chain():
                                           sp.Sum(x * 2 * y, (x, 0, 2)) + penalty, 6 * y + penalty, 6 * y + w]
     stray = [Step(C, data, "chain_rule"), Step(local, y, "local_derivative")]
     assert _folded(stray) == (stray, set())
+
+
+def test_the_saturation_paragraph_quotes_the_variance_the_initialisation_computes(compared_markdown):
+    """Where section 13 warns of saturation, it says how far the initial weights push the sigmoid
+    network's pre-activations (the last Var(z) of the initialisation's table, to two figures); the
+    relu network, which does not saturate, says nothing of it."""
+    meaning = _section(compared_markdown, 13)
+    if "sigmoid" not in meaning:
+        assert "7.1" not in meaning
+        return
+    table = re.search(r"(?m)^\| 3 \| (\d+\.\d+) \| ", _section(compared_markdown, 21)).group(1)  # Var(z⁽³⁾)
+    assert f"{float(table):.2g}" in meaning and table != f"{float(table):.2g}", table
