@@ -1156,7 +1156,8 @@ def build_document(
         text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)},
         unit_letters=True)
     title = text("doc.title", depth=depth, plural="s" if depth > 1 else "")
-    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
+    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise"),
+                   "times": text.raw("formula.times")}):
         return assemble_document(
             text, keys, heads, content, notation,
             title=title,

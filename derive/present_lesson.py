@@ -24,7 +24,7 @@ from derive.narrate import Narrator, sides
 from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
 from derive.rewrite import exp_identity_holds, logistic_as_tanh, sigmoid_tanh_identity
 from derive.present_functions import display_name
-from derive.printing import DeriveLatexPrinter, _factor_rank, latex
+from derive.printing import DeriveLatexPrinter, _factor_rank, latex, times_sign
 from derive.verify_symbolic import _is_parameter_gradient
 
 DECIMALS = 4  # of every number of the worked example
@@ -451,7 +451,7 @@ def _number(value, digits: int = DECIMALS) -> str:
         return "0"
     exponent = rounded.adjusted()
     if exponent < -2:
-        return rf"{rounded.scaleb(-exponent):f} \cdot 10^{{{exponent}}}"
+        return rf"{rounded.scaleb(-exponent):f} {times_sign()} 10^{{{exponent}}}"
     return f"{rounded:f}"
 
 

@@ -817,7 +817,7 @@ def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_mark
         assert f"{bound:.4g}" in example
 
 
-_PRINTED = re.compile(r"(-?\d+\.\d+)(?: \\cdot 10\^\{(-\d+)\})?")
+_PRINTED = re.compile(r"(-?\d+\.\d+)(?: \\(?:cdot|times) 10\^\{(-\d+)\})?")  # \times in Chinese
 
 
 def _printed_numbers(display: str) -> list[tuple[str, float]]:
@@ -838,7 +838,9 @@ def test_the_worked_example_prints_four_significant_figures(compared_markdown):
         mantissa = text.split(" ")[0].lstrip("-")
         digits = mantissa.replace(".", "").lstrip("0")
         assert len(digits) == 4, text
-        assert " \\cdot 10^" in text or abs(value) >= 0.01, text
+        assert " 10^" in text or abs(value) >= 0.01, text
+        sign = "\\times" if re.search("[\u4e00-\u9fff]", compared_markdown) else "\\cdot"  # as each language's textbooks write it
+        assert f" {sign} 10^" in text or " 10^" not in text, text
     if "relu" in compared_markdown.split("\n## 1. ")[0]:
         return
     errors = {layer: [v for _, v in _printed_numbers(d.split(f"\\delta^{{({layer})}} &=")[1].split("\\\\")[0])]
