@@ -1072,6 +1072,7 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
         contents=text("doc.contents"),
         version=__version__,
         html_lang=text.raw("language.html_lang"),
+        tag_brackets=(text.raw("language.tag_open"), text.raw("language.tag_close")),
         tex_preamble=text.raw("language.tex_preamble").strip(),
         sections=tuple(replace(heads[key], blocks=built[key]) for key in keys),
         **fields,

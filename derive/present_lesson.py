@@ -593,7 +593,7 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
             key = "example.ratio_bounded"
             fields = {"factors": slopes[0], "product": slopes[1], "bound": _decimal(bound),
                       "sums": text.raw("refs.list_separator").join(
-                          f"${_decimal(v)}$ ($W^{{({layer})}}$)" for layer, v in sums)}
+                          text("example.column_sum", value=_decimal(v), layer=layer) for layer, v in sums)}
         out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2], **fields)))
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]

@@ -123,7 +123,7 @@ def test_the_four_equations_are_boxed_once_after_their_derivations(compared_mark
     lesson = compared_markdown.split("\n---\n", 1)[0]
     assert lesson.count("\\boxed") == 1
     summary = _section(compared_markdown, 11)
-    assert "\\boxed" in summary and all(f"(BP{n})" in summary for n in (1, 2, 3, 4))
+    assert "\\boxed" in summary and all(f"(BP{n})" in summary or f"（BP{n}）" in summary for n in (1, 2, 3, 4))
     for number in (8, 9, 10):
         assert "\\boxed" not in _section(compared_markdown, number)
     assert len(titles) > 18 and "## 19. " in compared_markdown.split("\n---\n", 1)[1]
@@ -726,7 +726,7 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     for n in sizes[2:]:
         units *= n
     assert f"= {units}$" in _section(compared_markdown, 2)
-    tags = re.findall(r"\\text\{\((BP\d)\)\}", displays[2])
+    tags = re.findall(r"\\text\{[(（](BP\d)[)）]\}", displays[2])  # full-width brackets in Chinese
     assert tags == ["BP1"] + ["BP2"] * (depth - 1) + ["BP4"]
     assert "](#12-" in _section(compared_markdown, 2)
 
@@ -812,7 +812,7 @@ def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_mark
             matrix = re.search(rf"W\^\{{\({layer}\)\}} &= \\begin\{{pmatrix\}}(.*?)\\end\{{pmatrix\}}", example).group(1)
             rows = [[float(x) for x in row.split("&")] for row in matrix.split("\\\\") if row.strip()]
             column_sum = max(sum(abs(row[k]) for row in rows) for k in range(len(rows[0])))
-            assert f"${column_sum:.4g}$ ($W^{{({layer})}}$)" in example
+            assert f"${column_sum:.4g}$ ($W^{{({layer})}}$)" in example or f"$W^{{({layer})}}$ 为 ${column_sum:.4g}$" in example
             bound *= column_sum
         assert f"{bound:.4g}" in example
 
