@@ -439,8 +439,6 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
                         blocks.Aligned(tuple(blocks.Row(lhs, rhs) for lhs, rhs in steps))]
             else:
                 notes.append(text(f"activations.proof_{d.proof}"))
-        elif stepped:  # one notation for the step: the indicator, with its value at the kink
-            out += [blocks.Paragraph(text("activations.convention")), blocks.Equation(f"g'(z) = {latex(d.derivative)}")]
         elif d.branch_form is None:
             if not d.computed.has(sp.Symbol("z", real=True)):
                 notes.append(text("activations.constant"))
@@ -456,6 +454,8 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
                                              for p in extras["pieces"]),
                                        intro=extras["pieces_intro"]))
         out += [blocks.Paragraph(kink) for kink in extras["kinks"]]
+        if stepped and d.in_terms_of_output is None:  # the pieces and the kink first, then the one formula for both
+            out += [blocks.Paragraph(text("activations.convention")), blocks.Equation(f"g'(z) = {latex(d.derivative)}")]
         if d.kinks and d.kinks_located:  # the kink's sentence already gives the value used there
             extras["conventions"] = [c for key, c in zip(d.conventions, extras["conventions"]) if key != "step"]
         if extras["conventions"]:
@@ -587,8 +587,8 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
             blocks.Paragraph(text("output_error.general_instance_vector")),
             blocks.Derivation((blocks.Group("", (blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1",
                                                             "eq:bp1-jacobian"),)),)),  # numbered: the box cites it
+            blocks.Paragraph(text("output_error.meaning_vector")),  # what BP1 says, right after it
             blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=general_bp1(elementwise_forms())["rhs"])),
-            blocks.Paragraph(text("output_error.meaning_vector")),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
                    intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
             _instance(sample.results[Q("delta", depth)],
