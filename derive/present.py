@@ -313,9 +313,9 @@ def _loss(derivation: Derivation, text: Text) -> list:
     model = derivation.model
     from derive.notation import A as a_sym, Y as y_sym
 
-    notes = []
-    if model.loss.target == "probability":
-        notes.append(text("loss.probability"))
+    notes, targets = [], []
+    if model.loss.target == "probability":  # right under the loss it is a condition of
+        targets.append(blocks.Paragraph(text("loss.probability")))
     elif model.loss.target == "binary":
         notes.append(text("loss.binary"))
     extras = loss_extras(derivation, text)
@@ -328,6 +328,7 @@ def _loss(derivation: Derivation, text: Text) -> list:
     out += [
         blocks.Paragraph(text("loss.sample")),
         blocks.Equation(_cost_equation(sample), label="eq:loss"),
+        *targets,
     ]
     if extras["conventions"]:  # the derivative whose pieces the conventions below fix, for one output
         out += [blocks.Paragraph(text("loss_extra.derivative")), blocks.Equation(_output_derivative(sample, a_sym, y_sym))]

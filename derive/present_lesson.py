@@ -355,9 +355,10 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
         blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True, stacked=True),
-        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)))), _tanh_steps()] if tanh else []),
+        # what follows the table's last line, before the aside on the sigmoid's tanh form
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
+        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)))), _tanh_steps()] if tanh else []),
     ]
 
 
