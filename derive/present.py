@@ -589,7 +589,7 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
             blocks.Derivation((blocks.Group("", (blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1",
                                                             "eq:bp1-jacobian"),)),)),  # numbered: the box cites it
             blocks.Paragraph(text("output_error.meaning_vector")),  # what BP1 says, right after it
-            blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=general_bp1(elementwise_forms())["rhs"])),
+            blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=_slashed(general_bp1(elementwise_forms())["rhs"]))),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
                    intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
             _instance(sample.results[Q("delta", depth)],
@@ -619,6 +619,12 @@ def _output_sides(step: Step) -> tuple[str, str]:
 # BP1 for any output activation: the chain-rule line of section `output_error`, δ_j = Σ_j' ∂C/∂a_j' J_j'j,
 # is entry j of Jᵀ ∂C/∂a (J the Jacobian ∂a/∂z); the engine's lines derive it for the softmax and for g
 JACOBIAN_BP1 = {"lhs": r"\delta^{(L)}", "rhs": r"J^{\top} \frac{\partial C}{\partial a^{(L)}}"}
+
+
+def _slashed(tex: str) -> str:
+    """A formula for running text: ∂C/∂a with a slash, as the prose writes it (an inline \\frac is
+    set too small to read)."""
+    return re.sub(r"\\frac\{(\\partial [^{}]*)\}\{(\\partial [^{}]*(?:\{[^{}]*\}[^{}]*)*)\}", r"\1 / \2", tex)
 
 
 def general_bp1(forms) -> dict:
