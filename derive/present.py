@@ -190,8 +190,8 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
                      text.math(_activation_formula(act, layer)["latex"], display=True)))  # fractions full size
     header = tuple(text(f"network.{key}") for key in ("layer", "units", "activation", "function"))
     return [
-        blocks.Paragraph(text("network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
-                              hidden_plural="s" if depth != 2 else "")),
+        blocks.Paragraph(text("network.intro" if depth > 1 else "network.intro_single", depth=_counted(text, depth), plural="s" if depth > 1 else "",
+                              hidden_count=_counted(text, depth - 1), hidden_plural="s" if depth != 2 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l"), tall=True),
         blocks.Paragraph(text("network.sizes_note")),
         picture,
@@ -619,6 +619,16 @@ def _output_sides(step: Step) -> tuple[str, str]:
 # BP1 for any output activation: the chain-rule line of section `output_error`, δ_j = Σ_j' ∂C/∂a_j' J_j'j,
 # is entry j of Jᵀ ∂C/∂a (J the Jacobian ∂a/∂z); the engine's lines derive it for the softmax and for g
 JACOBIAN_BP1 = {"lhs": r"\delta^{(L)}", "rhs": r"J^{\top} \frac{\partial C}{\partial a^{(L)}}"}
+
+
+def _counted(text: Text, n: int) -> str:
+    """A small count in running text as the language writes it: 3 in English, 三 in Chinese prose
+    (a larger one in numerals, spaced from Chinese characters)."""
+    words = text.raw("language.small_numbers").split()
+    if n < len(words):
+        return words[n]
+    space = text.raw("language.number_space")
+    return f"{space}{n}{space}"
 
 
 def _slashed(tex: str) -> str:
