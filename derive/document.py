@@ -181,6 +181,7 @@ class Document:
     tex_preamble: str
     sections: tuple[Section, ...]
     metadata: tuple[tuple[str, str], ...] = ()  # PDF information as plain text: title, author, subject, keywords
+    tag_brackets: tuple[str, str] = ("(", ")")  # around a margin tag: (definition), or full-width （定义）
 
     def section(self, key: str) -> Section:
         return next(s for s in self.sections if s.key == key)

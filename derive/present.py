@@ -190,8 +190,8 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
                      text.math(_activation_formula(act, layer)["latex"], display=True)))  # fractions full size
     header = tuple(text(f"network.{key}") for key in ("layer", "units", "activation", "function"))
     return [
-        blocks.Paragraph(text("network.intro", depth=depth, plural="s" if depth > 1 else "", hidden_count=depth - 1,
-                              hidden_plural="s" if depth != 2 else "")),
+        blocks.Paragraph(text("network.intro" if depth > 1 else "network.intro_single", depth=_counted(text, depth), plural="s" if depth > 1 else "",
+                              hidden_count=_counted(text, depth - 1), hidden_plural="s" if depth != 2 else "")),
         blocks.Table(header, tuple(rows), ("r", "r", "l", "l"), tall=True),
         blocks.Paragraph(text("network.sizes_note")),
         picture,
@@ -313,9 +313,9 @@ def _loss(derivation: Derivation, text: Text) -> list:
     model = derivation.model
     from derive.notation import A as a_sym, Y as y_sym
 
-    notes = []
-    if model.loss.target == "probability":
-        notes.append(text("loss.probability"))
+    notes, targets = [], []
+    if model.loss.target == "probability":  # right under the loss it is a condition of
+        targets.append(blocks.Paragraph(text("loss.probability")))
     elif model.loss.target == "binary":
         notes.append(text("loss.binary"))
     extras = loss_extras(derivation, text)
@@ -328,6 +328,7 @@ def _loss(derivation: Derivation, text: Text) -> list:
     out += [
         blocks.Paragraph(text("loss.sample")),
         blocks.Equation(_cost_equation(sample), label="eq:loss"),
+        *targets,
     ]
     if extras["conventions"]:  # the derivative whose pieces the conventions below fix, for one output
         out += [blocks.Paragraph(text("loss_extra.derivative")), blocks.Equation(_output_derivative(sample, a_sym, y_sym))]
@@ -439,8 +440,6 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
                         blocks.Aligned(tuple(blocks.Row(lhs, rhs) for lhs, rhs in steps))]
             else:
                 notes.append(text(f"activations.proof_{d.proof}"))
-        elif stepped:  # one notation for the step: the indicator, with its value at the kink
-            out += [blocks.Paragraph(text("activations.convention")), blocks.Equation(f"g'(z) = {latex(d.derivative)}")]
         elif d.branch_form is None:
             if not d.computed.has(sp.Symbol("z", real=True)):
                 notes.append(text("activations.constant"))
@@ -456,6 +455,8 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
                                              for p in extras["pieces"]),
                                        intro=extras["pieces_intro"]))
         out += [blocks.Paragraph(kink) for kink in extras["kinks"]]
+        if stepped and d.in_terms_of_output is None:  # the pieces and the kink first, then the one formula for both
+            out += [blocks.Paragraph(text("activations.convention")), blocks.Equation(f"g'(z) = {latex(d.derivative)}")]
         if d.kinks and d.kinks_located:  # the kink's sentence already gives the value used there
             extras["conventions"] = [c for key, c in zip(d.conventions, extras["conventions"]) if key != "step"]
         if extras["conventions"]:
@@ -587,8 +588,8 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
             blocks.Paragraph(text("output_error.general_instance_vector")),
             blocks.Derivation((blocks.Group("", (blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1",
                                                             "eq:bp1-jacobian"),)),)),  # numbered: the box cites it
-            blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=general_bp1(elementwise_forms())["rhs"])),
-            blocks.Paragraph(text("output_error.meaning_vector")),
+            blocks.Paragraph(text("output_error.meaning_vector")),  # what BP1 says, right after it
+            blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=_slashed(general_bp1(elementwise_forms())["rhs"]))),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
                    intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
             _instance(sample.results[Q("delta", depth)],
@@ -618,6 +619,22 @@ def _output_sides(step: Step) -> tuple[str, str]:
 # BP1 for any output activation: the chain-rule line of section `output_error`, δ_j = Σ_j' ∂C/∂a_j' J_j'j,
 # is entry j of Jᵀ ∂C/∂a (J the Jacobian ∂a/∂z); the engine's lines derive it for the softmax and for g
 JACOBIAN_BP1 = {"lhs": r"\delta^{(L)}", "rhs": r"J^{\top} \frac{\partial C}{\partial a^{(L)}}"}
+
+
+def _counted(text: Text, n: int) -> str:
+    """A small count in running text as the language writes it: 3 in English, 三 in Chinese prose
+    (a larger one in numerals, spaced from Chinese characters)."""
+    words = text.raw("language.small_numbers").split()
+    if n < len(words):
+        return words[n]
+    space = text.raw("language.number_space")
+    return f"{space}{n}{space}"
+
+
+def _slashed(tex: str) -> str:
+    """A formula for running text: ∂C/∂a with a slash, as the prose writes it (an inline \\frac is
+    set too small to read)."""
+    return re.sub(r"\\frac\{(\\partial [^{}]*)\}\{(\\partial [^{}]*(?:\{[^{}]*\}[^{}]*)*)\}", r"\1 / \2", tex)
 
 
 def general_bp1(forms) -> dict:
@@ -1072,6 +1089,7 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
         contents=text("doc.contents"),
         version=__version__,
         html_lang=text.raw("language.html_lang"),
+        tag_brackets=(text.raw("language.tag_open"), text.raw("language.tag_close")),
         tex_preamble=text.raw("language.tex_preamble").strip(),
         sections=tuple(replace(heads[key], blocks=built[key]) for key in keys),
         **fields,
@@ -1135,7 +1153,8 @@ def build_document(
         "recursion": lambda: _recursion(derivation, text, refs, narrator),
         "parameters": lambda: _parameters(derivation, text, narrator),
         "paths": lambda: paths_blocks(model.sizes, model.activations[-1].is_vector, text, refs),
-        "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
+        "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs,
+                                                        init=training[1] if training is not None else None),
         "minibatch": lambda: _minibatch(derivation, text, narrator),
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
         "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs),
@@ -1155,7 +1174,8 @@ def build_document(
         text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)},
         unit_letters=True)
     title = text("doc.title", depth=depth, plural="s" if depth > 1 else "")
-    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
+    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise"),
+                   "times": text.raw("formula.times")}):
         return assemble_document(
             text, keys, heads, content, notation,
             title=title,

@@ -340,7 +340,8 @@ def build_graph_document(
     file = str(model.spec.path).replace("\\", "/").rsplit("/", 1)[-1]
     # a network that couples its samples: its minibatch errors are of the summed loss m C̄ (printing.py)
     summed = {"summed_loss": "1"} if model.network.couples_samples else {}
-    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}, **summed):
+    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise"),
+                   "times": text.raw("formula.times")}, **summed):
         return assemble_document(
             text, keys, heads, content, notation,
             title=text("graph.title", file=file),

@@ -24,7 +24,7 @@ from derive.narrate import Narrator, sides
 from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
 from derive.rewrite import exp_identity_holds, logistic_as_tanh, sigmoid_tanh_identity
 from derive.present_functions import display_name
-from derive.printing import DeriveLatexPrinter, _factor_rank, latex
+from derive.printing import DeriveLatexPrinter, _factor_rank, latex, times_sign
 from derive.verify_symbolic import _is_parameter_gradient
 
 DECIMALS = 4  # of every number of the worked example
@@ -194,7 +194,9 @@ def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
 # what the equations say
 
 
-def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
+def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None) -> list:
+    """What BP1–BP4 say about learning: the slopes, saturation, quiet units; with `init` (the
+    network's Initialisation), how far its initial weights push the pre-activations into saturation."""
     slopes = lesson.slopes
     seen, rows = set(), []
     for _, bound in slopes.layers:
@@ -223,8 +225,11 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
                                          decimal=_decimal(product))))
     # saturation only where some activation has slopes near 0 that are not exactly 0 (not for relu)
     # (a bias's gradient is its unit's error: BP3's own words in the box, not repeated here)
-    out += [blocks.Paragraph(text(f"meaning.{key}")) for key in ("saturation", "weights")
-            if key != "saturation" or slopes.saturates or not slopes.layers]
+    for key in ("saturation", "weights"):
+        if key != "saturation" or slopes.saturates or not slopes.layers:
+            out.append(blocks.Paragraph(text(f"meaning.{key}")))
+        if key == "saturation" and slopes.saturates and init is not None:
+            out += _initial_saturation(init, text, refs)
     blocking = list(dict.fromkeys(bound.activation for _, bound in slopes.layers if bound.blocks))
     if blocking:  # said of this network's own activation: "a ReLU unit", not "where g′ = 0 …, as for a relu"
         relu = all(a.spec_text == "relu" for a in blocking)
@@ -251,17 +256,38 @@ def _decimal(value) -> str:
     return format(Context(prec=DECIMALS, rounding=ROUND_HALF_UP).create_decimal(Decimal(str(sp.N(value, 30)))).normalize(), "f")
 
 
+def _initial_saturation(init, text, refs) -> list:
+    """Where the initial weights raise the pre-activations' variance above 1 (an activation with
+    g(0) ≠ 0), the variance they reach, computed in the initialisation section, said where saturation is."""
+    from derive.present_training import offset_variance
+
+    offset = offset_variance(init)
+    if offset is None or offset[1] <= 1:
+        return []
+    _, final, last = offset
+    return [blocks.Paragraph(text("meaning.initial_saturation", final=f"{final:.2g}", layer=last,
+                                  raw={"init": refs.section("initialisation")}))]
+
+
 def _error_ratio(lesson: Lesson, derivation: Derivation) -> tuple[str, str, str] | None:
     """The largest |δ| of the first layer against the output layer's, in the worked example."""
     errors = [k for k in _errors(derivation) if k.kind == "delta"]
     if len(errors) < 2 or lesson.example is None:
         return None
     last, first = errors[0], errors[-1]
-    # from the printed values, so that a reader who divides them gets the same digits
-    size = {k: max(abs(_from_printed(v)) for _, v in entries(lesson.example, k)) for k in (first, last)}
-    if size[last] == 0:
+    printed = {k: max(abs(_from_printed(v)) for _, v in entries(lesson.example, k)) for k in (first, last)}
+    if printed[last] == 0:
         return None
-    return _number(size[first] / size[last]), first.latex(), last.latex()
+    return _agreed(_ratio_value(lesson, derivation), printed[first] / printed[last]), first.latex(), last.latex()
+
+
+def _agreed(exact, from_printed) -> str:
+    """A computed ratio to as many significant figures (at most DECIMALS) as the exact value and the
+    ratio of the printed, rounded numbers share: true, and what a reader who divides them gets."""
+    for digits in range(DECIMALS, 1, -1):
+        if _rounded(exact, digits) == _rounded(from_printed, digits):
+            return _number(exact, digits)
+    return _number(exact, 1)
 
 
 def _hidden_slopes(lesson: Lesson, derivation: Derivation) -> tuple[str, str] | None:
@@ -329,9 +355,10 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
         blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True, stacked=True),
-        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)))), _tanh_steps()] if tanh else []),
+        # what follows the table's last line, before the aside on the sigmoid's tanh form
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
+        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)))), _tanh_steps()] if tanh else []),
     ]
 
 
@@ -408,24 +435,24 @@ def tex_code(code: str) -> str:
 # a worked example
 
 
-def _rounded(value):
-    """A computed value to DECIMALS significant figures (halves rounded up, as a student rounds): the
+def _rounded(value, digits: int = DECIMALS):
+    """A computed value to `digits` significant figures (halves rounded up, as a student rounds): the
     number the document prints, from which a reader's own arithmetic starts."""
     from decimal import ROUND_HALF_UP, Context, Decimal
 
     exact = Decimal(str(sp.N(value, 30)))
-    return Decimal(0) if exact == 0 else Context(prec=DECIMALS, rounding=ROUND_HALF_UP).create_decimal(exact)
+    return Decimal(0) if exact == 0 else Context(prec=digits, rounding=ROUND_HALF_UP).create_decimal(exact)
 
 
-def _number(value) -> str:
+def _number(value, digits: int = DECIMALS) -> str:
     """A computed value to four significant figures, in LaTeX: 0.6900, -0.1240, and below 0.01 in
     scientific form, 1.795 \\cdot 10^{-3}, so that a small gradient keeps its four digits too."""
-    rounded = _rounded(value)
+    rounded = _rounded(value, digits)
     if rounded == 0:
         return "0"
     exponent = rounded.adjusted()
     if exponent < -2:
-        return rf"{rounded.scaleb(-exponent):f} \cdot 10^{{{exponent}}}"
+        return rf"{rounded.scaleb(-exponent):f} {times_sign()} 10^{{{exponent}}}"
     return f"{rounded:f}"
 
 
@@ -567,7 +594,7 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
             key = "example.ratio_bounded"
             fields = {"factors": slopes[0], "product": slopes[1], "bound": _decimal(bound),
                       "sums": text.raw("refs.list_separator").join(
-                          f"${_decimal(v)}$ ($W^{{({layer})}}$)" for layer, v in sums)}
+                          text("example.column_sum", value=_decimal(v), layer=layer) for layer, v in sums)}
         out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2], **fields)))
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
@@ -623,7 +650,7 @@ def cost_blocks(lesson: Lesson, text) -> list:
                                            r">{\raggedright\arraybackslash}p{0.47\textwidth}", "r")),
         blocks.Paragraph(text("cost.result", forward=c.forward.value, backward=backward,
                               backward_ratio=f"{backward / c.forward.value:.2g}" if c.forward.value else "0",
-                              total=c.backpropagation, finite=c.finite_differences.value,
+                              total=c.backpropagation, total_ratio=cost_ratio(lesson), finite=c.finite_differences.value,
                               ratio=f"{c.finite_differences.value / c.backpropagation:.0f}" if c.backpropagation else "0",
                               parameters=c.parameters.value)),
         blocks.Paragraph(text("cost.note")),

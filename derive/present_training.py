@@ -246,14 +246,24 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
     return out
 
 
-def _in_short(init: Initialisation, text: Text) -> list:
-    """Why-first, before the derivation: where an activation's output at 0 is not 0 (the sigmoid),
-    what the derived rule will not keep, with this network's figure computed at the end."""
+def offset_variance(init: Initialisation) -> tuple[list[str], float, int] | None:
+    """Where an activation's output at 0 is not 0 (the sigmoid): its names, and the variance of the
+    pre-activations the initial weights give the last layer (computed by quadrature), with its layer."""
     offsets = dict(init.offsets)
     shifted = [display_name(scale.activation) for scale in init.activations if "offset" in scale.figures]
     if not init.path or not shifted or init.path[-1][0] not in offsets:
-        return []
+        return None
     last, final = init.path[-1]
+    return shifted, final, last
+
+
+def _in_short(init: Initialisation, text: Text) -> list:
+    """Why-first, before the derivation: where an activation's output at 0 is not 0 (the sigmoid),
+    what the derived rule will not keep, with this network's figure computed at the end."""
+    offset = offset_variance(init)
+    if offset is None:
+        return []
+    shifted, final, last = offset
     return [blocks.Paragraph(text("initialisation.in_short", names=text.raw("refs.list_separator").join(shifted),
                                   final=f"{final:.4g}", layer=last))]
 

@@ -152,6 +152,12 @@ def current_words() -> tuple[tuple[str, str], ...]:
     return _WORDS.get()
 
 
+def times_sign() -> str:
+    """The sign of scientific notation in the document's language: 1.234 \\cdot 10^{-3} in English,
+    1.234 \\times 10^{-3} in Chinese (the convention of Chinese textbooks and standards)."""
+    return dict(_WORDS.get()).get("times", r"\cdot")
+
+
 class DeriveLatexPrinter(LatexPrinter):
     """LaTeX printer for index-form (default) and matrix-form (`matrix=True`) expressions."""
 

@@ -243,7 +243,8 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
         "code": lambda: _code(code, text, model),
         "verification": lambda: _verification(checks, text),
     }
-    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise")}):
+    with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise"),
+                   "times": text.raw("formula.times")}):
         built, used = {}, {}
         for key in keys:  # in order, each with the LaTeX it uses; the notation last, from what they use
             if key != "notation":
@@ -266,6 +267,7 @@ def build_rnn_document(model: RNNModel, sample: Pass, checks: list, code: dict, 
         contents=text("doc.contents"),
         version=__version__,
         html_lang=text.raw("language.html_lang"),
+        tag_brackets=(text.raw("language.tag_open"), text.raw("language.tag_close")),
         tex_preamble=text.raw("language.tex_preamble").strip(),
         sections=sections,
         metadata=(("pdftitle", text.raw("rnn.title" + _cell(model))),),

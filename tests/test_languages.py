@@ -17,8 +17,9 @@ def both():
 
 
 def display_math(markdown: str) -> list[str]:
-    """The displayed formulas, without the names of the steps in their margins (in the document's language)."""
-    return [without_text(m) for m in re.findall(r"\$\$(.*?)\$\$", markdown, flags=re.S)]
+    """The displayed formulas, without the names of the steps in their margins (in the document's language)
+    and with the sign of scientific notation as English writes it (Chinese writes 1.234 \\times 10^{-3})."""
+    return [without_text(m).replace(r"\times 10^", r"\cdot 10^") for m in re.findall(r"\$\$(.*?)\$\$", markdown, flags=re.S)]
 
 
 def without_text(formula: str) -> str:
@@ -28,7 +29,7 @@ def without_text(formula: str) -> str:
 def test_formulas_are_the_same_in_every_language(both):
     en, zh = (both[l]["derivation.md"].decode() for l in ("en", "zh"))
     assert display_math(en) == display_math(zh) and len(display_math(en)) > 40
-    tex_en, tex_zh = ([without_text(body) for _, body in re.findall(r"\\begin\{(equation|align)\}(.*?)\\end\{\1\}",
+    tex_en, tex_zh = ([without_text(body).replace(r"\times 10^", r"\cdot 10^") for _, body in re.findall(r"\\begin\{(equation|align)\}(.*?)\\end\{\1\}",
                                                                     both[l]["derivation.tex"].decode(), re.S)]
                       for l in ("en", "zh"))
     assert tex_en == tex_zh and len(tex_en) > 10
@@ -40,7 +41,7 @@ def test_chinese_documents_carry_the_chinese_catalog(both):
     for key in ("want", "network", "notation", "forward", "method", "output_error", "recursion", "summary", "example",
                 "verification"):
         assert f". {catalog['section'][key]}" in zh
-    assert f"\\text{{({catalog['tag']['chain_rule']})}}" in zh and catalog["activation_title"]["relu"] in zh
+    assert f"\\text{{（{catalog['tag']['chain_rule']}）}}" in zh and catalog["activation_title"]["relu"] in zh
     assert catalog["notation"]["eta"] in zh  # the notation table
     # no English sentence or margin tag of the catalog is left in the Chinese document
     english = messages("en")

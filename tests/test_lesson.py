@@ -123,7 +123,7 @@ def test_the_four_equations_are_boxed_once_after_their_derivations(compared_mark
     lesson = compared_markdown.split("\n---\n", 1)[0]
     assert lesson.count("\\boxed") == 1
     summary = _section(compared_markdown, 11)
-    assert "\\boxed" in summary and all(f"(BP{n})" in summary for n in (1, 2, 3, 4))
+    assert "\\boxed" in summary and all(f"(BP{n})" in summary or f"（BP{n}）" in summary for n in (1, 2, 3, 4))
     for number in (8, 9, 10):
         assert "\\boxed" not in _section(compared_markdown, number)
     assert len(titles) > 18 and "## 19. " in compared_markdown.split("\n---\n", 1)[1]
@@ -726,7 +726,7 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     for n in sizes[2:]:
         units *= n
     assert f"= {units}$" in _section(compared_markdown, 2)
-    tags = re.findall(r"\\text\{\((BP\d)\)\}", displays[2])
+    tags = re.findall(r"\\text\{[(（](BP\d)[)）]\}", displays[2])  # full-width brackets in Chinese
     assert tags == ["BP1"] + ["BP2"] * (depth - 1) + ["BP4"]
     assert "](#12-" in _section(compared_markdown, 2)
 
@@ -812,12 +812,12 @@ def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_mark
             matrix = re.search(rf"W\^\{{\({layer}\)\}} &= \\begin\{{pmatrix\}}(.*?)\\end\{{pmatrix\}}", example).group(1)
             rows = [[float(x) for x in row.split("&")] for row in matrix.split("\\\\") if row.strip()]
             column_sum = max(sum(abs(row[k]) for row in rows) for k in range(len(rows[0])))
-            assert f"${column_sum:.4g}$ ($W^{{({layer})}}$)" in example
+            assert f"${column_sum:.4g}$ ($W^{{({layer})}}$)" in example or f"$W^{{({layer})}}$ 为 ${column_sum:.4g}$" in example
             bound *= column_sum
         assert f"{bound:.4g}" in example
 
 
-_PRINTED = re.compile(r"(-?\d+\.\d+)(?: \\cdot 10\^\{(-\d+)\})?")
+_PRINTED = re.compile(r"(-?\d+\.\d+)(?: \\(?:cdot|times) 10\^\{(-\d+)\})?")  # \times in Chinese
 
 
 def _printed_numbers(display: str) -> list[tuple[str, float]]:
@@ -827,8 +827,9 @@ def _printed_numbers(display: str) -> list[tuple[str, float]]:
 
 def test_the_worked_example_prints_four_significant_figures(compared_markdown):
     """Every computed number of the worked example has four significant figures (a small one in
-    scientific form, 1.795 \\cdot 10^{-3}, not 0.0018), and the ratio of the largest errors is the
-    ratio of the printed numbers, so that a reader's division agrees to the last digit."""
+    scientific form, 1.795 \\cdot 10^{-3}, not 0.0018), and the ratio of the largest errors is quoted
+    to the digits on which the exact ratio and the ratio of the printed numbers agree (0.0134: the
+    exact 0.013421 and the printed 0.013425 part at the fourth)."""
     section = _section(compared_markdown, 17)
     displays = section.split("$$")[1::2]
     computed = [d for d in displays if "\\delta^{(1)} &=" in d or "\\frac{\\partial C}{\\partial W^{(1)}}" in d]
@@ -837,13 +838,21 @@ def test_the_worked_example_prints_four_significant_figures(compared_markdown):
         mantissa = text.split(" ")[0].lstrip("-")
         digits = mantissa.replace(".", "").lstrip("0")
         assert len(digits) == 4, text
-        assert " \\cdot 10^" in text or abs(value) >= 0.01, text
+        assert " 10^" in text or abs(value) >= 0.01, text
+        sign = "\\times" if re.search("[\u4e00-\u9fff]", compared_markdown) else "\\cdot"  # as each language's textbooks write it
+        assert f" {sign} 10^" in text or " 10^" not in text, text
     if "relu" in compared_markdown.split("\n## 1. ")[0]:
         return
     errors = {layer: [v for _, v in _printed_numbers(d.split(f"\\delta^{{({layer})}} &=")[1].split("\\\\")[0])]
               for d in displays if "\\delta^{(1)} &=" in d for layer in (1, 3)}
-    ratio = max(map(abs, errors[1])) / max(map(abs, errors[3]))
-    assert f"{ratio:.4g}" in section, ratio
+    from_printed = max(map(abs, errors[1])) / max(map(abs, errors[3]))
+    quoted = re.search(r"(?:is |的 )(0\.\d+)(?: times| 倍)", section).group(1)
+    digits = len(quoted.split(".")[1].lstrip("0"))
+    config = (3, "relu", None, "ce") if "softmax" in compared_markdown else (3, "sigmoid", None, "mse")
+    example = worked_example(generate(make_spec(*config, formats="py")).derivation)
+    exact = max(abs(v) for _, v in entries(example, Q("delta", 1))) / max(abs(v) for _, v in entries(example, Q("delta", 3)))
+    # the quoted ratio is the exact one and what a reader gets from the printed numbers, to its digits
+    assert digits >= 2 and float(quoted) == float(f"{float(exact):.{digits}g}") == float(f"{from_printed:.{digits}g}"), (quoted, exact, from_printed)
 
 
 def test_a_hand_check_that_rounding_moves_says_so():
@@ -915,3 +924,15 @@ def test_side_computations_fold_into_one_chain():
                                           sp.Sum(x * 2 * y, (x, 0, 2)) + penalty, 6 * y + penalty, 6 * y + w]
     stray = [Step(C, data, "chain_rule"), Step(local, y, "local_derivative")]
     assert _folded(stray) == (stray, set())
+
+
+def test_the_saturation_paragraph_quotes_the_variance_the_initialisation_computes(compared_markdown):
+    """Where section 13 warns of saturation, it says how far the initial weights push the sigmoid
+    network's pre-activations (the last Var(z) of the initialisation's table, to two figures); the
+    relu network, which does not saturate, says nothing of it."""
+    meaning = _section(compared_markdown, 13)
+    if "sigmoid" not in meaning:
+        assert "7.1" not in meaning
+        return
+    table = re.search(r"(?m)^\| 3 \| (\d+\.\d+) \| ", _section(compared_markdown, 21)).group(1)  # Var(z⁽³⁾)
+    assert f"{float(table):.2g}" in meaning and table != f"{float(table):.2g}", table

@@ -75,15 +75,17 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs) -> lis
     partials.append(_frac(_z(1, _u(1)), weight))
     values.append(_a(0, "k"))
     total = rf"\sum_{{{summed}}}"
-    # one line per layer, from the loss back, each continued line led by its operator (\cdot), so the
-    # product neither runs off the page nor breaks where a reader cannot tell that it goes on
+    # one line per layer, from the loss back, aligned after the sum (ΔC ≈ Σ stands left of the
+    # alignment point), each continued line led by its operator (\cdot), so the product neither runs
+    # off the page nor breaks where a reader cannot tell that it goes on
     per_layer = [partials[n:n + 2] for n in range(0, len(partials) - 1, 2)] + [partials[-1:]]
     per_layer[-1] = per_layer[-1] + [change]
-    nielsen = [blocks.Row(r"\Delta C", rf"{total} {' '.join(per_layer[0])}", relation=r"\approx")]
-    nielsen += [blocks.Row("", rf"\quad \cdot {' '.join(factors)}", relation="") for factors in per_layer[1:]]
+    head = rf"\Delta C \approx {total}"
+    nielsen = [blocks.Row(head, " ".join(per_layer[0]), relation="")]
+    nielsen += [blocks.Row("", rf"{{}} \cdot {' '.join(factors)}", relation="") for factors in per_layer[1:]]
     half = (len(values) + 1) // 2
-    rates = (blocks.Row(r"\Delta C", rf"{total} {' '.join(values[:half])}", relation=r"\approx"),
-             blocks.Row("", rf"\quad \cdot {' '.join(values[half:])}\, {change}", relation=""))
+    rates = (blocks.Row(head, " ".join(values[:half]), relation=""),
+             blocks.Row("", rf"{{}} \cdot {' '.join(values[half:])}\, {change}", relation=""))
     # the same sum grouped from the loss end: BP1, then BP2 once per layer, then BP4
     if vector_output:
         first = rf"\sum_{{{out_unit}}} {_frac('C', _a(L, out_unit))} {_frac(_a(L, out_unit), _z(L, _u(L)))}"
