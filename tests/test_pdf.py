@@ -42,7 +42,7 @@ def test_pdf_has_title_notation_numbered_cross_referenced_equations_summary_and_
     assert "??" not in text, "an unresolved cross-reference"
     assert re.search(r"\(\d+\)", text)  # numbered equations
     for label in ("BP1", "BP2", "BP3", "BP4"):
-        assert f"({label})" in text
+        assert f"({label})" in text or f"（{label}）" in text  # Chinese tags in full-width brackets
     refs = re.findall(r"(?:eq\.|式) (\d+)", text)
     assert len(refs) >= 6, refs  # "substituting … found above (eq. 23)"
     tex = files["derivation.tex"].decode()
