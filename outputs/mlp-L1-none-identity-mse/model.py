@@ -145,9 +145,9 @@ def gradients(params, X, Y):
     W1, b1 = (params["W1"], params["b1"])
     A0 = cache["A0"]
     A1 = cache["A1"]
-    Delta1 = A1 - Y
-    dW1 = ((Delta1/m) @ A0.T)
-    db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    delta1 = A1 - Y
+    dW1 = ((delta1/m) @ A0.T)
+    db1 = (delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1}
 
 
@@ -296,13 +296,13 @@ def gradients_into(ws, params, X, Y):
     np.add(Z1, b1, out=Z1)
     # A1 = Z1
     A1 = Z1
-    # Delta1 = A1 - Y
-    Delta1 = t0
-    np.subtract(Z1, Y, out=Delta1)
-    # dW1 = ((Delta1/m) @ A0.T)
-    np.divide(Delta1, m, out=t0)
+    # delta1 = A1 - Y
+    delta1 = t0
+    np.subtract(Z1, Y, out=delta1)
+    # dW1 = ((delta1/m) @ A0.T)
+    np.divide(delta1, m, out=t0)
     mm_m(t0, A0.T, out=dW1)
-    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    # db1 = (delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t0, axis=1, keepdims=True, out=db1)
     return ws.grads
 
@@ -330,13 +330,13 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Z1, b1, out=Z1)
     # A1 = Z1
     A1 = Z1
-    # Delta1 = -lr*(A1 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
-    Delta1 = t0
-    np.subtract(Z1, Y, out=Delta1)
-    np.multiply(Delta1, -lr/m, out=Delta1)
-    # W1 = (Delta1 @ A0.T) + W1
-    mm_m(Delta1, A0.T, out=t1)
+    # delta1 = -lr*(A1 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
+    delta1 = t0
+    np.subtract(Z1, Y, out=delta1)
+    np.multiply(delta1, -lr/m, out=delta1)
+    # W1 = (delta1 @ A0.T) + W1
+    mm_m(delta1, A0.T, out=t1)
     np.add(t1, W1, out=W1)
-    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    mm_m(Delta1, ones_m, out=t2)
+    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
+    mm_m(delta1, ones_m, out=t2)
     np.add(b1, t2, out=b1)

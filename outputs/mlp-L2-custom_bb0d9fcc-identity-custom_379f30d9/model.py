@@ -158,12 +158,12 @@ def gradients(params, X, Y):
     A1 = cache["A1"]
     Z1 = cache["Z1"]
     A2 = cache["A2"]
-    Delta2 = np.tanh(A2 - Y)
-    dW2 = ((Delta2/m) @ A1.T)
-    db2 = (Delta2/m).sum(axis=1, keepdims=True)
-    Delta1 = (Z1*(1 - np.tanh(np.logaddexp(0.0, Z1))**2)*np.exp(Z1 - np.logaddexp(0.0, Z1)) + np.tanh(np.logaddexp(0.0, Z1)))*(W2.T @ Delta2)
-    dW1 = ((Delta1/m) @ A0.T)
-    db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    delta2 = np.tanh(A2 - Y)
+    dW2 = ((delta2/m) @ A1.T)
+    db2 = (delta2/m).sum(axis=1, keepdims=True)
+    delta1 = (Z1*(1 - np.tanh(np.logaddexp(0.0, Z1))**2)*np.exp(Z1 - np.logaddexp(0.0, Z1)) + np.tanh(np.logaddexp(0.0, Z1)))*(W2.T @ delta2)
+    dW1 = ((delta1/m) @ A0.T)
+    db1 = (delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
 
@@ -333,30 +333,30 @@ def gradients_into(ws, params, X, Y):
     np.add(Z2, b2, out=Z2)
     # A2 = Z2
     A2 = Z2
-    # Delta2 = np.tanh(A2 - Y)
-    Delta2 = t4
-    np.subtract(Z2, Y, out=Delta2)
-    np.tanh(Delta2, out=Delta2)
-    # dW2 = ((Delta2/m) @ A1.T)
-    np.divide(Delta2, m, out=t5)
+    # delta2 = np.tanh(A2 - Y)
+    delta2 = t4
+    np.subtract(Z2, Y, out=delta2)
+    np.tanh(delta2, out=delta2)
+    # dW2 = ((delta2/m) @ A1.T)
+    np.divide(delta2, m, out=t5)
     mm_m(t5, A1.T, out=dW2)
-    # db2 = (Delta2/m).sum(axis=1, keepdims=True)
+    # db2 = (delta2/m).sum(axis=1, keepdims=True)
     np.add.reduce(t5, axis=1, keepdims=True, out=db2)
-    # Delta1 = (Z1*(1 - np.tanh(np.logaddexp(0.0, Z1))**2)*np.exp(Z1 - np.logaddexp(0.0, Z1)) + np.tanh(np.logaddexp(0.0, Z1)))*(W2.T @ Delta2)
-    Delta1 = t3
-    np.square(t2, out=Delta1)
-    np.subtract(1, Delta1, out=Delta1)
-    np.multiply(Z1, Delta1, out=Delta1)
+    # delta1 = (Z1*(1 - np.tanh(np.logaddexp(0.0, Z1))**2)*np.exp(Z1 - np.logaddexp(0.0, Z1)) + np.tanh(np.logaddexp(0.0, Z1)))*(W2.T @ delta2)
+    delta1 = t3
+    np.square(t2, out=delta1)
+    np.subtract(1, delta1, out=delta1)
+    np.multiply(Z1, delta1, out=delta1)
     np.subtract(Z1, t1, out=t0)
     np.exp(t0, out=t0)
-    np.multiply(Delta1, t0, out=Delta1)
-    np.add(Delta1, t2, out=Delta1)
-    mm_n2(W2.T, Delta2, out=t0)
-    np.multiply(Delta1, t0, out=Delta1)
-    # dW1 = ((Delta1/m) @ A0.T)
-    np.divide(Delta1, m, out=t3)
+    np.multiply(delta1, t0, out=delta1)
+    np.add(delta1, t2, out=delta1)
+    mm_n2(W2.T, delta2, out=t0)
+    np.multiply(delta1, t0, out=delta1)
+    # dW1 = ((delta1/m) @ A0.T)
+    np.divide(delta1, m, out=t3)
     mm_m(t3, A0.T, out=dW1)
-    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    # db1 = (delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t3, axis=1, keepdims=True, out=db1)
     return ws.grads
 
@@ -393,31 +393,31 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Z2, b2, out=Z2)
     # A2 = Z2
     A2 = Z2
-    # Delta2 = -lr*np.tanh(A2 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
-    Delta2 = t4
-    np.subtract(Z2, Y, out=Delta2)
-    np.tanh(Delta2, out=Delta2)
-    np.multiply(Delta2, -lr/m, out=Delta2)
-    # Delta1 = (Z1*(1 - np.tanh(np.logaddexp(0.0, Z1))**2)*np.exp(Z1 - np.logaddexp(0.0, Z1)) + np.tanh(np.logaddexp(0.0, Z1)))*(W2.T @ Delta2)
-    Delta1 = t6
-    np.square(t2, out=Delta1)
-    np.subtract(1, Delta1, out=Delta1)
-    np.multiply(Z1, Delta1, out=Delta1)
+    # delta2 = -lr*np.tanh(A2 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
+    delta2 = t4
+    np.subtract(Z2, Y, out=delta2)
+    np.tanh(delta2, out=delta2)
+    np.multiply(delta2, -lr/m, out=delta2)
+    # delta1 = (Z1*(1 - np.tanh(np.logaddexp(0.0, Z1))**2)*np.exp(Z1 - np.logaddexp(0.0, Z1)) + np.tanh(np.logaddexp(0.0, Z1)))*(W2.T @ delta2)
+    delta1 = t6
+    np.square(t2, out=delta1)
+    np.subtract(1, delta1, out=delta1)
+    np.multiply(Z1, delta1, out=delta1)
     np.subtract(Z1, t1, out=t0)
     np.exp(t0, out=t0)
-    np.multiply(Delta1, t0, out=Delta1)
-    np.add(Delta1, t2, out=Delta1)
-    mm_n2(W2.T, Delta2, out=t0)
-    np.multiply(Delta1, t0, out=Delta1)
-    # W2 = (Delta2 @ A1.T) + W2
-    mm_m(Delta2, A1.T, out=t7)
+    np.multiply(delta1, t0, out=delta1)
+    np.add(delta1, t2, out=delta1)
+    mm_n2(W2.T, delta2, out=t0)
+    np.multiply(delta1, t0, out=delta1)
+    # W2 = (delta2 @ A1.T) + W2
+    mm_m(delta2, A1.T, out=t7)
     np.add(t7, W2, out=W2)
-    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
-    mm_m(Delta2, ones_m, out=t8)
+    # b2 = b2 + delta2.sum(axis=1, keepdims=True)
+    mm_m(delta2, ones_m, out=t8)
     np.add(b2, t8, out=b2)
-    # W1 = (Delta1 @ A0.T) + W1
-    mm_m(Delta1, A0.T, out=t9)
+    # W1 = (delta1 @ A0.T) + W1
+    mm_m(delta1, A0.T, out=t9)
     np.add(t9, W1, out=W1)
-    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    mm_m(Delta1, ones_m, out=t10)
+    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
+    mm_m(delta1, ones_m, out=t10)
     np.add(b1, t10, out=b1)

@@ -17,8 +17,8 @@ def _logsumexp(X):
     return M + np.log((np.exp(-M + X)).sum(axis=0, keepdims=True))
 
 
-_ERF_SERIES = (0.1283791670955126, -0.37612638903183754, 0.11283791670955126, -0.026866170645131252, 0.005223977625442188, -0.0008548327023450853, 0.00012055332981789664, -1.492565035840625e-05, 1.6462114365889248e-06, -1.6365844691234924e-07)
-_ERF_CENTRES = 0.25 + (np.arange(368) + 0.5) / 64
+_ERF_CENTRES = (np.arange(384) + 0.5) / 64
+_ERF_CENTRES[0] = 0.0  # the odd expansion around 0: a tiny x keeps its relative accuracy
 
 
 def _erf_taylor_table():
@@ -38,35 +38,37 @@ def _erf_taylor_table():
     return table
 
 
-_ERF_TAYLOR = _erf_taylor_table()
+_ERF_TAYLOR = {np.dtype(np.float64): _erf_taylor_table()}
+_ERF_TAYLOR[np.dtype(np.float32)] = _ERF_TAYLOR[np.dtype(np.float64)][:5].astype(np.float32)  # powers up to 4: the next below 1e-8 of erf(x)
 
 
-def _erf(X):
-    """erf entry by entry, vectorised (NumPy has none): the series below 1/4, the Taylor expansion around
-    the nearest centre up to 6, ±1 beyond (NaN stays NaN); within 2 units in the last place of math.erf."""
-    X = np.asarray(X, dtype=float)
-    out = np.ones(X.shape)
-    np.copysign(out, X, out=out)  # ±1 from 6 on
-    a = np.abs(X)
-    small = a < 0.25
-    x = X[small]
-    x2 = x * x
-    P = _ERF_SERIES[-1]
-    for c in _ERF_SERIES[-2::-1]:
-        P = P * x2 + c  # (the first step makes P an array; in place after it would gain little)
-    out[small] = x + x * P
-    middle = ~small & (a < 6)
-    m = a[middle]
-    k = np.minimum(((m - 0.25) * 64).astype(np.int64), len(_ERF_CENTRES) - 1)
-    t = m - np.take(_ERF_CENTRES, k)
-    T = np.take(_ERF_TAYLOR[-1], k)  # np.take: several times faster than indexing with k
-    coefficient = np.empty_like(T)
-    for n in range(7, -1, -1):
+def _erf(X, out=None, scratch=None):
+    """erf entry by entry, vectorised (NumPy has none): the Taylor expansion around the centre of the
+    interval of width 1/64 that holds |x| (centre 0 for the first), up to 6; the sign copied back,
+    NaN stays NaN. In the dtype of X (float32 stays float32, others compute in float64); float64 is within
+    2 units in the last place of math.erf. With a dict `scratch` its work arrays are kept there and
+    reused by the next call (a training step then allocates nothing here)."""
+    X = np.asarray(X)
+    if X.dtype not in _ERF_TAYLOR:
+        X = X.astype(np.float64)
+    table = _ERF_TAYLOR[X.dtype]
+    work = {} if scratch is None else scratch
+    key = (X.shape, X.dtype)
+    if key not in work:
+        work[key] = (np.empty(X.shape, X.dtype), np.empty(X.shape, X.dtype), np.empty(X.shape, X.dtype),
+                     np.empty(X.shape, np.intp))
+    a, T, coefficient, k = work[key]
+    np.abs(X, out=a)
+    np.fmin(a, 383.5 / 64, out=T)  # fmin: a NaN gets the last interval, not a bad index
+    T *= 64
+    np.copyto(k, T, casting="unsafe")  # truncated: the interval's number
+    t = np.minimum(a, 6, out=a)  # (minimum keeps a NaN)
+    t -= np.take(_ERF_CENTRES.astype(X.dtype, copy=False), k, out=coefficient, mode="clip")  # clip: no bounds check
+    np.take(table[-1], k, out=T, mode="clip")
+    for n in range(len(table) - 2, -1, -1):
         T *= t
-        T += np.take(_ERF_TAYLOR[n], k, out=coefficient)
-    out[middle] = np.copysign(T, X[middle])
-    out[np.isnan(X)] = np.nan
-    return out
+        T += np.take(table[n], k, out=coefficient, mode="clip")
+    return np.copysign(T, X, out=out if out is not None else T.copy())
 
 
 def init_params(sizes=SIZES, rng=None, dtype=np.float64):
@@ -216,12 +218,12 @@ def gradients(params, X, Y):
     A1 = cache["A1"]
     Z1 = cache["Z1"]
     A2 = cache["A2"]
-    Delta2 = -Y + np.exp(A2)
-    dW2 = ((Delta2/m) @ A1.T)
-    db2 = (Delta2/m).sum(axis=1, keepdims=True)
-    Delta1 = ((1/2)*np.sqrt(2)*Z1*np.exp(-1/2*Z1**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z1) + 1/2)*(W2.T @ Delta2)
-    dW1 = ((Delta1/m) @ A0.T)
-    db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    delta2 = -Y + np.exp(A2)
+    dW2 = ((delta2/m) @ A1.T)
+    db2 = (delta2/m).sum(axis=1, keepdims=True)
+    delta1 = ((1/2)*np.sqrt(2)*Z1*np.exp(-1/2*Z1**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z1) + 1/2)*(W2.T @ delta2)
+    dW1 = ((delta1/m) @ A0.T)
+    db1 = (delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
 
@@ -354,6 +356,8 @@ class Workspace:
         # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
         self.ones_n2 = np.ones((n2, 1), self.dtype)
         self.ones_m = np.ones((m, 1), self.dtype)
+        # work arrays of _erf: filled on the first step, reused by every later one
+        self.erf_work = {}
         # matrix products, by their inner dimension
         self.mm_m = _product_for(m)
         self.mm_n0 = _product_for(n0)
@@ -393,7 +397,8 @@ def gradients_into(ws, params, X, Y):
     # A1 = (1/2)*Z1*(_erf((1/2)*np.sqrt(2)*Z1) + 1)
     A1 = t1
     np.multiply(1/2, Z1, out=A1)
-    np.copyto(t2, _erf((1/2)*np.sqrt(2)*Z1))  # no in-place form: allocates
+    np.multiply((1/2 * np.sqrt(2)), Z1, out=t2)
+    _erf(t2, scratch=ws.erf_work, out=t2)
     np.add(t2, 1, out=t3)
     np.multiply(A1, t3, out=A1)
     # Z2 = (W2 @ A1) + b2
@@ -409,33 +414,33 @@ def gradients_into(ws, params, X, Y):
     np.log(t7, out=t7)
     np.add(t5, t7, out=t5)
     np.subtract(Z2, t5, out=A2)
-    # Delta2 = -Y + np.exp(A2)
-    Delta2 = t4
-    np.exp(A2, out=Delta2)
-    np.subtract(Delta2, Y, out=Delta2)
-    # dW2 = ((Delta2/m) @ A1.T)
-    np.divide(Delta2, m, out=t6)
+    # delta2 = -Y + np.exp(A2)
+    delta2 = t4
+    np.exp(A2, out=delta2)
+    np.subtract(delta2, Y, out=delta2)
+    # dW2 = ((delta2/m) @ A1.T)
+    np.divide(delta2, m, out=t6)
     mm_m(t6, A1.T, out=dW2)
-    # db2 = (Delta2/m).sum(axis=1, keepdims=True)
+    # db2 = (delta2/m).sum(axis=1, keepdims=True)
     np.add.reduce(t6, axis=1, keepdims=True, out=db2)
-    # Delta1 = ((1/2)*np.sqrt(2)*Z1*np.exp(-1/2*Z1**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z1) + 1/2)*(W2.T @ Delta2)
-    Delta1 = t1
-    np.multiply((1/2 * np.sqrt(2)), Z1, out=Delta1)
+    # delta1 = ((1/2)*np.sqrt(2)*Z1*np.exp(-1/2*Z1**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z1) + 1/2)*(W2.T @ delta2)
+    delta1 = t1
+    np.multiply((1/2 * np.sqrt(2)), Z1, out=delta1)
     np.square(Z1, out=t0)
     np.multiply(1/2, t0, out=t0)
     np.negative(t0, out=t0)
     np.exp(t0, out=t0)
-    np.multiply(Delta1, t0, out=Delta1)
-    np.divide(Delta1, np.sqrt(np.pi), out=Delta1)
+    np.multiply(delta1, t0, out=delta1)
+    np.divide(delta1, np.sqrt(np.pi), out=delta1)
     np.multiply(1/2, t2, out=t2)
-    np.add(Delta1, t2, out=Delta1)
-    np.add(Delta1, 1/2, out=Delta1)
-    mm_n2(W2.T, Delta2, out=t0)
-    np.multiply(Delta1, t0, out=Delta1)
-    # dW1 = ((Delta1/m) @ A0.T)
-    np.divide(Delta1, m, out=t1)
+    np.add(delta1, t2, out=delta1)
+    np.add(delta1, 1/2, out=delta1)
+    mm_n2(W2.T, delta2, out=t0)
+    np.multiply(delta1, t0, out=delta1)
+    # dW1 = ((delta1/m) @ A0.T)
+    np.divide(delta1, m, out=t1)
     mm_m(t1, A0.T, out=dW1)
-    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    # db1 = (delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t1, axis=1, keepdims=True, out=db1)
     return ws.grads
 
@@ -463,7 +468,8 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Z1, b1, out=Z1)
     # A1 = (1/2)*Z1*(_erf((1/2)*np.sqrt(2)*Z1) + 1)
     A1 = t2
-    np.copyto(t1, _erf((1/2)*np.sqrt(2)*Z1))  # no in-place form: allocates
+    np.multiply(Z1, (1/2)*np.sqrt(2), out=t1)
+    _erf(t1, scratch=ws.erf_work, out=t1)
     np.add(t1, 1, out=A1)
     np.multiply(Z1, A1, out=A1)
     np.multiply(A1, 1/2, out=A1)
@@ -480,32 +486,32 @@ def sgd_step(ws, params, X, Y, lr):
     np.log(t7, out=t7)
     np.add(t5, t7, out=t5)
     np.subtract(Z2, t5, out=A2)
-    # Delta2 = -lr*(-Y + np.exp(A2))/m  # scaled by -lr/m; the errors below inherit the factor
-    Delta2 = t4
-    np.exp(A2, out=Delta2)
-    np.subtract(Delta2, Y, out=Delta2)
-    np.multiply(Delta2, -lr/m, out=Delta2)
-    # Delta1 = ((1/2)*np.sqrt(2)*Z1*np.exp(-1/2*Z1**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z1) + 1/2)*(W2.T @ Delta2)
-    Delta1 = t0
+    # delta2 = -lr*(-Y + np.exp(A2))/m  # scaled by -lr/m; the errors below inherit the factor
+    delta2 = t4
+    np.exp(A2, out=delta2)
+    np.subtract(delta2, Y, out=delta2)
+    np.multiply(delta2, -lr/m, out=delta2)
+    # delta1 = ((1/2)*np.sqrt(2)*Z1*np.exp(-1/2*Z1**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z1) + 1/2)*(W2.T @ delta2)
+    delta1 = t0
     np.square(Z1, out=t3)
     np.multiply(t3, -1/2, out=t3)
     np.exp(t3, out=t3)
-    np.multiply(Z1, t3, out=Delta1)
-    np.multiply(Delta1, (1/2)*np.sqrt(2)/np.sqrt(np.pi), out=Delta1)
+    np.multiply(Z1, t3, out=delta1)
+    np.multiply(delta1, (1/2)*np.sqrt(2)/np.sqrt(np.pi), out=delta1)
     np.multiply(t1, 1/2, out=t1)
-    np.add(Delta1, t1, out=Delta1)
-    np.add(Delta1, 1/2, out=Delta1)
-    mm_n2(W2.T, Delta2, out=t1)
-    np.multiply(Delta1, t1, out=Delta1)
-    # W2 = (Delta2 @ A1.T) + W2
-    mm_m(Delta2, A1.T, out=t8)
+    np.add(delta1, t1, out=delta1)
+    np.add(delta1, 1/2, out=delta1)
+    mm_n2(W2.T, delta2, out=t1)
+    np.multiply(delta1, t1, out=delta1)
+    # W2 = (delta2 @ A1.T) + W2
+    mm_m(delta2, A1.T, out=t8)
     np.add(t8, W2, out=W2)
-    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
-    mm_m(Delta2, ones_m, out=t9)
+    # b2 = b2 + delta2.sum(axis=1, keepdims=True)
+    mm_m(delta2, ones_m, out=t9)
     np.add(b2, t9, out=b2)
-    # W1 = (Delta1 @ A0.T) + W1
-    mm_m(Delta1, A0.T, out=t10)
+    # W1 = (delta1 @ A0.T) + W1
+    mm_m(delta1, A0.T, out=t10)
     np.add(t10, W1, out=W1)
-    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    mm_m(Delta1, ones_m, out=t11)
+    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
+    mm_m(delta1, ones_m, out=t11)
     np.add(b1, t11, out=b1)

@@ -157,12 +157,12 @@ def gradients(params, X, Y):
     A0 = cache["A0"]
     A1 = cache["A1"]
     A2 = cache["A2"]
-    Delta2 = A2 - Y
-    dW2 = ((Delta2/m) @ A1.T)
-    db2 = (Delta2/m).sum(axis=1, keepdims=True)
-    Delta1 = (1 - A1**2)*(W2.T @ Delta2)
-    dW1 = ((Delta1/m) @ A0.T)
-    db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    delta2 = A2 - Y
+    dW2 = ((delta2/m) @ A1.T)
+    db2 = (delta2/m).sum(axis=1, keepdims=True)
+    delta1 = (1 - A1**2)*(W2.T @ delta2)
+    dW1 = ((delta1/m) @ A0.T)
+    db1 = (delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
 
@@ -340,24 +340,24 @@ def gradients_into(ws, params, X, Y):
     np.tanh(A2, out=A2)
     np.multiply(1/2, A2, out=A2)
     np.add(A2, 1/2, out=A2)
-    # Delta2 = A2 - Y
-    Delta2 = t1
-    np.subtract(A2, Y, out=Delta2)
-    # dW2 = ((Delta2/m) @ A1.T)
-    np.divide(Delta2, m, out=t2)
+    # delta2 = A2 - Y
+    delta2 = t1
+    np.subtract(A2, Y, out=delta2)
+    # dW2 = ((delta2/m) @ A1.T)
+    np.divide(delta2, m, out=t2)
     mm_m(t2, A1.T, out=dW2)
-    # db2 = (Delta2/m).sum(axis=1, keepdims=True)
+    # db2 = (delta2/m).sum(axis=1, keepdims=True)
     np.add.reduce(t2, axis=1, keepdims=True, out=db2)
-    # Delta1 = (1 - A1**2)*(W2.T @ Delta2)
-    Delta1 = t0
-    np.square(A1, out=Delta1)
-    np.subtract(1, Delta1, out=Delta1)
-    mm_n2(W2.T, Delta2, out=t3)
-    np.multiply(Delta1, t3, out=Delta1)
-    # dW1 = ((Delta1/m) @ A0.T)
-    np.divide(Delta1, m, out=t0)
+    # delta1 = (1 - A1**2)*(W2.T @ delta2)
+    delta1 = t0
+    np.square(A1, out=delta1)
+    np.subtract(1, delta1, out=delta1)
+    mm_n2(W2.T, delta2, out=t3)
+    np.multiply(delta1, t3, out=delta1)
+    # dW1 = ((delta1/m) @ A0.T)
+    np.divide(delta1, m, out=t0)
     mm_m(t0, A0.T, out=dW1)
-    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    # db1 = (delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t0, axis=1, keepdims=True, out=db1)
     return ws.grads
 
@@ -396,25 +396,25 @@ def sgd_step(ws, params, X, Y, lr):
     np.tanh(A2, out=A2)
     np.multiply(A2, 1/2, out=A2)
     np.add(A2, 1/2, out=A2)
-    # Delta2 = -lr*(A2 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
-    Delta2 = t1
-    np.subtract(A2, Y, out=Delta2)
-    np.multiply(Delta2, -lr/m, out=Delta2)
-    # Delta1 = (1 - A1**2)*(W2.T @ Delta2)
-    Delta1 = t3
-    np.square(A1, out=Delta1)
-    np.subtract(1, Delta1, out=Delta1)
-    mm_n2(W2.T, Delta2, out=t4)
-    np.multiply(Delta1, t4, out=Delta1)
-    # W2 = (Delta2 @ A1.T) + W2
-    mm_m(Delta2, A1.T, out=t5)
+    # delta2 = -lr*(A2 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
+    delta2 = t1
+    np.subtract(A2, Y, out=delta2)
+    np.multiply(delta2, -lr/m, out=delta2)
+    # delta1 = (1 - A1**2)*(W2.T @ delta2)
+    delta1 = t3
+    np.square(A1, out=delta1)
+    np.subtract(1, delta1, out=delta1)
+    mm_n2(W2.T, delta2, out=t4)
+    np.multiply(delta1, t4, out=delta1)
+    # W2 = (delta2 @ A1.T) + W2
+    mm_m(delta2, A1.T, out=t5)
     np.add(t5, W2, out=W2)
-    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
-    mm_m(Delta2, ones_m, out=t6)
+    # b2 = b2 + delta2.sum(axis=1, keepdims=True)
+    mm_m(delta2, ones_m, out=t6)
     np.add(b2, t6, out=b2)
-    # W1 = (Delta1 @ A0.T) + W1
-    mm_m(Delta1, A0.T, out=t7)
+    # W1 = (delta1 @ A0.T) + W1
+    mm_m(delta1, A0.T, out=t7)
     np.add(t7, W1, out=W1)
-    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    mm_m(Delta1, ones_m, out=t8)
+    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
+    mm_m(delta1, ones_m, out=t8)
     np.add(b1, t8, out=b1)

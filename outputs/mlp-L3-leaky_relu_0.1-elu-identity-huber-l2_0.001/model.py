@@ -175,15 +175,15 @@ def gradients(params, X, Y):
     A2 = cache["A2"]
     Z2 = cache["Z2"]
     A3 = cache["A3"]
-    Delta3 = np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y))
-    dW3 = ((Delta3/m) @ A2.T) + W3*L2_STRENGTH
-    db3 = (Delta3/m).sum(axis=1, keepdims=True)
-    Delta2 = np.where((Z2 > 0), 1, A2 + 1)*(W3.T @ Delta3)
-    dW2 = ((Delta2/m) @ A1.T) + W2*L2_STRENGTH
-    db2 = (Delta2/m).sum(axis=1, keepdims=True)
-    Delta1 = np.where((Z1 > 0), 1, 1/10)*(W2.T @ Delta2)
-    dW1 = ((Delta1/m) @ A0.T) + W1*L2_STRENGTH
-    db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    delta3 = np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y))
+    dW3 = ((delta3/m) @ A2.T) + W3*L2_STRENGTH
+    db3 = (delta3/m).sum(axis=1, keepdims=True)
+    delta2 = np.where((Z2 > 0), 1, A2 + 1)*(W3.T @ delta3)
+    dW2 = ((delta2/m) @ A1.T) + W2*L2_STRENGTH
+    db2 = (delta2/m).sum(axis=1, keepdims=True)
+    delta1 = np.where((Z1 > 0), 1, 1/10)*(W2.T @ delta2)
+    dW1 = ((delta1/m) @ A0.T) + W1*L2_STRENGTH
+    db1 = (delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
 
@@ -367,39 +367,39 @@ def gradients_into(ws, params, X, Y):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y))
-    Delta3 = t5
-    np.copyto(Delta3, np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y)))  # no in-place form: allocates
-    # dW3 = ((Delta3/m) @ A2.T) + W3*L2_STRENGTH
-    np.divide(Delta3, m, out=t4)
+    # delta3 = np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y))
+    delta3 = t5
+    np.copyto(delta3, np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y)))  # no in-place form: allocates
+    # dW3 = ((delta3/m) @ A2.T) + W3*L2_STRENGTH
+    np.divide(delta3, m, out=t4)
     mm_m(t4, A2.T, out=dW3)
     np.multiply(W3, L2_STRENGTH, out=t6)
     np.add(dW3, t6, out=dW3)
-    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    # db3 = (delta3/m).sum(axis=1, keepdims=True)
     np.add.reduce(t4, axis=1, keepdims=True, out=db3)
-    # Delta2 = np.where((Z2 > 0), 1, A2 + 1)*(W3.T @ Delta3)
-    Delta2 = t7
-    np.copyto(Delta2, np.where((Z2 > 0), 1, A2 + 1))  # no in-place form: allocates
-    mm_n3(W3.T, Delta3, out=t2)
-    np.multiply(Delta2, t2, out=Delta2)
-    # dW2 = ((Delta2/m) @ A1.T) + W2*L2_STRENGTH
-    np.divide(Delta2, m, out=t2)
+    # delta2 = np.where((Z2 > 0), 1, A2 + 1)*(W3.T @ delta3)
+    delta2 = t7
+    np.copyto(delta2, np.where((Z2 > 0), 1, A2 + 1))  # no in-place form: allocates
+    mm_n3(W3.T, delta3, out=t2)
+    np.multiply(delta2, t2, out=delta2)
+    # dW2 = ((delta2/m) @ A1.T) + W2*L2_STRENGTH
+    np.divide(delta2, m, out=t2)
     mm_m(t2, A1.T, out=dW2)
     np.multiply(W2, L2_STRENGTH, out=t8)
     np.add(dW2, t8, out=dW2)
-    # db2 = (Delta2/m).sum(axis=1, keepdims=True)
+    # db2 = (delta2/m).sum(axis=1, keepdims=True)
     np.add.reduce(t2, axis=1, keepdims=True, out=db2)
-    # Delta1 = np.where((Z1 > 0), 1, 1/10)*(W2.T @ Delta2)
-    Delta1 = t1
-    np.copyto(Delta1, np.where((Z1 > 0), 1, 1/10))  # no in-place form: allocates
-    mm_n2(W2.T, Delta2, out=t0)
-    np.multiply(Delta1, t0, out=Delta1)
-    # dW1 = ((Delta1/m) @ A0.T) + W1*L2_STRENGTH
-    np.divide(Delta1, m, out=t1)
+    # delta1 = np.where((Z1 > 0), 1, 1/10)*(W2.T @ delta2)
+    delta1 = t1
+    np.copyto(delta1, np.where((Z1 > 0), 1, 1/10))  # no in-place form: allocates
+    mm_n2(W2.T, delta2, out=t0)
+    np.multiply(delta1, t0, out=delta1)
+    # dW1 = ((delta1/m) @ A0.T) + W1*L2_STRENGTH
+    np.divide(delta1, m, out=t1)
     mm_m(t1, A0.T, out=dW1)
     np.multiply(W1, L2_STRENGTH, out=t9)
     np.add(dW1, t9, out=dW1)
-    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    # db1 = (delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t1, axis=1, keepdims=True, out=db1)
     return ws.grads
 
@@ -441,47 +441,47 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = -lr*np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y))/m  # scaled by -lr/m; the errors below inherit the factor
-    Delta3 = t5
-    np.copyto(Delta3, np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y)))  # no in-place form: allocates
-    np.multiply(Delta3, -lr/m, out=Delta3)
-    # Delta2 = np.where((Z2 > 0), 1, A2 + 1)*(W3.T @ Delta3)
-    Delta2 = t7
-    np.copyto(Delta2, np.where((Z2 > 0), 1, A2 + 1))  # no in-place form: allocates
-    mm_n3(W3.T, Delta3, out=t2)
-    np.multiply(Delta2, t2, out=Delta2)
-    # W3 = -lr*(((-Delta3/lr) @ A2.T) + W3*L2_STRENGTH) + W3
-    np.multiply(Delta3, -1/lr, out=t4)
+    # delta3 = -lr*np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y))/m  # scaled by -lr/m; the errors below inherit the factor
+    delta3 = t5
+    np.copyto(delta3, np.where((np.abs(A3 - Y) <= 1), A3 - Y, np.sign(A3 - Y)))  # no in-place form: allocates
+    np.multiply(delta3, -lr/m, out=delta3)
+    # delta2 = np.where((Z2 > 0), 1, A2 + 1)*(W3.T @ delta3)
+    delta2 = t7
+    np.copyto(delta2, np.where((Z2 > 0), 1, A2 + 1))  # no in-place form: allocates
+    mm_n3(W3.T, delta3, out=t2)
+    np.multiply(delta2, t2, out=delta2)
+    # W3 = -lr*(((-delta3/lr) @ A2.T) + W3*L2_STRENGTH) + W3
+    np.multiply(delta3, -1/lr, out=t4)
     mm_m(t4, A2.T, out=t6)
     np.multiply(W3, L2_STRENGTH, out=t10)
     np.add(t6, t10, out=t6)
     np.multiply(t6, lr, out=t6)
     np.subtract(W3, t6, out=W3)
-    # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
-    mm_m(Delta3, ones_m, out=t11)
+    # b3 = b3 + delta3.sum(axis=1, keepdims=True)
+    mm_m(delta3, ones_m, out=t11)
     np.add(b3, t11, out=b3)
-    # Delta1 = np.where((Z1 > 0), 1, 1/10)*(W2.T @ Delta2)
-    Delta1 = t12
-    np.copyto(Delta1, np.where((Z1 > 0), 1, 1/10))  # no in-place form: allocates
-    mm_n2(W2.T, Delta2, out=t0)
-    np.multiply(Delta1, t0, out=Delta1)
-    # W2 = -lr*(((-Delta2/lr) @ A1.T) + W2*L2_STRENGTH) + W2
-    np.multiply(Delta2, -1/lr, out=t2)
+    # delta1 = np.where((Z1 > 0), 1, 1/10)*(W2.T @ delta2)
+    delta1 = t12
+    np.copyto(delta1, np.where((Z1 > 0), 1, 1/10))  # no in-place form: allocates
+    mm_n2(W2.T, delta2, out=t0)
+    np.multiply(delta1, t0, out=delta1)
+    # W2 = -lr*(((-delta2/lr) @ A1.T) + W2*L2_STRENGTH) + W2
+    np.multiply(delta2, -1/lr, out=t2)
     mm_m(t2, A1.T, out=t8)
     np.multiply(W2, L2_STRENGTH, out=t13)
     np.add(t8, t13, out=t8)
     np.multiply(t8, lr, out=t8)
     np.subtract(W2, t8, out=W2)
-    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
-    mm_m(Delta2, ones_m, out=t14)
+    # b2 = b2 + delta2.sum(axis=1, keepdims=True)
+    mm_m(delta2, ones_m, out=t14)
     np.add(b2, t14, out=b2)
-    # W1 = -lr*(((-Delta1/lr) @ A0.T) + W1*L2_STRENGTH) + W1
-    np.multiply(Delta1, -1/lr, out=t0)
+    # W1 = -lr*(((-delta1/lr) @ A0.T) + W1*L2_STRENGTH) + W1
+    np.multiply(delta1, -1/lr, out=t0)
     mm_m(t0, A0.T, out=t9)
     np.multiply(W1, L2_STRENGTH, out=t15)
     np.add(t9, t15, out=t9)
     np.multiply(t9, lr, out=t9)
     np.subtract(W1, t9, out=W1)
-    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    mm_m(Delta1, ones_m, out=t16)
+    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
+    mm_m(delta1, ones_m, out=t16)
     np.add(b1, t16, out=b1)

@@ -184,15 +184,15 @@ def gradients(params, X, Y):
     A2 = cache["A2"]
     Z2 = cache["Z2"]
     A3 = cache["A3"]
-    Delta3 = A3 - Y
-    dW3 = ((Delta3/m) @ A2.T)
-    db3 = (Delta3/m).sum(axis=1, keepdims=True)
-    Delta2 = np.heaviside(Z2, 0.0)*(W3.T @ Delta3)
-    dW2 = ((Delta2/m) @ A1.T)
-    db2 = (Delta2/m).sum(axis=1, keepdims=True)
-    Delta1 = np.heaviside(Z1, 0.0)*(W2.T @ Delta2)
-    dW1 = ((Delta1/m) @ A0.T)
-    db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    delta3 = A3 - Y
+    dW3 = ((delta3/m) @ A2.T)
+    db3 = (delta3/m).sum(axis=1, keepdims=True)
+    delta2 = np.heaviside(Z2, 0.0)*(W3.T @ delta3)
+    dW2 = ((delta2/m) @ A1.T)
+    db2 = (delta2/m).sum(axis=1, keepdims=True)
+    delta1 = np.heaviside(Z1, 0.0)*(W2.T @ delta2)
+    dW1 = ((delta1/m) @ A0.T)
+    db1 = (delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
 
@@ -388,33 +388,33 @@ def gradients_into(ws, params, X, Y):
     np.exp(A3, out=A3)
     np.add.reduce(A3, axis=0, keepdims=True, out=t5)
     np.divide(A3, t5, out=A3)
-    # Delta3 = A3 - Y
-    Delta3 = t4
-    np.subtract(A3, Y, out=Delta3)
-    # dW3 = ((Delta3/m) @ A2.T)
-    np.divide(Delta3, m, out=t6)
+    # delta3 = A3 - Y
+    delta3 = t4
+    np.subtract(A3, Y, out=delta3)
+    # dW3 = ((delta3/m) @ A2.T)
+    np.divide(delta3, m, out=t6)
     mm_m(t6, A2.T, out=dW3)
-    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    # db3 = (delta3/m).sum(axis=1, keepdims=True)
     np.add.reduce(t6, axis=1, keepdims=True, out=db3)
-    # Delta2 = np.heaviside(Z2, 0.0)*(W3.T @ Delta3)
-    Delta2 = t2
-    np.greater(Z2, 0, out=Delta2)
-    mm_n3(W3.T, Delta3, out=t3)
-    np.multiply(Delta2, t3, out=Delta2)
-    # dW2 = ((Delta2/m) @ A1.T)
-    np.divide(Delta2, m, out=t3)
+    # delta2 = np.heaviside(Z2, 0.0)*(W3.T @ delta3)
+    delta2 = t2
+    np.greater(Z2, 0, out=delta2)
+    mm_n3(W3.T, delta3, out=t3)
+    np.multiply(delta2, t3, out=delta2)
+    # dW2 = ((delta2/m) @ A1.T)
+    np.divide(delta2, m, out=t3)
     mm_m(t3, A1.T, out=dW2)
-    # db2 = (Delta2/m).sum(axis=1, keepdims=True)
+    # db2 = (delta2/m).sum(axis=1, keepdims=True)
     np.add.reduce(t3, axis=1, keepdims=True, out=db2)
-    # Delta1 = np.heaviside(Z1, 0.0)*(W2.T @ Delta2)
-    Delta1 = t0
-    np.greater(Z1, 0, out=Delta1)
-    mm_n2(W2.T, Delta2, out=t1)
-    np.multiply(Delta1, t1, out=Delta1)
-    # dW1 = ((Delta1/m) @ A0.T)
-    np.divide(Delta1, m, out=t0)
+    # delta1 = np.heaviside(Z1, 0.0)*(W2.T @ delta2)
+    delta1 = t0
+    np.greater(Z1, 0, out=delta1)
+    mm_n2(W2.T, delta2, out=t1)
+    np.multiply(delta1, t1, out=delta1)
+    # dW1 = ((delta1/m) @ A0.T)
+    np.divide(delta1, m, out=t0)
     mm_m(t0, A0.T, out=dW1)
-    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    # db1 = (delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t0, axis=1, keepdims=True, out=db1)
     return ws.grads
 
@@ -461,35 +461,35 @@ def sgd_step(ws, params, X, Y, lr):
     np.exp(A3, out=A3)
     mm_n3(ones_n3.T, A3, out=t5)
     np.divide(A3, t5, out=A3)
-    # Delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
-    Delta3 = t4
-    np.subtract(A3, Y, out=Delta3)
-    np.multiply(Delta3, -lr/m, out=Delta3)
-    # Delta2 = np.heaviside(Z2, 0.0)*(W3.T @ Delta3)
-    Delta2 = t2
-    np.greater(Z2, 0, out=Delta2)
-    mm_n3(W3.T, Delta3, out=t7)
-    np.multiply(Delta2, t7, out=Delta2)
-    # W3 = (Delta3 @ A2.T) + W3
-    mm_m(Delta3, A2.T, out=t8)
+    # delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
+    delta3 = t4
+    np.subtract(A3, Y, out=delta3)
+    np.multiply(delta3, -lr/m, out=delta3)
+    # delta2 = np.heaviside(Z2, 0.0)*(W3.T @ delta3)
+    delta2 = t2
+    np.greater(Z2, 0, out=delta2)
+    mm_n3(W3.T, delta3, out=t7)
+    np.multiply(delta2, t7, out=delta2)
+    # W3 = (delta3 @ A2.T) + W3
+    mm_m(delta3, A2.T, out=t8)
     np.add(t8, W3, out=W3)
-    # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
-    mm_m(Delta3, ones_m, out=t9)
+    # b3 = b3 + delta3.sum(axis=1, keepdims=True)
+    mm_m(delta3, ones_m, out=t9)
     np.add(b3, t9, out=b3)
-    # Delta1 = np.heaviside(Z1, 0.0)*(W2.T @ Delta2)
-    Delta1 = t0
-    np.greater(Z1, 0, out=Delta1)
-    mm_n2(W2.T, Delta2, out=t10)
-    np.multiply(Delta1, t10, out=Delta1)
-    # W2 = (Delta2 @ A1.T) + W2
-    mm_m(Delta2, A1.T, out=t11)
+    # delta1 = np.heaviside(Z1, 0.0)*(W2.T @ delta2)
+    delta1 = t0
+    np.greater(Z1, 0, out=delta1)
+    mm_n2(W2.T, delta2, out=t10)
+    np.multiply(delta1, t10, out=delta1)
+    # W2 = (delta2 @ A1.T) + W2
+    mm_m(delta2, A1.T, out=t11)
     np.add(t11, W2, out=W2)
-    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
-    mm_m(Delta2, ones_m, out=t12)
+    # b2 = b2 + delta2.sum(axis=1, keepdims=True)
+    mm_m(delta2, ones_m, out=t12)
     np.add(b2, t12, out=b2)
-    # W1 = (Delta1 @ A0.T) + W1
-    mm_m(Delta1, A0.T, out=t13)
+    # W1 = (delta1 @ A0.T) + W1
+    mm_m(delta1, A0.T, out=t13)
     np.add(t13, W1, out=W1)
-    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    mm_m(Delta1, ones_m, out=t14)
+    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
+    mm_m(delta1, ones_m, out=t14)
     np.add(b1, t14, out=b1)

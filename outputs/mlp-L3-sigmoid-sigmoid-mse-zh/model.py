@@ -169,15 +169,15 @@ def gradients(params, X, Y):
     A1 = cache["A1"]
     A2 = cache["A2"]
     A3 = cache["A3"]
-    Delta3 = A3*(1 - A3)*(A3 - Y)
-    dW3 = ((Delta3/m) @ A2.T)
-    db3 = (Delta3/m).sum(axis=1, keepdims=True)
-    Delta2 = A2*(1 - A2)*(W3.T @ Delta3)
-    dW2 = ((Delta2/m) @ A1.T)
-    db2 = (Delta2/m).sum(axis=1, keepdims=True)
-    Delta1 = A1*(1 - A1)*(W2.T @ Delta2)
-    dW1 = ((Delta1/m) @ A0.T)
-    db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    delta3 = A3*(1 - A3)*(A3 - Y)
+    dW3 = ((delta3/m) @ A2.T)
+    db3 = (delta3/m).sum(axis=1, keepdims=True)
+    delta2 = A2*(1 - A2)*(W3.T @ delta3)
+    dW2 = ((delta2/m) @ A1.T)
+    db2 = (delta2/m).sum(axis=1, keepdims=True)
+    delta1 = A1*(1 - A1)*(W2.T @ delta2)
+    dW1 = ((delta1/m) @ A0.T)
+    db1 = (delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
 
@@ -368,38 +368,38 @@ def gradients_into(ws, params, X, Y):
     np.tanh(A3, out=A3)
     np.multiply(1/2, A3, out=A3)
     np.add(A3, 1/2, out=A3)
-    # Delta3 = A3*(1 - A3)*(A3 - Y)
-    Delta3 = t3
-    np.subtract(1, A3, out=Delta3)
-    np.multiply(A3, Delta3, out=Delta3)
+    # delta3 = A3*(1 - A3)*(A3 - Y)
+    delta3 = t3
+    np.subtract(1, A3, out=delta3)
+    np.multiply(A3, delta3, out=delta3)
     np.subtract(A3, Y, out=t2)
-    np.multiply(Delta3, t2, out=Delta3)
-    # dW3 = ((Delta3/m) @ A2.T)
-    np.divide(Delta3, m, out=t2)
+    np.multiply(delta3, t2, out=delta3)
+    # dW3 = ((delta3/m) @ A2.T)
+    np.divide(delta3, m, out=t2)
     mm_m(t2, A2.T, out=dW3)
-    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    # db3 = (delta3/m).sum(axis=1, keepdims=True)
     np.add.reduce(t2, axis=1, keepdims=True, out=db3)
-    # Delta2 = A2*(1 - A2)*(W3.T @ Delta3)
-    Delta2 = t1
+    # delta2 = A2*(1 - A2)*(W3.T @ delta3)
+    delta2 = t1
     np.subtract(1, A2, out=t4)
-    np.multiply(A2, t4, out=Delta2)
-    mm_n3(W3.T, Delta3, out=t4)
-    np.multiply(Delta2, t4, out=Delta2)
-    # dW2 = ((Delta2/m) @ A1.T)
-    np.divide(Delta2, m, out=t4)
+    np.multiply(A2, t4, out=delta2)
+    mm_n3(W3.T, delta3, out=t4)
+    np.multiply(delta2, t4, out=delta2)
+    # dW2 = ((delta2/m) @ A1.T)
+    np.divide(delta2, m, out=t4)
     mm_m(t4, A1.T, out=dW2)
-    # db2 = (Delta2/m).sum(axis=1, keepdims=True)
+    # db2 = (delta2/m).sum(axis=1, keepdims=True)
     np.add.reduce(t4, axis=1, keepdims=True, out=db2)
-    # Delta1 = A1*(1 - A1)*(W2.T @ Delta2)
-    Delta1 = t0
+    # delta1 = A1*(1 - A1)*(W2.T @ delta2)
+    delta1 = t0
     np.subtract(1, A1, out=t5)
-    np.multiply(A1, t5, out=Delta1)
-    mm_n2(W2.T, Delta2, out=t5)
-    np.multiply(Delta1, t5, out=Delta1)
-    # dW1 = ((Delta1/m) @ A0.T)
-    np.divide(Delta1, m, out=t0)
+    np.multiply(A1, t5, out=delta1)
+    mm_n2(W2.T, delta2, out=t5)
+    np.multiply(delta1, t5, out=delta1)
+    # dW1 = ((delta1/m) @ A0.T)
+    np.divide(delta1, m, out=t0)
     mm_m(t0, A0.T, out=dW1)
-    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    # db1 = (delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t0, axis=1, keepdims=True, out=db1)
     return ws.grads
 
@@ -451,40 +451,40 @@ def sgd_step(ws, params, X, Y, lr):
     np.tanh(A3, out=A3)
     np.multiply(A3, 1/2, out=A3)
     np.add(A3, 1/2, out=A3)
-    # Delta3 = -A3*lr*(1 - A3)*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
-    Delta3 = t3
-    np.subtract(1, A3, out=Delta3)
-    np.multiply(A3, Delta3, out=Delta3)
+    # delta3 = -A3*lr*(1 - A3)*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
+    delta3 = t3
+    np.subtract(1, A3, out=delta3)
+    np.multiply(A3, delta3, out=delta3)
     np.subtract(A3, Y, out=t2)
-    np.multiply(Delta3, t2, out=Delta3)
-    np.multiply(Delta3, -lr/m, out=Delta3)
-    # Delta2 = A2*(1 - A2)*(W3.T @ Delta3)
-    Delta2 = t4
-    np.subtract(1, A2, out=Delta2)
-    np.multiply(A2, Delta2, out=Delta2)
-    mm_n3(W3.T, Delta3, out=t6)
-    np.multiply(Delta2, t6, out=Delta2)
-    # W3 = (Delta3 @ A2.T) + W3
-    mm_m(Delta3, A2.T, out=t7)
+    np.multiply(delta3, t2, out=delta3)
+    np.multiply(delta3, -lr/m, out=delta3)
+    # delta2 = A2*(1 - A2)*(W3.T @ delta3)
+    delta2 = t4
+    np.subtract(1, A2, out=delta2)
+    np.multiply(A2, delta2, out=delta2)
+    mm_n3(W3.T, delta3, out=t6)
+    np.multiply(delta2, t6, out=delta2)
+    # W3 = (delta3 @ A2.T) + W3
+    mm_m(delta3, A2.T, out=t7)
     np.add(t7, W3, out=W3)
-    # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
-    mm_m(Delta3, ones_m, out=t8)
+    # b3 = b3 + delta3.sum(axis=1, keepdims=True)
+    mm_m(delta3, ones_m, out=t8)
     np.add(b3, t8, out=b3)
-    # Delta1 = A1*(1 - A1)*(W2.T @ Delta2)
-    Delta1 = t5
-    np.subtract(1, A1, out=Delta1)
-    np.multiply(A1, Delta1, out=Delta1)
-    mm_n2(W2.T, Delta2, out=t9)
-    np.multiply(Delta1, t9, out=Delta1)
-    # W2 = (Delta2 @ A1.T) + W2
-    mm_m(Delta2, A1.T, out=t10)
+    # delta1 = A1*(1 - A1)*(W2.T @ delta2)
+    delta1 = t5
+    np.subtract(1, A1, out=delta1)
+    np.multiply(A1, delta1, out=delta1)
+    mm_n2(W2.T, delta2, out=t9)
+    np.multiply(delta1, t9, out=delta1)
+    # W2 = (delta2 @ A1.T) + W2
+    mm_m(delta2, A1.T, out=t10)
     np.add(t10, W2, out=W2)
-    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
-    mm_m(Delta2, ones_m, out=t11)
+    # b2 = b2 + delta2.sum(axis=1, keepdims=True)
+    mm_m(delta2, ones_m, out=t11)
     np.add(b2, t11, out=b2)
-    # W1 = (Delta1 @ A0.T) + W1
-    mm_m(Delta1, A0.T, out=t12)
+    # W1 = (delta1 @ A0.T) + W1
+    mm_m(delta1, A0.T, out=t12)
     np.add(t12, W1, out=W1)
-    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    mm_m(Delta1, ones_m, out=t13)
+    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
+    mm_m(delta1, ones_m, out=t13)
     np.add(b1, t13, out=b1)

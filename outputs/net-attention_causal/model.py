@@ -14,17 +14,18 @@ dk_1 = 4.0  # the width d_k of one attention head: the scores are divided by its
 
 def _key_softmax(S, causal, batch, out=None):
     """Softmax over the key axis of scores S (heads, queries, keys[, samples]); with `causal`, key u
-    is seen by query j only when u <= j (a weight of exactly 0 otherwise)."""
+    is seen by query j only when u <= j (a weight of exactly 0 otherwise). Computed in `out` (a new
+    array without it) pass by pass: the largest visible score subtracted, exp and the division by the
+    sum in place, so that the workspace form allocates only the row maxima and sums."""
     axis = -2 if batch else -1
     T = S.shape[axis]
     keep = np.tril(np.ones((T, T), dtype=bool)).reshape((T, T) + (1,) * (-axis - 1)) if causal else True
-    top = np.max(np.where(keep, S.real, -np.inf), axis=axis, keepdims=True)
-    E = np.exp(np.where(keep, S - top, -np.inf))  # a masked score never reaches exp (no overflow)
-    result = E / np.sum(E, axis=axis, keepdims=True)
-    if out is None:
-        return result
-    np.copyto(out, result)
-    return out
+    top = np.max(S.real, axis=axis, keepdims=True, where=keep, initial=-np.inf)
+    E = np.subtract(S, top, out=np.empty_like(S) if out is None else out)
+    if causal:
+        np.copyto(E, -np.inf, where=~keep)  # a masked score never reaches exp (no overflow)
+    np.exp(E, out=E)
+    return np.divide(E, np.sum(E, axis=axis, keepdims=True), out=E)
 
 
 def init_params(sizes=SIZES, rng=None, dtype=np.float64):
@@ -212,13 +213,13 @@ def gradients(params, X, Y):
     Vh1 = cache["Vh1"]
     A2 = cache["A2"]
     A3 = cache["A3"]
-    Delta3 = A3 - Y
-    dW3 = ((Delta3/m) @ A2.T)
-    db3 = (Delta3/m).sum(axis=1, keepdims=True)
-    Delta1 = ((W3.T @ Delta3)).reshape(c_1, w_1, -1)
-    dWo1 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta1, O1, optimize=True))/m
-    dbo1 = np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
-    dO1 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta1, Wo1, optimize=True))
+    delta3 = A3 - Y
+    dW3 = ((delta3/m) @ A2.T)
+    db3 = (delta3/m).sum(axis=1, keepdims=True)
+    delta1 = ((W3.T @ delta3)).reshape(c_1, w_1, -1)
+    dWo1 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", delta1, O1, optimize=True))/m
+    dbo1 = np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
+    dO1 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", delta1, Wo1, optimize=True))
     dP1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))
     dVh1 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P1, dO1, optimize=True))
     dS1 = P1*dP1 - np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, optimize=True)
@@ -297,9 +298,15 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
 # that write into arrays allocated once (`out=`), so that a step allocates nothing.
 
 
-def _filled(shape, dtype):
-    """Zeros whose memory is written now, so that no later step page-faults on first touch."""
-    out = np.empty(shape, dtype)
+def _filled(shape, dtype, axes=None):
+    """Zeros whose memory is written now, so that no later step page-faults on first touch. With
+    `axes`, the array of `shape` is kept in memory in that order of its axes (a transposed view):
+    attention's arrays with their head and sample axes first, so that each matrix of a batched
+    product is contiguous for np.matmul."""
+    if axes is None:
+        out = np.empty(shape, dtype)
+    else:
+        out = np.empty([shape[a] for a in axes], dtype).transpose(np.argsort(axes))
     out.fill(0)
     return out
 
@@ -359,13 +366,20 @@ class Workspace:
         self.t11 = _filled((c0), self.dtype)
         self.t12 = _filled((1, w0, w0, m), self.dtype)
         self.t13 = _filled((1, w0, w0, m), self.dtype)
-        self.t14 = _filled((n2, m), self.dtype)
-        self.t15 = _filled((n3, n2), self.dtype)
-        self.t16 = _filled((n3, 1), self.dtype)
-        self.t17 = _filled((1, w0, 4, m), self.dtype)
-        self.t18 = _filled((c0, 1, 4), self.dtype)
-        self.t19 = _filled((c0, 1), self.dtype)
-        self.t20 = _filled((1, 4, c0), self.dtype)
+        self.t14 = _filled((1, w0, 4, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t15 = _filled((1, w0, 4, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t16 = _filled((1, w0, 4, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t17 = _filled((1, w0, w0, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t18 = _filled((1, w0, w0, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t19 = _filled((1, w0, 4, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t20 = _filled((n2, m), self.dtype)
+        self.t21 = _filled((n3, n2), self.dtype)
+        self.t22 = _filled((n3, 1), self.dtype)
+        self.t23 = _filled((1, w0, 4, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t24 = _filled((c0, 1, 4), self.dtype)
+        self.t25 = _filled((c0, 1), self.dtype)
+        self.t26 = _filled((1, w0, 1, m), self.dtype)
+        self.t27 = _filled((1, 4, c0), self.dtype)
         # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
         self.ones_m = np.ones((m, 1), self.dtype)
         # matrix products, by their inner dimension
@@ -440,27 +454,27 @@ def gradients_into(ws, params, X, Y):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = A3 - Y
-    Delta3 = t9
-    np.subtract(Z3, Y, out=Delta3)
-    # dW3 = ((Delta3/m) @ A2.T)
-    np.divide(Delta3, m, out=t10)
+    # delta3 = A3 - Y
+    delta3 = t9
+    np.subtract(Z3, Y, out=delta3)
+    # dW3 = ((delta3/m) @ A2.T)
+    np.divide(delta3, m, out=t10)
     mm_m(t10, A2.T, out=dW3)
-    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    # db3 = (delta3/m).sum(axis=1, keepdims=True)
     np.add.reduce(t10, axis=1, keepdims=True, out=db3)
-    # Delta1 = ((W3.T @ Delta3)).reshape(c_1, w_1, -1)
-    Delta1 = t7
-    mm_n3(W3.T, Delta3, out=t8)
-    np.copyto(Delta1, t8.reshape(c_1, w_1, m))
-    # dWo1 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta1, O1, optimize=True))/m
-    np.copyto(dWo1, np.einsum("iml,jmkl->ijk", Delta1, O1, optimize=True))  # einsum's own layout: allocates
+    # delta1 = ((W3.T @ delta3)).reshape(c_1, w_1, -1)
+    delta1 = t7
+    mm_n3(W3.T, delta3, out=t8)
+    np.copyto(delta1, t8.reshape(c_1, w_1, m))
+    # dWo1 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", delta1, O1, optimize=True))/m
+    np.copyto(dWo1, np.einsum("iml,jmkl->ijk", delta1, O1, optimize=True))  # einsum's own layout: allocates
     np.divide(dWo1, m, out=dWo1)
-    # dbo1 = np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
-    np.einsum("ikj->i", Delta1, out=t11)
+    # dbo1 = np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
+    np.einsum("ikj->i", delta1, out=t11)
     np.divide(np.expand_dims(t11, (1,)), m, out=dbo1)
-    # dO1 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta1, Wo1, optimize=True))
+    # dO1 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", delta1, Wo1, optimize=True))
     dO1 = t6
-    np.copyto(dO1, np.einsum("mjl,mik->ijkl", Delta1, Wo1, optimize=True))  # einsum's own layout: allocates
+    np.copyto(dO1, np.einsum("mjl,mik->ijkl", delta1, Wo1, optimize=True))  # einsum's own layout: allocates
     # dP1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))
     dP1 = t4
     np.copyto(dP1, np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))  # einsum's own layout: allocates
@@ -515,35 +529,35 @@ def sgd_step(ws, params, X, Y, lr):
     c_1 = params["Wq1"].shape[2]
     w_1 = X.shape[1]
     n_2 = params["W3"].shape[1]
-    t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t14, t15, t16, t17, t18, t11, t19, t12, t13, t20 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9, ws.t14, ws.t15, ws.t16, ws.t17, ws.t18, ws.t11, ws.t19, ws.t12, ws.t13, ws.t20
+    t14, t1, t15, t16, t17, t18, t19, t7, t8, t9, t20, t21, t22, t23, t24, t11, t25, t26, t27 = ws.t14, ws.t1, ws.t15, ws.t16, ws.t17, ws.t18, ws.t19, ws.t7, ws.t8, ws.t9, ws.t20, ws.t21, ws.t22, ws.t23, ws.t24, ws.t11, ws.t25, ws.t26, ws.t27
     ones_m, = ws.ones_m,
     mm_n2, mm_n3, mm_m = ws.mm_n2, ws.mm_n3, ws.mm_m
     A0 = X
     # Qh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wq1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bq1)), (1, 3))
-    Qh1 = t0
+    Qh1 = t14
     np.copyto(Qh1, np.einsum("mjl,ikm->ijkl", A0, Wq1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bq1, out=t1)
     np.add(Qh1, np.expand_dims(t1, (1, 3)), out=Qh1)
     # Kh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wk1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bk1)), (1, 3))
-    Kh1 = t2
+    Kh1 = t15
     np.copyto(Kh1, np.einsum("mjl,ikm->ijkl", A0, Wk1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bk1, out=t1)
     np.add(Kh1, np.expand_dims(t1, (1, 3)), out=Kh1)
     # Vh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wv1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bv1)), (1, 3))
-    Vh1 = t3
+    Vh1 = t16
     np.copyto(Vh1, np.einsum("mjl,ikm->ijkl", A0, Wv1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bv1, out=t1)
     np.add(Vh1, np.expand_dims(t1, (1, 3)), out=Vh1)
     # S1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Kh1, Qh1, optimize=True))/np.sqrt(dk_1)
-    S1 = t4
-    np.copyto(S1, np.einsum("ikml,ijml->ijkl", Kh1, Qh1, optimize=True))  # einsum's own layout: allocates
+    S1 = t17
+    np.matmul(Qh1.transpose(0, 3, 1, 2), Kh1.transpose(0, 3, 2, 1), out=S1.transpose(0, 3, 1, 2))
     np.multiply(S1, 1/np.sqrt(dk_1), out=S1)
     # P1 = _key_softmax(S1, True, True)
-    P1 = t5
+    P1 = t18
     _key_softmax(S1, True, True, out=P1)
     # O1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Vh1, P1, optimize=True))
-    O1 = t6
-    np.copyto(O1, np.einsum("imkl,ijml->ijkl", Vh1, P1, optimize=True))  # einsum's own layout: allocates
+    O1 = t19
+    np.matmul(P1.transpose(0, 3, 1, 2), Vh1.transpose(0, 3, 1, 2), out=O1.transpose(0, 3, 1, 2))
     # Z1 = np.ascontiguousarray(np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True)) + bo1.reshape(-1, 1, 1)
     Z1 = t7
     np.copyto(Z1, np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True))  # einsum's own layout: allocates
@@ -557,70 +571,71 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = A3 - Y
-    Delta3 = t9
-    np.subtract(Z3, Y, out=Delta3)
-    # Delta1 = ((W3.T @ Delta3)).reshape(c_1, w_1, -1)
-    Delta1 = t7
-    mm_n3(W3.T, Delta3, out=t14)
-    np.copyto(Delta1, t14.reshape(c_1, w_1, m))
-    # W3 = ((-Delta3*lr/m) @ A2.T) + W3
-    np.multiply(Delta3, -lr/m, out=t9)
-    mm_m(t9, A2.T, out=t15)
-    np.add(t15, W3, out=W3)
-    # b3 = b3 + (-Delta3*lr/m).sum(axis=1, keepdims=True)
-    mm_m(t9, ones_m, out=t16)
-    np.add(b3, t16, out=b3)
-    # dO1 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta1, Wo1, optimize=True))
-    dO1 = t17
-    np.copyto(dO1, np.einsum("mjl,mik->ijkl", Delta1, Wo1, optimize=True))  # einsum's own layout: allocates
-    # Wo1 = Wo1 - lr*np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta1, O1, optimize=True))/m
-    np.copyto(t18, np.einsum("iml,jmkl->ijk", Delta1, O1, optimize=True))  # einsum's own layout: allocates
-    np.multiply(t18, lr/m, out=t18)
-    np.subtract(Wo1, t18, out=Wo1)
-    # bo1 = bo1 - lr*np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
-    np.einsum("ikj->i", Delta1, out=t11)
-    np.multiply(np.expand_dims(t11, (1,)), lr/m, out=t19)
-    np.subtract(bo1, t19, out=bo1)
+    # delta3 = A3 - Y
+    delta3 = t9
+    np.subtract(Z3, Y, out=delta3)
+    # delta1 = ((W3.T @ delta3)).reshape(c_1, w_1, -1)
+    delta1 = t7
+    mm_n3(W3.T, delta3, out=t20)
+    np.copyto(delta1, t20.reshape(c_1, w_1, m))
+    # W3 = ((-delta3*lr/m) @ A2.T) + W3
+    np.multiply(delta3, -lr/m, out=t9)
+    mm_m(t9, A2.T, out=t21)
+    np.add(t21, W3, out=W3)
+    # b3 = b3 + (-delta3*lr/m).sum(axis=1, keepdims=True)
+    mm_m(t9, ones_m, out=t22)
+    np.add(b3, t22, out=b3)
+    # dO1 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", delta1, Wo1, optimize=True))
+    dO1 = t23
+    np.copyto(dO1, np.einsum("mjl,mik->ijkl", delta1, Wo1, optimize=True))  # einsum's own layout: allocates
+    # Wo1 = Wo1 - lr*np.ascontiguousarray(np.einsum("iml,jmkl->ijk", delta1, O1, optimize=True))/m
+    np.copyto(t24, np.einsum("iml,jmkl->ijk", delta1, O1, optimize=True))  # einsum's own layout: allocates
+    np.multiply(t24, lr/m, out=t24)
+    np.subtract(Wo1, t24, out=Wo1)
+    # bo1 = bo1 - lr*np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
+    np.einsum("ikj->i", delta1, out=t11)
+    np.multiply(np.expand_dims(t11, (1,)), lr/m, out=t25)
+    np.subtract(bo1, t25, out=bo1)
     # dP1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))
-    dP1 = t4
-    np.copyto(dP1, np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))  # einsum's own layout: allocates
+    dP1 = t17
+    np.matmul(dO1.transpose(0, 3, 1, 2), Vh1.transpose(0, 3, 2, 1), out=dP1.transpose(0, 3, 1, 2))
     # dVh1 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P1, dO1, optimize=True))
-    dVh1 = t3
-    np.copyto(dVh1, np.einsum("imjl,imkl->ijkl", P1, dO1, optimize=True))  # einsum's own layout: allocates
+    dVh1 = t16
+    np.matmul(P1.transpose(0, 3, 2, 1), dO1.transpose(0, 3, 1, 2), out=dVh1.transpose(0, 3, 1, 2))
     # dS1 = P1*dP1 - np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, optimize=True)
-    dS1 = t12
+    dS1 = t17
     np.multiply(P1, dP1, out=dS1)
-    np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, optimize=True, out=t13)
-    np.subtract(dS1, t13, out=dS1)
+    np.add.reduce(dS1, axis=(2,), keepdims=True, out=t26)
+    np.multiply(P1, t26, out=t18)
+    np.subtract(dS1, t18, out=dS1)
     # dQh1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Kh1, dS1, optimize=True))/np.sqrt(dk_1)
-    dQh1 = t6
-    np.copyto(dQh1, np.einsum("imkl,ijml->ijkl", Kh1, dS1, optimize=True))  # einsum's own layout: allocates
+    dQh1 = t19
+    np.matmul(dS1.transpose(0, 3, 1, 2), Kh1.transpose(0, 3, 1, 2), out=dQh1.transpose(0, 3, 1, 2))
     np.multiply(dQh1, 1/np.sqrt(dk_1), out=dQh1)
     # dKh1 = np.ascontiguousarray(np.einsum("imkl,imjl->ijkl", Qh1, dS1, optimize=True))/np.sqrt(dk_1)
-    dKh1 = t2
-    np.copyto(dKh1, np.einsum("imkl,imjl->ijkl", Qh1, dS1, optimize=True))  # einsum's own layout: allocates
+    dKh1 = t15
+    np.matmul(dS1.transpose(0, 3, 2, 1), Qh1.transpose(0, 3, 1, 2), out=dKh1.transpose(0, 3, 1, 2))
     np.multiply(dKh1, 1/np.sqrt(dk_1), out=dKh1)
     # Wv1 = Wv1 - lr*np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True)/m
-    np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True, out=t20)
-    np.multiply(t20, lr/m, out=t20)
-    np.subtract(Wv1, t20, out=Wv1)
+    np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True, out=t27)
+    np.multiply(t27, lr/m, out=t27)
+    np.subtract(Wv1, t27, out=Wv1)
     # bv1 = bv1 - lr*np.einsum("iljk->ij", dVh1)/m
     np.einsum("iljk->ij", dVh1, out=t1)
     np.multiply(t1, lr/m, out=t1)
     np.subtract(bv1, t1, out=bv1)
     # Wk1 = Wk1 - lr*np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True)/m
-    np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True, out=t20)
-    np.multiply(t20, lr/m, out=t20)
-    np.subtract(Wk1, t20, out=Wk1)
+    np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True, out=t27)
+    np.multiply(t27, lr/m, out=t27)
+    np.subtract(Wk1, t27, out=Wk1)
     # bk1 = bk1 - lr*np.einsum("iljk->ij", dKh1)/m
     np.einsum("iljk->ij", dKh1, out=t1)
     np.multiply(t1, lr/m, out=t1)
     np.subtract(bk1, t1, out=bk1)
     # Wq1 = Wq1 - lr*np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True)/m
-    np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True, out=t20)
-    np.multiply(t20, lr/m, out=t20)
-    np.subtract(Wq1, t20, out=Wq1)
+    np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True, out=t27)
+    np.multiply(t27, lr/m, out=t27)
+    np.subtract(Wq1, t27, out=Wq1)
     # bq1 = bq1 - lr*np.einsum("iljk->ij", dQh1)/m
     np.einsum("iljk->ij", dQh1, out=t1)
     np.multiply(t1, lr/m, out=t1)

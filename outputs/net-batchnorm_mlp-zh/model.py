@@ -219,17 +219,17 @@ def gradients(params, X, Y):
     Xhat2 = cache["Xhat2"]
     Z2 = cache["Z2"]
     A3 = cache["A3"]
-    Delta3 = A3 - Y
-    dW3 = ((Delta3/m) @ A2.T)
-    db3 = (Delta3/m).sum(axis=1, keepdims=True)
-    Delta2 = np.heaviside(Z2, 0.0)*(W3.T @ Delta3)
-    dgamma2 = (Delta2*Xhat2/m).sum(axis=1, keepdims=True)
-    dbeta2 = (Delta2/m).sum(axis=1, keepdims=True)
-    dXhat2 = Delta2*gamma2
+    delta3 = A3 - Y
+    dW3 = ((delta3/m) @ A2.T)
+    db3 = (delta3/m).sum(axis=1, keepdims=True)
+    delta2 = np.heaviside(Z2, 0.0)*(W3.T @ delta3)
+    dgamma2 = (delta2*Xhat2/m).sum(axis=1, keepdims=True)
+    dbeta2 = (delta2/m).sum(axis=1, keepdims=True)
+    dXhat2 = delta2*gamma2
     dU2 = -Xhat2*(1/np.sqrt((U2**2/m).sum(axis=1, keepdims=True) + 1e-05))*(Xhat2*dXhat2).sum(axis=1, keepdims=True)/m + dXhat2*(1/np.sqrt((U2**2/m).sum(axis=1, keepdims=True) + 1e-05))
-    Delta1 = dU2 - (dU2/m).sum(axis=1, keepdims=True)
-    dW1 = ((Delta1/m) @ A0.T)
-    db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    delta1 = dU2 - (dU2/m).sum(axis=1, keepdims=True)
+    dW1 = ((delta1/m) @ A0.T)
+    db1 = (delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "gamma2": dgamma2, "beta2": dbeta2, "W3": dW3, "b3": db3}
 
 
@@ -421,29 +421,29 @@ def gradients_into(ws, params, X, Y):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = A3 - Y
-    Delta3 = t5
-    np.subtract(Z3, Y, out=Delta3)
-    # dW3 = ((Delta3/m) @ A2.T)
-    np.divide(Delta3, m, out=t6)
+    # delta3 = A3 - Y
+    delta3 = t5
+    np.subtract(Z3, Y, out=delta3)
+    # dW3 = ((delta3/m) @ A2.T)
+    np.divide(delta3, m, out=t6)
     mm_m(t6, A2.T, out=dW3)
-    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    # db3 = (delta3/m).sum(axis=1, keepdims=True)
     np.add.reduce(t6, axis=1, keepdims=True, out=db3)
-    # Delta2 = np.heaviside(Z2, 0.0)*(W3.T @ Delta3)
-    Delta2 = t3
-    np.greater(Z2, 0, out=Delta2)
-    mm_n3(W3.T, Delta3, out=t4)
-    np.multiply(Delta2, t4, out=Delta2)
-    # dgamma2 = (Delta2*Xhat2/m).sum(axis=1, keepdims=True)
-    np.multiply(Delta2, Xhat2, out=t4)
+    # delta2 = np.heaviside(Z2, 0.0)*(W3.T @ delta3)
+    delta2 = t3
+    np.greater(Z2, 0, out=delta2)
+    mm_n3(W3.T, delta3, out=t4)
+    np.multiply(delta2, t4, out=delta2)
+    # dgamma2 = (delta2*Xhat2/m).sum(axis=1, keepdims=True)
+    np.multiply(delta2, Xhat2, out=t4)
     np.divide(t4, m, out=t4)
     np.add.reduce(t4, axis=1, keepdims=True, out=dgamma2)
-    # dbeta2 = (Delta2/m).sum(axis=1, keepdims=True)
-    np.divide(Delta2, m, out=t4)
+    # dbeta2 = (delta2/m).sum(axis=1, keepdims=True)
+    np.divide(delta2, m, out=t4)
     np.add.reduce(t4, axis=1, keepdims=True, out=dbeta2)
-    # dXhat2 = Delta2*gamma2
+    # dXhat2 = delta2*gamma2
     dXhat2 = t3
-    np.multiply(Delta2, gamma2, out=dXhat2)
+    np.multiply(delta2, gamma2, out=dXhat2)
     # dU2 = -Xhat2*(1/np.sqrt((U2**2/m).sum(axis=1, keepdims=True) + 1e-05))*(Xhat2*dXhat2).sum(axis=1, keepdims=True)/m + dXhat2*(1/np.sqrt((U2**2/m).sum(axis=1, keepdims=True) + 1e-05))
     dU2 = t3
     np.divide(t2, m, out=t2)
@@ -458,15 +458,15 @@ def gradients_into(ws, params, X, Y):
     np.divide(t2, m, out=t2)
     np.multiply(dXhat2, t1, out=dU2)
     np.subtract(dU2, t2, out=dU2)
-    # Delta1 = dU2 - (dU2/m).sum(axis=1, keepdims=True)
-    Delta1 = t3
+    # delta1 = dU2 - (dU2/m).sum(axis=1, keepdims=True)
+    delta1 = t3
     np.divide(dU2, m, out=t0)
     np.add.reduce(t0, axis=1, keepdims=True, out=t1)
-    np.subtract(dU2, t1, out=Delta1)
-    # dW1 = ((Delta1/m) @ A0.T)
-    np.divide(Delta1, m, out=t3)
+    np.subtract(dU2, t1, out=delta1)
+    # dW1 = ((delta1/m) @ A0.T)
+    np.divide(delta1, m, out=t3)
     mm_m(t3, A0.T, out=dW1)
-    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    # db1 = (delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t3, axis=1, keepdims=True, out=db1)
     return ws.grads
 
@@ -519,30 +519,30 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
-    Delta3 = t5
-    np.subtract(Z3, Y, out=Delta3)
-    np.multiply(Delta3, -lr/m, out=Delta3)
-    # Delta2 = np.heaviside(Z2, 0.0)*(W3.T @ Delta3)
-    Delta2 = t3
-    np.greater(Z2, 0, out=Delta2)
-    mm_n3(W3.T, Delta3, out=t8)
-    np.multiply(Delta2, t8, out=Delta2)
-    # W3 = (Delta3 @ A2.T) + W3
-    mm_m(Delta3, A2.T, out=t9)
+    # delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
+    delta3 = t5
+    np.subtract(Z3, Y, out=delta3)
+    np.multiply(delta3, -lr/m, out=delta3)
+    # delta2 = np.heaviside(Z2, 0.0)*(W3.T @ delta3)
+    delta2 = t3
+    np.greater(Z2, 0, out=delta2)
+    mm_n3(W3.T, delta3, out=t8)
+    np.multiply(delta2, t8, out=delta2)
+    # W3 = (delta3 @ A2.T) + W3
+    mm_m(delta3, A2.T, out=t9)
     np.add(t9, W3, out=W3)
-    # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
-    mm_m(Delta3, ones_m, out=t10)
+    # b3 = b3 + delta3.sum(axis=1, keepdims=True)
+    mm_m(delta3, ones_m, out=t10)
     np.add(b3, t10, out=b3)
-    # dXhat2 = Delta2*gamma2
+    # dXhat2 = delta2*gamma2
     dXhat2 = t4
-    np.multiply(Delta2, gamma2, out=dXhat2)
-    # gamma2 = gamma2 + (Delta2*Xhat2).sum(axis=1, keepdims=True)
-    np.multiply(Delta2, Xhat2, out=t8)
+    np.multiply(delta2, gamma2, out=dXhat2)
+    # gamma2 = gamma2 + (delta2*Xhat2).sum(axis=1, keepdims=True)
+    np.multiply(delta2, Xhat2, out=t8)
     mm_m(t8, ones_m, out=t1)
     np.add(gamma2, t1, out=gamma2)
-    # beta2 = beta2 + Delta2.sum(axis=1, keepdims=True)
-    mm_m(Delta2, ones_m, out=t1)
+    # beta2 = beta2 + delta2.sum(axis=1, keepdims=True)
+    mm_m(delta2, ones_m, out=t1)
     np.add(beta2, t1, out=beta2)
     # dU2 = -Xhat2*(1/np.sqrt((U2**2/m).sum(axis=1, keepdims=True) + 1e-05))*(Xhat2*dXhat2).sum(axis=1, keepdims=True)/m + dXhat2*(1/np.sqrt((U2**2/m).sum(axis=1, keepdims=True) + 1e-05))
     dU2 = t4
@@ -558,14 +558,14 @@ def sgd_step(ws, params, X, Y, lr):
     np.multiply(t2, m**(-1.0), out=t2)
     np.multiply(dXhat2, t1, out=dU2)
     np.subtract(dU2, t2, out=dU2)
-    # Delta1 = dU2 - (dU2/m).sum(axis=1, keepdims=True)
-    Delta1 = t4
+    # delta1 = dU2 - (dU2/m).sum(axis=1, keepdims=True)
+    delta1 = t4
     np.multiply(dU2, m**(-1.0), out=t0)
     mm_m(t0, ones_m, out=t1)
-    np.subtract(dU2, t1, out=Delta1)
-    # W1 = (Delta1 @ A0.T) + W1
-    mm_m(Delta1, A0.T, out=t11)
+    np.subtract(dU2, t1, out=delta1)
+    # W1 = (delta1 @ A0.T) + W1
+    mm_m(delta1, A0.T, out=t11)
     np.add(t11, W1, out=W1)
-    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    mm_m(Delta1, ones_m, out=t1)
+    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
+    mm_m(delta1, ones_m, out=t1)
     np.add(b1, t1, out=b1)

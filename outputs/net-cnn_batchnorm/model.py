@@ -346,17 +346,17 @@ def gradients(params, X, Y):
     Z2 = cache["Z2"]
     A3 = cache["A3"]
     A4 = cache["A4"]
-    Delta4 = A4 - Y
-    dW4 = ((Delta4/m) @ A3.T)
-    db4 = (Delta4/m).sum(axis=1, keepdims=True)
-    Delta2 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z2, 0.0), Delta4, W4, optimize=True)/(h_2*w_2)
-    dgamma2 = np.expand_dims((np.einsum("ilkj,ilkj->i", Delta2, Xhat2, optimize=True)), (1,))/m
-    dbeta2 = np.expand_dims((np.einsum("ilkj->i", Delta2)), (1,))/m
-    dXhat2 = np.einsum("iz,ijkl->ijkl", gamma2, Delta2, optimize=True)
+    delta4 = A4 - Y
+    dW4 = ((delta4/m) @ A3.T)
+    db4 = (delta4/m).sum(axis=1, keepdims=True)
+    delta2 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z2, 0.0), delta4, W4, optimize=True)/(h_2*w_2)
+    dgamma2 = np.expand_dims((np.einsum("ilkj,ilkj->i", delta2, Xhat2, optimize=True)), (1,))/m
+    dbeta2 = np.expand_dims((np.einsum("ilkj->i", delta2)), (1,))/m
+    dXhat2 = np.einsum("iz,ijkl->ijkl", gamma2, delta2, optimize=True)
     dU2 = np.einsum("iz,ijkl->ijkl", 1/np.sqrt(1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2)), dXhat2, optimize=True) - np.einsum("iz,ipnm,ijkl,ipnm->ijkl", (1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2))**(-3/2), U2, U2, dXhat2, optimize=True)/(h_2*m*w_2)
-    Delta1 = dU2 - np.expand_dims((np.einsum("ipnm->i", dU2)), (1, 2, 3))/(h_1*m*w_1)
-    dK1 = _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1))/m
-    db1 = np.expand_dims((np.einsum("ilkj->i", Delta1)), (1,))/m
+    delta1 = dU2 - np.expand_dims((np.einsum("ipnm->i", dU2)), (1, 2, 3))/(h_1*m*w_1)
+    dK1 = _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1))/m
+    db1 = np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
     return {"K1": dK1, "b1": db1, "gamma2": dgamma2, "beta2": dbeta2, "W4": dW4, "b4": db4}
 
 
@@ -575,28 +575,28 @@ def gradients_into(ws, params, X, Y):
     np.exp(A4, out=A4)
     np.add.reduce(A4, axis=0, keepdims=True, out=t10)
     np.divide(A4, t10, out=A4)
-    # Delta4 = A4 - Y
-    Delta4 = t9
-    np.subtract(A4, Y, out=Delta4)
-    # dW4 = ((Delta4/m) @ A3.T)
-    np.divide(Delta4, m, out=t11)
+    # delta4 = A4 - Y
+    delta4 = t9
+    np.subtract(A4, Y, out=delta4)
+    # dW4 = ((delta4/m) @ A3.T)
+    np.divide(delta4, m, out=t11)
     mm_m(t11, A3.T, out=dW4)
-    # db4 = (Delta4/m).sum(axis=1, keepdims=True)
+    # db4 = (delta4/m).sum(axis=1, keepdims=True)
     np.add.reduce(t11, axis=1, keepdims=True, out=db4)
-    # Delta2 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z2, 0.0), Delta4, W4, optimize=True)/(h_2*w_2)
-    Delta2 = t7
+    # delta2 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z2, 0.0), delta4, W4, optimize=True)/(h_2*w_2)
+    delta2 = t7
     np.greater(Z2, 0, out=t6)
-    np.einsum("ijkl,ml,mi->ijkl", t6, Delta4, W4, optimize=True, out=Delta2)
-    np.divide(Delta2, (h_2 * w_2), out=Delta2)
-    # dgamma2 = np.expand_dims((np.einsum("ilkj,ilkj->i", Delta2, Xhat2, optimize=True)), (1,))/m
-    np.einsum("ilkj,ilkj->i", Delta2, Xhat2, optimize=True, out=t1)
+    np.einsum("ijkl,ml,mi->ijkl", t6, delta4, W4, optimize=True, out=delta2)
+    np.divide(delta2, (h_2 * w_2), out=delta2)
+    # dgamma2 = np.expand_dims((np.einsum("ilkj,ilkj->i", delta2, Xhat2, optimize=True)), (1,))/m
+    np.einsum("ilkj,ilkj->i", delta2, Xhat2, optimize=True, out=t1)
     np.divide(np.expand_dims(t1, (1,)), m, out=dgamma2)
-    # dbeta2 = np.expand_dims((np.einsum("ilkj->i", Delta2)), (1,))/m
-    np.einsum("ilkj->i", Delta2, out=t1)
+    # dbeta2 = np.expand_dims((np.einsum("ilkj->i", delta2)), (1,))/m
+    np.einsum("ilkj->i", delta2, out=t1)
     np.divide(np.expand_dims(t1, (1,)), m, out=dbeta2)
-    # dXhat2 = np.einsum("iz,ijkl->ijkl", gamma2, Delta2, optimize=True)
+    # dXhat2 = np.einsum("iz,ijkl->ijkl", gamma2, delta2, optimize=True)
     dXhat2 = t3
-    np.einsum("iz,ijkl->ijkl", gamma2, Delta2, optimize=True, out=dXhat2)
+    np.einsum("iz,ijkl->ijkl", gamma2, delta2, optimize=True, out=dXhat2)
     # dU2 = np.einsum("iz,ijkl->ijkl", 1/np.sqrt(1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2)), dXhat2, optimize=True) - np.einsum("iz,ipnm,ijkl,ipnm->ijkl", (1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2))**(-3/2), U2, U2, dXhat2, optimize=True)/(h_2*m*w_2)
     dU2 = t6
     np.einsum("iz,ijkl->ijkl", t5, dXhat2, optimize=True, out=dU2)
@@ -604,16 +604,16 @@ def gradients_into(ws, params, X, Y):
     np.einsum("iz,ipnm,ijkl,ipnm->ijkl", t4, U2, U2, dXhat2, optimize=True, out=t7)
     np.divide(t7, ((h_2 * m) * w_2), out=t7)
     np.subtract(dU2, t7, out=dU2)
-    # Delta1 = dU2 - np.expand_dims((np.einsum("ipnm->i", dU2)), (1, 2, 3))/(h_1*m*w_1)
-    Delta1 = t6
+    # delta1 = dU2 - np.expand_dims((np.einsum("ipnm->i", dU2)), (1, 2, 3))/(h_1*m*w_1)
+    delta1 = t6
     np.einsum("ipnm->i", dU2, out=t1)
     np.divide(np.expand_dims(t1, (1, 2, 3)), ((h_1 * m) * w_1), out=t2)
-    np.subtract(dU2, t2, out=Delta1)
-    # dK1 = _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1))/m
-    _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1), cols_ready=True, scratch=ws.win_A0_k3, out=dK1)
+    np.subtract(dU2, t2, out=delta1)
+    # dK1 = _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1))/m
+    _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1), cols_ready=True, scratch=ws.win_A0_k3, out=dK1)
     np.divide(dK1, m, out=dK1)
-    # db1 = np.expand_dims((np.einsum("ilkj->i", Delta1)), (1,))/m
-    np.einsum("ilkj->i", Delta1, out=t1)
+    # db1 = np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
+    np.einsum("ilkj->i", delta1, out=t1)
     np.divide(np.expand_dims(t1, (1,)), m, out=db1)
     return ws.grads
 
@@ -676,30 +676,30 @@ def sgd_step(ws, params, X, Y, lr):
     np.exp(A4, out=A4)
     mm_n4(ones_n4.T, A4, out=t10)
     np.divide(A4, t10, out=A4)
-    # Delta4 = A4 - Y
-    Delta4 = t9
-    np.subtract(A4, Y, out=Delta4)
-    # Delta2 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z2, 0.0), Delta4, W4, optimize=True)/(h_2*w_2)
-    Delta2 = t7
+    # delta4 = A4 - Y
+    delta4 = t9
+    np.subtract(A4, Y, out=delta4)
+    # delta2 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z2, 0.0), delta4, W4, optimize=True)/(h_2*w_2)
+    delta2 = t7
     np.greater(Z2, 0, out=t6)
-    np.einsum("ijkl,ml,mi->ijkl", t6, Delta4, W4, optimize=True, out=Delta2)
-    np.multiply(Delta2, 1/(h_2*w_2), out=Delta2)
-    # W4 = ((-Delta4*lr/m) @ A3.T) + W4
-    np.multiply(Delta4, -lr/m, out=t9)
+    np.einsum("ijkl,ml,mi->ijkl", t6, delta4, W4, optimize=True, out=delta2)
+    np.multiply(delta2, 1/(h_2*w_2), out=delta2)
+    # W4 = ((-delta4*lr/m) @ A3.T) + W4
+    np.multiply(delta4, -lr/m, out=t9)
     mm_m(t9, A3.T, out=t12)
     np.add(t12, W4, out=W4)
-    # b4 = b4 + (-Delta4*lr/m).sum(axis=1, keepdims=True)
+    # b4 = b4 + (-delta4*lr/m).sum(axis=1, keepdims=True)
     mm_m(t9, ones_m, out=t13)
     np.add(b4, t13, out=b4)
-    # dXhat2 = np.einsum("iz,ijkl->ijkl", gamma2, Delta2, optimize=True)
+    # dXhat2 = np.einsum("iz,ijkl->ijkl", gamma2, delta2, optimize=True)
     dXhat2 = t6
-    np.einsum("iz,ijkl->ijkl", gamma2, Delta2, optimize=True, out=dXhat2)
-    # gamma2 = -lr*np.expand_dims((np.einsum("ilkj,ilkj->i", Delta2, Xhat2, optimize=True)), (1,))/m + gamma2
-    np.einsum("ilkj,ilkj->i", Delta2, Xhat2, optimize=True, out=t1)
+    np.einsum("iz,ijkl->ijkl", gamma2, delta2, optimize=True, out=dXhat2)
+    # gamma2 = -lr*np.expand_dims((np.einsum("ilkj,ilkj->i", delta2, Xhat2, optimize=True)), (1,))/m + gamma2
+    np.einsum("ilkj,ilkj->i", delta2, Xhat2, optimize=True, out=t1)
     np.multiply(np.expand_dims(t1, (1,)), lr/m, out=t14)
     np.subtract(gamma2, t14, out=gamma2)
-    # beta2 = beta2 - lr*np.expand_dims((np.einsum("ilkj->i", Delta2)), (1,))/m
-    np.einsum("ilkj->i", Delta2, out=t1)
+    # beta2 = beta2 - lr*np.expand_dims((np.einsum("ilkj->i", delta2)), (1,))/m
+    np.einsum("ilkj->i", delta2, out=t1)
     np.multiply(np.expand_dims(t1, (1,)), lr/m, out=t14)
     np.subtract(beta2, t14, out=beta2)
     # dU2 = np.einsum("iz,ijkl->ijkl", 1/np.sqrt(1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2)), dXhat2, optimize=True) - np.einsum("iz,ipnm,ijkl,ipnm->ijkl", (1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2))**(-3/2), U2, U2, dXhat2, optimize=True)/(h_2*m*w_2)
@@ -709,16 +709,16 @@ def sgd_step(ws, params, X, Y, lr):
     np.einsum("iz,ipnm,ijkl,ipnm->ijkl", t4, U2, U2, dXhat2, optimize=True, out=t7)
     np.multiply(t7, 1/(h_2*m*w_2), out=t7)
     np.subtract(dU2, t7, out=dU2)
-    # Delta1 = dU2 - np.expand_dims((np.einsum("ipnm->i", dU2)), (1, 2, 3))/(h_1*m*w_1)
-    Delta1 = t3
+    # delta1 = dU2 - np.expand_dims((np.einsum("ipnm->i", dU2)), (1, 2, 3))/(h_1*m*w_1)
+    delta1 = t3
     np.einsum("ipnm->i", dU2, out=t1)
     np.multiply(np.expand_dims(t1, (1, 2, 3)), 1/(h_1*m*w_1), out=t2)
-    np.subtract(dU2, t2, out=Delta1)
-    # K1 = K1 - lr*_conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1))/m
-    _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1), cols_ready=True, scratch=ws.win_A0_k3, out=t15)
+    np.subtract(dU2, t2, out=delta1)
+    # K1 = K1 - lr*_conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1))/m
+    _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1), cols_ready=True, scratch=ws.win_A0_k3, out=t15)
     np.multiply(t15, lr/m, out=t15)
     np.subtract(K1, t15, out=K1)
-    # b1 = b1 - lr*np.expand_dims((np.einsum("ilkj->i", Delta1)), (1,))/m
-    np.einsum("ilkj->i", Delta1, out=t1)
+    # b1 = b1 - lr*np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
+    np.einsum("ilkj->i", delta1, out=t1)
     np.multiply(np.expand_dims(t1, (1,)), lr/m, out=t4)
     np.subtract(b1, t4, out=b1)

@@ -397,17 +397,17 @@ def gradients(params, X, Y):
     Z3 = cache["Z3"]
     A5 = cache["A5"]
     A6 = cache["A6"]
-    Delta6 = A6 - Y
-    dW6 = ((Delta6/m) @ A5.T)
-    db6 = (Delta6/m).sum(axis=1, keepdims=True)
-    dA4 = ((W6.T @ Delta6)).reshape(c_4, h_4, w_4, -1)
-    Delta3 = np.heaviside(Z3, 0.0)*_max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
-    dK3 = _conv_kernel_grad(Delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    db3 = np.expand_dims((np.einsum("ilkj->i", Delta3)), (1,))/m
-    dA2 = _conv_input_grad(Delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,))
-    Delta1 = np.heaviside(Z1, 0.0)*_max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
-    dK1 = _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    db1 = np.expand_dims((np.einsum("ilkj->i", Delta1)), (1,))/m
+    delta6 = A6 - Y
+    dW6 = ((delta6/m) @ A5.T)
+    db6 = (delta6/m).sum(axis=1, keepdims=True)
+    dA4 = ((W6.T @ delta6)).reshape(c_4, h_4, w_4, -1)
+    delta3 = np.heaviside(Z3, 0.0)*_max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
+    dK3 = _conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1))/m
+    db3 = np.expand_dims((np.einsum("ilkj->i", delta3)), (1,))/m
+    dA2 = _conv_input_grad(delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,))
+    delta1 = np.heaviside(Z1, 0.0)*_max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
+    dK1 = _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1))/m
+    db1 = np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
     return {"K1": dK1, "b1": db1, "K3": dK3, "b3": db3, "W6": dW6, "b6": db6}
 
 
@@ -558,7 +558,7 @@ class Workspace:
         self.win_A1_k2s2 = {}
         self.win_A2_k3p1 = {}
         self.win_A3_k2s2 = {}
-        self.win_Delta3_k3p1 = {}
+        self.win_delta3_k3p1 = {}
         # matrix products, by their inner dimension
         self.mm_m = _product_for(m)
         self.mm_n5 = _product_for(n5)
@@ -634,42 +634,42 @@ def gradients_into(ws, params, X, Y):
     np.exp(A6, out=A6)
     np.add.reduce(A6, axis=0, keepdims=True, out=t8)
     np.divide(A6, t8, out=A6)
-    # Delta6 = A6 - Y
-    Delta6 = t7
-    np.subtract(A6, Y, out=Delta6)
-    # dW6 = ((Delta6/m) @ A5.T)
-    np.divide(Delta6, m, out=t9)
+    # delta6 = A6 - Y
+    delta6 = t7
+    np.subtract(A6, Y, out=delta6)
+    # dW6 = ((delta6/m) @ A5.T)
+    np.divide(delta6, m, out=t9)
     mm_m(t9, A5.T, out=dW6)
-    # db6 = (Delta6/m).sum(axis=1, keepdims=True)
+    # db6 = (delta6/m).sum(axis=1, keepdims=True)
     np.add.reduce(t9, axis=1, keepdims=True, out=db6)
-    # dA4 = ((W6.T @ Delta6)).reshape(c_4, h_4, w_4, -1)
+    # dA4 = ((W6.T @ delta6)).reshape(c_4, h_4, w_4, -1)
     dA4 = t5
-    mm_n6(W6.T, Delta6, out=t6)
+    mm_n6(W6.T, delta6, out=t6)
     np.copyto(dA4, t6.reshape(c_4, h_4, w_4, m))
-    # Delta3 = np.heaviside(Z3, 0.0)*_max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
-    Delta3 = t3
-    np.greater(Z3, 0, out=Delta3)
+    # delta3 = np.heaviside(Z3, 0.0)*_max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
+    delta3 = t3
+    np.greater(Z3, 0, out=delta3)
     _max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,), firsts_ready=True, scratch=ws.win_A3_k2s2, out=t10)
-    np.multiply(Delta3, t10, out=Delta3)
-    # dK3 = _conv_kernel_grad(Delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(Delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A2_k3p1, out=dK3)
+    np.multiply(delta3, t10, out=delta3)
+    # dK3 = _conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1))/m
+    _conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A2_k3p1, out=dK3)
     np.divide(dK3, m, out=dK3)
-    # db3 = np.expand_dims((np.einsum("ilkj->i", Delta3)), (1,))/m
-    np.einsum("ilkj->i", Delta3, out=t11)
+    # db3 = np.expand_dims((np.einsum("ilkj->i", delta3)), (1,))/m
+    np.einsum("ilkj->i", delta3, out=t11)
     np.divide(np.expand_dims(t11, (1,)), m, out=db3)
-    # dA2 = _conv_input_grad(Delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,))
+    # dA2 = _conv_input_grad(delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,))
     dA2 = t2
-    _conv_input_grad(Delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,), scratch=ws.win_Delta3_k3p1, out=dA2)
-    # Delta1 = np.heaviside(Z1, 0.0)*_max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
-    Delta1 = t0
-    np.greater(Z1, 0, out=Delta1)
+    _conv_input_grad(delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,), scratch=ws.win_delta3_k3p1, out=dA2)
+    # delta1 = np.heaviside(Z1, 0.0)*_max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
+    delta1 = t0
+    np.greater(Z1, 0, out=delta1)
     _max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,), firsts_ready=True, scratch=ws.win_A1_k2s2, out=t12)
-    np.multiply(Delta1, t12, out=Delta1)
-    # dK1 = _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3p1, out=dK1)
+    np.multiply(delta1, t12, out=delta1)
+    # dK1 = _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1))/m
+    _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3p1, out=dK1)
     np.divide(dK1, m, out=dK1)
-    # db1 = np.expand_dims((np.einsum("ilkj->i", Delta1)), (1,))/m
-    np.einsum("ilkj->i", Delta1, out=t13)
+    # db1 = np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
+    np.einsum("ilkj->i", delta1, out=t13)
     np.divide(np.expand_dims(t13, (1,)), m, out=db1)
     return ws.grads
 
@@ -733,46 +733,46 @@ def sgd_step(ws, params, X, Y, lr):
     np.exp(A6, out=A6)
     mm_n6(ones_n6.T, A6, out=t8)
     np.divide(A6, t8, out=A6)
-    # Delta6 = A6 - Y
-    Delta6 = t7
-    np.subtract(A6, Y, out=Delta6)
-    # dA4 = ((W6.T @ Delta6)).reshape(c_4, h_4, w_4, -1)
+    # delta6 = A6 - Y
+    delta6 = t7
+    np.subtract(A6, Y, out=delta6)
+    # dA4 = ((W6.T @ delta6)).reshape(c_4, h_4, w_4, -1)
     dA4 = t5
-    mm_n6(W6.T, Delta6, out=t14)
+    mm_n6(W6.T, delta6, out=t14)
     np.copyto(dA4, t14.reshape(c_4, h_4, w_4, m))
-    # W6 = ((-Delta6*lr/m) @ A5.T) + W6
-    np.multiply(Delta6, -lr/m, out=t7)
+    # W6 = ((-delta6*lr/m) @ A5.T) + W6
+    np.multiply(delta6, -lr/m, out=t7)
     mm_m(t7, A5.T, out=t15)
     np.add(t15, W6, out=W6)
-    # b6 = b6 + (-Delta6*lr/m).sum(axis=1, keepdims=True)
+    # b6 = b6 + (-delta6*lr/m).sum(axis=1, keepdims=True)
     mm_m(t7, ones_m, out=t16)
     np.add(b6, t16, out=b6)
-    # Delta3 = np.heaviside(Z3, 0.0)*_max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
-    Delta3 = t3
-    np.greater(Z3, 0, out=Delta3)
+    # delta3 = np.heaviside(Z3, 0.0)*_max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
+    delta3 = t3
+    np.greater(Z3, 0, out=delta3)
     _max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,), firsts_ready=True, scratch=ws.win_A3_k2s2, out=t10)
-    np.multiply(Delta3, t10, out=Delta3)
-    # dA2 = _conv_input_grad(Delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,))
+    np.multiply(delta3, t10, out=delta3)
+    # dA2 = _conv_input_grad(delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,))
     dA2 = t17
-    _conv_input_grad(Delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,), scratch=ws.win_Delta3_k3p1, out=dA2)
-    # K3 = K3 - lr*_conv_kernel_grad(Delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(Delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A2_k3p1, out=t18)
+    _conv_input_grad(delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,), scratch=ws.win_delta3_k3p1, out=dA2)
+    # K3 = K3 - lr*_conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1))/m
+    _conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A2_k3p1, out=t18)
     np.multiply(t18, lr/m, out=t18)
     np.subtract(K3, t18, out=K3)
-    # b3 = b3 - lr*np.expand_dims((np.einsum("ilkj->i", Delta3)), (1,))/m
-    np.einsum("ilkj->i", Delta3, out=t11)
+    # b3 = b3 - lr*np.expand_dims((np.einsum("ilkj->i", delta3)), (1,))/m
+    np.einsum("ilkj->i", delta3, out=t11)
     np.multiply(np.expand_dims(t11, (1,)), lr/m, out=t19)
     np.subtract(b3, t19, out=b3)
-    # Delta1 = np.heaviside(Z1, 0.0)*_max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
-    Delta1 = t0
-    np.greater(Z1, 0, out=Delta1)
+    # delta1 = np.heaviside(Z1, 0.0)*_max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
+    delta1 = t0
+    np.greater(Z1, 0, out=delta1)
     _max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,), firsts_ready=True, scratch=ws.win_A1_k2s2, out=t12)
-    np.multiply(Delta1, t12, out=Delta1)
-    # K1 = K1 - lr*_conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(Delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3p1, out=t20)
+    np.multiply(delta1, t12, out=delta1)
+    # K1 = K1 - lr*_conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1))/m
+    _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3p1, out=t20)
     np.multiply(t20, lr/m, out=t20)
     np.subtract(K1, t20, out=K1)
-    # b1 = b1 - lr*np.expand_dims((np.einsum("ilkj->i", Delta1)), (1,))/m
-    np.einsum("ilkj->i", Delta1, out=t13)
+    # b1 = b1 - lr*np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
+    np.einsum("ilkj->i", delta1, out=t13)
     np.multiply(np.expand_dims(t13, (1,)), lr/m, out=t21)
     np.subtract(b1, t21, out=b1)

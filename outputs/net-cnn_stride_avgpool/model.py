@@ -366,16 +366,16 @@ def gradients(params, X, Y):
     Z3 = cache["Z3"]
     A4 = cache["A4"]
     A5 = cache["A5"]
-    Delta5 = A5 - Y
-    dW5 = ((Delta5/m) @ A4.T)
-    db5 = (Delta5/m).sum(axis=1, keepdims=True)
-    Delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), Delta5, W5, optimize=True)/(h_3*w_3)
-    dK3 = _conv_kernel_grad(Delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2))/m
-    db3 = np.expand_dims((np.einsum("ilkj->i", Delta3)), (1,))/m
-    dA2 = _conv_input_grad(Delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,))
-    Delta1 = (1/4)*(1 - A1**2)*_window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,))
-    dK1 = _conv_kernel_grad(Delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1))/m
-    db1 = np.expand_dims((np.einsum("ilkj->i", Delta1)), (1,))/m
+    delta5 = A5 - Y
+    dW5 = ((delta5/m) @ A4.T)
+    db5 = (delta5/m).sum(axis=1, keepdims=True)
+    delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), delta5, W5, optimize=True)/(h_3*w_3)
+    dK3 = _conv_kernel_grad(delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2))/m
+    db3 = np.expand_dims((np.einsum("ilkj->i", delta3)), (1,))/m
+    dA2 = _conv_input_grad(delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,))
+    delta1 = (1/4)*(1 - A1**2)*_window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,))
+    dK1 = _conv_kernel_grad(delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1))/m
+    db1 = np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
     return {"K1": dK1, "b1": db1, "K3": dK3, "b3": db3, "W5": dW5, "b5": db5}
 
 
@@ -521,7 +521,7 @@ class Workspace:
         self.win_A0_k3x2s2p1 = {}
         self.win_A1_k2p1 = {}
         self.win_A2_k2d2 = {}
-        self.win_Delta3_k2d2 = {}
+        self.win_delta3_k2d2 = {}
         self.win_dA2_k2p1 = {}
         # matrix products, by their inner dimension
         self.mm_m = _product_for(m)
@@ -592,40 +592,40 @@ def gradients_into(ws, params, X, Y):
     np.exp(A5, out=A5)
     np.add.reduce(A5, axis=0, keepdims=True, out=t6)
     np.divide(A5, t6, out=A5)
-    # Delta5 = A5 - Y
-    Delta5 = t5
-    np.subtract(A5, Y, out=Delta5)
-    # dW5 = ((Delta5/m) @ A4.T)
-    np.divide(Delta5, m, out=t7)
+    # delta5 = A5 - Y
+    delta5 = t5
+    np.subtract(A5, Y, out=delta5)
+    # dW5 = ((delta5/m) @ A4.T)
+    np.divide(delta5, m, out=t7)
     mm_m(t7, A4.T, out=dW5)
-    # db5 = (Delta5/m).sum(axis=1, keepdims=True)
+    # db5 = (delta5/m).sum(axis=1, keepdims=True)
     np.add.reduce(t7, axis=1, keepdims=True, out=db5)
-    # Delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), Delta5, W5, optimize=True)/(h_3*w_3)
-    Delta3 = t3
+    # delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), delta5, W5, optimize=True)/(h_3*w_3)
+    delta3 = t3
     np.greater(Z3, 0, out=t2)
-    np.einsum("ijkl,ml,mi->ijkl", t2, Delta5, W5, optimize=True, out=Delta3)
-    np.divide(Delta3, (h_3 * w_3), out=Delta3)
-    # dK3 = _conv_kernel_grad(Delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2))/m
-    _conv_kernel_grad(Delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2), cols_ready=True, scratch=ws.win_A2_k2d2, out=dK3)
+    np.einsum("ijkl,ml,mi->ijkl", t2, delta5, W5, optimize=True, out=delta3)
+    np.divide(delta3, (h_3 * w_3), out=delta3)
+    # dK3 = _conv_kernel_grad(delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2))/m
+    _conv_kernel_grad(delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2), cols_ready=True, scratch=ws.win_A2_k2d2, out=dK3)
     np.divide(dK3, m, out=dK3)
-    # db3 = np.expand_dims((np.einsum("ilkj->i", Delta3)), (1,))/m
-    np.einsum("ilkj->i", Delta3, out=t8)
+    # db3 = np.expand_dims((np.einsum("ilkj->i", delta3)), (1,))/m
+    np.einsum("ilkj->i", delta3, out=t8)
     np.divide(np.expand_dims(t8, (1,)), m, out=db3)
-    # dA2 = _conv_input_grad(Delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,))
+    # dA2 = _conv_input_grad(delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,))
     dA2 = t1
-    _conv_input_grad(Delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,), scratch=ws.win_Delta3_k2d2, out=dA2)
-    # Delta1 = (1/4)*(1 - A1**2)*_window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,))
-    Delta1 = t0
-    np.square(A1, out=Delta1)
-    np.subtract(1, Delta1, out=Delta1)
-    np.multiply(1/4, Delta1, out=Delta1)
+    _conv_input_grad(delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,), scratch=ws.win_delta3_k2d2, out=dA2)
+    # delta1 = (1/4)*(1 - A1**2)*_window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,))
+    delta1 = t0
+    np.square(A1, out=delta1)
+    np.subtract(1, delta1, out=delta1)
+    np.multiply(1/4, delta1, out=delta1)
     _window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,), scratch=ws.win_dA2_k2p1, out=t9)
-    np.multiply(Delta1, t9, out=Delta1)
-    # dK1 = _conv_kernel_grad(Delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1))/m
-    _conv_kernel_grad(Delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3x2s2p1, out=dK1)
+    np.multiply(delta1, t9, out=delta1)
+    # dK1 = _conv_kernel_grad(delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1))/m
+    _conv_kernel_grad(delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3x2s2p1, out=dK1)
     np.divide(dK1, m, out=dK1)
-    # db1 = np.expand_dims((np.einsum("ilkj->i", Delta1)), (1,))/m
-    np.einsum("ilkj->i", Delta1, out=t10)
+    # db1 = np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
+    np.einsum("ilkj->i", delta1, out=t10)
     np.divide(np.expand_dims(t10, (1,)), m, out=db1)
     return ws.grads
 
@@ -683,44 +683,44 @@ def sgd_step(ws, params, X, Y, lr):
     np.exp(A5, out=A5)
     mm_n5(ones_n5.T, A5, out=t6)
     np.divide(A5, t6, out=A5)
-    # Delta5 = A5 - Y
-    Delta5 = t5
-    np.subtract(A5, Y, out=Delta5)
-    # Delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), Delta5, W5, optimize=True)/(h_3*w_3)
-    Delta3 = t3
+    # delta5 = A5 - Y
+    delta5 = t5
+    np.subtract(A5, Y, out=delta5)
+    # delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), delta5, W5, optimize=True)/(h_3*w_3)
+    delta3 = t3
     np.greater(Z3, 0, out=t2)
-    np.einsum("ijkl,ml,mi->ijkl", t2, Delta5, W5, optimize=True, out=Delta3)
-    np.multiply(Delta3, 1/(h_3*w_3), out=Delta3)
-    # W5 = ((-Delta5*lr/m) @ A4.T) + W5
-    np.multiply(Delta5, -lr/m, out=t5)
+    np.einsum("ijkl,ml,mi->ijkl", t2, delta5, W5, optimize=True, out=delta3)
+    np.multiply(delta3, 1/(h_3*w_3), out=delta3)
+    # W5 = ((-delta5*lr/m) @ A4.T) + W5
+    np.multiply(delta5, -lr/m, out=t5)
     mm_m(t5, A4.T, out=t11)
     np.add(t11, W5, out=W5)
-    # b5 = b5 + (-Delta5*lr/m).sum(axis=1, keepdims=True)
+    # b5 = b5 + (-delta5*lr/m).sum(axis=1, keepdims=True)
     mm_m(t5, ones_m, out=t12)
     np.add(b5, t12, out=b5)
-    # dA2 = _conv_input_grad(Delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,))
+    # dA2 = _conv_input_grad(delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,))
     dA2 = t13
-    _conv_input_grad(Delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,), scratch=ws.win_Delta3_k2d2, out=dA2)
-    # K3 = K3 - lr*_conv_kernel_grad(Delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2))/m
-    _conv_kernel_grad(Delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2), cols_ready=True, scratch=ws.win_A2_k2d2, out=t14)
+    _conv_input_grad(delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,), scratch=ws.win_delta3_k2d2, out=dA2)
+    # K3 = K3 - lr*_conv_kernel_grad(delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2))/m
+    _conv_kernel_grad(delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2), cols_ready=True, scratch=ws.win_A2_k2d2, out=t14)
     np.multiply(t14, lr/m, out=t14)
     np.subtract(K3, t14, out=K3)
-    # b3 = b3 - lr*np.expand_dims((np.einsum("ilkj->i", Delta3)), (1,))/m
-    np.einsum("ilkj->i", Delta3, out=t8)
+    # b3 = b3 - lr*np.expand_dims((np.einsum("ilkj->i", delta3)), (1,))/m
+    np.einsum("ilkj->i", delta3, out=t8)
     np.multiply(np.expand_dims(t8, (1,)), lr/m, out=t15)
     np.subtract(b3, t15, out=b3)
-    # Delta1 = (1/4)*(1 - A1**2)*_window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,))
-    Delta1 = t0
-    np.square(A1, out=Delta1)
-    np.subtract(1, Delta1, out=Delta1)
+    # delta1 = (1/4)*(1 - A1**2)*_window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,))
+    delta1 = t0
+    np.square(A1, out=delta1)
+    np.subtract(1, delta1, out=delta1)
     _window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,), scratch=ws.win_dA2_k2p1, out=t9)
-    np.multiply(Delta1, t9, out=Delta1)
-    np.multiply(Delta1, 1/4, out=Delta1)
-    # K1 = K1 - lr*_conv_kernel_grad(Delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1))/m
-    _conv_kernel_grad(Delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3x2s2p1, out=t16)
+    np.multiply(delta1, t9, out=delta1)
+    np.multiply(delta1, 1/4, out=delta1)
+    # K1 = K1 - lr*_conv_kernel_grad(delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1))/m
+    _conv_kernel_grad(delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3x2s2p1, out=t16)
     np.multiply(t16, lr/m, out=t16)
     np.subtract(K1, t16, out=K1)
-    # b1 = b1 - lr*np.expand_dims((np.einsum("ilkj->i", Delta1)), (1,))/m
-    np.einsum("ilkj->i", Delta1, out=t10)
+    # b1 = b1 - lr*np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
+    np.einsum("ilkj->i", delta1, out=t10)
     np.multiply(np.expand_dims(t10, (1,)), lr/m, out=t17)
     np.subtract(b1, t17, out=b1)

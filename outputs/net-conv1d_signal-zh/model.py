@@ -257,12 +257,12 @@ def gradients(params, X, Y):
     A1 = cache["A1"]
     A2 = cache["A2"]
     A3 = cache["A3"]
-    Delta3 = A3 - Y
-    dW3 = ((Delta3/m) @ A2.T)
-    db3 = (Delta3/m).sum(axis=1, keepdims=True)
-    Delta1 = (1 - A1**2)*((W3.T @ Delta3)).reshape(c_1, w_1, -1)
-    dK1 = _conv_kernel_grad(Delta1, A0, (5,), (2,), (2,), (1,))/m
-    db1 = np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
+    delta3 = A3 - Y
+    dW3 = ((delta3/m) @ A2.T)
+    db3 = (delta3/m).sum(axis=1, keepdims=True)
+    delta1 = (1 - A1**2)*((W3.T @ delta3)).reshape(c_1, w_1, -1)
+    dK1 = _conv_kernel_grad(delta1, A0, (5,), (2,), (2,), (1,))/m
+    db1 = np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
     return {"K1": dK1, "b1": db1, "W3": dW3, "b3": db3}
 
 
@@ -437,25 +437,25 @@ def gradients_into(ws, params, X, Y):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = A3 - Y
-    Delta3 = t2
-    np.subtract(Z3, Y, out=Delta3)
-    # dW3 = ((Delta3/m) @ A2.T)
-    np.divide(Delta3, m, out=t3)
+    # delta3 = A3 - Y
+    delta3 = t2
+    np.subtract(Z3, Y, out=delta3)
+    # dW3 = ((delta3/m) @ A2.T)
+    np.divide(delta3, m, out=t3)
     mm_m(t3, A2.T, out=dW3)
-    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    # db3 = (delta3/m).sum(axis=1, keepdims=True)
     np.add.reduce(t3, axis=1, keepdims=True, out=db3)
-    # Delta1 = (1 - A1**2)*((W3.T @ Delta3)).reshape(c_1, w_1, -1)
-    Delta1 = t0
-    np.square(A1, out=Delta1)
-    np.subtract(1, Delta1, out=Delta1)
-    mm_n3(W3.T, Delta3, out=t1)
-    np.multiply(Delta1, t1.reshape(c_1, w_1, m), out=Delta1)
-    # dK1 = _conv_kernel_grad(Delta1, A0, (5,), (2,), (2,), (1,))/m
-    _conv_kernel_grad(Delta1, A0, (5,), (2,), (2,), (1,), cols_ready=True, scratch=ws.win_A0_k5s2p2, out=dK1)
+    # delta1 = (1 - A1**2)*((W3.T @ delta3)).reshape(c_1, w_1, -1)
+    delta1 = t0
+    np.square(A1, out=delta1)
+    np.subtract(1, delta1, out=delta1)
+    mm_n3(W3.T, delta3, out=t1)
+    np.multiply(delta1, t1.reshape(c_1, w_1, m), out=delta1)
+    # dK1 = _conv_kernel_grad(delta1, A0, (5,), (2,), (2,), (1,))/m
+    _conv_kernel_grad(delta1, A0, (5,), (2,), (2,), (1,), cols_ready=True, scratch=ws.win_A0_k5s2p2, out=dK1)
     np.divide(dK1, m, out=dK1)
-    # db1 = np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
-    np.einsum("ikj->i", Delta1, out=t4)
+    # db1 = np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
+    np.einsum("ikj->i", delta1, out=t4)
     np.divide(np.expand_dims(t4, (1,)), m, out=db1)
     return ws.grads
 
@@ -494,27 +494,27 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = A3 - Y
-    Delta3 = t2
-    np.subtract(Z3, Y, out=Delta3)
-    # Delta1 = (1 - A1**2)*((W3.T @ Delta3)).reshape(c_1, w_1, -1)
-    Delta1 = t0
-    np.square(A1, out=Delta1)
-    np.subtract(1, Delta1, out=Delta1)
-    mm_n3(W3.T, Delta3, out=t5)
-    np.multiply(Delta1, t5.reshape(c_1, w_1, m), out=Delta1)
-    # W3 = ((-Delta3*lr/m) @ A2.T) + W3
-    np.multiply(Delta3, -lr/m, out=t2)
+    # delta3 = A3 - Y
+    delta3 = t2
+    np.subtract(Z3, Y, out=delta3)
+    # delta1 = (1 - A1**2)*((W3.T @ delta3)).reshape(c_1, w_1, -1)
+    delta1 = t0
+    np.square(A1, out=delta1)
+    np.subtract(1, delta1, out=delta1)
+    mm_n3(W3.T, delta3, out=t5)
+    np.multiply(delta1, t5.reshape(c_1, w_1, m), out=delta1)
+    # W3 = ((-delta3*lr/m) @ A2.T) + W3
+    np.multiply(delta3, -lr/m, out=t2)
     mm_m(t2, A2.T, out=t6)
     np.add(t6, W3, out=W3)
-    # b3 = b3 + (-Delta3*lr/m).sum(axis=1, keepdims=True)
+    # b3 = b3 + (-delta3*lr/m).sum(axis=1, keepdims=True)
     mm_m(t2, ones_m, out=t7)
     np.add(b3, t7, out=b3)
-    # K1 = K1 - lr*_conv_kernel_grad(Delta1, A0, (5,), (2,), (2,), (1,))/m
-    _conv_kernel_grad(Delta1, A0, (5,), (2,), (2,), (1,), cols_ready=True, scratch=ws.win_A0_k5s2p2, out=t8)
+    # K1 = K1 - lr*_conv_kernel_grad(delta1, A0, (5,), (2,), (2,), (1,))/m
+    _conv_kernel_grad(delta1, A0, (5,), (2,), (2,), (1,), cols_ready=True, scratch=ws.win_A0_k5s2p2, out=t8)
     np.multiply(t8, lr/m, out=t8)
     np.subtract(K1, t8, out=K1)
-    # b1 = b1 - lr*np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
-    np.einsum("ikj->i", Delta1, out=t4)
+    # b1 = b1 - lr*np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
+    np.einsum("ikj->i", delta1, out=t4)
     np.multiply(np.expand_dims(t4, (1,)), lr/m, out=t9)
     np.subtract(b1, t9, out=b1)

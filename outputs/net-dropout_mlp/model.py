@@ -198,12 +198,12 @@ def gradients(params, X, Y):
     A2 = cache["A2"]
     M2 = cache["M2"]
     A3 = cache["A3"]
-    Delta3 = A3 - Y
-    dW3 = ((Delta3/m) @ A2.T)
-    db3 = (Delta3/m).sum(axis=1, keepdims=True)
-    Delta1 = M2*(1 - A1**2)*(W3.T @ Delta3)/(1 - p_2)
-    dW1 = ((Delta1/m) @ A0.T)
-    db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    delta3 = A3 - Y
+    dW3 = ((delta3/m) @ A2.T)
+    db3 = (delta3/m).sum(axis=1, keepdims=True)
+    delta1 = M2*(1 - A1**2)*(W3.T @ delta3)/(1 - p_2)
+    dW1 = ((delta1/m) @ A0.T)
+    db1 = (delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "W3": dW3, "b3": db3}
 
 
@@ -376,26 +376,26 @@ def gradients_into(ws, params, X, Y):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = A3 - Y
-    Delta3 = t2
-    np.subtract(Z3, Y, out=Delta3)
-    # dW3 = ((Delta3/m) @ A2.T)
-    np.divide(Delta3, m, out=t3)
+    # delta3 = A3 - Y
+    delta3 = t2
+    np.subtract(Z3, Y, out=delta3)
+    # dW3 = ((delta3/m) @ A2.T)
+    np.divide(delta3, m, out=t3)
     mm_m(t3, A2.T, out=dW3)
-    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    # db3 = (delta3/m).sum(axis=1, keepdims=True)
     np.add.reduce(t3, axis=1, keepdims=True, out=db3)
-    # Delta1 = M2*(1 - A1**2)*(W3.T @ Delta3)/(1 - p_2)
-    Delta1 = t0
-    np.square(A1, out=Delta1)
-    np.subtract(1, Delta1, out=Delta1)
-    np.multiply(M2, Delta1, out=Delta1)
-    mm_n3(W3.T, Delta3, out=t1)
-    np.multiply(Delta1, t1, out=Delta1)
-    np.divide(Delta1, 1 - p_2, out=Delta1)
-    # dW1 = ((Delta1/m) @ A0.T)
-    np.divide(Delta1, m, out=t0)
+    # delta1 = M2*(1 - A1**2)*(W3.T @ delta3)/(1 - p_2)
+    delta1 = t0
+    np.square(A1, out=delta1)
+    np.subtract(1, delta1, out=delta1)
+    np.multiply(M2, delta1, out=delta1)
+    mm_n3(W3.T, delta3, out=t1)
+    np.multiply(delta1, t1, out=delta1)
+    np.divide(delta1, 1 - p_2, out=delta1)
+    # dW1 = ((delta1/m) @ A0.T)
+    np.divide(delta1, m, out=t0)
     mm_m(t0, A0.T, out=dW1)
-    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    # db1 = (delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t0, axis=1, keepdims=True, out=db1)
     return ws.grads
 
@@ -435,27 +435,27 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
-    Delta3 = t2
-    np.subtract(Z3, Y, out=Delta3)
-    np.multiply(Delta3, -lr/m, out=Delta3)
-    # Delta1 = M2*(1 - A1**2)*(W3.T @ Delta3)/(1 - p_2)
-    Delta1 = t0
-    np.square(A1, out=Delta1)
-    np.subtract(1, Delta1, out=Delta1)
-    np.multiply(M2, Delta1, out=Delta1)
-    mm_n3(W3.T, Delta3, out=t4)
-    np.multiply(Delta1, t4, out=Delta1)
-    np.multiply(Delta1, (1 - p_2)**(-1.0), out=Delta1)
-    # W3 = (Delta3 @ A2.T) + W3
-    mm_m(Delta3, A2.T, out=t5)
+    # delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
+    delta3 = t2
+    np.subtract(Z3, Y, out=delta3)
+    np.multiply(delta3, -lr/m, out=delta3)
+    # delta1 = M2*(1 - A1**2)*(W3.T @ delta3)/(1 - p_2)
+    delta1 = t0
+    np.square(A1, out=delta1)
+    np.subtract(1, delta1, out=delta1)
+    np.multiply(M2, delta1, out=delta1)
+    mm_n3(W3.T, delta3, out=t4)
+    np.multiply(delta1, t4, out=delta1)
+    np.multiply(delta1, (1 - p_2)**(-1.0), out=delta1)
+    # W3 = (delta3 @ A2.T) + W3
+    mm_m(delta3, A2.T, out=t5)
     np.add(t5, W3, out=W3)
-    # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
-    mm_m(Delta3, ones_m, out=t6)
+    # b3 = b3 + delta3.sum(axis=1, keepdims=True)
+    mm_m(delta3, ones_m, out=t6)
     np.add(b3, t6, out=b3)
-    # W1 = (Delta1 @ A0.T) + W1
-    mm_m(Delta1, A0.T, out=t7)
+    # W1 = (delta1 @ A0.T) + W1
+    mm_m(delta1, A0.T, out=t7)
     np.add(t7, W1, out=W1)
-    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    mm_m(Delta1, ones_m, out=t8)
+    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
+    mm_m(delta1, ones_m, out=t8)
     np.add(b1, t8, out=b1)

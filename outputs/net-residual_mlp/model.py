@@ -170,17 +170,17 @@ def gradients(params, X, Y):
     A2 = cache["A2"]
     A3 = cache["A3"]
     A4 = cache["A4"]
-    Delta4 = A4 - Y
-    dW4 = ((Delta4/m) @ A3.T)
-    db4 = (Delta4/m).sum(axis=1, keepdims=True)
-    dA3 = (W4.T @ Delta4)
-    Delta2 = dA3*(1 - A2**2)
-    dW2 = ((Delta2/m) @ A1.T)
-    db2 = (Delta2/m).sum(axis=1, keepdims=True)
-    dA1 = (W2.T @ Delta2) + dA3
-    Delta1 = dA1*(1 - A1**2)
-    dW1 = ((Delta1/m) @ A0.T)
-    db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    delta4 = A4 - Y
+    dW4 = ((delta4/m) @ A3.T)
+    db4 = (delta4/m).sum(axis=1, keepdims=True)
+    dA3 = (W4.T @ delta4)
+    delta2 = dA3*(1 - A2**2)
+    dW2 = ((delta2/m) @ A1.T)
+    db2 = (delta2/m).sum(axis=1, keepdims=True)
+    dA1 = (W2.T @ delta2) + dA3
+    delta1 = dA1*(1 - A1**2)
+    dW1 = ((delta1/m) @ A0.T)
+    db1 = (delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W4": dW4, "b4": db4}
 
 
@@ -360,40 +360,40 @@ def gradients_into(ws, params, X, Y):
     np.add(Z4, b4, out=Z4)
     # A4 = Z4
     A4 = Z4
-    # Delta4 = A4 - Y
-    Delta4 = t3
-    np.subtract(Z4, Y, out=Delta4)
-    # dW4 = ((Delta4/m) @ A3.T)
-    np.divide(Delta4, m, out=t4)
+    # delta4 = A4 - Y
+    delta4 = t3
+    np.subtract(Z4, Y, out=delta4)
+    # dW4 = ((delta4/m) @ A3.T)
+    np.divide(delta4, m, out=t4)
     mm_m(t4, A3.T, out=dW4)
-    # db4 = (Delta4/m).sum(axis=1, keepdims=True)
+    # db4 = (delta4/m).sum(axis=1, keepdims=True)
     np.add.reduce(t4, axis=1, keepdims=True, out=db4)
-    # dA3 = (W4.T @ Delta4)
+    # dA3 = (W4.T @ delta4)
     dA3 = t2
-    mm_n4(W4.T, Delta4, out=dA3)
-    # Delta2 = dA3*(1 - A2**2)
-    Delta2 = t1
-    np.square(A2, out=Delta2)
-    np.subtract(1, Delta2, out=Delta2)
-    np.multiply(dA3, Delta2, out=Delta2)
-    # dW2 = ((Delta2/m) @ A1.T)
-    np.divide(Delta2, m, out=t5)
+    mm_n4(W4.T, delta4, out=dA3)
+    # delta2 = dA3*(1 - A2**2)
+    delta2 = t1
+    np.square(A2, out=delta2)
+    np.subtract(1, delta2, out=delta2)
+    np.multiply(dA3, delta2, out=delta2)
+    # dW2 = ((delta2/m) @ A1.T)
+    np.divide(delta2, m, out=t5)
     mm_m(t5, A1.T, out=dW2)
-    # db2 = (Delta2/m).sum(axis=1, keepdims=True)
+    # db2 = (delta2/m).sum(axis=1, keepdims=True)
     np.add.reduce(t5, axis=1, keepdims=True, out=db2)
-    # dA1 = (W2.T @ Delta2) + dA3
+    # dA1 = (W2.T @ delta2) + dA3
     dA1 = t5
-    mm_n1(W2.T, Delta2, out=dA1)
+    mm_n1(W2.T, delta2, out=dA1)
     np.add(dA1, dA3, out=dA1)
-    # Delta1 = dA1*(1 - A1**2)
-    Delta1 = t5
+    # delta1 = dA1*(1 - A1**2)
+    delta1 = t5
     np.square(A1, out=t0)
     np.subtract(1, t0, out=t0)
-    np.multiply(dA1, t0, out=Delta1)
-    # dW1 = ((Delta1/m) @ A0.T)
-    np.divide(Delta1, m, out=t5)
+    np.multiply(dA1, t0, out=delta1)
+    # dW1 = ((delta1/m) @ A0.T)
+    np.divide(delta1, m, out=t5)
     mm_m(t5, A0.T, out=dW1)
-    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    # db1 = (delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t5, axis=1, keepdims=True, out=db1)
     return ws.grads
 
@@ -438,42 +438,42 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Z4, b4, out=Z4)
     # A4 = Z4
     A4 = Z4
-    # Delta4 = -lr*(A4 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
-    Delta4 = t3
-    np.subtract(Z4, Y, out=Delta4)
-    np.multiply(Delta4, -lr/m, out=Delta4)
-    # dA3 = (W4.T @ Delta4)
+    # delta4 = -lr*(A4 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
+    delta4 = t3
+    np.subtract(Z4, Y, out=delta4)
+    np.multiply(delta4, -lr/m, out=delta4)
+    # dA3 = (W4.T @ delta4)
     dA3 = t5
-    mm_n4(W4.T, Delta4, out=dA3)
-    # W4 = (Delta4 @ A3.T) + W4
-    mm_m(Delta4, A3.T, out=t6)
+    mm_n4(W4.T, delta4, out=dA3)
+    # W4 = (delta4 @ A3.T) + W4
+    mm_m(delta4, A3.T, out=t6)
     np.add(t6, W4, out=W4)
-    # b4 = b4 + Delta4.sum(axis=1, keepdims=True)
-    mm_m(Delta4, ones_m, out=t7)
+    # b4 = b4 + delta4.sum(axis=1, keepdims=True)
+    mm_m(delta4, ones_m, out=t7)
     np.add(b4, t7, out=b4)
-    # Delta2 = dA3*(1 - A2**2)
-    Delta2 = t1
-    np.square(A2, out=Delta2)
-    np.subtract(1, Delta2, out=Delta2)
-    np.multiply(dA3, Delta2, out=Delta2)
-    # dA1 = (W2.T @ Delta2) + dA3
+    # delta2 = dA3*(1 - A2**2)
+    delta2 = t1
+    np.square(A2, out=delta2)
+    np.subtract(1, delta2, out=delta2)
+    np.multiply(dA3, delta2, out=delta2)
+    # dA1 = (W2.T @ delta2) + dA3
     dA1 = t2
-    mm_n1(W2.T, Delta2, out=dA1)
+    mm_n1(W2.T, delta2, out=dA1)
     np.add(dA1, dA3, out=dA1)
-    # W2 = (Delta2 @ A1.T) + W2
-    mm_m(Delta2, A1.T, out=t8)
+    # W2 = (delta2 @ A1.T) + W2
+    mm_m(delta2, A1.T, out=t8)
     np.add(t8, W2, out=W2)
-    # b2 = b2 + Delta2.sum(axis=1, keepdims=True)
-    mm_m(Delta2, ones_m, out=t9)
+    # b2 = b2 + delta2.sum(axis=1, keepdims=True)
+    mm_m(delta2, ones_m, out=t9)
     np.add(b2, t9, out=b2)
-    # Delta1 = dA1*(1 - A1**2)
-    Delta1 = t2
+    # delta1 = dA1*(1 - A1**2)
+    delta1 = t2
     np.square(A1, out=t0)
     np.subtract(1, t0, out=t0)
-    np.multiply(dA1, t0, out=Delta1)
-    # W1 = (Delta1 @ A0.T) + W1
-    mm_m(Delta1, A0.T, out=t10)
+    np.multiply(dA1, t0, out=delta1)
+    # W1 = (delta1 @ A0.T) + W1
+    mm_m(delta1, A0.T, out=t10)
     np.add(t10, W1, out=W1)
-    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    mm_m(Delta1, ones_m, out=t9)
+    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
+    mm_m(delta1, ones_m, out=t9)
     np.add(b1, t9, out=b1)

@@ -167,15 +167,15 @@ def gradients(params, X, Y):
     A2 = cache["A2"]
     Xhat2 = cache["Xhat2"]
     A3 = cache["A3"]
-    Delta3 = A3 - Y
-    dW3 = ((Delta3/m) @ A2.T)
-    db3 = (Delta3/m).sum(axis=1, keepdims=True)
-    Delta2 = (1 - A2**2)*(W3.T @ Delta3)
-    dgamma2 = (Delta2*Xhat2/m).sum(axis=1, keepdims=True)
-    dXhat2 = Delta2*gamma2
-    Delta1 = -Xhat2*(Xhat2*dXhat2).sum(axis=0, keepdims=True)*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))/n_1 + dXhat2*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))
-    dW1 = ((Delta1/m) @ A0.T)
-    db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    delta3 = A3 - Y
+    dW3 = ((delta3/m) @ A2.T)
+    db3 = (delta3/m).sum(axis=1, keepdims=True)
+    delta2 = (1 - A2**2)*(W3.T @ delta3)
+    dgamma2 = (delta2*Xhat2/m).sum(axis=1, keepdims=True)
+    dXhat2 = delta2*gamma2
+    delta1 = -Xhat2*(Xhat2*dXhat2).sum(axis=0, keepdims=True)*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))/n_1 + dXhat2*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))
+    dW1 = ((delta1/m) @ A0.T)
+    db1 = (delta1/m).sum(axis=1, keepdims=True)
     return {"W1": dW1, "b1": db1, "gamma2": dgamma2, "W3": dW3, "b3": db3}
 
 
@@ -359,29 +359,29 @@ def gradients_into(ws, params, X, Y):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = A3 - Y
-    Delta3 = t4
-    np.subtract(Z3, Y, out=Delta3)
-    # dW3 = ((Delta3/m) @ A2.T)
-    np.divide(Delta3, m, out=t5)
+    # delta3 = A3 - Y
+    delta3 = t4
+    np.subtract(Z3, Y, out=delta3)
+    # dW3 = ((delta3/m) @ A2.T)
+    np.divide(delta3, m, out=t5)
     mm_m(t5, A2.T, out=dW3)
-    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    # db3 = (delta3/m).sum(axis=1, keepdims=True)
     np.add.reduce(t5, axis=1, keepdims=True, out=db3)
-    # Delta2 = (1 - A2**2)*(W3.T @ Delta3)
-    Delta2 = t3
-    np.square(A2, out=Delta2)
-    np.subtract(1, Delta2, out=Delta2)
-    mm_n3(W3.T, Delta3, out=t6)
-    np.multiply(Delta2, t6, out=Delta2)
-    # dgamma2 = (Delta2*Xhat2/m).sum(axis=1, keepdims=True)
-    np.multiply(Delta2, Xhat2, out=t6)
+    # delta2 = (1 - A2**2)*(W3.T @ delta3)
+    delta2 = t3
+    np.square(A2, out=delta2)
+    np.subtract(1, delta2, out=delta2)
+    mm_n3(W3.T, delta3, out=t6)
+    np.multiply(delta2, t6, out=delta2)
+    # dgamma2 = (delta2*Xhat2/m).sum(axis=1, keepdims=True)
+    np.multiply(delta2, Xhat2, out=t6)
     np.divide(t6, m, out=t6)
     np.add.reduce(t6, axis=1, keepdims=True, out=dgamma2)
-    # dXhat2 = Delta2*gamma2
+    # dXhat2 = delta2*gamma2
     dXhat2 = t3
-    np.multiply(Delta2, gamma2, out=dXhat2)
-    # Delta1 = -Xhat2*(Xhat2*dXhat2).sum(axis=0, keepdims=True)*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))/n_1 + dXhat2*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))
-    Delta1 = t3
+    np.multiply(delta2, gamma2, out=dXhat2)
+    # delta1 = -Xhat2*(Xhat2*dXhat2).sum(axis=0, keepdims=True)*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))/n_1 + dXhat2*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))
+    delta1 = t3
     np.multiply(Xhat2, dXhat2, out=t6)
     np.add.reduce(t6, axis=0, keepdims=True, out=t2)
     np.multiply(Xhat2, t2, out=t0)
@@ -392,12 +392,12 @@ def gradients_into(ws, params, X, Y):
     np.divide(1, t2, out=t2)
     np.multiply(t0, t2, out=t0)
     np.divide(t0, n_1, out=t0)
-    np.multiply(dXhat2, t2, out=Delta1)
-    np.subtract(Delta1, t0, out=Delta1)
-    # dW1 = ((Delta1/m) @ A0.T)
-    np.divide(Delta1, m, out=t3)
+    np.multiply(dXhat2, t2, out=delta1)
+    np.subtract(delta1, t0, out=delta1)
+    # dW1 = ((delta1/m) @ A0.T)
+    np.divide(delta1, m, out=t3)
     mm_m(t3, A0.T, out=dW1)
-    # db1 = (Delta1/m).sum(axis=1, keepdims=True)
+    # db1 = (delta1/m).sum(axis=1, keepdims=True)
     np.add.reduce(t3, axis=1, keepdims=True, out=db1)
     return ws.grads
 
@@ -445,31 +445,31 @@ def sgd_step(ws, params, X, Y, lr):
     np.add(Z3, b3, out=Z3)
     # A3 = Z3
     A3 = Z3
-    # Delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
-    Delta3 = t4
-    np.subtract(Z3, Y, out=Delta3)
-    np.multiply(Delta3, -lr/m, out=Delta3)
-    # Delta2 = (1 - A2**2)*(W3.T @ Delta3)
-    Delta2 = t6
-    np.square(A2, out=Delta2)
-    np.subtract(1, Delta2, out=Delta2)
-    mm_n3(W3.T, Delta3, out=t7)
-    np.multiply(Delta2, t7, out=Delta2)
-    # W3 = (Delta3 @ A2.T) + W3
-    mm_m(Delta3, A2.T, out=t8)
+    # delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
+    delta3 = t4
+    np.subtract(Z3, Y, out=delta3)
+    np.multiply(delta3, -lr/m, out=delta3)
+    # delta2 = (1 - A2**2)*(W3.T @ delta3)
+    delta2 = t6
+    np.square(A2, out=delta2)
+    np.subtract(1, delta2, out=delta2)
+    mm_n3(W3.T, delta3, out=t7)
+    np.multiply(delta2, t7, out=delta2)
+    # W3 = (delta3 @ A2.T) + W3
+    mm_m(delta3, A2.T, out=t8)
     np.add(t8, W3, out=W3)
-    # b3 = b3 + Delta3.sum(axis=1, keepdims=True)
-    mm_m(Delta3, ones_m, out=t9)
+    # b3 = b3 + delta3.sum(axis=1, keepdims=True)
+    mm_m(delta3, ones_m, out=t9)
     np.add(b3, t9, out=b3)
-    # dXhat2 = Delta2*gamma2
+    # dXhat2 = delta2*gamma2
     dXhat2 = t3
-    np.multiply(Delta2, gamma2, out=dXhat2)
-    # gamma2 = gamma2 + (Delta2*Xhat2).sum(axis=1, keepdims=True)
-    np.multiply(Delta2, Xhat2, out=t6)
+    np.multiply(delta2, gamma2, out=dXhat2)
+    # gamma2 = gamma2 + (delta2*Xhat2).sum(axis=1, keepdims=True)
+    np.multiply(delta2, Xhat2, out=t6)
     mm_m(t6, ones_m, out=t10)
     np.add(gamma2, t10, out=gamma2)
-    # Delta1 = -Xhat2*(Xhat2*dXhat2).sum(axis=0, keepdims=True)*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))/n_1 + dXhat2*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))
-    Delta1 = t3
+    # delta1 = -Xhat2*(Xhat2*dXhat2).sum(axis=0, keepdims=True)*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))/n_1 + dXhat2*(1/np.sqrt((Z1**2/n_1).sum(axis=0, keepdims=True) + 1e-05))
+    delta1 = t3
     np.multiply(Xhat2, dXhat2, out=t6)
     mm_n1(ones_n1.T, t6, out=t2)
     np.multiply(Xhat2, t2, out=t0)
@@ -480,11 +480,11 @@ def sgd_step(ws, params, X, Y, lr):
     np.divide(1, t2, out=t2)
     np.multiply(t0, t2, out=t0)
     np.multiply(t0, n_1**(-1.0), out=t0)
-    np.multiply(dXhat2, t2, out=Delta1)
-    np.subtract(Delta1, t0, out=Delta1)
-    # W1 = (Delta1 @ A0.T) + W1
-    mm_m(Delta1, A0.T, out=t11)
+    np.multiply(dXhat2, t2, out=delta1)
+    np.subtract(delta1, t0, out=delta1)
+    # W1 = (delta1 @ A0.T) + W1
+    mm_m(delta1, A0.T, out=t11)
     np.add(t11, W1, out=W1)
-    # b1 = b1 + Delta1.sum(axis=1, keepdims=True)
-    mm_m(Delta1, ones_m, out=t10)
+    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
+    mm_m(delta1, ones_m, out=t10)
     np.add(b1, t10, out=b1)

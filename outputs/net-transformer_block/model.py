@@ -12,8 +12,8 @@ SIZES = ((4, 3), (4, 3), (4, 3), (4, 3), (4, 3), (8, 3), (4, 3), (4, 3), 12, 2)
 dk_2 = 2.0  # the width d_k of one attention head: the scores are divided by its square root
 
 
-_ERF_SERIES = (0.1283791670955126, -0.37612638903183754, 0.11283791670955126, -0.026866170645131252, 0.005223977625442188, -0.0008548327023450853, 0.00012055332981789664, -1.492565035840625e-05, 1.6462114365889248e-06, -1.6365844691234924e-07)
-_ERF_CENTRES = 0.25 + (np.arange(368) + 0.5) / 64
+_ERF_CENTRES = (np.arange(384) + 0.5) / 64
+_ERF_CENTRES[0] = 0.0  # the odd expansion around 0: a tiny x keeps its relative accuracy
 
 
 def _erf_taylor_table():
@@ -33,50 +33,53 @@ def _erf_taylor_table():
     return table
 
 
-_ERF_TAYLOR = _erf_taylor_table()
+_ERF_TAYLOR = {np.dtype(np.float64): _erf_taylor_table()}
+_ERF_TAYLOR[np.dtype(np.float32)] = _ERF_TAYLOR[np.dtype(np.float64)][:5].astype(np.float32)  # powers up to 4: the next below 1e-8 of erf(x)
 
 
-def _erf(X):
-    """erf entry by entry, vectorised (NumPy has none): the series below 1/4, the Taylor expansion around
-    the nearest centre up to 6, ±1 beyond (NaN stays NaN); within 2 units in the last place of math.erf."""
-    X = np.asarray(X, dtype=float)
-    out = np.ones(X.shape)
-    np.copysign(out, X, out=out)  # ±1 from 6 on
-    a = np.abs(X)
-    small = a < 0.25
-    x = X[small]
-    x2 = x * x
-    P = _ERF_SERIES[-1]
-    for c in _ERF_SERIES[-2::-1]:
-        P = P * x2 + c  # (the first step makes P an array; in place after it would gain little)
-    out[small] = x + x * P
-    middle = ~small & (a < 6)
-    m = a[middle]
-    k = np.minimum(((m - 0.25) * 64).astype(np.int64), len(_ERF_CENTRES) - 1)
-    t = m - np.take(_ERF_CENTRES, k)
-    T = np.take(_ERF_TAYLOR[-1], k)  # np.take: several times faster than indexing with k
-    coefficient = np.empty_like(T)
-    for n in range(7, -1, -1):
+def _erf(X, out=None, scratch=None):
+    """erf entry by entry, vectorised (NumPy has none): the Taylor expansion around the centre of the
+    interval of width 1/64 that holds |x| (centre 0 for the first), up to 6; the sign copied back,
+    NaN stays NaN. In the dtype of X (float32 stays float32, others compute in float64); float64 is within
+    2 units in the last place of math.erf. With a dict `scratch` its work arrays are kept there and
+    reused by the next call (a training step then allocates nothing here)."""
+    X = np.asarray(X)
+    if X.dtype not in _ERF_TAYLOR:
+        X = X.astype(np.float64)
+    table = _ERF_TAYLOR[X.dtype]
+    work = {} if scratch is None else scratch
+    key = (X.shape, X.dtype)
+    if key not in work:
+        work[key] = (np.empty(X.shape, X.dtype), np.empty(X.shape, X.dtype), np.empty(X.shape, X.dtype),
+                     np.empty(X.shape, np.intp))
+    a, T, coefficient, k = work[key]
+    np.abs(X, out=a)
+    np.fmin(a, 383.5 / 64, out=T)  # fmin: a NaN gets the last interval, not a bad index
+    T *= 64
+    np.copyto(k, T, casting="unsafe")  # truncated: the interval's number
+    t = np.minimum(a, 6, out=a)  # (minimum keeps a NaN)
+    t -= np.take(_ERF_CENTRES.astype(X.dtype, copy=False), k, out=coefficient, mode="clip")  # clip: no bounds check
+    np.take(table[-1], k, out=T, mode="clip")
+    for n in range(len(table) - 2, -1, -1):
         T *= t
-        T += np.take(_ERF_TAYLOR[n], k, out=coefficient)
-    out[middle] = np.copysign(T, X[middle])
-    out[np.isnan(X)] = np.nan
-    return out
+        T += np.take(table[n], k, out=coefficient, mode="clip")
+    return np.copysign(T, X, out=out if out is not None else T.copy())
 
 
 def _key_softmax(S, causal, batch, out=None):
     """Softmax over the key axis of scores S (heads, queries, keys[, samples]); with `causal`, key u
-    is seen by query j only when u <= j (a weight of exactly 0 otherwise)."""
+    is seen by query j only when u <= j (a weight of exactly 0 otherwise). Computed in `out` (a new
+    array without it) pass by pass: the largest visible score subtracted, exp and the division by the
+    sum in place, so that the workspace form allocates only the row maxima and sums."""
     axis = -2 if batch else -1
     T = S.shape[axis]
     keep = np.tril(np.ones((T, T), dtype=bool)).reshape((T, T) + (1,) * (-axis - 1)) if causal else True
-    top = np.max(np.where(keep, S.real, -np.inf), axis=axis, keepdims=True)
-    E = np.exp(np.where(keep, S - top, -np.inf))  # a masked score never reaches exp (no overflow)
-    result = E / np.sum(E, axis=axis, keepdims=True)
-    if out is None:
-        return result
-    np.copyto(out, result)
-    return out
+    top = np.max(S.real, axis=axis, keepdims=True, where=keep, initial=-np.inf)
+    E = np.subtract(S, top, out=np.empty_like(S) if out is None else out)
+    if causal:
+        np.copyto(E, -np.inf, where=~keep)  # a masked score never reaches exp (no overflow)
+    np.exp(E, out=E)
+    return np.divide(E, np.sum(E, axis=axis, keepdims=True), out=E)
 
 
 def init_params(sizes=SIZES, rng=None, dtype=np.float64):
@@ -322,26 +325,26 @@ def gradients(params, X, Y):
     Z5 = cache["Z5"]
     A8 = cache["A8"]
     A9 = cache["A9"]
-    Delta9 = A9 - Y
-    dW9 = ((Delta9/m) @ A8.T)
-    db9 = (Delta9/m).sum(axis=1, keepdims=True)
-    dA7 = ((W9.T @ Delta9)).reshape(c_7, w_7, -1)
-    Delta6 = dA7
-    dW6 = np.einsum("jlk,ilk->ij", A5, Delta6, optimize=True)/m
-    db6 = np.expand_dims((np.einsum("ikj->i", Delta6)), (1,))/m
-    Delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, Delta6, optimize=True)
-    dW5 = np.ascontiguousarray(np.einsum("ilk,jlk->ij", Delta5, Z4, optimize=True))/m
-    db5 = np.expand_dims((np.einsum("ikj->i", Delta5)), (1,))/m
-    Delta4 = np.ascontiguousarray(np.einsum("li,ljk->ijk", W5, Delta5, optimize=True))
-    dgamma4 = np.expand_dims((np.einsum("ikj,ikj->i", Delta4, Xhat4, optimize=True)), (1,))/m
-    dbeta4 = np.expand_dims((np.einsum("ikj->i", Delta4)), (1,))/m
-    dXhat4 = np.einsum("iz,ijk->ijk", gamma4, Delta4, optimize=True)
+    delta9 = A9 - Y
+    dW9 = ((delta9/m) @ A8.T)
+    db9 = (delta9/m).sum(axis=1, keepdims=True)
+    dA7 = ((W9.T @ delta9)).reshape(c_7, w_7, -1)
+    delta6 = dA7
+    dW6 = np.einsum("jlk,ilk->ij", A5, delta6, optimize=True)/m
+    db6 = np.expand_dims((np.einsum("ikj->i", delta6)), (1,))/m
+    delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, delta6, optimize=True)
+    dW5 = np.ascontiguousarray(np.einsum("ilk,jlk->ij", delta5, Z4, optimize=True))/m
+    db5 = np.expand_dims((np.einsum("ikj->i", delta5)), (1,))/m
+    delta4 = np.ascontiguousarray(np.einsum("li,ljk->ijk", W5, delta5, optimize=True))
+    dgamma4 = np.expand_dims((np.einsum("ikj,ikj->i", delta4, Xhat4, optimize=True)), (1,))/m
+    dbeta4 = np.expand_dims((np.einsum("ikj->i", delta4)), (1,))/m
+    dXhat4 = np.einsum("iz,ijk->ijk", gamma4, delta4, optimize=True)
     dU4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), dXhat4, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), Xhat4, Xhat4, dXhat4, optimize=True)/c_4
     dA3 = dA7 + dU4 - np.expand_dims((np.einsum("ljk->jk", dU4)), (0,))/c_3
-    Delta2 = dA3
-    dWo2 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta2, O2, optimize=True))/m
-    dbo2 = np.expand_dims((np.einsum("ikj->i", Delta2)), (1,))/m
-    dO2 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta2, Wo2, optimize=True))
+    delta2 = dA3
+    dWo2 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", delta2, O2, optimize=True))/m
+    dbo2 = np.expand_dims((np.einsum("ikj->i", delta2)), (1,))/m
+    dO2 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", delta2, Wo2, optimize=True))
     dP2 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh2, dO2, optimize=True))
     dVh2 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P2, dO2, optimize=True))
     dS2 = P2*dP2 - np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, optimize=True)
@@ -353,10 +356,10 @@ def gradients(params, X, Y):
     dbk2 = np.einsum("iljk->ij", dKh2)/m
     dWq2 = np.einsum("kml,imjl->ijk", Z1, dQh2, optimize=True)/m
     dbq2 = np.einsum("iljk->ij", dQh2)/m
-    Delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))
-    dgamma1 = np.expand_dims((np.einsum("ikj,ikj->i", Delta1, Xhat1, optimize=True)), (1,))/m
-    dbeta1 = np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
-    dXhat1 = np.einsum("iz,ijk->ijk", gamma1, Delta1, optimize=True)
+    delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))
+    dgamma1 = np.expand_dims((np.einsum("ikj,ikj->i", delta1, Xhat1, optimize=True)), (1,))/m
+    dbeta1 = np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
+    dXhat1 = np.einsum("iz,ijk->ijk", gamma1, delta1, optimize=True)
     dU1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), dXhat1, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), Xhat1, Xhat1, dXhat1, optimize=True)/c_1
     return {"gamma1": dgamma1, "beta1": dbeta1, "Wq2": dWq2, "bq2": dbq2, "Wk2": dWk2, "bk2": dbk2, "Wv2": dWv2, "bv2": dbv2, "Wo2": dWo2, "bo2": dbo2, "gamma4": dgamma4, "beta4": dbeta4, "W5": dW5, "b5": db5, "W6": dW6, "b6": db6, "W9": dW9, "b9": db9}
 
@@ -425,9 +428,15 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
 # that write into arrays allocated once (`out=`), so that a step allocates nothing.
 
 
-def _filled(shape, dtype):
-    """Zeros whose memory is written now, so that no later step page-faults on first touch."""
-    out = np.empty(shape, dtype)
+def _filled(shape, dtype, axes=None):
+    """Zeros whose memory is written now, so that no later step page-faults on first touch. With
+    `axes`, the array of `shape` is kept in memory in that order of its axes (a transposed view):
+    attention's arrays with their head and sample axes first, so that each matrix of a batched
+    product is contiguous for np.matmul."""
+    if axes is None:
+        out = np.empty(shape, dtype)
+    else:
+        out = np.empty([shape[a] for a in axes], dtype).transpose(np.argsort(axes))
     out.fill(0)
     return out
 
@@ -493,34 +502,42 @@ class Workspace:
         self.t9 = _filled((2, w0, w0, m), self.dtype)
         self.t10 = _filled((2, w0, 2, m), self.dtype)
         self.t11 = _filled((c0, w0, m), self.dtype)
-        self.t12 = _filled((w0, m), self.dtype)
+        self.t12 = _filled((c0, w0, m), self.dtype)
         self.t13 = _filled((c0, w0, m), self.dtype)
-        self.t14 = _filled((c0, w0, m), self.dtype)
+        self.t14 = _filled((c5, w0, m), self.dtype)
         self.t15 = _filled((c5, w0, m), self.dtype)
         self.t16 = _filled((c5, w0, m), self.dtype)
         self.t17 = _filled((c5, w0, m), self.dtype)
-        self.t18 = _filled((c5, w0, m), self.dtype)
-        self.t19 = _filled((c0, w0, m), self.dtype)
-        self.t20 = _filled((n8, m), self.dtype)
+        self.t18 = _filled((c0, w0, m), self.dtype)
+        self.t19 = _filled((n8, m), self.dtype)
+        self.t20 = _filled((n9, m), self.dtype)
         self.t21 = _filled((n9, m), self.dtype)
-        self.t22 = _filled((n9, m), self.dtype)
-        self.t23 = _filled((c0), self.dtype)
-        self.t24 = _filled((c5), self.dtype)
-        self.t25 = _filled((c0, w0, m), self.dtype)
+        self.t22 = _filled((c0), self.dtype)
+        self.t23 = _filled((c5), self.dtype)
+        self.t24 = _filled((c0, w0, m), self.dtype)
+        self.t25 = _filled((2, w0, w0, m), self.dtype)
         self.t26 = _filled((2, w0, w0, m), self.dtype)
-        self.t27 = _filled((2, w0, w0, m), self.dtype)
-        self.t28 = _filled((n8, m), self.dtype)
-        self.t29 = _filled((n9, n8), self.dtype)
-        self.t30 = _filled((n9, 1), self.dtype)
-        self.t31 = _filled((c0, c5), self.dtype)
-        self.t32 = _filled((c0, 1), self.dtype)
-        self.t33 = _filled((c5, c0), self.dtype)
-        self.t34 = _filled((c5, 1), self.dtype)
-        self.t35 = _filled((2, w0, 2, m), self.dtype)
-        self.t36 = _filled((c0, 2, 2), self.dtype)
-        self.t37 = _filled((2, 2, c0), self.dtype)
+        self.t27 = _filled((2, w0, 2, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t28 = _filled((2, w0, 2, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t29 = _filled((2, w0, 2, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t30 = _filled((2, w0, w0, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t31 = _filled((2, w0, w0, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t32 = _filled((2, w0, 2, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t33 = _filled((n8, m), self.dtype)
+        self.t34 = _filled((n9, n8), self.dtype)
+        self.t35 = _filled((n9, 1), self.dtype)
+        self.t36 = _filled((c0, c5), self.dtype)
+        self.t37 = _filled((c0, 1), self.dtype)
+        self.t38 = _filled((c5, c0), self.dtype)
+        self.t39 = _filled((c5, 1), self.dtype)
+        self.t40 = _filled((2, w0, 2, m), self.dtype, axes=(0, 3, 1, 2))
+        self.t41 = _filled((c0, 2, 2), self.dtype)
+        self.t42 = _filled((2, w0, 1, m), self.dtype)
+        self.t43 = _filled((2, 2, c0), self.dtype)
         # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
         self.ones_m = np.ones((m, 1), self.dtype)
+        # work arrays of _erf: filled on the first step, reused by every later one
+        self.erf_work = {}
         # matrix products, by their inner dimension
         self.mm_m = _product_for(m)
         self.mm_n8 = _product_for(n8)
@@ -556,7 +573,7 @@ def gradients_into(ws, params, X, Y):
     c_0 = params["gamma1"].shape[0]
     n_8 = params["W9"].shape[1]
     dgamma1, dbeta1, dWq2, dbq2, dWk2, dbk2, dWv2, dbv2, dWo2, dbo2, dgamma4, dbeta4, dW5, db5, dW6, db6, dW9, db9 = ws.dgamma1, ws.dbeta1, ws.dWq2, ws.dbq2, ws.dWk2, ws.dbk2, ws.dWv2, ws.dbv2, ws.dWo2, ws.dbo2, ws.dgamma4, ws.dbeta4, ws.dW5, ws.db5, ws.dW6, ws.db6, ws.dW9, ws.db9
-    t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15, t16, t17, t18, t19, t20, t21, t22, t23, t24, t25, t26, t27 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9, ws.t10, ws.t11, ws.t12, ws.t13, ws.t14, ws.t15, ws.t16, ws.t17, ws.t18, ws.t19, ws.t20, ws.t21, ws.t22, ws.t23, ws.t24, ws.t25, ws.t26, ws.t27
+    t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15, t16, t17, t18, t19, t20, t21, t22, t23, t24, t25, t26 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9, ws.t10, ws.t11, ws.t12, ws.t13, ws.t14, ws.t15, ws.t16, ws.t17, ws.t18, ws.t19, ws.t20, ws.t21, ws.t22, ws.t23, ws.t24, ws.t25, ws.t26
     mm_n8, mm_m, mm_n9 = ws.mm_n8, ws.mm_m, ws.mm_n9
     A0 = X
     # U1 = A0 - np.expand_dims((np.einsum("ljk->jk", A0)), (0,))/c_0
@@ -610,121 +627,122 @@ def gradients_into(ws, params, X, Y):
     A3 = t11
     np.add(A0, Z2, out=A3)
     # U4 = A3 - np.expand_dims((np.einsum("ljk->jk", A3)), (0,))/c_3
-    U4 = t13
-    np.einsum("ljk->jk", A3, out=t12)
-    np.divide(np.expand_dims(t12, (0,)), c_3, out=t1)
+    U4 = t12
+    np.einsum("ljk->jk", A3, out=t0)
+    np.divide(np.expand_dims(t0, (0,)), c_3, out=t1)
     np.subtract(A3, t1, out=U4)
     # Xhat4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), U4, optimize=True)
-    Xhat4 = t14
+    Xhat4 = t13
     np.square(U4, out=Xhat4)
-    np.einsum("kij->ij", Xhat4, out=t12)
-    np.divide(t12, c_4, out=t12)
-    np.add(1e-05, t12, out=t12)
-    np.sqrt(t12, out=t12)
-    np.divide(1, t12, out=t12)
-    np.einsum("jk,ijk->ijk", t12, U4, optimize=True, out=Xhat4)
+    np.einsum("kij->ij", Xhat4, out=t0)
+    np.divide(t0, c_4, out=t0)
+    np.add(1e-05, t0, out=t0)
+    np.sqrt(t0, out=t0)
+    np.divide(1, t0, out=t0)
+    np.einsum("jk,ijk->ijk", t0, U4, optimize=True, out=Xhat4)
     # Z4 = np.einsum("iz,ijk->ijk", gamma4, Xhat4, optimize=True) + beta4.reshape(-1, 1, 1)
-    Z4 = t13
+    Z4 = t12
     np.einsum("iz,ijk->ijk", gamma4, Xhat4, optimize=True, out=Z4)
     np.add(Z4, beta4.reshape(-1, 1, 1), out=Z4)
     # Z5 = np.ascontiguousarray(np.einsum("il,ljk->ijk", W5, Z4, optimize=True)) + b5.reshape(-1, 1, 1)
-    Z5 = t15
+    Z5 = t14
     np.copyto(Z5, np.einsum("il,ljk->ijk", W5, Z4, optimize=True))  # einsum's own layout: allocates
     np.add(Z5, b5.reshape(-1, 1, 1), out=Z5)
     # A5 = (1/2)*Z5*(_erf((1/2)*np.sqrt(2)*Z5) + 1)
-    A5 = t16
+    A5 = t15
     np.multiply(1/2, Z5, out=A5)
-    np.copyto(t17, _erf((1/2)*np.sqrt(2)*Z5))  # no in-place form: allocates
-    np.add(t17, 1, out=t18)
-    np.multiply(A5, t18, out=A5)
+    np.multiply((1/2 * np.sqrt(2)), Z5, out=t16)
+    _erf(t16, scratch=ws.erf_work, out=t16)
+    np.add(t16, 1, out=t17)
+    np.multiply(A5, t17, out=A5)
     # Z6 = np.ascontiguousarray(np.einsum("il,ljk->ijk", W6, A5, optimize=True)) + b6.reshape(-1, 1, 1)
-    Z6 = t19
+    Z6 = t18
     np.copyto(Z6, np.einsum("il,ljk->ijk", W6, A5, optimize=True))  # einsum's own layout: allocates
     np.add(Z6, b6.reshape(-1, 1, 1), out=Z6)
     # A7 = A3 + Z6
     A7 = t11
     np.add(A3, Z6, out=A7)
     # A8 = A7.reshape(-1, A7.shape[-1])
-    A8 = t20
+    A8 = t19
     np.copyto(A8, A7.reshape(-1, m))
     # Z9 = (W9 @ A8) + b9
-    Z9 = t21
+    Z9 = t20
     mm_n8(W9, A8, out=Z9)
     np.add(Z9, b9, out=Z9)
     # A9 = Z9
     A9 = Z9
-    # Delta9 = A9 - Y
-    Delta9 = t21
-    np.subtract(Z9, Y, out=Delta9)
-    # dW9 = ((Delta9/m) @ A8.T)
-    np.divide(Delta9, m, out=t22)
-    mm_m(t22, A8.T, out=dW9)
-    # db9 = (Delta9/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t22, axis=1, keepdims=True, out=db9)
-    # dA7 = ((W9.T @ Delta9)).reshape(c_7, w_7, -1)
+    # delta9 = A9 - Y
+    delta9 = t20
+    np.subtract(Z9, Y, out=delta9)
+    # dW9 = ((delta9/m) @ A8.T)
+    np.divide(delta9, m, out=t21)
+    mm_m(t21, A8.T, out=dW9)
+    # db9 = (delta9/m).sum(axis=1, keepdims=True)
+    np.add.reduce(t21, axis=1, keepdims=True, out=db9)
+    # dA7 = ((W9.T @ delta9)).reshape(c_7, w_7, -1)
     dA7 = t11
-    mm_n9(W9.T, Delta9, out=t20)
-    np.copyto(dA7, t20.reshape(c_7, w_7, m))
-    # Delta6 = dA7
-    Delta6 = dA7
-    # dW6 = np.einsum("jlk,ilk->ij", A5, Delta6, optimize=True)/m
+    mm_n9(W9.T, delta9, out=t19)
+    np.copyto(dA7, t19.reshape(c_7, w_7, m))
+    # delta6 = dA7
+    delta6 = dA7
+    # dW6 = np.einsum("jlk,ilk->ij", A5, delta6, optimize=True)/m
     np.einsum("jlk,ilk->ij", A5, dA7, optimize=True, out=dW6)
     np.divide(dW6, m, out=dW6)
-    # db6 = np.expand_dims((np.einsum("ikj->i", Delta6)), (1,))/m
-    np.einsum("ikj->i", dA7, out=t23)
-    np.divide(np.expand_dims(t23, (1,)), m, out=db6)
-    # Delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, Delta6, optimize=True)
-    Delta5 = t15
-    np.multiply((1/2 * np.sqrt(2)), Z5, out=t16)
-    np.square(Z5, out=Delta5)
-    np.multiply(1/2, Delta5, out=Delta5)
-    np.negative(Delta5, out=Delta5)
-    np.exp(Delta5, out=Delta5)
-    np.multiply(t16, Delta5, out=t16)
-    np.divide(t16, np.sqrt(np.pi), out=t16)
-    np.multiply(1/2, t17, out=t17)
-    np.add(t16, t17, out=t16)
-    np.add(t16, 1/2, out=t16)
-    np.einsum("ijk,li,ljk->ijk", t16, W6, dA7, optimize=True, out=Delta5)
-    # dW5 = np.ascontiguousarray(np.einsum("ilk,jlk->ij", Delta5, Z4, optimize=True))/m
-    np.copyto(dW5, np.einsum("ilk,jlk->ij", Delta5, Z4, optimize=True))  # einsum's own layout: allocates
+    # db6 = np.expand_dims((np.einsum("ikj->i", delta6)), (1,))/m
+    np.einsum("ikj->i", dA7, out=t22)
+    np.divide(np.expand_dims(t22, (1,)), m, out=db6)
+    # delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, delta6, optimize=True)
+    delta5 = t14
+    np.multiply((1/2 * np.sqrt(2)), Z5, out=t15)
+    np.square(Z5, out=delta5)
+    np.multiply(1/2, delta5, out=delta5)
+    np.negative(delta5, out=delta5)
+    np.exp(delta5, out=delta5)
+    np.multiply(t15, delta5, out=t15)
+    np.divide(t15, np.sqrt(np.pi), out=t15)
+    np.multiply(1/2, t16, out=t16)
+    np.add(t15, t16, out=t15)
+    np.add(t15, 1/2, out=t15)
+    np.einsum("ijk,li,ljk->ijk", t15, W6, dA7, optimize=True, out=delta5)
+    # dW5 = np.ascontiguousarray(np.einsum("ilk,jlk->ij", delta5, Z4, optimize=True))/m
+    np.copyto(dW5, np.einsum("ilk,jlk->ij", delta5, Z4, optimize=True))  # einsum's own layout: allocates
     np.divide(dW5, m, out=dW5)
-    # db5 = np.expand_dims((np.einsum("ikj->i", Delta5)), (1,))/m
-    np.einsum("ikj->i", Delta5, out=t24)
-    np.divide(np.expand_dims(t24, (1,)), m, out=db5)
-    # Delta4 = np.ascontiguousarray(np.einsum("li,ljk->ijk", W5, Delta5, optimize=True))
-    Delta4 = t13
-    np.copyto(Delta4, np.einsum("li,ljk->ijk", W5, Delta5, optimize=True))  # einsum's own layout: allocates
-    # dgamma4 = np.expand_dims((np.einsum("ikj,ikj->i", Delta4, Xhat4, optimize=True)), (1,))/m
-    np.einsum("ikj,ikj->i", Delta4, Xhat4, optimize=True, out=t23)
-    np.divide(np.expand_dims(t23, (1,)), m, out=dgamma4)
-    # dbeta4 = np.expand_dims((np.einsum("ikj->i", Delta4)), (1,))/m
-    np.einsum("ikj->i", Delta4, out=t23)
-    np.divide(np.expand_dims(t23, (1,)), m, out=dbeta4)
-    # dXhat4 = np.einsum("iz,ijk->ijk", gamma4, Delta4, optimize=True)
-    dXhat4 = t19
-    np.einsum("iz,ijk->ijk", gamma4, Delta4, optimize=True, out=dXhat4)
+    # db5 = np.expand_dims((np.einsum("ikj->i", delta5)), (1,))/m
+    np.einsum("ikj->i", delta5, out=t23)
+    np.divide(np.expand_dims(t23, (1,)), m, out=db5)
+    # delta4 = np.ascontiguousarray(np.einsum("li,ljk->ijk", W5, delta5, optimize=True))
+    delta4 = t12
+    np.copyto(delta4, np.einsum("li,ljk->ijk", W5, delta5, optimize=True))  # einsum's own layout: allocates
+    # dgamma4 = np.expand_dims((np.einsum("ikj,ikj->i", delta4, Xhat4, optimize=True)), (1,))/m
+    np.einsum("ikj,ikj->i", delta4, Xhat4, optimize=True, out=t22)
+    np.divide(np.expand_dims(t22, (1,)), m, out=dgamma4)
+    # dbeta4 = np.expand_dims((np.einsum("ikj->i", delta4)), (1,))/m
+    np.einsum("ikj->i", delta4, out=t22)
+    np.divide(np.expand_dims(t22, (1,)), m, out=dbeta4)
+    # dXhat4 = np.einsum("iz,ijk->ijk", gamma4, delta4, optimize=True)
+    dXhat4 = t18
+    np.einsum("iz,ijk->ijk", gamma4, delta4, optimize=True, out=dXhat4)
     # dU4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), dXhat4, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), Xhat4, Xhat4, dXhat4, optimize=True)/c_4
-    dU4 = t13
-    np.einsum("jk,ijk->ijk", t12, dXhat4, optimize=True, out=dU4)
-    np.einsum("jk,ijk,ljk,ljk->ijk", t12, Xhat4, Xhat4, dXhat4, optimize=True, out=t25)
-    np.divide(t25, c_4, out=t25)
-    np.subtract(dU4, t25, out=dU4)
+    dU4 = t12
+    np.einsum("jk,ijk->ijk", t0, dXhat4, optimize=True, out=dU4)
+    np.einsum("jk,ijk,ljk,ljk->ijk", t0, Xhat4, Xhat4, dXhat4, optimize=True, out=t24)
+    np.divide(t24, c_4, out=t24)
+    np.subtract(dU4, t24, out=dU4)
     # dA3 = dA7 + dU4 - np.expand_dims((np.einsum("ljk->jk", dU4)), (0,))/c_3
     dA3 = t11
     np.add(dA7, dU4, out=dA3)
-    np.einsum("ljk->jk", dU4, out=t12)
-    np.divide(np.expand_dims(t12, (0,)), c_3, out=t1)
+    np.einsum("ljk->jk", dU4, out=t0)
+    np.divide(np.expand_dims(t0, (0,)), c_3, out=t1)
     np.subtract(dA3, t1, out=dA3)
-    # Delta2 = dA3
-    Delta2 = dA3
-    # dWo2 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta2, O2, optimize=True))/m
+    # delta2 = dA3
+    delta2 = dA3
+    # dWo2 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", delta2, O2, optimize=True))/m
     np.copyto(dWo2, np.einsum("iml,jmkl->ijk", dA3, O2, optimize=True))  # einsum's own layout: allocates
     np.divide(dWo2, m, out=dWo2)
-    # dbo2 = np.expand_dims((np.einsum("ikj->i", Delta2)), (1,))/m
-    np.einsum("ikj->i", dA3, out=t23)
-    np.divide(np.expand_dims(t23, (1,)), m, out=dbo2)
-    # dO2 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta2, Wo2, optimize=True))
+    # dbo2 = np.expand_dims((np.einsum("ikj->i", delta2)), (1,))/m
+    np.einsum("ikj->i", dA3, out=t22)
+    np.divide(np.expand_dims(t22, (1,)), m, out=dbo2)
+    # dO2 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", delta2, Wo2, optimize=True))
     dO2 = t10
     np.copyto(dO2, np.einsum("mjl,mik->ijkl", dA3, Wo2, optimize=True))  # einsum's own layout: allocates
     # dP2 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh2, dO2, optimize=True))
@@ -734,10 +752,10 @@ def gradients_into(ws, params, X, Y):
     dVh2 = t7
     np.copyto(dVh2, np.einsum("imjl,imkl->ijkl", P2, dO2, optimize=True))  # einsum's own layout: allocates
     # dS2 = P2*dP2 - np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, optimize=True)
-    dS2 = t26
+    dS2 = t25
     np.multiply(P2, dP2, out=dS2)
-    np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, optimize=True, out=t27)
-    np.subtract(dS2, t27, out=dS2)
+    np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, optimize=True, out=t26)
+    np.subtract(dS2, t26, out=dS2)
     # dQh2 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Kh2, dS2, optimize=True))/np.sqrt(dk_2)
     dQh2 = t10
     np.copyto(dQh2, np.einsum("imkl,ijml->ijkl", Kh2, dS2, optimize=True))  # einsum's own layout: allocates
@@ -764,28 +782,19 @@ def gradients_into(ws, params, X, Y):
     # dbq2 = np.einsum("iljk->ij", dQh2)/m
     np.einsum("iljk->ij", dQh2, out=dbq2)
     np.divide(dbq2, m, out=dbq2)
-    # Delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))
-    Delta1 = t2
-    np.copyto(Delta1, np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True))  # einsum's own layout: allocates
+    # delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))
+    delta1 = t2
+    np.copyto(delta1, np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True))  # einsum's own layout: allocates
     np.copyto(t11, np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True))  # einsum's own layout: allocates
-    np.add(Delta1, t11, out=Delta1)
+    np.add(delta1, t11, out=delta1)
     np.copyto(t11, np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))  # einsum's own layout: allocates
-    np.add(Delta1, t11, out=Delta1)
-    # dgamma1 = np.expand_dims((np.einsum("ikj,ikj->i", Delta1, Xhat1, optimize=True)), (1,))/m
-    np.einsum("ikj,ikj->i", Delta1, Xhat1, optimize=True, out=t23)
-    np.divide(np.expand_dims(t23, (1,)), m, out=dgamma1)
-    # dbeta1 = np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
-    np.einsum("ikj->i", Delta1, out=t23)
-    np.divide(np.expand_dims(t23, (1,)), m, out=dbeta1)
-    # dXhat1 = np.einsum("iz,ijk->ijk", gamma1, Delta1, optimize=True)
-    dXhat1 = t11
-    np.einsum("iz,ijk->ijk", gamma1, Delta1, optimize=True, out=dXhat1)
-    # dU1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), dXhat1, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), Xhat1, Xhat1, dXhat1, optimize=True)/c_1
-    dU1 = t2
-    np.einsum("jk,ijk->ijk", t0, dXhat1, optimize=True, out=dU1)
-    np.einsum("jk,ijk,ljk,ljk->ijk", t0, Xhat1, Xhat1, dXhat1, optimize=True, out=t13)
-    np.divide(t13, c_1, out=t13)
-    np.subtract(dU1, t13, out=dU1)
+    np.add(delta1, t11, out=delta1)
+    # dgamma1 = np.expand_dims((np.einsum("ikj,ikj->i", delta1, Xhat1, optimize=True)), (1,))/m
+    np.einsum("ikj,ikj->i", delta1, Xhat1, optimize=True, out=t22)
+    np.divide(np.expand_dims(t22, (1,)), m, out=dgamma1)
+    # dbeta1 = np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
+    np.einsum("ikj->i", delta1, out=t22)
+    np.divide(np.expand_dims(t22, (1,)), m, out=dbeta1)
     return ws.grads
 
 
@@ -807,7 +816,7 @@ def sgd_step(ws, params, X, Y, lr):
     w_7 = X.shape[1]
     c_0 = params["gamma1"].shape[0]
     n_8 = params["W9"].shape[1]
-    t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15, t16, t17, t19, t20, t21, t28, t29, t30, t18, t31, t23, t32, t33, t24, t34, t25, t35, t36, t26, t27, t37 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9, ws.t10, ws.t11, ws.t12, ws.t13, ws.t14, ws.t15, ws.t16, ws.t17, ws.t19, ws.t20, ws.t21, ws.t28, ws.t29, ws.t30, ws.t18, ws.t31, ws.t23, ws.t32, ws.t33, ws.t24, ws.t34, ws.t25, ws.t35, ws.t36, ws.t26, ws.t27, ws.t37
+    t0, t1, t2, t3, t27, t5, t28, t29, t30, t31, t32, t11, t12, t13, t14, t15, t16, t18, t19, t20, t33, t34, t35, t17, t36, t22, t37, t38, t23, t39, t40, t41, t42, t43 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t27, ws.t5, ws.t28, ws.t29, ws.t30, ws.t31, ws.t32, ws.t11, ws.t12, ws.t13, ws.t14, ws.t15, ws.t16, ws.t18, ws.t19, ws.t20, ws.t33, ws.t34, ws.t35, ws.t17, ws.t36, ws.t22, ws.t37, ws.t38, ws.t23, ws.t39, ws.t40, ws.t41, ws.t42, ws.t43
     ones_m, = ws.ones_m,
     mm_n8, mm_n9, mm_m = ws.mm_n8, ws.mm_n9, ws.mm_m
     A0 = X
@@ -830,30 +839,30 @@ def sgd_step(ws, params, X, Y, lr):
     np.einsum("iz,ijk->ijk", gamma1, Xhat1, optimize=True, out=Z1)
     np.add(Z1, beta1.reshape(-1, 1, 1), out=Z1)
     # Qh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wq2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bq2)), (1, 3))
-    Qh2 = t4
+    Qh2 = t27
     np.copyto(Qh2, np.einsum("ikm,mjl->ijkl", Wq2, Z1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bq2, out=t5)
     np.add(Qh2, np.expand_dims(t5, (1, 3)), out=Qh2)
     # Kh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wk2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bk2)), (1, 3))
-    Kh2 = t6
+    Kh2 = t28
     np.copyto(Kh2, np.einsum("ikm,mjl->ijkl", Wk2, Z1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bk2, out=t5)
     np.add(Kh2, np.expand_dims(t5, (1, 3)), out=Kh2)
     # Vh2 = np.ascontiguousarray(np.einsum("ikm,mjl->ijkl", Wv2, Z1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bv2)), (1, 3))
-    Vh2 = t7
+    Vh2 = t29
     np.copyto(Vh2, np.einsum("ikm,mjl->ijkl", Wv2, Z1, optimize=True))  # einsum's own layout: allocates
     np.einsum("ik->ik", bv2, out=t5)
     np.add(Vh2, np.expand_dims(t5, (1, 3)), out=Vh2)
     # S2 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Kh2, Qh2, optimize=True))/np.sqrt(dk_2)
-    S2 = t8
-    np.copyto(S2, np.einsum("ikml,ijml->ijkl", Kh2, Qh2, optimize=True))  # einsum's own layout: allocates
+    S2 = t30
+    np.matmul(Qh2.transpose(0, 3, 1, 2), Kh2.transpose(0, 3, 2, 1), out=S2.transpose(0, 3, 1, 2))
     np.multiply(S2, 1/np.sqrt(dk_2), out=S2)
     # P2 = _key_softmax(S2, False, True)
-    P2 = t9
+    P2 = t31
     _key_softmax(S2, False, True, out=P2)
     # O2 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Vh2, P2, optimize=True))
-    O2 = t10
-    np.copyto(O2, np.einsum("imkl,ijml->ijkl", Vh2, P2, optimize=True))  # einsum's own layout: allocates
+    O2 = t32
+    np.matmul(P2.transpose(0, 3, 1, 2), Vh2.transpose(0, 3, 1, 2), out=O2.transpose(0, 3, 1, 2))
     # Z2 = np.ascontiguousarray(np.einsum("ilm,ljmk->ijk", Wo2, O2, optimize=True)) + bo2.reshape(-1, 1, 1)
     Z2 = t11
     np.copyto(Z2, np.einsum("ilm,ljmk->ijk", Wo2, O2, optimize=True))  # einsum's own layout: allocates
@@ -862,195 +871,192 @@ def sgd_step(ws, params, X, Y, lr):
     A3 = t11
     np.add(A0, Z2, out=A3)
     # U4 = A3 - np.expand_dims((np.einsum("ljk->jk", A3)), (0,))/c_3
-    U4 = t13
-    np.einsum("ljk->jk", A3, out=t12)
-    np.multiply(np.expand_dims(t12, (0,)), c_3**(-1.0), out=t1)
+    U4 = t12
+    np.einsum("ljk->jk", A3, out=t0)
+    np.multiply(np.expand_dims(t0, (0,)), c_3**(-1.0), out=t1)
     np.subtract(A3, t1, out=U4)
     # Xhat4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), U4, optimize=True)
-    Xhat4 = t14
+    Xhat4 = t13
     np.square(U4, out=Xhat4)
-    np.einsum("kij->ij", Xhat4, out=t12)
-    np.multiply(t12, c_4**(-1.0), out=t12)
-    np.add(1e-05, t12, out=t12)
-    np.sqrt(t12, out=t12)
-    np.divide(1, t12, out=t12)
-    np.einsum("jk,ijk->ijk", t12, U4, optimize=True, out=Xhat4)
+    np.einsum("kij->ij", Xhat4, out=t0)
+    np.multiply(t0, c_4**(-1.0), out=t0)
+    np.add(1e-05, t0, out=t0)
+    np.sqrt(t0, out=t0)
+    np.divide(1, t0, out=t0)
+    np.einsum("jk,ijk->ijk", t0, U4, optimize=True, out=Xhat4)
     # Z4 = np.einsum("iz,ijk->ijk", gamma4, Xhat4, optimize=True) + beta4.reshape(-1, 1, 1)
-    Z4 = t13
+    Z4 = t12
     np.einsum("iz,ijk->ijk", gamma4, Xhat4, optimize=True, out=Z4)
     np.add(Z4, beta4.reshape(-1, 1, 1), out=Z4)
     # Z5 = np.ascontiguousarray(np.einsum("il,ljk->ijk", W5, Z4, optimize=True)) + b5.reshape(-1, 1, 1)
-    Z5 = t15
-    np.copyto(Z5, np.einsum("il,ljk->ijk", W5, Z4, optimize=True))  # einsum's own layout: allocates
+    Z5 = t14
+    np.matmul(W5, Z4.reshape(Z4.shape[0], -1), out=Z5.reshape(Z5.shape[0], -1))
     np.add(Z5, b5.reshape(-1, 1, 1), out=Z5)
     # A5 = (1/2)*Z5*(_erf((1/2)*np.sqrt(2)*Z5) + 1)
-    A5 = t17
-    np.copyto(t16, _erf((1/2)*np.sqrt(2)*Z5))  # no in-place form: allocates
-    np.add(t16, 1, out=A5)
+    A5 = t16
+    np.multiply(Z5, (1/2)*np.sqrt(2), out=t15)
+    _erf(t15, scratch=ws.erf_work, out=t15)
+    np.add(t15, 1, out=A5)
     np.multiply(Z5, A5, out=A5)
     np.multiply(A5, 1/2, out=A5)
     # Z6 = np.ascontiguousarray(np.einsum("il,ljk->ijk", W6, A5, optimize=True)) + b6.reshape(-1, 1, 1)
-    Z6 = t19
-    np.copyto(Z6, np.einsum("il,ljk->ijk", W6, A5, optimize=True))  # einsum's own layout: allocates
+    Z6 = t18
+    np.matmul(W6, A5.reshape(A5.shape[0], -1), out=Z6.reshape(Z6.shape[0], -1))
     np.add(Z6, b6.reshape(-1, 1, 1), out=Z6)
     # A7 = A3 + Z6
     A7 = t11
     np.add(A3, Z6, out=A7)
     # A8 = A7.reshape(-1, A7.shape[-1])
-    A8 = t20
+    A8 = t19
     np.copyto(A8, A7.reshape(-1, m))
     # Z9 = (W9 @ A8) + b9
-    Z9 = t21
+    Z9 = t20
     mm_n8(W9, A8, out=Z9)
     np.add(Z9, b9, out=Z9)
     # A9 = Z9
     A9 = Z9
-    # Delta9 = A9 - Y
-    Delta9 = t21
-    np.subtract(Z9, Y, out=Delta9)
-    # dA7 = ((W9.T @ Delta9)).reshape(c_7, w_7, -1)
+    # delta9 = A9 - Y
+    delta9 = t20
+    np.subtract(Z9, Y, out=delta9)
+    # dA7 = ((W9.T @ delta9)).reshape(c_7, w_7, -1)
     dA7 = t11
-    mm_n9(W9.T, Delta9, out=t28)
-    np.copyto(dA7, t28.reshape(c_7, w_7, m))
-    # W9 = ((-Delta9*lr/m) @ A8.T) + W9
-    np.multiply(Delta9, -lr/m, out=t21)
-    mm_m(t21, A8.T, out=t29)
-    np.add(t29, W9, out=W9)
-    # b9 = b9 + (-Delta9*lr/m).sum(axis=1, keepdims=True)
-    mm_m(t21, ones_m, out=t30)
-    np.add(b9, t30, out=b9)
-    # Delta6 = dA7
-    Delta6 = dA7
-    # Delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, Delta6, optimize=True)
-    Delta5 = t16
-    np.square(Z5, out=t18)
-    np.multiply(t18, -1/2, out=t18)
-    np.exp(t18, out=t18)
-    np.multiply(Z5, t18, out=t15)
-    np.multiply(t15, (1/2)*np.sqrt(2)/np.sqrt(np.pi), out=t15)
-    np.multiply(Delta5, 1/2, out=Delta5)
-    np.add(t15, Delta5, out=t15)
-    np.add(t15, 1/2, out=t15)
-    np.einsum("ijk,li,ljk->ijk", t15, W6, dA7, optimize=True, out=Delta5)
-    # W6 = W6 - lr*np.einsum("jlk,ilk->ij", A5, Delta6, optimize=True)/m
-    np.einsum("jlk,ilk->ij", A5, dA7, optimize=True, out=t31)
-    np.multiply(t31, lr/m, out=t31)
-    np.subtract(W6, t31, out=W6)
-    # b6 = b6 - lr*np.expand_dims((np.einsum("ikj->i", Delta6)), (1,))/m
-    np.einsum("ikj->i", dA7, out=t23)
-    np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
-    np.subtract(b6, t32, out=b6)
-    # Delta4 = np.ascontiguousarray(np.einsum("li,ljk->ijk", W5, Delta5, optimize=True))
-    Delta4 = t19
-    np.copyto(Delta4, np.einsum("li,ljk->ijk", W5, Delta5, optimize=True))  # einsum's own layout: allocates
-    # W5 = W5 - lr*np.ascontiguousarray(np.einsum("ilk,jlk->ij", Delta5, Z4, optimize=True))/m
-    np.copyto(t33, np.einsum("ilk,jlk->ij", Delta5, Z4, optimize=True))  # einsum's own layout: allocates
-    np.multiply(t33, lr/m, out=t33)
-    np.subtract(W5, t33, out=W5)
-    # b5 = b5 - lr*np.expand_dims((np.einsum("ikj->i", Delta5)), (1,))/m
-    np.einsum("ikj->i", Delta5, out=t24)
-    np.multiply(np.expand_dims(t24, (1,)), lr/m, out=t34)
-    np.subtract(b5, t34, out=b5)
-    # dXhat4 = np.einsum("iz,ijk->ijk", gamma4, Delta4, optimize=True)
-    dXhat4 = t13
-    np.einsum("iz,ijk->ijk", gamma4, Delta4, optimize=True, out=dXhat4)
-    # gamma4 = -lr*np.expand_dims((np.einsum("ikj,ikj->i", Delta4, Xhat4, optimize=True)), (1,))/m + gamma4
-    np.einsum("ikj,ikj->i", Delta4, Xhat4, optimize=True, out=t23)
-    np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
-    np.subtract(gamma4, t32, out=gamma4)
-    # beta4 = beta4 - lr*np.expand_dims((np.einsum("ikj->i", Delta4)), (1,))/m
-    np.einsum("ikj->i", Delta4, out=t23)
-    np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
-    np.subtract(beta4, t32, out=beta4)
+    mm_n9(W9.T, delta9, out=t33)
+    np.copyto(dA7, t33.reshape(c_7, w_7, m))
+    # W9 = ((-delta9*lr/m) @ A8.T) + W9
+    np.multiply(delta9, -lr/m, out=t20)
+    mm_m(t20, A8.T, out=t34)
+    np.add(t34, W9, out=W9)
+    # b9 = b9 + (-delta9*lr/m).sum(axis=1, keepdims=True)
+    mm_m(t20, ones_m, out=t35)
+    np.add(b9, t35, out=b9)
+    # delta6 = dA7
+    delta6 = dA7
+    # delta5 = np.einsum("ijk,li,ljk->ijk", (1/2)*np.sqrt(2)*Z5*np.exp(-1/2*Z5**2)/np.sqrt(np.pi) + (1/2)*_erf((1/2)*np.sqrt(2)*Z5) + 1/2, W6, delta6, optimize=True)
+    delta5 = t14
+    np.square(Z5, out=t17)
+    np.multiply(t17, -1/2, out=t17)
+    np.exp(t17, out=t17)
+    np.multiply(Z5, t17, out=delta5)
+    np.multiply(delta5, (1/2)*np.sqrt(2)/np.sqrt(np.pi), out=delta5)
+    np.multiply(t15, 1/2, out=t15)
+    np.add(delta5, t15, out=delta5)
+    np.add(delta5, 1/2, out=delta5)
+    np.matmul(W6.T, dA7.reshape(dA7.shape[0], -1), out=t15.reshape(t15.shape[0], -1))
+    np.multiply(delta5, t15, out=delta5)
+    # W6 = W6 - lr*np.einsum("jlk,ilk->ij", A5, delta6, optimize=True)/m
+    np.matmul(dA7.reshape(dA7.shape[0], -1), A5.reshape(A5.shape[0], -1).T, out=t36)
+    np.multiply(t36, lr/m, out=t36)
+    np.subtract(W6, t36, out=W6)
+    # b6 = b6 - lr*np.expand_dims((np.einsum("ikj->i", delta6)), (1,))/m
+    np.einsum("ikj->i", dA7, out=t22)
+    np.multiply(np.expand_dims(t22, (1,)), lr/m, out=t37)
+    np.subtract(b6, t37, out=b6)
+    # delta4 = np.ascontiguousarray(np.einsum("li,ljk->ijk", W5, delta5, optimize=True))
+    delta4 = t18
+    np.matmul(W5.T, delta5.reshape(delta5.shape[0], -1), out=delta4.reshape(delta4.shape[0], -1))
+    # W5 = W5 - lr*np.ascontiguousarray(np.einsum("ilk,jlk->ij", delta5, Z4, optimize=True))/m
+    np.matmul(delta5.reshape(delta5.shape[0], -1), Z4.reshape(Z4.shape[0], -1).T, out=t38)
+    np.multiply(t38, lr/m, out=t38)
+    np.subtract(W5, t38, out=W5)
+    # b5 = b5 - lr*np.expand_dims((np.einsum("ikj->i", delta5)), (1,))/m
+    np.einsum("ikj->i", delta5, out=t23)
+    np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t39)
+    np.subtract(b5, t39, out=b5)
+    # dXhat4 = np.einsum("iz,ijk->ijk", gamma4, delta4, optimize=True)
+    dXhat4 = t12
+    np.einsum("iz,ijk->ijk", gamma4, delta4, optimize=True, out=dXhat4)
+    # gamma4 = -lr*np.expand_dims((np.einsum("ikj,ikj->i", delta4, Xhat4, optimize=True)), (1,))/m + gamma4
+    np.einsum("ikj,ikj->i", delta4, Xhat4, optimize=True, out=t22)
+    np.multiply(np.expand_dims(t22, (1,)), lr/m, out=t37)
+    np.subtract(gamma4, t37, out=gamma4)
+    # beta4 = beta4 - lr*np.expand_dims((np.einsum("ikj->i", delta4)), (1,))/m
+    np.einsum("ikj->i", delta4, out=t22)
+    np.multiply(np.expand_dims(t22, (1,)), lr/m, out=t37)
+    np.subtract(beta4, t37, out=beta4)
     # dU4 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), dXhat4, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U4**2)/c_4), Xhat4, Xhat4, dXhat4, optimize=True)/c_4
-    dU4 = t19
-    np.einsum("jk,ijk->ijk", t12, dXhat4, optimize=True, out=dU4)
-    np.einsum("jk,ijk,ljk,ljk->ijk", t12, Xhat4, Xhat4, dXhat4, optimize=True, out=t25)
-    np.multiply(t25, c_4**(-1.0), out=t25)
-    np.subtract(dU4, t25, out=dU4)
+    dU4 = t18
+    np.einsum("jk,ijk->ijk", t0, dXhat4, optimize=True, out=dU4)
+    np.multiply(Xhat4, dXhat4, out=t12)
+    np.add.reduce(t12, axis=(0,), keepdims=True, out=t1)
+    np.multiply(Xhat4, t1, out=t13)
+    np.multiply(t0, t13, out=t13)
+    np.multiply(t13, c_4**(-1.0), out=t13)
+    np.subtract(dU4, t13, out=dU4)
     # dA3 = dA7 + dU4 - np.expand_dims((np.einsum("ljk->jk", dU4)), (0,))/c_3
     dA3 = t11
     np.add(dA7, dU4, out=dA3)
-    np.einsum("ljk->jk", dU4, out=t12)
-    np.multiply(np.expand_dims(t12, (0,)), c_3**(-1.0), out=t1)
+    np.einsum("ljk->jk", dU4, out=t0)
+    np.multiply(np.expand_dims(t0, (0,)), c_3**(-1.0), out=t1)
     np.subtract(dA3, t1, out=dA3)
-    # Delta2 = dA3
-    Delta2 = dA3
-    # dO2 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", Delta2, Wo2, optimize=True))
-    dO2 = t35
+    # delta2 = dA3
+    delta2 = dA3
+    # dO2 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", delta2, Wo2, optimize=True))
+    dO2 = t40
     np.copyto(dO2, np.einsum("mjl,mik->ijkl", dA3, Wo2, optimize=True))  # einsum's own layout: allocates
-    # Wo2 = Wo2 - lr*np.ascontiguousarray(np.einsum("iml,jmkl->ijk", Delta2, O2, optimize=True))/m
-    np.copyto(t36, np.einsum("iml,jmkl->ijk", dA3, O2, optimize=True))  # einsum's own layout: allocates
-    np.multiply(t36, lr/m, out=t36)
-    np.subtract(Wo2, t36, out=Wo2)
-    # bo2 = bo2 - lr*np.expand_dims((np.einsum("ikj->i", Delta2)), (1,))/m
-    np.einsum("ikj->i", dA3, out=t23)
-    np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
-    np.subtract(bo2, t32, out=bo2)
+    # Wo2 = Wo2 - lr*np.ascontiguousarray(np.einsum("iml,jmkl->ijk", delta2, O2, optimize=True))/m
+    np.copyto(t41, np.einsum("iml,jmkl->ijk", dA3, O2, optimize=True))  # einsum's own layout: allocates
+    np.multiply(t41, lr/m, out=t41)
+    np.subtract(Wo2, t41, out=Wo2)
+    # bo2 = bo2 - lr*np.expand_dims((np.einsum("ikj->i", delta2)), (1,))/m
+    np.einsum("ikj->i", dA3, out=t22)
+    np.multiply(np.expand_dims(t22, (1,)), lr/m, out=t37)
+    np.subtract(bo2, t37, out=bo2)
     # dP2 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh2, dO2, optimize=True))
-    dP2 = t8
-    np.copyto(dP2, np.einsum("ikml,ijml->ijkl", Vh2, dO2, optimize=True))  # einsum's own layout: allocates
+    dP2 = t30
+    np.matmul(dO2.transpose(0, 3, 1, 2), Vh2.transpose(0, 3, 2, 1), out=dP2.transpose(0, 3, 1, 2))
     # dVh2 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P2, dO2, optimize=True))
-    dVh2 = t7
-    np.copyto(dVh2, np.einsum("imjl,imkl->ijkl", P2, dO2, optimize=True))  # einsum's own layout: allocates
+    dVh2 = t29
+    np.matmul(P2.transpose(0, 3, 2, 1), dO2.transpose(0, 3, 1, 2), out=dVh2.transpose(0, 3, 1, 2))
     # dS2 = P2*dP2 - np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, optimize=True)
-    dS2 = t26
+    dS2 = t30
     np.multiply(P2, dP2, out=dS2)
-    np.einsum("ijkl,ijml,ijml->ijkl", P2, P2, dP2, optimize=True, out=t27)
-    np.subtract(dS2, t27, out=dS2)
+    np.add.reduce(dS2, axis=(2,), keepdims=True, out=t42)
+    np.multiply(P2, t42, out=t31)
+    np.subtract(dS2, t31, out=dS2)
     # dQh2 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Kh2, dS2, optimize=True))/np.sqrt(dk_2)
-    dQh2 = t10
-    np.copyto(dQh2, np.einsum("imkl,ijml->ijkl", Kh2, dS2, optimize=True))  # einsum's own layout: allocates
+    dQh2 = t32
+    np.matmul(dS2.transpose(0, 3, 1, 2), Kh2.transpose(0, 3, 1, 2), out=dQh2.transpose(0, 3, 1, 2))
     np.multiply(dQh2, 1/np.sqrt(dk_2), out=dQh2)
     # dKh2 = np.ascontiguousarray(np.einsum("imkl,imjl->ijkl", Qh2, dS2, optimize=True))/np.sqrt(dk_2)
-    dKh2 = t6
-    np.copyto(dKh2, np.einsum("imkl,imjl->ijkl", Qh2, dS2, optimize=True))  # einsum's own layout: allocates
+    dKh2 = t28
+    np.matmul(dS2.transpose(0, 3, 2, 1), Qh2.transpose(0, 3, 1, 2), out=dKh2.transpose(0, 3, 1, 2))
     np.multiply(dKh2, 1/np.sqrt(dk_2), out=dKh2)
-    # Delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))
-    Delta1 = t11
-    np.copyto(Delta1, np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True))  # einsum's own layout: allocates
-    np.copyto(t13, np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True))  # einsum's own layout: allocates
-    np.add(Delta1, t13, out=Delta1)
-    np.copyto(t13, np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))  # einsum's own layout: allocates
-    np.add(Delta1, t13, out=Delta1)
+    # delta1 = np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True)) + np.ascontiguousarray(np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))
+    delta1 = t11
+    np.copyto(delta1, np.einsum("mli,mjlk->ijk", Wk2, dKh2, optimize=True))  # einsum's own layout: allocates
+    np.copyto(t12, np.einsum("mli,mjlk->ijk", Wq2, dQh2, optimize=True))  # einsum's own layout: allocates
+    np.add(delta1, t12, out=delta1)
+    np.copyto(t12, np.einsum("mli,mjlk->ijk", Wv2, dVh2, optimize=True))  # einsum's own layout: allocates
+    np.add(delta1, t12, out=delta1)
     # Wv2 = Wv2 - lr*np.einsum("kml,imjl->ijk", Z1, dVh2, optimize=True)/m
-    np.einsum("kml,imjl->ijk", Z1, dVh2, optimize=True, out=t37)
-    np.multiply(t37, lr/m, out=t37)
-    np.subtract(Wv2, t37, out=Wv2)
+    np.einsum("kml,imjl->ijk", Z1, dVh2, optimize=True, out=t43)
+    np.multiply(t43, lr/m, out=t43)
+    np.subtract(Wv2, t43, out=Wv2)
     # bv2 = bv2 - lr*np.einsum("iljk->ij", dVh2)/m
     np.einsum("iljk->ij", dVh2, out=t5)
     np.multiply(t5, lr/m, out=t5)
     np.subtract(bv2, t5, out=bv2)
     # Wk2 = Wk2 - lr*np.einsum("kml,imjl->ijk", Z1, dKh2, optimize=True)/m
-    np.einsum("kml,imjl->ijk", Z1, dKh2, optimize=True, out=t37)
-    np.multiply(t37, lr/m, out=t37)
-    np.subtract(Wk2, t37, out=Wk2)
+    np.einsum("kml,imjl->ijk", Z1, dKh2, optimize=True, out=t43)
+    np.multiply(t43, lr/m, out=t43)
+    np.subtract(Wk2, t43, out=Wk2)
     # bk2 = bk2 - lr*np.einsum("iljk->ij", dKh2)/m
     np.einsum("iljk->ij", dKh2, out=t5)
     np.multiply(t5, lr/m, out=t5)
     np.subtract(bk2, t5, out=bk2)
     # Wq2 = Wq2 - lr*np.einsum("kml,imjl->ijk", Z1, dQh2, optimize=True)/m
-    np.einsum("kml,imjl->ijk", Z1, dQh2, optimize=True, out=t37)
-    np.multiply(t37, lr/m, out=t37)
-    np.subtract(Wq2, t37, out=Wq2)
+    np.einsum("kml,imjl->ijk", Z1, dQh2, optimize=True, out=t43)
+    np.multiply(t43, lr/m, out=t43)
+    np.subtract(Wq2, t43, out=Wq2)
     # bq2 = bq2 - lr*np.einsum("iljk->ij", dQh2)/m
     np.einsum("iljk->ij", dQh2, out=t5)
     np.multiply(t5, lr/m, out=t5)
     np.subtract(bq2, t5, out=bq2)
-    # dXhat1 = np.einsum("iz,ijk->ijk", gamma1, Delta1, optimize=True)
-    dXhat1 = t2
-    np.einsum("iz,ijk->ijk", gamma1, Delta1, optimize=True, out=dXhat1)
-    # gamma1 = -lr*np.expand_dims((np.einsum("ikj,ikj->i", Delta1, Xhat1, optimize=True)), (1,))/m + gamma1
-    np.einsum("ikj,ikj->i", Delta1, Xhat1, optimize=True, out=t23)
-    np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
-    np.subtract(gamma1, t32, out=gamma1)
-    # beta1 = beta1 - lr*np.expand_dims((np.einsum("ikj->i", Delta1)), (1,))/m
-    np.einsum("ikj->i", Delta1, out=t23)
-    np.multiply(np.expand_dims(t23, (1,)), lr/m, out=t32)
-    np.subtract(beta1, t32, out=beta1)
-    # dU1 = np.einsum("jk,ijk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), dXhat1, optimize=True) - np.einsum("jk,ijk,ljk,ljk->ijk", 1/np.sqrt(1e-05 + np.einsum("kij->ij", U1**2)/c_1), Xhat1, Xhat1, dXhat1, optimize=True)/c_1
-    dU1 = t11
-    np.einsum("jk,ijk->ijk", t0, dXhat1, optimize=True, out=dU1)
-    np.einsum("jk,ijk,ljk,ljk->ijk", t0, Xhat1, Xhat1, dXhat1, optimize=True, out=t13)
-    np.multiply(t13, c_1**(-1.0), out=t13)
-    np.subtract(dU1, t13, out=dU1)
+    # gamma1 = -lr*np.expand_dims((np.einsum("ikj,ikj->i", delta1, Xhat1, optimize=True)), (1,))/m + gamma1
+    np.einsum("ikj,ikj->i", delta1, Xhat1, optimize=True, out=t22)
+    np.multiply(np.expand_dims(t22, (1,)), lr/m, out=t37)
+    np.subtract(gamma1, t37, out=gamma1)
+    # beta1 = beta1 - lr*np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
+    np.einsum("ikj->i", delta1, out=t22)
+    np.multiply(np.expand_dims(t22, (1,)), lr/m, out=t37)
+    np.subtract(beta1, t37, out=beta1)

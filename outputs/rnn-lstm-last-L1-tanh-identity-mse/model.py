@@ -156,14 +156,14 @@ def gradients(params, X, Y, truncate=None):
     dW_hi1 = np.zeros_like(W_hi1)
     db_ii1 = np.zeros_like(b_ii1)
     db_hi1 = np.zeros_like(b_hi1)
-    Delta3 = A3 - Y
-    dW3 = ((Delta3/m) @ A2.T)
-    db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    delta3 = A3 - Y
+    dW3 = ((delta3/m) @ A2.T)
+    db3 = (delta3/m).sum(axis=1, keepdims=True)
     for t in reversed(range(T)):
         carry = truncate is None or (t + 1) % truncate != 0
         dA1[t] = 0.0
         if t == T - 1:
-            dA1[t] += (W3.T @ Delta3)
+            dA1[t] += (W3.T @ delta3)
         if t + 1 <= T - 1 and carry:
             dA1[t] += (W_hf1.T @ dZf1[t + 1]) + (W_hg1.T @ dZg1[t + 1]) + (W_hi1.T @ dZi1[t + 1]) + (W_ho1.T @ dZo1[t + 1])
         dC1[t] = O1[t]*dA1[t]*(1 - np.tanh(C1[t])**2)
@@ -259,7 +259,7 @@ class Workspace:
         self.A2 = _filled((hidden, m), self.dtype)
         self.Z3 = _filled((units, m), self.dtype)
         self.A3 = _filled((units, m), self.dtype)
-        self.Delta3 = _filled((units, m), self.dtype)
+        self.delta3 = _filled((units, m), self.dtype)
         # gradients, returned by gradients_into
         self.grads = {
             "weight_ih_l0": _filled((4 * hidden, inputs), self.dtype),
@@ -315,7 +315,7 @@ def gradients_into(ws, params, X, Y, truncate=None):
     A2 = ws.A2
     Z3 = ws.Z3
     A3 = ws.A3
-    Delta3 = ws.Delta3
+    delta3 = ws.delta3
     A0_cols = ws.A0_cols
     dZgates1_cols = ws.dZgates1_cols
     A1_cols = ws.A1_cols
@@ -361,20 +361,20 @@ def gradients_into(ws, params, X, Y, truncate=None):
     # A3 = Z3
     np.copyto(A3, Z3)
     # backward
-    # Delta3 = A3 - Y
-    np.subtract(A3, Y, out=Delta3)
-    # dW3 = ((Delta3/m) @ A2.T)
-    np.divide(Delta3, m, out=ws.t2)
+    # delta3 = A3 - Y
+    np.subtract(A3, Y, out=delta3)
+    # dW3 = ((delta3/m) @ A2.T)
+    np.divide(delta3, m, out=ws.t2)
     np.matmul(ws.t2, A2.T, out=dW3)
-    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    # db3 = (delta3/m).sum(axis=1, keepdims=True)
     np.add.reduce(ws.t2, axis=1, keepdims=True, out=db3)
     # every step at once: dA1[t] = 0.0
     dA1[0:T].fill(0)
     for t in reversed(range(T)):
         carry = truncate is None or (t + 1) % truncate != 0
-        # if t == T - 1: dA1[t] += (W3.T @ Delta3)
+        # if t == T - 1: dA1[t] += (W3.T @ delta3)
         if t == T - 1:
-            np.matmul(W3.T, Delta3, out=ws.t1)
+            np.matmul(W3.T, delta3, out=ws.t1)
             np.add(ws.t1, dA1[t], out=dA1[t])
         # if t + 1 <= T - 1: dA1[t] += (W_hf1.T @ dZf1[t + 1]) + (W_hg1.T @ dZg1[t + 1]) + (W_hi1.T @ dZi1[t + 1]) + (W_ho1.T @ dZo1[t + 1])   [the gates' products as one on the stacked arrays]
         if t + 1 <= T - 1 and carry:

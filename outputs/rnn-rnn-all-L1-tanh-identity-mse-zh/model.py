@@ -92,29 +92,29 @@ def gradients(params, X, Y, truncate=None):
     A1 = cache["A1"]
     Z2 = cache["Z2"]
     A2 = cache["A2"]
-    Delta2 = np.empty_like(Z2)
+    delta2 = np.empty_like(Z2)
     dW2 = np.zeros_like(W2)
     db2 = np.zeros_like(b2)
     dA1 = np.empty_like(A1)
-    Delta1 = np.empty_like(Z1)
+    delta1 = np.empty_like(Z1)
     dW_ih1 = np.zeros_like(W_ih1)
     dW_hh1 = np.zeros_like(W_hh1)
     db_ih1 = np.zeros_like(b_ih1)
     db_hh1 = np.zeros_like(b_hh1)
     for t in reversed(range(T)):
         carry = truncate is None or (t + 1) % truncate != 0
-        Delta2[t] = A2[t] - Y[t]
-        dW2 += ((Delta2[t]/m) @ A1[t].T)
-        db2 += (Delta2[t]/m).sum(axis=1, keepdims=True)
-        dA1[t] = (W2.T @ Delta2[t])
+        delta2[t] = A2[t] - Y[t]
+        dW2 += ((delta2[t]/m) @ A1[t].T)
+        db2 += (delta2[t]/m).sum(axis=1, keepdims=True)
+        dA1[t] = (W2.T @ delta2[t])
         if t + 1 <= T - 1 and carry:
-            dA1[t] += (W_hh1.T @ Delta1[t + 1])
-        Delta1[t] = dA1[t]*(1 - A1[t]**2)
-        dW_ih1 += ((Delta1[t]/m) @ A0[t].T)
+            dA1[t] += (W_hh1.T @ delta1[t + 1])
+        delta1[t] = dA1[t]*(1 - A1[t]**2)
+        dW_ih1 += ((delta1[t]/m) @ A0[t].T)
         if t >= 1:
-            dW_hh1 += ((Delta1[t]/m) @ A1[t - 1].T)
-        db_ih1 += (Delta1[t]/m).sum(axis=1, keepdims=True)
-        db_hh1 += (Delta1[t]/m).sum(axis=1, keepdims=True)
+            dW_hh1 += ((delta1[t]/m) @ A1[t - 1].T)
+        db_ih1 += (delta1[t]/m).sum(axis=1, keepdims=True)
+        db_hh1 += (delta1[t]/m).sum(axis=1, keepdims=True)
     return {
         "weight_ih_l0": dW_ih1,
         "weight_hh_l0": dW_hh1,
@@ -169,14 +169,14 @@ class Workspace:
         self.A1 = _filled((T, hidden, m), self.dtype)
         self.Z2 = _filled((T, units, m), self.dtype)
         self.A2 = _filled((T, units, m), self.dtype)
-        self.Delta2 = _filled((T, units, m), self.dtype)
+        self.delta2 = _filled((T, units, m), self.dtype)
         self.dA1 = _filled((T, hidden, m), self.dtype)
-        self.Delta1 = _filled((T, hidden, m), self.dtype)
+        self.delta1 = _filled((T, hidden, m), self.dtype)
         # sequences laid out (rows, T, m), for the sums over all steps and samples
         self.A1_cols = _filled((hidden, T, m), self.dtype)
-        self.Delta2_cols = _filled((units, T, m), self.dtype)
+        self.delta2_cols = _filled((units, T, m), self.dtype)
         self.A0_cols = _filled((inputs, T, m), self.dtype)
-        self.Delta1_cols = _filled((hidden, T, m), self.dtype)
+        self.delta1_cols = _filled((hidden, T, m), self.dtype)
         # gradients, returned by gradients_into
         self.grads = {
             "weight_ih_l0": _filled((hidden, inputs), self.dtype),
@@ -223,13 +223,13 @@ def gradients_into(ws, params, X, Y, truncate=None):
     A1 = ws.A1
     Z2 = ws.Z2
     A2 = ws.A2
-    Delta2 = ws.Delta2
+    delta2 = ws.delta2
     dA1 = ws.dA1
-    Delta1 = ws.Delta1
+    delta1 = ws.delta1
     A1_cols = ws.A1_cols
-    Delta2_cols = ws.Delta2_cols
+    delta2_cols = ws.delta2_cols
     A0_cols = ws.A0_cols
-    Delta1_cols = ws.Delta1_cols
+    delta1_cols = ws.delta1_cols
     # forward
     # every step at once: Z1[t] = (W_ih1 @ A0[t]) + b_hh1 + b_ih1
     np.matmul(W_ih1, A0[0:T], out=Z1[0:T])
@@ -248,40 +248,40 @@ def gradients_into(ws, params, X, Y, truncate=None):
     # every step at once: A2[t] = Z2[t]
     np.copyto(A2[0:T], Z2[0:T])
     # backward
-    # every step at once: Delta2[t] = A2[t] - Y[t]
-    np.subtract(A2[0:T], Y[0:T], out=Delta2[0:T])
+    # every step at once: delta2[t] = A2[t] - Y[t]
+    np.subtract(A2[0:T], Y[0:T], out=delta2[0:T])
     np.copyto(A1_cols, A1.transpose(1, 0, 2))  # laid out (rows, T, m)
-    np.copyto(Delta2_cols, Delta2.transpose(1, 0, 2))  # laid out (rows, T, m)
-    # every step at once: dW2 += ((Delta2[t]/m) @ A1[t].T)
-    np.matmul(_steps(Delta2_cols, 0, T), _steps(A1_cols, 0, T).T, out=dW2)
+    np.copyto(delta2_cols, delta2.transpose(1, 0, 2))  # laid out (rows, T, m)
+    # every step at once: dW2 += ((delta2[t]/m) @ A1[t].T)
+    np.matmul(_steps(delta2_cols, 0, T), _steps(A1_cols, 0, T).T, out=dW2)
     np.divide(dW2, m, out=dW2)
-    # every step at once: db2 += (Delta2[t]/m).sum(axis=1, keepdims=True)
-    np.divide(_steps(Delta2_cols, 0, T), m, out=ws.t1)
+    # every step at once: db2 += (delta2[t]/m).sum(axis=1, keepdims=True)
+    np.divide(_steps(delta2_cols, 0, T), m, out=ws.t1)
     np.add.reduce(ws.t1, axis=1, keepdims=True, out=db2)
-    # every step at once: dA1[t] = (W2.T @ Delta2[t])
-    np.matmul(W2.T, Delta2[0:T], out=dA1[0:T])
+    # every step at once: dA1[t] = (W2.T @ delta2[t])
+    np.matmul(W2.T, delta2[0:T], out=dA1[0:T])
     for t in reversed(range(T)):
         carry = truncate is None or (t + 1) % truncate != 0
-        # if t + 1 <= T - 1: dA1[t] += (W_hh1.T @ Delta1[t + 1])
+        # if t + 1 <= T - 1: dA1[t] += (W_hh1.T @ delta1[t + 1])
         if t + 1 <= T - 1 and carry:
-            np.matmul(W_hh1.T, Delta1[t + 1], out=ws.t0)
+            np.matmul(W_hh1.T, delta1[t + 1], out=ws.t0)
             np.add(ws.t0, dA1[t], out=dA1[t])
-        # Delta1[t] = dA1[t]*(1 - A1[t]**2)
-        np.square(A1[t], out=Delta1[t])
-        np.subtract(1, Delta1[t], out=Delta1[t])
-        np.multiply(dA1[t], Delta1[t], out=Delta1[t])
+        # delta1[t] = dA1[t]*(1 - A1[t]**2)
+        np.square(A1[t], out=delta1[t])
+        np.subtract(1, delta1[t], out=delta1[t])
+        np.multiply(dA1[t], delta1[t], out=delta1[t])
     np.copyto(A0_cols, A0.transpose(1, 0, 2))  # laid out (rows, T, m)
-    np.copyto(Delta1_cols, Delta1.transpose(1, 0, 2))  # laid out (rows, T, m)
-    # every step at once: dW_ih1 += ((Delta1[t]/m) @ A0[t].T)
-    np.matmul(_steps(Delta1_cols, 0, T), _steps(A0_cols, 0, T).T, out=dW_ih1)
+    np.copyto(delta1_cols, delta1.transpose(1, 0, 2))  # laid out (rows, T, m)
+    # every step at once: dW_ih1 += ((delta1[t]/m) @ A0[t].T)
+    np.matmul(_steps(delta1_cols, 0, T), _steps(A0_cols, 0, T).T, out=dW_ih1)
     np.divide(dW_ih1, m, out=dW_ih1)
-    # every step at once: if t >= 1: dW_hh1 += ((Delta1[t]/m) @ A1[t - 1].T)
-    np.matmul(_steps(Delta1_cols, 1, T), _steps(A1_cols, 0, T - 1).T, out=dW_hh1)
+    # every step at once: if t >= 1: dW_hh1 += ((delta1[t]/m) @ A1[t - 1].T)
+    np.matmul(_steps(delta1_cols, 1, T), _steps(A1_cols, 0, T - 1).T, out=dW_hh1)
     np.divide(dW_hh1, m, out=dW_hh1)
-    # every step at once: db_ih1 += (Delta1[t]/m).sum(axis=1, keepdims=True)
-    np.divide(_steps(Delta1_cols, 0, T), m, out=ws.t2)
+    # every step at once: db_ih1 += (delta1[t]/m).sum(axis=1, keepdims=True)
+    np.divide(_steps(delta1_cols, 0, T), m, out=ws.t2)
     np.add.reduce(ws.t2, axis=1, keepdims=True, out=db_ih1)
-    # every step at once: db_hh1 += (Delta1[t]/m).sum(axis=1, keepdims=True)
+    # every step at once: db_hh1 += (delta1[t]/m).sum(axis=1, keepdims=True)
     np.copyto(db_hh1, db_ih1)
     return ws.grads
 

@@ -93,27 +93,27 @@ def gradients(params, X, Y, truncate=None):
     Z3 = cache["Z3"]
     A3 = cache["A3"]
     dA1 = np.empty_like(A1)
-    Delta1 = np.empty_like(Z1)
+    delta1 = np.empty_like(Z1)
     dW_ih1 = np.zeros_like(W_ih1)
     dW_hh1 = np.zeros_like(W_hh1)
     db_ih1 = np.zeros_like(b_ih1)
     db_hh1 = np.zeros_like(b_hh1)
-    Delta3 = A3 - Y
-    dW3 = ((Delta3/m) @ A2.T)
-    db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    delta3 = A3 - Y
+    dW3 = ((delta3/m) @ A2.T)
+    db3 = (delta3/m).sum(axis=1, keepdims=True)
     for t in reversed(range(T)):
         carry = truncate is None or (t + 1) % truncate != 0
         dA1[t] = 0.0
         if t == T - 1:
-            dA1[t] += (W3.T @ Delta3)
+            dA1[t] += (W3.T @ delta3)
         if t + 1 <= T - 1 and carry:
-            dA1[t] += (W_hh1.T @ Delta1[t + 1])
-        Delta1[t] = dA1[t]*(1 - A1[t]**2)
-        dW_ih1 += ((Delta1[t]/m) @ A0[t].T)
+            dA1[t] += (W_hh1.T @ delta1[t + 1])
+        delta1[t] = dA1[t]*(1 - A1[t]**2)
+        dW_ih1 += ((delta1[t]/m) @ A0[t].T)
         if t >= 1:
-            dW_hh1 += ((Delta1[t]/m) @ A1[t - 1].T)
-        db_ih1 += (Delta1[t]/m).sum(axis=1, keepdims=True)
-        db_hh1 += (Delta1[t]/m).sum(axis=1, keepdims=True)
+            dW_hh1 += ((delta1[t]/m) @ A1[t - 1].T)
+        db_ih1 += (delta1[t]/m).sum(axis=1, keepdims=True)
+        db_hh1 += (delta1[t]/m).sum(axis=1, keepdims=True)
     return {
         "weight_ih_l0": dW_ih1,
         "weight_hh_l0": dW_hh1,
@@ -167,15 +167,15 @@ class Workspace:
         self.Z1 = _filled((T, hidden, m), self.dtype)
         self.A1 = _filled((T, hidden, m), self.dtype)
         self.dA1 = _filled((T, hidden, m), self.dtype)
-        self.Delta1 = _filled((T, hidden, m), self.dtype)
+        self.delta1 = _filled((T, hidden, m), self.dtype)
         # sequences laid out (rows, T, m), for the sums over all steps and samples
         self.A0_cols = _filled((inputs, T, m), self.dtype)
-        self.Delta1_cols = _filled((hidden, T, m), self.dtype)
+        self.delta1_cols = _filled((hidden, T, m), self.dtype)
         self.A1_cols = _filled((hidden, T, m), self.dtype)
         self.A2 = _filled((hidden, m), self.dtype)
         self.Z3 = _filled((units, m), self.dtype)
         self.A3 = _filled((units, m), self.dtype)
-        self.Delta3 = _filled((units, m), self.dtype)
+        self.delta3 = _filled((units, m), self.dtype)
         # gradients, returned by gradients_into
         self.grads = {
             "weight_ih_l0": _filled((hidden, inputs), self.dtype),
@@ -223,13 +223,13 @@ def gradients_into(ws, params, X, Y, truncate=None):
     Z1 = ws.Z1
     A1 = ws.A1
     dA1 = ws.dA1
-    Delta1 = ws.Delta1
+    delta1 = ws.delta1
     A2 = ws.A2
     Z3 = ws.Z3
     A3 = ws.A3
-    Delta3 = ws.Delta3
+    delta3 = ws.delta3
     A0_cols = ws.A0_cols
-    Delta1_cols = ws.Delta1_cols
+    delta1_cols = ws.delta1_cols
     A1_cols = ws.A1_cols
     # forward
     # every step at once: Z1[t] = (W_ih1 @ A0[t]) + b_hh1 + b_ih1
@@ -251,42 +251,42 @@ def gradients_into(ws, params, X, Y, truncate=None):
     # A3 = Z3
     np.copyto(A3, Z3)
     # backward
-    # Delta3 = A3 - Y
-    np.subtract(A3, Y, out=Delta3)
-    # dW3 = ((Delta3/m) @ A2.T)
-    np.divide(Delta3, m, out=ws.t1)
+    # delta3 = A3 - Y
+    np.subtract(A3, Y, out=delta3)
+    # dW3 = ((delta3/m) @ A2.T)
+    np.divide(delta3, m, out=ws.t1)
     np.matmul(ws.t1, A2.T, out=dW3)
-    # db3 = (Delta3/m).sum(axis=1, keepdims=True)
+    # db3 = (delta3/m).sum(axis=1, keepdims=True)
     np.add.reduce(ws.t1, axis=1, keepdims=True, out=db3)
     # every step at once: dA1[t] = 0.0
     dA1[0:T].fill(0)
     for t in reversed(range(T)):
         carry = truncate is None or (t + 1) % truncate != 0
-        # if t == T - 1: dA1[t] += (W3.T @ Delta3)
+        # if t == T - 1: dA1[t] += (W3.T @ delta3)
         if t == T - 1:
-            np.matmul(W3.T, Delta3, out=ws.t0)
+            np.matmul(W3.T, delta3, out=ws.t0)
             np.add(ws.t0, dA1[t], out=dA1[t])
-        # if t + 1 <= T - 1: dA1[t] += (W_hh1.T @ Delta1[t + 1])
+        # if t + 1 <= T - 1: dA1[t] += (W_hh1.T @ delta1[t + 1])
         if t + 1 <= T - 1 and carry:
-            np.matmul(W_hh1.T, Delta1[t + 1], out=ws.t0)
+            np.matmul(W_hh1.T, delta1[t + 1], out=ws.t0)
             np.add(ws.t0, dA1[t], out=dA1[t])
-        # Delta1[t] = dA1[t]*(1 - A1[t]**2)
-        np.square(A1[t], out=Delta1[t])
-        np.subtract(1, Delta1[t], out=Delta1[t])
-        np.multiply(dA1[t], Delta1[t], out=Delta1[t])
+        # delta1[t] = dA1[t]*(1 - A1[t]**2)
+        np.square(A1[t], out=delta1[t])
+        np.subtract(1, delta1[t], out=delta1[t])
+        np.multiply(dA1[t], delta1[t], out=delta1[t])
     np.copyto(A0_cols, A0.transpose(1, 0, 2))  # laid out (rows, T, m)
-    np.copyto(Delta1_cols, Delta1.transpose(1, 0, 2))  # laid out (rows, T, m)
-    # every step at once: dW_ih1 += ((Delta1[t]/m) @ A0[t].T)
-    np.matmul(_steps(Delta1_cols, 0, T), _steps(A0_cols, 0, T).T, out=dW_ih1)
+    np.copyto(delta1_cols, delta1.transpose(1, 0, 2))  # laid out (rows, T, m)
+    # every step at once: dW_ih1 += ((delta1[t]/m) @ A0[t].T)
+    np.matmul(_steps(delta1_cols, 0, T), _steps(A0_cols, 0, T).T, out=dW_ih1)
     np.divide(dW_ih1, m, out=dW_ih1)
     np.copyto(A1_cols, A1.transpose(1, 0, 2))  # laid out (rows, T, m)
-    # every step at once: if t >= 1: dW_hh1 += ((Delta1[t]/m) @ A1[t - 1].T)
-    np.matmul(_steps(Delta1_cols, 1, T), _steps(A1_cols, 0, T - 1).T, out=dW_hh1)
+    # every step at once: if t >= 1: dW_hh1 += ((delta1[t]/m) @ A1[t - 1].T)
+    np.matmul(_steps(delta1_cols, 1, T), _steps(A1_cols, 0, T - 1).T, out=dW_hh1)
     np.divide(dW_hh1, m, out=dW_hh1)
-    # every step at once: db_ih1 += (Delta1[t]/m).sum(axis=1, keepdims=True)
-    np.divide(_steps(Delta1_cols, 0, T), m, out=ws.t2)
+    # every step at once: db_ih1 += (delta1[t]/m).sum(axis=1, keepdims=True)
+    np.divide(_steps(delta1_cols, 0, T), m, out=ws.t2)
     np.add.reduce(ws.t2, axis=1, keepdims=True, out=db_ih1)
-    # every step at once: db_hh1 += (Delta1[t]/m).sum(axis=1, keepdims=True)
+    # every step at once: db_hh1 += (delta1[t]/m).sum(axis=1, keepdims=True)
     np.copyto(db_hh1, db_ih1)
     return ws.grads
 
