@@ -592,9 +592,11 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
             bound = sp.Mul(*hidden, *[v for _, v in sums])
             assert _ratio_value(lesson, derivation) <= bound, "the ratio exceeds its own bound"
             key = "example.ratio_bounded"
+            from derive.present import fill  # the sums stay Markdown-lite: converted once, with the sentence
+
             fields = {"factors": slopes[0], "product": slopes[1], "bound": _decimal(bound),
                       "sums": text.raw("refs.list_separator").join(
-                          text("example.column_sum", value=_decimal(v), layer=layer) for layer, v in sums)}
+                          fill(text.raw("example.column_sum"), {"value": _decimal(v), "layer": layer}) for layer, v in sums)}
         out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2], **fields)))
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
