@@ -280,7 +280,10 @@ def _verification_blocks(report: Report, text: Text, penalty: bool) -> list:
         from derive.notation import quantity_of
         from derive.present import _number
 
-        figures = ", ".join(f"{text.math(quantity_of(label).latex())}: {_number(bound)}" for label, bound in per_node.items())
+        symbols = {label: quantity_of(label).latex() for label in per_node}
+        text.math_log.extend(symbols.values())  # uses of these symbols, for the notation table
+        # Markdown-lite throughout, converted once below (a formula already converted would be escaped)
+        figures = ", ".join(f"${symbols[label]}$: {_number(bound)}" for label, bound in per_node.items())
         items.insert(1, text("graph.per_node", raw={"figures": prose(figures, text.fmt) if text.fmt != "md" else figures}))
     return verification_blocks(items, text)
 
