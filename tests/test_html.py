@@ -34,6 +34,13 @@ def test_every_formula_is_mathml(lang):
     assert "<menclose notation=\"box\">" in page and "<mtable" in page
 
 
+@pytest.mark.parametrize("page", sorted((ROOT / "outputs").glob("*/derivation.html")), ids=lambda p: p.parent.name)
+def test_no_gallery_page_shows_markup_as_text(page):
+    """A formula converted twice (prose filled into prose) shows its MathML as escaped text."""
+    html = page.read_text()
+    assert "&lt;math" not in html and "&lt;mrow" not in html
+
+
 # every LaTeX construct the printer and the catalog use, with the MathML element that must come out
 FEATURES = {
     r"\begin{aligned} a &= b \\ c &= d && \text{(BP1)} \end{aligned}": "<mtable",
