@@ -22,6 +22,7 @@ from derive.spec import (
     MLPSpec,
     NetSpec,
     parse_activation_list,
+    parse_detail,
     parse_formats,
     parse_lang,
     parse_layers,
@@ -63,6 +64,7 @@ def make_spec(
     l2: str | None = None,
     l1: str | None = None,
     penalise_bias: bool = False,
+    detail: str | None = None,
 ) -> MLPSpec:
     """Validate the user's choices; raise DeriveError with a one-line message on the first bad one."""
     depth = parse_layers(layers)
@@ -103,6 +105,7 @@ def make_spec(
         raise DeriveError("invalid combination: --penalise-bias needs a penalty; add --l2 λ or --l1 λ")
     format_tuple = parse_formats(formats)
     language = parse_lang(lang)
+    detail_name = parse_detail(detail)
     choice = resolve_optimizer(optimizer)
     return MLPSpec(
         depth,
@@ -115,6 +118,7 @@ def make_spec(
         l2=l2_text,
         l1=l1_text,
         penalise_bias=bool(penalise_bias),
+        detail=detail_name,
     )
 
 
