@@ -363,23 +363,26 @@ def list_catalog() -> None:
               help=f"Files to write, any of {', '.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)}).")
 @click.option("--lang", "lang", default=None, metavar="LANG",
               help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en).")
+@click.option("--detail", "detail", default=None, metavar="LEVEL",
+              help="How much the documents print, for a chain of dense layers: lesson (default), full or summary, "
+                   "as for `derive mlp`. Any other network has one document, the lesson.")
 @click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
               help="Output folder (default: outputs/net-<file name>/).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
-def net(file, formats, lang, out, quiet) -> None:
+def net(file, formats, lang, detail, out, quiet) -> None:
     """Derive backpropagation for the network described in FILE.toml (layers in order, each a
     registered kind with its options; skip connections by name; loss, optimizer, penalties; see
     examples/*.toml and `derive mlp … --print-network`). Recurrent layers (kind rnn, lstm, gru)
     take the shapes of `derive rnn`: up to three of one kind and size, then a dense head."""
     with collector_paused():
-        _net(file, formats, lang, out, quiet)
+        _net(file, formats, lang, out, quiet, detail)
 
 
-def _net(file, formats, lang, out, quiet) -> None:
+def _net(file, formats, lang, out, quiet, detail=None) -> None:
     from derive.model import make_net_spec
 
     try:
-        spec = make_net_spec(file, formats, lang=lang)
+        spec = make_net_spec(file, formats, lang=lang, detail=detail)
     except DeriveError as error:
         _fail(error)
         return

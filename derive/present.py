@@ -1087,12 +1087,19 @@ INTRO_BEFORE_SYMBOLS = ("verification",)
 SYMBOLS_WHERE_USED = ("loss",)
 
 
-def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, notation, **fields) -> blocks.Document:
+def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, notation,
+                      omitted: tuple[str, ...] = (), **fields) -> blocks.Document:
     """Build every section in order (the notation tables last: they list what the others use) and the
-    document around them; formulas print with this language's words (a piecewise "if")."""
+    document around them; formulas print with this language's words (a piecewise "if"). The notation
+    table of a shorter document also lists what the `omitted` sections (of the lesson) use, so that it
+    is the lesson's table and a symbol the shorter text takes from them is defined."""
     built, used = {}, {}
+    start = len(text.math_log)
+    lesson_latex = "\n".join(used_latex(tuple(content[key]()), ()) for key in omitted)
+    lesson_latex += "\n" + "\n".join(text.math_log[start:])
+    del text.math_log[start:]
     for key in keys:  # in document order, each with the LaTeX it uses (its formulas and its prose's)
-        used[key] = ""  # the notation section holds its place: what comes after it may define its own
+        used[key] = lesson_latex if key == "notation" and omitted else ""  # the notation section holds its place
         if key != "notation":
             start = len(text.math_log)
             built[key] = tuple(content[key]())
@@ -1218,6 +1225,7 @@ def build_document(
                    "times": text.raw("formula.times")}):
         return assemble_document(
             text, keys, heads, content, notation,
+            omitted=tuple(k for k in every[:every.index("summary")] if k not in keys),
             title=title,
             subtitle=text("doc.subtitle", hidden=hidden_names, output=display_name(model.activations[-1]),
                           loss=_loss_title(model, text)),

@@ -227,7 +227,7 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
     if short:
         return [blocks.Paragraph(text("detail.initialisation_intro")), *_in_short(init, text, short=True),
                 *_variance_table(init, network_sizes, text, short=True),
-                *(_path_blocks(init, text) if init.path else [])]
+                *(_path_blocks(init, text, short=True) if init.path else [])]
     out = [
         blocks.Paragraph(text("initialisation.intro")),
         *_in_short(init, text),
@@ -279,9 +279,11 @@ def _variance_table(init: Initialisation, network_sizes, text: Text, short: bool
         names = [_known(scale, text) for scale in init.activations]
         input_known = init.layers[0].known
         known = ([text(f"initialisation.known_{input_known}")] if input_known else []) + [n for n in names if n]
-        if known:
-            out.append(blocks.Paragraph(text("detail.initialisation_known", names=text.raw("refs.list_separator").join(
-                k.lstrip(", ，即") for k in dict.fromkeys(known)))))
+        names = [k.lstrip(", ，即") for k in dict.fromkeys(known)]
+        if names:
+            listed = text.raw("refs.list_separator").join(names[:-1]) + text.raw("refs.list_last") + names[-1] \
+                if len(names) > 1 else names[0]
+            out.append(blocks.Paragraph(text("detail.initialisation_known", names=listed)))
     return out
 
 
@@ -307,7 +309,7 @@ def _in_short(init: Initialisation, text: Text, short: bool = False) -> list:
                                   final=f"{final:.4g}", layer=last))]
 
 
-def _path_blocks(init: Initialisation, text: Text) -> list:
+def _path_blocks(init: Initialisation, text: Text, short: bool = False) -> list:
     """What the derived variances do to this network, computed at its sizes: Var(z) layer by layer,
     the part of it the dropped constant g(0)² makes, the factor by which the errors' variance changes
     on the way back, and what the derivation therefore keeps and what it does not."""
@@ -338,7 +340,8 @@ def _path_blocks(init: Initialisation, text: Text) -> list:
         trend = "kept" if abs(product - 1) < 1e-9 else ("shrink" if product < 1 else "grow")
         sentences.append(text(f"initialisation.errors_{trend}", product=f"{product:.4g}", last=last))
     out.append(blocks.Paragraph(text.raw("language.sentence_separator").join(sentences)))
-    if any(scale.method == "linearisation" for scale in init.activations) and not kept:
+    if any(scale.method == "linearisation" for scale in init.activations) and not kept and not short:
+        # what the derivation keeps exactly: a conclusion about the derivation, printed with it
         out.append(blocks.Paragraph(text("initialisation.keeps_offset" if offsets else "initialisation.keeps")))
     return out
 

@@ -73,6 +73,8 @@ def command_line(spec: MLPSpec | NetSpec) -> str:
         if spec.path == "derive cnn" and first.startswith("# derive cnn"):  # the command it came from
             return first[2:] + (f" --lang {spec.lang}" if spec.lang != DEFAULT_LANGUAGE else "")
         parts = ["derive net", shlex.quote(spec.path)]
+        if spec.detail != DEFAULT_DETAIL:
+            parts.append(f"--detail {spec.detail}")
         if spec.lang != DEFAULT_LANGUAGE:
             parts.append(f"--lang {spec.lang}")
         return " ".join(parts)
@@ -170,7 +172,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
         if fmt not in documents:
             documents[fmt] = document_builder(model)(derivation, report, plan, command=command, fmt=fmt,
                                                      lang=spec.lang, training=(training, initialisation),
-                                                     lesson=lesson, **detail_option(spec))
+                                                     lesson=lesson, **detail_option(spec, model))
         return documents[fmt]
 
     # the JSON in a second process while this one prints the Markdown and then the LaTeX: those two
@@ -219,18 +221,18 @@ def document_builder(model):
     return build_graph_document
 
 
-def detail_option(spec) -> dict:
-    """`detail` for the document builder of a spec that chooses one (`derive mlp`); other commands
-    print their one document."""
+def detail_option(spec, model) -> dict:
+    """`detail` for the MLP's document builder (a chain of dense layers, from `derive mlp` or `derive
+    net`); any other network's document has one form."""
     detail = getattr(spec, "detail", None)
-    return {} if detail is None else {"detail": detail}
+    return {} if detail is None or not model.is_chain else {"detail": detail}
 
 
 def _tex(derivation, report, plan, command, spec, training, initialisation, lesson) -> str:
     """derivation.tex (also the source of the PDF)."""
     doc = document_builder(derivation.model)(derivation, report, plan, command=command, fmt="tex",
                                              lang=spec.lang, training=(training, initialisation), lesson=lesson,
-                                             **detail_option(spec))
+                                             **detail_option(spec, derivation.model))
     return render("derivation.tex.j2", {"doc": doc})
 
 

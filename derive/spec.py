@@ -149,6 +149,7 @@ class NetSpec:
     l1: str | None = None
     penalise_bias: bool = False
     text: str = ""  # the file's content, quoted in the documents
+    detail: str = DEFAULT_DETAIL  # how much the documents print (a chain of dense layers: all three levels)
 
     @property
     def regularised(self) -> bool:
@@ -161,6 +162,8 @@ class NetSpec:
         parts = ["net", stem[:60]]
         if self.lang != DEFAULT_LANGUAGE:
             parts.append(self.lang)
+        if self.detail != DEFAULT_DETAIL:
+            parts.append(self.detail)
         return "-".join(parts) + self.optimizer.slug()
 
 
