@@ -147,12 +147,6 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
     with this run's values), and what SymPy derives about it (`short`: the optimizer used, that it is
     torch.optim's, and its update with this run's values; the options and derived facts left out)."""
     opt, values = training.optimizer, training.values
-    hyper = []
-    for h in opt.hypers:
-        default = h.torch_default if h.torch_default is not None else h.default
-        hyper.append((prose(f"`{h.name}`", text.fmt), text.math(", ".join(tlatex(s) for s in h.symbols)),
-                      text.plain(format_value(values[h.name])), text.plain(format_value(default)),
-                      text(f"optimizer_hyper.{h.name}")))
     given = spec.optimizer.name != "sgd" or spec.optimizer.overrides
     opening = [
         blocks.Paragraph(text("detail.optimizer_intro" if short else "optimizer.intro",
@@ -163,6 +157,12 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
     ]
     if short:
         return opening + _short_update(training, text)
+    hyper = []  # its formulas count as used (the notation table) only where the table is printed
+    for h in opt.hypers:
+        default = h.torch_default if h.torch_default is not None else h.default
+        hyper.append((prose(f"`{h.name}`", text.fmt), text.math(", ".join(tlatex(s) for s in h.symbols)),
+                      text.plain(format_value(values[h.name])), text.plain(format_value(default)),
+                      text(f"optimizer_hyper.{h.name}")))
     out = [
         *opening,
         blocks.Heading(text("optimizer.hyper_title")),
