@@ -155,3 +155,21 @@ def test_what_the_lesson_leaves_out_of_the_optimizer_is_in_full():
 def test_a_shorter_document_is_deterministic():
     spec = make_spec(2, "tanh", None, "bce", formats="md,tex,html", detail="summary")
     assert generate(spec).files == generate(spec).files
+
+
+@pytest.mark.parametrize("detail", DETAILS)
+def test_every_detail_passes_the_gallery_structure_checks(outcomes, detail, tmp_path):
+    """The checks every gallery entry gets (the same sections in every format, numbered as the detail
+    numbers them; every link and LaTeX reference resolves), on the sigmoid documents as written now:
+    the gallery's -full and -summary entries are only written when the gallery is regenerated."""
+    from test_document_structure import (test_every_format_has_the_same_sections_in_the_same_order,
+                                         test_every_html_link_resolves, test_every_latex_reference_has_its_label,
+                                         test_every_markdown_link_resolves)
+
+    entry = tmp_path / ("mlp-L3-sigmoid-sigmoid-mse" + ("" if detail == "lesson" else f"-{detail}"))
+    entry.mkdir()
+    for name, data in outcomes("sigmoid-en", detail).files.items():
+        (entry / name).write_bytes(data)
+    for check in (test_every_format_has_the_same_sections_in_the_same_order, test_every_markdown_link_resolves,
+                  test_every_html_link_resolves, test_every_latex_reference_has_its_label):
+        check(entry)
