@@ -173,3 +173,24 @@ def test_every_detail_passes_the_gallery_structure_checks(outcomes, detail, tmp_
     for check in (test_every_format_has_the_same_sections_in_the_same_order, test_every_markdown_link_resolves,
                   test_every_html_link_resolves, test_every_latex_reference_has_its_label):
         check(entry)
+
+
+def test_derive_net_prints_a_chain_at_any_detail_and_refuses_it_for_another_network(tmp_path):
+    """A network file of dense layers has the MLP's document and so the three levels; a residual
+    network has one document, and a level other than the lesson is refused before anything is written."""
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    out = tmp_path / "chain"
+    done = CliRunner().invoke(main, ["net", str(examples / "mlp_relu_softmax.toml"), "--detail", "summary",
+                                     "--format", "md", "--out", str(out), "-q"])
+    assert done.exit_code == 0, done.output
+    markdown = (out / "derivation.md").read_text()
+    assert re.findall(r"^## (\d+|[A-Z])\. ", markdown, re.M) == ["2", "3", "11", "16", "A", "B"]
+    assert "--detail summary`" in markdown and "--detail full`" in markdown
+    refused = tmp_path / "residual"
+    result = CliRunner().invoke(main, ["net", str(examples / "residual_mlp.toml"), "--detail", "full",
+                                       "--out", str(refused)])
+    assert result.exit_code != 0 and "\n" not in result.output.strip()
+    assert "'full'" in result.output and "accepted for it: lesson" in result.output
+    assert not refused.exists()
