@@ -118,6 +118,12 @@ def main(ctx: click.Context) -> None:
 @click.option("--lang", "lang", default=None, metavar="LANG",
               help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en). Formulas are the same in every "
                    "language.")
+@click.option("--detail", "detail", default=None, metavar="LEVEL",
+              help="How much the documents print: lesson (default; the derivation a student reads, with short "
+                   "training sections and the certificate), full (every section and every intermediate step, "
+                   "including the whole initialisation analysis) or summary (for an engineer: the network, the "
+                   "four equations boxed, the algorithm beside its code, the certificate). The checks are the "
+                   "same for every level.")
 @click.option("--optimizer", "optimizer", default=None, metavar="NAME[:key=value,…]",
               help="Optimizer of the generated update() and train(), with torch.optim's definitions, names and "
                    "defaults: sgd (default), momentum, nesterov, adagrad, rmsprop, adam, adamw; hyper-parameters "
@@ -127,14 +133,14 @@ def main(ctx: click.Context) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 @click.option("--print-network", "print_network", is_flag=True,
               help="Print this network as a network file for `derive net` (to start a new one from) and stop.")
-def mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet,
+def mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, detail, optimizer, out, quiet,
         print_network) -> None:
     """Derive backpropagation for a multilayer perceptron and write the derivation and its code."""
     if print_network:
         _print_network(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, optimizer)
         return
     with collector_paused():  # restored afterwards, for callers that run the command in process (tests)
-        _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet)
+        _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet, detail)
 
 
 def _print_network(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, optimizer) -> None:
@@ -150,12 +156,13 @@ def _print_network(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, opt
     click.echo(network_text(spec), nl=False)
 
 
-def _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet) -> None:
+def _mlp(layers, act, out_act, loss, l2, l1, penalise_bias, sizes, formats, lang, optimizer, out, quiet,
+         detail=None) -> None:
     from derive.model import make_spec
 
     try:
         spec = make_spec(layers, act, out_act, loss, sizes, formats, lang=lang, optimizer=optimizer,
-                         l2=l2, l1=l1, penalise_bias=penalise_bias)
+                         l2=l2, l1=l1, penalise_bias=penalise_bias, detail=detail)
         if out is not None and not out.strip():  # Path("") would be the current folder
             raise DeriveError(f"invalid value for --out: {out!r} is empty; give a folder, e.g. --out results "
                               "(or omit --out for outputs/<architecture>-<choices>/)")
@@ -356,23 +363,26 @@ def list_catalog() -> None:
               help=f"Files to write, any of {', '.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)}).")
 @click.option("--lang", "lang", default=None, metavar="LANG",
               help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en).")
+@click.option("--detail", "detail", default=None, metavar="LEVEL",
+              help="How much the documents print, for a chain of dense layers: lesson (default), full or summary, "
+                   "as for `derive mlp`. Any other network has one document, the lesson.")
 @click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
               help="Output folder (default: outputs/net-<file name>/).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
-def net(file, formats, lang, out, quiet) -> None:
+def net(file, formats, lang, detail, out, quiet) -> None:
     """Derive backpropagation for the network described in FILE.toml (layers in order, each a
     registered kind with its options; skip connections by name; loss, optimizer, penalties; see
     examples/*.toml and `derive mlp … --print-network`). Recurrent layers (kind rnn, lstm, gru)
     take the shapes of `derive rnn`: up to three of one kind and size, then a dense head."""
     with collector_paused():
-        _net(file, formats, lang, out, quiet)
+        _net(file, formats, lang, out, quiet, detail)
 
 
-def _net(file, formats, lang, out, quiet) -> None:
+def _net(file, formats, lang, out, quiet, detail=None) -> None:
     from derive.model import make_net_spec
 
     try:
-        spec = make_net_spec(file, formats, lang=lang)
+        spec = make_net_spec(file, formats, lang=lang, detail=detail)
     except DeriveError as error:
         _fail(error)
         return

@@ -34,6 +34,10 @@ CONFIGURATIONS = [
     (2, "z*tanh(softplus(z))", "identity", "log(cosh(a-y))", {}),
     # erf through the generated helper; log-softmax with the negative log-likelihood
     (2, "gelu", None, "nll", {}),
+    # the first beside it at the other two levels of --detail (every entry shows the default, the lesson):
+    # the complete document for a lecturer and the summary for an engineer, each with its PDF
+    (3, "sigmoid", None, "mse", {"detail": "full", "formats": "md,tex,py,json,pdf"}),
+    (3, "sigmoid", None, "mse", {"detail": "summary", "formats": "md,tex,py,json,pdf"}),
 ]
 
 

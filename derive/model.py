@@ -7,7 +7,7 @@ the chain of layers Dense¹ → g¹ → … → Denseᴸ → gᴸ → loss that 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from derive.catalog import Activation, Loss, resolve_activation, resolve_loss
@@ -19,9 +19,11 @@ from derive.network import Network
 from derive.notation import LayerRef, Q
 from derive.layers.penalty import Penalty
 from derive.spec import (
+    DEFAULT_DETAIL,
     MLPSpec,
     NetSpec,
     parse_activation_list,
+    parse_detail,
     parse_formats,
     parse_lang,
     parse_layers,
@@ -63,6 +65,7 @@ def make_spec(
     l2: str | None = None,
     l1: str | None = None,
     penalise_bias: bool = False,
+    detail: str | None = None,
 ) -> MLPSpec:
     """Validate the user's choices; raise DeriveError with a one-line message on the first bad one."""
     depth = parse_layers(layers)
@@ -103,6 +106,7 @@ def make_spec(
         raise DeriveError("invalid combination: --penalise-bias needs a penalty; add --l2 λ or --l1 λ")
     format_tuple = parse_formats(formats)
     language = parse_lang(lang)
+    detail_name = parse_detail(detail)
     choice = resolve_optimizer(optimizer)
     return MLPSpec(
         depth,
@@ -115,6 +119,7 @@ def make_spec(
         l2=l2_text,
         l1=l1_text,
         penalise_bias=bool(penalise_bias),
+        detail=detail_name,
     )
 
 
@@ -184,13 +189,22 @@ def build_model(spec: MLPSpec | NetSpec) -> Model:
 # network files
 
 
-def make_net_spec(path: str, formats: str | None = None, *, lang: str | None = None) -> NetSpec:
-    """Read a network file and check that it builds: every error is reported before any work."""
+def make_net_spec(path: str, formats: str | None = None, *, lang: str | None = None,
+                  detail: str | None = None) -> NetSpec:
+    """Read a network file and check that it builds: every error is reported before any work. Only a
+    chain of dense layers has the MLP's document, and with it the three levels of `--detail`; any
+    other network has one document, the lesson."""
     from derive.netfile import read_network
 
+    level = parse_detail(detail)
     spec = read_network(path, formats=parse_formats(formats), lang=parse_lang(lang))
+    chain = False
     if isinstance(spec, NetSpec):  # recurrent layers: the spec of `derive rnn`, checked when it was made
-        _network_model(spec)
+        chain = _network_model(spec).is_chain
+        spec = replace(spec, detail=level)
+    if level != DEFAULT_DETAIL and not chain:
+        raise DeriveError(f"invalid value for --detail: {detail!r}; a network that is not a chain of dense layers "
+                          f"has one document; accepted for it: {DEFAULT_DETAIL}")
     return spec
 
 

@@ -12,7 +12,7 @@ import html
 import re
 import tomllib
 from dataclasses import replace
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from html import escape as html_escape
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from derive import document as blocks
 from derive.backprop import COST_KEY, Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
+from derive.detail import OPENING, brief, chosen_sections, omits_steps
 from derive.notation import BATCH_COST, LayerRef, Q, index, quantity_of
 from derive.present_functions import (
     activation_extras,
@@ -42,7 +43,7 @@ from derive import present_lesson as lesson_blocks
 from derive.present_notation import CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
 from derive.printing import latex, words
 from derive.rewrite import logistic_as_tanh
-from derive.spec import NetSpec
+from derive.spec import DEFAULT_DETAIL, NetSpec
 from derive.verify import PREACTIVATION_BOUND, Report
 
 LOCALE_DIR = Path(__file__).parent / "locale"
@@ -177,7 +178,8 @@ def _aligned(equations: list[dict], boxed: bool = False, tags: list[str] | None 
     return blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for e, tag in zip(equations, tags)), boxed=boxed)
 
 
-def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson: Lesson, refs: Refs) -> list:
+def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson: Lesson, refs: Refs,
+             short: bool = False) -> list:
     """The big picture, after the motivation of section 1: the network and the picture of both passes,
     the paths along which one weight reaches the loss (counted for this network), what a unit's error
     means and why it is computed backwards."""
@@ -196,6 +198,14 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
         blocks.Paragraph(text("network.sizes_note")),
         picture,
         blocks.Paragraph(text("network.passes")),
+        *([] if short else _network_lesson(model, text, refs)),
+    ]
+
+
+def _network_lesson(model, text: Text, refs: Refs) -> list:
+    """What the big picture teaches beyond the network's shape: the paths, the error, why z, why backwards."""
+    depth = model.depth
+    return [
         *([_paths(model, text, refs)] if depth > 1 else []),  # one layer: a single path per weight
         blocks.Paragraph(text("big_picture.error")),  # what δ means: Nielsen's demon
         blocks.Paragraph(text("big_picture.why_z")),  # why z and not a: BP3 and BP4 become one product
@@ -491,16 +501,22 @@ class Refs:
     equation (\\ref of its label); Markdown and HTML number none, so they link to the section that
     holds it. The words around the number ("eq.", "section") come from the message catalog."""
 
-    def __init__(self, text: Text, sections: dict[str, blocks.Section]):
+    def __init__(self, text: Text, sections: dict[str, blocks.Section], absent: dict[str, int | str] | None = None):
         self.text = text
         self.sections = sections
+        self.absent = absent or {}  # sections a shorter document leaves out: cited by number, without a link
 
     def equation(self, label: str, section: str) -> str:
+        if section in self.absent:
+            return self.section(section)
         if self.text.fmt == "tex":
             return _tie(self.text("refs.equation", raw={"number": rf"\ref{{{label}}}"}))
         return self.section(section)
 
     def section(self, key: str) -> str:
+        if key in self.absent:
+            number = str(self.absent[key])
+            return _tie(self.text("refs.appendix" if not number.isdigit() else "refs.section", raw={"number": number}))
         s = self.sections[key]
         links = {
             "tex": lambda: rf"\ref{{{s.label}}}",
@@ -511,11 +527,13 @@ class Refs:
 
     def plain(self, label: str, section: str) -> str:
         """The same reference as plain text, for the margin of a display (no link can go there)."""
-        if self.text.fmt == "tex":
+        if self.text.fmt == "tex" and section not in self.absent:
             return _tie(self.text.raw("refs.equation").replace("{number}", rf"\ref{{{label}}}"))
         return self.plain_section(section)
 
     def plain_section(self, key: str) -> str:
+        if key in self.absent:
+            return _tie(self.text.raw("refs.section").replace("{number}", str(self.absent[key])))
         s = self.sections[key]
         number = rf"\ref{{{s.label}}}" if self.text.fmt == "tex" else str(s.number)
         return _tie(self.text.raw("refs.section").replace("{number}", number))
@@ -768,8 +786,10 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     ]
 
 
-def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple | None, narrator: Narrator) -> list:
-    """Gradient descent derived (with training), then the update of this network's parameters."""
+def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple | None, narrator: Narrator,
+                 short: bool = False) -> list:
+    """Gradient descent derived (with training; `short`: only why, in words), then the update of this
+    network's parameters."""
     def gradient_ref(step):
         if step.rule != "substitute_gradient":
             return "", ""
@@ -780,7 +800,7 @@ def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple
     if training is not None:
         from derive.present_training import update_blocks
 
-        out += update_blocks(training[0], text, narrator)
+        out += update_blocks(training[0], text, narrator, short)
     key = "l" if "l" in derivation.updates else str(derivation.model.depth)
     return out + [_steps(narrator, derivation.updates[key], intro=text("update.rule"), ref=gradient_ref)]
 
@@ -853,7 +873,9 @@ def verification_blocks(items: list[str], text: Text) -> list:
     return [blocks.Paragraph(text("verification.intro")), blocks.ItemList(tuple(items[:-1])), blocks.Paragraph(items[-1])]
 
 
-def _verification(report: Report, text: Text, penalty: bool = False) -> list[str]:
+def _verification(report: Report, text: Text, penalty: bool = False, short: bool = False) -> list[str]:
+    """The certificate: every check with its figures (`short`: the generated-code check without the
+    description of its method)."""
     paragraphs = []
     s = report.check("symbolic")
     if "error" in s.figures:
@@ -879,7 +901,8 @@ def _verification(report: Report, text: Text, penalty: bool = False) -> list[str
     f = report.check("derivatives").figures
     paragraphs.append(
         text(
-            "verification.derivatives_directional" if f.get("method") == "directional" else "verification.derivatives",
+            "verification.derivatives_directional" if f.get("method") == "directional"
+            else "detail.derivatives" if short else "verification.derivatives",
             directions=f.get("directions", 0),
             per_parameter=f.get("per_parameter", 0),
             step=_number(f["step"]),
@@ -959,7 +982,9 @@ def _number(bound: str) -> str:
     return f"${prefix}10^{{{int(exponent)}}}$"
 
 
-def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
+def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = False) -> list:
+    """What model.py holds and where it is; in full, its forward pass, loss and gradients as generated
+    (`short`: the algorithm table has already shown the backward pass line by line)."""
     stable = []
     acts = derivation.model.activations
     if any(a.name == "sigmoid" for a in acts):
@@ -979,6 +1004,8 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text) -> list:
 
     # forward, loss and gradients exactly as model.py has them: the same template part renders both
     core = render("model_core.py.j2", code_context(plan, title="", command="")).rstrip("\n").split("\n")
+    if short:
+        return [blocks.Paragraph(intro), blocks.Paragraph(text("detail.code_location"))]
     out = [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences), blocks.Paragraph(text("code.backward")),
            blocks.Code(tuple(core)), blocks.Paragraph(text("code.init"))]
     if plan.workspace is not None:
@@ -1022,17 +1049,20 @@ def section_keys(core: tuple[str, ...], training: tuple | None, lesson: Lesson) 
     return keys + list(APPENDICES)
 
 
-def section_heads(keys: list[str], text: Text, titles: dict[str, str] | None = None) -> dict[str, blocks.Section]:
+def section_heads(keys: list[str], text: Text, titles: dict[str, str] | None = None,
+                  numbers: dict[str, int | str] | None = None, part: bool = True) -> dict[str, blocks.Section]:
     """Numbers (1, 2, … and A, B for the appendices), titles, anchors and labels of the sections
-    (`titles`: a catalog key for a section whose title differs from its key's)."""
-    heads, numbered = {}, [k for k in keys if k not in APPENDICES]
+    (`titles`: a catalog key for a section whose title differs from its key's; `numbers`: the
+    numbers of the complete document, which a summary keeps so that its citations of the lesson
+    hold; `part`: whether the reference part is marked)."""
+    heads, numbers = {}, numbers or section_numbers(keys)
     for key in keys:
-        number = numbered.index(key) + 1 if key in numbered else "ABCDEFGH"[APPENDICES.index(key)]
+        number = numbers[key]
         title = text((titles or {}).get(key, f"section.{key}"))
         heads[key] = blocks.Section(key, number, title, anchor(f"{number}. {title}"),
                                     "sec:" + TEX_SECTION_LABELS.get(key, key))
     first = next((k for k in keys if k in REFERENCE), None)
-    if first is not None:  # the lesson ends here: what follows is looked up, not read in order
+    if first is not None and part:  # the lesson ends here: what follows is looked up, not read in order
         heads[first] = replace(heads[first], part=text("part.reference"), part_intro=text("part.reference_intro"))
     return heads
 
@@ -1057,12 +1087,19 @@ INTRO_BEFORE_SYMBOLS = ("verification",)
 SYMBOLS_WHERE_USED = ("loss",)
 
 
-def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, notation, **fields) -> blocks.Document:
+def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, notation,
+                      omitted: tuple[str, ...] = (), **fields) -> blocks.Document:
     """Build every section in order (the notation tables last: they list what the others use) and the
-    document around them; formulas print with this language's words (a piecewise "if")."""
+    document around them; formulas print with this language's words (a piecewise "if"). The notation
+    table of a shorter document also lists what the `omitted` sections (of the lesson) use, so that it
+    is the lesson's table and a symbol the shorter text takes from them is defined."""
     built, used = {}, {}
+    start = len(text.math_log)
+    lesson_latex = "\n".join(used_latex(tuple(content[key]()), ()) for key in omitted)
+    lesson_latex += "\n" + "\n".join(text.math_log[start:])
+    del text.math_log[start:]
     for key in keys:  # in document order, each with the LaTeX it uses (its formulas and its prose's)
-        used[key] = ""  # the notation section holds its place: what comes after it may define its own
+        used[key] = lesson_latex if key == "notation" and omitted else ""  # the notation section holds its place
         if key != "notation":
             start = len(text.math_log)
             built[key] = tuple(content[key]())
@@ -1124,24 +1161,29 @@ def picture_loss(model, text: Text) -> str:
 
 def build_document(
     derivation: Derivation, report: Report, plan: CodePlan, *, command: str, fmt: str, lang: str = "en",
-    training: tuple | None = None, lesson: Lesson | None = None,
+    training: tuple | None = None, lesson: Lesson | None = None, detail: str = DEFAULT_DETAIL,
 ) -> blocks.Document:
-    """The document in one format: every section of every format, with its blocks."""
+    """The document in one format: the sections `detail` chooses (see `derive.detail`), with their
+    blocks; a section keeps its number in the complete document, so a citation of one left out holds."""
     lesson = lesson if lesson is not None else study(derivation)
     model = derivation.model
     depth = model.depth
     core = LESSON_SECTIONS if depth > 1 else tuple(k for k in LESSON_SECTIONS if k != "paths")  # one layer: one path
-    keys = section_keys(core, training, lesson)
-    text = Text(lang, fmt, **section_numbers(keys))
+    every = section_keys(core, training, lesson)
+    keys = chosen_sections(detail, every)
+    numbers = section_numbers(every)
+    text = Text(lang, fmt, **numbers)
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
-    heads = section_heads(keys, text, {"learn": "section.want"})  # the MLP opens with the question, no box
-    refs = Refs(text, heads)
+    heads = section_heads(keys, text, {"learn": "section.want"},  # the MLP opens with the question, no box
+                          numbers=numbers, part="learn" in keys)  # a reference part only after a lesson
+    refs = Refs(text, heads, absent={k: n for k, n in numbers.items() if k not in keys})
     narrator = Narrator(text)
-    numbers = section_numbers(keys)
+    short = partial(brief, detail)
     content = {
         "learn": lambda: _learn(lesson, text, refs),
-        "network": lambda: _network(derivation, text, network_picture(derivation, text), lesson, refs),
+        "network": lambda: _network(derivation, text, network_picture(derivation, text), lesson, refs,
+                                    short("network")),
         "summary": lambda: _summary(derivation, text, refs, lesson),
         "forward": lambda: _forward(derivation, text),
         "loss": lambda: _loss(derivation, text),
@@ -1159,16 +1201,21 @@ def build_document(
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
         "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs),
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
-        "update_rule": lambda: _update_rule(derivation, text, refs, training, narrator),
-        "code": lambda: _code(plan, derivation, text),
+        "update_rule": lambda: _update_rule(derivation, text, refs, training, narrator, short("update_rule")),
+        "code": lambda: _code(plan, derivation, text, short("code")),
         "notations": lambda: notation_map_blocks(text),
-        "verification": lambda: verification_blocks(_verification(report, text, model.penalty is not None), text),
+        "verification": lambda: verification_blocks(
+            _verification(report, text, model.penalty is not None, short("verification")), text),
     }
     if training is not None:
         from derive.present_training import initialisation_blocks, optimizer_blocks
 
-        content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator)
-        content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator)
+        content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator, short("optimizer"))
+        content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator,
+                                                                  short("initialisation"))
+    if detail in OPENING:  # said once, at the top of the first section
+        first, build = keys[0], content[keys[0]]
+        content[first] = lambda: [blocks.Paragraph(text(OPENING[detail])), *build()]
     vector = any(a.is_vector for a in model.activations)
     notation = lambda used: notation_blocks(  # noqa: E731
         text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)},
@@ -1178,14 +1225,25 @@ def build_document(
                    "times": text.raw("formula.times")}):
         return assemble_document(
             text, keys, heads, content, notation,
+            omitted=tuple(k for k in every[:every.index("summary")] if k not in keys),
             title=title,
             subtitle=text("doc.subtitle", hidden=hidden_names, output=display_name(model.activations[-1]),
                           loss=_loss_title(model, text)),
             generated=text("doc.generated", version=__version__, command=command,
-                           verification_section=numbers["verification"]),
+                           verification_section=numbers["verification"]) + more_detail(text, detail, command),
             metadata=metadata(text, text.raw("doc.title").replace("{depth}", str(depth)).replace(
                 "{plural}", "s" if depth > 1 else "")),
         )
+
+
+def more_detail(text: Text, detail: str, command: str) -> str:
+    """The sentence closing a shorter document: which command prints what it leaves out (the same
+    command with `--detail full`, and for the summary also the lesson), after the colophon."""
+    if not omits_steps(detail):
+        return ""
+    bare = re.sub(r" --detail \S+", "", command)
+    full = re.sub(r"^(derive \S+ .*?)(?= --lang |$)", r"\1 --detail full", bare, count=1)
+    return text.raw("language.sentence_separator") + text(f"detail.more_{detail}", lesson=bare, full=full)
 
 
 PICTURE_FILE = "network.svg"  # the Markdown document shows the picture from this file beside it

@@ -127,8 +127,13 @@ def _aligned(steps) -> blocks.Aligned:
     return blocks.Aligned(tuple(blocks.Row(tlatex(s.lhs), tlatex(s.rhs)) for s in steps))
 
 
-def update_blocks(training: Training, text: Text, narrator: Narrator) -> list:
-    """Gradient descent derived from the proximal model, then SGD and why it is unbiased."""
+def update_blocks(training: Training, text: Text, narrator: Narrator, short: bool = False) -> list:
+    """Gradient descent derived from the proximal model, then SGD and why it is unbiased (`short`: both
+    results in words, without their derivations)."""
+    if short:
+        return [blocks.Paragraph(text.raw("language.sentence_separator").join(
+            (text("training.update_derivation"), text("training.update_result")))),
+            blocks.Paragraph(text("detail.minibatch_unbiased"))]
     return [
         blocks.Paragraph(text("training.update_derivation")),
         _steps(narrator, training.update_steps, conclusion=text("training.update_result")),
@@ -137,22 +142,29 @@ def update_blocks(training: Training, text: Text, narrator: Narrator) -> list:
     ]
 
 
-def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Narrator) -> list:
+def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Narrator, short: bool = False) -> list:
     """The optimizer section: its hyper-parameters and state, the update equations of step t (and
-    with this run's values), and what SymPy derives about it."""
+    with this run's values), and what SymPy derives about it (`short`: the optimizer used, that it is
+    torch.optim's, and its update with this run's values; the options and derived facts left out)."""
     opt, values = training.optimizer, training.values
-    hyper = []
+    given = spec.optimizer.name != "sgd" or spec.optimizer.overrides
+    opening = [
+        blocks.Paragraph(text("detail.optimizer_intro" if short else "optimizer.intro",
+                              raw={"title": text.title("optimizer_title", opt.name, opt.title)},
+                              torch_class=opt.torch_class)),
+        blocks.Paragraph(text("optimizer.chosen", choice=choice_text(spec.optimizer)) if given
+                         else text("optimizer.chosen_default")),
+    ]
+    if short:
+        return opening + _short_update(training, text)
+    hyper = []  # its formulas count as used (the notation table) only where the table is printed
     for h in opt.hypers:
         default = h.torch_default if h.torch_default is not None else h.default
         hyper.append((prose(f"`{h.name}`", text.fmt), text.math(", ".join(tlatex(s) for s in h.symbols)),
                       text.plain(format_value(values[h.name])), text.plain(format_value(default)),
                       text(f"optimizer_hyper.{h.name}")))
-    given = spec.optimizer.name != "sgd" or spec.optimizer.overrides
     out = [
-        blocks.Paragraph(text("optimizer.intro", raw={"title": text.title("optimizer_title", opt.name, opt.title)},
-                              torch_class=opt.torch_class)),
-        blocks.Paragraph(text("optimizer.chosen", choice=choice_text(spec.optimizer)) if given
-                         else text("optimizer.chosen_default")),
+        *opening,
         blocks.Heading(text("optimizer.hyper_title")),
         blocks.Table(tuple(text(f"optimizer.{k}") for k in ("name", "symbol", "value", "torch_default", "meaning")),
                      tuple(hyper), (r"p{0.2\textwidth}", "l", r"p{0.1\textwidth}", r"p{0.1\textwidth}",
@@ -186,6 +198,14 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
     return out
 
 
+def _short_update(training: Training, text: Text) -> list:
+    """The optimizer's step as this run takes it (with its values where they simplify it)."""
+    entrywise = any(step.rhs.has(sp.Pow) for step in training.equations)
+    equations = training.equations_with_values if training.equations_with_values is not None else training.equations
+    return [blocks.Paragraph(text("optimizer.equations", raw={"entrywise": text("optimizer.entrywise") if entrywise else ""})),
+            _aligned(equations), blocks.Paragraph(text("detail.optimizer_more"))]
+
+
 def _figures(figures: dict) -> dict:
     """Figures for the prose: formulas printed like the equations, numbers kept as they are."""
     return {k: tlatex(v) if isinstance(v, sp.Basic) else v for k, v in figures.items()}
@@ -199,10 +219,15 @@ def _known(scale, text: Text) -> str:
     return text(f"initialisation.known_{scale.known}")
 
 
-def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], text: Text, narrator: Narrator) -> list:
+def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], text: Text, narrator: Narrator,
+                          short: bool = False) -> list:
     """The initialisation section: the variance relations, the scale derived for the input and for
     each hidden activation, what the derived variances do to this network, and the variance of
-    every layer."""
+    every layer (`short`: the rule used, the computed result and the tables, without the derivation)."""
+    if short:
+        return [blocks.Paragraph(text("detail.initialisation_intro")), *_in_short(init, text, short=True),
+                *_variance_table(init, network_sizes, text, short=True),
+                *(_path_blocks(init, text, short=True) if init.path else [])]
     out = [
         blocks.Paragraph(text("initialisation.intro")),
         *_in_short(init, text),
@@ -229,6 +254,15 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
             out += _linearisation_notes(scale, init.maps.get(scale.activation.name), text)
         if scale.method == "quadrature":
             out.append(blocks.Paragraph(text("initialisation.quadrature_note")))
+    out += _variance_table(init, network_sizes, text)
+    if init.path:
+        out += _path_blocks(init, text)
+    return out
+
+
+def _variance_table(init: Initialisation, network_sizes, text: Text, short: bool = False) -> list:
+    """The variance of every layer's initial weights, as a formula and at this network's sizes (`short`:
+    with the usual name of each rule, since its derivation is not printed)."""
     sizes = dict(network_sizes) if isinstance(network_sizes, dict) else {  # size symbol → value, or per layer
         size(LayerRef(l)): n for l, n in enumerate(network_sizes)}
     rows = []
@@ -239,10 +273,17 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
         rows.append((weight, source, text.math(tlatex(layer.variance), display=True), f"{float(value):.4g}",
                      f"{float(sp.sqrt(value)):.4g}"))
     header = tuple(text(f"initialisation.{k}") for k in ("layer", "source", "variance", "value", "std"))
-    out += [blocks.Paragraph(text("initialisation.table_intro")),
-            blocks.Table(header, tuple(rows), ("r", "l", "c", "c", "c"), tall=True)]
-    if init.path:
-        out += _path_blocks(init, text)
+    out = [blocks.Paragraph(text("initialisation.table_intro")),
+           blocks.Table(header, tuple(rows), ("r", "l", "c", "c", "c"), tall=True)]
+    if short:
+        names = [_known(scale, text) for scale in init.activations]
+        input_known = init.layers[0].known
+        known = ([text(f"initialisation.known_{input_known}")] if input_known else []) + [n for n in names if n]
+        names = [k.lstrip(", ，即") for k in dict.fromkeys(known)]
+        if names:
+            listed = text.raw("refs.list_separator").join(names[:-1]) + text.raw("refs.list_last") + names[-1] \
+                if len(names) > 1 else names[0]
+            out.append(blocks.Paragraph(text("detail.initialisation_known", names=listed)))
     return out
 
 
@@ -257,18 +298,18 @@ def offset_variance(init: Initialisation) -> tuple[list[str], float, int] | None
     return shifted, final, last
 
 
-def _in_short(init: Initialisation, text: Text) -> list:
+def _in_short(init: Initialisation, text: Text, short: bool = False) -> list:
     """Why-first, before the derivation: where an activation's output at 0 is not 0 (the sigmoid),
     what the derived rule will not keep, with this network's figure computed at the end."""
     offset = offset_variance(init)
     if offset is None:
         return []
     shifted, final, last = offset
-    return [blocks.Paragraph(text("initialisation.in_short", names=text.raw("refs.list_separator").join(shifted),
+    return [blocks.Paragraph(text("detail.in_short" if short else "initialisation.in_short", names=text.raw("refs.list_separator").join(shifted),
                                   final=f"{final:.4g}", layer=last))]
 
 
-def _path_blocks(init: Initialisation, text: Text) -> list:
+def _path_blocks(init: Initialisation, text: Text, short: bool = False) -> list:
     """What the derived variances do to this network, computed at its sizes: Var(z) layer by layer,
     the part of it the dropped constant g(0)² makes, the factor by which the errors' variance changes
     on the way back, and what the derivation therefore keeps and what it does not."""
@@ -299,7 +340,8 @@ def _path_blocks(init: Initialisation, text: Text) -> list:
         trend = "kept" if abs(product - 1) < 1e-9 else ("shrink" if product < 1 else "grow")
         sentences.append(text(f"initialisation.errors_{trend}", product=f"{product:.4g}", last=last))
     out.append(blocks.Paragraph(text.raw("language.sentence_separator").join(sentences)))
-    if any(scale.method == "linearisation" for scale in init.activations) and not kept:
+    if any(scale.method == "linearisation" for scale in init.activations) and not kept and not short:
+        # what the derivation keeps exactly: a conclusion about the derivation, printed with it
         out.append(blocks.Paragraph(text("initialisation.keeps_offset" if offsets else "initialisation.keeps")))
     return out
 

@@ -25,7 +25,7 @@ from derive.model import build_model
 from derive.present import PICTURE_FILE, build_document, code_context, json_document
 from derive.render import render, template_module, write_files
 from derive.catalog.optimizers import choice_text
-from derive.spec import DEFAULT_LANGUAGE, MLPSpec, NetSpec, OptimizerChoice, default_sizes
+from derive.spec import DEFAULT_DETAIL, DEFAULT_LANGUAGE, MLPSpec, NetSpec, OptimizerChoice, default_sizes
 from derive.present_training import training_json
 from derive.training import Training, derive_training
 from derive.parallel import Background
@@ -73,6 +73,8 @@ def command_line(spec: MLPSpec | NetSpec) -> str:
         if spec.path == "derive cnn" and first.startswith("# derive cnn"):  # the command it came from
             return first[2:] + (f" --lang {spec.lang}" if spec.lang != DEFAULT_LANGUAGE else "")
         parts = ["derive net", shlex.quote(spec.path)]
+        if spec.detail != DEFAULT_DETAIL:
+            parts.append(f"--detail {spec.detail}")
         if spec.lang != DEFAULT_LANGUAGE:
             parts.append(f"--lang {spec.lang}")
         return " ".join(parts)
@@ -98,6 +100,8 @@ def command_line(spec: MLPSpec | NetSpec) -> str:
         parts.append("--penalise-bias")
     if spec.optimizer != OptimizerChoice():
         parts.append(f"--optimizer {shlex.quote(choice_text(spec.optimizer))}")
+    if spec.detail != DEFAULT_DETAIL:
+        parts.append(f"--detail {spec.detail}")
     if spec.lang != DEFAULT_LANGUAGE:
         parts.append(f"--lang {spec.lang}")
     return " ".join(parts)
@@ -168,7 +172,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
         if fmt not in documents:
             documents[fmt] = document_builder(model)(derivation, report, plan, command=command, fmt=fmt,
                                                      lang=spec.lang, training=(training, initialisation),
-                                                     lesson=lesson)
+                                                     lesson=lesson, **detail_option(spec, model))
         return documents[fmt]
 
     # the JSON in a second process while this one prints the Markdown and then the LaTeX: those two
@@ -217,10 +221,18 @@ def document_builder(model):
     return build_graph_document
 
 
+def detail_option(spec, model) -> dict:
+    """`detail` for the MLP's document builder (a chain of dense layers, from `derive mlp` or `derive
+    net`); any other network's document has one form."""
+    detail = getattr(spec, "detail", None)
+    return {} if detail is None or not model.is_chain else {"detail": detail}
+
+
 def _tex(derivation, report, plan, command, spec, training, initialisation, lesson) -> str:
     """derivation.tex (also the source of the PDF)."""
     doc = document_builder(derivation.model)(derivation, report, plan, command=command, fmt="tex",
-                                             lang=spec.lang, training=(training, initialisation), lesson=lesson)
+                                             lang=spec.lang, training=(training, initialisation), lesson=lesson,
+                                             **detail_option(spec, derivation.model))
     return render("derivation.tex.j2", {"doc": doc})
 
 

@@ -23,6 +23,9 @@ DEFAULT_FORMATS = ("md", "tex", "py", "json")
 # document languages: one message catalog each in derive/locale/<code>.toml
 LANGUAGES = ("en", "zh")
 DEFAULT_LANGUAGE = "en"
+# how much of the derivation a document prints (see derive.detail): the verification is the same for all
+DETAILS = ("summary", "lesson", "full")
+DEFAULT_DETAIL = "lesson"
 DEFAULT_INPUT_SIZE = 4
 DEFAULT_HIDDEN_SIZE = 5
 DEFAULT_OUTPUT_SIZE = 3
@@ -66,6 +69,7 @@ class MLPSpec:
     l2: str | None = None  # λ₂ of the penalty (λ₂/2) Σ W², as canonical decimal text
     l1: str | None = None  # λ₁ of the penalty λ₁ Σ |W|
     penalise_bias: bool = False  # the penalties also cover the biases
+    detail: str = DEFAULT_DETAIL  # how much the documents print: summary, lesson or full
 
     @property
     def regularised(self) -> bool:
@@ -95,6 +99,8 @@ class MLPSpec:
             parts.append("bias")
         if self.lang != DEFAULT_LANGUAGE:
             parts.append(self.lang)
+        if self.detail != DEFAULT_DETAIL:
+            parts.append(self.detail)
         text = "-".join(parts) + self.optimizer.slug()
         if len(text) > MAX_SLUG:  # whole parts up to the limit, then a hash of the whole name
             head = text[: MAX_SLUG - 12]
@@ -143,6 +149,7 @@ class NetSpec:
     l1: str | None = None
     penalise_bias: bool = False
     text: str = ""  # the file's content, quoted in the documents
+    detail: str = DEFAULT_DETAIL  # how much the documents print (a chain of dense layers: all three levels)
 
     @property
     def regularised(self) -> bool:
@@ -155,6 +162,8 @@ class NetSpec:
         parts = ["net", stem[:60]]
         if self.lang != DEFAULT_LANGUAGE:
             parts.append(self.lang)
+        if self.detail != DEFAULT_DETAIL:
+            parts.append(self.detail)
         return "-".join(parts) + self.optimizer.slug()
 
 
@@ -217,6 +226,16 @@ def parse_formats(text: str | None, accepted: tuple[str, ...] = FORMATS,
         if n not in accepted:
             raise DeriveError(f"invalid value for --format: unknown format {n!r}; accepted: {', '.join(accepted)}")
     return tuple(f for f in accepted if f in names)
+
+
+def parse_detail(text: str | None) -> str:
+    """--detail: how much of the derivation the documents print."""
+    if text is None:
+        return DEFAULT_DETAIL
+    name = str(text).strip().lower()
+    if name not in DETAILS:
+        raise DeriveError(f"invalid value for --detail: {text!r}; accepted: {', '.join(DETAILS)}")
+    return name
 
 
 def parse_lang(text: str | None) -> str:

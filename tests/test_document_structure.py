@@ -31,20 +31,26 @@ def html_sections(page: str) -> list[tuple[str, str]]:
 
 
 def tex_sections(tex: str) -> list[tuple[str, str]]:
-    """Sections as LaTeX numbers them: 1, 2, … and after \\appendix A, B, …"""
+    """Sections as LaTeX numbers them: 1, 2, … (or the number a \\setcounter before one sets: a summary
+    keeps the lesson's numbers) and after \\appendix A, B, …"""
     body, _, appendix = tex.partition("\\appendix")
-    out = []
-    for part, numbers in ((body, (str(n) for n in range(1, 100))), (appendix, iter("ABCDEFGH"))):
-        titles = re.findall(r"\\section\{(.+?)\}\\label\{sec:", part)
-        for escaped, plain in _TEX_ESCAPES.items():
-            titles = [t.replace(escaped, plain) for t in titles]
-        out += [(next(numbers), title) for title in titles]
+    out, counter = [], 0
+    for number, escaped_title in re.findall(r"(?:\\setcounter\{section\}\{(\d+)\})?\\section\{(.+?)\}\\label\{sec:", body):
+        counter = int(number) + 1 if number else counter + 1
+        out.append((str(counter), escaped_title))
+    out += list(zip(iter("ABCDEFGH"), re.findall(r"\\section\{(.+?)\}\\label\{sec:", appendix)))
+    for escaped, plain in _TEX_ESCAPES.items():
+        out = [(n, t.replace(escaped, plain)) for n, t in out]
     return out
 
 
-def _numbering(sections: list[tuple[str, str]]) -> list[str]:
-    """1, 2, …, n and then the appendices A, B, …"""
+def _numbering(sections: list[tuple[str, str]], summary: bool = False) -> list[str]:
+    """1, 2, …, n and then the appendices A, B, …; a summary (`--detail summary`) keeps the lesson's
+    numbers, which rise but skip the sections it leaves out"""
     numbered = [n for n, _ in sections if n.isdigit()]
+    if summary:
+        assert [int(n) for n in numbered] == sorted({int(n) for n in numbered})
+        return numbered + list("ABCDEFGH"[:len(sections) - len(numbered)])
     return [str(k) for k in range(1, len(numbered) + 1)] + list("ABCDEFGH"[:len(sections) - len(numbered)])
 
 
@@ -66,9 +72,11 @@ def test_the_gallery_has_entries_in_every_format():
 
 def test_every_format_has_the_same_sections_in_the_same_order(entry):
     expected = markdown_sections((entry / "derivation.md").read_text())
-    # derive rnn's documents have their own, shorter set of sections (derive/rnn_document.py)
-    assert len(expected) >= (8 if entry.name.startswith("rnn-") else 13)
-    assert [n for n, _ in expected] == _numbering(expected)
+    # derive rnn's documents have their own, shorter set of sections (derive/rnn_document.py), and a
+    # summary (--detail summary) six
+    summary = entry.name.endswith("-summary")
+    assert len(expected) >= (6 if summary else 8 if entry.name.startswith("rnn-") else 13)
+    assert [n for n, _ in expected] == _numbering(expected, summary)
     assert tex_sections((entry / "derivation.tex").read_text()) == expected
     page = entry / "derivation.html"
     if page.is_file():
@@ -98,7 +106,8 @@ def test_every_html_link_resolves(entry):
     ids = re.findall(r'\sid="([^"]+)"', text)
     assert len(ids) == len(set(ids)), "an id used twice"
     links = re.findall(r'href="#([^"]*)"', text)
-    assert len(links) >= 13 and sorted(set(links) - set(ids)) == []
+    # a summary links its six sections; it cites the lesson's others by number, without a link
+    assert len(links) >= (6 if entry.name.endswith("-summary") else 13) and sorted(set(links) - set(ids)) == []
 
 
 def test_every_latex_reference_has_its_label(entry):
@@ -106,7 +115,8 @@ def test_every_latex_reference_has_its_label(entry):
     labels = re.findall(r"\\label\{([^}]+)\}", tex)
     assert len(labels) == len(set(labels)), "a label defined twice"
     refs = re.findall(r"\\ref\{([^}]+)\}", tex)
-    assert refs and sorted(set(refs) - set(labels)) == []
+    # a summary may cite only the lesson's sections, which it prints by number (no \ref)
+    assert (refs or entry.name.endswith("-summary")) and sorted(set(refs) - set(labels)) == []
 
 
 def test_the_checks_can_fail():

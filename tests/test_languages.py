@@ -13,7 +13,9 @@ from derive.run import generate
 
 @pytest.fixture(scope="module")
 def both():
-    return {lang: generate(make_spec(3, "relu", None, "ce", formats="md,tex", lang=lang)).files for lang in ("en", "zh")}
+    """The complete documents (`--detail full`: every formula; the lesson's are a subset, test_detail)."""
+    return {lang: generate(make_spec(3, "relu", None, "ce", formats="md,tex", lang=lang, detail="full")).files
+            for lang in ("en", "zh")}
 
 
 def display_math(markdown: str) -> list[str]:

@@ -68,9 +68,11 @@ def test_no_sentence_appears_more_than_three_times(entry):
 @pytest.fixture(scope="module", params=[(3, "sigmoid", None, "mse", "en"), (3, "relu", None, "ce", "en"),
                                         (3, "sigmoid", None, "mse", "zh")], ids=lambda c: "-".join(str(x) for x in c if x))
 def compared_markdown(request):
-    """The documents the review compares with Nielsen's chapter, as the code writes them now."""
+    """The documents the review compares with Nielsen's chapter, as the code writes them now, complete
+    (`--detail full`): sections 1-18 are the lesson's word for word (test_detail), and the tests of
+    section 21 read its whole derivation."""
     *config, lang = request.param
-    return generate(make_spec(*config, formats="md", lang=lang)).files["derivation.md"].decode()
+    return generate(make_spec(*config, formats="md", lang=lang, detail="full")).files["derivation.md"].decode()
 
 
 def test_the_compared_documents_repeat_no_sentence_more_than_three_times(compared_markdown):
@@ -289,8 +291,9 @@ def test_every_symbol_is_in_the_notation_table_with_one_meaning(entry):
 
 @pytest.fixture(scope="module")
 def sigmoid_tex():
-    """The 3-layer sigmoid document as the code writes it now (the gallery's copy may predate a change)."""
-    return generate(make_spec(3, "sigmoid", formats="tex")).files["derivation.tex"].decode()
+    """The 3-layer sigmoid document as the code writes it now (the gallery's copy may predate a change),
+    complete (`--detail full`: the certificate's complex-step check brings its own symbols)."""
+    return generate(make_spec(3, "sigmoid", formats="tex", detail="full")).files["derivation.tex"].decode()
 
 
 def test_the_notation_section_holds_the_derivation_and_later_sections_their_own_symbols(sigmoid_tex):

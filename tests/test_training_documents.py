@@ -20,7 +20,8 @@ from derive.notation import Expectation, Variance
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 def test_every_optimizer_has_its_section(optimizer):
-    outcome = generate(make_spec(1, "identity", None, "mse", None, "md,json", optimizer=optimizer))
+    """The complete section (`--detail full`): every option in the table; the lesson prints the step only."""
+    outcome = generate(make_spec(1, "identity", None, "mse", None, "md,json", optimizer=optimizer, detail="full"))
     text = outcome.files["derivation.md"].decode()
     opt = OPTIMIZERS[optimizer]
     assert re.search(r"## (\d+)\. Optimizer\n", text) and re.search(r"## (\d+)\. Initialisation\n", text)
@@ -41,11 +42,13 @@ NO_TEX = shutil.which("pdflatex") is None and not os.environ.get("DERIVE_REQUIRE
 
 @pytest.mark.skipif(NO_TEX, reason="pdflatex is not installed (CI installs TeX Live and sets DERIVE_REQUIRE_TEX)")
 # leaky_relu: an activation name with an underscore, written in the initialisation table
-@pytest.mark.parametrize("config", [(2, "relu", "ce", "momentum:dampening=0.1"), (2, "sigmoid", "mse", "adamw"),
-                                    (2, "leaky_relu", "mse", "sgd")])
+# every detail once: the complete sections, the lesson's short ones and the summary
+@pytest.mark.parametrize("config", [(2, "relu", "ce", "momentum:dampening=0.1", "full"),
+                                    (2, "sigmoid", "mse", "adamw", "lesson"), (2, "leaky_relu", "mse", "sgd", "summary")])
 def test_training_sections_compile_with_pdflatex(tmp_path, config):
-    layers, act, loss, optimizer = config
-    tex = generate(make_spec(layers, act, None, loss, None, "tex", optimizer=optimizer)).files["derivation.tex"]
+    layers, act, loss, optimizer, detail = config
+    tex = generate(make_spec(layers, act, None, loss, None, "tex", optimizer=optimizer,
+                             detail=detail)).files["derivation.tex"]
     (tmp_path / "derivation.tex").write_bytes(tex)
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "derivation.tex"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)

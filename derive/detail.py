@@ -1,0 +1,51 @@
+"""How much of the derivation a document prints (`--detail`), as data the document builder reads.
+
+Three readers want three documents from the same derivation and the same checks: a first-time
+student the lesson, a lecturer every intermediate step, an engineer the result and its certificate.
+The verification runs the same whatever the detail; only the sections printed, and how much of
+each, change. A section named in `BRIEF` prints its short form (the rule and the computed figures
+without the long derivation); `full` prints every section in full.
+"""
+
+from __future__ import annotations
+
+from derive.spec import DEFAULT_DETAIL, DETAILS
+
+# the sections each detail prints (None: every section the network has); an engineer's summary keeps
+# the network, its symbols, the four equations boxed, the algorithm beside its code, the code and the
+# certificate
+SECTIONS: dict[str, tuple[str, ...] | None] = {
+    "summary": ("network", "notation", "summary", "algorithm", "code", "verification"),
+    "lesson": None,
+    "full": None,
+}
+
+# the sections printed in their short form: the reference part of the lesson keeps the rule and why,
+# the optimizer actually used and the initial variances with what they do to this network; the
+# summary also keeps only the network's shape and where the code is
+BRIEF: dict[str, tuple[str, ...]] = {
+    "summary": ("network", "update_rule", "optimizer", "initialisation", "code", "verification"),
+    "lesson": ("update_rule", "optimizer", "initialisation", "verification"),
+    "full": (),
+}
+
+# the catalog key of a paragraph that opens a document at this detail (what it is and how it numbers)
+OPENING: dict[str, str] = {"summary": "detail.summary_intro"}
+
+assert set(SECTIONS) == set(BRIEF) == set(DETAILS) and DEFAULT_DETAIL in DETAILS
+
+
+def chosen_sections(detail: str, keys: list[str]) -> list[str]:
+    """The sections of the document at this detail, in document order."""
+    wanted = SECTIONS[detail]
+    return list(keys) if wanted is None else [k for k in keys if k in wanted]
+
+
+def brief(detail: str, key: str) -> bool:
+    """Whether section `key` prints its short form at this detail."""
+    return key in BRIEF[detail]
+
+
+def omits_steps(detail: str) -> bool:
+    """Whether a document at this detail leaves out derivations that `full` prints (it says so once)."""
+    return detail != "full"
