@@ -283,7 +283,7 @@ def _variance_table(init: Initialisation, network_sizes, text: Text, short: bool
         if names:
             listed = text.raw("refs.list_separator").join(names[:-1]) + text.raw("refs.list_last") + names[-1] \
                 if len(names) > 1 else names[0]
-            out.append(blocks.Paragraph(text("detail.initialisation_known", names=listed)))
+            out.append(blocks.Paragraph(text("detail.initialisation_known", raw={"names": listed})))  # names converted already
     return out
 
 
