@@ -1000,12 +1000,12 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     stable += phrases
     # the stable forms are already converted to the output format: inserted raw, not converted twice
     intro = text("code.intro", raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
+    if short:
+        return [blocks.Paragraph(intro), blocks.Paragraph(text("detail.code_location"))]
     from derive.render import render
 
     # forward, loss and gradients exactly as model.py has them: the same template part renders both
     core = render("model_core.py.j2", code_context(plan, title="", command="")).rstrip("\n").split("\n")
-    if short:
-        return [blocks.Paragraph(intro), blocks.Paragraph(text("detail.code_location"))]
     out = [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences), blocks.Paragraph(text("code.backward")),
            blocks.Code(tuple(core)), blocks.Paragraph(text("code.init"))]
     if plan.workspace is not None:
