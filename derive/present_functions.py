@@ -47,8 +47,13 @@ def prose_name(spec_text: str) -> str:
 
 def _layers_text(layers: list[int], text) -> str:
     """1, 2 and 3 (the separators from the language's catalog)."""
-    head = text.raw("refs.list_separator").join(map(str, layers[:-1]))
-    return head + (text.raw("refs.list_last") if len(layers) > 1 else "") + str(layers[-1])
+    return listed([str(layer) for layer in layers], text)
+
+
+def listed(items: list[str], text) -> str:
+    """'a, b and c' with the separators from the language's catalog."""
+    head = text.raw("refs.list_separator").join(items[:-1])
+    return head + (text.raw("refs.list_last") if len(items) > 1 else "") + items[-1]
 
 
 def _piece_text(lower, upper, text) -> str:

@@ -20,7 +20,7 @@ from derive.catalog.optimizers import choice_text, format_value
 from derive.initialisation import N_IN, N_OUT, Initialisation
 from derive.notation import LayerRef, size
 from derive.present import Text, prose, sympy_text
-from derive.present_functions import display_name, prose_name
+from derive.present_functions import display_name, listed, prose_name
 from derive.narrate import Narrator
 from derive.printing import DeriveLatexPrinter, _factor_rank, current_words
 from derive.spec import MLPSpec
@@ -281,9 +281,7 @@ def _variance_table(init: Initialisation, network_sizes, text: Text, short: bool
         known = ([text(f"initialisation.known_{input_known}")] if input_known else []) + [n for n in names if n]
         names = [k.lstrip(", ，即") for k in dict.fromkeys(known)]
         if names:
-            listed = text.raw("refs.list_separator").join(names[:-1]) + text.raw("refs.list_last") + names[-1] \
-                if len(names) > 1 else names[0]
-            out.append(blocks.Paragraph(text("detail.initialisation_known", raw={"names": listed})))  # names converted already
+            out.append(blocks.Paragraph(text("detail.initialisation_known", raw={"names": listed(names, text)})))  # converted already
     return out
 
 
