@@ -230,22 +230,22 @@ def parse_formats(text: str | None, accepted: tuple[str, ...] = FORMATS,
 
 def parse_detail(text: str | None) -> str:
     """--detail: how much of the derivation the documents print."""
+    return _choice("--detail", text, DETAILS, DEFAULT_DETAIL)
+
+
+def _choice(option: str, text: str | None, accepted: tuple[str, ...], default: str) -> str:
+    """One of a fixed set of words (any case, spaces around ignored), or the default when not given."""
     if text is None:
-        return DEFAULT_DETAIL
+        return default
     name = str(text).strip().lower()
-    if name not in DETAILS:
-        raise DeriveError(f"invalid value for --detail: {text!r}; accepted: {', '.join(DETAILS)}")
+    if name not in accepted:
+        raise DeriveError(f"invalid value for {option}: {text!r}; accepted: {', '.join(accepted)}")
     return name
 
 
 def parse_lang(text: str | None) -> str:
     """--lang: one of the languages that have a message catalog."""
-    if text is None:
-        return DEFAULT_LANGUAGE
-    code = str(text).strip().lower()
-    if code not in LANGUAGES:
-        raise DeriveError(f"invalid value for --lang: {text!r}; accepted: {', '.join(LANGUAGES)}")
-    return code
+    return _choice("--lang", text, LANGUAGES, DEFAULT_LANGUAGE)
 
 
 def split_top_level(text: str) -> list[str]:
