@@ -509,15 +509,41 @@ def _row(quantity: Quantity, example, table: str = "values", gradient: bool = Fa
     return blocks.Row(lhs, _matrix(entries(example, quantity, table)))
 
 
+def _checked_unit(example, key: Quantity) -> int:
+    """The unit whose error is checked by hand: the first whose error is not 0 (an inactive relu unit's
+    check would only multiply by 0), else the first."""
+    return next((idx[0] for idx, v in entries(example, key) if v != 0), 0)
+
+
+def _passed_unchanged(derivation: Derivation, example, checked: list[Quantity]) -> dict | None:
+    """The hand-checked hidden unit, when its activation's slope there is exactly 1 (an active relu
+    unit): layer, unit (from 1), its pre-activation as 'z^{(2)}_{2} = 0.4600' and the layer whose
+    errors it sums; None when no checked unit is such a unit."""
+    slopes = {node.layer.number: node.kind.activation for node in derivation.model.network.layers
+              if getattr(node.kind, "activation", None) is not None and not node.kind.activation.is_vector}
+    for key in checked:
+        layer = key.layer.number if key.layer is not None else None
+        if key.kind != "delta" or layer not in slopes or layer == derivation.model.depth:
+            continue
+        unit = _checked_unit(example, key)
+        z = dict(entries(example, Q("z", key.layer))).get((unit,))
+        if z is not None and sp.diff(slopes[layer].expr, Z).subs(Z, z) == 1:
+            return {"layer": layer, "unit": unit + 1, "next": layer + 1,
+                    "z": f"{_display_entry(Q('z', key.layer), (unit,))} = {_number(z)}"}
+    return None
+
+
 def _hand_check(derivation: Derivation, example, key: Quantity) -> tuple[blocks.Aligned, str, str] | None:
-    """δ of the first unit of a layer: its formula, the formula with the printed numbers in, and what
+    """δ of the first active unit of a layer (the first whose error is not 0: an inactive relu unit's
+    check would only multiply by 0): its formula, the formula with the printed numbers in, and what
     those numbers give; also that result and the exact value, both as printed (they can differ in the
     last digit, since the numbers put in are rounded)."""
     result = derivation.sample.results[key]
     if len(result.free) != 1:
         return None
     (q,) = result.free
-    expanded = result.rhs.xreplace({q: sp.Integer(0)}).xreplace(example.sizes).doit()
+    unit = _checked_unit(example, key)
+    expanded = result.rhs.xreplace({q: sp.Integer(unit)}).xreplace(example.sizes).doit()
     stand_in, originals, names, numbers, printed = {}, {}, {}, {}, {}
     for n, entry in enumerate(sorted(expanded.atoms(sp.Indexed), key=sp.default_sort_key)):
         quantity = quantity_of(str(entry.base.label))
@@ -532,9 +558,9 @@ def _hand_check(derivation: Derivation, example, key: Quantity) -> tuple[blocks.
         numbers[symbol] = (_stated if stated else _number)(value)
         printed[symbol] = sp.nsimplify(value) if stated else _from_printed(value)
     formula = expanded.xreplace(stand_in)
-    value = example.values[(key.label, (0,))]
+    value = example.values[(key.label, (unit,))]
     by_hand = formula.xreplace(printed)  # what a reader gets from the numbers as printed
-    return blocks.Aligned((blocks.Row(_display_entry(key, (0,)), _Named(names, originals).doprint(formula)),
+    return blocks.Aligned((blocks.Row(_display_entry(key, (unit,)), _Named(names, originals).doprint(formula)),
                            blocks.Row("", _Named(numbers, originals, numbers=True).doprint(formula)),
                            blocks.Row("", _number(by_hand)))), _number(by_hand), _number(value)
 
@@ -599,20 +625,24 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
                           fill(text.raw("example.column_sum"), {"value": _decimal(v), "layer": layer}) for layer, v in sums)}
         out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2], **fields)))
     deltas = [key for key in errors if key.kind == "delta"][:2]
-    checks = [c for c in (_hand_check(derivation, example, key) for key in deltas) if c]
+    checks = [(key, c) for key, c in ((key, _hand_check(derivation, example, key)) for key in deltas) if c]
     if checks:
         out.append(blocks.Paragraph(text("example.hand")))
-        for display, by_hand, exact in checks:
+        for key, (display, by_hand, exact) in checks:
             out.append(display)
             if by_hand != exact:  # the rounded inputs move the last digit: said, not hidden
                 out.append(blocks.Paragraph(text("example.rounding", by_hand=by_hand, exact=exact)))
         inactive = _inactive_units(derivation, example, errors)
+        passed = _passed_unchanged(derivation, example, [key for key, _ in checks]) if inactive else None
+        if passed is not None:  # the checked hidden unit is active: its error went back through it
+            out.append(blocks.Paragraph(text("example.active", **passed)))
         if inactive and "meaning" in refs.sections:
             units = text.raw("example.unit_separator").join(
                 text("example.unit", layer=layer, unit=unit, z=z) for layer, unit, z, _ in inactive)
             key = "example.inactive_silent" if all(silent for *_, silent in inactive) else "example.inactive"
             out.append(blocks.Paragraph(text(key, units=units)))
-        out.append(blocks.Paragraph(text("example.exercise")))
+        first_units = all(_checked_unit(example, key) == 0 for key, _ in checks)
+        out.append(blocks.Paragraph(text("example.exercise" if first_units else "example.exercise_other")))
     out += [blocks.Paragraph(text("example.gradients")),
             blocks.Aligned(tuple(blocks.Row(latex(sp.Derivative(sp.Symbol("C"), p.symbol)), _matrix(entries(example, p, "gradients")))
                                  for p in parameters))]

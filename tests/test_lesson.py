@@ -467,6 +467,37 @@ def test_the_worked_example_is_stated_in_short_decimals_and_misses_every_kink(ex
             assert all(v != 0 for (label, _), v in example.values.items() if label == node.inputs[0].label)
 
 
+@pytest.mark.parametrize("config", [(2, "relu", None, "ce"), (3, "relu", None, "ce"), (3, "relu", None, "mse"),
+                                    (4, "relu", None, "ce")], ids=lambda c: "-".join(str(x) for x in c if x))
+def test_every_hidden_relu_layer_of_the_worked_example_has_an_active_and_an_inactive_unit(config):
+    """Review 17, defect 9: the example shows an error passed back through an active unit and one
+    stopped by an inactive unit, in every hidden layer (read from the pre-activations it computed)."""
+    from derive.lesson.worked_example import units_by_slope
+
+    derivation = generate(make_spec(*config, formats="py")).derivation
+    example = worked_example(derivation)
+    for layer in range(1, config[0]):
+        z = [v for _, v in entries(example, Q("z", layer))]
+        assert any(v > 0 for v in z) and any(v < 0 for v in z), (layer, z)
+    assert units_by_slope(derivation, example.values) == {n: (1, 1) for n in range(1, config[0])}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_relu_hand_check_passes_an_error_back_through_an_active_unit(lang):
+    """The hand check of a hidden layer takes a unit whose error is not 0 (z > 0, [z > 0] = 1), says
+    that the error passed back unchanged, and the exercise asks for the other unit."""
+    markdown = generate(make_spec(3, "relu", None, "ce", formats="md", lang=lang)).files["derivation.md"].decode()
+    example = _section(markdown, 17)
+    hidden = [d for d in example.split("$$")[1::2] if r"\left[z^{(2)}_" in d]
+    assert len(hidden) == 1, hidden
+    checked = re.search(r"\\left\[z\^\{\(2\)\}_\{(\d)\} > 0\\right\]", hidden[0]).group(1)
+    value = float(re.search(r"\\left\[\\?(?:left\()?(-?[\d.]+)(?:\\right\))? > 0\\right\]", hidden[0]).group(1))
+    assert value > 0 and not hidden[0].rstrip().endswith("&= 0"), hidden[0]
+    active = {"en": f"Unit {checked} of layer 2 is active", "zh": f"第 2 层第 {checked} 个神经元处于激活状态"}[lang]
+    assert active in example
+    assert ("other unit" in example) if lang == "en" else ("另一个神经元" in example)
+
+
 # --------------------------------------------------------------------------------------------------
 # computed claims
 

@@ -19,7 +19,7 @@ from derive.backprop import COST_KEY
 from derive.derivation import Derivation
 from derive.matrixform import evaluate_index_form
 from derive.nonsmooth import breakpoints
-from derive.notation import LEARNING_RATE, PENALTY, Quantity
+from derive.notation import LEARNING_RATE, PENALTY, Z, Quantity
 from derive.verify_symbolic import (
     _formula,
     _point_digits,
@@ -96,6 +96,38 @@ def stated_point(derivation: Derivation, shift: int = 0) -> dict:
     return point
 
 
+PROBES = tuple(sp.Integer(z) for z in (-4, -1, 1, 4))  # where a flat part of an activation shows
+
+
+def _flat_somewhere(activation) -> bool:
+    """Does the activation have a part where its slope is exactly 0 (a relu for z < 0), so that a unit
+    can pass no error back?"""
+    slope = sp.diff(activation.expr, Z)
+    return any(slope.subs(Z, z) == 0 for z in PROBES)
+
+
+def units_by_slope(derivation: Derivation, values: dict) -> dict[int, tuple[int, int]]:
+    """For each hidden layer whose activation is flat somewhere: how many of its units are active
+    (slope not 0 at their pre-activation: the error passes back) and how many inactive (slope 0)."""
+    counts = {}
+    output = derivation.model.network.layers[-1].layer.number
+    for node in derivation.model.network.layers:
+        activation = getattr(node.kind, "activation", None)
+        if node.layer.number == output or activation is None or activation.is_vector or not _flat_somewhere(activation):
+            continue
+        slope = sp.diff(activation.expr, Z)
+        inputs = [v for (label, _), v in values.items() if label == node.inputs[0].label]
+        active = sum(1 for v in inputs if slope.subs(Z, v) != 0)
+        counts[node.layer.number] = (active, len(inputs) - active)
+    return counts
+
+
+def _both_kinds(derivation: Derivation, values: dict) -> bool:
+    """Every hidden layer that can have inactive units has an active and an inactive one: the example
+    then shows an error passed back through a unit and one stopped by it."""
+    return all(active and inactive for active, inactive in units_by_slope(derivation, values).values())
+
+
 def _numbers(point: dict, exact: bool) -> dict:
     return point if exact else {k: sp.Float(v, DIGITS) for k, v in point.items()}
 
@@ -153,11 +185,21 @@ def worked_example(derivation: Derivation) -> WorkedExample | None:
         return None
     env = concrete_sizes(model, WIDTH, None)
     exact = rational_model(model)
-    for shift in range(len(WEIGHTS)):  # another assignment of the stated values if a kink is hit
+    # the first assignment of the stated values that misses every kink and, where a hidden layer can
+    # have inactive units, gives each such layer an active and an inactive one; failing that, the
+    # first that misses every kink
+    chosen = None
+    for shift in range(len(WEIGHTS)):
         point = stated_point(derivation, shift)
         values, gradients = evaluate_pass(derivation, False, _numbers(point, exact), env)
-        if not _on_a_kink(derivation, values):
+        if _on_a_kink(derivation, values):
+            continue
+        chosen = chosen or (point, values, gradients)
+        if _both_kinds(derivation, values):
+            chosen = (point, values, gradients)
             break
+    if chosen is not None:
+        point, values, gradients = chosen
     loss = _loss(derivation, values, env)
     updated = _step(derivation, _numbers(point, exact), gradients, LEARNING_RATE_VALUE)
     after, _ = evaluate_pass(derivation, False, updated, env)
@@ -180,4 +222,4 @@ def entries(example: WorkedExample, quantity: Quantity, table: str = "values") -
     return sorted(((idx, v) for (label, idx), v in found.items() if label == quantity.label), key=lambda e: e[0])
 
 
-__all__ = ["WorkedExample", "worked_example", "entries", "stated_point", "WIDTH"]
+__all__ = ["WorkedExample", "worked_example", "entries", "stated_point", "units_by_slope", "WIDTH"]
