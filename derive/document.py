@@ -104,16 +104,16 @@ class Derivation:
 class Table:
     """`columns` is the column layout in LaTeX's notation (l, r, c, p{width}; HTML right-aligns the
     r columns); a `long` table may break across pages; a `tall` one holds displayed fractions and
-    gets more room between its rows. A `stacked` table prints (in LaTeX) each row's last cell under
-    the others, across the width of the page: a line of code beside a formula would not fit a
-    column of half the page, and a line of code broken at a space no longer runs."""
+    gets more room between its rows. A `code` table holds a line of code in its last column: in
+    LaTeX that column is set small, as wide as its longest line (within limits), and the formulas
+    take the rest of the line, so each formula and its code sit side by side."""
 
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     columns: str
     long: bool = False
     tall: bool = False
-    stacked: bool = False
+    code: bool = False
     kind: str = field(default="table", init=False)
 
 

@@ -354,7 +354,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         any("np.tanh((1/2)*" in line.value for line in code) and _tanh_form_proved()
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
-        blocks.Table(header, tuple(rows), ("r", r"p{0.46\textwidth}", r"p{0.4\textwidth}"), long=True, stacked=True),
+        blocks.Table(header, tuple(rows), ("r", "l", "l"), long=True, code=True),
         # what follows the table's last line, before the aside on the sigmoid's tanh form
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),

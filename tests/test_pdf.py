@@ -93,14 +93,15 @@ def test_commands_copy_back_exactly_and_the_pdf_says_what_it_is(built, tmp_path)
     assert len(fields["Keywords"].split(";")[0].split(",")) >= 3  # the document's own keywords, then the stamp
 
 
-def test_the_algorithm_table_keeps_every_line_of_code_whole(built, tmp_path):
-    """In print each step's line of code sits under its formula across the page, so none is broken
-    mid-expression (as `A1 = (1/2)*np.tanh((1/2)*Z1) +` / `1/2` was in a column of half the page)."""
+def test_the_algorithm_table_sets_each_line_of_code_whole_beside_its_formula(built, tmp_path):
+    """In print each step's line of code sits beside its formula (zh review 17, layout item 3: stacked
+    under it, the table took two pages), in a column wide enough that none is broken (as
+    `A1 = (1/2)*np.tanh((1/2)*Z1) +` / `1/2` was in a column of half the page)."""
     from derive.present import messages
 
     lang, files, _ = built
     tex = files["derivation.tex"].decode()
-    cells = re.findall(r"\\\\\*\n & \{\\raggedright\\hangindent=2em \\texttt\{(.*)\}\\par\} \\\\", tex)
+    cells = re.findall(r"\$ & \{\\footnotesize\\hangindent=1em \\texttt\{(.*)\}\\par\} \\\\", tex)
     lines = [re.sub(r"\\allowbreak\{\}|\\(?=[_&%#{}])", "", cell).replace("~", " ") for cell in cells]
     assert len(lines) == 15 and lines[0] == "Z1 = (W1 @ A0) + b1"
     text = pdf_text(files["derivation.pdf"], tmp_path)
@@ -108,6 +109,9 @@ def test_the_algorithm_table_keeps_every_line_of_code_whole(built, tmp_path):
     printed = [re.sub(r"\s+", " ", line).strip() for line in body.splitlines()]
     assert all(any(line in row for row in printed) for line in lines), [line for line in lines
                                                                         if not any(line in row for row in printed)]
+    # formula text (or the step's number) on the printed row of every line of code, to its left
+    alone = [line for line in lines if not any(row.endswith(line) and row[:-len(line)].strip() for row in printed)]
+    assert alone == []
 
 
 def test_a_long_line_of_code_wraps_only_inside_brackets():
