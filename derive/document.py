@@ -62,13 +62,16 @@ class Equation:
 class Row:
     """One line of an aligned display: lhs = rhs (or another `relation`, such as \\approx), with an
     optional tag in the margin (BP1, or the name of the step that gave the line) and the LaTeX
-    `label` under which later text cites it. An empty lhs continues the line above (= …)."""
+    `label` under which later text cites it. An empty lhs continues the line above (= …). A `named`
+    row's tag is the equation's name: LaTeX prints it in place of a number, so the equation carries
+    one label, (BP1), and not a name and a number."""
 
     lhs: str
     rhs: str
     tag: str | None = None
     label: str | None = None
     relation: str = "="
+    named: bool = False
 
 
 @dataclass(frozen=True)

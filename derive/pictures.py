@@ -108,10 +108,18 @@ def _join(*labels: Label, sep: str = ", ") -> Label:
     return Label(sep.join(l.tex for l in labels), sep.join(l.plain for l in labels))
 
 
+_PLAIN_SYMBOLS = {r"\delta": "δ"}  # the symbols the picture's words write in $…$
+
+
 def _words(text: str) -> Label:
+    """Catalog words for the picture: in TikZ their $…$ set as mathematics, italic as in the text
+    ($n = 4$, forward: $z$, $a$); in SVG as plain Unicode."""
     from derive.present import prose
 
-    return Label(prose(text, "tex"), text)
+    plain = text.replace("$", "")
+    for tex, symbol in _PLAIN_SYMBOLS.items():
+        plain = plain.replace(tex, symbol)
+    return Label(prose(text, "tex"), plain)
 
 
 LOSS_LINE = 110  # the loss box breaks its title into lines of at most this width (small lettering)

@@ -43,6 +43,7 @@ from derive import present_lesson as lesson_blocks
 from derive.present_notation import CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
 from derive.printing import latex, words
 from derive.rewrite import logistic_as_tanh
+from derive.slashed import slashed, slashed_inline
 from derive.spec import DEFAULT_DETAIL, NetSpec
 from derive.verify import PREACTIVATION_BOUND, Report
 
@@ -71,8 +72,8 @@ def tex_escape(text: str) -> str:
 
 
 def prose(text: str, fmt: str) -> str:
-    """Catalog text for a format: Markdown keeps it; LaTeX escapes plain text and converts `code`;
-    HTML escapes plain text and renders math as MathML (see `derive.mathml`)."""
+    """Catalog text for a format: Markdown keeps it; LaTeX escapes plain text, converts `code` and
+    writes an inline fraction with a slash (derive.slashed); HTML escapes plain text and renders math as MathML (see `derive.mathml`)."""
     if fmt == "md":
         return text
     if fmt == "html":
@@ -82,7 +83,7 @@ def prose(text: str, fmt: str) -> str:
     out = []
     for part in _SEGMENTS.split(text):
         if part.startswith("$") and part.endswith("$") and len(part) > 1:
-            out.append(part)
+            out.append(slashed_inline(part))  # an inline fraction with a slash: \frac in a line is too small
         elif part.startswith("`") and part.endswith("`") and len(part) > 1:
             out.append(r"\texttt{" + tex_escape(part[1:-1]) + "}")
         elif part.startswith("**") and part.endswith("**") and len(part) > 4:
@@ -186,20 +187,33 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
     model = derivation.model
     depth = model.depth
     rows = [("0", str(model.sizes[0]), text("network.input"), "")]
-    for layer in range(1, depth + 1):
+    # each function on one line, a fraction with a slash (1/(1 + e^{-z})): a displayed fraction made
+    # every row tall (zh review 17, layout item 4); a function by cases still needs the room
+    formulas = [slashed(_activation_formula(act, layer)["latex"]) for layer, act in enumerate(model.activations, 1)]
+    tall = any(r"\begin" in f for f in formulas)
+    for layer, formula in enumerate(formulas, 1):
         act = model.activations[layer - 1]
-        rows.append((str(layer), str(model.sizes[layer]), prose(display_name(act), text.fmt),
-                     text.math(_activation_formula(act, layer)["latex"], display=True)))  # fractions full size
+        rows.append((str(layer), str(model.sizes[layer]), prose(display_name(act), text.fmt), text.math(formula, display=tall)))
     header = tuple(text(f"network.{key}") for key in ("layer", "units", "activation", "function"))
     return [
         blocks.Paragraph(text("network.intro" if depth > 1 else "network.intro_single", depth=_counted(text, depth), plural="s" if depth > 1 else "",
                               hidden_count=_counted(text, depth - 1), hidden_plural="s" if depth != 2 else "")),
-        blocks.Table(header, tuple(rows), ("r", "r", "l", "l"), tall=True),
+        blocks.Table(header, tuple(rows), ("r", "r", "l", "l"), tall=tall),
         blocks.Paragraph(text("network.sizes_note")),
         picture,
-        blocks.Paragraph(text("network.passes")),
+        blocks.Paragraph(_passes(text)),
         *([] if short else _network_lesson(model, text, refs)),
     ]
+
+
+def _passes(text: Text) -> str:
+    """How to read the picture; in LaTeX led by its number (Figure 1), since there it floats and may
+    stand on the next page (review 18, defect 14), where Markdown and HTML show it right above."""
+    passes = text("network.passes")
+    if text.fmt != "tex":
+        return passes
+    figure = _tie(text("refs.figure", raw={"number": r"\ref{fig:network}"}))
+    return text("network.figure_passes", raw={"figure": figure, "passes": passes})
 
 
 def _network_lesson(model, text: Text, refs: Refs) -> list:
@@ -605,7 +619,7 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
                                 label="eq:bp1-general"),
             blocks.Paragraph(text("output_error.general_instance_vector")),
             blocks.Derivation((blocks.Group("", (blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1",
-                                                            "eq:bp1-jacobian"),)),)),  # numbered: the box cites it
+                                                            "eq:bp1-jacobian", named=True),)),)),  # (BP1), its one label
             blocks.Paragraph(text("output_error.meaning_vector")),  # what BP1 says, right after it
             blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=_slashed(general_bp1(elementwise_forms())["rhs"]))),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
@@ -837,7 +851,8 @@ def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> 
     cases = []
     if forms.vector:  # the box holds the BP1 of every text (Jᵀ ∂C/∂a); its element-wise and softmax cases beneath
         general[0] = ("BP1", JACOBIAN_BP1)
-        meanings[0] = text("learn.bp1_jacobian", raw={"where": refs.equation("eq:bp1-jacobian", "output_error")})
+        # cited by its section: its one label is its name, BP1, which the box's line already reads
+        meanings[0] = text("learn.bp1_jacobian", raw={"where": refs.section("output_error")})
         cases = [blocks.ItemList((text("learn.case_elementwise", form=general_bp1(elementwise_forms())["rhs"]),
                                   text("learn.case_softmax", form=general_bp1(forms)["rhs"])),
                                  intro=text("learn.cases"))]

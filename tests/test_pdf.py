@@ -148,3 +148,41 @@ def test_headings_references_and_the_subtitle_never_break_apart(built, tmp_path)
         assert not any(re.fullmatch(r"(\d+|[A-Z]) " + re.escape(title), last) for title in titles), (number, last)
     if lang == "zh":
         assert re.search(r"图\s*1\s+网络", "".join(pages)) and not re.search(r"图\s*1\s*[:：]", "".join(pages))
+
+
+def test_the_network_table_is_one_line_a_row_and_the_figure_is_cited_by_its_number(built, tmp_path):
+    """zh review 17, layout items 1, 2 and 4, and review 18 defect 14: each layer's function on one
+    line (1/(1 + e^{-z}), no displayed fraction to make every row tall); the text that reads the
+    picture cites it as Figure 1 (图 1), which stands on that page or the next; the picture's
+    lettering sets n, z and a in mathematics, italic as in the text."""
+    lang, files, _ = built
+    tex = files["derivation.tex"].decode()
+    network = tex[tex.index(r"\label{sec:network}"):tex.index(r"\label{sec:notation}")]
+    table = network[network.index(r"\begin{tabular}"):network.index(r"\end{tabular}")]
+    assert r"\displaystyle" not in table and r"\frac" not in table and r"\arraystretch" not in network[:network.index(table)]
+    assert r"g(z) = \max\left(0, z\right)" in table
+    cite = {"en": r"Figure~\ref{fig:network} shows", "zh": r"图~\ref{fig:network} 画出了"}[lang]
+    assert cite in network and network.index(cite) > network.index(r"\end{figure}")
+    assert r"{\footnotesize $n = 4$}" in network and ("forward: $z$, $a$" in network or "前向：$z$、$a$" in network)
+    pages = pdf_text(files["derivation.pdf"], tmp_path).split("\f")
+    cited = next(n for n, page in enumerate(pages) if re.search(r"(Figure 1 shows|图 1 画出了)", re.sub(r"\s+", " ", page)))
+    shown = next(n for n, page in enumerate(pages) if re.search(r"(Figure 1: The network|图\s*1\s+网络结构)", page))
+    assert shown - cited in (0, 1), (cited, shown)
+
+
+def test_bp1_carries_one_label_and_no_running_text_has_a_small_fraction(built):
+    """zh review 17, layout items 5 and 6: the relu + softmax document's BP1 (δ = Jᵀ ∂C/∂a) is
+    labelled (BP1) in place of an equation number, not (BP1) and (8.2), and the box cites it by its
+    section; an inline fraction in running text is written with a slash (∂C/∂a⁽ᴸ⁾), displays keep \\frac."""
+    from derive.slashed import _FRAC
+
+    lang, files, _ = built
+    tex = files["derivation.tex"].decode()
+    (line,) = [line for line in tex.splitlines() if line.startswith(r"\delta^{(L)} &= J^{\top}") and "label" in line]
+    assert re.search(r"\\tag\{BP1\}\\label\{eq:bp1-jacobian\}$", line) and r"\text{" not in line
+    assert r"\ref{eq:bp1-jacobian}" not in tex
+    body = re.sub(r"\\begin\{(equation\*?|align\*?|aligned)\}.*?\\end\{\1\}", "", tex[tex.index(r"\begin{document}"):],
+                  flags=re.S)
+    inline = [m for m in re.findall(r"(?<!\\)\$([^$]+)\$", body) if r"\displaystyle" not in m]
+    assert inline and not [m for m in inline if _FRAC.search(m)]
+    assert r"$\delta^{(L)} = \partial C/\partial a^{(L)} \odot g'(z^{(L)})$" in body
