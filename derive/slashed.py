@@ -25,6 +25,9 @@ def _group(tex: str, start: int) -> tuple[str, int]:
     """The brace group starting at `start` (after spaces): its contents and the index after it."""
     while tex[start] == " ":
         start += 1
+    if tex[start] == "\\":  # \frac\alpha2: a command as the argument
+        name = re.match(r"\\(?:[A-Za-z]+|.)", tex[start:]).group(0)
+        return name, start + len(name)
     if tex[start] != "{":  # \frac12: a single token
         return tex[start], start + 1
     depth, n = 0, start
