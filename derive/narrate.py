@@ -71,10 +71,13 @@ class Narrator:
         for n, step in enumerate(steps):
             key = f"{table}.{step.rule}"
             in_sentence, in_tag = ref(step)
+            logged = len(self.text.math_log)
             sentence = self.text(key, raw={"ref": in_sentence}, **(figures or {}))
             lhs, rhs = tex(step)
             row_label = label if n == len(steps) - 1 else None
             compact = key in self.explained or sentence in self.sentences or (n == 0 and intro) or n in folded
+            if compact:  # the sentence is not printed: its formulas are no use of their symbols
+                del self.text.math_log[logged:]
             if chains and compact and groups and lhs and _last_lhs(groups[-1][1]) != lhs:
                 side = lhs != main and step.rule != "matrix_form"
                 if side != (_last_lhs(groups[-1][1]) != main):  # into a side computation, or back

@@ -175,7 +175,7 @@ def tokens(formula: str, top_level: bool = False) -> set[str]:
             found.add(name(match))
         f = re.sub(pattern, " ", f)
 
-    take(r"\\boldsymbol\{\\[a-z]+\}", lambda m: m.group(0))  # the minibatch errors (bold δ), not δ
+    take(r"\\boldsymbol\{\\[a-z]+\}", lambda m: m.group(0))  # a bold Greek letter, not the letter
     take(r"(\\(?:bar|tilde|hat)\{[A-Za-z]\}|(?<![\\A-Za-z])[A-Za-z])_\{\\mathrm\{([a-z]+)\}\}",
          lambda m: f"{m.group(1)}_{m.group(2)}")
     take(r"\\(" + "|".join(GREEK) + r")(?![A-Za-z])(_" + LABELS + r")?",
@@ -269,6 +269,31 @@ def notation_problems(tex: str) -> list[str]:
     problems += [f"{t} is used but not in the table" + (f" (in {label})" if label else "")
                  for t, label in sorted(missing)]
     return problems
+
+
+def unused_symbols(tex: str) -> list[str]:
+    """Symbols the notation section's table declares that no formula of the document uses outside
+    their own row (the other books' symbols in appendix C compared, not used): a student should not
+    learn a letter the text never needs. An index is looked for with its primes (k' is not k)."""
+    parts = sections(tex)
+    notation = symbol_tables(tex)[0][0]
+    body = parts[notation][1]
+    rows = [row for row in re.search(_TABLE, body, flags=re.S).group(3).replace("\\endhead", "").split("\\\\\n")
+            if "&" in row]
+    elsewhere = "\n".join(text for n, (label, text) in enumerate(parts) if n != notation and label != "sec:notations")
+    unused = []
+    for row in rows:
+        symbol = re.match(r"\s*\$(.*?)\$\s*&", row, flags=re.S).group(1)
+        formulas = math_segments(elsewhere + "\n" + body.replace(row, ""))
+        for item in (part.strip() for part in re.split(r",\\? ?", symbol)):
+            if re.fullmatch(r"[a-z]'+", item):  # a primed index: j', j''
+                found = any(re.search(rf"{item}(?!')", re.sub(r"\\[A-Za-z]+", " ", f)) for f in formulas)
+            else:
+                wanted = tokens(item, top_level=True)
+                found = all(any(t in tokens(f) for f in formulas) for t in wanted)
+            if not found:
+                unused.append(item)
+    return unused
 
 
 # known gaps, each to be closed by its issue; strict, so an entry that starts passing must leave the list
@@ -365,7 +390,7 @@ def test_the_cost_printed_as_the_mean_of_the_losses_is_the_engines_cost(config):
 
 
 def test_a_new_symbol_is_defined_in_the_sentence_that_first_uses_it(sigmoid_tex):
-    """Δ, the bold minibatch errors, η and N are each the one new symbol of their section: the sentence
+    """Δ, the minibatch errors D, η and N are each the one new symbol of their section: the sentence
     that first uses each says what it is (no "Write η for the learning rate." on a line of its own),
     and a clause not needed where it stands is dropped, its marks never printed."""
     labels = [label for label, _ in sections(sigmoid_tex)]
@@ -373,8 +398,8 @@ def test_a_new_symbol_is_defined_in_the_sentence_that_first_uses_it(sigmoid_tex)
     for n, symbols in symbol_tables(sigmoid_tex):
         defined.setdefault(labels[n], []).extend(symbols)
     # Δ is used from section 2 on (the demon's change), so the main table has it; the minibatch form
-    # opens with a short table of its matrices, the bold errors among them
-    assert r"\Delta" in defined["sec:notation"] and r"\boldsymbol{\delta}^{(l)}" in defined["sec:minibatch"]
+    # opens with a short table of its matrices, the errors D among them
+    assert r"\Delta" in defined["sec:notation"] and "D^{(l)}" in defined["sec:minibatch"]
     assert defined["sec:example"] == [r"\eta"] and defined["sec:cost"] == ["N"] and defined["sec:method"] == ["[P]"]
     assert not INLINE[0].search(sigmoid_tex) and "⟦" not in sigmoid_tex and "⟧" not in sigmoid_tex
     # the clause's sentence is the first in its section to use the symbol
@@ -677,7 +702,7 @@ def test_the_minibatch_section_refers_back_instead_of_repeating(compared_markdow
     section = _section(compared_markdown, 15)
     assert "(chain rule)" not in section and "(local derivative)" not in section and "(collapse)" not in section
     assert "(链式法则)" not in section and "(局部导数)" not in section
-    assert section.count("\\frac{1}{m} \\boldsymbol{\\delta}^{(l)}") == 2  # the two matrix forms
+    assert section.count("\\frac{1}{m} D^{(l)}") == 2  # the two matrix forms
     assert len(section) < 0.6 * len(_section(compared_markdown, 10)) + 2500
 
 
@@ -799,6 +824,16 @@ def test_fresh_compared_documents_define_every_symbol_once(config):
     assert notation_problems(tex) == []
     inline = [symbols for n, symbols in symbol_tables(tex)[1:] if len(symbols) == 1]
     assert [r"\eta"] in inline and ["N"] in inline  # the worked example and the cost count, in a sentence
+    assert unused_symbols(tex) == []  # and nothing in the table the lesson never uses (p, q, n_in once were)
+
+
+def test_the_unused_symbol_check_can_fail():
+    rows = "".join(f"${s}$ & {m} \\\\\n" for s, m in [("W^{(l)}", "weights"), ("n_{l},\\ n_{\\mathrm{in}}", "sizes"),
+                                                       ("i, j, j', k'", "indices")])
+    tex = (r"\section{Notation}\label{sec:notation}" "\n\\begin{longtable}{ll}\n\\toprule\nS & M \\\\\n\\midrule\n"
+           + rows + "\\bottomrule\n\\end{longtable}\n" + r"\section{Next}\label{sec:next}" "\n$W^{(l)}_{ij'} n_{l}$\n")
+    assert unused_symbols(tex) == [r"n_{\mathrm{in}}", "k'"]
+    assert unused_symbols(tex + "$n_{\\mathrm{in}} a_{k'}$") == []
 
 
 def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_markdown):
