@@ -85,8 +85,9 @@ def _section(markdown: str, number: int) -> str:
 
 def test_the_opening_motivates_before_it_derives(compared_markdown):
     """Section 1 says what is wanted, the rate at which the loss changes with one weight, and why not
-    by finite differences, with this network's counts, and displays no equation; section 2 shows the
-    network, then counts the paths of a weight of layer 1 before it explains the error of a unit."""
+    by finite differences, with this network's counts, and displays no equation; section 2 defines the
+    symbols, and section 3 shows the network, then counts the paths of a weight of layer 1 before it
+    explains the error of a unit."""
     opening = _section(compared_markdown, 1)
     paragraphs = [p for p in opening.split("\n\n")[1:] if p.strip()]
     assert "$$" not in opening
@@ -94,7 +95,8 @@ def test_the_opening_motivates_before_it_derives(compared_markdown):
     # 73 parameters (sizes 4, 5, 5, 3): 74 forward passes by one-sided finite differences, 2.7 by backpropagation
     assert re.search(r"\b74\b", paragraphs[1]) and re.search(r"\b2\.7\b", paragraphs[1])
     assert ("one-sided" in paragraphs[1] and "central difference" in paragraphs[1]) or ("单侧" in paragraphs[1] and "中心差分" in paragraphs[1])
-    picture = _section(compared_markdown, 2)
+    assert "| $\\delta^{(l)}$ |" in _section(compared_markdown, 2)  # the symbols before the picture uses them
+    picture = _section(compared_markdown, 3)
     # a weight of layer 1 reaches the loss along n2 n3 = 15 paths through the units; the softmax's
     # crossings (45 paths) wait for section 12, where its Jacobian is known
     paths = re.search(r"n_\{2\} n_\{3\} = 5 \\cdot 3 = 15\$", picture)
@@ -104,17 +106,19 @@ def test_the_opening_motivates_before_it_derives(compared_markdown):
     assert any("network.svg" in block for block in blocks[:at]) and "\\delta^{(l)}_j" in blocks[at + 1]
 
 
-def test_the_error_is_motivated_before_it_is_derived(compared_markdown):
-    """Where section 2 introduces the error, it says what it measures (Nielsen's demon: a change
-    Δz of one weighted input changes the loss by about δ Δz) and why it is taken with respect to z
-    and not a: z changes with its bias at rate 1 and with a weight at the activation it reads, so BP3
-    and BP4 are one product each, where ∂C/∂a would bring g′ into every one of them."""
-    picture = _section(compared_markdown, 2)
+def test_the_error_is_motivated_before_it_is_derived_and_z_once_bp3_and_bp4_show_why(compared_markdown):
+    """Where section 3 introduces the error, it says what it measures (a change Δz of one weighted
+    input changes the loss by about δ Δz, Nielsen's demon in a note). Why it is taken with respect to z
+    and not a is said after BP3 and BP4 (section 10), whose short products are the reason: z changes
+    with its bias at rate 1 and with a weight at the activation it reads, where ∂C/∂a would bring g′
+    into every gradient."""
+    picture = _section(compared_markdown, 3)
     meaning = next(b for b in picture.split("\n\n") if "\\delta^{(l)}_j \\Delta z^{(l)}_j" in b)
-    assert "Nielsen" in meaning
-    why = picture.split("\n\n")[picture.split("\n\n").index(meaning) + 1]
-    assert "\\partial C / \\partial a^{(l)}_j" in why and "g'(z^{(l)}_j)" in why
-    assert "z^{(l)}_j = \\sum_k W^{(l)}_{jk} a^{(l-1)}_k + b^{(l)}_j" in why and "a^{(l-1)}_k" in why
+    assert "\\partial C / \\partial a^{(l)}_j" not in picture
+    gradients = _section(compared_markdown, 10)
+    why = next(b for b in gradients.split("\n\n") if "BP3" in b and "BP4" in b)
+    assert gradients.rstrip().endswith(why.rstrip()) and meaning  # after both are derived
+    assert "\\partial C / \\partial a^{(l)}_j" in why and "g'(z^{(l)}_j)" in why and "a^{(l-1)}_k" in why
 
 
 def test_the_four_equations_are_boxed_once_after_their_derivations(compared_markdown):
@@ -707,14 +711,15 @@ def test_the_minibatch_section_refers_back_instead_of_repeating(compared_markdow
 
 
 def test_each_general_equation_is_derived_once_and_boxed_once(compared_markdown):
-    """State it, derive it, box it once: the general BP1-BP4 appear twice in the document, as the last
-    line of their derivation and in the box of section 11; later sections refer to them by number."""
+    """State it, derive it, box it once: the general BP1-BP4 appear three times in the document, stated
+    unproved where the proofs start (section 7), as the last line of their derivation and in the box of
+    section 11; later sections refer to them by number."""
     if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:
         pytest.skip("the general forms below are those of an element-wise output")
     for equation in (r"\frac{\partial C}{\partial a^{(L)}} \odot g'(z^{(L)})", r"\delta^{(l+1)}\right) \odot g'(z^{(l)})",
                      r"\frac{\partial C}{\partial b^{(l)}} &= \delta^{(l)}", r"&= \delta^{(l)} \left(a^{(l-1)}\right)^{\top}"):
-        assert compared_markdown.count(equation) == 2, equation
-        assert equation in _section(compared_markdown, 11)
+        assert compared_markdown.count(equation) == 3, equation
+        assert equation in _section(compared_markdown, 11) and equation in _section(compared_markdown, 7)
 
 
 def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_markdown):
@@ -741,7 +746,7 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     and BP4. Section 2 only previews it, with the paths through the units, and cites the section."""
     section = _section(compared_markdown, 12)
     assert "\\boxed" in _section(compared_markdown, 11)
-    sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 2))]
+    sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 3))]
     depth = len(sizes) - 1
     softmax = "softmax" in compared_markdown.split("\n## 1. ")[0]
     count = 1
@@ -753,10 +758,10 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     units = 1  # section 2 counts the paths through the units only (the softmax's crossings come here)
     for n in sizes[2:]:
         units *= n
-    assert f"= {units}$" in _section(compared_markdown, 2)
+    assert f"= {units}$" in _section(compared_markdown, 3)
     tags = re.findall(r"\\text\{[(（](BP\d)[)）]\}", displays[2])  # full-width brackets in Chinese
     assert tags == ["BP1"] + ["BP2"] * (depth - 1) + ["BP4"]
-    assert "](#12-" in _section(compared_markdown, 2)
+    assert "](#12-" in _section(compared_markdown, 3)
 
 
 def test_one_slope_bound_and_activation_specific_wording(compared_markdown):
@@ -807,7 +812,7 @@ def test_the_network_picture_names_one_weight_and_the_caption_reads_its_indices(
     assert "W⁽²⁾₅₄" in pictures.svg(pic, "t") and r"$W^{(2)}_{54}$" in pictures.tikz(pic)
     assert pictures.layout((4, 3), ("sigmoid",), "loss", words).weight == (1, 3, 4)  # j = k avoided
     en = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
-    caption = next(line for line in _section(en, 2).splitlines() if line.startswith("The network."))
+    caption = next(line for line in _section(en, 3).splitlines() if line.startswith("The network."))
     assert "$W^{(2)}_{54}$, from unit 4 of layer 1 to unit 5 of layer 2" in caption
     assert "first index is the unit that receives" in caption and "$z^{(2)} = W^{(2)} a^{(1)} + b^{(2)}$" in caption
 
@@ -969,7 +974,7 @@ def test_the_saturation_paragraph_quotes_the_variance_the_initialisation_compute
     network's pre-activations (the last Var(z) of the initialisation's table, to two figures); the
     relu network, which does not saturate, says nothing of it."""
     meaning = _section(compared_markdown, 13)
-    if "sigmoid" not in meaning:
+    if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:  # the subtitle names the activations
         assert "7.1" not in meaning
         return
     table = re.search(r"(?m)^\| 3 \| (\d+\.\d+) \| ", _section(compared_markdown, 21)).group(1)  # Var(z⁽³⁾)
