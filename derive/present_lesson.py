@@ -200,9 +200,10 @@ def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
 # what the equations say
 
 
-def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None) -> list:
+def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None, bound: bool = False) -> list:
     """What BP1–BP4 say about learning: the slopes, saturation, quiet units; with `init` (the
-    network's Initialisation), how far its initial weights push the pre-activations into saturation."""
+    network's Initialisation), how far its initial weights push the pre-activations into saturation;
+    with `bound` (a multilayer perceptron, its weights W⁽²⁾ … W⁽ᴸ⁾), the bound on δ⁽¹⁾ written out."""
     slopes = lesson.slopes
     seen, rows = set(), []
     for _, bound in slopes.layers:
@@ -229,7 +230,7 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
         figures = dict(layers=len(hidden), factors=r" \cdot ".join(latex(b.bound) for b in hidden),
                        product=latex(product) if product.is_Rational else latex(sp.Float(product, DECIMALS)),
                        decimal=_decimal(product))
-        if key == "meaning.vanish" and derivation.model.is_chain:  # the bound itself, with this network's slopes
+        if key == "meaning.vanish" and bound and derivation.model.is_chain:  # the bound, with this network's slopes
             out += _vanish_bound([b.bound for b in hidden], derivation.model.depth, text, refs, figures)
         else:
             out.append(blocks.Paragraph(text(key, **figures)))
