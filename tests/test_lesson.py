@@ -979,3 +979,55 @@ def test_the_saturation_paragraph_quotes_the_variance_the_initialisation_compute
         return
     table = re.search(r"(?m)^\| 3 \| (\d+\.\d+) \| ", _section(compared_markdown, 21)).group(1)  # Var(z⁽³⁾)
     assert f"{float(table):.2g}" in meaning and table != f"{float(table):.2g}", table
+
+
+def test_the_four_equations_are_stated_before_they_are_proved(compared_markdown):
+    """Nielsen's order: section 7 states BP1-BP4 unproved, one line of meaning each, before the moves
+    of the proofs and before section 8 derives the first of them."""
+    method = _section(compared_markdown, 7)
+    display = method.index("$$")
+    shown = method[display:method.index("$$", display + 2)]
+    assert all(f"(BP{n})" in shown or f"（BP{n}）" in shown for n in (1, 2, 3, 4))
+    meanings = re.findall(r"(?m)^- \*\*BP([1-4])\*\*", method)
+    assert meanings == ["1", "2", "3", "4"]
+    first_move = min(method.index(word) for word in ("**Definition.**", "**定义。**") if word in method)
+    assert display < first_move
+
+
+def test_section_13_states_the_bound_for_this_network_and_the_design_point(compared_markdown):
+    """The vague "the weights would pass back some error" is gone: section 13 writes the bound the
+    worked example checks, max|δ⁽¹⁾| ≤ ‖W⁽²⁾‖₁ ‖W⁽³⁾‖₁ · (1/4)(1/4) · max|δ⁽³⁾|, with the slopes of its
+    own table multiplied out, and says that the equations hold for any activation, so it can be
+    chosen for how it learns (Nielsen's design point)."""
+    meaning = _section(compared_markdown, 13)
+    assert "some error" not in meaning
+    design = "None of the four equations assumed a particular activation" in meaning or "四个方程对激活函数没有任何要求" in meaning
+    assert design
+    if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:
+        return
+    slope = re.search(r"(?m)^\| sigmoid \| \$(.*?)\$ \|", meaning).group(1)
+    assert slope == r"\frac{1}{4}"
+    norms = r"\lVert W^{(2)} \rVert_1 \lVert W^{(3)} \rVert_1"
+    bound = (rf"\max_j \lvert \delta^{{(1)}}_j \rvert \le {norms} \cdot {slope} \cdot {slope} \cdot "
+             rf"\max_j \lvert \delta^{{(3)}}_j \rvert = \frac{{1}}{{16}}\, {norms} \, \max_j \lvert \delta^{{(3)}}_j \rvert")
+    assert bound in meaning
+    # the worked example's ratio lies under the same bound with its weights' column sums (section 17)
+    example = _section(compared_markdown, 17)
+    assert "0.08125" in example and "0.0134" in example
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_nielsen_is_cited_in_footnotes_numbered_alike_in_every_format(lang):
+    """Another book in the running text of the lesson (sections 1-13) only as a footnote: Markdown's
+    [^n], LaTeX's \\footnote, the web page's numbered note under its paragraph, numbered in document
+    order the same way in every format."""
+    files = generate(make_spec(3, "sigmoid", formats="md,tex,html", lang=lang)).files
+    md, tex, page = (files[f"derivation.{kind}"].decode() for kind in ("md", "tex", "html"))
+    lesson = md.split("\n## 1. ", 1)[1].split("\n## 14. ", 1)[0]
+    cited = [line for line in lesson.splitlines() if "Nielsen" in line]
+    assert len(cited) == 2 and all(line.startswith(f"[^{n}]: ") for n, line in zip((1, 2), cited))
+    assert re.findall(r"\[\^(\d)\](?!:)", lesson) == ["1", "2"]
+    notes = re.findall(r"\\footnote\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}", tex)
+    assert len(notes) == 2 and all("Nielsen" in note for note in notes)
+    assert re.findall(r'<p class="note" id="note-(\d)"><sup>\1</sup> Nielsen', page) == ["1", "2"]
+    assert re.findall(r'<sup id="note-ref-(\d)"><a href="#note-\1">', page) == ["1", "2"]
