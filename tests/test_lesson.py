@@ -401,7 +401,7 @@ def test_a_new_symbol_is_defined_in_the_sentence_that_first_uses_it(sigmoid_tex)
     defined = {}
     for n, symbols in symbol_tables(sigmoid_tex):
         defined.setdefault(labels[n], []).extend(symbols)
-    # Δ is used from section 2 on (the demon's change), so the main table has it; the minibatch form
+    # Δ is used from section 3 on (the change of one weighted input), so the main table has it; the minibatch form
     # opens with a short table of its matrices, the errors D among them
     assert r"\Delta" in defined["sec:notation"] and "D^{(l)}" in defined["sec:minibatch"]
     assert defined["sec:example"] == [r"\eta"] and defined["sec:cost"] == ["N"] and defined["sec:method"] == ["[P]"]
@@ -741,7 +741,7 @@ def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_mark
 def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdown):
     """The big picture has its own section right after the box of the four equations: Nielsen's
     indexed product for one weight of layer 1 (one rate per edge, 2L + 1 of them), the number of
-    terms of the sum computed from the sizes in the table of section 2 (an extra factor n_L for a
+    terms of the sum computed from the sizes in the table of section 3 (an extra factor n_L for a
     softmax output), and the same sum grouped from the loss end into BP1, BP2 once per hidden layer
     and BP4. Section 2 only previews it, with the paths through the units, and cites the section."""
     section = _section(compared_markdown, 12)
@@ -755,7 +755,7 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     displays = section.split("$$")[1::2]
     assert displays[0].count("\\frac{\\partial") == 2 * depth + 1
     assert f"= {count}$" in section
-    units = 1  # section 2 counts the paths through the units only (the softmax's crossings come here)
+    units = 1  # section 3 counts the paths through the units only (the softmax's crossings come here)
     for n in sizes[2:]:
         units *= n
     assert f"= {units}$" in _section(compared_markdown, 3)
