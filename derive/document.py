@@ -18,8 +18,14 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Paragraph:
+    """A paragraph of prose. `note`: a footnote to it (another book cited, not needed to follow the
+    text), numbered `number` in the document (`number_notes`); Markdown and LaTeX print it as their
+    footnote, the web page as a note under the paragraph."""
+
     text: str
     kind: str = field(default="paragraph", init=False)
+    note: str = field(default="", kw_only=True)
+    number: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import sympy as sp
+
 from derive import document as blocks
 from derive.backprop import Step
 
@@ -53,6 +55,7 @@ class Narrator:
         relation: Callable[[Step], str] = lambda step: "=",
         figures: dict | None = None,
         chains: bool = False,
+        direct: bool = False,
     ) -> blocks.Derivation:
         """A derivation block. `tex(step)` gives the LaTeX of both sides; `ref(step)` the reference a
         rule cites, as it goes into a sentence and into a tag; `label` names the last line (the
@@ -61,20 +64,27 @@ class Narrator:
         derivation (a local derivative worked out on its own left side) is folded into the main
         chain (`_folded`), which then reads from its first line to its result in one display; only
         when the main line does not hold the side's factor does the side get a display of its own,
-        led by "where", the main chain resuming after "so"."""
+        led by "where", the main chain resuming after "so". With `direct` (the lesson), a local
+        derivative and the collapse of its brackets print as one line, the collapsed result
+        (`_direct`)."""
         steps = list(steps)
         folded: set[int] = set()
         if chains:
             steps, folded = _folded(steps)
+        if direct:
+            steps, folded = _direct(steps, folded)
         groups: list[tuple[str, list[blocks.Row]]] = []
         main = tex(steps[0])[0] if steps else ""
         for n, step in enumerate(steps):
             key = f"{table}.{step.rule}"
             in_sentence, in_tag = ref(step)
+            logged = len(self.text.math_log)
             sentence = self.text(key, raw={"ref": in_sentence}, **(figures or {}))
             lhs, rhs = tex(step)
             row_label = label if n == len(steps) - 1 else None
             compact = key in self.explained or sentence in self.sentences or (n == 0 and intro) or n in folded
+            if compact:  # the sentence is not printed: its formulas are no use of their symbols
+                del self.text.math_log[logged:]
             if chains and compact and groups and lhs and _last_lhs(groups[-1][1]) != lhs:
                 side = lhs != main and step.rule != "matrix_form"
                 if side != (_last_lhs(groups[-1][1]) != main):  # into a side computation, or back
@@ -128,6 +138,46 @@ def _folded(steps: list[Step]) -> tuple[list[Step], set[int]]:
     return out, folded
 
 
+LOCAL = ("local_derivative", "differentiate")  # the rules that differentiate a forward rule or the loss
+
+
+def _direct(steps: list[Step], folded: set[int]) -> tuple[list[Step], set[int]]:
+    """The local derivative as a student writes it: the line with the brackets [j = j'] and the lines
+    that collapse them become one line, the engine's collapsed result, named "local derivative"
+    (the text says in one line why only one term is left). Where the collapsed result still holds a
+    bracket (the softmax's Jacobian), the lines stay as they are. Returns the steps and the positions
+    of the lines named by their tag."""
+    from derive.indexing import Iverson
+
+    out: list[Step] = []
+    kept: set[int] = set()
+    n = 0
+    while n < len(steps):
+        step = steps[n]
+        last = n
+        while (step.rule in LOCAL and last + 1 < len(steps) and steps[last + 1].rule == "kronecker_collapse"
+               and steps[last + 1].lhs == step.lhs):
+            last += 1
+        result = steps[last]
+        if last > n and not result.rhs.has(Iverson, sp.KroneckerDelta):
+            if folded & set(range(n, last + 1)):
+                kept.add(len(out))
+            out.append(Step(step.lhs, result.rhs, step.rule, result.matrix))
+            n = last + 1
+            continue
+        if n in folded:
+            kept.add(len(out))
+        out.append(step)
+        n += 1
+    return out, kept
+
+
+def folds_local(steps: list[Step], chains: bool = False) -> bool:
+    """Whether the lesson prints a local derivative of these steps as one line (`_direct`)."""
+    steps = _folded(list(steps))[0] if chains else list(steps)
+    return len(_direct(steps, set())[0]) < len(steps)
+
+
 def _put_in(expr, known: dict):
     """`expr` with every worked-out factor replaced by its value, nested ones too."""
     for _ in range(len(known) + 1):
@@ -159,4 +209,4 @@ def sides(matrix_printer: Callable[..., str]) -> Callable[[Step], tuple[str, str
     return tex
 
 
-__all__ = ["Narrator", "sides"]
+__all__ = ["Narrator", "folds_local", "sides"]

@@ -87,7 +87,9 @@ _KINDS: dict[str, tuple[str, str | None, int, str]] = {
     "Y": ("Y", "Y", 2, "batch"),
     "Z": ("Z", "Z", 2, "batch"),
     "A": ("A", "A", 2, "batch"),
-    "Delta": (r"\boldsymbol{\delta}", "delta", 2, "batch"),  # code delta3, as the bold δ (Δ is a small change)
+    # the minibatch errors: a capital beside Z and A (a bold δ cannot be told from δ in print; Δ is a
+    # small change); code delta3
+    "Delta": ("D", "delta", 2, "batch"),
     "grad_A": ("A", "dA", 2, "batch"),
     # the loss of one sample (the key of its formula among a derivation's results)
     "cost": ("C", None, 0, "sample"),
@@ -211,7 +213,7 @@ class Quantity:
 
     def text(self) -> str:
         """Unicode for terminal output: W⁽³⁾."""
-        sym = {"delta": "δ", "Delta": "Δ"}.get(self.kind, _KINDS[self.kind][0])
+        sym = {"delta": "δ"}.get(self.kind, _KINDS[self.kind][0])
         sym = re.sub(r"^\{(\w)_\{\\mathrm\{(\w+)\}\}\}$", r"\1_\2", _UNICODE.get(sym, sym))  # {W_{\mathrm{q}}}: W_q
         if self.layer is None:
             return sym

@@ -38,7 +38,7 @@ from derive.present_functions import (
 from derive.lesson import Lesson, study
 from derive.lesson.general import elementwise_forms, general_forms
 from derive.lesson.paths import path_count, paths_blocks
-from derive.narrate import Narrator, sides
+from derive.narrate import Narrator, folds_local, sides
 from derive import present_lesson as lesson_blocks
 from derive.present_notation import CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
 from derive.printing import latex, words
@@ -183,7 +183,7 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
              short: bool = False) -> list:
     """The big picture, after the motivation of section 1: the network and the picture of both passes,
     the paths along which one weight reaches the loss (counted for this network), what a unit's error
-    means and why it is computed backwards."""
+    means and why it is computed backwards (why with respect to z waits for section `parameters`)."""
     model = derivation.model
     depth = model.depth
     rows = [("0", str(model.sizes[0]), text("network.input"), "")]
@@ -217,12 +217,12 @@ def _passes(text: Text) -> str:
 
 
 def _network_lesson(model, text: Text, refs: Refs) -> list:
-    """What the big picture teaches beyond the network's shape: the paths, the error, why z, why backwards."""
+    """What the big picture teaches beyond the network's shape: the paths, the error, why backwards."""
     depth = model.depth
     return [
         *([_paths(model, text, refs)] if depth > 1 else []),  # one layer: a single path per weight
-        blocks.Paragraph(text("big_picture.error")),  # what δ means: Nielsen's demon
-        blocks.Paragraph(text("big_picture.why_z")),  # why z and not a: BP3 and BP4 become one product
+        blocks.Paragraph(text("big_picture.error"), note=text("big_picture.error_note")),  # what δ means; the demon in a note
+        # why z and not a is said after BP3 and BP4 (section `parameters`), whose short products are the reason
         *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
     ]
 
@@ -361,7 +361,8 @@ def _loss(derivation: Derivation, text: Text) -> list:
         # the cost as the mean of the samples' losses, which is what the engine's minibatch cost is
         # (tests/test_lesson.py checks it); its entries wait for the minibatch form
         blocks.Equation(r"\bar{C} = \frac{1}{m} \sum_{r} C_{r}", label="eq:cost"),
-        blocks.Paragraph(text("loss.assumptions")),  # Nielsen's two, before anything is derived
+        # the two assumptions, before anything is derived; that Nielsen states them too, and his letters, in a note
+        blocks.Paragraph(text("loss.assumptions"), note=text("loss.assumptions_note")),
     ]
     if penalty:
         out.append(blocks.Paragraph(penalty["batch"]))
@@ -493,12 +494,23 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
 
 
 def _steps(narrator: Narrator, steps: list[Step], *, intro: str = "", ref=lambda step: ("", ""),
-           label: str | None = None, conclusion: str = "", letters: bool = False) -> blocks.Derivation:
+           label: str | None = None, conclusion: str = "", letters: bool = False,
+           direct: str = "", direct_values: dict | None = None) -> blocks.Derivation:
     """A derivation of the backward pass, narrated (`derive.narrate`): `ref(step)` gives the reference a
     step's rule cites, in a sentence and in a tag; `label` names the result for cross-references;
-    `letters`: unit indices named by layer (`unit_letters`)."""
-    return narrator.derivation(unit_letters(list(steps)) if letters else steps, sides(latex), intro=intro, ref=ref,
-                               label=label, conclusion=conclusion, relation=_relation, chains=letters)
+    `letters`: unit indices named by layer (`unit_letters`); `direct` (the lesson): the catalog key of
+    the sentence that says why the local derivative leaves one term, which then prints as one line
+    (`narrate._direct`), filled with `direct_values`."""
+    steps = unit_letters(list(steps)) if letters else list(steps)
+    return narrator.derivation(steps, sides(latex), intro=intro, ref=ref, label=label,
+                               conclusion=conclusion or _direct_reason(narrator.text, steps, direct, letters,
+                                                                       direct_values),
+                               relation=_relation, chains=letters, direct=bool(direct))
+
+
+def _direct_reason(text: Text, steps: list[Step], key: str, chains: bool, values: dict | None = None) -> str:
+    """The sentence why a local derivative leaves one term, where the lesson prints it as one line."""
+    return text(key, **(values or {})) if key and folds_local(steps, chains) else ""
 
 
 def _relation(step: Step) -> str:
@@ -595,18 +607,24 @@ def _instance(result: Result, intro: str, label: str) -> blocks.Derivation:
     return blocks.Derivation((blocks.Group("", (blocks.Row(e["lhs"], e["rhs"], label=label),)),), intro=intro)
 
 
-def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator) -> list:
+def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator, direct: bool = False) -> list:
+    """BP1 (`direct`, the lesson: each local derivative as one line, with the sentence that says why)."""
     depth, sample = derivation.model.depth, derivation.sample
     forms = general_forms(derivation)
+    why = _direct_reasons(text, direct)
     if forms is not None and not forms.vector:  # derived once with a general g, then this network's g' put in
         upstream = sample.steps[Q("grad_a", depth)]
+        general = unit_letters(list(forms.output.steps))
+        output = latex(unit_letters(upstream)[0].lhs.variables[0])
         return [
             blocks.Paragraph(text("output_error.intro")),
-            narrator.derivation(unit_letters(list(forms.output.steps)), _output_sides, chains=True,
+            narrator.derivation(general, _output_sides, chains=True, direct=direct,
+                                conclusion=_direct_reason(text, general, why["output"], True),
                                 intro=text("output_error.general_first"), relation=_relation, label="eq:bp1-general"),
             blocks.Paragraph(text("output_error.meaning")),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
-                   intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
+                   direct=why["loss"], direct_values={"output": output},
+                   intro=text("output_error.upstream_instance", output=output)),
             _instance(sample.results[Q("delta", depth)], text("output_error.instance"), "eq:bp1"),
         ]
     if forms is not None and forms.vector:  # the softmax's Jacobian derived once, for any loss; this loss put in
@@ -623,15 +641,18 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
             blocks.Paragraph(text("output_error.meaning_vector")),  # what BP1 says, right after it
             blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=_slashed(general_bp1(elementwise_forms())["rhs"]))),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
+                   direct=why["loss"], direct_values={"output": latex(unit_letters(upstream)[0].lhs.variables[0])},
                    intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
             _instance(sample.results[Q("delta", depth)],
                       text("output_error.instance_vector_ce" if probability else "output_error.instance_vector"), "eq:bp1"),
         ]
+    output = latex(unit_letters(sample.steps[Q("grad_a", depth)])[0].lhs.variables[0])
     return [
         blocks.Paragraph(text("output_error.intro")),
         _steps(narrator, sample.steps[Q("grad_a", depth)], label="eq:upstream-out", letters=True,
-               intro=text("output_error.upstream", output=latex(unit_letters(sample.steps[Q("grad_a", depth)])[0].lhs.variables[0]))),
-        _steps(narrator, sample.steps[Q("delta", depth)], intro=text("output_error.delta"),
+               direct=why["loss"], direct_values={"output": output},
+               intro=text("output_error.upstream", output=output)),
+        _steps(narrator, sample.steps[Q("delta", depth)], intro=text("output_error.delta"), direct=why["output"],
                ref=_upstream_ref(refs, "eq:upstream-out"), label="eq:bp1", letters=True),  # boxed once, in section `summary`
         blocks.Paragraph(text("output_error.meaning_vector" if derivation.model.activations[-1].is_vector
                               else "output_error.meaning")),
@@ -692,10 +713,11 @@ def _general_output(derivation: Derivation, text: Text, narrator: Narrator) -> l
     ]
 
 
-def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator) -> list:
+def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrator, direct: bool = False) -> list:
     """δ of a general hidden layer l when every hidden layer has the same activation, else layer by
-    layer; then the result for each hidden layer of this network."""
+    layer; then the result for each hidden layer of this network (`direct`: as in `_output_error`)."""
     depth, sample, general = derivation.model.depth, derivation.sample, derivation.general
+    why = _direct_reasons(text, direct)
     if depth == 1:
         return [blocks.Paragraph(text("recursion.none"))]
     out = []
@@ -705,9 +727,11 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
         up, _ = _split_hidden(general.steps[Q("delta", l)])
         out += [
             blocks.Paragraph(text("recursion.intro")),
-            _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l", letters=True),
+            _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l", letters=True,
+                   direct=why["upstream"]),
             _steps(narrator, _split_hidden(list(forms.hidden.steps))[1], intro=text("recursion.delta_general"),
-                   ref=_upstream_ref(refs, "eq:upstream-l"), label="eq:bp2-general", letters=True),
+                   ref=_upstream_ref(refs, "eq:upstream-l"), label="eq:bp2-general", letters=True,
+                   direct=why["hidden"]),
             blocks.Paragraph(text("recursion.meaning")),
             _instance(general.results[Q("delta", l)], text("recursion.instance"), "eq:bp2"),
         ]
@@ -716,9 +740,10 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
         up, de = _split_hidden(general.steps[Q("delta", l)])
         out += [
             blocks.Paragraph(text("recursion.intro")),
-            _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l", letters=True),
+            _steps(narrator, up, intro=text("recursion.upstream"), label="eq:upstream-l", letters=True,
+                   direct=why["upstream"]),
             _steps(narrator, de, intro=text("recursion.delta"), ref=_upstream_ref(refs, "eq:upstream-l"),
-                   label="eq:bp2", letters=True),
+                   label="eq:bp2", letters=True, direct=why["hidden"]),
             blocks.Paragraph(text("recursion.meaning")),
         ]
         forms = general_forms(derivation)
@@ -757,17 +782,31 @@ def _per_layer(p, depth: int) -> list:
             for k in range(depth, 0, -1)]
 
 
-def _parameters(derivation: Derivation, text: Text, narrator: Narrator) -> list:
+def _parameters(derivation: Derivation, text: Text, narrator: Narrator, direct: bool = False) -> list:
+    """BP3 and BP4 (`direct`: as in `_output_error`), then why the error is taken with respect to z:
+    the reason is these two short products, so it is given here, where they have been derived."""
     depth, general = derivation.model.depth, derivation.general
     layer = LayerRef.symbolic() if general is not None else LayerRef(depth)
     derived = general if general is not None else derivation.sample
+    why = _direct_reasons(text, direct and general is not None)  # the reasons name a general layer l
     return [
         blocks.Paragraph(text("parameters.intro")),
-        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("parameters.biases"), label="eq:bp3", letters=True),
-        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4", letters=True),
+        _steps(narrator, derived.steps[Q("grad_b", layer)], intro=text("parameters.biases"), label="eq:bp3", letters=True,
+               direct=why["bias"]),
+        _steps(narrator, derived.steps[Q("grad_W", layer)], intro=text("parameters.weights"), label="eq:bp4", letters=True,
+               direct=why["weight"]),
         *([blocks.Paragraph(text("parameters.instances", layers=_layer_list(depth, text)))] if general is not None
           else [blocks.Paragraph(text("parameters.per_layer")), *_per_layer(derivation.sample, depth)]),
+        blocks.Paragraph(text("parameters.why_z")),
     ]
+
+
+def _direct_reasons(text: Text, direct: bool) -> dict[str, str]:
+    """The catalog keys of the sentences, one per kind of local derivative, that say why only one term
+    of the chain-rule sum is left (the lesson prints that term at once); empty where every line is
+    printed (`full`)."""
+    kinds = ("output", "loss", "upstream", "hidden", "bias", "weight")
+    return {kind: f"direct.{kind}" if direct else "" for kind in kinds}
 
 
 def _layer_list(depth: int, text: Text) -> str:
@@ -859,6 +898,23 @@ def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> 
     instance = [(tag, e) for tag, e in rows if tag in ("BP1", "BP2")]
     return lesson_blocks.learn_blocks(text, general, meanings, lesson, instance=instance,
                                       vector="_vector" if forms.vector else "", goals=False, cases=cases)
+
+
+def _preview(derivation: Derivation, text: Text) -> list:
+    """The four equations stated before they are proved, each with one line of meaning, so that every
+    derivation that follows has a visible goal (Nielsen's order: state, then prove). They are the
+    engine's general forms, the ones section `summary` boxes once they are proved (the equations
+    of this network where no general form was derived)."""
+    forms = general_forms(derivation)
+    rows = _summary_rows(derivation, batch=False)
+    coupled = derivation.model.activations[-1].is_vector
+    if forms is not None and forms.hidden is not None and derivation.general is not None:
+        rows = [("BP1", JACOBIAN_BP1 if forms.vector else general_bp1(forms)), ("BP2", general_bp2(forms)),
+                *[(tag, e) for tag, e in rows if tag in ("BP3", "BP4")]]
+    tags = list(dict.fromkeys(tag for tag, _ in rows))
+    meanings = [text(f"preview.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else "")) for tag in tags]
+    display = blocks.Derivation((blocks.Group("", tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows)),))
+    return [blocks.Paragraph(text("preview.intro")), display, blocks.ItemList(tuple(meanings))]
 
 
 def _summary_rows(derivation: Derivation, batch: bool) -> list[tuple[str, dict]]:
@@ -1045,9 +1101,10 @@ def _uses(block, symbol: str) -> bool:
 
 
 # the sections of a lesson, in order; the document of any network (`present_graph`) has its own core
-# the lesson: why, the picture, the derivation of BP1-BP4 in order, the four equations boxed once, what
-# they say, the algorithm beside its code, the example and the cost; then the reference part
-LESSON_SECTIONS = ("learn", "network", "notation", "forward", "loss", "activations", "method", "output_error",
+# the lesson: why, the symbols (before the picture uses them), the picture, the derivation of BP1-BP4 in
+# order, the four equations boxed once, what they say, the algorithm beside its code, the example and
+# the cost; then the reference part
+LESSON_SECTIONS = ("learn", "notation", "network", "forward", "loss", "activations", "method", "output_error",
                    "recursion", "parameters", "summary", "paths", "meaning", "loss_choice", "minibatch", "algorithm",
                    "example", "cost", "update_rule")
 TRAINING_SECTIONS = ("optimizer", "initialisation")  # how parameters move and start, after the update rule
@@ -1103,11 +1160,11 @@ SYMBOLS_WHERE_USED = ("loss",)
 
 
 def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, notation,
-                      omitted: tuple[str, ...] = (), **fields) -> blocks.Document:
+                      omitted: tuple[str, ...] = (), opening: tuple = (), **fields) -> blocks.Document:
     """Build every section in order (the notation tables last: they list what the others use) and the
     document around them; formulas print with this language's words (a piecewise "if"). The notation
     table of a shorter document also lists what the `omitted` sections (of the lesson) use, so that it
-    is the lesson's table and a symbol the shorter text takes from them is defined."""
+    is the lesson's table and a symbol the shorter text takes from them is defined. `opening`: blocks that open the first section (what a shorter document is)."""
     built, used = {}, {}
     start = len(text.math_log)
     lesson_latex = "\n".join(used_latex(tuple(content[key]()), ()) for key in omitted)
@@ -1135,6 +1192,8 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
             at = next((n for n, block in enumerate(built[key]) if any(re.search(p, _formulas(block)) for p in patterns)), at)
         built[key] = built[key][:at] + tuple(lead) + built[key][at:]
     built = {key: settle_clauses(section) for key, section in built.items()}  # the clauses not needed
+    built[keys[0]] = tuple(opening) + built[keys[0]]  # what the document is, before its first section's own text
+    built = number_notes(built, keys)
     if text.fmt == "tex" and text.catalog["language"].get("tex_unbroken_clauses") and "subtitle" in fields:
         fields["subtitle"] = unbroken_clauses(fields["subtitle"])
     return blocks.Document(
@@ -1146,6 +1205,20 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
         sections=tuple(replace(heads[key], blocks=built[key]) for key in keys),
         **fields,
     )
+
+
+def number_notes(built: dict[str, tuple], keys: list[str]) -> dict[str, tuple]:
+    """The footnotes numbered 1, 2, … in document order, the same in every format."""
+    count = 0
+
+    def numbered(block):
+        nonlocal count
+        if not getattr(block, "note", ""):
+            return block
+        count += 1
+        return replace(block, number=count)
+
+    return {key: tuple(numbered(block) for block in built[key]) for key in keys}
 
 
 def optimizer_notation(training: tuple | None, text: Text) -> list[tuple[str, str]]:
@@ -1195,6 +1268,7 @@ def build_document(
     refs = Refs(text, heads, absent={k: n for k, n in numbers.items() if k not in keys})
     narrator = Narrator(text)
     short = partial(brief, detail)
+    direct = omits_steps(detail)  # the lesson writes each local derivative at once; `full` prints every step
     content = {
         "learn": lambda: _learn(lesson, text, refs),
         "network": lambda: _network(derivation, text, network_picture(derivation, text), lesson, refs,
@@ -1203,15 +1277,17 @@ def build_document(
         "forward": lambda: _forward(derivation, text),
         "loss": lambda: _loss(derivation, text),
         "activations": lambda: _activations(derivation, text, numbers["output_error"]),
-        "method": lambda: lesson_blocks.method_blocks(text, narrator, paths=False, letters=True),
-        "output_error": lambda: _output_error(derivation, text, refs, narrator),
+        "method": lambda: [*_preview(derivation, text),
+                           *lesson_blocks.method_blocks(text, narrator, paths=False, letters=True, direct=direct)],
+        "output_error": lambda: _output_error(derivation, text, refs, narrator, direct),
         "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs,
                                                                 relabel=unit_letters),
-        "recursion": lambda: _recursion(derivation, text, refs, narrator),
-        "parameters": lambda: _parameters(derivation, text, narrator),
+        "recursion": lambda: _recursion(derivation, text, refs, narrator, direct),
+        "parameters": lambda: _parameters(derivation, text, narrator, direct),
         "paths": lambda: paths_blocks(model.sizes, model.activations[-1].is_vector, text, refs),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs,
-                                                        init=training[1] if training is not None else None),
+                                                        init=training[1] if training is not None else None,
+                                                        bound=True),
         "minibatch": lambda: _minibatch(derivation, text, narrator),
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
         "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs),
@@ -1228,9 +1304,7 @@ def build_document(
         content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator, short("optimizer"))
         content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator,
                                                                   short("initialisation"))
-    if detail in OPENING:  # said once, at the top of the first section
-        first, build = keys[0], content[keys[0]]
-        content[first] = lambda: [blocks.Paragraph(text(OPENING[detail])), *build()]
+    opening = (blocks.Paragraph(text(OPENING[detail])),) if detail in OPENING else ()  # once, at the top
     vector = any(a.is_vector for a in model.activations)
     notation = lambda used: notation_blocks(  # noqa: E731
         text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)},
@@ -1239,7 +1313,7 @@ def build_document(
     with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise"),
                    "times": text.raw("formula.times")}):
         return assemble_document(
-            text, keys, heads, content, notation,
+            text, keys, heads, content, notation, opening=opening,
             omitted=tuple(k for k in every[:every.index("summary")] if k not in keys),
             title=title,
             subtitle=text("doc.subtitle", hidden=hidden_names, output=display_name(model.activations[-1]),

@@ -19,7 +19,7 @@ def has_windows(derivation) -> bool:
 
 def _geometry(kind) -> str:
     times = lambda values: "\\times".join(str(v) for v in values)  # noqa: E731
-    return f"\\kappa={times(kind.kernel)},\\ S={times(kind.stride)},\\ B={times(kind.padding)},\\ D={times(kind.dilation)}"
+    return f"\\kappa={times(kind.kernel)},\\ S={times(kind.stride)},\\ B={times(kind.padding)},\\ R={times(kind.dilation)}"
 
 
 def _size_rows(node, values: dict) -> list[blocks.Row]:
@@ -122,7 +122,7 @@ NOTATION = (
     ("c,\\ c_{l}", "conv.symbol_c"),
     ("h_{l},\\ w_{l}", "conv.symbol_hw"),
     ("u,\\ v", "conv.symbol_uv"),
-    ("S,\\ B,\\ D,\\ \\kappa", "conv.symbol_geometry"),
+    ("S,\\ B,\\ R,\\ \\kappa", "conv.symbol_geometry"),
     ("\\star", "conv.symbol_star"),
 )
 OPERATIONS = (

@@ -98,12 +98,18 @@ METHOD_RULES = {
 }
 
 
-def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False) -> list:
+def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False, direct: bool = False) -> list:
     """The moves every derivation repeats, each explained once; afterwards the margin names them.
-    `letters`: the derivations name units by layer (j, k, i; j' another unit of layer l)."""
+    `letters`: the derivations name units by layer (j, k, i; j' another unit of layer l); `direct`
+    (the lesson): a local derivative is read off its forward rule, the brackets kept only where they
+    stay (the softmax, a loss compared later)."""
     moves = list(METHOD_MOVES)
-    items = [text(f"method.{move}" + ("_units" if letters and f"{move}_units" in text.catalog["method"] else ""))
-             for move in moves]
+    def key(move: str) -> str:
+        for suffix in (("_lesson",) if direct else ()) + (("_units",) if letters else ()):
+            if f"{move}{suffix}" in text.catalog["method"]:
+                return f"method.{move}{suffix}"
+        return f"method.{move}"
+    items = [text(key(move)) for move in moves]
     if paths:
         items.insert(2, text("method.paths"))
     for move in moves:
@@ -194,9 +200,10 @@ def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
 # what the equations say
 
 
-def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None) -> list:
+def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None, bound: bool = False) -> list:
     """What BP1–BP4 say about learning: the slopes, saturation, quiet units; with `init` (the
-    network's Initialisation), how far its initial weights push the pre-activations into saturation."""
+    network's Initialisation), how far its initial weights push the pre-activations into saturation;
+    with `bound` (a multilayer perceptron, its weights W⁽²⁾ … W⁽ᴸ⁾), the bound on δ⁽¹⁾ written out."""
     slopes = lesson.slopes
     seen, rows = set(), []
     for _, bound in slopes.layers:
@@ -220,9 +227,13 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
         key = "meaning.vanish" if product < 1 else ("meaning.keep" if product == 1 else "meaning.grow")
         if product == 1 and all(_binary(b) for b in hidden):
             key = "meaning.keep_binary"  # slopes exactly 0 or 1 (relu): passed unchanged or stopped
-        out.append(blocks.Paragraph(text(key, layers=len(hidden), factors=r" \cdot ".join(latex(b.bound) for b in hidden),
-                                         product=latex(product) if product.is_Rational else latex(sp.Float(product, DECIMALS)),
-                                         decimal=_decimal(product))))
+        figures = dict(layers=len(hidden), factors=r" \cdot ".join(latex(b.bound) for b in hidden),
+                       product=latex(product) if product.is_Rational else latex(sp.Float(product, DECIMALS)),
+                       decimal=_decimal(product))
+        if key == "meaning.vanish" and bound and derivation.model.is_chain:  # the bound, with this network's slopes
+            out += _vanish_bound([b.bound for b in hidden], derivation.model.depth, text, refs, figures)
+        else:
+            out.append(blocks.Paragraph(text(key, **figures)))
     # saturation only where some activation has slopes near 0 that are not exactly 0 (not for relu)
     # (a bias's gradient is its unit's error: BP3's own words in the box, not repeated here)
     for key in ("saturation", "weights"):
@@ -235,9 +246,28 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
         relu = all(a.spec_text == "relu" for a in blocking)
         out.insert(-1, blocks.Paragraph(text("meaning.inactive_relu" if relu else "meaning.inactive",
                                              names=text.raw("refs.list_separator").join(display_name(a) for a in blocking))))
+    if slopes.layers:  # the four equations hold for any activation: it can be chosen for how it learns
+        out.append(blocks.Paragraph(text("meaning.design")))
     if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
         out.append(blocks.Paragraph(text("meaning.paths", raw={"backward": refs.section("backward")})))
     return out
+
+
+def _vanish_bound(slopes: list, depth: int, text, refs, figures: dict) -> list:
+    """How small δ⁽¹⁾ can be made by the slopes, as the bound the worked example checks: each layer back
+    multiplies the largest error by at most the largest column sum of |W| (‖W‖₁) and the largest slope,
+    so max|δ⁽¹⁾| ≤ ∏ ‖W⁽ˡ⁾‖₁ · ∏ max g′ · max|δ⁽ᴸ⁾|, with this network's largest slopes put in and
+    multiplied out."""
+    norms = " ".join(rf"\lVert W^{{({layer})}} \rVert_1" for layer in range(2, depth + 1))
+    largest = lambda layer: rf"\max_j \lvert \delta^{{({layer})}}_j \rvert"  # noqa: E731
+    product = sp.Mul(*slopes)
+    factor = latex(product) if product.is_Rational else _decimal(product)
+    bound = (rf"{largest(1)} \le {norms} \cdot " + r" \cdot ".join(latex(b) for b in slopes)
+             + rf" \cdot {largest(depth)} = {factor}\, {norms} \, {largest(depth)}")
+    after = "meaning.vanish_after_example" if "example" in refs.sections else "meaning.vanish_after"
+    raw = {"example": refs.section("example")} if "example" in refs.sections else {}
+    return [blocks.Paragraph(text("meaning.vanish_bound", layers=figures["layers"])), blocks.Equation(bound),
+            blocks.Paragraph(text(after, raw=raw, **figures))]
 
 
 def _binary(bound) -> bool:

@@ -53,7 +53,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("\\delta^{(l)}", "notation.delta", r"\\delta"),
     ("X, Y, Z^{(l)}, A^{(l)}", "notation.matrices", r"(?<![\\A-Za-z])[XYZA](?![A-Za-z])"),
     ("\\Delta", "notation.change", r"\\Delta(?![A-Za-z])"),
-    ("\\boldsymbol{\\delta}^{(l)}", "notation.Delta", r"\\boldsymbol\{\\delta\}"),
+    ("D^{(l)}", "notation.Delta", _letter("D")),
     ("[P]", "notation.iverson", r"\\left\[|(?<![\\A-Za-z])\[[a-z][a-z0-9']* [=<>]"),  # [j = j'], also in prose
     ("\\odot", "notation.hadamard", r"\\odot"),
     ("J", "notation.J", _letter("J")),
@@ -181,20 +181,21 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     `used` maps each section to the LaTeX it contains; `extra` rows belong to the main table, `pinned`
     rows to the section named; `unit_letters`: the derivations name units by layer (j, k, i)."""
     rows, deferred = [], set()
-    second_prime = any("j''" in latex for latex in used.values())  # the softmax's Jacobian sums over j''
+    everything = "\n".join(used.values())
     for symbol, key, pattern in ROWS:
         deferred |= {len(rows)} if key in DEFERRED else set()
         key = key + "_vector" if key == "notation.g" and vector_activation else key
-        if key == "notation.indices" and unit_letters:  # j, k, i by layer; j'' only where it is used
-            key, symbol = ("notation.indices_units2", "i, j, j', j'', k, p, q") if second_prime else \
-                ("notation.indices_units", "i, j, j', k, p, q")
         values = {"example": hadamard_example()} if key == "notation.hadamard" else {}
+        meaning_source = text.raw(key)
+        if unit_letters and key in ("notation.indices", "notation.n", "notation.J"):
+            # the rows whose symbols a document may use only some of: they list those it uses
+            symbol, key, meaning_source, values = _unit_row(text, key, everything)
         # what a use contains (\eta, \Delta), to put a one-symbol sentence just before it
         _RAW[text.math(symbol)] = "[" if key == "notation.iverson" else symbol.split(",")[0].split("^")[0]
         _PATTERN[text.math(symbol)] = pattern
         _KEY[text.math(symbol)] = key.split(".", 1)[1]
         rows.append(((text.math(symbol), text(key, **values)), pattern,
-                     _TEXT.sub(" ", "\n".join(_MATH.findall(text.raw(key)))).replace("{example}", " ")))
+                     _TEXT.sub(" ", "\n".join(_MATH.findall(meaning_source))).replace("{example}", " ")))
     main, local = split_rows(used, rows, {key: [(text.math(s), m) for s, m in extra]
                                           for key, extra in (pinned or {}).items()}, deferred=frozenset(deferred))
     main += [(text.math(symbol), meaning) for symbol, meaning in extra]
@@ -203,6 +204,55 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
         _table(text, main, long=True),
     ]
     return section, {key: _local(text, key, rows) for key, rows in local.items()}
+
+
+# the unit indices in table order, each with the catalog key of its clause; p and q (the entries of a
+# parameter array) have one clause together
+UNIT_INDICES = (("j", "index_j"), ("k", "index_k"), ("i", "index_i"), ("j'", "index_jprime"),
+                ("j''", "index_jsecond"), ("k'", "index_kprime"))
+_SUBSCRIPT = re.compile(r"_(?:\{((?:[^{}]|\{[^{}]*\})*)\}|([A-Za-z]))")
+
+
+def indices_used(latex: str) -> set[str]:
+    """The index letters (with their primes: j, j', j'') a document's LaTeX uses: in subscripts
+    (W_{jk'}, \\sum_{j'}), in brackets ([j = j']) and as a formula of their own in prose ($j'$);
+    a naming subscript (n_{\\mathrm{in}}) and a nested one (j_{1}) are not indices."""
+    found = set()
+    for match in _SUBSCRIPT.finditer(latex):
+        content = match.group(1) if match.group(1) is not None else match.group(2)
+        if "\\mathrm" in content or "\\text" in content:
+            continue
+        content = re.sub(r"_\{[^{}]*\}|_[0-9]|\\[A-Za-z]+", " ", content)
+        found |= {letter + primes for letter, primes in re.findall(r"([a-z])('*)", content)}
+    for left, right in re.findall(r"\[([a-z]'*) = ([a-z]'*)\]", latex):
+        found |= {left, right}
+    found |= set(re.findall(r"(?m)^\s*([a-z]'+)\s*$", latex))
+    return found
+
+
+def _unit_row(text, key: str, latex: str) -> tuple[str, str, str, dict]:
+    """(symbol, catalog key, meaning's source, values) of a row that lists what the document uses: the
+    unit indices it uses (a lesson has no k' and no p, q), the sizes n_in, n_out only where a formula
+    has them, the Jacobian's entries named by the indices the derivation gives them (J_{j'j})."""
+    if key == "notation.J":
+        return "J", "notation.J_units", text.raw("notation.J_units"), {}
+    if key == "notation.n":
+        # n_{\mathrm{in}} as `used_latex` leaves it (its upright label taken out: n_{ })
+        sized = re.search(r"n_\{(?:\s*|\\mathrm\{(?:in|out)\})\}", latex) is not None
+        chosen = "notation.n" if sized else "notation.n_layer"
+        return ("n_{l},\\ n_{\\mathrm{in}},\\ n_{\\mathrm{out}}" if sized else "n_{l}"), chosen, text.raw(chosen), {}
+    used = indices_used(latex)
+    letters = [(letter, clause) for letter, clause in UNIT_INDICES if letter in used]
+    if "j''" in used:  # one clause for the two other units of layer l
+        letters = [(letter, "index_jprimes" if letter == "j'" else clause) for letter, clause in letters
+                   if letter != "j''"]
+    parameter = "p" in used or "q" in used
+    clauses = text.raw("notation.index_separator").join(text.raw(f"notation.{clause}") for _, clause in letters)
+    chosen = "notation.unit_indices_parameters" if parameter else "notation.unit_indices"
+    meaning = text.raw(chosen).replace("{units}", clauses)
+    shown = [letter for letter, _ in letters] + (["j''"] if "j''" in used else []) + (["p", "q"] if parameter else [])
+    shown = sorted(shown, key=lambda s: ("ijkpq".index(s[0]), len(s)))
+    return ", ".join(shown), chosen, meaning, {"units": clauses}
 
 
 def _local(text, section: str, rows: list) -> list:

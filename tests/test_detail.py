@@ -1,6 +1,7 @@
 """`--detail`: three documents from one derivation and one verification.
 
-`lesson` (the default) keeps the lesson of `full` word for word and shortens the reference part;
+`lesson` (the default) keeps the lesson of `full` word for word but for the proofs, where it writes each
+local derivative at once (full prints its brackets and their collapse), and shortens the reference part;
 `summary` keeps the network, the boxed equations, the algorithm beside its code and the
 certificate. Every detail passes the notation check and the no-repetition check, prints every
 check of the certificate, and a bad value is refused before anything is written.
@@ -60,11 +61,40 @@ def test_every_detail_builds_in_every_text_format_and_passes_the_lesson_checks(o
     assert b"\\section{" in files["derivation.tex"] and b"\\end{document}" in files["derivation.tex"]
 
 
+def _sections(markdown: str) -> dict[str, str]:
+    """The sections of a Markdown document by number."""
+    parts = re.split(r"(?m)^## (\d+|[A-C])\. ", markdown)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+_LINE = r"(?m)^ *&= (.*?) && \\text\{[(（](?:%s)[)）]\}"  # a derivation's line and its tag
+
+
 @pytest.mark.parametrize("name", CONFIGS)
-def test_the_lesson_keeps_sections_1_to_18_word_for_word_and_halves_the_reference_part(outcomes, name):
+def test_the_lesson_keeps_sections_1_to_18_but_the_bracket_lines_and_halves_the_reference_part(outcomes, name):
+    """Sections 1-18 of the lesson are those of `full` word for word, but for the notation table (which
+    lists only the indices each uses) and the proofs (sections 7 to 10): there `full` prints each local
+    derivative with its brackets [j = j'] and the steps that collapse them, where the lesson prints the collapsed result at once, with a sentence that says
+    why one term is left. That result is the engine's: every line the lesson names "local derivative"
+    is a line `full` reaches by its collapse."""
     full, lesson = _md(outcomes(name, "full")), _md(outcomes(name, "lesson"))
-    # the lesson itself is the same text; only the command in the colophon tells them apart
-    assert lesson[:_reference_start(lesson)] == full[:_reference_start(full)]
+    lesson_parts, full_parts = _sections(lesson[:_reference_start(lesson)]), _sections(full[:_reference_start(full)])
+    assert lesson_parts.keys() == full_parts.keys()
+    proofs = {"7", "8", "9", "10"}
+    for number in lesson_parts.keys() - proofs - {"2"}:  # only the command in the colophon tells them apart
+        assert lesson_parts[number] == full_parts[number], number
+    # the notation: the same rows, the lesson's indices and sizes without those only `full` uses (k', p, q)
+    rows = lambda md: [row.split(" | ")[0] for row in md.splitlines() if row.startswith("| $")]  # noqa: E731
+    assert len(rows(lesson_parts["2"])) == len(rows(full_parts["2"])) and lesson_parts["2"] != full_parts["2"]
+    local = "local derivative|局部导数"
+    direct = [rhs for n in proofs for rhs in re.findall(_LINE % local, lesson_parts[n])]
+    collapsed = {rhs for n in proofs for rhs in re.findall(_LINE % "collapse|求和化简", full_parts[n])}
+    softmax = "softmax" in lesson_parts["8"]  # its Jacobian keeps its brackets in the lesson too
+    assert len(direct) >= 5 and all(rhs in collapsed for rhs in direct if "\\left[" not in rhs)
+    assert "\\left[j = j'\\right]" not in "".join(lesson_parts[n] for n in ("9", "10"))
+    assert softmax or "\\left[j = j'\\right]" not in lesson_parts["8"]
+    lines = lambda parts: sum(len(re.findall(r"(?m)^ *&= ", parts[n])) for n in proofs)  # noqa: E731
+    assert lines(lesson_parts) <= lines(full_parts) - len(direct)  # at least one line fewer for each
     training = lambda md: md[_reference_start(md):md.index("\n## A. ")]  # noqa: E731
     # the stated measure: sections 19-21 of the lesson are under 45% of full's (in characters of
     # Markdown; measured: 38% for the sigmoid, 40% for relu + ce); the appendices are the same but B

@@ -85,8 +85,9 @@ def _section(markdown: str, number: int) -> str:
 
 def test_the_opening_motivates_before_it_derives(compared_markdown):
     """Section 1 says what is wanted, the rate at which the loss changes with one weight, and why not
-    by finite differences, with this network's counts, and displays no equation; section 2 shows the
-    network, then counts the paths of a weight of layer 1 before it explains the error of a unit."""
+    by finite differences, with this network's counts, and displays no equation; section 2 defines the
+    symbols, and section 3 shows the network, then counts the paths of a weight of layer 1 before it
+    explains the error of a unit."""
     opening = _section(compared_markdown, 1)
     paragraphs = [p for p in opening.split("\n\n")[1:] if p.strip()]
     assert "$$" not in opening
@@ -94,7 +95,8 @@ def test_the_opening_motivates_before_it_derives(compared_markdown):
     # 73 parameters (sizes 4, 5, 5, 3): 74 forward passes by one-sided finite differences, 2.7 by backpropagation
     assert re.search(r"\b74\b", paragraphs[1]) and re.search(r"\b2\.7\b", paragraphs[1])
     assert ("one-sided" in paragraphs[1] and "central difference" in paragraphs[1]) or ("单侧" in paragraphs[1] and "中心差分" in paragraphs[1])
-    picture = _section(compared_markdown, 2)
+    assert "| $\\delta^{(l)}$ |" in _section(compared_markdown, 2)  # the symbols before the picture uses them
+    picture = _section(compared_markdown, 3)
     # a weight of layer 1 reaches the loss along n2 n3 = 15 paths through the units; the softmax's
     # crossings (45 paths) wait for section 12, where its Jacobian is known
     paths = re.search(r"n_\{2\} n_\{3\} = 5 \\cdot 3 = 15\$", picture)
@@ -104,17 +106,19 @@ def test_the_opening_motivates_before_it_derives(compared_markdown):
     assert any("network.svg" in block for block in blocks[:at]) and "\\delta^{(l)}_j" in blocks[at + 1]
 
 
-def test_the_error_is_motivated_before_it_is_derived(compared_markdown):
-    """Where section 2 introduces the error, it says what it measures (Nielsen's demon: a change
-    Δz of one weighted input changes the loss by about δ Δz) and why it is taken with respect to z
-    and not a: z changes with its bias at rate 1 and with a weight at the activation it reads, so BP3
-    and BP4 are one product each, where ∂C/∂a would bring g′ into every one of them."""
-    picture = _section(compared_markdown, 2)
+def test_the_error_is_motivated_before_it_is_derived_and_z_once_bp3_and_bp4_show_why(compared_markdown):
+    """Where section 3 introduces the error, it says what it measures (a change Δz of one weighted
+    input changes the loss by about δ Δz, Nielsen's demon in a note). Why it is taken with respect to z
+    and not a is said after BP3 and BP4 (section 10), whose short products are the reason: z changes
+    with its bias at rate 1 and with a weight at the activation it reads, where ∂C/∂a would bring g′
+    into every gradient."""
+    picture = _section(compared_markdown, 3)
     meaning = next(b for b in picture.split("\n\n") if "\\delta^{(l)}_j \\Delta z^{(l)}_j" in b)
-    assert "Nielsen" in meaning
-    why = picture.split("\n\n")[picture.split("\n\n").index(meaning) + 1]
-    assert "\\partial C / \\partial a^{(l)}_j" in why and "g'(z^{(l)}_j)" in why
-    assert "z^{(l)}_j = \\sum_k W^{(l)}_{jk} a^{(l-1)}_k + b^{(l)}_j" in why and "a^{(l-1)}_k" in why
+    assert "\\partial C / \\partial a^{(l)}_j" not in picture
+    gradients = _section(compared_markdown, 10)
+    why = next(b for b in gradients.split("\n\n") if "BP3" in b and "BP4" in b)
+    assert gradients.rstrip().endswith(why.rstrip()) and meaning  # after both are derived
+    assert "\\partial C / \\partial a^{(l)}_j" in why and "g'(z^{(l)}_j)" in why and "a^{(l-1)}_k" in why
 
 
 def test_the_four_equations_are_boxed_once_after_their_derivations(compared_markdown):
@@ -175,7 +179,7 @@ def tokens(formula: str, top_level: bool = False) -> set[str]:
             found.add(name(match))
         f = re.sub(pattern, " ", f)
 
-    take(r"\\boldsymbol\{\\[a-z]+\}", lambda m: m.group(0))  # the minibatch errors (bold δ), not δ
+    take(r"\\boldsymbol\{\\[a-z]+\}", lambda m: m.group(0))  # a bold Greek letter, not the letter
     take(r"(\\(?:bar|tilde|hat)\{[A-Za-z]\}|(?<![\\A-Za-z])[A-Za-z])_\{\\mathrm\{([a-z]+)\}\}",
          lambda m: f"{m.group(1)}_{m.group(2)}")
     take(r"\\(" + "|".join(GREEK) + r")(?![A-Za-z])(_" + LABELS + r")?",
@@ -269,6 +273,31 @@ def notation_problems(tex: str) -> list[str]:
     problems += [f"{t} is used but not in the table" + (f" (in {label})" if label else "")
                  for t, label in sorted(missing)]
     return problems
+
+
+def unused_symbols(tex: str) -> list[str]:
+    """Symbols the notation section's table declares that no formula of the document uses outside
+    their own row (the other books' symbols in appendix C compared, not used): a student should not
+    learn a letter the text never needs. An index is looked for with its primes (k' is not k)."""
+    parts = sections(tex)
+    notation = symbol_tables(tex)[0][0]
+    body = parts[notation][1]
+    rows = [row for row in re.search(_TABLE, body, flags=re.S).group(3).replace("\\endhead", "").split("\\\\\n")
+            if "&" in row]
+    elsewhere = "\n".join(text for n, (label, text) in enumerate(parts) if n != notation and label != "sec:notations")
+    unused = []
+    for row in rows:
+        symbol = re.match(r"\s*\$(.*?)\$\s*&", row, flags=re.S).group(1)
+        formulas = math_segments(elsewhere + "\n" + body.replace(row, ""))
+        for item in (part.strip() for part in re.split(r",\\? ?", symbol)):
+            if re.fullmatch(r"[a-z]'+", item):  # a primed index: j', j''
+                found = any(re.search(rf"{item}(?!')", re.sub(r"\\[A-Za-z]+", " ", f)) for f in formulas)
+            else:
+                wanted = tokens(item, top_level=True)
+                found = all(any(t in tokens(f) for f in formulas) for t in wanted)
+            if not found:
+                unused.append(item)
+    return unused
 
 
 # known gaps, each to be closed by its issue; strict, so an entry that starts passing must leave the list
@@ -365,16 +394,16 @@ def test_the_cost_printed_as_the_mean_of_the_losses_is_the_engines_cost(config):
 
 
 def test_a_new_symbol_is_defined_in_the_sentence_that_first_uses_it(sigmoid_tex):
-    """Δ, the bold minibatch errors, η and N are each the one new symbol of their section: the sentence
+    """Δ, the minibatch errors D, η and N are each the one new symbol of their section: the sentence
     that first uses each says what it is (no "Write η for the learning rate." on a line of its own),
     and a clause not needed where it stands is dropped, its marks never printed."""
     labels = [label for label, _ in sections(sigmoid_tex)]
     defined = {}
     for n, symbols in symbol_tables(sigmoid_tex):
         defined.setdefault(labels[n], []).extend(symbols)
-    # Δ is used from section 2 on (the demon's change), so the main table has it; the minibatch form
-    # opens with a short table of its matrices, the bold errors among them
-    assert r"\Delta" in defined["sec:notation"] and r"\boldsymbol{\delta}^{(l)}" in defined["sec:minibatch"]
+    # Δ is used from section 3 on (the change of one weighted input), so the main table has it; the minibatch form
+    # opens with a short table of its matrices, the errors D among them
+    assert r"\Delta" in defined["sec:notation"] and "D^{(l)}" in defined["sec:minibatch"]
     assert defined["sec:example"] == [r"\eta"] and defined["sec:cost"] == ["N"] and defined["sec:method"] == ["[P]"]
     assert not INLINE[0].search(sigmoid_tex) and "⟦" not in sigmoid_tex and "⟧" not in sigmoid_tex
     # the clause's sentence is the first in its section to use the symbol
@@ -708,19 +737,20 @@ def test_the_minibatch_section_refers_back_instead_of_repeating(compared_markdow
     section = _section(compared_markdown, 15)
     assert "(chain rule)" not in section and "(local derivative)" not in section and "(collapse)" not in section
     assert "(链式法则)" not in section and "(局部导数)" not in section
-    assert section.count("\\frac{1}{m} \\boldsymbol{\\delta}^{(l)}") == 2  # the two matrix forms
+    assert section.count("\\frac{1}{m} D^{(l)}") == 2  # the two matrix forms
     assert len(section) < 0.6 * len(_section(compared_markdown, 10)) + 2500
 
 
 def test_each_general_equation_is_derived_once_and_boxed_once(compared_markdown):
-    """State it, derive it, box it once: the general BP1-BP4 appear twice in the document, as the last
-    line of their derivation and in the box of section 11; later sections refer to them by number."""
+    """State it, derive it, box it once: the general BP1-BP4 appear three times in the document, stated
+    unproved where the proofs start (section 7), as the last line of their derivation and in the box of
+    section 11; later sections refer to them by number."""
     if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:
         pytest.skip("the general forms below are those of an element-wise output")
     for equation in (r"\frac{\partial C}{\partial a^{(L)}} \odot g'(z^{(L)})", r"\delta^{(l+1)}\right) \odot g'(z^{(l)})",
                      r"\frac{\partial C}{\partial b^{(l)}} &= \delta^{(l)}", r"&= \delta^{(l)} \left(a^{(l-1)}\right)^{\top}"):
-        assert compared_markdown.count(equation) == 2, equation
-        assert equation in _section(compared_markdown, 11)
+        assert compared_markdown.count(equation) == 3, equation
+        assert equation in _section(compared_markdown, 11) and equation in _section(compared_markdown, 7)
 
 
 def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_markdown):
@@ -742,12 +772,12 @@ def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_mark
 def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdown):
     """The big picture has its own section right after the box of the four equations: Nielsen's
     indexed product for one weight of layer 1 (one rate per edge, 2L + 1 of them), the number of
-    terms of the sum computed from the sizes in the table of section 2 (an extra factor n_L for a
+    terms of the sum computed from the sizes in the table of section 3 (an extra factor n_L for a
     softmax output), and the same sum grouped from the loss end into BP1, BP2 once per hidden layer
     and BP4. Section 2 only previews it, with the paths through the units, and cites the section."""
     section = _section(compared_markdown, 12)
     assert "\\boxed" in _section(compared_markdown, 11)
-    sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 2))]
+    sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 3))]
     depth = len(sizes) - 1
     softmax = "softmax" in compared_markdown.split("\n## 1. ")[0]
     count = 1
@@ -756,13 +786,13 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     displays = section.split("$$")[1::2]
     assert displays[0].count("\\frac{\\partial") == 2 * depth + 1
     assert f"= {count}$" in section
-    units = 1  # section 2 counts the paths through the units only (the softmax's crossings come here)
+    units = 1  # section 3 counts the paths through the units only (the softmax's crossings come here)
     for n in sizes[2:]:
         units *= n
-    assert f"= {units}$" in _section(compared_markdown, 2)
+    assert f"= {units}$" in _section(compared_markdown, 3)
     tags = re.findall(r"\\text\{[(（](BP\d)[)）]\}", displays[2])  # full-width brackets in Chinese
     assert tags == ["BP1"] + ["BP2"] * (depth - 1) + ["BP4"]
-    assert "](#12-" in _section(compared_markdown, 2)
+    assert "](#12-" in _section(compared_markdown, 3)
 
 
 def test_one_slope_bound_and_activation_specific_wording(compared_markdown):
@@ -813,7 +843,7 @@ def test_the_network_picture_names_one_weight_and_the_caption_reads_its_indices(
     assert "W⁽²⁾₅₄" in pictures.svg(pic, "t") and r"$W^{(2)}_{54}$" in pictures.tikz(pic)
     assert pictures.layout((4, 3), ("sigmoid",), "loss", words).weight == (1, 3, 4)  # j = k avoided
     en = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
-    caption = next(line for line in _section(en, 2).splitlines() if line.startswith("The network."))
+    caption = next(line for line in _section(en, 3).splitlines() if line.startswith("The network."))
     assert "$W^{(2)}_{54}$, from unit 4 of layer 1 to unit 5 of layer 2" in caption
     assert "first index is the unit that receives" in caption and "$z^{(2)} = W^{(2)} a^{(1)} + b^{(2)}$" in caption
 
@@ -830,6 +860,16 @@ def test_fresh_compared_documents_define_every_symbol_once(config):
     assert notation_problems(tex) == []
     inline = [symbols for n, symbols in symbol_tables(tex)[1:] if len(symbols) == 1]
     assert [r"\eta"] in inline and ["N"] in inline  # the worked example and the cost count, in a sentence
+    assert unused_symbols(tex) == []  # and nothing in the table the lesson never uses (p, q, n_in once were)
+
+
+def test_the_unused_symbol_check_can_fail():
+    rows = "".join(f"${s}$ & {m} \\\\\n" for s, m in [("W^{(l)}", "weights"), ("n_{l},\\ n_{\\mathrm{in}}", "sizes"),
+                                                       ("i, j, j', k'", "indices")])
+    tex = (r"\section{Notation}\label{sec:notation}" "\n\\begin{longtable}{ll}\n\\toprule\nS & M \\\\\n\\midrule\n"
+           + rows + "\\bottomrule\n\\end{longtable}\n" + r"\section{Next}\label{sec:next}" "\n$W^{(l)}_{ij'} n_{l}$\n")
+    assert unused_symbols(tex) == [r"n_{\mathrm{in}}", "k'"]
+    assert unused_symbols(tex + "$n_{\\mathrm{in}} a_{k'}$") == []
 
 
 def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_markdown):
@@ -965,8 +1005,60 @@ def test_the_saturation_paragraph_quotes_the_variance_the_initialisation_compute
     network's pre-activations (the last Var(z) of the initialisation's table, to two figures); the
     relu network, which does not saturate, says nothing of it."""
     meaning = _section(compared_markdown, 13)
-    if "sigmoid" not in meaning:
+    if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:  # the subtitle names the activations
         assert "7.1" not in meaning
         return
     table = re.search(r"(?m)^\| 3 \| (\d+\.\d+) \| ", _section(compared_markdown, 21)).group(1)  # Var(z⁽³⁾)
     assert f"{float(table):.2g}" in meaning and table != f"{float(table):.2g}", table
+
+
+def test_the_four_equations_are_stated_before_they_are_proved(compared_markdown):
+    """Nielsen's order: section 7 states BP1-BP4 unproved, one line of meaning each, before the moves
+    of the proofs and before section 8 derives the first of them."""
+    method = _section(compared_markdown, 7)
+    display = method.index("$$")
+    shown = method[display:method.index("$$", display + 2)]
+    assert all(f"(BP{n})" in shown or f"（BP{n}）" in shown for n in (1, 2, 3, 4))
+    meanings = re.findall(r"(?m)^- \*\*BP([1-4])\*\*", method)
+    assert meanings == ["1", "2", "3", "4"]
+    first_move = min(method.index(word) for word in ("**Definition.**", "**定义。**") if word in method)
+    assert display < first_move
+
+
+def test_section_13_states_the_bound_for_this_network_and_the_design_point(compared_markdown):
+    """The vague "the weights would pass back some error" is gone: section 13 writes the bound the
+    worked example checks, max|δ⁽¹⁾| ≤ ‖W⁽²⁾‖₁ ‖W⁽³⁾‖₁ · (1/4)(1/4) · max|δ⁽³⁾|, with the slopes of its
+    own table multiplied out, and says that the equations hold for any activation, so it can be
+    chosen for how it learns (Nielsen's design point)."""
+    meaning = _section(compared_markdown, 13)
+    assert "some error" not in meaning
+    design = "None of the four equations assumed a particular activation" in meaning or "四个方程对激活函数没有任何要求" in meaning
+    assert design
+    if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:
+        return
+    slope = re.search(r"(?m)^\| sigmoid \| \$(.*?)\$ \|", meaning).group(1)
+    assert slope == r"\frac{1}{4}"
+    norms = r"\lVert W^{(2)} \rVert_1 \lVert W^{(3)} \rVert_1"
+    bound = (rf"\max_j \lvert \delta^{{(1)}}_j \rvert \le {norms} \cdot {slope} \cdot {slope} \cdot "
+             rf"\max_j \lvert \delta^{{(3)}}_j \rvert = \frac{{1}}{{16}}\, {norms} \, \max_j \lvert \delta^{{(3)}}_j \rvert")
+    assert bound in meaning
+    # the worked example's ratio lies under the same bound with its weights' column sums (section 17)
+    example = _section(compared_markdown, 17)
+    assert "0.08125" in example and "0.0134" in example
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_nielsen_is_cited_in_footnotes_numbered_alike_in_every_format(lang):
+    """Another book in the running text of the lesson (sections 1-13) only as a footnote: Markdown's
+    [^n], LaTeX's \\footnote, the web page's numbered note under its paragraph, numbered in document
+    order the same way in every format."""
+    files = generate(make_spec(3, "sigmoid", formats="md,tex,html", lang=lang)).files
+    md, tex, page = (files[f"derivation.{kind}"].decode() for kind in ("md", "tex", "html"))
+    lesson = md.split("\n## 1. ", 1)[1].split("\n## 14. ", 1)[0]
+    cited = [line for line in lesson.splitlines() if "Nielsen" in line]
+    assert len(cited) == 2 and all(line.startswith(f"[^{n}]: ") for n, line in zip((1, 2), cited))
+    assert re.findall(r"\[\^(\d)\](?!:)", lesson) == ["1", "2"]
+    notes = re.findall(r"\\footnote\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}", tex)
+    assert len(notes) == 2 and all("Nielsen" in note for note in notes)
+    assert re.findall(r'<p class="note" id="note-(\d)"><sup>\1</sup> Nielsen', page) == ["1", "2"]
+    assert re.findall(r'<sup id="note-ref-(\d)"><a href="#note-\1">', page) == ["1", "2"]

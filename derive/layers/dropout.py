@@ -19,10 +19,10 @@ from derive.layers.base import LayerKind, Node, Option, entry_of, register
 from derive.layers.normalise import same_axes, vector_input
 from derive.notation import Q, Quantity, register_quantity, size
 
-# the mask of a dropout layer: d⁽ˡ⁾ per sample, D⁽ˡ⁾ per minibatch (one column per sample); r and p
-# are taken (a sample index, a parameter index)
-register_quantity("mask", "d", None, 1, "sample", batch="Mask")
-register_quantity("Mask", "D", "M", 2, "batch")
+# the mask of a dropout layer: u⁽ˡ⁾ per sample, U⁽ˡ⁾ per minibatch (one column per sample); r and p
+# are taken (a sample index, a parameter index), and D is the minibatch errors
+register_quantity("mask", "u", None, 1, "sample", batch="Mask")
+register_quantity("Mask", "U", "M", 2, "batch")
 
 
 def probability(value) -> float:
