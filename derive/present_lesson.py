@@ -19,6 +19,7 @@ from derive import document as blocks
 from derive.codegen import backward_order
 from derive.derivation import Derivation
 from derive.lesson import Lesson
+from derive.lesson.loss_choice import SATURATED, WRONG, softmax_jacobian_at_saturation
 from derive.lesson.worked_example import entries
 from derive.narrate import Narrator, sides
 from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
@@ -122,6 +123,15 @@ def _vector(values) -> str:
     return "(" + ", ".join(latex(sp.sympify(v)) for v in values) + ")"
 
 
+def _figure(value, digits: int = 4) -> str:
+    """An exact number as a decimal of `digits` significant figures (exact ones keep no trailing zeros)."""
+    return f"{float(value):.{digits}g}"
+
+
+def _figures(values) -> str:
+    return "(" + ", ".join(_figure(v) for v in values) + ")"
+
+
 def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: Narrator, refs,
                        relabel=lambda steps: steps) -> list:
     """The other usual loss's output error beside this one's (`relabel`: the document's index letters)."""
@@ -151,14 +161,18 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
                                     chains=chains)]
     out += [blocks.Paragraph(text("loss_choice.side_by_side")), blocks.Aligned(tuple(rows))]
     if chosen.saturated is not None and other.saturated is not None:
-        slow, fast = (chosen, other) if all(v == 0 for v in chosen.saturated) else (other, chosen)
-        if all(v == 0 for v in slow.saturated) and any(v != 0 for v in fast.saturated):
+        largest = lambda e: max(abs(v) for v in e.saturated)  # noqa: E731
+        slow, fast = (chosen, other) if largest(chosen) < largest(other) else (other, chosen)
+        if 0 < largest(slow) < largest(fast):
             out.append(blocks.Paragraph(text(
-                "loss_choice.saturated", saturated=_vector((1, 0)), target=_vector((0, 1)),
-                slow=titles[slow.loss.name], slow_delta=_vector(slow.saturated),
-                fast=titles[fast.loss.name], fast_delta=_vector(fast.saturated))))
-            if activation.is_softmax and slow.loss.name == "mse":  # why the saturated softmax passes nothing back
-                out.append(blocks.Paragraph(text("loss_choice.zero_softmax")))
+                "loss_choice.saturated_near", saturated=_figures(SATURATED), target=_vector(WRONG),
+                slow=titles[slow.loss.name], slow_delta=_figures(slow.saturated),
+                fast=titles[fast.loss.name], fast_delta=_figures(fast.saturated),
+                ratio=_figure(largest(fast) / largest(slow), 3))))
+            if activation.is_softmax and slow.loss.name == "mse":  # why the saturated softmax passes little back
+                jacobian = softmax_jacobian_at_saturation()
+                out.append(blocks.Paragraph(text("loss_choice.small_softmax", saturated=_figures(SATURATED),
+                                                 entry=_figure(max(abs(v) for v in jacobian)))))
             ratio = _cancelled_factor(derivation, slow, fast)
             if ratio is not None:
                 out.append(blocks.Paragraph(text("loss_choice.cancel", factor=latex(ratio))))

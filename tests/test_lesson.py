@@ -488,10 +488,15 @@ def test_squared_error_stalls_where_cross_entropy_does_not():
 
     sigmoid = compare_losses(derivation_for(3, "sigmoid"))
     assert (sigmoid.chosen.loss.name, sigmoid.other.loss.name) == ("mse", "bce")
-    assert sigmoid.chosen.saturated == (0, 0) and sigmoid.other.saturated == (1, -1)
+    # at a = (0.99, 0.01), y = (0, 1): squared error keeps a(1 − a) = 0.0099, cross entropy gives a − y
+    sat = sp.Rational(99, 100) * sp.Rational(99, 100) * sp.Rational(1, 100)
+    assert sigmoid.chosen.saturated == (sat, -sat)
+    assert sigmoid.other.saturated == (sp.Rational(99, 100), -sp.Rational(99, 100))
     softmax = compare_losses(derivation_for(3, "relu", "ce"))
     assert (softmax.chosen.loss.name, softmax.other.loss.name) == ("ce", "mse")
-    assert softmax.chosen.saturated == (1, -1) and softmax.other.saturated == (0, 0)
+    assert softmax.chosen.saturated == (sp.Rational(99, 100), -sp.Rational(99, 100))
+    # Jᵀ(a − y) with J = diag(a) − a aᵀ: both rows 0.0099 · (0.99 + 0.99)
+    assert softmax.other.saturated == (2 * sat, -2 * sat)
     assert compare_losses(derivation_for(1, "identity")) is None
 
 
