@@ -351,7 +351,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     network = derivation.model.network
     formulas = [batch[node.output] for node in network.layers] + [batch[key] for key in backward_order(derivation)]
     code = list(plan.forward) + list(plan.backward)
-    rows = []
+    rows, texs = [], []
     softmax = {node.output: node.layer.number for node in network.layers
                if getattr(getattr(node.kind, "activation", None), "is_softmax", False)}
     outputs = [node.output for node in network.layers] + [None] * len(code)
@@ -361,6 +361,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
             k = softmax[output]
             tex = rf"A^{{({k})}}_{{jr}} = e^{{Z^{{({k})}}_{{jr}}}} \Big/ \sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}"
         rows.append((str(n), text.math(tex, display=True), _code(text, line)))  # fractions full size in the PDF
+        texs.append(tex)
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
     # the code's sigmoid is the same function in its tanh form (proved here, by sigmoid_tanh_identity)
@@ -372,8 +373,24 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         # what follows the table's last line, before the aside on the sigmoid's tanh form
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
+        *_broadcasting(texs, code, text),
         *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)))), _tanh_steps()] if tanh else []),
     ]
+
+
+BIAS_ADDED = re.compile(r"^\((W(\d+)) @ (A\d+)\) \+ (b\2)$")  # Z1 = (W1 @ A0) + b1: the bias added by broadcasting
+
+
+def _broadcasting(formulas: list[str], code: list, text) -> list:
+    """One sentence on the first step whose formula spreads the bias over the samples (b 1ᵀ) while its
+    code adds the column b as it is: NumPy's broadcasting does what 1ᵀ writes."""
+    for step, (formula, line) in enumerate(zip(formulas, code), start=1):
+        found = BIAS_ADDED.match(line.value.split(" = ", 1)[-1]) if r"\mathbf{1}^{\top}" in formula else None
+        if found:
+            weight, layer, read, bias = found.groups()
+            return [blocks.Paragraph(text("algorithm.broadcast", step=step, layer=layer, bias=bias,
+                                          product=f"{weight} @ {read}"))]
+    return []
 
 
 @lru_cache(maxsize=None)
@@ -660,6 +677,8 @@ def cost_blocks(lesson: Lesson, text) -> list:
     backward = c.errors.value + c.gradients.value
     return [
         blocks.Paragraph(text("cost.intro", parameters=c.parameters.value)),
+        blocks.Paragraph(text("cost.parameters_chain", sum=c.by_layer, value=c.parameters.value) if c.by_layer
+                         else text("cost.parameters_count", value=c.parameters.value)),
         # the labels wrap ragged right in a wider first column; the formulas, printed with plain
         # parentheses, may wrap after a + (a \left( … \right) pair never breaks, and ran into the figures)
         blocks.Table(header, tuple(rows), (r">{\raggedright\arraybackslash}p{0.34\textwidth}",

@@ -507,6 +507,7 @@ def test_operation_counts_for_the_gallery_network():
     c = costs(derivation_for(3, "sigmoid"))  # sizes 4, 5, 5, 3
     assert (c.forward.value, c.errors.value, c.gradients.value) == (4 * 5 + 5 * 5 + 5 * 3, 5 * 5 + 5 * 3, 60)
     assert c.parameters.value == 73 and c.finite_differences.value == 2 * 73 * 60
+    assert c.by_layer is not None  # N = Σ n_l (n_{l−1} + 1) was checked against the counted entries
 
 
 def test_the_sigmoid_initialisation_is_followed_through_the_network():
