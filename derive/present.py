@@ -1211,8 +1211,11 @@ def build_document(
         from derive.present_training import initialisation_blocks, optimizer_blocks
 
         content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator, short("optimizer"))
+        from derive.lesson.saturation import compare_starts
+
         content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator,
-                                                                  short("initialisation"))
+                                                                  short("initialisation"),
+                                                                  starts=compare_starts(model, training[1]))
     if detail in OPENING:  # said once, at the top of the first section
         first, build = keys[0], content[keys[0]]
         content[first] = lambda: [blocks.Paragraph(text(OPENING[detail])), *build()]
