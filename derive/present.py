@@ -1282,6 +1282,8 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
 
 
 def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
+    from derive.layer_loop import loop_context
+
     cache_names = ["A0"] + [a.target for a in plan.forward]
     return {
         "title": title,
@@ -1305,6 +1307,7 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "batchnorm": plan.batchnorm,
         "workspace": _workspace_context(plan),
         "checks": _input_check_context(plan.input_check),
+        "loop": loop_context(plan),
     }
 
 
