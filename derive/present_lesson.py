@@ -540,7 +540,7 @@ def _row(quantity: Quantity, example, table: str = "values", gradient: bool = Fa
     return blocks.Row(lhs, _matrix(entries(example, quantity, table)))
 
 
-def _hand_check(derivation: Derivation, example, key: Quantity) -> tuple[blocks.Aligned, str, str] | None:
+def _hand_check(derivation: Derivation, example, key: Quantity, unit: int = 0) -> tuple[blocks.Aligned, str, str] | None:
     """δ of the first unit of a layer: its formula, the formula with the printed numbers in, and what
     those numbers give; also that result and the exact value, both as printed (they can differ in the
     last digit, since the numbers put in are rounded)."""
@@ -548,7 +548,7 @@ def _hand_check(derivation: Derivation, example, key: Quantity) -> tuple[blocks.
     if len(result.free) != 1:
         return None
     (q,) = result.free
-    expanded = result.rhs.xreplace({q: sp.Integer(0)}).xreplace(example.sizes).doit()
+    expanded = result.rhs.xreplace({q: sp.Integer(unit)}).xreplace(example.sizes).doit()
     stand_in, originals, names, numbers, printed = {}, {}, {}, {}, {}
     for n, entry in enumerate(sorted(expanded.atoms(sp.Indexed), key=sp.default_sort_key)):
         quantity = quantity_of(str(entry.base.label))
@@ -563,9 +563,9 @@ def _hand_check(derivation: Derivation, example, key: Quantity) -> tuple[blocks.
         numbers[symbol] = (_stated if stated else _number)(value)
         printed[symbol] = sp.nsimplify(value) if stated else _from_printed(value)
     formula = expanded.xreplace(stand_in)
-    value = example.values[(key.label, (0,))]
+    value = example.values[(key.label, (unit,))]
     by_hand = formula.xreplace(printed)  # what a reader gets from the numbers as printed
-    return blocks.Aligned((blocks.Row(_display_entry(key, (0,)), _Named(names, originals).doprint(formula)),
+    return blocks.Aligned((blocks.Row(_display_entry(key, (unit,)), _Named(names, originals).doprint(formula)),
                            blocks.Row("", _Named(numbers, originals, numbers=True).doprint(formula)),
                            blocks.Row("", _number(by_hand)))), _number(by_hand), _number(value)
 
@@ -590,7 +590,9 @@ def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> 
     return found
 
 
-def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
+def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise: bool = True) -> list:
+    """The worked example (`exercise`: end the hand checks with a "your turn"; the MLP document poses
+    its exercises after the step instead, with the answers in an appendix)."""
     example = lesson.example
     network = derivation.model.network
     arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
@@ -643,7 +645,8 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
                 text("example.unit", layer=layer, unit=unit, z=z) for layer, unit, z, _ in inactive)
             key = "example.inactive_silent" if all(silent for *_, silent in inactive) else "example.inactive"
             out.append(blocks.Paragraph(text(key, units=units)))
-        out.append(blocks.Paragraph(text("example.exercise")))
+        if exercise:
+            out.append(blocks.Paragraph(text("example.exercise")))
     out += [blocks.Paragraph(text("example.gradients")),
             blocks.Aligned(tuple(blocks.Row(latex(sp.Derivative(sp.Symbol("C"), p.symbol)), _matrix(entries(example, p, "gradients")))
                                  for p in parameters))]

@@ -101,6 +101,14 @@ def compare_losses(derivation: Derivation) -> LossComparison | None:
                           LossError(other_loss, alt, _saturated(derivation, alt), steps))
 
 
+def evaluate_error(derivation: Derivation, delta: Result, example) -> tuple[sp.Expr, ...]:
+    """δ⁽ᴸ⁾ of a loss at the worked example's output and target, entry by entry."""
+    output = derivation.model.network.output
+    (q,) = delta.free
+    count = sum(1 for (label, _) in example.values if label == output.label)
+    return tuple(evaluate_index_form(delta.rhs, example.values, {**example.sizes, q: k}) for k in range(count))
+
+
 def softmax_jacobian_at_saturation() -> sp.Matrix:
     """J = diag(a) − a aᵀ at the saturated output: how little a softmax there lets through."""
     a = sp.Matrix(SATURATED)
@@ -108,4 +116,4 @@ def softmax_jacobian_at_saturation() -> sp.Matrix:
 
 
 __all__ = ["LossComparison", "LossError", "compare_losses", "alternative", "softmax_jacobian_at_saturation",
-           "SATURATED", "WRONG"]
+           "SATURATED", "WRONG", "evaluate_error"]
