@@ -142,7 +142,7 @@ def costs(derivation: Derivation) -> Costs:
 
 
 PARAMETER_COUNT = sp.Symbol("N", integer=True, positive=True)  # printed in the cost table; defined above it
-PARAMETER_SUM = r"N = \sum_{l=1}^{L} n_{l} \left(n_{l-1} + 1\right)"
+PARAMETER_SUM = r"N = \sum_{l=1}^{L} n_{l} (n_{l-1} + 1)"  # plain parentheses: TeX may break them
 
 
 def parameters_by_layer(derivation: Derivation, parameters: Count) -> str | None:
