@@ -372,7 +372,10 @@ def _start_blocks(starts, text: Text) -> list:
         variance=f"{variance:.4g}", share=percent(starts.default.flat_share), moment=f"{starts.moment:.4g}",
         gain=f"{1 / float(f'{starts.moment:.4g}'):.4g}", exact_share=percent(starts.exact.flat_share),
         exact_errors=f"{starts.exact.errors:.2g}", errors=f"{starts.default.errors:.4g}",
-        activation=display_name(starts.activation)))]
+        activation=display_name(starts.activation),
+        raw={"flat": text("initialisation.start_flat_mse" if starts.squared_error else "initialisation.start_flat"),
+             "advice": text("initialisation.start_advice_mse") if starts.squared_error else "",
+             "kept": text("initialisation.start_kept_mse" if starts.squared_error else "initialisation.start_kept_ce")}))]
 
 
 def _linearisation_notes(scale, found, text: Text) -> list:

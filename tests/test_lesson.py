@@ -561,7 +561,9 @@ def test_the_default_start_against_the_exact_forward_variance():
     slope = _gauss(_sigmoid_slope_squared, 1.0)
     assert starts.exact.errors == pytest.approx((5 / 5) * slope / starts.moment * (3 / 5) * slope / starts.moment, rel=1e-6)
     assert starts.exact.errors < starts.default.errors
-    assert compare_starts(*(lambda m: (m, derive_initialisation(m)))(build_model(make_spec(3, "tanh")))) is None
+    started = lambda *spec: compare_starts(*(lambda m: (m, derive_initialisation(m)))(build_model(make_spec(*spec))))  # noqa: E731
+    assert started(3, "tanh") is None and started(3, "sigmoid", "identity") is None  # no flat part at the output
+    assert starts.squared_error and not started(3, "sigmoid", None, "bce").squared_error
 
     # trained side by side (the same draws, only their variance differs), the default ends lower
     code = load_module(generate(make_spec(3, "sigmoid", formats="py")).files["model.py"].decode())

@@ -42,6 +42,7 @@ class Saturation:
     exact_gain: float  # 1 / moment: σ_w² = exact_gain / n_in
     default: Start
     exact: Start
+    squared_error: bool = False  # the loss keeps the output's slope in δ⁽ᴸ⁾ (section "loss_choice")
 
 
 def _flat_share(edge: float, variance: float) -> float:
@@ -57,9 +58,12 @@ def _start(model: Model, layers: list[LayerScale]) -> Start:
 
 def compare_starts(model: Model, init: Initialisation) -> Saturation | None:
     """The default start against the exact forward variance, for a chain whose hidden activations are
-    one smooth activation with g(0) ≠ 0 and a slope that is largest at 0 and even (the sigmoid)."""
+    one smooth activation with g(0) ≠ 0 and a slope that is largest at 0 and even (the sigmoid), the
+    output the same activation, the loss squared error or binary cross entropy."""
     if not model.is_chain or not init.path or model.depth < 2:
         return None
+    if model.activations[-1].name != model.activations[0].name or model.loss.name not in ("mse", "bce"):
+        return None  # the output's flat part and what the loss makes of it are the point
     hidden = {a.name: a for a in model.activations[:-1]}
     scales = [s for s in init.activations if s.activation.name in hidden]
     if len(hidden) != 1 or len(scales) != 1 or "offset" not in scales[0].figures:
@@ -80,7 +84,8 @@ def compare_starts(model: Model, init: Initialisation) -> Saturation | None:
     last = lambda start: start.variances[-1][1]  # noqa: E731
     return Saturation(activation, float(threshold), edge, moment, 1 / moment,
                       Start(default.variances, _flat_share(edge, last(default)), default.errors),
-                      Start(alternative.variances, _flat_share(edge, last(alternative)), alternative.errors))
+                      Start(alternative.variances, _flat_share(edge, last(alternative)), alternative.errors),
+                      model.loss.name == "mse")
 
 
 def _exact_variance(scale: LayerScale, moment: float) -> sp.Expr:
