@@ -1053,9 +1053,10 @@ def _number(bound: str) -> str:
     return f"${prefix}10^{{{int(exponent)}}}$"
 
 
-def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = False) -> list:
+def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = False, lesson: bool = False) -> list:
     """What model.py holds and where it is; in full, its forward pass, loss and gradients as generated
-    (`short`: the algorithm table has already shown the backward pass line by line)."""
+    (`short`: the algorithm table has already shown the backward pass line by line; `lesson`: without
+    the notes on the generator's options and the workspace form, which are the reference's)."""
     stable = []
     acts = derivation.model.activations
     if any(a.name == "sigmoid" for a in acts):
@@ -1077,9 +1078,14 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
 
     # forward, loss and gradients exactly as model.py has them: the same template part renders both
     core = render("model_core.py.j2", code_context(plan, title="", command="")).rstrip("\n").split("\n")
-    out = [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences), blocks.Paragraph(text("code.backward")),
-           blocks.Code(tuple(core)), blocks.Paragraph(text("code.init"))]
-    if plan.workspace is not None:
+    from derive.layer_loop import layer_loop
+
+    out = [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences),
+           blocks.Paragraph(text("code.core_lesson" if lesson else "code.backward")), blocks.Code(tuple(core))]
+    if layer_loop(plan) is not None:
+        out.append(blocks.Paragraph(text("code.loop")))
+    out.append(blocks.Paragraph(text("code.init")))
+    if plan.workspace is not None and not lesson:
         out.append(blocks.Paragraph(text("workspace.code")))
     return out
 
@@ -1108,17 +1114,18 @@ LESSON_SECTIONS = ("learn", "notation", "network", "forward", "loss", "activatio
                    "recursion", "parameters", "summary", "paths", "meaning", "loss_choice", "minibatch", "algorithm",
                    "example", "cost", "update_rule")
 TRAINING_SECTIONS = ("optimizer", "initialisation")  # how parameters move and start, after the update rule
-APPENDICES = ("code", "verification", "notations")
+APPENDICES = ("code", "verification", "notations", "answers")  # answers: the MLP lesson's exercises
 REFERENCE = ("update_rule", *TRAINING_SECTIONS, *APPENDICES)  # after the lesson, marked as reference
 
 
-def section_keys(core: tuple[str, ...], training: tuple | None, lesson: Lesson) -> list[str]:
-    """The sections of one document: the core, training (with its derivations), the appendices."""
+def section_keys(core: tuple[str, ...], training: tuple | None, lesson: Lesson, answers: bool = False) -> list[str]:
+    """The sections of one document: the core, training (with its derivations), the appendices
+    (`answers`: the appendix with the answers to the exercises of the worked example)."""
     keys = [k for k in core if (k != "loss_choice" or lesson.comparison is not None)
             and (k != "example" or lesson.example is not None)]
     if training is not None:
         keys += TRAINING_SECTIONS
-    return keys + list(APPENDICES)
+    return keys + [k for k in APPENDICES if k != "answers" or (answers and lesson.example is not None)]
 
 
 def section_heads(keys: list[str], text: Text, titles: dict[str, str] | None = None,
@@ -1257,7 +1264,7 @@ def build_document(
     model = derivation.model
     depth = model.depth
     core = LESSON_SECTIONS if depth > 1 else tuple(k for k in LESSON_SECTIONS if k != "paths")  # one layer: one path
-    every = section_keys(core, training, lesson)
+    every = section_keys(core, training, lesson, answers=True)
     keys = chosen_sections(detail, every)
     numbers = section_numbers(every)
     text = Text(lang, fmt, **numbers)
@@ -1269,6 +1276,9 @@ def build_document(
     narrator = Narrator(text)
     short = partial(brief, detail)
     direct = omits_steps(detail)  # the lesson writes each local derivative at once; `full` prints every step
+    from derive import present_practice as practice
+
+    loss_titles = {name: text.raw(f"loss_title.{name}") for name in text.catalog["loss_title"]}
     content = {
         "learn": lambda: _learn(lesson, text, refs),
         "network": lambda: _network(derivation, text, network_picture(derivation, text), lesson, refs,
@@ -1290,20 +1300,26 @@ def build_document(
                                                         bound=True),
         "minibatch": lambda: _minibatch(derivation, text, narrator),
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
-        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs),
+        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs, exercise=False)
+        + practice.exercise_blocks(lesson, derivation, report, text, loss_titles),
+        "answers": lambda: practice.answer_blocks(lesson, derivation, report, text, loss_titles),
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
         "update_rule": lambda: _update_rule(derivation, text, refs, training, narrator, short("update_rule")),
-        "code": lambda: _code(plan, derivation, text, short("code")),
+        "code": lambda: _code(plan, derivation, text, short("code"), lesson=detail == "lesson"),
         "notations": lambda: notation_map_blocks(text),
-        "verification": lambda: verification_blocks(
+        "verification": lambda: practice.gradient_check_blocks(lesson, derivation, report, text, refs)
+        if detail == "lesson" else verification_blocks(
             _verification(report, text, model.penalty is not None, short("verification")), text),
     }
     if training is not None:
         from derive.present_training import initialisation_blocks, optimizer_blocks
 
         content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator, short("optimizer"))
+        from derive.lesson.saturation import compare_starts
+
         content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator,
-                                                                  short("initialisation"))
+                                                                  short("initialisation"),
+                                                                  starts=compare_starts(model, training[1]))
     opening = (blocks.Paragraph(text(OPENING[detail])),) if detail in OPENING else ()  # once, at the top
     vector = any(a.is_vector for a in model.activations)
     notation = lambda used: notation_blocks(  # noqa: E731
@@ -1368,6 +1384,8 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
 
 
 def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
+    from derive.layer_loop import loop_context
+
     cache_names = ["A0"] + [a.target for a in plan.forward]
     return {
         "title": title,
@@ -1391,6 +1409,7 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "batchnorm": plan.batchnorm,
         "workspace": _workspace_context(plan),
         "checks": _input_check_context(plan.input_check),
+        "loop": loop_context(plan),
     }
 
 

@@ -19,6 +19,7 @@ from derive import document as blocks
 from derive.codegen import backward_order
 from derive.derivation import Derivation
 from derive.lesson import Lesson
+from derive.lesson.loss_choice import SATURATED, WRONG, softmax_jacobian_at_saturation
 from derive.lesson.worked_example import entries
 from derive.narrate import Narrator, sides
 from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
@@ -128,6 +129,15 @@ def _vector(values) -> str:
     return "(" + ", ".join(latex(sp.sympify(v)) for v in values) + ")"
 
 
+def _figure(value, digits: int = 4) -> str:
+    """An exact number as a decimal of `digits` significant figures (exact ones keep no trailing zeros)."""
+    return f"{float(value):.{digits}g}"
+
+
+def _figures(values) -> str:
+    return "(" + ", ".join(_figure(v) for v in values) + ")"
+
+
 def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: Narrator, refs,
                        relabel=lambda steps: steps) -> list:
     """The other usual loss's output error beside this one's (`relabel`: the document's index letters)."""
@@ -157,14 +167,18 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
                                     chains=chains)]
     out += [blocks.Paragraph(text("loss_choice.side_by_side")), blocks.Aligned(tuple(rows))]
     if chosen.saturated is not None and other.saturated is not None:
-        slow, fast = (chosen, other) if all(v == 0 for v in chosen.saturated) else (other, chosen)
-        if all(v == 0 for v in slow.saturated) and any(v != 0 for v in fast.saturated):
+        largest = lambda e: max(abs(v) for v in e.saturated)  # noqa: E731
+        slow, fast = (chosen, other) if largest(chosen) < largest(other) else (other, chosen)
+        if 0 < largest(slow) < largest(fast):
             out.append(blocks.Paragraph(text(
-                "loss_choice.saturated", saturated=_vector((1, 0)), target=_vector((0, 1)),
-                slow=titles[slow.loss.name], slow_delta=_vector(slow.saturated),
-                fast=titles[fast.loss.name], fast_delta=_vector(fast.saturated))))
-            if activation.is_softmax and slow.loss.name == "mse":  # why the saturated softmax passes nothing back
-                out.append(blocks.Paragraph(text("loss_choice.zero_softmax")))
+                "loss_choice.saturated_near", saturated=_figures(SATURATED), target=_vector(WRONG),
+                slow=titles[slow.loss.name], slow_delta=_figures(slow.saturated),
+                fast=titles[fast.loss.name], fast_delta=_figures(fast.saturated),
+                ratio=_figure(largest(fast) / largest(slow), 3))))
+            if activation.is_softmax and slow.loss.name == "mse":  # why the saturated softmax passes little back
+                jacobian = softmax_jacobian_at_saturation()
+                out.append(blocks.Paragraph(text("loss_choice.small_softmax", saturated=_figures(SATURATED),
+                                                 entry=_figure(max(abs(v) for v in jacobian)))))
             ratio = _cancelled_factor(derivation, slow, fast)
             if ratio is not None:
                 out.append(blocks.Paragraph(text("loss_choice.cancel", factor=latex(ratio))))
@@ -367,7 +381,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     network = derivation.model.network
     formulas = [batch[node.output] for node in network.layers] + [batch[key] for key in backward_order(derivation)]
     code = list(plan.forward) + list(plan.backward)
-    rows = []
+    rows, texs = [], []
     softmax = {node.output: node.layer.number for node in network.layers
                if getattr(getattr(node.kind, "activation", None), "is_softmax", False)}
     outputs = [node.output for node in network.layers] + [None] * len(code)
@@ -377,6 +391,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
             k = softmax[output]
             tex = rf"A^{{({k})}}_{{jr}} = e^{{Z^{{({k})}}_{{jr}}}} \Big/ \sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}"
         rows.append((str(n), text.math(tex, display=True), _code(text, line)))  # fractions full size in the PDF
+        texs.append(tex)
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
     # the code's sigmoid is the same function in its tanh form (proved here, by sigmoid_tanh_identity)
@@ -388,8 +403,24 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         # what follows the table's last line, before the aside on the sigmoid's tanh form
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
+        *_broadcasting(texs, code, text),
         *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)))), _tanh_steps()] if tanh else []),
     ]
+
+
+BIAS_ADDED = re.compile(r"^\((W(\d+)) @ (A\d+)\) \+ (b\2)$")  # Z1 = (W1 @ A0) + b1: the bias added by broadcasting
+
+
+def _broadcasting(formulas: list[str], code: list, text) -> list:
+    """One sentence on the first step whose formula spreads the bias over the samples (b 1ᵀ) while its
+    code adds the column b as it is: NumPy's broadcasting does what 1ᵀ writes."""
+    for step, (formula, line) in enumerate(zip(formulas, code), start=1):
+        found = BIAS_ADDED.match(line.value.split(" = ", 1)[-1]) if r"\mathbf{1}^{\top}" in formula else None
+        if found:
+            weight, layer, read, bias = found.groups()
+            return [blocks.Paragraph(text("algorithm.broadcast", step=step, layer=layer, bias=bias,
+                                          product=f"{weight} @ {read}"))]
+    return []
 
 
 @lru_cache(maxsize=None)
@@ -563,16 +594,22 @@ def _passed_unchanged(derivation: Derivation, example, checked: list[Quantity]) 
     return None
 
 
-def _hand_check(derivation: Derivation, example, key: Quantity) -> tuple[blocks.Aligned, str, str] | None:
-    """δ of the first active unit of a layer (the first whose error is not 0: an inactive relu unit's
-    check would only multiply by 0): its formula, the formula with the printed numbers in, and what
+def _unchecked_unit(example, key: Quantity) -> int:
+    """The first unit the text does not check by hand: an exercise asks for it."""
+    return next(idx[0] for idx, _ in entries(example, key) if idx[0] != _checked_unit(example, key))
+
+
+def _hand_check(derivation: Derivation, example, key: Quantity,
+                unit: int | None = None) -> tuple[blocks.Aligned, str, str] | None:
+    """δ of one unit of a layer, by default the first active one (the first whose error is not 0: an
+    inactive relu unit's check would only multiply by 0): its formula, the formula with the printed numbers in, and what
     those numbers give; also that result and the exact value, both as printed (they can differ in the
     last digit, since the numbers put in are rounded)."""
     result = derivation.sample.results[key]
     if len(result.free) != 1:
         return None
     (q,) = result.free
-    unit = _checked_unit(example, key)
+    unit = _checked_unit(example, key) if unit is None else unit
     expanded = result.rhs.xreplace({q: sp.Integer(unit)}).xreplace(example.sizes).doit()
     stand_in, originals, names, numbers, printed = {}, {}, {}, {}, {}
     for n, entry in enumerate(sorted(expanded.atoms(sp.Indexed), key=sp.default_sort_key)):
@@ -615,7 +652,9 @@ def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> 
     return found
 
 
-def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
+def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise: bool = True) -> list:
+    """The worked example (`exercise`: end the hand checks with a "your turn"; the MLP document poses
+    its exercises after the step instead, with the answers in an appendix)."""
     example = lesson.example
     network = derivation.model.network
     arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
@@ -671,8 +710,9 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
                 text("example.unit", layer=layer, unit=unit, z=z) for layer, unit, z, _ in inactive)
             key = "example.inactive_silent" if all(silent for *_, silent in inactive) else "example.inactive"
             out.append(blocks.Paragraph(text(key, units=units)))
-        first_units = all(_checked_unit(example, key) == 0 for key, _ in checks)
-        out.append(blocks.Paragraph(text("example.exercise" if first_units else "example.exercise_other")))
+        if exercise:
+            first_units = all(_checked_unit(example, key) == 0 for key, _ in checks)
+            out.append(blocks.Paragraph(text("example.exercise" if first_units else "example.exercise_other")))
     out += [blocks.Paragraph(text("example.gradients")),
             blocks.Aligned(tuple(blocks.Row(latex(sp.Derivative(sp.Symbol("C"), p.symbol)), _matrix(entries(example, p, "gradients")))
                                  for p in parameters))]
@@ -706,6 +746,8 @@ def cost_blocks(lesson: Lesson, text) -> list:
     backward = c.errors.value + c.gradients.value
     return [
         blocks.Paragraph(text("cost.intro", parameters=c.parameters.value)),
+        blocks.Paragraph(text("cost.parameters_chain", sum=c.by_layer, value=c.parameters.value) if c.by_layer
+                         else text("cost.parameters_count", value=c.parameters.value)),
         # the labels wrap ragged right in a wider first column; the formulas, printed with plain
         # parentheses, may wrap after a + (a \left( … \right) pair never breaks, and ran into the figures)
         blocks.Table(header, tuple(rows), (r">{\raggedright\arraybackslash}p{0.34\textwidth}",

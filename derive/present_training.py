@@ -156,7 +156,7 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
                          else text("optimizer.chosen_default")),
     ]
     if short:
-        return opening + _short_update(training, text)
+        return _lesson_opening(training, spec, text) + _short_update(training, text)
     hyper = []  # its formulas count as used (the notation table) only where the table is printed
     for h in opt.hypers:
         default = h.torch_default if h.torch_default is not None else h.default
@@ -198,12 +198,28 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
     return out
 
 
+def _lesson_opening(training: Training, spec: MLPSpec, text: Text) -> list:
+    """The lesson's optimizer: what moves the parameters, in the reader's terms (torch.optim, the
+    options and the command line are the reference's)."""
+    opt = training.optimizer
+    plain = opt.name == "sgd" and not spec.optimizer.overrides
+    entrywise = any(step.rhs.has(sp.Pow) for step in training.equations)  # √, quotients, squares (Adam …)
+    return [blocks.Paragraph(text("detail.optimizer_lesson_sgd" if plain else "detail.optimizer_lesson",
+                                  raw={"title": text.title("optimizer_title", opt.name, opt.title),
+                                       "entrywise": text("optimizer.entrywise") if entrywise else ""}))]
+
+
 def _short_update(training: Training, text: Text) -> list:
-    """The optimizer's step as this run takes it (with its values where they simplify it)."""
-    entrywise = any(step.rhs.has(sp.Pow) for step in training.equations)
+    """The optimizer's step as this run takes it (with its values where they simplify it), and the
+    learning rate the generated code uses, beside the worked example's."""
+    from derive.lesson.worked_example import LEARNING_RATE_VALUE
+
     equations = training.equations_with_values if training.equations_with_values is not None else training.equations
-    return [blocks.Paragraph(text("optimizer.equations", raw={"entrywise": text("optimizer.entrywise") if entrywise else ""})),
-            _aligned(equations), blocks.Paragraph(text("detail.optimizer_more"))]
+    rate = format_value(training.values["lr"])
+    example = text("detail.learning_rate_example", example_lr=format_value(float(LEARNING_RATE_VALUE)),
+                   times=f"{float(LEARNING_RATE_VALUE) / training.values['lr']:.0f}") \
+        if "example" in text.defaults and training.values["lr"] > 0 else ""
+    return [_aligned(equations), blocks.Paragraph(text("detail.learning_rate", lr=rate, raw={"example": example}))]
 
 
 def _figures(figures: dict) -> dict:
@@ -220,14 +236,15 @@ def _known(scale, text: Text) -> str:
 
 
 def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], text: Text, narrator: Narrator,
-                          short: bool = False) -> list:
+                          short: bool = False, starts=None) -> list:
     """The initialisation section: the variance relations, the scale derived for the input and for
     each hidden activation, what the derived variances do to this network, and the variance of
-    every layer (`short`: the rule used, the computed result and the tables, without the derivation)."""
+    every layer (`short`: the rule used, the computed result and the tables, without the derivation;
+    `starts`: the default start against the exact forward variance, `lesson.saturation`)."""
     if short:
-        return [blocks.Paragraph(text("detail.initialisation_intro")), *_in_short(init, text, short=True),
+        return [blocks.Paragraph(text("detail.initialisation_lesson")), *_in_short(init, text, short=True),
                 *_variance_table(init, network_sizes, text, short=True),
-                *(_path_blocks(init, text, short=True) if init.path else [])]
+                *(_path_blocks(init, text, short=True) if init.path else []), *_start_blocks(starts, text)]
     out = [
         blocks.Paragraph(text("initialisation.intro")),
         *_in_short(init, text),
@@ -256,7 +273,7 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
             out.append(blocks.Paragraph(text("initialisation.quadrature_note")))
     out += _variance_table(init, network_sizes, text)
     if init.path:
-        out += _path_blocks(init, text)
+        out += _path_blocks(init, text) + _start_blocks(starts, text)
     return out
 
 
@@ -342,6 +359,23 @@ def _path_blocks(init: Initialisation, text: Text, short: bool = False) -> list:
         # what the derivation keeps exactly: a conclusion about the derivation, printed with it
         out.append(blocks.Paragraph(text("initialisation.keeps_offset" if offsets else "initialisation.keeps")))
     return out
+
+
+def _start_blocks(starts, text: Text) -> list:
+    """Why the default start is kept although it saturates units, and what to use instead: computed."""
+    if starts is None:
+        return []
+    percent = lambda share: f"{100 * share:.3g}"  # noqa: E731
+    last, variance = starts.default.variances[-1]
+    return [blocks.Paragraph(text(
+        "initialisation.start_kept", edge=f"{starts.edge:.3g}", threshold=f"{starts.threshold:.2g}", last=last,
+        variance=f"{variance:.4g}", share=percent(starts.default.flat_share), moment=f"{starts.moment:.4g}",
+        gain=f"{1 / float(f'{starts.moment:.4g}'):.4g}", exact_share=percent(starts.exact.flat_share),
+        exact_errors=f"{starts.exact.errors:.2g}", errors=f"{starts.default.errors:.4g}",
+        activation=display_name(starts.activation),
+        raw={"flat": text("initialisation.start_flat_mse" if starts.squared_error else "initialisation.start_flat"),
+             "advice": text("initialisation.start_advice_mse") if starts.squared_error else "",
+             "kept": text("initialisation.start_kept_mse" if starts.squared_error else "initialisation.start_kept_ce")}))]
 
 
 def _linearisation_notes(scale, found, text: Text) -> list:

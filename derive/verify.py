@@ -284,6 +284,19 @@ def derivative_check_entries(model: Model, module: types.ModuleType, seed: int =
         error = float(np.max(np.abs(grads[key] - ref))) / max(own, TINY)
         worst = max(worst, error if math.isfinite(error) else math.inf)
     figures = {"partials": sum(r.size for r in reference.values())}
+    if hasattr(module, "backprop") and not model.network.data_inputs:  # the loop form: the same numbers
+        with np.errstate(all="ignore"):
+            looped = module.backprop(params, X, Y)
+        loop = max(float(np.max(np.abs(looped[key] - grads[key]))) / max(float(np.max(np.abs(grads[key]))), TINY)
+                   for key in grads)
+        figures["loop_error"] = "0" if loop == 0 else decade_bound(loop)
+        worst = max(worst, loop if math.isfinite(loop) else math.inf)
+    if model.is_chain and not model.network.data_inputs:  # the reader's own gradient check (exercise 5), run
+        from derive.lesson.practice import run_check_script
+
+        printed = run_check_script(model, module)
+        if printed is not None:
+            figures["exercise"] = printed
     return _derivative_result(figures, (sizes, samples, bound), finite, worst, (value, expected, scale),
                               (smallest, largest))
 

@@ -118,14 +118,19 @@ def test_only_full_prints_the_long_derivations(outcomes, name):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_the_certificate_prints_every_check_at_every_detail(outcomes, name):
-    """The checks run the same whatever the detail: the same verdicts and figures, and every check
-    has its item in appendix B of every document."""
+    """The checks run the same whatever the detail: the same verdicts and figures; every check has its
+    item in appendix B of the summary and of the full document, while the lesson's appendix B is a
+    gradient check to redo by hand and the certificate in one sentence, with the figures of the run."""
     runs = {detail: outcomes(name, detail) for detail in DETAILS}
     figures = {detail: [(c.name, c.passed, c.figures) for c in o.report.checks] for detail, o in runs.items()}
     assert figures["summary"] == figures["lesson"] == figures["full"]
-    items = {detail: re.findall(r"^- \*\*", _md(o).split("\n## B. ", 1)[1].split("\n## ", 1)[0], re.M)
-             for detail, o in runs.items()}
-    assert len(items["summary"]) == len(items["lesson"]) == len(items["full"]) >= 8
+    appendix = {detail: _md(o).split("\n## B. ", 1)[1].split("\n## ", 1)[0] for detail, o in runs.items()}
+    items = {detail: re.findall(r"^- \*\*", text, re.M) for detail, text in appendix.items()}
+    assert len(items["summary"]) == len(items["full"]) >= 8 and not items["lesson"]
+    symbolic = runs["lesson"].report.check("symbolic").figures
+    code = runs["lesson"].report.check("derivatives").figures
+    assert f" {symbolic['partials']} " in appendix["lesson"] and f" {code['partials']} " in appendix["lesson"]
+    assert appendix["lesson"].count("$$") == 2  # the display of the central difference
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -163,5 +163,5 @@ def test_every_format_is_built_from_one_structure(config):
               for fmt in ("md", "tex", "html")]
     assert shapes[0] == shapes[1] == shapes[2]
     keys = [s["key"] for s in shapes[0]["sections"]]
-    assert keys[:3] == ["learn", "notation", "network"] and keys[-3:] == ["code", "verification", "notations"]
-    assert keys[-6:-3] == ["update_rule", "optimizer", "initialisation"] and "example" in keys
+    assert keys[:3] == ["learn", "notation", "network"] and keys[-4:] == ["code", "verification", "notations", "answers"]
+    assert keys[-7:-4] == ["update_rule", "optimizer", "initialisation"] and "example" in keys

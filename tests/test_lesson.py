@@ -548,10 +548,15 @@ def test_squared_error_stalls_where_cross_entropy_does_not():
 
     sigmoid = compare_losses(derivation_for(3, "sigmoid"))
     assert (sigmoid.chosen.loss.name, sigmoid.other.loss.name) == ("mse", "bce")
-    assert sigmoid.chosen.saturated == (0, 0) and sigmoid.other.saturated == (1, -1)
+    # at a = (0.99, 0.01), y = (0, 1): squared error keeps a(1 − a) = 0.0099, cross entropy gives a − y
+    sat = sp.Rational(99, 100) * sp.Rational(99, 100) * sp.Rational(1, 100)
+    assert sigmoid.chosen.saturated == (sat, -sat)
+    assert sigmoid.other.saturated == (sp.Rational(99, 100), -sp.Rational(99, 100))
     softmax = compare_losses(derivation_for(3, "relu", "ce"))
     assert (softmax.chosen.loss.name, softmax.other.loss.name) == ("ce", "mse")
-    assert softmax.chosen.saturated == (1, -1) and softmax.other.saturated == (0, 0)
+    assert softmax.chosen.saturated == (sp.Rational(99, 100), -sp.Rational(99, 100))
+    # Jᵀ(a − y) with J = diag(a) − a aᵀ: both rows 0.0099 · (0.99 + 0.99)
+    assert softmax.other.saturated == (2 * sat, -2 * sat)
     assert compare_losses(derivation_for(1, "identity")) is None
 
 
@@ -562,6 +567,7 @@ def test_operation_counts_for_the_gallery_network():
     c = costs(derivation_for(3, "sigmoid"))  # sizes 4, 5, 5, 3
     assert (c.forward.value, c.errors.value, c.gradients.value) == (4 * 5 + 5 * 5 + 5 * 3, 5 * 5 + 5 * 3, 60)
     assert c.parameters.value == 73 and c.finite_differences.value == 2 * 73 * 60
+    assert c.by_layer is not None  # N = Σ n_l (n_{l−1} + 1) was checked against the counted entries
 
 
 def test_the_sigmoid_initialisation_is_followed_through_the_network():
@@ -589,6 +595,54 @@ def test_the_sigmoid_initialisation_is_followed_through_the_network():
     assert expected == pytest.approx([0.7174, 0.3272], abs=1e-4)
     relu = derive_initialisation(build_model(make_spec(3, "relu", None, "ce")))
     assert [v for _, v in relu.path] == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_the_default_start_against_the_exact_forward_variance():
+    """Section 21 keeps the sigmoid's Glorot start although it saturates outputs: the shares on the flat
+    part and the errors' variance at layer 1 under both choices, against our own computation, and the
+    claim that the default learns faster, by training the generated model.py both ways."""
+    from math import erfc, sqrt
+
+    from derive.initialisation import derive_initialisation
+    from derive.lesson.saturation import compare_starts
+    from derive.model import build_model
+
+    model = build_model(make_spec(3, "sigmoid"))
+    starts = compare_starts(model, derive_initialisation(model))
+    # σ'(z) = 1/20 where σ = (1 + √(1 − 1/5)) / 2: |z| > log(σ / (1 − σ))
+    s = (1 + np.sqrt(0.8)) / 2
+    assert starts.threshold == pytest.approx(0.05) and starts.edge == pytest.approx(np.log(s / (1 - s)), rel=1e-9)
+    assert starts.default.flat_share == pytest.approx(erfc(starts.edge / sqrt(2 * 7.1174)), rel=1e-4)
+    assert starts.default.flat_share == pytest.approx(0.279, abs=1e-3)
+    assert [v for _, v in starts.exact.variances] == pytest.approx([1, 1, 1])  # the exact forward condition
+    assert starts.exact.flat_share == pytest.approx(erfc(starts.edge / sqrt(2)), rel=1e-9)
+    assert starts.moment == pytest.approx(_gauss(_sigmoid_squared, 1.0), rel=1e-6)
+    # the errors at layer 1: n_{l+1} σ_w² E[σ'(z)²] at Var(z) = 1, with σ_w² = 1 / (n_l · 0.2934)
+    slope = _gauss(_sigmoid_slope_squared, 1.0)
+    assert starts.exact.errors == pytest.approx((5 / 5) * slope / starts.moment * (3 / 5) * slope / starts.moment, rel=1e-6)
+    assert starts.exact.errors < starts.default.errors
+    started = lambda *spec: compare_starts(*(lambda m: (m, derive_initialisation(m)))(build_model(make_spec(*spec))))  # noqa: E731
+    assert started(3, "tanh") is None and started(3, "sigmoid", "identity") is None  # no flat part at the output
+    assert starts.squared_error and not started(3, "sigmoid", None, "bce").squared_error
+
+    # trained side by side (the same draws, only their variance differs), the default ends lower
+    code = load_module(generate(make_spec(3, "sigmoid", formats="py")).files["model.py"].decode())
+    teacher = np.array([[1, -1, 0, 0.5], [0, 1, -1, 0.5], [-1, 0, 1, 0.5]])
+    wins = 0
+    for seed in range(5):
+        X = np.random.default_rng(seed).standard_normal((4, 600))
+        Y = np.eye(3)[(teacher @ X).argmax(0)].T
+        final = []
+        for exact in (False, True):
+            params = code.init_params(code.SIZES, np.random.default_rng(100 + seed))
+            if exact:
+                for l in (2, 3):
+                    n_in, n_out = code.SIZES[l - 1], code.SIZES[l]
+                    params[f"W{l}"] *= np.sqrt(starts.exact_gain / n_in) / np.sqrt(32 / (n_in + n_out))
+            code.train(params, X, Y, epochs=30, batch_size=20, rng=np.random.default_rng(seed), quiet=True, lr=0.5)
+            final.append(code.loss(params, X, Y))
+        wins += final[0] < final[1]
+    assert wins == 5
 
 
 def test_the_sigmoid_rule_is_called_a_convention_and_the_exact_forward_condition_is_solved(compared_markdown):
@@ -933,7 +987,7 @@ def test_a_hand_check_that_rounding_moves_says_so():
     """The hand check puts the printed (rounded) numbers in; when they give another last digit than
     the exact value, the document says so and gives both (sigmoid: 7.653 against 7.652)."""
     markdown = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang="en")).files["derivation.md"].decode()
-    hand = _section(markdown, 17).split("Check two of these errors by hand", 1)[1].split("Your turn", 1)[0]
+    hand = _section(markdown, 17).split("Check two of these errors by hand", 1)[1].split("The gradients of the parameters", 1)[0]
     for display in hand.split("$$")[1::2]:
         lines = [line[4:].strip().rstrip("\\").strip() for line in display.splitlines() if line.startswith(" &= ")]
         formula = lines[0].replace("\\left", "").replace("\\right", "").replace("\\cdot", "*").replace("10^{", "10**(")

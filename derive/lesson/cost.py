@@ -36,6 +36,7 @@ class Costs:
     gradients: Count  # the backward pass: every parameter gradient (δ aᵀ …)
     parameters: Count  # entries of all parameters: the finite differences need 2 losses each
     finite_differences: Count  # 2 × parameters × forward
+    by_layer: str | None = None  # N as Σ_l n_l (n_{l−1} + 1), when that sum is this network's count
 
     @property
     def backpropagation(self) -> int:
@@ -134,9 +135,24 @@ def costs(derivation: Derivation) -> Costs:
             entries += sp.Mul(*[a.size for a in parameter_axes(node, param)])
     forward_count = _count(derivation, forward)
     parameters = _count(derivation, entries)
-    finite = Count(sp.Mul(2, parameters.symbolic, forward_count.symbolic, evaluate=False),
+    finite = Count(sp.Mul(2, PARAMETER_COUNT, forward_count.symbolic, evaluate=False),
                    2 * parameters.value * forward_count.value)
-    return Costs(forward_count, _count(derivation, errors), _count(derivation, gradients), parameters, finite)
+    return Costs(forward_count, _count(derivation, errors), _count(derivation, gradients), parameters, finite,
+                 parameters_by_layer(derivation, parameters))
 
 
-__all__ = ["Costs", "Count", "costs", "multiply_adds"]
+PARAMETER_COUNT = sp.Symbol("N", integer=True, positive=True)  # printed in the cost table; defined above it
+PARAMETER_SUM = r"N = \sum_{l=1}^{L} n_{l} (n_{l-1} + 1)"  # plain parentheses: TeX may break them
+
+
+def parameters_by_layer(derivation: Derivation, parameters: Count) -> str | None:
+    """The count of parameters as Σ_l n_l (n_{l−1} + 1) when that sum over the layers equals the
+    counted entries (a chain of dense layers; checked, not assumed), else None."""
+    model = derivation.model
+    if not model.is_chain:
+        return None
+    layered = sum((size(LayerRef(l)) * (size(LayerRef(l - 1)) + 1) for l in range(1, model.depth + 1)), sp.S.Zero)
+    return PARAMETER_SUM if sp.expand(layered - parameters.symbolic) == 0 else None
+
+
+__all__ = ["Costs", "Count", "costs", "multiply_adds", "parameters_by_layer", "PARAMETER_SUM"]

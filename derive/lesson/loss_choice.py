@@ -26,8 +26,9 @@ from derive.notation import Q, size
 
 # output activation → the loss pairs a lesson compares (the chosen one is either of them)
 PAIRS = {"sigmoid": ("mse", "bce"), "softmax": ("mse", "ce")}
-# the saturated, wrong output where the two errors are compared: the output says (1, 0), the target (0, 1)
-SATURATED, WRONG = (1, 0), (0, 1)
+# the saturated, wrong output where the two errors are compared: the output says (0.99, 0.01), the
+# target (0, 1); near (1, 0) rather than at it, where cross entropy is infinite and y/a divides by 0
+SATURATED, WRONG = (sp.Rational(99, 100), sp.Rational(1, 100)), (0, 1)
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,13 @@ def _output_error(derivation: Derivation, loss: Loss) -> tuple[Result, tuple]:
 
 
 def _saturated(derivation: Derivation, delta: Result) -> tuple[sp.Expr, ...] | None:
-    """δ at a = (1, 0), y = (0, 1), two output units: the limit of a unit that is confidently wrong."""
+    """δ at a = (0.99, 0.01), y = (0, 1), two output units: a unit that is confidently wrong."""
     output = derivation.model.network.output
     a, y = output.label, Q("y").label
     names = {str(e.base.label) for e in delta.rhs.atoms(sp.Indexed)}
     if not names <= {a, y}:
         return None
-    values = {(a, (k,)): sp.Integer(v) for k, v in enumerate(SATURATED)}
+    values = {(a, (k,)): sp.Rational(v) for k, v in enumerate(SATURATED)}
     values |= {(y, (k,)): sp.Integer(v) for k, v in enumerate(WRONG)}
     env = {size(output.layer): len(SATURATED)}
     (q,) = delta.free
@@ -100,4 +101,19 @@ def compare_losses(derivation: Derivation) -> LossComparison | None:
                           LossError(other_loss, alt, _saturated(derivation, alt), steps))
 
 
-__all__ = ["LossComparison", "LossError", "compare_losses", "alternative"]
+def evaluate_error(derivation: Derivation, delta: Result, example) -> tuple[sp.Expr, ...]:
+    """δ⁽ᴸ⁾ of a loss at the worked example's output and target, entry by entry."""
+    output = derivation.model.network.output
+    (q,) = delta.free
+    count = sum(1 for (label, _) in example.values if label == output.label)
+    return tuple(evaluate_index_form(delta.rhs, example.values, {**example.sizes, q: k}) for k in range(count))
+
+
+def softmax_jacobian_at_saturation() -> sp.Matrix:
+    """J = diag(a) − a aᵀ at the saturated output: how little a softmax there lets through."""
+    a = sp.Matrix(SATURATED)
+    return sp.diag(*SATURATED) - a * a.T
+
+
+__all__ = ["LossComparison", "LossError", "compare_losses", "alternative", "softmax_jacobian_at_saturation",
+           "SATURATED", "WRONG", "evaluate_error"]

@@ -1,0 +1,139 @@
+"""The reader's own checks: a central difference on one weight of the worked example, the exercises
+and their answers, every number computed by the engine or by running the code it prints.
+
+A student trusts a gradient after checking it: nudge one weight by ±h, and the slope of the loss
+between the two points must match the gradient backpropagation gives. The box of appendix B does
+that on the worked example in 50-digit arithmetic (the engine's own forward formulas); exercise 5
+asks for the same check on model.py, and its answer is a short script whose output is what the
+verification printed when it ran that very script on the generated module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.derivation import Derivation
+from derive.lesson.worked_example import WorkedExample, _loss, _numbers, _step
+from derive.verify_symbolic import _parameter_entries, _parameters, evaluate_pass
+
+STEP = sp.Rational(1, 10**4)  # h of the box: small against the weight, large against 50 digits
+OTHER_RATE = sp.Rational(1, 10)  # the learning rate of the exercise that redoes the update
+
+
+@dataclass(frozen=True)
+class CentralDifference:
+    """C(θ ± h) for one weight θ of the worked example, their slope, and backpropagation's gradient."""
+
+    weight: object  # the Quantity
+    index: tuple[int, ...]
+    step: sp.Rational
+    up: sp.Expr
+    down: sp.Expr
+    slope: sp.Expr
+    gradient: sp.Expr
+
+    @property
+    def relative(self) -> sp.Expr:
+        return abs(self.slope - self.gradient) / abs(self.gradient)
+
+
+def _first_weight(derivation: Derivation, example: WorkedExample):
+    for node, param in _parameters(derivation.model):
+        if param.rank >= 2:
+            return param, next(iter(_parameter_entries(node, param, example.sizes)))
+    return None
+
+
+def central_difference(derivation: Derivation, example: WorkedExample, step: sp.Rational = STEP) -> CentralDifference | None:
+    """(C(θ + h) − C(θ − h)) / 2h for the first weight of layer 1, by the engine's forward formulas."""
+    found = _first_weight(derivation, example)
+    if found is None:
+        return None
+    weight, index = found
+    key = (weight.label, index)
+    point = _numbers(example.point, example.exact)
+    losses = []
+    for sign in (1, -1):
+        moved = dict(point)
+        moved[key] = point[key] + sign * step
+        values, _ = evaluate_pass(derivation, False, moved, example.sizes)
+        losses.append(_loss(derivation, values, example.sizes))
+    up, down = losses
+    gradient = example.gradients[key]
+    if gradient == 0:
+        return None
+    return CentralDifference(weight, index, step, up, down, (up - down) / (2 * step), gradient)
+
+
+def other_step(derivation: Derivation, example: WorkedExample, rate: sp.Rational = OTHER_RATE) -> tuple[dict, sp.Expr]:
+    """The worked example's step with another learning rate: the updated parameters and the loss after it."""
+    updated = _step(derivation, _numbers(example.point, example.exact), example.gradients, rate)
+    after, _ = evaluate_pass(derivation, False, updated, example.sizes)
+    return updated, _loss(derivation, after, example.sizes)
+
+
+def scaled_costs(costs, sizes: dict, factor: int = 2) -> tuple[dict, int, int, int]:
+    """The multiply-adds of backpropagation and of central differences with every layer `factor`
+    times as wide: the counted formulas of section "cost" at other sizes."""
+    wider = {symbol: value * factor for symbol, value in sizes.items()}
+    value = lambda count: int(count.symbolic.xreplace(wider))  # noqa: E731
+    backprop = value(costs.forward) + value(costs.errors) + value(costs.gradients)
+    parameters = value(costs.parameters)
+    return wider, backprop, parameters, 2 * parameters * value(costs.forward)
+
+
+# --------------------------------------------------------------------------------------------------
+# exercise 5: a gradient check of model.py, written as the reader would, run on the generated module
+
+CHECK_SCRIPT = '''import numpy as np
+import model
+
+rng = np.random.default_rng(0)
+params = model.init_params(model.SIZES, rng)
+X = rng.standard_normal((model.SIZES[0], 10))
+{targets}
+h = 1e-5
+W = params["W1"]
+W[0, 0] += h
+up = model.loss(params, X, Y)
+W[0, 0] -= 2 * h
+down = model.loss(params, X, Y)
+W[0, 0] += h
+numeric = (up - down) / (2 * h)
+exact = model.gradients(params, X, Y)["W1"][0, 0]
+print(f"{{numeric:.10g}} {{exact:.10g}} {{abs(numeric - exact) / abs(exact):.1e}}")'''
+
+TARGETS = {  # the targets the loss takes: one-hot columns, 0/1 labels, or any numbers in (0, 1)
+    "probability": "Y = np.eye(model.SIZES[-1])[rng.integers(0, model.SIZES[-1], 10)].T",
+    "binary": "Y = rng.integers(0, 2, (model.SIZES[-1], 10)).astype(float)",
+    "real": "Y = rng.random((model.SIZES[-1], 10))",
+}
+
+
+def check_script(model) -> str:
+    """The script of exercise 5 for this network's loss."""
+    kind = model.loss.target if model.loss.target in ("probability", "binary") else "real"
+    return CHECK_SCRIPT.format(targets=TARGETS[kind])
+
+
+def run_check_script(model, module) -> str | None:
+    """What the script prints when run on the generated module (None when it cannot run: a network
+    without a dense first layer W1, or one the script's targets do not fit)."""
+    if "W1" not in getattr(module, "init_params")(module.SIZES, __import__("numpy").random.default_rng(0)):
+        return None
+    source = check_script(model).replace("import model\n", "")
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(source, "<exercise>", "exec"), {"model": module, "__name__": "exercise"})  # noqa: S102
+    except Exception:  # noqa: BLE001 - an answer the script cannot give is left out, not invented
+        return None
+    return out.getvalue().strip()
+
+
+__all__ = ["CentralDifference", "central_difference", "other_step", "scaled_costs", "check_script",
+           "run_check_script", "STEP", "OTHER_RATE"]

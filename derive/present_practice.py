@@ -1,0 +1,179 @@
+"""The reader's own checks as document blocks: the box "check your gradient yourself" (the lesson's
+appendix B, with the certificate in one sentence), the exercises at the end of the worked example,
+and their answers in an appendix of their own, out of sight of the questions.
+
+Every number comes from `lesson.practice` (the engine's formulas at the worked example's point) or
+from the verification report (the script of the last exercise, run on the generated module)."""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from derive import document as blocks
+from derive.derivation import Derivation
+from derive.lesson import Lesson
+from derive.lesson.practice import OTHER_RATE, STEP, central_difference, check_script, other_step, scaled_costs
+from derive.lesson.worked_example import entries
+from derive.present_lesson import _display_entry, _hand_check, _matrix, _number, _stated, _unchecked_unit
+from derive.printing import times_sign
+
+STEPS = (STEP * 10, STEP)  # two steps h: the difference shrinks like h²
+
+
+def _digits(value, digits: int = 10) -> str:
+    """A number to `digits` significant figures, in the document's scientific form below 0.01."""
+    return _number(value, digits)
+
+
+def _h(step: sp.Rational) -> str:
+    return f"10^{{{sp.log(step, 10)}}}"
+
+
+def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, refs) -> list:
+    """The lesson's appendix B: a central difference on one weight, with its numbers, and the
+    certificate's result in one sentence."""
+    out = []
+    example = lesson.example
+    checks = [central_difference(derivation, example, h) for h in STEPS] if example is not None else []
+    if checks and all(checks):
+        first, last = checks[0], checks[-1]
+        weight = _display_entry(first.weight, first.index)
+        value = _stated(example.point[(first.weight.label, first.index)])
+        arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
+        out += [blocks.Paragraph(text("practice.check_intro", weight=weight, value=value, h=_h(last.step),
+                                      arithmetic=arithmetic)),
+                blocks.Aligned((
+                    blocks.Row(rf"C({weight} + {_h(last.step)})", _digits(last.up)),
+                    blocks.Row(rf"C({weight} - {_h(last.step)})", _digits(last.down)),
+                    blocks.Row(rf"\frac{{C({weight} + {_h(last.step)}) - C({weight} - {_h(last.step)})}}{{2 {times_sign()} {_h(last.step)}}}",
+                               _digits(last.slope)),
+                    blocks.Row(r"\frac{\partial C}{\partial " + weight + "}", _digits(last.gradient)),
+                )),
+                blocks.Paragraph(text("practice.check_result", relative=_number(last.relative, 2),
+                                      h_large=_h(first.step), relative_large=_number(first.relative, 2)))]
+    out.append(blocks.Paragraph(_certificate(report, text)))
+    return out
+
+
+def _certificate(report, text) -> str:
+    """The certificate in one sentence: what was checked against what, and the verdict."""
+    symbolic, code = report.check("symbolic").figures, report.check("derivatives").figures
+    forms = report.check("recognition").figures.get("formulas")
+    passed = all(c.passed for c in report.checks)
+    if not ("digits" in symbolic and "largest_error" in code and forms):
+        return text("practice.certificate_short" if passed else "practice.certificate_failed")
+    loop = "" if "loop_error" not in code else text("practice.certificate_loop_equal") if code["loop_error"] == "0" \
+        else text("practice.certificate_loop", loop=_power(code["loop_error"]))
+    return text("practice.certificate", partials=symbolic["partials"], digits=symbolic["digits"],
+                code=code["partials"], error=_power(code["largest_error"]), forms=forms,
+                raw={"loop": loop, "verdict": text("practice.verdict_passed" if passed else "practice.verdict_failed")})
+
+
+def _power(bound: str) -> str:
+    return "0" if bound == "0" else f"10^{{{int(bound.split('e')[1])}}}"
+
+
+# --------------------------------------------------------------------------------------------------
+# exercises and answers
+
+
+def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str, dict, object]]:
+    """(catalog key, its fields, the answer's data) for each exercise this document can pose."""
+    example, out = lesson.example, []
+    if example is None:
+        return out
+    errors = [q for q in _errors_of(derivation) if q.kind == "delta"][:2]
+    if errors and _hand_check(derivation, example, errors[0], _unchecked_unit(example, errors[0])) is not None:
+        out.append(("hand", {"first": errors[0].latex_entry(str(_unchecked_unit(example, errors[0]) + 1))}, errors))
+    params = [p for node in derivation.model.network.layers for p in node.parameters]
+    last_weight = next((p for p in reversed(params) if p.rank >= 2), None)
+    if last_weight is not None:
+        out.append(("rate", {"rate": f"{float(OTHER_RATE):g}", "weight": _display_entry(last_weight, (0, 0))},
+                    last_weight))
+    if lesson.comparison is not None:
+        out.append(("other_loss", {}, lesson.comparison))
+    if lesson.costs is not None and derivation.model.is_chain:
+        out.append(("wider", {}, lesson.costs))
+    if "exercise" in report.check("derivatives").figures:
+        out.append(("script", {}, report.check("derivatives").figures["exercise"]))
+    return out
+
+
+def _errors_of(derivation: Derivation):
+    from derive.present_lesson import _errors
+
+    return _errors(derivation)
+
+
+def exercise_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: dict) -> list:
+    """The exercises, at the end of the worked example; their answers are in the appendix."""
+    posed = exercises(lesson, derivation, report)
+    if not posed:
+        return []
+    items = tuple(text(f"practice.exercise_{key}", number=n, **_fields(key, fields, data, derivation, text, titles))
+                  for n, (key, fields, data) in enumerate(posed, start=1))
+    return [blocks.Paragraph(text("practice.exercises_intro")), blocks.ItemList(items)]
+
+
+def _fields(key, fields, data, derivation, text, titles) -> dict:
+    if key == "other_loss":
+        return {"other": titles[data.other.loss.name]}
+    if key == "wider":
+        return {"sizes": text.raw("refs.list_separator").join(str(2 * n) for n in derivation.model.sizes)}
+    return fields
+
+
+def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: dict) -> list:
+    """Appendix D: the answers, in the order of the exercises, each computed."""
+    example = lesson.example
+    out = [blocks.Paragraph(text("practice.answers_intro"))]
+    for n, (key, fields, data) in enumerate(exercises(lesson, derivation, report), start=1):
+        head = text("practice.answer_head", number=n)
+        if key == "hand":
+            for q in data:
+                display, by_hand, exact = _hand_check(derivation, example, q, _unchecked_unit(example, q))
+                out += [blocks.Paragraph(head + text("practice.answer_hand") if q is data[0] else text("practice.answer_next")),
+                        display]
+        elif key == "rate":
+            updated, after = other_step(derivation, example, OTHER_RATE)
+            value = updated[(data.label, (0, 0))]
+            out.append(blocks.Paragraph(head + text("practice.answer_rate", weight=fields["weight"], value=_number(value),
+                                                    rate=fields["rate"], before=_number(example.loss),
+                                                    after=_number(after))))
+        elif key == "other_loss":
+            from derive.lesson.loss_choice import evaluate_error
+
+            values = evaluate_error(derivation, data.other.delta, example)
+            out.append(blocks.Paragraph(head + text("practice.answer_other_loss", other=titles[data.other.loss.name],
+                                                    delta=_matrix(list(enumerate(values)) and
+                                                                  [((k,), v) for k, v in enumerate(values)]),
+                                                    own=_matrix(_own_output_error(derivation, example)))))
+        elif key == "wider":
+            from derive.windowsizes import size_values
+
+            wider, backprop, parameters, finite = scaled_costs(data, size_values(derivation.model.network))
+            out.append(blocks.Paragraph(head + text("practice.answer_wider", backprop=backprop, parameters=parameters,
+                                                    finite=finite, ratio=f"{finite / backprop:.0f}")))
+        elif key == "script":
+            numeric, exact, relative = data.split()
+            out += [blocks.Paragraph(head + text("practice.answer_script")),
+                    blocks.Code(tuple(check_script(derivation.model).split("\n"))),
+                    blocks.Paragraph(text("practice.answer_script_prints", printed=data, relative=_scientific(relative)))]
+    return out
+
+
+def _own_output_error(derivation: Derivation, example):
+    network = derivation.model.network
+    output = network.producers[network.output]
+    from derive.notation import Q
+
+    return entries(example, Q("delta", output.layer))
+
+
+def _scientific(printed: str) -> str:
+    """'1.5e-10' → 1.5 · 10^{-10}, in the document's form."""
+    mantissa, exponent = printed.split("e")
+    return rf"{mantissa} {times_sign()} 10^{{{int(exponent)}}}"
+
+
+__all__ = ["gradient_check_blocks", "exercise_blocks", "answer_blocks", "exercises"]

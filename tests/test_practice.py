@@ -1,0 +1,92 @@
+"""The reader's own checks: the central difference of appendix B, the exercises of section 17 and
+their answers in appendix D, against the generated model.py and our own arithmetic."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from derive.lesson.practice import OTHER_RATE, STEP, central_difference, check_script, other_step, scaled_costs
+from derive.lesson.worked_example import worked_example
+from derive.model import make_spec
+from derive.run import generate
+from derive.verify import load_module
+
+
+@pytest.fixture(scope="module")
+def sigmoid():
+    outcome = generate(make_spec(3, "sigmoid", formats="md,py"))
+    return outcome, worked_example(outcome.derivation), load_module(outcome.files["model.py"].decode())
+
+
+def _params(example, module):
+    """The worked example's parameters as model.py's arrays (engine labels W_1 … → W1 …)."""
+    params = {}
+    for (label, idx), value in example.point.items():
+        if label[0] in "Wb" and label[1:].lstrip("_").isdigit():
+            name = label[0] + label[1:].lstrip("_")
+            params.setdefault(name, {})[idx] = float(value)
+    out = {}
+    for name, entries in params.items():
+        shape = tuple(max(i[k] for i in entries) + 1 for k in range(len(next(iter(entries)))))
+        shape = shape if len(shape) == 2 else (shape[0], 1)
+        array = np.zeros(shape)
+        for idx, v in entries.items():
+            array[idx if len(idx) == 2 else (idx[0], 0)] = v
+        out[name] = array
+    return out
+
+
+def test_the_central_difference_of_appendix_b(sigmoid):
+    outcome, example, module = sigmoid
+    check = central_difference(outcome.derivation, example, STEP)
+    coarse = central_difference(outcome.derivation, example, STEP * 10)
+    # the slope approaches the gradient like h²: ten times the step, about a hundred times the error
+    assert check.relative < 1e-8 and 50 < coarse.relative / check.relative < 200
+    # float64 with model.py at the same point gives the same slope to its digits
+    params = _params(example, module)
+    X, Y = np.array([[1.0], [-0.5]]), np.array([[1.0], [0.0]])
+    h = float(STEP)
+    params["W1"][0, 0] += h
+    up = module.loss(params, X, Y)
+    params["W1"][0, 0] -= 2 * h
+    down = module.loss(params, X, Y)
+    assert up == pytest.approx(float(check.up), rel=1e-12) and down == pytest.approx(float(check.down), rel=1e-12)
+    text = outcome.files["derivation.md"].decode()
+    assert "Check your gradient yourself" in text and "All checks passed." in text
+
+
+def test_the_answers_are_what_model_py_computes(sigmoid):
+    outcome, example, module = sigmoid
+    params = _params(example, module)
+    X, Y = np.array([[1.0], [-0.5]]), np.array([[1.0], [0.0]])
+    grads = module.gradients(params, X, Y)
+    updated, after = other_step(outcome.derivation, example, OTHER_RATE)
+    stepped = {k: v - float(OTHER_RATE) * grads[k] for k, v in params.items()}
+    assert float(updated[("W_3", (0, 0))]) == pytest.approx(stepped["W3"][0, 0], rel=1e-12) \
+        if ("W_3", (0, 0)) in updated else True
+    assert float(after) == pytest.approx(module.loss(stepped, X, Y), rel=1e-12)
+    # twice as wide: 8, 10, 10, 6
+    from derive.lesson.cost import costs
+    from derive.windowsizes import size_values
+
+    _, backprop, parameters, finite = scaled_costs(costs(outcome.derivation), size_values(outcome.derivation.model.network))
+    assert (backprop, parameters) == (2 * (8 * 10 + 10 * 10 + 10 * 6) + 10 * 10 + 10 * 6, 10 * 9 + 10 * 11 + 6 * 11)
+    assert finite == 2 * parameters * (8 * 10 + 10 * 10 + 10 * 6)
+
+
+def test_the_script_prints_what_the_answer_says(sigmoid):
+    outcome, _, module = sigmoid
+    printed = outcome.report.check("derivatives").figures["exercise"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(check_script(outcome.derivation.model).replace("import model\n", ""), {"model": module})  # noqa: S102
+    assert out.getvalue().strip() == printed
+    numeric, exact, relative = map(float, printed.split())
+    assert relative < 1e-6 and numeric == pytest.approx(exact, rel=1e-6)
+    answers = outcome.files["derivation.md"].decode().split("## D. ", 1)[1]
+    assert f"`{printed}`" in answers and "import model" in answers
