@@ -143,10 +143,15 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     # the symbolic check, the minibatch half of the derivation and the minibatch check run in
     # second processes
     minibatch = Background(derive_minibatch, model)
-    direct = DirectDifferentiation(model).start(Background)  # the point off the kinks is searched there too
     training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
     initialisation = derive_initialisation(model)
-    derivation = assemble(model, derive_sample(model), minibatch.result())
+    sample = derive_sample(model)
+    # the direct differentiation is started after the per-sample half, not beside it: it is not
+    # needed before `verify`, and forked from here it finds SymPy's caches and the settled guards
+    # of that half filled (a third of its work when it started cold beside both halves), and the
+    # two halves have the two cores to themselves
+    direct = DirectDifferentiation(model).start(Background)  # the point off the kinks is searched there too
+    derivation = assemble(model, sample, minibatch.result())
     batch_check = Background(minibatch_check, derivation)  # exact arithmetic, while the code is written and run
     plan = plan_code(derivation)
     command = command_line(spec)
