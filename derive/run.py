@@ -150,7 +150,8 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     # needed before `verify`, and forked from here it finds SymPy's caches and the settled guards
     # of that half filled (a third of its work when it started cold beside both halves), and the
     # two halves have the two cores to themselves
-    direct = DirectDifferentiation(model).start(Background)  # the point off the kinks is searched there too
+    # the point off the kinks is searched there too, and the per-sample pass evaluated at it
+    direct = DirectDifferentiation(model).start(Background, sample[0])
     derivation = assemble(model, sample, minibatch.result())
     batch_check = Background(minibatch_check, derivation)  # exact arithmetic, while the code is written and run
     plan = plan_code(derivation)
