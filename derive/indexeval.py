@@ -332,8 +332,42 @@ def _value(expr: sp.Basic) -> Callable:
             return sp.Pow(to_sympy(base), to_sympy(exponent))
 
         return power
+    if expr.func in (sp.Max, sp.Min):
+        return _extreme(expr.func, parts)
+    if isinstance(expr, sp.Heaviside):
+        return _step(parts)
     func = expr.func
     return lambda values, env: func(*[to_sympy(p(values, env)) for p in parts])
+
+
+def _extreme(func, parts: list) -> Callable:
+    """Max or Min: of exact numbers (ints and Fractions) the largest or smallest by Python's exact
+    comparison, the value SymPy's would give; otherwise SymPy's. Every relu and every max-pooling
+    window is one, at every entry of every check, and SymPy's Max sorts and filters its arguments
+    through its assumptions each time."""
+    pick = max if func is sp.Max else min
+
+    def extreme(values, env):
+        got = [p(values, env) for p in parts]
+        for g in got:
+            if not isinstance(g, _PY):
+                return func(*[to_sympy(g) for g in got])
+        return pick(got)
+
+    return extreme
+
+
+def _step(parts: list) -> Callable:
+    """Heaviside(x, h₀) of an exact number: 1 above 0, 0 below, h₀ at 0, as SymPy's gives."""
+
+    def step(values, env):
+        got = [p(values, env) for p in parts]
+        x = got[0]
+        if isinstance(x, _PY) and (x != 0 or len(got) > 1 and isinstance(got[1], _PY)):
+            return 1 if x > 0 else 0 if x < 0 else got[1]
+        return sp.Heaviside(*[to_sympy(g) for g in got])
+
+    return step
 
 
 def _entry(label: str, positions: list) -> Callable:

@@ -350,7 +350,36 @@ def evaluate_matrix_form(expr: sp.Expr, arrays: Mapping[str, np.ndarray]) -> np.
         return out
     if expr.is_Pow:
         return _elementwise(lambda b, e: b**e, *values)
+    if expr.func in (sp.Max, sp.Min):
+        return _elementwise(_rational_extreme(expr.func), *values)
+    if isinstance(expr, sp.Heaviside):
+        return _elementwise(_rational_step, *values)
     return _elementwise(lambda *xs: expr.func(*xs), *values)
+
+
+def _exact(x: sp.Rational) -> Fraction:
+    return Fraction(int(x.p), int(x.q))
+
+
+def _rational_extreme(func):
+    """Max or Min entry by entry: of rationals the largest or smallest, by exact comparison (the
+    value SymPy's gives, without its argument filtering per entry); of anything else SymPy's."""
+    pick = max if func is sp.Max else min
+
+    def extreme(*xs):
+        if all(isinstance(x, sp.Rational) for x in xs):
+            return pick(xs, key=_exact)
+        return func(*xs)
+
+    return extreme
+
+
+def _rational_step(*xs):
+    """Heaviside(x, h₀) entry by entry: of a rational x, 1 above 0, 0 below, h₀ at 0; else SymPy's."""
+    x = xs[0]
+    if isinstance(x, sp.Rational) and (x != 0 or len(xs) > 1 and isinstance(xs[1], sp.Rational)):
+        return sp.S.One if x > 0 else sp.S.Zero if x < 0 else xs[1]
+    return sp.Heaviside(*xs)
 
 
 def _at(array: np.ndarray, pos: tuple) -> sp.Basic:

@@ -27,7 +27,7 @@ import sympy as sp
 
 from derive.derivation import Derivation
 from derive.indexing import transform
-from derive.backprop import parameter_axes
+from derive.backprop import Pass, parameter_axes
 from derive.layers import Node
 from derive.indexeval import compiled, to_sympy
 from derive.model import Model
@@ -465,11 +465,13 @@ class DirectDifferentiation:
         self._point: tuple | None = None  # (values, why they could not be found) once known
         self._pending = None
 
-    def start(self, runner: Callable) -> DirectDifferentiation:
+    def start(self, runner: Callable, sample: Pass | None = None) -> DirectDifferentiation:
         """Hand the search and the differentiation to `runner(function, *arguments)`, which returns an
-        object whose `result()` gives the function's value."""
+        object whose `result()` gives the function's value. Given the per-sample pass, the runner
+        also evaluates it at the point (`derived`): otherwise `symbolic_check` does that here, alone,
+        after waiting for the runner."""
         if not self.skipped:
-            self._pending = runner(_point_and_gradients, self.model, self.seed, self.gradients)
+            self._pending = runner(_point_and_gradients, self.model, self.seed, self.gradients, sample)
         return self
 
     def _settle(self) -> tuple | None:
@@ -519,6 +521,13 @@ class DirectDifferentiation:
             return answer[2]
         return self.gradients(self.model, self.values)
 
+    @property
+    def derived(self) -> dict | None:
+        """The per-sample pass's parameter gradients at the point, at the check's first precision, if
+        the runner evaluated them (None otherwise: the check evaluates them itself)."""
+        answer = self._settle()
+        return answer[3] if answer is not None else None
+
 
 def _search_point(model: Model, seed: int) -> tuple[dict | None, str | None]:
     try:
@@ -527,10 +536,27 @@ def _search_point(model: Model, seed: int) -> tuple[dict | None, str | None]:
         return None, _unevaluable_text(error)
 
 
-def _point_and_gradients(model: Model, seed: int, gradients: Callable) -> tuple:
-    """(point, why none was found, the gradients there): what `DirectDifferentiation` hands a runner."""
+def _point_and_gradients(model: Model, seed: int, gradients: Callable, sample: Pass | None = None) -> tuple:
+    """(point, why none was found, the gradients there, the per-sample pass evaluated there or None):
+    what `DirectDifferentiation` hands a runner."""
     values, error = _search_point(model, seed)
-    return values, error, (gradients(model, values) if values is not None else None)
+    if values is None:
+        return values, error, None, None
+    found = gradients(model, values)
+    return values, error, found, _first_evaluation(model, sample, values, found[1])
+
+
+def _first_evaluation(model: Model, sample: Pass | None, values: dict, exact: bool) -> dict | None:
+    """What `_compare_with_direct` evaluates first: the per-sample pass at the point, exact or at
+    DIGITS digits (None for a network that couples its samples, whose check reads the minibatch
+    pass, or where the evaluation fails: the check then meets the failure itself)."""
+    if sample is None or coupled_samples(model) is not None:
+        return None
+    point = values if exact else {k: sp.Float(v, DIGITS) for k, v in values.items()}
+    try:
+        return _evaluate_pass(model, sample, False, point, concrete_sizes(model, SYMBOLIC_WIDTH, None))[1]
+    except UNEVALUABLE:
+        return None
 
 
 def _entry_count(model: Model) -> int:
@@ -605,8 +631,11 @@ def evaluate_derivation(derivation: Derivation, batch: bool, values: dict, env: 
 def evaluate_pass(derivation: Derivation, batch: bool, values: dict, env: dict) -> tuple[dict, dict]:
     """`evaluate_derivation`, also returning every value it computed on the way (the given point,
     each node's output and each named error, by (label, index)): the worked example prints them."""
-    model = derivation.model
-    results = (derivation.batch if batch else derivation.sample).results
+    return _evaluate_pass(derivation.model, derivation.batch if batch else derivation.sample, batch, values, env)
+
+
+def _evaluate_pass(model: Model, formulas: Pass, batch: bool, values: dict, env: dict) -> tuple[dict, dict]:
+    results = formulas.results
     digits = _point_digits(values)
     # exact rationals as Python fractions while evaluating (`indexeval`: the same numbers, faster)
     values = {k: Fraction(int(v.p), int(v.q)) if isinstance(v, sp.Rational) else v for k, v in values.items()}
@@ -618,7 +647,7 @@ def evaluate_pass(derivation: Derivation, batch: bool, values: dict, env: dict) 
             values[(label, tuple(idx))] = _settled(form(values, {**env, **dict(zip(result.free, idx))}), digits)
     grads = {}
     skip = model.network.output.gradient
-    for key in (derivation.batch if batch else derivation.sample).steps:
+    for key in formulas.steps:
         if key == skip and skip.kind == "grad_a":  # ∂C/∂a⁽ᴸ⁾ is substituted; a δ⁽ᴸ⁾ is computed
             continue
         result = results[key]
@@ -675,8 +704,10 @@ def _compare_with_direct(derivation: Derivation, direct: DirectDifferentiation) 
             expected, exact = direct.gradients(model, direct.values, digits)
         values = direct.values if exact else {k: sp.Float(v, digits) for k, v in direct.values.items()}
         samples = coupled_samples(model)  # a network that couples its samples: its minibatch formulas
-        derived = evaluate_derivation(derivation, samples is not None, values,
-                                      concrete_sizes(model, SYMBOLIC_WIDTH, samples))
+        derived = direct.derived if digits == DIGITS else None  # evaluated by the runner, if it could
+        if derived is None:
+            derived = evaluate_derivation(derivation, samples is not None, values,
+                                          concrete_sizes(model, SYMBOLIC_WIDTH, samples))
         differences = {}
         for key, value in expected.items():
             got = derived[key] if exact else derived[key].evalf(digits)  # named constants (selu) → digits

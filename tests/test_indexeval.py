@@ -71,3 +71,43 @@ def test_guards_strides_and_sums():
     assert evaluate(total, values, {n: 4}) == sp.Rational(1, 3) + sp.Rational(5, 7)
     assert evaluate(total / n, values, {n: 4}) == (sp.Rational(1, 3) + sp.Rational(5, 7)) / 4  # 1/n exact
     assert evaluate(x[i] * sp.tanh(x[i]), {("x", (0,)): sp.Rational(1, 2)}, {i: 0}) == sp.tanh(sp.Rational(1, 2)) / 2
+
+
+def test_max_min_and_step_of_exact_numbers_are_sympys():
+    """The exact fast paths (Python's comparison of ints and Fractions in `indexeval`, of SymPy
+    rationals in `matrixform`) give SymPy's own Max, Min and Heaviside, ties and zeros included; a
+    Float or a symbol still goes to SymPy."""
+    import itertools
+    import random
+
+    import numpy as np
+
+    from derive.matrixform import evaluate_matrix_form
+
+    rng = random.Random(3)
+    x = sp.IndexedBase("x")
+    i, j = (sp.Idx(sp.Symbol(n, integer=True), (0, 1)) for n in "ij")
+    numbers = [sp.Integer(0), sp.Rational(1, 2), sp.Rational(-1, 2), sp.Integer(3), sp.Rational(-7, 3)]
+    numbers += [sp.Rational(rng.randint(-9, 9), rng.randint(1, 9)) for _ in range(6)]
+    forms = [sp.Max(0, x[i]), sp.Min(x[i], x[j]), sp.Max(x[i], x[j], sp.Rational(1, 3)),
+             sp.Heaviside(x[i], 0), sp.Heaviside(x[i]), sp.Heaviside(x[i], x[j])]
+    checked = 0
+    for a, b in itertools.product(numbers, repeat=2):
+        point = {("x", (0,)): a, ("x", (1,)): b}
+        exact = {k: Fraction(int(v.p), int(v.q)) for k, v in point.items()}
+        for form in forms:
+            expected = form.xreplace({x[i]: a, x[j]: b})
+            got = evaluate(form, exact, {i: 0, j: 1})
+            assert sp.srepr(got) == sp.srepr(expected), (form, a, b)
+            checked += 1
+        for func in (sp.Max, sp.Min):
+            z = sp.Symbol("Z", real=True)
+            arrays = {"Z": np.array([[a, b]], dtype=object)}
+            got = evaluate_matrix_form(func(sp.Rational(1, 4), z), arrays)
+            assert [sp.srepr(v) for v in got.ravel()] == [sp.srepr(func(sp.Rational(1, 4), v)) for v in (a, b)]
+        step = evaluate_matrix_form(sp.Heaviside(sp.Symbol("Z", real=True), 0), {"Z": np.array([[a, b]], dtype=object)})
+        assert [sp.srepr(v) for v in step.ravel()] == [sp.srepr(sp.Heaviside(v, 0)) for v in (a, b)]
+    assert checked == len(numbers) ** 2 * len(forms)
+    y = sp.Symbol("y")
+    assert evaluate(sp.Max(0, x[i]), {("x", (0,)): sp.Float("0.25", 50)}, {i: 0}) == sp.Float("0.25", 50)
+    assert evaluate(sp.Max(y, x[i]), {("x", (0,)): Fraction(1, 2)}, {i: 0}) == sp.Max(y, sp.Rational(1, 2))

@@ -199,3 +199,34 @@ def test_derivatives_found_once_per_pattern_equal_sympy_diff():
             assert _renamed_diff(term, symbol) == sp.diff(term, symbol)
     other = sp.Symbol("p", positive=True)  # not a placeholder's assumptions: differentiated as it is
     assert _renamed_diff(other * sp.log(a), a) == other / a
+
+
+@pytest.mark.parametrize("layers, act, loss", [(2, "relu", "mse"), (2, "sigmoid", "ce")])
+def test_the_second_process_evaluates_the_per_sample_pass_as_the_check_would(layers, act, loss, monkeypatch):
+    """Started in a second process with the per-sample pass, the direct differentiation brings that
+    pass back evaluated at its point: the check's own first evaluation, number for number and
+    precision for precision; the check reads it (it passes without evaluating here; with one of
+    those numbers off, an exact check fails and a 50-digit one evaluates again here with more
+    digits, as it does for an ill-conditioned point)."""
+    import sympy as sp
+
+    import derive.verify_symbolic as vs
+    from derive.parallel import Background
+
+    d = derivation_for(layers, act, loss)
+    direct = vs.DirectDifferentiation(d.model).start(Background, d.sample)
+    _, exact = direct.result()
+    values = direct.values if exact else {k: sp.Float(v, vs.DIGITS) for k, v in direct.values.items()}
+    here = vs.evaluate_derivation(d, False, values, vs.concrete_sizes(d.model, vs.SYMBOLIC_WIDTH, None))
+    assert direct.derived is not None and len(here) > 5
+    assert {k: sp.srepr(v) for k, v in direct.derived.items()} == {k: sp.srepr(v) for k, v in here.items()}
+    with monkeypatch.context() as patch:
+        patch.setattr(vs, "evaluate_derivation", lambda *a: pytest.fail("evaluated again here"))
+        assert vs._compare_with_direct(d, direct).passed
+    key = sorted(direct.derived)[0]
+    direct.derived[key] = direct.derived[key] * sp.Rational(1001, 1000) + sp.Rational(1, 1000)
+    check = vs._compare_with_direct(d, direct)
+    if exact:
+        assert not check.passed
+    else:
+        assert check.passed and check.figures["working_digits"] == 2 * vs.DIGITS
