@@ -24,6 +24,12 @@ from derive.spec import MLPSpec
 LEARNING_RATE = 0.2
 TRAINING_STEPS = 400
 _LINK = re.compile(r"\[([^\]]+)\]\(#[^)]*\)")
+_NOTE = re.compile(r"\[\^(\d+)\](:?)")  # a Markdown footnote: Jupyter's renderer has no footnotes
+
+
+def _superscript_notes(source: str) -> str:
+    """Footnote marks and their notes as superscript numbers, which every notebook viewer shows."""
+    return _NOTE.sub(r"<sup>\1</sup>", source)
 
 
 def require() -> None:
@@ -52,7 +58,7 @@ def notebook(doc: Document, markdown, model_source: str, spec: MLPSpec) -> bytes
     markdown_cell(markdown.head(doc, False) + "\n\n" + doc.generated + "\n\n" + text("notebook.intro"))
     pictures = [b for s in doc.sections for b in s.blocks if b.kind == "picture"]  # the network's, a window's …
     for section in doc.sections:
-        source = _LINK.sub(r"\1", markdown.section(section))
+        source = _superscript_notes(_LINK.sub(r"\1", markdown.section(section)))
         part, heading, rest = source.rpartition("\n## ")
         if heading and not source.startswith("## "):  # a part opens before this section (the reference part)
             markdown_cell(part)

@@ -58,6 +58,9 @@ def test_notebook_holds_the_derivation_the_model_and_the_picture():
     assert "gradients(params, X, Y)" in code[1] and "plt.show()" in code[2]
     assert all(c.get("outputs") == [] and c.get("execution_count") is None for c in nb["cells"] if c["cell_type"] == "code")
     assert "](#" not in "".join(text for text, _ in markdown)  # GitHub anchors do not work in Jupyter
+    notes = re.findall(r"\[\^\d+\]", md)
+    assert notes and "[^" not in "".join(text for text, _ in markdown)  # Jupyter has no Markdown footnotes
+    assert "".join(text for text, _ in markdown).count("<sup>1</sup>") == notes.count("[^1]")
 
 
 @pytest.mark.parametrize("config", [(2, "tanh", None, "bce"), (3, "relu", None, "ce"), (1, "identity", None, "mse"),
