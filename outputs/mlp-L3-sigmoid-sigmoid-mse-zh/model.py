@@ -181,6 +181,29 @@ def gradients(params, X, Y):
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
 
+def backprop(params, X, Y):
+    """gradients() with the layers in loops: its lines with l for the layer's number,
+    forward for l = 1, ..., L, backward for l = L, ..., 1 (BP2 passes delta to l - 1)."""
+    _check_inputs(params, X, Y)
+    L = 3
+    m = X.shape[-1]
+    W = {l: params[f"W{l}"] for l in range(1, L + 1)}
+    b = {l: params[f"b{l}"] for l in range(1, L + 1)}
+    A, Z, delta, dW, db = {0: X}, {}, {}, {}, {}
+    for l in range(1, L):
+        Z[l] = (W[l] @ A[l - 1]) + b[l]
+        A[l] = (1/2)*np.tanh((1/2)*Z[l]) + 1/2
+    Z[L] = (W[L] @ A[L - 1]) + b[L]
+    A[L] = (1/2)*np.tanh((1/2)*Z[L]) + 1/2
+    delta[L] = A[L]*(1 - A[L])*(A[L] - Y)
+    for l in reversed(range(1, L + 1)):
+        dW[l] = ((delta[l]/m) @ A[l - 1].T)
+        db[l] = (delta[l]/m).sum(axis=1, keepdims=True)
+        if l > 1:
+            delta[l - 1] = A[l - 1]*(1 - A[l - 1])*(W[l].T @ delta[l])
+    return {key: (dW if key[0] == "W" else db)[int(key[1:])] for key in params}
+
+
 def init_state(params):
     """State of torch.optim.SGD for every parameter, named as in torch: step count."""
     return {
@@ -411,7 +434,7 @@ def sgd_step(ws, params, X, Y, lr):
     The update rule of the derivation with the derived gradients substituted; each layer is updated
     as soon as its weights have carried the error to the layer below. The output error is
     scaled once by −lr/m and the backward recursion, linear in the error, carries the factor down, so
-    each update is θ + Δ·Aᵀ with no further scaling. ws.grads is not touched.
+    each update is θ + D·Aᵀ (D the errors so scaled) with no further scaling. ws.grads is not touched.
     """
     ws.check(params, X, Y)
     m = ws.batch

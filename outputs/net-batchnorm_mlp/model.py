@@ -478,7 +478,7 @@ def sgd_step(ws, params, X, Y, lr):
     The update rule of the derivation with the derived gradients substituted; each layer is updated
     as soon as its weights have carried the error to the layer below. The output error is
     scaled once by −lr/m and the backward recursion, linear in the error, carries the factor down, so
-    each update is θ + Δ·Aᵀ with no further scaling. ws.grads is not touched.
+    each update is θ + D·Aᵀ (D the errors so scaled) with no further scaling. ws.grads is not touched.
     """
     ws.check(params, X, Y)
     m = ws.batch
