@@ -186,3 +186,18 @@ def test_bp1_carries_one_label_and_no_running_text_has_a_small_fraction(built):
     inline = [m for m in re.findall(r"(?<!\\)\$([^$]+)\$", body) if r"\displaystyle" not in m]
     assert inline and not [m for m in inline if _FRAC.search(m)]
     assert r"$\delta^{(L)} = \partial C/\partial a^{(L)} \odot g'(z^{(L)})$" in body
+
+
+def test_the_appendix_code_wraps_instead_of_running_off_the_page(built, tmp_path):
+    """A line of code longer than the page (the unpacking of `params`, 113 characters) breaks at a
+    space with a continuation mark, so its end is printed; in plain verbatim it ran off the margin
+    and pdftotext, like a reader, saw it cut (zh review 19, item 1)."""
+    lang, files, _ = built
+    tex = files["derivation.tex"].decode()
+    code = [line for block in re.findall(r"\\begin\{Verbatim\}\[breaklines=true\]\n(.*?)\\end\{Verbatim\}", tex, re.S)
+            for line in block.splitlines()]
+    long = [line for line in code if len(line) > 90]
+    assert long, "no line of the appendix code is long enough to test the wrapping"
+    text = pdf_text(files["derivation.pdf"], tmp_path)
+    for line in long:
+        assert line.split()[-1] in text, line  # its last word is printed, not cut at the margin
