@@ -24,7 +24,7 @@ from derive.narrate import Narrator, sides
 from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
 from derive.rewrite import exp_identity_holds, logistic_as_tanh, sigmoid_tanh_identity
 from derive.present_functions import display_name
-from derive.printing import DeriveLatexPrinter, _factor_rank, latex, times_sign
+from derive.printing import DeriveLatexPrinter, _factor_rank, current_words, latex, times_sign
 from derive.verify_symbolic import _is_parameter_gradient
 
 DECIMALS = 4  # of every number of the worked example
@@ -509,7 +509,23 @@ def _row(quantity: Quantity, example, table: str = "values", gradient: bool = Fa
     return blocks.Row(lhs, _matrix(entries(example, quantity, table)))
 
 
+# the hand checks of the last derivation a document was built for: (derivation, example, {slot: check})
+_HAND_CHECKS: list = [None, None, {}]
+
+
 def _hand_check(derivation: Derivation, example, key: Quantity) -> tuple[blocks.Aligned, str, str] | None:
+    """`_computed_hand_check`, once per derivation: every format prints the same check (computed
+    again, it took a third of the LaTeX document's worked example). Only the last derivation's checks
+    are kept, so a process that derives many networks holds none of the others."""
+    if _HAND_CHECKS[0] is not derivation or _HAND_CHECKS[1] is not example:
+        _HAND_CHECKS[:] = [derivation, example, {}]
+    slot = (key, current_words())  # a piecewise formula prints the document language's "if"
+    if slot not in _HAND_CHECKS[2]:
+        _HAND_CHECKS[2][slot] = _computed_hand_check(derivation, example, key)
+    return _HAND_CHECKS[2][slot]
+
+
+def _computed_hand_check(derivation: Derivation, example, key: Quantity) -> tuple[blocks.Aligned, str, str] | None:
     """δ of the first unit of a layer: its formula, the formula with the printed numbers in, and what
     those numbers give; also that result and the exact value, both as printed (they can differ in the
     last digit, since the numbers put in are rounded)."""
