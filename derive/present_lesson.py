@@ -25,7 +25,7 @@ from derive.narrate import Narrator, sides
 from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
 from derive.rewrite import exp_identity_holds, logistic_as_tanh, sigmoid_tanh_identity
 from derive.present_functions import display_name
-from derive.printing import DeriveLatexPrinter, _factor_rank, latex, times_sign
+from derive.printing import DeriveLatexPrinter, _factor_rank, current_words, latex, times_sign
 from derive.verify_symbolic import _is_parameter_gradient
 
 DECIMALS = 4  # of every number of the worked example
@@ -599,11 +599,28 @@ def _unchecked_unit(example, key: Quantity) -> int:
     return next(idx[0] for idx, _ in entries(example, key) if idx[0] != _checked_unit(example, key))
 
 
+# the hand checks of the last derivation a document was built for: (derivation, example, {slot: check})
+_HAND_CHECKS: list = [None, None, {}]
+
+
 def _hand_check(derivation: Derivation, example, key: Quantity,
                 unit: int | None = None) -> tuple[blocks.Aligned, str, str] | None:
+    """`_computed_hand_check`, once per derivation: every format prints the same check (computed
+    again, it took a third of the LaTeX document's worked example). Only the last derivation's checks
+    are kept, so a process that derives many networks holds none of the others."""
+    if _HAND_CHECKS[0] is not derivation or _HAND_CHECKS[1] is not example:
+        _HAND_CHECKS[:] = [derivation, example, {}]
+    slot = (key, unit, current_words())  # a piecewise formula prints the document language's "if"
+    if slot not in _HAND_CHECKS[2]:
+        _HAND_CHECKS[2][slot] = _computed_hand_check(derivation, example, key, unit)
+    return _HAND_CHECKS[2][slot]
+
+
+def _computed_hand_check(derivation: Derivation, example, key: Quantity,
+                         unit: int | None = None) -> tuple[blocks.Aligned, str, str] | None:
     """δ of one unit of a layer, by default the first active one (the first whose error is not 0: an
-    inactive relu unit's check would only multiply by 0): its formula, the formula with the printed numbers in, and what
-    those numbers give; also that result and the exact value, both as printed (they can differ in the
+    inactive relu unit's check would only multiply by 0): its formula, the formula with the printed
+    numbers in, and what those numbers give; also that result and the exact value, both as printed (they can differ in the
     last digit, since the numbers put in are rounded)."""
     result = derivation.sample.results[key]
     if len(result.free) != 1:

@@ -50,13 +50,15 @@ def tidy(expr: sp.Expr) -> sp.Expr:
     """A small local expression in its shortest common form: as is, cancelled or factored."""
     if not expr.is_Add and not any(p.exp.is_negative for p in expr.atoms(sp.Pow)):
         return normalise_signs(expr)  # a product without fractions: nothing to cancel or factor
-    return simplest(expr, *_factored_fraction(expr), normalise_signs(sp.cancel(expr)), normalise_signs(sp.factor(expr)))
+    cancelled = sp.cancel(expr)  # once: the factored fraction starts from it too
+    return simplest(expr, *_factored_fraction(expr, cancelled), normalise_signs(cancelled),
+                    normalise_signs(sp.factor(expr)))
 
 
-def _factored_fraction(expr: sp.Expr) -> tuple[sp.Expr, ...]:
+def _factored_fraction(expr: sp.Expr, cancelled: sp.Expr) -> tuple[sp.Expr, ...]:
     """(y − a)/(a² − a) → (a − y)/(a (1 − a)): the cancelled fraction with its denominator factored and
     its sign moved into a binomial factor, the form a textbook writes (checked equal, or left out)."""
-    numerator, denominator = sp.fraction(sp.cancel(expr))
+    numerator, denominator = sp.fraction(cancelled)
     if denominator == 1:
         return ()
     factored = sp.factor(denominator)

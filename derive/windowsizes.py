@@ -26,11 +26,10 @@ def _windows(network):
 def consistent_sizes(network, env: Mapping, target: int = 2) -> dict:
     """`env` with the spatial sizes of every window's input and output made consistent."""
     env = dict(env)
-    for node in network.layers:
-        for axis in [*node.out_axes, *(a for group in node.in_axes for a in group)]:
-            if axis.extent is None and axis.size not in env:
-                env[axis.size] = target
-    windows = list(_windows(network))
+    free_sizes, windows = _network_sizes(network, target)
+    for size in free_sizes:
+        if size not in env:
+            env[size] = target
     if not windows:
         return _products(network, env)
     facts = network.size_facts
@@ -49,6 +48,26 @@ def consistent_sizes(network, env: Mapping, target: int = 2) -> dict:
         if known(symbol) in fixed:
             env[symbol] = fixed[known(symbol)]
     return _products(network, env)
+
+
+_SIZES: dict = {}
+
+
+def _network_sizes(network, target: int) -> tuple[tuple, list]:
+    """The sizes of every axis the nodes read or compute that has no fixed extent (in node order,
+    each once) and the network's windows: what `consistent_sizes` needs of the network, found once
+    per network (every proof of a matrix form asks, so walking the whole network each time made a
+    deep network's proofs grow with the square of its depth). Only the last network's are kept."""
+    key = (id(network), target)
+    if key not in _SIZES or _SIZES[key][0] is not network:
+        free_sizes: dict = {}
+        for node in network.layers:
+            for axis in [*node.out_axes, *(a for group in node.in_axes for a in group)]:
+                if axis.extent is None:
+                    free_sizes.setdefault(axis.size, target)
+        _SIZES.clear()
+        _SIZES[key] = (network, tuple(free_sizes), list(_windows(network)))
+    return _SIZES[key][1], _SIZES[key][2]
 
 
 def _products(network, env: dict) -> dict:

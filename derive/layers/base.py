@@ -13,24 +13,74 @@ the per-sample form (zᵢ), a sample index for the minibatch form (Zᵢₛ, one 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any, ClassVar
 
 import sympy as sp
 
 from derive.notation import Axis, LayerRef, Q, Quantity, axis_indices, index, units_axes
 
-KINDS: dict[str, type[LayerKind]] = {}
+# the built-in kinds by name, in the order they are listed, and the module that registers each: a
+# module is imported when one of its kinds is first looked up, so a run imports only the kinds it uses
+# (an MLP does not pay for convolution, attention and normalisation)
+BUILT_IN: dict[str, str] = {
+    **dict.fromkeys(("activation", "softmax", "log_softmax"), "derive.layers.activation"),
+    "add": "derive.layers.add",
+    "dense": "derive.layers.dense",
+    "loss": "derive.layers.loss",
+    "layernorm": "derive.layers.layernorm",
+    "rmsnorm": "derive.layers.rmsnorm",
+    "dropout": "derive.layers.dropout",
+    "batchnorm": "derive.layers.batchnorm",
+    **dict.fromkeys(("conv2d", "conv1d", "flatten", "global_avg_pool", "avg_pool2d", "max_pool2d"),
+                    "derive.layers.conv"),
+    "attention": "derive.layers.attention",
+    "linear": "derive.layers.linear",
+    "position": "derive.layers.position",
+}
+
+
+class KindRegistry(Mapping):
+    """The kinds by name. Names are known without importing anything (error messages list them);
+    a built-in kind's module is imported on its first lookup."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[LayerKind]] = {}
+
+    def __getitem__(self, name: str) -> type[LayerKind]:
+        if name not in self._classes and name in BUILT_IN:
+            import_module(BUILT_IN[name])
+        return self._classes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from BUILT_IN
+        yield from (name for name in self._classes if name not in BUILT_IN)
+
+    def __len__(self) -> int:
+        return len(BUILT_IN) + sum(name not in BUILT_IN for name in self._classes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in BUILT_IN or name in self._classes
+
+    def add(self, cls: type[LayerKind]) -> None:
+        if cls.name in BUILT_IN and cls.name not in self._classes and BUILT_IN[cls.name] != cls.__module__:
+            import_module(BUILT_IN[cls.name])  # the built-in kind of that name, so the clash is seen now
+        existing = self._classes.get(cls.name)
+        if existing is not None and existing is not cls:
+            raise ValueError(f"layer kind {cls.name!r} is already registered by {existing.__name__}")
+        self._classes[cls.name] = cls
+
+
+KINDS = KindRegistry()
 
 
 def register(cls: type[LayerKind]) -> type[LayerKind]:
     """Class decorator: make a kind known by its name (`derive net` files say `kind = "dense"`)."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
-    if cls.name in KINDS and KINDS[cls.name] is not cls:
-        raise ValueError(f"layer kind {cls.name!r} is already registered by {KINDS[cls.name].__name__}")
-    KINDS[cls.name] = cls
+    KINDS.add(cls)
     return cls
 
 
