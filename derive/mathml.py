@@ -69,9 +69,9 @@ def html_prose(text: str) -> str:
         elif part.startswith("`") and part.endswith("`") and len(part) > 1:
             out.append(f"<code>{escape(part[1:-1])}</code>")
         elif part.startswith("**") and part.endswith("**") and len(part) > 4:
-            out.append(f"<strong>{escape(part[2:-2])}</strong>")
+            out.append(f"<strong>{html_prose(part[2:-2])}</strong>")  # a bold lead may hold a formula
         elif part.startswith("*") and part.endswith("*") and len(part) > 2:
-            out.append(f"<em>{escape(part[1:-1])}</em>")
+            out.append(f"<em>{html_prose(part[1:-1])}</em>")
         else:
             out.append(escape(part, quote=False))
     return "".join(out)

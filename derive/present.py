@@ -87,9 +87,9 @@ def prose(text: str, fmt: str) -> str:
         elif part.startswith("`") and part.endswith("`") and len(part) > 1:
             out.append(r"\texttt{" + tex_escape(part[1:-1]) + "}")
         elif part.startswith("**") and part.endswith("**") and len(part) > 4:
-            out.append(r"\textbf{" + tex_escape(part[2:-2]) + "}")
+            out.append(r"\textbf{" + prose(part[2:-2], fmt) + "}")  # a bold lead may hold a formula
         elif part.startswith("*") and part.endswith("*") and len(part) > 2:
-            out.append(r"\emph{" + tex_escape(part[1:-1]) + "}")
+            out.append(r"\emph{" + prose(part[1:-1], fmt) + "}")
         else:
             out.append(tex_escape(part).replace("δ", r"$\delta$"))
     return "".join(out)
