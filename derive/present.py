@@ -221,7 +221,8 @@ def _network_lesson(model, text: Text, refs: Refs) -> list:
     depth = model.depth
     return [
         *([_paths(model, text, refs)] if depth > 1 else []),  # one layer: a single path per weight
-        blocks.Paragraph(text("big_picture.error"), note=text("big_picture.error_note")),  # what δ means; the demon in a note
+        blocks.Paragraph(text("big_picture.error", raw={"saturation": refs.section("meaning")}),
+                         note=text("big_picture.error_note")),  # what δ means (near 0: best or saturated); the demon in a note
         # why z and not a is said after BP3 and BP4 (section `parameters`), whose short products are the reason
         *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
     ]
