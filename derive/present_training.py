@@ -156,7 +156,8 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
                          else text("optimizer.chosen_default")),
     ]
     if short:
-        return _lesson_opening(training, spec, text) + _short_update(training, text)
+        plain = spec.optimizer.name == "sgd" and not spec.optimizer.overrides
+        return _lesson_opening(training, spec, text) + _short_update(training, text, plain)
     hyper = []  # its formulas count as used (the notation table) only where the table is printed
     for h in opt.hypers:
         default = h.torch_default if h.torch_default is not None else h.default
@@ -209,13 +210,18 @@ def _lesson_opening(training: Training, spec: MLPSpec, text: Text) -> list:
                                        "entrywise": text("optimizer.entrywise") if entrywise else ""}))]
 
 
-def _short_update(training: Training, text: Text) -> list:
+def _short_update(training: Training, text: Text, plain: bool = False) -> list:
     """The optimizer's step as this run takes it (with its values where they simplify it), and the
-    learning rate the generated code uses, beside the worked example's."""
+    learning rate the generated code uses, beside the worked example's (`plain`: torch.optim.SGD's
+    default rate, which is safe but slow for plain gradient descent: the reader is told to pass one)."""
     from derive.lesson.worked_example import LEARNING_RATE_VALUE
 
     equations = training.equations_with_values if training.equations_with_values is not None else training.equations
     rate = format_value(training.values["lr"])
+    if plain:
+        example = text("detail.learning_rate_pass_example", example_lr=format_value(float(LEARNING_RATE_VALUE))) \
+            if "example" in text.defaults else ""
+        return [_aligned(equations), blocks.Paragraph(text("detail.learning_rate_sgd", lr=rate, raw={"example": example}))]
     example = text("detail.learning_rate_example", example_lr=format_value(float(LEARNING_RATE_VALUE)),
                    times=f"{float(LEARNING_RATE_VALUE) / training.values['lr']:.0f}") \
         if "example" in text.defaults and training.values["lr"] > 0 else ""
