@@ -462,7 +462,8 @@ def _loop(derivation: Derivation, text, refs) -> list:
                   "bp2": refs.equation("eq:bp2-general", "recursion")}
     keys = ("input", "forward", "output") + (("backward",) if hidden else ()) + ("gradients",)
     steps = [text(f"algorithm.step_{k}", raw=where) for k in keys]
-    return [blocks.ItemList(tuple(steps), intro=text("algorithm.loop"))]
+    order = [blocks.Paragraph(text("algorithm.step_order"))] if hidden else []  # the table interleaves them
+    return [blocks.ItemList(tuple(steps), intro=text("algorithm.loop")), *order]
 
 
 def _code(text, line) -> str:

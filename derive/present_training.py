@@ -248,7 +248,9 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
     every layer (`short`: the rule used, the computed result and the tables, without the derivation;
     `starts`: the default start against the exact forward variance, `lesson.saturation`)."""
     if short:
-        return [blocks.Paragraph(text("detail.initialisation_lesson")), *_in_short(init, text, short=True),
+        linearised = any(scale.method == "linearisation" for scale in init.activations)  # the sigmoid, tanh …
+        opening = text("detail.initialisation_lesson_linearised" if linearised else "detail.initialisation_lesson")
+        return [blocks.Paragraph(opening), *_in_short(init, text, short=True),
                 *_variance_table(init, network_sizes, text, short=True),
                 *(_path_blocks(init, text, short=True) if init.path else []), *_start_blocks(starts, text)]
     out = [
@@ -338,12 +340,15 @@ def _path_blocks(init: Initialisation, text: Text, short: bool = False) -> list:
     header = [text("initialisation.layer"), text("initialisation.path_variance")]
     header += [text("initialisation.path_offset")] if offsets else []
     header += [text("initialisation.path_error")] if errors else []
-    number = lambda table, l: f"{table[l]:.4g}" if l in table else ""  # noqa: E731
+    number = lambda table, l: f"{table[l]:.4g}" if l in table else "—"  # noqa: E731  (a dash: does not apply)
     rows = tuple((str(l), f"{v:.4g}", *((number(offsets, l),) if offsets else ()), *((number(errors, l),) if errors else ()))
                  for l, v in init.path)
     intro = [text("initialisation.path")]
     intro += [text("initialisation.path_offset_intro")] if offsets else []
     intro += [text("initialisation.path_error_intro")] if errors else []
+    firsts, lasts = init.path[0][0], init.path[-1][0]
+    intro += [text("initialisation.path_dash_input")] if offsets and firsts not in offsets else []
+    intro += [text("initialisation.path_dash_last")] if errors and lasts not in errors else []
     out = [blocks.Paragraph(text.raw("language.sentence_separator").join(intro)),
            blocks.Table(tuple(header), rows, ("r",) * len(header))]
     last, final = init.path[-1]
