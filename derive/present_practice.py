@@ -162,13 +162,20 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
 
             wider, backprop, parameters, finite = scaled_costs(data, size_values(derivation.model.network))
             out.append(blocks.Paragraph(head + text("practice.answer_wider", backprop=backprop, parameters=parameters,
-                                                    finite=finite, ratio=f"{finite / backprop:.0f}")))
+                                                    finite=finite, ratio=_ratio(finite, backprop, text))))
         elif key == "script":
             numeric, exact, relative = data.split()
             out += [blocks.Paragraph(head + text("practice.answer_script")),
                     blocks.Code(tuple(check_script(derivation.model).split("\n"))),
                     blocks.Paragraph(text("practice.answer_script_prints", printed=data, relative=_scientific(relative)))]
     return out
+
+
+def _ratio(finite: int, backprop: int, text) -> str:
+    """finite / backprop as printed: the whole number when it is one, else "about 200 (199.5)"."""
+    if finite % backprop == 0:
+        return text("practice.times_exact", ratio=str(finite // backprop))
+    return text("practice.about", rounded=f"{finite / backprop:.0f}", ratio=f"{finite / backprop:.4g}")
 
 
 def _own_output_error(derivation: Derivation, example):
