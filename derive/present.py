@@ -234,7 +234,8 @@ def _paths(model, text: Text, refs: Refs) -> blocks.Paragraph:
     adds the softmax's crossings, which this early in the lesson would need the softmax's Jacobian."""
     formula, _ = path_count(model.sizes, False)
     key = "big_picture.paths_vector" if model.activations[-1].is_vector else "big_picture.paths"
-    return blocks.Paragraph(text(key, count=formula, raw={"paths": refs.section("paths")}))
+    fanned = path_count(model.sizes, True)[0] if model.activations[-1].is_vector else ""  # §12's count, with the crossings
+    return blocks.Paragraph(text(key, count=formula, fanned=fanned, raw={"paths": refs.section("paths")}))
 
 
 def _activation_formula(act, layer) -> dict:
@@ -1289,7 +1290,8 @@ def build_document(
         "loss": lambda: _loss(derivation, text),
         "activations": lambda: _activations(derivation, text, numbers["output_error"]),
         "method": lambda: [*_preview(derivation, text),
-                           *lesson_blocks.method_blocks(text, narrator, paths=False, letters=True, direct=direct)],
+                           *lesson_blocks.method_blocks(text, narrator, paths=False, letters=True, direct=direct,
+                                                        vector=derivation.model.activations[-1].is_vector)],
         "output_error": lambda: _output_error(derivation, text, refs, narrator, direct),
         "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs,
                                                                 relabel=unit_letters),

@@ -99,14 +99,17 @@ METHOD_RULES = {
 }
 
 
-def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False, direct: bool = False) -> list:
+def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False, direct: bool = False,
+                  vector: bool = True) -> list:
     """The moves every derivation repeats, each explained once; afterwards the margin names them.
     `letters`: the derivations name units by layer (j, k, i; j' another unit of layer l); `direct`
     (the lesson): a local derivative is read off its forward rule, the brackets kept only where they
-    stay (the softmax, a loss compared later)."""
+    stay (the softmax, a loss compared later); `vector`: the output is a softmax (otherwise the
+    brackets' example names only the compared loss, not a softmax the network does not have)."""
     moves = list(METHOD_MOVES)
     def key(move: str) -> str:
-        for suffix in (("_lesson",) if direct else ()) + (("_units",) if letters else ()):
+        lesson = (("_lesson",) if vector else ("_lesson_scalar", "_lesson")) if direct else ()
+        for suffix in lesson + (("_units",) if letters else ()):
             if f"{move}{suffix}" in text.catalog["method"]:
                 return f"method.{move}{suffix}"
         return f"method.{move}"
