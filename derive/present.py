@@ -234,8 +234,7 @@ def _paths(model, text: Text, refs: Refs) -> blocks.Paragraph:
     adds the softmax's crossings, which this early in the lesson would need the softmax's Jacobian."""
     formula, _ = path_count(model.sizes, False)
     key = "big_picture.paths_vector" if model.activations[-1].is_vector else "big_picture.paths"
-    fanned = path_count(model.sizes, True)[0] if model.activations[-1].is_vector else ""  # §12's count, with the crossings
-    return blocks.Paragraph(text(key, count=formula, fanned=fanned, raw={"paths": refs.section("paths")}))
+    return blocks.Paragraph(text(key, count=formula, raw={"paths": refs.section("paths")}))
 
 
 def _activation_formula(act, layer) -> dict:
