@@ -79,7 +79,8 @@ def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list
     parameters = lesson.costs.parameters.value
     nudge = text("network.nudge", passes=parameters + 1, ratio=cost_ratio(lesson), raw={"cost": refs.section("cost")})
     return [blocks.Paragraph(text("learn.want" if opening else "network.why", parameters=parameters,
-                                  raw={"update": refs.section("update_rule")})),
+                                  raw={"update": refs.section("update_rule"),
+                                       **({"network": refs.section("network")} if opening else {})})),
             blocks.Paragraph(text("learn.nudge_lead") + " " + nudge if opening else nudge)]
 
 
