@@ -23,7 +23,7 @@ from derive.matrixform import NotRecognised, entries_agree, to_matrix_form
 from derive.notation import BATCH_COST, BATCH_SIZE, COST, LEARNING_RATE, Axis, LayerRef, Q, Quantity, index, sample_index
 from derive.nonsmooth import kink_convention
 from derive.layers.penalty import Penalty, gradient_steps
-from derive.rewrite import targets_sum_to_one, tidy
+from derive.rewrite import natural_signs, targets_sum_to_one, tidy
 
 
 @dataclass(frozen=True)
@@ -227,9 +227,10 @@ def loss_gradient(node: Node, batch: bool) -> tuple[list[Step], Flow, Result]:
     data = sp.Sum(loss.per_unit(node, i if len(i) > 1 else i[0], t if batch else None),
                   *[(x, x.lower, x.upper) for x in summed])
     raw = sp.diff(data, target)
-    steps = [Step(lhs, sp.Derivative(cost, target), "definition_loss"), Step(lhs, raw, "differentiate")]
+    # the lines printed with each binomial in its natural order, (1 - y) not -(y - 1); the value used on is the engine's
+    steps = [Step(lhs, sp.Derivative(cost, target), "definition_loss"), Step(lhs, natural_signs(raw), "differentiate")]
     value = collapse(raw)
-    steps.append(Step(lhs, value, "kronecker_collapse"))
+    steps.append(Step(lhs, natural_signs(value), "kronecker_collapse"))
     conventional = kink_convention(value) if value.has(sp.Heaviside, sp.DiracDelta) else value
     if conventional != value:  # a loss with a kink (max(a − y, 0)): the value used there
         value = conventional

@@ -221,7 +221,8 @@ def _network_lesson(model, text: Text, refs: Refs) -> list:
     depth = model.depth
     return [
         *([_paths(model, text, refs)] if depth > 1 else []),  # one layer: a single path per weight
-        blocks.Paragraph(text("big_picture.error"), note=text("big_picture.error_note")),  # what δ means; the demon in a note
+        blocks.Paragraph(text("big_picture.error", raw={"saturation": refs.section("meaning")}),
+                         note=text("big_picture.error_note")),  # what δ means (near 0: best or saturated); the demon in a note
         # why z and not a is said after BP3 and BP4 (section `parameters`), whose short products are the reason
         *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
     ]
@@ -1288,7 +1289,8 @@ def build_document(
         "loss": lambda: _loss(derivation, text),
         "activations": lambda: _activations(derivation, text, numbers["output_error"]),
         "method": lambda: [*_preview(derivation, text),
-                           *lesson_blocks.method_blocks(text, narrator, paths=False, letters=True, direct=direct)],
+                           *lesson_blocks.method_blocks(text, narrator, paths=False, letters=True, direct=direct,
+                                                        vector=derivation.model.activations[-1].is_vector)],
         "output_error": lambda: _output_error(derivation, text, refs, narrator, direct),
         "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs,
                                                                 relabel=unit_letters),

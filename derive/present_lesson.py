@@ -79,7 +79,8 @@ def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list
     parameters = lesson.costs.parameters.value
     nudge = text("network.nudge", passes=parameters + 1, ratio=cost_ratio(lesson), raw={"cost": refs.section("cost")})
     return [blocks.Paragraph(text("learn.want" if opening else "network.why", parameters=parameters,
-                                  raw={"update": refs.section("update_rule")})),
+                                  raw={"update": refs.section("update_rule"),
+                                       **({"network": refs.section("network")} if opening else {})})),
             blocks.Paragraph(text("learn.nudge_lead") + " " + nudge if opening else nudge)]
 
 
@@ -99,14 +100,17 @@ METHOD_RULES = {
 }
 
 
-def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False, direct: bool = False) -> list:
+def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False, direct: bool = False,
+                  vector: bool = True) -> list:
     """The moves every derivation repeats, each explained once; afterwards the margin names them.
     `letters`: the derivations name units by layer (j, k, i; j' another unit of layer l); `direct`
     (the lesson): a local derivative is read off its forward rule, the brackets kept only where they
-    stay (the softmax, a loss compared later)."""
+    stay (the softmax, a loss compared later); `vector`: the output is a softmax (otherwise the
+    brackets' example names only the compared loss, not a softmax the network does not have)."""
     moves = list(METHOD_MOVES)
     def key(move: str) -> str:
-        for suffix in (("_lesson",) if direct else ()) + (("_units",) if letters else ()):
+        lesson = (("_lesson",) if vector else ("_lesson_scalar", "_lesson")) if direct else ()
+        for suffix in lesson + (("_units",) if letters else ()):
             if f"{move}{suffix}" in text.catalog["method"]:
                 return f"method.{move}{suffix}"
         return f"method.{move}"
@@ -462,7 +466,8 @@ def _loop(derivation: Derivation, text, refs) -> list:
                   "bp2": refs.equation("eq:bp2-general", "recursion")}
     keys = ("input", "forward", "output") + (("backward",) if hidden else ()) + ("gradients",)
     steps = [text(f"algorithm.step_{k}", raw=where) for k in keys]
-    return [blocks.ItemList(tuple(steps), intro=text("algorithm.loop"))]
+    order = [blocks.Paragraph(text("algorithm.step_order"))] if hidden else []  # the table interleaves them
+    return [blocks.ItemList(tuple(steps), intro=text("algorithm.loop")), *order]
 
 
 def _code(text, line) -> str:

@@ -185,6 +185,8 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     for symbol, key, pattern in ROWS:
         deferred |= {len(rows)} if key in DEFERRED else set()
         key = key + "_vector" if key == "notation.g" and vector_activation else key
+        if key == "notation.gtilde" and not re.search(r"\\lambda(?!_)", everything):
+            key = "notation.gtilde_plain"  # no weight decay in this document: nothing is added to the gradient
         values = {"example": hadamard_example()} if key == "notation.hadamard" else {}
         meaning_source = text.raw(key)
         if unit_letters and key in ("notation.indices", "notation.n", "notation.J"):

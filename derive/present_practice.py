@@ -87,9 +87,10 @@ def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str,
         out.append(("hand", {"first": errors[0].latex_entry(str(_unchecked_unit(example, errors[0]) + 1))}, errors))
     params = [p for node in derivation.model.network.layers for p in node.parameters]
     last_weight = next((p for p in reversed(params) if p.rank >= 2), None)
-    if last_weight is not None:
-        out.append(("rate", {"rate": f"{float(OTHER_RATE):g}", "weight": _display_entry(last_weight, (0, 0))},
-                    last_weight))
+    entry = None if last_weight is None else changing_entry(example, last_weight.label)
+    if entry is not None:
+        out.append(("rate", {"rate": f"{float(OTHER_RATE):g}", "weight": _display_entry(last_weight, entry),
+                             "entry": entry}, last_weight))
     if lesson.comparison is not None:
         out.append(("other_loss", {}, lesson.comparison))
     if lesson.costs is not None and derivation.model.is_chain:
@@ -97,6 +98,14 @@ def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str,
     if "exercise" in report.check("derivatives").figures:
         out.append(("script", {}, report.check("derivatives").figures["exercise"]))
     return out
+
+
+def changing_entry(example, label: str) -> tuple | None:
+    """The first entry (in row-major order) of a parameter whose gradient at the worked example is
+    not 0: a step moves it, so asking for its new value teaches something. An entry that leaves an
+    inactive unit (ReLU at z < 0) has gradient 0 and would come back unchanged."""
+    indices = sorted(idx for (name, idx), grad in example.gradients.items() if name == label and grad != 0)
+    return indices[0] if indices else None
 
 
 def _errors_of(derivation: Derivation):
@@ -120,7 +129,7 @@ def _fields(key, fields, data, derivation, text, titles) -> dict:
         return {"other": titles[data.other.loss.name]}
     if key == "wider":
         return {"sizes": text.raw("refs.list_separator").join(str(2 * n) for n in derivation.model.sizes)}
-    return fields
+    return {name: value for name, value in fields.items() if name != "entry"}  # the entry's index is not printed
 
 
 def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: dict) -> list:
@@ -136,7 +145,7 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
                         display]
         elif key == "rate":
             updated, after = other_step(derivation, example, OTHER_RATE)
-            value = updated[(data.label, (0, 0))]
+            value = updated[(data.label, fields["entry"])]
             out.append(blocks.Paragraph(head + text("practice.answer_rate", weight=fields["weight"], value=_number(value),
                                                     rate=fields["rate"], before=_number(example.loss),
                                                     after=_number(after))))
@@ -153,13 +162,20 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
 
             wider, backprop, parameters, finite = scaled_costs(data, size_values(derivation.model.network))
             out.append(blocks.Paragraph(head + text("practice.answer_wider", backprop=backprop, parameters=parameters,
-                                                    finite=finite, ratio=f"{finite / backprop:.0f}")))
+                                                    finite=finite, ratio=_ratio(finite, backprop, text))))
         elif key == "script":
             numeric, exact, relative = data.split()
             out += [blocks.Paragraph(head + text("practice.answer_script")),
                     blocks.Code(tuple(check_script(derivation.model).split("\n"))),
                     blocks.Paragraph(text("practice.answer_script_prints", printed=data, relative=_scientific(relative)))]
     return out
+
+
+def _ratio(finite: int, backprop: int, text) -> str:
+    """finite / backprop as printed: the whole number when it is one, else "about 200 (199.5)"."""
+    if finite % backprop == 0:
+        return text("practice.times_exact", ratio=str(finite // backprop))
+    return text("practice.about", rounded=f"{finite / backprop:.0f}", ratio=f"{finite / backprop:.4g}")
 
 
 def _own_output_error(derivation: Derivation, example):

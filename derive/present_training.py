@@ -156,7 +156,8 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
                          else text("optimizer.chosen_default")),
     ]
     if short:
-        return _lesson_opening(training, spec, text) + _short_update(training, text)
+        plain = spec.optimizer.name == "sgd" and not spec.optimizer.overrides
+        return _lesson_opening(training, spec, text) + _short_update(training, text, plain)
     hyper = []  # its formulas count as used (the notation table) only where the table is printed
     for h in opt.hypers:
         default = h.torch_default if h.torch_default is not None else h.default
@@ -209,13 +210,18 @@ def _lesson_opening(training: Training, spec: MLPSpec, text: Text) -> list:
                                        "entrywise": text("optimizer.entrywise") if entrywise else ""}))]
 
 
-def _short_update(training: Training, text: Text) -> list:
+def _short_update(training: Training, text: Text, plain: bool = False) -> list:
     """The optimizer's step as this run takes it (with its values where they simplify it), and the
-    learning rate the generated code uses, beside the worked example's."""
+    learning rate the generated code uses, beside the worked example's (`plain`: torch.optim.SGD's
+    default rate, which is safe but slow for plain gradient descent: the reader is told to pass one)."""
     from derive.lesson.worked_example import LEARNING_RATE_VALUE
 
     equations = training.equations_with_values if training.equations_with_values is not None else training.equations
     rate = format_value(training.values["lr"])
+    if plain:
+        example = text("detail.learning_rate_pass_example", example_lr=format_value(float(LEARNING_RATE_VALUE))) \
+            if "example" in text.defaults else ""
+        return [_aligned(equations), blocks.Paragraph(text("detail.learning_rate_sgd", lr=rate, raw={"example": example}))]
     example = text("detail.learning_rate_example", example_lr=format_value(float(LEARNING_RATE_VALUE)),
                    times=f"{float(LEARNING_RATE_VALUE) / training.values['lr']:.0f}") \
         if "example" in text.defaults and training.values["lr"] > 0 else ""
@@ -242,7 +248,9 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
     every layer (`short`: the rule used, the computed result and the tables, without the derivation;
     `starts`: the default start against the exact forward variance, `lesson.saturation`)."""
     if short:
-        return [blocks.Paragraph(text("detail.initialisation_lesson")), *_in_short(init, text, short=True),
+        linearised = any(scale.method == "linearisation" for scale in init.activations)  # the sigmoid, tanh …
+        opening = text("detail.initialisation_lesson_linearised" if linearised else "detail.initialisation_lesson")
+        return [blocks.Paragraph(opening), *_in_short(init, text, short=True),
                 *_variance_table(init, network_sizes, text, short=True),
                 *(_path_blocks(init, text, short=True) if init.path else []), *_start_blocks(starts, text)]
     out = [
@@ -332,12 +340,15 @@ def _path_blocks(init: Initialisation, text: Text, short: bool = False) -> list:
     header = [text("initialisation.layer"), text("initialisation.path_variance")]
     header += [text("initialisation.path_offset")] if offsets else []
     header += [text("initialisation.path_error")] if errors else []
-    number = lambda table, l: f"{table[l]:.4g}" if l in table else ""  # noqa: E731
+    number = lambda table, l: f"{table[l]:.4g}" if l in table else "—"  # noqa: E731  (a dash: does not apply)
     rows = tuple((str(l), f"{v:.4g}", *((number(offsets, l),) if offsets else ()), *((number(errors, l),) if errors else ()))
                  for l, v in init.path)
     intro = [text("initialisation.path")]
     intro += [text("initialisation.path_offset_intro")] if offsets else []
     intro += [text("initialisation.path_error_intro")] if errors else []
+    firsts, lasts = init.path[0][0], init.path[-1][0]
+    intro += [text("initialisation.path_dash_input")] if offsets and firsts not in offsets else []
+    intro += [text("initialisation.path_dash_last")] if errors and lasts not in errors else []
     out = [blocks.Paragraph(text.raw("language.sentence_separator").join(intro)),
            blocks.Table(tuple(header), rows, ("r",) * len(header))]
     last, final = init.path[-1]

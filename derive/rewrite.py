@@ -40,6 +40,43 @@ def normalise_signs(expr: sp.Expr) -> sp.Expr:
     return expr
 
 
+def natural_signs(expr: sp.Expr) -> sp.Expr:
+    """A displayed line with each term's minus sign moved into a binomial that then reads in its
+    natural order: -(y - 1) [j = j'] / (1 - a) → (1 - y) [j = j'] / (1 - a) (SymPy distributes a
+    minus sign into a sum of two terms, so the derivative of -(1 - y) log(1 - a) comes out as the
+    first). Term by term, each flip checked to be equal by expanding that one term: no simplify."""
+    if not expr.args or isinstance(expr, (sp.Indexed, sp.Idx)):
+        return expr
+    args = tuple(natural_signs(a) for a in expr.args)
+    if args != expr.args:
+        expr = expr.func(*args)
+    if expr.is_Add:
+        return sp.Add(*(_flipped(term) for term in expr.args))
+    return _flipped(expr)
+
+
+def _flipped(term: sp.Expr) -> sp.Expr:
+    """-c · (y - 1) · rest → c · (1 - y) · rest, where the binomial has fewer minus signs flipped."""
+    if not term.is_Mul:
+        return term
+    coefficient, rest = term.as_coeff_Mul()
+    if coefficient >= 0:
+        return term
+    factors = list(sp.Mul.make_args(rest))
+    minus = lambda add: sum(1 for a in add.args if a.could_extract_minus_sign())  # noqa: E731
+    for n, factor in enumerate(factors):
+        if not factor.is_Add:
+            continue
+        fewer, same = minus(-factor) < minus(factor), minus(-factor) == minus(factor)
+        if fewer or (same and any(a.is_Number for a in factor.args)):  # y - 1 → 1 - y; a - y stays
+            factors[n] = -factor
+            flipped = -coefficient * sp.Mul(*factors)
+            if sp.expand(flipped - term) != 0:  # never: the same term, its sign moved
+                raise AssertionError(f"sign flip changed {term}")
+            return flipped
+    return term
+
+
 def simplest(*candidates: sp.Expr) -> sp.Expr:
     """The candidate with the fewest operations (ties: fewer powers, shorter text, then the first)."""
     scored = [(sp.count_ops(c), len(c.atoms(sp.Pow)), len(str(c)), n, c) for n, c in enumerate(candidates)]

@@ -1086,7 +1086,7 @@ def test_section_13_states_the_bound_for_this_network_and_the_design_point(compa
     chosen for how it learns (Nielsen's design point)."""
     meaning = _section(compared_markdown, 13)
     assert "some error" not in meaning
-    design = "None of the four equations assumed a particular activation" in meaning or "四个方程对激活函数没有任何要求" in meaning
+    design = "The four equations ask of the activation only that it have a slope" in meaning or "四个方程对激活函数只要求可导" in meaning
     assert design
     if "sigmoid" not in compared_markdown.split("\n## 1. ")[0]:
         return
@@ -1116,3 +1116,21 @@ def test_nielsen_is_cited_in_footnotes_numbered_alike_in_every_format(lang):
     assert len(notes) == 2 and all("Nielsen" in note for note in notes)
     assert re.findall(r'<p class="note" id="note-(\d)"><sup>\1</sup> Nielsen', page) == ["1", "2"]
     assert re.findall(r'<sup id="note-ref-(\d)"><a href="#note-\1">', page) == ["1", "2"]
+
+
+def test_the_bce_local_derivative_reads_in_its_natural_sign_order():
+    """Review 19, defect 7: SymPy distributes the minus sign of -(1 - y) log(1 - a) into the binomial,
+    so the line read -(y - 1)/(1 - a). The printed lines move it back, (1 - y)/(1 - a), each flip
+    checked equal; a binomial with no number in it (a - y) is left as it is."""
+    import sympy as sp
+
+    from derive.rewrite import natural_signs
+
+    a, y, b = sp.symbols("a y b")
+    raw = -y / a - (y - 1) / (1 - a)
+    shown = natural_signs(raw)
+    assert sp.expand(shown - raw) == 0 and str(shown).count("1 - y") == 1 and "y - 1" not in str(shown)
+    assert natural_signs(-(a - y) * b) == -(a - y) * b
+    markdown = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
+    section = _section(markdown, 14)
+    assert r"\frac{1 - y_{j}}{1 - a^{(3)}_{j}}" in section and r"y_{j} - 1" not in section

@@ -90,3 +90,27 @@ def test_the_script_prints_what_the_answer_says(sigmoid):
     assert relative < 1e-6 and numeric == pytest.approx(exact, rel=1e-6)
     answers = outcome.files["derivation.md"].decode().split("## D. ", 1)[1]
     assert f"`{printed}`" in answers and "import model" in answers
+
+
+def test_the_rate_exercise_asks_for_a_weight_the_step_moves():
+    """Review 19, defect 4: with ReLU, W3_11 leaves an inactive unit, so its gradient is 0 and the
+    answer came back unchanged. The exercise now asks for the first entry whose gradient is not 0."""
+    from derive.lesson import study
+    from derive.present_practice import changing_entry, exercises
+
+    outcome = generate(make_spec(3, "relu", None, "ce", formats="md"))
+    example = worked_example(outcome.derivation)
+    assert example.gradients[("W_3", (0, 0))] == 0  # the degenerate entry the review found
+    entry = changing_entry(example, "W_3")
+    assert entry is not None and example.gradients[("W_3", entry)] != 0
+    assert all(example.gradients[("W_3", idx)] == 0 for (name, idx) in example.gradients
+               if name == "W_3" and idx < entry)  # the first such entry, row by row: deterministic
+    (rate,) = [fields for key, fields, _ in exercises(study(outcome.derivation), outcome.derivation, outcome.report)
+               if key == "rate"]
+    assert rate["entry"] == entry
+    updated, _ = other_step(outcome.derivation, example, OTHER_RATE)
+    assert updated[("W_3", entry)] != example.point[("W_3", entry)]
+    md = outcome.files["derivation.md"].decode()
+    label = "".join(str(i + 1) for i in entry)
+    assert f"What is $W^{{(3)}}_{{{label}}}$ after the step" in md
+
