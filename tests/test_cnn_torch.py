@@ -159,3 +159,41 @@ def test_float32_stays_float32():
     assert convops.conv_kernel_grad(D, X, *geometry).dtype == np.float32
     assert convops.window_sum(X, (2, 2), (2, 2), (0, 0), (1, 1)).dtype == np.float32
     assert convops.max_pool_grad(np.ones((2, 3, 3, 3), np.float32), X, (2, 2), (2, 2), (0, 0), (1, 1), (7, 6)).dtype == np.float32
+
+
+def _row_by_row() -> dict:
+    """The helpers with a cache budget of one byte: every block of the blocked im2col, kernel
+    gradient and col2im is a single output row (at the sizes above one block holds them all)."""
+    assert HELPERS_BUDGET in convops.HELPERS
+    namespace = {"np": np}
+    exec(convops.HELPERS.replace(HELPERS_BUDGET, "budget=1"), namespace)  # noqa: S102 - the module's own source
+    return namespace
+
+
+HELPERS_BUDGET = "budget=1 << 19"
+
+
+@pytest.mark.parametrize("cfg", CONV, ids=[f"k{c['kernel']}s{c['stride']}p{c['padding']}d{c['dilation']}" for c in CONV])
+def test_the_blocked_window_products_match_torch_block_by_block(cfg):
+    """The same checks with one output row per block, so that the blocks' offsets into the input,
+    the error columns of each block and the sum of the kernel gradient over blocks are exercised;
+    with a workspace's scratch dict, reused from call to call."""
+    helpers = _row_by_row()
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((cfg["C"], cfg["H"], cfg["W"], cfg["m"]))
+    K = rng.standard_normal((cfg["F"], cfg["C"], *cfg["kernel"]))
+    geometry = (cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"])
+    x, k = _nchw(X), torch.tensor(K, requires_grad=True)
+    z = torch.nn.functional.conv2d(x, k, stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"])
+    assert helpers["_row_blocks"](z.shape[2], 1) == [(i, i + 1) for i in range(z.shape[2])]
+    D = rng.standard_normal(_ours(z).shape)
+    (z * torch.tensor(np.moveaxis(D, -1, 0))).sum().backward()
+    spatial = (cfg["H"], cfg["W"])
+    forward, backward = {}, {}
+    for _ in range(2):  # the second call reuses the work arrays of the first
+        Z = helpers["_conv"](X, K, *geometry, out=np.empty(_ours(z).shape), scratch=forward)
+        np.testing.assert_allclose(Z, _ours(z), rtol=1e-12, atol=1e-12)
+        G = helpers["_conv_input_grad"](D, K, *geometry, spatial, out=np.empty(X.shape), scratch=backward)
+        np.testing.assert_allclose(G, _ours(x.grad), rtol=1e-12, atol=1e-12)
+        dK = helpers["_conv_kernel_grad"](D, X, *geometry, out=np.empty(K.shape), scratch=forward)
+        np.testing.assert_allclose(dK, k.grad.numpy(), rtol=1e-12, atol=1e-12)
