@@ -4,13 +4,12 @@ Arrays keep the derivation's index order with the sample index last: an image ba
 a signal batch (C, W, m), a kernel PyTorch's (F, C, kh, kw). Per sample the trailing axis is absent.
 Each operation is an `ops.Op` (evaluation on exact numbers for the entry-by-entry proof, LaTeX,
 NumPy code, lowering for the workspace) whose NumPy code calls a helper of the generated module
-(`HELPERS`, printed into model.py): no Python loop over single positions, only over the kh·kw
-offsets of a kernel and over blocks of output rows whose im2col columns fit in the cache (one block
-when all of them do), so that the matrix product reads the columns the copy has just written.
+(`HELPERS`, printed into model.py): no Python loop over positions, only over the kh·kw offsets of a
+kernel in col2im.
 
 * `Im2colConv(X, K, geometry)`: z = Σ_c Σ_p Σ_q K[f,c,p,q] x[c, s·i+d·p−P, s·j+d·q−P], the window
-  strided views of the zero-padded input copied into im2col columns and contracted with the kernel
-  (one matrix product per block of output rows);
+  view of the zero-padded input (`sliding_window_view`) contracted with the kernel (one matrix
+  product after the im2col copy);
 * `Col2imConv(D, K, geometry, H, W)`: the input error, the kernel applied to the error (the same
   product transposed) and scattered back by an accumulating strided add, padding cropped;
 * `KernelGrad(D, X, geometry)`: Σ over positions (and samples) of the error times the window view;
@@ -113,35 +112,16 @@ def _offsets(kernel, stride, dilation, sizes):
             for offset in np.ndindex(*kernel)]
 
 
-def _row_blocks(count, row_bytes, budget=1 << 19):
-    """Ranges (start, stop) of output rows (the first spatial axis) whose im2col columns take about
-    `budget` bytes, at least one row: a block's columns are still in the cache when the matrix
-    product reads them (from memory the product takes 2–4× longer)."""
-    step = max(1, budget // max(1, row_bytes))
-    return [(start, min(start + step, count)) for start in range(0, count, step)]
-
-
-def _block_of(buffer, shape):
-    """A contiguous array of `shape` at the start of the flat work array `buffer` (a last, shorter block fits too)."""
-    count = 1
-    for n in shape:
-        count *= n
-    return buffer[:count].reshape(shape)
-
-
-def _rows(where, stride, start, stop):
-    """The slices `where` of one kernel offset (see _offsets) restricted to the output rows start … stop − 1."""
-    first = where[1]
-    return (where[0], slice(first.start + stride[0] * start, first.start + stride[0] * (stop - 1) + 1, stride[0])) + where[2:]
-
-
-def _columns(P, plan, start, stop):
-    """The im2col columns of the output rows start … stop − 1, as a (C·kh·kw, positions × …) matrix
-    in the plan's work array: entry [(c, p, q), (i, j, …)] is the zero-padded x[c, s·i + d·p, s·j + d·q, …]."""
-    cols = _block_of(plan["buffer"], plan["head"] + (stop - start,) + plan["tail"])
-    for index, where in plan["pieces"]:
-        np.copyto(cols[index], P[_rows(where, plan["stride"], start, stop)])
-    return cols.reshape(plan["rows"], -1)
+def _im2col(X, kernel, stride, padding, dilation, scratch=None):
+    """The im2col columns (C, *kernel, *out, …): entry [c, p, q, i, j, …] is the zero-padded
+    x[c, s·i + d·p, s·j + d·q, …], copied from the window view into one contiguous array."""
+    nsp = len(kernel)
+    P = _padded(X, padding, scratch)
+    sizes = _window_sizes(P, kernel, stride, dilation)
+    cols = _scratch(scratch, "cols", (X.shape[0],) + tuple(kernel) + sizes + X.shape[1 + nsp:], X.dtype)
+    for offset, where in zip(np.ndindex(*kernel), _offsets(kernel, stride, dilation, sizes)):
+        np.copyto(cols[(slice(None),) + offset], P[where])
+    return cols
 
 
 def _kernel_part(K, kernel):
@@ -151,94 +131,48 @@ def _kernel_part(K, kernel):
     return K[(slice(None), slice(None)) + tuple(slice(0, k) for k in kernel)]
 
 
-def _blocked_columns(channels, kernel, stride, dilation, sizes, rest, dtype, scratch, key="columns"):
-    """How a window operation makes im2col (or error) columns block by block: the row blocks, the
-    work array they share, and per kernel offset where its rows of the columns are and the slices
-    of the padded input it reads (worked out once per call, not per block)."""
-    rows = channels
-    for k in kernel:
-        rows *= k
-    row = rows
-    for n in tuple(sizes[1:]) + tuple(rest):
-        row *= n
-    blocks = _row_blocks(sizes[0], row * np.dtype(dtype).itemsize)
-    largest = max(stop - start for start, stop in blocks)
-    pieces = [((slice(None),) + offset, where)
-              for offset, where in zip(np.ndindex(*kernel), _offsets(kernel, stride, dilation, sizes))]
-    return {"blocks": blocks, "buffer": _scratch(scratch, key, (row * largest,), dtype), "pieces": pieces,
-            "head": (channels,) + tuple(kernel), "tail": tuple(sizes[1:]) + tuple(rest), "rows": rows,
-            "stride": stride}
-
-
-def _target(out, shape, dtype, scratch, key):
-    """`out` when the blocks can write into it (C-ordered), else a work array copied into it at the end."""
+def _product(A, B, shape, out=None):
+    """The matrix product A @ B laid out as `shape`: computed in `out` when it is given (nothing allocated)."""
     if out is not None and out.flags.c_contiguous:
+        np.matmul(A, B, out=out.reshape(A.shape[0], B.shape[1]))
         return out
-    return _scratch(scratch, key, shape, dtype)
+    return _into(np.matmul(A, B).reshape(shape), out)
 
 
 def _conv(X, K, kernel, stride, padding, dilation, out=None, scratch=None):
-    """z[f, i, j, …] = Σ_c Σ_p Σ_q K[f, c, p, q] x[c, s·i + d·p − P, s·j + d·q − P, …]: for each block
-    of output rows, im2col then one matrix product into the block's rows of z."""
-    nsp = len(kernel)
-    P = _padded(X, padding, scratch)
-    sizes = _window_sizes(P, kernel, stride, dilation)
+    """z[f, i, j, …] = Σ_c Σ_p Σ_q K[f, c, p, q] x[c, s·i + d·p − P, s·j + d·q − P, …] (im2col, then one product)."""
+    cols = _im2col(X, kernel, stride, padding, dilation, scratch)
     K = _kernel_part(K, kernel)
     F = K.shape[0]
-    weights = K.reshape(F, K.size // F)
-    shape = (F,) + sizes + X.shape[1 + nsp:]
-    z = _target(out, shape, np.result_type(K, X), scratch, "result")
-    plan = _blocked_columns(X.shape[0], kernel, stride, dilation, sizes, X.shape[1 + nsp:], P.dtype, scratch)
-    for start, stop in plan["blocks"]:
-        np.matmul(weights, _columns(P, plan, start, stop), out=z[:, start:stop].reshape(F, -1))
-    return z if out is None or z is out else _into(z, out)
+    rows = K.size // F
+    return _product(K.reshape(F, rows), cols.reshape(rows, -1), (F,) + cols.shape[1 + len(kernel):], out)
 
 
 def _conv_input_grad(D, K, kernel, stride, padding, dilation, spatial, out=None, scratch=None):
     """∂C/∂x: every output error sent back through the kernel to the inputs its window read
-    (col2im): for each block of output rows, one product Kᵀ Δ into the block's error columns, then
-    an accumulating strided add per kernel offset; padding cropped."""
+    (col2im: one product, then an accumulating strided add per kernel offset), padding cropped."""
     nsp = len(kernel)
     K = _kernel_part(K, kernel)
     F, C = K.shape[:2]
     rows = K.size // F
-    sizes = D.shape[1:1 + nsp]
-    dtype = np.result_type(K, D)
-    plan = _blocked_columns(C, kernel, stride, dilation, sizes, D.shape[1 + nsp:], dtype, scratch, "error columns")
-    weights = K.reshape(F, rows).T
-    current = {}
-
-    def prepare(start, stop):
-        cols = _block_of(plan["buffer"], plan["head"] + (stop - start,) + plan["tail"])
-        np.matmul(weights, D[:, start:stop].reshape(F, -1), out=cols.reshape(rows, -1))
-        current["cols"] = cols
-
+    cols = _scratch(scratch, "error columns", (C,) + tuple(kernel) + D.shape[1:], np.result_type(K, D))
+    np.matmul(K.reshape(F, rows).T, D.reshape(F, -1), out=cols.reshape(rows, -1))
     def part(k, offset, into):
-        piece = current["cols"][(slice(None),) + offset]
+        piece = cols[(slice(None),) + offset]
         return piece if into is None else np.copyto(into, piece)
 
-    return _fold(part, C, kernel, stride, padding, dilation, spatial, sizes, D.shape[1 + nsp:], dtype, out, scratch,
-                 blocks=[(start, stop, prepare) for start, stop in plan["blocks"]])
+    return _fold(part, C, kernel, stride, padding, dilation, spatial, D.shape[1:1 + nsp], D.shape[1 + nsp:],
+                 cols.dtype, out, scratch)
 
 
-def _conv_kernel_grad(D, X, kernel, stride, padding, dilation, out=None, scratch=None):
+def _conv_kernel_grad(D, X, kernel, stride, padding, dilation, out=None, scratch=None, cols_ready=False):
     """∂C/∂K[f, c, p, q] = Σ over positions (and samples) of the error times the input its window read:
-    for each block of output rows, the block's error times its im2col columns transposed, summed."""
-    nsp = len(kernel)
-    P = _padded(X, padding, scratch)
-    sizes = D.shape[1:1 + nsp]
+    the error times the im2col columns transposed (with `cols_ready`, those the forward pass left in
+    `scratch` for this input)."""
+    cols = scratch["cols"] if cols_ready else _im2col(X, kernel, stride, padding, dilation, scratch)
     F = D.shape[0]
-    shape = (F, X.shape[0]) + tuple(kernel)
-    total = _target(out, shape, np.result_type(D, X), scratch, "kernel gradient")
-    flat = total.reshape(F, -1)
-    plan = _blocked_columns(X.shape[0], kernel, stride, dilation, sizes, X.shape[1 + nsp:], P.dtype, scratch)
-    part = _scratch(scratch, "kernel gradient part", flat.shape, flat.dtype) if len(plan["blocks"]) > 1 else None
-    for n, (start, stop) in enumerate(plan["blocks"]):
-        cols = _columns(P, plan, start, stop)
-        np.matmul(D[:, start:stop].reshape(F, -1), cols.T, out=flat if n == 0 else part)
-        if n:
-            np.add(flat, part, out=flat)
-    return total if out is None or total is out else _into(total, out)
+    rows = cols.size // (D.size // F)
+    return _product(D.reshape(F, -1), cols.reshape(rows, -1).T, (F, X.shape[0]) + tuple(kernel), out)
 
 
 def _full_correlation(D, K, kernel, stride, padding, dilation, spatial, out=None):
@@ -257,14 +191,11 @@ def _full_correlation(D, K, kernel, stride, padding, dilation, spatial, out=None
     return _into(full[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
 
 
-def _fold(part, channels, kernel, stride, padding, dilation, spatial, sizes, rest, dtype, out=None, scratch=None,
-          blocks=None):
+def _fold(part, channels, kernel, stride, padding, dilation, spatial, sizes, rest, dtype, out=None, scratch=None):
     """col2im: the part of each kernel offset k (`part(k, offset, into)`: written into `into`, or
     returned when `into` is None) added into the input positions that offset read — a strided view
     of the total, no loop over positions — then the padding cropped. When no input position is read
-    twice (stride ≥ the window's span) each part is written straight into its view, with no add.
-    With `blocks`, [(start, stop, prepare)]: the parts come block by block of output rows,
-    `prepare(start, stop)` called before the parts of a block are asked for."""
+    twice (stride ≥ the window's span) each part is written straight into its view, with no add."""
     if out is None or any(padding):
         shape = (channels,) + tuple(n + 2 * p for n, p in zip(spatial, padding)) + tuple(rest)
         total = _scratch(scratch, "fold", shape, dtype)
@@ -275,16 +206,12 @@ def _fold(part, channels, kernel, stride, padding, dilation, spatial, sizes, res
                                for k, s, d, o, n, p in zip(kernel, stride, dilation, sizes, spatial, padding))
     if not covered:
         total.fill(0)
-    offsets = list(zip(np.ndindex(*kernel), _offsets(kernel, stride, dilation, sizes)))
-    for start, stop, prepare in blocks or [(0, sizes[0], None)]:
-        if prepare is not None:
-            prepare(start, stop)
-        for k, (offset, where) in enumerate(offsets):
-            view = total[_rows(where, stride, start, stop)]
-            if disjoint:
-                part(k, offset, view)
-            else:
-                np.add(view, part(k, offset, None), out=view)
+    for k, (offset, where) in enumerate(zip(np.ndindex(*kernel), _offsets(kernel, stride, dilation, sizes))):
+        view = total[where]
+        if disjoint:
+            part(k, offset, view)
+        else:
+            np.add(view, part(k, offset, None), out=view)
     if total is out:
         return out
     return _into(total[(slice(None),) + tuple(slice(p, p + n) for p, n in zip(padding, spatial))], out)
@@ -387,22 +314,20 @@ position_mean = _namespace["_position_mean"]
 # each helper's source and the helpers it calls (printed into model.py in this order)
 _SOURCES = {name: "def " + chunk.strip() for name, chunk in
             ((c.split("(", 1)[0], c) for c in HELPERS.split("\ndef ")[1:])}
-_COLUMNS = ("_into", "_scratch", "_padded", "_window_sizes", "_offsets", "_rows", "_block_of", "_row_blocks",
-            "_columns", "_blocked_columns", "_target")
-NEEDS = {"_conv": (*_COLUMNS, "_kernel_part"),
-         "_conv_input_grad": ("_into", "_scratch", "_offsets", "_rows", "_block_of", "_row_blocks", "_kernel_part",
-                              "_fold"),
-         "_conv_kernel_grad": _COLUMNS,
-         "_full_correlation": (*_COLUMNS, "_kernel_part", "_conv"),
+NEEDS = {"_conv": ("_into", "_scratch", "_padded", "_window_sizes", "_offsets", "_im2col", "_kernel_part",
+                   "_product"),
+         "_conv_input_grad": ("_into", "_scratch", "_offsets", "_kernel_part", "_fold"),
+         "_conv_kernel_grad": ("_into", "_scratch", "_padded", "_window_sizes", "_offsets", "_im2col", "_product"),
+         "_full_correlation": ("_into", "_scratch", "_padded", "_window_sizes", "_offsets", "_im2col",
+                               "_kernel_part", "_product", "_conv"),
          "_window_sum": ("_scratch", "_padded", "_window_sizes", "_offsets"),
-         "_window_spread": ("_into", "_scratch", "_offsets", "_rows", "_fold"),
+         "_window_spread": ("_into", "_scratch", "_offsets", "_fold"),
          "_max_pool": ("_scratch", "_padded", "_window_sizes", "_offsets", "_first_max"),
-         "_max_pool_grad": ("_into", "_scratch", "_padded", "_window_sizes", "_offsets", "_rows", "_first_max", "_fold"),
+         "_max_pool_grad": ("_into", "_scratch", "_padded", "_window_sizes", "_offsets", "_first_max", "_fold"),
          "_position_mean": ()}
-ORDER = ("_into", "_scratch", "_windows", "_padded", "_window_sizes", "_offsets", "_rows", "_block_of", "_row_blocks",
-         "_columns", "_kernel_part", "_blocked_columns", "_target", "_fold", "_first_max", "_conv", "_conv_input_grad",
-         "_conv_kernel_grad", "_full_correlation", "_window_sum", "_window_spread", "_max_pool", "_max_pool_grad",
-         "_position_mean")
+ORDER = ("_into", "_scratch", "_windows", "_padded", "_window_sizes", "_offsets", "_im2col", "_kernel_part",
+         "_product", "_fold", "_first_max", "_conv", "_conv_input_grad", "_conv_kernel_grad", "_full_correlation", "_window_sum",
+         "_window_spread", "_max_pool", "_max_pool_grad", "_position_mean")
 
 
 def helper_lines(name: str) -> list[str]:
@@ -481,7 +406,9 @@ class Im2colConv(Op):
 
     def lower(self, lowering):
         window = lowering.window_dict(self.args[0], geometry_tag(self.args[2]))
-        return lowering.helper_call(self, "_conv", self.args[:2], _geometry_code(self.args[2]), window)
+        call = lowering.helper_call(self, "_conv", self.args[:2], _geometry_code(self.args[2]), window)
+        lowering.leaves(window, "cols")
+        return call
 
     def multiply_adds(self, network):
         return _window_multiply_adds(network, self.args[1])
@@ -574,7 +501,8 @@ class KernelGrad(Op):
 
     def lower(self, lowering):
         window = lowering.window_dict(self.args[1], geometry_tag(self.args[2]))
-        return lowering.helper_call(self, "_conv_kernel_grad", self.args[:2], _geometry_code(self.args[2]), window)
+        extra = _geometry_code(self.args[2]) + (", cols_ready=True" if lowering.left(window, "cols") else "")
+        return lowering.helper_call(self, "_conv_kernel_grad", self.args[:2], extra, window)
 
     def multiply_adds(self, network):
         return _window_multiply_adds(network, self.args[0])
