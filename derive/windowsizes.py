@@ -59,14 +59,17 @@ def _products(network, env: dict) -> dict:
 
 
 def quantity_shapes(network) -> dict[str, tuple]:
-    """The sizes of the axes of every quantity a node reads or computes, by engine label (a_0, Z_2 …):
-    the arrays of a proof take these, not the ranges of the indices that read them."""
+    """The sizes of the axes of every quantity a node reads or computes, by engine label (a_0, Z_2 …),
+    and of the gradient of each (grad_a_2 is shaped like a_2): the arrays of a proof take these, not
+    the ranges of the indices that read them. (Those ranges can be too long: the error that an
+    overlapping, padded pooling window routes back is read at positions up to i + p, one past the
+    pooled output, which the window helpers then cannot line up with the input.)"""
     shapes = {}
     for node in network.layers:
         for q, axes in [*zip(node.inputs, node.in_axes), (node.output, node.out_axes)]:
             sizes = tuple(a.size for a in axes)
-            shapes[q.label] = sizes
-            shapes[q.batched(True).label] = (*sizes, "batch")
+            for label, shape in ((q.label, sizes), (q.batched(True).label, (*sizes, "batch"))):
+                shapes[label] = shapes["grad_" + label] = shape
     return shapes
 
 
