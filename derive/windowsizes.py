@@ -60,16 +60,20 @@ def _products(network, env: dict) -> dict:
 
 def quantity_shapes(network) -> dict[str, tuple]:
     """The sizes of the axes of every quantity a node reads or computes, by engine label (a_0, Z_2 …),
-    and of the gradient of each (grad_a_2 is shaped like a_2): the arrays of a proof take these, not
-    the ranges of the indices that read them. (Those ranges can be too long: the error that an
-    overlapping, padded pooling window routes back is read at positions up to i + p, one past the
-    pooled output, which the window helpers then cannot line up with the input.)"""
+    of the gradient of each (grad_a_2 is shaped like a_2) and of convolution kernels: the arrays of a
+    proof take these, not the ranges of the indices that read them. Those ranges can be too long or
+    too short: an overlapping, padded pooling window's error is read at positions up to i + p, one
+    past the pooled output, which the window helpers cannot line up with the input; a 4 × 4 kernel
+    padded by 2 over a 1 × 1 input is read only at offsets up to 2."""
     shapes = {}
     for node in network.layers:
         for q, axes in [*zip(node.inputs, node.in_axes), (node.output, node.out_axes)]:
             sizes = tuple(a.size for a in axes)
             for label, shape in ((q.label, sizes), (q.batched(True).label, (*sizes, "batch"))):
                 shapes[label] = shapes["grad_" + label] = shape
+        if getattr(node.kind, "window_sizes", None) is not None:  # a convolution's kernel: kh × kw whole, even
+            for param in node.kind.parameters(node):  # where a small input reads only some of its offsets
+                shapes[param.label] = tuple(a.size for a in node.kind.parameter_axes(node, param))
     return shapes
 
 
