@@ -3,7 +3,7 @@
 The proofs evaluate formulas at small sizes: every axis 2 long (or 3) in a network of vectors. A
 window ties the size of its output to that of its input, ⌊(h + 2P − d(k − 1) − 1)/s⌋ + 1, so the
 sizes are chosen here: walking the network backwards, each window asks of its input the smallest
-size that gives the output its requested size; walking forwards, each output is then computed from
+size that gives the output its requested size (and, for max pooling, no window of padding only); walking forwards, each output is then computed from
 its input by the formula. Sizes that a flatten makes a product (n = c·h·w) follow.
 """
 
@@ -17,10 +17,18 @@ import sympy as sp
 
 
 def _windows(network):
+    """Per window axis: (input size, output size, kernel, stride, padding, dilation, whether a window
+    must hold an input entry — max pooling's, whose maximum over padding only would be −∞)."""
     for node in network.layers:
         sizes = getattr(node.kind, "window_sizes", None)
         if sizes is not None:
-            yield from sizes(node)
+            refused = getattr(node.kind, "refuses_windows_of_padding", False)
+            yield from ((*axis, refused) for axis in sizes(node))
+
+
+def _has_window_of_padding(n: int, k: int, s: int, p: int, d: int) -> bool:
+    windows = (n + 2 * p - d * (k - 1) - 1) // s + 1
+    return any(not any(0 <= s * i + d * q - p < n for q in range(k)) for i in range(max(windows, 0)))
 
 
 def consistent_sizes(network, env: Mapping, target: int = 2) -> dict:
@@ -36,11 +44,14 @@ def consistent_sizes(network, env: Mapping, target: int = 2) -> dict:
     facts = network.size_facts
     known = lambda s: facts.get(s, s) if isinstance(facts.get(s, s), sp.Symbol) else s  # noqa: E731
     need: dict = {}
-    for inp, out, k, s, p, d in reversed(windows):
+    for inp, out, k, s, p, d, refused in reversed(windows):
         want = max(need.get(known(out), target), 1)
-        need[known(inp)] = max(need.get(known(inp), 1), (want - 1) * s + d * (k - 1) + 1 - 2 * p, 1)
+        n = max(need.get(known(inp), 1), (want - 1) * s + d * (k - 1) + 1 - 2 * p, 1)
+        while refused and _has_window_of_padding(n, k, s, p, d):  # e.g. k 2, d 2, padding 1 over 1 entry
+            n += 1
+        need[known(inp)] = n
     fixed: dict = {}
-    for inp, out, k, s, p, d in windows:
+    for inp, out, k, s, p, d, _ in windows:
         i = known(inp)
         if i not in fixed:
             fixed[i] = max(need.get(i, target), target if i not in need else need[i])

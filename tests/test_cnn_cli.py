@@ -72,6 +72,7 @@ def test_bad_input_shape():
     "conv 2 k3 p1 relu, maxpool 3 s1 p1, flatten, dense 3 softmax",  # issue 10: this run ended in a traceback
     "conv 2 k2 relu, maxpool 2 s1 p1 d2, avgpool 3 s2 p1, flatten, dense 3 softmax",
     "conv 2 k2 relu, conv 2 k4 p2 relu, flatten, dense 2 softmax",  # the proof's input is 1x1: K read at 3 of 4 offsets
+    "maxpool 2 s1 p1 d2, avgpool 2 s1 p1, flatten, dense 2 softmax",  # the proof's sizes: no window of padding only
 ])
 def test_overlapping_padded_pooling_runs_and_verifies(tmp_path, layers):
     result = CliRunner().invoke(main, ["cnn", "--input", "1x5x5", "--layers", layers, "--out", str(tmp_path),

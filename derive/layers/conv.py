@@ -384,6 +384,7 @@ class MaxPool2d(_Pool):
     and the engine's derivative routes the error to the selected entry."""
 
     name = "max_pool2d"
+    refuses_windows_of_padding = True  # the proofs' small sizes avoid them too (derive.windowsizes)
     summary = ("a[c,i,j] = max of u[c, s·i+d·p−P, s·j+d·q−P] over the window (ties: the first; padding: −∞, "
                "never the maximum); options: kernel (required), stride, padding, dilation")
     options = {**_POOL_OPTIONS,
