@@ -3,8 +3,8 @@
 The proofs evaluate formulas at small sizes: every axis 2 long (or 3) in a network of vectors. A
 window ties the size of its output to that of its input, ⌊(h + 2P − d(k − 1) − 1)/s⌋ + 1, so the
 sizes are chosen here: walking the network backwards, each window asks of its input the smallest
-size that gives the output its requested size (and, for max pooling, no window of padding only); walking forwards, each output is then computed from
-its input by the formula. Sizes that a flatten makes a product (n = c·h·w) follow.
+size that gives the output its requested size (and, for max pooling, no window of padding only);
+walking forwards, each output is then computed from its input by the formula. Sizes that a flatten makes a product (n = c·h·w) follow.
 """
 
 from __future__ import annotations

@@ -83,9 +83,8 @@ def test_convolution_and_its_gradients_match_torch(cfg):
 # for max pooling), the windows of the network whose proof failed in issue 10
 OVERLAPPING = [_tiling((3, 3), (1, 1), (1, 1), 5, 5), _tiling((3, 3), (2, 2), (1, 1), 7, 6),
                _tiling((2, 2), (1, 1), (1, 1), 6, 7)]
-POOL = [c for c in _configurations(80, 2)
-        if all(2 * p <= k for p, k in zip(c["padding"], c["kernel"]))][:32] + [c for c in TILINGS if c["dilation"] == (1, 1)] + \
-    OVERLAPPING
+POOL = [c for c in _configurations(80, 2) if all(2 * p <= k for p, k in zip(c["padding"], c["kernel"]))][:32] + \
+    [c for c in TILINGS if c["dilation"] == (1, 1)] + OVERLAPPING
 
 
 @pytest.mark.parametrize("cfg", POOL, ids=[f"k{c['kernel']}s{c['stride']}p{c['padding']}" for c in POOL])

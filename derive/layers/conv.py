@@ -398,8 +398,9 @@ class MaxPool2d(_Pool):
         is the entry itself and its first-maximum selector is always 1, a form the matrix-form
         recogniser takes for the pooled value (the engine's entry check then fails)."""
         if all(k == 1 for k in self.kernel):
-            raise DeriveError("max_pool2d kernel 1 is a window of one entry, whose maximum is the entry itself; "
-                              "accepted: a kernel of 2 or more along some axis (to subsample, use avgpool 1 with a stride)")
+            raise DeriveError("max_pool2d kernel 1 is a window of one entry, whose maximum is the entry "
+                              "itself; accepted: a kernel of 2 or more along some axis (to subsample, "
+                              "use avgpool 1 with a stride)")
         sizes = super().spatial_shape(input_shape)
         for axis, (n, o, k, s, p, d) in enumerate(zip(input_shape[1:], sizes, self.kernel, self.stride,
                                                           self.padding, self.dilation)):
