@@ -3,8 +3,8 @@
 The proofs evaluate formulas at small sizes: every axis 2 long (or 3) in a network of vectors. A
 window ties the size of its output to that of its input, ⌊(h + 2P − d(k − 1) − 1)/s⌋ + 1, so the
 sizes are chosen here: walking the network backwards, each window asks of its input the smallest
-size that gives the output its requested size; walking forwards, each output is then computed from
-its input by the formula. Sizes that a flatten makes a product (n = c·h·w) follow.
+size that gives the output its requested size (and, for max pooling, no window of padding only);
+walking forwards, each output is then computed from its input by the formula. Sizes that a flatten makes a product (n = c·h·w) follow.
 """
 
 from __future__ import annotations
@@ -17,10 +17,18 @@ import sympy as sp
 
 
 def _windows(network):
+    """Per window axis: (input size, output size, kernel, stride, padding, dilation, whether a window
+    must hold an input entry — max pooling's, whose maximum over padding only would be −∞)."""
     for node in network.layers:
         sizes = getattr(node.kind, "window_sizes", None)
         if sizes is not None:
-            yield from sizes(node)
+            refused = getattr(node.kind, "refuses_windows_of_padding", False)
+            yield from ((*axis, refused) for axis in sizes(node))
+
+
+def _has_window_of_padding(n: int, k: int, s: int, p: int, d: int) -> bool:
+    windows = (n + 2 * p - d * (k - 1) - 1) // s + 1
+    return any(not any(0 <= s * i + d * q - p < n for q in range(k)) for i in range(max(windows, 0)))
 
 
 def consistent_sizes(network, env: Mapping, target: int = 2) -> dict:
@@ -35,11 +43,14 @@ def consistent_sizes(network, env: Mapping, target: int = 2) -> dict:
     facts = network.size_facts
     known = lambda s: facts.get(s, s) if isinstance(facts.get(s, s), sp.Symbol) else s  # noqa: E731
     need: dict = {}
-    for inp, out, k, s, p, d in reversed(windows):
+    for inp, out, k, s, p, d, refused in reversed(windows):
         want = max(need.get(known(out), target), 1)
-        need[known(inp)] = max(need.get(known(inp), 1), (want - 1) * s + d * (k - 1) + 1 - 2 * p, 1)
+        n = max(need.get(known(inp), 1), (want - 1) * s + d * (k - 1) + 1 - 2 * p, 1)
+        while refused and _has_window_of_padding(n, k, s, p, d):  # e.g. k 2, d 2, padding 1 over 1 entry
+            n += 1
+        need[known(inp)] = n
     fixed: dict = {}
-    for inp, out, k, s, p, d in windows:
+    for inp, out, k, s, p, d, _ in windows:
         i = known(inp)
         if i not in fixed:
             fixed[i] = max(need.get(i, target), target if i not in need else need[i])
@@ -78,14 +89,21 @@ def _products(network, env: dict) -> dict:
 
 
 def quantity_shapes(network) -> dict[str, tuple]:
-    """The sizes of the axes of every quantity a node reads or computes, by engine label (a_0, Z_2 …):
-    the arrays of a proof take these, not the ranges of the indices that read them."""
+    """The sizes of the axes of every quantity a node reads or computes, by engine label (a_0, Z_2 …),
+    of the gradient of each (grad_a_2 is shaped like a_2) and of convolution kernels: the arrays of a
+    proof take these, not the ranges of the indices that read them. Those ranges can be too long or
+    too short: an overlapping, padded pooling window's error is read at positions up to i + p, one
+    past the pooled output, which the window helpers cannot line up with the input; a 4 × 4 kernel
+    padded by 2 over a 1 × 1 input is read only at offsets up to 2."""
     shapes = {}
     for node in network.layers:
         for q, axes in [*zip(node.inputs, node.in_axes), (node.output, node.out_axes)]:
             sizes = tuple(a.size for a in axes)
-            shapes[q.label] = sizes
-            shapes[q.batched(True).label] = (*sizes, "batch")
+            for label, shape in ((q.label, sizes), (q.batched(True).label, (*sizes, "batch"))):
+                shapes[label] = shapes["grad_" + label] = shape
+        if getattr(node.kind, "window_sizes", None) is not None:  # a convolution's kernel: kh × kw whole, even
+            for param in node.kind.parameters(node):  # where a small input reads only some of its offsets
+                shapes[param.label] = tuple(a.size for a in node.kind.parameter_axes(node, param))
     return shapes
 
 

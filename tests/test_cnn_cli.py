@@ -66,3 +66,25 @@ def test_a_window_that_does_not_fit_writes_nothing(tmp_path):
 def test_bad_input_shape():
     result = CliRunner().invoke(main, ["cnn", "--input", "8x8x8x8"])
     assert result.exit_code == 2 and "--input" in result.output
+
+
+@pytest.mark.parametrize("layers", [
+    "conv 2 k3 p1 relu, maxpool 3 s1 p1, flatten, dense 3 softmax",  # issue 10: this run ended in a traceback
+    "conv 2 k2 relu, maxpool 2 s1 p1 d2, avgpool 3 s2 p1, flatten, dense 3 softmax",
+    "conv 2 k2 relu, conv 2 k4 p2 relu, flatten, dense 2 softmax",  # the proof's input is 1x1: K read at 3 of 4 offsets
+    "maxpool 2 s1 p1 d2, avgpool 2 s1 p1, flatten, dense 2 softmax",  # the proof's sizes: no window of padding only
+])
+def test_overlapping_padded_pooling_runs_and_verifies(tmp_path, layers):
+    result = CliRunner().invoke(main, ["cnn", "--input", "1x5x5", "--layers", layers, "--out", str(tmp_path),
+                                       "--format", "py"])
+    assert result.exit_code == 0, result.output
+    assert "verification passed" in result.output and (tmp_path / "model.py").exists()
+
+
+def test_a_max_pool_of_one_entry_is_a_one_line_error(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["cnn", "--input", "1x6x6", "--layers", "conv 2 k2 relu, maxpool 1 s2, flatten, "
+                                       "dense 2 softmax", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "layers[2] (kind 'max_pool2d')" in result.output and "kernel 1" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()

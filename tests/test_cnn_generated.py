@@ -130,3 +130,74 @@ def test_train_runs_on_images(generated):
     Y = np.eye(3)[:, rng.integers(0, 3, size=12)]
     history = module.train(params, X, Y, epochs=3, batch_size=5, rng=rng, quiet=True)
     assert len(history["loss"]) == 3 and all(np.isfinite(history["loss"]))
+
+
+# Overlapping, padded pooling windows (stride < kernel) end to end: the first network is the one of
+# issue 10 whose proof failed (the pooled error was given one row too many: the proof's arrays then
+# took the ranges of the indices that read them, not the quantity's size); the second has a dilated
+# max pool and an average pool of stride 2, both padded.
+OVERLAPPING = {
+    "issue": {"input": [1, 5, 5], "loss": "cross_entropy", "layers": [
+        {"kind": "conv2d", "channels": 2, "kernel": 3, "padding": 1, "activation": "relu"},
+        {"kind": "max_pool2d", "kernel": 3, "stride": 1, "padding": 1},
+        {"kind": "flatten"},
+        {"kind": "dense", "units": 3, "activation": "softmax"}]},
+    "dilated": {"input": [2, 7, 6], "loss": "cross_entropy", "layers": [
+        {"kind": "conv2d", "channels": 3, "kernel": 2, "activation": "relu"},
+        {"kind": "max_pool2d", "kernel": 2, "stride": 1, "padding": 1, "dilation": 2},
+        {"kind": "avg_pool2d", "kernel": 3, "stride": 2, "padding": 1},
+        {"kind": "max_pool2d", "kernel": 3, "stride": 2, "padding": 1},
+        {"kind": "flatten"},
+        {"kind": "dense", "units": 3, "activation": "softmax"}]},
+}
+
+
+def _torch_layers(network):
+    """The PyTorch network a network file of conv2d, pooling, flatten and dense layers describes."""
+    channels, layers = network["input"][0], []
+    for layer in network["layers"]:
+        kind, window = layer["kind"], {k: layer[k] for k in ("stride", "padding", "dilation") if k in layer}
+        if kind == "conv2d":
+            layers.append(torch.nn.Conv2d(channels, layer["channels"], layer["kernel"], **window))
+            channels = layer["channels"]
+        elif kind == "max_pool2d":
+            layers.append(torch.nn.MaxPool2d(layer["kernel"], **window))
+        elif kind == "avg_pool2d":
+            layers.append(torch.nn.AvgPool2d(layer["kernel"], **window))  # zero padding counted, as ours
+        elif kind == "flatten":
+            layers.append(torch.nn.Flatten())
+        else:
+            layers.append(torch.nn.LazyLinear(layer["units"]))
+        layers.append({"relu": torch.nn.ReLU(), None: torch.nn.Identity(), "softmax": torch.nn.Identity()}[
+            layer.get("activation")])
+    return torch.nn.Sequential(*layers).double()
+
+
+@pytest.mark.parametrize("name", sorted(OVERLAPPING))
+def test_overlapping_padded_pooling_equals_pytorch(name):
+    network = OVERLAPPING[name]
+    outcome = generate(parse_network(network, f"{name}.toml", formats=("py",)))
+    assert outcome.report.passed
+    module = load_module(outcome.files["model.py"].decode(), f"cnn_overlap_{name}")
+    rng = np.random.default_rng(4)
+    params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in module.init_params(module.SIZES, rng).items()}
+    m = 4
+    X = rng.integers(-3, 3, size=(*network["input"], m)).astype(float)  # few values: ties in the windows
+    labels = rng.integers(0, 3, size=m)
+    net = _torch_layers(network)
+    xt = torch.tensor(np.moveaxis(X, -1, 0))
+    net(xt)  # materialise the lazy layer
+    weighted = {str(i + 1): net[2 * i] for i, layer in enumerate(network["layers"])
+                if layer["kind"] in ("conv2d", "dense")}
+    with torch.no_grad():
+        for key, layer in weighted.items():
+            layer.weight.copy_(torch.tensor(params[("K" if isinstance(layer, torch.nn.Conv2d) else "W") + key]))
+            layer.bias.copy_(torch.tensor(params["b" + key].ravel()))
+    loss = torch.nn.functional.cross_entropy(net(xt), torch.tensor(labels))
+    loss.backward()
+    assert module.loss(params, X, np.eye(3)[:, labels]) == pytest.approx(loss.item(), rel=1e-12)
+    grads = module.gradients(params, X, np.eye(3)[:, labels])
+    for key, layer in weighted.items():
+        name = ("K" if isinstance(layer, torch.nn.Conv2d) else "W") + key
+        np.testing.assert_allclose(grads[name], layer.weight.grad.numpy(), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(grads["b" + key].ravel(), layer.bias.grad.numpy(), rtol=1e-10, atol=1e-13)

@@ -79,8 +79,12 @@ def test_convolution_and_its_gradients_match_torch(cfg):
     np.testing.assert_allclose(convops.conv_kernel_grad(D, X, *geometry), k.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
-POOL = [c for c in _configurations(80, 2)
-        if all(2 * p <= k for p, k in zip(c["padding"], c["kernel"]))][:32] + [c for c in TILINGS if c["dilation"] == (1, 1)]
+# overlapping, padded windows (stride < kernel) named outright: k3 s1 p1, k3 s2 p1, k2 s1 p1 (dilated
+# for max pooling), the windows of the network whose proof failed in issue 10
+OVERLAPPING = [_tiling((3, 3), (1, 1), (1, 1), 5, 5), _tiling((3, 3), (2, 2), (1, 1), 7, 6),
+               _tiling((2, 2), (1, 1), (1, 1), 6, 7)]
+POOL = [c for c in _configurations(80, 2) if all(2 * p <= k for p, k in zip(c["padding"], c["kernel"]))][:32] + \
+    [c for c in TILINGS if c["dilation"] == (1, 1)] + OVERLAPPING
 
 
 @pytest.mark.parametrize("cfg", POOL, ids=[f"k{c['kernel']}s{c['stride']}p{c['padding']}" for c in POOL])
@@ -112,7 +116,7 @@ def _max_padding(c) -> dict:
 
 
 MAX = [m for m in (_max_padding(c) for c in _configurations(160, 4)) if m is not None][:40] + \
-    [dict(c, padding=(0, 0)) for c in TILINGS]
+    [dict(c, padding=(0, 0)) for c in TILINGS] + OVERLAPPING[:2] + [dict(OVERLAPPING[2], dilation=(2, 2))]
 
 
 @pytest.mark.parametrize("cfg", MAX, ids=[f"k{c['kernel']}s{c['stride']}p{c['padding']}d{c['dilation']}" for c in MAX])

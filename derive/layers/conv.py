@@ -384,6 +384,7 @@ class MaxPool2d(_Pool):
     and the engine's derivative routes the error to the selected entry."""
 
     name = "max_pool2d"
+    refuses_windows_of_padding = True  # the proofs' small sizes avoid them too (derive.windowsizes)
     summary = ("a[c,i,j] = max of u[c, s·i+d·p−P, s·j+d·q−P] over the window (ties: the first; padding: −∞, "
                "never the maximum); options: kernel (required), stride, padding, dilation")
     options = {**_POOL_OPTIONS,
@@ -393,7 +394,13 @@ class MaxPool2d(_Pool):
 
     def spatial_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """PyTorch's rule for the padding (at most half the kernel), and no window of padding only
-        (its maximum would be −∞)."""
+        (its maximum would be −∞), and a window of more than one entry: with a 1×1 window the maximum
+        is the entry itself and its first-maximum selector is always 1, a form the matrix-form
+        recogniser takes for the pooled value (the engine's entry check then fails)."""
+        if all(k == 1 for k in self.kernel):
+            raise DeriveError("max_pool2d kernel 1 is a window of one entry, whose maximum is the entry "
+                              "itself; accepted: a kernel of 2 or more along some axis (to subsample, "
+                              "use avgpool 1 with a stride)")
         sizes = super().spatial_shape(input_shape)
         for axis, (n, o, k, s, p, d) in enumerate(zip(input_shape[1:], sizes, self.kernel, self.stride,
                                                           self.padding, self.dilation)):
