@@ -542,13 +542,14 @@ class Workspace:
         self.t12 = _filled((c1, h1, w1, m), self.dtype)
         self.t13 = _filled((c1), self.dtype)
         self.t14 = _filled((n5, m), self.dtype)
-        self.t15 = _filled((n6, n5), self.dtype)
-        self.t16 = _filled((n6, 1), self.dtype)
-        self.t17 = _filled((c1, h2, w2, m), self.dtype)
-        self.t18 = _filled((c3, c1, 3, 3), self.dtype)
-        self.t19 = _filled((c3, 1), self.dtype)
-        self.t20 = _filled((c1, c0, 3, 3), self.dtype)
-        self.t21 = _filled((c1, 1), self.dtype)
+        self.t15 = _filled((c3, h4, w4, m), self.dtype)
+        self.t16 = _filled((n6, n5), self.dtype)
+        self.t17 = _filled((n6, 1), self.dtype)
+        self.t18 = _filled((c1, h2, w2, m), self.dtype)
+        self.t19 = _filled((c3, c1, 3, 3), self.dtype)
+        self.t20 = _filled((c3, 1), self.dtype)
+        self.t21 = _filled((c1, c0, 3, 3), self.dtype)
+        self.t22 = _filled((c1, 1), self.dtype)
         # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
         self.ones_n6 = np.ones((n6, 1), self.dtype)
         self.ones_m = np.ones((m, 1), self.dtype)
@@ -559,6 +560,8 @@ class Workspace:
         self.win_A2_k3p1 = {}
         self.win_A3_k2s2 = {}
         self.win_delta3_k3p1 = {}
+        self.win_Z1_k2s2 = {}
+        self.win_Z3_k2s2 = {}
         # matrix products, by their inner dimension
         self.mm_m = _product_for(m)
         self.mm_n5 = _product_for(n5)
@@ -695,7 +698,7 @@ def sgd_step(ws, params, X, Y, lr):
     w_3 = (((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1
     w_4 = ((((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1 + -2) // 2 + 1
     n_5 = params["W6"].shape[1]
-    t0, t1, t2, t3, t4, t5, t6, t7, t8, t14, t15, t16, t10, t17, t18, t11, t19, t12, t20, t13, t21 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t14, ws.t15, ws.t16, ws.t10, ws.t17, ws.t18, ws.t11, ws.t19, ws.t12, ws.t20, ws.t13, ws.t21
+    t0, t2, t3, t5, t6, t7, t8, t14, t15, t16, t17, t4, t18, t19, t11, t20, t1, t21, t13, t22 = ws.t0, ws.t2, ws.t3, ws.t5, ws.t6, ws.t7, ws.t8, ws.t14, ws.t15, ws.t16, ws.t17, ws.t4, ws.t18, ws.t19, ws.t11, ws.t20, ws.t1, ws.t21, ws.t13, ws.t22
     ones_n6, ones_m = ws.ones_n6, ws.ones_m
     mm_n5, mm_n6, mm_m = ws.mm_n5, ws.mm_n6, ws.mm_m
     A0 = X
@@ -703,22 +706,18 @@ def sgd_step(ws, params, X, Y, lr):
     Z1 = t0
     _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1), scratch=ws.win_A0_k3p1, out=Z1)
     np.add(Z1, b1.reshape(-1, 1, 1, 1), out=Z1)
-    # A1 = np.maximum(0, Z1)
-    A1 = t1
-    np.maximum(0, Z1, out=A1)
-    # A2 = _max_pool(A1, (2, 2), (2, 2), (0, 0), (1, 1))
+    # A2 = np.maximum(0, _max_pool(Z1, (2, 2), (2, 2), (0, 0), (1, 1)))
     A2 = t2
-    _max_pool(A1, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_A1_k2s2, out=A2)
+    _max_pool(Z1, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_Z1_k2s2, out=A2)
+    np.maximum(0, A2, out=A2)
     # Z3 = _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1)) + b3.reshape(-1, 1, 1, 1)
     Z3 = t3
     _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1), scratch=ws.win_A2_k3p1, out=Z3)
     np.add(Z3, b3.reshape(-1, 1, 1, 1), out=Z3)
-    # A3 = np.maximum(0, Z3)
-    A3 = t4
-    np.maximum(0, Z3, out=A3)
-    # A4 = _max_pool(A3, (2, 2), (2, 2), (0, 0), (1, 1))
+    # A4 = np.maximum(0, _max_pool(Z3, (2, 2), (2, 2), (0, 0), (1, 1)))
     A4 = t5
-    _max_pool(A3, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_A3_k2s2, out=A4)
+    _max_pool(Z3, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_Z3_k2s2, out=A4)
+    np.maximum(0, A4, out=A4)
     # A5 = A4.reshape(-1, A4.shape[-1])
     A5 = t6
     np.copyto(A5, A4.reshape(-1, m))
@@ -737,42 +736,42 @@ def sgd_step(ws, params, X, Y, lr):
     delta6 = t7
     np.subtract(A6, Y, out=delta6)
     # dA4 = ((W6.T @ delta6)).reshape(c_4, h_4, w_4, -1)
-    dA4 = t5
+    dA4 = t15
     mm_n6(W6.T, delta6, out=t14)
     np.copyto(dA4, t14.reshape(c_4, h_4, w_4, m))
     # W6 = ((-delta6*lr/m) @ A5.T) + W6
     np.multiply(delta6, -lr/m, out=t7)
-    mm_m(t7, A5.T, out=t15)
-    np.add(t15, W6, out=W6)
+    mm_m(t7, A5.T, out=t16)
+    np.add(t16, W6, out=W6)
     # b6 = b6 + (-delta6*lr/m).sum(axis=1, keepdims=True)
-    mm_m(t7, ones_m, out=t16)
-    np.add(b6, t16, out=b6)
-    # delta3 = np.heaviside(Z3, 0.0)*_max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
-    delta3 = t3
-    np.greater(Z3, 0, out=delta3)
-    _max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,), firsts_ready=True, scratch=ws.win_A3_k2s2, out=t10)
-    np.multiply(delta3, t10, out=delta3)
+    mm_m(t7, ones_m, out=t17)
+    np.add(b6, t17, out=b6)
+    # delta3 = _max_pool_grad(dA4*np.heaviside(A4, 0.0), Z3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
+    delta3 = t4
+    np.greater(A4, 0, out=t5)
+    np.multiply(dA4, t5, out=t15)
+    _max_pool_grad(t15, Z3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,), firsts_ready=True, scratch=ws.win_Z3_k2s2, out=delta3)
     # dA2 = _conv_input_grad(delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,))
-    dA2 = t17
+    dA2 = t18
     _conv_input_grad(delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,), scratch=ws.win_delta3_k3p1, out=dA2)
     # K3 = K3 - lr*_conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A2_k3p1, out=t18)
-    np.multiply(t18, lr/m, out=t18)
-    np.subtract(K3, t18, out=K3)
+    _conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A2_k3p1, out=t19)
+    np.multiply(t19, lr/m, out=t19)
+    np.subtract(K3, t19, out=K3)
     # b3 = b3 - lr*np.expand_dims((np.einsum("ilkj->i", delta3)), (1,))/m
     np.einsum("ilkj->i", delta3, out=t11)
-    np.multiply(np.expand_dims(t11, (1,)), lr/m, out=t19)
-    np.subtract(b3, t19, out=b3)
-    # delta1 = np.heaviside(Z1, 0.0)*_max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
-    delta1 = t0
-    np.greater(Z1, 0, out=delta1)
-    _max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,), firsts_ready=True, scratch=ws.win_A1_k2s2, out=t12)
-    np.multiply(delta1, t12, out=delta1)
+    np.multiply(np.expand_dims(t11, (1,)), lr/m, out=t20)
+    np.subtract(b3, t20, out=b3)
+    # delta1 = _max_pool_grad(dA2*np.heaviside(A2, 0.0), Z1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
+    delta1 = t1
+    np.greater(A2, 0, out=t2)
+    np.multiply(dA2, t2, out=t18)
+    _max_pool_grad(t18, Z1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,), firsts_ready=True, scratch=ws.win_Z1_k2s2, out=delta1)
     # K1 = K1 - lr*_conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3p1, out=t20)
-    np.multiply(t20, lr/m, out=t20)
-    np.subtract(K1, t20, out=K1)
+    _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3p1, out=t21)
+    np.multiply(t21, lr/m, out=t21)
+    np.subtract(K1, t21, out=K1)
     # b1 = b1 - lr*np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
     np.einsum("ilkj->i", delta1, out=t13)
-    np.multiply(np.expand_dims(t13, (1,)), lr/m, out=t21)
-    np.subtract(b1, t21, out=b1)
+    np.multiply(np.expand_dims(t13, (1,)), lr/m, out=t22)
+    np.subtract(b1, t22, out=b1)
