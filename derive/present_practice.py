@@ -172,10 +172,11 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
 
 
 def _ratio(finite: int, backprop: int, text) -> str:
-    """finite / backprop as printed: the whole number when it is one, else "about 200 (199.5)"."""
+    """finite / backprop as printed: the whole number when it is one, else "about 200 (199.5)", the
+    exact ratio to one decimal (to four figures 2323.6 read 2324, the rounded number again)."""
     if finite % backprop == 0:
         return text("practice.times_exact", ratio=str(finite // backprop))
-    return text("practice.about", rounded=f"{finite / backprop:.0f}", ratio=f"{finite / backprop:.4g}")
+    return text("practice.about", rounded=f"{finite / backprop:.0f}", ratio=f"{finite / backprop:.1f}")  # 2323.6, not a second 2324
 
 
 def _own_output_error(derivation: Derivation, example):

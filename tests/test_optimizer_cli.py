@@ -52,7 +52,7 @@ def test_bad_optimizer_is_a_one_line_error_and_nothing_is_written(tmp_path, monk
 
 
 def test_default_optimizer_is_sgd_and_the_document_says_so(tmp_path):
-    result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "tanh", "--out", str(tmp_path)])
+    result = CliRunner().invoke(main, ["mlp", "--layers", "2", "--act", "tanh", "--detail", "full", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "derivation.md").read_text()
     assert "without momentum, at `torch.optim`'s default learning rate" in text  # the default, said so
@@ -73,8 +73,8 @@ def test_chosen_optimizer_reaches_folder_command_documents_and_code(tmp_path, mo
     source = (folder / "model.py").read_text()
     command = "derive mlp --layers 2 --act relu --loss ce --optimizer adam:lr=0.01,beta1=0.8"
     assert document["command"] == command and f"`{command}`" in text
-    assert "Chosen with `--optimizer adam:lr=0.01,beta1=0.8`" in text
-    assert "defined exactly as `torch.optim.Adam`" in text
+    assert "The parameters move by Adam" in text and "Chosen with `--optimizer" not in text  # no tool flags in the lesson
+    assert "In `model.py` the learning rate is $\\eta = 0.01$" in text  # the chosen rate, stated
     # the lesson (the default detail) prints the step, not what SymPy derives about it (`--detail full`)
     assert "Initialisation" in text and "Adam's bias correction" not in text and "--detail full" in text
     assert document["training"]["optimizer"]["torch_kwargs"]["betas"] == [0.8, 0.999]

@@ -253,7 +253,7 @@ def test_the_documents_describe_the_workspace_form_and_its_check_in_every_format
     from derive.model import make_spec
     from derive.run import generate
 
-    files = generate(make_spec(2, "sigmoid", None, "ce", formats="md,tex,html,json")).files
+    files = generate(make_spec(2, "sigmoid", None, "ce", formats="md,tex,html,json", detail="full")).files  # generator notes: full
     md, tex, html = (files[f"derivation.{ext}"].decode() for ext in ("md", "tex", "html"))
     assert "**workspace form**" in md and "**Workspace form.** `gradients_into` gave exactly" in md
     assert r"\textbf{workspace form}" in tex and r"\texttt{np.tanh}" in tex
