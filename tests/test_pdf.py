@@ -157,7 +157,8 @@ def test_the_network_table_is_one_line_a_row_and_the_figure_is_cited_by_its_numb
     lettering sets n, z and a in mathematics, italic as in the text."""
     lang, files, _ = built
     tex = files["derivation.tex"].decode()
-    network = tex[tex.index(r"\label{sec:network}"):tex.index(r"\label{sec:notation}")]
+    start = tex.index(r"\label{sec:network}")
+    network = tex[start:tex.index(r"\label{sec:", start + 1)]  # to the next section (notation now comes first)
     table = network[network.index(r"\begin{tabular}"):network.index(r"\end{tabular}")]
     assert r"\displaystyle" not in table and r"\frac" not in table and r"\arraystretch" not in network[:network.index(table)]
     assert r"g(z) = \max\left(0, z\right)" in table
