@@ -27,17 +27,22 @@ from derive.notation import A, Z, quantity_of
 
 def normalise_signs(expr: sp.Expr) -> sp.Expr:
     """-a (a - 1) → a (1 - a): move a leading minus sign into a binomial factor."""
-    if not expr.is_Mul:
-        return expr
-    coefficient, rest = expr.as_coeff_Mul()
+    return _minus_into_binomial(expr)
+
+
+def _minus_into_binomial(term: sp.Expr, accept=lambda factor: True) -> sp.Expr:
+    """-c · f · rest → c · (-f) · rest for the first sum f that `accept`s the sign; else the term."""
+    if not term.is_Mul:
+        return term
+    coefficient, rest = term.as_coeff_Mul()
     if coefficient >= 0:
-        return expr
+        return term
     factors = list(sp.Mul.make_args(rest))
     for n, factor in enumerate(factors):
-        if factor.is_Add:
+        if factor.is_Add and accept(factor):
             factors[n] = -factor
             return -coefficient * sp.Mul(*factors)
-    return expr
+    return term
 
 
 def natural_signs(expr: sp.Expr) -> sp.Expr:
@@ -57,24 +62,17 @@ def natural_signs(expr: sp.Expr) -> sp.Expr:
 
 def _flipped(term: sp.Expr) -> sp.Expr:
     """-c · (y - 1) · rest → c · (1 - y) · rest, where the binomial has fewer minus signs flipped."""
-    if not term.is_Mul:
-        return term
-    coefficient, rest = term.as_coeff_Mul()
-    if coefficient >= 0:
-        return term
-    factors = list(sp.Mul.make_args(rest))
+    flipped = _minus_into_binomial(term, _reads_better_negated)
+    if flipped is not term and sp.expand(flipped - term) != 0:  # never: the same term, its sign moved
+        raise AssertionError(f"sign flip changed {term}")
+    return flipped
+
+
+def _reads_better_negated(binomial: sp.Add) -> bool:
+    """y - 1 → 1 - y (fewer minus signs, or as many with a number in it); a - y stays."""
     minus = lambda add: sum(1 for a in add.args if a.could_extract_minus_sign())  # noqa: E731
-    for n, factor in enumerate(factors):
-        if not factor.is_Add:
-            continue
-        fewer, same = minus(-factor) < minus(factor), minus(-factor) == minus(factor)
-        if fewer or (same and any(a.is_Number for a in factor.args)):  # y - 1 → 1 - y; a - y stays
-            factors[n] = -factor
-            flipped = -coefficient * sp.Mul(*factors)
-            if sp.expand(flipped - term) != 0:  # never: the same term, its sign moved
-                raise AssertionError(f"sign flip changed {term}")
-            return flipped
-    return term
+    fewer, same = minus(-binomial) < minus(binomial), minus(-binomial) == minus(binomial)
+    return fewer or (same and any(a.is_Number for a in binomial.args))
 
 
 def simplest(*candidates: sp.Expr) -> sp.Expr:
