@@ -27,6 +27,7 @@ class InputCheck:
     y_dims: Dims
     parameters: tuple[tuple[str, Dims], ...]  # (code name, dims) in the order init_params makes them
     fast: tuple[str, ...]  # the body of `_check_inputs`' try block: sets `ok`
+    targets_sum_to_one: bool = False  # Y's columns must each sum to 1 (the derivation assumed it)
 
 
 def _parameters(derivation: Derivation) -> list[Quantity]:
@@ -63,7 +64,21 @@ def plan_input_check(derivation: Derivation) -> InputCheck:
                 bound.add(dim)
     y_test = shape_test("Y", y_dims)  # binds nothing new unless the output's size is nowhere else
     lines.append(f'ok = ok and (Y is ... or ({y_test} and Y.dtype.kind in "biuf"))')
-    return InputCheck(x_dims, y_dims, parameters, tuple(lines))
+    sums_to_one = assumes_targets_sum_to_one(derivation)
+    if sums_to_one:  # the derived output error holds only for such targets: wrong Y must not pass silently
+        axes = tuple(range(len(y_dims) - 1))  # every axis but the samples'
+        lines.append(f"ok = ok and (Y is ... or bool(np.all(np.abs(Y.sum(axis={axes}) - 1) <= {TARGET_SUM_TOLERANCE})))")
+    return InputCheck(x_dims, y_dims, parameters, tuple(lines), sums_to_one)
+
+
+TARGET_SUM_TOLERANCE = "1e-5"  # of each sample's target sum: float32 one-hot and smoothed labels over many classes pass
+
+
+def assumes_targets_sum_to_one(derivation: Derivation) -> bool:
+    """Whether a derived formula used Σ_j y_j = 1 (softmax with cross entropy: δ = a − y), which the
+    generated code must then ask of its targets."""
+    return any(step.rule == "targets_sum_to_one" for p in derivation.passes() for steps in p.steps.values()
+               for step in steps)
 
 
 def size_source(derivation: Derivation, symbol: sp.Symbol) -> str:

@@ -1422,11 +1422,15 @@ def _dims_text(dims) -> str:
 
 
 def _input_check_context(check) -> dict:
+    from derive.codegen_inputs import TARGET_SUM_TOLERANCE
+
     return {
         "x_dims": _dims_text(check.x_dims),
         "y_dims": _dims_text(check.y_dims),
         "parameters": [(name, _dims_text(dims)) for name, dims in check.parameters],
         "fast": list(check.fast),
+        "targets_sum_to_one": check.targets_sum_to_one,
+        "target_sum_tolerance": TARGET_SUM_TOLERANCE,
     }
 
 

@@ -87,3 +87,29 @@ def test_a_graph_network_checks_every_parameter_against_the_sizes_it_shares():
     assert "params['P3'] has shape (6, 3)" in message and "params['W1']" in message, message
     with pytest.raises(ValueError, match=r"Y must have shape \(3, 2\)"):
         module.loss(params, X, Y[:2])
+
+
+def test_targets_that_do_not_sum_to_one_are_refused_where_the_derivation_assumed_they_do():
+    """Softmax with cross entropy derives δ = a − y using Σ_j y_j = 1: with other targets the
+    printed gradients would be silently wrong (a fresh reviewer measured 11 % off with random Y).
+    So loss, gradients and train refuse them in one line; one-hot and smoothed labels, also in
+    float32, pass; a loss that assumed nothing (tanh + mse) takes any Y."""
+    module = load_module(model_source(derivation_for(2, "relu", "ce"), title="t", command="t"))
+    rng = np.random.default_rng(1)
+    params = module.init_params(module.SIZES, rng)
+    n_in, n_out = module.SIZES[0], module.SIZES[-1]
+    X = rng.standard_normal((n_in, 6))
+    one_hot = np.eye(n_out)[rng.integers(0, n_out, 6)].T
+    smoothed = (0.9 * one_hot + 0.1 / n_out).astype(np.float32)
+    module.gradients(params, X, one_hot)
+    module.loss({k: v.astype(np.float32) for k, v in params.items()}, X.astype(np.float32), smoothed)
+    wrong = one_hot.copy()
+    wrong[:, 4] *= 2  # sample 4's targets sum to 2
+    for call in (lambda: module.gradients(params, X, wrong), lambda: module.loss(params, X, wrong),
+                 lambda: module.train(params, X, wrong, epochs=1, batch_size=3, rng=rng, quiet=True)):
+        with pytest.raises(ValueError) as caught:
+            call()
+        assert "must sum to 1" in str(caught.value) and "sample 4 sums to 2" in str(caught.value)
+    free = load_module(model_source(derivation_for(2, "tanh", "mse"), title="t", command="t"))
+    free_params = free.init_params(free.SIZES, rng)
+    free.gradients(free_params, rng.standard_normal((free.SIZES[0], 3)), rng.random((free.SIZES[-1], 3)))

@@ -81,6 +81,7 @@ def _check_inputs(params, X, Y=...):
         b3 = params["b3"]
         ok = ok and b3.shape == (n3, 1) and b3.dtype.kind == "f"
         ok = ok and (Y is ... or (Y.shape == (n3, m) and Y.dtype.kind in "biuf"))
+        ok = ok and (Y is ... or bool(np.all(np.abs(Y.sum(axis=(0,)) - 1) <= 1e-5)))
     except (AttributeError, IndexError, KeyError, TypeError, ValueError):  # not an array, a missing key
         ok = False
     if not ok:
@@ -128,6 +129,11 @@ def _mismatch(params, X, Y):
                                   f"{_shape(dims, bound)}")
     if Y is ...:
         return ValueError(f"params and X do not fit together (X has shape {X.shape})")
+    if Y.shape == tuple(bound.get(d, e) for d, e in zip(_Y_DIMS, Y.shape)):
+        sums = Y.sum(axis=tuple(range(Y.ndim - 1)))
+        r = int(np.argmax(np.abs(sums - 1)))
+        return ValueError(f"each sample's targets must sum to 1 (probabilities: the derived output error assumes "
+                          f"it); sample {r} sums to {float(sums[r]):.6g} (tolerance 1e-5)")
     for dim, extent in zip(_Y_DIMS, Y.shape):
         bound.setdefault(dim, extent)
     return ValueError(f"Y must have shape {_shape(_Y_DIMS, bound)}, the network's output for each of the "
@@ -259,6 +265,7 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
     dtype = params["W1"].dtype
     sizes = (params["W1"].shape[1], params["W1"].shape[0], params["W2"].shape[0], params["W3"].shape[0],)
     X, Y = np.asarray(X, dtype), np.asarray(Y, dtype)
+    _check_inputs(params, X, Y)  # once, before any step: the workspace does not look at what Y holds
     workspaces = {}  # one per minibatch size (the last minibatch of an epoch may be smaller)
     history = {"epoch": [], "loss": [], "accuracy": []}
     if X_val is not None:
