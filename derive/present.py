@@ -630,6 +630,7 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
         ]
     if forms is not None and forms.vector:  # the softmax's Jacobian derived once, for any loss; this loss put in
         upstream = sample.steps[Q("grad_a", depth)]
+        output = latex(unit_letters(upstream)[0].lhs.variables[0])
         probability = derivation.model.loss.target == "probability" and derivation.model.loss.name == "ce"
         return [
             blocks.Paragraph(text("output_error.intro")),
@@ -642,8 +643,8 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
             blocks.Paragraph(text("output_error.meaning_vector")),  # what BP1 says, right after it
             blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=_slashed(general_bp1(elementwise_forms())["rhs"]))),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
-                   direct=why["loss"], direct_values={"output": latex(unit_letters(upstream)[0].lhs.variables[0])},
-                   intro=text("output_error.upstream_instance", output=latex(unit_letters(upstream)[0].lhs.variables[0]))),
+                   direct=why["loss"], direct_values={"output": output},
+                   intro=text("output_error.upstream_instance", output=output)),
             _instance(sample.results[Q("delta", depth)],
                       text("output_error.instance_vector_ce" if probability else "output_error.instance_vector"), "eq:bp1"),
         ]

@@ -14,7 +14,8 @@ from derive.derivation import Derivation
 from derive.lesson import Lesson
 from derive.lesson.practice import OTHER_RATE, STEP, central_difference, check_script, other_step, scaled_costs
 from derive.lesson.worked_example import entries
-from derive.present_lesson import _display_entry, _hand_check, _matrix, _number, _stated, _unchecked_unit
+from derive.notation import Q
+from derive.present_lesson import _display_entry, _errors, _hand_check, _matrix, _number, _stated, _unchecked_unit
 from derive.printing import times_sign
 
 STEPS = (STEP * 10, STEP)  # two steps h: the difference shrinks like h²
@@ -82,7 +83,7 @@ def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str,
     example, out = lesson.example, []
     if example is None:
         return out
-    errors = [q for q in _errors_of(derivation) if q.kind == "delta"][:2]
+    errors = [q for q in _errors(derivation) if q.kind == "delta"][:2]
     if errors and _hand_check(derivation, example, errors[0], _unchecked_unit(example, errors[0])) is not None:
         out.append(("hand", {"first": errors[0].latex_entry(str(_unchecked_unit(example, errors[0]) + 1))}, errors))
     params = [p for node in derivation.model.network.layers for p in node.parameters]
@@ -106,12 +107,6 @@ def changing_entry(example, label: str) -> tuple | None:
     inactive unit (ReLU at z < 0) has gradient 0 and would come back unchanged."""
     indices = sorted(idx for (name, idx), grad in example.gradients.items() if name == label and grad != 0)
     return indices[0] if indices else None
-
-
-def _errors_of(derivation: Derivation):
-    from derive.present_lesson import _errors
-
-    return _errors(derivation)
 
 
 def exercise_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: dict) -> list:
@@ -154,8 +149,7 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
 
             values = evaluate_error(derivation, data.other.delta, example)
             out.append(blocks.Paragraph(head + text("practice.answer_other_loss", other=titles[data.other.loss.name],
-                                                    delta=_matrix(list(enumerate(values)) and
-                                                                  [((k,), v) for k, v in enumerate(values)]),
+                                                    delta=_matrix([((k,), v) for k, v in enumerate(values)]),
                                                     own=_matrix(_own_output_error(derivation, example)))))
         elif key == "wider":
             from derive.windowsizes import size_values
@@ -164,7 +158,7 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
             out.append(blocks.Paragraph(head + text("practice.answer_wider", backprop=backprop, parameters=parameters,
                                                     finite=finite, ratio=_ratio(finite, backprop, text))))
         elif key == "script":
-            numeric, exact, relative = data.split()
+            relative = data.split()[-1]  # the script prints the slope, the gradient, their relative difference
             out += [blocks.Paragraph(head + text("practice.answer_script")),
                     blocks.Code(tuple(check_script(derivation.model).split("\n"))),
                     blocks.Paragraph(text("practice.answer_script_prints", printed=data, relative=_scientific(relative)))]
@@ -182,8 +176,6 @@ def _ratio(finite: int, backprop: int, text) -> str:
 def _own_output_error(derivation: Derivation, example):
     network = derivation.model.network
     output = network.producers[network.output]
-    from derive.notation import Q
-
     return entries(example, Q("delta", output.layer))
 
 

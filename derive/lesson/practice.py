@@ -14,6 +14,7 @@ import contextlib
 import io
 from dataclasses import dataclass
 
+import numpy as np
 import sympy as sp
 
 from derive.derivation import Derivation
@@ -123,7 +124,7 @@ def check_script(model) -> str:
 def run_check_script(model, module) -> str | None:
     """What the script prints when run on the generated module (None when it cannot run: a network
     without a dense first layer W1, or one the script's targets do not fit)."""
-    if "W1" not in getattr(module, "init_params")(module.SIZES, __import__("numpy").random.default_rng(0)):
+    if "W1" not in module.init_params(module.SIZES, np.random.default_rng(0)):
         return None
     source = check_script(model).replace("import model\n", "")
     out = io.StringIO()
