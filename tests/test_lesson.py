@@ -1134,3 +1134,20 @@ def test_the_bce_local_derivative_reads_in_its_natural_sign_order():
     markdown = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
     section = _section(markdown, 14)
     assert r"\frac{1 - y_{j}}{1 - a^{(3)}_{j}}" in section and r"y_{j} - 1" not in section
+
+
+def test_the_saturation_comparison_decides_evenness_as_simplify_would():
+    """`saturation._even` skips simplify where a point or the exp identity settles it (simplify's first
+    call imported sympy.physics into the main job); its answer is simplify's for every activation."""
+    import sympy as sp
+
+    from derive.catalog.activations import ACTIVATIONS
+    from derive.lesson.saturation import _even
+    from derive.notation import Z
+    from derive.rewrite import activation_derivative
+
+    slopes = {name: activation_derivative(a).derivative for name, a in ACTIVATIONS.items()
+              if a.expr is not None and not a.is_vector}  # the element-wise ones
+    assert {"sigmoid", "softplus", "tanh"} <= set(slopes)
+    assert all(_even(s) == (sp.simplify(s - s.xreplace({Z: -Z})) == 0) for s in slopes.values())
+    assert _even(slopes["sigmoid"]) and not _even(slopes["softplus"])
