@@ -1164,8 +1164,9 @@ def metadata(text: Text, title: str) -> tuple[tuple[str, str], ...]:
 # sections whose first paragraph comes before the table of the symbols they introduce
 INTRO_BEFORE_SYMBOLS = ("verification",)
 # sections whose table of new symbols stands just before the first block that uses one of them (the
-# loss: the cost of a minibatch comes after the loss of one sample, which needs none of them)
-SYMBOLS_WHERE_USED = ("loss",)
+# loss: the cost of a minibatch comes after the loss of one sample, which needs none of them; the
+# checks: a box the reader works through may come before the list whose complex step needs them)
+SYMBOLS_WHERE_USED = ("loss", "verification")
 
 
 def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, notation,

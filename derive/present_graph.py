@@ -48,12 +48,14 @@ from derive.present import (
 from derive.present_functions import display_name, penalty_notation
 from derive import present_lesson as lesson_blocks
 from derive.present_notation import notation_blocks, notation_map_blocks
+from derive.present_practice import check_box_blocks
 from derive.printing import latex, words
 from derive.verify import Report
 
-# as the MLP document: why, the picture, the derivations, their results boxed once, what they say, the
-# algorithm beside its code, the example and the cost; then the reference part
-SECTIONS = ("learn", "network", "notation", "forward", "loss", "activations", "method", "backward", "parameters",
+# as the MLP lesson: why, the symbols (before the picture uses them), the picture, the derivations, their
+# results boxed once, what they say, the algorithm beside its code, the example and the cost; then the
+# reference part
+SECTIONS = ("learn", "notation", "network", "forward", "loss", "activations", "method", "backward", "parameters",
             "summary", "meaning", "loss_choice", "minibatch", "algorithm", "example", "cost", "update_rule")
 
 
@@ -178,6 +180,13 @@ def _attention_pictures(derivation: Derivation, text: Text) -> list:
     return [attention_picture(int(tokens), node.kind.causal, node.layer.number, text)]
 
 
+def _one_route(derivation: Derivation) -> bool:
+    """Every error reaches δ⁽¹⁾ through the same layers: no output is read twice (a skip connection, or
+    attention's queries, keys and values of one input), and layer 1 has a pre-activation error."""
+    network = derivation.model.network
+    return Q("delta", 1) in derivation.sample.results and all(len(uses) == 1 for uses in network.consumers.values())
+
+
 def _is_parameter_gradient(key: Quantity) -> bool:
     return key.is_gradient and Quantity(key.kind.removeprefix("grad_"), key.layer).is_parameter
 
@@ -273,7 +282,9 @@ def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> li
     return lesson_blocks.learn_blocks(text, rows, meanings, lesson, table="graph", goals=False)
 
 
-def _verification_blocks(report: Report, text: Text, penalty: bool) -> list:
+def _verification_blocks(report: Report, text: Text, penalty: bool, box: list) -> list:
+    """Appendix B: the reader's own check of one gradient (`box`, when the worked example has one), then
+    the checks the document ran."""
     items = _verification(report, text, penalty)
     per_node = report.check("symbolic").figures.get("per_node")
     if per_node:
@@ -285,7 +296,7 @@ def _verification_blocks(report: Report, text: Text, penalty: bool) -> list:
         # Markdown-lite throughout, converted once below (a formula already converted would be escaped)
         figures = ", ".join(f"${symbols[label]}$: {_number(bound)}" for label, bound in per_node.items())
         items.insert(1, text("graph.per_node", raw={"figures": prose(figures, text.fmt) if text.fmt != "md" else figures}))
-    return verification_blocks(items, text)
+    return box + verification_blocks(items, text)
 
 
 def build_graph_document(
@@ -318,7 +329,8 @@ def build_graph_document(
         "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs),
         "parameters": lambda: _parameters(derivation, text, narrator),
         "convolution": lambda: convolution_blocks(derivation, text),
-        "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs),
+        "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs,
+                                                        one_route=_one_route(derivation)),
         "minibatch": lambda: _minibatch(derivation, text),
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
         "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs),
@@ -326,7 +338,8 @@ def build_graph_document(
         "update_rule": lambda: _update_rule(derivation, text, training, narrator),
         "code": lambda: _code(plan, derivation, text),
         "notations": lambda: notation_map_blocks(text),
-        "verification": lambda: _verification_blocks(report, text, model.penalty is not None),
+        "verification": lambda: _verification_blocks(report, text, model.penalty is not None,
+                                                     check_box_blocks(lesson, derivation, text, keys="graph_check")),
     }
     if training is not None:
         from derive.present_training import initialisation_blocks, optimizer_blocks

@@ -218,10 +218,14 @@ def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
 # what the equations say
 
 
-def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None, bound: bool = False) -> list:
+def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None, bound: bool = False,
+                   one_route: bool = True) -> list:
     """What BP1–BP4 say about learning: the slopes, saturation, quiet units; with `init` (the
     network's Initialisation), how far its initial weights push the pre-activations into saturation;
-    with `bound` (a multilayer perceptron, its weights W⁽²⁾ … W⁽ᴸ⁾), the bound on δ⁽¹⁾ written out."""
+    with `bound` (a multilayer perceptron, its weights W⁽²⁾ … W⁽ᴸ⁾), the bound on δ⁽¹⁾ written out.
+    `one_route`: every error reaches δ⁽¹⁾ through the same hidden layers; where paths branch (a skip
+    connection) some pass fewer slopes and the errors of the paths add, so the sentence that counts
+    the slopes from the output to δ⁽¹⁾ would be false, and is left out."""
     slopes = lesson.slopes
     seen, rows = set(), []
     for _, bound in slopes.layers:
@@ -240,7 +244,7 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
     # one bound, from the output error to layer 1: δ⁽ᴸ⁾ already holds the output's slope, so only the
     # slopes of the hidden layers lie between them (the output's own slope is BP1's saturation)
     hidden = [b for layer, b in slopes.layers if layer < derivation.model.depth]
-    if hidden and all(b.bound is not None for b in hidden):
+    if one_route and hidden and all(b.bound is not None for b in hidden):
         product = sp.Mul(*[b.bound for b in hidden])
         key = "meaning.vanish" if product < 1 else ("meaning.keep" if product == 1 else "meaning.grow")
         if product == 1 and all(_binary(b) for b in hidden):

@@ -33,27 +33,49 @@ def _h(step: sp.Rational) -> str:
 def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, refs) -> list:
     """The lesson's appendix B: a central difference on one weight, with its numbers, and the
     certificate's result in one sentence."""
-    out = []
+    return check_box_blocks(lesson, derivation, text) + [blocks.Paragraph(_certificate(report, text))]
+
+
+def check_box_blocks(lesson: Lesson, derivation: Derivation, text, keys: str = "practice") -> list:
+    """The box "check your gradient yourself": the first weight of the worked example moved by ±h, the
+    two losses, their slope and backpropagation's gradient, computed in the example's arithmetic, and
+    how the agreement changes with a ten times larger step. `keys`: the catalog table of its two
+    paragraphs (the lesson's points to its exercise; another network's document has none). Nothing
+    when there is no worked example or no weight whose gradient there is not 0."""
     example = lesson.example
     checks = [central_difference(derivation, example, h) for h in STEPS] if example is not None else []
-    if checks and all(checks):
-        first, last = checks[0], checks[-1]
-        weight = _display_entry(first.weight, first.index)
-        value = _stated(example.point[(first.weight.label, first.index)])
-        arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
-        out += [blocks.Paragraph(text("practice.check_intro", weight=weight, value=value, h=_h(last.step),
-                                      arithmetic=arithmetic)),
-                blocks.Aligned((
-                    blocks.Row(rf"C({weight} + {_h(last.step)})", _digits(last.up)),
-                    blocks.Row(rf"C({weight} - {_h(last.step)})", _digits(last.down)),
-                    blocks.Row(rf"\frac{{C({weight} + {_h(last.step)}) - C({weight} - {_h(last.step)})}}{{2 {times_sign()} {_h(last.step)}}}",
-                               _digits(last.slope)),
-                    blocks.Row(r"\frac{\partial C}{\partial " + weight + "}", _digits(last.gradient)),
-                )),
-                blocks.Paragraph(text("practice.check_result", relative=_number(last.relative, 2),
-                                      h_large=_h(first.step), relative_large=_number(first.relative, 2)))]
-    out.append(blocks.Paragraph(_certificate(report, text)))
-    return out
+    if not (checks and all(checks)):
+        return []
+    first, last = checks[0], checks[-1]
+    weight = _display_entry(first.weight, first.index)
+    value = _stated(example.point[(first.weight.label, first.index)])
+    arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
+    return [blocks.Paragraph(text(f"{keys}.check_intro", weight=weight, value=value, h=_h(last.step),
+                                  arithmetic=arithmetic)),
+            blocks.Aligned((
+                blocks.Row(rf"C({weight} + {_h(last.step)})", _digits(last.up)),
+                blocks.Row(rf"C({weight} - {_h(last.step)})", _digits(last.down)),
+                blocks.Row(rf"\frac{{C({weight} + {_h(last.step)}) - C({weight} - {_h(last.step)})}}{{2 {times_sign()} {_h(last.step)}}}",
+                           _digits(last.slope)),
+                blocks.Row(r"\frac{\partial C}{\partial " + weight + "}", _digits(last.gradient)),
+            )),
+            blocks.Paragraph(_check_result(first, last, text, keys))]
+
+
+def _check_result(first, last, text, keys: str) -> str:
+    """How well slope and gradient agree at the two steps; a loss quadratic in the weight has an exact
+    central difference, and then there is no ratio of the two differences to print."""
+    figures = dict(relative=_number(last.relative, 2), h_large=_h(first.step), relative_large=_number(first.relative, 2))
+    if last.relative == 0 and keys != "practice":  # the lesson's catalog has no such sentence
+        return text(f"{keys}.check_exact", **figures)
+    return text(f"{keys}.check_result", **figures,
+                ratio=_times(first.relative / last.relative) if last.relative != 0 else "")
+
+
+def _times(ratio) -> str:
+    """How many times the larger step's difference is the smaller's, to two significant figures (100, 9.7)."""
+    rounded = float(f"{float(ratio):.2g}")
+    return f"{rounded:g}" if rounded < 10 else str(int(rounded))
 
 
 def _certificate(report, text) -> str:
@@ -185,4 +207,4 @@ def _scientific(printed: str) -> str:
     return rf"{mantissa} {times_sign()} 10^{{{int(exponent)}}}"
 
 
-__all__ = ["gradient_check_blocks", "exercise_blocks", "answer_blocks", "exercises"]
+__all__ = ["gradient_check_blocks", "check_box_blocks", "exercise_blocks", "answer_blocks", "exercises"]
