@@ -48,6 +48,7 @@ from derive.present import (
 from derive.present_functions import display_name, penalty_notation
 from derive import present_lesson as lesson_blocks
 from derive.present_notation import notation_blocks, notation_map_blocks
+from derive.lesson.practice import moving_weight, shrunk_sizes
 from derive.present_practice import check_box_blocks
 from derive.printing import latex, words
 from derive.verify import Report
@@ -282,6 +283,22 @@ def _learn(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> li
     return lesson_blocks.learn_blocks(text, rows, meanings, lesson, table="graph", goals=False)
 
 
+def _check_box(lesson: Lesson, derivation: Derivation, text: Text) -> list:
+    """The reader's gradient check: at the worked example's point, or, where the document prints no
+    example (images, tokens), at the same kind of point on a smaller copy of the network, whose sizes
+    it names."""
+    if lesson.example is not None:
+        return check_box_blocks(lesson.example, derivation, text, keys="graph_check", choose=moving_weight)
+    if lesson.point is None:
+        return []
+    separator = text.raw("refs.list_separator")
+    shape = lambda size: str(size) if not isinstance(size, tuple) else f"({', '.join(map(str, size))})"  # noqa: E731
+    sizes = separator.join(shape(n) for n in shrunk_sizes(derivation.model.network, lesson.point.sizes))
+    own = separator.join(shape(n) for n in derivation.model.sizes)
+    return check_box_blocks(lesson.point, derivation, text, keys="graph_check", choose=moving_weight,
+                            intro="check_intro_copy", sizes=sizes, own=own)
+
+
 def _verification_blocks(report: Report, text: Text, penalty: bool, box: list) -> list:
     """Appendix B: the reader's own check of one gradient (`box`, when the worked example has one), then
     the checks the document ran."""
@@ -339,7 +356,7 @@ def build_graph_document(
         "code": lambda: _code(plan, derivation, text),
         "notations": lambda: notation_map_blocks(text),
         "verification": lambda: _verification_blocks(report, text, model.penalty is not None,
-                                                     check_box_blocks(lesson, derivation, text, keys="graph_check")),
+                                                     _check_box(lesson, derivation, text)),
     }
     if training is not None:
         from derive.present_training import initialisation_blocks, optimizer_blocks

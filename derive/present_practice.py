@@ -33,25 +33,26 @@ def _h(step: sp.Rational) -> str:
 def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, refs) -> list:
     """The lesson's appendix B: a central difference on one weight, with its numbers, and the
     certificate's result in one sentence."""
-    return check_box_blocks(lesson, derivation, text) + [blocks.Paragraph(_certificate(report, text))]
+    return check_box_blocks(lesson.example, derivation, text) + [blocks.Paragraph(_certificate(report, text))]
 
 
-def check_box_blocks(lesson: Lesson, derivation: Derivation, text, keys: str = "practice") -> list:
-    """The box "check your gradient yourself": the first weight of the worked example moved by ±h, the
-    two losses, their slope and backpropagation's gradient, computed in the example's arithmetic, and
-    how the agreement changes with a ten times larger step. `keys`: the catalog table of its two
-    paragraphs (the lesson's points to its exercise; another network's document has none). Nothing
-    when there is no worked example or no weight whose gradient there is not 0."""
-    example = lesson.example
-    checks = [central_difference(derivation, example, h) for h in STEPS] if example is not None else []
+def check_box_blocks(example, derivation: Derivation, text, keys: str = "practice", choose=None,
+                     intro: str = "check_intro", **fields) -> list:
+    """The box "check your gradient yourself": one weight of the point `example` (the first, or the
+    one `choose` picks) moved by ±h, the two losses, their slope and backpropagation's gradient,
+    computed in the point's arithmetic, and how the agreement changes with a ten times larger step.
+    `keys`: the catalog table of its paragraphs (the lesson's points to its exercise; another
+    network's document has none), `intro` its opening's key, `fields` what that needs besides. Nothing
+    when there is no point or no weight to move."""
+    checks = [central_difference(derivation, example, h, choose) for h in STEPS] if example is not None else []
     if not (checks and all(checks)):
         return []
     first, last = checks[0], checks[-1]
     weight = _display_entry(first.weight, first.index)
     value = _stated(example.point[(first.weight.label, first.index)])
     arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
-    return [blocks.Paragraph(text(f"{keys}.check_intro", weight=weight, value=value, h=_h(last.step),
-                                  arithmetic=arithmetic)),
+    return [blocks.Paragraph(text(f"{keys}.{intro}", weight=weight, value=value, h=_h(last.step),
+                                  arithmetic=arithmetic, **fields)),
             blocks.Aligned((
                 blocks.Row(rf"C({weight} + {_h(last.step)})", _digits(last.up)),
                 blocks.Row(rf"C({weight} - {_h(last.step)})", _digits(last.down)),

@@ -14,6 +14,7 @@ class Lesson:
     comparison: object | None  # loss_choice.LossComparison, when the output has a usual alternative loss
     slopes: object  # slopes.PathBound
     costs: object  # cost.Costs
+    point: object = None  # the example's numbers where none is printed (images, tokens): for the gradient check
 
 
 SECONDS = 5.0  # CPU time each part may take; a user-written function can make exact values explode
@@ -30,9 +31,12 @@ def study(derivation) -> Lesson:
     from derive.lesson.worked_example import worked_example
 
     # a worked example prints every entry of every vector: not for images (channels × rows × columns)
+    # (its numbers still serve the reader's gradient check of appendix B, which prints one entry)
     several_axes = any(isinstance(entry, tuple) for entry in derivation.model.sizes)
-    example = None if several_axes else _bounded(worked_example, derivation)
-    return Lesson(example, _bounded(compare_losses, derivation), path_bound(derivation), costs(derivation))
+    point = _bounded(worked_example, derivation)
+    example = None if several_axes else point
+    return Lesson(example, _bounded(compare_losses, derivation), path_bound(derivation), costs(derivation),
+                  point=point if several_axes else None)
 
 
 def _bounded(part, derivation):

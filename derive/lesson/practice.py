@@ -18,6 +18,7 @@ import numpy as np
 import sympy as sp
 
 from derive.derivation import Derivation
+from derive.notation import LayerRef, Q
 from derive.lesson.worked_example import WorkedExample, _loss, _numbers, _step
 from derive.verify_symbolic import _parameter_entries, _parameters, evaluate_pass
 
@@ -49,9 +50,40 @@ def _first_weight(derivation: Derivation, example: WorkedExample):
     return None
 
 
-def central_difference(derivation: Derivation, example: WorkedExample, step: sp.Rational = STEP) -> CentralDifference | None:
-    """(C(θ + h) − C(θ − h)) / 2h for the first weight of layer 1, by the engine's forward formulas."""
-    found = _first_weight(derivation, example)
+NEGLIGIBLE = sp.Rational(1, 10**20)  # a gradient this small against the largest is rounding, not a slope
+
+
+def moving_weight(derivation: Derivation, example: WorkedExample):
+    """The first weight entry, in the order of the layers, whose gradient at the point is not 0 (nor
+    rounding next to the largest gradient): a slope there is worth comparing. In a network whose
+    first weights get no gradient at this point (attention whose scores tie: the queries' gradient
+    is 0), a later node's weight."""
+    largest = max((abs(g) for g in example.gradients.values()), default=0)
+    for node, param in _parameters(derivation.model):
+        if param.rank < 2:
+            continue
+        for index in _parameter_entries(node, param, example.sizes):
+            if abs(example.gradients[(param.label, index)]) > NEGLIGIBLE * largest:
+                return param, index
+    return None
+
+
+def shrunk_sizes(network, sizes: dict) -> tuple:
+    """Each layer's size (units, or its shape) at the point's sizes, as `network.sizes` lists them."""
+    out = []
+    for layer in range(len(network.sizes)):
+        nodes = [node for node in network.layers if node.layer == LayerRef(layer)]
+        axes = network.axes_of(Q("a", 0)) if layer == 0 else nodes[-1].out_axes
+        shape = tuple(int(axis.size.xreplace(sizes)) for axis in axes)
+        out.append(shape[0] if len(shape) == 1 else shape)
+    return tuple(out)
+
+
+def central_difference(derivation: Derivation, example: WorkedExample, step: sp.Rational = STEP,
+                       choose=None) -> CentralDifference | None:
+    """(C(θ + h) − C(θ − h)) / 2h for the first weight of layer 1 (or the weight `choose` picks),
+    by the engine's forward formulas."""
+    found = (choose or _first_weight)(derivation, example)
     if found is None:
         return None
     weight, index = found
@@ -136,5 +168,5 @@ def run_check_script(model, module) -> str | None:
     return out.getvalue().strip()
 
 
-__all__ = ["CentralDifference", "central_difference", "other_step", "scaled_costs", "check_script",
+__all__ = ["CentralDifference", "central_difference", "moving_weight", "shrunk_sizes", "other_step", "scaled_costs", "check_script",
            "run_check_script", "STEP", "OTHER_RATE"]
