@@ -1097,6 +1097,8 @@ def _formulas(block) -> str:
     $…$ in Markdown and LaTeX and kept as the alt text of MathML on the web, so every format finds the
     same first use."""
     prose_text = getattr(block, "text", "") + "".join(getattr(block, "items", ()))
+    if isinstance(block, blocks.Table):  # a table's cells (the big picture's formulas of each layer)
+        prose_text += "\n".join(cell for row in block.rows for cell in row)
     inline = re.findall(r"\$([^$]+)\$", prose_text) + [html.unescape(a) for a in re.findall(r'alttext="([^"]*)"', prose_text)]
     return used_latex((block,), ()) + "\n" + "\n".join(inline)
 
