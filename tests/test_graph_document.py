@@ -23,7 +23,7 @@ torch = optional_torch()
 
 
 def outcome_for(name: str, lang: str = "en"):
-    return generate(replace(make_net_spec(str(ROOT / "examples" / f"{name}.toml"), lang=lang), formats=("md",)))
+    return generate(replace(make_net_spec(str(ROOT / "examples" / f"{name}.toml"), lang=lang), formats=("md", "tex")))
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,16 @@ def _box(md: str) -> dict[str, float]:
 def test_notation_comes_before_the_big_picture(which, residual, cnn):
     headings = re.findall(r"^## (\d+)\. (.*)$", _md(residual if which == "residual" else cnn), re.M)
     assert headings[1:3] == [("2", "Notation"), ("3", "The big picture")]
+
+
+@pytest.mark.parametrize("which", ["residual", "cnn"])
+def test_every_symbol_is_defined_before_its_first_use(which, residual, cnn):
+    """The notation check of the lesson on the documents as the code writes them now: every symbol in
+    the notation table, in a later section's table or in its one-symbol sentence, before it is used."""
+    from test_lesson import notation_problems, unused_symbols
+
+    tex = (residual if which == "residual" else cnn).files["derivation.tex"].decode()
+    assert notation_problems(tex) == [] and unused_symbols(tex) == []
 
 
 @pytest.mark.skipif(torch is None, reason=NO_TORCH)
