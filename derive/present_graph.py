@@ -188,6 +188,12 @@ def _one_route(derivation: Derivation) -> bool:
     return Q("delta", 1) in derivation.sample.results and all(len(uses) == 1 for uses in network.consumers.values())
 
 
+def _skips(derivation: Derivation) -> bool:
+    """A layer reads an output from before the layer just before it: a skip connection (attention, which
+    reads one output three times, has none)."""
+    return any(q.layer.number < number - 1 for number, nodes in _layers(derivation).items() for q in _reads(nodes))
+
+
 def _is_parameter_gradient(key: Quantity) -> bool:
     return key.is_gradient and Quantity(key.kind.removeprefix("grad_"), key.layer).is_parameter
 
@@ -347,7 +353,8 @@ def build_graph_document(
         "parameters": lambda: _parameters(derivation, text, narrator),
         "convolution": lambda: convolution_blocks(derivation, text),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs,
-                                                        one_route=_one_route(derivation)),
+                                                        one_route=_one_route(derivation),
+                                                        skip_connections=_skips(derivation)),
         "minibatch": lambda: _minibatch(derivation, text),
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
         "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs),

@@ -219,13 +219,14 @@ def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
 
 
 def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None, bound: bool = False,
-                   one_route: bool = True) -> list:
+                   one_route: bool = True, skip_connections: bool = False) -> list:
     """What BP1–BP4 say about learning: the slopes, saturation, quiet units; with `init` (the
     network's Initialisation), how far its initial weights push the pre-activations into saturation;
     with `bound` (a multilayer perceptron, its weights W⁽²⁾ … W⁽ᴸ⁾), the bound on δ⁽¹⁾ written out.
     `one_route`: every error reaches δ⁽¹⁾ through the same hidden layers; where paths branch (a skip
     connection) some pass fewer slopes and the errors of the paths add, so the sentence that counts
-    the slopes from the output to δ⁽¹⁾ would be false, and is left out."""
+    the slopes from the output to δ⁽¹⁾ would be false, and is left out. `skip_connections`: a layer
+    reads an output from before the layer just before it, and the paragraph on them follows."""
     slopes = lesson.slopes
     seen, rows = set(), []
     for _, bound in slopes.layers:
@@ -270,8 +271,8 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
                                              names=text.raw("refs.list_separator").join(display_name(a) for a in blocking))))
     if slopes.layers:  # the four equations hold for any activation: it can be chosen for how it learns
         out.append(blocks.Paragraph(text("meaning.design")))
-    if "backward" in refs.sections and any(len(v) > 1 for v in derivation.model.network.consumers.values()):
-        out.append(blocks.Paragraph(text("meaning.paths", raw={"backward": refs.section("backward")})))
+    if skip_connections:
+        out.append(blocks.Paragraph(text("graph_meaning.skip", raw={"backward": refs.section("backward")})))
     return out
 
 

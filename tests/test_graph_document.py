@@ -127,3 +127,15 @@ def test_the_slope_count_is_left_out_where_paths_branch(residual, cnn):
     count = "From the output layer's error back to"
     assert count not in _section(_md(residual), "11. ")
     assert count in _section(_md(cnn), "12. ")
+
+
+def test_the_skip_paragraph_only_where_a_layer_skips_one(residual):
+    """Attention reads one output three times (queries, keys, values) but skips no layer: no paragraph
+    on skip connections there; the residual network has one, citing the backward pass once."""
+    from derive.present_graph import _skips
+    from derive.run import build_model, derive_in_parallel
+
+    attention = derive_in_parallel(build_model(make_net_spec(str(ROOT / "examples" / "attention_causal.toml"))))
+    assert not _skips(attention) and _skips(residual.derivation)
+    meaning = _section(_md(residual), "11. ")
+    assert meaning.count("**Skip connections.**") == 1 and "section section" not in meaning
