@@ -48,6 +48,7 @@ from derive.present import (
 from derive.present_functions import display_name, penalty_notation
 from derive import present_lesson as lesson_blocks
 from derive.present_notation import notation_blocks, notation_map_blocks
+from derive.lesson.graph_bound import error_bound
 from derive.lesson.practice import moving_weight, shrunk_sizes
 from derive.present_practice import check_box_blocks
 from derive.printing import latex, words
@@ -186,6 +187,22 @@ def _one_route(derivation: Derivation) -> bool:
     attention's queries, keys and values of one input), and layer 1 has a pre-activation error."""
     network = derivation.model.network
     return Q("delta", 1) in derivation.sample.results and all(len(uses) == 1 for uses in network.consumers.values())
+
+
+def _meaning(lesson: Lesson, derivation: Derivation, text: Text, refs: Refs) -> list:
+    """What the equations say, as in the lesson, with this network's bound on δ⁽¹⁾ after the slopes'
+    table where every node on the way back states its gain (paths that meet add their bounds)."""
+    out = lesson_blocks.meaning_blocks(lesson, derivation, text, refs, one_route=_one_route(derivation),
+                                       skip_connections=_skips(derivation))
+    bound = error_bound(derivation, lesson.slopes)
+    if bound is None:
+        return out
+    largest = lambda layer: rf"\max_j \lvert \delta^{{({layer})}}_j \rvert"  # noqa: E731
+    factor = sp.latex(bound.factor, symbol_names=bound.names)
+    factor = factor if bound.factor.is_Atom or bound.factor.is_Mul else rf"\left({factor}\right)"
+    return out[:2] + [blocks.Paragraph(text("graph_meaning.bound")),
+                      blocks.Equation(rf"{largest(1)} \le {factor} \, {largest(bound.output)}"),
+                      blocks.Paragraph(text("graph_meaning.bound_paths"))] + out[2:]
 
 
 def _skips(derivation: Derivation) -> bool:
@@ -352,9 +369,7 @@ def build_graph_document(
         "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs),
         "parameters": lambda: _parameters(derivation, text, narrator),
         "convolution": lambda: convolution_blocks(derivation, text),
-        "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs,
-                                                        one_route=_one_route(derivation),
-                                                        skip_connections=_skips(derivation)),
+        "meaning": lambda: _meaning(lesson, derivation, text, refs),
         "minibatch": lambda: _minibatch(derivation, text),
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
         "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs),

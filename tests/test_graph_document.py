@@ -139,3 +139,61 @@ def test_the_skip_paragraph_only_where_a_layer_skips_one(residual):
     assert not _skips(attention) and _skips(residual.derivation)
     meaning = _section(_md(residual), "11. ")
     assert meaning.count("**Skip connections.**") == 1 and "section section" not in meaning
+
+
+def _errors_at(derivation, scale_w2: float, seed: int) -> dict:
+    """The residual network at width 2 and a random point (W⁽²⁾ scaled by `scale_w2`): the values of
+    every named error and every weight, by the engine's own evaluation."""
+    import random
+
+    from derive.lesson.worked_example import WIDTH, stated_point
+    from derive.verify_symbolic import concrete_sizes, evaluate_pass
+
+    rng = random.Random(seed)
+    point = {key: sp.Rational(rng.randint(-200, 200), 100) * (sp.Rational(scale_w2) if key[0] == "W_2" else 1)
+             for key in stated_point(derivation)}
+    values, _ = evaluate_pass(derivation, False, point, concrete_sizes(derivation.model, WIDTH, None))
+    return values
+
+
+def _largest(values: dict, label: str) -> float:
+    return max(abs(float(v)) for (name, _), v in values.items() if name == label)
+
+
+def _norm(values: dict, label: str) -> float:
+    """The largest column sum of |W|."""
+    columns: dict = {}
+    for (name, (i, j)), v in ((k, v) for k, v in values.items() if k[0] == label):
+        columns[j] = columns.get(j, 0.0) + abs(float(v))
+    return max(columns.values())
+
+
+def test_the_residual_bound_holds_and_the_chains_would_not(residual):
+    """The printed bound max|δ⁽¹⁾| ≤ (‖W⁽²⁾‖₁‖W⁽⁴⁾‖₁ + ‖W⁽⁴⁾‖₁) max|δ⁽⁴⁾| (tanh: slopes at most 1) holds
+    at 40 random points; the chain's ‖W⁽²⁾‖₁‖W⁽⁴⁾‖₁ max|δ⁽⁴⁾| fails where W⁽²⁾ is small, since the
+    error still reaches layer 1 through the skip connection."""
+    from derive.lesson.graph_bound import error_bound
+
+    derivation = residual.derivation
+    bound = error_bound(derivation, study(derivation).slopes)
+    printed = _section(_md(residual), "11. ")
+    assert sp.latex(bound.factor, symbol_names=bound.names) in printed
+    chain_fails = 0
+    for seed in range(40):
+        values = _errors_at(derivation, 1 if seed % 2 else 0.01, seed)
+        norms = {symbol: _norm(values, str(symbol).removeprefix("norm_")) for symbol in bound.factor.free_symbols}
+        delta1, delta4 = _largest(values, "delta_1"), _largest(values, "delta_4")
+        assert delta1 <= float(bound.factor.subs(norms)) * delta4 * (1 + 1e-12)
+        chain = _norm(values, "W_2") * _norm(values, "W_4") * delta4
+        chain_fails += delta1 > chain
+    assert chain_fails >= 5
+
+
+def test_no_bound_through_a_node_that_states_no_gain():
+    """Dropout scales the kept errors by 1/(1 − p): a dense chain's bound would be false, so none is printed."""
+    from derive.lesson.graph_bound import error_bound
+    from derive.lesson.slopes import path_bound
+    from derive.run import build_model, derive_in_parallel
+
+    dropout = derive_in_parallel(build_model(make_net_spec(str(ROOT / "examples" / "dropout_mlp.toml"))))
+    assert error_bound(dropout, path_bound(dropout)) is None

@@ -54,6 +54,10 @@ class Elementwise(_ActivationKind):
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
         return self.activation.entry(entry_of(node.inputs[0], unit, sample))
 
+    def error_gain(self, node: Node, k: int, slope) -> sp.Expr | None:
+        """δ = g′(z) ⊙ ∂C/∂a: at most the largest slope (None when the slope is unbounded or unknown)."""
+        return slope
+
     def log_stable_output(self, inp: sp.Symbol) -> sp.Expr:
         return self.activation.entry(inp)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.layers.base import LayerKind, Node, entry_of, register
+from derive.layers.base import LayerKind, Node, entry_of, norm_symbol, register
 from derive.notation import Axis, LayerRef, Q, Quantity, register_quantity, size
 
 register_quantity("P", "P", "P", 2, "param", gradient="grad_P")
@@ -38,6 +38,10 @@ class Add(LayerKind):
 
     def weights(self, node: Node) -> dict[Quantity, Quantity]:
         return {Q("P", node.layer): node.inputs[1]} if self.project else {}
+
+    def error_gain(self, node: Node, k: int, slope) -> sp.Expr:
+        """The output's error reaches both inputs unchanged, or through Pᵀ along the projected one."""
+        return norm_symbol(Q("P", node.layer)) if k == 1 and self.project else sp.S.One
 
     def fit(self, input_units: tuple[int, ...]) -> Add:
         if isinstance(input_units[0], tuple) and input_units[1] != input_units[0]:

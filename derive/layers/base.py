@@ -84,6 +84,11 @@ def register(cls: type[LayerKind]) -> type[LayerKind]:
     return cls
 
 
+def norm_symbol(param: Quantity) -> sp.Symbol:
+    """‖param‖₁, the largest column sum of its absolute values, as a symbol of an error bound."""
+    return sp.Symbol(f"norm_{param.label}", positive=True)
+
+
 def entry_of(quantity: Quantity, unit, sample: sp.Expr | None) -> sp.Indexed:
     """One entry of a per-sample quantity (sample None) or of its minibatch form (the sample index
     last): `unit` is one index, or a tuple of indices for a quantity with several axes."""
@@ -169,6 +174,13 @@ class LayerKind:
     def constants(self, node: Node) -> dict[sp.Symbol, sp.Expr]:
         """Symbols of its formulas that stand for fixed numbers (dropout's p⁽ˡ⁾), with their values."""
         return {}
+
+    def error_gain(self, node: Node, k: int, slope) -> sp.Expr | None:
+        """A bound on how much this node can enlarge the largest error on its way back to input `k`:
+        max|∂C/∂input| ≤ gain · max|∂C/∂output| (`slope`: the largest slope of its activation, if it
+        has one). None where no such bound is stated (normalisation, attention, convolution, a mask):
+        the lesson then prints no bound through it."""
+        return None
 
     def notation_rows(self, node: Node) -> list[tuple[str, str, dict]]:
         """Rows it adds to the documents' notation table: (LaTeX, message key, values for the message)."""

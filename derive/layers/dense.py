@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.layers.base import LayerKind, Node, Option, entry_of, register, whole_number
+from derive.layers.base import LayerKind, Node, Option, entry_of, norm_symbol, register, whole_number
 from derive.notation import LayerRef, Q, Quantity
 
 
@@ -35,6 +35,10 @@ class Dense(LayerKind):
 
     def parameters(self, node: Node) -> tuple[Quantity, ...]:
         return (Q("W", node.layer), Q("b", node.layer))
+
+    def error_gain(self, node: Node, k: int, slope) -> sp.Expr:
+        """∂C/∂a = Wᵀδ: each entry a weighted sum of the errors, at most the largest column sum of |W|."""
+        return norm_symbol(Q("W", node.layer))
 
     def parameter_axes(self, node: Node, param: Quantity) -> tuple[LayerRef, ...]:
         return (node.layer, node.inputs[0].layer) if param.kind == "W" else (node.layer,)
