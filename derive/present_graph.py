@@ -202,7 +202,7 @@ def _meaning(lesson: Lesson, derivation: Derivation, text: Text, refs: Refs) -> 
     factor = factor if bound.factor.is_Atom or bound.factor.is_Mul else rf"\left({factor}\right)"
     return out[:2] + [blocks.Paragraph(text("graph_meaning.bound")),
                       blocks.Equation(rf"{largest(1)} \le {factor} \, {largest(bound.output)}"),
-                      blocks.Paragraph(text("graph_meaning.bound_paths"))] + out[2:]
+                      *([blocks.Paragraph(text("graph_meaning.bound_paths"))] if _skips(derivation) else [])] + out[2:]
 
 
 def _skips(derivation: Derivation) -> bool:
