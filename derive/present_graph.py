@@ -49,7 +49,7 @@ from derive.present_functions import display_name, penalty_notation
 from derive import present_lesson as lesson_blocks
 from derive.present_notation import notation_blocks, notation_map_blocks
 from derive.lesson.graph_bound import error_bound
-from derive.lesson.practice import moving_weight, shrunk_sizes
+from derive.lesson.practice import shrunk_sizes
 from derive.present_practice import check_box_blocks
 from derive.printing import latex, words
 from derive.verify import Report
@@ -310,15 +310,15 @@ def _check_box(lesson: Lesson, derivation: Derivation, text: Text) -> list:
     """The reader's gradient check: at the worked example's point, or, where the document prints no
     example (images, tokens), at the same kind of point on a smaller copy of the network, whose sizes
     it names."""
-    if lesson.example is not None:
-        return check_box_blocks(lesson.example, derivation, text, keys="graph_check", choose=moving_weight)
-    if lesson.point is None:
+    if lesson.check is None:
         return []
+    if lesson.example is not None:
+        return check_box_blocks(lesson.example, derivation, text, keys="graph_check", checks=lesson.check)
     separator = text.raw("refs.list_separator")
     shape = lambda size: str(size) if not isinstance(size, tuple) else f"({', '.join(map(str, size))})"  # noqa: E731
     sizes = separator.join(shape(n) for n in shrunk_sizes(derivation.model.network, lesson.point.sizes))
     own = separator.join(shape(n) for n in derivation.model.sizes)
-    return check_box_blocks(lesson.point, derivation, text, keys="graph_check", choose=moving_weight,
+    return check_box_blocks(lesson.point, derivation, text, keys="graph_check", checks=lesson.check,
                             intro="check_intro_copy", sizes=sizes, own=own)
 
 

@@ -12,13 +12,12 @@ import sympy as sp
 from derive import document as blocks
 from derive.derivation import Derivation
 from derive.lesson import Lesson
-from derive.lesson.practice import OTHER_RATE, STEP, central_difference, check_script, other_step, scaled_costs
+from derive.lesson.practice import OTHER_RATE, STEPS, central_difference, check_script, other_step, scaled_costs
 from derive.lesson.worked_example import entries
 from derive.notation import Q
 from derive.present_lesson import _display_entry, _errors, _hand_check, _matrix, _number, _stated, _unchecked_unit
 from derive.printing import times_sign
 
-STEPS = (STEP * 10, STEP)  # two steps h: the difference shrinks like h²
 
 
 def _digits(value, digits: int = 10) -> str:
@@ -36,15 +35,16 @@ def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, 
     return check_box_blocks(lesson.example, derivation, text) + [blocks.Paragraph(_certificate(report, text))]
 
 
-def check_box_blocks(example, derivation: Derivation, text, keys: str = "practice", choose=None,
+def check_box_blocks(example, derivation: Derivation, text, keys: str = "practice", checks=None,
                      intro: str = "check_intro", **fields) -> list:
     """The box "check your gradient yourself": one weight of the point `example` (the first, or the
-    one `choose` picks) moved by ±h, the two losses, their slope and backpropagation's gradient,
+    one of the central differences `checks` computed before) moved by ±h, the two losses, their slope and backpropagation's gradient,
     computed in the point's arithmetic, and how the agreement changes with a ten times larger step.
     `keys`: the catalog table of its paragraphs (the lesson's points to its exercise; another
     network's document has none), `intro` its opening's key, `fields` what that needs besides. Nothing
     when there is no point or no weight to move."""
-    checks = [central_difference(derivation, example, h, choose) for h in STEPS] if example is not None else []
+    if checks is None:
+        checks = [central_difference(derivation, example, h) for h in STEPS] if example is not None else []
     if not (checks and all(checks)):
         return []
     first, last = checks[0], checks[-1]

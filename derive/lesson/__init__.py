@@ -15,6 +15,7 @@ class Lesson:
     slopes: object  # slopes.PathBound
     costs: object  # cost.Costs
     point: object = None  # the example's numbers where none is printed (images, tokens): for the gradient check
+    check: tuple | None = None  # a graph document's gradient check at the example or that point (practice.py)
 
 
 SECONDS = 5.0  # CPU time each part may take; a user-written function can make exact values explode
@@ -35,8 +36,12 @@ def study(derivation) -> Lesson:
     several_axes = any(isinstance(entry, tuple) for entry in derivation.model.sizes)
     point = _bounded(worked_example, derivation)
     example = None if several_axes else point
+    from derive.lesson.practice import gradient_check
+
+    check = None if derivation.model.is_chain or point is None else \
+        _bounded(lambda d: gradient_check(d, point), derivation)  # the MLP's box computes its own
     return Lesson(example, _bounded(compare_losses, derivation), path_bound(derivation), costs(derivation),
-                  point=point if several_axes else None)
+                  point=point if several_axes else None, check=check)
 
 
 def _bounded(part, derivation):

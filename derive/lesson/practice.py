@@ -102,6 +102,16 @@ def central_difference(derivation: Derivation, example: WorkedExample, step: sp.
     return CentralDifference(weight, index, step, up, down, (up - down) / (2 * step), gradient)
 
 
+STEPS = (STEP * 10, STEP)  # the box's two steps h: the difference shrinks like h²
+
+
+def gradient_check(derivation: Derivation, point: WorkedExample) -> tuple[CentralDifference, ...] | None:
+    """The box's central differences at both steps on the first weight with a gradient at `point`
+    (computed once per run: every format prints the same numbers)."""
+    checks = tuple(central_difference(derivation, point, h, moving_weight) for h in STEPS)
+    return checks if all(checks) else None
+
+
 def other_step(derivation: Derivation, example: WorkedExample, rate: sp.Rational = OTHER_RATE) -> tuple[dict, sp.Expr]:
     """The worked example's step with another learning rate: the updated parameters and the loss after it."""
     updated = _step(derivation, _numbers(example.point, example.exact), example.gradients, rate)
@@ -168,5 +178,5 @@ def run_check_script(model, module) -> str | None:
     return out.getvalue().strip()
 
 
-__all__ = ["CentralDifference", "central_difference", "moving_weight", "shrunk_sizes", "other_step", "scaled_costs", "check_script",
+__all__ = ["CentralDifference", "central_difference", "moving_weight", "shrunk_sizes", "gradient_check", "STEPS", "other_step", "scaled_costs", "check_script",
            "run_check_script", "STEP", "OTHER_RATE"]
