@@ -12,14 +12,11 @@ import sympy as sp
 from derive import document as blocks
 from derive.derivation import Derivation
 from derive.lesson import Lesson
-from derive.lesson.practice import OTHER_RATE, STEP, central_difference, check_script, other_step, scaled_costs
+from derive.lesson.practice import OTHER_RATE, check_script, scaled_costs
 from derive.lesson.worked_example import entries
 from derive.notation import Q
 from derive.present_lesson import _display_entry, _errors, _hand_check, _matrix, _number, _stated, _unchecked_unit
 from derive.printing import times_sign
-
-STEPS = (STEP * 10, STEP)  # two steps h: the difference shrinks like h²
-
 
 def _digits(value, digits: int = 10) -> str:
     """A number to `digits` significant figures, in the document's scientific form below 0.01."""
@@ -35,7 +32,7 @@ def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, 
     certificate's result in one sentence."""
     out = []
     example = lesson.example
-    checks = [central_difference(derivation, example, h) for h in STEPS] if example is not None else []
+    checks = list(lesson.practice.checks) if example is not None else []
     if checks and all(checks):
         first, last = checks[0], checks[-1]
         weight = _display_entry(first.weight, first.index)
@@ -139,7 +136,7 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
                 out += [blocks.Paragraph(head + text("practice.answer_hand") if q is data[0] else text("practice.answer_next")),
                         display]
         elif key == "rate":
-            updated, after = other_step(derivation, example, OTHER_RATE)
+            updated, after = lesson.practice.other
             value = updated[(data.label, fields["entry"])]
             out.append(blocks.Paragraph(head + text("practice.answer_rate", weight=fields["weight"], value=_number(value),
                                                     rate=fields["rate"], before=_number(example.loss),

@@ -14,6 +14,7 @@ class Lesson:
     comparison: object | None  # loss_choice.LossComparison, when the output has a usual alternative loss
     slopes: object  # slopes.PathBound
     costs: object  # cost.Costs
+    practice: object | None = None  # practice.Practice: the reader's checks, for a chain's document with an example
 
 
 SECONDS = 5.0  # CPU time each part may take; a user-written function can make exact values explode
@@ -26,13 +27,16 @@ def study(derivation) -> Lesson:
     check (a typed cosh(z)**64 three layers deep), is left out of the document rather than guessed."""
     from derive.lesson.cost import costs
     from derive.lesson.loss_choice import compare_losses
+    from derive.lesson.practice import practice
     from derive.lesson.slopes import path_bound
     from derive.lesson.worked_example import worked_example
 
     # a worked example prints every entry of every vector: not for images (channels × rows × columns)
     several_axes = any(isinstance(entry, tuple) for entry in derivation.model.sizes)
     example = None if several_axes else _bounded(worked_example, derivation)
-    return Lesson(example, _bounded(compare_losses, derivation), path_bound(derivation), costs(derivation))
+    # the reader's checks beside the example they redo (only the chain's document prints them)
+    checks = practice(derivation, example) if example is not None and derivation.model.is_chain else None
+    return Lesson(example, _bounded(compare_losses, derivation), path_bound(derivation), costs(derivation), checks)
 
 
 def _bounded(part, derivation):
