@@ -77,16 +77,18 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) -
     if free and not expr.atoms(sp.Indexed):  # the same value in every entry
         return expr * Ones(_activations_over(free))
     from derive import attnops, convforms  # attention's key softmax; convolution, flatten and their backward forms
+    from derive.windowsizes import window_forms_possible
 
     found = attnops.recognise(expr, free)
     if found is not None:
         return found
-    found = convforms.recognise(expr, free, to_matrix_form)
-    if found is not None:
-        return found
-    unflattened = convforms.unflatten_form(expr, free, to_matrix_form)
-    if unflattened is not None:
-        return unflattened
+    if window_forms_possible():
+        found = convforms.recognise(expr, free, to_matrix_form)
+        if found is not None:
+            return found
+        unflattened = convforms.unflatten_form(expr, free, to_matrix_form)
+        if unflattened is not None:
+            return unflattened
     return _any_form(expr, free, row)
 
 

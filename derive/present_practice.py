@@ -12,12 +12,11 @@ import sympy as sp
 from derive import document as blocks
 from derive.derivation import Derivation
 from derive.lesson import Lesson
-from derive.lesson.practice import OTHER_RATE, STEPS, central_difference, check_script, other_step, scaled_costs
+from derive.lesson.practice import OTHER_RATE, STEPS, central_difference, check_script, scaled_costs
 from derive.lesson.worked_example import entries
 from derive.notation import Q
 from derive.present_lesson import _display_entry, _errors, _hand_check, _matrix, _number, _stated, _unchecked_unit
 from derive.printing import times_sign
-
 
 
 def _digits(value, digits: int = 10) -> str:
@@ -32,7 +31,8 @@ def _h(step: sp.Rational) -> str:
 def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, refs) -> list:
     """The lesson's appendix B: a central difference on one weight, with its numbers, and the
     certificate's result in one sentence."""
-    return check_box_blocks(lesson.example, derivation, text) + [blocks.Paragraph(_certificate(report, text))]
+    checks = list(lesson.practice.checks) if lesson.practice is not None else []
+    return check_box_blocks(lesson.example, derivation, text, checks=checks) + [blocks.Paragraph(_certificate(report, text))]
 
 
 def check_box_blocks(example, derivation: Derivation, text, keys: str = "practice", checks=None,
@@ -162,7 +162,7 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
                 out += [blocks.Paragraph(head + text("practice.answer_hand") if q is data[0] else text("practice.answer_next")),
                         display]
         elif key == "rate":
-            updated, after = other_step(derivation, example, OTHER_RATE)
+            updated, after = lesson.practice.other
             value = updated[(data.label, fields["entry"])]
             out.append(blocks.Paragraph(head + text("practice.answer_rate", weight=fields["weight"], value=_number(value),
                                                     rate=fields["rate"], before=_number(example.loss),

@@ -120,6 +120,24 @@ def network_sizes(network) -> Iterator[None]:
         _NETWORK.reset(token)
 
 
+# the kinds of a network of dense layers, element-wise or vector activations and residual sums: none
+# of their formulas is a convolution's, a pooling's, a flatten's or a position mean (`convforms`)
+_PLAIN_KINDS = frozenset({"dense", "activation", "softmax", "log_softmax", "loss", "add"})
+_PLAIN: list = [None, False]  # the last network asked about, and the answer
+
+
+def window_forms_possible() -> bool:
+    """Whether a formula of the network being derived may be one of `convforms`: not for a network of
+    plain kinds only, where trying those recognisers on every formula took a fifth of its matrix
+    forms; with no network known (a formula on its own), always."""
+    network = _NETWORK.get()
+    if network is None:
+        return True
+    if _PLAIN[0] is not network:
+        _PLAIN[:] = [network, all(node.kind.name in _PLAIN_KINDS for node in network.nodes)]
+    return not _PLAIN[1]
+
+
 def fix_sizes(env: dict) -> dict:
     network = _NETWORK.get()
     return env if network is None else consistent_sizes(network, env)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.catalog import Activation
-from derive.layers.base import LayerKind, Node, Option, entry_of, register
+from derive.layers.base import LayerKind, Node, Option, entry_of, pure_entry, register
 from derive.notation import A, Axis, Z, index, size
 from derive.matrixform import RowBroadcast
 from derive.rewrite import LogSumExp, activation_derivative, softmax_in_terms_of_output, softmax_stable
@@ -51,6 +51,7 @@ class Elementwise(_ActivationKind):
 
         return activation_kind(resolve_activation(values["function"], option="function"))
 
+    @pure_entry
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
         return self.activation.entry(entry_of(node.inputs[0], unit, sample))
 

@@ -89,6 +89,28 @@ def norm_symbol(param: Quantity) -> sp.Symbol:
     return sp.Symbol(f"norm_{param.label}", positive=True)
 
 
+_ENTRIES_KEPT = 4096  # entries a pure kind keeps (forgotten all at once beyond, as a process derives many networks)
+
+
+def pure_entry(method: Callable) -> Callable:
+    """Memoise a kind's `entry` that depends on its node, unit and sample only: the derivation asks
+    for each entry several times (the forward formula, then the chain rule once per input and per
+    parameter), and building it (a sum, an activation applied to an entry) is SymPy work each time."""
+    kept: dict = {}
+
+    def entry(self, node: Node, unit, sample):
+        key = (node, unit, sample)
+        found = kept.get(key)
+        if found is None:
+            if len(kept) >= _ENTRIES_KEPT:
+                kept.clear()
+            found = kept[key] = method(self, node, unit, sample)
+        return found
+
+    entry.__doc__, entry.__name__ = method.__doc__, method.__name__
+    return entry
+
+
 def entry_of(quantity: Quantity, unit, sample: sp.Expr | None) -> sp.Indexed:
     """One entry of a per-sample quantity (sample None) or of its minibatch form (the sample index
     last): `unit` is one index, or a tuple of indices for a quantity with several axes."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.layers.base import LayerKind, Node, Option, entry_of, norm_symbol, register, whole_number
+from derive.layers.base import LayerKind, Node, Option, entry_of, norm_symbol, pure_entry, register, whole_number
 from derive.notation import LayerRef, Q, Quantity
 
 
@@ -49,6 +49,7 @@ class Dense(LayerKind):
     def units(self, node: Node, input_units: tuple[int, ...]) -> int:
         return self.units_out
 
+    @pure_entry
     def entry(self, node: Node, unit: sp.Idx, sample: sp.Idx | None) -> sp.Expr:
         j = node.in_index("j")
         W, b = (p.base for p in self.parameters(node))

@@ -16,6 +16,7 @@ class Lesson:
     costs: object  # cost.Costs
     point: object = None  # the example's numbers where none is printed (images, tokens): for the gradient check
     check: tuple | None = None  # a graph document's gradient check at the example or that point (practice.py)
+    practice: object | None = None  # practice.Practice: the reader's checks, for a chain's document with an example
 
 
 SECONDS = 5.0  # CPU time each part may take; a user-written function can make exact values explode
@@ -28,6 +29,7 @@ def study(derivation) -> Lesson:
     check (a typed cosh(z)**64 three layers deep), is left out of the document rather than guessed."""
     from derive.lesson.cost import costs
     from derive.lesson.loss_choice import compare_losses
+    from derive.lesson.practice import gradient_check, practice
     from derive.lesson.slopes import path_bound
     from derive.lesson.worked_example import worked_example
 
@@ -36,12 +38,12 @@ def study(derivation) -> Lesson:
     several_axes = any(isinstance(entry, tuple) for entry in derivation.model.sizes)
     point = _bounded(worked_example, derivation)
     example = None if several_axes else point
-    from derive.lesson.practice import gradient_check
-
     check = None if derivation.model.is_chain or point is None else \
         _bounded(lambda d: gradient_check(d, point), derivation)  # the MLP's box computes its own
+    # the reader's checks beside the example they redo (only the chain's document prints them)
+    checks = practice(derivation, example) if example is not None and derivation.model.is_chain else None
     return Lesson(example, _bounded(compare_losses, derivation), path_bound(derivation), costs(derivation),
-                  point=point if several_axes else None, check=check)
+                  point=point if several_axes else None, check=check, practice=checks)
 
 
 def _bounded(part, derivation):

@@ -24,6 +24,7 @@ from derive.verify_symbolic import _parameter_entries, _parameters, evaluate_pas
 
 STEP = sp.Rational(1, 10**4)  # h of the box: small against the weight, large against 50 digits
 OTHER_RATE = sp.Rational(1, 10)  # the learning rate of the exercise that redoes the update
+STEPS = (STEP * 10, STEP)  # the box's two steps h: the difference shrinks like h²
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,20 @@ def other_step(derivation: Derivation, example: WorkedExample, rate: sp.Rational
     updated = _step(derivation, _numbers(example.point, example.exact), example.gradients, rate)
     after, _ = evaluate_pass(derivation, False, updated, example.sizes)
     return updated, _loss(derivation, after, example.sizes)
+
+
+@dataclass(frozen=True)
+class Practice:
+    """The figures of the reader's checks, computed once per derivation: every format prints them,
+    and each costs forward passes in 50-digit arithmetic."""
+
+    checks: tuple  # central_difference at each of STEPS (None where it does not apply)
+    other: tuple[dict, sp.Expr]  # other_step at OTHER_RATE: the updated parameters and the loss after
+
+
+def practice(derivation: Derivation, example: WorkedExample) -> Practice:
+    return Practice(tuple(central_difference(derivation, example, h) for h in STEPS),
+                    other_step(derivation, example, OTHER_RATE))
 
 
 def scaled_costs(costs, sizes: dict, factor: int = 2) -> tuple[dict, int, int, int]:
