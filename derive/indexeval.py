@@ -440,10 +440,43 @@ def _extreme(func, parts: list) -> Callable:
         got = [p(values, env) for p in parts]
         for g in got:
             if not isinstance(g, _PY):
-                return func(*[to_sympy(g) for g in got])
+                return _symbolic_extreme(func, [to_sympy(g) for g in got])
         return pick(got)
 
     return extreme
+
+
+def _symbolic_extreme(func, args: list):
+    """func(*args) for arguments that are not all exact numbers: SymPy's, but where they are symbols
+    (the placeholders of a written-out window: Max(a, b, c, d) of a max pooling, Max(0, z) of a
+    relu), SymPy is asked once per pattern — the same numbers, and symbols of the same assumptions
+    in the same places — with standard symbols in their place. If it keeps every argument there, no
+    argument is comparable with another on the assumptions alone (which renaming does not change),
+    and it keeps every one here: the same object, built without its pairwise comparisons, which
+    query the assumptions of every pair at every window."""
+    standard: dict = {}
+    pattern = []
+    for a in args:
+        if type(a) is sp.Symbol:
+            if a not in standard:
+                standard[a] = len(standard)
+            pattern.append((standard[a], tuple(sorted(a.assumptions0.items()))))
+        elif a.is_Number:
+            pattern.append((type(a), a))  # its type too: 0 and 0.0 are different arguments
+        else:
+            return func(*args)
+    if not standard or not _keeps_every_argument(func, tuple(pattern)):
+        return func(*args)
+    return func(*args, evaluate=False)
+
+
+@lru_cache(maxsize=1024)
+def _keeps_every_argument(func, pattern: tuple) -> bool:
+    """Whether SymPy's func keeps every distinct argument of this pattern (numbers as (type, number),
+    symbols as (position, assumptions)) when it evaluates."""
+    args = [p[1] if isinstance(p[1], sp.Basic) else sp.Symbol(f"_extreme{p[0]}", **dict(p[1])) for p in pattern]
+    result = func(*args)
+    return isinstance(result, func) and set(result.args) == set(args)
 
 
 def _step(parts: list) -> Callable:

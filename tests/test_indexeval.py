@@ -146,3 +146,28 @@ def test_affine_guards_and_the_ranges_they_cut_are_sympys():
         for size in (1, 4):
             expected = sum((values[("x", (k,))] for k in range(10) if relation(slope * k + offset - size, 0)), Fraction(0))
             assert evaluate(sp.Sum(guarded, (i, 0, 9)), values, {n: size}) == expected, (slope, offset, relation, size)
+
+
+def test_max_and_min_of_placeholders_are_sympys_own():
+    """Max and Min with symbols among their arguments (a window written out over placeholders) are
+    SymPy's evaluated Max and Min, object for object, whether they keep every argument (built without
+    the pairwise comparisons) or drop some (a number below another, a positive symbol above 0,
+    a repeated symbol, −∞)."""
+    import random
+
+    from derive.indexeval import _symbolic_extreme
+
+    rng = random.Random(3)
+    pool = [*sp.symbols("a b c d", real=True), sp.Symbol("p", positive=True), sp.Symbol("q", negative=True),
+            sp.Symbol("r", nonnegative=True), sp.S.Zero, sp.S.One, sp.Rational(-1, 2), sp.Float(0.25, 50), -sp.oo]
+    kept = dropped = 0
+    for _ in range(400):
+        args = [rng.choice(pool) for _ in range(rng.randint(1, 5))]
+        for func in (sp.Max, sp.Min):
+            expected, got = func(*args), _symbolic_extreme(func, list(args))
+            assert type(got) is type(expected) and sp.srepr(got) == sp.srepr(expected), (func, args)
+            if isinstance(expected, func):
+                assert got._argset == expected._argset
+                kept += len(set(args)) == len(expected.args)
+            dropped += not isinstance(expected, func) or len(set(args)) != len(expected.args)
+    assert kept > 50 and dropped > 50
