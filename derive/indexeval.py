@@ -211,6 +211,9 @@ def _condition(expr: sp.Basic) -> Callable:
                         return False
                 return True
 
+            gaps = [_gap(a) if type(a) in _COMPARE else None for a in expr.args]
+            if all(g is not None for g in gaps):
+                return _linear_conjunction(gaps, every)
             return every
 
         def some(values, env):
@@ -226,6 +229,7 @@ def _condition(expr: sp.Basic) -> Callable:
     if type(expr) in _COMPARE:
         compare, func = _COMPARE[type(expr)], expr.func
         lhs, rhs = (_index(side) for side in expr.args)
+        gap = _gap(expr)
 
         def relation(values, env):
             left, right = lhs(values, env), rhs(values, env)
@@ -234,9 +238,94 @@ def _condition(expr: sp.Basic) -> Callable:
             found = func(to_sympy(left), to_sympy(right))
             return True if found is sp.true else False if found is sp.false else found
 
-        return relation
+        if gap is None:
+            return relation
+        return _linear_relation(gap, relation)
     value = _value(expr)
     return lambda values, env: (lambda v: True if v is sp.true else False if v is sp.false else v)(value(values, env))
+
+
+_SIGN_TEST = {sp.StrictGreaterThan: 0, sp.GreaterThan: 1, sp.StrictLessThan: 2, sp.LessThan: 3,
+              sp.Equality: 4, sp.Unequality: 5}
+
+
+def _terms(expr: sp.Basic) -> tuple | None:
+    """An index expression as (constant, ((slot, coefficient), …)) with exact rational numbers when it
+    is c₀ + Σ cₖ·iₖ (as `_affine` reads it, a lone index or a number included); None otherwise."""
+    number = lambda c: int(c) if c.is_Integer else Fraction(int(c.p), int(c.q))  # noqa: E731
+    if expr.is_Rational:
+        return number(expr), ()
+    if isinstance(expr, (sp.Idx, sp.Symbol)):
+        return 0, ((_slot(expr), 1),)
+    if not expr.is_Add and not expr.is_Mul:
+        return None
+    constant, pairs = 0, []
+    for term in sp.Add.make_args(expr):
+        coefficient, rest = term.as_coeff_Mul()
+        if not coefficient.is_Rational:
+            return None
+        if rest == 1:
+            constant += number(coefficient)
+        elif isinstance(rest, (sp.Idx, sp.Symbol)):
+            pairs.append((_slot(rest), number(coefficient)))
+        else:
+            return None
+    return constant, tuple(pairs)
+
+
+def _gap(relation: sp.Basic) -> tuple | None:
+    """A comparison of two affine index expressions as (test, constant, pairs): left − right as one
+    affine form (every index of both sides kept, none cancelled, so that it is evaluated exactly when
+    both sides are) and the test of its sign that the comparison is; None if a side is not affine."""
+    left, right = (_terms(side) for side in relation.args)
+    if left is None or right is None:
+        return None
+    pairs = left[1] + tuple((slot, -c) for slot, c in right[1])
+    constant = left[0] - right[0]
+    # scaled by the positive common denominator of its coefficients: the same sign, in ints
+    scale = math.lcm(*(c.denominator for c in (constant, *(c for _, c in pairs))))
+    return (_SIGN_TEST[type(relation)], int(constant * scale),
+            tuple((slot, int(c * scale)) for slot, c in pairs))
+
+
+def _gap_holds(gap: tuple, env) -> bool | None:
+    """Whether the comparison holds where every index of it is an int in `env`; None where one is not
+    (the caller then evaluates it the general way). Exact: a > b exactly when a − b > 0."""
+    test, total, pairs = gap
+    for slot, c in pairs:
+        value = env.get(slot, _MISSING)
+        if type(value) is not int:
+            return None
+        total += c * value
+    return (total > 0 if test == 0 else total >= 0 if test == 1 else total < 0 if test == 2 else
+            total <= 0 if test == 3 else total == 0 if test == 4 else total != 0)
+
+
+def _linear_relation(gap: tuple, general: Callable) -> Callable:
+    """One comparison of affine sides, decided on its gap without a closure per side: the guards of
+    every window are such comparisons, asked hundreds of thousands of times per run."""
+
+    def relation(values, env):
+        holds = _gap_holds(gap, env)
+        return general(values, env) if holds is None else holds
+
+    return relation
+
+
+def _linear_conjunction(gaps: list, general: Callable) -> Callable:
+    """An And of comparisons of affine sides (a window's guard: every index of it in range), each
+    decided on its gap in turn; where an index is not an int the general evaluation answers."""
+
+    def every(values, env):
+        for gap in gaps:
+            holds = _gap_holds(gap, env)
+            if holds is None:
+                return general(values, env)
+            if not holds:
+                return False
+        return True
+
+    return every
 
 
 # --------------------------------------------------------------------------------------------------
@@ -351,10 +440,43 @@ def _extreme(func, parts: list) -> Callable:
         got = [p(values, env) for p in parts]
         for g in got:
             if not isinstance(g, _PY):
-                return func(*[to_sympy(g) for g in got])
+                return _symbolic_extreme(func, [to_sympy(g) for g in got])
         return pick(got)
 
     return extreme
+
+
+def _symbolic_extreme(func, args: list):
+    """func(*args) for arguments that are not all exact numbers: SymPy's, but where they are symbols
+    (the placeholders of a written-out window: Max(a, b, c, d) of a max pooling, Max(0, z) of a
+    relu), SymPy is asked once per pattern — the same numbers, and symbols of the same assumptions
+    in the same places — with standard symbols in their place. If it keeps every argument there, no
+    argument is comparable with another on the assumptions alone (which renaming does not change),
+    and it keeps every one here: the same object, built without its pairwise comparisons, which
+    query the assumptions of every pair at every window."""
+    standard: dict = {}
+    pattern = []
+    for a in args:
+        if type(a) is sp.Symbol:
+            if a not in standard:
+                standard[a] = len(standard)
+            pattern.append((standard[a], tuple(sorted(a.assumptions0.items()))))
+        elif a.is_Number:
+            pattern.append((type(a), a))  # its type too: 0 and 0.0 are different arguments
+        else:
+            return func(*args)
+    if not standard or not _keeps_every_argument(func, tuple(pattern)):
+        return func(*args)
+    return func(*args, evaluate=False)
+
+
+@lru_cache(maxsize=1024)
+def _keeps_every_argument(func, pattern: tuple) -> bool:
+    """Whether SymPy's func keeps every distinct argument of this pattern (numbers as (type, number),
+    symbols as (position, assumptions)) when it evaluates."""
+    args = [p[1] if isinstance(p[1], sp.Basic) else sp.Symbol(f"_extreme{p[0]}", **dict(p[1])) for p in pattern]
+    result = func(*args)
+    return isinstance(result, func) and set(result.args) == set(args)
 
 
 def _step(parts: list) -> Callable:
@@ -397,6 +519,12 @@ def _sum(expr: sp.Sum) -> Callable:
         start, stop = int(low(values, env)), int(high(values, env))
         for slope, remainder, strict in bounds:  # the guards' range of i: every term outside it is 0
             r = remainder(values, env)
+            if type(r) is int:  # the edge −r/slope rounded by floor division, exactly
+                if slope > 0:
+                    start = max(start, (-r) // slope + 1 if strict else -(r // slope))
+                else:
+                    stop = min(stop, -(r // slope) - 1 if strict else (-r) // slope)
+                continue
             if not isinstance(r, _PY):
                 continue
             edge = Fraction(-r) / slope
@@ -450,14 +578,20 @@ def _guard_bounds(function: sp.Expr, i: sp.Idx, inner: set) -> list[tuple[int, C
 def _product(expr: sp.Mul) -> Callable:
     """All factors at once; a guard (an Iverson bracket, a Kronecker delta) that is 0 makes the
     product 0 before the other factors are read (they may name entries that do not exist there)."""
-    guards = [_value(a) for a in expr.args if isinstance(a, (Iverson, sp.KroneckerDelta))]
     parts = [_value(a) for a in expr.args]
+    guards = [(k, parts[k]) for k, a in enumerate(expr.args) if isinstance(a, (Iverson, sp.KroneckerDelta))]
+    others = [(k, parts[k]) for k, a in enumerate(expr.args) if not isinstance(a, (Iverson, sp.KroneckerDelta))]
+    count = len(parts)
 
     def product(values, env):
-        for guard in guards:
-            if guard(values, env) == 0:
+        got = [None] * count
+        for k, guard in guards:  # each guard once: its value is kept for the product
+            value = guard(values, env)
+            if value == 0:
                 return 0
-        got = [p(values, env) for p in parts]
+            got[k] = value
+        for k, part in others:
+            got[k] = part(values, env)
         if all(isinstance(g, _PY) for g in got):
             out = 1
             for g in got:

@@ -142,8 +142,22 @@ def conv_notation(derivation, text) -> list[tuple[str, str]]:
     if not has_windows(derivation):
         return []
     rows = [(symbol, text(key)) for symbol, key in NOTATION]
-    forms = " ".join(str(r.matrix_rhs) + " " + str(r.rhs) for p in derivation.passes() for r in p.results.values())
+    used = _operations_used(derivation)
     for name, symbol, key in OPERATIONS:
-        if f"{name}(" in forms or (name == "Col2imConv" and conv_nodes(derivation.model.network)):
+        if name in used or (name == "Col2imConv" and conv_nodes(derivation.model.network)):
             rows.append((symbol, text(key)))
     return rows
+
+
+def _operations_used(derivation) -> frozenset[str]:
+    """The window operations the derivation's formulas name, read from their printed forms once per
+    derivation: every document of a run (Markdown, LaTeX) asks, and printing every formula is the
+    cost."""
+    known = _USED.get(id(derivation))
+    if known is None or known[0] is not derivation:
+        forms = " ".join(str(r.matrix_rhs) + " " + str(r.rhs) for p in derivation.passes() for r in p.results.values())
+        known = _USED[id(derivation)] = (derivation, frozenset(name for name, _, _ in OPERATIONS if f"{name}(" in forms))
+    return known[1]
+
+
+_USED: dict = {}

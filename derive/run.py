@@ -152,6 +152,9 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     # its own CPU is the same, 0.87-0.97 s against 0.90-0.97 s). The point off the kinks is
     # searched there too, and the per-sample pass evaluated at it
     direct = DirectDifferentiation(model).start(Background, sample[0])
+    wants_documents = bool(set(spec.formats) - {"py", "json"})
+    if wants_documents:  # a convolution's proofs once, while the minibatch half is still derived
+        prove_convolutions(model)
     derivation = assemble(model, sample, minibatch.result())
     batch_check = Background(minibatch_check, derivation)  # exact arithmetic, while the code is written and run
     plan = plan_code(derivation)
@@ -159,14 +162,9 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     title = f"derive {__version__}: {spec.slug()}"
     source = model_source(derivation, title=title, command=command, training=training, initialisation=initialisation,
                           plan=plan)
-    lesson = study(derivation) if set(spec.formats) - {"py", "json"} else None  # before verify: it waits for `direct`
+    lesson = study(derivation) if wants_documents else None  # before verify: it waits for `direct`
     # the training checks need no direct differentiation: run them while that child finishes
     checks_of_training = training_checks(model, training, initialisation, source)
-    if set(spec.formats) - {"py", "json"}:  # a convolution's proofs once, while the minibatch check runs
-        from derive.convproof import conv_nodes, prove
-
-        for node in conv_nodes(model.network):
-            prove(node, model.network)
     report = verify(derivation, source, direct, batch_check)
     report.checks += checks_of_training
     files: dict[str, bytes] = {}
@@ -215,6 +213,18 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
 
         files[FILE_NAMES["pdf"]] = compile_tex(tex, spec.lang)
     return Outcome(spec, derivation, report, files, time.perf_counter() - start, training, initialisation)
+
+
+def prove_convolutions(model) -> None:
+    """The three forms of each convolution's input error proved equal (remembered for the documents,
+    which quote the proof). They need the network only, not the derivation: the run proves them while
+    the minibatch half is derived in a second process, where this process would otherwise wait (and
+    the stretch after it has the minibatch check, the direct differentiation and the code checks
+    sharing two cores)."""
+    from derive.convproof import conv_nodes, prove
+
+    for node in conv_nodes(model.network):
+        prove(node, model.network)
 
 
 def document_builder(model):

@@ -206,3 +206,21 @@ def test_dilated_max_pooling_is_derived_and_its_code_checked():
     loss.backward()
     np.testing.assert_allclose(grads["K1"], K.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(grads["W4"], W.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_the_notation_table_names_the_window_operations_the_formulas_use():
+    """conv_notation reads the operations off the printed formulas, once per derivation (both
+    documents of a run ask): max pooling's rows appear only where a max pooling is derived, and the
+    answer does not change when it is asked again or for a second derivation."""
+    from derive.present import Text
+    from derive.present_conv import conv_notation
+
+    text = Text("en", "md")
+    pooled = dict(STRIDED, layers=[*STRIDED["layers"][:2], {"kind": "max_pool2d", "kernel": 2},
+                                   *STRIDED["layers"][2:]])
+    plain, pooling = _derive(STRIDED), _derive(pooled)
+    symbols = lambda d: [symbol for symbol, _ in conv_notation(d, text)]  # noqa: E731
+    assert r"\operatorname{maxpool}" in symbols(pooling) and r"\operatorname{maxpool}" not in symbols(plain)
+    assert r"\operatorname{route}_{\max}" in symbols(pooling)
+    assert r"\operatorname{fold}" in symbols(plain) and r"\operatorname{fold}" in symbols(pooling)
+    assert symbols(plain) == symbols(plain) and symbols(pooling) == symbols(pooling)

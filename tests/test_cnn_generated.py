@@ -149,6 +149,16 @@ OVERLAPPING = {
         {"kind": "max_pool2d", "kernel": 3, "stride": 2, "padding": 1},
         {"kind": "flatten"},
         {"kind": "dense", "units": 3, "activation": "softmax"}]},
+    # windows one entry wide: 1×2 after relu (pooled before it in the training step), 2×1 padded and
+    # overlapping, a 1×2 average of stride 1 padded on the long axis, a 2×1 max dilated along it
+    "narrow": {"input": [2, 6, 7], "loss": "cross_entropy", "layers": [
+        {"kind": "conv2d", "channels": 3, "kernel": 2, "activation": "relu"},
+        {"kind": "max_pool2d", "kernel": [1, 2]},
+        {"kind": "max_pool2d", "kernel": [2, 1], "stride": 1, "padding": [1, 0]},
+        {"kind": "avg_pool2d", "kernel": [1, 2], "stride": 1, "padding": [0, 1]},
+        {"kind": "max_pool2d", "kernel": [2, 1], "stride": [2, 1], "dilation": [2, 1]},
+        {"kind": "flatten"},
+        {"kind": "dense", "units": 3, "activation": "softmax"}]},
 }
 
 

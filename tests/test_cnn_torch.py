@@ -83,8 +83,13 @@ def test_convolution_and_its_gradients_match_torch(cfg):
 # for max pooling), the windows of the network whose proof failed in issue 10
 OVERLAPPING = [_tiling((3, 3), (1, 1), (1, 1), 5, 5), _tiling((3, 3), (2, 2), (1, 1), 7, 6),
                _tiling((2, 2), (1, 1), (1, 1), 6, 7)]
+# windows one entry wide, 1×2 and 2×1 (a network file may ask for them; a 1×1 max pool it may not):
+# tiling, overlapping and padded, strided across the narrow axis, dilated along the long one
+NARROW = [_tiling((1, 2), (1, 2), (0, 0), 5, 6), _tiling((2, 1), (2, 1), (0, 0), 6, 5),
+          _tiling((1, 2), (1, 1), (0, 1), 4, 7), _tiling((2, 1), (1, 1), (1, 0), 6, 3),
+          _tiling((1, 2), (2, 1), (0, 1), 7, 6, dilation=(1, 2)), _tiling((2, 1), (1, 3), (1, 0), 5, 8, dilation=(2, 1))]
 POOL = [c for c in _configurations(80, 2) if all(2 * p <= k for p, k in zip(c["padding"], c["kernel"]))][:32] + \
-    [c for c in TILINGS if c["dilation"] == (1, 1)] + OVERLAPPING
+    [c for c in TILINGS if c["dilation"] == (1, 1)] + OVERLAPPING + [c for c in NARROW if c["dilation"] == (1, 1)]
 
 
 @pytest.mark.parametrize("cfg", POOL, ids=[f"k{c['kernel']}s{c['stride']}p{c['padding']}" for c in POOL])
@@ -116,7 +121,7 @@ def _max_padding(c) -> dict:
 
 
 MAX = [m for m in (_max_padding(c) for c in _configurations(160, 4)) if m is not None][:40] + \
-    [dict(c, padding=(0, 0)) for c in TILINGS] + OVERLAPPING[:2] + [dict(OVERLAPPING[2], dilation=(2, 2))]
+    [dict(c, padding=(0, 0)) for c in TILINGS] + OVERLAPPING[:2] + [dict(OVERLAPPING[2], dilation=(2, 2))] + NARROW
 
 
 @pytest.mark.parametrize("cfg", MAX, ids=[f"k{c['kernel']}s{c['stride']}p{c['padding']}d{c['dilation']}" for c in MAX])
@@ -149,6 +154,11 @@ def test_the_configurations_cover_the_ranges_asked_for():
     assert {p for c in MAX for p in c["padding"]} == {0, 1, 2} and len(MAX) >= 40
     for configurations in (CONV, POOL, MAX):
         assert {_fold_way(c) for c in configurations} == {"overlapping", "disjoint", "tiling"}
+    for configurations in (POOL, MAX):  # the narrow windows, each way round, tiling and overlapping
+        narrow = [c for c in configurations if sorted(c["kernel"]) == [1, 2]]
+        assert {c["kernel"] for c in narrow} == {(1, 2), (2, 1)}
+        assert {_fold_way(c) for c in narrow} >= {"overlapping", "tiling"}
+        assert any(p > 0 for c in narrow for p in c["padding"])
 
 
 def test_float32_stays_float32():

@@ -111,3 +111,63 @@ def test_max_min_and_step_of_exact_numbers_are_sympys():
     y = sp.Symbol("y")
     assert evaluate(sp.Max(0, x[i]), {("x", (0,)): sp.Float("0.25", 50)}, {i: 0}) == sp.Float("0.25", 50)
     assert evaluate(sp.Max(y, x[i]), {("x", (0,)): Fraction(1, 2)}, {i: 0}) == sp.Max(y, sp.Rational(1, 2))
+
+
+def test_affine_guards_and_the_ranges_they_cut_are_sympys():
+    """Comparisons of affine index expressions (rational coefficients, an index on both sides, every
+    relation) are decided on one scaled integer gap, alone and in an And; a sum skips the terms its
+    guards exclude, by floor division when the remainder is an int, for either sign of the slope. Each
+    against SymPy deciding the same relation at the same ints, and against the sum written out."""
+    import itertools
+    import random
+
+    i, j = (sp.Idx(sp.Symbol(name, integer=True), (0, 9)) for name in "ij")
+    n = sp.Symbol("n", integer=True, positive=True)
+    x = sp.IndexedBase("x")
+    rng = random.Random(7)
+    relations = (sp.Gt, sp.Ge, sp.Lt, sp.Le, sp.Eq, sp.Ne)
+    coefficient = lambda: sp.Rational(rng.randint(-4, 4), rng.choice([1, 1, 2, 3]))  # noqa: E731
+    for _ in range(80):
+        sides = [coefficient() * i + coefficient() * n + coefficient(), coefficient() * j + coefficient() * i
+                 + rng.randint(-3, 3)]
+        relation = rng.choice(relations)(*sides)
+        if relation in (sp.true, sp.false):
+            continue
+        other = (j <= n + 1)
+        for values in itertools.product(range(-2, 3), range(-1, 2), (1, 3)):
+            env = dict(zip((i, j, n), values))
+            truth = relation.subs(env)
+            assert evaluate(Iverson(relation), {}, env) == (1 if truth else 0), (relation, env)
+            both = sp.And(relation, other)
+            assert evaluate(Iverson(both), {}, env) == (1 if truth and other.subs(env) else 0), (both, env)
+    values = {("x", (k,)): Fraction(k + 1, 3) for k in range(10)}
+    for slope, offset, relation in itertools.product((1, 2, -1, -3), range(-5, 6, 2), (sp.Ge, sp.Gt, sp.Le, sp.Lt)):
+        guarded = Iverson(relation(slope * i + offset - n, 0)) * x[i]
+        for size in (1, 4):
+            expected = sum((values[("x", (k,))] for k in range(10) if relation(slope * k + offset - size, 0)), Fraction(0))
+            assert evaluate(sp.Sum(guarded, (i, 0, 9)), values, {n: size}) == expected, (slope, offset, relation, size)
+
+
+def test_max_and_min_of_placeholders_are_sympys_own():
+    """Max and Min with symbols among their arguments (a window written out over placeholders) are
+    SymPy's evaluated Max and Min, object for object, whether they keep every argument (built without
+    the pairwise comparisons) or drop some (a number below another, a positive symbol above 0,
+    a repeated symbol, −∞)."""
+    import random
+
+    from derive.indexeval import _symbolic_extreme
+
+    rng = random.Random(3)
+    pool = [*sp.symbols("a b c d", real=True), sp.Symbol("p", positive=True), sp.Symbol("q", negative=True),
+            sp.Symbol("r", nonnegative=True), sp.S.Zero, sp.S.One, sp.Rational(-1, 2), sp.Float(0.25, 50), -sp.oo]
+    kept = dropped = 0
+    for _ in range(400):
+        args = [rng.choice(pool) for _ in range(rng.randint(1, 5))]
+        for func in (sp.Max, sp.Min):
+            expected, got = func(*args), _symbolic_extreme(func, list(args))
+            assert type(got) is type(expected) and sp.srepr(got) == sp.srepr(expected), (func, args)
+            if isinstance(expected, func):
+                assert got._argset == expected._argset
+                kept += len(set(args)) == len(expected.args)
+            dropped += not isinstance(expected, func) or len(set(args)) != len(expected.args)
+    assert kept > 50 and dropped > 50
