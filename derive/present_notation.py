@@ -110,7 +110,7 @@ DEFERRED = ("notation.samples", "notation.m", "notation.Cbar", "notation.matrice
 # the lesson defers more (review 20, defect 4): a small change Δ, the other units j′ of a layer, the sizes
 # n_in and n_out each get their definition where first used; its table keeps what a first reader needs
 _SIZES = r"n_\{(?:\s*|\\mathrm\{(?:in|out)\})\}"
-LEAN_ROWS = {"notation.indices": ("j', j''", "notation.index_other", r"(?<![A-Za-z\\])[jk]'"),
+LEAN_ROWS = {"notation.indices": ("j', j''", "notation.index_other", r"(?<![A-Za-z\\])j'"),
              "notation.n": ("n_{\\mathrm{in}},\\ n_{\\mathrm{out}}", "notation.n_sizes", _SIZES)}
 LEAN_DEFERRED = ("notation.change", "notation.index_other", "notation.n_sizes")
 
@@ -193,7 +193,7 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     for symbol, key, pattern in table:
         deferred |= {len(rows)} if key in DEFERRED or (lean and key in LEAN_DEFERRED) else set()
         if key == "notation.index_other":  # the lesson's j′ (and j″), apart from the unit indices
-            primes = sorted(i for i in indices_used(everything) if i.endswith("'") and i[0] in "jk")
+            primes = sorted(i for i in indices_used(everything) if i.endswith("'") and i[0] == "j")
             symbol = ", ".join(primes) or "j'"
             key = "notation.index_others" if len(primes) > 1 else key
         key = key + "_vector" if key == "notation.g" and vector_activation else key
@@ -257,7 +257,7 @@ def _unit_row(text, key: str, latex: str, lean: bool = False) -> tuple[str, str,
         return ("n_{l},\\ n_{\\mathrm{in}},\\ n_{\\mathrm{out}}" if sized else "n_{l}"), chosen, text.raw(chosen), {}
     used = indices_used(latex)
     if lean:  # the other units of a layer have a row of their own, where first used
-        used = {i for i in used if not i.endswith("'")}
+        used = {i for i in used if not (i.endswith("'") and i[0] == "j")}
     letters = [(letter, clause) for letter, clause in UNIT_INDICES if letter in used]
     if "j''" in used:  # one clause for the two other units of layer l
         letters = [(letter, "index_jprimes" if letter == "j'" else clause) for letter, clause in letters
