@@ -274,7 +274,7 @@ def test_the_lesson_states_the_four_equations_twice_and_explains_the_collapse_on
 def test_the_lesson_front_is_a_third_shorter_and_full_keeps_every_word(outcomes, name):
     """Review 20, defects 3-9: sections 1-13 of the lesson are at least 35 % shorter than they were
     (words in English, characters without spaces in Chinese; measured before this change: 4379, 4678
-    and 14349; after this change 2682, 2945 and 9305), and what the lesson leaves out is in `full`: the
+    and 14349; after this change 2682, 2947 and 9305), and what the lesson leaves out is in `full`: the
     goals, the glossary's definition and brackets, the instances of BP1 and BP2 under the box, the
     preview's meanings, the demon's footnote."""
     lesson, full = _md(outcomes(name, "lesson")), _md(outcomes(name, "full"))
