@@ -104,6 +104,7 @@ class Text:
         self.fmt = fmt
         self.defaults = defaults  # values every message may use, e.g. section numbers
         self.math_log: list[str] = []  # the formulas the prose wrote, in LaTeX (for the notation table)
+        self.variant = ""  # a suffix ("_lean": the lesson) whose messages, where the catalog has one, replace the plain key's
 
     def __call__(self, key: str, raw: dict[str, str] | None = None, **values) -> str:
         """The message `key` with its {placeholders} filled. `values` are text in the catalog's
@@ -135,7 +136,8 @@ class Text:
     def raw(self, key: str) -> str:
         """The message exactly as written in the catalog (settings such as `language.tex_preamble`)."""
         section, name = key.split(".", 1)
-        return self.catalog[section][name]
+        table = self.catalog[section]
+        return table[name + self.variant] if self.variant and name + self.variant in table else table[name]
 
     def title(self, table: str, name: str, fallback: str) -> str:
         """The display title of a catalog entry (activation, loss) in this language; entries the
@@ -233,8 +235,10 @@ def _paths(model, text: Text, refs: Refs) -> blocks.Paragraph:
     layer, counted here; the section after the four equations follows them (derive.lesson.paths) and
     adds the softmax's crossings, which this early in the lesson would need the softmax's Jacobian."""
     formula, _ = path_count(model.sizes, False)
-    key = "big_picture.paths_vector" if model.activations[-1].is_vector else "big_picture.paths"
-    return blocks.Paragraph(text(key, count=formula, raw={"paths": refs.section("paths")}))
+    vector = model.activations[-1].is_vector
+    _, terms = path_count(model.sizes, True) if vector else (formula, 0)  # with the softmax's fan-out (section 12's sum)
+    key = "big_picture.paths_vector" if vector else "big_picture.paths"
+    return blocks.Paragraph(text(key, count=formula, terms=terms, raw={"paths": refs.section("paths")}))
 
 
 def _activation_formula(act, layer) -> dict:
@@ -320,12 +324,15 @@ def _forward(derivation: Derivation, text: Text) -> list:
         _aligned([_unit_letters(sample_z), equation(Q("a", l).base[j], g(Q("z", l).base[j]))]),
         blocks.Paragraph(text("forward.vector")),
         _aligned([result_equation(sample_z), equation(Q("a", l).symbol, g(Q("z", l).symbol))]),
-        # the minibatch's matrices wait for the minibatch form and the algorithm, where they are used
-        blocks.Paragraph(text("forward.activations")),
-        _aligned([result_equation(derivation.sample.results[Q("a", k)]) for k in range(1, derivation.model.depth + 1)]),
     ]
+    if text.variant != "_lean":  # the lesson's table of section `network` already gives each layer's function
+        # the minibatch's matrices wait for the minibatch form and the algorithm, where they are used
+        out += [blocks.Paragraph(text("forward.activations")),
+                _aligned([result_equation(derivation.sample.results[Q("a", k)])
+                          for k in range(1, derivation.model.depth + 1)])]
     for layer, act in enumerate(derivation.model.activations, start=1):
-        if act.is_vector:  # softmax couples the units of its layer: its entries as derived
+        if act.is_vector and text.variant != "_lean":  # softmax couples the units of its layer: its entries as
+            # derived (the lesson's table of section `network` already shows them)
             a = derivation.sample.results[Q("a", layer)]
             # the lesson's letters: a_j over the sum of j' (j'' inside its derivative), as in the derivations
             (named,) = unit_letters([Step(a.lhs, a.rhs, "definition")])
@@ -453,7 +460,9 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
             blocks.Paragraph(" ".join(activation_notes(d, text, layers))),  # never empty: it names the layers
         ]
         stepped = d.branch_form is None and d.kink_convention and d.in_terms_of_output is None
-        if not stepped:
+        # the lesson leaves out the derivative on its own where the sigmoid's proof starts from it
+        proved = text.variant == "_lean" and d.in_terms_of_output is not None and _logistic_steps(d) is not None
+        if not stepped and not proved:
             out += [blocks.Paragraph(text("activations.computed")),
                     blocks.Equation(equation(sp.Derivative(gz, z), d.computed)["latex"])]
         notes = []
@@ -638,8 +647,12 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
                                 intro=text("output_error.general_first_vector"), relation=_relation,
                                 label="eq:bp1-general"),
             blocks.Paragraph(text("output_error.general_instance_vector")),
-            blocks.Derivation((blocks.Group("", (blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1",
-                                                            "eq:bp1-jacobian", named=True),)),)),  # (BP1), its one label
+            blocks.Derivation((blocks.Group("", (
+                # (BP1), its one label; the lesson names BP1 twice only (before the proofs, in the box), so here
+                # the line is the derivation's matrix form
+                blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], narrator.tag("tag.matrix_form"), "eq:bp1-jacobian")
+                if text.variant == "_lean" else
+                blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1", "eq:bp1-jacobian", named=True),)),)),
             blocks.Paragraph(text("output_error.meaning_vector")),  # what BP1 says, right after it
             blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=_slashed(general_bp1(elementwise_forms())["rhs"]))),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
@@ -757,6 +770,8 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
             ]
     else:
         out.append(blocks.Paragraph(text("recursion.mixed")))
+    if text.variant == "_lean" and general is not None and forms is not None and forms.hidden is not None:
+        return out  # the lesson: the general BP2 with this network's g' is enough; each layer's is in the algorithm
     out.append(blocks.Paragraph(text("recursion.per_layer_intro")))
     rows = []
     for layer in range(depth - 1, 0, -1):
@@ -806,7 +821,8 @@ def _parameters(derivation: Derivation, text: Text, narrator: Narrator, direct: 
 def _direct_reasons(text: Text, direct: bool) -> dict[str, str]:
     """The catalog keys of the sentences, one per kind of local derivative, that say why only one term
     of the chain-rule sum is left (the lesson prints that term at once); empty where every line is
-    printed (`full`)."""
+    printed (`full`). The lesson's catalog (`_lean`) says it once, at the output layer, and leaves the
+    later ones to the margin's name."""
     kinds = ("output", "loss", "upstream", "hidden", "bias", "weight")
     return {kind: f"direct.{kind}" if direct else "" for kind in kinds}
 
@@ -860,15 +876,15 @@ def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple
     return out + [_steps(narrator, derivation.updates[key], intro=text("update.rule"), ref=gradient_ref)]
 
 
-def _learn(lesson: Lesson, text: Text, refs: Refs) -> list:
+def _learn(lesson: Lesson, text: Text, refs: Refs, lean: bool = False) -> list:
     """The opening, why before how: what is wanted (the rate of change of the loss with every
     parameter), why not by nudging each parameter (the cost counted for this network), and what the
     reader will be able to do. No equation is boxed before it is derived (section `summary`)."""
     return [*lesson_blocks.motivation_blocks(lesson, text, refs, opening=True),
-            *lesson_blocks.goal_blocks(text, lesson, ahead=True)]
+            *([] if lean else lesson_blocks.goal_blocks(text, lesson, ahead=True))]  # the lesson starts at once
 
 
-def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> list:
+def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson, lean: bool = False) -> list:
     """The four equations, boxed once after they are derived, each with its meaning and the
     equation that derives it."""
     rows = _summary_rows(derivation, batch=False)
@@ -898,11 +914,13 @@ def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> 
                                   text("learn.case_softmax", form=general_bp1(forms)["rhs"])),
                                  intro=text("learn.cases"))]
     instance = [(tag, e) for tag, e in rows if tag in ("BP1", "BP2")]
+    if lean:  # the lesson boxes the four equations once; this network's BP1 and BP2 are in sections 8 and 9
+        instance = []
     return lesson_blocks.learn_blocks(text, general, meanings, lesson, instance=instance,
                                       vector="_vector" if forms.vector else "", goals=False, cases=cases)
 
 
-def _preview(derivation: Derivation, text: Text) -> list:
+def _preview(derivation: Derivation, text: Text, lean: bool = False) -> list:
     """The four equations stated before they are proved, each with one line of meaning, so that every
     derivation that follows has a visible goal (Nielsen's order: state, then prove). They are the
     engine's general forms, the ones section `summary` boxes once they are proved (the equations
@@ -916,6 +934,8 @@ def _preview(derivation: Derivation, text: Text) -> list:
     tags = list(dict.fromkeys(tag for tag, _ in rows))
     meanings = [text(f"preview.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else "")) for tag in tags]
     display = blocks.Derivation((blocks.Group("", tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows)),))
+    if lean:  # the lesson says what each one means once, under the box
+        return [blocks.Paragraph(text("preview.intro")), display]
     return [blocks.Paragraph(text("preview.intro")), display, blocks.ItemList(tuple(meanings))]
 
 
@@ -1204,6 +1224,7 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
             at = next((n for n, block in enumerate(built[key]) if any(re.search(p, _formulas(block)) for p in patterns)), at)
         built[key] = built[key][:at] + tuple(lead) + built[key][at:]
     built = {key: settle_clauses(section) for key, section in built.items()}  # the clauses not needed
+    built = {key: tuple(b for b in section if not _empty(b)) for key, section in built.items()}
     built[keys[0]] = tuple(opening) + built[keys[0]]  # what the document is, before its first section's own text
     built = number_notes(built, keys)
     if text.fmt == "tex" and text.catalog["language"].get("tex_unbroken_clauses") and "subtitle" in fields:
@@ -1217,6 +1238,11 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
         sections=tuple(replace(heads[key], blocks=built[key]) for key in keys),
         **fields,
     )
+
+
+def _empty(block) -> bool:
+    """A paragraph whose message the lesson leaves empty (it is printed by `--detail full` only)."""
+    return isinstance(block, blocks.Paragraph) and not block.text.strip() and not block.note
 
 
 def number_notes(built: dict[str, tuple], keys: list[str]) -> dict[str, tuple]:
@@ -1273,6 +1299,8 @@ def build_document(
     keys = chosen_sections(detail, every)
     numbers = section_numbers(every)
     text = Text(lang, fmt, **numbers)
+    lean = detail == "lesson"  # the lesson reads the catalog's shorter messages (`_lean`); `full` keeps every word
+    text.variant = "_lean" if lean else ""
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
     heads = section_heads(keys, text, {"learn": "section.want"},  # the MLP opens with the question, no box
@@ -1285,16 +1313,17 @@ def build_document(
 
     loss_titles = {name: text.raw(f"loss_title.{name}") for name in text.catalog["loss_title"]}
     content = {
-        "learn": lambda: _learn(lesson, text, refs),
+        "learn": lambda: _learn(lesson, text, refs, lean),
         "network": lambda: _network(derivation, text, network_picture(derivation, text), lesson, refs,
                                     short("network")),
-        "summary": lambda: _summary(derivation, text, refs, lesson),
+        "summary": lambda: _summary(derivation, text, refs, lesson, lean),
         "forward": lambda: _forward(derivation, text),
         "loss": lambda: _loss(derivation, text),
         "activations": lambda: _activations(derivation, text, numbers["output_error"]),
-        "method": lambda: [*_preview(derivation, text),
+        "method": lambda: [*_preview(derivation, text, lean),
                            *lesson_blocks.method_blocks(text, narrator, paths=False, letters=True, direct=direct,
-                                                        vector=derivation.model.activations[-1].is_vector)],
+                                                        vector=derivation.model.activations[-1].is_vector,
+                                                        lean=lean)],
         "output_error": lambda: _output_error(derivation, text, refs, narrator, direct),
         "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs,
                                                                 relabel=unit_letters),
@@ -1303,7 +1332,7 @@ def build_document(
         "paths": lambda: paths_blocks(model.sizes, model.activations[-1].is_vector, text, refs),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs,
                                                         init=training[1] if training is not None else None,
-                                                        bound=True),
+                                                        bound=True, lean=lean),
         "minibatch": lambda: _minibatch(derivation, text, narrator),
         "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
         "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs, exercise=False)

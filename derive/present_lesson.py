@@ -48,8 +48,9 @@ def learn_blocks(text, rows: list[tuple[str | None, dict]], meanings: list[str],
         key = [blocks.Paragraph(text("learn.key", bracket=text.raw("learn.key_bracket")
                                     if any(r"\left[" in e["rhs"] for _, e in instance) else ""))] if goals else []
         head = [blocks.Paragraph(text(("learn.intro_general" if goals else "learn.summary_general") + vector)), boxed,
-                *(cases or []), *key, blocks.Paragraph(text("learn.instance")),
-                blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in instance))]
+                *(cases or []), *key,
+                *([blocks.Paragraph(text("learn.instance")),
+                   blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in instance))] if instance else [])]
     else:
         head = [blocks.Paragraph(text(prefix + ("intro" if goals else "summary"))), boxed]
     out = [*head, blocks.ItemList(tuple(meanings), intro=text(prefix + "meanings"))]
@@ -89,6 +90,7 @@ def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list
 
 
 METHOD_MOVES = ("definition", "chain_rule", "local_derivative", "collapse", "substitution", "matrix_form")
+LEAN_MOVES = ("chain_rule", "local_derivative", "matrix_form")  # the three bullets of the lesson
 # the rules each move explains: from here on, the derivations name them in the margin
 METHOD_RULES = {
     "definition": ("definition_delta", "definition_loss"),  # a name given where paths meet is explained where it first occurs
@@ -101,20 +103,23 @@ METHOD_RULES = {
 
 
 def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False, direct: bool = False,
-                  vector: bool = True) -> list:
+                  vector: bool = True, lean: bool = False) -> list:
     """The moves every derivation repeats, each explained once; afterwards the margin names them.
     `letters`: the derivations name units by layer (j, k, i; j' another unit of layer l); `direct`
     (the lesson): a local derivative is read off its forward rule, the brackets kept only where they
     stay (the softmax, a loss compared later); `vector`: the output is a softmax (otherwise the
     brackets' example names only the compared loss, not a softmax the network does not have)."""
     moves = list(METHOD_MOVES)
+    # the lesson names three: the definition is the notation's δ, the brackets come where first used
+    # (the softmax's Jacobian, the loss compared), a substitution cites its source in the margin
+    shown = [m for m in moves if m in LEAN_MOVES] if lean else moves
     def key(move: str) -> str:
         lesson = (("_lesson",) if vector else ("_lesson_scalar", "_lesson")) if direct else ()
         for suffix in lesson + (("_units",) if letters else ()):
             if f"{move}{suffix}" in text.catalog["method"]:
                 return f"method.{move}{suffix}"
         return f"method.{move}"
-    items = [text(key(move)) for move in moves]
+    items = [text(key(move)) for move in shown]
     if paths:
         items.insert(2, text("method.paths"))
     for move in moves:
@@ -219,7 +224,7 @@ def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
 
 
 def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None, bound: bool = False,
-                   one_route: bool = True, skip_connections: bool = False) -> list:
+                   one_route: bool = True, skip_connections: bool = False, lean: bool = False) -> list:
     """What BP1–BP4 say about learning: the slopes, saturation, quiet units; with `init` (the
     network's Initialisation), how far its initial weights push the pre-activations into saturation;
     with `bound` (a multilayer perceptron, its weights W⁽²⁾ … W⁽ᴸ⁾), the bound on δ⁽¹⁾ written out.
@@ -239,9 +244,16 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
         value = text.math(latex(bound.bound)) if bound.bound is not None else \
             text("meaning.unbounded" if bound.unbounded else "meaning.unknown")
         rows.append((text.plain(display_name(bound.activation).strip("`")), value, where))
-    out = [blocks.Paragraph(text("meaning.intro")),
-           blocks.Table((text("meaning.activation"), text("meaning.slope"), text("meaning.where")), tuple(rows),
-                        ("l", "l", "l"))]
+    if lean:  # the lesson says the largest slopes in a sentence (a table of one row is machinery)
+        said = text.raw("refs.list_separator").join(
+            text("meaning.largest" if where else "meaning.largest_anywhere",
+                 raw={"activation": name, "slope": value, "where": where})
+            for name, value, where in rows)
+        out = [blocks.Paragraph(text("meaning.intro", raw={"slopes": said}))]
+    else:
+        out = [blocks.Paragraph(text("meaning.intro")),
+               blocks.Table((text("meaning.activation"), text("meaning.slope"), text("meaning.where")), tuple(rows),
+                            ("l", "l", "l"))]
     # one bound, from the output error to layer 1: δ⁽ᴸ⁾ already holds the output's slope, so only the
     # slopes of the hidden layers lie between them (the output's own slope is BP1's saturation)
     hidden = [b for layer, b in slopes.layers if layer < derivation.model.depth]

@@ -107,6 +107,12 @@ MAIN_UNTIL = "summary"
 # defined in the section that first uses them, so the notation section's table stays short
 DEFERRED = ("notation.samples", "notation.m", "notation.Cbar", "notation.matrices", "notation.ones",
             "notation.iverson")
+# the lesson defers more (review 20, defect 4): a small change Δ, the other units j′ of a layer, the sizes
+# n_in and n_out each get their definition where first used; its table keeps what a first reader needs
+_SIZES = r"n_\{(?:\s*|\\mathrm\{(?:in|out)\})\}"
+LEAN_ROWS = {"notation.indices": ("j', j''", "notation.index_other", r"(?<![A-Za-z\\])j'"),
+             "notation.n": ("n_{\\mathrm{in}},\\ n_{\\mathrm{out}}", "notation.n_sizes", _SIZES)}
+LEAN_DEFERRED = ("notation.change", "notation.index_other", "notation.n_sizes")
 
 
 def split_rows(used: dict[str, str], rows: list[tuple[object, str, str]], pinned: dict[str, list] | None = None,
@@ -182,8 +188,14 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     rows to the section named; `unit_letters`: the derivations name units by layer (j, k, i)."""
     rows, deferred = [], set()
     everything = "\n".join(used.values())
-    for symbol, key, pattern in ROWS:
-        deferred |= {len(rows)} if key in DEFERRED else set()
+    lean = getattr(text, "variant", "") == "_lean" and unit_letters
+    table = [r for row in ROWS for r in ((row, LEAN_ROWS[row[1]]) if lean and row[1] in LEAN_ROWS else (row,))]
+    for symbol, key, pattern in table:
+        deferred |= {len(rows)} if key in DEFERRED or (lean and key in LEAN_DEFERRED) else set()
+        if key == "notation.index_other":  # the lesson's j′ (and j″), apart from the unit indices
+            primes = sorted(i for i in indices_used(everything) if i.endswith("'") and i[0] == "j")
+            symbol = ", ".join(primes) or "j'"
+            key = "notation.index_others" if len(primes) > 1 else key
         key = key + "_vector" if key == "notation.g" and vector_activation else key
         if key == "notation.gtilde" and not re.search(r"\\lambda(?!_)", everything):
             key = "notation.gtilde_plain"  # no weight decay in this document: nothing is added to the gradient
@@ -191,7 +203,7 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
         meaning_source = text.raw(key)
         if unit_letters and key in ("notation.indices", "notation.n", "notation.J"):
             # the rows whose symbols a document may use only some of: they list those it uses
-            symbol, key, meaning_source, values = _unit_row(text, key, everything)
+            symbol, key, meaning_source, values = _unit_row(text, key, everything, lean)
         # what a use contains (\eta, \Delta), to put a one-symbol sentence just before it
         _RAW[text.math(symbol)] = "[" if key == "notation.iverson" else symbol.split(",")[0].split("^")[0]
         _PATTERN[text.math(symbol)] = pattern
@@ -232,7 +244,7 @@ def indices_used(latex: str) -> set[str]:
     return found
 
 
-def _unit_row(text, key: str, latex: str) -> tuple[str, str, str, dict]:
+def _unit_row(text, key: str, latex: str, lean: bool = False) -> tuple[str, str, str, dict]:
     """(symbol, catalog key, meaning's source, values) of a row that lists what the document uses: the
     unit indices it uses (a lesson has no k' and no p, q), the sizes n_in, n_out only where a formula
     has them, the Jacobian's entries named by the indices the derivation gives them (J_{j'j})."""
@@ -240,10 +252,12 @@ def _unit_row(text, key: str, latex: str) -> tuple[str, str, str, dict]:
         return "J", "notation.J_units", text.raw("notation.J_units"), {}
     if key == "notation.n":
         # n_{\mathrm{in}} as `used_latex` leaves it (its upright label taken out: n_{ })
-        sized = re.search(r"n_\{(?:\s*|\\mathrm\{(?:in|out)\})\}", latex) is not None
+        sized = not lean and re.search(_SIZES, latex) is not None  # the lesson: a row of their own
         chosen = "notation.n" if sized else "notation.n_layer"
         return ("n_{l},\\ n_{\\mathrm{in}},\\ n_{\\mathrm{out}}" if sized else "n_{l}"), chosen, text.raw(chosen), {}
     used = indices_used(latex)
+    if lean:  # the other units of a layer have a row of their own, where first used
+        used = {i for i in used if not (i.endswith("'") and i[0] == "j")}
     letters = [(letter, clause) for letter, clause in UNIT_INDICES if letter in used]
     if "j''" in used:  # one clause for the two other units of layer l
         letters = [(letter, "index_jprimes" if letter == "j'" else clause) for letter, clause in letters

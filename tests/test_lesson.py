@@ -260,7 +260,8 @@ def notation_problems(tex: str) -> list[str]:
     tables = symbol_tables(tex)
     notation = tables[0][0]
     owners = Counter(t for _, symbols in tables for s in symbols if r"\partial" not in s
-                     for t in tokens(s, top_level=True))
+                     for t in (s.replace(" ", "").split(",") if re.fullmatch(r"[a-z]'+(, ?[a-z]'+)*", s)
+                               else tokens(s, top_level=True)))  # j', j'': indices of their own (not j)
     # a derivative written with symbols of other rows (∂C/∂a⁽ˡ⁾, named where paths meet) defines no symbol
     problems = [f"{t} has {n} rows" for t, n in owners.items() if n > 1]
     missing = set()
@@ -897,7 +898,7 @@ def test_the_network_picture_names_one_weight_and_the_caption_reads_its_indices(
     assert "W⁽²⁾₅₄" in pictures.svg(pic, "t") and r"$W^{(2)}_{54}$" in pictures.tikz(pic)
     assert pictures.layout((4, 3), ("sigmoid",), "loss", words).weight == (1, 3, 4)  # j = k avoided
     en = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
-    caption = next(line for line in _section(en, 3).splitlines() if line.startswith("The network."))
+    caption = next(line for line in _section(en, 3).splitlines() if line.startswith("The network,"))  # the lesson's short caption
     assert "$W^{(2)}_{54}$, from unit 4 of layer 1 to unit 5 of layer 2" in caption
     assert "first index is the unit that receives" in caption and "$z^{(2)} = W^{(2)} a^{(1)} + b^{(2)}$" in caption
 
@@ -1103,10 +1104,15 @@ def test_section_13_states_the_bound_for_this_network_and_the_design_point(compa
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_nielsen_is_cited_in_footnotes_numbered_alike_in_every_format(lang):
-    """Another book in the running text of the lesson (sections 1-13) only as a footnote: Markdown's
+    """Another book in the running text of sections 1-13 of `full` only as a footnote: Markdown's
     [^n], LaTeX's \\footnote, the web page's numbered note under its paragraph, numbered in document
-    order the same way in every format."""
-    files = generate(make_spec(3, "sigmoid", formats="md,tex,html", lang=lang)).files
+    order the same way in every format. The lesson tells Nielsen's demon and his letters C_x and C in
+    its text (review 20, defects 4 and 8), with no footnote before section 14."""
+    lesson = generate(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
+    front = lesson.split("\n## 1. ", 1)[1].split("\n## 14. ", 1)[0]
+    named = [line for line in front.splitlines() if "Nielsen" in line]
+    assert len(named) == 2 and "[^" not in front and all("$C_x$" in line or "$\\Delta z" in line for line in named)
+    files = generate(make_spec(3, "sigmoid", formats="md,tex,html", lang=lang, detail="full")).files
     md, tex, page = (files[f"derivation.{kind}"].decode() for kind in ("md", "tex", "html"))
     lesson = md.split("\n## 1. ", 1)[1].split("\n## 14. ", 1)[0]
     cited = [line for line in lesson.splitlines() if "Nielsen" in line]

@@ -57,7 +57,8 @@ def test_messages_are_non_empty_text_with_balanced_math(lang):
     for key, text in flat(messages(lang)).items():
         assert isinstance(text, str), key
         if not key.startswith("language."):  # settings may be empty (no plot fonts needed)
-            assert text.strip(), key
+            # a lesson's variant (`_lean`) may be empty: the lesson leaves that paragraph to `full`
+            assert text.strip() or key.endswith("_lean"), key
             assert text.count("$") % 2 == 0, key
             assert text.count("`") % 2 == 0, key
 

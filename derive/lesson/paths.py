@@ -101,8 +101,11 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs) -> lis
                               relation=r"\approx"))
     formula, _count = path_count(sizes, vector_output)
     return [
-        blocks.Paragraph(text("paths.intro" + ("_vector" if vector_output else ""), weight=weight, out=out_unit)),
-        blocks.Aligned(tuple(nielsen)),
+        blocks.Paragraph(text("paths.intro" + ("_vector" if vector_output else ""), weight=weight, out=out_unit,
+                              rate=_softmax_rate(L, out_unit) if vector_output else "", z=_z(L, _u(L)),
+                              a=_a(L, out_unit))),
+        # the lesson's catalog says the rates in its opening paragraph and goes straight to them
+        *([] if getattr(text, "variant", "") == "_lean" else [blocks.Aligned(tuple(nielsen))]),
         blocks.Paragraph(text("paths.rates" + ("_vector" if vector_output else ""), out=out_unit,
                               rate=_softmax_rate(L, out_unit) if vector_output else "", z=_z(L, _u(L)),
                               a=_a(L, out_unit))),
