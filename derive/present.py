@@ -23,7 +23,7 @@ from derive import document as blocks
 from derive.backprop import COST_KEY, Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
-from derive.detail import OPENING, brief, chosen_sections, omits_steps
+from derive.detail import FOLDED, OPENING, brief, chosen_sections, omits_steps
 from derive.notation import BATCH_COST, LayerRef, Q, index, quantity_of
 from derive.present_functions import (
     activation_extras,
@@ -528,12 +528,15 @@ class Refs:
     equation (\\ref of its label); Markdown and HTML number none, so they link to the section that
     holds it. The words around the number ("eq.", "section") come from the message catalog."""
 
-    def __init__(self, text: Text, sections: dict[str, blocks.Section], absent: dict[str, int | str] | None = None):
+    def __init__(self, text: Text, sections: dict[str, blocks.Section], absent: dict[str, int | str] | None = None,
+                 aliases: dict[str, str] | None = None):
         self.text = text
         self.sections = sections
         self.absent = absent or {}  # sections a shorter document leaves out: cited by number, without a link
+        self.aliases = aliases or {}  # sections a shorter document folds into another: cited as that one
 
     def equation(self, label: str, section: str) -> str:
+        section = self.aliases.get(section, section)
         if section in self.absent:
             return self.section(section)
         if self.text.fmt == "tex":
@@ -541,6 +544,7 @@ class Refs:
         return self.section(section)
 
     def section(self, key: str) -> str:
+        key = self.aliases.get(key, key)
         if key in self.absent:
             number = str(self.absent[key])
             return _tie(self.text("refs.appendix" if not number.isdigit() else "refs.section", raw={"number": number}))
@@ -554,11 +558,13 @@ class Refs:
 
     def plain(self, label: str, section: str) -> str:
         """The same reference as plain text, for the margin of a display (no link can go there)."""
+        section = self.aliases.get(section, section)
         if self.text.fmt == "tex" and section not in self.absent:
             return _tie(self.text.raw("refs.equation").replace("{number}", rf"\ref{{{label}}}"))
         return self.plain_section(section)
 
     def plain_section(self, key: str) -> str:
+        key = self.aliases.get(key, key)
         if key in self.absent:
             return _tie(self.text.raw("refs.section").replace("{number}", str(self.absent[key])))
         s = self.sections[key]
@@ -858,6 +864,22 @@ def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple
         out += update_blocks(training[0], text, narrator, short)
     key = "l" if "l" in derivation.updates else str(derivation.model.depth)
     return out + [_steps(narrator, derivation.updates[key], intro=text("update.rule"), ref=gradient_ref)]
+
+
+def _training_lesson(derivation: Derivation, text: Text, refs: Refs, training: tuple, narrator: Narrator) -> list:
+    """The lesson's one training section: the update of this network's parameters, the step the code
+    takes and the start (`present_training_lesson`); `full` derives each in a section of its own."""
+    from derive.present_training_lesson import training_lesson_blocks
+
+    def gradient_ref(step):
+        if step.rule != "substitute_gradient":
+            return "", ""
+        kind = quantity_of(str(step.lhs)).kind
+        return refs.both("eq:bp4-batch" if kind == "W" else "eq:bp3-batch", "minibatch")
+
+    key = "l" if "l" in derivation.updates else str(derivation.model.depth)
+    update = _steps(narrator, derivation.updates[key], intro=text("training_lesson.step"), ref=gradient_ref)
+    return training_lesson_blocks(update, training, derivation.model, text)
 
 
 def _learn(lesson: Lesson, text: Text, refs: Refs) -> list:
@@ -1269,12 +1291,17 @@ def build_document(
     every = section_keys(core, training, lesson, answers=True)
     keys = chosen_sections(detail, every)
     numbers = section_numbers(every)
-    text = Text(lang, fmt, **numbers)
+    # the lesson folds the optimizer and the initialisation into its one training section (§ update_rule)
+    folded = training is not None and any(k in every and k not in keys for k in FOLDED.get(detail, ()))
+    aliases = {k: "update_rule" for k in FOLDED.get(detail, ())} if folded else {}
+    text = Text(lang, fmt, **(numbers | {k: numbers["update_rule"] for k in aliases}))
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
-    heads = section_heads(keys, text, {"learn": "section.want"},  # the MLP opens with the question, no box
-                          numbers=numbers, part="learn" in keys)  # a reference part only after a lesson
-    refs = Refs(text, heads, absent={k: n for k, n in numbers.items() if k not in keys})
+    titles = {"learn": "section.want"} | ({"update_rule": "section.training_lesson"} if folded else {})
+    heads = section_heads(keys, text, titles,  # the MLP opens with the question, no box
+                          numbers=numbers, part="learn" in keys and not folded)  # a reference part only in full
+    refs = Refs(text, heads, absent={k: n for k, n in numbers.items() if k not in keys and k not in aliases},
+                aliases=aliases)
     narrator = Narrator(text)
     short = partial(brief, detail)
     direct = omits_steps(detail)  # the lesson writes each local derivative at once; `full` prints every step
@@ -1307,7 +1334,8 @@ def build_document(
         + practice.exercise_blocks(lesson, derivation, report, text, loss_titles),
         "answers": lambda: practice.answer_blocks(lesson, derivation, report, text, loss_titles),
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
-        "update_rule": lambda: _update_rule(derivation, text, refs, training, narrator, short("update_rule")),
+        "update_rule": lambda: _training_lesson(derivation, text, refs, training, narrator) if folded
+        else _update_rule(derivation, text, refs, training, narrator, short("update_rule")),
         "code": lambda: _code(plan, derivation, text, short("code"), lesson=detail == "lesson"),
         "notations": lambda: notation_map_blocks(text),
         "verification": lambda: practice.gradient_check_blocks(lesson, derivation, report, text, refs)

@@ -171,7 +171,11 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
                      tuple(hyper), (r"p{0.2\textwidth}", "l", r"p{0.1\textwidth}", r"p{0.1\textwidth}",
                                     r"p{0.33\textwidth}"), long=True),
     ]
-    if any(h.torch_default is not None for h in opt.hypers):
+    differs = {h.name: h for h in opt.hypers if h.torch_default is not None}
+    if "lr" in differs:  # torch.optim.SGD's 0.001 barely moves these networks (catalog.optimizers)
+        out.append(blocks.Paragraph(text("optimizer.lr_default", lr=format_value(differs["lr"].default),
+                                         torch_lr=format_value(differs["lr"].torch_default))))
+    if "momentum" in differs:
         out.append(blocks.Paragraph(text("optimizer.momentum_default")))
     out.append(blocks.Heading(text("optimizer.state_title")))
     if opt.state:
