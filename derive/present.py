@@ -1095,7 +1095,8 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     phrases, sentences = code_notes(derivation, plan, text)
     stable += phrases
     # the stable forms are already converted to the output format: inserted raw, not converted twice
-    intro = text("code.intro", raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
+    intro = text("code_lesson.intro" if lesson else "code.intro",
+                 raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
     if short:
         return [blocks.Paragraph(intro), blocks.Paragraph(text("detail.code_location"))]
     from derive.render import render
@@ -1104,14 +1105,28 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     core = render("model_core.py.j2", code_context(plan, title="", command="")).rstrip("\n").split("\n")
     from derive.layer_loop import layer_loop
 
+    if lesson:  # the table of the algorithm already pairs every line of `gradients` with its formula
+        return [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences), *_lesson_loop(plan, core, text),
+                blocks.Paragraph(text("code_lesson.more"))]
     out = [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences),
-           blocks.Paragraph(text("code.core_lesson" if lesson else "code.backward")), blocks.Code(tuple(core))]
+           blocks.Paragraph(text("code.backward")), blocks.Code(tuple(core))]
     if layer_loop(plan) is not None:
         out.append(blocks.Paragraph(text("code.loop")))
     out.append(blocks.Paragraph(text("code.init")))
     if plan.workspace is not None and not lesson:
         out.append(blocks.Paragraph(text("workspace.code")))
     return out
+
+
+def _lesson_loop(plan: CodePlan, core: list[str], text: Text) -> list:
+    """`backprop` of model.py as generated, the algorithm of the lesson with the layers in a loop (where
+    the network has one: a chain of layers of one kind)."""
+    from derive.layer_loop import layer_loop
+
+    start = next((n for n, line in enumerate(core) if line.startswith("def backprop(")), None)
+    if layer_loop(plan) is None or start is None:
+        return [blocks.Paragraph(text("code_lesson.table"))]
+    return [blocks.Paragraph(text("code_lesson.loop")), blocks.Code(tuple(core[start:]))]
 
 
 def _formulas(block) -> str:
