@@ -403,7 +403,10 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         any("np.tanh((1/2)*" in line.value for line in code) and _tanh_form_proved()
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
-        blocks.Table(header, tuple(rows), ("r", "l", "l"), long=True, code=True),
+        # two tables, each kept on one page: a table of 15 steps broke across two pages of the PDF
+        blocks.Table(header, tuple(rows[:forward]), ("r", "l", "l"), code=True),
+        blocks.Paragraph(text("algorithm.backward_table")),
+        blocks.Table(header, tuple(rows[forward:]), ("r", "l", "l"), code=True),
         # what follows the table's last line, before the aside on the sigmoid's tanh form
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
