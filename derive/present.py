@@ -98,12 +98,15 @@ def prose(text: str, fmt: str) -> str:
 class Text:
     """Formats catalog messages for one language and output format."""
 
-    def __init__(self, lang: str, fmt: str, **defaults):
+    def __init__(self, lang: str, fmt: str, *, variant: str = "", **defaults):
         self.catalog = messages(lang)
         self.lang = lang
         self.fmt = fmt
         self.defaults = defaults  # values every message may use, e.g. section numbers
         self.math_log: list[str] = []  # the formulas the prose wrote, in LaTeX (for the notation table)
+        # a shorter document's own wording: table `lesson_example` holds the lesson's `example.*` keys
+        # that say less than `full`'s (what they leave out, `full` keeps)
+        self.variant = variant
 
     def __call__(self, key: str, raw: dict[str, str] | None = None, **values) -> str:
         """The message `key` with its {placeholders} filled. `values` are text in the catalog's
@@ -135,7 +138,8 @@ class Text:
     def raw(self, key: str) -> str:
         """The message exactly as written in the catalog (settings such as `language.tex_preamble`)."""
         section, name = key.split(".", 1)
-        return self.catalog[section][name]
+        shorter = self.catalog.get(f"{self.variant}_{section}", {}) if self.variant else {}
+        return shorter.get(name, self.catalog[section][name])
 
     def title(self, table: str, name: str, fallback: str) -> str:
         """The display title of a catalog entry (activation, loss) in this language; entries the
@@ -1106,8 +1110,10 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     from derive.layer_loop import layer_loop
 
     if lesson:  # the table of the algorithm already pairs every line of `gradients` with its formula
-        return [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences), *_lesson_loop(plan, core, text),
-                blocks.Paragraph(text("code_lesson.more"))]
+        from derive.layer_loop import layer_loop
+
+        return [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences),
+                blocks.Paragraph(text("code_lesson.loop" if layer_loop(plan) is not None else "code_lesson.table"))]
     out = [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences),
            blocks.Paragraph(text("code.backward")), blocks.Code(tuple(core))]
     if layer_loop(plan) is not None:
@@ -1116,17 +1122,6 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     if plan.workspace is not None and not lesson:
         out.append(blocks.Paragraph(text("workspace.code")))
     return out
-
-
-def _lesson_loop(plan: CodePlan, core: list[str], text: Text) -> list:
-    """`backprop` of model.py as generated, the algorithm of the lesson with the layers in a loop (where
-    the network has one: a chain of layers of one kind)."""
-    from derive.layer_loop import layer_loop
-
-    start = next((n for n, line in enumerate(core) if line.startswith("def backprop(")), None)
-    if layer_loop(plan) is None or start is None:
-        return [blocks.Paragraph(text("code_lesson.table"))]
-    return [blocks.Paragraph(text("code_lesson.loop")), blocks.Code(tuple(core[start:]))]
 
 
 def _formulas(block) -> str:
@@ -1309,7 +1304,8 @@ def build_document(
     # the lesson folds the optimizer and the initialisation into its one training section (§ update_rule)
     folded = training is not None and any(k in every and k not in keys for k in FOLDED.get(detail, ()))
     aliases = {k: "update_rule" for k in FOLDED.get(detail, ())} if folded else {}
-    text = Text(lang, fmt, **(numbers | {k: numbers["update_rule"] for k in aliases}))
+    text = Text(lang, fmt, variant=detail if detail == "lesson" else "",
+                **(numbers | {k: numbers["update_rule"] for k in aliases}))
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
     titles = {"learn": "section.want"} | ({"update_rule": "section.training_lesson"} if folded else {})
@@ -1344,8 +1340,9 @@ def build_document(
                                                         init=training[1] if training is not None else None,
                                                         bound=True),
         "minibatch": lambda: _minibatch(derivation, text, narrator),
-        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
-        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs, exercise=False)
+        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs, proofs=detail != "lesson"),
+        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs, exercise=False,
+                                                        updated=detail != "lesson")
         + practice.exercise_blocks(lesson, derivation, report, text, loss_titles),
         "answers": lambda: practice.answer_blocks(lesson, derivation, report, text, loss_titles),
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),

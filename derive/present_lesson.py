@@ -379,8 +379,9 @@ def _errors(derivation: Derivation) -> list[Quantity]:
 # the algorithm beside its code
 
 
-def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
-    """Each line of `forward` and `gradients` of model.py beside the formula it was printed from."""
+def algorithm_blocks(derivation: Derivation, plan, text, refs, proofs: bool = True) -> list:
+    """Each line of `forward` and `gradients` of model.py beside the formula it was printed from
+    (`proofs`: with the proof that the code's tanh form is the sigmoid; the lesson states it)."""
     batch = derivation.batch.results
     network = derivation.model.network
     formulas = [batch[node.output] for node in network.layers] + [batch[key] for key in backward_order(derivation)]
@@ -411,7 +412,8 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
         *_broadcasting(texs, code, text),
-        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)))), _tanh_steps()] if tanh else []),
+        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z))))] if tanh else []),
+        *([_tanh_steps()] if tanh and proofs else []),
     ]
 
 
@@ -677,7 +679,8 @@ def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> 
     return found
 
 
-def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise: bool = True) -> list:
+def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise: bool = True,
+                   updated: bool = True) -> list:
     """The worked example (`exercise`: end the hand checks with a "your turn"; the MLP document poses
     its exercises after the step instead, with the answers in an appendix)."""
     example = lesson.example
@@ -747,12 +750,13 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
     rule = tuple(blocks.Row(q, rf"{q} - {eta} \frac{{\partial C}}{{\partial {q}}}", relation=r"\leftarrow")
                  for q in ("W^{(l)}", "b^{(l)}"))  # a display: inline, the rule broke at its minus
     out += [blocks.Paragraph(text("example.update", raw={"update": refs.section("update_rule")})),
-            blocks.Aligned(rule),
-            blocks.Paragraph(text("example.rate", rate=rate, eta=eta)),
-            blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
-                                 for p in parameters)),
-            blocks.Paragraph(text(f"example.{changed}", before=_number(example.loss), after=_number(example.loss_after)))]
-    return out
+            blocks.Aligned(rule)]
+    if updated:  # every updated parameter (the lesson gives the loss after the step, `full` the parameters too)
+        out += [blocks.Paragraph(text("example.rate", rate=rate, eta=eta)),
+                blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
+                                     for p in parameters))]
+    return out + [blocks.Paragraph(text(f"example.{changed}", before=_number(example.loss),
+                                        after=_number(example.loss_after), rate=rate, eta=eta))]
 
 
 # --------------------------------------------------------------------------------------------------
