@@ -843,7 +843,8 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     return [
         blocks.Paragraph(text("minibatch.intro")),
         blocks.Paragraph(text("minibatch.assumptions")),
-        _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
+        *([] if text.variant == "lesson" else  # the lesson's table of section 16 has every D line
+          [_aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)])]),
         blocks.Paragraph(text("minibatch.gradients")),
         blocks.Derivation((blocks.Group("", tuple(rows)),)),  # numbered: the update rule cites BP3, BP4 of a minibatch
         *([blocks.Paragraph(text("minibatch.instances", layers=_layer_list(depth, text)))] if derivation.general is not None
@@ -875,14 +876,13 @@ def _training_lesson(derivation: Derivation, text: Text, refs: Refs, training: t
     takes and the start (`present_training_lesson`); `full` derives each in a section of its own."""
     from derive.present_training_lesson import training_lesson_blocks
 
-    def gradient_ref(step):
-        if step.rule != "substitute_gradient":
-            return "", ""
-        kind = quantity_of(str(step.lhs)).kind
-        return refs.both("eq:bp4-batch" if kind == "W" else "eq:bp3-batch", "minibatch")
-
     key = "l" if "l" in derivation.updates else str(derivation.model.depth)
-    update = _steps(narrator, derivation.updates[key], intro=text("training_lesson.step"), ref=gradient_ref)
+    steps = derivation.updates[key]  # each parameter: θ ← θ − η ∂C̄/∂θ, then = θ − (η/m) … (its substitution)
+    results = [(step.lhs, after.rhs) for step, after in zip(steps, steps[1:])
+               if step.rule == "gradient_descent" and after.rule != "gradient_descent"]
+    update = [blocks.Paragraph(text("training_lesson.step")),
+              blocks.Aligned(tuple(blocks.Row(latex(lhs, matrix=True), latex(rhs, matrix=True), relation=r"\leftarrow")
+                                   for lhs, rhs in results))]
     return training_lesson_blocks(update, training, derivation.model, text)
 
 
@@ -1332,7 +1332,7 @@ def build_document(
                                                         vector=derivation.model.activations[-1].is_vector)],
         "output_error": lambda: _output_error(derivation, text, refs, narrator, direct),
         "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs,
-                                                                relabel=unit_letters),
+                                                                relabel=unit_letters, through_bp1=detail != "lesson"),
         "recursion": lambda: _recursion(derivation, text, refs, narrator, direct),
         "parameters": lambda: _parameters(derivation, text, narrator, direct),
         "paths": lambda: paths_blocks(model.sizes, model.activations[-1].is_vector, text, refs),

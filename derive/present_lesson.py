@@ -143,8 +143,10 @@ def _figures(values) -> str:
 
 
 def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: Narrator, refs,
-                       relabel=lambda steps: steps) -> list:
-    """The other usual loss's output error beside this one's (`relabel`: the document's index letters)."""
+                       relabel=lambda steps: steps, through_bp1: bool = True) -> list:
+    """The other usual loss's output error beside this one's (`relabel`: the document's index letters;
+    `through_bp1`: with the derivation of its output error from ∂C/∂a, which the lesson leaves to `full`:
+    it is BP1 once more, and the side-by-side display gives its result)."""
     comparison = lesson.comparison
     output = derivation.model.network.producers[derivation.model.network.output]
     activation = output.kind.activation
@@ -165,11 +167,12 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
             delta_intro = "loss_choice.other_delta_bp1"
         above = lambda step: refs.above() if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
         chains = relabel(upstream) is not upstream  # the document's own letters: one chain per display too
-        out += [narrator.derivation(relabel(list(upstream)), sides(latex), chains=chains,
-                                    intro=text("loss_choice.other_upstream", other=titles[other.loss.name])),
-                narrator.derivation(relabel(list(delta)), sides(latex), intro=text(delta_intro), ref=above,
-                                    chains=chains)]
-    out += [blocks.Paragraph(text("loss_choice.side_by_side")), blocks.Aligned(tuple(rows))]
+        out.append(narrator.derivation(relabel(list(upstream)), sides(latex), chains=chains,
+                                       intro=text("loss_choice.other_upstream", other=titles[other.loss.name])))
+        if through_bp1:
+            out.append(narrator.derivation(relabel(list(delta)), sides(latex), intro=text(delta_intro), ref=above,
+                                           chains=chains))
+    out += [blocks.Paragraph(text("loss_choice.side_by_side", other=titles[other.loss.name])), blocks.Aligned(tuple(rows))]
     if chosen.saturated is not None and other.saturated is not None:
         largest = lambda e: max(abs(v) for v in e.saturated)  # noqa: E731
         slow, fast = (chosen, other) if largest(chosen) < largest(other) else (other, chosen)

@@ -17,14 +17,14 @@ from derive.present_functions import display_name, listed, prose_name
 from derive.present_training import _lesson_opening, _short_update, _variance_table
 
 
-def training_lesson_blocks(update: blocks.Derivation, training: tuple, model, text: Text) -> list:
-    """The update rule (`update`, derived and narrated by the caller, with its opening sentence), the optimizer in a sentence or
+def training_lesson_blocks(update: list, training: tuple, model, text: Text) -> list:
+    """The update rule (`update`: its sentence and its display, from the derivation's update steps), the optimizer in a sentence or
     two, the initial variances with why layer 1 differs, and one computed sentence of their effect."""
     from derive.lesson.worked_example import LEARNING_RATE_VALUE
 
     steps, init = training
     plain = model.spec.optimizer.name == "sgd" and not model.spec.optimizer.overrides
-    out = [update]
+    out = list(update)
     if plain:
         out.append(blocks.Paragraph(text("training_lesson.sgd", lr=format_value(steps.values["lr"]),
                                          example_lr=format_value(float(LEARNING_RATE_VALUE)))))
