@@ -14,7 +14,7 @@ from derive.catalog.optimizers import format_value
 from derive.initialisation import Initialisation
 from derive.present import Text
 from derive.present_functions import display_name, listed, prose_name
-from derive.present_training import _lesson_opening, _short_update, _variance_table
+from derive.present_training import _known, _lesson_opening, _short_update, _variance_table
 
 
 def training_lesson_blocks(update: list, training: tuple, model, text: Text) -> list:
@@ -31,19 +31,28 @@ def training_lesson_blocks(update: list, training: tuple, model, text: Text) -> 
     else:  # another optimizer: its step with this run's values, as the reference prints it
         out += _lesson_opening(steps, model.spec, text) + _short_update(steps, text)
     out.append(blocks.Paragraph(text("training_lesson.start")))
-    out += _variance_table(init, model.sizes, text, short=True)
+    out += _variance_table(init, model.sizes, text)
     out += _rules_sentence(init, text)
     out.append(blocks.Paragraph(_effect(init, model, text)))
     return out
 
 
 def _rules_sentence(init: Initialisation, text: Text) -> list:
-    """Why the rule changes after layer 1: each layer's variance depends on what it receives."""
+    """Which rule each layer uses, and why the rule changes after layer 1: each layer's variance
+    depends on what it receives (the standardised input, or an activation's output)."""
     later = [layer.source for layer in init.layers[1:] if layer.source != "input"]
     if init.layers[0].source != "input" or not later:
         return []
-    names = [text.plain(prose_name(source)) for source in dict.fromkeys(later)]
-    return [blocks.Paragraph(text("training_lesson.rules", raw={"sources": listed(names, text)}))]
+    sources = [text.plain(prose_name(source)) for source in dict.fromkeys(later)]
+    known = {scale.activation.name: _known(scale, text) for scale in init.activations}
+    names = [n.lstrip(", ，即") for n in dict.fromkeys(known.get(source, "") for source in later) if n]
+    first = init.layers[0].known
+    if first is None or not names:
+        return [blocks.Paragraph(text("training_lesson.rules", raw={"sources": listed(sources, text)}))]
+    spaced = lambda name: name if "\u2e80" <= name[:1] else " " + name  # noqa: E731  (a space before a Latin name)
+    return [blocks.Paragraph(text("training_lesson.rules_named", raw={
+        "sources": listed(sources, text), "later": spaced(listed(names, text)),
+        "first": spaced(text(f"initialisation.known_{first}").lstrip(", ，即"))}))]
 
 
 def _effect(init: Initialisation, model, text: Text) -> str:
