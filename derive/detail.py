@@ -23,7 +23,7 @@ SECTIONS: dict[str, tuple[str, ...] | None] = {
 # the sections printed in their short form: the lesson's appendix of checks is a box to try by hand;
 # the summary also keeps only the network's shape and where the code is
 BRIEF: dict[str, tuple[str, ...]] = {
-    "summary": ("network", "update_rule", "optimizer", "initialisation", "code", "verification"),
+    "summary": ("network", "code", "verification"),
     "lesson": ("verification",),
     "full": (),
 }

@@ -852,10 +852,8 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     ]
 
 
-def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple | None, narrator: Narrator,
-                 short: bool = False) -> list:
-    """Gradient descent derived (with training; `short`: only why, in words), then the update of this
-    network's parameters."""
+def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple | None, narrator: Narrator) -> list:
+    """Gradient descent derived (with training), then the update of this network's parameters."""
     def gradient_ref(step):
         if step.rule != "substitute_gradient":
             return "", ""
@@ -866,7 +864,7 @@ def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple
     if training is not None:
         from derive.present_training import update_blocks
 
-        out += update_blocks(training[0], text, narrator, short)
+        out += update_blocks(training[0], text, narrator)
     key = "l" if "l" in derivation.updates else str(derivation.model.depth)
     return out + [_steps(narrator, derivation.updates[key], intro=text("update.rule"), ref=gradient_ref)]
 
@@ -1347,7 +1345,7 @@ def build_document(
         "answers": lambda: practice.answer_blocks(lesson, derivation, report, text, loss_titles),
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
         "update_rule": lambda: _training_lesson(derivation, text, refs, training, narrator) if folded
-        else _update_rule(derivation, text, refs, training, narrator, short("update_rule")),
+        else _update_rule(derivation, text, refs, training, narrator),
         "code": lambda: _code(plan, derivation, text, short("code"), lesson=detail == "lesson"),
         "notations": lambda: notation_map_blocks(text),
         "verification": lambda: practice.gradient_check_blocks(lesson, derivation, report, text, refs)
@@ -1357,11 +1355,10 @@ def build_document(
     if training is not None:
         from derive.present_training import initialisation_blocks, optimizer_blocks
 
-        content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator, short("optimizer"))
+        content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator)
         from derive.lesson.saturation import compare_starts
 
         content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator,
-                                                                  short("initialisation"),
                                                                   starts=compare_starts(model, training[1]))
     opening = (blocks.Paragraph(text(OPENING[detail])),) if detail in OPENING else ()  # once, at the top
     vector = any(a.is_vector for a in model.activations)
