@@ -119,14 +119,15 @@ def main(ctx: click.Context) -> None:
               help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en). Formulas are the same in every "
                    "language.")
 @click.option("--detail", "detail", default=None, metavar="LEVEL",
-              help="How much the documents print: lesson (default; the derivation a student reads, with short "
-                   "training sections and the certificate), full (every section and every intermediate step, "
+              help="How much the documents print: lesson (default; the derivation a student reads, with one short "
+                   "training section and the certificate), full (every section and every intermediate step, "
                    "including the whole initialisation analysis) or summary (for an engineer: the network, the "
                    "four equations boxed, the algorithm beside its code, the certificate). The checks are the "
                    "same for every level.")
 @click.option("--optimizer", "optimizer", default=None, metavar="NAME[:key=value,…]",
               help="Optimizer of the generated update() and train(), with torch.optim's definitions, names and "
-                   "defaults: sgd (default), momentum, nesterov, adagrad, rmsprop, adam, adamw; hyper-parameters "
+                   "defaults (but lr 0.1 for sgd, 0.01 for momentum and nesterov, where torch's 0.001 is slow): "
+                   "sgd (default), momentum, nesterov, adagrad, rmsprop, adam, adamw; hyper-parameters "
                    "after a colon, e.g. adam:lr=0.01,beta2=0.99 or 'adam:betas=(0.9,0.99)'.")
 @click.option("--out", "out", default=None, metavar="DIR",
               help="Output folder (default: outputs/<architecture>-<choices>/).")
@@ -317,8 +318,9 @@ def _quoted(text: str) -> str:
               help=f"Language of the documents: {', '.join(LANGUAGES)} (default: en).")
 @click.option("--optimizer", "optimizer", default=None, metavar="NAME[:key=value,…]",
               help="Optimizer of the generated update() and train(), as for `derive mlp`: sgd (default), momentum, "
-                   "nesterov, adagrad, rmsprop, adam, adamw, with torch.optim's definitions, names and defaults; "
-                   "hyper-parameters after a colon, e.g. adam:lr=0.01.")
+                   "nesterov, adagrad, rmsprop, adam, adamw, with torch.optim's definitions, names and defaults "
+                   "(but lr 0.1 for sgd, 0.01 for momentum and nesterov); hyper-parameters after a colon, e.g. "
+                   "adam:lr=0.01.")
 @click.option("--out", "out", default=None, metavar="DIR", type=click.Path(path_type=Path),
               help="Output folder (default: outputs/rnn-<choices>/).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")

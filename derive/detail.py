@@ -20,14 +20,17 @@ SECTIONS: dict[str, tuple[str, ...] | None] = {
     "full": None,
 }
 
-# the sections printed in their short form: the reference part of the lesson keeps the rule and why,
-# the optimizer actually used and the initial variances with what they do to this network; the
-# summary also keeps only the network's shape and where the code is
+# the sections printed in their short form: the lesson's appendix of checks is a box to try by hand;
+# the summary also keeps only the network's shape and where the code is
 BRIEF: dict[str, tuple[str, ...]] = {
-    "summary": ("network", "update_rule", "optimizer", "initialisation", "code", "verification"),
-    "lesson": ("update_rule", "optimizer", "initialisation", "verification"),
+    "summary": ("network", "code", "verification"),
+    "lesson": ("verification",),
     "full": (),
 }
+
+# the sections a detail folds into another: the lesson's one training section (the update rule's)
+# says what the optimizer and the initialisation do in a few sentences; `full` derives each in its own
+FOLDED: dict[str, tuple[str, ...]] = {"lesson": ("optimizer", "initialisation")}
 
 # the catalog key of a paragraph that opens a document at this detail (what it is and how it numbers)
 OPENING: dict[str, str] = {"summary": "detail.summary_intro"}
@@ -37,8 +40,8 @@ assert set(SECTIONS) == set(BRIEF) == set(DETAILS) and DEFAULT_DETAIL in DETAILS
 
 def chosen_sections(detail: str, keys: list[str]) -> list[str]:
     """The sections of the document at this detail, in document order."""
-    wanted = SECTIONS[detail]
-    return list(keys) if wanted is None else [k for k in keys if k in wanted]
+    wanted, folded = SECTIONS[detail], FOLDED.get(detail, ())
+    return [k for k in keys if (wanted is None or k in wanted) and k not in folded]
 
 
 def brief(detail: str, key: str) -> bool:

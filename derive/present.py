@@ -23,7 +23,7 @@ from derive import document as blocks
 from derive.backprop import COST_KEY, Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
-from derive.detail import OPENING, brief, chosen_sections, omits_steps
+from derive.detail import FOLDED, OPENING, brief, chosen_sections, omits_steps
 from derive.notation import BATCH_COST, LayerRef, Q, index, quantity_of
 from derive.present_functions import (
     activation_extras,
@@ -98,13 +98,15 @@ def prose(text: str, fmt: str) -> str:
 class Text:
     """Formats catalog messages for one language and output format."""
 
-    def __init__(self, lang: str, fmt: str, **defaults):
+    def __init__(self, lang: str, fmt: str, *, variant: str = "", **defaults):
         self.catalog = messages(lang)
         self.lang = lang
         self.fmt = fmt
         self.defaults = defaults  # values every message may use, e.g. section numbers
         self.math_log: list[str] = []  # the formulas the prose wrote, in LaTeX (for the notation table)
-        self.variant = ""  # a suffix ("_lean": the lesson) whose messages, where the catalog has one, replace the plain key's
+        # a shorter document's own wording: table `lesson_example` holds the lesson's `example.*` keys
+        # that say less than `full`'s (what they leave out, `full` keeps)
+        self.variant = variant
 
     def __call__(self, key: str, raw: dict[str, str] | None = None, **values) -> str:
         """The message `key` with its {placeholders} filled. `values` are text in the catalog's
@@ -136,8 +138,8 @@ class Text:
     def raw(self, key: str) -> str:
         """The message exactly as written in the catalog (settings such as `language.tex_preamble`)."""
         section, name = key.split(".", 1)
-        table = self.catalog[section]
-        return table[name + self.variant] if self.variant and name + self.variant in table else table[name]
+        shorter = self.catalog.get(f"{self.variant}_{section}", {}) if self.variant else {}
+        return shorter.get(name, self.catalog[section][name])
 
     def title(self, table: str, name: str, fallback: str) -> str:
         """The display title of a catalog entry (activation, loss) in this language; entries the
@@ -325,13 +327,13 @@ def _forward(derivation: Derivation, text: Text) -> list:
         blocks.Paragraph(text("forward.vector")),
         _aligned([result_equation(sample_z), equation(Q("a", l).symbol, g(Q("z", l).symbol))]),
     ]
-    if text.variant != "_lean":  # the lesson's table of section `network` already gives each layer's function
+    if text.variant != "lesson":  # the lesson's table of section `network` already gives each layer's function
         # the minibatch's matrices wait for the minibatch form and the algorithm, where they are used
         out += [blocks.Paragraph(text("forward.activations")),
                 _aligned([result_equation(derivation.sample.results[Q("a", k)])
                           for k in range(1, derivation.model.depth + 1)])]
     for layer, act in enumerate(derivation.model.activations, start=1):
-        if act.is_vector and text.variant != "_lean":  # softmax couples the units of its layer: its entries as
+        if act.is_vector and text.variant != "lesson":  # softmax couples the units of its layer: its entries as
             # derived (the lesson's table of section `network` already shows them)
             a = derivation.sample.results[Q("a", layer)]
             # the lesson's letters: a_j over the sum of j' (j'' inside its derivative), as in the derivations
@@ -461,7 +463,7 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         ]
         stepped = d.branch_form is None and d.kink_convention and d.in_terms_of_output is None
         # the lesson leaves out the derivative on its own where the sigmoid's proof starts from it
-        proved = text.variant == "_lean" and d.in_terms_of_output is not None and _logistic_steps(d) is not None
+        proved = text.variant == "lesson" and d.in_terms_of_output is not None and _logistic_steps(d) is not None
         if not stepped and not proved:
             out += [blocks.Paragraph(text("activations.computed")),
                     blocks.Equation(equation(sp.Derivative(gz, z), d.computed)["latex"])]
@@ -537,12 +539,15 @@ class Refs:
     equation (\\ref of its label); Markdown and HTML number none, so they link to the section that
     holds it. The words around the number ("eq.", "section") come from the message catalog."""
 
-    def __init__(self, text: Text, sections: dict[str, blocks.Section], absent: dict[str, int | str] | None = None):
+    def __init__(self, text: Text, sections: dict[str, blocks.Section], absent: dict[str, int | str] | None = None,
+                 aliases: dict[str, str] | None = None):
         self.text = text
         self.sections = sections
         self.absent = absent or {}  # sections a shorter document leaves out: cited by number, without a link
+        self.aliases = aliases or {}  # sections a shorter document folds into another: cited as that one
 
     def equation(self, label: str, section: str) -> str:
+        section = self.aliases.get(section, section)
         if section in self.absent:
             return self.section(section)
         if self.text.fmt == "tex":
@@ -550,6 +555,7 @@ class Refs:
         return self.section(section)
 
     def section(self, key: str) -> str:
+        key = self.aliases.get(key, key)
         if key in self.absent:
             number = str(self.absent[key])
             return _tie(self.text("refs.appendix" if not number.isdigit() else "refs.section", raw={"number": number}))
@@ -563,11 +569,13 @@ class Refs:
 
     def plain(self, label: str, section: str) -> str:
         """The same reference as plain text, for the margin of a display (no link can go there)."""
+        section = self.aliases.get(section, section)
         if self.text.fmt == "tex" and section not in self.absent:
             return _tie(self.text.raw("refs.equation").replace("{number}", rf"\ref{{{label}}}"))
         return self.plain_section(section)
 
     def plain_section(self, key: str) -> str:
+        key = self.aliases.get(key, key)
         if key in self.absent:
             return _tie(self.text.raw("refs.section").replace("{number}", str(self.absent[key])))
         s = self.sections[key]
@@ -651,7 +659,7 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
                 # (BP1), its one label; the lesson names BP1 twice only (before the proofs, in the box), so here
                 # the line is the derivation's matrix form
                 blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], narrator.tag("tag.matrix_form"), "eq:bp1-jacobian")
-                if text.variant == "_lean" else
+                if text.variant == "lesson" else
                 blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1", "eq:bp1-jacobian", named=True),)),)),
             blocks.Paragraph(text("output_error.meaning_vector")),  # what BP1 says, right after it
             blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=_slashed(general_bp1(elementwise_forms())["rhs"]))),
@@ -770,7 +778,7 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
             ]
     else:
         out.append(blocks.Paragraph(text("recursion.mixed")))
-    if text.variant == "_lean" and general is not None and forms is not None and forms.hidden is not None:
+    if text.variant == "lesson" and general is not None and forms is not None and forms.hidden is not None:
         return out  # the lesson: the general BP2 with this network's g' is enough; each layer's is in the algorithm
     out.append(blocks.Paragraph(text("recursion.per_layer_intro")))
     rows = []
@@ -821,7 +829,7 @@ def _parameters(derivation: Derivation, text: Text, narrator: Narrator, direct: 
 def _direct_reasons(text: Text, direct: bool) -> dict[str, str]:
     """The catalog keys of the sentences, one per kind of local derivative, that say why only one term
     of the chain-rule sum is left (the lesson prints that term at once); empty where every line is
-    printed (`full`). The lesson's catalog (`_lean`) says it once, at the output layer, and leaves the
+    printed (`full`). The lesson's catalog (`lesson_*`) says it once, at the output layer, and leaves the
     later ones to the margin's name."""
     kinds = ("output", "loss", "upstream", "hidden", "bias", "weight")
     return {kind: f"direct.{kind}" if direct else "" for kind in kinds}
@@ -849,7 +857,8 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     return [
         blocks.Paragraph(text("minibatch.intro")),
         blocks.Paragraph(text("minibatch.assumptions")),
-        _aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)]),
+        *([] if text.variant == "lesson" else  # the lesson's table of section 16 has every D line
+          [_aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)])]),
         blocks.Paragraph(text("minibatch.gradients")),
         blocks.Derivation((blocks.Group("", tuple(rows)),)),  # numbered: the update rule cites BP3, BP4 of a minibatch
         *([blocks.Paragraph(text("minibatch.instances", layers=_layer_list(depth, text)))] if derivation.general is not None
@@ -857,10 +866,8 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     ]
 
 
-def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple | None, narrator: Narrator,
-                 short: bool = False) -> list:
-    """Gradient descent derived (with training; `short`: only why, in words), then the update of this
-    network's parameters."""
+def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple | None, narrator: Narrator) -> list:
+    """Gradient descent derived (with training), then the update of this network's parameters."""
     def gradient_ref(step):
         if step.rule != "substitute_gradient":
             return "", ""
@@ -871,9 +878,24 @@ def _update_rule(derivation: Derivation, text: Text, refs: Refs, training: tuple
     if training is not None:
         from derive.present_training import update_blocks
 
-        out += update_blocks(training[0], text, narrator, short)
+        out += update_blocks(training[0], text, narrator)
     key = "l" if "l" in derivation.updates else str(derivation.model.depth)
     return out + [_steps(narrator, derivation.updates[key], intro=text("update.rule"), ref=gradient_ref)]
+
+
+def _training_lesson(derivation: Derivation, text: Text, refs: Refs, training: tuple, narrator: Narrator) -> list:
+    """The lesson's one training section: the update of this network's parameters, the step the code
+    takes and the start (`present_training_lesson`); `full` derives each in a section of its own."""
+    from derive.present_training_lesson import training_lesson_blocks
+
+    key = "l" if "l" in derivation.updates else str(derivation.model.depth)
+    steps = derivation.updates[key]  # each parameter: θ ← θ − η ∂C̄/∂θ, then = θ − (η/m) … (its substitution)
+    results = [(step.lhs, after.rhs) for step, after in zip(steps, steps[1:])
+               if step.rule == "gradient_descent" and after.rule != "gradient_descent"]
+    update = [blocks.Paragraph(text("training_lesson.step")),
+              blocks.Aligned(tuple(blocks.Row(latex(lhs, matrix=True), latex(rhs, matrix=True), relation=r"\leftarrow")
+                                   for lhs, rhs in results))]
+    return training_lesson_blocks(update, training, derivation.model, text)
 
 
 def _learn(lesson: Lesson, text: Text, refs: Refs, lean: bool = False) -> list:
@@ -1093,7 +1115,8 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     phrases, sentences = code_notes(derivation, plan, text)
     stable += phrases
     # the stable forms are already converted to the output format: inserted raw, not converted twice
-    intro = text("code.intro", raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
+    intro = text("code_lesson.intro" if lesson else "code.intro",
+                 raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
     if short:
         return [blocks.Paragraph(intro), blocks.Paragraph(text("detail.code_location"))]
     from derive.render import render
@@ -1102,8 +1125,13 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     core = render("model_core.py.j2", code_context(plan, title="", command="")).rstrip("\n").split("\n")
     from derive.layer_loop import layer_loop
 
+    if lesson:  # the table of the algorithm already pairs every line of `gradients` with its formula
+        from derive.layer_loop import layer_loop
+
+        return [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences),
+                blocks.Paragraph(text("code_lesson.loop" if layer_loop(plan) is not None else "code_lesson.table"))]
     out = [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences),
-           blocks.Paragraph(text("code.core_lesson" if lesson else "code.backward")), blocks.Code(tuple(core))]
+           blocks.Paragraph(text("code.backward")), blocks.Code(tuple(core))]
     if layer_loop(plan) is not None:
         out.append(blocks.Paragraph(text("code.loop")))
     out.append(blocks.Paragraph(text("code.init")))
@@ -1298,14 +1326,19 @@ def build_document(
     every = section_keys(core, training, lesson, answers=True)
     keys = chosen_sections(detail, every)
     numbers = section_numbers(every)
-    text = Text(lang, fmt, **numbers)
-    lean = detail == "lesson"  # the lesson reads the catalog's shorter messages (`_lean`); `full` keeps every word
-    text.variant = "_lean" if lean else ""
+    # the lesson folds the optimizer and the initialisation into its one training section (§ update_rule)
+    folded = training is not None and any(k in every and k not in keys for k in FOLDED.get(detail, ()))
+    aliases = {k: "update_rule" for k in FOLDED.get(detail, ())} if folded else {}
+    text = Text(lang, fmt, variant=detail if detail == "lesson" else "",
+                **(numbers | {k: numbers["update_rule"] for k in aliases}))
+    lean = detail == "lesson"  # the lesson reads the catalog's shorter messages (`lesson_*` tables); `full` keeps every word
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
-    heads = section_heads(keys, text, {"learn": "section.want"},  # the MLP opens with the question, no box
-                          numbers=numbers, part="learn" in keys)  # a reference part only after a lesson
-    refs = Refs(text, heads, absent={k: n for k, n in numbers.items() if k not in keys})
+    titles = {"learn": "section.want"} | ({"update_rule": "section.training_lesson"} if folded else {})
+    heads = section_heads(keys, text, titles,  # the MLP opens with the question, no box
+                          numbers=numbers, part="learn" in keys and not folded)  # a reference part only in full
+    refs = Refs(text, heads, absent={k: n for k, n in numbers.items() if k not in keys and k not in aliases},
+                aliases=aliases)
     narrator = Narrator(text)
     short = partial(brief, detail)
     direct = omits_steps(detail)  # the lesson writes each local derivative at once; `full` prints every step
@@ -1326,7 +1359,7 @@ def build_document(
                                                         lean=lean)],
         "output_error": lambda: _output_error(derivation, text, refs, narrator, direct),
         "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs,
-                                                                relabel=unit_letters),
+                                                                relabel=unit_letters, through_bp1=detail != "lesson"),
         "recursion": lambda: _recursion(derivation, text, refs, narrator, direct),
         "parameters": lambda: _parameters(derivation, text, narrator, direct),
         "paths": lambda: paths_blocks(model.sizes, model.activations[-1].is_vector, text, refs),
@@ -1334,12 +1367,14 @@ def build_document(
                                                         init=training[1] if training is not None else None,
                                                         bound=True, lean=lean),
         "minibatch": lambda: _minibatch(derivation, text, narrator),
-        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
-        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs, exercise=False)
+        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs, proofs=detail != "lesson"),
+        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs, exercise=False,
+                                                        updated=detail != "lesson")
         + practice.exercise_blocks(lesson, derivation, report, text, loss_titles),
         "answers": lambda: practice.answer_blocks(lesson, derivation, report, text, loss_titles),
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
-        "update_rule": lambda: _update_rule(derivation, text, refs, training, narrator, short("update_rule")),
+        "update_rule": lambda: _training_lesson(derivation, text, refs, training, narrator) if folded
+        else _update_rule(derivation, text, refs, training, narrator),
         "code": lambda: _code(plan, derivation, text, short("code"), lesson=detail == "lesson"),
         "notations": lambda: notation_map_blocks(text),
         "verification": lambda: practice.gradient_check_blocks(lesson, derivation, report, text, refs)
@@ -1349,11 +1384,10 @@ def build_document(
     if training is not None:
         from derive.present_training import initialisation_blocks, optimizer_blocks
 
-        content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator, short("optimizer"))
+        content["optimizer"] = lambda: optimizer_blocks(training[0], model.spec, text, narrator)
         from derive.lesson.saturation import compare_starts
 
         content["initialisation"] = lambda: initialisation_blocks(training[1], model.sizes, text, narrator,
-                                                                  short("initialisation"),
                                                                   starts=compare_starts(model, training[1]))
     opening = (blocks.Paragraph(text(OPENING[detail])),) if detail in OPENING else ()  # once, at the top
     vector = any(a.is_vector for a in model.activations)

@@ -148,8 +148,10 @@ def _figures(values) -> str:
 
 
 def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: Narrator, refs,
-                       relabel=lambda steps: steps) -> list:
-    """The other usual loss's output error beside this one's (`relabel`: the document's index letters)."""
+                       relabel=lambda steps: steps, through_bp1: bool = True) -> list:
+    """The other usual loss's output error beside this one's (`relabel`: the document's index letters;
+    `through_bp1`: with the derivation of its output error from ∂C/∂a, which the lesson leaves to `full`:
+    it is BP1 once more, and the side-by-side display gives its result)."""
     comparison = lesson.comparison
     output = derivation.model.network.producers[derivation.model.network.output]
     activation = output.kind.activation
@@ -170,11 +172,12 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
             delta_intro = "loss_choice.other_delta_bp1"
         above = lambda step: refs.above() if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
         chains = relabel(upstream) is not upstream  # the document's own letters: one chain per display too
-        out += [narrator.derivation(relabel(list(upstream)), sides(latex), chains=chains,
-                                    intro=text("loss_choice.other_upstream", other=titles[other.loss.name])),
-                narrator.derivation(relabel(list(delta)), sides(latex), intro=text(delta_intro), ref=above,
-                                    chains=chains)]
-    out += [blocks.Paragraph(text("loss_choice.side_by_side")), blocks.Aligned(tuple(rows))]
+        out.append(narrator.derivation(relabel(list(upstream)), sides(latex), chains=chains,
+                                       intro=text("loss_choice.other_upstream", other=titles[other.loss.name])))
+        if through_bp1:
+            out.append(narrator.derivation(relabel(list(delta)), sides(latex), intro=text(delta_intro), ref=above,
+                                           chains=chains))
+    out += [blocks.Paragraph(text("loss_choice.side_by_side", other=titles[other.loss.name])), blocks.Aligned(tuple(rows))]
     if chosen.saturated is not None and other.saturated is not None:
         largest = lambda e: max(abs(v) for v in e.saturated)  # noqa: E731
         slow, fast = (chosen, other) if largest(chosen) < largest(other) else (other, chosen)
@@ -396,8 +399,9 @@ def _errors(derivation: Derivation) -> list[Quantity]:
 # the algorithm beside its code
 
 
-def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
-    """Each line of `forward` and `gradients` of model.py beside the formula it was printed from."""
+def algorithm_blocks(derivation: Derivation, plan, text, refs, proofs: bool = True) -> list:
+    """Each line of `forward` and `gradients` of model.py beside the formula it was printed from
+    (`proofs`: with the proof that the code's tanh form is the sigmoid; the lesson states it)."""
     batch = derivation.batch.results
     network = derivation.model.network
     formulas = [batch[node.output] for node in network.layers] + [batch[key] for key in backward_order(derivation)]
@@ -420,12 +424,16 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         any("np.tanh((1/2)*" in line.value for line in code) and _tanh_form_proved()
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
-        blocks.Table(header, tuple(rows), ("r", "l", "l"), long=True, code=True),
+        # two tables, each kept on one page: a table of 15 steps broke across two pages of the PDF
+        blocks.Table(header, tuple(rows[:forward]), ("r", "l", "l"), code=True),
+        blocks.Paragraph(text("algorithm.backward_table")),
+        blocks.Table(header, tuple(rows[forward:]), ("r", "l", "l"), code=True),
         # what follows the table's last line, before the aside on the sigmoid's tanh form
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
         *_broadcasting(texs, code, text),
-        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)))), _tanh_steps()] if tanh else []),
+        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z))))] if tanh else []),
+        *([_tanh_steps()] if tanh and proofs else []),
     ]
 
 
@@ -691,7 +699,8 @@ def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> 
     return found
 
 
-def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise: bool = True) -> list:
+def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise: bool = True,
+                   updated: bool = True) -> list:
     """The worked example (`exercise`: end the hand checks with a "your turn"; the MLP document poses
     its exercises after the step instead, with the answers in an appendix)."""
     example = lesson.example
@@ -761,12 +770,13 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
     rule = tuple(blocks.Row(q, rf"{q} - {eta} \frac{{\partial C}}{{\partial {q}}}", relation=r"\leftarrow")
                  for q in ("W^{(l)}", "b^{(l)}"))  # a display: inline, the rule broke at its minus
     out += [blocks.Paragraph(text("example.update", raw={"update": refs.section("update_rule")})),
-            blocks.Aligned(rule),
-            blocks.Paragraph(text("example.rate", rate=rate, eta=eta)),
-            blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
-                                 for p in parameters)),
-            blocks.Paragraph(text(f"example.{changed}", before=_number(example.loss), after=_number(example.loss_after)))]
-    return out
+            blocks.Aligned(rule)]
+    if updated:  # every updated parameter (the lesson gives the loss after the step, `full` the parameters too)
+        out += [blocks.Paragraph(text("example.rate", rate=rate, eta=eta)),
+                blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
+                                     for p in parameters))]
+    return out + [blocks.Paragraph(text(f"example.{changed}", before=_number(example.loss),
+                                        after=_number(example.loss_after), rate=rate, eta=eta))]
 
 
 # --------------------------------------------------------------------------------------------------

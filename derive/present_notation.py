@@ -188,7 +188,7 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     rows to the section named; `unit_letters`: the derivations name units by layer (j, k, i)."""
     rows, deferred = [], set()
     everything = "\n".join(used.values())
-    lean = getattr(text, "variant", "") == "_lean" and unit_letters
+    lean = getattr(text, "variant", "") == "lesson" and unit_letters
     table = [r for row in ROWS for r in ((row, LEAN_ROWS[row[1]]) if lean and row[1] in LEAN_ROWS else (row,))]
     for symbol, key, pattern in table:
         deferred |= {len(rows)} if key in DEFERRED or (lean and key in LEAN_DEFERRED) else set()
@@ -285,18 +285,23 @@ def _local(text, section: str, rows: list) -> list:
 # the name of the symbol's row: "change it by a little, $\Delta W$⟦change|($\Delta$ is a small
 # change)⟧". It is kept (without its marks) in the section that introduces just that symbol, and
 # dropped everywhere else: where the symbol is already defined, or comes with others in a table.
-CLAUSE = re.compile(r"⟦([A-Za-z]+)\|(.*?)⟧", flags=re.S)
+CLAUSE = re.compile(r"⟦([A-Za-z]+(?:\\?_[A-Za-z]+)*)\|(.*?)⟧", flags=re.S)  # var_w, var\_w in LaTeX
 
 
 def defines_in_passing(section_blocks: Iterable, key: str) -> bool:
     """Whether a section's prose has a clause that defines the symbol of row `key` where it is used."""
-    return any(match.group(1) == key for block in section_blocks for match in CLAUSE.finditer(_prose(block)))
+    return any(_clause_key(match) == key for block in section_blocks for match in CLAUSE.finditer(_prose(block)))
+
+
+def _clause_key(match: re.Match) -> str:
+    """The row a clause names, as the catalog writes it (LaTeX escapes the underscore of var_w)."""
+    return match.group(1).replace("\\_", "_")
 
 
 def settle_clauses(section_blocks: tuple, keep: str = "") -> tuple:
     """The section's blocks with the defining clause of row `keep` kept and every other clause dropped."""
     def settle(value: str) -> str:
-        return CLAUSE.sub(lambda m: m.group(2) if m.group(1) == keep else "", value)
+        return CLAUSE.sub(lambda m: m.group(2) if _clause_key(m) == keep else "", value)
     def settled(block):
         if "⟦" not in _prose(block):
             return block

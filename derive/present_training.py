@@ -20,7 +20,7 @@ from derive.catalog.optimizers import choice_text, format_value
 from derive.initialisation import N_IN, N_OUT, Initialisation
 from derive.notation import LayerRef, size
 from derive.present import Text, prose, sympy_text
-from derive.present_functions import display_name, listed, prose_name
+from derive.present_functions import display_name, prose_name
 from derive.narrate import Narrator
 from derive.printing import DeriveLatexPrinter, _factor_rank, current_words
 from derive.spec import MLPSpec
@@ -127,13 +127,8 @@ def _aligned(steps) -> blocks.Aligned:
     return blocks.Aligned(tuple(blocks.Row(tlatex(s.lhs), tlatex(s.rhs)) for s in steps))
 
 
-def update_blocks(training: Training, text: Text, narrator: Narrator, short: bool = False) -> list:
-    """Gradient descent derived from the proximal model, then SGD and why it is unbiased (`short`: both
-    results in words, without their derivations)."""
-    if short:
-        return [blocks.Paragraph(text.raw("language.sentence_separator").join(
-            (text("training.update_derivation"), text("training.update_result")))),
-            blocks.Paragraph(text("detail.minibatch_unbiased"))]
+def update_blocks(training: Training, text: Text, narrator: Narrator) -> list:
+    """Gradient descent derived from the proximal model, then SGD and why it is unbiased."""
     return [
         blocks.Paragraph(text("training.update_derivation")),
         _steps(narrator, training.update_steps, conclusion=text("training.update_result")),
@@ -142,22 +137,17 @@ def update_blocks(training: Training, text: Text, narrator: Narrator, short: boo
     ]
 
 
-def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Narrator, short: bool = False) -> list:
+def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Narrator) -> list:
     """The optimizer section: its hyper-parameters and state, the update equations of step t (and
-    with this run's values), and what SymPy derives about it (`short`: the optimizer used, that it is
-    torch.optim's, and its update with this run's values; the options and derived facts left out)."""
+    with this run's values), and what SymPy derives about it."""
     opt, values = training.optimizer, training.values
     given = spec.optimizer.name != "sgd" or spec.optimizer.overrides
     opening = [
-        blocks.Paragraph(text("detail.optimizer_intro" if short else "optimizer.intro",
-                              raw={"title": text.title("optimizer_title", opt.name, opt.title)},
+        blocks.Paragraph(text("optimizer.intro", raw={"title": text.title("optimizer_title", opt.name, opt.title)},
                               torch_class=opt.torch_class)),
         blocks.Paragraph(text("optimizer.chosen", choice=choice_text(spec.optimizer)) if given
                          else text("optimizer.chosen_default")),
     ]
-    if short:
-        plain = spec.optimizer.name == "sgd" and not spec.optimizer.overrides
-        return _lesson_opening(training, spec, text) + _short_update(training, text, plain)
     hyper = []  # its formulas count as used (the notation table) only where the table is printed
     for h in opt.hypers:
         default = h.torch_default if h.torch_default is not None else h.default
@@ -171,7 +161,11 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
                      tuple(hyper), (r"p{0.2\textwidth}", "l", r"p{0.1\textwidth}", r"p{0.1\textwidth}",
                                     r"p{0.33\textwidth}"), long=True),
     ]
-    if any(h.torch_default is not None for h in opt.hypers):
+    differs = {h.name: h for h in opt.hypers if h.torch_default is not None}
+    if "lr" in differs:  # torch.optim.SGD's 0.001 barely moves these networks (catalog.optimizers)
+        out.append(blocks.Paragraph(text("optimizer.lr_default", lr=format_value(differs["lr"].default),
+                                         torch_lr=format_value(differs["lr"].torch_default))))
+    if "momentum" in differs:
         out.append(blocks.Paragraph(text("optimizer.momentum_default")))
     out.append(blocks.Heading(text("optimizer.state_title")))
     if opt.state:
@@ -200,31 +194,26 @@ def optimizer_blocks(training: Training, spec: MLPSpec, text: Text, narrator: Na
 
 
 def _lesson_opening(training: Training, spec: MLPSpec, text: Text) -> list:
-    """The lesson's optimizer: what moves the parameters, in the reader's terms (torch.optim, the
-    options and the command line are the reference's)."""
+    """The lesson's words for an optimizer other than plain SGD: what moves the parameters, in the
+    reader's terms (torch.optim, the options and the command line are `full`'s)."""
     opt = training.optimizer
-    plain = opt.name == "sgd" and not spec.optimizer.overrides
     entrywise = any(step.rhs.has(sp.Pow) for step in training.equations)  # √, quotients, squares (Adam …)
-    return [blocks.Paragraph(text("detail.optimizer_lesson_sgd" if plain else "detail.optimizer_lesson",
+    return [blocks.Paragraph(text("detail.optimizer_lesson",
                                   raw={"title": text.title("optimizer_title", opt.name, opt.title),
                                        "entrywise": text("optimizer.entrywise") if entrywise else ""}))]
 
 
-def _short_update(training: Training, text: Text, plain: bool = False) -> list:
+def _short_update(training: Training, text: Text) -> list:
     """The optimizer's step as this run takes it (with its values where they simplify it), and the
-    learning rate the generated code uses, beside the worked example's (`plain`: torch.optim.SGD's
-    default rate, which is safe but slow for plain gradient descent: the reader is told to pass one)."""
+    learning rate the generated code uses, beside the worked example's."""
     from derive.lesson.worked_example import LEARNING_RATE_VALUE
 
     equations = training.equations_with_values if training.equations_with_values is not None else training.equations
     rate = format_value(training.values["lr"])
-    if plain:
-        example = text("detail.learning_rate_pass_example", example_lr=format_value(float(LEARNING_RATE_VALUE))) \
-            if "example" in text.defaults else ""
-        return [_aligned(equations), blocks.Paragraph(text("detail.learning_rate_sgd", lr=rate, raw={"example": example}))]
     example = text("detail.learning_rate_example", example_lr=format_value(float(LEARNING_RATE_VALUE)),
                    times=f"{float(LEARNING_RATE_VALUE) / training.values['lr']:.0f}") \
-        if "example" in text.defaults and training.values["lr"] > 0 else ""
+        if "example" in text.defaults and training.values["lr"] > 0 \
+        and float(LEARNING_RATE_VALUE) != training.values["lr"] else ""  # the same rate: nothing to compare
     return [_aligned(equations), blocks.Paragraph(text("detail.learning_rate", lr=rate, raw={"example": example}))]
 
 
@@ -242,17 +231,10 @@ def _known(scale, text: Text) -> str:
 
 
 def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], text: Text, narrator: Narrator,
-                          short: bool = False, starts=None) -> list:
+                          starts=None) -> list:
     """The initialisation section: the variance relations, the scale derived for the input and for
     each hidden activation, what the derived variances do to this network, and the variance of
-    every layer (`short`: the rule used, the computed result and the tables, without the derivation;
-    `starts`: the default start against the exact forward variance, `lesson.saturation`)."""
-    if short:
-        linearised = any(scale.method == "linearisation" for scale in init.activations)  # the sigmoid, tanh …
-        opening = text("detail.initialisation_lesson_linearised" if linearised else "detail.initialisation_lesson")
-        return [blocks.Paragraph(opening), *_in_short(init, text, short=True),
-                *_variance_table(init, network_sizes, text, short=True),
-                *(_path_blocks(init, text, short=True) if init.path else []), *_start_blocks(starts, text)]
+    every layer (`starts`: the default start against the exact forward variance, `lesson.saturation`)."""
     out = [
         blocks.Paragraph(text("initialisation.intro")),
         *_in_short(init, text),
@@ -285,9 +267,8 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
     return out
 
 
-def _variance_table(init: Initialisation, network_sizes, text: Text, short: bool = False) -> list:
-    """The variance of every layer's initial weights, as a formula and at this network's sizes (`short`:
-    with the usual name of each rule, since its derivation is not printed)."""
+def _variance_table(init: Initialisation, network_sizes, text: Text) -> list:
+    """The variance of every layer's initial weights, as a formula and at this network's sizes."""
     sizes = dict(network_sizes) if isinstance(network_sizes, dict) else {  # size symbol → value, or per layer
         size(LayerRef(l)): n for l, n in enumerate(network_sizes)}
     rows = []
@@ -298,16 +279,8 @@ def _variance_table(init: Initialisation, network_sizes, text: Text, short: bool
         rows.append((weight, source, text.math(tlatex(layer.variance), display=True), f"{float(value):.4g}",
                      f"{float(sp.sqrt(value)):.4g}"))
     header = tuple(text(f"initialisation.{k}") for k in ("layer", "source", "variance", "value", "std"))
-    out = [blocks.Paragraph(text("initialisation.table_intro")),
-           blocks.Table(header, tuple(rows), ("r", "l", "c", "c", "c"), tall=True)]
-    if short:
-        names = [_known(scale, text) for scale in init.activations]
-        input_known = init.layers[0].known
-        known = ([text(f"initialisation.known_{input_known}")] if input_known else []) + [n for n in names if n]
-        names = [k.lstrip(", ，即") for k in dict.fromkeys(known)]
-        if names:
-            out.append(blocks.Paragraph(text("detail.initialisation_known", raw={"names": listed(names, text)})))  # converted already
-    return out
+    return [blocks.Paragraph(text("initialisation.table_intro")),
+            blocks.Table(header, tuple(rows), ("r", "l", "c", "c", "c"), tall=True)]
 
 
 def offset_variance(init: Initialisation) -> tuple[list[str], float, int] | None:
@@ -321,18 +294,18 @@ def offset_variance(init: Initialisation) -> tuple[list[str], float, int] | None
     return shifted, final, last
 
 
-def _in_short(init: Initialisation, text: Text, short: bool = False) -> list:
+def _in_short(init: Initialisation, text: Text) -> list:
     """Why-first, before the derivation: where an activation's output at 0 is not 0 (the sigmoid),
     what the derived rule will not keep, with this network's figure computed at the end."""
     offset = offset_variance(init)
     if offset is None:
         return []
     shifted, final, last = offset
-    return [blocks.Paragraph(text("detail.in_short" if short else "initialisation.in_short", names=text.raw("refs.list_separator").join(shifted),
+    return [blocks.Paragraph(text("initialisation.in_short", names=text.raw("refs.list_separator").join(shifted),
                                   final=f"{final:.4g}", layer=last))]
 
 
-def _path_blocks(init: Initialisation, text: Text, short: bool = False) -> list:
+def _path_blocks(init: Initialisation, text: Text) -> list:
     """What the derived variances do to this network, computed at its sizes: Var(z) layer by layer,
     the part of it the dropped constant g(0)² makes, the factor by which the errors' variance changes
     on the way back, and what the derivation therefore keeps and what it does not."""
@@ -366,7 +339,7 @@ def _path_blocks(init: Initialisation, text: Text, short: bool = False) -> list:
         trend = "kept" if abs(product - 1) < 1e-9 else ("shrink" if product < 1 else "grow")
         sentences.append(text(f"initialisation.errors_{trend}", product=f"{product:.4g}", last=last))
     out.append(blocks.Paragraph(text.raw("language.sentence_separator").join(sentences)))
-    if any(scale.method == "linearisation" for scale in init.activations) and not kept and not short:
+    if any(scale.method == "linearisation" for scale in init.activations) and not kept:
         # what the derivation keeps exactly: a conclusion about the derivation, printed with it
         out.append(blocks.Paragraph(text("initialisation.keeps_offset" if offsets else "initialisation.keeps")))
     return out

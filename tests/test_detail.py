@@ -72,8 +72,8 @@ _LINE = r"(?m)^ *&= (.*?) && \\text\{[(（](?:%s)[)）]\}"  # a derivation's lin
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_the_lesson_keeps_sections_1_to_18_but_the_bracket_lines_and_halves_the_reference_part(outcomes, name):
-    """Sections 14-18 of the lesson are those of `full` word for word; sections 1-13 are the lesson's
-    shorter text (test_the_lesson_front_is_a_third_shorter_and_full_keeps_every_word). In the proofs
+    """Sections 1-13 are the lesson's shorter text (test_the_lesson_front_is_a_third_shorter_and_full_keeps_every_word),
+    sections 14-18 say less than `full`'s. In the proofs
     (sections 7 to 10) `full` prints each local
     derivative with its brackets [j = j'] and the steps that collapse them, where the lesson prints the collapsed result at once, with a sentence that says
     why one term is left. That result is the engine's: every line the lesson names "local derivative"
@@ -83,11 +83,11 @@ def test_the_lesson_keeps_sections_1_to_18_but_the_bracket_lines_and_halves_the_
     assert lesson_parts.keys() == full_parts.keys()
     proofs = {"7", "8", "9", "10"}
     front = {str(n) for n in range(1, 14)}  # the lesson's own shorter text (review 20)
-    # a symbol the lesson's table leaves for its first use (the bracket [P], the ones 1) may be defined
-    # there in one sentence, in a section after 13
-    defined = lambda text: re.sub(r"\n(?:Write \$|下文用 \$)[^\n]*\n", "", text)  # noqa: E731
-    for number in lesson_parts.keys() - front:  # only the command in the colophon tells them apart
-        assert defined(lesson_parts[number]) == defined(full_parts[number]), number
+    # sections 14-18 say less in the lesson (the `lesson_*` tables of the catalog), `full` keeps all of it
+    shortened = {"14", "15", "16", "17", "18"}
+    assert lesson_parts.keys() - front - shortened == set()
+    for number in shortened & lesson_parts.keys():
+        assert len(lesson_parts[number]) < len(full_parts[number]), number
     # the notation: the lesson's table is the shorter (Δ, j', n_in and n_out wait for their first use)
     rows = lambda md: [row.split(" | ")[0] for row in md.splitlines() if row.startswith("| $")]  # noqa: E731
     assert len(rows(lesson_parts["2"])) <= len(rows(full_parts["2"])) and lesson_parts["2"] != full_parts["2"]
@@ -107,7 +107,10 @@ def test_the_lesson_keeps_sections_1_to_18_but_the_bracket_lines_and_halves_the_
     assert len(training(lesson)) < 0.45 * len(training(full)), (len(training(lesson)), len(training(full)))
     assert len(lesson) < 0.9 * len(full)
     headings = lambda md: re.findall(r"^## (\d+|[A-C])\. ", md, re.M)  # noqa: E731
-    assert headings(lesson) == headings(full)  # no section dropped, only shortened
+    # no section dropped, only shortened, but for the optimizer and the initialisation (sections 20 and
+    # 21 of `full`), which the lesson's one training section, 19, says in a few sentences
+    assert headings(lesson) == [h for h in headings(full) if h not in ("20", "21")]
+    assert "## 20. " not in lesson and "## 21. " not in lesson
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -118,8 +121,14 @@ def test_only_full_prints_the_long_derivations(outcomes, name):
         assert formula in full and formula not in lesson, formula
     # what the lesson keeps of §21: the variance of every layer's weights, computed, with what it does
     assert lesson.count(r"\sigma_w^2$ | ") + lesson.count(r"$\sigma_w^2$ |") >= 1
-    table = lambda md: re.findall(r"^\| 3 \| .*$", md[md.index("\n## 21. "):], re.M)  # noqa: E731
-    assert table(lesson) == table(full) and table(full)
+    table = lambda md, at: re.findall(r"^\| 3 \| .*$", md[md.index(at):], re.M)  # noqa: E731
+    # the lesson keeps the variances of the weights; the path of the variance through the layers (the
+    # second table) is `full`'s, of which the lesson quotes the last layer's figure
+    weights, path = table(full, "\n## 21. ")
+    assert table(lesson, "\n## 19. ") == [weights]
+    last = path.split(" | ")[1]
+    training = lesson[lesson.index("\n## 19. "):lesson.index("\n## A. ")]
+    assert f" {last}" in training or "1 in every layer" in training or "都保持为 1" in training
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -988,7 +988,7 @@ def test_a_hand_check_that_rounding_moves_says_so():
     """The hand check puts the printed (rounded) numbers in; when they give another last digit than
     the exact value, the document says so and gives both (sigmoid: 7.653 against 7.652)."""
     markdown = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang="en")).files["derivation.md"].decode()
-    hand = _section(markdown, 17).split("Check two of these errors by hand", 1)[1].split("The gradients of the parameters", 1)[0]
+    hand = _section(markdown, 17).split("Two of these errors, checked by hand", 1)[1].split("The gradients of the parameters", 1)[0]
     for display in hand.split("$$")[1::2]:
         lines = [line[4:].strip().rstrip("\\").strip() for line in display.splitlines() if line.startswith(" &= ")]
         formula = lines[0].replace("\\left", "").replace("\\right", "").replace("\\cdot", "*").replace("10^{", "10**(")

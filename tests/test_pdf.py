@@ -199,8 +199,11 @@ def test_bp1_carries_one_label_and_no_running_text_has_a_small_fraction(built):
 def test_the_appendix_code_wraps_instead_of_running_off_the_page(built, tmp_path):
     """A line of code longer than the page (the unpacking of `params`, 113 characters) breaks at a
     space with a continuation mark, so its end is printed; in plain verbatim it ran off the margin
-    and pdftotext, like a reader, saw it cut (zh review 19, item 1)."""
-    lang, files, _ = built
+    and pdftotext, like a reader, saw it cut (zh review 19, item 1). The listing is `--detail full`'s
+    (the lesson's appendix A says what model.py holds; its table of section 16 pairs every line with
+    its formula)."""
+    lang, _, _ = built
+    files = generate(make_spec(3, "relu", None, "ce", formats="tex,pdf", lang=lang, detail="full")).files
     tex = files["derivation.tex"].decode()
     code = [line for block in re.findall(r"\\begin\{Verbatim\}\[breaklines=true\]\n(.*?)\\end\{Verbatim\}", tex, re.S)
             for line in block.splitlines()]

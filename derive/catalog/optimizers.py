@@ -140,6 +140,13 @@ M_HAT = symbol("m_hat", r"\hat{m}", "m_hat", real=True)
 V_HAT = symbol("v_hat", r"\hat{v}", "v_hat", nonnegative=True)
 
 LR = Hyper("lr", 1e-3, (LEARNING_RATE,))
+# torch.optim.SGD's default step, 0.001, barely moves these networks: on scikit-learn's 8×8 digits
+# (5 epochs, minibatches of 32, 3 seeds) the sigmoid MLP, the relu + softmax MLP and the default CNN
+# stay near chance (9 %, 16 %, 17 % test accuracy). At 0.1 they reach 50 %, 96 % and 74 % (the
+# sigmoid 89 % after 20 epochs); at 1 the relu + softmax MLP diverges. Momentum 0.9 multiplies the
+# step by about 10, so its default is 0.01 (47 %, 95 % on the two MLPs).
+LR_SGD = Hyper("lr", 0.1, (LEARNING_RATE,), torch_default=1e-3)
+LR_MOMENTUM = Hyper("lr", 0.01, (LEARNING_RATE,), torch_default=1e-3)
 WD = Hyper("weight_decay", 0.0, (WEIGHT_DECAY,))
 EPS_ADAM = Hyper("eps", 1e-8, (EPS,))
 BETAS = Hyper("betas", (0.9, 0.999), (BETA1, BETA2), kind="pair", range="unit")
@@ -208,19 +215,19 @@ OPTIMIZERS: dict[str, Optimizer] = {
     for o in (
         Optimizer(
             "sgd", "stochastic gradient descent", "torch.optim.SGD",
-            (LR, WD), (), _sgd,
+            (LR_SGD, WD), (), _sgd,
             ("weight_decay",),
         ),
         Optimizer(
             "momentum", "stochastic gradient descent with momentum", "torch.optim.SGD",
-            (LR, Hyper("momentum", 0.9, (MOMENTUM,), range="open_unit", torch_default=0.0),
+            (LR_MOMENTUM, Hyper("momentum", 0.9, (MOMENTUM,), range="open_unit", torch_default=0.0),
              Hyper("dampening", 0.0, (DAMPENING,), range="closed_unit"), WD),
             (StateVar("momentum_buffer", BUFFER),), _momentum,
             ("weight_decay", "momentum_sum"),
         ),
         Optimizer(
             "nesterov", "stochastic gradient descent with Nesterov momentum", "torch.optim.SGD",
-            (LR, Hyper("momentum", 0.9, (MOMENTUM,), range="open_unit", torch_default=0.0), WD),
+            (LR_MOMENTUM, Hyper("momentum", 0.9, (MOMENTUM,), range="open_unit", torch_default=0.0), WD),
             (StateVar("momentum_buffer", BUFFER),), _nesterov,
             ("weight_decay", "momentum_sum", "nesterov_direction"),
             torch_fixed=(("nesterov", True),),

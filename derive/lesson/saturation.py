@@ -56,10 +56,25 @@ def _start(model: Model, layers: list[LayerScale]) -> Start:
     return Start(path, 0.0, math.prod(v for _, v in errors))
 
 
-def compare_starts(model: Model, init: Initialisation) -> Saturation | None:
-    """The default start against the exact forward variance, for a chain whose hidden activations are
-    one smooth activation with g(0) ≠ 0 and a slope that is largest at 0 and even (the sigmoid), the
-    output the same activation, the loss squared error or binary cross entropy."""
+@dataclass(frozen=True)
+class Flat:
+    """Where the default start leaves the output layer: the slope below which a unit counts as
+    saturated, |z| beyond which the slope is below it, and the share of layer L's initial
+    pre-activations out there (Var(z⁽ᴸ⁾) from the initialisation's own path)."""
+
+    activation: object
+    threshold: float
+    edge: float
+    last: int
+    variance: float
+    share: float
+
+
+def _flat_edge(model: Model, init: Initialisation):
+    """The hidden activation, the slope threshold and the edge |z| of the flat part, for a chain whose
+    hidden activations are one smooth activation with g(0) ≠ 0 and a slope that is largest at 0 and
+    even (the sigmoid), the output the same activation, the loss squared error or binary cross
+    entropy; None otherwise."""
     if not model.is_chain or not init.path or model.depth < 2:
         return None
     if model.activations[-1].name != model.activations[0].name or model.loss.name not in ("mse", "bce"):
@@ -77,6 +92,26 @@ def compare_starts(model: Model, init: Initialisation) -> Saturation | None:
     edge = float(sp.nsolve(slope - threshold, Z, 3))
     if edge <= 0 or abs(float(slope.xreplace({Z: sp.Float(edge * 1.01)}))) >= float(threshold):
         return None
+    return activation, threshold, edge
+
+
+def default_flat(model: Model, init: Initialisation) -> Flat | None:
+    """The default start's saturated share of the output layer alone (what the lesson prints): no
+    quadrature of the alternative start, which only `--detail full` discusses."""
+    found = _flat_edge(model, init)
+    if found is None:
+        return None
+    activation, threshold, edge = found
+    last, variance = init.path[-1]
+    return Flat(activation, float(threshold), edge, last, variance, _flat_share(edge, variance))
+
+
+def compare_starts(model: Model, init: Initialisation) -> Saturation | None:
+    """The default start against the exact forward variance, for the networks of `_flat_edge`."""
+    found = _flat_edge(model, init)
+    if found is None:
+        return None
+    activation, threshold, edge = found
     moment = quadrature(activation.expr ** 2)
     exact = [LayerScale(s.layer, s.source, _exact_variance(s, moment) if s.source == activation.name else s.variance,
                         None, s.param) for s in init.layers]
@@ -104,4 +139,4 @@ def _exact_variance(scale: LayerScale, moment: float) -> sp.Expr:
     return sp.Float(1 / moment) / size(LayerRef(scale.layer - 1))
 
 
-__all__ = ["Saturation", "Start", "compare_starts", "SLOPE_SHARE"]
+__all__ = ["Flat", "Saturation", "Start", "compare_starts", "default_flat", "SLOPE_SHARE"]

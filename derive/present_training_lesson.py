@@ -1,0 +1,78 @@
+"""The lesson's one training section: the update, the step `model.py` takes, and the start.
+
+A first-time student needs three facts to train the network whose gradient the lesson derived: the
+update with the minibatch gradient, the learning rate the code uses, and the initial variances with
+what they do to this network. `--detail full` keeps the rest (the proximal model, every option of the
+optimizer, the derivation of the variances and the trade-offs of the start), so nothing here derives:
+it arranges results that `training`, `initialisation` and `lesson.saturation` computed.
+"""
+
+from __future__ import annotations
+
+from derive import document as blocks
+from derive.catalog.optimizers import format_value
+from derive.initialisation import Initialisation
+from derive.present import Text
+from derive.present_functions import display_name, listed, prose_name
+from derive.present_training import _known, _lesson_opening, _short_update, _variance_table
+
+
+def training_lesson_blocks(update: list, training: tuple, model, text: Text) -> list:
+    """The update rule (`update`: its sentence and its display, from the derivation's update steps), the optimizer in a sentence or
+    two, the initial variances with why layer 1 differs, and one computed sentence of their effect."""
+    from derive.lesson.worked_example import LEARNING_RATE_VALUE
+
+    steps, init = training
+    plain = model.spec.optimizer.name == "sgd" and not model.spec.optimizer.overrides
+    out = list(update)
+    if plain:
+        out.append(blocks.Paragraph(text("training_lesson.sgd", lr=format_value(steps.values["lr"]),
+                                         example_lr=format_value(float(LEARNING_RATE_VALUE)))))
+    else:  # another optimizer: its step with this run's values, as the reference prints it
+        out += _lesson_opening(steps, model.spec, text) + _short_update(steps, text)
+    out.append(blocks.Paragraph(text("training_lesson.start")))
+    out += _variance_table(init, model.sizes, text)
+    out += _rules_sentence(init, text)
+    out.append(blocks.Paragraph(_effect(init, model, text)))
+    return out
+
+
+def _rules_sentence(init: Initialisation, text: Text) -> list:
+    """Which rule each layer uses, and why the rule changes after layer 1: each layer's variance
+    depends on what it receives (the standardised input, or an activation's output)."""
+    later = [layer.source for layer in init.layers[1:] if layer.source != "input"]
+    if init.layers[0].source != "input" or not later:
+        return []
+    sources = [text.plain(prose_name(source)) for source in dict.fromkeys(later)]
+    known = {scale.activation.name: _known(scale, text) for scale in init.activations}
+    names = [n.lstrip(", ，即") for n in dict.fromkeys(known.get(source, "") for source in later) if n]
+    first = init.layers[0].known
+    if first is None or not names:
+        return [blocks.Paragraph(text("training_lesson.rules", raw={"sources": listed(sources, text)}))]
+    spaced = lambda name: name if "\u2e80" <= name[:1] else " " + name  # noqa: E731  (a space before a Latin name)
+    return [blocks.Paragraph(text("training_lesson.rules_named", raw={
+        "sources": listed(sources, text), "later": spaced(listed(names, text)),
+        "first": spaced(text(f"initialisation.known_{first}").lstrip(", ，即"))}))]
+
+
+def _effect(init: Initialisation, model, text: Text) -> str:
+    """What the start does to this network, computed: the variance of the last pre-activations and,
+    for a saturating output under squared error or binary cross entropy, the share that starts flat."""
+    from derive.lesson.saturation import default_flat
+
+    more = text("training_lesson.more")
+    if not init.path:
+        return more
+    last, variance = init.path[-1]
+    join = text.raw("language.sentence_separator").join
+    flat = default_flat(model, init)
+    if flat is not None:
+        return join((text("training_lesson.flat", last=last, variance=f"{variance:.4g}",
+                          share=f"{100 * flat.share:.3g}", threshold=f"{flat.threshold:.2g}",
+                          edge=f"{flat.edge:.3g}", activation=display_name(flat.activation)), more))
+    if all(abs(v - 1) < 1e-9 for _, v in init.path):
+        return join((text("training_lesson.kept", last=last), more))
+    return join((text("training_lesson.moves", last=last, variance=f"{variance:.4g}"), more))
+
+
+__all__ = ["training_lesson_blocks"]
