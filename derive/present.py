@@ -1119,17 +1119,15 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
                  raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
     if short:
         return [blocks.Paragraph(intro), blocks.Paragraph(text("detail.code_location"))]
+    from derive.layer_loop import layer_loop
+
+    if lesson:  # the table of the algorithm already pairs every line of `gradients` with its formula
+        return [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences),
+                blocks.Paragraph(text("code_lesson.loop" if layer_loop(plan) is not None else "code_lesson.table"))]
     from derive.render import render
 
     # forward, loss and gradients exactly as model.py has them: the same template part renders both
     core = render("model_core.py.j2", code_context(plan, title="", command="")).rstrip("\n").split("\n")
-    from derive.layer_loop import layer_loop
-
-    if lesson:  # the table of the algorithm already pairs every line of `gradients` with its formula
-        from derive.layer_loop import layer_loop
-
-        return [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences),
-                blocks.Paragraph(text("code_lesson.loop" if layer_loop(plan) is not None else "code_lesson.table"))]
     out = [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences),
            blocks.Paragraph(text("code.backward")), blocks.Code(tuple(core))]
     if layer_loop(plan) is not None:
