@@ -233,7 +233,7 @@ def init_state(params):
     }
 
 
-def update(params, grads, state, *, lr=0.001, weight_decay=0.0):
+def update(params, grads, state, *, lr=0.1, weight_decay=0.0):
     """One step of torch.optim.SGD on every parameter, in place; hyper-parameters and
     their defaults as in torch.optim (see derivation.md, section "Optimizer")."""
     if not lr >= 0:
