@@ -318,3 +318,27 @@ def test_the_lesson_front_is_a_third_shorter_and_full_keeps_every_word(outcomes,
     opening = lesson_front["1"]
     assert re.search(r"\b74\b", opening) and ("million and one" in opening or "一百万零一" in opening)
     assert ("multiply-adds" in opening and "memory" in opening) or ("乘加" in opening and "内存" in opening)
+
+
+def _dangling_colons(markdown: str) -> list[str]:
+    """Paragraphs that end in a colon with no display, table, list or code after them (a sentence that
+    promised something the document then left out). Markdown paragraphs are separated by blank lines."""
+    # a one-sentence definition of a symbol may stand between (known, not mended: it belongs before)
+    blocks = [b.strip() for b in re.split(r"\n\s*\n", markdown)
+              if b.strip() and not re.fullmatch(r"(Write \$|下文用 \$)[^\n]*", b.strip())]
+    shown = ("$$", "|", "- ", "* ", "1. ", "```", "<", "\\begin", "![", "**")  # "**": a list of bold leads
+    return [block[-80:] for block, after in zip(blocks, blocks[1:] + [""])
+            if re.search(r"[:：]$", block) and not after.startswith(shown)]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("detail", DETAILS)
+def test_no_sentence_promises_what_does_not_follow(outcomes, name, detail):
+    """Review 21 found "It is the same function:" at the end of section 16 with nothing after it: the
+    lesson had moved the identity to `full` and kept the sentence that led into it."""
+    assert _dangling_colons(_md(outcomes(name, detail))) == []
+
+
+def test_the_dangling_colon_check_can_fail():
+    assert _dangling_colons("It is the same function:\n\n## 17. A worked example\n") != []
+    assert _dangling_colons("It is the same function:\n\n$$\nx\n$$\n") == []
