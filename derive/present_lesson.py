@@ -274,11 +274,13 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
             out.append(blocks.Paragraph(text(key, **figures)))
     # saturation only where some activation has slopes near 0 that are not exactly 0 (not for relu)
     # (a bias's gradient is its unit's error: BP3's own words in the box, not repeated here)
+    # the initial weights' saturation continues the saturation paragraph (review 21: not a one-sentence paragraph)
     for key in ("saturation", "weights"):
-        if key != "saturation" or slopes.saturates or not slopes.layers:
-            out.append(blocks.Paragraph(text(f"meaning.{key}")))
+        said = [text(f"meaning.{key}")] if key != "saturation" or slopes.saturates or not slopes.layers else []
         if key == "saturation" and slopes.saturates and init is not None:
-            out += _initial_saturation(init, text, refs)
+            said += _initial_saturation(init, text, refs)
+        if said:
+            out.append(blocks.Paragraph(text.raw("language.sentence_separator").join(said)))
     blocking = list(dict.fromkeys(bound.activation for _, bound in slopes.layers if bound.blocks))
     if blocking:  # said of this network's own activation: "a ReLU unit", not "where g′ = 0 …, as for a relu"
         relu = all(a.spec_text == "relu" for a in blocking)
@@ -324,7 +326,7 @@ def _decimal(value) -> str:
     return format(Context(prec=DECIMALS, rounding=ROUND_HALF_UP).create_decimal(Decimal(str(sp.N(value, 30)))).normalize(), "f")
 
 
-def _initial_saturation(init, text, refs) -> list:
+def _initial_saturation(init, text, refs) -> list[str]:
     """Where the initial weights raise the pre-activations' variance above 1 (an activation with
     g(0) ≠ 0), the variance they reach, computed in the initialisation section, said where saturation is."""
     from derive.present_training import offset_variance
@@ -333,8 +335,8 @@ def _initial_saturation(init, text, refs) -> list:
     if offset is None or offset[1] <= 1:
         return []
     _, final, last = offset
-    return [blocks.Paragraph(text("meaning.initial_saturation", final=f"{final:.2g}", layer=last,
-                                  raw={"init": refs.section("initialisation")}))]
+    return [text("meaning.initial_saturation", final=f"{final:.2g}", layer=last,
+                 raw={"init": refs.section("initialisation")})]
 
 
 def _error_ratio(lesson: Lesson, derivation: Derivation) -> tuple[str, str, str] | None:
