@@ -45,8 +45,8 @@ def test_pdf_has_title_notation_numbered_cross_referenced_equations_summary_and_
         assert f"({label})" in text or f"（{label}）" in text  # Chinese tags in full-width brackets
     refs = re.findall(r"(?:eq\.|式) (\d+)", text)
     # "substituting … found above (eq. 23)"; the lesson's box no longer cites each equation's derivation
-    # (review 20, defect 3), so 5 in the relu lesson, where `full` has more
-    assert len(refs) >= 4, refs
+    # (review 20, defect 3), so 5 in the relu lesson and 3 in the Chinese sigmoid one, where `full` has more
+    assert len(refs) >= 3, refs
     tex = files["derivation.tex"].decode()
     assert r"\boxed" in tex and r"\begin{tikzpicture}" in tex and "longtable" in tex
     assert has_stamp(pdf, tex)
