@@ -14,8 +14,8 @@ L2_STRENGTH = 0.001  # strength of the L2 penalty (--l2), counted once per minib
 
 def init_params(sizes=SIZES, rng=None, dtype=np.float64):
     """Weights W{l} of shape (n_l, n_{l-1}) drawn from N(0, Var(W{l})) with the variance derived for
-    layer l in derivation.md (section "Initialisation"; inputs assumed standardised), biases b{l} of
-    shape (n_l, 1) zero.
+    layer l in derivation.md (its section on training or on the initialisation; inputs assumed
+    standardised), biases b{l} of shape (n_l, 1) zero.
 
     The weights are drawn in float64 and then stored in `dtype` (float64 or float32), so the same
     rng state gives the same network in both precisions.
@@ -195,8 +195,9 @@ def init_state(params):
 
 
 def update(params, grads, state, *, lr=0.1, weight_decay=0.0):
-    """One step of torch.optim.SGD on every parameter, in place; hyper-parameters and
-    their defaults as in torch.optim (see derivation.md, section "Optimizer")."""
+    """One step of torch.optim.SGD on every parameter, in place; hyper-parameters
+    named as in torch.optim, their defaults in the signature (derivation.md, in its section on
+    training or on the optimizer, says why)."""
     if not lr >= 0:
         raise ValueError(f"invalid lr: {lr!r}; expected lr >= 0")
     if not weight_decay >= 0:

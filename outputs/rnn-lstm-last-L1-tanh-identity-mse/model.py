@@ -461,8 +461,9 @@ def init_state(params):
 
 
 def update(params, grads, state, *, lr=0.1, weight_decay=0.0):
-    """One step of torch.optim.SGD on every parameter, in place; hyper-parameters and
-    their defaults as in torch.optim (see derivation.md, section "Optimizer")."""
+    """One step of torch.optim.SGD on every parameter, in place; hyper-parameters
+    named as in torch.optim, their defaults in the signature (derivation.md, in its section on
+    training or on the optimizer, says why)."""
     if not lr >= 0:
         raise ValueError(f"invalid lr: {lr!r}; expected lr >= 0")
     if not weight_decay >= 0:
