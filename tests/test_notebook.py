@@ -58,9 +58,19 @@ def test_notebook_holds_the_derivation_the_model_and_the_picture():
     assert "gradients(params, X, Y)" in code[1] and "plt.show()" in code[2]
     assert all(c.get("outputs") == [] and c.get("execution_count") is None for c in nb["cells"] if c["cell_type"] == "code")
     assert "](#" not in "".join(text for text, _ in markdown)  # GitHub anchors do not work in Jupyter
+    assert "[^" not in "".join(text for text, _ in markdown)  # Jupyter has no Markdown footnotes
+
+
+def test_the_notebook_writes_footnotes_as_superscripts():
+    """Jupyter has no Markdown footnotes: a note (Nielsen's letters, in `--detail full`; the lesson says
+    them in its text) becomes a superscript number, as often as the Markdown cites it."""
+    files = generate(make_spec(3, "sigmoid", None, "mse", formats="md,ipynb", detail="full")).files
+    md = files["derivation.md"].decode()
+    markdown = "".join("".join(c["source"]) for c in json.loads(files["derivation.ipynb"])["cells"]
+                       if c["cell_type"] == "markdown")
     notes = re.findall(r"\[\^\d+\]", md)
-    assert notes and "[^" not in "".join(text for text, _ in markdown)  # Jupyter has no Markdown footnotes
-    assert "".join(text for text, _ in markdown).count("<sup>1</sup>") == notes.count("[^1]")
+    assert notes and "[^" not in markdown
+    assert markdown.count("<sup>1</sup>") == notes.count("[^1]")
 
 
 @pytest.mark.parametrize("config", [(2, "tanh", None, "bce"), (3, "relu", None, "ce"), (1, "identity", None, "mse"),
