@@ -1149,6 +1149,11 @@ def _formulas(block) -> str:
     return used_latex((block,), ()) + "\n" + "\n".join(inline)
 
 
+def _leads_in(block) -> bool:
+    """Whether a block is a paragraph that ends in a colon: it leads into the block after it."""
+    return isinstance(block, blocks.Paragraph) and re.search(r"[:：]\s*$", block.text) is not None
+
+
 def _uses(block, symbol: str) -> bool:
     """Whether a block's formulas contain the LaTeX of a symbol (\\eta not \\etaX)."""
     source = _formulas(block)
@@ -1245,6 +1250,8 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
             continue
         if one is not None:  # one symbol: its own sentence just before its first use
             at = next((n for n, block in enumerate(built[key]) if _uses(block, one.symbol)), at)
+            if at > 0 and _leads_in(built[key][at - 1]):  # not between a sentence and the display it leads into
+                at -= 1
         elif key in SYMBOLS_WHERE_USED:  # a table just before the first block that uses one of its symbols
             patterns = [p for row in lead[-1].rows if (p := uses_pattern(row[0]))]
             at = next((n for n, block in enumerate(built[key]) if any(re.search(p, _formulas(block)) for p in patterns)), at)

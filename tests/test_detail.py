@@ -323,9 +323,7 @@ def test_the_lesson_front_is_a_third_shorter_and_full_keeps_every_word(outcomes,
 def _dangling_colons(markdown: str) -> list[str]:
     """Paragraphs that end in a colon with no display, table, list or code after them (a sentence that
     promised something the document then left out). Markdown paragraphs are separated by blank lines."""
-    # a one-sentence definition of a symbol may stand between (known, not mended: it belongs before)
-    blocks = [b.strip() for b in re.split(r"\n\s*\n", markdown)
-              if b.strip() and not re.fullmatch(r"(Write \$|下文用 \$)[^\n]*", b.strip())]
+    blocks = [b.strip() for b in re.split(r"\n\s*\n", markdown) if b.strip()]
     shown = ("$$", "|", "- ", "* ", "1. ", "```", "<", "\\begin", "![", "**")  # "**": a list of bold leads
     return [block[-80:] for block, after in zip(blocks, blocks[1:] + [""])
             if re.search(r"[:：]$", block) and not after.startswith(shown)]
