@@ -12,7 +12,7 @@ import sympy as sp
 from derive import document as blocks
 from derive.derivation import Derivation
 from derive.lesson import Lesson
-from derive.lesson.practice import OTHER_RATE, STEPS, central_difference, check_script, scaled_costs
+from derive.lesson.practice import OTHER_RATE, check_script, scaled_costs
 from derive.lesson.worked_example import entries
 from derive.notation import Q
 from derive.present_lesson import _display_entry, _errors, _hand_check, _matrix, _number, _stated, _unchecked_unit
@@ -32,19 +32,18 @@ def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, 
     """The lesson's appendix B: a central difference on one weight, with its numbers, and the
     certificate's result in one sentence."""
     checks = list(lesson.practice.checks) if lesson.practice is not None else []
-    return check_box_blocks(lesson.example, derivation, text, checks=checks) + [blocks.Paragraph(_certificate(report, text))]
+    return check_box_blocks(lesson.example, derivation, text, checks) + [blocks.Paragraph(_certificate(report, text))]
 
 
-def check_box_blocks(example, derivation: Derivation, text, keys: str = "practice", checks=None,
+def check_box_blocks(example, derivation: Derivation, text, checks, keys: str = "practice",
                      intro: str = "check_intro", **fields) -> list:
-    """The box "check your gradient yourself": one weight of the point `example` (the first, or the
-    one of the central differences `checks` computed before) moved by ±h, the two losses, their slope and backpropagation's gradient,
-    computed in the point's arithmetic, and how the agreement changes with a ten times larger step.
+    """The box "check your gradient yourself": the weight of the central differences `checks`, computed
+    once per run at the point `example` (`lesson.practice` or `lesson.check`), moved by ±h: the two
+    losses, their slope and backpropagation's gradient, in the point's arithmetic, and how the
+    agreement changes with a ten times larger step.
     `keys`: the catalog table of its paragraphs (the lesson's points to its exercise; another
     network's document has none), `intro` its opening's key, `fields` what that needs besides. Nothing
     when there is no point or no weight to move."""
-    if checks is None:
-        checks = [central_difference(derivation, example, h) for h in STEPS] if example is not None else []
     if not (checks and all(checks)):
         return []
     first, last = checks[0], checks[-1]

@@ -103,9 +103,6 @@ def central_difference(derivation: Derivation, example: WorkedExample, step: sp.
     return CentralDifference(weight, index, step, up, down, (up - down) / (2 * step), gradient)
 
 
-STEPS = (STEP * 10, STEP)  # the box's two steps h: the difference shrinks like h²
-
-
 def gradient_check(derivation: Derivation, point: WorkedExample) -> tuple[CentralDifference, ...] | None:
     """The box's central differences at both steps on the first weight with a gradient at `point`
     (computed once per run: every format prints the same numbers)."""
