@@ -730,13 +730,14 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
         key = "example.ratio_binary" if binary_slopes(lesson) else "example.ratio"
         slopes, sums = _hidden_slopes(lesson, derivation), _weight_sums(derivation, example)
         fields = {}
-        if key == "example.ratio" and slopes is not None and sums and derivation.model.is_chain:
+        if slopes is not None and sums and derivation.model.is_chain:
             # the slopes bound only their own factor; the weights add theirs, ‖W‖₁ per matrix (in an
-            # MLP, where BP2 is the only way back; a skip connection or a normalisation adds paths)
+            # MLP, where BP2 is the only way back; a skip connection or a normalisation adds paths).
+            # Slopes of 0 or 1 (ReLU) give the same bound with a slope factor of 1: the weights' alone
             hidden = [b.bound for layer, b in lesson.slopes.layers if layer < derivation.model.depth]
             bound = sp.Mul(*hidden, *[v for _, v in sums])
             assert _ratio_value(lesson, derivation) <= bound, "the ratio exceeds its own bound"
-            key = "example.ratio_bounded"
+            key = f"{key}_bounded" if key == "example.ratio_binary" else "example.ratio_bounded"
             from derive.present import fill  # the sums stay Markdown-lite: converted once, with the sentence
 
             fields = {"factors": slopes[0], "product": slopes[1], "bound": _decimal(bound),
