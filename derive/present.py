@@ -537,11 +537,13 @@ TEX_SECTION_LABELS = {"output_error": "output", "update_rule": "update"}
 class Refs:
     """Cross-references to earlier results. The LaTeX document numbers its equations, so it cites the
     equation (\\ref of its label); Markdown and HTML number none, so they link to the section that
-    holds it. The words around the number ("eq.", "section") come from the message catalog."""
+    holds it; nor does the lesson in any format (`numbered`), so its PDF and its Markdown read alike.
+    The words around the number ("eq.", "section") come from the message catalog."""
 
     def __init__(self, text: Text, sections: dict[str, blocks.Section], absent: dict[str, int | str] | None = None,
-                 aliases: dict[str, str] | None = None):
+                 aliases: dict[str, str] | None = None, numbered: bool = True):
         self.text = text
+        self.numbered = numbered and text.fmt == "tex"  # the lesson numbers no equation: it cites as Markdown does
         self.sections = sections
         self.absent = absent or {}  # sections a shorter document leaves out: cited by number, without a link
         self.aliases = aliases or {}  # sections a shorter document folds into another: cited as that one
@@ -550,7 +552,7 @@ class Refs:
         section = self.aliases.get(section, section)
         if section in self.absent:
             return self.section(section)
-        if self.text.fmt == "tex":
+        if self.numbered:
             return _tie(self.text("refs.equation", raw={"number": rf"\ref{{{label}}}"}))
         return self.section(section)
 
@@ -570,7 +572,7 @@ class Refs:
     def plain(self, label: str, section: str) -> str:
         """The same reference as plain text, for the margin of a display (no link can go there)."""
         section = self.aliases.get(section, section)
-        if self.text.fmt == "tex" and section not in self.absent:
+        if self.numbered and section not in self.absent:
             return _tie(self.text.raw("refs.equation").replace("{number}", rf"\ref{{{label}}}"))
         return self.plain_section(section)
 
@@ -590,7 +592,7 @@ class Refs:
         its numbered equation (`label`); otherwise the only number to give would be that of the section
         the reader is in ("by section 8" inside section 8), so the reference says "above" in the
         language's words."""
-        if self.text.fmt == "tex" and label is not None:
+        if self.numbered and label is not None:
             return self.equation(label, ""), self.plain(label, "")
         return self.text("refs.above"), self.text.raw("refs.above_tag")
 
@@ -645,24 +647,17 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
                    intro=text("output_error.upstream_instance", output=output)),
             _instance(sample.results[Q("delta", depth)], text("output_error.instance"), "eq:bp1"),
         ]
-    if forms is not None and forms.vector:  # the softmax's Jacobian derived once, for any loss; this loss put in
+    if forms is not None and forms.vector:  # BP1 for any output activation first, then the softmax's J put in
         upstream = sample.steps[Q("grad_a", depth)]
         output = latex(unit_letters(upstream)[0].lhs.variables[0])
         probability = derivation.model.loss.target == "probability" and derivation.model.loss.name == "ce"
+        general, softmax = _jacobian_first(narrator, unit_letters(list(forms.output.steps)), text.variant == "lesson")
         return [
             blocks.Paragraph(text("output_error.intro")),
-            narrator.derivation(unit_letters(list(forms.output.steps)), _output_sides, chains=True,
-                                intro=text("output_error.general_first_vector"), relation=_relation,
-                                label="eq:bp1-general"),
-            blocks.Paragraph(text("output_error.general_instance_vector")),
-            blocks.Derivation((blocks.Group("", (
-                # (BP1), its one label; the lesson names BP1 twice only (before the proofs, in the box), so here
-                # the line is the derivation's matrix form
-                blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], narrator.tag("tag.matrix_form"), "eq:bp1-jacobian")
-                if text.variant == "lesson" else
-                blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1", "eq:bp1-jacobian", named=True),)),)),
-            blocks.Paragraph(text("output_error.meaning_vector")),  # what BP1 says, right after it
-            blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=_slashed(general_bp1(elementwise_forms())["rhs"]))),
+            blocks.Derivation((blocks.Group("", general),), intro=text("output_error.general_jacobian")),
+            blocks.Derivation((blocks.Group("", softmax),), intro=text("output_error.softmax_jacobian")),
+            blocks.Paragraph(text("output_error.softmax_jacobian_result",
+                                  elementwise=_slashed(general_bp1(elementwise_forms())["rhs"]))),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
                    direct=why["loss"], direct_values={"output": output},
                    intro=text("output_error.upstream_instance", output=output)),
@@ -681,6 +676,28 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
                               else "output_error.meaning")),
         *_general_output(derivation, text, narrator),
     ]
+
+
+def _jacobian_first(narrator: Narrator, steps: list[Step], lesson: bool) -> tuple[tuple, tuple]:
+    """The softmax's output error in the order a student follows: the definition and the chain-rule
+    line, which hold for any output activation, gathered into BP1 (δ = Jᵀ ∂C/∂a); then the rest of
+    the engine's derivation, which puts the softmax's J into the chain-rule line and ends in its
+    matrix form. The second display starts at the local derivative; the lesson prints it with its
+    inner bracket already collapsed (Σ_j'' [j = j''] e^{z_j''} = e^{z_j}, a step the student does
+    alone), `full` keeps that line too."""
+    derived = narrator.derivation(steps, _output_sides, chains=True, relation=_relation, label="eq:bp1-general",
+                                  intro="-")
+    rows = [row for group in derived.groups for row in group.rows]
+    assert all(not group.text for group in derived.groups[1:]), "a softmax line the method section did not explain"
+    matrix = narrator.tag("tag.matrix_form")
+    jacobian = (blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], matrix, "eq:bp1-jacobian") if lesson else
+                blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1", "eq:bp1-jacobian", named=True))
+    general = (rows[0], rows[1], jacobian)
+    rest = rows[2:]
+    local, collapse = narrator.tag("tag.local_derivative"), narrator.tag("tag.kronecker_collapse")
+    if lesson and len(rest) > 1 and rest[0].tag == local and rest[1].tag == collapse:
+        rest = [replace(rest[1], tag=local)] + rest[2:]
+    return general, (replace(rest[0], lhs=rows[0].lhs), *rest[1:])
 
 
 def _as_output(tex: str) -> str:
@@ -932,9 +949,14 @@ def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson, lea
         general[0] = ("BP1", JACOBIAN_BP1)
         # cited by its section: its one label is its name, BP1, which the box's line already reads
         meanings[0] = text("learn.bp1_jacobian", raw={"where": refs.section("output_error")})
-        cases = [blocks.ItemList((text("learn.case_elementwise", form=general_bp1(elementwise_forms())["rhs"]),
-                                  text("learn.case_softmax", form=general_bp1(forms)["rhs"])),
-                                 intro=text("learn.cases"))]
+        # the two instances in a display of their own: inline, the softmax's broke after ⊙ (zh review 21)
+        lhs = JACOBIAN_BP1["lhs"]
+        cases = [blocks.ItemList((text("learn.case_elementwise_jacobian"), text("learn.case_softmax_jacobian")),
+                                 intro=text("learn.cases")),
+                 blocks.Derivation((blocks.Group("", (
+                     blocks.Row(lhs, general_bp1(elementwise_forms())["rhs"], text.raw("tag.case_elementwise")),
+                     blocks.Row(lhs, general_bp1(forms)["rhs"], text.raw("tag.case_softmax")))),),
+                     intro=text("learn.cases_put_in"))]
     instance = [(tag, e) for tag, e in rows if tag in ("BP1", "BP2")]
     if lean:  # the lesson boxes the four equations once; this network's BP1 and BP2 are in sections 8 and 9
         instance = []
@@ -1267,6 +1289,7 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
         version=__version__,
         html_lang=text.raw("language.html_lang"),
         tag_brackets=(text.raw("language.tag_open"), text.raw("language.tag_close")),
+        numbered=text.variant != "lesson",
         tex_preamble=text.raw("language.tex_preamble").strip(),
         sections=tuple(replace(heads[key], blocks=built[key]) for key in keys),
         **fields,
@@ -1343,7 +1366,7 @@ def build_document(
     heads = section_heads(keys, text, titles,  # the MLP opens with the question, no box
                           numbers=numbers, part="learn" in keys and not folded)  # a reference part only in full
     refs = Refs(text, heads, absent={k: n for k, n in numbers.items() if k not in keys and k not in aliases},
-                aliases=aliases)
+                aliases=aliases, numbered=not lean)
     narrator = Narrator(text)
     short = partial(brief, detail)
     direct = omits_steps(detail)  # the lesson writes each local derivative at once; `full` prints every step

@@ -281,7 +281,7 @@ def test_the_lesson_states_the_four_equations_twice_and_explains_the_collapse_on
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_the_lesson_front_is_a_third_shorter_and_full_keeps_every_word(outcomes, name):
-    """Review 20, defects 3-9: sections 1-13 of the lesson are at least 35 % shorter than they were
+    """Review 20, defects 3-9: sections 1-13 of the lesson are at least 34 % shorter than they were
     (words in English, characters without spaces in Chinese; measured before this change: 4379, 4678
     and 14349; after this change 2682, 2947 and 9305), and what the lesson leaves out is in `full`: the
     goals, the glossary's definition and brackets, the instances of BP1 and BP2 under the box, the
@@ -291,7 +291,9 @@ def test_the_lesson_front_is_a_third_shorter_and_full_keeps_every_word(outcomes,
     size = lambda text: len(re.sub(r"\s", "", text)) if zh else len(text.split())  # noqa: E731
     front = lambda md: md[md.index("\n## 1. "):md.index("\n## 14. ")]  # noqa: E731
     before = {"sigmoid-en": 4379, "relu-ce-en": 4678, "sigmoid-zh": 14349}[name]
-    assert size(front(lesson)) <= 0.65 * before, size(front(lesson))
+    # 0.66 since round 15: §8 of the softmax lesson states BP1 for any output before the softmax's J,
+    # and §9's lead-ins say why (review 21, en defect 13, zh item 3)
+    assert size(front(lesson)) <= 0.66 * before, size(front(lesson))
     assert size(front(full)) > 0.9 * before  # full keeps the complete text
     catalog = messages("zh" if zh else "en")
     for table, key in (("learn", "goals"), ("learn", "instance"), ("big_picture", "error_note"), ("network", "passes")):

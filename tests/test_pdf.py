@@ -33,21 +33,22 @@ def pdf_text(pdf: bytes, tmp_path) -> str:
                           check=True).stdout
 
 
-def test_pdf_has_title_notation_numbered_cross_referenced_equations_summary_and_picture(built, tmp_path):
+def test_pdf_has_title_notation_unnumbered_lesson_equations_summary_and_picture(built, tmp_path):
     lang, files, _ = built
     pdf = files["derivation.pdf"]
     assert pdf.startswith(b"%PDF") and len(pdf) > 50_000
     text = pdf_text(pdf, tmp_path)
     assert TITLE[lang] in text
     assert "??" not in text, "an unresolved cross-reference"
-    assert re.search(r"\(\d+\)", text)  # numbered equations
     for label in ("BP1", "BP2", "BP3", "BP4"):
         assert f"({label})" in text or f"（{label}）" in text  # Chinese tags in full-width brackets
-    refs = re.findall(r"(?:eq\.|式) (\d+)", text)
-    # "substituting … found above (eq. 23)"; the lesson's box no longer cites each equation's derivation
-    # (review 20, defect 3), so 5 in the relu lesson and 3 in the Chinese sigmoid one, where `full` has more
-    assert len(refs) >= 3, refs
+    # the lesson numbers no display and cites none by its number, as its Markdown does: it names BP1-BP4
+    # and cites sections ("the result above", "section 8"); review 21 found (8.1) and (8.2) its only
+    # numbers. `full` numbers its results and cites them (test_bp1_carries_one_label…)
+    assert not re.search(r"\((\d+|[A-D])\.\d+\)", text) and not re.findall(r"(?:eq\.|式) ?\d", text)
     tex = files["derivation.tex"].decode()
+    assert r"\label{eq:" not in tex and r"\ref{eq:" not in tex and r"\begin{equation}" not in tex
+    assert re.findall(r"(?:section|第) \d+", text)  # it cites sections instead
     assert r"\boxed" in tex and r"\begin{tikzpicture}" in tex and "longtable" in tex
     assert has_stamp(pdf, tex)
 
@@ -175,25 +176,34 @@ def test_the_network_table_is_one_line_a_row_and_the_figure_is_cited_by_its_numb
 
 def test_bp1_carries_one_label_and_no_running_text_has_a_small_fraction(built):
     """zh review 17, layout items 5 and 6: the relu + softmax document's BP1 (δ = Jᵀ ∂C/∂a) is
-    labelled (BP1) in place of an equation number, not (BP1) and (8.2), and the box cites it by its
-    section; an inline fraction in running text is written with a slash (∂C/∂a⁽ᴸ⁾), displays keep \\frac."""
+    labelled (BP1) in place of an equation number in `full`, and the lesson's is the derivation's
+    unnumbered matrix form; the box cites it by its section; an inline fraction in running text is
+    written with a slash, displays keep \\frac; BP1's two cases are a display (zh review 21)."""
     from derive.slashed import _FRAC
 
     lang, files, _ = built
     tex = files["derivation.tex"].decode()
-    (line,) = [line for line in tex.splitlines() if line.startswith(r"\delta^{(L)} &= J^{\top}") and "label" in line]
+    (line,) = [line for line in tex.splitlines() if line.startswith(r"\delta^{(L)} &= J^{\top}") and "notag" in line
+               and re.search("matrix form|矩阵形式", line)]
     # the lesson names BP1 twice only (before the proofs, in the box): here the derivation's matrix form,
-    # with its number; `full` labels the line (BP1) in place of a number
-    assert re.search(r"\\text\{[(（](matrix form|矩阵形式)[)）]\}\\label\{eq:bp1-jacobian\}$", line), line
+    # unnumbered as every display of the lesson; `full` labels the line (BP1) in place of a number
+    assert re.search(r"\\text\{[(（](matrix form|矩阵形式)[)）]\} \\notag", line), line
     full = generate(make_spec(3, "relu", None, "ce", formats="tex", lang=lang, detail="full")).files["derivation.tex"]
     (line,) = [line for line in full.decode().splitlines() if line.startswith(r"\delta^{(L)} &= J^{\top}") and "label" in line]
     assert re.search(r"\\tag\{BP1\}\\label\{eq:bp1-jacobian\}$", line) and r"\text{" not in line
+    # `full` still numbers its results and cites them by number
+    assert r"\label{eq:bp1-general}" in full.decode() and r"~\ref{eq:" in full.decode()
     assert r"\ref{eq:bp1-jacobian}" not in tex
     body = re.sub(r"\\begin\{(equation\*?|align\*?|aligned)\}.*?\\end\{\1\}", "", tex[tex.index(r"\begin{document}"):],
                   flags=re.S)
     inline = [m for m in re.findall(r"(?<!\\)\$([^$]+)\$", body) if r"\displaystyle" not in m]
     assert inline and not [m for m in inline if _FRAC.search(m)]
-    assert r"$\delta^{(L)} = \partial C/\partial a^{(L)} \odot g'(z^{(L)})$" in body
+    # BP1's two cases (section 11) in a display of their own, each line tagged with its case: inline, the
+    # softmax's broke after its ⊙ (zh review 21, PDF p. 9)
+    cases = [line for line in tex.splitlines() if line.startswith(r"\delta^{(L)} &= \frac{\partial C}{\partial a^{(L)}} \odot")
+             and re.search(r"\\text\{[(（][^)）]*(output|输出)[)）]\}", line)]
+    assert len(cases) == 2 and re.search(r"\\odot g'\(z\^\{\(L\)\}\) && \\text\{", cases[0]), cases
+    assert r"\odot a^{(L)} - " in cases[1] and "softmax" in cases[1]
 
 
 def test_the_appendix_code_wraps_instead_of_running_off_the_page(built, tmp_path):
