@@ -24,7 +24,7 @@ from derive.backprop import COST_KEY, Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
 from derive.detail import FOLDED, OPENING, brief, chosen_sections, omits_steps
-from derive.notation import BATCH_COST, LayerRef, Q, index, quantity_of
+from derive.notation import LayerRef, Q, index, quantity_of
 from derive.present_functions import (
     activation_extras,
     derivative_json,
@@ -1595,7 +1595,6 @@ def json_document(derivation: Derivation, report: Report, *, command: str) -> di
     """derivation.json: the spec, every step (LaTeX and SymPy `srepr` of each side), the final
     formulas, the activation derivatives and the verification figures. The spec is what was derived,
     not which files were asked for: every choice of --format writes the same bytes here."""
-    spec = derivation.model.spec
     passes = {"sample": _labelled(derivation.sample), "batch": _labelled(derivation.batch)}
     if derivation.general is not None:
         passes["general"] = _labelled(derivation.general) | _labelled(derivation.general_batch, "batch_")
