@@ -42,7 +42,7 @@ from derive.narrate import Narrator, folds_local, sides
 from derive import present_lesson as lesson_blocks
 from derive.present_notation import CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
 from derive.printing import latex, words
-from derive.rewrite import logistic_as_tanh
+from derive.rewrite import exp_identity_holds, logistic_as_tanh
 from derive.slashed import slashed, slashed_inline
 from derive.spec import DEFAULT_DETAIL, NetSpec
 from derive.verify import PREACTIVATION_BOUND, Report
@@ -424,31 +424,23 @@ def _logistic_steps(d) -> list[tuple[str, str]] | None:
     """For the logistic sigmoid g = 1/(1 + e^{-z}): g' = e^{-z}/(1 + e^{-z})² = g · e^{-z}/(1 + e^{-z})
     = g (1 - g), each line checked to equal the derivative; None for any other activation.
 
-    Every expression here is a rational function of t = e^{-z}, so an identity is checked by
-    cancelling the difference in t (exact, and a fraction of `simplify`'s time)."""
+    Every expression here is a rational function of e^{-z}, so an identity is checked by cancelling
+    the difference in e^{z/2} (`rewrite.exp_identity_holds`: exact, and a fraction of `simplify`'s
+    time); an activation written otherwise (with tanh) keeps its own derivative and proof."""
     z = sp.Symbol("z")
     e, g = sp.exp(-z), 1 / (1 + sp.exp(-z))
     if d.in_terms_of_output is None:
         return None
     expr = d.activation.expr.subs({s: z for s in d.activation.expr.free_symbols})
-    if not _equal_in_exp(expr, g, z):
+    if not exp_identity_holds(expr, g, z, rewrite=False):
         return None
     lines = [(latex(e / (1 + e) ** 2), e / (1 + e) ** 2),
              (f"{latex(g)} \\cdot {latex(e / (1 + e))}", g * (e / (1 + e))),
              (f"{latex(g)} \\left(1 - {latex(g)}\\right)", g * (1 - g)),
              ("g(z) \\left(1 - g(z)\\right)", g * (1 - g))]
     derivative = sp.diff(g, z)
-    assert all(_equal_in_exp(value, derivative, z) for _, value in lines)
+    assert all(exp_identity_holds(value, derivative, z, rewrite=False) for _, value in lines)
     return [("g'(z)" if n == 0 else "", tex) for n, (tex, _) in enumerate(lines)]
-
-
-@lru_cache(maxsize=None)
-def _equal_in_exp(a: sp.Expr, b: sp.Expr, z: sp.Symbol) -> bool:
-    """a = b for every z, where both are rational functions of e^{-z} (False when either is not);
-    memoised, as every document format checks the same lines."""
-    t = sp.Dummy("t", positive=True)
-    difference = (a - b).subs({sp.exp(-z): t, sp.exp(z): 1 / t})
-    return not difference.has(z) and sp.cancel(difference) == 0
 
 
 def _activations(derivation: Derivation, text: Text, output_section: int) -> list:
@@ -669,7 +661,7 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
                 if text.is_lesson else
                 blocks.Row(JACOBIAN_BP1["lhs"], JACOBIAN_BP1["rhs"], "BP1", "eq:bp1-jacobian", named=True),)),)),
             blocks.Paragraph(text("output_error.meaning_vector")),  # what BP1 says, right after it
-            blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=_slashed(general_bp1(elementwise_forms())["rhs"]))),
+            blocks.Paragraph(text("output_error.jacobian_cases_vector", elementwise=slashed(general_bp1(elementwise_forms())["rhs"], spaced=True))),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
                    direct=why["loss"], direct_values={"output": output},
                    intro=text("output_error.upstream_instance", output=output)),
@@ -712,12 +704,6 @@ def _counted(text: Text, n: int) -> str:
         return words[n]
     space = text.raw("language.number_space")
     return f"{space}{n}{space}"
-
-
-def _slashed(tex: str) -> str:
-    """A formula for running text: ∂C/∂a with a slash, as the prose writes it (an inline \\frac is
-    set too small to read)."""
-    return re.sub(r"\\frac\{(\\partial [^{}]*)\}\{(\\partial [^{}]*(?:\{[^{}]*\}[^{}]*)*)\}", r"\1 / \2", tex)
 
 
 def general_bp1(forms) -> dict:
