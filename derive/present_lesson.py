@@ -735,7 +735,7 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
             hidden = [b.bound for layer, b in lesson.slopes.layers if layer < derivation.model.depth]
             bound = sp.Mul(*hidden, *[v for _, v in sums])
             assert _ratio_value(lesson, derivation) <= bound, "the ratio exceeds its own bound"
-            key = "example.ratio_bounded"
+            key = "example.ratio_bounded" if len(hidden) > 1 else "example.ratio_bounded_one"  # no product of one factor
             from derive.present import fill  # the sums stay Markdown-lite: converted once, with the sentence
 
             fields = {"factors": slopes[0], "product": slopes[1], "bound": _decimal(bound),
