@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 
 from derive.indexing import Iverson
-from derive.ops import Op, _code_operand, _latex_operand
+from derive.ops import Op, _code_operand
 
 HELPERS = {
     "_key_softmax": '''def _key_softmax(S, causal, batch, out=None):

@@ -35,7 +35,7 @@ from derive.backprop import forward_result
 from derive.indexing import assume_sizes
 from derive.layers import Node
 from derive.model import Model
-from derive.notation import A, Q, Y, Z
+from derive.notation import A, Q, Y
 from derive.ops import Op
 
 STEP = 1e-100

@@ -142,7 +142,6 @@ def _conv_operation(entries, free):
 
     kernels = [e for e in entries if _quantity(e) is not None and _quantity(e).kind == "K"]
     grads = [e for e in entries if _quantity(e) is not None and _quantity(e).kind in _GRADIENT_KINDS]
-    batch = notation.is_sample_index(free[-1]) if free else False
     if len(kernels) == 1:
         (kernel,) = kernels
         node = _window_node(_quantity(kernel).layer)

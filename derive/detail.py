@@ -49,6 +49,13 @@ def brief(detail: str, key: str) -> bool:
     return key in BRIEF[detail]
 
 
+def is_lesson(detail: str) -> bool:
+    """Whether a document at this detail is the lesson: it reads the catalog's shorter messages
+    (`lesson_*` tables) and leaves to `full` what a first reading does not need. The one test of it:
+    the document builder passes `detail` to `Text`, and every section asks `text.is_lesson`."""
+    return detail == "lesson"
+
+
 def omits_steps(detail: str) -> bool:
     """Whether a document at this detail leaves out derivations that `full` prints (it says so once)."""
     return detail != "full"

@@ -25,7 +25,6 @@ from derive.indexing import Iverson, free_indices
 
 
 from derive.ops import (  # noqa: E402 - the operations recognised here
-    MATRIX_FUNCTIONS,
     ColBroadcast,
     ColSums,
     Einsum,

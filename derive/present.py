@@ -23,8 +23,8 @@ from derive import document as blocks
 from derive.backprop import COST_KEY, Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
-from derive.detail import FOLDED, OPENING, brief, chosen_sections, omits_steps
-from derive.notation import BATCH_COST, LayerRef, Q, index, quantity_of
+from derive.detail import FOLDED, OPENING, brief, chosen_sections, is_lesson, omits_steps
+from derive.notation import LayerRef, Q, index, quantity_of
 from derive.present_functions import (
     activation_extras,
     derivative_json,
@@ -42,7 +42,7 @@ from derive.narrate import Narrator, folds_local, sides
 from derive import present_lesson as lesson_blocks
 from derive.present_notation import CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
 from derive.printing import latex, words
-from derive.rewrite import logistic_as_tanh
+from derive.rewrite import exp_identity_holds, logistic_as_tanh
 from derive.slashed import slashed, slashed_inline
 from derive.spec import DEFAULT_DETAIL, NetSpec
 from derive.verify import PREACTIVATION_BOUND, Report
@@ -98,15 +98,20 @@ def prose(text: str, fmt: str) -> str:
 class Text:
     """Formats catalog messages for one language and output format."""
 
-    def __init__(self, lang: str, fmt: str, *, variant: str = "", **defaults):
+    def __init__(self, lang: str, fmt: str, *, detail: str = "full", **defaults):
         self.catalog = messages(lang)
         self.lang = lang
         self.fmt = fmt
         self.defaults = defaults  # values every message may use, e.g. section numbers
         self.math_log: list[str] = []  # the formulas the prose wrote, in LaTeX (for the notation table)
-        # a shorter document's own wording: table `lesson_example` holds the lesson's `example.*` keys
-        # that say less than `full`'s (what they leave out, `full` keeps)
-        self.variant = variant
+        # how much the document prints (`derive.detail`); a document of another network (graph,
+        # recurrent) has no detail to choose and prints as `full`
+        self.detail = detail
+
+    @property
+    def is_lesson(self) -> bool:
+        """Whether this document is the lesson (`derive.detail.is_lesson`)."""
+        return is_lesson(self.detail)
 
     def __call__(self, key: str, raw: dict[str, str] | None = None, **values) -> str:
         """The message `key` with its {placeholders} filled. `values` are text in the catalog's
@@ -138,7 +143,9 @@ class Text:
     def raw(self, key: str) -> str:
         """The message exactly as written in the catalog (settings such as `language.tex_preamble`)."""
         section, name = key.split(".", 1)
-        shorter = self.catalog.get(f"{self.variant}_{section}", {}) if self.variant else {}
+        # the lesson's own wording: table `lesson_example` holds the lesson's `example.*` keys that say
+        # less than `full`'s (what they leave out, `full` keeps)
+        shorter = self.catalog.get(f"lesson_{section}", {}) if self.is_lesson else {}
         return shorter.get(name, self.catalog[section][name])
 
     def title(self, table: str, name: str, fallback: str) -> str:
@@ -327,13 +334,13 @@ def _forward(derivation: Derivation, text: Text) -> list:
         blocks.Paragraph(text("forward.vector")),
         _aligned([result_equation(sample_z), equation(Q("a", l).symbol, g(Q("z", l).symbol))]),
     ]
-    if text.variant != "lesson":  # the lesson's table of section `network` already gives each layer's function
+    if not text.is_lesson:  # the lesson's table of section `network` already gives each layer's function
         # the minibatch's matrices wait for the minibatch form and the algorithm, where they are used
         out += [blocks.Paragraph(text("forward.activations")),
                 _aligned([result_equation(derivation.sample.results[Q("a", k)])
                           for k in range(1, derivation.model.depth + 1)])]
     for layer, act in enumerate(derivation.model.activations, start=1):
-        if act.is_vector and text.variant != "lesson":  # softmax couples the units of its layer: its entries as
+        if act.is_vector and not text.is_lesson:  # softmax couples the units of its layer: its entries as
             # derived (the lesson's table of section `network` already shows them)
             a = derivation.sample.results[Q("a", layer)]
             # the lesson's letters: a_j over the sum of j' (j'' inside its derivative), as in the derivations
@@ -417,31 +424,23 @@ def _logistic_steps(d) -> list[tuple[str, str]] | None:
     """For the logistic sigmoid g = 1/(1 + e^{-z}): g' = e^{-z}/(1 + e^{-z})² = g · e^{-z}/(1 + e^{-z})
     = g (1 - g), each line checked to equal the derivative; None for any other activation.
 
-    Every expression here is a rational function of t = e^{-z}, so an identity is checked by
-    cancelling the difference in t (exact, and a fraction of `simplify`'s time)."""
+    Every expression here is a rational function of e^{-z}, so an identity is checked by cancelling
+    the difference in e^{z/2} (`rewrite.exp_identity_holds`: exact, and a fraction of `simplify`'s
+    time); an activation written otherwise (with tanh) keeps its own derivative and proof."""
     z = sp.Symbol("z")
     e, g = sp.exp(-z), 1 / (1 + sp.exp(-z))
     if d.in_terms_of_output is None:
         return None
     expr = d.activation.expr.subs({s: z for s in d.activation.expr.free_symbols})
-    if not _equal_in_exp(expr, g, z):
+    if not exp_identity_holds(expr, g, z, rewrite=False):
         return None
     lines = [(latex(e / (1 + e) ** 2), e / (1 + e) ** 2),
              (f"{latex(g)} \\cdot {latex(e / (1 + e))}", g * (e / (1 + e))),
              (f"{latex(g)} \\left(1 - {latex(g)}\\right)", g * (1 - g)),
              ("g(z) \\left(1 - g(z)\\right)", g * (1 - g))]
     derivative = sp.diff(g, z)
-    assert all(_equal_in_exp(value, derivative, z) for _, value in lines)
+    assert all(exp_identity_holds(value, derivative, z, rewrite=False) for _, value in lines)
     return [("g'(z)" if n == 0 else "", tex) for n, (tex, _) in enumerate(lines)]
-
-
-@lru_cache(maxsize=None)
-def _equal_in_exp(a: sp.Expr, b: sp.Expr, z: sp.Symbol) -> bool:
-    """a = b for every z, where both are rational functions of e^{-z} (False when either is not);
-    memoised, as every document format checks the same lines."""
-    t = sp.Dummy("t", positive=True)
-    difference = (a - b).subs({sp.exp(-z): t, sp.exp(z): 1 / t})
-    return not difference.has(z) and sp.cancel(difference) == 0
 
 
 def _activations(derivation: Derivation, text: Text, output_section: int) -> list:
@@ -463,7 +462,7 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         ]
         stepped = d.branch_form is None and d.kink_convention and d.in_terms_of_output is None
         # the lesson leaves out the derivative on its own where the sigmoid's proof starts from it
-        proved = text.variant == "lesson" and d.in_terms_of_output is not None and _logistic_steps(d) is not None
+        proved = text.is_lesson and d.in_terms_of_output is not None and _logistic_steps(d) is not None
         if not stepped and not proved:
             out += [blocks.Paragraph(text("activations.computed")),
                     blocks.Equation(equation(sp.Derivative(gz, z), d.computed)["latex"])]
@@ -651,13 +650,13 @@ def _output_error(derivation: Derivation, text: Text, refs: Refs, narrator: Narr
         upstream = sample.steps[Q("grad_a", depth)]
         output = latex(unit_letters(upstream)[0].lhs.variables[0])
         probability = derivation.model.loss.target == "probability" and derivation.model.loss.name == "ce"
-        general, softmax = _jacobian_first(narrator, unit_letters(list(forms.output.steps)), text.variant == "lesson")
+        general, softmax = _jacobian_first(narrator, unit_letters(list(forms.output.steps)), text.is_lesson)
         return [
             blocks.Paragraph(text("output_error.intro")),
             blocks.Derivation((blocks.Group("", general),), intro=text("output_error.general_jacobian")),
             blocks.Derivation((blocks.Group("", softmax),), intro=text("output_error.softmax_jacobian")),
             blocks.Paragraph(text("output_error.softmax_jacobian_result",
-                                  elementwise=_slashed(general_bp1(elementwise_forms())["rhs"]))),
+                                  elementwise=slashed(general_bp1(elementwise_forms())["rhs"], spaced=True))),
             _steps(narrator, upstream, label="eq:upstream-out", letters=True,
                    direct=why["loss"], direct_values={"output": output},
                    intro=text("output_error.upstream_instance", output=output)),
@@ -722,12 +721,6 @@ def _counted(text: Text, n: int) -> str:
         return words[n]
     space = text.raw("language.number_space")
     return f"{space}{n}{space}"
-
-
-def _slashed(tex: str) -> str:
-    """A formula for running text: ∂C/∂a with a slash, as the prose writes it (an inline \\frac is
-    set too small to read)."""
-    return re.sub(r"\\frac\{(\\partial [^{}]*)\}\{(\\partial [^{}]*(?:\{[^{}]*\}[^{}]*)*)\}", r"\1 / \2", tex)
 
 
 def general_bp1(forms) -> dict:
@@ -795,7 +788,7 @@ def _recursion(derivation: Derivation, text: Text, refs: Refs, narrator: Narrato
             ]
     else:
         out.append(blocks.Paragraph(text("recursion.mixed")))
-    if text.variant == "lesson" and general is not None and forms is not None and forms.hidden is not None:
+    if text.is_lesson and general is not None and forms is not None and forms.hidden is not None:
         return out  # the lesson: the general BP2 with this network's g' is enough; each layer's is in the algorithm
     out.append(blocks.Paragraph(text("recursion.per_layer_intro")))
     rows = []
@@ -874,7 +867,7 @@ def _minibatch(derivation: Derivation, text: Text, narrator: Narrator) -> list:
     return [
         blocks.Paragraph(text("minibatch.intro")),
         blocks.Paragraph(text("minibatch.assumptions")),
-        *([] if text.variant == "lesson" else  # the lesson's table of section 16 has every D line
+        *([] if text.is_lesson else  # the lesson's table of section 16 has every D line
           [_aligned([result_equation(batch.results[Q("delta", k)]) for k in range(depth, 0, -1)])]),
         blocks.Paragraph(text("minibatch.gradients")),
         blocks.Derivation((blocks.Group("", tuple(rows)),)),  # numbered: the update rule cites BP3, BP4 of a minibatch
@@ -915,15 +908,15 @@ def _training_lesson(derivation: Derivation, text: Text, refs: Refs, training: t
     return training_lesson_blocks(update, training, derivation.model, text)
 
 
-def _learn(lesson: Lesson, text: Text, refs: Refs, lean: bool = False) -> list:
+def _learn(lesson: Lesson, text: Text, refs: Refs) -> list:
     """The opening, why before how: what is wanted (the rate of change of the loss with every
     parameter), why not by nudging each parameter (the cost counted for this network), and what the
     reader will be able to do. No equation is boxed before it is derived (section `summary`)."""
     return [*lesson_blocks.motivation_blocks(lesson, text, refs, opening=True),
-            *([] if lean else lesson_blocks.goal_blocks(text, lesson, ahead=True))]  # the lesson starts at once
+            *([] if text.is_lesson else lesson_blocks.goal_blocks(text, lesson, ahead=True))]  # the lesson starts at once
 
 
-def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson, lean: bool = False) -> list:
+def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> list:
     """The four equations, boxed once after they are derived, each with its meaning and the
     equation that derives it."""
     rows = _summary_rows(derivation, batch=False)
@@ -958,13 +951,13 @@ def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson, lea
                      blocks.Row(lhs, general_bp1(forms)["rhs"], text.raw("tag.case_softmax")))),),
                      intro=text("learn.cases_put_in"))]
     instance = [(tag, e) for tag, e in rows if tag in ("BP1", "BP2")]
-    if lean:  # the lesson boxes the four equations once; this network's BP1 and BP2 are in sections 8 and 9
+    if text.is_lesson:  # the lesson boxes the four equations once; this network's BP1 and BP2 are in sections 8 and 9
         instance = []
     return lesson_blocks.learn_blocks(text, general, meanings, lesson, instance=instance,
                                       vector="_vector" if forms.vector else "", goals=False, cases=cases)
 
 
-def _preview(derivation: Derivation, text: Text, lean: bool = False) -> list:
+def _preview(derivation: Derivation, text: Text) -> list:
     """The four equations stated before they are proved, each with one line of meaning, so that every
     derivation that follows has a visible goal (Nielsen's order: state, then prove). They are the
     engine's general forms, the ones section `summary` boxes once they are proved (the equations
@@ -978,7 +971,7 @@ def _preview(derivation: Derivation, text: Text, lean: bool = False) -> list:
     tags = list(dict.fromkeys(tag for tag, _ in rows))
     meanings = [text(f"preview.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else "")) for tag in tags]
     display = blocks.Derivation((blocks.Group("", tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows)),))
-    if lean:  # the lesson says what each one means once, under the box
+    if text.is_lesson:  # the lesson says what each one means once, under the box
         return [blocks.Paragraph(text("preview.intro")), display]
     return [blocks.Paragraph(text("preview.intro")), display, blocks.ItemList(tuple(meanings))]
 
@@ -1119,10 +1112,11 @@ def _number(bound: str) -> str:
     return f"${prefix}10^{{{int(exponent)}}}$"
 
 
-def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = False, lesson: bool = False) -> list:
+def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = False) -> list:
     """What model.py holds and where it is; in full, its forward pass, loss and gradients as generated
-    (`short`: the algorithm table has already shown the backward pass line by line; `lesson`: without
-    the notes on the generator's options and the workspace form, which are the reference's)."""
+    (`short`: the algorithm table has already shown the backward pass line by line; the lesson leaves
+    out the notes on the generator's options and the workspace form, which are the reference's)."""
+    lesson = text.is_lesson
     stable = []
     acts = derivation.model.activations
     if any(a.name == "sigmoid" for a in acts):
@@ -1289,7 +1283,7 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
         version=__version__,
         html_lang=text.raw("language.html_lang"),
         tag_brackets=(text.raw("language.tag_open"), text.raw("language.tag_close")),
-        numbered=text.variant != "lesson",
+        numbered=not text.is_lesson,
         tex_preamble=text.raw("language.tex_preamble").strip(),
         sections=tuple(replace(heads[key], blocks=built[key]) for key in keys),
         **fields,
@@ -1357,9 +1351,8 @@ def build_document(
     # the lesson folds the optimizer and the initialisation into its one training section (§ update_rule)
     folded = training is not None and any(k in every and k not in keys for k in FOLDED.get(detail, ()))
     aliases = {k: "update_rule" for k in FOLDED.get(detail, ())} if folded else {}
-    text = Text(lang, fmt, variant=detail if detail == "lesson" else "",
+    text = Text(lang, fmt, detail=detail,
                 **(numbers | {k: numbers["update_rule"] for k in aliases}))
-    lean = detail == "lesson"  # the lesson reads the catalog's shorter messages (`lesson_*` tables); `full` keeps every word
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
     titles = {"learn": "section.want"} | ({"update_rule": "section.training_lesson"} if folded else {})
@@ -1374,39 +1367,37 @@ def build_document(
 
     loss_titles = {name: text.raw(f"loss_title.{name}") for name in text.catalog["loss_title"]}
     content = {
-        "learn": lambda: _learn(lesson, text, refs, lean),
+        "learn": lambda: _learn(lesson, text, refs),
         "network": lambda: _network(derivation, text, network_picture(derivation, text), lesson, refs,
                                     short("network")),
-        "summary": lambda: _summary(derivation, text, refs, lesson, lean),
+        "summary": lambda: _summary(derivation, text, refs, lesson),
         "forward": lambda: _forward(derivation, text),
         "loss": lambda: _loss(derivation, text),
         "activations": lambda: _activations(derivation, text, numbers["output_error"]),
-        "method": lambda: [*_preview(derivation, text, lean),
+        "method": lambda: [*_preview(derivation, text),
                            *lesson_blocks.method_blocks(text, narrator, paths=False, letters=True, direct=direct,
-                                                        vector=derivation.model.activations[-1].is_vector,
-                                                        lean=lean)],
+                                                        vector=derivation.model.activations[-1].is_vector)],
         "output_error": lambda: _output_error(derivation, text, refs, narrator, direct),
         "loss_choice": lambda: lesson_blocks.loss_choice_blocks(lesson, derivation, text, narrator, refs,
-                                                                relabel=unit_letters, through_bp1=detail != "lesson"),
+                                                                relabel=unit_letters),
         "recursion": lambda: _recursion(derivation, text, refs, narrator, direct),
         "parameters": lambda: _parameters(derivation, text, narrator, direct),
         "paths": lambda: paths_blocks(model.sizes, model.activations[-1].is_vector, text, refs),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs,
                                                         init=training[1] if training is not None else None,
-                                                        bound=True, lean=lean),
+                                                        bound=True),
         "minibatch": lambda: _minibatch(derivation, text, narrator),
-        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs, proofs=detail != "lesson"),
-        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs, exercise=False,
-                                                        updated=detail != "lesson")
+        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
+        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs, exercise=False)
         + practice.exercise_blocks(lesson, derivation, report, text, loss_titles),
         "answers": lambda: practice.answer_blocks(lesson, derivation, report, text, loss_titles),
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
         "update_rule": lambda: _training_lesson(derivation, text, refs, training, narrator) if folded
         else _update_rule(derivation, text, refs, training, narrator),
-        "code": lambda: _code(plan, derivation, text, short("code"), lesson=detail == "lesson"),
+        "code": lambda: _code(plan, derivation, text, short("code")),
         "notations": lambda: notation_map_blocks(text),
         "verification": lambda: practice.gradient_check_blocks(lesson, derivation, report, text, refs)
-        if detail == "lesson" else verification_blocks(
+        if text.is_lesson else verification_blocks(
             _verification(report, text, model.penalty is not None, short("verification")), text),
     }
     if training is not None:
@@ -1618,7 +1609,6 @@ def json_document(derivation: Derivation, report: Report, *, command: str) -> di
     """derivation.json: the spec, every step (LaTeX and SymPy `srepr` of each side), the final
     formulas, the activation derivatives and the verification figures. The spec is what was derived,
     not which files were asked for: every choice of --format writes the same bytes here."""
-    spec = derivation.model.spec
     passes = {"sample": _labelled(derivation.sample), "batch": _labelled(derivation.batch)}
     if derivation.general is not None:
         passes["general"] = _labelled(derivation.general) | _labelled(derivation.general_batch, "batch_")

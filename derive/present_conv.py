@@ -152,12 +152,13 @@ def conv_notation(derivation, text) -> list[tuple[str, str]]:
 def _operations_used(derivation) -> frozenset[str]:
     """The window operations the derivation's formulas name, read from their printed forms once per
     derivation: every document of a run (Markdown, LaTeX) asks, and printing every formula is the
-    cost."""
-    known = _USED.get(id(derivation))
-    if known is None or known[0] is not derivation:
+    cost. Only the last derivation is remembered: its documents are written one after another, and
+    a process that derives many networks (the gallery) would otherwise keep every one alive."""
+    global _LAST
+    if _LAST is None or _LAST[0] is not derivation:
         forms = " ".join(str(r.matrix_rhs) + " " + str(r.rhs) for p in derivation.passes() for r in p.results.values())
-        known = _USED[id(derivation)] = (derivation, frozenset(name for name, _, _ in OPERATIONS if f"{name}(" in forms))
-    return known[1]
+        _LAST = (derivation, frozenset(name for name, _, _ in OPERATIONS if f"{name}(" in forms))
+    return _LAST[1]
 
 
-_USED: dict = {}
+_LAST: tuple | None = None  # (derivation, the operations its formulas name)

@@ -9,17 +9,15 @@ from the kind's own `name` when the catalog has none (a kind added outside the p
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import sympy as sp
 
 from derive import __version__
 from derive import document as blocks
-from derive.backprop import COST_KEY, Result
+from derive.backprop import Result
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
 from derive.layers import Node
-from derive.notation import BATCH_COST, BATCH_SIZE, LayerRef, Q, Quantity
+from derive.notation import BATCH_SIZE, LayerRef, Q, Quantity
 from derive.ops import Einsum
 from derive.lesson import Lesson, study
 from derive.narrate import Narrator

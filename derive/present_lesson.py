@@ -103,7 +103,7 @@ METHOD_RULES = {
 
 
 def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False, direct: bool = False,
-                  vector: bool = True, lean: bool = False) -> list:
+                  vector: bool = True) -> list:
     """The moves every derivation repeats, each explained once; afterwards the margin names them.
     `letters`: the derivations name units by layer (j, k, i; j' another unit of layer l); `direct`
     (the lesson): a local derivative is read off its forward rule, the brackets kept only where they
@@ -112,7 +112,7 @@ def method_blocks(text, narrator: Narrator, paths: bool, letters: bool = False, 
     moves = list(METHOD_MOVES)
     # the lesson names three: the definition is the notation's δ, the brackets come where first used
     # (the softmax's Jacobian, the loss compared), a substitution cites its source in the margin
-    shown = [m for m in moves if m in LEAN_MOVES] if lean else moves
+    shown = [m for m in moves if m in LEAN_MOVES] if text.is_lesson else moves
     def key(move: str) -> str:
         lesson = (("_lesson",) if vector else ("_lesson_scalar", "_lesson")) if direct else ()
         for suffix in lesson + (("_units",) if letters else ()):
@@ -148,10 +148,10 @@ def _figures(values) -> str:
 
 
 def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: Narrator, refs,
-                       relabel=lambda steps: steps, through_bp1: bool = True) -> list:
-    """The other usual loss's output error beside this one's (`relabel`: the document's index letters;
-    `through_bp1`: with the derivation of its output error from ∂C/∂a, which the lesson leaves to `full`:
-    it is BP1 once more, and the side-by-side display gives its result)."""
+                       relabel=lambda steps: steps) -> list:
+    """The other usual loss's output error beside this one's (`relabel`: the document's index letters),
+    with the derivation of its output error from ∂C/∂a except in the lesson, which leaves it to `full`:
+    it is BP1 once more, and the side-by-side display gives its result."""
     comparison = lesson.comparison
     output = derivation.model.network.producers[derivation.model.network.output]
     activation = output.kind.activation
@@ -174,7 +174,7 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
         chains = relabel(upstream) is not upstream  # the document's own letters: one chain per display too
         out.append(narrator.derivation(relabel(list(upstream)), sides(latex), chains=chains,
                                        intro=text("loss_choice.other_upstream", other=titles[other.loss.name])))
-        if through_bp1:
+        if not text.is_lesson:
             out.append(narrator.derivation(relabel(list(delta)), sides(latex), intro=text(delta_intro), ref=above,
                                            chains=chains))
     out += [blocks.Paragraph(text("loss_choice.side_by_side", other=titles[other.loss.name])), blocks.Aligned(tuple(rows))]
@@ -227,7 +227,7 @@ def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
 
 
 def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None, bound: bool = False,
-                   one_route: bool = True, skip_connections: bool = False, lean: bool = False) -> list:
+                   one_route: bool = True, skip_connections: bool = False) -> list:
     """What BP1–BP4 say about learning: the slopes, saturation, quiet units; with `init` (the
     network's Initialisation), how far its initial weights push the pre-activations into saturation;
     with `bound` (a multilayer perceptron, its weights W⁽²⁾ … W⁽ᴸ⁾), the bound on δ⁽¹⁾ written out.
@@ -247,7 +247,7 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
         value = text.math(latex(bound.bound)) if bound.bound is not None else \
             text("meaning.unbounded" if bound.unbounded else "meaning.unknown")
         rows.append((text.plain(display_name(bound.activation).strip("`")), value, where))
-    if lean:  # the lesson says the largest slopes in a sentence (a table of one row is machinery)
+    if text.is_lesson:  # the lesson says the largest slopes in a sentence (a table of one row is machinery)
         said = text.raw("refs.list_separator").join(
             text("meaning.largest" if where else "meaning.largest_anywhere",
                  raw={"activation": name, "slope": value, "where": where})
@@ -401,9 +401,9 @@ def _errors(derivation: Derivation) -> list[Quantity]:
 # the algorithm beside its code
 
 
-def algorithm_blocks(derivation: Derivation, plan, text, refs, proofs: bool = True) -> list:
-    """Each line of `forward` and `gradients` of model.py beside the formula it was printed from
-    (`proofs`: with the proof that the code's tanh form is the sigmoid; the lesson states it)."""
+def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
+    """Each line of `forward` and `gradients` of model.py beside the formula it was printed from, with
+    the proof that the code's tanh form is the sigmoid (the lesson states it)."""
     batch = derivation.batch.results
     network = derivation.model.network
     formulas = [batch[node.output] for node in network.layers] + [batch[key] for key in backward_order(derivation)]
@@ -435,7 +435,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs, proofs: bool = Tr
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
         *_broadcasting(texs, code, text),
         *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z))))] if tanh else []),
-        *([_tanh_steps()] if tanh and proofs else []),
+        *([_tanh_steps()] if tanh and not text.is_lesson else []),
     ]
 
 
@@ -701,8 +701,7 @@ def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> 
     return found
 
 
-def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise: bool = True,
-                   updated: bool = True) -> list:
+def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise: bool = True) -> list:
     """The worked example (`exercise`: end the hand checks with a "your turn"; the MLP document poses
     its exercises after the step instead, with the answers in an appendix)."""
     example = lesson.example
@@ -737,7 +736,8 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
             hidden = [b.bound for layer, b in lesson.slopes.layers if layer < derivation.model.depth]
             bound = sp.Mul(*hidden, *[v for _, v in sums])
             assert _ratio_value(lesson, derivation) <= bound, "the ratio exceeds its own bound"
-            key = f"{key}_bounded" if key == "example.ratio_binary" else "example.ratio_bounded"
+            key = (f"{key}_bounded" if key == "example.ratio_binary" else
+                   "example.ratio_bounded" if len(hidden) > 1 else "example.ratio_bounded_one")  # no product of one factor
             from derive.present import fill  # the sums stay Markdown-lite: converted once, with the sentence
 
             fields = {"factors": slopes[0], "product": slopes[1], "bound": _decimal(bound),
@@ -774,7 +774,7 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
                  for q in ("W^{(l)}", "b^{(l)}"))  # a display: inline, the rule broke at its minus
     out += [blocks.Paragraph(text("example.update", raw={"update": refs.section("update_rule")})),
             blocks.Aligned(rule)]
-    if updated:  # every updated parameter (the lesson gives the loss after the step, `full` the parameters too)
+    if not text.is_lesson:  # every updated parameter (the lesson gives the loss after the step, `full` the parameters too)
         out += [blocks.Paragraph(text("example.rate", rate=rate, eta=eta)),
                 blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
                                      for p in parameters))]

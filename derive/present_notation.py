@@ -188,7 +188,7 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     rows to the section named; `unit_letters`: the derivations name units by layer (j, k, i)."""
     rows, deferred = [], set()
     everything = "\n".join(used.values())
-    lean = getattr(text, "variant", "") == "lesson" and unit_letters
+    lean = text.is_lesson and unit_letters
     table = [r for row in ROWS for r in ((row, LEAN_ROWS[row[1]]) if lean and row[1] in LEAN_ROWS else (row,))]
     for symbol, key, pattern in table:
         deferred |= {len(rows)} if key in DEFERRED or (lean and key in LEAN_DEFERRED) else set()

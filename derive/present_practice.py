@@ -31,7 +31,7 @@ def _h(step: sp.Rational) -> str:
 def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, refs) -> list:
     """The lesson's appendix B: a central difference on one weight, with its numbers, and the
     certificate's result in one sentence."""
-    checks = list(lesson.practice.checks) if lesson.practice is not None else []
+    checks = lesson.practice.checks if lesson.practice is not None else None
     return check_box_blocks(lesson.example, derivation, text, checks) + [blocks.Paragraph(_certificate(report, text))]
 
 
@@ -44,7 +44,7 @@ def check_box_blocks(example, derivation: Derivation, text, checks, keys: str = 
     `keys`: the catalog table of its paragraphs (the lesson's points to its exercise; another
     network's document has none), `intro` its opening's key, `fields` what that needs besides. Nothing
     when there is no point or no weight to move."""
-    if not (checks and all(checks)):
+    if not checks:
         return []
     first, last = checks[0], checks[-1]
     weight = _display_entry(first.weight, first.index)

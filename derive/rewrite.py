@@ -364,12 +364,15 @@ def logistic_as_tanh(u: sp.Expr) -> sp.Expr:
 
 
 @lru_cache(maxsize=None)
-def exp_identity_holds(lhs: sp.Expr, rhs: sp.Expr, u: sp.Symbol) -> bool:
+def exp_identity_holds(lhs: sp.Expr, rhs: sp.Expr, u: sp.Symbol, rewrite: bool = True) -> bool:
     """Whether lhs = rhs for all real u, for expressions in e^u, e^{u/2} and tanh(u/2): rewritten in
     w = e^{u/2} both sides are rational functions of w, and their difference must cancel to 0
-    (memoised: every document format states the same identities)."""
+    (memoised: every document format states the same identities). Without `rewrite`, tanh and the
+    like are not written in exponentials first, so only expressions already in e^u can be equal (the
+    sigmoid's steps in e^{-z} are printed only for an activation written that way)."""
     w = sp.Symbol("w", positive=True)
-    difference = (lhs - rhs).rewrite(sp.exp).subs(sp.exp(u / 2), w).subs(sp.exp(-u / 2), 1 / w).subs(sp.exp(u), w**2)
+    difference = (lhs - rhs).rewrite(sp.exp) if rewrite else lhs - rhs
+    difference = difference.subs(sp.exp(u / 2), w).subs(sp.exp(-u / 2), 1 / w).subs(sp.exp(u), w**2)
     return not difference.has(u) and sp.cancel(difference) == 0
 
 

@@ -13,7 +13,11 @@ candidates as c̃ and h̃, and the parameters' labels upright (W_ih, W_if: names
 from __future__ import annotations
 
 from derive import document as blocks
-from derive.present_notation import _LABELLESS, _MATH, _table, split_rows
+from derive.present_notation import _LABELLESS, _MATH, ROWS, _table, split_rows
+
+# the MLP table's symbol and pattern, by key, for the rows whose symbol is the same here (their meaning
+# is worded for a sequence under [rnn_notation])
+_SHARED = {key.split(".", 1)[1]: (symbol, pattern) for symbol, key, pattern in ROWS}
 
 
 def _letter(ch: str) -> str:
@@ -28,6 +32,12 @@ def _labelled(letter: str, labels: str) -> str:
 
 def _upright(letter: str, labels: list[str]) -> str:
     return ",\\ ".join(rf"{letter}_{{\mathrm{{{label}}}}}" for label in labels)
+
+
+def _shared(key: str) -> tuple[str, str, str]:
+    """The MLP table's row `key` with this table's catalog key."""
+    symbol, pattern = _SHARED[key]
+    return symbol, key, pattern
 
 
 def rows(cell: str) -> list[tuple[str, str, str]]:
@@ -62,14 +72,14 @@ def rows(cell: str) -> list[tuple[str, str, str]]:
         ("\\tau,\\ r", "steps", r"\\tau|" + _letter("r")),
         ("T", "T", _letter("T")),
         ("i, j, k, p, q", "indices", r"_\{?[ijkpq]|_\{[^}]*,[ijkpq]"),
-        ("C", "C", r"(?<![\\A-Za-z{])C(?![A-Za-z])"),
-        ("\\delta^{(l)}", "delta", r"\\delta"),
+        _shared("C"),
+        _shared("delta"),
         ("[P]", "iverson", r"\\left\[|\[\\tau|\[r"),
-        ("\\odot", "hadamard", r"\\odot"),
-        ("\\mathbf{1}", "ones", r"\\mathbf\{1\}"),
-        ("(\\cdot)^{\\top}", "transpose", r"\\top"),
+        _shared("hadamard"),
+        _shared("ones"),
+        _shared("transpose"),
         ("J", "J", _letter("J")),
-        ("\\operatorname{diag}", "diag", r"\\operatorname\{diag\}"),
+        _shared("diag"),
         ("u", "u", _letter("u")),
         ("\\gamma", "gamma", r"\\gamma"),
         ("d", "d", _letter("d")),
@@ -77,15 +87,15 @@ def rows(cell: str) -> list[tuple[str, str, str]]:
         ("n", "n", _letter("n")),
         ("m", "m", _letter("m")),
         ("K", "K", _letter("K")),
-        ("\\bar{C}", "Cbar", r"\\bar\{C\}"),
-        ("\\tilde{C}", "Ctilde", r"\\tilde\{C\}"),
-        ("\\theta", "theta", r"\\theta"),
-        ("\\nabla", "nabla", r"\\nabla"),
-        ("\\eta", "eta", r"\\eta"),
+        _shared("Cbar"),
+        _shared("Ctilde"),
+        _shared("theta"),
+        _shared("nabla"),
+        _shared("eta"),
         ("t", "t", _letter("t")),
         ("G", "gtilde", _letter("G")),
-        ("\\lambda", "lambda", r"\\lambda(?!_)"),
-        ("\\mathbb{E}, \\operatorname{Var}", "moments", r"\\mathbb\{E\}|\\operatorname\{Var\}"),
+        _shared("lambda"),
+        _shared("moments"),
     ]
     return out
 

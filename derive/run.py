@@ -174,9 +174,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
 
     def doc(fmt: str) -> Document:
         if fmt not in documents:
-            documents[fmt] = document_builder(model)(derivation, report, plan, command=command, fmt=fmt,
-                                                     lang=spec.lang, training=(training, initialisation),
-                                                     lesson=lesson, **detail_option(spec, model))
+            documents[fmt] = _document(fmt, derivation, report, plan, command, spec, training, initialisation, lesson)
         return documents[fmt]
 
     # the JSON in a second process while this one prints the Markdown and then the LaTeX: those two
@@ -244,12 +242,17 @@ def detail_option(spec, model) -> dict:
     return {} if detail is None or not model.is_chain else {"detail": detail}
 
 
+def _document(fmt, derivation, report, plan, command, spec, training, initialisation, lesson) -> Document:
+    """The document in format `fmt`, built by the network's builder at the chosen detail."""
+    return document_builder(derivation.model)(derivation, report, plan, command=command, fmt=fmt, lang=spec.lang,
+                                              training=(training, initialisation), lesson=lesson,
+                                              **detail_option(spec, derivation.model))
+
+
 def _tex(derivation, report, plan, command, spec, training, initialisation, lesson) -> str:
     """derivation.tex (also the source of the PDF)."""
-    doc = document_builder(derivation.model)(derivation, report, plan, command=command, fmt="tex",
-                                             lang=spec.lang, training=(training, initialisation), lesson=lesson,
-                                             **detail_option(spec, derivation.model))
-    return render("derivation.tex.j2", {"doc": doc})
+    return render("derivation.tex.j2", {"doc": _document("tex", derivation, report, plan, command, spec, training,
+                                                         initialisation, lesson)})
 
 
 def _json(derivation, report, command, training, initialisation) -> bytes:

@@ -77,16 +77,19 @@ def _wrapped(tex: str, needed: bool) -> str:
     return f"({tex})" if needed else tex
 
 
-def slashed(tex: str) -> str:
-    """Every \\frac in an inline formula written with a slash, innermost first."""
+def slashed(tex: str, spaced: bool = False) -> str:
+    """Every \\frac in an inline formula written with a slash, innermost first (`spaced`: " / ", as
+    the catalog's prose writes ∂C / ∂a beside it)."""
     match = _FRAC.search(tex)
     if match is None:
         return tex
     numerator, after_numerator = _group(tex, match.end())
     denominator, end = _group(tex, after_numerator)
-    numerator, denominator = slashed(numerator), slashed(denominator)
-    quotient = f"{_wrapped(numerator, _sum(numerator))}/{_wrapped(denominator, _sum(denominator) or _product(denominator))}"
-    before, after = tex[:match.start()], slashed(tex[end:])
+    numerator, denominator = slashed(numerator, spaced), slashed(denominator, spaced)
+    slash = " / " if spaced else "/"
+    quotient = (f"{_wrapped(numerator, _sum(numerator))}{slash}"
+                f"{_wrapped(denominator, _sum(denominator) or _product(denominator))}")
+    before, after = tex[:match.start()], slashed(tex[end:], spaced)
     bound = not _OPERATOR_BEFORE.search(before) or not _OPERATOR_AFTER.match(after)
     joined = _wrapped(quotient, bound)
     if _COMMAND.search(before) and joined[:1].isalpha():  # \cdot a/b, not \cdota/b

@@ -22,10 +22,8 @@ across machines whose BLAS round differently.
 from __future__ import annotations
 
 import math
-import random
 import types
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 
 import mpmath
 import numpy as np
@@ -34,25 +32,10 @@ import sympy as sp
 from derive import complex_step
 from derive.derivation import Derivation
 from derive.expr import TimeLimitExceeded, time_limit
-from derive.indexing import transform
-from derive.matrixform import evaluate_index_form
 from derive.nonsmooth import breakpoints, kink_convention
 from derive.model import Model
-from derive.notation import BATCH_SIZE, A, LayerRef, Q, Y, Z, size
-from derive.verify_symbolic import (  # noqa: F401 - part of this module's interface
-    DIGITS,
-    SYMBOLIC_MAX_DEPTH,
-    SYMBOLIC_WIDTH,
-    UNEVALUABLE,
-    Check,
-    DirectDifferentiation,
-    decade_bound,
-    direct_gradients,
-    minibatch_check,
-    symbolic_check,
-    symbolic_point,
-)
-from derive.nonsmooth import NON_SMOOTH
+from derive.notation import A, Q, Y, Z
+from derive.verify_symbolic import Check, DirectDifferentiation, decade_bound, minibatch_check, symbolic_check
 
 PREACTIVATION_BOUND = 3.0  # the derivative check's point: every |z| within this (see numeric_point)
 KINK_MARGIN = 1e-3  # … and no z this close to a kink

@@ -32,7 +32,7 @@ from derive.layers import Node
 from derive.indexeval import compiled, to_sympy
 from derive.model import Model
 from derive.nonsmooth import NON_SMOOTH, breakpoints
-from derive.notation import BATCH_SIZE, LayerRef, Q, Quantity, sample_index, size
+from derive.notation import BATCH_SIZE, LayerRef, Quantity, sample_index, size
 
 SYMBOLIC_MAX_DEPTH = 4
 SYMBOLIC_WIDTH = 2

@@ -9,7 +9,7 @@ walking forwards, each output is then computed from its input by the formula. Si
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 

@@ -224,3 +224,16 @@ def test_the_notation_table_names_the_window_operations_the_formulas_use():
     assert r"\operatorname{route}_{\max}" in symbols(pooling)
     assert r"\operatorname{fold}" in symbols(plain) and r"\operatorname{fold}" in symbols(pooling)
     assert symbols(plain) == symbols(plain) and symbols(pooling) == symbols(pooling)
+    # the answer is remembered for the last derivation only: a process that derives many networks (the
+    # gallery) does not keep the earlier ones alive
+    import gc
+    import weakref
+
+    from derive import present_conv
+
+    assert present_conv._LAST[0] is pooling
+    symbols(plain)
+    earlier = weakref.ref(pooling)
+    del pooling
+    gc.collect()
+    assert present_conv._LAST[0] is plain and earlier() is None

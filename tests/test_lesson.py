@@ -1157,3 +1157,20 @@ def test_the_saturation_comparison_decides_evenness_as_simplify_would():
     assert {"sigmoid", "softplus", "tanh"} <= set(slopes)
     assert all(_even(s) == (sp.simplify(s - s.xreplace({Z: -Z})) == 0) for s in slopes.values())
     assert _even(slopes["sigmoid"]) and not _even(slopes["softplus"])
+
+
+@pytest.mark.parametrize("act, slope, lang, detail", [("tanh", "1", "en", "lesson"), ("sigmoid", r"\frac{1}{4}", "en", "full"),
+                                                      ("sigmoid", r"\frac{1}{4}", "zh", "lesson")])
+def test_one_hidden_layer_has_one_slope_in_the_example_ratio(act, slope, lang, detail):
+    """With one hidden layer (L = 2) the worked example's ratio passes one slope: its largest value is
+    stated once (the sentence of several layers printed '$1 = 1$' as their product), and the bound it
+    states is that slope times the column sum of |W⁽²⁾| quoted beside it."""
+    markdown = generate(make_spec(2, act, formats="md", lang=lang, detail=detail)).files["derivation.md"].decode()
+    paragraph = next(line for line in markdown.splitlines()
+                     if line.startswith(("The largest error of layer 1", "第 1 层误差项")))
+    assert not re.search(r"\$([^$]+?) = \1\$", paragraph), paragraph  # no formula equal to itself
+    assert f"${slope}$" in paragraph and "Each hidden layer" not in paragraph and "每经过一个隐藏层" not in paragraph
+    column_sum = float(re.search(r"\$(\d+(?:\.\d+)?)\$ \(\$W\^\{\(2\)\}\$\)|\$W\^\{\(2\)\}\$ 为 \$(\d+(?:\.\d+)?)\$",
+                                 paragraph).group(1 if lang == "en" else 2))
+    bound = float(sp.sympify(slope.replace(r"\frac{1}{4}", "1/4"))) * column_sum
+    assert re.search(rf"(?:at most|不超过|至多为) {re.escape(f'{bound:.4g}')}(?![\d])", paragraph), (bound, paragraph)

@@ -14,7 +14,7 @@ from derive.notation import Q
 import sympy as sp
 
 from derive.gallery import gallery_specs, stale_files
-from derive.matrixform import MATRIX_FUNCTIONS
+from derive.ops import MATRIX_FUNCTIONS
 from derive.model import make_spec
 from derive.run import generate
 from derive.present import sympy_text

@@ -86,3 +86,14 @@ def test_the_loss_box_holds_its_title_however_long():
         assert box.x + box.width + pictures.MARGIN <= pic.width
     assert long.boxes[-1].height > short.boxes[-1].height
     assert draw((4, 5, 3), loss="平方误差").boxes[-1].width >= 4 * 12
+
+
+def test_a_quantity_is_labelled_as_the_documents_print_it():
+    """Quantity.text(), the pictures' Unicode label, spells what latex() prints: the minibatch error
+    as D⁽ˡ⁾, the letter the lesson writes, not Δ (a small change)."""
+    from derive.notation import _KINDS, _LAYERLESS, Q
+
+    for kind in _KINDS:
+        q = Q(kind) if kind in _LAYERLESS else Q(kind, 2)
+        assert q.text() == q.latex().replace(r"\delta", "δ").replace("^{(2)}", "⁽²⁾"), kind
+    assert Q("Delta", 2).text() == "D⁽²⁾"

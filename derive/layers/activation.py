@@ -13,7 +13,7 @@ import sympy as sp
 
 from derive.catalog import Activation
 from derive.layers.base import LayerKind, Node, Option, entry_of, pure_entry, register
-from derive.notation import A, Axis, Z, index, size
+from derive.notation import A, Axis, Z, index
 from derive.matrixform import RowBroadcast
 from derive.rewrite import LogSumExp, activation_derivative, softmax_in_terms_of_output, softmax_stable
 

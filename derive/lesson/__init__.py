@@ -43,7 +43,7 @@ def study(derivation) -> Lesson:
     point = None if windows else _bounded(worked_example, derivation)
     example = None if several_axes else point
     check = None if derivation.model.is_chain or point is None else \
-        _bounded(lambda d: gradient_check(d, point), derivation)  # the MLP's box computes its own
+        _bounded(lambda d: gradient_check(d, point), derivation)  # the chain's box is practice's
     # the reader's checks beside the example they redo (only the chain's document prints them)
     checks = practice(derivation, example) if example is not None and derivation.model.is_chain else None
     return Lesson(example, _bounded(compare_losses, derivation), path_bound(derivation), costs(derivation),

@@ -105,7 +105,7 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs) -> lis
                               rate=_softmax_rate(L, out_unit) if vector_output else "", z=_z(L, _u(L)),
                               a=_a(L, out_unit))),
         # the lesson's catalog says the rates in its opening paragraph and goes straight to them
-        *([] if getattr(text, "variant", "") == "lesson" else [blocks.Aligned(tuple(nielsen))]),
+        *([] if text.is_lesson else [blocks.Aligned(tuple(nielsen))]),
         blocks.Paragraph(text("paths.rates" + ("_vector" if vector_output else ""), out=out_unit,
                               rate=_softmax_rate(L, out_unit) if vector_output else "", z=_z(L, _u(L)),
                               a=_a(L, out_unit))),

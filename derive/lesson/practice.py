@@ -103,10 +103,12 @@ def central_difference(derivation: Derivation, example: WorkedExample, step: sp.
     return CentralDifference(weight, index, step, up, down, (up - down) / (2 * step), gradient)
 
 
-def gradient_check(derivation: Derivation, point: WorkedExample) -> tuple[CentralDifference, ...] | None:
-    """The box's central differences at both steps on the first weight with a gradient at `point`
-    (computed once per run: every format prints the same numbers)."""
-    checks = tuple(central_difference(derivation, point, h, moving_weight) for h in STEPS)
+def gradient_check(derivation: Derivation, point: WorkedExample,
+                   choose=moving_weight) -> tuple[CentralDifference, ...] | None:
+    """The box's central differences at both STEPS on the weight `choose` picks at `point`: a graph
+    document's first weight with a gradient, or the lesson's first weight of layer 1 (`_first_weight`);
+    None where either step does not apply. Computed once per run: every format prints the same numbers."""
+    checks = tuple(central_difference(derivation, point, h, choose) for h in STEPS)
     return checks if all(checks) else None
 
 
@@ -122,13 +124,12 @@ class Practice:
     """The figures of the reader's checks, computed once per derivation: every format prints them,
     and each costs forward passes in 50-digit arithmetic."""
 
-    checks: tuple  # central_difference at each of STEPS (None where it does not apply)
+    checks: tuple | None  # gradient_check on the first weight of layer 1 (None where it does not apply)
     other: tuple[dict, sp.Expr]  # other_step at OTHER_RATE: the updated parameters and the loss after
 
 
 def practice(derivation: Derivation, example: WorkedExample) -> Practice:
-    return Practice(tuple(central_difference(derivation, example, h) for h in STEPS),
-                    other_step(derivation, example, OTHER_RATE))
+    return Practice(gradient_check(derivation, example, _first_weight), other_step(derivation, example, OTHER_RATE))
 
 
 def scaled_costs(costs, sizes: dict, factor: int = 2) -> tuple[dict, int, int, int]:
