@@ -1359,7 +1359,7 @@ def build_document(
     heads = section_heads(keys, text, titles,  # the MLP opens with the question, no box
                           numbers=numbers, part="learn" in keys and not folded)  # a reference part only in full
     refs = Refs(text, heads, absent={k: n for k, n in numbers.items() if k not in keys and k not in aliases},
-                aliases=aliases, numbered=not lean)
+                aliases=aliases, numbered=not text.is_lesson)
     narrator = Narrator(text)
     short = partial(brief, detail)
     direct = omits_steps(detail)  # the lesson writes each local derivative at once; `full` prints every step
