@@ -228,14 +228,17 @@ def _passes(text: Text) -> str:
 
 
 def _network_lesson(model, text: Text, refs: Refs) -> list:
-    """What the big picture teaches beyond the network's shape: the paths, the error, why backwards."""
+    """What the big picture teaches beyond the network's shape, one idea a paragraph: the demon, the
+    error it measures, why the errors are computed backwards, and the paths whose shared parts they are."""
     depth = model.depth
     return [
-        *([_paths(model, text, refs)] if depth > 1 else []),  # one layer: a single path per weight
+        blocks.Paragraph(text("big_picture.demon")),  # the lesson tells Nielsen's demon in the text; full, in a note
         blocks.Paragraph(text("big_picture.error", raw={"saturation": refs.section("meaning")}),
-                         note=text("big_picture.error_note")),  # what δ means (near 0: best or saturated); the demon in a note
+                         note=text("big_picture.error_note")),  # what δ means (near 0: best or saturated)
         # why z and not a is said after BP3 and BP4 (section `parameters`), whose short products are the reason
         *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
+        # last, the paths: the errors are what paths that meet at a unit share
+        *([_paths(model, text, refs)] if depth > 1 else []),  # one layer: a single path per weight
     ]
 
 

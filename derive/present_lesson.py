@@ -75,14 +75,26 @@ def goal_blocks(text, lesson: Lesson, ahead: bool = False, derive: str = "") -> 
 def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list:
     """Why training needs the whole gradient, and why not by nudging each parameter: the counts of
     this network (its parameters, the forward passes finite differences would take, the cost of
-    backpropagation in forward passes) come from `lesson.costs`. As the `opening` of a document, the
-    wanted derivative is named for one weight and each paragraph is headed by its question."""
+    backpropagation in forward passes) come from `lesson.costs`. As the `opening` of a chain's
+    document, one idea a paragraph, each headed by its question: what training needs, why the
+    obvious way is slow, what backpropagation promises (three forward passes less the products the
+    first layer's error would take, all counted) and its price in memory (the numbers kept)."""
     parameters = lesson.costs.parameters.value
+    want = blocks.Paragraph(text("learn.want" if opening else "network.why", parameters=parameters,
+                                 raw={"update": refs.section("update_rule"),
+                                      **({"network": refs.section("network")} if opening else {})}))
+    c = lesson.costs
+    if opening and _first_layer_saves(c):
+        backward = c.errors.value + c.gradients.value
+        return [want,
+                blocks.Paragraph(text("learn.nudge_lead") + " " + text("learn.obvious", passes=parameters + 1)),
+                blocks.Paragraph(text("learn.promise", parameters=parameters, forward=c.forward.value,
+                                      saved=c.saved.value, backward=backward, total=c.backpropagation,
+                                      ratio=cost_ratio(lesson), raw={"cost": refs.section("cost")})),
+                blocks.Paragraph(text("learn.memory", stored=c.stored, inputs=c.kept[0], units=c.kept[1],
+                                      parameters=parameters))]
     nudge = text("network.nudge", passes=parameters + 1, ratio=cost_ratio(lesson), raw={"cost": refs.section("cost")})
-    return [blocks.Paragraph(text("learn.want" if opening else "network.why", parameters=parameters,
-                                  raw={"update": refs.section("update_rule"),
-                                       **({"network": refs.section("network")} if opening else {})})),
-            blocks.Paragraph(text("learn.nudge_lead") + " " + nudge if opening else nudge)]
+    return [want, blocks.Paragraph(text("learn.nudge_lead") + " " + nudge if opening else nudge)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -809,8 +821,22 @@ def cost_blocks(lesson: Lesson, text) -> list:
                               total=c.backpropagation, total_ratio=cost_ratio(lesson), finite=c.finite_differences.value,
                               ratio=f"{c.finite_differences.value / c.backpropagation:.0f}" if c.backpropagation else "0",
                               parameters=c.parameters.value)),
-        blocks.Paragraph(text("cost.note")),
+        # a chain of dense layers: why at most three forward passes, with the products the first
+        # layer saves (its error is never passed back to the input), counted from the formulas
+        *([blocks.Paragraph(text("cost.bound", forward=c.forward.value, saved=c.saved.value, total=c.backpropagation,
+                                 raw={"saved_formula": latex(c.saved.symbolic)})),
+           blocks.Paragraph(text("cost.note_chain"))] if _first_layer_saves(c) else [blocks.Paragraph(text("cost.note"))]),
     ]
+
+
+def _first_layer_saves(costs) -> bool:
+    """A chain of dense layers whose backward pass is twice the forward pass less the products of
+    the first layer's weights (the counts checked, not assumed): then backpropagation costs three
+    forward passes less the first layer's share of the weights."""
+    if costs.by_layer is None or not costs.kept[1]:
+        return False
+    first = sp.Symbol("n_0", integer=True, positive=True) * sp.Symbol("n_1", integer=True, positive=True)
+    return {str(f) for f in sp.Mul.make_args(costs.saved.symbolic)} == {str(f) for f in sp.Mul.make_args(first)}
 
 
 def _breakable(tex: str) -> str:

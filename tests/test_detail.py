@@ -291,9 +291,10 @@ def test_the_lesson_front_is_a_third_shorter_and_full_keeps_every_word(outcomes,
     size = lambda text: len(re.sub(r"\s", "", text)) if zh else len(text.split())  # noqa: E731
     front = lambda md: md[md.index("\n## 1. "):md.index("\n## 14. ")]  # noqa: E731
     before = {"sigmoid-en": 4379, "relu-ce-en": 4678, "sigmoid-zh": 14349}[name]
-    # 0.66 since round 15: §8 of the softmax lesson states BP1 for any output before the softmax's J,
-    # and §9's lead-ins say why (review 21, en defect 13, zh item 3)
-    assert size(front(lesson)) <= 0.66 * before, size(front(lesson))
+    # review 21 asked for more room in sections 1 and 3 (defects 9, 10; point 1): the limit rose from
+    # 0.65 to 0.74 (measured after: 3156, 3412 and 10339, 0.72, 0.73 and 0.72 of before); §8 of the softmax lesson
+    # states BP1 for any output before the softmax's J (review 21, en defect 13, zh item 3)
+    assert size(front(lesson)) <= 0.74 * before, size(front(lesson))
     assert size(front(full)) > 0.9 * before  # full keeps the complete text
     catalog = messages("zh" if zh else "en")
     for table, key in (("learn", "goals"), ("learn", "instance"), ("big_picture", "error_note"), ("network", "passes")):

@@ -84,17 +84,24 @@ def _section(markdown: str, number: int) -> str:
 
 
 def test_the_opening_motivates_before_it_derives(compared_markdown):
-    """Section 1 says what is wanted, the rate at which the loss changes with one weight, and why not
-    by finite differences, with this network's counts, and displays no equation; section 2 defines the
-    symbols, and section 3 shows the network, then counts the paths of a weight of layer 1 before it
-    explains the error of a unit."""
+    """Section 1 says, one idea a paragraph, what is wanted (the rate at which the loss changes with
+    one weight), why not by finite differences, what backpropagation costs and what it keeps in memory,
+    with this network's counts, and displays no equation; section 2 defines the symbols, and section 3
+    shows the network, explains the error of a unit and only then counts the paths of a weight of
+    layer 1, whose shared parts the errors are."""
     opening = _section(compared_markdown, 1)
     paragraphs = [p for p in opening.split("\n\n")[1:] if p.strip()]
     assert "$$" not in opening
     assert "\\partial C / \\partial W^{(l)}_{jk}" in paragraphs[0]
-    # 73 parameters (sizes 4, 5, 5, 3): 74 forward passes by one-sided finite differences, 2.7 by backpropagation
-    assert re.search(r"\b74\b", paragraphs[1]) and re.search(r"\b2\.7\b", paragraphs[1])
+    # 73 parameters (sizes 4, 5, 5, 3): 74 forward passes by one-sided finite differences
+    assert re.search(r"\b74\b", paragraphs[1]) and not re.search(r"\b2\.7\b", paragraphs[1])
     assert ("one-sided" in paragraphs[1] and "central difference" in paragraphs[1]) or ("单侧" in paragraphs[1] and "中心差分" in paragraphs[1])
+    # backpropagation: 60 forward, twice that less the first layer's 20 backward, 160 = 2.7 forward passes
+    # (review 21, defect 9: at most about three, since the first layer's error is never needed)
+    assert "2 \\cdot 60 - 20 = 100" in paragraphs[2] and re.search(r"\b160\b", paragraphs[2])
+    assert re.search(r"\b2\.7\b", paragraphs[2]) and "20/60" in paragraphs[2]
+    # the memory: x and z, a of every unit, 4 + 2 · 13 = 30 numbers per sample
+    assert re.search(r"\b30\b", paragraphs[3]) and re.search(r"\b13\b", paragraphs[3])
     assert "| $\\delta^{(l)}$ |" in _section(compared_markdown, 2)  # the symbols before the picture uses them
     picture = _section(compared_markdown, 3)
     # a weight of layer 1 reaches the loss along n2 n3 = 15 paths through the units; the softmax's
@@ -103,7 +110,30 @@ def test_the_opening_motivates_before_it_derives(compared_markdown):
     assert paths and "45" not in picture
     blocks = picture.split("\n\n")
     at = next(n for n, block in enumerate(blocks) if paths.group(0) in block)
-    assert any("network.svg" in block for block in blocks[:at]) and "\\delta^{(l)}_j" in blocks[at + 1]
+    error = next(n for n, block in enumerate(blocks) if "\\delta^{(l)}_j \\Delta z^{(l)}_j" in block)
+    assert any("network.svg" in block for block in blocks[:error]) and error < at
+
+
+def test_backpropagation_costs_three_forward_passes_less_the_first_layer():
+    """Review 21, defect 9: the backward pass multiplies by every weight matrix twice but for the
+    first layer's, whose error would go to the input; so backpropagation costs 3 F − n0 n1, counted
+    from the derived formulas for any depth, and the numbers kept per sample are those the generated
+    forward() returns."""
+    from conftest import derivation_for
+    from derive.lesson.cost import costs
+
+    n0, n1 = (sp.Symbol(f"n_{l}", integer=True, positive=True) for l in (0, 1))
+    for depth in (1, 2, 3):
+        c = costs(derivation_for(depth, "sigmoid"))
+        assert sp.expand(c.saved.symbolic.subs({s: sp.Symbol(s.name, integer=True, positive=True)
+                                                for s in c.saved.symbolic.free_symbols}) - n0 * n1) == 0, c.saved
+        assert c.backpropagation == 3 * c.forward.value - c.saved.value and 0 < c.saved.value <= c.forward.value
+    c = costs(derivation_for(3, "sigmoid"))  # sizes 4, 5, 5, 3
+    assert (c.saved.value, c.kept, c.stored) == (4 * 5, (4, 13), 30)
+    code = load_module(generate(make_spec(3, "sigmoid", formats="py")).files["model.py"].decode())
+    params = code.init_params(code.SIZES, np.random.default_rng(0))
+    kept = code.forward(params, np.random.default_rng(1).standard_normal((4, 1)))
+    assert sum(v.size for v in kept.values()) == c.stored
 
 
 def test_the_error_is_motivated_before_it_is_derived_and_z_once_bp3_and_bp4_show_why(compared_markdown):

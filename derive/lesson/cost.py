@@ -37,10 +37,27 @@ class Costs:
     parameters: Count  # entries of all parameters: the finite differences need 2 losses each
     finite_differences: Count  # 2 × parameters × forward
     by_layer: str | None = None  # N as Σ_l n_l (n_{l−1} + 1), when that sum is this network's count
+    kept: tuple[int, int] = (0, 0)  # a chain's input entries and units, whose x, z and a the forward pass keeps
+
+    @property
+    def stored(self) -> int:
+        """Numbers per sample the forward pass keeps for the backward pass: x, and z and a of every unit."""
+        inputs, units = self.kept
+        return inputs + 2 * units
 
     @property
     def backpropagation(self) -> int:
         return self.forward.value + self.errors.value + self.gradients.value
+
+    @property
+    def saved(self) -> Count:
+        """What the backward pass does not spend of twice the forward pass: it multiplies by every
+        weight matrix twice (errors back, weight gradients) but for the products nobody needs, the
+        error of the input (n_0 n_1 in a chain of dense layers). So backpropagation costs
+        3 × forward − saved, at most three forward passes whenever `saved` is not negative."""
+        backward = self.errors.symbolic + self.gradients.symbolic
+        return Count(sp.expand(2 * self.forward.symbolic - backward),
+                     2 * self.forward.value - self.errors.value - self.gradients.value)
 
 
 def _shape(derivation: Derivation, expr: sp.Basic) -> tuple[sp.Expr, sp.Expr]:
@@ -138,7 +155,17 @@ def costs(derivation: Derivation) -> Costs:
     finite = Count(sp.Mul(2, PARAMETER_COUNT, forward_count.symbolic, evaluate=False),
                    2 * parameters.value * forward_count.value)
     return Costs(forward_count, _count(derivation, errors), _count(derivation, gradients), parameters, finite,
-                 parameters_by_layer(derivation, parameters))
+                 parameters_by_layer(derivation, parameters), kept_per_sample(derivation))
+
+
+def kept_per_sample(derivation: Derivation) -> tuple[int, int]:
+    """What the forward pass of a chain keeps of one sample for the backward pass: its input entries
+    and its units, each unit with its pre-activation z and activation a (what the generated `forward`
+    returns); (0, 0) for any other network, whose stored quantities this does not count."""
+    model = derivation.model
+    if not getattr(model, "is_chain", False):
+        return (0, 0)
+    return (int(model.sizes[0]), sum(int(n) for n in model.sizes[1:]))
 
 
 PARAMETER_COUNT = sp.Symbol("N", integer=True, positive=True)  # printed in the cost table; defined above it
@@ -155,4 +182,4 @@ def parameters_by_layer(derivation: Derivation, parameters: Count) -> str | None
     return PARAMETER_SUM if sp.expand(layered - parameters.symbolic) == 0 else None
 
 
-__all__ = ["Costs", "Count", "costs", "multiply_adds", "parameters_by_layer", "PARAMETER_SUM"]
+__all__ = ["Costs", "Count", "costs", "multiply_adds", "parameters_by_layer", "kept_per_sample", "PARAMETER_SUM"]
