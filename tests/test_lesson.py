@@ -875,7 +875,9 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     for n in sizes[2:]:
         units *= n
     assert f"= {units}$" in _section(compared_markdown, 3)
-    tags = re.findall(r"\\text\{[(（](BP\d)[)）]\}", displays[2])  # full-width brackets in Chinese
+    grouped = [d for d in displays if "BP4" in d]  # after the example's displays (section 12 at numbers)
+    assert len(grouped) == 1
+    tags = re.findall(r"\\text\{[(（](BP\d)[)）]\}", grouped[0])  # full-width brackets in Chinese
     assert tags == ["BP1"] + ["BP2"] * (depth - 1) + ["BP4"]
     assert "](#12-" in _section(compared_markdown, 3)
 

@@ -17,6 +17,7 @@ class Lesson:
     point: object = None  # the example's numbers where none is printed (images, tokens): for the gradient check
     check: tuple | None = None  # a graph document's gradient check at the example or that point (practice.py)
     practice: object | None = None  # practice.Practice: the reader's checks, for a chain's document with an example
+    paths: object | None = None  # path_example.PathExample: the sum over paths at the example's numbers
 
 
 SECONDS = 5.0  # CPU time each part may take; a user-written function can make exact values explode
@@ -29,6 +30,7 @@ def study(derivation) -> Lesson:
     check (a typed cosh(z)**64 three layers deep), is left out of the document rather than guessed."""
     from derive.lesson.cost import costs
     from derive.lesson.loss_choice import compare_losses
+    from derive.lesson.path_example import path_example
     from derive.lesson.practice import gradient_check, practice
     from derive.lesson.slopes import path_bound
     from derive.lesson.worked_example import worked_example
@@ -46,8 +48,9 @@ def study(derivation) -> Lesson:
         _bounded(lambda d: gradient_check(d, point), derivation)  # the chain's box is practice's
     # the reader's checks beside the example they redo (only the chain's document prints them)
     checks = practice(derivation, example) if example is not None and derivation.model.is_chain else None
+    paths = _bounded(lambda d: path_example(d, example), derivation) if checks is not None else None
     return Lesson(example, _bounded(compare_losses, derivation), path_bound(derivation), costs(derivation),
-                  point=point if several_axes else None, check=check, practice=checks)
+                  point=point if several_axes else None, check=check, practice=checks, paths=paths)
 
 
 def _bounded(part, derivation):

@@ -56,9 +56,71 @@ def _softmax_rate(L: int, out: str) -> str:
     return rf"{_a(L, out)} \bigl([{_u(L)} = {out}] - {_a(L, _u(L))}\bigr)"
 
 
-def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs) -> list:
+def _path_name(units: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(u) for u in units) + ")"
+
+
+def _short(value) -> str:
+    """A stated value (a weight, an input, a slope of exactly 0 or 1) as stated, 0.4 and 1; any other
+    to four significant figures, as the worked example prints it."""
+    from derive.present_lesson import _number, _stated
+
+    exact = isinstance(value, sp.Rational) and 1000 % value.q == 0
+    return _stated(value) if exact else _number(value)
+
+
+def _factors(values, number) -> str:
+    return r" \cdot ".join(rf"\left({number(v)}\right)" if v < 0 else number(v) for v in values)
+
+
+def example_blocks(example, sizes: tuple[int, ...], text, refs) -> list:
+    """The sum over paths at numbers (derive.lesson.path_example): a table of the paths from one
+    weight of the worked example's network, each with its rates and their product; the parts the
+    paths through one unit of layer 2 share, added up, beside that unit's error; and the sum of all
+    products beside the gradient. Every number is computed; the two agreements are checked there."""
+    from derive.present_lesson import _number
+
+    L = len(sizes) - 1
+    j1, k = example.weight
+    weight = rf"W^{{(1)}}_{{{j1}{k}}}"
+    out_unit = _u(L) + "'" if example.vector else _u(L)
+    names = [_u(l) for l in range(2, L + 1)] + ([out_unit] if example.vector else [])
+    # the column heads: the rates of the sum above, split where the paths through one unit of layer 2 meet
+    tail = [_frac("C", _a(L, out_unit)),
+            _frac(_a(L, out_unit), _z(L, _u(L))) if example.vector else rf"g'({_z(L, _u(L))})"]
+    for l in range(L - 1, 1, -1):
+        tail += [rf"W^{{({l + 1})}}_{{{_u(l + 1)} {_u(l)}}}", rf"g'({_z(l, _u(l))})"]
+    head = [rf"W^{{(2)}}_{{{_u(2)} {j1}}}", rf"g'(z^{{(1)}}_{{{j1}}})", rf"a^{{(0)}}_{{{k}}}"]
+    header = (text.math(_path_name(tuple(names))), text.math(" ".join(tail)), text.math(" ".join(head)),
+              text("paths.example_product"))
+    rows = tuple((text.math(_path_name(t.units)),
+                  text.math(_factors(t.tail, _short) + " = " + _number(sp.Mul(*t.tail))),
+                  text.math(_factors(t.head, _short)), text.math(_number(t.product))) for t in example.terms)
+    shared = tuple(blocks.Row(
+        rf"\delta^{{(2)}}_{{{j2}}}",
+        " + ".join(rf"\left({_number(sp.Mul(*t.tail))}\right)" if sp.Mul(*t.tail) < 0 else _number(sp.Mul(*t.tail))
+                   for t in example.terms if t.units[0] == j2) + " = " + _number(error))
+        for j2, _through, error in example.shared)
+    kept = [t.product for t in example.terms if t.product != 0]
+    total = " + ".join(rf"\left({_number(v)}\right)" if v < 0 else _number(v) for v in kept)
+    gradient = rf"\frac{{\partial C}}{{\partial {weight}}}"
+    return [
+        blocks.Paragraph(text("paths.example_intro" + ("_vector" if example.vector else ""),
+                              weight=weight, paths=len(example.terms), raw={"example": refs.section("example")})),
+        blocks.Table(header, rows, ("l", "l", "l", "r")),
+        blocks.Paragraph(text("paths.example_shared")),
+        blocks.Aligned(shared),
+        blocks.Paragraph(text("paths.example_total_zero" if example.zero else "paths.example_total",
+                              zero=example.zero, paths=len(example.terms))),
+        blocks.Aligned((blocks.Row(gradient, (total + " = " if len(kept) > 1 else "") + _number(example.gradient)),)),
+    ]
+
+
+def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs, example=None) -> list:
     """The section: Nielsen's indexed product for a weight W⁽¹⁾_{j₁k} of this network's depth, the
-    rate of each edge, the count of paths, and the errors as the same sum grouped from the loss."""
+    rate of each edge, the count of paths, the paths of the worked example's network at numbers
+    (`example`, a path_example.PathExample, where there is one), and the errors as the same sum
+    grouped from the loss: how backpropagation could have been discovered."""
     depth = len(sizes) - 1
     L = depth
     weight = rf"W^{{(1)}}_{{{_u(1)} k}}"
@@ -110,8 +172,13 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs) -> lis
                               rate=_softmax_rate(L, out_unit) if vector_output else "", z=_z(L, _u(L)),
                               a=_a(L, out_unit))),
         blocks.Aligned(rates),
-        blocks.Paragraph(text("paths.count" + ("_vector" if vector_output else ""), count=formula, out=out_unit)),
-        blocks.Paragraph(text("paths.grouped")),
+        # with the example, the count only counts: the shared parts are shown by the table and then discussed
+        blocks.Paragraph(text(("paths.count_brief" if example is not None else "paths.count")
+                              + ("_vector" if vector_output else ""), count=formula, out=out_unit)),
+        *(example_blocks(example, sizes, text, refs) if example is not None else []),
+        *([blocks.Paragraph(text("paths.discover")),
+           blocks.Paragraph(text("paths.factor" + ("_vector" if vector_output else "")))] if example is not None
+          else [blocks.Paragraph(text("paths.grouped"))]),
         blocks.Aligned(tuple(grouped)),
         blocks.Paragraph(text("paths.bookkeeping", raw={"cost": refs.section("cost")})),
     ]

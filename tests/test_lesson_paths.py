@@ -1,0 +1,110 @@
+"""Section 12, the big picture as a sum over paths, at the worked example's numbers: every path from
+one weight of layer 1 to the loss with its rates, the parts the paths through one unit of layer 2
+share (their sum is that unit's error) and the sum of all products (the gradient). The numbers are
+checked against the generated model.py, which computes its gradients by backpropagation."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from derive.lesson import path_example as paths_module
+from derive.lesson.path_example import path_example
+from derive.lesson.worked_example import worked_example
+from derive.model import make_spec
+from derive.notation import Q
+from derive.run import generate
+from derive.verify import load_module
+from test_lesson import _array, repeated
+
+CONFIGS = [(3, "sigmoid", None, "mse"), (3, "relu", None, "ce"), (2, "gelu", None, "nll"), (4, "tanh", None, "mse")]
+
+
+@pytest.fixture(scope="module", params=CONFIGS, ids=lambda c: "-".join(str(x) for x in c if x))
+def paths_and_code(request):
+    outcome = generate(make_spec(*request.param, formats="py"))
+    example = worked_example(outcome.derivation)
+    return outcome.derivation, example, path_example(outcome.derivation, example), \
+        load_module(outcome.files["model.py"].decode())
+
+
+def test_the_paths_add_up_to_what_the_generated_code_computes(paths_and_code):
+    derivation, example, paths, model = paths_and_code
+    L = derivation.model.depth
+    assert len(paths.terms) == 2 ** (L - 1 + paths.vector)  # one unit per later layer (and an output at a softmax)
+    params = {p.code(): _array(example, p) for node in derivation.model.network.layers for p in node.parameters}
+    X, Y = _array(example, Q("a", 0)), _array(example, Q("y"))
+    grads = model.gradients(params, X, Y)
+    j1, k = paths.weight
+    # every path's product, multiplied out here again from its printed factors
+    total = sum(float(sp.Mul(*t.tail, *t.head)) for t in paths.terms)
+    assert total == pytest.approx(grads["W1"][j1 - 1, k - 1], rel=1e-10, abs=1e-15)
+    assert total == pytest.approx(float(paths.total), rel=1e-12, abs=1e-15)
+    # the paths through one unit of layer 2, from that unit to the loss: its error, which for one
+    # sample is the gradient of its bias
+    for j2, through, _error in paths.shared:
+        parts = sum(float(sp.Mul(*t.tail)) for t in paths.terms if t.units[0] == j2)
+        assert parts == pytest.approx(grads["b2"][j2 - 1, 0], rel=1e-10, abs=1e-15)
+        assert parts == pytest.approx(float(through), rel=1e-12, abs=1e-15)
+    # the factors from the weight to layer 2 are W⁽²⁾, the slope of layer 1 and the input, as given
+    for t in paths.terms:
+        assert t.head[0] == example.point[("W_2", (t.units[0] - 1, j1 - 1))]
+        assert t.head[2] == example.point[("a_0", (k - 1,))]
+
+
+def test_a_path_through_an_inactive_relu_unit_adds_nothing():
+    outcome = generate(make_spec(3, "relu", None, "ce", formats="py"))
+    example = worked_example(outcome.derivation)
+    paths = path_example(outcome.derivation, example)
+    inactive = [j for j, _, error in paths.shared if error == 0]
+    assert inactive and paths.zero >= 4 * len(inactive)  # the four paths through each inactive unit
+    assert all(t.product == 0 for t in paths.terms if t.units[0] in inactive)
+    # the softmax's off-diagonal rates are used: a path may cross to the other output
+    assert any(t.tail[1] < 0 for t in paths.terms)
+
+
+def test_the_agreement_check_can_fail(monkeypatch):
+    outcome = generate(make_spec(3, "sigmoid", None, "mse", formats="py"))
+    example = worked_example(outcome.derivation)
+    slope = paths_module._slope  # one slope a thousandth off: the paths no longer add up to the errors
+    monkeypatch.setattr(paths_module, "_slope", lambda activation, value: slope(activation, value) * sp.Rational(1001, 1000))
+    with pytest.raises(AssertionError):
+        path_example(outcome.derivation, example)
+
+
+def _section(markdown: str, number: int) -> str:
+    return markdown[markdown.index(f"\n## {number}. "):markdown.index(f"\n## {number + 1}. ")]
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", None, "ce")], ids=["sigmoid", "relu-ce"])
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("detail", ["lesson", "full"])
+def test_section_12_prints_the_paths_and_the_gradient_of_section_17(config, lang, detail):
+    md = generate(make_spec(*config, formats="md", lang=lang, detail=detail)).files["derivation.md"].decode()
+    assert repeated(md) == {}
+    paths = _section(md, 12)
+    rows = re.findall(r"(?m)^\| \$\((\d(?:, \d)+)\)\$ \|", paths)
+    assert len(rows) == (8 if config[1] == "relu" else 4) and len(set(rows)) == len(rows)
+    # the sum of the products ends in the gradient of W⁽¹⁾₁₁ printed by the worked example
+    total = re.search(r"\\frac\{\\partial C\}\{\\partial W\^\{\(1\)\}_\{11\}\} &= (?:.* = )?(.+?)\s*$", paths, re.M)
+    example = _section(md, 17)
+    matrix = re.search(r"\\frac\{\\partial C\}\{\\partial W\^\{\(1\)\}\} &= \\begin\{pmatrix\} (.+?) &", example)
+    assert total and matrix and total.group(1) == matrix.group(1)
+    # the shared parts: δ⁽²⁾ of section 12 as printed in section 17
+    errors = re.search(r"\\delta\^\{\(2\)\} &= \\begin\{pmatrix\} (.+?) & (.+?) \\end", example)
+    for j2, printed in ((1, errors.group(1)), (2, errors.group(2))):
+        assert re.search(r"\\delta\^\{\(2\)\}_\{%d\} &= .* = %s\s*(\\\\)?$" % (j2, re.escape(printed)), paths, re.M), j2
+    # the discovery argument leads into the grouped equations, BP1, BP2 and BP4
+    assert all(tag in paths for tag in ("BP1", "BP2", "BP4"))
+    assert ("discovered backpropagation" in paths) if lang == "en" else ("反向传播就是这样被发现的" in paths)
+
+
+def test_no_table_where_the_gradient_is_not_a_sum_over_paths():
+    """With a penalty the gradient of a weight has its own term; the section keeps its general form."""
+    outcome = generate(make_spec(3, "sigmoid", None, "mse", formats="md", l2="0.01"))
+    assert path_example(outcome.derivation, worked_example(outcome.derivation)) is None
+    paths = _section(outcome.files["derivation.md"].decode(), 12)
+    assert "| $(" not in paths and "BP4" in paths
