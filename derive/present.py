@@ -1467,6 +1467,7 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "command": command,
         "sizes": repr(tuple(plan.sizes)),
         "helpers": plan.helpers,
+        "own_functions": list(plan.own_functions),
         "parameters": plan.parameters,
         "forward": [{"target": a.target, "value": a.value} for a in plan.forward],
         "cache": cache_names,
