@@ -295,7 +295,7 @@ class CodePlan:
     loss_uses: list[str]  # cached arrays the loss expression reads
     backward: list[Assignment]
     backward_uses: list[str]
-    helpers: list[list[str]]
+    helpers: list[list[str]]  # the numerical helpers the formulas call (_softmax, _conv, …), printed at the end
     workspace: WorkspacePlan | None = None  # the in-place form for training loops (derive.stepcode)
     constants: list[Assignment] = ()  # module-level constants the formulas use (penalty strengths)
     loss_params: list[str] = ()  # parameters the loss reads directly (a penalty)
@@ -305,6 +305,8 @@ class CodePlan:
     workspace_extra: list[Assignment] = ()  # what gradients_into and sgd_step bind besides: forward sizes, masks
     dropout: bool = False  # the network has masks: train() draws them (dropout_mode)
     batchnorm: bool = False  # the network keeps running statistics: train(…, running=…) updates them
+    # functions of this network that train() and the reader call (dropout_mode, predict, …), printed after train
+    own_functions: list[list[str]] = ()
 
 
 def _names(expr: sp.Expr) -> set[str]:
@@ -409,13 +411,11 @@ def plan_code(derivation: Derivation) -> CodePlan:
     forward_sizes = _sizes_used(derivation, [forms[node.output] for node in network.layers], printer)
     if any(forms[node.output].has(notation.BATCH_SIZE) for node in network.layers):  # batch statistics
         forward_sizes = [Assignment("m", "X.shape[-1]"), *forward_sizes]
-    helpers = helpers_used(printer)
-    if helper_lines(network, printer):
-        helpers = [*helpers, helper_lines(network, printer)]
+    helpers = helpers_used(printer)  # before the functions below print with the same printer
     from derive.codegen_running import helper_lines as running_lines
 
-    if running_lines(derivation, forms, printer):
-        helpers = [*helpers, running_lines(derivation, forms, printer)]
+    own_functions = [lines for lines in (helper_lines(network, printer), running_lines(derivation, forms, printer))
+                     if lines]
     return CodePlan(
         model.sizes,
         depth,
@@ -434,6 +434,7 @@ def plan_code(derivation: Derivation) -> CodePlan:
         forward_sizes=forward_sizes,
         dropout=bool(network.data_inputs),
         batchnorm=network.couples_samples,
+        own_functions=own_functions,
         workspace_extra=[*[a for a in forward_sizes if a.target not in {s.target for s in sizes_used} | {"m"}],
                          *workspace_masks(derivation, printer)],
     )

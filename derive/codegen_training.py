@@ -240,5 +240,7 @@ def code_context(code: TrainingCode) -> dict:
     """Plain data for model_training.py.j2 (merged into the model.py context by `run`)."""
     data = optimizer_context(code)
     data["training"] |= {"init_lines": code.init_lines, "accuracy": code.accuracy,
-                         "accuracy_kind": code.accuracy_kind, "output": code.output}
+                         "accuracy_kind": code.accuracy_kind, "output": code.output,
+                         # a parameter that starts at 1 (a normalisation's scale γ), for init_params's docstring
+                         "some_start_at_one": any("np.ones(" in line for line in code.init_lines)}
     return data

@@ -1485,7 +1485,10 @@ def code_context(plan: CodePlan, *, title: str, command: str) -> dict:
         "command": command,
         "sizes": repr(tuple(plan.sizes)),
         "helpers": plan.helpers,
+        "own_functions": list(plan.own_functions),
         "parameters": plan.parameters,
+        # only weights W{l} and biases b{l}: init_params's docstring can give their shapes
+        "plain_layers": all(re.fullmatch(r"[Wb]\d+", name) for name in plan.parameters),
         "forward": [{"target": a.target, "value": a.value} for a in plan.forward],
         "cache": cache_names,
         "loss_value": plan.loss_value,

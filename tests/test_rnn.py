@@ -99,13 +99,13 @@ def test_the_code_loops_over_the_steps_only():
     import re
 
     loops = [line.strip() for line in text.splitlines() if re.fullmatch(r"\s*for \w+ in .*:", line)]
-    # one loop forward over the steps, one backward, in gradients and again in gradients_into;
-    # clip_gradients and sgd_step loop over the parameter arrays (update too, over their keys and
-    # arrays), train over epochs and minibatches
+    # one loop forward over the steps, one backward, in gradients and again in gradients_into (at
+    # the end of the file, below the training code); clip_gradients and sgd_step loop over the
+    # parameter arrays (update too, over their keys and arrays), train over epochs and minibatches
     steps = ["for t in range(T):", "for t in reversed(range(T)):"]
-    assert loops == steps + steps + [
+    assert loops == steps + [
         "for g in grads.values():", "for name in params:", "for _ in range(epochs):",
-        "for start in range(0, m, batch_size):"]
+        "for start in range(0, m, batch_size):"] + steps
     assert "if t + 1 <= T - 1 and carry:" in text and "if t >= 1:" in text
 
 
