@@ -291,7 +291,9 @@ def test_the_lesson_front_is_a_third_shorter_and_full_keeps_every_word(outcomes,
     size = lambda text: len(re.sub(r"\s", "", text)) if zh else len(text.split())  # noqa: E731
     front = lambda md: md[md.index("\n## 1. "):md.index("\n## 14. ")]  # noqa: E731
     before = {"sigmoid-en": 4379, "relu-ce-en": 4678, "sigmoid-zh": 14349}[name]
-    assert size(front(lesson)) <= 0.65 * before, size(front(lesson))
+    # Chinese: a little more room since review 21 (the figure numbered in Markdown as in the PDF, and its
+    # sentence citing it; the layers an activation serves said in its heading): 9,356 of 9,398
+    assert size(front(lesson)) <= (0.655 if zh else 0.65) * before, size(front(lesson))
     assert size(front(full)) > 0.9 * before  # full keeps the complete text
     catalog = messages("zh" if zh else "en")
     for table, key in (("learn", "goals"), ("learn", "instance"), ("big_picture", "error_note"), ("network", "passes")):
