@@ -155,6 +155,9 @@ class Picture:
     tikz: str | None
     label: str
     kind: str = field(default="picture", init=False)
+    # "Figure 1: " before the caption where the format does not number figures itself (Markdown, HTML),
+    # so that they number the picture as LaTeX does (`number_pictures`)
+    tag: str = field(default="", kw_only=True)
 
 
 Block = Paragraph | Heading | Equation | Aligned | Derivation | Table | Code | ItemList | Picture

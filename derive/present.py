@@ -30,6 +30,7 @@ from derive.present_functions import (
     derivative_json,
     function_json,
     activation_notes,
+    layers_used,
     code_notes,
     display_name,
     loss_extras,
@@ -218,13 +219,12 @@ def _network(derivation: Derivation, text: Text, picture: blocks.Picture, lesson
 
 
 def _passes(text: Text) -> str:
-    """How to read the picture; in LaTeX led by its number (Figure 1), since there it floats and may
-    stand on the next page (review 18, defect 14), where Markdown and HTML show it right above."""
+    """How to read the picture, led by its number (Figure 1): in LaTeX it floats and may stand on the
+    next page (review 18, defect 14); Markdown and HTML number it too, so that the formats agree."""
     passes = text("network.passes")
-    if text.fmt != "tex":
-        return passes
-    figure = _tie(text("refs.figure", raw={"number": r"\ref{fig:network}"}))
-    return text("network.figure_passes", raw={"figure": figure, "passes": passes})
+    figure = text("refs.figure", raw={"number": r"\ref{fig:network}"})  # Markdown, HTML: `number_pictures`
+    return text("network.figure_passes", raw={"figure": _tie(figure) if text.fmt == "tex" else figure,
+                                              "passes": passes})
 
 
 def _network_lesson(model, text: Text, refs: Refs) -> list:
@@ -457,11 +457,14 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
                   if getattr(node.kind, "activation", None) == d.activation]
         extras = activation_extras(d, text)
         title = text.title("activation_title", d.activation.name, d.activation.title)
+        name = prose(display_name(d.activation), text.fmt)
+        used = layers_used(text, layers)
+        detail = used if title == name else text("activations.title_used", raw={"title": title, "used": used})
+        notes = activation_notes(d, text)
         out += [
-            blocks.Heading(prose(display_name(d.activation), text.fmt),
-                           _run_in_detail(title, text, True, prose(display_name(d.activation), text.fmt))),
+            blocks.Heading(name, _run_in_detail(detail, text, True, name)),
             blocks.Equation(equation(gz, d.activation.expr)["latex"]),
-            blocks.Paragraph(" ".join(activation_notes(d, text, layers))),  # never empty: it names the layers
+            *([blocks.Paragraph(" ".join(notes))] if notes else []),
         ]
         stepped = d.branch_form is None and d.kink_convention and d.in_terms_of_output is None
         # the lesson leaves out the derivative on its own where the sigmoid's proof starts from it
@@ -1274,11 +1277,19 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
         elif key in SYMBOLS_WHERE_USED:  # a table just before the first block that uses one of its symbols
             patterns = [p for row in lead[-1].rows if (p := uses_pattern(row[0]))]
             at = next((n for n, block in enumerate(built[key]) if any(re.search(p, _formulas(block)) for p in patterns)), at)
+        joins = one is not None and text.catalog["language"].get("symbol_sentence_opens_paragraph")
+        field_name = _opens_paragraph(built[key], at) if joins else ""
+        if field_name:  # the sentence opens the paragraph it stood before, rather than stand alone
+            block = built[key][at]
+            joined = one.text + text.raw("language.sentence_separator") + getattr(block, field_name)
+            built[key] = built[key][:at] + (replace(block, **{field_name: joined}),) + built[key][at + 1:]
+            continue
         built[key] = built[key][:at] + tuple(lead) + built[key][at:]
     built = {key: settle_clauses(section) for key, section in built.items()}  # the clauses not needed
     built = {key: tuple(b for b in section if not _empty(b)) for key, section in built.items()}
     built[keys[0]] = tuple(opening) + built[keys[0]]  # what the document is, before its first section's own text
     built = number_notes(built, keys)
+    built = number_pictures(built, keys, text)
     if text.fmt == "tex" and text.catalog["language"].get("tex_unbroken_clauses") and "subtitle" in fields:
         fields["subtitle"] = unbroken_clauses(fields["subtitle"])
     return blocks.Document(
@@ -1291,6 +1302,23 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
         sections=tuple(replace(heads[key], blocks=built[key]) for key in keys),
         **fields,
     )
+
+
+def _opens_paragraph(section: tuple, at: int) -> str:
+    """The field ("text", or a derivation's or list's "intro") of the block at `at` whose prose a symbol's
+    defining sentence can open, rather than stand alone before it; "" where there is none, or where it is
+    a run-in bold heading's paragraph or one with a footnote."""
+    if at >= len(section):
+        return ""
+    block = section[at]
+    if type(block) is blocks.Paragraph and not block.note:
+        field_name = "text"
+    elif isinstance(block, (blocks.Derivation, blocks.ItemList)) and block.intro:
+        field_name = "intro"
+    else:
+        return ""
+    bold = getattr(block, field_name).lstrip().startswith(("**", "\\textbf", "<strong>", "<b>"))
+    return "" if bold else field_name
 
 
 def _empty(block) -> bool:
@@ -1308,6 +1336,31 @@ def number_notes(built: dict[str, tuple], keys: list[str]) -> dict[str, tuple]:
             return block
         count += 1
         return replace(block, number=count)
+
+    return {key: tuple(numbered(block) for block in built[key]) for key in keys}
+
+
+def number_pictures(built: dict[str, tuple], keys: list[str], text: Text) -> dict[str, tuple]:
+    """The pictures numbered 1, 2, … in document order, as LaTeX numbers its figures: each caption's
+    `tag` says its number (图 1, Figure 1; the LaTeX template leaves it to \\caption), and outside
+    LaTeX each reference to it (\\ref{fig:…}) in prose is replaced by it."""
+    numbers = {}
+    for key in keys:
+        for block in built[key]:
+            if isinstance(block, blocks.Picture) and block.label:
+                numbers[block.label] = str(len(numbers) + 1)
+    if not numbers:
+        return built
+
+    def resolved(prose: str) -> str:
+        return re.sub(r"\\ref\{([^}]*)\}", lambda m: numbers.get(m.group(1), m.group(0)), prose)
+
+    def numbered(block):
+        if isinstance(block, blocks.Picture) and block.label in numbers:
+            return replace(block, tag=text("refs.figure_caption", raw={"number": numbers[block.label]}))
+        if type(block) is blocks.Paragraph and "\\ref{" in block.text and text.fmt != "tex":
+            return replace(block, text=resolved(block.text))
+        return block
 
     return {key: tuple(numbered(block) for block in built[key]) for key in keys}
 
@@ -1466,7 +1519,8 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     return blocks.Picture(
         # the ellipsis is mentioned only where one is drawn (a wide layer, or layers left out)
         caption=text("picture.caption" if layout.dots else "picture.caption_all")
-        + (separator + text("picture.path") if path and "paths" in text.defaults else "") + weight,
+        + (separator + text("picture.path_before_weight" if weight else "picture.path")
+           if path and "paths" in text.defaults else "") + weight,
         alt=alt,
         file=PICTURE_FILE,
         svg=pictures.svg(layout, alt) if text.fmt != "tex" else None,

@@ -66,8 +66,9 @@ def _piece_text(lower, upper, text) -> str:
     return text("kinks.piece_between", lower=latex(lower), upper=latex(upper))
 
 
-def activation_notes(d, text, layers: list[int]) -> list[str]:
-    """Custom source, parameters, named constants, layers: the facts that precede the derivative."""
+def activation_notes(d, text) -> list[str]:
+    """Custom source, parameters, named constants: the facts that precede the derivative (the layers
+    that use the function are said in its heading, `layers_used`)."""
     act = d.activation
     notes = []
     if act.is_custom:
@@ -78,8 +79,13 @@ def activation_notes(d, text, layers: list[int]) -> list[str]:
     if constants:
         values = ", ".join(f"${latex(c)} = {c.decimal}$ ({c.description})" for c in constants)
         notes.append(text("kinks.constants", values=values))
-    notes.append(text("kinks.layers", plural="s" if len(layers) > 1 else "", layers=_layers_text(layers, text)))
     return notes
+
+
+def layers_used(text, layers: list[int]) -> str:
+    """'used in layers 1, 2 and 3': said in the activation's run-in heading, beside its title, so that it
+    does not stand as a paragraph of its own."""
+    return text("kinks.layers", plural="s" if len(layers) > 1 else "", layers=_layers_text(layers, text))
 
 
 def activation_extras(d, text) -> dict:

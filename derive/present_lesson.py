@@ -445,24 +445,30 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         # what follows the table's last line, before the aside on the sigmoid's tanh form
         blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
-        *_broadcasting(texs, code, text),
-        *([blocks.Paragraph(text("algorithm.tanh", form=latex(logistic_as_tanh(-Z))))] if tanh else []),
+        # where the code's lines differ from their formulas (the bias broadcast, the sigmoid's tanh form): one paragraph
+        *_code_notes(_broadcasting(texs, code, text)
+                     + ([text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)))] if tanh else []), text),
         *([_tanh_steps()] if tanh and not text.is_lesson else []),
     ]
+
+
+def _code_notes(notes: list[str], text) -> list:
+    """The remarks on how the code writes a formula, as one paragraph (two one-sentence paragraphs on the
+    same table read as a list: zh review 21); none when there is nothing to remark."""
+    return [blocks.Paragraph(text.raw("language.sentence_separator").join(notes))] if notes else []
 
 
 BIAS_ADDED = re.compile(r"^\((W(\d+)) @ (A\d+)\) \+ (b\2)$")  # Z1 = (W1 @ A0) + b1: the bias added by broadcasting
 
 
-def _broadcasting(formulas: list[str], code: list, text) -> list:
+def _broadcasting(formulas: list[str], code: list, text) -> list[str]:
     """One sentence on the first step whose formula spreads the bias over the samples (b 1ᵀ) while its
     code adds the column b as it is: NumPy's broadcasting does what 1ᵀ writes."""
     for step, (formula, line) in enumerate(zip(formulas, code), start=1):
         found = BIAS_ADDED.match(line.value.split(" = ", 1)[-1]) if r"\mathbf{1}^{\top}" in formula else None
         if found:
             weight, layer, read, bias = found.groups()
-            return [blocks.Paragraph(text("algorithm.broadcast", step=step, layer=layer, bias=bias,
-                                          product=f"{weight} @ {read}"))]
+            return [text("algorithm.broadcast", step=step, layer=layer, bias=bias, product=f"{weight} @ {read}")]
     return []
 
 

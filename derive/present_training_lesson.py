@@ -69,7 +69,8 @@ def _effect(init: Initialisation, model, text: Text) -> str:
     if flat is not None:
         return join((text("training_lesson.flat", last=last, variance=f"{variance:.4g}",
                           share=f"{100 * flat.share:.3g}", threshold=f"{flat.threshold:.2g}",
-                          edge=f"{flat.edge:.3g}", activation=display_name(flat.activation)), more))
+                          edge=f"{flat.edge:.3g}", activation=display_name(flat.activation)),
+                     text("training_lesson.more_flat")))  # which also says where the trade-off is weighed
     if all(abs(v - 1) < 1e-9 for _, v in init.path):
         return join((text("training_lesson.kept", last=last), more))
     return join((text("training_lesson.moves", last=last, variance=f"{variance:.4g}"), more))

@@ -930,9 +930,27 @@ def test_the_network_picture_names_one_weight_and_the_caption_reads_its_indices(
     assert "W⁽²⁾₅₄" in pictures.svg(pic, "t") and r"$W^{(2)}_{54}$" in pictures.tikz(pic)
     assert pictures.layout((4, 3), ("sigmoid",), "loss", words).weight == (1, 3, 4)  # j = k avoided
     en = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
-    caption = next(line for line in _section(en, 3).splitlines() if line.startswith("The network,"))  # the lesson's short caption
+    caption = next(line for line in _section(en, 3).splitlines()
+                   if line.startswith("Figure 1: The network,"))  # the lesson's short caption, numbered as in LaTeX
     assert "$W^{(2)}_{54}$, from unit 4 of layer 1 to unit 5 of layer 2" in caption
     assert "first index is the unit that receives" in caption and "$z^{(2)} = W^{(2)} a^{(1)} + b^{(2)}$" in caption
+
+
+@pytest.mark.parametrize("lang, figure", [("en", "Figure 1"), ("zh", "图 1")])
+def test_markdown_numbers_the_figure_as_latex_does(lang, figure):
+    """zh review 21: the PDF says 图 1 under the picture and cites it in the text while the Markdown had
+    no number. Markdown now leads the caption with the same number and cites it in the same sentence,
+    and the joined path and weight sentences of the Chinese caption read 橙色线为……；黑色线为……."""
+    outcome = generate(make_spec(3, "sigmoid", formats="md,tex", lang=lang))
+    md, tex = (outcome.files[f"derivation.{ext}"].decode() for ext in ("md", "tex"))
+    section = _section(md, 3)
+    captions = [line for line in section.splitlines() if line.startswith(figure)]
+    assert len(captions) == 2 and captions[0].startswith(figure + ("\u3000" if lang == "zh" else ": "))
+    cited = captions[1]  # the sentence after the picture cites it by the number LaTeX gives it (\ref)
+    assert r"\ref{fig:network}" in tex and r"\ref" not in md
+    assert cited[len(figure):].lstrip().startswith(("shows", "画出"))
+    if lang == "zh":
+        assert "橙色线为第 1 层某个权重通往损失的一条路径；黑色线为权重" in captions[0]
 
 
 @pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse", "en"), (3, "relu", None, "ce", "en"),
