@@ -145,9 +145,9 @@ class Text:
         """The message exactly as written in the catalog (settings such as `language.tex_preamble`)."""
         section, name = key.split(".", 1)
         # the lesson's own wording: table `lesson_example` holds the lesson's `example.*` keys that say
-        # less than `full`'s (what they leave out, `full` keeps)
+        # less than `full`'s (what they leave out, `full` keeps), or that only the lesson says
         shorter = self.catalog.get(f"lesson_{section}", {}) if self.is_lesson else {}
-        return shorter.get(name, self.catalog[section][name])
+        return shorter[name] if name in shorter else self.catalog[section][name]
 
     def title(self, table: str, name: str, fallback: str) -> str:
         """The display title of a catalog entry (activation, loss) in this language; entries the
@@ -232,7 +232,8 @@ def _network_lesson(model, text: Text, refs: Refs) -> list:
     error it measures, why the errors are computed backwards, and the paths whose shared parts they are."""
     depth = model.depth
     return [
-        blocks.Paragraph(text("big_picture.demon")),  # the lesson tells Nielsen's demon in the text; full, in a note
+        # the lesson tells Nielsen's demon in the text; full, in a note under the error's paragraph
+        *([blocks.Paragraph(text("big_picture.demon"))] if text.is_lesson else []),
         blocks.Paragraph(text("big_picture.error", raw={"saturation": refs.section("meaning")}),
                          note=text("big_picture.error_note")),  # what δ means (near 0: best or saturated)
         # why z and not a is said after BP3 and BP4 (section `parameters`), whose short products are the reason
