@@ -14,6 +14,7 @@ from pathlib import Path
 
 from derive import __version__
 from derive.codegen import CodePlan, plan_code
+from derive.collector import collector_paused
 from derive.codegen_training import code_context as training_code_context
 from derive.codegen_training import plan_training
 from derive.derivation import Derivation, assemble, derive_minibatch, derive_sample
@@ -127,15 +128,20 @@ def model_source(
     return render("model.py.j2", context)
 
 
+@collector_paused()
 def derive_in_parallel(model) -> Derivation:
-    """`derivation.derive` with the minibatch half in a second process (where the platform forks)."""
+    """`derivation.derive` with the minibatch half in a second process (where the platform forks), and
+    the cyclic collector paused as the command line pauses it (see `derive.collector`)."""
     minibatch = Background(derive_minibatch, model)
     return assemble(model, derive_sample(model), minibatch.result())
 
 
+@collector_paused()
 def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
-    """Derive, verify and render everything for `spec`, in memory. With `compile_pdf` False a
-    requested PDF is left out (the gallery's freshness check compares its source stamp instead)."""
+    """Derive, verify and render everything for `spec`, in memory, with the cyclic collector paused
+    (as the command line pauses it, for callers that do not go through it: the gallery, the tests).
+    With `compile_pdf` False a requested PDF is left out (the gallery's freshness check compares its
+    source stamp instead)."""
     start = time.perf_counter()
     require_tools(spec if compile_pdf else replace(spec, formats=tuple(f for f in spec.formats if f != "pdf")))
     model = build_model(spec)
