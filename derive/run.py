@@ -148,25 +148,30 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     # the process-level speed devices live here, not in the engine: the direct differentiation of
     # the symbolic check, the minibatch half of the derivation and the minibatch check run in
     # second processes
-    minibatch = Background(derive_minibatch, model)
     direct = DirectDifferentiation(model)
-    if not direct.chained:
-        # the expanded loss's differentiation (no windows) needs the model only and is the longest
-        # of the three processes' work (an MLP of 3 layers: 0.34 s of CPU against 0.20 s for the
-        # minibatch half and 0.18 s for this process's part): it starts at once, beside both halves,
-        # and is done by the time `verify` asks for it instead of being waited for there
-        direct.start(Background)
-    training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
-    initialisation = derive_initialisation(model)
-    sample = derive_sample(model)
-    if direct.chained:
-        # the chained differentiation (a network with windows) is started after the per-sample
-        # half, not beside both halves: it is not needed before `verify`, and the minibatch half,
-        # which this process waits for first, then has a core to itself instead of sharing two with
-        # three processes (forked warm or cold, its own CPU is the same, 0.87-0.97 s against
-        # 0.90-0.97 s). The point off the kinks is searched there too, and the per-sample pass
-        # evaluated at it
+    if direct.chained:  # a network with windows
+        minibatch = Background(derive_minibatch, model)
+        training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
+        initialisation = derive_initialisation(model)
+        sample = derive_sample(model)
+        # the chained differentiation is started after the per-sample half, not beside both
+        # halves: it is not needed before `verify`, and the minibatch half, which this process
+        # waits for first, then has a core to itself instead of sharing two with three processes
+        # (forked warm or cold, its own CPU is the same, 0.87-0.97 s against 0.90-0.97 s). The
+        # point off the kinks is searched there too, and the per-sample pass evaluated at it
         direct.start(Background, sample[0])
+    else:
+        # the expanded loss's differentiation needs the model only and is the longest of the three
+        # processes' work (an MLP of 3 layers: about 0.4 s of CPU): it starts at once, so that it is
+        # done by the time `verify` asks for it instead of being waited for there. The minibatch half
+        # is forked after the per-sample half, whose memoised pieces (SymPy's caches, the entries of
+        # dense and element-wise kinds, the activations' derivatives) it then inherits: 0.16 s of
+        # CPU against 0.21-0.22 s forked cold (three runs each)
+        direct.start(Background)
+        sample = derive_sample(model)
+        minibatch = Background(derive_minibatch, model)
+        training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
+        initialisation = derive_initialisation(model)
     wants_documents = bool(set(spec.formats) - {"py", "json"})
     if wants_documents:  # a convolution's proofs once, while the minibatch half is still derived
         prove_convolutions(model)
