@@ -14,6 +14,7 @@ from pathlib import Path
 
 from derive import __version__
 from derive.codegen import CodePlan, plan_code
+from derive.collector import collector_paused
 from derive.codegen_training import code_context as training_code_context
 from derive.codegen_training import plan_training
 from derive.derivation import Derivation, assemble, derive_minibatch, derive_sample
@@ -127,31 +128,50 @@ def model_source(
     return render("model.py.j2", context)
 
 
+@collector_paused()
 def derive_in_parallel(model) -> Derivation:
-    """`derivation.derive` with the minibatch half in a second process (where the platform forks)."""
+    """`derivation.derive` with the minibatch half in a second process (where the platform forks), and
+    the cyclic collector paused as the command line pauses it (see `derive.collector`)."""
     minibatch = Background(derive_minibatch, model)
     return assemble(model, derive_sample(model), minibatch.result())
 
 
+@collector_paused()
 def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
-    """Derive, verify and render everything for `spec`, in memory. With `compile_pdf` False a
-    requested PDF is left out (the gallery's freshness check compares its source stamp instead)."""
+    """Derive, verify and render everything for `spec`, in memory, with the cyclic collector paused
+    (as the command line pauses it, for callers that do not go through it: the gallery, the tests).
+    With `compile_pdf` False a requested PDF is left out (the gallery's freshness check compares its
+    source stamp instead)."""
     start = time.perf_counter()
     require_tools(spec if compile_pdf else replace(spec, formats=tuple(f for f in spec.formats if f != "pdf")))
     model = build_model(spec)
     # the process-level speed devices live here, not in the engine: the direct differentiation of
     # the symbolic check, the minibatch half of the derivation and the minibatch check run in
     # second processes
-    minibatch = Background(derive_minibatch, model)
-    training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
-    initialisation = derive_initialisation(model)
-    sample = derive_sample(model)
-    # the direct differentiation is started after the per-sample half, not beside both halves: it
-    # is not needed before `verify`, and the minibatch half, which this process waits for first,
-    # then has a core to itself instead of sharing two with three processes (forked warm or cold,
-    # its own CPU is the same, 0.87-0.97 s against 0.90-0.97 s). The point off the kinks is
-    # searched there too, and the per-sample pass evaluated at it
-    direct = DirectDifferentiation(model).start(Background, sample[0])
+    direct = DirectDifferentiation(model)
+    if direct.chained:  # a network with windows
+        minibatch = Background(derive_minibatch, model)
+        training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
+        initialisation = derive_initialisation(model)
+        sample = derive_sample(model)
+        # the chained differentiation is started after the per-sample half, not beside both
+        # halves: it is not needed before `verify`, and the minibatch half, which this process
+        # waits for first, then has a core to itself instead of sharing two with three processes
+        # (forked warm or cold, its own CPU is the same, 0.87-0.97 s against 0.90-0.97 s). The
+        # point off the kinks is searched there too, and the per-sample pass evaluated at it
+        direct.start(Background, sample[0])
+    else:
+        # the expanded loss's differentiation needs the model only and is the longest of the three
+        # processes' work (an MLP of 3 layers: about 0.4 s of CPU): it starts at once, so that it is
+        # done by the time `verify` asks for it instead of being waited for there. The minibatch half
+        # is forked after the per-sample half, whose memoised pieces (SymPy's caches, the entries of
+        # dense and element-wise kinds, the activations' derivatives) it then inherits: 0.16 s of
+        # CPU against 0.21-0.22 s forked cold (three runs each)
+        direct.start(Background)
+        sample = derive_sample(model)
+        minibatch = Background(derive_minibatch, model)
+        training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
+        initialisation = derive_initialisation(model)
     wants_documents = bool(set(spec.formats) - {"py", "json"})
     if wants_documents:  # a convolution's proofs once, while the minibatch half is still derived
         prove_convolutions(model)
