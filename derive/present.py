@@ -721,8 +721,8 @@ JACOBIAN_BP1 = {"lhs": r"\delta^{(L)}", "rhs": r"J^{\top} \frac{\partial C}{\par
 
 
 def _counted(text: Text, n: int) -> str:
-    """A small count in running text as the language writes it: 3 in English, 三 in Chinese prose
-    (a larger one in numerals, spaced from Chinese characters)."""
+    """A count in running text as the language writes it: numerals in both languages now (the Chinese
+    catalog's small_numbers is empty, as its counts elsewhere are digits), spaced from Chinese characters."""
     words = text.raw("language.small_numbers").split()
     if n < len(words):
         return words[n]

@@ -299,7 +299,11 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
         out.insert(-1, blocks.Paragraph(text("meaning.inactive_relu" if relu else "meaning.inactive",
                                              names=text.raw("refs.list_separator").join(display_name(a) for a in blocking))))
     if slopes.layers:  # the four equations hold for any activation: it can be chosen for how it learns
-        out.append(blocks.Paragraph(text("meaning.design")))
+        # a network whose hidden slopes are only 0 or 1, of the ReLU, is told what its own choice gives and costs,
+        # not the case for the ReLU it already uses (zh review 22, item 23)
+        own_relu = bool(hidden) and all(_binary(b) for b in hidden) and bool(blocking) and \
+            all(a.spec_text == "relu" for a in blocking)  # the paragraph names the ReLU
+        out.append(blocks.Paragraph(text("meaning.design_binary" if own_relu else "meaning.design")))
     if skip_connections:
         out.append(blocks.Paragraph(text("graph_meaning.skip", raw={"backward": refs.section("backward")})))
     return out
