@@ -107,7 +107,8 @@ def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str,
         return out
     errors = [q for q in _errors(derivation) if q.kind == "delta"][:2]
     if errors and _hand_check(derivation, example, errors[0], _unchecked_unit(example, errors[0])) is not None:
-        out.append(("hand", {"first": errors[0].latex_entry(str(_unchecked_unit(example, errors[0]) + 1))}, errors))
+        named = {name: q.latex_entry(str(_unchecked_unit(example, q) + 1)) for name, q in zip(("first", "second"), errors)}
+        out.append(("hand" if len(errors) > 1 else "hand_one", named, errors))
     params = [p for node in derivation.model.network.layers for p in node.parameters]
     last_weight = next((p for p in reversed(params) if p.rank >= 2), None)
     entry = None if last_weight is None else changing_entry(example, last_weight.label)
@@ -155,7 +156,7 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
     out = [blocks.Paragraph(text("practice.answers_intro"))]
     for n, (key, fields, data) in enumerate(exercises(lesson, derivation, report), start=1):
         head = text("practice.answer_head", number=n)
-        if key == "hand":
+        if key in ("hand", "hand_one"):
             for q in data:
                 display, by_hand, exact = _hand_check(derivation, example, q, _unchecked_unit(example, q))
                 out += [blocks.Paragraph(head + text("practice.answer_hand") if q is data[0] else text("practice.answer_next")),

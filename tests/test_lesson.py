@@ -1224,3 +1224,38 @@ def test_one_hidden_layer_has_one_slope_in_the_example_ratio(act, slope, lang, d
                                  paragraph).group(1 if lang == "en" else 2))
     bound = float(sp.sympify(slope.replace(r"\frac{1}{4}", "1/4"))) * column_sum
     assert re.search(rf"(?:at most|不超过|至多为) {re.escape(f'{bound:.4g}')}(?![\d])", paragraph), (bound, paragraph)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_lesson_opening_gives_one_figure_and_section_18_the_arithmetic(lang):
+    """Review 22, defects 2 and 13: §1 of the lesson says what backpropagation costs in one computed
+    figure (about 2.7 forward passes for sizes 4, 5, 5, 3: 160 multiply-adds against 60) and at most
+    about three; the count itself (2 · 60 − 20, 3 · 60 − 20 = 160, the first layer's share 20/60) stands
+    in §18 only. §1 also says in one sentence who made the method popular."""
+    md = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
+    opening, cost = _section(md, 1), _section(md, 18)
+    c = __import__("derive.lesson.cost", fromlist=["costs"]).costs
+    from conftest import derivation_for
+    counted = c(derivation_for(3, "sigmoid"))
+    ratio = f"{counted.backpropagation / counted.forward.value:.1f}"
+    assert ratio == "2.7" and re.search(rf"\b{re.escape(ratio)}\b", opening)
+    assert "\\cdot 60" not in opening and "20/60" not in opening and not re.search(r"\b160\b", opening)
+    assert "3 \\cdot 60 - 20 = 160" in cost and re.search(r"\b2\.7\b", cost)
+    assert "Rumelhart" in opening and "1986" in opening and "Nature" in opening
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce"), (1, "sigmoid", None, "mse")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_exercise_1_names_the_errors_its_answer_computes(config):
+    """Review 22, defect 10: exercise 1 names the errors to check ("Check δ⁽³⁾₂ and δ⁽²⁾₂ by hand"),
+    not "the other unit of the layer below"; each is an error appendix D computes, and none is one the
+    text checked."""
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    line = next(l for l in md.splitlines() if l.startswith("- **Exercise 1.**"))
+    named = re.findall(r"\$(\\delta\^\{\(\d\)\}_\{\d\})\$", line)
+    assert len(named) == (1 if config[0] == 1 else 2) and "layer below" not in line, line
+    answers = md[md.index("\n## D. "):]
+    example = _section(md, 17)
+    for entry in named:
+        assert re.search(re.escape(entry) + r" &= ", answers), entry
+        assert not re.search(re.escape(entry) + r" &= ", example), entry
