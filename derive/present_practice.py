@@ -158,7 +158,7 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
         head = text("practice.answer_head", number=n)
         if key in ("hand", "hand_one"):
             for q in data:
-                display, by_hand, exact = _hand_check(derivation, example, q, _unchecked_unit(example, q))
+                display, *_ = _hand_check(derivation, example, q, _unchecked_unit(example, q))
                 out += [blocks.Paragraph(head + text("practice.answer_hand") if q is data[0] else text("practice.answer_next")),
                         display]
         elif key == "rate":

@@ -555,7 +555,9 @@ def test_the_relu_hand_check_passes_an_error_back_through_an_active_unit(lang):
     assert value > 0 and not hidden[0].rstrip().endswith("&= 0"), hidden[0]
     active = {"en": f"Unit {checked} of layer 2 is active", "zh": f"第 2 层第 {checked} 个神经元处于激活状态"}[lang]
     assert active in example
-    assert ("other unit" in example) if lang == "en" else ("另一个神经元" in example)
+    # the exercise names the other unit of layer 2 (review 22, defect 10: not "the other unit of the layer below")
+    exercise = next(l for l in example.splitlines() if l.startswith(("- **Exercise 1.**", "- **习题 1**")))
+    assert f"\\delta^{{(2)}}_{{{3 - int(checked)}}}" in exercise, exercise
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1034,18 +1036,36 @@ def test_the_worked_example_prints_four_significant_figures(compared_markdown):
     assert digits >= 2 and float(quoted) == float(f"{float(exact):.{digits}g}") == float(f"{from_printed:.{digits}g}"), (quoted, exact, from_printed)
 
 
-def test_a_hand_check_that_rounding_moves_says_so():
-    """The hand check puts the printed (rounded) numbers in; when they give another last digit than
-    the exact value, the document says so and gives both (sigmoid: 7.653 against 7.652)."""
-    markdown = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang="en")).files["derivation.md"].decode()
-    hand = _section(markdown, 17).split("Two of these errors, checked by hand", 1)[1].split("The gradients of the parameters", 1)[0]
-    for display in hand.split("$$")[1::2]:
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce"), (2, "tanh", None, "mse")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_a_hand_check_multiplied_out_gives_the_printed_error(config):
+    """Review 22, defect 9: with the computed inputs at four figures the sigmoid's δ⁽²⁾₁ came out
+    7.653·10⁻³ against the printed 7.652·10⁻³, and a paragraph excused it. The hand check now puts the
+    computed numbers in with the figures the sentence before it states (five, more where five still
+    move the last digit: the tanh network needs six), and the numbers as printed, multiplied out here,
+    give the error printed in the backward pass, to its four figures; no excuse is printed."""
+    markdown = generate(make_spec(*config, formats="md", lang="en")).files["derivation.md"].decode()
+    example = markdown.split(" A worked example\n", 1)[1].split("\n## ", 1)[0]
+    lead, hand = example.split("Two of these errors, checked by hand.", 1)
+    hand = hand.split("The gradients of the parameters", 1)[0]
+    stated = int(re.match(r" The computed values put in are given to (\d) significant figures", hand).group(1))
+    assert stated >= 5 and (stated == 5) == (config[1] != "tanh")
+    backward = {f"\\delta^{{({layer})}}_{{{unit + 1}}}": value for layer, row in
+                re.findall(r"\\delta\^\{\((\d)\)\} &= \\begin\{pmatrix\} (.+?) \\end\{pmatrix\}", lead)
+                for unit, value in enumerate(row.split(" & "))}
+    displays = hand.split("$$")[1::2]
+    assert len(displays) == 2
+    for display in displays:
+        name = re.search(r"\\delta\^\{\(\d\)\}_\{\d\}", display).group(0)
         lines = [line[4:].strip().rstrip("\\").strip() for line in display.splitlines() if line.startswith(" &= ")]
-        formula = lines[0].replace("\\left", "").replace("\\right", "").replace("\\cdot", "*").replace("10^{", "10**(")
+        formula = lines[0].replace("\\left", "").replace("\\right", "").replace("\\cdot", "*").replace("^{2}", "**2")
+        formula = re.sub(r"\\left\[|\[([-\d.]+) > 0\]", lambda m: f"(1 if {m.group(1)} > 0 else 0)", formula)
         value = eval(formula.replace("{", "(").replace("}", ")"))  # noqa: S307 (the document's own numbers)
         (printed, number), = _printed_numbers(lines[1])
-        assert printed == lines[1] and number == pytest.approx(float(f"{value:.4g}"), rel=1e-12), (value, printed)
-    assert "7.653 \\cdot 10^{-3}" in hand and "the same formula gives $7.652 \\cdot 10^{-3}$" in hand
+        assert printed == backward[name] and number == pytest.approx(float(f"{value:.4g}"), rel=1e-12), (name, value, printed)
+        computed = [n for n in re.findall(r"-?\d+\.\d+", lines[0]) if len(n.lstrip("-0.")) > 1]
+        assert all(len(n.replace("-", "").replace(".", "").lstrip("0")) == stated for n in computed), computed
+    assert "the same formula gives" not in hand and "last digit can move" not in example
 
 
 def test_the_softmax_box_holds_the_general_bp1_with_its_two_cases(compared_markdown):
