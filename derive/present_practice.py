@@ -14,7 +14,7 @@ from derive.derivation import Derivation
 from derive.lesson import Lesson
 from derive.lesson.practice import OTHER_RATE, check_script, scaled_costs
 from derive.lesson.worked_example import entries
-from derive.notation import Q
+from derive.notation import Q, Z
 from derive.present_lesson import _display_entry, _errors, _hand_check, _matrix, _number, _stated, _unchecked_unit
 from derive.printing import times_sign
 
@@ -121,7 +121,33 @@ def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str,
         out.append(("wider", {}, lesson.costs))
     if "exercise" in report.check("derivatives").figures:
         out.append(("script", {}, report.check("derivatives").figures["exercise"]))
+    diagonal = diagonal_check(derivation, example)
+    if diagonal is not None:
+        out.append(("diagonal", {"layer": str(derivation.model.depth - 1)}, diagonal))
     return out
+
+
+def diagonal_check(derivation: Derivation, example) -> tuple[list, list, list, list] | None:
+    """Nielsen's Σ′ form of BP2 at the worked example, for the layer below the output: the slopes
+    g′(z) (the diagonal of diag(g′(z))), the weights W of the output layer, the output error δ and
+    the product diag(g′(z)) Wᵀ δ, each as (indices, value). The product is computed from the exact
+    values and must be the example's own error of that layer. None where the output activation does
+    not act entry by entry (BP1 is then δ = Jᵀ ∂C/∂a) or the network has no hidden layer."""
+    model = derivation.model
+    depth = model.depth
+    if not model.is_chain or depth < 2:
+        return None
+    activations = {node.layer.number: node.kind.activation for node in model.network.layers
+                   if getattr(node.kind, "activation", None) is not None}
+    if set(activations) != set(range(1, depth + 1)) or any(a.is_vector for a in activations.values()):
+        return None
+    slope = sp.diff(activations[depth - 1].expr, Z)
+    slopes = [(idx, slope.subs(Z, z)) for idx, z in entries(example, Q("z", depth - 1))]
+    weights, errors = entries(example, Q("W", depth)), entries(example, Q("delta", depth))
+    product = [((j,), s * sum(w * dict(errors)[(i,)] for (i, k), w in weights if k == j)) for (j,), s in slopes]
+    own = dict(entries(example, Q("delta", depth - 1)))
+    assert all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "diag(g') W^T delta is not delta"
+    return slopes, weights, errors, product
 
 
 def changing_entry(example, label: str) -> tuple | None:
@@ -180,12 +206,49 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
             wider, backprop, parameters, finite = scaled_costs(data, size_values(derivation.model.network))
             out.append(blocks.Paragraph(head + text("practice.answer_wider", backprop=backprop, parameters=parameters,
                                                     finite=finite, ratio=_ratio(finite, backprop, text))))
+        elif key == "diagonal":
+            out += _diagonal_answer(derivation, data, head, text)
         elif key == "script":
             relative = data.split()[-1]  # the script prints the slope, the gradient, their relative difference
             out += [blocks.Paragraph(head + text("practice.answer_script")),
                     blocks.Code(tuple(check_script(derivation.model).split("\n"))),
                     blocks.Paragraph(text("practice.answer_script_prints", printed=data, relative=_scientific(relative)))]
     return out
+
+
+def _diagonal_answer(derivation: Derivation, data, head: str, text) -> list:
+    """BP1 and BP2 with diag(g′(z)) for ⊙, the two put into each other down to layer 1, and BP2 for
+    the layer below the output with the worked example's numbers (`diagonal_check`)."""
+    depth = derivation.model.depth
+    slopes, weights, errors, product = data
+
+    def diag(layer) -> str:
+        return rf"\operatorname{{diag}}\left(g'\left(z^{{({layer})}}\right)\right)"
+
+    def weights_t(layer) -> str:
+        return rf"\left(W^{{({layer})}}\right)^{{\top}}"
+
+    upstream = r"\frac{\partial C}{\partial a^{(L)}}"
+    general = blocks.Aligned((
+        blocks.Row(r"\delta^{(L)}", rf"\operatorname{{diag}}\left(g'\left(z^{{(L)}}\right)\right) {upstream}"),
+        blocks.Row(r"\delta^{(l)}", rf"\operatorname{{diag}}\left(g'\left(z^{{(l)}}\right)\right) "
+                                     rf"\left(W^{{(l+1)}}\right)^{{\top}} \delta^{{(l+1)}}")))
+    chain = " ".join(f"{diag(l)} {weights_t(l + 1)}" for l in range(1, depth))
+    nested = blocks.Aligned((blocks.Row(r"\delta^{(1)}", f"{chain} {diag(depth)} \\frac{{\\partial C}}{{\\partial a^{{({depth})}}}}"),))
+    diagonal = [((i, j), v if i == j else sp.Integer(0)) for (i,), v in slopes for (j,), _ in slopes]
+    transposed = [((k, i), w) for (i, k), w in weights]
+    numbers = blocks.Aligned((blocks.Row(
+        rf"{diag(depth - 1)} {weights_t(depth)} \delta^{{({depth})}}",
+        " ".join((_matrix(diagonal, _five), _matrix(transposed, _stated), _matrix(errors, _five)))),
+        blocks.Row("", _matrix(product)),
+        blocks.Row("", rf"\delta^{{({depth - 1})}}")))
+    return [blocks.Paragraph(head + text("practice.answer_diagonal")), general,
+            blocks.Paragraph(text("practice.answer_diagonal_nested")), nested,
+            blocks.Paragraph(text("practice.answer_diagonal_numbers", layer=depth - 1)), numbers]
+
+
+def _five(value) -> str:
+    return _number(value, 5)
 
 
 def _ratio(finite: int, backprop: int, text) -> str:

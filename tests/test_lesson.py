@@ -1279,3 +1279,35 @@ def test_exercise_1_names_the_errors_its_answer_computes(config):
     for entry in named:
         assert re.search(re.escape(entry) + r" &= ", answers), entry
         assert not re.search(re.escape(entry) + r" &= ", example), entry
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (2, "tanh", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_diagonal_form_exercise_multiplies_out_to_the_printed_error(config):
+    """Review 22, defect 12: Nielsen's exercise on BP1 and BP2 with a diagonal matrix of slopes (his
+    Σ′(z)). Appendix D's numbers, multiplied out here as printed, give the error of layer 2 printed in
+    the worked example; a softmax output, whose BP1 is δ = Jᵀ ∂C/∂a, gets no such exercise."""
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    posed = [l for l in md.splitlines() if l.startswith("- **Exercise") and "diagonal matrix" in l]
+    if config[2] == "softmax":
+        assert not posed
+        return
+    assert len(posed) == 1
+    number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed[0]).group(1)
+    answer = md[md.index("\n## D. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0]
+    display = answer.split("$$")[-2]
+    matrices = re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}(\^\{\\top\})?", display)
+
+    def values(body):
+        return np.array([[float(x.replace(" \\cdot 10^{", "e").rstrip("}")) for x in row.split(" & ")]
+                         for row in body.split(" \\\\ ")])
+
+    slopes, weights, error, product = (values(body) for body, _ in matrices)
+    assert np.allclose(slopes, np.diag(np.diag(slopes)))
+    computed = slopes @ weights @ error.T
+    layer = re.search(r"for layer (\d)\.$", posed[0]).group(1)
+    example = md.split(" A worked example\n", 1)[1].split("\n## ", 1)[0]
+    printed = re.search(r"\\delta\^\{\(%s\)\} &= \\begin\{pmatrix\} (.+?) \\end" % layer, example).group(1)
+    assert np.allclose(computed.ravel(), values(printed).ravel(), rtol=5e-4, atol=1e-12), (computed, printed)
+    assert np.allclose(product.ravel(), values(printed).ravel(), rtol=0, atol=0)
+    assert "\\operatorname{diag}" in answer and "\\delta^{(1)} &=" in answer
