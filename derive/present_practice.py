@@ -124,7 +124,48 @@ def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str,
     diagonal = diagonal_check(derivation, example)
     if diagonal is not None:
         out.append(("diagonal", {"layer": str(derivation.model.depth - 1)}, diagonal))
+    batch = minibatch_check(derivation, example)
+    if batch is not None:
+        second = batch[0]
+        out.append(("minibatch", {"x": _matrix(entries(second, Q("a", 0)), _stated),
+                                  "y": _matrix(entries(second, Q("y")), _stated),
+                                  "layer": str(derivation.model.depth)}, batch))
     return out
+
+
+def minibatch_check(derivation: Derivation, example):
+    """Nielsen's fully matrix-based minibatch, on two samples: the worked example's and a second with
+    its input and target in reverse order. Returns (the second sample's example, D⁽ᴸ⁾ and A⁽ᴸ⁻¹⁾ with
+    one column per sample, ∂C̄/∂W⁽ᴸ⁾ = D⁽ᴸ⁾(A⁽ᴸ⁻¹⁾)ᵀ/m as section 15 writes it); the product is asserted
+    to be the mean of the two samples' own gradients (BP4 for each). None for a network whose samples
+    are not independent or that is not a chain of dense layers."""
+    from dataclasses import replace
+
+    from derive.lesson.worked_example import DIGITS
+    from derive.verify_symbolic import evaluate_pass
+
+    model = derivation.model
+    if not model.is_chain or model.network.couples_samples:
+        return None
+    point = dict(example.point)
+    for label in ("a_0", "y"):
+        keys = sorted(k for k in point if k[0] == label)
+        for key, value in zip(keys, [point[k] for k in reversed(keys)]):
+            point[key] = value
+    numbers = point if example.exact else {k: sp.Float(v, DIGITS) for k, v in point.items()}
+    values, gradients = evaluate_pass(derivation, False, numbers, example.sizes)
+    second = replace(example, point=point, values=values, gradients=gradients)
+    depth = model.depth
+    weight = [p for node in model.network.layers for p in node.parameters if p.rank >= 2][-1]  # W of layer L
+    errors = [dict(entries(e, Q("delta", depth))) for e in (example, second)]
+    inputs = [dict(entries(e, Q("a", depth - 1))) for e in (example, second)]
+    D = [((j, r), errors[r][(j,)]) for (j,) in sorted(errors[0]) for r in range(2)]
+    A = [((k, r), inputs[r][(k,)]) for (k,) in sorted(inputs[0]) for r in range(2)]
+    gradient = [((j, k), sum(errors[r][(j,)] * inputs[r][(k,)] for r in range(2)) / 2)
+                for (j,) in sorted(errors[0]) for (k,) in sorted(inputs[0])]
+    mean = {idx: (a + b) / 2 for (idx, a), (_, b) in zip(entries(example, weight, "gradients"), entries(second, weight, "gradients"))}
+    assert all(abs(sp.N(v - mean[idx], 40)) < 1e-30 for idx, v in gradient), "D A^T / m is not the mean of BP4"
+    return second, D, A, gradient
 
 
 def diagonal_check(derivation: Derivation, example) -> tuple[list, list, list, list] | None:
@@ -206,6 +247,15 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
             wider, backprop, parameters, finite = scaled_costs(data, size_values(derivation.model.network))
             out.append(blocks.Paragraph(head + text("practice.answer_wider", backprop=backprop, parameters=parameters,
                                                     finite=finite, ratio=_ratio(finite, backprop, text))))
+        elif key == "minibatch":
+            second, D, A, gradient = data
+            layer = derivation.model.depth
+            out += [blocks.Paragraph(head + text("practice.answer_minibatch", layer=layer)),
+                    blocks.Aligned((blocks.Row(rf"D^{{({layer})}}", _matrix(D)),
+                                    blocks.Row(rf"A^{{({layer - 1})}}", _matrix(A)),
+                                    blocks.Row(rf"\frac{{\partial \bar{{C}}}}{{\partial W^{{({layer})}}}}",
+                                               rf"\frac{{1}}{{2}} D^{{({layer})}} \left(A^{{({layer - 1})}}\right)^{{\top}} = {_matrix(gradient)}"))),
+                    blocks.Paragraph(text("practice.answer_minibatch_mean"))]
         elif key == "diagonal":
             out += _diagonal_answer(derivation, data, head, text)
         elif key == "script":

@@ -1311,3 +1311,33 @@ def test_the_diagonal_form_exercise_multiplies_out_to_the_printed_error(config):
     assert np.allclose(computed.ravel(), values(printed).ravel(), rtol=5e-4, atol=1e-12), (computed, printed)
     assert np.allclose(product.ravel(), values(printed).ravel(), rtol=0, atol=0)
     assert "\\operatorname{diag}" in answer and "\\delta^{(1)} &=" in answer
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_minibatch_exercise_is_what_the_generated_code_computes_on_two_columns(config):
+    """Review 22, defect 12: Nielsen's fully matrix-based minibatch as an exercise. Appendix D's D⁽ᴸ⁾,
+    A⁽ᴸ⁻¹⁾ and ∂C̄/∂W⁽ᴸ⁾ are what `gradients` and `forward` of the generated model.py compute on the
+    two samples as the two columns of X and Y; the first column is the worked example's own."""
+    outcome = generate(make_spec(*config, formats="md,py"))
+    md, derivation = outcome.files["derivation.md"].decode(), outcome.derivation
+    model, example = load_module(outcome.files["model.py"].decode()), worked_example(derivation)
+    posed = next(l for l in md.splitlines() if l.startswith("- **Exercise") and "minibatch of two samples" in l)
+    number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed).group(1)
+    answer = md[md.index("\n## D. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
+
+    def values(body):
+        return np.array([[float(x.replace(" \\cdot 10^{", "e").rstrip("}")) for x in row.split(" & ")]
+                         for row in body.split(" \\\\ ")])
+
+    vectors = re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}\^\{\\top\}", posed)
+    second_x, second_y = (values(v).T for v in vectors)
+    params = {p.code(): _array(example, p) for node in derivation.model.network.layers for p in node.parameters}
+    X = np.hstack([_array(example, Q("a", 0)), second_x])
+    Y = np.hstack([_array(example, Q("y")), second_y])
+    depth = derivation.model.depth
+    D, A, gradient = (values(m) for m in re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}", answer.split("$$")[1]))
+    cache = model.forward(params, X)
+    assert np.allclose(A, cache[f"A{depth - 1}"], rtol=5e-4), (A, cache[f"A{depth - 1}"])
+    assert np.allclose(gradient, model.gradients(params, X, Y)[f"W{depth}"], rtol=5e-4, atol=1e-12)
+    assert np.allclose(D[:, 0], _array(example, Q("delta", depth)).ravel(), rtol=5e-4)
