@@ -133,20 +133,31 @@ def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str,
     return out
 
 
+_MINIBATCH: list = [None, None, None]  # the last derivation, its example and its minibatch check
+
+
 def minibatch_check(derivation: Derivation, example):
+    """`_minibatch_check`, once per derivation and example: every format and both the exercise and its
+    answer use it, and it evaluates the network at a second sample."""
+    if _MINIBATCH[0] is not derivation or _MINIBATCH[1] is not example:
+        _MINIBATCH[:] = [derivation, example, _minibatch_check(derivation, example)]
+    return _MINIBATCH[2]
+
+
+def _minibatch_check(derivation: Derivation, example):
     """Nielsen's fully matrix-based minibatch, on two samples: the worked example's and a second with
     its input and target in reverse order. Returns (the second sample's example, D⁽ᴸ⁾ and A⁽ᴸ⁻¹⁾ with
     one column per sample, ∂C̄/∂W⁽ᴸ⁾ = D⁽ᴸ⁾(A⁽ᴸ⁻¹⁾)ᵀ/m as section 15 writes it); the product is asserted
     to be the mean of the two samples' own gradients (BP4 for each). None for a network whose samples
-    are not independent or that is not a chain of dense layers."""
+    are not independent, that is not a chain of dense layers, or whose cost has a penalty term."""
     from dataclasses import replace
 
     from derive.lesson.worked_example import DIGITS
     from derive.verify_symbolic import evaluate_pass
 
     model = derivation.model
-    if not model.is_chain or model.network.couples_samples:
-        return None
+    if not model.is_chain or model.network.couples_samples or getattr(model, "penalty", None) is not None:
+        return None  # (a penalty adds its own gradient, not a mean over the samples)
     point = dict(example.point)
     for label in ("a_0", "y"):
         keys = sorted(k for k in point if k[0] == label)
@@ -159,6 +170,8 @@ def minibatch_check(derivation: Derivation, example):
     weight = [p for node in model.network.layers for p in node.parameters if p.rank >= 2][-1]  # W of layer L
     errors = [dict(entries(e, Q("delta", depth))) for e in (example, second)]
     inputs = [dict(entries(e, Q("a", depth - 1))) for e in (example, second)]
+    if not all(errors) or not all(inputs):  # a layer with more than a weight and an activation
+        return None
     D = [((j, r), errors[r][(j,)]) for (j,) in sorted(errors[0]) for r in range(2)]
     A = [((k, r), inputs[r][(k,)]) for (k,) in sorted(inputs[0]) for r in range(2)]
     gradient = [((j, k), sum(errors[r][(j,)] * inputs[r][(k,)] for r in range(2)) / 2)
@@ -185,8 +198,10 @@ def diagonal_check(derivation: Derivation, example) -> tuple[list, list, list, l
     slope = sp.diff(activations[depth - 1].expr, Z)
     slopes = [(idx, slope.subs(Z, z)) for idx, z in entries(example, Q("z", depth - 1))]
     weights, errors = entries(example, Q("W", depth)), entries(example, Q("delta", depth))
-    product = [((j,), s * sum(w * dict(errors)[(i,)] for (i, k), w in weights if k == j)) for (j,), s in slopes]
     own = dict(entries(example, Q("delta", depth - 1)))
+    if not (slopes and weights and errors and own):  # a layer with more than a weight and an activation
+        return None
+    product = [((j,), s * sum(w * dict(errors)[(i,)] for (i, k), w in weights if k == j)) for (j,), s in slopes]
     assert all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "diag(g') W^T delta is not delta"
     return slopes, weights, errors, product
 
