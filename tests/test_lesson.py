@@ -1294,7 +1294,7 @@ def test_the_diagonal_form_exercise_multiplies_out_to_the_printed_error(config):
         return
     assert len(posed) == 1
     number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed[0]).group(1)
-    answer = md[md.index("\n## D. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0]
+    answer = md[md.index("\n## D. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
     display = answer.split("$$")[-2]
     matrices = re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}(\^\{\\top\})?", display)
 
