@@ -29,6 +29,9 @@ from derive.printing import DeriveLatexPrinter, _factor_rank, current_words, lat
 from derive.verify_symbolic import _is_parameter_gradient
 
 DECIMALS = 4  # of every number of the worked example
+# of the computed numbers a hand check puts in: one more than DECIMALS, so that the result comes out to
+# the printed digits; more (up to HAND_DIGITS_MOST) only where five still move its last digit
+HAND_DIGITS, HAND_DIGITS_MOST = 5, 8
 
 
 # --------------------------------------------------------------------------------------------------
@@ -571,9 +574,9 @@ def _number(value, digits: int = DECIMALS) -> str:
     return f"{rounded:f}"
 
 
-def _from_printed(value) -> sp.Rational:
+def _from_printed(value, digits: int = DECIMALS) -> sp.Rational:
     """The printed (rounded) value as an exact number, for quantities a reader computes from it."""
-    return sp.Rational(str(_rounded(value)))
+    return sp.Rational(str(_rounded(value, digits)))
 
 
 def _stated(value) -> str:
@@ -657,32 +660,34 @@ def _unchecked_unit(example, key: Quantity) -> int:
 _HAND_CHECKS: list = [None, None, {}]
 
 
-def _hand_check(derivation: Derivation, example, key: Quantity,
-                unit: int | None = None) -> tuple[blocks.Aligned, str, str] | None:
+def _hand_check(derivation: Derivation, example, key: Quantity, unit: int | None = None,
+                digits: int | None = None) -> tuple[blocks.Aligned, str, str, int] | None:
     """`_computed_hand_check`, once per derivation: every format prints the same check (computed
     again, it took a third of the LaTeX document's worked example). Only the last derivation's checks
     are kept, so a process that derives many networks holds none of the others."""
     if _HAND_CHECKS[0] is not derivation or _HAND_CHECKS[1] is not example:
         _HAND_CHECKS[:] = [derivation, example, {}]
-    slot = (key, unit, current_words())  # a piecewise formula prints the document language's "if"
+    slot = (key, unit, digits, current_words())  # a piecewise formula prints the document language's "if"
     if slot not in _HAND_CHECKS[2]:
-        _HAND_CHECKS[2][slot] = _computed_hand_check(derivation, example, key, unit)
+        _HAND_CHECKS[2][slot] = _computed_hand_check(derivation, example, key, unit, digits or HAND_DIGITS)
     return _HAND_CHECKS[2][slot]
 
 
-def _computed_hand_check(derivation: Derivation, example, key: Quantity,
-                         unit: int | None = None) -> tuple[blocks.Aligned, str, str] | None:
+def _computed_hand_check(derivation: Derivation, example, key: Quantity, unit: int | None = None,
+                         fewest: int = HAND_DIGITS) -> tuple[blocks.Aligned, str, str, int] | None:
     """δ of one unit of a layer, by default the first active one (the first whose error is not 0: an
-    inactive relu unit's check would only multiply by 0): its formula, the formula with the printed
-    numbers in, and what those numbers give; also that result and the exact value, both as printed (they can differ in the
-    last digit, since the numbers put in are rounded)."""
+    inactive relu unit's check would only multiply by 0): its formula, the formula with the numbers in,
+    and what those numbers give; also that result and the exact value, both as printed, and the
+    significant figures of the computed numbers put in. Those carry `fewest` figures, or more
+    where needed, so that a reader who multiplies them out gets the printed value (review 22, defect
+    9: with four, the sigmoid's δ⁽²⁾₁ came out 7.653·10⁻³ against 7.652·10⁻³)."""
     result = derivation.sample.results[key]
     if len(result.free) != 1:
         return None
     (q,) = result.free
     unit = _checked_unit(example, key) if unit is None else unit
     expanded = result.rhs.xreplace({q: sp.Integer(unit)}).xreplace(example.sizes).doit()
-    stand_in, originals, names, numbers, printed = {}, {}, {}, {}, {}
+    stand_in, originals, names, values, stated = {}, {}, {}, {}, set()
     for n, entry in enumerate(sorted(expanded.atoms(sp.Indexed), key=sp.default_sort_key)):
         quantity = quantity_of(str(entry.base.label))
         indices = tuple(int(i) for i in entry.indices)
@@ -692,15 +697,20 @@ def _computed_hand_check(derivation: Derivation, example, key: Quantity,
         symbol = stand_in[entry] = sp.Symbol(f"entry{n:03d}")  # named, so that the order is the same every run
         originals[symbol] = entry
         names[symbol] = _display_entry(quantity, indices)
-        stated = (str(entry.base.label), indices) in example.point
-        numbers[symbol] = (_stated if stated else _number)(value)
-        printed[symbol] = sp.nsimplify(value) if stated else _from_printed(value)
+        values[symbol] = value
+        if (str(entry.base.label), indices) in example.point:
+            stated.add(symbol)
     formula = expanded.xreplace(stand_in)
     value = example.values[(key.label, (unit,))]
-    by_hand = formula.xreplace(printed)  # what a reader gets from the numbers as printed
-    return blocks.Aligned((blocks.Row(_display_entry(key, (unit,)), _Named(names, originals).doprint(formula)),
-                           blocks.Row("", _Named(numbers, originals, numbers=True).doprint(formula)),
-                           blocks.Row("", _number(by_hand)))), _number(by_hand), _number(value)
+    for digits in range(fewest, HAND_DIGITS_MOST + 1):
+        numbers = {s: _stated(v) if s in stated else _number(v, digits) for s, v in values.items()}
+        printed = {s: sp.nsimplify(v) if s in stated else _from_printed(v, digits) for s, v in values.items()}
+        by_hand = formula.xreplace(printed)  # what a reader gets from the numbers as printed
+        if _number(by_hand) == _number(value):
+            break
+    return (blocks.Aligned((blocks.Row(_display_entry(key, (unit,)), _Named(names, originals).doprint(formula)),
+                            blocks.Row("", _Named(numbers, originals, numbers=True).doprint(formula)),
+                            blocks.Row("", _number(by_hand)))), _number(by_hand), _number(value), digits)
 
 
 def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> list[tuple[int, int, str, bool]]:
@@ -768,11 +778,13 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
         out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2], **fields)))
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [(key, c) for key, c in ((key, _hand_check(derivation, example, key)) for key in deltas) if c]
+    digits = max((c[3] for _, c in checks), default=HAND_DIGITS)  # one precision for all the checks
+    checks = [(key, _hand_check(derivation, example, key, digits=digits)) for key, _ in checks]
     if checks:
-        out.append(blocks.Paragraph(text("example.hand")))
-        for key, (display, by_hand, exact) in checks:
+        out.append(blocks.Paragraph(text("example.hand", digits=digits)))
+        for key, (display, by_hand, exact, _) in checks:
             out.append(display)
-            if by_hand != exact:  # the rounded inputs move the last digit: said, not hidden
+            if by_hand != exact:  # even HAND_DIGITS_MOST figures move the last digit: said, not hidden
                 out.append(blocks.Paragraph(text("example.rounding", by_hand=by_hand, exact=exact)))
         inactive = _inactive_units(derivation, example, errors)
         passed = _passed_unchanged(derivation, example, [key for key, _ in checks]) if inactive else None

@@ -555,7 +555,9 @@ def test_the_relu_hand_check_passes_an_error_back_through_an_active_unit(lang):
     assert value > 0 and not hidden[0].rstrip().endswith("&= 0"), hidden[0]
     active = {"en": f"Unit {checked} of layer 2 is active", "zh": f"第 2 层第 {checked} 个神经元处于激活状态"}[lang]
     assert active in example
-    assert ("other unit" in example) if lang == "en" else ("另一个神经元" in example)
+    # the exercise names the other unit of layer 2 (review 22, defect 10: not "the other unit of the layer below")
+    exercise = next(l for l in example.splitlines() if l.startswith(("- **Exercise 1.**", "- **习题 1**")))
+    assert f"\\delta^{{(2)}}_{{{3 - int(checked)}}}" in exercise, exercise
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1034,18 +1036,36 @@ def test_the_worked_example_prints_four_significant_figures(compared_markdown):
     assert digits >= 2 and float(quoted) == float(f"{float(exact):.{digits}g}") == float(f"{from_printed:.{digits}g}"), (quoted, exact, from_printed)
 
 
-def test_a_hand_check_that_rounding_moves_says_so():
-    """The hand check puts the printed (rounded) numbers in; when they give another last digit than
-    the exact value, the document says so and gives both (sigmoid: 7.653 against 7.652)."""
-    markdown = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang="en")).files["derivation.md"].decode()
-    hand = _section(markdown, 17).split("Two of these errors, checked by hand", 1)[1].split("The gradients of the parameters", 1)[0]
-    for display in hand.split("$$")[1::2]:
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce"), (2, "tanh", None, "mse")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_a_hand_check_multiplied_out_gives_the_printed_error(config):
+    """Review 22, defect 9: with the computed inputs at four figures the sigmoid's δ⁽²⁾₁ came out
+    7.653·10⁻³ against the printed 7.652·10⁻³, and a paragraph excused it. The hand check now puts the
+    computed numbers in with the figures the sentence before it states (five, more where five still
+    move the last digit: the tanh network needs six), and the numbers as printed, multiplied out here,
+    give the error printed in the backward pass, to its four figures; no excuse is printed."""
+    markdown = generate(make_spec(*config, formats="md", lang="en")).files["derivation.md"].decode()
+    example = markdown.split(" A worked example\n", 1)[1].split("\n## ", 1)[0]
+    lead, hand = example.split("Two of these errors, checked by hand.", 1)
+    hand = hand.split("The gradients of the parameters", 1)[0]
+    stated = int(re.match(r" The computed values put in are given to (\d) significant figures", hand).group(1))
+    assert stated >= 5 and (stated == 5) == (config[1] != "tanh")
+    backward = {f"\\delta^{{({layer})}}_{{{unit + 1}}}": value for layer, row in
+                re.findall(r"\\delta\^\{\((\d)\)\} &= \\begin\{pmatrix\} (.+?) \\end\{pmatrix\}", lead)
+                for unit, value in enumerate(row.split(" & "))}
+    displays = hand.split("$$")[1::2]
+    assert len(displays) == 2
+    for display in displays:
+        name = re.search(r"\\delta\^\{\(\d\)\}_\{\d\}", display).group(0)
         lines = [line[4:].strip().rstrip("\\").strip() for line in display.splitlines() if line.startswith(" &= ")]
-        formula = lines[0].replace("\\left", "").replace("\\right", "").replace("\\cdot", "*").replace("10^{", "10**(")
+        formula = lines[0].replace("\\left", "").replace("\\right", "").replace("\\cdot", "*").replace("^{2}", "**2")
+        formula = re.sub(r"\\left\[|\[([-\d.]+) > 0\]", lambda m: f"(1 if {m.group(1)} > 0 else 0)", formula)
         value = eval(formula.replace("{", "(").replace("}", ")"))  # noqa: S307 (the document's own numbers)
         (printed, number), = _printed_numbers(lines[1])
-        assert printed == lines[1] and number == pytest.approx(float(f"{value:.4g}"), rel=1e-12), (value, printed)
-    assert "7.653 \\cdot 10^{-3}" in hand and "the same formula gives $7.652 \\cdot 10^{-3}$" in hand
+        assert printed == backward[name] and number == pytest.approx(float(f"{value:.4g}"), rel=1e-12), (name, value, printed)
+        computed = [n for n in re.findall(r"-?\d+\.\d+", lines[0]) if len(n.lstrip("-0.")) > 1]
+        assert all(len(n.replace("-", "").replace(".", "").lstrip("0")) == stated for n in computed), computed
+    assert "the same formula gives" not in hand and "last digit can move" not in example
 
 
 def test_the_softmax_box_holds_the_general_bp1_with_its_two_cases(compared_markdown):
@@ -1224,3 +1244,100 @@ def test_one_hidden_layer_has_one_slope_in_the_example_ratio(act, slope, lang, d
                                  paragraph).group(1 if lang == "en" else 2))
     bound = float(sp.sympify(slope.replace(r"\frac{1}{4}", "1/4"))) * column_sum
     assert re.search(rf"(?:at most|不超过|至多为) {re.escape(f'{bound:.4g}')}(?![\d])", paragraph), (bound, paragraph)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_lesson_opening_gives_one_figure_and_section_18_the_arithmetic(lang):
+    """Review 22, defects 2 and 13: §1 of the lesson says what backpropagation costs in one computed
+    figure (about 2.7 forward passes for sizes 4, 5, 5, 3: 160 multiply-adds against 60) and at most
+    about three; the count itself (2 · 60 − 20, 3 · 60 − 20 = 160, the first layer's share 20/60) stands
+    in §18 only. §1 also says in one sentence who made the method popular."""
+    md = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
+    opening, cost = _section(md, 1), _section(md, 18)
+    c = __import__("derive.lesson.cost", fromlist=["costs"]).costs
+    from conftest import derivation_for
+    counted = c(derivation_for(3, "sigmoid"))
+    ratio = f"{counted.backpropagation / counted.forward.value:.1f}"
+    assert ratio == "2.7" and re.search(rf"\b{re.escape(ratio)}\b", opening)
+    assert "\\cdot 60" not in opening and "20/60" not in opening and not re.search(r"\b160\b", opening)
+    assert "3 \\cdot 60 - 20 = 160" in cost and re.search(r"\b2\.7\b", cost)
+    assert "Rumelhart" in opening and "1986" in opening and "Nature" in opening
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce"), (1, "sigmoid", None, "mse")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_exercise_1_names_the_errors_its_answer_computes(config):
+    """Review 22, defect 10: exercise 1 names the errors to check ("Check δ⁽³⁾₂ and δ⁽²⁾₂ by hand"),
+    not "the other unit of the layer below"; each is an error appendix D computes, and none is one the
+    text checked."""
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    line = next(l for l in md.splitlines() if l.startswith("- **Exercise 1.**"))
+    named = re.findall(r"\$(\\delta\^\{\(\d\)\}_\{\d\})\$", line)
+    assert len(named) == (1 if config[0] == 1 else 2) and "layer below" not in line, line
+    answers = md[md.index("\n## D. "):]
+    example = _section(md, 17)
+    for entry in named:
+        assert re.search(re.escape(entry) + r" &= ", answers), entry
+        assert not re.search(re.escape(entry) + r" &= ", example), entry
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (2, "tanh", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_diagonal_form_exercise_multiplies_out_to_the_printed_error(config):
+    """Review 22, defect 12: Nielsen's exercise on BP1 and BP2 with a diagonal matrix of slopes (his
+    Σ′(z)). Appendix D's numbers, multiplied out here as printed, give the error of layer 2 printed in
+    the worked example; a softmax output, whose BP1 is δ = Jᵀ ∂C/∂a, gets no such exercise."""
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    posed = [l for l in md.splitlines() if l.startswith("- **Exercise") and "diagonal matrix" in l]
+    if config[2] == "softmax":
+        assert not posed
+        return
+    assert len(posed) == 1
+    number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed[0]).group(1)
+    answer = md[md.index("\n## D. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
+    display = answer.split("$$")[-2]
+    matrices = re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}(\^\{\\top\})?", display)
+
+    def values(body):
+        return np.array([[float(x.replace(" \\cdot 10^{", "e").rstrip("}")) for x in row.split(" & ")]
+                         for row in body.split(" \\\\ ")])
+
+    slopes, weights, error, product = (values(body) for body, _ in matrices)
+    assert np.allclose(slopes, np.diag(np.diag(slopes)))
+    computed = slopes @ weights @ error.T
+    layer = re.search(r"for layer (\d)\.$", posed[0]).group(1)
+    example = md.split(" A worked example\n", 1)[1].split("\n## ", 1)[0]
+    printed = re.search(r"\\delta\^\{\(%s\)\} &= \\begin\{pmatrix\} (.+?) \\end" % layer, example).group(1)
+    assert np.allclose(computed.ravel(), values(printed).ravel(), rtol=5e-4, atol=1e-12), (computed, printed)
+    assert np.allclose(product.ravel(), values(printed).ravel(), rtol=0, atol=0)
+    assert "\\operatorname{diag}" in answer and "\\delta^{(1)} &=" in answer
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_minibatch_exercise_is_what_the_generated_code_computes_on_two_columns(config):
+    """Review 22, defect 12: Nielsen's fully matrix-based minibatch as an exercise. Appendix D's D⁽ᴸ⁾,
+    A⁽ᴸ⁻¹⁾ and ∂C̄/∂W⁽ᴸ⁾ are what `gradients` and `forward` of the generated model.py compute on the
+    two samples as the two columns of X and Y; the first column is the worked example's own."""
+    outcome = generate(make_spec(*config, formats="md,py"))
+    md, derivation = outcome.files["derivation.md"].decode(), outcome.derivation
+    model, example = load_module(outcome.files["model.py"].decode()), worked_example(derivation)
+    posed = next(l for l in md.splitlines() if l.startswith("- **Exercise") and "minibatch of two samples" in l)
+    number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed).group(1)
+    answer = md[md.index("\n## D. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
+
+    def values(body):
+        return np.array([[float(x.replace(" \\cdot 10^{", "e").rstrip("}")) for x in row.split(" & ")]
+                         for row in body.split(" \\\\ ")])
+
+    vectors = re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}\^\{\\top\}", posed)
+    second_x, second_y = (values(v).T for v in vectors)
+    params = {p.code(): _array(example, p) for node in derivation.model.network.layers for p in node.parameters}
+    X = np.hstack([_array(example, Q("a", 0)), second_x])
+    Y = np.hstack([_array(example, Q("y")), second_y])
+    depth = derivation.model.depth
+    D, A, gradient = (values(m) for m in re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}", answer.split("$$")[1]))
+    cache = model.forward(params, X)
+    assert np.allclose(A, cache[f"A{depth - 1}"], rtol=5e-4), (A, cache[f"A{depth - 1}"])
+    assert np.allclose(gradient, model.gradients(params, X, Y)[f"W{depth}"], rtol=5e-4, atol=1e-12)
+    assert np.allclose(D[:, 0], _array(example, Q("delta", depth)).ravel(), rtol=5e-4)

@@ -46,3 +46,14 @@ def test_the_sigmoid_output_error_reads_as_prose(lang):
     section = _section(generate(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode(), 8)
     prose = _prose(section)
     assert "for the a " not in prose and "into BP1. This" not in prose
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")], ids=["sigmoid", "relu-softmax"])
+def test_no_paragraph_of_section_8_starts_with_a_pronoun(config):
+    """Review 22, defect 4: the sentence that defines j′ stood between "Start where the loss is…" and
+    "It depends on the loss only through…", so "It" had lost what it stood for. Every paragraph of
+    the lesson's §8 names its subject."""
+    section = _section(generate(make_spec(*config, formats="md")).files["derivation.md"].decode(), 8)
+    paragraphs = [p.strip() for p in _prose(section).split("\n\n") if p.strip()]
+    assert paragraphs and not [p[:40] for p in paragraphs if re.match(r"(It|This|They)\b", p)]
+    assert any(p.startswith("The output error $\\delta^{(L)}$ depends on the loss only") for p in paragraphs)

@@ -99,6 +99,10 @@ def test_section_12_prints_the_paths_and_the_gradient_of_section_17(config, lang
         assert re.search(r"\\delta\^\{\(2\)\}_\{%d\} &= .* = %s\s*(\\\\)?$" % (j2, re.escape(printed)), paths, re.M), j2
     # the discovery argument leads into the grouped equations, BP1, BP2 and BP4
     assert all(tag in paths for tag in ("BP1", "BP2", "BP4"))
+    # review 22, defect 3: the lesson says that every factor stands in the table, not "listed there" in §17
+    if detail == "lesson":
+        assert "listed there" not in paths and "列在那里" not in paths
+        assert "you need not turn to it" in paths if lang == "en" else "不必翻到那里" in paths
     assert ("discovered backpropagation" in paths) if lang == "en" else ("这正是反向传播的基本思想" in paths)
 
 
