@@ -91,9 +91,14 @@ def test_the_loss_box_holds_its_title_however_long():
 def test_a_quantity_is_labelled_as_the_documents_print_it():
     """Quantity.text(), the pictures' Unicode label, spells what latex() prints: the minibatch error
     as D⁽ˡ⁾, the letter the lesson writes, not Δ (a small change)."""
+    import unicodedata
+
     from derive.notation import _KINDS, _LAYERLESS, Q
+
+    def greek(match):  # \alpha → α, the letter a Unicode label writes
+        return unicodedata.lookup(f"GREEK SMALL LETTER {match.group(1).upper()}")
 
     for kind in _KINDS:
         q = Q(kind) if kind in _LAYERLESS else Q(kind, 2)
-        assert q.text() == q.latex().replace(r"\delta", "δ").replace("^{(2)}", "⁽²⁾"), kind
+        assert q.text() == re.sub(r"\\([a-z]+)", greek, q.latex()).replace("^{(2)}", "⁽²⁾"), kind
     assert Q("Delta", 2).text() == "D⁽²⁾"

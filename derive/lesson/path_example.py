@@ -64,7 +64,10 @@ def _jacobian(activation, z: list) -> list[list[sp.Expr]] | None:
 
 def _loss_rate(loss, a_value, y_value) -> sp.Expr:
     symbols = {s.name: s for s in loss.expr.free_symbols}
-    return sp.diff(loss.expr, symbols["a"]).subs({symbols["a"]: a_value, symbols["y"]: y_value})
+    values = {"a": a_value, "y": y_value}  # a custom loss may leave out y (`--loss a`) or even a (a constant)
+    if "a" not in symbols:
+        return sp.Integer(0)
+    return sp.diff(loss.expr, symbols["a"]).subs({symbols[n]: v for n, v in values.items() if n in symbols})
 
 
 def _agrees(left, right) -> bool:
