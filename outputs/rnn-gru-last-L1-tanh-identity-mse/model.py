@@ -9,52 +9,19 @@ PyTorch's (T, m, n) is X.transpose(0, 2, 1). The parameters have PyTorch's names
 (torch.nn.RNN: weight_ih_l0 (H, n), weight_hh_l0 (H, H), bias_ih_l0 (H,), bias_hh_l0 (H,), …;
 the head nn.Linear: head_weight (K, H), head_bias (K,)), so state dicts move unchanged.
 The state before the first step is zero (PyTorch's default h0).
+
+Read from the top: `forward`, `loss` and `gradients` (backpropagation through time), the formulas of
+one step t in a loop over the steps; then `_unpack` (the parameters under the names of the
+formulas), `init_params`, `clip_gradients`, `sgd_step`, the optimizer (`init_state`, `update`) and
+`train`. At the end, below a marked line: the numerical helpers the formulas call and the workspace
+form (`Workspace`, `gradients_into`): the same gradients, computed without allocating arrays; last,
+the demonstration that `python model.py` runs.
 """
 
 import numpy as np
 
 INPUTS, HIDDEN, LAYERS, UNITS = 3, 4, 3, 2
 STEPS = 5  # the sequence length of the demonstration below (any length works)
-
-
-def _position_mean(X, spatial_axes, out=None):
-    """The mean of each channel over its positions: X (C, *spatial, …) → (C, …)."""
-    axes = tuple(range(1, 1 + spatial_axes))
-    count = 1
-    for a in axes:
-        count *= X.shape[a]
-    total = np.add.reduce(X, axis=axes, out=out)
-    return np.divide(total, count, out=total)
-
-
-def init_params(rng=None, inputs=INPUTS, hidden=HIDDEN, units=UNITS, dtype=np.float64):
-    """PyTorch's default initialisation: every entry uniform in (-1/sqrt(H), 1/sqrt(H)) for the
-    recurrent layers, (-1/sqrt(H), 1/sqrt(H)) for the head (nn.Linear's bound 1/sqrt(fan_in)).
-    float32 works too: every array of forward and gradients takes the dtype of X."""
-    rng = np.random.default_rng(0) if rng is None else rng
-    bound = 1.0 / np.sqrt(hidden)
-    shapes = {
-        "weight_ih_l0": (3 * hidden, inputs),
-        "weight_hh_l0": (3 * hidden, hidden),
-        "bias_ih_l0": (3 * hidden,),
-        "bias_hh_l0": (3 * hidden,),
-        "head_weight": (units, hidden),
-        "head_bias": (units,),
-    }
-    return {name: rng.uniform(-bound, bound, size=shape).astype(dtype) for name, shape in shapes.items()}
-
-
-def _unpack(params):
-    """The parameters under the names of the formulas; a bias as a column (H, 1); stacked gates
-    (PyTorch's order i, f, g, o) split into one array per gate."""
-    return (
-        *np.split(params["weight_ih_l0"], 3),
-        *np.split(params["weight_hh_l0"], 3),
-        *np.split(params["bias_ih_l0"][:, None], 3),
-        *np.split(params["bias_hh_l0"][:, None], 3),
-        params["head_weight"],
-        params["head_bias"][:, None],
-    )
 
 
 def forward(params, X):
@@ -180,6 +147,111 @@ def gradients(params, X, Y, truncate=None):
         "head_bias": db3.reshape(-1),
     }
 
+
+def _unpack(params):
+    """The parameters under the names of the formulas; a bias as a column (H, 1); stacked gates
+    (PyTorch's order i, f, g, o) split into one array per gate."""
+    return (
+        *np.split(params["weight_ih_l0"], 3),
+        *np.split(params["weight_hh_l0"], 3),
+        *np.split(params["bias_ih_l0"][:, None], 3),
+        *np.split(params["bias_hh_l0"][:, None], 3),
+        params["head_weight"],
+        params["head_bias"][:, None],
+    )
+
+
+def init_params(rng=None, inputs=INPUTS, hidden=HIDDEN, units=UNITS, dtype=np.float64):
+    """PyTorch's default initialisation: every entry uniform in (-1/sqrt(H), 1/sqrt(H)) for the
+    recurrent layers, (-1/sqrt(H), 1/sqrt(H)) for the head (nn.Linear's bound 1/sqrt(fan_in)).
+    float32 works too: every array of forward and gradients takes the dtype of X."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    bound = 1.0 / np.sqrt(hidden)
+    shapes = {
+        "weight_ih_l0": (3 * hidden, inputs),
+        "weight_hh_l0": (3 * hidden, hidden),
+        "bias_ih_l0": (3 * hidden,),
+        "bias_hh_l0": (3 * hidden,),
+        "head_weight": (units, hidden),
+        "head_bias": (units,),
+    }
+    return {name: rng.uniform(-bound, bound, size=shape).astype(dtype) for name, shape in shapes.items()}
+
+
+def clip_gradients(grads, max_norm):
+    """Gradient-norm clipping, in place, as torch.nn.utils.clip_grad_norm_: when the norm of all the
+    gradients together exceeds max_norm, scale them by max_norm / (norm + 1e-6). Returns the norm
+    before clipping."""
+    total = float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
+    scale = max_norm / (total + 1e-6)
+    if scale < 1.0:
+        for g in grads.values():
+            g *= scale
+    return total
+
+
+def sgd_step(params, grads, lr=0.1):
+    """One step of plain gradient descent, in place."""
+    for name in params:
+        params[name] -= lr * grads[name]
+
+
+def init_state(params):
+    """State of torch.optim.SGD for every parameter, named as in torch: step count."""
+    return {
+        "step": 0,
+    }
+
+
+def update(params, grads, state, *, lr=0.1, weight_decay=0.0):
+    """One step of torch.optim.SGD on every parameter, in place; hyper-parameters named as in
+    torch.optim, their defaults in the signature (derivation.md, in its section on training or on
+    the optimizer, says why)."""
+    if not lr >= 0:
+        raise ValueError(f"invalid lr: {lr!r}; expected lr >= 0")
+    if not weight_decay >= 0:
+        raise ValueError(f"invalid weight_decay: {weight_decay!r}; expected weight_decay >= 0")
+    state["step"] += 1
+    for key, p in params.items():
+        grad = grads[key]
+        g = grad + p*weight_decay
+        p[...] = -lr*g + p
+
+
+def train(params, X, Y, epochs=10, batch_size=32, max_norm=None, rng=None, **hyper):
+    """Minibatch training over the samples (the last axis of X and Y), in place: gradients(), the
+    gradient norm clipped at max_norm when given, then update() (sgd); the other keyword
+    arguments, `hyper`, go to update(). Returns the loss over all samples after each epoch."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    state = init_state(params)
+    m = X.shape[-1]
+    history = []
+    for _ in range(epochs):
+        order = rng.permutation(m)
+        for start in range(0, m, batch_size):
+            chosen = order[start:start + batch_size]
+            grads = gradients(params, X[..., chosen], Y[..., chosen])
+            if max_norm is not None:
+                clip_gradients(grads, max_norm)
+            update(params, grads, state, **hyper)
+        history.append(loss(params, X, Y))
+    return history
+
+
+# --------------------------------------------------------------------------------------------------
+# Below: the numerical helpers the formulas call and the allocation-free fast path; not needed to
+# follow the derivation.
+# --------------------------------------------------------------------------------------------------
+
+
+def _position_mean(X, spatial_axes, out=None):
+    """The mean of each channel over its positions: X (C, *spatial, …) → (C, …)."""
+    axes = tuple(range(1, 1 + spatial_axes))
+    count = 1
+    for a in axes:
+        count *= X.shape[a]
+    total = np.add.reduce(X, axis=axes, out=out)
+    return np.divide(total, count, out=total)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -441,66 +513,6 @@ def gradients_into(ws, params, X, Y, truncate=None):
     #   and db_hr1 alike: one statement on their rows of db_hh1
     np.add(db_hh1[:2 * hidden], ws.t10, out=db_hh1[:2 * hidden])
     return ws.grads
-
-
-def clip_gradients(grads, max_norm):
-    """Gradient-norm clipping, in place, as torch.nn.utils.clip_grad_norm_: when the norm of all the
-    gradients together exceeds max_norm, scale them by max_norm / (norm + 1e-6). Returns the norm
-    before clipping."""
-    total = float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
-    scale = max_norm / (total + 1e-6)
-    if scale < 1.0:
-        for g in grads.values():
-            g *= scale
-    return total
-
-
-def sgd_step(params, grads, lr=0.1):
-    """One step of plain gradient descent, in place."""
-    for name in params:
-        params[name] -= lr * grads[name]
-
-
-def init_state(params):
-    """State of torch.optim.SGD for every parameter, named as in torch: step count."""
-    return {
-        "step": 0,
-    }
-
-
-def update(params, grads, state, *, lr=0.1, weight_decay=0.0):
-    """One step of torch.optim.SGD on every parameter, in place; hyper-parameters
-    named as in torch.optim, their defaults in the signature (derivation.md, in its section on
-    training or on the optimizer, says why)."""
-    if not lr >= 0:
-        raise ValueError(f"invalid lr: {lr!r}; expected lr >= 0")
-    if not weight_decay >= 0:
-        raise ValueError(f"invalid weight_decay: {weight_decay!r}; expected weight_decay >= 0")
-    state["step"] += 1
-    for key, p in params.items():
-        grad = grads[key]
-        g = grad + p*weight_decay
-        p[...] = -lr*g + p
-
-
-def train(params, X, Y, epochs=10, batch_size=32, max_norm=None, rng=None, **hyper):
-    """Minibatch training over the samples (the last axis of X and Y), in place: gradients(), the
-    gradient norm clipped at max_norm when given, then update() (sgd; `hyper` goes to
-    update). Returns the loss over all samples after each epoch."""
-    rng = np.random.default_rng(0) if rng is None else rng
-    state = init_state(params)
-    m = X.shape[-1]
-    history = []
-    for _ in range(epochs):
-        order = rng.permutation(m)
-        for start in range(0, m, batch_size):
-            chosen = order[start:start + batch_size]
-            grads = gradients(params, X[..., chosen], Y[..., chosen])
-            if max_norm is not None:
-                clip_gradients(grads, max_norm)
-            update(params, grads, state, **hyper)
-        history.append(loss(params, X, Y))
-    return history
 
 
 if __name__ == "__main__":  # a demonstration: one minibatch of random sequences
