@@ -9,6 +9,7 @@ dS = α ⊙ (dα − rowsum(dα ⊙ α)) (red arrow, backward). Only shapes: the
 
 from __future__ import annotations
 
+import derive.layers.attention  # noqa: F401  registers the kinds this picture names (score, attw)
 from derive.pictures import (BACKWARD_COLOUR, ERROR_FILL, FORWARD_COLOUR, MARGIN, PAD_FILL, WINDOW_FILL, Box, Label,
                              Line, Picture, Text, _words, quantity)
 
