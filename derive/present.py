@@ -245,13 +245,12 @@ def _network_lesson(model, text: Text, refs: Refs) -> list:
 
 def _paths(model, text: Text, refs: Refs) -> blocks.Paragraph:
     """The preview of the paths: a weight of layer 1 reaches the loss along paths, one unit per later
-    layer, counted here; the section after the four equations follows them (derive.lesson.paths) and
-    adds the softmax's crossings, which this early in the lesson would need the softmax's Jacobian."""
-    formula, _ = path_count(model.sizes, False)
+    layer and, after a softmax, one output, counted here as the section after the four equations
+    counts them (derive.lesson.paths; review 23, zh item 1: one count in both places)."""
     vector = model.activations[-1].is_vector
-    _, terms = path_count(model.sizes, True) if vector else (formula, 0)  # with the softmax's fan-out (section 12's sum)
+    formula, _ = path_count(model.sizes, vector)
     key = "big_picture.paths_vector" if vector else "big_picture.paths"
-    return blocks.Paragraph(text(key, count=formula, terms=terms, raw={"paths": refs.section("paths")}))
+    return blocks.Paragraph(text(key, count=formula, raw={"paths": refs.section("paths")}))
 
 
 def _activation_formula(act, layer) -> dict:

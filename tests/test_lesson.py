@@ -104,10 +104,14 @@ def test_the_opening_motivates_before_it_derives(compared_markdown):
     assert re.search(r"\b30\b", paragraphs[3]) and re.search(r"\b13\b", paragraphs[3])
     assert "| $\\delta^{(l)}$ |" in _section(compared_markdown, 2)  # the symbols before the picture uses them
     picture = _section(compared_markdown, 3)
-    # a weight of layer 1 reaches the loss along n2 n3 = 15 paths through the units; the softmax's
-    # crossings (45 paths) wait for section 12, where its Jacobian is known
-    paths = re.search(r"n_\{2\} n_\{3\} = 5 \\cdot 3 = 15\$", picture)
-    assert paths and "45" not in picture
+    # a weight of layer 1 reaches the loss along n2 n3 = 15 paths through the units, and after a
+    # softmax (the relu-ce document) n2 n3 n3 = 45, one more choice of the output: counted as section
+    # 12 counts them, one term per path (review 23, zh item 1)
+    softmax = "softmax" in _section(compared_markdown, 4)
+    counted = r"n_\{2\} n_\{3\} n_\{3\} = 5 \\cdot 3 \\cdot 3 = 45\$" if softmax else r"n_\{2\} n_\{3\} = 5 \\cdot 3 = 15\$"
+    paths = re.search(counted, picture)
+    assert paths and re.search(counted, _section(compared_markdown, 12)), counted
+    assert ("= 15" in picture) != softmax  # no second count of the paths up to the softmax
     blocks = picture.split("\n\n")
     at = next(n for n, block in enumerate(blocks) if paths.group(0) in block)
     error = next(n for n, block in enumerate(blocks) if "\\delta^{(l)}_j \\Delta z^{(l)}_j" in block)
@@ -873,10 +877,7 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     displays = section.split("$$")[1::2]
     assert displays[0].count("\\frac{\\partial") == 2 * depth + 1
     assert f"= {count}$" in section
-    units = 1  # section 3 counts the paths through the units only (the softmax's crossings come here)
-    for n in sizes[2:]:
-        units *= n
-    assert f"= {units}$" in _section(compared_markdown, 3)
+    assert f"= {count}$" in _section(compared_markdown, 3)  # section 3 counts them the same way (review 23)
     grouped = [d for d in displays if "BP4" in d]  # after the example's displays (section 12 at numbers)
     assert len(grouped) == 1
     tags = re.findall(r"\\text\{[(（](BP\d)[)）]\}", grouped[0])  # full-width brackets in Chinese
