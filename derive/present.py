@@ -41,6 +41,7 @@ from derive.lesson.general import elementwise_forms, general_forms
 from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, folds_local, sides
 from derive import present_lesson as lesson_blocks
+from derive.said_once import first_mention_only
 from derive.present_notation import CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
 from derive.printing import latex, words
 from derive.rewrite import exp_identity_holds, logistic_as_tanh
@@ -1286,6 +1287,7 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
             continue
         built[key] = built[key][:at] + tuple(lead) + built[key][at:]
     built = {key: settle_clauses(section) for key, section in built.items()}  # the clauses not needed
+    built = first_mention_only(built, keys)  # a gloss marked ⟪…⟫ said once, where first met
     built = {key: tuple(b for b in section if not _empty(b)) for key, section in built.items()}
     built[keys[0]] = tuple(opening) + built[keys[0]]  # what the document is, before its first section's own text
     built = number_notes(built, keys)
