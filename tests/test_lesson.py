@@ -1342,3 +1342,17 @@ def test_the_minibatch_exercise_is_what_the_generated_code_computes_on_two_colum
     assert np.allclose(A, cache[f"A{depth - 1}"], rtol=5e-4), (A, cache[f"A{depth - 1}"])
     assert np.allclose(gradient, model.gradients(params, X, Y)[f"W{depth}"], rtol=5e-4, atol=1e-12)
     assert np.allclose(D[:, 0], _array(example, Q("delta", depth)).ravel(), rtol=5e-4)
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_chinese_lesson_says_how_the_full_edition_is_made_once(config):
+    """Review 23, zh items 2 and 19: "（用 `--detail full` 生成）" at the first mention of the full
+    edition only (§16 for a sigmoid network, §19 for a ReLU one); later mentions say 完整版 alone."""
+    md = generate(make_spec(*config, formats="md", lang="zh")).files["derivation.md"].decode()
+    body = md.split("以上是讲义版")[0]  # the closing line gives the command itself
+    glosses = [m.start() for m in re.finditer(r"用 `--detail full` 生成", body)]
+    mentions = [m.start() for m in re.finditer("完整版", body)]
+    assert len(glosses) == 1 and len(mentions) >= 3, (glosses, mentions)
+    assert glosses[0] - mentions[0] < 12  # the gloss follows the first mention
+    assert "⟪" not in md and "⟫" not in md
