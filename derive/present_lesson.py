@@ -90,14 +90,14 @@ def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list
     if opening and _first_layer_saves(c):
         backward = c.errors.value + c.gradients.value
         return [want,
-                blocks.Paragraph(text("learn.nudge_lead") + " " + text("learn.obvious", passes=parameters + 1)),
+                blocks.Paragraph(text("learn.nudge_lead") + text.raw("language.sentence_separator") + text("learn.obvious", passes=parameters + 1)),
                 blocks.Paragraph(text("learn.promise", parameters=parameters, forward=c.forward.value,
                                       saved=c.saved.value, backward=backward, total=c.backpropagation,
                                       ratio=cost_ratio(lesson), raw={"cost": refs.section("cost")})),
                 blocks.Paragraph(text("learn.memory", stored=c.stored, inputs=c.kept[0], units=c.kept[1],
                                       parameters=parameters))]
     nudge = text("network.nudge", passes=parameters + 1, ratio=cost_ratio(lesson), raw={"cost": refs.section("cost")})
-    return [want, blocks.Paragraph(text("learn.nudge_lead") + " " + nudge if opening else nudge)]
+    return [want, blocks.Paragraph(text("learn.nudge_lead") + text.raw("language.sentence_separator") + nudge if opening else nudge)]
 
 
 # --------------------------------------------------------------------------------------------------
