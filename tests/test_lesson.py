@@ -994,7 +994,7 @@ def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_mark
             matrix = re.search(rf"W\^\{{\({layer}\)\}} &= \\begin\{{pmatrix\}}(.*?)\\end\{{pmatrix\}}", example).group(1)
             rows = [[float(x) for x in row.split("&")] for row in matrix.split("\\\\") if row.strip()]
             column_sum = max(sum(abs(row[k]) for row in rows) for k in range(len(rows[0])))
-            assert f"${column_sum:.4g}$ ($W^{{({layer})}}$)" in example or f"$W^{{({layer})}}$ 为 ${column_sum:.4g}$" in example
+            assert f"${column_sum:.4g}$ ($W^{{({layer})}}$)" in example or f"$\\lVert W^{{({layer})}} \\rVert_1 = {column_sum:.4g}$" in example
             bound *= column_sum
         assert f"{bound:.4g}" in example
 
@@ -1238,10 +1238,10 @@ def test_one_hidden_layer_has_one_slope_in_the_example_ratio(act, slope, lang, d
     states is that slope times the column sum of |W⁽²⁾| quoted beside it."""
     markdown = generate(make_spec(2, act, formats="md", lang=lang, detail=detail)).files["derivation.md"].decode()
     paragraph = next(line for line in markdown.splitlines()
-                     if line.startswith(("The largest error of layer 1", "第 1 层误差项")))
+                     if line.startswith(("The largest error of layer 1", "$\\delta^{(1)}$ 中绝对值最大的分量")))
     assert not re.search(r"\$([^$]+?) = \1\$", paragraph), paragraph  # no formula equal to itself
     assert f"${slope}$" in paragraph and "Each hidden layer" not in paragraph and "每经过一个隐藏层" not in paragraph
-    column_sum = float(re.search(r"\$(\d+(?:\.\d+)?)\$ \(\$W\^\{\(2\)\}\$\)|\$W\^\{\(2\)\}\$ 为 \$(\d+(?:\.\d+)?)\$",
+    column_sum = float(re.search(r"\$(\d+(?:\.\d+)?)\$ \(\$W\^\{\(2\)\}\$\)|\$\\lVert W\^\{\(2\)\} \\rVert_1 = (\d+(?:\.\d+)?)\$",
                                  paragraph).group(1 if lang == "en" else 2))
     bound = float(sp.sympify(slope.replace(r"\frac{1}{4}", "1/4"))) * column_sum
     assert re.search(rf"(?:at most|不超过|至多为) {re.escape(f'{bound:.4g}')}(?![\d])", paragraph), (bound, paragraph)
