@@ -372,11 +372,17 @@ def _error_ratio(lesson: Lesson, derivation: Derivation) -> tuple[str, str, str]
 
 def _agreed(exact, from_printed) -> str:
     """A computed ratio to as many significant figures (at most DECIMALS) as the exact value and the
-    ratio of the printed, rounded numbers share: true, and what a reader who divides them gets."""
+    ratio of the printed, rounded numbers share: true, and what a reader who divides them gets. A ratio
+    in a sentence drops trailing zeros (0.42, not 0.4200: review 23, zh item 6); tables keep four digits."""
     for digits in range(DECIMALS, 1, -1):
         if _rounded(exact, digits) == _rounded(from_printed, digits):
-            return _number(exact, digits)
-    return _number(exact, 1)
+            return _without_trailing_zeros(_number(exact, digits))
+    return _without_trailing_zeros(_number(exact, 1))
+
+
+def _without_trailing_zeros(number: str) -> str:
+    """0.4200 → 0.42, 1.000 → 1; a number in scientific form or without a decimal point as it is."""
+    return number.rstrip("0").rstrip(".") if "." in number and "10^" not in number else number
 
 
 def _hidden_slopes(lesson: Lesson, derivation: Derivation) -> tuple[str, str] | None:
