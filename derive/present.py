@@ -41,6 +41,7 @@ from derive.lesson.general import elementwise_forms, general_forms
 from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, folds_local, sides
 from derive import present_lesson as lesson_blocks
+from derive.said_once import first_mention_only
 from derive.present_notation import CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
 from derive.printing import latex, words
 from derive.rewrite import exp_identity_holds, logistic_as_tanh
@@ -245,13 +246,12 @@ def _network_lesson(model, text: Text, refs: Refs) -> list:
 
 def _paths(model, text: Text, refs: Refs) -> blocks.Paragraph:
     """The preview of the paths: a weight of layer 1 reaches the loss along paths, one unit per later
-    layer, counted here; the section after the four equations follows them (derive.lesson.paths) and
-    adds the softmax's crossings, which this early in the lesson would need the softmax's Jacobian."""
-    formula, _ = path_count(model.sizes, False)
+    layer and, after a softmax, one output, counted here as the section after the four equations
+    counts them (derive.lesson.paths; review 23, zh item 1: one count in both places)."""
     vector = model.activations[-1].is_vector
-    _, terms = path_count(model.sizes, True) if vector else (formula, 0)  # with the softmax's fan-out (section 12's sum)
+    formula, _ = path_count(model.sizes, vector)
     key = "big_picture.paths_vector" if vector else "big_picture.paths"
-    return blocks.Paragraph(text(key, count=formula, terms=terms, raw={"paths": refs.section("paths")}))
+    return blocks.Paragraph(text(key, count=formula, raw={"paths": refs.section("paths")}))
 
 
 def _activation_formula(act, layer) -> dict:
@@ -1287,6 +1287,7 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
             continue
         built[key] = built[key][:at] + tuple(lead) + built[key][at:]
     built = {key: settle_clauses(section) for key, section in built.items()}  # the clauses not needed
+    built = first_mention_only(built, keys)  # a gloss marked ⟪…⟫ said once, where first met
     built = {key: tuple(b for b in section if not _empty(b)) for key, section in built.items()}
     built[keys[0]] = tuple(opening) + built[keys[0]]  # what the document is, before its first section's own text
     built = number_notes(built, keys)

@@ -90,14 +90,14 @@ def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list
     if opening and _first_layer_saves(c):
         backward = c.errors.value + c.gradients.value
         return [want,
-                blocks.Paragraph(text("learn.nudge_lead") + " " + text("learn.obvious", passes=parameters + 1)),
+                blocks.Paragraph(text("learn.nudge_lead") + text.raw("language.sentence_separator") + text("learn.obvious", passes=parameters + 1)),
                 blocks.Paragraph(text("learn.promise", parameters=parameters, forward=c.forward.value,
                                       saved=c.saved.value, backward=backward, total=c.backpropagation,
                                       ratio=cost_ratio(lesson), raw={"cost": refs.section("cost")})),
                 blocks.Paragraph(text("learn.memory", stored=c.stored, inputs=c.kept[0], units=c.kept[1],
                                       parameters=parameters))]
     nudge = text("network.nudge", passes=parameters + 1, ratio=cost_ratio(lesson), raw={"cost": refs.section("cost")})
-    return [want, blocks.Paragraph(text("learn.nudge_lead") + " " + nudge if opening else nudge)]
+    return [want, blocks.Paragraph(text("learn.nudge_lead") + text.raw("language.sentence_separator") + nudge if opening else nudge)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -372,11 +372,17 @@ def _error_ratio(lesson: Lesson, derivation: Derivation) -> tuple[str, str, str]
 
 def _agreed(exact, from_printed) -> str:
     """A computed ratio to as many significant figures (at most DECIMALS) as the exact value and the
-    ratio of the printed, rounded numbers share: true, and what a reader who divides them gets."""
+    ratio of the printed, rounded numbers share: true, and what a reader who divides them gets. A ratio
+    in a sentence drops trailing zeros (0.42, not 0.4200: review 23, zh item 6); tables keep four digits."""
     for digits in range(DECIMALS, 1, -1):
         if _rounded(exact, digits) == _rounded(from_printed, digits):
-            return _number(exact, digits)
-    return _number(exact, 1)
+            return _without_trailing_zeros(_number(exact, digits))
+    return _without_trailing_zeros(_number(exact, 1))
+
+
+def _without_trailing_zeros(number: str) -> str:
+    """0.4200 → 0.42, 1.000 → 1; a number in scientific form or without a decimal point as it is."""
+    return number.rstrip("0").rstrip(".") if "." in number and "10^" not in number else number
 
 
 def _hidden_slopes(lesson: Lesson, derivation: Derivation) -> tuple[str, str] | None:

@@ -104,10 +104,14 @@ def test_the_opening_motivates_before_it_derives(compared_markdown):
     assert re.search(r"\b30\b", paragraphs[3]) and re.search(r"\b13\b", paragraphs[3])
     assert "| $\\delta^{(l)}$ |" in _section(compared_markdown, 2)  # the symbols before the picture uses them
     picture = _section(compared_markdown, 3)
-    # a weight of layer 1 reaches the loss along n2 n3 = 15 paths through the units; the softmax's
-    # crossings (45 paths) wait for section 12, where its Jacobian is known
-    paths = re.search(r"n_\{2\} n_\{3\} = 5 \\cdot 3 = 15\$", picture)
-    assert paths and "45" not in picture
+    # a weight of layer 1 reaches the loss along n2 n3 = 15 paths through the units, and after a
+    # softmax (the relu-ce document) n2 n3 n3 = 45, one more choice of the output: counted as section
+    # 12 counts them, one term per path (review 23, zh item 1)
+    softmax = "softmax" in _section(compared_markdown, 4)
+    counted = r"n_\{2\} n_\{3\} n_\{3\} = 5 \\cdot 3 \\cdot 3 = 45\$" if softmax else r"n_\{2\} n_\{3\} = 5 \\cdot 3 = 15\$"
+    paths = re.search(counted, picture)
+    assert paths and re.search(counted, _section(compared_markdown, 12)), counted
+    assert ("= 15" in picture) != softmax  # no second count of the paths up to the softmax
     blocks = picture.split("\n\n")
     at = next(n for n, block in enumerate(blocks) if paths.group(0) in block)
     error = next(n for n, block in enumerate(blocks) if "\\delta^{(l)}_j \\Delta z^{(l)}_j" in block)
@@ -873,10 +877,7 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     displays = section.split("$$")[1::2]
     assert displays[0].count("\\frac{\\partial") == 2 * depth + 1
     assert f"= {count}$" in section
-    units = 1  # section 3 counts the paths through the units only (the softmax's crossings come here)
-    for n in sizes[2:]:
-        units *= n
-    assert f"= {units}$" in _section(compared_markdown, 3)
+    assert f"= {count}$" in _section(compared_markdown, 3)  # section 3 counts them the same way (review 23)
     grouped = [d for d in displays if "BP4" in d]  # after the example's displays (section 12 at numbers)
     assert len(grouped) == 1
     tags = re.findall(r"\\text\{[(（](BP\d)[)）]\}", grouped[0])  # full-width brackets in Chinese
@@ -993,7 +994,7 @@ def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_mark
             matrix = re.search(rf"W\^\{{\({layer}\)\}} &= \\begin\{{pmatrix\}}(.*?)\\end\{{pmatrix\}}", example).group(1)
             rows = [[float(x) for x in row.split("&")] for row in matrix.split("\\\\") if row.strip()]
             column_sum = max(sum(abs(row[k]) for row in rows) for k in range(len(rows[0])))
-            assert f"${column_sum:.4g}$ ($W^{{({layer})}}$)" in example or f"$W^{{({layer})}}$ 为 ${column_sum:.4g}$" in example
+            assert f"${column_sum:.4g}$ ($W^{{({layer})}}$)" in example or f"$\\lVert W^{{({layer})}} \\rVert_1 = {column_sum:.4g}$" in example
             bound *= column_sum
         assert f"{bound:.4g}" in example
 
@@ -1146,7 +1147,7 @@ def test_the_four_equations_are_stated_before_they_are_proved(compared_markdown)
     assert all(f"(BP{n})" in shown or f"（BP{n}）" in shown for n in (1, 2, 3, 4))
     meanings = re.findall(r"(?m)^- \*\*BP([1-4])\*\*", method)
     assert meanings == ["1", "2", "3", "4"]
-    first_move = min(method.index(word) for word in ("**Definition.**", "**定义。**") if word in method)
+    first_move = min(method.index(word) for word in ("**Definition.**", "**定义**") if word in method)
     assert display < first_move
 
 
@@ -1237,10 +1238,10 @@ def test_one_hidden_layer_has_one_slope_in_the_example_ratio(act, slope, lang, d
     states is that slope times the column sum of |W⁽²⁾| quoted beside it."""
     markdown = generate(make_spec(2, act, formats="md", lang=lang, detail=detail)).files["derivation.md"].decode()
     paragraph = next(line for line in markdown.splitlines()
-                     if line.startswith(("The largest error of layer 1", "第 1 层误差项")))
+                     if line.startswith(("The largest error of layer 1", "$\\delta^{(1)}$ 中绝对值最大的分量")))
     assert not re.search(r"\$([^$]+?) = \1\$", paragraph), paragraph  # no formula equal to itself
     assert f"${slope}$" in paragraph and "Each hidden layer" not in paragraph and "每经过一个隐藏层" not in paragraph
-    column_sum = float(re.search(r"\$(\d+(?:\.\d+)?)\$ \(\$W\^\{\(2\)\}\$\)|\$W\^\{\(2\)\}\$ 为 \$(\d+(?:\.\d+)?)\$",
+    column_sum = float(re.search(r"\$(\d+(?:\.\d+)?)\$ \(\$W\^\{\(2\)\}\$\)|\$\\lVert W\^\{\(2\)\} \\rVert_1 = (\d+(?:\.\d+)?)\$",
                                  paragraph).group(1 if lang == "en" else 2))
     bound = float(sp.sympify(slope.replace(r"\frac{1}{4}", "1/4"))) * column_sum
     assert re.search(rf"(?:at most|不超过|至多为) {re.escape(f'{bound:.4g}')}(?![\d])", paragraph), (bound, paragraph)
@@ -1341,3 +1342,17 @@ def test_the_minibatch_exercise_is_what_the_generated_code_computes_on_two_colum
     assert np.allclose(A, cache[f"A{depth - 1}"], rtol=5e-4), (A, cache[f"A{depth - 1}"])
     assert np.allclose(gradient, model.gradients(params, X, Y)[f"W{depth}"], rtol=5e-4, atol=1e-12)
     assert np.allclose(D[:, 0], _array(example, Q("delta", depth)).ravel(), rtol=5e-4)
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_chinese_lesson_says_how_the_full_edition_is_made_once(config):
+    """Review 23, zh items 2 and 19: "（用 `--detail full` 生成）" at the first mention of the full
+    edition only (§16 for a sigmoid network, §19 for a ReLU one); later mentions say 完整版 alone."""
+    md = generate(make_spec(*config, formats="md", lang="zh")).files["derivation.md"].decode()
+    body = md.split("以上是讲义版")[0]  # the closing line gives the command itself
+    glosses = [m.start() for m in re.finditer(r"用 `--detail full` 生成", body)]
+    mentions = [m.start() for m in re.finditer("完整版", body)]
+    assert len(glosses) == 1 and len(mentions) >= 3, (glosses, mentions)
+    assert glosses[0] - mentions[0] < 12  # the gloss follows the first mention
+    assert "⟪" not in md and "⟫" not in md

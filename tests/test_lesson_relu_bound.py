@@ -54,7 +54,7 @@ def test_the_relu_example_states_the_weights_bound_and_its_ratio_lies_below_it(e
     quoted = re.search(r"(?:is |的 )(\d\.\d+)(?: times| 倍)", section).group(1)
     assert float(quoted) == pytest.approx(ratio, rel=5e-4)
     for l, value in sums.items():
-        assert f"${value:.4g}$ ($W^{{({l})}}$)" in section or f"$W^{{({l})}}$ 为 ${value:.4g}$" in section
+        assert f"${value:.4g}$ ($W^{{({l})}}$)" in section or f"$\\lVert W^{{({l})}} \\rVert_1 = {value:.4g}$" in section
     said = {"en": f"the ratio is at most {bound:.4g}.", "zh": f"所以这个比值不超过 {bound:.4g}。"}[lang]
     assert said in section, said
     assert ("between 0 and 1" in section and "inactive units" in section) if lang == "en" else "未激活的神经元" in section

@@ -104,10 +104,12 @@ def example_blocks(example, sizes: tuple[int, ...], text, refs) -> list:
     kept = [t.product for t in example.terms if t.product != 0]
     total = " + ".join(rf"\left({_number(v)}\right)" if v < 0 else _number(v) for v in kept)
     gradient = rf"\frac{{\partial C}}{{\partial {weight}}}"
-    return [
+    return [  # where the numbers come from, then which weight; the rounding as a note under the table (review 23, zh item 18)
+        blocks.Paragraph(text("paths.example_source", raw={"example": refs.section("example")})),
         blocks.Paragraph(text("paths.example_intro" + ("_vector" if example.vector else ""),
-                              weight=weight, paths=len(example.terms), raw={"example": refs.section("example")})),
+                              weight=weight, paths=len(example.terms))),
         blocks.Table(header, rows, ("l", "l", "l", "r")),
+        blocks.Paragraph(text("paths.example_rounding")),
         blocks.Paragraph(text("paths.example_shared")),
         blocks.Aligned(shared),
         blocks.Paragraph(text("paths.example_total_zero" if example.zero else "paths.example_total",
