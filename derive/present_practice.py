@@ -296,8 +296,8 @@ def _diagonal_answer(derivation: Derivation, data, head: str, text) -> list:
     upstream = r"\frac{\partial C}{\partial a^{(L)}}"
     general = blocks.Aligned((
         blocks.Row(r"\delta^{(L)}", rf"\operatorname{{diag}}\left(g'\left(z^{{(L)}}\right)\right) {upstream}"),
-        blocks.Row(r"\delta^{(l)}", rf"\operatorname{{diag}}\left(g'\left(z^{{(l)}}\right)\right) "
-                                     rf"\left(W^{{(l+1)}}\right)^{{\top}} \delta^{{(l+1)}}")))
+        blocks.Row(r"\delta^{(l)}", r"\operatorname{diag}\left(g'\left(z^{(l)}\right)\right) "
+                                     r"\left(W^{(l+1)}\right)^{\top} \delta^{(l+1)}")))
     chain = " ".join(f"{diag(l)} {weights_t(l + 1)}" for l in range(1, depth))
     nested = blocks.Aligned((blocks.Row(r"\delta^{(1)}", f"{chain} {diag(depth)} \\frac{{\\partial C}}{{\\partial a^{{({depth})}}}}"),))
     diagonal = [((i, j), v if i == j else sp.Integer(0)) for (i,), v in slopes for (j,), _ in slopes]

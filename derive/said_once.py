@@ -14,7 +14,6 @@ def first_mention_only(built: dict, keys: list[str]) -> dict:
     seen = False
 
     def settle(value: str) -> str:
-        nonlocal seen
         def one(match: re.Match) -> str:
             nonlocal seen
             kept = "" if seen else match.group(1)
