@@ -102,3 +102,19 @@ def test_chinese_prose_joins_its_lists_and_clauses_with_chinese_punctuation():
     joined = re.findall(rf"{han}\s*[;,]\s|[;,]\s*{han}", prose)
     assert not joined, joined[:5]
     assert "；" in prose
+
+
+def test_chinese_prose_spaces_digits_from_han_characters():
+    """The Chinese catalog writes a space between a Han character and a digit (“保留 4 位”), as it
+    does around Latin words and inline math: “保留4 位” was printed four times (review 24)."""
+    import re
+
+    from derive.present import messages
+
+    adjacent = re.compile(r"[\u4e00-\u9fff][0-9]|[0-9][\u4e00-\u9fff]")
+    for table, entries in messages("zh").items():
+        for key, text in entries.items():
+            if not isinstance(text, str):
+                continue
+            prose = re.sub(r"\$[^$]*\$|`[^`]*`", "", text)  # math and code set their own spacing
+            assert not adjacent.search(prose), f"{table}.{key}: {adjacent.search(prose).group()!r}"
