@@ -14,7 +14,7 @@ from derive.derivation import Derivation
 from derive.lesson import Lesson
 from derive.lesson.practice import OTHER_RATE, check_script, scaled_costs
 from derive.lesson.worked_example import entries
-from derive.notation import Q, Z
+from derive.notation import Q
 from derive.present_lesson import _display_entry, _errors, _hand_check, _matrix, _number, _stated, _unchecked_unit
 from derive.printing import times_sign
 
@@ -121,89 +121,17 @@ def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str,
         out.append(("wider", {}, lesson.costs))
     if "exercise" in report.check("derivatives").figures:
         out.append(("script", {}, report.check("derivatives").figures["exercise"]))
-    diagonal = diagonal_check(derivation, example)
+    checks = lesson.practice
+    diagonal = checks.diagonal if checks is not None else None
     if diagonal is not None:
         out.append(("diagonal", {"layer": str(derivation.model.depth - 1)}, diagonal))
-    batch = minibatch_check(derivation, example)
+    batch = checks.minibatch if checks is not None else None
     if batch is not None:
         second = batch[0]
         out.append(("minibatch", {"x": _matrix(entries(second, Q("a", 0)), _stated),
                                   "y": _matrix(entries(second, Q("y")), _stated),
                                   "layer": str(derivation.model.depth)}, batch))
     return out
-
-
-_MINIBATCH: list = [None, None, None]  # the last derivation, its example and its minibatch check
-
-
-def minibatch_check(derivation: Derivation, example):
-    """`_minibatch_check`, once per derivation and example: every format and both the exercise and its
-    answer use it, and it evaluates the network at a second sample."""
-    if _MINIBATCH[0] is not derivation or _MINIBATCH[1] is not example:
-        _MINIBATCH[:] = [derivation, example, _minibatch_check(derivation, example)]
-    return _MINIBATCH[2]
-
-
-def _minibatch_check(derivation: Derivation, example):
-    """Nielsen's fully matrix-based minibatch, on two samples: the worked example's and a second with
-    its input and target in reverse order. Returns (the second sample's example, D⁽ᴸ⁾ and A⁽ᴸ⁻¹⁾ with
-    one column per sample, ∂C̄/∂W⁽ᴸ⁾ = D⁽ᴸ⁾(A⁽ᴸ⁻¹⁾)ᵀ/m as section 15 writes it); the product is asserted
-    to be the mean of the two samples' own gradients (BP4 for each). None for a network whose samples
-    are not independent, that is not a chain of dense layers, or whose cost has a penalty term."""
-    from dataclasses import replace
-
-    from derive.lesson.worked_example import DIGITS
-    from derive.verify_symbolic import evaluate_pass
-
-    model = derivation.model
-    if not model.is_chain or model.network.couples_samples or getattr(model, "penalty", None) is not None:
-        return None  # (a penalty adds its own gradient, not a mean over the samples)
-    point = dict(example.point)
-    for label in ("a_0", "y"):
-        keys = sorted(k for k in point if k[0] == label)
-        for key, value in zip(keys, [point[k] for k in reversed(keys)]):
-            point[key] = value
-    numbers = point if example.exact else {k: sp.Float(v, DIGITS) for k, v in point.items()}
-    values, gradients = evaluate_pass(derivation, False, numbers, example.sizes)
-    second = replace(example, point=point, values=values, gradients=gradients)
-    depth = model.depth
-    weight = [p for node in model.network.layers for p in node.parameters if p.rank >= 2][-1]  # W of layer L
-    errors = [dict(entries(e, Q("delta", depth))) for e in (example, second)]
-    inputs = [dict(entries(e, Q("a", depth - 1))) for e in (example, second)]
-    if not all(errors) or not all(inputs):  # a layer with more than a weight and an activation
-        return None
-    D = [((j, r), errors[r][(j,)]) for (j,) in sorted(errors[0]) for r in range(2)]
-    A = [((k, r), inputs[r][(k,)]) for (k,) in sorted(inputs[0]) for r in range(2)]
-    gradient = [((j, k), sum(errors[r][(j,)] * inputs[r][(k,)] for r in range(2)) / 2)
-                for (j,) in sorted(errors[0]) for (k,) in sorted(inputs[0])]
-    mean = {idx: (a + b) / 2 for (idx, a), (_, b) in zip(entries(example, weight, "gradients"), entries(second, weight, "gradients"))}
-    assert all(abs(sp.N(v - mean[idx], 40)) < 1e-30 for idx, v in gradient), "D A^T / m is not the mean of BP4"
-    return second, D, A, gradient
-
-
-def diagonal_check(derivation: Derivation, example) -> tuple[list, list, list, list] | None:
-    """Nielsen's Σ′ form of BP2 at the worked example, for the layer below the output: the slopes
-    g′(z) (the diagonal of diag(g′(z))), the weights W of the output layer, the output error δ and
-    the product diag(g′(z)) Wᵀ δ, each as (indices, value). The product is computed from the exact
-    values and must be the example's own error of that layer. None where the output activation does
-    not act entry by entry (BP1 is then δ = Jᵀ ∂C/∂a) or the network has no hidden layer."""
-    model = derivation.model
-    depth = model.depth
-    if not model.is_chain or depth < 2:
-        return None
-    activations = {node.layer.number: node.kind.activation for node in model.network.layers
-                   if getattr(node.kind, "activation", None) is not None}
-    if set(activations) != set(range(1, depth + 1)) or any(a.is_vector for a in activations.values()):
-        return None
-    slope = sp.diff(activations[depth - 1].expr, Z)
-    slopes = [(idx, slope.subs(Z, z)) for idx, z in entries(example, Q("z", depth - 1))]
-    weights, errors = entries(example, Q("W", depth)), entries(example, Q("delta", depth))
-    own = dict(entries(example, Q("delta", depth - 1)))
-    if not (slopes and weights and errors and own):  # a layer with more than a weight and an activation
-        return None
-    product = [((j,), s * sum(w * dict(errors)[(i,)] for (i, k), w in weights if k == j)) for (j,), s in slopes]
-    assert all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "diag(g') W^T delta is not delta"
-    return slopes, weights, errors, product
 
 
 def changing_entry(example, label: str) -> tuple | None:
@@ -283,7 +211,7 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
 
 def _diagonal_answer(derivation: Derivation, data, head: str, text) -> list:
     """BP1 and BP2 with diag(g′(z)) for ⊙, the two put into each other down to layer 1, and BP2 for
-    the layer below the output with the worked example's numbers (`diagonal_check`)."""
+    the layer below the output with the worked example's numbers (`lesson.practice.diagonal_check`)."""
     depth = derivation.model.depth
     slopes, weights, errors, product = data
 

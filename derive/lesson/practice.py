@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sympy as sp
 
 from derive.derivation import Derivation
-from derive.notation import LayerRef, Q
-from derive.lesson.worked_example import WorkedExample, _loss, _numbers, _step
+from derive.notation import LayerRef, Q, Z
+from derive.lesson.worked_example import DIGITS, WorkedExample, _loss, _numbers, _step, entries
 from derive.verify_symbolic import _parameter_entries, _parameters, evaluate_pass
 
 STEP = sp.Rational(1, 10**4)  # h of the box: small against the weight, large against 50 digits
@@ -126,10 +126,70 @@ class Practice:
 
     checks: tuple | None  # gradient_check on the first weight of layer 1 (None where it does not apply)
     other: tuple[dict, sp.Expr]  # other_step at OTHER_RATE: the updated parameters and the loss after
+    diagonal: tuple | None  # diagonal_check: BP2 with diag(g′(z)) at the example (an exercise's answer)
+    minibatch: tuple | None  # matrix_minibatch: two samples as matrices (an exercise's answer)
 
 
 def practice(derivation: Derivation, example: WorkedExample) -> Practice:
-    return Practice(gradient_check(derivation, example, _first_weight), other_step(derivation, example, OTHER_RATE))
+    return Practice(gradient_check(derivation, example, _first_weight), other_step(derivation, example, OTHER_RATE),
+                    diagonal_check(derivation, example), matrix_minibatch(derivation, example))
+
+
+def matrix_minibatch(derivation: Derivation, example: WorkedExample):
+    """Nielsen's fully matrix-based minibatch, on two samples: the worked example's and a second with
+    its input and target in reverse order. Returns (the second sample's example, D⁽ᴸ⁾ and A⁽ᴸ⁻¹⁾ with
+    one column per sample, ∂C̄/∂W⁽ᴸ⁾ = D⁽ᴸ⁾(A⁽ᴸ⁻¹⁾)ᵀ/m as section 15 writes it); the product is asserted
+    to be the mean of the two samples' own gradients (BP4 for each). None for a network whose samples
+    are not independent, that is not a chain of dense layers, or whose cost has a penalty term."""
+    model = derivation.model
+    if not model.is_chain or model.network.couples_samples or getattr(model, "penalty", None) is not None:
+        return None  # (a penalty adds its own gradient, not a mean over the samples)
+    point = dict(example.point)
+    for label in ("a_0", "y"):
+        keys = sorted(k for k in point if k[0] == label)
+        for key, value in zip(keys, [point[k] for k in reversed(keys)]):
+            point[key] = value
+    numbers = point if example.exact else {k: sp.Float(v, DIGITS) for k, v in point.items()}
+    values, gradients = evaluate_pass(derivation, False, numbers, example.sizes)
+    second = replace(example, point=point, values=values, gradients=gradients)
+    depth = model.depth
+    weight = [p for node in model.network.layers for p in node.parameters if p.rank >= 2][-1]  # W of layer L
+    errors = [dict(entries(e, Q("delta", depth))) for e in (example, second)]
+    inputs = [dict(entries(e, Q("a", depth - 1))) for e in (example, second)]
+    if not all(errors) or not all(inputs):  # a layer with more than a weight and an activation
+        return None
+    D = [((j, r), errors[r][(j,)]) for (j,) in sorted(errors[0]) for r in range(2)]
+    A = [((k, r), inputs[r][(k,)]) for (k,) in sorted(inputs[0]) for r in range(2)]
+    gradient = [((j, k), sum(errors[r][(j,)] * inputs[r][(k,)] for r in range(2)) / 2)
+                for (j,) in sorted(errors[0]) for (k,) in sorted(inputs[0])]
+    mean = {idx: (a + b) / 2 for (idx, a), (_, b) in zip(entries(example, weight, "gradients"), entries(second, weight, "gradients"))}
+    assert all(abs(sp.N(v - mean[idx], 40)) < 1e-30 for idx, v in gradient), "D A^T / m is not the mean of BP4"
+    return second, D, A, gradient
+
+
+def diagonal_check(derivation: Derivation, example: WorkedExample) -> tuple[list, list, list, list] | None:
+    """Nielsen's Σ′ form of BP2 at the worked example, for the layer below the output: the slopes
+    g′(z) (the diagonal of diag(g′(z))), the weights W of the output layer, the output error δ and
+    the product diag(g′(z)) Wᵀ δ, each as (indices, value). The product is computed from the exact
+    values and must be the example's own error of that layer. None where the output activation does
+    not act entry by entry (BP1 is then δ = Jᵀ ∂C/∂a) or the network has no hidden layer."""
+    model = derivation.model
+    depth = model.depth
+    if not model.is_chain or depth < 2:
+        return None
+    activations = {node.layer.number: node.kind.activation for node in model.network.layers
+                   if getattr(node.kind, "activation", None) is not None}
+    if set(activations) != set(range(1, depth + 1)) or any(a.is_vector for a in activations.values()):
+        return None
+    slope = sp.diff(activations[depth - 1].expr, Z)
+    slopes = [(idx, slope.subs(Z, z)) for idx, z in entries(example, Q("z", depth - 1))]
+    weights, errors = entries(example, Q("W", depth)), entries(example, Q("delta", depth))
+    own = dict(entries(example, Q("delta", depth - 1)))
+    if not (slopes and weights and errors and own):  # a layer with more than a weight and an activation
+        return None
+    product = [((j,), s * sum(w * dict(errors)[(i,)] for (i, k), w in weights if k == j)) for (j,), s in slopes]
+    assert all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "diag(g') W^T delta is not delta"
+    return slopes, weights, errors, product
 
 
 def scaled_costs(costs, sizes: dict, factor: int = 2) -> tuple[dict, int, int, int]:
