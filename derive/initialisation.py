@@ -56,12 +56,13 @@ class ActivationScale:
     """The derived variance of weights that receive the output of this activation."""
 
     activation: Activation
-    method: str  # "integration", "linearisation" or "quadrature"
+    method: str  # "integration", "linearisation", "offset" (smooth, g(0) ≠ 0: exact forward) or "quadrature"
     steps: tuple[Step, ...]
     variance: sp.Expr  # Var(W) in N_IN, N_OUT
     known: str | None  # "He", "LeCun", "Glorot" when it equals that closed form
     gain: sp.Expr | None  # for a multiple of Glorot: the gain
     figures: dict  # numbers the document quotes (LaTeX strings)
+    convention: sp.Expr | None = None  # method "offset": the linearised (Glorot) variance it replaces
 
 
 @dataclass(frozen=True)
@@ -350,17 +351,37 @@ def _linearisation(activation: Activation) -> ActivationScale | None:
         "linear": _latex_number(float(slope**2)),
         "nodes": str(QUADRATURE_NODES),
     }
-    if g0 != 0:
-        # the exact forward condition at σ_z = 1, n σ_w² E[g(z)²] = 1, and what it would do to the errors:
-        # their variance changes per layer by n σ_w² E[g′(z)²] (as many inputs as outputs)
-        moment = quadrature(g**2)
-        slopes = quadrature(sp.diff(g, Z) ** 2)
-        figures |= {"offset": sp.latex(g0), "moment_exact": _latex_number(moment),
-                    "exact_gain": _latex_number(1 / float(_latex_number(moment))),
-                    "slope_moment": _latex_number(slopes),
-                    "backward_factor": _latex_number(float(_latex_number(1 / float(_latex_number(moment))))
-                                                     * float(_latex_number(slopes)))}
-    return ActivationScale(activation, "linearisation", tuple(steps), variance, known, gain, figures)
+    if g0 == 0:
+        return ActivationScale(activation, "linearisation", tuple(steps), variance, known, gain, figures)
+    return _with_offset(activation, steps, figures, variance, gain)
+
+
+def _with_offset(activation: Activation, steps: list[Step], figures: dict, convention: sp.Expr,
+                 convention_gain: sp.Expr | None) -> ActivationScale:
+    """g(0) ≠ 0 (the sigmoid): the linearisation drops the constant g(0)² from E[g(z)²], and its
+    variance (`convention`, Glorot's) lets Var(z) grow layer by layer into the flat part. The exact
+    forward condition n_in σ_w² E[g(z)²] = 1 at the unit-variance point σ_z = 1 (standardised inputs
+    give layer 1 that variance) is used instead; E[g(z)²] in closed form when SymPy finds one, else by
+    quadrature. The errors pay: their variance changes per layer by n σ_w² E[g′(z)²] (as many inputs
+    as outputs), and no σ_w² keeps both, since the backward condition asks for 1 / (n_out E[g′(z)²])."""
+    g, gz = activation.expr, G(Z)
+    found = gaussian_expectation(g**2)
+    closed = found is not None and found[1].xreplace({STD: 1}).is_Rational
+    moment = found[1].xreplace({STD: 1}) if closed else sp.Float(quadrature(g**2), 15)
+    steps = [*steps, Step(Expectation(gz**2), moment, "offset_moment" if closed else "offset_quadrature")]
+    forward = Step(N_IN * VAR_W * moment, sp.S.One, "forward_condition_unit")
+    variance = _solve_for_variance(forward)
+    steps += [forward, Step(VAR_W, variance, "solve_forward")]
+    slopes = quadrature(sp.diff(g, Z) ** 2)
+    exact_gain = 1 / float(moment)
+    figures = figures | {
+        "offset": sp.latex(activation.expr.xreplace({Z: sp.S.Zero})), "moment_exact": _latex_number(float(moment)),
+        "exact_gain": _latex_number(exact_gain), "slope_moment": _latex_number(slopes),
+        "backward_factor": _latex_number(exact_gain * slopes), "backward_gain": _latex_number(1 / slopes),
+        "convention": sp.latex(convention),
+        "convention_gain": "" if convention_gain is None else sp.latex(convention_gain)}
+    known, gain = recognise(variance)
+    return ActivationScale(activation, "offset", tuple(steps), variance, known, gain, figures, convention)
 
 
 def _recognise_constant(value: sp.Expr) -> tuple[sp.Expr, int] | None:
@@ -583,7 +604,7 @@ def derive_initialisation(model: Model) -> Initialisation:
             layers.append(LayerScale(node.layer.number, source, _for_weight(scale.variance, node, read), scale.known,
                                      param))
     maps = {name: variance_map(scale.activation, scale) for name, scale in scales.items()
-            if scale.method == "linearisation"}
+            if scale.method in ("linearisation", "offset")}
     path = variance_path(model, layers)
     return Initialisation(forward, backward, conditions, steps, list(scales.values()), layers, maps, path,
                           offset_path(model, layers), error_path(model, layers, path))

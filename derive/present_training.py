@@ -223,6 +223,8 @@ def _figures(figures: dict) -> dict:
 
 
 def _known(scale, text: Text) -> str:
+    if scale.method == "offset":  # g(0) ≠ 0: the exact forward condition, whatever its number
+        return text("initialisation.known_exact_forward")
     if scale.known is None:
         return ""
     if scale.gain is not None:
@@ -257,7 +259,7 @@ def initialisation_blocks(init: Initialisation, network_sizes: tuple[int, ...], 
             blocks.Paragraph(text("initialisation.result", variance=tlatex(scale.variance),
                                   raw={"known": _known(scale, text)})),  # already in the format
         ]
-        if scale.method == "linearisation":
+        if scale.method in ("linearisation", "offset"):
             out += _linearisation_notes(scale, init.maps.get(scale.activation.name), text)
         if scale.method == "quadrature":
             out.append(blocks.Paragraph(text("initialisation.quadrature_note")))
@@ -274,9 +276,11 @@ def _variance_table(init: Initialisation, network_sizes, text: Text) -> list:
     rows = []
     for layer in init.layers:
         value = layer.variance.xreplace(sizes)
+        # a quadrature's constant to 4 digits, as the prose quotes it; the value column from the full one
+        shown = layer.variance.xreplace({f: sp.Float(f"{float(f):.4g}") for f in layer.variance.atoms(sp.Float)})
         source = text("initialisation.input_source") if layer.source == "input" else text.plain(prose_name(layer.source))
         weight = str(layer.layer) if layer.weight.kind == "W" else f"{layer.layer} ({text.math(layer.weight.latex())})"
-        rows.append((weight, source, text.math(tlatex(layer.variance), display=True), f"{float(value):.4g}",
+        rows.append((weight, source, text.math(tlatex(shown), display=True), f"{float(value):.4g}",
                      f"{float(sp.sqrt(value)):.4g}"))
     header = tuple(text(f"initialisation.{k}") for k in ("layer", "source", "variance", "value", "std"))
     return [blocks.Paragraph(text("initialisation.table_intro")),
@@ -288,21 +292,23 @@ def offset_variance(init: Initialisation) -> tuple[list[str], float, int] | None
     pre-activations the initial weights give the last layer (computed by quadrature), with its layer."""
     offsets = dict(init.offsets)
     shifted = [display_name(scale.activation) for scale in init.activations if "offset" in scale.figures]
-    if not init.path or not shifted or init.path[-1][0] not in offsets:
-        return None
+    if not init.path or not shifted or init.path[-1][0] not in offsets or init.path[-1][1] <= 1 + 1e-9:
+        return None  # the exact forward condition keeps it at 1 (up to rounding)
     last, final = init.path[-1]
     return shifted, final, last
 
 
 def _in_short(init: Initialisation, text: Text) -> list:
     """Why-first, before the derivation: where an activation's output at 0 is not 0 (the sigmoid),
-    what the derived rule will not keep, with this network's figure computed at the end."""
-    offset = offset_variance(init)
-    if offset is None:
+    what the derived rule keeps and what it costs, with this network's figures computed at the end."""
+    shifted = [scale for scale in init.activations if scale.method == "offset"]
+    if not shifted or not init.path:
         return []
-    shifted, final, last = offset
-    return [blocks.Paragraph(text("initialisation.in_short", names=text.raw("refs.list_separator").join(shifted),
-                                  final=f"{final:.4g}", layer=last))]
+    names = text.raw("refs.list_separator").join(display_name(scale.activation) for scale in shifted)
+    product = float(np.prod([v for _, v in init.errors])) if init.errors else None
+    key = "initialisation.in_short_exact" if product is not None else "initialisation.in_short_exact_forward"
+    return [blocks.Paragraph(text(key, names=names, layer=init.path[-1][0],
+                                  errors="" if product is None else f"{product:.2g}"))]
 
 
 def _path_blocks(init: Initialisation, text: Text) -> list:
@@ -317,7 +323,8 @@ def _path_blocks(init: Initialisation, text: Text) -> list:
     rows = tuple((str(l), f"{v:.4g}", *((number(offsets, l),) if offsets else ()), *((number(errors, l),) if errors else ()))
                  for l, v in init.path)
     intro = [text("initialisation.path")]
-    intro += [text("initialisation.path_offset_intro")] if offsets else []
+    exact = any(scale.method == "offset" for scale in init.activations)  # g(0)² counted, not dropped
+    intro += [text("initialisation.path_offset_intro_exact" if exact else "initialisation.path_offset_intro")] if offsets else []
     intro += [text("initialisation.path_error_intro")] if errors else []
     firsts, lasts = init.path[0][0], init.path[-1][0]
     intro += [text("initialisation.path_dash_input")] if offsets and firsts not in offsets else []
@@ -328,7 +335,7 @@ def _path_blocks(init: Initialisation, text: Text) -> list:
     kept = all(abs(v - 1) < 1e-9 for _, v in init.path)
     if kept:
         verdict = text("initialisation.path_kept")
-    elif last in offsets:
+    elif last in offsets and not exact:
         verdict = text("initialisation.path_moves", last=f"{final:.4g}", raw={"why": text(
             "initialisation.why_offset", offset=f"{offsets[last]:.4g}", rest=f"{final - offsets[last]:.4g}")})
     else:
@@ -341,25 +348,27 @@ def _path_blocks(init: Initialisation, text: Text) -> list:
     out.append(blocks.Paragraph(text.raw("language.sentence_separator").join(sentences)))
     if any(scale.method == "linearisation" for scale in init.activations) and not kept:
         # what the derivation keeps exactly: a conclusion about the derivation, printed with it
-        out.append(blocks.Paragraph(text("initialisation.keeps_offset" if offsets else "initialisation.keeps")))
+        out.append(blocks.Paragraph(text("initialisation.keeps")))
     return out
 
 
 def _start_blocks(starts, text: Text) -> list:
-    """Why the default start is kept although it saturates units, and what to use instead: computed."""
+    """Is the derived start a good one: its saturated share and the errors' loss, against the usual rule's."""
     if starts is None:
         return []
+    return [blocks.Paragraph(text("initialisation.start_exact", **start_figures(starts), raw={
+        "flat": text("initialisation.start_flat_mse" if starts.squared_error else "initialisation.start_flat_ce")}))]
+
+
+def start_figures(starts) -> dict:
+    """The numbers of the comparison of the two starts, as the documents print them."""
     percent = lambda share: f"{100 * share:.3g}"  # noqa: E731
     last, variance = starts.default.variances[-1]
-    return [blocks.Paragraph(text(
-        "initialisation.start_kept", edge=f"{starts.edge:.3g}", threshold=f"{starts.threshold:.2g}", last=last,
-        variance=f"{variance:.4g}", share=percent(starts.default.flat_share), moment=f"{starts.moment:.4g}",
-        gain=f"{1 / float(f'{starts.moment:.4g}'):.4g}", exact_share=percent(starts.exact.flat_share),
-        exact_errors=f"{starts.exact.errors:.2g}", errors=f"{starts.default.errors:.4g}",
-        activation=display_name(starts.activation),
-        raw={"flat": text("initialisation.start_flat_mse" if starts.squared_error else "initialisation.start_flat"),
-             "advice": text("initialisation.start_advice_mse") if starts.squared_error else "",
-             "kept": text("initialisation.start_kept_mse" if starts.squared_error else "initialisation.start_kept_ce")}))]
+    return {"edge": f"{starts.edge:.3g}", "threshold": f"{starts.threshold:.2g}", "last": last,
+            "variance": f"{variance:.4g}", "share": percent(starts.default.flat_share),
+            "errors": f"{starts.default.errors:.2g}", "usual_variance": f"{starts.usual.variances[-1][1]:.4g}",
+            "usual_share": percent(starts.usual.flat_share), "usual_errors": f"{starts.usual.errors:.2g}",
+            "usual_gain": starts.usual_gain, "activation": display_name(starts.activation)}
 
 
 def _linearisation_notes(scale, found, text: Text) -> list:
@@ -369,13 +378,13 @@ def _linearisation_notes(scale, found, text: Text) -> list:
     out = [blocks.Paragraph(text("initialisation.linear_note", **figures))]
     if found is None:
         return out
-    moment = f"{found.at_unit:.4g}"
-    if "offset" in figures:
-        out.append(blocks.Paragraph(text("initialisation.offset_note", moment=moment, **figures)))
-    gain = tlatex(found.gain)
+    if scale.method == "offset":
+        out.append(blocks.Paragraph(text("initialisation.offset_note_exact", **(figures | {"convention": tlatex(scale.convention)}))))
+    gain = f"{float(found.gain):.4g}" if scale.method == "offset" else tlatex(found.gain)  # a quadrature's number
     points = text.raw("refs.list_separator").join(f"{v:.4g}" for v in found.fixed_points)
     slopes = text.raw("refs.list_separator").join(f"{v:.2g}" for v in found.slopes)
-    out.append(blocks.Paragraph(text(f"initialisation.map_{found.kind}", gain=gain, points=points, slopes=slopes,
+    kind = "settles_unit" if scale.method == "offset" and found.kind == "settles" else found.kind
+    out.append(blocks.Paragraph(text(f"initialisation.map_{kind}", gain=gain, points=points, slopes=slopes,
                                      low=f"{found.grid[0]:g}", high=f"{found.grid[1]:g}", count=found.grid[2])))
     return out
 

@@ -2,9 +2,10 @@
 
 A first-time student needs three facts to train the network whose gradient the lesson derived: the
 update with the minibatch gradient, the learning rate the code uses, and the initial variances with
-what they do to this network. `--detail full` keeps the rest (the proximal model, every option of the
-optimizer, the derivation of the variances and the trade-offs of the start), so nothing here derives:
-it arranges results that `training`, `initialisation` and `lesson.saturation` computed.
+what they do to this network, with the short trade-off of a sigmoid's start in numbers. `--detail
+full` keeps the rest (the proximal model, every option of the optimizer, the derivation of the
+variances), so nothing here derives: it arranges results that `training`, `initialisation` and
+`lesson.saturation` computed.
 """
 
 from __future__ import annotations
@@ -57,20 +58,23 @@ def _rules_sentence(init: Initialisation, text: Text) -> list:
 
 def _effect(init: Initialisation, model, text: Text) -> str:
     """What the start does to this network, computed: the variance of the last pre-activations and,
-    for a saturating output under squared error or binary cross entropy, the share that starts flat."""
-    from derive.lesson.saturation import default_flat
+    for a saturating output under squared error or binary cross entropy, the share that starts flat,
+    what the errors pay for it and what the usual rule would do instead (the short trade-off)."""
+    from derive.lesson.saturation import compare_starts
+    from derive.present_training import start_figures
 
     more = text("training_lesson.more")
     if not init.path:
         return more
     last, variance = init.path[-1]
     join = text.raw("language.sentence_separator").join
-    flat = default_flat(model, init)
-    if flat is not None:
-        return join((text("training_lesson.flat", last=last, variance=f"{variance:.4g}",
-                          share=f"{100 * flat.share:.3g}", threshold=f"{flat.threshold:.2g}",
-                          edge=f"{flat.edge:.3g}", activation=display_name(flat.activation)),
-                     text("training_lesson.more_flat")))  # which also says where the trade-off is weighed
+    starts = compare_starts(model, init)
+    if starts is not None:
+        factors = text.raw("refs.list_separator").join(f"{v:.4g}" for _, v in reversed(init.errors))
+        return join((text("training_lesson.flat_exact", factors=factors, **start_figures(starts)),
+                     text("training_lesson.usual_mse" if starts.squared_error else "training_lesson.usual_ce",
+                          **start_figures(starts)),
+                     text("training_lesson.more_flat")))
     if all(abs(v - 1) < 1e-9 for _, v in init.path):
         return join((text("training_lesson.kept", last=last), more))
     return join((text("training_lesson.moves", last=last, variance=f"{variance:.4g}"), more))

@@ -39,14 +39,34 @@ SELU = Activation(
     ("relu", HE, "He", "integration"),
     ("tanh", GLOROT, "Glorot", "linearisation"),
     ("identity", GLOROT, "Glorot", "linearisation"),
-    ("sigmoid", 16 * GLOROT, "Glorot", "linearisation"),  # gain 1/σ'(0) = 4
 ])
 def test_catalog_activations_get_the_known_closed_forms_exactly(name, expected, known, method):
     scale = activation_scale(ACTIVATIONS[name])
     assert sp.simplify(scale.variance - expected) == 0 and scale.variance == sp.factor(expected)
     assert scale.known == known and scale.method == method
-    if name == "sigmoid":
-        assert scale.gain == 4
+
+
+def _gauss(f, std: float = 1.0) -> float:
+    """E[f(z)] for z ~ N(0, std²) by NumPy's 200-point Gauss–Hermite rule (the engine uses 60 nodes)."""
+    nodes, weights = np.polynomial.hermite.hermgauss(200)
+    return float(weights @ f(np.sqrt(2) * std * nodes) / np.sqrt(np.pi))
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_sigmoid_solves_the_exact_forward_condition_with_its_offset():
+    """σ(0) = ½ ≠ 0: the linearisation's Glorot variance (gain 4) drops σ(0)² from E[σ(z)²], so it is
+    kept only for comparison; the variance used solves n_in σ_w² E[σ(z)²] = 1 at σ_z = 1."""
+    scale = activation_scale(ACTIVATIONS["sigmoid"])
+    moment = _gauss(lambda z: _sigmoid(z) ** 2)
+    assert scale.method == "offset" and scale.known is None
+    assert float(scale.variance * N_IN) == pytest.approx(1 / moment, rel=1e-9)
+    assert scale.convention == sp.factor(16 * GLOROT) and scale.figures["convention_gain"] == "4"
+    slopes = _gauss(lambda z: (_sigmoid(z) * (1 - _sigmoid(z))) ** 2)
+    assert scale.figures["backward_factor"] == f"{slopes / moment:.4g}"  # n σ_w² E[σ′²], as many inputs as outputs
+    assert scale.figures["backward_gain"] == f"{1 / slopes:.4g}"  # what the backward condition alone asks
 
 
 def test_selu_gets_lecun_from_its_fixed_point():
@@ -63,9 +83,9 @@ def test_relu_second_moment_is_half_the_variance():
 def test_input_layer_is_lecun_and_later_layers_follow_the_activation_below():
     init = derive_initialisation(build_model(make_spec(4, "relu,tanh,sigmoid", None, "ce")))
     n = [size(LayerRef(l)) for l in range(5)]
-    assert [layer.variance for layer in init.layers] == [
-        1 / n[0], 2 / n[1], 2 / (n[2] + n[3]), 32 / (n[3] + n[4])
-    ]
+    assert [layer.variance for layer in init.layers][:3] == [1 / n[0], 2 / n[1], 2 / (n[2] + n[3])]
+    sigmoid = init.layers[3].variance  # the exact forward condition, a number over n₃
+    assert sigmoid.free_symbols == {n[3]} and float(sigmoid * n[3]) == pytest.approx(1 / _gauss(lambda z: _sigmoid(z) ** 2))
     assert [layer.source for layer in init.layers] == ["input", "relu", "tanh", "sigmoid"]
 
 
@@ -88,9 +108,18 @@ def test_no_closed_form_falls_back_to_quadrature_and_says_so():
     assert np.isclose(float(scale.variance * N_IN), expected, rtol=1e-12)
 
 
-def test_user_written_smooth_activation_gets_a_glorot_gain():
+def test_user_written_smooth_activation_with_an_offset_solves_the_exact_forward_condition():
+    # softplus(0) = log 2 ≠ 0: like the sigmoid, the exact forward condition; Glorot with gain 1/g'(0) = 2
+    # stays the comparison
     scale = activation_scale(Activation("softplus_test", "softplus", sp.log(1 + sp.exp(Z))))
-    assert scale.variance == sp.factor(4 * GLOROT) and scale.gain == 2  # softplus'(0) = 1/2, gain 1/g'(0)
+    assert scale.method == "offset" and scale.convention == sp.factor(4 * GLOROT)
+    moment = _gauss(lambda z: np.log1p(np.exp(z)) ** 2)
+    assert float(scale.variance * N_IN) == pytest.approx(1 / moment, rel=1e-9)
+
+
+def test_user_written_smooth_activation_through_zero_gets_a_glorot_gain():
+    scale = activation_scale(Activation("odd_test", "z/(1+|z|)-like", sp.tanh(Z) / 2))
+    assert scale.method == "linearisation" and scale.variance == sp.factor(4 * GLOROT) and scale.gain == 2
 
 
 def _variances_through_layers(act: str, input_std: float, networks: int = 4) -> np.ndarray:
@@ -117,3 +146,9 @@ def test_tanh_glorot_keeps_the_variance_through_20_layers_in_its_linear_regime()
     # the Glorot derivation linearises tanh around 0; with inputs of standard deviation 0.1 it holds
     ratios = _variances_through_layers("tanh", 0.1)
     assert np.all((ratios > 0.5) & (ratios < 2)), ratios
+
+
+def test_sigmoid_keeps_unit_variance_through_20_layers():
+    # the exact forward condition holds at σ_z = 1 (not only near 0): standardised inputs, 20 layers
+    ratios = _variances_through_layers("sigmoid", 1.0)
+    assert np.all((ratios > 0.8) & (ratios < 1.25)), ratios

@@ -1,11 +1,11 @@
-"""Is the default start a good one? The saturated share of the initial pre-activations, computed.
+"""Is the derived start a good one? The saturated share of the initial pre-activations, computed.
 
-The Glorot variance of a sigmoid layer drops σ(0)² = 1/4 from the second moment (the
-linearisation), so the pre-activations of the later layers start with a variance well above 1 and
-some of them where the slope is nearly 0. The alternative is the variance that solves the forward
-condition exactly, n_in σ_w² E[g(z)²] = 1 with E[g(z)²] at σ_z = 1 by quadrature: every Var(z) stays
-1, but the errors lose more variance on their way back. Both are computed here for this network, so
-that the document says with numbers why it keeps its default and what to use instead.
+For an activation with g(0) ≠ 0 (the sigmoid) the derived variance solves the exact forward condition,
+n_in σ_w² E[g(z)²] = 1 at σ_z = 1, so every Var(z) stays 1 and few output units start where the
+slope is nearly 0; the errors pay, losing variance by n σ_w² E[g′(z)²] per layer on their way back.
+The usual rule, Glorot's variance from the linearisation (which drops g(0)²), does the reverse: the
+pre-activations grow and a share of them starts on the flat part. Both are computed here for this
+network, so that the document states the trade-off with numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.initialisation import Initialisation, LayerScale, error_path, quadrature, variance_path
+from derive.initialisation import N_IN, N_OUT, Initialisation, LayerScale, error_path, quadrature, variance_path
 from derive.model import Model
 from derive.notation import LayerRef, Z, size
 from derive.rewrite import activation_derivative, exp_identity_holds
@@ -39,10 +39,11 @@ class Saturation:
     threshold: float  # the slope below which a unit counts as saturated
     edge: float  # |z| beyond which the slope is below the threshold
     moment: float  # E[g(z)²] at σ_z = 1
-    exact_gain: float  # 1 / moment: σ_w² = exact_gain / n_in
-    default: Start
-    exact: Start
+    exact_gain: float  # 1 / moment: σ_w² = exact_gain / n_in, the derived rule
+    default: Start  # the derived start (the exact forward condition)
+    usual: Start  # the linearisation's Glorot variance it replaces
     squared_error: bool = False  # the loss keeps the output's slope in δ⁽ᴸ⁾ (section "loss_choice")
+    usual_gain: str = ""  # the Glorot gain of the usual rule, as LaTeX
 
 
 def _flat_share(edge: float, variance: float) -> float:
@@ -81,7 +82,7 @@ def _flat_edge(model: Model, init: Initialisation):
         return None  # the output's flat part and what the loss makes of it are the point
     hidden = {a.name: a for a in model.activations[:-1]}
     scales = [s for s in init.activations if s.activation.name in hidden]
-    if len(hidden) != 1 or len(scales) != 1 or "offset" not in scales[0].figures:
+    if len(hidden) != 1 or len(scales) != 1 or scales[0].method != "offset":
         return None
     activation = scales[0].activation
     slope = activation_derivative(activation).derivative
@@ -107,20 +108,21 @@ def default_flat(model: Model, init: Initialisation) -> Flat | None:
 
 
 def compare_starts(model: Model, init: Initialisation) -> Saturation | None:
-    """The default start against the exact forward variance, for the networks of `_flat_edge`."""
+    """The derived start against the usual (linearised, Glorot) one, for the networks of `_flat_edge`."""
     found = _flat_edge(model, init)
     if found is None:
         return None
     activation, threshold, edge = found
-    moment = quadrature(activation.expr ** 2)
-    exact = [LayerScale(s.layer, s.source, _exact_variance(s, moment) if s.source == activation.name else s.variance,
+    (scale,) = [s for s in init.activations if s.activation.name == activation.name]
+    usual = [LayerScale(s.layer, s.source, _for_layer(scale.convention, s) if s.source == activation.name else s.variance,
                         None, s.param) for s in init.layers]
-    default, alternative = _start(model, init.layers), _start(model, exact)
+    default, other = _start(model, init.layers), _start(model, usual)
     last = lambda start: start.variances[-1][1]  # noqa: E731
+    moment = quadrature(activation.expr ** 2)
     return Saturation(activation, float(threshold), edge, moment, 1 / moment,
                       Start(default.variances, _flat_share(edge, last(default)), default.errors),
-                      Start(alternative.variances, _flat_share(edge, last(alternative)), alternative.errors),
-                      model.loss.name == "mse")
+                      Start(other.variances, _flat_share(edge, last(other)), other.errors),
+                      model.loss.name == "mse", scale.figures.get("convention_gain", ""))
 
 
 def _even(f: sp.Expr) -> bool:
@@ -134,9 +136,9 @@ def _even(f: sp.Expr) -> bool:
     return exp_identity_holds(f, mirrored, Z) or sp.simplify(f - mirrored) == 0
 
 
-def _exact_variance(scale: LayerScale, moment: float) -> sp.Expr:
-    """σ_w² = 1 / (n_in E[g(z)²]), n_in the size of the layer before."""
-    return sp.Float(1 / moment) / size(LayerRef(scale.layer - 1))
+def _for_layer(variance: sp.Expr, scale: LayerScale) -> sp.Expr:
+    """A variance in n_in, n_out at the sizes of the layer of `scale`."""
+    return variance.xreplace({N_IN: size(LayerRef(scale.layer - 1)), N_OUT: size(LayerRef(scale.layer))})
 
 
 __all__ = ["Flat", "Saturation", "Start", "compare_starts", "default_flat", "SLOPE_SHARE"]
