@@ -17,8 +17,15 @@ on the activation g that produced the layer's input:
 * **smooth activations** (identity, tanh, sigmoid, user-written smooth g): the linearisation
   g(z) ≈ g(0) + g′(0) z gives E[(g − g(0))²] ≈ g′(0)² s² and E[g′²] ≈ g′(0)², the forward and
   backward conditions give 1/(n_in g′(0)²) and 1/(n_out g′(0)²), and Glorot & Bengio's compromise
-  (their harmonic mean) gives 2/((n_in + n_out) g′(0)²): Glorot/Xavier, with gain 1/|g′(0)|
-  (4 for the sigmoid). A numerical quadrature at s = 1 shows how far the linearisation is off.
+  (their harmonic mean) gives 2/((n_in + n_out) g′(0)²): Glorot/Xavier, with gain 1/|g′(0)|.
+  A numerical quadrature at s = 1 shows how far the linearisation is off.
+* **smooth activations with g(0) ≠ 0** (sigmoid, softplus, a user's g with an offset): the
+  linearisation keeps only the fluctuation g(z) − g(0) and drops g(0)² from E[g(z)²], so its
+  Glorot variance (gain 4 for the sigmoid) lets Var(z) grow layer by layer into the flat part. It is
+  derived for comparison only; the variance used solves the exact forward condition
+  n_in σ_w² E[g(z)²] = 1 at the unit-variance point s = 1 (E[g²] in closed form if SymPy finds one,
+  else by quadrature: 0.2934 for the sigmoid, σ_w² = 3.409/n_in). The errors then lose variance by
+  n σ_w² E[g′(z)²] per layer (0.1528 for the sigmoid): no variance keeps both.
 
 The input layer sees the data, assumed standardised (E[x²] = 1): Var(W⁽¹⁾) = 1/n₀.
 Each activation is analysed once (cached), and only the activations of the model are analysed.
@@ -101,7 +108,7 @@ class Initialisation:
     input_steps: list[Step]
     activations: list[ActivationScale]
     layers: list[LayerScale]
-    maps: dict[str, VarianceMap] = field(default_factory=dict)  # per linearised activation, by name
+    maps: dict[str, VarianceMap] = field(default_factory=dict)  # per smooth activation (linearised or offset), by name
     path: tuple[tuple[int, float], ...] = ()  # Var(z⁽ˡ⁾) through this chain, standardised inputs
     offsets: tuple[tuple[int, float], ...] = ()  # the part n σ_w² g(0)² of each Var(z⁽ˡ⁾) (l ≥ 2): the dropped constant
     errors: tuple[tuple[int, float], ...] = ()  # Var(δ⁽ˡ⁾) / Var(δ⁽ˡ⁺¹⁾) at the variances of `path`, l = 1 … L−1
@@ -537,8 +544,8 @@ def variance_path(model: Model, layers: list[LayerScale]) -> tuple[tuple[int, fl
 
 def offset_path(model: Model, layers: list[LayerScale]) -> tuple[tuple[int, float], ...]:
     """The part of each Var(z⁽ˡ⁾), l ≥ 2, that the constant g(0)² of the activation before it contributes,
-    n_{l−1} σ_w² g(0)² (empty when every g(0) is 0): what the linearisation, which keeps only the
-    fluctuation g(z) − g(0), leaves out."""
+    n_{l−1} σ_w² g(0)² (empty when every g(0) is 0): what the exact forward condition counts and the
+    linearisation, which keeps only the fluctuation g(z) − g(0), would leave out."""
     if not model.is_chain:
         return ()
     weights = _layer_variances(model, layers)

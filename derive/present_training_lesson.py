@@ -14,7 +14,7 @@ from derive import document as blocks
 from derive.catalog.optimizers import format_value
 from derive.initialisation import Initialisation
 from derive.present import Text
-from derive.present_functions import display_name, listed, prose_name
+from derive.present_functions import listed, prose_name
 from derive.present_training import _known, _lesson_opening, _short_update, _variance_table
 
 
