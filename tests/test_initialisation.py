@@ -152,3 +152,12 @@ def test_sigmoid_keeps_unit_variance_through_20_layers():
     # the exact forward condition holds at σ_z = 1 (not only near 0): standardised inputs, 20 layers
     ratios = _variances_through_layers("sigmoid", 1.0)
     assert np.all((ratios > 0.8) & (ratios < 1.25)), ratios
+
+
+def test_an_offset_with_a_closed_form_second_moment_is_solved_exactly():
+    # g(z) = z + 1: E[g(z)²] = σ_z² + 1 by SymPy's integration, 2 at σ_z = 1, so σ_w² = 1/(2 n_in) exactly,
+    # and the map σ_z² ↦ (σ_z² + 1)/2 has its fixed point at 1
+    scale = activation_scale(Activation("shifted_test", "z + 1", Z + 1))
+    assert scale.method == "offset" and scale.variance == 1 / (2 * N_IN)
+    assert [step.rule for step in scale.steps][-3:] == ["offset_moment", "forward_condition_unit", "solve_forward"]
+    assert scale.convention == sp.factor(GLOROT)  # the linearisation's rule: slope 1, g(0)² dropped
