@@ -112,7 +112,12 @@ def example_blocks(example, sizes: tuple[int, ...], text, refs) -> list:
         blocks.Paragraph(text("paths.example_rounding")),
         blocks.Paragraph(text("paths.example_shared")),
         blocks.Aligned(shared),
-        blocks.Paragraph(text("paths.example_total_zero" if example.zero else "paths.example_total",
+        # zero rows named by their cause where it is one: an output the loss does not look at (review 23, defect 6)
+        blocks.Paragraph(text("paths.example_total_zero_target", zero=example.zero, paths=len(example.terms),
+                              outputs=("、" if text.lang == "zh" else ", ").join(str(j) for j in example.silent),
+                              rate=" = ".join(_frac("C", _a(L, str(j))) for j in example.silent) + " = 0")
+                         if example.silent else
+                         text("paths.example_total_zero" if example.zero else "paths.example_total",
                               zero=example.zero, paths=len(example.terms))),
         blocks.Aligned((blocks.Row(gradient, (total + " = " if len(kept) > 1 else "") + _number(example.gradient)),)),
     ]
