@@ -1501,6 +1501,12 @@ def more_detail(text: Text, detail: str, command: str) -> str:
 PICTURE_FILE = "network.svg"  # the Markdown document shows the picture from this file beside it
 
 
+def _path_units(text: Text, depth: int) -> str:
+    """The sentence naming the orange path's units k, j₁, …, j_L as the sum over paths names them."""
+    units = ("、" if text.lang == "zh" else ", ").join(f"$j_{{{l}}}$" for l in range(1, depth + 1))
+    return text("picture.path_units", units=units)
+
+
 def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     """The picture of the network for this format: TikZ for LaTeX, SVG for everything else."""
     from derive import pictures
@@ -1521,7 +1527,7 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     return blocks.Picture(
         # the ellipsis is mentioned only where one is drawn (a wide layer, or layers left out)
         caption=text("picture.caption" if layout.dots else "picture.caption_all")
-        + (separator + text("picture.path_before_weight" if weight else "picture.path")
+        + (separator + text("picture.path_before_weight" if weight else "picture.path") + separator + _path_units(text, model.depth)
            if path and "paths" in text.defaults else "") + weight,
         alt=alt,
         file=PICTURE_FILE,
