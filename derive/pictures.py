@@ -84,6 +84,7 @@ class Box:
     fill: str = "#fdf6e3"  # a highlighted cell of a window picture: WINDOW_FILL
     dashed: bool = False
     rounded: bool = True
+    outline: bool = True  # False: a plain patch, such as the white ground under a number set on a line
 
 
 @dataclass
@@ -390,8 +391,9 @@ def svg(pic: Picture, title: str, ids: str = "") -> str:
     for b in pic.boxes:
         corner = ' rx="6"' if b.rounded else ""
         dash = ' stroke-dasharray="3 3"' if b.dashed else ""
+        stroke = 'stroke="#333333" stroke-width="1.2"' if b.outline else 'stroke="none"'
         boxes.append(f'<rect x="{_n(b.x)}" y="{_n(b.y)}" width="{_n(b.width)}" height="{_n(b.height)}"{corner} '
-                     f'fill="{b.fill}" stroke="#333333" stroke-width="1.2"{dash}/>')
+                     f'fill="{b.fill}" {stroke}{dash}/>')
     if pic.boxes_first:
         out += boxes
     for line in pic.lines:
@@ -442,7 +444,8 @@ def tikz(pic: Picture) -> str:
         style.append(f"fill={fills.get(b.fill, 'white')}")
         if b.dashed:
             style.append("dashed")
-        boxes.append(rf"\draw[{','.join(style)}] {p(b.x, b.y)} rectangle {p(b.x + b.width, b.y + b.height)};")
+        command = r"\draw" if b.outline else r"\fill"
+        boxes.append(rf"{command}[{','.join(style)}] {p(b.x, b.y)} rectangle {p(b.x + b.width, b.y + b.height)};")
     if pic.boxes_first:
         out += boxes
     for line in pic.lines:
