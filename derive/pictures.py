@@ -84,6 +84,7 @@ class Box:
     fill: str = "#fdf6e3"  # a highlighted cell of a window picture: WINDOW_FILL
     dashed: bool = False
     rounded: bool = True
+    outline: bool = True  # False: a plain patch, such as the white ground under a number set on a line
 
 
 @dataclass
@@ -210,7 +211,7 @@ def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, word
         pic.texts.append(Text(x, top - 48, _words(header)))
         name = quantity("a", l) if l else Label(f"${Q('x').latex()}$", Q("x").text())
         pic.texts.append(Text(x, top - 28, name, size="small"))
-        pic.texts.append(Text(x, bottom + 30, _words(words["units"].format(units=sizes[l])), size="small"))
+        pic.texts.append(Text(x, bottom + 30, _size_label(l, sizes[l]), size="small"))
         if l:
             pic.texts.append(Text(x, bottom + 46, _words(activations[l - 1]), size="small"))
 
@@ -228,6 +229,11 @@ def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, word
         path = [units[l][0] for l in shown]
         for (ax, ay), (bx, by) in zip(path, path[1:]):
             pic.lines.append(Line(ax + RADIUS, ay, bx - RADIUS, by, PATH_COLOUR, width=2.2))
+        # its units named as the sum over paths names them: k in the input, j₁, j₂, … after it (review 23,
+        # defect 13), above and right of each circle, where no edge of the circle runs
+        for l, (cx, cy) in zip(shown, path):
+            name = Label("$k$", "k") if l == 0 else Label(f"$j_{{{l}}}$", "j" + str(l).translate(_SUBSCRIPT))
+            pic.texts.append(Text(cx + RADIUS - 1, cy - RADIUS - 2, name, anchor="start", size="small", colour=PATH_COLOUR))
 
     _name_one_weight(pic, sizes, units, depth)
 
@@ -257,6 +263,12 @@ def layout(sizes: tuple[int, ...], activations: tuple[str, ...], loss: str, word
 
 
 _SUBSCRIPT = str.maketrans("0123456789,", "₀₁₂₃₄₅₆₇₈₉,")
+
+
+def _size_label(layer: int, units: int) -> Label:
+    """n₀ = 4, n₁ = 5, …: the size of a layer under its column, named as the notation names it (review 23,
+    defect 13: not n = 4 for every layer)."""
+    return Label(f"$n_{{{layer}}} = {units}$", "n" + str(layer).translate(_SUBSCRIPT) + f" = {units}")
 
 
 def _name_one_weight(pic: Picture, sizes: tuple[int, ...], units: dict, depth: int) -> None:
@@ -379,8 +391,9 @@ def svg(pic: Picture, title: str, ids: str = "") -> str:
     for b in pic.boxes:
         corner = ' rx="6"' if b.rounded else ""
         dash = ' stroke-dasharray="3 3"' if b.dashed else ""
+        stroke = 'stroke="#333333" stroke-width="1.2"' if b.outline else 'stroke="none"'
         boxes.append(f'<rect x="{_n(b.x)}" y="{_n(b.y)}" width="{_n(b.width)}" height="{_n(b.height)}"{corner} '
-                     f'fill="{b.fill}" stroke="#333333" stroke-width="1.2"{dash}/>')
+                     f'fill="{b.fill}" {stroke}{dash}/>')
     if pic.boxes_first:
         out += boxes
     for line in pic.lines:
@@ -431,7 +444,8 @@ def tikz(pic: Picture) -> str:
         style.append(f"fill={fills.get(b.fill, 'white')}")
         if b.dashed:
             style.append("dashed")
-        boxes.append(rf"\draw[{','.join(style)}] {p(b.x, b.y)} rectangle {p(b.x + b.width, b.y + b.height)};")
+        command = r"\draw" if b.outline else r"\fill"
+        boxes.append(rf"{command}[{','.join(style)}] {p(b.x, b.y)} rectangle {p(b.x + b.width, b.y + b.height)};")
     if pic.boxes_first:
         out += boxes
     for line in pic.lines:

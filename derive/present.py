@@ -1441,7 +1441,10 @@ def build_document(
         "recursion": lambda: _recursion(derivation, text, refs, narrator, direct),
         "parameters": lambda: _parameters(derivation, text, narrator, direct),
         "paths": lambda: paths_blocks(model.sizes, model.activations[-1].is_vector, text, refs,
-                                      example=lesson.paths if "example" in every else None),
+                                      example=lesson.paths if "example" in every else None,
+                                      # the worked example's figure draws these paths (a chain's, as they are)
+                                      figure=lesson_blocks.figure_reference(text, "fig:example")
+                                      if lesson.paths is not None and "example" in every else ""),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs,
                                                         init=training[1] if training is not None else None,
                                                         bound=True),
@@ -1501,6 +1504,12 @@ def more_detail(text: Text, detail: str, command: str) -> str:
 PICTURE_FILE = "network.svg"  # the Markdown document shows the picture from this file beside it
 
 
+def _path_units(text: Text, depth: int) -> str:
+    """The sentence naming the orange path's units k, j₁, …, j_L as the sum over paths names them."""
+    units = ("、" if text.lang == "zh" else ", ").join(f"$j_{{{l}}}$" for l in range(1, depth + 1))
+    return text("picture.path_units", units=units)
+
+
 def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
     """The picture of the network for this format: TikZ for LaTeX, SVG for everything else."""
     from derive import pictures
@@ -1522,7 +1531,9 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
         # the ellipsis is mentioned only where one is drawn (a wide layer, or layers left out)
         caption=text("picture.caption" if layout.dots else "picture.caption_all")
         + (separator + text("picture.path_before_weight" if weight else "picture.path")
-           if path and "paths" in text.defaults else "") + weight,
+           if path and "paths" in text.defaults else "") + weight
+        # the path's units named last, after the parallel orange/black sentences (zh review 21)
+        + (separator + _path_units(text, model.depth) if path and "paths" in text.defaults else ""),
         alt=alt,
         file=PICTURE_FILE,
         svg=pictures.svg(layout, alt) if text.fmt != "tex" else None,

@@ -16,6 +16,7 @@ from functools import lru_cache
 import sympy as sp
 
 from derive import document as blocks
+from derive import example_picture
 from derive.codegen import backward_order
 from derive.derivation import Derivation
 from derive.lesson import Lesson
@@ -739,6 +740,15 @@ def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> 
     return found
 
 
+def figure_reference(text, label: str) -> str:
+    """"Figure 2" in prose: LaTeX's \\ref, tied to its word; Markdown and HTML get the number from
+    `number_pictures`."""
+    from derive.present import _tie
+
+    figure = text("refs.figure", raw={"number": rf"\ref{{{label}}}"})
+    return _tie(figure) if text.fmt == "tex" else figure
+
+
 def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise: bool = True) -> list:
     """The worked example (`exercise`: end the hand checks with a "your turn"; the MLP document poses
     its exercises after the step instead, with the answers in an appendix)."""
@@ -752,6 +762,9 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
                                  arithmetic=arithmetic)),
            blocks.Aligned((blocks.Row("x", _matrix(entries(example, Q("a", 0)), _stated)),
                            blocks.Row("y", _matrix(entries(example, Q("y")), _stated))))]
+    drawn = example_picture.picture_block(lesson, derivation, text)
+    if drawn is not None:  # the network with its numbers (review 23, defect 10), cited by its number
+        out += [blocks.Paragraph(text("example.figure_intro", raw={"figure": figure_reference(text, drawn.label)})), drawn]
     parameters = [p for node in network.layers for p in node.parameters]
     out += [blocks.Paragraph(text("example.parameters")),
             blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p), _stated)) for p in parameters))]

@@ -20,8 +20,8 @@ def test_main_job_writes_four_files_and_reports_the_verdict(tmp_path):
     result = run(["mlp", "--layers", "3", "--act", "sigmoid", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.iterdir())
-    # the four default formats, and the picture of the network that derivation.md shows
-    assert names == ["derivation.json", "derivation.md", "derivation.tex", "model.py", "network.svg"]
+    # the four default formats, and the pictures derivation.md shows: the network and its worked example
+    assert names == ["derivation.json", "derivation.md", "derivation.tex", "example.svg", "model.py", "network.svg"]
     for name in names:
         assert f"wrote {tmp_path / name}" in result.output
     assert "verification passed" in result.output
@@ -38,7 +38,7 @@ def test_default_output_folder(workdir):
     assert (folder / "derivation.md").is_file()
 
 
-@pytest.mark.parametrize("formats, expected", [("md", ["derivation.md", "network.svg"]), ("py,json", ["derivation.json", "model.py"]),
+@pytest.mark.parametrize("formats, expected", [("md", ["derivation.md", "example.svg", "network.svg"]), ("py,json", ["derivation.json", "model.py"]),
                                                 ("TEX", ["derivation.tex"])])
 def test_format_selects_files(tmp_path, formats, expected):
     result = run(["mlp", "--layers", "1", "--act", "identity", "--format", formats, "--out", str(tmp_path)])

@@ -533,17 +533,28 @@ def test_the_worked_example_is_stated_in_short_decimals_and_misses_every_kink(ex
 
 @pytest.mark.parametrize("config", [(2, "relu", None, "ce"), (3, "relu", None, "ce"), (3, "relu", None, "mse"),
                                     (4, "relu", None, "ce")], ids=lambda c: "-".join(str(x) for x in c if x))
-def test_every_hidden_relu_layer_of_the_worked_example_has_an_active_and_an_inactive_unit(config):
-    """Review 17, defect 9: the example shows an error passed back through an active unit and one
-    stopped by an inactive unit, in every hidden layer (read from the pre-activations it computed)."""
-    from derive.lesson.worked_example import units_by_slope
+def test_the_relu_worked_example_has_one_inactive_unit_off_the_traced_paths(config):
+    """Review 23, defect 6 (after review 17, defect 9): one unit is inactive, to show an error stopped
+    by it, and it is unit 2 of layer 1, off the paths of W⁽¹⁾₁₁ that section 12 follows; every other
+    hidden unit is active (read from the pre-activations the example computed)."""
+    from derive.lesson.worked_example import inactive_units
 
     derivation = generate(make_spec(*config, formats="py")).derivation
     example = worked_example(derivation)
-    for layer in range(1, config[0]):
-        z = [v for _, v in entries(example, Q("z", layer))]
-        assert any(v > 0 for v in z) and any(v < 0 for v in z), (layer, z)
-    assert units_by_slope(derivation, example.values) == {n: (1, 1) for n in range(1, config[0])}
+    negative = [(layer, j + 1) for layer in range(1, config[0])
+                for (j,), v in entries(example, Q("z", layer)) if v < 0]
+    assert negative == [(1, 2)], negative
+    assert inactive_units(derivation, example.values) == [(1, 2)]
+
+
+def test_the_sigmoid_worked_example_keeps_its_stated_order():
+    """An activation without a flat part takes the stated values as listed (their numbers are quoted)."""
+    from conftest import derivation_for
+
+    example = worked_example(derivation_for(3, "sigmoid"))
+    stated = lambda label: [v for (name, _), v in sorted(example.point.items()) if name == label]  # noqa: E731
+    assert stated("a_0") == [1, sp.Rational(-1, 2)]
+    assert stated("W_1") == [sp.Rational(1, 2), sp.Rational(-2, 5), sp.Rational(3, 10), sp.Rational(4, 5)]
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

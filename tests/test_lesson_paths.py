@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
 import sympy as sp
 
@@ -55,13 +54,20 @@ def test_the_paths_add_up_to_what_the_generated_code_computes(paths_and_code):
         assert t.head[2] == example.point[("a_0", (k - 1,))]
 
 
-def test_a_path_through_an_inactive_relu_unit_adds_nothing():
+def test_the_relu_example_keeps_its_traced_paths_alive():
+    """Review 23, defect 6: the relu example's one inactive unit lies off the paths of W⁽¹⁾₁₁, so no
+    path is 0 for a slope: the zero rows are those whose output has rate ∂C/∂a = −y/a = 0 (a target of
+    0), at most half of them, and both errors of layer 2 are not 0."""
     outcome = generate(make_spec(3, "relu", None, "ce", formats="py"))
     example = worked_example(outcome.derivation)
     paths = path_example(outcome.derivation, example)
-    inactive = [j for j, _, error in paths.shared if error == 0]
-    assert inactive and paths.zero >= 4 * len(inactive)  # the four paths through each inactive unit
-    assert all(t.product == 0 for t in paths.terms if t.units[0] in inactive)
+    assert paths.weight == (1, 1)
+    slope_zero = [t for t in paths.terms if any(f == 0 for f in t.tail[3::2] + t.head[1:2])]
+    assert slope_zero == []
+    zero_rows = [t for t in paths.terms if t.product == 0]
+    assert len(zero_rows) == paths.zero <= len(paths.terms) // 2
+    assert all(example.point[("y", (t.units[-1] - 1,))] == 0 for t in zero_rows)
+    assert all(error != 0 for _, _, error in paths.shared)
     # the softmax's off-diagonal rates are used: a path may cross to the other output
     assert any(t.tail[1] < 0 for t in paths.terms)
 

@@ -22,13 +22,25 @@ def test_every_layer_is_a_column_with_its_size_and_activation():
     pic = draw((4, 5, 5, 3), ("relu", "relu", "softmax"), "ce")
     assert len(pic.circles) == 4 + 5 + 5 + 3
     text = labels(pic)
-    for expected in ("input", "layer 1", "layer 2", "layer 3", "n = 4", "n = 5", "n = 3", "relu", "softmax", "ce",
+    for expected in ("input", "layer 1", "layer 2", "layer 3", "n₀ = 4", "n₁ = 5", "n₂ = 5", "n₃ = 3", "relu", "softmax", "ce",
                      "z⁽¹⁾, a⁽¹⁾", "z⁽³⁾, a⁽³⁾", "δ⁽¹⁾", "δ⁽³⁾", "∂C/∂a⁽³⁾"):
         assert expected in text, expected
     forward = [l for l in pic.lines if l.arrow and l.colour == pictures.FORWARD_COLOUR and l.y1 == l.y2]
     backward = [l for l in pic.lines if l.arrow and l.colour == pictures.BACKWARD_COLOUR and l.y1 == l.y2]
     assert all(l.x2 > l.x1 for l in forward) and all(l.x2 < l.x1 for l in backward)
     assert len(forward) == len(backward) == 3 + 1 + 1  # between layers, to/from the loss, the legend
+
+
+def test_the_orange_path_names_its_units_as_the_sum_over_paths_does():
+    """Review 23, defect 13: k in the input, j₁, j₂, j₃ after it, each beside a unit the path passes."""
+    pic = draw((4, 5, 5, 3))
+    path = [l for l in pic.lines if l.colour == pictures.PATH_COLOUR]
+    named = [t for t in pic.texts if t.colour == pictures.PATH_COLOUR]
+    assert [t.label.plain for t in named] == ["k", "j₁", "j₂", "j₃"]
+    assert [t.label.tex for t in named] == ["$k$", "$j_{1}$", "$j_{2}$", "$j_{3}$"]
+    starts = [(l.x1 - pictures.RADIUS, l.y1) for l in path] + [(path[-1].x2 + pictures.RADIUS, path[-1].y2)]
+    for t, (x, y) in zip(named, starts):  # just above and right of the unit it names
+        assert 0 < t.x - x <= pictures.RADIUS and 0 < y - t.y <= pictures.RADIUS + 4
 
 
 def test_large_layers_are_drawn_with_an_ellipsis():
@@ -39,7 +51,7 @@ def test_large_layers_are_drawn_with_an_ellipsis():
     drawn = pictures.HEAD + pictures.TAIL
     assert list(per_column.values()) == [drawn, drawn, 7]  # 7 units still fit
     assert sum(1 for _, _, vertical in pic.dots if vertical) == 2  # one ellipsis for 784, one for 128
-    assert "n = 784" in labels(pic) and "n = 128" in labels(pic)
+    assert "n₀ = 784" in labels(pic) and "n₁ = 128" in labels(pic)
 
 
 def test_deep_networks_show_first_and_last_layers():

@@ -98,9 +98,14 @@ def test_the_rate_exercise_asks_for_a_weight_the_step_moves():
     from derive.lesson import study
     from derive.present_practice import changing_entry, exercises
 
+    import dataclasses
+
     outcome = generate(make_spec(3, "relu", None, "ce", formats="md"))
     example = worked_example(outcome.derivation)
-    assert example.gradients[("W_3", (0, 0))] == 0  # the degenerate entry the review found
+    # review 23's example (defect 6) has no inactive unit on W3's side any more: the degenerate entry the
+    # review found is made here, W3_11 with gradient 0, and the exercise's rule must pass over it
+    degenerate = dataclasses.replace(example, gradients={**example.gradients, ("W_3", (0, 0)): sp.S.Zero})
+    assert changing_entry(degenerate, "W_3") == (0, 1)
     entry = changing_entry(example, "W_3")
     assert entry is not None and example.gradients[("W_3", entry)] != 0
     assert all(example.gradients[("W_3", idx)] == 0 for (name, idx) in example.gradients

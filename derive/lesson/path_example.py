@@ -42,6 +42,8 @@ class PathExample:
     gradient: sp.Expr  # ∂C/∂W⁽¹⁾_{j₁k} of the worked example
     vector: bool  # the output layer is a softmax: a path also picks the output it reaches
     zero: int  # how many paths have a factor 0
+    silent: tuple[int, ...] = ()  # outputs (from 1) whose target is 0 and whose rate ∂C/∂a is 0, where
+    # every path with a factor 0 has it there alone: the loss does not look at them (cross entropy, one-hot y)
 
 
 def _slope(activation, value) -> sp.Expr:
@@ -137,7 +139,11 @@ def path_example(derivation, example) -> PathExample | None:
     if not _agrees(total, gradient):
         raise AssertionError("the sum over paths is not the gradient of the backward pass")
     zero = sum(1 for t in terms if any(f == 0 for f in (*t.tail, *t.head)))
-    return PathExample((j1 + 1, k + 1), tuple(terms), tuple(shared), total, gradient, vector, zero)
+    silent = tuple(j + 1 for j in range(width) if loss_rates[j] == 0 and v("y", j) == 0)
+    alone = all(t.tail[0] == 0 and t.units[-1] in silent and all(f != 0 for f in (*t.tail[1:], *t.head))
+                for t in terms if any(f == 0 for f in (*t.tail, *t.head)))
+    return PathExample((j1 + 1, k + 1), tuple(terms), tuple(shared), total, gradient, vector, zero,
+                       silent if zero and alone else ())
 
 
 __all__ = ["PathExample", "PathTerm", "path_example", "MOST_PATHS"]

@@ -73,13 +73,14 @@ def _factors(values, number) -> str:
     return r" \cdot ".join(rf"\left({number(v)}\right)" if v < 0 else number(v) for v in values)
 
 
-def example_blocks(example, sizes: tuple[int, ...], text, refs) -> list:
+def example_blocks(example, sizes: tuple[int, ...], text, refs, figure: str = "") -> list:
     """The sum over paths at numbers (derive.lesson.path_example): a table of the paths from one
     weight of the worked example's network, each with its rates and their product; the parts the
     paths through one unit of layer 2 share, added up, beside that unit's error; and the sum of all
     products beside the gradient. Every number is computed; the two agreements are checked there."""
     from derive.present_lesson import _number
 
+    # `figure`: the reference to the worked example's picture, whose orange edges are these paths
     L = len(sizes) - 1
     j1, k = example.weight
     weight = rf"W^{{(1)}}_{{{j1}{k}}}"
@@ -105,20 +106,27 @@ def example_blocks(example, sizes: tuple[int, ...], text, refs) -> list:
     total = " + ".join(rf"\left({_number(v)}\right)" if v < 0 else _number(v) for v in kept)
     gradient = rf"\frac{{\partial C}}{{\partial {weight}}}"
     return [  # where the numbers come from, then which weight; the rounding as a note under the table (review 23, zh item 18)
-        blocks.Paragraph(text("paths.example_source", raw={"example": refs.section("example")})),
+        blocks.Paragraph(text("paths.example_source", raw={"example": refs.section("example")})
+                         + (text.raw("language.sentence_separator") + text("paths.example_figure", raw={"figure": figure})
+                            if figure else "")),
         blocks.Paragraph(text("paths.example_intro" + ("_vector" if example.vector else ""),
                               weight=weight, paths=len(example.terms))),
         blocks.Table(header, rows, ("l", "l", "l", "r")),
         blocks.Paragraph(text("paths.example_rounding")),
         blocks.Paragraph(text("paths.example_shared")),
         blocks.Aligned(shared),
-        blocks.Paragraph(text("paths.example_total_zero" if example.zero else "paths.example_total",
+        # zero rows named by their cause where it is one: an output the loss does not look at (review 23, defect 6)
+        blocks.Paragraph(text("paths.example_total_zero_target", zero=example.zero, paths=len(example.terms),
+                              outputs=("、" if text.lang == "zh" else ", ").join(str(j) for j in example.silent),
+                              rate=" = ".join(_frac("C", _a(L, str(j))) for j in example.silent) + " = 0")
+                         if example.silent else
+                         text("paths.example_total_zero" if example.zero else "paths.example_total",
                               zero=example.zero, paths=len(example.terms))),
         blocks.Aligned((blocks.Row(gradient, (total + " = " if len(kept) > 1 else "") + _number(example.gradient)),)),
     ]
 
 
-def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs, example=None) -> list:
+def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs, example=None, figure: str = "") -> list:
     """The section: Nielsen's indexed product for a weight W⁽¹⁾_{j₁k} of this network's depth, the
     rate of each edge, the count of paths, the paths of the worked example's network at numbers
     (`example`, a path_example.PathExample, where there is one), and the errors as the same sum
@@ -177,7 +185,7 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs, exampl
         # with the example, the count only counts: the shared parts are shown by the table and then discussed
         blocks.Paragraph(text(("paths.count_brief" if example is not None else "paths.count")
                               + ("_vector" if vector_output else ""), count=formula, out=out_unit)),
-        *(example_blocks(example, sizes, text, refs) if example is not None else []),
+        *(example_blocks(example, sizes, text, refs, figure) if example is not None else []),
         *([blocks.Paragraph(text("paths.discover")),
            blocks.Paragraph(text("paths.factor" + ("_vector" if vector_output else "")))] if example is not None
           else [blocks.Paragraph(text("paths.grouped"))]),
