@@ -145,7 +145,8 @@ def test_the_certificate_prints_every_check_at_every_detail(outcomes, name):
     symbolic = runs["lesson"].report.check("symbolic").figures
     code = runs["lesson"].report.check("derivatives").figures
     assert f" {symbolic['partials']} " in appendix["lesson"] and f" {code['partials']} " in appendix["lesson"]
-    assert appendix["lesson"].count("$$") == 2  # the display of the central difference
+    # the display of the central difference, then the same slope in float64 (review 23, defect 11)
+    assert appendix["lesson"].count("$$") == 4 and "float64" in appendix["lesson"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -257,7 +258,9 @@ def test_the_lesson_states_the_four_equations_twice_and_explains_the_collapse_on
     name, once unproved before the proofs (section 7) and once in the box (section 11), not a third
     time for this network; `full` keeps the third (its instance under the box). Why a chain-rule sum
     keeps one term (j' = j) is said once, at its first use; later derivations name the step only in
-    their margin."""
+    their margin. Review 23, defect 4: with element-wise activations there is no such sum in the
+    lesson at all: the chain rule is written as its one term, with one sentence in section 8 saying
+    that a_j depends on z_j only, and no j' nor bracket [j = j'] is left anywhere."""
     for detail in ("lesson", "full"):
         md = _md(outcomes(name, detail))
         front = md[:md.index("\n## 14. ")]
@@ -274,9 +277,14 @@ def test_the_lesson_states_the_four_equations_twice_and_explains_the_collapse_on
     front = _sections(lesson[:lesson.index("\n## 14. ")])
     explained = [(n, p) for n in map(str, range(1, 14)) for p in _prose(front[n]) if "j' = j" in p]
     softmax = "softmax" in front["8"]  # its bracket and collapse are said where the Jacobian is derived
-    assert len(explained) == (0 if softmax else 1) and all(n == "8" for n, _ in explained), explained
+    assert not explained, explained
     if softmax:
         assert sum("[j = j']" in p for p in _prose(front["8"])) == 1
+    else:
+        single = [(n, p) for n in map(str, range(1, 14)) for p in _prose(front[n])
+                  if "only, so the chain rule has a single term" in p or "只依赖于 $z^{(L)}_j$" in p]
+        assert [n for n, _ in single] == ["8"], single
+        assert "j'" not in lesson and "[j = " not in lesson and "Iverson" not in lesson and "示性函数" not in lesson
 
 
 @pytest.mark.parametrize("name", CONFIGS)

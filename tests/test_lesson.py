@@ -1363,3 +1363,35 @@ def test_the_chinese_lesson_says_how_the_full_edition_is_made_once(config):
         assert "完整版" not in md.split(f"\n## {appendix}. ")[1].split("\n## ")[0], appendix
     assert glosses[0] - mentions[0] < 12  # the gloss follows the first mention
     assert "⟪" not in md and "⟫" not in md
+
+
+@pytest.mark.parametrize("act, lang", [("sigmoid", "en"), ("sigmoid", "zh"), ("silu", "en"), ("tanh", "en")])
+def test_the_code_form_of_the_sigmoid_is_proved_before_the_table_pairs_it(act, lang):
+    """Review 23, defect 5: where model.py computes a sigmoid as tanh(z/2)/2 + 1/2 (the sigmoid, SiLU's
+    factor), the lesson proves the identity in the section of the activations, with the reason in one
+    clause, before the table of the algorithm pairs the formula with that line; the table's note points
+    back instead of to `--detail full`. An activation coded as written (tanh) gets neither."""
+    md = generate(make_spec(2, act, formats="md", lang=lang)).files["derivation.md"].decode()
+    sections = md.split("\n## ")
+    activations = _section(md, 6)
+    algorithm = next(part for part in sections if "| `A1 = " in part)  # section 15 or 16, by the network
+    proof = "\\tanh\\frac{z}{2} &= \\frac{1 - e^{-z}}{1 + e^{-z}}"
+    coded = "np.tanh((1/2)*Z1)" in algorithm
+    assert coded == (act != "tanh")
+    assert (proof in activations) == coded and proof not in algorithm
+    assert ("overflow" in activations or "溢出" in activations) == coded
+    if coded:
+        assert "](#6-" in algorithm.split("| 1 |")[-1].split("\n\n", 2)[-1] and "--detail full" not in algorithm
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_lesson_names_the_command_line_only_in_section_19_and_its_closing_line(config):
+    """Review 23, defect 7: a student does not know command-line flags. The English lesson names
+    `--detail full` in the closing line that says what the complete version holds, and in section 19
+    (left to its own rework), nowhere else."""
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    body, closing = md.rstrip().rsplit("\n\n", 1)
+    named = [n for n in [*map(str, range(1, 20)), *"ABCD"]
+             if "--detail full" in body.split(f"\n## {n}. ", 1)[1].split("\n## ", 1)[0]]
+    assert named in ([], ["19"]) and "--detail full" in closing, named
