@@ -1395,3 +1395,30 @@ def test_the_lesson_names_the_command_line_only_in_section_19_and_its_closing_li
     named = [n for n in [*map(str, range(1, 20)), *"ABCD"]
              if "--detail full" in body.split(f"\n## {n}. ", 1)[1].split("\n## ", 1)[0]]
     assert named in ([], ["19"]) and "--detail full" in closing, named
+
+
+def test_one_term_writes_a_collapsing_sum_as_its_term_and_keeps_the_softmax_sum(derived):
+    """Review 23, defect 4: `narrate.one_term` writes Σ_j' ∂C/∂a_j' ∂a_j'/∂z_j as its term j' = j only
+    where the engine's next local derivative carries [j = j'] in every term (an element-wise g, a
+    bias, a weight, a loss summed over its units); the lines after it are the engine's with j' = j put
+    in, so the derivation still ends in the engine's result. The softmax's Jacobian (−a_j a_j' for
+    j' ≠ j) keeps its sum."""
+    from derive.lesson.general import general_forms
+    from derive.narrate import one_term
+    from derive.notation import LayerRef
+
+    d = derived(3, "sigmoid", "mse")
+    forms = general_forms(d)
+    layer = LayerRef.symbolic()
+    for steps in (list(forms.output.steps), list(d.general.steps[Q("grad_b", layer)]),
+                  list(d.general.steps[Q("grad_W", layer)]), list(d.sample.steps[Q("grad_a", 3)])):
+        written = one_term(steps)
+        assert written != steps and not any(s.rhs.has(sp.KroneckerDelta) and s.rhs.has(sp.Sum) and
+                                             s.rule in ("chain_rule", "one_term") for s in written)
+        summed = next(s for s in steps if s.rule in ("chain_rule", "definition_loss"))
+        line = next(s for s in written if s.rule in ("chain_rule", "one_term"))
+        assert not line.rhs.has(sp.Sum) and summed.rhs.has(sp.Sum)
+        assert written[-1].rhs == steps[-1].rhs  # the same result: the engine's
+    soft = general_forms(derived(3, "relu", "ce", "softmax"))
+    steps = list(soft.output.steps)
+    assert one_term(steps) == steps
