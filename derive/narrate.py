@@ -66,8 +66,9 @@ class Narrator:
         when the main line does not hold the side's factor does the side get a display of its own,
         led by "where", the main chain resuming after "so". With `direct` (the lesson), a local
         derivative and the collapse of its brackets print as one line, the collapsed result
-        (`_direct`)."""
-        steps = list(steps)
+        (`_direct`), and a sum whose local derivative keeps only the term of the unit wanted is
+        written as that term from the start (`one_term`)."""
+        steps = one_term(list(steps)) if direct else list(steps)
         folded: set[int] = set()
         if chains:
             steps, folded = _folded(steps)
@@ -170,6 +171,53 @@ def _direct(steps: list[Step], folded: set[int]) -> tuple[list[Step], set[int]]:
         out.append(step)
         n += 1
     return out, kept
+
+
+def one_term(steps: list[Step]) -> list[Step]:
+    """The lesson's element-wise derivations without a sum that collapses at once (review 23, defect 4):
+    where the engine's chain-rule sum (or the loss's sum, in its definition) runs over a second index
+    p of the layer and the local derivative that follows carries the bracket [x = p] in every term
+    (x the unit wanted: a_p depends on z_x only when p = x), the sum is written as its one term p = x,
+    and the lines after it with p = x put in. The engine's lines decide: a local derivative without
+    that bracket in every term (the softmax's Jacobian) leaves the steps as they are."""
+    for n, step in enumerate(steps):
+        summed = _sum_over(step)
+        if summed is None:
+            continue
+        inner, p = summed
+        wanted = _kept_index(steps[n + 1:], p)
+        if wanted is None:
+            continue
+        one = inner.subs(p, wanted)
+        rhs = sp.Derivative(one, *step.rhs.variables) if isinstance(step.rhs, sp.Derivative) else one
+        rule = "one_term" if step.rule == "definition_loss" else step.rule
+        return one_term([*steps[:n], Step(step.lhs, rhs, rule, step.matrix),
+                         *(Step(s.lhs.subs(p, wanted), s.rhs.subs(p, wanted), s.rule, s.matrix) for s in steps[n + 1:])])
+    return steps
+
+
+def _sum_over(step: Step):
+    """(the summand, the index) of a chain-rule line Σ_p … or of the loss's definition ∂/∂a (Σ_p …)."""
+    expr = step.rhs.expr if step.rule == "definition_loss" and isinstance(step.rhs, sp.Derivative) else step.rhs
+    if step.rule in ("chain_rule", "definition_loss") and isinstance(expr, sp.Sum) and len(expr.limits) == 1:
+        return expr.function, expr.limits[0][0]
+    return None
+
+
+def _kept_index(later: list[Step], p):
+    """The index x when the next local derivative that involves p is 0 unless p = x in every term."""
+    for step in later:
+        if step.rule not in LOCAL or not step.rhs.has(p):
+            continue
+        for delta in step.rhs.atoms(sp.KroneckerDelta):
+            if p in delta.args:
+                x = delta.args[0] if delta.args[1] == p else delta.args[1]
+                vanishes = step.rhs.xreplace({delta: sp.S.Zero})
+                vanishes = vanishes.doit() if vanishes.has(sp.Sum) else vanishes
+                if x != p and sp.expand(vanishes) == 0:
+                    return x
+        return None
+    return None
 
 
 def folds_local(steps: list[Step], chains: bool = False) -> bool:

@@ -39,7 +39,7 @@ from derive.present_functions import (
 from derive.lesson import Lesson, study
 from derive.lesson.general import elementwise_forms, general_forms
 from derive.lesson.paths import path_count, paths_blocks
-from derive.narrate import Narrator, folds_local, sides
+from derive.narrate import Narrator, folds_local, one_term, sides
 from derive import present_lesson as lesson_blocks
 from derive.said_once import first_mention_only
 from derive.present_notation import CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
@@ -505,6 +505,10 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         if extras["conventions"]:
             out.append(blocks.Paragraph(" ".join([text("kinks_extra.convention_intro"), *extras["conventions"]])))
         out += [blocks.Paragraph(note) for note in notes]
+        if text.is_lesson and lesson_blocks.codes_sigmoid_as_tanh(d.activation.expr):
+            # the code's form of the sigmoid, proved before the table of section 16 pairs it with its formula
+            out += [blocks.Paragraph(text("activations.tanh_form", form=latex(logistic_as_tanh(-sp.Symbol("z", real=True))))),
+                    lesson_blocks.tanh_steps()]
     for act in dict.fromkeys(a for a in activations if a.is_vector):  # one sentence led by its bold name, no heading alone
         out.append(blocks.Paragraph(text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
                                          output_section=output_section)))
@@ -527,7 +531,10 @@ def _steps(narrator: Narrator, steps: list[Step], *, intro: str = "", ref=lambda
 
 
 def _direct_reason(text: Text, steps: list[Step], key: str, chains: bool, values: dict | None = None) -> str:
-    """The sentence why a local derivative leaves one term, where the lesson prints it as one line."""
+    """The sentence why a local derivative leaves one term, where the lesson prints it as one line; where
+    the sum is written as its one term from the start (`narrate.one_term`), why there is only that one."""
+    if key and one_term(list(steps)) != list(steps):
+        return text(f"{key}_one", **(values or {}))
     return text(key, **(values or {})) if key and folds_local(steps, chains) else ""
 
 

@@ -24,7 +24,7 @@ from derive.lesson.loss_choice import SATURATED, WRONG, softmax_jacobian_at_satu
 from derive.lesson.worked_example import entries
 from derive.narrate import Narrator, sides
 from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
-from derive.rewrite import exp_identity_holds, logistic_as_tanh, sigmoid_tanh_identity
+from derive.rewrite import exp_identity_holds, logistic_as_tanh, sigmoid_tanh_identity, stable_forms
 from derive.present_functions import display_name
 from derive.printing import DeriveLatexPrinter, _factor_rank, current_words, latex, times_sign
 from derive.verify_symbolic import _is_parameter_gradient
@@ -188,7 +188,9 @@ def loss_choice_blocks(lesson: Lesson, derivation: Derivation, text, narrator: N
             delta_intro = "loss_choice.other_delta_bp1"
         above = lambda step: refs.above() if step.rule == "substitute_upstream" else ("", "")  # noqa: E731
         chains = relabel(upstream) is not upstream  # the document's own letters: one chain per display too
-        out.append(narrator.derivation(relabel(list(upstream)), sides(latex), chains=chains,
+        # the lesson writes the one term of the loss that holds the output, and its derivative at once
+        # (narrate.one_term and _direct); `full` keeps the sum, the brackets and their collapse
+        out.append(narrator.derivation(relabel(list(upstream)), sides(latex), chains=chains, direct=text.is_lesson,
                                        intro=text("loss_choice.other_upstream", other=titles[other.loss.name])))
         if not text.is_lesson:
             out.append(narrator.derivation(relabel(list(delta)), sides(latex), intro=text(delta_intro), ref=above,
@@ -448,7 +450,7 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
     # the code's sigmoid is the same function in its tanh form (proved here, by sigmoid_tanh_identity)
-    tanh = any(a.name == "sigmoid" for a in derivation.model.activations) and \
+    tanh = any(codes_sigmoid_as_tanh(a.expr) for a in derivation.model.activations) and \
         any("np.tanh((1/2)*" in line.value for line in code) and _tanh_form_proved()
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
@@ -461,8 +463,9 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
                               if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
         # where the code's lines differ from their formulas (the bias broadcast, the sigmoid's tanh form): one paragraph
         *_code_notes(_broadcasting(texs, code, text)
-                     + ([text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)))] if tanh else []), text),
-        *([_tanh_steps()] if tanh and not text.is_lesson else []),
+                     + ([text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)),
+                              raw={"activations": refs.section("activations")})] if tanh else []), text),
+        *([tanh_steps()] if tanh and not text.is_lesson else []),
     ]
 
 
@@ -486,8 +489,16 @@ def _broadcasting(formulas: list[str], code: list, text) -> list[str]:
     return []
 
 
+def codes_sigmoid_as_tanh(expr: sp.Expr) -> bool:
+    """Whether model.py writes a sigmoid inside this activation as tanh(z/2)/2 + 1/2 (the stable form
+    `rewrite.stable_forms` gives the code): the sigmoid itself, and SiLU's factor. Its formula then
+    differs from its line of code, so the lesson proves the two equal before the table of section 16."""
+    z = next((s for s in expr.free_symbols if s.name == "z"), None) if expr is not None else None
+    return z is not None and stable_forms(expr.subs(z, Z)).has(logistic_as_tanh(-Z)) and not expr.subs(z, Z).has(sp.tanh(Z / 2))
+
+
 @lru_cache(maxsize=None)
-def _tanh_steps() -> blocks.Aligned:
+def tanh_steps() -> blocks.Aligned:
     """The two lines that show σ(z) = tanh(z/2)/2 + 1/2, each checked exactly (rational in e^{z/2})."""
     e = sp.exp(-Z)
     tanh_half = sp.tanh(Z / 2)

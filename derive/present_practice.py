@@ -32,7 +32,26 @@ def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, 
     """The lesson's appendix B: a central difference on one weight, with its numbers, and the
     certificate's result in one sentence."""
     checks = lesson.practice.checks if lesson.practice is not None else None
-    return check_box_blocks(lesson.example, derivation, text, checks) + [blocks.Paragraph(_certificate(report, text))]
+    floats = lesson.practice.floats if lesson.practice is not None and checks else None
+    return check_box_blocks(lesson.example, derivation, text, checks) + _float64_blocks(checks, floats, text) + \
+        [blocks.Paragraph(_certificate(report, text))]
+
+
+def _float64_blocks(checks, floats, text) -> list:
+    """The box's slope as `model.py` gives it in float64 (`practice.float64_slopes`): good at the step
+    the box recommends, spoilt by cancellation at a much smaller one. Nothing without those figures."""
+    if not floats:
+        return []
+    weight = _display_entry(checks[-1].weight, checks[-1].index)
+    good, small = floats
+    return [blocks.Paragraph(text("practice.check_float64")),
+            blocks.Aligned(tuple(
+                blocks.Row(rf"\frac{{C({weight} + {_h(f.step)}) - C({weight} - {_h(f.step)})}}{{2 {times_sign()} {_h(f.step)}}}",
+                           _digits(sp.Float(f.slope, 17)))
+                for f in floats)),
+            blocks.Paragraph(text("practice.check_float64_result", h_good=_h(good.step), h_small=_h(small.step),
+                                  relative_good=_number(sp.Float(good.relative, 17), 2),
+                                  relative_small=_number(sp.Float(small.relative, 17), 2)))]
 
 
 def check_box_blocks(example, derivation: Derivation, text, checks, keys: str = "practice",

@@ -182,7 +182,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     title = f"derive {__version__}: {spec.slug()}"
     source = model_source(derivation, title=title, command=command, training=training, initialisation=initialisation,
                           plan=plan)
-    lesson = study(derivation) if wants_documents else None  # before verify: it waits for `direct`
+    lesson = study(derivation, source) if wants_documents else None  # before verify: it waits for `direct`
     # the training checks need no direct differentiation: run them while that child finishes
     checks_of_training = training_checks(model, training, initialisation, source)
     report = verify(derivation, source, direct, batch_check)

@@ -1214,8 +1214,12 @@ def test_nielsen_is_cited_in_footnotes_numbered_alike_in_every_format(lang):
     its text (review 20, defects 4 and 8), with no footnote before section 14."""
     lesson = generate(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
     front = lesson.split("\n## 1. ", 1)[1].split("\n## 14. ", 1)[0]
-    named = [line for line in front.splitlines() if "Nielsen" in line]
+    named = [line for line in front.splitlines() if "Nielsen" in line and not line.startswith("|")]
     assert len(named) == 2 and "[^" not in front and all("$C_x$" in line or "$\\Delta z" in line for line in named)
+    # the notation tables map the letters too (review 23, defect 9): C is his C_x, C-bar his C
+    rows = [line for line in front.splitlines() if "Nielsen" in line and line.startswith("|")]
+    assert [row.split("|")[1].strip() for row in rows] == ["$C$", "$\\bar{C}$"], rows
+    assert "$C_x$" in rows[0] and "$C$" in rows[1].split("|")[2]
     files = generate(make_spec(3, "sigmoid", formats="md,tex,html", lang=lang, detail="full")).files
     md, tex, page = (files[f"derivation.{kind}"].decode() for kind in ("md", "tex", "html"))
     lesson = md.split("\n## 1. ", 1)[1].split("\n## 14. ", 1)[0]
@@ -1381,11 +1385,73 @@ def test_the_minibatch_exercise_is_what_the_generated_code_computes_on_two_colum
                          ids=lambda c: "-".join(str(x) for x in c if x))
 def test_the_chinese_lesson_says_how_the_full_edition_is_made_once(config):
     """Review 23, zh items 2 and 19: "（用 `--detail full` 生成）" at the first mention of the full
-    edition only (§16 for a sigmoid network, §19 for a ReLU one); later mentions say 完整版 alone."""
+    edition only; later mentions say 完整版 alone. Review 23, defect 7: the lesson names the full edition
+    only where §19 defers to it and in the closing line, not in §16 or appendices A and C."""
     md = generate(make_spec(*config, formats="md", lang="zh")).files["derivation.md"].decode()
     body = md.split("以上是讲义版")[0]  # the closing line gives the command itself
     glosses = [m.start() for m in re.finditer(r"用 `--detail full` 生成", body)]
     mentions = [m.start() for m in re.finditer("完整版", body)]
-    assert len(glosses) == 1 and len(mentions) >= 3, (glosses, mentions)
+    assert len(glosses) == 1 and len(mentions) >= 1, (glosses, mentions)
+    for appendix in ("A", "C"):
+        assert "完整版" not in md.split(f"\n## {appendix}. ")[1].split("\n## ")[0], appendix
     assert glosses[0] - mentions[0] < 12  # the gloss follows the first mention
     assert "⟪" not in md and "⟫" not in md
+
+
+@pytest.mark.parametrize("act, lang", [("sigmoid", "en"), ("sigmoid", "zh"), ("silu", "en"), ("tanh", "en")])
+def test_the_code_form_of_the_sigmoid_is_proved_before_the_table_pairs_it(act, lang):
+    """Review 23, defect 5: where model.py computes a sigmoid as tanh(z/2)/2 + 1/2 (the sigmoid, SiLU's
+    factor), the lesson proves the identity in the section of the activations, with the reason in one
+    clause, before the table of the algorithm pairs the formula with that line; the table's note points
+    back instead of to `--detail full`. An activation coded as written (tanh) gets neither."""
+    md = generate(make_spec(2, act, formats="md", lang=lang)).files["derivation.md"].decode()
+    sections = md.split("\n## ")
+    activations = _section(md, 6)
+    algorithm = next(part for part in sections if "| `A1 = " in part)  # section 15 or 16, by the network
+    proof = "\\tanh\\frac{z}{2} &= \\frac{1 - e^{-z}}{1 + e^{-z}}"
+    coded = "np.tanh((1/2)*Z1)" in algorithm
+    assert coded == (act != "tanh")
+    assert (proof in activations) == coded and proof not in algorithm
+    assert ("overflow" in activations or "溢出" in activations) == coded
+    if coded:
+        assert "](#6-" in algorithm.split("| 1 |")[-1].split("\n\n", 2)[-1] and "--detail full" not in algorithm
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_lesson_names_the_command_line_only_in_section_19_and_its_closing_line(config):
+    """Review 23, defect 7: a student does not know command-line flags. The English lesson names
+    `--detail full` in the closing line that says what the complete version holds, and in section 19
+    (left to its own rework), nowhere else."""
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    body, closing = md.rstrip().rsplit("\n\n", 1)
+    named = [n for n in [*map(str, range(1, 20)), *"ABCD"]
+             if "--detail full" in body.split(f"\n## {n}. ", 1)[1].split("\n## ", 1)[0]]
+    assert named in ([], ["19"]) and "--detail full" in closing, named
+
+
+def test_one_term_writes_a_collapsing_sum_as_its_term_and_keeps_the_softmax_sum(derived):
+    """Review 23, defect 4: `narrate.one_term` writes Σ_j' ∂C/∂a_j' ∂a_j'/∂z_j as its term j' = j only
+    where the engine's next local derivative carries [j = j'] in every term (an element-wise g, a
+    bias, a weight, a loss summed over its units); the lines after it are the engine's with j' = j put
+    in, so the derivation still ends in the engine's result. The softmax's Jacobian (−a_j a_j' for
+    j' ≠ j) keeps its sum."""
+    from derive.lesson.general import general_forms
+    from derive.narrate import one_term
+    from derive.notation import LayerRef
+
+    d = derived(3, "sigmoid", "mse")
+    forms = general_forms(d)
+    layer = LayerRef.symbolic()
+    for steps in (list(forms.output.steps), list(d.general.steps[Q("grad_b", layer)]),
+                  list(d.general.steps[Q("grad_W", layer)]), list(d.sample.steps[Q("grad_a", 3)])):
+        written = one_term(steps)
+        assert written != steps and not any(s.rhs.has(sp.KroneckerDelta) and s.rhs.has(sp.Sum) and
+                                             s.rule in ("chain_rule", "one_term") for s in written)
+        summed = next(s for s in steps if s.rule in ("chain_rule", "definition_loss"))
+        line = next(s for s in written if s.rule in ("chain_rule", "one_term"))
+        assert not line.rhs.has(sp.Sum) and summed.rhs.has(sp.Sum)
+        assert written[-1].rhs == steps[-1].rhs  # the same result: the engine's
+    soft = general_forms(derived(3, "relu", "ce", "softmax"))
+    steps = list(soft.output.steps)
+    assert one_term(steps) == steps

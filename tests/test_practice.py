@@ -60,6 +60,37 @@ def test_the_central_difference_of_appendix_b(sigmoid):
     assert "Check your gradient yourself" in text and "All checks passed." in text
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_box_prints_the_float64_slopes_model_py_gives(sigmoid, lang):
+    """Review 23, defect 11: beside the 50-digit box, the slope a student gets from `loss` of model.py
+    in float64, at h = 1e-5 (the recommended step: agrees to about ten digits) and at h = 1e-8
+    (cancellation: a thousand times worse or more), each figure as printed recomputed here."""
+    outcome, example, module = sigmoid
+    if lang == "zh":
+        outcome = generate(make_spec(3, "sigmoid", formats="md,py", lang=lang))
+    params = _params(example, module)
+    column = lambda label: np.array([[float(example.point[(label, (i,))])] for i in range(2)])  # noqa: E731
+    X, Y = column("a_0"), column("y")
+    gradient = float(central_difference(outcome.derivation, example, STEP).gradient)
+    box = outcome.files["derivation.md"].decode().split("\n## B. ", 1)[1].split("\n## C. ", 1)[0]
+    relatives = []
+    for exponent in (5, 8):
+        h = 10.0 ** -exponent
+        moved = {k: v.copy() for k, v in params.items()}
+        moved["W1"][0, 0] += h
+        up = module.loss(moved, X, Y)
+        moved["W1"][0, 0] -= 2 * h
+        slope = (up - module.loss(moved, X, Y)) / (2 * h)
+        mantissa, power = f"{slope:.9e}".split("e")
+        times = "\\times" if lang == "zh" else "\\cdot"
+        printed = f" 10^{{-{exponent}}}}} &= {mantissa} {times} 10^{{{int(power)}}}"  # the denominator 2·h, then =
+        assert printed in box, printed
+        relatives.append(abs(slope - gradient) / gradient)
+        mantissa, power = f"{relatives[-1]:.1e}".split("e")
+        assert f"{mantissa} {times} 10^{{{int(power)}}}" in box.split("float64")[-1]
+    assert relatives[0] < 1e-8 and relatives[1] > 1000 * relatives[0], relatives
+
+
 def test_the_answers_are_what_model_py_computes(sigmoid):
     outcome, example, module = sigmoid
     params = _params(example, module)

@@ -23,8 +23,9 @@ class Lesson:
 SECONDS = 5.0  # CPU time each part may take; a user-written function can make exact values explode
 
 
-def study(derivation) -> Lesson:
-    """Everything the lesson computes for one derivation (once per run; every format prints it).
+def study(derivation, source: str | None = None) -> Lesson:
+    """Everything the lesson computes for one derivation (once per run; every format prints it);
+    `source`, the generated model.py, lets the reader's checks run its `loss` in float64.
 
     A part that cannot be computed within its time, or whose numbers leave any range a reader could
     check (a typed cosh(z)**64 three layers deep), is left out of the document rather than guessed."""
@@ -47,7 +48,7 @@ def study(derivation) -> Lesson:
     check = None if derivation.model.is_chain or point is None else \
         _bounded(lambda d: gradient_check(d, point), derivation)  # the chain's box is practice's
     # the reader's checks beside the example they redo (only the chain's document prints them)
-    checks = practice(derivation, example) if example is not None and derivation.model.is_chain else None
+    checks = practice(derivation, example, source) if example is not None and derivation.model.is_chain else None
     paths = _bounded(lambda d: path_example(d, example), derivation) if checks is not None else None
     return Lesson(example, _bounded(compare_losses, derivation), path_bound(derivation), costs(derivation),
                   point=point if several_axes else None, check=check, practice=checks, paths=paths)

@@ -112,6 +112,54 @@ def gradient_check(derivation: Derivation, point: WorkedExample,
     return checks if all(checks) else None
 
 
+FLOAT_STEPS = (sp.Rational(1, 10**5), sp.Rational(1, 10**8))  # the step recommended in float64, and one too small
+
+
+@dataclass(frozen=True)
+class FloatSlope:
+    """The box's central difference as a student gets it: `loss` of model.py in float64, one step h."""
+
+    step: sp.Rational
+    slope: float
+    relative: float  # against the exact gradient of the box
+
+
+def float64_slopes(example: WorkedExample, check: CentralDifference, source: str | None) -> tuple[FloatSlope, ...] | None:
+    """The box's weight moved by each of FLOAT_STEPS in the generated module's `loss`, in float64, at the
+    worked example's point: at 10⁻⁵ the slope keeps about ten digits; at 10⁻⁸ the two losses share
+    their first eight digits and the difference loses them (cancellation). None without the module's
+    source, or where its parameters are not the point's (W1, b1, … of a chain of dense layers)."""
+    if source is None or check is None:
+        return None
+    from derive.verify import load_module
+
+    module = load_module(source, "derive_generated_practice")
+    arrays: dict[str, np.ndarray] = {}
+    grouped: dict[str, dict] = {}
+    for (label, index), value in example.point.items():
+        grouped.setdefault(label, {})[index] = float(value)
+    for label, values in grouped.items():
+        shape = tuple(max(i[axis] for i in values) + 1 for axis in range(len(next(iter(values)))))
+        array = np.zeros(shape if len(shape) == 2 else (shape[0], 1))  # a vector as one column: one sample
+        for index, value in values.items():
+            array[index if len(index) == 2 else (index[0], 0)] = value
+        arrays[{"a_0": "X", "y": "Y"}.get(label, label.replace("_", ""))] = array
+    X, Y = arrays.pop("X", None), arrays.pop("Y", None)
+    name = check.weight.label.replace("_", "")
+    if X is None or Y is None or set(arrays) != set(module.init_params(module.SIZES, np.random.default_rng(0))):
+        return None
+    gradient, out = float(check.gradient), []
+    for step in FLOAT_STEPS:
+        losses = []
+        for sign in (1, -1):
+            moved = {key: value.copy() for key, value in arrays.items()}
+            moved[name][check.index] += sign * float(step)
+            losses.append(float(module.loss(moved, X, Y)))
+        slope = (losses[0] - losses[1]) / (2 * float(step))
+        out.append(FloatSlope(step, slope, abs(slope - gradient) / abs(gradient)))
+    return tuple(out)
+
+
 def other_step(derivation: Derivation, example: WorkedExample, rate: sp.Rational = OTHER_RATE) -> tuple[dict, sp.Expr]:
     """The worked example's step with another learning rate: the updated parameters and the loss after it."""
     updated = _step(derivation, _numbers(example.point, example.exact), example.gradients, rate)
@@ -128,11 +176,15 @@ class Practice:
     other: tuple[dict, sp.Expr]  # other_step at OTHER_RATE: the updated parameters and the loss after
     diagonal: tuple | None  # diagonal_check: BP2 with diag(g′(z)) at the example (an exercise's answer)
     minibatch: tuple | None  # matrix_minibatch: two samples as matrices (an exercise's answer)
+    floats: tuple | None = None  # float64_slopes: the box's slope as model.py gives it in float64
 
 
-def practice(derivation: Derivation, example: WorkedExample) -> Practice:
-    return Practice(gradient_check(derivation, example, _first_weight), other_step(derivation, example, OTHER_RATE),
-                    diagonal_check(derivation, example), matrix_minibatch(derivation, example))
+def practice(derivation: Derivation, example: WorkedExample, source: str | None = None) -> Practice:
+    """`source`: model.py, whose `loss` in float64 gives the slopes a student sees (the box prints them)."""
+    checks = gradient_check(derivation, example, _first_weight)
+    return Practice(checks, other_step(derivation, example, OTHER_RATE),
+                    diagonal_check(derivation, example), matrix_minibatch(derivation, example),
+                    float64_slopes(example, checks[-1], source) if checks else None)
 
 
 def matrix_minibatch(derivation: Derivation, example: WorkedExample):
@@ -251,5 +303,5 @@ def run_check_script(model, module) -> str | None:
     return out.getvalue().strip()
 
 
-__all__ = ["CentralDifference", "central_difference", "moving_weight", "shrunk_sizes", "gradient_check", "STEPS", "other_step", "scaled_costs", "check_script",
+__all__ = ["FloatSlope", "float64_slopes", "FLOAT_STEPS", "CentralDifference", "central_difference", "moving_weight", "shrunk_sizes", "gradient_check", "STEPS", "other_step", "scaled_costs", "check_script",
            "run_check_script", "STEP", "OTHER_RATE"]
