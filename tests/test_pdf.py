@@ -166,7 +166,7 @@ def test_the_network_table_is_one_line_a_row_and_the_figure_is_cited_by_its_numb
     network = tex[start:tex.index(r"\label{sec:", start + 1)]  # to the next section (notation now comes first)
     table = network[network.index(r"\begin{tabular}"):network.index(r"\end{tabular}")]
     assert r"\displaystyle" not in table and r"\frac" not in table and r"\arraystretch" not in network[:network.index(table)]
-    assert r"g(z) = \max\left(0, z\right)" in table
+    assert r"g(z) = \max(0, z)" in table  # no \left( gap after \max (zh review 24, PDF item 6)
     cite = {"en": r"Figure~\ref{fig:network} shows", "zh": r"图~\ref{fig:network} 画出了"}[lang]
     assert cite in network and network.index(cite) > network.index(r"\end{figure}")
     assert r"{\footnotesize $n = 4$}" in network and ("forward: $z$, $a$" in network or "前向：$z$、$a$" in network)
