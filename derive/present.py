@@ -73,6 +73,20 @@ def tex_escape(text: str) -> str:
     return re.sub(r"-(?=-)", "-{}", "".join(_TEX_SPECIAL.get(ch, ch) for ch in text))
 
 
+COMMAND_ON_ONE_LINE = 72  # characters of a derive command that a line holds in monospace (\small or not)
+
+
+def tex_code_span(code: str) -> str:
+    """`code` in LaTeX monospace. A derive command never breaks inside an option and its value: on
+    one line when it fits (the colophon broke `derive mlp --layers 3` over two: zh review 24, PDF
+    item 6), else only before an option, so a reader who copies it sees each option whole."""
+    if not code.startswith("derive "):
+        return r"\texttt{" + tex_escape(code) + "}"
+    if len(code) <= COMMAND_ON_ONE_LINE:
+        return r"\mbox{\texttt{" + tex_escape(code) + "}}"
+    return " ".join(r"\mbox{\texttt{" + tex_escape(group) + "}}" for group in re.split(r" (?=--)", code))
+
+
 def prose(text: str, fmt: str) -> str:
     """Catalog text for a format: Markdown keeps it; LaTeX escapes plain text, converts `code` and
     writes an inline fraction with a slash (derive.slashed); HTML escapes plain text and renders math as MathML (see `derive.mathml`)."""
@@ -87,7 +101,7 @@ def prose(text: str, fmt: str) -> str:
         if part.startswith("$") and part.endswith("$") and len(part) > 1:
             out.append(slashed_inline(part))  # an inline fraction with a slash: \frac in a line is too small
         elif part.startswith("`") and part.endswith("`") and len(part) > 1:
-            out.append(r"\texttt{" + tex_escape(part[1:-1]) + "}")
+            out.append(tex_code_span(part[1:-1]))
         elif part.startswith("**") and part.endswith("**") and len(part) > 4:
             out.append(r"\textbf{" + prose(part[2:-2], fmt) + "}")  # a bold lead may hold a formula
         elif part.startswith("*") and part.endswith("*") and len(part) > 2:

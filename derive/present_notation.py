@@ -334,7 +334,9 @@ def notation_map_blocks(text) -> list:
     header = tuple(text(f"notation_map.{column}") for column in ("concept", "ours", "nielsen", "cs231n", "eto"))
     return [
         blocks.Paragraph(text("notation_map.intro")),
-        blocks.Table(header, others, (r"p{0.24\textwidth}", "l", "l", "l", "l")),
+        # the names are short (at most "activation function", 平均损失（代价函数）): on one line each, so that
+        # 代价函数 is not broken and the table, kept with its heading, needs a line a row (zh review 24, PDF 1-2)
+        blocks.Table(header, others, ("l", "l", "l", "l", "l")),
         blocks.Paragraph(theirs(lambda: text("notation_map.note"))),
     ]
 

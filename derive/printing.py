@@ -158,6 +158,10 @@ def times_sign() -> str:
     return dict(_WORDS.get()).get("times", r"\cdot")
 
 
+# what makes an argument taller than a line, so that its brackets must grow with it (\left( \right))
+TALL_MARKS = (r"\frac", r"\sum", r"\prod", r"\int", r"\begin", r"\left", r"\binom", r"\sqrt")
+
+
 class DeriveLatexPrinter(LatexPrinter):
     """LaTeX printer for index-form (default) and matrix-form (`matrix=True`) expressions."""
 
@@ -253,6 +257,19 @@ class DeriveLatexPrinter(LatexPrinter):
             tex = f"{name}({args})"
             return f"{tex}^{{{exp}}}" if exp else tex
         return super()._print_Function(expr, exp=exp)
+
+    def _hprint_variadic_function(self, expr, exp=None) -> str:
+        """max(0, z) and min(…) with plain parentheses: SymPy's \\left( \\right) sets a gap after
+        \\max ("max (0, z)": zh review 24, PDF item 6); a tall argument (a fraction, a sum, a
+        matrix, already-sized brackets) keeps brackets that grow with it."""
+        args = sorted(expr.args, key=sp.default_sort_key)
+        body = ", ".join(self._print(a) for a in args)
+        name = str(expr.func).lower()
+        tall = any(mark in body for mark in TALL_MARKS)
+        tex = rf"\{name}\left({body}\right)" if tall else rf"\{name}({body})"
+        return rf"{tex}^{{{exp}}}" if exp is not None else tex
+
+    _print_Max = _print_Min = _hprint_variadic_function  # SymPy binds its own helper to these names
 
     def _print_KroneckerDelta(self, expr, exp=None) -> str:
         """The Kronecker delta as the Iverson bracket [i = q] (δ is the error): a power of it is itself."""

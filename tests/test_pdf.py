@@ -166,7 +166,7 @@ def test_the_network_table_is_one_line_a_row_and_the_figure_is_cited_by_its_numb
     network = tex[start:tex.index(r"\label{sec:", start + 1)]  # to the next section (notation now comes first)
     table = network[network.index(r"\begin{tabular}"):network.index(r"\end{tabular}")]
     assert r"\displaystyle" not in table and r"\frac" not in table and r"\arraystretch" not in network[:network.index(table)]
-    assert r"g(z) = \max\left(0, z\right)" in table
+    assert r"g(z) = \max(0, z)" in table  # no \left( gap after \max (zh review 24, PDF item 6)
     cite = {"en": r"Figure~\ref{fig:network} shows", "zh": r"图~\ref{fig:network} 画出了"}[lang]
     assert cite in network and network.index(cite) > network.index(r"\end{figure}")
     assert r"{\footnotesize $n = 4$}" in network and ("forward: $z$, $a$" in network or "前向：$z$、$a$" in network)
@@ -224,3 +224,23 @@ def test_the_appendix_code_wraps_instead_of_running_off_the_page(built, tmp_path
     text = pdf_text(files["derivation.pdf"], tmp_path)
     for line in long:
         assert line.split()[-1] in text, line  # its last word is printed, not cut at the margin
+
+
+def test_commands_stay_on_one_line_and_chinese_headings_are_set_in_hei(built, tmp_path):
+    """zh review 24, PDF items 4 and 6: the colophon's commands never break inside (each is whole on
+    one line of the last page); the Chinese headings and bold run-in headings are set in FandolHei,
+    not in a bold Song, which looks blurred on screen."""
+    lang, files, _ = built
+    tex = files["derivation.tex"].decode()
+    colophon = tex[tex.rindex(r"\rule{0.3\textwidth}"):]
+    boxed = re.findall(r"\\mbox\{\\texttt\{(derive .*?)\}\}", colophon)
+    assert boxed and len(boxed) == colophon.count(r"\texttt{derive "), colophon
+    last = pdf_text(files["derivation.pdf"], tmp_path).split("\f")[-2]
+    lines = [re.sub(r"\s+", " ", line) for line in last.splitlines()]
+    for command in (b.replace("-{}", "-").replace(r"\_", "_") for b in boxed):
+        assert any(command in line for line in lines), (command, lines)
+    if lang == "zh":
+        need(shutil.which("pdffonts") is not None, "pdffonts (poppler-utils)")
+        (tmp_path / "f.pdf").write_bytes(files["derivation.pdf"])
+        fonts = subprocess.run(["pdffonts", str(tmp_path / "f.pdf")], capture_output=True, text=True, check=True).stdout
+        assert "FandolHei-Regular" in fonts and "FandolSong-Bold" not in fonts, fonts

@@ -184,7 +184,8 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs, exampl
         blocks.Aligned(rates),
         # with the example, the count only counts: the shared parts are shown by the table and then discussed
         blocks.Paragraph(text(("paths.count_brief" if example is not None else "paths.count")
-                              + ("_vector" if vector_output else ""), count=formula, out=out_unit)),
+                              + ("_vector" if vector_output else ""), count=formula, out=out_unit,
+                              outputs=f"n_{{{L}}}")),  # the output layer's width, twice in a count after a softmax
         *(example_blocks(example, sizes, text, refs, figure) if example is not None else []),
         *([blocks.Paragraph(text("paths.discover")),
            blocks.Paragraph(text("paths.factor" + ("_vector" if vector_output else "")))] if example is not None
