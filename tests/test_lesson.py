@@ -86,7 +86,9 @@ def _section(markdown: str, number: int) -> str:
 def test_the_opening_motivates_before_it_derives(compared_markdown):
     """Section 1 says, one idea a paragraph, what is wanted (the rate at which the loss changes with
     one weight), why not by finite differences, what backpropagation costs and what it keeps in memory,
-    with this network's counts, and displays no equation; section 2 defines the symbols, and section 3
+    with this network's counts (in `full`; the lesson's §1 counts nothing, see
+    test_the_lesson_opening_counts_nothing_and_section_18_counts_everything), and displays no equation;
+    section 2 defines the symbols, sections 3 and 4 write the forward pass and the loss, and section 5
     shows the network, explains the error of a unit and only then counts the paths of a weight of
     layer 1, whose shared parts the errors are."""
     opening = _section(compared_markdown, 1)
@@ -439,7 +441,7 @@ def test_a_new_symbol_is_defined_in_the_sentence_that_first_uses_it(sigmoid_tex)
     defined = {}
     for n, symbols in symbol_tables(sigmoid_tex):
         defined.setdefault(labels[n], []).extend(symbols)
-    # Δ is used from section 3 on (the change of one weighted input), so the main table has it; the minibatch form
+    # Δ is used from section 5 on (the change of one weighted input), so the main table has it; the minibatch form
     # opens with a short table of its matrices, the errors D among them
     assert r"\Delta" in defined["sec:notation"] and "D^{(l)}" in defined["sec:minibatch"]
     assert defined["sec:example"] == [r"\eta"] and defined["sec:cost"] == ["N"] and defined["sec:method"] == ["[P]"]
@@ -866,9 +868,9 @@ def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_mark
 def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdown):
     """The big picture has its own section right after the box of the four equations: Nielsen's
     indexed product for one weight of layer 1 (one rate per edge, 2L + 1 of them), the number of
-    terms of the sum computed from the sizes in the table of section 3 (an extra factor n_L for a
+    terms of the sum computed from the sizes in the table of section 5 (an extra factor n_L for a
     softmax output), and the same sum grouped from the loss end into BP1, BP2 once per hidden layer
-    and BP4. Section 2 only previews it, with the paths through the units, and cites the section."""
+    and BP4. Section 5 of `full` only previews it, with the paths through the units, and cites the section."""
     section = _section(compared_markdown, 12)
     assert "\\boxed" in _section(compared_markdown, 11)
     sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 5))]
