@@ -932,8 +932,8 @@ def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> 
                 for tag in tags]
     forms = general_forms(derivation)
     if forms is None or forms.hidden is None or derivation.general is None:
-        if text.is_lesson:
-            return _in_words(text, meanings, [], False)
+        if text.is_lesson:  # this network's equations, no general form: no claim for any g
+            return _in_words(text, meanings, [], "_network")
         return lesson_blocks.learn_blocks(text, rows, meanings, lesson, goals=False)
     # the bullets cite the general forms that the box shows
     where |= {"BP1": refs.equation("eq:bp1-general", "output_error"), "BP2": refs.equation("eq:bp2-general", "recursion")}
@@ -957,16 +957,17 @@ def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> 
                      intro=text("learn.cases_put_in"))]
     instance = [(tag, e) for tag, e in rows if tag in ("BP1", "BP2")]
     if text.is_lesson:  # the box stands in section `method`, where the proofs begin: here what it says in words
-        return _in_words(text, meanings, cases, forms.vector)
+        return _in_words(text, meanings, cases, "_vector" if forms.vector else "")
     return lesson_blocks.learn_blocks(text, general, meanings, lesson, instance=instance,
                                       vector="_vector" if forms.vector else "", goals=False, cases=cases)
 
 
-def _in_words(text: Text, meanings: list[str], cases: list, vector: bool) -> list:
+def _in_words(text: Text, meanings: list[str], cases: list, kind: str) -> list:
     """The lesson's section `summary`: the four equations, boxed in section `method` before their
     proofs, said in words with a reference back to the box, not displayed a second time (review 23,
-    defect 2); after a softmax, the two cases of its Jacobian, which the box leaves general."""
-    back = blocks.Paragraph(text("learn.in_words" + ("_vector" if vector else "")))
+    defect 2); after a softmax, the two cases of its Jacobian, which the box leaves general (`kind`:
+    "_vector" after a softmax, "_network" where the box holds this network's equations only)."""
+    back = blocks.Paragraph(text("learn.in_words" + kind))
     return [back, blocks.ItemList(tuple(meanings), intro=text("learn.meanings")), *cases]
 
 
