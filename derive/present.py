@@ -254,7 +254,8 @@ def _network_lesson(model, text: Text, refs: Refs) -> list:
         # why z and not a is said after BP3 and BP4 (section `parameters`), whose short products are the reason
         *([blocks.Paragraph(text("big_picture.backwards"))] if depth > 1 else []),  # one layer: nothing to pass back
         # last, the paths: the errors are what paths that meet at a unit share
-        *([_paths(model, text, refs)] if depth > 1 else []),  # one layer: a single path per weight
+        # (the lesson counts them in one place, section `paths`, beside their table: review 23, defect 1)
+        *([_paths(model, text, refs)] if depth > 1 and not text.is_lesson else []),  # one layer: a single path
     ]
 
 
@@ -926,13 +927,8 @@ def _training_lesson(derivation: Derivation, text: Text, refs: Refs, training: t
     takes and the start (`present_training_lesson`); `full` derives each in a section of its own."""
     from derive.present_training_lesson import training_lesson_blocks
 
-    key = "l" if "l" in derivation.updates else str(derivation.model.depth)
-    steps = derivation.updates[key]  # each parameter: θ ← θ − η ∂C̄/∂θ, then = θ − (η/m) … (its substitution)
-    results = [(step.lhs, after.rhs) for step, after in zip(steps, steps[1:])
-               if step.rule == "gradient_descent" and after.rule != "gradient_descent"]
-    update = [blocks.Paragraph(text("training_lesson.step")),
-              blocks.Aligned(tuple(blocks.Row(latex(lhs, matrix=True), latex(rhs, matrix=True), relation=r"\leftarrow")
-                                   for lhs, rhs in results))]
+    # the update is displayed once, as the algorithm's last step (section `algorithm`; review 23, defect 2)
+    update = [blocks.Paragraph(text("training_lesson.step_back"))]
     return training_lesson_blocks(update, training, derivation.model, text)
 
 
@@ -957,6 +953,8 @@ def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> 
                 for tag in tags]
     forms = general_forms(derivation)
     if forms is None or forms.hidden is None or derivation.general is None:
+        if text.is_lesson:  # this network's equations, no general form: no claim for any g
+            return _in_words(text, meanings, [], "_network")
         return lesson_blocks.learn_blocks(text, rows, meanings, lesson, goals=False)
     # the bullets cite the general forms that the box shows
     where |= {"BP1": refs.equation("eq:bp1-general", "output_error"), "BP2": refs.equation("eq:bp2-general", "recursion")}
@@ -979,10 +977,19 @@ def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> 
                      blocks.Row(lhs, general_bp1(forms)["rhs"], text.raw("tag.case_softmax")))),),
                      intro=text("learn.cases_put_in"))]
     instance = [(tag, e) for tag, e in rows if tag in ("BP1", "BP2")]
-    if text.is_lesson:  # the lesson boxes the four equations once; this network's BP1 and BP2 are in sections 8 and 9
-        instance = []
+    if text.is_lesson:  # the box stands in section `method`, where the proofs begin: here what it says in words
+        return _in_words(text, meanings, cases, "_vector" if forms.vector else "")
     return lesson_blocks.learn_blocks(text, general, meanings, lesson, instance=instance,
                                       vector="_vector" if forms.vector else "", goals=False, cases=cases)
+
+
+def _in_words(text: Text, meanings: list[str], cases: list, kind: str) -> list:
+    """The lesson's section `summary`: the four equations, boxed in section `method` before their
+    proofs, said in words with a reference back to the box, not displayed a second time (review 23,
+    defect 2); after a softmax, the two cases of its Jacobian, which the box leaves general (`kind`:
+    "_vector" after a softmax, "_network" where the box holds this network's equations only)."""
+    back = blocks.Paragraph(text("learn.in_words" + kind))
+    return [back, blocks.ItemList(tuple(meanings), intro=text("learn.meanings")), *cases]
 
 
 def _preview(derivation: Derivation, text: Text) -> list:
@@ -998,9 +1005,10 @@ def _preview(derivation: Derivation, text: Text) -> list:
                 *[(tag, e) for tag, e in rows if tag in ("BP3", "BP4")]]
     tags = list(dict.fromkeys(tag for tag, _ in rows))
     meanings = [text(f"preview.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else "")) for tag in tags]
+    if text.is_lesson:  # stated and boxed once, where the proofs begin; section `summary` says them in words
+        return [blocks.Paragraph(text("preview.intro")),  # (review 23, defect 2: not a second display there)
+                blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True)]
     display = blocks.Derivation((blocks.Group("", tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows)),))
-    if text.is_lesson:  # the lesson says what each one means once, under the box
-        return [blocks.Paragraph(text("preview.intro")), display]
     return [blocks.Paragraph(text("preview.intro")), display, blocks.ItemList(tuple(meanings))]
 
 
@@ -1206,10 +1214,11 @@ def _uses(block, symbol: str) -> bool:
 
 
 # the sections of a lesson, in order; the document of any network (`present_graph`) has its own core
-# the lesson: why, the symbols (before the picture uses them), the picture, the derivation of BP1-BP4 in
+# the lesson: why, the symbols, the forward pass and the loss written down (review 23, defect 1: before the
+# picture's demon and "why backwards" use them), the picture, the derivation of BP1-BP4 in
 # order, the four equations boxed once, what they say, the algorithm beside its code, the example and
 # the cost; then the reference part
-LESSON_SECTIONS = ("learn", "notation", "network", "forward", "loss", "activations", "method", "output_error",
+LESSON_SECTIONS = ("learn", "notation", "forward", "loss", "network", "activations", "method", "output_error",
                    "recursion", "parameters", "summary", "paths", "meaning", "loss_choice", "minibatch", "algorithm",
                    "example", "cost", "update_rule")
 TRAINING_SECTIONS = ("optimizer", "initialisation")  # how parameters move and start, after the update rule

@@ -88,6 +88,10 @@ def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list
                                  raw={"update": refs.section("update_rule"),
                                       **({"network": refs.section("network")} if opening else {})}))
     c = lesson.costs
+    if opening and text.is_lesson:  # the lesson's opening says why, not how much: section `cost` counts
+        return [want,  # (review 23, defect 1: no count before the forward pass is written down)
+                blocks.Paragraph(text("learn.nudge_lead") + text.raw("language.sentence_separator") + text("learn.obvious")),
+                blocks.Paragraph(text("learn.promise", raw={"cost": refs.section("cost")}))]
     if opening and _first_layer_saves(c):
         backward = c.errors.value + c.gradients.value
         return [want,
@@ -429,6 +433,19 @@ def _errors(derivation: Derivation) -> list[Quantity]:
 # the algorithm beside its code
 
 
+def update_blocks(derivation: Derivation, text, refs) -> list:
+    """The lesson's update, the algorithm's last step, displayed once here (review 23, defect 2): every
+    parameter moves against the minibatch gradient, the engine's substituted update rule; the worked
+    example and the training section refer to it."""
+    key = "l" if "l" in derivation.updates else str(derivation.model.depth)
+    steps = derivation.updates[key]  # each parameter: θ ← θ − η ∂C̄/∂θ, then = θ − (η/m) … (its substitution)
+    results = [(step.lhs, after.rhs) for step, after in zip(steps, steps[1:])
+               if step.rule == "gradient_descent" and after.rule != "gradient_descent"]
+    return [blocks.Paragraph(text("algorithm.update_step", raw={"training": refs.section("update_rule")})),
+            blocks.Aligned(tuple(blocks.Row(latex(lhs, matrix=True), latex(rhs, matrix=True), relation=r"\leftarrow")
+                                 for lhs, rhs in results))]
+
+
 def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     """Each line of `forward` and `gradients` of model.py beside the formula it was printed from, with
     the proof that the code's tanh form is the sigmoid (the lesson states it)."""
@@ -459,13 +476,16 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         blocks.Paragraph(text("algorithm.backward_table")),
         blocks.Table(header, tuple(rows[forward:]), ("r", "l", "l"), code=True),
         # what follows the table's last line, before the aside on the sigmoid's tanh form
-        blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
-                              if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")})),
+        *([] if text.is_lesson else [
+            blocks.Paragraph(text("algorithm.update", raw={"optimizer": refs.section("optimizer")}
+                                  if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")}))]),
         # where the code's lines differ from their formulas (the bias broadcast, the sigmoid's tanh form): one paragraph
         *_code_notes(_broadcasting(texs, code, text)
                      + ([text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)),
                               raw={"activations": refs.section("activations")})] if tanh else []), text),
         *([tanh_steps()] if tanh and not text.is_lesson else []),
+        # the lesson's last step, after the notes on the table's lines
+        *(update_blocks(derivation, text, refs) if text.is_lesson else []),
     ]
 
 
@@ -838,8 +858,11 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
     eta = latex(LEARNING_RATE)
     rule = tuple(blocks.Row(q, rf"{q} - {eta} \frac{{\partial C}}{{\partial {q}}}", relation=r"\leftarrow")
                  for q in ("W^{(l)}", "b^{(l)}"))  # a display: inline, the rule broke at its minus
-    out += [blocks.Paragraph(text("example.update", raw={"update": refs.section("update_rule")})),
-            blocks.Aligned(rule)]
+    if text.is_lesson:  # the update is displayed once, as the algorithm's last step (review 23, defect 2)
+        out += [blocks.Paragraph(text("example.update_back", raw={"algorithm": refs.section("algorithm")}))]
+    else:
+        out += [blocks.Paragraph(text("example.update", raw={"update": refs.section("update_rule")})),
+                blocks.Aligned(rule)]
     if not text.is_lesson:  # every updated parameter (the lesson gives the loss after the step, `full` the parameters too)
         out += [blocks.Paragraph(text("example.rate", rate=rate, eta=eta)),
                 blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
@@ -871,6 +894,7 @@ def cost_blocks(lesson: Lesson, text) -> list:
         blocks.Table(header, tuple(rows), (r">{\raggedright\arraybackslash}p{0.34\textwidth}",
                                            r">{\raggedright\arraybackslash}p{0.47\textwidth}", "r")),
         blocks.Paragraph(text("cost.result", forward=c.forward.value, backward=backward,
+                              passes=c.parameters.value + 1, one_sided=(c.parameters.value + 1) * c.forward.value,
                               backward_ratio=f"{backward / c.forward.value:.2g}" if c.forward.value else "0",
                               total=c.backpropagation, total_ratio=cost_ratio(lesson), finite=c.finite_differences.value,
                               ratio=f"{c.finite_differences.value / c.backpropagation:.0f}" if c.backpropagation else "0",
@@ -880,6 +904,9 @@ def cost_blocks(lesson: Lesson, text) -> list:
         *([blocks.Paragraph(text("cost.bound", forward=c.forward.value, saved=c.saved.value, total=c.backpropagation,
                                  raw={"saved_formula": latex(c.saved.symbolic)})),
            blocks.Paragraph(text("cost.note_chain"))] if _first_layer_saves(c) else [blocks.Paragraph(text("cost.note"))]),
+        # the lesson's section 1 promises without counting; its price in memory is counted here with the rest
+        *([blocks.Paragraph(text("cost.memory", stored=c.stored, inputs=c.kept[0], units=c.kept[1],
+                                 parameters=c.parameters.value))] if text.is_lesson and c.kept[1] else []),
     ]
 
 

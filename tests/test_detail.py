@@ -156,7 +156,7 @@ def test_the_summary_has_the_box_the_algorithm_with_its_code_and_the_certificate
     lang = CONFIGS[name][1]
     catalog = messages(lang)
     numbers = re.findall(r"^## (\d+|[A-Z])\. ", md, re.M)
-    assert numbers == ["2", "3", "11", "16", "A", "B"]  # the lesson's numbers, kept
+    assert numbers == ["2", "5", "11", "16", "A", "B"]  # the lesson's numbers, kept
     assert "\\boxed{" in md and "(BP1)" in md.replace("（", "(").replace("）", ")")
     algorithm = md.split("\n## 16. ", 1)[1].split("\n## ", 1)[0]
     assert re.search(r"^\| 7 \| .* \| `delta3 = .*` \|$", algorithm, re.M)  # step 7: the output error and its code
@@ -237,7 +237,7 @@ def test_derive_net_prints_a_chain_at_any_detail_and_refuses_it_for_another_netw
                                      "--format", "md", "--out", str(out), "-q"])
     assert done.exit_code == 0, done.output
     markdown = (out / "derivation.md").read_text()
-    assert re.findall(r"^## (\d+|[A-Z])\. ", markdown, re.M) == ["2", "3", "11", "16", "A", "B"]
+    assert re.findall(r"^## (\d+|[A-Z])\. ", markdown, re.M) == ["2", "5", "11", "16", "A", "B"]
     assert "--detail summary`" in markdown and "--detail full`" in markdown
     refused = tmp_path / "residual"
     result = CliRunner().invoke(main, ["net", str(examples / "residual_mlp.toml"), "--detail", "full",
@@ -253,10 +253,11 @@ def _prose(section: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_the_lesson_states_the_four_equations_twice_and_explains_the_collapse_once(outcomes, name):
-    """Review 20, defect 3: in the lesson each of BP1-BP4 is printed, as an equation tagged with its
-    name, once unproved before the proofs (section 7) and once in the box (section 11), not a third
-    time for this network; `full` keeps the third (its instance under the box). Why a chain-rule sum
+def test_the_lesson_states_the_four_equations_once_and_explains_the_collapse_once(outcomes, name):
+    """Review 20, defect 3, and review 23, defect 2: in the lesson each of BP1-BP4 is printed, as an
+    equation tagged with its name, once: boxed where the proofs begin (section 7); section 11 says them
+    in words and refers back to the box, and section 12 names them without a display; `full` keeps its
+    preview, its box and the instance under the box. Why a chain-rule sum
     keeps one term (j' = j) is said once, at its first use; later derivations name the step only in
     their margin. Review 23, defect 4: with element-wise activations there is no such sum in the
     lesson at all: the chain rule is written as its one term, with one sentence in section 8 saying
@@ -270,7 +271,12 @@ def test_the_lesson_states_the_four_equations_twice_and_explains_the_collapse_on
             lines = [line for line in re.findall(r"(?m)^.*\\text\{[(（]%s[)）]\}.*$" % tag, front) if "_{j" not in line]
             counts[tag] = len(lines)
             if detail == "lesson":
-                assert len(lines) == 2 and tag in _sections(front)["7"] and tag in _sections(front)["11"], (tag, lines)
+                sections = _sections(front)
+                assert len(lines) == 1 and lines[0] in sections["7"] and "\\boxed" in sections["7"], (tag, lines)
+                assert f"**{tag}**" in sections["11"] and not re.search(r"\\text\{[(（]BP", sections["11"])
+                assert "$$" not in sections["11"] or "softmax" in sections["11"]  # only the softmax's two cases of J
+                assert (tag in sections["12"]) == (tag != "BP3") and "\\text{(BP" not in sections["12"]
+                assert re.search(r"(?:section|第) 7", sections["11"]) and re.search(r"(?:section|第) 7", sections["12"])
         if detail == "full":  # the complete text prints BP1 and BP2 a third time, for this network
             assert counts["BP1"] >= 3 and counts["BP2"] >= 3, counts
     lesson = _md(outcomes(name, "lesson"))
@@ -318,20 +324,24 @@ def test_the_lesson_front_is_a_third_shorter_and_full_keeps_every_word(outcomes,
     assert ("| $j'" not in table and "j'," not in table) or "J" in table  # a softmax's Jacobian names its entries j', j
     assert "\\Delta" in full_front["2"] and "\\mathrm{in}" in full_front["2"]
     # C and C̄ against Nielsen's C_x and C, in the text where the loss is defined, not in a note (defect 4)
-    assert "C_x" in _prose(lesson_front["5"])[-1] and "[^" not in lesson_front["5"]
-    # the demon told in the text of section 3, not in a note (defect 8); section 13 stands alone (defect 6)
-    assert "demon" in lesson_front["3"] or "小妖" in lesson_front["3"]
-    assert "[^" not in lesson_front["3"] and "[^" in full_front["3"]
+    # (the loss is section 4 and the picture section 5 since review 23, defect 1: the forward pass first)
+    assert "C_x" in _prose(lesson_front["4"])[-1] and "[^" not in lesson_front["4"]
+    # the demon told in the text of section 5, not in a note (defect 8); section 13 stands alone (defect 6)
+    assert "demon" in lesson_front["5"] or "小妖" in lesson_front["5"]
+    assert "[^" not in lesson_front["5"] and "[^" in full_front["5"]
     assert "7.1" not in lesson_front["13"] and ("7.1" in full_front["13"] or "ReLU" in full_front["13"])
     assert "|" not in "".join(lesson_front["13"].splitlines()[:4])  # the largest slope in a sentence, no table
-    # no forward reference out of sections 1, 3, 7 and 13 (defect 5); §7's lead names the proofs it precedes
-    for number, later in (("1", (12, 25)), ("3", (4, 25)), ("13", (14, 25))):
+    # no forward reference out of sections 1, 5, 7 and 13 (defect 5), but §1's to the counting of §18;
+    # §7's lead names the proofs it precedes
+    for number, later in (("1", (12, 18)), ("5", (6, 25)), ("13", (14, 25))):
         cited = {int(n) for n in re.findall(r"\[(\d+)\]\(#", lesson_front[number])}
         assert not cited & set(range(*later)), (number, cited)
-    # about three forward passes in multiply-adds, and what the stored activations cost (defect 9)
-    opening = lesson_front["1"]
-    assert re.search(r"\b74\b", opening) and ("million and one" in opening or "一百万零一" in opening)
-    assert ("multiply-adds" in opening and "memory" in opening) or ("乘加" in opening and "内存" in opening)
+    # about three forward passes in multiply-adds, and what the stored activations cost (defect 9): §1
+    # says why, §18 counts (review 23, defect 1)
+    opening, cost = lesson_front["1"], _sections(lesson)["18"]
+    assert "million and one" in opening or "一百万零一" in opening
+    assert re.search(r"\b74\b", cost) and not re.search(r"\b74\b", opening)
+    assert ("multiply-adds" in cost and "memory" in cost) or ("乘加" in cost and "内存" in cost)
 
 
 def _dangling_colons(markdown: str) -> list[str]:

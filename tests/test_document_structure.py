@@ -163,6 +163,6 @@ def test_every_format_is_built_from_one_structure(config):
               for fmt in ("md", "tex", "html")]
     assert shapes[0] == shapes[1] == shapes[2]
     keys = [s["key"] for s in shapes[0]["sections"]]
-    assert keys[:3] == ["learn", "notation", "network"] and keys[-4:] == ["code", "verification", "notations", "answers"]
+    assert keys[:5] == ["learn", "notation", "forward", "loss", "network"] and keys[-4:] == ["code", "verification", "notations", "answers"]
     # the lesson (the default detail) folds the optimizer and the initialisation into its training section
     assert keys[-5] == "update_rule" and "optimizer" not in keys and "initialisation" not in keys and "example" in keys

@@ -86,7 +86,9 @@ def _section(markdown: str, number: int) -> str:
 def test_the_opening_motivates_before_it_derives(compared_markdown):
     """Section 1 says, one idea a paragraph, what is wanted (the rate at which the loss changes with
     one weight), why not by finite differences, what backpropagation costs and what it keeps in memory,
-    with this network's counts, and displays no equation; section 2 defines the symbols, and section 3
+    with this network's counts (in `full`; the lesson's §1 counts nothing, see
+    test_the_lesson_opening_counts_nothing_and_section_18_counts_everything), and displays no equation;
+    section 2 defines the symbols, sections 3 and 4 write the forward pass and the loss, and section 5
     shows the network, explains the error of a unit and only then counts the paths of a weight of
     layer 1, whose shared parts the errors are."""
     opening = _section(compared_markdown, 1)
@@ -103,11 +105,14 @@ def test_the_opening_motivates_before_it_derives(compared_markdown):
     # the memory: x and z, a of every unit, 4 + 2 · 13 = 30 numbers per sample
     assert re.search(r"\b30\b", paragraphs[3]) and re.search(r"\b13\b", paragraphs[3])
     assert "| $\\delta^{(l)}$ |" in _section(compared_markdown, 2)  # the symbols before the picture uses them
-    picture = _section(compared_markdown, 3)
+    # the forward pass written down (section 3) and the loss (section 4) before the picture (section 5)
+    # tells of the demon and the error (review 23, defect 1)
+    assert "z^{(l)} &= W^{(l)} a^{(l-1)} + b^{(l)}" in _section(compared_markdown, 3)
+    picture = _section(compared_markdown, 5)
     # a weight of layer 1 reaches the loss along n2 n3 = 15 paths through the units, and after a
     # softmax (the relu-ce document) n2 n3 n3 = 45, one more choice of the output: counted as section
     # 12 counts them, one term per path (review 23, zh item 1)
-    softmax = "softmax" in _section(compared_markdown, 4)
+    softmax = "softmax" in picture
     counted = r"n_\{2\} n_\{3\} n_\{3\} = 5 \\cdot 3 \\cdot 3 = 45\$" if softmax else r"n_\{2\} n_\{3\} = 5 \\cdot 3 = 15\$"
     paths = re.search(counted, picture)
     assert paths and re.search(counted, _section(compared_markdown, 12)), counted
@@ -146,7 +151,7 @@ def test_the_error_is_motivated_before_it_is_derived_and_z_once_bp3_and_bp4_show
     and not a is said after BP3 and BP4 (section 10), whose short products are the reason: z changes
     with its bias at rate 1 and with a weight at the activation it reads, where ∂C/∂a would bring g′
     into every gradient."""
-    picture = _section(compared_markdown, 3)
+    picture = _section(compared_markdown, 5)
     meaning = next(b for b in picture.split("\n\n") if "\\delta^{(l)}_j \\Delta z^{(l)}_j" in b)
     assert "\\partial C / \\partial a^{(l)}_j" not in picture
     gradients = _section(compared_markdown, 10)
@@ -436,7 +441,7 @@ def test_a_new_symbol_is_defined_in_the_sentence_that_first_uses_it(sigmoid_tex)
     defined = {}
     for n, symbols in symbol_tables(sigmoid_tex):
         defined.setdefault(labels[n], []).extend(symbols)
-    # Δ is used from section 3 on (the change of one weighted input), so the main table has it; the minibatch form
+    # Δ is used from section 5 on (the change of one weighted input), so the main table has it; the minibatch form
     # opens with a short table of its matrices, the errors D among them
     assert r"\Delta" in defined["sec:notation"] and "D^{(l)}" in defined["sec:minibatch"]
     assert defined["sec:example"] == [r"\eta"] and defined["sec:cost"] == ["N"] and defined["sec:method"] == ["[P]"]
@@ -896,12 +901,12 @@ def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_mark
 def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdown):
     """The big picture has its own section right after the box of the four equations: Nielsen's
     indexed product for one weight of layer 1 (one rate per edge, 2L + 1 of them), the number of
-    terms of the sum computed from the sizes in the table of section 3 (an extra factor n_L for a
+    terms of the sum computed from the sizes in the table of section 5 (an extra factor n_L for a
     softmax output), and the same sum grouped from the loss end into BP1, BP2 once per hidden layer
-    and BP4. Section 2 only previews it, with the paths through the units, and cites the section."""
+    and BP4. Section 5 of `full` only previews it, with the paths through the units, and cites the section."""
     section = _section(compared_markdown, 12)
     assert "\\boxed" in _section(compared_markdown, 11)
-    sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 3))]
+    sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 5))]
     depth = len(sizes) - 1
     softmax = "softmax" in compared_markdown.split("\n## 1. ")[0]
     count = 1
@@ -910,12 +915,12 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     displays = section.split("$$")[1::2]
     assert displays[0].count("\\frac{\\partial") == 2 * depth + 1
     assert f"= {count}$" in section
-    assert f"= {count}$" in _section(compared_markdown, 3)  # section 3 counts them the same way (review 23)
+    assert f"= {count}$" in _section(compared_markdown, 5)  # full's picture counts them the same way (review 23)
     grouped = [d for d in displays if "BP4" in d]  # after the example's displays (section 12 at numbers)
     assert len(grouped) == 1
     tags = re.findall(r"\\text\{[(（](BP\d)[)）]\}", grouped[0])  # full-width brackets in Chinese
     assert tags == ["BP1"] + ["BP2"] * (depth - 1) + ["BP4"]
-    assert "](#12-" in _section(compared_markdown, 3)
+    assert "](#12-" in _section(compared_markdown, 5)
 
 
 def test_one_slope_bound_and_activation_specific_wording(compared_markdown):
@@ -966,7 +971,7 @@ def test_the_network_picture_names_one_weight_and_the_caption_reads_its_indices(
     assert "W⁽²⁾₅₄" in pictures.svg(pic, "t") and r"$W^{(2)}_{54}$" in pictures.tikz(pic)
     assert pictures.layout((4, 3), ("sigmoid",), "loss", words).weight == (1, 3, 4)  # j = k avoided
     en = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
-    caption = next(line for line in _section(en, 3).splitlines()
+    caption = next(line for line in _section(en, 5).splitlines()
                    if line.startswith("Figure 1: The network,"))  # the lesson's short caption, numbered as in LaTeX
     assert "$W^{(2)}_{54}$, from unit 4 of layer 1 to unit 5 of layer 2" in caption
     assert "first index is the unit that receives" in caption and "$z^{(2)} = W^{(2)} a^{(1)} + b^{(2)}$" in caption
@@ -979,7 +984,7 @@ def test_markdown_numbers_the_figure_as_latex_does(lang, figure):
     and the joined path and weight sentences of the Chinese caption read 橙色线为……；黑色线为……."""
     outcome = generate(make_spec(3, "sigmoid", formats="md,tex", lang=lang))
     md, tex = (outcome.files[f"derivation.{ext}"].decode() for ext in ("md", "tex"))
-    section = _section(md, 3)
+    section = _section(md, 5)
     captions = [line for line in section.splitlines() if line.startswith(figure)]
     assert len(captions) == 2 and captions[0].startswith(figure + ("\u3000" if lang == "zh" else ": "))
     cited = captions[1]  # the sentence after the picture cites it by the number LaTeX gives it (\ref)
@@ -1284,22 +1289,38 @@ def test_one_hidden_layer_has_one_slope_in_the_example_ratio(act, slope, lang, d
     assert re.search(rf"(?:at most|不超过|至多为) {re.escape(f'{bound:.4g}')}(?![\d])", paragraph), (bound, paragraph)
 
 
-@pytest.mark.parametrize("lang", ["en", "zh"])
-def test_the_lesson_opening_gives_one_figure_and_section_18_the_arithmetic(lang):
-    """Review 22, defects 2 and 13: §1 of the lesson says what backpropagation costs in one computed
-    figure (about 2.7 forward passes for sizes 4, 5, 5, 3: 160 multiply-adds against 60) and at most
-    about three; the count itself (2 · 60 − 20, 3 · 60 − 20 = 160, the first layer's share 20/60) stands
-    in §18 only. §1 also says in one sentence who made the method popular."""
-    md = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse", "en"), (3, "sigmoid", None, "mse", "zh"),
+                                    (3, "relu", "softmax", "ce", "en"), (3, "relu", "softmax", "ce", "zh")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_lesson_opening_counts_nothing_and_section_18_counts_everything(config):
+    """Review 23, defect 1: §1 of the lesson says why (the gradient, the obvious way's forward pass per
+    parameter, what backpropagation promises) without a count: no 73 parameters, 74 passes, 2.7 forward
+    passes or 30 numbers kept. §18 owns the counting: 3 · 60 − 20 = 160 multiply-adds, about 2.7 forward
+    passes, the obvious way's 74 passes (one per parameter and one without a change, 74 · 60 multiply-
+    adds), and the memory, 4 inputs and 13 units kept: 30 numbers per sample (sizes 4, 5, 5, 3). §1 also
+    says in one sentence who made the method popular. The paths are counted once, in §12 beside their
+    table, not in the picture's section (5), which follows the forward pass (3) and the loss (4)."""
+    *spec, lang = config
+    md = generate(make_spec(*spec, formats="md", lang=lang)).files["derivation.md"].decode()
     opening, cost = _section(md, 1), _section(md, 18)
     c = __import__("derive.lesson.cost", fromlist=["costs"]).costs
     from conftest import derivation_for
     counted = c(derivation_for(3, "sigmoid"))
     ratio = f"{counted.backpropagation / counted.forward.value:.1f}"
-    assert ratio == "2.7" and re.search(rf"\b{re.escape(ratio)}\b", opening)
-    assert "\\cdot 60" not in opening and "20/60" not in opening and not re.search(r"\b160\b", opening)
-    assert "3 \\cdot 60 - 20 = 160" in cost and re.search(r"\b2\.7\b", cost)
+    passes = counted.parameters.value + 1
+    assert (ratio, passes, counted.stored, counted.kept) == ("2.7", 74, 30, (4, 13))
+    for figure in (ratio, str(counted.parameters.value), str(passes), str(counted.stored), "160", "20/60"):
+        assert not re.search(rf"(?<![\d.]){re.escape(figure)}(?![\d.])", opening), figure
+    assert "$$" not in opening and "\\cdot 60" not in opening
+    assert "3 \\cdot 60 - 20 = 160" in cost and re.search(r"\b2\.7\b", cost) and "20/60" in cost
+    assert re.search(rf"\b{passes}\b", cost) and re.search(rf"\b{passes * counted.forward.value}\b", cost)
+    assert re.search(r"\b30\b", cost) and re.search(r"\b13\b", cost)
     assert "Rumelhart" in opening and "1986" in opening and "Nature" in opening
+    # the forward pass written down before the picture tells of the demon and the error
+    assert "z^{(l)} &= W^{(l)} a^{(l-1)} + b^{(l)}" in _section(md, 3) and "\\Delta z^{(l)}_j" in _section(md, 5)
+    softmax = spec[1] == "relu"
+    count = r"n_\{2\} n_\{3\} n_\{3\} = 5 \\cdot 3 \\cdot 3 = 45" if softmax else r"n_\{2\} n_\{3\} = 5 \\cdot 3 = 15"
+    assert re.search(count, _section(md, 12)) and not re.search(r"= (15|45)\$", _section(md, 5)), count
 
 
 @pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce"), (1, "sigmoid", None, "mse")],
@@ -1455,3 +1476,19 @@ def test_one_term_writes_a_collapsing_sum_as_its_term_and_keeps_the_softmax_sum(
     soft = general_forms(derived(3, "relu", "ce", "softmax"))
     steps = list(soft.output.steps)
     assert one_term(steps) == steps
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_lesson_displays_the_update_once_as_the_algorithms_last_step(lang):
+    """Review 23, defect 2: the update rule is displayed once, as the last step of the algorithm
+    (section 16), with the engine's minibatch form W ← W − (η/m) D Aᵀ; the worked example (17) and the
+    training section (19) refer to section 16 and display no rule; `full` keeps its displays."""
+    lesson = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
+    full = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang, detail="full")).files["derivation.md"].decode()
+    rows = re.findall(r"(?m)^.*\\leftarrow.*$", lesson)
+    assert len(rows) == 2 and all(row in _section(lesson, 16) for row in rows), rows
+    assert "\\frac{\\eta}{m} D^{(l)} \\left(A^{(l-1)}\\right)^{\\top}" in rows[0]
+    for number in (17, 19):
+        section = _section(lesson, number)
+        assert "\\leftarrow" not in section and ("(#16-" in section or re.search(r"(?:section|第) 16", section)), number
+    assert len(re.findall(r"\\leftarrow", full)) > 2

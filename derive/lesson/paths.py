@@ -188,8 +188,11 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs, exampl
                               outputs=f"n_{{{L}}}")),  # the output layer's width, twice in a count after a softmax
         *(example_blocks(example, sizes, text, refs, figure) if example is not None else []),
         *([blocks.Paragraph(text("paths.discover")),
-           blocks.Paragraph(text("paths.factor" + ("_vector" if vector_output else "")))] if example is not None
+           blocks.Paragraph(text("paths.factor" + ("_named" if text.is_lesson else "")
+                                 + ("_vector" if vector_output else "")))] if example is not None
           else [blocks.Paragraph(text("paths.grouped"))]),
-        blocks.Aligned(tuple(grouped)),
+        # the lesson names the equations it finds, boxed in section `method`, without a third display of
+        # them (review 23, defect 2); `full` writes the grouped sum out
+        *([] if text.is_lesson and example is not None else [blocks.Aligned(tuple(grouped))]),
         blocks.Paragraph(text("paths.bookkeeping", raw={"cost": refs.section("cost")})),
     ]
