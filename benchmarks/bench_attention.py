@@ -9,7 +9,7 @@ Network [E, T] → layernorm → attention (H heads) → + x → layernorm → l
 gradient-descent update of every parameter. Contenders, in this one process, with the same
 parameters and data:
 
-* generated        `sgd_step(ws, params, X, Y, lr)` of the model.py derive writes (workspace form)
+* generated        `sgd_step(ws, params, X, Y, lr)` of the model_inplace.py derive writes (workspace form)
 * straightforward  the same step in plain NumPy, written here as a competent person would
                    (batched matmul per head, the softmax backward as A ⊙ (dA − rowsum(dA ⊙ A)))
 * pytorch          autograd through nn.LayerNorm, nn.MultiheadAttention, nn.Linear, F.gelu and an
@@ -66,15 +66,16 @@ def generated_module(E: int, T: int, H: int):
     from derive.codegen import plan_code
     from derive.model import build_model
     from derive.netfile import parse_network
-    from derive.run import derive_in_parallel, model_source
-    from derive.verify import load_module
+    from derive.inplace import merged
+    from derive.run import derive_in_parallel, model_sources
+    from derive.verify import load_package
 
     model = build_model(parse_network(network(E, T, H), "bench_attention", text="", formats=("py",)))
     start = time.perf_counter()
     derivation = derive_in_parallel(model)
-    source = model_source(derivation, title="bench_attention", command="bench_attention", plan=plan_code(derivation))
+    sources = model_sources(derivation, title="bench_attention", command="bench_attention", plan=plan_code(derivation))
     print(f"derived (index forms, matrix forms proved) and printed model.py in {time.perf_counter() - start:.1f} s")
-    return load_module(source, "bench_attention_model")
+    return merged(*load_package(*sources, "bench_attention_model"))  # model.py with model_inplace.py
 
 
 # ---- the straightforward step (arrays as model.py keeps them: X (E, T, m)) ------------------------

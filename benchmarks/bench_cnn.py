@@ -7,7 +7,7 @@ relu → dense 84 relu → dense 10 softmax, cross entropy; one step is the forw
 pass and a gradient-descent update of every parameter. Contenders, in this one process, with the
 same parameters and data:
 
-* generated        `sgd_step(ws, params, X, Y, lr)` of the model.py derive writes (workspace form)
+* generated        `sgd_step(ws, params, X, Y, lr)` of the model_inplace.py derive writes (workspace form)
 * straightforward  the same step in plain NumPy with im2col/col2im, written here as a competent
                    person would (sliding_window_view, reshape, matmul; col2im by offsets)
 * pytorch          autograd and an in-place update (skipped without torch)
@@ -46,16 +46,17 @@ def generated_module():
     from derive.codegen import plan_code
     from derive.model import build_model
     from derive.netfile import parse_network
-    from derive.run import derive_in_parallel, model_source
-    from derive.verify import load_module
+    from derive.inplace import merged
+    from derive.run import derive_in_parallel, model_sources
+    from derive.verify import load_package
 
     text = network_text("1x28x28", LAYERS, "cross_entropy", "bench_cnn")
     model = build_model(parse_network(tomllib.loads(text), "bench_cnn", text=text, formats=("py",)))
     start = time.perf_counter()
     derivation = derive_in_parallel(model)
-    source = model_source(derivation, title="bench_cnn", command="bench_cnn", plan=plan_code(derivation))
+    sources = model_sources(derivation, title="bench_cnn", command="bench_cnn", plan=plan_code(derivation))
     print(f"derived (index forms, matrix forms proved) and printed model.py in {time.perf_counter() - start:.1f} s")
-    return load_module(source, "bench_cnn_model")
+    return merged(*load_package(*sources, "bench_cnn_model"))  # model.py with model_inplace.py
 
 
 # ---- the straightforward step ---------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """One LSTM training step (forward and backward over the sequence) at batch 64, input 128, hidden 256,
 32 steps, one layer, a dense head at every step (mse), float64, in one run:
 
-* the generated `model.py` of `derive rnn --cell lstm` in workspace form (`gradients_into`, arrays
+* the generated code of `derive rnn --cell lstm` in workspace form (`gradients_into` of model_inplace.py, arrays
   allocated once) and in its readable form (`gradients`);
 * straightforward NumPy: the textbook LSTM forward and backward loops, the four gates stacked in one
   (4H, ·) product per step as most hand-written code does;
@@ -49,11 +49,12 @@ M, N, H, T, K = 64, 128, 256, 32, 8
 def generated():
     from derive.rnn import make_rnn_spec
     from derive.rnn_run import generate
-    from derive.rnn_verify import load_module
+    from derive.inplace import merged
+    from derive.verify import load_files
 
     outcome = generate(make_rnn_spec(cell="lstm", inputs=8, hidden=4, output="all", units=2, formats="py"))
     assert outcome.passed
-    return load_module(outcome.files["model.py"].decode())
+    return merged(*load_files(outcome.files))  # model.py with model_inplace.py
 
 
 def sigmoid(x):

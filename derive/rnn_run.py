@@ -15,6 +15,7 @@ from derive import __version__
 from derive.codegen_training import optimizer_context, plan_optimizer
 from derive.derivation import backward_pass
 from derive.errors import VerificationFailed
+from derive.inplace import INPLACE_FILE, load_inplace, package_sources
 from derive.printing import latex
 from derive.render import render, template_module, write_files
 from derive.rnn import RNNSpec, build_rnn
@@ -26,6 +27,7 @@ from derive.rnn_verify import derivative_check, load_module, minibatch_check, sy
 from derive.training import derive_training
 from derive.verify_training import optimizer_check
 
+TEMPLATES = ("model_rnn.py.j2", "model_rnn_workspace.py.j2")  # model.py, the workspace form of model_inplace.py
 FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json",
               "pdf": "derivation.pdf", "html": "derivation.html"}
 
@@ -87,14 +89,17 @@ def generate(spec: RNNSpec) -> RNNOutcome:
     training = derive_training(spec.optimizer)  # the optimizer's equations, as for `derive mlp`
     code = model_context(model, batch, training, title=f"derive {__version__}: {spec.slug()}", command=command,
                          version=__version__)
-    source = render("model_rnn.py.j2", code)
+    source, inplace = package_sources(*TEMPLATES, code)
     module = load_module(source)
-    checks = [symbolic_check(model, sample), minibatch_check(model, sample, batch), derivative_check(model, module),
-              optimizer_check(training, module)]
+    workspace = load_inplace(module, inplace) if inplace is not None else None
+    checks = [symbolic_check(model, sample), minibatch_check(model, sample, batch),
+              derivative_check(model, module, workspace), optimizer_check(training, module)]
     jac = jacobian(model, module) if spec.cell == "rnn" else state_jacobian(model, module)
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()
+        if inplace is not None:
+            files[INPLACE_FILE] = inplace.encode()
     if "md" in spec.formats:
         doc = build_rnn_document(model, sample, checks, code, command=command, fmt="md", lang=spec.lang,
                                  jacobian=jac, training=training)

@@ -207,8 +207,10 @@ def load_module(source: str) -> types.ModuleType:
     return module
 
 
-def derivative_check(model: RNNModel, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
-    """gradients() of model.py against central finite differences of its loss(), every entry."""
+def derivative_check(model: RNNModel, module: types.ModuleType, workspace: types.ModuleType | None = None,
+                     seed: int = 0, samples: int = 3) -> Check:
+    """gradients() of model.py against central finite differences of its loss(), every entry; and the
+    workspace form's gradients_into (model_inplace.py, loaded as `workspace`) against gradients()."""
     rng = np.random.default_rng(seed)
     spec = model.spec
     steps = min(spec.steps, 6)
@@ -236,8 +238,8 @@ def derivative_check(model: RNNModel, module: types.ModuleType, seed: int = 0, s
     figures = {"partials": count, "steps": steps, "samples": samples,
                "largest_error": f"{worst:.1e}", "tolerance": f"{FD_TOLERANCE:g}"}
     passed = worst <= FD_TOLERANCE
-    if hasattr(module, "Workspace"):
-        float64, float32 = workspace_errors(module, params, X, Y, grads)
+    if workspace is not None:
+        float64, float32 = workspace_errors(workspace, params, X, Y, grads)
         figures |= {"workspace_error": f"{float64:.1e}", "workspace_tolerance": f"{WORKSPACE_TOLERANCE:g}",
                     "float32_error": f"{float32:.1e}", "float32_tolerance": f"{FLOAT32_TOLERANCE:g}"}
         passed = passed and float64 <= WORKSPACE_TOLERANCE and float32 <= FLOAT32_TOLERANCE

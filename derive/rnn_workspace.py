@@ -1,4 +1,4 @@
-"""The workspace form of a recurrent network's model.py: the step statements as in-place NumPy calls.
+"""The workspace form of a recurrent network (model_inplace.py): the step statements as in-place NumPy calls.
 
 `gradients` evaluates the derived step statements (`timeloop`) as one expression each, allocating
 every intermediate at every step. `gradients_into` evaluates the same statements into arrays a
@@ -425,7 +425,7 @@ def product_scaled_after(form: sp.Expr) -> sp.Expr:
 
 
 def workspace_context(model: RNNModel, forward: list[Block], backward: list[Block], slicer: TimeSlicer) -> dict:
-    """Plain data for the workspace part of templates/model_rnn.py.j2."""
+    """Plain data for templates/model_rnn_workspace.py.j2 (model_inplace.py)."""
     params = parameters(model)
     fams = families(model, params)
     table = shapes(model, params, fams)

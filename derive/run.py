@@ -20,6 +20,7 @@ from derive.codegen_training import plan_training
 from derive.derivation import Derivation, assemble, derive_minibatch, derive_sample
 from derive.document import Document
 from derive.initialisation import Initialisation, derive_initialisation
+from derive.inplace import INPLACE_FILE, package_sources
 from derive.lesson import study
 from derive.errors import DeriveError, VerificationFailed
 from derive.model import build_model
@@ -108,7 +109,7 @@ def command_line(spec: MLPSpec | NetSpec) -> str:
     return " ".join(parts)
 
 
-def model_source(
+def model_sources(
     derivation: Derivation,
     *,
     title: str,
@@ -116,16 +117,21 @@ def model_source(
     training: Training | None = None,
     initialisation: Initialisation | None = None,
     plan: CodePlan | None = None,
-) -> str:
-    """model.py for a derivation: the backward pass of `codegen` and the training code of
-    `codegen_training` (the optimizer of the spec and the derived initial scales, derived here if
-    not given)."""
+) -> tuple[str, str | None]:
+    """model.py and model_inplace.py (None without a workspace form) for a derivation: the backward pass
+    of `codegen` and the training code of `codegen_training` (the optimizer of the spec and the
+    derived initial scales, derived here if not given)."""
     model = derivation.model
     training = training if training is not None else derive_training(model.spec.optimizer)
     initialisation = initialisation if initialisation is not None else derive_initialisation(model)
     context = code_context(plan if plan is not None else plan_code(derivation), title=title, command=command)
     context |= training_code_context(plan_training(model, training, initialisation))
-    return render("model.py.j2", context)
+    return package_sources("model.py.j2", "model_workspace.py.j2", context)
+
+
+def model_source(derivation: Derivation, **options) -> str:
+    """model.py alone (the options of `model_sources`)."""
+    return model_sources(derivation, **options)[0]
 
 
 @collector_paused()
@@ -180,16 +186,18 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     plan = plan_code(derivation)
     command = command_line(spec)
     title = f"derive {__version__}: {spec.slug()}"
-    source = model_source(derivation, title=title, command=command, training=training, initialisation=initialisation,
-                          plan=plan)
+    source, inplace = model_sources(derivation, title=title, command=command, training=training,
+                                    initialisation=initialisation, plan=plan)
     lesson = study(derivation, source) if wants_documents else None  # before verify: it waits for `direct`
     # the training checks need no direct differentiation: run them while that child finishes
     checks_of_training = training_checks(model, training, initialisation, source)
-    report = verify(derivation, source, direct, batch_check)
+    report = verify(derivation, source, direct, batch_check, inplace)
     report.checks += checks_of_training
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()
+        if inplace is not None:
+            files[INPLACE_FILE] = inplace.encode()
     documents: dict[str, Document] = {}
 
     def doc(fmt: str) -> Document:

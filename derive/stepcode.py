@@ -1,7 +1,7 @@
 """The training-step code of a model: which derived formulas, in which order, into which arrays.
 
 `derive.workspace` turns formulas into in-place NumPy programs; this module decides the programs of
-the generated model.py (the data of templates/model_workspace.py.j2):
+the generated model_inplace.py (the data of templates/model_workspace.py.j2):
 
 * `gradients_into`: the forward pass and the backward pass exactly as `gradients` evaluates them
   (the code forms of `codegen`), the gradients pinned to arrays the workspace returns.

@@ -12,8 +12,8 @@ Three independent checks, each returning figures the documents quote:
   depth), and its `loss` against the definition's value.
 * **stability**: its forward pass, loss and gradients under pre-activations of ±1000 with
   floating-point overflow, division by zero and invalid operations turned into errors.
-* **workspace form**: the module's in-place `gradients_into` equals `gradients` bit for bit,
-  `sgd_step` applies −lr·gradients, and float32 gradients agree with float64 ones.
+* **workspace form**: the in-place `gradients_into` of model_inplace.py equals `gradients` bit for
+  bit, `sgd_step` applies −lr·gradients, and float32 gradients agree with float64 ones.
 
 Figures in the documents are rounded up to a power of ten so that documents are byte-identical
 across machines whose BLAS round differently.
@@ -32,6 +32,7 @@ import sympy as sp
 from derive import complex_step
 from derive.derivation import Derivation
 from derive.expr import TimeLimitExceeded, time_limit
+from derive.inplace import INPLACE_FILE, load_inplace
 from derive.nonsmooth import breakpoints, kink_convention
 from derive.model import Model
 from derive.notation import A, Q, Y, Z
@@ -66,6 +67,22 @@ def load_module(source: str, name: str = "derive_generated_model") -> types.Modu
     module = types.ModuleType(name)
     exec(compile(source, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - generated code
     return module
+
+
+def load_package(source: str | bytes, inplace_source: str | bytes | None,
+                 name: str = "derive_generated_model") -> tuple[types.ModuleType, types.ModuleType | None]:
+    """model.py and model_inplace.py (None where there is none) as fresh modules, the second reading
+    the first as `model`."""
+    module = load_module(source, name)
+    if inplace_source is None:
+        return module, None
+    return module, load_inplace(module, inplace_source.decode() if isinstance(inplace_source, bytes) else inplace_source,
+                                f"{name}_inplace")
+
+
+def load_files(files: dict[str, bytes], name: str = "derive_generated_model"):
+    """`load_package` of the files a run generated (its `files`, file name → content)."""
+    return load_package(files["model.py"], files.get(INPLACE_FILE), name)
 
 
 def _numeric_sizes(model: Model) -> tuple[int, ...]:
@@ -335,7 +352,8 @@ def _decade_floor(x: float) -> str:
     return "0" if x == 0 else f"1e{math.floor(math.log10(x))}"
 
 
-def stability_check(model: Model, module: types.ModuleType, seed: int = 0) -> Check:
+def stability_check(model: Model, module: types.ModuleType, seed: int = 0,
+                    inplace: types.ModuleType | None = None) -> Check:
     """Forward, loss and gradients under huge pre-activations, with FP errors raised.
 
     When a scenario fails, the same forward pass is recomputed exactly (SymPy floats, no exponent
@@ -362,11 +380,11 @@ def stability_check(model: Model, module: types.ModuleType, seed: int = 0) -> Ch
                 value = module.loss(params, X, Y)
                 grads = module.gradients(params, X, Y)
                 finite = np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads.values())
-                if hasattr(module, "gradients_into"):  # the workspace form evaluates the same forms
-                    ws = module.Workspace(sizes, 4)
-                    grads = module.gradients_into(ws, params, X, Y)
+                if inplace is not None:  # the workspace form evaluates the same forms
+                    ws = inplace.Workspace(sizes, 4)
+                    grads = inplace.gradients_into(ws, params, X, Y)
                     stepped = {k: v.copy() for k, v in params.items()}
-                    module.sgd_step(ws, stepped, X, Y, 0.1)
+                    inplace.sgd_step(ws, stepped, X, Y, 0.1)
                     finite = finite and all(np.all(np.isfinite(g)) for g in [*grads.values(), *stepped.values()])
         except FloatingPointError:
             finite = False
@@ -448,8 +466,10 @@ FLOAT32_REL_TOL = 1e-4  # float32 gradients against float64 ones, relative to th
 FLOAT32_MAX = float(np.finfo(np.float32).max) / 1e4  # values this large leave float32 no headroom
 
 
-def workspace_check(model: Model, module: types.ModuleType, seed: int = 0, samples: int = 3) -> Check:
-    """The workspace form of the generated code against `gradients`, at the derivative check's point.
+def workspace_check(model: Model, module: types.ModuleType, inplace: types.ModuleType | None,
+                    seed: int = 0, samples: int = 3) -> Check:
+    """The workspace form of the generated code (model_inplace.py, loaded as `inplace`; None where the
+    code has none) against `gradients` of model.py, at the derivative check's point.
 
     `gradients_into` must give exactly the same numbers (float64, bit for bit) on two calls in a row
     with one workspace; `sgd_step` must move every parameter by −lr·gradients; in float32 every
@@ -458,31 +478,31 @@ def workspace_check(model: Model, module: types.ModuleType, seed: int = 0, sampl
     reported, not required: where gradients have vanished through many saturated units, float32
     keeps fewer of their digits (1 − a² of a = tanh(4) has three), whatever the code.
     """
-    if not hasattr(module, "gradients_into"):
+    if inplace is None:
         return Check("workspace", True, ran=False)
     def plain(params, X, Y):
         grads = module.gradients(params, X, Y)
         return grads, [module.loss(params, X, Y), *grads.values()]
 
     (sizes, params, X, Y, _), expected, _ = _finite_point(model, module, plain, seed, samples)
-    ws = module.Workspace(sizes, samples, np.float64)
-    first = {k: v.copy() for k, v in module.gradients_into(ws, params, X, Y).items()}
-    second = module.gradients_into(ws, params, X, Y)
+    ws = inplace.Workspace(sizes, samples, np.float64)
+    first = {k: v.copy() for k, v in inplace.gradients_into(ws, params, X, Y).items()}
+    second = inplace.gradients_into(ws, params, X, Y)
     exact = sorted(first) == sorted(expected) and all(
         np.array_equal(first[k], expected[k]) and np.array_equal(second[k], expected[k]) for k in expected
     )
     lr = 0.1
     stepped = {k: v.copy() for k, v in params.items()}
-    module.sgd_step(ws, stepped, X, Y, lr)
+    inplace.sgd_step(ws, stepped, X, Y, lr)
     step_error = max(  # relative to the larger of the parameters and the step itself
         float(np.max(np.abs(stepped[k] - (params[k] - lr * expected[k]))))
         / max(float(np.max(np.abs(params[k]))), lr * float(np.max(np.abs(expected[k]))), 1.0)
         for k in params
     )
     single = {k: v.astype(np.float32) for k, v in params.items()}
-    ws32 = module.Workspace(sizes, samples, np.float32)
+    ws32 = inplace.Workspace(sizes, samples, np.float32)
     with np.errstate(all="ignore"):
-        low = module.gradients_into(ws32, single, X.astype(np.float32), Y.astype(np.float32))
+        low = inplace.gradients_into(ws32, single, X.astype(np.float32), Y.astype(np.float32))
         cache = module.forward(params, X)
     largest = max(float(np.max(np.abs(v))) for v in [*cache.values(), *expected.values()])
     float32_applies = largest < FLOAT32_MAX and all(np.all(np.isfinite(g)) for g in low.values())
@@ -531,15 +551,17 @@ def derivation_figures(derivation: Derivation) -> list[Check]:
 
 
 def verify(derivation: Derivation, source: str, direct: DirectDifferentiation | None = None,
-           minibatch=None) -> Report:
-    """Run every check; `direct` is the direct differentiation and `minibatch` the minibatch check
+           minibatch=None, inplace_source: str | None = None) -> Report:
+    """Run every check of model.py (`source`) and of model_inplace.py (`inplace_source`, where the code
+    has a workspace form); `direct` is the direct differentiation and `minibatch` the minibatch check
     (an object whose `result()` gives its `Check`) if they were started earlier."""
     module = load_module(source)
+    inplace = load_inplace(module, inplace_source) if inplace_source is not None else None
     complex_step.remember_forward_forms(derivation)
     # the symbolic check runs last: it waits for the direct differentiation, which may still be
     # running in a second process while the checks that do not need it run here
-    later = [derivative_check(derivation.model, module), stability_check(derivation.model, module),
-             workspace_check(derivation.model, module)]
+    later = [derivative_check(derivation.model, module), stability_check(derivation.model, module, inplace=inplace),
+             workspace_check(derivation.model, module, inplace)]
     later += derivation_figures(derivation)
     batch = minibatch.result() if minibatch is not None else minibatch_check(derivation)
     return Report([symbolic_check(derivation, direct), batch, *later])

@@ -106,7 +106,7 @@ def test_attention_uses_them_in_sgd_step_only_and_passes_every_check():
         {"kind": "dense", "units": 2, "activation": "identity"}]}
     out = generate(replace(parse_network(network, "block.toml", text="(in the test)"), formats=("py",)))
     assert out.report.passed and "workspace" in {c.name for c in out.report.checks if c.ran}
-    source = out.files["model.py"].decode()
-    into, step = source.split("def gradients_into(")[1].split("def sgd_step(")
+    source = out.files["model_inplace.py"].decode()
+    into, step = source.split("def gradients_into(")[1].split("def train(")[0].split("def sgd_step(")
     assert "np.matmul(" not in into and "axes=(0, 3, 1, 2))" in source
     assert step.count("np.matmul(") >= 6 and "np.add.reduce(" in step and "scratch=ws.erf_work" in step

@@ -15,7 +15,7 @@ import sympy as sp
 from derive.netfile import parse_network
 from derive.notation import Q
 from derive.run import generate
-from derive.verify import load_module
+from derive.verify import load_files, load_module
 from conftest import NO_TORCH, optional_torch
 
 torch = optional_torch()
@@ -122,16 +122,16 @@ def test_gradients_equal_pytorch_batch_norm_on_random_configurations():
 
 
 def test_workspace_float64_exact_and_float32_close(outcome):
-    module = load_module(outcome.files["model.py"].decode())
+    module, inplace = load_files(outcome.files)
     rng = np.random.default_rng(5)
     params = module.init_params(module.SIZES, rng)
     params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in params.items()}
     X, Y = rng.standard_normal((3, 16)), rng.standard_normal((2, 16))
     exact = module.gradients(params, X, Y)
-    got = module.gradients_into(module.Workspace(module.SIZES, 16, np.float64), params, X, Y)
+    got = inplace.gradients_into(inplace.Workspace(module.SIZES, 16, np.float64), params, X, Y)
     for key in exact:
         assert np.array_equal(got[key], exact[key])
-    single = module.gradients_into(module.Workspace(module.SIZES, 16, np.float32),
+    single = inplace.gradients_into(inplace.Workspace(module.SIZES, 16, np.float32),
                                    {k: v.astype(np.float32) for k, v in params.items()},
                                    X.astype(np.float32), Y.astype(np.float32))
     scale = max(np.linalg.norm(g) for g in exact.values())

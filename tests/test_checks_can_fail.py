@@ -14,8 +14,8 @@ from derive.derivation import derive
 from derive.errors import VerificationFailed
 from derive.model import build_model, make_spec
 from derive.notation import Q, quantity_of
-from derive.run import model_source
-from derive.verify import derivative_check, load_module, minibatch_check, symbolic_check, workspace_check
+from derive.run import model_source, model_sources
+from derive.verify import derivative_check, load_module, load_package, minibatch_check, symbolic_check, workspace_check
 
 
 def fresh(layers=2, act="sigmoid", loss="mse"):
@@ -73,8 +73,8 @@ def test_a_failed_check_writes_nothing(tmp_path, monkeypatch):
 
     original = run.verify
 
-    def failing(derivation, source, direct=None, minibatch=None):
-        report = original(derivation, source, direct, minibatch)
+    def failing(derivation, source, direct=None, minibatch=None, inplace_source=None):
+        report = original(derivation, source, direct, minibatch, inplace_source)
         report.checks[0].passed = False
         return report
 
@@ -127,18 +127,18 @@ def test_deep_network_with_vanishing_gradients_is_checked_as_strictly_as_a_shall
 
 def test_float32_is_measured_against_the_network_scale_and_still_catches_a_wrong_float32_path():
     d = derive(build_model(make_spec(64, "tanh")))
-    source = model_source(d, title="t", command="t")
-    check = workspace_check(d.model, load_module(source))
+    plain, source = model_sources(d, title="t", command="t")
+    check = workspace_check(d.model, *load_package(plain, source))
     assert check.passed and check.figures["float32_tolerance"] == "1e-4", check.figures
     # the float32 path computing in float16 (3 digits) is far outside the tolerance
     broken = source.replace("self.dtype = np.dtype(dtype)", "self.dtype = np.dtype(np.float16 if np.dtype(dtype) == np.float32 else dtype)")
     assert broken != source
-    module = load_module(broken)
-    original = module.gradients_into
+    module, inplace = load_package(plain, broken)
+    original = inplace.gradients_into
 
     def gradients_into(ws, params, X, Y):  # hand it float16 inputs, as its arrays now are
         low = {k: v.astype(ws.dtype) for k, v in params.items()}
         return original(ws, low, X.astype(ws.dtype), Y.astype(ws.dtype))
 
-    module.gradients_into = gradients_into
-    assert not workspace_check(d.model, module).passed
+    inplace.gradients_into = gradients_into
+    assert not workspace_check(d.model, module, inplace).passed

@@ -16,12 +16,12 @@ def run(args, **kwargs):
     return CliRunner().invoke(main, args, catch_exceptions=False, **kwargs)
 
 
-def test_main_job_writes_four_files_and_reports_the_verdict(tmp_path):
+def test_main_job_writes_the_files_and_reports_the_verdict(tmp_path):
     result = run(["mlp", "--layers", "3", "--act", "sigmoid", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.iterdir())
-    # the four default formats, and the pictures derivation.md shows: the network and its worked example
-    assert names == ["derivation.json", "derivation.md", "derivation.tex", "example.svg", "model.py", "network.svg"]
+    # the four default formats, the two code files, and the pictures derivation.md shows: the network and its worked example
+    assert names == ["derivation.json", "derivation.md", "derivation.tex", "example.svg", "model.py", "model_inplace.py", "network.svg"]
     for name in names:
         assert f"wrote {tmp_path / name}" in result.output
     assert "verification passed" in result.output
@@ -38,7 +38,7 @@ def test_default_output_folder(workdir):
     assert (folder / "derivation.md").is_file()
 
 
-@pytest.mark.parametrize("formats, expected", [("md", ["derivation.md", "example.svg", "network.svg"]), ("py,json", ["derivation.json", "model.py"]),
+@pytest.mark.parametrize("formats, expected", [("md", ["derivation.md", "example.svg", "network.svg"]), ("py,json", ["derivation.json", "model.py", "model_inplace.py"]),
                                                 ("TEX", ["derivation.tex"])])
 def test_format_selects_files(tmp_path, formats, expected):
     result = run(["mlp", "--layers", "1", "--act", "identity", "--format", formats, "--out", str(tmp_path)])
@@ -74,7 +74,7 @@ def test_python_dash_m_and_console_script(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "model.py").is_file()
     # the entry point ends the process with os._exit: what it printed must still arrive, with the code
-    assert done.stdout.count("wrote ") == 5 and done.stdout.rstrip().splitlines()[-1].startswith("verification passed")
+    assert done.stdout.count("wrote ") == 6 and done.stdout.rstrip().splitlines()[-1].startswith("verification passed")
     bad = subprocess.run([sys.executable, "-m", "derive", "mlp", "--layers", "0", "--act", "relu",
                           "--out", str(tmp_path / "bad")], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.startswith("derive: error:"), bad

@@ -12,7 +12,7 @@ import pytest
 from derive.model import build_model
 from derive.netfile import parse_network
 from derive.run import generate
-from derive.verify import load_module
+from derive.verify import load_files, load_module
 from conftest import torch_or_skip_module
 from test_workspace import peak_growth
 
@@ -33,11 +33,23 @@ NETWORK = {
 
 
 @pytest.fixture(scope="module")
-def generated():
+def package():
+    """(model.py's module, model_inplace.py's module), and the network."""
     spec = parse_network(NETWORK, "torch_cnn.toml", formats=("py",))
     outcome = generate(spec)
     assert outcome.report.passed
-    return load_module(outcome.files["model.py"].decode(), "cnn_torch_model"), build_model(spec)
+    return load_files(outcome.files, "cnn_torch_model"), build_model(spec)
+
+
+@pytest.fixture(scope="module")
+def generated(package):
+    (module, _), model = package
+    return module, model
+
+
+@pytest.fixture(scope="module")
+def inplace(package):
+    return package[0][1]
 
 
 def _torch_net():
@@ -79,14 +91,14 @@ def test_loss_and_gradients_equal_pytorchs(generated):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_workspace_form_in_both_precisions(generated, dtype):
+def test_workspace_form_in_both_precisions(generated, inplace, dtype):
     module, _ = generated
     rng = np.random.default_rng(1)
     params = module.init_params(module.SIZES, rng, dtype=dtype)
     X = rng.standard_normal((2, 9, 8, 4)).astype(dtype)
     Y = np.eye(3, dtype=dtype)[:, rng.integers(0, 3, size=4)]
-    ws = module.Workspace(module.SIZES, 4, dtype)
-    grads = module.gradients_into(ws, params, X, Y)
+    ws = inplace.Workspace(module.SIZES, 4, dtype)
+    grads = inplace.gradients_into(ws, params, X, Y)
     plain = module.gradients(params, X, Y)
     for key in params:
         assert grads[key].dtype == dtype and grads[key].shape == params[key].shape
@@ -94,7 +106,7 @@ def test_workspace_form_in_both_precisions(generated, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_workspace_step_after_the_first_allocates_no_array(generated, dtype):
+def test_a_workspace_step_after_the_first_allocates_no_array(generated, inplace, dtype):
     """The window operations keep their work arrays (padded inputs, im2col columns, max pooling's
     first maxima, col2im totals) in the Workspace: the first step makes them, and later steps
     allocate nothing that grows with the batch — only NumPy's fixed-size iteration buffers
@@ -110,11 +122,11 @@ def test_a_workspace_step_after_the_first_allocates_no_array(generated, dtype):
         params = module.init_params(module.SIZES, rng, dtype=dtype)
         X = rng.standard_normal((2, 9, 8, m)).astype(dtype)
         Y = np.eye(3, dtype=dtype)[:, rng.integers(0, 3, size=m)]
-        ws = module.Workspace(module.SIZES, m, dtype)
-        first = peak_growth(lambda: module.sgd_step(ws, params, X, Y, 1e-3), 1)
-        module.gradients_into(ws, params, X, Y)
-        later[m] = max(peak_growth(lambda: module.sgd_step(ws, params, X, Y, 1e-3), 10),
-                       peak_growth(lambda: module.gradients_into(ws, params, X, Y), 10))
+        ws = inplace.Workspace(module.SIZES, m, dtype)
+        first = peak_growth(lambda: inplace.sgd_step(ws, params, X, Y, 1e-3), 1)
+        inplace.gradients_into(ws, params, X, Y)
+        later[m] = max(peak_growth(lambda: inplace.sgd_step(ws, params, X, Y, 1e-3), 10),
+                       peak_growth(lambda: inplace.gradients_into(ws, params, X, Y), 10))
         plain = peak_growth(lambda: module.gradients(params, X, Y), 1)
         cols = 2 * 3 * 2 * 5 * 5 * m * itemsize  # the first convolution's im2col columns
         assert first > 4 * cols and plain > 4 * cols, (m, first, plain, cols)

@@ -14,6 +14,7 @@ import sympy as sp
 from derive.netfile import NetFileError, parse_network
 from derive.notation import Q
 from derive.run import generate
+from derive.inplace import INPLACE_FILE, load_inplace
 from derive.verify import load_module
 from conftest import NO_TORCH, optional_torch
 
@@ -40,6 +41,12 @@ def outcome():
 @pytest.fixture(scope="module")
 def module(outcome):
     return load_module(outcome.files["model.py"].decode())
+
+
+@pytest.fixture(scope="module")
+def inplace(module, outcome):
+    """model_inplace.py, reading `module` (whose dropout_mode it follows) as its model."""
+    return load_inplace(module, outcome.files[INPLACE_FILE].decode())
 
 
 def test_every_check_passes(outcome):
@@ -84,17 +91,17 @@ def test_evaluation_mode_passes_the_input_on(module):
     np.testing.assert_allclose(cache["A2"], cache["A1"], rtol=1e-15, atol=0)
 
 
-def test_workspace_form_with_a_fixed_mask(module):
+def test_workspace_form_with_a_fixed_mask(module, inplace):
     rng = np.random.default_rng(3)
     params = module.init_params(module.SIZES, rng)
     X, Y = rng.standard_normal((3, 7)), rng.standard_normal((2, 7))
     module.dropout_mode("fixed", masks=module.draw_masks(module.SIZES, 7, rng))
     try:
         exact = module.gradients(params, X, Y)
-        got = module.gradients_into(module.Workspace(module.SIZES, 7), params, X, Y)
+        got = inplace.gradients_into(inplace.Workspace(module.SIZES, 7), params, X, Y)
         for key in exact:
             assert np.array_equal(got[key], exact[key])
-        single = module.gradients_into(module.Workspace(module.SIZES, 7, np.float32),
+        single = inplace.gradients_into(inplace.Workspace(module.SIZES, 7, np.float32),
                                        {k: v.astype(np.float32) for k, v in params.items()},
                                        X.astype(np.float32), Y.astype(np.float32))
         for key in exact:

@@ -84,5 +84,5 @@ def test_a_recurrent_network_with_a_gelu_head_runs_its_workspace(tmp_path):
     result = CliRunner().invoke(main, ["rnn", "--out-act", "gelu", "--format", "py", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "verification passed" in result.output
-    source = (out / "model.py").read_text()
+    source = (out / "model.py").read_text() + (out / "model_inplace.py").read_text()
     assert "_erf(" in source and "erf_work" not in source

@@ -1,8 +1,10 @@
 """The generated model.py reads as the lesson's code: `forward`, `loss` and `gradients` first (the lines
 the algorithm's table pairs with formulas), then initialisation, optimizer and training, and the input
-checks, numerical helpers and workspace form at the end below one marked line; the module docstring's
-map names the functions in the order the file has them, and no docstring breaks mid-phrase (review 21,
-defect 6). A MLP with its loop form, a network with dropout, a CNN with numerical helpers, an LSTM."""
+checks and numerical helpers at the end below one marked line; the module docstring's map names the
+functions in the order the file has them, and no docstring breaks mid-phrase (review 21, defect 6).
+The workspace form is not in it but in model_inplace.py beside it, which imports from model.py what
+it reads (review 23, defect 12). A MLP with its loop form, a network with dropout, a CNN with
+numerical helpers, an LSTM."""
 
 from __future__ import annotations
 
@@ -14,30 +16,34 @@ import pytest
 
 from derive.derivation import backward_pass
 from derive.model import make_net_spec, make_spec
-from derive.render import render
+from derive.inplace import INPLACE_FILE, package_sources, shared_names
 from derive.rnn import build_rnn, make_rnn_spec
-from derive.rnn_run import model_context
+from derive.rnn_run import TEMPLATES, model_context
 from derive.run import generate
-from derive.verify import load_module
+from derive.verify import load_package
 
 BANNER = "# Below: "
-CHECKS_AND_FAST_PATH = {"_check_inputs", "_mismatch", "_shape", "_keys", "_filled", "_product_for", "_steps",
-                        "Workspace", "gradients_into"}
+CHECKS = {"_check_inputs", "_mismatch", "_shape", "_keys"}
+FAST_PATH = {"_filled", "_product_for", "_steps", "Workspace", "gradients_into", "sgd_step"}
 
 
-def _mlp() -> str:
-    return generate(make_spec(3, "sigmoid", None, "mse", formats="py")).files["model.py"].decode()
+def _files(spec) -> tuple[str, str]:
+    files = generate(replace(spec, formats=("py",))).files
+    return files["model.py"].decode(), files[INPLACE_FILE].decode()
 
 
-def _net(path: str) -> str:
-    spec = make_net_spec(path)
-    return generate(replace(spec, formats=("py",))).files["model.py"].decode()
+def _mlp() -> tuple[str, str]:
+    return _files(make_spec(3, "sigmoid", None, "mse"))
 
 
-def _lstm() -> str:
+def _net(path: str) -> tuple[str, str]:
+    return _files(make_net_spec(path))
+
+
+def _lstm() -> tuple[str, str]:
     model = build_rnn(make_rnn_spec(cell="lstm", inputs=3, hidden=4, steps=4, output="last", units=2))
-    return render("model_rnn.py.j2", model_context(model, backward_pass(model.network, True), title="t",
-                                                   command="c", version="v"))
+    return package_sources(*TEMPLATES, model_context(model, backward_pass(model.network, True), title="t",
+                                                     command="c", version="v"))
 
 
 SOURCES = {"mlp": _mlp, "dropout": lambda: _net("examples/dropout_mlp.toml"),
@@ -45,8 +51,9 @@ SOURCES = {"mlp": _mlp, "dropout": lambda: _net("examples/dropout_mlp.toml"),
 
 
 @pytest.fixture(scope="module", params=sorted(SOURCES))
-def source(request) -> tuple[str, str]:
-    return request.param, SOURCES[request.param]()
+def source(request) -> tuple[str, str, str]:
+    """(kind, model.py, model_inplace.py)."""
+    return request.param, *SOURCES[request.param]()
 
 
 def _top_level(text: str) -> list[tuple[str, int]]:
@@ -55,8 +62,8 @@ def _top_level(text: str) -> list[tuple[str, int]]:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
 
 
-def test_the_formulas_come_first_and_the_checks_and_fast_path_last(source):
-    kind, text = source
+def test_the_formulas_come_first_and_the_checks_last(source):
+    kind, text, _ = source
     names = [name for name, _ in _top_level(text)]
     core = ["forward", "loss", "gradients"] if kind == "lstm" else ["forward", "_forward", "loss", "gradients"]
     assert names[:len(core)] == core, names
@@ -69,7 +76,7 @@ def test_the_formulas_come_first_and_the_checks_and_fast_path_last(source):
     below = {name for name, line in lines_of.items() if line > banners[0]}
     assert {"init_params", "init_state", "update", "train"} <= above
     assert lines_of["gradients"] < lines_of["init_params"] < lines_of["update"] < lines_of["train"] < banners[0]
-    assert CHECKS_AND_FAST_PATH & set(names) <= below and "Workspace" in below
+    assert CHECKS & set(names) <= below and (kind == "lstm" or CHECKS <= below)
     if kind == "dropout":  # the network's own functions, which train() calls, stay above the line
         assert {"dropout_mode", "draw_masks"} <= above
     if kind == "cnn":  # the numerical helpers the formulas call are below it
@@ -79,7 +86,7 @@ def test_the_formulas_come_first_and_the_checks_and_fast_path_last(source):
 
 
 def test_the_docstring_map_names_the_functions_in_file_order(source):
-    _, text = source
+    _, text, _ = source
     docstring = ast.get_docstring(ast.parse(text))
     paragraph = docstring[docstring.index("Read from the top"):]
     named = [name for name in re.findall(r"`(\w+)`", paragraph) if name != "python"]
@@ -92,18 +99,35 @@ def test_the_docstring_map_names_the_functions_in_file_order(source):
 
 def test_no_docstring_breaks_a_phrase_at_a_line_end(source):
     """Every line of a paragraph of a function's docstring but its last runs near the margin (the
-    review found train's '(sgd; `hyper`' / 'goes to update)')."""
-    _, text = source
-    for node in ast.walk(ast.parse(text)):
+    review found train's '(sgd; `hyper`' / 'goes to update)'); in both files."""
+    kind, text, inplace = source
+    for node in [*ast.walk(ast.parse(text)), *ast.walk(ast.parse(inplace))]:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node):
             for paragraph in ast.get_docstring(node).split("\n\n"):
                 lines = paragraph.splitlines()
                 assert all(len(line) >= 80 for line in lines[:-1]), (node.name, lines)
-    train = next(node for node in ast.parse(text).body if isinstance(node, ast.FunctionDef) and node.name == "train")
-    assert "`hyper`" in ast.get_docstring(train) and "update()" in ast.get_docstring(train)
+    for each in [text] if kind == "lstm" else [text, inplace]:
+        train = next(node for node in ast.parse(each).body if isinstance(node, ast.FunctionDef) and node.name == "train")
+        assert "`hyper`" in ast.get_docstring(train) and "update()" in ast.get_docstring(train)
 
 
 def test_the_reordered_module_imports_and_its_gradients_run(source):
-    kind, text = source
-    module = load_module(text, f"layout_{kind}")
-    assert callable(module.gradients) and callable(module.train)
+    kind, text, inplace = source
+    module, fast = load_package(text, inplace, f"layout_{kind}")
+    assert callable(module.gradients) and callable(module.train) and callable(fast.gradients_into)
+
+
+def test_the_workspace_form_is_in_its_own_file_which_imports_what_it_reads_from_model(source):
+    """model.py names no part of the workspace form (its train calls `gradients`); model_inplace.py
+    defines it and imports from model.py exactly the names it reads that model.py defines."""
+    kind, text, inplace = source
+    names = {name for name, _ in _top_level(text)}
+    fast = {name for name, _ in _top_level(inplace)}
+    lesson = {"sgd_step"} if kind == "lstm" else set()  # the recurrent model.py's own sgd_step(params, grads, lr)
+    assert not (FAST_PATH - lesson) & names and {"Workspace", "gradients_into"} <= fast, FAST_PATH & names
+    assert "gradients_into" not in text and "Workspace(" not in text  # (the CNN's helpers name its work arrays)
+    assert ("sgd_step" in fast) == (kind != "lstm")
+    imported = next(node for node in ast.parse(inplace).body if isinstance(node, ast.ImportFrom))
+    assert imported.module == "model" and [a.name for a in imported.names] == shared_names(text, inplace)
+    assert not CHECKS & fast and (kind == "lstm" or "_check_inputs" in names)  # the friendly errors stay in model.py
+    assert ("train" in fast) == (kind != "lstm")

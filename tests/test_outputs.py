@@ -109,6 +109,29 @@ def test_generated_module_needs_only_numpy(outcome, tmp_path):
     assert float(done.stdout) > 0
 
 
+def test_the_workspace_form_beside_it_imports_model_and_needs_only_numpy(outcome, tmp_path):
+    """model_inplace.py imported for real from the folder (its `from model import …` reads model.py
+    there): its gradients_into gives the numbers of model.gradients, and its train runs."""
+    for name in ("model.py", "model_inplace.py"):
+        (tmp_path / name).write_bytes(outcome.files[name])
+    code = (
+        "import sys\n"
+        "for blocked in ('sympy', 'jinja2', 'click', 'derive'):\n"
+        "    sys.modules[blocked] = None\n"
+        "import numpy as np, model, model_inplace\n"
+        "rng = np.random.default_rng(0)\n"
+        "p = model.init_params(model.SIZES, rng)\n"
+        "X = rng.standard_normal((4, 7)); Y = rng.standard_normal((3, 7))\n"
+        "g = model_inplace.gradients_into(model_inplace.Workspace(model.SIZES, 7), p, X, Y)\n"
+        "assert all(np.array_equal(g[k], model.gradients(p, X, Y)[k]) for k in p)\n"
+        "h = model_inplace.train(p, X, Y, epochs=3, batch_size=3, rng=rng, quiet=True)\n"
+        "print(h['loss'][-1] < h['loss'][0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+
+
 NO_TEX = shutil.which("pdflatex") is None and not os.environ.get("DERIVE_REQUIRE_TEX")
 
 

@@ -17,7 +17,8 @@ from derive.model import build_model
 from derive.netfile import parse_network
 from derive.poolfusion import pool_before_relu
 from derive.run import derive_in_parallel, generate
-from derive.verify import load_module
+from derive.inplace import INPLACE_FILE
+from derive.verify import load_files
 
 GEOMETRIES = [((2, 2), (2, 2), (0, 0), (1, 1)), ((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2), (2, 1), (1, 1), (1, 1)),
               ((2, 2), (1, 1), (0, 0), (2, 2)), ((2, 3), (3, 2), (1, 0), (1, 1))]
@@ -76,11 +77,11 @@ def test_only_relu_then_max_pooling_is_rewritten(spec):
 def test_the_generated_step_still_moves_every_parameter_by_minus_lr_times_the_gradient(spec):
     outcome = generate(spec)
     assert outcome.report.passed
-    source = outcome.files["model.py"].decode()
-    step = source[source.index("def sgd_step"):]
+    source = outcome.files[INPLACE_FILE].decode()
+    step = source[source.index("def sgd_step"):source.index("def train")]
     assert "_max_pool(Z1," in step and "np.maximum(0, Z1" not in step  # pooled first, no relu pass over Z1
     assert "_max_pool(A3," in step  # after tanh, as derived
-    module = load_module(source, "fusion_model")
+    module, inplace = load_files(outcome.files, "fusion_model")
     rng = np.random.default_rng(4)
     params = module.init_params(module.SIZES, rng)
     params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in params.items()}
@@ -89,7 +90,7 @@ def test_the_generated_step_still_moves_every_parameter_by_minus_lr_times_the_gr
     Y = np.eye(3)[:, rng.integers(0, 3, size=m)]
     grads = module.gradients(params, X, Y)
     stepped = {k: v.copy() for k, v in params.items()}
-    module.sgd_step(module.Workspace(module.SIZES, m), stepped, X, Y, 0.1)
+    inplace.sgd_step(inplace.Workspace(module.SIZES, m), stepped, X, Y, 0.1)
     for key in params:
         expected = params[key] - 0.1 * grads[key]
         assert np.max(np.abs(stepped[key] - expected)) <= 1e-12 * max(1.0, np.max(np.abs(expected))), key

@@ -99,13 +99,13 @@ def test_the_code_loops_over_the_steps_only():
     import re
 
     loops = [line.strip() for line in text.splitlines() if re.fullmatch(r"\s*for \w+ in .*:", line)]
-    # one loop forward over the steps, one backward, in gradients and again in gradients_into (at
-    # the end of the file, below the training code); clip_gradients and sgd_step loop over the
-    # parameter arrays (update too, over their keys and arrays), train over epochs and minibatches
+    # one loop forward over the steps, one backward, in gradients (gradients_into, with the same two,
+    # is in model_inplace.py); clip_gradients and sgd_step loop over the parameter arrays (update too,
+    # over their keys and arrays), train over epochs and minibatches
     steps = ["for t in range(T):", "for t in reversed(range(T)):"]
     assert loops == steps + [
         "for g in grads.values():", "for name in params:", "for _ in range(epochs):",
-        "for start in range(0, m, batch_size):"] + steps
+        "for start in range(0, m, batch_size):"]
     assert "if t + 1 <= T - 1 and carry:" in text and "if t >= 1:" in text
 
 
@@ -146,7 +146,7 @@ def test_cli_writes_the_files_and_reports(tmp_path):
     result = CliRunner().invoke(main, ["rnn", "--output", "all", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["derivation.json", "derivation.md", "derivation.tex", "model.py",
-                                                        "network.svg"]
+                                                        "model_inplace.py", "network.svg"]
     assert "verification passed" in result.output
     md = (out / "derivation.md").read_text()
     assert "Backpropagation through time" in md and r"\delta^{(1)}_{r + 1,i}" in md

@@ -15,8 +15,10 @@ from conftest import torch_or_skip_module
 from derive.derivation import backward_pass
 from derive.render import render
 from derive.rnn import build_rnn, make_rnn_spec
-from derive.rnn_run import model_context
+from derive.inplace import package_sources
+from derive.rnn_run import TEMPLATES, model_context
 from derive.rnn_verify import load_module
+from derive.verify import load_package
 
 torch = torch_or_skip_module()
 
@@ -25,11 +27,11 @@ TOLERANCE = 1e-10
 
 @lru_cache(maxsize=None)
 def generated(layers: int, output: str, act: str, cell: str = "rnn"):
-    """model.py for a network shape (its formulas do not depend on the sizes)."""
+    """model.py and model_inplace.py (None without a workspace form) for a network shape (their
+    formulas do not depend on the sizes), as modules."""
     model = build_rnn(make_rnn_spec(cell=cell, layers=layers, output=output, act=act))
-    source = render("model_rnn.py.j2", model_context(model, backward_pass(model.network, True), title="t",
-                                                    command="derive rnn", version="test"))
-    return load_module(source)
+    return load_package(*package_sources(*TEMPLATES, model_context(model, backward_pass(model.network, True), title="t",
+                                                                    command="derive rnn", version="test")))
 
 
 def _configurations(count: int, seed: int, cell: str = "rnn") -> list[dict]:
@@ -71,7 +73,7 @@ def _torch_loss(params: dict, X: np.ndarray, Y: np.ndarray, c: dict):
 
 
 def largest_difference(c: dict) -> float:
-    module = generated(c["layers"], c["output"], c["act"], c["cell"])
+    module, inplace = generated(c["layers"], c["output"], c["act"], c["cell"])
     rng = np.random.default_rng(c["seed"])
     params = module.init_params(rng, inputs=c["n"], hidden=c["H"], units=c["K"])
     X = rng.standard_normal((c["steps"], c["n"], c["m"]))
@@ -83,18 +85,18 @@ def largest_difference(c: dict) -> float:
     for name, value in expected.items():
         assert grads[name].shape == value.shape, name
         worst = max(worst, float(np.max(np.abs(grads[name] - value))))
-    return max(worst, _workspace_difference(module, params, X, Y, expected))
+    return max(worst, _workspace_difference(inplace, params, X, Y, expected))
 
 
-def _workspace_difference(module, params, X, Y, expected, truncate=None) -> float:
+def _workspace_difference(inplace, params, X, Y, expected, truncate=None) -> float:
     """gradients_into (the workspace form, where the cell has one) against PyTorch's gradients,
     called twice on one workspace so that a value left over from the first call would show."""
-    if not hasattr(module, "Workspace"):
+    if inplace is None:
         return 0.0
     T, n, m = X.shape
-    ws = module.Workspace(m, T, inputs=n, hidden=params["weight_hh_l0"].shape[1], units=params["head_bias"].shape[0])
-    module.gradients_into(ws, params, X, Y, truncate=truncate)
-    got = module.gradients_into(ws, params, X, Y, truncate=truncate)
+    ws = inplace.Workspace(m, T, inputs=n, hidden=params["weight_hh_l0"].shape[1], units=params["head_bias"].shape[0])
+    inplace.gradients_into(ws, params, X, Y, truncate=truncate)
+    got = inplace.gradients_into(ws, params, X, Y, truncate=truncate)
     assert sorted(got) == sorted(expected)
     return max(float(np.max(np.abs(got[k] - expected[k]))) for k in expected)
 
@@ -144,7 +146,7 @@ def test_truncated_bptt_matches_torch_with_the_state_detached_between_chunks(cel
     state (and the LSTM's cell) detached between them: the same numbers; and, for k < T, not the
     full gradient."""
     n, H, K, m = 2, 3, 2, 3
-    module = generated(1, "all", "tanh", cell)
+    module, inplace = generated(1, "all", "tanh", cell)
     rng = np.random.default_rng(steps * 10 + truncate)
     params = module.init_params(rng, inputs=n, hidden=H, units=K)
     X, Y = rng.standard_normal((steps, n, m)), rng.standard_normal((steps, K, m))
@@ -163,7 +165,7 @@ def test_truncated_bptt_matches_torch_with_the_state_detached_between_chunks(cel
     expected |= {"head_weight": head.weight.grad.numpy(), "head_bias": head.bias.grad.numpy()}
     got = module.gradients(params, X, Y, truncate=truncate)
     assert max(float(np.max(np.abs(got[k] - expected[k]))) for k in expected) < TOLERANCE
-    assert _workspace_difference(module, params, X, Y, expected, truncate) < TOLERANCE
+    assert _workspace_difference(inplace, params, X, Y, expected, truncate) < TOLERANCE
     full = module.gradients(params, X, Y)
     differs = max(float(np.max(np.abs(full[k] - got[k]))) for k in full) > 1e-6
     assert differs == (truncate < steps)

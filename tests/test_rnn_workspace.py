@@ -12,18 +12,30 @@ import numpy as np
 import pytest
 
 from derive.derivation import backward_pass
-from derive.render import render
+from derive.inplace import package_sources
 from derive.rnn import build_rnn, make_rnn_spec
-from derive.rnn_run import model_context
-from derive.rnn_verify import load_module
+from derive.rnn_run import TEMPLATES, model_context
+from derive.verify import load_package
 from test_workspace import peak_growth
 
 
 @lru_cache(maxsize=None)
-def source(cell: str, output: str = "all", layers: int = 1, loss: str = "mse") -> str:
+def sources(cell: str, output: str = "all", layers: int = 1, loss: str = "mse") -> tuple[str, str]:
+    """model.py and model_inplace.py."""
     model = build_rnn(make_rnn_spec(cell=cell, output=output, layers=layers, loss=loss))
-    return render("model_rnn.py.j2", model_context(model, backward_pass(model.network, True), title="t",
-                                                   command="derive rnn", version="test"))
+    return package_sources(*TEMPLATES, model_context(model, backward_pass(model.network, True), title="t",
+                                                     command="derive rnn", version="test"))
+
+
+def source(*args) -> str:
+    """model_inplace.py, the workspace form."""
+    return sources(*args)[1]
+
+
+def modules(*args, inplace: str | None = None):
+    """The modules of model.py and model_inplace.py (or of `inplace`, a changed copy)."""
+    plain, fast = sources(*args)
+    return load_package(plain, fast if inplace is None else inplace)
 
 
 def point(module, T, n, H, K, m, output="all", dtype=np.float64, seed=0):
@@ -38,11 +50,11 @@ def point(module, T, n, H, K, m, output="all", dtype=np.float64, seed=0):
 @pytest.mark.parametrize("cell, output, layers", [("lstm", "all", 1), ("lstm", "last", 2), ("rnn", "mean", 2),
                                                    ("gru", "all", 2)])
 def test_gradients_into_gives_the_numbers_of_gradients(cell, output, layers, dtype, tolerance):
-    module = load_module(source(cell, output, layers))
+    module, inplace = modules(cell, output, layers)
     params, X, Y = point(module, 5, 3, 4, 2, 3, output, dtype)
     expected = module.gradients(params, X, Y)
-    ws = module.Workspace(3, 5, dtype, inputs=3, hidden=4, units=2)
-    got = module.gradients_into(ws, params, X, Y)
+    ws = inplace.Workspace(3, 5, dtype, inputs=3, hidden=4, units=2)
+    got = inplace.gradients_into(ws, params, X, Y)
     for name, value in expected.items():
         assert got[name].dtype == dtype and got[name].shape == value.shape
         scale = float(np.max(np.abs(value)))
@@ -53,10 +65,10 @@ def test_a_piecewise_error_is_one_marked_allocating_expression_and_gives_the_sam
     text = source("lstm", "all", 1, "huber:1.0")
     body = text[text.index("def gradients_into"):]
     assert body.count("# no in-place form: allocates") == 1
-    module = load_module(text)
+    module, inplace = modules("lstm", "all", 1, "huber:1.0", inplace=text)
     params, X, Y = point(module, 5, 3, 4, 2, 3)
     expected = module.gradients(params, X, Y)
-    got = module.gradients_into(module.Workspace(3, 5, inputs=3, hidden=4, units=2), params, X, Y)
+    got = inplace.gradients_into(inplace.Workspace(3, 5, inputs=3, hidden=4, units=2), params, X, Y)
     assert max(float(np.max(np.abs(got[k] - expected[k]) / np.max(np.abs(expected[k])))) for k in expected) < 1e-12
 
 
@@ -84,10 +96,10 @@ def test_a_corrupted_workspace_step_is_caught():
     """The comparison above fails when one statement of the backward loop is dropped."""
     text = source("lstm")
     line = _accumulation(text)
-    module = load_module(text.replace(line, "", 1))
+    module, inplace = modules("lstm", inplace=text.replace(line, "", 1))
     params, X, Y = point(module, 5, 3, 4, 2, 3)
     expected = module.gradients(params, X, Y)
-    got = module.gradients_into(module.Workspace(3, 5, inputs=3, hidden=4, units=2), params, X, Y)
+    got = inplace.gradients_into(inplace.Workspace(3, 5, inputs=3, hidden=4, units=2), params, X, Y)
     assert max(float(np.max(np.abs(got[k] - expected[k]))) for k in expected) > 1e-6
 
 
@@ -96,12 +108,12 @@ def test_a_step_in_workspace_form_allocates_no_array(cell):
     """tracemalloc's peak stays flat over 20 steps and does not grow with the batch: what remains is
     Python's small objects (the views of one step) and NumPy's fixed-size iteration buffer, which
     broadcasting operations (the bias add) and the layout copies use within the call."""
-    module = load_module(source(cell))
+    module, inplace = modules(cell)
     growth = {}
     for m in (64, 256):
         params, X, Y = point(module, 8, 24, 32, 4, m)
-        ws = module.Workspace(m, 8, inputs=24, hidden=32, units=4)
-        step = lambda: module.gradients_into(ws, params, X, Y)  # noqa: E731
+        ws = inplace.Workspace(m, 8, inputs=24, hidden=32, units=4)
+        step = lambda: inplace.gradients_into(ws, params, X, Y)  # noqa: E731
         for _ in range(3):
             step()
         first, twenty = peak_growth(step, 5), peak_growth(step, 20)
@@ -114,15 +126,15 @@ def test_a_step_in_workspace_form_allocates_no_array(cell):
 
 
 def test_a_workspace_refuses_arrays_of_another_shape_or_dtype():
-    module = load_module(source("rnn"))
+    module, inplace = modules("rnn")
     params, X, Y = point(module, 4, 3, 4, 2, 5)
-    ws = module.Workspace(5, 4, inputs=3, hidden=4, units=2)
+    ws = inplace.Workspace(5, 4, inputs=3, hidden=4, units=2)
     with pytest.raises(ValueError, match=r"X and Y must have shapes \(4, 3, 5\)"):
-        module.gradients_into(ws, params, X[:, :, :2], Y[:, :, :2])
+        inplace.gradients_into(ws, params, X[:, :, :2], Y[:, :, :2])
     with pytest.raises(ValueError, match="params\\['weight_ih_l0'\\] must be float64"):
-        module.gradients_into(ws, {**params, "weight_ih_l0": params["weight_ih_l0"].astype(np.float32)}, X, Y)
+        inplace.gradients_into(ws, {**params, "weight_ih_l0": params["weight_ih_l0"].astype(np.float32)}, X, Y)
     with pytest.raises(TypeError, match="dtype must be np.float32 or np.float64"):
-        module.Workspace(5, 4, np.int64)
+        inplace.Workspace(5, 4, np.int64)
 
 
 def test_every_run_checks_the_workspace_form():
@@ -131,8 +143,8 @@ def test_every_run_checks_the_workspace_form():
     from derive.rnn_verify import derivative_check
 
     model = build_rnn(make_rnn_spec(cell="lstm", output="all"))
-    good = derivative_check(model, load_module(source("lstm")))
+    good = derivative_check(model, *modules("lstm"))
     assert good.passed and float(good.figures["workspace_error"]) <= 1e-12
     assert float(good.figures["float32_error"]) <= 1e-4
     text = source("lstm").replace(_accumulation(source("lstm")), "", 1)
-    assert not derivative_check(model, load_module(text)).passed
+    assert not derivative_check(model, *modules("lstm", inplace=text)).passed

@@ -18,8 +18,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from derive.run import model_source
-from derive.verify import load_module, workspace_check
+from derive.run import model_sources
+from derive.verify import load_package, workspace_check
 
 from conftest import derivation_for
 from test_verification import GRID, config_id
@@ -28,13 +28,15 @@ BIG = (784, 256, 128, 10)
 
 
 @functools.lru_cache(maxsize=None)
-def source_for(config) -> str:
+def source_for(config) -> tuple[str, str]:
+    """model.py and model_inplace.py."""
     layers, act, loss, out = config
-    return model_source(derivation_for(layers, act, loss, out), title="t", command="t")
+    return model_sources(derivation_for(layers, act, loss, out), title="t", command="t")
 
 
 def module_for(config):
-    return load_module(source_for(config))
+    """The modules of model.py and model_inplace.py."""
+    return load_package(*source_for(config))
 
 
 def point(module, loss: str, batch: int, seed: int = 0, sizes=None, dtype=np.float64):
@@ -58,13 +60,13 @@ def point(module, loss: str, batch: int, seed: int = 0, sizes=None, dtype=np.flo
 
 @pytest.mark.parametrize("config", GRID, ids=config_id)
 def test_gradients_into_gives_exactly_the_numbers_of_gradients(config):
-    module = module_for(config)
+    module, inplace = module_for(config)
     for batch in (1, 2, 7):
         params, X, Y = point(module, config[2], batch)
         expected = module.gradients(params, X, Y)
-        ws = module.Workspace(module.SIZES, batch, np.float64)
+        ws = inplace.Workspace(module.SIZES, batch, np.float64)
         for _ in range(2):  # the second call reuses every array of the workspace
-            got = module.gradients_into(ws, params, X, Y)
+            got = inplace.gradients_into(ws, params, X, Y)
             assert sorted(got) == sorted(expected)
             for key in expected:
                 assert got[key].shape == expected[key].shape
@@ -73,13 +75,13 @@ def test_gradients_into_gives_exactly_the_numbers_of_gradients(config):
 
 @pytest.mark.parametrize("config", GRID, ids=config_id)
 def test_sgd_step_moves_every_parameter_by_minus_lr_times_the_gradient(config):
-    module = module_for(config)
+    module, inplace = module_for(config)
     for batch in (1, 5):
         params, X, Y = point(module, config[2], batch, seed=1)
         expected = {k: v - 0.05 * g for (k, v), g in zip(params.items(), module.gradients(params, X, Y).values())}
         stepped = {k: v.copy() for k, v in params.items()}
         arrays = {k: id(v) for k, v in stepped.items()}
-        assert module.sgd_step(module.Workspace(module.SIZES, batch), stepped, X, Y, 0.05) is None
+        assert inplace.sgd_step(inplace.Workspace(module.SIZES, batch), stepped, X, Y, 0.05) is None
         assert {k: id(v) for k, v in stepped.items()} == arrays  # updated in place
         for key in params:
             np.testing.assert_allclose(stepped[key], expected[key], rtol=1e-13, atol=1e-15)
@@ -88,12 +90,12 @@ def test_sgd_step_moves_every_parameter_by_minus_lr_times_the_gradient(config):
 
 @pytest.mark.parametrize("config", GRID, ids=config_id)
 def test_float32_gradients_agree_with_float64_to_1e_4(config):
-    module = module_for(config)
+    module, inplace = module_for(config)
     params, X, Y = point(module, config[2], 16, seed=2)
     exact = module.gradients(params, X, Y)
     single = point(module, config[2], 16, seed=2, dtype=np.float32)
-    ws = module.Workspace(module.SIZES, 16, np.float32)
-    got = module.gradients_into(ws, *single)
+    ws = inplace.Workspace(module.SIZES, 16, np.float32)
+    got = inplace.gradients_into(ws, *single)
     for key in exact:
         assert got[key].dtype == np.float32
         error = np.linalg.norm(got[key] - exact[key]) / max(np.linalg.norm(exact[key]), 1e-30)
@@ -101,7 +103,7 @@ def test_float32_gradients_agree_with_float64_to_1e_4(config):
 
 
 def test_init_params_draws_the_same_network_in_both_precisions():
-    module = module_for((2, "tanh", "mse", None))
+    module, inplace = module_for((2, "tanh", "mse", None))
     double = module.init_params(module.SIZES, np.random.default_rng(3))
     single = module.init_params(module.SIZES, np.random.default_rng(3), dtype=np.float32)
     for key in double:
@@ -135,15 +137,15 @@ def test_a_step_in_workspace_form_allocates_no_array(config):
     """tracemalloc's peak stays flat over 50 steps, and what it sees does not grow with the batch:
     the one transient allocation is NumPy's fixed-size iteration buffer (np.getbufsize() entries)
     that a broadcasting operation such as the bias add uses and frees within the call."""
-    module = module_for(config)
+    module, inplace = module_for(config)
     sizes = (100, 60, 48, 48)[: config[0]] + (48,)
     growth = {}
     for batch in (64, 256):
         params, X, Y = point(module, config[2], batch, sizes=sizes)
-        ws = module.Workspace(sizes, batch)
+        ws = inplace.Workspace(sizes, batch)
         for name, step in (
-            ("gradients_into", lambda: module.gradients_into(ws, params, X, Y)),
-            ("sgd_step", lambda: module.sgd_step(ws, params, X, Y, 1e-3)),
+            ("gradients_into", lambda: inplace.gradients_into(ws, params, X, Y)),
+            ("sgd_step", lambda: inplace.sgd_step(ws, params, X, Y, 1e-3)),
         ):
             for _ in range(3):  # warm-up: NumPy's and Python's own caches
                 step()
@@ -163,19 +165,19 @@ def test_a_training_step_touches_no_new_page_at_mnist_size():
     """No minor page fault in 20 steps. The best of three trials counts: a stray fault from the rest
     of the test process (heap trimming after an earlier test) must not fail this test, while an
     array allocated per step would fault in every trial."""
-    module = module_for((3, "sigmoid", "ce", None))
+    module, inplace = module_for((3, "sigmoid", "ce", None))
     for batch in (1, 128):
         params, X, Y = point(module, "ce", batch, sizes=BIG)
-        ws = module.Workspace(BIG, batch)
+        ws = inplace.Workspace(BIG, batch)
         for _ in range(3):
-            module.sgd_step(ws, params, X, Y, 1e-3)
-            module.gradients_into(ws, params, X, Y)
+            inplace.sgd_step(ws, params, X, Y, 1e-3)
+            inplace.gradients_into(ws, params, X, Y)
         trials = []
         for _ in range(3):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             for _ in range(20):
-                module.sgd_step(ws, params, X, Y, 1e-3)
-                module.gradients_into(ws, params, X, Y)
+                inplace.sgd_step(ws, params, X, Y, 1e-3)
+                inplace.gradients_into(ws, params, X, Y)
             trials.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
         assert min(trials) == 0, (batch, trials)
 
@@ -189,46 +191,46 @@ def body_of(source: str, name: str) -> str:
 
 
 def test_products_over_the_batch_use_np_dot_at_batch_one_only():
-    module = module_for((3, "sigmoid", "ce", None))
-    assert module.Workspace(BIG, 1).mm_m is np.dot
-    assert module.Workspace(BIG, 2).mm_m is np.matmul
-    assert module.Workspace(BIG, 2).mm_n0 is np.matmul
-    assert module.Workspace((784, 1, 128, 10), 2).mm_n1 is np.dot  # a one-unit layer: inner dimension 1
+    module, inplace = module_for((3, "sigmoid", "ce", None))
+    assert inplace.Workspace(BIG, 1).mm_m is np.dot
+    assert inplace.Workspace(BIG, 2).mm_m is np.matmul
+    assert inplace.Workspace(BIG, 2).mm_n0 is np.matmul
+    assert inplace.Workspace((784, 1, 128, 10), 2).mm_n1 is np.dot  # a one-unit layer: inner dimension 1
 
 
 def test_no_gradient_with_respect_to_the_input_and_no_recomputed_activation():
-    source = source_for((3, "sigmoid", "ce", None))
+    plain_source, source = source_for((3, "sigmoid", "ce", None))
     for name in ("gradients_into", "sgd_step"):
         body = body_of(source, name)
         assert "W1.T" not in body  # W1ᵀ Δ1 would be the gradient with respect to X: not computed
         assert len(re.findall(r"^ +np\.tanh\(", body, flags=re.M)) == 2  # two hidden sigmoids, once each
         assert "np.logaddexp" not in body and "np.exp(" in body
-    plain = body_of(source, "gradients")
+    plain = body_of(plain_source, "gradients")
     assert "A2*(1 - A2)" in plain  # the derived σ′ = a(1 − a), reused from the forward pass
 
 
 def test_workspace_refuses_data_it_was_not_built_for():
-    module = module_for((2, "tanh", "mse", None))
+    module, inplace = module_for((2, "tanh", "mse", None))
     params, X, Y = point(module, "mse", 4)
-    ws = module.Workspace(module.SIZES, 4)
+    ws = inplace.Workspace(module.SIZES, 4)
     with pytest.raises(ValueError, match=r"batch 4"):
-        module.gradients_into(ws, params, X[:, :3], Y[:, :3])
+        inplace.gradients_into(ws, params, X[:, :3], Y[:, :3])
     with pytest.raises(TypeError, match="float64"):
-        module.gradients_into(ws, params, X.astype(np.float32), Y.astype(np.float32))
+        inplace.gradients_into(ws, params, X.astype(np.float32), Y.astype(np.float32))
     with pytest.raises(TypeError, match="W1"):
-        module.sgd_step(ws, {**params, "W1": params["W1"].astype(np.float32)}, X, Y, 0.1)
+        inplace.sgd_step(ws, {**params, "W1": params["W1"].astype(np.float32)}, X, Y, 0.1)
     with pytest.raises(ValueError, match="sizes"):
-        module.Workspace((4, 5), 4)
+        inplace.Workspace((4, 5), 4)
     with pytest.raises(TypeError, match="floating-point"):
-        module.Workspace(module.SIZES, 4, np.int64)
+        inplace.Workspace(module.SIZES, 4, np.int64)
 
 
 def test_gradients_into_returns_the_workspace_arrays_and_overwrites_them():
-    module = module_for((2, "relu", "ce", None))
-    ws = module.Workspace(module.SIZES, 3)
-    first = module.gradients_into(ws, *point(module, "ce", 3, seed=4))
+    module, inplace = module_for((2, "relu", "ce", None))
+    ws = inplace.Workspace(module.SIZES, 3)
+    first = inplace.gradients_into(ws, *point(module, "ce", 3, seed=4))
     kept = {k: v.copy() for k, v in first.items()}
-    second = module.gradients_into(ws, *point(module, "ce", 3, seed=5))
+    second = inplace.gradients_into(ws, *point(module, "ce", 3, seed=5))
     assert first is second is ws.grads
     assert any(not np.array_equal(kept[k], second[k]) for k in kept)
 
@@ -236,17 +238,17 @@ def test_gradients_into_returns_the_workspace_arrays_and_overwrites_them():
 def test_workspace_check_fails_when_the_workspace_code_is_wrong():
     config = (2, "sigmoid", "mse", None)
     d = derivation_for(*config[:3])
-    source = source_for(config)
-    assert workspace_check(d.model, load_module(source)).passed
+    model, source = source_for(config)
+    assert workspace_check(d.model, *load_package(model, source)).passed
     body = body_of(source, "gradients_into")
     wrong = body.replace("np.add(Z1, b1, out=Z1)", "np.subtract(Z1, b1, out=Z1)", 1)
     assert wrong != body
-    check = workspace_check(d.model, load_module(source.replace(body, wrong)))
+    check = workspace_check(d.model, *load_package(model, source.replace(body, wrong)))
     assert not check.passed and not check.figures["exact"]
     # an sgd_step with the wrong sign is caught too
     body = body_of(source, "sgd_step")
     wrong = body.replace("lr = float(lr)", "lr = -float(lr)")
-    assert not workspace_check(d.model, load_module(source.replace(body, wrong))).passed
+    assert not workspace_check(d.model, *load_package(model, source.replace(body, wrong))).passed
 
 
 def test_the_documents_describe_the_workspace_form_and_its_check_in_every_format():
@@ -261,3 +263,17 @@ def test_the_documents_describe_the_workspace_form_and_its_check_in_every_format
     assert "&lt;math" not in html and "workspace form" in html
     checks = {c["name"]: c for c in json.loads(files["derivation.json"])["verification"]["checks"]}
     assert checks["workspace"]["ran"] and checks["workspace"]["passed"] and checks["workspace"]["figures"]["exact"]
+
+
+@pytest.mark.parametrize("config", [(2, "tanh", "mse", None), (3, "relu", "ce", None)], ids=config_id)
+def test_train_of_the_workspace_form_follows_the_same_path_as_the_lesson_train(config):
+    """model.py's `train` calls `gradients`, model_inplace.py's calls `gradients_into` on the same
+    minibatches: since their numbers are the same bit for bit, so are the parameters and the history
+    after two epochs (the last minibatch of an epoch smaller, so two workspaces)."""
+    module, inplace = module_for(config)
+    params, X, Y = point(module, config[2], 23, seed=6)
+    mine, fast = ({k: v.copy() for k, v in params.items()} for _ in range(2))
+    plain = module.train(mine, X, Y, epochs=2, batch_size=5, rng=np.random.default_rng(7), quiet=True, lr=0.3)
+    quick = inplace.train(fast, X, Y, epochs=2, batch_size=5, rng=np.random.default_rng(7), quiet=True, lr=0.3)
+    assert plain == quick and plain["loss"][1] < plain["loss"][0]
+    assert all(np.array_equal(mine[k], fast[k]) for k in params) and not np.array_equal(mine["W1"], params["W1"])
