@@ -74,7 +74,8 @@ def test_python_dash_m_and_console_script(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "model.py").is_file()
     # the entry point ends the process with os._exit: what it printed must still arrive, with the code
-    assert done.stdout.count("wrote ") == 6 and done.stdout.rstrip().splitlines()[-1].startswith("verification passed")
+    # (seven files: md, tex, json, model.py, model_inplace.py and the two pictures)
+    assert done.stdout.count("wrote ") == 7 and done.stdout.rstrip().splitlines()[-1].startswith("verification passed")
     bad = subprocess.run([sys.executable, "-m", "derive", "mlp", "--layers", "0", "--act", "relu",
                           "--out", str(tmp_path / "bad")], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.startswith("derive: error:"), bad
