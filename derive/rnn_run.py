@@ -16,7 +16,8 @@ from derive.codegen_training import optimizer_context, plan_optimizer
 from derive.derivation import backward_pass
 from derive.errors import VerificationFailed
 from derive.printing import latex
-from derive.render import render, template_module, write_files
+from derive.files import write_files
+from derive.render import render, template_module
 from derive.rnn import RNNSpec, build_rnn
 from derive.rnn_code import code_context
 from derive.rnn_document import build_rnn_document

@@ -308,7 +308,7 @@ def _json(derivation, report, command, training, initialisation) -> bytes:
 
 def generate_and_write(spec: MLPSpec, out: Path) -> tuple[Outcome, list[Path]]:
     """Generate, and write the files only if every check passed."""
-    from derive.render import write_files
+    from derive.files import write_files
 
     outcome = generate(spec)
     if not outcome.report.passed:
