@@ -23,7 +23,7 @@ from derive.model import build_model
 from derive.catalog.optimizers import choice_text
 from derive.spec import DEFAULT_DETAIL, DEFAULT_LANGUAGE, MLPSpec, NetSpec, OptimizerChoice, default_sizes
 from derive.training import Training, derive_training
-from derive.parallel import Background
+from derive.parallel import Background, BackgroundFailed
 from derive.verify import DirectDifferentiation, Report, minibatch_check, verify
 from derive.verify_training import training_checks
 
@@ -203,7 +203,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     checks_of_training = training_checks(model, training, initialisation, source)
     report = verify(derivation, source, direct, batch_check)
     report.checks += checks_of_training
-    lesson = lessons.result() if lessons is not None else None
+    lesson = _lesson(lessons, derivation) if lessons is not None else None
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()
@@ -248,6 +248,17 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
 
         files[FILE_NAMES["pdf"]] = compile_tex(tex, spec.lang)
     return Outcome(spec, derivation, report, files, time.perf_counter() - start, training, initialisation)
+
+
+def _lesson(lessons: Background, derivation: Derivation):
+    """The lesson from its process; if that failed, computed again here, where the error itself is
+    raised (as the run raises it without a fork), not a BackgroundFailed carrying its text."""
+    try:
+        return lessons.result()
+    except BackgroundFailed:
+        from derive.lesson import study
+
+        return study(derivation)
 
 
 def prove_convolutions(model) -> None:
