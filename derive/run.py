@@ -11,7 +11,6 @@ import shlex
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from derive import __version__
@@ -19,6 +18,7 @@ from derive.collector import collector_paused
 from derive.derivation import Derivation, assemble, derive_minibatch, derive_sample
 from derive.initialisation import Initialisation, derive_initialisation
 from derive.errors import DeriveError, VerificationFailed
+from derive.files import write_files
 from derive.model import build_model
 from derive.catalog.optimizers import choice_text
 from derive.spec import DEFAULT_DETAIL, DEFAULT_LANGUAGE, MLPSpec, NetSpec, OptimizerChoice, default_sizes
@@ -192,7 +192,7 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     batch_check = Background(minibatch_check, derivation)  # exact arithmetic, while the code is written and run
     # the lesson's computations (the worked example, the reader's checks, the paths, the bounds:
     # about 0.12 s of CPU for an MLP of 3 layers) need the derivation only, and only the documents
-    # read them: a third process computes them while this one writes and checks the code
+    # read them: a process of their own computes them while this one writes and checks the code
     lessons = Background(study, derivation) if wants_documents else None
     plan = plan_code(derivation)
     command = command_line(spec)
@@ -319,8 +319,6 @@ def _json(derivation, report, command, training, initialisation) -> bytes:
 
 def generate_and_write(spec: MLPSpec, out: Path) -> tuple[Outcome, list[Path]]:
     """Generate, and write the files only if every check passed."""
-    from derive.files import write_files
-
     outcome = generate(spec)
     if not outcome.report.passed:
         failed = [c for c in outcome.report.checks if c.ran and not c.passed]
