@@ -22,7 +22,7 @@ CHILD = """
 import json, sys, time
 from derive.model import build_model, make_spec
 from derive.run import derive_in_parallel as derive
-from derive.verify import direct_gradients, symbolic_point
+from derive.verify_symbolic import direct_gradients, symbolic_point
 layers = int(sys.argv[1])
 model = build_model(make_spec(layers, "sigmoid", None, "mse"))
 start = time.perf_counter(); derive(model); elapsed = time.perf_counter() - start

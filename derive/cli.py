@@ -178,7 +178,7 @@ def _generate(spec, folder: Path, quiet: bool, job=None, verdict=None) -> None:
     every command does: the files written and the verdict, or one line and a non-zero exit. `job`
     and `verdict` are the generate-and-write and the verdict of a command with its own pipeline
     (`derive rnn`); by default those of `derive.run`."""
-    from derive.render import check_writable
+    from derive.files import check_writable
     from derive.run import generate_and_write
 
     generate_and_write = job or generate_and_write

@@ -15,7 +15,7 @@ from dataclasses import replace
 from derive.model import make_net_spec, make_spec
 from derive.run import FILE_NAMES, generate
 from derive.spec import FORMATS
-from derive.render import write_files
+from derive.files import write_files
 
 EVERY_FORMAT = ",".join(FORMATS)
 

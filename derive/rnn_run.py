@@ -17,7 +17,8 @@ from derive.derivation import backward_pass
 from derive.errors import VerificationFailed
 from derive.inplace import INPLACE_FILE, load_inplace, package_sources
 from derive.printing import latex
-from derive.render import render, template_module, write_files
+from derive.files import write_files
+from derive.render import render, template_module
 from derive.rnn import RNNSpec, build_rnn
 from derive.rnn_code import code_context
 from derive.rnn_document import build_rnn_document

@@ -11,28 +11,29 @@ import shlex
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from derive import __version__
-from derive.codegen import CodePlan, plan_code
 from derive.collector import collector_paused
-from derive.codegen_training import code_context as training_code_context
-from derive.codegen_training import plan_training
 from derive.derivation import Derivation, assemble, derive_minibatch, derive_sample
-from derive.document import Document
 from derive.initialisation import Initialisation, derive_initialisation
-from derive.inplace import INPLACE_FILE, package_sources
-from derive.lesson import study
 from derive.errors import DeriveError, VerificationFailed
+from derive.files import write_files
 from derive.model import build_model
-from derive.present import PICTURE_FILE, build_document, code_context, json_document
-from derive.render import render, template_module, write_files
 from derive.catalog.optimizers import choice_text
 from derive.spec import DEFAULT_DETAIL, DEFAULT_LANGUAGE, MLPSpec, NetSpec, OptimizerChoice, default_sizes
-from derive.present_training import training_json
 from derive.training import Training, derive_training
-from derive.parallel import Background
+from derive.parallel import Background, BackgroundFailed
 from derive.verify import DirectDifferentiation, Report, minibatch_check, verify
 from derive.verify_training import training_checks
+
+if TYPE_CHECKING:
+    from derive.codegen import CodePlan
+    from derive.document import Document
+
+# The presentation half (code generation, the lesson, the documents, Jinja2: about 0.1 s of CPU to
+# import) is imported where it is used, not above: `generate` forks the direct differentiation before
+# it, so that the child starts that much earlier and the import runs beside it
 
 FILE_NAMES = {"md": "derivation.md", "tex": "derivation.tex", "py": "model.py", "json": "derivation.json",
               "pdf": "derivation.pdf", "html": "derivation.html", "ipynb": "derivation.ipynb"}
@@ -121,6 +122,12 @@ def model_sources(
     """model.py and model_inplace.py (None without a workspace form) for a derivation: the backward pass
     of `codegen` and the training code of `codegen_training` (the optimizer of the spec and the
     derived initial scales, derived here if not given)."""
+    from derive.codegen import plan_code
+    from derive.codegen_training import code_context as training_code_context
+    from derive.codegen_training import plan_training
+    from derive.inplace import package_sources
+    from derive.present import code_context
+
     model = derivation.model
     training = training if training is not None else derive_training(model.spec.optimizer)
     initialisation = initialisation if initialisation is not None else derive_initialisation(model)
@@ -178,6 +185,12 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
         minibatch = Background(derive_minibatch, model)
         training = derive_training(spec.optimizer)  # meanwhile: how parameters move and start
         initialisation = derive_initialisation(model)
+    from derive.codegen import plan_code
+    from derive.lesson import study
+    from derive.present import PICTURE_FILE
+    from derive.inplace import INPLACE_FILE
+    from derive.render import render, template_module
+
     wants_documents = bool(set(spec.formats) - {"py", "json"})
     if wants_documents:  # a convolution's proofs once, while the minibatch half is still derived
         prove_convolutions(model)
@@ -188,11 +201,16 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     title = f"derive {__version__}: {spec.slug()}"
     source, inplace = model_sources(derivation, title=title, command=command, training=training,
                                     initialisation=initialisation, plan=plan)
-    lesson = study(derivation, source) if wants_documents else None  # before verify: it waits for `direct`
+    # the lesson's computations (the worked example, the reader's checks, the paths, the bounds:
+    # about 0.12 s of CPU for an MLP of 3 layers) need the derivation and model.py (the float64 slopes
+    # of its check box) only, and only the documents read them: a process of their own computes them
+    # while this one checks the code
+    lessons = Background(study, derivation, source) if wants_documents else None
     # the training checks need no direct differentiation: run them while that child finishes
     checks_of_training = training_checks(model, training, initialisation, source)
     report = verify(derivation, source, direct, batch_check, inplace)
     report.checks += checks_of_training
+    lesson = _lesson(lessons, derivation, source) if lessons is not None else None
     files: dict[str, bytes] = {}
     if "py" in spec.formats:
         files[FILE_NAMES["py"]] = source.encode()
@@ -241,6 +259,17 @@ def generate(spec: MLPSpec, *, compile_pdf: bool = True) -> Outcome:
     return Outcome(spec, derivation, report, files, time.perf_counter() - start, training, initialisation)
 
 
+def _lesson(lessons: Background, derivation: Derivation, source: str):
+    """The lesson from its process; if that failed, computed again here, where the error itself is
+    raised (as the run raises it without a fork), not a BackgroundFailed carrying its text."""
+    try:
+        return lessons.result()
+    except BackgroundFailed:
+        from derive.lesson import study
+
+        return study(derivation, source)
+
+
 def prove_convolutions(model) -> None:
     """The three forms of each convolution's input error proved equal (remembered for the documents,
     which quote the proof). They need the network only, not the derivation: the run proves them while
@@ -257,6 +286,8 @@ def document_builder(model):
     """The MLP's document for a chain of dense layers (the backward recursion of a general layer l and
     the four equations of backpropagation), the graph's document for any other network."""
     if model.is_chain:
+        from derive.present import build_document
+
         return build_document
     from derive.present_graph import build_graph_document
 
@@ -279,12 +310,17 @@ def _document(fmt, derivation, report, plan, command, spec, training, initialisa
 
 def _tex(derivation, report, plan, command, spec, training, initialisation, lesson) -> str:
     """derivation.tex (also the source of the PDF)."""
+    from derive.render import render
+
     return render("derivation.tex.j2", {"doc": _document("tex", derivation, report, plan, command, spec, training,
                                                          initialisation, lesson)})
 
 
 def _json(derivation, report, command, training, initialisation) -> bytes:
     """derivation.json: the derivation's data for other programs."""
+    from derive.present import json_document
+    from derive.present_training import training_json
+
     data = json_document(derivation, report, command=command)
     data["training"] = training_json(training, initialisation)
     return (json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
