@@ -14,7 +14,6 @@ import builtins
 import textwrap
 import types
 
-from derive.render import render
 
 INPLACE_FILE = "model_inplace.py"
 MODEL_MODULE = "model"  # model_inplace.py imports model.py from its own folder under this name
@@ -54,6 +53,8 @@ def import_lines(names: list[str]) -> list[str]:
 def inplace_source(model_source: str, body: str, *, title: str, command: str, version: str) -> str:
     """model_inplace.py: its docstring, the imports from model.py and the workspace form `body`."""
     public = [name for name in _defined(ast.parse(body)) if not name.startswith("_")]
+    from derive.render import render  # Jinja2: imported when code is written, not when a module is loaded
+
     names = shared_names(model_source, body)
     return render("model_inplace.py.j2", {"title": title, "command": command, "version": version,
                                           "public": public, "imports": import_lines(names) if names else [],
@@ -63,6 +64,8 @@ def inplace_source(model_source: str, body: str, *, title: str, command: str, ve
 def package_sources(model_template: str, workspace_template: str, context: dict) -> tuple[str, str | None]:
     """(model.py, model_inplace.py) rendered from one context; no model_inplace.py where the code has no
     workspace form (a GRU: its einsum has no in-place form)."""
+    from derive.render import render
+
     source = render(model_template, context)
     if not context.get("workspace"):
         return source, None

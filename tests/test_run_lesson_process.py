@@ -11,7 +11,7 @@ from derive.run import generate
 
 
 def test_a_failure_in_the_lessons_process_is_raised_as_itself(monkeypatch):
-    def failing(derivation):
+    def failing(derivation, source=None):
         raise ValueError("the lesson could not be computed")
 
     monkeypatch.setattr(derive.lesson, "study", failing)
