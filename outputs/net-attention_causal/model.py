@@ -8,8 +8,8 @@ Needs only NumPy.
 Read from the top: `forward`, `loss` and `gradients`, the formulas one per line (the algorithm's
 table in derivation.md pairs each line of `gradients` with its formula); then `init_params`, the
 optimizer (`init_state`, `update`) and `train`. At the end, below a marked line: the numerical
-helpers the formulas call, the checks of the inputs and the workspace form (`Workspace`,
-`gradients_into`, `sgd_step`): the same formulas, computed without allocating arrays.
+helpers the formulas call, the checks of the inputs. The workspace form, the same formulas computed
+without allocating arrays for training loops, is in model_inplace.py beside this file.
 """
 
 import numpy as np
@@ -135,18 +135,13 @@ def update(params, grads, state, *, lr=0.1, weight_decay=0.0):
 
 def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quiet=False, **hyper):
     """Minibatch training in place: each epoch shuffles the samples (columns) with `rng` and, for
-    each minibatch of `batch_size` columns, calls gradients_into() (the workspace form, which
-    allocates no arrays per step) then update() (sgd); the other keyword arguments, `hyper`, go
-    to update(). Returns the history: per epoch the loss on (X, Y) and, when X_val is given, on
-    (X_val, Y_val). Prints one line per epoch unless quiet."""
+    each minibatch of `batch_size` columns, calls gradients() then update() (sgd); the other
+    keyword arguments, `hyper`, go to update(). Returns the history: per epoch the loss on (X, Y)
+    and, when X_val is given, on (X_val, Y_val). Prints one line per epoch unless quiet."""
     if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be whole numbers >= 1, got {epochs!r} and {batch_size!r}")
     state = init_state(params)
     m = X.shape[-1]
-    dtype = params["Wq1"].dtype
-    sizes = ((params["Wq1"].shape[2], X.shape[1]), (params["Wq1"].shape[2], X.shape[1]), params["W3"].shape[1], params["W3"].shape[0],)
-    X, Y = np.asarray(X, dtype), np.asarray(Y, dtype)
-    workspaces = {}  # one per minibatch size (the last minibatch of an epoch may be smaller)
     history = {"epoch": [], "loss": []}
     if X_val is not None:
         history.update({"val_loss": []})
@@ -154,12 +149,7 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
         order = rng.permutation(m)
         for start in range(0, m, batch_size):
             batch = order[start:start + batch_size]
-            ws = workspaces.get(len(batch))
-            if ws is None:
-                ws = workspaces[len(batch)] = Workspace(sizes, len(batch), dtype)
-            np.take(X, batch, axis=-1, out=ws.X)
-            np.take(Y, batch, axis=-1, out=ws.Y)
-            update(params, gradients_into(ws, params, ws.X, ws.Y), state, **hyper)
+            update(params, gradients(params, X[..., batch], Y[:, batch]), state, **hyper)
         row = {"epoch": epoch, "loss": loss(params, X, Y)}
         if X_val is not None:
             row["val_loss"] = loss(params, X_val, Y_val)
@@ -171,8 +161,8 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
 
 
 # --------------------------------------------------------------------------------------------------
-# Below: the numerical helpers the formulas call, the input checks and the allocation-free fast
-# path; not needed to follow the derivation.
+# Below: the numerical helpers the formulas call, the input checks; not needed to follow the
+# derivation.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -303,352 +293,3 @@ def _shape(dims, sizes=None):
 def _keys():
     keys = list(_PARAMETER_DIMS)
     return ", ".join(keys if len(keys) <= 8 else [*keys[:4], "…", *keys[-2:]])
-
-
-# --------------------------------------------------------------------------------------------------
-# Workspace form, for training loops: the same formulas as `gradients`, evaluated as NumPy calls
-# that write into arrays allocated once (`out=`), so that a step allocates nothing.
-
-
-def _filled(shape, dtype, axes=None):
-    """Zeros whose memory is written now, so that no later step page-faults on first touch. With
-    `axes`, the array of `shape` is kept in memory in that order of its axes (a transposed view):
-    attention's arrays with their head and sample axes first, so that each matrix of a batched
-    product is contiguous for np.matmul."""
-    if axes is None:
-        out = np.empty(shape, dtype)
-    else:
-        out = np.empty([shape[a] for a in axes], dtype).transpose(np.argsort(axes))
-    out.fill(0)
-    return out
-
-
-def _product_for(inner):
-    """np.matmul, or np.dot when the inner dimension is 1: np.matmul does not call BLAS for a product
-    whose inner dimension is 1 (an outer product at batch 1), np.dot does."""
-    return np.dot if inner == 1 else np.matmul
-
-
-class Workspace:
-    """The arrays one training step needs, for one batch size and dtype (float64 or float32).
-
-    Build it once and pass it to every call of `gradients_into` or `sgd_step`: the arrays are
-    reused, so a step allocates nothing. `ws.grads` (keys and shapes of params) receives the
-    gradients; `ws.X` and `ws.Y` are spare input arrays a loop may fill in place, e.g.
-    np.take(X_all, idx, axis=1, out=ws.X). A batch of another size needs its own Workspace.
-    """
-
-    def __init__(self, sizes, batch, dtype=np.float64):
-        if len(sizes) != 4:
-            raise ValueError(f"sizes must give 4 layer sizes ((c0, w0), (c0, w0), n2, n3), got {len(sizes)}")
-        (c0, w0), (c0, w0), n2, n3 = sizes
-        m = int(batch)
-        if m < 1 or min((c0, w0, n2, n3)) < 1:
-            raise ValueError(f"batch and layer sizes must be at least 1, got batch {batch} and sizes {tuple(sizes)}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating-point type such as np.float32 or np.float64, got {self.dtype}")
-        self.sizes, self.batch = (c0, w0, n2, n3), m
-        self.x_shape, self.y_shape = (c0, w0, m), (n3, m)
-        self.X, self.Y = _filled(self.x_shape, self.dtype), _filled(self.y_shape, self.dtype)
-        # gradients, returned by gradients_into
-        self.dWq1 = _filled((1, 4, c0), self.dtype)
-        self.dbq1 = _filled((1, 4), self.dtype)
-        self.dWk1 = _filled((1, 4, c0), self.dtype)
-        self.dbk1 = _filled((1, 4), self.dtype)
-        self.dWv1 = _filled((1, 4, c0), self.dtype)
-        self.dbv1 = _filled((1, 4), self.dtype)
-        self.dWo1 = _filled((c0, 1, 4), self.dtype)
-        self.dbo1 = _filled((c0, 1), self.dtype)
-        self.dW3 = _filled((n3, n2), self.dtype)
-        self.db3 = _filled((n3, 1), self.dtype)
-        self.grads = {"Wq1": self.dWq1, "bq1": self.dbq1, "Wk1": self.dWk1, "bk1": self.dbk1, "Wv1": self.dWv1, "bv1": self.dbv1, "Wo1": self.dWo1, "bo1": self.dbo1, "W3": self.dW3, "b3": self.db3}
-        # scratch arrays, reused from formula to formula within a step
-        self.t0 = _filled((1, w0, 4, m), self.dtype)
-        self.t1 = _filled((1, 4), self.dtype)
-        self.t2 = _filled((1, w0, 4, m), self.dtype)
-        self.t3 = _filled((1, w0, 4, m), self.dtype)
-        self.t4 = _filled((1, w0, w0, m), self.dtype)
-        self.t5 = _filled((1, w0, w0, m), self.dtype)
-        self.t6 = _filled((1, w0, 4, m), self.dtype)
-        self.t7 = _filled((c0, w0, m), self.dtype)
-        self.t8 = _filled((n2, m), self.dtype)
-        self.t9 = _filled((n3, m), self.dtype)
-        self.t10 = _filled((n3, m), self.dtype)
-        self.t11 = _filled((c0), self.dtype)
-        self.t12 = _filled((1, w0, w0, m), self.dtype)
-        self.t13 = _filled((1, w0, w0, m), self.dtype)
-        self.t14 = _filled((1, w0, 4, m), self.dtype, axes=(0, 3, 1, 2))
-        self.t15 = _filled((1, w0, 4, m), self.dtype, axes=(0, 3, 1, 2))
-        self.t16 = _filled((1, w0, 4, m), self.dtype, axes=(0, 3, 1, 2))
-        self.t17 = _filled((1, w0, w0, m), self.dtype, axes=(0, 3, 1, 2))
-        self.t18 = _filled((1, w0, w0, m), self.dtype, axes=(0, 3, 1, 2))
-        self.t19 = _filled((1, w0, 4, m), self.dtype, axes=(0, 3, 1, 2))
-        self.t20 = _filled((n2, m), self.dtype)
-        self.t21 = _filled((n3, n2), self.dtype)
-        self.t22 = _filled((n3, 1), self.dtype)
-        self.t23 = _filled((1, w0, 4, m), self.dtype, axes=(0, 3, 1, 2))
-        self.t24 = _filled((c0, 1, 4), self.dtype)
-        self.t25 = _filled((c0, 1), self.dtype)
-        self.t26 = _filled((1, w0, 1, m), self.dtype)
-        self.t27 = _filled((1, 4, c0), self.dtype)
-        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
-        self.ones_m = np.ones((m, 1), self.dtype)
-        # matrix products, by their inner dimension
-        self.mm_m = _product_for(m)
-        self.mm_n2 = _product_for(n2)
-        self.mm_n3 = _product_for(n3)
-
-    def check(self, params, X, Y):
-        """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
-        dtype = self.dtype
-        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
-            if X.shape != self.x_shape or Y.shape != self.y_shape:
-                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
-            raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
-        for key, p in params.items():
-            if p.dtype != dtype:
-                raise TypeError(f"this workspace computes in {dtype}; got {key} in {p.dtype}")
-
-
-def gradients_into(ws, params, X, Y):
-    """Gradients of loss(params, X, Y), computed in the arrays of workspace `ws`.
-
-    Returns ws.grads: a dict with the keys and shapes of `params` whose arrays belong to `ws` and are
-    overwritten by the next call (copy what you keep). The numbers are exactly those of
-    `gradients(params, X, Y)`: the same NumPy operations in the same order, written in place.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    Wq1, bq1, Wk1, bk1, Wv1, bv1, Wo1, bo1, W3, b3 = (params["Wq1"], params["bq1"], params["Wk1"], params["bk1"], params["Wv1"], params["bv1"], params["Wo1"], params["bo1"], params["W3"], params["b3"])
-    c_1 = params["Wq1"].shape[2]
-    w_1 = X.shape[1]
-    n_2 = params["W3"].shape[1]
-    dWq1, dbq1, dWk1, dbk1, dWv1, dbv1, dWo1, dbo1, dW3, db3 = ws.dWq1, ws.dbq1, ws.dWk1, ws.dbk1, ws.dWv1, ws.dbv1, ws.dWo1, ws.dbo1, ws.dW3, ws.db3
-    t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9, ws.t10, ws.t11, ws.t12, ws.t13
-    mm_n2, mm_m, mm_n3 = ws.mm_n2, ws.mm_m, ws.mm_n3
-    A0 = X
-    # Qh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wq1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bq1)), (1, 3))
-    Qh1 = t0
-    np.copyto(Qh1, np.einsum("mjl,ikm->ijkl", A0, Wq1, optimize=True))  # einsum's own layout: allocates
-    np.einsum("ik->ik", bq1, out=t1)
-    np.add(Qh1, np.expand_dims(t1, (1, 3)), out=Qh1)
-    # Kh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wk1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bk1)), (1, 3))
-    Kh1 = t2
-    np.copyto(Kh1, np.einsum("mjl,ikm->ijkl", A0, Wk1, optimize=True))  # einsum's own layout: allocates
-    np.einsum("ik->ik", bk1, out=t1)
-    np.add(Kh1, np.expand_dims(t1, (1, 3)), out=Kh1)
-    # Vh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wv1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bv1)), (1, 3))
-    Vh1 = t3
-    np.copyto(Vh1, np.einsum("mjl,ikm->ijkl", A0, Wv1, optimize=True))  # einsum's own layout: allocates
-    np.einsum("ik->ik", bv1, out=t1)
-    np.add(Vh1, np.expand_dims(t1, (1, 3)), out=Vh1)
-    # S1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Kh1, Qh1, optimize=True))/np.sqrt(dk_1)
-    S1 = t4
-    np.copyto(S1, np.einsum("ikml,ijml->ijkl", Kh1, Qh1, optimize=True))  # einsum's own layout: allocates
-    np.divide(S1, np.sqrt(dk_1), out=S1)
-    # P1 = _key_softmax(S1, True, True)
-    P1 = t5
-    _key_softmax(S1, True, True, out=P1)
-    # O1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Vh1, P1, optimize=True))
-    O1 = t6
-    np.copyto(O1, np.einsum("imkl,ijml->ijkl", Vh1, P1, optimize=True))  # einsum's own layout: allocates
-    # Z1 = np.ascontiguousarray(np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True)) + bo1.reshape(-1, 1, 1)
-    Z1 = t7
-    np.copyto(Z1, np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True))  # einsum's own layout: allocates
-    np.add(Z1, bo1.reshape(-1, 1, 1), out=Z1)
-    # A2 = Z1.reshape(-1, Z1.shape[-1])
-    A2 = t8
-    np.copyto(A2, Z1.reshape(-1, m))
-    # Z3 = (W3 @ A2) + b3
-    Z3 = t9
-    mm_n2(W3, A2, out=Z3)
-    np.add(Z3, b3, out=Z3)
-    # A3 = Z3
-    A3 = Z3
-    # delta3 = A3 - Y
-    delta3 = t9
-    np.subtract(Z3, Y, out=delta3)
-    # dW3 = ((delta3/m) @ A2.T)
-    np.divide(delta3, m, out=t10)
-    mm_m(t10, A2.T, out=dW3)
-    # db3 = (delta3/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t10, axis=1, keepdims=True, out=db3)
-    # delta1 = ((W3.T @ delta3)).reshape(c_1, w_1, -1)
-    delta1 = t7
-    mm_n3(W3.T, delta3, out=t8)
-    np.copyto(delta1, t8.reshape(c_1, w_1, m))
-    # dWo1 = np.ascontiguousarray(np.einsum("iml,jmkl->ijk", delta1, O1, optimize=True))/m
-    np.copyto(dWo1, np.einsum("iml,jmkl->ijk", delta1, O1, optimize=True))  # einsum's own layout: allocates
-    np.divide(dWo1, m, out=dWo1)
-    # dbo1 = np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
-    np.einsum("ikj->i", delta1, out=t11)
-    np.divide(np.expand_dims(t11, (1,)), m, out=dbo1)
-    # dO1 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", delta1, Wo1, optimize=True))
-    dO1 = t6
-    np.copyto(dO1, np.einsum("mjl,mik->ijkl", delta1, Wo1, optimize=True))  # einsum's own layout: allocates
-    # dP1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))
-    dP1 = t4
-    np.copyto(dP1, np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))  # einsum's own layout: allocates
-    # dVh1 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P1, dO1, optimize=True))
-    dVh1 = t3
-    np.copyto(dVh1, np.einsum("imjl,imkl->ijkl", P1, dO1, optimize=True))  # einsum's own layout: allocates
-    # dS1 = P1*dP1 - np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, optimize=True)
-    dS1 = t12
-    np.multiply(P1, dP1, out=dS1)
-    np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, optimize=True, out=t13)
-    np.subtract(dS1, t13, out=dS1)
-    # dQh1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Kh1, dS1, optimize=True))/np.sqrt(dk_1)
-    dQh1 = t6
-    np.copyto(dQh1, np.einsum("imkl,ijml->ijkl", Kh1, dS1, optimize=True))  # einsum's own layout: allocates
-    np.divide(dQh1, np.sqrt(dk_1), out=dQh1)
-    # dKh1 = np.ascontiguousarray(np.einsum("imkl,imjl->ijkl", Qh1, dS1, optimize=True))/np.sqrt(dk_1)
-    dKh1 = t2
-    np.copyto(dKh1, np.einsum("imkl,imjl->ijkl", Qh1, dS1, optimize=True))  # einsum's own layout: allocates
-    np.divide(dKh1, np.sqrt(dk_1), out=dKh1)
-    # dWv1 = np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True)/m
-    np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True, out=dWv1)
-    np.divide(dWv1, m, out=dWv1)
-    # dbv1 = np.einsum("iljk->ij", dVh1)/m
-    np.einsum("iljk->ij", dVh1, out=dbv1)
-    np.divide(dbv1, m, out=dbv1)
-    # dWk1 = np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True)/m
-    np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True, out=dWk1)
-    np.divide(dWk1, m, out=dWk1)
-    # dbk1 = np.einsum("iljk->ij", dKh1)/m
-    np.einsum("iljk->ij", dKh1, out=dbk1)
-    np.divide(dbk1, m, out=dbk1)
-    # dWq1 = np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True)/m
-    np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True, out=dWq1)
-    np.divide(dWq1, m, out=dWq1)
-    # dbq1 = np.einsum("iljk->ij", dQh1)/m
-    np.einsum("iljk->ij", dQh1, out=dbq1)
-    np.divide(dbq1, m, out=dbq1)
-    return ws.grads
-
-
-def sgd_step(ws, params, X, Y, lr):
-    """One step of gradient descent on the minibatch (X, Y): every parameter moves by −lr times its
-    gradient, in place (the arrays of `params` are updated; nothing is allocated).
-
-    The update rule of the derivation with the derived gradients substituted; each layer is updated
-    as soon as its weights have carried the error to the layer below. ws.grads is not touched.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    lr = float(lr)
-    Wq1, bq1, Wk1, bk1, Wv1, bv1, Wo1, bo1, W3, b3 = (params["Wq1"], params["bq1"], params["Wk1"], params["bk1"], params["Wv1"], params["bv1"], params["Wo1"], params["bo1"], params["W3"], params["b3"])
-    c_1 = params["Wq1"].shape[2]
-    w_1 = X.shape[1]
-    n_2 = params["W3"].shape[1]
-    t14, t1, t15, t16, t17, t18, t19, t7, t8, t9, t20, t21, t22, t23, t24, t11, t25, t26, t27 = ws.t14, ws.t1, ws.t15, ws.t16, ws.t17, ws.t18, ws.t19, ws.t7, ws.t8, ws.t9, ws.t20, ws.t21, ws.t22, ws.t23, ws.t24, ws.t11, ws.t25, ws.t26, ws.t27
-    ones_m, = ws.ones_m,
-    mm_n2, mm_n3, mm_m = ws.mm_n2, ws.mm_n3, ws.mm_m
-    A0 = X
-    # Qh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wq1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bq1)), (1, 3))
-    Qh1 = t14
-    np.copyto(Qh1, np.einsum("mjl,ikm->ijkl", A0, Wq1, optimize=True))  # einsum's own layout: allocates
-    np.einsum("ik->ik", bq1, out=t1)
-    np.add(Qh1, np.expand_dims(t1, (1, 3)), out=Qh1)
-    # Kh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wk1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bk1)), (1, 3))
-    Kh1 = t15
-    np.copyto(Kh1, np.einsum("mjl,ikm->ijkl", A0, Wk1, optimize=True))  # einsum's own layout: allocates
-    np.einsum("ik->ik", bk1, out=t1)
-    np.add(Kh1, np.expand_dims(t1, (1, 3)), out=Kh1)
-    # Vh1 = np.ascontiguousarray(np.einsum("mjl,ikm->ijkl", A0, Wv1, optimize=True)) + np.expand_dims((np.einsum("ik->ik", bv1)), (1, 3))
-    Vh1 = t16
-    np.copyto(Vh1, np.einsum("mjl,ikm->ijkl", A0, Wv1, optimize=True))  # einsum's own layout: allocates
-    np.einsum("ik->ik", bv1, out=t1)
-    np.add(Vh1, np.expand_dims(t1, (1, 3)), out=Vh1)
-    # S1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Kh1, Qh1, optimize=True))/np.sqrt(dk_1)
-    S1 = t17
-    np.matmul(Qh1.transpose(0, 3, 1, 2), Kh1.transpose(0, 3, 2, 1), out=S1.transpose(0, 3, 1, 2))
-    np.multiply(S1, 1/np.sqrt(dk_1), out=S1)
-    # P1 = _key_softmax(S1, True, True)
-    P1 = t18
-    _key_softmax(S1, True, True, out=P1)
-    # O1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Vh1, P1, optimize=True))
-    O1 = t19
-    np.matmul(P1.transpose(0, 3, 1, 2), Vh1.transpose(0, 3, 1, 2), out=O1.transpose(0, 3, 1, 2))
-    # Z1 = np.ascontiguousarray(np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True)) + bo1.reshape(-1, 1, 1)
-    Z1 = t7
-    np.copyto(Z1, np.einsum("ilm,ljmk->ijk", Wo1, O1, optimize=True))  # einsum's own layout: allocates
-    np.add(Z1, bo1.reshape(-1, 1, 1), out=Z1)
-    # A2 = Z1.reshape(-1, Z1.shape[-1])
-    A2 = t8
-    np.copyto(A2, Z1.reshape(-1, m))
-    # Z3 = (W3 @ A2) + b3
-    Z3 = t9
-    mm_n2(W3, A2, out=Z3)
-    np.add(Z3, b3, out=Z3)
-    # A3 = Z3
-    A3 = Z3
-    # delta3 = A3 - Y
-    delta3 = t9
-    np.subtract(Z3, Y, out=delta3)
-    # delta1 = ((W3.T @ delta3)).reshape(c_1, w_1, -1)
-    delta1 = t7
-    mm_n3(W3.T, delta3, out=t20)
-    np.copyto(delta1, t20.reshape(c_1, w_1, m))
-    # W3 = ((-delta3*lr/m) @ A2.T) + W3
-    np.multiply(delta3, -lr/m, out=t9)
-    mm_m(t9, A2.T, out=t21)
-    np.add(t21, W3, out=W3)
-    # b3 = b3 + (-delta3*lr/m).sum(axis=1, keepdims=True)
-    mm_m(t9, ones_m, out=t22)
-    np.add(b3, t22, out=b3)
-    # dO1 = np.ascontiguousarray(np.einsum("mjl,mik->ijkl", delta1, Wo1, optimize=True))
-    dO1 = t23
-    np.copyto(dO1, np.einsum("mjl,mik->ijkl", delta1, Wo1, optimize=True))  # einsum's own layout: allocates
-    # Wo1 = Wo1 - lr*np.ascontiguousarray(np.einsum("iml,jmkl->ijk", delta1, O1, optimize=True))/m
-    np.copyto(t24, np.einsum("iml,jmkl->ijk", delta1, O1, optimize=True))  # einsum's own layout: allocates
-    np.multiply(t24, lr/m, out=t24)
-    np.subtract(Wo1, t24, out=Wo1)
-    # bo1 = bo1 - lr*np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
-    np.einsum("ikj->i", delta1, out=t11)
-    np.multiply(np.expand_dims(t11, (1,)), lr/m, out=t25)
-    np.subtract(bo1, t25, out=bo1)
-    # dP1 = np.ascontiguousarray(np.einsum("ikml,ijml->ijkl", Vh1, dO1, optimize=True))
-    dP1 = t17
-    np.matmul(dO1.transpose(0, 3, 1, 2), Vh1.transpose(0, 3, 2, 1), out=dP1.transpose(0, 3, 1, 2))
-    # dVh1 = np.ascontiguousarray(np.einsum("imjl,imkl->ijkl", P1, dO1, optimize=True))
-    dVh1 = t16
-    np.matmul(P1.transpose(0, 3, 2, 1), dO1.transpose(0, 3, 1, 2), out=dVh1.transpose(0, 3, 1, 2))
-    # dS1 = P1*dP1 - np.einsum("ijkl,ijml,ijml->ijkl", P1, P1, dP1, optimize=True)
-    dS1 = t17
-    np.multiply(P1, dP1, out=dS1)
-    np.add.reduce(dS1, axis=(2,), keepdims=True, out=t26)
-    np.multiply(P1, t26, out=t18)
-    np.subtract(dS1, t18, out=dS1)
-    # dQh1 = np.ascontiguousarray(np.einsum("imkl,ijml->ijkl", Kh1, dS1, optimize=True))/np.sqrt(dk_1)
-    dQh1 = t19
-    np.matmul(dS1.transpose(0, 3, 1, 2), Kh1.transpose(0, 3, 1, 2), out=dQh1.transpose(0, 3, 1, 2))
-    np.multiply(dQh1, 1/np.sqrt(dk_1), out=dQh1)
-    # dKh1 = np.ascontiguousarray(np.einsum("imkl,imjl->ijkl", Qh1, dS1, optimize=True))/np.sqrt(dk_1)
-    dKh1 = t15
-    np.matmul(dS1.transpose(0, 3, 2, 1), Qh1.transpose(0, 3, 1, 2), out=dKh1.transpose(0, 3, 1, 2))
-    np.multiply(dKh1, 1/np.sqrt(dk_1), out=dKh1)
-    # Wv1 = Wv1 - lr*np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True)/m
-    np.einsum("kml,imjl->ijk", A0, dVh1, optimize=True, out=t27)
-    np.multiply(t27, lr/m, out=t27)
-    np.subtract(Wv1, t27, out=Wv1)
-    # bv1 = bv1 - lr*np.einsum("iljk->ij", dVh1)/m
-    np.einsum("iljk->ij", dVh1, out=t1)
-    np.multiply(t1, lr/m, out=t1)
-    np.subtract(bv1, t1, out=bv1)
-    # Wk1 = Wk1 - lr*np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True)/m
-    np.einsum("kml,imjl->ijk", A0, dKh1, optimize=True, out=t27)
-    np.multiply(t27, lr/m, out=t27)
-    np.subtract(Wk1, t27, out=Wk1)
-    # bk1 = bk1 - lr*np.einsum("iljk->ij", dKh1)/m
-    np.einsum("iljk->ij", dKh1, out=t1)
-    np.multiply(t1, lr/m, out=t1)
-    np.subtract(bk1, t1, out=bk1)
-    # Wq1 = Wq1 - lr*np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True)/m
-    np.einsum("kml,imjl->ijk", A0, dQh1, optimize=True, out=t27)
-    np.multiply(t27, lr/m, out=t27)
-    np.subtract(Wq1, t27, out=Wq1)
-    # bq1 = bq1 - lr*np.einsum("iljk->ij", dQh1)/m
-    np.einsum("iljk->ij", dQh1, out=t1)
-    np.multiply(t1, lr/m, out=t1)
-    np.subtract(bq1, t1, out=bq1)

@@ -9,8 +9,8 @@ Read from the top: `forward`, `loss` and `gradients`, the formulas one per line 
 table in derivation.md pairs each line of `gradients` with its formula); then `init_params`, the
 optimizer (`init_state`, `update`), `accuracy` and `train`; then the running statistics of
 evaluation mode (`init_running`, `update_running`, `predict`). At the end, below a marked line: the
-numerical helpers the formulas call, the checks of the inputs and the workspace form (`Workspace`,
-`gradients_into`, `sgd_step`): the same formulas, computed without allocating arrays.
+numerical helpers the formulas call, the checks of the inputs. The workspace form, the same formulas
+computed without allocating arrays for training loops, is in model_inplace.py beside this file.
 """
 
 import numpy as np
@@ -132,21 +132,17 @@ def accuracy(params, X, Y):
 
 def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quiet=False, **hyper):
     """Minibatch training in place: each epoch shuffles the samples (columns) with `rng` and, for
-    each minibatch of `batch_size` columns, calls gradients_into() (the workspace form, which
-    allocates no arrays per step) then update() (sgd); the other keyword arguments, `hyper`, go
-    to update(), except `running`: the running statistics of init_running(), which each step
-    updates for predict(). Returns the history: per epoch the loss and accuracy on (X, Y) and,
-    when X_val is given, on (X_val, Y_val). Prints one line per epoch unless quiet."""
+    each minibatch of `batch_size` columns, calls gradients() then update() (sgd); the other
+    keyword arguments, `hyper`, go to update(), except `running`: the running statistics of
+    init_running(), which each step updates for predict(). Returns the history: per epoch the
+    loss and accuracy on (X, Y) and, when X_val is given, on (X_val, Y_val). Prints one line per
+    epoch unless quiet."""
     if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be whole numbers >= 1, got {epochs!r} and {batch_size!r}")
     state = init_state(params)
     m = X.shape[-1]
     running = hyper.pop("running", None)  # init_running(…): updated in place for predict()
-    dtype = params["K1"].dtype
-    sizes = ((params["K1"].shape[1], X.shape[1], X.shape[2]), (params["K1"].shape[0], (X.shape[1] + -3) // 1 + 1, (X.shape[2] + -3) // 1 + 1), (params["K1"].shape[0], (X.shape[1] + -3) // 1 + 1, (X.shape[2] + -3) // 1 + 1), params["K1"].shape[0], params["W4"].shape[0],)
-    X, Y = np.asarray(X, dtype), np.asarray(Y, dtype)
-    _check_inputs(params, X, Y)  # once, before any step: the workspace does not look at what Y holds
-    workspaces = {}  # one per minibatch size (the last minibatch of an epoch may be smaller)
+    _check_inputs(params, X, Y)  # once, before any step: a wrong sample is named by its column in Y
     history = {"epoch": [], "loss": [], "accuracy": []}
     if X_val is not None:
         history.update({"val_loss": [], "val_accuracy": []})
@@ -156,12 +152,7 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
             batch = order[start:start + batch_size]
             if running is not None and len(batch) > 1:  # the running statistics, from this minibatch (before the step)
                 update_running(running, params, X[:, batch])
-            ws = workspaces.get(len(batch))
-            if ws is None:
-                ws = workspaces[len(batch)] = Workspace(sizes, len(batch), dtype)
-            np.take(X, batch, axis=-1, out=ws.X)
-            np.take(Y, batch, axis=-1, out=ws.Y)
-            update(params, gradients_into(ws, params, ws.X, ws.Y), state, **hyper)
+            update(params, gradients(params, X[..., batch], Y[:, batch]), state, **hyper)
         row = {"epoch": epoch, "loss": loss(params, X, Y)}
         row["accuracy"] = accuracy(params, X, Y)
         if X_val is not None:
@@ -223,8 +214,8 @@ def predict(params, running, X):
 
 
 # --------------------------------------------------------------------------------------------------
-# Below: the numerical helpers the formulas call, the input checks and the allocation-free fast
-# path; not needed to follow the derivation.
+# Below: the numerical helpers the formulas call, the input checks; not needed to follow the
+# derivation.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -449,297 +440,3 @@ def _shape(dims, sizes=None):
 def _keys():
     keys = list(_PARAMETER_DIMS)
     return ", ".join(keys if len(keys) <= 8 else [*keys[:4], "…", *keys[-2:]])
-
-
-# --------------------------------------------------------------------------------------------------
-# Workspace form, for training loops: the same formulas as `gradients`, evaluated as NumPy calls
-# that write into arrays allocated once (`out=`), so that a step allocates nothing.
-
-
-def _filled(shape, dtype):
-    """Zeros whose memory is written now, so that no later step page-faults on first touch."""
-    out = np.empty(shape, dtype)
-    out.fill(0)
-    return out
-
-
-def _product_for(inner):
-    """np.matmul, or np.dot when the inner dimension is 1: np.matmul does not call BLAS for a product
-    whose inner dimension is 1 (an outer product at batch 1), np.dot does."""
-    return np.dot if inner == 1 else np.matmul
-
-
-class Workspace:
-    """The arrays one training step needs, for one batch size and dtype (float64 or float32).
-
-    Build it once and pass it to every call of `gradients_into` or `sgd_step`: the arrays are
-    reused, so a step allocates nothing. `ws.grads` (keys and shapes of params) receives the
-    gradients; `ws.X` and `ws.Y` are spare input arrays a loop may fill in place, e.g.
-    np.take(X_all, idx, axis=1, out=ws.X). A batch of another size needs its own Workspace.
-    """
-
-    def __init__(self, sizes, batch, dtype=np.float64):
-        if len(sizes) != 5:
-            raise ValueError(f"sizes must give 5 layer sizes ((c0, h0, w0), (c1, h1, w1), (c1, h1, w1), c1, n4), got {len(sizes)}")
-        (c0, h0, w0), (c1, h1, w1), (c1, h1, w1), c1, n4 = sizes
-        m = int(batch)
-        if m < 1 or min((c0, h0, w0, c1, h1, w1, n4)) < 1:
-            raise ValueError(f"batch and layer sizes must be at least 1, got batch {batch} and sizes {tuple(sizes)}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating-point type such as np.float32 or np.float64, got {self.dtype}")
-        self.sizes, self.batch = (c0, h0, w0, c1, h1, w1, n4), m
-        self.x_shape, self.y_shape = (c0, h0, w0, m), (n4, m)
-        self.X, self.Y = _filled(self.x_shape, self.dtype), _filled(self.y_shape, self.dtype)
-        # gradients, returned by gradients_into
-        self.dK1 = _filled((c1, c0, 3, 3), self.dtype)
-        self.db1 = _filled((c1, 1), self.dtype)
-        self.dgamma2 = _filled((c1, 1), self.dtype)
-        self.dbeta2 = _filled((c1, 1), self.dtype)
-        self.dW4 = _filled((n4, c1), self.dtype)
-        self.db4 = _filled((n4, 1), self.dtype)
-        self.grads = {"K1": self.dK1, "b1": self.db1, "gamma2": self.dgamma2, "beta2": self.dbeta2, "W4": self.dW4, "b4": self.db4}
-        # scratch arrays, reused from formula to formula within a step
-        self.t0 = _filled((c1, h1, w1, m), self.dtype)
-        self.t1 = _filled((c1), self.dtype)
-        self.t2 = _filled((c1, 1, 1, 1), self.dtype)
-        self.t3 = _filled((c1, h1, w1, m), self.dtype)
-        self.t4 = _filled((c1, 1), self.dtype)
-        self.t5 = _filled((c1, 1), self.dtype)
-        self.t6 = _filled((c1, h1, w1, m), self.dtype)
-        self.t7 = _filled((c1, h1, w1, m), self.dtype)
-        self.t8 = _filled((c1, m), self.dtype)
-        self.t9 = _filled((n4, m), self.dtype)
-        self.t10 = _filled((1, m), self.dtype)
-        self.t11 = _filled((n4, m), self.dtype)
-        self.t12 = _filled((n4, c1), self.dtype)
-        self.t13 = _filled((n4, 1), self.dtype)
-        self.t14 = _filled((c1, 1), self.dtype)
-        self.t15 = _filled((c1, c0, 3, 3), self.dtype)
-        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
-        self.ones_n4 = np.ones((n4, 1), self.dtype)
-        self.ones_m = np.ones((m, 1), self.dtype)
-        # work arrays of the window operations (padded inputs, im2col columns, max pooling's arg-max),
-        # one dict per operation and input: filled on the first step, reused by every later one
-        self.win_A0_k3 = {}
-        # matrix products, by their inner dimension
-        self.mm_m = _product_for(m)
-        self.mm_c1 = _product_for(c1)
-        self.mm_n4 = _product_for(n4)
-
-    def check(self, params, X, Y):
-        """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
-        dtype = self.dtype
-        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
-            if X.shape != self.x_shape or Y.shape != self.y_shape:
-                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
-            raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
-        for key, p in params.items():
-            if p.dtype != dtype:
-                raise TypeError(f"this workspace computes in {dtype}; got {key} in {p.dtype}")
-
-
-def gradients_into(ws, params, X, Y):
-    """Gradients of loss(params, X, Y), computed in the arrays of workspace `ws`.
-
-    Returns ws.grads: a dict with the keys and shapes of `params` whose arrays belong to `ws` and are
-    overwritten by the next call (copy what you keep). The numbers are exactly those of
-    `gradients(params, X, Y)`: the same NumPy operations in the same order, written in place.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    K1, b1, gamma2, beta2, W4, b4 = (params["K1"], params["b1"], params["gamma2"], params["beta2"], params["W4"], params["b4"])
-    h_1 = (X.shape[1] + -3) // 1 + 1
-    h_2 = (X.shape[1] + -3) // 1 + 1
-    w_1 = (X.shape[2] + -3) // 1 + 1
-    w_2 = (X.shape[2] + -3) // 1 + 1
-    dK1, db1, dgamma2, dbeta2, dW4, db4 = ws.dK1, ws.db1, ws.dgamma2, ws.dbeta2, ws.dW4, ws.db4
-    t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9, ws.t10, ws.t11
-    mm_c1, mm_m = ws.mm_c1, ws.mm_m
-    A0 = X
-    # Z1 = _conv(A0, K1, (3, 3), (1, 1), (0, 0), (1, 1)) + b1.reshape(-1, 1, 1, 1)
-    Z1 = t0
-    _conv(A0, K1, (3, 3), (1, 1), (0, 0), (1, 1), scratch=ws.win_A0_k3, out=Z1)
-    np.add(Z1, b1.reshape(-1, 1, 1, 1), out=Z1)
-    # U2 = Z1 - np.expand_dims((np.einsum("imnp->i", Z1)), (1, 2, 3))/(h_1*m*w_1)
-    U2 = t0
-    np.einsum("imnp->i", Z1, out=t1)
-    np.divide(np.expand_dims(t1, (1, 2, 3)), ((h_1 * m) * w_1), out=t2)
-    np.subtract(Z1, t2, out=U2)
-    # Xhat2 = np.einsum("iz,ijkl->ijkl", 1/np.sqrt(1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2)), U2, optimize=True)
-    Xhat2 = t3
-    np.square(U2, out=Xhat2)
-    np.einsum("ijkl->i", Xhat2, out=t1)
-    np.divide(np.expand_dims(t1, (1,)), ((h_2 * m) * w_2), out=t4)
-    np.add(1e-05, t4, out=t4)
-    np.sqrt(t4, out=t5)
-    np.divide(1, t5, out=t5)
-    np.einsum("iz,ijkl->ijkl", t5, U2, optimize=True, out=Xhat2)
-    # Z2 = np.einsum("iz,ijkl->ijkl", gamma2, Xhat2, optimize=True) + beta2.reshape(-1, 1, 1, 1)
-    Z2 = t6
-    np.einsum("iz,ijkl->ijkl", gamma2, Xhat2, optimize=True, out=Z2)
-    np.add(Z2, beta2.reshape(-1, 1, 1, 1), out=Z2)
-    # A2 = np.maximum(0, Z2)
-    A2 = t7
-    np.maximum(0, Z2, out=A2)
-    # A3 = _position_mean(A2, 2)
-    A3 = t8
-    _position_mean(A2, 2, out=A3)
-    # Z4 = (W4 @ A3) + b4
-    Z4 = t9
-    mm_c1(W4, A3, out=Z4)
-    np.add(Z4, b4, out=Z4)
-    # A4 = _softmax(Z4)
-    A4 = t9
-    np.maximum.reduce(Z4, axis=0, keepdims=True, out=t10)
-    np.subtract(Z4, t10, out=A4)
-    np.exp(A4, out=A4)
-    np.add.reduce(A4, axis=0, keepdims=True, out=t10)
-    np.divide(A4, t10, out=A4)
-    # delta4 = A4 - Y
-    delta4 = t9
-    np.subtract(A4, Y, out=delta4)
-    # dW4 = ((delta4/m) @ A3.T)
-    np.divide(delta4, m, out=t11)
-    mm_m(t11, A3.T, out=dW4)
-    # db4 = (delta4/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t11, axis=1, keepdims=True, out=db4)
-    # delta2 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z2, 0.0), delta4, W4, optimize=True)/(h_2*w_2)
-    delta2 = t7
-    np.greater(Z2, 0, out=t6)
-    np.einsum("ijkl,ml,mi->ijkl", t6, delta4, W4, optimize=True, out=delta2)
-    np.divide(delta2, (h_2 * w_2), out=delta2)
-    # dgamma2 = np.expand_dims((np.einsum("ilkj,ilkj->i", delta2, Xhat2, optimize=True)), (1,))/m
-    np.einsum("ilkj,ilkj->i", delta2, Xhat2, optimize=True, out=t1)
-    np.divide(np.expand_dims(t1, (1,)), m, out=dgamma2)
-    # dbeta2 = np.expand_dims((np.einsum("ilkj->i", delta2)), (1,))/m
-    np.einsum("ilkj->i", delta2, out=t1)
-    np.divide(np.expand_dims(t1, (1,)), m, out=dbeta2)
-    # dXhat2 = np.einsum("iz,ijkl->ijkl", gamma2, delta2, optimize=True)
-    dXhat2 = t3
-    np.einsum("iz,ijkl->ijkl", gamma2, delta2, optimize=True, out=dXhat2)
-    # dU2 = np.einsum("iz,ijkl->ijkl", 1/np.sqrt(1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2)), dXhat2, optimize=True) - np.einsum("iz,ipnm,ijkl,ipnm->ijkl", (1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2))**(-3/2), U2, U2, dXhat2, optimize=True)/(h_2*m*w_2)
-    dU2 = t6
-    np.einsum("iz,ijkl->ijkl", t5, dXhat2, optimize=True, out=dU2)
-    np.power(t4, -3/2, out=t4)
-    np.einsum("iz,ipnm,ijkl,ipnm->ijkl", t4, U2, U2, dXhat2, optimize=True, out=t7)
-    np.divide(t7, ((h_2 * m) * w_2), out=t7)
-    np.subtract(dU2, t7, out=dU2)
-    # delta1 = dU2 - np.expand_dims((np.einsum("ipnm->i", dU2)), (1, 2, 3))/(h_1*m*w_1)
-    delta1 = t6
-    np.einsum("ipnm->i", dU2, out=t1)
-    np.divide(np.expand_dims(t1, (1, 2, 3)), ((h_1 * m) * w_1), out=t2)
-    np.subtract(dU2, t2, out=delta1)
-    # dK1 = _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1))/m
-    _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1), cols_ready=True, scratch=ws.win_A0_k3, out=dK1)
-    np.divide(dK1, m, out=dK1)
-    # db1 = np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
-    np.einsum("ilkj->i", delta1, out=t1)
-    np.divide(np.expand_dims(t1, (1,)), m, out=db1)
-    return ws.grads
-
-
-def sgd_step(ws, params, X, Y, lr):
-    """One step of gradient descent on the minibatch (X, Y): every parameter moves by −lr times its
-    gradient, in place (the arrays of `params` are updated; nothing is allocated).
-
-    The update rule of the derivation with the derived gradients substituted; each layer is updated
-    as soon as its weights have carried the error to the layer below. ws.grads is not touched.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    lr = float(lr)
-    K1, b1, gamma2, beta2, W4, b4 = (params["K1"], params["b1"], params["gamma2"], params["beta2"], params["W4"], params["b4"])
-    h_1 = (X.shape[1] + -3) // 1 + 1
-    h_2 = (X.shape[1] + -3) // 1 + 1
-    w_1 = (X.shape[2] + -3) // 1 + 1
-    w_2 = (X.shape[2] + -3) // 1 + 1
-    t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t12, t13, t14, t15 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9, ws.t10, ws.t12, ws.t13, ws.t14, ws.t15
-    ones_n4, ones_m = ws.ones_n4, ws.ones_m
-    mm_c1, mm_n4, mm_m = ws.mm_c1, ws.mm_n4, ws.mm_m
-    A0 = X
-    # Z1 = _conv(A0, K1, (3, 3), (1, 1), (0, 0), (1, 1)) + b1.reshape(-1, 1, 1, 1)
-    Z1 = t0
-    _conv(A0, K1, (3, 3), (1, 1), (0, 0), (1, 1), scratch=ws.win_A0_k3, out=Z1)
-    np.add(Z1, b1.reshape(-1, 1, 1, 1), out=Z1)
-    # U2 = Z1 - np.expand_dims((np.einsum("imnp->i", Z1)), (1, 2, 3))/(h_1*m*w_1)
-    U2 = t0
-    np.einsum("imnp->i", Z1, out=t1)
-    np.multiply(np.expand_dims(t1, (1, 2, 3)), 1/(h_1*m*w_1), out=t2)
-    np.subtract(Z1, t2, out=U2)
-    # Xhat2 = np.einsum("iz,ijkl->ijkl", 1/np.sqrt(1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2)), U2, optimize=True)
-    Xhat2 = t3
-    np.square(U2, out=Xhat2)
-    np.einsum("ijkl->i", Xhat2, out=t1)
-    np.multiply(np.expand_dims(t1, (1,)), 1/(h_2*m*w_2), out=t4)
-    np.add(1e-05, t4, out=t4)
-    np.sqrt(t4, out=t5)
-    np.divide(1, t5, out=t5)
-    np.einsum("iz,ijkl->ijkl", t5, U2, optimize=True, out=Xhat2)
-    # Z2 = np.einsum("iz,ijkl->ijkl", gamma2, Xhat2, optimize=True) + beta2.reshape(-1, 1, 1, 1)
-    Z2 = t6
-    np.einsum("iz,ijkl->ijkl", gamma2, Xhat2, optimize=True, out=Z2)
-    np.add(Z2, beta2.reshape(-1, 1, 1, 1), out=Z2)
-    # A2 = np.maximum(0, Z2)
-    A2 = t7
-    np.maximum(0, Z2, out=A2)
-    # A3 = _position_mean(A2, 2)
-    A3 = t8
-    _position_mean(A2, 2, out=A3)
-    # Z4 = (W4 @ A3) + b4
-    Z4 = t9
-    mm_c1(W4, A3, out=Z4)
-    np.add(Z4, b4, out=Z4)
-    # A4 = _softmax(Z4)
-    A4 = t9
-    np.maximum.reduce(Z4, axis=0, keepdims=True, out=t10)
-    np.subtract(Z4, t10, out=A4)
-    np.exp(A4, out=A4)
-    mm_n4(ones_n4.T, A4, out=t10)
-    np.divide(A4, t10, out=A4)
-    # delta4 = A4 - Y
-    delta4 = t9
-    np.subtract(A4, Y, out=delta4)
-    # delta2 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z2, 0.0), delta4, W4, optimize=True)/(h_2*w_2)
-    delta2 = t7
-    np.greater(Z2, 0, out=t6)
-    np.einsum("ijkl,ml,mi->ijkl", t6, delta4, W4, optimize=True, out=delta2)
-    np.multiply(delta2, 1/(h_2*w_2), out=delta2)
-    # W4 = ((-delta4*lr/m) @ A3.T) + W4
-    np.multiply(delta4, -lr/m, out=t9)
-    mm_m(t9, A3.T, out=t12)
-    np.add(t12, W4, out=W4)
-    # b4 = b4 + (-delta4*lr/m).sum(axis=1, keepdims=True)
-    mm_m(t9, ones_m, out=t13)
-    np.add(b4, t13, out=b4)
-    # dXhat2 = np.einsum("iz,ijkl->ijkl", gamma2, delta2, optimize=True)
-    dXhat2 = t6
-    np.einsum("iz,ijkl->ijkl", gamma2, delta2, optimize=True, out=dXhat2)
-    # gamma2 = -lr*np.expand_dims((np.einsum("ilkj,ilkj->i", delta2, Xhat2, optimize=True)), (1,))/m + gamma2
-    np.einsum("ilkj,ilkj->i", delta2, Xhat2, optimize=True, out=t1)
-    np.multiply(np.expand_dims(t1, (1,)), lr/m, out=t14)
-    np.subtract(gamma2, t14, out=gamma2)
-    # beta2 = beta2 - lr*np.expand_dims((np.einsum("ilkj->i", delta2)), (1,))/m
-    np.einsum("ilkj->i", delta2, out=t1)
-    np.multiply(np.expand_dims(t1, (1,)), lr/m, out=t14)
-    np.subtract(beta2, t14, out=beta2)
-    # dU2 = np.einsum("iz,ijkl->ijkl", 1/np.sqrt(1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2)), dXhat2, optimize=True) - np.einsum("iz,ipnm,ijkl,ipnm->ijkl", (1e-05 + np.expand_dims((np.einsum("ijkl->i", U2**2)), (1,))/(h_2*m*w_2))**(-3/2), U2, U2, dXhat2, optimize=True)/(h_2*m*w_2)
-    dU2 = t3
-    np.einsum("iz,ijkl->ijkl", t5, dXhat2, optimize=True, out=dU2)
-    np.power(t4, -3/2, out=t4)
-    np.einsum("iz,ipnm,ijkl,ipnm->ijkl", t4, U2, U2, dXhat2, optimize=True, out=t7)
-    np.multiply(t7, 1/(h_2*m*w_2), out=t7)
-    np.subtract(dU2, t7, out=dU2)
-    # delta1 = dU2 - np.expand_dims((np.einsum("ipnm->i", dU2)), (1, 2, 3))/(h_1*m*w_1)
-    delta1 = t3
-    np.einsum("ipnm->i", dU2, out=t1)
-    np.multiply(np.expand_dims(t1, (1, 2, 3)), 1/(h_1*m*w_1), out=t2)
-    np.subtract(dU2, t2, out=delta1)
-    # K1 = K1 - lr*_conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1))/m
-    _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (0, 0), (1, 1), cols_ready=True, scratch=ws.win_A0_k3, out=t15)
-    np.multiply(t15, lr/m, out=t15)
-    np.subtract(K1, t15, out=K1)
-    # b1 = b1 - lr*np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
-    np.einsum("ilkj->i", delta1, out=t1)
-    np.multiply(np.expand_dims(t1, (1,)), lr/m, out=t4)
-    np.subtract(b1, t4, out=b1)

@@ -8,8 +8,8 @@ Needs only NumPy.
 Read from the top: `forward`, `loss` and `gradients`, the formulas one per line (the algorithm's
 table in derivation.md pairs each line of `gradients` with its formula); then `init_params`, the
 optimizer (`init_state`, `update`), `accuracy` and `train`. At the end, below a marked line: the
-numerical helpers the formulas call, the checks of the inputs and the workspace form (`Workspace`,
-`gradients_into`, `sgd_step`): the same formulas, computed without allocating arrays.
+numerical helpers the formulas call, the checks of the inputs. The workspace form, the same formulas
+computed without allocating arrays for training loops, is in model_inplace.py beside this file.
 """
 
 import numpy as np
@@ -143,19 +143,15 @@ def accuracy(params, X, Y):
 
 def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quiet=False, **hyper):
     """Minibatch training in place: each epoch shuffles the samples (columns) with `rng` and, for
-    each minibatch of `batch_size` columns, calls gradients_into() (the workspace form, which
-    allocates no arrays per step) then update() (sgd); the other keyword arguments, `hyper`, go
-    to update(). Returns the history: per epoch the loss and accuracy on (X, Y) and, when X_val
-    is given, on (X_val, Y_val). Prints one line per epoch unless quiet."""
+    each minibatch of `batch_size` columns, calls gradients() then update() (sgd); the other
+    keyword arguments, `hyper`, go to update(). Returns the history: per epoch the loss and
+    accuracy on (X, Y) and, when X_val is given, on (X_val, Y_val). Prints one line per epoch
+    unless quiet."""
     if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be whole numbers >= 1, got {epochs!r} and {batch_size!r}")
     state = init_state(params)
     m = X.shape[-1]
-    dtype = params["K1"].dtype
-    sizes = ((params["K1"].shape[1], X.shape[1], X.shape[2]), (params["K1"].shape[0], (X.shape[1] + -1) // 1 + 1, (X.shape[2] + -1) // 1 + 1), (params["K1"].shape[0], ((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1, ((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1), (params["K3"].shape[0], (((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1, (((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1), (params["K3"].shape[0], ((((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1 + -2) // 2 + 1, ((((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1 + -2) // 2 + 1), params["W6"].shape[1], params["W6"].shape[0],)
-    X, Y = np.asarray(X, dtype), np.asarray(Y, dtype)
-    _check_inputs(params, X, Y)  # once, before any step: the workspace does not look at what Y holds
-    workspaces = {}  # one per minibatch size (the last minibatch of an epoch may be smaller)
+    _check_inputs(params, X, Y)  # once, before any step: a wrong sample is named by its column in Y
     history = {"epoch": [], "loss": [], "accuracy": []}
     if X_val is not None:
         history.update({"val_loss": [], "val_accuracy": []})
@@ -163,12 +159,7 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
         order = rng.permutation(m)
         for start in range(0, m, batch_size):
             batch = order[start:start + batch_size]
-            ws = workspaces.get(len(batch))
-            if ws is None:
-                ws = workspaces[len(batch)] = Workspace(sizes, len(batch), dtype)
-            np.take(X, batch, axis=-1, out=ws.X)
-            np.take(Y, batch, axis=-1, out=ws.Y)
-            update(params, gradients_into(ws, params, ws.X, ws.Y), state, **hyper)
+            update(params, gradients(params, X[..., batch], Y[:, batch]), state, **hyper)
         row = {"epoch": epoch, "loss": loss(params, X, Y)}
         row["accuracy"] = accuracy(params, X, Y)
         if X_val is not None:
@@ -182,8 +173,8 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
 
 
 # --------------------------------------------------------------------------------------------------
-# Below: the numerical helpers the formulas call, the input checks and the allocation-free fast
-# path; not needed to follow the derivation.
+# Below: the numerical helpers the formulas call, the input checks; not needed to follow the
+# derivation.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -495,302 +486,3 @@ def _shape(dims, sizes=None):
 def _keys():
     keys = list(_PARAMETER_DIMS)
     return ", ".join(keys if len(keys) <= 8 else [*keys[:4], "…", *keys[-2:]])
-
-
-# --------------------------------------------------------------------------------------------------
-# Workspace form, for training loops: the same formulas as `gradients`, evaluated as NumPy calls
-# that write into arrays allocated once (`out=`), so that a step allocates nothing.
-
-
-def _filled(shape, dtype):
-    """Zeros whose memory is written now, so that no later step page-faults on first touch."""
-    out = np.empty(shape, dtype)
-    out.fill(0)
-    return out
-
-
-def _product_for(inner):
-    """np.matmul, or np.dot when the inner dimension is 1: np.matmul does not call BLAS for a product
-    whose inner dimension is 1 (an outer product at batch 1), np.dot does."""
-    return np.dot if inner == 1 else np.matmul
-
-
-class Workspace:
-    """The arrays one training step needs, for one batch size and dtype (float64 or float32).
-
-    Build it once and pass it to every call of `gradients_into` or `sgd_step`: the arrays are
-    reused, so a step allocates nothing. `ws.grads` (keys and shapes of params) receives the
-    gradients; `ws.X` and `ws.Y` are spare input arrays a loop may fill in place, e.g.
-    np.take(X_all, idx, axis=1, out=ws.X). A batch of another size needs its own Workspace.
-    """
-
-    def __init__(self, sizes, batch, dtype=np.float64):
-        if len(sizes) != 7:
-            raise ValueError(f"sizes must give 7 layer sizes ((c0, h0, w0), (c1, h1, w1), (c1, h2, w2), (c3, h3, w3), (c3, h4, w4), n5, n6), got {len(sizes)}")
-        (c0, h0, w0), (c1, h1, w1), (c1, h2, w2), (c3, h3, w3), (c3, h4, w4), n5, n6 = sizes
-        m = int(batch)
-        if m < 1 or min((c0, h0, w0, c1, h1, w1, h2, w2, c3, h3, w3, h4, w4, n5, n6)) < 1:
-            raise ValueError(f"batch and layer sizes must be at least 1, got batch {batch} and sizes {tuple(sizes)}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating-point type such as np.float32 or np.float64, got {self.dtype}")
-        self.sizes, self.batch = (c0, h0, w0, c1, h1, w1, h2, w2, c3, h3, w3, h4, w4, n5, n6), m
-        self.x_shape, self.y_shape = (c0, h0, w0, m), (n6, m)
-        self.X, self.Y = _filled(self.x_shape, self.dtype), _filled(self.y_shape, self.dtype)
-        # gradients, returned by gradients_into
-        self.dK1 = _filled((c1, c0, 3, 3), self.dtype)
-        self.db1 = _filled((c1, 1), self.dtype)
-        self.dK3 = _filled((c3, c1, 3, 3), self.dtype)
-        self.db3 = _filled((c3, 1), self.dtype)
-        self.dW6 = _filled((n6, n5), self.dtype)
-        self.db6 = _filled((n6, 1), self.dtype)
-        self.grads = {"K1": self.dK1, "b1": self.db1, "K3": self.dK3, "b3": self.db3, "W6": self.dW6, "b6": self.db6}
-        # scratch arrays, reused from formula to formula within a step
-        self.t0 = _filled((c1, h1, w1, m), self.dtype)
-        self.t1 = _filled((c1, h1, w1, m), self.dtype)
-        self.t2 = _filled((c1, h2, w2, m), self.dtype)
-        self.t3 = _filled((c3, h3, w3, m), self.dtype)
-        self.t4 = _filled((c3, h3, w3, m), self.dtype)
-        self.t5 = _filled((c3, h4, w4, m), self.dtype)
-        self.t6 = _filled((n5, m), self.dtype)
-        self.t7 = _filled((n6, m), self.dtype)
-        self.t8 = _filled((1, m), self.dtype)
-        self.t9 = _filled((n6, m), self.dtype)
-        self.t10 = _filled((c3, h3, w3, m), self.dtype)
-        self.t11 = _filled((c3), self.dtype)
-        self.t12 = _filled((c1, h1, w1, m), self.dtype)
-        self.t13 = _filled((c1), self.dtype)
-        self.t14 = _filled((n5, m), self.dtype)
-        self.t15 = _filled((c3, h4, w4, m), self.dtype)
-        self.t16 = _filled((n6, n5), self.dtype)
-        self.t17 = _filled((n6, 1), self.dtype)
-        self.t18 = _filled((c1, h2, w2, m), self.dtype)
-        self.t19 = _filled((c3, c1, 3, 3), self.dtype)
-        self.t20 = _filled((c3, 1), self.dtype)
-        self.t21 = _filled((c1, c0, 3, 3), self.dtype)
-        self.t22 = _filled((c1, 1), self.dtype)
-        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
-        self.ones_n6 = np.ones((n6, 1), self.dtype)
-        self.ones_m = np.ones((m, 1), self.dtype)
-        # work arrays of the window operations (padded inputs, im2col columns, max pooling's arg-max),
-        # one dict per operation and input: filled on the first step, reused by every later one
-        self.win_A0_k3p1 = {}
-        self.win_A1_k2s2 = {}
-        self.win_A2_k3p1 = {}
-        self.win_A3_k2s2 = {}
-        self.win_delta3_k3p1 = {}
-        self.win_Z1_k2s2 = {}
-        self.win_Z3_k2s2 = {}
-        # matrix products, by their inner dimension
-        self.mm_m = _product_for(m)
-        self.mm_n5 = _product_for(n5)
-        self.mm_n6 = _product_for(n6)
-
-    def check(self, params, X, Y):
-        """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
-        dtype = self.dtype
-        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
-            if X.shape != self.x_shape or Y.shape != self.y_shape:
-                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
-            raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
-        for key, p in params.items():
-            if p.dtype != dtype:
-                raise TypeError(f"this workspace computes in {dtype}; got {key} in {p.dtype}")
-
-
-def gradients_into(ws, params, X, Y):
-    """Gradients of loss(params, X, Y), computed in the arrays of workspace `ws`.
-
-    Returns ws.grads: a dict with the keys and shapes of `params` whose arrays belong to `ws` and are
-    overwritten by the next call (copy what you keep). The numbers are exactly those of
-    `gradients(params, X, Y)`: the same NumPy operations in the same order, written in place.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    K1, b1, K3, b3, W6, b6 = (params["K1"], params["b1"], params["K3"], params["b3"], params["W6"], params["b6"])
-    c_4 = params["K3"].shape[0]
-    h_1 = (X.shape[1] + -1) // 1 + 1
-    h_2 = ((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1
-    h_3 = (((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1
-    h_4 = ((((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1 + -2) // 2 + 1
-    w_1 = (X.shape[2] + -1) // 1 + 1
-    w_2 = ((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1
-    w_3 = (((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1
-    w_4 = ((((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1 + -2) // 2 + 1
-    n_5 = params["W6"].shape[1]
-    dK1, db1, dK3, db3, dW6, db6 = ws.dK1, ws.db1, ws.dK3, ws.db3, ws.dW6, ws.db6
-    t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9, ws.t10, ws.t11, ws.t12, ws.t13
-    mm_n5, mm_m, mm_n6 = ws.mm_n5, ws.mm_m, ws.mm_n6
-    A0 = X
-    # Z1 = _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1)) + b1.reshape(-1, 1, 1, 1)
-    Z1 = t0
-    _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1), scratch=ws.win_A0_k3p1, out=Z1)
-    np.add(Z1, b1.reshape(-1, 1, 1, 1), out=Z1)
-    # A1 = np.maximum(0, Z1)
-    A1 = t1
-    np.maximum(0, Z1, out=A1)
-    # A2 = _max_pool(A1, (2, 2), (2, 2), (0, 0), (1, 1))
-    A2 = t2
-    _max_pool(A1, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_A1_k2s2, out=A2)
-    # Z3 = _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1)) + b3.reshape(-1, 1, 1, 1)
-    Z3 = t3
-    _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1), scratch=ws.win_A2_k3p1, out=Z3)
-    np.add(Z3, b3.reshape(-1, 1, 1, 1), out=Z3)
-    # A3 = np.maximum(0, Z3)
-    A3 = t4
-    np.maximum(0, Z3, out=A3)
-    # A4 = _max_pool(A3, (2, 2), (2, 2), (0, 0), (1, 1))
-    A4 = t5
-    _max_pool(A3, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_A3_k2s2, out=A4)
-    # A5 = A4.reshape(-1, A4.shape[-1])
-    A5 = t6
-    np.copyto(A5, A4.reshape(-1, m))
-    # Z6 = (W6 @ A5) + b6
-    Z6 = t7
-    mm_n5(W6, A5, out=Z6)
-    np.add(Z6, b6, out=Z6)
-    # A6 = _softmax(Z6)
-    A6 = t7
-    np.maximum.reduce(Z6, axis=0, keepdims=True, out=t8)
-    np.subtract(Z6, t8, out=A6)
-    np.exp(A6, out=A6)
-    np.add.reduce(A6, axis=0, keepdims=True, out=t8)
-    np.divide(A6, t8, out=A6)
-    # delta6 = A6 - Y
-    delta6 = t7
-    np.subtract(A6, Y, out=delta6)
-    # dW6 = ((delta6/m) @ A5.T)
-    np.divide(delta6, m, out=t9)
-    mm_m(t9, A5.T, out=dW6)
-    # db6 = (delta6/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t9, axis=1, keepdims=True, out=db6)
-    # dA4 = ((W6.T @ delta6)).reshape(c_4, h_4, w_4, -1)
-    dA4 = t5
-    mm_n6(W6.T, delta6, out=t6)
-    np.copyto(dA4, t6.reshape(c_4, h_4, w_4, m))
-    # delta3 = np.heaviside(Z3, 0.0)*_max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
-    delta3 = t3
-    np.greater(Z3, 0, out=delta3)
-    _max_pool_grad(dA4, A3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,), firsts_ready=True, scratch=ws.win_A3_k2s2, out=t10)
-    np.multiply(delta3, t10, out=delta3)
-    # dK3 = _conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A2_k3p1, out=dK3)
-    np.divide(dK3, m, out=dK3)
-    # db3 = np.expand_dims((np.einsum("ilkj->i", delta3)), (1,))/m
-    np.einsum("ilkj->i", delta3, out=t11)
-    np.divide(np.expand_dims(t11, (1,)), m, out=db3)
-    # dA2 = _conv_input_grad(delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,))
-    dA2 = t2
-    _conv_input_grad(delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,), scratch=ws.win_delta3_k3p1, out=dA2)
-    # delta1 = np.heaviside(Z1, 0.0)*_max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
-    delta1 = t0
-    np.greater(Z1, 0, out=delta1)
-    _max_pool_grad(dA2, A1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,), firsts_ready=True, scratch=ws.win_A1_k2s2, out=t12)
-    np.multiply(delta1, t12, out=delta1)
-    # dK1 = _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3p1, out=dK1)
-    np.divide(dK1, m, out=dK1)
-    # db1 = np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
-    np.einsum("ilkj->i", delta1, out=t13)
-    np.divide(np.expand_dims(t13, (1,)), m, out=db1)
-    return ws.grads
-
-
-def sgd_step(ws, params, X, Y, lr):
-    """One step of gradient descent on the minibatch (X, Y): every parameter moves by −lr times its
-    gradient, in place (the arrays of `params` are updated; nothing is allocated).
-
-    The update rule of the derivation with the derived gradients substituted; each layer is updated
-    as soon as its weights have carried the error to the layer below. ws.grads is not touched.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    lr = float(lr)
-    K1, b1, K3, b3, W6, b6 = (params["K1"], params["b1"], params["K3"], params["b3"], params["W6"], params["b6"])
-    c_4 = params["K3"].shape[0]
-    h_1 = (X.shape[1] + -1) // 1 + 1
-    h_2 = ((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1
-    h_3 = (((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1
-    h_4 = ((((X.shape[1] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1 + -2) // 2 + 1
-    w_1 = (X.shape[2] + -1) // 1 + 1
-    w_2 = ((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1
-    w_3 = (((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1
-    w_4 = ((((X.shape[2] + -1) // 1 + 1 + -2) // 2 + 1 + -1) // 1 + 1 + -2) // 2 + 1
-    n_5 = params["W6"].shape[1]
-    t0, t2, t3, t5, t6, t7, t8, t14, t15, t16, t17, t4, t18, t19, t11, t20, t1, t21, t13, t22 = ws.t0, ws.t2, ws.t3, ws.t5, ws.t6, ws.t7, ws.t8, ws.t14, ws.t15, ws.t16, ws.t17, ws.t4, ws.t18, ws.t19, ws.t11, ws.t20, ws.t1, ws.t21, ws.t13, ws.t22
-    ones_n6, ones_m = ws.ones_n6, ws.ones_m
-    mm_n5, mm_n6, mm_m = ws.mm_n5, ws.mm_n6, ws.mm_m
-    A0 = X
-    # Z1 = _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1)) + b1.reshape(-1, 1, 1, 1)
-    Z1 = t0
-    _conv(A0, K1, (3, 3), (1, 1), (1, 1), (1, 1), scratch=ws.win_A0_k3p1, out=Z1)
-    np.add(Z1, b1.reshape(-1, 1, 1, 1), out=Z1)
-    # A2 = np.maximum(0, _max_pool(Z1, (2, 2), (2, 2), (0, 0), (1, 1)))
-    A2 = t2
-    _max_pool(Z1, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_Z1_k2s2, out=A2)
-    np.maximum(0, A2, out=A2)
-    # Z3 = _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1)) + b3.reshape(-1, 1, 1, 1)
-    Z3 = t3
-    _conv(A2, K3, (3, 3), (1, 1), (1, 1), (1, 1), scratch=ws.win_A2_k3p1, out=Z3)
-    np.add(Z3, b3.reshape(-1, 1, 1, 1), out=Z3)
-    # A4 = np.maximum(0, _max_pool(Z3, (2, 2), (2, 2), (0, 0), (1, 1)))
-    A4 = t5
-    _max_pool(Z3, (2, 2), (2, 2), (0, 0), (1, 1), scratch=ws.win_Z3_k2s2, out=A4)
-    np.maximum(0, A4, out=A4)
-    # A5 = A4.reshape(-1, A4.shape[-1])
-    A5 = t6
-    np.copyto(A5, A4.reshape(-1, m))
-    # Z6 = (W6 @ A5) + b6
-    Z6 = t7
-    mm_n5(W6, A5, out=Z6)
-    np.add(Z6, b6, out=Z6)
-    # A6 = _softmax(Z6)
-    A6 = t7
-    np.maximum.reduce(Z6, axis=0, keepdims=True, out=t8)
-    np.subtract(Z6, t8, out=A6)
-    np.exp(A6, out=A6)
-    mm_n6(ones_n6.T, A6, out=t8)
-    np.divide(A6, t8, out=A6)
-    # delta6 = A6 - Y
-    delta6 = t7
-    np.subtract(A6, Y, out=delta6)
-    # dA4 = ((W6.T @ delta6)).reshape(c_4, h_4, w_4, -1)
-    dA4 = t15
-    mm_n6(W6.T, delta6, out=t14)
-    np.copyto(dA4, t14.reshape(c_4, h_4, w_4, m))
-    # W6 = ((-delta6*lr/m) @ A5.T) + W6
-    np.multiply(delta6, -lr/m, out=t7)
-    mm_m(t7, A5.T, out=t16)
-    np.add(t16, W6, out=W6)
-    # b6 = b6 + (-delta6*lr/m).sum(axis=1, keepdims=True)
-    mm_m(t7, ones_m, out=t17)
-    np.add(b6, t17, out=b6)
-    # delta3 = _max_pool_grad(dA4*np.heaviside(A4, 0.0), Z3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,))
-    delta3 = t4
-    np.greater(A4, 0, out=t5)
-    np.multiply(dA4, t5, out=t15)
-    _max_pool_grad(t15, Z3, (2, 2), (2, 2), (0, 0), (1, 1), (h_3, w_3,), firsts_ready=True, scratch=ws.win_Z3_k2s2, out=delta3)
-    # dA2 = _conv_input_grad(delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,))
-    dA2 = t18
-    _conv_input_grad(delta3, K3, (3, 3), (1, 1), (1, 1), (1, 1), (h_2, w_2,), scratch=ws.win_delta3_k3p1, out=dA2)
-    # K3 = K3 - lr*_conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(delta3, A2, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A2_k3p1, out=t19)
-    np.multiply(t19, lr/m, out=t19)
-    np.subtract(K3, t19, out=K3)
-    # b3 = b3 - lr*np.expand_dims((np.einsum("ilkj->i", delta3)), (1,))/m
-    np.einsum("ilkj->i", delta3, out=t11)
-    np.multiply(np.expand_dims(t11, (1,)), lr/m, out=t20)
-    np.subtract(b3, t20, out=b3)
-    # delta1 = _max_pool_grad(dA2*np.heaviside(A2, 0.0), Z1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,))
-    delta1 = t1
-    np.greater(A2, 0, out=t2)
-    np.multiply(dA2, t2, out=t18)
-    _max_pool_grad(t18, Z1, (2, 2), (2, 2), (0, 0), (1, 1), (h_1, w_1,), firsts_ready=True, scratch=ws.win_Z1_k2s2, out=delta1)
-    # K1 = K1 - lr*_conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1))/m
-    _conv_kernel_grad(delta1, A0, (3, 3), (1, 1), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3p1, out=t21)
-    np.multiply(t21, lr/m, out=t21)
-    np.subtract(K1, t21, out=K1)
-    # b1 = b1 - lr*np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
-    np.einsum("ilkj->i", delta1, out=t13)
-    np.multiply(np.expand_dims(t13, (1,)), lr/m, out=t22)
-    np.subtract(b1, t22, out=b1)

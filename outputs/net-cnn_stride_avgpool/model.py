@@ -8,8 +8,8 @@ Needs only NumPy.
 Read from the top: `forward`, `loss` and `gradients`, the formulas one per line (the algorithm's
 table in derivation.md pairs each line of `gradients` with its formula); then `init_params`, the
 optimizer (`init_state`, `update`), `accuracy` and `train`. At the end, below a marked line: the
-numerical helpers the formulas call, the checks of the inputs and the workspace form (`Workspace`,
-`gradients_into`, `sgd_step`): the same formulas, computed without allocating arrays.
+numerical helpers the formulas call, the checks of the inputs. The workspace form, the same formulas
+computed without allocating arrays for training loops, is in model_inplace.py beside this file.
 """
 
 import numpy as np
@@ -133,19 +133,15 @@ def accuracy(params, X, Y):
 
 def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quiet=False, **hyper):
     """Minibatch training in place: each epoch shuffles the samples (columns) with `rng` and, for
-    each minibatch of `batch_size` columns, calls gradients_into() (the workspace form, which
-    allocates no arrays per step) then update() (sgd); the other keyword arguments, `hyper`, go
-    to update(). Returns the history: per epoch the loss and accuracy on (X, Y) and, when X_val
-    is given, on (X_val, Y_val). Prints one line per epoch unless quiet."""
+    each minibatch of `batch_size` columns, calls gradients() then update() (sgd); the other
+    keyword arguments, `hyper`, go to update(). Returns the history: per epoch the loss and
+    accuracy on (X, Y) and, when X_val is given, on (X_val, Y_val). Prints one line per epoch
+    unless quiet."""
     if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be whole numbers >= 1, got {epochs!r} and {batch_size!r}")
     state = init_state(params)
     m = X.shape[-1]
-    dtype = params["K1"].dtype
-    sizes = ((params["K1"].shape[1], X.shape[1], X.shape[2]), (params["K1"].shape[0], (X.shape[1] + -1) // 2 + 1, (X.shape[2] + 0) // 2 + 1), (params["K1"].shape[0], ((X.shape[1] + -1) // 2 + 1 + 0) // 1 + 1, ((X.shape[2] + 0) // 2 + 1 + 0) // 1 + 1), (params["K3"].shape[0], (((X.shape[1] + -1) // 2 + 1 + 0) // 1 + 1 + -3) // 1 + 1, (((X.shape[2] + 0) // 2 + 1 + 0) // 1 + 1 + -3) // 1 + 1), params["K3"].shape[0], params["W5"].shape[0],)
-    X, Y = np.asarray(X, dtype), np.asarray(Y, dtype)
-    _check_inputs(params, X, Y)  # once, before any step: the workspace does not look at what Y holds
-    workspaces = {}  # one per minibatch size (the last minibatch of an epoch may be smaller)
+    _check_inputs(params, X, Y)  # once, before any step: a wrong sample is named by its column in Y
     history = {"epoch": [], "loss": [], "accuracy": []}
     if X_val is not None:
         history.update({"val_loss": [], "val_accuracy": []})
@@ -153,12 +149,7 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
         order = rng.permutation(m)
         for start in range(0, m, batch_size):
             batch = order[start:start + batch_size]
-            ws = workspaces.get(len(batch))
-            if ws is None:
-                ws = workspaces[len(batch)] = Workspace(sizes, len(batch), dtype)
-            np.take(X, batch, axis=-1, out=ws.X)
-            np.take(Y, batch, axis=-1, out=ws.Y)
-            update(params, gradients_into(ws, params, ws.X, ws.Y), state, **hyper)
+            update(params, gradients(params, X[..., batch], Y[:, batch]), state, **hyper)
         row = {"epoch": epoch, "loss": loss(params, X, Y)}
         row["accuracy"] = accuracy(params, X, Y)
         if X_val is not None:
@@ -172,8 +163,8 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
 
 
 # --------------------------------------------------------------------------------------------------
-# Below: the numerical helpers the formulas call, the input checks and the allocation-free fast
-# path; not needed to follow the derivation.
+# Below: the numerical helpers the formulas call, the input checks; not needed to follow the
+# derivation.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -463,283 +454,3 @@ def _shape(dims, sizes=None):
 def _keys():
     keys = list(_PARAMETER_DIMS)
     return ", ".join(keys if len(keys) <= 8 else [*keys[:4], "…", *keys[-2:]])
-
-
-# --------------------------------------------------------------------------------------------------
-# Workspace form, for training loops: the same formulas as `gradients`, evaluated as NumPy calls
-# that write into arrays allocated once (`out=`), so that a step allocates nothing.
-
-
-def _filled(shape, dtype):
-    """Zeros whose memory is written now, so that no later step page-faults on first touch."""
-    out = np.empty(shape, dtype)
-    out.fill(0)
-    return out
-
-
-def _product_for(inner):
-    """np.matmul, or np.dot when the inner dimension is 1: np.matmul does not call BLAS for a product
-    whose inner dimension is 1 (an outer product at batch 1), np.dot does."""
-    return np.dot if inner == 1 else np.matmul
-
-
-class Workspace:
-    """The arrays one training step needs, for one batch size and dtype (float64 or float32).
-
-    Build it once and pass it to every call of `gradients_into` or `sgd_step`: the arrays are
-    reused, so a step allocates nothing. `ws.grads` (keys and shapes of params) receives the
-    gradients; `ws.X` and `ws.Y` are spare input arrays a loop may fill in place, e.g.
-    np.take(X_all, idx, axis=1, out=ws.X). A batch of another size needs its own Workspace.
-    """
-
-    def __init__(self, sizes, batch, dtype=np.float64):
-        if len(sizes) != 6:
-            raise ValueError(f"sizes must give 6 layer sizes ((c0, h0, w0), (c1, h1, w1), (c1, h2, w2), (c3, h3, w3), c3, n5), got {len(sizes)}")
-        (c0, h0, w0), (c1, h1, w1), (c1, h2, w2), (c3, h3, w3), c3, n5 = sizes
-        m = int(batch)
-        if m < 1 or min((c0, h0, w0, c1, h1, w1, h2, w2, c3, h3, w3, n5)) < 1:
-            raise ValueError(f"batch and layer sizes must be at least 1, got batch {batch} and sizes {tuple(sizes)}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating-point type such as np.float32 or np.float64, got {self.dtype}")
-        self.sizes, self.batch = (c0, h0, w0, c1, h1, w1, h2, w2, c3, h3, w3, n5), m
-        self.x_shape, self.y_shape = (c0, h0, w0, m), (n5, m)
-        self.X, self.Y = _filled(self.x_shape, self.dtype), _filled(self.y_shape, self.dtype)
-        # gradients, returned by gradients_into
-        self.dK1 = _filled((c1, c0, 3, 2), self.dtype)
-        self.db1 = _filled((c1, 1), self.dtype)
-        self.dK3 = _filled((c3, c1, 2, 2), self.dtype)
-        self.db3 = _filled((c3, 1), self.dtype)
-        self.dW5 = _filled((n5, c3), self.dtype)
-        self.db5 = _filled((n5, 1), self.dtype)
-        self.grads = {"K1": self.dK1, "b1": self.db1, "K3": self.dK3, "b3": self.db3, "W5": self.dW5, "b5": self.db5}
-        # scratch arrays, reused from formula to formula within a step
-        self.t0 = _filled((c1, h1, w1, m), self.dtype)
-        self.t1 = _filled((c1, h2, w2, m), self.dtype)
-        self.t2 = _filled((c3, h3, w3, m), self.dtype)
-        self.t3 = _filled((c3, h3, w3, m), self.dtype)
-        self.t4 = _filled((c3, m), self.dtype)
-        self.t5 = _filled((n5, m), self.dtype)
-        self.t6 = _filled((1, m), self.dtype)
-        self.t7 = _filled((n5, m), self.dtype)
-        self.t8 = _filled((c3), self.dtype)
-        self.t9 = _filled((c1, h1, w1, m), self.dtype)
-        self.t10 = _filled((c1), self.dtype)
-        self.t11 = _filled((n5, c3), self.dtype)
-        self.t12 = _filled((n5, 1), self.dtype)
-        self.t13 = _filled((c1, h2, w2, m), self.dtype)
-        self.t14 = _filled((c3, c1, 2, 2), self.dtype)
-        self.t15 = _filled((c3, 1), self.dtype)
-        self.t16 = _filled((c1, c0, 3, 2), self.dtype)
-        self.t17 = _filled((c1, 1), self.dtype)
-        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
-        self.ones_n5 = np.ones((n5, 1), self.dtype)
-        self.ones_m = np.ones((m, 1), self.dtype)
-        # work arrays of the window operations (padded inputs, im2col columns, max pooling's arg-max),
-        # one dict per operation and input: filled on the first step, reused by every later one
-        self.win_A0_k3x2s2p1 = {}
-        self.win_A1_k2p1 = {}
-        self.win_A2_k2d2 = {}
-        self.win_delta3_k2d2 = {}
-        self.win_dA2_k2p1 = {}
-        # matrix products, by their inner dimension
-        self.mm_m = _product_for(m)
-        self.mm_c3 = _product_for(c3)
-        self.mm_n5 = _product_for(n5)
-
-    def check(self, params, X, Y):
-        """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
-        dtype = self.dtype
-        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
-            if X.shape != self.x_shape or Y.shape != self.y_shape:
-                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
-            raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
-        for key, p in params.items():
-            if p.dtype != dtype:
-                raise TypeError(f"this workspace computes in {dtype}; got {key} in {p.dtype}")
-
-
-def gradients_into(ws, params, X, Y):
-    """Gradients of loss(params, X, Y), computed in the arrays of workspace `ws`.
-
-    Returns ws.grads: a dict with the keys and shapes of `params` whose arrays belong to `ws` and are
-    overwritten by the next call (copy what you keep). The numbers are exactly those of
-    `gradients(params, X, Y)`: the same NumPy operations in the same order, written in place.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    K1, b1, K3, b3, W5, b5 = (params["K1"], params["b1"], params["K3"], params["b3"], params["W5"], params["b5"])
-    h_1 = (X.shape[1] + -1) // 2 + 1
-    h_2 = ((X.shape[1] + -1) // 2 + 1 + 0) // 1 + 1
-    h_3 = (((X.shape[1] + -1) // 2 + 1 + 0) // 1 + 1 + -3) // 1 + 1
-    w_1 = (X.shape[2] + 0) // 2 + 1
-    w_2 = ((X.shape[2] + 0) // 2 + 1 + 0) // 1 + 1
-    w_3 = (((X.shape[2] + 0) // 2 + 1 + 0) // 1 + 1 + -3) // 1 + 1
-    dK1, db1, dK3, db3, dW5, db5 = ws.dK1, ws.db1, ws.dK3, ws.db3, ws.dW5, ws.db5
-    t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t7, ws.t8, ws.t9, ws.t10
-    mm_c3, mm_m = ws.mm_c3, ws.mm_m
-    A0 = X
-    # Z1 = _conv(A0, K1, (3, 2), (2, 2), (1, 1), (1, 1)) + b1.reshape(-1, 1, 1, 1)
-    Z1 = t0
-    _conv(A0, K1, (3, 2), (2, 2), (1, 1), (1, 1), scratch=ws.win_A0_k3x2s2p1, out=Z1)
-    np.add(Z1, b1.reshape(-1, 1, 1, 1), out=Z1)
-    # A1 = np.tanh(Z1)
-    A1 = t0
-    np.tanh(Z1, out=A1)
-    # A2 = (1/4)*_window_sum(A1, (2, 2), (1, 1), (1, 1), (1, 1))
-    A2 = t1
-    _window_sum(A1, (2, 2), (1, 1), (1, 1), (1, 1), scratch=ws.win_A1_k2p1, out=A2)
-    np.multiply(1/4, A2, out=A2)
-    # Z3 = _conv(A2, K3, (2, 2), (1, 1), (0, 0), (2, 2)) + b3.reshape(-1, 1, 1, 1)
-    Z3 = t2
-    _conv(A2, K3, (2, 2), (1, 1), (0, 0), (2, 2), scratch=ws.win_A2_k2d2, out=Z3)
-    np.add(Z3, b3.reshape(-1, 1, 1, 1), out=Z3)
-    # A3 = np.maximum(0, Z3)
-    A3 = t3
-    np.maximum(0, Z3, out=A3)
-    # A4 = _position_mean(A3, 2)
-    A4 = t4
-    _position_mean(A3, 2, out=A4)
-    # Z5 = (W5 @ A4) + b5
-    Z5 = t5
-    mm_c3(W5, A4, out=Z5)
-    np.add(Z5, b5, out=Z5)
-    # A5 = _softmax(Z5)
-    A5 = t5
-    np.maximum.reduce(Z5, axis=0, keepdims=True, out=t6)
-    np.subtract(Z5, t6, out=A5)
-    np.exp(A5, out=A5)
-    np.add.reduce(A5, axis=0, keepdims=True, out=t6)
-    np.divide(A5, t6, out=A5)
-    # delta5 = A5 - Y
-    delta5 = t5
-    np.subtract(A5, Y, out=delta5)
-    # dW5 = ((delta5/m) @ A4.T)
-    np.divide(delta5, m, out=t7)
-    mm_m(t7, A4.T, out=dW5)
-    # db5 = (delta5/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t7, axis=1, keepdims=True, out=db5)
-    # delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), delta5, W5, optimize=True)/(h_3*w_3)
-    delta3 = t3
-    np.greater(Z3, 0, out=t2)
-    np.einsum("ijkl,ml,mi->ijkl", t2, delta5, W5, optimize=True, out=delta3)
-    np.divide(delta3, (h_3 * w_3), out=delta3)
-    # dK3 = _conv_kernel_grad(delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2))/m
-    _conv_kernel_grad(delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2), cols_ready=True, scratch=ws.win_A2_k2d2, out=dK3)
-    np.divide(dK3, m, out=dK3)
-    # db3 = np.expand_dims((np.einsum("ilkj->i", delta3)), (1,))/m
-    np.einsum("ilkj->i", delta3, out=t8)
-    np.divide(np.expand_dims(t8, (1,)), m, out=db3)
-    # dA2 = _conv_input_grad(delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,))
-    dA2 = t1
-    _conv_input_grad(delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,), scratch=ws.win_delta3_k2d2, out=dA2)
-    # delta1 = (1/4)*(1 - A1**2)*_window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,))
-    delta1 = t0
-    np.square(A1, out=delta1)
-    np.subtract(1, delta1, out=delta1)
-    np.multiply(1/4, delta1, out=delta1)
-    _window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,), scratch=ws.win_dA2_k2p1, out=t9)
-    np.multiply(delta1, t9, out=delta1)
-    # dK1 = _conv_kernel_grad(delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1))/m
-    _conv_kernel_grad(delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3x2s2p1, out=dK1)
-    np.divide(dK1, m, out=dK1)
-    # db1 = np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
-    np.einsum("ilkj->i", delta1, out=t10)
-    np.divide(np.expand_dims(t10, (1,)), m, out=db1)
-    return ws.grads
-
-
-def sgd_step(ws, params, X, Y, lr):
-    """One step of gradient descent on the minibatch (X, Y): every parameter moves by −lr times its
-    gradient, in place (the arrays of `params` are updated; nothing is allocated).
-
-    The update rule of the derivation with the derived gradients substituted; each layer is updated
-    as soon as its weights have carried the error to the layer below. ws.grads is not touched.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    lr = float(lr)
-    K1, b1, K3, b3, W5, b5 = (params["K1"], params["b1"], params["K3"], params["b3"], params["W5"], params["b5"])
-    h_1 = (X.shape[1] + -1) // 2 + 1
-    h_2 = ((X.shape[1] + -1) // 2 + 1 + 0) // 1 + 1
-    h_3 = (((X.shape[1] + -1) // 2 + 1 + 0) // 1 + 1 + -3) // 1 + 1
-    w_1 = (X.shape[2] + 0) // 2 + 1
-    w_2 = ((X.shape[2] + 0) // 2 + 1 + 0) // 1 + 1
-    w_3 = (((X.shape[2] + 0) // 2 + 1 + 0) // 1 + 1 + -3) // 1 + 1
-    t0, t1, t2, t3, t4, t5, t6, t11, t12, t13, t14, t8, t15, t9, t16, t10, t17 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6, ws.t11, ws.t12, ws.t13, ws.t14, ws.t8, ws.t15, ws.t9, ws.t16, ws.t10, ws.t17
-    ones_n5, ones_m = ws.ones_n5, ws.ones_m
-    mm_c3, mm_n5, mm_m = ws.mm_c3, ws.mm_n5, ws.mm_m
-    A0 = X
-    # Z1 = _conv(A0, K1, (3, 2), (2, 2), (1, 1), (1, 1)) + b1.reshape(-1, 1, 1, 1)
-    Z1 = t0
-    _conv(A0, K1, (3, 2), (2, 2), (1, 1), (1, 1), scratch=ws.win_A0_k3x2s2p1, out=Z1)
-    np.add(Z1, b1.reshape(-1, 1, 1, 1), out=Z1)
-    # A1 = np.tanh(Z1)
-    A1 = t0
-    np.tanh(Z1, out=A1)
-    # A2 = (1/4)*_window_sum(A1, (2, 2), (1, 1), (1, 1), (1, 1))
-    A2 = t1
-    _window_sum(A1, (2, 2), (1, 1), (1, 1), (1, 1), scratch=ws.win_A1_k2p1, out=A2)
-    np.multiply(A2, 1/4, out=A2)
-    # Z3 = _conv(A2, K3, (2, 2), (1, 1), (0, 0), (2, 2)) + b3.reshape(-1, 1, 1, 1)
-    Z3 = t2
-    _conv(A2, K3, (2, 2), (1, 1), (0, 0), (2, 2), scratch=ws.win_A2_k2d2, out=Z3)
-    np.add(Z3, b3.reshape(-1, 1, 1, 1), out=Z3)
-    # A3 = np.maximum(0, Z3)
-    A3 = t3
-    np.maximum(0, Z3, out=A3)
-    # A4 = _position_mean(A3, 2)
-    A4 = t4
-    _position_mean(A3, 2, out=A4)
-    # Z5 = (W5 @ A4) + b5
-    Z5 = t5
-    mm_c3(W5, A4, out=Z5)
-    np.add(Z5, b5, out=Z5)
-    # A5 = _softmax(Z5)
-    A5 = t5
-    np.maximum.reduce(Z5, axis=0, keepdims=True, out=t6)
-    np.subtract(Z5, t6, out=A5)
-    np.exp(A5, out=A5)
-    mm_n5(ones_n5.T, A5, out=t6)
-    np.divide(A5, t6, out=A5)
-    # delta5 = A5 - Y
-    delta5 = t5
-    np.subtract(A5, Y, out=delta5)
-    # delta3 = np.einsum("ijkl,ml,mi->ijkl", np.heaviside(Z3, 0.0), delta5, W5, optimize=True)/(h_3*w_3)
-    delta3 = t3
-    np.greater(Z3, 0, out=t2)
-    np.einsum("ijkl,ml,mi->ijkl", t2, delta5, W5, optimize=True, out=delta3)
-    np.multiply(delta3, 1/(h_3*w_3), out=delta3)
-    # W5 = ((-delta5*lr/m) @ A4.T) + W5
-    np.multiply(delta5, -lr/m, out=t5)
-    mm_m(t5, A4.T, out=t11)
-    np.add(t11, W5, out=W5)
-    # b5 = b5 + (-delta5*lr/m).sum(axis=1, keepdims=True)
-    mm_m(t5, ones_m, out=t12)
-    np.add(b5, t12, out=b5)
-    # dA2 = _conv_input_grad(delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,))
-    dA2 = t13
-    _conv_input_grad(delta3, K3, (2, 2), (1, 1), (0, 0), (2, 2), (h_2, w_2,), scratch=ws.win_delta3_k2d2, out=dA2)
-    # K3 = K3 - lr*_conv_kernel_grad(delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2))/m
-    _conv_kernel_grad(delta3, A2, (2, 2), (1, 1), (0, 0), (2, 2), cols_ready=True, scratch=ws.win_A2_k2d2, out=t14)
-    np.multiply(t14, lr/m, out=t14)
-    np.subtract(K3, t14, out=K3)
-    # b3 = b3 - lr*np.expand_dims((np.einsum("ilkj->i", delta3)), (1,))/m
-    np.einsum("ilkj->i", delta3, out=t8)
-    np.multiply(np.expand_dims(t8, (1,)), lr/m, out=t15)
-    np.subtract(b3, t15, out=b3)
-    # delta1 = (1/4)*(1 - A1**2)*_window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,))
-    delta1 = t0
-    np.square(A1, out=delta1)
-    np.subtract(1, delta1, out=delta1)
-    _window_spread(dA2, (2, 2), (1, 1), (1, 1), (1, 1), (h_1, w_1,), scratch=ws.win_dA2_k2p1, out=t9)
-    np.multiply(delta1, t9, out=delta1)
-    np.multiply(delta1, 1/4, out=delta1)
-    # K1 = K1 - lr*_conv_kernel_grad(delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1))/m
-    _conv_kernel_grad(delta1, A0, (3, 2), (2, 2), (1, 1), (1, 1), cols_ready=True, scratch=ws.win_A0_k3x2s2p1, out=t16)
-    np.multiply(t16, lr/m, out=t16)
-    np.subtract(K1, t16, out=K1)
-    # b1 = b1 - lr*np.expand_dims((np.einsum("ilkj->i", delta1)), (1,))/m
-    np.einsum("ilkj->i", delta1, out=t10)
-    np.multiply(np.expand_dims(t10, (1,)), lr/m, out=t17)
-    np.subtract(b1, t17, out=b1)

@@ -8,8 +8,8 @@ Needs only NumPy.
 Read from the top: `forward`, `loss` and `gradients`, the formulas one per line (the algorithm's
 table in derivation.md pairs each line of `gradients` with its formula); then `init_params`, the
 optimizer (`init_state`, `update`) and `train`. At the end, below a marked line: the numerical
-helpers the formulas call, the checks of the inputs and the workspace form (`Workspace`,
-`gradients_into`, `sgd_step`): the same formulas, computed without allocating arrays.
+helpers the formulas call, the checks of the inputs. The workspace form, the same formulas computed
+without allocating arrays for training loops, is in model_inplace.py beside this file.
 """
 
 import numpy as np
@@ -108,18 +108,13 @@ def update(params, grads, state, *, lr=0.1, weight_decay=0.0):
 
 def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quiet=False, **hyper):
     """Minibatch training in place: each epoch shuffles the samples (columns) with `rng` and, for
-    each minibatch of `batch_size` columns, calls gradients_into() (the workspace form, which
-    allocates no arrays per step) then update() (sgd); the other keyword arguments, `hyper`, go
-    to update(). Returns the history: per epoch the loss on (X, Y) and, when X_val is given, on
-    (X_val, Y_val). Prints one line per epoch unless quiet."""
+    each minibatch of `batch_size` columns, calls gradients() then update() (sgd); the other
+    keyword arguments, `hyper`, go to update(). Returns the history: per epoch the loss on (X, Y)
+    and, when X_val is given, on (X_val, Y_val). Prints one line per epoch unless quiet."""
     if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be whole numbers >= 1, got {epochs!r} and {batch_size!r}")
     state = init_state(params)
     m = X.shape[-1]
-    dtype = params["K1"].dtype
-    sizes = ((params["K1"].shape[1], X.shape[1]), (params["K1"].shape[0], (X.shape[1] + -1) // 2 + 1), params["W3"].shape[1], params["W3"].shape[0],)
-    X, Y = np.asarray(X, dtype), np.asarray(Y, dtype)
-    workspaces = {}  # one per minibatch size (the last minibatch of an epoch may be smaller)
     history = {"epoch": [], "loss": []}
     if X_val is not None:
         history.update({"val_loss": []})
@@ -127,12 +122,7 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
         order = rng.permutation(m)
         for start in range(0, m, batch_size):
             batch = order[start:start + batch_size]
-            ws = workspaces.get(len(batch))
-            if ws is None:
-                ws = workspaces[len(batch)] = Workspace(sizes, len(batch), dtype)
-            np.take(X, batch, axis=-1, out=ws.X)
-            np.take(Y, batch, axis=-1, out=ws.Y)
-            update(params, gradients_into(ws, params, ws.X, ws.Y), state, **hyper)
+            update(params, gradients(params, X[..., batch], Y[:, batch]), state, **hyper)
         row = {"epoch": epoch, "loss": loss(params, X, Y)}
         if X_val is not None:
             row["val_loss"] = loss(params, X_val, Y_val)
@@ -144,8 +134,8 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
 
 
 # --------------------------------------------------------------------------------------------------
-# Below: the numerical helpers the formulas call, the input checks and the allocation-free fast
-# path; not needed to follow the derivation.
+# Below: the numerical helpers the formulas call, the input checks; not needed to follow the
+# derivation.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -335,198 +325,3 @@ def _shape(dims, sizes=None):
 def _keys():
     keys = list(_PARAMETER_DIMS)
     return ", ".join(keys if len(keys) <= 8 else [*keys[:4], "…", *keys[-2:]])
-
-
-# --------------------------------------------------------------------------------------------------
-# Workspace form, for training loops: the same formulas as `gradients`, evaluated as NumPy calls
-# that write into arrays allocated once (`out=`), so that a step allocates nothing.
-
-
-def _filled(shape, dtype):
-    """Zeros whose memory is written now, so that no later step page-faults on first touch."""
-    out = np.empty(shape, dtype)
-    out.fill(0)
-    return out
-
-
-def _product_for(inner):
-    """np.matmul, or np.dot when the inner dimension is 1: np.matmul does not call BLAS for a product
-    whose inner dimension is 1 (an outer product at batch 1), np.dot does."""
-    return np.dot if inner == 1 else np.matmul
-
-
-class Workspace:
-    """The arrays one training step needs, for one batch size and dtype (float64 or float32).
-
-    Build it once and pass it to every call of `gradients_into` or `sgd_step`: the arrays are
-    reused, so a step allocates nothing. `ws.grads` (keys and shapes of params) receives the
-    gradients; `ws.X` and `ws.Y` are spare input arrays a loop may fill in place, e.g.
-    np.take(X_all, idx, axis=1, out=ws.X). A batch of another size needs its own Workspace.
-    """
-
-    def __init__(self, sizes, batch, dtype=np.float64):
-        if len(sizes) != 4:
-            raise ValueError(f"sizes must give 4 layer sizes ((c0, w0), (c1, w1), n2, n3), got {len(sizes)}")
-        (c0, w0), (c1, w1), n2, n3 = sizes
-        m = int(batch)
-        if m < 1 or min((c0, w0, c1, w1, n2, n3)) < 1:
-            raise ValueError(f"batch and layer sizes must be at least 1, got batch {batch} and sizes {tuple(sizes)}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating-point type such as np.float32 or np.float64, got {self.dtype}")
-        self.sizes, self.batch = (c0, w0, c1, w1, n2, n3), m
-        self.x_shape, self.y_shape = (c0, w0, m), (n3, m)
-        self.X, self.Y = _filled(self.x_shape, self.dtype), _filled(self.y_shape, self.dtype)
-        # gradients, returned by gradients_into
-        self.dK1 = _filled((c1, c0, 5), self.dtype)
-        self.db1 = _filled((c1, 1), self.dtype)
-        self.dW3 = _filled((n3, n2), self.dtype)
-        self.db3 = _filled((n3, 1), self.dtype)
-        self.grads = {"K1": self.dK1, "b1": self.db1, "W3": self.dW3, "b3": self.db3}
-        # scratch arrays, reused from formula to formula within a step
-        self.t0 = _filled((c1, w1, m), self.dtype)
-        self.t1 = _filled((n2, m), self.dtype)
-        self.t2 = _filled((n3, m), self.dtype)
-        self.t3 = _filled((n3, m), self.dtype)
-        self.t4 = _filled((c1), self.dtype)
-        self.t5 = _filled((n2, m), self.dtype)
-        self.t6 = _filled((n3, n2), self.dtype)
-        self.t7 = _filled((n3, 1), self.dtype)
-        self.t8 = _filled((c1, c0, 5), self.dtype)
-        self.t9 = _filled((c1, 1), self.dtype)
-        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
-        self.ones_m = np.ones((m, 1), self.dtype)
-        # work arrays of the window operations (padded inputs, im2col columns, max pooling's arg-max),
-        # one dict per operation and input: filled on the first step, reused by every later one
-        self.win_A0_k5s2p2 = {}
-        # matrix products, by their inner dimension
-        self.mm_m = _product_for(m)
-        self.mm_n2 = _product_for(n2)
-        self.mm_n3 = _product_for(n3)
-
-    def check(self, params, X, Y):
-        """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
-        dtype = self.dtype
-        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
-            if X.shape != self.x_shape or Y.shape != self.y_shape:
-                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
-            raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
-        for key, p in params.items():
-            if p.dtype != dtype:
-                raise TypeError(f"this workspace computes in {dtype}; got {key} in {p.dtype}")
-
-
-def gradients_into(ws, params, X, Y):
-    """Gradients of loss(params, X, Y), computed in the arrays of workspace `ws`.
-
-    Returns ws.grads: a dict with the keys and shapes of `params` whose arrays belong to `ws` and are
-    overwritten by the next call (copy what you keep). The numbers are exactly those of
-    `gradients(params, X, Y)`: the same NumPy operations in the same order, written in place.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    K1, b1, W3, b3 = (params["K1"], params["b1"], params["W3"], params["b3"])
-    c_1 = params["K1"].shape[0]
-    w_1 = (X.shape[1] + -1) // 2 + 1
-    n_2 = params["W3"].shape[1]
-    dK1, db1, dW3, db3 = ws.dK1, ws.db1, ws.dW3, ws.db3
-    t0, t1, t2, t3, t4 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4
-    mm_n2, mm_m, mm_n3 = ws.mm_n2, ws.mm_m, ws.mm_n3
-    A0 = X
-    # Z1 = _conv(A0, K1, (5,), (2,), (2,), (1,)) + b1.reshape(-1, 1, 1)
-    Z1 = t0
-    _conv(A0, K1, (5,), (2,), (2,), (1,), scratch=ws.win_A0_k5s2p2, out=Z1)
-    np.add(Z1, b1.reshape(-1, 1, 1), out=Z1)
-    # A1 = np.tanh(Z1)
-    A1 = t0
-    np.tanh(Z1, out=A1)
-    # A2 = A1.reshape(-1, A1.shape[-1])
-    A2 = t1
-    np.copyto(A2, A1.reshape(-1, m))
-    # Z3 = (W3 @ A2) + b3
-    Z3 = t2
-    mm_n2(W3, A2, out=Z3)
-    np.add(Z3, b3, out=Z3)
-    # A3 = Z3
-    A3 = Z3
-    # delta3 = A3 - Y
-    delta3 = t2
-    np.subtract(Z3, Y, out=delta3)
-    # dW3 = ((delta3/m) @ A2.T)
-    np.divide(delta3, m, out=t3)
-    mm_m(t3, A2.T, out=dW3)
-    # db3 = (delta3/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t3, axis=1, keepdims=True, out=db3)
-    # delta1 = (1 - A1**2)*((W3.T @ delta3)).reshape(c_1, w_1, -1)
-    delta1 = t0
-    np.square(A1, out=delta1)
-    np.subtract(1, delta1, out=delta1)
-    mm_n3(W3.T, delta3, out=t1)
-    np.multiply(delta1, t1.reshape(c_1, w_1, m), out=delta1)
-    # dK1 = _conv_kernel_grad(delta1, A0, (5,), (2,), (2,), (1,))/m
-    _conv_kernel_grad(delta1, A0, (5,), (2,), (2,), (1,), cols_ready=True, scratch=ws.win_A0_k5s2p2, out=dK1)
-    np.divide(dK1, m, out=dK1)
-    # db1 = np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
-    np.einsum("ikj->i", delta1, out=t4)
-    np.divide(np.expand_dims(t4, (1,)), m, out=db1)
-    return ws.grads
-
-
-def sgd_step(ws, params, X, Y, lr):
-    """One step of gradient descent on the minibatch (X, Y): every parameter moves by −lr times its
-    gradient, in place (the arrays of `params` are updated; nothing is allocated).
-
-    The update rule of the derivation with the derived gradients substituted; each layer is updated
-    as soon as its weights have carried the error to the layer below. ws.grads is not touched.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    lr = float(lr)
-    K1, b1, W3, b3 = (params["K1"], params["b1"], params["W3"], params["b3"])
-    c_1 = params["K1"].shape[0]
-    w_1 = (X.shape[1] + -1) // 2 + 1
-    n_2 = params["W3"].shape[1]
-    t0, t1, t2, t5, t6, t7, t8, t4, t9 = ws.t0, ws.t1, ws.t2, ws.t5, ws.t6, ws.t7, ws.t8, ws.t4, ws.t9
-    ones_m, = ws.ones_m,
-    mm_n2, mm_n3, mm_m = ws.mm_n2, ws.mm_n3, ws.mm_m
-    A0 = X
-    # Z1 = _conv(A0, K1, (5,), (2,), (2,), (1,)) + b1.reshape(-1, 1, 1)
-    Z1 = t0
-    _conv(A0, K1, (5,), (2,), (2,), (1,), scratch=ws.win_A0_k5s2p2, out=Z1)
-    np.add(Z1, b1.reshape(-1, 1, 1), out=Z1)
-    # A1 = np.tanh(Z1)
-    A1 = t0
-    np.tanh(Z1, out=A1)
-    # A2 = A1.reshape(-1, A1.shape[-1])
-    A2 = t1
-    np.copyto(A2, A1.reshape(-1, m))
-    # Z3 = (W3 @ A2) + b3
-    Z3 = t2
-    mm_n2(W3, A2, out=Z3)
-    np.add(Z3, b3, out=Z3)
-    # A3 = Z3
-    A3 = Z3
-    # delta3 = A3 - Y
-    delta3 = t2
-    np.subtract(Z3, Y, out=delta3)
-    # delta1 = (1 - A1**2)*((W3.T @ delta3)).reshape(c_1, w_1, -1)
-    delta1 = t0
-    np.square(A1, out=delta1)
-    np.subtract(1, delta1, out=delta1)
-    mm_n3(W3.T, delta3, out=t5)
-    np.multiply(delta1, t5.reshape(c_1, w_1, m), out=delta1)
-    # W3 = ((-delta3*lr/m) @ A2.T) + W3
-    np.multiply(delta3, -lr/m, out=t2)
-    mm_m(t2, A2.T, out=t6)
-    np.add(t6, W3, out=W3)
-    # b3 = b3 + (-delta3*lr/m).sum(axis=1, keepdims=True)
-    mm_m(t2, ones_m, out=t7)
-    np.add(b3, t7, out=b3)
-    # K1 = K1 - lr*_conv_kernel_grad(delta1, A0, (5,), (2,), (2,), (1,))/m
-    _conv_kernel_grad(delta1, A0, (5,), (2,), (2,), (1,), cols_ready=True, scratch=ws.win_A0_k5s2p2, out=t8)
-    np.multiply(t8, lr/m, out=t8)
-    np.subtract(K1, t8, out=K1)
-    # b1 = b1 - lr*np.expand_dims((np.einsum("ikj->i", delta1)), (1,))/m
-    np.einsum("ikj->i", delta1, out=t4)
-    np.multiply(np.expand_dims(t4, (1,)), lr/m, out=t9)
-    np.subtract(b1, t9, out=b1)

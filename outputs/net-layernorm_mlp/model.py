@@ -8,8 +8,8 @@ Needs only NumPy.
 Read from the top: `forward`, `loss` and `gradients`, the formulas one per line (the algorithm's
 table in derivation.md pairs each line of `gradients` with its formula); then `init_params`, the
 optimizer (`init_state`, `update`) and `train`. At the end, below a marked line: the checks of the
-inputs and the workspace form (`Workspace`, `gradients_into`, `sgd_step`): the same formulas,
-computed without allocating arrays.
+inputs. The workspace form, the same formulas computed without allocating arrays for training loops,
+is in model_inplace.py beside this file.
 """
 
 import numpy as np
@@ -118,18 +118,13 @@ def update(params, grads, state, *, lr=0.1, weight_decay=0.0):
 
 def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quiet=False, **hyper):
     """Minibatch training in place: each epoch shuffles the samples (columns) with `rng` and, for
-    each minibatch of `batch_size` columns, calls gradients_into() (the workspace form, which
-    allocates no arrays per step) then update() (sgd); the other keyword arguments, `hyper`, go
-    to update(). Returns the history: per epoch the loss on (X, Y) and, when X_val is given, on
-    (X_val, Y_val). Prints one line per epoch unless quiet."""
+    each minibatch of `batch_size` columns, calls gradients() then update() (sgd); the other
+    keyword arguments, `hyper`, go to update(). Returns the history: per epoch the loss on (X, Y)
+    and, when X_val is given, on (X_val, Y_val). Prints one line per epoch unless quiet."""
     if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be whole numbers >= 1, got {epochs!r} and {batch_size!r}")
     state = init_state(params)
     m = X.shape[-1]
-    dtype = params["W1"].dtype
-    sizes = (params["W1"].shape[1], params["W1"].shape[0], params["W1"].shape[0], params["W3"].shape[0],)
-    X, Y = np.asarray(X, dtype), np.asarray(Y, dtype)
-    workspaces = {}  # one per minibatch size (the last minibatch of an epoch may be smaller)
     history = {"epoch": [], "loss": []}
     if X_val is not None:
         history.update({"val_loss": []})
@@ -137,12 +132,7 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
         order = rng.permutation(m)
         for start in range(0, m, batch_size):
             batch = order[start:start + batch_size]
-            ws = workspaces.get(len(batch))
-            if ws is None:
-                ws = workspaces[len(batch)] = Workspace(sizes, len(batch), dtype)
-            np.take(X, batch, axis=1, out=ws.X)
-            np.take(Y, batch, axis=1, out=ws.Y)
-            update(params, gradients_into(ws, params, ws.X, ws.Y), state, **hyper)
+            update(params, gradients(params, X[:, batch], Y[:, batch]), state, **hyper)
         row = {"epoch": epoch, "loss": loss(params, X, Y)}
         if X_val is not None:
             row["val_loss"] = loss(params, X_val, Y_val)
@@ -154,7 +144,7 @@ def train(params, X, Y, *, epochs, batch_size, rng, X_val=None, Y_val=None, quie
 
 
 # --------------------------------------------------------------------------------------------------
-# Below: the input checks and the allocation-free fast path; not needed to follow the derivation.
+# Below: the input checks; not needed to follow the derivation.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -256,286 +246,3 @@ def _shape(dims, sizes=None):
 def _keys():
     keys = list(_PARAMETER_DIMS)
     return ", ".join(keys if len(keys) <= 8 else [*keys[:4], "…", *keys[-2:]])
-
-
-# --------------------------------------------------------------------------------------------------
-# Workspace form, for training loops: the same formulas as `gradients`, evaluated as NumPy calls
-# that write into arrays allocated once (`out=`), so that a step allocates nothing.
-
-
-def _filled(shape, dtype):
-    """Zeros whose memory is written now, so that no later step page-faults on first touch."""
-    out = np.empty(shape, dtype)
-    out.fill(0)
-    return out
-
-
-def _product_for(inner):
-    """np.matmul, or np.dot when the inner dimension is 1: np.matmul does not call BLAS for a product
-    whose inner dimension is 1 (an outer product at batch 1), np.dot does."""
-    return np.dot if inner == 1 else np.matmul
-
-
-class Workspace:
-    """The arrays one training step needs, for one batch size and dtype (float64 or float32).
-
-    Build it once and pass it to every call of `gradients_into` or `sgd_step`: the arrays are
-    reused, so a step allocates nothing. `ws.grads` (keys and shapes of params) receives the
-    gradients; `ws.X` and `ws.Y` are spare input arrays a loop may fill in place, e.g.
-    np.take(X_all, idx, axis=1, out=ws.X). A batch of another size needs its own Workspace.
-    """
-
-    def __init__(self, sizes, batch, dtype=np.float64):
-        if len(sizes) != 4:
-            raise ValueError(f"sizes must give 4 layer sizes (n0, n1, n2, n3), got {len(sizes)}")
-        n0, n1, n2, n3 = (int(n) for n in sizes)
-        m = int(batch)
-        if m < 1 or min(sizes) < 1:
-            raise ValueError(f"batch and layer sizes must be at least 1, got batch {batch} and sizes {tuple(sizes)}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating-point type such as np.float32 or np.float64, got {self.dtype}")
-        self.sizes, self.batch = (n0, n1, n2, n3), m
-        self.x_shape, self.y_shape = (n0, m), (n3, m)
-        self.X, self.Y = _filled(self.x_shape, self.dtype), _filled(self.y_shape, self.dtype)
-        # gradients, returned by gradients_into
-        self.dW1 = _filled((n1, n0), self.dtype)
-        self.db1 = _filled((n1, 1), self.dtype)
-        self.dgamma2 = _filled((n1, 1), self.dtype)
-        self.dbeta2 = _filled((n1, 1), self.dtype)
-        self.dW3 = _filled((n3, n1), self.dtype)
-        self.db3 = _filled((n3, 1), self.dtype)
-        self.grads = {"W1": self.dW1, "b1": self.db1, "gamma2": self.dgamma2, "beta2": self.dbeta2, "W3": self.dW3, "b3": self.db3}
-        # scratch arrays, reused from formula to formula within a step
-        self.t0 = _filled((n1, m), self.dtype)
-        self.t1 = _filled((1, m), self.dtype)
-        self.t2 = _filled((n1, m), self.dtype)
-        self.t3 = _filled((n1, m), self.dtype)
-        self.t4 = _filled((n3, m), self.dtype)
-        self.t5 = _filled((n3, m), self.dtype)
-        self.t6 = _filled((n1, m), self.dtype)
-        self.t7 = _filled((n1, m), self.dtype)
-        self.t8 = _filled((n3, n1), self.dtype)
-        self.t9 = _filled((n3, 1), self.dtype)
-        self.t10 = _filled((n1, 1), self.dtype)
-        self.t11 = _filled((n1, n0), self.dtype)
-        # vectors of ones: sums as matrix-vector products (X 1), which BLAS computes faster
-        self.ones_n1 = np.ones((n1, 1), self.dtype)
-        self.ones_m = np.ones((m, 1), self.dtype)
-        # matrix products, by their inner dimension
-        self.mm_m = _product_for(m)
-        self.mm_n0 = _product_for(n0)
-        self.mm_n1 = _product_for(n1)
-        self.mm_n3 = _product_for(n3)
-
-    def check(self, params, X, Y):
-        """Raise ValueError/TypeError unless X, Y and params fit this workspace."""
-        dtype = self.dtype
-        if X.shape != self.x_shape or Y.shape != self.y_shape or X.dtype != dtype or Y.dtype != dtype:
-            if X.shape != self.x_shape or Y.shape != self.y_shape:
-                raise ValueError(f"this workspace takes X of shape {self.x_shape} and Y of shape {self.y_shape} (batch {self.batch}); got {X.shape} and {Y.shape}")
-            raise TypeError(f"this workspace computes in {dtype}; got X in {X.dtype} and Y in {Y.dtype}")
-        for key, p in params.items():
-            if p.dtype != dtype:
-                raise TypeError(f"this workspace computes in {dtype}; got {key} in {p.dtype}")
-
-
-def gradients_into(ws, params, X, Y):
-    """Gradients of loss(params, X, Y), computed in the arrays of workspace `ws`.
-
-    Returns ws.grads: a dict with the keys and shapes of `params` whose arrays belong to `ws` and are
-    overwritten by the next call (copy what you keep). The numbers are exactly those of
-    `gradients(params, X, Y)`: the same NumPy operations in the same order, written in place.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    W1, b1, gamma2, beta2, W3, b3 = (params["W1"], params["b1"], params["gamma2"], params["beta2"], params["W3"], params["b3"])
-    n_1 = params["W1"].shape[0]
-    n_2 = params["W1"].shape[0]
-    dW1, db1, dgamma2, dbeta2, dW3, db3 = ws.dW1, ws.db1, ws.dgamma2, ws.dbeta2, ws.dW3, ws.db3
-    t0, t1, t2, t3, t4, t5, t6 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t5, ws.t6
-    mm_n0, mm_n1, mm_m, mm_n3 = ws.mm_n0, ws.mm_n1, ws.mm_m, ws.mm_n3
-    A0 = X
-    # Z1 = (W1 @ A0) + b1
-    Z1 = t0
-    mm_n0(W1, A0, out=Z1)
-    np.add(Z1, b1, out=Z1)
-    # U2 = Z1 - (Z1.sum(axis=0, keepdims=True)/n_1)
-    U2 = t0
-    np.add.reduce(Z1, axis=0, keepdims=True, out=t1)
-    np.divide(t1, n_1, out=t1)
-    np.subtract(Z1, t1, out=U2)
-    # Xhat2 = U2*(1/np.sqrt(1e-05 + (U2**2).sum(axis=0, keepdims=True)/n_2))
-    Xhat2 = t0
-    np.square(U2, out=t2)
-    np.add.reduce(t2, axis=0, keepdims=True, out=t1)
-    np.divide(t1, n_2, out=t1)
-    np.add(1e-05, t1, out=t1)
-    np.sqrt(t1, out=t1)
-    np.divide(1, t1, out=t1)
-    np.multiply(U2, t1, out=Xhat2)
-    # Z2 = Xhat2*gamma2 + beta2
-    Z2 = t3
-    np.multiply(Xhat2, gamma2, out=Z2)
-    np.add(Z2, beta2, out=Z2)
-    # A2 = np.tanh(Z2)
-    A2 = t3
-    np.tanh(Z2, out=A2)
-    # Z3 = (W3 @ A2) + b3
-    Z3 = t4
-    mm_n1(W3, A2, out=Z3)
-    np.add(Z3, b3, out=Z3)
-    # A3 = Z3
-    A3 = Z3
-    # delta3 = A3 - Y
-    delta3 = t4
-    np.subtract(Z3, Y, out=delta3)
-    # dW3 = ((delta3/m) @ A2.T)
-    np.divide(delta3, m, out=t5)
-    mm_m(t5, A2.T, out=dW3)
-    # db3 = (delta3/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t5, axis=1, keepdims=True, out=db3)
-    # delta2 = (1 - A2**2)*(W3.T @ delta3)
-    delta2 = t3
-    np.square(A2, out=delta2)
-    np.subtract(1, delta2, out=delta2)
-    mm_n3(W3.T, delta3, out=t6)
-    np.multiply(delta2, t6, out=delta2)
-    # dgamma2 = (delta2*Xhat2/m).sum(axis=1, keepdims=True)
-    np.multiply(delta2, Xhat2, out=t6)
-    np.divide(t6, m, out=t6)
-    np.add.reduce(t6, axis=1, keepdims=True, out=dgamma2)
-    # dbeta2 = (delta2/m).sum(axis=1, keepdims=True)
-    np.divide(delta2, m, out=t6)
-    np.add.reduce(t6, axis=1, keepdims=True, out=dbeta2)
-    # dXhat2 = delta2*gamma2
-    dXhat2 = t3
-    np.multiply(delta2, gamma2, out=dXhat2)
-    # dU2 = -Xhat2*(Xhat2*dXhat2).sum(axis=0, keepdims=True)*(1/np.sqrt((U2**2/n_2).sum(axis=0, keepdims=True) + 1e-05))/n_2 + dXhat2*(1/np.sqrt((U2**2/n_2).sum(axis=0, keepdims=True) + 1e-05))
-    dU2 = t3
-    np.multiply(Xhat2, dXhat2, out=t6)
-    np.add.reduce(t6, axis=0, keepdims=True, out=t1)
-    np.multiply(Xhat2, t1, out=t0)
-    np.divide(t2, n_2, out=t2)
-    np.add.reduce(t2, axis=0, keepdims=True, out=t1)
-    np.add(t1, 1e-05, out=t1)
-    np.sqrt(t1, out=t1)
-    np.divide(1, t1, out=t1)
-    np.multiply(t0, t1, out=t0)
-    np.divide(t0, n_2, out=t0)
-    np.multiply(dXhat2, t1, out=dU2)
-    np.subtract(dU2, t0, out=dU2)
-    # delta1 = dU2 - (dU2/n_1).sum(axis=0, keepdims=True)
-    delta1 = t3
-    np.divide(dU2, n_1, out=t0)
-    np.add.reduce(t0, axis=0, keepdims=True, out=t1)
-    np.subtract(dU2, t1, out=delta1)
-    # dW1 = ((delta1/m) @ A0.T)
-    np.divide(delta1, m, out=t3)
-    mm_m(t3, A0.T, out=dW1)
-    # db1 = (delta1/m).sum(axis=1, keepdims=True)
-    np.add.reduce(t3, axis=1, keepdims=True, out=db1)
-    return ws.grads
-
-
-def sgd_step(ws, params, X, Y, lr):
-    """One step of gradient descent on the minibatch (X, Y): every parameter moves by −lr times its
-    gradient, in place (the arrays of `params` are updated; nothing is allocated).
-
-    The update rule of the derivation with the derived gradients substituted; each layer is updated
-    as soon as its weights have carried the error to the layer below. The output error is scaled
-    once by −lr/m and the backward recursion, linear in the error, carries the factor down, so each
-    update is θ + D·Aᵀ (D the errors so scaled) with no further scaling. ws.grads is not touched.
-    """
-    ws.check(params, X, Y)
-    m = ws.batch
-    lr = float(lr)
-    W1, b1, gamma2, beta2, W3, b3 = (params["W1"], params["b1"], params["gamma2"], params["beta2"], params["W3"], params["b3"])
-    n_1 = params["W1"].shape[0]
-    n_2 = params["W1"].shape[0]
-    t0, t1, t2, t3, t4, t6, t7, t8, t9, t10, t11 = ws.t0, ws.t1, ws.t2, ws.t3, ws.t4, ws.t6, ws.t7, ws.t8, ws.t9, ws.t10, ws.t11
-    ones_n1, ones_m = ws.ones_n1, ws.ones_m
-    mm_n0, mm_n1, mm_n3, mm_m = ws.mm_n0, ws.mm_n1, ws.mm_n3, ws.mm_m
-    A0 = X
-    # Z1 = (W1 @ A0) + b1
-    Z1 = t0
-    mm_n0(W1, A0, out=Z1)
-    np.add(Z1, b1, out=Z1)
-    # U2 = Z1 - (Z1.sum(axis=0, keepdims=True)/n_1)
-    U2 = t0
-    mm_n1(ones_n1.T, Z1, out=t1)
-    np.multiply(t1, n_1**(-1.0), out=t1)
-    np.subtract(Z1, t1, out=U2)
-    # Xhat2 = U2*(1/np.sqrt(1e-05 + (U2**2).sum(axis=0, keepdims=True)/n_2))
-    Xhat2 = t0
-    np.square(U2, out=t2)
-    mm_n1(ones_n1.T, t2, out=t1)
-    np.multiply(t1, n_2**(-1.0), out=t1)
-    np.add(1e-05, t1, out=t1)
-    np.sqrt(t1, out=t1)
-    np.divide(1, t1, out=t1)
-    np.multiply(U2, t1, out=Xhat2)
-    # Z2 = Xhat2*gamma2 + beta2
-    Z2 = t3
-    np.multiply(Xhat2, gamma2, out=Z2)
-    np.add(Z2, beta2, out=Z2)
-    # A2 = np.tanh(Z2)
-    A2 = t3
-    np.tanh(Z2, out=A2)
-    # Z3 = (W3 @ A2) + b3
-    Z3 = t4
-    mm_n1(W3, A2, out=Z3)
-    np.add(Z3, b3, out=Z3)
-    # A3 = Z3
-    A3 = Z3
-    # delta3 = -lr*(A3 - Y)/m  # scaled by -lr/m; the errors below inherit the factor
-    delta3 = t4
-    np.subtract(Z3, Y, out=delta3)
-    np.multiply(delta3, -lr/m, out=delta3)
-    # delta2 = (1 - A2**2)*(W3.T @ delta3)
-    delta2 = t6
-    np.square(A2, out=delta2)
-    np.subtract(1, delta2, out=delta2)
-    mm_n3(W3.T, delta3, out=t7)
-    np.multiply(delta2, t7, out=delta2)
-    # W3 = (delta3 @ A2.T) + W3
-    mm_m(delta3, A2.T, out=t8)
-    np.add(t8, W3, out=W3)
-    # b3 = b3 + delta3.sum(axis=1, keepdims=True)
-    mm_m(delta3, ones_m, out=t9)
-    np.add(b3, t9, out=b3)
-    # dXhat2 = delta2*gamma2
-    dXhat2 = t3
-    np.multiply(delta2, gamma2, out=dXhat2)
-    # gamma2 = gamma2 + (delta2*Xhat2).sum(axis=1, keepdims=True)
-    np.multiply(delta2, Xhat2, out=t7)
-    mm_m(t7, ones_m, out=t10)
-    np.add(gamma2, t10, out=gamma2)
-    # beta2 = beta2 + delta2.sum(axis=1, keepdims=True)
-    mm_m(delta2, ones_m, out=t10)
-    np.add(beta2, t10, out=beta2)
-    # dU2 = -Xhat2*(Xhat2*dXhat2).sum(axis=0, keepdims=True)*(1/np.sqrt((U2**2/n_2).sum(axis=0, keepdims=True) + 1e-05))/n_2 + dXhat2*(1/np.sqrt((U2**2/n_2).sum(axis=0, keepdims=True) + 1e-05))
-    dU2 = t3
-    np.multiply(Xhat2, dXhat2, out=t6)
-    mm_n1(ones_n1.T, t6, out=t1)
-    np.multiply(Xhat2, t1, out=t0)
-    np.multiply(t2, n_2**(-1.0), out=t2)
-    mm_n1(ones_n1.T, t2, out=t1)
-    np.add(t1, 1e-05, out=t1)
-    np.sqrt(t1, out=t1)
-    np.divide(1, t1, out=t1)
-    np.multiply(t0, t1, out=t0)
-    np.multiply(t0, n_2**(-1.0), out=t0)
-    np.multiply(dXhat2, t1, out=dU2)
-    np.subtract(dU2, t0, out=dU2)
-    # delta1 = dU2 - (dU2/n_1).sum(axis=0, keepdims=True)
-    delta1 = t3
-    np.multiply(dU2, n_1**(-1.0), out=t0)
-    mm_n1(ones_n1.T, t0, out=t1)
-    np.subtract(dU2, t1, out=delta1)
-    # W1 = (delta1 @ A0.T) + W1
-    mm_m(delta1, A0.T, out=t11)
-    np.add(t11, W1, out=W1)
-    # b1 = b1 + delta1.sum(axis=1, keepdims=True)
-    mm_m(delta1, ones_m, out=t10)
-    np.add(b1, t10, out=b1)
