@@ -21,7 +21,10 @@ from html import escape
 
 from derive.errors import DeriveError
 
-_FAILED = re.compile(r"<mi>&amp;</mi>|<mi>&</mi>|<merror|<mtext>\\|<mi>\\|<mo>\\")
+_FAILED = re.compile(r"<mi>&amp;</mi>|<mi>&</mi>|<merror|<mtext>\\|<mi>\\|<mo>\\|<mtext>[^<]*\$")
+# math inside text, \text{term $j$ of the sum} (a step's tag): latex2mathml would print the dollars as
+# text, so the text is cut around it, \text{term }j\text{ of the sum}
+_MATH_IN_TEXT = re.compile(r"\\text\{([^{}$]*)\$([^$]*)\$([^{}]*)\}")
 _CAPITAL_GREEK = re.compile(r"<mi>(&#x00(?:39[1-9A-Fa-f]|3[Aa][0-9]);)</mi>")
 _SEGMENTS = re.compile(r"(\$[^$]+\$|`[^`]+`|\*\*[^*]+\*\*|\*(?=\S)[^*]+(?<=\S)\*)")
 
@@ -40,6 +43,8 @@ def to_mathml(tex: str, display: bool = False) -> str:
     from latex2mathml.converter import convert
 
     source = tex.replace(r"\begin{aligned}", r"\begin{align*}").replace(r"\end{aligned}", r"\end{align*}")
+    while _MATH_IN_TEXT.search(source):
+        source = _MATH_IN_TEXT.sub(r"\\text{\1}\2\\text{\3}", source)
     try:
         mathml = convert(source, display="block" if display else "inline")
     except Exception as error:  # latex2mathml raises its own exception types for unknown commands

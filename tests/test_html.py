@@ -61,6 +61,7 @@ FEATURES = {
     r"\bar{C}": "<mover>",
     r"\Delta^{(l)}": 'mathvariant="normal"',
     r"e^{-\log(1 + e^{-z})}": "<msup>",
+    r"\begin{aligned} a &= b && \text{(term $j$ of the sum)} \end{aligned}": "<mtext>(term&#x000A0;</mtext><mi>j</mi>",  # a step's tag
 }
 
 
