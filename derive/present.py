@@ -1443,7 +1443,9 @@ def build_document(
                 **(numbers | {k: numbers["update_rule"] for k in aliases}))
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
-    titles = {"learn": "section.want"} | ({"update_rule": "section.training_lesson"} if folded else {})
+    # "network", not "the big picture": that is section 12's (Nielsen's) name, and one document keeps one of each
+    titles = ({"learn": "section.want", "network": "section.network_passes"}
+              | ({"update_rule": "section.training_lesson"} if folded else {}))
     heads = section_heads(keys, text, titles,  # the MLP opens with the question, no box
                           numbers=numbers, part="learn" in keys and not folded)  # a reference part only in full
     refs = Refs(text, heads, absent={k: n for k, n in numbers.items() if k not in keys and k not in aliases},
