@@ -350,7 +350,7 @@ def _forward(derivation: Derivation, text: Text) -> list:
         blocks.Paragraph(text("forward.intro")),
         blocks.Paragraph(text("forward.index")),
         _aligned([_unit_letters(sample_z), equation(Q("a", l).base[j], g(Q("z", l).base[j]))]),
-        blocks.Paragraph(text("forward.vector")),
+        blocks.Paragraph(text("forward.vector_rows")),  # the index order said where W is first used
         _aligned([result_equation(sample_z), equation(Q("a", l).symbol, g(Q("z", l).symbol))]),
     ]
     if not text.is_lesson:  # the lesson's table of section `network` already gives each layer's function
