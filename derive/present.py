@@ -1507,7 +1507,11 @@ def build_document(
     notation = lambda used: notation_blocks(  # noqa: E731
         text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)},
         unit_letters=True)
-    title = text("doc.title", depth=depth, plural="s" if depth > 1 else "")
+    # with hidden layers the title counts them too, the way textbooks name a network (zh review 26, item 16)
+    title_key, title_values = (("doc.title_hidden", {"depth": str(depth), "hidden": str(depth - 1),
+                                                     "hidden_plural": "s" if depth > 2 else ""}) if depth > 1
+                               else ("doc.title", {"depth": str(depth), "plural": ""}))
+    title = text(title_key, **title_values)
     with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise"),
                    "times": text.raw("formula.times")}):
         return assemble_document(
@@ -1518,8 +1522,7 @@ def build_document(
                           loss=_loss_title(model, text)),
             generated=text("doc.generated", version=__version__, command=command,
                            verification_section=numbers["verification"]) + more_detail(text, detail, command),
-            metadata=metadata(text, text.raw("doc.title").replace("{depth}", str(depth)).replace(
-                "{plural}", "s" if depth > 1 else "")),
+            metadata=metadata(text, fill(text.raw(title_key), title_values)),
         )
 
 
