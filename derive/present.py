@@ -350,7 +350,7 @@ def _forward(derivation: Derivation, text: Text) -> list:
         blocks.Paragraph(text("forward.intro")),
         blocks.Paragraph(text("forward.index")),
         _aligned([_unit_letters(sample_z), equation(Q("a", l).base[j], g(Q("z", l).base[j]))]),
-        blocks.Paragraph(text("forward.vector")),
+        blocks.Paragraph(text("forward.vector_rows")),  # the index order said where W is first used
         _aligned([result_equation(sample_z), equation(Q("a", l).symbol, g(Q("z", l).symbol))]),
     ]
     if not text.is_lesson:  # the lesson's table of section `network` already gives each layer's function
@@ -1443,7 +1443,9 @@ def build_document(
                 **(numbers | {k: numbers["update_rule"] for k in aliases}))
     hidden_names = text.raw("refs.list_separator").join(
         dict.fromkeys(display_name(a) for a in model.activations[:-1])) or "—"
-    titles = {"learn": "section.want"} | ({"update_rule": "section.training_lesson"} if folded else {})
+    # "network", not "the big picture": that is section 12's (Nielsen's) name, and one document keeps one of each
+    titles = ({"learn": "section.want", "network": "section.network_passes"}
+              | ({"update_rule": "section.training_lesson"} if folded else {}))
     heads = section_heads(keys, text, titles,  # the MLP opens with the question, no box
                           numbers=numbers, part="learn" in keys and not folded)  # a reference part only in full
     refs = Refs(text, heads, absent={k: n for k, n in numbers.items() if k not in keys and k not in aliases},
@@ -1505,7 +1507,11 @@ def build_document(
     notation = lambda used: notation_blocks(  # noqa: E731
         text, used, penalty_notation(derivation, text), vector, {"optimizer": optimizer_notation(training, text)},
         unit_letters=True)
-    title = text("doc.title", depth=depth, plural="s" if depth > 1 else "")
+    # with hidden layers the title counts them too, the way textbooks name a network (zh review 26, item 16)
+    title_key, title_values = (("doc.title_hidden", {"depth": str(depth), "hidden": str(depth - 1),
+                                                     "hidden_plural": "s" if depth > 2 else ""}) if depth > 1
+                               else ("doc.title", {"depth": str(depth), "plural": ""}))
+    title = text(title_key, **title_values)
     with words(**{"if": text.raw("formula.if"), "otherwise": text.raw("formula.otherwise"),
                    "times": text.raw("formula.times")}):
         return assemble_document(
@@ -1516,8 +1522,7 @@ def build_document(
                           loss=_loss_title(model, text)),
             generated=text("doc.generated", version=__version__, command=command,
                            verification_section=numbers["verification"]) + more_detail(text, detail, command),
-            metadata=metadata(text, text.raw("doc.title").replace("{depth}", str(depth)).replace(
-                "{plural}", "s" if depth > 1 else "")),
+            metadata=metadata(text, fill(text.raw(title_key), title_values)),
         )
 
 

@@ -40,7 +40,7 @@ def test_formulas_are_the_same_in_every_language(both):
 def test_chinese_documents_carry_the_chinese_catalog(both):
     zh = both["zh"]["derivation.md"].decode()
     catalog = messages("zh")
-    for key in ("want", "network", "notation", "forward", "method", "output_error", "recursion", "summary", "example",
+    for key in ("want", "network_passes", "notation", "forward", "method", "output_error", "recursion", "summary", "example",
                 "verification"):
         assert f". {catalog['section'][key]}" in zh
     assert f"\\text{{（{catalog['tag']['chain_rule']}）}}" in zh and catalog["activation_title"]["relu"] in zh

@@ -1141,7 +1141,13 @@ def test_the_sigmoid_code_form_is_shown_in_two_lines_not_asserted(compared_markd
 def test_the_softmax_rate_along_a_path_is_written_in(compared_markdown):
     if "ReLU" not in compared_markdown.split("\n## 1. ")[0]:
         return
-    rates = _section(compared_markdown, 12).split("$$")[3]
+    displays = [d.strip() for d in _section(compared_markdown, 12).split("$$")[1::2]]
+    # the crossing's rate is displayed on its own line (zh review 26, item 15), just before the sum that
+    # has the rates written in
+    crossing = "\\frac{\\partial a^{(3)}_{j_{3}'}}{\\partial z^{(3)}_{j_{3}}} = a^{(3)}_{j_{3}'} \\bigl([j_{3} = j_{3}'] - a^{(3)}_{j_{3}}\\bigr)"
+    assert crossing in displays, displays
+    rates = displays[displays.index(crossing) + 1]
+    assert rates.startswith("\\begin{aligned}\n\\Delta C \\approx"), rates
     assert "[j_{3} = j_{3}'] - a^{(3)}_{j_{3}}" in rates and "{\\partial z^{(3)}_{j_{3}}}" not in rates
 
 

@@ -178,9 +178,12 @@ def paths_blocks(sizes: tuple[int, ...], vector_output: bool, text, refs, exampl
                               a=_a(L, out_unit))),
         # the lesson's catalog says the rates in its opening paragraph and goes straight to them
         *([] if text.is_lesson else [blocks.Aligned(tuple(nielsen))]),
-        blocks.Paragraph(text("paths.rates" + ("_vector" if vector_output else ""), out=out_unit,
-                              rate=_softmax_rate(L, out_unit) if vector_output else "", z=_z(L, _u(L)),
-                              a=_a(L, out_unit))),
+        # at a softmax, the crossing's rate stands on a line of its own: inline it stretched its
+        # paragraph's lines (zh review 26, item 15)
+        *([blocks.Paragraph(text("paths.rates_vector_lead", z=_z(L, _u(L)), a=_a(L, out_unit))),
+           blocks.Equation(rf"{_frac(_a(L, out_unit), _z(L, _u(L)))} = {_softmax_rate(L, out_unit)}"),
+           blocks.Paragraph(text("paths.rates_vector_tail"))] if vector_output
+          else [blocks.Paragraph(text("paths.rates"))]),
         blocks.Aligned(rates),
         # with the example, the count only counts: the shared parts are shown by the table and then discussed
         blocks.Paragraph(text(("paths.count_brief" if example is not None else "paths.count")
