@@ -1492,3 +1492,27 @@ def test_the_lesson_displays_the_update_once_as_the_algorithms_last_step(lang):
         section = _section(lesson, number)
         assert "\\leftarrow" not in section and ("(#16-" in section or re.search(r"(?:section|第) 16", section)), number
     assert len(re.findall(r"\\leftarrow", full)) > 2
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_lessons_start_names_the_comparison_as_computed(lang):
+    """Review 25 defects 11 and 14, review 26 items 1-3: §19 says what the derived variance allows for
+    (g(0) = ½, from the engine) and names the compared start exactly as compare_starts builds it, layer
+    1's rule kept (LeCun) and Glorot with gain 4 after it; its figures are compare_starts' own."""
+    from derive.initialisation import derive_initialisation
+    from derive.lesson.saturation import compare_starts
+    from derive.model import build_model
+
+    model = build_model(make_spec(3, "sigmoid"))
+    init = derive_initialisation(model)
+    starts = compare_starts(model, init)
+    assert init.layers[0].known == "LeCun" and [s.source for s in init.layers][0] == "input"
+    section = _section(generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang))
+                       .files["derivation.md"].decode(), 19)
+    assert "$z = 0$" in section and "$\\frac{1}{2}$" in section
+    named = ("LeCun initialisation for layer 1 and Glorot/Xavier with gain $4$ after it" if lang == "en"
+             else "第 1 层取 LeCun 初始化，之后各层取增益为 $4$ 的 Glorot/Xavier 初始化")
+    assert named in section
+    assert f"({starts.usual.errors:.2g} at layer 1)" in section or f"输出层的 {starts.usual.errors:.2g}" in section
+    assert f"{starts.usual.variances[-1][1]:.4g}" in section and f"{starts.default.errors:.2g}" in section
+    assert "which is not 0" not in section and "代价在反向计算" not in section and "通常的规则，即" not in section
