@@ -1516,3 +1516,27 @@ def test_the_lessons_start_names_the_comparison_as_computed(lang):
     assert f"({starts.usual.errors:.2g} at layer 1)" in section or f"输出层的 {starts.usual.errors:.2g}" in section
     assert f"{starts.usual.variances[-1][1]:.4g}" in section and f"{starts.default.errors:.2g}" in section
     assert "which is not 0" not in section and "代价在反向计算" not in section and "通常的规则，即" not in section
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_minibatchs_second_sample_keeps_its_units_active(config):
+    """Review 25, defect 10: the second sample of the minibatch exercise is the example's input and
+    target reversed, the input also negated when reversing leaves a unit of layer L−1 at A = 0 (the
+    relu example did: z⁽²⁾ = (−0.025, −0.035)); its column of A⁽ᴸ⁻¹⁾ has no zero, the target is still
+    one of the example's classes reversed, and the sigmoid's (never 0) keeps the plain reversal."""
+    from derive.derivation import derive as derive_network
+    from derive.lesson.practice import _second_point, matrix_minibatch
+    from derive.model import build_model
+
+    derivation = derive_network(build_model(make_spec(*config)))
+    example = worked_example(derivation)
+    second, D, A, gradient = matrix_minibatch(derivation, example)
+    column = [v for (k, r), v in A if r == 1]
+    assert column and all(v != 0 for v in column), column
+    reversed_point = _second_point(example.point, 1)
+    assert all(second.point[k] == reversed_point[k] for k in second.point if k[0] == "y")
+    if config[1] == "sigmoid":
+        assert second.point == reversed_point
+    else:
+        assert second.point != reversed_point  # the reversal alone silenced layer 2 here

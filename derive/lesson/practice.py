@@ -189,22 +189,25 @@ def practice(derivation: Derivation, example: WorkedExample, source: str | None 
 
 def matrix_minibatch(derivation: Derivation, example: WorkedExample):
     """Nielsen's fully matrix-based minibatch, on two samples: the worked example's and a second with
-    its input and target in reverse order. Returns (the second sample's example, D⁽ᴸ⁾ and A⁽ᴸ⁻¹⁾ with
+    its input and target in reverse order (the input negated too where that leaves a unit of layer L−1
+    silent, A = 0, and negating does not: a column of zeros would add nothing to ∂C̄/∂W⁽ᴸ⁾). Returns (the second sample's example, D⁽ᴸ⁾ and A⁽ᴸ⁻¹⁾ with
     one column per sample, ∂C̄/∂W⁽ᴸ⁾ = D⁽ᴸ⁾(A⁽ᴸ⁻¹⁾)ᵀ/m as section 15 writes it); the product is asserted
     to be the mean of the two samples' own gradients (BP4 for each). None for a network whose samples
     are not independent, that is not a chain of dense layers, or whose cost has a penalty term."""
     model = derivation.model
     if not model.is_chain or model.network.couples_samples or getattr(model, "penalty", None) is not None:
         return None  # (a penalty adds its own gradient, not a mean over the samples)
-    point = dict(example.point)
-    for label in ("a_0", "y"):
-        keys = sorted(k for k in point if k[0] == label)
-        for key, value in zip(keys, [point[k] for k in reversed(keys)]):
-            point[key] = value
-    numbers = point if example.exact else {k: sp.Float(v, DIGITS) for k, v in point.items()}
-    values, gradients = evaluate_pass(derivation, False, numbers, example.sizes)
-    second = replace(example, point=point, values=values, gradients=gradients)
     depth = model.depth
+    second = None
+    for flip in SECOND_INPUTS:
+        point = _second_point(example.point, flip)
+        numbers = point if example.exact else {k: sp.Float(v, DIGITS) for k, v in point.items()}
+        values, gradients = evaluate_pass(derivation, False, numbers, example.sizes)
+        candidate = replace(example, point=point, values=values, gradients=gradients)
+        second = second or candidate  # the reversed sample, where no candidate has every unit active
+        if not _silent_units(derivation, candidate, depth - 1):
+            second = candidate
+            break
     weight = [p for node in model.network.layers for p in node.parameters if p.rank >= 2][-1]  # W of layer L
     errors = [dict(entries(e, Q("delta", depth))) for e in (example, second)]
     inputs = [dict(entries(e, Q("a", depth - 1))) for e in (example, second)]
@@ -217,6 +220,30 @@ def matrix_minibatch(derivation: Derivation, example: WorkedExample):
     mean = {idx: (a + b) / 2 for (idx, a), (_, b) in zip(entries(example, weight, "gradients"), entries(second, weight, "gradients"))}
     assert all(abs(sp.N(v - mean[idx], 40)) < 1e-30 for idx, v in gradient), "D A^T / m is not the mean of BP4"
     return second, D, A, gradient
+
+
+SECOND_INPUTS = (1, -1)  # the second sample's input: the example's reversed, then reversed and negated
+
+
+def _second_point(point: dict, sign: int) -> dict:
+    """The worked example's point with its input and target in reverse order, the input times `sign`:
+    another class for a one-hot target, another input of the same size."""
+    out = dict(point)
+    for label in ("a_0", "y"):
+        keys = sorted(k for k in out if k[0] == label)
+        for key, value in zip(keys, [point[k] for k in reversed(keys)]):
+            out[key] = sign * value if label == "a_0" else value
+    return out
+
+
+def _silent_units(derivation: Derivation, example: WorkedExample, layer: int) -> list:
+    """The units of `layer` whose activation is 0 at the point (a ReLU unit with z < 0): a column of
+    A⁽ˡ⁾ that would be 0 and add nothing to the output layer's weight gradient."""
+    activations = [node.kind.activation for node in derivation.model.network.layers
+                   if node.layer.number == layer and getattr(node.kind, "activation", None) is not None]
+    if layer < 1 or not activations or activations[0].is_vector:
+        return []
+    return [idx for idx, a in entries(example, Q("a", layer)) if a == 0]
 
 
 def diagonal_check(derivation: Derivation, example: WorkedExample) -> tuple[list, list, list, list] | None:
