@@ -1345,11 +1345,12 @@ def test_exercise_1_names_the_errors_its_answer_computes(config):
 def test_the_diagonal_form_exercise_multiplies_out_to_the_printed_error(config):
     """Review 22, defect 12: Nielsen's exercise on BP1 and BP2 with a diagonal matrix of slopes (his
     Σ′(z)). Appendix D's numbers, multiplied out here as printed, give the error of layer 2 printed in
-    the worked example; a softmax output, whose BP1 is δ = Jᵀ ∂C/∂a, gets no such exercise."""
+    the worked example; a softmax output, whose BP1 is δ = Jᵀ ∂C/∂a, gets it with J (review 25, defect
+    15; test_the_softmax_jacobian_exercise_multiplies_out_to_the_printed_error)."""
     md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
     posed = [l for l in md.splitlines() if l.startswith("- **Exercise") and "diagonal matrix" in l]
     if config[2] == "softmax":
-        assert not posed
+        assert len(posed) == 1 and "J = \\operatorname{diag}(a^{(3)}) - a^{(3)} (a^{(3)})^{\\top}" in posed[0]
         return
     assert len(posed) == 1
     number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed[0]).group(1)
@@ -1540,3 +1541,33 @@ def test_the_minibatchs_second_sample_keeps_its_units_active(config):
         assert second.point == reversed_point
     else:
         assert second.point != reversed_point  # the reversal alone silenced layer 2 here
+
+
+def test_the_softmax_jacobian_exercise_multiplies_out_to_the_printed_error():
+    """Review 25, defect 15: the relu-softmax lesson poses the diagonal-form exercise with BP1 as
+    δ⁽³⁾ = Jᵀ ∂C/∂a⁽³⁾, J = diag(a) − a aᵀ. Appendix D's J is diag(a) − a aᵀ of the worked example's
+    printed a⁽³⁾, its ∂C/∂a⁽³⁾ is −y/a (cross entropy), and Jᵀ ∂C/∂a⁽³⁾ multiplied out here is the δ⁽³⁾
+    of the worked example and the dZ3 of model.py at its point; the Chinese lesson poses it too."""
+    outcome = generate(make_spec(3, "relu", "softmax", "ce", formats="md,py"))
+    md, derivation = outcome.files["derivation.md"].decode(), outcome.derivation
+    (posed,) = [l for l in md.splitlines() if l.startswith("- **Exercise") and "J^{\\top}" in l]
+    number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed).group(1)
+    answer = md[md.index("\n## D. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
+    assert "\\delta^{(1)} &=" in answer and "J^{\\top} \\frac{\\partial C}{\\partial a^{(3)}}" in answer
+
+    def values(body):
+        return np.array([[float(x.replace(" \\cdot 10^{", "e").rstrip("}")) for x in row.split(" & ")]
+                         for row in body.split(" \\\\ ")])
+
+    jt, upstream, product = (values(b) for b in re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}", answer.split("$$")[-2]))
+    example = worked_example(derivation)
+    a, y = _array(example, Q("a", 3)).ravel(), _array(example, Q("y")).ravel()
+    assert np.allclose(jt.T, np.diag(a) - np.outer(a, a), rtol=5e-5)
+    assert np.allclose(upstream.ravel(), -y / a, rtol=5e-5)
+    assert np.allclose(jt @ upstream.T, product.T, rtol=5e-4)
+    model = load_module(outcome.files["model.py"].decode())
+    params = {p.code(): _array(example, p) for node in derivation.model.network.layers for p in node.parameters}
+    cache = model.forward(params, _array(example, Q("a", 0)))
+    assert np.allclose(product.ravel(), (cache["A3"] - _array(example, Q("y"))).ravel(), rtol=5e-4)
+    zh = generate(make_spec(3, "relu", "softmax", "ce", formats="md", lang="zh")).files["derivation.md"].decode()
+    assert any(l.startswith("- **习题") and "J^{\\top}" in l for l in zh.splitlines())

@@ -20,6 +20,7 @@ import sympy as sp
 from derive.derivation import Derivation
 from derive.notation import LayerRef, Q, Z
 from derive.lesson.worked_example import DIGITS, WorkedExample, _loss, _numbers, _step, entries
+from derive.matrixform import evaluate_index_form
 from derive.verify_symbolic import _parameter_entries, _parameters, evaluate_pass
 
 STEP = sp.Rational(1, 10**4)  # h of the box: small against the weight, large against 50 digits
@@ -177,6 +178,7 @@ class Practice:
     diagonal: tuple | None  # diagonal_check: BP2 with diag(g′(z)) at the example (an exercise's answer)
     minibatch: tuple | None  # matrix_minibatch: two samples as matrices (an exercise's answer)
     floats: tuple | None = None  # float64_slopes: the box's slope as model.py gives it in float64
+    jacobian: tuple | None = None  # jacobian_check: BP1 as Jᵀ ∂C/∂a for a softmax output (an exercise's answer)
 
 
 def practice(derivation: Derivation, example: WorkedExample, source: str | None = None) -> Practice:
@@ -184,7 +186,8 @@ def practice(derivation: Derivation, example: WorkedExample, source: str | None 
     checks = gradient_check(derivation, example, _first_weight)
     return Practice(checks, other_step(derivation, example, OTHER_RATE),
                     diagonal_check(derivation, example), matrix_minibatch(derivation, example),
-                    float64_slopes(example, checks[-1], source) if checks else None)
+                    float64_slopes(example, checks[-1], source) if checks else None,
+                    jacobian_check(derivation, example))
 
 
 def matrix_minibatch(derivation: Derivation, example: WorkedExample):
@@ -269,6 +272,38 @@ def diagonal_check(derivation: Derivation, example: WorkedExample) -> tuple[list
     product = [((j,), s * sum(w * dict(errors)[(i,)] for (i, k), w in weights if k == j)) for (j,), s in slopes]
     assert all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "diag(g') W^T delta is not delta"
     return slopes, weights, errors, product
+
+
+def jacobian_check(derivation: Derivation, example: WorkedExample) -> tuple[list, list, list, list] | None:
+    """BP1 in matrix form for a softmax output at the worked example: J (differentiated here from the
+    softmax written out at the example's z, and asserted to be diag(a) − a aᵀ, the form section
+    "output_error" derives), ∂C/∂a⁽ᴸ⁾ (the engine's, evaluated) and Jᵀ ∂C/∂a⁽ᴸ⁾, asserted to be the
+    example's own δ⁽ᴸ⁾; each as (indices, value). None for any other output or network."""
+    model = derivation.model
+    depth = model.depth
+    output = [node.kind.activation for node in model.network.layers
+              if node.layer.number == depth and getattr(node.kind, "activation", None) is not None]
+    if not model.is_chain or depth < 2 or len(output) != 1 or output[0].name != "softmax":
+        return None
+    upstream = derivation.sample.results.get(Q("grad_a", depth))
+    a, z = entries(example, Q("a", depth)), entries(example, Q("z", depth))
+    own = dict(entries(example, Q("delta", depth)))
+    if upstream is None or len(upstream.free) != 1 or not (a and z and own):
+        return None
+    (free,) = upstream.free
+    values = dict(example.values) | _numbers(example.point, example.exact)
+    upstream_values = [((k,), evaluate_index_form(upstream.rhs, values, {**example.sizes, free: k})) for k in range(len(a))]
+    symbols = sp.symbols(f"z0:{len(z)}")
+    softmax = sp.Matrix([sp.exp(s) / sum(sp.exp(t) for t in symbols) for s in symbols])
+    at = {s: v for s, (_, v) in zip(symbols, z)}
+    J = softmax.jacobian(symbols)  # J[j′, j] = ∂a_{j′} / ∂z_j
+    jacobian = [((i, j), J[i, j].xreplace(at)) for i in range(len(z)) for j in range(len(z))]
+    outputs = dict(a)
+    assert all(abs(sp.N(v - ((outputs[(i,)] if i == j else 0) - outputs[(i,)] * outputs[(j,)]), 40)) < 1e-30
+               for (i, j), v in jacobian), "J is not diag(a) - a a^T"
+    product = [((j,), sum(v * dict(upstream_values)[(i,)] for (i, jj), v in jacobian if jj == j)) for j in range(len(z))]
+    assert all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "J^T dC/da is not delta"
+    return a, jacobian, upstream_values, product
 
 
 def scaled_costs(costs, sizes: dict, factor: int = 2) -> tuple[dict, int, int, int]:
