@@ -1571,3 +1571,20 @@ def test_the_softmax_jacobian_exercise_multiplies_out_to_the_printed_error():
     assert np.allclose(product.ravel(), (cache["A3"] - _array(example, Q("y"))).ravel(), rtol=5e-4)
     zh = generate(make_spec(3, "relu", "softmax", "ce", formats="md", lang="zh")).files["derivation.md"].decode()
     assert any(l.startswith("- **习题") and "J^{\\top}" in l for l in zh.splitlines())
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_exercises_that_use_later_sections_name_them_first(lang):
+    """Review 25, defect 7: the exercises stay under the worked example whose numbers they use; one
+    that needs a later section (18, appendix B) or §15's matrices names it at its start."""
+    md = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
+    items = [l for l in _section(md, 17).splitlines() if l.startswith(("- **Exercise", "- **习题"))]
+    pointer = re.compile(r"^- \*\*(?:Exercise \d\.\*\* \((?:Read|Uses)[^)]*?(?:section (\d+)|appendix ([A-D]))"
+                         r"|习题 \d\*\*（(?:先读|用到)(?:第 (\d+) 节|附录 ([A-D])))")
+    later = [l for l in items if re.search(r"(?:section|第) (1[5-9])\b|(?:appendix|附录) B", l)]
+    assert len(later) >= 3, later
+    for line in later:
+        found = pointer.match(line)
+        assert found, line
+        named = [g for g in found.groups() if g]
+        assert named and (named[0] in ("15", "18", "B")), line
