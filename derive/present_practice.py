@@ -144,6 +144,9 @@ def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str,
     diagonal = checks.diagonal if checks is not None else None
     if diagonal is not None:
         out.append(("diagonal", {"layer": str(derivation.model.depth - 1)}, diagonal))
+    jacobian = getattr(checks, "jacobian", None)
+    if jacobian is not None:  # a softmax output: BP1 is Jᵀ ∂C/∂a, not a diagonal matrix
+        out.append(("jacobian", {"layer": str(derivation.model.depth)}, jacobian))
     batch = checks.minibatch if checks is not None else None
     if batch is not None:
         second = batch[0]
@@ -220,6 +223,8 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
                     blocks.Paragraph(text("practice.answer_minibatch_mean"))]
         elif key == "diagonal":
             out += _diagonal_answer(derivation, data, head, text)
+        elif key == "jacobian":
+            out += _jacobian_answer(derivation, data, head, text)
         elif key == "script":
             relative = data.split()[-1]  # the script prints the slope, the gradient, their relative difference
             out += [blocks.Paragraph(head + text("practice.answer_script")),
@@ -257,6 +262,36 @@ def _diagonal_answer(derivation: Derivation, data, head: str, text) -> list:
     return [blocks.Paragraph(head + text("practice.answer_diagonal")), general,
             blocks.Paragraph(text("practice.answer_diagonal_nested")), nested,
             blocks.Paragraph(text("practice.answer_diagonal_numbers", layer=depth - 1)), numbers]
+
+
+def _jacobian_answer(derivation: Derivation, data, head: str, text) -> list:
+    """BP2 with diag(g′(z)) for ⊙, BP1 as Jᵀ ∂C/∂a with J = diag(a) − a aᵀ, the equations put into each
+    other down to layer 1, and BP1 with the worked example's numbers (`lesson.practice.jacobian_check`)."""
+    depth = derivation.model.depth
+    _, jacobian, upstream, product = data
+
+    def diag(layer) -> str:
+        return rf"\operatorname{{diag}}\left(g'\left(z^{{({layer})}}\right)\right)"
+
+    def weights_t(layer) -> str:
+        return rf"\left(W^{{({layer})}}\right)^{{\top}}"
+
+    upstream_symbol = rf"\frac{{\partial C}}{{\partial a^{{({depth})}}}}"
+    general = blocks.Aligned((
+        blocks.Row(rf"\delta^{{({depth})}}", rf"J^{{\top}} {upstream_symbol}, \quad "
+                                             rf"J = \operatorname{{diag}}\left(a^{{({depth})}}\right) - a^{{({depth})}} \left(a^{{({depth})}}\right)^{{\top}}"),
+        blocks.Row(r"\delta^{(l)}", r"\operatorname{diag}\left(g'\left(z^{(l)}\right)\right) "
+                                     r"\left(W^{(l+1)}\right)^{\top} \delta^{(l+1)}")))
+    chain = " ".join(f"{diag(l)} {weights_t(l + 1)}" for l in range(1, depth))
+    nested = blocks.Aligned((blocks.Row(r"\delta^{(1)}", rf"{chain} J^{{\top}} {upstream_symbol}"),))
+    transposed = [((j, i), v) for (i, j), v in jacobian]
+    numbers = blocks.Aligned((blocks.Row(rf"J^{{\top}} {upstream_symbol}",
+                                         " ".join((_matrix(transposed, _five), _matrix(upstream, _five)))),
+                              blocks.Row("", _matrix(product)),
+                              blocks.Row("", rf"\delta^{{({depth})}}")))
+    return [blocks.Paragraph(head + text("practice.answer_jacobian")), general,
+            blocks.Paragraph(text("practice.answer_diagonal_nested")), nested,
+            blocks.Paragraph(text("practice.answer_jacobian_numbers", layer=depth)), numbers]
 
 
 def _five(value) -> str:

@@ -71,9 +71,14 @@ def _effect(init: Initialisation, model, text: Text) -> str:
     starts = compare_starts(model, init)
     if starts is not None:
         factors = text.raw("refs.list_separator").join(f"{v:.4g}" for _, v in reversed(init.errors))
-        return join((text("training_lesson.flat_exact", factors=factors, **start_figures(starts)),
-                     text("training_lesson.usual_mse" if starts.squared_error else "training_lesson.usual_ce",
-                          **start_figures(starts)),
+        (scale,) = [s for s in init.activations if s.activation.name == starts.activation.name]
+        offset = scale.figures["offset"]  # g(0), the output the derived variance allows for
+        known = init.layers[0].known  # layer 1 keeps its rule in both starts (compare_starts)
+        first = text(f"initialisation.known_{known}").lstrip(", ，即") if known else text("training_lesson.first_kept")
+        first = first if "\u2e80" <= first[:1] else " " + first  # a space before a Latin name, none before a Han one
+        return join((text("training_lesson.allows_exact", factors=factors, offset=offset, **start_figures(starts)),
+                     text("training_lesson.common_mse" if starts.squared_error else "training_lesson.common_ce",
+                          first=first, **start_figures(starts)),
                      text("training_lesson.more_flat")))
     if all(abs(v - 1) < 1e-9 for _, v in init.path):
         return join((text("training_lesson.kept", last=last), more))

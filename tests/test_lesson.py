@@ -1351,11 +1351,12 @@ def test_exercise_1_names_the_errors_its_answer_computes(config):
 def test_the_diagonal_form_exercise_multiplies_out_to_the_printed_error(config):
     """Review 22, defect 12: Nielsen's exercise on BP1 and BP2 with a diagonal matrix of slopes (his
     Σ′(z)). Appendix D's numbers, multiplied out here as printed, give the error of layer 2 printed in
-    the worked example; a softmax output, whose BP1 is δ = Jᵀ ∂C/∂a, gets no such exercise."""
+    the worked example; a softmax output, whose BP1 is δ = Jᵀ ∂C/∂a, gets it with J (review 25, defect
+    15; test_the_softmax_jacobian_exercise_multiplies_out_to_the_printed_error)."""
     md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
     posed = [l for l in md.splitlines() if l.startswith("- **Exercise") and "diagonal matrix" in l]
     if config[2] == "softmax":
-        assert not posed
+        assert len(posed) == 1 and "J = \\operatorname{diag}(a^{(3)}) - a^{(3)} (a^{(3)})^{\\top}" in posed[0]
         return
     assert len(posed) == 1
     number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed[0]).group(1)
@@ -1498,3 +1499,98 @@ def test_the_lesson_displays_the_update_once_as_the_algorithms_last_step(lang):
         section = _section(lesson, number)
         assert "\\leftarrow" not in section and ("(#16-" in section or re.search(r"(?:section|第) 16", section)), number
     assert len(re.findall(r"\\leftarrow", full)) > 2
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_lessons_start_names_the_comparison_as_computed(lang):
+    """Review 25 defects 11 and 14, review 26 items 1-3: §19 says what the derived variance allows for
+    (g(0) = ½, from the engine) and names the compared start exactly as compare_starts builds it, layer
+    1's rule kept (LeCun) and Glorot with gain 4 after it; its figures are compare_starts' own."""
+    from derive.initialisation import derive_initialisation
+    from derive.lesson.saturation import compare_starts
+    from derive.model import build_model
+
+    model = build_model(make_spec(3, "sigmoid"))
+    init = derive_initialisation(model)
+    starts = compare_starts(model, init)
+    assert init.layers[0].known == "LeCun" and [s.source for s in init.layers][0] == "input"
+    section = _section(generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang))
+                       .files["derivation.md"].decode(), 19)
+    assert "$z = 0$" in section and "$\\frac{1}{2}$" in section
+    named = ("LeCun initialisation for layer 1 and Glorot/Xavier with gain $4$ after it" if lang == "en"
+             else "第 1 层取 LeCun 初始化，之后各层取增益为 $4$ 的 Glorot/Xavier 初始化")
+    assert named in section
+    assert f"({starts.usual.errors:.2g} at layer 1)" in section or f"输出层的 {starts.usual.errors:.2g}" in section
+    assert f"{starts.usual.variances[-1][1]:.4g}" in section and f"{starts.default.errors:.2g}" in section
+    assert "which is not 0" not in section and "代价在反向计算" not in section and "通常的规则，即" not in section
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_minibatchs_second_sample_keeps_its_units_active(config):
+    """Review 25, defect 10: the second sample of the minibatch exercise is the example's input and
+    target reversed, the input also negated when reversing leaves a unit of layer L−1 at A = 0 (the
+    relu example did: z⁽²⁾ = (−0.025, −0.035)); its column of A⁽ᴸ⁻¹⁾ has no zero, the target is still
+    one of the example's classes reversed, and the sigmoid's (never 0) keeps the plain reversal."""
+    from derive.derivation import derive as derive_network
+    from derive.lesson.practice import _second_point, matrix_minibatch
+    from derive.model import build_model
+
+    derivation = derive_network(build_model(make_spec(*config)))
+    example = worked_example(derivation)
+    second, D, A, gradient = matrix_minibatch(derivation, example)
+    column = [v for (k, r), v in A if r == 1]
+    assert column and all(v != 0 for v in column), column
+    reversed_point = _second_point(example.point, 1)
+    assert all(second.point[k] == reversed_point[k] for k in second.point if k[0] == "y")
+    if config[1] == "sigmoid":
+        assert second.point == reversed_point
+    else:
+        assert second.point != reversed_point  # the reversal alone silenced layer 2 here
+
+
+def test_the_softmax_jacobian_exercise_multiplies_out_to_the_printed_error():
+    """Review 25, defect 15: the relu-softmax lesson poses the diagonal-form exercise with BP1 as
+    δ⁽³⁾ = Jᵀ ∂C/∂a⁽³⁾, J = diag(a) − a aᵀ. Appendix D's J is diag(a) − a aᵀ of the worked example's
+    printed a⁽³⁾, its ∂C/∂a⁽³⁾ is −y/a (cross entropy), and Jᵀ ∂C/∂a⁽³⁾ multiplied out here is the δ⁽³⁾
+    of the worked example and the dZ3 of model.py at its point; the Chinese lesson poses it too."""
+    outcome = generate(make_spec(3, "relu", "softmax", "ce", formats="md,py"))
+    md, derivation = outcome.files["derivation.md"].decode(), outcome.derivation
+    (posed,) = [l for l in md.splitlines() if l.startswith("- **Exercise") and "J^{\\top}" in l]
+    number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed).group(1)
+    answer = md[md.index("\n## D. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
+    assert "\\delta^{(1)} &=" in answer and "J^{\\top} \\frac{\\partial C}{\\partial a^{(3)}}" in answer
+
+    def values(body):
+        return np.array([[float(x.replace(" \\cdot 10^{", "e").rstrip("}")) for x in row.split(" & ")]
+                         for row in body.split(" \\\\ ")])
+
+    jt, upstream, product = (values(b) for b in re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}", answer.split("$$")[-2]))
+    example = worked_example(derivation)
+    a, y = _array(example, Q("a", 3)).ravel(), _array(example, Q("y")).ravel()
+    assert np.allclose(jt.T, np.diag(a) - np.outer(a, a), rtol=5e-5)
+    assert np.allclose(upstream.ravel(), -y / a, rtol=5e-5)
+    assert np.allclose(jt @ upstream.T, product.T, rtol=5e-4)
+    model = load_module(outcome.files["model.py"].decode())
+    params = {p.code(): _array(example, p) for node in derivation.model.network.layers for p in node.parameters}
+    cache = model.forward(params, _array(example, Q("a", 0)))
+    assert np.allclose(product.ravel(), (cache["A3"] - _array(example, Q("y"))).ravel(), rtol=5e-4)
+    zh = generate(make_spec(3, "relu", "softmax", "ce", formats="md", lang="zh")).files["derivation.md"].decode()
+    assert any(l.startswith("- **习题") and "J^{\\top}" in l for l in zh.splitlines())
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_exercises_that_use_later_sections_name_them_first(lang):
+    """Review 25, defect 7: the exercises stay under the worked example whose numbers they use; one
+    that needs a later section (18, appendix B) or §15's matrices names it at its start."""
+    md = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
+    items = [l for l in _section(md, 17).splitlines() if l.startswith(("- **Exercise", "- **习题"))]
+    pointer = re.compile(r"^- \*\*(?:Exercise \d\.\*\* \((?:Read|Uses)[^)]*?(?:section (\d+)|appendix ([A-D]))"
+                         r"|习题 \d\*\*（(?:先读|用到)(?:第 (\d+) 节|附录 ([A-D])))")
+    later = [l for l in items if re.search(r"(?:section|第) (1[5-9])\b|(?:appendix|附录) B", l)]
+    assert len(later) >= 3, later
+    for line in later:
+        found = pointer.match(line)
+        assert found, line
+        named = [g for g in found.groups() if g]
+        assert named and (named[0] in ("15", "18", "B")), line

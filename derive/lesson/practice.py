@@ -20,6 +20,7 @@ import sympy as sp
 from derive.derivation import Derivation
 from derive.notation import LayerRef, Q, Z
 from derive.lesson.worked_example import DIGITS, WorkedExample, _loss, _numbers, _step, entries
+from derive.matrixform import evaluate_index_form
 from derive.verify_symbolic import _parameter_entries, _parameters, evaluate_pass
 
 STEP = sp.Rational(1, 10**4)  # h of the box: small against the weight, large against 50 digits
@@ -177,6 +178,7 @@ class Practice:
     diagonal: tuple | None  # diagonal_check: BP2 with diag(g′(z)) at the example (an exercise's answer)
     minibatch: tuple | None  # matrix_minibatch: two samples as matrices (an exercise's answer)
     floats: tuple | None = None  # float64_slopes: the box's slope as model.py gives it in float64
+    jacobian: tuple | None = None  # jacobian_check: BP1 as Jᵀ ∂C/∂a for a softmax output (an exercise's answer)
 
 
 def practice(derivation: Derivation, example: WorkedExample, source: str | None = None) -> Practice:
@@ -184,27 +186,31 @@ def practice(derivation: Derivation, example: WorkedExample, source: str | None 
     checks = gradient_check(derivation, example, _first_weight)
     return Practice(checks, other_step(derivation, example, OTHER_RATE),
                     diagonal_check(derivation, example), matrix_minibatch(derivation, example),
-                    float64_slopes(example, checks[-1], source) if checks else None)
+                    float64_slopes(example, checks[-1], source) if checks else None,
+                    jacobian_check(derivation, example))
 
 
 def matrix_minibatch(derivation: Derivation, example: WorkedExample):
     """Nielsen's fully matrix-based minibatch, on two samples: the worked example's and a second with
-    its input and target in reverse order. Returns (the second sample's example, D⁽ᴸ⁾ and A⁽ᴸ⁻¹⁾ with
+    its input and target in reverse order (the input negated too where that leaves a unit of layer L−1
+    silent, A = 0, and negating does not: a column of zeros would add nothing to ∂C̄/∂W⁽ᴸ⁾). Returns (the second sample's example, D⁽ᴸ⁾ and A⁽ᴸ⁻¹⁾ with
     one column per sample, ∂C̄/∂W⁽ᴸ⁾ = D⁽ᴸ⁾(A⁽ᴸ⁻¹⁾)ᵀ/m as section 15 writes it); the product is asserted
     to be the mean of the two samples' own gradients (BP4 for each). None for a network whose samples
     are not independent, that is not a chain of dense layers, or whose cost has a penalty term."""
     model = derivation.model
     if not model.is_chain or model.network.couples_samples or getattr(model, "penalty", None) is not None:
         return None  # (a penalty adds its own gradient, not a mean over the samples)
-    point = dict(example.point)
-    for label in ("a_0", "y"):
-        keys = sorted(k for k in point if k[0] == label)
-        for key, value in zip(keys, [point[k] for k in reversed(keys)]):
-            point[key] = value
-    numbers = point if example.exact else {k: sp.Float(v, DIGITS) for k, v in point.items()}
-    values, gradients = evaluate_pass(derivation, False, numbers, example.sizes)
-    second = replace(example, point=point, values=values, gradients=gradients)
     depth = model.depth
+    second = None
+    for flip in SECOND_INPUTS:
+        point = _second_point(example.point, flip)
+        numbers = point if example.exact else {k: sp.Float(v, DIGITS) for k, v in point.items()}
+        values, gradients = evaluate_pass(derivation, False, numbers, example.sizes)
+        candidate = replace(example, point=point, values=values, gradients=gradients)
+        second = second or candidate  # the reversed sample, where no candidate has every unit active
+        if not _silent_units(derivation, candidate, depth - 1):
+            second = candidate
+            break
     weight = [p for node in model.network.layers for p in node.parameters if p.rank >= 2][-1]  # W of layer L
     errors = [dict(entries(e, Q("delta", depth))) for e in (example, second)]
     inputs = [dict(entries(e, Q("a", depth - 1))) for e in (example, second)]
@@ -217,6 +223,30 @@ def matrix_minibatch(derivation: Derivation, example: WorkedExample):
     mean = {idx: (a + b) / 2 for (idx, a), (_, b) in zip(entries(example, weight, "gradients"), entries(second, weight, "gradients"))}
     assert all(abs(sp.N(v - mean[idx], 40)) < 1e-30 for idx, v in gradient), "D A^T / m is not the mean of BP4"
     return second, D, A, gradient
+
+
+SECOND_INPUTS = (1, -1)  # the second sample's input: the example's reversed, then reversed and negated
+
+
+def _second_point(point: dict, sign: int) -> dict:
+    """The worked example's point with its input and target in reverse order, the input times `sign`:
+    another class for a one-hot target, another input of the same size."""
+    out = dict(point)
+    for label in ("a_0", "y"):
+        keys = sorted(k for k in out if k[0] == label)
+        for key, value in zip(keys, [point[k] for k in reversed(keys)]):
+            out[key] = sign * value if label == "a_0" else value
+    return out
+
+
+def _silent_units(derivation: Derivation, example: WorkedExample, layer: int) -> list:
+    """The units of `layer` whose activation is 0 at the point (a ReLU unit with z < 0): a column of
+    A⁽ˡ⁾ that would be 0 and add nothing to the output layer's weight gradient."""
+    activations = [node.kind.activation for node in derivation.model.network.layers
+                   if node.layer.number == layer and getattr(node.kind, "activation", None) is not None]
+    if layer < 1 or not activations or activations[0].is_vector:
+        return []
+    return [idx for idx, a in entries(example, Q("a", layer)) if a == 0]
 
 
 def diagonal_check(derivation: Derivation, example: WorkedExample) -> tuple[list, list, list, list] | None:
@@ -242,6 +272,38 @@ def diagonal_check(derivation: Derivation, example: WorkedExample) -> tuple[list
     product = [((j,), s * sum(w * dict(errors)[(i,)] for (i, k), w in weights if k == j)) for (j,), s in slopes]
     assert all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "diag(g') W^T delta is not delta"
     return slopes, weights, errors, product
+
+
+def jacobian_check(derivation: Derivation, example: WorkedExample) -> tuple[list, list, list, list] | None:
+    """BP1 in matrix form for a softmax output at the worked example: J (differentiated here from the
+    softmax written out at the example's z, and asserted to be diag(a) − a aᵀ, the form section
+    "output_error" derives), ∂C/∂a⁽ᴸ⁾ (the engine's, evaluated) and Jᵀ ∂C/∂a⁽ᴸ⁾, asserted to be the
+    example's own δ⁽ᴸ⁾; each as (indices, value). None for any other output or network."""
+    model = derivation.model
+    depth = model.depth
+    output = [node.kind.activation for node in model.network.layers
+              if node.layer.number == depth and getattr(node.kind, "activation", None) is not None]
+    if not model.is_chain or depth < 2 or len(output) != 1 or output[0].name != "softmax":
+        return None
+    upstream = derivation.sample.results.get(Q("grad_a", depth))
+    a, z = entries(example, Q("a", depth)), entries(example, Q("z", depth))
+    own = dict(entries(example, Q("delta", depth)))
+    if upstream is None or len(upstream.free) != 1 or not (a and z and own):
+        return None
+    (free,) = upstream.free
+    values = dict(example.values) | _numbers(example.point, example.exact)
+    upstream_values = [((k,), evaluate_index_form(upstream.rhs, values, {**example.sizes, free: k})) for k in range(len(a))]
+    symbols = sp.symbols(f"z0:{len(z)}")
+    softmax = sp.Matrix([sp.exp(s) / sum(sp.exp(t) for t in symbols) for s in symbols])
+    at = {s: v for s, (_, v) in zip(symbols, z)}
+    J = softmax.jacobian(symbols)  # J[j′, j] = ∂a_{j′} / ∂z_j
+    jacobian = [((i, j), J[i, j].xreplace(at)) for i in range(len(z)) for j in range(len(z))]
+    outputs = dict(a)
+    assert all(abs(sp.N(v - ((outputs[(i,)] if i == j else 0) - outputs[(i,)] * outputs[(j,)]), 40)) < 1e-30
+               for (i, j), v in jacobian), "J is not diag(a) - a a^T"
+    product = [((j,), sum(v * dict(upstream_values)[(i,)] for (i, jj), v in jacobian if jj == j)) for j in range(len(z))]
+    assert all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "J^T dC/da is not delta"
+    return a, jacobian, upstream_values, product
 
 
 def scaled_costs(costs, sizes: dict, factor: int = 2) -> tuple[dict, int, int, int]:
