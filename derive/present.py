@@ -44,7 +44,7 @@ from derive import present_lesson as lesson_blocks
 from derive.said_once import first_mention_only
 from derive.present_notation import CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
 from derive.printing import latex, words
-from derive.rewrite import exp_identity_holds, logistic_as_tanh
+from derive.rewrite import exp_identity_holds
 from derive.slashed import slashed, slashed_inline
 from derive.spec import DEFAULT_DETAIL, NetSpec
 from derive.verify import PREACTIVATION_BOUND, Report
@@ -521,9 +521,9 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
             out.append(blocks.Paragraph(" ".join([text("kinks_extra.convention_intro"), *extras["conventions"]])))
         out += [blocks.Paragraph(note) for note in notes]
         if text.is_lesson and lesson_blocks.codes_sigmoid_as_tanh(d.activation.expr):
-            # the code's form of the sigmoid, proved before the table of section 16 pairs it with its formula
-            out += [blocks.Paragraph(text("activations.tanh_form", form=latex(logistic_as_tanh(-sp.Symbol("z", real=True))))),
-                    lesson_blocks.tanh_steps()]
+            # the code's form of the sigmoid in one sentence, before the table of section 16 pairs the two;
+            # its proof is appendix A's (in the main line it was a digression: review 25, defect 1)
+            out.append(blocks.Paragraph(text("activations.tanh_form", form=lesson_blocks.code_sigmoid_tex())))
     for act in dict.fromkeys(a for a in activations if a.is_vector):  # one sentence led by its bold name, no heading alone
         out.append(blocks.Paragraph(text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
                                          output_section=output_section)))
@@ -1156,7 +1156,7 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     stable = []
     acts = derivation.model.activations
     if any(a.name == "sigmoid" for a in acts):
-        stable.append(text("code.stable_sigmoid", form=latex(logistic_as_tanh(-sp.Symbol("z", real=True)))))
+        stable.append(text("code.stable_sigmoid", form=lesson_blocks.code_sigmoid_tex()))  # as the code writes it
     if any(a.is_softmax for a in acts):
         stable.append(text("code.stable_softmax"))
     from derive.notation import A as a_symbol
@@ -1174,7 +1174,7 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     from derive.layer_loop import layer_loop
 
     if lesson:  # the table of the algorithm already pairs every line of `gradients` with its formula
-        return [blocks.Paragraph(intro), *map(blocks.Paragraph, sentences),
+        return [blocks.Paragraph(intro), *lesson_blocks.tanh_proof(derivation, plan, text), *map(blocks.Paragraph, sentences),
                 blocks.Paragraph(text("code_lesson.loop" if layer_loop(plan) is not None else "code_lesson.table"))]
     from derive.render import render
 

@@ -25,7 +25,7 @@ from derive.lesson.worked_example import entries
 from derive.narrate import Narrator, sides
 from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
 from derive.rewrite import exp_identity_holds, logistic_as_tanh, sigmoid_tanh_identity, stable_forms
-from derive.present_functions import display_name
+from derive.present_functions import display_name, listed
 from derive.printing import DeriveLatexPrinter, _factor_rank, current_words, latex, times_sign
 from derive.verify_symbolic import _is_parameter_gradient
 
@@ -457,8 +457,11 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     softmax = {node.output: node.layer.number for node in network.layers
                if getattr(getattr(node.kind, "activation", None), "is_softmax", False)}
     outputs = [node.output for node in network.layers] + [None] * len(code)
+    coded = tanh_coded(derivation)
     for n, (result, line, output) in enumerate(zip(formulas, code, outputs), start=1):
-        tex = f"{latex(result.matrix_lhs, matrix=True)} = {latex(result.matrix_rhs, matrix=True)}"
+        # a sigmoid the code writes as ½ tanh(Z/2) + ½: that form first, so both columns say the same
+        shown = f" = {latex(coded[output], matrix=True)}" if output in coded else ""
+        tex = f"{latex(result.matrix_lhs, matrix=True)}{shown} = {latex(result.matrix_rhs, matrix=True)}"
         if output in softmax:  # entry by entry, as a student writes it (the matrix form needs 1 1ᵀ)
             k = softmax[output]
             tex = rf"A^{{({k})}}_{{jr}} = e^{{Z^{{({k})}}_{{jr}}}} \Big/ \sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}"
@@ -466,9 +469,9 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         texs.append(tex)
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)
-    # the code's sigmoid is the same function in its tanh form (proved here, by sigmoid_tanh_identity)
-    tanh = any(codes_sigmoid_as_tanh(a.expr) for a in derivation.model.activations) and \
-        any("np.tanh((1/2)*" in line.value for line in code) and _tanh_form_proved()
+    # the code's sigmoid is the same function in its tanh form (proved by sigmoid_tanh_identity)
+    tanh = bool(coded) and any("np.tanh((1/2)*" in line.value for line in code)
+    steps = [str(n) for n, output in enumerate(outputs, start=1) if output in coded]
     return _loop(derivation, text, refs) + [
         blocks.Paragraph(text("algorithm.intro", forward=forward, backward=len(plan.backward))),
         # two tables, each kept on one page: a table of 15 steps broke across two pages of the PDF
@@ -481,8 +484,10 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
                                   if "optimizer" in refs.sections else {"optimizer": refs.section("update_rule")}))]),
         # where the code's lines differ from their formulas (the bias broadcast, the sigmoid's tanh form): one paragraph
         *_code_notes(_broadcasting(texs, code, text)
-                     + ([text("algorithm.tanh", form=latex(logistic_as_tanh(-Z)),
-                              raw={"activations": refs.section("activations")})] if tanh else []), text),
+                     + ([text("algorithm.tanh_one" if text.is_lesson and len(steps) == 1 else "algorithm.tanh", form=code_sigmoid_tex(),
+                              steps=listed(steps, text),
+                              raw={"activations": refs.section("activations"), "code": refs.section("code")})]
+                        if tanh else []), text),
         *([tanh_steps()] if tanh and not text.is_lesson else []),
         # the lesson's last step, after the notes on the table's lines
         *(update_blocks(derivation, text, refs) if text.is_lesson else []),
@@ -515,6 +520,48 @@ def codes_sigmoid_as_tanh(expr: sp.Expr) -> bool:
     differs from its line of code, so the lesson proves the two equal before the table of section 16."""
     z = next((s for s in expr.free_symbols if s.name == "z"), None) if expr is not None else None
     return z is not None and stable_forms(expr.subs(z, Z)).has(logistic_as_tanh(-Z)) and not expr.subs(z, Z).has(sp.tanh(Z / 2))
+
+
+def tanh_coded(derivation: Derivation) -> dict:
+    """The layers whose activation model.py computes with a sigmoid in its tanh form, each with the
+    expression its line of code prints (`codegen.code_forms`), where that expression is the layer's
+    formula once its tanh form is put back as the sigmoid (`sigmoid_tanh_identity` proves the two
+    equal; SiLU's Z · σ(Z) is not rational in e^{Z/2}, so the rest is compared exactly, in w = e^{-Z});
+    empty where no sigmoid is so coded."""
+    network = derivation.model.network
+    layers = [node for node in network.layers if codes_sigmoid_as_tanh(getattr(getattr(node.kind, "activation", None), "expr", None))]
+    if not layers or not _tanh_form_proved():
+        return {}
+    from derive.codegen import code_forms
+
+    forms, batch = code_forms(derivation), derivation.batch.results
+    out = {}
+    for node in layers:
+        form, formula = forms[node.output], batch[node.output].matrix_rhs
+        z = next(iter(formula.free_symbols), None) if len(formula.free_symbols) == 1 else None
+        if z is None or not form.has(logistic_as_tanh(-z)):
+            continue
+        w = sp.Symbol("w", positive=True)
+        difference = form.xreplace({logistic_as_tanh(-z): 1 / (1 + sp.exp(-z))}) - formula
+        if sp.cancel(difference.subs(sp.exp(-z), w)) == 0:
+            out[node.output] = form
+    return out
+
+
+def tanh_proof(derivation: Derivation, plan, text) -> list:
+    """Appendix A of the lesson: why the code's ½ tanh(z/2) + ½ is the sigmoid, in two lines (section 6
+    states it in one sentence; the proof in the main line was a digression: review 25, defect 1)."""
+    if not (text.is_lesson and tanh_coded(derivation)
+            and any("np.tanh((1/2)*" in line.value for line in (*plan.forward, *plan.backward))):
+        return []
+    return [blocks.Paragraph(text("code_lesson.tanh_proof", form=code_sigmoid_tex())), tanh_steps()]
+
+
+@lru_cache(maxsize=None)
+def code_sigmoid_tex() -> str:
+    """The sigmoid as model.py writes it, ½ tanh(½ z) + ½, printed term by term as the table of the
+    algorithm prints its rows (SymPy's default, tanh(z/2)/2 + 1/2, would not read as the code does)."""
+    return DeriveLatexPrinter(settings={"long_frac_ratio": 0}).doprint(logistic_as_tanh(-Z))
 
 
 @lru_cache(maxsize=None)

@@ -1426,23 +1426,63 @@ def test_the_chinese_lesson_says_how_the_full_edition_is_made_once(config):
     assert "⟪" not in md and "⟫" not in md
 
 
+def _as_code(tex: str) -> str:
+    """A formula of the algorithm's table spelled as NumPy code (½ → (1/2), ⊙ → *, Z^{(1)} → Z1),
+    without spaces: what the formula's side must equal, letter for letter, to match its line."""
+    for a, b in ((r"\frac{1}{2}", "(1/2)"), (r"\tanh{\left(", "np.tanh("), (r"\right)}", ")"), (r"\odot", "*"),
+                 (r"\left(", "("), (r"\right)", ")")):
+        tex = tex.replace(a, b)
+    return _spelled(re.sub(r"([A-Z])\^\{\((\d+)\)\}", r"\1\2", tex))
+
+
+def _spelled(code: str) -> str:
+    """Code without what a formula does not write: spaces, `*` and the brackets of (1/2)."""
+    return code.replace(" ", "").replace("*", "").replace("(1/2)", "1/2")
+
+
 @pytest.mark.parametrize("act, lang", [("sigmoid", "en"), ("sigmoid", "zh"), ("silu", "en"), ("tanh", "en")])
-def test_the_code_form_of_the_sigmoid_is_proved_before_the_table_pairs_it(act, lang):
-    """Review 23, defect 5: where model.py computes a sigmoid as tanh(z/2)/2 + 1/2 (the sigmoid, SiLU's
-    factor), the lesson proves the identity in the section of the activations, with the reason in one
-    clause, before the table of the algorithm pairs the formula with that line; the table's note points
-    back instead of to `--detail full`. An activation coded as written (tanh) gets neither."""
+def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matches_its_code(act, lang):
+    """Reviews 23 (defect 5) and 25 (defects 1 and 2): where model.py computes a sigmoid as
+    ½ tanh(½ z) + ½ (the sigmoid, SiLU's factor), the lesson's section of the activations says so in one
+    sentence, with the reason (overflow) and a pointer to appendix A, which proves it in two displayed
+    lines (a proof in the main line was a digression); the table of the algorithm writes that form on
+    the activation's rows, so formula and code match letter for letter, followed by the formula it
+    equals; its note points back to section 6 and to appendix A, not to `--detail full`. An
+    activation coded as written (tanh) gets none of it."""
     md = generate(make_spec(2, act, formats="md", lang=lang)).files["derivation.md"].decode()
     sections = md.split("\n## ")
     activations = _section(md, 6)
     algorithm = next(part for part in sections if "| `A1 = " in part)  # section 15 or 16, by the network
+    appendix = md.split("\n## A. ", 1)[1].split("\n## ", 1)[0]
     proof = "\\tanh\\frac{z}{2} &= \\frac{1 - e^{-z}}{1 + e^{-z}}"
     coded = "np.tanh((1/2)*Z1)" in algorithm
     assert coded == (act != "tanh")
-    assert (proof in activations) == coded and proof not in algorithm
+    assert proof not in activations and proof not in algorithm and (proof in appendix) == coded
     assert ("overflow" in activations or "溢出" in activations) == coded
+    assert ("appendix A" in activations or "附录 A" in activations) == coded
+    rows = [line.split(" | ") for line in algorithm.splitlines() if line.startswith("| ") and "`A" in line]
+    assert len(rows) == 2  # a hidden layer and the output layer, both with the activation
+    for _, formula, code in rows:
+        left, *middle, right = formula.strip("$").split(" = ")
+        line = code.strip("` |").split(" = ", 1)[1]
+        assert len(middle) == int(coded), formula  # the code's form between the output and the formula
+        if coded:  # the form the code computes, then the formula it equals (the sigmoid in e^{-Z})
+            assert _as_code(middle[0]) == _spelled(line), (middle[0], line)
+            assert "e^{- Z^{(" in right and "tanh" not in right
     if coded:
-        assert "](#6-" in algorithm.split("| 1 |")[-1].split("\n\n", 2)[-1] and "--detail full" not in algorithm
+        note = algorithm.split("| 1 |")[-1].split("\n\n", 2)[-1]
+        assert "](#6-" in note and "](#a-" in note and "--detail full" not in note
+        assert (r"\frac{1}{2} \tanh{\left(\frac{1}{2} z \right)} + \frac{1}{2}") in note
+
+
+def test_full_keeps_the_proof_of_the_sigmoids_code_form_in_the_algorithm():
+    """`--detail full` keeps its proof where it was, after the table of the algorithm; its appendix A
+    prints the code itself and no second proof."""
+    md = generate(make_spec(2, "sigmoid", formats="md", detail="full")).files["derivation.md"].decode()
+    algorithm = next(part for part in md.split("\n## ") if "| `A1 = " in part)
+    appendix = md.split("\n## A. ", 1)[1].split("\n## ", 1)[0]
+    proof = "\\tanh\\frac{z}{2} &= \\frac{1 - e^{-z}}{1 + e^{-z}}"
+    assert proof in algorithm and proof not in appendix and proof not in md.split("\n## 7. ", 1)[0]
 
 
 @pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
