@@ -59,9 +59,9 @@ def test_markdown_math_is_balanced(outcome):
 
 def test_markdown_has_every_section(outcome):
     text = outcome.files["derivation.md"].decode()
-    headings = ("What we want to compute", "Notation", "The network and its two passes", "Forward pass", "Loss",
+    headings = ("What we want to compute", "Notation", "Forward pass", "Loss", "The network and its two passes",
                 "How every step works", "The error of the output layer", "The backward recursion",
-                "Gradients of the parameters", "The four equations of backpropagation",
+                "Gradients of the parameters", "The four equations in words",
                 "The big picture: sums over paths", "What the equations say about learning", "Choosing the loss",
                 "Minibatch form", "The algorithm", "A worked example", "Why backpropagation is fast",
                 "Training the network", "Verification", "Other notations")

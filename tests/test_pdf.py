@@ -152,7 +152,7 @@ def test_headings_references_and_the_subtitle_never_break_apart(built, tmp_path)
         assert not any(re.fullmatch(r"(\d+|[A-Z])\.? " + re.escape(title), last) for title in titles), (number, last)
     if lang == "zh":
         assert re.search(r"图\s*1\s+网络", "".join(pages)) and not re.search(r"图\s*1\s*[:：]", "".join(pages))
-        assert re.search(r"(?m)^\s*3\.\s+总览", "\n".join(pages))  # a section's number with its point, as in the Markdown
+        assert re.search(r"(?m)^\s*5\.\s+网络及其前向计算和反向计算", "\n".join(pages))  # a section's number with its point, as in the Markdown
 
 
 def test_the_network_table_is_one_line_a_row_and_the_figure_is_cited_by_its_number(built, tmp_path):
@@ -169,7 +169,7 @@ def test_the_network_table_is_one_line_a_row_and_the_figure_is_cited_by_its_numb
     assert r"g(z) = \max(0, z)" in table  # no \left( gap after \max (zh review 24, PDF item 6)
     cite = {"en": r"Figure~\ref{fig:network} shows", "zh": r"图~\ref{fig:network} 画出了"}[lang]
     assert cite in network and network.index(cite) > network.index(r"\end{figure}")
-    assert r"{\footnotesize $n = 4$}" in network and ("forward: $z$, $a$" in network or "前向：$z$、$a$" in network)
+    assert r"{\footnotesize $n_{0} = 4$}" in network and ("forward: $z$, $a$" in network or "前向：$z$、$a$" in network)
     pages = pdf_text(files["derivation.pdf"], tmp_path).split("\f")
     cited = next(n for n, page in enumerate(pages) if re.search(r"(Figure 1 shows|图 1 画出了)", re.sub(r"\s+", " ", page)))
     shown = next(n for n, page in enumerate(pages) if re.search(r"(Figure 1: The network|图\s*1\s+网络结构)", page))
