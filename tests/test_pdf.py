@@ -107,6 +107,13 @@ def test_the_algorithm_table_sets_each_line_of_code_whole_beside_its_formula(bui
     cells = re.findall(r"\$ & \{\\derivecodesize\\hangindent=1em \\texttt\{(.*)\}\\par\} \\\\", tex)
     lines = [re.sub(r"\\allowbreak\{\}|\\(?=[_&%#{}])", "", cell).replace("~", " ") for cell in cells]
     assert len(lines) == 15 and lines[0] == "Z1 = (W1 @ A0) + b1"
+    # the formulas with a slash, ∂C̄/∂W⁽ˡ⁾ = (1/m) D⁽ˡ⁾ …, so that a row is one line high (zh review 26 §4),
+    # where the Markdown keeps its fractions
+    formulas = re.findall(r"(?m)^\d+ & (\$.*?\$) & \{\\derivecodesize", tex)
+    assert len(formulas) == 15 and not any(r"\frac" in f for f in formulas)
+    assert sum(r"\partial \bar{C}/\partial W^{(" in f and "(1/m)" in f for f in formulas) == 3
+    # the contents' title above both columns, which start level (zh review 26 §4)
+    assert tex.index(r"\section*{\contentsname}") < tex.index(r"\begin{multicols}{2}") < tex.index(r"\@starttoc{toc}")
     text = pdf_text(files["derivation.pdf"], tmp_path)
     body = text[:text.rindex(messages(lang)["section"]["code"])]  # before the appendix, which lists the code again
     printed = [re.sub(r"\s+", " ", line).strip() for line in body.splitlines()]
