@@ -158,6 +158,9 @@ class Picture:
     # "Figure 1: " before the caption where the format does not number figures itself (Markdown, HTML),
     # so that they number the picture as LaTeX does (`number_pictures`)
     tag: str = field(default="", kw_only=True)
+    # here or at the foot of a page (LaTeX [!hb]), never at the top of the next: floated there it stood
+    # inside the paragraph that ran over the break (zh review 26 §4: §5's demon paragraph, Figure 1)
+    foot: bool = field(default=False, kw_only=True)
 
 
 Block = Paragraph | Heading | Equation | Aligned | Derivation | Table | Code | ItemList | Picture

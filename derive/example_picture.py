@@ -17,7 +17,11 @@ GAP = 125  # between columns
 ROW_GAP = 100  # between the two units of a column
 RADIUS = 13
 LINE = 14  # between the lines of numbers at a unit
-ALONG = 0.7  # where on its edge a weight stands: nearer the unit it feeds, where the crossing edges are apart
+# Where on its edge a weight stands (review 25, defect 8). The two crossing edges of a layer meet halfway,
+# so each of their weights stands near the unit it feeds, where the other edge is half a row away; the
+# straight edges cross nothing and keep theirs left of those, so no two labels share a column.
+ALONG_STRAIGHT = 0.4
+ALONG_CROSSING = 0.75
 FILE = "example.svg"
 
 
@@ -39,10 +43,11 @@ def layout(columns: list[list[list[Label]]], weights: dict, targets: list[Label]
         (x1, y1), (x2, y2) = (xs[l - 1] + RADIUS, rows[k]), (xs[l] - RADIUS, rows[j])
         on_path = (l, j, k) in highlighted
         pic.lines.append(Line(x1, y1, x2, y2, PATH_COLOUR if on_path else EDGE_COLOUR, width=2.0 if on_path else 0.9))
-        x, y = x1 + ALONG * (x2 - x1), y1 + ALONG * (y2 - y1)
+        along = ALONG_STRAIGHT if j == k else ALONG_CROSSING
+        x, y = x1 + along * (x2 - x1), y1 + along * (y2 - y1)
         half = _small_width(label.plain) / 2 + 2
         pic.boxes.append(Box(x - half, y - 7, 2 * half, 13, PAD_FILL, rounded=False, outline=False))
-        pic.texts.append(Text(x, y + 4, label, size="small"))
+        pic.texts.append(Text(x, y + 4, label, size="small", colour=PATH_COLOUR if on_path else "#000000"))
     for l, (x, column) in enumerate(zip(xs, columns)):
         pic.texts.append(Text(x, MARGIN + 8, _words(headers[l])))
         for j, (y, numbers) in enumerate(zip(rows, column)):

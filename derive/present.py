@@ -1574,6 +1574,9 @@ def network_picture(derivation: Derivation, text: Text) -> blocks.Picture:
         svg=pictures.svg(layout, alt) if text.fmt != "tex" else None,
         tikz=pictures.tikz(layout) if text.fmt == "tex" else None,
         label="fig:network",
+        # after the table of layers where it fits, else at the foot of a page, never between the two
+        # parts of a paragraph that runs over a page
+        foot=True,
     )
 
 

@@ -27,6 +27,7 @@ from derive.notation import LEARNING_RATE, Q, Z, Quantity, quantity_of
 from derive.rewrite import exp_identity_holds, logistic_as_tanh, sigmoid_tanh_identity, stable_forms
 from derive.present_functions import display_name, listed
 from derive.printing import DeriveLatexPrinter, _factor_rank, current_words, latex, times_sign
+from derive.slashed import slashed
 from derive.verify_symbolic import _is_parameter_gradient
 
 DECIMALS = 4  # of every number of the worked example
@@ -465,7 +466,9 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
         if output in softmax:  # entry by entry, as a student writes it (the matrix form needs 1 1ᵀ)
             k = softmax[output]
             tex = rf"A^{{({k})}}_{{jr}} = e^{{Z^{{({k})}}_{{jr}}}} \Big/ \sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}"
-        rows.append((str(n), text.math(tex, display=True), _code(text, line)))  # fractions full size in the PDF
+        if text.fmt == "tex":  # ∂C̄/∂W⁽ˡ⁾ = (1/m) D⁽ˡ⁾ …: a displayed fraction made every row three lines high, and
+            tex = slashed(tex)  # the 15 steps broke over two pages (zh review 26 §4); the other formats keep \frac
+        rows.append((str(n), text.math(tex, display=True), _code(text, line)))  # a sum full size in the PDF
         texs.append(tex)
     header = (text("algorithm.line"), text("algorithm.formula"), text("algorithm.code"))
     forward = len(plan.forward)

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from derive import pictures
-from derive.example_picture import FILE, layout, picture_block
+from derive.example_picture import ALONG_CROSSING, ALONG_STRAIGHT, FILE, layout, picture_block
 from derive.lesson import study
 from derive.lesson.worked_example import entries
 from derive.model import make_spec
@@ -49,15 +49,20 @@ def test_every_number_is_the_worked_examples_at_its_place(drawn):
     assert minus(f"C = {_number(example.loss)}") in texts
     assert [t for t in texts if t.startswith("x")] == [minus(f"x{s} = {_stated(v)}") for s, ((_,), v) in
                                                        zip("₁₂", entries(example, Q("a", 0)))]
-    # each weight stands on its own edge: the point ALONG of the way from unit k to unit j
+    # each weight stands on its own edge, near the unit it feeds where edges cross (review 25, defect 8)
     edges = [line for line in _lines(block.svg) if line[4] in (pictures.EDGE_COLOUR, pictures.PATH_COLOUR)]
     assert len(edges) == 12
     placed = {(x, y): label for x, y, label in _texts(block.svg)}
     for l in range(1, 4):
         for (j, k), w in entries(example, Q("W", l)):
             x1, y1, x2, y2, _ = edges[4 * (l - 1) + 2 * j + k]
-            x, y = x1 + 0.7 * (x2 - x1), y1 + 0.7 * (y2 - y1)
+            along = ALONG_STRAIGHT if j == k else ALONG_CROSSING
+            x, y = x1 + along * (x2 - x1), y1 + along * (y2 - y1)
             assert placed[(round(x, 2), round(y + 4, 2))] == minus(_stated(w)), (l, j, k)
+            if j != k:  # the crossing edge, at the label's x, is at least a third of a row away
+                cx1, cy1, cx2, cy2, _ = edges[4 * (l - 1) + 2 * k + j]
+                other_y = cy1 + (x - cx1) / (cx2 - cx1) * (cy2 - cy1)
+                assert abs(other_y - y) >= abs(y2 - y1) / 3, (l, j, k)
 
 
 def _lines(svg: str) -> list[tuple]:

@@ -48,6 +48,15 @@ def test_the_paths_add_up_to_what_the_generated_code_computes(paths_and_code):
         parts = sum(float(sp.Mul(*t.tail)) for t in paths.terms if t.units[0] == j2)
         assert parts == pytest.approx(grads["b2"][j2 - 1, 0], rel=1e-10, abs=1e-15)
         assert parts == pytest.approx(float(through), rel=1e-12, abs=1e-15)
+    # the paths the lesson keeps where a one-hot target silences an output add up to the same
+    if paths.silent:
+        assert 0 < len(paths.counted) < len(paths.terms)
+        assert sum(float(t.product) for t in paths.counted) == pytest.approx(grads["W1"][j1 - 1, k - 1], rel=1e-10, abs=1e-15)
+        for j2, _through, _error in paths.shared:
+            parts = sum(float(sp.Mul(*t.tail)) for t in paths.counted if t.units[0] == j2)
+            assert parts == pytest.approx(grads["b2"][j2 - 1, 0], rel=1e-10, abs=1e-15)
+    else:
+        assert paths.counted == paths.terms
     # the factors from the weight to layer 2 are W⁽²⁾, the slope of layer 1 and the input, as given
     for t in paths.terms:
         assert t.head[0] == example.point[("W_2", (t.units[0] - 1, j1 - 1))]
@@ -93,7 +102,15 @@ def test_section_12_prints_the_paths_and_the_gradient_of_section_17(config, lang
     assert repeated(md) == {}
     paths = _section(md, 12)
     rows = re.findall(r"(?m)^\| \$\((\d(?:, \d)+)\)\$ \|", paths)
-    assert len(rows) == (8 if config[1] == "relu" else 4) and len(set(rows)) == len(rows)
+    # the softmax's 8 paths at full; the lesson keeps the 4 that end at the target's output, saying so
+    # before the table (review 25, defect 9), and names the other 4 after it
+    one_hot = config[1] == "relu" and detail == "lesson"
+    assert len(rows) == (8 if config[1] == "relu" and not one_hot else 4) and len(set(rows)) == len(rows)
+    if one_hot:
+        assert all(row.endswith(", 1") for row in rows)
+        before, after = paths[:paths.index("| $(")], paths[paths.index("| $("):]
+        assert r"\frac{\partial C}{\partial a^{(3)}_{2}} = 0" in before.split("\n\n")[-2]
+        assert ("The other 4 paths end at output 2" if lang == "en" else "其余 4 条路径到达输出 2") in after
     # the sum of the products ends in the gradient of W⁽¹⁾₁₁ printed by the worked example
     total = re.search(r"\\frac\{\\partial C\}\{\\partial W\^\{\(1\)\}_\{11\}\} &= (?:.* = )?(.+?)\s*$", paths, re.M)
     example = _section(md, 17)

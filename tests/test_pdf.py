@@ -107,6 +107,13 @@ def test_the_algorithm_table_sets_each_line_of_code_whole_beside_its_formula(bui
     cells = re.findall(r"\$ & \{\\derivecodesize\\hangindent=1em \\texttt\{(.*)\}\\par\} \\\\", tex)
     lines = [re.sub(r"\\allowbreak\{\}|\\(?=[_&%#{}])", "", cell).replace("~", " ") for cell in cells]
     assert len(lines) == 15 and lines[0] == "Z1 = (W1 @ A0) + b1"
+    # the formulas with a slash, ∂C̄/∂W⁽ˡ⁾ = (1/m) D⁽ˡ⁾ …, so that a row is one line high (zh review 26 §4),
+    # where the Markdown keeps its fractions
+    formulas = re.findall(r"(?m)^\d+ & (\$.*?\$) & \{\\derivecodesize", tex)
+    assert len(formulas) == 15 and not any(r"\frac" in f for f in formulas)
+    assert sum(r"\partial \bar{C}/\partial W^{(" in f and "(1/m)" in f for f in formulas) == 3
+    # the contents' title above both columns, which start level (zh review 26 §4)
+    assert tex.index(r"\section*{\contentsname}") < tex.index(r"\begin{multicols}{2}") < tex.index(r"\@starttoc{toc}")
     text = pdf_text(files["derivation.pdf"], tmp_path)
     body = text[:text.rindex(messages(lang)["section"]["code"])]  # before the appendix, which lists the code again
     printed = [re.sub(r"\s+", " ", line).strip() for line in body.splitlines()]
@@ -128,16 +135,22 @@ def test_a_long_line_of_code_wraps_only_inside_brackets():
 
 def test_headings_references_and_the_subtitle_never_break_apart(built, tmp_path):
     """Review 16 §3: no section heading is the last line of a page (each asks for room first); a
-    reference's word is tied to its number (eq.~9.3, 式~8.1); the picture floats inside its section
-    instead of being pinned ([H] left half a page blank); the cost table's long count has plain
+    reference's word is tied to its number (eq.~9.3, 式~8.1); the worked example's picture floats inside its section
+    instead of being pinned ([H] left half a page blank), the network's stands here or at a page's foot; the cost table's long count has plain
     parentheses, which may break; in Chinese the subtitle breaks only between its clauses and a
     caption reads 图 1 and a quad, not an ASCII colon."""
     lang, files, _ = built
     tex = files["derivation.tex"].decode()
     body = tex[tex.index(r"\begin{document}"):]
-    assert body.count(r"\section{") == len(re.findall(r"\\needspace\{\d+\\baselineskip\}\n\\section\{", body))
+    # each asks for room by a test on the page, with no bonus for a break before it (zh review 26 §4)
+    assert body.count(r"\section{") == len(re.findall(r"\\deriveheadspace\{\d+\\baselineskip\}\n\\section\{", body))
+    assert r"\@secpenalty=\z@" in tex
     assert "~\\ref{" in body and not re.search(r"(eq\.|section|appendix|式|节|附录) \\ref\{", body)
-    assert r"\begin{figure}[htb]" in body and r"\begin{figure}[H]" not in body
+    # the network's picture here or at a page's foot (no paragraph split by it, zh review 26 §4), the
+    # worked example's floating inside its section
+    assert body.count(r"\begin{figure}[htb]") == 1 and body.count(r"\begin{figure}[!hb]") == 1
+    assert r"\begin{figure}[H]" not in body
+    assert body.index(r"\begin{figure}[!hb]") < body.index(r"\label{fig:network}") < body.index(r"\begin{figure}[htb]")
     cost = body[body.index(r"\label{sec:cost}"):]
     cost = cost[:cost.index(r"\end{tabular}")]
     assert r"\left(" not in cost and "n_{0} n_{1}" in cost

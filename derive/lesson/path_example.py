@@ -45,6 +45,13 @@ class PathExample:
     silent: tuple[int, ...] = ()  # outputs (from 1) whose target is 0 and whose rate ∂C/∂a is 0, where
     # every path with a factor 0 has it there alone: the loss does not look at them (cross entropy, one-hot y)
 
+    @property
+    def counted(self) -> tuple[PathTerm, ...]:
+        """The paths that do not end at a silent output: with a one-hot target and cross entropy, those
+        ending at the target's output. The lesson's table shows only these (review 25, defect 9); their
+        sums are checked against δ⁽²⁾ and the gradient as the whole table's are."""
+        return tuple(t for t in self.terms if t.units[-1] not in self.silent)
+
 
 def _slope(activation, value) -> sp.Expr:
     return sp.diff(activation.expr, Z).subs(Z, value)
@@ -142,8 +149,14 @@ def path_example(derivation, example) -> PathExample | None:
     silent = tuple(j + 1 for j in range(width) if loss_rates[j] == 0 and v("y", j) == 0)
     alone = all(t.tail[0] == 0 and t.units[-1] in silent and all(f != 0 for f in (*t.tail[1:], *t.head))
                 for t in terms if any(f == 0 for f in (*t.tail, *t.head)))
-    return PathExample((j1 + 1, k + 1), tuple(terms), tuple(shared), total, gradient, vector, zero,
-                       silent if zero and alone else ())
+    found = PathExample((j1 + 1, k + 1), tuple(terms), tuple(shared), total, gradient, vector, zero,
+                        silent if zero and alone else ())
+    for j2, _through, error in found.shared:  # the rows the lesson keeps add up to the same, or nothing is printed
+        if not _agrees(sum((sp.Mul(*t.tail) for t in found.counted if t.units[0] == j2), sp.S.Zero), error):
+            raise AssertionError(f"the counted paths through unit {j2} of layer 2 do not add up to its error")
+    if not _agrees(sum((t.product for t in found.counted), sp.S.Zero), gradient):
+        raise AssertionError("the sum over the counted paths is not the gradient of the backward pass")
+    return found
 
 
 __all__ = ["PathExample", "PathTerm", "path_example", "MOST_PATHS"]

@@ -94,14 +94,21 @@ def example_blocks(example, sizes: tuple[int, ...], text, refs, figure: str = ""
     head = [rf"W^{{(2)}}_{{{_u(2)} {j1}}}", rf"g'(z^{{(1)}}_{{{j1}}})", rf"a^{{(0)}}_{{{k}}}"]
     header = (text.math(_path_name(tuple(names))), text.math(" ".join(tail)), text.math(" ".join(head)),
               text("paths.example_product"))
+    # the lesson shows only the paths that count where a one-hot target silences the other outputs (review
+    # 25, defect 9: four of eight rows were 0); `full` keeps every path
+    trimmed = text.is_lesson and bool(example.silent)
+    terms = example.counted if trimmed else example.terms
     rows = tuple((text.math(_path_name(t.units)),
                   text.math(_factors(t.tail, _short) + " = " + _number(sp.Mul(*t.tail))),
-                  text.math(_factors(t.head, _short)), text.math(_number(t.product))) for t in example.terms)
+                  text.math(_factors(t.head, _short)), text.math(_number(t.product))) for t in terms)
     shared = tuple(blocks.Row(
         rf"\delta^{{(2)}}_{{{j2}}}",
         " + ".join(rf"\left({_number(sp.Mul(*t.tail))}\right)" if sp.Mul(*t.tail) < 0 else _number(sp.Mul(*t.tail))
-                   for t in example.terms if t.units[0] == j2) + " = " + _number(error))
+                   for t in terms if t.units[0] == j2) + " = " + _number(error))
         for j2, _through, error in example.shared)
+    separator = "、" if text.lang == "zh" else ", "
+    silent = separator.join(str(j) for j in example.silent)
+    silent_rate = " = ".join(_frac("C", _a(L, str(j))) for j in example.silent) + " = 0"
     kept = [t.product for t in example.terms if t.product != 0]
     total = " + ".join(rf"\left({_number(v)}\right)" if v < 0 else _number(v) for v in kept)
     gradient = rf"\frac{{\partial C}}{{\partial {weight}}}"
@@ -109,16 +116,21 @@ def example_blocks(example, sizes: tuple[int, ...], text, refs, figure: str = ""
         blocks.Paragraph(text("paths.example_source", raw={"example": refs.section("example")})
                          + (text.raw("language.sentence_separator") + text("paths.example_figure", raw={"figure": figure})
                             if figure else "")),
-        blocks.Paragraph(text("paths.example_intro" + ("_vector" if example.vector else ""),
+        blocks.Paragraph(text("paths.example_intro_counted", weight=weight, paths=len(example.terms), rate=silent_rate,
+                              counted=len(terms), kept=separator.join(str(j) for j in sorted({t.units[-1] for t in terms})))
+                         if trimmed else
+                         text("paths.example_intro" + ("_vector" if example.vector else ""),
                               weight=weight, paths=len(example.terms))),
         blocks.Table(header, rows, ("l", "l", "l", "r")),
         blocks.Paragraph(text("paths.example_rounding")),
         blocks.Paragraph(text("paths.example_shared")),
         blocks.Aligned(shared),
         # zero rows named by their cause where it is one: an output the loss does not look at (review 23, defect 6)
-        blocks.Paragraph(text("paths.example_total_zero_target", zero=example.zero, paths=len(example.terms),
-                              outputs=("、" if text.lang == "zh" else ", ").join(str(j) for j in example.silent),
-                              rate=" = ".join(_frac("C", _a(L, str(j))) for j in example.silent) + " = 0")
+        blocks.Paragraph(text("paths.example_total_counted", zero=len(example.terms) - len(terms),
+                                   paths=len(example.terms), outputs=silent, counted=len(terms))
+                         if trimmed else
+                         text("paths.example_total_zero_target", zero=example.zero, paths=len(example.terms),
+                              outputs=silent, rate=silent_rate)
                          if example.silent else
                          text("paths.example_total_zero" if example.zero else "paths.example_total",
                               zero=example.zero, paths=len(example.terms))),
