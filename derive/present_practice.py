@@ -233,29 +233,32 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
     return out
 
 
+def _diag(layer) -> str:
+    """diag(g′(z⁽ˡ⁾)), Nielsen's Σ′: the slopes of a layer as a diagonal matrix."""
+    return rf"\operatorname{{diag}}\left(g'\left(z^{{({layer})}}\right)\right)"
+
+
+def _weights_t(layer) -> str:
+    return rf"\left(W^{{({layer})}}\right)^{{\top}}"
+
+
 def _diagonal_answer(derivation: Derivation, data, head: str, text) -> list:
     """BP1 and BP2 with diag(g′(z)) for ⊙, the two put into each other down to layer 1, and BP2 for
     the layer below the output with the worked example's numbers (`lesson.practice.diagonal_check`)."""
     depth = derivation.model.depth
     slopes, weights, errors, product = data
 
-    def diag(layer) -> str:
-        return rf"\operatorname{{diag}}\left(g'\left(z^{{({layer})}}\right)\right)"
-
-    def weights_t(layer) -> str:
-        return rf"\left(W^{{({layer})}}\right)^{{\top}}"
-
     upstream = r"\frac{\partial C}{\partial a^{(L)}}"
     general = blocks.Aligned((
         blocks.Row(r"\delta^{(L)}", rf"\operatorname{{diag}}\left(g'\left(z^{{(L)}}\right)\right) {upstream}"),
         blocks.Row(r"\delta^{(l)}", r"\operatorname{diag}\left(g'\left(z^{(l)}\right)\right) "
                                      r"\left(W^{(l+1)}\right)^{\top} \delta^{(l+1)}")))
-    chain = " ".join(f"{diag(l)} {weights_t(l + 1)}" for l in range(1, depth))
-    nested = blocks.Aligned((blocks.Row(r"\delta^{(1)}", f"{chain} {diag(depth)} \\frac{{\\partial C}}{{\\partial a^{{({depth})}}}}"),))
+    chain = " ".join(f"{_diag(l)} {_weights_t(l + 1)}" for l in range(1, depth))
+    nested = blocks.Aligned((blocks.Row(r"\delta^{(1)}", f"{chain} {_diag(depth)} \\frac{{\\partial C}}{{\\partial a^{{({depth})}}}}"),))
     diagonal = [((i, j), v if i == j else sp.Integer(0)) for (i,), v in slopes for (j,), _ in slopes]
     transposed = [((k, i), w) for (i, k), w in weights]
     numbers = blocks.Aligned((blocks.Row(
-        rf"{diag(depth - 1)} {weights_t(depth)} \delta^{{({depth})}}",
+        rf"{_diag(depth - 1)} {_weights_t(depth)} \delta^{{({depth})}}",
         " ".join((_matrix(diagonal, _five), _matrix(transposed, _stated), _matrix(errors, _five)))),
         blocks.Row("", _matrix(product)),
         blocks.Row("", rf"\delta^{{({depth - 1})}}")))
@@ -270,19 +273,13 @@ def _jacobian_answer(derivation: Derivation, data, head: str, text) -> list:
     depth = derivation.model.depth
     _, jacobian, upstream, product = data
 
-    def diag(layer) -> str:
-        return rf"\operatorname{{diag}}\left(g'\left(z^{{({layer})}}\right)\right)"
-
-    def weights_t(layer) -> str:
-        return rf"\left(W^{{({layer})}}\right)^{{\top}}"
-
     upstream_symbol = rf"\frac{{\partial C}}{{\partial a^{{({depth})}}}}"
     general = blocks.Aligned((
         blocks.Row(rf"\delta^{{({depth})}}", rf"J^{{\top}} {upstream_symbol}, \quad "
                                              rf"J = \operatorname{{diag}}\left(a^{{({depth})}}\right) - a^{{({depth})}} \left(a^{{({depth})}}\right)^{{\top}}"),
         blocks.Row(r"\delta^{(l)}", r"\operatorname{diag}\left(g'\left(z^{(l)}\right)\right) "
                                      r"\left(W^{(l+1)}\right)^{\top} \delta^{(l+1)}")))
-    chain = " ".join(f"{diag(l)} {weights_t(l + 1)}" for l in range(1, depth))
+    chain = " ".join(f"{_diag(l)} {_weights_t(l + 1)}" for l in range(1, depth))
     nested = blocks.Aligned((blocks.Row(r"\delta^{(1)}", rf"{chain} J^{{\top}} {upstream_symbol}"),))
     transposed = [((j, i), v) for (i, j), v in jacobian]
     numbers = blocks.Aligned((blocks.Row(rf"J^{{\top}} {upstream_symbol}",

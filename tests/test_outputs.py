@@ -89,12 +89,19 @@ def test_sympy_text_is_srepr_for_every_result(outcome):
         assert sp.sympify(sympy_text(result.rhs)) == result.rhs
 
 
+def _run_with_numpy_only(outcome, tmp_path, names: tuple[str, ...], code: str) -> str:
+    """Run `code` in a fresh Python in a folder holding the generated files `names`, with derive's own
+    dependencies blocked: what it printed."""
+    for name in names:
+        (tmp_path / name).write_bytes(outcome.files[name])
+    blocked = "import sys\nfor blocked in ('sympy', 'jinja2', 'click', 'derive'):\n    sys.modules[blocked] = None\n"
+    done = subprocess.run([sys.executable, "-c", blocked + code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_generated_module_needs_only_numpy(outcome, tmp_path):
-    (tmp_path / "model.py").write_bytes(outcome.files["model.py"])
     code = (
-        "import sys\n"
-        "for blocked in ('sympy', 'jinja2', 'click', 'derive'):\n"
-        "    sys.modules[blocked] = None\n"
         "import numpy as np, model\n"
         "p = model.init_params(model.SIZES, np.random.default_rng(0))\n"
         "X = np.ones((4, 7)); Y = np.zeros((3, 7))\n"
@@ -104,20 +111,13 @@ def test_generated_module_needs_only_numpy(outcome, tmp_path):
         "assert c['A0'] is X and c['Z3'].shape == (3, 7)\n"
         "print(model.loss(p, X, Y))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert float(done.stdout) > 0
+    assert float(_run_with_numpy_only(outcome, tmp_path, ("model.py",), code)) > 0
 
 
 def test_the_workspace_form_beside_it_imports_model_and_needs_only_numpy(outcome, tmp_path):
     """model_inplace.py imported for real from the folder (its `from model import …` reads model.py
     there): its gradients_into gives the numbers of model.gradients, and its train runs."""
-    for name in ("model.py", "model_inplace.py"):
-        (tmp_path / name).write_bytes(outcome.files[name])
     code = (
-        "import sys\n"
-        "for blocked in ('sympy', 'jinja2', 'click', 'derive'):\n"
-        "    sys.modules[blocked] = None\n"
         "import numpy as np, model, model_inplace\n"
         "rng = np.random.default_rng(0)\n"
         "p = model.init_params(model.SIZES, rng)\n"
@@ -127,9 +127,7 @@ def test_the_workspace_form_beside_it_imports_model_and_needs_only_numpy(outcome
         "h = model_inplace.train(p, X, Y, epochs=3, batch_size=3, rng=rng, quiet=True)\n"
         "print(h['loss'][-1] < h['loss'][0])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "True"
+    assert _run_with_numpy_only(outcome, tmp_path, ("model.py", "model_inplace.py"), code).strip() == "True"
 
 
 NO_TEX = shutil.which("pdflatex") is None and not os.environ.get("DERIVE_REQUIRE_TEX")

@@ -108,35 +108,33 @@ def _flat_somewhere(activation) -> bool:
     return any(slope.subs(Z, z) == 0 for z in PROBES)
 
 
-def units_by_slope(derivation: Derivation, values: dict) -> dict[int, tuple[int, int]]:
-    """For each hidden layer whose activation is flat somewhere: how many of its units are active
-    (slope not 0 at their pre-activation: the error passes back) and how many inactive (slope 0)."""
-    counts = {}
+def _flat_hidden_inputs(derivation: Derivation, values: dict):
+    """For each hidden layer whose activation is flat somewhere (a relu for z < 0): its number, the
+    slope g′ and its pre-activations in unit order."""
     output = derivation.model.network.layers[-1].layer.number
     for node in derivation.model.network.layers:
         activation = getattr(node.kind, "activation", None)
         if node.layer.number == output or activation is None or activation.is_vector or not _flat_somewhere(activation):
             continue
-        slope = sp.diff(activation.expr, Z)
-        inputs = [v for (label, _), v in values.items() if label == node.inputs[0].label]
+        inputs = [v for _, v in sorted((idx, v) for (label, idx), v in values.items() if label == node.inputs[0].label)]
+        yield node.layer.number, sp.diff(activation.expr, Z), inputs
+
+
+def units_by_slope(derivation: Derivation, values: dict) -> dict[int, tuple[int, int]]:
+    """For each hidden layer whose activation is flat somewhere: how many of its units are active
+    (slope not 0 at their pre-activation: the error passes back) and how many inactive (slope 0)."""
+    counts = {}
+    for layer, slope, inputs in _flat_hidden_inputs(derivation, values):
         active = sum(1 for v in inputs if slope.subs(Z, v) != 0)
-        counts[node.layer.number] = (active, len(inputs) - active)
+        counts[layer] = (active, len(inputs) - active)
     return counts
 
 
 def inactive_units(derivation: Derivation, values: dict) -> list[tuple[int, int]]:
     """(layer, unit counted from 1) of every hidden unit whose activation has slope exactly 0 at its
     pre-activation: the units that pass no error back."""
-    found = []
-    output = derivation.model.network.layers[-1].layer.number
-    for node in derivation.model.network.layers:
-        activation = getattr(node.kind, "activation", None)
-        if node.layer.number == output or activation is None or activation.is_vector or not _flat_somewhere(activation):
-            continue
-        slope = sp.diff(activation.expr, Z)
-        inputs = sorted((idx, v) for (label, idx), v in values.items() if label == node.inputs[0].label)
-        found += [(node.layer.number, n + 1) for n, (_, v) in enumerate(inputs) if slope.subs(Z, v) == 0]
-    return found
+    return [(layer, n + 1) for layer, slope, inputs in _flat_hidden_inputs(derivation, values)
+            for n, v in enumerate(inputs) if slope.subs(Z, v) == 0]
 
 
 def _rank(derivation: Derivation, values: dict) -> int:
