@@ -46,14 +46,24 @@ def _rules_sentence(init: Initialisation, text: Text) -> list:
         return []
     sources = [text.plain(prose_name(source)) for source in dict.fromkeys(later)]
     known = {scale.activation.name: _known(scale, text) for scale in init.activations}
-    names = [n.lstrip(", ，即") for n in dict.fromkeys(known.get(source, "") for source in later) if n]
+    names = [_bare(n) for n in dict.fromkeys(known.get(source, "") for source in later) if n]
     first = init.layers[0].known
     if first is None or not names:
         return [blocks.Paragraph(text("training_lesson.rules", raw={"sources": listed(sources, text)}))]
-    spaced = lambda name: name if "\u2e80" <= name[:1] else " " + name  # noqa: E731  (a space before a Latin name)
     return [blocks.Paragraph(text("training_lesson.rules_named", raw={
-        "sources": listed(sources, text), "later": spaced(listed(names, text)),
-        "first": spaced(text(f"initialisation.known_{first}").lstrip(", ，即"))}))]
+        "sources": listed(sources, text), "later": _spaced(listed(names, text)),
+        "first": _spaced(_bare(text(f"initialisation.known_{first}")))}))]
+
+
+def _bare(phrase: str) -> str:
+    """A rule's name from the catalog's clause that follows a variance (", LeCun initialisation",
+    "，即 LeCun 初始化"), to stand in another sentence."""
+    return phrase.lstrip(", ，即")
+
+
+def _spaced(name: str) -> str:
+    """A name put after the word before it: a space before a Latin name, none before a Han one."""
+    return name if "\u2e80" <= name[:1] else " " + name
 
 
 def _effect(init: Initialisation, model, text: Text) -> str:
@@ -74,11 +84,11 @@ def _effect(init: Initialisation, model, text: Text) -> str:
         (scale,) = [s for s in init.activations if s.activation.name == starts.activation.name]
         offset = scale.figures["offset"]  # g(0), the output the derived variance allows for
         known = init.layers[0].known  # layer 1 keeps its rule in both starts (compare_starts)
-        first = text(f"initialisation.known_{known}").lstrip(", ，即") if known else text("training_lesson.first_kept")
-        first = first if "\u2e80" <= first[:1] else " " + first  # a space before a Latin name, none before a Han one
-        return join((text("training_lesson.allows_exact", factors=factors, offset=offset, **start_figures(starts)),
+        first = _spaced(_bare(text(f"initialisation.known_{known}")) if known else text("training_lesson.first_kept"))
+        figures = start_figures(starts)
+        return join((text("training_lesson.allows_exact", factors=factors, offset=offset, **figures),
                      text("training_lesson.common_mse" if starts.squared_error else "training_lesson.common_ce",
-                          first=first, **start_figures(starts)),
+                          first=first, **figures),
                      text("training_lesson.more_flat")))
     if all(abs(v - 1) < 1e-9 for _, v in init.path):
         return join((text("training_lesson.kept", last=last), more))

@@ -555,8 +555,7 @@ def verify(derivation: Derivation, source: str, direct: DirectDifferentiation | 
     """Run every check of model.py (`source`) and of model_inplace.py (`inplace_source`, where the code
     has a workspace form); `direct` is the direct differentiation and `minibatch` the minibatch check
     (an object whose `result()` gives its `Check`) if they were started earlier."""
-    module = load_module(source)
-    inplace = load_inplace(module, inplace_source) if inplace_source is not None else None
+    module, inplace = load_package(source, inplace_source)
     complex_step.remember_forward_forms(derivation)
     # the symbolic check runs last: it waits for the direct differentiation, which may still be
     # running in a second process while the checks that do not need it run here
