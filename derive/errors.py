@@ -10,3 +10,10 @@ class DeriveError(Exception):
 
 class VerificationFailed(DeriveError):
     """The tool's own checks found a derivative it would have printed to be wrong."""
+
+
+def ensure(holds: bool, claim: str) -> None:
+    """A fact the document is about to print, checked: unlike `assert`, kept under `python -O`, and
+    failing the run as a verification failure (nothing is written) rather than a bare AssertionError."""
+    if not holds:
+        raise VerificationFailed(f"a printed claim does not hold: {claim}")

@@ -23,6 +23,7 @@ from derive import document as blocks
 from derive.backprop import COST_KEY, Result, Step
 from derive.codegen import CodePlan
 from derive.derivation import Derivation
+from derive.errors import ensure
 from derive.detail import FOLDED, OPENING, brief, chosen_sections, is_lesson, omits_steps
 from derive.notation import LayerRef, Q, index, quantity_of
 from derive.present_functions import (
@@ -458,7 +459,8 @@ def _logistic_steps(d) -> list[tuple[str, str]] | None:
              (f"{latex(g)} \\left(1 - {latex(g)}\\right)", g * (1 - g)),
              ("g(z) \\left(1 - g(z)\\right)", g * (1 - g))]
     derivative = sp.diff(g, z)
-    assert all(exp_identity_holds(value, derivative, z, rewrite=False) for _, value in lines)
+    ensure(all(exp_identity_holds(value, derivative, z, rewrite=False) for _, value in lines),
+           "each line of the logistic slope's steps equals g'(z)")
     return [("g'(z)" if n == 0 else "", tex) for n, (tex, _) in enumerate(lines)]
 
 

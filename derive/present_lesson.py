@@ -19,6 +19,7 @@ from derive import document as blocks
 from derive import example_picture
 from derive.codegen import backward_order
 from derive.derivation import Derivation
+from derive.errors import ensure
 from derive.lesson import Lesson
 from derive.lesson.loss_choice import SATURATED, WRONG, softmax_jacobian_at_saturation
 from derive.lesson.worked_example import entries
@@ -869,7 +870,7 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
             bound = sp.Mul(*hidden, *[v for _, v in sums])
             # the bound can be reached (relu, L = 2: both errors of layer 2 add up in δ⁽¹⁾₁, ratio = ‖W⁽²⁾‖₁ = 1.3),
             # where the example's 50-digit values may differ in their last digit
-            assert _ratio_value(lesson, derivation) <= bound * (1 + sp.Rational(1, 10**30)), "the ratio exceeds its own bound"
+            ensure(_ratio_value(lesson, derivation) <= bound * (1 + sp.Rational(1, 10**30)), "the ratio is within its bound")
             key = (f"{key}_bounded" if key == "example.ratio_binary" else
                    "example.ratio_bounded" if len(hidden) > 1 else "example.ratio_bounded_one")  # no product of one factor
             from derive.present import fill  # the sums stay Markdown-lite: converted once, with the sentence

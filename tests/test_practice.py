@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import sympy as sp
 
-from derive.lesson.practice import OTHER_RATE, STEP, central_difference, check_script, other_step, scaled_costs
+from derive.errors import VerificationFailed
+from derive.lesson.practice import (OTHER_RATE, STEP, central_difference, check_script, diagonal_check, other_step,
+                                    scaled_costs)
+from derive.notation import Q
 from derive.lesson.worked_example import worked_example
 from derive.model import make_spec
 from derive.run import generate
@@ -150,3 +154,14 @@ def test_the_rate_exercise_asks_for_a_weight_the_step_moves():
     label = "".join(str(i + 1) for i in entry)
     assert f"What is $W^{{(3)}}_{{{label}}}$ after the step" in md
 
+
+
+def test_a_wrong_product_in_the_diagonal_exercise_fails_the_run(sigmoid):
+    """The exercise's claim diag(g') Wᵀ δ = δ is checked by `ensure`, which stays under `python -O`
+    (an `assert` would vanish): a corrupted error of layer 2 makes it raise, the true one passes."""
+    outcome, example, _ = sigmoid
+    assert diagonal_check(outcome.derivation, example) is not None
+    label = Q("delta", 2).label
+    corrupted = {key: (value + 1 if key[0] == label else value) for key, value in example.values.items()}
+    with pytest.raises(VerificationFailed, match="diag"):
+        diagonal_check(outcome.derivation, replace(example, values=corrupted))

@@ -18,6 +18,7 @@ import numpy as np
 import sympy as sp
 
 from derive.derivation import Derivation
+from derive.errors import ensure
 from derive.notation import LayerRef, Q, Z
 from derive.lesson.worked_example import DIGITS, WorkedExample, _loss, _numbers, _step, entries
 from derive.matrixform import evaluate_index_form
@@ -221,7 +222,7 @@ def matrix_minibatch(derivation: Derivation, example: WorkedExample):
     gradient = [((j, k), sum(errors[r][(j,)] * inputs[r][(k,)] for r in range(2)) / 2)
                 for (j,) in sorted(errors[0]) for (k,) in sorted(inputs[0])]
     mean = {idx: (a + b) / 2 for (idx, a), (_, b) in zip(entries(example, weight, "gradients"), entries(second, weight, "gradients"))}
-    assert all(abs(sp.N(v - mean[idx], 40)) < 1e-30 for idx, v in gradient), "D A^T / m is not the mean of BP4"
+    ensure(all(abs(sp.N(v - mean[idx], 40)) < 1e-30 for idx, v in gradient), "D A^T / m is the mean of BP4")
     return second, D, A, gradient
 
 
@@ -270,7 +271,7 @@ def diagonal_check(derivation: Derivation, example: WorkedExample) -> tuple[list
     if not (slopes and weights and errors and own):  # a layer with more than a weight and an activation
         return None
     product = [((j,), s * sum(w * dict(errors)[(i,)] for (i, k), w in weights if k == j)) for (j,), s in slopes]
-    assert all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "diag(g') W^T delta is not delta"
+    ensure(all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "diag(g') W^T delta is delta")
     return slopes, weights, errors, product
 
 
@@ -299,10 +300,10 @@ def jacobian_check(derivation: Derivation, example: WorkedExample) -> tuple[list
     J = softmax.jacobian(symbols)  # J[j′, j] = ∂a_{j′} / ∂z_j
     jacobian = [((i, j), J[i, j].xreplace(at)) for i in range(len(z)) for j in range(len(z))]
     outputs = dict(a)
-    assert all(abs(sp.N(v - ((outputs[(i,)] if i == j else 0) - outputs[(i,)] * outputs[(j,)]), 40)) < 1e-30
-               for (i, j), v in jacobian), "J is not diag(a) - a a^T"
+    ensure(all(abs(sp.N(v - ((outputs[(i,)] if i == j else 0) - outputs[(i,)] * outputs[(j,)]), 40)) < 1e-30
+               for (i, j), v in jacobian), "J is diag(a) - a a^T")
     product = [((j,), sum(v * dict(upstream_values)[(i,)] for (i, jj), v in jacobian if jj == j)) for j in range(len(z))]
-    assert all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "J^T dC/da is not delta"
+    ensure(all(abs(sp.N(v - own[idx], 40)) < 1e-30 for idx, v in product), "J^T dC/da is delta")
     return a, jacobian, upstream_values, product
 
 
