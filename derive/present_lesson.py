@@ -289,7 +289,9 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
         key = "meaning.vanish" if product < 1 else ("meaning.keep" if product == 1 else "meaning.grow")
         if product == 1 and all(_binary(b) for b in hidden):
             key = "meaning.keep_binary"  # slopes exactly 0 or 1 (relu): passed unchanged or stopped
-        figures = dict(layers=len(hidden), factors=r" \cdot ".join(latex(b.bound) for b in hidden),
+        # one hidden layer: its largest slope named, not "¼ = ¼"
+        factors = r" \cdot ".join(latex(b.bound) for b in hidden) if len(hidden) > 1 else r"\max_z g'(z)"
+        figures = dict(layers=len(hidden), factors=factors, plural="s" if len(hidden) > 1 else "",
                        product=latex(product) if product.is_Rational else latex(sp.Float(product, DECIMALS)),
                        decimal=_decimal(product))
         if key == "meaning.vanish" and bound and derivation.model.is_chain:  # the bound, with this network's slopes
@@ -334,7 +336,8 @@ def _vanish_bound(slopes: list, depth: int, text, refs, figures: dict) -> list:
              + rf" \cdot {largest(depth)} = {factor}\, {norms} \, {largest(depth)}")
     after = "meaning.vanish_after_example" if "example" in refs.sections else "meaning.vanish_after"
     raw = {"example": refs.section("example")} if "example" in refs.sections else {}
-    return [blocks.Paragraph(text("meaning.vanish_bound", layers=figures["layers"])), blocks.Equation(bound),
+    return [blocks.Paragraph(text("meaning.vanish_bound", layers=figures["layers"], plural=figures["plural"])),
+            blocks.Equation(bound),
             blocks.Paragraph(text(after, raw=raw, **figures))]
 
 

@@ -1634,3 +1634,15 @@ def test_exercises_that_use_later_sections_name_them_first(lang):
         assert found, line
         named = [g for g in found.groups() if g]
         assert named and (named[0] in ("15", "18", "B")), line
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_one_hidden_layer_names_its_largest_slope_and_counts_in_the_singular(lang):
+    """With one hidden layer the bound of section 13 has one slope: it is named (max g′ = ¼), not
+    printed as a product equal to itself (¼ = ¼), and the layer is counted in the singular."""
+    markdown = generate(make_spec(2, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
+    meaning = markdown.split("\n## 13. ", 1)[1].split("\n## ", 1)[0]
+    assert r"\frac{1}{4} = \frac{1}{4}" not in meaning
+    assert r"\max_z g'(z) = \frac{1}{4}" in meaning
+    if lang == "en":
+        assert "passes 1 hidden layer." in meaning and "1 hidden layers" not in markdown
