@@ -1448,7 +1448,8 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     lines (a proof in the main line was a digression); the table of the algorithm writes that form on
     the activation's rows, so formula and code match letter for letter, followed by the formula it
     equals; its note points back to section 6 and to appendix A, not to `--detail full`. An
-    activation coded as written (tanh) gets none of it."""
+    activation coded as written (tanh) gets none of it. Review 27, item 3: the form is said once, in
+    that note with its reason (overflow); section 6 and appendix A's opening no longer repeat it."""
     md = generate(make_spec(2, act, formats="md", lang=lang)).files["derivation.md"].decode()
     sections = md.split("\n## ")
     activations = _section(md, 6)
@@ -1458,8 +1459,9 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     coded = "np.tanh((1/2)*Z1)" in algorithm
     assert coded == (act != "tanh")
     assert proof not in activations and proof not in algorithm and (proof in appendix) == coded
-    assert ("overflow" in activations or "溢出" in activations) == coded
-    assert ("appendix A" in activations or "附录 A" in activations) == coded
+    form = r"\frac{1}{2} \tanh{\left(\frac{1}{2} z \right)} + \frac{1}{2}"
+    opening = appendix.split("\n\n", 1)[0]
+    assert not any(word in part for word in (form, "overflow", "溢出") for part in (activations, opening))
     rows = [line.split(" | ") for line in algorithm.splitlines() if line.startswith("| ") and "`A" in line]
     assert len(rows) == 2  # a hidden layer and the output layer, both with the activation
     for _, formula, code in rows:
@@ -1472,6 +1474,7 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     if coded:
         note = algorithm.split("| 1 |")[-1].split("\n\n", 2)[-1]
         assert "](#6-" in note and "](#a-" in note and "--detail full" not in note
+        assert ("overflow" in note or "溢出" in note) and note.count(form) == 1
         assert (r"\frac{1}{2} \tanh{\left(\frac{1}{2} z \right)} + \frac{1}{2}") in note
 
 
