@@ -527,6 +527,34 @@ def test_the_worked_example_is_what_the_generated_code_computes(example_and_code
     assert model.loss(stepped, X, Y) == pytest.approx(float(example.loss_after), rel=1e-12)
 
 
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_lesson_prints_the_updated_parameters_that_update_computes(config):
+    """Review 27, item 1: section 17 gives the parameters after the step, not only the loss: the
+    weight W⁽¹⁾₁₁ (the one section 12 follows) worked by hand, then every parameter. They are the
+    example's `updated`, and `update` of model.py, run on the stated parameters with the gradients
+    of `gradients` and the example's learning rate, gives the same numbers."""
+    from derive.present_lesson import _matrix, _number, _stated
+
+    outcome = generate(make_spec(*config, formats="md,py"))
+    derivation, md = outcome.derivation, outcome.files["derivation.md"].decode()
+    example, model = worked_example(derivation), load_module(outcome.files["model.py"].decode())
+    params = {p.code(): _array(example, p) for node in derivation.model.network.layers for p in node.parameters}
+    X, Y = _array(example, Q("a", 0)), _array(example, Q("y"))
+    grads = model.gradients(params, X, Y)
+    model.update(params, grads, model.init_state(params), lr=float(example.learning_rate))
+    parameters = [p for node in derivation.model.network.layers for p in node.parameters]
+    for quantity in parameters:
+        assert np.allclose(params[quantity.code()], _array(example, quantity, "updated"), rtol=1e-12, atol=1e-14)
+    step = md.split("Last comes the update", 1)[1].split("Exercises", 1)[0]
+    after = _number(dict(entries(example, parameters[0], "updated"))[(0, 0)])
+    stated = _stated(dict(entries(example, parameters[0]))[(0, 0)])
+    assert rf"W^{{(1)}}_{{11}} &\leftarrow {stated} - 0.5 \cdot " in step and step.count(f"= {after}") == 1
+    for quantity in parameters:
+        assert rf"{quantity.latex()} &\leftarrow {_matrix(entries(example, quantity, 'updated'))}" in step
+    assert f"falls from {_number(example.loss)} to {_number(example.loss_after)}" in step
+
+
 def test_the_worked_example_is_stated_in_short_decimals_and_misses_every_kink(example_and_code):
     derivation, example, _ = example_and_code
     assert all(len(str(v)) <= 5 for v in example.point.values())  # 1/2, -2/5, 1, 0: short decimals
