@@ -1002,8 +1002,11 @@ def _preview(derivation: Derivation, text: Text) -> list:
     tags = list(dict.fromkeys(tag for tag, _ in rows))
     meanings = [text(f"preview.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else "")) for tag in tags]
     if text.is_lesson:  # stated and boxed once, where the proofs begin; section `summary` says them in words
+        # under the box, what its g' and J stand for (review 27, item 4): section 2 defines g per layer
+        symbols = [blocks.Paragraph(text("preview.symbols_vector" if forms.vector else "preview.symbols"))] \
+            if forms is not None and forms.hidden is not None and derivation.general is not None else []
         return [blocks.Paragraph(text("preview.intro")),  # (review 23, defect 2: not a second display there)
-                blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True)]
+                blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True), *symbols]
     display = blocks.Derivation((blocks.Group("", tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows)),))
     return [blocks.Paragraph(text("preview.intro")), display, blocks.ItemList(tuple(meanings))]
 

@@ -1669,3 +1669,17 @@ def test_exercises_that_use_later_sections_name_them_first(lang):
         assert found, line
         named = [g for g in found.groups() if g]
         assert named and (named[0] in ("15", "18", "B")), line
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_line_under_the_box_says_what_its_g_prime_and_j_are(config):
+    """Review 27, item 4: section 2 defines an activation g⁽ˡ⁾ for each layer, and the box writes g′;
+    the line under the box says that g′ is the derivative of the activation of the equation's own
+    layer, and, after a softmax, defines the J of BP1 by its entries."""
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    after_box = _section(md, 7).split("\\boxed{", 1)[1].split("$$\n\n", 1)[1].split("\n\n", 1)[0]
+    assert "${g^{(l)}}'$" in after_box and "BP2" in after_box
+    softmax = config[2] == "softmax"
+    assert ("${g^{(L)}}'$" in after_box) != softmax
+    assert (r"J_{j'j} = \partial a^{(L)}_{j'} / \partial z^{(L)}_{j}" in after_box) == softmax
