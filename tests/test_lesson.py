@@ -1683,3 +1683,13 @@ def test_the_line_under_the_box_says_what_its_g_prime_and_j_are(config):
     softmax = config[2] == "softmax"
     assert ("${g^{(L)}}'$" in after_box) != softmax
     assert (r"J_{j'j} = \partial a^{(L)}_{j'} / \partial z^{(L)}_{j}" in after_box) == softmax
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_norm_of_the_weights_is_written_out_where_it_first_appears(lang):
+    """Review 27, item 5: the lesson's ‖W‖₁ (section 13's bound) is written as the sum it stands for,
+    the largest column sum, where it first appears; the default lesson has no penalty, whose own
+    sum (λ Σ |W|, --l1) section 4 writes out anyway."""
+    md = generate(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
+    first = md.index(r"\lVert W")
+    assert md[first:].startswith(r"\lVert W \rVert_1 = \max_k \sum_j |W_{jk}|")
