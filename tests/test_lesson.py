@@ -1693,3 +1693,21 @@ def test_the_norm_of_the_weights_is_written_out_where_it_first_appears(lang):
     md = generate(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
     first = md.index(r"\lVert W")
     assert md[first:].startswith(r"\lVert W \rVert_1 = \max_k \sum_j |W_{jk}|")
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_appendix_b_says_what_complex_step_derivatives_are_and_what_the_checks_do_at_kinks(config):
+    """Review 27, item 6: before the certificate names complex-step derivatives, appendix B says why
+    (nothing is subtracted, so the step can be tiny: the checks' own STEP) and how (Im C(w + iζ)/ζ),
+    and that neither they nor a finite difference may cross a kink: the checks keep every
+    pre-activation KINK_MARGIN away from one (numeric_point)."""
+    from derive.complex_step import STEP
+    from derive.verify import KINK_MARGIN
+
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    appendix = md.split("\n## B. ", 1)[1].split("\n## ", 1)[0]
+    method = appendix.index(r"\mathrm{Im}\, C(W^{(1)}_{11} + \mathrm{i} \zeta) / \zeta")
+    assert method < appendix.index("agrees with complex-step derivatives")
+    assert f"10^{{{round(np.log10(STEP))}}}" in appendix and "subtracted" in appendix
+    assert f"within $10^{{{round(np.log10(KINK_MARGIN))}}}$ of a kink" in appendix and "ReLU's at $z = 0$" in appendix
