@@ -1170,6 +1170,11 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     # the stable forms are already converted to the output format: inserted raw, not converted twice
     intro = text("code_lesson.intro_plain" if lesson and not stable else "code_lesson.intro" if lesson else "code.intro",
                  raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
+    optimizer = getattr(getattr(derivation.model, "spec", None), "optimizer", None)
+    if lesson and optimizer is not None and optimizer.name == "sgd" and not optimizer.overrides:
+        # what the lesson's plain step does not use, said once (review 27, item 7: the code keeps
+        # torch.optim.SGD's signature and state, which `full` documents and the torch tests compare)
+        intro = text.raw("language.sentence_separator").join((intro, text("code_lesson.update_extras")))
     if short:
         return [blocks.Paragraph(intro), blocks.Paragraph(text("detail.code_location"))]
     from derive.layer_loop import layer_loop
