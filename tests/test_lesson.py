@@ -1560,15 +1560,21 @@ def test_one_term_writes_a_collapsing_sum_as_its_term_and_keeps_the_softmax_sum(
 def test_the_lesson_displays_the_update_once_as_the_algorithms_last_step(lang):
     """Review 23, defect 2: the update rule is displayed once, as the last step of the algorithm
     (section 16), with the engine's minibatch form W ← W − (η/m) D Aᵀ; the worked example (17) and the
-    training section (19) refer to section 16 and display no rule; `full` keeps its displays."""
+    training section (19) refer to section 16 and display no rule; `full` keeps its displays. Review
+    27, item 1: the worked example prints the parameters after its step, numbers only (no η, no
+    gradient symbol): the step taken, not the rule again."""
     lesson = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
     full = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang, detail="full")).files["derivation.md"].decode()
     rows = re.findall(r"(?m)^.*\\leftarrow.*$", lesson)
-    assert len(rows) == 2 and all(row in _section(lesson, 16) for row in rows), rows
-    assert "\\frac{\\eta}{m} D^{(l)} \\left(A^{(l-1)}\\right)^{\\top}" in rows[0]
+    rules = [row for row in rows if "\\eta" in row or "\\partial" in row or "D^{(l)}" in row]
+    assert len(rules) == 2 and all(row in _section(lesson, 16) for row in rules), rows
+    assert "\\frac{\\eta}{m} D^{(l)} \\left(A^{(l-1)}\\right)^{\\top}" in rules[0]
+    stepped = [row for row in rows if row not in rules]
+    assert len(stepped) == 7 and all(row in _section(lesson, 17).split("\n## 18. ")[0] for row in stepped)
     for number in (17, 19):
         section = _section(lesson, number)
-        assert "\\leftarrow" not in section and ("(#16-" in section or re.search(r"(?:section|第) 16", section)), number
+        assert ("(#16-" in section or re.search(r"(?:section|第) 16", section)), number
+    assert "\\leftarrow" not in _section(lesson, 19).split("\n## A. ")[0]
     assert len(re.findall(r"\\leftarrow", full)) > 2
 
 
