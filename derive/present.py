@@ -522,10 +522,6 @@ def _activations(derivation: Derivation, text: Text, output_section: int) -> lis
         if extras["conventions"]:
             out.append(blocks.Paragraph(" ".join([text("kinks_extra.convention_intro"), *extras["conventions"]])))
         out += [blocks.Paragraph(note) for note in notes]
-        if text.is_lesson and lesson_blocks.codes_sigmoid_as_tanh(d.activation.expr):
-            # the code's form of the sigmoid in one sentence, before the table of section 16 pairs the two;
-            # its proof is appendix A's (in the main line it was a digression: review 25, defect 1)
-            out.append(blocks.Paragraph(text("activations.tanh_form", form=lesson_blocks.code_sigmoid_tex())))
     for act in dict.fromkeys(a for a in activations if a.is_vector):  # one sentence led by its bold name, no heading alone
         out.append(blocks.Paragraph(text("activations.softmax" if act.is_softmax else "vector_extra.log_softmax_note",
                                          output_section=output_section)))
@@ -1008,8 +1004,11 @@ def _preview(derivation: Derivation, text: Text) -> list:
     tags = list(dict.fromkeys(tag for tag, _ in rows))
     meanings = [text(f"preview.{tag.lower()}" + ("_vector" if tag == "BP1" and coupled else "")) for tag in tags]
     if text.is_lesson:  # stated and boxed once, where the proofs begin; section `summary` says them in words
+        # under the box, what its g' and J stand for (review 27, item 4): section 2 defines g per layer
+        symbols = [blocks.Paragraph(text("preview.symbols_vector" if forms.vector else "preview.symbols"))] \
+            if forms is not None and forms.hidden is not None and derivation.general is not None else []
         return [blocks.Paragraph(text("preview.intro")),  # (review 23, defect 2: not a second display there)
-                blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True)]
+                blocks.Aligned(tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows), boxed=True), *symbols]
     display = blocks.Derivation((blocks.Group("", tuple(blocks.Row(e["lhs"], e["rhs"], tag) for tag, e in rows)),))
     return [blocks.Paragraph(text("preview.intro")), display, blocks.ItemList(tuple(meanings))]
 
@@ -1157,7 +1156,9 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     lesson = text.is_lesson
     stable = []
     acts = derivation.model.activations
-    if any(a.name == "sigmoid" for a in acts):
+    # the lesson says the sigmoid's tanh form once, beside the table of section 16, and proves it below
+    # (review 27, item 3): its appendix does not name it a third time
+    if any(a.name == "sigmoid" for a in acts) and not (lesson and lesson_blocks.tanh_proof(derivation, plan, text)):
         stable.append(text("code.stable_sigmoid", form=lesson_blocks.code_sigmoid_tex()))  # as the code writes it
     if any(a.is_softmax for a in acts):
         stable.append(text("code.stable_softmax"))
@@ -1169,8 +1170,13 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     phrases, sentences = code_notes(derivation, plan, text)
     stable += phrases
     # the stable forms are already converted to the output format: inserted raw, not converted twice
-    intro = text("code_lesson.intro" if lesson else "code.intro",
+    intro = text("code_lesson.intro_plain" if lesson and not stable else "code_lesson.intro" if lesson else "code.intro",
                  raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
+    optimizer = getattr(getattr(derivation.model, "spec", None), "optimizer", None)
+    if lesson and optimizer is not None and optimizer.name == "sgd" and not optimizer.overrides:
+        # what the lesson's plain step does not use, said once (review 27, item 7: the code keeps
+        # torch.optim.SGD's signature and state, which `full` documents and the torch tests compare)
+        intro = text.raw("language.sentence_separator").join((intro, text("code_lesson.update_extras")))
     if short:
         return [blocks.Paragraph(intro), blocks.Paragraph(text("detail.code_location"))]
     from derive.layer_loop import layer_loop

@@ -913,11 +913,24 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
     rule = tuple(blocks.Row(q, rf"{q} - {eta} \frac{{\partial C}}{{\partial {q}}}", relation=r"\leftarrow")
                  for q in ("W^{(l)}", "b^{(l)}"))  # a display: inline, the rule broke at its minus
     if text.is_lesson:  # the update is displayed once, as the algorithm's last step (review 23, defect 2)
-        out += [blocks.Paragraph(text("example.update_back", raw={"algorithm": refs.section("algorithm")}))]
+        # one entry worked by hand, then every parameter after the step, as `full` prints them (review 27, item 1)
+        first = parameters[0]
+        idx, stated = entries(example, first)[0]
+        gradient = dict(entries(example, first, "gradients"))[idx]
+        after = dict(entries(example, first, "updated"))[idx]
+        shown = _number(gradient)
+        by_hand = (rf"{_stated(stated)} - {_stated(example.learning_rate)} \cdot "
+                   + (rf"\left({shown}\right)" if shown.startswith("-") else shown) + f" = {_number(after)}")
+        out += [blocks.Paragraph(text("example.update_back", rate=rate, eta=eta, weight=_display_entry(first, idx),
+                                      raw={"algorithm": refs.section("algorithm")})),
+                blocks.Aligned((blocks.Row(_display_entry(first, idx), by_hand, relation=r"\leftarrow"),)),
+                blocks.Paragraph(text("example.updated_all")),
+                blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
+                                     for p in parameters))]
     else:
         out += [blocks.Paragraph(text("example.update", raw={"update": refs.section("update_rule")})),
                 blocks.Aligned(rule)]
-    if not text.is_lesson:  # every updated parameter (the lesson gives the loss after the step, `full` the parameters too)
+    if not text.is_lesson:  # every updated parameter (the lesson has printed them with its update, above)
         out += [blocks.Paragraph(text("example.rate", rate=rate, eta=eta)),
                 blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
                                      for p in parameters))]

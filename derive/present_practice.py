@@ -7,6 +7,8 @@ from the verification report (the script of the last exercise, run on the genera
 
 from __future__ import annotations
 
+import math
+
 import sympy as sp
 
 from derive import document as blocks
@@ -34,7 +36,28 @@ def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, 
     checks = lesson.practice.checks if lesson.practice is not None else None
     floats = lesson.practice.floats if lesson.practice is not None and checks else None
     return check_box_blocks(lesson.example, derivation, text, checks) + _float64_blocks(checks, floats, text) + \
-        [blocks.Paragraph(_certificate(report, text))]
+        _complex_step_blocks(report, checks, text) + [blocks.Paragraph(_certificate(report, text))]
+
+
+def _complex_step_blocks(report, checks, text) -> list:
+    """Why the certificate's reference derivatives are complex-step ones, and how they are taken, in
+    two sentences; then why neither they nor a finite difference may cross a kink, and what the checks
+    do about it (review 27, item 6). The step and the margin are the checks' own constants. Nothing
+    where the certificate is the short sentence, which names no method, or without the box's weight."""
+    from derive.complex_step import STEP
+    from derive.verify import KINK_MARGIN
+
+    if not checks or not _full_certificate(report):
+        return []
+    power = lambda x: f"10^{{{round(math.log10(x))}}}"  # noqa: E731
+    weight = _display_entry(checks[-1].weight, checks[-1].index)
+    return [blocks.Paragraph(text("practice.complex_step", h=power(STEP), weight=weight)),
+            blocks.Paragraph(text("practice.kinks", margin=power(KINK_MARGIN)))]
+
+
+def _full_certificate(report) -> bool:
+    symbolic, code = report.check("symbolic").figures, report.check("derivatives").figures
+    return bool("digits" in symbolic and "largest_error" in code and report.check("recognition").figures.get("formulas"))
 
 
 def _float64_blocks(checks, floats, text) -> list:
@@ -102,7 +125,7 @@ def _certificate(report, text) -> str:
     symbolic, code = report.check("symbolic").figures, report.check("derivatives").figures
     forms = report.check("recognition").figures.get("formulas")
     passed = all(c.passed for c in report.checks)
-    if not ("digits" in symbolic and "largest_error" in code and forms):
+    if not _full_certificate(report):
         return text("practice.certificate_short" if passed else "practice.certificate_failed")
     loop = "" if "loop_error" not in code else text("practice.certificate_loop_equal") if code["loop_error"] == "0" \
         else text("practice.certificate_loop", loop=_power(code["loop_error"]))

@@ -69,7 +69,7 @@ def _spaced(name: str) -> str:
 def _effect(init: Initialisation, model, text: Text) -> str:
     """What the start does to this network, computed: the variance of the last pre-activations and,
     for a saturating output under squared error or binary cross entropy, the share that starts flat,
-    what the errors pay for it and what the usual rule would do instead (the short trade-off)."""
+    and what the errors pay for it; `full` weighs it against the usual rule."""
     from derive.lesson.saturation import compare_starts
     from derive.present_training import start_figures
 
@@ -79,17 +79,12 @@ def _effect(init: Initialisation, model, text: Text) -> str:
     last, variance = init.path[-1]
     join = text.raw("language.sentence_separator").join
     starts = compare_starts(model, init)
-    if starts is not None:
-        factors = text.raw("refs.list_separator").join(f"{v:.4g}" for _, v in reversed(init.errors))
+    if starts is not None:  # two or three plain sentences; `full` weighs the two starts (review 27, item 2)
         (scale,) = [s for s in init.activations if s.activation.name == starts.activation.name]
         offset = scale.figures["offset"]  # g(0), the output the derived variance allows for
-        known = init.layers[0].known  # layer 1 keeps its rule in both starts (compare_starts)
-        first = _spaced(_bare(text(f"initialisation.known_{known}")) if known else text("training_lesson.first_kept"))
         figures = start_figures(starts)
-        return join((text("training_lesson.allows_exact", factors=factors, offset=offset, **figures),
-                     text("training_lesson.common_mse" if starts.squared_error else "training_lesson.common_ce",
-                          first=first, **figures),
-                     text("training_lesson.more_flat")))
+        return join((text("training_lesson.allows", offset=offset, **figures),
+                     text("training_lesson.errors", **figures), text("training_lesson.more_flat")))
     if all(abs(v - 1) < 1e-9 for _, v in init.path):
         return join((text("training_lesson.kept", last=last), more))
     return join((text("training_lesson.moves", last=last, variance=f"{variance:.4g}"), more))

@@ -527,6 +527,34 @@ def test_the_worked_example_is_what_the_generated_code_computes(example_and_code
     assert model.loss(stepped, X, Y) == pytest.approx(float(example.loss_after), rel=1e-12)
 
 
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_lesson_prints_the_updated_parameters_that_update_computes(config):
+    """Review 27, item 1: section 17 gives the parameters after the step, not only the loss: the
+    weight W⁽¹⁾₁₁ (the one section 12 follows) worked by hand, then every parameter. They are the
+    example's `updated`, and `update` of model.py, run on the stated parameters with the gradients
+    of `gradients` and the example's learning rate, gives the same numbers."""
+    from derive.present_lesson import _matrix, _number, _stated
+
+    outcome = generate(make_spec(*config, formats="md,py"))
+    derivation, md = outcome.derivation, outcome.files["derivation.md"].decode()
+    example, model = worked_example(derivation), load_module(outcome.files["model.py"].decode())
+    params = {p.code(): _array(example, p) for node in derivation.model.network.layers for p in node.parameters}
+    X, Y = _array(example, Q("a", 0)), _array(example, Q("y"))
+    grads = model.gradients(params, X, Y)
+    model.update(params, grads, model.init_state(params), lr=float(example.learning_rate))
+    parameters = [p for node in derivation.model.network.layers for p in node.parameters]
+    for quantity in parameters:
+        assert np.allclose(params[quantity.code()], _array(example, quantity, "updated"), rtol=1e-12, atol=1e-14)
+    step = md.split("Last comes the update", 1)[1].split("Exercises", 1)[0]
+    after = _number(dict(entries(example, parameters[0], "updated"))[(0, 0)])
+    stated = _stated(dict(entries(example, parameters[0]))[(0, 0)])
+    assert rf"W^{{(1)}}_{{11}} &\leftarrow {stated} - 0.5 \cdot " in step and step.count(f"= {after}") == 1
+    for quantity in parameters:
+        assert rf"{quantity.latex()} &\leftarrow {_matrix(entries(example, quantity, 'updated'))}" in step
+    assert f"falls from {_number(example.loss)} to {_number(example.loss_after)}" in step
+
+
 def test_the_worked_example_is_stated_in_short_decimals_and_misses_every_kink(example_and_code):
     derivation, example, _ = example_and_code
     assert all(len(str(v)) <= 5 for v in example.point.values())  # 1/2, -2/5, 1, 0: short decimals
@@ -1448,7 +1476,8 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     lines (a proof in the main line was a digression); the table of the algorithm writes that form on
     the activation's rows, so formula and code match letter for letter, followed by the formula it
     equals; its note points back to section 6 and to appendix A, not to `--detail full`. An
-    activation coded as written (tanh) gets none of it."""
+    activation coded as written (tanh) gets none of it. Review 27, item 3: the form is said once, in
+    that note with its reason (overflow); section 6 and appendix A's opening no longer repeat it."""
     md = generate(make_spec(2, act, formats="md", lang=lang)).files["derivation.md"].decode()
     sections = md.split("\n## ")
     activations = _section(md, 6)
@@ -1458,8 +1487,9 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     coded = "np.tanh((1/2)*Z1)" in algorithm
     assert coded == (act != "tanh")
     assert proof not in activations and proof not in algorithm and (proof in appendix) == coded
-    assert ("overflow" in activations or "溢出" in activations) == coded
-    assert ("appendix A" in activations or "附录 A" in activations) == coded
+    form = r"\frac{1}{2} \tanh{\left(\frac{1}{2} z \right)} + \frac{1}{2}"
+    opening = appendix.split("\n\n", 1)[0]
+    assert not any(word in part for word in (form, "overflow", "溢出") for part in (activations, opening))
     rows = [line.split(" | ") for line in algorithm.splitlines() if line.startswith("| ") and "`A" in line]
     assert len(rows) == 2  # a hidden layer and the output layer, both with the activation
     for _, formula, code in rows:
@@ -1472,6 +1502,7 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     if coded:
         note = algorithm.split("| 1 |")[-1].split("\n\n", 2)[-1]
         assert "](#6-" in note and "](#a-" in note and "--detail full" not in note
+        assert ("overflow" in note or "溢出" in note) and note.count(form) == 1
         assert (r"\frac{1}{2} \tanh{\left(\frac{1}{2} z \right)} + \frac{1}{2}") in note
 
 
@@ -1529,40 +1560,50 @@ def test_one_term_writes_a_collapsing_sum_as_its_term_and_keeps_the_softmax_sum(
 def test_the_lesson_displays_the_update_once_as_the_algorithms_last_step(lang):
     """Review 23, defect 2: the update rule is displayed once, as the last step of the algorithm
     (section 16), with the engine's minibatch form W ← W − (η/m) D Aᵀ; the worked example (17) and the
-    training section (19) refer to section 16 and display no rule; `full` keeps its displays."""
+    training section (19) refer to section 16 and display no rule; `full` keeps its displays. Review
+    27, item 1: the worked example prints the parameters after its step, numbers only (no η, no
+    gradient symbol): the step taken, not the rule again."""
     lesson = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
     full = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang, detail="full")).files["derivation.md"].decode()
     rows = re.findall(r"(?m)^.*\\leftarrow.*$", lesson)
-    assert len(rows) == 2 and all(row in _section(lesson, 16) for row in rows), rows
-    assert "\\frac{\\eta}{m} D^{(l)} \\left(A^{(l-1)}\\right)^{\\top}" in rows[0]
+    rules = [row for row in rows if "\\eta" in row or "\\partial" in row or "D^{(l)}" in row]
+    assert len(rules) == 2 and all(row in _section(lesson, 16) for row in rules), rows
+    assert "\\frac{\\eta}{m} D^{(l)} \\left(A^{(l-1)}\\right)^{\\top}" in rules[0]
+    stepped = [row for row in rows if row not in rules]
+    assert len(stepped) == 7 and all(row in _section(lesson, 17).split("\n## 18. ")[0] for row in stepped)
     for number in (17, 19):
         section = _section(lesson, number)
-        assert "\\leftarrow" not in section and ("(#16-" in section or re.search(r"(?:section|第) 16", section)), number
+        assert ("(#16-" in section or re.search(r"(?:section|第) 16", section)), number
+    assert "\\leftarrow" not in _section(lesson, 19).split("\n## A. ")[0]
     assert len(re.findall(r"\\leftarrow", full)) > 2
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
-def test_the_lessons_start_names_the_comparison_as_computed(lang):
+def test_the_lessons_start_says_what_it_keeps_and_leaves_the_comparison_to_full(lang):
     """Review 25 defects 11 and 14, review 26 items 1-3: §19 says what the derived variance allows for
-    (g(0) = ½, from the engine) and names the compared start exactly as compare_starts builds it, layer
-    1's rule kept (LeCun) and Glorot with gain 4 after it; its figures are compare_starts' own."""
+    (g(0) = ½, from the engine). Review 27, item 2: that paragraph was heavy for a first lesson; it
+    now says, in three sentences, what the start keeps (every Var(z) = 1), the share of z⁽³⁾ that
+    starts saturated and what the errors pay, with compare_starts' own figures, and leaves the
+    comparison with Glorot/Xavier (gain 4) to `--detail full`, which prints it with its figures."""
     from derive.initialisation import derive_initialisation
     from derive.lesson.saturation import compare_starts
     from derive.model import build_model
+    from derive.present_training import start_figures
 
     model = build_model(make_spec(3, "sigmoid"))
     init = derive_initialisation(model)
-    starts = compare_starts(model, init)
-    assert init.layers[0].known == "LeCun" and [s.source for s in init.layers][0] == "input"
+    figures = start_figures(compare_starts(model, init))
     section = _section(generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang))
                        .files["derivation.md"].decode(), 19)
     assert "$z = 0$" in section and "$\\frac{1}{2}$" in section
-    named = ("LeCun initialisation for layer 1 and Glorot/Xavier with gain $4$ after it" if lang == "en"
-             else "第 1 层取 LeCun 初始化，之后各层取增益为 $4$ 的 Glorot/Xavier 初始化")
-    assert named in section
-    assert f"({starts.usual.errors:.2g} at layer 1)" in section or f"输出层的 {starts.usual.errors:.2g}" in section
-    assert f"{starts.usual.variances[-1][1]:.4g}" in section and f"{starts.default.errors:.2g}" in section
-    assert "which is not 0" not in section and "代价在反向计算" not in section and "通常的规则，即" not in section
+    section = section.split("\n## A. ")[0]
+    paragraph = next(part for part in section.split("\n\n") if "$z = 0$" in part)
+    assert len(re.findall(r"\.(?: |$)|。", paragraph.strip())) == 3, paragraph  # three sentences
+    assert f"{figures['share']}%" in paragraph.replace(" %", "%")
+    assert figures["errors"] in paragraph and "Glorot" not in section and figures["usual_share"] not in section
+    full = _section(generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang, detail="full"))
+                    .files["derivation.md"].decode(), 21)
+    assert "Glorot/Xavier" in full and figures["usual_share"] in full and figures["usual_errors"] in full
 
 
 @pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
@@ -1646,3 +1687,45 @@ def test_one_hidden_layer_names_its_largest_slope_and_counts_in_the_singular(lan
     assert r"\max_z g'(z) = \frac{1}{4}" in meaning
     if lang == "en":
         assert "passes 1 hidden layer." in meaning and "1 hidden layers" not in markdown
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_line_under_the_box_says_what_its_g_prime_and_j_are(config):
+    """Review 27, item 4: section 2 defines an activation g⁽ˡ⁾ for each layer, and the box writes g′;
+    the line under the box says that g′ is the derivative of the activation of the equation's own
+    layer, and, after a softmax, defines the J of BP1 by its entries."""
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    after_box = _section(md, 7).split("\\boxed{", 1)[1].split("$$\n\n", 1)[1].split("\n\n", 1)[0]
+    assert "${g^{(l)}}'$" in after_box and "BP2" in after_box
+    softmax = config[2] == "softmax"
+    assert ("${g^{(L)}}'$" in after_box) != softmax
+    assert (r"J_{j'j} = \partial a^{(L)}_{j'} / \partial z^{(L)}_{j}" in after_box) == softmax
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_norm_of_the_weights_is_written_out_where_it_first_appears(lang):
+    """Review 27, item 5: the lesson's ‖W‖₁ (section 13's bound) is written as the sum it stands for,
+    the largest column sum, where it first appears; the default lesson has no penalty, whose own
+    sum (λ Σ |W|, --l1) section 4 writes out anyway."""
+    md = generate(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
+    first = md.index(r"\lVert W")
+    assert md[first:].startswith(r"\lVert W \rVert_1 = \max_k \sum_j |W_{jk}|")
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_appendix_b_says_what_complex_step_derivatives_are_and_what_the_checks_do_at_kinks(config):
+    """Review 27, item 6: before the certificate names complex-step derivatives, appendix B says why
+    (nothing is subtracted, so the step can be tiny: the checks' own STEP) and how (Im C(w + iζ)/ζ),
+    and that neither they nor a finite difference may cross a kink: the checks keep every
+    pre-activation KINK_MARGIN away from one (numeric_point)."""
+    from derive.complex_step import STEP
+    from derive.verify import KINK_MARGIN
+
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    appendix = md.split("\n## B. ", 1)[1].split("\n## ", 1)[0]
+    method = appendix.index(r"\mathrm{Im}\, C(W^{(1)}_{11} + \mathrm{i} \zeta) / \zeta")
+    assert method < appendix.index("agrees with complex-step derivatives")
+    assert f"10^{{{round(np.log10(STEP))}}}" in appendix and "subtracted" in appendix
+    assert f"within $10^{{{round(np.log10(KINK_MARGIN))}}}$ of a kink" in appendix and "ReLU's at $z = 0$" in appendix
