@@ -197,6 +197,7 @@ class Document:
     sections: tuple[Section, ...]
     metadata: tuple[tuple[str, str], ...] = ()  # PDF information as plain text: title, author, subject, keywords
     tag_brackets: tuple[str, str] = ("(", ")")  # around a margin tag: (definition), or full-width （定义）
+    tags_right: bool = False  # LaTeX: the margin tags at the right margin (\\tag*), not in a column after the rows
     numbered: bool = True  # LaTeX numbers its results and cites them (eq. 9.1); the lesson numbers none, as Markdown
 
     def section(self, key: str) -> Section:

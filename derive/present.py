@@ -1337,6 +1337,7 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
         version=__version__,
         html_lang=text.raw("language.html_lang"),
         tag_brackets=(text.raw("language.tag_open"), text.raw("language.tag_close")),
+        tags_right=bool(text.raw("language.tex_tags_right")),
         numbered=not text.is_lesson,
         tex_preamble=text.raw("language.tex_preamble").strip(),
         sections=tuple(replace(heads[key], blocks=built[key]) for key in keys),

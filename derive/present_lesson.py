@@ -825,6 +825,28 @@ def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> 
     return found
 
 
+def _zero_parts(example, parameters, inactive, text, columns: bool) -> dict[str, str]:
+    """The parts of the gradients an inactive unit leaves at 0, named by layer and number: row j of
+    dC/dW(l) and entry j of dC/db(l), and (`columns`: its activation is 0 as well) column j of
+    dC/dW(l+1); each checked against the example's gradients, so that the sentence cannot claim a
+    zero the numbers below do not show."""
+    def gradient(kind, layer):
+        found = [p for p in parameters if p.kind == kind and p.layer.number == layer]
+        return dict(entries(example, found[0], "gradients")) if found else None
+    rows, cols = [], []
+    for layer, unit, _, silent in inactive:
+        weights, biases = gradient("W", layer), gradient("b", layer)
+        assert weights is not None and all(v == 0 for idx, v in weights.items() if idx[0] == unit - 1), "a zero row that is not"
+        assert biases is not None and all(v == 0 for idx, v in biases.items() if idx[0] == unit - 1), "a zero entry that is not"
+        rows.append(text("example.zero_row", layer=layer, unit=unit))
+        if columns and silent:
+            after = gradient("W", layer + 1)
+            assert after is not None and all(v == 0 for idx, v in after.items() if idx[1] == unit - 1), "a zero column that is not"
+            cols.append(text("example.zero_column", layer=layer + 1, unit=unit))
+    join = text.raw("refs.list_separator").join
+    return {"rows": join(rows), "columns": join(cols)}
+
+
 def figure_reference(text, label: str) -> str:
     """"Figure 2" in prose: LaTeX's \\ref, tied to its word; Markdown and HTML get the number from
     `number_pictures`."""
@@ -900,7 +922,11 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
             units = text.raw("example.unit_separator").join(
                 text("example.unit", layer=layer, unit=unit, z=z) for layer, unit, z, _ in inactive)
             key = "example.inactive_silent" if all(silent for *_, silent in inactive) else "example.inactive"
-            out.append(blocks.Paragraph(text(key, units=units)))
+            named = {}
+            if text.raw("language.name_zero_rows"):  # the zero rows and columns by their numbers (zh issue 13)
+                named = _zero_parts(example, parameters, inactive, text, columns=key.endswith("_silent"))
+                key += "_named"
+            out.append(blocks.Paragraph(text(key, units=units, **named)))
         if exercise:
             first_units = all(_checked_unit(example, key) == 0 for key, _ in checks)
             out.append(blocks.Paragraph(text("example.exercise" if first_units else "example.exercise_other")))

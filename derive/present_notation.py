@@ -332,13 +332,25 @@ def notation_map_blocks(text) -> list:
                       for book in ("nielsen", "cs231n", "eto")))
                    for concept in MAP_CONCEPTS)
     header = tuple(text(f"notation_map.{column}") for column in ("concept", "ours", "nielsen", "cs231n", "eto"))
-    return [
+    out = [
         blocks.Paragraph(text("notation_map.intro")),
         # the names are short (at most "activation function", 平均损失（代价函数）): on one line each, so that
         # 代价函数 is not broken and the table, kept with its heading, needs a line a row (zh review 24, PDF 1-2)
         blocks.Table(header, others, ("l", "l", "l", "l", "l")),
         blocks.Paragraph(theirs(lambda: text("notation_map.note"))),
     ]
+    # the textbooks of the language's own readers (`language.notation_books`: 邱锡鹏 and 周志华 for zh,
+    # issue 13), in a second table of their own: seven columns would not fit the PDF's page
+    books = text.raw("language.notation_books").split()
+    if books:
+        rows = tuple((text(f"notation_map.{concept}"), text.math(text.raw(f"notation_map.{concept}_ours")),
+                      *(theirs(lambda book=book: text.math(text.raw(f"notation_map.{concept}_{book}"))) for book in books))
+                     for concept in MAP_CONCEPTS)
+        out += [blocks.Paragraph(text("notation_map.intro_books")),
+                blocks.Table(tuple(text(f"notation_map.{column}") for column in ("concept", "ours", *books)),
+                             rows, ("l",) * (2 + len(books))),
+                blocks.Paragraph(theirs(lambda: text("notation_map.note_books")))]
+    return out
 
 
 def _lead(text, section: str) -> str:

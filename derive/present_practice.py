@@ -173,10 +173,16 @@ def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str,
     batch = checks.minibatch if checks is not None else None
     if batch is not None:
         second = batch[0]
-        out.append(("minibatch", {"x": _matrix(entries(second, Q("a", 0)), _stated),
-                                  "y": _matrix(entries(second, Q("y")), _stated),
+        out.append(("minibatch", {"x": _inline_vector(entries(second, Q("a", 0)), _stated),
+                                  "y": _inline_vector(entries(second, Q("y")), _stated),
                                   "layer": str(derivation.model.depth)}, batch))
     return out
+
+
+def _inline_vector(values: list, number=_number) -> str:
+    """A column vector in a sentence, as a transposed tuple (−0.5, 1)ᵀ: a pmatrix in a line of prose
+    raised its ᵀ above the line and stood alone at the start of the next one (zh issue 13, PDF)."""
+    return r"\left(" + r",\ ".join(number(v) for _, v in values) + r"\right)^{\top}"
 
 
 def changing_entry(example, label: str) -> tuple | None:
@@ -227,8 +233,8 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
 
             values = evaluate_error(derivation, data.other.delta, example)
             out.append(blocks.Paragraph(head + text("practice.answer_other_loss", other=titles[data.other.loss.name],
-                                                    delta=_matrix([((k,), v) for k, v in enumerate(values)]),
-                                                    own=_matrix(_own_output_error(derivation, example)))))
+                                                    delta=_inline_vector([((k,), v) for k, v in enumerate(values)]),
+                                                    own=_inline_vector(_own_output_error(derivation, example)))))
         elif key == "wider":
             from derive.windowsizes import size_values
 

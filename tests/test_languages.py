@@ -28,10 +28,22 @@ def without_text(formula: str) -> str:
     return re.sub(r"\\text\{(?:[^{}]|\{[^{}]*\})*\}", r"\\text{}", formula)
 
 
+def margin_tags(tex: str) -> str:
+    """A step's tag as a column after the rows (English) or at the right margin (Chinese, `\\tag*`):
+    the same tag either way."""
+    return re.sub(r" \\tag\*\{((?:[^{}]|\{[^{}]*\})*)\}", r" && \\text{\1}", tex).replace(r" \notag", "")
+
+
+def test_margin_tags_are_compared_as_the_same_tag():
+    assert margin_tags(r"a &= b \tag*{（定义）} \\*") == r"a &= b && \text{（定义）} \\*"
+    assert margin_tags(r"a &= b && \text{(definition)} \notag") == r"a &= b && \text{(definition)}"
+    assert without_text(margin_tags(r"a \tag*{（定义）}")) != without_text(margin_tags(r"a"))
+
+
 def test_formulas_are_the_same_in_every_language(both):
     en, zh = (both[l]["derivation.md"].decode() for l in ("en", "zh"))
     assert display_math(en) == display_math(zh) and len(display_math(en)) > 40
-    tex_en, tex_zh = ([without_text(body).replace(r"\times 10^", r"\cdot 10^") for _, body in re.findall(r"\\begin\{(equation|align)\}(.*?)\\end\{\1\}",
+    tex_en, tex_zh = ([without_text(margin_tags(body)).replace(r"\times 10^", r"\cdot 10^") for _, body in re.findall(r"\\begin\{(equation|align)\}(.*?)\\end\{\1\}",
                                                                     both[l]["derivation.tex"].decode(), re.S)]
                       for l in ("en", "zh"))
     assert tex_en == tex_zh and len(tex_en) > 10
@@ -118,3 +130,17 @@ def test_chinese_prose_spaces_digits_from_han_characters():
                 continue
             prose = re.sub(r"\$[^$]*\$|`[^`]*`", "", text)  # math and code set their own spacing
             assert not adjacent.search(prose), f"{table}.{key}: {adjacent.search(prose).group()!r}"
+
+
+def test_chinese_lesson_names_the_zero_rows_and_the_chinese_textbooks():
+    """zh issue 13: section 17 names the rows and the column an inactive unit leaves at 0 (computed,
+    and checked against the gradients), and appendix C maps the notation of 邱锡鹏 and 周志华; the
+    English lesson keeps its general sentence and its one table."""
+    docs = {lang: generate(make_spec(3, "relu", None, "ce", formats="md", lang=lang, detail="lesson")).files["derivation.md"].decode()
+            for lang in ("en", "zh")}
+    zh, en = docs["zh"], docs["en"]
+    assert r"$\partial C / \partial W^{(1)}$ 的第 2 行和 $\partial C / \partial b^{(1)}$ 的第 2 个分量都为 0" in zh
+    assert r"$\partial C / \partial W^{(2)}$ 的第 2 列也为 0" in zh
+    assert "第 $l$ 层第 $j$ 个神经元未激活时" not in zh
+    assert "| 量 | 本章 | 邱锡鹏 | 周志华 |" in zh and r"$-e_{h},\ -g_{j}$" in zh
+    assert "Qiu" not in en and "the zero rows" in en
