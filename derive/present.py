@@ -1081,8 +1081,7 @@ def _verification(report: Report, text: Text, penalty: bool = False, short: bool
             largest=_number(f["largest_gradient"]),
             error=_number(f["largest_error"]),
             tolerance=_number(f["tolerance"]),
-            raw={"loss_agreement": text("verification.loss_equal") if f["loss_error"] == "0"
-                 else text("verification.loss_close", error=_number(f["loss_error"]))},
+            raw={"loss_agreement": text("verification.loss_close", error=_number(f["loss_error"]))},
         )
     )
     if f["bound"] != PREACTIVATION_BOUND:

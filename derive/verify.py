@@ -42,6 +42,11 @@ PREACTIVATION_BOUND = 3.0  # the derivative check's point: every |z| within this
 KINK_MARGIN = 1e-3  # … and no z this close to a kink
 DERIVATIVE_TOLERANCE = 1e-9  # relative to the largest entry of the same parameter's gradient
 TINY = float(np.finfo(float).tiny)
+# The loss of model.py against the definition's is printed no finer than a few units in the last place:
+# below that the figure depends on the CPU (NumPy picks its exp and log kernels by instruction set, so the
+# same program gives 0 on one machine and one unit in the last place on another), and the documents must
+# be the same bytes everywhere
+LOSS_FLOOR = 4 * float(np.finfo(float).eps)
 STABILITY_SCALE = 1e3
 NUMERIC_MAX_PARAMS = 2000
 
@@ -327,7 +332,7 @@ def _derivative_result(figures: dict, point: tuple, finite: bool, worst: float, 
         "bound": bound,
         "step": decade_bound(complex_step.STEP),
         "largest_error": decade_bound(worst) if finite else "nan",
-        "loss_error": decade_bound(loss_error) if finite else "nan",
+        "loss_error": decade_bound(max(loss_error, LOSS_FLOOR)) if finite else "nan",
         "tolerance": decade_bound(DERIVATIVE_TOLERANCE),
         "smallest_gradient": _decade_floor(smallest) if finite else "nan",
         "largest_gradient": decade_bound(largest) if finite else "nan",

@@ -230,3 +230,17 @@ def test_the_second_process_evaluates_the_per_sample_pass_as_the_check_would(lay
         assert not check.passed
     else:
         assert check.passed and check.figures["working_digits"] == 2 * vs.DIGITS
+
+
+def test_the_loss_agreement_is_printed_no_finer_than_a_few_units_in_the_last_place():
+    """The loss of model.py against the definition's: 0 on one CPU and one unit in the last place on
+    another (NumPy's exp and log kernels follow the instruction set), so the printed figure is the
+    decade above a floor of 4 ulps, the same on every machine; a real disagreement still shows."""
+    from derive.verify import LOSS_FLOOR, _derivative_result
+
+    d = derivation_for(3, "sigmoid", "mse")
+    check = derivative_check(d.model, module_for(d))
+    assert check.figures["loss_error"] == "1e-15" and LOSS_FLOOR < 1e-15
+    point, extent = ((2, 2), 3, 4.0), (1e-3, 1.0)
+    for value, printed in ((1.0, "1e-15"), (1.0 + 2.2e-16, "1e-15"), (1.0 + 3e-12, "1e-11")):
+        assert _derivative_result({}, point, True, 0.0, (value, 1.0, 1.0), extent).figures["loss_error"] == printed
