@@ -33,9 +33,10 @@ def _defined(tree: ast.Module) -> dict[str, None]:
     return names
 
 
-def shared_names(model_source: str, body: str) -> list[str]:
-    """The names the workspace form reads that model.py defines and it does not, in model.py's order."""
-    tree = ast.parse(body)
+def shared_names(model_source: str, body: str, tree: ast.Module | None = None) -> list[str]:
+    """The names the workspace form reads that model.py defines and it does not, in model.py's order
+    (`tree`: the body already parsed)."""
+    tree = tree if tree is not None else ast.parse(body)
     read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
     own = _defined(tree)
     return [name for name in _defined(ast.parse(model_source)) if name in read and name not in own]
@@ -52,10 +53,11 @@ def import_lines(names: list[str]) -> list[str]:
 
 def inplace_source(model_source: str, body: str, *, title: str, command: str, version: str) -> str:
     """model_inplace.py: its docstring, the imports from model.py and the workspace form `body`."""
-    public = [name for name in _defined(ast.parse(body)) if not name.startswith("_")]
+    tree = ast.parse(body)
+    public = [name for name in _defined(tree) if not name.startswith("_")]
     from derive.render import render  # Jinja2: imported when code is written, not when a module is loaded
 
-    names = shared_names(model_source, body)
+    names = shared_names(model_source, body, tree)
     return render("model_inplace.py.j2", {"title": title, "command": command, "version": version,
                                           "public": public, "imports": import_lines(names) if names else [],
                                           "body": body.strip("\n")})
@@ -85,7 +87,9 @@ def load_inplace(model: types.ModuleType, source: str, name: str = "derive_gener
 
     module = types.ModuleType(name)
     module.__dict__["__builtins__"] = dict(vars(builtins), __import__=importer)
-    exec(compile(source, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - generated code
+    from derive.verify import compiled_source
+
+    exec(compiled_source(source, "<model_inplace.py>"), module.__dict__)  # noqa: S102 - generated code
     return module
 
 

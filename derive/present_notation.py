@@ -129,13 +129,25 @@ def split_rows(used: dict[str, str], rows: list[tuple[object, str, str]], pinned
     last = keys.index(until) if until in keys else len(keys) - 1
     table_at = keys.index("notation") if "notation" in keys else 0
     place = {}  # row number -> the section (number) of its table: 0 for the main table
+    found: dict[tuple[int, int], bool] = {}  # (row, section) -> its pattern occurs in the section's own LaTeX
+
+    def uses(number: int, n: int) -> bool:
+        """Whether section n uses row `number`: its LaTeX, searched once (only the meanings of the tables
+        placed there change from one round to the next), and the meanings placed there."""
+        pattern = rows[number][1]
+        if meanings[n]:
+            return re.search(pattern, used[keys[n]] + meanings[n]) is not None
+        if (number, n) not in found:
+            found[number, n] = re.search(pattern, used[keys[n]]) is not None
+        return found[number, n]
+
     while True:
         meanings = {n: "" for n in range(len(keys))}
         for number, where in place.items():
             meanings[where] += "\n" + rows[number][2]
         moved = False
-        for number, (_, pattern, _) in enumerate(rows):
-            first = next((n for n, key in enumerate(keys) if re.search(pattern, used[key] + meanings[n])), None)
+        for number in range(len(rows)):
+            first = next((n for n in range(len(keys)) if uses(number, n)), None)
             bound = table_at if number in deferred else last
             where = None if first is None else (0 if first <= bound else first)
             if where is not None and where != place.get(number):

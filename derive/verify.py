@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import types
+from functools import lru_cache
 from dataclasses import dataclass
 
 import mpmath
@@ -70,8 +71,16 @@ class Report:
 def load_module(source: str, name: str = "derive_generated_model") -> types.ModuleType:
     """Import generated source (our own printer's output, never user text) as a fresh module."""
     module = types.ModuleType(name)
-    exec(compile(source, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - generated code
+    exec(compiled_source(source, "<model.py>"), module.__dict__)  # noqa: S102 - generated code
     return module
+
+
+@lru_cache(maxsize=8)
+def compiled_source(source: str, filename: str) -> types.CodeType:
+    """Generated source compiled once per process: a run loads model.py for the code checks, the
+    training checks and the lesson's reader checks, each as a fresh module (its own namespace) of
+    the one code object."""
+    return compile(source, filename, "exec")
 
 
 def load_package(source: str | bytes, inplace_source: str | bytes | None,

@@ -667,15 +667,29 @@ def _evaluate_pass(model: Model, formulas: Pass, batch: bool, values: dict, env:
 # the checks
 
 
-def _per_node(model: Model, differences: dict) -> dict[str, str]:
-    """The largest difference per node that owns parameters, by its output's label."""
+def _per_node(model: Model, differences: dict, digits: int | None = None) -> dict[str, str]:
+    """The largest difference per node that owns parameters, by its output's label (with `digits`, as
+    `rounding_bound` prints it)."""
     out = {}
     owner = {param.label: node for node, param in _parameters(model)}
     for (label, _), difference in differences.items():
         node = owner[label].output.label
         out[node] = max(out.get(node, sp.S.Zero), difference)
     order = [node.output.label for node in model.network.layers]
-    return {node: "0" if out[node] == 0 else decade_bound(float(out[node])) for node in order if node in out}
+    bound = (lambda x: decade_bound(float(x))) if digits is None else (lambda x: rounding_bound(x, digits))
+    return {node: "0" if out[node] == 0 else bound(out[node]) for node in order if node in out}
+
+
+def rounding_bound(difference: sp.Expr, digits: int) -> str:
+    """A difference of two evaluations at `digits` significant digits, as the power of ten it stays
+    below ('1e-50'; '0' for none): a difference under the working precision's unit 10^-digits is
+    rounding, whose size (10^-51 or 10^-52) depends on the order in which each side was evaluated, so
+    it is stated as that unit; a larger one by its own decade (`decade_bound`)."""
+    if difference == 0:
+        return "0"
+    if difference <= sp.Rational(1, 10**digits):
+        return f"1e-{digits}"
+    return decade_bound(float(difference))
 
 
 def symbolic_check(derivation: Derivation, direct: DirectDifferentiation | None = None) -> Check:
@@ -726,8 +740,9 @@ def _compare_with_direct(derivation: Derivation, direct: DirectDifferentiation) 
             "exact": exact,
             "digits": DIGITS,
             "working_digits": digits,
-            "largest_difference": "0" if worst == 0 else decade_bound(float(worst)),
-            "per_node": _per_node(model, differences),
+            "largest_difference": "0" if worst == 0 else decade_bound(float(worst)) if exact
+            else rounding_bound(worst, digits),
+            "per_node": _per_node(model, differences, None if exact else digits),
             **({"samples": coupled_samples(model)} if coupled_samples(model) else {}),
             **({"method": "chained", "entries": _entry_count(model)} if direct.chained else {}),
         },

@@ -55,6 +55,27 @@ def test_generated_code_matches_complex_step_derivatives_and_is_stable(config):
     assert stable.passed, stable.figures
 
 
+def test_the_rounding_bound_is_the_working_precision_whatever_the_evaluation_order():
+    """Below 10^-50 two 50-digit evaluations differ by rounding, whose size (10^-51, 10^-52) follows the
+    order of their operations: the check states the unit 10^-50 (overall and per layer), so a faster
+    direct differentiation cannot change a document; a larger difference keeps its own decade."""
+    import sympy as sp
+
+    from derive.verify_symbolic import rounding_bound
+
+    assert [rounding_bound(x, 50) for x in (sp.S.Zero, sp.Float("3e-52", 60), sp.Float("2e-51", 60),
+                                            sp.Rational(1, 10**50))] == ["0", "1e-50", "1e-50", "1e-50"]
+    assert rounding_bound(sp.Float("2e-50", 60), 50) == "1e-49"
+    assert rounding_bound(sp.Float("3e-102", 110), 100) == "1e-100"
+    assert rounding_bound(sp.Float("3e-40", 60), 50) == "1e-39"
+    check = symbolic_check(derivation_for(3, "sigmoid", "mse"))
+    assert check.passed and not check.figures["exact"]
+    assert check.figures["largest_difference"] in ("0", "1e-50")
+    assert set(check.figures["per_node"].values()) <= {"0", "1e-50"}
+    exact = symbolic_check(derivation_for(2, "relu", "mse"))
+    assert exact.figures["exact"] and exact.figures["largest_difference"] == "0"
+
+
 def test_symbolic_check_is_skipped_beyond_depth_four_and_says_so():
     check = symbolic_check(derivation_for(5, "tanh", "mse"))
     assert not check.ran and check.figures["depth"] == 5
