@@ -255,10 +255,9 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
         elif key == "jacobian":
             out += _jacobian_answer(derivation, data, head, text)
         elif key == "script":
-            relative = data.split()[-1]  # the script prints the slope, the gradient, their relative difference
             out += [blocks.Paragraph(head + text("practice.answer_script")),
                     blocks.Code(tuple(check_script(derivation.model).split("\n"))),
-                    blocks.Paragraph(text("practice.answer_script_prints", printed=data, relative=_scientific(relative)))]
+                    blocks.Paragraph(text("practice.answer_script_prints", printed=data))]
     return out
 
 
@@ -336,12 +335,6 @@ def _own_output_error(derivation: Derivation, example):
     network = derivation.model.network
     output = network.producers[network.output]
     return entries(example, Q("delta", output.layer))
-
-
-def _scientific(printed: str) -> str:
-    """'1.5e-10' → 1.5 · 10^{-10}, in the document's form."""
-    mantissa, exponent = printed.split("e")
-    return rf"{mantissa} {times_sign()} 10^{{{int(exponent)}}}"
 
 
 __all__ = ["gradient_check_blocks", "check_box_blocks", "exercise_blocks", "answer_blocks", "exercises"]
