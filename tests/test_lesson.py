@@ -1402,7 +1402,12 @@ def test_the_minibatch_exercise_is_what_the_generated_code_computes_on_two_colum
     X = np.hstack([_array(example, Q("a", 0)), second_x])
     Y = np.hstack([_array(example, Q("y")), second_y])
     depth = derivation.model.depth
-    D, A, gradient = (values(m) for m in re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}", answer.split("$$")[1]))
+    D, A, first, second, gradient = (values(m) for m in re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}", answer.split("$$")[1]))
+    # each sample's own gradient is shown (zh review 29, D-8), the first the worked example's, and the
+    # minibatch's is their mean
+    for r, own in enumerate((first, second)):
+        assert np.allclose(own, model.gradients(params, X[:, [r]], Y[:, [r]])[f"W{depth}"], rtol=5e-4, atol=1e-12)
+    assert np.allclose(gradient, (first + second) / 2, rtol=1e-3, atol=1e-12)
     cache = model.forward(params, X)
     assert np.allclose(A, cache[f"A{depth - 1}"], rtol=5e-4), (A, cache[f"A{depth - 1}"])
     assert np.allclose(gradient, model.gradients(params, X, Y)[f"W{depth}"], rtol=5e-4, atol=1e-12)
