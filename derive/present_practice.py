@@ -244,9 +244,17 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
         elif key == "minibatch":
             second, D, A, gradient = data
             layer = derivation.model.depth
+            # each sample's own gradient, BP4 on its column (zh review 29, D-8: the exercise asks to
+            # check the mean, so the answer shows what is averaged), the first the worked example's
+            errors, inputs = dict(D), dict(A)
+            units, reads = sorted({j for j, _ in errors}), sorted({k for k, _ in inputs})
+            own = tuple(blocks.Row(rf"\frac{{\partial C_{{{r + 1}}}}}{{\partial W^{{({layer})}}}}",
+                                   _matrix([((j, k), errors[(j, r)] * inputs[(k, r)]) for j in units for k in reads]))
+                        for r in range(2))
             out += [blocks.Paragraph(head + text("practice.answer_minibatch", layer=layer)),
                     blocks.Aligned((blocks.Row(rf"D^{{({layer})}}", _matrix(D)),
                                     blocks.Row(rf"A^{{({layer - 1})}}", _matrix(A)),
+                                    *own,
                                     blocks.Row(rf"\frac{{\partial \bar{{C}}}}{{\partial W^{{({layer})}}}}",
                                                rf"\frac{{1}}{{2}} D^{{({layer})}} \left(A^{{({layer - 1})}}\right)^{{\top}} = {_matrix(gradient)}"))),
                     blocks.Paragraph(text("practice.answer_minibatch_mean"))]

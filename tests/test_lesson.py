@@ -1435,7 +1435,15 @@ def test_the_minibatch_exercise_is_what_the_generated_code_computes_on_two_colum
     X = np.hstack([_array(example, Q("a", 0)), second_x])
     Y = np.hstack([_array(example, Q("y")), second_y])
     depth = derivation.model.depth
-    D, A, gradient = (values(m) for m in re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}", answer.split("$$")[1]))
+    D, A, first, second, gradient = (values(m) for m in re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}", answer.split("$$")[1]))
+    # each sample's own gradient is shown (zh review 29, D-8), the first the worked example's, and the
+    # minibatch's is their mean
+    for r, own in enumerate((first, second)):
+        assert np.allclose(own, model.gradients(params, X[:, [r]], Y[:, [r]])[f"W{depth}"], rtol=5e-4, atol=1e-12)
+    # the printed entries have 4 significant digits, and the mean of two of opposite sign cancels: the
+    # tolerance is their rounding, 1e-4 of the largest entry
+    scale = max(abs(first).max(), abs(second).max())
+    assert np.allclose(gradient, (first + second) / 2, rtol=1e-3, atol=1e-4 * scale)
     cache = model.forward(params, X)
     assert np.allclose(A, cache[f"A{depth - 1}"], rtol=5e-4), (A, cache[f"A{depth - 1}"])
     assert np.allclose(gradient, model.gradients(params, X, Y)[f"W{depth}"], rtol=5e-4, atol=1e-12)
@@ -1445,18 +1453,41 @@ def test_the_minibatch_exercise_is_what_the_generated_code_computes_on_two_colum
 @pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
                          ids=lambda c: "-".join(str(x) for x in c if x))
 def test_the_chinese_lesson_says_how_the_full_edition_is_made_once(config):
-    """Review 23, zh items 2 and 19: "（用 `--detail full` 生成）" at the first mention of the full
-    edition only; later mentions say 完整版 alone. Review 23, defect 7: the lesson names the full edition
-    only where §19 defers to it and in the closing line, not in §16 or appendices A and C."""
+    """Review 29, C-36: the body says 详见完整版 and no command-line option (a textbook, not a tool's
+    manual); the command that makes the full edition is given once, in the closing note. Review 23,
+    defect 7: the lesson names the full edition only where §19 defers to it and in the closing line,
+    not in §16 or appendices A and C."""
     md = generate(make_spec(*config, formats="md", lang="zh")).files["derivation.md"].decode()
-    body = md.split("以上是讲义版")[0]  # the closing line gives the command itself
-    glosses = [m.start() for m in re.finditer(r"用 `--detail full` 生成", body)]
-    mentions = [m.start() for m in re.finditer("完整版", body)]
-    assert len(glosses) == 1 and len(mentions) >= 1, (glosses, mentions)
+    body, closing = md.split("以上是讲义版")  # the closing line gives the command itself
+    assert "--detail" not in body and "详见完整版" in body
+    assert closing.count("--detail full") == 1
     for appendix in ("A", "C"):
         assert "完整版" not in md.split(f"\n## {appendix}. ")[1].split("\n## ")[0], appendix
-    assert glosses[0] - mentions[0] < 12  # the gloss follows the first mention
     assert "⟪" not in md and "⟫" not in md
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=lambda c: "-".join(str(x) for x in c if x))
+def test_the_chinese_lesson_reads_as_review_29_asked(config):
+    """zh review 29, section F and D: no guessed title of a Chinese translation of Nielsen's book (it
+    shared its name with 邱锡鹏's); BP2 said as a product, not 经转置权重传回; g' 出现 in the equations,
+    not 进入; the error travels to layer 1, not to δ⁽¹⁾; §10's heading asks why ∂C/∂z defines the error;
+    the update is the formula at the end of §16, not a last step the algorithm's list does not have."""
+    md = generate(make_spec(*config, formats="md", lang="zh")).files["derivation.md"].decode()
+    assert "中译本" not in md and "《神经网络与深度学习》" not in md
+    assert "经转置权重" not in md and "用后一层权重矩阵的转置左乘后一层的误差项" in md
+    assert "进入四个方程" not in md and "激活函数只以导数 $g'$ 的形式出现" in md
+    assert "传回 $\\delta^{(1)}$" not in md and "误差项从输出层传到第 1 层" in md
+    assert "**为什么用 $\\partial C / \\partial z$ 而不是 $\\partial C / \\partial a$ 定义误差项**" in md
+    assert "最后一步" not in md and md.count("节末尾的公式更新参数") == 2
+    assert "并尽量用输出" not in md and "要么是因为" not in md and "又一次得到了它们" not in md
+    if config[1] == "sigmoid":
+        section = _section(md, 19)
+        assert re.search(r"只剩输出层的 [0-9.]+ 倍", section) and re.search(r"还有输出层的 [0-9.]+ 倍", section)
+        assert "考虑到了" not in section and "增益" not in section and "标准差乘以 $4$" in section
+        assert "这里把 $|z| >" in section and "的区域称为饱和区" in section
+    else:  # exercise 6 asks to check the form of BP1 whose numbers its answer shows
+        assert "验证这串乘积的第一步，即矩阵形式的 BP1" in md and "验证这种形式的 BP1" not in md
 
 
 def _as_code(tex: str) -> str:
