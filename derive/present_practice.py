@@ -36,13 +36,24 @@ def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, 
     checks = lesson.practice.checks if lesson.practice is not None else None
     floats = lesson.practice.floats if lesson.practice is not None and checks else None
     return check_box_blocks(lesson.example, derivation, text, checks) + _float64_blocks(checks, floats, text) + \
-        _complex_step_blocks(report, checks, text) + [blocks.Paragraph(_certificate(report, text))]
+        _complex_step_blocks(report, checks, text, has_kink(derivation.model)) + [blocks.Paragraph(_certificate(report, text))]
 
 
-def _complex_step_blocks(report, checks, text) -> list:
+def has_kink(model) -> bool:
+    """Whether an activation of the network has a point where its slope jumps (the ReLU's z = 0), or one
+    that could not be located: exactly the points the numeric checks keep their pre-activations away
+    from (`derive.verify.numeric_point`), so appendix B explains the redrawing only for such a network
+    (review 30, item 8)."""
+    from derive.nonsmooth import breakpoints
+
+    return any(not a.is_vector and (lambda found: bool(found[0]) or not found[1])(breakpoints(a.expr))
+               for a in model.activations)
+
+
+def _complex_step_blocks(report, checks, text, kinked: bool = True) -> list:
     """Why the certificate's reference derivatives are complex-step ones, and how they are taken, in
-    two sentences; then why neither they nor a finite difference may cross a kink, and what the checks
-    do about it (review 27, item 6). The step and the margin are the checks' own constants. Nothing
+    two sentences; then, for a network with a kink (`kinked`), why neither they nor a finite difference
+    may cross it, and what the checks do about it (review 27, item 6; review 30, item 8). The step and the margin are the checks' own constants. Nothing
     where the certificate is the short sentence, which names no method, or without the box's weight."""
     from derive.complex_step import STEP
     from derive.verify import KINK_MARGIN
@@ -52,7 +63,7 @@ def _complex_step_blocks(report, checks, text) -> list:
     power = lambda x: f"10^{{{round(math.log10(x))}}}"  # noqa: E731
     weight = _display_entry(checks[-1].weight, checks[-1].index)
     return [blocks.Paragraph(text("practice.complex_step", h=power(STEP), weight=weight)),
-            blocks.Paragraph(text("practice.kinks", margin=power(KINK_MARGIN)))]
+            *([blocks.Paragraph(text("practice.kinks", margin=power(KINK_MARGIN)))] if kinked else [])]
 
 
 def _full_certificate(report) -> bool:
