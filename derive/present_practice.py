@@ -40,14 +40,13 @@ def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, 
 
 
 def has_kink(model) -> bool:
-    """Whether an activation of the network has a point where its slope jumps (the ReLU's z = 0), or one
-    that could not be located: exactly the points the numeric checks keep their pre-activations away
-    from (`derive.verify.numeric_point`), so appendix B explains the redrawing only for such a network
-    (review 30, item 8)."""
-    from derive.nonsmooth import breakpoints
+    """Whether an activation of the network has a kink, a point where its slope jumps (the ReLU's
+    z = 0), or switching points that could not be located: appendix B explains why the checks keep
+    away from kinks only for such a network (review 30, item 8; elu with α = 1 has none)."""
+    from derive.rewrite import activation_derivative
 
-    return any(not a.is_vector and (lambda found: bool(found[0]) or not found[1])(breakpoints(a.expr))
-               for a in model.activations)
+    return any(bool(d.kinks) or not d.kinks_located
+               for d in (activation_derivative(a) for a in model.activations if not a.is_vector))
 
 
 def _complex_step_blocks(report, checks, text, kinked: bool = True) -> list:

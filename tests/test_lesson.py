@@ -1755,7 +1755,8 @@ def test_appendix_b_says_what_complex_step_derivatives_are_and_what_the_checks_d
     """Review 27, item 6: before the certificate names complex-step derivatives, appendix B says why
     (nothing is subtracted, so the step can be tiny: the checks' own STEP) and how (Im C(w + iζ)/ζ),
     and that neither they nor a finite difference may cross a kink: the checks keep every
-    pre-activation KINK_MARGIN away from one (numeric_point)."""
+    pre-activation KINK_MARGIN away from one (numeric_point). Review 30, item 8: that last paragraph
+    only where the network has a kink (the relu lesson), not in the sigmoid lesson, which has none."""
     from derive.complex_step import STEP
     from derive.verify import KINK_MARGIN
 
@@ -1764,4 +1765,37 @@ def test_appendix_b_says_what_complex_step_derivatives_are_and_what_the_checks_d
     method = appendix.index(r"\mathrm{Im}\, C(W^{(1)}_{11} + \mathrm{i} \zeta) / \zeta")
     assert method < appendix.index("agrees with complex-step derivatives")
     assert f"10^{{{round(np.log10(STEP))}}}" in appendix and "subtracted" in appendix
-    assert f"within $10^{{{round(np.log10(KINK_MARGIN))}}}$ of a kink" in appendix and "ReLU's at $z = 0$" in appendix
+    kinked = config[1] == "relu"
+    assert (f"within $10^{{{round(np.log10(KINK_MARGIN))}}}$ of a kink" in appendix) == kinked
+    assert md.count("ReLU's at $z = 0$: the slopes on its two sides differ") == kinked
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "sigmoid", "tanh", "elu"])
+def test_the_kink_paragraph_follows_the_activations_kinks(act):
+    """Review 30, item 8: appendix B explains the redrawing of the checks' point exactly for a network
+    whose activation has a point where its slope jumps (the points numeric_point avoids)."""
+    from derive.model import build_model
+    from derive.present_practice import has_kink
+
+    assert has_kink(build_model(make_spec(3, act, formats="md"))) == (act in ("relu", "leaky_relu", "hardtanh"))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_saturated_share_states_its_threshold_and_assumption(lang):
+    """Review 30, item 2: section 19's share of z⁽ᴸ⁾ that starts saturated says what saturated means,
+    the slope threshold and the edge |z| the engine solved for (printed from its figures, never typed),
+    and that the share assumes a normal z under the usual independence assumption; two digits."""
+    from derive.lesson.saturation import compare_starts
+    from derive.model import build_model
+    from derive.initialisation import derive_initialisation
+
+    md = generate(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
+    model = build_model(make_spec(3, "sigmoid", formats="md"))
+    starts = compare_starts(model, derive_initialisation(model))
+    edge, threshold = f"{starts.edge:.3g}", f"{starts.threshold:.2g}"
+    share = f"{100 * starts.default.flat_share:.2g}"
+    (sentence,) = [p for p in md.split("\n\n") if f"$|z| > {edge}$" in p and share in p]
+    assert threshold in sentence and ("independent" in sentence if lang == "en" else "独立性假设" in sentence)
+    assert ("normally distributed" if lang == "en" else "正态分布") in sentence
+    longer = f"{100 * starts.default.flat_share:.3g}"
+    assert longer == share or longer not in sentence
