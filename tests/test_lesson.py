@@ -188,8 +188,8 @@ def test_the_repetition_check_can_fail():
 
 GREEK = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau upsilon "
          "phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega ell nabla").split()
-# what needs no row: numbers, Euler's e, π, and the notation of standard mathematics
-STANDARD = {"e", r"\pi", r"\operatorname{sign}", r"\operatorname{erf}", r"\mathrm{lse}", r"\mathrm{softplus}"}
+# what needs no row: numbers, Euler's e, the upright d of a derivative, π, and the notation of standard mathematics
+STANDARD = {"e", r"\mathrm{d}", r"\pi", r"\operatorname{sign}", r"\operatorname{erf}", r"\mathrm{lse}", r"\mathrm{softplus}"}
 LABELS = r"(?:\{\\mathrm\{[a-z]+\}\}|\{[0-9wz]\}|[0-9wz])"  # a subscript that names, not an index: λ₂, σ_w, n_in
 
 
@@ -1618,7 +1618,8 @@ def test_the_lesson_displays_the_update_once_as_the_algorithms_last_step(lang):
 def test_the_lessons_start_says_what_it_keeps_and_leaves_the_comparison_to_full(lang):
     """Review 25 defects 11 and 14, review 26 items 1-3: §19 says what the derived variance allows for
     (g(0) = ½, from the engine). Review 27, item 2: that paragraph was heavy for a first lesson; it
-    now says, in three sentences, what the start keeps (every Var(z) = 1), the share of z⁽³⁾ that
+    now says, in three sentences (five since review 30, item 2, which asked for the threshold and the
+    assumption behind the share), what the start keeps (every Var(z) = 1), the share of z⁽³⁾ that
     starts saturated and what the errors pay, with compare_starts' own figures, and leaves the
     comparison with Glorot/Xavier (gain 4) to `--detail full`, which prints it with its figures."""
     from derive.initialisation import derive_initialisation
@@ -1634,8 +1635,10 @@ def test_the_lessons_start_says_what_it_keeps_and_leaves_the_comparison_to_full(
     assert "$z = 0$" in section and "$\\frac{1}{2}$" in section
     section = section.split("\n## A. ")[0]
     paragraph = next(part for part in section.split("\n\n") if "$z = 0$" in part)
-    assert len(re.findall(r"\.(?: |$)|。", paragraph.strip())) == 3, paragraph  # three sentences
-    assert f"{figures['share']}%" in paragraph.replace(" %", "%")
+    # review 30, item 2: two more sentences, the saturation threshold and the Gaussian assumption
+    assert len(re.findall(r"\.(?: |$)|。", paragraph.strip())) == 5, paragraph
+    starts = compare_starts(model, init)
+    assert f"{100 * starts.default.flat_share:.2g}%" in paragraph.replace(" %", "%")  # two digits
     assert figures["errors"] in paragraph and "Glorot" not in section and figures["usual_share"] not in section
     full = _section(generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang, detail="full"))
                     .files["derivation.md"].decode(), 21)
