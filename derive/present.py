@@ -1211,7 +1211,11 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     intro = text("code_lesson.intro_plain" if lesson and not stable else "code_lesson.intro" if lesson else "code.intro",
                  raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
     optimizer = getattr(getattr(derivation.model, "spec", None), "optimizer", None)
-    if lesson and optimizer is not None and optimizer.name == "sgd" and not optimizer.overrides:
+    from derive.catalog.optimizers import OPTIMIZERS
+
+    # the sentence explains `update`'s `weight_decay` and step counter: only where this model.py has them
+    if lesson and optimizer is not None and optimizer.name == "sgd" and not optimizer.overrides \
+            and any(h.name == "weight_decay" for h in OPTIMIZERS[optimizer.name].hypers):
         # what the lesson's plain step does not use, said once (review 27, item 7: the code keeps
         # torch.optim.SGD's signature and state, which `full` documents and the torch tests compare)
         intro = text.raw("language.sentence_separator").join((intro, text("code_lesson.update_extras")))

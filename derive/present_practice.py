@@ -36,13 +36,23 @@ def gradient_check_blocks(lesson: Lesson, derivation: Derivation, report, text, 
     checks = lesson.practice.checks if lesson.practice is not None else None
     floats = lesson.practice.floats if lesson.practice is not None and checks else None
     return check_box_blocks(lesson.example, derivation, text, checks) + _float64_blocks(checks, floats, text) + \
-        _complex_step_blocks(report, checks, text) + [blocks.Paragraph(_certificate(report, text))]
+        _complex_step_blocks(report, checks, text, has_kink(derivation.model)) + [blocks.Paragraph(_certificate(report, text))]
 
 
-def _complex_step_blocks(report, checks, text) -> list:
+def has_kink(model) -> bool:
+    """Whether an activation of the network has a kink, a point where its slope jumps (the ReLU's
+    z = 0), or switching points that could not be located: appendix B explains why the checks keep
+    away from kinks only for such a network (review 30, item 8; elu with α = 1 has none)."""
+    from derive.rewrite import activation_derivative
+
+    return any(bool(d.kinks) or not d.kinks_located
+               for d in (activation_derivative(a) for a in model.activations if not a.is_vector))
+
+
+def _complex_step_blocks(report, checks, text, kinked: bool = True) -> list:
     """Why the certificate's reference derivatives are complex-step ones, and how they are taken, in
-    two sentences; then why neither they nor a finite difference may cross a kink, and what the checks
-    do about it (review 27, item 6). The step and the margin are the checks' own constants. Nothing
+    two sentences; then, for a network with a kink (`kinked`), why neither they nor a finite difference
+    may cross it, and what the checks do about it (review 27, item 6; review 30, item 8). The step and the margin are the checks' own constants. Nothing
     where the certificate is the short sentence, which names no method, or without the box's weight."""
     from derive.complex_step import STEP
     from derive.verify import KINK_MARGIN
@@ -52,7 +62,7 @@ def _complex_step_blocks(report, checks, text) -> list:
     power = lambda x: f"10^{{{round(math.log10(x))}}}"  # noqa: E731
     weight = _display_entry(checks[-1].weight, checks[-1].index)
     return [blocks.Paragraph(text("practice.complex_step", h=power(STEP), weight=weight)),
-            blocks.Paragraph(text("practice.kinks", margin=power(KINK_MARGIN)))]
+            *([blocks.Paragraph(text("practice.kinks", margin=power(KINK_MARGIN)))] if kinked else [])]
 
 
 def _full_certificate(report) -> bool:

@@ -82,7 +82,8 @@ def _effect(init: Initialisation, model, text: Text) -> str:
     if starts is not None:  # two or three plain sentences; `full` weighs the two starts (review 27, item 2)
         (scale,) = [s for s in init.activations if s.activation.name == starts.activation.name]
         offset = scale.figures["offset"]  # g(0), the output the derived variance allows for
-        figures = start_figures(starts)
+        # the lesson states the Gaussian assumption beside the share, so two digits are all it claims
+        figures = start_figures(starts) | {"share": f"{100 * starts.default.flat_share:.2g}"}
         return join((text("training_lesson.allows", offset=offset, **figures),
                      text("training_lesson.errors", **figures), text("training_lesson.more_flat")))
     if all(abs(v - 1) < 1e-9 for _, v in init.path):

@@ -188,8 +188,8 @@ def test_the_repetition_check_can_fail():
 
 GREEK = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau upsilon "
          "phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega ell nabla").split()
-# what needs no row: numbers, Euler's e, π, and the notation of standard mathematics
-STANDARD = {"e", r"\pi", r"\operatorname{sign}", r"\operatorname{erf}", r"\mathrm{lse}", r"\mathrm{softplus}"}
+# what needs no row: numbers, Euler's e, the upright d of a derivative, π, and the notation of standard mathematics
+STANDARD = {"e", r"\mathrm{d}", r"\pi", r"\operatorname{sign}", r"\operatorname{erf}", r"\mathrm{lse}", r"\mathrm{softplus}"}
 LABELS = r"(?:\{\\mathrm\{[a-z]+\}\}|\{[0-9wz]\}|[0-9wz])"  # a subscript that names, not an index: λ₂, σ_w, n_in
 
 
@@ -1618,7 +1618,8 @@ def test_the_lesson_displays_the_update_once_as_the_algorithms_last_step(lang):
 def test_the_lessons_start_says_what_it_keeps_and_leaves_the_comparison_to_full(lang):
     """Review 25 defects 11 and 14, review 26 items 1-3: §19 says what the derived variance allows for
     (g(0) = ½, from the engine). Review 27, item 2: that paragraph was heavy for a first lesson; it
-    now says, in three sentences, what the start keeps (every Var(z) = 1), the share of z⁽³⁾ that
+    now says, in three sentences (five since review 30, item 2, which asked for the threshold and the
+    assumption behind the share), what the start keeps (every Var(z) = 1), the share of z⁽³⁾ that
     starts saturated and what the errors pay, with compare_starts' own figures, and leaves the
     comparison with Glorot/Xavier (gain 4) to `--detail full`, which prints it with its figures."""
     from derive.initialisation import derive_initialisation
@@ -1634,8 +1635,10 @@ def test_the_lessons_start_says_what_it_keeps_and_leaves_the_comparison_to_full(
     assert "$z = 0$" in section and "$\\frac{1}{2}$" in section
     section = section.split("\n## A. ")[0]
     paragraph = next(part for part in section.split("\n\n") if "$z = 0$" in part)
-    assert len(re.findall(r"\.(?: |$)|。", paragraph.strip())) == 3, paragraph  # three sentences
-    assert f"{figures['share']}%" in paragraph.replace(" %", "%")
+    # review 30, item 2: two more sentences, the saturation threshold and the Gaussian assumption
+    assert len(re.findall(r"\.(?: |$)|。", paragraph.strip())) == 5, paragraph
+    starts = compare_starts(model, init)
+    assert f"{100 * starts.default.flat_share:.2g}%" in paragraph.replace(" %", "%")  # two digits
     assert figures["errors"] in paragraph and "Glorot" not in section and figures["usual_share"] not in section
     full = _section(generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang, detail="full"))
                     .files["derivation.md"].decode(), 21)
@@ -1755,7 +1758,8 @@ def test_appendix_b_says_what_complex_step_derivatives_are_and_what_the_checks_d
     """Review 27, item 6: before the certificate names complex-step derivatives, appendix B says why
     (nothing is subtracted, so the step can be tiny: the checks' own STEP) and how (Im C(w + iζ)/ζ),
     and that neither they nor a finite difference may cross a kink: the checks keep every
-    pre-activation KINK_MARGIN away from one (numeric_point)."""
+    pre-activation KINK_MARGIN away from one (numeric_point). Review 30, item 8: that last paragraph
+    only where the network has a kink (the relu lesson), not in the sigmoid lesson, which has none."""
     from derive.complex_step import STEP
     from derive.verify import KINK_MARGIN
 
@@ -1764,4 +1768,37 @@ def test_appendix_b_says_what_complex_step_derivatives_are_and_what_the_checks_d
     method = appendix.index(r"\mathrm{Im}\, C(W^{(1)}_{11} + \mathrm{i} \zeta) / \zeta")
     assert method < appendix.index("agrees with complex-step derivatives")
     assert f"10^{{{round(np.log10(STEP))}}}" in appendix and "subtracted" in appendix
-    assert f"within $10^{{{round(np.log10(KINK_MARGIN))}}}$ of a kink" in appendix and "ReLU's at $z = 0$" in appendix
+    kinked = config[1] == "relu"
+    assert (f"within $10^{{{round(np.log10(KINK_MARGIN))}}}$ of a kink" in appendix) == kinked
+    assert md.count("ReLU's at $z = 0$: the slopes on its two sides differ") == kinked
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "sigmoid", "tanh", "elu"])
+def test_the_kink_paragraph_follows_the_activations_kinks(act):
+    """Review 30, item 8: appendix B explains the redrawing of the checks' point exactly for a network
+    whose activation has a point where its slope jumps (the points numeric_point avoids)."""
+    from derive.model import build_model
+    from derive.present_practice import has_kink
+
+    assert has_kink(build_model(make_spec(3, act, formats="md"))) == (act in ("relu", "leaky_relu", "hardtanh"))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_saturated_share_states_its_threshold_and_assumption(lang):
+    """Review 30, item 2: section 19's share of z⁽ᴸ⁾ that starts saturated says what saturated means,
+    the slope threshold and the edge |z| the engine solved for (printed from its figures, never typed),
+    and that the share assumes a normal z under the usual independence assumption; two digits."""
+    from derive.lesson.saturation import compare_starts
+    from derive.model import build_model
+    from derive.initialisation import derive_initialisation
+
+    md = generate(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
+    model = build_model(make_spec(3, "sigmoid", formats="md"))
+    starts = compare_starts(model, derive_initialisation(model))
+    edge, threshold = f"{starts.edge:.3g}", f"{starts.threshold:.2g}"
+    share = f"{100 * starts.default.flat_share:.2g}"
+    (sentence,) = [p for p in md.split("\n\n") if f"$|z| > {edge}$" in p and share in p]
+    assert threshold in sentence and ("independent" in sentence if lang == "en" else "独立性假设" in sentence)
+    assert ("normally distributed" if lang == "en" else "正态分布") in sentence
+    longer = f"{100 * starts.default.flat_share:.3g}"
+    assert longer == share or longer not in sentence

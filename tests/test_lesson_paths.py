@@ -125,7 +125,10 @@ def test_section_12_prints_the_paths_and_the_gradient_of_section_17(config, lang
     # review 22, defect 3: the lesson says that every factor stands in the table, not "listed there" in §17
     if detail == "lesson":
         assert "listed there" not in paths and "列在那里" not in paths
-        assert "you need not turn to it" in paths if lang == "en" else "不必翻到那里" in paths
+        # review 30, section 4 defect 1: the forward reference says it borrows ahead of time, and that
+        # every factor stands in the table so it can be read first
+        assert ("borrowed ahead of time" in paths and "The table below does not need that section" in paths) \
+            if lang == "en" else ("提前借自" in paths and "读下表不必先看那一节" in paths)
     assert ("discovered backpropagation" in paths) if lang == "en" else ("这正是反向传播的基本思想" in paths)
 
 

@@ -170,3 +170,19 @@ def test_a_wrong_product_in_the_diagonal_exercise_fails_the_run(sigmoid):
     corrupted = {key: (value + 1 if key[0] == label else value) for key, value in example.values.items()}
     with pytest.raises(VerificationFailed, match="diag"):
         diagonal_check(outcome.derivation, replace(example, values=corrupted))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_float64_figures_say_what_they_are(lang):
+    """Review 30, item 7: the float64 lines of appendix B are the exact losses rounded to float64 (so
+    the same on every machine), of parameters float64 cannot all hold exactly, and model.py's `loss`
+    agrees with them to a few units in the last place; not 'the best any float64 program can do'."""
+    md = generate(make_spec(3, "sigmoid", formats="md,py", lang=lang)).files["derivation.md"].decode()
+    box = md.split("\n## B. ", 1)[1].split("\n## C. ", 1)[0]
+    if lang == "en":
+        assert "best any float64" not in box
+        assert "rounded to the nearest float64 number, so that these figures are the same on every machine" in box
+        assert "cannot all represent exactly" in box and "within a few units in the last place" in box
+    else:
+        assert "最好结果" not in box
+        assert "在任何机器上都相同" in box and "无法精确表示" in box and "末位的几个单位" in box
