@@ -263,7 +263,7 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
     the slopes from the output to δ⁽¹⁾ would be false, and is left out. `skip_connections`: a layer
     reads an output from before the layer just before it, and the paragraph on them follows."""
     slopes = lesson.slopes
-    seen, rows = set(), []
+    seen, rows, constant = set(), [], []
     for _, bound in slopes.layers:
         if bound.activation in seen:
             continue
@@ -274,11 +274,12 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
         value = text.math(latex(bound.bound)) if bound.bound is not None else \
             text("meaning.unbounded" if bound.unbounded else "meaning.unknown")
         rows.append((text.plain(display_name(bound.activation).strip("`")), value, where))
+        constant.append(bound.at is None and bool(bound.side))  # the largest slope over a whole interval (ReLU's 1)
     if text.is_lesson:  # the lesson says the largest slopes in a sentence (a table of one row is machinery)
         said = text.raw("refs.list_separator").join(
-            text("meaning.largest" if where else "meaning.largest_anywhere",
+            text(("meaning.largest_constant" if flat else "meaning.largest") if where else "meaning.largest_anywhere",
                  raw={"activation": name, "slope": value, "where": where})
-            for name, value, where in rows)
+            for (name, value, where), flat in zip(rows, constant))
         out = [blocks.Paragraph(text("meaning.intro", raw={"slopes": said}))]
     else:
         out = [blocks.Paragraph(text("meaning.intro")),

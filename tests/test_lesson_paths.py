@@ -128,7 +128,7 @@ def test_section_12_prints_the_paths_and_the_gradient_of_section_17(config, lang
         # review 30, section 4 defect 1: the forward reference says it borrows ahead of time, and that
         # every factor stands in the table so it can be read first
         assert ("borrowed ahead of time" in paths and "The table below does not need that section" in paths) \
-            if lang == "en" else ("提前借自" in paths and "读下表不必先看那一节" in paths)
+            if lang == "en" else ("提前用到了" in paths and "读下表不必先看那一节" in paths)
     assert ("discovered backpropagation" in paths) if lang == "en" else ("这正是反向传播的基本思想" in paths)
 
 
