@@ -94,9 +94,7 @@ def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list
         return [want,  # (review 23, defect 1: no count before the forward pass is written down)
                 blocks.Paragraph(text("learn.nudge_lead") + text.raw("language.sentence_separator") + text("learn.obvious")),
                 blocks.Paragraph(text("learn.promise", raw={"cost": refs.section("cost")})
-                                 + ((text.raw("language.sentence_separator")
-                                     + text("learn.insight", raw={"meaning": refs.section("meaning")}))
-                                    if "meaning" in refs.sections else ""))]
+                                 + text.raw("language.sentence_separator") + text("learn.insight"))]
     if opening and _first_layer_saves(c):
         backward = c.errors.value + c.gradients.value
         return [want,
