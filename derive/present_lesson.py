@@ -827,6 +827,12 @@ def _inactive_units(derivation: Derivation, example, errors: list[Quantity]) -> 
     return found
 
 
+def _updated(example, parameters) -> blocks.Aligned:
+    """Every parameter after the worked example's step, θ ← its updated matrix."""
+    return blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
+                                for p in parameters))
+
+
 def _zero_parts(example, parameters, inactive, text, columns: bool) -> dict[str, str]:
     """The parts of the gradients an inactive unit leaves at 0, named by layer and number: row j of
     dC/dW(l) and entry j of dC/db(l), and (`columns`: its activation is 0 as well) column j of
@@ -838,12 +844,12 @@ def _zero_parts(example, parameters, inactive, text, columns: bool) -> dict[str,
     rows, cols = [], []
     for layer, unit, _, silent in inactive:
         weights, biases = gradient("W", layer), gradient("b", layer)
-        assert weights is not None and all(v == 0 for idx, v in weights.items() if idx[0] == unit - 1), "a zero row that is not"
-        assert biases is not None and all(v == 0 for idx, v in biases.items() if idx[0] == unit - 1), "a zero entry that is not"
+        ensure(weights is not None and all(v == 0 for idx, v in weights.items() if idx[0] == unit - 1), "the named row is 0")
+        ensure(biases is not None and all(v == 0 for idx, v in biases.items() if idx[0] == unit - 1), "the named entry is 0")
         rows.append(text("example.zero_row", layer=layer, unit=unit))
         if columns and silent:
             after = gradient("W", layer + 1)
-            assert after is not None and all(v == 0 for idx, v in after.items() if idx[1] == unit - 1), "a zero column that is not"
+            ensure(after is not None and all(v == 0 for idx, v in after.items() if idx[1] == unit - 1), "the named column is 0")
             cols.append(text("example.zero_column", layer=layer + 1, unit=unit))
     join = text.raw("refs.list_separator").join
     return {"rows": join(rows), "columns": join(cols)}
@@ -953,15 +959,13 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
                                       raw={"algorithm": refs.section("algorithm")})),
                 blocks.Aligned((blocks.Row(_display_entry(first, idx), by_hand, relation=r"\leftarrow"),)),
                 blocks.Paragraph(text("example.updated_all")),
-                blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
-                                     for p in parameters))]
+                _updated(example, parameters)]
     else:
         out += [blocks.Paragraph(text("example.update", raw={"update": refs.section("update_rule")})),
                 blocks.Aligned(rule)]
     if not text.is_lesson:  # every updated parameter (the lesson has printed them with its update, above)
         out += [blocks.Paragraph(text("example.rate", rate=rate, eta=eta)),
-                blocks.Aligned(tuple(blocks.Row(p.latex(), _matrix(entries(example, p, "updated")), relation=r"\leftarrow")
-                                     for p in parameters))]
+                _updated(example, parameters)]
     return out + [blocks.Paragraph(text(f"example.{changed}", before=_number(example.loss),
                                         after=_number(example.loss_after), rate=rate, eta=eta))]
 
