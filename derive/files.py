@@ -64,3 +64,11 @@ def write_files(directory: Path, files: dict[str, bytes]) -> list[Path]:
                 break
         raise
     return [target for _, target in temporaries]
+
+
+def user_cache(folder: str) -> Path | None:
+    """~/.cache/derive/FOLDER (or under XDG_CACHE_HOME): where compiled templates and parsed catalogs
+    are kept between runs, as Python keeps bytecode; None with DERIVE_NO_TEMPLATE_CACHE set."""
+    if os.environ.get("DERIVE_NO_TEMPLATE_CACHE"):
+        return None
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "derive" / folder

@@ -65,13 +65,11 @@ def messages(lang: str = "en") -> dict[str, dict[str, str]]:
 def _catalog_cache() -> Path | None:
     """The user's cache of parsed message catalogs (~/.cache/derive/catalogs-VERSION-pyXY, beside the
     compiled templates of `derive.render`); off with DERIVE_NO_TEMPLATE_CACHE, as those are."""
-    import os
     import sys
 
-    if os.environ.get("DERIVE_NO_TEMPLATE_CACHE"):
-        return None
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "derive" / f"catalogs-{__version__}-py{sys.version_info[0]}{sys.version_info[1]}"
+    from derive.files import user_cache
+
+    return user_cache(f"catalogs-{__version__}-py{sys.version_info[0]}{sys.version_info[1]}")
 
 
 def _parsed_catalog(source: bytes) -> dict:

@@ -40,12 +40,11 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """The user's template cache (~/.cache/derive/templates-VERSION); off with DERIVE_NO_TEMPLATE_CACHE."""
-    if os.environ.get("DERIVE_NO_TEMPLATE_CACHE"):
-        return None
     from derive import __version__
+    from derive.files import user_cache
 
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return _TemplateCache(str(base / "derive" / f"templates-{__version__}"))
+    folder = user_cache(f"templates-{__version__}")
+    return _TemplateCache(str(folder)) if folder is not None else None
 
 
 _BYTECODE_CACHE = _bytecode_cache()
