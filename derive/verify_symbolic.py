@@ -358,12 +358,92 @@ def direct_gradients(model: Model, values: dict, digits: int = DIGITS) -> tuple[
     cost, params = expanded.cost, expanded.params
     exact = _is_rational_valued(cost)
     point = {sym: (values[key] if exact else sp.Float(values[key], digits)) for key, sym in params.items()}
-    derivatives = {key: sp.diff(cost, sym) for key, sym in params.items()}
+    derivatives = dict(zip(params, partial_derivatives(cost, list(params.values()))))
     if exact:
-        return {key: derivative.xreplace(point) for key, derivative in derivatives.items()}, exact
+        return dict(zip(derivatives, shared_xreplace(list(derivatives.values()), point))), exact
     if sp.count_ops(cost) <= SMALL_COST_OPS:  # small trees: evalf directly, no compilation needed
-        return {key: derivative.xreplace(point).evalf(digits) for key, derivative in derivatives.items()}, exact
+        at_point = shared_xreplace(list(derivatives.values()), point)
+        return {key: value.evalf(digits) for key, value in zip(derivatives, at_point)}, exact
     return dict(zip(derivatives, _evaluate_digits(list(derivatives.values()), point, digits))), exact
+
+
+def partial_derivatives(expr: sp.Expr, symbols: list[sp.Symbol]) -> list[sp.Expr]:
+    """`[sympy.diff(expr, s) for s in symbols]`, the same expressions, without differentiating a
+    repeated subtree again.
+
+    The expanded loss repeats its subtrees (every activation of a layer appears in every unit of the
+    layers after it), and `sympy.diff` differentiates each occurrence anew; each of its recursive steps
+    also builds a `Derivative`, which walks the step's whole result looking for unevaluated
+    derivatives and asks whether it is zero. Here SymPy's own rule of each node
+    (`_eval_derivative_n_times`, the rule `Derivative` calls) differentiates it, the recursion of
+    those rules (their `.diff` of each argument) is routed back here, and each (subtree, symbol)
+    is differentiated once. What `Derivative` would add is kept where it can matter: a result that
+    still holds an unevaluated derivative, a node without a rule, and any call other than a first
+    derivative by one symbol go through `sympy.diff` itself. `tests/test_verification.py` checks that
+    the results are identical (`==`) to `sympy.diff`'s."""
+    from sympy.core.function import Derivative
+
+    original = sp.Expr.diff
+    free: dict = {}
+    found: dict = {}
+
+    def derivative(e: sp.Expr, s: sp.Symbol) -> sp.Expr:
+        key = (e, s)
+        if key in found:
+            return found[key]
+        symbols_of_e = free.get(e)
+        if symbols_of_e is None:
+            symbols_of_e = free[e] = e.free_symbols
+        if s not in symbols_of_e:  # Derivative's quick exit
+            result = sp.S.Zero
+        elif isinstance(e, Derivative) or not hasattr(e, "_eval_derivative"):
+            result = original(e, s)
+        else:
+            result = e._eval_derivative_n_times(s, sp.S.One)
+            if result is None or result.has(Derivative):
+                result = original(e, s)
+        found[key] = result
+        return result
+
+    def diff(self, *variables, **assumptions):
+        if not assumptions and len(variables) == 1:
+            v = variables[0]
+            if isinstance(v, sp.Symbol):
+                return derivative(self, v)
+            if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], sp.Symbol) and v[1] == 1:
+                return derivative(self, v[0])  # Mul's rule asks for (s, 1)
+        return original(self, *variables, **assumptions)
+
+    sp.Expr.diff = diff
+    try:
+        return [derivative(expr, s) for s in symbols]
+    finally:
+        sp.Expr.diff = original
+
+
+def shared_xreplace(exprs: list[sp.Expr], rule: dict) -> list[sp.Expr]:
+    """`[e.xreplace(rule) for e in exprs]`, the same expressions, with each distinct subtree replaced
+    once for all of them (the partial derivatives of one loss share most of their subtrees). The
+    steps are those of SymPy's `Basic._xreplace`, which no class of SymPy overrides."""
+    done: dict = {}
+
+    def replaced(e) -> tuple:
+        if e in rule:
+            return rule[e], True
+        if e in done:
+            return done[e]
+        args, changed = [], False
+        for a in e.args:
+            if hasattr(a, "_xreplace"):
+                new, c = replaced(a)
+                args.append(new)
+                changed |= c
+            else:
+                args.append(a)
+        done[e] = (e.func(*args), True) if changed else (e, False)
+        return done[e]
+
+    return [replaced(e)[0] if rule else e for e in exprs]
 
 
 def chained_gradients(model: Model, values: dict, digits: int = DIGITS) -> tuple[dict, bool]:

@@ -111,6 +111,51 @@ def test_chained_derivatives_equal_those_of_the_expanded_loss(layers, act, loss)
         assert (value == chained[key]) if exact else abs(value - chained[key]) <= 1e-45 * max(1, abs(value))
 
 
+@pytest.mark.parametrize("layers, act, loss", [(3, "sigmoid", "mse"), (3, "relu", "ce"), (2, "gelu", "nll"),
+                                                 (3, "relu", "mse"), (2, "tanh", "bce")])
+def test_partial_derivatives_are_those_of_sympy_diff(layers, act, loss):
+    """The direct check's derivatives of the expanded loss, each repeated subtree differentiated once,
+    are the very expressions `sympy.diff` gives (compared with ==, not numerically), and so are their
+    values at the point; `Expr.diff` is SymPy's own again afterwards, also after an error."""
+    import sympy as sp
+
+    from derive.verify_symbolic import (SYMBOLIC_WIDTH, _expanded_network, partial_derivatives, shared_xreplace,
+                                        symbolic_point)
+
+    model = derivation_for(layers, act, loss).model
+    values = symbolic_point(model)
+    expanded = _expanded_network(model, SYMBOLIC_WIDTH, values, symbolic=True)
+    symbols = list(expanded.params.values())
+    original = sp.Expr.diff
+    fast = partial_derivatives(expanded.cost, symbols)
+    assert sp.Expr.diff is original
+    slow = [sp.diff(expanded.cost, s) for s in symbols]
+    assert len(fast) == len(symbols) and all(f == s for f, s in zip(fast, slow))
+    point = {sym: sp.Float(values[key], 50) for key, sym in expanded.params.items()}
+    assert shared_xreplace(fast, point) == [s.xreplace(point) for s in slow]
+
+    class Failing(sp.Function):
+        def fdiff(self, argindex=1):
+            raise ValueError("no derivative here")
+
+    with pytest.raises(ValueError, match="no derivative here"):
+        partial_derivatives(expanded.cost + Failing(symbols[0]), symbols)
+    assert sp.Expr.diff is original
+
+
+def test_partial_derivatives_keep_sympy_diff_where_a_rule_is_missing():
+    """An unevaluated derivative (a function without a derivative rule) and a second derivative come
+    out as `sympy.diff` gives them."""
+    import sympy as sp
+
+    from derive.verify_symbolic import partial_derivatives
+
+    x, y = sp.symbols("x y", real=True)
+    f = sp.Function("f")
+    expr = f(x * y) * sp.exp(x) + sp.Max(0, x - y) + (x * y) ** 3
+    assert partial_derivatives(expr, [x, y]) == [sp.diff(expr, x), sp.diff(expr, y)]
+
+
 def test_the_chained_check_catches_a_wrong_formula():
     """A kernel gradient of a convolution off by one entry's factor is reported, per node."""
     import dataclasses
