@@ -11,8 +11,6 @@ gradient.
 
 from __future__ import annotations
 
-from derive.layers.runningstats import MOMENTUM, batch_statistic_code, evaluation_form, running_statistic
-
 
 def running_shape(node) -> str:
     """The shape of a running statistic, as code: (units, 1) for a vector, or (channels, 1, …, 1) to
@@ -24,7 +22,13 @@ def running_shape(node) -> str:
 
 
 def running_nodes(network) -> list:
-    return [node for node in network.layers if running_statistic(node) is not None]
+    # running_statistic's own first test, before its module (and normalisation's) is imported
+    candidates = [node for node in network.layers if getattr(node.kind, "over_samples", False)]
+    if not candidates:
+        return []
+    from derive.layers.runningstats import running_statistic
+
+    return [node for node in candidates if running_statistic(node) is not None]
 
 
 def helper_lines(derivation, forms: dict, printer) -> list[str]:
@@ -33,6 +37,8 @@ def helper_lines(derivation, forms: dict, printer) -> list[str]:
     nodes = running_nodes(network)
     if not nodes:
         return []
+    from derive.layers.runningstats import MOMENTUM, batch_statistic_code, evaluation_form, running_statistic
+
     batch = derivation.batch.results
     output = printer._print(network.output.batched().symbol)
     stats = [(running_statistic(node), node) for node in nodes]

@@ -138,8 +138,6 @@ def _conv_sum(expr: sp.Sum, free: tuple) -> sp.Expr | None:
 
 
 def _conv_operation(entries, free):
-    from derive.convops import Col2imConv, Im2colConv, KernelGrad
-
     kernels = [e for e in entries if _quantity(e) is not None and _quantity(e).kind == "K"]
     grads = [e for e in entries if _quantity(e) is not None and _quantity(e).kind in _GRADIENT_KINDS]
     if len(kernels) == 1:
@@ -148,6 +146,8 @@ def _conv_operation(entries, free):
         if node is None:
             return None
         other = next(e for e in entries if e is not kernel)
+        from derive.convops import Col2imConv, Im2colConv  # once a window's node is found (not for an MLP)
+
         if grads:  # Σ_f Σ_i Σ_j K[f, c, ·, ·] Δ[f, i, j]: the scatter form
             spatial = tuple(a.size for a in node.in_axes[0][1:])
             return Col2imConv(_symbol(other), _symbol(kernel), node.kind.geometry(), *spatial)
@@ -158,6 +158,8 @@ def _conv_operation(entries, free):
         if node is None:
             return None
         other = next(e for e in entries if e is not grad)
+        from derive.convops import KernelGrad
+
         return KernelGrad(_symbol(grad), _symbol(other), node.kind.geometry())
     return None
 
@@ -193,7 +195,6 @@ def _pool_producing(entry: sp.Indexed):
 def _pool_sum(expr: sp.Sum, free: tuple) -> sp.Expr | None:
     """Σ_{p,q} [guard] u[c, s·i+p−P, s·j+q−P] (an average's window) or Σ_{i,j} [guards] G[c, i, j]
     (its error spread back): the sums of average pooling, by the array they read."""
-    from derive.convops import WindowSpread, WindowSum
     from derive.indexing import Iverson
 
     factors = sp.Mul.make_args(expr.function)
@@ -205,9 +206,13 @@ def _pool_sum(expr: sp.Sum, free: tuple) -> sp.Expr | None:
     batch = sp.Integer(bool(free) and notation.is_sample_index(free[-1]))
     node = _pool_producing(entry)
     if node is not None and type(node.kind).__name__ == "AvgPool2d":
+        from derive.convops import WindowSpread  # once a pooling node is found (not for an MLP)
+
         return scale * WindowSpread(_symbol(entry), node.kind.geometry(), batch, *[a.size for a in node.in_axes[0][1:]])
     node = _pool_reading(str(entry.base.label))
     if node is not None and type(node.kind).__name__ == "AvgPool2d":
+        from derive.convops import WindowSum
+
         return scale * WindowSum(_symbol(entry), node.kind.geometry(), batch, *[a.size for a in node.out_axes[1:]])
     return None
 
@@ -215,11 +220,11 @@ def _pool_sum(expr: sp.Sum, free: tuple) -> sp.Expr | None:
 def _max_pool_form(expr: sp.Expr, free: tuple) -> sp.Expr | None:
     """Σ_k u_k [u_k is the window's first maximum] (the forward rule), or the error routed back
     through the selectors (its derivative): the forms of max pooling."""
-    from derive.convops import MaxPool, MaxPoolGrad
     from derive.layers.firstmax import FirstMax
 
     if not expr.has(FirstMax):
         return None
+    from derive.convops import MaxPool, MaxPoolGrad
     if expr.is_Mul and any(f.is_Add and f.has(FirstMax) for f in expr.args):
         return None  # g′ ⊙ (the routed error): the factors are recognised one by one (`_term`)
     batch = sp.Integer(bool(free) and notation.is_sample_index(free[-1]))
@@ -246,8 +251,6 @@ def _max_pool_form(expr: sp.Expr, free: tuple) -> sp.Expr | None:
 def _position_sum(expr: sp.Sum, free: tuple) -> sp.Expr | None:
     """Σ over every position of X[c, u, v(, s)]: the count of positions times their mean (the
     mean of global average pooling, which then needs no sizes in the code)."""
-    from derive.convops import PositionMean
-
     entry = expr.function
     if not isinstance(entry, sp.Indexed) or not free:
         return None
@@ -262,6 +265,8 @@ def _position_sum(expr: sp.Sum, free: tuple) -> sp.Expr | None:
     if _quantity(entry) is None or _quantity(entry).kind in _GRADIENT_KINDS:
         return None
     count = sp.Mul(*[i.upper + 1 for i in bound])
+    from derive.convops import PositionMean
+
     return count * PositionMean(_symbol(entry), sp.Integer(batch), sp.Integer(len(bound)))
 
 

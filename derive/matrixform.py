@@ -75,13 +75,17 @@ def to_matrix_form(expr: sp.Expr, free: tuple[sp.Idx, ...], row: bool = False) -
     expr = sp.sympify(expr)
     if free and not expr.atoms(sp.Indexed):  # the same value in every entry
         return expr * Ones(_activations_over(free))
-    from derive import attnops, convforms  # attention's key softmax; convolution, flatten and their backward forms
     from derive.windowsizes import window_forms_possible
 
-    found = attnops.recognise(expr, free)
-    if found is not None:
-        return found
+    if expr.is_Mul and len(free) in (3, 4):  # attention's key softmax (imported only where it could be one)
+        from derive import attnops
+
+        found = attnops.recognise(expr, free)
+        if found is not None:
+            return found
     if window_forms_possible():
+        from derive import convforms  # convolution, flatten and their backward forms
+
         found = convforms.recognise(expr, free, to_matrix_form)
         if found is not None:
             return found

@@ -14,6 +14,7 @@ the generated model_inplace.py (the data of templates/model_workspace.py.j2):
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import sympy as sp
@@ -23,7 +24,6 @@ from derive.codegen import _code_order, _target, backward_order
 from derive.derivation import Derivation
 from derive.ops import MATRIX_FUNCTIONS, Einsum, MatProd
 from derive.notation import BATCH_SIZE, LEARNING_RATE, LayerRef, Q, Quantity, size
-from derive.poolfusion import pool_before_relu
 from derive.rewrite import scalar_onto_left_operand, stable_forms
 from derive.workspace import Lowering, Pool, Program, Value, allocate, dim_name, quantity_shape, shape_text
 
@@ -146,7 +146,10 @@ def _linear_in_errors(expr: sp.Expr, errors: list[sp.Symbol]) -> bool:
 
 def sgd_program(derivation: Derivation, forms: dict, printed: Printed) -> tuple[Program, bool]:
     """sgd_step (see module docstring); also says whether the errors carry the factor −η/m."""
-    forms = pool_before_relu(derivation, forms)
+    if "derive.convops" in sys.modules:  # a form is a MaxPool only if convops, which defines it, was imported
+        from derive.poolfusion import pool_before_relu
+
+        forms = pool_before_relu(derivation, forms)
     batch = derivation.batch
     order = backward_order(derivation)
     errors = [key for key in order if not _is_parameter_gradient(key)]

@@ -215,9 +215,11 @@ DIRECTIONS = 4  # random directions per parameter array where the entries exceed
 
 def _identically_zero(model: Model) -> set[str]:
     """The code names of the parameters whose gradient is 0 by the structure of their layer."""
+    declared = {p.code() for node in model.network.layers for p in node.kind.identically_zero_gradients(node)}
+    if not any(getattr(node.kind, "over_samples", False) for node in model.network.layers):
+        return declared  # no batch normalisation: no bias removed by batch means (nor its module imported)
     from derive.layers.normalise import biases_removed_by_batch_means
 
-    declared = {p.code() for node in model.network.layers for p in node.kind.identically_zero_gradients(node)}
     return declared | {p.code() for p in biases_removed_by_batch_means(model.network)}
 
 
