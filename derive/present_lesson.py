@@ -466,9 +466,9 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     outputs = [node.output for node in network.layers] + [None] * len(code)
     coded = tanh_coded(derivation)
     for n, (result, line, output) in enumerate(zip(formulas, code, outputs), start=1):
-        # a sigmoid the code writes as ½ tanh(Z/2) + ½: that form first, so both columns say the same
-        shown = f" = {latex(coded[output], matrix=True)}" if output in coded else ""
-        tex = f"{latex(result.matrix_lhs, matrix=True)}{shown} = {latex(result.matrix_rhs, matrix=True)}"
+        # a sigmoid the code writes as ½ tanh(Z/2) + ½ keeps its own form here, 1/(1 + e^{-Z}): the Code column
+        # has the tanh, and the note below the tables says they are one function (defect 9 of review 30)
+        tex = f"{latex(result.matrix_lhs, matrix=True)} = {latex(result.matrix_rhs, matrix=True)}"
         if output in softmax:  # entry by entry, as a student writes it (the matrix form needs 1 1ᵀ)
             k = softmax[output]
             tex = rf"A^{{({k})}}_{{jr}} = e^{{Z^{{({k})}}_{{jr}}}} \Big/ \sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}"

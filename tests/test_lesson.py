@@ -1493,18 +1493,18 @@ def test_the_chinese_lesson_reads_as_review_29_asked(config):
         assert "验证这串乘积的第一步，即矩阵形式的 BP1" in md and "验证这种形式的 BP1" not in md
 
 
-def _as_code(tex: str) -> str:
-    """A formula of the algorithm's table spelled as NumPy code (½ → (1/2), ⊙ → *, Z^{(1)} → Z1),
-    without spaces: what the formula's side must equal, letter for letter, to match its line."""
-    for a, b in ((r"\frac{1}{2}", "(1/2)"), (r"\tanh{\left(", "np.tanh("), (r"\right)}", ")"), (r"\odot", "*"),
-                 (r"\left(", "("), (r"\right)", ")")):
-        tex = tex.replace(a, b)
-    return _spelled(re.sub(r"([A-Z])\^\{\((\d+)\)\}", r"\1\2", tex))
+def _code_expr(line: str) -> sp.Expr:
+    """A line of model.py's forward pass (`Z1*((1/2)*np.tanh((1/2)*Z1) + 1/2)`) as a SymPy expression."""
+    return sp.sympify(line.replace("np.tanh", "tanh"), locals={"Z1": sp.Symbol("Z1"), "Z2": sp.Symbol("Z2")})
 
 
-def _spelled(code: str) -> str:
-    """Code without what a formula does not write: spaces, `*` and the brackets of (1/2)."""
-    return code.replace(" ", "").replace("*", "").replace("(1/2)", "1/2")
+def _formula_expr(tex: str) -> sp.Expr:
+    """A formula of the algorithm's table with a sigmoid, `\\frac{Z^{(1)}}{1 + e^{- Z^{(1)}}}`, as SymPy."""
+    tex = re.sub(r"Z\^\{\((\d+)\)\}", r"Z\1", tex)
+    tex = re.sub(r"e\^\{([^{}]*)\}", r"exp(\1)", tex).replace(r"\odot", "*")
+    while r"\frac{" in tex:
+        tex = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"((\1)/(\2))", tex)
+    return sp.sympify(tex, locals={"Z1": sp.Symbol("Z1"), "Z2": sp.Symbol("Z2")})
 
 
 @pytest.mark.parametrize("act, lang", [("sigmoid", "en"), ("sigmoid", "zh"), ("silu", "en"), ("tanh", "en")])
@@ -1512,9 +1512,9 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     """Reviews 23 (defect 5) and 25 (defects 1 and 2): where model.py computes a sigmoid as
     ½ tanh(½ z) + ½ (the sigmoid, SiLU's factor), the lesson's section of the activations says so in one
     sentence, with the reason (overflow) and a pointer to appendix A, which proves it in two displayed
-    lines (a proof in the main line was a digression); the table of the algorithm writes that form on
-    the activation's rows, so formula and code match letter for letter, followed by the formula it
-    equals; its note points back to section 6 and to appendix A, not to `--detail full`. An
+    lines (a proof in the main line was a digression); the table of the algorithm writes the sigmoid
+    in its Formula column and the tanh form only in its Code column (review 30, defect 9), the two
+    compared exactly as functions; its note points back to section 6 and to appendix A, not to `--detail full`. An
     activation coded as written (tanh) gets none of it. Review 27, item 3: the form is said once, in
     that note with its reason (overflow); section 6 and appendix A's opening no longer repeat it."""
     md = generate(make_spec(2, act, formats="md", lang=lang)).files["derivation.md"].decode()
@@ -1534,10 +1534,13 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     for _, formula, code in rows:
         left, *middle, right = formula.strip("$").split(" = ")
         line = code.strip("` |").split(" = ", 1)[1]
-        assert len(middle) == int(coded), formula  # the code's form between the output and the formula
-        if coded:  # the form the code computes, then the formula it equals (the sigmoid in e^{-Z})
-            assert _as_code(middle[0]) == _spelled(line), (middle[0], line)
-            assert "e^{- Z^{(" in right and "tanh" not in right
+        # review 30, defect 9: the Formula column writes the sigmoid as 1/(1 + e^{-Z}), never the code's tanh
+        assert not middle and ("tanh" not in formula or not coded), formula
+        if coded:  # the code's tanh form and the formula are one function: compared exactly, through exp
+            assert "e^{- Z^{(" in right and "np.tanh((1/2)*" in line
+            computed, written = _code_expr(line), _formula_expr(right)
+            assert computed != written and sp.simplify((computed - written).rewrite(sp.exp)) == 0, (line, right)
+            assert sp.simplify((computed - written + sp.Symbol("Z1")).rewrite(sp.exp)) != 0  # the check can fail
     if coded:
         note = algorithm.split("| 1 |")[-1].split("\n\n", 2)[-1]
         assert "](#6-" in note and "](#a-" in note and "--detail full" not in note
