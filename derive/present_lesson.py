@@ -94,7 +94,10 @@ def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list
         return [want,  # (review 23, defect 1: no count before the forward pass is written down)
                 blocks.Paragraph(text("learn.nudge_lead") + text.raw("language.sentence_separator") + text("learn.obvious")),
                 blocks.Paragraph(text("learn.promise", raw={"cost": refs.section("cost")})
-                                 + text.raw("language.sentence_separator") + text("learn.insight"))]
+                                 + text.raw("language.sentence_separator") + text("learn.insight")),
+                # which parts a first reading can leave (review 30, readability): only where they all are
+                *([blocks.Paragraph(text("learn.guide"))]
+                  if all(key in refs.sections for key in ("paths", "minibatch", "example", "code")) else [])]
     if opening and _first_layer_saves(c):
         backward = c.errors.value + c.gradients.value
         return [want,
