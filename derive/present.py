@@ -1230,15 +1230,8 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     # the stable forms are already converted to the output format: inserted raw, not converted twice
     intro = text("code_lesson.intro_plain" if lesson and not stable else "code_lesson.intro" if lesson else "code.intro",
                  raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
-    optimizer = getattr(getattr(derivation.model, "spec", None), "optimizer", None)
-    from derive.catalog.optimizers import OPTIMIZERS
-
-    # the sentence explains `update`'s `weight_decay` and step counter: only where this model.py has them
-    if lesson and optimizer is not None and optimizer.name == "sgd" and not optimizer.overrides \
-            and any(h.name == "weight_decay" for h in OPTIMIZERS[optimizer.name].hypers):
-        # what the lesson's plain step does not use, said once (review 27, item 7: the code keeps
-        # torch.optim.SGD's signature and state, which `full` documents and the torch tests compare)
-        intro = text.raw("language.sentence_separator").join((intro, text("code_lesson.update_extras")))
+    # `update`'s torch.optim.SGD arguments (weight_decay, the step count in `state`) are not the lesson's:
+    # its appendix no longer names them (review 30, defect 7); `full` documents the optimizer
     # `loss` keeps its public name but returns the minibatch's cost C̄ (review 30, defect 8): said plainly
     if derivation.model.penalty is None:  # with a penalty, `loss` adds it (the note on the penalty says so)
         intro = text.raw("language.sentence_separator").join((intro, text("code.cost")))

@@ -1808,3 +1808,82 @@ def test_the_saturated_share_states_its_threshold_and_assumption(lang):
     assert ("normally distributed" if lang == "en" else "正态分布") in sentence
     longer = f"{100 * starts.default.flat_share:.3g}"
     assert longer == share or longer not in sentence
+
+
+def _titled(markdown: str, title: str) -> str:
+    """The section of a document by its title (numbers change when sections move)."""
+    return re.split(r"\n## [0-9A-Z]+\. " + re.escape(title) + r"\n", markdown, maxsplit=1)[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.parametrize("config, moment, constant", [((3, "sigmoid", None, "mse"), None, None),
+                                                      ((3, "relu", "softmax", "ce"), r"\frac{1}{2}", "2")],
+                         ids=["sigmoid", "relu-softmax"])
+def test_the_lesson_derives_the_initial_variance_with_computed_numbers(config, moment, constant):
+    """Review 30, defect 3: the training section derives σ_w² = 1/(n E[g(z)²]) in three lines, with its
+    assumptions stated, and puts in E[g(z)²] as the engine computed it (the sigmoid's 0.2934 by
+    quadrature, hence 3.409/n, the constant of init_params; the ReLU's ½ exactly, hence He's 2/n). The
+    derivation names the rules, so the sentence that named them goes; `--detail full` no longer says
+    it derives what the lesson derives."""
+    from derive.catalog import resolve_activation
+    from derive.initialisation import quadrature
+    from derive.notation import Z
+
+    outcome = generate(make_spec(*config, formats="md,py"))
+    md, code = outcome.files["derivation.md"].decode(), outcome.files["model.py"].decode()
+    training = _titled(md, "Training the network")
+    assert "Where does this variance come from?" in training and "standard normal" in training
+    assert r"\sigma_w^2 = \frac{1}{n_{l-1}\, \mathbb{E}\bigl[g(z)^2\bigr]}" in training
+    if moment is None:  # the sigmoid's second moment, recomputed here by quadrature
+        value = quadrature(resolve_activation("sigmoid").expr ** 2)
+        moment, constant = f"{value:.4g}", f"{1 / value:.4g}"
+        coded = float(re.search(r"np\.sqrt\(([\d.]+)/n_1\)", code).group(1))  # the constant init_params uses
+        assert moment == "0.2934" and constant == "3.409" and coded == pytest.approx(1 / value, rel=1e-12)
+    assert rf"$\mathbb{{E}}[g(z)^2] = {moment}$" in training and rf"$\sigma_w^2 = {constant} / n_{{l-1}}$" in training
+    assert "so there $\\sigma_w^2 = 1 / n_{0}$, LeCun initialisation" in training
+    assert "so it uses LeCun initialisation" not in training and "derives the variances" not in training
+    assert training.index("Where does this variance come from?") < training.index("| Layer | Receives |")
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=["sigmoid", "relu-softmax"])
+def test_appendix_a_walks_through_backprop_and_says_loss_returns_the_cost(config):
+    """Review 30, defects 7 and 8: appendix A shows `backprop` exactly as model.py has it (less its
+    docstring) and walks through its lines in the order of the algorithm (forward loop, output layer,
+    BP1, then BP4, BP3 and BP2 in the backward loop); it says that `loss` returns the cost C̄ of the
+    minibatch, as loss's docstring does; it no longer explains update's unused torch.optim.SGD
+    arguments. model.py keeps its input checks after the algorithm, under a line that says so."""
+    outcome = generate(make_spec(*config, formats="md,py"))
+    md, code = outcome.files["derivation.md"].decode(), outcome.files["model.py"].decode()
+    appendix = _titled(md, "Generated code")
+    shown = appendix.split("```python\n", 1)[1].split("\n```", 1)[0].splitlines()
+    function = code.split("\ndef backprop(", 1)[1].split("\n\n\n", 1)[0]
+    lines = ["def backprop(" + function.splitlines()[0], *function.split('"""')[-1].strip("\n").splitlines()]
+    assert shown == lines and shown[1].strip() == "_check_inputs(params, X, Y)"
+    walk = appendix.split("\n```", 2)[-1]
+    order = ["only checks", "first loop is the forward pass", "BP1", "second loop is the backward pass",
+             "by BP4", "by BP3", "by BP2"]
+    assert [walk.index(phrase) for phrase in order] == sorted(walk.index(phrase) for phrase in order)
+    assert r"`loss` returns the cost $\bar{C}$ of the minibatch" in appendix
+    assert "The cost of the minibatch: the mean over its m samples" in code.split("\ndef loss(", 1)[1][:200]
+    assert "weight_decay" not in md and "only other optimizers" not in md
+    assert code.index("\ndef _check_inputs(") > max(code.index(f"\ndef {name}(") for name in ("backprop", "update", "train"))
+    marked = code.split("\n# Below: ", 1)[1].split("\n# ---", 1)[0]
+    assert "the input checks; not needed" in " ".join(marked.replace("#", " ").split()) and marked.count("\n") <= 2
+    assert code.index("\n# Below: ") < code.index("\ndef _check_inputs(")
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=["sigmoid", "relu-softmax"])
+def test_the_opening_says_cost_and_ends_with_a_reading_guide(config):
+    """Review 30, readability and defect 8: section 1 says that gradient descent lowers the cost, the
+    mean of the losses, and why one sample's loss C is enough; its last paragraph tells a first reader
+    what can wait (sums over paths, minibatch form, appendices), by name, with no section number, and
+    every part it names is a section of the lesson."""
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    opening = _titled(md, "What we want to compute")
+    assert "lowers the cost, the mean of the losses" in opening and "lowers the loss" not in opening
+    guide = opening.strip().split("\n\n")[-1]
+    assert guide.startswith("**How to read this chapter.**") and not re.search(r"\d|section", guide)
+    assert all(f"## {n}. {title}" in md for n, title in re.findall(r"\n## (\d+)\. (The big picture: sums over paths|"
+                                                                   r"Minibatch form|A worked example)\n", md))
+    assert len(re.findall(r"\n## \d+\. (?:The big picture: sums over paths|Minibatch form|A worked example)\n", md)) == 3
