@@ -1185,6 +1185,28 @@ def _number(bound: str) -> str:
     return f"${prefix}10^{{{int(exponent)}}}$"
 
 
+def _backprop_walkthrough(plan: CodePlan, text: Text) -> list:
+    """The lesson's walk through `backprop` (review 30, defect 7; Nielsen walks through his code): the
+    function as model.py has it (the same template part renders both), then what its lines do, in the
+    order of the algorithm. Only for a loop with hidden layers: forward loop, output layer, BP1, and a
+    backward loop that takes BP4 and BP3 and then BP2."""
+    from derive.layer_loop import layer_loop
+    from derive.render import render
+
+    loop = layer_loop(plan)
+    if loop is None or not loop.forward_hidden or loop.error_below is None:
+        return []
+    core = render("model_core.py.j2", code_context(plan, title="", command="")).rstrip("\n").split("\n")
+    start = core.index("def backprop(params, X, Y):")
+    body = core[start:]
+    lines = [body[0], *body[next(n for n, line in enumerate(body) if line.strip().startswith("_check_inputs")):]]
+    expected = ["_check_inputs(", "L = ", "m = ", "W = ", "b = ", "A, Z, delta, dW, db = ", "for l in range(1, L):"]
+    if [line.strip()[:len(e)] for line, e in zip(lines[1:], expected)] != expected:
+        raise AssertionError("backprop no longer reads as its walk-through says")  # the prose follows these lines
+    return [blocks.Paragraph(text("code_lesson.walk_intro")), blocks.Code(tuple(lines)),
+            blocks.Paragraph(text("code_lesson.walk_forward")), blocks.Paragraph(text("code_lesson.walk_backward"))]
+
+
 def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = False) -> list:
     """What model.py holds and where it is; in full, its forward pass, loss and gradients as generated
     (`short`: the algorithm table has already shown the backward pass line by line; the lesson leaves
@@ -1208,22 +1230,21 @@ def _code(plan: CodePlan, derivation: Derivation, text: Text, short: bool = Fals
     # the stable forms are already converted to the output format: inserted raw, not converted twice
     intro = text("code_lesson.intro_plain" if lesson and not stable else "code_lesson.intro" if lesson else "code.intro",
                  raw={"stable": text.raw("refs.clause_separator").join(stable) if stable else text("code.stable_none")})
-    optimizer = getattr(getattr(derivation.model, "spec", None), "optimizer", None)
-    from derive.catalog.optimizers import OPTIMIZERS
-
-    # the sentence explains `update`'s `weight_decay` and step counter: only where this model.py has them
-    if lesson and optimizer is not None and optimizer.name == "sgd" and not optimizer.overrides \
-            and any(h.name == "weight_decay" for h in OPTIMIZERS[optimizer.name].hypers):
-        # what the lesson's plain step does not use, said once (review 27, item 7: the code keeps
-        # torch.optim.SGD's signature and state, which `full` documents and the torch tests compare)
-        intro = text.raw("language.sentence_separator").join((intro, text("code_lesson.update_extras")))
+    # `update`'s torch.optim.SGD arguments (weight_decay, the step count in `state`) are not the lesson's:
+    # its appendix no longer names them (review 30, defect 7); `full` documents the optimizer
+    # `loss` keeps its public name but returns the minibatch's cost C̄ (review 30, defect 8): said plainly
+    if derivation.model.penalty is None:  # with a penalty, `loss` adds it (the note on the penalty says so)
+        intro = text.raw("language.sentence_separator").join((intro, text("code.cost")))
     if short:
         return [blocks.Paragraph(intro), blocks.Paragraph(text("detail.code_location"))]
     from derive.layer_loop import layer_loop
 
     if lesson:  # the table of the algorithm already pairs every line of `gradients` with its formula
+        walk = _backprop_walkthrough(plan, text)
         return [blocks.Paragraph(intro), *lesson_blocks.tanh_proof(derivation, plan, text), *map(blocks.Paragraph, sentences),
-                blocks.Paragraph(text("code_lesson.loop" if layer_loop(plan) is not None else "code_lesson.table"))]
+                # with the walk through `backprop`, its paragraph introduces the loop (no second sentence on it)
+                blocks.Paragraph(text("code_lesson.loop" if layer_loop(plan) is not None and not walk else "code_lesson.table")),
+                *walk]
     from derive.render import render
 
     # forward, loss and gradients exactly as model.py has them: the same template part renders both

@@ -94,7 +94,10 @@ def motivation_blocks(lesson: Lesson, text, refs, opening: bool = False) -> list
         return [want,  # (review 23, defect 1: no count before the forward pass is written down)
                 blocks.Paragraph(text("learn.nudge_lead") + text.raw("language.sentence_separator") + text("learn.obvious")),
                 blocks.Paragraph(text("learn.promise", raw={"cost": refs.section("cost")})
-                                 + text.raw("language.sentence_separator") + text("learn.insight"))]
+                                 + text.raw("language.sentence_separator") + text("learn.insight")),
+                # which parts a first reading can leave (review 30, readability): only where they all are
+                *([blocks.Paragraph(text("learn.guide"))]
+                  if all(key in refs.sections for key in ("paths", "minibatch", "example", "code")) else [])]
     if opening and _first_layer_saves(c):
         backward = c.errors.value + c.gradients.value
         return [want,
@@ -466,9 +469,9 @@ def algorithm_blocks(derivation: Derivation, plan, text, refs) -> list:
     outputs = [node.output for node in network.layers] + [None] * len(code)
     coded = tanh_coded(derivation)
     for n, (result, line, output) in enumerate(zip(formulas, code, outputs), start=1):
-        # a sigmoid the code writes as ½ tanh(Z/2) + ½: that form first, so both columns say the same
-        shown = f" = {latex(coded[output], matrix=True)}" if output in coded else ""
-        tex = f"{latex(result.matrix_lhs, matrix=True)}{shown} = {latex(result.matrix_rhs, matrix=True)}"
+        # a sigmoid the code writes as ½ tanh(Z/2) + ½ keeps its own form here, 1/(1 + e^{-Z}): the Code column
+        # has the tanh, and the note below the tables says they are one function (defect 9 of review 30)
+        tex = f"{latex(result.matrix_lhs, matrix=True)} = {latex(result.matrix_rhs, matrix=True)}"
         if output in softmax:  # entry by entry, as a student writes it (the matrix form needs 1 1ᵀ)
             k = softmax[output]
             tex = rf"A^{{({k})}}_{{jr}} = e^{{Z^{{({k})}}_{{jr}}}} \Big/ \sum_{{j'}} e^{{Z^{{({k})}}_{{j'r}}}}"

@@ -1493,18 +1493,18 @@ def test_the_chinese_lesson_reads_as_review_29_asked(config):
         assert "验证这串乘积的第一步，即矩阵形式的 BP1" in md and "验证这种形式的 BP1" not in md
 
 
-def _as_code(tex: str) -> str:
-    """A formula of the algorithm's table spelled as NumPy code (½ → (1/2), ⊙ → *, Z^{(1)} → Z1),
-    without spaces: what the formula's side must equal, letter for letter, to match its line."""
-    for a, b in ((r"\frac{1}{2}", "(1/2)"), (r"\tanh{\left(", "np.tanh("), (r"\right)}", ")"), (r"\odot", "*"),
-                 (r"\left(", "("), (r"\right)", ")")):
-        tex = tex.replace(a, b)
-    return _spelled(re.sub(r"([A-Z])\^\{\((\d+)\)\}", r"\1\2", tex))
+def _code_expr(line: str) -> sp.Expr:
+    """A line of model.py's forward pass (`Z1*((1/2)*np.tanh((1/2)*Z1) + 1/2)`) as a SymPy expression."""
+    return sp.sympify(line.replace("np.tanh", "tanh"), locals={"Z1": sp.Symbol("Z1"), "Z2": sp.Symbol("Z2")})
 
 
-def _spelled(code: str) -> str:
-    """Code without what a formula does not write: spaces, `*` and the brackets of (1/2)."""
-    return code.replace(" ", "").replace("*", "").replace("(1/2)", "1/2")
+def _formula_expr(tex: str) -> sp.Expr:
+    """A formula of the algorithm's table with a sigmoid, `\\frac{Z^{(1)}}{1 + e^{- Z^{(1)}}}`, as SymPy."""
+    tex = re.sub(r"Z\^\{\((\d+)\)\}", r"Z\1", tex)
+    tex = re.sub(r"e\^\{([^{}]*)\}", r"exp(\1)", tex).replace(r"\odot", "*")
+    while r"\frac{" in tex:
+        tex = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"((\1)/(\2))", tex)
+    return sp.sympify(tex, locals={"Z1": sp.Symbol("Z1"), "Z2": sp.Symbol("Z2")})
 
 
 @pytest.mark.parametrize("act, lang", [("sigmoid", "en"), ("sigmoid", "zh"), ("silu", "en"), ("tanh", "en")])
@@ -1512,9 +1512,9 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     """Reviews 23 (defect 5) and 25 (defects 1 and 2): where model.py computes a sigmoid as
     ½ tanh(½ z) + ½ (the sigmoid, SiLU's factor), the lesson's section of the activations says so in one
     sentence, with the reason (overflow) and a pointer to appendix A, which proves it in two displayed
-    lines (a proof in the main line was a digression); the table of the algorithm writes that form on
-    the activation's rows, so formula and code match letter for letter, followed by the formula it
-    equals; its note points back to section 6 and to appendix A, not to `--detail full`. An
+    lines (a proof in the main line was a digression); the table of the algorithm writes the sigmoid
+    in its Formula column and the tanh form only in its Code column (review 30, defect 9), the two
+    compared exactly as functions; its note points back to section 6 and to appendix A, not to `--detail full`. An
     activation coded as written (tanh) gets none of it. Review 27, item 3: the form is said once, in
     that note with its reason (overflow); section 6 and appendix A's opening no longer repeat it."""
     md = generate(make_spec(2, act, formats="md", lang=lang)).files["derivation.md"].decode()
@@ -1534,10 +1534,13 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     for _, formula, code in rows:
         left, *middle, right = formula.strip("$").split(" = ")
         line = code.strip("` |").split(" = ", 1)[1]
-        assert len(middle) == int(coded), formula  # the code's form between the output and the formula
-        if coded:  # the form the code computes, then the formula it equals (the sigmoid in e^{-Z})
-            assert _as_code(middle[0]) == _spelled(line), (middle[0], line)
-            assert "e^{- Z^{(" in right and "tanh" not in right
+        # review 30, defect 9: the Formula column writes the sigmoid as 1/(1 + e^{-Z}), never the code's tanh
+        assert not middle and ("tanh" not in formula or not coded), formula
+        if coded:  # the code's tanh form and the formula are one function: compared exactly, through exp
+            assert "e^{- Z^{(" in right and "np.tanh((1/2)*" in line
+            computed, written = _code_expr(line), _formula_expr(right)
+            assert computed != written and sp.simplify((computed - written).rewrite(sp.exp)) == 0, (line, right)
+            assert sp.simplify((computed - written + sp.Symbol("Z1")).rewrite(sp.exp)) != 0  # the check can fail
     if coded:
         note = algorithm.split("| 1 |")[-1].split("\n\n", 2)[-1]
         assert "](#6-" in note and "](#a-" in note and "--detail full" not in note
@@ -1805,3 +1808,82 @@ def test_the_saturated_share_states_its_threshold_and_assumption(lang):
     assert ("normally distributed" if lang == "en" else "正态分布") in sentence
     longer = f"{100 * starts.default.flat_share:.3g}"
     assert longer == share or longer not in sentence
+
+
+def _titled(markdown: str, title: str) -> str:
+    """The section of a document by its title (numbers change when sections move)."""
+    return re.split(r"\n## [0-9A-Z]+\. " + re.escape(title) + r"\n", markdown, maxsplit=1)[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.parametrize("config, moment, constant", [((3, "sigmoid", None, "mse"), None, None),
+                                                      ((3, "relu", "softmax", "ce"), r"\frac{1}{2}", "2")],
+                         ids=["sigmoid", "relu-softmax"])
+def test_the_lesson_derives_the_initial_variance_with_computed_numbers(config, moment, constant):
+    """Review 30, defect 3: the training section derives σ_w² = 1/(n E[g(z)²]) in three lines, with its
+    assumptions stated, and puts in E[g(z)²] as the engine computed it (the sigmoid's 0.2934 by
+    quadrature, hence 3.409/n, the constant of init_params; the ReLU's ½ exactly, hence He's 2/n). The
+    derivation names the rules, so the sentence that named them goes; `--detail full` no longer says
+    it derives what the lesson derives."""
+    from derive.catalog import resolve_activation
+    from derive.initialisation import quadrature
+    from derive.notation import Z
+
+    outcome = generate(make_spec(*config, formats="md,py"))
+    md, code = outcome.files["derivation.md"].decode(), outcome.files["model.py"].decode()
+    training = _titled(md, "Training the network")
+    assert "Where does this variance come from?" in training and "standard normal" in training
+    assert r"\sigma_w^2 = \frac{1}{n_{l-1}\, \mathbb{E}\bigl[g(z)^2\bigr]}" in training
+    if moment is None:  # the sigmoid's second moment, recomputed here by quadrature
+        value = quadrature(resolve_activation("sigmoid").expr ** 2)
+        moment, constant = f"{value:.4g}", f"{1 / value:.4g}"
+        coded = float(re.search(r"np\.sqrt\(([\d.]+)/n_1\)", code).group(1))  # the constant init_params uses
+        assert moment == "0.2934" and constant == "3.409" and coded == pytest.approx(1 / value, rel=1e-12)
+    assert rf"$\mathbb{{E}}[g(z)^2] = {moment}$" in training and rf"$\sigma_w^2 = {constant} / n_{{l-1}}$" in training
+    assert "so there $\\sigma_w^2 = 1 / n_{0}$, LeCun initialisation" in training
+    assert "so it uses LeCun initialisation" not in training and "derives the variances" not in training
+    assert training.index("Where does this variance come from?") < training.index("| Layer | Receives |")
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=["sigmoid", "relu-softmax"])
+def test_appendix_a_walks_through_backprop_and_says_loss_returns_the_cost(config):
+    """Review 30, defects 7 and 8: appendix A shows `backprop` exactly as model.py has it (less its
+    docstring) and walks through its lines in the order of the algorithm (forward loop, output layer,
+    BP1, then BP4, BP3 and BP2 in the backward loop); it says that `loss` returns the cost C̄ of the
+    minibatch, as loss's docstring does; it no longer explains update's unused torch.optim.SGD
+    arguments. model.py keeps its input checks after the algorithm, under a line that says so."""
+    outcome = generate(make_spec(*config, formats="md,py"))
+    md, code = outcome.files["derivation.md"].decode(), outcome.files["model.py"].decode()
+    appendix = _titled(md, "Generated code")
+    shown = appendix.split("```python\n", 1)[1].split("\n```", 1)[0].splitlines()
+    function = code.split("\ndef backprop(", 1)[1].split("\n\n\n", 1)[0]
+    lines = ["def backprop(" + function.splitlines()[0], *function.split('"""')[-1].strip("\n").splitlines()]
+    assert shown == lines and shown[1].strip() == "_check_inputs(params, X, Y)"
+    walk = appendix.split("\n```", 2)[-1]
+    order = ["only checks", "first loop is the forward pass", "BP1", "second loop is the backward pass",
+             "by BP4", "by BP3", "by BP2"]
+    assert [walk.index(phrase) for phrase in order] == sorted(walk.index(phrase) for phrase in order)
+    assert r"`loss` returns the cost $\bar{C}$ of the minibatch" in appendix
+    assert "The cost of the minibatch: the mean over its m samples" in code.split("\ndef loss(", 1)[1][:200]
+    assert "weight_decay" not in md and "only other optimizers" not in md
+    assert code.index("\ndef _check_inputs(") > max(code.index(f"\ndef {name}(") for name in ("backprop", "update", "train"))
+    marked = code.split("\n# Below: ", 1)[1].split("\n# ---", 1)[0]
+    assert "the input checks; not needed" in " ".join(marked.replace("#", " ").split()) and marked.count("\n") <= 2
+    assert code.index("\n# Below: ") < code.index("\ndef _check_inputs(")
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce")],
+                         ids=["sigmoid", "relu-softmax"])
+def test_the_opening_says_cost_and_ends_with_a_reading_guide(config):
+    """Review 30, readability and defect 8: section 1 says that gradient descent lowers the cost, the
+    mean of the losses, and why one sample's loss C is enough; its last paragraph tells a first reader
+    what can wait (sums over paths, minibatch form, appendices), by name, with no section number, and
+    every part it names is a section of the lesson."""
+    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    opening = _titled(md, "What we want to compute")
+    assert "lowers the cost, the mean of the losses" in opening and "lowers the loss" not in opening
+    guide = opening.strip().split("\n\n")[-1]
+    assert guide.startswith("**How to read this chapter.**") and not re.search(r"\d|section", guide)
+    assert all(f"## {n}. {title}" in md for n, title in re.findall(r"\n## (\d+)\. (The big picture: sums over paths|"
+                                                                   r"Minibatch form|A worked example)\n", md))
+    assert len(re.findall(r"\n## \d+\. (?:The big picture: sums over paths|Minibatch form|A worked example)\n", md)) == 3

@@ -109,7 +109,8 @@ def test_section_12_prints_the_paths_and_the_gradient_of_section_17(config, lang
     if one_hot:
         assert all(row.endswith(", 1") for row in rows)
         before, after = paths[:paths.index("| $(")], paths[paths.index("| $("):]
-        assert r"\frac{\partial C}{\partial a^{(3)}_{2}} = 0" in before.split("\n\n")[-2]
+        # in the paragraph that opens the table (the one on its columns stands between them since review 30)
+        assert r"\frac{\partial C}{\partial a^{(3)}_{2}} = 0" in before.split("\n\n")[-3]
         assert ("The other 4 paths end at output 2" if lang == "en" else "其余 4 条路径到达输出 2") in after
     # the sum of the products ends in the gradient of W⁽¹⁾₁₁ printed by the worked example
     total = re.search(r"\\frac\{\\partial C\}\{\\partial W\^\{\(1\)\}_\{11\}\} &= (?:.* = )?(.+?)\s*$", paths, re.M)
@@ -138,3 +139,38 @@ def test_no_table_where_the_gradient_is_not_a_sum_over_paths():
     assert path_example(outcome.derivation, worked_example(outcome.derivation)) is None
     paths = _section(outcome.files["derivation.md"].decode(), 12)
     assert "| $(" not in paths and "BP4" in paths
+
+
+def _value(cell: str) -> float:
+    """A cell of the path table holding one number, $-0.4962$ or $1.592 \\cdot 10^{-3}$."""
+    found = re.fullmatch(r"\$(-?[\d.]+)(?: \\cdot 10\^\{(-?\d+)\})?\$", cell.strip())
+    assert found, cell  # one number, never a product of several
+    return float(found.group(1)) * 10 ** int(found.group(2) or 0)
+
+
+@pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", None, "ce")], ids=["sigmoid", "relu-ce"])
+@pytest.mark.parametrize("detail", ["lesson", "full"])
+def test_the_path_table_has_one_factor_per_column_and_names_the_tail(config, detail):
+    """Review 30, defect 12: the first column packed four factors into one cell. Now every factor has
+    its own column, loss end first: the tail from z⁽²⁾_{j₂} to the loss (4 factors, softmax crossing
+    included), a column with the tail's product, named as the tail, then the 3 factors from the weight
+    to z⁽²⁾_{j₂} and the path's product. The tails of the rows through one unit of layer 2 add up to the
+    δ⁽²⁾ printed below the table."""
+    md = generate(make_spec(*config, formats="md", detail=detail)).files["derivation.md"].decode()
+    paths = md.split("## 12. ", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in paths.splitlines() if line.startswith("| $(")]
+    header, *rows = [line.strip("| ").split(" | ") for line in lines]
+    assert len(header) == 1 + 4 + 1 + 3 + 1 and header[5].startswith("tail $z^{(2)}_{j_2}")
+    assert header[1].startswith(r"$\frac{\partial C}{\partial a^{(3)}_{j_{3}") and header[7] == "$g'(z^{(1)}_{1})$"
+    assert "The first 4 make up the path's tail" in paths and "The last 3 lead from the weight" in paths
+    tails = {}
+    for name, *cells, product in rows:
+        factors = [_value(cell) for cell in cells]
+        tail, head = factors[:4], factors[5:]
+        assert factors[4] == pytest.approx(tail[0] * tail[1] * tail[2] * tail[3], rel=2e-3), name
+        assert _value(product) == pytest.approx(factors[4] * head[0] * head[1] * head[2], rel=2e-3, abs=1e-12), name
+        j2 = name.strip("$()").split(", ")[0]
+        tails[j2] = tails.get(j2, 0.0) + factors[4]
+    for j2, total in tails.items():
+        printed = re.search(r"\\delta\^\{\(2\)\}_\{%s\} &= .* = (.+?)\s*(\\\\)?$" % j2, paths, re.M).group(1)
+        assert total == pytest.approx(_value(f"${printed}$"), rel=2e-3), j2

@@ -181,8 +181,10 @@ def test_the_float64_figures_say_what_they_are(lang):
     box = md.split("\n## B. ", 1)[1].split("\n## C. ", 1)[0]
     if lang == "en":
         assert "best any float64" not in box
-        assert "rounded to the nearest float64 number, so that these figures are the same on every machine" in box
-        assert "cannot all represent exactly" in box and "within a few units in the last place" in box
+        # review 30 (readability): the same facts, one per sentence
+        assert "So that these figures are the same on every machine, each exact loss is first rounded to the " \
+               "nearest float64 number." in box
+        assert "which float64 cannot all represent.)" in box and "within a few units in the last place" in box
     else:
         assert "最好结果" not in box
         assert "在任何机器上都相同" in box and "无法精确表示" in box and "最后一两位" in box

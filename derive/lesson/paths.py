@@ -92,15 +92,19 @@ def example_blocks(example, sizes: tuple[int, ...], text, refs, figure: str = ""
     for l in range(L - 1, 1, -1):
         tail += [rf"W^{{({l + 1})}}_{{{_u(l + 1)} {_u(l)}}}", rf"g'({_z(l, _u(l))})"]
     head = [rf"W^{{(2)}}_{{{_u(2)} {j1}}}", rf"g'(z^{{(1)}}_{{{j1}}})", rf"a^{{(0)}}_{{{k}}}"]
-    header = (text.math(_path_name(tuple(names))), text.math(" ".join(tail)), text.math(" ".join(head)),
-              text("paths.example_product"))
+    # one factor per column (review 30, defect 12), the tail's product named after them: the tails of the
+    # rows through one unit of layer 2 add up to its error, shown below the table
+    header = (text.math(_path_name(tuple(names))), *map(text.math, tail), text("paths.example_tail"),
+              *map(text.math, head), text("paths.example_product"))
     # the lesson shows only the paths that count where a one-hot target silences the other outputs (review
     # 25, defect 9: four of eight rows were 0); `full` keeps every path
     trimmed = text.is_lesson and bool(example.silent)
     terms = example.counted if trimmed else example.terms
-    rows = tuple((text.math(_path_name(t.units)),
-                  text.math(_factors(t.tail, _short) + " = " + _number(sp.Mul(*t.tail))),
-                  text.math(_factors(t.head, _short)), text.math(_number(t.product))) for t in terms)
+    if len(tail) != len(terms[0].tail) or len(head) != len(terms[0].head):
+        raise AssertionError("the path table's columns do not match the factors of its paths")
+    rows = tuple((text.math(_path_name(t.units)), *(text.math(_short(v)) for v in t.tail),
+                  text.math(_number(sp.Mul(*t.tail))), *(text.math(_short(v)) for v in t.head),
+                  text.math(_number(t.product))) for t in terms)
     shared = tuple(blocks.Row(
         rf"\delta^{{(2)}}_{{{j2}}}",
         " + ".join(rf"\left({_number(sp.Mul(*t.tail))}\right)" if sp.Mul(*t.tail) < 0 else _number(sp.Mul(*t.tail))
@@ -121,7 +125,8 @@ def example_blocks(example, sizes: tuple[int, ...], text, refs, figure: str = ""
                          if trimmed else
                          text("paths.example_intro" + ("_vector" if example.vector else ""),
                               weight=weight, paths=len(example.terms))),
-        blocks.Table(header, rows, ("l", "l", "l", "r")),
+        blocks.Paragraph(text("paths.example_columns", tail=len(tail), head=len(head))),
+        blocks.Table(header, rows, ("l", *"r" * (len(tail) + 1 + len(head)), "r")),
         blocks.Paragraph(text("paths.example_rounding")),
         blocks.Paragraph(text("paths.example_shared")),
         blocks.Aligned(shared),

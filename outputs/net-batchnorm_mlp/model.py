@@ -39,7 +39,7 @@ def _forward(params, X):
 
 
 def loss(params, X, Y):
-    """Mean over the m samples (columns) of the per-sample loss."""
+    """The cost of the minibatch: the mean over its m samples (columns) of the loss of each sample."""
     _check_inputs(params, X, Y)
     cache = _forward(params, X)
     m = X.shape[-1]
