@@ -424,7 +424,8 @@ def _loss(derivation: Derivation, text: Text) -> list:
                 blocks.Paragraph(penalty["layer_intro"]), blocks.Equation(penalty["layer"]["latex"])]
     sample = derivation.sample.results[COST_KEY]
     out += [
-        blocks.Paragraph(text("loss.sample")),
+        # the MLP defines C and y here, in the sentence (its table of symbols is an appendix)
+        blocks.Paragraph(text("loss.sample_defined" if isinstance(text.defaults.get("notation"), str) else "loss.sample")),
         blocks.Equation(_cost_equation(sample), label="eq:loss"),
         *targets,
     ]
