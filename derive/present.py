@@ -424,7 +424,8 @@ def _loss(derivation: Derivation, text: Text) -> list:
                 blocks.Paragraph(penalty["layer_intro"]), blocks.Equation(penalty["layer"]["latex"])]
     sample = derivation.sample.results[COST_KEY]
     out += [
-        blocks.Paragraph(text("loss.sample")),
+        # the MLP defines C and y here, in the sentence (its table of symbols is an appendix)
+        blocks.Paragraph(text("loss.sample_defined" if isinstance(text.defaults.get("notation"), str) else "loss.sample")),
         blocks.Equation(_cost_equation(sample), label="eq:loss"),
         *targets,
     ]
@@ -971,8 +972,11 @@ def _learn(lesson: Lesson, text: Text, refs: Refs) -> list:
     """The opening, why before how: what is wanted (the rate of change of the loss with every
     parameter), why not by nudging each parameter (the cost counted for this network), and what the
     reader will be able to do. No equation is boxed before it is derived (section `summary`)."""
+    # the table of symbols is an appendix, to look up (review 30, defect 2): the text defines each where first used
+    symbols = [blocks.Paragraph(text("learn.symbols"))] if isinstance(text.defaults.get("notation"), str) else []
     return [*lesson_blocks.motivation_blocks(lesson, text, refs, opening=True),
-            *([] if text.is_lesson else lesson_blocks.goal_blocks(text, lesson, ahead=True))]  # the lesson starts at once
+            *([] if text.is_lesson else lesson_blocks.goal_blocks(text, lesson, ahead=True)),  # the lesson starts at once
+            *symbols]
 
 
 def _summary(derivation: Derivation, text: Text, refs: Refs, lesson: Lesson) -> list:
@@ -1283,26 +1287,34 @@ def _uses(block, symbol: str) -> bool:
 
 
 # the sections of a lesson, in order; the document of any network (`present_graph`) has its own core
-# the lesson: why, the symbols, the forward pass and the loss written down (review 23, defect 1: before the
-# picture's demon and "why backwards" use them), the picture, the derivation of BP1-BP4 in
-# order, the four equations boxed once, what they say, the algorithm beside its code, the example and
-# the cost; then the reference part
-LESSON_SECTIONS = ("learn", "notation", "forward", "loss", "network", "activations", "method", "output_error",
-                   "recursion", "parameters", "summary", "paths", "meaning", "loss_choice", "minibatch", "algorithm",
-                   "example", "cost", "update_rule")
+# the lesson: why, the forward pass and the loss written down, each symbol defined where first used (review
+# 23, defect 1: before the picture's demon and "why backwards" use them; review 30, defect 2: no table of
+# symbols before the first idea, the table is appendix `notation`), the picture, the derivation of BP1-BP4
+# in order, the four equations boxed once, what they say, then at once the worked example (review 30,
+# defect 1: the paths, the bound and the loss's comparison look back at its numbers, none borrowed ahead),
+# the algorithm beside its code (with the example's update step), the cost, the exercises (where everything
+# they need has been taught); then the reference part
+LESSON_SECTIONS = ("learn", "forward", "loss", "network", "activations", "method", "output_error",
+                   "recursion", "parameters", "summary", "example", "paths", "meaning", "loss_choice", "minibatch",
+                   "algorithm", "cost", "exercises", "update_rule")
 TRAINING_SECTIONS = ("optimizer", "initialisation")  # how parameters move and start, after the update rule
 APPENDICES = ("code", "verification", "notations", "answers")  # answers: the MLP lesson's exercises
+# the MLP's appendices: its table of symbols is a reference beside the other books' notations
+MLP_APPENDICES = ("code", "verification", "notation", "notations", "answers")
 REFERENCE = ("update_rule", *TRAINING_SECTIONS, *APPENDICES)  # after the lesson, marked as reference
 
 
-def section_keys(core: tuple[str, ...], training: tuple | None, lesson: Lesson, answers: bool = False) -> list[str]:
+def section_keys(core: tuple[str, ...], training: tuple | None, lesson: Lesson, answers: bool = False,
+                 appendices: tuple[str, ...] = APPENDICES) -> list[str]:
     """The sections of one document: the core, training (with its derivations), the appendices
-    (`answers`: the appendix with the answers to the exercises of the worked example)."""
+    (`answers`: the appendix with the answers to the exercises of the worked example, and the
+    section of the exercises)."""
     keys = [k for k in core if (k != "loss_choice" or lesson.comparison is not None)
-            and (k != "example" or lesson.example is not None)]
+            and (k not in ("example", "exercises") or lesson.example is not None)
+            and (k != "exercises" or answers)]
     if training is not None:
         keys += TRAINING_SECTIONS
-    return keys + [k for k in APPENDICES if k != "answers" or (answers and lesson.example is not None)]
+    return keys + [k for k in appendices if k != "answers" or (answers and lesson.example is not None)]
 
 
 def section_heads(keys: list[str], text: Text, titles: dict[str, str] | None = None,
@@ -1319,13 +1331,19 @@ def section_heads(keys: list[str], text: Text, titles: dict[str, str] | None = N
                                     "sec:" + TEX_SECTION_LABELS.get(key, key))
     first = next((k for k in keys if k in REFERENCE), None)
     if first is not None and part:  # the lesson ends here: what follows is looked up, not read in order
-        heads[first] = replace(heads[first], part=text("part.reference"), part_intro=text("part.reference_intro"))
+        last = numbers[keys[keys.index(first) - 1]] if keys.index(first) > 0 else numbers[first]  # the lesson's last
+        heads[first] = replace(heads[first], part=text("part.reference"), part_intro=text("part.reference_intro", last=last))
     return heads
 
 
 def section_numbers(keys: list[str]) -> dict[str, int | str]:
-    numbered = [k for k in keys if k not in APPENDICES]
-    return {k: (numbered.index(k) + 1 if k in numbered else "ABCDEFGH"[APPENDICES.index(k)]) for k in keys}
+    """1, 2, … for the sections, A, B, … for the appendices: the keys of `MLP_APPENDICES` at the end of
+    the document (a graph document's notation, its section 2, is numbered)."""
+    tail = len(keys)
+    while tail > 0 and keys[tail - 1] in MLP_APPENDICES:
+        tail -= 1
+    numbered, appendices = keys[:tail], keys[tail:]
+    return {k: (numbered.index(k) + 1 if k in numbered else "ABCDEFGH"[appendices.index(k)]) for k in keys}
 
 
 def metadata(text: Text, title: str) -> tuple[tuple[str, str], ...]:
@@ -1361,7 +1379,13 @@ def assemble_document(text: Text, keys: list[str], heads: dict, content: dict, n
             start = len(text.math_log)
             built[key] = tuple(content[key]())
             used[key] = used_latex(built[key], text.math_log[start:])
-    main, introduced = notation(used)
+    # the table of symbols counts as read at the start wherever it stands (the MLP's is an appendix, a
+    # reference linked from section 1): the symbols the derivation needs are its rows, and a later section
+    # opens with those it introduces
+    order = [k for k in keys if k != "notation"]
+    if "notation" in used:
+        order.insert(1 if len(order) > 0 else 0, "notation")
+    main, introduced = notation({k: used[k] for k in order})
     built["notation"] = tuple(main)
     for key, lead in introduced.items():  # the symbols a later section introduces, at its top
         # (after the opening paragraph where that paragraph says what the section is: the checks)
@@ -1503,7 +1527,7 @@ def build_document(
     model = derivation.model
     depth = model.depth
     core = LESSON_SECTIONS if depth > 1 else tuple(k for k in LESSON_SECTIONS if k != "paths")  # one layer: one path
-    every = section_keys(core, training, lesson, answers=True)
+    every = section_keys(core, training, lesson, answers=True, appendices=MLP_APPENDICES)
     keys = chosen_sections(detail, every)
     numbers = section_numbers(every)
     # the lesson folds the optimizer and the initialisation into its one training section (§ update_rule)
@@ -1549,11 +1573,14 @@ def build_document(
                                       if lesson.paths is not None and "example" in every else ""),
         "meaning": lambda: lesson_blocks.meaning_blocks(lesson, derivation, text, refs,
                                                         init=training[1] if training is not None else None,
-                                                        bound=True),
+                                                        bound=True, example_ratio=True),
         "minibatch": lambda: _minibatch(derivation, text, narrator),
-        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs),
-        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs, exercise=False)
-        + practice.exercise_blocks(lesson, derivation, report, text, loss_titles),
+        # the worked example, continued: its update step, once the update has been given
+        "algorithm": lambda: lesson_blocks.algorithm_blocks(derivation, plan, text, refs)
+        + (lesson_blocks.example_update_blocks(lesson, derivation, text, refs) if "example" in every else []),
+        "example": lambda: lesson_blocks.example_blocks(lesson, derivation, text, refs, exercise=False, update=False,
+                                                        ratio=False),
+        "exercises": lambda: practice.exercise_blocks(lesson, derivation, report, text, loss_titles),
         "answers": lambda: practice.answer_blocks(lesson, derivation, report, text, loss_titles),
         "cost": lambda: lesson_blocks.cost_blocks(lesson, text),
         "update_rule": lambda: _training_lesson(derivation, text, refs, training, narrator) if folded

@@ -255,7 +255,7 @@ def _cancelled_factor(derivation: Derivation, slow, fast) -> sp.Expr | None:
 
 
 def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None, bound: bool = False,
-                   one_route: bool = True, skip_connections: bool = False) -> list:
+                   one_route: bool = True, skip_connections: bool = False, example_ratio: bool = False) -> list:
     """What BP1–BP4 say about learning: the slopes, saturation, quiet units; with `init` (the
     network's Initialisation), how far its initial weights push the pre-activations into saturation;
     with `bound` (a multilayer perceptron, its weights W⁽²⁾ … W⁽ᴸ⁾), the bound on δ⁽¹⁾ written out.
@@ -303,6 +303,8 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
             out += _vanish_bound([b.bound for b in hidden], derivation.model.depth, text, refs, figures)
         else:
             out.append(blocks.Paragraph(text(key, **figures)))
+    if example_ratio:  # the worked example's numbers against the bound, looked back at
+        out += example_ratio_blocks(lesson, derivation, text, refs, here=True)
     # saturation only where some activation has slopes near 0 that are not exactly 0 (not for relu)
     # (a bias's gradient is its unit's error: BP3's own words in the box, not repeated here)
     # the initial weights' saturation continues the saturation paragraph (review 21: not a one-sentence paragraph)
@@ -325,6 +327,45 @@ def meaning_blocks(lesson: Lesson, derivation: Derivation, text, refs, init=None
         out.append(blocks.Paragraph(text("meaning.design_binary" if own_relu else "meaning.design")))
     if skip_connections:
         out.append(blocks.Paragraph(text("graph_meaning.skip", raw={"backward": refs.section("backward")})))
+    return out
+
+
+def example_ratio_blocks(lesson: Lesson, derivation: Derivation, text, refs, here: bool = False) -> list:
+    """The worked example's ratio of the largest error of layer 1 to the output layer's, against the
+    bound the slopes and the weights allow: said where the bound is derived (the section on learning),
+    after the example has printed its numbers (review 30, defect 1: looked back at, not borrowed)."""
+    if lesson.example is None or "example" not in refs.sections:
+        return []
+    example = lesson.example
+    out = []
+    ratio = _error_ratio(lesson, derivation)
+    if ratio is not None:  # after the numbers, not quoted before them
+        key = "example.ratio_binary" if binary_slopes(lesson) else "example.ratio"
+        slopes, sums = _hidden_slopes(lesson, derivation), _weight_sums(derivation, example)
+        fields = {}
+        if slopes is not None and sums and derivation.model.is_chain:
+            # the slopes bound only their own factor; the weights add theirs, ‖W‖₁ per matrix (in an
+            # MLP, where BP2 is the only way back; a skip connection or a normalisation adds paths).
+            # Slopes of 0 or 1 (ReLU) give the same bound with a slope factor of 1: the weights' alone
+            hidden = [b.bound for layer, b in lesson.slopes.layers if layer < derivation.model.depth]
+            bound = sp.Mul(*hidden, *[v for _, v in sums])
+            # the bound can be reached (relu, L = 2: both errors of layer 2 add up in δ⁽¹⁾₁, ratio = ‖W⁽²⁾‖₁ = 1.3),
+            # where the example's 50-digit values may differ in their last digit
+            ensure(_ratio_value(lesson, derivation) <= bound * (1 + sp.Rational(1, 10**30)), "the ratio is within its bound")
+            key = (f"{key}_bounded" if key == "example.ratio_binary" else
+                   "example.ratio_bounded" if len(hidden) > 1 else "example.ratio_bounded_one")  # no product of one factor
+            from derive.present import fill  # the sums stay Markdown-lite: converted once, with the sentence
+
+            fields = {"factors": slopes[0], "product": slopes[1], "bound": _decimal(bound),
+                      "sums": text.raw("refs.list_separator").join(
+                          fill(text.raw("example.column_sum"), {"value": _decimal(v), "layer": layer}) for layer, v in sums)}
+        said = text(key, ratio=ratio[0], first=ratio[1], last=ratio[2], **fields)
+        if here:  # in the section that treats the slopes: it cites the example, not itself
+            key = key if "binary" in key else key.replace("example.", "meaning.example_")
+            said = (text("meaning.example_lead", raw={"example": refs.section("example")})
+                    + text.raw("language.sentence_separator")
+                    + text(key, ratio=ratio[0], first=ratio[1], last=ratio[2], **fields))
+        out.append(blocks.Paragraph(said))
     return out
 
 
@@ -867,9 +908,13 @@ def figure_reference(text, label: str) -> str:
     return _tie(figure) if text.fmt == "tex" else figure
 
 
-def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise: bool = True) -> list:
+def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise: bool = True,
+                   update: bool = True, ratio: bool = True) -> list:
     """The worked example (`exercise`: end the hand checks with a "your turn"; the MLP document poses
-    its exercises after the step instead, with the answers in an appendix)."""
+    its exercises in a section of their own, with the answers in an appendix; `update`: end with the
+    step of gradient descent, which the MLP document takes after the algorithm has given the update,
+    `example_update_blocks`; `ratio`: the ratio of the errors against its bound here, which the MLP
+    document says in its section on learning instead, `example_ratio_blocks`)."""
     example = lesson.example
     network = derivation.model.network
     arithmetic = text("example.exact") if example.exact else text("example.digits", digits=50)
@@ -893,28 +938,8 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
     errors = _errors(derivation)
     out += [blocks.Paragraph(text("example.backward")),
             blocks.Aligned(tuple(_row(q, example) for q in errors))]
-    ratio = _error_ratio(lesson, derivation)
-    if ratio is not None and "meaning" in refs.sections:  # after the numbers, not quoted before them
-        key = "example.ratio_binary" if binary_slopes(lesson) else "example.ratio"
-        slopes, sums = _hidden_slopes(lesson, derivation), _weight_sums(derivation, example)
-        fields = {}
-        if slopes is not None and sums and derivation.model.is_chain:
-            # the slopes bound only their own factor; the weights add theirs, ‖W‖₁ per matrix (in an
-            # MLP, where BP2 is the only way back; a skip connection or a normalisation adds paths).
-            # Slopes of 0 or 1 (ReLU) give the same bound with a slope factor of 1: the weights' alone
-            hidden = [b.bound for layer, b in lesson.slopes.layers if layer < derivation.model.depth]
-            bound = sp.Mul(*hidden, *[v for _, v in sums])
-            # the bound can be reached (relu, L = 2: both errors of layer 2 add up in δ⁽¹⁾₁, ratio = ‖W⁽²⁾‖₁ = 1.3),
-            # where the example's 50-digit values may differ in their last digit
-            ensure(_ratio_value(lesson, derivation) <= bound * (1 + sp.Rational(1, 10**30)), "the ratio is within its bound")
-            key = (f"{key}_bounded" if key == "example.ratio_binary" else
-                   "example.ratio_bounded" if len(hidden) > 1 else "example.ratio_bounded_one")  # no product of one factor
-            from derive.present import fill  # the sums stay Markdown-lite: converted once, with the sentence
-
-            fields = {"factors": slopes[0], "product": slopes[1], "bound": _decimal(bound),
-                      "sums": text.raw("refs.list_separator").join(
-                          fill(text.raw("example.column_sum"), {"value": _decimal(v), "layer": layer}) for layer, v in sums)}
-        out.append(blocks.Paragraph(text(key, ratio=ratio[0], first=ratio[1], last=ratio[2], **fields)))
+    if ratio and "meaning" in refs.sections:
+        out += example_ratio_blocks(lesson, derivation, text, refs)
     deltas = [key for key in errors if key.kind == "delta"][:2]
     checks = [(key, c) for key, c in ((key, _hand_check(derivation, example, key)) for key in deltas) if c]
     digits = max((c[3] for _, c in checks), default=HAND_DIGITS)  # one precision for all the checks
@@ -944,6 +969,21 @@ def example_blocks(lesson: Lesson, derivation: Derivation, text, refs, exercise:
     out += [blocks.Paragraph(text("example.gradients")),
             blocks.Aligned(tuple(blocks.Row(latex(sp.Derivative(sp.Symbol("C"), p.symbol)), _matrix(entries(example, p, "gradients")))
                                  for p in parameters))]
+    return out + (_update_step(lesson, derivation, text, refs) if update else [])
+
+
+def example_update_blocks(lesson: Lesson, derivation: Derivation, text, refs) -> list:
+    """The worked example, continued after the algorithm's last step: its update with numbers (one
+    weight by hand, every parameter after the step, the loss after it)."""
+    return [blocks.Paragraph(text("example.continued", raw={"example": refs.section("example")})),
+            *_update_step(lesson, derivation, text, refs)]
+
+
+def _update_step(lesson: Lesson, derivation: Derivation, text, refs) -> list:
+    """One step of gradient descent on the worked example, and the loss after it."""
+    example = lesson.example
+    parameters = [p for node in derivation.model.network.layers for p in node.parameters]
+    out = []
     rate = f"{float(example.learning_rate):g}"
     changed = "fall" if example.loss_after < example.loss else "rise"
     eta = latex(LEARNING_RATE)

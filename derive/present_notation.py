@@ -226,7 +226,9 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
                                           for key, extra in (pinned or {}).items()}, deferred=frozenset(deferred))
     main += [(text.math(symbol), meaning) for symbol, meaning in extra]
     section = [
-        blocks.Paragraph(text("notation.intro")),
+        # the MLP's table is an appendix, to look up: its text defines every symbol where first used
+        blocks.Paragraph(text("notation.intro_appendix" if isinstance(text.defaults.get("notation"), str)
+                              else "notation.intro")),
         _table(text, main, long=True),
     ]
     return section, {key: _local(text, key, rows) for key, rows in local.items()}

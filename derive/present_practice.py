@@ -186,6 +186,8 @@ def exercises(lesson: Lesson, derivation: Derivation, report) -> list[tuple[str,
         out.append(("minibatch", {"x": _inline_vector(entries(second, Q("a", 0)), _stated),
                                   "y": _inline_vector(entries(second, Q("y")), _stated),
                                   "layer": str(derivation.model.depth)}, batch))
+    if derivation.model.is_chain:  # two conceptual exercises, as Nielsen poses them: answered in symbols
+        out += [("activation", {}, None), ("linear", {}, None)]
     return out
 
 
@@ -204,7 +206,8 @@ def changing_entry(example, label: str) -> tuple | None:
 
 
 def exercise_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: dict) -> list:
-    """The exercises, at the end of the worked example; their answers are in the appendix."""
+    """The exercises, in a section of their own after everything they need has been taught (review 30,
+    defect 11: none says "read … first"); their answers are in the appendix."""
     posed = exercises(lesson, derivation, report)
     if not posed:
         return []
@@ -272,6 +275,8 @@ def answer_blocks(lesson: Lesson, derivation: Derivation, report, text, titles: 
             out += _diagonal_answer(derivation, data, head, text)
         elif key == "jacobian":
             out += _jacobian_answer(derivation, data, head, text)
+        elif key in ("activation", "linear"):  # general statements in the document's notation
+            out.append(blocks.Paragraph(head + text(f"practice.answer_{key}")))
         elif key == "script":
             out += [blocks.Paragraph(head + text("practice.answer_script")),
                     blocks.Code(tuple(check_script(derivation.model).split("\n"))),

@@ -84,12 +84,14 @@ def test_the_orange_edges_are_the_paths_of_section_12(drawn):
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("lang", ["en", "zh"])
-def test_the_figure_is_numbered_and_cited_in_sections_12_and_17(config, lang):
+def test_the_figure_is_numbered_and_cited_in_sections_11_and_12(config, lang):
+    """Figure 2 stands in the worked example (section 11, right after the four equations since review
+    30, defect 1) and the paths of section 12 cite it back."""
     files = generate(make_spec(*CONFIGS[config], formats="md,tex", lang=lang)).files
     md, tex = files["derivation.md"].decode(), files["derivation.tex"].decode()
     figure = {"en": "Figure 2", "zh": "图 2"}[lang]
     paths = md[md.index("\n## 12. "):md.index("\n## 13. ")]
-    example = md[md.index("\n## 17. "):md.index("\n## 18. ")]
+    example = md[md.index("\n## 11. "):md.index("\n## 12. ")]
     assert figure in paths and figure in example and f"]({FILE})" in example
     assert example.count({"en": "Figure 2: ", "zh": "图 2　"}[lang]) == 1  # the caption's tag
     assert tex.count(r"\label{fig:example}") == 1 and tex.count(r"~\ref{fig:example}") == 2

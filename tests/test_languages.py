@@ -133,7 +133,7 @@ def test_chinese_prose_spaces_digits_from_han_characters():
 
 
 def test_chinese_lesson_names_the_zero_rows_and_the_chinese_textbooks():
-    """zh issue 13: section 17 names the rows and the column an inactive unit leaves at 0 (computed,
+    """zh issue 13: section 11 (the worked example) names the rows and the column an inactive unit leaves at 0 (computed,
     and checked against the gradients), and appendix C maps the notation of 邱锡鹏 and 周志华; the
     English lesson keeps its general sentence and its one table."""
     docs = {lang: generate(make_spec(3, "relu", None, "ce", formats="md", lang=lang, detail="lesson")).files["derivation.md"].decode()

@@ -104,11 +104,13 @@ def test_the_opening_motivates_before_it_derives(compared_markdown):
     assert re.search(r"\b2\.7\b", paragraphs[2]) and "20/60" in paragraphs[2]
     # the memory: x and z, a of every unit, 4 + 2 · 13 = 30 numbers per sample
     assert re.search(r"\b30\b", paragraphs[3]) and re.search(r"\b13\b", paragraphs[3])
-    assert "| $\\delta^{(l)}$ |" in _section(compared_markdown, 2)  # the symbols before the picture uses them
-    # the forward pass written down (section 3) and the loss (section 4) before the picture (section 5)
+    # the table of symbols is appendix C, to look up (review 30, defect 2); the text defines δ where the
+    # picture's demon first uses it
+    assert "| $\\delta^{(l)}$ |" in compared_markdown.split("\n## C. ", 1)[1]
+    # the forward pass written down (section 2) and the loss (section 3) before the picture (section 4)
     # tells of the demon and the error (review 23, defect 1)
-    assert "z^{(l)} &= W^{(l)} a^{(l-1)} + b^{(l)}" in _section(compared_markdown, 3)
-    picture = _section(compared_markdown, 5)
+    assert "z^{(l)} &= W^{(l)} a^{(l-1)} + b^{(l)}" in _section(compared_markdown, 2)
+    picture = _section(compared_markdown, 4)
     # a weight of layer 1 reaches the loss along n2 n3 = 15 paths through the units, and after a
     # softmax (the relu-ce document) n2 n3 n3 = 45, one more choice of the output: counted as section
     # 12 counts them, one term per path (review 23, zh item 1)
@@ -151,10 +153,10 @@ def test_the_error_is_motivated_before_it_is_derived_and_z_once_bp3_and_bp4_show
     and not a is said after BP3 and BP4 (section 10), whose short products are the reason: z changes
     with its bias at rate 1 and with a weight at the activation it reads, where ∂C/∂a would bring g′
     into every gradient."""
-    picture = _section(compared_markdown, 5)
+    picture = _section(compared_markdown, 4)
     meaning = next(b for b in picture.split("\n\n") if "\\delta^{(l)}_j \\Delta z^{(l)}_j" in b)
     assert "\\partial C / \\partial a^{(l)}_j" not in picture
-    gradients = _section(compared_markdown, 10)
+    gradients = _section(compared_markdown, 9)
     why = next(b for b in gradients.split("\n\n") if "BP3" in b and "BP4" in b)
     assert gradients.rstrip().endswith(why.rstrip()) and meaning  # after both are derived
     assert "\\partial C / \\partial a^{(l)}_j" in why and "g'(z^{(l)}_j)" in why and "a^{(l-1)}_k" in why
@@ -162,14 +164,14 @@ def test_the_error_is_motivated_before_it_is_derived_and_z_once_bp3_and_bp4_show
 
 def test_the_four_equations_are_boxed_once_after_their_derivations(compared_markdown):
     """No equation is boxed before it is derived: the derivations (sections 8 to 10) end in their
-    matrix form, and BP1 to BP4 are boxed together once, in section 11, the only box of the lesson
+    matrix form, and BP1 to BP4 are boxed together once, in section 10, the only box of the lesson
     before the reference part."""
     titles = re.findall(r"(?m)^## (\d+)\. ", compared_markdown)
     lesson = compared_markdown.split("\n---\n", 1)[0]
     assert lesson.count("\\boxed") == 1
-    summary = _section(compared_markdown, 11)
+    summary = _section(compared_markdown, 10)
     assert "\\boxed" in summary and all(f"(BP{n})" in summary or f"（BP{n}）" in summary for n in (1, 2, 3, 4))
-    for number in (8, 9, 10):
+    for number in (7, 8, 9):
         assert "\\boxed" not in _section(compared_markdown, number)
     assert len(titles) > 18 and "## 19. " in compared_markdown.split("\n---\n", 1)[1]
 
@@ -254,7 +256,10 @@ def symbol_tables(tex: str) -> list[tuple[int, list[str]]]:
             if head == header:
                 found.append((n, [re.match(r"\s*\$(.*?)\$\s*&", row, flags=re.S).group(1)
                                   for row in rows.replace("\\endhead", "").split("\\\\\n") if "&" in row]))
-    assert found[0][0] == notation, "the notation section opens with the symbol table"
+    # the notation's table first (in the MLP lesson it is an appendix, to look up: review 30, defect 2)
+    first = [f for f in found if f[0] == notation][:1]
+    assert first, "the notation section holds the symbol table"
+    found = first + [f for f in found if f is not first[0]]
     for n, (_, body) in enumerate(parts):  # one symbol a section adds is defined in a sentence
         symbols = [m.group(1) for pattern in INLINE for m in pattern.finditer(body)]
         symbols += [symbol for clause, symbol in IN_PASSING if clause in body]  # … or where first used
@@ -444,7 +449,8 @@ def test_a_new_symbol_is_defined_in_the_sentence_that_first_uses_it(sigmoid_tex)
     # Δ is used from section 5 on (the change of one weighted input), so the main table has it; the minibatch form
     # opens with a short table of its matrices, the errors D among them
     assert r"\Delta" in defined["sec:notation"] and "D^{(l)}" in defined["sec:minibatch"]
-    assert defined["sec:example"] == [r"\eta"] and defined["sec:cost"] == ["N"] and defined["sec:method"] == ["[P]"]
+    # η: the example's step, after the algorithm's update (review 30, defect 1)
+    assert defined["sec:algorithm"] == [r"\eta"] and defined["sec:cost"] == ["N"] and defined["sec:method"] == ["[P]"]
     assert not INLINE[0].search(sigmoid_tex) and "⟦" not in sigmoid_tex and "⟧" not in sigmoid_tex
     # the clause's sentence is the first in its section to use the symbol
     body = dict(sections(sigmoid_tex))["sec:cost"]
@@ -546,7 +552,7 @@ def test_the_lesson_prints_the_updated_parameters_that_update_computes(config):
     parameters = [p for node in derivation.model.network.layers for p in node.parameters]
     for quantity in parameters:
         assert np.allclose(params[quantity.code()], _array(example, quantity, "updated"), rtol=1e-12, atol=1e-14)
-    step = md.split("Last comes the update", 1)[1].split("Exercises", 1)[0]
+    step = md.split("**The worked example, continued.**", 1)[1].split("\n## 17. ", 1)[0]
     after = _number(dict(entries(example, parameters[0], "updated"))[(0, 0)])
     stated = _stated(dict(entries(example, parameters[0]))[(0, 0)])
     assert rf"W^{{(1)}}_{{11}} &\leftarrow {stated} - 0.5 \cdot " in step and step.count(f"= {after}") == 1
@@ -595,7 +601,7 @@ def test_the_relu_hand_check_passes_an_error_back_through_an_active_unit(lang):
     """The hand check of a hidden layer takes a unit whose error is not 0 (z > 0, [z > 0] = 1), says
     that the error passed back unchanged, and the exercise asks for the other unit."""
     markdown = generate(make_spec(3, "relu", None, "ce", formats="md", lang=lang)).files["derivation.md"].decode()
-    example = _section(markdown, 17)
+    example = _section(markdown, 11)
     hidden = [d for d in example.split("$$")[1::2] if r"\left[z^{(2)}_" in d]
     assert len(hidden) == 1, hidden
     checked = re.search(r"\\left\[z\^\{\(2\)\}_\{(\d)\} > 0\\right\]", hidden[0]).group(1)
@@ -604,7 +610,7 @@ def test_the_relu_hand_check_passes_an_error_back_through_an_active_unit(lang):
     active = {"en": f"Unit {checked} of layer 2 is active", "zh": f"第 2 层第 {checked} 个神经元处于激活状态"}[lang]
     assert active in example
     # the exercise names the other unit of layer 2 (review 22, defect 10: not "the other unit of the layer below")
-    exercise = next(l for l in example.splitlines() if l.startswith(("- **Exercise 1.**", "- **习题 1**")))
+    exercise = next(l for l in _section(markdown, 18).splitlines() if l.startswith(("- **Exercise 1.**", "- **习题 1**")))
     assert f"\\delta^{{(2)}}_{{{3 - int(checked)}}}" in exercise, exercise
 
 
@@ -876,8 +882,8 @@ def test_the_derivations_name_units_by_layer(sigmoid_tex):
 def test_one_chain_per_display(compared_markdown):
     """A derivation reads as one chain, as a teacher writes it: a local derivative is put into the line
     that holds it (no display of its own led by "where", no "so" to resume), so every display of
-    sections 8 to 10 has one left side in index form, and at most its matrix form after it."""
-    for number in (8, 9, 10):
+    sections 7 to 9 has one left side in index form, and at most its matrix form after it."""
+    for number in (7, 8, 9):
         section = _section(compared_markdown, number)
         assert not re.search(r"(?m)^(where|so|局部导数为|代回上式，得)$", section), number
         for display in re.findall(r"(?s)\$\$\n(.*?)\n\$\$", section):
@@ -895,7 +901,7 @@ def test_the_minibatch_section_refers_back_instead_of_repeating(compared_markdow
     assert "(chain rule)" not in section and "(local derivative)" not in section and "(collapse)" not in section
     assert "(链式法则)" not in section and "(局部导数)" not in section
     assert section.count("\\frac{1}{m} D^{(l)}") == 2  # the two matrix forms
-    assert len(section) < 0.6 * len(_section(compared_markdown, 10)) + 2500
+    assert len(section) < 0.6 * len(_section(compared_markdown, 9)) + 2500
 
 
 def test_each_general_equation_is_derived_once_and_boxed_once(compared_markdown):
@@ -907,7 +913,7 @@ def test_each_general_equation_is_derived_once_and_boxed_once(compared_markdown)
     for equation in (r"\frac{\partial C}{\partial a^{(L)}} \odot g'(z^{(L)})", r"\delta^{(l+1)}\right) \odot g'(z^{(l)})",
                      r"\frac{\partial C}{\partial b^{(l)}} &= \delta^{(l)}", r"&= \delta^{(l)} \left(a^{(l-1)}\right)^{\top}"):
         assert compared_markdown.count(equation) == 3, equation
-        assert equation in _section(compared_markdown, 11) and equation in _section(compared_markdown, 7)
+        assert equation in _section(compared_markdown, 10) and equation in _section(compared_markdown, 6)
 
 
 def test_the_initialisation_says_first_what_its_rule_will_not_keep(compared_markdown):
@@ -933,8 +939,8 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     softmax output), and the same sum grouped from the loss end into BP1, BP2 once per hidden layer
     and BP4. Section 5 of `full` only previews it, with the paths through the units, and cites the section."""
     section = _section(compared_markdown, 12)
-    assert "\\boxed" in _section(compared_markdown, 11)
-    sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 5))]
+    assert "\\boxed" in _section(compared_markdown, 10)
+    sizes = [int(n) for n in re.findall(r"(?m)^\| \d+ \| (\d+) \|", _section(compared_markdown, 4))]
     depth = len(sizes) - 1
     softmax = "softmax" in compared_markdown.split("\n## 1. ")[0]
     count = 1
@@ -943,12 +949,12 @@ def test_the_paths_follow_the_four_equations_and_group_into_them(compared_markdo
     displays = section.split("$$")[1::2]
     assert displays[0].count("\\frac{\\partial") == 2 * depth + 1
     assert f"= {count}$" in section
-    assert f"= {count}$" in _section(compared_markdown, 5)  # full's picture counts them the same way (review 23)
+    assert f"= {count}$" in _section(compared_markdown, 4)  # full's picture counts them the same way (review 23)
     grouped = [d for d in displays if "BP4" in d]  # after the example's displays (section 12 at numbers)
     assert len(grouped) == 1
     tags = re.findall(r"\\text\{[(（](BP\d)[)）]\}", grouped[0])  # full-width brackets in Chinese
     assert tags == ["BP1"] + ["BP2"] * (depth - 1) + ["BP4"]
-    assert "](#12-" in _section(compared_markdown, 5)
+    assert "](#12-" in _section(compared_markdown, 4)
 
 
 def test_one_slope_bound_and_activation_specific_wording(compared_markdown):
@@ -999,7 +1005,7 @@ def test_the_network_picture_names_one_weight_and_the_caption_reads_its_indices(
     assert "W⁽²⁾₅₄" in pictures.svg(pic, "t") and r"$W^{(2)}_{54}$" in pictures.tikz(pic)
     assert pictures.layout((4, 3), ("sigmoid",), "loss", words).weight == (1, 3, 4)  # j = k avoided
     en = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
-    caption = next(line for line in _section(en, 5).splitlines()
+    caption = next(line for line in _section(en, 4).splitlines()
                    if line.startswith("Figure 1: The network,"))  # the lesson's short caption, numbered as in LaTeX
     assert "$W^{(2)}_{54}$, from unit 4 of layer 1 to unit 5 of layer 2" in caption
     assert "first index is the unit that receives" in caption and "$z^{(2)} = W^{(2)} a^{(1)} + b^{(2)}$" in caption
@@ -1012,7 +1018,7 @@ def test_markdown_numbers_the_figure_as_latex_does(lang, figure):
     and the joined path and weight sentences of the Chinese caption read 橙色线为……；黑色线为……."""
     outcome = generate(make_spec(3, "sigmoid", formats="md,tex", lang=lang))
     md, tex = (outcome.files[f"derivation.{ext}"].decode() for ext in ("md", "tex"))
-    section = _section(md, 5)
+    section = _section(md, 4)
     captions = [line for line in section.splitlines() if line.startswith(figure)]
     assert len(captions) == 2 and captions[0].startswith(figure + ("\u3000" if lang == "zh" else ": "))
     cited = captions[1]  # the sentence after the picture cites it by the number LaTeX gives it (\ref)
@@ -1049,15 +1055,19 @@ def test_the_unused_symbol_check_can_fail():
 def test_the_example_ratio_is_not_said_to_be_bounded_by_the_slopes(compared_markdown):
     """The worked example's ratio of the largest errors: the slopes contribute at most their product
     (1/16 for two sigmoid hidden layers) and each weight matrix at most its largest column sum of |W|
-    (an error is a weighted sum of the next layer's); the sums quoted are the example's own."""
-    example = _section(compared_markdown, 17)
+    (an error is a weighted sum of the next layer's); the sums quoted are the example's own. Since
+    review 30 (defect 1) section 13 says it, after the bound, citing the example of section 11."""
+    example = _section(compared_markdown, 11)
+    matrices = example
+    example = _section(compared_markdown, 13)
+    assert "(#11-" in example
     assert "bounds this ratio" not in example and "给出了这个比值的上界" not in example
     assert "shrink it further" not in example  # weights below 1 can still add up to more than 1
     if "ReLU" not in compared_markdown.split("\n## 1. ")[0]:
         assert "\\frac{1}{4} \\cdot \\frac{1}{4} = \\frac{1}{16}" in example
         bound = 1 / 16
         for layer in (2, 3):
-            matrix = re.search(rf"W\^\{{\({layer}\)\}} &= \\begin\{{pmatrix\}}(.*?)\\end\{{pmatrix\}}", example).group(1)
+            matrix = re.search(rf"W\^\{{\({layer}\)\}} &= \\begin\{{pmatrix\}}(.*?)\\end\{{pmatrix\}}", matrices).group(1)
             rows = [[float(x) for x in row.split("&")] for row in matrix.split("\\\\") if row.strip()]
             column_sum = max(sum(abs(row[k]) for row in rows) for k in range(len(rows[0])))
             assert f"${column_sum:.4g}$ ($W^{{({layer})}}$)" in example or f"$\\lVert W^{{({layer})}} \\rVert_1 = {column_sum:.4g}$" in example
@@ -1078,7 +1088,7 @@ def test_the_worked_example_prints_four_significant_figures(compared_markdown):
     scientific form, 1.795 \\cdot 10^{-3}, not 0.0018), and the ratio of the largest errors is quoted
     to the digits on which the exact ratio and the ratio of the printed numbers agree (0.0134: the
     exact 0.013421 and the printed 0.013425 part at the fourth)."""
-    section = _section(compared_markdown, 17)
+    section = _section(compared_markdown, 11)
     displays = section.split("$$")[1::2]
     computed = [d for d in displays if "\\delta^{(1)} &=" in d or "\\frac{\\partial C}{\\partial W^{(1)}}" in d]
     assert len(computed) == 2
@@ -1094,7 +1104,7 @@ def test_the_worked_example_prints_four_significant_figures(compared_markdown):
     errors = {layer: [v for _, v in _printed_numbers(d.split(f"\\delta^{{({layer})}} &=")[1].split("\\\\")[0])]
               for d in displays if "\\delta^{(1)} &=" in d for layer in (1, 3)}
     from_printed = max(map(abs, errors[1])) / max(map(abs, errors[3]))
-    quoted = re.search(r"(?:is |的 )(0\.\d+)(?: times| 倍)", section).group(1)
+    quoted = re.search(r"(?:is |的 )(0\.\d+)(?: times| 倍)", _section(compared_markdown, 13)).group(1)
     digits = len(quoted.split(".")[1].lstrip("0"))
     config = (3, "relu", None, "ce") if "softmax" in compared_markdown else (3, "sigmoid", None, "mse")
     example = worked_example(generate(make_spec(*config, formats="py")).derivation)
@@ -1141,12 +1151,12 @@ def test_the_softmax_box_holds_the_general_bp1_with_its_two_cases(compared_markd
     softmax case, whose form is Jᵀ ∂C/∂a with J = diag(a) − a aᵀ (checked here with numbers)."""
     if "relu" not in compared_markdown.split("\n## 1. ")[0]:
         return
-    box = _section(compared_markdown, 11)
+    box = _section(compared_markdown, 10)
     assert "\\delta^{(L)} &= J^{\\top} \\frac{\\partial C}{\\partial a^{(L)}} && \\text{(BP1)}" in box
     assert "\\frac{\\partial C}{\\partial a^{(L)}} \\odot g'(z^{(L)})" in box.split("\\end{aligned}")[1]
     softmax = "\\frac{\\partial C}{\\partial a^{(L)}} \\odot a^{(L)} - \\left(\\left(a^{(L)}\\right)^{\\top} \\frac{\\partial C}{\\partial a^{(L)}}\\right) a^{(L)}"
     assert softmax in box.split("\\end{aligned}")[1]
-    assert "J^{\\top} \\frac{\\partial C}{\\partial a^{(L)}} && \\text{(BP1)}" in _section(compared_markdown, 8)
+    assert "J^{\\top} \\frac{\\partial C}{\\partial a^{(L)}} && \\text{(BP1)}" in _section(compared_markdown, 7)
     assert "not derived separately" not in compared_markdown
     rng = np.random.default_rng(0)
     z, u = rng.normal(size=4), rng.normal(size=4)
@@ -1213,7 +1223,7 @@ def test_the_saturation_paragraph_quotes_the_variance_only_where_the_initialisat
 def test_the_four_equations_are_stated_before_they_are_proved(compared_markdown):
     """Nielsen's order: section 7 states BP1-BP4 unproved, one line of meaning each, before the moves
     of the proofs and before section 8 derives the first of them."""
-    method = _section(compared_markdown, 7)
+    method = _section(compared_markdown, 6)
     display = method.index("$$")
     shown = method[display:method.index("$$", display + 2)]
     assert all(f"(BP{n})" in shown or f"（BP{n}）" in shown for n in (1, 2, 3, 4))
@@ -1240,9 +1250,10 @@ def test_section_13_states_the_bound_for_this_network_and_the_design_point(compa
     bound = (rf"\max_j \lvert \delta^{{(1)}}_j \rvert \le {norms} \cdot {slope} \cdot {slope} \cdot "
              rf"\max_j \lvert \delta^{{(3)}}_j \rvert = \frac{{1}}{{16}}\, {norms} \, \max_j \lvert \delta^{{(3)}}_j \rvert")
     assert bound in meaning
-    # the worked example's ratio lies under the same bound with its weights' column sums (section 17)
-    example = _section(compared_markdown, 17)
-    assert "0.08125" in example and "0.0134" in example
+    # the worked example's ratio lies under the same bound with its weights' column sums, said here,
+    # after the bound, and not in the example (section 11), which comes before it (review 30, defect 1)
+    assert "0.08125" in meaning and "0.0134" in meaning
+    assert "0.08125" not in _section(compared_markdown, 11)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -1260,9 +1271,11 @@ def test_nielsen_is_cited_in_footnotes_numbered_alike_in_every_format(lang):
     rows = [line for line in front.splitlines() if "Nielsen" in line and line.startswith("|")]
     if lang == "zh":
         assert rows == [] and lesson.count("$C_x$") + lesson.count("$C_{x}$") == 2, rows  # §4, appendix C
-    else:
-        assert [row.split("|")[1].strip() for row in rows] == ["$C$", "$\\bar{C}$"], rows
-        assert "$C_x$" in rows[0] and "$C$" in rows[1].split("|")[2]
+    else:  # C's row in the table of appendix C (review 30, defect 2), C-bar's in section 3's own table
+        assert [row.split("|")[1].strip() for row in rows] == ["$\\bar{C}$"], rows
+        assert "$C$" in rows[0].split("|")[2]
+        table = lesson.split("\n## C. ", 1)[1].split("\n## D. ", 1)[0]
+        assert "| $C$ | loss of one sample (Nielsen writes $C_x$) |" in table
     files = generate(make_spec(3, "sigmoid", formats="md,tex,html", lang=lang, detail="full")).files
     md, tex, page = (files[f"derivation.{kind}"].decode() for kind in ("md", "tex", "html"))
     lesson = md.split("\n## 1. ", 1)[1].split("\n## 14. ", 1)[0]
@@ -1318,7 +1331,7 @@ def test_one_hidden_layer_has_one_slope_in_the_example_ratio(act, slope, lang, d
     states is that slope times the column sum of |W⁽²⁾| quoted beside it."""
     markdown = generate(make_spec(2, act, formats="md", lang=lang, detail=detail)).files["derivation.md"].decode()
     paragraph = next(line for line in markdown.splitlines()
-                     if line.startswith(("The largest error of layer 1", "$\\delta^{(1)}$ 中绝对值最大的分量")))
+                     if "The largest error of layer 1" in line or "$\\delta^{(1)}$ 中绝对值最大的分量" in line)
     assert not re.search(r"\$([^$]+?) = \1\$", paragraph), paragraph  # no formula equal to itself
     assert f"${slope}$" in paragraph and "Each hidden layer" not in paragraph and "每经过一个隐藏层" not in paragraph
     column_sum = float(re.search(r"\$(\d+(?:\.\d+)?)\$ \(\$W\^\{\(2\)\}\$\)|\$\\lVert W\^\{\(2\)\} \\rVert_1 = (\d+(?:\.\d+)?)\$",
@@ -1340,7 +1353,7 @@ def test_the_lesson_opening_counts_nothing_and_section_18_counts_everything(conf
     table, not in the picture's section (5), which follows the forward pass (3) and the loss (4)."""
     *spec, lang = config
     md = generate(make_spec(*spec, formats="md", lang=lang)).files["derivation.md"].decode()
-    opening, cost = _section(md, 1), _section(md, 18)
+    opening, cost = _section(md, 1), _section(md, 17)
     c = __import__("derive.lesson.cost", fromlist=["costs"]).costs
     from conftest import derivation_for
     counted = c(derivation_for(3, "sigmoid"))
@@ -1355,10 +1368,10 @@ def test_the_lesson_opening_counts_nothing_and_section_18_counts_everything(conf
     assert re.search(r"\b30\b", cost) and re.search(r"\b13\b", cost)
     assert "Rumelhart" in opening and "1986" in opening and "Nature" in opening
     # the forward pass written down before the picture tells of the demon and the error
-    assert "z^{(l)} &= W^{(l)} a^{(l-1)} + b^{(l)}" in _section(md, 3) and "\\Delta z^{(l)}_j" in _section(md, 5)
+    assert "z^{(l)} &= W^{(l)} a^{(l-1)} + b^{(l)}" in _section(md, 2) and "\\Delta z^{(l)}_j" in _section(md, 4)
     softmax = spec[1] == "relu"
     count = r"n_\{2\} n_\{3\} n_\{3\} = 5 \\cdot 3 \\cdot 3 = 45" if softmax else r"n_\{2\} n_\{3\} = 5 \\cdot 3 = 15"
-    assert re.search(count, _section(md, 12)) and not re.search(r"= (15|45)\$", _section(md, 5)), count
+    assert re.search(count, _section(md, 12)) and not re.search(r"= (15|45)\$", _section(md, 4)), count
 
 
 @pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", "softmax", "ce"), (1, "sigmoid", None, "mse")],
@@ -1371,8 +1384,8 @@ def test_exercise_1_names_the_errors_its_answer_computes(config):
     line = next(l for l in md.splitlines() if l.startswith("- **Exercise 1.**"))
     named = re.findall(r"\$(\\delta\^\{\(\d\)\}_\{\d\})\$", line)
     assert len(named) == (1 if config[0] == 1 else 2) and "layer below" not in line, line
-    answers = md[md.index("\n## D. "):]
-    example = _section(md, 17)
+    answers = md[md.index("\n## E. "):]
+    example = _section(md, 11)
     for entry in named:
         assert re.search(re.escape(entry) + r" &= ", answers), entry
         assert not re.search(re.escape(entry) + r" &= ", example), entry
@@ -1392,7 +1405,7 @@ def test_the_diagonal_form_exercise_multiplies_out_to_the_printed_error(config):
         return
     assert len(posed) == 1
     number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed[0]).group(1)
-    answer = md[md.index("\n## D. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
+    answer = md[md.index("\n## E. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
     display = answer.split("$$")[-2]
     matrices = re.findall(r"\\begin\{pmatrix\} (.+?) \\end\{pmatrix\}(\^\{\\top\})?", display)
 
@@ -1422,7 +1435,7 @@ def test_the_minibatch_exercise_is_what_the_generated_code_computes_on_two_colum
     model, example = load_module(outcome.files["model.py"].decode()), worked_example(derivation)
     posed = next(l for l in md.splitlines() if l.startswith("- **Exercise") and "minibatch of two samples" in l)
     number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed).group(1)
-    answer = md[md.index("\n## D. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
+    answer = md[md.index("\n## E. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
 
     def values(body):
         return np.array([[float(x.replace(" \\cdot 10^{", "e").rstrip("}")) for x in row.split(" & ")]
@@ -1481,7 +1494,8 @@ def test_the_chinese_lesson_reads_as_review_29_asked(config):
     assert "进入四个方程" not in md and "激活函数只以导数 $g'$ 的形式出现" in md
     assert "传回 $\\delta^{(1)}$" not in md and "误差项从输出层传到第 1 层" in md
     assert "**为什么用 $\\partial C / \\partial z$ 而不是 $\\partial C / \\partial a$ 定义误差项**" in md
-    assert "最后一步" not in md and md.count("节末尾的公式更新参数") == 2
+    # the worked example's step follows that formula in §16 itself since review 30 (defect 1): §19 cites it
+    assert "最后一步" not in md and md.count("节末尾的公式更新参数") == 1 and "**算例（续）**" in _section(md, 16)
     assert "并尽量用输出" not in md and "要么是因为" not in md and "又一次得到了它们" not in md
     if config[1] == "sigmoid":
         section = _section(md, 19)
@@ -1519,7 +1533,7 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     that note with its reason (overflow); section 6 and appendix A's opening no longer repeat it."""
     md = generate(make_spec(2, act, formats="md", lang=lang)).files["derivation.md"].decode()
     sections = md.split("\n## ")
-    activations = _section(md, 6)
+    activations = _section(md, 5)
     algorithm = next(part for part in sections if "| `A1 = " in part)  # section 15 or 16, by the network
     appendix = md.split("\n## A. ", 1)[1].split("\n## ", 1)[0]
     proof = "\\tanh\\frac{z}{2} &= \\frac{1 - e^{-z}}{1 + e^{-z}}"
@@ -1543,7 +1557,7 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
             assert sp.simplify((computed - written + sp.Symbol("Z1")).rewrite(sp.exp)) != 0  # the check can fail
     if coded:
         note = algorithm.split("| 1 |")[-1].split("\n\n", 2)[-1]
-        assert "](#6-" in note and "](#a-" in note and "--detail full" not in note
+        assert "](#5-" in note and "](#a-" in note and "--detail full" not in note
         assert ("overflow" in note or "溢出" in note) and note.count(form) == 1
         assert (r"\frac{1}{2} \tanh{\left(\frac{1}{2} z \right)} + \frac{1}{2}") in note
 
@@ -1601,10 +1615,11 @@ def test_one_term_writes_a_collapsing_sum_as_its_term_and_keeps_the_softmax_sum(
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_the_lesson_displays_the_update_once_as_the_algorithms_last_step(lang):
     """Review 23, defect 2: the update rule is displayed once, as the last step of the algorithm
-    (section 16), with the engine's minibatch form W ← W − (η/m) D Aᵀ; the worked example (17) and the
-    training section (19) refer to section 16 and display no rule; `full` keeps its displays. Review
-    27, item 1: the worked example prints the parameters after its step, numbers only (no η, no
-    gradient symbol): the step taken, not the rule again."""
+    (section 16), with the engine's minibatch form W ← W − (η/m) D Aᵀ; the training section (19)
+    refers to section 16 and displays no rule; `full` keeps its displays. Review 27, item 1: the
+    worked example prints the parameters after its step, numbers only (no η, no gradient symbol): the
+    step taken, not the rule again. Review 30, defect 1: that step continues the worked example of
+    section 11 right after the rule, in section 16."""
     lesson = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
     full = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang, detail="full")).files["derivation.md"].decode()
     rows = re.findall(r"(?m)^.*\\leftarrow.*$", lesson)
@@ -1612,10 +1627,12 @@ def test_the_lesson_displays_the_update_once_as_the_algorithms_last_step(lang):
     assert len(rules) == 2 and all(row in _section(lesson, 16) for row in rules), rows
     assert "\\frac{\\eta}{m} D^{(l)} \\left(A^{(l-1)}\\right)^{\\top}" in rules[0]
     stepped = [row for row in rows if row not in rules]
-    assert len(stepped) == 7 and all(row in _section(lesson, 17).split("\n## 18. ")[0] for row in stepped)
-    for number in (17, 19):
-        section = _section(lesson, number)
-        assert ("(#16-" in section or re.search(r"(?:section|第) 16", section)), number
+    algorithm = _section(lesson, 16)
+    assert len(stepped) == 7 and all(row in algorithm.split(rules[-1], 1)[1] for row in stepped)
+    assert "(#11-" in algorithm.split(rules[-1], 1)[1]  # the worked example of section 11, continued
+    assert not any(row in _section(lesson, 11) for row in stepped)
+    section = _section(lesson, 19)
+    assert ("(#16-" in section or re.search(r"(?:section|第) 16", section))
     assert "\\leftarrow" not in _section(lesson, 19).split("\n## A. ")[0]
     assert len(re.findall(r"\\leftarrow", full)) > 2
 
@@ -1684,7 +1701,7 @@ def test_the_softmax_jacobian_exercise_multiplies_out_to_the_printed_error():
     md, derivation = outcome.files["derivation.md"].decode(), outcome.derivation
     (posed,) = [l for l in md.splitlines() if l.startswith("- **Exercise") and "J^{\\top}" in l]
     number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed).group(1)
-    answer = md[md.index("\n## D. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
+    answer = md[md.index("\n## E. "):].split(f"**{number}.**", 1)[1].split("\n---", 1)[0].split("\n**", 1)[0]
     assert "\\delta^{(1)} &=" in answer and "J^{\\top} \\frac{\\partial C}{\\partial a^{(3)}}" in answer
 
     def values(body):
@@ -1706,20 +1723,17 @@ def test_the_softmax_jacobian_exercise_multiplies_out_to_the_printed_error():
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
-def test_exercises_that_use_later_sections_name_them_first(lang):
-    """Review 25, defect 7: the exercises stay under the worked example whose numbers they use; one
-    that needs a later section (18, appendix B) or §15's matrices names it at its start."""
+def test_exercises_come_after_everything_they_use_and_name_no_later_section(lang):
+    """Review 25, defect 7 asked that an exercise needing a later section name it first; review 30,
+    defect 11 asked for none to need that: the exercises have a section of their own (18), after the
+    cost (17) and every section they use, and they cite only earlier sections, no appendix."""
     md = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
-    items = [l for l in _section(md, 17).splitlines() if l.startswith(("- **Exercise", "- **习题"))]
-    pointer = re.compile(r"^- \*\*(?:Exercise \d\.\*\* \((?:Read|Uses)[^)]*?(?:section (\d+)|appendix ([A-D]))"
-                         r"|习题 \d\*\*（(?:先读|用到)(?:第 (\d+) 节|附录 ([A-D])))")
-    later = [l for l in items if re.search(r"(?:section|第) (1[5-9])\b|(?:appendix|附录) B", l)]
-    assert len(later) >= 3, later
-    for line in later:
-        found = pointer.match(line)
-        assert found, line
-        named = [g for g in found.groups() if g]
-        assert named and (named[0] in ("15", "18", "B")), line
+    assert ("\n## 18. Exercises" if lang == "en" else "\n## 18. 习题") in md
+    items = [l for l in _section(md, 18).splitlines() if l.startswith(("- **Exercise", "- **习题"))]
+    assert len(items) == 9
+    cited = [int(a or b) for l in items for a, b in re.findall(r"section (\d+)|第 (\d+) 节", l)]
+    assert cited and max(cited) == 17 and all(n < 18 for n in cited)
+    assert not any(re.search(r"\((?:Read|Uses)|（(?:先读|用到)|appendix|附录", l) for l in items), items
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -1741,7 +1755,7 @@ def test_the_line_under_the_box_says_what_its_g_prime_and_j_are(config):
     the line under the box says that g′ is the derivative of the activation of the equation's own
     layer, and, after a softmax, defines the J of BP1 by its entries."""
     md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
-    after_box = _section(md, 7).split("\\boxed{", 1)[1].split("$$\n\n", 1)[1].split("\n\n", 1)[0]
+    after_box = _section(md, 6).split("\\boxed{", 1)[1].split("$$\n\n", 1)[1].split("\n\n", 1)[0]
     assert "${g^{(l)}}'$" in after_box and "BP2" in after_box
     softmax = config[2] == "softmax"
     assert ("${g^{(L)}}'$" in after_box) != softmax

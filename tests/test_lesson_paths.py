@@ -97,7 +97,7 @@ def _section(markdown: str, number: int) -> str:
 @pytest.mark.parametrize("config", [(3, "sigmoid", None, "mse"), (3, "relu", None, "ce")], ids=["sigmoid", "relu-ce"])
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("detail", ["lesson", "full"])
-def test_section_12_prints_the_paths_and_the_gradient_of_section_17(config, lang, detail):
+def test_section_12_prints_the_paths_and_the_gradient_of_section_11(config, lang, detail):
     md = generate(make_spec(*config, formats="md", lang=lang, detail=detail)).files["derivation.md"].decode()
     assert repeated(md) == {}
     paths = _section(md, 12)
@@ -114,10 +114,10 @@ def test_section_12_prints_the_paths_and_the_gradient_of_section_17(config, lang
         assert ("The other 4 paths end at output 2" if lang == "en" else "其余 4 条路径到达输出 2") in after
     # the sum of the products ends in the gradient of W⁽¹⁾₁₁ printed by the worked example
     total = re.search(r"\\frac\{\\partial C\}\{\\partial W\^\{\(1\)\}_\{11\}\} &= (?:.* = )?(.+?)\s*$", paths, re.M)
-    example = _section(md, 17)
+    example = _section(md, 11)
     matrix = re.search(r"\\frac\{\\partial C\}\{\\partial W\^\{\(1\)\}\} &= \\begin\{pmatrix\} (.+?) &", example)
     assert total and matrix and total.group(1) == matrix.group(1)
-    # the shared parts: δ⁽²⁾ of section 12 as printed in section 17
+    # the shared parts: δ⁽²⁾ of section 12 as printed in section 11
     errors = re.search(r"\\delta\^\{\(2\)\} &= \\begin\{pmatrix\} (.+?) & (.+?) \\end", example)
     for j2, printed in ((1, errors.group(1)), (2, errors.group(2))):
         assert re.search(r"\\delta\^\{\(2\)\}_\{%d\} &= .* = %s\s*(\\\\)?$" % (j2, re.escape(printed)), paths, re.M), j2
@@ -126,10 +126,10 @@ def test_section_12_prints_the_paths_and_the_gradient_of_section_17(config, lang
     # review 22, defect 3: the lesson says that every factor stands in the table, not "listed there" in §17
     if detail == "lesson":
         assert "listed there" not in paths and "列在那里" not in paths
-        # review 30, section 4 defect 1: the forward reference says it borrows ahead of time, and that
-        # every factor stands in the table so it can be read first
-        assert ("borrowed ahead of time" in paths and "The table below does not need that section" in paths) \
-            if lang == "en" else ("提前用到了" in paths and "读下表不必先看那一节" in paths)
+        # review 30, defect 1: the worked example comes before this section, which looks back at it (by
+        # its number) instead of borrowing its numbers ahead of time
+        assert "ahead of time" not in paths and "提前用到了" not in paths
+        assert re.search(r"worked example of section \[11\]\(#11-" if lang == "en" else r"第 \[11\]\(#11-[^)]*\) 节的算例", paths)
     assert ("discovered backpropagation" in paths) if lang == "en" else ("这正是反向传播的基本思想" in paths)
 
 

@@ -59,12 +59,14 @@ def test_markdown_math_is_balanced(outcome):
 
 def test_markdown_has_every_section(outcome):
     text = outcome.files["derivation.md"].decode()
-    headings = ("What we want to compute", "Notation", "Forward pass", "Loss", "The network and its two passes",
+    # review 30: the worked example right after the four equations, the exercises after the cost, the
+    # table of symbols an appendix beside the other notations
+    headings = ("What we want to compute", "Forward pass", "Loss", "The network and its two passes",
                 "How every step works", "The error of the output layer", "The backward recursion",
-                "Gradients of the parameters", "The four equations in words",
+                "Gradients of the parameters", "The four equations in words", "A worked example",
                 "The big picture: sums over paths", "What the equations say about learning", "Choosing the loss",
-                "Minibatch form", "The algorithm", "A worked example", "Why backpropagation is fast",
-                "Training the network", "Verification", "Other notations")
+                "Minibatch form", "The algorithm", "Why backpropagation is fast", "Exercises",
+                "Training the network", "Verification", "Notation", "Other notations")
     at = [text.index(f". {heading}\n") for heading in headings]
     assert at == sorted(at)  # in this order
     assert "\n## Reference\n" not in text  # the lesson runs on into its training section and the appendices

@@ -128,7 +128,7 @@ def test_the_script_prints_what_the_answer_says(sigmoid):
     assert out.getvalue().strip() == printed
     numeric, exact, agree = printed.split()
     assert agree == "True" and float(numeric) == pytest.approx(float(exact), rel=1e-7)
-    answers = outcome.files["derivation.md"].decode().split("## D. ", 1)[1]
+    answers = outcome.files["derivation.md"].decode().split("## E. ", 1)[1]
     assert f"`{printed}`" in answers and "import model" in answers
 
 
