@@ -178,3 +178,20 @@ def test_chinese_gallery_and_lessons_use_the_unified_terms(zh_relu_lesson):
     assert "指示函数 $[P]$ 在条件 $P$ 成立时取 1" in relu and "复步长法（complex-step method）" in relu
     assert "复步长法（complex-step method）" in documents["mlp-L3-sigmoid-sigmoid-mse-zh"]
 
+
+def test_chinese_lessons_read_as_written_in_chinese(zh_relu_lesson):
+    """zh review 33, F1-F3, F5 and D: BP4's shorthand is a formula, not a bracket longer than the rule;
+    an error near 0 says the loss is flat in that direction (not 'the unit is near optimal'); the paths
+    are not 'labelled by' their units; the float64 paragraph has no bracket; the ReLU is one of the
+    main reasons, not the reason; the larger step's error is given as 约为."""
+    relu = zh_relu_lesson
+    sigmoid = (Path(__file__).resolve().parent.parent / "outputs" / "mlp-L3-sigmoid-sigmoid-mse-zh" / "derivation.md").read_text(encoding="utf-8")
+    for md in (relu, sigmoid):
+        assert r"可简记为 $a_{\text{入}}\, \delta_{\text{出}}$。" in md and "输入端的激活值乘以输出端的误差项" not in md
+        assert "损失在这个方向上已接近极小" in md and "接近最优" not in md
+        assert "第一列注明路径在第 1 层之后经过的神经元" in md and "标记。" not in md
+        assert "（精确值" not in md and "舍入后的差商如下：" in md
+        assert "主要原因之一" in md and "主要原因。" not in md and "主要原因就在这里" not in md
+        assert "再算一次，相对误差约为 $" in md
+    assert "一般情形数的" not in relu and "出现两次" not in relu
+    assert r"所以 $n_{3}$ 要乘两次，和式共有 $n_{2} n_{3} n_{3} = 5 \cdot 3 \cdot 3 = 45$ 项。" in relu
