@@ -194,4 +194,6 @@ def test_chinese_lessons_read_as_written_in_chinese(zh_relu_lesson):
         assert "主要原因之一" in md and "主要原因。" not in md and "主要原因就在这里" not in md
         assert "再算一次，相对误差约为 $" in md
     assert "一般情形数的" not in relu and "出现两次" not in relu
+    # the answer to the minibatch exercise says it lists the errors and activations first (C, last note)
+    assert "下面先列出两个样本的误差项和激活值" in sigmoid and "下面依次是两个样本" not in sigmoid
     assert r"所以 $n_{3}$ 要乘两次，和式共有 $n_{2} n_{3} n_{3} = 5 \cdot 3 \cdot 3 = 45$ 项。" in relu
