@@ -295,7 +295,7 @@ def test_the_lesson_states_the_four_equations_once_and_explains_the_collapse_onc
         single = [(n, p) for n in map(str, range(1, 14)) for p in _prose(front[n])
                   if "only, so the chain rule has a single term" in p or "只依赖于 $z^{(L)}_j$" in p]
         assert [n for n, _ in single] == ["7"], single
-        assert "j'" not in lesson and "[j = " not in lesson and "Iverson" not in lesson and "示性函数" not in lesson
+        assert "j'" not in lesson and "[j = " not in lesson and "Iverson" not in lesson and "指示函数" not in lesson
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -1,6 +1,7 @@
 """--lang: the documents in another language have translated prose and exactly the same formulas."""
 
 import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -144,3 +145,55 @@ def test_chinese_lesson_names_the_zero_rows_and_the_chinese_textbooks():
     assert "第 $l$ 层第 $j$ 个神经元未激活时" not in zh
     assert "| 量 | 本章 | 邱锡鹏 | 周志华 |" in zh and r"$-e_{h},\ -g_{j}$" in zh
     assert "Qiu" not in en and "the zero rows" in en
+
+
+# zh review 33, B-1 and B-2: one name for the complex-step method and one for the bracket [P]
+RETIRED_TERMS = ("示性函数", "复步长检验", "复步长导数", "复步长微分")
+
+
+@pytest.fixture(scope="module")
+def zh_relu_lesson():
+    """The Chinese relu + softmax + cross-entropy lesson, which the gallery does not hold."""
+    return generate(make_spec(3, "relu", None, "ce", formats="md", lang="zh", detail="lesson")).files["derivation.md"].decode()
+
+
+def test_chinese_catalog_names_the_method_and_the_bracket_one_way():
+    """Every Chinese message says 复步长法 and 指示函数: none of the names the review found beside them."""
+    for table, entries in messages("zh").items():
+        for key, text in entries.items():
+            if isinstance(text, str):
+                assert not [t for t in RETIRED_TERMS if t in text], f"{table}.{key}"
+
+
+def test_chinese_gallery_and_lessons_use_the_unified_terms(zh_relu_lesson):
+    """No Chinese document of the gallery, nor the relu + softmax lesson (not in the gallery), uses a
+    retired name; the relu lesson names the bracket 指示函数 and both lessons the method 复步长法."""
+    root = Path(__file__).resolve().parent.parent / "outputs"
+    chinese = sorted(root.glob("*-zh/derivation.md"))
+    assert len(chinese) >= 5, chinese
+    relu = zh_relu_lesson
+    documents = {path.parent.name: path.read_text(encoding="utf-8") for path in chinese} | {"relu-softmax-zh": relu}
+    for name, md in documents.items():
+        assert not [t for t in RETIRED_TERMS if t in md], name
+    assert "指示函数 $[P]$ 在条件 $P$ 成立时取 1" in relu and "复步长法（complex-step method）" in relu
+    assert "复步长法（complex-step method）" in documents["mlp-L3-sigmoid-sigmoid-mse-zh"]
+
+
+def test_chinese_lessons_read_as_written_in_chinese(zh_relu_lesson):
+    """zh review 33, F1-F3, F5 and D: BP4's shorthand is a formula, not a bracket longer than the rule;
+    an error near 0 says the loss is flat in that direction (not 'the unit is near optimal'); the paths
+    are not 'labelled by' their units; the float64 paragraph has no bracket; the ReLU is one of the
+    main reasons, not the reason; the larger step's error is given as 约为."""
+    relu = zh_relu_lesson
+    sigmoid = (Path(__file__).resolve().parent.parent / "outputs" / "mlp-L3-sigmoid-sigmoid-mse-zh" / "derivation.md").read_text(encoding="utf-8")
+    for md in (relu, sigmoid):
+        assert r"可简记为 $a_{\text{入}}\, \delta_{\text{出}}$。" in md and "输入端的激活值乘以输出端的误差项" not in md
+        assert "损失在这个方向上已接近极小" in md and "接近最优" not in md
+        assert "第一列注明路径在第 1 层之后经过的神经元" in md and "标记。" not in md
+        assert "（精确值" not in md and "舍入后的差商如下：" in md
+        assert "主要原因之一" in md and "主要原因。" not in md and "主要原因就在这里" not in md
+        assert "再算一次，相对误差约为 $" in md
+    assert "一般情形数的" not in relu and "出现两次" not in relu
+    # the answer to the minibatch exercise says it lists the errors and activations first (C, last note)
+    assert "下面先列出两个样本的误差项和激活值" in sigmoid and "下面依次是两个样本" not in sigmoid
+    assert r"所以 $n_{3}$ 要乘两次，和式共有 $n_{2} n_{3} n_{3} = 5 \cdot 3 \cdot 3 = 45$ 项。" in relu

@@ -187,4 +187,5 @@ def test_the_float64_figures_say_what_they_are(lang):
         assert "which float64 cannot all represent.)" in box and "within a few units in the last place" in box
     else:
         assert "最好结果" not in box
-        assert "在任何机器上都相同" in box and "无法精确表示" in box and "最后一两位" in box
+        assert "在任何机器上都相同" in box and "无法用 float64 精确表示" in box and "最后一两位" in box
+        assert "（精确值" not in box  # zh review 33, F5: the two clauses are sentences, not a bracket
