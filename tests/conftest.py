@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import subprocess
@@ -96,6 +97,23 @@ def derivation_for(layers: int, act: str, loss: str = "mse", out_act: str | None
 @pytest.fixture
 def derived():
     return derivation_for
+
+
+@functools.lru_cache(maxsize=None)
+def _generated_once(spec, compile_pdf: bool):
+    from derive.run import generate
+
+    return generate(spec, compile_pdf=compile_pdf)
+
+
+def generated(spec, *, compile_pdf: bool = True):
+    """`generate(spec)`, run once per spec for the whole session: the document tests read the same
+    few lessons dozens of times, and each run derives, verifies and renders from scratch (about 2 s
+    of CPU). Every caller gets its own `files` dict; the bytes and the derivation are shared and
+    must not be changed. Tests of generation itself (determinism, processes, caches, monkeypatched
+    internals) call `generate` directly."""
+    outcome = _generated_once(spec, compile_pdf)
+    return dataclasses.replace(outcome, files=dict(outcome.files))
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import generated
 from derive.present import anchor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,10 +154,9 @@ def test_every_format_is_built_from_one_structure(config):
     from derive.codegen import plan_code
     from derive.model import make_spec
     from derive.present import build_document
-    from derive.run import generate
 
     args, options = config
-    outcome = generate(make_spec(*args, formats="md", **options))
+    outcome = generated(make_spec(*args, formats="md", **options))
     plan = plan_code(outcome.derivation)
     shapes = [_skeleton(asdict(build_document(outcome.derivation, outcome.report, plan, command="derive", fmt=fmt,
                                         lang=outcome.spec.lang, training=(outcome.training, outcome.initialisation))))

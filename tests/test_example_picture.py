@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from conftest import generated
 from derive import pictures
 from derive.example_picture import ALONG_CROSSING, ALONG_STRAIGHT, FILE, layout, picture_block
 from derive.lesson import study
@@ -17,7 +18,6 @@ from derive.model import make_spec
 from derive.notation import Q
 from derive.present import Text
 from derive.present_lesson import _number, _stated
-from derive.run import generate
 
 CONFIGS = {"sigmoid": (3, "sigmoid", None, "mse"), "relu-ce": (3, "relu", None, "ce")}
 NS = "{http://www.w3.org/2000/svg}"
@@ -25,7 +25,7 @@ NS = "{http://www.w3.org/2000/svg}"
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
 def drawn(request):
-    outcome = generate(make_spec(*CONFIGS[request.param], formats="md,tex"))
+    outcome = generated(make_spec(*CONFIGS[request.param], formats="md,tex"))
     lesson = study(outcome.derivation)
     return outcome, lesson
 
@@ -87,7 +87,7 @@ def test_the_orange_edges_are_the_paths_of_section_12(drawn):
 def test_the_figure_is_numbered_and_cited_in_sections_11_and_12(config, lang):
     """Figure 2 stands in the worked example (section 11, right after the four equations since review
     30, defect 1) and the paths of section 12 cite it back."""
-    files = generate(make_spec(*CONFIGS[config], formats="md,tex", lang=lang)).files
+    files = generated(make_spec(*CONFIGS[config], formats="md,tex", lang=lang)).files
     md, tex = files["derivation.md"].decode(), files["derivation.tex"].decode()
     figure = {"en": "Figure 2", "zh": "图 2"}[lang]
     paths = md[md.index("\n## 12. "):md.index("\n## 13. ")]
@@ -111,7 +111,7 @@ def test_the_layout_is_deterministic_and_fits_the_page():
 
 
 def test_a_penalty_keeps_the_figure_without_its_orange_paths():
-    outcome = generate(make_spec(3, "sigmoid", None, "mse", formats="md", l2="0.01"))
+    outcome = generated(make_spec(3, "sigmoid", None, "mse", formats="md", l2="0.01"))
     lesson = study(outcome.derivation)
     md = outcome.files["derivation.md"].decode()
     # a penalty leaves the paths table out, but the example's network is still drawn, without orange edges

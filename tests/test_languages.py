@@ -6,16 +6,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import generated
 from derive.cli import main
 from derive.model import make_spec
 from derive.present import messages
-from derive.run import generate
 
 
 @pytest.fixture(scope="module")
 def both():
     """The complete documents (`--detail full`: every formula; the lesson's are a subset, test_detail)."""
-    return {lang: generate(make_spec(3, "relu", None, "ce", formats="md,tex", lang=lang, detail="full")).files
+    return {lang: generated(make_spec(3, "relu", None, "ce", formats="md,tex", lang=lang, detail="full")).files
             for lang in ("en", "zh")}
 
 
@@ -109,7 +109,7 @@ def _prose(markdown: str) -> str:
 def test_chinese_prose_joins_its_lists_and_clauses_with_chinese_punctuation():
     # a network whose code notes list several stable forms (erf helper, log-softmax) and whose kink
     # notes list layers: the joins come from the catalog, not from English ", " / "; " / " and "
-    md = generate(make_spec(3, "gelu", None, "nll", formats="md", lang="zh")).files["derivation.md"].decode()
+    md = generated(make_spec(3, "gelu", None, "nll", formats="md", lang="zh")).files["derivation.md"].decode()
     prose = _prose(md)
     han = r"[\u4e00-\u9fff\uff08\uff09\u3001\u3002\uff0c\uff1b]"
     joined = re.findall(rf"{han}\s*[;,]\s|[;,]\s*{han}", prose)
@@ -137,7 +137,7 @@ def test_chinese_lesson_names_the_zero_rows_and_the_chinese_textbooks():
     """zh issue 13: section 11 (the worked example) names the rows and the column an inactive unit leaves at 0 (computed,
     and checked against the gradients), and appendix C maps the notation of 邱锡鹏 and 周志华; the
     English lesson keeps its general sentence and its one table."""
-    docs = {lang: generate(make_spec(3, "relu", None, "ce", formats="md", lang=lang, detail="lesson")).files["derivation.md"].decode()
+    docs = {lang: generated(make_spec(3, "relu", None, "ce", formats="md", lang=lang, detail="lesson")).files["derivation.md"].decode()
             for lang in ("en", "zh")}
     zh, en = docs["zh"], docs["en"]
     assert r"$\partial C / \partial W^{(1)}$ 的第 2 行和 $\partial C / \partial b^{(1)}$ 的第 2 个分量都为 0" in zh
@@ -154,7 +154,7 @@ RETIRED_TERMS = ("示性函数", "复步长检验", "复步长导数", "复步�
 @pytest.fixture(scope="module")
 def zh_relu_lesson():
     """The Chinese relu + softmax + cross-entropy lesson, which the gallery does not hold."""
-    return generate(make_spec(3, "relu", None, "ce", formats="md", lang="zh", detail="lesson")).files["derivation.md"].decode()
+    return generated(make_spec(3, "relu", None, "ce", formats="md", lang="zh", detail="lesson")).files["derivation.md"].decode()
 
 
 def test_chinese_catalog_names_the_method_and_the_bracket_one_way():

@@ -18,12 +18,12 @@ import pytest
 import sympy as sp
 
 import derive
+from conftest import generated
 from derive.lesson.worked_example import entries, worked_example
 from derive.model import make_spec
 from derive.notation import Q
 from derive.present import prose
 from derive.present_notation import CLAUSE, ROWS
-from derive.run import generate
 from derive.verify import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def compared_markdown(request):
     (`--detail full`): sections 1-18 are the lesson's word for word (test_detail), and the tests of
     section 21 read its whole derivation."""
     *config, lang = request.param
-    return generate(make_spec(*config, formats="md", lang=lang, detail="full")).files["derivation.md"].decode()
+    return generated(make_spec(*config, formats="md", lang=lang, detail="full")).files["derivation.md"].decode()
 
 
 def test_the_compared_documents_repeat_no_sentence_more_than_three_times(compared_markdown):
@@ -141,7 +141,7 @@ def test_backpropagation_costs_three_forward_passes_less_the_first_layer():
         assert c.backpropagation == 3 * c.forward.value - c.saved.value and 0 < c.saved.value <= c.forward.value
     c = costs(derivation_for(3, "sigmoid"))  # sizes 4, 5, 5, 3
     assert (c.saved.value, c.kept, c.stored) == (4 * 5, (4, 13), 30)
-    code = load_module(generate(make_spec(3, "sigmoid", formats="py")).files["model.py"].decode())
+    code = load_module(generated(make_spec(3, "sigmoid", formats="py")).files["model.py"].decode())
     params = code.init_params(code.SIZES, np.random.default_rng(0))
     kept = code.forward(params, np.random.default_rng(1).standard_normal((4, 1)))
     assert sum(v.size for v in kept.values()) == c.stored
@@ -367,7 +367,7 @@ def test_every_symbol_is_in_the_notation_table_with_one_meaning(entry):
 def sigmoid_tex():
     """The 3-layer sigmoid document as the code writes it now (the gallery's copy may predate a change),
     complete (`--detail full`: the certificate's complex-step check brings its own symbols)."""
-    return generate(make_spec(3, "sigmoid", formats="tex", detail="full")).files["derivation.tex"].decode()
+    return generated(make_spec(3, "sigmoid", formats="tex", detail="full")).files["derivation.tex"].decode()
 
 
 def test_the_notation_section_holds_the_derivation_and_later_sections_their_own_symbols(sigmoid_tex):
@@ -404,7 +404,7 @@ def test_the_cost_printed_as_the_mean_of_the_losses_is_the_engines_cost(config):
     from derive.backprop import COST_KEY
 
     layers, act, out, loss, options = config
-    outcome = generate(make_spec(layers, act, out, loss, formats="tex", **options))
+    outcome = generated(make_spec(layers, act, out, loss, formats="tex", **options))
     d = outcome.derivation
     sample, batch = d.sample.results[COST_KEY].rhs, d.batch.results[COST_KEY].rhs
     sizes = {s: 3 for s in (sample.free_symbols | batch.free_symbols) if s.name in ("m", f"n_{layers}")}
@@ -502,7 +502,7 @@ def test_the_notation_check_can_fail():
 @pytest.fixture(scope="module", params=[(3, "sigmoid", None, "mse"), (3, "relu", None, "ce"), (2, "gelu", None, "nll")],
                 ids=lambda c: "-".join(str(x) for x in c if x))
 def example_and_code(request):
-    outcome = generate(make_spec(*request.param, formats="py"))
+    outcome = generated(make_spec(*request.param, formats="py"))
     return outcome.derivation, worked_example(outcome.derivation), load_module(outcome.files["model.py"].decode())
 
 
@@ -542,7 +542,7 @@ def test_the_lesson_prints_the_updated_parameters_that_update_computes(config):
     of `gradients` and the example's learning rate, gives the same numbers."""
     from derive.present_lesson import _matrix, _number, _stated
 
-    outcome = generate(make_spec(*config, formats="md,py"))
+    outcome = generated(make_spec(*config, formats="md,py"))
     derivation, md = outcome.derivation, outcome.files["derivation.md"].decode()
     example, model = worked_example(derivation), load_module(outcome.files["model.py"].decode())
     params = {p.code(): _array(example, p) for node in derivation.model.network.layers for p in node.parameters}
@@ -578,7 +578,7 @@ def test_the_relu_worked_example_has_one_inactive_unit_off_the_traced_paths(conf
     hidden unit is active (read from the pre-activations the example computed)."""
     from derive.lesson.worked_example import inactive_units
 
-    derivation = generate(make_spec(*config, formats="py")).derivation
+    derivation = generated(make_spec(*config, formats="py")).derivation
     example = worked_example(derivation)
     negative = [(layer, j + 1) for layer in range(1, config[0])
                 for (j,), v in entries(example, Q("z", layer)) if v < 0]
@@ -600,7 +600,7 @@ def test_the_sigmoid_worked_example_keeps_its_stated_order():
 def test_the_relu_hand_check_passes_an_error_back_through_an_active_unit(lang):
     """The hand check of a hidden layer takes a unit whose error is not 0 (z > 0, [z > 0] = 1), says
     that the error passed back unchanged, and the exercise asks for the other unit."""
-    markdown = generate(make_spec(3, "relu", None, "ce", formats="md", lang=lang)).files["derivation.md"].decode()
+    markdown = generated(make_spec(3, "relu", None, "ce", formats="md", lang=lang)).files["derivation.md"].decode()
     example = _section(markdown, 11)
     hidden = [d for d in example.split("$$")[1::2] if r"\left[z^{(2)}_" in d]
     assert len(hidden) == 1, hidden
@@ -729,7 +729,7 @@ def test_the_derived_start_against_the_usual_glorot_start():
     # tasks, which is what "depends on the data" claims. One-hot targets (far into the flat part of the
     # output): the Glorot start ends lower in at least 4 of 5 draws; soft targets from a teacher network:
     # the derived start is ahead after 10 epochs on average over the 5 draws.
-    code = load_module(generate(make_spec(3, "sigmoid", formats="py")).files["model.py"].decode())
+    code = load_module(generated(make_spec(3, "sigmoid", formats="py")).files["model.py"].decode())
     onehot_teacher = np.array([[1, -1, 0, 0.5], [0, 1, -1, 0.5], [-1, 0, 1, 0.5]])
     soft_a, soft_b = np.random.default_rng(123).standard_normal((2, 3, 4))
 
@@ -856,7 +856,7 @@ def test_the_bce_derivative_is_written_as_a_textbook_does_and_cancelled_in_view(
                 ids=lambda c: "-".join(str(x) for x in c if x))
 def compared_tex(request):
     *config, lang = request.param
-    return generate(make_spec(*config, formats="tex", lang=lang)).files["derivation.tex"].decode()
+    return generated(make_spec(*config, formats="tex", lang=lang)).files["derivation.tex"].decode()
 
 
 def test_the_compared_documents_pass_the_notation_check_as_written_now(compared_tex):
@@ -1004,7 +1004,7 @@ def test_the_network_picture_names_one_weight_and_the_caption_reads_its_indices(
     assert abs(named[0].y1 - layer1[3]) < 1e-9 and abs(named[0].y2 - layer2[4]) < 1e-9  # unit 4 -> unit 5
     assert "W⁽²⁾₅₄" in pictures.svg(pic, "t") and r"$W^{(2)}_{54}$" in pictures.tikz(pic)
     assert pictures.layout((4, 3), ("sigmoid",), "loss", words).weight == (1, 3, 4)  # j = k avoided
-    en = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
+    en = generated(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
     caption = next(line for line in _section(en, 4).splitlines()
                    if line.startswith("Figure 1: The network,"))  # the lesson's short caption, numbered as in LaTeX
     assert "$W^{(2)}_{54}$, from unit 4 of layer 1 to unit 5 of layer 2" in caption
@@ -1016,7 +1016,7 @@ def test_markdown_numbers_the_figure_as_latex_does(lang, figure):
     """zh review 21: the PDF says 图 1 under the picture and cites it in the text while the Markdown had
     no number. Markdown now leads the caption with the same number and cites it in the same sentence,
     and the joined path and weight sentences of the Chinese caption read 橙色线为……；黑色线为……."""
-    outcome = generate(make_spec(3, "sigmoid", formats="md,tex", lang=lang))
+    outcome = generated(make_spec(3, "sigmoid", formats="md,tex", lang=lang))
     md, tex = (outcome.files[f"derivation.{ext}"].decode() for ext in ("md", "tex"))
     section = _section(md, 4)
     captions = [line for line in section.splitlines() if line.startswith(figure)]
@@ -1036,7 +1036,7 @@ def test_fresh_compared_documents_define_every_symbol_once(config):
     change): every symbol in the notation table, in a later section's table or in its one-symbol
     sentence, before it is used, with one row each."""
     *spec, lang = config
-    tex = generate(make_spec(*spec, formats="tex", lang=lang)).files["derivation.tex"].decode()
+    tex = generated(make_spec(*spec, formats="tex", lang=lang)).files["derivation.tex"].decode()
     assert notation_problems(tex) == []
     inline = [symbols for n, symbols in symbol_tables(tex)[1:] if len(symbols) == 1]
     assert [r"\eta"] in inline and ["N"] in inline  # the worked example and the cost count, in a sentence
@@ -1107,7 +1107,7 @@ def test_the_worked_example_prints_four_significant_figures(compared_markdown):
     quoted = re.search(r"(?:is |的 )(0\.\d+)(?: times| 倍)", _section(compared_markdown, 13)).group(1)
     digits = len(quoted.split(".")[1].lstrip("0"))
     config = (3, "relu", None, "ce") if "softmax" in compared_markdown else (3, "sigmoid", None, "mse")
-    example = worked_example(generate(make_spec(*config, formats="py")).derivation)
+    example = worked_example(generated(make_spec(*config, formats="py")).derivation)
     exact = max(abs(v) for _, v in entries(example, Q("delta", 1))) / max(abs(v) for _, v in entries(example, Q("delta", 3)))
     # the quoted ratio is the exact one and what a reader gets from the printed numbers, to its digits
     assert digits >= 2 and float(quoted) == float(f"{float(exact):.{digits}g}") == float(f"{from_printed:.{digits}g}"), (quoted, exact, from_printed)
@@ -1121,7 +1121,7 @@ def test_a_hand_check_multiplied_out_gives_the_printed_error(config):
     computed numbers in with the figures the sentence before it states (five, more where five still
     move the last digit: the tanh network needs six), and the numbers as printed, multiplied out here,
     give the error printed in the backward pass, to its four figures; no excuse is printed."""
-    markdown = generate(make_spec(*config, formats="md", lang="en")).files["derivation.md"].decode()
+    markdown = generated(make_spec(*config, formats="md", lang="en")).files["derivation.md"].decode()
     example = markdown.split(" A worked example\n", 1)[1].split("\n## ", 1)[0]
     lead, hand = example.split("Two of these errors, checked by hand.", 1)
     hand = hand.split("The gradients of the parameters", 1)[0]
@@ -1262,7 +1262,7 @@ def test_nielsen_is_cited_in_footnotes_numbered_alike_in_every_format(lang):
     [^n], LaTeX's \\footnote, the web page's numbered note under its paragraph, numbered in document
     order the same way in every format. The lesson tells Nielsen's demon and his letters C_x and C in
     its text (review 20, defects 4 and 8), with no footnote before section 14."""
-    lesson = generate(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
+    lesson = generated(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
     front = lesson.split("\n## 1. ", 1)[1].split("\n## 14. ", 1)[0]
     named = [line for line in front.splitlines() if "Nielsen" in line and not line.startswith("|")]
     assert len(named) == 2 and "[^" not in front and all("$C_x$" in line or "$\\Delta z" in line for line in named)
@@ -1276,7 +1276,7 @@ def test_nielsen_is_cited_in_footnotes_numbered_alike_in_every_format(lang):
         assert "$C$" in rows[0].split("|")[2]
         table = lesson.split("\n## C. ", 1)[1].split("\n## D. ", 1)[0]
         assert "| $C$ | loss of one sample (Nielsen writes $C_x$) |" in table
-    files = generate(make_spec(3, "sigmoid", formats="md,tex,html", lang=lang, detail="full")).files
+    files = generated(make_spec(3, "sigmoid", formats="md,tex,html", lang=lang, detail="full")).files
     md, tex, page = (files[f"derivation.{kind}"].decode() for kind in ("md", "tex", "html"))
     lesson = md.split("\n## 1. ", 1)[1].split("\n## 14. ", 1)[0]
     cited = [line for line in lesson.splitlines() if "Nielsen" in line]
@@ -1301,7 +1301,7 @@ def test_the_bce_local_derivative_reads_in_its_natural_sign_order():
     shown = natural_signs(raw)
     assert sp.expand(shown - raw) == 0 and str(shown).count("1 - y") == 1 and "y - 1" not in str(shown)
     assert natural_signs(-(a - y) * b) == -(a - y) * b
-    markdown = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
+    markdown = generated(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
     section = _section(markdown, 14)
     assert r"\frac{1 - y_{j}}{1 - a^{(3)}_{j}}" in section and r"y_{j} - 1" not in section
 
@@ -1329,7 +1329,7 @@ def test_one_hidden_layer_has_one_slope_in_the_example_ratio(act, slope, lang, d
     """With one hidden layer (L = 2) the worked example's ratio passes one slope: its largest value is
     stated once (the sentence of several layers printed '$1 = 1$' as their product), and the bound it
     states is that slope times the column sum of |W⁽²⁾| quoted beside it."""
-    markdown = generate(make_spec(2, act, formats="md", lang=lang, detail=detail)).files["derivation.md"].decode()
+    markdown = generated(make_spec(2, act, formats="md", lang=lang, detail=detail)).files["derivation.md"].decode()
     paragraph = next(line for line in markdown.splitlines()
                      if "The largest error of layer 1" in line or "$\\delta^{(1)}$ 中绝对值最大的分量" in line)
     assert not re.search(r"\$([^$]+?) = \1\$", paragraph), paragraph  # no formula equal to itself
@@ -1352,7 +1352,7 @@ def test_the_lesson_opening_counts_nothing_and_section_18_counts_everything(conf
     says in one sentence who made the method popular. The paths are counted once, in §12 beside their
     table, not in the picture's section (5), which follows the forward pass (3) and the loss (4)."""
     *spec, lang = config
-    md = generate(make_spec(*spec, formats="md", lang=lang)).files["derivation.md"].decode()
+    md = generated(make_spec(*spec, formats="md", lang=lang)).files["derivation.md"].decode()
     opening, cost = _section(md, 1), _section(md, 17)
     c = __import__("derive.lesson.cost", fromlist=["costs"]).costs
     from conftest import derivation_for
@@ -1380,7 +1380,7 @@ def test_exercise_1_names_the_errors_its_answer_computes(config):
     """Review 22, defect 10: exercise 1 names the errors to check ("Check δ⁽³⁾₂ and δ⁽²⁾₂ by hand"),
     not "the other unit of the layer below"; each is an error appendix D computes, and none is one the
     text checked."""
-    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    md = generated(make_spec(*config, formats="md")).files["derivation.md"].decode()
     line = next(l for l in md.splitlines() if l.startswith("- **Exercise 1.**"))
     named = re.findall(r"\$(\\delta\^\{\(\d\)\}_\{\d\})\$", line)
     assert len(named) == (1 if config[0] == 1 else 2) and "layer below" not in line, line
@@ -1398,7 +1398,7 @@ def test_the_diagonal_form_exercise_multiplies_out_to_the_printed_error(config):
     Σ′(z)). Appendix D's numbers, multiplied out here as printed, give the error of layer 2 printed in
     the worked example; a softmax output, whose BP1 is δ = Jᵀ ∂C/∂a, gets it with J (review 25, defect
     15; test_the_softmax_jacobian_exercise_multiplies_out_to_the_printed_error)."""
-    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    md = generated(make_spec(*config, formats="md")).files["derivation.md"].decode()
     posed = [l for l in md.splitlines() if l.startswith("- **Exercise") and "diagonal matrix" in l]
     if config[2] == "softmax":
         assert len(posed) == 1 and "J = \\operatorname{diag}(a^{(3)}) - a^{(3)} (a^{(3)})^{\\top}" in posed[0]
@@ -1430,7 +1430,7 @@ def test_the_minibatch_exercise_is_what_the_generated_code_computes_on_two_colum
     """Review 22, defect 12: Nielsen's fully matrix-based minibatch as an exercise. Appendix D's D⁽ᴸ⁾,
     A⁽ᴸ⁻¹⁾ and ∂C̄/∂W⁽ᴸ⁾ are what `gradients` and `forward` of the generated model.py compute on the
     two samples as the two columns of X and Y; the first column is the worked example's own."""
-    outcome = generate(make_spec(*config, formats="md,py"))
+    outcome = generated(make_spec(*config, formats="md,py"))
     md, derivation = outcome.files["derivation.md"].decode(), outcome.derivation
     model, example = load_module(outcome.files["model.py"].decode()), worked_example(derivation)
     posed = next(l for l in md.splitlines() if l.startswith("- **Exercise") and "minibatch of two samples" in l)
@@ -1470,7 +1470,7 @@ def test_the_chinese_lesson_says_how_the_full_edition_is_made_once(config):
     manual); the command that makes the full edition is given once, in the closing note. Review 23,
     defect 7: the lesson names the full edition only where §19 defers to it and in the closing line,
     not in §16 or appendices A and C."""
-    md = generate(make_spec(*config, formats="md", lang="zh")).files["derivation.md"].decode()
+    md = generated(make_spec(*config, formats="md", lang="zh")).files["derivation.md"].decode()
     body, closing = md.split("以上是讲义版")  # the closing line gives the command itself
     assert "--detail" not in body and "详见完整版" in body
     assert closing.count("--detail full") == 1
@@ -1486,7 +1486,7 @@ def test_the_chinese_lesson_reads_as_review_29_asked(config):
     shared its name with 邱锡鹏's); BP2 said as a product, not 经转置权重传回; g' 出现 in the equations,
     not 进入; the error travels to layer 1, not to δ⁽¹⁾; §10's heading asks why ∂C/∂z defines the error;
     the update is the formula at the end of §16, not a last step the algorithm's list does not have."""
-    md = generate(make_spec(*config, formats="md", lang="zh")).files["derivation.md"].decode()
+    md = generated(make_spec(*config, formats="md", lang="zh")).files["derivation.md"].decode()
     # the title is 邱锡鹏's (appendix C names his book), never given to Nielsen's
     titled = [sentence for sentence in re.split(r"[。\n]", md) if "《神经网络与深度学习》" in sentence]
     assert "中译本" not in md and all("邱锡鹏" in sentence and "Nielsen" not in sentence for sentence in titled)
@@ -1531,7 +1531,7 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
     compared exactly as functions; its note points back to section 6 and to appendix A, not to `--detail full`. An
     activation coded as written (tanh) gets none of it. Review 27, item 3: the form is said once, in
     that note with its reason (overflow); section 6 and appendix A's opening no longer repeat it."""
-    md = generate(make_spec(2, act, formats="md", lang=lang)).files["derivation.md"].decode()
+    md = generated(make_spec(2, act, formats="md", lang=lang)).files["derivation.md"].decode()
     sections = md.split("\n## ")
     activations = _section(md, 5)
     algorithm = next(part for part in sections if "| `A1 = " in part)  # section 15 or 16, by the network
@@ -1565,7 +1565,7 @@ def test_the_code_form_of_the_sigmoid_is_proved_in_appendix_a_and_the_table_matc
 def test_full_keeps_the_proof_of_the_sigmoids_code_form_in_the_algorithm():
     """`--detail full` keeps its proof where it was, after the table of the algorithm; its appendix A
     prints the code itself and no second proof."""
-    md = generate(make_spec(2, "sigmoid", formats="md", detail="full")).files["derivation.md"].decode()
+    md = generated(make_spec(2, "sigmoid", formats="md", detail="full")).files["derivation.md"].decode()
     algorithm = next(part for part in md.split("\n## ") if "| `A1 = " in part)
     appendix = md.split("\n## A. ", 1)[1].split("\n## ", 1)[0]
     proof = "\\tanh\\frac{z}{2} &= \\frac{1 - e^{-z}}{1 + e^{-z}}"
@@ -1578,7 +1578,7 @@ def test_the_lesson_names_the_command_line_only_in_section_19_and_its_closing_li
     """Review 23, defect 7: a student does not know command-line flags. The English lesson names
     `--detail full` in the closing line that says what the complete version holds, and in section 19
     (left to its own rework), nowhere else."""
-    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    md = generated(make_spec(*config, formats="md")).files["derivation.md"].decode()
     body, closing = md.rstrip().rsplit("\n\n", 1)
     named = [n for n in [*map(str, range(1, 20)), *"ABCD"]
              if "--detail full" in body.split(f"\n## {n}. ", 1)[1].split("\n## ", 1)[0]]
@@ -1620,8 +1620,8 @@ def test_the_lesson_displays_the_update_once_as_the_algorithms_last_step(lang):
     worked example prints the parameters after its step, numbers only (no η, no gradient symbol): the
     step taken, not the rule again. Review 30, defect 1: that step continues the worked example of
     section 11 right after the rule, in section 16."""
-    lesson = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
-    full = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang, detail="full")).files["derivation.md"].decode()
+    lesson = generated(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
+    full = generated(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang, detail="full")).files["derivation.md"].decode()
     rows = re.findall(r"(?m)^.*\\leftarrow.*$", lesson)
     rules = [row for row in rows if "\\eta" in row or "\\partial" in row or "D^{(l)}" in row]
     assert len(rules) == 2 and all(row in _section(lesson, 16) for row in rules), rows
@@ -1653,7 +1653,7 @@ def test_the_lessons_start_says_what_it_keeps_and_leaves_the_comparison_to_full(
     model = build_model(make_spec(3, "sigmoid"))
     init = derive_initialisation(model)
     figures = start_figures(compare_starts(model, init))
-    section = _section(generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang))
+    section = _section(generated(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang))
                        .files["derivation.md"].decode(), 19)
     assert "$z = 0$" in section and "$\\frac{1}{2}$" in section
     section = section.split("\n## A. ")[0]
@@ -1663,7 +1663,7 @@ def test_the_lessons_start_says_what_it_keeps_and_leaves_the_comparison_to_full(
     starts = compare_starts(model, init)
     assert f"{100 * starts.default.flat_share:.2g}%" in paragraph.replace(" %", "%")  # two digits
     assert figures["errors"] in paragraph and "Glorot" not in section and figures["usual_share"] not in section
-    full = _section(generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang, detail="full"))
+    full = _section(generated(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang, detail="full"))
                     .files["derivation.md"].decode(), 21)
     assert "Glorot/Xavier" in full and figures["usual_share"] in full and figures["usual_errors"] in full
 
@@ -1697,7 +1697,7 @@ def test_the_softmax_jacobian_exercise_multiplies_out_to_the_printed_error():
     δ⁽³⁾ = Jᵀ ∂C/∂a⁽³⁾, J = diag(a) − a aᵀ. Appendix D's J is diag(a) − a aᵀ of the worked example's
     printed a⁽³⁾, its ∂C/∂a⁽³⁾ is −y/a (cross entropy), and Jᵀ ∂C/∂a⁽³⁾ multiplied out here is the δ⁽³⁾
     of the worked example and the dZ3 of model.py at its point; the Chinese lesson poses it too."""
-    outcome = generate(make_spec(3, "relu", "softmax", "ce", formats="md,py"))
+    outcome = generated(make_spec(3, "relu", "softmax", "ce", formats="md,py"))
     md, derivation = outcome.files["derivation.md"].decode(), outcome.derivation
     (posed,) = [l for l in md.splitlines() if l.startswith("- **Exercise") and "J^{\\top}" in l]
     number = re.match(r"- \*\*Exercise (\d)\.\*\*", posed).group(1)
@@ -1718,7 +1718,7 @@ def test_the_softmax_jacobian_exercise_multiplies_out_to_the_printed_error():
     params = {p.code(): _array(example, p) for node in derivation.model.network.layers for p in node.parameters}
     cache = model.forward(params, _array(example, Q("a", 0)))
     assert np.allclose(product.ravel(), (cache["A3"] - _array(example, Q("y"))).ravel(), rtol=5e-4)
-    zh = generate(make_spec(3, "relu", "softmax", "ce", formats="md", lang="zh")).files["derivation.md"].decode()
+    zh = generated(make_spec(3, "relu", "softmax", "ce", formats="md", lang="zh")).files["derivation.md"].decode()
     assert any(l.startswith("- **习题") and "J^{\\top}" in l for l in zh.splitlines())
 
 
@@ -1727,7 +1727,7 @@ def test_exercises_come_after_everything_they_use_and_name_no_later_section(lang
     """Review 25, defect 7 asked that an exercise needing a later section name it first; review 30,
     defect 11 asked for none to need that: the exercises have a section of their own (18), after the
     cost (17) and every section they use, and they cite only earlier sections, no appendix."""
-    md = generate(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
+    md = generated(make_spec(3, "sigmoid", None, "mse", formats="md", lang=lang)).files["derivation.md"].decode()
     assert ("\n## 18. Exercises" if lang == "en" else "\n## 18. 习题") in md
     items = [l for l in _section(md, 18).splitlines() if l.startswith(("- **Exercise", "- **习题"))]
     assert len(items) == 9
@@ -1740,7 +1740,7 @@ def test_exercises_come_after_everything_they_use_and_name_no_later_section(lang
 def test_one_hidden_layer_names_its_largest_slope_and_counts_in_the_singular(lang):
     """With one hidden layer the bound of section 13 has one slope: it is named (max g′ = ¼), not
     printed as a product equal to itself (¼ = ¼), and the layer is counted in the singular."""
-    markdown = generate(make_spec(2, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
+    markdown = generated(make_spec(2, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
     meaning = markdown.split("\n## 13. ", 1)[1].split("\n## ", 1)[0]
     assert r"\frac{1}{4} = \frac{1}{4}" not in meaning
     assert r"\max_z g'(z) = \frac{1}{4}" in meaning
@@ -1754,7 +1754,7 @@ def test_the_line_under_the_box_says_what_its_g_prime_and_j_are(config):
     """Review 27, item 4: section 2 defines an activation g⁽ˡ⁾ for each layer, and the box writes g′;
     the line under the box says that g′ is the derivative of the activation of the equation's own
     layer, and, after a softmax, defines the J of BP1 by its entries."""
-    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    md = generated(make_spec(*config, formats="md")).files["derivation.md"].decode()
     after_box = _section(md, 6).split("\\boxed{", 1)[1].split("$$\n\n", 1)[1].split("\n\n", 1)[0]
     assert "${g^{(l)}}'$" in after_box and "BP2" in after_box
     softmax = config[2] == "softmax"
@@ -1767,7 +1767,7 @@ def test_the_norm_of_the_weights_is_written_out_where_it_first_appears(lang):
     """Review 27, item 5: the lesson's ‖W‖₁ (section 13's bound) is written as the sum it stands for,
     the largest column sum, where it first appears; the default lesson has no penalty, whose own
     sum (λ Σ |W|, --l1) section 4 writes out anyway."""
-    md = generate(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
+    md = generated(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
     first = md.index(r"\lVert W")
     assert md[first:].startswith(r"\lVert W \rVert_1 = \max_k \sum_j |W_{jk}|")
 
@@ -1783,7 +1783,7 @@ def test_appendix_b_says_what_complex_step_derivatives_are_and_what_the_checks_d
     from derive.complex_step import STEP
     from derive.verify import KINK_MARGIN
 
-    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    md = generated(make_spec(*config, formats="md")).files["derivation.md"].decode()
     appendix = md.split("\n## B. ", 1)[1].split("\n## ", 1)[0]
     method = appendix.index(r"\mathrm{Im}\, C(W^{(1)}_{11} + \mathrm{i} \zeta) / \zeta")
     assert method < appendix.index("agrees with complex-step derivatives")
@@ -1812,7 +1812,7 @@ def test_the_saturated_share_states_its_threshold_and_assumption(lang):
     from derive.model import build_model
     from derive.initialisation import derive_initialisation
 
-    md = generate(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
+    md = generated(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
     model = build_model(make_spec(3, "sigmoid", formats="md"))
     starts = compare_starts(model, derive_initialisation(model))
     edge, threshold = f"{starts.edge:.3g}", f"{starts.threshold:.2g}"
@@ -1840,9 +1840,8 @@ def test_the_lesson_derives_the_initial_variance_with_computed_numbers(config, m
     it derives what the lesson derives."""
     from derive.catalog import resolve_activation
     from derive.initialisation import quadrature
-    from derive.notation import Z
 
-    outcome = generate(make_spec(*config, formats="md,py"))
+    outcome = generated(make_spec(*config, formats="md,py"))
     md, code = outcome.files["derivation.md"].decode(), outcome.files["model.py"].decode()
     training = _titled(md, "Training the network")
     assert "Where does this variance come from?" in training and "standard normal" in training
@@ -1866,7 +1865,7 @@ def test_appendix_a_walks_through_backprop_and_says_loss_returns_the_cost(config
     BP1, then BP4, BP3 and BP2 in the backward loop); it says that `loss` returns the cost C̄ of the
     minibatch, as loss's docstring does; it no longer explains update's unused torch.optim.SGD
     arguments. model.py keeps its input checks after the algorithm, under a line that says so."""
-    outcome = generate(make_spec(*config, formats="md,py"))
+    outcome = generated(make_spec(*config, formats="md,py"))
     md, code = outcome.files["derivation.md"].decode(), outcome.files["model.py"].decode()
     appendix = _titled(md, "Generated code")
     shown = appendix.split("```python\n", 1)[1].split("\n```", 1)[0].splitlines()
@@ -1893,7 +1892,7 @@ def test_the_opening_says_cost_and_ends_with_a_reading_guide(config):
     mean of the losses, and why one sample's loss C is enough; its last paragraph tells a first reader
     what can wait (sums over paths, minibatch form, appendices), by name, with no section number, and
     every part it names is a section of the lesson."""
-    md = generate(make_spec(*config, formats="md")).files["derivation.md"].decode()
+    md = generated(make_spec(*config, formats="md")).files["derivation.md"].decode()
     opening = _titled(md, "What we want to compute")
     assert "lowers the cost, the mean of the losses" in opening and "lowers the loss" not in opening
     guide = opening.strip().split("\n\n")[-1]

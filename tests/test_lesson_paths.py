@@ -10,12 +10,12 @@ import re
 import pytest
 import sympy as sp
 
+from conftest import generated
 from derive.lesson import path_example as paths_module
 from derive.lesson.path_example import path_example
 from derive.lesson.worked_example import worked_example
 from derive.model import make_spec
 from derive.notation import Q
-from derive.run import generate
 from derive.verify import load_module
 from test_lesson import _array, repeated
 
@@ -24,7 +24,7 @@ CONFIGS = [(3, "sigmoid", None, "mse"), (3, "relu", None, "ce"), (2, "gelu", Non
 
 @pytest.fixture(scope="module", params=CONFIGS, ids=lambda c: "-".join(str(x) for x in c if x))
 def paths_and_code(request):
-    outcome = generate(make_spec(*request.param, formats="py"))
+    outcome = generated(make_spec(*request.param, formats="py"))
     example = worked_example(outcome.derivation)
     return outcome.derivation, example, path_example(outcome.derivation, example), \
         load_module(outcome.files["model.py"].decode())
@@ -67,7 +67,7 @@ def test_the_relu_example_keeps_its_traced_paths_alive():
     """Review 23, defect 6: the relu example's one inactive unit lies off the paths of W⁽¹⁾₁₁, so no
     path is 0 for a slope: the zero rows are those whose output has rate ∂C/∂a = −y/a = 0 (a target of
     0), at most half of them, and both errors of layer 2 are not 0."""
-    outcome = generate(make_spec(3, "relu", None, "ce", formats="py"))
+    outcome = generated(make_spec(3, "relu", None, "ce", formats="py"))
     example = worked_example(outcome.derivation)
     paths = path_example(outcome.derivation, example)
     assert paths.weight == (1, 1)
@@ -82,7 +82,7 @@ def test_the_relu_example_keeps_its_traced_paths_alive():
 
 
 def test_the_agreement_check_can_fail(monkeypatch):
-    outcome = generate(make_spec(3, "sigmoid", None, "mse", formats="py"))
+    outcome = generated(make_spec(3, "sigmoid", None, "mse", formats="py"))
     example = worked_example(outcome.derivation)
     slope = paths_module._slope  # one slope a thousandth off: the paths no longer add up to the errors
     monkeypatch.setattr(paths_module, "_slope", lambda activation, value: slope(activation, value) * sp.Rational(1001, 1000))
@@ -98,7 +98,7 @@ def _section(markdown: str, number: int) -> str:
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("detail", ["lesson", "full"])
 def test_section_12_prints_the_paths_and_the_gradient_of_section_11(config, lang, detail):
-    md = generate(make_spec(*config, formats="md", lang=lang, detail=detail)).files["derivation.md"].decode()
+    md = generated(make_spec(*config, formats="md", lang=lang, detail=detail)).files["derivation.md"].decode()
     assert repeated(md) == {}
     paths = _section(md, 12)
     rows = re.findall(r"(?m)^\| \$\((\d(?:, \d)+)\)\$ \|", paths)
@@ -135,7 +135,7 @@ def test_section_12_prints_the_paths_and_the_gradient_of_section_11(config, lang
 
 def test_no_table_where_the_gradient_is_not_a_sum_over_paths():
     """With a penalty the gradient of a weight has its own term; the section keeps its general form."""
-    outcome = generate(make_spec(3, "sigmoid", None, "mse", formats="md", l2="0.01"))
+    outcome = generated(make_spec(3, "sigmoid", None, "mse", formats="md", l2="0.01"))
     assert path_example(outcome.derivation, worked_example(outcome.derivation)) is None
     paths = _section(outcome.files["derivation.md"].decode(), 12)
     assert "| $(" not in paths and "BP4" in paths
@@ -156,7 +156,7 @@ def test_the_path_table_has_one_factor_per_column_and_names_the_tail(config, det
     included), a column with the tail's product, named as the tail, then the 3 factors from the weight
     to z⁽²⁾_{j₂} and the path's product. The tails of the rows through one unit of layer 2 add up to the
     δ⁽²⁾ printed below the table."""
-    md = generate(make_spec(*config, formats="md", detail=detail)).files["derivation.md"].decode()
+    md = generated(make_spec(*config, formats="md", detail=detail)).files["derivation.md"].decode()
     paths = md.split("## 12. ", 1)[1].split("\n## ", 1)[0]
     lines = [line for line in paths.splitlines() if line.startswith("| $(")]
     header, *rows = [line.strip("| ").split(" | ") for line in lines]

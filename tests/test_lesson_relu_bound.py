@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 
+from conftest import generated
 from derive.model import make_spec
-from derive.run import generate
 
 torch = pytest.importorskip("torch")
 
@@ -29,7 +29,7 @@ def _matrix(section: str, name: str) -> np.ndarray:
 
 @pytest.fixture(scope="module", params=["en", "zh"])
 def example(request):
-    markdown = generate(make_spec(3, "relu", "softmax", "ce", formats="md", lang=request.param)).files["derivation.md"]
+    markdown = generated(make_spec(3, "relu", "softmax", "ce", formats="md", lang=request.param)).files["derivation.md"]
     return request.param, _section(markdown.decode(), 17)
 
 
@@ -62,6 +62,6 @@ def test_the_relu_example_states_the_weights_bound_and_its_ratio_lies_below_it(e
 
 def test_the_bound_is_the_engines_own_and_not_stated_for_the_sigmoid_without_its_slopes():
     """The sigmoid lesson keeps its bound with the slopes 1/4 · 1/4; the ReLU sentence is its own."""
-    markdown = generate(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
+    markdown = generated(make_spec(3, "sigmoid", formats="md")).files["derivation.md"].decode()
     section = _section(markdown, 17)
     assert r"\frac{1}{4} \cdot \frac{1}{4}" in section and "How large could it be" not in section

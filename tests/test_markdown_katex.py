@@ -9,8 +9,8 @@ import re
 
 
 from conftest import ROOT, run_node
+from conftest import generated
 from derive.model import make_spec
-from derive.run import generate
 
 
 def math_spans(markdown: str) -> list[dict]:
@@ -29,7 +29,7 @@ def documents() -> dict[str, str]:
     for config in [(3, "relu,tanh", None, "mse"), (2, "identity", "softmax", "ce")]:
         for lang in ("en", "zh"):
             spec = make_spec(*config, formats="md", lang=lang)
-            docs[f"{spec.slug()} (generated)"] = generate(spec).files["derivation.md"].decode()
+            docs[f"{spec.slug()} (generated)"] = generated(spec).files["derivation.md"].decode()
     return docs
 
 

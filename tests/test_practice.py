@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from conftest import generated
 from derive.errors import VerificationFailed
 from derive.lesson.practice import (OTHER_RATE, STEP, central_difference, check_script, diagonal_check, other_step,
                                     scaled_costs)
 from derive.notation import Q
 from derive.lesson.worked_example import worked_example
 from derive.model import make_spec
-from derive.run import generate
 from derive.verify import load_module
 
 
 @pytest.fixture(scope="module")
 def sigmoid():
-    outcome = generate(make_spec(3, "sigmoid", formats="md,py"))
+    outcome = generated(make_spec(3, "sigmoid", formats="md,py"))
     return outcome, worked_example(outcome.derivation), load_module(outcome.files["model.py"].decode())
 
 
@@ -73,7 +73,7 @@ def test_the_box_prints_the_float64_slopes_model_py_gives(sigmoid, lang):
     to nine digits at 1e-5, an error of the same order at 1e-8."""
     outcome, example, module = sigmoid
     if lang == "zh":
-        outcome = generate(make_spec(3, "sigmoid", formats="md,py", lang=lang))
+        outcome = generated(make_spec(3, "sigmoid", formats="md,py", lang=lang))
     params = _params(example, module)
     column = lambda label: np.array([[float(example.point[(label, (i,))])] for i in range(2)])  # noqa: E731
     X, Y = column("a_0"), column("y")
@@ -140,7 +140,7 @@ def test_the_rate_exercise_asks_for_a_weight_the_step_moves():
 
     import dataclasses
 
-    outcome = generate(make_spec(3, "relu", None, "ce", formats="md"))
+    outcome = generated(make_spec(3, "relu", None, "ce", formats="md"))
     example = worked_example(outcome.derivation)
     # review 23's example (defect 6) has no inactive unit on W3's side any more: the degenerate entry the
     # review found is made here, W3_11 with gradient 0, and the exercise's rule must pass over it
@@ -177,7 +177,7 @@ def test_the_float64_figures_say_what_they_are(lang):
     """Review 30, item 7: the float64 lines of appendix B are the exact losses rounded to float64 (so
     the same on every machine), of parameters float64 cannot all hold exactly, and model.py's `loss`
     agrees with them to a few units in the last place; not 'the best any float64 program can do'."""
-    md = generate(make_spec(3, "sigmoid", formats="md,py", lang=lang)).files["derivation.md"].decode()
+    md = generated(make_spec(3, "sigmoid", formats="md,py", lang=lang)).files["derivation.md"].decode()
     box = md.split("\n## B. ", 1)[1].split("\n## C. ", 1)[0]
     if lang == "en":
         assert "best any float64" not in box

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 
+from conftest import generated
 from derive.run import model_source
 import sympy as sp
 
@@ -18,7 +19,6 @@ from derive.errors import DeriveError
 from derive.matrixform import MatProd, Tr
 from derive.model import build_model, make_spec
 from derive.notation import BATCH_SIZE, L1_STRENGTH, L2_STRENGTH, Q
-from derive.run import generate
 from derive.verify import derivative_check, load_module, minibatch_check, symbolic_check
 
 CONFIGS = [
@@ -33,7 +33,7 @@ CONFIGS = [
 @pytest.mark.parametrize("penalty", CONFIGS, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
 @pytest.mark.parametrize("layers, act, loss", [(2, "tanh", "mse"), (3, "relu", "ce")])
 def test_penalised_network_passes_every_check(penalty, layers, act, loss):
-    outcome = generate(make_spec(layers, act, None, loss, **penalty))
+    outcome = generated(make_spec(layers, act, None, loss, **penalty))
     assert outcome.report.passed, [(c.name, c.figures) for c in outcome.report.checks if not c.passed]
     assert outcome.report.check("symbolic").figures["partials"] == layers * 6
 
@@ -88,7 +88,7 @@ def test_checks_fail_when_the_penalty_is_dropped():
 
 
 def test_documents_state_the_normalisation_and_the_values():
-    outcome = generate(make_spec(2, "tanh", None, "mse", l2="0.01", l1="0.002"))
+    outcome = generated(make_spec(2, "tanh", None, "mse", l2="0.01", l1="0.002"))
     md = outcome.files["derivation.md"].decode()
     assert r"\lambda_{2} = 0.01" in md and r"\lambda_{1} = 0.002" in md
     assert "counted once, not once per sample" in md

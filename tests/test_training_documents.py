@@ -12,16 +12,16 @@ import subprocess
 import pytest
 import sympy as sp
 
+from conftest import generated
 from derive.catalog.optimizers import OPTIMIZERS
 from derive.model import make_spec
-from derive.run import generate
 from derive.notation import Expectation, Variance
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 def test_every_optimizer_has_its_section(optimizer):
     """The complete section (`--detail full`): every option in the table; the lesson prints the step only."""
-    outcome = generate(make_spec(1, "identity", None, "mse", None, "md,json", optimizer=optimizer, detail="full"))
+    outcome = generated(make_spec(1, "identity", None, "mse", None, "md,json", optimizer=optimizer, detail="full"))
     text = outcome.files["derivation.md"].decode()
     opt = OPTIMIZERS[optimizer]
     assert re.search(r"## (\d+)\. Optimizer\n", text) and re.search(r"## (\d+)\. Initialisation\n", text)
@@ -47,7 +47,7 @@ NO_TEX = shutil.which("pdflatex") is None and not os.environ.get("DERIVE_REQUIRE
                                     (2, "sigmoid", "mse", "adamw", "lesson"), (2, "leaky_relu", "mse", "sgd", "summary")])
 def test_training_sections_compile_with_pdflatex(tmp_path, config):
     layers, act, loss, optimizer, detail = config
-    tex = generate(make_spec(layers, act, None, loss, None, "tex", optimizer=optimizer,
+    tex = generated(make_spec(layers, act, None, loss, None, "tex", optimizer=optimizer,
                              detail=detail)).files["derivation.tex"]
     (tmp_path / "derivation.tex").write_bytes(tex)
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "derivation.tex"],
