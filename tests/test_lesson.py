@@ -1900,3 +1900,27 @@ def test_the_opening_says_cost_and_ends_with_a_reading_guide(config):
     assert all(f"## {n}. {title}" in md for n, title in re.findall(r"\n## (\d+)\. (The big picture: sums over paths|"
                                                                    r"Minibatch form|A worked example)\n", md))
     assert len(re.findall(r"\n## \d+\. (?:The big picture: sums over paths|Minibatch form|A worked example)\n", md)) == 3
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_tanh_form_is_said_to_trade_relative_accuracy_for_no_overflow(lang):
+    """Review 34: "better behaved in floating point" was false. ½ tanh(½z) + ½ never overflows, but
+    for z far below 0 it adds ½ to a number near −½ and keeps only the absolute accuracy of numbers
+    near ½, where 1/(1 + e^{-z}) stays accurate relative to its tiny value. The note says both,
+    and the claim is checked here in float64 against 50-digit values."""
+    import mpmath
+
+    md = generated(make_spec(3, "sigmoid", formats="md", lang=lang)).files["derivation.md"].decode()
+    if lang == "en":
+        assert "better behaved in floating point" not in md
+        assert "Its advantage: $\\tanh$ never overflows" in md and "not the relative accuracy" in md
+    else:
+        assert "更稳妥" not in md and "好处是 $\\tanh$ 不会溢出" in md and "相对精度" in md
+    for z in (-30.0, -35.0):
+        with mpmath.workdps(50):
+            exact = 1 / (1 + mpmath.exp(-mpmath.mpf(z)))
+        tanh_form = 0.5 * np.tanh(0.5 * z) + 0.5
+        with np.errstate(over="ignore"):
+            usual = 1 / (1 + np.exp(-z))
+        assert abs(tanh_form - exact) < 1e-16  # absolute accuracy near ½ kept
+        assert abs(tanh_form - exact) / exact > 1e-5 > 1e-14 > abs(usual - exact) / exact  # relative lost
