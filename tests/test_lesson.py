@@ -1895,8 +1895,10 @@ def test_the_opening_says_cost_and_ends_with_a_reading_guide(config):
     md = generated(make_spec(*config, formats="md")).files["derivation.md"].decode()
     opening = _titled(md, "What we want to compute")
     assert "lowers the cost, the mean of the losses" in opening and "lowers the loss" not in opening
-    guide = opening.strip().split("\n\n")[-1]
+    # the guide is the last paragraph of prose; the pointer to the symbol table (appendix C) follows it
+    guide, pointer = opening.strip().split("\n\n")[-2:]
     assert guide.startswith("**How to read this chapter.**") and not re.search(r"\d|section", guide)
+    assert pointer.startswith("Each symbol is defined where it is first used")
     assert all(f"## {n}. {title}" in md for n, title in re.findall(r"\n## (\d+)\. (The big picture: sums over paths|"
                                                                    r"Minibatch form|A worked example)\n", md))
     assert len(re.findall(r"\n## \d+\. (?:The big picture: sums over paths|Minibatch form|A worked example)\n", md)) == 3
