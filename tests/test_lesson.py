@@ -1917,7 +1917,9 @@ def test_the_tanh_form_is_said_to_trade_relative_accuracy_for_no_overflow(lang):
         assert "better behaved in floating point" not in md
         assert "Its advantage: $\\tanh$ never overflows" in md and "not the relative accuracy" in md
     else:
-        assert "更稳妥" not in md and "好处是 $\\tanh$ 不会溢出" in md and "相对精度" in md
+        # zh review 35, F2: not the literal "保有……精度"; the absolute error is small, the relative one may not be
+        assert "更稳妥" not in md and "好处是 $\\tanh$ 不会溢出" in md and "保有" not in md
+        assert "结果的绝对误差约为 $10^{-16}$" in md and "相对误差就可能很大" in md
     for z in (-30.0, -35.0):
         with mpmath.workdps(50):
             exact = 1 / (1 + mpmath.exp(-mpmath.mpf(z)))
@@ -1926,3 +1928,17 @@ def test_the_tanh_form_is_said_to_trade_relative_accuracy_for_no_overflow(lang):
             usual = 1 / (1 + np.exp(-z))
         assert abs(tanh_form - exact) < 1e-16  # absolute accuracy near ½ kept
         assert abs(tanh_form - exact) / exact > 1e-5 > 1e-14 > abs(usual - exact) / exact  # relative lost
+
+
+def test_the_chinese_lessons_use_one_term_for_each_thing():
+    """zh review 35, F3/F7: appendix A says 净输入 (not 加权输入), the Hadamard product has one name,
+    '未激活' is defined where it is used instead of citing section 5 (which never defined it), the note
+    on English comments sits by the code it is about, and section 13 does not repeat section 13's '0 or 1'."""
+    for act, out_act, loss in (("sigmoid", None, "mse"), ("relu", None, "ce")):
+        md = generated(make_spec(3, act, out_act, loss, formats="md", lang="zh")).files["derivation.md"].decode()
+        assert "`Z[l]` 是第 $l$ 层的净输入" in md and "层的加权输入" not in md and "哈达玛" not in md and "Hadamard 积" in md
+        assert "注释和文档字符串都用英文书写，这里略去了文档字符串" in md
+        if act == "relu":
+            assert "没有激活（第" not in md and "这样的神经元称为未激活的神经元。由第 5 节" in md
+            assert "不会把误差项逐渐缩小" not in md and "可见这个比值只取决于权重，以及哪些神经元未激活。" in md
+            assert "在折点（如 ReLU 的 $z = 0$ 处）附近，两种方法都不可靠" in md

@@ -193,3 +193,5 @@ def test_the_float64_figures_say_what_they_are(lang):
         assert "最好结果" not in box
         assert "在任何机器上都相同" in box and "无法用 float64 精确表示" in box and "最后一两位" in box
         assert "（精确值" not in box  # zh review 33, F5: the two clauses are sentences, not a bracket
+        # zh review 35, F1: model.py's own loss and its quotient at the small step are said once
+        assert box.count("无法用 float64 精确表示") == 1 and "最后几位上有出入" not in box
