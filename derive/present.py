@@ -43,7 +43,8 @@ from derive.lesson.paths import path_count, paths_blocks
 from derive.narrate import Narrator, folds_local, one_term, sides
 from derive import present_lesson as lesson_blocks
 from derive.said_once import first_mention_only
-from derive.present_notation import CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses, used_latex, uses_pattern
+from derive.present_notation import (CLAUSE, defines_in_passing, notation_blocks, notation_map_blocks, settle_clauses,
+                                     symbols_in_appendix, used_latex, uses_pattern)
 from derive.printing import latex, words
 from derive.rewrite import exp_identity_holds
 from derive.slashed import slashed, slashed_inline
@@ -425,7 +426,7 @@ def _loss(derivation: Derivation, text: Text) -> list:
     sample = derivation.sample.results[COST_KEY]
     out += [
         # the MLP defines C and y here, in the sentence (its table of symbols is an appendix)
-        blocks.Paragraph(text("loss.sample_defined" if isinstance(text.defaults.get("notation"), str) else "loss.sample")),
+        blocks.Paragraph(text("loss.sample_defined" if symbols_in_appendix(text) else "loss.sample")),
         blocks.Equation(_cost_equation(sample), label="eq:loss"),
         *targets,
     ]
@@ -973,7 +974,7 @@ def _learn(lesson: Lesson, text: Text, refs: Refs) -> list:
     parameter), why not by nudging each parameter (the cost counted for this network), and what the
     reader will be able to do. No equation is boxed before it is derived (section `summary`)."""
     # the table of symbols is an appendix, to look up (review 30, defect 2): the text defines each where first used
-    symbols = [blocks.Paragraph(text("learn.symbols"))] if isinstance(text.defaults.get("notation"), str) else []
+    symbols = [blocks.Paragraph(text("learn.symbols"))] if symbols_in_appendix(text) else []
     return [*lesson_blocks.motivation_blocks(lesson, text, refs, opening=True),
             *([] if text.is_lesson else lesson_blocks.goal_blocks(text, lesson, ahead=True)),  # the lesson starts at once
             *symbols]

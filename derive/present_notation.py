@@ -191,6 +191,13 @@ def hadamard_example(u=(1, 2), v=(3, 4)) -> str:
             + column(factors) + " = " + column(products))
 
 
+def symbols_in_appendix(text) -> bool:
+    """Whether this document's table of symbols is an appendix, to look up, and the text defines each
+    symbol where it first uses it (the MLP, since review 30's defect 2): its catalog names the section
+    `notation` with a plain string; a document whose table stands at the front has a table there."""
+    return isinstance(text.defaults.get("notation"), str)
+
+
 def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], vector_activation: bool,
                     pinned: dict[str, list[tuple[str, str]]] | None = None,
                     unit_letters: bool = False) -> tuple[list, dict[str, list]]:
@@ -227,7 +234,7 @@ def notation_blocks(text, used: dict[str, str], extra: list[tuple[str, str]], ve
     main += [(text.math(symbol), meaning) for symbol, meaning in extra]
     section = [
         # the MLP's table is an appendix, to look up: its text defines every symbol where first used
-        blocks.Paragraph(text("notation.intro_appendix" if isinstance(text.defaults.get("notation"), str)
+        blocks.Paragraph(text("notation.intro_appendix" if symbols_in_appendix(text)
                               else "notation.intro")),
         _table(text, main, long=True),
     ]
